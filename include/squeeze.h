@@ -1,0 +1,206 @@
+/* squeeze: load, compress, measure and run large language models.
+ *
+ * The one public header. Everything the CLI does goes through these calls.
+ *
+ * Conventions:
+ *  - Functions that can fail return `sq_error *`: NULL on success, otherwise an error value the caller owns
+ *    and releases with sq_error_free(). Its message names the file/field/request and the problem.
+ *  - Objects are opaque; each has a create/load call and a free call. Free functions accept NULL.
+ *  - Token ids are int32_t. Logits are float32, row-major [rows][vocab].
+ */
+#ifndef SQUEEZE_H
+#define SQUEEZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum sq_error_code {
+    SQ_ERR_IO = 1,      /* a file could not be opened, read, mapped or written */
+    SQ_ERR_FORMAT,      /* a file's content is malformed, truncated or inconsistent */
+    SQ_ERR_UNSUPPORTED, /* well-formed, but an architecture/dtype/feature squeeze does not handle */
+    SQ_ERR_INVALID_ARG, /* a caller passed a value outside the documented range */
+    SQ_ERR_NOMEM,       /* an allocation failed or a size is absurd */
+    SQ_ERR_INTERNAL
+} sq_error_code;
+
+typedef struct sq_error sq_error;
+
+sq_error_code sq_error_code_of(const sq_error *err);
+const char *sq_error_message(const sq_error *err);
+void sq_error_free(sq_error *err);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct sq_tokenizer sq_tokenizer;
+
+/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, or a Hugging Face
+ * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling when present). */
+sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
+void sq_tokenizer_free(sq_tokenizer *tok);
+
+/* "spm-bpe" (SentencePiece-style BPE with byte fallback) or "byte-bpe" (GPT-2 style byte-level BPE). */
+const char *sq_tokenizer_kind(const sq_tokenizer *tok);
+int sq_tokenizer_vocab_size(const sq_tokenizer *tok);
+int sq_tokenizer_bos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
+int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
+/* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
+int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
+
+/* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
+ * through byte fallback, byte-bpe encodes raw bytes). When add_bos is non-zero and the vocabulary has a BOS,
+ * it is prepended. Special-token strings in the text (e.g. "<|endoftext|>") are matched when
+ * parse_special is non-zero. On success *ids is malloc'ed (caller frees) and *n_ids set. */
+sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos, int parse_special,
+                      int32_t **ids, int *n_ids);
+
+/* Decodes ids to bytes, exactly inverting sq_tokenize for ordinary text (BOS/EOS and other control tokens
+ * produce nothing). *text is malloc'ed and NUL-terminated; *len excludes the NUL. */
+sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, char **text, size_t *len);
+
+/* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
+ * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
+ * across byte tokens is held back until it is complete. The returned pointer is valid until the next call. */
+typedef struct sq_detokenizer sq_detokenizer;
+sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
+const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
+const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
+void sq_detokenizer_free(sq_detokenizer *d);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct sq_model sq_model;
+
+typedef struct sq_load_options {
+    const char *tokenizer_path; /* NULL: found inside or beside the model */
+} sq_load_options;
+
+/* Loads (memory-maps) a model: a llama2.c checkpoint (.bin), a Hugging Face directory (config.json +
+ * *.safetensors + tokenizer.json), or a GGUF file. Weights keep their stored dtype. */
+sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out);
+void sq_model_free(sq_model *model);
+
+typedef struct sq_model_info {
+    const char *arch;        /* "llama", "mistral", "qwen2" */
+    const char *file_format; /* "llama2c", "safetensors", "gguf" */
+    int dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim, vocab_size, max_seq_len;
+    float rope_theta, norm_eps;
+    int sliding_window;  /* 0: full attention */
+    int tied_embeddings; /* output projection shares the token embedding */
+    int64_t n_params;
+    size_t weight_bytes;
+} sq_model_info;
+
+void sq_model_get_info(const sq_model *model, sq_model_info *info);
+/* The model's tokenizer (owned by the model), or NULL when none was found. */
+const sq_tokenizer *sq_model_tokenizer(const sq_model *model);
+
+typedef struct sq_tensor_info {
+    const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
+    const char *dtype; /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" */
+    int ndim;
+    int64_t shape[4]; /* outermost first: a linear layer is [out_features, in_features] */
+    size_t nbytes;
+} sq_tensor_info;
+
+int sq_model_n_tensors(const sq_model *model);
+void sq_model_tensor_info(const sq_model *model, int i, sq_tensor_info *info);
+
+typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMAT_GGUF } sq_file_format;
+
+/* Writes the model in another format: SQ_FORMAT_SAFETENSORS writes a Hugging Face directory at `path`
+ * (config.json, model.safetensors, tokenizer files when the model has them), SQ_FORMAT_GGUF a GGUF v3 file
+ * with the vocabulary inside, SQ_FORMAT_LLAMA2C a llama2.c checkpoint (fp32, llama architecture only). */
+sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
+
+/* ---------------------------------------------------------------- context: KV cache + forward(batch) */
+
+typedef struct sq_context sq_context;
+
+typedef struct sq_context_options {
+    int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
+    int n_seq_max;   /* sequences that may be live at once; 0: 1 */
+    int n_threads;   /* 0: all online cores */
+    int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+} sq_context_options;
+
+sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
+void sq_context_free(sq_context *ctx);
+
+typedef enum sq_logits_mode { SQ_LOGITS_NONE = 0, SQ_LOGITS_LAST, SQ_LOGITS_ALL } sq_logits_mode;
+
+/* One sequence's part of a batch: n_tokens new tokens appended after the seq_id's cached tokens. */
+typedef struct sq_seq_batch {
+    int seq_id; /* 0 .. n_seq_max-1 */
+    const int32_t *tokens;
+    int n_tokens;
+    sq_logits_mode logits_mode;
+    float *logits; /* caller's buffer: [1][vocab] for LAST, [n_tokens][vocab] for ALL */
+} sq_seq_batch;
+
+/* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
+ * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
+ * requested logits. */
+sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+
+int sq_seq_len(const sq_context *ctx, int seq_id);
+/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
+sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+int sq_context_n_ctx(const sq_context *ctx);
+size_t sq_context_kv_bytes(const sq_context *ctx);
+
+/* ---------------------------------------------------------------- sampling and generation */
+
+typedef struct sq_sampler_params {
+    float temperature;    /* 0: greedy */
+    int top_k;            /* 0: off */
+    float top_p;          /* 1: off */
+    float min_p;          /* 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* tokens the penalty looks back over */
+    uint64_t seed;
+} sq_sampler_params;
+
+/* llama.cpp-like defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat 1.0 over 64, seed 0 */
+sq_sampler_params sq_sampler_default_params(void);
+
+typedef struct sq_sampler sq_sampler;
+sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
+/* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty. */
+int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
+void sq_sampler_free(sq_sampler *s);
+
+typedef struct sq_generate_stats {
+    int prompt_tokens;
+    double prefill_seconds;
+    int generated_tokens;
+    double decode_seconds; /* from the first sampled token to the last */
+} sq_generate_stats;
+
+/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
+typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
+
+/* Tokenizes the prompt (with BOS as the tokenizer says), prefills it in one forward call, then samples up to
+ * n_predict tokens one at a time, stopping at EOS or when the context is full. Uses sequence 0 of ctx and
+ * clears it first. */
+sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
+                      sq_text_callback on_text, void *user, sq_generate_stats *stats);
+
+/* ---------------------------------------------------------------- process facts */
+
+/* Peak resident memory of this process so far, in bytes. */
+size_t sq_peak_rss_bytes(void);
+/* Which CPU kernel set the dispatcher chose: "avx512", "avx2", or "scalar". */
+const char *sq_cpu_kernel_name(void);
+/* Forces a kernel set for tests and baselines ("scalar", "avx2", "avx512"); fails if the CPU lacks it. */
+sq_error *sq_cpu_force_kernels(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUEEZE_H */

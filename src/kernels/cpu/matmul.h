@@ -1,0 +1,20 @@
+/* Matrix multiplication with weights in any supported storage format, fp32 activations and accumulation.
+ *
+ *   y[t][r] = sum_c x[t][c] * W[r][c]      for t < n_tokens, r < rows(W), c < cols(W)
+ *
+ * x is [n_tokens][cols] and y is [n_tokens][rows], both fp32 and densely packed. One token is a GEMV over
+ * the weight rows (decode, memory bound); many tokens run as a blocked GEMM (prefill, compute bound). */
+#ifndef SQ_KERNELS_CPU_MATMUL_H
+#define SQ_KERNELS_CPU_MATMUL_H
+
+#include "core/tensor.h"
+#include "core/threadpool.h"
+
+/* Fast path: SIMD kernels chosen at run time (AVX-512, AVX2/FMA or scalar), threads over `pool`. */
+void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y);
+
+/* The oracle: plain C, one thread, each weight row dequantized with the dtype's reference to_f32, double
+ * accumulation. */
+void sq_ref_matmul(const sq_tensor *w, const float *x, int n_tokens, float *y);
+
+#endif

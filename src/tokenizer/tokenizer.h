@@ -1,0 +1,49 @@
+/* Tokenizer internals shared with the format loaders and writers.
+ *
+ * Every source of a vocabulary (tokenizer.model protobuf, llama2.c tokenizer.bin, tokenizer.json, GGUF
+ * tokenizer.ggml.* metadata) is turned into one sq_vocab_spec and built by sq_tokenizer_from_spec; writers
+ * read the spec back with sq_tokenizer_get_spec. */
+#ifndef SQ_TOKENIZER_TOKENIZER_H
+#define SQ_TOKENIZER_TOKENIZER_H
+
+#include <stdint.h>
+
+#include "squeeze.h"
+
+typedef enum sq_tokenizer_type { SQ_TOKENIZER_SPM_BPE, SQ_TOKENIZER_BYTE_BPE } sq_tokenizer_type;
+
+/* Token types as SentencePiece and GGUF number them. */
+typedef enum sq_token_type {
+    SQ_TOKEN_NORMAL = 1,
+    SQ_TOKEN_UNKNOWN = 2,
+    SQ_TOKEN_CONTROL = 3,
+    SQ_TOKEN_USER_DEFINED = 4,
+    SQ_TOKEN_UNUSED = 5,
+    SQ_TOKEN_BYTE = 6
+} sq_token_type;
+
+typedef struct sq_vocab_spec {
+    sq_tokenizer_type type;
+    int n_tokens;
+    const char *const *tokens; /* as the vocabulary spells them: "▁the", "<0x0A>", "Ġthe", "<|endoftext|>" */
+    const float *scores;       /* spm-bpe merge priorities (higher merges first); NULL for byte-bpe */
+    const int32_t *types;      /* sq_token_type per token; NULL: all normal */
+    int n_merges;
+    const char *const *merges; /* byte-bpe merge rules "a b", highest priority first */
+    const char *pre;           /* byte-bpe pre-tokenizer by GGUF name: "gpt2", "llama-bpe", "qwen2", ... */
+    int n_pre_regex;
+    const char *const *pre_regex; /* explicit split regexes (from tokenizer.json); override `pre` */
+    int normalize_nfc;            /* apply Unicode NFC before pre-tokenizing (Qwen2) */
+    int add_space_prefix;         /* spm-bpe: prepend "▁" to the text (Llama-2) */
+    int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+    int add_bos, add_eos;
+} sq_vocab_spec;
+
+sq_error *sq_tokenizer_from_spec(const sq_vocab_spec *spec, sq_tokenizer **out);
+/* Fills spec with pointers owned by tok (valid while tok lives). */
+void sq_tokenizer_get_spec(const sq_tokenizer *tok, sq_vocab_spec *spec);
+/* Writes a Hugging Face tokenizer.json (and tokenizer_config.json beside it) that sq_tokenizer_load and
+ * Hugging Face's tokenizers both read back as the same tokenizer. */
+sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+
+#endif

@@ -1,0 +1,60 @@
+#include "testlib.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *sq_test_shared(const char *rel) {
+    static char buf[4096];
+    const char *root = getenv("SQ_SHARED");
+    snprintf(buf, sizeof buf, "%s/%s", root ? root : "../shared", rel);
+    return buf;
+}
+
+const char *sq_test_work(const char *rel) {
+    static char buf[4096];
+    const char *root = getenv("SQ_WORK");
+    snprintf(buf, sizeof buf, "%s/%s", root ? root : "/tmp", rel);
+    return buf;
+}
+
+void sq_test_ok(sq_error *err) {
+    if (err) {
+        print_error("unexpected error: %s\n", sq_error_message(err));
+        sq_error_free(err);
+        fail();
+    }
+}
+
+void sq_test_fails_with(sq_error *err, const char *needle) {
+    if (!err) fail_msg("expected an error mentioning \"%s\", got success", needle);
+    if (!strstr(sq_error_message(err), needle)) {
+        print_error("expected an error mentioning \"%s\", got: %s\n", needle, sq_error_message(err));
+        sq_error_free(err);
+        fail();
+    }
+    sq_error_free(err);
+}
+
+uint64_t sq_test_rand_u64(uint64_t *s) {
+    uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+float sq_test_rand_uniform(uint64_t *s, float lo, float hi) {
+    return lo + (hi - lo) * (float)((sq_test_rand_u64(s) >> 40) / (double)(1ull << 24));
+}
+
+double sq_test_rel_err(const float *a, const float *b, size_t n) {
+    double maxdiff = 0, maxref = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+        maxdiff = fmax(maxdiff, fabs((double)a[i] - b[i]));
+        maxref = fmax(maxref, fabs((double)b[i]));
+    }
+    return maxref > 0 ? maxdiff / maxref : maxdiff;
+}

@@ -1,0 +1,28 @@
+/* Helpers shared by the C tests: where the shared data lives, random inputs, tolerance checks. */
+#ifndef SQ_TESTLIB_H
+#define SQ_TESTLIB_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the includes above first. */
+#include <cmocka.h>
+
+#include "squeeze.h"
+
+/* Path of a file under ../shared (or $SQ_SHARED); returns a static buffer. */
+const char *sq_test_shared(const char *rel);
+/* Path under the test scratch directory ($SQ_WORK, created by CMake); returns a static buffer. */
+const char *sq_test_work(const char *rel);
+/* Fails the test with the error's message if err is not NULL. */
+void sq_test_ok(sq_error *err);
+/* Asserts err is an error whose message contains `needle`, then frees it. */
+void sq_test_fails_with(sq_error *err, const char *needle);
+/* Deterministic xorshift random numbers for fresh-but-reproducible inputs. */
+uint64_t sq_test_rand_u64(uint64_t *state);
+float sq_test_rand_uniform(uint64_t *state, float lo, float hi);
+/* max |a-b| / max(|b|) over n values */
+double sq_test_rel_err(const float *a, const float *b, size_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/* squeeze: the command-line front end. Each verb is a thin client of the library (include/squeeze.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} verb;
+
+static const verb verbs[] = {
+    {"run", sq_cmd_run, "generate text from a prompt"},
+    {"info", sq_cmd_info, "print a model's architecture, tensors and tokenizer"},
+    {"convert", sq_cmd_convert, "write a model in another format (llama2c, safetensors directory, GGUF)"},
+    {"tokenize", sq_cmd_tokenize, "print the token ids of a text"},
+    {"logits", sq_cmd_logits, "write the logits of a token sequence (for reference checks)"},
+    {"ppl", sq_cmd_ppl, "perplexity and KL divergence on a text file"},
+    {"eval", sq_cmd_eval, "zero-shot multiple-choice tasks"},
+    {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
+    {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: squeeze <command> [options]   (squeeze <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "squeeze: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
