@@ -63,9 +63,9 @@ static sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len
 /* One symbol per character: its token, else its bytes' <0xNN> tokens, else (fused with unknown neighbours)
  * the unknown token. Byte tokens take part in rank merges as Hugging Face's BPE lets them; sentencepiece
  * applies byte fallback after merging, so under score order they stay apart. */
-static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t n, int by_rank,
+static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t start, size_t n, int by_rank,
                                   sq_bpe *bpe) {
-    for (size_t i = 0; i < n;) {
+    for (size_t i = start; i < n;) {
         size_t c = (size_t)sq_utf8_claimed_len((unsigned char)s[i]);
         if (c > n - i) c = n - i;
         int32_t id = sq_strmap_get(&tok->vocab, s + i, c);
@@ -88,16 +88,40 @@ static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t
     return NULL;
 }
 
+/* Merges s[start, end) and appends its tokens. */
+static sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start, size_t end, sq_bpe *bpe,
+                            sq_id_buf *out) {
+    int by_rank = tok->merge_ranks.count > 0;
+    sq_bpe_reset(bpe);
+    SQ_TRY(split_characters(tok, s, start, end, by_rank, bpe));
+    if (!bpe->n) return NULL;
+    SQ_TRY(sq_bpe_merge(bpe, s, by_rank ? pair_by_rank : pair_by_score, tok));
+    for (int32_t i = 0; i >= 0; i = bpe->symbols[i].next)
+        if (bpe->symbols[i].id >= 0) SQ_TRY(sq_id_buf_push(out, bpe->symbols[i].id));
+    return NULL;
+}
+
+/* Where the next run starts: at a "▁" that follows another character (or the end). Without that property
+ * of the vocabulary the whole text is one run. */
+static size_t run_end(const sq_tokenizer *tok, const char *s, size_t start, size_t n) {
+    if (!tok->splits_before_space) return n;
+    for (size_t i = start + 1; i + 3 <= n; i++)
+        if (!memcmp(s + i, space_symbol, 3) && (i < start + 3 || memcmp(s + i - 3, space_symbol, 3)))
+            return i;
+    return n;
+}
+
 sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out) {
     char *s = NULL;
     size_t n = 0;
     SQ_TRY(normalize(tok, text, len, &s, &n));
-    int by_rank = tok->merge_ranks.count > 0;
     sq_bpe bpe = {0};
-    sq_error *err = split_characters(tok, s, n, by_rank, &bpe);
-    if (!err && bpe.n) err = sq_bpe_merge(&bpe, s, by_rank ? pair_by_rank : pair_by_score, tok);
-    for (int32_t i = bpe.n ? 0 : -1; !err && i >= 0; i = bpe.symbols[i].next)
-        if (bpe.symbols[i].id >= 0) err = sq_id_buf_push(out, bpe.symbols[i].id);
+    sq_error *err = NULL;
+    /* Runs merge independently; this keeps the merge heap small (a whole book is one text) */
+    for (size_t start = 0, end; start < n && !err; start = end) {
+        end = run_end(tok, s, start, n);
+        err = encode_run(tok, s, start, end, &bpe, out);
+    }
     sq_bpe_free(&bpe);
     free(s);
     return err;

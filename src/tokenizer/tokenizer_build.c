@@ -172,6 +172,24 @@ static int32_t lookup_spelled(const sq_tokenizer *t, const char *s, size_t len, 
     return sq_strmap_get(&t->vocab, scratch, n);
 }
 
+/* Whether some piece that merging can produce has "▁" right after another character. */
+static int pieces_join_across_space(const sq_tokenizer *t) {
+    for (int i = 0; i < t->spec.n_tokens; i++) {
+        int type = t->types[i];
+        if (type != SQ_TOKEN_NORMAL && type != SQ_TOKEN_USER_DEFINED && type != SQ_TOKEN_UNUSED) continue;
+        const char *s = t->tokens[i];
+        for (const char *p = strstr(s, "\xe2\x96\x81"); p; p = strstr(p + 3, "\xe2\x96\x81"))
+            if (p > s && (p - s < 3 || memcmp(p - 3, "\xe2\x96\x81", 3))) return 1;
+    }
+    /* rank merges work on ids, so a merge involving a byte token could join anything */
+    for (size_t k = 0; k < t->merge_ranks.cap; k++) {
+        if (!t->merge_ranks.keys[k]) continue;
+        uint64_t key = t->merge_ranks.keys[k] - 1;
+        if (t->types[key >> 32] == SQ_TOKEN_BYTE || t->types[key & 0xFFFFFFFF] == SQ_TOKEN_BYTE) return 1;
+    }
+    return 0;
+}
+
 static sq_error *build_merges(sq_tokenizer *t) {
     int nm = t->spec.n_merges;
     if (!nm) return NULL;
@@ -267,6 +285,7 @@ sq_error *sq_tokenizer_from_spec(const sq_vocab_spec *spec, sq_tokenizer **out) 
     if (!err) err = sq_detokenizer_prepare(t);
     if (!err) err = build_vocab(t);
     if (!err) err = build_merges(t);
+    if (!err) t->splits_before_space = t->spec.type == SQ_TOKENIZER_SPM_BPE && !pieces_join_across_space(t);
     if (!err) err = build_added(t);
     if (!err) err = build_pretokenizer(t);
     if (err) {
