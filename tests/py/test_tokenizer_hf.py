@@ -7,24 +7,10 @@ import subprocess
 import time
 import unicodedata
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer
 
-from tokenizer_oracle import (SHARED, SQ_BIN, WORK, Checker, info, random_texts, read_corpus,
+from tokenizer_oracle import (SHARED, SQ_BIN, WORK, Checker, gpt2_tokenizer_json, info, random_texts, read_corpus,
                               tinystories_paragraphs, tokenize_lines)
-
-
-def gpt2_tokenizer_json():
-    """GPT-2 as Hugging Face builds it from the original encoder.json + vocab.bpe."""
-    d = os.path.join(SHARED, "tokenizers/gpt2")
-    tok = Tokenizer(models.BPE.from_file(os.path.join(d, "encoder.json"), os.path.join(d, "vocab.bpe")))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<|endoftext|>"])
-    out = os.path.join(WORK, "gpt2-hf")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "tokenizer.json")
-    tok.save(path)
-    return path
 
 
 seed = int(time.time())

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
 SHARED = os.environ.get("SQ_SHARED", os.path.join(os.path.dirname(__file__), "../../../shared"))
 SQ_BIN = os.environ.get("SQ_BIN", "squeeze")
 TEST_DATA = os.environ.get("SQ_TEST_DATA", os.path.join(os.path.dirname(__file__), "../data"))
@@ -93,3 +95,17 @@ class Checker:
     def finish(self, name):
         print("%s: %d checks, %d failures" % (name, self.checks, self.failures))
         sys.exit(1 if self.failures else 0)
+
+
+def gpt2_tokenizer_json():
+    """GPT-2 as Hugging Face builds it from the original encoder.json + vocab.bpe."""
+    d = os.path.join(SHARED, "tokenizers/gpt2")
+    tok = Tokenizer(models.BPE.from_file(os.path.join(d, "encoder.json"), os.path.join(d, "vocab.bpe")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    out = os.path.join(WORK, "gpt2-hf")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "tokenizer.json")
+    tok.save(path)
+    return path
