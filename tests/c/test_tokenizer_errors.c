@@ -1,0 +1,206 @@
+/* Bad tokenizer files give clear errors naming the file, never a crash or a silently wrong tokenizer:
+ * truncated and garbage tokenizer.model, tokenizer.bin with absurd lengths, malformed or unsupported
+ * tokenizer.json, and inconsistent vocabulary specs. Run under ASan/UBSan as well. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "testlib.h"
+#include "tokenizer/tokenizer.h"
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static unsigned char *read_whole(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(*n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    return buf;
+}
+
+/* Loading path must fail, with the path and `needle` in the message. */
+static void expect_load_error(const char *path, const char *needle) {
+    sq_tokenizer *tok = NULL;
+    sq_error *err = sq_tokenizer_load(path, &tok);
+    assert_null(tok);
+    if (!err) fail_msg("%s: loaded, expected an error mentioning \"%s\"", path, needle);
+    if (!strstr(sq_error_message(err), path))
+        fail_msg("error does not name the file: %s", sq_error_message(err));
+    sq_test_fails_with(err, needle);
+}
+
+static void test_missing_and_empty(void **state) {
+    (void)state;
+    expect_load_error(sq_test_work("tok_does_not_exist.model"), "cannot open");
+    const char *empty = sq_test_work("tok_empty.model");
+    write_file(empty, "", 0);
+    expect_load_error(empty, "empty");
+}
+
+static void test_truncated_sentencepiece_model(void **state) {
+    (void)state;
+    size_t n;
+    unsigned char *data = read_whole(sq_test_shared("models/tokenizer.model"), &n);
+    const char *path = sq_test_work("tok_truncated.model");
+    uint64_t seed = (uint64_t)time(NULL);
+    print_message("seed %llu\n", (unsigned long long)seed);
+    /* cuts inside the pieces, inside the trainer and normaliser specs, and one byte short of the end */
+    size_t cuts[12] = {1, 2, 7, n - 1, n - 2, n - 100};
+    for (int i = 6; i < 12; i++) cuts[i] = 3 + sq_test_rand_u64(&seed) % (n - 4);
+    for (int i = 0; i < 12; i++) {
+        write_file(path, data, cuts[i]);
+        sq_tokenizer *tok = NULL;
+        sq_error *err = sq_tokenizer_load(path, &tok);
+        /* a cut on a field boundary leaves well-formed protobuf without the trainer spec (so unigram) */
+        if (!err) fail_msg("cut at %zu of %zu bytes loaded", cuts[i], n);
+        assert_null(tok);
+        assert_non_null(strstr(sq_error_message(err), path));
+        sq_error_free(err);
+    }
+    free(data);
+}
+
+static void test_garbage_sentencepiece_model(void **state) {
+    (void)state;
+    const char *path = sq_test_work("tok_garbage.model");
+    uint64_t seed = 12345;
+    unsigned char buf[4096];
+    for (int rep = 0; rep < 20; rep++) {
+        for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)sq_test_rand_u64(&seed);
+        buf[0] = 0x0A; /* looks like a first piece */
+        write_file(path, buf, sizeof buf);
+        sq_tokenizer *tok = NULL;
+        sq_error *err = sq_tokenizer_load(path, &tok);
+        if (!err) fail_msg("random bytes (rep %d) loaded as a tokenizer", rep);
+        assert_non_null(strstr(sq_error_message(err), path));
+        sq_error_free(err);
+    }
+}
+
+static void test_llama2c_vocab_bad_lengths(void **state) {
+    (void)state;
+    const char *path = sq_test_work("tok_bad.bin");
+    /* max_token_length 27, then token 0 claims 2^31-1 bytes */
+    unsigned char absurd[16] = {27, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F, 'a', 'b', 'c', 'd'};
+    write_file(path, absurd, sizeof absurd);
+    expect_load_error(path, "length");
+    /* a length above max_token_length but inside the file */
+    unsigned char too_long[20] = {2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 'a', 'b', 'c'};
+    write_file(path, too_long, 15);
+    expect_load_error(path, "max_token_length");
+    unsigned char zero_max[8] = {0};
+    write_file(path, zero_max, sizeof zero_max);
+    expect_load_error(path, "max_token_length");
+    /* the real file cut inside its last token */
+    size_t n;
+    unsigned char *data = read_whole(sq_test_shared("models/tokenizer.bin"), &n);
+    write_file(path, data, n - 1);
+    expect_load_error(path, "token 31999");
+    free(data);
+}
+
+static void test_malformed_tokenizer_json(void **state) {
+    (void)state;
+    static const struct {
+        const char *json, *needle;
+    } cases[] = {
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0", "malformed JSON"},
+        {"[1, 2, 3]", "malformed JSON"},
+        {"{\"version\": \"1.0\"}", "no \"model\""},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", "Unigram"},
+        {"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "WordPiece"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 2}, \"merges\": []},"
+         " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "no token has id 1"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]},"
+         " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "merge 0"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -5}}}", "not a valid id"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [7]},"
+         " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "merges[0]"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+         "{\"type\": "
+         "\"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(unclosed\"}, "
+         "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}}",
+         "regex"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+         "{\"type\": "
+         "\"Whitespace\"}}",
+         "not supported"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
+         "\"NFKC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "NFKC"},
+    };
+    const char *path = sq_test_work("tok_bad.json");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_file(path, cases[i].json, strlen(cases[i].json));
+        expect_load_error(path, cases[i].needle);
+    }
+}
+
+static void test_bad_specs(void **state) {
+    (void)state;
+    const char *tokens[] = {"a", "b", "ab"};
+    const int32_t bad_types[] = {1, 1, 9};
+    const float scores[] = {0, 0, -1};
+    sq_vocab_spec spec = {.type = SQ_TOKENIZER_SPM_BPE,
+                          .n_tokens = 3,
+                          .tokens = tokens,
+                          .scores = scores,
+                          .bos_id = -1,
+                          .eos_id = 7,
+                          .unk_id = -1,
+                          .pad_id = -1};
+    sq_tokenizer *tok = NULL;
+    sq_test_fails_with(sq_tokenizer_from_spec(&spec, &tok), "eos id 7");
+    spec.eos_id = -1;
+    spec.types = bad_types;
+    sq_test_fails_with(sq_tokenizer_from_spec(&spec, &tok), "type 9");
+    spec.types = NULL;
+    spec.scores = NULL;
+    sq_test_fails_with(sq_tokenizer_from_spec(&spec, &tok), "neither scores nor merges");
+    spec.type = SQ_TOKENIZER_BYTE_BPE;
+    spec.pre = "no-such-pre-tokenizer";
+    sq_test_fails_with(sq_tokenizer_from_spec(&spec, &tok), "no-such-pre-tokenizer");
+    spec.n_tokens = 0;
+    sq_test_fails_with(sq_tokenizer_from_spec(&spec, &tok), "empty");
+    assert_null(tok);
+}
+
+static void test_bad_ids_to_decode(void **state) {
+    (void)state;
+    sq_tokenizer *tok;
+    sq_test_ok(sq_tokenizer_load(sq_test_shared("models/tokenizer.bin"), &tok));
+    char *text;
+    size_t len;
+    int32_t ids[] = {1, 15043, 32000};
+    sq_test_fails_with(sq_detokenize(tok, ids, 3, &text, &len), "32000");
+    ids[2] = -1;
+    sq_test_fails_with(sq_detokenize(tok, ids, 3, &text, &len), "-1");
+    sq_tokenizer_free(tok);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_missing_and_empty),
+        cmocka_unit_test(test_truncated_sentencepiece_model),
+        cmocka_unit_test(test_garbage_sentencepiece_model),
+        cmocka_unit_test(test_llama2c_vocab_bad_lengths),
+        cmocka_unit_test(test_malformed_tokenizer_json),
+        cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_bad_ids_to_decode),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
