@@ -12,24 +12,21 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
 
+/* GPT-2's mapping: printable Latin-1 bytes (0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF) stand for themselves; the 68
+ * others (0x00-0x20, 0x7F-0xA0, 0xAD) take code points from U+0100 on, in byte order. */
 uint32_t sq_byte_to_unicode(unsigned char b) {
-    /* Printable Latin-1 bytes stand for themselves; the others take code points from U+0100 on, in order. */
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) return b;
-    uint32_t k = 0;
-    for (unsigned c = 0; c < b; c++)
-        if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE)) k++;
-    return 256 + k;
+    if (b <= 0x20) return 256u + b;
+    if (b >= 0x7F && b <= 0xA0) return 256u + 33 + (b - 0x7Fu);
+    if (b == 0xAD) return 256u + 67;
+    return b;
 }
 
 int sq_unicode_to_byte(uint32_t cp) {
-    static int table[324];
-    static int ready;
-    if (!ready) { /* benign race: every thread writes the same values */
-        for (int i = 0; i < 324; i++) table[i] = -1;
-        for (int b = 0; b < 256; b++) table[sq_byte_to_unicode((unsigned char)b)] = b;
-        ready = 1;
-    }
-    return cp < 324 ? table[cp] : -1;
+    if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF))
+        return (int)cp;
+    if (cp < 256 || cp >= 256 + 68) return -1;
+    uint32_t k = cp - 256;
+    return k < 33 ? (int)k : k < 67 ? (int)(0x7F + k - 33) : 0xAD;
 }
 
 int sq_decode_byte_level(const char *s, size_t len, char *out, size_t *out_len) {

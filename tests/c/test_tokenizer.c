@@ -67,7 +67,7 @@ static void random_vocab(naive_vocab *v, uint64_t *seed) {
         int l = (int)(sq_test_rand_u64(seed) % (uint64_t)v->n),
             r = (int)(sq_test_rand_u64(seed) % (uint64_t)v->n);
         if (strlen(v->tok[l]) + strlen(v->tok[r]) >= 12) continue;
-        char joined[32];
+        char joined[64];
         snprintf(joined, sizeof joined, "%s%s", v->tok[l], v->tok[r]);
         if (find(v, joined, strlen(joined)) >= 0) continue;
         strcpy(v->tok[v->n], joined);

@@ -4,14 +4,15 @@ reloads it and gives the same ids, BOS/EOS and decoding as the original, and Hug
 it and agrees -- for the SentencePiece model that also checks the merges derived from piece scores against
 sentencepiece itself."""
 import os
+import shutil
 import subprocess
 import time
 
 import sentencepiece as spm
 from tokenizers import Tokenizer
 
-from tokenizer_oracle import (SHARED, SQ_BIN, WORK, Checker, gpt2_tokenizer_json, info, random_texts, read_corpus,
-                              tinystories_paragraphs, tokenize_lines)
+from tokenizer_oracle import (SHARED, SQ_BIN, Checker, gpt2_tokenizer_json, info, random_texts, read_corpus,
+                              tinystories_paragraphs, tokenize_lines, work_path)
 
 seed = int(time.time())
 print("random seed", seed)
@@ -30,7 +31,7 @@ sources = {
 }
 
 for name, src in sources.items():
-    out_dir = os.path.join(WORK, "save_hf", name)
+    out_dir = os.path.join(work_path("save_hf"), name)
     os.makedirs(out_dir, exist_ok=True)
     subprocess.run([SQ_BIN, "tokenize", "--tokenizer", src, "--save-hf", out_dir], check=True)
     saved = os.path.join(out_dir, "tokenizer.json")
@@ -56,4 +57,5 @@ for name, src in sources.items():
         c.expect(diff == 0, "%s: HF on the saved file differs from sentencepiece on %d texts" % (name, diff))
     print("%s: saved to %s and checked" % (name, out_dir))
 
+shutil.rmtree(work_path("save_hf"))
 c.finish("test_tokenizer_save_hf")

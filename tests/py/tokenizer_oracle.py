@@ -16,6 +16,27 @@ WORK = os.environ.get("SQ_WORK", "/tmp")
 _ESC = re.compile(rb"\\(\\|n|r|t|x[0-9A-Fa-f]{2})")
 
 
+def sanitized_binary():
+    """Whether SQ_BIN is an AddressSanitizer build, whose timings say nothing about speed."""
+    with open(SQ_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def work_path(name):
+    """A scratch path of this process alone (ctest runs tests in parallel in one scratch directory)."""
+    return os.path.join(WORK, "%s.%d" % (name, os.getpid()))
+
+
+def wikitext_lf():
+    """WikiText-2 test with its CRLF line ends normalised to LF: (bytes, path of a scratch copy)."""
+    with open(os.path.join(SHARED, "data/wikitext-2/wiki.test.raw"), "rb") as f:
+        wiki = f.read().replace(b"\r\n", b"\n")
+    path = work_path("wiki.test.lf.txt")
+    with open(path, "wb") as f:
+        f.write(wiki)
+    return wiki, path
+
+
 def unescape(line: bytes) -> bytes:
     def sub(m):
         e = m.group(1)
@@ -58,7 +79,7 @@ def random_texts(seed, n):
 
 def tokenize_lines(tokenizer, texts, *flags):
     """Runs squeeze tokenize --lines --show-decoded; returns [(ids, decoded bytes)] in order."""
-    path = os.path.join(WORK, "tokenizer_batch_%d.txt" % os.getpid())
+    path = work_path("tokenizer_batch.txt")
     with open(path, "wb") as f:
         f.write(b"\n".join(escape(t) for t in texts) + b"\n")
     out = subprocess.run([SQ_BIN, "tokenize", "--tokenizer", tokenizer, "-f", path, "--lines", "--show-decoded",
@@ -104,7 +125,7 @@ def gpt2_tokenizer_json():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(["<|endoftext|>"])
-    out = os.path.join(WORK, "gpt2-hf")
+    out = work_path("gpt2-hf")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "tokenizer.json")
     tok.save(path)

@@ -2,6 +2,7 @@
  *
  * --lines treats every input line as its own text, written with escapes (\\ \n \r \t \xHH) so that any byte
  * string fits on a line, and prints one line of ids per text: the batch mode the reference tests use. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,11 +85,11 @@ static void print_escaped(const char *s, size_t n) {
     }
 }
 
-static sq_error *read_all(const char *path, char **text, size_t *len) {
-    *text = NULL;
+/* The whole file in a malloc'ed buffer (NULL when it cannot be read). */
+static char *read_all(const char *path, size_t *len) {
     *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL; /* reported by the caller with errno */
+    if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -104,9 +105,8 @@ static sq_error *read_all(const char *path, char **text, size_t *len) {
         free(buf);
         return NULL;
     }
-    *text = buf;
     *len = n;
-    return NULL;
+    return buf;
 }
 
 static int print_tokens(const sq_tokenizer *tok, const int32_t *ids, int n, int ids_only) {
@@ -219,9 +219,8 @@ static int run(const sq_tokenizer *tok, const options *o) {
     char *text = NULL;
     size_t len = 0;
     if (o->file) {
-        read_all(o->file, &text, &len);
-        if (!text) {
-            fprintf(stderr, "squeeze tokenize: %s: cannot read\n", o->file);
+        if (!(text = read_all(o->file, &len))) {
+            fprintf(stderr, "squeeze tokenize: %s: cannot read: %s\n", o->file, strerror(errno));
             return 1;
         }
     } else {
