@@ -37,14 +37,23 @@ static int pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *
     return 1;
 }
 
+/* Whether this stretch of text gets the "▁" prefix. */
+static int wants_prefix(const sq_tokenizer *tok, const char *text, size_t len, int at_start) {
+    const sq_vocab_spec *s = &tok->spec;
+    if (!s->add_space_prefix || !len) return 0;
+    if (s->prefix_first_only && !at_start) return 0;
+    int starts_with_space = text[0] == ' ' || (len >= 3 && !memcmp(text, space_symbol, 3));
+    return !(s->prefix_unless_space && starts_with_space);
+}
+
 /* "▁" prefix, spaces escaped, invalid bytes replaced. *out is malloc'ed. */
-static sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len, char **out,
+static sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len, int at_start, char **out,
                            size_t *out_len) {
     if (len > (SIZE_MAX - 3) / 3) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenizer: text too long");
     char *buf = malloc(3 * len + 3);
     if (!buf) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     size_t n = 0;
-    if (tok->spec.add_space_prefix && len) memcpy(buf, space_symbol, 3), n = 3;
+    if (wants_prefix(tok, text, len, at_start)) memcpy(buf, space_symbol, 3), n = 3;
     for (size_t i = 0; i < len;) {
         int c = sq_utf8_valid_len((const unsigned char *)text + i, len - i);
         if (c == 0) {
@@ -101,20 +110,21 @@ static sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start
     return NULL;
 }
 
-/* Where the next run starts: at a "▁" that follows another character (or the end). Without that property
- * of the vocabulary the whole text is one run. */
+/* Where the next run starts: at every "▁" when the tokenizer splits words there (Metaspace split), else at a
+ * "▁" that follows another character when no piece could join across it, else at the end. */
 static size_t run_end(const sq_tokenizer *tok, const char *s, size_t start, size_t n) {
-    if (!tok->splits_before_space) return n;
+    int every = tok->spec.split_before_space;
+    if (!every && !tok->splits_before_space) return n;
     for (size_t i = start + 1; i + 3 <= n; i++)
-        if (!memcmp(s + i, space_symbol, 3) && (i < start + 3 || memcmp(s + i - 3, space_symbol, 3)))
+        if (!memcmp(s + i, space_symbol, 3) && (every || i < start + 3 || memcmp(s + i - 3, space_symbol, 3)))
             return i;
     return n;
 }
 
-sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out) {
+sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, int at_start, sq_id_buf *out) {
     char *s = NULL;
     size_t n = 0;
-    SQ_TRY(normalize(tok, text, len, &s, &n));
+    SQ_TRY(normalize(tok, text, len, at_start, &s, &n));
     sq_bpe bpe = {0};
     sq_error *err = NULL;
     /* Runs merge independently; this keeps the merge heap small (a whole book is one text) */

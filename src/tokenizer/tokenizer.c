@@ -63,9 +63,10 @@ sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id) {
     return NULL;
 }
 
-static sq_error *encode_text(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out) {
+static sq_error *encode_text(const sq_tokenizer *tok, const char *text, size_t len, int at_start,
+                             sq_id_buf *out) {
     if (!len) return NULL;
-    return tok->spec.type == SQ_TOKENIZER_SPM_BPE ? sq_spm_encode(tok, text, len, out)
+    return tok->spec.type == SQ_TOKENIZER_SPM_BPE ? sq_spm_encode(tok, text, len, at_start, out)
                                                   : sq_byte_bpe_encode(tok, text, len, out);
 }
 
@@ -97,12 +98,12 @@ sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int
         } else if (a->special && !parse_special) {
             pos += a->len; /* stays part of the ordinary text */
         } else {
-            err = encode_text(tok, text + start, pos - start, &out);
+            err = encode_text(tok, text + start, pos - start, start == 0, &out);
             if (!err) err = sq_id_buf_push(&out, a->id);
             start = pos += a->len;
         }
     }
-    if (!err) err = encode_text(tok, text + start, len - start, &out);
+    if (!err) err = encode_text(tok, text + start, len - start, start == 0, &out);
     if (err) {
         free(out.ids);
         return err;

@@ -29,14 +29,22 @@ typedef struct sq_vocab_spec {
     const float *scores;       /* spm-bpe merge priorities (higher merges first); NULL for byte-bpe */
     const int32_t *types;      /* sq_token_type per token; NULL: all normal */
     int n_merges;
-    const char *const *merges; /* byte-bpe merge rules "a b", highest priority first */
-    const char *pre;           /* byte-bpe pre-tokenizer by GGUF name: "gpt2", "llama-bpe", "qwen2", ... */
+    const char *const
+        *merges;     /* merge rules "a b", highest priority first (byte-bpe; spm-bpe from tokenizer.json) */
+    const char *pre; /* byte-bpe pre-tokenizer by GGUF name: "gpt2", "llama-bpe", "qwen2", ... */
     int n_pre_regex;
     const char *const *pre_regex; /* explicit split regexes (from tokenizer.json); override `pre` */
-    int normalize_nfc;    /* apply Unicode NFC before pre-tokenizing (Qwen2; implied by pre "qwen2") */
-    int add_space_prefix; /* spm-bpe: prepend "▁" to the text (Llama-2); byte-bpe: prepend " " */
-    int ignore_merges;    /* byte-bpe: a piece found whole in the vocabulary is one token (Llama-3; implied by
-                             pre    "llama-bpe" when no pre_regex is given) */
+    /* apply Unicode NFC before pre-tokenizing (Qwen2; implied by pre "qwen2" without pre_regex) */
+    int normalize_nfc;
+    /* spm-bpe: prepend "▁" to the text (Llama-2); byte-bpe: prepend " " */
+    int add_space_prefix;
+    /* byte-bpe: a piece found whole in the vocabulary is one token (Llama-3; implied by pre "llama-bpe"
+     * without pre_regex) */
+    int ignore_merges;
+    /* spm-bpe as Hugging Face's Metaspace pre-tokenizer does it (all 0 for sentencepiece and GGUF): no prefix
+     * for a stretch of text that starts with a space; prepend_scheme "first": only the stretch at the start
+     * of the text gets it; split: every "▁" starts a word that merges never cross */
+    int prefix_unless_space, prefix_first_only, split_before_space;
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
 } sq_vocab_spec;

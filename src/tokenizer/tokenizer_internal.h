@@ -31,13 +31,13 @@ struct sq_tokenizer {
     /* spm-bpe: piece as spelled -> id; byte-bpe: the token's raw bytes -> id. Ordinary vocabulary only
      * (no control or added tokens), as the BPE models look pieces up. */
     sq_strmap vocab;
-    sq_pairmap merge_ranks; /* (left id, right id) -> (rank, merged id); empty when spm merges by score */
-    uint32_t *merge_split;  /* where the space dividing merge i's halves is (the halves may hold spaces) */
-    int32_t byte_ids[256];  /* spm: the <0xNN> token; byte-bpe: the token of the byte's own character; -1 */
-    int byte_fallback;      /* spm: unknown characters become <0xNN> tokens */
+    sq_pairmap merge_ranks;  /* (left id, right id) -> (rank, merged id); empty when spm merges by score */
+    uint32_t *merge_split;   /* where the space dividing merge i's halves is (the halves may hold spaces) */
+    int32_t byte_ids[256];   /* spm: the <0xNN> token; byte-bpe: the token of the byte's own character; -1 */
+    int byte_fallback;       /* spm: unknown characters become <0xNN> tokens */
     int splits_before_space; /* spm: no piece holds "▁" after another character, so merges never cross the
                                 start of a "▁" run and the text can be merged run by run */
-    int ignore_merges;      /* byte-bpe: a pre-token found whole in the vocabulary is one token */
+    int ignore_merges;       /* byte-bpe: a pre-token found whole in the vocabulary is one token */
     int normalize_nfc;
     sq_pretokenizer *pretok; /* byte-bpe only */
 
@@ -59,8 +59,9 @@ typedef struct sq_id_buf {
 
 sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id);
 
-/* Encodes one stretch of ordinary text (no added tokens in it) and appends its ids. */
-sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out);
+/* Encodes one stretch of ordinary text (no added tokens in it) and appends its ids; at_start: the stretch
+ * begins the whole text. */
+sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, int at_start, sq_id_buf *out);
 sq_error *sq_byte_bpe_encode(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out);
 
 /* GPT-2's byte <-> printable character mapping ("Ġ" is the space byte). */

@@ -193,8 +193,8 @@ static sq_error *merge_order_scores(const char *path, json_vocab *v) {
     return err;
 }
 
-/* spm shape: normalizer [Prepend "▁"], Replace " " -> "▁"; no pre-tokenizer. */
-static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
+/* spm shape, older form: normalizer [Prepend "▁"], Replace " " -> "▁"; no pre-tokenizer. */
+static sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *items[8];
     int n = sequence_items(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", items, 8);
     int replace = 0;
@@ -216,15 +216,46 @@ static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab 
         }
     }
     if (n < 0 || !replace)
-        return sq_errorf(SQ_ERR_UNSUPPORTED,
-                         "%s: SentencePiece-style BPE without the Replace \" \" -> \"▁\" normalizer "
-                         "is not supported",
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: SentencePiece-style BPE needs the Replace \" \" -> \"▁\" normalizer or a Metaspace "
+            "pre-tokenizer",
+            path);
+    return NULL;
+}
+
+/* spm shape, newer form: no normalizer, pre-tokenizer Metaspace("▁", prepend_scheme, split). */
+static sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON *pre, json_vocab *v) {
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: normalizer %s together with Metaspace is not supported",
+                         path, type_of(norm) ? type_of(norm) : "?");
+    const char *replacement = string_at(pre, "replacement"), *scheme = string_at(pre, "prepend_scheme");
+    if (!replacement || strcmp(replacement, space_symbol))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: Metaspace replacement other than \"▁\" is not supported",
                          path);
+    if (!scheme) scheme = flag(pre, "add_prefix_space", 1) ? "always" : "never"; /* before prepend_scheme */
+    if (strcmp(scheme, "always") && strcmp(scheme, "first") && strcmp(scheme, "never"))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: Metaspace prepend_scheme \"%s\" is not supported", path,
+                         scheme);
+    v->spec.add_space_prefix = strcmp(scheme, "never") != 0;
+    v->spec.prefix_unless_space = 1;
+    v->spec.prefix_first_only = !strcmp(scheme, "first");
+    v->spec.split_before_space = flag(pre, "split", 1);
+    return NULL;
+}
+
+static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
-    if (pre && !cJSON_IsNull(pre))
+    if (is_type(pre, "Metaspace")) {
+        SQ_TRY(read_metaspace(path, root, pre, v));
+    } else if (pre && !cJSON_IsNull(pre)) {
         return sq_errorf(SQ_ERR_UNSUPPORTED,
                          "%s: pre_tokenizer %s is not supported for SentencePiece-style BPE", path,
                          type_of(pre) ? type_of(pre) : "?");
+    } else {
+        SQ_TRY(read_spm_normalizer(path, root, v));
+    }
     int byte_fallback = flag(cJSON_GetObjectItemCaseSensitive(root, "model"), "byte_fallback", 0);
     for (int i = 0; i < v->n; i++) {
         const char *s = v->tokens[i];

@@ -143,7 +143,18 @@ static void template_part(const sq_tokenizer *t, cJSON *list, int bos, const cha
 
 static void build_pipeline(const sq_tokenizer *t, cJSON *root) {
     int spm = t->spec.type == SQ_TOKENIZER_SPM_BPE;
-    if (spm) {
+    const sq_vocab_spec *sp = &t->spec;
+    if (spm && (sp->prefix_unless_space || sp->prefix_first_only || sp->split_before_space)) {
+        cJSON_AddNullToObject(root, "normalizer");
+        cJSON *meta = typed("Metaspace");
+        cJSON_AddStringToObject(meta, "replacement", space_symbol);
+        cJSON_AddStringToObject(meta, "prepend_scheme",
+                                !sp->add_space_prefix   ? "never"
+                                : sp->prefix_first_only ? "first"
+                                                        : "always");
+        cJSON_AddBoolToObject(meta, "split", sp->split_before_space);
+        cJSON_AddItemToObject(root, "pre_tokenizer", meta);
+    } else if (spm) {
         cJSON *norm = typed("Sequence"), *steps = cJSON_AddArrayToObject(norm, "normalizers");
         if (t->spec.add_space_prefix) {
             cJSON *prepend = typed("Prepend");

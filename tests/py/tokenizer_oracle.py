@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 
@@ -77,28 +78,28 @@ def random_texts(seed, n):
     return [("".join(rng.choice(pools) for _ in range(rng.randint(1, 30)))).encode() for _ in range(n)]
 
 
+class Batch(list):
+    """[(ids, decoded bytes)] per text, and .info: the tokenizer's facts from --info."""
+
+
 def tokenize_lines(tokenizer, texts, *flags):
-    """Runs squeeze tokenize --lines --show-decoded; returns [(ids, decoded bytes)] in order."""
+    """Runs squeeze tokenize --info --lines --show-decoded on all texts at once."""
     path = work_path("tokenizer_batch.txt")
     with open(path, "wb") as f:
         f.write(b"\n".join(escape(t) for t in texts) + b"\n")
-    out = subprocess.run([SQ_BIN, "tokenize", "--tokenizer", tokenizer, "-f", path, "--lines", "--show-decoded",
-                          *flags], capture_output=True, check=False)
+    out = subprocess.run([SQ_BIN, "tokenize", "--tokenizer", tokenizer, "-f", path, "--info", "--lines",
+                          "--show-decoded", *flags], capture_output=True, check=False)
     if out.returncode != 0:
         raise RuntimeError("squeeze tokenize failed (%d): %s" % (out.returncode, out.stderr.decode(errors="replace")))
-    rows = out.stdout.split(b"\n")[:-1]
+    head, *rows = out.stdout.split(b"\n")[:-1]
     if len(rows) != len(texts):
         raise RuntimeError("expected %d result lines, got %d" % (len(texts), len(rows)))
-    result = []
+    result = Batch()
+    result.info = dict(kv.split("=") for kv in head.decode().split())
     for row in rows:
         ids, dec = row.split(b"\t", 1)
         result.append(([int(x) for x in ids.split()], unescape(dec)))
     return result
-
-
-def info(tokenizer):
-    out = subprocess.run([SQ_BIN, "tokenize", "--tokenizer", tokenizer, "--info"], capture_output=True, check=True)
-    return dict(kv.split("=") for kv in out.stdout.decode().split())
 
 
 class Checker:
@@ -130,3 +131,17 @@ def gpt2_tokenizer_json():
     path = os.path.join(out, "tokenizer.json")
     tok.save(path)
     return path
+
+
+def llama2_metaspace_json(scheme, split):
+    """The Llama-2-style tokenizer.json rewritten in the newer form Hugging Face converts to: no normalizer,
+    pre-tokenizer Metaspace(prepend_scheme, split); tokenizer_config.json copied beside it."""
+    src = os.path.join(SHARED, "tokenizers/llama2")
+    tok = Tokenizer.from_file(os.path.join(src, "tokenizer.json"))
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=split)
+    out = work_path("llama2-metaspace-%s-%s" % (scheme, split))
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    shutil.copy(os.path.join(src, "tokenizer_config.json"), out)
+    return os.path.join(out, "tokenizer.json")
