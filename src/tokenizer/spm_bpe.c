@@ -13,17 +13,70 @@
 static const char space_symbol[] = "\xe2\x96\x81"; /* U+2581 "▁" */
 static const char replacement_char[] = "\xef\xbf\xbd";
 
+/* sentencepiece lets merges pass through unused pieces and afterwards splits each unused piece back into the
+ * two pieces it was last paired from ("resegmentation"); these records remember those pairs. */
+typedef struct unused_pair {
+    int32_t id;
+    uint32_t left_start, left_len, right_start, right_len;
+} unused_pair;
+
+typedef struct score_order {
+    const sq_tokenizer *tok;
+    unused_pair *pairs; /* one per unused piece: the latest pair that formed it */
+    size_t n, cap;
+    int out_of_memory;
+} score_order;
+
+static void remember_unused(score_order *so, int32_t id, const sq_bpe_symbol *l, const sq_bpe_symbol *r) {
+    size_t i = 0;
+    while (i < so->n && so->pairs[i].id != id) i++;
+    if (i == so->n) {
+        if (so->n == so->cap) {
+            size_t cap = so->cap ? 2 * so->cap : 16;
+            unused_pair *p = realloc(so->pairs, cap * sizeof *p);
+            if (!p) {
+                so->out_of_memory = 1;
+                return;
+            }
+            so->pairs = p, so->cap = cap;
+        }
+        so->n++;
+    }
+    so->pairs[i] = (unused_pair){id, l->start, l->len, r->start, r->len};
+}
+
 /* Score order: the merged piece must be an ordinary piece of the vocabulary; higher scores merge first. */
 static int pair_by_score(const void *ctx, const char *text, const sq_bpe_symbol *l, const sq_bpe_symbol *r,
                          double *priority, int32_t *merged) {
-    const sq_tokenizer *tok = ctx;
+    score_order *so =
+        (score_order *)ctx; /* passed through sq_bpe_merge as the caller's own, mutable, state */
+    const sq_tokenizer *tok = so->tok;
     int32_t id = sq_strmap_get(&tok->vocab, text + l->start, (size_t)l->len + r->len);
     if (id < 0) return 0;
     int32_t type = tok->types[id];
     if (type != SQ_TOKEN_NORMAL && type != SQ_TOKEN_USER_DEFINED && type != SQ_TOKEN_UNUSED) return 0;
+    if (type == SQ_TOKEN_UNUSED) remember_unused(so, id, l, r);
     *priority = -(double)tok->scores[id];
     *merged = id;
     return 1;
+}
+
+/* The id sentencepiece gives a piece: its own, else the unknown token's. */
+static int32_t piece_id(const sq_tokenizer *tok, const char *s, size_t len) {
+    int32_t id = sq_strmap_get(&tok->vocab, s, len);
+    return id >= 0 ? id : tok->spec.unk_id;
+}
+
+static sq_error *push_resegmented(const score_order *so, const char *s, int32_t id, sq_id_buf *out,
+                                  int depth) {
+    const sq_tokenizer *tok = so->tok;
+    const unused_pair *p = NULL;
+    if (id >= 0 && tok->types[id] == SQ_TOKEN_UNUSED && depth < 64)
+        for (size_t i = 0; i < so->n && !p; i++)
+            if (so->pairs[i].id == id) p = &so->pairs[i];
+    if (!p) return id >= 0 ? sq_id_buf_push(out, id) : NULL;
+    SQ_TRY(push_resegmented(so, s, piece_id(tok, s + p->left_start, p->left_len), out, depth + 1));
+    return push_resegmented(so, s, piece_id(tok, s + p->right_start, p->right_len), out, depth + 1);
 }
 
 static int pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *l, const sq_bpe_symbol *r,
@@ -97,14 +150,15 @@ static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t
     return NULL;
 }
 
-/* Merges s[start, end) and appends its tokens. */
+/* Merges s[start, end) and appends its tokens (unused pieces are split later, in push_resegmented). */
 static sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start, size_t end, sq_bpe *bpe,
-                            sq_id_buf *out) {
+                            score_order *so, sq_id_buf *out) {
     int by_rank = tok->merge_ranks.count > 0;
     sq_bpe_reset(bpe);
     SQ_TRY(split_characters(tok, s, start, end, by_rank, bpe));
     if (!bpe->n) return NULL;
-    SQ_TRY(sq_bpe_merge(bpe, s, by_rank ? pair_by_rank : pair_by_score, tok));
+    SQ_TRY(by_rank ? sq_bpe_merge(bpe, s, pair_by_rank, tok) : sq_bpe_merge(bpe, s, pair_by_score, so));
+    if (so->out_of_memory) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     for (int32_t i = 0; i >= 0; i = bpe->symbols[i].next)
         if (bpe->symbols[i].id >= 0) SQ_TRY(sq_id_buf_push(out, bpe->symbols[i].id));
     return NULL;
@@ -126,12 +180,18 @@ sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, i
     size_t n = 0;
     SQ_TRY(normalize(tok, text, len, at_start, &s, &n));
     sq_bpe bpe = {0};
+    score_order so = {.tok = tok};
+    /* with unused pieces, resegmentation needs the pairs remembered over the whole text first */
+    sq_id_buf merged = {0}, *dst = tok->has_unused ? &merged : out;
     sq_error *err = NULL;
     /* Runs merge independently; this keeps the merge heap small (a whole book is one text) */
     for (size_t start = 0, end; start < n && !err; start = end) {
         end = run_end(tok, s, start, n);
-        err = encode_run(tok, s, start, end, &bpe, out);
+        err = encode_run(tok, s, start, end, &bpe, &so, dst);
     }
+    for (size_t i = 0; i < merged.n && !err; i++) err = push_resegmented(&so, s, merged.ids[i], out, 0);
+    free(merged.ids);
+    free(so.pairs);
     sq_bpe_free(&bpe);
     free(s);
     return err;

@@ -142,6 +142,7 @@ static sq_error *build_vocab(sq_tokenizer *t) {
     int spm = t->spec.type == SQ_TOKENIZER_SPM_BPE;
     for (int i = 0; i < 256; i++) t->byte_ids[i] = -1;
     for (int i = 0; i < n; i++) {
+        if (t->types[i] == SQ_TOKEN_UNUSED) t->has_unused = 1;
         if (!in_model_vocab(t, i)) continue;
         /* spm looks pieces up as spelled ("▁the"), byte-bpe by the bytes they stand for */
         const char *key = spm ? t->tokens[i] : t->decoded[i];

@@ -35,6 +35,7 @@ struct sq_tokenizer {
     uint32_t *merge_split;   /* where the space dividing merge i's halves is (the halves may hold spaces) */
     int32_t byte_ids[256];   /* spm: the <0xNN> token; byte-bpe: the token of the byte's own character; -1 */
     int byte_fallback;       /* spm: unknown characters become <0xNN> tokens */
+    int has_unused;          /* spm: some pieces are unused (merged through, then split again) */
     int splits_before_space; /* spm: no piece holds "▁" after another character, so merges never cross the
                                 start of a "▁" run and the text can be merged run by run */
     int ignore_merges;       /* byte-bpe: a pre-token found whole in the vocabulary is one token */

@@ -3,13 +3,15 @@ sentencepiece: identical ids on every corpus line, TinyStories paragraph, fresh 
 byte string, with and without BOS; decoding gives the text back (sentencepiece's own decoding for invalid
 UTF-8, which it replaces by U+FFFD per bad byte); and the whole of WikiText-2 test encodes identically and fast."""
 import os
+import random
 import subprocess
 import time
 
 import sentencepiece as spm
 
 from tokenizer_oracle import (SHARED, SQ_BIN, Checker, random_texts, read_corpus, sanitized_binary,
-                              tinystories_paragraphs, tokenize_lines, wikitext_lf)
+                              sentencepiece_with_unused, tinystories_paragraphs, tokenize_lines, wikitext_lf,
+                              work_path)
 
 seed = int(time.time())
 print("random seed", seed)
@@ -41,6 +43,19 @@ for name in ["tokenizer.model", "tokenizer.bin"]:
 ids = tokenize_lines(os.path.join(SHARED, "models/tokenizer.model"), [b"a<s>b</s>"], "--no-bos", "--special")[0][0]
 want = sp.encode("a") + [1] + sp.encode("b") + [2]
 c.expect(ids == want, "--special: %s, expected %s" % (ids, want))
+
+# unused pieces: sentencepiece merges through them and splits them back (resegmentation); a copy of the model
+# with 2000 random ordinary pieces marked unused
+rng = random.Random(seed)
+unused = set(rng.sample(range(259, 32000), 2000))
+unused_model = work_path("unused.model")
+sentencepiece_with_unused(os.path.join(SHARED, "models/tokenizer.model"), unused_model, unused)
+sp_unused = spm.SentencePieceProcessor(model_file=unused_model)
+c.expect(sum(sp_unused.is_unused(i) for i in range(32000)) == 2000, "the crafted model has 2000 unused pieces")
+for t, (ids, dec) in zip(valid, tokenize_lines(unused_model, valid, "--no-bos")):
+    e = sp_unused.encode(t)
+    c.expect(ids == e, "unused pieces: %r: ids %s, sentencepiece %s" % (t, ids, e))
+os.remove(unused_model)
 
 # WikiText-2 test in one piece: identical to sentencepiece, and quick
 wiki, wiki_path = wikitext_lf()

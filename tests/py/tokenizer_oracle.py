@@ -29,9 +29,12 @@ def work_path(name):
 
 
 def wikitext_lf():
-    """WikiText-2 test with its CRLF line ends normalised to LF: (bytes, path of a scratch copy)."""
+    """WikiText-2 test with its CRLF line ends normalised to LF: (bytes, path of a scratch copy). Sanitizer
+    builds get its first 200 kB, to keep their test time modest."""
     with open(os.path.join(SHARED, "data/wikitext-2/wiki.test.raw"), "rb") as f:
         wiki = f.read().replace(b"\r\n", b"\n")
+    if sanitized_binary():
+        wiki = wiki[:wiki.index(b"\n", 200000) + 1]
     path = work_path("wiki.test.lf.txt")
     with open(path, "wb") as f:
         f.write(wiki)
@@ -145,3 +148,44 @@ def llama2_metaspace_json(scheme, split):
     tok.save(os.path.join(out, "tokenizer.json"))
     shutil.copy(os.path.join(src, "tokenizer_config.json"), out)
     return os.path.join(out, "tokenizer.json")
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data, i):
+    x = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        x |= (b & 0x7F) << shift
+        shift += 7
+        if not (b & 0x80):
+            return x, i
+
+
+def sentencepiece_with_unused(src, dst, unused_ids):
+    """Copies a SentencePiece model, marking the pieces unused_ids as UNUSED (type 5) by rewriting the protobuf:
+    a piece message gets field 3 = 5 appended (a later field wins in protobuf)."""
+    with open(src, "rb") as f:
+        data = f.read()
+    out, i, piece = bytearray(), 0, 0
+    while i < len(data):
+        key, j = _read_varint(data, i)
+        length, k = _read_varint(data, j)
+        body = data[k:k + length]
+        if key == 0x0A:  # field 1, length-delimited: a piece
+            if piece in unused_ids:
+                body += b"\x18\x05"
+            piece += 1
+        out += _varint(key) + _varint(len(body)) + body
+        i = k + length
+    with open(dst, "wb") as f:
+        f.write(bytes(out))
