@@ -81,5 +81,7 @@ sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *dat
                                       sq_tokenizer **out);
 sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, size_t size, sq_tokenizer **out);
 sq_error *sq_load_tokenizer_json(const char *path, const char *json, size_t size, sq_tokenizer **out);
+/* GPT-2's encoder.json (json_root: its parsed cJSON object) with vocab.bpe beside it. */
+sq_error *sq_load_gpt2_vocab(const char *path, const void *json_root, sq_tokenizer **out);
 
 #endif

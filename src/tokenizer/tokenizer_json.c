@@ -1,4 +1,5 @@
-/* Hugging Face tokenizer.json (model type BPE) and the tokenizer_config.json beside it. Two shapes are
+/* Hugging Face tokenizer.json (model type BPE) and the tokenizer_config.json beside it (GPT-2's original
+ * encoder.json is handed to gpt2_vocab.c). Two shapes are
  * understood: SentencePiece-style BPE (normalizer Prepend "▁" + Replace " " -> "▁", byte fallback; Llama-2,
  * Mistral) and byte-level BPE (ByteLevel pre-tokenizer, optionally after Split regexes and NFC; GPT-2,
  * Llama-3, Qwen). Anything else is refused by name rather than tokenized differently from Hugging Face. */
@@ -480,6 +481,12 @@ sq_error *sq_load_tokenizer_json(const char *path, const char *json, size_t size
         cJSON_Delete(root);
         return sq_errorf(SQ_ERR_FORMAT, "%s: not a tokenizer.json (malformed JSON near byte %zu)", path,
                          offset);
+    }
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model")) &&
+        cJSON_GetObjectItemCaseSensitive(root, "<|endoftext|>")) {
+        sq_error *err = sq_load_gpt2_vocab(path, root, out); /* an encoder.json: token -> id only */
+        cJSON_Delete(root);
+        return err;
     }
     cJSON *config = NULL;
     json_vocab v = {0};

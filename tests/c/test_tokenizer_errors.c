@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "testlib.h"
@@ -150,6 +151,17 @@ static void test_malformed_tokenizer_json(void **state) {
     }
 }
 
+static void test_gpt2_encoder_without_merges(void **state) {
+    (void)state;
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", sq_test_work("tok_gpt2_alone"));
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/encoder.json", dir);
+    const char json[] = "{\"<|endoftext|>\": 1, \"a\": 0}";
+    write_file(path, json, strlen(json));
+    expect_load_error(path, "vocab.bpe");
+}
+
 static void test_bad_specs(void **state) {
     (void)state;
     const char *tokens[] = {"a", "b", "ab"};
@@ -199,6 +211,7 @@ int main(void) {
         cmocka_unit_test(test_garbage_sentencepiece_model),
         cmocka_unit_test(test_llama2c_vocab_bad_lengths),
         cmocka_unit_test(test_malformed_tokenizer_json),
+        cmocka_unit_test(test_gpt2_encoder_without_merges),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_bad_ids_to_decode),
     };

@@ -31,6 +31,9 @@ cases = [
      {"kind": "byte-bpe", "vocab": "151669", "bos": "-1", "eos": "151645", "adds_bos": "0"}, None),
     ("gpt2", gpt2_tokenizer_json(), {"kind": "byte-bpe", "vocab": "50257", "bos": "-1", "eos": "-1", "adds_bos": "0"},
      None),
+    # the original files, read directly; the oracle is Hugging Face's tokenizer built from the same pair
+    ("gpt2 encoder.json", os.path.join(SHARED, "tokenizers/gpt2/encoder.json"),
+     {"kind": "byte-bpe", "vocab": "50257", "bos": "-1", "eos": "-1", "adds_bos": "0"}, None),
     ("llama2 Metaspace first", llama2_metaspace_json("first", False),
      {"kind": "spm-bpe", "vocab": "32000", "bos": "1", "eos": "2", "adds_bos": "1"}, None),
     ("llama2 Metaspace always+split", llama2_metaspace_json("always", True),
@@ -40,7 +43,7 @@ cases = [
 wiki, wiki_path = wikitext_lf()
 
 for name, path, want_info, extra_bos in cases:
-    hf = Tokenizer.from_file(path)
+    hf = Tokenizer.from_file(gpt2_tokenizer_json() if path.endswith("encoder.json") else path)
     nfc = hf.normalizer is not None and "NFC" in repr(hf.normalizer)
     texts = [t.decode() for t in valid]
     with_special = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
