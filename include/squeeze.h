@@ -171,7 +171,8 @@ sq_sampler_params sq_sampler_default_params(void);
 
 typedef struct sq_sampler sq_sampler;
 sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
-/* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty. */
+/* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
+ * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
 void sq_sampler_free(sq_sampler *s);
 
