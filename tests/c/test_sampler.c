@@ -122,7 +122,7 @@ static void test_probs_match_reference(void **state) {
     uint64_t rng = 7;
     int trials = 0;
     for (size_t v = 0; v < sizeof vocabs / sizeof *vocabs; v++) {
-        int vocab = vocabs[v], n_trials = vocab > 10000 ? 6 : 60;
+        int vocab = vocabs[v], n_trials = vocab > 10000 ? 3 : 60;
         float *logits = malloc((size_t)vocab * sizeof *logits), *work = malloc((size_t)vocab * sizeof *work);
         double *want = malloc((size_t)vocab * sizeof *want), *got = malloc((size_t)vocab * sizeof *got);
         int32_t history[100];
@@ -182,7 +182,7 @@ static void test_top_p_large_vocab(void **state) {
     float *logits = malloc(V * sizeof *logits), *work = malloc(V * sizeof *work);
     double *want = malloc(V * sizeof *want), *got = malloc(V * sizeof *got);
     uint64_t rng = 21;
-    const float top_ps[] = {0.5f, 0.95f, 0.999f};
+    const float top_ps[] = {0.5f, 0.95f};
     for (int shape = 0; shape < 4; shape++) {
         for (int i = 0; i < V; i++) {
             float u = sq_test_rand_uniform(&rng, -1, 1);
@@ -218,7 +218,7 @@ static double chi2_quantile_999(int df) {
 
 static void test_draw_frequencies(void **state) {
     (void)state;
-    enum { V = 50, DRAWS = 200000 };
+    enum { V = 50, DRAWS = 100000 };
     uint64_t rng = 99;
     float logits[V], work[V];
     for (int i = 0; i < V; i++) logits[i] = sq_test_rand_uniform(&rng, -3, 3);
