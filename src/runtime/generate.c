@@ -1,6 +1,7 @@
 /* The generation loop: tokenize, prefill the prompt in one forward call, then sample and feed back one token
  * at a time, streaming text through the detokenizer. It ends at the tokenizer's or the model's EOS, and at
  * BOS too: a generated BOS begins an unrelated document (llama2.c's models end their stories so). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +58,20 @@ static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, in
     return NULL;
 }
 
+/* Runs tokens [from, from + n) of g->tokens through sequence 0, leaving the last one's logits in g->logits.
+ * Rows past the tokenizer's vocabulary (padding in some checkpoints) cannot be decoded: never sample them. */
+static sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_text) {
+    const int vocab = ctx->model->cfg.vocab_size;
+    sq_seq_batch batch = {.seq_id = 0,
+                          .tokens = g->tokens + from,
+                          .n_tokens = n,
+                          .logits_mode = SQ_LOGITS_LAST,
+                          .logits = g->logits};
+    SQ_TRY(sq_forward(ctx, &batch, 1));
+    for (int i = n_text; i < vocab; i++) g->logits[i] = -INFINITY;
+    return NULL;
+}
+
 static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                      sq_text_callback on_text, void *user, sq_generate_stats *stats, generation *g) {
     const sq_model *model = ctx->model;
@@ -65,7 +80,8 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         return sq_errorf(
             SQ_ERR_INVALID_ARG,
             "generate: the model has no tokenizer (load one with sq_load_options.tokenizer_path)");
-    const int vocab = model->cfg.vocab_size, n_ctx = sq_context_n_ctx(ctx);
+    const int vocab = model->cfg.vocab_size, n_text = sq_tokenizer_vocab_size(tok),
+              n_ctx = sq_context_n_ctx(ctx);
     const int eos = sq_tokenizer_eos(tok), model_eos = model->cfg.eos_id, bos = sq_tokenizer_bos(tok);
     int n_len = 0;
     SQ_TRY(tokenize_prompt(tok, prompt, n_ctx, g, &n_len));
@@ -77,8 +93,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
 
     SQ_TRY(sq_seq_truncate(ctx, 0, 0));
     double t0 = monotonic_seconds();
-    sq_seq_batch batch = {.seq_id = 0, .tokens = g->tokens, .n_tokens = n_len, SQ_LOGITS_LAST, g->logits};
-    SQ_TRY(sq_error_wrap(sq_forward(ctx, &batch, 1), "generate: prefilling %d prompt tokens", n_len));
+    SQ_TRY(sq_error_wrap(forward(ctx, g, 0, n_len, n_text), "generate: prefilling %d prompt tokens", n_len));
     double t1 = monotonic_seconds();
     stats->prefill_seconds = t1 - t0;
 
@@ -87,8 +102,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         int32_t next = sq_sampler_sample(g->sampler, g->logits, g->tokens, n_len);
         stats->decode_seconds = monotonic_seconds() - t1;
         if (next < 0)
-            return sq_errorf(SQ_ERR_INTERNAL, "generate: the model gave no finite logit at position %d",
-                             n_len);
+            return sq_errorf(SQ_ERR_INTERNAL, "generate: every logit at position %d is NaN or -inf", n_len);
         if (next == eos || next == model_eos || next == bos)
             break; /* BOS starts a new document: llama2.c's end */
         g->tokens[n_len++] = next;
@@ -100,9 +114,8 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
             break;
         }
         if (stats->generated_tokens == n_predict || n_len == n_ctx) break; /* no need for its logits */
-        batch = (sq_seq_batch){
-            .seq_id = 0, .tokens = &g->tokens[n_len - 1], .n_tokens = 1, SQ_LOGITS_LAST, g->logits};
-        SQ_TRY(sq_error_wrap(sq_forward(ctx, &batch, 1), "generate: decoding position %d", n_len - 1));
+        SQ_TRY(sq_error_wrap(forward(ctx, g, n_len - 1, 1, n_text), "generate: decoding position %d",
+                             n_len - 1));
     }
     size_t len;
     const char *rest = sq_detokenizer_flush(g->detok, &len);

@@ -36,95 +36,86 @@ static const char *const usage =
 
 typedef struct run_args {
     const char *model_path, *prompt, *prompt_file, *tokenizer_path;
-    long n_predict, threads, n_ctx, repeat_last_n;
-    int echo, seed_given;
-    sq_sampler_params sampler;
+    long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
+    double temperature, top_p, min_p, repeat_penalty;
+    int echo;
 } run_args;
 
-static int parse_float_flag(const char *flag, const char *v, double lo, double hi, int lo_open, float *out) {
+typedef enum flag_kind { FLAG_TEXT, FLAG_INT, FLAG_NUMBER } flag_kind;
+
+/* A flag that takes a value, where the value goes, and (for numbers) its range. */
+typedef struct flag_spec {
+    const char *name;
+    flag_kind kind;
+    void *dst; /* const char **, long * or double * */
+    double lo, hi;
+    int lo_open; /* the range excludes lo */
+} flag_spec;
+
+static int parse_value(const flag_spec *f, const char *v) {
+    if (f->kind == FLAG_TEXT) {
+        *(const char **)f->dst = v;
+        return 0;
+    }
+    if (f->kind == FLAG_INT) {
+        if (cli_parse_int(v, (long)f->lo, (long)f->hi, f->dst))
+            return cli_usage_error("run", "%s '%s' must be an integer in [%ld, %ld]", f->name, v, (long)f->lo,
+                                   (long)f->hi);
+        return 0;
+    }
     double x;
-    if (cli_parse_float(v, lo, hi, &x) || (lo_open && x == lo))
-        return cli_usage_error("run", "%s '%s' must be a number in %c%g, %g]", flag, v, lo_open ? '(' : '[',
-                               lo, hi);
-    *out = (float)x;
+    if (cli_parse_float(v, f->lo, f->hi, &x) || (f->lo_open && x == f->lo))
+        return cli_usage_error("run", "%s '%s' must be a number in %c%g, %g]", f->name, v,
+                               f->lo_open ? '(' : '[', f->lo, f->hi);
+    *(double *)f->dst = x;
     return 0;
 }
 
-static int parse_int_flag(const char *flag, const char *v, long lo, long hi, long *out) {
-    if (cli_parse_int(v, lo, hi, out))
-        return cli_usage_error("run", "%s '%s' must be an integer in [%ld, %ld]", flag, v, lo, hi);
-    return 0;
-}
-
-/* 0 to go on, otherwise the exit code (0 after --help) */
+/* 0 to go on, otherwise 1 with the exit code in *exit_code (0 after --help) */
 static int parse_args(int argc, char **argv, run_args *a, int *exit_code) {
-    static const char *const value_flags[] = {"-m",
-                                              "-p",
-                                              "-f",
-                                              "-n",
-                                              "--temp",
-                                              "--top-k",
-                                              "--top-p",
-                                              "--min-p",
-                                              "--seed",
-                                              "--repeat-penalty",
-                                              "--repeat-last-n",
-                                              "-t",
-                                              "-c",
-                                              "--tokenizer"};
-    *a = (run_args){.n_predict = 256, .repeat_last_n = 64, .echo = 1, .sampler = sq_sampler_default_params()};
+    sq_sampler_params d = sq_sampler_default_params();
+    *a = (run_args){.n_predict = 256,
+                    .repeat_last_n = d.repeat_last_n,
+                    .top_k = d.top_k,
+                    .seed = -1,
+                    .temperature = d.temperature,
+                    .top_p = d.top_p,
+                    .min_p = d.min_p,
+                    .repeat_penalty = d.repeat_penalty,
+                    .echo = 1};
+    const flag_spec flags[] = {
+        {"-m", FLAG_TEXT, &a->model_path, 0, 0, 0},
+        {"-p", FLAG_TEXT, &a->prompt, 0, 0, 0},
+        {"-f", FLAG_TEXT, &a->prompt_file, 0, 0, 0},
+        {"--tokenizer", FLAG_TEXT, &a->tokenizer_path, 0, 0, 0},
+        {"-n", FLAG_INT, &a->n_predict, -1, INT32_MAX, 0},
+        {"-t", FLAG_INT, &a->threads, 1, 1024, 0},
+        {"-c", FLAG_INT, &a->n_ctx, 1, INT32_MAX, 0},
+        {"--top-k", FLAG_INT, &a->top_k, 0, INT32_MAX, 0},
+        {"--repeat-last-n", FLAG_INT, &a->repeat_last_n, -1, INT32_MAX, 0},
+        {"--seed", FLAG_INT, &a->seed, -1, (double)(1ull << 53), 0}, /* exact in a double */
+        {"--temp", FLAG_NUMBER, &a->temperature, 0, 100, 0},
+        {"--top-p", FLAG_NUMBER, &a->top_p, 0, 1, 1},
+        {"--min-p", FLAG_NUMBER, &a->min_p, 0, 1, 0},
+        {"--repeat-penalty", FLAG_NUMBER, &a->repeat_penalty, 0, 100, 1},
+    };
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+        const char *name = argv[i];
+        if (!strcmp(name, "-h") || !strcmp(name, "--help")) {
             fputs(usage, stdout);
             return *exit_code = 0, 1;
         }
-        if (!strcmp(f, "--no-echo")) {
+        if (!strcmp(name, "--no-echo")) {
             a->echo = 0;
             continue;
         }
-        int known = 0;
-        for (size_t k = 0; k < sizeof value_flags / sizeof *value_flags; k++)
-            known |= !strcmp(f, value_flags[k]);
-        if (!known) return *exit_code = cli_usage_error("run", "unknown option '%s'", f), 1;
+        const flag_spec *f = NULL;
+        for (size_t k = 0; k < sizeof flags / sizeof *flags && !f; k++)
+            if (!strcmp(name, flags[k].name)) f = &flags[k];
+        if (!f) return *exit_code = cli_usage_error("run", "unknown option '%s'", name), 1;
         const char *v = cli_flag_value("run", argc, argv, &i);
         if (!v) return *exit_code = 2, 1;
-        long seed = 0;
-        int rc = 0;
-        if (!strcmp(f, "-m"))
-            a->model_path = v;
-        else if (!strcmp(f, "-p"))
-            a->prompt = v;
-        else if (!strcmp(f, "-f"))
-            a->prompt_file = v;
-        else if (!strcmp(f, "--tokenizer"))
-            a->tokenizer_path = v;
-        else if (!strcmp(f, "-n"))
-            rc = parse_int_flag(f, v, -1, INT32_MAX, &a->n_predict);
-        else if (!strcmp(f, "--temp"))
-            rc = parse_float_flag(f, v, 0, 100, 0, &a->sampler.temperature);
-        else if (!strcmp(f, "--top-k")) {
-            long k = 0;
-            rc = parse_int_flag(f, v, 0, INT32_MAX, &k);
-            a->sampler.top_k = (int)k;
-        } else if (!strcmp(f, "--top-p"))
-            rc = parse_float_flag(f, v, 0, 1, 1, &a->sampler.top_p);
-        else if (!strcmp(f, "--min-p"))
-            rc = parse_float_flag(f, v, 0, 1, 0, &a->sampler.min_p);
-        else if (!strcmp(f, "--repeat-penalty"))
-            rc = parse_float_flag(f, v, 0, 100, 1, &a->sampler.repeat_penalty);
-        else if (!strcmp(f, "--repeat-last-n"))
-            rc = parse_int_flag(f, v, -1, INT32_MAX, &a->repeat_last_n);
-        else if (!strcmp(f, "-t"))
-            rc = parse_int_flag(f, v, 1, 1024, &a->threads);
-        else if (!strcmp(f, "-c"))
-            rc = parse_int_flag(f, v, 1, INT32_MAX, &a->n_ctx);
-        else if (!strcmp(f, "--seed")) {
-            rc = parse_int_flag(f, v, -1, INT64_MAX, &seed);
-            a->seed_given = seed >= 0;
-            a->sampler.seed = (uint64_t)seed;
-        }
-        if (rc) return *exit_code = rc, 1;
+        if ((*exit_code = parse_value(f, v))) return 1;
     }
     if (!a->model_path) return *exit_code = cli_usage_error("run", "-m MODEL is required"), 1;
     if (!a->prompt == !a->prompt_file)
@@ -228,9 +219,13 @@ static int generate(const run_args *a, const char *prompt) {
         sq_model_free(model);
         return cli_fail(err);
     }
-    sq_sampler_params sp = a->sampler;
-    sp.repeat_last_n = a->repeat_last_n < 0 ? n_ctx : (int)a->repeat_last_n;
-    if (!a->seed_given) sp.seed = clock_seed();
+    sq_sampler_params sp = {.temperature = (float)a->temperature,
+                            .top_k = (int)a->top_k,
+                            .top_p = (float)a->top_p,
+                            .min_p = (float)a->min_p,
+                            .repeat_penalty = (float)a->repeat_penalty,
+                            .repeat_last_n = a->repeat_last_n < 0 ? n_ctx : (int)a->repeat_last_n,
+                            .seed = a->seed < 0 ? clock_seed() : (uint64_t)a->seed};
     printer out = {.echo = a->echo ? prompt : NULL};
     sq_generate_stats st;
     err = sq_generate(ctx, prompt, (int)a->n_predict, &sp, print_piece, &out, &st);
