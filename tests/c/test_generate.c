@@ -31,8 +31,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    fixture *f = *state;
-    sq_model_free(f->model);
+    fixture *f = *state; /* NULL when setup failed */
+    if (f) sq_model_free(f->model);
     free(f);
     return 0;
 }
