@@ -21,7 +21,7 @@ typedef struct tiny_spec {
     sq_rope_style rope;
 } tiny_spec;
 
-static void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dtype dtype, int ndim, int64_t d0,
+static inline void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dtype dtype, int ndim, int64_t d0,
                      int64_t d1) {
     int64_t shape[2] = {d0, d1}, n = ndim == 1 ? d0 : d0 * d1;
     float *x = malloc((size_t)n * sizeof *x);
@@ -34,7 +34,7 @@ static void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dtype dty
 }
 
 /* A bound model with random weights. */
-static sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
+static inline sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
     sq_model *m = sq_model_new();
     sq_model_config *c = &m->cfg;
     snprintf(c->arch, sizeof c->arch, "%s", s->arch);
@@ -75,7 +75,7 @@ static sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
 }
 
 /* Loads a model from any format without looking for a tokenizer (the formats are what is tested). */
-static sq_error *load_plain(const char *path, sq_model **out) {
+static inline sq_error *load_plain(const char *path, sq_model **out) {
     sq_model *m = sq_model_new();
     struct stat st;
     char magic[4] = {0};
@@ -101,7 +101,7 @@ static sq_error *load_plain(const char *path, sq_model **out) {
 
 /* Asserts that b holds the same config and tensors as a: equal bytes once both are in interleaved RoPE order
  * (and, when `plain` is a dtype, after converting a's tensors to it). */
-static void assert_same_model(const sq_model *a, const sq_model *b, int convert_to) {
+static inline void assert_same_model(const sq_model *a, const sq_model *b, int convert_to) {
     const sq_model_config *x = &a->cfg, *y = &b->cfg;
     assert_string_equal(x->arch, y->arch);
     assert_int_equal(x->dim, y->dim);
