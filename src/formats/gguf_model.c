@@ -137,6 +137,7 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
                              path, t->name, m->cfg.arch, m->cfg.n_layers);
         SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes));
     }
+    SQ_TRY(sq_check_layer_shapes(m, path));
     if (m->cfg.vocab_size <= 0) {
         const sq_tensor *emb = sq_model_find_tensor(m, SQ_NAME_TOK_EMBD);
         if (emb && emb->ndim == 2 && emb->shape[0] <= (1 << 24)) m->cfg.vocab_size = (int)emb->shape[0];

@@ -166,6 +166,7 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     const int qwen2 = !strcmp(c->arch, "qwen2");
     if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
+    SQ_TRY(sq_check_uniform_layers(m, path, "GGUF"));
     const char *arch = qwen2 ? "qwen2" : "llama";
     const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
 
@@ -178,7 +179,12 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     }
     kv_buf kv = {0};
     put_config(&kv, m, arch);
-    if (m->tokenizer) put_vocab(&kv, m->tokenizer);
+    if (m->tokenizer) {
+        put_vocab(&kv, m->tokenizer);
+    } else { /* keep the config's special ids even without a vocabulary */
+        if (c->bos_id >= 0) kv_u32(&kv, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
+        if (c->eos_id >= 0) kv_u32(&kv, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
+    }
     if (kv.oom) {
         free(kv.data);
         free(freqs);

@@ -146,6 +146,7 @@ static sq_error *load_sharded(load_state *s, const char *dir, const char *index_
 
 static sq_error *check_tensors(const load_state *s, const char *dir) {
     const sq_model *m = s->m;
+    SQ_TRY(sq_check_layer_shapes(m, dir));
     if (!s->flags.tie_word_embeddings && !sq_model_find_tensor(m, SQ_NAME_OUTPUT))
         return sq_errorf(SQ_ERR_FORMAT, "%s: lm_head.weight is missing and tie_word_embeddings is false",
                          dir);
@@ -231,6 +232,7 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
                              dir, sq_dtype_info(t->dtype)->name, t->name);
         if (t->ndim == 2) bytes[t->dtype] += t->nbytes;
     }
+    SQ_TRY(sq_check_uniform_layers(m, dir, "Hugging Face config.json"));
     sq_dtype main_dtype = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
         if (bytes[d] > bytes[main_dtype]) main_dtype = (sq_dtype)d;

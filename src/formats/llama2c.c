@@ -108,10 +108,7 @@ static sq_error *check_representable(const sq_model *m, const char *path) {
         why = "RoPE theta 10000 and RMSNorm epsilon 1e-5 are fixed";
     for (int l = 0; !why && l < c->n_layers; l++) {
         const sq_layer *L = &m->layers[l];
-        if (L->bq || L->bk || L->bv)
-            why = "it has no attention biases";
-        else if (L->n_heads != c->n_heads || L->n_kv_heads != c->n_kv_heads || L->hidden_dim != c->hidden_dim)
-            why = "every layer must have the configured head counts and FFN width";
+        if (L->bq || L->bk || L->bv) why = "it has no attention biases";
     }
     for (int i = 0; !why && i < m->n_tensors; i++)
         if (sq_dtype_info(m->tensors[i].dtype)->block_elems > 1)
@@ -119,7 +116,7 @@ static sq_error *check_representable(const sq_model *m, const char *path) {
     if (why)
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write this model as a llama2.c checkpoint: %s", path,
                          why);
-    return NULL;
+    return sq_check_uniform_layers(m, path, "llama2.c");
 }
 
 static sq_error *write_tensor(sq_out_file *o, const sq_model *m, const sq_tensor *t) {

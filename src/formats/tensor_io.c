@@ -1,6 +1,7 @@
 #include "formats/tensor_io.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,43 @@ sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_d
         storage = SQ_STORAGE_HOST;
     }
     return sq_error_wrap(sq_model_add_tensor(m, name, dtype, ndim, shape, use, nbytes, storage), "%s", path);
+}
+
+sq_error *sq_check_layer_shapes(const sq_model *m, const char *path) {
+    const sq_model_config *c = &m->cfg;
+    const int64_t hd = c->head_dim > 0 ? c->head_dim : (c->n_heads > 0 ? c->dim / c->n_heads : 0);
+    const struct {
+        const char *suffix, *what;
+        int64_t rows;
+    } checks[] = {{SQ_NAME_ATTN_Q, "heads x head_dim", (int64_t)c->n_heads * hd},
+                  {SQ_NAME_ATTN_K, "kv heads x head_dim", (int64_t)c->n_kv_heads * hd},
+                  {SQ_NAME_FFN_GATE, "FFN width", c->hidden_dim}};
+    for (int l = 0; l < c->n_layers; l++)
+        for (size_t k = 0; k < sizeof checks / sizeof *checks; k++) {
+            char name[SQ_TENSOR_NAME_MAX];
+            snprintf(name, sizeof name, "blk.%d.%s", l, checks[k].suffix);
+            const sq_tensor *t = sq_model_find_tensor(m, name);
+            if (t && t->ndim == 2 && t->shape[0] != checks[k].rows)
+                return sq_errorf(SQ_ERR_FORMAT,
+                                 "%s: tensor %s has %lld rows but the config implies %lld (%s)", path, name,
+                                 (long long)t->shape[0], (long long)checks[k].rows, checks[k].what);
+        }
+    return NULL;
+}
+
+sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format) {
+    const sq_model_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        const sq_layer *L = &m->layers[l];
+        if (L->n_heads != c->n_heads || L->n_kv_heads != c->n_kv_heads || L->hidden_dim != c->hidden_dim)
+            return sq_errorf(
+                SQ_ERR_UNSUPPORTED,
+                "%s: layer %d has %d heads, %d kv heads and FFN width %d but the config %d, %d and %d; "
+                "%s files hold one value for all layers",
+                path, l, L->n_heads, L->n_kv_heads, L->hidden_dim, c->n_heads, c->n_kv_heads, c->hidden_dim,
+                format);
+    }
+    return NULL;
 }
 
 sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to, sq_rope_style target_rope,

@@ -13,6 +13,13 @@
 sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, size_t nbytes);
 
+/* Loaders: every layer's attention and FFN weights must have the head counts and width the file's config
+ * states (missing tensors are left for sq_model_bind to report). */
+sq_error *sq_check_layer_shapes(const sq_model *m, const char *path);
+/* Writers: the formats store one head count and FFN width for all layers; a bound model whose layers differ
+ * (after pruning) cannot be written. */
+sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format);
+
 typedef struct sq_export_buf {
     const void *data; /* the bytes to write: the tensor's own or `owned` */
     size_t nbytes;
