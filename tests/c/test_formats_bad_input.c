@@ -102,8 +102,8 @@ static void test_gguf_corruptions(void **state) {
     size_t emb = find(d, n, "llama.embedding_length");
     patched(d, n, emb + 22 + 4, &wide, 4, "config implies");
     patched(d, n, emb, "llama.context_length\0\0", 22, NULL); /* key length now wrong: garbage follows */
-    size_t ctx = find(d, n, "llama.context_length");
-    (void)ctx;
+    size_t ffn = find(d, n, "llama.feed_forward_length");
+    patched(d, n, ffn + 25 + 4, &wide, 4, "rows but the config implies 64 (FFN width)");
     patched(d, n, emb, "llama.block_count_xxxx", 22, NULL);
 
     /* tensor infos: name, n_dims, ne[], type, offset */

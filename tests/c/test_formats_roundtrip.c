@@ -202,12 +202,37 @@ static void test_chain_through_formats(void **state) {
     sq_model_free(m);
 }
 
+/* A pruned model (layers of different FFN width) cannot be written by formats that store one width. */
+static void test_writers_refuse_nonuniform_layers(void **state) {
+    (void)state;
+    tiny_spec s = {"llama", 64, 2, 4, 2, 16, 96, 70, SQ_DTYPE_F32, 0, 0, 0, 0, SQ_ROPE_INTERLEAVED};
+    sq_model *m = tiny_model(&s, 5);
+    for (int i = 0; i < m->n_tensors; i++) { /* layer 1 keeps only the first 64 of its 96 FFN units */
+        sq_tensor *t = &m->tensors[i];
+        if (!strcmp(t->name, "blk.1.ffn_gate.weight") || !strcmp(t->name, "blk.1.ffn_up.weight"))
+            t->shape[0] = 64;
+        if (!strcmp(t->name, "blk.1.ffn_down.weight")) t->shape[1] = 64;
+        if (!strncmp(t->name, "blk.1.ffn_", 10) && strcmp(t->name, "blk.1.ffn_norm.weight"))
+            t->nbytes = sq_tensor_bytes_for(t->dtype, t->ndim, t->shape);
+    }
+    sq_test_ok(sq_model_bind(m, "pruned"));
+    assert_int_equal(m->layers[1].hidden_dim, 64);
+    sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned.gguf"), SQ_FORMAT_GGUF),
+                       "one value for all layers");
+    sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned-hf"), SQ_FORMAT_SAFETENSORS),
+                       "one value for all layers");
+    sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned.bin"), SQ_FORMAT_LLAMA2C),
+                       "one value for all layers");
+    sq_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rope_permutation_semantics),
         cmocka_unit_test(test_llama3_factor_fit),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_chain_through_formats),
+        cmocka_unit_test(test_writers_refuse_nonuniform_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
