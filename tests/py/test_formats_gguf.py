@@ -8,7 +8,8 @@
 - The committed golden values used by test_formats_shared.c match what gguf.quants gives today.
 - stories15M.bin and stories260K.bin (GQA) through HF -> GGUF -> llama2.c: the safetensors q/k weights are
   llama.cpp's permutation inverted, the GGUF ones equal the originals, and the final checkpoint has the
-  original bytes everywhere except the unused RoPE tables (float32 rounding of cos/sin).
+  original bytes everywhere except the unused RoPE tables (float32 rounding of cos/sin); the llama2.c, HF and
+  GGUF copies all give the golden logits (relative 1e-4, same argmax) through `squeeze logits`.
 - With the tokenizer module present: the vocabulary survives GGUF -> GGUF (tokens, scores, types, ids)."""
 import json
 import os
@@ -154,6 +155,16 @@ def check_chain(name, heads, kv_heads):
     ta = np.frombuffer(a[tables:], dtype=np.float32)
     tb = np.frombuffer(b[tables:], dtype=np.float32)
     check(ta.shape == tb.shape and np.abs(ta - tb).max() < 1e-5, f"{name}: RoPE tables agree within 1e-5")
+    # every format runs as the same model: logits against the golden float64 reference
+    tokens = open(f"{SHARED}/golden/{name}.tokens.txt").read().split()
+    gold = np.fromfile(f"{SHARED}/golden/{name}.logits.f32", dtype=np.float32).reshape(len(tokens), -1)
+    for m in (src, hf, gg):
+        out = work(f"formats-{name}-logits.f32")
+        rc, _, err = squeeze("logits", "-m", m, "--tokens", " ".join(tokens), "-o", out, "-t", "2")
+        got = np.fromfile(out, dtype=np.float32).reshape(gold.shape) if rc == 0 else np.zeros_like(gold)
+        rel = np.abs(got - gold).max() / np.abs(gold).max()
+        check(rc == 0 and rel < 1e-4 and (got.argmax(1) == gold.argmax(1)).all(),
+              f"{name}: logits from {os.path.basename(m)} match the golden reference (rel {rel:.2e} < 1e-4, argmax)")
 
 
 def check_vocab():
