@@ -98,6 +98,11 @@ typedef struct sq_model_info {
     int tied_embeddings; /* output projection shares the token embedding */
     int64_t n_params;
     size_t weight_bytes;
+    const char *rope_style;    /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    const char *rope_scaling;  /* "none" or "llama3" */
+    float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
+    float rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
