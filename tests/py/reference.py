@@ -332,10 +332,11 @@ def load_hf(dirpath):
     output = tok if tied else get("lm_head.weight")
     if tied:
         used.add("lm_head.weight")
+    out_norm = get("model.norm.weight")
     unused = set(t) - used
     if unused:
         raise ValueError(f"{dirpath}: tensors the reference does not understand: {sorted(unused)}")
-    return Model(arch, hd, eps, theta, False, tok, get("model.norm.weight"), output, layers, rope_scaling=rs)
+    return Model(arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs)
 
 
 def load_gguf(path):
@@ -398,6 +399,7 @@ def load_gguf(path):
     if output is None:
         output = tok
     freq_factors = get("rope_freqs.weight", True)
+    out_norm = get("output_norm.weight")
     unused = set(t) - used
     if unused:
         raise ValueError(f"{path}: tensors the reference does not understand: {sorted(unused)}")
@@ -408,7 +410,7 @@ def load_gguf(path):
         theta,
         arch == "llama",
         tok,
-        get("output_norm.weight"),
+        out_norm,
         output,
         layers,
         rope_freq_factors=freq_factors,
