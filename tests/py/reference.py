@@ -28,7 +28,7 @@ import math
 import os
 import struct
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -204,6 +204,26 @@ def greedy(model, prompt, n_new):
         margins.append(float(abs(top2[1] - top2[0])))
         logits = forward(model, [nxt], cache)[-1]
     return ids, margins
+
+
+def as_halves(model):
+    """The same model with RoPE on halves: within each head, the q/k rows (and biases) of interleaved pair
+    (2i, 2i+1) move to rows (i, i + head_dim/2), as Hugging Face's llama conversion permutes them. Logits are
+    unchanged; checkpoints of either convention can then be compared weight for weight."""
+    if not model.rope_interleaved:
+        return model
+    hd = model.head_dim
+    order = np.concatenate([np.arange(0, hd, 2), np.arange(1, hd, 2)])
+
+    def permute(w):
+        if w is None:
+            return None
+        heads = w.shape[0] // hd
+        return w[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
+
+    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk))
+              for L in model.layers]
+    return replace(model, rope_interleaved=False, layers=layers)
 
 
 # ---------------------------------------------------------------------------------------------- loaders
