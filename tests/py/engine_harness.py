@@ -8,7 +8,6 @@ script ends with `sys.exit(checks.finish())`, which is non-zero when anything fa
 import os
 import shlex
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
