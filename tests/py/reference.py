@@ -226,6 +226,33 @@ def as_halves(model):
     return replace(model, rope_interleaved=False, layers=layers)
 
 
+def weight_difference(src, dst):
+    """None when dst holds exactly src's weights and equivalent hyper-parameters, else what differs."""
+    a, b = as_halves(src), as_halves(dst)
+    if a.head_dim != b.head_dim:
+        return f"head_dim {b.head_dim} != {a.head_dim}"
+    if not np.isclose(a.norm_eps, b.norm_eps, rtol=1e-6, atol=0):
+        return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
+    if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
+        return "RoPE frequencies differ (theta or scaling)"
+    if len(a.layers) != len(b.layers):
+        return f"{len(b.layers)} layers != {len(a.layers)}"
+    pairs = [("token embedding", a.tok_embd, b.tok_embd), ("output norm", a.out_norm, b.out_norm),
+             ("output", a.output, b.output)]
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+        if la.window != lb.window:
+            return f"layer {i}: attention window {lb.window} != {la.window}"
+        for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
+                  "bo"]:
+            pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
+    for what, x, y in pairs:
+        if (x is None) != (y is None):
+            return f"{what}: {'missing' if y is None else 'unexpected'}"
+        if x is not None and (x.shape != y.shape or not np.array_equal(x, y)):
+            return f"{what}: values differ" if x.shape == y.shape else f"{what}: shape {y.shape} != {x.shape}"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- loaders
 
 

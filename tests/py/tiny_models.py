@@ -200,6 +200,104 @@ def generate(name, outroot):
     return out
 
 
+def _gguf_vocab(writer, tokenizer_json):
+    """The tokenizer.json vocabulary as GGUF tokenizer.ggml.* keys (SentencePiece-style "llama" model)."""
+    with open(tokenizer_json, encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    pieces = sorted(vocab, key=vocab.get)
+    types, scores = [], []
+    for i, p in enumerate(pieces):
+        if i == 0:
+            types.append(2)  # unknown
+        elif i < 3:
+            types.append(3)  # control
+        elif p.startswith("<0x") and len(p) == 6:
+            types.append(6)  # byte
+        else:
+            types.append(1)  # normal
+        scores.append(0.0 if types[-1] != 1 else -float(i))  # earlier merges win, as in Llama-2's scores
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(pieces)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+
+
+def generate_gguf(name, outroot, qtype):
+    """Writes variant `name` as a GGUF file with llama.cpp's conventions, written by the gguf package (an
+    independent writer): 2-D weights in `qtype` ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"), norms and
+    biases in F32, and for the llama architecture q/k rows permuted to RoPE-on-interleaved-pairs order as
+    llama.cpp's converter does. Returns the path."""
+    import gguf
+
+    spec = VARIANTS[name]
+    arch = spec["arch"]
+    if arch not in ("llama", "qwen2") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
+        raise ValueError(f"{name}: only plain llama and qwen2 variants are written as GGUF here")
+    src = generate(name, outroot)
+    w = {k: safetensors_np.to_f64(dt, a).astype(np.float32) for k, (dt, a) in _weights(spec).items()}
+    d, hd = spec["dim"], spec.get("head_dim", spec["dim"] // spec["n_heads"])
+
+    def to_interleaved(x):  # halves row order (i, i + hd/2) -> interleaved pairs (2i, 2i+1), per head
+        if arch != "llama":
+            return x
+        heads = x.shape[0] // hd
+        order = np.empty(hd, dtype=np.int64)
+        order[0::2], order[1::2] = np.arange(hd // 2), np.arange(hd // 2) + hd // 2
+        return x[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
+
+    qt = gguf.GGMLQuantizationType[qtype]
+    path = os.path.join(outroot, f"{name}-{qtype.lower()}.gguf")
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_name(name)
+    writer.add_context_length(256)
+    writer.add_embedding_length(d)
+    writer.add_block_count(spec["n_layers"])
+    writer.add_feed_forward_length(spec["hidden"])
+    writer.add_head_count(spec["n_heads"])
+    writer.add_head_count_kv(spec["n_kv_heads"])
+    writer.add_key_length(hd)
+    writer.add_value_length(hd)
+    writer.add_rope_dimension_count(hd)
+    writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
+    writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
+    writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
+    _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
+
+    def put(gname, x, quantize=True):
+        if quantize and qt != gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(gname, gguf.quants.quantize(x, qt), raw_dtype=qt)
+        else:
+            writer.add_tensor(gname, x)
+
+    put("token_embd.weight", w["model.embed_tokens.weight"])
+    put("output_norm.weight", w["model.norm.weight"], False)
+    if "lm_head.weight" in w:
+        put("output.weight", w["lm_head.weight"])
+    hf_to_gguf = [("input_layernorm.weight", "attn_norm.weight"), ("self_attn.q_proj.weight", "attn_q.weight"),
+                  ("self_attn.k_proj.weight", "attn_k.weight"), ("self_attn.v_proj.weight", "attn_v.weight"),
+                  ("self_attn.o_proj.weight", "attn_output.weight"),
+                  ("post_attention_layernorm.weight", "ffn_norm.weight"), ("mlp.gate_proj.weight", "ffn_gate.weight"),
+                  ("mlp.up_proj.weight", "ffn_up.weight"), ("mlp.down_proj.weight", "ffn_down.weight"),
+                  ("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
+                  ("self_attn.v_proj.bias", "attn_v.bias")]
+    for l in range(spec["n_layers"]):
+        for hf, gg in hf_to_gguf:
+            x = w.get(f"model.layers.{l}.{hf}")
+            if x is None:
+                continue
+            if gg.startswith(("attn_q", "attn_k")):
+                x = to_interleaved(x)
+            put(f"blk.{l}.{gg}", x, x.ndim == 2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
