@@ -8,6 +8,8 @@ the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithm
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
 so a pass means the engine implements the feature.
+Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
+the untied one) and checked the same way.
 """
 
 import dataclasses
@@ -24,6 +26,8 @@ import tiny_models  # noqa: E402
 TOL = 1e-4
 N_TOKENS = 24  # > the Mistral window (5), so the window really cuts attention
 MODES = ["prefill", "decode", "chunks:3"]
+# Also written as llama2.c checkpoints: an unshared classifier (negative vocab_size), and GQA with a shared one.
+LLAMA2C = ["llama_mha_f32", "llama_gqa_f16", "llama_tied_bf16"]
 
 
 def with_layers(model, **changes):
@@ -65,6 +69,21 @@ def main():
                 checks.fail(f"{name} --mode {mode}", e)
                 continue
             checks.close(f"{name} --mode {mode} vs reference", got, ref, TOL)
+    for name in LLAMA2C:
+        path = tiny_models.generate_llama2c(name, root)
+        model = R.load_llama2c(path)
+        diff = R.weight_difference(R.load(os.path.join(root, name)), model)
+        checks.check(diff is None, f"{name} as llama2.c: fixture holds the HF weights exactly", diff or "")
+        rng = np.random.default_rng(8)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, N_TOKENS - 1)]
+        ref = R.forward(model, tokens)
+        for mode in MODES:
+            try:
+                got = H.engine_logits(path, tokens, mode, model.vocab_size)
+            except H.EngineError as e:
+                checks.fail(f"{name} as llama2.c --mode {mode}", e)
+                continue
+            checks.close(f"{name} as llama2.c --mode {mode} vs reference", got, ref, TOL)
     return checks.finish()
 
 

@@ -298,6 +298,50 @@ def generate_gguf(name, outroot, qtype):
     return path
 
 
+def generate_llama2c(name, outroot):
+    """Writes variant `name` as a llama2.c checkpoint (fp32, q/k rows in interleaved-pair order, an unshared
+    classifier announced by a negative vocab_size when the variant is untied). The file sits in its own folder
+    with no tokenizer beside it. Returns the path."""
+    import struct
+
+    spec = VARIANTS[name]
+    d, hd = spec["dim"], spec.get("head_dim", spec["dim"] // spec["n_heads"])
+    if spec["arch"] != "llama" or hd * spec["n_heads"] != d or spec.get("rope_scaling"):
+        raise ValueError(f"{name}: llama2.c holds only plain llama models with head_dim = dim / n_heads")
+    w = {k: safetensors_np.to_f64(dt, a).astype(np.float32) for k, (dt, a) in _weights(spec).items()}
+    order = np.empty(hd, dtype=np.int64)
+    order[0::2], order[1::2] = np.arange(hd // 2), np.arange(hd // 2) + hd // 2
+
+    def interleaved(x):
+        return x[(np.arange(x.shape[0] // hd)[:, None] * hd + order[None, :]).ravel()]
+
+    L = range(spec["n_layers"])
+
+    def stack(key, fn=lambda x: x):
+        return [fn(w[f"model.layers.{l}.{key}"]) for l in L]
+
+    tied = "lm_head.weight" not in w
+    seq_len = 256
+    arrays = [w["model.embed_tokens.weight"]]
+    arrays += stack("input_layernorm.weight") + stack("self_attn.q_proj.weight", interleaved)
+    arrays += stack("self_attn.k_proj.weight", interleaved) + stack("self_attn.v_proj.weight")
+    arrays += stack("self_attn.o_proj.weight") + stack("post_attention_layernorm.weight")
+    arrays += stack("mlp.gate_proj.weight") + stack("mlp.down_proj.weight") + stack("mlp.up_proj.weight")
+    arrays += [w["model.norm.weight"], np.zeros((2, seq_len, hd // 2), np.float32)]  # unused RoPE tables
+    if not tied:
+        arrays.append(w["lm_head.weight"])
+    folder = os.path.join(outroot, name + "-llama2c")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.bin")
+    with open(path, "wb") as f:
+        V = spec["vocab"]
+        f.write(struct.pack("<7i", d, spec["hidden"], spec["n_layers"], spec["n_heads"], spec["n_kv_heads"],
+                            V if tied else -V, seq_len))
+        for a in arrays:
+            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    return path
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
