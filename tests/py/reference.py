@@ -13,7 +13,8 @@ are dequantized to their exact values) and every operation runs in float64.
                      attention: softmax(q.k / sqrt(head_dim)) with GQA (kv head = q head // (n_heads/n_kv))
   MistralForCausalLM the same with a sliding window: query i sees keys j with  i - window < j <= i
                      (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window, AND causal
-                     kv_idx <= q_idx), i.e. `window` keys including itself
+                     kv_idx <= q_idx), i.e. `window` keys including itself (the eager/sdpa masks; an old
+                     flash-attention path saw window + 1, fixed upstream: transformers#29623, #39408)
   Qwen2ForCausalLM   the same with q/k/v biases; the window only applies when use_sliding_window is true, and
                      then to layers >= max_window_layers
   llama2.c (.bin)    Llama with RoPE on interleaved pairs (2i, 2i+1), theta 10000, eps 1e-5
