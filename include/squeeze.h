@@ -221,7 +221,7 @@ typedef struct sq_bench_result {
 } sq_bench_result;
 
 /* Called after every repetition (warm-ups included) with the number done and the total. */
-typedef void (*sq_bench_progress)(int done, int total, void *user);
+typedef void (*sq_bench_progress)(void *user, int64_t done, int64_t total);
 
 /* Benchmarks n_models models on the same workload, each in its own context, interleaving their timed
  * repetitions (A, B, A, B, ...) so that they share the machine's conditions; results[i] describes models[i].

@@ -8,6 +8,9 @@
 #include "core/error.h"
 #include "squeeze.h"
 
+/* Most tokens one forward chunk carries (see variant_init). */
+#define SQ_BENCH_BATCH_MAX 2048
+
 /* One model under test: its context sized exactly for the workload and its buffers. */
 typedef struct bench_variant {
     const sq_model *model;
@@ -95,10 +98,11 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
     uint64_t state = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < n_prompt_tokens; i++)
         v->prompts[i] = (int32_t)(xorshift64(&state) % (uint64_t)v->vocab);
-    sq_context_options opts = {.n_ctx = need,
-                               .n_seq_max = p->n_seqs,
-                               .n_threads = p->n_threads,
-                               .n_batch_max = (int)n_prompt_tokens};
+    /* The forward pass runs a batch larger than n_batch_max in chunks; capping it bounds the activation
+     * memory as a server would, and chunks this large keep the matrix products efficient. */
+    int batch_max = n_prompt_tokens < SQ_BENCH_BATCH_MAX ? (int)n_prompt_tokens : SQ_BENCH_BATCH_MAX;
+    sq_context_options opts = {
+        .n_ctx = need, .n_seq_max = p->n_seqs, .n_threads = p->n_threads, .n_batch_max = batch_max};
     return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
 }
 
@@ -188,7 +192,7 @@ static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params 
         for (int w = 0; w < p->n_warmup; w++) {
             SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &ignored_prefill, &ignored_decode), "bench: model %d",
                                  m + 1));
-            if (progress) progress(++done, total, user);
+            if (progress) progress(user, ++done, total);
         }
         if (p->n_warmup) results[m].peak_rss_bytes = sq_peak_rss_bytes();
     }
@@ -197,7 +201,7 @@ static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params 
             SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &vs[m].prefill_s[r], &vs[m].decode_s[r]),
                                  "bench: model %d", m + 1));
             if (!p->n_warmup && r == 0) results[m].peak_rss_bytes = sq_peak_rss_bytes();
-            if (progress) progress(++done, total, user);
+            if (progress) progress(user, ++done, total);
         }
     return NULL;
 }

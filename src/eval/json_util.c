@@ -75,7 +75,7 @@ sq_error *sq_json_load_file(const char *path, cJSON **out) {
     if (!err && memchr(text, 0, len))
         err = sq_errorf(SQ_ERR_FORMAT, "%s: contains NUL bytes, not JSON", path);
     const char *end = NULL;
-    cJSON *root = err ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 1);
+    cJSON *root = err ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
     if (!err && !root) {
         int line, column;
         size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : len;

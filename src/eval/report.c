@@ -89,18 +89,29 @@ static sq_error *load_ppl(sq_report_table *t, const cJSON *root, const char *pat
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
     SQ_TRY(read_ranged(root, "ppl", 1, path, 1, INFINITY, &v->ppl));
-    const cJSON *kl;
-    SQ_TRY(sq_json_get_object(root, "kl", 0, path, &kl));
-    if (!kl) return NULL;
-    char where[1200];
-    snprintf(where, sizeof where, "%s: kl", path);
-    return read_ranged(kl, "mean", 1, where, 0, INFINITY, &v->kl);
+    return read_ranged(root, "kl_mean", 0, path, 0, INFINITY, &v->kl);
 }
 
+/* The zero-shot average: the mean of the tasks' headline scores. */
 static sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *path) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
-    return read_ranged(root, "average_accuracy", 1, path, 0, 1, &v->zero_shot_avg);
+    const cJSON *tasks;
+    SQ_TRY(sq_json_get_array(root, "tasks", 1, path, &tasks));
+    int n = cJSON_GetArraySize(tasks);
+    if (n == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: \"tasks\" is empty", path);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        char where[1200];
+        snprintf(where, sizeof where, "%s: tasks[%d]", path, i);
+        const cJSON *task = cJSON_GetArrayItem(tasks, i);
+        if (!cJSON_IsObject(task)) return sq_errorf(SQ_ERR_FORMAT, "%s: should be an object", where);
+        sq_report_value score = {0};
+        SQ_TRY(read_ranged(task, "score", 1, where, 0, 1, &score));
+        sum += score.value;
+    }
+    set_value(&v->zero_shot_avg, sum / n);
+    return NULL;
 }
 
 /* The median of a {"median", "min", "max"} statistic. */
@@ -247,6 +258,8 @@ static void write_number(FILE *out, const sq_report_value *v, double scale, int 
         fprintf(out, " | %.0f%s", x, suffix);
     else if (ax >= 100)
         fprintf(out, " | %.1f%s", x, suffix);
+    else if (ax >= 10)
+        fprintf(out, " | %.2f%s", x, suffix);
     else if (ax >= 1 || ax == 0)
         fprintf(out, " | %.3f%s", x, suffix);
     else

@@ -178,6 +178,101 @@ static void write_axes(FILE *out, const panel *p, const axis_range *rx, const ax
     fprintf(out, "</text>\n");
 }
 
+/* ---- point labels: each goes where it hides the fewest other labels and points */
+
+typedef struct box {
+    double x0, y0, x1, y1;
+} box;
+
+typedef struct label_spot {
+    double dx, dy; /* text anchor point relative to the point's centre */
+    const char *anchor;
+} label_spot;
+
+/* Candidates in order of preference: beside the point, then above or below it, then further away. */
+static const label_spot label_spots[] = {
+    {8, -7, "start"},   {8, 15, "start"},  {-8, -7, "end"},   {-8, 15, "end"},  {0, -11, "middle"},
+    {0, 21, "middle"},  {8, -21, "start"}, {8, 29, "start"},  {-8, -21, "end"}, {-8, 29, "end"},
+    {0, -25, "middle"}, {0, 35, "middle"}, {8, -35, "start"}, {-8, -35, "end"}, {8, 43, "start"},
+};
+#define N_SPOTS       (sizeof label_spots / sizeof *label_spots)
+#define LABEL_FONT_PX 11
+#define POINT_RADIUS  5
+
+static double overlap_area(box a, box b) {
+    double w = fmin(a.x1, b.x1) - fmax(a.x0, b.x0), h = fmin(a.y1, b.y1) - fmax(a.y0, b.y0);
+    return w > 0 && h > 0 ? w * h : 0;
+}
+
+/* Width of a label in the sans-serif font at LABEL_FONT_PX: about 0.58 em per character (UTF-8 code points).
+ */
+static double label_width(const char *s) {
+    int chars = 0;
+    for (; *s; s++) chars += ((unsigned char)*s & 0xc0) != 0x80;
+    return chars * 0.58 * LABEL_FONT_PX;
+}
+
+static box label_box(double px, double py, const label_spot *spot, double width) {
+    double x = px + spot->dx, y = py + spot->dy;
+    double x0 = spot->anchor[0] == 's' ? x : spot->anchor[0] == 'e' ? x - width : x - width / 2;
+    return (box){x0, y - 0.8 * LABEL_FONT_PX, x0 + width, y + 0.25 * LABEL_FONT_PX};
+}
+
+/* Greedy: labels are placed in point order, each at the candidate spot that overlaps least with the points,
+ * the labels already placed and the area outside the plot (weighted, so labels stay inside). */
+static void place_labels(const panel *p, const double *px, const double *py, const double *width, int n,
+                         box *placed, const label_spot **chosen) {
+    box plot = {p->left, PLOT_TOP, p->left + PLOT_W, PLOT_TOP + PLOT_H};
+    for (int i = 0; i < n; i++) {
+        double best_cost = INFINITY;
+        for (size_t s = 0; s < N_SPOTS; s++) {
+            box b = label_box(px[i], py[i], &label_spots[s], width[i]);
+            double area = (b.x1 - b.x0) * (b.y1 - b.y0), cost = 4 * (area - overlap_area(b, plot));
+            for (int j = 0; j < n; j++) {
+                box dot = {px[j] - POINT_RADIUS, py[j] - POINT_RADIUS, px[j] + POINT_RADIUS,
+                           py[j] + POINT_RADIUS};
+                cost += overlap_area(b, dot);
+            }
+            for (int j = 0; j < i; j++) cost += overlap_area(b, placed[j]);
+            if (cost < best_cost - 1e-9) best_cost = cost, placed[i] = b, chosen[i] = &label_spots[s];
+        }
+    }
+}
+
+/* The points and their labels; returns -1 when out of memory. */
+static int write_points(FILE *out, const sq_report_table *t, const panel *p, const axis_range *rx,
+                        const axis_range *ry, const plot_point *pts, int n) {
+    double *px = malloc((size_t)n * 3 * sizeof *px);
+    box *placed = malloc((size_t)n * sizeof *placed);
+    const label_spot **chosen = malloc((size_t)n * sizeof *chosen);
+    if (!px || !placed || !chosen) {
+        free(px), free(placed), free(chosen);
+        return -1;
+    }
+    double *py = px + n, *width = py + n;
+    for (int i = 0; i < n; i++) {
+        px[i] = to_px_x(p, rx, pts[i].x);
+        py[i] = to_px_y(ry, pts[i].y);
+        width[i] = label_width(t->variants[pts[i].variant].name);
+    }
+    place_labels(p, px, py, width, n, placed, chosen);
+    for (int i = 0; i < n; i++) {
+        const char *name = t->variants[pts[i].variant].name;
+        fprintf(out, "<circle class=\"point\" data-variant=\"");
+        write_xml_text(out, name);
+        fprintf(out, "\" cx=\"%.2f\" cy=\"%.2f\" r=\"%d\" fill=\"%s\" stroke=\"#222\"/>\n", px[i], py[i],
+                POINT_RADIUS, palette[(size_t)pts[i].variant % PALETTE_N]);
+        fprintf(out,
+                "<text class=\"point-label\" paint-order=\"stroke\" stroke=\"white\" stroke-width=\"3\" "
+                "x=\"%.2f\" y=\"%.2f\" font-size=\"%d\" text-anchor=\"%s\">",
+                px[i] + chosen[i]->dx, py[i] + chosen[i]->dy, LABEL_FONT_PX, chosen[i]->anchor);
+        write_xml_text(out, name);
+        fprintf(out, "</text>\n");
+    }
+    free(px), free(placed), free(chosen);
+    return 0;
+}
+
 static sq_error *write_panel(FILE *out, const sq_report_table *t, const panel *p, const char *id) {
     fprintf(out,
             "<g class=\"panel\" id=\"%s\">\n<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">",
@@ -218,34 +313,38 @@ static sq_error *write_panel(FILE *out, const sq_report_table *t, const panel *p
             fprintf(out, "%s%.2f,%.2f", i ? " " : "", to_px_x(p, &rx, front[i].x), to_px_y(&ry, front[i].y));
         fprintf(out, "\"/>\n");
     }
-    for (int i = 0; i < n; i++) {
-        double px = to_px_x(p, &rx, pts[i].x), py = to_px_y(&ry, pts[i].y);
-        const char *name = t->variants[pts[i].variant].name;
-        fprintf(out, "<circle class=\"point\" data-variant=\"");
-        write_xml_text(out, name);
-        fprintf(out, "\" cx=\"%.2f\" cy=\"%.2f\" r=\"5\" fill=\"%s\" stroke=\"#222\"/>\n", px, py,
-                palette[(size_t)pts[i].variant % PALETTE_N]);
-        /* labels of points near the right edge go to their left */
-        int left_side = px > p->left + PLOT_W * 0.7;
-        fprintf(out, "<text class=\"point-label\" x=\"%.2f\" y=\"%.2f\" font-size=\"11\" text-anchor=\"%s\">",
-                px + (left_side ? -8 : 8), py - 7, left_side ? "end" : "start");
-        write_xml_text(out, name);
-        fprintf(out, "</text>\n");
+    if (write_points(out, t, p, &rx, &ry, pts, n)) {
+        free(pts);
+        return sq_errorf(SQ_ERR_NOMEM, "report: out of memory");
     }
     fprintf(out, "</g>\n");
     free(pts);
     return NULL;
 }
 
-static void write_legend(FILE *out, const sq_report_table *t, int top) {
+/* Whether a variant appears in either panel. */
+static int is_plotted(const sq_report_variant *v, const axis_metric *quality) {
+    return quality->get(v)->present && (size_axis.get(v)->present || speed_axis.get(v)->present);
+}
+
+static int n_plotted(const sq_report_table *t, const axis_metric *quality) {
+    int n = 0;
+    for (int i = 0; i < t->n_variants; i++) n += is_plotted(&t->variants[i], quality);
+    return n;
+}
+
+/* The frontier's line style, then a swatch per plotted variant, in rows of LEGEND_COLUMNS. */
+static void write_legend(FILE *out, const sq_report_table *t, const axis_metric *quality, int top) {
     fprintf(out, "<g class=\"legend\">\n");
-    /* first entry: the frontier's line style, then one swatch per variant */
     fprintf(out,
             "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\" stroke-width=\"1.5\" "
             "stroke-dasharray=\"6 4\"/>\n<text x=\"%d\" y=\"%d\" font-size=\"12\">Pareto frontier</text>\n",
             PANEL0_LEFT, top + 6, PANEL0_LEFT + 24, top + 6, PANEL0_LEFT + 30, top + 10);
+    int slot = 1;
     for (int i = 0; i < t->n_variants; i++) {
-        int slot = i + 1, col = slot % LEGEND_COLUMNS, row = slot / LEGEND_COLUMNS;
+        if (!is_plotted(&t->variants[i], quality)) continue;
+        int col = slot % LEGEND_COLUMNS, row = slot / LEGEND_COLUMNS;
+        slot++;
         int x = PANEL0_LEFT + col * ((CANVAS_W - PANEL0_LEFT) / LEGEND_COLUMNS), y = top + row * LEGEND_ROW_H;
         fprintf(out,
                 "<rect class=\"legend-swatch\" x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\" "
@@ -269,7 +368,7 @@ sq_error *sq_report_write_svg(const sq_report_table *t, const char *title, FILE 
     panel panels[2] = {{&size_axis, quality, "Quality against size", PANEL0_LEFT},
                        {&speed_axis, quality, "Quality against decode speed", PANEL1_LEFT}};
     int legend_top = PLOT_TOP + PLOT_H + 70;
-    int legend_rows = (t->n_variants + 1 + LEGEND_COLUMNS - 1) / LEGEND_COLUMNS;
+    int legend_rows = (n_plotted(t, quality) + 1 + LEGEND_COLUMNS - 1) / LEGEND_COLUMNS;
     int height = legend_top + legend_rows * LEGEND_ROW_H + 10;
     fprintf(out,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -283,7 +382,7 @@ sq_error *sq_report_write_svg(const sq_report_table *t, const char *title, FILE 
     fprintf(out, "</text>\n");
     SQ_TRY(write_panel(out, t, &panels[0], "panel-size"));
     SQ_TRY(write_panel(out, t, &panels[1], "panel-speed"));
-    write_legend(out, t, legend_top);
+    write_legend(out, t, quality, legend_top);
     fprintf(out, "</svg>\n");
     return ferror(out) ? sq_errorf(SQ_ERR_IO, "report: writing the SVG failed") : NULL;
 }

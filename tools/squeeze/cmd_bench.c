@@ -137,9 +137,10 @@ typedef struct progress_state {
     int batch;
 } progress_state;
 
-static void show_progress(int done, int total, void *user) {
+static void show_progress(void *user, int64_t done, int64_t total) {
     const progress_state *s = user;
-    fprintf(stderr, "\rsqueeze bench: batch %d, repetition %d/%d ", s->batch, done, total);
+    fprintf(stderr, "\rsqueeze bench: batch %d, repetition %lld/%lld ", s->batch, (long long)done,
+            (long long)total);
     if (done == total) fprintf(stderr, "\r\033[K");
     fflush(stderr);
 }
