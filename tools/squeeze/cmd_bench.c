@@ -54,20 +54,22 @@ static void usage(FILE *out) {
         DEFAULT_SEED);
 }
 
+/* "1,4,16": every comma-separated piece a batch size (empty pieces are errors). */
 static int parse_batches(const char *text, bench_options *o) {
-    char *copy = strdup(text), *save = NULL;
-    if (!copy) return -1;
     o->n_batches = 0;
-    int bad = text[0] == 0 || text[strlen(text) - 1] == ',';
-    for (char *tok = strtok_r(copy, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
+    for (const char *piece = text;; piece++) {
+        const char *comma = strchr(piece, ',');
+        size_t len = comma ? (size_t)(comma - piece) : strlen(piece);
+        char number[16];
         long b;
-        if (o->n_batches == MAX_BATCHES || cli_parse_int(tok, 1, 4096, &b))
-            bad = 1;
-        else
-            o->batches[o->n_batches++] = (int)b;
+        if (len == 0 || len >= sizeof number || o->n_batches == MAX_BATCHES) return -1;
+        memcpy(number, piece, len);
+        number[len] = 0;
+        if (cli_parse_int(number, 1, 4096, &b)) return -1;
+        o->batches[o->n_batches++] = (int)b;
+        if (!comma) return 0;
+        piece = comma;
     }
-    free(copy);
-    return bad || !o->n_batches ? -1 : 0;
 }
 
 /* A flag's integer value in [lo, hi], or a usage error. */
