@@ -150,24 +150,24 @@ static void show_progress(void *user, int64_t done, int64_t total) {
 /* ------------------------------------------------------------------ table */
 
 typedef struct metric_row {
-    const char *name;
-    double scale;  /* stored unit -> shown unit */
-    size_t offset; /* of the sq_bench_stat in sq_bench_result */
+    const char *name, *key; /* table row; JSON field */
+    double scale;           /* stored unit -> shown unit */
+    size_t offset;          /* of the sq_bench_stat (timing) or size_t (memory) in sq_bench_result */
 } metric_row;
 
 static const metric_row timing_rows[] = {
-    {"time to first token (ms)", 1e3, offsetof(sq_bench_result, ttft_s)},
-    {"time per output token (ms)", 1e3, offsetof(sq_bench_result, tpot_s)},
-    {"end-to-end latency (ms)", 1e3, offsetof(sq_bench_result, e2e_s)},
-    {"prefill (tokens/s)", 1, offsetof(sq_bench_result, prefill_tok_s)},
-    {"decode (tokens/s)", 1, offsetof(sq_bench_result, decode_tok_s)},
-    {"requests/s", 1, offsetof(sq_bench_result, requests_s)},
+    {"time to first token (ms)", "ttft_s", 1e3, offsetof(sq_bench_result, ttft_s)},
+    {"time per output token (ms)", "tpot_s", 1e3, offsetof(sq_bench_result, tpot_s)},
+    {"end-to-end latency (ms)", "e2e_s", 1e3, offsetof(sq_bench_result, e2e_s)},
+    {"prefill (tokens/s)", "prefill_tok_s", 1, offsetof(sq_bench_result, prefill_tok_s)},
+    {"decode (tokens/s)", "decode_tok_s", 1, offsetof(sq_bench_result, decode_tok_s)},
+    {"requests/s", "requests_s", 1, offsetof(sq_bench_result, requests_s)},
 };
 
 static const metric_row memory_rows[] = {
-    {"weights (MiB)", 1.0 / (1 << 20), offsetof(sq_bench_result, weight_bytes)},
-    {"KV cache (MiB)", 1.0 / (1 << 20), offsetof(sq_bench_result, kv_bytes)},
-    {"peak RSS (MiB)", 1.0 / (1 << 20), offsetof(sq_bench_result, peak_rss_bytes)},
+    {"weights (MiB)", "weight_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, weight_bytes)},
+    {"KV cache (MiB)", "kv_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, kv_bytes)},
+    {"peak RSS (MiB)", "peak_rss_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, peak_rss_bytes)},
 };
 
 #define N_ROWS(rows) (sizeof rows / sizeof *rows)
@@ -209,8 +209,8 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
             print_number(s->median * row->scale);
             printf(" | ");
             print_number(s->min * row->scale);
-            printf(o->n_models == 1 ? " | "
-                                    : "–"); /* one column holds the range when two models share the row */
+            /* with two models one column holds each range */
+            printf(o->n_models == 1 ? " | " : "–");
             print_number(s->max * row->scale);
         }
         if (o->n_models == 2) print_ratio(stat_of(&r[1], row)->median, stat_of(&r[0], row)->median);
@@ -258,17 +258,15 @@ static cJSON *stat_json(const sq_bench_stat *s) {
     return o;
 }
 
-static const char *const stat_keys[] = {"ttft_s",        "tpot_s",       "e2e_s",
-                                        "prefill_tok_s", "decode_tok_s", "requests_s"};
-static const char *const byte_keys[] = {"weight_bytes", "kv_bytes", "peak_rss_bytes"};
-
 static cJSON *result_json(int batch, const sq_bench_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "n_seqs", batch);
     for (size_t k = 0; k < N_ROWS(timing_rows); k++)
-        cJSON_AddItemToObject(o, stat_keys[k], stat_json(stat_of(r, &timing_rows[k])));
-    for (size_t k = 1; k < N_ROWS(memory_rows); k++)
-        cJSON_AddNumberToObject(o, byte_keys[k], bytes_of(r, &memory_rows[k]));
+        cJSON_AddItemToObject(o, timing_rows[k].key, stat_json(stat_of(r, &timing_rows[k])));
+    /* weight_bytes belongs to the model: the variant gives it once */
+    for (size_t k = 0; k < N_ROWS(memory_rows); k++)
+        if (memory_rows[k].offset != offsetof(sq_bench_result, weight_bytes))
+            cJSON_AddNumberToObject(o, memory_rows[k].key, bytes_of(r, &memory_rows[k]));
     return o;
 }
 
@@ -309,12 +307,13 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
             cJSON_AddItemToArray(ratios, x);
             cJSON_AddNumberToObject(x, "n_seqs", o->batches[b]);
             for (size_t k = 0; k < N_ROWS(timing_rows); k++)
-                cJSON_AddNumberToObject(x, stat_keys[k],
+                cJSON_AddNumberToObject(x, timing_rows[k].key,
                                         stat_of(&r[1], &timing_rows[k])->median /
                                             stat_of(&r[0], &timing_rows[k])->median);
             for (size_t k = 0; k < N_ROWS(memory_rows); k++) {
                 double a = bytes_of(&r[0], &memory_rows[k]);
-                if (a > 0) cJSON_AddNumberToObject(x, byte_keys[k], bytes_of(&r[1], &memory_rows[k]) / a);
+                if (a > 0)
+                    cJSON_AddNumberToObject(x, memory_rows[k].key, bytes_of(&r[1], &memory_rows[k]) / a);
             }
         }
     }
