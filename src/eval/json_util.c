@@ -88,17 +88,25 @@ sq_error *sq_json_load_file(const char *path, cJSON **out) {
     return NULL;
 }
 
-static sq_error *get_field(const cJSON *obj, const char *name, int required, const char *where,
+/* The field, or NULL when it is absent or an allowed null. */
+static sq_error *get_field(const cJSON *obj, const char *name, int flags, const char *where,
                            const cJSON **out) {
     *out = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
-    if (!*out && required) return sq_errorf(SQ_ERR_FORMAT, "%s: missing field \"%s\"", where, name);
+    if (*out && cJSON_IsNull(*out)) {
+        if (!(flags & SQ_JSON_NULLABLE))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: field \"%s\" is null", where, name);
+        *out = NULL;
+        return NULL;
+    }
+    if (!*out && (flags & SQ_JSON_REQUIRED))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: missing field \"%s\"", where, name);
     return NULL;
 }
 
-sq_error *sq_json_get_number(const cJSON *obj, const char *name, int required, const char *where, double *out,
+sq_error *sq_json_get_number(const cJSON *obj, const char *name, int flags, const char *where, double *out,
                              int *found) {
     const cJSON *item;
-    SQ_TRY(get_field(obj, name, required, where, &item));
+    SQ_TRY(get_field(obj, name, flags, where, &item));
     if (found) *found = item != NULL;
     if (!item) return NULL;
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
@@ -120,10 +128,10 @@ static int valid_utf8(const char *s) {
     return 1;
 }
 
-sq_error *sq_json_get_string(const cJSON *obj, const char *name, int required, const char *where,
+sq_error *sq_json_get_string(const cJSON *obj, const char *name, int flags, const char *where,
                              const char **out) {
     const cJSON *item;
-    SQ_TRY(get_field(obj, name, required, where, &item));
+    SQ_TRY(get_field(obj, name, flags, where, &item));
     if (!item) return NULL;
     if (!cJSON_IsString(item))
         return sq_errorf(SQ_ERR_FORMAT, "%s: field \"%s\" should be a string", where, name);
@@ -133,17 +141,17 @@ sq_error *sq_json_get_string(const cJSON *obj, const char *name, int required, c
     return NULL;
 }
 
-sq_error *sq_json_get_object(const cJSON *obj, const char *name, int required, const char *where,
+sq_error *sq_json_get_object(const cJSON *obj, const char *name, int flags, const char *where,
                              const cJSON **out) {
-    SQ_TRY(get_field(obj, name, required, where, out));
+    SQ_TRY(get_field(obj, name, flags, where, out));
     if (*out && !cJSON_IsObject(*out))
         return sq_errorf(SQ_ERR_FORMAT, "%s: field \"%s\" should be an object", where, name);
     return NULL;
 }
 
-sq_error *sq_json_get_array(const cJSON *obj, const char *name, int required, const char *where,
+sq_error *sq_json_get_array(const cJSON *obj, const char *name, int flags, const char *where,
                             const cJSON **out) {
-    SQ_TRY(get_field(obj, name, required, where, out));
+    SQ_TRY(get_field(obj, name, flags, where, out));
     if (*out && !cJSON_IsArray(*out))
         return sq_errorf(SQ_ERR_FORMAT, "%s: field \"%s\" should be an array", where, name);
     return NULL;

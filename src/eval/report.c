@@ -60,11 +60,11 @@ static void set_value(sq_report_value *dst, double value) {
 }
 
 /* A number field that must lie in [lo, hi] when present; stored into dst. */
-static sq_error *read_ranged(const cJSON *obj, const char *name, int required, const char *where, double lo,
+static sq_error *read_ranged(const cJSON *obj, const char *name, int flags, const char *where, double lo,
                              double hi, sq_report_value *dst) {
     double value = 0;
     int found = 0;
-    SQ_TRY(sq_json_get_number(obj, name, required, where, &value, &found));
+    SQ_TRY(sq_json_get_number(obj, name, flags, where, &value, &found));
     if (!found) return NULL;
     if (value < lo || value > hi)
         return sq_errorf(SQ_ERR_FORMAT, "%s: field \"%s\" is %g, outside [%g, %g]", where, name, value, lo,
@@ -73,54 +73,51 @@ static sq_error *read_ranged(const cJSON *obj, const char *name, int required, c
     return NULL;
 }
 
-/* The variant an object names through "model" and an optional "label". */
+/* The variant an object names: its "label", else its "model" object's "path"; the model's weight bytes. */
 static sq_error *variant_of(sq_report_table *t, const cJSON *obj, const char *where,
                             sq_report_variant **out) {
-    const char *model = NULL, *label = NULL;
-    SQ_TRY(sq_json_get_string(obj, "model", 1, where, &model));
+    const cJSON *model;
+    const char *path = NULL, *label = NULL;
+    SQ_TRY(sq_json_get_object(obj, "model", SQ_JSON_REQUIRED, where, &model));
+    char inner[1300];
+    snprintf(inner, sizeof inner, "%s: model", where);
+    SQ_TRY(sq_json_get_string(model, "path", SQ_JSON_REQUIRED, inner, &path));
     SQ_TRY(sq_json_get_string(obj, "label", 0, where, &label));
-    if (!*model) return sq_errorf(SQ_ERR_FORMAT, "%s: field \"model\" is empty", where);
+    if (!*path) return sq_errorf(SQ_ERR_FORMAT, "%s: field \"path\" is empty", inner);
     if (label && !*label) return sq_errorf(SQ_ERR_FORMAT, "%s: field \"label\" is empty", where);
-    SQ_TRY(find_or_add_variant(t, model, label, out));
-    return read_ranged(obj, "weight_bytes", 0, where, 0, 1e18, &(*out)->size_bytes);
+    SQ_TRY(find_or_add_variant(t, path, label, out));
+    return read_ranged(model, "weight_bytes", 0, inner, 0, 1e18, &(*out)->size_bytes);
 }
 
 static sq_error *load_ppl(sq_report_table *t, const cJSON *root, const char *path) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
-    SQ_TRY(read_ranged(root, "ppl", 1, path, 1, INFINITY, &v->ppl));
-    return read_ranged(root, "kl_mean", 0, path, 0, INFINITY, &v->kl);
+    SQ_TRY(read_ranged(root, "ppl", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, path, 1, INFINITY, &v->ppl));
+    const cJSON *ref;
+    SQ_TRY(sq_json_get_object(root, "reference", SQ_JSON_NULLABLE, path, &ref));
+    if (!ref) return NULL;
+    char where[1200];
+    snprintf(where, sizeof where, "%s: reference", path);
+    return read_ranged(ref, "kl_mean", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, where, 0, INFINITY, &v->kl);
 }
 
-/* The zero-shot average: the mean of the tasks' headline scores. */
 static sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *path) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
-    const cJSON *tasks;
-    SQ_TRY(sq_json_get_array(root, "tasks", 1, path, &tasks));
-    int n = cJSON_GetArraySize(tasks);
-    if (n == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: \"tasks\" is empty", path);
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        char where[1200];
-        snprintf(where, sizeof where, "%s: tasks[%d]", path, i);
-        const cJSON *task = cJSON_GetArrayItem(tasks, i);
-        if (!cJSON_IsObject(task)) return sq_errorf(SQ_ERR_FORMAT, "%s: should be an object", where);
-        sq_report_value score = {0};
-        SQ_TRY(read_ranged(task, "score", 1, where, 0, 1, &score));
-        sum += score.value;
-    }
-    set_value(&v->zero_shot_avg, sum / n);
-    return NULL;
+    const cJSON *average;
+    SQ_TRY(sq_json_get_object(root, "average", SQ_JSON_REQUIRED, path, &average));
+    char where[1200];
+    snprintf(where, sizeof where, "%s: average", path);
+    return read_ranged(average, "score", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, where, 0, 1, &v->zero_shot_avg);
 }
 
 /* The median of a {"median", "min", "max"} statistic. */
 static sq_error *read_median(const cJSON *obj, const char *name, const char *where, double *out) {
     const cJSON *stat;
-    SQ_TRY(sq_json_get_object(obj, name, 1, where, &stat));
+    SQ_TRY(sq_json_get_object(obj, name, SQ_JSON_REQUIRED, where, &stat));
     char inner[1400];
     snprintf(inner, sizeof inner, "%s: %s", where, name);
-    SQ_TRY(sq_json_get_number(stat, "median", 1, inner, out, NULL));
+    SQ_TRY(sq_json_get_number(stat, "median", SQ_JSON_REQUIRED, inner, out, NULL));
     if (*out <= 0) return sq_errorf(SQ_ERR_FORMAT, "%s: median is %g, should be positive", inner, *out);
     return NULL;
 }
@@ -130,7 +127,7 @@ static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const 
     sq_report_variant *v;
     SQ_TRY(variant_of(t, obj, where, &v));
     const cJSON *results;
-    SQ_TRY(sq_json_get_array(obj, "results", 1, where, &results));
+    SQ_TRY(sq_json_get_array(obj, "results", SQ_JSON_REQUIRED, where, &results));
     int best_batch = 0;
     double decode = 0, ttft = 0;
     for (int i = 0; i < cJSON_GetArraySize(results); i++) {
@@ -139,7 +136,7 @@ static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const 
         const cJSON *r = cJSON_GetArrayItem(results, i);
         if (!cJSON_IsObject(r)) return sq_errorf(SQ_ERR_FORMAT, "%s: should be an object", inner);
         double batch;
-        SQ_TRY(sq_json_get_number(r, "n_seqs", 1, inner, &batch, NULL));
+        SQ_TRY(sq_json_get_number(r, "n_seqs", SQ_JSON_REQUIRED, inner, &batch, NULL));
         if (batch < 1 || batch > 1e9 || batch != floor(batch))
             return sq_errorf(SQ_ERR_FORMAT, "%s: field \"n_seqs\" should be a positive integer, not %g",
                              inner, batch);
@@ -157,7 +154,7 @@ static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const 
 
 static sq_error *load_bench(sq_report_table *t, const cJSON *root, const char *path) {
     const cJSON *variants;
-    SQ_TRY(sq_json_get_array(root, "variants", 1, path, &variants));
+    SQ_TRY(sq_json_get_array(root, "variants", SQ_JSON_REQUIRED, path, &variants));
     if (cJSON_GetArraySize(variants) == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: \"variants\" is empty", path);
     for (int i = 0; i < cJSON_GetArraySize(variants); i++) {
         char where[1200];
@@ -169,12 +166,26 @@ static sq_error *load_bench(sq_report_table *t, const cJSON *root, const char *p
     return NULL;
 }
 
+/* The report layout version this reader knows (docs/report-format.md). */
+#define SQ_REPORT_VERSION 1
+
+/* The envelope every report shares: an object with "kind" and "version". */
+static sq_error *read_envelope(const cJSON *root, const char *path, const char **kind) {
+    if (!cJSON_IsObject(root)) return sq_errorf(SQ_ERR_FORMAT, "%s: a report is a JSON object", path);
+    double version = 0;
+    SQ_TRY(sq_json_get_string(root, "kind", SQ_JSON_REQUIRED, path, kind));
+    SQ_TRY(sq_json_get_number(root, "version", SQ_JSON_REQUIRED, path, &version, NULL));
+    if (version != SQ_REPORT_VERSION)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: report version %g, this squeeze reads version %d", path,
+                         version, SQ_REPORT_VERSION);
+    return NULL;
+}
+
 static sq_error *load_one(sq_report_table *t, const char *path) {
     cJSON *root;
     SQ_TRY(sq_json_load_file(path, &root));
     const char *kind = NULL;
-    sq_error *err = cJSON_IsObject(root) ? sq_json_get_string(root, "kind", 1, path, &kind)
-                                         : sq_errorf(SQ_ERR_FORMAT, "%s: a report is a JSON object", path);
+    sq_error *err = read_envelope(root, path, &kind);
     if (!err) {
         if (!strcmp(kind, "ppl"))
             err = load_ppl(t, root, path);
@@ -288,7 +299,7 @@ sq_error *sq_report_write_markdown(const sq_report_table *t, const char *title, 
     }
     fprintf(out,
             "\nsize: weights in memory; ppl: perplexity; KL: mean KL divergence from the reference model; "
-            "zero-shot avg: mean accuracy over the evaluated tasks");
+            "zero-shot avg: mean of the tasks' scores (acc_norm where reported, else acc)");
     if (min_batch == max_batch && min_batch)
         fprintf(out, "; decode tok/s and TTFT: medians at batch size %d", min_batch);
     else if (min_batch)

@@ -17,8 +17,13 @@ static const char *write_work_file(const char *name, const char *text, size_t le
     return path;
 }
 
-static char *save_path(const char *name, const char *text) {
+/* Writes JSON given with ' for " (readable in C source) and returns its path (caller frees). */
+static char *save_json(const char *name, const char *quoted) {
+    char *text = malloc(strlen(quoted) + 1);
+    assert_non_null(text);
+    for (size_t i = 0; (text[i] = quoted[i] == '\'' ? '"' : quoted[i]); i++) continue;
     const char *p = write_work_file(name, text, strlen(text));
+    free(text);
     char *copy = malloc(strlen(p) + 1);
     assert_non_null(copy);
     strcpy(copy, p);
@@ -35,14 +40,17 @@ static const sq_report_variant *find(const sq_report_table *t, const char *name)
 static void test_merge_identity_and_override(void **state) {
     (void)state;
     char *paths[] = {
-        save_path("r_a.json",
-                  "{\"kind\":\"ppl\",\"model\":\"x/a/model.gguf\",\"ppl\":9.5,\"weight_bytes\":1000}"),
-        save_path("r_b.json", "{\"kind\":\"ppl\",\"model\":\"x/b/model.gguf\",\"ppl\":8.5,\"kl_mean\":0.25}"),
-        save_path("r_c.json", "{\"kind\":\"ppl\",\"model\":\"x/a/model.gguf\",\"ppl\":9.25}"),
-        save_path("r_d.json", "{\"kind\":\"eval\",\"model\":\"elsewhere.gguf\",\"label\":\"small\","
-                              "\"tasks\":[{\"score\":0.5},{\"score\":0.25}]}"),
-        save_path("r_e.json",
-                  "{\"kind\":\"ppl\",\"model\":\"other/path.gguf\",\"label\":\"small\",\"ppl\":11}"),
+        save_json("r_a.json",
+                  "{'kind':'ppl','version':1,'model':{'path':'x/a/model.gguf','weight_bytes':1000},"
+                  "'ppl':9.5}"),
+        save_json("r_b.json", "{'kind':'ppl','version':1,'model':{'path':'x/b/model.gguf'},'ppl':8.5,"
+                              "'reference':{'kl_mean':0.25}}"),
+        save_json("r_c.json", "{'kind':'ppl','version':1,'model':{'path':'x/a/model.gguf'},'ppl':9.25,"
+                              "'reference':null}"),
+        save_json("r_d.json", "{'kind':'eval','version':1,'model':{'path':'elsewhere.gguf'},'label':'small',"
+                              "'average':{'score':0.375}}"),
+        save_json("r_e.json", "{'kind':'ppl','version':1,'model':{'path':'other/path.gguf'},'label':'small',"
+                              "'ppl':11}"),
     };
     sq_report_table t;
     sq_test_ok(sq_report_table_load((const char *const *)paths, 5, &t));
@@ -73,14 +81,14 @@ static void test_single_point_plot(void **state) {
     (void)state;
     /* one variant: zero-width data ranges still give finite axes, and a frontier of one point draws no line
      */
-    char *path =
-        save_path("r_one.json", "{\"kind\":\"bench\",\"variants\":[{\"model\":\"m.bin\",\"weight_bytes\":0,"
-                                "\"results\":[{\"n_seqs\":2,\"decode_tok_s\":{\"median\":50},"
-                                "\"ttft_s\":{\"median\":0.5}}]}]}");
-    char *ppl = save_path("r_one_ppl.json", "{\"kind\":\"ppl\",\"model\":\"m.bin\",\"ppl\":1}");
-    const char *paths[] = {path, ppl};
+    char *paths[] = {
+        save_json("r_one.json",
+                  "{'kind':'bench','version':1,'variants':[{'model':{'path':'m.bin','weight_bytes':0},"
+                  "'results':[{'n_seqs':2,'decode_tok_s':{'median':50},'ttft_s':{'median':0.5}}]}]}"),
+        save_json("r_one_ppl.json", "{'kind':'ppl','version':1,'model':{'path':'m.bin'},'ppl':1}"),
+    };
     char *svg = NULL;
-    sq_test_ok(sq_report_render(paths, 2, NULL, SQ_REPORT_SVG, &svg));
+    sq_test_ok(sq_report_render((const char *const *)paths, 2, NULL, SQ_REPORT_SVG, &svg));
     int circles = 0;
     for (const char *p = svg; (p = strstr(p, "<circle class=\"point\"")); p++) circles++;
     assert_int_equal(circles, 2);
@@ -89,11 +97,19 @@ static void test_single_point_plot(void **state) {
     assert_null(strstr(svg, "inf"));
     free(svg);
     char *md = NULL;
-    sq_test_ok(sq_report_render(paths, 2, NULL, SQ_REPORT_MARKDOWN, &md));
+    sq_test_ok(sq_report_render((const char *const *)paths, 2, NULL, SQ_REPORT_MARKDOWN, &md));
     assert_non_null(strstr(md, "medians at batch size 2"));
     free(md);
+    free(paths[0]);
+    free(paths[1]);
+}
+
+static void fails_with(const char *quoted, const char *needle) {
+    char *path = save_json("r_bad.json", quoted), *text = NULL;
+    sq_test_fails_with(sq_report_render((const char *const *)&path, 1, NULL, SQ_REPORT_MARKDOWN, &text),
+                       needle);
+    assert_null(text);
     free(path);
-    free(ppl);
 }
 
 static void test_bad_inputs(void **state) {
@@ -102,34 +118,28 @@ static void test_bad_inputs(void **state) {
     sq_test_fails_with(sq_report_render(NULL, 0, NULL, SQ_REPORT_MARKDOWN, &text), "no report files");
     const char *nul = write_work_file("r_nul.json", "{\"kind\":\"ppl\"\0}", 15);
     sq_test_fails_with(sq_report_render(&nul, 1, NULL, SQ_REPORT_MARKDOWN, &text), "NUL bytes");
-    char *huge = save_path("r_huge.json", "{\"kind\":\"ppl\",\"model\":\"m\",\"ppl\":1e999}");
-    sq_test_fails_with(sq_report_render((const char *const *)&huge, 1, NULL, SQ_REPORT_MARKDOWN, &text),
-                       "should be a finite number");
-    free(huge);
-    char *nested =
-        save_path("r_nested.json", "{\"kind\":\"bench\",\"variants\":[{\"model\":\"m\",\"results\":"
-                                   "[{\"n_seqs\":1,\"decode_tok_s\":3,\"ttft_s\":{\"median\":1}}]}]}");
-    sq_test_fails_with(sq_report_render((const char *const *)&nested, 1, NULL, SQ_REPORT_MARKDOWN, &text),
-                       "results[0]: field \"decode_tok_s\" should be an object");
-    free(nested);
-    char *empty_label =
-        save_path("r_label.json", "{\"kind\":\"ppl\",\"model\":\"m\",\"label\":\"\",\"ppl\":2}");
-    sq_test_fails_with(
-        sq_report_render((const char *const *)&empty_label, 1, NULL, SQ_REPORT_MARKDOWN, &text),
-        "\"label\" is empty");
-    free(empty_label);
+    fails_with("{'kind':'ppl','version':1,'model':{'path':'m'},'ppl':1e999}", "should be a finite number");
+    fails_with("{'kind':'bench','version':1,'variants':[{'model':{'path':'m'},'results':"
+               "[{'n_seqs':1,'decode_tok_s':3,'ttft_s':{'median':1}}]}]}",
+               "results[0]: field \"decode_tok_s\" should be an object");
+    fails_with("{'kind':'ppl','version':1,'model':{'path':'m'},'label':'','ppl':2}", "\"label\" is empty");
+    fails_with("{'kind':'ppl','version':1,'model':{'path':''},'ppl':2}", "model: field \"path\" is empty");
+    fails_with("{'kind':'ppl','version':1,'model':{'path':'m'},'ppl':2,'reference':[]}",
+               "field \"reference\" should be an object");
+    fails_with("{'kind':'ppl','version':1,'model':null,'ppl':2}", "field \"model\" is null");
+    fails_with("{'kind':'ppl','version':'1','model':{'path':'m'},'ppl':2}",
+               "\"version\" should be a finite number");
     assert_null(text);
 }
 
 /* Random byte edits of a valid report: every outcome is a result or an error, never a crash or a leak. */
 static void test_mutated_reports(void **state) {
     (void)state;
-    const char *valid =
-        "{\"kind\":\"bench\",\"variants\":[{\"model\":\"a.bin\",\"label\":\"A\",\"weight_bytes\":1e6,"
-        "\"results\":[{\"n_seqs\":1,\"decode_tok_s\":{\"median\":50,\"min\":40,\"max\":60},"
-        "\"ttft_s\":{\"median\":0.5}}]}]}";
-    char *quality =
-        save_path("r_quality.json", "{\"kind\":\"ppl\",\"model\":\"a.bin\",\"label\":\"A\",\"ppl\":3}");
+    const char *valid = "{\"kind\":\"bench\",\"version\":1,\"variants\":[{\"model\":{\"path\":\"a.bin\","
+                        "\"weight_bytes\":1e6},\"label\":\"A\",\"results\":[{\"n_seqs\":1,\"decode_tok_s\":"
+                        "{\"median\":50,\"min\":40,\"max\":60},\"ttft_s\":{\"median\":0.5}}]}]}";
+    char *quality = save_json("r_quality.json",
+                              "{'kind':'ppl','version':1,'model':{'path':'a.bin'},'label':'A','ppl':3}");
     size_t len = strlen(valid);
     char *buf = malloc(len + 1);
     assert_non_null(buf);
@@ -159,7 +169,7 @@ static void test_mutated_reports(void **state) {
         free(text);
     }
     print_message("mutated reports: %d rendered, %d rejected\n", ok, failed);
-    assert_true(failed > 0);
+    assert_true(failed > 0 && ok > 0);
     free(buf);
     free(quality);
 }

@@ -75,16 +75,19 @@ r = bench("-m", MODEL, "-p", str(P), "-n", str(N), "-b", "1,3", "--reps", str(RE
           "--json", out, "--label", "fp32")
 check(r.returncode == 0, f"bench exits 0 ({r.stderr.strip()})")
 rep = json.load(open(out))
-check(rep["kind"] == "bench", "kind is bench")
+check(rep["kind"] == "bench" and rep["version"] == 1, "kind is bench, version 1")
 s = rep["settings"]
 check((s["n_prompt"], s["n_gen"], s["n_reps"], s["n_warmup"], s["n_threads"]) == (P, N, REPS, 1, 1),
       f"settings echo the flags {s}")
 check(s["prompt"] == "random token ids" and s["seed"] == 1234 and isinstance(s["kernels"], str), "settings: prompt, seed, kernels")
 check(len(rep["variants"]) == 1 and "ratios" not in rep, "one variant, no ratios")
 v = rep["variants"][0]
-check(v["model"] == MODEL and v["label"] == "fp32" and v["file_format"] == "llama2c", "variant names the model")
-check(v["n_params"] == n_params and v["weight_bytes"] == 4 * n_params,
-      f"weights: {v['n_params']} parameters, {v['weight_bytes']} bytes (header says {n_params} fp32)")
+m = v["model"]
+check(m["path"] == MODEL and v["label"] == "fp32" and m["file_format"] == "llama2c" and m["arch"] == "llama",
+      "variant names the model")
+check((m["vocab_size"], m["max_seq_len"]) == (vocab, seq_len), "model: vocabulary and context from the header")
+check(m["n_params"] == n_params and m["weight_bytes"] == 4 * n_params,
+      f"weights: {m['n_params']} parameters, {m['weight_bytes']} bytes (header says {n_params} fp32)")
 check([x["n_seqs"] for x in v["results"]] == [1, 3], "results for batch sizes 1 and 3")
 for res in v["results"]:
     check_result("A", res, P, N)

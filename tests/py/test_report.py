@@ -28,7 +28,8 @@ def squeeze(*args):
 
 
 INPUTS = ["bench_bf16_only.json", "bench_f16.json", "bench_f32_vs_q8.json", "bench_q4.json", "eval_f32.json",
-          "eval_q4.json", "ppl_f16.json", "ppl_f32.json", "ppl_q4.json", "ppl_q4_1.json", "ppl_q4_pruned.json", "ppl_q8.json"]
+          "eval_q4.json", "ppl_diverged.json", "ppl_f16.json", "ppl_f32.json", "ppl_q4.json", "ppl_q4_1.json",
+          "ppl_q4_pruned.json", "ppl_q8.json"]
 
 
 def expected_rows(paths):
@@ -36,22 +37,24 @@ def expected_rows(paths):
     rows = {}
 
     def row(obj):
-        key = obj.get("label") or obj["model"]
-        r = rows.setdefault(key, {"name": obj.get("label") or os.path.basename(obj["model"].rstrip("/"))})
-        if "weight_bytes" in obj:
-            r["size"] = obj["weight_bytes"] / 2**20
+        path = obj["model"]["path"]
+        key = obj.get("label") or path
+        r = rows.setdefault(key, {"name": obj.get("label") or os.path.basename(path.rstrip("/"))})
+        if "weight_bytes" in obj["model"]:
+            r["size"] = obj["model"]["weight_bytes"] / 2**20
         return r
 
     for p in paths:
         rep = json.load(open(p))
         if rep["kind"] == "ppl":
             r = row(rep)
-            r["ppl"] = rep["ppl"]
-            if "kl_mean" in rep:
-                r["kl"] = rep["kl_mean"]
+            if rep["ppl"] is not None:
+                r["ppl"] = rep["ppl"]
+            if rep.get("reference") and rep["reference"]["kl_mean"] is not None:
+                r["kl"] = rep["reference"]["kl_mean"]
         elif rep["kind"] == "eval":
-            r = row(rep)
-            r["zs"] = 100 * sum(t["score"] for t in rep["tasks"]) / len(rep["tasks"])
+            # the tasks' mean score, recomputed here rather than read from "average"
+            row(rep)["zs"] = 100 * sum(t["score"] for t in rep["tasks"]) / len(rep["tasks"])
         else:
             for v in rep["variants"]:
                 r = row(v)
@@ -183,7 +186,7 @@ for line in open(os.path.join(DATA, "bad", "expected.tsv")):
     check(r.returncode == 1 and bad in r.stderr and message in r.stderr, f"{name}: {r.stderr.strip()}")
 
 bad_utf8 = os.path.join(WORK, "bad_utf8.json")
-open(bad_utf8, "wb").write(b'{"kind": "ppl", "model": "m.bin", "label": "q\xff4", "ppl": 7.5}')
+open(bad_utf8, "wb").write(b'{"kind": "ppl", "version": 1, "model": {"path": "m.bin"}, "label": "q\xff4", "ppl": 7.5}')
 r = squeeze(bad_utf8)
 check(r.returncode == 1 and bad_utf8 in r.stderr and "not valid UTF-8" in r.stderr, f"invalid UTF-8: {r.stderr.strip()}")
 missing = os.path.join(WORK, "no-such-report.json")

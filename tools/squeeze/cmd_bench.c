@@ -274,6 +274,7 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
     const sq_bench_params *p = &o->params;
     cJSON *root = cJSON_CreateObject(), *settings = cJSON_CreateObject(), *variants = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "kind", "bench");
+    cJSON_AddNumberToObject(root, "version", 1);
     cJSON_AddItemToObject(root, "settings", settings);
     cJSON_AddNumberToObject(settings, "n_prompt", p->n_prompt);
     cJSON_AddNumberToObject(settings, "n_gen", p->n_gen);
@@ -287,13 +288,17 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
     for (int m = 0; m < o->n_models; m++) {
         sq_model_info info;
         sq_model_get_info(models[m], &info);
-        cJSON *v = cJSON_CreateObject(), *list = cJSON_CreateArray();
+        cJSON *v = cJSON_CreateObject(), *model = cJSON_CreateObject(), *list = cJSON_CreateArray();
         cJSON_AddItemToArray(variants, v);
-        cJSON_AddStringToObject(v, "model", o->paths[m]);
+        cJSON_AddItemToObject(v, "model", model);
+        cJSON_AddStringToObject(model, "path", o->paths[m]);
+        cJSON_AddNumberToObject(model, "weight_bytes", (double)info.weight_bytes);
+        cJSON_AddNumberToObject(model, "n_params", (double)info.n_params);
+        cJSON_AddStringToObject(model, "arch", info.arch);
+        cJSON_AddStringToObject(model, "file_format", info.file_format);
+        cJSON_AddNumberToObject(model, "vocab_size", info.vocab_size);
+        cJSON_AddNumberToObject(model, "max_seq_len", info.max_seq_len);
         if (o->labels[m]) cJSON_AddStringToObject(v, "label", o->labels[m]);
-        cJSON_AddStringToObject(v, "file_format", info.file_format);
-        cJSON_AddNumberToObject(v, "n_params", (double)info.n_params);
-        cJSON_AddNumberToObject(v, "weight_bytes", (double)info.weight_bytes);
         cJSON_AddItemToObject(v, "results", list);
         for (int b = 0; b < o->n_batches; b++)
             cJSON_AddItemToArray(list, result_json(o->batches[b], &results[(size_t)b * o->n_models + m]));
