@@ -222,7 +222,7 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
         for (int m = 0; m < o->n_models; m++) {
             printf(" | ");
             print_number(bytes_of(&r[m], row) * row->scale);
-            printf(o->n_models == 1 ? " | | " : " | ");
+            printf(o->n_models == 1 ? " | |" : " |"); /* empty range cells */
         }
         if (o->n_models == 2) print_ratio(bytes_of(&r[1], row), bytes_of(&r[0], row));
         printf(" |\n");
