@@ -44,8 +44,10 @@ static int32_t argmax(const float *x, int n) {
     return best;
 }
 
-static sq_error *check_params(const sq_bench_params *p, int n_models) {
+static sq_error *check_params(const sq_model *const *models, int n_models, const sq_bench_params *p) {
     if (n_models < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: no model to benchmark");
+    for (int m = 0; m < n_models; m++)
+        if (!models[m]) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d is NULL", m + 1);
     if (p->n_prompt < 1 || p->n_gen < 1 || p->n_seqs < 1 || p->n_reps < 1 || p->n_warmup < 0 ||
         p->n_threads < 0)
         return sq_errorf(
@@ -208,7 +210,7 @@ static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params 
 
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
                        sq_bench_progress progress, void *user, sq_bench_result *results) {
-    SQ_TRY(check_params(params, n_models));
+    SQ_TRY(check_params(models, n_models, params));
     bench_variant *vs = calloc((size_t)n_models, sizeof *vs);
     double *scratch = malloc((size_t)params->n_reps * sizeof *scratch);
     sq_error *err = vs && scratch ? NULL : sq_errorf(SQ_ERR_NOMEM, "bench: out of memory");

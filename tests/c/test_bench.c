@@ -136,6 +136,8 @@ static void test_errors(void **state) {
     sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "output tokens (0)");
     p.n_gen = 4;
     sq_test_fails_with(sq_bench_run(models, 0, &p, NULL, NULL, &r), "no model");
+    const sq_model *none[] = {NULL};
+    sq_test_fails_with(sq_bench_run(none, 1, &p, NULL, NULL, &r), "model 1 is NULL");
     p.n_seqs = 1 << 20;
     p.n_prompt = 1 << 12;
     sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "too large");
