@@ -10,9 +10,9 @@
 
 #include "kernels/cpu/kernels.h"
 
-/* Fewer tokens than this run as one GEMV per token over cache-sized row chunks: sgemm's packing does not pay
- * off for so few. */
-#define GEMM_MIN_TOKENS 4
+/* Fewer tokens than this run as one GEMV per token over cache-sized row chunks: sgemm repacks the whole
+ * weight matrix on every call, which costs about as much as 4-8 GEMVs from cache (measured on Zen 3). */
+#define GEMM_MIN_TOKENS 8
 /* Rows per GEMV chunk when several tokens share it: small enough that the chunk stays in L1/L2. */
 #define SMALL_BATCH_CHUNK_BYTES (32 * 1024)
 /* The dequantized weight tile of the GEMM path: it and the activations' panel fit in a core's L2. */
@@ -109,7 +109,7 @@ static void gemm_task(void *p, int ith, int nth) {
 static void single_thread_openblas(void) { openblas_set_num_threads(1); }
 
 void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
-    if (n_tokens <= 0) return;
+    if (n_tokens <= 0 || sq_tensor_n_rows(w) <= 0 || sq_tensor_row_len(w) <= 0) return;
     matmul_job job = {
         .kernels = sq_cpu_kernels_active(),
         .dtype = w->dtype,
