@@ -150,7 +150,7 @@ static void test_matmul_matches_reference(void **state) {
     sq_threadpool *pools[3] = {NULL, sq_threadpool_create(2), sq_threadpool_create(3)};
     assert_non_null(pools[1]);
     assert_non_null(pools[2]);
-    const int tokens[] = {1, 2, 3, 7, 8, 64, 129}; /* 8: the first that runs as a GEMM */
+    const int tokens[] = {1, 2, 3, 5, 7, 16, 64, 129}; /* 16: the first that runs as a GEMM */
     const int64_t rows[] = {1, 5, 37, 300};
     const int64_t cols[] = {32, 96, 288, 768, 7, 100}; /* the last two only for dense dtypes */
     uint64_t seed = 1234;
@@ -164,7 +164,7 @@ static void test_matmul_matches_reference(void **state) {
     /* Rows longer than a GEMM tile holds: the reduction is split into slices. */
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
         check_problem(dt, 1, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
-        check_problem(dt, 9, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
+        check_problem(dt, 17, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
     }
     sq_threadpool_free(pools[1]);
     sq_threadpool_free(pools[2]);

@@ -9,9 +9,10 @@
 
 #include "core/tensor.h"
 
-/* y[r] = dot(row r of w, x) for r < n_rows; rows are row_bytes apart and cols elements long. */
+/* y[t * ldy + r] = dot(row r of w, x + t * cols) for r < n_rows and t < n_tokens; rows are row_bytes apart
+ * and cols elements long. Each weight row is read (and converted) once for a group of tokens. */
 typedef void (*sq_gemv_fn)(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols, const float *x,
-                           float *y);
+                           int n_tokens, float *y, size_t ldy);
 /* Converts n consecutive elements (a whole number of blocks for block formats) to fp32, with results
  * identical to the dtype's reference to_f32. */
 typedef void (*sq_to_f32_fn)(const void *src, float *dst, int64_t n);

@@ -8,6 +8,9 @@
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
+/* Loops over the rows and tokens of a register tile: fully unrolled, so the accumulator arrays live in
+ * registers (GCC at -O2 would otherwise keep the larger tiles in memory). */
+#define UNROLL _Pragma("GCC unroll 16")
 
 /* Large matrices stream from DRAM: the hardware prefetcher alone leaves bandwidth unused, so each step asks
  * for the cache line PREFETCH_ROWS rows further on (two row groups ahead). Small matrices are in cache
@@ -36,6 +39,7 @@ INLINE void store_sums(int nr, const __m256 *acc, float *y) {
         _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
         return;
     }
+    UNROLL
     for (int i = 0; i < nr; i++) y[i] = hsum(acc[i]);
 }
 
@@ -73,10 +77,12 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
                        float *y) {
     const size_t eb = elem_bytes(dt);
     __m256 acc[NR], acc2[NR];
+    UNROLL
     for (int i = 0; i < nr; i++) acc[i] = acc2[i] = _mm256_setzero_ps();
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        UNROLL
         for (int i = 0; i < nr; i++) {
             const uint8_t *p = w + i * rb + c * eb;
             if (eb == 4 || (c & 16) == 0) prefetch_ahead(p, rb);
@@ -86,14 +92,17 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
     }
     if (c + 8 <= cols) {
         __m256 x0 = _mm256_loadu_ps(x + c);
+        UNROLL
         for (int i = 0; i < nr; i++) acc[i] = _mm256_fmadd_ps(load8(dt, w + i * rb + c * eb), x0, acc[i]);
         c += 8;
     }
     if (c < cols) {
         __m256 x0 = load_tail(SQ_DTYPE_F32, (const uint8_t *)(x + c), cols - c);
+        UNROLL
         for (int i = 0; i < nr; i++)
             acc2[i] = _mm256_fmadd_ps(load_tail(dt, w + i * rb + c * eb, cols - c), x0, acc2[i]);
     }
+    UNROLL
     for (int i = 0; i < nr; i++) acc[i] = _mm256_add_ps(acc[i], acc2[i]);
     store_sums(nr, acc, y);
 }
@@ -111,6 +120,7 @@ INLINE size_t block_bytes(sq_dtype dt) {
 INLINE void block_values(sq_dtype dt, const uint8_t *blk, __m256 v[4]) {
     if (dt == SQ_DTYPE_Q8_0) {
         const uint8_t *qs = blk + offsetof(sq_block_q8_0, qs);
+        UNROLL
         for (int k = 0; k < 4; k++)
             v[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * k))));
         return;
@@ -132,6 +142,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
                        float *y) {
     const size_t bb = block_bytes(dt);
     __m256 acc[NR];
+    UNROLL
     for (int i = 0; i < nr; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < cols / SQ_QK; b++) {
         const float *xb = x + b * SQ_QK;
@@ -139,6 +150,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
                      x3 = _mm256_loadu_ps(xb + 24);
         /* Q4_1: sum (q d + m) x = d sum q x + m sum x, and sum x is shared by all rows. */
         const __m256 xsum = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+        UNROLL
         for (int i = 0; i < nr; i++) {
             const uint8_t *blk = w + i * rb + b * bb;
             if (dt == SQ_DTYPE_Q8_0 || (b & 1) == 0) prefetch_ahead(blk, rb);
@@ -155,10 +167,94 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
     store_sums(nr, acc, y);
 }
 
+/* ------------------------------------------------------------------ several tokens at once */
+
+/* Tokens per group, and dense rows per step: each weight vector, loaded and converted once, serves MT tokens.
+ * Block rows go one at a time, as their converted values already fill a share of the registers. */
+enum { MT = 4, MR = 2 };
+
+INLINE void dense_rows_tokens(sq_dtype dt, int nr, int nt, const uint8_t *w, size_t rb, int64_t cols,
+                              const float *x, float *y, size_t ldy) {
+    const size_t eb = elem_bytes(dt);
+    __m256 acc[MR][MT];
+    UNROLL
+    for (int i = 0; i < nr; i++) UNROLL
+    for (int t = 0; t < nt; t++) acc[i][t] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+        __m256 xv[MT];
+        UNROLL
+        for (int t = 0; t < nt; t++) xv[t] = _mm256_loadu_ps(x + t * cols + c);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            const __m256 wv = load8(dt, w + i * rb + c * eb);
+            UNROLL
+            for (int t = 0; t < nt; t++) acc[i][t] = _mm256_fmadd_ps(wv, xv[t], acc[i][t]);
+        }
+    }
+    if (c < cols) {
+        __m256 xv[MT];
+        UNROLL
+        for (int t = 0; t < nt; t++)
+            xv[t] = load_tail(SQ_DTYPE_F32, (const uint8_t *)(x + t * cols + c), cols - c);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            const __m256 wv = load_tail(dt, w + i * rb + c * eb, cols - c);
+            UNROLL
+            for (int t = 0; t < nt; t++) acc[i][t] = _mm256_fmadd_ps(wv, xv[t], acc[i][t]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < nr; i++) UNROLL
+    for (int t = 0; t < nt; t++) y[t * ldy + i] = hsum(acc[i][t]);
+}
+
+INLINE void block_row_tokens(sq_dtype dt, int nt, const uint8_t *w, int64_t cols, const float *x, float *y,
+                             size_t ldy) {
+    const size_t bb = block_bytes(dt);
+    __m256 acc[MT];
+    UNROLL
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / SQ_QK; b++) {
+        const uint8_t *blk = w + b * bb;
+        __m256 v[4];
+        block_values(dt, blk, v);
+        const __m256 d = _mm256_set1_ps(f16_at(blk));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const float *xb = x + t * cols + b * SQ_QK;
+            __m256 s = _mm256_mul_ps(v[0], _mm256_loadu_ps(xb)), xsum = _mm256_loadu_ps(xb);
+            UNROLL
+            for (int k = 1; k < 4; k++) {
+                s = _mm256_fmadd_ps(v[k], _mm256_loadu_ps(xb + 8 * k), s);
+                xsum = _mm256_add_ps(xsum, _mm256_loadu_ps(xb + 8 * k));
+            }
+            acc[t] = _mm256_fmadd_ps(s, d, acc[t]);
+            if (dt == SQ_DTYPE_Q4_1) /* sum (q d + m) x = d sum q x + m sum x */
+                acc[t] =
+                    _mm256_fmadd_ps(xsum, _mm256_set1_ps(f16_at(blk + offsetof(sq_block_q4_1, m))), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) y[t * ldy] = hsum(acc[t]);
+}
+
+/* One group of nt <= MT tokens over all rows. */
+INLINE void gemv_tokens(sq_dtype dt, int nt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols,
+                        const float *x, float *y, size_t ldy) {
+    if (dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16 || dt == SQ_DTYPE_BF16) {
+        int64_t r = 0;
+        for (; r + MR <= n_rows; r += MR) dense_rows_tokens(dt, MR, nt, w + r * rb, rb, cols, x, y + r, ldy);
+        for (; r < n_rows; r++) dense_rows_tokens(dt, 1, nt, w + r * rb, rb, cols, x, y + r, ldy);
+    } else {
+        for (int64_t r = 0; r < n_rows; r++) block_row_tokens(dt, nt, w + r * rb, cols, x, y + r, ldy);
+    }
+}
+
 /* ------------------------------------------------------------------ entry points */
 
-INLINE void gemv(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols, const float *x,
-                 float *y) {
+INLINE void gemv_one(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols, const float *x,
+                     float *y) {
     const int dense = dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16 || dt == SQ_DTYPE_BF16;
     int64_t r = 0;
     for (; r + NR <= n_rows; r += NR) {
@@ -172,6 +268,32 @@ INLINE void gemv(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64
             dense_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
         else
             block_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
+    }
+}
+
+INLINE void gemv(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols, const float *x,
+                 int n_tokens, float *y, size_t ldy) {
+    if (n_tokens == 1) {
+        gemv_one(dt, w, rb, n_rows, cols, x, y);
+        return;
+    }
+    for (int t = 0; t < n_tokens; t += MT) {
+        const float *xt = x + (size_t)t * cols;
+        float *yt = y + (size_t)t * ldy;
+        switch (n_tokens - t) { /* constant token counts, so the accumulators stay in registers */
+        case 1:
+            gemv_one(dt, w, rb, n_rows, cols, xt, yt);
+            break;
+        case 2:
+            gemv_tokens(dt, 2, w, rb, n_rows, cols, xt, yt, ldy);
+            break;
+        case 3:
+            gemv_tokens(dt, 3, w, rb, n_rows, cols, xt, yt, ldy);
+            break;
+        default:
+            gemv_tokens(dt, MT, w, rb, n_rows, cols, xt, yt, ldy);
+            break;
+        }
     }
 }
 
@@ -195,6 +317,7 @@ INLINE void block_to_f32(sq_dtype dt, const void *src, float *dst, int64_t n) {
         const __m256 d = _mm256_set1_ps(f16_at(blk));
         const __m256 m = dt == SQ_DTYPE_Q4_1 ? _mm256_set1_ps(f16_at(blk + offsetof(sq_block_q4_1, m)))
                                              : _mm256_setzero_ps();
+        UNROLL
         for (int k = 0; k < 4; k++) {
             __m256 val = _mm256_mul_ps(v[k], d);
             if (dt == SQ_DTYPE_Q4_1) val = _mm256_add_ps(val, m);
@@ -205,8 +328,8 @@ INLINE void block_to_f32(sq_dtype dt, const void *src, float *dst, int64_t n) {
 
 #define DEFINE_ENTRY_POINTS(dtype, DTYPE, to_f32_impl)                                                       \
     TARGET static void gemv_##dtype(const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols,               \
-                                    const float *x, float *y) {                                              \
-        gemv(DTYPE, w, rb, n_rows, cols, x, y);                                                              \
+                                    const float *x, int n_tokens, float *y, size_t ldy) {                    \
+        gemv(DTYPE, w, rb, n_rows, cols, x, n_tokens, y, ldy);                                               \
     }                                                                                                        \
     TARGET static void to_f32_##dtype(const void *src, float *dst, int64_t n) {                              \
         to_f32_impl(DTYPE, src, dst, n);                                                                     \

@@ -92,8 +92,10 @@ static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
 
 #define DEFINE_GEMV(dtype)                                                                                   \
     static void gemv_##dtype(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols,               \
-                             const float *x, float *y) {                                                     \
-        for (int64_t r = 0; r < n_rows; r++) y[r] = dot_##dtype(w + (size_t)r * row_bytes, cols, x);         \
+                             const float *x, int n_tokens, float *y, size_t ldy) {                           \
+        for (int64_t r = 0; r < n_rows; r++)                                                                 \
+            for (int t = 0; t < n_tokens; t++)                                                               \
+                y[t * ldy + r] = dot_##dtype(w + (size_t)r * row_bytes, cols, x + (size_t)t * cols);         \
     }
 DEFINE_GEMV(f32)
 DEFINE_GEMV(f16)

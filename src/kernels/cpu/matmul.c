@@ -12,8 +12,8 @@
 
 /* Fewer tokens than this run as one GEMV per token over cache-sized row chunks: sgemm repacks the whole
  * weight matrix on every call, which costs about as much as 4-8 GEMVs from cache (measured on Zen 3). */
-#define GEMM_MIN_TOKENS 8
-/* Rows per GEMV chunk when several tokens share it: small enough that the chunk stays in L1/L2. */
+#define GEMM_MIN_TOKENS 16
+/* Bytes of weight rows per GEMV chunk when several token groups pass over it: the chunk stays in L1/L2. */
 #define SMALL_BATCH_CHUNK_BYTES (32 * 1024)
 /* The dequantized weight tile of the GEMM path: it and the activations' panel fit in a core's L2. */
 #define GEMM_TILE_FLOATS (32 * 1024)
@@ -43,19 +43,16 @@ static void gemv_task(void *p, int ith, int nth) {
     int64_t r0, r1;
     thread_rows(job, ith, nth, &r0, &r1);
     sq_gemv_fn gemv = job->kernels->gemv[job->dtype];
-    if (job->n_tokens == 1) {
-        if (r1 > r0)
-            gemv(job->w + (size_t)r0 * job->row_bytes, job->row_bytes, r1 - r0, job->cols, job->x,
-                 job->y + r0);
-        return;
+    /* Row chunks that stay in cache while every token group passes over them. */
+    int64_t chunk = r1 - r0;
+    if (job->n_tokens > 1) {
+        chunk = SMALL_BATCH_CHUNK_BYTES / (int64_t)job->row_bytes;
+        chunk = chunk < ROW_ALIGN ? ROW_ALIGN : chunk / ROW_ALIGN * ROW_ALIGN;
     }
-    int64_t chunk = SMALL_BATCH_CHUNK_BYTES / (int64_t)job->row_bytes;
-    chunk = chunk < ROW_ALIGN ? ROW_ALIGN : chunk / ROW_ALIGN * ROW_ALIGN;
     for (int64_t r = r0; r < r1; r += chunk) {
         int64_t n = r1 - r < chunk ? r1 - r : chunk;
-        for (int t = 0; t < job->n_tokens; t++)
-            gemv(job->w + (size_t)r * job->row_bytes, job->row_bytes, n, job->cols,
-                 job->x + (size_t)t * job->cols, job->y + (size_t)t * job->rows + r);
+        gemv(job->w + (size_t)r * job->row_bytes, job->row_bytes, n, job->cols, job->x, job->n_tokens,
+             job->y + r, (size_t)job->rows);
     }
 }
 
