@@ -178,8 +178,10 @@ INLINE void dense_rows_tokens(sq_dtype dt, int nr, int nt, const uint8_t *w, siz
     const size_t eb = elem_bytes(dt);
     __m256 acc[MR][MT];
     UNROLL
-    for (int i = 0; i < nr; i++) UNROLL
-    for (int t = 0; t < nt; t++) acc[i][t] = _mm256_setzero_ps();
+    for (int i = 0; i < nr; i++) {
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[i][t] = _mm256_setzero_ps();
+    }
     int64_t c = 0;
     for (; c + 8 <= cols; c += 8) {
         __m256 xv[MT];
@@ -205,8 +207,10 @@ INLINE void dense_rows_tokens(sq_dtype dt, int nr, int nt, const uint8_t *w, siz
         }
     }
     UNROLL
-    for (int i = 0; i < nr; i++) UNROLL
-    for (int t = 0; t < nt; t++) y[t * ldy + i] = hsum(acc[i][t]);
+    for (int i = 0; i < nr; i++) {
+        UNROLL
+        for (int t = 0; t < nt; t++) y[t * ldy + i] = hsum(acc[i][t]);
+    }
 }
 
 INLINE void block_row_tokens(sq_dtype dt, int nt, const uint8_t *w, int64_t cols, const float *x, float *y,

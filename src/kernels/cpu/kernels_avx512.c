@@ -162,8 +162,10 @@ INLINE void dense_rows_tokens(sq_dtype dt, int nr, int nt, const uint8_t *w, siz
     const size_t eb = elem_bytes(dt);
     __m512 acc[MR][MT];
     UNROLL
-    for (int i = 0; i < nr; i++) UNROLL
-    for (int t = 0; t < nt; t++) acc[i][t] = _mm512_setzero_ps();
+    for (int i = 0; i < nr; i++) {
+        UNROLL
+        for (int t = 0; t < nt; t++) acc[i][t] = _mm512_setzero_ps();
+    }
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
         __m512 xv[MT];
@@ -189,8 +191,10 @@ INLINE void dense_rows_tokens(sq_dtype dt, int nr, int nt, const uint8_t *w, siz
         }
     }
     UNROLL
-    for (int i = 0; i < nr; i++) UNROLL
-    for (int t = 0; t < nt; t++) y[t * ldy + i] = _mm512_reduce_add_ps(acc[i][t]);
+    for (int i = 0; i < nr; i++) {
+        UNROLL
+        for (int t = 0; t < nt; t++) y[t * ldy + i] = _mm512_reduce_add_ps(acc[i][t]);
+    }
 }
 
 INLINE void block_row_tokens(sq_dtype dt, int nt, const uint8_t *w, int64_t cols, const float *x, float *y,
