@@ -1,8 +1,10 @@
 /* sq_cpu_matmul: splits the weight rows across the pool's threads and runs the active kernel set on them.
  *
- * One token (decode) is a GEMV: each thread streams its share of the rows once. Several tokens (prefill) run
- * as a GEMM through OpenBLAS's single-threaded sgemm on each thread's rows: fp32 weights directly, other
- * dtypes a cache-sized tile at a time, dequantized into a buffer on the thread's stack. */
+ * One token (decode) is a GEMV: each thread streams its share of the rows once. A few tokens (batched decode,
+ * drafts) run through the same GEMV kernels, several tokens per pass over cache-sized row chunks. Many tokens
+ * (prefill) run as a GEMM through OpenBLAS's single-threaded sgemm on each thread's rows: fp32 weights
+ * directly, other dtypes a cache-sized tile at a time, dequantized into a buffer on the thread's stack (no
+ * allocation per call). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
@@ -10,8 +12,8 @@
 
 #include "kernels/cpu/kernels.h"
 
-/* Fewer tokens than this run as one GEMV per token over cache-sized row chunks: sgemm repacks the whole
- * weight matrix on every call, which costs about as much as 4-8 GEMVs from cache (measured on Zen 3). */
+/* Fewer tokens than this run through the GEMV kernels: sgemm packs the weights again on every call, which
+ * only pays off from about 16 tokens (measured on Zen 3). */
 #define GEMM_MIN_TOKENS 16
 /* Bytes of weight rows per GEMV chunk when several token groups pass over it: the chunk stays in L1/L2. */
 #define SMALL_BATCH_CHUNK_BYTES (32 * 1024)
