@@ -52,6 +52,10 @@ int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
 
+/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created if
+ * missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
+sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
  * through byte fallback, byte-bpe encodes raw bytes). When add_bos is non-zero and the vocabulary has a BOS,
  * it is prepended. Special-token strings in the text (e.g. "<|endoftext|>") are matched when
