@@ -2,7 +2,6 @@
  * byte mapping undone, control tokens empty); decoding concatenates them, dropping the space the spm dummy
  * prefix added in front of the first piece. The streaming decoder holds back a UTF-8 character whose bytes
  * are still arriving. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,13 +29,11 @@ static sq_error *decode_token(sq_tokenizer *t, int i) {
     int type = t->types[i];
     char *out = malloc(len + 1);
     if (!out) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
-    unsigned v;
-    char tail;
+    int byte;
     if (type == SQ_TOKEN_CONTROL) {
         n = 0;
-    } else if (type == SQ_TOKEN_BYTE && len == 6 && !strncmp(s, "<0x", 3) &&
-               sscanf(s + 3, "%2x%c", &v, &tail) == 2 && tail == '>') {
-        out[n++] = (char)v;
+    } else if (type == SQ_TOKEN_BYTE && sq_parse_byte_piece(s, &byte)) {
+        out[n++] = (char)byte;
     } else if (t->spec.type == SQ_TOKENIZER_SPM_BPE) {
         n = unescape_spaces(s, len, out);
         t->strips_space[i] = t->spec.add_space_prefix && len >= 3 && !memcmp(s, space_symbol, 3);

@@ -1,5 +1,4 @@
 /* sq_tokenizer_from_spec: copies a vocabulary spec and builds the lookups encoding and decoding use. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +7,18 @@
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-static int parse_byte_piece(const char *s, int *byte) {
-    /* "<0xNN>" exactly, hex digits upper or lower case */
-    unsigned v;
-    char tail;
-    if (strlen(s) != 6 || strncmp(s, "<0x", 3) || sscanf(s + 3, "%2x%c", &v, &tail) != 2 || tail != '>')
-        return 0;
-    *byte = (int)v;
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+}
+
+int sq_parse_byte_piece(const char *s, int *byte) {
+    if (strlen(s) != 6 || strncmp(s, "<0x", 3) || s[5] != '>') return 0;
+    int hi = hex_digit(s[3]), lo = hex_digit(s[4]);
+    if (hi < 0 || lo < 0) return 0;
+    *byte = hi * 16 + lo;
     return 1;
 }
 
@@ -103,7 +107,7 @@ static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
     } else {
         int byte;
         for (int i = 0; i < n; i++)
-            t->types[i] = s->type == SQ_TOKENIZER_SPM_BPE && parse_byte_piece(s->tokens[i], &byte)
+            t->types[i] = s->type == SQ_TOKENIZER_SPM_BPE && sq_parse_byte_piece(s->tokens[i], &byte)
                               ? SQ_TOKEN_BYTE
                               : SQ_TOKEN_NORMAL;
         if (s->unk_id >= 0) t->types[s->unk_id] = SQ_TOKEN_UNKNOWN;
@@ -150,7 +154,7 @@ static sq_error *build_vocab(sq_tokenizer *t) {
         if (!len) continue;
         if (sq_strmap_put(&t->vocab, key, len, i) < 0) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: map full");
         int byte;
-        if (spm && t->types[i] == SQ_TOKEN_BYTE && parse_byte_piece(t->tokens[i], &byte) &&
+        if (spm && t->types[i] == SQ_TOKEN_BYTE && sq_parse_byte_piece(t->tokens[i], &byte) &&
             t->byte_ids[byte] < 0) {
             t->byte_ids[byte] = i;
             t->byte_fallback = 1;

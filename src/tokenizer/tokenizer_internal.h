@@ -73,6 +73,9 @@ int sq_unicode_to_byte(uint32_t cp);
  * character outside the mapping or is not UTF-8. */
 int sq_decode_byte_level(const char *s, size_t len, char *out, size_t *out_len);
 
+/* Whether s is a byte token's spelling "<0xNN>" (hex digits in either case); sets *byte. */
+int sq_parse_byte_piece(const char *s, int *byte);
+
 /* Fills tok->decoded / strips_space from the vocabulary. */
 sq_error *sq_detokenizer_prepare(sq_tokenizer *tok);
 

@@ -258,12 +258,10 @@ static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab 
         SQ_TRY(read_spm_normalizer(path, root, v));
     }
     int byte_fallback = flag(cJSON_GetObjectItemCaseSensitive(root, "model"), "byte_fallback", 0);
-    for (int i = 0; i < v->n; i++) {
-        const char *s = v->tokens[i];
-        if (byte_fallback && v->types[i] == SQ_TOKEN_NORMAL && strlen(s) == 6 && !strncmp(s, "<0x", 3) &&
-            s[5] == '>')
+    int byte;
+    for (int i = 0; i < v->n; i++)
+        if (byte_fallback && v->types[i] == SQ_TOKEN_NORMAL && sq_parse_byte_piece(v->tokens[i], &byte))
             v->types[i] = SQ_TOKEN_BYTE;
-    }
     return merge_order_scores(path, v);
 }
 
