@@ -213,6 +213,61 @@ static void test_streaming_decoding(void **state) {
     check_streaming(sq_test_shared("tokenizers/llama3/tokenizer.json"));
 }
 
+/* Arbitrary bytes: byte-level BPE gives them back exactly (invalid UTF-8 included), with and without special
+ * tokens parsed, and the streaming decoder agrees; nothing crashes (this also runs under ASan/UBSan). */
+static void test_random_bytes_round_trip(void **state) {
+    (void)state;
+    sq_tokenizer *tok;
+    sq_test_ok(sq_tokenizer_load(sq_test_shared("tokenizers/gpt2/encoder.json"), &tok));
+    uint64_t seed = (uint64_t)time(NULL) * 2 + 1;
+    print_message("seed %llu\n", (unsigned long long)seed);
+    static const char *const pieces[] = {
+        "<|endoftext|>", " the", "\xe6\x97\xa5", "\xf0\x9f\xa4\x96", "  ", "\n", "123"};
+    for (int rep = 0; rep < 300; rep++) {
+        char text[256];
+        size_t len = 0, want = sq_test_rand_u64(&seed) % 200;
+        while (len < want) {
+            uint64_t r = sq_test_rand_u64(&seed);
+            if (r % 4 == 0) { /* one of the pieces above */
+                const char *p = pieces[(r >> 8) % (sizeof pieces / sizeof *pieces)];
+                size_t n = strlen(p);
+                if (len + n > sizeof text) break;
+                memcpy(text + len, p, n), len += n;
+            } else {
+                text[len++] = (char)(r >> 16);
+            }
+        }
+        for (int special = 0; special < 2; special++) {
+            int32_t *ids;
+            int n;
+            sq_test_ok(sq_tokenize(tok, text, len, 0, special, &ids, &n));
+            char *dec;
+            size_t dec_len;
+            sq_test_ok(sq_detokenize(tok, ids, n, &dec, &dec_len));
+            /* with special tokens parsed, <|endoftext|> is a control token and decodes to nothing */
+            if (!special) {
+                assert_int_equal(dec_len, len);
+                assert_memory_equal(dec, text, len);
+            }
+            sq_detokenizer *d = sq_detokenizer_create(tok);
+            char *joined = malloc(dec_len + 1);
+            size_t joined_len = 0, l;
+            for (int i = 0; i <= n; i++) {
+                const char *piece = i < n ? sq_detokenizer_push(d, ids[i], &l) : sq_detokenizer_flush(d, &l);
+                assert_true(joined_len + l <= dec_len);
+                memcpy(joined + joined_len, piece, l), joined_len += l;
+            }
+            assert_int_equal(joined_len, dec_len);
+            assert_memory_equal(joined, dec, dec_len);
+            sq_detokenizer_free(d);
+            free(joined);
+            free(dec);
+            free(ids);
+        }
+    }
+    sq_tokenizer_free(tok);
+}
+
 static void test_streaming_holds_back_split_character(void **state) {
     (void)state;
     sq_tokenizer *tok;
@@ -311,6 +366,7 @@ int main(void) {
         cmocka_unit_test(test_bpe_matches_naive_reference),
         cmocka_unit_test(test_streaming_decoding),
         cmocka_unit_test(test_streaming_holds_back_split_character),
+        cmocka_unit_test(test_random_bytes_round_trip),
         cmocka_unit_test(test_spec_round_trip),
         cmocka_unit_test(test_named_pre_tokenizer),
     };
