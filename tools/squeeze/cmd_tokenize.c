@@ -11,8 +11,8 @@
 
 static const char usage_text[] =
     "usage: squeeze tokenize (--tokenizer FILE | -m MODEL) (-p TEXT | -f FILE) [options]\n"
-    "  --tokenizer FILE  tokenizer.model, tokenizer.bin or tokenizer.json (tokenizer_config.json beside it "
-    "is read)\n"
+    "  --tokenizer FILE  tokenizer.model, tokenizer.bin, tokenizer.json (with tokenizer_config.json beside\n"
+    "                    it) or GPT-2's encoder.json (with vocab.bpe beside it)\n"
     "  -m MODEL          use the tokenizer of a model (file or Hugging Face directory)\n"
     "  -p TEXT           the text\n"
     "  -f FILE           read the text from FILE\n"
