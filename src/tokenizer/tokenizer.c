@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/utf8.h"
 
 const char *sq_tokenizer_kind(const sq_tokenizer *tok) {
     return tok->spec.type == SQ_TOKENIZER_SPM_BPE ? "spm-bpe" : "byte-bpe";
@@ -80,6 +81,39 @@ static const sq_added_token *added_at(const sq_tokenizer *tok, const char *text,
     return NULL;
 }
 
+/* The code point of the well-formed character at s[i] (n bytes in all) and its length, or length 0. */
+static int char_at(const char *s, size_t n, size_t i, uint32_t *cp) {
+    const unsigned char *u = (const unsigned char *)s + i;
+    int len = sq_utf8_valid_len(u, n - i);
+    static const unsigned char lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    if (!len) return 0;
+    *cp = u[0] & lead_mask[len];
+    for (int k = 1; k < len; k++) *cp = (*cp << 6) | (u[k] & 0x3F);
+    return len;
+}
+
+/* Unicode White_Space, as Rust's char::is_whitespace (what Hugging Face's lstrip/rstrip strip). */
+static int is_whitespace(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+           c == 0x3000;
+}
+
+/* Length of the whitespace character starting at s[i] / ending at s[end] (not before s[start]), or 0. */
+static int whitespace_at(const char *s, size_t n, size_t i) {
+    uint32_t cp;
+    int len = char_at(s, n, i, &cp);
+    return len && is_whitespace(cp) ? len : 0;
+}
+
+static int whitespace_before(const char *s, size_t start, size_t end) {
+    for (int len = 1; len <= 4 && (size_t)len <= end - start; len++) {
+        uint32_t cp;
+        if (char_at(s, end, end - (size_t)len, &cp) == len) return is_whitespace(cp) ? len : 0;
+    }
+    return 0;
+}
+
 sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos, int parse_special,
                       int32_t **ids, int *n_ids) {
     *ids = NULL;
@@ -97,10 +131,14 @@ sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int
             pos++;
         } else if (a->special && !parse_special) {
             pos += a->len; /* stays part of the ordinary text */
-        } else {
-            err = encode_text(tok, text + start, pos - start, start == 0, &out);
+        } else {           /* lstrip / rstrip tokens take the whitespace beside them along */
+            size_t text_end = pos, next = pos + a->len;
+            for (int w; (a->flags & SQ_TOKEN_LSTRIP) && (w = whitespace_before(text, start, text_end));)
+                text_end -= w;
+            for (int w; (a->flags & SQ_TOKEN_RSTRIP) && (w = whitespace_at(text, len, next));) next += w;
+            err = encode_text(tok, text + start, text_end - start, start == 0, &out);
             if (!err) err = sq_id_buf_push(&out, a->id);
-            start = pos += a->len;
+            start = pos = next;
         }
     }
     if (!err) err = encode_text(tok, text + start, len - start, start == 0, &out);

@@ -22,6 +22,9 @@ typedef enum sq_token_type {
     SQ_TOKEN_BYTE = 6
 } sq_token_type;
 
+/* Hugging Face added-token options: the token swallows the whitespace on its left / right when matched. */
+enum { SQ_TOKEN_LSTRIP = 1, SQ_TOKEN_RSTRIP = 2 };
+
 typedef struct sq_vocab_spec {
     sq_tokenizer_type type;
     int n_tokens;
@@ -45,6 +48,7 @@ typedef struct sq_vocab_spec {
      * for a stretch of text that starts with a space; prepend_scheme "first": only the stretch at the start
      * of the text gets it; split: every "▁" starts a word that merges never cross */
     int prefix_unless_space, prefix_first_only, split_before_space;
+    const uint8_t *token_flags; /* SQ_TOKEN_LSTRIP | SQ_TOKEN_RSTRIP per token (tokenizer.json); NULL: none */
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
 } sq_vocab_spec;

@@ -32,6 +32,7 @@ void sq_tokenizer_free(sq_tokenizer *tok) {
     free(tok->token_lens);
     free(tok->scores);
     free(tok->types);
+    free(tok->token_flags);
     free(tok->merges);
     free(tok->merge_split);
     free(tok->pre);
@@ -92,7 +93,10 @@ static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
     t->merges = calloc(s->n_merges ? (size_t)s->n_merges : 1, sizeof *t->merges);
     t->pre_regex = calloc(s->n_pre_regex ? (size_t)s->n_pre_regex : 1, sizeof *t->pre_regex);
     if (s->scores) t->scores = malloc((size_t)n * sizeof *t->scores);
-    if (!t->tokens || !t->token_lens || !t->types || !t->merges || !t->pre_regex || (s->scores && !t->scores))
+    if (s->token_flags && (t->token_flags = malloc((size_t)n)))
+        memcpy(t->token_flags, s->token_flags, (size_t)n);
+    if (!t->tokens || !t->token_lens || !t->types || !t->merges || !t->pre_regex ||
+        (s->scores && !t->scores) || (s->token_flags && !t->token_flags))
         return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory for %d tokens", n);
     for (int i = 0; i < n; i++) {
         size_t len = strlen(s->tokens[i]);
@@ -125,6 +129,7 @@ static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
     t->spec.tokens = (const char *const *)t->tokens;
     t->spec.scores = t->scores;
     t->spec.types = t->types;
+    t->spec.token_flags = t->token_flags;
     t->spec.merges = (const char *const *)t->merges;
     t->spec.pre = t->pre;
     t->spec.pre_regex = (const char *const *)t->pre_regex;
@@ -254,8 +259,8 @@ static sq_error *build_added(sq_tokenizer *t) {
         if (!t->token_lens[i] ||
             (type != SQ_TOKEN_CONTROL && type != SQ_TOKEN_USER_DEFINED && type != SQ_TOKEN_UNKNOWN))
             continue;
-        t->added[count++] =
-            (sq_added_token){t->tokens[i], t->token_lens[i], i, type != SQ_TOKEN_USER_DEFINED};
+        t->added[count++] = (sq_added_token){t->tokens[i], t->token_lens[i], i, type != SQ_TOKEN_USER_DEFINED,
+                                             t->token_flags ? t->token_flags[i] : 0};
     }
     qsort(t->added, (size_t)count, sizeof *t->added, by_first_byte_longer_first);
     t->n_added = count;

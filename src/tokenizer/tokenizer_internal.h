@@ -16,6 +16,7 @@ typedef struct sq_added_token {
     uint32_t len;
     int32_t id;
     int special; /* control token: only matched when parse_special is set */
+    int flags;   /* SQ_TOKEN_LSTRIP | SQ_TOKEN_RSTRIP */
 } sq_added_token;
 
 struct sq_tokenizer {
@@ -24,6 +25,7 @@ struct sq_tokenizer {
     uint32_t *token_lens;
     float *scores;
     int32_t *types;
+    uint8_t *token_flags;
     char **merges;
     char *pre;
     char **pre_regex;

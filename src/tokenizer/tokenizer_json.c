@@ -20,6 +20,7 @@ typedef struct json_vocab {
     int n;
     char **tokens;
     int32_t *types;
+    uint8_t *flags; /* lstrip / rstrip of added tokens */
     float *scores;
     char **merges;
     int n_merges;
@@ -34,6 +35,7 @@ static void json_vocab_free(json_vocab *v) {
     for (int i = 0; i < v->n_regexes; i++) free(v->regexes[i]);
     free(v->tokens);
     free(v->types);
+    free(v->flags);
     free(v->scores);
     free(v->merges);
     free(v->regexes);
@@ -97,7 +99,8 @@ static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *a
     v->n = max_id + 1;
     v->tokens = calloc((size_t)v->n, sizeof *v->tokens);
     v->types = calloc((size_t)v->n, sizeof *v->types);
-    if (!v->tokens || !v->types) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    v->flags = calloc((size_t)v->n, 1);
+    if (!v->tokens || !v->types || !v->flags) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     cJSON_ArrayForEach(it, vocab) {
         int id = it->valueint;
         if (v->tokens[id]) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab gives id %d twice", path, id);
@@ -115,6 +118,8 @@ static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *a
             if (!(v->tokens[id] = strdup(content))) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
         }
         v->types[id] = flag(it, "special", 0) ? SQ_TOKEN_CONTROL : SQ_TOKEN_USER_DEFINED;
+        v->flags[id] = (uint8_t)((flag(it, "lstrip", 0) ? SQ_TOKEN_LSTRIP : 0) |
+                                 (flag(it, "rstrip", 0) ? SQ_TOKEN_RSTRIP : 0));
     }
     for (int i = 0; i < v->n; i++)
         if (!v->tokens[i])
@@ -463,6 +468,7 @@ static sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON
     v->spec.n_tokens = v->n;
     v->spec.tokens = (const char *const *)v->tokens;
     v->spec.types = v->types;
+    v->spec.token_flags = v->flags;
     v->spec.scores = v->scores;
     v->spec.merges = (const char *const *)v->merges;
     v->spec.n_merges = v->n_merges;

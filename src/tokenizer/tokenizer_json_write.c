@@ -242,8 +242,9 @@ static cJSON *build_tokenizer_json(const sq_tokenizer *t) {
         cJSON_AddNumberToObject(a, "id", i);
         cJSON_AddStringToObject(a, "content", t->tokens[i]);
         cJSON_AddFalseToObject(a, "single_word");
-        cJSON_AddFalseToObject(a, "lstrip");
-        cJSON_AddFalseToObject(a, "rstrip");
+        int flags = t->token_flags ? t->token_flags[i] : 0;
+        cJSON_AddBoolToObject(a, "lstrip", (flags & SQ_TOKEN_LSTRIP) != 0);
+        cJSON_AddBoolToObject(a, "rstrip", (flags & SQ_TOKEN_RSTRIP) != 0);
         cJSON_AddFalseToObject(a, "normalized");
         cJSON_AddBoolToObject(a, "special", t->types[i] != SQ_TOKEN_USER_DEFINED);
         cJSON_AddItemToArray(added, a);

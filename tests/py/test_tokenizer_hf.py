@@ -3,15 +3,17 @@ Qwen3, and GPT-2 built from encoder.json + vocab.bpe) against the `tokenizers` p
 random text, with special tokens parsed (HF's default) and not (HF with encode_special_tokens); BOS handling;
 exact decoding (also of invalid UTF-8 for byte-level BPE); and the whole of WikiText-2 test, timed."""
 import os
+import random
+import shutil
 import subprocess
 import time
 import unicodedata
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 from tokenizer_oracle import (SHARED, SQ_BIN, Checker, gpt2_tokenizer_json, llama2_metaspace_json,
                               random_texts, read_corpus, sanitized_binary, tinystories_paragraphs, tokenize_lines,
-                              wikitext_lf)
+                              wikitext_lf, work_path)
 
 
 seed = int(time.time())
@@ -89,6 +91,37 @@ for name, path, want_info, extra_bos in cases:
     c.expect(ids == ref, "%s: WikiText-2 ids differ from Hugging Face (%d vs %d tokens)" % (name, len(ids), len(ref)))
     if not sanitized_binary():  # sanitizer builds are several times slower
         c.expect(cpu < 2.0, "%s: WikiText-2 took %.2f s CPU (limit 2 s)" % (name, cpu))
+
+# added tokens that swallow the whitespace beside them (lstrip / rstrip), in both kinds of tokenizer, parsed as
+# special tokens or not, and kept through sq_tokenizer_save_hf
+strip_texts = [t.encode() for t in ["a  <|lft|>  b", "x<|rgt|> \n y", " [both] z", "\t\u00a0[both]\u3000q",
+                                    "<|lft|>start", "end<|rgt|>", "a [both][both] b", "  <|rgt|>  <|lft|>  "]]
+rng = random.Random(seed)
+for _ in range(100):
+    strip_texts.append("".join(rng.choice(["<|lft|>", "<|rgt|>", "[both]", " ", "  ", "\n", "\t", "x", "yz", "\u3000"])
+                               for _ in range(rng.randint(1, 12))).encode())
+for base in ["llama2", "llama3"]:
+    hf = Tokenizer.from_file(os.path.join(SHARED, "tokenizers", base, "tokenizer.json"))
+    hf.add_special_tokens([AddedToken("<|lft|>", lstrip=True, normalized=False),
+                           AddedToken("<|rgt|>", rstrip=True, normalized=False)])
+    hf.add_tokens([AddedToken("[both]", lstrip=True, rstrip=True, normalized=False)])
+    strip_dir = work_path("strip-%s" % base)  # a folder of its own: no tokenizer_config.json beside it
+    os.makedirs(strip_dir, exist_ok=True)
+    path = os.path.join(strip_dir, "tokenizer.json")
+    hf.save(path)
+    saved_dir = work_path("strip-%s-saved" % base)
+    os.makedirs(saved_dir, exist_ok=True)
+    for flags, special in [(("--no-bos", "--special"), False), (("--no-bos",), True)]:
+        hf.encode_special_tokens = special
+        want = [e.ids for e in hf.encode_batch([t.decode() for t in strip_texts], add_special_tokens=False)]
+        got = tokenize_lines(path, strip_texts, *flags, "--save-hf", saved_dir)
+        saved = tokenize_lines(os.path.join(saved_dir, "tokenizer.json"), strip_texts, *flags)
+        for t, w, (g, _), (sv, _) in zip(strip_texts, want, got, saved):
+            c.expect(g == w, "%s lstrip/rstrip %s: %r: %s, HF %s" % (base, flags, t, g, w))
+            c.expect(sv == w, "%s lstrip/rstrip %s, saved: %r: %s, HF %s" % (base, flags, t, sv, w))
+    shutil.rmtree(saved_dir)
+    shutil.rmtree(strip_dir)
+print("lstrip/rstrip added tokens: %d texts checked" % len(strip_texts))
 
 os.remove(wiki_path)
 c.finish("test_tokenizer_hf")
