@@ -1,8 +1,9 @@
 /* Hugging Face tokenizer.json (model type BPE) and the tokenizer_config.json beside it (GPT-2's original
- * encoder.json is handed to gpt2_vocab.c). Two shapes are
- * understood: SentencePiece-style BPE (normalizer Prepend "▁" + Replace " " -> "▁", byte fallback; Llama-2,
- * Mistral) and byte-level BPE (ByteLevel pre-tokenizer, optionally after Split regexes and NFC; GPT-2,
- * Llama-3, Qwen). Anything else is refused by name rather than tokenized differently from Hugging Face. */
+ * encoder.json is handed to gpt2_vocab.c). Two shapes are understood: SentencePiece-style BPE (normalizer
+ * Prepend "▁" + Replace " " -> "▁", or pre-tokenizer Metaspace; byte fallback; Llama-2, Mistral) and
+ * byte-level BPE (ByteLevel pre-tokenizer, optionally after Split regexes / Digits and NFC; GPT-2, Llama-3,
+ * Qwen). Added tokens keep their special / lstrip / rstrip options. Anything else is refused by name rather
+ * than tokenized differently from Hugging Face. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <libgen.h>
