@@ -55,6 +55,10 @@ def test_greedy():
         f.flush()
         from_file = run("-m", MODEL, "-f", f.name, "--temp", "0", "-n", "40")
         check(from_file.returncode == 0 and from_file.stdout == r.stdout, f"-f differs from -p: {from_file.stdout!r}")
+    # a GGUF file carries its vocabulary inside: nothing beside it is needed
+    for gguf in ("stories15M-f16.gguf", "stories15M-q8_0.gguf"):
+        g = run("-m", os.path.join(SHARED, "models", gguf), "-p", PROMPT, "--temp", "0", "-n", "25", "--no-echo")
+        check(g.returncode == 0 and g.stdout.startswith(GREEDY), f"{gguf} greedy: {g.returncode} {g.stdout!r}")
     print(f"greedy: {r.stdout.strip()!r}")
 
 
