@@ -1,15 +1,25 @@
 #include "formats/out_file.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
 sq_error *sq_out_open(sq_out_file *o, const char *path) {
     memset(o, 0, sizeof *o);
     o->path = path;
-    o->fp = fopen(path, "wb");
-    if (!o->fp) return sq_errorf(SQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    size_t n = strlen(path) + 32;
+    if (!(o->tmp_path = malloc(n))) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(o->tmp_path, n, "%s.partial-%ld", path, (long)getpid());
+    o->fp = fopen(o->tmp_path, "wb");
+    if (!o->fp) {
+        sq_error *err = sq_errorf(SQ_ERR_IO, "%s: cannot create: %s", o->tmp_path, strerror(errno));
+        free(o->tmp_path);
+        o->tmp_path = NULL;
+        return err;
+    }
     return NULL;
 }
 
@@ -39,6 +49,11 @@ sq_error *sq_out_close(sq_out_file *o, sq_error *failed) {
     if (fclose(o->fp) != 0 && !o->err) o->err = errno ? errno : EIO;
     o->fp = NULL;
     if (!failed && o->err) failed = sq_errorf(SQ_ERR_IO, "%s: write failed: %s", o->path, strerror(o->err));
-    if (failed) remove(o->path);
+    if (!failed && rename(o->tmp_path, o->path) != 0)
+        failed =
+            sq_errorf(SQ_ERR_IO, "%s: cannot move the written file into place: %s", o->path, strerror(errno));
+    if (failed) remove(o->tmp_path);
+    free(o->tmp_path);
+    o->tmp_path = NULL;
     return failed;
 }

@@ -26,11 +26,7 @@ def bench(*args):
     return subprocess.run([BIN, "bench", *args], capture_output=True, text=True)
 
 
-# stories260K through a link in the scratch folder, where no (32000-token) tokenizer sits beside it
-MODEL = os.path.join(WORK, "stories260K.bin")
-if os.path.lexists(MODEL):
-    os.unlink(MODEL)
-os.symlink(os.path.join(SHARED, "models", "stories260K.bin"), MODEL)
+MODEL = os.path.join(SHARED, "models", "stories260K.bin")
 dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack("7i", open(MODEL, "rb").read(28))
 kv_dim = dim // heads * kv_heads
 n_params = (abs(vocab) * dim + layers * (2 * dim + 2 * dim * dim + 2 * kv_dim * dim + 3 * hidden * dim) + dim

@@ -95,6 +95,10 @@ def check_shared(tag, fp32):
         and ot[n].data.tobytes() == rt[n].data.tobytes() for n in rt)
     check(same, f"{tag}: GGUFReader finds identical types, shapes and bytes for all {len(rt)} tensors")
     check(all(t.data_offset % 32 == 0 for t in ours.tensors), f"{tag}: tensor data aligned to 32")
+    before = open(out_gguf, "rb").read()
+    rc, _, err = squeeze("convert", "-m", out_gguf, "-o", out_gguf)
+    check(rc == 0 and open(out_gguf, "rb").read() == before,
+          f"{tag}: converting a GGUF onto its own path rewrites the same bytes ({err.strip()})")
 
     hf = work(f"formats-{tag}-hf")
     rc, _, err = squeeze("convert", "-m", plain, "-o", hf)
