@@ -1,6 +1,7 @@
 """GGUF cross-checks against the `gguf` package (llama.cpp's Python reader/writer) and llama2.c round trips.
 
-- The shared stories15M GGUF files (f16, q8_0), with their vocabulary removed by gguf's own GGUFWriter so
+- The shared stories15M GGUF files (f16, q8_0), with their vocabulary removed by gguf's own GGUFWriter (the
+  q8_0 copy with general.alignment 64) so
   that these checks do not depend on the tokenizer module: `squeeze info` reports gguf's shapes, types and
   sizes; `squeeze convert` to GGUF gives a file gguf's GGUFReader reads with identical metadata and tensor
   bytes; f16 -> llama2.c gives exactly gguf.quants.dequantize's values (and exactly the half-rounded fp32
@@ -39,9 +40,11 @@ def reader(path):
     return _readers[path]
 
 
-def strip_vocab(src, dst):
+def strip_vocab(src, dst, alignment):
     r = reader(src)
     w = gguf.GGUFWriter(dst, arch=r.fields["general.architecture"].contents())
+    if alignment != 32:
+        w.add_custom_alignment(alignment)
     for k, f in r.fields.items():
         if k.startswith(("GGUF.", "tokenizer.")) or k in ("general.architecture", "general.alignment"):
             continue
@@ -79,7 +82,7 @@ def tensors_of(r):
 def check_shared(tag, fp32):
     src = f"{SHARED}/models/stories15M-{tag}.gguf"
     plain = work(f"formats-{tag}-novocab.gguf")
-    strip_vocab(src, plain)
+    strip_vocab(src, plain, 64 if tag == "q8_0" else 32)  # q8_0: exercise general.alignment
     ref = reader(src)
     rt = tensors_of(ref)
 
