@@ -1,0 +1,111 @@
+/* The portable kernel set: plain C for any CPU, and the baseline the SIMD sets are measured against. */
+#include <string.h>
+
+#include "kernels/cpu/kernels.h"
+
+static float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float dense_at(sq_dtype dt, const uint8_t *w, int64_t c) {
+    switch (dt) {
+    case SQ_DTYPE_F16:
+        return sq_f16_to_f32(load_u16(w + 2 * c));
+    case SQ_DTYPE_BF16:
+        return sq_bf16_to_f32(load_u16(w + 2 * c));
+    default:
+        return load_f32(w + 4 * c);
+    }
+}
+
+/* Eight interleaved partial sums, as a SIMD lane layout would keep them: independent chains for the CPU, and
+ * each sums an eighth of the terms, so rounding errors stay small on long rows. */
+enum { LANES = 8 };
+
+static inline float dense_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const float *x) {
+    float acc[LANES] = {0};
+    int64_t c = 0;
+    for (; c + LANES <= cols; c += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += dense_at(dt, w, c + l) * x[c + l];
+    for (int l = 0; c < cols; c++, l++) acc[l] += dense_at(dt, w, c) * x[c];
+    float sum = 0;
+    for (int l = 0; l < LANES; l++) sum += acc[l];
+    return sum;
+}
+
+static float dot_f32(const uint8_t *w, int64_t cols, const float *x) {
+    return dense_dot(SQ_DTYPE_F32, w, cols, x);
+}
+static float dot_f16(const uint8_t *w, int64_t cols, const float *x) {
+    return dense_dot(SQ_DTYPE_F16, w, cols, x);
+}
+static float dot_bf16(const uint8_t *w, int64_t cols, const float *x) {
+    return dense_dot(SQ_DTYPE_BF16, w, cols, x);
+}
+
+/* Block formats: the integer part of each block is dotted with x first, then scaled once. */
+static float dot_q8_0(const uint8_t *w, int64_t cols, const float *x) {
+    float acc = 0;
+    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q8_0), x += SQ_QK) {
+        const int8_t *qs = (const int8_t *)(w + offsetof(sq_block_q8_0, qs));
+        float s = 0;
+        for (int j = 0; j < SQ_QK; j++) s += qs[j] * x[j];
+        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q8_0, d)));
+    }
+    return acc;
+}
+
+static float dot_q4_0(const uint8_t *w, int64_t cols, const float *x) {
+    float acc = 0;
+    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q4_0), x += SQ_QK) {
+        const uint8_t *qs = w + offsetof(sq_block_q4_0, qs);
+        float s = 0;
+        for (int j = 0; j < SQ_QK / 2; j++)
+            s += ((qs[j] & 0x0f) - 8) * x[j] + ((qs[j] >> 4) - 8) * x[j + SQ_QK / 2];
+        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_0, d)));
+    }
+    return acc;
+}
+
+static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
+    float acc = 0;
+    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q4_1), x += SQ_QK) {
+        const uint8_t *qs = w + offsetof(sq_block_q4_1, qs);
+        float s = 0, xsum = 0; /* sum (q d + m) x = d sum q x + m sum x */
+        for (int j = 0; j < SQ_QK / 2; j++) {
+            s += (qs[j] & 0x0f) * x[j] + (qs[j] >> 4) * x[j + SQ_QK / 2];
+            xsum += x[j] + x[j + SQ_QK / 2];
+        }
+        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_1, d))) +
+               xsum * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_1, m)));
+    }
+    return acc;
+}
+
+#define DEFINE_GEMV(dtype)                                                                                   \
+    static void gemv_##dtype(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols,               \
+                             const float *x, int n_tokens, float *y, size_t ldy) {                           \
+        for (int64_t r = 0; r < n_rows; r++)                                                                 \
+            for (int t = 0; t < n_tokens; t++)                                                               \
+                y[t * ldy + r] = dot_##dtype(w + (size_t)r * row_bytes, cols, x + (size_t)t * cols);         \
+    }
+DEFINE_GEMV(f32)
+DEFINE_GEMV(f16)
+DEFINE_GEMV(bf16)
+DEFINE_GEMV(q8_0)
+DEFINE_GEMV(q4_0)
+DEFINE_GEMV(q4_1)
+
+const sq_cpu_kernels sq_kernels_scalar = {
+    .name = "scalar",
+    .gemv = {gemv_f32, gemv_f16, gemv_bf16, gemv_q8_0, gemv_q4_0, gemv_q4_1},
+    .to_f32 = {NULL}, /* the dtypes' reference conversions */
+};

@@ -1,0 +1,181 @@
+/* CPU matmul kernels: every kernel set this CPU supports, for every weight dtype, against the plain-C oracle
+ * sq_ref_matmul on fresh random inputs, over odd shapes, token counts and thread counts.
+ *
+ * Tolerance: max |fast - ref| / max |ref| < 2e-5. The reference dequantizes the very same stored weights
+ * (f16/bf16 values and quantized blocks are exactly representable in fp32), so only the order and precision
+ * of the summation differ: fp32 accumulation in the kernels against double in the reference. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/tensor.h"
+#include "core/threadpool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/matmul.h"
+#include "testlib.h"
+
+#define TOLERANCE 2e-5
+
+static const char *const all_set_names[] = {"scalar", "avx2", "avx512"};
+
+/* The kernel sets this CPU runs, found by forcing each; the automatic choice is restored afterwards. */
+static int supported_sets(const char **names) {
+    const char *best = sq_cpu_kernel_name();
+    int n = 0;
+    for (size_t i = 0; i < sizeof all_set_names / sizeof *all_set_names; i++) {
+        sq_error *err = sq_cpu_force_kernels(all_set_names[i]);
+        if (err)
+            sq_error_free(err);
+        else
+            names[n++] = all_set_names[i];
+    }
+    sq_test_ok(sq_cpu_force_kernels(best));
+    return n;
+}
+
+static void test_kernel_selection(void **state) {
+    (void)state;
+    const char *best = sq_cpu_kernel_name();
+    assert_true(!strcmp(best, "scalar") || !strcmp(best, "avx2") || !strcmp(best, "avx512"));
+    sq_test_ok(sq_cpu_force_kernels("scalar"));
+    assert_string_equal(sq_cpu_kernel_name(), "scalar");
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        sq_test_ok(sq_cpu_force_kernels("avx512"));
+        assert_string_equal(sq_cpu_kernel_name(), "avx512");
+        assert_string_equal(best, "avx512");
+    } else {
+        sq_test_fails_with(sq_cpu_force_kernels("avx512"), "avx512f");
+        assert_string_equal(sq_cpu_kernel_name(), "scalar"); /* a failed force changes nothing */
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        sq_test_ok(sq_cpu_force_kernels("avx2"));
+        if (!__builtin_cpu_supports("avx512f")) assert_string_equal(best, "avx2");
+    }
+#endif
+    sq_test_fails_with(sq_cpu_force_kernels("sse9"), "unknown CPU kernel set");
+    sq_test_ok(sq_cpu_force_kernels(best));
+    assert_string_equal(sq_cpu_kernel_name(), best);
+}
+
+/* A random weight tensor: uniform values in [-1, 1] stored in dtype, at an address aligned only to the
+ * element size, as a mapped file may give. *buffer is what to free. */
+static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint64_t *seed, void **buffer) {
+    sq_tensor t = {.dtype = dtype, .ndim = 2, .shape = {rows, cols}, .storage = SQ_STORAGE_HOST};
+    t.nbytes = sq_tensor_bytes_for(dtype, 2, t.shape);
+    assert_true(t.nbytes > 0);
+    float *values = malloc((size_t)(rows * cols) * sizeof *values);
+    *buffer = malloc(t.nbytes + 64);
+    assert_non_null(values);
+    assert_non_null(*buffer);
+    for (int64_t i = 0; i < rows * cols; i++) values[i] = sq_test_rand_uniform(seed, -1, 1);
+    t.data = (uint8_t *)*buffer + (dtype == SQ_DTYPE_F32 ? 4 : 2);
+    sq_dtype_info(dtype)->from_f32(values, t.data, rows * cols);
+    free(values);
+    return t;
+}
+
+static void test_to_f32_matches_reference(void **state) {
+    (void)state;
+    const char *sets[3];
+    int n_sets = supported_sets(sets);
+    const char *best = sq_cpu_kernel_name();
+    uint64_t seed = 7;
+    const int64_t lengths[] = {32, 96, 288, 4128, 1, 7, 100}; /* the last three only for dense dtypes */
+    for (int s = 0; s < n_sets; s++) {
+        sq_test_ok(sq_cpu_force_kernels(sets[s]));
+        const sq_cpu_kernels *k = sq_cpu_kernels_active();
+        for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+            if (!k->to_f32[dt]) continue; /* this set uses the reference itself */
+            for (size_t l = 0; l < sizeof lengths / sizeof *lengths; l++) {
+                int64_t n = lengths[l];
+                if (n % sq_dtype_info(dt)->block_elems) continue;
+                void *buf;
+                sq_tensor t = random_weights(dt, 1, n, &seed, &buf);
+                float *fast = malloc((size_t)n * sizeof *fast), *ref = malloc((size_t)n * sizeof *ref);
+                sq_dtype_info(dt)->to_f32(t.data, ref, n);
+                k->to_f32[dt](t.data, fast, n);
+                if (memcmp(fast, ref, (size_t)n * sizeof *ref) != 0)
+                    fail_msg("%s to_f32 for %s, %lld elements differs from the reference", sets[s],
+                             sq_dtype_info(dt)->name, (long long)n);
+                free(fast);
+                free(ref);
+                free(buf);
+            }
+        }
+    }
+    sq_test_ok(sq_cpu_force_kernels(best));
+}
+
+typedef struct shape {
+    int64_t rows, cols;
+} shape;
+
+/* Checks sq_cpu_matmul against the reference for every supported set and thread count on one problem. */
+static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool **pools, int n_pools,
+                          const char **sets, int n_sets, uint64_t *seed) {
+    void *wbuf;
+    sq_tensor w = random_weights(dtype, sh.rows, sh.cols, seed, &wbuf);
+    size_t nx = (size_t)n_tokens * sh.cols, ny = (size_t)n_tokens * sh.rows;
+    float *xbuf = malloc((nx + 1) * sizeof *xbuf), *ybuf = malloc((ny + 1) * sizeof *ybuf);
+    float *ref = malloc(ny * sizeof *ref);
+    float *x = xbuf + 1, *y = ybuf + 1; /* not 32-byte aligned either */
+    for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
+    sq_ref_matmul(&w, x, n_tokens, ref);
+    for (int s = 0; s < n_sets; s++) {
+        sq_test_ok(sq_cpu_force_kernels(sets[s]));
+        for (int p = 0; p < n_pools; p++) {
+            for (size_t i = 0; i < ny; i++) y[i] = NAN;
+            sq_cpu_matmul(pools[p], &w, x, n_tokens, y);
+            double err = sq_test_rel_err(y, ref, ny);
+            if (!(err < TOLERANCE))
+                fail_msg("%s %s: %d tokens x [%lld x %lld] on %d threads: relative error %g", sets[s],
+                         sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
+                         sq_threadpool_size(pools[p]), err);
+        }
+    }
+    free(xbuf);
+    free(ybuf);
+    free(ref);
+    free(wbuf);
+}
+
+static void test_matmul_matches_reference(void **state) {
+    (void)state;
+    const char *sets[3];
+    int n_sets = supported_sets(sets);
+    const char *best = sq_cpu_kernel_name();
+    sq_threadpool *pools[3] = {NULL, sq_threadpool_create(2), sq_threadpool_create(3)};
+    assert_non_null(pools[1]);
+    assert_non_null(pools[2]);
+    const int tokens[] = {1, 2, 3, 5, 7, 16, 64, 129}; /* 16: the first that runs as a GEMM */
+    const int64_t rows[] = {1, 5, 37, 300};
+    const int64_t cols[] = {32, 96, 288, 768, 7, 100}; /* the last two only for dense dtypes */
+    uint64_t seed = 1234;
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++)
+        for (size_t t = 0; t < sizeof tokens / sizeof *tokens; t++)
+            for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+                for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) {
+                    if (cols[c] % sq_dtype_info(dt)->block_elems) continue;
+                    check_problem(dt, tokens[t], (shape){rows[r], cols[c]}, pools, 3, sets, n_sets, &seed);
+                }
+    /* Rows longer than a GEMM tile holds: the reduction is split into slices. */
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+        check_problem(dt, 1, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
+        check_problem(dt, 17, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
+    }
+    sq_threadpool_free(pools[1]);
+    sq_threadpool_free(pools[2]);
+    sq_test_ok(sq_cpu_force_kernels(best));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_selection),
+        cmocka_unit_test(test_to_f32_matches_reference),
+        cmocka_unit_test(test_matmul_matches_reference),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
