@@ -1,6 +1,7 @@
 /* Throughput of the CPU matmul kernels on the stories15M shapes (dim 288, hidden 768, vocab 32000).
  *
  *   bench_matmul [seconds per measurement, default 0.1] [sections: any of bw,gemv,step,gemm; default all]
+ *                [kernel set to compare with scalar; default the best this CPU runs]
  *
  * Prints, with medians over repetitions:
  *  - the machine's read bandwidth (a plain streaming sum over a buffer far larger than the caches, and one
@@ -253,11 +254,17 @@ int main(int argc, char **argv) {
     if (argc > 1) seconds_per_measurement = atof(argv[1]);
     const char *sections = argc > 2 ? argv[2] : "bw,gemv,step,gemm";
     sets[0] = "scalar";
-    sets[1] = sq_cpu_kernel_name();
+    sets[1] = argc > 3 ? argv[3] : sq_cpu_kernel_name();
+    sq_error *err = sq_cpu_force_kernels(sets[1]);
+    if (err) {
+        fprintf(stderr, "bench_matmul: %s\n", sq_error_message(err));
+        sq_error_free(err);
+        return 1;
+    }
     pools[0] = NULL;
     pools[1] = sq_threadpool_create(2);
     if (!pools[1]) abort();
-    printf("best kernel set: %s\n\n", sets[1]);
+    printf("kernel set compared with scalar (\"best\" below): %s\n\n", sets[1]);
     if (strstr(sections, "bw")) bench_bandwidth();
     if (strstr(sections, "gemv")) bench_gemv();
     if (strstr(sections, "step")) bench_model_step();
