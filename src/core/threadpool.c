@@ -1,6 +1,7 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 
 /* Spins before a worker goes to sleep: long enough to bridge the gaps between kernels of one decode step. */
 #define SPIN_ITERATIONS 20000
+/* Spins before a waiting thread yields its core: when the machine is oversubscribed, the thread it waits for
+ * may be descheduled, and spinning through a whole time slice would stall every parallel region. */
+#define SPINS_BEFORE_YIELD 2000
 
 typedef struct worker {
     sq_threadpool *pool;
@@ -42,7 +46,10 @@ int sq_online_cores(void) {
 static void wait_for_new_generation(sq_threadpool *pool, unsigned seen) {
     for (int i = 0; i < SPIN_ITERATIONS; i++) {
         if (atomic_load_explicit(&pool->generation, memory_order_acquire) != seen) return;
-        cpu_relax();
+        if (i < SPINS_BEFORE_YIELD)
+            cpu_relax();
+        else
+            sched_yield();
     }
     pthread_mutex_lock(&pool->mutex);
     atomic_fetch_add(&pool->sleepers, 1);
@@ -119,5 +126,10 @@ void sq_threadpool_run(sq_threadpool *pool, sq_task_fn fn, void *ctx) {
     atomic_store(&pool->pending, pool->n_threads - 1);
     start_generation(pool);
     fn(ctx, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPINS_BEFORE_YIELD)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
