@@ -1,6 +1,7 @@
 /* Throughput of the CPU matmul kernels on the stories15M shapes (dim 288, hidden 768, vocab 32000).
  *
  *   bench_matmul [seconds per measurement, default 0.1] [sections: any of bw,gemv,step,gemm; default all]
+ *                [kernel set to compare with scalar; default the best this CPU runs]
  *
  * Prints, with medians over repetitions:
  *  - the machine's read bandwidth (a plain streaming sum over a buffer far larger than the caches, and one
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #if defined(__x86_64__)
+#include <xmmintrin.h>
 #include <emmintrin.h>
 #endif
 
@@ -68,31 +70,44 @@ typedef struct read_job {
     volatile uint64_t sink[16 * 8]; /* one cache line per thread */
 } read_job;
 
+/* Sums the 64-bit words of one cache line into acc. */
+static inline void add_line(const uint8_t *line, uint64_t *acc) {
+#if defined(__x86_64__)
+    __m128i a =
+        _mm_add_epi64(_mm_load_si128((const __m128i *)line), _mm_load_si128((const __m128i *)(line + 16)));
+    __m128i b = _mm_add_epi64(_mm_load_si128((const __m128i *)(line + 32)),
+                              _mm_load_si128((const __m128i *)(line + 48)));
+    *acc += (uint64_t)_mm_cvtsi128_si64(_mm_add_epi64(a, b));
+#else
+    for (int i = 0; i < 8; i++) {
+        uint64_t v;
+        memcpy(&v, line + 8 * i, 8);
+        *acc += v;
+    }
+#endif
+}
+
+/* Reads the thread's share as four interleaved streams with software prefetch, as the GEMV kernels read rows:
+ * the best this machine's cores can stream, and so the ceiling GEMV GB/s is measured against. */
+enum { READ_STREAMS = 4, READ_PREFETCH_LINES = 16 };
+
 static void read_task(void *p, int ith, int nth) {
     read_job *job = p;
     long b, e;
     sq_split_range((long)(job->bytes / 64), ith, nth, &b, &e);
-    const uint8_t *s = job->buf + (size_t)b * 64, *end = job->buf + (size_t)e * 64;
+    const uint8_t *base = job->buf + (size_t)b * 64;
+    long per = (e - b) / READ_STREAMS;
+    uint64_t acc[READ_STREAMS] = {0};
+    for (long i = 0; i < per; i++)
+        for (int s = 0; s < READ_STREAMS; s++) {
+            const uint8_t *line = base + (size_t)(s * per + i) * 64;
 #if defined(__x86_64__)
-    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
-    for (; s < end; s += 64) {
-        a0 = _mm_add_epi64(a0, _mm_load_si128((const __m128i *)s));
-        a1 = _mm_add_epi64(a1, _mm_load_si128((const __m128i *)(s + 16)));
-        a2 = _mm_add_epi64(a2, _mm_load_si128((const __m128i *)(s + 32)));
-        a3 = _mm_add_epi64(a3, _mm_load_si128((const __m128i *)(s + 48)));
-    }
-    a0 = _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3));
-    job->sink[ith * 8] = (uint64_t)_mm_cvtsi128_si64(a0);
-#else
-    uint64_t acc[8] = {0};
-    for (; s < end; s += 64)
-        for (int i = 0; i < 8; i++) {
-            uint64_t v;
-            memcpy(&v, s + 8 * i, 8);
-            acc[i] += v;
-        }
-    job->sink[ith * 8] = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+            _mm_prefetch((const char *)(line + READ_PREFETCH_LINES * 64), _MM_HINT_T0);
 #endif
+            add_line(line, &acc[s]);
+        }
+    for (long i = per * READ_STREAMS; i < e - b; i++) add_line(base + (size_t)i * 64, &acc[0]);
+    job->sink[ith * 8] = acc[0] + acc[1] + acc[2] + acc[3];
 }
 
 static void run_read(void *p) {
@@ -253,11 +268,17 @@ int main(int argc, char **argv) {
     if (argc > 1) seconds_per_measurement = atof(argv[1]);
     const char *sections = argc > 2 ? argv[2] : "bw,gemv,step,gemm";
     sets[0] = "scalar";
-    sets[1] = sq_cpu_kernel_name();
+    sets[1] = argc > 3 ? argv[3] : sq_cpu_kernel_name();
+    sq_error *err = sq_cpu_force_kernels(sets[1]);
+    if (err) {
+        fprintf(stderr, "bench_matmul: %s\n", sq_error_message(err));
+        sq_error_free(err);
+        return 1;
+    }
     pools[0] = NULL;
     pools[1] = sq_threadpool_create(2);
     if (!pools[1]) abort();
-    printf("best kernel set: %s\n\n", sets[1]);
+    printf("kernel set compared with scalar (\"best\" below): %s\n\n", sets[1]);
     if (strstr(sections, "bw")) bench_bandwidth();
     if (strstr(sections, "gemv")) bench_gemv();
     if (strstr(sections, "step")) bench_model_step();

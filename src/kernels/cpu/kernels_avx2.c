@@ -13,8 +13,7 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 /* Large matrices stream from DRAM: the hardware prefetcher alone leaves bandwidth unused, so each step asks
- * for the cache line PREFETCH_ROWS rows further on (two row groups ahead). Small matrices are in cache
- * anyway. */
+ * for the cache line PREFETCH_ROWS rows further on in the same stream. Small matrices are in cache anyway. */
 enum { PREFETCH_ROWS = 8 };
 
 INLINE void prefetch_ahead(const uint8_t *p, size_t rb) {
@@ -32,15 +31,15 @@ INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* y[i] = hsum(acc[i]) for nr rows; four at once through horizontal adds. */
-INLINE void store_sums(int nr, const __m256 *acc, float *y) {
-    if (nr == 4) {
+/* y[i * ystride] = hsum(acc[i]) for nr rows; four adjacent ones at once through horizontal adds. */
+INLINE void store_sums(int nr, const __m256 *acc, float *y, size_t ystride) {
+    if (nr == 4 && ystride == 1) {
         __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
         _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
         return;
     }
     UNROLL
-    for (int i = 0; i < nr; i++) y[i] = hsum(acc[i]);
+    for (int i = 0; i < nr; i++) y[i * ystride] = hsum(acc[i]);
 }
 
 INLINE float f16_at(const uint8_t *p) {
@@ -73,8 +72,10 @@ INLINE __m256 load_tail(sq_dtype dt, const uint8_t *p, int64_t n) {
     return load8(dt, buf);
 }
 
-INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t cols, const float *x,
-                       float *y) {
+/* y[i * ystride] = dot(row i, x) for i < nr, row i at w + i * rstride; rb is the row size, for prefetching
+ * the rows that follow in each row's stream. */
+INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, size_t rstride, int64_t cols,
+                       const float *x, float *y, size_t ystride) {
     const size_t eb = elem_bytes(dt);
     __m256 acc[NR], acc2[NR];
     UNROLL
@@ -84,7 +85,7 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            const uint8_t *p = w + i * rb + c * eb;
+            const uint8_t *p = w + i * rstride + c * eb;
             if (eb == 4 || (c & 16) == 0) prefetch_ahead(p, rb);
             acc[i] = _mm256_fmadd_ps(load8(dt, p), x0, acc[i]);
             acc2[i] = _mm256_fmadd_ps(load8(dt, p + 8 * eb), x1, acc2[i]);
@@ -93,18 +94,19 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
     if (c + 8 <= cols) {
         __m256 x0 = _mm256_loadu_ps(x + c);
         UNROLL
-        for (int i = 0; i < nr; i++) acc[i] = _mm256_fmadd_ps(load8(dt, w + i * rb + c * eb), x0, acc[i]);
+        for (int i = 0; i < nr; i++)
+            acc[i] = _mm256_fmadd_ps(load8(dt, w + i * rstride + c * eb), x0, acc[i]);
         c += 8;
     }
     if (c < cols) {
         __m256 x0 = load_tail(SQ_DTYPE_F32, (const uint8_t *)(x + c), cols - c);
         UNROLL
         for (int i = 0; i < nr; i++)
-            acc2[i] = _mm256_fmadd_ps(load_tail(dt, w + i * rb + c * eb, cols - c), x0, acc2[i]);
+            acc2[i] = _mm256_fmadd_ps(load_tail(dt, w + i * rstride + c * eb, cols - c), x0, acc2[i]);
     }
     UNROLL
     for (int i = 0; i < nr; i++) acc[i] = _mm256_add_ps(acc[i], acc2[i]);
-    store_sums(nr, acc, y);
+    store_sums(nr, acc, y, ystride);
 }
 
 /* ------------------------------------------------------------------ block rows: q8_0, q4_0, q4_1 */
@@ -138,8 +140,9 @@ INLINE void block_values(sq_dtype dt, const uint8_t *blk, __m256 v[4]) {
     v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
 
-INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t cols, const float *x,
-                       float *y) {
+/* As dense_rows, for the block formats. */
+INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, size_t rstride, int64_t cols,
+                       const float *x, float *y, size_t ystride) {
     const size_t bb = block_bytes(dt);
     __m256 acc[NR];
     UNROLL
@@ -152,7 +155,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
         const __m256 xsum = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
         UNROLL
         for (int i = 0; i < nr; i++) {
-            const uint8_t *blk = w + i * rb + b * bb;
+            const uint8_t *blk = w + i * rstride + b * bb;
             if (dt == SQ_DTYPE_Q8_0 || (b & 1) == 0) prefetch_ahead(blk, rb);
             __m256 v[4];
             block_values(dt, blk, v);
@@ -164,7 +167,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
                     _mm256_fmadd_ps(xsum, _mm256_set1_ps(f16_at(blk + offsetof(sq_block_q4_1, m))), acc[i]);
         }
     }
-    store_sums(nr, acc, y);
+    store_sums(nr, acc, y, ystride);
 }
 
 /* ------------------------------------------------------------------ several tokens at once */
@@ -257,21 +260,24 @@ INLINE void gemv_tokens(sq_dtype dt, int nt, const uint8_t *w, size_t rb, int64_
 
 /* ------------------------------------------------------------------ entry points */
 
+/* One token. The NR rows of a step come from NR far-apart quarters of the matrix (row r of each): four
+ * independent streams through memory keep more DRAM requests in flight than four adjacent rows (measured on
+ * Zen 3: 22 GB/s instead of 13 for one core on an fp32 matrix larger than the caches). */
 INLINE void gemv_one(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols, const float *x,
                      float *y) {
     const int dense = dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16 || dt == SQ_DTYPE_BF16;
-    int64_t r = 0;
-    for (; r + NR <= n_rows; r += NR) {
+    const int64_t q = n_rows / NR;
+    for (int64_t r = 0; r < q; r++) {
         if (dense)
-            dense_rows(dt, NR, w + r * rb, rb, cols, x, y + r);
+            dense_rows(dt, NR, w + r * rb, rb, q * rb, cols, x, y + r, q);
         else
-            block_rows(dt, NR, w + r * rb, rb, cols, x, y + r);
+            block_rows(dt, NR, w + r * rb, rb, q * rb, cols, x, y + r, q);
     }
-    for (; r < n_rows; r++) {
+    for (int64_t r = q * NR; r < n_rows; r++) {
         if (dense)
-            dense_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
+            dense_rows(dt, 1, w + r * rb, rb, rb, cols, x, y + r, 1);
         else
-            block_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
+            block_rows(dt, 1, w + r * rb, rb, rb, cols, x, y + r, 1);
     }
 }
 

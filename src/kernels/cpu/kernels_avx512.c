@@ -14,8 +14,7 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 /* Large matrices stream from DRAM: the hardware prefetcher alone leaves bandwidth unused, so each step asks
- * for the cache line PREFETCH_ROWS rows further on (two row groups ahead). Small matrices are in cache
- * anyway. */
+ * for the cache line PREFETCH_ROWS rows further on in the same stream. Small matrices are in cache anyway. */
 enum { PREFETCH_ROWS = 8 };
 
 INLINE void prefetch_ahead(const uint8_t *p, size_t rb) {
@@ -26,9 +25,9 @@ INLINE void prefetch_ahead(const uint8_t *p, size_t rb) {
  * dependency chains. */
 enum { NR = 4 };
 
-INLINE void store_sums(int nr, const __m512 *acc, float *y) {
+INLINE void store_sums(int nr, const __m512 *acc, float *y, size_t ystride) {
     UNROLL
-    for (int i = 0; i < nr; i++) y[i] = _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < nr; i++) y[i * ystride] = _mm512_reduce_add_ps(acc[i]);
 }
 
 INLINE float f16_at(const uint8_t *p) {
@@ -61,8 +60,10 @@ INLINE __m512 load_tail(sq_dtype dt, const uint8_t *p, int64_t n) {
     return load16(dt, buf);
 }
 
-INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t cols, const float *x,
-                       float *y) {
+/* y[i * ystride] = dot(row i, x) for i < nr, row i at w + i * rstride; rb is the row size, for prefetching
+ * the rows that follow in each row's stream. */
+INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, size_t rstride, int64_t cols,
+                       const float *x, float *y, size_t ystride) {
     const size_t eb = elem_bytes(dt);
     __m512 acc[NR], acc2[NR];
     UNROLL
@@ -72,7 +73,7 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
         __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            const uint8_t *p = w + i * rb + c * eb;
+            const uint8_t *p = w + i * rstride + c * eb;
             prefetch_ahead(p, rb);
             if (eb == 4) prefetch_ahead(p + 64, rb);
             acc[i] = _mm512_fmadd_ps(load16(dt, p), x0, acc[i]);
@@ -82,18 +83,19 @@ INLINE void dense_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
     if (c + 16 <= cols) {
         __m512 x0 = _mm512_loadu_ps(x + c);
         UNROLL
-        for (int i = 0; i < nr; i++) acc[i] = _mm512_fmadd_ps(load16(dt, w + i * rb + c * eb), x0, acc[i]);
+        for (int i = 0; i < nr; i++)
+            acc[i] = _mm512_fmadd_ps(load16(dt, w + i * rstride + c * eb), x0, acc[i]);
         c += 16;
     }
     if (c < cols) {
         __m512 x0 = load_tail(SQ_DTYPE_F32, (const uint8_t *)(x + c), cols - c);
         UNROLL
         for (int i = 0; i < nr; i++)
-            acc2[i] = _mm512_fmadd_ps(load_tail(dt, w + i * rb + c * eb, cols - c), x0, acc2[i]);
+            acc2[i] = _mm512_fmadd_ps(load_tail(dt, w + i * rstride + c * eb, cols - c), x0, acc2[i]);
     }
     UNROLL
     for (int i = 0; i < nr; i++) acc[i] = _mm512_add_ps(acc[i], acc2[i]);
-    store_sums(nr, acc, y);
+    store_sums(nr, acc, y, ystride);
 }
 
 /* ------------------------------------------------------------------ block rows: q8_0, q4_0, q4_1 */
@@ -125,8 +127,9 @@ INLINE void block_values(sq_dtype dt, const uint8_t *blk, __m512 v[2]) {
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
 }
 
-INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t cols, const float *x,
-                       float *y) {
+/* As dense_rows, for the block formats. */
+INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, size_t rstride, int64_t cols,
+                       const float *x, float *y, size_t ystride) {
     const size_t bb = block_bytes(dt);
     __m512 acc[NR];
     UNROLL
@@ -137,7 +140,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
         const __m512 xsum = _mm512_add_ps(x0, x1);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            const uint8_t *blk = w + i * rb + b * bb;
+            const uint8_t *blk = w + i * rstride + b * bb;
             if (dt == SQ_DTYPE_Q8_0 || (b & 1) == 0) prefetch_ahead(blk, rb);
             __m512 v[2];
             block_values(dt, blk, v);
@@ -148,7 +151,7 @@ INLINE void block_rows(sq_dtype dt, int nr, const uint8_t *w, size_t rb, int64_t
                     _mm512_fmadd_ps(xsum, _mm512_set1_ps(f16_at(blk + offsetof(sq_block_q4_1, m))), acc[i]);
         }
     }
-    store_sums(nr, acc, y);
+    store_sums(nr, acc, y, ystride);
 }
 
 /* ------------------------------------------------------------------ several tokens at once */
@@ -241,21 +244,24 @@ INLINE void gemv_tokens(sq_dtype dt, int nt, const uint8_t *w, size_t rb, int64_
 
 /* ------------------------------------------------------------------ entry points */
 
+/* One token. The NR rows of a step come from NR far-apart quarters of the matrix (row r of each): four
+ * independent streams through memory keep more DRAM requests in flight than four adjacent rows (measured on
+ * Zen 3: 22 GB/s instead of 13 for one core on an fp32 matrix larger than the caches). */
 INLINE void gemv_one(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, int64_t cols, const float *x,
                      float *y) {
     const int dense = dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16 || dt == SQ_DTYPE_BF16;
-    int64_t r = 0;
-    for (; r + NR <= n_rows; r += NR) {
+    const int64_t q = n_rows / NR;
+    for (int64_t r = 0; r < q; r++) {
         if (dense)
-            dense_rows(dt, NR, w + r * rb, rb, cols, x, y + r);
+            dense_rows(dt, NR, w + r * rb, rb, q * rb, cols, x, y + r, q);
         else
-            block_rows(dt, NR, w + r * rb, rb, cols, x, y + r);
+            block_rows(dt, NR, w + r * rb, rb, q * rb, cols, x, y + r, q);
     }
-    for (; r < n_rows; r++) {
+    for (int64_t r = q * NR; r < n_rows; r++) {
         if (dense)
-            dense_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
+            dense_rows(dt, 1, w + r * rb, rb, rb, cols, x, y + r, 1);
         else
-            block_rows(dt, 1, w + r * rb, rb, cols, x, y + r);
+            block_rows(dt, 1, w + r * rb, rb, rb, cols, x, y + r, 1);
     }
 }
 
