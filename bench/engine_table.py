@@ -20,7 +20,7 @@ def load(paths):
                     values.setdefault((res["n_seqs"], metric), []).append(res[metric]["median"])
         except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
             sys.exit(f"engine_table.py: {path}: not a squeeze bench report ({e})")
-        settings, model = rep["settings"], variant["model"]
+        settings, model = rep["settings"], variant["model"]["path"]
     return values, settings, model
 
 
