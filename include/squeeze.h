@@ -195,9 +195,11 @@ typedef struct sq_generate_stats {
 /* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
 typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
-/* Tokenizes the prompt (with BOS as the tokenizer says), prefills it in one forward call, then samples up to
- * n_predict tokens one at a time (n_predict < 0: no limit), stopping at EOS (or a generated BOS, which starts a
- * new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and clears it first. A prompt longer than the context is an error. */
+/* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
+ * as llama.cpp does), prefills it in one forward call, then samples up to n_predict tokens one at a time
+ * (n_predict < 0: no limit), stopping at EOS (or a generated BOS, which starts a new document) or when prompt
+ * and generated text fill the context. Uses sequence 0 of ctx and clears it first. A prompt longer than the
+ * context is an error. */
 sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                       sq_text_callback on_text, void *user, sq_generate_stats *stats);
 

@@ -19,7 +19,9 @@ static sq_error *numeric_array(const sq_gguf_file *g, const char *key, uint32_t 
     *out = NULL;
     const sq_gguf_kv *kv = sq_gguf_find(g, key);
     if (!kv) return NULL;
-    if (kv->type != SQ_GGUF_ARRAY || kv->elem_type != type || kv->n_elems != n)
+    /* token types are int32 in llama.cpp's files; some writers use uint32, which reads the same here */
+    int same_type = kv->elem_type == type || (type == SQ_GGUF_INT32 && kv->elem_type == SQ_GGUF_UINT32);
+    if (kv->type != SQ_GGUF_ARRAY || !same_type || kv->n_elems != n)
         return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s must be an array of %llu %s values", g->file->path, key,
                          (unsigned long long)n, type == SQ_GGUF_FLOAT32 ? "float32" : "int32");
     *out = kv->value;
@@ -38,9 +40,7 @@ static sq_error *optional_id(const sq_gguf_file *g, const char *key, int n_token
 static sq_error *optional_flag(const sq_gguf_file *g, const char *key, int dflt, int *v) {
     int found;
     *v = dflt;
-    SQ_TRY(sq_gguf_get_bool(g, key, v, &found));
-    if (!found) *v = dflt;
-    return NULL;
+    return sq_gguf_get_bool(g, key, v, &found); /* leaves *v alone when absent */
 }
 
 sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {

@@ -84,6 +84,18 @@ static void test_gguf_corruptions(void **state) {
         sq_model_free(x);
         free(e);
     }
+    { /* version 2 has the same little-endian layout and loads */
+        unsigned char *e = malloc(n);
+        memcpy(e, d, n);
+        const uint32_t v2 = 2;
+        memcpy(e + 4, &v2, 4);
+        const char *p = sq_test_work("formats-v2.gguf");
+        write_bytes(p, e, n);
+        sq_model *x;
+        sq_test_ok(load_plain(p, &x));
+        sq_model_free(x);
+        free(e);
+    }
     patched(d, n, 4, &v1, 4, "unsupported GGUF version 1");
     patched(d, n, 4, &v4, 4, "unsupported GGUF version 4");
     patched(d, n, 4, &vbig, 4, "big-endian");

@@ -21,8 +21,8 @@ typedef struct tiny_spec {
     sq_rope_style rope;
 } tiny_spec;
 
-static inline void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dtype dtype, int ndim, int64_t d0,
-                     int64_t d1) {
+static inline void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dtype dtype, int ndim,
+                            int64_t d0, int64_t d1) {
     int64_t shape[2] = {d0, d1}, n = ndim == 1 ? d0 : d0 * d1;
     float *x = malloc((size_t)n * sizeof *x);
     for (int64_t i = 0; i < n; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);

@@ -5,7 +5,7 @@ the original tokenizer does.
   -> GGUF (tokenizer.ggml.*, read back with the `gguf` package: model "llama", the same 32000 tokens and token
   types as the independent stories15M GGUF) -> GGUF again.
 - Byte-level BPE: tiny random Llama and Qwen2 checkpoints carrying the real Llama-3 and Qwen3 tokenizer.json
-  -> GGUF -> HF; for Qwen3 the GGUF is also read with the `gguf` package: model "gpt2", pre "qwen2", every
+  -> GGUF (and for Qwen3 on -> HF); the Qwen3 GGUF is also read with the `gguf` package: model "gpt2", pre "qwen2", every
   token and merge of tokenizer.json in order.
 
 Encodings of a mixed text (TinyStories, accents, CJK, emoji, digits, whitespace runs, code) are compared id for
@@ -57,7 +57,8 @@ def spm_chain():
               f"spm: {k} equals the independent stories15M GGUF's")
 
 
-def byte_bpe_chain(label, tokenizer_dir, arch, n_vocab, read_with_gguf):
+def byte_bpe_chain(label, tokenizer_dir, arch, n_vocab, full):
+    """full: also GGUF -> HF, and read the GGUF with the gguf package (~25 s for a vocabulary this size)."""
     d = work(f"formats-vocab-{label}-hf")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -84,14 +85,15 @@ def byte_bpe_chain(label, tokenizer_dir, arch, n_vocab, read_with_gguf):
                "tie_word_embeddings": True}, open(f"{d}/config.json", "w"))
     gg, back = work(f"formats-vocab-{label}.gguf"), work(f"formats-vocab-{label}-back")
     shutil.rmtree(back, ignore_errors=True)
-    for a, b in [(d, gg), (gg, back)]:
+    steps = [(d, gg), (gg, back)] if full else [(d, gg)]
+    for a, b in steps:
         rc, _, err = squeeze("convert", "-m", a, "-o", b)
         check(rc == 0, f"{label}: convert {os.path.basename(a)} -> {os.path.basename(b)} ({err.strip()})")
     want = ids("--tokenizer", f"{tokenizer_dir}/tokenizer.json")
-    for m in (d, gg, back):
+    for _, m in steps:
         got = ids("-m", m)
         check(got == want and len(want) > 1000, f"{label}: {os.path.basename(m)} encodes like tokenizer.json ({len(want)} ids)")
-    if not read_with_gguf:  # GGUFReader needs ~25 s for a vocabulary this size: once is enough
+    if not full:
         return
     tj = json.load(open(f"{tokenizer_dir}/tokenizer.json", encoding="utf-8"))
     vocab = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])

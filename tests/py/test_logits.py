@@ -7,7 +7,8 @@ the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithm
     max|diff| / max|ref| <= 1e-4, and the same argmax at every position.
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
-so a pass means the engine implements the feature.
+so a pass means the engine implements the feature. `--greedy 40` must also continue the 24 tokens exactly as
+the reference does (near-ties within the logit tolerance excepted, see engine_harness.Checks.greedy).
 Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
 the untied one) and checked the same way.
 """
@@ -26,6 +27,7 @@ import tiny_models  # noqa: E402
 TOL = 1e-4
 N_TOKENS = 24  # > the Mistral window (5), so the window really cuts attention
 MODES = ["prefill", "decode", "chunks:3"]
+N_GREEDY = 40  # generation runs the KV cache to position 64, far past the window
 # Also written as llama2.c checkpoints: an unshared classifier (negative vocab_size), and GQA with a shared one.
 LLAMA2C = ["llama_mha_f32", "llama_gqa_f16", "llama_tied_bf16"]
 
@@ -69,6 +71,13 @@ def main():
                 checks.fail(f"{name} --mode {mode}", e)
                 continue
             checks.close(f"{name} --mode {mode} vs reference", got, ref, TOL)
+        ref_ids, _ = R.greedy(model, tokens, N_GREEDY)
+        try:
+            ids = H.engine_greedy(path, tokens, N_GREEDY)
+            checks.greedy(f"{name} --greedy {N_GREEDY} vs the reference continuation", model, tokens, ids, ref_ids,
+                          TOL)
+        except H.EngineError as e:
+            checks.fail(f"{name} --greedy {N_GREEDY}", e)
     for name in LLAMA2C:
         path = tiny_models.generate_llama2c(name, root)
         model = R.load_llama2c(path)

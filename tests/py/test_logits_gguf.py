@@ -1,18 +1,19 @@
 """squeeze's forward pass on GGUF files: the shared stories15M-f16.gguf / stories15M-q8_0.gguf, and tiny random
 models written by the gguf package (an independent writer) in F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
 
-On 96 tokens (the golden prompt and the reference's greedy continuation of it):
-  - `squeeze logits` (prefill, decode, chunks:7) vs the float64 reference run on the weights as the gguf
+On the 32 golden stories15M tokens:
+  - `squeeze logits` (prefill, decode) vs the float64 reference run on the weights as the gguf
     package dequantizes them (F16 and Q8_0 blocks are exact in float64): max|diff|/max|ref| <= 1e-4 and
     the same argmax at every position;
   - informative: the quantized model vs the fp32 stories15M.bin, as KL(fp32 || quantized) per position and
     top-1 agreement, for the reference and for squeeze, with loose bounds (f16: KL <= 1e-4, top-1 >= 95%;
-    q8_0: KL <= 5e-3, top-1 >= 90%; the reference measures about 3e-7 / 100% and 3e-4 / 100%).
+    q8_0: KL <= 5e-3, top-1 >= 90%; the reference measures about 2e-7 / 100% and 2e-4 / 100%).
 Tiny GGUF models (llama GQA, llama head_dim != dim/heads, llama tied, qwen2 with biases; llama q/k rows in
 llama.cpp's interleaved order), on 24 tokens:
   - for lossless storage (F32/F16/BF16 from weights stored that way) the file holds exactly the HF
     checkpoint's weights, read independently (a check of the fixture);
   - `squeeze logits` (prefill, decode) vs the reference on the dequantized weights: <= 1e-4, same argmax.
+The 15M model runs only as often as needed: under ASan each call costs tens of seconds.
 """
 
 import os
@@ -26,7 +27,7 @@ import reference as R  # noqa: E402
 import tiny_models  # noqa: E402
 
 TOL = 1e-4
-MODES = ["prefill", "decode", "chunks:7"]
+MODES = ["prefill", "decode"]  # chunked feeding is format-independent: test_logits*.py cover it
 LOOSE = {"f16": (1e-4, 0.95), "q8_0": (5e-3, 0.90)}  # (max mean KL, min top-1 agreement) vs fp32
 TINY = [("llama_gqa_f16", "F16"), ("llama_gqa_f16", "Q8_0"), ("llama_gqa_f16", "Q4_0"), ("llama_gqa_f16", "Q4_1"),
         ("llama_head_dim", "Q4_0"), ("llama_tied_bf16", "BF16"), ("qwen2_bias", "F32"), ("qwen2_bias", "Q8_0")]
@@ -58,7 +59,6 @@ def main():
                       "relative)")
     models = os.path.join(H.SQ_SHARED, "models")
     tokens = H.read_tokens(os.path.join(H.SQ_SHARED, "golden", "stories15M.tokens.txt"))
-    tokens += H.read_tokens(os.path.join(H.SQ_TEST_DATA, "reference", "stories15M.greedy64.txt"))
     fp32_path = os.path.join(models, "stories15M.bin")
     fp32_ref = R.forward(R.load_llama2c(fp32_path), tokens)
     try:

@@ -26,8 +26,10 @@ def check(ok, what):
         failures.append(what)
 
 
-def run(*args):
-    return subprocess.run([SQ_BIN, "run", *args], capture_output=True, text=True, timeout=300)
+def run(*args, threads="1"):
+    """squeeze run with args; one thread unless told (the test suite shares its cores)"""
+    extra = ["-t", threads] if threads and args and args[0] != "--help" else []
+    return subprocess.run([SQ_BIN, "run", *extra, *args], capture_output=True, text=True, timeout=600)
 
 
 def stats_of(r):
@@ -55,25 +57,30 @@ def test_greedy():
         f.flush()
         from_file = run("-m", MODEL, "-f", f.name, "--temp", "0", "-n", "40")
         check(from_file.returncode == 0 and from_file.stdout == r.stdout, f"-f differs from -p: {from_file.stdout!r}")
+    # a GGUF file carries its vocabulary inside: nothing beside it is needed
+    for gguf in ("stories15M-f16.gguf", "stories15M-q8_0.gguf"):
+        g = run("-m", os.path.join(SHARED, "models", gguf), "-p", PROMPT, "--temp", "0", "-n", "25", "--no-echo")
+        check(g.returncode == 0 and g.stdout.startswith(GREEDY), f"{gguf} greedy: {g.returncode} {g.stdout!r}")
     print(f"greedy: {r.stdout.strip()!r}")
 
 
 def test_defaults_only_model_and_prompt():
-    r = run("-m", MODEL, "-p", PROMPT)
+    r = run("-m", MODEL, "-p", PROMPT, threads=None)
     check(r.returncode == 0, f"the default run (-m, -p only) failed: {r.returncode} {r.stderr}")
     check(r.stdout.startswith(PROMPT) and len(r.stdout) > len(PROMPT) + 20, f"default run output: {r.stdout!r}")
     m = stats_of(r)
     if m:
         generated = int(m[3])
         check(0 < generated <= 256, f"default -n is 256: {m[0]}")
-        # the printed (clock) seed reproduces the run
-        again = run("-m", MODEL, "-p", PROMPT, "--seed", m[6])
-        check(again.returncode == 0 and again.stdout == r.stdout, "rerunning with the printed seed differs")
+        # the printed (clock) seed reproduces the run: its first 20 tokens are the same draws
+        again = run("-m", MODEL, "-p", PROMPT, "--seed", m[6], "-n", "20")
+        check(again.returncode == 0 and r.stdout.startswith(again.stdout.rstrip("\n")),
+              f"rerunning with the printed seed differs:\n{r.stdout!r}\n{again.stdout!r}")
         print(f"default run: {generated} tokens, seed {m[6]} reproduces it")
 
 
 def test_seeds():
-    common = ["-m", MODEL, "-p", PROMPT, "-n", "60", "--temp", "1", "--top-k", "0", "--top-p", "1", "--min-p", "0"]
+    common = ["-m", MODEL, "-p", PROMPT, "-n", "40", "--temp", "1", "--top-k", "0", "--top-p", "1", "--min-p", "0"]
     a = run(*common, "--seed", "42")
     b = run(*common, "--seed", "42")
     c = run(*common, "--seed", "43")

@@ -12,10 +12,10 @@ import gguf
 import numpy as np
 
 
-def golden_lines(shared):
+def golden_lines(shared, open_reader=gguf.GGUFReader):
     lines = []
     for tag in ("f16", "q8_0"):
-        reader = gguf.GGUFReader(f"{shared}/models/stories15M-{tag}.gguf")
+        reader = open_reader(f"{shared}/models/stories15M-{tag}.gguf")
         for t in reader.tensors:
             values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).ravel()
             n = values.size
