@@ -32,6 +32,10 @@ done
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-python3 "$root/bench/engine_table.py" --cpu "${cpu:-unknown CPU}" --cores "$(nproc)" --commit "$commit" \
+# What the baseline does and does not switch off (src/kernels/cpu/matmul.c): keep this in step with it.
+note="\`--kernels scalar\` selects the scalar matrix-vector kernels (decode steps, and any forward call under \
+16 tokens); longer prompt batches go through OpenBLAS SGEMM (one thread per worker) whatever the kernel set, \
+so the prefill speed-up measures threads, not kernel sets."
+python3 "$root/bench/engine_table.py" --note "$note" --cpu "${cpu:-unknown CPU}" --cores "$(nproc)" --commit "$commit" \
   --command "bench/engine.sh $model  (each round: ${baseline[*]:1} ; ${fast[*]:1})" \
   --baseline "$out"/baseline-*.json --fast "$out"/fast-*.json

@@ -20,7 +20,7 @@ def load(paths):
                     values.setdefault((res["n_seqs"], metric), []).append(res[metric]["median"])
         except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
             sys.exit(f"engine_table.py: {path}: not a squeeze bench report ({e})")
-        settings, model = rep["settings"], variant["model"]
+        settings, model = rep["settings"], variant["model"]["path"]
     return values, settings, model
 
 
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--cores", type=int, default=0)
     ap.add_argument("--commit", default="unknown")
     ap.add_argument("--command", required=True)
+    ap.add_argument("--note", default="", help="a sentence on what the baseline measures")
     args = ap.parse_args()
     base, bs, model = load(args.baseline)
     fast, fs, _ = load(args.fast)
@@ -51,7 +52,7 @@ def main():
     print(f"{bs['n_prompt']} prompt tokens and {bs['n_gen']} decode steps per sequence (random prompt ids), "
           f"{len(args.baseline)} alternating rounds of {bs['n_reps']} repetitions after {bs['n_warmup']} warm-up; "
           "each figure is the median over rounds of each run's median tokens/s, with the range over rounds. "
-          "Decode tokens/s count every sequence's tokens.\n")
+          "Decode tokens/s count every sequence's tokens." + (f" {args.note}" if args.note else "") + "\n")
     print(f"| metric | {base_name} | {fast_name} | speed-up |")
     print("|---|---:|---:|---:|")
     for batch, metric in sorted(base, key=lambda k: (k[0], k[1] != "prefill_tok_s")):

@@ -118,6 +118,18 @@ for k in STATS:
 check(ratios and ratios[0].get("weight_bytes") == 1.0 and ratios[0].get("kv_bytes") == 1.0, "same model: size ratios 1")
 check("| B/A |" in r.stdout and "| decode (tokens/s) |" in r.stdout, "table has the B/A column")
 
+# ---- --kernels forces the kernel set the report names
+out = os.path.join(WORK, "scalar.json")
+r = bench("-m", MODEL, "-p", "8", "-n", "4", "--reps", "1", "-t", "1", "--kernels", "scalar", "--json", out)
+check(r.returncode == 0 and json.load(open(out))["settings"]["kernels"] == "scalar" and "scalar kernels" in r.stdout,
+      f"--kernels scalar runs the scalar kernels ({r.stderr.strip()})")
+
+# ---- bench/engine.sh's table reads real reports: the same run as baseline and fast path gives 1.0x
+table = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "bench", "engine_table.py"),
+                        "--command", "test", "--baseline", out, "--fast", out], capture_output=True, text=True)
+check(table.returncode == 0 and f"## Engine speed: {MODEL}" in table.stdout and
+      table.stdout.count("| 1.0x |") == 2, f"engine_table.py on a real report ({table.stderr.strip()})")
+
 # ---- errors
 missing = os.path.join(WORK, "no-such-model.bin")
 cases = [

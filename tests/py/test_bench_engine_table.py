@@ -32,7 +32,7 @@ def report(kernels, threads, scale):
                                 for m in ("prefill_tok_s", "decode_tok_s")}} for b in BATCHES]
     rep = {"kind": "bench", "settings": {"n_prompt": 128, "n_gen": 64, "n_reps": 3, "n_warmup": 1,
                                          "n_threads": threads, "kernels": kernels},
-           "variants": [{"model": "models/stories15M.bin", "results": results}]}
+           "variants": [{"model": {"path": "models/stories15M.bin"}, "results": results}]}
     return rep, values
 
 
@@ -54,6 +54,7 @@ check(r.returncode == 0, f"engine_table.py exits 0 ({r.stderr.strip()})")
 out = r.stdout
 check("    bench/engine.sh models/stories15M.bin" in out, "the exact command is quoted as a code block")
 check("Test CPU (16 online cores)" in out, "the machine is named")
+check(out.startswith("## Engine speed: models/stories15M.bin\n"), "the heading names the model's path")
 check("| metric | scalar, 1 thread | avx2, 16 threads | speed-up |" in out, f"header names both configurations")
 
 
