@@ -1,11 +1,55 @@
 #!/usr/bin/env bash
-# The main job on the default model: run it. (Grows as compression, measurement and serving land.)
+# The main job on the default model (stories15M): inspect it, run it, then measure it — perplexity on its
+# in-domain text, zero-shot accuracy, speed and memory — and combine the measurements into a report.
+# When ../shared also holds the Q8_0 GGUF copy of the model, it is measured as a compressed variant against
+# the fp32 original: KL divergence and top-1 agreement, perplexity ratio, speed ratio in the same run.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/get-model.sh"
 model="$("$here/scripts/find-model.sh")"
+shared="$here/../shared"
+q8="$shared/models/stories15M-q8_0.gguf"
 bin="$here/build/squeeze"
-echo "== squeeze info"
-"$bin" info -m "$model"
-echo "== squeeze run (greedy)"
+out="$here/build/demo"
+mkdir -p "$out"
+rm -f "$out"/*.json
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "squeeze info -m $model"
+"$bin" info -m "$model" | head -16
+
+step "squeeze run (greedy, 128 tokens)"
 "$bin" run -m "$model" -p "Once upon a time" -n 128 --temp 0
+
+text="$shared/data/tinystories/valid-a.txt"
+if [ -f "$text" ]; then
+  step "squeeze ppl: perplexity on TinyStories validation text (in-domain)"
+  "$bin" ppl -m "$model" -f "$text" --label fp32 --json "$out/fp32-ppl.json" --no-progress
+  if [ -f "$q8" ]; then
+    step "squeeze ppl: the Q8_0 copy against the fp32 original (KL divergence, top-1 agreement)"
+    "$bin" ppl -m "$q8" -f "$text" --ref "$model" --label q8_0 --json "$out/q8_0-ppl.json" --no-progress
+  fi
+else
+  echo "(no TinyStories text in $shared/data: skipping perplexity)"
+fi
+
+if [ -d "$shared/data/tasks" ]; then
+  step "squeeze eval: zero-shot tasks (first 200 items each)"
+  "$bin" eval -m "$model" --tasks piqa,arc_easy,hellaswag,lambada --limit 200 --label fp32 \
+    --json "$out/fp32-eval.json" --no-progress
+fi
+
+step "squeeze bench: time to first token, time per output token, throughput, memory"
+if [ -f "$q8" ]; then
+  "$bin" bench -m "$model" --label fp32 --vs "$q8" --vs-label q8_0 -p 128 -n 64 -b 1,4 --reps 3 \
+    --json "$out/bench.json"
+else
+  "$bin" bench -m "$model" --label fp32 -p 128 -n 64 -b 1,4 --reps 3 --json "$out/bench.json"
+fi
+
+step "squeeze report: quality against size and speed"
+"$bin" report "$out"/*.json -o "$out/report.md" -o "$out/report.svg" --title "stories15M"
+cat "$out/report.md"
+echo
+echo "plot: $out/report.svg"
