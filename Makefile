@@ -5,7 +5,7 @@ MODEL ?= $(shell scripts/find-model.sh)
 BUILD := build
 ASAN_BUILD := build-asan
 
-.PHONY: deps build build-asan demo test test-release test-asan clean
+.PHONY: deps build build-asan demo test test-release test-asan fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -21,8 +21,12 @@ build-asan: deps
 demo: build
 	@scripts/demo.sh
 
-# The whole suite twice: an optimised build, then under AddressSanitizer + UndefinedBehaviorSanitizer.
-test: test-release test-asan
+# Every parser fuzzed briefly, then the whole suite twice: an optimised build, then under AddressSanitizer +
+# UndefinedBehaviorSanitizer.
+test: fuzz test-release test-asan
+
+fuzz: deps
+	@scripts/fuzz.sh
 
 test-release: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -31,4 +35,4 @@ test-asan: build-asan
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE slow
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

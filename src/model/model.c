@@ -32,9 +32,11 @@ void sq_model_free(sq_model *m) {
 
 sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
                               void *data, size_t nbytes, sq_storage storage) {
-    if (strlen(name) >= SQ_TENSOR_NAME_MAX) return sq_errorf(SQ_ERR_FORMAT, "tensor name too long: %.64s...", name);
+    if (strlen(name) >= SQ_TENSOR_NAME_MAX)
+        return sq_errorf(SQ_ERR_FORMAT, "tensor name too long: %.64s...", name);
     if (sq_model_find_tensor(m, name)) return sq_errorf(SQ_ERR_FORMAT, "tensor %s appears twice", name);
-    if (!sq_dtype_info(dtype)) return sq_errorf(SQ_ERR_UNSUPPORTED, "tensor %s: unknown dtype %d", name, dtype);
+    if (!sq_dtype_info(dtype))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "tensor %s: unknown dtype %d", name, dtype);
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
     if (!expect)
         return sq_errorf(SQ_ERR_FORMAT, "tensor %s: invalid shape for %s (%d dims, row length %lld)", name,
@@ -104,13 +106,14 @@ static sq_error *require(const sq_model *m, const char *path, const char *name, 
         for (int i = 0; i < t->ndim; i++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
                      (long long)t->shape[i]);
-        return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s has shape [%s] but the config implies [%s]", path, name,
-                         got, want);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s has shape [%s] but the config implies [%s]", path,
+                         name, got, want);
     }
     return NULL;
 }
 
-#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
+#define SHAPE(...)                                                                                           \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
 sq_error *sq_model_bind(sq_model *m, const char *path) {
     sq_model_config *c = &m->cfg;
@@ -118,19 +121,21 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->hidden_dim <= 0 || c->hidden_dim > limit)
-        return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: implausible model dimensions (dim %d, layers %d, heads %d, hidden %d, vocab %d, "
-                         "context %d)",
-                         path, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, c->max_seq_len);
+        return sq_errorf(
+            SQ_ERR_FORMAT,
+            "%s: implausible model dimensions (dim %d, layers %d, heads %d, hidden %d, vocab %d, "
+            "context %d)",
+            path, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, c->max_seq_len);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0) {
         if (c->dim % c->n_heads)
-            return sq_errorf(SQ_ERR_FORMAT, "%s: dim %d is not a multiple of %d heads", path, c->dim, c->n_heads);
+            return sq_errorf(SQ_ERR_FORMAT, "%s: dim %d is not a multiple of %d heads", path, c->dim,
+                             c->n_heads);
         c->head_dim = c->dim / c->n_heads;
     }
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: %d query heads cannot share %d key/value heads", path, c->n_heads,
-                         c->n_kv_heads);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %d query heads cannot share %d key/value heads", path,
+                         c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 || c->head_dim > 4096)
         return sq_errorf(SQ_ERR_FORMAT, "%s: head dimension %d is not usable with rotary embeddings", path,
                          c->head_dim);
@@ -158,8 +163,8 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
         SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
         SQ_TRY(require(m, path, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &L->w_gate));
         if (L->wq->shape[0] % hd || L->wk->shape[0] % hd)
-            return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", path, l,
-                             (long long)hd);
+            return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", path,
+                             l, (long long)hd);
         L->n_heads = (int)(L->wq->shape[0] / hd);
         L->n_kv_heads = (int)(L->wk->shape[0] / hd);
         L->hidden_dim = (int)L->w_gate->shape[0];
@@ -236,12 +241,18 @@ sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model 
         sq_tokenizer_free(m->tokenizer);
         m->tokenizer = NULL;
         err = sq_tokenizer_load(opts->tokenizer_path, &m->tokenizer);
+        if (!err && sq_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size)
+            err = sq_errorf(SQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d",
+                            opts->tokenizer_path, sq_tokenizer_vocab_size(m->tokenizer), m->cfg.vocab_size);
     } else if (!err && !m->tokenizer && !is_directory(path)) {
         err = find_tokenizer_beside(path, &m->tokenizer);
+        /* A tokenizer that merely sits in the same folder but cannot belong to this model (stories260K beside
+         * the Llama-2 tokenizer) is left out: the model loads without one and callers that need it say so. */
+        if (!err && m->tokenizer && sq_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size) {
+            sq_tokenizer_free(m->tokenizer);
+            m->tokenizer = NULL;
+        }
     }
-    if (!err && m->tokenizer && sq_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size)
-        err = sq_errorf(SQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,
-                        sq_tokenizer_vocab_size(m->tokenizer), m->cfg.vocab_size);
     if (err) {
         sq_model_free(m);
         return err;
@@ -252,9 +263,12 @@ sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model 
 
 sq_error *sq_model_save(const sq_model *m, const char *path, sq_file_format format) {
     switch (format) {
-    case SQ_FORMAT_LLAMA2C: return sq_llama2c_save(m, path);
-    case SQ_FORMAT_SAFETENSORS: return sq_hf_save(m, path);
-    case SQ_FORMAT_GGUF: return sq_gguf_save(m, path);
+    case SQ_FORMAT_LLAMA2C:
+        return sq_llama2c_save(m, path);
+    case SQ_FORMAT_SAFETENSORS:
+        return sq_hf_save(m, path);
+    case SQ_FORMAT_GGUF:
+        return sq_gguf_save(m, path);
     }
     return sq_errorf(SQ_ERR_INVALID_ARG, "unknown output format %d", (int)format);
 }
