@@ -278,7 +278,6 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
     *results = NULL;
     *n_results = 0;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
-    if (!tok) return sq_errorf(SQ_ERR_INVALID_ARG, "the model has no tokenizer (zero-shot tasks need one)");
     if (!opts->data_dir) return sq_errorf(SQ_ERR_INVALID_ARG, "no task data directory given");
     char *list = strdup(tasks ? tasks : "");
     if (!list) return sq_errorf(SQ_ERR_NOMEM, "out of memory");
@@ -295,13 +294,15 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
     }
     free(list);
     if (!err && n_tasks == 0) err = sq_errorf(SQ_ERR_INVALID_ARG, "no tasks named");
+    if (!err && !tok)
+        err = sq_errorf(SQ_ERR_INVALID_ARG, "the model has no tokenizer (zero-shot tasks need one)");
     sq_task_result *res = err ? NULL : calloc((size_t)n_tasks, sizeof *res);
     if (!err && !res) err = sq_errorf(SQ_ERR_NOMEM, "out of memory");
     sq_lm lm = {0};
     if (!err)
         err = sq_lm_open(model, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1, opts->n_threads, &lm);
     sq_zeroshot_options zo = {.n_batch = opts->n_batch,
-                              .bos_id = sq_tokenizer_bos(tok),
+                              .bos_id = tok ? sq_tokenizer_bos(tok) : -1,
                               .progress = opts->progress,
                               .progress_user = opts->progress_user,
                               .progress_total = total_items};

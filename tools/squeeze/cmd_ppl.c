@@ -249,16 +249,19 @@ int sq_cmd_ppl(int argc, char **argv) {
     int64_t n_ids = 0;
     if (a.ids_file) {
         rc = read_ids(a.ids_file, &ids, &n_ids) ? 1 : -1;
-    } else if (!tok) {
-        fprintf(stderr, "squeeze ppl: %s has no tokenizer; give --tokenizer PATH or --ids FILE\n", a.model);
-        rc = 1;
     } else {
         char *text = NULL;
         size_t len = 0;
         int n = 0;
-        if (!(err = sq_eval_read_text(a.file, &text, &len)))
+        err = sq_eval_read_text(a.file, &text, &len);
+        if (!err && !tok) {
+            fprintf(stderr, "squeeze ppl: %s has no tokenizer; give --tokenizer PATH or --ids FILE\n",
+                    a.model);
+            rc = 1;
+        } else if (!err) {
             err = sq_tokenize(tok, text, len, 1, 0, &ids, &n);
-        n_ids = n;
+            n_ids = n;
+        }
         free(text);
     }
     sq_model_info info;
