@@ -324,44 +324,44 @@ sq_error *sq_task_parse(const char *name, const char *file, const char *data, si
     return NULL;
 }
 
-/* Decompresses a whole bzip2 file into memory (NUL-terminated). */
+/* Decompresses a whole bzip2 file (one stream or several concatenated, as pbzip2 writes) into memory,
+ * NUL-terminated. */
 static sq_error *read_bzip2(const char *path, char **data, size_t *size) {
     char *raw;
     size_t raw_len;
     SQ_TRY(sq_read_file(path, (size_t)1 << 30, &raw, &raw_len));
-    bz_stream bz = {0};
-    if (BZ2_bzDecompressInit(&bz, 0, 0) != BZ_OK) {
-        free(raw);
-        return sq_errorf(SQ_ERR_NOMEM, "%s: cannot start bzip2 decompression", path);
-    }
     size_t cap = raw_len * 4 + 1024, used = 0;
     char *out = malloc(cap);
-    bz.next_in = raw;
-    bz.avail_in = (unsigned)raw_len;
-    int rc = BZ_OK;
-    sq_error *err = NULL;
-    while (out && rc == BZ_OK) {
-        if (cap - used < 2) {
-            if (cap > ((size_t)1 << 31)) {
-                err = sq_errorf(SQ_ERR_FORMAT, "%s: decompresses to more than 2 GiB", path);
-                break;
-            }
-            char *bigger = realloc(out, cap * 2);
-            if (!bigger) break;
-            out = bigger, cap *= 2;
+    sq_error *err = out ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory decompressing", path);
+    bz_stream bz = {.next_in = raw, .avail_in = (unsigned)raw_len};
+    while (!err && bz.avail_in > 0) {
+        if (BZ2_bzDecompressInit(&bz, 0, 0) != BZ_OK) {
+            err = sq_errorf(SQ_ERR_NOMEM, "%s: cannot start bzip2 decompression", path);
+            break;
         }
-        bz.next_out = out + used;
-        bz.avail_out = (unsigned)(cap - used - 1 > UINT_MAX ? UINT_MAX : cap - used - 1);
-        unsigned before = bz.avail_out;
-        rc = BZ2_bzDecompress(&bz);
-        used += before - bz.avail_out;
-        if (rc == BZ_OK && bz.avail_in == 0 && before == bz.avail_out) rc = BZ_UNEXPECTED_EOF;
+        int rc = BZ_OK;
+        while (!err && rc == BZ_OK) {
+            if (cap - used < 2) {
+                char *bigger = cap > ((size_t)1 << 31) ? NULL : realloc(out, cap * 2);
+                if (!bigger)
+                    err = sq_errorf(SQ_ERR_FORMAT, "%s: decompresses to more than 2 GiB", path);
+                else
+                    out = bigger, cap *= 2;
+                continue;
+            }
+            bz.next_out = out + used;
+            bz.avail_out = (unsigned)(cap - used - 1 > UINT_MAX ? UINT_MAX : cap - used - 1);
+            unsigned before = bz.avail_out;
+            rc = BZ2_bzDecompress(&bz);
+            used += before - bz.avail_out;
+            if (rc == BZ_OK && bz.avail_in == 0 && before == bz.avail_out) rc = BZ_UNEXPECTED_EOF;
+        }
+        BZ2_bzDecompressEnd(&bz);
+        if (!err && rc != BZ_STREAM_END)
+            err = sq_errorf(SQ_ERR_FORMAT, "%s: corrupt or truncated bzip2 data at byte %zu (code %d)", path,
+                            raw_len - bz.avail_in, rc);
     }
-    BZ2_bzDecompressEnd(&bz);
     free(raw);
-    if (!err && !out) err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory decompressing", path);
-    if (!err && rc != BZ_STREAM_END)
-        err = sq_errorf(SQ_ERR_FORMAT, "%s: corrupt or truncated bzip2 data (code %d)", path, rc);
     if (err) {
         free(out);
         return err;

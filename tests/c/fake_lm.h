@@ -37,7 +37,7 @@ static void fake_logits(const fake_lm *m, const int32_t *tokens, int n, float *o
     int next = (tokens[n - 1] + 1) % m->n_vocab;
     for (int v = 0; v < m->n_vocab; v++) {
         double z = 6 * fake_unit(h ^ ((uint64_t)v << 32)) - 3;
-        if (v == next) z += 5;
+        if (v == next) z += 7; /* always the argmax: the rest lie in [-3, 3) */
         if (m->perturb != 0) z += m->perturb * (2 * fake_unit(h ^ ((uint64_t)v << 32) ^ 0x5555) - 1);
         out[v] = (float)z;
     }
