@@ -42,10 +42,11 @@ sq_error *sq_eval_read_text(const char *path, char **text, size_t *len) {
     for (size_t i = 0; i < size;) {
         size_t n = utf8_sequence_length(u + i, size - i);
         if (!n) {
+            sq_error *err =
+                sq_errorf(SQ_ERR_FORMAT, "%s: line %zu, column %zu (byte %zu): invalid UTF-8 (byte 0x%02x)",
+                          path, line, i - line_start + 1, i, u[i]);
             free(data);
-            return sq_errorf(SQ_ERR_FORMAT,
-                             "%s: line %zu, column %zu (byte %zu): invalid UTF-8 (byte 0x%02x)", path, line,
-                             i - line_start + 1, i, u[i]);
+            return err;
         }
         if (u[i] == '\r' && i + 1 < size && u[i + 1] == '\n') {
             i++;
