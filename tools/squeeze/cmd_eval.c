@@ -30,6 +30,7 @@ static const char eval_help[] =
     "      --batch B       items run together as B sequences of one forward pass (default 8)\n"
     "      --ctx N         context length (default: the model's; longer items lose tokens from the left)\n"
     "      --json FILE     write the machine-readable report (docs/report-format.md)\n"
+    "      --label NAME    name this variant in the report (for squeeze report)\n"
     "  -t, --threads N     threads (default: all cores)\n"
     "      --tokenizer T   tokenizer to use instead of the model's own\n"
     "      --no-progress   no progress bar\n";
@@ -105,7 +106,8 @@ static cJSON *eval_report(const char *model_path, const sq_model *model, const c
 }
 
 int sq_cmd_eval(int argc, char **argv) {
-    const char *model_path = NULL, *tasks = ALL_TASKS, *data_dir = NULL, *json = NULL, *tokenizer = NULL;
+    const char *model_path = NULL, *tasks = ALL_TASKS, *data_dir = NULL, *json = NULL, *tokenizer = NULL,
+               *label = NULL;
     long limit = 0, batch = 8, threads = 0, ctx = 0;
     int progress = 1;
     for (int i = 1; i < argc; i++) {
@@ -115,6 +117,7 @@ int sq_cmd_eval(int argc, char **argv) {
                            : !strcmp(f, "--data-dir")                ? &data_dir
                            : !strcmp(f, "--json")                    ? &json
                            : !strcmp(f, "--tokenizer")               ? &tokenizer
+                           : !strcmp(f, "--label")                   ? &label
                                                                      : NULL;
         long *num = !strcmp(f, "--limit")                         ? &limit
                     : !strcmp(f, "--batch")                       ? &batch

@@ -38,12 +38,13 @@ static const char ppl_help[] =
     "                          KL is then computed over the stored top k plus one bucket for the rest,\n"
     "                          a lower bound on the exact KL (see docs/eval.md)\n"
     "      --json FILE         write the machine-readable report (docs/report-format.md)\n"
+    "      --label NAME        name this variant in the report (for squeeze report)\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "      --tokenizer PATH    tokenizer to use instead of the model's own\n"
     "      --no-progress       no progress bar\n";
 
 typedef struct ppl_args {
-    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer;
+    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label;
     long ctx, stride, batch, threads, top_k;
     int second_half, progress;
 } ppl_args;
@@ -60,6 +61,7 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
                            : !strcmp(f, "--ref-logits")               ? &a->ref_logits
                            : !strcmp(f, "--json")                     ? &a->json
                            : !strcmp(f, "--tokenizer")                ? &a->tokenizer
+                           : !strcmp(f, "--label")                    ? &a->label
                                                                       : NULL;
         long *num = !strcmp(f, "--ctx")                           ? &a->ctx
                     : !strcmp(f, "--stride")                      ? &a->stride
@@ -143,6 +145,7 @@ static cJSON *ppl_report(const ppl_args *a, const sq_model *model, const sq_ppl_
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", "ppl");
     cJSON_AddNumberToObject(j, "version", 1);
+    if (a->label) cJSON_AddStringToObject(j, "label", a->label);
     cJSON_AddItemToObject(j, "model", eval_json_model(a->model, model));
     cJSON *text = cJSON_AddObjectToObject(j, "text");
     cJSON_AddStringToObject(text, "path", a->file ? a->file : a->ids_file);
