@@ -52,6 +52,10 @@ int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
 
+/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created if
+ * missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
+sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
  * through byte fallback, byte-bpe encodes raw bytes). When add_bos is non-zero and the vocabulary has a BOS,
  * it is prepended. Special-token strings in the text (e.g. "<|endoftext|>") are matched when
@@ -94,6 +98,11 @@ typedef struct sq_model_info {
     int tied_embeddings; /* output projection shares the token embedding */
     int64_t n_params;
     size_t weight_bytes;
+    const char *rope_style;    /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    const char *rope_scaling;  /* "none" or "llama3" */
+    float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
+    float rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);

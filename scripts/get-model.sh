@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
 # Makes sure the default model (stories15M, llama2.c format) and its tokenizer are available.
-# Uses ../shared/models when present; otherwise downloads them from their public Hugging Face repository
-# (karpathy/tinyllamas for the model, the llama2.c tokenizer from the same author) into models/.
-# SQ_HF_ENDPOINT overrides the host (tests point it at a local server).
+# Uses ../shared/models when present; otherwise downloads both into models/ and checks their sha256:
+#   stories15M.bin   from Hugging Face, karpathy/tinyllamas (the model's public home)
+#   tokenizer.model  the Llama-2 SentencePiece tokenizer, from karpathy/llama2.c (published beside the model code)
+# SQ_MODEL_URL / SQ_TOKENIZER_URL override the sources (the tests serve them from a local HTTP server).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -f "$here/../shared/models/stories15M.bin" ] && [ -f "$here/../shared/models/tokenizer.model" ]; then
   exit 0
 fi
-endpoint="${SQ_HF_ENDPOINT:-https://huggingface.co}"
+model_url="${SQ_MODEL_URL:-https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin}"
+tokenizer_url="${SQ_TOKENIZER_URL:-https://raw.githubusercontent.com/karpathy/llama2.c/master/tokenizer.model}"
 mkdir -p "$here/models"
-fetch() { # url dest sha256
+
+fetch() { # url destination sha256
   if [ -f "$2" ] && echo "$3  $2" | sha256sum -c --status; then return 0; fi
   echo "downloading $1" >&2
-  if ! curl -fL --retry 3 -o "$2.part" "$1"; then
-    echo "error: could not download $1; copy stories15M.bin and tokenizer.model into $here/models/ by hand" >&2
-    rm -f "$2.part"; exit 1
+  if ! curl -fsSL --retry 3 --connect-timeout 20 --speed-limit 1024 --speed-time 60 -o "$2.part" "$1"; then
+    rm -f "$2.part"
+    echo "error: could not download $1" >&2
+    echo "       copy stories15M.bin and tokenizer.model into $here/models/ by hand, or place them in ../shared/models" >&2
+    exit 1
   fi
   if ! echo "$3  $2.part" | sha256sum -c --status; then
-    echo "error: $1 does not have the expected sha256 $3" >&2; rm -f "$2.part"; exit 1
+    rm -f "$2.part"
+    echo "error: $1 is not the expected file (sha256 should be $3)" >&2
+    exit 1
   fi
   mv "$2.part" "$2"
 }
-fetch "$endpoint/karpathy/tinyllamas/resolve/main/stories15M.bin" "$here/models/stories15M.bin" \
-  cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a
-fetch "$endpoint/karpathy/tinyllamas/resolve/main/tokenizer.model" "$here/models/tokenizer.model" \
-  "${SQ_TOKENIZER_SHA256:-$(sha256sum "$here/../shared/models/tokenizer.model" 2>/dev/null | cut -d' ' -f1 || true)}"
+fetch "$model_url" "$here/models/stories15M.bin" cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a
+fetch "$tokenizer_url" "$here/models/tokenizer.model" 9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347

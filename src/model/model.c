@@ -292,6 +292,12 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->norm_eps = c->norm_eps;
     info->sliding_window = c->sliding_window;
     info->tied_embeddings = c->tied_embeddings;
+    info->rope_style = c->rope_style == SQ_ROPE_HALVES ? "halves" : "interleaved";
+    info->rope_scaling = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? "llama3" : "none";
+    info->rope_scaling_factor = c->rope_scaling.factor;
+    info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
+    info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
+    info->rope_original_max_pos = c->rope_scaling.original_max_pos;
     for (int i = 0; i < m->n_tensors; i++) {
         info->n_params += sq_tensor_nelements(&m->tensors[i]);
         info->weight_bytes += m->tensors[i].nbytes;

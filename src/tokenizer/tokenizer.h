@@ -33,17 +33,22 @@ typedef struct sq_vocab_spec {
     const char *pre;           /* byte-bpe pre-tokenizer by GGUF name: "gpt2", "llama-bpe", "qwen2", ... */
     int n_pre_regex;
     const char *const *pre_regex; /* explicit split regexes (from tokenizer.json); override `pre` */
-    int normalize_nfc;            /* apply Unicode NFC before pre-tokenizing (Qwen2) */
-    int add_space_prefix;         /* spm-bpe: prepend "▁" to the text (Llama-2) */
+    int normalize_nfc;    /* apply Unicode NFC before pre-tokenizing (Qwen2; implied by pre "qwen2") */
+    int add_space_prefix; /* spm-bpe: prepend "▁" to the text (Llama-2); byte-bpe: prepend " " */
+    int ignore_merges;    /* byte-bpe: a piece found whole in the vocabulary is one token (Llama-3; implied by
+                             pre    "llama-bpe" when no pre_regex is given) */
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
 } sq_vocab_spec;
 
+/* Builds a tokenizer from spec (copied: the caller's arrays may go away afterwards). spm-bpe merges by merge
+ * rank when merges are given (as Hugging Face's BPE does) and by piece score otherwise (as sentencepiece
+ * does). When types is NULL, bos/eos become control tokens, unk the unknown token and spm "<0xNN>" pieces
+ * byte tokens. Control and unknown tokens are matched in the text with parse_special; user-defined ones
+ * always. */
 sq_error *sq_tokenizer_from_spec(const sq_vocab_spec *spec, sq_tokenizer **out);
 /* Fills spec with pointers owned by tok (valid while tok lives). */
 void sq_tokenizer_get_spec(const sq_tokenizer *tok, sq_vocab_spec *spec);
-/* Writes a Hugging Face tokenizer.json (and tokenizer_config.json beside it) that sq_tokenizer_load and
- * Hugging Face's tokenizers both read back as the same tokenizer. */
-sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+/* sq_tokenizer_save_hf is public: see squeeze.h. */
 
 #endif

@@ -17,7 +17,7 @@ static void test_f16_roundtrip_all_halves(void **state) {
     assert_true(sq_f16_to_f32(0x3c00) == 1.0f);
     assert_true(sq_f16_to_f32(0xc000) == -2.0f);
     assert_true(sq_f16_to_f32(0x0001) == ldexpf(1, -24));
-    assert_int_equal(sq_f32_to_f16(65520.0f), 0x7c00); /* rounds to infinity */
+    assert_int_equal(sq_f32_to_f16(65520.0f), 0x7c00);              /* rounds to infinity */
     assert_int_equal(sq_f32_to_f16(1.0f + ldexpf(1, -11)), 0x3c00); /* tie to even */
 }
 
@@ -49,7 +49,8 @@ static void test_block_quantizers_error_bounds(void **state) {
             double range = fmax(fabs(lo), fabs(hi)) * 2;
             for (int j = 0; j < 32; j++)
                 if (fabs(x[b * 32 + j] - y[b * 32 + j]) > bound[k] * range)
-                    fail_msg("%s: element %d: %g became %g", tr->name, b * 32 + j, x[b * 32 + j], y[b * 32 + j]);
+                    fail_msg("%s: element %d: %g became %g", tr->name, b * 32 + j, x[b * 32 + j],
+                             y[b * 32 + j]);
         }
     }
 }
@@ -94,8 +95,10 @@ static void test_threadpool(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16_roundtrip_all_halves), cmocka_unit_test(test_bf16),
-        cmocka_unit_test(test_block_quantizers_error_bounds), cmocka_unit_test(test_tensor_sizes),
+        cmocka_unit_test(test_f16_roundtrip_all_halves),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_block_quantizers_error_bounds),
+        cmocka_unit_test(test_tensor_sizes),
         cmocka_unit_test(test_threadpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

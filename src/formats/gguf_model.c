@@ -1,0 +1,158 @@
+/* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: llama,
+ * mistral (llama with attention.sliding_window; a llama file with a sliding window is read as mistral) and
+ * qwen2 (q/k/v biases, halves RoPE). Llama-3 RoPE scaling is read from rope_freqs.weight. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "formats/formats.h"
+#include "formats/gguf.h"
+#include "formats/rope_scaling.h"
+#include "formats/tensor_io.h"
+#include "formats/tensor_names.h"
+#include "tokenizer/tokenizer.h"
+
+#define ROPE_FREQS "rope_freqs.weight"
+
+/* Reads "{arch}.{suffix}" as an int in [lo, hi] into *v, leaving it untouched when absent and optional. */
+static sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *suffix, int required,
+                          int64_t lo, int64_t hi, int *v) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t x;
+    int found;
+    SQ_TRY(sq_gguf_get_int(g, key, lo, hi, &x, required ? NULL : &found));
+    if (required || found) *v = (int)x;
+    return NULL;
+}
+
+static sq_error *arch_float(const sq_gguf_file *g, const char *arch, const char *suffix, int required,
+                            float *v) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    double x;
+    int found;
+    SQ_TRY(sq_gguf_get_float(g, key, &x, required ? NULL : &found));
+    if (required || found) *v = (float)x;
+    return NULL;
+}
+
+static sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx) {
+    const char *path = g->file->path;
+    char *arch;
+    SQ_TRY(sq_gguf_get_string(g, "general.architecture", &arch, NULL));
+    int known = !strcmp(arch, "llama") || !strcmp(arch, "mistral") || !strcmp(arch, "qwen2");
+    if (!known) {
+        sq_error *err =
+            sq_errorf(SQ_ERR_UNSUPPORTED,
+                      "%s: GGUF architecture '%.64s' is not supported (llama, mistral, qwen2)", path, arch);
+        free(arch);
+        return err;
+    }
+    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    const int big = 1 << 24;
+    sq_error *err = NULL;
+#define TRY(x)                                                                                               \
+    if (!err) err = (x)
+    TRY(arch_int(g, arch, "context_length", 1, 1, big, &c->max_seq_len));
+    TRY(arch_int(g, arch, "embedding_length", 1, 1, big, &c->dim));
+    TRY(arch_int(g, arch, "block_count", 1, 1, 4096, &c->n_layers));
+    TRY(arch_int(g, arch, "feed_forward_length", 1, 1, big, &c->hidden_dim));
+    TRY(arch_int(g, arch, "attention.head_count", 1, 1, 65536, &c->n_heads));
+    c->n_kv_heads = c->n_heads;
+    TRY(arch_int(g, arch, "attention.head_count_kv", 0, 1, 65536, &c->n_kv_heads));
+    TRY(arch_float(g, arch, "rope.freq_base", 0, &c->rope_theta));
+    TRY(arch_float(g, arch, "attention.layer_norm_rms_epsilon", 1, &c->norm_eps));
+    int key_len = 0, value_len = 0, rope_dims = 0;
+    TRY(arch_int(g, arch, "attention.key_length", 0, 1, 65536, &key_len));
+    TRY(arch_int(g, arch, "attention.value_length", 0, 1, 65536, &value_len));
+    TRY(arch_int(g, arch, "rope.dimension_count", 0, 1, 65536, &rope_dims));
+    TRY(arch_int(g, arch, "attention.sliding_window", 0, 0, big, &c->sliding_window));
+    TRY(arch_int(g, arch, "vocab_size", 0, 1, big, &c->vocab_size));
+    TRY(arch_int(g, arch, "rope.scaling.original_context_length", 0, 1, big, original_ctx));
+    if (!err && c->n_heads > 0 && c->dim % c->n_heads == 0) {
+        const int natural = c->dim / c->n_heads;
+        c->head_dim = key_len ? key_len : rope_dims ? rope_dims : natural;
+        if ((value_len && value_len != c->head_dim) || (rope_dims && rope_dims != c->head_dim))
+            err = sq_errorf(
+                SQ_ERR_UNSUPPORTED,
+                "%s: GGUF key/value length %d/%d and rope dimension count %d differ (partial rotary "
+                "embeddings are not supported)",
+                path, key_len, value_len, rope_dims);
+    } else if (!err && key_len) {
+        c->head_dim = key_len;
+    }
+    char key[128], *scaling = NULL;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    int found = 0;
+    TRY(sq_gguf_get_string(g, key, &scaling, &found));
+    if (!err && found && strcmp(scaling, "none") != 0)
+        err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF rope scaling type '%.32s' is not supported", path,
+                        scaling);
+    free(scaling);
+#undef TRY
+    if (!err) {
+        c->rope_style = strcmp(arch, "qwen2") == 0 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
+        if (!strcmp(arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
+        int64_t id;
+        int has;
+        err = sq_gguf_get_int(g, "tokenizer.ggml.bos_token_id", 0, big, &id, &has);
+        if (!err && has) c->bos_id = (int)id;
+        if (!err) err = sq_gguf_get_int(g, "tokenizer.ggml.eos_token_id", 0, big, &id, &has);
+        if (!err && has) c->eos_id = (int)id;
+    }
+    free(arch);
+    return err;
+}
+
+sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
+    const char *path = g->file->path;
+    int original_ctx = 0;
+    SQ_TRY(read_config(g, &m->cfg, &original_ctx));
+    snprintf(m->file_format, sizeof m->file_format, "gguf");
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const sq_gguf_tensor *t = &g->tensors[i];
+        int dtype = sq_gguf_dtype_from_ggml(t->ggml_type);
+        if (dtype < 0)
+            return sq_errorf(
+                SQ_ERR_UNSUPPORTED,
+                "%s: tensor %s has ggml type %s (%u); squeeze reads F32, F16, BF16, Q8_0, Q4_0 and "
+                "Q4_1",
+                path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type);
+        if (!strcmp(t->name, ROPE_FREQS)) {
+            if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.head_dim)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values", path, ROPE_FREQS,
+                                 m->cfg.head_dim / 2);
+            float *factors = malloc(t->nbytes);
+            if (!factors) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+            memcpy(factors, t->data, t->nbytes);
+            sq_error *err = sq_llama3_from_factors(path, factors, original_ctx, &m->cfg);
+            free(factors);
+            SQ_TRY(err);
+            continue;
+        }
+        if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
+                             path, t->name, m->cfg.arch, m->cfg.n_layers);
+        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes));
+    }
+    SQ_TRY(sq_check_layer_shapes(m, path));
+    if (m->cfg.vocab_size <= 0) {
+        const sq_tensor *emb = sq_model_find_tensor(m, SQ_NAME_TOK_EMBD);
+        if (emb && emb->ndim == 2 && emb->shape[0] <= (1 << 24)) m->cfg.vocab_size = (int)emb->shape[0];
+    }
+    return NULL;
+}
+
+sq_error *sq_gguf_load(const char *path, sq_model *m) {
+    sq_mapped_file *f;
+    SQ_TRY(sq_mapped_file_open(path, &f));
+    SQ_TRY(sq_model_keep_file(m, f));
+    sq_gguf_file *g;
+    SQ_TRY(sq_gguf_parse(f, &g));
+    sq_error *err = sq_gguf_read_model(g, m);
+    if (!err) err = sq_gguf_read_vocab(g, &m->tokenizer);
+    sq_gguf_free(g);
+    return err;
+}

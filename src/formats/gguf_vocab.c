@@ -1,0 +1,119 @@
+/* GGUF tokenizer.ggml.* metadata -> tokenizer. "llama" vocabularies are SentencePiece-style BPE, "gpt2" ones
+ * byte-level BPE; defaults for absent flags follow llama.cpp (BOS and a space prefix for "llama" only). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+static void free_strings(char **s, uint64_t n) {
+    if (!s) return;
+    for (uint64_t i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* A numeric array of exactly n elements of `type`, or NULL when absent. */
+static sq_error *numeric_array(const sq_gguf_file *g, const char *key, uint32_t type, uint64_t n,
+                               const void **out) {
+    *out = NULL;
+    const sq_gguf_kv *kv = sq_gguf_find(g, key);
+    if (!kv) return NULL;
+    if (kv->type != SQ_GGUF_ARRAY || kv->elem_type != type || kv->n_elems != n)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s must be an array of %llu %s values", g->file->path, key,
+                         (unsigned long long)n, type == SQ_GGUF_FLOAT32 ? "float32" : "int32");
+    *out = kv->value;
+    return NULL;
+}
+
+static sq_error *optional_id(const sq_gguf_file *g, const char *key, int n_tokens, int *id) {
+    int64_t v;
+    int found;
+    *id = -1;
+    SQ_TRY(sq_gguf_get_int(g, key, 0, (int64_t)n_tokens - 1, &v, &found));
+    if (found) *id = (int)v;
+    return NULL;
+}
+
+static sq_error *optional_flag(const sq_gguf_file *g, const char *key, int dflt, int *v) {
+    int found;
+    *v = dflt;
+    SQ_TRY(sq_gguf_get_bool(g, key, v, &found));
+    if (!found) *v = dflt;
+    return NULL;
+}
+
+sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
+    *out = NULL;
+    const char *path = g->file->path;
+    char *model = NULL, *pre = NULL, **tokens = NULL, **merges = NULL;
+    uint64_t n_tokens = 0, n_merges = 0;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    int found;
+    SQ_TRY(sq_gguf_get_string(g, "tokenizer.ggml.model", &model, &found));
+    if (!found || !strcmp(model, "none")) {
+        free(model);
+        return NULL;
+    }
+    sq_vocab_spec spec;
+    memset(&spec, 0, sizeof spec);
+    sq_error *err = NULL;
+    if (!strcmp(model, "llama"))
+        spec.type = SQ_TOKENIZER_SPM_BPE;
+    else if (!strcmp(model, "gpt2"))
+        spec.type = SQ_TOKENIZER_BYTE_BPE;
+    else
+        err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF tokenizer model '%.32s' is not supported (llama, gpt2)",
+                        path, model);
+    if (!err) err = sq_gguf_get_strings(g, "tokenizer.ggml.tokens", &tokens, &n_tokens, NULL);
+    if (!err && (n_tokens == 0 || n_tokens > (1u << 24)))
+        err = sq_errorf(SQ_ERR_FORMAT, "%s: GGUF vocabulary has %llu tokens", path,
+                        (unsigned long long)n_tokens);
+    const void *raw_scores = NULL, *raw_types = NULL;
+    if (!err) err = numeric_array(g, "tokenizer.ggml.scores", SQ_GGUF_FLOAT32, n_tokens, &raw_scores);
+    if (!err) err = numeric_array(g, "tokenizer.ggml.token_type", SQ_GGUF_INT32, n_tokens, &raw_types);
+    if (!err && raw_scores) { /* copied: the mapping gives no alignment guarantee for the array */
+        scores = malloc(n_tokens * sizeof *scores);
+        if (scores)
+            memcpy(scores, raw_scores, n_tokens * sizeof *scores);
+        else
+            err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (!err && raw_types) {
+        types = malloc(n_tokens * sizeof *types);
+        if (types)
+            memcpy(types, raw_types, n_tokens * sizeof *types);
+        else
+            err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (!err) err = sq_gguf_get_strings(g, "tokenizer.ggml.merges", &merges, &n_merges, &found);
+    if (!err && n_merges > (1u << 24)) err = sq_errorf(SQ_ERR_FORMAT, "%s: too many merges", path);
+    if (!err) err = sq_gguf_get_string(g, "tokenizer.ggml.pre", &pre, &found);
+    if (!err) err = optional_id(g, "tokenizer.ggml.bos_token_id", (int)n_tokens, &spec.bos_id);
+    if (!err) err = optional_id(g, "tokenizer.ggml.eos_token_id", (int)n_tokens, &spec.eos_id);
+    if (!err) err = optional_id(g, "tokenizer.ggml.unknown_token_id", (int)n_tokens, &spec.unk_id);
+    if (!err) err = optional_id(g, "tokenizer.ggml.padding_token_id", (int)n_tokens, &spec.pad_id);
+    const int spm = spec.type == SQ_TOKENIZER_SPM_BPE;
+    if (!err) err = optional_flag(g, "tokenizer.ggml.add_bos_token", spm, &spec.add_bos);
+    if (!err) err = optional_flag(g, "tokenizer.ggml.add_eos_token", 0, &spec.add_eos);
+    if (!err) err = optional_flag(g, "tokenizer.ggml.add_space_prefix", spm, &spec.add_space_prefix);
+    if (!err) {
+        spec.n_tokens = (int)n_tokens;
+        spec.tokens = (const char *const *)tokens;
+        spec.scores = scores;
+        spec.types = types;
+        spec.n_merges = (int)n_merges;
+        spec.merges = (const char *const *)merges;
+        spec.pre = pre;
+        spec.normalize_nfc = pre && !strcmp(pre, "qwen2"); /* Qwen2's tokenizer.json normalises to NFC */
+        err = sq_error_wrap(sq_tokenizer_from_spec(&spec, out), "%s: GGUF vocabulary", path);
+    }
+    free(model);
+    free(pre);
+    free_strings(tokens, n_tokens);
+    free_strings(merges, n_merges);
+    free(scores);
+    free(types);
+    return err;
+}

@@ -1,0 +1,226 @@
+/* sq_model -> GGUF v3 that llama.cpp reads: general.architecture, the {arch}.* hyperparameters, the
+ * vocabulary as tokenizer.ggml.*, and the tensors in their current dtype, aligned to 32 bytes.
+ *
+ * Mistral is written as architecture "llama" with attention.sliding_window, as llama.cpp's converter does (it
+ * has no separate mistral architecture); squeeze reads such a file back as mistral. Llama-3 RoPE scaling is
+ * written as llama.cpp expects it, a rope_freqs.weight tensor of per-pair divisors, plus
+ * rope.scaling.original_context_length. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "formats/formats.h"
+#include "formats/gguf.h"
+#include "formats/out_file.h"
+#include "formats/rope_scaling.h"
+#include "formats/tensor_io.h"
+#include "tokenizer/tokenizer.h"
+
+/* The metadata section is built in memory first: its entry count comes before it in the file. */
+typedef struct kv_buf {
+    unsigned char *data;
+    size_t len, cap;
+    uint64_t count;
+    int oom;
+} kv_buf;
+
+static void put(kv_buf *b, const void *p, size_t n) {
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        unsigned char *d = realloc(b->data, cap);
+        if (!d) {
+            b->oom = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+static void put_u32(kv_buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_str(kv_buf *b, const char *s) {
+    uint64_t n = strlen(s);
+    put(b, &n, 8);
+    put(b, s, (size_t)n);
+}
+static void key(kv_buf *b, const char *k, uint32_t type) {
+    put_str(b, k);
+    put_u32(b, type);
+    b->count++;
+}
+static void kv_u32(kv_buf *b, const char *k, uint32_t v) { key(b, k, SQ_GGUF_UINT32), put_u32(b, v); }
+static void kv_f32(kv_buf *b, const char *k, float v) { key(b, k, SQ_GGUF_FLOAT32), put(b, &v, 4); }
+static void kv_bool(kv_buf *b, const char *k, int v) {
+    unsigned char c = v != 0;
+    key(b, k, SQ_GGUF_BOOL), put(b, &c, 1);
+}
+static void kv_str(kv_buf *b, const char *k, const char *v) { key(b, k, SQ_GGUF_STRING), put_str(b, v); }
+static void kv_array(kv_buf *b, const char *k, uint32_t elem_type, uint64_t n) {
+    key(b, k, SQ_GGUF_ARRAY);
+    put_u32(b, elem_type);
+    put(b, &n, 8);
+}
+static void kv_strs(kv_buf *b, const char *k, const char *const *v, int n) {
+    kv_array(b, k, SQ_GGUF_STRING, (uint64_t)n);
+    for (int i = 0; i < n; i++) put_str(b, v[i]);
+}
+
+static void arch_u32(kv_buf *b, const char *arch, const char *suffix, uint32_t v) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, suffix);
+    kv_u32(b, k, v);
+}
+static void arch_f32(kv_buf *b, const char *arch, const char *suffix, float v) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, suffix);
+    kv_f32(b, k, v);
+}
+
+/* llama.cpp's general.file_type for the dtype most of the 2-D weights use. */
+static uint32_t file_type(const sq_model *m) {
+    size_t bytes[SQ_DTYPE_COUNT] = {0};
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].ndim == 2) bytes[m->tensors[i].dtype] += m->tensors[i].nbytes;
+    int best = SQ_DTYPE_F32;
+    for (int d = 0; d < SQ_DTYPE_COUNT; d++)
+        if (bytes[d] > bytes[best]) best = d;
+    static const uint32_t ftype[SQ_DTYPE_COUNT] = {
+        [SQ_DTYPE_F32] = 0,  [SQ_DTYPE_F16] = 1,  [SQ_DTYPE_BF16] = 32,
+        [SQ_DTYPE_Q8_0] = 7, [SQ_DTYPE_Q4_0] = 2, [SQ_DTYPE_Q4_1] = 3,
+    };
+    return ftype[best];
+}
+
+static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
+    const sq_model_config *c = &m->cfg;
+    kv_str(b, "general.architecture", arch);
+    kv_u32(b, "general.file_type", file_type(m));
+    for (int i = 0; i < m->n_tensors; i++)
+        if (sq_dtype_info(m->tensors[i].dtype)->block_elems > 1) {
+            kv_u32(b, "general.quantization_version", 2);
+            break;
+        }
+    arch_u32(b, arch, "vocab_size", (uint32_t)c->vocab_size);
+    arch_u32(b, arch, "context_length", (uint32_t)c->max_seq_len);
+    arch_u32(b, arch, "embedding_length", (uint32_t)c->dim);
+    arch_u32(b, arch, "block_count", (uint32_t)c->n_layers);
+    arch_u32(b, arch, "feed_forward_length", (uint32_t)c->hidden_dim);
+    arch_u32(b, arch, "attention.head_count", (uint32_t)c->n_heads);
+    arch_u32(b, arch, "attention.head_count_kv", (uint32_t)c->n_kv_heads);
+    arch_f32(b, arch, "rope.freq_base", c->rope_theta);
+    arch_f32(b, arch, "attention.layer_norm_rms_epsilon", c->norm_eps);
+    arch_u32(b, arch, "rope.dimension_count", (uint32_t)c->head_dim);
+    if (c->head_dim * c->n_heads != c->dim) {
+        arch_u32(b, arch, "attention.key_length", (uint32_t)c->head_dim);
+        arch_u32(b, arch, "attention.value_length", (uint32_t)c->head_dim);
+    }
+    if (c->sliding_window > 0) arch_u32(b, arch, "attention.sliding_window", (uint32_t)c->sliding_window);
+    if (c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3)
+        arch_u32(b, arch, "rope.scaling.original_context_length", (uint32_t)c->rope_scaling.original_max_pos);
+}
+
+static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
+    sq_vocab_spec s;
+    memset(&s, 0, sizeof s);
+    sq_tokenizer_get_spec(tok, &s);
+    const int spm = s.type == SQ_TOKENIZER_SPM_BPE;
+    kv_str(b, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
+    if (s.pre) kv_str(b, "tokenizer.ggml.pre", s.pre);
+    kv_strs(b, "tokenizer.ggml.tokens", s.tokens, s.n_tokens);
+    if (s.scores) {
+        kv_array(b, "tokenizer.ggml.scores", SQ_GGUF_FLOAT32, (uint64_t)s.n_tokens);
+        put(b, s.scores, (size_t)s.n_tokens * sizeof *s.scores);
+    }
+    kv_array(b, "tokenizer.ggml.token_type", SQ_GGUF_INT32, (uint64_t)s.n_tokens);
+    for (int i = 0; i < s.n_tokens; i++) put_u32(b, s.types ? (uint32_t)s.types[i] : SQ_TOKEN_NORMAL);
+    if (s.n_merges > 0) kv_strs(b, "tokenizer.ggml.merges", s.merges, s.n_merges);
+    if (s.bos_id >= 0) kv_u32(b, "tokenizer.ggml.bos_token_id", (uint32_t)s.bos_id);
+    if (s.eos_id >= 0) kv_u32(b, "tokenizer.ggml.eos_token_id", (uint32_t)s.eos_id);
+    if (s.unk_id >= 0) kv_u32(b, "tokenizer.ggml.unknown_token_id", (uint32_t)s.unk_id);
+    if (s.pad_id >= 0) kv_u32(b, "tokenizer.ggml.padding_token_id", (uint32_t)s.pad_id);
+    kv_bool(b, "tokenizer.ggml.add_bos_token", s.add_bos);
+    kv_bool(b, "tokenizer.ggml.add_eos_token", s.add_eos);
+    if (spm) kv_bool(b, "tokenizer.ggml.add_space_prefix", s.add_space_prefix);
+}
+
+static void put_tensor_info(sq_out_file *o, const char *name, int ndim, const int64_t *shape, uint32_t type,
+                            uint64_t offset) {
+    uint64_t n = strlen(name);
+    sq_out_u64(o, n);
+    sq_out_write(o, name, (size_t)n);
+    sq_out_u32(o, (uint32_t)ndim);
+    for (int d = ndim - 1; d >= 0; d--) sq_out_u64(o, (uint64_t)shape[d]);
+    sq_out_u32(o, type);
+    sq_out_u64(o, offset);
+}
+
+static uint64_t align_up(uint64_t x) {
+    return (x + SQ_GGUF_DEFAULT_ALIGNMENT - 1) / SQ_GGUF_DEFAULT_ALIGNMENT * SQ_GGUF_DEFAULT_ALIGNMENT;
+}
+
+sq_error *sq_gguf_save(const sq_model *m, const char *path) {
+    const sq_model_config *c = &m->cfg;
+    const int qwen2 = !strcmp(c->arch, "qwen2");
+    if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
+    SQ_TRY(sq_check_uniform_layers(m, path, "GGUF"));
+    const char *arch = qwen2 ? "qwen2" : "llama";
+    const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
+
+    const int n_freqs = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? c->head_dim / 2 : 0;
+    float *freqs = NULL;
+    if (n_freqs) {
+        if (!(freqs = malloc((size_t)n_freqs * sizeof *freqs)))
+            return sq_errorf(SQ_ERR_NOMEM, "out of memory");
+        sq_llama3_rope_factors(c, freqs);
+    }
+    kv_buf kv = {0};
+    put_config(&kv, m, arch);
+    if (m->tokenizer) {
+        put_vocab(&kv, m->tokenizer);
+    } else { /* keep the config's special ids even without a vocabulary */
+        if (c->bos_id >= 0) kv_u32(&kv, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
+        if (c->eos_id >= 0) kv_u32(&kv, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
+    }
+    if (kv.oom) {
+        free(kv.data);
+        free(freqs);
+        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory building metadata", path);
+    }
+
+    sq_out_file o;
+    sq_error *err = sq_out_open(&o, path);
+    if (err) {
+        free(kv.data);
+        free(freqs);
+        return err;
+    }
+    sq_out_write(&o, "GGUF", 4);
+    sq_out_u32(&o, 3);
+    sq_out_u64(&o, (uint64_t)m->n_tensors + (n_freqs > 0));
+    sq_out_u64(&o, kv.count);
+    sq_out_write(&o, kv.data, kv.len);
+    free(kv.data);
+    uint64_t offset = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const sq_tensor *t = &m->tensors[i];
+        put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
+        offset = align_up(offset + t->nbytes);
+    }
+    if (n_freqs) put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, SQ_GGML_F32, offset);
+    sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
+    for (int i = 0; i < m->n_tensors && !err; i++) {
+        sq_export_buf buf;
+        err = sq_export_tensor(m, &m->tensors[i], -1, rope, &buf);
+        if (err) break;
+        sq_out_write(&o, buf.data, buf.nbytes);
+        sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
+        sq_export_release(&buf);
+    }
+    if (n_freqs) sq_out_write(&o, freqs, (size_t)n_freqs * sizeof *freqs);
+    free(freqs);
+    return sq_out_close(&o, err ? sq_error_wrap(err, "%s", path) : NULL);
+}

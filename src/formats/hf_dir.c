@@ -1,0 +1,269 @@
+/* Hugging Face checkpoint directories: config.json, the weights in model.safetensors or in shards listed by
+ * model.safetensors.index.json, and tokenizer.json (or tokenizer.model). Weights are used in place from the
+ * mapped shards. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "formats/formats.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "formats/tensor_io.h"
+#include "formats/tensor_names.h"
+#include "tokenizer/tokenizer.h"
+
+#define INDEX_JSON  "model.safetensors.index.json"
+#define SINGLE_FILE "model.safetensors"
+
+static sq_error *join(const char *dir, const char *name, char *out, size_t n) {
+    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "%s/%s: path too long", dir, name);
+    return NULL;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The shard each tensor of a sharded checkpoint lives in, sorted by tensor name. */
+typedef struct shard_entry {
+    const char *tensor, *file;
+    int found;
+} shard_entry;
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp(((const shard_entry *)a)->tensor, ((const shard_entry *)b)->tensor);
+}
+
+typedef struct load_state {
+    sq_model *m;
+    sq_hf_flags flags;
+    shard_entry *map; /* NULL for a single-file checkpoint */
+    int n_map;
+} load_state;
+
+static sq_error *load_shard(load_state *s, const char *dir, const char *file) {
+    char path[4096];
+    SQ_TRY(join(dir, file, path, sizeof path));
+    sq_mapped_file *f;
+    SQ_TRY(sq_mapped_file_open(path, &f));
+    SQ_TRY(sq_model_keep_file(s->m, f));
+    sq_st_file *st;
+    SQ_TRY(sq_st_parse(f, &st));
+    sq_error *err = NULL;
+    for (int i = 0; i < st->n_entries && !err; i++) {
+        const sq_st_entry *e = &st->entries[i];
+        if (s->map) {
+            shard_entry key = {e->name, NULL, 0};
+            shard_entry *hit = bsearch(&key, s->map, (size_t)s->n_map, sizeof *s->map, cmp_entry);
+            if (!hit || strcmp(hit->file, file) != 0) {
+                err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is not listed for this shard in %s", path,
+                                e->name, INDEX_JSON);
+                break;
+            }
+            hit->found = 1;
+        }
+        char name[SQ_TENSOR_NAME_MAX];
+        int kind = sq_hf_to_canonical(e->name, name, sizeof name);
+        if (kind == 0) continue;
+        if (kind < 0 || !sq_canonical_name_valid(name, s->m->cfg.n_layers)) {
+            err =
+                sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %.96s in a %s checkpoint with %d layers",
+                          path, e->name, s->m->cfg.arch, s->m->cfg.n_layers);
+        } else if (s->flags.tie_word_embeddings && !strcmp(name, SQ_NAME_OUTPUT)) {
+            continue; /* some tied checkpoints store a copy of the embedding; the config says to share it */
+        } else if (e->dtype < 0) {
+            err = sq_errorf(SQ_ERR_UNSUPPORTED,
+                            "%s: tensor %.96s has dtype %s (F32, F16 and BF16 are supported)", path, e->name,
+                            e->dtype_name);
+        } else if (e->ndim == 0) {
+            err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is a scalar", path, e->name);
+        } else {
+            err =
+                sq_import_tensor(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data, e->nbytes);
+        }
+    }
+    sq_st_free(st);
+    return err;
+}
+
+static sq_error *load_sharded(load_state *s, const char *dir, const char *index_path) {
+    char *text;
+    size_t len;
+    SQ_TRY(sq_read_file(index_path, 64u << 20, &text, &len));
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    sq_error *err = NULL;
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(root);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: not a JSON object with a weight_map", index_path);
+    }
+    int n = cJSON_GetArraySize(wm), i = 0;
+    s->map = calloc((size_t)(n ? n : 1), sizeof *s->map);
+    if (!s->map) err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", index_path);
+    for (const cJSON *item = wm->child; item && !err; item = item->next, i++) {
+        const char *file = cJSON_GetStringValue(item);
+        /* shard names are plain file names in the same directory */
+        if (!file || !*file || strchr(file, '/') || file[0] == '.')
+            err = sq_errorf(SQ_ERR_FORMAT,
+                            "%s: weight_map entry %.96s does not name a shard file in the directory",
+                            index_path, item->string);
+        else
+            s->map[i] = (shard_entry){item->string, file, 0};
+    }
+    s->n_map = i;
+    if (!err) qsort(s->map, (size_t)s->n_map, sizeof *s->map, cmp_entry);
+    for (int k = 1; k < s->n_map && !err; k++)
+        if (!strcmp(s->map[k - 1].tensor, s->map[k].tensor))
+            err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is listed twice", index_path, s->map[k].tensor);
+    /* load each distinct shard once */
+    const char **loaded = calloc((size_t)(n ? n : 1), sizeof *loaded);
+    int n_loaded = 0;
+    if (!loaded && !err) err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", index_path);
+    for (int k = 0; k < s->n_map && !err; k++) {
+        int seen = 0;
+        for (int j = 0; j < n_loaded && !seen; j++) seen = !strcmp(loaded[j], s->map[k].file);
+        if (seen) continue;
+        loaded[n_loaded++] = s->map[k].file;
+        err = sq_error_wrap(load_shard(s, dir, s->map[k].file), "%s", index_path);
+    }
+    free(loaded);
+    for (int k = 0; k < s->n_map && !err; k++)
+        if (!s->map[k].found)
+            err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is missing from shard %s", index_path,
+                            s->map[k].tensor, s->map[k].file);
+    free(s->map);
+    s->map = NULL;
+    cJSON_Delete(root);
+    return err;
+}
+
+static sq_error *check_tensors(const load_state *s, const char *dir) {
+    const sq_model *m = s->m;
+    SQ_TRY(sq_check_layer_shapes(m, dir));
+    if (!s->flags.tie_word_embeddings && !sq_model_find_tensor(m, SQ_NAME_OUTPUT))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: lm_head.weight is missing and tie_word_embeddings is false",
+                         dir);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        char name[SQ_TENSOR_NAME_MAX];
+        snprintf(name, sizeof name, "blk.%d.%s", l, SQ_NAME_ATTN_Q);
+        if (!sq_model_find_tensor(m, name)) continue; /* a missing layer is reported by sq_model_bind */
+        snprintf(name, sizeof name, "blk.%d.%s", l, SQ_NAME_ATTN_Q_BIAS);
+        int has = sq_model_find_tensor(m, name) != NULL;
+        if (has != s->flags.attention_bias)
+            return sq_errorf(SQ_ERR_FORMAT,
+                             "%s: layer %d %s q/k/v biases but the config says attention_bias=%s", dir, l,
+                             has ? "has" : "lacks", s->flags.attention_bias ? "true" : "false");
+    }
+    return NULL;
+}
+
+sq_error *sq_hf_load(const char *dir, sq_model *m) {
+    char path[4096];
+    SQ_TRY(join(dir, "config.json", path, sizeof path));
+    char *text;
+    size_t len;
+    SQ_TRY(sq_read_file(path, 4u << 20, &text, &len));
+    load_state s = {m, {0}, NULL, 0};
+    sq_error *err = sq_hf_config_parse(path, text, len, &m->cfg, &s.flags);
+    free(text);
+    SQ_TRY(err);
+    snprintf(m->file_format, sizeof m->file_format, "safetensors");
+
+    SQ_TRY(join(dir, INDEX_JSON, path, sizeof path));
+    if (file_exists(path)) {
+        SQ_TRY(load_sharded(&s, dir, path));
+    } else {
+        SQ_TRY(join(dir, SINGLE_FILE, path, sizeof path));
+        if (!file_exists(path))
+            return sq_errorf(SQ_ERR_IO, "%s: no %s or %s (only safetensors checkpoints are supported)", dir,
+                             SINGLE_FILE, INDEX_JSON);
+        SQ_TRY(load_shard(&s, dir, SINGLE_FILE));
+    }
+    SQ_TRY(check_tensors(&s, dir));
+
+    SQ_TRY(join(dir, "tokenizer.json", path, sizeof path));
+    if (!file_exists(path)) SQ_TRY(join(dir, "tokenizer.model", path, sizeof path));
+    if (file_exists(path)) SQ_TRY(sq_tokenizer_load(path, &m->tokenizer));
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+typedef struct save_state {
+    const sq_model *m;
+    const sq_tensor **tensors;
+} save_state;
+
+static sq_error *fetch(void *user, int i, const void **data, void **scratch) {
+    const save_state *s = user;
+    sq_export_buf buf;
+    SQ_TRY(sq_export_tensor(s->m, s->tensors[i], -1, SQ_ROPE_HALVES, &buf));
+    *data = buf.data;
+    *scratch = buf.owned;
+    return NULL;
+}
+
+static sq_error *make_dir(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return sq_errorf(SQ_ERR_IO, "%s: exists and is not a directory", dir);
+        return NULL;
+    }
+    if (mkdir(dir, 0755) != 0)
+        return sq_errorf(SQ_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    return NULL;
+}
+
+sq_error *sq_hf_save(const sq_model *m, const char *dir) {
+    size_t bytes[SQ_DTYPE_COUNT] = {0};
+    for (int i = 0; i < m->n_tensors; i++) {
+        const sq_tensor *t = &m->tensors[i];
+        if (sq_dtype_info(t->dtype)->block_elems > 1)
+            return sq_errorf(SQ_ERR_UNSUPPORTED,
+                             "%s: safetensors cannot hold %s tensor %s; convert to GGUF instead (or from an "
+                             "unquantized model)",
+                             dir, sq_dtype_info(t->dtype)->name, t->name);
+        if (t->ndim == 2) bytes[t->dtype] += t->nbytes;
+    }
+    SQ_TRY(sq_check_uniform_layers(m, dir, "Hugging Face config.json"));
+    sq_dtype main_dtype = SQ_DTYPE_F32;
+    for (int d = 0; d < SQ_DTYPE_COUNT; d++)
+        if (bytes[d] > bytes[main_dtype]) main_dtype = (sq_dtype)d;
+
+    SQ_TRY(make_dir(dir));
+    char path[4096];
+    SQ_TRY(join(dir, INDEX_JSON, path, sizeof path));
+    if (file_exists(path))
+        return sq_errorf(SQ_ERR_IO, "%s: already holds a sharded checkpoint (%s); choose an empty directory",
+                         dir, INDEX_JSON);
+    SQ_TRY(join(dir, "config.json", path, sizeof path));
+    SQ_TRY(sq_hf_config_write(m, main_dtype, path));
+
+    sq_st_tensor *list = calloc((size_t)m->n_tensors + 1, sizeof *list);
+    char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc((size_t)m->n_tensors + 1, sizeof *names);
+    save_state s = {m, calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
+    sq_error *err = list && names && s.tensors ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
+    for (int i = 0; i < m->n_tensors && !err; i++) {
+        const sq_tensor *t = &m->tensors[i];
+        if (sq_canonical_to_hf(t->name, names[i], sizeof names[i]) != 0) {
+            err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
+            break;
+        }
+        list[i] = (sq_st_tensor){names[i], t->dtype, t->ndim, t->shape, t->nbytes};
+        s.tensors[i] = t;
+    }
+    if (!err) err = join(dir, SINGLE_FILE, path, sizeof path);
+    if (!err) err = sq_st_write(path, list, m->n_tensors, fetch, &s);
+    free(list);
+    free(names);
+    free(s.tensors);
+    if (!err && m->tokenizer) err = sq_error_wrap(sq_tokenizer_save_hf(m->tokenizer, dir), "%s", dir);
+    return err;
+}

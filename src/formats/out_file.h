@@ -1,0 +1,30 @@
+/* Writing a model file: a buffered output whose first failure sticks, so writers check once at the end, and
+ * whose partial file is removed when anything went wrong. */
+#ifndef SQ_FORMATS_OUT_FILE_H
+#define SQ_FORMATS_OUT_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "squeeze.h"
+
+typedef struct sq_out_file {
+    FILE *fp;
+    const char *path;
+    uint64_t offset; /* bytes written so far */
+    int err;         /* errno of the first failed write, 0 while all is well */
+} sq_out_file;
+
+sq_error *sq_out_open(sq_out_file *o, const char *path);
+void sq_out_write(sq_out_file *o, const void *data, size_t n);
+/* Writes zero bytes until the offset is a multiple of align. */
+void sq_out_pad(sq_out_file *o, size_t align);
+/* Little-endian scalars (the host is little-endian; these exist so call sites read as the format spec). */
+void sq_out_u32(sq_out_file *o, uint32_t v);
+void sq_out_u64(sq_out_file *o, uint64_t v);
+/* Closes the file; on any earlier failure (or when `failed` is non-NULL) removes it and returns the error
+ * (or `failed` itself). */
+sq_error *sq_out_close(sq_out_file *o, sq_error *failed);
+
+#endif

@@ -1,0 +1,84 @@
+#include "formats/tensor_names.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+static const struct {
+    const char *canonical, *hf;
+} global_names[] = {
+    {SQ_NAME_TOK_EMBD, "model.embed_tokens.weight"},
+    {SQ_NAME_OUT_NORM, "model.norm.weight"},
+    {SQ_NAME_OUTPUT, "lm_head.weight"},
+};
+
+static const struct {
+    const char *canonical, *hf;
+} layer_names[] = {
+    {SQ_NAME_ATTN_NORM, "input_layernorm.weight"},
+    {SQ_NAME_ATTN_Q, "self_attn.q_proj.weight"},
+    {SQ_NAME_ATTN_K, "self_attn.k_proj.weight"},
+    {SQ_NAME_ATTN_V, "self_attn.v_proj.weight"},
+    {SQ_NAME_ATTN_OUT, "self_attn.o_proj.weight"},
+    {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias"},
+    {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias"},
+    {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias"},
+    {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight"},
+    {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight"},
+    {SQ_NAME_FFN_UP, "mlp.up_proj.weight"},
+    {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight"},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* Splits "<prefix><layer>.<rest>" into layer and rest; -1 when name does not have that form. */
+static int split_layer(const char *name, const char *prefix, const char **rest) {
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0) return -1;
+    const char *p = name + n;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.')) return -1;
+    char *end;
+    long layer = strtol(p, &end, 10);
+    if (*end != '.' || layer > 1000000) return -1;
+    *rest = end + 1;
+    return (int)layer;
+}
+
+int sq_canonical_name_valid(const char *name, int n_layers) {
+    for (size_t i = 0; i < COUNT(global_names); i++)
+        if (!strcmp(name, global_names[i].canonical)) return 1;
+    const char *rest;
+    int layer = split_layer(name, "blk.", &rest);
+    if (layer < 0 || layer >= n_layers) return 0;
+    for (size_t i = 0; i < COUNT(layer_names); i++)
+        if (!strcmp(rest, layer_names[i].canonical)) return 1;
+    return 0;
+}
+
+int sq_hf_to_canonical(const char *hf, char *out, size_t n) {
+    for (size_t i = 0; i < COUNT(global_names); i++)
+        if (!strcmp(hf, global_names[i].hf)) return snprintf(out, n, "%s", global_names[i].canonical), 1;
+    const char *rest;
+    int layer = split_layer(hf, "model.layers.", &rest);
+    if (layer < 0) return -1;
+    for (size_t i = 0; i < COUNT(layer_names); i++)
+        if (!strcmp(rest, layer_names[i].hf))
+            return snprintf(out, n, "blk.%d.%s", layer, layer_names[i].canonical), 1;
+    if (!strcmp(rest, "self_attn.rotary_emb.inv_freq")) return 0; /* recomputed from the config */
+    return -1;
+}
+
+int sq_canonical_to_hf(const char *canonical, char *out, size_t n) {
+    for (size_t i = 0; i < COUNT(global_names); i++)
+        if (!strcmp(canonical, global_names[i].canonical))
+            return snprintf(out, n, "%s", global_names[i].hf), 0;
+    const char *rest;
+    int layer = split_layer(canonical, "blk.", &rest);
+    if (layer < 0) return -1;
+    for (size_t i = 0; i < COUNT(layer_names); i++)
+        if (!strcmp(rest, layer_names[i].canonical))
+            return snprintf(out, n, "model.layers.%d.%s", layer, layer_names[i].hf), 0;
+    return -1;
+}
