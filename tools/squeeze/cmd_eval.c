@@ -166,13 +166,15 @@ int sq_cmd_eval(int argc, char **argv) {
         return cli_fail(err);
     }
     double sum_score = 0, sum_acc = 0, seconds = 0;
+    /* "±" takes two bytes but one column: widths below count it as one */
     printf("%-14s %6s %16s %16s %10s\n", "task", "n", "acc", "acc_norm", "ppl");
     for (int i = 0; i < n; i++) {
         const sq_task_result *r = &res[i];
         char norm[32] = "-", ppl[32] = "-";
         if (r->has_acc_norm) snprintf(norm, sizeof norm, "%.4f ± %.4f", r->acc_norm, r->acc_norm_stderr);
         if (r->has_ppl) snprintf(ppl, sizeof ppl, "%.3f", r->ppl);
-        printf("%-14s %6d %.4f ± %.4f %17s %10s\n", r->task, r->n_items, r->acc, r->acc_stderr, norm, ppl);
+        printf("%-14s %6d %.4f ± %.4f %*s %10s\n", r->task, r->n_items, r->acc, r->acc_stderr,
+               r->has_acc_norm ? 17 : 16, norm, ppl);
         sum_score += r->score, sum_acc += r->acc, seconds += r->seconds;
     }
     printf("%-14s %6s %16.4f   (average of each task's %s; acc average %.4f)\n", "average", "", sum_score / n,
