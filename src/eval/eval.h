@@ -25,6 +25,35 @@ void sq_lm_close(sq_lm *lm);
 
 /* ---- log-softmax helpers (double precision) */
 
+/* exp(x) for x <= 0 in double precision (relative error ~1e-16; 0 below -708), branch-free so that loops over
+ * a vocabulary vectorise: log-softmax over 32000 logits per token is otherwise a large share of the time. */
+static inline double sq_exp_nonpos(double x) {
+    if (x < -708.0) return 0;
+    const double shift = 0x1.8p52, inv_ln2 = 1.4426950408889634, ln2_hi = 0.6931471803691238,
+                 ln2_lo = 1.9082149292705877e-10;
+    double t = x * inv_ln2 + shift;
+    double k = t - shift;                     /* round(x / ln 2) */
+    double r = (x - k * ln2_hi) - k * ln2_lo; /* |r| <= ln(2)/2 */
+    double p = 1.0 / 479001600;               /* Taylor series to r^12: truncation error < 2e-16 */
+    p = p * r + 1.0 / 39916800;
+    p = p * r + 1.0 / 3628800;
+    p = p * r + 1.0 / 362880;
+    p = p * r + 1.0 / 40320;
+    p = p * r + 1.0 / 5040;
+    p = p * r + 1.0 / 720;
+    p = p * r + 1.0 / 120;
+    p = p * r + 1.0 / 24;
+    p = p * r + 1.0 / 6;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    union {
+        double d;
+        int64_t i;
+    } scale = {.i = ((int64_t)k + 1023) << 52}; /* 2^k, k in [-1022, 0] */
+    return p * scale.d;
+}
+
 /* log(sum_v exp(z_v)) */
 double sq_logsumexp(const float *z, int n);
 int sq_argmax(const float *z, int n);

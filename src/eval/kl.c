@@ -197,7 +197,7 @@ sq_error *sq_ref_file_write(sq_ref_file *f, int64_t index, const float *z, int32
     double tail = 0;
     for (int v = 0; v < n; v++) {
         if (z[v] > threshold || (z[v] == threshold && tied_in_top-- > 0)) continue;
-        tail += exp(z[v] - lse);
+        tail += sq_exp_nonpos(z[v] - lse);
     }
     float head[2] = {(float)(z[target] - lse), (float)tail};
     memcpy(rec, head, sizeof head);

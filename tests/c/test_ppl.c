@@ -96,6 +96,34 @@ static void check_close(double got, double want, double rel, const char *what) {
         fail_msg("%s: got %.12g, want %.12g (tolerance %g relative)", what, got, want, rel);
 }
 
+static void test_exp_and_logsumexp(void **state) {
+    (void)state;
+    uint64_t seed = 99;
+    double worst = 0;
+    for (int i = 0; i < 200000; i++) {
+        double x = -720.0 * sq_test_rand_uniform(&seed, 0, 1), want = exp(x), got = sq_exp_nonpos(x);
+        if (x < -708)
+            assert_true(got == 0);
+        else
+            worst = fmax(worst, fabs(got - want) / want);
+    }
+    if (worst > 1e-15) fail_msg("sq_exp_nonpos: relative error %g", worst);
+    assert_true(sq_exp_nonpos(0) == 1.0);
+    /* the vectorised row reduction against a plain long-double sum, on rows of every length mod 4 */
+    for (int n = 1; n < 40; n++) {
+        float z[40];
+        for (int v = 0; v < n; v++) z[v] = sq_test_rand_uniform(&seed, -30, 30);
+        long double mx = z[0], s = 0;
+        for (int v = 1; v < n; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int v = 0; v < n; v++) s += expl(z[v] - mx);
+        double want = (double)(mx + logl(s));
+        check_close(sq_logsumexp(z, n), want, 1e-15, "logsumexp");
+        int best = 0;
+        for (int v = 1; v < n; v++) best = z[v] > z[best] ? v : best;
+        assert_int_equal(sq_argmax(z, n), best);
+    }
+}
+
 static void test_plan(void **state) {
     (void)state;
     sq_ppl_plan_window *w;
@@ -351,6 +379,7 @@ static void test_read_text(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exp_and_logsumexp),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_ppl_matches_reference),
         cmocka_unit_test(test_ci_from_token_nll),
