@@ -180,23 +180,24 @@ sq_sampler_params sq_sampler_default_params(void);
 
 typedef struct sq_sampler sq_sampler;
 sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
-/* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty. */
+/* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
+ * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
 void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
     int prompt_tokens;
     double prefill_seconds;
-    int generated_tokens;
-    double decode_seconds; /* from the first sampled token to the last */
+    int generated_tokens;  /* EOS is not counted */
+    double decode_seconds; /* from the end of the prefill to the last sampled token */
 } sq_generate_stats;
 
 /* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
 typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says), prefills it in one forward call, then samples up to
- * n_predict tokens one at a time, stopping at EOS or when the context is full. Uses sequence 0 of ctx and
- * clears it first. */
+ * n_predict tokens one at a time (n_predict < 0: no limit), stopping at EOS (or a generated BOS, which starts a
+ * new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and clears it first. A prompt longer than the context is an error. */
 sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                       sq_text_callback on_text, void *user, sq_generate_stats *stats);
 
@@ -300,6 +301,51 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                         sq_task_result **results, int *n_results);
+/* ---------------------------------------------------------------- benchmark and report */
+
+/* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
+ * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one sq_forward
+ * call carrying one greedily chosen token per sequence. */
+typedef struct sq_bench_params {
+    int n_prompt, n_gen, n_seqs;
+    int n_reps;    /* timed repetitions */
+    int n_warmup;  /* untimed repetitions before them */
+    int n_threads; /* 0: all online cores */
+    uint64_t seed;
+} sq_bench_params;
+
+typedef struct sq_bench_stat {
+    double median, min, max; /* over the timed repetitions */
+} sq_bench_stat;
+
+typedef struct sq_bench_result {
+    sq_bench_stat ttft_s;        /* time to first token: the batched prefill */
+    sq_bench_stat tpot_s;        /* time per output token: decode time / n_gen */
+    sq_bench_stat e2e_s;         /* end-to-end latency: prefill + decode */
+    sq_bench_stat prefill_tok_s; /* n_seqs * n_prompt / prefill time */
+    sq_bench_stat decode_tok_s;  /* n_seqs * n_gen / decode time */
+    sq_bench_stat requests_s;    /* n_seqs / end-to-end latency */
+    size_t weight_bytes;         /* the model's weights in memory */
+    size_t kv_bytes;             /* the KV cache of a context sized for this workload */
+    size_t peak_rss_bytes;       /* the process's peak resident memory after this model's first repetitions */
+} sq_bench_result;
+
+/* Called after every repetition (warm-ups included) with the number done and the total. */
+typedef void (*sq_bench_progress)(void *user, int64_t done, int64_t total);
+
+/* Benchmarks n_models models on the same workload, each in its own context, interleaving their timed
+ * repetitions (A, B, A, B, ...) so that they share the machine's conditions; results[i] describes models[i].
+ * Fails with SQ_ERR_INVALID_ARG when n_prompt + n_gen exceeds a model's context. progress may be NULL. */
+sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
+                       sq_bench_progress progress, void *user, sq_bench_result *results);
+
+typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
+
+/* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
+ * table or an SVG plot of quality against size and decode speed. Reports naming the same variant (its
+ * "label", else its "model" path) are merged. On success *text is malloc'ed and NUL-terminated. */
+sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title, sq_report_format format,
+                           char **text);
 
 /* ---------------------------------------------------------------- process facts */
 

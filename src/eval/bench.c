@@ -1,0 +1,229 @@
+/* Efficiency benchmark: times batched prefill and decode through the public forward API, the same path every
+ * client takes, and summarises repetitions as median and range. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "squeeze.h"
+
+/* Most tokens one forward chunk carries (see variant_init). */
+#define SQ_BENCH_BATCH_MAX 2048
+
+/* One model under test: its context sized exactly for the workload and its buffers. */
+typedef struct bench_variant {
+    const sq_model *model;
+    sq_context *ctx;
+    int vocab;
+    int32_t *prompts; /* [n_seqs][n_prompt] */
+    int32_t *next;    /* [n_seqs]: the token each sequence feeds at the next decode step */
+    float *logits;    /* [n_seqs][vocab] */
+    sq_seq_batch *batch;
+    double *prefill_s, *decode_s; /* [n_reps] */
+} bench_variant;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t xorshift64(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static sq_error *check_params(const sq_model *const *models, int n_models, const sq_bench_params *p) {
+    if (n_models < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: no model to benchmark");
+    for (int m = 0; m < n_models; m++)
+        if (!models[m]) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d is NULL", m + 1);
+    if (p->n_prompt < 1 || p->n_gen < 1 || p->n_seqs < 1 || p->n_reps < 1 || p->n_warmup < 0 ||
+        p->n_threads < 0)
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "bench: prompt tokens (%d), output tokens (%d), batch size (%d) and repetitions (%d) "
+            "must be at least 1, warm-ups (%d) and threads (%d) at least 0",
+            p->n_prompt, p->n_gen, p->n_seqs, p->n_reps, p->n_warmup, p->n_threads);
+    if (p->n_prompt > INT32_MAX - p->n_gen || p->n_seqs > INT32_MAX / p->n_prompt ||
+        p->n_reps > INT32_MAX / n_models - p->n_warmup)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "bench: workload of %d x (%d + %d) tokens is too large",
+                         p->n_seqs, p->n_prompt, p->n_gen);
+    return NULL;
+}
+
+static void variant_free(bench_variant *v) {
+    sq_context_free(v->ctx);
+    free(v->prompts);
+    free(v->next);
+    free(v->logits);
+    free(v->batch);
+    free(v->prefill_s);
+    free(v->decode_s);
+}
+
+static sq_error *variant_init(bench_variant *v, const sq_model *model, int index, const sq_bench_params *p) {
+    memset(v, 0, sizeof *v);
+    v->model = model;
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    v->vocab = info.vocab_size;
+    int need = p->n_prompt + p->n_gen;
+    if (need > info.max_seq_len)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "bench: model %d: %d prompt + %d output tokens = %d exceed its context of %d tokens "
+                         "(use a shorter prompt or output)",
+                         index + 1, p->n_prompt, p->n_gen, need, info.max_seq_len);
+    if (v->vocab < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d has no vocabulary", index + 1);
+    size_t n_prompt_tokens = (size_t)p->n_seqs * (size_t)p->n_prompt;
+    v->prompts = malloc(n_prompt_tokens * sizeof *v->prompts);
+    v->next = malloc((size_t)p->n_seqs * sizeof *v->next);
+    v->logits = malloc((size_t)p->n_seqs * (size_t)v->vocab * sizeof *v->logits);
+    v->batch = malloc((size_t)p->n_seqs * sizeof *v->batch);
+    v->prefill_s = malloc((size_t)p->n_reps * sizeof *v->prefill_s);
+    v->decode_s = malloc((size_t)p->n_reps * sizeof *v->decode_s);
+    if (!v->prompts || !v->next || !v->logits || !v->batch || !v->prefill_s || !v->decode_s)
+        return sq_errorf(SQ_ERR_NOMEM, "bench: out of memory for %d sequences of %d tokens", p->n_seqs,
+                         p->n_prompt);
+    /* Random ids: a dense transformer's speed does not depend on token values, and every model sees the same
+     * prompts (modulo its vocabulary) whatever its tokenizer. */
+    uint64_t state = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n_prompt_tokens; i++)
+        v->prompts[i] = (int32_t)(xorshift64(&state) % (uint64_t)v->vocab);
+    /* The forward pass runs a batch larger than n_batch_max in chunks; capping it bounds the activation
+     * memory as a server would, and chunks this large keep the matrix products efficient. */
+    int batch_max = n_prompt_tokens < SQ_BENCH_BATCH_MAX ? (int)n_prompt_tokens : SQ_BENCH_BATCH_MAX;
+    sq_context_options opts = {
+        .n_ctx = need, .n_seq_max = p->n_seqs, .n_threads = p->n_threads, .n_batch_max = batch_max};
+    return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
+}
+
+/* One repetition: clear, batched prefill, n_gen batched decode steps. */
+static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double *prefill_s,
+                             double *decode_s) {
+    for (int s = 0; s < p->n_seqs; s++) SQ_TRY(sq_seq_truncate(v->ctx, s, 0));
+    for (int s = 0; s < p->n_seqs; s++)
+        v->batch[s] = (sq_seq_batch){.seq_id = s,
+                                     .tokens = v->prompts + (size_t)s * (size_t)p->n_prompt,
+                                     .n_tokens = p->n_prompt,
+                                     .logits_mode = SQ_LOGITS_LAST,
+                                     .logits = v->logits + (size_t)s * (size_t)v->vocab};
+    double t0 = now_seconds();
+    SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
+    for (int s = 0; s < p->n_seqs; s++)
+        v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
+    double t1 = now_seconds();
+    for (int s = 0; s < p->n_seqs; s++) {
+        v->batch[s].tokens = &v->next[s];
+        v->batch[s].n_tokens = 1;
+    }
+    for (int step = 0; step < p->n_gen; step++) {
+        SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
+        for (int s = 0; s < p->n_seqs; s++)
+            v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
+    }
+    double t2 = now_seconds();
+    /* a clock tick of zero would make the rates infinite */
+    *prefill_s = fmax(t1 - t0, 1e-9);
+    *decode_s = fmax(t2 - t1, 1e-9);
+    return NULL;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median and range of values (sorted in place). */
+static sq_bench_stat summarise(double *values, int n) {
+    qsort(values, (size_t)n, sizeof *values, compare_doubles);
+    double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+    return (sq_bench_stat){.median = median, .min = values[0], .max = values[n - 1]};
+}
+
+typedef double (*rep_metric)(double prefill_s, double decode_s, const sq_bench_params *p);
+static double metric_ttft(double pf, double dc, const sq_bench_params *p) { return (void)dc, (void)p, pf; }
+static double metric_tpot(double pf, double dc, const sq_bench_params *p) { return (void)pf, dc / p->n_gen; }
+static double metric_e2e(double pf, double dc, const sq_bench_params *p) { return (void)p, pf + dc; }
+static double metric_prefill_rate(double pf, double dc, const sq_bench_params *p) {
+    return (void)dc, (double)p->n_seqs * p->n_prompt / pf;
+}
+static double metric_decode_rate(double pf, double dc, const sq_bench_params *p) {
+    return (void)pf, (double)p->n_seqs * p->n_gen / dc;
+}
+static double metric_request_rate(double pf, double dc, const sq_bench_params *p) {
+    return p->n_seqs / (pf + dc);
+}
+
+static sq_bench_stat summarise_metric(const bench_variant *v, const sq_bench_params *p, rep_metric f,
+                                      double *scratch) {
+    for (int r = 0; r < p->n_reps; r++) scratch[r] = f(v->prefill_s[r], v->decode_s[r], p);
+    return summarise(scratch, p->n_reps);
+}
+
+static void fill_result(const bench_variant *v, const sq_bench_params *p, double *scratch,
+                        sq_bench_result *out) {
+    out->ttft_s = summarise_metric(v, p, metric_ttft, scratch);
+    out->tpot_s = summarise_metric(v, p, metric_tpot, scratch);
+    out->e2e_s = summarise_metric(v, p, metric_e2e, scratch);
+    out->prefill_tok_s = summarise_metric(v, p, metric_prefill_rate, scratch);
+    out->decode_tok_s = summarise_metric(v, p, metric_decode_rate, scratch);
+    out->requests_s = summarise_metric(v, p, metric_request_rate, scratch);
+    sq_model_info info;
+    sq_model_get_info(v->model, &info);
+    out->weight_bytes = info.weight_bytes;
+    out->kv_bytes = sq_context_kv_bytes(v->ctx);
+}
+
+static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p,
+                         sq_bench_progress progress, void *user, sq_bench_result *results) {
+    int total = n_models * (p->n_warmup + p->n_reps), done = 0;
+    double ignored_prefill, ignored_decode;
+    /* Warm-ups model by model, so that each model's peak memory is read before the next one runs. */
+    for (int m = 0; m < n_models; m++) {
+        for (int w = 0; w < p->n_warmup; w++) {
+            SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &ignored_prefill, &ignored_decode), "bench: model %d",
+                                 m + 1));
+            if (progress) progress(user, ++done, total);
+        }
+        if (p->n_warmup) results[m].peak_rss_bytes = sq_peak_rss_bytes();
+    }
+    for (int r = 0; r < p->n_reps; r++)
+        for (int m = 0; m < n_models; m++) {
+            SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &vs[m].prefill_s[r], &vs[m].decode_s[r]),
+                                 "bench: model %d", m + 1));
+            if (!p->n_warmup && r == 0) results[m].peak_rss_bytes = sq_peak_rss_bytes();
+            if (progress) progress(user, ++done, total);
+        }
+    return NULL;
+}
+
+sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
+                       sq_bench_progress progress, void *user, sq_bench_result *results) {
+    SQ_TRY(check_params(models, n_models, params));
+    bench_variant *vs = calloc((size_t)n_models, sizeof *vs);
+    double *scratch = malloc((size_t)params->n_reps * sizeof *scratch);
+    sq_error *err = vs && scratch ? NULL : sq_errorf(SQ_ERR_NOMEM, "bench: out of memory");
+    int n_ready = 0;
+    for (; !err && n_ready < n_models; n_ready++)
+        err = variant_init(&vs[n_ready], models[n_ready], n_ready, params);
+    if (!err) {
+        memset(results, 0, (size_t)n_models * sizeof *results);
+        err = run_all(vs, n_models, params, progress, user, results);
+    }
+    for (int m = 0; !err && m < n_models; m++) fill_result(&vs[m], params, scratch, &results[m]);
+    for (int m = 0; vs && m < n_ready; m++) variant_free(&vs[m]);
+    free(vs);
+    free(scratch);
+    return err;
+}

@@ -1,0 +1,22 @@
+/* Sampler internals: the distribution a sampler draws from, exposed so tests check exactly what samples. */
+#ifndef SQ_RUNTIME_SAMPLER_H
+#define SQ_RUNTIME_SAMPLER_H
+
+#include <stdint.h>
+
+#include "squeeze.h"
+
+typedef struct sq_candidate {
+    float logit;
+    int32_t id;
+} sq_candidate;
+
+/* Applies the repetition penalty to logits (in place), then top-k, top-p, min-p and temperature, and returns
+ * how many candidates survive; *cands and *probs (valid until the sampler's next call) hold their ids and
+ * their probabilities, which sum to 1. Greedy samplers (temperature <= 0) return the one argmax token with
+ * probability 1. Returns 0 when no logit is a number above -inf. sq_sampler_sample draws from exactly this.
+ */
+int sq_sampler_probs(sq_sampler *s, float *logits, const int32_t *history, int n_history,
+                     const sq_candidate **cands, const double **probs);
+
+#endif

@@ -1,0 +1,494 @@
+"""An independent float64 numpy implementation of the decoder forward pass, used as the oracle for squeeze.
+
+Written from the definitions in Hugging Face transformers' modeling code (modeling_llama.py,
+modeling_mistral.py, modeling_qwen2.py, modeling_rope_utils.py, masking_utils.py) and llama2.c's run.c,
+never from squeeze's C code. Weights are upcast exactly from their stored dtype (f16/bf16/quantized GGUF blocks
+are dequantized to their exact values) and every operation runs in float64.
+
+  LlamaForCausalLM   h = x + o_proj(attn(rope(q_proj(n1(x))), rope(k_proj(..)), v_proj(..)))
+                     out = h + down(silu(gate(n2(h))) * up(n2(h)))
+                     RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w
+                     RoPE: inv_freq[i] = theta^(-2i/head_dim), "rotate_half" pairs (i, i + head_dim/2);
+                     rope_type "llama3" rescales inv_freq by wavelength (_compute_llama3_parameters)
+                     attention: softmax(q.k / sqrt(head_dim)) with GQA (kv head = q head // (n_heads/n_kv))
+  MistralForCausalLM the same with a sliding window: query i sees keys j with  i - window < j <= i
+                     (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window, AND causal
+                     kv_idx <= q_idx), i.e. `window` keys including itself (the eager/sdpa masks; an old
+                     flash-attention path saw window + 1, fixed upstream: transformers#29623, #39408)
+  Qwen2ForCausalLM   the same with q/k/v biases; the window only applies when use_sliding_window is true, and
+                     then to layers >= max_window_layers
+  llama2.c (.bin)    Llama with RoPE on interleaved pairs (2i, 2i+1), theta 10000, eps 1e-5
+  GGUF llama         interleaved pairs (llama.cpp's converter permutes HF q/k rows); GGUF qwen2: halves
+
+Usage as a tool:  python reference.py MODEL --tokens "1 2 3" [-o logits.f32] [--greedy N]
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402
+
+
+@dataclass
+class Layer:
+    attn_norm: np.ndarray
+    wq: np.ndarray  # [n_heads * head_dim, dim]
+    wk: np.ndarray  # [n_kv_heads * head_dim, dim]
+    wv: np.ndarray
+    wo: np.ndarray  # [dim, n_heads * head_dim]
+    ffn_norm: np.ndarray
+    w_gate: np.ndarray  # [hidden, dim]
+    w_up: np.ndarray
+    w_down: np.ndarray  # [dim, hidden]
+    bq: Optional[np.ndarray] = None
+    bk: Optional[np.ndarray] = None
+    bv: Optional[np.ndarray] = None
+    bo: Optional[np.ndarray] = None
+    window: int = 0  # 0: full causal attention
+
+
+@dataclass
+class Model:
+    arch: str
+    head_dim: int
+    norm_eps: float
+    rope_theta: float
+    rope_interleaved: bool
+    tok_embd: np.ndarray  # [vocab, dim]
+    out_norm: np.ndarray
+    output: np.ndarray  # [vocab, dim]; the same array as tok_embd when tied
+    layers: list = field(default_factory=list)
+    rope_scaling: Optional[dict] = None  # HF rope_scaling dict (rope_type "llama3") or None
+    rope_freq_factors: Optional[np.ndarray] = None  # GGUF rope_freqs.weight: inv_freq is divided by these
+
+    @property
+    def vocab_size(self):
+        return self.output.shape[0]
+
+    @property
+    def dim(self):
+        return self.tok_embd.shape[1]
+
+    def inv_freq(self):
+        d = self.head_dim
+        inv = 1.0 / (self.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
+        if self.rope_scaling is not None:
+            inv = llama3_inv_freq(inv, self.rope_scaling)
+        if self.rope_freq_factors is not None:
+            inv = inv / self.rope_freq_factors
+        return inv
+
+
+def llama3_inv_freq(inv_freq, rs):
+    """modeling_rope_utils._compute_llama3_parameters: long wavelengths are slowed by `factor`, short ones
+    kept, and those in between interpolated smoothly by wavelength."""
+    factor = float(rs["factor"])
+    low, high = float(rs["low_freq_factor"]), float(rs["high_freq_factor"])
+    old_ctx = float(rs["original_max_position_embeddings"])
+    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return np.where(medium, smoothed, scaled)
+
+
+# ---------------------------------------------------------------------------------------------- forward
+
+
+def rms_norm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def apply_rope(x, positions, inv_freq, interleaved):
+    """x: [heads, n, head_dim]; positions: [n]."""
+    ang = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n, head_dim/2]
+    cos, sin = np.cos(ang), np.sin(ang)
+    out = np.empty_like(x)
+    if interleaved:
+        a, b = x[..., 0::2], x[..., 1::2]
+        out[..., 0::2] = a * cos - b * sin
+        out[..., 1::2] = a * sin + b * cos
+    else:  # rotate_half: x * cos + cat(-x2, x1) * sin
+        h = x.shape[-1] // 2
+        a, b = x[..., :h], x[..., h:]
+        out[..., :h] = a * cos - b * sin
+        out[..., h:] = b * cos + a * sin
+    return out
+
+
+class KVCache:
+    """Keys (after RoPE) and values of every position read so far, per layer: [n_kv_heads, pos, head_dim]."""
+
+    def __init__(self, model):
+        self.k = [None] * len(model.layers)
+        self.v = [None] * len(model.layers)
+        self.pos = 0
+
+
+def linear(x, w, b=None):
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+def forward(model, tokens, cache=None):
+    """Logits [n, vocab] (float64) for `tokens` read after the cache's positions (a fresh cache if None)."""
+    if cache is None:
+        cache = KVCache(model)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    n, hd = len(tokens), model.head_dim
+    if n == 0:
+        return np.zeros((0, model.vocab_size))
+    if tokens.min() < 0 or tokens.max() >= model.tok_embd.shape[0]:
+        raise ValueError(f"token id out of range [0, {model.tok_embd.shape[0]})")
+    p0 = cache.pos
+    positions = np.arange(p0, p0 + n)
+    inv_freq = model.inv_freq()
+    x = model.tok_embd[tokens].astype(np.float64)
+    for li, L in enumerate(model.layers):
+        n_heads, n_kv = L.wq.shape[0] // hd, L.wk.shape[0] // hd
+        h = rms_norm(x, L.attn_norm, model.norm_eps)
+        q = linear(h, L.wq, L.bq).reshape(n, n_heads, hd).transpose(1, 0, 2)
+        k = linear(h, L.wk, L.bk).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        v = linear(h, L.wv, L.bv).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
+        k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
+        if cache.k[li] is not None:
+            k = np.concatenate([cache.k[li], k], axis=1)
+            v = np.concatenate([cache.v[li], v], axis=1)
+        cache.k[li], cache.v[li] = k, v
+        total = p0 + n
+        keys = np.arange(total)
+        allowed = keys[None, :] <= positions[:, None]
+        if L.window > 0:
+            allowed &= keys[None, :] > positions[:, None] - L.window
+        group = n_heads // n_kv
+        kk = np.repeat(k, group, axis=0)  # repeat_kv: query head h uses kv head h // group
+        vv = np.repeat(v, group, axis=0)
+        scores = q @ kk.transpose(0, 2, 1) / math.sqrt(hd)  # [heads, n, total]
+        scores = np.where(allowed[None], scores, -np.inf)
+        scores -= scores.max(axis=-1, keepdims=True)
+        p = np.exp(scores)
+        p /= p.sum(axis=-1, keepdims=True)
+        att = (p @ vv).transpose(1, 0, 2).reshape(n, n_heads * hd)
+        x = x + linear(att, L.wo, L.bo)
+        h = rms_norm(x, L.ffn_norm, model.norm_eps)
+        x = x + linear(silu(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
+    cache.pos += n
+    return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+
+
+def greedy(model, prompt, n_new):
+    """Prefills the prompt, then appends the argmax token n_new times. Returns (ids, margins): margins[i] is
+    the gap between the best and second-best logit when choosing ids[i] (how robust the choice is)."""
+    cache = KVCache(model)
+    logits = forward(model, prompt, cache)[-1]
+    ids, margins = [], []
+    for _ in range(n_new):
+        top2 = np.partition(logits, -2)[-2:]
+        nxt = int(np.argmax(logits))
+        ids.append(nxt)
+        margins.append(float(abs(top2[1] - top2[0])))
+        logits = forward(model, [nxt], cache)[-1]
+    return ids, margins
+
+
+def as_halves(model):
+    """The same model with RoPE on halves: within each head, the q/k rows (and biases) of interleaved pair
+    (2i, 2i+1) move to rows (i, i + head_dim/2), as Hugging Face's llama conversion permutes them. Logits are
+    unchanged; checkpoints of either convention can then be compared weight for weight."""
+    if not model.rope_interleaved:
+        return model
+    hd = model.head_dim
+    order = np.concatenate([np.arange(0, hd, 2), np.arange(1, hd, 2)])
+
+    def permute(w):
+        if w is None:
+            return None
+        heads = w.shape[0] // hd
+        return w[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
+
+    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk))
+              for L in model.layers]
+    return replace(model, rope_interleaved=False, layers=layers)
+
+
+def weight_difference(src, dst):
+    """None when dst holds exactly src's weights and equivalent hyper-parameters, else what differs."""
+    a, b = as_halves(src), as_halves(dst)
+    if a.head_dim != b.head_dim:
+        return f"head_dim {b.head_dim} != {a.head_dim}"
+    if not np.isclose(a.norm_eps, b.norm_eps, rtol=1e-6, atol=0):
+        return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
+    if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
+        return "RoPE frequencies differ (theta or scaling)"
+    if len(a.layers) != len(b.layers):
+        return f"{len(b.layers)} layers != {len(a.layers)}"
+    pairs = [("token embedding", a.tok_embd, b.tok_embd), ("output norm", a.out_norm, b.out_norm),
+             ("output", a.output, b.output)]
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+        if la.window != lb.window:
+            return f"layer {i}: attention window {lb.window} != {la.window}"
+        for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
+                  "bo"]:
+            pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
+    for what, x, y in pairs:
+        if (x is None) != (y is None):
+            return f"{what}: {'missing' if y is None else 'unexpected'}"
+        if x is not None and (x.shape != y.shape or not np.array_equal(x, y)):
+            return f"{what}: values differ" if x.shape == y.shape else f"{what}: shape {y.shape} != {x.shape}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+
+
+def load_llama2c(path):
+    """llama2.c checkpoint: 7 int32 header, then fp32 arrays (layout in ../shared/README.md)."""
+    with open(path, "rb") as fp:
+        dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = struct.unpack("<7i", fp.read(28))
+    shared = vocab > 0
+    vocab = abs(vocab)
+    hd = dim // n_heads
+    f = np.fromfile(path, dtype="<f4", offset=28)
+    off = 0
+
+    def take(*shape):
+        nonlocal off
+        count = int(np.prod(shape))
+        if off + count > f.size:
+            raise ValueError(f"{path}: truncated llama2.c checkpoint")
+        a = f[off : off + count].reshape(shape).astype(np.float64)
+        off += count
+        return a
+
+    tok = take(vocab, dim)
+    attn_norm = take(n_layers, dim)
+    wq = take(n_layers, n_heads * hd, dim)
+    wk = take(n_layers, n_kv * hd, dim)
+    wv = take(n_layers, n_kv * hd, dim)
+    wo = take(n_layers, dim, n_heads * hd)
+    ffn_norm = take(n_layers, dim)
+    w1 = take(n_layers, hidden, dim)
+    w2 = take(n_layers, dim, hidden)
+    w3 = take(n_layers, hidden, dim)
+    out_norm = take(dim)
+    take(seq_len, hd // 2)  # legacy RoPE tables (cos, sin), unused
+    take(seq_len, hd // 2)
+    output = tok if shared else take(vocab, dim)
+    layers = [
+        Layer(attn_norm[l], wq[l], wk[l], wv[l], wo[l], ffn_norm[l], w1[l], w3[l], w2[l]) for l in range(n_layers)
+    ]
+    return Model("llama", hd, 1e-5, 10000.0, True, tok, out_norm, output, layers)
+
+
+def _hf_tensors(dirpath):
+    """All tensors of a HF directory (model.safetensors, or the shards named by model.safetensors.index.json)
+    as float64."""
+    index = os.path.join(dirpath, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for name in files:
+        for k, (dt, arr) in safetensors_np.load(os.path.join(dirpath, name)).items():
+            if k in out:
+                raise ValueError(f"{dirpath}: tensor {k} appears in two shards")
+            out[k] = safetensors_np.to_f64(dt, arr)
+    return out
+
+
+def load_hf(dirpath):
+    """A Hugging Face LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM directory, with the config
+    defaults of the respective transformers Config classes."""
+    with open(os.path.join(dirpath, "config.json")) as f:
+        cfg = json.load(f)
+    arch = cfg["model_type"]
+    if arch not in ("llama", "mistral", "qwen2"):
+        raise NotImplementedError(f"model_type {arch}")
+    t = _hf_tensors(dirpath)
+    dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = cfg.get("head_dim") or dim // n_heads
+    n_layers = cfg["num_hidden_layers"]
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    theta = cfg.get("rope_theta", 10000.0)
+    rs = cfg.get("rope_scaling")
+    if rs is not None:
+        rope_type = rs.get("rope_type", rs.get("type", "default"))
+        if rope_type == "default":
+            rs = None
+        elif rope_type != "llama3":
+            raise NotImplementedError(f"rope_type {rope_type}")
+    window = 0
+    window_from = 0
+    if arch == "mistral":
+        window = cfg.get("sliding_window", 4096) or 0
+    elif arch == "qwen2" and cfg.get("use_sliding_window", False):
+        window = cfg.get("sliding_window", 4096) or 0
+        window_from = cfg.get("max_window_layers", 28)
+
+    used = set()
+
+    def get(name, optional=False):
+        if name not in t:
+            if optional:
+                return None
+            raise KeyError(f"{dirpath}: missing tensor {name}")
+        used.add(name)
+        return t[name]
+
+    layers = []
+    for l in range(n_layers):
+        p = f"model.layers.{l}."
+        layers.append(
+            Layer(
+                attn_norm=get(p + "input_layernorm.weight"),
+                wq=get(p + "self_attn.q_proj.weight"),
+                wk=get(p + "self_attn.k_proj.weight"),
+                wv=get(p + "self_attn.v_proj.weight"),
+                wo=get(p + "self_attn.o_proj.weight"),
+                ffn_norm=get(p + "post_attention_layernorm.weight"),
+                w_gate=get(p + "mlp.gate_proj.weight"),
+                w_up=get(p + "mlp.up_proj.weight"),
+                w_down=get(p + "mlp.down_proj.weight"),
+                bq=get(p + "self_attn.q_proj.bias", True),
+                bk=get(p + "self_attn.k_proj.bias", True),
+                bv=get(p + "self_attn.v_proj.bias", True),
+                bo=get(p + "self_attn.o_proj.bias", True),
+                window=window if l >= window_from else 0,
+            )
+        )
+        used.add(p + "self_attn.rotary_emb.inv_freq")  # stored by old checkpoints, recomputed here
+    tok = get("model.embed_tokens.weight")
+    tied = cfg.get("tie_word_embeddings", False)
+    output = tok if tied else get("lm_head.weight")
+    if tied:
+        used.add("lm_head.weight")
+    out_norm = get("model.norm.weight")
+    unused = set(t) - used
+    if unused:
+        raise ValueError(f"{dirpath}: tensors the reference does not understand: {sorted(unused)}")
+    return Model(arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs)
+
+
+def load_gguf(path):
+    """A GGUF file through the gguf package; every tensor dequantized to its exact values."""
+    import gguf
+
+    r = gguf.GGUFReader(path)
+
+    def field(key, default=None):
+        f = r.fields.get(key)
+        return default if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch not in ("llama", "qwen2"):
+        raise NotImplementedError(f"GGUF architecture {arch}")
+    t = {}
+    for ti in r.tensors:
+        shape = tuple(int(s) for s in reversed(ti.shape))  # ggml lists the innermost dimension first
+        t[ti.name] = np.asarray(gguf.quants.dequantize(ti.data, ti.tensor_type), dtype=np.float64).reshape(shape)
+    n_layers = field(f"{arch}.block_count")
+    dim = field(f"{arch}.embedding_length")
+    n_heads = field(f"{arch}.attention.head_count")
+    hd = field(f"{arch}.attention.key_length", dim // n_heads)
+    eps = float(np.float32(field(f"{arch}.attention.layer_norm_rms_epsilon")))
+    theta = float(np.float32(field(f"{arch}.rope.freq_base", 10000.0)))
+    window = field(f"{arch}.attention.sliding_window", 0) or 0
+    used = set()
+
+    def get(name, optional=False):
+        if name not in t:
+            if optional:
+                return None
+            raise KeyError(f"{path}: missing tensor {name}")
+        used.add(name)
+        return t[name]
+
+    layers = []
+    for l in range(n_layers):
+        p = f"blk.{l}."
+        layers.append(
+            Layer(
+                attn_norm=get(p + "attn_norm.weight"),
+                wq=get(p + "attn_q.weight"),
+                wk=get(p + "attn_k.weight"),
+                wv=get(p + "attn_v.weight"),
+                wo=get(p + "attn_output.weight"),
+                ffn_norm=get(p + "ffn_norm.weight"),
+                w_gate=get(p + "ffn_gate.weight"),
+                w_up=get(p + "ffn_up.weight"),
+                w_down=get(p + "ffn_down.weight"),
+                bq=get(p + "attn_q.bias", True),
+                bk=get(p + "attn_k.bias", True),
+                bv=get(p + "attn_v.bias", True),
+                bo=get(p + "attn_output.bias", True),
+                window=window,
+            )
+        )
+    tok = get("token_embd.weight")
+    output = get("output.weight", True)
+    if output is None:
+        output = tok
+    freq_factors = get("rope_freqs.weight", True)
+    out_norm = get("output_norm.weight")
+    unused = set(t) - used
+    if unused:
+        raise ValueError(f"{path}: tensors the reference does not understand: {sorted(unused)}")
+    return Model(
+        arch,
+        hd,
+        eps,
+        theta,
+        arch == "llama",
+        tok,
+        out_norm,
+        output,
+        layers,
+        rope_freq_factors=freq_factors,
+    )
+
+
+def load(path):
+    """Any supported checkpoint: a HF directory, a GGUF file, or a llama2.c .bin."""
+    if os.path.isdir(path):
+        return load_hf(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return load_gguf(path) if magic == b"GGUF" else load_llama2c(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--tokens", required=True, help="space-separated token ids")
+    ap.add_argument("-o", "--output", help="write float32 logits [n][vocab] here")
+    ap.add_argument("--greedy", type=int, default=0, help="print this many greedy continuation ids")
+    a = ap.parse_args()
+    model = load(a.model)
+    tokens = [int(x) for x in a.tokens.split()]
+    if a.output:
+        forward(model, tokens).astype("<f4").tofile(a.output)
+    if a.greedy:
+        ids, _ = greedy(model, tokens, a.greedy)
+        print(" ".join(map(str, ids)))
+
+
+if __name__ == "__main__":
+    main()

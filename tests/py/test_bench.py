@@ -1,0 +1,151 @@
+"""squeeze bench on stories260K through the CLI: the JSON report has every metric, positive and consistent
+(decode tok/s = b*n / decode time, TTFT <= e2e, rates from times), the memory figures match the checkpoint's
+shapes read here from its header, the printed table agrees with the JSON, --vs adds B/A ratios, and bad flags
+or files give clear errors."""
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+
+BIN = os.environ["SQ_BIN"]
+SHARED = os.environ["SQ_SHARED"]
+WORK = os.path.join(os.environ["SQ_WORK"], "bench")
+os.makedirs(WORK, exist_ok=True)
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def bench(*args):
+    return subprocess.run([BIN, "bench", *args], capture_output=True, text=True)
+
+
+# stories260K through a link in the scratch folder, where no (32000-token) tokenizer sits beside it
+MODEL = os.path.join(WORK, "stories260K.bin")
+if os.path.lexists(MODEL):
+    os.unlink(MODEL)
+os.symlink(os.path.join(SHARED, "models", "stories260K.bin"), MODEL)
+dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack("7i", open(MODEL, "rb").read(28))
+kv_dim = dim // heads * kv_heads
+n_params = (abs(vocab) * dim + layers * (2 * dim + 2 * dim * dim + 2 * kv_dim * dim + 3 * hidden * dim) + dim
+            + (abs(vocab) * dim if vocab < 0 else 0))
+
+STATS = ["ttft_s", "tpot_s", "e2e_s", "prefill_tok_s", "decode_tok_s", "requests_s"]
+P, N, REPS = 16, 8, 3
+
+
+def rel_close(a, b, tol=1e-9):
+    return math.isclose(a, b, rel_tol=tol)
+
+
+def check_result(label, res, p, n):
+    b = res["n_seqs"]
+    for k in STATS:
+        s = res.get(k, {})
+        check(all(x in s for x in ("median", "min", "max")) and 0 < s["min"] <= s["median"] <= s["max"],
+              f"{label} b={b}: {k} has 0 < min <= median <= max ({s})")
+    # odd repetitions: each median is one repetition's value, so rates are exactly workload / time
+    check(rel_close(res["decode_tok_s"]["median"], b * n / (res["tpot_s"]["median"] * n)),
+          f"{label} b={b}: decode tok/s = b*n / decode time")
+    check(rel_close(res["prefill_tok_s"]["median"], b * p / res["ttft_s"]["median"]),
+          f"{label} b={b}: prefill tok/s = b*p / TTFT")
+    check(rel_close(res["requests_s"]["median"], b / res["e2e_s"]["median"]), f"{label} b={b}: requests/s = b / e2e")
+    check(res["ttft_s"]["median"] <= res["e2e_s"]["median"] and res["ttft_s"]["max"] <= res["e2e_s"]["max"],
+          f"{label} b={b}: TTFT <= end-to-end")
+    lo = res["ttft_s"]["min"] + n * res["tpot_s"]["min"]
+    hi = res["ttft_s"]["max"] + n * res["tpot_s"]["max"]
+    check(lo * (1 - 1e-9) <= res["e2e_s"]["min"] and res["e2e_s"]["max"] <= hi * (1 + 1e-9),
+          f"{label} b={b}: e2e = prefill + decode within the repetitions' bounds")
+    per_position = 2 * layers * kv_dim * 4
+    kv_min = per_position * b * (p + n)
+    check(kv_min <= res["kv_bytes"] <= kv_min + per_position * b * 16,
+          f"{label} b={b}: KV cache {res['kv_bytes']} bytes for {b} x {p + n} positions of {per_position} bytes")
+    check(res["peak_rss_bytes"] >= res["kv_bytes"], f"{label} b={b}: peak RSS {res['peak_rss_bytes']} bytes")
+
+
+# ---- one model, two batch sizes
+out = os.path.join(WORK, "one.json")
+r = bench("-m", MODEL, "-p", str(P), "-n", str(N), "-b", "1,3", "--reps", str(REPS), "--warmup", "1", "-t", "1",
+          "--json", out, "--label", "fp32")
+check(r.returncode == 0, f"bench exits 0 ({r.stderr.strip()})")
+rep = json.load(open(out))
+check(rep["kind"] == "bench" and rep["version"] == 1, "kind is bench, version 1")
+s = rep["settings"]
+check((s["n_prompt"], s["n_gen"], s["n_reps"], s["n_warmup"], s["n_threads"]) == (P, N, REPS, 1, 1),
+      f"settings echo the flags {s}")
+check(s["prompt"] == "random token ids" and s["seed"] == 1234 and isinstance(s["kernels"], str), "settings: prompt, seed, kernels")
+check(len(rep["variants"]) == 1 and "ratios" not in rep, "one variant, no ratios")
+v = rep["variants"][0]
+m = v["model"]
+check(m["path"] == MODEL and v["label"] == "fp32" and m["file_format"] == "llama2c" and m["arch"] == "llama",
+      "variant names the model")
+check((m["vocab_size"], m["max_seq_len"]) == (vocab, seq_len), "model: vocabulary and context from the header")
+check(m["n_params"] == n_params and m["weight_bytes"] == 4 * n_params,
+      f"weights: {m['n_params']} parameters, {m['weight_bytes']} bytes (header says {n_params} fp32)")
+check([x["n_seqs"] for x in v["results"]] == [1, 3], "results for batch sizes 1 and 3")
+for res in v["results"]:
+    check_result("A", res, P, N)
+b1, b3 = v["results"]
+check(b3["kv_bytes"] == 3 * b1["kv_bytes"], "KV cache grows with the batch")
+
+# the printed table carries the same medians
+for res in v["results"]:
+    block = r.stdout.split(f"### batch {res['n_seqs']}:")[1].split("###")[0]
+    row = next(l for l in block.splitlines() if l.startswith("| decode (tokens/s)"))
+    shown = float(row.split("|")[2])
+    check(rel_close(shown, res["decode_tok_s"]["median"], 1e-3), f"table b={res['n_seqs']}: decode {shown}")
+for name in ["time to first token (ms)", "time per output token (ms)", "end-to-end latency (ms)", "prefill (tokens/s)",
+             "decode (tokens/s)", "requests/s", "weights (MiB)", "KV cache (MiB)", "peak RSS (MiB)"]:
+    check(r.stdout.count(f"| {name} |") == 2, f"table row '{name}' in both batch tables")
+
+# ---- --vs: the same model against itself, interleaved
+out = os.path.join(WORK, "vs.json")
+r = bench("-m", MODEL, "--vs", MODEL, "--vs-label", "again", "-p", "8", "-n", "4", "-b", "2", "--reps", "3",
+          "--warmup", "1", "-t", "1", "--json", out)
+check(r.returncode == 0, f"bench --vs exits 0 ({r.stderr.strip()})")
+rep = json.load(open(out))
+check(len(rep["variants"]) == 2 and rep["variants"][1]["label"] == "again", "two variants")
+for label, var in zip("AB", rep["variants"]):
+    check_result(label, var["results"][0], 8, 4)
+ratios = rep.get("ratios", [])
+check(len(ratios) == 1 and ratios[0]["n_seqs"] == 2, "one ratio entry per batch size")
+for k in STATS:
+    a, b = (var["results"][0][k]["median"] for var in rep["variants"])
+    got = ratios[0].get(k, -1) if ratios else -1
+    check(got > 0 and rel_close(got, b / a), f"ratio {k} = B/A = {got:.3f}")
+check(ratios and ratios[0].get("weight_bytes") == 1.0 and ratios[0].get("kv_bytes") == 1.0, "same model: size ratios 1")
+check("| B/A |" in r.stdout and "| decode (tokens/s) |" in r.stdout, "table has the B/A column")
+
+# ---- errors
+missing = os.path.join(WORK, "no-such-model.bin")
+cases = [
+    (["-m", MODEL, "-p", "500", "-n", "13"], 1, "500 prompt + 13 output tokens = 513 exceed its context of 512"),
+    (["-m", missing, "-p", "4", "-n", "4"], 1, missing),
+    (["-m", MODEL, "-p", "4", "-n", "4", "--reps", "1", "--json", os.path.join(WORK, "nodir", "x.json")], 1,
+     os.path.join(WORK, "nodir", "x.json")),
+    ([], 2, "no model given"),
+    (["-m", MODEL, "-b", "0"], 2, "-b 0: expected"),
+    (["-m", MODEL, "-b", "1,,2"], 2, "-b 1,,2: expected"),
+    (["-m", MODEL, "-b", "2,"], 2, "-b 2,: expected"),
+    (["-m", MODEL, "-p", "-1"], 2, "-p -1: expected an integer from 1"),
+    (["-m", MODEL, "-n", "many"], 2, "-n many: expected an integer"),
+    (["-m", MODEL, "--reps", "0"], 2, "--reps 0: expected an integer from 1"),
+    (["-m", MODEL, "--warmup"], 2, "--warmup needs a value"),
+    (["-m", MODEL, "--kernels", "neon"], 2, "--kernels neon: expected scalar, avx2 or avx512"),
+    (["-m", MODEL, "--vs-label", "x"], 2, "--vs-label needs --vs"),
+    (["-m", MODEL, "--colour"], 2, "unknown option --colour"),
+]
+for args, code, message in cases:
+    r = bench(*args)
+    check(r.returncode == code and message in r.stderr, f"{' '.join(args) or '(no flags)'}: exit {r.returncode}: {r.stderr.strip()}")
+r = bench("--help")
+check(r.returncode == 0 and "--vs MODEL2" in r.stdout, "--help describes the flags")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)

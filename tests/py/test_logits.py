@@ -1,0 +1,91 @@
+"""squeeze's forward pass on tiny random Hugging Face checkpoints vs the float64 reference.
+
+For every variant in tiny_models.VARIANTS (MHA fp32, GQA fp16, tied bf16, llama3 rope scaling, Mistral
+sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors), `squeeze logits` in three modes
+(prefill: one call; decode: one token per call through the KV cache; chunks:3) must match the reference run on
+the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
+    max|diff| / max|ref| <= 1e-4, and the same argmax at every position.
+Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
+the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
+so a pass means the engine implements the feature.
+Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
+the untied one) and checked the same way.
+"""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engine_harness as H  # noqa: E402
+import reference as R  # noqa: E402
+import tiny_models  # noqa: E402
+
+TOL = 1e-4
+N_TOKENS = 24  # > the Mistral window (5), so the window really cuts attention
+MODES = ["prefill", "decode", "chunks:3"]
+# Also written as llama2.c checkpoints: an unshared classifier (negative vocab_size), and GQA with a shared one.
+LLAMA2C = ["llama_mha_f32", "llama_gqa_f16", "llama_tied_bf16"]
+
+
+def with_layers(model, **changes):
+    return dataclasses.replace(model, layers=[dataclasses.replace(L, **changes) for L in model.layers])
+
+
+def ablations(name, model):
+    """(what, altered reference model) pairs: each must change the logits well beyond TOL."""
+    if name == "mistral_swa":
+        return [("full attention instead of the sliding window", with_layers(model, window=0))]
+    if name == "qwen2_bias":
+        return [
+            ("q/k/v biases dropped", with_layers(model, bq=None, bk=None, bv=None)),
+            ("sliding_window applied although use_sliding_window is false", with_layers(model, window=4)),
+        ]
+    if name == "llama3_rope":
+        return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
+    if name == "llama_mha_f32":
+        return [("RoPE on interleaved pairs instead of halves", dataclasses.replace(model, rope_interleaved=True))]
+    return []
+
+
+def main():
+    checks = H.Checks(f"forward pass on tiny HF checkpoints vs float64 reference (tolerance {TOL:g} relative)")
+    root = os.path.join(H.SQ_WORK, "tiny")
+    for name in tiny_models.VARIANTS:
+        path = tiny_models.generate(name, root)
+        model = R.load(path)
+        rng = np.random.default_rng(7)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, N_TOKENS - 1)]
+        ref = R.forward(model, tokens)
+        for what, alt in ablations(name, model):
+            r = H.rel_diff(R.forward(alt, tokens), ref)
+            checks.check(r > 100 * TOL, f"{name}: reference sensitivity: {what}", f"changes logits by {r:.3g}")
+        for mode in MODES:
+            try:
+                got = H.engine_logits(path, tokens, mode, model.vocab_size)
+            except H.EngineError as e:
+                checks.fail(f"{name} --mode {mode}", e)
+                continue
+            checks.close(f"{name} --mode {mode} vs reference", got, ref, TOL)
+    for name in LLAMA2C:
+        path = tiny_models.generate_llama2c(name, root)
+        model = R.load_llama2c(path)
+        diff = R.weight_difference(R.load(os.path.join(root, name)), model)
+        checks.check(diff is None, f"{name} as llama2.c: fixture holds the HF weights exactly", diff or "")
+        rng = np.random.default_rng(8)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, N_TOKENS - 1)]
+        ref = R.forward(model, tokens)
+        for mode in MODES:
+            try:
+                got = H.engine_logits(path, tokens, mode, model.vocab_size)
+            except H.EngineError as e:
+                checks.fail(f"{name} as llama2.c --mode {mode}", e)
+                continue
+            checks.close(f"{name} as llama2.c --mode {mode} vs reference", got, ref, TOL)
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
