@@ -91,7 +91,8 @@ sq_error *sq_ref_file_write(sq_ref_file *f, int64_t index, const float *ref_logi
 /* The stored record: the target's log-prob, the tail mass, and top_k (id, log-prob) pairs, best first. */
 void sq_ref_file_read(const sq_ref_file *f, int64_t index, float *target_logp, float *tail_mass,
                       const int32_t **ids, const float **logps);
-sq_error *sq_ref_file_close(sq_ref_file *f);
+/* Closes the file; `discard` also deletes a file being written (after a failed run). */
+sq_error *sq_ref_file_close(sq_ref_file *f, int discard);
 int sq_ref_file_top_k(const sq_ref_file *f);
 
 /* ---- zero-shot tasks */

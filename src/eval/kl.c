@@ -68,7 +68,7 @@ sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_re
     f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (f->fd < 0) {
         sq_error *err = sq_errorf(SQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        sq_ref_file_close(f);
+        sq_ref_file_close(f, 1);
         return err;
     }
     ref_header h = {.version = REF_VERSION,
@@ -84,7 +84,7 @@ sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_re
     off_t total = REF_HEADER_BYTES + (off_t)key->n_records * (off_t)f->record_bytes;
     if (pwrite(f->fd, &h, sizeof h, 0) != (ssize_t)sizeof h || ftruncate(f->fd, total) != 0) {
         sq_error *err = sq_errorf(SQ_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        sq_ref_file_close(f);
+        sq_ref_file_close(f, 1);
         return err;
     }
     *out = f;
@@ -159,7 +159,7 @@ sq_error *sq_ref_file_open(const char *path, const sq_ref_file_key *expect, sq_r
             if (ids[i] < 0 || ids[i] >= (int32_t)h.n_vocab || !(lps[i] <= 0)) {
                 err = sq_errorf(SQ_ERR_FORMAT, "%s: record %llu holds an invalid entry (id %d, log-prob %g)",
                                 path, (unsigned long long)r, ids[i], lps[i]);
-                sq_ref_file_close(f);
+                sq_ref_file_close(f, 1);
                 return err;
             }
     }
@@ -221,11 +221,12 @@ void sq_ref_file_read(const sq_ref_file *f, int64_t index, float *target_logp, f
 
 int sq_ref_file_top_k(const sq_ref_file *f) { return f->top_k; }
 
-sq_error *sq_ref_file_close(sq_ref_file *f) {
+sq_error *sq_ref_file_close(sq_ref_file *f, int discard) {
     if (!f) return NULL;
     sq_error *err = NULL;
     if (f->fd >= 0 && close(f->fd) != 0)
         err = sq_errorf(SQ_ERR_IO, "%s: close failed: %s", f->path, strerror(errno));
+    if (f->fd >= 0 && discard) unlink(f->path);
     sq_mapped_file_close(f->map);
     free(f->path);
     free(f);

@@ -247,6 +247,7 @@ typedef struct ppl_state {
     float *logits, *ref_logits;
     int32_t *tokens;
     score_job *jobs;
+    sq_seq_batch *seqs;
     sq_threadpool *pool;
     sq_ref_file *file_in, *file_out;
 } ppl_state;
@@ -258,9 +259,11 @@ static sq_error *state_free(ppl_state *s, sq_error *err) {
     free(s->ref_logits);
     free(s->tokens);
     free(s->jobs);
+    free(s->seqs);
     sq_threadpool_free(s->pool);
-    sq_error *close_in = s->file_in ? sq_ref_file_close(s->file_in) : NULL;
-    sq_error *close_out = s->file_out ? sq_ref_file_close(s->file_out) : NULL;
+    sq_error *close_in = s->file_in ? sq_ref_file_close(s->file_in, 0) : NULL;
+    /* a reference file left half-written by a failed run would only be refused later: remove it */
+    sq_error *close_out = s->file_out ? sq_ref_file_close(s->file_out, err != NULL) : NULL;
     if (!err)
         err = close_out ? close_out : close_in;
     else {
@@ -375,13 +378,14 @@ sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, c
     s.ref_logits = ref ? malloc((size_t)batch * row_floats * sizeof(float)) : NULL;
     s.tokens = malloc((size_t)batch * (size_t)n_ctx * sizeof(int32_t));
     s.jobs = malloc((size_t)batch * (size_t)n_ctx * sizeof *s.jobs);
+    s.seqs = malloc((size_t)batch * sizeof *s.seqs);
     s.pool = sq_threadpool_create(o->n_threads);
-    if (!s.sums || !s.logits || (ref && !s.ref_logits) || !s.tokens || !s.jobs || !s.pool)
+    if (!s.sums || !s.logits || (ref && !s.ref_logits) || !s.tokens || !s.jobs || !s.seqs || !s.pool)
         return state_free(&s, sq_errorf(SQ_ERR_NOMEM, "out of memory for %d windows of %d tokens x %d logits",
                                         batch, n_ctx, n_vocab));
 
     int64_t tokens_run = 0, record_base = 0;
-    sq_seq_batch seqs[batch];
+    sq_seq_batch *seqs = s.seqs;
     for (int first = 0; first < s.n_windows; first += batch) {
         int nb = s.n_windows - first < batch ? s.n_windows - first : batch;
         for (int b = 0; b < nb; b++) {

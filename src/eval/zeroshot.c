@@ -129,9 +129,8 @@ static sq_choice_score score_choice(const prepared_choice *pc, int base, const f
     return s;
 }
 
-static sq_error *run_items(sq_lm *lm, prepared_item *items, int n, sq_choice_score **out_scores,
-                           float **logits, size_t *logits_cap) {
-    sq_seq_batch seqs[n];
+static sq_error *run_items(sq_lm *lm, prepared_item *items, int n, sq_seq_batch *seqs,
+                           sq_choice_score **out_scores, float **logits, size_t *logits_cap) {
     int m = 0;
     for (int b = 0; b < n; b++) {
         SQ_TRY(lm->truncate(lm->impl, b, 0));
@@ -210,9 +209,10 @@ sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, con
     sq_choice_score *scores = calloc((size_t)total_choices, sizeof *scores);
     prepared_item *prep = calloc((size_t)batch, sizeof *prep);
     sq_choice_score **rows = calloc((size_t)batch, sizeof *rows);
+    sq_seq_batch *seqs = calloc((size_t)batch, sizeof *seqs);
     float *logits = NULL;
     size_t logits_cap = 0;
-    sq_error *err = scores && prep && rows ? NULL : sq_errorf(SQ_ERR_NOMEM, "out of memory");
+    sq_error *err = scores && prep && rows && seqs ? NULL : sq_errorf(SQ_ERR_NOMEM, "out of memory");
     double hits = 0, hits_norm = 0, logp_sum = 0;
     int64_t choice_at = 0;
     for (int first = 0; !err && first < task->n_items; first += batch) {
@@ -224,7 +224,7 @@ sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, con
             rows[b] = scores + choice_at;
             choice_at += task->items[first + b].n_choices;
         }
-        if (!err) err = run_items(lm, prep, nb, rows, &logits, &logits_cap);
+        if (!err) err = run_items(lm, prep, nb, seqs, rows, &logits, &logits_cap);
         for (int b = 0; b < nb && !err; b++) {
             const sq_task_item *it = &task->items[first + b];
             if (task->scoring == SQ_SCORE_GREEDY) {
@@ -241,6 +241,7 @@ sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, con
     }
     free(prep);
     free(rows);
+    free(seqs);
     free(logits);
     if (err) {
         free(scores);
