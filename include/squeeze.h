@@ -240,6 +240,7 @@ typedef struct sq_ppl_options {
     int ref_top_k;              /* log-probs kept per token in ref_logits_out; 0: 64 */
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
+    const char *source;         /* names the input (its file) in error messages; may be NULL */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {

@@ -334,8 +334,9 @@ static sq_error *check_inputs(const sq_lm *lm, const sq_lm *ref, const int32_t *
         return sq_errorf(SQ_ERR_INVALID_ARG, "saving reference logits needs a reference model");
     for (int64_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= lm->n_vocab)
-            return sq_errorf(SQ_ERR_INVALID_ARG, "token %lld is id %d, outside the vocabulary of %d",
-                             (long long)i, ids[i], lm->n_vocab);
+            return sq_errorf(SQ_ERR_INVALID_ARG, "%s%stoken %lld is id %d, outside the vocabulary of %d",
+                             o->source ? o->source : "", o->source ? ": " : "", (long long)i, ids[i],
+                             lm->n_vocab);
     return NULL;
 }
 
@@ -347,7 +348,7 @@ sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, c
     SQ_TRY(check_inputs(lm, ref, ids, n_ids, o, n_ctx));
     ppl_state s = {0};
     sq_error *err = sq_ppl_plan(o->protocol, n_ids, n_ctx, o->stride, &s.plan, &s.n_windows);
-    if (err) return err;
+    if (err) return o->source ? sq_error_wrap(err, "%s", o->source) : err;
     int n_vocab = lm->n_vocab;
     int batch = o->n_batch > 0 ? o->n_batch : 1;
     if (batch > lm->n_seq_max || (ref && batch > ref->n_seq_max))

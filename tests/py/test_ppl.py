@@ -196,7 +196,12 @@ fails(base + ["--ids", other, "--ctx", "64", "--ref-logits", os.path.join(work, 
 fails(base + ["--ids", IDS, "--ctx", "64", "--ref-logits", IDS], "bad magic", "not a reference file")
 short = os.path.join(work, "short_ids.txt")
 open(short, "w").write("1 2 3 4 5")
-fails(base + ["--ids", short, "--ctx", "64"], "fewer than one window", "ids shorter than a window")
+fails(base + ["--ids", short, "--ctx", "64"], "short_ids.txt: the text has 5 tokens, fewer than one window of 64",
+      "ids shorter than a window")
+out_of_vocab = os.path.join(work, "oov_ids.txt")
+open(out_of_vocab, "w").write(" ".join(map(str, list(ids[:99]) + [VOCAB] + list(ids[100:]))))
+fails(base + ["--ids", out_of_vocab, "--ctx", "64"], "oov_ids.txt: token 99 is id 512, outside the vocabulary",
+      "id outside the vocabulary")
 bad = os.path.join(work, "bad_utf8.txt")
 open(bad, "wb").write(b"fine line\nbad \xc3\x28 here\n")
 fails(base + ["-f", bad], "bad_utf8.txt: line 2, column 5 (byte 14): invalid UTF-8 (byte 0xc3)", "invalid UTF-8 text")

@@ -288,7 +288,8 @@ int sq_cmd_ppl(int argc, char **argv) {
                         .ref = ref,
                         .ref_logits_in = a.ref_logits,
                         .ref_logits_out = a.save_logits,
-                        .ref_top_k = (int)a.top_k};
+                        .ref_top_k = (int)a.top_k,
+                        .source = a.file ? a.file : a.ids_file};
     sq_progress_bar *bar = NULL;
     sq_ppl_result r = {0};
     if (!err && rc < 0) {
