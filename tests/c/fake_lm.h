@@ -19,6 +19,7 @@ typedef struct fake_lm {
     int32_t *hist;  /* [n_seq][n_ctx] */
     int *len;
     long forward_calls, tokens_run;
+    long fail_at_call; /* > 0: that forward call fails, as a broken backend would */
 } fake_lm;
 
 static uint64_t fake_mix(uint64_t x) {
@@ -45,7 +46,8 @@ static void fake_logits(const fake_lm *m, const int32_t *tokens, int n, float *o
 
 static sq_error *fake_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
     fake_lm *m = impl;
-    m->forward_calls++;
+    if (++m->forward_calls == m->fail_at_call)
+        return sq_errorf(SQ_ERR_INTERNAL, "fake lm: failing on purpose");
     for (int s = 0; s < n_seqs; s++) {
         const sq_seq_batch *b = &seqs[s];
         if (b->seq_id < 0 || b->seq_id >= m->n_seq || m->len[b->seq_id] + b->n_tokens > m->n_ctx ||

@@ -320,6 +320,26 @@ static void test_ref_file_roundtrip(void **state) {
     free(ids);
 }
 
+static void test_failed_run_removes_ref_file(void **state) {
+    (void)state;
+    const int n = 130;
+    int32_t *ids = random_ids(n, 17);
+    const char *path = sq_test_work("evalq_ref_failed.bin");
+    fake_lm m, r;
+    sq_lm lm = fake_lm_open(&m, VOCAB, CTX, 1, 3, 0);
+    sq_lm ref = fake_lm_open(&r, VOCAB, CTX, 1, 3, 1.0);
+    r.fail_at_call = 3;
+    sq_ppl_options o = {
+        .protocol = SQ_PPL_WINDOWS, .n_ctx = CTX, .n_batch = 1, .n_threads = 1, .ref_logits_out = path};
+    sq_ppl_result res;
+    sq_test_fails_with(sq_ppl_run(&lm, &ref, ids, n, &o, &res),
+                       "reference model: fake lm: failing on purpose");
+    assert_int_equal(access(path, F_OK), -1);
+    fake_lm_close(&m);
+    fake_lm_close(&r);
+    free(ids);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     int32_t ids[40];
@@ -385,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_ci_from_token_nll),
         cmocka_unit_test(test_kl),
         cmocka_unit_test(test_ref_file_roundtrip),
+        cmocka_unit_test(test_failed_run_removes_ref_file),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_read_text),
     };
