@@ -1,0 +1,123 @@
+"""squeeze eval on stories15M against an independent reference, on hand-made items (tests/data/eval/stories).
+
+The reference tokenizes with sentencepiece (the Llama-2 tokenizer.model), applies the harness's request
+rules (" " delimiter unless the context ends in whitespace; trailing whitespace moves to the continuation;
+continuation tokens = those after the common prefix of [BOS]+encode(context) and
+[BOS]+encode(context+continuation)), takes each sequence's logits from `squeeze logits`, and scores in
+float64. Checked: piqa-layout acc and acc_norm (the items are chosen so that they disagree on some items),
+winogrande partial scoring, lambada greedy accuracy and perplexity (1e-4 relative), standard errors, the
+average, and --batch 1 vs 3 giving the same report.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import sentencepiece as spm
+
+SHARED, BIN, WORK, DATA = (os.environ[k] for k in ("SQ_SHARED", "SQ_BIN", "SQ_WORK", "SQ_TEST_DATA"))
+MODEL = os.path.join(SHARED, "models", "stories15M.bin")
+TASKS = os.path.join(DATA, "eval", "stories")
+work = os.path.join(WORK, "py_eval")
+os.makedirs(work, exist_ok=True)
+sp = spm.SentencePieceProcessor(model_file=os.path.join(SHARED, "models", "tokenizer.model"))
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def logits(tokens):
+    out = os.path.join(work, "logits.f32")
+    subprocess.run([BIN, "logits", "-m", MODEL, "--tokens", " ".join(map(str, tokens)), "-o", out, "-t", "2"],
+                   check=True, capture_output=True)
+    z = np.fromfile(out, dtype="<f4").reshape(len(tokens), -1).astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+def score(context, continuation):
+    keep = len(context.rstrip(" \t\n\r"))
+    context, continuation = context[:keep], context[keep:] + continuation
+    ctx = [1] + sp.encode(context)
+    whole = [1] + sp.encode(context + continuation)
+    start = 0
+    while start < min(len(ctx), len(whole)) and ctx[start] == whole[start]:
+        start += 1
+    lp = logits(whole)
+    logp = sum(lp[p - 1, whole[p]] for p in range(start, len(whole)))
+    greedy = all(np.argmax(lp[p - 1]) == whole[p] for p in range(start, len(whole)))
+    return logp, greedy
+
+
+def delimit(context, text):
+    return text if not context or context[-1].isspace() else " " + text
+
+
+def items(name):
+    return [json.loads(line) for line in open(os.path.join(TASKS, name)) if line.strip()]
+
+
+def stderr(p, n):
+    return np.sqrt(p * (1 - p) / (n - 1))
+
+
+want = {}
+hits = hits_norm = differ = 0
+piqa = items("piqa.jsonl")
+for it in piqa:
+    s = [score(it["query"], delimit(it["query"], c))[0] for c in it["choices"]]
+    norm = [v / len(c.encode()) for v, c in zip(s, it["choices"])]
+    hits += int(np.argmax(s)) == it["gold"]
+    hits_norm += int(np.argmax(norm)) == it["gold"]
+    differ += int(np.argmax(s)) != int(np.argmax(norm))
+check(differ > 0, f"acc and acc_norm pick different choices on {differ} items")
+want["piqa"] = {"acc": hits / len(piqa), "acc_norm": hits_norm / len(piqa), "n": len(piqa)}
+
+wino = items("winogrande.jsonl")
+hits = 0
+for it in wino:
+    s = [score(c, delimit(c, it["continuation"]))[0] for c in it["context_options"]]
+    hits += int(np.argmax(s)) == it["gold"]
+want["winogrande"] = {"acc": hits / len(wino), "n": len(wino)}
+
+lam = items("lambada_openai.jsonl")
+res = [score(it["context"], delimit(it["context"], it["continuation"])) for it in lam]
+want["lambada"] = {"acc": float(np.mean([g for _, g in res])), "ppl": float(np.exp(-np.mean([l for l, _ in res]))),
+                   "n": len(lam)}
+check(0 < want["lambada"]["acc"] < 1, f"lambada items include greedy hits and misses ({want['lambada']['acc']:.3f})")
+
+reports = []
+for batch in ("1", "3"):
+    out = os.path.join(work, f"eval{batch}.json")
+    p = subprocess.run([BIN, "eval", "-m", MODEL, "--tasks", "piqa,winogrande,lambada", "--data-dir", TASKS,
+                        "--batch", batch, "-t", "2", "--no-progress", "--json", out], capture_output=True, text=True)
+    print(p.stdout, p.stderr)
+    if p.returncode != 0:
+        raise SystemExit("squeeze eval failed")
+    reports.append(json.load(open(out)))
+
+r = reports[0]
+check(r["kind"] == "eval" and r["version"] == 1, "report kind and version")
+got = {t["task"]: t for t in r["tasks"]}
+for task, w in want.items():
+    g = got[task]
+    check(g["n"] == w["n"], f"{task}: {g['n']} items")
+    check(abs(g["acc"] - w["acc"]) < 1e-12, f"{task}: acc {g['acc']:.4f} vs reference {w['acc']:.4f}")
+    check(abs(g["acc_stderr"] - stderr(w["acc"], w["n"])) < 1e-9, f"{task}: acc stderr")
+    if "acc_norm" in w:
+        check(abs(g["acc_norm"] - w["acc_norm"]) < 1e-12,
+              f"{task}: acc_norm {g['acc_norm']:.4f} vs reference {w['acc_norm']:.4f}")
+    if "ppl" in w:
+        check(abs(g["ppl"] - w["ppl"]) <= 1e-4 * w["ppl"], f"{task}: ppl {g['ppl']:.6g} vs reference {w['ppl']:.6g}")
+scores = [want["piqa"]["acc_norm"], want["winogrande"]["acc"], want["lambada"]["acc"]]
+check(abs(r["average"]["score"] - np.mean(scores)) < 1e-12, f"average score {r['average']['score']:.4f}")
+strip = lambda rep: [{k: v for k, v in t.items() if k != "seconds"} for t in rep["tasks"]]
+check(strip(reports[0]) == strip(reports[1]), "--batch 1 and --batch 3 give the same results")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
