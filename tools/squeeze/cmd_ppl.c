@@ -15,7 +15,7 @@ static const char ppl_help[] =
     "Default protocol: ids = [BOS] + encode(text), cut into consecutive non-overlapping windows of --ctx\n"
     "tokens (the last partial window is dropped; a text shorter than one window is an error). Each window\n"
     "is evaluated from an empty cache and positions 1..ctx-1 are scored: token i is predicted from the\n"
-    "tokens before it in its window. ppl = exp(mean NLL), log-softmax in double precision; the 95%%\n"
+    "tokens before it in its window. ppl = exp(mean NLL), log-softmax in double precision; the 95%\n"
     "interval is exp(mean +- 1.96 sd/sqrt(n)) over per-token NLLs.\n"
     "\n"
     "options:\n"
