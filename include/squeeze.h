@@ -333,14 +333,12 @@ typedef struct sq_bench_result {
     size_t peak_rss_bytes;       /* the process's peak resident memory after this model's first repetitions */
 } sq_bench_result;
 
-/* Called after every repetition (warm-ups included) with the number done and the total. */
-typedef void (*sq_bench_progress)(void *user, int64_t done, int64_t total);
-
 /* Benchmarks n_models models on the same workload, each in its own context, interleaving their timed
  * repetitions (A, B, A, B, ...) so that they share the machine's conditions; results[i] describes models[i].
- * Fails with SQ_ERR_INVALID_ARG when n_prompt + n_gen exceeds a model's context. progress may be NULL. */
+ * Fails with SQ_ERR_INVALID_ARG when n_prompt + n_gen exceeds a model's context. progress (may be NULL) is
+ * called after every repetition, warm-ups included. */
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
-                       sq_bench_progress progress, void *user, sq_bench_result *results);
+                       sq_progress_fn progress, void *user, sq_bench_result *results);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 

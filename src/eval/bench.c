@@ -185,8 +185,8 @@ static void fill_result(const bench_variant *v, const sq_bench_params *p, double
     out->kv_bytes = sq_context_kv_bytes(v->ctx);
 }
 
-static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p,
-                         sq_bench_progress progress, void *user, sq_bench_result *results) {
+static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p, sq_progress_fn progress,
+                         void *user, sq_bench_result *results) {
     int total = n_models * (p->n_warmup + p->n_reps), done = 0;
     double ignored_prefill, ignored_decode;
     /* Warm-ups model by model, so that each model's peak memory is read before the next one runs. */
@@ -209,7 +209,7 @@ static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params 
 }
 
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
-                       sq_bench_progress progress, void *user, sq_bench_result *results) {
+                       sq_progress_fn progress, void *user, sq_bench_result *results) {
     SQ_TRY(check_params(models, n_models, params));
     bench_variant *vs = calloc((size_t)n_models, sizeof *vs);
     double *scratch = malloc((size_t)params->n_reps * sizeof *scratch);

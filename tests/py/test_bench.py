@@ -82,6 +82,7 @@ m = v["model"]
 check(m["path"] == MODEL and v["label"] == "fp32" and m["file_format"] == "llama2c" and m["arch"] == "llama",
       "variant names the model")
 check((m["vocab_size"], m["max_seq_len"]) == (vocab, seq_len), "model: vocabulary and context from the header")
+check(m["bytes"] == os.path.getsize(MODEL), f"model: {m['bytes']} bytes on disk")
 check(m["n_params"] == n_params and m["weight_bytes"] == 4 * n_params,
       f"weights: {m['n_params']} parameters, {m['weight_bytes']} bytes (header says {n_params} fp32)")
 check([x["n_seqs"] for x in v["results"]] == [1, 3], "results for batch sizes 1 and 3")

@@ -1,14 +1,14 @@
 /* squeeze bench: efficiency metrics of one model, or of two interleaved in one process (--vs), over batch
  * sizes: time to first token, time per output token, latency, prefill/decode throughput, requests/s, memory.
  */
-#include <cJSON.h>
-#include <errno.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "eval_json.h"
 
 #define MAX_BATCHES  32
 #define DEFAULT_SEED 1234
@@ -131,20 +131,6 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     if (!rc && o->labels[1] && !o->paths[1]) rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
     o->n_models = o->paths[1] ? 2 : 1;
     return rc;
-}
-
-/* ------------------------------------------------------------------ progress (terminal only) */
-
-typedef struct progress_state {
-    int batch;
-} progress_state;
-
-static void show_progress(void *user, int64_t done, int64_t total) {
-    const progress_state *s = user;
-    fprintf(stderr, "\rsqueeze bench: batch %d, repetition %lld/%lld ", s->batch, (long long)done,
-            (long long)total);
-    if (done == total) fprintf(stderr, "\r\033[K");
-    fflush(stderr);
 }
 
 /* ------------------------------------------------------------------ table */
@@ -286,18 +272,9 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
     cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
     cJSON_AddItemToObject(root, "variants", variants);
     for (int m = 0; m < o->n_models; m++) {
-        sq_model_info info;
-        sq_model_get_info(models[m], &info);
-        cJSON *v = cJSON_CreateObject(), *model = cJSON_CreateObject(), *list = cJSON_CreateArray();
+        cJSON *v = cJSON_CreateObject(), *list = cJSON_CreateArray();
         cJSON_AddItemToArray(variants, v);
-        cJSON_AddItemToObject(v, "model", model);
-        cJSON_AddStringToObject(model, "path", o->paths[m]);
-        cJSON_AddNumberToObject(model, "weight_bytes", (double)info.weight_bytes);
-        cJSON_AddNumberToObject(model, "n_params", (double)info.n_params);
-        cJSON_AddStringToObject(model, "arch", info.arch);
-        cJSON_AddStringToObject(model, "file_format", info.file_format);
-        cJSON_AddNumberToObject(model, "vocab_size", info.vocab_size);
-        cJSON_AddNumberToObject(model, "max_seq_len", info.max_seq_len);
+        cJSON_AddItemToObject(v, "model", eval_json_model(o->paths[m], models[m]));
         if (o->labels[m]) cJSON_AddStringToObject(v, "label", o->labels[m]);
         cJSON_AddItemToObject(v, "results", list);
         for (int b = 0; b < o->n_batches; b++)
@@ -325,45 +302,27 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
     return root;
 }
 
-static int write_json(const char *path, cJSON *root) {
-    char *text = cJSON_Print(root);
-    if (!text) {
-        fprintf(stderr, "squeeze bench: out of memory writing %s\n", path);
-        return 1;
-    }
-    FILE *f = fopen(path, "wb");
-    int failed = !f;
-    if (!f)
-        fprintf(stderr, "squeeze bench: cannot write %s: %s\n", path, strerror(errno));
-    else {
-        failed = fputs(text, f) < 0 || fputc('\n', f) < 0;
-        failed |= fclose(f) != 0;
-        if (failed) fprintf(stderr, "squeeze bench: writing %s failed\n", path);
-    }
-    free(text);
-    return failed;
-}
-
 /* ------------------------------------------------------------------ main */
 
 static int run_benchmarks(const bench_options *o, sq_model *const *models) {
     sq_bench_result *results = calloc((size_t)o->n_batches * (size_t)o->n_models, sizeof *results);
     if (!results) return fprintf(stderr, "squeeze bench: out of memory\n"), 1;
     int rc = 0;
-    int on_terminal = isatty(STDERR_FILENO);
     for (int b = 0; b < o->n_batches && !rc; b++) {
         sq_bench_params p = o->params;
         p.n_seqs = o->batches[b];
-        progress_state state = {o->batches[b]};
-        sq_error *err =
-            sq_bench_run((const sq_model *const *)models, o->n_models, &p, on_terminal ? show_progress : NULL,
-                         &state, results + (size_t)b * o->n_models);
+        char label[48];
+        snprintf(label, sizeof label, "squeeze bench: batch %d", p.n_seqs);
+        sq_progress_bar *bar = sq_progress_bar_create(label); /* draws only on a terminal */
+        sq_error *err = sq_bench_run((const sq_model *const *)models, o->n_models, &p, sq_progress_bar_update,
+                                     bar, results + (size_t)b * o->n_models);
+        sq_progress_bar_free(bar);
         if (err) rc = cli_fail(err);
     }
     if (!rc) print_report(o, results);
     if (!rc && o->json_path) {
         cJSON *root = report_json(o, models, results);
-        rc = write_json(o->json_path, root);
+        rc = eval_json_write(o->json_path, root);
         cJSON_Delete(root);
     }
     free(results);
