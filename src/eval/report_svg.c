@@ -313,6 +313,13 @@ static sq_error *write_panel(FILE *out, const sq_report_table *t, const panel *p
             fprintf(out, "%s%.2f,%.2f", i ? " " : "", to_px_x(p, &rx, front[i].x), to_px_y(&ry, front[i].y));
         fprintf(out, "\"/>\n");
     }
+    /* a ring marks each frontier point, so that a frontier of one point shows too */
+    for (int i = 0; i < m; i++)
+        fprintf(
+            out,
+            "<circle class=\"frontier-mark\" cx=\"%.2f\" cy=\"%.2f\" r=\"%d\" fill=\"none\" stroke=\"#555\" "
+            "stroke-width=\"1.5\"/>\n",
+            to_px_x(p, &rx, front[i].x), to_px_y(&ry, front[i].y), POINT_RADIUS + 4);
     if (write_points(out, t, p, &rx, &ry, pts, n)) {
         free(pts);
         return sq_errorf(SQ_ERR_NOMEM, "report: out of memory");
@@ -338,8 +345,10 @@ static void write_legend(FILE *out, const sq_report_table *t, const axis_metric 
     fprintf(out, "<g class=\"legend\">\n");
     fprintf(out,
             "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\" stroke-width=\"1.5\" "
-            "stroke-dasharray=\"6 4\"/>\n<text x=\"%d\" y=\"%d\" font-size=\"12\">Pareto frontier</text>\n",
-            PANEL0_LEFT, top + 6, PANEL0_LEFT + 24, top + 6, PANEL0_LEFT + 30, top + 10);
+            "stroke-dasharray=\"6 4\"/>\n<circle cx=\"%d\" cy=\"%d\" r=\"%d\" fill=\"none\" stroke=\"#555\" "
+            "stroke-width=\"1.5\"/>\n<text x=\"%d\" y=\"%d\" font-size=\"12\">Pareto frontier</text>\n",
+            PANEL0_LEFT - 6, top + 6, PANEL0_LEFT + 30, top + 6, PANEL0_LEFT + 12, top + 6, POINT_RADIUS + 4,
+            PANEL0_LEFT + 36, top + 10);
     int slot = 1;
     for (int i = 0; i < t->n_variants; i++) {
         if (!is_plotted(&t->variants[i], quality)) continue;

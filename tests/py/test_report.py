@@ -161,6 +161,9 @@ for pid, xfield, x_lower in [("panel-size", "size", True), ("panel-speed", "deco
                                                math.isclose(a[1], b[1], abs_tol=0.01)
                                                for a, b in zip(verts, front_px)),
               f"{pid}: frontier through the {len(front)} non-dominated points")
+    rings = sorted((float(c.get("cx")), float(c.get("cy"))) for c in g.iter(SVG_NS + "circle")
+                   if c.get("class") == "frontier-mark")
+    check(rings == sorted(got[n] for n in want if want[n] in front), f"{pid}: a ring on each frontier point")
     ticks = [t for t in g.iter(SVG_NS + "text") if t.get("class") == "tick-label"]
     check(len(ticks) >= 6 and all(t.text and float(t.text) >= 0 for t in ticks), f"{pid}: {len(ticks)} tick labels")
     axis = [t.text for t in g.iter(SVG_NS + "text") if t.get("class") == "axis-label"]
