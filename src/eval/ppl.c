@@ -22,7 +22,8 @@ typedef int64_t v4l __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
-#define SQ_ROW_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+/* Clones are chosen by CPU feature: "arch=..." would match a CPU model only (never an AMD one). */
+#define SQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 /* The helpers below take and return 32-byte vectors; they are always inlined into the kernels, so the
  * calling-convention difference between the AVX2 and baseline clones never shows. */
 #pragma GCC diagnostic ignored "-Wpsabi"
