@@ -17,34 +17,29 @@
 /* Row reductions over the vocabulary in double precision, four lanes at a time (GCC vector extensions,
  * compiled once for AVX2 and once for the baseline and chosen at load time). ISO C mode keeps floating-point
  * contraction off, so both versions give the same bits. */
-typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4l __attribute__((vector_size(32)));
+/* 16-byte vectors: native in the baseline ABI of x86-64 (SSE2) and ARM (NEON), so the helpers below can pass
+ * them around under every compiler (clang rejects 32-byte vectors crossing a non-AVX function boundary). */
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
 /* Clones are chosen by CPU feature: "arch=..." would match a CPU model only (never an AMD one). */
 #define SQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
-/* The helpers below take and return 32-byte vectors; they are always inlined into the kernels, so the
- * calling-convention difference between the AVX2 and baseline clones never shows. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#define SQ_INLINE static inline __attribute__((always_inline))
+#define SQ_INLINE     static inline __attribute__((always_inline))
 
-SQ_INLINE v4d load4(const float *p) {
-    v4f f;
-    memcpy(&f, p, sizeof f);
-    return __builtin_convertvector(f, v4d);
-}
+SQ_INLINE v2d load2(const float *p) { return (v2d){p[0], p[1]}; }
 
-/* sq_exp_nonpos on four lanes */
-SQ_INLINE v4d exp4_nonpos(v4d x) {
-    const v4d lo = {-708.0, -708.0, -708.0, -708.0};
-    const v4d shift = {0x1.8p52, 0x1.8p52, 0x1.8p52, 0x1.8p52};
-    v4l below = x < lo;
-    x = (v4d)(((v4l)x & ~below) | ((v4l)lo & below));
-    v4d t = x * 1.4426950408889634 + shift;
-    v4d k = t - shift;
-    v4d r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
-    v4d p = r * (1.0 / 479001600) + 1.0 / 39916800;
+/* sq_exp_nonpos on two lanes */
+SQ_INLINE v2d exp2_nonpos(v2d x) {
+    const v2d lo = {-708.0, -708.0};
+    const v2d shift = {0x1.8p52, 0x1.8p52};
+    v2l below = x < lo;
+    x = (v2d)(((v2l)x & ~below) | ((v2l)lo & below));
+    v2d t = x * 1.4426950408889634 + shift;
+    v2d k = t - shift;
+    v2d r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+    v2d p = r * (1.0 / 479001600) + 1.0 / 39916800;
     p = p * r + 1.0 / 3628800;
     p = p * r + 1.0 / 362880;
     p = p * r + 1.0 / 40320;
@@ -56,11 +51,11 @@ SQ_INLINE v4d exp4_nonpos(v4d x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    v4l bits = ((v4l)t - (v4l)shift + 1023) << 52; /* 2^k: t holds k in its low mantissa bits */
-    return (v4d)((v4l)(p * (v4d)bits) & ~below);
+    v2l bits = ((v2l)t - (v2l)shift + 1023) << 52; /* 2^k: t holds k in its low mantissa bits */
+    return (v2d)((v2l)(p * (v2d)bits) & ~below);
 }
 
-SQ_INLINE double hsum4(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+SQ_INLINE double hsum2(v2d a, v2d b) { return (a[0] + a[1]) + (b[0] + b[1]); }
 
 SQ_ROW_KERNEL static float row_max(const float *z, int n) {
     float mx = z[0];
@@ -83,10 +78,13 @@ SQ_ROW_KERNEL static float row_max(const float *z, int n) {
 
 /* sum_i exp(z_i - shift), every term <= 1 */
 SQ_ROW_KERNEL static double row_sum_exp(const float *z, int n, double shift) {
-    v4d acc = {0, 0, 0, 0};
+    v2d acc0 = {0, 0}, acc1 = {0, 0};
     int i = 0;
-    for (; i + 4 <= n; i += 4) acc += exp4_nonpos(load4(z + i) - shift);
-    double s = hsum4(acc);
+    for (; i + 4 <= n; i += 4) {
+        acc0 += exp2_nonpos(load2(z + i) - shift);
+        acc1 += exp2_nonpos(load2(z + i + 2) - shift);
+    }
+    double s = hsum2(acc0, acc1);
     for (; i < n; i++) s += sq_exp_nonpos(z[i] - shift);
     return s;
 }
@@ -98,13 +96,14 @@ double sq_logsumexp(const float *z, int n) {
 
 /* Exact KL(P_ref || P_model) from two logit rows and their log-normalisers. */
 SQ_ROW_KERNEL static double row_kl(const float *zr, double lse_r, const float *z, double lse_m, int n) {
-    v4d acc = {0, 0, 0, 0};
+    v2d acc0 = {0, 0}, acc1 = {0, 0};
     int i = 0;
     for (; i + 4 <= n; i += 4) {
-        v4d lr = load4(zr + i) - lse_r;
-        acc += exp4_nonpos(lr) * (lr - (load4(z + i) - lse_m));
+        v2d lr0 = load2(zr + i) - lse_r, lr1 = load2(zr + i + 2) - lse_r;
+        acc0 += exp2_nonpos(lr0) * (lr0 - (load2(z + i) - lse_m));
+        acc1 += exp2_nonpos(lr1) * (lr1 - (load2(z + i + 2) - lse_m));
     }
-    double kl = hsum4(acc);
+    double kl = hsum2(acc0, acc1);
     for (; i < n; i++) {
         double lr = zr[i] - lse_r;
         kl += sq_exp_nonpos(lr) * (lr - (z[i] - lse_m));

@@ -3,8 +3,8 @@
  * Positions are taken in tiles, as in FlashAttention: a tile's scores are computed together, the running
  * maximum and the accumulated output are rescaled once per tile (not once per position), and each cached key
  * and value row is read once, so no score buffer as long as the context is needed. Dot products and the
- * weighted sums use GCC vector extensions: 8-float vectors the compiler maps onto AVX2 in the AVX2 clone,
- * onto SSE pairs on baseline x86-64 and onto NEON on ARM. */
+ * weighted sums use 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs
+ * everywhere and every compiler accepts the helpers. */
 #include <math.h>
 #include <string.h>
 
@@ -13,30 +13,24 @@
 /* Positions per tile: the tile's scores stay in registers/L1. */
 enum { TILE = 32 };
 
-/* Clones are chosen by CPU feature ("arch=..." would match one CPU model only). */
-#if defined(__x86_64__)
-#define ATTENTION_KERNEL __attribute__((target_clones("avx2", "default")))
-#else
-#define ATTENTION_KERNEL
-#endif
-
-typedef float v8f __attribute__((vector_size(32)));
-/* The helpers take and return 32-byte vectors but are always inlined into the kernel, so the
- * calling-convention difference between the AVX2 and baseline clones never shows. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v4f __attribute__((vector_size(16)));
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE v8f load8(const float *p) {
-    v8f v;
+INLINE v4f load4(const float *p) {
+    v4f v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
 INLINE float dot(const float *a, const float *b, int n) {
-    v8f acc = {0};
+    v4f acc0 = {0}, acc1 = {0};
     int i = 0;
-    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8(b + i);
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i + 8 <= n; i += 8) {
+        acc0 += load4(a + i) * load4(b + i);
+        acc1 += load4(a + i + 4) * load4(b + i + 4);
+    }
+    v4f acc = acc0 + acc1;
+    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -44,9 +38,9 @@ INLINE float dot(const float *a, const float *b, int n) {
 /* out = out * scale + sum_j w[j] * v_j over n rows */
 INLINE void scale_add_rows(float *out, float scale, const float *const *rows, const float *w, int n, int hd) {
     int i = 0;
-    for (; i + 8 <= hd; i += 8) {
-        v8f acc = load8(out + i) * scale;
-        for (int j = 0; j < n; j++) acc += w[j] * load8(rows[j] + i);
+    for (; i + 4 <= hd; i += 4) {
+        v4f acc = load4(out + i) * scale;
+        for (int j = 0; j < n; j++) acc += w[j] * load4(rows[j] + i);
         memcpy(out + i, &acc, sizeof acc);
     }
     for (; i < hd; i++) {
@@ -56,7 +50,7 @@ INLINE void scale_add_rows(float *out, float scale, const float *const *rows, co
     }
 }
 
-ATTENTION_KERNEL static void attend_items(void *p, int ith, int nth) {
+static void attend_items(void *p, int ith, int nth) {
     const sq_attention_args *a = p;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
