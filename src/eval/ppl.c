@@ -14,13 +14,9 @@
 #include "core/threadpool.h"
 #include "eval/eval.h"
 
-/* Row reductions over the vocabulary in double precision, four lanes at a time (GCC vector extensions,
- * compiled once for AVX2 and once for the baseline and chosen at load time). ISO C mode keeps floating-point
- * contraction off, so both versions give the same bits. */
-/* 16-byte vectors: native in the baseline ABI of x86-64 (SSE2) and ARM (NEON), so the helpers below can pass
- * them around under every compiler (clang rejects 32-byte vectors crossing a non-AVX function boundary). */
-typedef double v2d __attribute__((vector_size(16)));
-typedef int64_t v2l __attribute__((vector_size(16)));
+/* Row reductions over the vocabulary in double precision, two 2-lane vectors at a time (GCC vector
+ * extensions, compiled once for AVX2 and once for the baseline and chosen at load time). ISO C mode keeps
+ * floating-point contraction off, so both versions give the same bits. */
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
@@ -28,34 +24,9 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 #define SQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #define SQ_INLINE     static inline __attribute__((always_inline))
 
-SQ_INLINE v2d load2(const float *p) { return (v2d){p[0], p[1]}; }
+SQ_INLINE sq_v2d load2(const float *p) { return (sq_v2d){p[0], p[1]}; }
 
-/* sq_exp_nonpos on two lanes */
-SQ_INLINE v2d exp2_nonpos(v2d x) {
-    const v2d lo = {-708.0, -708.0};
-    const v2d shift = {0x1.8p52, 0x1.8p52};
-    v2l below = x < lo;
-    x = (v2d)(((v2l)x & ~below) | ((v2l)lo & below));
-    v2d t = x * 1.4426950408889634 + shift;
-    v2d k = t - shift;
-    v2d r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
-    v2d p = r * (1.0 / 479001600) + 1.0 / 39916800;
-    p = p * r + 1.0 / 3628800;
-    p = p * r + 1.0 / 362880;
-    p = p * r + 1.0 / 40320;
-    p = p * r + 1.0 / 5040;
-    p = p * r + 1.0 / 720;
-    p = p * r + 1.0 / 120;
-    p = p * r + 1.0 / 24;
-    p = p * r + 1.0 / 6;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    v2l bits = ((v2l)t - (v2l)shift + 1023) << 52; /* 2^k: t holds k in its low mantissa bits */
-    return (v2d)((v2l)(p * (v2d)bits) & ~below);
-}
-
-SQ_INLINE double hsum2(v2d a, v2d b) { return (a[0] + a[1]) + (b[0] + b[1]); }
+SQ_INLINE double hsum2(sq_v2d a, sq_v2d b) { return (a[0] + a[1]) + (b[0] + b[1]); }
 
 SQ_ROW_KERNEL static float row_max(const float *z, int n) {
     float mx = z[0];
@@ -78,11 +49,11 @@ SQ_ROW_KERNEL static float row_max(const float *z, int n) {
 
 /* sum_i exp(z_i - shift), every term <= 1 */
 SQ_ROW_KERNEL static double row_sum_exp(const float *z, int n, double shift) {
-    v2d acc0 = {0, 0}, acc1 = {0, 0};
+    sq_v2d acc0 = {0, 0}, acc1 = {0, 0};
     int i = 0;
     for (; i + 4 <= n; i += 4) {
-        acc0 += exp2_nonpos(load2(z + i) - shift);
-        acc1 += exp2_nonpos(load2(z + i + 2) - shift);
+        acc0 += sq_exp2_nonpos(load2(z + i) - shift);
+        acc1 += sq_exp2_nonpos(load2(z + i + 2) - shift);
     }
     double s = hsum2(acc0, acc1);
     for (; i < n; i++) s += sq_exp_nonpos(z[i] - shift);
@@ -96,12 +67,12 @@ double sq_logsumexp(const float *z, int n) {
 
 /* Exact KL(P_ref || P_model) from two logit rows and their log-normalisers. */
 SQ_ROW_KERNEL static double row_kl(const float *zr, double lse_r, const float *z, double lse_m, int n) {
-    v2d acc0 = {0, 0}, acc1 = {0, 0};
+    sq_v2d acc0 = {0, 0}, acc1 = {0, 0};
     int i = 0;
     for (; i + 4 <= n; i += 4) {
-        v2d lr0 = load2(zr + i) - lse_r, lr1 = load2(zr + i + 2) - lse_r;
-        acc0 += exp2_nonpos(lr0) * (lr0 - (load2(z + i) - lse_m));
-        acc1 += exp2_nonpos(lr1) * (lr1 - (load2(z + i + 2) - lse_m));
+        sq_v2d lr0 = load2(zr + i) - lse_r, lr1 = load2(zr + i + 2) - lse_r;
+        acc0 += sq_exp2_nonpos(lr0) * (lr0 - (load2(z + i) - lse_m));
+        acc1 += sq_exp2_nonpos(lr1) * (lr1 - (load2(z + i + 2) - lse_m));
     }
     double kl = hsum2(acc0, acc1);
     for (; i < n; i++) {

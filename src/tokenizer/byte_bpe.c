@@ -50,17 +50,6 @@ int sq_decode_byte_level(const char *s, size_t len, char *out, size_t *out_len) 
     return 0;
 }
 
-static int pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *l, const sq_bpe_symbol *r,
-                        double *priority, int32_t *merged) {
-    (void)text;
-    const sq_tokenizer *tok = ctx;
-    const sq_pair_value *v = sq_pairmap_get(&tok->merge_ranks, l->id, r->id);
-    if (!v) return 0;
-    *priority = v->rank;
-    *merged = v->id;
-    return 1;
-}
-
 /* A stretch of text that is valid UTF-8 (valid = 1) or is not. */
 static size_t run_length(const char *s, size_t n, int *valid) {
     int c0 = sq_utf8_valid_len((const unsigned char *)s, n);
@@ -135,7 +124,7 @@ static sq_error *encode_piece(const sq_tokenizer *tok, const char *s, size_t sta
         if (id < 0) id = tok->spec.unk_id; /* a vocabulary without this byte: unknown, or dropped if none */
         SQ_TRY(sq_bpe_add(bpe, id, start + i, 1, id >= 0));
     }
-    SQ_TRY(sq_bpe_merge(bpe, s, pair_by_rank, tok));
+    SQ_TRY(sq_bpe_merge(bpe, s, sq_tokenizer_pair_by_rank, tok));
     for (int32_t i = 0; i >= 0; i = bpe->symbols[i].next)
         if (bpe->symbols[i].id >= 0) SQ_TRY(sq_id_buf_push(out, bpe->symbols[i].id));
     return NULL;

@@ -79,17 +79,6 @@ static sq_error *push_resegmented(const score_order *so, const char *s, int32_t 
     return push_resegmented(so, s, piece_id(tok, s + p->right_start, p->right_len), out, depth + 1);
 }
 
-static int pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *l, const sq_bpe_symbol *r,
-                        double *priority, int32_t *merged) {
-    (void)text;
-    const sq_tokenizer *tok = ctx;
-    const sq_pair_value *v = sq_pairmap_get(&tok->merge_ranks, l->id, r->id);
-    if (!v) return 0;
-    *priority = v->rank;
-    *merged = v->id;
-    return 1;
-}
-
 /* Whether this stretch of text gets the "▁" prefix. */
 static int wants_prefix(const sq_tokenizer *tok, const char *text, size_t len, int at_start) {
     const sq_vocab_spec *s = &tok->spec;
@@ -157,7 +146,8 @@ static sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start
     sq_bpe_reset(bpe);
     SQ_TRY(split_characters(tok, s, start, end, by_rank, bpe));
     if (!bpe->n) return NULL;
-    SQ_TRY(by_rank ? sq_bpe_merge(bpe, s, pair_by_rank, tok) : sq_bpe_merge(bpe, s, pair_by_score, so));
+    SQ_TRY(by_rank ? sq_bpe_merge(bpe, s, sq_tokenizer_pair_by_rank, tok)
+                   : sq_bpe_merge(bpe, s, pair_by_score, so));
     if (so->out_of_memory) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     for (int32_t i = 0; i >= 0; i = bpe->symbols[i].next)
         if (bpe->symbols[i].id >= 0) SQ_TRY(sq_id_buf_push(out, bpe->symbols[i].id));

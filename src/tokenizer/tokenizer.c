@@ -152,3 +152,14 @@ sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int
     *n_ids = (int)out.n;
     return NULL;
 }
+
+int sq_tokenizer_pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *l,
+                              const sq_bpe_symbol *r, double *priority, int32_t *merged) {
+    (void)text;
+    const sq_tokenizer *tok = ctx;
+    const sq_pair_value *v = sq_pairmap_get(&tok->merge_ranks, l->id, r->id);
+    if (!v) return 0;
+    *priority = v->rank;
+    *merged = v->id;
+    return 1;
+}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tokenizer/bpe.h"
 #include "tokenizer/hashmap.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -88,5 +89,10 @@ sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, siz
 sq_error *sq_load_tokenizer_json(const char *path, const char *json, size_t size, sq_tokenizer **out);
 /* GPT-2's encoder.json (json_root: its parsed cJSON object) with vocab.bpe beside it. */
 sq_error *sq_load_gpt2_vocab(const char *path, const void *json_root, sq_tokenizer **out);
+
+/* BPE pair priority by merge rank (lower merges first): the rule of tokenizer.json merges and of GGUF, shared
+ * by both algorithms; ctx is the sq_tokenizer. */
+int sq_tokenizer_pair_by_rank(const void *ctx, const char *text, const sq_bpe_symbol *l,
+                              const sq_bpe_symbol *r, double *priority, int32_t *merged);
 
 #endif
