@@ -123,7 +123,8 @@ static sq_error *read_piece(const char *path, spm_model *m, const unsigned char 
     m->n++;
     while ((rc = next_field(&r, &f)) == 1) {
         if (f.number == 1 && f.wire == 2) {
-            free(m->pieces[i]);
+            free(m->pieces[i]); /* a repeated field replaces the earlier value */
+            m->pieces[i] = NULL;
             if (!f.len || memchr(f.at, 0, f.len))
                 return sq_errorf(SQ_ERR_FORMAT, "%s: piece %d is empty or contains a NUL byte", path, i);
             if (!(m->pieces[i] = dup_bytes(f.at, f.len)))

@@ -89,6 +89,17 @@ static void test_garbage_sentencepiece_model(void **state) {
     }
 }
 
+/* Found by fuzzing: a piece whose name field repeats, the second time empty, once freed its first name twice.
+ */
+static void test_repeated_piece_field(void **state) {
+    (void)state;
+    const char *path = sq_test_work("tok_repeated_field.model");
+    /* ModelProto.pieces (field 1) = { piece (field 1) = "a", piece (field 1) = "" } */
+    const unsigned char model[] = {0x0a, 0x05, 0x0a, 0x01, 'a', 0x0a, 0x00};
+    write_file(path, model, sizeof model);
+    expect_load_error(path, "empty");
+}
+
 static void test_llama2c_vocab_bad_lengths(void **state) {
     (void)state;
     const char *path = sq_test_work("tok_bad.bin");
@@ -209,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_missing_and_empty),
         cmocka_unit_test(test_truncated_sentencepiece_model),
         cmocka_unit_test(test_garbage_sentencepiece_model),
+        cmocka_unit_test(test_repeated_piece_field),
         cmocka_unit_test(test_llama2c_vocab_bad_lengths),
         cmocka_unit_test(test_malformed_tokenizer_json),
         cmocka_unit_test(test_gpt2_encoder_without_merges),
