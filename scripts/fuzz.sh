@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan) and fuzzes every parser for FUZZ_SECONDS each (default 15),
-# starting from small valid seeds made by fuzz/make_seeds.py. Crashing inputs are left in build-fuzz/crashes/.
+# Builds the libFuzzer targets (clang, ASan+UBSan) and fuzzes every parser from small valid seeds made by
+# fuzz/make_seeds.py. Crashing inputs are left in build-fuzz/crashes/.
+#   default (make test):  a fixed seed and a fixed number of runs per target: the same inputs on every machine,
+#                         so a red result always means a regression, never a lucky draw
+#   FUZZ_SECONDS=N:       exploration: N seconds per target from a random seed, growing build-fuzz/fuzz-data/corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${FUZZ_SECONDS:-15}"
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+  budget=(-max_total_time="$FUZZ_SECONDS")
+else
+  budget=(-seed=1 -runs="${FUZZ_RUNS:-6000}")
+fi
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSQ_FUZZ=ON \
   -DSQ_PYTHON="$PWD/.venv/bin/python" >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target $(sed -n 's/^set(SQ_FUZZ_KINDS \(.*\))/\1/p' fuzz/CMakeLists.txt | sed 's/\([a-z_0-9]*\)/fuzz_\1/g')
@@ -15,8 +22,11 @@ export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1
 failed=0
 for target in build-fuzz/fuzz/fuzz_*; do
   kind=${target##*/fuzz_}
-  mkdir -p "$data/corpus/$kind"
-  if "$target" "$data/corpus/$kind" "$data/seeds/$kind" -max_total_time="$seconds" -max_len=300000 \
+  # libFuzzer writes new inputs into its first folder: a lasting corpus when exploring, a fresh one otherwise
+  corpus="$data/corpus/$kind"
+  [ -n "${FUZZ_SECONDS:-}" ] || rm -rf "$corpus"
+  mkdir -p "$corpus"
+  if "$target" "$corpus" "$data/seeds/$kind" "${budget[@]}" -max_len=300000 \
        -timeout=10 -rss_limit_mb=4096 -artifact_prefix=build-fuzz/crashes/"$kind"- -print_final_stats=0 \
        >"build-fuzz/$kind.log" 2>&1; then
     echo "fuzz $kind: $(grep -o 'Done [0-9]* runs' "build-fuzz/$kind.log" | tail -1), no failures"
