@@ -95,7 +95,8 @@ reports = []
 for batch in ("1", "3"):
     out = os.path.join(work, f"eval{batch}.json")
     p = subprocess.run([BIN, "eval", "-m", MODEL, "--tasks", "piqa,winogrande,lambada", "--data-dir", TASKS,
-                        "--batch", batch, "-t", "2", "--no-progress", "--json", out], capture_output=True, text=True)
+                        "--batch", batch, "-t", "2", "--no-progress", "--json", out, "--label", f"batch{batch}"],
+                       capture_output=True, text=True)
     print(p.stdout, p.stderr)
     if p.returncode != 0:
         raise SystemExit("squeeze eval failed")
@@ -103,6 +104,7 @@ for batch in ("1", "3"):
 
 r = reports[0]
 check(r["kind"] == "eval" and r["version"] == 1, "report kind and version")
+check(r.get("label") == "batch1", "--label names the variant in the report")
 got = {t["task"]: t for t in r["tasks"]}
 for task, w in want.items():
     g = got[task]

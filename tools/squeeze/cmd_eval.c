@@ -60,12 +60,13 @@ static const char *default_data_dir(char *buf, size_t n) {
     return NULL;
 }
 
-static cJSON *eval_report(const char *model_path, const sq_model *model, const char *data_dir, long limit,
-                          const sq_task_result *res, int n, double avg_score, double avg_acc,
-                          double seconds) {
+static cJSON *eval_report(const char *model_path, const char *label, const sq_model *model,
+                          const char *data_dir, long limit, const sq_task_result *res, int n,
+                          double avg_score, double avg_acc, double seconds) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", "eval");
     cJSON_AddNumberToObject(j, "version", 1);
+    if (label) cJSON_AddStringToObject(j, "label", label);
     cJSON_AddItemToObject(j, "model", eval_json_model(model_path, model));
     cJSON_AddStringToObject(j, "data_dir", data_dir);
     if (limit)
@@ -181,8 +182,8 @@ int sq_cmd_eval(int argc, char **argv) {
            "acc_norm or acc", sum_acc / n);
     int rc = 0;
     if (json) {
-        cJSON *report =
-            eval_report(model_path, model, data_dir, limit, res, n, sum_score / n, sum_acc / n, seconds);
+        cJSON *report = eval_report(model_path, label, model, data_dir, limit, res, n, sum_score / n,
+                                    sum_acc / n, seconds);
         rc = eval_json_write(json, report);
         cJSON_Delete(report);
     }
