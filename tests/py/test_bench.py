@@ -13,13 +13,8 @@ BIN = os.environ["SQ_BIN"]
 SHARED = os.environ["SQ_SHARED"]
 WORK = os.path.join(os.environ["SQ_WORK"], "bench")
 os.makedirs(WORK, exist_ok=True)
-failures = []
+from checks import check, failures
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def bench(*args):

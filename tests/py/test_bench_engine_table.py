@@ -12,13 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "bench", "engine_table.py")
 WORK = os.path.join(os.environ["SQ_WORK"], "engine_table")
 os.makedirs(WORK, exist_ok=True)
-failures = []
+from checks import check, failures
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 rng = random.Random(11)

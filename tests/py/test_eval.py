@@ -22,13 +22,8 @@ TASKS = os.path.join(DATA, "eval", "stories")
 work = os.path.join(WORK, "py_eval")
 os.makedirs(work, exist_ok=True)
 sp = spm.SentencePieceProcessor(model_file=os.path.join(SHARED, "models", "tokenizer.model"))
-failures = []
+from checks import check, failures
 
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def logits(tokens):

@@ -18,13 +18,8 @@ import numpy as np
 SHARED, BIN, WORK = os.environ["SQ_SHARED"], os.environ["SQ_BIN"], os.environ["SQ_WORK"]
 work = os.path.join(WORK, "py_ppl")
 os.makedirs(work, exist_ok=True)
-failures = []
+from checks import check, failures
 
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def close(got, want, rel, what, abs_tol=0.0):

@@ -18,7 +18,7 @@ MODEL = os.path.join(SHARED, "models", "stories15M.bin")
 work = os.path.join(WORK, "py_ppl_text")
 os.makedirs(work, exist_ok=True)
 sp = spm.SentencePieceProcessor(model_file=os.path.join(SHARED, "models", "tokenizer.model"))
-failures = []
+from checks import check, failures
 
 text = open(os.path.join(SHARED, "data", "tinystories", "valid-a.txt"), encoding="utf-8").read()[:900]
 text = text[: text.rfind(" ")]
@@ -28,11 +28,6 @@ open(crlf, "w", encoding="utf-8", newline="").write(text.replace("\n", "\r\n"))
 ids = [1] + sp.encode(text)
 CTX = 64
 
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def reference(second_half):

@@ -14,13 +14,8 @@ DATA = os.path.join(os.environ["SQ_TEST_DATA"], "report")
 WORK = os.path.join(os.environ["SQ_WORK"], "report")
 os.makedirs(WORK, exist_ok=True)
 SVG_NS = "{http://www.w3.org/2000/svg}"
-failures = []
+from checks import check, failures
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def squeeze(*args):
