@@ -352,7 +352,9 @@ sq_error *sq_report_render(const char *const *paths, int n_paths, const char *ti
 
 /* Peak resident memory of this process so far, in bytes. */
 size_t sq_peak_rss_bytes(void);
-/* Which CPU kernel set the dispatcher chose: "avx512", "avx2", or "scalar". */
+/* Which CPU kernel set the dispatcher chose: "avx512", "avx2", or "scalar". The best one the CPU supports,
+ * unless the environment variable SQ_KERNELS names another that it supports (for tests and baselines; the CLI
+ * refuses to run when SQ_KERNELS names a set this CPU lacks) or sq_cpu_force_kernels chose one. */
 const char *sq_cpu_kernel_name(void);
 /* Forces a kernel set for tests and baselines ("scalar", "avx2", "avx512"); fails if the CPU lacks it. */
 sq_error *sq_cpu_force_kernels(const char *name);

@@ -1,6 +1,7 @@
 /* Run-time choice of the CPU kernel set: the best one this CPU (and OS) supports, or the one a caller forced.
  */
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -46,14 +47,21 @@ enum { N_SETS = sizeof all_sets / sizeof *all_sets };
 
 static _Atomic(const sq_cpu_kernels *) active_set;
 
+/* The set SQ_KERNELS names, when this CPU can run it (callers that must know check with sq_cpu_force_kernels,
+ * as the CLI and the test launcher do), else NULL. */
+static const sq_cpu_kernels *set_from_environment(void) {
+    const char *name = getenv("SQ_KERNELS");
+    for (int i = 0; name && i < N_SETS; i++)
+        if (strcmp(all_sets[i]->name, name) == 0 && !missing_feature(all_sets[i])) return all_sets[i];
+    return NULL;
+}
+
 const sq_cpu_kernels *sq_cpu_kernels_active(void) {
     const sq_cpu_kernels *set = atomic_load_explicit(&active_set, memory_order_acquire);
     if (set) return set;
-    for (int i = 0; i < N_SETS; i++)
-        if (!missing_feature(all_sets[i])) {
-            set = all_sets[i];
-            break;
-        }
+    set = set_from_environment();
+    for (int i = 0; !set && i < N_SETS; i++)
+        if (!missing_feature(all_sets[i])) set = all_sets[i];
     const sq_cpu_kernels *expected = NULL;
     /* A racing sq_cpu_force_kernels wins. */
     if (!atomic_compare_exchange_strong(&active_set, &expected, set)) return expected;
