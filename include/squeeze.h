@@ -92,7 +92,7 @@ void sq_model_free(sq_model *model);
 typedef struct sq_model_info {
     const char *arch;        /* "llama", "mistral", "qwen2" */
     const char *file_format; /* "llama2c", "safetensors", "gguf" */
-    int dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim, vocab_size, max_seq_len;
+    int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, max_seq_len;
     float rope_theta, norm_eps;
     int sliding_window;  /* 0: full attention */
     int tied_embeddings; /* output projection shares the token embedding */

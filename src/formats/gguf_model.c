@@ -58,7 +58,7 @@ static sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *ori
     TRY(arch_int(g, arch, "context_length", 1, 1, big, &c->max_seq_len));
     TRY(arch_int(g, arch, "embedding_length", 1, 1, big, &c->dim));
     TRY(arch_int(g, arch, "block_count", 1, 1, 4096, &c->n_layers));
-    TRY(arch_int(g, arch, "feed_forward_length", 1, 1, big, &c->hidden_dim));
+    TRY(arch_int(g, arch, "feed_forward_length", 1, 1, big, &c->ffn_dim));
     TRY(arch_int(g, arch, "attention.head_count", 1, 1, 65536, &c->n_heads));
     c->n_kv_heads = c->n_heads;
     TRY(arch_int(g, arch, "attention.head_count_kv", 0, 1, 65536, &c->n_kv_heads));

@@ -107,7 +107,7 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     arch_u32(b, arch, "context_length", (uint32_t)c->max_seq_len);
     arch_u32(b, arch, "embedding_length", (uint32_t)c->dim);
     arch_u32(b, arch, "block_count", (uint32_t)c->n_layers);
-    arch_u32(b, arch, "feed_forward_length", (uint32_t)c->hidden_dim);
+    arch_u32(b, arch, "feed_forward_length", (uint32_t)c->ffn_dim);
     arch_u32(b, arch, "attention.head_count", (uint32_t)c->n_heads);
     arch_u32(b, arch, "attention.head_count_kv", (uint32_t)c->n_kv_heads);
     arch_f32(b, arch, "rope.freq_base", c->rope_theta);

@@ -120,7 +120,7 @@ static sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) 
     const int big = 1 << 24;
     SQ_TRY(get_architecture(r, c));
     SQ_TRY(get_int(r, r->root, "hidden_size", 1, 1, big, &c->dim));
-    SQ_TRY(get_int(r, r->root, "intermediate_size", 1, 1, big, &c->hidden_dim));
+    SQ_TRY(get_int(r, r->root, "intermediate_size", 1, 1, big, &c->ffn_dim));
     SQ_TRY(get_int(r, r->root, "num_hidden_layers", 1, 1, 4096, &c->n_layers));
     SQ_TRY(get_int(r, r->root, "num_attention_heads", 1, 1, 65536, &c->n_heads));
     c->n_kv_heads = c->n_heads;
@@ -200,7 +200,7 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     cJSON_AddItemToArray(archs, cJSON_CreateString(hf));
     cJSON_AddStringToObject(root, "model_type", c->arch);
     cJSON_AddNumberToObject(root, "hidden_size", c->dim);
-    cJSON_AddNumberToObject(root, "intermediate_size", c->hidden_dim);
+    cJSON_AddNumberToObject(root, "intermediate_size", c->ffn_dim);
     cJSON_AddNumberToObject(root, "num_hidden_layers", c->n_layers);
     cJSON_AddNumberToObject(root, "num_attention_heads", c->n_heads);
     cJSON_AddNumberToObject(root, "num_key_value_heads", c->n_kv_heads);

@@ -1,4 +1,4 @@
-/* llama2.c checkpoints: seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+/* llama2.c checkpoints: seven int32 (dim, ffn_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
  * a negative vocab_size means an unshared classifier follows), then fp32 arrays in a fixed order. The
  * weights are used in place from the mapping. */
 #include <math.h>
@@ -25,7 +25,7 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
     snprintf(m->file_format, sizeof m->file_format, "llama2c");
     int shared = h[5] > 0;
     c->dim = h[0];
-    c->hidden_dim = h[1];
+    c->ffn_dim = h[1];
     c->n_layers = h[2];
     c->n_heads = h[3];
     c->n_kv_heads = h[4];
@@ -37,7 +37,7 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
     c->bos_id = 1; /* llama2.c models use the Llama-2 vocabulary conventions */
     c->eos_id = 2;
     const int64_t lim = 1 << 20;
-    if (c->dim <= 0 || c->dim > lim || c->hidden_dim <= 0 || c->hidden_dim > lim || c->n_layers <= 0 ||
+    if (c->dim <= 0 || c->dim > lim || c->ffn_dim <= 0 || c->ffn_dim > lim || c->n_layers <= 0 ||
         c->n_layers > 4096 || c->n_heads <= 0 || c->n_heads > c->dim || c->n_kv_heads <= 0 ||
         c->n_kv_heads > c->n_heads || c->vocab_size <= 0 || c->vocab_size > lim || c->max_seq_len <= 0 ||
         c->max_seq_len > lim || c->dim % c->n_heads)
@@ -47,7 +47,7 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
             "%d, kv heads %d, vocab %d, seq_len %d)",
             path, h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
 
-    const int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    const int64_t dim = c->dim, hid = c->ffn_dim, L = c->n_layers, V = c->vocab_size;
     const int64_t hd = dim / c->n_heads, kv = hd * c->n_kv_heads;
     size_t off = sizeof h;
     /* Each array is [L][rows][cols] (or [rows][cols] when per_layer is 0); the file order is fixed. */
@@ -144,7 +144,7 @@ static void write_rope_tables(sq_out_file *o, const sq_model_config *c) {
 sq_error *sq_llama2c_save(const sq_model *m, const char *path) {
     SQ_TRY(check_representable(m, path));
     const sq_model_config *c = &m->cfg;
-    const int32_t header[7] = {c->dim,        c->hidden_dim,
+    const int32_t header[7] = {c->dim,        c->ffn_dim,
                                c->n_layers,   c->n_heads,
                                c->n_kv_heads, c->tied_embeddings ? c->vocab_size : -c->vocab_size,
                                c->max_seq_len};

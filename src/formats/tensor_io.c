@@ -45,7 +45,7 @@ sq_error *sq_check_layer_shapes(const sq_model *m, const char *path) {
         int64_t rows;
     } checks[] = {{SQ_NAME_ATTN_Q, "heads x head_dim", (int64_t)c->n_heads * hd},
                   {SQ_NAME_ATTN_K, "kv heads x head_dim", (int64_t)c->n_kv_heads * hd},
-                  {SQ_NAME_FFN_GATE, "FFN width", c->hidden_dim}};
+                  {SQ_NAME_FFN_GATE, "FFN width", c->ffn_dim}};
     for (int l = 0; l < c->n_layers; l++)
         for (size_t k = 0; k < sizeof checks / sizeof *checks; k++) {
             char name[SQ_TENSOR_NAME_MAX];
@@ -63,12 +63,12 @@ sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const cha
     const sq_model_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++) {
         const sq_layer *L = &m->layers[l];
-        if (L->n_heads != c->n_heads || L->n_kv_heads != c->n_kv_heads || L->hidden_dim != c->hidden_dim)
+        if (L->n_heads != c->n_heads || L->n_kv_heads != c->n_kv_heads || L->ffn_dim != c->ffn_dim)
             return sq_errorf(
                 SQ_ERR_UNSUPPORTED,
                 "%s: layer %d has %d heads, %d kv heads and FFN width %d but the config %d, %d and %d; "
                 "%s files hold one value for all layers",
-                path, l, L->n_heads, L->n_kv_heads, L->hidden_dim, c->n_heads, c->n_kv_heads, c->hidden_dim,
+                path, l, L->n_heads, L->n_kv_heads, L->ffn_dim, c->n_heads, c->n_kv_heads, c->ffn_dim,
                 format);
     }
     return NULL;

@@ -120,12 +120,12 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
-        c->max_seq_len > limit || c->hidden_dim <= 0 || c->hidden_dim > limit)
+        c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
         return sq_errorf(
             SQ_ERR_FORMAT,
-            "%s: implausible model dimensions (dim %d, layers %d, heads %d, hidden %d, vocab %d, "
+            "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
             "context %d)",
-            path, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, c->max_seq_len);
+            path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0) {
         if (c->dim % c->n_heads)
@@ -167,11 +167,11 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
                              l, (long long)hd);
         L->n_heads = (int)(L->wq->shape[0] / hd);
         L->n_kv_heads = (int)(L->wk->shape[0] / hd);
-        L->hidden_dim = (int)L->w_gate->shape[0];
+        L->ffn_dim = (int)L->w_gate->shape[0];
         if (L->n_kv_heads == 0 || L->n_heads % L->n_kv_heads)
             return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", path, l,
                              L->n_heads, L->n_kv_heads);
-        const int64_t q = L->wq->shape[0], kv = L->wk->shape[0], hid = L->hidden_dim;
+        const int64_t q = L->wq->shape[0], kv = L->wk->shape[0], hid = L->ffn_dim;
         SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_NORM), 0, SHAPE(dim), &L->attn_norm));
         SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_V), 0, SHAPE(kv, dim), &L->wv));
         SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_OUT), 0, SHAPE(dim, q), &L->wo));
@@ -285,7 +285,7 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->n_heads = c->n_heads;
     info->n_kv_heads = c->n_kv_heads;
     info->head_dim = c->head_dim;
-    info->hidden_dim = c->hidden_dim;
+    info->ffn_dim = c->ffn_dim;
     info->vocab_size = c->vocab_size;
     info->max_seq_len = c->max_seq_len;
     info->rope_theta = c->rope_theta;

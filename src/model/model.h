@@ -25,7 +25,7 @@ typedef struct sq_rope_scaling {
 
 typedef struct sq_model_config {
     char arch[16]; /* "llama", "mistral", "qwen2" */
-    int dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim, vocab_size, max_seq_len;
+    int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, max_seq_len;
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
     sq_rope_scaling rope_scaling;
@@ -38,7 +38,7 @@ typedef struct sq_layer {
     const sq_tensor *attn_norm, *wq, *wk, *wv, *wo;
     const sq_tensor *bq, *bk, *bv; /* NULL when the architecture has no q/k/v biases */
     const sq_tensor *ffn_norm, *w_gate, *w_up, *w_down;
-    int n_heads, n_kv_heads, hidden_dim; /* this layer's own, from its weights */
+    int n_heads, n_kv_heads, ffn_dim; /* this layer's own, from its weights */
 } sq_layer;
 
 struct sq_model {

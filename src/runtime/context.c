@@ -80,7 +80,7 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     ctx->backend = sq_cpu_backend(ctx->pool);
 
     /* widths are the largest any layer needs: layers may differ after pruning */
-    int max_q = 0, max_kv = 0, max_hidden = 0;
+    int max_q = 0, max_kv = 0, max_ffn = 0;
     int *kv_dim = malloc((size_t)c->n_layers * sizeof *kv_dim);
     if (!kv_dim) {
         sq_context_free(ctx);
@@ -91,7 +91,7 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
         kv_dim[l] = L->n_kv_heads * c->head_dim;
         if (L->n_heads * c->head_dim > max_q) max_q = L->n_heads * c->head_dim;
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
-        if (L->hidden_dim > max_hidden) max_hidden = L->hidden_dim;
+        if (L->ffn_dim > max_ffn) max_ffn = L->ffn_dim;
     }
     sq_error *err = sq_kv_cache_create(c->n_layers, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
     free(kv_dim);
@@ -106,8 +106,8 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     ctx->k = alloc_rows(B, max_kv);
     ctx->v = alloc_rows(B, max_kv);
     ctx->att = alloc_rows(B, max_q);
-    ctx->gate = alloc_rows(B, max_hidden);
-    ctx->up = alloc_rows(B, max_hidden);
+    ctx->gate = alloc_rows(B, max_ffn);
+    ctx->up = alloc_rows(B, max_ffn);
     ctx->rope_cos = alloc_rows(B, half);
     ctx->rope_sin = alloc_rows(B, half);
     ctx->inv_freq = malloc((size_t)half * sizeof *ctx->inv_freq);

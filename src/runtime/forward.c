@@ -73,7 +73,7 @@ static void forward_chunk(sq_context *ctx, int n) {
         be->rmsnorm(be->impl, ctx->x, L->ffn_norm->data, c->norm_eps, n, dim, ctx->xb);
         be->matmul(be->impl, L->w_gate, ctx->xb, n, ctx->gate);
         be->matmul(be->impl, L->w_up, ctx->xb, n, ctx->up);
-        be->swiglu(be->impl, ctx->gate, ctx->up, (int64_t)n * L->hidden_dim);
+        be->swiglu(be->impl, ctx->gate, ctx->up, (int64_t)n * L->ffn_dim);
         be->matmul(be->impl, L->w_down, ctx->gate, n, ctx->xb);
         add_into(ctx->x, ctx->xb, (size_t)n * dim);
     }

@@ -216,7 +216,7 @@ static void test_writers_refuse_nonuniform_layers(void **state) {
             t->nbytes = sq_tensor_bytes_for(t->dtype, t->ndim, t->shape);
     }
     sq_test_ok(sq_model_bind(m, "pruned"));
-    assert_int_equal(m->layers[1].hidden_dim, 64);
+    assert_int_equal(m->layers[1].ffn_dim, 64);
     sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned.gguf"), SQ_FORMAT_GGUF),
                        "one value for all layers");
     sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned-hf"), SQ_FORMAT_SAFETENSORS),

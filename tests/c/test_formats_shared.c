@@ -119,7 +119,7 @@ static void test_shared_gguf_files(void **state) {
         assert_int_equal(a->n_heads, b->n_heads);
         assert_int_equal(a->n_kv_heads, b->n_kv_heads);
         assert_int_equal(a->head_dim, b->head_dim);
-        assert_int_equal(a->hidden_dim, b->hidden_dim);
+        assert_int_equal(a->ffn_dim, b->ffn_dim);
         assert_int_equal(a->vocab_size, b->vocab_size);
         assert_int_equal(a->max_seq_len, b->max_seq_len);
         assert_true(a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps);

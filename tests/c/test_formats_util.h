@@ -15,7 +15,7 @@
 
 typedef struct tiny_spec {
     const char *arch;
-    int dim, n_layers, n_heads, n_kv_heads, head_dim, hidden, vocab;
+    int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab;
     sq_dtype dtype; /* of the 2-D weights */
     int tied, bias, sliding_window, llama3;
     sq_rope_style rope;
@@ -39,7 +39,7 @@ static inline sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
     sq_model_config *c = &m->cfg;
     snprintf(c->arch, sizeof c->arch, "%s", s->arch);
     c->dim = s->dim, c->n_layers = s->n_layers, c->n_heads = s->n_heads, c->n_kv_heads = s->n_kv_heads;
-    c->head_dim = s->head_dim, c->hidden_dim = s->hidden, c->vocab_size = s->vocab, c->max_seq_len = 64;
+    c->head_dim = s->head_dim, c->ffn_dim = s->ffn_dim, c->vocab_size = s->vocab, c->max_seq_len = 64;
     c->rope_theta = s->llama3 ? 500000.0f : 10000.0f;
     c->norm_eps = 1e-5f;
     c->rope_style = s->rope;
@@ -65,9 +65,9 @@ static inline sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
             tiny_add(m, &seed, N(SQ_NAME_ATTN_V_BIAS), SQ_DTYPE_F32, 1, kv, 0);
         }
         tiny_add(m, &seed, N(SQ_NAME_FFN_NORM), SQ_DTYPE_F32, 1, s->dim, 0);
-        tiny_add(m, &seed, N(SQ_NAME_FFN_GATE), s->dtype, 2, s->hidden, s->dim);
-        tiny_add(m, &seed, N(SQ_NAME_FFN_UP), s->dtype, 2, s->hidden, s->dim);
-        tiny_add(m, &seed, N(SQ_NAME_FFN_DOWN), s->dtype, 2, s->dim, s->hidden);
+        tiny_add(m, &seed, N(SQ_NAME_FFN_GATE), s->dtype, 2, s->ffn_dim, s->dim);
+        tiny_add(m, &seed, N(SQ_NAME_FFN_UP), s->dtype, 2, s->ffn_dim, s->dim);
+        tiny_add(m, &seed, N(SQ_NAME_FFN_DOWN), s->dtype, 2, s->dim, s->ffn_dim);
 #undef N
     }
     sq_test_ok(sq_model_bind(m, "tiny"));
@@ -109,7 +109,7 @@ static inline void assert_same_model(const sq_model *a, const sq_model *b, int c
     assert_int_equal(x->n_heads, y->n_heads);
     assert_int_equal(x->n_kv_heads, y->n_kv_heads);
     assert_int_equal(x->head_dim, y->head_dim);
-    assert_int_equal(x->hidden_dim, y->hidden_dim);
+    assert_int_equal(x->ffn_dim, y->ffn_dim);
     assert_int_equal(x->vocab_size, y->vocab_size);
     assert_int_equal(x->max_seq_len, y->max_seq_len);
     assert_int_equal(x->sliding_window, y->sliding_window);

@@ -89,7 +89,7 @@ def check_shared(tag, fp32):
     rc, out, err = squeeze("info", "-m", plain)
     check(rc == 0, f"{tag}: squeeze info exits 0 ({err.strip()})")
     check("architecture:    llama" in out and "file format:     gguf" in out, f"{tag}: info names llama / gguf")
-    check("dim 288, layers 6, heads 6, kv heads 6, head dim 48, ffn hidden 768" in out, f"{tag}: info dimensions")
+    check("dim 288, layers 6, heads 6, kv heads 6, head dim 48, ffn dim 768" in out, f"{tag}: info dimensions")
     listed = info_tensors(out)
     want = {t.name: (t.tensor_type.name.lower(), [int(x) for x in reversed(t.shape)], int(t.n_bytes))
             for t in ref.tensors}

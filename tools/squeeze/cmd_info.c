@@ -19,8 +19,8 @@ static void print_model(const char *path, const sq_model *model) {
     printf("model:           %s\n", path);
     printf("architecture:    %s\n", mi.arch);
     printf("file format:     %s\n", mi.file_format);
-    printf("dimensions:      dim %d, layers %d, heads %d, kv heads %d, head dim %d, ffn hidden %d\n", mi.dim,
-           mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.hidden_dim);
+    printf("dimensions:      dim %d, layers %d, heads %d, kv heads %d, head dim %d, ffn dim %d\n", mi.dim,
+           mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.ffn_dim);
     printf("vocab size:      %d\n", mi.vocab_size);
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);
