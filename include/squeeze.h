@@ -348,6 +348,26 @@ typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_fo
 sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title, sq_report_format format,
                            char **text);
 
+/* ---------------------------------------------------------------- files, integer lists, time */
+
+/* Reads the whole file at path (a regular file, or a pipe or device such as /dev/stdin) into a malloc'ed,
+ * NUL-terminated buffer: *data (caller frees) holding *size bytes before the NUL; the bytes may include NULs.
+ * Fails with SQ_ERR_FORMAT, naming the limit, when the file holds more than max_bytes, and with SQ_ERR_IO
+ * when it cannot be opened or read or is a directory. */
+sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
+
+/* Parses len bytes of integers separated by commas and/or whitespace: "1,4,16", "1 2 3", one a line. A comma
+ * may have whitespace around it, but an empty item (two commas in a row, a comma at either end) is an error,
+ * as is an item that is not an optionally signed decimal integer in [lo, hi] (a range within int32); the
+ * message names the item by number and byte offset. Text of whitespace only is an empty list. On success
+ * *values is malloc'ed [*n_values] (NULL when empty; caller frees). The one reader of token-id lists
+ * (logits --tokens, ppl id files), batch-size lists and layer lists. */
+sq_error *sq_parse_int_list(const char *text, size_t len, int64_t lo, int64_t hi, int32_t **values,
+                            int64_t *n_values);
+
+/* Seconds on a monotonic clock with an arbitrary origin: the difference of two readings is a duration. */
+double sq_monotonic_seconds(void);
+
 /* ---------------------------------------------------------------- process facts */
 
 /* Peak resident memory of this process so far, in bytes. */
