@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "squeeze.h"
@@ -22,12 +21,6 @@ typedef struct bench_variant {
     sq_seq_batch *batch;
     double *prefill_s, *decode_s; /* [n_reps] */
 } bench_variant;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t xorshift64(uint64_t *s) {
     uint64_t x = *s;
@@ -118,11 +111,11 @@ static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double 
                                      .n_tokens = p->n_prompt,
                                      .logits_mode = SQ_LOGITS_LAST,
                                      .logits = v->logits + (size_t)s * (size_t)v->vocab};
-    double t0 = now_seconds();
+    double t0 = sq_monotonic_seconds();
     SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
     for (int s = 0; s < p->n_seqs; s++)
         v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
-    double t1 = now_seconds();
+    double t1 = sq_monotonic_seconds();
     for (int s = 0; s < p->n_seqs; s++) {
         v->batch[s].tokens = &v->next[s];
         v->batch[s].n_tokens = 1;
@@ -132,7 +125,7 @@ static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double 
         for (int s = 0; s < p->n_seqs; s++)
             v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
     }
-    double t2 = now_seconds();
+    double t2 = sq_monotonic_seconds();
     /* a clock tick of zero would make the rates infinite */
     *prefill_s = fmax(t1 - t0, 1e-9);
     *decode_s = fmax(t2 - t1, 1e-9);
