@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
@@ -26,16 +27,9 @@ typedef struct kv_buf {
 
 static void put(kv_buf *b, const void *p, size_t n) {
     if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *d = realloc(b->data, cap);
-        if (!d) {
-            b->oom = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (SQ_ARRAY_RESERVE(b->data, b->cap, b->len + n)) {
+        b->oom = 1;
+        return;
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
