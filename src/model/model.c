@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "formats/formats.h"
 #include "tokenizer/tokenizer.h"
@@ -44,13 +45,8 @@ sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int
     if (expect != nbytes)
         return sq_errorf(SQ_ERR_FORMAT, "tensor %s: %zu bytes of data but its shape needs %zu", name, nbytes,
                          expect);
-    if (m->n_tensors == m->cap_tensors) {
-        int cap = m->cap_tensors ? 2 * m->cap_tensors : 64;
-        sq_tensor *t = realloc(m->tensors, (size_t)cap * sizeof *t);
-        if (!t) return sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", name);
-        m->tensors = t;
-        m->cap_tensors = cap;
-    }
+    if (SQ_ARRAY_RESERVE(m->tensors, m->cap_tensors, (size_t)m->n_tensors + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", name);
     sq_tensor *t = &m->tensors[m->n_tensors++];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -64,9 +60,7 @@ sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int
 }
 
 void *sq_model_alloc(sq_model *m, size_t nbytes) {
-    void **list = realloc(m->buffers, (size_t)(m->n_buffers + 1) * sizeof *list);
-    if (!list) return NULL;
-    m->buffers = list;
+    if (SQ_ARRAY_RESERVE(m->buffers, m->cap_buffers, (size_t)m->n_buffers + 1)) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, 64, nbytes ? nbytes : 1) != 0) return NULL;
     m->buffers[m->n_buffers++] = p;
@@ -74,12 +68,10 @@ void *sq_model_alloc(sq_model *m, size_t nbytes) {
 }
 
 sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f) {
-    sq_mapped_file **list = realloc(m->files, (size_t)(m->n_files + 1) * sizeof *list);
-    if (!list) {
+    if (SQ_ARRAY_RESERVE(m->files, m->cap_files, (size_t)m->n_files + 1)) {
         sq_mapped_file_close(f);
         return sq_errorf(SQ_ERR_NOMEM, "out of memory");
     }
-    m->files = list;
     m->files[m->n_files++] = f;
     return NULL;
 }
@@ -121,11 +113,10 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
-        return sq_errorf(
-            SQ_ERR_FORMAT,
-            "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
-            "context %d)",
-            path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
+                         "context %d)",
+                         path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0) {
         if (c->dim % c->n_heads)

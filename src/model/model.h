@@ -45,33 +45,36 @@ struct sq_model {
     sq_model_config cfg;
     char file_format[16]; /* "llama2c", "safetensors", "gguf" */
     sq_tensor *tensors;
-    int n_tensors, cap_tensors;
+    int n_tensors;
+    size_t cap_tensors;
     const sq_tensor *tok_embd, *out_norm, *output; /* output == tok_embd when tied */
     sq_layer *layers;
     sq_tokenizer *tokenizer;
     sq_mapped_file **files;
     int n_files;
+    size_t cap_files;
     void **buffers; /* host memory the model owns (converted or realigned tensors) */
     int n_buffers;
+    size_t cap_buffers;
 };
 
 /* Canonical tensor names. */
 #define SQ_NAME_TOK_EMBD "token_embd.weight"
 #define SQ_NAME_OUT_NORM "output_norm.weight"
-#define SQ_NAME_OUTPUT "output.weight"
+#define SQ_NAME_OUTPUT   "output.weight"
 /* Per-layer suffixes: "blk.%d." followed by one of these. */
-#define SQ_NAME_ATTN_NORM "attn_norm.weight"
-#define SQ_NAME_ATTN_Q "attn_q.weight"
-#define SQ_NAME_ATTN_K "attn_k.weight"
-#define SQ_NAME_ATTN_V "attn_v.weight"
-#define SQ_NAME_ATTN_OUT "attn_output.weight"
+#define SQ_NAME_ATTN_NORM   "attn_norm.weight"
+#define SQ_NAME_ATTN_Q      "attn_q.weight"
+#define SQ_NAME_ATTN_K      "attn_k.weight"
+#define SQ_NAME_ATTN_V      "attn_v.weight"
+#define SQ_NAME_ATTN_OUT    "attn_output.weight"
 #define SQ_NAME_ATTN_Q_BIAS "attn_q.bias"
 #define SQ_NAME_ATTN_K_BIAS "attn_k.bias"
 #define SQ_NAME_ATTN_V_BIAS "attn_v.bias"
-#define SQ_NAME_FFN_NORM "ffn_norm.weight"
-#define SQ_NAME_FFN_GATE "ffn_gate.weight"
-#define SQ_NAME_FFN_UP "ffn_up.weight"
-#define SQ_NAME_FFN_DOWN "ffn_down.weight"
+#define SQ_NAME_FFN_NORM    "ffn_norm.weight"
+#define SQ_NAME_FFN_GATE    "ffn_gate.weight"
+#define SQ_NAME_FFN_UP      "ffn_up.weight"
+#define SQ_NAME_FFN_DOWN    "ffn_down.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);
