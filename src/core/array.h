@@ -11,7 +11,9 @@
  * they were (the caller still owns and frees the old array). */
 int sq_array_reserve(void *items, size_t *cap, size_t need, size_t size);
 
-/* sq_array_reserve for an array variable `arr` (any pointer type) and its size_t capacity `cap`. */
-#define SQ_ARRAY_RESERVE(arr, cap, need) sq_array_reserve(&(arr), &(cap), (need), sizeof *(arr))
+/* sq_array_reserve for an array variable `arr` (any pointer type) and its size_t capacity `cap`; the common
+ * case, room already there, costs one comparison (need is evaluated twice: no side effects in it). */
+#define SQ_ARRAY_RESERVE(arr, cap, need)                                                                     \
+    ((need) <= (cap) ? 0 : sq_array_reserve(&(arr), &(cap), (need), sizeof *(arr)))
 
 #endif
