@@ -56,15 +56,6 @@ static void test_array_overflow_leaves_the_array(void **state) {
 
 /* ------------------------------------------------------------------ sq_read_file */
 
-static const char *write_bytes(const char *name, const char *bytes, size_t n) {
-    const char *path = sq_test_work(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
 static void test_read_file_regular(void **state) {
     (void)state;
     uint64_t seed = 7;
@@ -72,7 +63,7 @@ static void test_read_file_regular(void **state) {
     char *want = malloc(n);
     assert_non_null(want);
     for (size_t i = 0; i < n; i++) want[i] = (char)sq_test_rand_u64(&seed); /* NULs included */
-    const char *path = write_bytes("read_file_random.bin", want, n);
+    const char *path = sq_test_write_file(sq_test_work("read_file_random.bin"), want, n);
     char *got;
     size_t len;
     sq_test_ok(sq_read_file(path, n, &got, &len));
@@ -85,7 +76,7 @@ static void test_read_file_regular(void **state) {
     assert_null(got);
     free(want);
 
-    path = write_bytes("read_file_empty.txt", "", 0);
+    path = sq_test_write_file(sq_test_work("read_file_empty.txt"), "", 0);
     sq_test_ok(sq_read_file(path, 10, &got, &len));
     assert_int_equal(len, 0);
     assert_string_equal(got, "");

@@ -8,21 +8,12 @@
 #include "eval/report.h"
 #include "testlib.h"
 
-static const char *write_work_file(const char *name, const char *text, size_t len) {
-    const char *path = sq_test_work(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
 /* Writes JSON given with ' for " (readable in C source) and returns its path (caller frees). */
 static char *save_json(const char *name, const char *quoted) {
     char *text = malloc(strlen(quoted) + 1);
     assert_non_null(text);
     for (size_t i = 0; (text[i] = quoted[i] == '\'' ? '"' : quoted[i]); i++) continue;
-    const char *p = write_work_file(name, text, strlen(text));
+    const char *p = sq_test_write_file(sq_test_work(name), text, strlen(text));
     free(text);
     char *copy = malloc(strlen(p) + 1);
     assert_non_null(copy);
@@ -116,7 +107,7 @@ static void test_bad_inputs(void **state) {
     (void)state;
     char *text = NULL;
     sq_test_fails_with(sq_report_render(NULL, 0, NULL, SQ_REPORT_MARKDOWN, &text), "no report files");
-    const char *nul = write_work_file("r_nul.json", "{\"kind\":\"ppl\"\0}", 15);
+    const char *nul = sq_test_write_file(sq_test_work("r_nul.json"), "{\"kind\":\"ppl\"\0}", 15);
     sq_test_fails_with(sq_report_render(&nul, 1, NULL, SQ_REPORT_MARKDOWN, &text), "NUL bytes");
     fails_with("{'kind':'ppl','version':1,'model':{'path':'m'},'ppl':1e999}", "should be a finite number");
     fails_with("{'kind':'bench','version':1,'variants':[{'model':{'path':'m'},'results':"
@@ -152,7 +143,7 @@ static void test_mutated_reports(void **state) {
             static const char alphabet[] = "{}[]\",:0123456789.eE-+ anrtx\\\xff";
             buf[sq_test_rand_u64(&seed) % len] = alphabet[sq_test_rand_u64(&seed) % (sizeof alphabet - 1)];
         }
-        const char *paths[] = {write_work_file("r_mutated.json", buf, len), quality};
+        const char *paths[] = {sq_test_write_file(sq_test_work("r_mutated.json"), buf, len), quality};
         char *text = NULL;
         sq_error *err =
             sq_report_render(paths, 2, NULL, trial % 2 ? SQ_REPORT_SVG : SQ_REPORT_MARKDOWN, &text);

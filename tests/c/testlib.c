@@ -19,6 +19,20 @@ const char *sq_test_work(const char *rel) {
     return buf;
 }
 
+const char *sq_test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s", path);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+char *sq_test_read_file(const char *path, size_t *n) {
+    char *data = NULL;
+    sq_test_ok(sq_read_file(path, (size_t)1 << 30, &data, n));
+    return data;
+}
+
 void sq_test_ok(sq_error *err) {
     if (err) {
         print_error("unexpected error: %s\n", sq_error_message(err));

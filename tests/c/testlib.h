@@ -15,6 +15,11 @@
 const char *sq_test_shared(const char *rel);
 /* Path under the test scratch directory ($SQ_WORK, created by CMake); returns a static buffer. */
 const char *sq_test_work(const char *rel);
+/* Writes n bytes to path, failing the test if it cannot; returns path. */
+const char *sq_test_write_file(const char *path, const void *data, size_t n);
+/* The whole file through sq_read_file (NUL-terminated; *n bytes before the NUL), failing the test if it
+ * cannot be read; the caller frees it. */
+char *sq_test_read_file(const char *path, size_t *n);
 /* Fails the test with the error's message if err is not NULL. */
 void sq_test_ok(sq_error *err);
 /* Asserts err is an error whose message contains `needle`, then frees it. */
