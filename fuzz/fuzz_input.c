@@ -1,7 +1,8 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
- * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of one
- * format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize. Any
- * outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
+ * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
+ * one format, as one file of a Hugging Face directory whose other files are valid, as text to tokenize, or as
+ * a file of integers (token ids). Any outcome but a clean success or a clean error (crash, leak, sanitizer
+ * report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,17 @@
 
 #include "squeeze.h"
 
-enum { KIND_GGUF, KIND_LLAMA2C, KIND_SAFETENSORS, KIND_HF_CONFIG, KIND_TOKENIZER_JSON, KIND_TOKENIZER_MODEL,
-       KIND_TOKENIZER_BIN, KIND_TOKENIZE_TEXT };
+enum {
+    KIND_GGUF,
+    KIND_LLAMA2C,
+    KIND_SAFETENSORS,
+    KIND_HF_CONFIG,
+    KIND_TOKENIZER_JSON,
+    KIND_TOKENIZER_MODEL,
+    KIND_TOKENIZER_BIN,
+    KIND_TOKENIZE_TEXT,
+    KIND_INT_LIST
+};
 
 static char workdir[256];
 
@@ -26,8 +36,8 @@ static void write_file(const char *name, const uint8_t *data, size_t size) {
 /* The valid companions of the fuzzed file live in $SQ_FUZZ_FIXTURES (made by fuzz/make_seeds.py). */
 static void copy_fixture(const char *name) {
     char src[512];
-    snprintf(src, sizeof src, "%s/%s", getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures",
-             name);
+    snprintf(src, sizeof src, "%s/%s",
+             getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures", name);
     FILE *fp = fopen(src, "rb");
     if (!fp) {
         fprintf(stderr, "fuzz: missing fixture %s (set SQ_FUZZ_FIXTURES)\n", src);
@@ -74,6 +84,35 @@ static void exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, siz
     sq_error_free(sq_detokenize(tok, ids, n, &out, &out_len));
     free(out);
     free(ids);
+}
+
+/* An id file (ppl --ids-file) read whole and parsed as an integer list: a list that parses holds only values
+ * in range, and printing it back gives the same list. */
+static void parse_int_list(const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *v = NULL, *again = NULL;
+    int64_t n = 0, n_again = 0;
+    sq_error *err = sq_read_file(path, 1 << 20, &text, &len);
+    if (!err) err = sq_parse_int_list(text, len, -5, 1000000, &v, &n);
+    free(text);
+    if (err) {
+        if (!sq_error_message(err)[0]) abort();
+        sq_error_free(err);
+        return;
+    }
+    char *printed = malloc((size_t)n * 12 + 1), *p = printed;
+    if (!printed) abort();
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i] < -5 || v[i] > 1000000) abort();
+        p += sprintf(p, i ? ", %d" : "%d", v[i]);
+    }
+    if (sq_parse_int_list(printed, (size_t)(p - printed), -5, 1000000, &again, &n_again) || n_again != n ||
+        (n && memcmp(v, again, (size_t)n * sizeof *v)))
+        abort();
+    free(printed);
+    free(v);
+    free(again);
 }
 
 static void load_tokenizer(const char *path) {
@@ -132,6 +171,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < 2; i++) exercise_tokenizer(toks[i], data, size);
         break;
     }
+    case KIND_INT_LIST:
+        write_file("ids.txt", data, size);
+        snprintf(path, sizeof path, "%s/ids.txt", workdir);
+        parse_int_list(path);
+        break;
     }
     return 0;
 }

@@ -18,7 +18,7 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text"]:
+          "tokenize_text", "int_list"]:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 os.makedirs(fixtures, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -159,4 +159,6 @@ gw.close()
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
+for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
+    open(os.path.join(seeds, "int_list", f"l{i}"), "w").write(text)
 print(f"seeds and fixtures written to {out}")
