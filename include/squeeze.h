@@ -205,15 +205,9 @@ sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const 
 
 /* ---------------------------------------------------------------- evaluation */
 
-/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. */
+/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. The library
+ * only calls it; drawing (the CLI's progress bar) is the caller's business. */
 typedef void (*sq_progress_fn)(void *user, int64_t done, int64_t total);
-
-/* A one-line progress bar with rate and ETA on stderr, for command-line tools; it draws nothing when
- * stderr is not a terminal. sq_progress_bar_update has the sq_progress_fn signature (user = the bar). */
-typedef struct sq_progress_bar sq_progress_bar;
-sq_progress_bar *sq_progress_bar_create(const char *label);
-void sq_progress_bar_update(void *bar, int64_t done, int64_t total);
-void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 
 /* Reads a text file for evaluation: invalid UTF-8 is an error naming the file, line and byte offset; CRLF
  * line endings become LF. *text is malloc'ed and NUL-terminated. */

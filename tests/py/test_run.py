@@ -106,6 +106,18 @@ def test_context_limits():
     check(r.returncode == 1 and "squeeze:" in r.stderr, f"-c above the model's maximum: {r.returncode} {r.stderr}")
 
 
+def test_long_flags_and_stdin():
+    """llama.cpp's long spellings, --flag=value and a prompt from /dev/stdin give the same text as the short forms"""
+    short = run("-m", MODEL, "-p", PROMPT, "--temp", "0", "-n", "40", "--no-echo")
+    long = run("--model", MODEL, "--prompt", PROMPT, "--temp=0", "--n-predict=40", "--threads", "1",
+               "--ctx-size", "64", "--seed", "7", "--no-echo", threads=None)
+    check(short.returncode == 0 and long.returncode == 0 and long.stdout == short.stdout and
+          long.stdout.startswith(GREEDY), f"long flags: {long.returncode} {long.stdout!r} {long.stderr!r}")
+    piped = subprocess.run([SQ_BIN, "run", "-t", "1", "-m", MODEL, "-f", "/dev/stdin", "--temp", "0", "-n", "40",
+                            "--no-echo"], input=PROMPT, capture_output=True, text=True, timeout=600)
+    check(piped.returncode == 0 and piped.stdout == short.stdout, f"-f /dev/stdin: {piped.stderr!r}")
+
+
 def test_bad_usage():
     usage_errors = [
         (["-p", PROMPT], "-m MODEL is required"),
@@ -147,6 +159,7 @@ def main():
     test_defaults_only_model_and_prompt()
     test_seeds()
     test_context_limits()
+    test_long_flags_and_stdin()
     test_bad_usage()
     for f in failures:
         print("FAIL:", f)

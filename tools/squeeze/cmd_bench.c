@@ -10,127 +10,85 @@
 #include "cli.h"
 #include "eval_json.h"
 
-#define MAX_BATCHES  32
-#define DEFAULT_SEED 1234
-
 typedef struct bench_options {
     const char *paths[2], *labels[2];
     int n_models;
     sq_bench_params params;
-    int batches[MAX_BATCHES], n_batches;
+    const int32_t *batches; /* [n_batches] batch sizes */
+    int n_batches;
+    cli_list batch_list; /* -b, owned; empty: batch size 1 */
     const char *kernels, *json_path;
+    int no_progress;
 } bench_options;
 
-static void usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: squeeze bench -m MODEL [-p 512] [-n 128] [-b 1,4,16] [--reps 5] [--warmup 1] [-t THREADS]\n"
-        "                     [--vs MODEL2] [--json OUT.json] [--kernels scalar|avx2|avx512] [--label NAME]\n"
-        "                     [--vs-label NAME] [--seed N]\n"
-        "\n"
+static const cli_verb verb = {
+    .name = "bench",
+    .usage = "-m MODEL [-p 512] [-n 128] [-b 1,4,16] [--vs MODEL2] [--json OUT.json] [options]",
+    .about =
         "For each batch size b, one repetition prefills b prompts of -p random token ids in one forward "
         "call,\n"
-        "then runs -n decode steps, each one forward call carrying one greedily chosen token per sequence.\n"
-        "Prints the median and range over the timed repetitions of: time to first token (the prefill), time\n"
+        "then runs -n decode steps, each one forward call carrying one greedily chosen token per "
+        "sequence.\n"
+        "Prints the median and range over the timed repetitions of: time to first token (the "
+        "prefill), time\n"
         "per output token, end-to-end latency, prefill and decode tokens/s, requests/s (b / latency), and "
         "the\n"
-        "weights, KV cache and peak resident memory.\n"
-        "\n"
-        "  -m MODEL        model to benchmark (llama2.c .bin, GGUF, or Hugging Face directory)\n"
-        "  -p N            prompt tokens per sequence (default 512); -p + -n must fit the model's context\n"
-        "  -n N            decode steps, i.e. output tokens per sequence (default 128)\n"
-        "  -b LIST         batch sizes, comma-separated (default 1)\n"
-        "  --reps R        timed repetitions (default 5)\n"
-        "  --warmup W      untimed repetitions first (default 1)\n"
-        "  -t THREADS      threads (default: all online cores)\n"
-        "  --vs MODEL2     benchmark a second model in the same run, repetitions interleaved with the "
-        "first,\n"
-        "                  and add a B/A ratio column\n"
-        "  --json PATH     also write the results as a JSON report (docs/report-format.md)\n"
-        "  --kernels NAME  force a CPU kernel set (scalar, avx2, avx512), e.g. for a scalar baseline\n"
-        "  --label NAME    name of the -m variant in reports (default: its path)\n"
-        "  --vs-label NAME name of the --vs variant in reports\n"
-        "  --seed N        seed of the random prompt ids (default %d)\n",
-        DEFAULT_SEED);
-}
-
-/* "1,4,16": every comma-separated piece a batch size (empty pieces are errors). */
-static int parse_batches(const char *text, bench_options *o) {
-    o->n_batches = 0;
-    for (const char *piece = text;; piece++) {
-        const char *comma = strchr(piece, ',');
-        size_t len = comma ? (size_t)(comma - piece) : strlen(piece);
-        char number[16];
-        long b;
-        if (len == 0 || len >= sizeof number || o->n_batches == MAX_BATCHES) return -1;
-        memcpy(number, piece, len);
-        number[len] = 0;
-        if (cli_parse_int(number, 1, 4096, &b)) return -1;
-        o->batches[o->n_batches++] = (int)b;
-        if (!comma) return 0;
-        piece = comma;
-    }
-}
-
-/* A flag's integer value in [lo, hi], or a usage error. */
-static int int_flag(int argc, char **argv, int *i, long lo, long hi, long *out) {
-    const char *flag = argv[*i], *value = cli_flag_value("bench", argc, argv, i);
-    if (!value) return 2;
-    if (cli_parse_int(value, lo, hi, out))
-        return cli_usage_error("bench", "%s %s: expected an integer from %ld to %ld", flag, value, lo, hi);
-    return 0;
-}
+        "weights, KV cache and peak resident memory.\n",
+};
 
 static int parse_args(int argc, char **argv, bench_options *o) {
-    long v;
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--vs")) {
-            const char **slot = &o->paths[a[1] == 'm' ? 0 : 1];
-            if (!(*slot = cli_flag_value("bench", argc, argv, &i))) rc = 2;
-        } else if (!strcmp(a, "--label") || !strcmp(a, "--vs-label")) {
-            const char **slot = &o->labels[a[2] == 'l' ? 0 : 1];
-            if (!(*slot = cli_flag_value("bench", argc, argv, &i)))
-                rc = 2;
-            else if (!**slot)
-                rc = cli_usage_error("bench", "%s needs a non-empty name", a);
-        } else if (!strcmp(a, "-p")) {
-            if (!(rc = int_flag(argc, argv, &i, 1, 1 << 20, &v))) o->params.n_prompt = (int)v;
-        } else if (!strcmp(a, "-n")) {
-            if (!(rc = int_flag(argc, argv, &i, 1, 1 << 20, &v))) o->params.n_gen = (int)v;
-        } else if (!strcmp(a, "--reps")) {
-            if (!(rc = int_flag(argc, argv, &i, 1, 100000, &v))) o->params.n_reps = (int)v;
-        } else if (!strcmp(a, "--warmup")) {
-            if (!(rc = int_flag(argc, argv, &i, 0, 100000, &v))) o->params.n_warmup = (int)v;
-        } else if (!strcmp(a, "-t")) {
-            if (!(rc = int_flag(argc, argv, &i, 1, 4096, &v))) o->params.n_threads = (int)v;
-        } else if (!strcmp(a, "--seed")) {
-            if (!(rc = int_flag(argc, argv, &i, 0, 1L << 53, &v))) o->params.seed = (uint64_t)v;
-        } else if (!strcmp(a, "-b")) {
-            const char *list = cli_flag_value("bench", argc, argv, &i);
-            if (!list)
-                rc = 2;
-            else if (parse_batches(list, o))
-                rc = cli_usage_error("bench",
-                                     "-b %s: expected up to %d comma-separated batch sizes from 1 to 4096",
-                                     list, MAX_BATCHES);
-        } else if (!strcmp(a, "--json")) {
-            if (!(o->json_path = cli_flag_value("bench", argc, argv, &i))) rc = 2;
-        } else if (!strcmp(a, "--kernels")) {
-            if (!(o->kernels = cli_flag_value("bench", argc, argv, &i)))
-                rc = 2;
-            else if (strcmp(o->kernels, "scalar") && strcmp(o->kernels, "avx2") &&
-                     strcmp(o->kernels, "avx512"))
-                rc = cli_usage_error("bench", "--kernels %s: expected scalar, avx2 or avx512", o->kernels);
-        } else {
-            rc = cli_usage_error("bench", "unknown option %s", a);
-        }
+    static const int32_t default_batch = 1;
+    long n_prompt, n_gen, reps, warmup, threads, seed;
+    const cli_flag flags[] = {
+        CLI_FLAG_MODEL(&o->paths[0], 1),
+        CLI_INT_FLAG("-p, --n-prompt", "N", &n_prompt, 1, CLI_MAX_CTX, 512,
+                     "prompt tokens per sequence; -p + -n must fit the model's context"),
+        CLI_INT_FLAG("-n, --n-gen", "N", &n_gen, 1, CLI_MAX_CTX, 128,
+                     "decode steps, i.e. output tokens per sequence"),
+        CLI_LIST_FLAG("-b, --batch", "LIST", &o->batch_list, 1, CLI_MAX_BATCH, "batch sizes, comma-separated",
+                      .def_shown = "1"),
+        CLI_INT_FLAG("--reps", "R", &reps, 1, 100000, 5, "timed repetitions"),
+        CLI_INT_FLAG("--warmup", "W", &warmup, 0, 100000, 1, "untimed repetitions first"),
+        CLI_FLAG_THREADS(&threads),
+        CLI_TEXT_FLAG(
+            "--vs", "MODEL2", &o->paths[1],
+            "benchmark a second model in the same run, repetitions\ninterleaved with the first's, and add "
+            "a B/A ratio column"),
+        CLI_FLAG_JSON(&o->json_path),
+        CLI_CHOICE_FLAG("--kernels", "NAME", &o->kernels, "scalar|avx2|avx512", NULL,
+                        "force a CPU kernel set, e.g. for a scalar baseline",
+                        .def_shown = "the best this CPU runs"),
+        CLI_FLAG_LABEL(&o->labels[0]),
+        CLI_TEXT_FLAG("--vs-label", "NAME", &o->labels[1], "name of the --vs variant in reports",
+                      .def_shown = "its path"),
+        CLI_FLAG_SEED(&seed, 1234, "seed of the random prompt ids"),
+        CLI_FLAG_NO_PROGRESS(&o->no_progress),
+    };
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
+    for (int m = 0; m < 2 && rc == CLI_CONTINUE; m++)
+        if (o->labels[m] && !*o->labels[m])
+            rc = cli_usage_error("bench", "%s needs a non-empty name", m ? "--vs-label" : "--label");
+    if (rc == CLI_CONTINUE && o->labels[1] && !o->paths[1])
+        rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
+    if (rc != CLI_CONTINUE) {
+        cli_list_free(&o->batch_list);
+        return rc;
     }
-    if (!rc && !o->paths[0]) rc = cli_usage_error("bench", "no model given (-m MODEL)");
-    if (!rc && o->labels[1] && !o->paths[1]) rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
     o->n_models = o->paths[1] ? 2 : 1;
-    return rc;
+    o->batches = o->batch_list.n ? o->batch_list.v : &default_batch;
+    o->n_batches = o->batch_list.n ? (int)o->batch_list.n : 1;
+    if (!threads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? cores : 1;
+    }
+    o->params = (sq_bench_params){.n_prompt = (int)n_prompt,
+                                  .n_gen = (int)n_gen,
+                                  .n_reps = (int)reps,
+                                  .n_warmup = (int)warmup,
+                                  .n_threads = (int)threads,
+                                  .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed};
+    return CLI_CONTINUE;
 }
 
 /* ------------------------------------------------------------------ table */
@@ -313,10 +271,11 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
         p.n_seqs = o->batches[b];
         char label[48];
         snprintf(label, sizeof label, "squeeze bench: batch %d", p.n_seqs);
-        sq_progress_bar *bar = sq_progress_bar_create(label); /* draws only on a terminal */
-        sq_error *err = sq_bench_run((const sq_model *const *)models, o->n_models, &p, sq_progress_bar_update,
-                                     bar, results + (size_t)b * o->n_models);
-        sq_progress_bar_free(bar);
+        cli_progress *bar = o->no_progress ? NULL : cli_progress_create(label);
+        sq_error *err =
+            sq_bench_run((const sq_model *const *)models, o->n_models, &p, bar ? cli_progress_update : NULL,
+                         bar, results + (size_t)b * o->n_models);
+        cli_progress_free(bar);
         if (err) rc = cli_fail(err);
     }
     if (!rc) print_report(o, results);
@@ -330,21 +289,13 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
 }
 
 int sq_cmd_bench(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage(stdout), 0;
-    bench_options o = {
-        .params = {.n_prompt = 512, .n_gen = 128, .n_reps = 5, .n_warmup = 1, .seed = DEFAULT_SEED},
-        .batches = {1},
-        .n_batches = 1};
+    bench_options o = {0};
     int rc = parse_args(argc, argv, &o);
-    if (rc) return rc;
-    if (!o.params.n_threads) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        o.params.n_threads = cores > 0 ? (int)cores : 1;
-    }
+    if (rc != CLI_CONTINUE) return rc;
+    rc = 0;
     if (o.kernels) {
         sq_error *err = sq_cpu_force_kernels(o.kernels);
-        if (err) return cli_fail(err);
+        if (err) rc = cli_fail(err);
     }
     sq_model *models[2] = {NULL, NULL};
     for (int m = 0; m < o.n_models && !rc; m++) {
@@ -353,5 +304,6 @@ int sq_cmd_bench(int argc, char **argv) {
     }
     if (!rc) rc = run_benchmarks(&o, models);
     for (int m = 0; m < o.n_models; m++) sq_model_free(models[m]);
+    cli_list_free(&o.batch_list);
     return rc;
 }

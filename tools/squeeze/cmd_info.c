@@ -5,14 +5,6 @@
 
 #include "cli.h"
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: squeeze info -m MODEL [--tokenizer PATH]\n\n"
-            "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
-            "settings and tokenizer, then one line per tensor (name, dtype, shape, bytes).\n"
-            "MODEL is a llama2.c .bin, a GGUF file or a Hugging Face directory.\n");
-}
-
 static void print_model(const char *path, const sq_model *model) {
     sq_model_info mi;
     sq_model_get_info(model, &mi);
@@ -55,24 +47,20 @@ static void print_model(const char *path, const sq_model *model) {
     }
 }
 
+static const cli_verb verb = {
+    .name = "info",
+    .usage = "-m MODEL [--tokenizer PATH]",
+    .about = "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
+             "settings and tokenizer, then one line per tensor (name, dtype, shape, bytes).\n",
+};
+
 int sq_cmd_info(int argc, char **argv) {
-    const char *model_path = NULL;
-    sq_load_options opts = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (!(model_path = cli_flag_value("info", argc, argv, &i))) return 2;
-        } else if (!strcmp(argv[i], "--tokenizer")) {
-            if (!(opts.tokenizer_path = cli_flag_value("info", argc, argv, &i))) return 2;
-        } else {
-            return cli_usage_error("info", "unknown option %s", argv[i]);
-        }
-    }
-    if (!model_path) return cli_usage_error("info", "-m MODEL is required");
+    const char *model_path, *tokenizer;
+    const cli_flag flags[] = {CLI_FLAG_MODEL(&model_path, 1), CLI_FLAG_TOKENIZER(&tokenizer)};
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
     sq_model *model;
-    sq_error *err = sq_model_load(model_path, &opts, &model);
+    sq_error *err = sq_model_load(model_path, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
     if (err) return cli_fail(err);
     print_model(model_path, model);
     sq_model_free(model);
