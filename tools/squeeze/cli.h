@@ -28,10 +28,10 @@ int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 /* ---------------------------------------------------------------- flags
  *
  * Every verb declares its flags in one table of cli_flag rows (and a cli_verb for the rest of its --help);
- * cli_parse reads the command line
- * by it and prints `squeeze VERB --help` from it, so a flag's spellings, value type, range, default and help
- * text are written once. Flags follow llama.cpp's names where it has one. The rows below that several verbs
- * share (CLI_FLAG_*) are the one definition of those flags and their limits. */
+ * cli_parse reads the command line by it and prints `squeeze VERB --help` from it, so a flag's spellings,
+ * value type, range, default and help text are written once. Flags follow llama.cpp's names where it has one.
+ * The rows that several verbs share (CLI_FLAG_* below) are the one definition of those flags and their
+ * limits. */
 
 typedef enum cli_type {
     CLI_SWITCH, /* no value: sets an int to 1 */
@@ -90,13 +90,13 @@ typedef struct cli_verb {
 enum { CLI_CONTINUE = -1 };
 
 /* Reads argv[1..argc-1] by the verb's table flags[n_flags]. Every flag first takes its default; then flags
- * are read in order:
- * "-t 4", "--threads 4" and "--threads=4" alike (the form with '=' for names starting with "--"); a value is
- * the next argument even when it starts with '-' ("-n -1"); a flag given again replaces its earlier value,
- * except CLI_TEXTS, which collects up to `hi` of them. "-h"/"--help" prints the help to stdout. Arguments
- * that are not flags (everything after "--" too) are operands: with v->operands they are moved, in order, to
- * argv[1..*n_operands]; without, they are errors. A missing required flag is an error. Every error is
- * printed with cli_usage_error. Lists already parsed are freed on any outcome but CLI_CONTINUE. */
+ * are read in order: "-t 4", "--threads 4" and "--threads=4" alike (the form with '=' for names starting with
+ * "--"); a value is the next argument even when it starts with '-' ("-n -1"); a flag given again replaces its
+ * earlier value, except CLI_TEXTS, which collects up to `hi` of them. "-h"/"--help" prints the help to
+ * stdout. Arguments that are not flags (everything after "--" too) are operands: with v->operands they are
+ * moved, in order, to argv[1..*n_operands]; without, they are errors. A missing required flag is an error.
+ * Every error is printed with cli_usage_error. Lists already parsed are freed on any outcome but
+ * CLI_CONTINUE. */
 int cli_parse(const cli_verb *v, const cli_flag *flags, int n_flags, int argc, char **argv, int *n_operands);
 
 /* Prints `squeeze VERB --help` (usage, about, one line per flag with its default) to out. */

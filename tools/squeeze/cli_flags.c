@@ -90,11 +90,12 @@ static int parse_number(const char *s, const cli_flag *f, double *out) {
     return 0;
 }
 
-/* Reads one flag's value; `name` is the spelling used, for messages. */
+/* Reads one flag's value (NULL for a switch); `name` is the spelling used, for messages. */
 static int set_value(const cli_verb *v, const cli_flag *f, const char *name, const char *value) {
     switch (f->type) {
     case CLI_SWITCH:
-        break;
+        *(int *)f->dst = 1;
+        return CLI_CONTINUE;
     case CLI_TEXT:
         *(const char **)f->dst = value;
         return CLI_CONTINUE;
@@ -177,13 +178,10 @@ static int parse_flags(const cli_verb *v, const cli_flag *flags, int n_flags, in
         if (!f) return cli_usage_error(v->name, "unknown option '%.*s'", name_len, arg);
         char name[64];
         snprintf(name, sizeof name, "%.*s", name_len, arg);
-        if (f->type == CLI_SWITCH) {
-            if (eq) return cli_usage_error(v->name, "%s takes no value", name);
-            *(int *)f->dst = 1;
-            continue;
-        }
-        const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-        if (!value) return cli_usage_error(v->name, "%s needs a value", name);
+        const char *value = NULL;
+        if (f->type == CLI_SWITCH && eq) return cli_usage_error(v->name, "%s takes no value", name);
+        if (f->type != CLI_SWITCH && !(value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL))
+            return cli_usage_error(v->name, "%s needs a value", name);
         int rc = set_value(v, f, name, value);
         if (rc != CLI_CONTINUE) return rc;
     }

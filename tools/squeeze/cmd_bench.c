@@ -25,15 +25,11 @@ static const cli_verb verb = {
     .name = "bench",
     .usage = "-m MODEL [-p 512] [-n 128] [-b 1,4,16] [--vs MODEL2] [--json OUT.json] [options]",
     .about =
-        "For each batch size b, one repetition prefills b prompts of -p random token ids in one forward "
-        "call,\n"
-        "then runs -n decode steps, each one forward call carrying one greedily chosen token per "
-        "sequence.\n"
-        "Prints the median and range over the timed repetitions of: time to first token (the "
-        "prefill), time\n"
-        "per output token, end-to-end latency, prefill and decode tokens/s, requests/s (b / latency), and "
-        "the\n"
-        "weights, KV cache and peak resident memory.\n",
+        "For each batch size b, one repetition prefills b prompts of -p random token ids in one forward\n"
+        "call, then runs -n decode steps, each one forward call carrying one greedily chosen token per\n"
+        "sequence. Prints the median and range over the timed repetitions of: time to first token (the\n"
+        "prefill), time per output token, end-to-end latency, prefill and decode tokens/s, requests/s\n"
+        "(b / latency), and the weights, KV cache and peak resident memory.\n",
 };
 
 static int parse_args(int argc, char **argv, bench_options *o) {

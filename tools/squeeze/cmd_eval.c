@@ -86,16 +86,12 @@ static const cli_verb verb = {
     .name = "eval",
     .usage = "-m MODEL [--tasks LIST] [options]",
     .about =
-        "Zero-shot tasks, scored like lm-evaluation-harness: each choice's score is the sum of the "
-        "log-probs of\n"
-        "its continuation tokens (\" \" + choice) given [BOS] + the context. acc takes the argmax of "
-        "that sum,\n"
-        "acc_norm the argmax per byte of the choice; stderr = sqrt(p(1-p)/(n-1)). winogrande scores the "
-        "shared\n"
-        "continuation after each filled-in option; lambada counts exact greedy continuations and reports "
-        "their\n"
-        "perplexity. The average is over each task's headline score (acc_norm where reported, else acc).\n"
-        "See docs/eval.md.\n",
+        "Zero-shot tasks, scored like lm-evaluation-harness: each choice's score is the sum of the\n"
+        "log-probs of its continuation tokens (\" \" + choice) given [BOS] + the context. acc takes the\n"
+        "argmax of that sum, acc_norm the argmax per byte of the choice; stderr = sqrt(p(1-p)/(n-1)).\n"
+        "winogrande scores the shared continuation after each filled-in option; lambada counts exact\n"
+        "greedy continuations and reports their perplexity. The average is over each task's headline\n"
+        "score (acc_norm where reported, else acc). See docs/eval.md.\n",
 };
 
 int sq_cmd_eval(int argc, char **argv) {

@@ -19,16 +19,14 @@ typedef struct ppl_args {
 static const cli_verb verb = {
     .name = "ppl",
     .usage = "-m MODEL (-f TEXTFILE | --ids-file FILE) [options]",
-    .about = "Perplexity of MODEL on a UTF-8 text file (invalid UTF-8 is an error; CRLF is read as LF).\n"
-             "\n"
-             "Default protocol: ids = [BOS] + encode(text), cut into consecutive non-overlapping windows of "
-             "--ctx\n"
-             "tokens (the last partial window is dropped; a text shorter than one window is an error). Each "
-             "window\n"
-             "is evaluated from an empty cache and positions 1..ctx-1 are scored: token i is predicted from "
-             "the\n"
-             "tokens before it in its window. ppl = exp(mean NLL), log-softmax in double precision; the 95%\n"
-             "interval is exp(mean +- 1.96 sd/sqrt(n)) over per-token NLLs.\n",
+    .about =
+        "Perplexity of MODEL on a UTF-8 text file (invalid UTF-8 is an error; CRLF is read as LF).\n"
+        "\n"
+        "Default protocol: ids = [BOS] + encode(text), cut into consecutive non-overlapping windows of\n"
+        "--ctx tokens (the last partial window is dropped; a text shorter than one window is an error).\n"
+        "Each window is evaluated from an empty cache and positions 1..ctx-1 are scored: token i is\n"
+        "predicted from the tokens before it in its window. ppl = exp(mean NLL), log-softmax in double\n"
+        "precision; the 95% interval is exp(mean +- 1.96 sd/sqrt(n)) over per-token NLLs.\n",
 };
 
 static int parse_args(int argc, char **argv, ppl_args *a) {
