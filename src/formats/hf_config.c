@@ -192,35 +192,44 @@ static int same_rope(const sq_model_config *a, const sq_model_config *b) {
            !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling);
 }
 
-static sq_error *get_rope(const reader *r, sq_model_config *c) {
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(r->root, "rope_scaling");
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(r->root, "rope_parameters");
-    const char *field = "rope_scaling";
-    if (present(scaling) && !cJSON_IsObject(scaling))
-        return sq_errorf(SQ_ERR_FORMAT, "%s: config field rope_scaling must be an object", r->path);
-    if (!cJSON_IsObject(scaling) || !scaling->child) scaling = NULL, field = "rope_parameters";
-    const cJSON *p = scaling ? scaling : present(params) ? params : NULL;
-    if (!p) {
-        c->rope_theta = 10000.0f;
-        return get_float(r, r->root, "rope_theta", 0, &c->rope_theta);
-    }
-    /* nested by layer type: the keys named in layer_types; every type the layers use must agree */
+/* A dict nested per layer type: the keys named in layer_types. Every type the layers use must agree, as
+ * squeeze has one RoPE for all layers. *nested counts the entries found. */
+static sq_error *read_nested_rope(const reader *r, const char *field, const cJSON *p, sq_model_config *c,
+                                  int *nested) {
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t, *entry;
-    int nested = 0;
-    if (!cJSON_IsArray(types)) types = NULL;
+    *nested = 0;
+    if (!cJSON_IsArray(types)) return NULL;
     cJSON_ArrayForEach(t, types) {
         const char *name = cJSON_GetStringValue(t);
-        if (!name || !cJSON_IsObject(p) || !(entry = cJSON_GetObjectItemCaseSensitive(p, name))) continue;
+        if (!name || !(entry = cJSON_GetObjectItemCaseSensitive(p, name))) continue;
         sq_model_config one = *c;
         char where[96];
         snprintf(where, sizeof where, "%s.%.40s", field, name);
         SQ_TRY(read_rope_dict(r, where, entry, &one));
-        if (nested++ && !same_rope(&one, c))
+        if ((*nested)++ && !same_rope(&one, c))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s differs between layer types (not supported)",
                              r->path, field);
         *c = one;
     }
-    return nested ? NULL : read_rope_dict(r, field, p, c);
+    return NULL;
+}
+
+static sq_error *get_rope(const reader *r, sq_model_config *c) {
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(r->root, "rope_scaling");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(r->root, "rope_parameters");
+    if (present(scaling) && !cJSON_IsObject(scaling))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field rope_scaling must be an object", r->path);
+    if (cJSON_IsObject(scaling) && scaling->child) return read_rope_dict(r, "rope_scaling", scaling, c);
+    if (!present(params)) { /* the top-level keys alone */
+        cJSON *empty = cJSON_CreateObject();
+        if (!empty) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", r->path);
+        sq_error *err = read_rope_dict(r, "rope_parameters", empty, c);
+        cJSON_Delete(empty);
+        return err;
+    }
+    int nested = 0;
+    if (cJSON_IsObject(params)) SQ_TRY(read_nested_rope(r, "rope_parameters", params, c, &nested));
+    return nested ? NULL : read_rope_dict(r, "rope_parameters", params, c);
 }
 
 /* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral

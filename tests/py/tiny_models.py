@@ -225,11 +225,12 @@ def _gguf_vocab(writer, tokenizer_json):
     writer.add_unk_token_id(0)
 
 
-def generate_gguf(name, outroot, qtype):
+def generate_gguf(name, outroot, qtype, extra_ids=None, tag=""):
     """Writes variant `name` as a GGUF file with llama.cpp's conventions, written by the gguf package (an
     independent writer): 2-D weights in `qtype` ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"), norms and
     biases in F32, and for the llama architecture q/k rows permuted to RoPE-on-interleaved-pairs order as
-    llama.cpp's converter does. Returns the path."""
+    llama.cpp's converter does. extra_ids: more uint32 metadata ({"tokenizer.ggml.eot_token_id": 7}); tag
+    names such a file apart. Returns the path."""
     import gguf
 
     spec = VARIANTS[name]
@@ -249,7 +250,7 @@ def generate_gguf(name, outroot, qtype):
         return x[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
     qt = gguf.GGMLQuantizationType[qtype]
-    path = os.path.join(outroot, f"{name}-{qtype.lower()}.gguf")
+    path = os.path.join(outroot, f"{name}-{qtype.lower()}{tag}.gguf")
     writer = gguf.GGUFWriter(path, arch)
     writer.add_name(name)
     writer.add_context_length(256)
@@ -265,6 +266,8 @@ def generate_gguf(name, outroot, qtype):
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
+    for key, value in (extra_ids or {}).items():
+        writer.add_uint32(key, value)
 
     def put(gname, x, quantize=True):
         if quantize and qt != gguf.GGMLQuantizationType.F32:
