@@ -8,10 +8,8 @@ list ([2, id]: Llama 3.1 Instruct names three), generation_config.json eos_token
 config.json), and in a GGUF file (written by the gguf package) tokenizer.ggml.eot_token_id (Llama 3's
 <|eot_id|>, Qwen's <|im_end|>) or eom_token_id. `squeeze info` lists the set."""
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -48,22 +46,9 @@ def generated(path):
     return int(m[1]) if p.returncode == 0 and m else p.stderr.decode(errors="replace").strip()
 
 
-def hf_variant(base, name, config=None, generation=None):
-    d = os.path.join(H.SQ_WORK, "eos-sets", name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    for f in os.listdir(base):
-        if f != "config.json":
-            os.symlink(os.path.join(base, f), os.path.join(d, f))
-    with open(os.path.join(base, "config.json")) as f:
-        cfg = json.load(f)
-    cfg.update(config or {})
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    if generation is not None:
-        with open(os.path.join(d, "generation_config.json"), "w") as f:
-            json.dump(generation, f)
-    return d
+def hf_variant(base, name, config, generation=None):
+    return tiny_models.with_config(base, os.path.join(H.SQ_WORK, "eos-sets", name), lambda c: {**c, **config},
+                                   {"generation_config.json": generation} if generation else None)
 
 
 def main():

@@ -10,9 +10,7 @@ read the key. Qwen2's use_sliding_window with max_window_layers (all layers wind
 default window of 4096 when the key is absent follow the transformers config classes."""
 
 import dataclasses
-import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -100,17 +98,7 @@ def sensitivity(model, what):
 
 
 def make(name, base, rewrite):
-    d = os.path.join(H.SQ_WORK, "hf-layouts", name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    for f in os.listdir(base):
-        if f != "config.json":
-            os.symlink(os.path.join(base, f), os.path.join(d, f))
-    with open(os.path.join(base, "config.json")) as f:
-        cfg = rewrite(json.load(f))
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
-    return d
+    return tiny_models.with_config(base, os.path.join(H.SQ_WORK, "hf-layouts", name), rewrite)
 
 
 def main():

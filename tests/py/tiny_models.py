@@ -13,6 +13,7 @@ Usage: python tiny_models.py OUTDIR [VARIANT ...]
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -197,6 +198,22 @@ def generate(name, outroot):
         with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     write_tokenizer(out)
+    return out
+
+
+def with_config(base, out, rewrite, extra_files=None):
+    """A copy of checkpoint directory `base` at `out` whose config.json is rewrite(config) (the other files are
+    symlinks to base's), plus extra_files {name: JSON value}. Returns out."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    for f in os.listdir(base):
+        if f != "config.json":
+            os.symlink(os.path.join(base, f), os.path.join(out, f))
+    with open(os.path.join(base, "config.json")) as f:
+        cfg = rewrite(json.load(f))
+    for name, value in {"config.json": cfg, **(extra_files or {})}.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(value, f, indent=1)
     return out
 
 
