@@ -172,6 +172,11 @@ cli_progress *cli_progress_create(const char *label);
 void cli_progress_update(void *bar, int64_t done, int64_t total);
 void cli_progress_free(cli_progress *bar); /* ends the line */
 
+/* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
+ * per load warning on stderr. Every verb loads through these. */
+sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);
 

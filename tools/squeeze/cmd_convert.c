@@ -36,7 +36,7 @@ int sq_cmd_convert(int argc, char **argv) {
                             : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
                                                      : SQ_FORMAT_SAFETENSORS;
     sq_model *model;
-    sq_error *err = sq_model_load(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
+    sq_error *err = cli_load_model(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
     if (err) return cli_fail(err);
     err = sq_model_save(model, out, format);
     sq_model_free(model);

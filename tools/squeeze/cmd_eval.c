@@ -123,7 +123,7 @@ int sq_cmd_eval(int argc, char **argv) {
 
     sq_load_options lo = {.tokenizer_path = tokenizer};
     sq_model *model;
-    sq_error *err = sq_model_load(model_path, &lo, &model);
+    sq_error *err = cli_load_model(model_path, &lo, &model);
     if (err) return cli_fail(err);
     cli_progress *bar = no_progress ? NULL : cli_progress_create("eval");
     sq_eval_options o = {.data_dir = data_dir,

@@ -34,6 +34,11 @@ static void print_model(const char *path, const sq_model *model) {
                sq_tokenizer_vocab_size(tok), sq_tokenizer_bos(tok), sq_tokenizer_eos(tok));
     else
         printf("tokenizer:       none\n");
+    int n_eos;
+    const int32_t *eos = sq_model_eos_ids(model, &n_eos);
+    printf("eos ids:         ");
+    for (int i = 0; i < n_eos; i++) printf("%s%d", i ? ", " : "", eos[i]);
+    printf("%s\n", n_eos ? "" : "none");
     int n = sq_model_n_tensors(model);
     printf("tensors:         %d\n", n);
     for (int i = 0; i < n; i++) {
@@ -51,7 +56,8 @@ static const cli_verb verb = {
     .name = "info",
     .usage = "-m MODEL [--tokenizer PATH]",
     .about = "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
-             "settings and tokenizer, then one line per tensor (name, dtype, shape, bytes).\n",
+             "settings, tokenizer and end-of-generation ids, then one line per tensor (name, dtype, shape,\n"
+             "bytes).\n",
 };
 
 int sq_cmd_info(int argc, char **argv) {
@@ -60,7 +66,7 @@ int sq_cmd_info(int argc, char **argv) {
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
     sq_model *model;
-    sq_error *err = sq_model_load(model_path, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
+    sq_error *err = cli_load_model(model_path, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
     if (err) return cli_fail(err);
     print_model(model_path, model);
     sq_model_free(model);

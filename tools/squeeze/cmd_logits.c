@@ -64,7 +64,7 @@ int sq_cmd_logits(int argc, char **argv) {
     float *logits = NULL;
     int n = (int)tokens.n;
     rc = 1;
-    sq_error *err = sq_model_load(model_path, &(sq_load_options){.tokenizer_path = tok_path}, &model);
+    sq_error *err = cli_load_model(model_path, &(sq_load_options){.tokenizer_path = tok_path}, &model);
     if (err) {
         free(ids);
         return cli_fail(err);
