@@ -51,6 +51,7 @@ typedef struct sq_vocab_spec {
     const uint8_t *token_flags; /* SQ_TOKEN_LSTRIP | SQ_TOKEN_RSTRIP per token (tokenizer.json); NULL: none */
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
+    const char *chat_template; /* the Jinja chat template that came with the vocabulary; NULL: none */
 } sq_vocab_spec;
 
 /* Builds a tokenizer from spec (copied: the caller's arrays may go away afterwards). spm-bpe merges by merge
