@@ -132,6 +132,10 @@ typedef struct sq_chat_render_options {
  * values used) name the line and column; exceeding max_bytes or max_steps fails with SQ_ERR_NOMEM. */
 sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages, int n_messages,
                                   const sq_chat_render_options *opts, char **text, size_t *len);
+/* The same with the messages as a JSON array of message objects, as OpenAI's API and apply_chat_template take
+ * them (null-valued members dropped). JSON numbers keep Python's distinction: 1 is an int, 1.0 a float. */
+sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
+                                       const sq_chat_render_options *opts, char **text, size_t *len);
 
 /* ---------------------------------------------------------------- model */
 

@@ -117,8 +117,9 @@ void sq_chat_template_free(sq_chat_template *t) {
 
 typedef struct render_job {
     const sq_chat_template *t;
-    const sq_chat_message *messages;
+    const sq_chat_message *messages; /* messages[n_messages], or */
     int n_messages;
+    const char *messages_json; /* a JSON array of them */
     const sq_chat_render_options *opts;
     int64_t max_steps;
     ct_buf out;
@@ -137,8 +138,15 @@ static ct_value checked_string(ct_arena *a, const char *s, const char *what, int
     return ct_string((ct_str){s, n});
 }
 
-/* One message as the dict the template sees: role, content, then the keys of fields_json; keys whose value is
- * None are dropped, as Hugging Face's apply_chat_template drops them. */
+/* A message without its None-valued keys, as Hugging Face's apply_chat_template drops them. */
+static ct_value without_none(ct_arena *a, const ct_value *d) {
+    ct_value kept = ct_dict_new(a, CT_DICT);
+    for (size_t k = 0; k < d->dict->n; k++)
+        if (d->dict->vals[k].type != CT_NONE) ct_dict_set(a, kept.dict, d->dict->keys[k], d->dict->vals[k]);
+    return kept;
+}
+
+/* One message as the dict the template sees: role, content, then the keys of fields_json. */
 static ct_value message_value(ct_arena *a, const sq_chat_message *m, int index) {
     ct_value d = ct_dict_new(a, CT_DICT);
     if (m->role) ct_dict_set(a, d.dict, ct_string(ct_cstr("role")), checked_string(a, m->role, "role", index));
@@ -151,10 +159,25 @@ static ct_value message_value(ct_arena *a, const sq_chat_message *m, int index) 
         if (extra.type != CT_DICT) ct_fail(a, SQ_ERR_INVALID_ARG, "%s must be a JSON object", what);
         for (size_t k = 0; k < extra.dict->n; k++) ct_dict_set(a, d.dict, extra.dict->keys[k], extra.dict->vals[k]);
     }
-    ct_value kept = ct_dict_new(a, CT_DICT);
-    for (size_t k = 0; k < d.dict->n; k++)
-        if (d.dict->vals[k].type != CT_NONE) ct_dict_set(a, kept.dict, d.dict->keys[k], d.dict->vals[k]);
-    return kept;
+    return without_none(a, &d);
+}
+
+static ct_value messages_value(ct_arena *a, const render_job *job) {
+    ct_value messages;
+    if (job->messages_json) {
+        messages = ct_from_json(a, job->messages_json, strlen(job->messages_json), "messages");
+        if (messages.type != CT_LIST) ct_fail(a, SQ_ERR_INVALID_ARG, "messages must be a JSON array");
+        for (size_t k = 0; k < messages.list->n; k++) {
+            if (messages.list->items[k].type != CT_DICT)
+                ct_fail(a, SQ_ERR_INVALID_ARG, "messages[%zu] must be a JSON object", k);
+            messages.list->items[k] = without_none(a, &messages.list->items[k]);
+        }
+        return messages;
+    }
+    messages = ct_list_new(a, (size_t)job->n_messages, 0);
+    for (int k = 0; k < job->n_messages; k++) messages.list->items[k] = message_value(a, &job->messages[k], k);
+    ct_list_seal(a, &messages);
+    return messages;
 }
 
 static void render_job_run(ct_arena *a, void *arg) {
@@ -164,10 +187,7 @@ static void render_job_run(ct_arena *a, void *arg) {
     ct_scope *context = ct_scope_new(&r, NULL);
     /* what apply_chat_template passes: messages, tools and documents (None unless given), add_generation_prompt,
      * the special tokens, then the caller's variables */
-    ct_value messages = ct_list_new(a, (size_t)job->n_messages, 0);
-    for (int k = 0; k < job->n_messages; k++) messages.list->items[k] = message_value(a, &job->messages[k], k);
-    ct_list_seal(a, &messages);
-    ct_scope_set(&r, context, ct_cstr("messages"), messages);
+    ct_scope_set(&r, context, ct_cstr("messages"), messages_value(a, job));
     ct_scope_set(&r, context, ct_cstr("tools"), ct_none());
     ct_scope_set(&r, context, ct_cstr("documents"), ct_none());
     ct_scope_set(&r, context, ct_cstr("add_generation_prompt"), ct_bool(o && o->add_generation_prompt));
@@ -192,10 +212,33 @@ static void render_job_run(ct_arena *a, void *arg) {
     job->out.n--;
 }
 
+static sq_error *render(render_job *job, size_t input, char **text, size_t *len) {
+    const sq_chat_render_options *opts = job->opts;
+    *text = NULL;
+    if (len) *len = 0;
+    if (opts && opts->vars_json) input += strlen(opts->vars_json);
+    size_t limit = opts && opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES + 16 * input;
+    job->max_steps = opts && opts->max_steps > 0 ? opts->max_steps : DEFAULT_MAX_STEPS;
+    ct_arena a;
+    ct_arena_init(&a, limit);
+    sq_error *err = NULL;
+    if (ct_protect(&a, render_job_run, job)) {
+        err = a.error;
+        a.error = NULL;
+    } else if (!(*text = malloc(job->out.n + 1))) {
+        err = sq_errorf(SQ_ERR_NOMEM, "chat template: out of memory");
+    } else {
+        if (job->out.n) memcpy(*text, job->out.p, job->out.n);
+        (*text)[job->out.n] = 0;
+        if (len) *len = job->out.n;
+    }
+    ct_arena_free(&a);
+    return err;
+}
+
 sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages, int n_messages,
                                   const sq_chat_render_options *opts, char **text, size_t *len) {
     *text = NULL;
-    if (len) *len = 0;
     if (!t || n_messages < 0 || (n_messages > 0 && !messages))
         return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: no template or no messages");
     size_t input = 0;
@@ -204,26 +247,14 @@ sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_messa
         input += (m->role ? strlen(m->role) : 0) + (m->content ? strlen(m->content) : 0) +
                  (m->fields_json ? strlen(m->fields_json) : 0);
     }
-    if (opts && opts->vars_json) input += strlen(opts->vars_json);
-    size_t limit = opts && opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES + 16 * input;
-    render_job job = {t, messages, n_messages, opts, opts && opts->max_steps > 0 ? opts->max_steps : DEFAULT_MAX_STEPS,
-                      {0}};
-    ct_arena a;
-    ct_arena_init(&a, limit);
-    sq_error *err = NULL;
-    if (ct_protect(&a, render_job_run, &job)) {
-        err = a.error;
-        a.error = NULL;
-    } else {
-        *text = malloc(job.out.n + 1);
-        if (!*text) {
-            err = sq_errorf(SQ_ERR_NOMEM, "chat template: out of memory");
-        } else {
-            if (job.out.n) memcpy(*text, job.out.p, job.out.n);
-            (*text)[job.out.n] = 0;
-            if (len) *len = job.out.n;
-        }
-    }
-    ct_arena_free(&a);
-    return err;
+    render_job job = {.t = t, .messages = messages, .n_messages = n_messages, .opts = opts};
+    return render(&job, input, text, len);
+}
+
+sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
+                                       const sq_chat_render_options *opts, char **text, size_t *len) {
+    *text = NULL;
+    if (!t || !messages_json) return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: no template or no messages");
+    render_job job = {.t = t, .messages_json = messages_json, .opts = opts};
+    return render(&job, strlen(messages_json), text, len);
 }

@@ -92,8 +92,8 @@ ct_value ct_getattr(ct_render *r, ct_value obj, ct_str name) {
         if (str_eq(name, "first")) return ct_bool(l->index0 == 0);
         if (str_eq(name, "last")) return ct_bool(l->index0 == l->length - 1);
         if (str_eq(name, "length")) return ct_int(l->length);
-        if (str_eq(name, "depth0")) return ct_int(l->depth0);
-        if (str_eq(name, "depth")) return ct_int(l->depth0 + 1);
+        if (str_eq(name, "depth0")) return ct_int(0); /* depth counts recursive loops, which are not supported */
+        if (str_eq(name, "depth")) return ct_int(1);
         if (str_eq(name, "previtem"))
             return l->index0 > 0 ? l->items->items[l->index0 - 1] : ct_undefinedf(r->a, "there is no previous item");
         if (str_eq(name, "nextitem"))
@@ -668,11 +668,8 @@ static void exec_for(ct_render *r, const ct_node *n) {
     }
     ct_list *seen = ct_alloc(r->a, sizeof *seen); /* the loop value may outlive this call */
     *seen = (ct_list){.n = count, .items = (ct_value *)items};
-    const ct_value *parent_loop = lookup(outer, ct_cstr("loop"));
     ct_loop *loop = ct_alloc(r->a, sizeof *loop);
-    *loop = (ct_loop){.length = (int64_t)count,
-                      .items = seen,
-                      .depth0 = parent_loop && parent_loop->type == CT_LOOP ? parent_loop->loop->depth0 + 1 : 0};
+    *loop = (ct_loop){.length = (int64_t)count, .items = seen};
     for (size_t i = 0; i < count; i++) {
         step(r, n);
         loop->index0 = (int64_t)i;

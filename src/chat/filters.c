@@ -7,6 +7,7 @@
 
 #include "chat/args.h"
 #include "chat/pystr.h"
+#include "chat/pyunicode.h"
 #include "chat/value_json.h"
 
 static int str_eq(ct_str a, const char *b) { return a.n == strlen(b) && !memcmp(a.p, b, a.n); }
@@ -179,19 +180,14 @@ static int t_sameas(ct_render *r, ct_value v, const ct_value *p) {
         return ct_equal(&v, &p[0]);
     }
 }
-/* str.islower() / isupper(): at least one cased character, and every cased one in that case */
+/* str.islower() / isupper(): no character of the other case or titlecase, and at least one of this case */
 static int t_case(ct_render *r, ct_value v, int upper) {
     ct_str s = soft_str(r, &v);
     int cased = 0;
     for (size_t i = 0; i < s.n;) {
-        size_t start = i;
-        py_next_cp(s, &i);
-        ct_str ch = {s.p + start, i - start};
-        ct_str lo = py_case_map(r->a, ch, PY_LOWER), up = py_case_map(r->a, ch, PY_UPPER);
-        int is_lo = lo.n == ch.n && !memcmp(lo.p, ch.p, ch.n), is_up = up.n == ch.n && !memcmp(up.p, ch.p, ch.n);
-        if (is_lo && is_up) continue; /* uncased */
-        if (upper ? !is_up : !is_lo) return 0;
-        cased = 1;
+        uint32_t cp = py_next_cp(s, &i);
+        if (py_has_prop(cp, upper ? PY_LOWERCASE : PY_UPPERCASE) || py_has_prop(cp, PY_TITLECASE)) return 0;
+        if (py_has_prop(cp, upper ? PY_UPPERCASE : PY_LOWERCASE)) cased = 1;
     }
     return cased;
 }

@@ -291,7 +291,7 @@ static ct_value string_method(ct_render *r, ct_str s, const char *name, const ct
         } else {
             hit = py_find(s, sub, 0);
         }
-        if (hit < 0 && (name[0] == 'i' || name[1] == 'i')) ct_fail(r->a, SQ_ERR_INVALID_ARG, "substring not found");
+        if (hit < 0 && strstr(name, "index")) ct_fail(r->a, SQ_ERR_INVALID_ARG, "substring not found");
         return ct_int(hit < 0 ? -1 : (int64_t)py_index_of_offset(s, (size_t)hit));
     }
     static const char *const none[] = {NULL};

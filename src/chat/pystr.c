@@ -1,18 +1,46 @@
 #include "chat/pystr.h"
+#include "chat/pyunicode.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 #include "tokenizer/utf8.h"
 
 int py_isspace(uint32_t cp) {
     if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20);
-    return cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
+    return py_has_prop(cp, PY_SPACE);
+}
+
+int py_has_prop(uint32_t cp, py_prop prop) {
+    const py_ranges *rs = &py_props[prop];
+    size_t lo = 0, hi = rs->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < rs->r[mid].first)
+            hi = mid;
+        else if (cp > rs->r[mid].last)
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+const py_case_entry *py_case_lookup(uint32_t cp) {
+    size_t lo = 0, hi = py_case_table_len;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < py_case_table[mid].cp)
+            hi = mid;
+        else if (cp > py_case_table[mid].cp)
+            lo = mid + 1;
+        else
+            return &py_case_table[mid];
+    }
+    return NULL;
 }
 
 uint32_t py_next_cp(ct_str s, size_t *i) {
@@ -269,46 +297,92 @@ ct_value py_splitlines(ct_arena *a, ct_str s, int keepends) {
     return ct_list_of(a, lines, n, 0);
 }
 
-static int is_cased(uint32_t cp) {
-    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
-}
-
 static void put_cp(ct_arena *a, ct_buf *b, uint32_t cp) {
     char u[4];
     ct_buf_append(a, b, u, (size_t)sq_utf8_encode(cp, u));
 }
 
+typedef enum { MAP_UPPER, MAP_LOWER, MAP_TITLE } map_kind;
+
+/* Python's full case mapping of one character (SpecialCasing included: "ß".upper() == "SS"). */
+static void put_mapped(ct_arena *a, ct_buf *b, uint32_t cp, map_kind kind) {
+    const py_case_entry *e = py_case_lookup(cp);
+    if (!e) {
+        put_cp(a, b, cp);
+        return;
+    }
+    const uint32_t *m = kind == MAP_UPPER ? e->upper : kind == MAP_LOWER ? e->lower : e->title;
+    for (int k = 0; k < 3 && m[k]; k++) put_cp(a, b, m[k]);
+}
+
+/* Python's rule for a capital sigma (U+03A3) at byte offset i: final (ς) after a cased letter and not before
+ * one, case-ignorable characters skipped on both sides. */
+static int final_sigma(ct_str s, size_t i) {
+    uint32_t c = 0;
+    size_t j = i;
+    int found = 0;
+    while (j > 0) {
+        j = prev_cp(s, j);
+        size_t k = j;
+        c = py_next_cp(s, &k);
+        if (!py_has_prop(c, PY_CASE_IGNORABLE)) {
+            found = 1;
+            break;
+        }
+    }
+    if (!found || !py_has_prop(c, PY_CASED)) return 0;
+    j = i;
+    py_next_cp(s, &j);
+    while (j < s.n) {
+        c = py_next_cp(s, &j);
+        if (!py_has_prop(c, PY_CASE_IGNORABLE)) return !py_has_prop(c, PY_CASED);
+    }
+    return 1;
+}
+
+/* lower() of the character at byte offset i of s */
+static void put_lower(ct_arena *a, ct_buf *b, ct_str s, size_t i, uint32_t cp) {
+    if (cp == 0x3a3)
+        put_cp(a, b, final_sigma(s, i) ? 0x3c2 : 0x3c3);
+    else
+        put_mapped(a, b, cp, MAP_LOWER);
+}
+
 ct_str py_case_map(ct_arena *a, ct_str s, py_case mode) {
     ct_buf b = {0};
-    int prev_cased = 0, first = 1;
+    int prev_cased = 0;
     for (size_t i = 0; i < s.n;) {
+        size_t at = i;
         uint32_t cp = py_next_cp(s, &i);
-        utf8proc_int32_t c = (utf8proc_int32_t)cp, m = c;
         switch (mode) {
         case PY_UPPER:
-            m = utf8proc_toupper(c);
+            put_mapped(a, &b, cp, MAP_UPPER);
             break;
         case PY_LOWER:
-            m = utf8proc_tolower(c);
+            put_lower(a, &b, s, at, cp);
             break;
         case PY_CAPITALIZE:
-            m = first ? utf8proc_totitle(c) : utf8proc_tolower(c);
+            if (at == 0)
+                put_mapped(a, &b, cp, MAP_TITLE);
+            else
+                put_lower(a, &b, s, at, cp);
             break;
         case PY_TITLE:
-            m = prev_cased ? utf8proc_tolower(c) : utf8proc_totitle(c);
-            prev_cased = is_cased(cp);
+            if (prev_cased)
+                put_lower(a, &b, s, at, cp);
+            else
+                put_mapped(a, &b, cp, MAP_TITLE);
+            prev_cased = py_has_prop(cp, PY_CASED);
             break;
-        case PY_SWAPCASE: {
-            utf8proc_category_t cat = utf8proc_category(c);
-            m = cat == UTF8PROC_CATEGORY_LU ? utf8proc_tolower(c)
-                : cat == UTF8PROC_CATEGORY_LL ? utf8proc_toupper(c)
-                                              : c;
+        case PY_SWAPCASE:
+            if (py_has_prop(cp, PY_UPPERCASE))
+                put_lower(a, &b, s, at, cp);
+            else if (py_has_prop(cp, PY_LOWERCASE))
+                put_mapped(a, &b, cp, MAP_UPPER);
+            else
+                put_cp(a, &b, cp);
             break;
         }
-        }
-        first = 0;
-        put_cp(a, &b, (uint32_t)m);
     }
     return (ct_str){b.p ? b.p : "", b.n};
 }
@@ -318,18 +392,23 @@ static int title_separator(uint32_t cp) {
 }
 
 ct_str py_jinja_title(ct_arena *a, ct_str s) {
+    /* jinja2: item[0].upper() + item[1:].lower() for every item of re.split(r"([-\s({\[<]+)", s) */
     ct_buf b = {0};
-    int word_start = 1;
     for (size_t i = 0; i < s.n;) {
+        size_t start = i;
         uint32_t cp = py_next_cp(s, &i);
-        if (title_separator(cp)) { /* separators have no case: kept as they are */
-            put_cp(a, &b, cp);
-            word_start = 1;
-            continue;
+        int sep = title_separator(cp);
+        while (i < s.n) {
+            size_t j = i;
+            if (title_separator(py_next_cp(s, &j)) != sep) break;
+            i = j;
         }
-        put_cp(a, &b, (uint32_t)(word_start ? utf8proc_toupper((utf8proc_int32_t)cp)
-                                            : utf8proc_tolower((utf8proc_int32_t)cp)));
-        word_start = 0;
+        /* the item is s[start, i): its first character upper-cased, the rest lower-cased as a string of its own */
+        put_mapped(a, &b, cp, MAP_UPPER);
+        size_t rest = start;
+        py_next_cp(s, &rest);
+        ct_str tail = py_case_map(a, (ct_str){s.p + rest, i - rest}, PY_LOWER);
+        ct_buf_append(a, &b, tail.p, tail.n);
     }
     return (ct_str){b.p ? b.p : "", b.n};
 }
@@ -396,19 +475,7 @@ void py_float_repr(double x, char *out) {
 
 static int py_isprintable(uint32_t cp) {
     if (cp < 0x80) return cp >= 0x20 && cp < 0x7f;
-    switch (utf8proc_category((utf8proc_int32_t)cp)) {
-    case UTF8PROC_CATEGORY_CC:
-    case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CN:
-    case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP:
-    case UTF8PROC_CATEGORY_ZS:
-        return 0;
-    default:
-        return 1;
-    }
+    return py_has_prop(cp, PY_PRINTABLE);
 }
 
 void py_str_repr(ct_arena *a, ct_buf *b, ct_str s) {

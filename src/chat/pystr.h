@@ -8,8 +8,7 @@
 
 #include "chat/value.h"
 
-/* str.isspace() of one code point (Python's whitespace set: \t\n\v\f\r, \x1c-\x1f, space, \x85, \xa0,
- * U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000). */
+/* str.isspace() of one code point. */
 int py_isspace(uint32_t cp);
 /* Decodes the code point at s.p[*i] and advances *i past it. */
 uint32_t py_next_cp(ct_str s, size_t *i);
@@ -33,8 +32,8 @@ ct_value py_split(ct_arena *a, ct_str s, const ct_str *sep, int64_t maxsplit, in
 ct_value py_splitlines(ct_arena *a, ct_str s, int keepends);
 
 typedef enum py_case { PY_UPPER, PY_LOWER, PY_CAPITALIZE, PY_TITLE, PY_SWAPCASE } py_case;
-/* str.upper/lower/capitalize/title/swapcase, with Unicode's one-to-one case mappings (utf8proc); the few
- * characters whose full mapping is several characters (e.g. "ß".upper() == "SS") keep their simple mapping. */
+/* str.upper/lower/capitalize/title/swapcase with Python's full case mappings ("ß".upper() == "SS") and its
+ * final-sigma rule ("ΣΑΣ".lower() == "σας"). */
 ct_str py_case_map(ct_arena *a, ct_str s, py_case mode);
 /* jinja2's title filter: the first character of every word (after "-", whitespace, or an opening bracket)
  * upper-cased, the rest lower-cased. */

@@ -81,7 +81,6 @@ struct ct_dict {
 struct ct_loop {
     int64_t index0, length;
     const ct_list *items; /* what the loop runs over, for previtem / nextitem */
-    int depth0;
 };
 
 struct ct_method {

@@ -17,8 +17,9 @@ static const char usage_text[] =
     "  --add-generation-prompt end with the header of the assistant's reply\n"
     "  --vars JSON             a JSON object of more template variables, e.g. '{\"enable_thinking\": false}'\n"
     "  --bos TEXT, --eos TEXT  bos_token and eos_token (default: the tokenizer's)\n"
-    "  --cases FILE            a JSON array of {\"messages\": [...], \"add_generation_prompt\": bool, \"vars\": {...}};\n"
-    "                          prints a JSON array of {\"text\": ...} or {\"error\": ...}, one per case\n"
+    "  --cases FILE            a JSON array of {\"messages_json\": \"[...]\", \"add_generation_prompt\": bool,\n"
+    "                          \"vars_json\": \"{...}\"} (messages and variables as JSON text); prints a JSON\n"
+    "                          array of {\"text\": ...} or {\"error\": ...}, one per case\n"
     "  --print-template        print the template's source instead (and say when it is the fallback)\n";
 
 typedef struct options {
@@ -59,69 +60,14 @@ static int parse_options(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* The messages of a JSON array: each message object is handed over whole as fields_json. *texts keeps the
- * printed objects alive (free each, then the arrays). */
-static int messages_of(const cJSON *array, const char *what, sq_chat_message **msgs, char ***texts, int *n) {
-    *msgs = NULL;
-    *texts = NULL;
-    *n = 0;
-    if (!cJSON_IsArray(array)) {
-        fprintf(stderr, "squeeze chat-template: %s: messages must be a JSON array\n", what);
-        return 1;
-    }
-    int count = cJSON_GetArraySize(array);
-    *msgs = calloc((size_t)count + 1, sizeof **msgs);
-    *texts = calloc((size_t)count + 1, sizeof **texts);
-    if (!*msgs || !*texts) return 1;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, array) {
-        if (!cJSON_IsObject(m)) {
-            fprintf(stderr, "squeeze chat-template: %s: message %d is not a JSON object\n", what, *n);
-            return 1;
-        }
-        if (!((*texts)[*n] = cJSON_PrintUnformatted(m))) return 1;
-        (*msgs)[*n].fields_json = (*texts)[*n];
-        (*n)++;
-    }
-    return 0;
-}
-
-static void free_messages(sq_chat_message *msgs, char **texts, int n) {
-    for (int k = 0; texts && k < n; k++) cJSON_free(texts[k]);
-    free(texts);
-    free(msgs);
-}
-
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    sq_error *err = sq_eval_read_text(path, &text, &len);
-    if (err) {
-        cli_fail(err);
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!j) fprintf(stderr, "squeeze chat-template: %s: not valid JSON\n", path);
-    return j;
-}
-
 /* Renders one conversation; on success prints it (or, with results, adds {"text"} / {"error"} there). */
-static int render_one(const sq_chat_template *t, const cJSON *messages, const char *what, int add_gen,
-                      const char *vars, const options *o, cJSON *results) {
-    sq_chat_message *msgs;
-    char **texts;
-    int n;
-    if (messages_of(messages, what, &msgs, &texts, &n)) {
-        free_messages(msgs, texts, n);
-        return 1;
-    }
+static int render_one(const sq_chat_template *t, const char *messages_json, int add_gen, const char *vars,
+                      const options *o, cJSON *results) {
     sq_chat_render_options ro = {.add_generation_prompt = add_gen, .bos_token = o->bos, .eos_token = o->eos,
                                  .vars_json = vars};
     char *text = NULL;
     size_t len = 0;
-    sq_error *err = sq_chat_template_render(t, msgs, n, &ro, &text, &len);
-    free_messages(msgs, texts, n);
+    sq_error *err = sq_chat_template_render_json(t, messages_json, &ro, &text, &len);
     if (!results) {
         if (err) return cli_fail(err);
         fwrite(text, 1, len, stdout);
@@ -140,36 +86,34 @@ static int render_one(const sq_chat_template *t, const cJSON *messages, const ch
     return 0;
 }
 
+/* The cases carry their messages and variables as JSON text, handed to the library as it is (re-printing
+ * would turn 1.0 into 1). */
 static int run_cases(const sq_chat_template *t, const options *o) {
-    cJSON *cases = read_json(o->cases);
-    if (!cases) return 1;
-    int rc = 0;
+    char *text;
+    size_t len;
+    sq_error *err = sq_eval_read_text(o->cases, &text, &len);
+    if (err) return cli_fail(err);
+    cJSON *cases = cJSON_ParseWithLength(text, len);
+    free(text);
     if (!cJSON_IsArray(cases)) {
         fprintf(stderr, "squeeze chat-template: %s: not a JSON array\n", o->cases);
-        rc = 1;
+        cJSON_Delete(cases);
+        return 1;
     }
     cJSON *results = cJSON_CreateArray();
     const cJSON *c;
-    int k = 0;
     cJSON_ArrayForEach(c, cases) {
-        if (rc) break;
-        char what[64];
-        snprintf(what, sizeof what, "case %d", k++);
-        const cJSON *vars = cJSON_GetObjectItemCaseSensitive(c, "vars");
-        char *vars_text = vars ? cJSON_PrintUnformatted(vars) : NULL;
-        rc = render_one(t, cJSON_GetObjectItemCaseSensitive(c, "messages"), what,
-                        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")), vars_text, o,
-                        results);
-        cJSON_free(vars_text);
+        const char *messages = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "messages_json"));
+        const char *vars = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "vars_json"));
+        render_one(t, messages ? messages : "[]",
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")), vars, o, results);
     }
-    if (!rc) {
-        char *out = cJSON_PrintUnformatted(results);
-        if (out) puts(out);
-        cJSON_free(out);
-    }
+    char *out = cJSON_PrintUnformatted(results);
+    if (out) puts(out);
+    cJSON_free(out);
     cJSON_Delete(results);
     cJSON_Delete(cases);
-    return rc;
+    return out ? 0 : 1;
 }
 
 static int run(const sq_chat_template *t, const options *o) {
@@ -181,11 +125,14 @@ static int run(const sq_chat_template *t, const options *o) {
         return 0;
     }
     if (o->cases) return run_cases(t, o);
-    cJSON *messages = o->messages ? read_json(o->messages) : cJSON_CreateArray();
-    if (!messages) return 1;
-    int rc = render_one(t, messages, o->messages ? o->messages : "messages", o->add_generation_prompt, o->vars, o,
-                        NULL);
-    cJSON_Delete(messages);
+    char *messages = NULL;
+    size_t len;
+    if (o->messages) {
+        sq_error *err = sq_eval_read_text(o->messages, &messages, &len);
+        if (err) return cli_fail(err);
+    }
+    int rc = render_one(t, messages ? messages : "[]", o->add_generation_prompt, o->vars, o, NULL);
+    free(messages);
     return rc;
 }
 
