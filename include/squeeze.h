@@ -39,8 +39,10 @@ void sq_error_free(sq_error *err);
 
 typedef struct sq_tokenizer sq_tokenizer;
 
-/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, or a Hugging Face
- * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling when present). */
+/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, a Hugging Face
+ * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling and the chat template
+ * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are not
+ * read, so any architecture and tensor type will do). */
 sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 

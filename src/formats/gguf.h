@@ -95,6 +95,8 @@ sq_error *sq_gguf_get_strings(const sq_gguf_file *g, const char *key, char ***v,
 sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m);
 /* The vocabulary in tokenizer.ggml.*, built into a tokenizer; *out is NULL when the file has none. */
 sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out);
+/* The vocabulary of a GGUF file alone (sq_tokenizer_load of a .gguf): the tensors are not read. */
+sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* Reads a GGUF string (u64 length + bytes) at p; the parser has already validated it. */
 static inline uint64_t sq_gguf_string_len(const unsigned char *p) {

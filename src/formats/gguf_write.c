@@ -144,6 +144,7 @@ static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
     kv_bool(b, "tokenizer.ggml.add_bos_token", s.add_bos);
     kv_bool(b, "tokenizer.ggml.add_eos_token", s.add_eos);
     if (spm) kv_bool(b, "tokenizer.ggml.add_space_prefix", s.add_space_prefix);
+    if (s.chat_template) kv_str(b, "tokenizer.chat_template", s.chat_template);
 }
 
 static void put_tensor_info(sq_out_file *o, const char *name, int ndim, const int64_t *shape, uint32_t type,

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
 
@@ -40,6 +41,10 @@ sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out) {
               (ends_with(path, ".model") || (!ends_with(path, ".bin") && f->size >= 4 && f->data[0] == 0x0A &&
                                              (f->data[1] | f->data[2] | f->data[3]) != 0));
     sq_error *err;
+    if (f->size >= 4 && !memcmp(f->data, "GGUF", 4)) {
+        sq_mapped_file_close(f);
+        return sq_gguf_load_tokenizer(path, out);
+    }
     if (json) {
         sq_mapped_file_close(f);
         char *text;

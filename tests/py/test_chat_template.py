@@ -193,7 +193,7 @@ def conversation(rng, tools_ok, reasoning_ok):
     for turn in range(rng.choice([1, 1, 2, 3, 5])):
         msgs.append({"role": "user", "content": rng.choice(TEXTS)})
         if tools_ok and rng.random() < 0.3:
-            msgs.append({"role": "assistant", "content": rng.choice(["", None, "Let me check."]),
+            msgs.append({"role": "assistant", "content": rng.choice(["", "", "Let me check.", "Let me check.", "", None]),
                          "tool_calls": [tool_call(rng) for _ in range(rng.choice([1, 2]))]})
             for _ in range(rng.choice([1, 2])):
                 msgs.append({"role": "tool", "content": rng.choice(['{"temp": 21.5}', "sunny", ""])})
