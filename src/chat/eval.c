@@ -656,8 +656,10 @@ static void exec_for(ct_render *r, const ct_node *n) {
     if (n->b) { /* {% for x in xs if cond %}: filter first, so loop.length counts what is kept */
         ct_value *kept = ct_alloc_array(r->a, count, sizeof *kept);
         size_t k = 0;
+        ct_scope *frame = ct_scope_new(r, outer);
         for (size_t i = 0; i < count; i++) {
-            r->scope = ct_scope_new(r, outer);
+            frame->n = 0;
+            r->scope = frame;
             assign_targets(r, n, items[i]);
             ct_value c = eval(r, n->b);
             if (ct_truthy(&c)) kept[k++] = items[i];
@@ -670,10 +672,13 @@ static void exec_for(ct_render *r, const ct_node *n) {
     *seen = (ct_list){.n = count, .items = (ct_value *)items};
     ct_loop *loop = ct_alloc(r->a, sizeof *loop);
     *loop = (ct_loop){.length = (int64_t)count, .items = seen};
+    /* one frame for all iterations, emptied at each: a loop's memory does not grow with its length */
+    ct_scope *frame = ct_scope_new(r, outer);
     for (size_t i = 0; i < count; i++) {
         step(r, n);
         loop->index0 = (int64_t)i;
-        r->scope = ct_scope_new(r, outer);
+        frame->n = 0;
+        r->scope = frame;
         at(r, n);
         assign_targets(r, n, items[i]);
         ct_scope_set(r, r->scope, ct_cstr("loop"), (ct_value){.type = CT_LOOP, .loop = loop});
