@@ -41,8 +41,8 @@ typedef struct sq_tokenizer sq_tokenizer;
 
 /* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, a Hugging Face
  * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling and the chat template
- * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are not
- * read, so any architecture and tensor type will do). */
+ * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are
+ * not read, so any architecture and tensor type will do). */
 sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 
@@ -122,7 +122,8 @@ typedef struct sq_chat_render_options {
     const char *bos_token;     /* the template's bos_token / eos_token; NULL: the template's own (from its */
     const char *eos_token;     /* tokenizer), else undefined */
     /* NULL, or a JSON object whose members become template variables (tools, documents, enable_thinking,
-     * date_string, ...); tools and documents are None unless given here, as apply_chat_template passes them */
+     * date_string, ...); tools and documents are None unless given here, as apply_chat_template passes
+     * them */
     const char *vars_json;
     size_t max_bytes;  /* memory the rendering may use; 0: 64 MiB + 16 times the size of the input */
     int64_t max_steps; /* evaluation steps before the rendering is stopped; 0: 10 million */

@@ -17,8 +17,8 @@ typedef struct ct_chunk ct_chunk;
 
 typedef struct ct_arena {
     ct_chunk *head;
-    size_t used;  /* bytes handed out (chunk overhead included) */
-    size_t limit; /* most bytes this arena may hand out */
+    size_t used;       /* bytes handed out (chunk overhead included) */
+    size_t limit;      /* most bytes this arena may hand out */
     jmp_buf *on_error; /* set by ct_protect */
     sq_error *error;   /* what ct_fail reported */
     int line, col;     /* where in the template the work is (1-based; 0: nowhere), for error messages */
@@ -41,7 +41,8 @@ void *ct_alloc_array(ct_arena *a, size_t n, size_t elem);
 char *ct_strndup(ct_arena *a, const char *s, size_t n);
 
 /* Stores an error "chat template, line L, column C: <message>" and jumps back to the entry point. */
-_Noreturn void ct_fail(ct_arena *a, sq_error_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+_Noreturn void ct_fail(ct_arena *a, sq_error_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* A growable byte buffer inside an arena (old storage is abandoned to the arena when it grows). */
 typedef struct ct_buf {

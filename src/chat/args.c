@@ -7,8 +7,8 @@ void ct_bind(ct_render *r, const char *what, const ct_args *args, const char *co
         out[n_params++] = (ct_value){.type = CT_UNDEFINED};
     }
     if (args->n_pos > n_positional)
-        ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s takes at most %zu positional argument(s), got %zu", what, n_positional,
-                args->n_pos);
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s takes at most %zu positional argument(s), got %zu", what,
+                n_positional, args->n_pos);
     for (size_t k = 0; k < args->n_pos; k++) out[k] = args->pos[k];
     for (size_t k = 0; k < args->n_kw; k++) {
         ct_str name = args->kw_names[k];
@@ -18,10 +18,11 @@ void ct_bind(ct_render *r, const char *what, const ct_args *args, const char *co
             if (strlen(pn) == name.n && !memcmp(pn, name.p, name.n)) break;
         }
         if (p == n_params)
-            ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s got an unexpected keyword argument '%.*s'", what, (int)name.n,
-                    name.p);
+            ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s got an unexpected keyword argument '%.*s'", what,
+                    (int)name.n, name.p);
         if (ct_given(&out[p]))
-            ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s got multiple values for argument '%.*s'", what, (int)name.n, name.p);
+            ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s got multiple values for argument '%.*s'", what, (int)name.n,
+                    name.p);
         out[p] = args->kw[k];
     }
 }

@@ -12,10 +12,11 @@ enum { MAX_SOURCE = 4 << 20, DEFAULT_MAX_STEPS = 10000000 };
 
 /* For models without a template of their own (docs/chat-templates.md): one "Role: text" paragraph per
  * message, then "Assistant:" to prompt a reply. */
-static const char fallback_source[] = "{%- for message in messages -%}"
-                                      "{{ message.role | capitalize }}: {{ message.content | trim }}{{ '\\n\\n' }}"
-                                      "{%- endfor -%}"
-                                      "{%- if add_generation_prompt %}Assistant:{% endif -%}";
+static const char fallback_source[] =
+    "{%- for message in messages -%}"
+    "{{ message.role | capitalize }}: {{ message.content | trim }}{{ '\\n\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt %}Assistant:{% endif -%}";
 
 struct sq_chat_template {
     ct_arena arena; /* the source and its syntax tree */
@@ -35,11 +36,12 @@ static void check_list(ct_arena *a, ct_node_list l) {
 
 static void check_names(ct_arena *a, const ct_node *n) {
     if (!n) return;
-    if ((n->kind == E_FILTER && !ct_filter_exists(n->name)) || (n->kind == E_TEST && !ct_test_exists(n->name))) {
+    if ((n->kind == E_FILTER && !ct_filter_exists(n->name)) ||
+        (n->kind == E_TEST && !ct_test_exists(n->name))) {
         a->line = n->line;
         a->col = n->col;
-        ct_fail(a, SQ_ERR_FORMAT, "no %s named '%.*s'", n->kind == E_FILTER ? "filter" : "test", (int)n->name.n,
-                n->name.p);
+        ct_fail(a, SQ_ERR_FORMAT, "no %s named '%.*s'", n->kind == E_FILTER ? "filter" : "test",
+                (int)n->name.n, n->name.p);
     }
     check_names(a, n->a);
     check_names(a, n->b);
@@ -61,7 +63,8 @@ sq_error *sq_chat_template_compile(const char *source, size_t len, sq_chat_templ
     *out = NULL;
     if (!source) return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: no source");
     if (len > MAX_SOURCE)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: %zu bytes is more than the %d allowed", len, MAX_SOURCE);
+        return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: %zu bytes is more than the %d allowed", len,
+                         MAX_SOURCE);
     sq_chat_template *t = calloc(1, sizeof *t);
     if (!t) return sq_errorf(SQ_ERR_NOMEM, "chat template: out of memory");
     ct_arena_init(&t->arena, DEFAULT_MAX_BYTES + 64 * len);
@@ -130,7 +133,9 @@ static ct_value checked_string(ct_arena *a, const char *s, const char *what, int
     for (size_t i = 0; i < n;) {
         int len = sq_utf8_valid_len((const unsigned char *)s + i, n - i);
         if (!len) {
-            if (index >= 0) ct_fail(a, SQ_ERR_INVALID_ARG, "messages[%d].%s is not valid UTF-8 (byte %zu)", index, what, i);
+            if (index >= 0)
+                ct_fail(a, SQ_ERR_INVALID_ARG, "messages[%d].%s is not valid UTF-8 (byte %zu)", index, what,
+                        i);
             ct_fail(a, SQ_ERR_INVALID_ARG, "%s is not valid UTF-8 (byte %zu)", what, i);
         }
         i += (size_t)len;
@@ -149,15 +154,18 @@ static ct_value without_none(ct_arena *a, const ct_value *d) {
 /* One message as the dict the template sees: role, content, then the keys of fields_json. */
 static ct_value message_value(ct_arena *a, const sq_chat_message *m, int index) {
     ct_value d = ct_dict_new(a, CT_DICT);
-    if (m->role) ct_dict_set(a, d.dict, ct_string(ct_cstr("role")), checked_string(a, m->role, "role", index));
+    if (m->role)
+        ct_dict_set(a, d.dict, ct_string(ct_cstr("role")), checked_string(a, m->role, "role", index));
     if (m->content)
-        ct_dict_set(a, d.dict, ct_string(ct_cstr("content")), checked_string(a, m->content, "content", index));
+        ct_dict_set(a, d.dict, ct_string(ct_cstr("content")),
+                    checked_string(a, m->content, "content", index));
     if (m->fields_json) {
         char what[48];
         snprintf(what, sizeof what, "messages[%d].fields_json", index);
         ct_value extra = ct_from_json(a, m->fields_json, strlen(m->fields_json), what);
         if (extra.type != CT_DICT) ct_fail(a, SQ_ERR_INVALID_ARG, "%s must be a JSON object", what);
-        for (size_t k = 0; k < extra.dict->n; k++) ct_dict_set(a, d.dict, extra.dict->keys[k], extra.dict->vals[k]);
+        for (size_t k = 0; k < extra.dict->n; k++)
+            ct_dict_set(a, d.dict, extra.dict->keys[k], extra.dict->vals[k]);
     }
     return without_none(a, &d);
 }
@@ -175,7 +183,8 @@ static ct_value messages_value(ct_arena *a, const render_job *job) {
         return messages;
     }
     messages = ct_list_new(a, (size_t)job->n_messages, 0);
-    for (int k = 0; k < job->n_messages; k++) messages.list->items[k] = message_value(a, &job->messages[k], k);
+    for (int k = 0; k < job->n_messages; k++)
+        messages.list->items[k] = message_value(a, &job->messages[k], k);
     ct_list_seal(a, &messages);
     return messages;
 }
@@ -185,8 +194,8 @@ static void render_job_run(ct_arena *a, void *arg) {
     const sq_chat_render_options *o = job->opts;
     ct_render r = {.a = a, .out = &job->out, .max_steps = job->max_steps};
     ct_scope *context = ct_scope_new(&r, NULL);
-    /* what apply_chat_template passes: messages, tools and documents (None unless given), add_generation_prompt,
-     * the special tokens, then the caller's variables */
+    /* what apply_chat_template passes: messages, tools and documents (None unless given),
+     * add_generation_prompt, the special tokens, then the caller's variables */
     ct_scope_set(&r, context, ct_cstr("messages"), messages_value(a, job));
     ct_scope_set(&r, context, ct_cstr("tools"), ct_none());
     ct_scope_set(&r, context, ct_cstr("documents"), ct_none());
@@ -254,7 +263,8 @@ sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_messa
 sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
                                        const sq_chat_render_options *opts, char **text, size_t *len) {
     *text = NULL;
-    if (!t || !messages_json) return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: no template or no messages");
+    if (!t || !messages_json)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "chat template: no template or no messages");
     render_job job = {.t = t, .messages_json = messages_json, .opts = opts};
     return render(&job, strlen(messages_json), text, len);
 }

@@ -92,10 +92,12 @@ ct_value ct_getattr(ct_render *r, ct_value obj, ct_str name) {
         if (str_eq(name, "first")) return ct_bool(l->index0 == 0);
         if (str_eq(name, "last")) return ct_bool(l->index0 == l->length - 1);
         if (str_eq(name, "length")) return ct_int(l->length);
-        if (str_eq(name, "depth0")) return ct_int(0); /* depth counts recursive loops, which are not supported */
+        if (str_eq(name, "depth0"))
+            return ct_int(0); /* depth counts recursive loops, which are not supported */
         if (str_eq(name, "depth")) return ct_int(1);
         if (str_eq(name, "previtem"))
-            return l->index0 > 0 ? l->items->items[l->index0 - 1] : ct_undefinedf(r->a, "there is no previous item");
+            return l->index0 > 0 ? l->items->items[l->index0 - 1]
+                                 : ct_undefinedf(r->a, "there is no previous item");
         if (str_eq(name, "nextitem"))
             return l->index0 + 1 < l->length ? l->items->items[l->index0 + 1]
                                              : ct_undefinedf(r->a, "there is no next item");
@@ -103,7 +105,8 @@ ct_value ct_getattr(ct_render *r, ct_value obj, ct_str name) {
     } else if (ct_method_lookup(r, obj, name, &m)) {
         return m;
     }
-    return ct_undefinedf(r->a, "'%s object' has no attribute '%.*s'", ct_type_name(&obj), (int)name.n, name.p);
+    return ct_undefinedf(r->a, "'%s object' has no attribute '%.*s'", ct_type_name(&obj), (int)name.n,
+                         name.p);
 }
 
 /* Python's slice.indices(): normalised start, stop, step for a sequence of length len. */
@@ -271,7 +274,9 @@ int64_t ct_len(ct_render *r, ct_value v) {
 
 /* ------------------------------------------------------------------ operators */
 
-static int is_num(const ct_value *v) { return v->type == CT_INT || v->type == CT_FLOAT || v->type == CT_BOOL; }
+static int is_num(const ct_value *v) {
+    return v->type == CT_INT || v->type == CT_FLOAT || v->type == CT_BOOL;
+}
 static int is_intlike(const ct_value *v) { return v->type == CT_INT || v->type == CT_BOOL; }
 static int64_t as_int(const ct_value *v) { return v->type == CT_BOOL ? v->b : v->i; }
 static double as_float(const ct_value *v) { return v->type == CT_FLOAT ? v->f : (double)as_int(v); }
@@ -302,8 +307,10 @@ static ct_value repeat(ct_render *r, ct_value seq, int64_t times) {
 
 static double py_fmod(double x, double y) {
     double m = fmod(x, y);
-    if (m != 0 && ((m < 0) != (y < 0))) m += y;
-    else if (m == 0) m = copysign(0.0, y);
+    if (m != 0 && ((m < 0) != (y < 0)))
+        m += y;
+    else if (m == 0)
+        m = copysign(0.0, y);
     return m;
 }
 
@@ -324,7 +331,8 @@ static ct_value arith(ct_render *r, char op, int floor_div, ct_value x, ct_value
         case '%':
         case 'f': /* // */
             if (b == 0)
-                ct_fail(r->a, SQ_ERR_INVALID_ARG, op == '%' ? "integer modulo by zero" : "integer division by zero");
+                ct_fail(r->a, SQ_ERR_INVALID_ARG,
+                        op == '%' ? "integer modulo by zero" : "integer division by zero");
             if (a == INT64_MIN && b == -1) {
                 if (op == '%') return ct_int(0);
                 overflow(r);
@@ -388,8 +396,8 @@ ct_value ct_binop(ct_render *r, ct_str op, ct_value x, ct_value y) {
     if (op.p[0] == '<' || op.p[0] == '>') {
         int ok, c = ct_compare(&x, &y, &ok);
         if (!ok)
-            ct_fail(r->a, SQ_ERR_INVALID_ARG, "'%.*s' not supported between instances of '%s' and '%s'", (int)op.n,
-                    op.p, ct_type_name(&x), ct_type_name(&y));
+            ct_fail(r->a, SQ_ERR_INVALID_ARG, "'%.*s' not supported between instances of '%s' and '%s'",
+                    (int)op.n, op.p, ct_type_name(&x), ct_type_name(&y));
         if (ok == 2) return ct_bool(0);
         int eq = op.n == 2;
         return ct_bool(op.p[0] == '<' ? (c < 0 || (eq && c == 0)) : (c > 0 || (eq && c == 0)));
@@ -401,8 +409,8 @@ ct_value ct_binop(ct_render *r, ct_str op, ct_value x, ct_value y) {
             ct_buf_append(r->a, &b, y.s.p, y.s.n);
             return ct_string((ct_str){b.p ? b.p : "", b.n});
         }
-        if (x.type == CT_LIST && y.type == CT_LIST && x.list->is_tuple == y.list->is_tuple && !x.list->is_iter &&
-            !y.list->is_iter) {
+        if (x.type == CT_LIST && y.type == CT_LIST && x.list->is_tuple == y.list->is_tuple &&
+            !x.list->is_iter && !y.list->is_iter) {
             ct_value out = ct_list_new(r->a, x.list->n + y.list->n, x.list->is_tuple);
             if (x.list->n) memcpy(out.list->items, x.list->items, x.list->n * sizeof(ct_value));
             if (y.list->n) memcpy(out.list->items + x.list->n, y.list->items, y.list->n * sizeof(ct_value));
@@ -410,7 +418,8 @@ ct_value ct_binop(ct_render *r, ct_str op, ct_value x, ct_value y) {
             return out;
         }
         if (x.type == CT_STRING || y.type == CT_STRING)
-            type_error(r, "can only concatenate str (not \"%s\") to str", x.type == CT_STRING ? &y : &x, NULL);
+            type_error(r, "can only concatenate str (not \"%s\") to str", x.type == CT_STRING ? &y : &x,
+                       NULL);
         return arith(r, '+', 0, x, y);
     }
     if (str_eq(op, "*")) {
@@ -508,8 +517,8 @@ static ct_value eval(ct_render *r, const ct_node *n) {
         at(r, n);
         if (v.type == CT_FLOAT) return ct_float(n->kind == E_NEG ? -v.f : v.f);
         if (!is_intlike(&v))
-            ct_fail(r->a, SQ_ERR_INVALID_ARG, "bad operand type for unary %c: '%s'", n->kind == E_NEG ? '-' : '+',
-                    ct_type_name(&v));
+            ct_fail(r->a, SQ_ERR_INVALID_ARG, "bad operand type for unary %c: '%s'",
+                    n->kind == E_NEG ? '-' : '+', ct_type_name(&v));
         if (n->kind == E_NEG && as_int(&v) == INT64_MIN) overflow(r);
         return ct_int(n->kind == E_NEG ? -as_int(&v) : as_int(&v));
     }
@@ -561,8 +570,8 @@ static ct_value eval(ct_render *r, const ct_node *n) {
 static ct_value call_macro(ct_render *r, const ct_macro *m, const ct_args *args) {
     const ct_node *def = m->def;
     if (args->n_pos > def->args.n)
-        ct_fail(r->a, SQ_ERR_INVALID_ARG, "macro '%.*s' takes not more than %zu argument(s)", (int)def->name.n,
-                def->name.p, def->args.n);
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "macro '%.*s' takes not more than %zu argument(s)",
+                (int)def->name.n, def->name.p, def->args.n);
     if (++r->call_depth > MAX_CALL_DEPTH)
         ct_fail(r->a, SQ_ERR_NOMEM, "macro calls nested more than %d deep", MAX_CALL_DEPTH);
     ct_scope *saved_scope = r->scope;
@@ -639,7 +648,8 @@ static void assign_targets(ct_render *r, const ct_node *stmt, ct_value v) {
         return;
     }
     if (v.type != CT_LIST || v.list->is_iter)
-        ct_fail(r->a, SQ_ERR_INVALID_ARG, "cannot unpack a %s into %zu names", ct_type_name(&v), stmt->args.n);
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "cannot unpack a %s into %zu names", ct_type_name(&v),
+                stmt->args.n);
     if (v.list->n != stmt->args.n)
         ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s values to unpack (expected %zu, got %zu)",
                 v.list->n > stmt->args.n ? "too many" : "not enough", stmt->args.n, v.list->n);
@@ -754,7 +764,8 @@ static void exec_stmt(ct_render *r, const ct_node *n) {
     case S_SCOPE: {
         ct_scope *saved = r->scope;
         r->scope = ct_scope_new(r, saved);
-        for (size_t k = 0; k < n->args.n; k++) ct_scope_set(r, r->scope, n->kw_names[k], eval(r, n->args.v[k]));
+        for (size_t k = 0; k < n->args.n; k++)
+            ct_scope_set(r, r->scope, n->kw_names[k], eval(r, n->args.v[k]));
         ct_exec(r, n->body);
         r->scope = saved;
         return;

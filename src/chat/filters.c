@@ -1,6 +1,6 @@
 /* jinja2's filters and tests (jinja2/filters.py, jinja2/tests.py), with Hugging Face's tojson. Filters jinja2
- * has but chat templates do not use are known by name (a template naming them compiles, as in jinja2) and fail
- * when run. */
+ * has but chat templates do not use are known by name (a template naming them compiles, as in jinja2) and
+ * fail when run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +55,8 @@ static void sort_by_keys(ct_render *r, ct_value *items, ct_value *keys, size_t n
             while (i < mid && j < hi) {
                 int ok, c = ct_compare(&keys[j], &keys[i], &ok);
                 if (!ok)
-                    ct_fail(r->a, SQ_ERR_INVALID_ARG, "sort: '<' not supported between instances of '%s' and '%s'",
+                    ct_fail(r->a, SQ_ERR_INVALID_ARG,
+                            "sort: '<' not supported between instances of '%s' and '%s'",
                             ct_type_name(&keys[j]), ct_type_name(&keys[i]));
                 int take_right = reverse ? c > 0 && ok != 2 : c < 0 && ok != 2;
                 if (take_right) {
@@ -235,19 +236,45 @@ typedef struct test_def {
 } test_def;
 
 static const test_def tests[] = {
-    {"defined", 0, t_defined},   {"undefined", 0, t_undefined}, {"none", 0, t_none},
-    {"boolean", 0, t_boolean},   {"true", 0, t_true},           {"false", 0, t_false},
-    {"integer", 0, t_integer},   {"float", 0, t_float},         {"number", 0, t_number},
-    {"string", 0, t_string},     {"mapping", 0, t_mapping},     {"iterable", 0, t_iterable},
-    {"sequence", 0, t_sequence}, {"callable", 0, t_callable},   {"escaped", 0, t_escaped},
-    {"sameas", 1, t_sameas},     {"lower", 0, t_lower},         {"upper", 0, t_upper},
-    {"in", 1, t_in},             {"==", 1, t_eq},               {"eq", 1, t_eq},
-    {"equalto", 1, t_eq},        {"!=", 1, t_ne},               {"ne", 1, t_ne},
-    {"<", 1, t_lt},              {"lt", 1, t_lt},               {"lessthan", 1, t_lt},
-    {"<=", 1, t_le},             {"le", 1, t_le},               {">", 1, t_gt},
-    {"gt", 1, t_gt},             {"greaterthan", 1, t_gt},      {">=", 1, t_ge},
-    {"ge", 1, t_ge},             {"divisibleby", 1, t_divisibleby}, {"even", 0, t_even},
-    {"odd", 0, t_odd},           {"filter", 0, t_filter},       {"test", 0, t_test},
+    {"defined", 0, t_defined},
+    {"undefined", 0, t_undefined},
+    {"none", 0, t_none},
+    {"boolean", 0, t_boolean},
+    {"true", 0, t_true},
+    {"false", 0, t_false},
+    {"integer", 0, t_integer},
+    {"float", 0, t_float},
+    {"number", 0, t_number},
+    {"string", 0, t_string},
+    {"mapping", 0, t_mapping},
+    {"iterable", 0, t_iterable},
+    {"sequence", 0, t_sequence},
+    {"callable", 0, t_callable},
+    {"escaped", 0, t_escaped},
+    {"sameas", 1, t_sameas},
+    {"lower", 0, t_lower},
+    {"upper", 0, t_upper},
+    {"in", 1, t_in},
+    {"==", 1, t_eq},
+    {"eq", 1, t_eq},
+    {"equalto", 1, t_eq},
+    {"!=", 1, t_ne},
+    {"ne", 1, t_ne},
+    {"<", 1, t_lt},
+    {"lt", 1, t_lt},
+    {"lessthan", 1, t_lt},
+    {"<=", 1, t_le},
+    {"le", 1, t_le},
+    {">", 1, t_gt},
+    {"gt", 1, t_gt},
+    {"greaterthan", 1, t_gt},
+    {">=", 1, t_ge},
+    {"ge", 1, t_ge},
+    {"divisibleby", 1, t_divisibleby},
+    {"even", 0, t_even},
+    {"odd", 0, t_odd},
+    {"filter", 0, t_filter},
+    {"test", 0, t_test},
 };
 
 static const test_def *find_test(ct_str name) {
@@ -306,7 +333,8 @@ static ct_value f_default(ct_render *r, ct_value v, const ct_value *p, const ct_
 
 static ct_value f_dictsort(ct_render *r, ct_value v, const ct_value *p, const ct_args *args) {
     (void)args;
-    if (v.type != CT_DICT) ct_fail(r->a, SQ_ERR_INVALID_ARG, "dictsort: value must be a dict, not %s", ct_type_name(&v));
+    if (v.type != CT_DICT)
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "dictsort: value must be a dict, not %s", ct_type_name(&v));
     int case_sensitive = ct_given(&p[0]) && ct_truthy(&p[0]);
     int by_value = 0;
     if (ct_given(&p[1])) {
@@ -407,7 +435,8 @@ static ct_value f_int(ct_render *r, ct_value v, const ct_value *p, const ct_args
         if (!py_parse_int(v.s, &i)) return ct_int(i);
         /* "42.23"|int is 42: jinja2 retries through float */
         if (py_parse_float(r->a, v.s, &f) || isnan(f) || isinf(f)) return dflt;
-        if (fabs(f) >= 9223372036854775808.0) ct_fail(r->a, SQ_ERR_UNSUPPORTED, "int: %g does not fit 64 bits", f);
+        if (fabs(f) >= 9223372036854775808.0)
+            ct_fail(r->a, SQ_ERR_UNSUPPORTED, "int: %g does not fit 64 bits", f);
         return ct_int((int64_t)f);
     default:
         return dflt;
@@ -464,7 +493,8 @@ static ct_value f_join(ct_render *r, ct_value v, const ct_value *p, const ct_arg
     ct_buf b = {0};
     for (size_t k = 0; k < n; k++) {
         if (k) ct_buf_append(r->a, &b, sep.p, sep.n);
-        ct_value item = ct_given(&p[1]) && p[1].type != CT_NONE ? get_attribute(r, items[k], &p[1]) : items[k];
+        ct_value item =
+            ct_given(&p[1]) && p[1].type != CT_NONE ? get_attribute(r, items[k], &p[1]) : items[k];
         ct_append_str(r->a, &b, &item);
     }
     return ct_string((ct_str){b.p ? b.p : "", b.n});
@@ -510,8 +540,8 @@ static ct_value f_map(ct_render *r, ct_value v, const ct_value *p, const ct_args
             else if (str_eq(args->kw_names[k], "default"))
                 dflt = args->kw[k];
             else
-                ct_fail(r->a, SQ_ERR_INVALID_ARG, "map: unexpected keyword argument '%.*s'", (int)args->kw_names[k].n,
-                        args->kw_names[k].p);
+                ct_fail(r->a, SQ_ERR_INVALID_ARG, "map: unexpected keyword argument '%.*s'",
+                        (int)args->kw_names[k].n, args->kw_names[k].p);
         }
         if (!ct_given(&attr)) ct_fail(r->a, SQ_ERR_INVALID_ARG, "map requires a filter argument");
         for (size_t k = 0; k < n; k++) {
@@ -530,7 +560,8 @@ static ct_value f_map(ct_render *r, ct_value v, const ct_value *p, const ct_args
 static ct_value select_items(ct_render *r, ct_value v, const ct_args *args, int keep, int by_attr) {
     const char *what = by_attr ? (keep ? "selectattr" : "rejectattr") : (keep ? "select" : "reject");
     size_t off = 0;
-    if (by_attr && !args->n_pos) ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s: Missing parameter for attribute name", what);
+    if (by_attr && !args->n_pos)
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s: Missing parameter for attribute name", what);
     const ct_value *attr = by_attr ? &args->pos[off++] : NULL;
     const ct_value *items;
     size_t n;
@@ -630,7 +661,8 @@ static ct_value f_round(ct_render *r, ct_value v, const ct_value *p, const ct_ar
     ct_str method = ct_given(&p[1]) ? ct_arg_str(r, "round", "method", &p[1]) : ct_cstr("common");
     if (v.type != CT_FLOAT && v.type != CT_INT && v.type != CT_BOOL)
         ct_fail(r->a, SQ_ERR_INVALID_ARG, "round: a number is needed, not %s", ct_type_name(&v));
-    if (precision < -300 || precision > 300) ct_fail(r->a, SQ_ERR_UNSUPPORTED, "round: precision out of range");
+    if (precision < -300 || precision > 300)
+        ct_fail(r->a, SQ_ERR_UNSUPPORTED, "round: precision out of range");
     double x = v.type == CT_FLOAT ? v.f : v.type == CT_INT ? (double)v.i : v.b;
     if (str_eq(method, "common")) {
         if (v.type != CT_FLOAT) return v.type == CT_BOOL ? ct_int(v.b) : v; /* round(int, n) is the int */
@@ -827,6 +859,7 @@ ct_value ct_apply_filter(ct_render *r, ct_str name, ct_value v, const ct_args *a
     snprintf(what, sizeof what, "filter '%s'", f->name);
     ct_bind(r, what, args, f->params, p);
     for (int k = 0; k < f->n_required; k++)
-        if (!ct_given(&p[k])) ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s: missing argument '%s'", what, f->params[k]);
+        if (!ct_given(&p[k]))
+            ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s: missing argument '%s'", what, f->params[k]);
     return f->fn(r, v, p, args);
 }

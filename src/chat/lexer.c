@@ -109,7 +109,8 @@ static int64_t parse_int_literal(lexer *lx, size_t start, size_t end) {
     errno = 0;
     char *e;
     unsigned long long v = strtoull(digits, &e, base);
-    if (errno || *e || v > INT64_MAX) ct_fail(lx->a, SQ_ERR_UNSUPPORTED, "integer literal does not fit 64 bits");
+    if (errno || *e || v > INT64_MAX)
+        ct_fail(lx->a, SQ_ERR_UNSUPPORTED, "integer literal does not fit 64 bits");
     return (int64_t)v;
 }
 
@@ -170,8 +171,9 @@ static size_t lex_number(lexer *lx, size_t pos) {
         for (;;) {
             size_t j = i + (i < n && s[i] == '_');
             char c = j < n ? (char)(s[j] | 0x20) : 0;
-            int ok = p == 'b' ? (c == '0' || c == '1') : p == 'o' ? (c >= '0' && c <= '7')
-                                                                   : (is_digit(c) || (c >= 'a' && c <= 'f'));
+            int ok = p == 'b'   ? (c == '0' || c == '1')
+                     : p == 'o' ? (c >= '0' && c <= '7')
+                                : (is_digit(c) || (c >= 'a' && c <= 'f'));
             if (!ok) break;
             i = j + 1;
         }
@@ -218,7 +220,10 @@ static size_t lex_string(lexer *lx, size_t pos) {
             i++;
             continue;
         }
-        if (i + 1 >= lx->src.n) continue; /* reported as unterminated above */
+        if (i + 1 >= lx->src.n) {
+            i++; /* a backslash at the very end: unterminated, reported above */
+            continue;
+        }
         char e = s[i + 1];
         i += 2;
         const char *simple = strchr("\\'\"abfnrtv\n", e);
@@ -227,7 +232,8 @@ static size_t lex_string(lexer *lx, size_t pos) {
             if (e != '\n') ct_buf_putc(lx->a, &b, out[simple - "\\'\"abfnrtv\n"]); /* \<newline> continues */
         } else if (e >= '0' && e <= '7') {
             int v = e - '0';
-            for (int k = 0; k < 2 && i < lx->src.n && s[i] >= '0' && s[i] <= '7'; k++) v = v * 8 + (s[i++] - '0');
+            for (int k = 0; k < 2 && i < lx->src.n && s[i] >= '0' && s[i] <= '7'; k++)
+                v = v * 8 + (s[i++] - '0');
             char u[4];
             ct_buf_append(lx->a, &b, u, (size_t)sq_utf8_encode((uint32_t)v, u));
         } else if (e == 'x' || e == 'u' || e == 'U') {
@@ -244,8 +250,8 @@ static size_t lex_string(lexer *lx, size_t pos) {
             }
             if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
                 locate(lx, i);
-                ct_fail(lx->a, SQ_ERR_UNSUPPORTED, "string literal escape \\%c%0*x is no Unicode character", e,
-                        digits, v);
+                ct_fail(lx->a, SQ_ERR_UNSUPPORTED, "string literal escape \\%c%0*x is no Unicode character",
+                        e, digits, v);
             }
             char u[4];
             ct_buf_append(lx->a, &b, u, (size_t)sq_utf8_encode(v, u));
@@ -334,7 +340,8 @@ static size_t lex_tag(lexer *lx, size_t pos, int is_block, size_t tag_start, int
             } else if (len == 1 && (c == ')' || c == ']' || c == '}')) {
                 locate(lx, pos);
                 if (!depth) ct_fail(lx->a, SQ_ERR_FORMAT, "unexpected '%c'", c);
-                if (stack[depth - 1] != c) ct_fail(lx->a, SQ_ERR_FORMAT, "unexpected '%c', expected '%c'", c, stack[depth - 1]);
+                if (stack[depth - 1] != c)
+                    ct_fail(lx->a, SQ_ERR_FORMAT, "unexpected '%c', expected '%c'", c, stack[depth - 1]);
                 depth--;
             }
             emit(lx, T_OP, pos, (ct_str){s + pos, len});

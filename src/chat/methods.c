@@ -12,7 +12,8 @@ enum { MAX_RANGE = 100000 }; /* jinja2's sandbox refuses longer ranges */
 
 enum { F_RANGE = 1, F_NAMESPACE, F_RAISE, F_STRFTIME_NOW, F_DICT };
 
-static const char *const function_names[] = {NULL, "range", "namespace", "raise_exception", "strftime_now", "dict"};
+static const char *const function_names[] = {NULL,           "range", "namespace", "raise_exception",
+                                             "strftime_now", "dict"};
 
 int ct_global_function(ct_str name, ct_value *out) {
     for (int k = 1; k < (int)(sizeof function_names / sizeof *function_names); k++)
@@ -28,14 +29,16 @@ static ct_value fn_range(ct_render *r, const ct_args *args) {
         ct_fail(r->a, SQ_ERR_INVALID_ARG, "range expects 1 to 3 integer arguments");
     int64_t v[3];
     for (size_t k = 0; k < args->n_pos; k++) v[k] = ct_arg_int(r, "range", "an argument", &args->pos[k]);
-    int64_t start = args->n_pos > 1 ? v[0] : 0, stop = args->n_pos > 1 ? v[1] : v[0], stepv = args->n_pos > 2 ? v[2] : 1;
+    int64_t start = args->n_pos > 1 ? v[0] : 0, stop = args->n_pos > 1 ? v[1] : v[0],
+            stepv = args->n_pos > 2 ? v[2] : 1;
     if (stepv == 0) ct_fail(r->a, SQ_ERR_INVALID_ARG, "range() arg 3 must not be zero");
     /* the count, computed without overflow */
     long double span = stepv > 0 ? (long double)stop - start : (long double)start - stop;
-    long double count = span <= 0 ? 0 : (span - 1) / (stepv > 0 ? (long double)stepv : -(long double)stepv) + 1;
+    long double count =
+        span <= 0 ? 0 : (span - 1) / (stepv > 0 ? (long double)stepv : -(long double)stepv) + 1;
     if (count > MAX_RANGE)
-        ct_fail(r->a, SQ_ERR_INVALID_ARG, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).",
-                MAX_RANGE);
+        ct_fail(r->a, SQ_ERR_INVALID_ARG,
+                "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", MAX_RANGE);
     size_t n = (size_t)count;
     ct_value out = ct_list_new(r->a, n, 0);
     for (size_t k = 0; k < n; k++) out.list->items[k] = ct_int(start + (int64_t)k * stepv);
@@ -51,12 +54,15 @@ static ct_value fn_mapping(ct_render *r, const ct_args *args, ct_type type) {
         const ct_value *init = &args->pos[0];
         if (init->type != CT_DICT)
             ct_fail(r->a, SQ_ERR_UNSUPPORTED, "%s: only a dict may be given as positional argument", what);
-        for (size_t k = 0; k < init->dict->n; k++) ct_dict_set(r->a, out.dict, init->dict->keys[k], init->dict->vals[k]);
+        for (size_t k = 0; k < init->dict->n; k++)
+            ct_dict_set(r->a, out.dict, init->dict->keys[k], init->dict->vals[k]);
     }
-    for (size_t k = 0; k < args->n_kw; k++) ct_dict_set(r->a, out.dict, ct_string(args->kw_names[k]), args->kw[k]);
+    for (size_t k = 0; k < args->n_kw; k++)
+        ct_dict_set(r->a, out.dict, ct_string(args->kw_names[k]), args->kw[k]);
     if (type == CT_NAMESPACE) /* Hugging Face's TemplateNamespace refuses names that start with "_" */
         for (size_t k = 0; k < out.dict->n; k++)
-            if (out.dict->keys[k].type == CT_STRING && out.dict->keys[k].s.n && out.dict->keys[k].s.p[0] == '_')
+            if (out.dict->keys[k].type == CT_STRING && out.dict->keys[k].s.n &&
+                out.dict->keys[k].s.p[0] == '_')
                 ct_fail(r->a, SQ_ERR_INVALID_ARG, "namespace attributes cannot start with '_'");
     return out;
 }
@@ -68,8 +74,8 @@ static ct_value fn_raise(ct_render *r, const ct_args *args) {
     ct_str msg = ct_given(&p[0]) ? ct_to_str(r->a, &p[0]) : ct_cstr("");
     /* the template's own words about the messages, without a location: they are meant for the user */
     r->a->line = 0;
-    ct_fail(r->a, SQ_ERR_INVALID_ARG, "the template rejected the messages: %.*s", (int)(msg.n > 800 ? 800 : msg.n),
-            msg.p);
+    ct_fail(r->a, SQ_ERR_INVALID_ARG, "the template rejected the messages: %.*s",
+            (int)(msg.n > 800 ? 800 : msg.n), msg.p);
 }
 
 static ct_value fn_strftime_now(ct_render *r, const ct_args *args) {
@@ -82,7 +88,8 @@ static ct_value fn_strftime_now(ct_render *r, const ct_args *args) {
     localtime_r(&now, &tm);
     char *f = ct_strndup(r->a, fmt.p, fmt.n), out[512];
     size_t n = strftime(out, sizeof out, f, &tm);
-    if (!n && fmt.n) ct_fail(r->a, SQ_ERR_INVALID_ARG, "strftime_now: the formatted date is empty or too long");
+    if (!n && fmt.n)
+        ct_fail(r->a, SQ_ERR_INVALID_ARG, "strftime_now: the formatted date is empty or too long");
     return ct_string_copy(r->a, out, n);
 }
 
@@ -105,17 +112,17 @@ ct_value ct_call_function(ct_render *r, int func, const ct_args *args) {
 /* ------------------------------------------------------------------ methods */
 
 static const char *const str_methods[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split",  "rsplit", "upper", "lower",  "capitalize",
-    "title",      "swapcase", "replace", "find", "rfind", "index", "rindex", "count", "join", "format",
-    "splitlines", NULL};
-static const char *const dict_methods[] = {"items", "keys", "values", "get", "copy", "pop", "popitem",
-                                           "setdefault", "update", "clear", NULL};
-static const char *const list_methods[] = {"index", "count", "copy", "append", "extend", "insert", "pop",
-                                           "remove", "clear", "sort", "reverse", NULL};
+    "startswith", "endswith",   "strip", "lstrip",   "rstrip",     "split", "rsplit", "upper",
+    "lower",      "capitalize", "title", "swapcase", "replace",    "find",  "rfind",  "index",
+    "rindex",     "count",      "join",  "format",   "splitlines", NULL};
+static const char *const dict_methods[] = {"items",   "keys",       "values", "get",   "copy", "pop",
+                                           "popitem", "setdefault", "update", "clear", NULL};
+static const char *const list_methods[] = {"index", "count",  "copy",  "append", "extend",  "insert",
+                                           "pop",   "remove", "clear", "sort",   "reverse", NULL};
 static const char *const loop_methods[] = {"cycle", "changed", NULL};
 /* the ones that would change their object: ImmutableSandboxedEnvironment refuses them */
-static const char *const mutators[] = {"pop", "popitem", "setdefault", "update", "clear", "append", "extend",
-                                       "insert", "remove", "sort", "reverse", NULL};
+static const char *const mutators[] = {"pop",    "popitem", "setdefault", "update", "clear",   "append",
+                                       "extend", "insert",  "remove",     "sort",   "reverse", NULL};
 
 static const char *find_name(const char *const *names, ct_str name) {
     for (int k = 0; names[k]; k++)
@@ -162,8 +169,10 @@ static ct_value str_format(ct_render *r, ct_str f, const ct_args *args) {
     for (size_t i = 0; i < f.n; i++) {
         char c = f.p[i];
         if (c == '}') {
-            if (i + 1 < f.n && f.p[i + 1] == '}') i++;
-            else ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: Single '}' encountered in format string");
+            if (i + 1 < f.n && f.p[i + 1] == '}')
+                i++;
+            else
+                ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: Single '}' encountered in format string");
             ct_buf_putc(r->a, &b, '}');
             continue;
         }
@@ -193,7 +202,8 @@ static ct_value str_format(ct_render *r, ct_str f, const ct_args *args) {
         const ct_value *v = NULL;
         int64_t index;
         if (!field.n) {
-            if (auto_index >= args->n_pos) ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: Replacement index out of range");
+            if (auto_index >= args->n_pos)
+                ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: Replacement index out of range");
             v = &args->pos[auto_index++];
         } else if (!py_parse_int(field, &index)) {
             if (index < 0 || (size_t)index >= args->n_pos)
@@ -201,8 +211,10 @@ static ct_value str_format(ct_render *r, ct_str f, const ct_args *args) {
             v = &args->pos[index];
         } else {
             for (size_t k = 0; k < args->n_kw && !v; k++)
-                if (args->kw_names[k].n == field.n && !memcmp(args->kw_names[k].p, field.p, field.n)) v = &args->kw[k];
-            if (!v) ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: no argument named '%.*s'", (int)field.n, field.p);
+                if (args->kw_names[k].n == field.n && !memcmp(args->kw_names[k].p, field.p, field.n))
+                    v = &args->kw[k];
+            if (!v)
+                ct_fail(r->a, SQ_ERR_INVALID_ARG, "format: no argument named '%.*s'", (int)field.n, field.p);
         }
         if (conv == 'r')
             ct_append_repr(r->a, &b, v);
@@ -252,8 +264,8 @@ static ct_value string_method(ct_render *r, ct_str s, const char *name, const ct
         ct_bind(r, what, args, params, p);
         if (!ct_given(&p[1])) ct_fail(r->a, SQ_ERR_INVALID_ARG, "%s takes old and new", what);
         int64_t count = ct_given(&p[2]) ? ct_arg_int(r, what, "count", &p[2]) : -1;
-        return ct_string(py_replace(r->a, s, ct_arg_str(r, what, "old", &p[0]), ct_arg_str(r, what, "new", &p[1]),
-                                    count < 0 ? -1 : count));
+        return ct_string(py_replace(r->a, s, ct_arg_str(r, what, "old", &p[0]),
+                                    ct_arg_str(r, what, "new", &p[1]), count < 0 ? -1 : count));
     }
     if (!strcmp(name, "join")) {
         static const char *const params[] = {"iterable", NULL};
@@ -271,8 +283,8 @@ static ct_value string_method(ct_render *r, ct_str s, const char *name, const ct
         }
         return ct_string((ct_str){b.p ? b.p : "", b.n});
     }
-    if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "index") || !strcmp(name, "rindex") ||
-        !strcmp(name, "count")) {
+    if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "index") ||
+        !strcmp(name, "rindex") || !strcmp(name, "count")) {
         static const char *const params[] = {"sub", NULL};
         ct_bind(r, what, args, params, p);
         ct_str sub = ct_arg_str(r, what, "sub", &p[0]);
@@ -325,9 +337,10 @@ static ct_value dict_method(ct_render *r, const ct_dict *d, const char *name, co
     /* items / keys / values: lists (Python's views print differently, which templates do not do) */
     ct_value out = ct_list_new(r->a, d->n, 0);
     for (size_t k = 0; k < d->n; k++)
-        out.list->items[k] = !strcmp(name, "keys")     ? d->keys[k]
-                             : !strcmp(name, "values") ? d->vals[k]
-                                                       : ct_list_of(r->a, (ct_value[]){d->keys[k], d->vals[k]}, 2, 1);
+        out.list->items[k] = !strcmp(name, "keys") ? d->keys[k]
+                             : !strcmp(name, "values")
+                                 ? d->vals[k]
+                                 : ct_list_of(r->a, (ct_value[]){d->keys[k], d->vals[k]}, 2, 1);
     ct_list_seal(r->a, &out);
     return out;
 }
@@ -367,7 +380,8 @@ ct_value ct_call_method(ct_render *r, const ct_method *m, const ct_args *args) {
         return list_method(r, m->self, m->name, args);
     case CT_LOOP:
         if (!strcmp(m->name, "cycle")) {
-            if (!args->n_pos || args->n_kw) ct_fail(r->a, SQ_ERR_INVALID_ARG, "loop.cycle takes at least one value");
+            if (!args->n_pos || args->n_kw)
+                ct_fail(r->a, SQ_ERR_INVALID_ARG, "loop.cycle takes at least one value");
             return args->pos[m->self.loop->index0 % (int64_t)args->n_pos];
         }
         ct_fail(r->a, SQ_ERR_UNSUPPORTED, "loop.%s is not supported", m->name);

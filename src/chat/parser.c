@@ -122,8 +122,8 @@ static void enter(parser *p) {
 static void leave(parser *p) { p->depth--; }
 
 static ct_node *parse_expression(parser *p, int with_condexpr);
-static ct_node *parse_tuple(parser *p, int simplified, int with_condexpr, const char *extra_end, int explicit_parens,
-                            int with_namespace);
+static ct_node *parse_tuple(parser *p, int simplified, int with_condexpr, const char *extra_end,
+                            int explicit_parens, int with_namespace);
 static ct_node *parse_unary(parser *p, int with_filter);
 
 /* (args, name=kwargs) after a call, filter or test; `*args` and `**kwargs` are not supported. */
@@ -135,7 +135,8 @@ static void parse_call_args(parser *p, ct_node *n) {
             expect_op(p, ",");
             if (is_op(cur(p), ")")) break;
         }
-        if (is_op(cur(p), "*") || is_op(cur(p), "**")) fail_at(p, cur(p), "%s", "*args and **kwargs in calls are not supported");
+        if (is_op(cur(p), "*") || is_op(cur(p), "**"))
+            fail_at(p, cur(p), "%s", "*args and **kwargs in calls are not supported");
         if (cur(p)->type == T_NAME && is_op(peek(p, 1), "=")) {
             ct_str key = next(p)->text;
             next(p);
@@ -498,11 +499,12 @@ static ct_node *parse_expression(parser *p, int with_condexpr) {
 
 static int is_tuple_end(parser *p, const char *extra_end) {
     ct_token *t = cur(p);
-    return t->type == T_VAR_END || t->type == T_BLOCK_END || is_op(t, ")") || (extra_end && is_name(t, extra_end));
+    return t->type == T_VAR_END || t->type == T_BLOCK_END || is_op(t, ")") ||
+           (extra_end && is_name(t, extra_end));
 }
 
-static ct_node *parse_tuple(parser *p, int simplified, int with_condexpr, const char *extra_end, int explicit_parens,
-                            int with_namespace) {
+static ct_node *parse_tuple(parser *p, int simplified, int with_condexpr, const char *extra_end,
+                            int explicit_parens, int with_namespace) {
     ct_token *start = cur(p);
     ct_node *tup = node(p, E_TUPLE, start);
     size_t cap = 0;
@@ -510,7 +512,8 @@ static ct_node *parse_tuple(parser *p, int simplified, int with_condexpr, const 
     for (;;) {
         if (tup->args.n) expect_op(p, ",");
         if (is_tuple_end(p, extra_end)) break;
-        push(p, &tup->args, &cap, simplified ? parse_primary(p, with_namespace) : parse_expression(p, with_condexpr));
+        push(p, &tup->args, &cap,
+             simplified ? parse_primary(p, with_namespace) : parse_expression(p, with_condexpr));
         if (is_op(cur(p), ","))
             is_tuple = 1;
         else
@@ -541,7 +544,8 @@ static void parse_targets(parser *p, ct_node *stmt, const char *extra_end, int w
     for (size_t k = 0; k < stmt->args.n; k++) {
         ct_node *x = stmt->args.v[k];
         if (x->kind != E_NAME && x->kind != E_NSREF) fail_at(p, cur(p), "%s", "can only assign to names");
-        if (x->kind == E_NSREF && stmt->unpack) fail_at(p, cur(p), "%s", "cannot unpack into a namespace attribute");
+        if (x->kind == E_NSREF && stmt->unpack)
+            fail_at(p, cur(p), "%s", "cannot unpack into a namespace attribute");
         if (x->kind == E_NAME && (str_is(x->name, "loop") && stmt->kind == S_FOR))
             fail_at(p, cur(p), "%s", "cannot assign to 'loop'");
     }
@@ -702,10 +706,11 @@ static ct_node *parse_statement(parser *p) {
     } else if (str_is(t->text, "with") || str_is(t->text, "generation")) {
         n = parse_scope(p, t, t->text.p[0] == 'w');
     } else {
-        static const char *const known[] = {"block",  "extends", "include", "import", "from",
-                                            "filter", "call",    "autoescape", "do", NULL};
+        static const char *const known[] = {"block",  "extends", "include",    "import", "from",
+                                            "filter", "call",    "autoescape", "do",     NULL};
         for (int k = 0; known[k]; k++)
-            if (str_is(t->text, known[k])) fail_at(p, t, "the '%s' tag is not supported in chat templates", known[k]);
+            if (str_is(t->text, known[k]))
+                fail_at(p, t, "the '%s' tag is not supported in chat templates", known[k]);
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(t->text.n > 40 ? 40 : t->text.n), t->text.p);
         fail_at(p, t, "unknown tag '%s'", name);

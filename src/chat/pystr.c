@@ -273,8 +273,8 @@ ct_value py_splitlines(ct_arena *a, ct_str s, int keepends) {
     for (size_t i = 0; i < s.n;) {
         size_t at = i;
         uint32_t cp = py_next_cp(s, &i);
-        int brk = cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || (cp >= 0x1c && cp <= 0x1e) || cp == 0x85 ||
-                  cp == 0x2028 || cp == 0x2029;
+        int brk = cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || (cp >= 0x1c && cp <= 0x1e) ||
+                  cp == 0x85 || cp == 0x2028 || cp == 0x2029;
         if (!brk) continue;
         if (cp == '\r' && i < s.n && s.p[i] == '\n') i++;
         if (n == cap) {
@@ -403,7 +403,8 @@ ct_str py_jinja_title(ct_arena *a, ct_str s) {
             if (title_separator(py_next_cp(s, &j)) != sep) break;
             i = j;
         }
-        /* the item is s[start, i): its first character upper-cased, the rest lower-cased as a string of its own */
+        /* the item is s[start, i): its first character upper-cased, the rest lower-cased as a string of its
+         * own */
         put_mapped(a, &b, cp, MAP_UPPER);
         size_t rest = start;
         py_next_cp(s, &rest);

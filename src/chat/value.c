@@ -32,9 +32,9 @@ ct_value ct_list_new(ct_arena *a, size_t n, int is_tuple) {
 }
 
 int ct_depth(const ct_value *v) {
-    return v->type == CT_LIST                                 ? v->list->depth
+    return v->type == CT_LIST                              ? v->list->depth
            : v->type == CT_DICT || v->type == CT_NAMESPACE ? v->dict->depth
-                                                             : 0;
+                                                           : 0;
 }
 
 static int deeper(ct_arena *a, int depth, const ct_value *child) {
@@ -75,7 +75,8 @@ ct_value ct_dict_new(ct_arena *a, ct_type type) {
 }
 
 static void check_hashable(ct_arena *a, const ct_value *key) {
-    if (key->type == CT_LIST && !key->list->is_tuple) ct_fail(a, SQ_ERR_INVALID_ARG, "unhashable type: 'list'");
+    if (key->type == CT_LIST && !key->list->is_tuple)
+        ct_fail(a, SQ_ERR_INVALID_ARG, "unhashable type: 'list'");
     if (key->type == CT_DICT) ct_fail(a, SQ_ERR_INVALID_ARG, "unhashable type: 'dict'");
 }
 
@@ -87,7 +88,8 @@ static ssize_t dict_find(const ct_dict *d, const ct_value *key) {
 
 void ct_dict_set(ct_arena *a, ct_dict *d, ct_value key, ct_value val) {
     check_hashable(a, &key);
-    if (d->is_namespace && holds(&val, d)) ct_fail(a, SQ_ERR_INVALID_ARG, "a namespace cannot contain itself");
+    if (d->is_namespace && holds(&val, d))
+        ct_fail(a, SQ_ERR_INVALID_ARG, "a namespace cannot contain itself");
     d->depth = deeper(a, deeper(a, d->depth, &key), &val);
     ssize_t k = dict_find(d, &key);
     if (k >= 0) {
@@ -172,7 +174,9 @@ int ct_truthy(const ct_value *v) {
     }
 }
 
-static int is_number(const ct_value *v) { return v->type == CT_BOOL || v->type == CT_INT || v->type == CT_FLOAT; }
+static int is_number(const ct_value *v) {
+    return v->type == CT_BOOL || v->type == CT_INT || v->type == CT_FLOAT;
+}
 
 /* Exact comparison of two numbers (bools count as 0/1; int against float compares the exact values, as
  * Python does). NaN compares unordered: *unordered is set. */
@@ -263,8 +267,8 @@ int ct_compare(const ct_value *x, const ct_value *y, int *ok) {
         if (c) return c < 0 ? -1 : 1;
         return (x->s.n > y->s.n) - (x->s.n < y->s.n);
     }
-    if (x->type == CT_LIST && y->type == CT_LIST && x->list->is_tuple == y->list->is_tuple && !x->list->is_iter &&
-        !y->list->is_iter) {
+    if (x->type == CT_LIST && y->type == CT_LIST && x->list->is_tuple == y->list->is_tuple &&
+        !x->list->is_iter && !y->list->is_iter) {
         size_t n = x->list->n < y->list->n ? x->list->n : y->list->n;
         for (size_t k = 0; k < n; k++)
             if (!ct_equal(&x->list->items[k], &y->list->items[k]))
@@ -329,7 +333,8 @@ static void append_value(ct_arena *a, ct_buf *b, const ct_value *v, int repr) {
         if (v->type == CT_NAMESPACE) ct_buf_putc(a, b, '>');
         return;
     case CT_LOOP:
-        ct_buf_printf(a, b, "<LoopContext %lld/%lld>", (long long)v->loop->index0 + 1, (long long)v->loop->length);
+        ct_buf_printf(a, b, "<LoopContext %lld/%lld>", (long long)v->loop->index0 + 1,
+                      (long long)v->loop->length);
         return;
     default:
         ct_fail(a, SQ_ERR_UNSUPPORTED, "cannot turn a %s into text", ct_type_name(v));

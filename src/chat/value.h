@@ -70,7 +70,8 @@ struct ct_list {
     int is_iter, consumed;
 };
 
-/* Insertion-ordered, as Python's dict. Lookup is linear: templates see small dicts (messages, tool schemas). */
+/* Insertion-ordered, as Python's dict. Lookup is linear: templates see small dicts (messages, tool schemas).
+ */
 struct ct_dict {
     size_t n, cap;
     ct_value *keys, *vals; /* [cap] */
@@ -102,8 +103,8 @@ ct_value ct_list_new(ct_arena *a, size_t n, int is_tuple); /* n items, all undef
 /* Records the nesting depth of a list whose items have been filled in; fails past CT_MAX_DEPTH. */
 void ct_list_seal(ct_arena *a, ct_value *list);
 ct_value ct_list_of(ct_arena *a, const ct_value *items, size_t n, int is_tuple); /* copies, then seals */
-int ct_depth(const ct_value *v); /* 0 for scalars */
-ct_value ct_dict_new(ct_arena *a, ct_type type);          /* CT_DICT or CT_NAMESPACE, empty */
+int ct_depth(const ct_value *v);                                                 /* 0 for scalars */
+ct_value ct_dict_new(ct_arena *a, ct_type type); /* CT_DICT or CT_NAMESPACE, empty */
 /* Sets key to val (replacing an equal key, keeping its place; else appended). Fails for an unhashable key
  * (list, dict), past CT_MAX_DEPTH, and when a namespace would contain itself. */
 void ct_dict_set(ct_arena *a, ct_dict *d, ct_value key, ct_value val);

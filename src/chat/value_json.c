@@ -226,8 +226,9 @@ static ct_value from_cjson(ct_arena *a, const cJSON *j, number_scan *sc, const c
         if (!lit.p) ct_fail(a, SQ_ERR_INTERNAL, "%s: JSON numbers out of step", what);
         if (!memchr(lit.p, '.', lit.n) && !memchr(lit.p, 'e', lit.n) && !memchr(lit.p, 'E', lit.n)) {
             int64_t i;
-            if (py_parse_int(lit, &i)) ct_fail(a, SQ_ERR_INVALID_ARG, "%s: integer %.*s does not fit 64 bits", what,
-                                                (int)lit.n, lit.p);
+            if (py_parse_int(lit, &i))
+                ct_fail(a, SQ_ERR_INVALID_ARG, "%s: integer %.*s does not fit 64 bits", what, (int)lit.n,
+                        lit.p);
             return ct_int(i);
         }
         return ct_float(j->valuedouble);
@@ -235,14 +236,16 @@ static ct_value from_cjson(ct_arena *a, const cJSON *j, number_scan *sc, const c
     if (cJSON_IsArray(j)) {
         ct_value v = ct_list_new(a, (size_t)cJSON_GetArraySize(j), 0);
         size_t k = 0;
-        for (const cJSON *c = j->child; c; c = c->next) v.list->items[k++] = from_cjson(a, c, sc, what, depth + 1);
+        for (const cJSON *c = j->child; c; c = c->next)
+            v.list->items[k++] = from_cjson(a, c, sc, what, depth + 1);
         ct_list_seal(a, &v);
         return v;
     }
     if (cJSON_IsObject(j)) {
         ct_value v = ct_dict_new(a, CT_DICT);
         for (const cJSON *c = j->child; c; c = c->next) {
-            ct_value key = from_cjson(a, &(cJSON){.type = cJSON_String, .valuestring = c->string}, sc, what, depth);
+            ct_value key =
+                from_cjson(a, &(cJSON){.type = cJSON_String, .valuestring = c->string}, sc, what, depth);
             ct_dict_set(a, v.dict, key, from_cjson(a, c, sc, what, depth + 1));
         }
         return v;
@@ -273,11 +276,14 @@ ct_value ct_from_json(ct_arena *a, const char *text, size_t len, const char *wha
     }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!j) ct_fail(a, SQ_ERR_INVALID_ARG, "%s: invalid JSON near byte %zu", what, end ? (size_t)(end - text) : 0);
+    if (!j)
+        ct_fail(a, SQ_ERR_INVALID_ARG, "%s: invalid JSON near byte %zu", what,
+                end ? (size_t)(end - text) : 0);
     for (; end && end < text + len; end++)
         if (!*end || !strchr(" \t\r\n", *end)) {
             cJSON_Delete(j);
-            ct_fail(a, SQ_ERR_INVALID_ARG, "%s: text after the JSON value (byte %zu)", what, (size_t)(end - text));
+            ct_fail(a, SQ_ERR_INVALID_ARG, "%s: text after the JSON value (byte %zu)", what,
+                    (size_t)(end - text));
         }
     /* cJSON's tree is malloc'ed: convert it under a nested ct_protect so it is freed on every path */
     convert_job job = {j, {text, text + len}, what, ct_none()};

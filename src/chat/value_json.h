@@ -1,6 +1,6 @@
 /* Values to and from JSON, as Python's json module does it: tojson in chat templates is Hugging Face's
- * json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) with those keywords open to
- * the template; JSON from the caller (messages, tools, extra variables) becomes values as json.loads makes
+ * json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) with those keywords open
+ * to the template; JSON from the caller (messages, tools, extra variables) becomes values as json.loads makes
  * them (an integer literal is an int, any other number a float). */
 #ifndef SQ_CHAT_VALUE_JSON_H
 #define SQ_CHAT_VALUE_JSON_H

@@ -128,7 +128,8 @@ sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out) {
     sq_gguf_file *g = NULL;
     sq_error *err = sq_gguf_parse(f, &g);
     if (!err) err = sq_gguf_read_vocab(g, out);
-    if (!err && !*out) err = sq_errorf(SQ_ERR_FORMAT, "%s: the GGUF file has no vocabulary (tokenizer.ggml.*)", path);
+    if (!err && !*out)
+        err = sq_errorf(SQ_ERR_FORMAT, "%s: the GGUF file has no vocabulary (tokenizer.ggml.*)", path);
     sq_gguf_free(g);
     sq_mapped_file_close(f);
     return err;

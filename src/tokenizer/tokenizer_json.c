@@ -469,8 +469,8 @@ static sq_error *read_chat_template(const char *path, const cJSON *config, json_
         return NULL;
     }
     if (t && !cJSON_IsNull(t))
-        return sq_errorf(SQ_ERR_FORMAT, "%s: tokenizer_config.json's chat_template is neither a string nor a list",
-                         path);
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: tokenizer_config.json's chat_template is neither a string nor a list", path);
     size_t size;
     SQ_TRY(read_sibling(path, "chat_template.jinja", &v->chat_template_file, &size));
     if (v->chat_template_file && strlen(v->chat_template_file) != size)

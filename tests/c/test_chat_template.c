@@ -58,9 +58,17 @@ static void test_float_repr(void **state) {
     const struct {
         double x;
         const char *want;
-    } fixed[] = {{1.0, "1.0"},       {0.1, "0.1"},         {1e-05, "1e-05"},  {0.0001, "0.0001"},
-                 {1e16, "1e+16"},    {1e15, "1000000000000000.0"}, {-0.0, "-0.0"}, {1.5e300, "1.5e+300"},
-                 {123.456, "123.456"}, {5e-324, "5e-324"},  {0.30000000000000004, "0.30000000000000004"}};
+    } fixed[] = {{1.0, "1.0"},
+                 {0.1, "0.1"},
+                 {1e-05, "1e-05"},
+                 {0.0001, "0.0001"},
+                 {1e16, "1e+16"},
+                 {1e15, "1000000000000000.0"},
+                 {-0.0, "-0.0"},
+                 {1.5e300, "1.5e+300"},
+                 {123.456, "123.456"},
+                 {5e-324, "5e-324"},
+                 {0.30000000000000004, "0.30000000000000004"}};
     char out[32];
     for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++) {
         py_float_repr(fixed[k].x, out);
@@ -117,10 +125,19 @@ static void test_python_strings(void **state) {
     parts = py_split(&a, S("a b c"), NULL, 1, 1);
     assert_str(parts.list->items[0].s, "a b");
     /* full case mappings and the final sigma */
-    assert_str(py_case_map(&a, S("stra\xc3\x9f" "e \xef\xac\x81"), PY_UPPER), "STRASSE FI");
-    assert_str(py_case_map(&a, S("\xce\xa3\xce\x91\xce\xa3 \xce\xa3"), PY_LOWER), "\xcf\x83\xce\xb1\xcf\x82 \xcf\x83");
+    assert_str(py_case_map(&a,
+                           S("stra\xc3\x9f"
+                             "e \xef\xac\x81"),
+                           PY_UPPER),
+               "STRASSE FI");
+    assert_str(py_case_map(&a, S("\xce\xa3\xce\x91\xce\xa3 \xce\xa3"), PY_LOWER),
+               "\xcf\x83\xce\xb1\xcf\x82 \xcf\x83");
     assert_str(py_case_map(&a, S("hello wORLD-x"), PY_TITLE), "Hello World-X");
-    assert_str(py_case_map(&a, S("\xc3\x9f" "x"), PY_CAPITALIZE), "Ssx");
+    assert_str(py_case_map(&a,
+                           S("\xc3\x9f"
+                             "x"),
+                           PY_CAPITALIZE),
+               "Ssx");
     assert_str(py_jinja_title(&a, S("hello wORLD(x) it's")), "Hello World(X) It's");
     assert_int_equal(py_len(S("h\xc3\xa9\xf0\x9f\x99\x82")), 3);
     int64_t i;
@@ -151,15 +168,18 @@ static void test_whitespace_control(void **state) {
 
 static void test_semantics(void **state) {
     (void)state;
-    const char *msgs = "[{\"role\":\"user\",\"content\":\"hi\",\"x\":null},{\"role\":\"assistant\",\"n\":1.0}]";
+    const char *msgs =
+        "[{\"role\":\"user\",\"content\":\"hi\",\"x\":null},{\"role\":\"assistant\",\"n\":1.0}]";
     expect_render("{{ messages | tojson }}", msgs,
                   "[{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"n\": 1.0}]");
-    expect_render("{% for m in messages %}{{ loop.index }}{{ m.role[0] }}{{ m.content is defined }}{% endfor %}",
-                  msgs, "1uTrue2aFalse");
+    expect_render(
+        "{% for m in messages %}{{ loop.index }}{{ m.role[0] }}{{ m.content is defined }}{% endfor %}", msgs,
+        "1uTrue2aFalse");
     expect_render("{% set ns = namespace(n=0) %}{% for i in range(5) %}{% set ns.n = ns.n + i %}{% endfor %}"
                   "{{ ns.n }}",
                   NULL, "10");
-    expect_render("{% macro m(a, b='B') %}{{ a }}{{ b }}{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}", NULL, "1B23");
+    expect_render("{% macro m(a, b='B') %}{{ a }}{{ b }}{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}", NULL,
+                  "1B23");
     expect_render("{{ [1, 2, 3][::-1] }} {{ 'abc'[1:] }} {{ -7 // 2 }} {{ 7 % -3 }} {{ 2 ** 3 ** 2 }}", NULL,
                   "[3, 2, 1] bc -4 -2 64");
     expect_render("{{ {'a': [1, 'x', none, true]} }} {{ 1e100 }} {{ 3 / 2 }}", NULL,
@@ -170,8 +190,9 @@ static void test_semantics(void **state) {
 
 static void test_public_api(void **state) {
     (void)state;
-    const char *src = "{% for m in messages %}{{ m | tojson }};{% endfor %}{{ bos_token }}{{ add_generation_prompt }}"
-                      "{{ tools }}{{ extra }}";
+    const char *src =
+        "{% for m in messages %}{{ m | tojson }};{% endfor %}{{ bos_token }}{{ add_generation_prompt }}"
+        "{{ tools }}{{ extra }}";
     sq_chat_template *t;
     sq_test_ok(sq_chat_template_compile(src, strlen(src), &t));
     assert_false(sq_chat_template_is_fallback(t));
@@ -179,19 +200,23 @@ static void test_public_api(void **state) {
     sq_chat_message msgs[] = {{"user", "hé", NULL},
                               {"assistant", NULL, "{\"tool_calls\": [{\"id\": 1}], \"role\": \"tool\"}"},
                               {NULL, NULL, "{\"role\": \"x\", \"content\": null}"}};
-    sq_chat_render_options o = {.add_generation_prompt = 1, .bos_token = "<s>", .vars_json = "{\"extra\": 2.5}"};
+    sq_chat_render_options o = {
+        .add_generation_prompt = 1, .bos_token = "<s>", .vars_json = "{\"extra\": 2.5}"};
     char *text;
     size_t len;
     sq_test_ok(sq_chat_template_render(t, msgs, 3, &o, &text, &len));
-    assert_string_equal(text, "{\"role\": \"user\", \"content\": \"hé\"};"
-                              "{\"role\": \"tool\", \"tool_calls\": [{\"id\": 1}]};{\"role\": \"x\"};<s>TrueNone2.5");
+    assert_string_equal(
+        text, "{\"role\": \"user\", \"content\": \"hé\"};"
+              "{\"role\": \"tool\", \"tool_calls\": [{\"id\": 1}]};{\"role\": \"x\"};<s>TrueNone2.5");
     free(text);
     /* the same conversation as JSON renders the same */
-    sq_test_ok(sq_chat_template_render_json(
-        t, "[{\"role\":\"user\",\"content\":\"hé\"},{\"role\":\"tool\",\"tool_calls\":[{\"id\":1}]},{\"role\":\"x\"}]", &o,
-        &text, &len));
-    assert_string_equal(text, "{\"role\": \"user\", \"content\": \"hé\"};"
-                              "{\"role\": \"tool\", \"tool_calls\": [{\"id\": 1}]};{\"role\": \"x\"};<s>TrueNone2.5");
+    sq_test_ok(sq_chat_template_render_json(t,
+                                            "[{\"role\":\"user\",\"content\":\"hé\"},{\"role\":\"tool\","
+                                            "\"tool_calls\":[{\"id\":1}]},{\"role\":\"x\"}]",
+                                            &o, &text, &len));
+    assert_string_equal(
+        text, "{\"role\": \"user\", \"content\": \"hé\"};"
+              "{\"role\": \"tool\", \"tool_calls\": [{\"id\": 1}]};{\"role\": \"x\"};<s>TrueNone2.5");
     free(text);
     sq_chat_template_free(t);
     sq_chat_template_free(NULL);
@@ -206,8 +231,8 @@ static void test_public_api(void **state) {
     sq_test_ok(sq_chat_template_from_tokenizer(tok, &t));
     assert_true(sq_chat_template_is_fallback(t));
     sq_chat_message conv[] = {{"system", "Be brief. ", NULL}, {"user", " Hi", NULL}};
-    sq_test_ok(sq_chat_template_render(t, conv, 2, &(sq_chat_render_options){.add_generation_prompt = 1}, &text,
-                                       NULL));
+    sq_test_ok(sq_chat_template_render(t, conv, 2, &(sq_chat_render_options){.add_generation_prompt = 1},
+                                       &text, NULL));
     assert_string_equal(text, "System: Be brief.\n\nUser: Hi\n\nAssistant:");
     free(text);
     sq_chat_template_free(t);
@@ -235,6 +260,7 @@ static void test_syntax_errors(void **state) {
     expect_error("{{ x", NULL, NULL, SQ_ERR_FORMAT, "'{{' is never closed");
     expect_error("{# x", NULL, NULL, SQ_ERR_FORMAT, "comment is never closed");
     expect_error("{{ 'abc }}", NULL, NULL, SQ_ERR_FORMAT, "unterminated string");
+    expect_error("{{ 'abc \\", NULL, NULL, SQ_ERR_FORMAT, "unterminated string"); /* found by fuzzing: hung */
     expect_error("{{ (1, 2]] }}", NULL, NULL, SQ_ERR_FORMAT, "unexpected ']', expected ')'");
     expect_error("{{ x | nope }}", NULL, NULL, SQ_ERR_FORMAT, "no filter named 'nope'");
     expect_error("{% break %}", NULL, NULL, SQ_ERR_FORMAT, "'break' outside a loop");
@@ -294,14 +320,16 @@ static void test_hostile_templates(void **state) {
     expect_error(deep, NULL, NULL, SQ_ERR_FORMAT, "nests too deeply");
     free(deep);
     /* endless work, memory and output */
-    const char *endless = "{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}";
+    const char *endless =
+        "{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}";
     expect_error(endless, NULL, &small, SQ_ERR_NOMEM, "steps");
-    expect_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-                 NULL, &small, SQ_ERR_NOMEM, "memory limit");
+    expect_error(
+        "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        NULL, &small, SQ_ERR_NOMEM, "memory limit");
     expect_error("{{ 'x' * 1000000000000 }}", NULL, &small, SQ_ERR_NOMEM, "memory limit");
     expect_error("{{ [1, 2] * 1000000000000 }}", NULL, &small, SQ_ERR_NOMEM, "memory limit");
-    expect_error("{% for i in range(100000) %}{{ 'abcdefghij' * 100 }}{% endfor %}", NULL, &small, SQ_ERR_NOMEM,
-                 "memory limit");
+    expect_error("{% for i in range(100000) %}{{ 'abcdefghij' * 100 }}{% endfor %}", NULL, &small,
+                 SQ_ERR_NOMEM, "memory limit");
     expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, NULL, SQ_ERR_NOMEM,
                  "nested more than");
     expect_error("{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}"
@@ -317,10 +345,10 @@ static void test_hostile_templates(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_float_repr),     cmocka_unit_test(test_python_strings),
+        cmocka_unit_test(test_float_repr),         cmocka_unit_test(test_python_strings),
         cmocka_unit_test(test_whitespace_control), cmocka_unit_test(test_semantics),
-        cmocka_unit_test(test_public_api),     cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_render_errors),  cmocka_unit_test(test_hostile_templates),
+        cmocka_unit_test(test_public_api),         cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_render_errors),      cmocka_unit_test(test_hostile_templates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -283,6 +284,65 @@ for name, file, tools_ok in GGUF_MODELS:
     else:
         check(rc == 0 and text == source, "%s: squeeze reads tokenizer.chat_template from the GGUF" % name)
     compare(name, ["--tokenizer", path], source, specials, cases_for(rng, 80, tools_ok=tools_ok))
+
+# ---------------------------------------------------------------- where templates come from, and writers keep them
+
+def scratch(name):
+    d = os.path.join(WORK, "%s.%d" % (name, os.getpid()))
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+qwen3_json = os.path.join(SHARED, "tokenizers/qwen3/tokenizer.json")
+with open(os.path.join(SHARED, "tokenizers/qwen3/tokenizer_config.json")) as f:
+    qwen3_template = json.load(f)["chat_template"]
+saved = scratch("chat-save-hf")
+p = subprocess.run([SQ_BIN, "tokenize", "--tokenizer", qwen3_json, "--save-hf", saved, "--info"], capture_output=True)
+rc, text, _ = template_text(["--tokenizer", os.path.join(saved, "tokenizer.json")])
+check(p.returncode == 0 and rc == 0 and text == qwen3_template,
+      "tokenizer_config.json written by squeeze keeps the chat template")
+
+# chat_template.jinja beside tokenizer.json (newer transformers), and the named-list form of tokenizer_config.json
+alone = scratch("chat-jinja-file")
+os.symlink(qwen3_json, os.path.join(alone, "tokenizer.json"))
+with open(os.path.join(alone, "chat_template.jinja"), "w") as f:
+    f.write("{{ 'from the file ' ~ messages | length }}\n")
+rc, text, _ = template_text(["--tokenizer", os.path.join(alone, "tokenizer.json")])
+check(rc == 0 and text == "{{ 'from the file ' ~ messages | length }}\n", "chat_template.jinja is read")
+with open(os.path.join(alone, "tokenizer_config.json"), "w") as f:
+    json.dump({"chat_template": [{"name": "tool_use", "template": "tools"}, {"name": "default", "template": "dflt"}]},
+              f)
+rc, text, _ = template_text(["--tokenizer", os.path.join(alone, "tokenizer.json")])
+check(rc == 0 and text == "dflt", "the 'default' one of tokenizer_config.json's named templates is used")
+
+# a GGUF holding only a vocabulary and a template (written by the gguf package)
+tiny = os.path.join(scratch("chat-gguf"), "vocab.gguf")
+gw = gguf.GGUFWriter(tiny, "llama")
+gw.add_tokenizer_model("llama")
+gw.add_token_list(["<unk>", "<s>", "</s>", "\u2581a", "b"])
+gw.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0])
+gw.add_token_types([2, 3, 3, 1, 1])
+gw.add_bos_token_id(1)
+gw.add_eos_token_id(2)
+gw.add_chat_template("{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}{{ eos_token }}{% endfor %}ü")
+gw.write_header_to_file()
+gw.write_kv_data_to_file()
+gw.write_tensors_to_file()
+gw.close()
+results, err = squeeze(["--tokenizer", tiny], [{"messages": [{"role": "user", "content": "hi"}],
+                                                "add_generation_prompt": False}])
+check(results == [{"text": "<s>[user] hi</s>ü"}], "a vocabulary-only GGUF gives its template, BOS and EOS (%s)" %
+      (results or err))
+
+smollm = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+if os.path.exists(smollm):
+    converted = os.path.join(scratch("chat-convert"), "smollm.gguf")
+    p = subprocess.run([SQ_BIN, "convert", "-m", smollm, "-o", converted, "--to", "gguf"], capture_output=True)
+    source, _ = gguf_facts(smollm)
+    rc, text, _ = template_text(["-m", converted])
+    check(p.returncode == 0 and rc == 0 and text == source, "squeeze convert to GGUF keeps the chat template")
+    os.unlink(converted)
 
 # ---------------------------------------------------------------- feature templates and variables
 

@@ -11,14 +11,18 @@
 static const char usage_text[] =
     "usage: squeeze chat-template (-m MODEL | --tokenizer FILE | --template FILE) [options]\n"
     "  -m MODEL                the model's chat template (the plain fallback when it has none)\n"
-    "  --tokenizer FILE        the template of a tokenizer (tokenizer.json reads tokenizer_config.json beside it)\n"
+    "  --tokenizer FILE        the template of a tokenizer (tokenizer.json reads tokenizer_config.json "
+    "beside it)\n"
     "  --template FILE         a Jinja template file\n"
     "  --messages FILE         a JSON array of messages, e.g. [{\"role\": \"user\", \"content\": \"Hi\"}]\n"
     "  --add-generation-prompt end with the header of the assistant's reply\n"
-    "  --vars JSON             a JSON object of more template variables, e.g. '{\"enable_thinking\": false}'\n"
+    "  --vars JSON             a JSON object of more template variables, e.g. '{\"enable_thinking\": "
+    "false}'\n"
     "  --bos TEXT, --eos TEXT  bos_token and eos_token (default: the tokenizer's)\n"
-    "  --cases FILE            a JSON array of {\"messages_json\": \"[...]\", \"add_generation_prompt\": bool,\n"
-    "                          \"vars_json\": \"{...}\"} (messages and variables as JSON text); prints a JSON\n"
+    "  --cases FILE            a JSON array of {\"messages_json\": \"[...]\", \"add_generation_prompt\": "
+    "bool,\n"
+    "                          \"vars_json\": \"{...}\"} (messages and variables as JSON text); prints a "
+    "JSON\n"
     "                          array of {\"text\": ...} or {\"error\": ...}, one per case\n"
     "  --print-template        print the template's source instead (and say when it is the fallback)\n";
 
@@ -34,7 +38,7 @@ static int parse_options(int argc, char **argv, options *o) {
             fputs(usage_text, stdout);
             return -1;
         }
-        const char **value = !strcmp(a, "-m")           ? &o->model
+        const char **value = !strcmp(a, "-m")            ? &o->model
                              : !strcmp(a, "--tokenizer") ? &o->tokenizer
                              : !strcmp(a, "--template")  ? &o->template_file
                              : !strcmp(a, "--messages")  ? &o->messages
@@ -56,15 +60,16 @@ static int parse_options(int argc, char **argv, options *o) {
     if (!!o->model + !!o->tokenizer + !!o->template_file != 1)
         return cli_usage_error("chat-template", "give exactly one of -m, --tokenizer and --template");
     if (o->cases && (o->messages || o->vars || o->add_generation_prompt))
-        return cli_usage_error("chat-template", "--cases carries its own messages, variables and generation prompt");
+        return cli_usage_error("chat-template",
+                               "--cases carries its own messages, variables and generation prompt");
     return 0;
 }
 
 /* Renders one conversation; on success prints it (or, with results, adds {"text"} / {"error"} there). */
 static int render_one(const sq_chat_template *t, const char *messages_json, int add_gen, const char *vars,
                       const options *o, cJSON *results) {
-    sq_chat_render_options ro = {.add_generation_prompt = add_gen, .bos_token = o->bos, .eos_token = o->eos,
-                                 .vars_json = vars};
+    sq_chat_render_options ro = {
+        .add_generation_prompt = add_gen, .bos_token = o->bos, .eos_token = o->eos, .vars_json = vars};
     char *text = NULL;
     size_t len = 0;
     sq_error *err = sq_chat_template_render_json(t, messages_json, &ro, &text, &len);
@@ -106,7 +111,8 @@ static int run_cases(const sq_chat_template *t, const options *o) {
         const char *messages = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "messages_json"));
         const char *vars = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "vars_json"));
         render_one(t, messages ? messages : "[]",
-                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")), vars, o, results);
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt")), vars, o,
+                   results);
     }
     char *out = cJSON_PrintUnformatted(results);
     if (out) puts(out);
