@@ -19,6 +19,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -93,12 +94,15 @@ def hf_environment():
 
 
 ENV = hf_environment()
+compiled = {}
 
 
 def oracle(source, case, specials):
     """('text', rendered) or ('error', message) as apply_chat_template would give them."""
     try:
-        template = ENV.from_string(source)
+        if source not in compiled:
+            compiled[source] = ENV.from_string(source)
+        template = compiled[source]
     except Exception as e:  # a template jinja2 cannot compile
         return "error", "compile: %s" % e
     messages = [{k: v for k, v in m.items() if v is not None} for m in case["messages"]]
@@ -252,20 +256,44 @@ for name in ["llama3", "qwen3"]:
 
 
 def gguf_facts(path):
-    reader = gguf.GGUFReader(path)
+    """The chat template and the BOS / EOS pieces of a GGUF file, read by a plain reader of the metadata (ggml's
+    docs/gguf.md; the gguf package reads every field of these large vocabularies far more slowly)."""
+    scalar = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+    with open(path, "rb") as f:
+        data = f.read(64 << 20)  # the metadata sits at the front
+    pos = 0
 
-    def field(key):
-        f = reader.fields.get(key)
-        return None if f is None else f.parts[f.data[0]]
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from(fmt, data, pos)[0]
+        pos += struct.calcsize(fmt)
+        return v
 
-    template = field("tokenizer.chat_template")
-    tokens = reader.fields["tokenizer.ggml.tokens"]
-    specials = {}
-    for key, var in [("tokenizer.ggml.bos_token_id", "bos_token"), ("tokenizer.ggml.eos_token_id", "eos_token")]:
-        v = field(key)
-        if v is not None:
-            specials[var] = bytes(tokens.parts[tokens.data[int(v[0])]]).decode()
-    return (bytes(template).decode() if template is not None else None), specials
+    def string():
+        nonlocal pos
+        n = take("<Q")
+        pos += n
+        return data[pos - n:pos].decode("utf-8", errors="surrogateescape")
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("<I"), take("<Q")
+            return [value(et) for _ in range(n)]
+        return take(scalar[t])
+
+    assert data[:4] == b"GGUF"
+    pos = 8
+    _, n_kv = take("<Q"), take("<Q")
+    kv = {}
+    for _ in range(n_kv):
+        key = string()
+        kv[key] = value(take("<I"))
+    tokens = kv["tokenizer.ggml.tokens"]
+    specials = {var: tokens[kv[key]] for key, var in [("tokenizer.ggml.bos_token_id", "bos_token"),
+                                                      ("tokenizer.ggml.eos_token_id", "eos_token")] if key in kv}
+    return kv.get("tokenizer.chat_template"), specials
 
 
 GGUF_MODELS = [("SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", False),
