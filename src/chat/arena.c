@@ -89,6 +89,15 @@ void *ct_alloc_array(ct_arena *a, size_t n, size_t elem) {
     return p;
 }
 
+void *ct_grow(ct_arena *a, void *items, size_t n, size_t *cap, size_t elem) {
+    if (n < *cap) return items;
+    size_t more = *cap ? *cap * 2 : 8;
+    void *p = ct_alloc_array(a, more, elem);
+    if (n) memcpy(p, items, n * elem);
+    *cap = more;
+    return p;
+}
+
 char *ct_strndup(ct_arena *a, const char *s, size_t n) {
     if (n == SIZE_MAX) ct_fail(a, SQ_ERR_NOMEM, "string too long");
     char *p = ct_alloc(a, n + 1);

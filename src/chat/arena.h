@@ -37,6 +37,9 @@ _Noreturn void ct_rethrow(ct_arena *a);
 void *ct_alloc(ct_arena *a, size_t n);
 /* A new array of n elements of size elem, overflow-checked, zeroed. */
 void *ct_alloc_array(ct_arena *a, size_t n, size_t elem);
+/* Room for one more element in an arena array holding n elements of size elem with capacity *cap: returns
+ * the array, moved to twice the room when it was full (the old storage is abandoned to the arena). */
+void *ct_grow(ct_arena *a, void *items, size_t n, size_t *cap, size_t elem);
 /* Copies n bytes into the arena and appends a NUL (not counted in n). */
 char *ct_strndup(ct_arena *a, const char *s, size_t n);
 

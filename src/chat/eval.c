@@ -36,13 +36,7 @@ void ct_scope_set(ct_render *r, ct_scope *s, ct_str name, ct_value v) {
             s->vars[k].value = v;
             return;
         }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        ct_var *vars = ct_alloc_array(r->a, cap, sizeof *vars);
-        if (s->n) memcpy(vars, s->vars, s->n * sizeof *vars);
-        s->vars = vars;
-        s->cap = cap;
-    }
+    s->vars = ct_grow(r->a, s->vars, s->n, &s->cap, sizeof *s->vars);
     s->vars[s->n++] = (ct_var){name, v};
 }
 

@@ -33,13 +33,7 @@ static void locate(lexer *lx, size_t pos) {
 }
 
 static ct_token *emit(lexer *lx, ct_tok_type type, size_t pos, ct_str text) {
-    if (lx->n == lx->cap) {
-        size_t cap = lx->cap ? lx->cap * 2 : 256;
-        ct_token *t = ct_alloc_array(lx->a, cap, sizeof *t);
-        if (lx->n) memcpy(t, lx->toks, lx->n * sizeof *t);
-        lx->toks = t;
-        lx->cap = cap;
-    }
+    lx->toks = ct_grow(lx->a, lx->toks, lx->n, &lx->cap, sizeof *lx->toks);
     locate(lx, pos);
     ct_token *t = &lx->toks[lx->n++];
     *t = (ct_token){.type = type, .line = lx->cur_line, .col = lx->cur_col, .text = text};

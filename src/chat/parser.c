@@ -95,24 +95,14 @@ static ct_node *node(parser *p, ct_node_kind kind, const ct_token *at) {
     return n;
 }
 
-/* A growable node list. */
+/* Growable lists of nodes and names. */
 static void push(parser *p, ct_node_list *l, size_t *cap, ct_node *n) {
-    if (l->n == *cap) {
-        *cap = *cap ? *cap * 2 : 4;
-        ct_node **v = ct_alloc_array(p->a, *cap, sizeof *v);
-        if (l->n) memcpy(v, l->v, l->n * sizeof *v);
-        l->v = v;
-    }
+    l->v = ct_grow(p->a, l->v, l->n, cap, sizeof *l->v);
     l->v[l->n++] = n;
 }
 
 static void push_name(parser *p, ct_str **names, size_t n, size_t *cap, ct_str name) {
-    if (n == *cap) {
-        *cap = *cap ? *cap * 2 : 4;
-        ct_str *v = ct_alloc_array(p->a, *cap, sizeof *v);
-        if (n) memcpy(v, *names, n * sizeof *v);
-        *names = v;
-    }
+    *names = ct_grow(p->a, *names, n, cap, sizeof **names);
     (*names)[n] = name;
 }
 
@@ -366,48 +356,42 @@ static ct_node *parse_unary(parser *p, int with_filter) {
     return n;
 }
 
-static ct_node *binop(parser *p, const ct_token *t, ct_node *left, ct_node *right) {
-    ct_node *n = node(p, E_BINOP, t);
-    n->name = t->text;
-    n->a = left;
-    n->b = right;
-    return n;
+static int is_any_op(const ct_token *t, const char *const *ops) {
+    for (int k = 0; ops[k]; k++)
+        if (is_op(t, ops[k])) return 1;
+    return 0;
 }
 
+/* One left-associative level of binary operators (ops, NULL-terminated) over operands of the next level. */
+static ct_node *parse_binary(parser *p, const char *const *ops, ct_node *(*operand)(parser *)) {
+    ct_node *left = operand(p);
+    while (is_any_op(cur(p), ops)) {
+        ct_token *t = next(p);
+        ct_node *n = node(p, E_BINOP, t);
+        n->name = t->text;
+        n->a = left;
+        n->b = operand(p);
+        left = n;
+    }
+    return left;
+}
+
+static ct_node *parse_unary_filtered(parser *p) { return parse_unary(p, 1); }
 static ct_node *parse_pow(parser *p) {
-    ct_node *left = parse_unary(p, 1);
-    while (is_op(cur(p), "**")) {
-        ct_token *t = next(p);
-        left = binop(p, t, left, parse_unary(p, 1));
-    }
-    return left;
+    static const char *const ops[] = {"**", NULL};
+    return parse_binary(p, ops, parse_unary_filtered);
 }
-
 static ct_node *parse_math2(parser *p) {
-    ct_node *left = parse_pow(p);
-    while (is_op(cur(p), "*") || is_op(cur(p), "/") || is_op(cur(p), "//") || is_op(cur(p), "%")) {
-        ct_token *t = next(p);
-        left = binop(p, t, left, parse_pow(p));
-    }
-    return left;
+    static const char *const ops[] = {"*", "/", "//", "%", NULL};
+    return parse_binary(p, ops, parse_pow);
 }
-
 static ct_node *parse_concat(parser *p) {
-    ct_node *left = parse_math2(p);
-    while (is_op(cur(p), "~")) {
-        ct_token *t = next(p);
-        left = binop(p, t, left, parse_math2(p));
-    }
-    return left;
+    static const char *const ops[] = {"~", NULL};
+    return parse_binary(p, ops, parse_math2);
 }
-
 static ct_node *parse_math1(parser *p) {
-    ct_node *left = parse_concat(p);
-    while (is_op(cur(p), "+") || is_op(cur(p), "-")) {
-        ct_token *t = next(p);
-        left = binop(p, t, left, parse_concat(p));
-    }
-    return left;
+    static const char *const ops[] = {"+", "-", NULL};
+    return parse_binary(p, ops, parse_concat);
 }
 
 static ct_node *parse_compare(parser *p) {
@@ -450,29 +434,20 @@ static ct_node *parse_not(parser *p) {
     return parse_compare(p);
 }
 
-static ct_node *parse_and(parser *p) {
-    ct_node *left = parse_not(p);
-    while (is_name(cur(p), "and")) {
-        ct_token *t = next(p);
-        ct_node *n = node(p, E_AND, t);
+/* `and` / `or` chains, left-associative */
+static ct_node *parse_logical(parser *p, const char *word, ct_node_kind kind, ct_node *(*operand)(parser *)) {
+    ct_node *left = operand(p);
+    while (is_name(cur(p), word)) {
+        ct_node *n = node(p, kind, next(p));
         n->a = left;
-        n->b = parse_not(p);
+        n->b = operand(p);
         left = n;
     }
     return left;
 }
 
-static ct_node *parse_or(parser *p) {
-    ct_node *left = parse_and(p);
-    while (is_name(cur(p), "or")) {
-        ct_token *t = next(p);
-        ct_node *n = node(p, E_OR, t);
-        n->a = left;
-        n->b = parse_and(p);
-        left = n;
-    }
-    return left;
-}
+static ct_node *parse_and(parser *p) { return parse_logical(p, "and", E_AND, parse_not); }
+static ct_node *parse_or(parser *p) { return parse_logical(p, "or", E_OR, parse_and); }
 
 static ct_node *parse_condexpr(parser *p) {
     ct_node *expr = parse_or(p);

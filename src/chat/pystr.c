@@ -165,14 +165,14 @@ typedef struct pieces {
 } pieces;
 
 static void push_piece(ct_arena *a, pieces *ps, ct_str s) {
-    if (ps->n == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 8;
-        ct_str *p = ct_alloc_array(a, cap, sizeof *p);
-        if (ps->n) memcpy(p, ps->p, ps->n * sizeof *p);
-        ps->p = p;
-        ps->cap = cap;
-    }
+    ps->p = ct_grow(a, ps->p, ps->n, &ps->cap, sizeof *ps->p);
     ps->p[ps->n++] = s;
+}
+
+static ct_value pieces_list(ct_arena *a, const pieces *ps) {
+    ct_value v = ct_list_new(a, ps->n, 0);
+    for (size_t k = 0; k < ps->n; k++) v.list->items[k] = ct_string(ps->p[k]);
+    return v;
 }
 
 /* the byte offset of the code point before offset i */
@@ -261,15 +261,13 @@ ct_value py_split(ct_arena *a, ct_str s, const ct_str *sep, int64_t maxsplit, in
         (from_right ? rsplit_whitespace : split_whitespace)(a, &ps, s, maxsplit);
     else
         split_sep(a, &ps, s, *sep, maxsplit, from_right);
-    ct_value v = ct_list_new(a, ps.n, 0);
-    for (size_t k = 0; k < ps.n; k++) v.list->items[k] = ct_string(ps.p[k]);
-    return v;
+    return pieces_list(a, &ps);
 }
 
 /* str.splitlines(): breaks at \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029 */
 ct_value py_splitlines(ct_arena *a, ct_str s, int keepends) {
-    ct_value *lines = NULL;
-    size_t n = 0, cap = 0, start = 0;
+    pieces ps = {0};
+    size_t start = 0;
     for (size_t i = 0; i < s.n;) {
         size_t at = i;
         uint32_t cp = py_next_cp(s, &i);
@@ -277,24 +275,11 @@ ct_value py_splitlines(ct_arena *a, ct_str s, int keepends) {
                   cp == 0x85 || cp == 0x2028 || cp == 0x2029;
         if (!brk) continue;
         if (cp == '\r' && i < s.n && s.p[i] == '\n') i++;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            ct_value *l = ct_alloc_array(a, cap, sizeof *l);
-            if (n) memcpy(l, lines, n * sizeof *l);
-            lines = l;
-        }
-        lines[n++] = ct_string((ct_str){s.p + start, (keepends ? i : at) - start});
+        push_piece(a, &ps, (ct_str){s.p + start, (keepends ? i : at) - start});
         start = i;
     }
-    if (start < s.n) {
-        if (n == cap) {
-            ct_value *l = ct_alloc_array(a, n + 1, sizeof *l);
-            if (n) memcpy(l, lines, n * sizeof *l);
-            lines = l;
-        }
-        lines[n++] = ct_string((ct_str){s.p + start, s.n - start});
-    }
-    return ct_list_of(a, lines, n, 0);
+    if (start < s.n) push_piece(a, &ps, (ct_str){s.p + start, s.n - start});
+    return pieces_list(a, &ps);
 }
 
 static void put_cp(ct_arena *a, ct_buf *b, uint32_t cp) {

@@ -96,17 +96,9 @@ void ct_dict_set(ct_arena *a, ct_dict *d, ct_value key, ct_value val) {
         d->vals[k] = val;
         return;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        ct_value *keys = ct_alloc_array(a, cap, sizeof *keys), *vals = ct_alloc_array(a, cap, sizeof *vals);
-        if (d->n) {
-            memcpy(keys, d->keys, d->n * sizeof *keys);
-            memcpy(vals, d->vals, d->n * sizeof *vals);
-        }
-        d->keys = keys;
-        d->vals = vals;
-        d->cap = cap;
-    }
+    size_t cap = d->cap;
+    d->keys = ct_grow(a, d->keys, d->n, &cap, sizeof *d->keys);
+    d->vals = ct_grow(a, d->vals, d->n, &d->cap, sizeof *d->vals);
     d->keys[d->n] = key;
     d->vals[d->n++] = val;
 }
