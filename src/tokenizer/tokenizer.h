@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/warnings.h"
 #include "squeeze.h"
 
 typedef enum sq_tokenizer_type { SQ_TOKENIZER_SPM_BPE, SQ_TOKENIZER_BYTE_BPE } sq_tokenizer_type;
@@ -52,6 +53,7 @@ typedef struct sq_vocab_spec {
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
     const char *chat_template; /* the Jinja chat template that came with the vocabulary; NULL: none */
+    const sq_warnings *warnings; /* what the loader worked around (copied into the tokenizer); NULL: none */
 } sq_vocab_spec;
 
 /* Builds a tokenizer from spec (copied: the caller's arrays may go away afterwards). spm-bpe merges by merge

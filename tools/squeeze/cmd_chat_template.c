@@ -158,8 +158,8 @@ int sq_cmd_chat_template(int argc, char **argv) {
             free(src);
         }
     } else if (o.tokenizer) {
-        if (!(err = sq_tokenizer_load(o.tokenizer, &tok))) err = sq_chat_template_from_tokenizer(tok, &t);
-    } else if (!(err = sq_model_load(o.model, NULL, &model))) {
+        if (!(err = cli_load_tokenizer(o.tokenizer, &tok))) err = sq_chat_template_from_tokenizer(tok, &t);
+    } else if (!(err = cli_load_model(o.model, NULL, &model))) {
         const sq_tokenizer *mt = sq_model_tokenizer(model);
         if (!mt) {
             fprintf(stderr, "squeeze chat-template: %s: the model has no tokenizer\n", o.model);
