@@ -308,7 +308,8 @@ static double py_fmod(double x, double y) {
     return m;
 }
 
-static ct_value arith(ct_render *r, char op, int floor_div, ct_value x, ct_value y) {
+/* Python's arithmetic on numbers; op is + - * / % and 'f' for //, 'p' for ** */
+static ct_value arith(ct_render *r, char op, ct_value x, ct_value y) {
     if (!is_num(&x) || !is_num(&y)) goto unsupported;
     if (is_intlike(&x) && is_intlike(&y) && op != '/') {
         int64_t a = as_int(&x), b = as_int(&y), c;
@@ -369,7 +370,6 @@ static ct_value arith(ct_render *r, char op, int floor_div, ct_value x, ct_value
         return ct_float(pow(a, b));
     }
 unsupported:
-    (void)floor_div;
     ct_fail(r->a, SQ_ERR_INVALID_ARG, "unsupported operand type(s) for an arithmetic operator: '%s' and '%s'",
             ct_type_name(&x), ct_type_name(&y));
 }
@@ -414,17 +414,17 @@ ct_value ct_binop(ct_render *r, ct_str op, ct_value x, ct_value y) {
         if (x.type == CT_STRING || y.type == CT_STRING)
             type_error(r, "can only concatenate str (not \"%s\") to str", x.type == CT_STRING ? &y : &x,
                        NULL);
-        return arith(r, '+', 0, x, y);
+        return arith(r, '+', x, y);
     }
     if (str_eq(op, "*")) {
         if ((x.type == CT_STRING || x.type == CT_LIST) && is_intlike(&y)) return repeat(r, x, as_int(&y));
         if ((y.type == CT_STRING || y.type == CT_LIST) && is_intlike(&x)) return repeat(r, y, as_int(&x));
-        return arith(r, '*', 0, x, y);
+        return arith(r, '*', x, y);
     }
     if (str_eq(op, "%") && x.type == CT_STRING)
         ct_fail(r->a, SQ_ERR_UNSUPPORTED, "printf-style string formatting ('%%') is not supported");
     char c = str_eq(op, "//") ? 'f' : str_eq(op, "**") ? 'p' : op.p[0];
-    return arith(r, c, 0, x, y);
+    return arith(r, c, x, y);
 }
 
 /* ------------------------------------------------------------------ expressions */
