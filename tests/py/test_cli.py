@@ -9,7 +9,7 @@ import sys
 from checks import check, failures
 
 BIN = os.environ["SQ_BIN"]
-VERBS = ["run", "info", "convert", "tokenize", "logits", "ppl", "eval", "bench", "report"]
+VERBS = ["run", "info", "convert", "tokenize", "logits", "ppl", "eval", "bench", "report", "chat-template"]
 MISSING = "no-such-model.bin"  # never opened: usage errors come first
 
 
@@ -30,7 +30,7 @@ for verb in VERBS:
           f"{verb} --bogus=1: {r.returncode} {r.stderr!r}")
 
 # every verb that takes a model spells it -m and --model
-for verb in ["run", "info", "convert", "tokenize", "logits", "ppl", "eval", "bench"]:
+for verb in ["run", "info", "convert", "tokenize", "logits", "ppl", "eval", "bench", "chat-template"]:
     h = squeeze(verb, "--help").stdout
     check("  -m, --model MODEL " in h, f"{verb}: -m, --model MODEL")
 
