@@ -215,6 +215,8 @@ static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer
         const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
         SQ_TRY(require(b, NAME(slot->suffix), slot->optional, slot->cols == W_NONE ? 1 : 2, shape, slot_of(L, s)));
     }
+    if (!L->bq != !L->bk || !L->bq != !L->bv)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path, l);
 #undef NAME
     return NULL;
 }

@@ -52,6 +52,12 @@ static void txn_end(txn *x) {
     free(x->changed);
 }
 
+/* A change that would leave the model malformed is the caller's invalid argument, not a bad file. */
+static sq_error *as_invalid_arg(sq_error *err) {
+    if (sq_error_code_of(err) != SQ_ERR_NOMEM) err->code = SQ_ERR_INVALID_ARG;
+    return err;
+}
+
 /* Puts the model back as it was when the transaction began. */
 static void txn_rollback(txn *x) {
     sq_model *m = x->m;
@@ -74,9 +80,7 @@ static sq_error *txn_finish(txn *x) {
     sq_error *err = sq_model_bind(m, "model edit");
     if (err) {
         txn_rollback(x);
-        /* the caller's change made the model inconsistent: its argument, not the model, is at fault */
-        if (err->code != SQ_ERR_NOMEM) err->code = SQ_ERR_INVALID_ARG;
-        return err;
+        return as_invalid_arg(err);
     }
     for (int i = 0; i < x->n_saved; i++) /* the replaced data */
         if (x->saved[i].storage == SQ_STORAGE_HOST && x->saved[i].data != x->changed[i]->data)
@@ -156,7 +160,7 @@ static sq_error *prepare(const sq_model *m, const sq_tensor_edit *e, prepared *p
     v->nbytes = sq_tensor_bytes_for(v->dtype, v->ndim, v->shape);
     v->storage = SQ_STORAGE_HOST;
     sq_error *err = sq_model_check_tensor(e->name, v->dtype, v->ndim, v->shape, v->nbytes);
-    if (err) return sq_error_wrap(err, "model edit");
+    if (err) return sq_error_wrap(as_invalid_arg(err), "model edit");
     if (e->data && e->nbytes != v->nbytes)
         return sq_errorf(SQ_ERR_INVALID_ARG, "model edit: %s: %zu bytes of data but %zu of %s for its shape",
                          e->name, e->nbytes, v->nbytes, sq_dtype_info(v->dtype)->name);
