@@ -404,6 +404,48 @@ typedef struct sq_bench_result {
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
                        sq_progress_fn progress, void *user, sq_bench_result *results);
 
+/* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
+typedef struct sq_bench_metric {
+    const char *key;   /* its JSON field in bench reports, e.g. "ttft_s", "kv_bytes" */
+    const char *label; /* a table row naming its display unit, e.g. "time to first token (ms)" */
+    double scale;      /* stored unit (seconds, tokens or requests per second, bytes) -> the label's unit */
+    int is_bytes;      /* 0: an sq_bench_stat at `offset` of sq_bench_result; 1: a size_t byte count there */
+    size_t offset;
+} sq_bench_metric;
+
+/* The static table of metrics; *n gets its length. */
+const sq_bench_metric *sq_bench_metrics(int *n);
+/* A metric's value in a result: its statistic (is_bytes 0) or its byte count (is_bytes 1). */
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric);
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric);
+
+/* ---------------------------------------------------------------- JSON reports
+ *
+ * The library owns the report layout (docs/report-format.md): these calls write the ppl, eval and bench
+ * reports, and sq_report_render reads them back. Each writes `path` (replacing it) and fails with SQ_ERR_IO
+ * naming it when it cannot. Numbers that are not finite are written as null. */
+
+/* The model a report measured: its path as given (the variant's identity unless a label names it). */
+typedef struct sq_report_model {
+    const char *path;
+    const char *label; /* NULL: none */
+    const sq_model *model;
+} sq_report_model;
+
+/* kind "ppl": the options and result of one sq_perplexity run. ref_path names the file of opts->ref (NULL
+ * without a reference model); ids_input is non-zero when the ids were given as such rather than encoded from
+ * the text file opts->source. */
+sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model, const sq_ppl_options *opts,
+                              const char *ref_path, int ids_input, const sq_ppl_result *result);
+/* kind "eval": the options and n_results (>= 1) results of one sq_eval_tasks run. */
+sq_error *sq_report_write_eval(const char *path, const sq_report_model *model, const sq_eval_options *opts,
+                               const sq_task_result *results, int n_results);
+/* kind "bench": n_models models (1 or 2; two also get B/A ratios) run with params at n_batches batch sizes;
+ * results is [n_batches][n_models], as sq_bench_run filled it for batch_sizes[b] sequences. */
+sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                const sq_bench_params *params, const int *batch_sizes, int n_batches,
+                                const sq_bench_result *results);
+
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 
 /* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
