@@ -88,6 +88,9 @@ def width_pruning(checks, base, tokens):
         ok = f is not None and f.types == [gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.UINT32]
         checks.check(ok and f.contents() == values, f"gguf package reads {key} as a uint32 array",
                      f"{f.contents() if f else None} (want {values})")
+    info = subprocess.run([H.SQ_BIN, "info", "-m", path], capture_output=True, text=True).stdout
+    line = "per layer:       heads/kv heads/ffn dim 4/2/172, 8/4/172, 8/4/172, 8/4/100, 8/4/172"
+    checks.check(line in info, "squeeze info lists the per-layer widths", line)
     kl = r.fields.get("llama.attention.key_length")
     checks.check(kl is not None and kl.contents() == hd, "attention.key_length states the head size",
                  f"{kl.contents() if kl else None}")
@@ -103,6 +106,51 @@ def width_pruning(checks, base, tokens):
                      f"shape {None if got is None else got.shape} (want {arr.shape})")
     compare(checks, "width-pruned GGUF vs reference of the sliced weights", path, model, tokens)
     compare(checks, "width-pruned GGUF vs reference reading the same file", path, R.load(path), tokens)
+    other = gguf_package_writes(model, "ok")
+    compare(checks, "the same pruned model written by the gguf package (int32 arrays) vs reference", other, model,
+            tokens)
+    heads = [L.wq.shape[0] // model.head_dim for L in model.layers]
+    for label, bad, why in [
+        ("short", heads[:4], "llama.attention.head_count holds 4 values, expected one per layer (5)"),
+        ("strings", [str(h) for h in heads], "llama.attention.head_count is an array of string, expected integers"),
+        ("zero", [0] + heads[1:], "llama.attention.head_count = 0 is outside [1, 65536]"),
+        ("unpruned", [8] * 5, "tensor blk.0.attn_q.weight has 32 rows but the config implies 64 (heads x head_dim)"),
+    ]:
+        path = gguf_package_writes(model, label, heads=bad)
+        p = subprocess.run([H.SQ_BIN, "info", "-m", path], capture_output=True, text=True)
+        checks.check(p.returncode == 1 and why in p.stderr, f"per-layer head counts {label}: refused clearly",
+                     p.stderr.strip()[-300:])
+
+
+def gguf_package_writes(model, label, heads=None):
+    """The model as GGUF written by the gguf package's own writer: per-layer widths as its arrays (int32);
+    `heads` replaces the head counts (to write malformed files)."""
+    import gguf
+
+    path = os.path.join(H.SQ_WORK, f"model-edit-gguf-package-{label}.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(256)
+    w.add_embedding_length(model.dim)
+    w.add_block_count(len(model.layers))
+    w.add_feed_forward_length([L.w_gate.shape[0] for L in model.layers])
+    w.add_head_count(heads if heads is not None else [L.wq.shape[0] // model.head_dim for L in model.layers])
+    w.add_head_count_kv([L.wk.shape[0] // model.head_dim for L in model.layers])
+    w.add_key_length(model.head_dim)
+    w.add_value_length(model.head_dim)
+    w.add_layer_norm_rms_eps(model.norm_eps)
+    w.add_rope_freq_base(model.rope_theta)
+    w.add_tensor("token_embd.weight", model.tok_embd.astype(np.float32))
+    w.add_tensor("output_norm.weight", model.out_norm.astype(np.float32))
+    for i, L in enumerate(model.layers):
+        for name, arr in [("attn_norm", L.attn_norm), ("attn_q", L.wq), ("attn_k", L.wk), ("attn_v", L.wv),
+                          ("attn_output", L.wo), ("ffn_norm", L.ffn_norm), ("ffn_gate", L.w_gate),
+                          ("ffn_up", L.w_up), ("ffn_down", L.w_down)]:
+            w.add_tensor(f"blk.{i}.{name}.weight", arr.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
 
 
 def quantization(checks, base, tokens):
