@@ -1,5 +1,5 @@
-/* Writing the JSON reports of ppl, eval and bench runs (docs/report-format.md). The layout has one owner: this
- * file writes it and report.c reads it back for squeeze report. */
+/* Writing the JSON reports of ppl, eval and bench runs (docs/report-format.md). The layout has one owner:
+ * this file writes it and report.c reads it back for squeeze report. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -216,7 +216,8 @@ static cJSON *result_object(int batch, const sq_bench_result *r) {
             cJSON_AddNumberToObject(s, "min", sq_bench_metric_stat(r, mk)->min);
             cJSON_AddNumberToObject(s, "max", sq_bench_metric_stat(r, mk)->max);
         } else if (mk->offset != offsetof(sq_bench_result, weight_bytes)) {
-            cJSON_AddNumberToObject(o, mk->key, sq_bench_metric_bytes(r, mk)); /* the variant's model gives weight_bytes */
+            cJSON_AddNumberToObject(
+                o, mk->key, sq_bench_metric_bytes(r, mk)); /* the variant's model gives weight_bytes */
         }
     }
     return o;
@@ -259,9 +260,12 @@ sq_error *sq_report_write_bench(const char *path, const sq_report_model *models,
             for (int k = 0; k < n; k++) {
                 const sq_bench_metric *mk = &metrics[k];
                 if (!mk->is_bytes)
-                    cJSON_AddNumberToObject(x, mk->key, sq_bench_metric_stat(&r[1], mk)->median / sq_bench_metric_stat(&r[0], mk)->median);
+                    cJSON_AddNumberToObject(x, mk->key,
+                                            sq_bench_metric_stat(&r[1], mk)->median /
+                                                sq_bench_metric_stat(&r[0], mk)->median);
                 else if (sq_bench_metric_bytes(&r[0], mk) > 0)
-                    cJSON_AddNumberToObject(x, mk->key, sq_bench_metric_bytes(&r[1], mk) / sq_bench_metric_bytes(&r[0], mk));
+                    cJSON_AddNumberToObject(
+                        x, mk->key, sq_bench_metric_bytes(&r[1], mk) / sq_bench_metric_bytes(&r[0], mk));
             }
         }
     }

@@ -38,8 +38,8 @@ static sq_error *arch_float(const sq_gguf_file *g, const char *arch, const char 
     return NULL;
 }
 
-/* {arch}.attention.head_count, .head_count_kv and .feed_forward_length: one value, or one per layer (arrays, as
- * llama.cpp reads them). *widths gets [3][n_layers] values (caller frees); the config holds layer 0's, as
+/* {arch}.attention.head_count, .head_count_kv and .feed_forward_length: one value, or one per layer (arrays,
+ * as llama.cpp reads them). *widths gets [3][n_layers] values (caller frees); the config holds layer 0's, as
  * llama.cpp derives the head dimension from them. */
 static sq_error *read_widths(const sq_gguf_file *g, const char *arch, sq_model_config *c, int **widths) {
     const uint64_t n = (uint64_t)c->n_layers;

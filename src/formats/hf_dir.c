@@ -233,7 +233,8 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
         if (t->ndim == 2) bytes[t->dtype] += t->nbytes;
     }
     /* transformers' Llama, Mistral and Qwen2 configs have one width of each kind for all layers */
-    static const sq_width_names hf_names = {"num_attention_heads", "num_key_value_heads", "intermediate_size"};
+    static const sq_width_names hf_names = {"num_attention_heads", "num_key_value_heads",
+                                            "intermediate_size"};
     SQ_TRY(sq_check_uniform_layers(m, dir, "Hugging Face config.json", &hf_names));
     sq_dtype main_dtype = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)

@@ -46,10 +46,10 @@ sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_la
         const struct {
             const char *suffix, *what;
             int64_t rows;
-        } checks[] = {{SQ_NAME_ATTN_Q, "heads x head_dim", (w->n_heads ? w->n_heads[l] : c->n_heads) * hd},
-                      {SQ_NAME_ATTN_K, "kv heads x head_dim",
-                       (w->n_kv_heads ? w->n_kv_heads[l] : c->n_kv_heads) * hd},
-                      {SQ_NAME_FFN_GATE, "FFN width", w->ffn_dim ? w->ffn_dim[l] : c->ffn_dim}};
+        } checks[] = {
+            {SQ_NAME_ATTN_Q, "heads x head_dim", (w->n_heads ? w->n_heads[l] : c->n_heads) * hd},
+            {SQ_NAME_ATTN_K, "kv heads x head_dim", (w->n_kv_heads ? w->n_kv_heads[l] : c->n_kv_heads) * hd},
+            {SQ_NAME_FFN_GATE, "FFN width", w->ffn_dim ? w->ffn_dim[l] : c->ffn_dim}};
         for (size_t k = 0; k < sizeof checks / sizeof *checks; k++) {
             char name[SQ_TENSOR_NAME_MAX];
             snprintf(name, sizeof name, "blk.%d.%s", l, checks[k].suffix);
@@ -66,7 +66,8 @@ sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_la
 int sq_layers_uniform(const sq_model *m) {
     const sq_layer *L = m->layers;
     for (int l = 1; l < m->cfg.n_layers; l++)
-        if (L[l].n_heads != L[0].n_heads || L[l].n_kv_heads != L[0].n_kv_heads || L[l].ffn_dim != L[0].ffn_dim)
+        if (L[l].n_heads != L[0].n_heads || L[l].n_kv_heads != L[0].n_kv_heads ||
+            L[l].ffn_dim != L[0].ffn_dim)
             return 0;
     return 1;
 }

@@ -44,7 +44,8 @@ sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, cons
                                 size_t nbytes) {
     if (strlen(name) >= SQ_TENSOR_NAME_MAX)
         return sq_errorf(SQ_ERR_FORMAT, "tensor name too long: %.64s...", name);
-    if (!sq_dtype_info(dtype)) return sq_errorf(SQ_ERR_UNSUPPORTED, "tensor %s: unknown dtype %d", name, dtype);
+    if (!sq_dtype_info(dtype))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "tensor %s: unknown dtype %d", name, dtype);
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
     if (!expect)
         return sq_errorf(SQ_ERR_FORMAT, "tensor %s: invalid shape for %s (%d dims, row length %lld)", name,
@@ -194,8 +195,8 @@ static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer
     SQ_TRY(require(b, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
     SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &L->w_gate));
     if (L->wq->shape[0] % hd || L->wk->shape[0] % hd || L->wq->shape[0] / hd > 65536)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", b->path, l,
-                         (long long)hd);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", b->path,
+                         l, (long long)hd);
     L->n_heads = (int)(L->wq->shape[0] / hd);
     L->n_kv_heads = (int)(L->wk->shape[0] / hd);
     if (L->w_gate->shape[0] > (1 << 24))
@@ -205,18 +206,17 @@ static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer
     if (L->n_heads % L->n_kv_heads)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
-    const int64_t widths[] = {[W_NONE] = 0,
-                              [W_DIM] = dim,
-                              [W_Q] = L->wq->shape[0],
-                              [W_KV] = L->wk->shape[0],
-                              [W_FFN] = L->ffn_dim};
+    const int64_t widths[] = {
+        [W_NONE] = 0, [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0], [W_FFN] = L->ffn_dim};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
         const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
-        SQ_TRY(require(b, NAME(slot->suffix), slot->optional, slot->cols == W_NONE ? 1 : 2, shape, slot_of(L, s)));
+        SQ_TRY(require(b, NAME(slot->suffix), slot->optional, slot->cols == W_NONE ? 1 : 2, shape,
+                       slot_of(L, s)));
     }
     if (!L->bq != !L->bk || !L->bq != !L->bv)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path, l);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
+                         l);
 #undef NAME
     return NULL;
 }
@@ -228,11 +228,10 @@ static sq_error *bind(binder *b, sq_model_config *c, sq_layer *layers, const sq_
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
-        return sq_errorf(
-            SQ_ERR_FORMAT,
-            "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
-            "context %d)",
-            path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
+                         "context %d)",
+                         path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0) {
         if (c->dim % c->n_heads)

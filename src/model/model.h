@@ -47,18 +47,18 @@ typedef struct sq_model_config {
 
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
 typedef struct sq_layer {
-    const sq_tensor *attn_norm; /* [dim] */
-    const sq_tensor *wq;        /* [n_heads*head_dim][dim] */
-    const sq_tensor *wk;        /* [n_kv_heads*head_dim][dim] */
-    const sq_tensor *wv;        /* [n_kv_heads*head_dim][dim] */
-    const sq_tensor *wo;        /* [dim][n_heads*head_dim] */
-    const sq_tensor *bq;        /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
-    const sq_tensor *bk;        /* [n_kv_heads*head_dim]; NULL likewise */
-    const sq_tensor *bv;        /* [n_kv_heads*head_dim]; NULL likewise */
-    const sq_tensor *ffn_norm;  /* [dim] */
-    const sq_tensor *w_gate;    /* [ffn_dim][dim] */
-    const sq_tensor *w_up;      /* [ffn_dim][dim] */
-    const sq_tensor *w_down;    /* [dim][ffn_dim] */
+    const sq_tensor *attn_norm;       /* [dim] */
+    const sq_tensor *wq;              /* [n_heads*head_dim][dim] */
+    const sq_tensor *wk;              /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wv;              /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wo;              /* [dim][n_heads*head_dim] */
+    const sq_tensor *bq;              /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
+    const sq_tensor *bk;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *bv;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *ffn_norm;        /* [dim] */
+    const sq_tensor *w_gate;          /* [ffn_dim][dim] */
+    const sq_tensor *w_up;            /* [ffn_dim][dim] */
+    const sq_tensor *w_down;          /* [dim][ffn_dim] */
     int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights */
 } sq_layer;
 
@@ -79,20 +79,20 @@ struct sq_model {
 /* Canonical tensor names. */
 #define SQ_NAME_TOK_EMBD "token_embd.weight"
 #define SQ_NAME_OUT_NORM "output_norm.weight"
-#define SQ_NAME_OUTPUT "output.weight"
+#define SQ_NAME_OUTPUT   "output.weight"
 /* Per-layer suffixes: "blk.%d." followed by one of these. */
-#define SQ_NAME_ATTN_NORM "attn_norm.weight"
-#define SQ_NAME_ATTN_Q "attn_q.weight"
-#define SQ_NAME_ATTN_K "attn_k.weight"
-#define SQ_NAME_ATTN_V "attn_v.weight"
-#define SQ_NAME_ATTN_OUT "attn_output.weight"
+#define SQ_NAME_ATTN_NORM   "attn_norm.weight"
+#define SQ_NAME_ATTN_Q      "attn_q.weight"
+#define SQ_NAME_ATTN_K      "attn_k.weight"
+#define SQ_NAME_ATTN_V      "attn_v.weight"
+#define SQ_NAME_ATTN_OUT    "attn_output.weight"
 #define SQ_NAME_ATTN_Q_BIAS "attn_q.bias"
 #define SQ_NAME_ATTN_K_BIAS "attn_k.bias"
 #define SQ_NAME_ATTN_V_BIAS "attn_v.bias"
-#define SQ_NAME_FFN_NORM "ffn_norm.weight"
-#define SQ_NAME_FFN_GATE "ffn_gate.weight"
-#define SQ_NAME_FFN_UP "ffn_up.weight"
-#define SQ_NAME_FFN_DOWN "ffn_down.weight"
+#define SQ_NAME_FFN_NORM    "ffn_norm.weight"
+#define SQ_NAME_FFN_GATE    "ffn_gate.weight"
+#define SQ_NAME_FFN_UP      "ffn_up.weight"
+#define SQ_NAME_FFN_DOWN    "ffn_down.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);
@@ -112,7 +112,6 @@ int sq_split_layer_name(const char *name, const char *prefix, const char **rest)
 /* Resolves layers and checks every tensor shape; names the offending tensor on failure, and then leaves the
  * model's layers as they were. Every tensor must belong to the model (an unknown name is an error). */
 sq_error *sq_model_bind(sq_model *m, const char *source_path);
-
 
 /* For model_edit.c: the checks sq_model_add_tensor makes of a new tensor, appending an allocated tensor to
  * the list, and freeing one (with its data when the model owns it). */

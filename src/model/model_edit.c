@@ -188,7 +188,8 @@ sq_error *sq_model_edit_tensors(sq_model *m, const sq_tensor_edit *edits, int n_
         err = prepare(m, &edits[i], &p[i]);
         for (int j = 0; j < i && !err; j++)
             if (!strcmp(edits[j].name, edits[i].name))
-                err = sq_errorf(SQ_ERR_INVALID_ARG, "model edit: tensor %.96s is edited twice", edits[i].name);
+                err =
+                    sq_errorf(SQ_ERR_INVALID_ARG, "model edit: tensor %.96s is edited twice", edits[i].name);
     }
     txn x;
     if (!err) err = txn_begin(&x, m, n_edits);
@@ -235,7 +236,8 @@ sq_error *sq_model_set_layers(sq_model *m, const int *layers, int n_layers) {
     sq_error *err = NULL;
     for (int i = 0; i < n_layers && !err; i++) {
         if (layers[i] < 0 || layers[i] >= old_n)
-            err = sq_errorf(SQ_ERR_INVALID_ARG, "set layers: block %d is outside 0..%d", layers[i], old_n - 1);
+            err =
+                sq_errorf(SQ_ERR_INVALID_ARG, "set layers: block %d is outside 0..%d", layers[i], old_n - 1);
         else if (new_index[layers[i]] >= 0)
             err = sq_errorf(SQ_ERR_INVALID_ARG, "set layers: block %d is listed twice", layers[i]);
         else

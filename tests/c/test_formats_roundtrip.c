@@ -207,14 +207,16 @@ static void test_chain_through_formats(void **state) {
 static void narrow_ffn(sq_model *m, int l, int keep) {
     const int dim = m->cfg.dim, ffn = m->layers[l].ffn_dim;
     float *gate = malloc((size_t)ffn * dim * sizeof *gate), *up = malloc((size_t)ffn * dim * sizeof *up),
-          *down = malloc((size_t)dim * ffn * sizeof *down), *down_kept = malloc((size_t)dim * keep * sizeof *down);
+          *down = malloc((size_t)dim * ffn * sizeof *down),
+          *down_kept = malloc((size_t)dim * keep * sizeof *down);
     char names[3][SQ_TENSOR_NAME_MAX];
     const char *suffix[3] = {SQ_NAME_FFN_GATE, SQ_NAME_FFN_UP, SQ_NAME_FFN_DOWN};
     for (int k = 0; k < 3; k++) snprintf(names[k], sizeof names[k], "blk.%d.%s", l, suffix[k]);
     sq_test_ok(sq_model_read_tensor(m, names[0], gate, (int64_t)ffn * dim));
     sq_test_ok(sq_model_read_tensor(m, names[1], up, (int64_t)ffn * dim));
     sq_test_ok(sq_model_read_tensor(m, names[2], down, (int64_t)dim * ffn));
-    for (int r = 0; r < dim; r++) memcpy(down_kept + (size_t)r * keep, down + (size_t)r * ffn, keep * sizeof *down);
+    for (int r = 0; r < dim; r++)
+        memcpy(down_kept + (size_t)r * keep, down + (size_t)r * ffn, keep * sizeof *down);
     const sq_tensor_edit edits[3] = {
         {.name = names[0], .ndim = 2, .shape = {keep, dim}, .values = gate},
         {.name = names[1], .ndim = 2, .shape = {keep, dim}, .values = up},
@@ -241,12 +243,14 @@ static void test_nonuniform_layers(void **state) {
     sq_test_ok(load_plain(gguf, &back));
     assert_same_model(m, back, -1);
     sq_model_free(back);
-    sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned-hf"), SQ_FORMAT_SAFETENSORS),
-                       "layer 1 has intermediate_size 64 but layer 0 has 96; a Hugging Face config.json holds "
-                       "one value for all layers");
-    sq_test_fails_with(sq_model_save(m, sq_test_work("formats-pruned.bin"), SQ_FORMAT_LLAMA2C),
-                       "layer 1 has hidden_dim 64 but layer 0 has 96; a llama2.c checkpoint holds one value for "
-                       "all layers");
+    sq_test_fails_with(
+        sq_model_save(m, sq_test_work("formats-pruned-hf"), SQ_FORMAT_SAFETENSORS),
+        "layer 1 has intermediate_size 64 but layer 0 has 96; a Hugging Face config.json holds "
+        "one value for all layers");
+    sq_test_fails_with(
+        sq_model_save(m, sq_test_work("formats-pruned.bin"), SQ_FORMAT_LLAMA2C),
+        "layer 1 has hidden_dim 64 but layer 0 has 96; a llama2.c checkpoint holds one value for "
+        "all layers");
     sq_model_free(m);
 }
 

@@ -1,15 +1,16 @@
 /* Changing a model as compression will (squeeze.h "changing a model"): tensors keep their addresses; edits
- * replace, re-encode, add and remove tensors and drop or reorder blocks; every refused change leaves the model
- * exactly as it was; a mapped file is never written; a changed model saves and loads back as the same model in
- * every format that can hold it. The numbers a changed model computes are checked against the float64
- * reference in tests/py/test_model_edit.py. */
+ * replace, re-encode, add and remove tensors and drop or reorder blocks; every refused change leaves the
+ * model exactly as it was; a mapped file is never written; a changed model saves and loads back as the same
+ * model in every format that can hold it. The numbers a changed model computes are checked against the
+ * float64 reference in tests/py/test_model_edit.py. */
 #include <math.h>
 
 #include "test_formats_util.h"
 
-static const tiny_spec llama_f32 = {"llama", 64, 3, 4, 2, 16, 96, 70, SQ_DTYPE_F32, 0, 0, 0, 0,
-                                    SQ_ROPE_INTERLEAVED};
-static const tiny_spec qwen2_bias = {"qwen2", 64, 2, 4, 2, 16, 96, 70, SQ_DTYPE_F16, 1, 1, 0, 0, SQ_ROPE_HALVES};
+static const tiny_spec llama_f32 = {"llama", 64,           3, 4, 2, 16, 96,
+                                    70,      SQ_DTYPE_F32, 0, 0, 0, 0,  SQ_ROPE_INTERLEAVED};
+static const tiny_spec qwen2_bias = {"qwen2", 64,           2, 4, 2, 16, 96,
+                                     70,      SQ_DTYPE_F16, 1, 1, 0, 0,  SQ_ROPE_HALVES};
 
 static float *random_values(int64_t n, uint64_t seed) {
     float *v = malloc((size_t)n * sizeof *v);
@@ -21,15 +22,18 @@ static float *random_values(int64_t n, uint64_t seed) {
 typedef struct snapshot {
     sq_model_config cfg;
     int n_tensors;
-    sq_tensor **ptrs;   /* [n_tensors] */
-    sq_tensor *values;  /* [n_tensors] */
+    sq_tensor **ptrs;      /* [n_tensors] */
+    sq_tensor *values;     /* [n_tensors] */
     unsigned char **bytes; /* [n_tensors] copies of the data */
-    sq_layer *layers;   /* [n_layers] */
+    sq_layer *layers;      /* [n_layers] */
 } snapshot;
 
 static snapshot take_snapshot(const sq_model *m) {
-    snapshot s = {m->cfg, m->n_tensors, malloc(m->n_tensors * sizeof(sq_tensor *)),
-                  malloc(m->n_tensors * sizeof(sq_tensor)), malloc(m->n_tensors * sizeof(void *)),
+    snapshot s = {m->cfg,
+                  m->n_tensors,
+                  malloc(m->n_tensors * sizeof(sq_tensor *)),
+                  malloc(m->n_tensors * sizeof(sq_tensor)),
+                  malloc(m->n_tensors * sizeof(void *)),
                   malloc(m->cfg.n_layers * sizeof(sq_layer))};
     for (int i = 0; i < m->n_tensors; i++) {
         s.ptrs[i] = m->tensors[i];
@@ -139,7 +143,8 @@ static void test_read_tensor(void **state) {
     }
     assert_memory_equal(got, want, n * sizeof *got);
     sq_test_fails_with(sq_model_read_tensor(m, "blk.0.ffn_up.weight", got, n - 1), "elements, not");
-    sq_test_fails_with(sq_model_read_tensor(m, "blk.9.ffn_up.weight", got, n), "no tensor blk.9.ffn_up.weight");
+    sq_test_fails_with(sq_model_read_tensor(m, "blk.9.ffn_up.weight", got, n),
+                       "no tensor blk.9.ffn_up.weight");
     free(got), free(want);
     sq_model_free(m);
 }
@@ -196,8 +201,8 @@ static void test_replace_and_round_trip(void **state) {
                        "safetensors cannot hold q4_0");
 
     /* raw bytes in a block layout are taken as they are */
-    sq_tensor_edit raw = {.name = "blk.0.ffn_gate.weight", .dtype = "q4_0", .data = expect,
-                          .nbytes = up->nbytes};
+    sq_tensor_edit raw = {
+        .name = "blk.0.ffn_gate.weight", .dtype = "q4_0", .data = expect, .nbytes = up->nbytes};
     sq_test_ok(sq_model_edit_tensors(m, &raw, 1));
     assert_memory_equal(m->layers[0].w_gate->data, expect, up->nbytes);
     raw.nbytes--;
@@ -217,7 +222,9 @@ static void test_refused_edits_change_nothing(void **state) {
         const char *why;
     } cases[] = {
         /* a narrower attn_q without attn_output: inconsistent, found when binding */
-        {{{.name = "blk.0.attn_q.weight", .ndim = 2, .shape = {32, 64}, .values = v}}, 1, "blk.0.attn_output"},
+        {{{.name = "blk.0.attn_q.weight", .ndim = 2, .shape = {32, 64}, .values = v}},
+         1,
+         "blk.0.attn_output"},
         /* the first edit is fine, the second names no format */
         {{{.name = "blk.1.ffn_up.weight", .dtype = "q8_0"}, {.name = "blk.1.ffn_down.weight", .dtype = "q9"}},
          2,
@@ -256,7 +263,8 @@ static void test_refused_edits_change_nothing(void **state) {
     const int bad_orders[][3] = {{0, 0}, {0, 2}, {-1, 1}};
     for (size_t k = 0; k < 3; k++) {
         snapshot s = take_snapshot(m);
-        sq_test_fails_with(sq_model_set_layers(m, bad_orders[k], 2), k == 0 ? "listed twice" : "outside 0..1");
+        sq_test_fails_with(sq_model_set_layers(m, bad_orders[k], 2),
+                           k == 0 ? "listed twice" : "outside 0..1");
         assert_unchanged(m, &s);
     }
     snapshot s = take_snapshot(m);
@@ -336,14 +344,16 @@ static void test_set_layers(void **state) {
     sq_model_free(m);
 }
 
-/* Per-layer head counts and widths after width pruning: GGUF keeps them, and the per-layer facts are right. */
+/* Per-layer head counts and widths after width pruning: GGUF keeps them, and the per-layer facts are right.
+ */
 static void test_width_pruning_round_trip(void **state) {
     (void)state;
     sq_model *m = tiny_model(&llama_f32, 13);
     /* block 0 keeps query heads 0-1 and kv head 0 (GQA groups of 2 stay whole); block 2 keeps 40 FFN units */
     const int hd = 16, dim = 64;
-    float *q = malloc(64 * 64 * sizeof *q), *k = malloc(32 * 64 * sizeof *k), *vv = malloc(32 * 64 * sizeof *vv),
-          *o = malloc(64 * 64 * sizeof *o), *o2 = malloc(64 * 32 * sizeof *o2);
+    float *q = malloc(64 * 64 * sizeof *q), *k = malloc(32 * 64 * sizeof *k),
+          *vv = malloc(32 * 64 * sizeof *vv), *o = malloc(64 * 64 * sizeof *o),
+          *o2 = malloc(64 * 32 * sizeof *o2);
     sq_test_ok(sq_model_read_tensor(m, "blk.0.attn_q.weight", q, 64 * 64));
     sq_test_ok(sq_model_read_tensor(m, "blk.0.attn_k.weight", k, 32 * 64));
     sq_test_ok(sq_model_read_tensor(m, "blk.0.attn_v.weight", vv, 32 * 64));
@@ -416,8 +426,8 @@ static void test_mapping_never_written(void **state) {
     sq_test_ok(sq_model_set_layers(m, (int[]){1, 2}, 2));
     for (int i = 0; i < m->n_tensors; i++) {
         const sq_tensor *t = m->tensors[i];
-        const int inside = (const unsigned char *)t->data >= f->data &&
-                           (const unsigned char *)t->data < f->data + f->size;
+        const int inside =
+            (const unsigned char *)t->data >= f->data && (const unsigned char *)t->data < f->data + f->size;
         assert_int_equal(inside, t->storage == SQ_STORAGE_MAPPED);
     }
     assert_int_equal(m->layers[0].w_up->storage, SQ_STORAGE_HOST);

@@ -185,14 +185,16 @@ static void test_written_reports_read_back(void **state) {
     sq_model_get_info(model, &info);
     const sq_report_model a = {"m/a.bin", "A", model}, b = {"m/b.bin", NULL, model};
     sq_ppl_window win = {0, 64, 63, 1.5, 0.125};
-    sq_ppl_result ppl = {.ppl = 4.5, .n_windows = 1, .n_ctx = 64, .windows = &win, .has_ref = 1, .kl_mean = 0.125};
+    sq_ppl_result ppl = {
+        .ppl = 4.5, .n_windows = 1, .n_ctx = 64, .windows = &win, .has_ref = 1, .kl_mean = 0.125};
     sq_ppl_options po = {.protocol = SQ_PPL_WINDOWS, .source = "text.txt"};
     const char *p_ppl = strdup(sq_test_work("w_ppl.json")), *p_eval = strdup(sq_test_work("w_eval.json")),
                *p_bench = strdup(sq_test_work("w_bench.json")), *p_inf = strdup(sq_test_work("w_inf.json"));
     sq_test_ok(sq_report_write_ppl(p_ppl, &a, &po, "ref.bin", 0, &ppl));
     ppl.ppl = INFINITY;
     sq_test_ok(sq_report_write_ppl(p_inf, &b, &po, NULL, 1, &ppl));
-    sq_task_result tasks[2] = {{.task = "piqa", .n_items = 10, .score = 0.5}, {.task = "boolq", .score = 0.25}};
+    sq_task_result tasks[2] = {{.task = "piqa", .n_items = 10, .score = 0.5},
+                               {.task = "boolq", .score = 0.25}};
     sq_eval_options eo = {.data_dir = "tasks"};
     sq_test_ok(sq_report_write_eval(p_eval, &a, &eo, tasks, 2));
     sq_bench_result br[2] = {{.decode_tok_s = {100, 90, 110}, .ttft_s = {0.25, 0.2, 0.3}, .kv_bytes = 1024},
@@ -207,7 +209,8 @@ static void test_written_reports_read_back(void **state) {
     snprintf(row, sizeof row, "| A | %.3f | 4.500 | 0.125 | 37.5%% | 100.0 | 250.0 |",
              (double)info.weight_bytes / (1 << 20));
     if (!strstr(md, row)) fail_msg("no row %s in\n%s", row, md);
-    snprintf(row, sizeof row, "| b.bin | %.3f | — | 0.125 | — | 50.0 | 500.0 |", (double)info.weight_bytes / (1 << 20));
+    snprintf(row, sizeof row, "| b.bin | %.3f | — | 0.125 | — | 50.0 | 500.0 |",
+             (double)info.weight_bytes / (1 << 20));
     if (!strstr(md, row)) fail_msg("no row %s in\n%s", row, md);
     free(md);
     sq_test_fails_with(sq_report_write_ppl("/nonexistent-dir/r.json", &a, &po, NULL, 0, &ppl),

@@ -1,6 +1,6 @@
-/* edit_model IN OUT FORMAT [OP ...]: loads IN, changes it through the public model-editing calls, and saves it
- * to OUT as FORMAT (gguf, hf, llama2c). The reference tests use it to build pruned and quantized models whose
- * numbers they check against the float64 reference; it includes only squeeze.h, as the coming prune and
+/* edit_model IN OUT FORMAT [OP ...]: loads IN, changes it through the public model-editing calls, and saves
+ * it to OUT as FORMAT (gguf, hf, llama2c). The reference tests use it to build pruned and quantized models
+ * whose numbers they check against the float64 reference; it includes only squeeze.h, as the coming prune and
  * quantize verbs must. Operations, applied in order:
  *   layers=I,J,...   keep these blocks in this order (sq_model_set_layers)
  *   ffn=L:K          block L keeps its first K FFN units (rows of ffn_gate/ffn_up, columns of ffn_down)
@@ -70,8 +70,8 @@ static int apply(sq_model *m, const char *op) {
         sq_layer_info li;
         if ((err = sq_model_layer_info(m, l, &li))) return fail(err);
         const int64_t kv = li.head_dim, q = (int64_t)li.head_dim * (li.n_heads / li.n_kv_heads);
-        const cut cuts[] = {{"attn_q.weight", 1, q}, {"attn_q.bias", 1, q},    {"attn_k.weight", 1, kv},
-                            {"attn_k.bias", 1, kv},  {"attn_v.weight", 1, kv}, {"attn_v.bias", 1, kv},
+        const cut cuts[] = {{"attn_q.weight", 1, q},     {"attn_q.bias", 1, q},    {"attn_k.weight", 1, kv},
+                            {"attn_k.bias", 1, kv},      {"attn_v.weight", 1, kv}, {"attn_v.bias", 1, kv},
                             {"attn_output.weight", 0, q}};
         return narrow(m, l, cuts, 7, k);
     } else if (sscanf(op, "quant=%127[^:]:%15s", name, type) == 2) {

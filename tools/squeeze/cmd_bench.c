@@ -220,9 +220,10 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
     }
     if (!rc) print_report(o, results);
     if (!rc && o->json_path) {
-        const sq_report_model rm[2] = {{o->paths[0], o->labels[0], models[0]}, {o->paths[1], o->labels[1], models[1]}};
-        sq_error *err = sq_report_write_bench(o->json_path, rm, o->n_models, &o->params, o->batches, o->n_batches,
-                                              results);
+        const sq_report_model rm[2] = {{o->paths[0], o->labels[0], models[0]},
+                                       {o->paths[1], o->labels[1], models[1]}};
+        sq_error *err = sq_report_write_bench(o->json_path, rm, o->n_models, &o->params, o->batches,
+                                              o->n_batches, results);
         if (err) rc = cli_fail(err);
     }
     free(results);

@@ -20,7 +20,8 @@ static void print_layer_widths(const sq_model *model, int n_layers) {
     sq_error_free(sq_model_layer_info(model, 0, &first));
     for (int l = 1; l < n_layers && !differ; l++) {
         sq_error_free(sq_model_layer_info(model, l, &li));
-        differ = li.n_heads != first.n_heads || li.n_kv_heads != first.n_kv_heads || li.ffn_dim != first.ffn_dim;
+        differ =
+            li.n_heads != first.n_heads || li.n_kv_heads != first.n_kv_heads || li.ffn_dim != first.ffn_dim;
     }
     if (!differ) return;
     printf("per layer:       heads/kv heads/ffn dim");
