@@ -5,7 +5,6 @@
  * has no separate mistral architecture); squeeze reads such a file back as mistral. Llama-3 RoPE scaling is
  * written as llama.cpp expects it, a rope_freqs.weight tensor of per-pair divisors, plus
  * rope.scaling.original_context_length. */
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +80,15 @@ static void arch_f32(kv_buf *b, const char *arch, const char *suffix, float v) {
     kv_f32(b, k, v);
 }
 
-/* A per-layer width (an int member of sq_layer): one value when the layers agree, else an array of one
- * uint32 per layer, which llama.cpp's loader reads for these keys (get_key_or_arr). */
-static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const sq_model *m, size_t member,
+typedef enum width { WIDTH_HEADS, WIDTH_KV_HEADS, WIDTH_FFN } width;
+
+static uint32_t layer_width(const sq_layer *L, width w) {
+    return (uint32_t)(w == WIDTH_HEADS ? L->n_heads : w == WIDTH_KV_HEADS ? L->n_kv_heads : L->ffn_dim);
+}
+
+/* A per-layer width: one value when the layers agree, else an array of one uint32 per layer, which
+ * llama.cpp's loader reads for these keys (get_key_or_arr). */
+static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const sq_model *m, width w,
                         int uniform) {
     char k[128];
     snprintf(k, sizeof k, "%s.%s", arch, suffix);
@@ -92,7 +97,7 @@ static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const s
         key(b, k, SQ_GGUF_UINT32);
     else
         kv_array(b, k, SQ_GGUF_UINT32, (uint64_t)n);
-    for (int l = 0; l < n; l++) put_u32(b, (uint32_t) * (const int *)((const char *)&m->layers[l] + member));
+    for (int l = 0; l < n; l++) put_u32(b, layer_width(&m->layers[l], w));
 }
 
 /* llama.cpp's general.file_type for the dtype most of the 2-D weights use. */
@@ -124,9 +129,9 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     arch_u32(b, arch, "embedding_length", (uint32_t)c->dim);
     arch_u32(b, arch, "block_count", (uint32_t)c->n_layers);
     const int uniform = sq_layers_uniform(m);
-    arch_widths(b, arch, "feed_forward_length", m, offsetof(sq_layer, ffn_dim), uniform);
-    arch_widths(b, arch, "attention.head_count", m, offsetof(sq_layer, n_heads), uniform);
-    arch_widths(b, arch, "attention.head_count_kv", m, offsetof(sq_layer, n_kv_heads), uniform);
+    arch_widths(b, arch, "feed_forward_length", m, WIDTH_FFN, uniform);
+    arch_widths(b, arch, "attention.head_count", m, WIDTH_HEADS, uniform);
+    arch_widths(b, arch, "attention.head_count_kv", m, WIDTH_KV_HEADS, uniform);
     arch_f32(b, arch, "rope.freq_base", c->rope_theta);
     arch_f32(b, arch, "attention.layer_norm_rms_epsilon", c->norm_eps);
     arch_u32(b, arch, "rope.dimension_count", (uint32_t)c->head_dim);

@@ -222,7 +222,7 @@ static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer
 }
 
 static sq_error *bind(binder *b, sq_model_config *c, sq_layer *layers, const sq_tensor **global) {
-    sq_model *m = (sq_model *)b->m;
+    const sq_model *m = b->m;
     const char *path = b->path;
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
