@@ -51,6 +51,12 @@ int sq_tokenizer_bos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
+/* What loading worked around: tokenizer metadata that squeeze can do without but found out of range or
+ * inconsistent (a special-token id outside the vocabulary, a tokenizer_config.json token the vocabulary
+ * lacks), treated as absent. Each message names the file and field; valid while tok lives; NULL for i outside
+ * [0, n). The library never prints: callers show them (the CLI as "squeeze: warning: ..."). */
+int sq_tokenizer_n_warnings(const sq_tokenizer *tok);
+const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i);
 
 /* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
  * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
@@ -108,6 +114,23 @@ typedef struct sq_model_info {
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
 /* The model's tokenizer (owned by the model), or NULL when none was found. */
 const sq_tokenizer *sq_model_tokenizer(const sq_model *model);
+
+/* Load warnings: metadata the model can do without that loading found out of range and treated as absent
+ * (a GGUF tokenizer.ggml.padding_token_id of 0xFFFFFFFF, a config.json eos_token_id outside the vocabulary,
+ * ...), the model's own first, then its tokenizer's (sq_tokenizer_warning). Each names the file and key;
+ * valid while the model lives; NULL for i outside [0, n). Metadata that changes the arithmetic is never
+ * worked around: it is read in every layout the format has used, or loading fails naming the key. */
+int sq_model_n_warnings(const sq_model *model);
+const char *sq_model_warning(const sq_model *model, int i);
+
+/* End-of-generation ids: every id the model's files name as ending a generated text, the union of
+ * config.json eos_token_id (one id or a list), generation_config.json eos_token_id, GGUF
+ * tokenizer.ggml.eos_token_id / eot_token_id / eom_token_id, llama2.c's 2 and the tokenizer's own EOS
+ * (tokenizer_config.json eos_token). The primary EOS comes first; no duplicates; each in [0, vocab_size).
+ * The array is the model's (valid while it lives), *n_ids its length (0: none). sq_generate stops at any of
+ * them; serving and speculative decoding use the same set. */
+const int32_t *sq_model_eos_ids(const sq_model *model, int *n_ids);
+int sq_model_is_eos(const sq_model *model, int32_t id);
 
 typedef struct sq_tensor_info {
     const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
@@ -261,9 +284,9 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
  * as llama.cpp does), prefills it in one forward call, then samples up to n_predict tokens one at a time
- * (n_predict < 0: no limit), stopping at EOS (or a generated BOS, which starts a new document) or when prompt
- * and generated text fill the context. Uses sequence 0 of ctx and clears it first. A prompt longer than the
- * context is an error. */
+ * (n_predict < 0: no limit), stopping at any end-of-generation id (sq_model_eos_ids; or a generated BOS,
+ * which starts a new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and
+ * clears it first. A prompt longer than the context is an error. */
 sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                       sq_text_callback on_text, void *user, sq_generate_stats *stats);
 

@@ -68,6 +68,8 @@ sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model 
             m->tokenizer = NULL;
         }
     }
+    if (!err && m->tokenizer)
+        err = sq_model_add_eos(&m->cfg, sq_tokenizer_eos(m->tokenizer), &m->warnings, path);
     if (err) {
         sq_model_free(m);
         return err;

@@ -12,7 +12,7 @@
 sq_model *sq_model_new(void) {
     sq_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
-    m->cfg.bos_id = m->cfg.eos_id = -1;
+    m->cfg.bos_id = -1;
     m->cfg.norm_eps = 1e-5f;
     m->cfg.rope_theta = 10000.0f;
     return m;
@@ -32,6 +32,7 @@ void sq_model_free(sq_model *m) {
     sq_tokenizer_free(m->tokenizer);
     for (int i = 0; i < m->n_files; i++) sq_mapped_file_close(m->files[i]);
     free(m->files);
+    sq_warnings_free(&m->warnings);
     free(m);
 }
 
@@ -298,6 +299,15 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
 /* ---------------------------------------------------------------- facts */
 
 const sq_tokenizer *sq_model_tokenizer(const sq_model *m) { return m->tokenizer; }
+
+int sq_model_n_warnings(const sq_model *m) {
+    return m->warnings.n + (m->tokenizer ? sq_tokenizer_n_warnings(m->tokenizer) : 0);
+}
+
+const char *sq_model_warning(const sq_model *m, int i) {
+    if (i >= 0 && i < m->warnings.n) return m->warnings.messages[i];
+    return m->tokenizer ? sq_tokenizer_warning(m->tokenizer, i - m->warnings.n) : NULL;
+}
 
 void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     const sq_model_config *c = &m->cfg;

@@ -16,6 +16,7 @@
 
 #include "core/mapped_file.h"
 #include "core/tensor.h"
+#include "core/warnings.h"
 #include "squeeze.h"
 
 typedef enum sq_rope_style {
@@ -31,6 +32,9 @@ typedef struct sq_rope_scaling {
     int original_max_pos;
 } sq_rope_scaling;
 
+/* More end-of-generation ids than any model names (Llama 3.1 Instruct names three). */
+#define SQ_MAX_EOS_IDS 16
+
 typedef struct sq_model_config {
     char arch[16]; /* "llama", "mistral", "qwen2" */
     int dim, n_layers, head_dim, vocab_size, max_seq_len;
@@ -42,7 +46,10 @@ typedef struct sq_model_config {
     sq_rope_scaling rope_scaling;
     int sliding_window;  /* 0: full attention */
     int tied_embeddings; /* no output.weight: the output projection reuses token_embd.weight */
-    int bos_id, eos_id;  /* from the model's own config; -1 when it names none */
+    int bos_id;          /* from the model's own config; -1 when it names none */
+    /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */
+    int32_t eos_ids[SQ_MAX_EOS_IDS];
+    int n_eos_ids;
 } sq_model_config;
 
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
@@ -74,6 +81,7 @@ struct sq_model {
     sq_tokenizer *tokenizer;
     sq_mapped_file **files; /* [n_files] mappings the tensors borrow from, kept open for the model's life */
     int n_files;
+    sq_warnings warnings; /* what loading worked around (sq_model_warning) */
 };
 
 /* Canonical tensor names. */
@@ -109,6 +117,9 @@ const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name);
 /* Splits "<prefix><layer>.<rest>" (e.g. "blk.3.attn_q.weight") into the layer number and rest; -1 when the
  * name does not have that form. */
 int sq_split_layer_name(const char *name, const char *prefix, const char **rest);
+/* Adds id to the end-of-generation set unless it is already there or outside [0, vocab_size) (sources check
+ * their ids first and warn about bad ones). A set already full is reported in w, naming `source`. */
+sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
 /* Resolves layers and checks every tensor shape; names the offending tensor on failure, and then leaves the
  * model's layers as they were. Every tensor must belong to the model (an unknown name is an error). */
 sq_error *sq_model_bind(sq_model *m, const char *source_path);
