@@ -205,7 +205,71 @@ typedef struct sq_tensor_info {
 } sq_tensor_info;
 
 int sq_model_n_tensors(const sq_model *model);
+/* i in 0 .. sq_model_n_tensors()-1; the strings belong to the model and stay valid until it changes. */
 void sq_model_tensor_info(const sq_model *model, int i, sq_tensor_info *info);
+/* The index of the tensor with this canonical name, or -1 when the model has none. */
+int sq_model_tensor_index(const sq_model *model, const char *name);
+
+/* One transformer block ("blk.N.*" tensors), as its weights define it: after width pruning, blocks differ.
+ * sq_model_info's n_heads, n_kv_heads and ffn_dim are the largest over the blocks. */
+typedef struct sq_layer_info {
+    int n_heads;         /* query heads: rows of attn_q / head_dim */
+    int n_kv_heads;      /* key/value heads: rows of attn_k / head_dim */
+    int head_dim;        /* the model's */
+    int ffn_dim;         /* FFN width: rows of ffn_gate and ffn_up */
+    int has_qkv_bias;    /* attn_q/attn_k/attn_v carry biases */
+    int64_t n_params;    /* elements of the block's tensors */
+    size_t weight_bytes; /* their bytes in memory */
+} sq_layer_info;
+
+/* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
+sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *info);
+
+/* ---------------------------------------------------------------- changing a model (compression)
+ *
+ * A loaded model can be changed in place: tensors replaced, added or removed, blocks dropped or reordered.
+ * Each call is all-or-nothing: it applies the change, then binds the model again (every block's head counts
+ * and FFN width re-read from its weights, every shape checked, every tensor required to belong to the
+ * architecture); when anything fails it returns the error (SQ_ERR_INVALID_ARG for a change that leaves the
+ * model inconsistent, naming the tensor) and the model is exactly as before. Weights in a memory-mapped file
+ * are never written: changed tensors get new host memory that the model owns (copy-on-write), and the memory
+ * a replaced tensor owned is freed. sq_model_save writes the changed model in any format that can express it.
+ *
+ * Thread safety: a model is read-only to every other call, so several threads and contexts may use one model
+ * at once; these calls change it and need it to themselves: no context created from it may exist (contexts
+ * hold its layers), and no other call on it may run meanwhile. */
+
+/* Copies the tensor's values into dst ([n_elems] floats, row-major in its shape), dequantizing with its
+ * format's reference dequantizer. SQ_ERR_INVALID_ARG when there is no such tensor or n_elems is not its
+ * element count. */
+sq_error *sq_model_read_tensor(const sq_model *model, const char *name, float *dst, int64_t n_elems);
+
+/* One change to one tensor. */
+typedef struct sq_tensor_edit {
+    const char *name;  /* canonical name, e.g. "blk.3.ffn_up.weight"; a new name adds a tensor */
+    int remove;        /* non-zero: remove the tensor (the fields below are ignored) */
+    const char *dtype; /* storage format of the new data, a name as in sq_tensor_info ("f32", "q4_0", ...);
+                          NULL: the tensor's current one. 1-D tensors (norms, biases) stay "f32". */
+    int ndim;          /* 1..4; 0: the tensor's current shape */
+    int64_t shape[4];  /* outermost first: a linear layer is [out_features, in_features] */
+    /* The new contents, one of:
+     *  - values: [shape] floats, stored through dtype's reference quantizer (GGUF's definitions);
+     *  - data: nbytes bytes already in dtype's layout (GGUF block layouts), e.g. from an own quantizer;
+     *  - neither: the tensor's own values re-encoded in dtype (quantizing it; the shape must stay). */
+    const float *values;
+    const void *data;
+    size_t nbytes;
+} sq_tensor_edit;
+
+/* Applies n_edits changes to distinct tensors together (width pruning changes a block's attn_q, attn_k,
+ * attn_v and attn_output, or ffn_gate, ffn_up and ffn_down, in one call), then binds. The caller's arrays are
+ * copied: they may be freed on return. */
+sq_error *sq_model_edit_tensors(sq_model *model, const sq_tensor_edit *edits, int n_edits);
+
+/* Keeps the blocks layers[0 .. n_layers-1] in that order, each old index at most once: block i of the result
+ * is old block layers[i] and its tensors are renamed blk.i.*, so that saving and loading give the same
+ * model. Dropping block 3 of 6 is {0, 1, 2, 4, 5}. */
+sq_error *sq_model_set_layers(sq_model *model, const int *layers, int n_layers);
 
 typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMAT_GGUF } sq_file_format;
 
@@ -420,6 +484,48 @@ typedef struct sq_bench_result {
  * called after every repetition, warm-ups included. */
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
                        sq_progress_fn progress, void *user, sq_bench_result *results);
+
+/* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
+typedef struct sq_bench_metric {
+    const char *key;   /* its JSON field in bench reports, e.g. "ttft_s", "kv_bytes" */
+    const char *label; /* a table row naming its display unit, e.g. "time to first token (ms)" */
+    double scale;      /* stored unit (seconds, tokens or requests per second, bytes) -> the label's unit */
+    int is_bytes;      /* 0: an sq_bench_stat at `offset` of sq_bench_result; 1: a size_t byte count there */
+    size_t offset;
+} sq_bench_metric;
+
+/* The static table of metrics; *n gets its length. */
+const sq_bench_metric *sq_bench_metrics(int *n);
+/* A metric's value in a result: its statistic (is_bytes 0) or its byte count (is_bytes 1). */
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric);
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric);
+
+/* ---------------------------------------------------------------- JSON reports
+ *
+ * The library owns the report layout (docs/report-format.md): these calls write the ppl, eval and bench
+ * reports, and sq_report_render reads them back. Each writes `path` (replacing it) and fails with SQ_ERR_IO
+ * naming it when it cannot. Numbers that are not finite are written as null. */
+
+/* The model a report measured: its path as given (the variant's identity unless a label names it). */
+typedef struct sq_report_model {
+    const char *path;
+    const char *label; /* NULL: none */
+    const sq_model *model;
+} sq_report_model;
+
+/* kind "ppl": the options and result of one sq_perplexity run. ref_path names the file of opts->ref (NULL
+ * without a reference model); ids_input is non-zero when the ids were given as such rather than encoded from
+ * the text file opts->source. */
+sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model, const sq_ppl_options *opts,
+                              const char *ref_path, int ids_input, const sq_ppl_result *result);
+/* kind "eval": the options and n_results (>= 1) results of one sq_eval_tasks run. */
+sq_error *sq_report_write_eval(const char *path, const sq_report_model *model, const sq_eval_options *opts,
+                               const sq_task_result *results, int n_results);
+/* kind "bench": n_models models (1 or 2; two also get B/A ratios) run with params at n_batches batch sizes;
+ * results is [n_batches][n_models], as sq_bench_run filled it for batch_sizes[b] sequences. */
+sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                const sq_bench_params *params, const int *batch_sizes, int n_batches,
+                                const sq_bench_result *results);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 

@@ -1,6 +1,7 @@
 /* Efficiency benchmark: times batched prefill and decode through the public forward API, the same path every
  * client takes, and summarises repetitions as median and range. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,4 +220,29 @@ sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_ben
     free(vs);
     free(scratch);
     return err;
+}
+
+static const sq_bench_metric metrics[] = {
+    {"ttft_s", "time to first token (ms)", 1e3, 0, offsetof(sq_bench_result, ttft_s)},
+    {"tpot_s", "time per output token (ms)", 1e3, 0, offsetof(sq_bench_result, tpot_s)},
+    {"e2e_s", "end-to-end latency (ms)", 1e3, 0, offsetof(sq_bench_result, e2e_s)},
+    {"prefill_tok_s", "prefill (tokens/s)", 1, 0, offsetof(sq_bench_result, prefill_tok_s)},
+    {"decode_tok_s", "decode (tokens/s)", 1, 0, offsetof(sq_bench_result, decode_tok_s)},
+    {"requests_s", "requests/s", 1, 0, offsetof(sq_bench_result, requests_s)},
+    {"weight_bytes", "weights (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, weight_bytes)},
+    {"kv_bytes", "KV cache (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, kv_bytes)},
+    {"peak_rss_bytes", "peak RSS (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, peak_rss_bytes)},
+};
+
+const sq_bench_metric *sq_bench_metrics(int *n) {
+    *n = (int)(sizeof metrics / sizeof *metrics);
+    return metrics;
+}
+
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric) {
+    return (const sq_bench_stat *)((const char *)r + metric->offset);
+}
+
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric) {
+    return (double)*(const size_t *)((const char *)r + metric->offset);
 }

@@ -83,6 +83,10 @@ const sq_gguf_kv *sq_gguf_find(const sq_gguf_file *g, const char *key);
  * key is an error only when found is NULL. Integers accept any integer type whose value fits. */
 sq_error *sq_gguf_get_int(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int64_t *v,
                           int *found);
+/* n values in [lo, hi] (lo >= INT_MIN, hi <= INT_MAX): an integer array of exactly n elements, or one integer
+ * that holds for all n (llama.cpp's per-layer keys such as {arch}.attention.head_count take either). */
+sq_error *sq_gguf_get_ints(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int *v, uint64_t n,
+                           int *found);
 sq_error *sq_gguf_get_float(const sq_gguf_file *g, const char *key, double *v, int *found);
 sq_error *sq_gguf_get_bool(const sq_gguf_file *g, const char *key, int *v, int *found);
 /* A string value as a new NUL-terminated heap string (caller frees). */

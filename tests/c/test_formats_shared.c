@@ -72,7 +72,7 @@ static void check_against_golden(const char *tag, const sq_model *m) {
 
 static void check_against_fp32(const sq_model *q, const sq_model *ref) {
     for (int i = 0; i < ref->n_tensors; i++) {
-        const sq_tensor *r = &ref->tensors[i], *t = sq_model_find_tensor(q, r->name);
+        const sq_tensor *r = ref->tensors[i], *t = sq_model_find_tensor(q, r->name);
         if (!t) fail_msg("tensor %s missing", r->name);
         assert_int_equal(sq_tensor_nelements(t), sq_tensor_nelements(r));
         float *v = dequantize(t);

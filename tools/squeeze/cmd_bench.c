@@ -1,14 +1,12 @@
 /* squeeze bench: efficiency metrics of one model, or of two interleaved in one process (--vs), over batch
  * sizes: time to first token, time per output token, latency, prefill/decode throughput, requests/s, memory.
  */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "eval_json.h"
 
 typedef struct bench_options {
     const char *paths[2], *labels[2];
@@ -89,36 +87,6 @@ static int parse_args(int argc, char **argv, bench_options *o) {
 
 /* ------------------------------------------------------------------ table */
 
-typedef struct metric_row {
-    const char *name, *key; /* table row; JSON field */
-    double scale;           /* stored unit -> shown unit */
-    size_t offset;          /* of the sq_bench_stat (timing) or size_t (memory) in sq_bench_result */
-} metric_row;
-
-static const metric_row timing_rows[] = {
-    {"time to first token (ms)", "ttft_s", 1e3, offsetof(sq_bench_result, ttft_s)},
-    {"time per output token (ms)", "tpot_s", 1e3, offsetof(sq_bench_result, tpot_s)},
-    {"end-to-end latency (ms)", "e2e_s", 1e3, offsetof(sq_bench_result, e2e_s)},
-    {"prefill (tokens/s)", "prefill_tok_s", 1, offsetof(sq_bench_result, prefill_tok_s)},
-    {"decode (tokens/s)", "decode_tok_s", 1, offsetof(sq_bench_result, decode_tok_s)},
-    {"requests/s", "requests_s", 1, offsetof(sq_bench_result, requests_s)},
-};
-
-static const metric_row memory_rows[] = {
-    {"weights (MiB)", "weight_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, weight_bytes)},
-    {"KV cache (MiB)", "kv_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, kv_bytes)},
-    {"peak RSS (MiB)", "peak_rss_bytes", 1.0 / (1 << 20), offsetof(sq_bench_result, peak_rss_bytes)},
-};
-
-#define N_ROWS(rows) (sizeof rows / sizeof *rows)
-
-static const sq_bench_stat *stat_of(const sq_bench_result *r, const metric_row *row) {
-    return (const sq_bench_stat *)((const char *)r + row->offset);
-}
-static double bytes_of(const sq_bench_result *r, const metric_row *row) {
-    return (double)*(const size_t *)((const char *)r + row->offset);
-}
-
 /* About four significant digits, never an exponent. */
 static void print_number(double x) {
     double ax = x < 0 ? -x : x;
@@ -140,12 +108,19 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
     else
         printf("| metric | A median | A min–max | B median | B min–max | B/A "
                "|\n|---|---:|---:|---:|---:|---:|\n");
-    for (size_t k = 0; k < N_ROWS(timing_rows); k++) {
-        const metric_row *row = &timing_rows[k];
-        printf("| %s", row->name);
+    int n_metrics;
+    const sq_bench_metric *metrics = sq_bench_metrics(&n_metrics);
+    for (int k = 0; k < n_metrics; k++) {
+        const sq_bench_metric *row = &metrics[k];
+        printf("| %s", row->label);
         for (int m = 0; m < o->n_models; m++) {
-            const sq_bench_stat *s = stat_of(&r[m], row);
             printf(" | ");
+            if (row->is_bytes) {
+                print_number(sq_bench_metric_bytes(&r[m], row) * row->scale);
+                printf(o->n_models == 1 ? " | |" : " |"); /* empty range cells */
+                continue;
+            }
+            const sq_bench_stat *s = sq_bench_metric_stat(&r[m], row);
             print_number(s->median * row->scale);
             printf(" | ");
             print_number(s->min * row->scale);
@@ -153,18 +128,10 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
             printf(o->n_models == 1 ? " | " : "–");
             print_number(s->max * row->scale);
         }
-        if (o->n_models == 2) print_ratio(stat_of(&r[1], row)->median, stat_of(&r[0], row)->median);
-        printf(" |\n");
-    }
-    for (size_t k = 0; k < N_ROWS(memory_rows); k++) {
-        const metric_row *row = &memory_rows[k];
-        printf("| %s", row->name);
-        for (int m = 0; m < o->n_models; m++) {
-            printf(" | ");
-            print_number(bytes_of(&r[m], row) * row->scale);
-            printf(o->n_models == 1 ? " | |" : " |"); /* empty range cells */
-        }
-        if (o->n_models == 2) print_ratio(bytes_of(&r[1], row), bytes_of(&r[0], row));
+        if (o->n_models == 2 && row->is_bytes)
+            print_ratio(sq_bench_metric_bytes(&r[1], row), sq_bench_metric_bytes(&r[0], row));
+        else if (o->n_models == 2)
+            print_ratio(sq_bench_metric_stat(&r[1], row)->median, sq_bench_metric_stat(&r[0], row)->median);
         printf(" |\n");
     }
 }
@@ -188,74 +155,6 @@ static void print_report(const bench_options *o, const sq_bench_result *results)
            o->n_models == 2 ? "; both models live in this process, so B's includes A's" : "");
 }
 
-/* ------------------------------------------------------------------ JSON report */
-
-static cJSON *stat_json(const sq_bench_stat *s) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "median", s->median);
-    cJSON_AddNumberToObject(o, "min", s->min);
-    cJSON_AddNumberToObject(o, "max", s->max);
-    return o;
-}
-
-static cJSON *result_json(int batch, const sq_bench_result *r) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "n_seqs", batch);
-    for (size_t k = 0; k < N_ROWS(timing_rows); k++)
-        cJSON_AddItemToObject(o, timing_rows[k].key, stat_json(stat_of(r, &timing_rows[k])));
-    /* weight_bytes belongs to the model: the variant gives it once */
-    for (size_t k = 0; k < N_ROWS(memory_rows); k++)
-        if (memory_rows[k].offset != offsetof(sq_bench_result, weight_bytes))
-            cJSON_AddNumberToObject(o, memory_rows[k].key, bytes_of(r, &memory_rows[k]));
-    return o;
-}
-
-static cJSON *report_json(const bench_options *o, sq_model *const *models, const sq_bench_result *results) {
-    const sq_bench_params *p = &o->params;
-    cJSON *root = cJSON_CreateObject(), *settings = cJSON_CreateObject(), *variants = cJSON_CreateArray();
-    cJSON_AddStringToObject(root, "kind", "bench");
-    cJSON_AddNumberToObject(root, "version", 1);
-    cJSON_AddItemToObject(root, "settings", settings);
-    cJSON_AddNumberToObject(settings, "n_prompt", p->n_prompt);
-    cJSON_AddNumberToObject(settings, "n_gen", p->n_gen);
-    cJSON_AddNumberToObject(settings, "n_reps", p->n_reps);
-    cJSON_AddNumberToObject(settings, "n_warmup", p->n_warmup);
-    cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
-    cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
-    cJSON_AddStringToObject(settings, "prompt", "random token ids");
-    cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
-    cJSON_AddItemToObject(root, "variants", variants);
-    for (int m = 0; m < o->n_models; m++) {
-        cJSON *v = cJSON_CreateObject(), *list = cJSON_CreateArray();
-        cJSON_AddItemToArray(variants, v);
-        cJSON_AddItemToObject(v, "model", eval_json_model(o->paths[m], models[m]));
-        if (o->labels[m]) cJSON_AddStringToObject(v, "label", o->labels[m]);
-        cJSON_AddItemToObject(v, "results", list);
-        for (int b = 0; b < o->n_batches; b++)
-            cJSON_AddItemToArray(list, result_json(o->batches[b], &results[(size_t)b * o->n_models + m]));
-    }
-    if (o->n_models == 2) {
-        cJSON *ratios = cJSON_CreateArray();
-        cJSON_AddItemToObject(root, "ratios", ratios);
-        for (int b = 0; b < o->n_batches; b++) {
-            const sq_bench_result *r = &results[(size_t)b * 2];
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddItemToArray(ratios, x);
-            cJSON_AddNumberToObject(x, "n_seqs", o->batches[b]);
-            for (size_t k = 0; k < N_ROWS(timing_rows); k++)
-                cJSON_AddNumberToObject(x, timing_rows[k].key,
-                                        stat_of(&r[1], &timing_rows[k])->median /
-                                            stat_of(&r[0], &timing_rows[k])->median);
-            for (size_t k = 0; k < N_ROWS(memory_rows); k++) {
-                double a = bytes_of(&r[0], &memory_rows[k]);
-                if (a > 0)
-                    cJSON_AddNumberToObject(x, memory_rows[k].key, bytes_of(&r[1], &memory_rows[k]) / a);
-            }
-        }
-    }
-    return root;
-}
-
 /* ------------------------------------------------------------------ main */
 
 static int run_benchmarks(const bench_options *o, sq_model *const *models) {
@@ -276,9 +175,11 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
     }
     if (!rc) print_report(o, results);
     if (!rc && o->json_path) {
-        cJSON *root = report_json(o, models, results);
-        rc = eval_json_write(o->json_path, root);
-        cJSON_Delete(root);
+        const sq_report_model rm[2] = {{o->paths[0], o->labels[0], models[0]},
+                                       {o->paths[1], o->labels[1], models[1]}};
+        sq_error *err = sq_report_write_bench(o->json_path, rm, o->n_models, &o->params, o->batches,
+                                              o->n_batches, results);
+        if (err) rc = cli_fail(err);
     }
     free(results);
     return rc;

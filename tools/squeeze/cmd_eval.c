@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "eval_json.h"
 
 #define ALL_TASKS "piqa,arc_easy,arc_challenge,boolq,winogrande,hellaswag,openbook_qa,lambada"
 
@@ -34,52 +33,6 @@ static const char *default_data_dir(char *buf, size_t n) {
         if (snprintf(buf, n, "%s/../shared/data/tasks", exe) < (int)n && is_dir(buf)) return buf;
     }
     return NULL;
-}
-
-static cJSON *eval_report(const char *model_path, const char *label, const sq_model *model,
-                          const char *data_dir, long limit, const sq_task_result *res, int n,
-                          double avg_score, double avg_acc, double seconds) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "kind", "eval");
-    cJSON_AddNumberToObject(j, "version", 1);
-    if (label) cJSON_AddStringToObject(j, "label", label);
-    cJSON_AddItemToObject(j, "model", eval_json_model(model_path, model));
-    cJSON_AddStringToObject(j, "data_dir", data_dir);
-    if (limit)
-        cJSON_AddNumberToObject(j, "limit", (double)limit);
-    else
-        cJSON_AddNullToObject(j, "limit");
-    cJSON *tasks = cJSON_AddArrayToObject(j, "tasks");
-    for (int i = 0; i < n; i++) {
-        const sq_task_result *r = &res[i];
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "task", r->task);
-        cJSON_AddNumberToObject(t, "n", r->n_items);
-        cJSON_AddItemToObject(t, "acc", eval_json_number(r->acc));
-        cJSON_AddItemToObject(t, "acc_stderr", eval_json_number(r->acc_stderr));
-        if (r->has_acc_norm) {
-            cJSON_AddItemToObject(t, "acc_norm", eval_json_number(r->acc_norm));
-            cJSON_AddItemToObject(t, "acc_norm_stderr", eval_json_number(r->acc_norm_stderr));
-        } else {
-            cJSON_AddNullToObject(t, "acc_norm");
-            cJSON_AddNullToObject(t, "acc_norm_stderr");
-        }
-        if (r->has_ppl)
-            cJSON_AddItemToObject(t, "ppl", eval_json_number(r->ppl));
-        else
-            cJSON_AddNullToObject(t, "ppl");
-        cJSON_AddStringToObject(t, "metric", r->has_acc_norm ? "acc_norm" : "acc");
-        cJSON_AddItemToObject(t, "score", eval_json_number(r->score));
-        cJSON_AddNumberToObject(t, "truncated", r->n_truncated);
-        cJSON_AddNumberToObject(t, "seconds", r->seconds);
-        cJSON_AddItemToArray(tasks, t);
-    }
-    cJSON *avg = cJSON_AddObjectToObject(j, "average");
-    cJSON_AddItemToObject(avg, "score", eval_json_number(avg_score));
-    cJSON_AddItemToObject(avg, "acc", eval_json_number(avg_acc));
-    cJSON *timing = cJSON_AddObjectToObject(j, "timing");
-    cJSON_AddNumberToObject(timing, "seconds", seconds);
-    return j;
 }
 
 static const cli_verb verb = {
@@ -141,7 +94,7 @@ int sq_cmd_eval(int argc, char **argv) {
         sq_model_free(model);
         return cli_fail(err);
     }
-    double sum_score = 0, sum_acc = 0, seconds = 0;
+    double sum_score = 0, sum_acc = 0;
     /* "±" takes two bytes but one column: widths below count it as one */
     printf("%-14s %6s %16s %16s %10s\n", "task", "n", "acc", "acc_norm", "ppl");
     for (int i = 0; i < n; i++) {
@@ -151,17 +104,13 @@ int sq_cmd_eval(int argc, char **argv) {
         if (r->has_ppl) snprintf(ppl, sizeof ppl, "%.3f", r->ppl);
         printf("%-14s %6d %.4f ± %.4f %*s %10s\n", r->task, r->n_items, r->acc, r->acc_stderr,
                r->has_acc_norm ? 17 : 16, norm, ppl);
-        sum_score += r->score, sum_acc += r->acc, seconds += r->seconds;
+        sum_score += r->score, sum_acc += r->acc;
     }
     printf("%-14s %6s %16.4f   (average of each task's %s; acc average %.4f)\n", "average", "", sum_score / n,
            "acc_norm or acc", sum_acc / n);
     rc = 0;
-    if (json) {
-        cJSON *report = eval_report(model_path, label, model, data_dir, limit, res, n, sum_score / n,
-                                    sum_acc / n, seconds);
-        rc = eval_json_write(json, report);
-        cJSON_Delete(report);
-    }
+    const sq_report_model rm = {model_path, label, model};
+    if (json && (err = sq_report_write_eval(json, &rm, &o, res, n))) rc = cli_fail(err);
     free(res);
     sq_model_free(model);
     return rc;

@@ -5,6 +5,25 @@
 
 #include "cli.h"
 
+/* After width pruning blocks differ: then each block's query heads / kv heads / FFN width. */
+static void print_layer_widths(const sq_model *model, int n_layers) {
+    sq_layer_info first, li;
+    int differ = 0;
+    sq_error_free(sq_model_layer_info(model, 0, &first));
+    for (int l = 1; l < n_layers && !differ; l++) {
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        differ =
+            li.n_heads != first.n_heads || li.n_kv_heads != first.n_kv_heads || li.ffn_dim != first.ffn_dim;
+    }
+    if (!differ) return;
+    printf("per layer:       heads/kv heads/ffn dim");
+    for (int l = 0; l < n_layers; l++) {
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        printf("%s %d/%d/%d", l ? "," : "", li.n_heads, li.n_kv_heads, li.ffn_dim);
+    }
+    printf(" (the dimensions above are the largest)\n");
+}
+
 static void print_model(const char *path, const sq_model *model) {
     sq_model_info mi;
     sq_model_get_info(model, &mi);
@@ -13,6 +32,7 @@ static void print_model(const char *path, const sq_model *model) {
     printf("file format:     %s\n", mi.file_format);
     printf("dimensions:      dim %d, layers %d, heads %d, kv heads %d, head dim %d, ffn dim %d\n", mi.dim,
            mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.ffn_dim);
+    print_layer_widths(model, mi.n_layers);
     printf("vocab size:      %d\n", mi.vocab_size);
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);

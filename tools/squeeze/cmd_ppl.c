@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "eval_json.h"
 
 /* An id file larger than this is a mistake. */
 #define MAX_IDS_BYTES ((size_t)1 << 32)
@@ -91,78 +90,6 @@ static int read_ids(const char *path, int32_t **ids, int64_t *n) {
 
 static const char *protocol_name(sq_ppl_protocol p) {
     return p == SQ_PPL_STRIDE ? "stride" : p == SQ_PPL_SECOND_HALF ? "second-half" : "windows";
-}
-
-static cJSON *ppl_report(const ppl_args *a, const sq_model *model, const sq_ppl_options *o,
-                         const sq_ppl_result *r) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "kind", "ppl");
-    cJSON_AddNumberToObject(j, "version", 1);
-    if (a->label) cJSON_AddStringToObject(j, "label", a->label);
-    cJSON_AddItemToObject(j, "model", eval_json_model(a->model, model));
-    cJSON *text = cJSON_AddObjectToObject(j, "text");
-    cJSON_AddStringToObject(text, "path", a->file ? a->file : a->ids_file);
-    cJSON_AddStringToObject(text, "input", a->file ? "text" : "ids");
-    cJSON_AddNumberToObject(text, "tokens", (double)r->n_ids);
-    cJSON *proto = cJSON_AddObjectToObject(j, "protocol");
-    cJSON_AddStringToObject(proto, "name", protocol_name(o->protocol));
-    cJSON_AddNumberToObject(proto, "ctx", r->n_ctx);
-    if (o->protocol == SQ_PPL_STRIDE)
-        cJSON_AddNumberToObject(proto, "stride", o->stride);
-    else
-        cJSON_AddNullToObject(proto, "stride");
-    cJSON_AddNumberToObject(proto, "batch", o->n_batch);
-    cJSON_AddItemToObject(j, "ppl", eval_json_number(r->ppl));
-    cJSON *ci = cJSON_AddArrayToObject(j, "ppl_ci95");
-    cJSON_AddItemToArray(ci, eval_json_number(r->ppl_lo));
-    cJSON_AddItemToArray(ci, eval_json_number(r->ppl_hi));
-    cJSON_AddItemToObject(j, "mean_nll", eval_json_number(r->mean_nll));
-    cJSON_AddItemToObject(j, "nll_sd", eval_json_number(r->nll_sd));
-    cJSON_AddNumberToObject(j, "tokens_scored", (double)r->n_scored);
-    cJSON_AddNumberToObject(j, "windows", r->n_windows);
-    cJSON *timing = cJSON_AddObjectToObject(j, "timing");
-    cJSON_AddNumberToObject(timing, "seconds", r->seconds);
-    cJSON_AddNumberToObject(timing, "tokens_per_second", r->tokens_per_second);
-    cJSON_AddNumberToObject(timing, "threads", (double)a->threads);
-    if (r->has_ref) {
-        cJSON *ref = cJSON_AddObjectToObject(j, "reference");
-        if (a->ref)
-            cJSON_AddStringToObject(ref, "path", a->ref);
-        else
-            cJSON_AddNullToObject(ref, "path");
-        if (a->ref_logits)
-            cJSON_AddStringToObject(ref, "logits_file", a->ref_logits);
-        else
-            cJSON_AddNullToObject(ref, "logits_file");
-        cJSON_AddItemToObject(ref, "ppl", eval_json_number(r->ref_ppl));
-        cJSON_AddItemToObject(ref, "ppl_ratio", eval_json_number(r->ppl_ratio));
-        cJSON_AddItemToObject(ref, "kl_mean", eval_json_number(r->kl_mean));
-        cJSON_AddItemToObject(ref, "kl_sd", eval_json_number(r->kl_sd));
-        cJSON_AddItemToObject(ref, "kl_max", eval_json_number(r->kl_max));
-        cJSON_AddItemToObject(ref, "top1_agreement", eval_json_number(r->top1_agreement));
-        cJSON_AddStringToObject(ref, "kl_method", r->kl_top_k ? "top-k" : "exact");
-        if (r->kl_top_k) {
-            cJSON_AddNumberToObject(ref, "top_k", r->kl_top_k);
-            cJSON_AddItemToObject(ref, "tail_mass_mean", eval_json_number(r->ref_tail_mass));
-        } else {
-            cJSON_AddNullToObject(ref, "top_k");
-            cJSON_AddNullToObject(ref, "tail_mass_mean");
-        }
-    } else {
-        cJSON_AddNullToObject(j, "reference");
-    }
-    cJSON *wins = cJSON_AddArrayToObject(j, "per_window");
-    for (int w = 0; w < r->n_windows; w++) {
-        const sq_ppl_window *pw = &r->windows[w];
-        cJSON *o1 = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o1, "start", (double)pw->start);
-        cJSON_AddNumberToObject(o1, "tokens", pw->n_tokens);
-        cJSON_AddNumberToObject(o1, "scored", pw->n_scored);
-        cJSON_AddItemToObject(o1, "nll", eval_json_number(pw->nll));
-        if (r->has_ref) cJSON_AddItemToObject(o1, "kl", eval_json_number(pw->kl));
-        cJSON_AddItemToArray(wins, o1);
-    }
-    return j;
 }
 
 static void print_table(const ppl_args *a, const sq_ppl_options *o, const sq_ppl_result *r) {
@@ -256,11 +183,9 @@ int sq_cmd_ppl(int argc, char **argv) {
     else if (rc == CLI_CONTINUE) {
         print_table(&a, &o, &r);
         rc = 0;
-        if (a.json) {
-            cJSON *report = ppl_report(&a, model, &o, &r);
-            rc = eval_json_write(a.json, report);
-            cJSON_Delete(report);
-        }
+        const sq_report_model rm = {a.model, a.label, model};
+        if (a.json && (err = sq_report_write_ppl(a.json, &rm, &o, a.ref, a.ids_file != NULL, &r)))
+            rc = cli_fail(err);
     }
     sq_ppl_result_free(&r);
     free(ids);
