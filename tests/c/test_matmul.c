@@ -88,7 +88,7 @@ static void test_to_f32_matches_reference(void **state) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
         const sq_cpu_kernels *k = sq_cpu_kernels_active();
         for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
-            if (!k->to_f32[dt]) continue; /* this set uses the reference itself */
+            if (k->formats[dt].reference_only) continue; /* runs through the reference itself */
             for (size_t l = 0; l < sizeof lengths / sizeof *lengths; l++) {
                 int64_t n = lengths[l];
                 if (n % sq_dtype_info(dt)->block_elems) continue;
@@ -96,7 +96,7 @@ static void test_to_f32_matches_reference(void **state) {
                 sq_tensor t = random_weights(dt, 1, n, &seed, &buf);
                 float *fast = malloc((size_t)n * sizeof *fast), *ref = malloc((size_t)n * sizeof *ref);
                 sq_dtype_info(dt)->to_f32(t.data, ref, n);
-                k->to_f32[dt](t.data, fast, n);
+                k->formats[dt].to_f32(t.data, fast, n);
                 if (memcmp(fast, ref, (size_t)n * sizeof *ref) != 0)
                     fail_msg("%s to_f32 for %s, %lld elements differs from the reference", sets[s],
                              sq_dtype_info(dt)->name, (long long)n);
