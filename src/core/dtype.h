@@ -2,11 +2,11 @@
  *
  * A row holds every fact about a format that code outside its kernels needs: the name users type, its
  * numbers in GGUF (ggml_type for tensors, llama.cpp's LLAMA_FTYPE for general.file_type) and its names in
- * safetensors and Hugging Face configs where those files can hold it, the block layout (elements and bytes per
- * block), the quantization parameters (bits per value, elements per scale group, zero point, column order),
- * the round-trip error the format promises, and its plain-C reference conversions (core/dtype_ref.c), which
- * define what its bytes mean. Every CPU kernel set gives each format a GEMV and a fast to_f32 or marks it
- * reference-only (kernels/cpu/kernels.h); tests/c/test_matmul.c fails when a set leaves a format out, and
+ * safetensors and Hugging Face configs where those files can hold it, the block layout (elements and bytes
+ * per block), the quantization parameters (bits per value, elements per scale group, zero point, column
+ * order), the round-trip error the format promises, and its plain-C reference conversions (core/dtype_ref.c),
+ * which define what its bytes mean. Every CPU kernel set gives each format a GEMV and a fast to_f32 or marks
+ * it reference-only (kernels/cpu/kernels.h); tests/c/test_matmul.c fails when a set leaves a format out, and
  * tests/c/test_dtype.c checks every row's invariants.
  *
  * The table is defined in this header, so that the kernels, which inline one entry point per format, see
@@ -53,7 +53,7 @@ typedef struct sq_dtype_traits {
     int gguf_file_type;      /* general.file_type (llama.cpp's LLAMA_FTYPE) of a model mostly in this format;
                                 -1: none */
     const char *safetensors; /* dtype string in safetensors headers; NULL: safetensors cannot hold it */
-    const char *torch_dtype; /* config.json's torch_dtype for a checkpoint mostly in this format; NULL: none */
+    const char *torch_dtype; /* config.json's torch_dtype of a checkpoint mostly in this format, or NULL */
     int block_elems;         /* consecutive elements of a row stored as one unit; rows are whole blocks */
     size_t block_bytes;      /* = block_elems * bits / 8 + meta_bytes */
     int bits;                /* bits per stored value */
@@ -117,31 +117,86 @@ SQ_DECLARE_REFERENCE(q4_1)
  * magnitude to -8, so its opposite can clip to 7: a whole step there. */
 #define SQ_F16_ROUNDING (1.0 / 2048)
 static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
-    [SQ_DTYPE_F32] = {.name = "f32", .ggml_type = 0, .gguf_file_type = 0, .safetensors = "F32",
-                      .torch_dtype = "float32", .block_elems = 1, .block_bytes = 4, .bits = 32, .group_elems = 1,
-                      .alignment = 4, .max_error = 0, .to_f32 = sq_ref_f32_to_f32,
+    [SQ_DTYPE_F32] = {.name = "f32",
+                      .ggml_type = 0,
+                      .gguf_file_type = 0,
+                      .safetensors = "F32",
+                      .torch_dtype = "float32",
+                      .block_elems = 1,
+                      .block_bytes = 4,
+                      .bits = 32,
+                      .group_elems = 1,
+                      .alignment = 4,
+                      .max_error = 0,
+                      .to_f32 = sq_ref_f32_to_f32,
                       .from_f32 = sq_ref_f32_from_f32},
-    [SQ_DTYPE_F16] = {.name = "f16", .ggml_type = 1, .gguf_file_type = 1, .safetensors = "F16",
-                      .torch_dtype = "float16", .block_elems = 1, .block_bytes = 2, .bits = 16, .group_elems = 1,
-                      .alignment = 2, .max_error = SQ_F16_ROUNDING, .to_f32 = sq_ref_f16_to_f32,
+    [SQ_DTYPE_F16] = {.name = "f16",
+                      .ggml_type = 1,
+                      .gguf_file_type = 1,
+                      .safetensors = "F16",
+                      .torch_dtype = "float16",
+                      .block_elems = 1,
+                      .block_bytes = 2,
+                      .bits = 16,
+                      .group_elems = 1,
+                      .alignment = 2,
+                      .max_error = SQ_F16_ROUNDING,
+                      .to_f32 = sq_ref_f16_to_f32,
                       .from_f32 = sq_ref_f16_from_f32},
-    [SQ_DTYPE_BF16] = {.name = "bf16", .ggml_type = 30, .gguf_file_type = 32, .safetensors = "BF16",
-                       .torch_dtype = "bfloat16", .block_elems = 1, .block_bytes = 2, .bits = 16,
-                       .group_elems = 1, .alignment = 2, .max_error = 1.0 / 256, .to_f32 = sq_ref_bf16_to_f32,
+    [SQ_DTYPE_BF16] = {.name = "bf16",
+                       .ggml_type = 30,
+                       .gguf_file_type = 32,
+                       .safetensors = "BF16",
+                       .torch_dtype = "bfloat16",
+                       .block_elems = 1,
+                       .block_bytes = 2,
+                       .bits = 16,
+                       .group_elems = 1,
+                       .alignment = 2,
+                       .max_error = 1.0 / 256,
+                       .to_f32 = sq_ref_bf16_to_f32,
                        .from_f32 = sq_ref_bf16_from_f32},
-    [SQ_DTYPE_Q8_0] = {.name = "q8_0", .ggml_type = 8, .gguf_file_type = 7, .block_elems = SQ_QK8_0,
-                       .block_bytes = sizeof(sq_block_q8_0), .bits = 8, .meta_bytes = 2, .group_elems = SQ_QK8_0,
-                       .zero = SQ_ZERO_NONE, .alignment = 2, .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
-                       .to_f32 = sq_ref_q8_0_to_f32, .from_f32 = sq_ref_q8_0_from_f32},
-    [SQ_DTYPE_Q4_0] = {.name = "q4_0", .ggml_type = 2, .gguf_file_type = 2, .block_elems = SQ_QK4_0,
-                       .block_bytes = sizeof(sq_block_q4_0), .bits = 4, .meta_bytes = 2, .group_elems = SQ_QK4_0,
-                       .zero = SQ_ZERO_FIXED, .zero_value = 8, .columns = SQ_COLUMNS_NIBBLE_HALVES,
-                       .alignment = 2, .max_error = 1.0 / 8 + 1.01 * SQ_F16_ROUNDING,
-                       .to_f32 = sq_ref_q4_0_to_f32, .from_f32 = sq_ref_q4_0_from_f32},
-    [SQ_DTYPE_Q4_1] = {.name = "q4_1", .ggml_type = 3, .gguf_file_type = 3, .block_elems = SQ_QK4_1,
-                       .block_bytes = sizeof(sq_block_q4_1), .bits = 4, .meta_bytes = 4, .group_elems = SQ_QK4_1,
-                       .zero = SQ_ZERO_MIN, .columns = SQ_COLUMNS_NIBBLE_HALVES, .alignment = 2,
-                       .max_error = 1.0 / 15 + 3.01 * SQ_F16_ROUNDING, .to_f32 = sq_ref_q4_1_to_f32,
+    [SQ_DTYPE_Q8_0] = {.name = "q8_0",
+                       .ggml_type = 8,
+                       .gguf_file_type = 7,
+                       .block_elems = SQ_QK8_0,
+                       .block_bytes = sizeof(sq_block_q8_0),
+                       .bits = 8,
+                       .meta_bytes = 2,
+                       .group_elems = SQ_QK8_0,
+                       .zero = SQ_ZERO_NONE,
+                       .alignment = 2,
+                       .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
+                       .to_f32 = sq_ref_q8_0_to_f32,
+                       .from_f32 = sq_ref_q8_0_from_f32},
+    [SQ_DTYPE_Q4_0] = {.name = "q4_0",
+                       .ggml_type = 2,
+                       .gguf_file_type = 2,
+                       .block_elems = SQ_QK4_0,
+                       .block_bytes = sizeof(sq_block_q4_0),
+                       .bits = 4,
+                       .meta_bytes = 2,
+                       .group_elems = SQ_QK4_0,
+                       .zero = SQ_ZERO_FIXED,
+                       .zero_value = 8,
+                       .columns = SQ_COLUMNS_NIBBLE_HALVES,
+                       .alignment = 2,
+                       .max_error = 1.0 / 8 + 1.01 * SQ_F16_ROUNDING,
+                       .to_f32 = sq_ref_q4_0_to_f32,
+                       .from_f32 = sq_ref_q4_0_from_f32},
+    [SQ_DTYPE_Q4_1] = {.name = "q4_1",
+                       .ggml_type = 3,
+                       .gguf_file_type = 3,
+                       .block_elems = SQ_QK4_1,
+                       .block_bytes = sizeof(sq_block_q4_1),
+                       .bits = 4,
+                       .meta_bytes = 4,
+                       .group_elems = SQ_QK4_1,
+                       .zero = SQ_ZERO_MIN,
+                       .columns = SQ_COLUMNS_NIBBLE_HALVES,
+                       .alignment = 2,
+                       .max_error = 1.0 / 15 + 3.01 * SQ_F16_ROUNDING,
+                       .to_f32 = sq_ref_q4_1_to_f32,
                        .from_f32 = sq_ref_q4_1_from_f32},
 };
 #undef SQ_F16_ROUNDING

@@ -1,5 +1,6 @@
 /* The reference conversions of every weight format (see dtype.h): plain C, written for clarity, the
  * definition the kernels are checked against. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -104,7 +105,9 @@ void sq_ref_bf16_from_f32(const float *src, void *dst, int64_t n) {
     }
 }
 
-/* Block quantizers follow GGUF's reference definitions so that files round-trip with llama.cpp. */
+/* Block quantizers follow ggml's reference C code (ggml-quants.c) so that files round-trip with llama.cpp,
+ * evaluated as written (no FMA contraction, see CMakeLists.txt): where ggml's build fuses Q4_0's x * id + 8.5
+ * into an FMA, a value exactly between two steps may land on the other one. */
 void sq_ref_q8_0_to_f32(const void *src, float *dst, int64_t n) {
     const sq_block_q8_0 *b = src;
     for (int64_t i = 0; i < n / SQ_QK8_0; i++) {
@@ -169,10 +172,11 @@ void sq_ref_q4_1_from_f32(const float *src, void *dst, int64_t n) {
     sq_block_q4_1 *b = dst;
     for (int64_t i = 0; i < n / SQ_QK4_1; i++) {
         const float *x = src + i * SQ_QK4_1;
-        float min = x[0], max = x[0];
-        for (int j = 1; j < SQ_QK4_1; j++) {
-            min = fminf(min, x[j]);
-            max = fmaxf(max, x[j]);
+        float min = FLT_MAX,
+              max = -FLT_MAX; /* as ggml's C code: the first of equal extremes (signed zeros) */
+        for (int j = 0; j < SQ_QK4_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
         }
         float d = (max - min) / 15.0f;
         float id = d ? 1.0f / d : 0.0f;
@@ -186,4 +190,3 @@ void sq_ref_q4_1_from_f32(const float *src, void *dst, int64_t n) {
         }
     }
 }
-

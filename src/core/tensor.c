@@ -22,7 +22,8 @@ size_t sq_row_bytes(sq_dtype dtype, int64_t row_len) {
 
 size_t sq_tensor_bytes_for(sq_dtype dtype, int ndim, const int64_t *shape) {
     if (ndim < 1 || ndim > SQ_MAX_DIMS) return 0;
-    const int64_t limit = (int64_t)1 << 40; /* no single tensor of a supported model is near a trillion bytes */
+    const int64_t limit =
+        (int64_t)1 << 40; /* no single tensor of a supported model is near a trillion bytes */
     int64_t rows = 1;
     for (int i = 0; i + 1 < ndim; i++) {
         if (shape[i] <= 0 || shape[i] > limit || rows > limit / shape[i]) return 0;

@@ -18,7 +18,7 @@ typedef enum sq_storage {
     SQ_STORAGE_DEVICE  /* accelerator memory (later backends) */
 } sq_storage;
 
-#define SQ_MAX_DIMS 4
+#define SQ_MAX_DIMS        4
 #define SQ_TENSOR_NAME_MAX 96
 
 typedef struct sq_tensor {

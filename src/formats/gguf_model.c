@@ -120,8 +120,8 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
                 if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0)
                     snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", *known ? ", " : "",
                              sq_gguf_ggml_type_name(sq_gguf_ggml_type((sq_dtype)d)));
-            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%u); squeeze reads %s", path,
-                             t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type, known);
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%u); squeeze reads %s",
+                             path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type, known);
         }
         if (!strcmp(t->name, ROPE_FREQS)) {
             if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.head_dim)

@@ -9,7 +9,8 @@ uint32_t sq_gguf_ggml_type(sq_dtype dtype) { return (uint32_t)sq_dtype_info(dtyp
 
 int sq_gguf_dtype_from_ggml(uint32_t t) {
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
-        if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0 && (uint32_t)sq_dtype_info((sq_dtype)d)->ggml_type == t)
+        if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0 &&
+            (uint32_t)sq_dtype_info((sq_dtype)d)->ggml_type == t)
             return d;
     return -1;
 }

@@ -210,7 +210,9 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
         put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
         offset = align_up(offset + t->nbytes);
     }
-    if (n_freqs) put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32), offset);
+    if (n_freqs)
+        put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32),
+                        offset);
     sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
     for (int i = 0; i < m->n_tensors && !err; i++) {
         sq_export_buf buf;

@@ -180,7 +180,6 @@ static double shortest(float f) {
     return strtod(buf, NULL);
 }
 
-
 sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path) {
     const sq_model_config *c = &m->cfg;
     const char *hf = NULL;

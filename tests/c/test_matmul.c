@@ -171,11 +171,75 @@ static void test_matmul_matches_reference(void **state) {
     sq_test_ok(sq_cpu_force_kernels(best));
 }
 
+/* Every compiled kernel set, whether this CPU runs it or not (only its table is read), gives every format of
+ * core/dtype.h a GEMV and a to_f32, or marks it reference-only and gives neither. The SIMD sets convert block
+ * formats a sub-block at a time, so their blocks must be whole sub-blocks. */
+static void test_every_format_has_kernels(void **state) {
+    (void)state;
+    const sq_cpu_kernels *const sets[] = {
+        &sq_kernels_scalar,
+#if defined(__x86_64__)
+        &sq_kernels_avx2,
+        &sq_kernels_avx512,
+#endif
+    };
+    for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+        for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+            const sq_format_kernels *k = &sets[s]->formats[dt];
+            const sq_dtype_traits *f = sq_dtype_info(dt);
+            if (k->reference_only ? k->gemv || k->to_f32 : !k->gemv || !k->to_f32)
+                fail_msg(
+                    "kernel set %s: format %s needs a GEMV and a to_f32, or SQ_REFERENCE_ONLY and neither",
+                    sets[s]->name, f->name);
+            if (sets[s] != &sq_kernels_scalar && !k->reference_only && f->block_elems > 1 &&
+                f->block_elems % SQ_CPU_SUB_BLOCK)
+                fail_msg("kernel set %s: blocks of %d %s values are not whole sub-blocks of %d",
+                         sets[s]->name, f->block_elems, f->name, SQ_CPU_SUB_BLOCK);
+        }
+}
+
+/* A format a set marks reference-only runs through its reference to_f32, on the GEMV path (rows longer than
+ * one dequantized piece included) and the GEMM path. */
+static void test_reference_only_formats(void **state) {
+    (void)state;
+    sq_cpu_kernels reference_only = {.name = "reference-only"};
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++)
+        reference_only.formats[dt] = (sq_format_kernels)SQ_REFERENCE_ONLY;
+    sq_threadpool *pool = sq_threadpool_create(2);
+    assert_non_null(pool);
+    const int tokens[] = {1, 3, 17};
+    const shape shapes[] = {{37, 96}, {21, 4160}};
+    uint64_t seed = 99;
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++)
+        for (size_t t = 0; t < sizeof tokens / sizeof *tokens; t++)
+            for (size_t h = 0; h < sizeof shapes / sizeof *shapes; h++) {
+                void *wbuf;
+                sq_tensor w = random_weights(dt, shapes[h].rows, shapes[h].cols, &seed, &wbuf);
+                size_t nx = (size_t)tokens[t] * shapes[h].cols, ny = (size_t)tokens[t] * shapes[h].rows;
+                float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y),
+                      *ref = malloc(ny * sizeof *ref);
+                for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(&seed, -1, 1);
+                for (size_t i = 0; i < ny; i++) y[i] = NAN;
+                sq_ref_matmul(&w, x, tokens[t], ref);
+                sq_cpu_matmul_with(&reference_only, pool, &w, x, tokens[t], y);
+                double err = sq_test_rel_err(y, ref, ny);
+                if (!(err < TOLERANCE))
+                    fail_msg("reference-only %s: %d tokens x [%lld x %lld]: relative error %g",
+                             sq_dtype_info(dt)->name, tokens[t], (long long)shapes[h].rows,
+                             (long long)shapes[h].cols, err);
+                free(x);
+                free(y);
+                free(ref);
+                free(wbuf);
+            }
+    sq_threadpool_free(pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_selection),
-        cmocka_unit_test(test_to_f32_matches_reference),
-        cmocka_unit_test(test_matmul_matches_reference),
+        cmocka_unit_test(test_kernel_selection),         cmocka_unit_test(test_to_f32_matches_reference),
+        cmocka_unit_test(test_matmul_matches_reference), cmocka_unit_test(test_every_format_has_kernels),
+        cmocka_unit_test(test_reference_only_formats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

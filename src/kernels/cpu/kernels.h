@@ -1,8 +1,8 @@
 /* The kernel sets behind sq_cpu_matmul. Each set (scalar, AVX2, AVX-512) gives every weight format of the
- * table in core/dtype.h a GEMV over a run of weight rows and a fast dequantizer into fp32 (for the tiles of the
- * GEMM path), or marks the format SQ_REFERENCE_ONLY, and matmul.c then runs it through the format's reference
- * to_f32. tests/c/test_matmul.c fails when a set has neither for some format. The dispatcher in matmul.c
- * picks one set per call; cpu_features.c decides which set is active. */
+ * table in core/dtype.h a GEMV over a run of weight rows and a fast dequantizer into fp32 (for the tiles of
+ * the GEMM path), or marks the format SQ_REFERENCE_ONLY, and matmul.c then runs it through the format's
+ * reference to_f32. tests/c/test_matmul.c fails when a set has neither for some format. The dispatcher in
+ * matmul.c picks one set per call; cpu_features.c decides which set is active. */
 #ifndef SQ_KERNELS_CPU_KERNELS_H
 #define SQ_KERNELS_CPU_KERNELS_H
 
@@ -25,7 +25,8 @@ typedef struct sq_format_kernels {
     sq_to_f32_fn to_f32;
     int reference_only;
 } sq_format_kernels;
-#define SQ_REFERENCE_ONLY {.reference_only = 1}
+#define SQ_REFERENCE_ONLY                                                                                    \
+    { .reference_only = 1 }
 
 typedef struct sq_cpu_kernels {
     const char *name;

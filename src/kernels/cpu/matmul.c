@@ -4,8 +4,8 @@
  * drafts) run through the same GEMV kernels, several tokens per pass over cache-sized row chunks. Many tokens
  * (prefill) run as a GEMM through OpenBLAS's single-threaded sgemm on each thread's rows: fp32 weights
  * directly, other dtypes a cache-sized tile at a time, dequantized into a buffer on the thread's stack (no
- * allocation per call). A format a kernel set marks reference-only runs the same way with its rows dequantized by
- * the format's reference to_f32. */
+ * allocation per call). A format a kernel set marks reference-only runs the same way with its rows
+ * dequantized by the format's reference to_f32. */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
