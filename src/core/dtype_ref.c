@@ -74,35 +74,31 @@ uint16_t sq_f32_to_bf16(float f) {
 void sq_ref_f32_to_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 void sq_ref_f32_from_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 
-void sq_ref_f16_to_f32(const void *src, float *dst, int64_t n) {
+/* The 16-bit float formats, one value at a time through its widening or narrowing conversion. */
+static void halves_to_f32(const void *src, float *dst, int64_t n, float (*widen)(uint16_t)) {
     const uint8_t *p = src;
     for (int64_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, p + 2 * i, 2);
-        dst[i] = sq_f16_to_f32(h);
+        dst[i] = widen(h);
     }
 }
-void sq_ref_f16_from_f32(const float *src, void *dst, int64_t n) {
+static void halves_from_f32(const float *src, void *dst, int64_t n, uint16_t (*narrow)(float)) {
     uint8_t *p = dst;
     for (int64_t i = 0; i < n; i++) {
-        uint16_t h = sq_f32_to_f16(src[i]);
+        uint16_t h = narrow(src[i]);
         memcpy(p + 2 * i, &h, 2);
     }
+}
+void sq_ref_f16_to_f32(const void *src, float *dst, int64_t n) { halves_to_f32(src, dst, n, sq_f16_to_f32); }
+void sq_ref_f16_from_f32(const float *src, void *dst, int64_t n) {
+    halves_from_f32(src, dst, n, sq_f32_to_f16);
 }
 void sq_ref_bf16_to_f32(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = src;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * i, 2);
-        dst[i] = sq_bf16_to_f32(h);
-    }
+    halves_to_f32(src, dst, n, sq_bf16_to_f32);
 }
 void sq_ref_bf16_from_f32(const float *src, void *dst, int64_t n) {
-    uint8_t *p = dst;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h = sq_f32_to_bf16(src[i]);
-        memcpy(p + 2 * i, &h, 2);
-    }
+    halves_from_f32(src, dst, n, sq_f32_to_bf16);
 }
 
 /* Block quantizers follow ggml's reference C code (ggml-quants.c) so that files round-trip with llama.cpp,
