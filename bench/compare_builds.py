@@ -8,7 +8,8 @@ and the new build's, for
   - `squeeze bench` (prefill and decode tokens/s per batch size) on each model, per kernel set.
 
     python3 bench/compare_builds.py BASE_BUILD NEW_BUILD [--rounds 3] [--kernels avx2,avx512]
-        [--models M1,M2] [--matmul-seconds 0.1] [--bench-args "-p 128 -n 64 -b 1,8 --reps 3 --warmup 1"]
+        [--models M1,M2] [--matmul-seconds 0.1] [--matmul-sections gemv,step,gemm]
+        [--bench-args "-p 128 -n 64 -b 1,8 --reps 3 --warmup 1"]
 
 BASE_BUILD and NEW_BUILD are build folders (build/ of two checkouts, each with squeeze and
 bench/bench_matmul)."""
@@ -34,9 +35,9 @@ SECTIONS = {  # bench_matmul: section heading -> (row pattern, names of the figu
 }
 
 
-def matmul_figures(build, seconds, kernels):
+def matmul_figures(build, seconds, sections, kernels):
     """{(section, row, figure): value} from one bench_matmul run."""
-    out = subprocess.run([os.path.join(build, "bench", "bench_matmul"), str(seconds), "gemv,step,gemm", kernels],
+    out = subprocess.run([os.path.join(build, "bench", "bench_matmul"), str(seconds), sections, kernels],
                          check=True, capture_output=True, text=True).stdout
     figures, section = {}, None
     for line in out.splitlines():
@@ -89,6 +90,7 @@ def main():
     ap.add_argument("--models", default="../shared/models/stories15M.bin,../shared/models/stories15M-f16.gguf,"
                     "../shared/models/stories15M-q8_0.gguf")
     ap.add_argument("--matmul-seconds", type=float, default=0.1)
+    ap.add_argument("--matmul-sections", default="gemv,step,gemm", help="bench_matmul's sections; empty: none")
     ap.add_argument("--bench-args", default="-p 128 -n 64 -b 1,8 --reps 3 --warmup 1")
     args = ap.parse_args()
     sets, models = args.kernels.split(","), [m for m in args.models.split(",") if m]
@@ -101,15 +103,17 @@ def main():
             for s in sets:
                 for b in order:
                     print(f"compare_builds.py: round {r + 1}/{args.rounds}, {s}, {builds[b]}", file=sys.stderr)
-                    matmul[s][b].append(matmul_figures(builds[b], args.matmul_seconds, s))
+                    if args.matmul_sections:
+                        matmul[s][b].append(matmul_figures(builds[b], args.matmul_seconds, args.matmul_sections, s))
                     figures = {}
                     for m in models:
                         figures.update(bench_figures(builds[b], m, s, args.bench_args, workdir))
                     engine[s][b].append(figures)
     print(f"Base {args.base}, new {args.new}; {args.rounds} alternating rounds; each figure the median over rounds.")
     for s in sets:
-        table(f"bench_matmul, kernel set {s} (\"set\"; scalar alongside), {args.matmul_seconds} s per measurement",
-              matmul[s])
+        if args.matmul_sections:
+            table(f"bench_matmul {args.matmul_sections}, kernel set {s} (\"set\"; scalar alongside), "
+                  f"{args.matmul_seconds} s per measurement", matmul[s])
         if models:
             table(f"squeeze bench {args.bench_args}, --kernels {s}", engine[s])
 
