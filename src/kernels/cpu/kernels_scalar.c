@@ -105,11 +105,11 @@ const sq_cpu_kernels sq_kernels_scalar = {
     .name = "scalar",
     .formats =
         {
-            [SQ_DTYPE_F32] = {gemv_f32, sq_ref_f32_to_f32},
-            [SQ_DTYPE_F16] = {gemv_f16, sq_ref_f16_to_f32},
-            [SQ_DTYPE_BF16] = {gemv_bf16, sq_ref_bf16_to_f32},
-            [SQ_DTYPE_Q8_0] = {gemv_q8_0, sq_ref_q8_0_to_f32},
-            [SQ_DTYPE_Q4_0] = {gemv_q4_0, sq_ref_q4_0_to_f32},
-            [SQ_DTYPE_Q4_1] = {gemv_q4_1, sq_ref_q4_1_to_f32},
+            [SQ_DTYPE_F32] = {.gemv = gemv_f32, .to_f32 = sq_ref_f32_to_f32},
+            [SQ_DTYPE_F16] = {.gemv = gemv_f16, .to_f32 = sq_ref_f16_to_f32},
+            [SQ_DTYPE_BF16] = {.gemv = gemv_bf16, .to_f32 = sq_ref_bf16_to_f32},
+            [SQ_DTYPE_Q8_0] = {.gemv = gemv_q8_0, .to_f32 = sq_ref_q8_0_to_f32},
+            [SQ_DTYPE_Q4_0] = {.gemv = gemv_q4_0, .to_f32 = sq_ref_q4_0_to_f32},
+            [SQ_DTYPE_Q4_1] = {.gemv = gemv_q4_1, .to_f32 = sq_ref_q4_1_to_f32},
         },
 };
