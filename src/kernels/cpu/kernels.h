@@ -47,4 +47,9 @@ extern const sq_cpu_kernels sq_kernels_avx512;
 /* The set sq_cpu_matmul uses now: the best the CPU supports unless sq_cpu_force_kernels chose another. */
 const sq_cpu_kernels *sq_cpu_kernels_active(void);
 
+/* A set's dequantizer for a format: its fast to_f32, or the format's reference where it has none. */
+static inline sq_to_f32_fn sq_cpu_to_f32(const sq_cpu_kernels *set, sq_dtype dtype) {
+    return set->formats[dtype].reference_only ? sq_dtype_info(dtype)->to_f32 : set->formats[dtype].to_f32;
+}
+
 #endif

@@ -26,7 +26,8 @@
 #define REFERENCE_PIECE_FLOATS 1024
 
 typedef struct matmul_job {
-    const sq_format_kernels *kernels; /* the active set's entry for the weights' format */
+    const sq_cpu_kernels *set;
+    const sq_format_kernels *kernels; /* the set's entry for the weights' format */
     sq_dtype dtype;
     const uint8_t *w;
     size_t row_bytes;
@@ -99,7 +100,7 @@ static void gemm_task(void *p, int ith, int nth) {
         return;
     }
     const sq_dtype_traits *f = sq_dtype_info(job->dtype);
-    sq_to_f32_fn to_f32 = job->kernels->reference_only ? f->to_f32 : job->kernels->to_f32;
+    sq_to_f32_fn to_f32 = sq_cpu_to_f32(job->set, job->dtype);
     /* Whole rows when ROW_ALIGN of them fit, else slices of the reduction dimension (whole blocks). */
     int64_t kc = job->cols, tile_rows = GEMM_TILE_FLOATS / job->cols;
     if (tile_rows < ROW_ALIGN) {
@@ -134,6 +135,7 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
                         int n_tokens, float *y) {
     if (n_tokens <= 0 || sq_tensor_n_rows(w) <= 0 || sq_tensor_row_len(w) <= 0) return;
     matmul_job job = {
+        .set = set,
         .kernels = &set->formats[w->dtype],
         .dtype = w->dtype,
         .w = w->data,
