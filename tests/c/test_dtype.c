@@ -42,7 +42,7 @@ static void test_rows_are_consistent(void **state) {
             fail_msg("%s: a one-element block must be a plain float, without scales or zero point", f->name);
         /* quantization parameters */
         if ((f->zero == SQ_ZERO_FIXED) != (f->zero_value != 0) || f->zero_value < 0 ||
-            f->zero_value >= 1 << f->bits)
+            f->zero_value >= (int64_t)1 << f->bits)
             fail_msg("%s: zero value %d does not match its zero point kind", f->name, f->zero_value);
         if (f->columns == SQ_COLUMNS_NIBBLE_HALVES && (f->bits != 4 || f->group_elems % 32))
             fail_msg("%s: ggml's nibble order needs 4-bit values in runs of 32", f->name);
