@@ -198,7 +198,7 @@ int sq_model_is_eos(const sq_model *model, int32_t id);
 
 typedef struct sq_tensor_info {
     const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
-    const char *dtype; /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" */
+    const char *dtype; /* the storage format's name: "f32", "f16", "bf16", "q8_0", ... (docs/formats.md) */
     int ndim;
     int64_t shape[4]; /* outermost first: a linear layer is [out_features, in_features] */
     size_t nbytes;

@@ -32,17 +32,8 @@ typedef enum sq_gguf_type {
     SQ_GGUF_TYPE_COUNT
 } sq_gguf_type;
 
-/* ggml tensor types squeeze stores (the others are refused). */
-enum {
-    SQ_GGML_F32 = 0,
-    SQ_GGML_F16 = 1,
-    SQ_GGML_Q4_0 = 2,
-    SQ_GGML_Q4_1 = 3,
-    SQ_GGML_Q8_0 = 8,
-    SQ_GGML_BF16 = 30
-};
-
-/* ggml type number for a dtype, and back (-1 when squeeze does not handle it). */
+/* ggml type number of a dtype (its row in core/dtype.h), and back (-1 when squeeze does not handle it); the
+ * name ggml gives any type number (ggml.c's type traits), for messages. */
 uint32_t sq_gguf_ggml_type(sq_dtype dtype);
 int sq_gguf_dtype_from_ggml(uint32_t ggml_type);
 const char *sq_gguf_ggml_type_name(uint32_t ggml_type);

@@ -164,12 +164,15 @@ static sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_c
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
         int dtype = sq_gguf_dtype_from_ggml(t->ggml_type);
-        if (dtype < 0)
-            return sq_errorf(
-                SQ_ERR_UNSUPPORTED,
-                "%s: tensor %s has ggml type %s (%u); squeeze reads F32, F16, BF16, Q8_0, Q4_0 and "
-                "Q4_1",
-                path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type);
+        if (dtype < 0) {
+            char known[128] = "";
+            for (int d = 0; d < SQ_DTYPE_COUNT; d++)
+                if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0)
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", *known ? ", " : "",
+                             sq_gguf_ggml_type_name(sq_gguf_ggml_type((sq_dtype)d)));
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%u); squeeze reads %s",
+                             path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type, known);
+        }
         if (!strcmp(t->name, ROPE_FREQS)) {
             if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.head_dim)
                 return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values", path, ROPE_FREQS,

@@ -5,17 +5,13 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 
-uint32_t sq_gguf_ggml_type(sq_dtype dtype) {
-    static const uint32_t map[SQ_DTYPE_COUNT] = {
-        [SQ_DTYPE_F32] = SQ_GGML_F32,   [SQ_DTYPE_F16] = SQ_GGML_F16,   [SQ_DTYPE_BF16] = SQ_GGML_BF16,
-        [SQ_DTYPE_Q8_0] = SQ_GGML_Q8_0, [SQ_DTYPE_Q4_0] = SQ_GGML_Q4_0, [SQ_DTYPE_Q4_1] = SQ_GGML_Q4_1,
-    };
-    return map[dtype];
-}
+uint32_t sq_gguf_ggml_type(sq_dtype dtype) { return (uint32_t)sq_dtype_info(dtype)->ggml_type; }
 
 int sq_gguf_dtype_from_ggml(uint32_t t) {
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
-        if (sq_gguf_ggml_type((sq_dtype)d) == t) return d;
+        if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0 &&
+            (uint32_t)sq_dtype_info((sq_dtype)d)->ggml_type == t)
+            return d;
     return -1;
 }
 

@@ -94,25 +94,21 @@ static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const s
     for (int l = 0; l < n; l++) put_u32(b, layer_width(&m->layers[l], w));
 }
 
-/* llama.cpp's general.file_type for the dtype most of the 2-D weights use. */
-static uint32_t file_type(const sq_model *m) {
+/* llama.cpp's general.file_type for the dtype most of the 2-D weights use (-1: it has none). */
+static int file_type(const sq_model *m) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i]->ndim == 2) bytes[m->tensors[i]->dtype] += m->tensors[i]->nbytes;
     int best = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
         if (bytes[d] > bytes[best]) best = d;
-    static const uint32_t ftype[SQ_DTYPE_COUNT] = {
-        [SQ_DTYPE_F32] = 0,  [SQ_DTYPE_F16] = 1,  [SQ_DTYPE_BF16] = 32,
-        [SQ_DTYPE_Q8_0] = 7, [SQ_DTYPE_Q4_0] = 2, [SQ_DTYPE_Q4_1] = 3,
-    };
-    return ftype[best];
+    return sq_dtype_info((sq_dtype)best)->gguf_file_type;
 }
 
 static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     const sq_model_config *c = &m->cfg;
     kv_str(b, "general.architecture", arch);
-    kv_u32(b, "general.file_type", file_type(m));
+    if (file_type(m) >= 0) kv_u32(b, "general.file_type", (uint32_t)file_type(m));
     for (int i = 0; i < m->n_tensors; i++)
         if (sq_dtype_info(m->tensors[i]->dtype)->block_elems > 1) {
             kv_u32(b, "general.quantization_version", 2);
@@ -200,6 +196,10 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     const int qwen2 = !strcmp(c->arch, "qwen2");
     if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (sq_dtype_info(m->tensors[i]->dtype)->ggml_type < 0)
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF has no type for %s tensor %s", path,
+                             sq_dtype_info(m->tensors[i]->dtype)->name, m->tensors[i]->name);
     const char *arch = qwen2 ? "qwen2" : "llama";
     const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
 
@@ -239,7 +239,9 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
         put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
         offset = align_up(offset + t->nbytes);
     }
-    if (n_freqs) put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, SQ_GGML_F32, offset);
+    if (n_freqs)
+        put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32),
+                        offset);
     sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
     for (int i = 0; i < m->n_tensors && !err; i++) {
         sq_export_buf buf;

@@ -238,7 +238,7 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
     for (int i = 0; i < m->n_tensors; i++) {
         const sq_tensor *t = m->tensors[i];
-        if (sq_dtype_info(t->dtype)->block_elems > 1)
+        if (!sq_dtype_info(t->dtype)->safetensors)
             return sq_errorf(SQ_ERR_UNSUPPORTED,
                              "%s: safetensors cannot hold %s tensor %s; convert to GGUF instead (or from an "
                              "unquantized model)",

@@ -8,9 +8,6 @@
 #include "core/error.h"
 #include "formats/rope_permute.h"
 
-/* The alignment an element of this dtype needs: block formats start with an f16 scale. */
-static size_t element_alignment(sq_dtype dtype) { return dtype == SQ_DTYPE_F32 ? 4 : 2; }
-
 sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, size_t nbytes) {
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
@@ -25,7 +22,7 @@ sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_d
         sq_dtype_info(dtype)->to_f32(data, f, shape[0]);
         dtype = SQ_DTYPE_F32;
         nbytes = (size_t)shape[0] * sizeof(float);
-    } else if ((uintptr_t)data % element_alignment(dtype)) {
+    } else if ((uintptr_t)data % sq_dtype_info(dtype)->alignment) {
         if (!(owned = sq_model_host_alloc(nbytes)))
             return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory realigning %s", path, name);
         memcpy(owned, data, nbytes);
