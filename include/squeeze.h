@@ -349,6 +349,7 @@ typedef struct sq_bench_params {
     int n_warmup;  /* untimed repetitions before them */
     int n_threads; /* 0: all online cores */
     uint64_t seed;
+    sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {

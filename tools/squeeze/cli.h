@@ -26,6 +26,9 @@ int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 int cli_parse_int(const char *text, long lo, long hi, long *out);
 int cli_parse_float(const char *text, double lo, double hi, double *out);
 
+/* --kv-type: "f32" or "f16". 0 on success. */
+int cli_parse_kv_type(const char *text, sq_kv_type *out);
+
 /* The value following flag argv[*i] (advancing *i), or NULL after printing a usage error. */
 const char *cli_flag_value(const char *verb, int argc, char **argv, int *i);
 

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -39,6 +40,16 @@ int cli_parse_float(const char *text, double lo, double hi, double *out) {
     double v = strtod(text, &end);
     if (errno || *end || !isfinite(v) || v < lo || v > hi) return -1;
     *out = v;
+    return 0;
+}
+
+int cli_parse_kv_type(const char *text, sq_kv_type *out) {
+    if (!strcmp(text, "f32"))
+        *out = SQ_KV_F32;
+    else if (!strcmp(text, "f16"))
+        *out = SQ_KV_F16;
+    else
+        return -1;
     return 0;
 }
 

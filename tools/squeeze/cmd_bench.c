@@ -26,7 +26,7 @@ static void usage(FILE *out) {
         out,
         "usage: squeeze bench -m MODEL [-p 512] [-n 128] [-b 1,4,16] [--reps 5] [--warmup 1] [-t THREADS]\n"
         "                     [--vs MODEL2] [--json OUT.json] [--kernels scalar|avx2|avx512] [--label NAME]\n"
-        "                     [--vs-label NAME] [--seed N]\n"
+        "                     [--vs-label NAME] [--seed N] [--kv-type f32|f16]\n"
         "\n"
         "For each batch size b, one repetition prefills b prompts of -p random token ids in one forward "
         "call,\n"
@@ -50,7 +50,8 @@ static void usage(FILE *out) {
         "  --kernels NAME  force a CPU kernel set (scalar, avx2, avx512), e.g. for a scalar baseline\n"
         "  --label NAME    name of the -m variant in reports (default: its path)\n"
         "  --vs-label NAME name of the --vs variant in reports\n"
-        "  --seed N        seed of the random prompt ids (default %d)\n",
+        "  --seed N        seed of the random prompt ids (default %d)\n"
+        "  --kv-type T     how the KV cache stores keys and values: f32 (default) or f16\n",
         DEFAULT_SEED);
 }
 
@@ -117,6 +118,12 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                                      list, MAX_BATCHES);
         } else if (!strcmp(a, "--json")) {
             if (!(o->json_path = cli_flag_value("bench", argc, argv, &i))) rc = 2;
+        } else if (!strcmp(a, "--kv-type")) {
+            const char *t = cli_flag_value("bench", argc, argv, &i);
+            if (!t)
+                rc = 2;
+            else if (cli_parse_kv_type(t, &o->params.kv_type))
+                rc = cli_usage_error("bench", "--kv-type %s: expected f32 or f16", t);
         } else if (!strcmp(a, "--kernels")) {
             if (!(o->kernels = cli_flag_value("bench", argc, argv, &i)))
                 rc = 2;
@@ -218,9 +225,9 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
 static void print_report(const bench_options *o, const sq_bench_result *results) {
     const sq_bench_params *p = &o->params;
     printf("squeeze bench: %d prompt + %d output tokens per sequence, %d repetitions after %d warm-up, "
-           "%d threads, %s kernels, random prompt ids (seed %llu)\n",
+           "%d threads, %s kernels, %s KV cache, random prompt ids (seed %llu)\n",
            p->n_prompt, p->n_gen, p->n_reps, p->n_warmup, p->n_threads, sq_cpu_kernel_name(),
-           (unsigned long long)p->seed);
+           p->kv_type == SQ_KV_F16 ? "f16" : "f32", (unsigned long long)p->seed);
     for (int m = 0; m < o->n_models; m++)
         printf("%s: %s%s%s%s\n",
                o->n_models == 1 ? "model"
@@ -268,6 +275,7 @@ static cJSON *report_json(const bench_options *o, sq_model *const *models, const
     cJSON_AddNumberToObject(settings, "n_warmup", p->n_warmup);
     cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
     cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
+    cJSON_AddStringToObject(settings, "kv_type", p->kv_type == SQ_KV_F16 ? "f16" : "f32");
     cJSON_AddStringToObject(settings, "prompt", "random token ids");
     cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
     cJSON_AddItemToObject(root, "variants", variants);

@@ -31,11 +31,12 @@ static const char *const usage =
     "  --seed S              sampling seed (default: from the clock; -1 too); printed with the stats\n"
     "  -t THREADS            threads (default: all cores)\n"
     "  -c CTX                context length in tokens (default: the model's, at most 4096)\n"
+    "  --kv-type f32|f16     how the KV cache stores keys and values (default f32; f16: half the memory)\n"
     "  --tokenizer PATH      tokenizer file (default: inside or beside the model)\n"
     "  --no-echo             do not print the prompt before the generated text\n";
 
 typedef struct run_args {
-    const char *model_path, *prompt, *prompt_file, *tokenizer_path;
+    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type;
     long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
     double temperature, top_p, min_p, repeat_penalty;
     int echo;
@@ -88,6 +89,7 @@ static int parse_args(int argc, char **argv, run_args *a, int *exit_code) {
         {"-p", FLAG_TEXT, &a->prompt, 0, 0, 0},
         {"-f", FLAG_TEXT, &a->prompt_file, 0, 0, 0},
         {"--tokenizer", FLAG_TEXT, &a->tokenizer_path, 0, 0, 0},
+        {"--kv-type", FLAG_TEXT, &a->kv_type, 0, 0, 0},
         {"-n", FLAG_INT, &a->n_predict, -1, INT32_MAX, 0},
         {"-t", FLAG_INT, &a->threads, 1, 1024, 0},
         {"-c", FLAG_INT, &a->n_ctx, 1, INT32_MAX, 0},
@@ -120,6 +122,9 @@ static int parse_args(int argc, char **argv, run_args *a, int *exit_code) {
     if (!a->model_path) return *exit_code = cli_usage_error("run", "-m MODEL is required"), 1;
     if (!a->prompt == !a->prompt_file)
         return *exit_code = cli_usage_error("run", "give the prompt with exactly one of -p and -f"), 1;
+    sq_kv_type kv_type;
+    if (a->kv_type && cli_parse_kv_type(a->kv_type, &kv_type))
+        return *exit_code = cli_usage_error("run", "--kv-type '%s' must be f32 or f16", a->kv_type), 1;
     return 0;
 }
 
@@ -214,6 +219,7 @@ static int generate(const run_args *a, const char *prompt) {
                              .n_seq_max = 1,
                              .n_threads = (int)a->threads,
                              .n_batch_max = n_ctx < PREFILL_CHUNK ? n_ctx : PREFILL_CHUNK};
+    if (a->kv_type) cli_parse_kv_type(a->kv_type, &co.kv_type); /* checked by parse_args */
     err = sq_context_create(model, &co, &ctx);
     if (err) {
         sq_model_free(model);
