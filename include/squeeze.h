@@ -129,6 +129,8 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
+/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or read
+ * its KV cache); contexts of the same model may run in parallel, each with its own threads. */
 typedef struct sq_context sq_context;
 
 /* How the KV cache stores keys and values. */

@@ -54,16 +54,6 @@ INLINE void scale_add_rows(float *out, float scale, const float *const *rows, co
     }
 }
 
-/* Head `head_at` (a byte offset into the row) of slot pos of seq in pool, as hd floats: in place for fp32
- * rows, otherwise converted into buf. */
-INLINE const float *head_row(const sq_kv_view *kv, const uint8_t *pool, int seq, int pos, size_t head_at,
-                             int hd, sq_to_f32_fn convert, float *buf) {
-    const uint8_t *row = pool + sq_kv_view_offset(kv, seq, pos) + head_at;
-    if (!convert) return (const float *)row;
-    convert(row, buf, hd);
-    return buf;
-}
-
 static void attend_items(void *p, int ith, int nth) {
     const sq_attention_args *a = p;
     const sq_kv_view *kv = a->kv;
@@ -78,8 +68,7 @@ static void attend_items(void *p, int ith, int nth) {
                      : TILE_FLOATS / hd < 1    ? 1
                      : TILE_FLOATS / hd < TILE ? TILE_FLOATS / hd
                                                : TILE;
-    float k_buf[TILE_FLOATS],
-        v_buf[TILE_FLOATS]; /* [hd] one key, [tile][hd] the tile's values (non-fp32 rows) */
+    float k_buf[TILE_FLOATS], v_buf[TILE_FLOATS]; /* [tile][hd] the tile's keys and values (non-fp32 rows) */
     long begin, end;
     sq_split_range((long)a->n_tokens * a->n_heads, ith, nth, &begin, &end);
     for (long item = begin; item < end; item++) {
@@ -94,11 +83,20 @@ static void attend_items(void *p, int ith, int nth) {
         for (int j0 = first; j0 <= pos; j0 += tile) {
             int n = pos - j0 + 1 < tile ? pos - j0 + 1 : tile;
             float s[TILE], tile_max = -INFINITY;
-            const float *values[TILE];
+            const float *keys[TILE], *values[TILE];
             for (int j = 0; j < n; j++) {
-                const float *key = head_row(kv, kv->k, seq, j0 + j, head_at, hd, convert, k_buf);
-                s[j] = dot(q, key, hd) * scale;
-                values[j] = head_row(kv, kv->v, seq, j0 + j, head_at, hd, convert, v_buf + (size_t)j * hd);
+                size_t at = sq_kv_view_offset(kv, seq, j0 + j) + head_at; /* the same in both pools */
+                keys[j] = (const float *)(kv->k + at);
+                values[j] = (const float *)(kv->v + at);
+            }
+            for (int j = 0; convert && j < n; j++) { /* typed rows: this head of the tile's rows, as fp32 */
+                convert(keys[j], k_buf + (size_t)j * hd, hd);
+                convert(values[j], v_buf + (size_t)j * hd, hd);
+                keys[j] = k_buf + (size_t)j * hd;
+                values[j] = v_buf + (size_t)j * hd;
+            }
+            for (int j = 0; j < n; j++) {
+                s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;
             }
             float new_max = tile_max > max ? tile_max : max;
