@@ -29,6 +29,11 @@ int cli_parse_float(const char *text, double lo, double hi, double *out);
 /* --kv-type: "f32" or "f16". 0 on success. */
 int cli_parse_kv_type(const char *text, sq_kv_type *out);
 
+/* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
+ * per load warning on stderr. Every verb loads through these. */
+sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+
 /* The value following flag argv[*i] (advancing *i), or NULL after printing a usage error. */
 const char *cli_flag_value(const char *verb, int argc, char **argv, int *i);
 
