@@ -152,8 +152,8 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
-/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or read
- * its KV cache); contexts of the same model may run in parallel, each with its own threads. */
+/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or
+ * read its KV cache); contexts of the same model may run in parallel, each with its own threads. */
 typedef struct sq_context sq_context;
 
 /* How the KV cache stores keys and values. */
@@ -170,9 +170,9 @@ typedef struct sq_context_options {
     int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
      * attention): a sequence takes blocks as it grows and returns them when truncated. */
-    size_t kv_mem;     /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
-                          n_ctx tokens each. Less serves sequences while blocks are free (see
-                          sq_context_kv_blocks_needed); more is capped there. */
+    size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
+                      n_ctx tokens each. Less serves sequences while blocks are free (see
+                      sq_context_kv_blocks_needed); more is capped there. */
     int kv_block_size; /* positions per block, 1..65536; 0: 16 */
     sq_kv_type kv_type;
 } sq_context_options;
@@ -204,9 +204,10 @@ int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
  * return to the pool. */
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
-/* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new block)
- * until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix sharing and
- * parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does nothing. */
+/* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
+ * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does
+ * nothing. */
 sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
 /* Bytes of the KV cache's pool. */
@@ -219,8 +220,8 @@ size_t sq_context_kv_bytes(const sq_context *ctx);
 int sq_context_kv_block_size(const sq_context *ctx);
 int sq_context_kv_blocks_total(const sq_context *ctx);
 int sq_context_kv_blocks_free(const sq_context *ctx);
-sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens, int n,
-                                      int *n_blocks);
+sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
+                                      int n, int *n_blocks);
 
 /* ---------------------------------------------------------------- sampling and generation */
 
