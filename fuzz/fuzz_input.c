@@ -1,7 +1,8 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
  * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
- * one format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize.
- * Any outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
+ * one format, as one file of a Hugging Face directory whose other files are valid, as text to tokenize, or as
+ * a chat template and the messages it renders. Any outcome but a clean success or a clean error (crash, leak,
+ * sanitizer report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ enum {
     KIND_TOKENIZER_MODEL,
     KIND_TOKENIZER_BIN,
     KIND_TOKENIZE_TEXT,
-    KIND_GENERATION_CONFIG
+    KIND_GENERATION_CONFIG,
+    KIND_CHAT_TEMPLATE
 };
 
 static char workdir[256];
@@ -106,6 +108,51 @@ static void load_tokenizer(const char *path) {
     sq_tokenizer_free(tok);
 }
 
+/* The bytes are a template, or a template, a NUL and the messages as JSON; it is compiled and, when that
+ * works, rendered under small limits. */
+static void chat_template(const uint8_t *data, size_t size) {
+    const uint8_t *nul = memchr(data, 0, size);
+    size_t src_len = nul ? (size_t)(nul - data) : size;
+    char *messages = NULL;
+    if (nul) {
+        size_t n = size - src_len - 1;
+        messages = malloc(n + 1);
+        memcpy(messages, nul + 1, n);
+        messages[n] = 0;
+    }
+    sq_chat_template *t = NULL;
+    sq_error *err = sq_chat_template_compile((const char *)data, src_len, &t);
+    if (err) {
+        if (!sq_error_message(err)[0]) abort();
+        sq_error_free(err);
+        free(messages);
+        return;
+    }
+    static const char fixed[] =
+        "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+        " {\"role\": \"user\", \"content\": \"h\\u00e9 {{x}}\"},"
+        " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"function\": {\"name\": \"f\","
+        " \"arguments\": {\"a\": 1.5}}}]}, {\"role\": \"tool\", \"content\": \"42\"}]";
+    for (int gen = 0; gen < 2; gen++) {
+        sq_chat_render_options o = {
+            .add_generation_prompt = gen,
+            .bos_token = "<s>",
+            .eos_token = "</s>",
+            .vars_json = gen ? "{\"tools\": [{\"name\": \"f\"}], \"enable_thinking\": false}" : NULL,
+            .max_steps = 100000,
+            .max_bytes = 16 << 20};
+        char *text = NULL;
+        err = sq_chat_template_render_json(t, messages ? messages : fixed, &o, &text, NULL);
+        if (err) {
+            if (!sq_error_message(err)[0] || text) abort();
+            sq_error_free(err);
+        }
+        free(text);
+    }
+    sq_chat_template_free(t);
+    free(messages);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!workdir[0]) {
         snprintf(workdir, sizeof workdir, "/tmp/sq-fuzz-%d", (int)getpid());
@@ -158,6 +205,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < 2; i++) exercise_tokenizer(toks[i], data, size);
         break;
     }
+    case KIND_CHAT_TEMPLATE:
+        chat_template(data, size);
+        break;
     }
     return 0;
 }

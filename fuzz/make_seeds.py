@@ -18,7 +18,7 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text", "generation_config"]:
+          "tokenize_text", "generation_config", "chat_template"]:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 os.makedirs(fixtures, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -167,3 +167,19 @@ gw.close()
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
 print(f"seeds and fixtures written to {out}")
+
+# Chat templates: the real ones of ../shared/tokenizers, the test suite's feature templates, and one with its
+# own messages after a NUL byte.
+shared = os.environ.get("SQ_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared"))
+chat_seeds = os.path.join(seeds, "chat_template")
+for name in ["llama3", "qwen3"]:
+    with open(os.path.join(shared, "tokenizers", name, "tokenizer_config.json")) as f:
+        open(os.path.join(chat_seeds, name + ".jinja"), "w").write(json.load(f)["chat_template"])
+feature_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/data/chat")
+for name in sorted(os.listdir(feature_dir)):
+    if name.endswith(".jinja"):
+        with open(os.path.join(feature_dir, name)) as f:
+            open(os.path.join(chat_seeds, name), "w").write(f.read())
+with open(os.path.join(chat_seeds, "with_messages"), "wb") as f:
+    f.write(b"{% for m in messages %}{{ m.role | upper }}: {{ m.content | trim | tojson }}{% endfor %}\0"
+            + json.dumps([{"role": "user", "content": " hi \u00e9 "}, {"role": "x", "n": [1, 2.5, None]}]).encode())
