@@ -280,15 +280,33 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
+/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or
+ * read its KV cache); contexts of the same model may run in parallel, each with its own threads. */
 typedef struct sq_context sq_context;
+
+/* How the KV cache stores keys and values. */
+typedef enum sq_kv_type {
+    SQ_KV_F32 = 0, /* fp32 rows: exact */
+    SQ_KV_F16      /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
+                      precision's rounding (2^-11 relative per stored value) */
+} sq_kv_type;
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: all online cores */
     int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+    /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
+     * attention): a sequence takes blocks as it grows and returns them when truncated. */
+    size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
+                      n_ctx tokens each. Less serves sequences while blocks are free (see
+                      sq_context_kv_blocks_needed); more is capped there. */
+    int kv_block_size; /* positions per block, 1..65536; 0: 16 */
+    sq_kv_type kv_type;
 } sq_context_options;
 
+/* Fails with SQ_ERR_INVALID_ARG on options out of range, and when kv_mem cannot hold one block or one
+ * sequence of n_ctx tokens (the message says how many bytes those take). */
 sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
 void sq_context_free(sq_context *ctx);
 
@@ -305,14 +323,33 @@ typedef struct sq_seq_batch {
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
  * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
- * requested logits. */
+ * requested logits. A rejected batch changes nothing: invalid arguments (SQ_ERR_INVALID_ARG), or KV blocks
+ * for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N blocks, M free"),
+ * leave every sequence and the free blocks as they were. */
 sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
-/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
+/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
+ * return to the pool. */
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+/* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
+ * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does
+ * nothing. */
+sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
+/* Bytes of the KV cache's pool. */
 size_t sq_context_kv_bytes(const sq_context *ctx);
+/* Admission control: positions per KV block, blocks in the pool, blocks free now, and how many free blocks a
+ * batch appending n_new_tokens[i] tokens to sequence seq_ids[i] (i < n, distinct ids) would take (new blocks
+ * plus copies of shared blocks it writes into); sq_forward of that batch succeeds iff *n_blocks <=
+ * sq_context_kv_blocks_free (and the batch is otherwise valid). Fails with SQ_ERR_INVALID_ARG on a bad id, a
+ * repeated id, or a length beyond the context. */
+int sq_context_kv_block_size(const sq_context *ctx);
+int sq_context_kv_blocks_total(const sq_context *ctx);
+int sq_context_kv_blocks_free(const sq_context *ctx);
+sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
+                                      int n, int *n_blocks);
 
 /* ---------------------------------------------------------------- sampling and generation */
 
@@ -460,6 +497,7 @@ typedef struct sq_bench_params {
     int n_warmup;  /* untimed repetitions before them */
     int n_threads; /* 0: all online cores */
     uint64_t seed;
+    sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {

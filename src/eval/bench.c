@@ -97,8 +97,11 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
     /* The forward pass runs a batch larger than n_batch_max in chunks; capping it bounds the activation
      * memory as a server would, and chunks this large keep the matrix products efficient. */
     int batch_max = n_prompt_tokens < SQ_BENCH_BATCH_MAX ? (int)n_prompt_tokens : SQ_BENCH_BATCH_MAX;
-    sq_context_options opts = {
-        .n_ctx = need, .n_seq_max = p->n_seqs, .n_threads = p->n_threads, .n_batch_max = batch_max};
+    sq_context_options opts = {.n_ctx = need,
+                               .n_seq_max = p->n_seqs,
+                               .n_threads = p->n_threads,
+                               .n_batch_max = batch_max,
+                               .kv_type = p->kv_type};
     return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
 }
 

@@ -27,7 +27,16 @@ void sq_test_fails_with(sq_error *err, const char *needle);
 /* Deterministic xorshift random numbers for fresh-but-reproducible inputs. */
 uint64_t sq_test_rand_u64(uint64_t *state);
 float sq_test_rand_uniform(uint64_t *state, float lo, float hi);
+/* Reads up to max whitespace-separated token ids from a text file (the golden token lists); returns how many.
+ */
+int sq_test_read_ids(const char *path, int32_t *ids, int max);
+/* Reads count little-endian float32 values (the golden logits); the caller frees. */
+float *sq_test_read_f32(const char *path, size_t count);
 /* max |a-b| / max(|b|) over n values */
 double sq_test_rel_err(const float *a, const float *b, size_t n);
+/* Fails unless every row of got ([n_rows][vocab]) is within tol of want's (sq_test_rel_err) with the same
+ * argmax; `what` names the case in the message. */
+void sq_test_check_logits(const float *got, const float *want, int n_rows, int vocab, double tol,
+                          const char *what);
 
 #endif

@@ -57,6 +57,9 @@ def test_greedy():
         f.flush()
         from_file = run("-m", MODEL, "-f", f.name, "--temp", "0", "-n", "40")
         check(from_file.returncode == 0 and from_file.stdout == r.stdout, f"-f differs from -p: {from_file.stdout!r}")
+    # f16 keys and values (half the KV memory) keep the greedy story (their logits: tests/c/test_kv_forward.c)
+    half = run("-m", MODEL, "-p", PROMPT, "--temp", "0", "-n", "40", "--kv-type", "f16")
+    check(half.returncode == 0 and half.stdout == r.stdout, f"--kv-type f16 greedy: {half.returncode} {half.stdout!r}")
     # a GGUF file carries its vocabulary inside: nothing beside it is needed
     for gguf in ("stories15M-f16.gguf", "stories15M-q8_0.gguf"):
         g = run("-m", os.path.join(SHARED, "models", gguf), "-p", PROMPT, "--temp", "0", "-n", "25", "--no-echo")
@@ -139,6 +142,7 @@ def test_bad_usage():
         (["-m", MODEL, "-p", PROMPT, "--seed", "abc"], "--seed 'abc'"),
         (["-m", MODEL, "-p", PROMPT, "-t", "0"], "-t '0'"),
         (["-m", MODEL, "-p", PROMPT, "-c", "0"], "-c '0'"),
+        (["-m", MODEL, "-p", PROMPT, "--kv-type", "q8"], "--kv-type 'q8' must be one of f32, f16"),
     ]
     for args, message in usage_errors:
         r = run(*args)

@@ -159,6 +159,9 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
 #define CLI_FLAG_LABEL(var)                                                                                  \
     CLI_TEXT_FLAG("--label", "NAME", var, "name of this variant in the report (for squeeze report)",         \
                   .def_shown = "the model's path")
+#define CLI_FLAG_KV_TYPE(var)                                                                                \
+    CLI_CHOICE_FLAG("--kv-type", "TYPE", var, "f32|f16", "f32",                                              \
+                    "how the KV cache stores keys and values; f16: half the memory")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
@@ -172,6 +175,9 @@ typedef struct cli_progress cli_progress;
 cli_progress *cli_progress_create(const char *label);
 void cli_progress_update(void *bar, int64_t done, int64_t total);
 void cli_progress_free(cli_progress *bar); /* ends the line */
+
+/* --kv-type's value (already checked by the flag table; NULL: f32). */
+sq_kv_type cli_kv_type(const char *text);
 
 /* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
  * per load warning on stderr. Every verb loads through these. */

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,3 +33,5 @@ uint64_t cli_clock_seed(void) {
     return ((uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32) &
            ((1ull << 53) - 1);
 }
+
+sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }

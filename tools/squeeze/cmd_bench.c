@@ -15,7 +15,7 @@ typedef struct bench_options {
     const int32_t *batches; /* [n_batches] batch sizes */
     int n_batches;
     cli_list batch_list; /* -b, owned; empty: batch size 1 */
-    const char *kernels, *json_path;
+    const char *kernels, *kv_type, *json_path;
     int no_progress;
 } bench_options;
 
@@ -52,6 +52,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         CLI_CHOICE_FLAG("--kernels", "NAME", &o->kernels, "scalar|avx2|avx512", NULL,
                         "force a CPU kernel set, e.g. for a scalar baseline",
                         .def_shown = "the best this CPU runs"),
+        CLI_FLAG_KV_TYPE(&o->kv_type),
         CLI_FLAG_LABEL(&o->labels[0]),
         CLI_TEXT_FLAG("--vs-label", "NAME", &o->labels[1], "name of the --vs variant in reports",
                       .def_shown = "its path"),
@@ -81,7 +82,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                                   .n_reps = (int)reps,
                                   .n_warmup = (int)warmup,
                                   .n_threads = (int)threads,
-                                  .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed};
+                                  .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed,
+                                  .kv_type = cli_kv_type(o->kv_type)};
     return CLI_CONTINUE;
 }
 
@@ -139,9 +141,9 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
 static void print_report(const bench_options *o, const sq_bench_result *results) {
     const sq_bench_params *p = &o->params;
     printf("squeeze bench: %d prompt + %d output tokens per sequence, %d repetitions after %d warm-up, "
-           "%d threads, %s kernels, random prompt ids (seed %llu)\n",
+           "%d threads, %s kernels, %s KV cache, random prompt ids (seed %llu)\n",
            p->n_prompt, p->n_gen, p->n_reps, p->n_warmup, p->n_threads, sq_cpu_kernel_name(),
-           (unsigned long long)p->seed);
+           p->kv_type == SQ_KV_F16 ? "f16" : "f32", (unsigned long long)p->seed);
     for (int m = 0; m < o->n_models; m++)
         printf("%s: %s%s%s%s\n",
                o->n_models == 1 ? "model"

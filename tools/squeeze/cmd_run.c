@@ -17,7 +17,7 @@
 #define MAX_PROMPT_BYTES ((size_t)1 << 30)
 
 typedef struct run_args {
-    const char *model_path, *prompt, *prompt_file, *tokenizer_path;
+    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type;
     long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
     double temperature, top_p, min_p, repeat_penalty;
     int no_echo;
@@ -53,6 +53,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_FLAG_SEED(&a->seed, -1, "sampling seed, printed with the stats"),
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
+        CLI_FLAG_KV_TYPE(&a->kv_type),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_SWITCH_FLAG("--no-echo", &a->no_echo, "do not print the prompt before the generated text"),
     };
@@ -115,7 +116,8 @@ static int generate(const run_args *a, const char *prompt) {
     sq_context_options co = {.n_ctx = n_ctx,
                              .n_seq_max = 1,
                              .n_threads = (int)a->threads,
-                             .n_batch_max = n_ctx < PREFILL_CHUNK ? n_ctx : PREFILL_CHUNK};
+                             .n_batch_max = n_ctx < PREFILL_CHUNK ? n_ctx : PREFILL_CHUNK,
+                             .kv_type = cli_kv_type(a->kv_type)};
     err = sq_context_create(model, &co, &ctx);
     if (err) {
         sq_model_free(model);
