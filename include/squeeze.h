@@ -84,9 +84,18 @@ sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, 
 
 /* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
  * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
- * across byte tokens is held back until it is complete. The returned pointer is valid until the next call. */
+ * across byte tokens is held back until it is complete. The returned pointer is valid until the next call.
+ * A new decoder starts at the beginning of a text (an spm dummy-prefix space on the first piece is
+ * dropped); to stream a continuation (generated tokens after a prompt), reset it to the context first. */
 typedef struct sq_detokenizer sq_detokenizer;
-sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
+sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok); /* NULL: out of memory or no tok */
+/* Restarts d after `context` (n_context ids, e.g. the prompt; NULL/0: the start of a text), dropping any
+ * held-back bytes. Nothing of the context is returned: the following pushes and flush return exactly
+ * sq_detokenize(context + pushed) minus sq_detokenize(context), byte for byte, so the first generated word
+ * keeps its leading space. (A character the context leaves unfinished continues with its raw remaining bytes,
+ * since its first bytes belong to the context's text.) Fails with SQ_ERR_INVALID_ARG naming an id outside
+ * the vocabulary; d is then unchanged. */
+sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
@@ -380,7 +389,9 @@ typedef struct sq_generate_stats {
     double decode_seconds; /* from the end of the prefill to the last sampled token */
 } sq_generate_stats;
 
-/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
+/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. The
+ * pieces together are decode(prompt + generated) minus decode(prompt) (sq_detokenizer_reset): the text
+ * continues the prompt's, leading space included. */
 typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
