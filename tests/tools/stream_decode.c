@@ -5,24 +5,17 @@
  *
  * Each input line is one case: the context's ids, a TAB, the continuation's ids (ids separated by spaces).
  * Each output line: sq_detokenize(context), TAB, what the pushes of the continuation and the final flush
- * returned after sq_detokenizer_reset(context), joined, TAB, sq_detokenize(context + continuation); bytes
- * written with tokenizer_oracle.py's escapes (\\ and \xHH for bytes outside printable ASCII). */
+ * returned after sq_detokenizer_reset(context), joined, TAB, sq_detokenize(context + continuation); each in
+ * hex, two digits a byte. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "squeeze.h"
 
-static void print_escaped(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\\')
-            fputs("\\\\", stdout);
-        else if (c >= 0x20 && c < 0x7F)
-            putchar(c);
-        else
-            printf("\\x%02X", c);
-    }
+/* Bytes as hex: any byte string fits a field. */
+static void print_hex(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) printf("%02x", (unsigned char)s[i]);
 }
 
 static int fail(sq_error *err, int line) {
@@ -31,13 +24,13 @@ static int fail(sq_error *err, int line) {
     return 1;
 }
 
-/* Decodes ids and prints them escaped. */
+/* Decodes ids and prints them in hex. */
 static sq_error *print_decoded(const sq_tokenizer *tok, const int32_t *ids, int n) {
     char *text;
     size_t len;
     sq_error *err = sq_detokenize(tok, ids, n, &text, &len);
     if (err) return err;
-    print_escaped(text, len);
+    print_hex(text, len);
     free(text);
     return NULL;
 }
@@ -57,7 +50,7 @@ static sq_error *run_case(const sq_tokenizer *tok, sq_detokenizer *d, const char
             size_t l;
             const char *piece =
                 i < n_cont ? sq_detokenizer_push(d, cont[i], &l) : sq_detokenizer_flush(d, &l);
-            print_escaped(piece, l);
+            print_hex(piece, l);
         }
         putchar('\t');
         if (n_ctx) memcpy(all, ids, (size_t)n_ctx * sizeof *all);
