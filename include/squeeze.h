@@ -52,8 +52,8 @@ int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
 
-/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created if
- * missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
+/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
+ * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
 sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
 
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
@@ -98,7 +98,7 @@ typedef struct sq_model_info {
     int tied_embeddings; /* output projection shares the token embedding */
     int64_t n_params;
     size_t weight_bytes;
-    const char *rope_style;    /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
     const char *rope_scaling;  /* "none" or "llama3" */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
@@ -129,13 +129,21 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
+/* Thread safety: a context is used by one thread at a time (its own threads do the work of each call).
+ * Different contexts, on the same model or not, may run concurrently on different threads: a model is only
+ * read by contexts. Changing a model's weights while a context runs on it is not allowed; after a change,
+ * sq_context_reload_weights brings each of its contexts up to date. Tokenizers and models may be shared by
+ * any number of threads for reading. */
+
 typedef struct sq_context sq_context;
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: all online cores */
-    int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+    int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
+    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
+                           SQ_ERR_INVALID_ARG naming the ones this build has */
 } sq_context_options;
 
 sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
@@ -150,16 +158,78 @@ typedef struct sq_seq_batch {
     int n_tokens;
     sq_logits_mode logits_mode;
     float *logits; /* caller's buffer: [1][vocab] for LAST, [n_tokens][vocab] for ALL */
+    /* NULL: the tokens follow each other. Otherwise [n_tokens], a token tree (speculative verification):
+     * parents[j] is the index (< j) of token j's parent among these tokens, or -1 for a child of the cached
+     * tokens. Token j then takes position len + depth(j) (len: the tokens cached before the batch) and
+     * attends to the cached tokens, its ancestors and itself only; it is cached at slot len + j. A tree must
+     * fit in n_batch_max tokens, and until sq_seq_keep_path or sq_seq_truncate removes it, no tokens can
+     * follow it. */
+    const int32_t *parents;
 } sq_seq_batch;
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
- * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
- * requested logits. */
+ * decode tokens, draft tokens and token trees alike), appends their keys/values to each sequence's cache and
+ * writes the requested logits. A rejected batch (an error) changes nothing: every check, and the reservation
+ * of cache space for all its sequences, happens before anything is written. */
 sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+
+typedef struct sq_forward_options {
+    /* NULL, or [n_layers]: a non-zero entry skips that transformer block (attention and feed-forward) for
+     * this call: self-speculative drafts, depth-pruning scores. A skipped block stores no keys/values for the
+     * batch's tokens, so its cache rows at their slots are stale until a call without the skip rewrites them
+     * (truncate and run the tokens again). */
+    const unsigned char *skip_layers;
+} sq_forward_options;
+
+/* sq_forward with options (opts may be NULL). */
+sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
+                        const sq_forward_options *opts);
+
+/* The forward pass one layer at a time, for calibration (GPTQ re-runs a layer with its quantized weights on
+ * the same inputs) and layer-wise analysis; sq_forward is these three calls. sq_forward_begin validates the
+ * batch, reserves its cache space (all or nothing, as sq_forward) and embeds its tokens; the batch must fit
+ * in n_batch_max tokens. sq_forward_layer runs block `layer` (0 .. n_layers-1) on the hidden state, in any
+ * order, any number of times (a block run again overwrites its keys/values). sq_forward_end writes the
+ * requested logits from the hidden state and commits the new tokens to their sequences. Between begin and
+ * end, calls that change sequences (sq_forward, sq_seq_truncate, ...) fail. */
+sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+sq_error *sq_forward_layer(sq_context *ctx, int layer);
+sq_error *sq_forward_end(sq_context *ctx);
+/* Tokens in the step in progress (the batch's, in order of sequences then tokens); 0 outside a step. */
+int sq_forward_n_tokens(const sq_context *ctx);
+/* Copies the hidden state out of / into the step in progress: [n_tokens][dim] fp32, the residual stream
+ * after the blocks run so far (after begin: the embeddings). */
+sq_error *sq_forward_get_hidden(sq_context *ctx, float *out);
+sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
+
+/* Calibration tap: called with the input of every linear layer the forward pass runs, so that GPTQ, AWQ,
+ * SmoothQuant, Wanda, SparseGPT and width-pruning scores collect their statistics through one mechanism.
+ * x is [n_tokens][width] fp32 (host memory, valid during the call only); the tokens are the step's, in
+ * order. A tap forces the operation-by-operation path on backends that fuse layers. */
+typedef enum sq_tap_point {
+    SQ_TAP_ATTN_IN,  /* input of attn_q, attn_k, attn_v: the attention norm's output; width dim */
+    SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */
+    SQ_TAP_FFN_IN,   /* input of ffn_gate, ffn_up: the FFN norm's output; width dim */
+    SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim */
+    SQ_TAP_OUTPUT    /* input of the output head (layer -1): the final norm's output of the rows whose
+                        logits were asked for, in batch order; width dim */
+} sq_tap_point;
+typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+/* Sets (tap NULL: clears) the context's tap. */
+void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
+
+/* Makes the context use the model's weights as they are now (after a compression step replaced some):
+ * tensors whose data, dtype and size are unchanged are kept. Fails when a layer's shape changed (create a
+ * new context then) or the device cannot hold the new weights; after such a failure, free the context. */
+sq_error *sq_context_reload_weights(sq_context *ctx);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+/* After a token tree (sq_seq_batch.parents): keeps the nodes path[0..n_path) (indices among the tree's
+ * tokens: a root, then each node a child of the one before) as the sequence's next n_path tokens, and drops
+ * every other node. Their cached keys/values move; nothing is recomputed. */
+sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
 int sq_context_n_ctx(const sq_context *ctx);
 size_t sq_context_kv_bytes(const sq_context *ctx);
 
@@ -220,37 +290,37 @@ void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
-    SQ_PPL_WINDOWS,     /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
-                           each from an empty cache, scoring positions 1..n_ctx-1 */
-    SQ_PPL_STRIDE,      /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
-                           previous window did not (Hugging Face's perplexity guide); the last window may be
-                           shorter */
-    SQ_PPL_SECOND_HALF  /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
-                           positions n_ctx/2+1..n_ctx-1 */
+    SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
+                          each from an empty cache, scoring positions 1..n_ctx-1 */
+    SQ_PPL_STRIDE,     /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
+                          previous window did not (Hugging Face's perplexity guide); the last window may be
+                          shorter */
+    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
+                          positions n_ctx/2+1..n_ctx-1 */
 } sq_ppl_protocol;
 
 typedef struct sq_ppl_options {
     sq_ppl_protocol protocol;
-    int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
-    int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
-    int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads; /* 0: all online cores */
-    int bos_id;    /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
+    int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
+    int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
+    int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
+    int n_threads;              /* 0: all online cores */
+    int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
     const char *ref_logits_out; /* write the reference's distributions here (needs ref) */
     int ref_top_k;              /* log-probs kept per token in ref_logits_out; 0: 64 */
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
-    const char *source;         /* names the input (its file) in error messages; may be NULL */
+    const char *source; /* names the input (its file) in error messages; may be NULL */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
     int64_t start; /* first token of the window in the id sequence */
     int n_tokens;  /* window length */
     int n_scored;
-    double nll;    /* mean negative log-likelihood of its scored tokens (nats) */
-    double kl;     /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
+    double nll; /* mean negative log-likelihood of its scored tokens (nats) */
+    double kl;  /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
 } sq_ppl_window;
 
 typedef struct sq_ppl_result {
@@ -258,16 +328,16 @@ typedef struct sq_ppl_result {
     double mean_nll, nll_sd;    /* nats per scored token */
     int64_t n_scored, n_ids;    /* tokens scored; tokens in the input */
     int n_windows, n_ctx;
-    double seconds;            /* wall time of the whole evaluation */
-    double tokens_per_second;  /* tokens through the model's forward pass per second of the whole run */
-    sq_ppl_window *windows;    /* [n_windows], malloc'ed: release with sq_ppl_result_free */
+    double seconds;           /* wall time of the whole evaluation */
+    double tokens_per_second; /* tokens through the model's forward pass per second of the whole run */
+    sq_ppl_window *windows;   /* [n_windows], malloc'ed: release with sq_ppl_result_free */
     /* with a reference (ref or ref_logits_in); has_ref is 0 otherwise */
     int has_ref;
-    int kl_top_k;              /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
-    double ref_ppl, ppl_ratio; /* the reference's own perplexity; ppl / ref_ppl */
+    int kl_top_k;                  /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
+    double ref_ppl, ppl_ratio;     /* the reference's own perplexity; ppl / ref_ppl */
     double kl_mean, kl_max, kl_sd; /* KL(P_ref || P_model) per token, nats */
-    double top1_agreement;     /* fraction of scored positions where both argmaxes agree */
-    double ref_tail_mass;      /* kl_top_k > 0: mean reference mass outside the stored top k */
+    double top1_agreement;         /* fraction of scored positions where both argmaxes agree */
+    double ref_tail_mass;          /* kl_top_k > 0: mean reference mass outside the stored top k */
 } sq_ppl_result;
 
 /* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
@@ -279,11 +349,11 @@ void sq_ppl_result_free(sq_ppl_result *res);
 /* Zero-shot multiple-choice tasks, scored as lm-evaluation-harness does (docs/eval.md). Task names: piqa,
  * arc_easy, arc_challenge, boolq, winogrande, hellaswag, openbook_qa, lambada. */
 typedef struct sq_eval_options {
-    const char *data_dir; /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
-    int limit;            /* items per task; 0: all */
-    int n_batch;          /* items run together as sequences of one forward call; 0: 1 */
-    int n_threads;        /* 0: all online cores */
-    int n_ctx;            /* 0: the model's max_seq_len; longer items lose context tokens from the left */
+    const char *data_dir;    /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
+    int limit;               /* items per task; 0: all */
+    int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
+    int n_threads;           /* 0: all online cores */
+    int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
 } sq_eval_options;
@@ -291,13 +361,13 @@ typedef struct sq_eval_options {
 typedef struct sq_task_result {
     char task[32];
     int n_items;
-    double acc, acc_stderr;           /* stderr = sqrt(p(1-p)/(n-1)) */
-    int has_acc_norm;                 /* acc_norm: argmax of log-prob per byte of the choice */
+    double acc, acc_stderr; /* stderr = sqrt(p(1-p)/(n-1)) */
+    int has_acc_norm;       /* acc_norm: argmax of log-prob per byte of the choice */
     double acc_norm, acc_norm_stderr;
-    int has_ppl;                      /* lambada: exp(-mean log-likelihood of the continuation) */
+    int has_ppl; /* lambada: exp(-mean log-likelihood of the continuation) */
     double ppl;
-    double score;                     /* the task's headline number: acc_norm where reported, else acc */
-    int n_truncated;                  /* items that lost context tokens to fit n_ctx */
+    double score;    /* the task's headline number: acc_norm where reported, else acc */
+    int n_truncated; /* items that lost context tokens to fit n_ctx */
     double seconds;
 } sq_task_result;
 
@@ -307,8 +377,8 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
- * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one sq_forward
- * call carrying one greedily chosen token per sequence. */
+ * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one
+ * sq_forward call carrying one greedily chosen token per sequence. */
 typedef struct sq_bench_params {
     int n_prompt, n_gen, n_seqs;
     int n_reps;    /* timed repetitions */

@@ -68,21 +68,41 @@ size_t sq_kv_cache_bytes(const sq_kv_cache *c) {
     return n;
 }
 
-sq_error *sq_kv_cache_reserve(sq_kv_cache *c, int seq, int new_len) {
-    if (new_len > c->n_ctx)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "sequence %d would hold %d tokens but the context holds %d", seq,
-                         new_len, c->n_ctx);
-    int *table = c->block_table + (size_t)seq * c->blocks_per_seq;
-    for (int b = 0; b * c->block_size < new_len; b++) {
-        if (table[b] >= 0) continue;
-        if (c->n_free == 0) return sq_errorf(SQ_ERR_NOMEM, "KV cache: no free blocks");
-        table[b] = c->free_blocks[--c->n_free];
+sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n) {
+    int needed = 0;
+    for (int i = 0; i < n; i++) {
+        if (new_len[i] > c->n_ctx)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "sequence %d would hold %d tokens but the context holds %d",
+                             seq_ids[i], new_len[i], c->n_ctx);
+        const int32_t *table = c->block_table + (size_t)seq_ids[i] * c->blocks_per_seq;
+        for (int b = 0; b * c->block_size < new_len[i]; b++) needed += table[b] < 0;
+    }
+    if (needed > c->n_free)
+        return sq_errorf(SQ_ERR_NOMEM, "KV cache: the batch needs %d blocks, %d free", needed, c->n_free);
+    for (int i = 0; i < n; i++) {
+        int32_t *table = c->block_table + (size_t)seq_ids[i] * c->blocks_per_seq;
+        for (int b = 0; b * c->block_size < new_len[i]; b++)
+            if (table[b] < 0) table[b] = c->free_blocks[--c->n_free];
     }
     return NULL;
 }
 
+void sq_kv_cache_view(const sq_kv_cache *c, int layer, sq_kv_view *out) {
+    *out = (sq_kv_view){.k = c->k[layer],
+                        .v = c->v[layer],
+                        .block_table = c->block_table,
+                        .max_blocks = c->blocks_per_seq,
+                        .block_size = c->block_size,
+                        .row_bytes = (size_t)c->kv_dim[layer] * sizeof(float),
+                        .row_type = SQ_DTYPE_F32,
+                        .kv_dim = c->kv_dim[layer]};
+}
+
+int sq_kv_cache_seq_len(const sq_kv_cache *c, int seq) { return c->seq_len[seq]; }
+void sq_kv_cache_set_seq_len(sq_kv_cache *c, int seq, int len) { c->seq_len[seq] = len; }
+
 void sq_kv_cache_truncate(sq_kv_cache *c, int seq, int new_len) {
-    int *table = c->block_table + (size_t)seq * c->blocks_per_seq;
+    int32_t *table = c->block_table + (size_t)seq * c->blocks_per_seq;
     int keep = (new_len + c->block_size - 1) / c->block_size;
     for (int b = keep; b < c->blocks_per_seq; b++) {
         if (table[b] < 0) continue;

@@ -1,16 +1,19 @@
 /* Causal attention over the paged KV cache, one (token, head) pair per work item.
  *
- * Positions are taken in tiles, as in FlashAttention: a tile's scores are computed together, the running
- * maximum and the accumulated output are rescaled once per tile (not once per position), and each cached key
- * and value row is read once, so no score buffer as long as the context is needed. Dot products and the
- * weighted sums use 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs
- * everywhere and every compiler accepts the helpers. */
+ * The slots a token sees (sq_token_batch: its sequence's cached prefix, then its own slot and those of its
+ * token-tree ancestors) are taken in tiles, as in FlashAttention: a tile's scores are computed together, the
+ * running maximum and the accumulated output are rescaled once per tile (not once per slot), and each key and
+ * value row is read once, so no score buffer as long as the context is needed. Plain runs and token trees go
+ * through the same loop: a plain token's chain is its own slot only. Dot products and the weighted sums use
+ * 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs everywhere and
+ * every compiler accepts the helpers. f16 rows are converted a tile at a time. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/kernels.h"
 
-/* Positions per tile: the tile's scores stay in registers/L1. */
+/* Slots per tile: the tile's scores stay in registers/L1. */
 enum { TILE = 32 };
 
 typedef float v4f __attribute__((vector_size(16)));
@@ -50,27 +53,67 @@ INLINE void scale_add_rows(float *out, float scale, const float *const *rows, co
     }
 }
 
+/* The next up to cap <= TILE slots token t sees: the rest of its dense prefix [*lo, hi), then its chain from
+ * *link (batch indices through parent[], skipping ancestors outside the window). Returns how many. */
+static int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *lo, int hi, int *link,
+                     int *slots) {
+    int n = 0;
+    while (n < cap && *lo < hi) slots[n++] = (*lo)++;
+    while (n < cap && *link >= 0) {
+        if (!window || tb->pos[t] - tb->pos[*link] < window) slots[n++] = tb->slot[*link];
+        *link = tb->parent[*link];
+    }
+    return n;
+}
+
+/* Pointers to the head_dim values of head kvh in each slot's row of pool: the rows themselves when they are
+ * f32, else their conversion into buf [n][head_dim]. */
+static void tile_rows(const sq_kv_view *kv, uint8_t *pool, int seq, const int *slots, int n, int kvh, int hd,
+                      sq_to_f32_fn to_f32, float *buf, const float **rows) {
+    const size_t elem = sq_dtype_info(kv->row_type)->block_bytes;
+    for (int j = 0; j < n; j++) {
+        const uint8_t *row = sq_kv_row(kv, pool, seq, slots[j]) + (size_t)kvh * hd * elem;
+        if (kv->row_type == SQ_DTYPE_F32) {
+            rows[j] = (const float *)row;
+        } else {
+            to_f32(row, buf + (size_t)j * hd, hd);
+            rows[j] = buf + (size_t)j * hd;
+        }
+    }
+}
+
+/* Floats of converted (non-f32) key rows, and as many of value rows, per tile: a tile of such rows holds
+ * fewer than TILE slots when heads are longer than CONVERTED / TILE. */
+enum { CONVERTED = TILE * 128 };
+
 static void attend_items(void *p, int ith, int nth) {
     const sq_attention_args *a = p;
+    const sq_token_batch *tb = a->tokens;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
+    sq_to_f32_fn to_f32 = sq_cpu_kernels_active()->to_f32[a->kv.row_type];
+    if (!to_f32) to_f32 = sq_dtype_info(a->kv.row_type)->to_f32;
+    /* heads are at most 4096 = CONVERTED long (sq_model_bind), so a tile holds at least one converted row */
+    const int cap = a->kv.row_type == SQ_DTYPE_F32 || hd <= CONVERTED / TILE ? TILE : CONVERTED / hd;
+    float kbuf[CONVERTED], vbuf[CONVERTED];
     long begin, end;
-    sq_split_range((long)a->n_tokens * a->n_heads, ith, nth, &begin, &end);
+    sq_split_range((long)tb->n_tokens * a->n_heads, ith, nth, &begin, &end);
     for (long item = begin; item < end; item++) {
         int t = (int)(item / a->n_heads), h = (int)(item % a->n_heads);
-        int kvh = h / group, seq = a->seq[t], pos = a->pos[t];
-        int first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+        int kvh = h / group, seq = tb->seq[t], pos = tb->pos[t];
+        int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0, link = t;
         const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
         float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
         memset(out, 0, (size_t)hd * sizeof *out);
         float max = -INFINITY, sum = 0;
-        for (int j0 = first; j0 <= pos; j0 += TILE) {
-            int n = pos - j0 + 1 < TILE ? pos - j0 + 1 : TILE;
+        int slots[TILE], n;
+        while ((n = next_tile(tb, t, a->window, cap, &lo, tb->n_prefix[t], &link, slots)) > 0) {
             float s[TILE], tile_max = -INFINITY;
-            const float *values[TILE];
+            const float *keys[TILE], *values[TILE];
+            tile_rows(&a->kv, a->kv.k, seq, slots, n, kvh, hd, to_f32, kbuf, keys);
+            tile_rows(&a->kv, a->kv.v, seq, slots, n, kvh, hd, to_f32, vbuf, values);
             for (int j = 0; j < n; j++) {
-                s[j] = dot(q, sq_kv_key(a->kv, a->layer, seq, j0 + j) + (size_t)kvh * hd, hd) * scale;
-                values[j] = sq_kv_value(a->kv, a->layer, seq, j0 + j) + (size_t)kvh * hd;
+                s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;
             }
             float new_max = tile_max > max ? tile_max : max;
