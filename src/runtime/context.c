@@ -257,7 +257,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
         if (ly->ffn_dim > max_ffn) max_ffn = ly->ffn_dim;
     }
-    err = sq_kv_cache_create(L, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
+    err = sq_kv_cache_create(&ctx->backend, L, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
     free(kv_dim);
     if (!err) err = bind_weights(ctx);
     if (err) {

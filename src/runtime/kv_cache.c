@@ -10,8 +10,8 @@
 
 void sq_kv_cache_free(sq_kv_cache *c) {
     if (!c) return;
-    for (int l = 0; c->k && l < c->n_layers; l++) free(c->k[l]);
-    for (int l = 0; c->v && l < c->n_layers; l++) free(c->v[l]);
+    for (int l = 0; c->k && l < c->n_layers; l++) c->be->free(c->be->impl, c->k[l]);
+    for (int l = 0; c->v && l < c->n_layers; l++) c->be->free(c->be->impl, c->v[l]);
     free(c->k);
     free(c->v);
     free(c->kv_dim);
@@ -21,13 +21,15 @@ void sq_kv_cache_free(sq_kv_cache *c) {
     free(c);
 }
 
-sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_seq, sq_kv_cache **out) {
+sq_error *sq_kv_cache_create(const sq_backend *be, int n_layers, const int *kv_dim, int n_ctx, int n_seq,
+                             sq_kv_cache **out) {
     *out = NULL;
     if (n_layers <= 0 || n_ctx <= 0 || n_seq <= 0)
         return sq_errorf(SQ_ERR_INVALID_ARG, "KV cache: invalid size (%d layers, %d positions, %d sequences)",
                          n_layers, n_ctx, n_seq);
     sq_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return sq_errorf(SQ_ERR_NOMEM, "KV cache: out of memory");
+    c->be = be;
     c->n_layers = n_layers;
     c->n_seq = n_seq;
     c->n_ctx = n_ctx;
@@ -44,8 +46,8 @@ sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_s
     for (int l = 0; l < n_layers; l++) {
         c->kv_dim[l] = kv_dim[l];
         size_t n = (size_t)c->n_blocks * KV_BLOCK_SIZE * (size_t)kv_dim[l];
-        c->k[l] = malloc(n * sizeof(float));
-        c->v[l] = malloc(n * sizeof(float));
+        c->k[l] = be->alloc(be->impl, n * sizeof(float));
+        c->v[l] = be->alloc(be->impl, n * sizeof(float));
         if (!c->k[l] || !c->v[l]) goto oom;
     }
     for (int i = 0; i < c->n_blocks; i++) {

@@ -13,6 +13,7 @@
 #include "squeeze.h"
 
 typedef struct sq_kv_cache {
+    const sq_backend *be; /* whose memory holds the pools */
     int n_layers, n_seq, n_ctx, block_size, n_blocks, blocks_per_seq;
     int *kv_dim;          /* per layer: n_kv_heads * head_dim of that layer */
     uint8_t **k, **v;     /* per layer: [n_blocks][block_size][kv_dim] f32 */
@@ -22,8 +23,9 @@ typedef struct sq_kv_cache {
     int n_free;
 } sq_kv_cache;
 
-/* Capacity: n_ctx positions for each of n_seq sequences. */
-sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_seq, sq_kv_cache **out);
+/* Capacity: n_ctx positions for each of n_seq sequences; the pools in be's memory (be outlives the cache). */
+sq_error *sq_kv_cache_create(const sq_backend *be, int n_layers, const int *kv_dim, int n_ctx, int n_seq,
+                             sq_kv_cache **out);
 void sq_kv_cache_free(sq_kv_cache *c);
 size_t sq_kv_cache_bytes(const sq_kv_cache *c);
 
