@@ -66,19 +66,22 @@ static int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *
     return n;
 }
 
-/* Pointers to the head_dim values of head kvh in each slot's row of pool: the rows themselves when they are
- * f32, else their conversion into buf [n][head_dim]. */
-static void tile_rows(const sq_kv_view *kv, uint8_t *pool, int seq, const int *slots, int n, int kvh, int hd,
-                      sq_to_f32_fn to_f32, float *buf, const float **rows) {
-    const size_t elem = sq_dtype_info(kv->row_type)->block_bytes;
+/* Pointers to the head_dim values at byte offset `head` of each slot's key and value rows: the rows
+ * themselves when they are f32 (to_f32 NULL), else their conversions into kbuf and vbuf [n][head_dim]. */
+INLINE void tile_rows(const sq_kv_view *kv, int seq, const int *slots, int n, size_t head, int hd,
+                      sq_to_f32_fn to_f32, float *kbuf, float *vbuf, const float **keys,
+                      const float **values) {
     for (int j = 0; j < n; j++) {
-        const uint8_t *row = sq_kv_row(kv, pool, seq, slots[j]) + (size_t)kvh * hd * elem;
-        if (kv->row_type == SQ_DTYPE_F32) {
-            rows[j] = (const float *)row;
-        } else {
-            to_f32(row, buf + (size_t)j * hd, hd);
-            rows[j] = buf + (size_t)j * hd;
+        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head, *v = kv->v + (k - kv->k);
+        if (!to_f32) {
+            keys[j] = (const float *)k;
+            values[j] = (const float *)v;
+            continue;
         }
+        to_f32(k, kbuf + (size_t)j * hd, hd);
+        to_f32(v, vbuf + (size_t)j * hd, hd);
+        keys[j] = kbuf + (size_t)j * hd;
+        values[j] = vbuf + (size_t)j * hd;
     }
 }
 
@@ -91,8 +94,12 @@ static void attend_items(void *p, int ith, int nth) {
     const sq_token_batch *tb = a->tokens;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    sq_to_f32_fn to_f32 = sq_cpu_kernels_active()->to_f32[a->kv.row_type];
-    if (!to_f32) to_f32 = sq_dtype_info(a->kv.row_type)->to_f32;
+    const size_t elem = sq_dtype_info(a->kv.row_type)->block_bytes;
+    sq_to_f32_fn to_f32 = NULL; /* f32 rows are read in place */
+    if (a->kv.row_type != SQ_DTYPE_F32) {
+        to_f32 = sq_cpu_kernels_active()->to_f32[a->kv.row_type];
+        if (!to_f32) to_f32 = sq_dtype_info(a->kv.row_type)->to_f32;
+    }
     /* heads are at most 4096 = CONVERTED long (sq_model_bind), so a tile holds at least one converted row */
     const int cap = a->kv.row_type == SQ_DTYPE_F32 || hd <= CONVERTED / TILE ? TILE : CONVERTED / hd;
     float kbuf[CONVERTED], vbuf[CONVERTED];
@@ -110,8 +117,7 @@ static void attend_items(void *p, int ith, int nth) {
         while ((n = next_tile(tb, t, a->window, cap, &lo, tb->n_prefix[t], &link, slots)) > 0) {
             float s[TILE], tile_max = -INFINITY;
             const float *keys[TILE], *values[TILE];
-            tile_rows(&a->kv, a->kv.k, seq, slots, n, kvh, hd, to_f32, kbuf, keys);
-            tile_rows(&a->kv, a->kv.v, seq, slots, n, kvh, hd, to_f32, vbuf, values);
+            tile_rows(&a->kv, seq, slots, n, (size_t)kvh * hd * elem, hd, to_f32, kbuf, vbuf, keys, values);
             for (int j = 0; j < n; j++) {
                 s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;
