@@ -205,7 +205,8 @@ sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
 /* Calibration tap: called with the input of every linear layer the forward pass runs, so that GPTQ, AWQ,
  * SmoothQuant, Wanda, SparseGPT and width-pruning scores collect their statistics through one mechanism.
  * x is [n_tokens][width] fp32 (host memory, valid during the call only); the tokens are the step's, in
- * order. A tap forces the operation-by-operation path on backends that fuse layers. */
+ * order (a batch that sq_forward splits into chunks of n_batch_max tokens is tapped chunk by chunk). A tap
+ * forces the operation-by-operation path on backends that fuse layers. */
 typedef enum sq_tap_point {
     SQ_TAP_ATTN_IN,  /* input of attn_q, attn_k, attn_v: the attention norm's output; width dim */
     SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */

@@ -151,13 +151,10 @@ void sq_context_free(sq_context *ctx) {
     if (!ctx) return;
     const sq_backend *be = &ctx->backend;
     free_weights(ctx);
-    if (be->free) {
-        float *bufs[] = {ctx->x,        ctx->xb,   ctx->q,  ctx->k,     ctx->v,
-                         ctx->attn_out, ctx->gate, ctx->up, ctx->logits};
-        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be->impl, bufs[i]);
-        be->free(be->impl, ctx->inv_freq);
-        if (ctx->tok_dev != ctx->tok_host) be->free(be->impl, ctx->tok_dev);
-    }
+    float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->attn_out, ctx->gate, ctx->up, ctx->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be->impl, bufs[i]);
+    be->free(be->impl, ctx->inv_freq);
+    if (ctx->tok_dev != ctx->tok_host) be->free(be->impl, ctx->tok_dev);
     sq_kv_cache_free(ctx->kv);
     sq_backend_destroy(&ctx->backend);
     free(ctx->tok_host);
@@ -175,11 +172,19 @@ void sq_context_free(sq_context *ctx) {
     free(ctx);
 }
 
+static sq_error *check_options(const sq_context_options *o) {
+    if (o->n_ctx < 0 || o->n_seq_max < 0 || o->n_threads < 0 || o->n_batch_max < 0 || o->n_seq_max > 65536 ||
+        o->n_threads > 1024)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, n_batch_max %d)",
+                         o->n_ctx, o->n_seq_max, o->n_threads, o->n_batch_max);
+    return NULL;
+}
+
 sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out) {
     *out = NULL;
     sq_context_options o = opts ? *opts : (sq_context_options){0};
-    if (o.n_threads < 0 || o.n_threads > 1024)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "context: invalid thread count %d", o.n_threads);
+    SQ_TRY(check_options(&o));
     sq_backend be;
     SQ_TRY(sq_backend_create(o.device, o.n_threads, &be));
     return sq_context_create_on(model, &o, be, out);
@@ -201,13 +206,10 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     }
     ctx->backend = backend;
     ctx->model = model;
-    if (o.n_ctx < 0 || o.n_seq_max < 0 || o.n_threads < 0 || o.n_batch_max < 0 || o.n_seq_max > 65536 ||
-        o.n_threads > 1024) {
+    sq_error *err = check_options(&o);
+    if (err) {
         sq_context_free(ctx);
-        return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, "
-                         "n_batch_max %d)",
-                         o.n_ctx, o.n_seq_max, o.n_threads, o.n_batch_max);
+        return err;
     }
     if (o.n_ctx == 0) o.n_ctx = c->max_seq_len;
     if (o.n_ctx > c->max_seq_len) {
@@ -221,7 +223,6 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->n_seq_max = o.n_seq_max;
     ctx->n_batch_max = o.n_batch_max;
     const sq_backend *be = &ctx->backend;
-    sq_error *err = NULL;
     static const sq_op f32_ops[] = {SQ_OP_RMSNORM, SQ_OP_ROPE, SQ_OP_ADD, SQ_OP_ADD_BIAS, SQ_OP_SWIGLU};
     for (size_t i = 0; i < sizeof f32_ops / sizeof *f32_ops && !err; i++)
         if (!be->supports(be->impl, f32_ops[i], SQ_DTYPE_F32))

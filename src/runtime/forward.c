@@ -121,8 +121,7 @@ static int layout_chunk(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs, c
             id[n] = s->tokens[j];
             seq[n] = s->seq_id;
             slot[n] = base + j;
-            /* a plain token follows every slot before its own; a tree node the cached ones and its ancestors
-             */
+            /* a plain token sees every slot before its own; a tree node the cached ones and its ancestors */
             n_prefix[n] = s->parents ? base : base + j;
             parent[n] = p < 0 ? -1 : first + p;
             pos[n] = p < 0 ? n_prefix[n] : pos[first + p] + 1;
