@@ -1,7 +1,7 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
- * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
- * one format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize.
- * Any outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
+ * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of one
+ * format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize. Any
+ * outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,16 +11,8 @@
 
 #include "squeeze.h"
 
-enum {
-    KIND_GGUF,
-    KIND_LLAMA2C,
-    KIND_SAFETENSORS,
-    KIND_HF_CONFIG,
-    KIND_TOKENIZER_JSON,
-    KIND_TOKENIZER_MODEL,
-    KIND_TOKENIZER_BIN,
-    KIND_TOKENIZE_TEXT
-};
+enum { KIND_GGUF, KIND_LLAMA2C, KIND_SAFETENSORS, KIND_HF_CONFIG, KIND_TOKENIZER_JSON, KIND_TOKENIZER_MODEL,
+       KIND_TOKENIZER_BIN, KIND_TOKENIZE_TEXT };
 
 static char workdir[256];
 
@@ -34,8 +26,8 @@ static void write_file(const char *name, const uint8_t *data, size_t size) {
 /* The valid companions of the fuzzed file live in $SQ_FUZZ_FIXTURES (made by fuzz/make_seeds.py). */
 static void copy_fixture(const char *name) {
     char src[512];
-    snprintf(src, sizeof src, "%s/%s",
-             getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures", name);
+    snprintf(src, sizeof src, "%s/%s", getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures",
+             name);
     FILE *fp = fopen(src, "rb");
     if (!fp) {
         fprintf(stderr, "fuzz: missing fixture %s (set SQ_FUZZ_FIXTURES)\n", src);

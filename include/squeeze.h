@@ -52,8 +52,8 @@ int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
 
-/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
- * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
+/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created if
+ * missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
 sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
 
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
@@ -98,7 +98,7 @@ typedef struct sq_model_info {
     int tied_embeddings; /* output projection shares the token embedding */
     int64_t n_params;
     size_t weight_bytes;
-    const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    const char *rope_style;    /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
     const char *rope_scaling;  /* "none" or "llama3" */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
@@ -291,37 +291,37 @@ void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
-    SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
-                          each from an empty cache, scoring positions 1..n_ctx-1 */
-    SQ_PPL_STRIDE,     /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
-                          previous window did not (Hugging Face's perplexity guide); the last window may be
-                          shorter */
-    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
-                          positions n_ctx/2+1..n_ctx-1 */
+    SQ_PPL_WINDOWS,     /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
+                           each from an empty cache, scoring positions 1..n_ctx-1 */
+    SQ_PPL_STRIDE,      /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
+                           previous window did not (Hugging Face's perplexity guide); the last window may be
+                           shorter */
+    SQ_PPL_SECOND_HALF  /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
+                           positions n_ctx/2+1..n_ctx-1 */
 } sq_ppl_protocol;
 
 typedef struct sq_ppl_options {
     sq_ppl_protocol protocol;
-    int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
-    int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
-    int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads;              /* 0: all online cores */
-    int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
+    int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
+    int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
+    int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
+    int n_threads; /* 0: all online cores */
+    int bos_id;    /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
     const char *ref_logits_out; /* write the reference's distributions here (needs ref) */
     int ref_top_k;              /* log-probs kept per token in ref_logits_out; 0: 64 */
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
-    const char *source; /* names the input (its file) in error messages; may be NULL */
+    const char *source;         /* names the input (its file) in error messages; may be NULL */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
     int64_t start; /* first token of the window in the id sequence */
     int n_tokens;  /* window length */
     int n_scored;
-    double nll; /* mean negative log-likelihood of its scored tokens (nats) */
-    double kl;  /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
+    double nll;    /* mean negative log-likelihood of its scored tokens (nats) */
+    double kl;     /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
 } sq_ppl_window;
 
 typedef struct sq_ppl_result {
@@ -329,16 +329,16 @@ typedef struct sq_ppl_result {
     double mean_nll, nll_sd;    /* nats per scored token */
     int64_t n_scored, n_ids;    /* tokens scored; tokens in the input */
     int n_windows, n_ctx;
-    double seconds;           /* wall time of the whole evaluation */
-    double tokens_per_second; /* tokens through the model's forward pass per second of the whole run */
-    sq_ppl_window *windows;   /* [n_windows], malloc'ed: release with sq_ppl_result_free */
+    double seconds;            /* wall time of the whole evaluation */
+    double tokens_per_second;  /* tokens through the model's forward pass per second of the whole run */
+    sq_ppl_window *windows;    /* [n_windows], malloc'ed: release with sq_ppl_result_free */
     /* with a reference (ref or ref_logits_in); has_ref is 0 otherwise */
     int has_ref;
-    int kl_top_k;                  /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
-    double ref_ppl, ppl_ratio;     /* the reference's own perplexity; ppl / ref_ppl */
+    int kl_top_k;              /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
+    double ref_ppl, ppl_ratio; /* the reference's own perplexity; ppl / ref_ppl */
     double kl_mean, kl_max, kl_sd; /* KL(P_ref || P_model) per token, nats */
-    double top1_agreement;         /* fraction of scored positions where both argmaxes agree */
-    double ref_tail_mass;          /* kl_top_k > 0: mean reference mass outside the stored top k */
+    double top1_agreement;     /* fraction of scored positions where both argmaxes agree */
+    double ref_tail_mass;      /* kl_top_k > 0: mean reference mass outside the stored top k */
 } sq_ppl_result;
 
 /* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
@@ -350,11 +350,11 @@ void sq_ppl_result_free(sq_ppl_result *res);
 /* Zero-shot multiple-choice tasks, scored as lm-evaluation-harness does (docs/eval.md). Task names: piqa,
  * arc_easy, arc_challenge, boolq, winogrande, hellaswag, openbook_qa, lambada. */
 typedef struct sq_eval_options {
-    const char *data_dir;    /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
-    int limit;               /* items per task; 0: all */
-    int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
-    int n_threads;           /* 0: all online cores */
-    int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
+    const char *data_dir; /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
+    int limit;            /* items per task; 0: all */
+    int n_batch;          /* items run together as sequences of one forward call; 0: 1 */
+    int n_threads;        /* 0: all online cores */
+    int n_ctx;            /* 0: the model's max_seq_len; longer items lose context tokens from the left */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
 } sq_eval_options;
@@ -362,13 +362,13 @@ typedef struct sq_eval_options {
 typedef struct sq_task_result {
     char task[32];
     int n_items;
-    double acc, acc_stderr; /* stderr = sqrt(p(1-p)/(n-1)) */
-    int has_acc_norm;       /* acc_norm: argmax of log-prob per byte of the choice */
+    double acc, acc_stderr;           /* stderr = sqrt(p(1-p)/(n-1)) */
+    int has_acc_norm;                 /* acc_norm: argmax of log-prob per byte of the choice */
     double acc_norm, acc_norm_stderr;
-    int has_ppl; /* lambada: exp(-mean log-likelihood of the continuation) */
+    int has_ppl;                      /* lambada: exp(-mean log-likelihood of the continuation) */
     double ppl;
-    double score;    /* the task's headline number: acc_norm where reported, else acc */
-    int n_truncated; /* items that lost context tokens to fit n_ctx */
+    double score;                     /* the task's headline number: acc_norm where reported, else acc */
+    int n_truncated;                  /* items that lost context tokens to fit n_ctx */
     double seconds;
 } sq_task_result;
 
@@ -378,8 +378,8 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
- * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one
- * sq_forward call carrying one greedily chosen token per sequence. */
+ * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one sq_forward
+ * call carrying one greedily chosen token per sequence. */
 typedef struct sq_bench_params {
     int n_prompt, n_gen, n_seqs;
     int n_reps;    /* timed repetitions */

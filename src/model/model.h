@@ -54,20 +54,20 @@ struct sq_model {
 /* Canonical tensor names. */
 #define SQ_NAME_TOK_EMBD "token_embd.weight"
 #define SQ_NAME_OUT_NORM "output_norm.weight"
-#define SQ_NAME_OUTPUT   "output.weight"
+#define SQ_NAME_OUTPUT "output.weight"
 /* Per-layer suffixes: "blk.%d." followed by one of these. */
-#define SQ_NAME_ATTN_NORM   "attn_norm.weight"
-#define SQ_NAME_ATTN_Q      "attn_q.weight"
-#define SQ_NAME_ATTN_K      "attn_k.weight"
-#define SQ_NAME_ATTN_V      "attn_v.weight"
-#define SQ_NAME_ATTN_OUT    "attn_output.weight"
+#define SQ_NAME_ATTN_NORM "attn_norm.weight"
+#define SQ_NAME_ATTN_Q "attn_q.weight"
+#define SQ_NAME_ATTN_K "attn_k.weight"
+#define SQ_NAME_ATTN_V "attn_v.weight"
+#define SQ_NAME_ATTN_OUT "attn_output.weight"
 #define SQ_NAME_ATTN_Q_BIAS "attn_q.bias"
 #define SQ_NAME_ATTN_K_BIAS "attn_k.bias"
 #define SQ_NAME_ATTN_V_BIAS "attn_v.bias"
-#define SQ_NAME_FFN_NORM    "ffn_norm.weight"
-#define SQ_NAME_FFN_GATE    "ffn_gate.weight"
-#define SQ_NAME_FFN_UP      "ffn_up.weight"
-#define SQ_NAME_FFN_DOWN    "ffn_down.weight"
+#define SQ_NAME_FFN_NORM "ffn_norm.weight"
+#define SQ_NAME_FFN_GATE "ffn_gate.weight"
+#define SQ_NAME_FFN_UP "ffn_up.weight"
+#define SQ_NAME_FFN_DOWN "ffn_down.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);
