@@ -181,6 +181,9 @@ typedef struct sq_backend {
     void (*forward)(void *impl, const sq_forward_args *args); /* embedding and every block */
 } sq_backend;
 
+/* "matmul", "get_rows", ... */
+const char *sq_op_name(sq_op op);
+
 /* The backend of a device: "cpu" (the only one today); NULL means "cpu". n_threads: 0 for every online core.
  * An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is missing,
  * SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */

@@ -190,6 +190,32 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     return sq_context_create_on(model, &o, be, out);
 }
 
+/* The operations a forward pass runs besides matmul (bind_weights checks each weight), on the data types this
+ * model and cache hand them. */
+static sq_error *check_supports(const sq_context *ctx) {
+    const sq_backend *be = &ctx->backend;
+    sq_kv_view kv;
+    sq_kv_cache_view(ctx->kv, 0, &kv);
+    const struct {
+        sq_op op;
+        sq_dtype dtype;
+    } needs[] = {{SQ_OP_GET_ROWS, ctx->model->tok_embd->dtype},
+                 {SQ_OP_GET_ROWS, SQ_DTYPE_F32},
+                 {SQ_OP_RMSNORM, SQ_DTYPE_F32},
+                 {SQ_OP_ROPE, SQ_DTYPE_F32},
+                 {SQ_OP_ADD, SQ_DTYPE_F32},
+                 {SQ_OP_ADD_BIAS, SQ_DTYPE_F32},
+                 {SQ_OP_SWIGLU, SQ_DTYPE_F32},
+                 {SQ_OP_KV_STORE, kv.row_type},
+                 {SQ_OP_KV_COPY, kv.row_type},
+                 {SQ_OP_ATTENTION, kv.row_type}};
+    for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
+        if (!be->supports(be->impl, needs[i].op, needs[i].dtype))
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot run %s on %s data", be->name,
+                             sq_op_name(needs[i].op), sq_dtype_info(needs[i].dtype)->name);
+    return NULL;
+}
+
 static void *alloc_rows(const sq_backend *be, int rows, int64_t width, size_t elem) {
     return be->alloc(be->impl, (size_t)rows * (size_t)width * elem);
 }
@@ -223,18 +249,6 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->n_seq_max = o.n_seq_max;
     ctx->n_batch_max = o.n_batch_max;
     const sq_backend *be = &ctx->backend;
-    static const sq_op f32_ops[] = {SQ_OP_RMSNORM, SQ_OP_ROPE, SQ_OP_ADD, SQ_OP_ADD_BIAS, SQ_OP_SWIGLU};
-    for (size_t i = 0; i < sizeof f32_ops / sizeof *f32_ops && !err; i++)
-        if (!be->supports(be->impl, f32_ops[i], SQ_DTYPE_F32))
-            err = sq_errorf(SQ_ERR_UNSUPPORTED, "device %s lacks operation %d on f32 activations", be->name,
-                            (int)f32_ops[i]);
-    if (!err && !be->supports(be->impl, SQ_OP_GET_ROWS, model->tok_embd->dtype))
-        err = sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot read %s embeddings", be->name,
-                        sq_dtype_info(model->tok_embd->dtype)->name);
-    if (err) {
-        sq_context_free(ctx);
-        return err;
-    }
 
     /* widths are the largest any layer needs: layers may differ after pruning */
     const int L = c->n_layers, hd = c->head_dim;
@@ -260,6 +274,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     }
     err = sq_kv_cache_create(&ctx->backend, L, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
     free(kv_dim);
+    if (!err) err = check_supports(ctx);
     if (!err) err = bind_weights(ctx);
     if (err) {
         sq_context_free(ctx);

@@ -510,6 +510,7 @@ typedef struct staged {
     int n_live;
     size_t uploaded;
     int fused_blocks, fused_forwards;
+    sq_op refuse; /* an operation it claims not to have; SQ_OP_COUNT: none */
 } staged;
 
 static int in_backend(const staged *s, const void *p) {
@@ -561,7 +562,7 @@ static void st_copy(void *impl, void *dst, const void *src, size_t n) {
 static void st_sync(void *impl) { (void)impl; }
 static int st_supports(void *impl, sq_op op, sq_dtype dt) {
     staged *s = impl;
-    return s->cpu.supports(s->cpu.impl, op, dt);
+    return op != s->refuse && s->cpu.supports(s->cpu.impl, op, dt);
 }
 static void st_destroy(void *impl) {
     staged *s = impl;
@@ -687,6 +688,7 @@ static sq_backend staged_backend(int fused_block, int fused_forward, staged **st
     staged *s = calloc(1, sizeof *s);
     assert_non_null(s);
     sq_test_ok(sq_backend_create("cpu", 2, &s->cpu));
+    s->refuse = SQ_OP_COUNT;
     *state = s;
     return (sq_backend){.name = "staged",
                         .impl = s,
@@ -810,6 +812,28 @@ static void test_staged_device(void **state) {
     sq_model_free(m);
 }
 
+/* A device without an operation the model needs is refused when the context is made, naming what it lacks. */
+static void test_unsupported_device(void **state) {
+    (void)state;
+    sq_model *m = load("models/stories260K.bin");
+    const struct {
+        sq_op op;
+        const char *message;
+    } cases[] = {{SQ_OP_ATTENTION, "device staged cannot run attention on f32 data"},
+                 {SQ_OP_GET_ROWS, "device staged cannot run get_rows on f32 data"},
+                 {SQ_OP_SWIGLU, "cannot run swiglu"},
+                 {SQ_OP_MATMUL, "device staged cannot multiply f32 weights (token_embd.weight)"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        staged *s;
+        sq_backend be = staged_backend(0, 0, &s);
+        s->refuse = cases[i].op;
+        sq_context *ctx = NULL;
+        sq_test_fails_with(sq_context_create_on(m, NULL, be, &ctx), cases[i].message);
+        assert_null(ctx);
+    }
+    sq_model_free(m);
+}
+
 /* ---------------------------------------------------------------- reloading changed weights */
 
 static void test_reload_weights(void **state) {
@@ -868,7 +892,7 @@ int main(void) {
         cmocka_unit_test(test_reference_is_golden), cmocka_unit_test(test_steps_equal_forward),
         cmocka_unit_test(test_tap_and_layer_mask),  cmocka_unit_test(test_token_tree),
         cmocka_unit_test(test_rejected_batch),      cmocka_unit_test(test_staged_device),
-        cmocka_unit_test(test_reload_weights),
+        cmocka_unit_test(test_unsupported_device),  cmocka_unit_test(test_reload_weights),
     };
     return cmocka_run_group_tests(tests, read_golden_tokens, NULL);
 }
