@@ -1,7 +1,7 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
- * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of one
- * format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize. Any
- * outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
+ * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
+ * one format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize.
+ * Any outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +11,17 @@
 
 #include "squeeze.h"
 
-enum { KIND_GGUF, KIND_LLAMA2C, KIND_SAFETENSORS, KIND_HF_CONFIG, KIND_TOKENIZER_JSON, KIND_TOKENIZER_MODEL,
-       KIND_TOKENIZER_BIN, KIND_TOKENIZE_TEXT };
+enum {
+    KIND_GGUF,
+    KIND_LLAMA2C,
+    KIND_SAFETENSORS,
+    KIND_HF_CONFIG,
+    KIND_TOKENIZER_JSON,
+    KIND_TOKENIZER_MODEL,
+    KIND_TOKENIZER_BIN,
+    KIND_TOKENIZE_TEXT,
+    KIND_GENERATION_CONFIG
+};
 
 static char workdir[256];
 
@@ -26,8 +35,8 @@ static void write_file(const char *name, const uint8_t *data, size_t size) {
 /* The valid companions of the fuzzed file live in $SQ_FUZZ_FIXTURES (made by fuzz/make_seeds.py). */
 static void copy_fixture(const char *name) {
     char src[512];
-    snprintf(src, sizeof src, "%s/%s", getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures",
-             name);
+    snprintf(src, sizeof src, "%s/%s",
+             getenv("SQ_FUZZ_FIXTURES") ? getenv("SQ_FUZZ_FIXTURES") : "fuzz-fixtures", name);
     FILE *fp = fopen(src, "rb");
     if (!fp) {
         fprintf(stderr, "fuzz: missing fixture %s (set SQ_FUZZ_FIXTURES)\n", src);
@@ -47,11 +56,21 @@ static void load_model(const char *path) {
         sq_error_free(err);
         return;
     }
+    /* what loading reports must hold its promises: warnings that say something, stop ids in the vocabulary */
+    sq_model_info info;
+    sq_model_get_info(m, &info);
+    for (int i = 0; i < sq_model_n_warnings(m); i++)
+        if (!sq_model_warning(m, i) || !sq_model_warning(m, i)[0]) abort();
+    int n_eos;
+    const int32_t *eos = sq_model_eos_ids(m, &n_eos);
+    for (int i = 0; i < n_eos; i++)
+        if (eos[i] < 0 || eos[i] >= info.vocab_size || !sq_model_is_eos(m, eos[i])) abort();
     /* a model that loads must also run */
     sq_context *ctx = NULL;
-    if (!sq_context_create(m, &(sq_context_options){.n_ctx = 4, .n_threads = 1}, &ctx)) {
-        sq_model_info info;
-        sq_model_get_info(m, &info);
+    err = sq_context_create(m, &(sq_context_options){.n_ctx = 4, .n_threads = 1}, &ctx);
+    if (err) {
+        sq_error_free(err); /* a model whose context is shorter than 4 tokens: refused, which is fine */
+    } else {
         float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
         int32_t tok = 0;
         sq_error_free(sq_forward(
@@ -110,6 +129,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case KIND_HF_CONFIG:
         write_file(FUZZ_KIND == KIND_SAFETENSORS ? "model.safetensors" : "config.json", data, size);
         copy_fixture(FUZZ_KIND == KIND_SAFETENSORS ? "config.json" : "model.safetensors");
+        copy_fixture("tokenizer.json");
+        load_model(workdir);
+        break;
+    case KIND_GENERATION_CONFIG:
+        write_file("generation_config.json", data, size);
+        copy_fixture("config.json");
+        copy_fixture("model.safetensors");
         copy_fixture("tokenizer.json");
         load_model(workdir);
         break;

@@ -18,7 +18,7 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text"]:
+          "tokenize_text", "generation_config"]:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 os.makedirs(fixtures, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -103,6 +103,13 @@ for d in (os.path.join(seeds, "safetensors"), fixtures):
 for d in (os.path.join(seeds, "hf_config"), fixtures):
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(config, f)
+# a transformers v5 layout too: RoPE under rope_parameters, a list of stop ids, layer types
+with open(os.path.join(seeds, "hf_config", "config-v5.json"), "w") as f:
+    v5 = {k: v for k, v in config.items() if k != "rope_theta"}
+    json.dump({**v5, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0}, "eos_token_id": [2, 3], "layer_types": ["full_attention"] * LAYERS}, f)
+with open(os.path.join(seeds, "generation_config", "generation_config.json"), "w") as f:
+    json.dump({"bos_token_id": 1, "eos_token_id": [2, 3], "do_sample": True, "temperature": 0.6}, f)
 
 # llama2.c checkpoint (interleaved RoPE: same random weights, order per the format)
 with open(os.path.join(seeds, "llama2c", "model.bin"), "wb") as f:

@@ -51,9 +51,15 @@ int sq_tokenizer_bos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
+/* What loading worked around: tokenizer metadata that squeeze can do without but found out of range or
+ * inconsistent (a special-token id outside the vocabulary, a tokenizer_config.json token the vocabulary
+ * lacks), treated as absent. Each message names the file and field; valid while tok lives; NULL for i outside
+ * [0, n). The library never prints: callers show them (the CLI as "squeeze: warning: ..."). */
+int sq_tokenizer_n_warnings(const sq_tokenizer *tok);
+const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i);
 
-/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created if
- * missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
+/* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
+ * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
 sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
 
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
@@ -98,7 +104,7 @@ typedef struct sq_model_info {
     int tied_embeddings; /* output projection shares the token embedding */
     int64_t n_params;
     size_t weight_bytes;
-    const char *rope_style;    /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
     const char *rope_scaling;  /* "none" or "llama3" */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
@@ -108,6 +114,23 @@ typedef struct sq_model_info {
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
 /* The model's tokenizer (owned by the model), or NULL when none was found. */
 const sq_tokenizer *sq_model_tokenizer(const sq_model *model);
+
+/* Load warnings: metadata the model can do without that loading found out of range and treated as absent
+ * (a GGUF tokenizer.ggml.padding_token_id of 0xFFFFFFFF, a config.json eos_token_id outside the vocabulary,
+ * ...), the model's own first, then its tokenizer's (sq_tokenizer_warning). Each names the file and key;
+ * valid while the model lives; NULL for i outside [0, n). Metadata that changes the arithmetic is never
+ * worked around: it is read in every layout the format has used, or loading fails naming the key. */
+int sq_model_n_warnings(const sq_model *model);
+const char *sq_model_warning(const sq_model *model, int i);
+
+/* End-of-generation ids: every id the model's files name as ending a generated text, the union of
+ * config.json eos_token_id (one id or a list), generation_config.json eos_token_id, GGUF
+ * tokenizer.ggml.eos_token_id / eot_token_id / eom_token_id, llama2.c's 2 and the tokenizer's own EOS
+ * (tokenizer_config.json eos_token). The primary EOS comes first; no duplicates; each in [0, vocab_size).
+ * The array is the model's (valid while it lives), *n_ids its length (0: none). sq_generate stops at any of
+ * them; serving and speculative decoding use the same set. */
+const int32_t *sq_model_eos_ids(const sq_model *model, int *n_ids);
+int sq_model_is_eos(const sq_model *model, int32_t id);
 
 typedef struct sq_tensor_info {
     const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
@@ -268,9 +291,9 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
  * as llama.cpp does), prefills it in one forward call, then samples up to n_predict tokens one at a time
- * (n_predict < 0: no limit), stopping at EOS (or a generated BOS, which starts a new document) or when prompt
- * and generated text fill the context. Uses sequence 0 of ctx and clears it first. A prompt longer than the
- * context is an error. */
+ * (n_predict < 0: no limit), stopping at any end-of-generation id (sq_model_eos_ids; or a generated BOS,
+ * which starts a new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and
+ * clears it first. A prompt longer than the context is an error. */
 sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                       sq_text_callback on_text, void *user, sq_generate_stats *stats);
 
@@ -291,37 +314,37 @@ void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
-    SQ_PPL_WINDOWS,     /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
-                           each from an empty cache, scoring positions 1..n_ctx-1 */
-    SQ_PPL_STRIDE,      /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
-                           previous window did not (Hugging Face's perplexity guide); the last window may be
-                           shorter */
-    SQ_PPL_SECOND_HALF  /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
-                           positions n_ctx/2+1..n_ctx-1 */
+    SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
+                          each from an empty cache, scoring positions 1..n_ctx-1 */
+    SQ_PPL_STRIDE,     /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
+                          previous window did not (Hugging Face's perplexity guide); the last window may be
+                          shorter */
+    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
+                          positions n_ctx/2+1..n_ctx-1 */
 } sq_ppl_protocol;
 
 typedef struct sq_ppl_options {
     sq_ppl_protocol protocol;
-    int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
-    int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
-    int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads; /* 0: all online cores */
-    int bos_id;    /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
+    int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
+    int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
+    int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
+    int n_threads;              /* 0: all online cores */
+    int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
     const char *ref_logits_out; /* write the reference's distributions here (needs ref) */
     int ref_top_k;              /* log-probs kept per token in ref_logits_out; 0: 64 */
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
-    const char *source;         /* names the input (its file) in error messages; may be NULL */
+    const char *source; /* names the input (its file) in error messages; may be NULL */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
     int64_t start; /* first token of the window in the id sequence */
     int n_tokens;  /* window length */
     int n_scored;
-    double nll;    /* mean negative log-likelihood of its scored tokens (nats) */
-    double kl;     /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
+    double nll; /* mean negative log-likelihood of its scored tokens (nats) */
+    double kl;  /* mean KL(P_ref || P_model) over its scored tokens; 0 without a reference */
 } sq_ppl_window;
 
 typedef struct sq_ppl_result {
@@ -329,16 +352,16 @@ typedef struct sq_ppl_result {
     double mean_nll, nll_sd;    /* nats per scored token */
     int64_t n_scored, n_ids;    /* tokens scored; tokens in the input */
     int n_windows, n_ctx;
-    double seconds;            /* wall time of the whole evaluation */
-    double tokens_per_second;  /* tokens through the model's forward pass per second of the whole run */
-    sq_ppl_window *windows;    /* [n_windows], malloc'ed: release with sq_ppl_result_free */
+    double seconds;           /* wall time of the whole evaluation */
+    double tokens_per_second; /* tokens through the model's forward pass per second of the whole run */
+    sq_ppl_window *windows;   /* [n_windows], malloc'ed: release with sq_ppl_result_free */
     /* with a reference (ref or ref_logits_in); has_ref is 0 otherwise */
     int has_ref;
-    int kl_top_k;              /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
-    double ref_ppl, ppl_ratio; /* the reference's own perplexity; ppl / ref_ppl */
+    int kl_top_k;                  /* 0: KL is exact; k: KL over the reference's top k plus one tail bucket */
+    double ref_ppl, ppl_ratio;     /* the reference's own perplexity; ppl / ref_ppl */
     double kl_mean, kl_max, kl_sd; /* KL(P_ref || P_model) per token, nats */
-    double top1_agreement;     /* fraction of scored positions where both argmaxes agree */
-    double ref_tail_mass;      /* kl_top_k > 0: mean reference mass outside the stored top k */
+    double top1_agreement;         /* fraction of scored positions where both argmaxes agree */
+    double ref_tail_mass;          /* kl_top_k > 0: mean reference mass outside the stored top k */
 } sq_ppl_result;
 
 /* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
@@ -350,11 +373,11 @@ void sq_ppl_result_free(sq_ppl_result *res);
 /* Zero-shot multiple-choice tasks, scored as lm-evaluation-harness does (docs/eval.md). Task names: piqa,
  * arc_easy, arc_challenge, boolq, winogrande, hellaswag, openbook_qa, lambada. */
 typedef struct sq_eval_options {
-    const char *data_dir; /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
-    int limit;            /* items per task; 0: all */
-    int n_batch;          /* items run together as sequences of one forward call; 0: 1 */
-    int n_threads;        /* 0: all online cores */
-    int n_ctx;            /* 0: the model's max_seq_len; longer items lose context tokens from the left */
+    const char *data_dir;    /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
+    int limit;               /* items per task; 0: all */
+    int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
+    int n_threads;           /* 0: all online cores */
+    int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
 } sq_eval_options;
@@ -362,13 +385,13 @@ typedef struct sq_eval_options {
 typedef struct sq_task_result {
     char task[32];
     int n_items;
-    double acc, acc_stderr;           /* stderr = sqrt(p(1-p)/(n-1)) */
-    int has_acc_norm;                 /* acc_norm: argmax of log-prob per byte of the choice */
+    double acc, acc_stderr; /* stderr = sqrt(p(1-p)/(n-1)) */
+    int has_acc_norm;       /* acc_norm: argmax of log-prob per byte of the choice */
     double acc_norm, acc_norm_stderr;
-    int has_ppl;                      /* lambada: exp(-mean log-likelihood of the continuation) */
+    int has_ppl; /* lambada: exp(-mean log-likelihood of the continuation) */
     double ppl;
-    double score;                     /* the task's headline number: acc_norm where reported, else acc */
-    int n_truncated;                  /* items that lost context tokens to fit n_ctx */
+    double score;    /* the task's headline number: acc_norm where reported, else acc */
+    int n_truncated; /* items that lost context tokens to fit n_ctx */
     double seconds;
 } sq_task_result;
 
@@ -378,8 +401,8 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
- * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one sq_forward
- * call carrying one greedily chosen token per sequence. */
+ * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one
+ * sq_forward call carrying one greedily chosen token per sequence. */
 typedef struct sq_bench_params {
     int n_prompt, n_gen, n_seqs;
     int n_reps;    /* timed repetitions */

@@ -13,8 +13,12 @@ else
 fi
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSQ_FUZZ=ON \
   -DSQ_PYTHON="$PWD/.venv/bin/python" >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target $(sed -n 's/^set(SQ_FUZZ_KINDS \(.*\))/\1/p' fuzz/CMakeLists.txt | sed 's/\([a-z_0-9]*\)/fuzz_\1/g')
+kinds=$(sed -n 's/^set(SQ_FUZZ_KINDS \(.*\))/\1/p' fuzz/CMakeLists.txt)
+cmake --build build-fuzz -j "$(nproc)" --target $(for kind in $kinds; do echo "fuzz_$kind"; done)
 data=build-fuzz/fuzz-data
+for kind in $kinds; do # a target added since the seeds were made needs them made again
+  [ -d "$data/seeds/$kind" ] || { rm -rf "$data/seeds" "$data/fixtures"; break; }
+done
 [ -d "$data/seeds" ] || .venv/bin/python fuzz/make_seeds.py "$data" >/dev/null
 mkdir -p build-fuzz/crashes
 export SQ_FUZZ_FIXTURES="$PWD/$data/fixtures" SQ_SHARED="${SQ_SHARED:-$PWD/../shared}"

@@ -93,8 +93,16 @@ sq_error *sq_gguf_get_strings(const sq_gguf_file *g, const char *key, char ***v,
 /* The model part of a parsed file: config from {arch}.* metadata and the tensors (borrowed from the mapping,
  * which the caller keeps alive). */
 sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m);
-/* The vocabulary in tokenizer.ggml.*, built into a tokenizer; *out is NULL when the file has none. */
+/* The vocabulary in tokenizer.ggml.*, built into a tokenizer; *out is NULL when the file has none. Special
+ * ids outside the vocabulary become the tokenizer's warnings. */
 sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out);
+
+#define SQ_GGUF_BOS_ID "tokenizer.ggml.bos_token_id"
+#define SQ_GGUF_EOS_ID "tokenizer.ggml.eos_token_id"
+/* A special-token id (tokenizer.ggml.*_token_id) of any integer type, -1 when absent. One outside
+ * [0, n_tokens) is metadata squeeze can do without: treated as absent and reported in w (may be NULL), as
+ * llama.cpp warns and goes on (hub files carry 0xFFFFFFFF for "none"). A non-integer value is an error. */
+sq_error *sq_gguf_special_id(const sq_gguf_file *g, const char *key, int n_tokens, sq_warnings *w, int *id);
 
 /* Reads a GGUF string (u64 length + bytes) at p; the parser has already validated it. */
 static inline uint64_t sq_gguf_string_len(const unsigned char *p) {

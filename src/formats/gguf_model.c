@@ -1,6 +1,8 @@
 /* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: llama,
  * mistral (llama with attention.sliding_window; a llama file with a sliding window is read as mistral) and
- * qwen2 (q/k/v biases, halves RoPE). Llama-3 RoPE scaling is read from rope_freqs.weight. */
+ * qwen2 (q/k/v biases, halves RoPE). Llama-3 RoPE scaling is read from rope_freqs.weight. Metadata that
+ * changes the arithmetic beyond that (other RoPE scaling, experts) is refused naming the key; special-token
+ * ids out of range are dropped with a warning. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,23 +89,56 @@ static sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *ori
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     int found = 0;
     TRY(sq_gguf_get_string(g, key, &scaling, &found));
-    if (!err && found && strcmp(scaling, "none") != 0)
+    if (!err && found && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
         err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF rope scaling type '%.32s' is not supported", path,
                         scaling);
     free(scaling);
+    /* llama.cpp divides every position by this factor (the older key name first), whatever the scaling type
+     */
+    static const char *const factor_keys[] = {"rope.scale_linear", "rope.scaling.factor"};
+    for (size_t i = 0; i < sizeof factor_keys / sizeof *factor_keys && !err; i++) {
+        float factor = 0;
+        TRY(arch_float(g, arch, factor_keys[i], 0, &factor));
+        if (!err && factor != 0 && factor != 1)
+            err = sq_errorf(SQ_ERR_UNSUPPORTED,
+                            "%s: GGUF %s.%s = %g (linear RoPE position scaling) is not supported", path, arch,
+                            factor_keys[i], factor);
+    }
+    int experts = 0;
+    TRY(arch_int(g, arch, "expert_count", 0, 0, 1 << 16, &experts));
+    if (!err && experts > 0)
+        err = sq_errorf(SQ_ERR_UNSUPPORTED,
+                        "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
+                        arch, experts);
 #undef TRY
     if (!err) {
         c->rope_style = strcmp(arch, "qwen2") == 0 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
         if (!strcmp(arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
-        int64_t id;
-        int has;
-        err = sq_gguf_get_int(g, "tokenizer.ggml.bos_token_id", 0, big, &id, &has);
-        if (!err && has) c->bos_id = (int)id;
-        if (!err) err = sq_gguf_get_int(g, "tokenizer.ggml.eos_token_id", 0, big, &id, &has);
-        if (!err && has) c->eos_id = (int)id;
     }
     free(arch);
     return err;
+}
+
+/* BOS and the end-of-generation ids (eos, then end of turn and end of message, as llama.cpp's EOG set),
+ * checked against the vocabulary inside the file, else the embedding rows. Out-of-range ids are reported here
+ * only for keys the vocabulary reader does not check itself. */
+static sq_error *read_special_ids(const sq_gguf_file *g, sq_model *m) {
+    const sq_gguf_kv *tokens = sq_gguf_find(g, "tokenizer.ggml.tokens");
+    const int has_vocab = tokens && tokens->type == SQ_GGUF_ARRAY;
+    const int n = has_vocab && tokens->n_elems < (1u << 24) ? (int)tokens->n_elems : m->cfg.vocab_size;
+    sq_warnings *unchecked = has_vocab ? NULL : &m->warnings;
+    SQ_TRY(sq_gguf_special_id(g, SQ_GGUF_BOS_ID, n, unchecked, &m->cfg.bos_id));
+    const struct {
+        const char *key;
+        int by_vocab;
+    } eog[] = {{SQ_GGUF_EOS_ID, 1}, {"tokenizer.ggml.eot_token_id", 0}, {"tokenizer.ggml.eom_token_id", 0}};
+    m->cfg.n_eos_ids = 0;
+    for (size_t i = 0; i < sizeof eog / sizeof *eog; i++) {
+        int id;
+        SQ_TRY(sq_gguf_special_id(g, eog[i].key, n, eog[i].by_vocab ? unchecked : &m->warnings, &id));
+        SQ_TRY(sq_model_add_eos(&m->cfg, id, &m->warnings, g->file->path));
+    }
+    return NULL;
 }
 
 sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
@@ -142,7 +177,7 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
         const sq_tensor *emb = sq_model_find_tensor(m, SQ_NAME_TOK_EMBD);
         if (emb && emb->ndim == 2 && emb->shape[0] <= (1 << 24)) m->cfg.vocab_size = (int)emb->shape[0];
     }
-    return NULL;
+    return read_special_ids(g, m);
 }
 
 sq_error *sq_gguf_load(const char *path, sq_model *m) {

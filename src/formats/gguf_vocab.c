@@ -1,5 +1,6 @@
 /* GGUF tokenizer.ggml.* metadata -> tokenizer. "llama" vocabularies are SentencePiece-style BPE, "gpt2" ones
  * byte-level BPE; defaults for absent flags follow llama.cpp (BOS and a space prefix for "llama" only). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,13 +29,18 @@ static sq_error *numeric_array(const sq_gguf_file *g, const char *key, uint32_t 
     return NULL;
 }
 
-static sq_error *optional_id(const sq_gguf_file *g, const char *key, int n_tokens, int *id) {
+sq_error *sq_gguf_special_id(const sq_gguf_file *g, const char *key, int n_tokens, sq_warnings *w, int *id) {
     int64_t v;
     int found;
     *id = -1;
-    SQ_TRY(sq_gguf_get_int(g, key, 0, (int64_t)n_tokens - 1, &v, &found));
-    if (found) *id = (int)v;
-    return NULL;
+    SQ_TRY(sq_gguf_get_int(g, key, INT64_MIN, INT64_MAX, &v, &found));
+    if (!found) return NULL;
+    if (v >= 0 && v < n_tokens) {
+        *id = (int)v;
+        return NULL;
+    }
+    return sq_warn(w, "%s: GGUF %s = %lld is outside the vocabulary of %d tokens; treated as absent",
+                   g->file->path, key, (long long)v, n_tokens);
 }
 
 static sq_error *optional_flag(const sq_gguf_file *g, const char *key, int dflt, int *v) {
@@ -90,10 +96,16 @@ sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
     if (!err) err = sq_gguf_get_strings(g, "tokenizer.ggml.merges", &merges, &n_merges, &found);
     if (!err && n_merges > (1u << 24)) err = sq_errorf(SQ_ERR_FORMAT, "%s: too many merges", path);
     if (!err) err = sq_gguf_get_string(g, "tokenizer.ggml.pre", &pre, &found);
-    if (!err) err = optional_id(g, "tokenizer.ggml.bos_token_id", (int)n_tokens, &spec.bos_id);
-    if (!err) err = optional_id(g, "tokenizer.ggml.eos_token_id", (int)n_tokens, &spec.eos_id);
-    if (!err) err = optional_id(g, "tokenizer.ggml.unknown_token_id", (int)n_tokens, &spec.unk_id);
-    if (!err) err = optional_id(g, "tokenizer.ggml.padding_token_id", (int)n_tokens, &spec.pad_id);
+    sq_warnings warnings = {0};
+    const struct {
+        const char *key;
+        int *id;
+    } ids[] = {{SQ_GGUF_BOS_ID, &spec.bos_id},
+               {SQ_GGUF_EOS_ID, &spec.eos_id},
+               {"tokenizer.ggml.unknown_token_id", &spec.unk_id},
+               {"tokenizer.ggml.padding_token_id", &spec.pad_id}};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids && !err; i++)
+        err = sq_gguf_special_id(g, ids[i].key, (int)n_tokens, &warnings, ids[i].id);
     const int spm = spec.type == SQ_TOKENIZER_SPM_BPE;
     if (!err) err = optional_flag(g, "tokenizer.ggml.add_bos_token", spm, &spec.add_bos);
     if (!err) err = optional_flag(g, "tokenizer.ggml.add_eos_token", 0, &spec.add_eos);
@@ -107,6 +119,7 @@ sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
         spec.merges = (const char *const *)merges;
         spec.pre = pre;
         spec.normalize_nfc = pre && !strcmp(pre, "qwen2"); /* Qwen2's tokenizer.json normalises to NFC */
+        spec.warnings = &warnings;
         err = sq_error_wrap(sq_tokenizer_from_spec(&spec, out), "%s: GGUF vocabulary", path);
     }
     free(model);
@@ -115,5 +128,6 @@ sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
     free_strings(merges, n_merges);
     free(scores);
     free(types);
+    sq_warnings_free(&warnings);
     return err;
 }

@@ -146,6 +146,22 @@ static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
     if (spm) kv_bool(b, "tokenizer.ggml.add_space_prefix", s.add_space_prefix);
 }
 
+/* The config's special ids the vocabulary does not already carry (all of them without a vocabulary): BOS, the
+ * primary EOS, and up to two more end-of-generation ids in the end-of-turn and end-of-message slots, which
+ * llama.cpp also stops at (a third extra id has no place in GGUF and is not written). */
+static void put_stop_ids(kv_buf *b, const sq_model *m) {
+    const sq_model_config *c = &m->cfg;
+    const int bos = m->tokenizer ? sq_tokenizer_bos(m->tokenizer) : -1;
+    int eos = m->tokenizer ? sq_tokenizer_eos(m->tokenizer) : -1;
+    if (bos < 0 && c->bos_id >= 0) kv_u32(b, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
+    if (eos < 0 && c->n_eos_ids > 0)
+        kv_u32(b, "tokenizer.ggml.eos_token_id", (uint32_t)(eos = c->eos_ids[0]));
+    static const char *const extra[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
+    size_t k = 0;
+    for (int i = 0; i < c->n_eos_ids && k < sizeof extra / sizeof *extra; i++)
+        if (c->eos_ids[i] != eos) kv_u32(b, extra[k++], (uint32_t)c->eos_ids[i]);
+}
+
 static void put_tensor_info(sq_out_file *o, const char *name, int ndim, const int64_t *shape, uint32_t type,
                             uint64_t offset) {
     uint64_t n = strlen(name);
@@ -179,12 +195,8 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     }
     kv_buf kv = {0};
     put_config(&kv, m, arch);
-    if (m->tokenizer) {
-        put_vocab(&kv, m->tokenizer);
-    } else { /* keep the config's special ids even without a vocabulary */
-        if (c->bos_id >= 0) kv_u32(&kv, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
-        if (c->eos_id >= 0) kv_u32(&kv, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id);
-    }
+    if (m->tokenizer) put_vocab(&kv, m->tokenizer);
+    put_stop_ids(&kv, m);
     if (kv.oom) {
         free(kv.data);
         free(freqs);

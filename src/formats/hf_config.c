@@ -20,13 +20,16 @@ static const struct {
 typedef struct reader {
     const char *path;
     const cJSON *root;
+    sq_warnings *warnings;
 } reader;
+
+static int present(const cJSON *item) { return item && !cJSON_IsNull(item); }
 
 /* An integer field in [lo, hi]: *v is left alone when the field is absent or null and not required. */
 static sq_error *get_int(const reader *r, const cJSON *obj, const char *key, int required, long lo, long hi,
                          int *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!item || cJSON_IsNull(item)) {
+    if (!present(item)) {
         if (required) return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s is missing", r->path, key);
         return NULL;
     }
@@ -40,7 +43,7 @@ static sq_error *get_int(const reader *r, const cJSON *obj, const char *key, int
 
 static sq_error *get_float(const reader *r, const cJSON *obj, const char *key, int required, float *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!item || cJSON_IsNull(item)) {
+    if (!present(item)) {
         if (required) return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s is missing", r->path, key);
         return NULL;
     }
@@ -52,26 +55,55 @@ static sq_error *get_float(const reader *r, const cJSON *obj, const char *key, i
 
 static sq_error *get_bool(const reader *r, const char *key, int *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->root, key);
-    if (!item || cJSON_IsNull(item)) return NULL;
+    if (!present(item)) return NULL;
     if (!cJSON_IsBool(item))
         return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must be true or false", r->path, key);
     *v = cJSON_IsTrue(item);
     return NULL;
 }
 
-/* eos_token_id may be one id or a list of them (the first is the end of a turn). */
-static sq_error *get_token_id(const reader *r, const char *key, int *v) {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->root, key);
-    if (cJSON_IsArray(item)) {
-        if (cJSON_GetArraySize(item) == 0) return NULL;
-        item = cJSON_GetArrayItem(item, 0);
-        if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) || item->valuedouble < 0 ||
-            item->valuedouble > (1 << 24))
-            return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must hold token ids", r->path, key);
-        *v = (int)item->valuedouble;
+/* A string field; NULL when absent or null. */
+static sq_error *get_string(const reader *r, const cJSON *obj, const char *key, const char **v) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *v = NULL;
+    if (!present(item)) return NULL;
+    if (!cJSON_IsString(item))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must be a string", r->path, key);
+    *v = item->valuestring;
+    return NULL;
+}
+
+/* A token id the model can do without (bos_token_id, eos_token_id): anything but an id of the vocabulary is
+ * reported and left out, as transformers' generation would never see it. -1 when absent or left out. */
+static sq_error *token_id(const reader *r, const char *key, const cJSON *item, int vocab_size, int *id) {
+    *id = -1;
+    if (!present(item)) return NULL;
+    double x = item->valuedouble;
+    if (cJSON_IsNumber(item) && x == floor(x) && x >= 0 && x < vocab_size) {
+        *id = (int)x;
         return NULL;
     }
-    return get_int(r, r->root, key, 0, 0, 1 << 24, v);
+    char *text = cJSON_PrintUnformatted(item);
+    sq_error *err = sq_warn(r->warnings, "%s: %s %.40s is not a token id of the %d-token vocabulary; ignored",
+                            r->path, key, text ? text : "(value)", vocab_size);
+    free(text);
+    return err;
+}
+
+/* eos_token_id: one id or a list of them (chat models end a turn with any: Llama 3's <|eot_id|>), each
+ * added to the end-of-generation set. */
+static sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->root, "eos_token_id"), *one;
+    int id;
+    if (!cJSON_IsArray(item)) {
+        SQ_TRY(token_id(r, "eos_token_id", item, c->vocab_size, &id));
+        return sq_model_add_eos(c, id, r->warnings, r->path);
+    }
+    cJSON_ArrayForEach(one, item) {
+        SQ_TRY(token_id(r, "eos_token_id", one, c->vocab_size, &id));
+        SQ_TRY(sq_model_add_eos(c, id, r->warnings, r->path));
+    }
+    return NULL;
 }
 
 static sq_error *get_architecture(const reader *r, sq_model_config *c) {
@@ -91,28 +123,169 @@ static sq_error *get_architecture(const reader *r, sq_model_config *c) {
                      r->path, name->valuestring);
 }
 
-static sq_error *get_rope_scaling(const reader *r, sq_model_config *c) {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(r->root, "rope_scaling");
-    if (!rs || cJSON_IsNull(rs)) return NULL;
-    if (!cJSON_IsObject(rs))
-        return sq_errorf(SQ_ERR_FORMAT, "%s: config field rope_scaling must be an object", r->path);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!type) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (!cJSON_IsString(type)) return sq_errorf(SQ_ERR_FORMAT, "%s: rope_scaling has no rope_type", r->path);
-    if (!strcmp(type->valuestring, "default")) return NULL;
-    if (strcmp(type->valuestring, "llama3") != 0)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: rope_scaling type %.32s is not supported (llama3 is)",
-                         r->path, type->valuestring);
+/* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the
+ * sliding ones; -1 when the field is absent. */
+static sq_error *get_layer_types(const reader *r, int n_layers, int *n_sliding) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t;
+    *n_sliding = -1;
+    if (!present(list)) return NULL;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != n_layers)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field layer_types must list one type per layer (%d)",
+                         r->path, n_layers);
+    *n_sliding = 0;
+    cJSON_ArrayForEach(t, list) {
+        const char *s = cJSON_GetStringValue(t);
+        if (s && !strcmp(s, "sliding_attention"))
+            ++*n_sliding;
+        else if (!s || strcmp(s, "full_attention"))
+            return sq_errorf(SQ_ERR_UNSUPPORTED,
+                             "%s: config field layer_types holds %.40s (full_attention and sliding_attention "
+                             "are supported)",
+                             r->path, s ? s : "a non-string");
+    }
+    return NULL;
+}
+
+/* The RoPE settings as transformers resolves them (modeling_rope_utils.py, convert_rope_params_to_dict):
+ * a non-empty rope_scaling (v4) replaces rope_parameters (v5); inside it rope_theta, then the top-level
+ * rope_theta, then 10000; rope_type, else the older "type", else "default"; partial_rotary_factor from
+ * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default
+ * and llama3, and partial rotation, change the arithmetic in ways squeeze does not implement: errors. */
+static sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p, sq_model_config *c) {
+    if (!cJSON_IsObject(p))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must be an object", r->path, field);
+    c->rope_theta = 10000.0f;
+    SQ_TRY(get_float(r, r->root, "rope_theta", 0, &c->rope_theta));
+    SQ_TRY(get_float(r, p, "rope_theta", 0, &c->rope_theta));
+    float partial = 1.0f;
+    SQ_TRY(get_float(r, r->root, "partial_rotary_factor", 0, &partial));
+    SQ_TRY(get_float(r, p, "partial_rotary_factor", 0, &partial));
+    if (partial != 1.0f)
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: config field partial_rotary_factor = %g (rotary embeddings on part of each head) "
+            "is not supported",
+            r->path, partial);
+    const char *type;
+    SQ_TRY(get_string(r, p, "rope_type", &type));
+    if (!type) SQ_TRY(get_string(r, p, "type", &type));
+    c->rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
+    if (!type || !strcmp(type, "default")) return NULL;
+    if (strcmp(type, "llama3") != 0)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s type %.32s is not supported (default and llama3 are)",
+                         r->path, field, type);
     sq_rope_scaling *s = &c->rope_scaling;
     s->type = SQ_ROPE_SCALING_LLAMA3;
-    SQ_TRY(get_float(r, rs, "factor", 1, &s->factor));
-    SQ_TRY(get_float(r, rs, "low_freq_factor", 1, &s->low_freq_factor));
-    SQ_TRY(get_float(r, rs, "high_freq_factor", 1, &s->high_freq_factor));
-    SQ_TRY(get_int(r, rs, "original_max_position_embeddings", 1, 1, 1 << 24, &s->original_max_pos));
+    s->original_max_pos = c->max_seq_len; /* transformers' default when the dict omits it */
+    SQ_TRY(get_float(r, p, "factor", 1, &s->factor));
+    SQ_TRY(get_float(r, p, "low_freq_factor", 1, &s->low_freq_factor));
+    SQ_TRY(get_float(r, p, "high_freq_factor", 1, &s->high_freq_factor));
+    SQ_TRY(get_int(r, p, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
     if (!(s->factor >= 1) || !(s->low_freq_factor > 0) || !(s->high_freq_factor > s->low_freq_factor))
-        return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: rope_scaling needs factor >= 1 and 0 < low_freq_factor < high_freq_factor",
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s needs factor >= 1 and 0 < low_freq_factor < high_freq_factor",
+                         r->path, field);
+    return NULL;
+}
+
+static int same_rope(const sq_model_config *a, const sq_model_config *b) {
+    return a->rope_theta == b->rope_theta &&
+           !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling);
+}
+
+/* A dict nested per layer type: the keys named in layer_types. Every type the layers use must agree, as
+ * squeeze has one RoPE for all layers. *nested counts the entries found. */
+static sq_error *read_nested_rope(const reader *r, const char *field, const cJSON *p, sq_model_config *c,
+                                  int *nested) {
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t, *entry;
+    *nested = 0;
+    if (!cJSON_IsArray(types)) return NULL;
+    cJSON_ArrayForEach(t, types) {
+        const char *name = cJSON_GetStringValue(t);
+        if (!name || !(entry = cJSON_GetObjectItemCaseSensitive(p, name))) continue;
+        sq_model_config one = *c;
+        char where[96];
+        snprintf(where, sizeof where, "%s.%.40s", field, name);
+        SQ_TRY(read_rope_dict(r, where, entry, &one));
+        if ((*nested)++ && !same_rope(&one, c))
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s differs between layer types (not supported)",
+                             r->path, field);
+        *c = one;
+    }
+    return NULL;
+}
+
+static sq_error *get_rope(const reader *r, sq_model_config *c) {
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(r->root, "rope_scaling");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(r->root, "rope_parameters");
+    if (present(scaling) && !cJSON_IsObject(scaling))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field rope_scaling must be an object", r->path);
+    if (cJSON_IsObject(scaling) && scaling->child) return read_rope_dict(r, "rope_scaling", scaling, c);
+    if (!present(params)) { /* the top-level keys alone */
+        cJSON *empty = cJSON_CreateObject();
+        if (!empty) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", r->path);
+        sq_error *err = read_rope_dict(r, "rope_parameters", empty, c);
+        cJSON_Delete(empty);
+        return err;
+    }
+    int nested = 0;
+    if (cJSON_IsObject(params)) SQ_TRY(read_nested_rope(r, "rope_parameters", params, c, &nested));
+    return nested ? NULL : read_rope_dict(r, "rope_parameters", params, c);
+}
+
+/* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral
+ * everywhere (4096 when the config omits the field; null turns it off); Qwen2 only with use_sliding_window,
+ * on the layers layer_types marks (else those from max_window_layers on). Llama has none. One window for
+ * all layers or none is supported; a mix of both is not. */
+static sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
+    c->sliding_window = 0;
+    const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
+    if (!strcmp(c->arch, "mistral")) {
+        if (!window) c->sliding_window = 4096;
+        return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
+    }
+    if (strcmp(c->arch, "qwen2") != 0) return NULL;
+    int n_sliding;
+    SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
+    int use = 0, size = window ? -1 : 4096, from = 28;
+    SQ_TRY(get_bool(r, "use_sliding_window", &use));
+    SQ_TRY(get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &size));
+    if (!use || size <= 0) return NULL;
+    const char *decided_by = "layer_types";
+    if (n_sliding < 0) {
+        SQ_TRY(get_int(r, r->root, "max_window_layers", 0, 0, 1 << 24, &from));
+        n_sliding = c->n_layers - (from < c->n_layers ? from : c->n_layers);
+        decided_by = "max_window_layers";
+    }
+    if (n_sliding == c->n_layers) c->sliding_window = size;
+    if (n_sliding == 0 || n_sliding == c->n_layers) return NULL;
+    return sq_errorf(
+        SQ_ERR_UNSUPPORTED,
+        "%s: Qwen2 use_sliding_window with %s = %d of %d layers windowed (a window on some layers "
+        "only) is not supported",
+        r->path, decided_by, n_sliding, c->n_layers);
+}
+
+/* Keys that change the arithmetic of these architectures beyond what squeeze implements: an error naming the
+ * key, never a silent default. */
+static sq_error *check_unsupported(const reader *r, const sq_model_config *c) {
+    const char *act;
+    SQ_TRY(get_string(r, r->root, "hidden_act", &act));
+    if (act && strcmp(act, "silu") && strcmp(act, "swish")) /* transformers' ACT2FN: both are SiLU */
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field hidden_act = %.32s is not supported (silu)",
+                         r->path, act);
+    int mlp_bias = 0;
+    if (!strcmp(c->arch, "llama")) SQ_TRY(get_bool(r, "mlp_bias", &mlp_bias));
+    if (mlp_bias)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field mlp_bias = true (MLP biases) is not supported",
                          r->path);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(r->root, "quantization_config");
+    if (present(q)) {
+        const char *method = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(q, "quant_method"));
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field quantization_config (quant_method %.32s): quantized Hugging Face "
+                         "checkpoints are not supported",
+                         r->path, method ? method : "unknown");
+    }
     return NULL;
 }
 
@@ -131,40 +304,50 @@ static sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) 
     SQ_TRY(get_int(r, r->root, "max_position_embeddings", 1, 1, big, &c->max_seq_len));
     c->norm_eps = 1e-6f; /* transformers' default for all three */
     SQ_TRY(get_float(r, r->root, "rms_norm_eps", 0, &c->norm_eps));
-    c->rope_theta = 10000.0f;
-    SQ_TRY(get_float(r, r->root, "rope_theta", 0, &c->rope_theta));
-    SQ_TRY(get_rope_scaling(r, c));
-    c->sliding_window = 0;
+    SQ_TRY(get_rope(r, c));
+    SQ_TRY(get_sliding_window(r, c));
+    SQ_TRY(check_unsupported(r, c));
     const int qwen2 = !strcmp(c->arch, "qwen2");
-    if (!strcmp(c->arch, "mistral")) {
-        SQ_TRY(get_int(r, r->root, "sliding_window", 0, 0, big, &c->sliding_window));
-    } else if (qwen2) {
-        int use = 0;
-        SQ_TRY(get_bool(r, "use_sliding_window", &use));
-        if (use)
-            return sq_errorf(SQ_ERR_UNSUPPORTED,
-                             "%s: Qwen2 use_sliding_window (per-layer windows) is not supported", r->path);
-    }
     flags->tie_word_embeddings = 0;
     SQ_TRY(get_bool(r, "tie_word_embeddings", &flags->tie_word_embeddings));
     flags->attention_bias = qwen2;
     if (!qwen2) SQ_TRY(get_bool(r, "attention_bias", &flags->attention_bias));
-    c->bos_id = c->eos_id = -1;
-    SQ_TRY(get_token_id(r, "bos_token_id", &c->bos_id));
-    SQ_TRY(get_token_id(r, "eos_token_id", &c->eos_id));
+    SQ_TRY(token_id(r, "bos_token_id", cJSON_GetObjectItemCaseSensitive(r->root, "bos_token_id"),
+                    c->vocab_size, &c->bos_id));
+    c->n_eos_ids = 0;
+    SQ_TRY(get_eos_ids(r, c));
     c->rope_style = SQ_ROPE_HALVES;
     return NULL;
 }
 
+static sq_error *parse_object(const char *path, const char *text, size_t len, cJSON **root) {
+    *root = cJSON_ParseWithLength(text, len);
+    if (cJSON_IsObject(*root)) return NULL;
+    cJSON_Delete(*root);
+    *root = NULL;
+    return sq_errorf(SQ_ERR_FORMAT, "%s: not a JSON object", path);
+}
+
 sq_error *sq_hf_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,
-                             sq_hf_flags *flags) {
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return sq_errorf(SQ_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    reader r = {path, root};
+                             sq_hf_flags *flags, sq_warnings *warnings) {
+    cJSON *root;
+    SQ_TRY(parse_object(path, text, len, &root));
+    reader r = {path, root, warnings};
     sq_error *err = parse(&r, c, flags);
+    cJSON_Delete(root);
+    return err;
+}
+
+sq_error *sq_hf_generation_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,
+                                        sq_warnings *warnings) {
+    cJSON *root;
+    sq_error *err = parse_object(path, text, len, &root);
+    if (err) { /* only its stop ids matter to squeeze, and those the model's other files also name */
+        sq_error_free(err);
+        return sq_warn(warnings, "%s: not a JSON object; ignored", path);
+    }
+    reader r = {path, root, warnings};
+    err = get_eos_ids(&r, c);
     cJSON_Delete(root);
     return err;
 }
@@ -233,7 +416,9 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     if (!qwen2) cJSON_AddBoolToObject(root, "attention_bias", bias);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied_embeddings);
     if (c->bos_id >= 0) cJSON_AddNumberToObject(root, "bos_token_id", c->bos_id);
-    if (c->eos_id >= 0) cJSON_AddNumberToObject(root, "eos_token_id", c->eos_id);
+    if (c->n_eos_ids == 1) cJSON_AddNumberToObject(root, "eos_token_id", c->eos_ids[0]);
+    if (c->n_eos_ids > 1)
+        cJSON_AddItemToObject(root, "eos_token_id", cJSON_CreateIntArray(c->eos_ids, c->n_eos_ids));
     cJSON_AddStringToObject(root, "hidden_act", "silu");
     cJSON_AddStringToObject(root, "torch_dtype", torch_dtype(dtype));
     char *text = cJSON_Print(root);

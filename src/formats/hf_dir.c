@@ -1,6 +1,6 @@
 /* Hugging Face checkpoint directories: config.json, the weights in model.safetensors or in shards listed by
- * model.safetensors.index.json, and tokenizer.json (or tokenizer.model). Weights are used in place from the
- * mapped shards. */
+ * model.safetensors.index.json, tokenizer.json (or tokenizer.model) and generation_config.json's stop ids.
+ * Weights are used in place from the mapped shards. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -171,10 +171,23 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
     size_t len;
     SQ_TRY(sq_read_file(path, 4u << 20, &text, &len));
     load_state s = {m, {0}, NULL, 0};
-    sq_error *err = sq_hf_config_parse(path, text, len, &m->cfg, &s.flags);
+    sq_error *err = sq_hf_config_parse(path, text, len, &m->cfg, &s.flags, &m->warnings);
     free(text);
     SQ_TRY(err);
     snprintf(m->file_format, sizeof m->file_format, "safetensors");
+    /* generation_config.json may name more stop ids than config.json (chat models' end-of-turn tokens) */
+    SQ_TRY(join(dir, "generation_config.json", path, sizeof path));
+    if (file_exists(path)) {
+        if ((err = sq_read_file(path, 4u << 20, &text, &len))) { /* it only adds stop ids: do without it */
+            sq_error *w = sq_warn(&m->warnings, "%s; ignored", sq_error_message(err));
+            sq_error_free(err);
+            SQ_TRY(w);
+        } else {
+            err = sq_hf_generation_config_parse(path, text, len, &m->cfg, &m->warnings);
+            free(text);
+            SQ_TRY(err);
+        }
+    }
 
     SQ_TRY(join(dir, INDEX_JSON, path, sizeof path));
     if (file_exists(path)) {

@@ -34,8 +34,6 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
     c->rope_style = SQ_ROPE_INTERLEAVED;
     c->rope_theta = 10000.0f;
     c->norm_eps = 1e-5f;
-    c->bos_id = 1; /* llama2.c models use the Llama-2 vocabulary conventions */
-    c->eos_id = 2;
     const int64_t lim = 1 << 20;
     if (c->dim <= 0 || c->dim > lim || c->ffn_dim <= 0 || c->ffn_dim > lim || c->n_layers <= 0 ||
         c->n_layers > 4096 || c->n_heads <= 0 || c->n_heads > c->dim || c->n_kv_heads <= 0 ||
@@ -46,6 +44,8 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
             "%s: not a llama2.c checkpoint (implausible header: dim %d, hidden %d, layers %d, heads "
             "%d, kv heads %d, vocab %d, seq_len %d)",
             path, h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
+    c->bos_id = 1; /* llama2.c models use the Llama-2 vocabulary conventions */
+    SQ_TRY(sq_model_add_eos(c, 2, &m->warnings, path));
 
     const int64_t dim = c->dim, hid = c->ffn_dim, L = c->n_layers, V = c->vocab_size;
     const int64_t hd = dim / c->n_heads, kv = hd * c->n_kv_heads;

@@ -12,7 +12,7 @@
 sq_model *sq_model_new(void) {
     sq_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
-    m->cfg.bos_id = m->cfg.eos_id = -1;
+    m->cfg.bos_id = -1;
     m->cfg.norm_eps = 1e-5f;
     m->cfg.rope_theta = 10000.0f;
     return m;
@@ -27,6 +27,7 @@ void sq_model_free(sq_model *m) {
     free(m->files);
     for (int i = 0; i < m->n_buffers; i++) free(m->buffers[i]);
     free(m->buffers);
+    sq_warnings_free(&m->warnings);
     free(m);
 }
 
@@ -121,11 +122,10 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
-        return sq_errorf(
-            SQ_ERR_FORMAT,
-            "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
-            "context %d)",
-            path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: implausible model dimensions (dim %d, layers %d, heads %d, ffn %d, vocab %d, "
+                         "context %d)",
+                         path, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->vocab_size, c->max_seq_len);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0) {
         if (c->dim % c->n_heads)
@@ -253,6 +253,8 @@ sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model 
             m->tokenizer = NULL;
         }
     }
+    if (!err && m->tokenizer)
+        err = sq_model_add_eos(&m->cfg, sq_tokenizer_eos(m->tokenizer), &m->warnings, path);
     if (err) {
         sq_model_free(m);
         return err;
@@ -274,6 +276,15 @@ sq_error *sq_model_save(const sq_model *m, const char *path, sq_file_format form
 }
 
 const sq_tokenizer *sq_model_tokenizer(const sq_model *m) { return m->tokenizer; }
+
+int sq_model_n_warnings(const sq_model *m) {
+    return m->warnings.n + (m->tokenizer ? sq_tokenizer_n_warnings(m->tokenizer) : 0);
+}
+
+const char *sq_model_warning(const sq_model *m, int i) {
+    if (i >= 0 && i < m->warnings.n) return m->warnings.messages[i];
+    return m->tokenizer ? sq_tokenizer_warning(m->tokenizer, i - m->warnings.n) : NULL;
+}
 
 void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     const sq_model_config *c = &m->cfg;

@@ -1,6 +1,7 @@
 /* The generation loop: tokenize, prefill the prompt in one forward call, then sample and feed back one token
- * at a time, streaming text through the detokenizer. It ends at the tokenizer's or the model's EOS, and at
- * BOS too: a generated BOS begins an unrelated document (llama2.c's models end their stories so). */
+ * at a time, streaming text through the detokenizer. It ends at any of the model's end-of-generation ids
+ * (sq_model_eos_ids: every EOS its files name), and at BOS too: a generated BOS begins an unrelated document
+ * (llama2.c's models end their stories so). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
             "generate: the model has no tokenizer (load one with sq_load_options.tokenizer_path)");
     const int vocab = model->cfg.vocab_size, n_text = sq_tokenizer_vocab_size(tok),
               n_ctx = sq_context_n_ctx(ctx);
-    const int eos = sq_tokenizer_eos(tok), model_eos = model->cfg.eos_id, bos = sq_tokenizer_bos(tok);
+    const int bos = sq_tokenizer_bos(tok);
     int n_len = 0;
     SQ_TRY(tokenize_prompt(tok, prompt, n_ctx, g, &n_len));
     SQ_TRY(sq_sampler_create(params, vocab, &g->sampler));
@@ -103,7 +104,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         stats->decode_seconds = monotonic_seconds() - t1;
         if (next < 0)
             return sq_errorf(SQ_ERR_INTERNAL, "generate: every logit at position %d is NaN or -inf", n_len);
-        if (next == eos || next == model_eos || next == bos)
+        if (sq_model_is_eos(model, next) || next == bos)
             break; /* BOS starts a new document: llama2.c's end */
         g->tokens[n_len++] = next;
         stats->generated_tokens++;

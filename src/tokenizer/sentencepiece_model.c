@@ -224,7 +224,7 @@ static sq_error *read_model(const char *path, const unsigned char *data, size_t 
     return NULL;
 }
 
-static sq_error *check_model(const char *path, const spm_model *m) {
+static sq_error *check_model(const char *path, spm_model *m, sq_warnings *w) {
     if (m->n == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: SentencePiece model has no pieces", path);
     static const char *const kinds[] = {"?", "unigram", "bpe", "word", "char"};
     if (m->model_type != 2)
@@ -240,20 +240,25 @@ static sq_error *check_model(const char *path, const spm_model *m) {
             "%s: SentencePiece normaliser with remove_extra_whitespaces=%d escape_whitespaces=%d is not "
             "supported (Llama-2 uses 0 and 1)",
             path, (int)m->remove_extra_whitespaces, (int)m->escape_whitespaces);
-    const int64_t ids[] = {m->unk_id, m->bos_id, m->eos_id, m->pad_id};
+    /* sentencepiece itself finds its special pieces by text, so a stray id here does not stop it: neither
+     * does it stop squeeze, which treats it as absent */
+    int64_t *ids[] = {&m->unk_id, &m->bos_id, &m->eos_id, &m->pad_id};
     const char *names[] = {"unk_id", "bos_id", "eos_id", "pad_id"};
     for (int k = 0; k < 4; k++)
-        if (ids[k] < -1 || ids[k] >= m->n)
-            return sq_errorf(SQ_ERR_FORMAT, "%s: trainer_spec.%s %lld is outside the %d pieces", path,
-                             names[k], (long long)ids[k], m->n);
+        if (*ids[k] < -1 || *ids[k] >= m->n) {
+            SQ_TRY(sq_warn(w, "%s: trainer_spec.%s %lld is outside the %d pieces; treated as absent", path,
+                           names[k], (long long)*ids[k], m->n));
+            *ids[k] = -1;
+        }
     return NULL;
 }
 
 sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *data, size_t size,
                                       sq_tokenizer **out) {
     spm_model m = {0};
+    sq_warnings warnings = {0};
     sq_error *err = read_model(path, data, size, &m);
-    if (!err) err = check_model(path, &m);
+    if (!err) err = check_model(path, &m, &warnings);
     if (!err) {
         sq_vocab_spec spec = {
             .type = SQ_TOKENIZER_SPM_BPE,
@@ -267,10 +272,12 @@ sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *dat
             .unk_id = (int)m.unk_id,
             .pad_id = (int)m.pad_id,
             .add_bos = m.bos_id >= 0, /* Llama's convention: sentences start with BOS */
+            .warnings = &warnings,
         };
         err = sq_tokenizer_from_spec(&spec, out);
         if (err) err = sq_error_wrap(err, "%s", path);
     }
     spm_model_free(&m);
+    sq_warnings_free(&warnings);
     return err;
 }

@@ -16,6 +16,10 @@ int sq_tokenizer_vocab_size(const sq_tokenizer *tok) { return tok->spec.n_tokens
 int sq_tokenizer_bos(const sq_tokenizer *tok) { return tok->spec.bos_id; }
 int sq_tokenizer_eos(const sq_tokenizer *tok) { return tok->spec.eos_id; }
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok) { return tok->spec.add_bos && tok->spec.bos_id >= 0; }
+int sq_tokenizer_n_warnings(const sq_tokenizer *tok) { return tok->warnings.n; }
+const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i) {
+    return i >= 0 && i < tok->warnings.n ? tok->warnings.messages[i] : NULL;
+}
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);

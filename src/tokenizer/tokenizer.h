@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/warnings.h"
 #include "squeeze.h"
 
 typedef enum sq_tokenizer_type { SQ_TOKENIZER_SPM_BPE, SQ_TOKENIZER_BYTE_BPE } sq_tokenizer_type;
@@ -51,6 +52,7 @@ typedef struct sq_vocab_spec {
     const uint8_t *token_flags; /* SQ_TOKEN_LSTRIP | SQ_TOKEN_RSTRIP per token (tokenizer.json); NULL: none */
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
+    const sq_warnings *warnings; /* what the loader worked around (copied into the tokenizer); NULL: none */
 } sq_vocab_spec;
 
 /* Builds a tokenizer from spec (copied: the caller's arrays may go away afterwards). spm-bpe merges by merge

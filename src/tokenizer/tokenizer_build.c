@@ -44,6 +44,7 @@ void sq_tokenizer_free(sq_tokenizer *tok) {
     sq_strmap_free(&tok->vocab);
     sq_pairmap_free(&tok->merge_ranks);
     sq_pretokenizer_free(tok->pretok);
+    sq_warnings_free(&tok->warnings);
     free(tok);
 }
 
@@ -126,6 +127,8 @@ static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
             return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     t->pre = dup_or_null(s->pre);
     if (s->pre && !t->pre) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
+    if (s->warnings) SQ_TRY(sq_warnings_append(&t->warnings, s->warnings));
+    t->spec.warnings = &t->warnings;
     t->spec.tokens = (const char *const *)t->tokens;
     t->spec.scores = t->scores;
     t->spec.types = t->types;

@@ -53,6 +53,7 @@ struct sq_tokenizer {
     char **decoded; /* the bytes each token contributes to decoded text */
     uint32_t *decoded_lens;
     uint8_t *strips_space; /* spm: the token starts with the dummy-prefix space that decoding removes */
+    sq_warnings warnings;  /* what loading worked around; spec.warnings points here */
 };
 
 /* A growing array of token ids. */

@@ -28,6 +28,7 @@ typedef struct json_vocab {
     char **regexes;
     int n_regexes;
     sq_vocab_spec spec;
+    sq_warnings warnings; /* what reading tokenizer_config.json worked around */
 } json_vocab;
 
 static void json_vocab_free(json_vocab *v) {
@@ -40,6 +41,7 @@ static void json_vocab_free(json_vocab *v) {
     free(v->scores);
     free(v->merges);
     free(v->regexes);
+    sq_warnings_free(&v->warnings);
 }
 
 static const char *type_of(const cJSON *obj) {
@@ -393,6 +395,18 @@ static sq_error *read_config(const char *path, const cJSON *root, const cJSON *c
     v->spec.eos_id = token_id(v, eos ? eos : teos);
     v->spec.pad_id = token_id(v, pad);
     v->spec.unk_id = token_id(v, unk);
+    const struct {
+        const char *key, *text;
+        int id;
+    } named[] = {{"bos_token", bos, v->spec.bos_id},
+                 {"eos_token", eos, v->spec.eos_id},
+                 {"pad_token", pad, v->spec.pad_id}};
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+        if (named[i].text && named[i].id < 0)
+            SQ_TRY(sq_warn(&v->warnings,
+                           "%s: tokenizer_config.json %s \"%.64s\" is not in the vocabulary; treated "
+                           "as absent",
+                           path, named[i].key, named[i].text));
     if (unk && v->spec.unk_id < 0)
         return sq_errorf(SQ_ERR_FORMAT, "%s: model.unk_token \"%s\" is not in the vocabulary", path, unk);
     if (v->spec.unk_id >= 0) v->types[v->spec.unk_id] = SQ_TOKEN_UNKNOWN;
@@ -475,6 +489,7 @@ static sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON
     v->spec.n_merges = v->n_merges;
     v->spec.pre_regex = (const char *const *)v->regexes;
     v->spec.n_pre_regex = v->n_regexes;
+    v->spec.warnings = &v->warnings;
     return NULL;
 }
 

@@ -126,7 +126,8 @@ static void test_shared_gguf_files(void **state) {
         assert_int_equal(a->rope_style, SQ_ROPE_INTERLEAVED);
         assert_int_equal(a->tied_embeddings, b->tied_embeddings);
         assert_int_equal(a->bos_id, 1);
-        assert_int_equal(a->eos_id, 2);
+        assert_int_equal(a->n_eos_ids, 1);
+        assert_int_equal(a->eos_ids[0], 2);
         assert_int_equal(m->n_tensors, ref->n_tensors);
         check_against_golden(tags[i], m);
         check_against_fp32(m, ref);

@@ -44,7 +44,8 @@ static inline sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
     c->norm_eps = 1e-5f;
     c->rope_style = s->rope;
     c->sliding_window = s->sliding_window;
-    c->bos_id = 1, c->eos_id = 2;
+    c->bos_id = 1;
+    sq_test_ok(sq_model_add_eos(c, 2, NULL, "tiny"));
     if (s->llama3) c->rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 8192};
     snprintf(m->file_format, sizeof m->file_format, "test");
     const int64_t q = (int64_t)s->n_heads * s->head_dim, kv = (int64_t)s->n_kv_heads * s->head_dim;

@@ -314,6 +314,31 @@ def _hf_tensors(dirpath):
     return out
 
 
+def hf_rope(cfg):
+    """(theta, llama3 parameters or None) as transformers resolves them in every config layout it has written
+    (configuration_utils / modeling_rope_utils.convert_rope_params_to_dict and standardize_rope_params): a
+    non-empty rope_scaling (v4) replaces rope_parameters (v5); within it rope_theta, else the top-level
+    rope_theta, else 10000; rope_type, else the older "type", else "default"; llama3's original context
+    defaults to max_position_embeddings."""
+    p = dict(cfg.get("rope_scaling") or cfg.get("rope_parameters") or {})
+    nested = [p[t] for t in dict.fromkeys(cfg.get("layer_types") or []) if isinstance(p.get(t), dict)]
+    if nested:
+        if any(n != nested[0] for n in nested):
+            raise NotImplementedError("RoPE parameters that differ between layer types")
+        p = dict(nested[0])
+    theta = p.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    partial = p.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
+    if partial != 1.0:
+        raise NotImplementedError(f"partial_rotary_factor {partial}")
+    rope_type = p.get("rope_type", p.get("type", "default"))
+    if rope_type == "default":
+        return theta, None
+    if rope_type != "llama3":
+        raise NotImplementedError(f"rope_type {rope_type}")
+    p.setdefault("original_max_position_embeddings", cfg["max_position_embeddings"])
+    return theta, p
+
+
 def load_hf(dirpath):
     """A Hugging Face LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM directory, with the config
     defaults of the respective transformers Config classes."""
@@ -327,21 +352,20 @@ def load_hf(dirpath):
     hd = cfg.get("head_dim") or dim // n_heads
     n_layers = cfg["num_hidden_layers"]
     eps = cfg.get("rms_norm_eps", 1e-6)
-    theta = cfg.get("rope_theta", 10000.0)
-    rs = cfg.get("rope_scaling")
-    if rs is not None:
-        rope_type = rs.get("rope_type", rs.get("type", "default"))
-        if rope_type == "default":
-            rs = None
-        elif rope_type != "llama3":
-            raise NotImplementedError(f"rope_type {rope_type}")
-    window = 0
-    window_from = 0
+    if cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
+        raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
+    theta, rs = hf_rope(cfg)
+    # which layers slide: Mistral all (sliding_window defaults to 4096, null is none); Qwen2 only with
+    # use_sliding_window, on the layers layer_types names, else those from max_window_layers on
+    window, sliding = 0, [False] * n_layers
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
+        sliding = [True] * n_layers
     elif arch == "qwen2" and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
-        window_from = cfg.get("max_window_layers", 28)
+        types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
+                                           else "full_attention" for l in range(n_layers)]
+        sliding = [t == "sliding_attention" for t in types]
 
     used = set()
 
@@ -371,7 +395,7 @@ def load_hf(dirpath):
                 bk=get(p + "self_attn.k_proj.bias", True),
                 bv=get(p + "self_attn.v_proj.bias", True),
                 bo=get(p + "self_attn.o_proj.bias", True),
-                window=window if l >= window_from else 0,
+                window=window if sliding[l] else 0,
             )
         )
         used.add(p + "self_attn.rotary_emb.inv_freq")  # stored by old checkpoints, recomputed here

@@ -148,6 +148,8 @@ def run_case(c):
     f = lambda k: r.fields[k].contents() if k in r.fields else None
     ga = "qwen2" if arch == "qwen2" else "llama"
     check(f("general.architecture") == ga, f"{label}: GGUF architecture {ga}")
+    check(f("tokenizer.ggml.eos_token_id") == 2 and f("tokenizer.ggml.eot_token_id") == 3,
+          f"{label}: eos_token_id [2, 3] as GGUF eos and eot ids")
     want = {"embedding_length": c["hidden"], "feed_forward_length": c["inter"], "block_count": c["layers"],
             "attention.head_count": c["heads"], "attention.head_count_kv": c["kv"], "context_length": 128,
             "rope.dimension_count": hd, "vocab_size": c["vocab"]}
@@ -203,7 +205,8 @@ def run_case(c):
                                               "num_attention_heads", "num_key_value_heads", "vocab_size",
                                               "max_position_embeddings", "rms_norm_eps", "rope_theta",
                                               "tie_word_embeddings", "bos_token_id"] if bc.get(k) != cfg[k]}
-    check(not same and bc["eos_token_id"] == 2 and bc["head_dim"] == hd, f"{label}: config.json round trip {same}")
+    # both EOS ids survive: GGUF carries the second as tokenizer.ggml.eot_token_id (llama.cpp stops at both)
+    check(not same and bc["eos_token_id"] == [2, 3] and bc["head_dim"] == hd, f"{label}: config.json round trip {same}")
     if c.get("window"):
         check(bc.get("sliding_window") == c["window"], f"{label}: sliding_window kept")
     if c.get("llama3"):

@@ -13,6 +13,7 @@ Usage: python tiny_models.py OUTDIR [VARIANT ...]
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -200,6 +201,22 @@ def generate(name, outroot):
     return out
 
 
+def with_config(base, out, rewrite, extra_files=None):
+    """A copy of checkpoint directory `base` at `out` whose config.json is rewrite(config) (the other files are
+    symlinks to base's), plus extra_files {name: JSON value}. Returns out."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    for f in os.listdir(base):
+        if f != "config.json":
+            os.symlink(os.path.join(base, f), os.path.join(out, f))
+    with open(os.path.join(base, "config.json")) as f:
+        cfg = rewrite(json.load(f))
+    for name, value in {"config.json": cfg, **(extra_files or {})}.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(value, f, indent=1)
+    return out
+
+
 def _gguf_vocab(writer, tokenizer_json):
     """The tokenizer.json vocabulary as GGUF tokenizer.ggml.* keys (SentencePiece-style "llama" model)."""
     with open(tokenizer_json, encoding="utf-8") as f:
@@ -225,11 +242,12 @@ def _gguf_vocab(writer, tokenizer_json):
     writer.add_unk_token_id(0)
 
 
-def generate_gguf(name, outroot, qtype):
+def generate_gguf(name, outroot, qtype, extra_ids=None, tag=""):
     """Writes variant `name` as a GGUF file with llama.cpp's conventions, written by the gguf package (an
     independent writer): 2-D weights in `qtype` ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"), norms and
     biases in F32, and for the llama architecture q/k rows permuted to RoPE-on-interleaved-pairs order as
-    llama.cpp's converter does. Returns the path."""
+    llama.cpp's converter does. extra_ids: more uint32 metadata ({"tokenizer.ggml.eot_token_id": 7}); tag
+    names such a file apart. Returns the path."""
     import gguf
 
     spec = VARIANTS[name]
@@ -249,7 +267,7 @@ def generate_gguf(name, outroot, qtype):
         return x[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
     qt = gguf.GGMLQuantizationType[qtype]
-    path = os.path.join(outroot, f"{name}-{qtype.lower()}.gguf")
+    path = os.path.join(outroot, f"{name}-{qtype.lower()}{tag}.gguf")
     writer = gguf.GGUFWriter(path, arch)
     writer.add_name(name)
     writer.add_context_length(256)
@@ -265,6 +283,8 @@ def generate_gguf(name, outroot, qtype):
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
+    for key, value in (extra_ids or {}).items():
+        writer.add_uint32(key, value)
 
     def put(gname, x, quantize=True):
         if quantize and qt != gguf.GGMLQuantizationType.F32:

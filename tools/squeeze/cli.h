@@ -26,6 +26,11 @@ int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 int cli_parse_int(const char *text, long lo, long hi, long *out);
 int cli_parse_float(const char *text, double lo, double hi, double *out);
 
+/* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
+ * per load warning on stderr. Every verb loads through these. */
+sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+
 /* The value following flag argv[*i] (advancing *i), or NULL after printing a usage error. */
 const char *cli_flag_value(const char *verb, int argc, char **argv, int *i);
 

@@ -22,6 +22,22 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
     return 2;
 }
 
+sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
+    sq_error *err = sq_model_load(path, opts, out);
+    if (err) return err;
+    for (int i = 0; i < sq_model_n_warnings(*out); i++)
+        fprintf(stderr, "squeeze: warning: %s\n", sq_model_warning(*out, i));
+    return NULL;
+}
+
+sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
+    sq_error *err = sq_tokenizer_load(path, out);
+    if (err) return err;
+    for (int i = 0; i < sq_tokenizer_n_warnings(*out); i++)
+        fprintf(stderr, "squeeze: warning: %s\n", sq_tokenizer_warning(*out, i));
+    return NULL;
+}
+
 int cli_parse_int(const char *text, long lo, long hi, long *out) {
     if (!text || !*text) return -1;
     char *end;

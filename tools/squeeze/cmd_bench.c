@@ -348,7 +348,7 @@ int sq_cmd_bench(int argc, char **argv) {
     }
     sq_model *models[2] = {NULL, NULL};
     for (int m = 0; m < o.n_models && !rc; m++) {
-        sq_error *err = sq_model_load(o.paths[m], NULL, &models[m]);
+        sq_error *err = cli_load_model(o.paths[m], NULL, &models[m]);
         if (err) rc = cli_fail(err);
     }
     if (!rc) rc = run_benchmarks(&o, models);

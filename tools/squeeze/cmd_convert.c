@@ -51,7 +51,7 @@ int sq_cmd_convert(int argc, char **argv) {
         return cli_usage_error("convert", "--to must be gguf, hf or llama2c, not '%s'", to);
 
     sq_model *model;
-    sq_error *err = sq_model_load(in, &opts, &model);
+    sq_error *err = cli_load_model(in, &opts, &model);
     if (err) return cli_fail(err);
     err = sq_model_save(model, out, format);
     sq_model_free(model);

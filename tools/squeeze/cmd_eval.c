@@ -148,7 +148,7 @@ int sq_cmd_eval(int argc, char **argv) {
 
     sq_load_options lo = {.tokenizer_path = tokenizer};
     sq_model *model;
-    sq_error *err = sq_model_load(model_path, &lo, &model);
+    sq_error *err = cli_load_model(model_path, &lo, &model);
     if (err) return cli_fail(err);
     sq_progress_bar *bar = progress ? sq_progress_bar_create("eval") : NULL;
     sq_eval_options o = {.data_dir = data_dir,

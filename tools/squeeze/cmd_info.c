@@ -9,7 +9,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: squeeze info -m MODEL [--tokenizer PATH]\n\n"
             "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
-            "settings and tokenizer, then one line per tensor (name, dtype, shape, bytes).\n"
+            "settings, tokenizer and end-of-generation ids, then one line per tensor (name, dtype, shape,\n"
+            "bytes).\n"
             "MODEL is a llama2.c .bin, a GGUF file or a Hugging Face directory.\n");
 }
 
@@ -42,6 +43,11 @@ static void print_model(const char *path, const sq_model *model) {
                sq_tokenizer_vocab_size(tok), sq_tokenizer_bos(tok), sq_tokenizer_eos(tok));
     else
         printf("tokenizer:       none\n");
+    int n_eos;
+    const int32_t *eos = sq_model_eos_ids(model, &n_eos);
+    printf("eos ids:         ");
+    for (int i = 0; i < n_eos; i++) printf("%s%d", i ? ", " : "", eos[i]);
+    printf("%s\n", n_eos ? "" : "none");
     int n = sq_model_n_tensors(model);
     printf("tensors:         %d\n", n);
     for (int i = 0; i < n; i++) {
@@ -72,7 +78,7 @@ int sq_cmd_info(int argc, char **argv) {
     }
     if (!model_path) return cli_usage_error("info", "-m MODEL is required");
     sq_model *model;
-    sq_error *err = sq_model_load(model_path, &opts, &model);
+    sq_error *err = cli_load_model(model_path, &opts, &model);
     if (err) return cli_fail(err);
     print_model(model_path, model);
     sq_model_free(model);

@@ -87,7 +87,7 @@ int sq_cmd_logits(int argc, char **argv) {
     int32_t *ids = NULL;
     float *logits = NULL;
     int n = 0, rc = 1;
-    sq_error *err = sq_model_load(model_path, &(sq_load_options){.tokenizer_path = tok_path}, &model);
+    sq_error *err = cli_load_model(model_path, &(sq_load_options){.tokenizer_path = tok_path}, &model);
     if (err) return cli_fail(err);
     sq_model_info info;
     sq_model_get_info(model, &info);

@@ -241,9 +241,9 @@ int sq_cmd_ppl(int argc, char **argv) {
     if (rc >= 0) return rc;
     sq_load_options lo = {.tokenizer_path = a.tokenizer};
     sq_model *model = NULL, *ref = NULL;
-    sq_error *err = sq_model_load(a.model, &lo, &model);
+    sq_error *err = cli_load_model(a.model, &lo, &model);
     if (err) return cli_fail(err);
-    if (a.ref && (err = sq_model_load(a.ref, &lo, &ref))) {
+    if (a.ref && (err = cli_load_model(a.ref, &lo, &ref))) {
         sq_model_free(model);
         return cli_fail(err);
     }

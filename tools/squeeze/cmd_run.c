@@ -197,7 +197,7 @@ static int generate(const run_args *a, const char *prompt) {
     sq_model *model = NULL;
     sq_context *ctx = NULL;
     sq_load_options lo = {.tokenizer_path = a->tokenizer_path};
-    sq_error *err = sq_model_load(a->model_path, &lo, &model);
+    sq_error *err = cli_load_model(a->model_path, &lo, &model);
     if (err) return cli_fail(err);
     if (!sq_model_tokenizer(model)) {
         sq_model_free(model);

@@ -249,14 +249,14 @@ int sq_cmd_tokenize(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (o.tokenizer) {
         sq_tokenizer *tok;
-        sq_error *err = sq_tokenizer_load(o.tokenizer, &tok);
+        sq_error *err = cli_load_tokenizer(o.tokenizer, &tok);
         if (err) return cli_fail(err);
         rc = run(tok, &o);
         sq_tokenizer_free(tok);
         return rc;
     }
     sq_model *model;
-    sq_error *err = sq_model_load(o.model, NULL, &model);
+    sq_error *err = cli_load_model(o.model, NULL, &model);
     if (err) return cli_fail(err);
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (!tok) {
