@@ -55,10 +55,12 @@ INLINE void scale_add_rows(float *out, float scale, const float *const *rows, co
 
 /* The next up to cap <= TILE slots token t sees: the rest of its dense prefix [*lo, hi), then its chain from
  * *link (batch indices through parent[], skipping ancestors outside the window). Returns how many. */
-static int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *lo, int hi, int *link,
+INLINE int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *lo, int hi, int *link,
                      int *slots) {
-    int n = 0;
-    while (n < cap && *lo < hi) slots[n++] = (*lo)++;
+    int n = hi - *lo < cap ? hi - *lo : cap;
+    if (n < 0) n = 0;
+    for (int j = 0; j < n; j++) slots[j] = *lo + j;
+    *lo += n;
     while (n < cap && *link >= 0) {
         if (!window || tb->pos[t] - tb->pos[*link] < window) slots[n++] = tb->slot[*link];
         *link = tb->parent[*link];
@@ -71,15 +73,18 @@ static int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *
 INLINE void tile_rows(const sq_kv_view *kv, int seq, const int *slots, int n, size_t head, int hd,
                       sq_to_f32_fn to_f32, float *kbuf, float *vbuf, const float **keys,
                       const float **values) {
-    for (int j = 0; j < n; j++) {
-        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head, *v = kv->v + (k - kv->k);
-        if (!to_f32) {
+    if (!to_f32) {
+        for (int j = 0; j < n; j++) {
+            const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
             keys[j] = (const float *)k;
-            values[j] = (const float *)v;
-            continue;
+            values[j] = (const float *)(kv->v + (k - kv->k));
         }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
         to_f32(k, kbuf + (size_t)j * hd, hd);
-        to_f32(v, vbuf + (size_t)j * hd, hd);
+        to_f32(kv->v + (k - kv->k), vbuf + (size_t)j * hd, hd);
         keys[j] = kbuf + (size_t)j * hd;
         values[j] = vbuf + (size_t)j * hd;
     }
