@@ -1,7 +1,8 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
  * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
- * one format, as one file of a Hugging Face directory whose other files are valid, or as text to tokenize.
- * Any outcome but a clean success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
+ * one format, as one file of a Hugging Face directory whose other files are valid, as text to tokenize, as a
+ * chat template and the messages it renders, or as a file of integers (token ids). Any outcome but a clean
+ * success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,9 @@ enum {
     KIND_TOKENIZER_MODEL,
     KIND_TOKENIZER_BIN,
     KIND_TOKENIZE_TEXT,
-    KIND_GENERATION_CONFIG
+    KIND_GENERATION_CONFIG,
+    KIND_CHAT_TEMPLATE,
+    KIND_INT_LIST
 };
 
 static char workdir[256];
@@ -99,6 +102,35 @@ static void exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, siz
     free(ids);
 }
 
+/* An id file (ppl --ids-file) read whole and parsed as an integer list: a list that parses holds only values
+ * in range, and printing it back gives the same list. */
+static void parse_int_list(const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *v = NULL, *again = NULL;
+    int64_t n = 0, n_again = 0;
+    sq_error *err = sq_read_file(path, 1 << 20, &text, &len);
+    if (!err) err = sq_parse_int_list(text, len, -5, 1000000, &v, &n);
+    free(text);
+    if (err) {
+        if (!sq_error_message(err)[0]) abort();
+        sq_error_free(err);
+        return;
+    }
+    char *printed = malloc((size_t)n * 12 + 1), *p = printed;
+    if (!printed) abort();
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i] < -5 || v[i] > 1000000) abort();
+        p += sprintf(p, i ? ", %d" : "%d", v[i]);
+    }
+    if (sq_parse_int_list(printed, (size_t)(p - printed), -5, 1000000, &again, &n_again) || n_again != n ||
+        (n && memcmp(v, again, (size_t)n * sizeof *v)))
+        abort();
+    free(printed);
+    free(v);
+    free(again);
+}
+
 static void load_tokenizer(const char *path) {
     sq_tokenizer *tok = NULL;
     sq_error *err = sq_tokenizer_load(path, &tok);
@@ -108,6 +140,51 @@ static void load_tokenizer(const char *path) {
     }
     exercise_tokenizer(tok, (const uint8_t *)"Hello world! 123 \xe4\xbd\xa0\xe5\xa5\xbd \xff", 24);
     sq_tokenizer_free(tok);
+}
+
+/* The bytes are a template, or a template, a NUL and the messages as JSON; it is compiled and, when that
+ * works, rendered under small limits. */
+static void chat_template(const uint8_t *data, size_t size) {
+    const uint8_t *nul = memchr(data, 0, size);
+    size_t src_len = nul ? (size_t)(nul - data) : size;
+    char *messages = NULL;
+    if (nul) {
+        size_t n = size - src_len - 1;
+        messages = malloc(n + 1);
+        memcpy(messages, nul + 1, n);
+        messages[n] = 0;
+    }
+    sq_chat_template *t = NULL;
+    sq_error *err = sq_chat_template_compile((const char *)data, src_len, &t);
+    if (err) {
+        if (!sq_error_message(err)[0]) abort();
+        sq_error_free(err);
+        free(messages);
+        return;
+    }
+    static const char fixed[] =
+        "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+        " {\"role\": \"user\", \"content\": \"h\\u00e9 {{x}}\"},"
+        " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"function\": {\"name\": \"f\","
+        " \"arguments\": {\"a\": 1.5}}}]}, {\"role\": \"tool\", \"content\": \"42\"}]";
+    for (int gen = 0; gen < 2; gen++) {
+        sq_chat_render_options o = {
+            .add_generation_prompt = gen,
+            .bos_token = "<s>",
+            .eos_token = "</s>",
+            .vars_json = gen ? "{\"tools\": [{\"name\": \"f\"}], \"enable_thinking\": false}" : NULL,
+            .max_steps = 100000,
+            .max_bytes = 16 << 20};
+        char *text = NULL;
+        err = sq_chat_template_render_json(t, messages ? messages : fixed, &o, &text, NULL);
+        if (err) {
+            if (!sq_error_message(err)[0] || text) abort();
+            sq_error_free(err);
+        }
+        free(text);
+    }
+    sq_chat_template_free(t);
+    free(messages);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -162,6 +239,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < 2; i++) exercise_tokenizer(toks[i], data, size);
         break;
     }
+    case KIND_CHAT_TEMPLATE:
+        chat_template(data, size);
+        break;
+    case KIND_INT_LIST:
+        write_file("ids.txt", data, size);
+        snprintf(path, sizeof path, "%s/ids.txt", workdir);
+        parse_int_list(path);
+        break;
     }
     return 0;
 }

@@ -18,7 +18,7 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text", "generation_config"]:
+          "tokenize_text", "generation_config", "chat_template", "int_list"]:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 os.makedirs(fixtures, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -123,47 +123,72 @@ with open(os.path.join(seeds, "llama2c", "model.bin"), "wb") as f:
             f.write(weights[f"model.layers.{l}.{name}" if per_layer else name].tobytes())
     f.write(np.zeros(CTX * HD, np.float32).tobytes())
 
-# GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors
-gw = gguf.GGUFWriter(os.path.join(seeds, "gguf", "model.gguf"), "llama")
-gw.add_context_length(CTX)
-gw.add_embedding_length(DIM)
-gw.add_block_count(LAYERS)
-gw.add_feed_forward_length(HIDDEN)
-gw.add_head_count(HEADS)
-gw.add_head_count_kv(KV_HEADS)
-gw.add_layer_norm_rms_eps(1e-5)
-gw.add_rope_freq_base(10000.0)
-gw.add_tokenizer_model("llama")
-gw.add_token_list(pieces + [f"<extra{i}>" for i in range(MODEL_VOCAB - VOCAB)])
-gw.add_token_scores([sp.get_score(i) for i in range(VOCAB)] + [0.0] * (MODEL_VOCAB - VOCAB))
-gw.add_token_types([2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
-                    for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
-gw.add_bos_token_id(1)
-gw.add_eos_token_id(2)
-names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
-layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
-               "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
-               "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-               "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-               "mlp.down_proj.weight": "ffn_down.weight"}
-for name, arr in weights.items():
-    if name in names:
-        gname = names[name]
-    else:
-        l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
-        gname = f"blk.{l}.{layer_names[rest]}"
-    if arr.ndim == 2 and "attn_q" in gname:
-        gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
-                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-    elif arr.ndim == 2 and "ffn" in gname:
-        gw.add_tensor(gname, arr.astype(np.float16))
-    else:
-        gw.add_tensor(gname, arr)
-gw.write_header_to_file()
-gw.write_kv_data_to_file()
-gw.write_tensors_to_file()
-gw.close()
+# GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors. A second seed states
+# the head counts and FFN width as per-layer arrays (as pruned models do).
+def write_gguf(path, per_layer):
+    widths = (lambda v: [v] * LAYERS) if per_layer else (lambda v: v)
+    gw = gguf.GGUFWriter(path, "llama")
+    gw.add_context_length(CTX)
+    gw.add_embedding_length(DIM)
+    gw.add_block_count(LAYERS)
+    gw.add_feed_forward_length(widths(HIDDEN))
+    gw.add_head_count(widths(HEADS))
+    gw.add_head_count_kv(widths(KV_HEADS))
+    gw.add_layer_norm_rms_eps(1e-5)
+    gw.add_rope_freq_base(10000.0)
+    gw.add_tokenizer_model("llama")
+    gw.add_token_list(pieces + [f"<extra{i}>" for i in range(MODEL_VOCAB - VOCAB)])
+    gw.add_token_scores([sp.get_score(i) for i in range(VOCAB)] + [0.0] * (MODEL_VOCAB - VOCAB))
+    gw.add_token_types([2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
+                        for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
+    gw.add_bos_token_id(1)
+    gw.add_eos_token_id(2)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+                   "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+                   "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+                   "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+                   "mlp.down_proj.weight": "ffn_down.weight"}
+    for name, arr in weights.items():
+        if name in names:
+            gname = names[name]
+        else:
+            l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
+            gname = f"blk.{l}.{layer_names[rest]}"
+        if arr.ndim == 2 and "attn_q" in gname:
+            gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
+                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        elif arr.ndim == 2 and "ffn" in gname:
+            gw.add_tensor(gname, arr.astype(np.float16))
+        else:
+            gw.add_tensor(gname, arr)
+    gw.write_header_to_file()
+    gw.write_kv_data_to_file()
+    gw.write_tensors_to_file()
+    gw.close()
+
+
+write_gguf(os.path.join(seeds, "gguf", "model.gguf"), False)
+write_gguf(os.path.join(seeds, "gguf", "model_per_layer.gguf"), True)
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
+for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
+    open(os.path.join(seeds, "int_list", f"l{i}"), "w").write(text)
 print(f"seeds and fixtures written to {out}")
+
+# Chat templates: the real ones of ../shared/tokenizers, the test suite's feature templates, and one with its
+# own messages after a NUL byte.
+shared = os.environ.get("SQ_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared"))
+chat_seeds = os.path.join(seeds, "chat_template")
+for name in ["llama3", "qwen3"]:
+    with open(os.path.join(shared, "tokenizers", name, "tokenizer_config.json")) as f:
+        open(os.path.join(chat_seeds, name + ".jinja"), "w").write(json.load(f)["chat_template"])
+feature_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/data/chat")
+for name in sorted(os.listdir(feature_dir)):
+    if name.endswith(".jinja"):
+        with open(os.path.join(feature_dir, name)) as f:
+            open(os.path.join(chat_seeds, name), "w").write(f.read())
+with open(os.path.join(chat_seeds, "with_messages"), "wb") as f:
+    f.write(b"{% for m in messages %}{{ m.role | upper }}: {{ m.content | trim | tojson }}{% endfor %}\0"
+            + json.dumps([{"role": "user", "content": " hi \u00e9 "}, {"role": "x", "n": [1, 2.5, None]}]).encode())

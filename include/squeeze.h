@@ -39,8 +39,10 @@ void sq_error_free(sq_error *err);
 
 typedef struct sq_tokenizer sq_tokenizer;
 
-/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, or a Hugging Face
- * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling when present). */
+/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, a Hugging Face
+ * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling and the chat template
+ * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are
+ * not read, so any architecture and tensor type will do). */
 sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 
@@ -57,6 +59,13 @@ int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
  * [0, n). The library never prints: callers show them (the CLI as "squeeze: warning: ..."). */
 int sq_tokenizer_n_warnings(const sq_tokenizer *tok);
 const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i);
+
+/* A token as the vocabulary spells it ("<s>", "<|im_start|>", "Ġthe", "▁the", "<0x0A>"), or NULL for an id
+ * outside the vocabulary. Owned by the tokenizer. */
+const char *sq_tokenizer_piece(const sq_tokenizer *tok, int id);
+/* The Jinja chat template the tokenizer came with (tokenizer_config.json's "chat_template", the "default" one
+ * of its list form; GGUF's tokenizer.chat_template), or NULL when it has none. Owned by the tokenizer. */
+const char *sq_tokenizer_chat_template(const sq_tokenizer *tok);
 
 /* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
  * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
@@ -81,6 +90,61 @@ sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
+
+/* ---------------------------------------------------------------- chat templates */
+
+/* A compiled Jinja chat template. squeeze renders the subset of Jinja that chat templates use (for/else with
+ * loop.*, if/elif/else, set and namespace attributes, macros, break/continue, filters such as trim, tojson,
+ * join, map, selectattr, tests such as defined/string/mapping, Python string methods, slicing, `in`, `~`,
+ * raise_exception) exactly as Hugging Face's apply_chat_template renders it with jinja2
+ * (ImmutableSandboxedEnvironment with trim_blocks and lstrip_blocks, keep_trailing_newline off; tojson is
+ * json.dumps with ensure_ascii=False). What it leaves out and the limits: docs/chat-templates.md. */
+typedef struct sq_chat_template sq_chat_template;
+
+/* Compiles len bytes of template source (UTF-8). Syntax errors, unknown filters or tests name the line and
+ * column (SQ_ERR_FORMAT); a template over 4 MiB is refused. */
+sq_error *sq_chat_template_compile(const char *source, size_t len, sq_chat_template **out);
+/* The tokenizer's own template (sq_tokenizer_chat_template), or for a tokenizer without one the plain
+ * fallback: a "Role: content" paragraph per message (role capitalised, content trimmed, then a blank line),
+ * and "Assistant:" for the generation prompt. bos_token and eos_token are the pieces of the tokenizer's
+ * BOS and EOS ids. */
+sq_error *sq_chat_template_from_tokenizer(const sq_tokenizer *tok, sq_chat_template **out);
+const char *sq_chat_template_source(const sq_chat_template *t);
+int sq_chat_template_is_fallback(const sq_chat_template *t); /* made from the plain fallback */
+void sq_chat_template_free(sq_chat_template *t);
+
+/* One message of a conversation: the template sees a dict with "role", then "content", then the members of
+ * fields_json (tool_calls, tool_call_id, name, reasoning_content, or content as a list of parts), a member
+ * given again replacing the earlier one; members whose value is null are dropped, as apply_chat_template
+ * drops them. All strings UTF-8. */
+typedef struct sq_chat_message {
+    const char *role;        /* NULL: not set here (fields_json may set it) */
+    const char *content;     /* NULL: not set here */
+    const char *fields_json; /* NULL, or a JSON object */
+} sq_chat_message;
+
+typedef struct sq_chat_render_options {
+    int add_generation_prompt; /* end with the header that starts the assistant's reply */
+    const char *bos_token;     /* the template's bos_token / eos_token; NULL: the template's own (from its */
+    const char *eos_token;     /* tokenizer), else undefined */
+    /* NULL, or a JSON object whose members become template variables (tools, documents, enable_thinking,
+     * date_string, ...); tools and documents are None unless given here, as apply_chat_template passes
+     * them */
+    const char *vars_json;
+    size_t max_bytes;  /* memory the rendering may use; 0: 64 MiB + 16 times the size of the input */
+    int64_t max_steps; /* evaluation steps before the rendering is stopped; 0: 10 million */
+} sq_chat_render_options;
+
+/* Renders n_messages messages (opts may be NULL: no generation prompt). On success *text is malloc'ed,
+ * NUL-terminated, and *len (may be NULL) its length. The template's raise_exception(msg) fails with
+ * SQ_ERR_INVALID_ARG and a message ending in msg; errors in the template's evaluation (type errors, undefined
+ * values used) name the line and column; exceeding max_bytes or max_steps fails with SQ_ERR_NOMEM. */
+sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages, int n_messages,
+                                  const sq_chat_render_options *opts, char **text, size_t *len);
+/* The same with the messages as a JSON array of message objects, as OpenAI's API and apply_chat_template take
+ * them (null-valued members dropped). JSON numbers keep Python's distinction: 1 is an int, 1.0 a float. */
+sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
+                                       const sq_chat_render_options *opts, char **text, size_t *len);
 
 /* ---------------------------------------------------------------- model */
 
@@ -134,14 +198,78 @@ int sq_model_is_eos(const sq_model *model, int32_t id);
 
 typedef struct sq_tensor_info {
     const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
-    const char *dtype; /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" */
+    const char *dtype; /* the storage format's name: "f32", "f16", "bf16", "q8_0", ... (docs/formats.md) */
     int ndim;
     int64_t shape[4]; /* outermost first: a linear layer is [out_features, in_features] */
     size_t nbytes;
 } sq_tensor_info;
 
 int sq_model_n_tensors(const sq_model *model);
+/* i in 0 .. sq_model_n_tensors()-1; the strings belong to the model and stay valid until it changes. */
 void sq_model_tensor_info(const sq_model *model, int i, sq_tensor_info *info);
+/* The index of the tensor with this canonical name, or -1 when the model has none. */
+int sq_model_tensor_index(const sq_model *model, const char *name);
+
+/* One transformer block ("blk.N.*" tensors), as its weights define it: after width pruning, blocks differ.
+ * sq_model_info's n_heads, n_kv_heads and ffn_dim are the largest over the blocks. */
+typedef struct sq_layer_info {
+    int n_heads;         /* query heads: rows of attn_q / head_dim */
+    int n_kv_heads;      /* key/value heads: rows of attn_k / head_dim */
+    int head_dim;        /* the model's */
+    int ffn_dim;         /* FFN width: rows of ffn_gate and ffn_up */
+    int has_qkv_bias;    /* attn_q/attn_k/attn_v carry biases */
+    int64_t n_params;    /* elements of the block's tensors */
+    size_t weight_bytes; /* their bytes in memory */
+} sq_layer_info;
+
+/* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
+sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *info);
+
+/* ---------------------------------------------------------------- changing a model (compression)
+ *
+ * A loaded model can be changed in place: tensors replaced, added or removed, blocks dropped or reordered.
+ * Each call is all-or-nothing: it applies the change, then binds the model again (every block's head counts
+ * and FFN width re-read from its weights, every shape checked, every tensor required to belong to the
+ * architecture); when anything fails it returns the error (SQ_ERR_INVALID_ARG for a change that leaves the
+ * model inconsistent, naming the tensor) and the model is exactly as before. Weights in a memory-mapped file
+ * are never written: changed tensors get new host memory that the model owns (copy-on-write), and the memory
+ * a replaced tensor owned is freed. sq_model_save writes the changed model in any format that can express it.
+ *
+ * Thread safety: a model is read-only to every other call, so several threads and contexts may use one model
+ * at once; these calls change it and need it to themselves: no context created from it may exist (contexts
+ * hold its layers), and no other call on it may run meanwhile. */
+
+/* Copies the tensor's values into dst ([n_elems] floats, row-major in its shape), dequantizing with its
+ * format's reference dequantizer. SQ_ERR_INVALID_ARG when there is no such tensor or n_elems is not its
+ * element count. */
+sq_error *sq_model_read_tensor(const sq_model *model, const char *name, float *dst, int64_t n_elems);
+
+/* One change to one tensor. */
+typedef struct sq_tensor_edit {
+    const char *name;  /* canonical name, e.g. "blk.3.ffn_up.weight"; a new name adds a tensor */
+    int remove;        /* non-zero: remove the tensor (the fields below are ignored) */
+    const char *dtype; /* storage format of the new data, a name as in sq_tensor_info ("f32", "q4_0", ...);
+                          NULL: the tensor's current one. 1-D tensors (norms, biases) stay "f32". */
+    int ndim;          /* 1..4; 0: the tensor's current shape */
+    int64_t shape[4];  /* outermost first: a linear layer is [out_features, in_features] */
+    /* The new contents, one of:
+     *  - values: [shape] floats, stored through dtype's reference quantizer (GGUF's definitions);
+     *  - data: nbytes bytes already in dtype's layout (GGUF block layouts), e.g. from an own quantizer;
+     *  - neither: the tensor's own values re-encoded in dtype (quantizing it; the shape must stay). */
+    const float *values;
+    const void *data;
+    size_t nbytes;
+} sq_tensor_edit;
+
+/* Applies n_edits changes to distinct tensors together (width pruning changes a block's attn_q, attn_k,
+ * attn_v and attn_output, or ffn_gate, ffn_up and ffn_down, in one call), then binds. The caller's arrays are
+ * copied: they may be freed on return. */
+sq_error *sq_model_edit_tensors(sq_model *model, const sq_tensor_edit *edits, int n_edits);
+
+/* Keeps the blocks layers[0 .. n_layers-1] in that order, each old index at most once: block i of the result
+ * is old block layers[i] and its tensors are renamed blk.i.*, so that saving and loading give the same
+ * model. Dropping block 3 of 6 is {0, 1, 2, 4, 5}. */
+sq_error *sq_model_set_layers(sq_model *model, const int *layers, int n_layers);
 
 typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMAT_GGUF } sq_file_format;
 
@@ -152,13 +280,21 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
-/* Thread safety: a context is used by one thread at a time (its own threads do the work of each call).
- * Different contexts, on the same model or not, may run concurrently on different threads: a model is only
- * read by contexts. Changing a model's weights while a context runs on it is not allowed; after a change,
+/* Thread safety: a context is used by one thread at a time (its own threads do the work of each call;
+ * sq_forward and the sq_seq_* / sq_context_kv_* calls change or read its KV cache). Different contexts, on
+ * the same model or not, may run concurrently on different threads: a model is only read by contexts.
+ * Changing a model's weights while a context runs on it is not allowed; after a change,
  * sq_context_reload_weights brings each of its contexts up to date. Tokenizers and models may be shared by
  * any number of threads for reading. */
 
 typedef struct sq_context sq_context;
+
+/* How the KV cache stores keys and values. */
+typedef enum sq_kv_type {
+    SQ_KV_F32 = 0, /* fp32 rows: exact */
+    SQ_KV_F16      /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
+                      precision's rounding (2^-11 relative per stored value) */
+} sq_kv_type;
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
@@ -167,8 +303,18 @@ typedef struct sq_context_options {
     int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
     const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
                            SQ_ERR_INVALID_ARG naming the ones this build has */
+    /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
+     * attention), in the device's memory: a sequence takes blocks as it grows and returns them when
+     * truncated. */
+    size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
+                      n_ctx tokens each. Less serves sequences while blocks are free (see
+                      sq_context_kv_blocks_needed); more is capped there. */
+    int kv_block_size; /* positions per block, 1..65536; 0: 16 */
+    sq_kv_type kv_type;
 } sq_context_options;
 
+/* Fails with SQ_ERR_INVALID_ARG on options out of range, and when kv_mem cannot hold one block or one
+ * sequence of n_ctx tokens (the message says how many bytes those take). */
 sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
 void sq_context_free(sq_context *ctx);
 
@@ -192,8 +338,10 @@ typedef struct sq_seq_batch {
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
  * decode tokens, draft tokens and token trees alike), appends their keys/values to each sequence's cache and
- * writes the requested logits. A rejected batch (an error) changes nothing: every check, and the reservation
- * of cache space for all its sequences, happens before anything is written. */
+ * writes the requested logits. A rejected batch changes nothing: every check, and the reservation of cache
+ * space for all its sequences, happens before anything is written. Invalid arguments (SQ_ERR_INVALID_ARG),
+ * or KV blocks for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N
+ * blocks, M free"), leave every sequence and the free blocks as they were. */
 sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
 
 typedef struct sq_forward_options {
@@ -248,14 +396,33 @@ void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
 sq_error *sq_context_reload_weights(sq_context *ctx);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
-/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
+/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
+ * return to the pool. */
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
 /* After a token tree (sq_seq_batch.parents): keeps the nodes path[0..n_path) (indices among the tree's
  * tokens: a root, then each node a child of the one before) as the sequence's next n_path tokens, and drops
- * every other node. Their cached keys/values move; nothing is recomputed. */
+ * every other node. Their cached keys/values move; nothing is recomputed. A KV block the moved rows land in
+ * that the sequence shares (after sq_seq_fork) is copied first: SQ_ERR_NOMEM, changing nothing, when no
+ * block is free for that. */
 sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
+/* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
+ * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. A token tree at the end
+ * of src_seq comes along (each sequence may then keep a path of its own). src_seq == dst_seq does nothing. */
+sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
+/* Bytes of the KV cache's pool. */
 size_t sq_context_kv_bytes(const sq_context *ctx);
+/* Admission control: positions per KV block, blocks in the pool, blocks free now, and how many free blocks a
+ * batch appending n_new_tokens[i] tokens to sequence seq_ids[i] (i < n, distinct ids) would take (new blocks
+ * plus copies of shared blocks it writes into); sq_forward of that batch succeeds iff *n_blocks <=
+ * sq_context_kv_blocks_free (and the batch is otherwise valid). Fails with SQ_ERR_INVALID_ARG on a bad id, a
+ * repeated id, or a length beyond the context. */
+int sq_context_kv_block_size(const sq_context *ctx);
+int sq_context_kv_blocks_total(const sq_context *ctx);
+int sq_context_kv_blocks_free(const sq_context *ctx);
+sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
+                                      int n, int *n_blocks);
 
 /* ---------------------------------------------------------------- sampling and generation */
 
@@ -299,15 +466,9 @@ sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const 
 
 /* ---------------------------------------------------------------- evaluation */
 
-/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. */
+/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. The library
+ * only calls it; drawing (the CLI's progress bar) is the caller's business. */
 typedef void (*sq_progress_fn)(void *user, int64_t done, int64_t total);
-
-/* A one-line progress bar with rate and ETA on stderr, for command-line tools; it draws nothing when
- * stderr is not a terminal. sq_progress_bar_update has the sq_progress_fn signature (user = the bar). */
-typedef struct sq_progress_bar sq_progress_bar;
-sq_progress_bar *sq_progress_bar_create(const char *label);
-void sq_progress_bar_update(void *bar, int64_t done, int64_t total);
-void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 
 /* Reads a text file for evaluation: invalid UTF-8 is an error naming the file, line and byte offset; CRLF
  * line endings become LF. *text is malloc'ed and NUL-terminated. */
@@ -409,6 +570,7 @@ typedef struct sq_bench_params {
     int n_warmup;  /* untimed repetitions before them */
     int n_threads; /* 0: all online cores */
     uint64_t seed;
+    sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {
@@ -434,6 +596,48 @@ typedef struct sq_bench_result {
 sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
                        sq_progress_fn progress, void *user, sq_bench_result *results);
 
+/* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
+typedef struct sq_bench_metric {
+    const char *key;   /* its JSON field in bench reports, e.g. "ttft_s", "kv_bytes" */
+    const char *label; /* a table row naming its display unit, e.g. "time to first token (ms)" */
+    double scale;      /* stored unit (seconds, tokens or requests per second, bytes) -> the label's unit */
+    int is_bytes;      /* 0: an sq_bench_stat at `offset` of sq_bench_result; 1: a size_t byte count there */
+    size_t offset;
+} sq_bench_metric;
+
+/* The static table of metrics; *n gets its length. */
+const sq_bench_metric *sq_bench_metrics(int *n);
+/* A metric's value in a result: its statistic (is_bytes 0) or its byte count (is_bytes 1). */
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric);
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric);
+
+/* ---------------------------------------------------------------- JSON reports
+ *
+ * The library owns the report layout (docs/report-format.md): these calls write the ppl, eval and bench
+ * reports, and sq_report_render reads them back. Each writes `path` (replacing it) and fails with SQ_ERR_IO
+ * naming it when it cannot. Numbers that are not finite are written as null. */
+
+/* The model a report measured: its path as given (the variant's identity unless a label names it). */
+typedef struct sq_report_model {
+    const char *path;
+    const char *label; /* NULL: none */
+    const sq_model *model;
+} sq_report_model;
+
+/* kind "ppl": the options and result of one sq_perplexity run. ref_path names the file of opts->ref (NULL
+ * without a reference model); ids_input is non-zero when the ids were given as such rather than encoded from
+ * the text file opts->source. */
+sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model, const sq_ppl_options *opts,
+                              const char *ref_path, int ids_input, const sq_ppl_result *result);
+/* kind "eval": the options and n_results (>= 1) results of one sq_eval_tasks run. */
+sq_error *sq_report_write_eval(const char *path, const sq_report_model *model, const sq_eval_options *opts,
+                               const sq_task_result *results, int n_results);
+/* kind "bench": n_models models (1 or 2; two also get B/A ratios) run with params at n_batches batch sizes;
+ * results is [n_batches][n_models], as sq_bench_run filled it for batch_sizes[b] sequences. */
+sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                const sq_bench_params *params, const int *batch_sizes, int n_batches,
+                                const sq_bench_result *results);
+
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 
 /* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
@@ -441,6 +645,26 @@ typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_fo
  * "label", else its "model" path) are merged. On success *text is malloc'ed and NUL-terminated. */
 sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title, sq_report_format format,
                            char **text);
+
+/* ---------------------------------------------------------------- files, integer lists, time */
+
+/* Reads the whole file at path (a regular file, or a pipe or device such as /dev/stdin) into a malloc'ed,
+ * NUL-terminated buffer: *data (caller frees) holding *size bytes before the NUL; the bytes may include NULs.
+ * Fails with SQ_ERR_FORMAT, naming the limit, when the file holds more than max_bytes, and with SQ_ERR_IO
+ * when it cannot be opened or read or is a directory. */
+sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
+
+/* Parses len bytes of integers separated by commas and/or whitespace: "1,4,16", "1 2 3", one a line. A comma
+ * may have whitespace around it, but an empty item (two commas in a row, a comma at either end) is an error,
+ * as is an item that is not an optionally signed decimal integer in [lo, hi] (a range within int32); the
+ * message names the item by number and byte offset. Text of whitespace only is an empty list. On success
+ * *values is malloc'ed [*n_values] (NULL when empty; caller frees). The one reader of token-id lists
+ * (logits --tokens, ppl id files), batch-size lists and layer lists. */
+sq_error *sq_parse_int_list(const char *text, size_t len, int64_t lo, int64_t hi, int32_t **values,
+                            int64_t *n_values);
+
+/* Seconds on a monotonic clock with an arbitrary origin: the difference of two readings is a duration. */
+double sq_monotonic_seconds(void);
 
 /* ---------------------------------------------------------------- process facts */
 

@@ -166,6 +166,7 @@ void sq_context_free(sq_context *ctx) {
     free(ctx->step_seq);
     free(ctx->step_len);
     free(ctx->step_tree);
+    free(ctx->query_len);
     free(ctx->tree_start);
     free(ctx->tree_len);
     free(ctx->tree_parent);
@@ -174,10 +175,13 @@ void sq_context_free(sq_context *ctx) {
 
 static sq_error *check_options(const sq_context_options *o) {
     if (o->n_ctx < 0 || o->n_seq_max < 0 || o->n_threads < 0 || o->n_batch_max < 0 || o->n_seq_max > 65536 ||
-        o->n_threads > 1024)
+        o->n_threads > 1024 || o->kv_block_size < 0 || o->kv_block_size > SQ_KV_MAX_BLOCK_SIZE ||
+        (o->kv_type != SQ_KV_F32 && o->kv_type != SQ_KV_F16))
         return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, n_batch_max %d)",
-                         o->n_ctx, o->n_seq_max, o->n_threads, o->n_batch_max);
+                         "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, n_batch_max %d, "
+                         "kv_block_size %d, kv_type %d)",
+                         o->n_ctx, o->n_seq_max, o->n_threads, o->n_batch_max, o->kv_block_size,
+                         (int)o->kv_type);
     return NULL;
 }
 
@@ -272,7 +276,14 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
         if (ly->ffn_dim > max_ffn) max_ffn = ly->ffn_dim;
     }
-    err = sq_kv_cache_create(&ctx->backend, L, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
+    sq_kv_cache_params kp = {.n_layers = L,
+                             .kv_dim = kv_dim,
+                             .n_ctx = o.n_ctx,
+                             .n_seq = o.n_seq_max,
+                             .block_size = o.kv_block_size,
+                             .row_type = o.kv_type == SQ_KV_F16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                             .mem_bytes = o.kv_mem};
+    err = sq_kv_cache_create(&ctx->backend, &kp, &ctx->kv);
     free(kv_dim);
     if (!err) err = check_supports(ctx);
     if (!err) err = bind_weights(ctx);
@@ -299,11 +310,12 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->step_seq = malloc((size_t)S * sizeof *ctx->step_seq);
     ctx->step_len = malloc((size_t)S * sizeof *ctx->step_len);
     ctx->step_tree = malloc((size_t)S * sizeof *ctx->step_tree);
+    ctx->query_len = malloc((size_t)S * sizeof *ctx->query_len);
     ctx->tree_start = malloc((size_t)S * sizeof *ctx->tree_start);
     ctx->tree_len = calloc((size_t)S, sizeof *ctx->tree_len);
     int ok = ctx->x && ctx->xb && ctx->q && ctx->k && ctx->v && ctx->attn_out && ctx->gate && ctx->up &&
              ctx->inv_freq && ctx->tok_host && ctx->tok_dev && ctx->logits_dest && ctx->step_seq &&
-             ctx->step_len && ctx->step_tree && ctx->tree_start && ctx->tree_len;
+             ctx->step_len && ctx->step_tree && ctx->query_len && ctx->tree_start && ctx->tree_len;
     if (ok && !be->host_memory) {
         ctx->logits = alloc_rows(be, SQ_LOGITS_ROWS, c->vocab_size, sizeof(float));
         ctx->tap_host = malloc((size_t)B * max_width * sizeof(float));
@@ -395,7 +407,10 @@ sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_p
             return sq_errorf(SQ_ERR_INVALID_ARG,
                              "keep path: node %d (step %d) is not %s in sequence %d's tree of %d nodes",
                              path[i], i, i ? "a child of the previous node" : "a root", seq_id, n_nodes);
-    /* node path[i] has depth i, so its keys were rotated for position start + i: its rows move there */
+    /* node path[i] has depth i, so its keys were rotated for position start + i: its rows move there, into
+     * blocks of the sequence's own (a fork may share them) */
+    const int new_len = start + n_path;
+    SQ_TRY(sq_kv_cache_make_private(ctx->kv, seq_id, start, new_len));
     const sq_backend *be = &ctx->backend;
     int32_t *src = ctx->tok_host + (size_t)TOK_SLOT * ctx->n_batch_max;
     int32_t *dst = ctx->tok_host + (size_t)TOK_POS * ctx->n_batch_max;
@@ -408,8 +423,6 @@ sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_p
     int32_t *dst_dev = ctx->tok_dev + (size_t)TOK_POS * ctx->n_batch_max;
     be->upload(be->impl, src_dev, src, bytes);
     be->upload(be->impl, dst_dev, dst, bytes);
-    int new_len = start + n_path;
-    SQ_TRY(sq_kv_cache_reserve(ctx->kv, &seq_id, &new_len, 1)); /* the rows written are the sequence's own */
     for (int l = 0; l < ctx->model->cfg.n_layers; l++) {
         sq_kv_view kv;
         sq_kv_cache_view(ctx->kv, l, &kv);
@@ -421,10 +434,47 @@ sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_p
     return NULL;
 }
 
+sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq) {
+    SQ_TRY(check_seq(ctx, src_seq, "fork"));
+    SQ_TRY(check_seq(ctx, dst_seq, "fork"));
+    if (src_seq == dst_seq) return NULL;
+    sq_kv_cache_fork(ctx->kv, src_seq, dst_seq);
+    /* a token tree at the end comes along: its rows are shared blocks now, its parents are copied */
+    ctx->tree_start[dst_seq] = ctx->tree_start[src_seq];
+    ctx->tree_len[dst_seq] = ctx->tree_len[src_seq];
+    if (ctx->tree_start[src_seq] >= 0)
+        memcpy(ctx->tree_parent + (size_t)dst_seq * ctx->n_batch_max,
+               ctx->tree_parent + (size_t)src_seq * ctx->n_batch_max,
+               (size_t)ctx->tree_len[src_seq] * sizeof *ctx->tree_parent);
+    return NULL;
+}
+
 int sq_context_n_ctx(const sq_context *ctx) { return ctx->n_ctx; }
 size_t sq_context_kv_bytes(const sq_context *ctx) { return sq_kv_cache_bytes(ctx->kv); }
 
 void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user) {
     ctx->tap = tap;
     ctx->tap_user = user;
+}
+
+int sq_context_kv_block_size(const sq_context *ctx) { return ctx->kv->block_size; }
+int sq_context_kv_blocks_total(const sq_context *ctx) { return ctx->kv->n_blocks; }
+int sq_context_kv_blocks_free(const sq_context *ctx) { return ctx->kv->n_free; }
+
+sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
+                                      int n, int *n_blocks) {
+    *n_blocks = 0;
+    if (n < 0 || n > ctx->n_seq_max || (n > 0 && (!seq_ids || !n_new_tokens)))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "KV blocks needed: invalid list of %d sequences (at most %d)", n,
+                         ctx->n_seq_max);
+    for (int i = 0; i < n; i++) {
+        if (seq_ids[i] < 0 || seq_ids[i] >= ctx->n_seq_max)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "KV blocks needed: sequence id %d is outside 0..%d",
+                             seq_ids[i], ctx->n_seq_max - 1);
+        if (n_new_tokens[i] < 0 || n_new_tokens[i] > ctx->n_ctx)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "KV blocks needed: sequence %d cannot take %d tokens",
+                             seq_ids[i], n_new_tokens[i]);
+        ctx->query_len[i] = sq_kv_cache_seq_len(ctx->kv, seq_ids[i]) + n_new_tokens[i];
+    }
+    return sq_kv_cache_blocks_needed(ctx->kv, seq_ids, ctx->query_len, n, n_blocks);
 }

@@ -48,6 +48,7 @@ struct sq_context {
     int stepping;
     int n_step_seqs;
     int *step_seq, *step_len, *step_tree; /* [n_seq_max] */
+    int *query_len;                       /* [n_seq_max] scratch of sq_context_kv_blocks_needed */
 
     /* sequences whose cache ends in a token tree (sq_seq_keep_path) */
     int *tree_start;      /* [n_seq_max] first slot of the tree, -1: none */

@@ -470,6 +470,52 @@ static void test_token_tree(void **state) {
     sq_model_free(m);
 }
 
+/* A tree forked into a second sequence (the tree comes along, its blocks shared): each sequence keeps a
+ * different path, and each continues as a plain run of its own path would, against the reference. The two
+ * paths move rows into the one shared block, so the first keep_path must copy it (copy-on-write) or the
+ * second would overwrite the first's rows. */
+static void test_token_tree_fork(void **state) {
+    (void)state;
+    sq_model *m = load("models/stories260K.bin");
+    const int vocab = m->cfg.vocab_size, P = 7, N = 9;
+    const int32_t *prefix = golden_ids, *drafts = golden_ids + 20;
+    const int paths[2][3] = {{0, 4, 5}, {6, 7, 8}};
+    float *tree_logits = alloc_floats((size_t)N * vocab), *want = alloc_floats((size_t)(P + 4) * vocab);
+    float *after[2] = {alloc_floats(vocab), alloc_floats(vocab)};
+    sq_context *ctx = context(m, 3, 0);
+    sq_seq_batch pre = all_logits(1, prefix, P, want);
+    sq_test_ok(sq_forward(ctx, &pre, 1));
+    sq_seq_batch tree = all_logits(1, drafts, N, tree_logits);
+    tree.parents = tree_parents;
+    sq_test_ok(sq_forward(ctx, &tree, 1));
+    const int free_before = sq_context_kv_blocks_free(ctx);
+    sq_test_ok(sq_seq_fork(ctx, 1, 2));
+    assert_int_equal(sq_context_kv_blocks_free(ctx), free_before); /* shared, not copied */
+    assert_int_equal(sq_seq_len(ctx, 2), P + N);
+    sq_seq_batch next = all_logits(2, golden_ids + 40, 1, after[1]);
+    sq_test_fails_with(sq_forward(ctx, &next, 1), "ends in a token tree");
+    sq_test_ok(sq_seq_keep_path(ctx, 1, paths[0], 3));
+    assert_int_equal(sq_context_kv_blocks_free(ctx), free_before - 1); /* the written block was copied */
+    sq_test_ok(sq_seq_keep_path(ctx, 2, paths[1], 3));
+    for (int s = 0; s < 2; s++) {
+        next = all_logits(1 + s, golden_ids + 40, 1, after[s]);
+        sq_test_ok(sq_forward(ctx, &next, 1));
+        int32_t ids[4] = {drafts[paths[s][0]], drafts[paths[s][1]], drafts[paths[s][2]], golden_ids[40]};
+        ref_state r = ref_open(m);
+        ref_run(&r, prefix, P, want);
+        ref_run(&r, ids, 4, want + (size_t)P * vocab);
+        check_rows(after[s], want + (size_t)(P + 3) * vocab, 1, vocab, REF_TOL,
+                   s ? "the fork's path after keeping both" : "the source's path after keeping both");
+        ref_close(&r);
+    }
+    sq_context_free(ctx);
+    free(tree_logits);
+    free(want);
+    free(after[0]);
+    free(after[1]);
+    sq_model_free(m);
+}
+
 /* A rejected batch changes nothing, even when its failure is found after other sequences were checked. */
 static void test_rejected_batch(void **state) {
     (void)state;
@@ -891,8 +937,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_is_golden), cmocka_unit_test(test_steps_equal_forward),
         cmocka_unit_test(test_tap_and_layer_mask),  cmocka_unit_test(test_token_tree),
-        cmocka_unit_test(test_rejected_batch),      cmocka_unit_test(test_staged_device),
-        cmocka_unit_test(test_unsupported_device),  cmocka_unit_test(test_reload_weights),
+        cmocka_unit_test(test_token_tree_fork),     cmocka_unit_test(test_rejected_batch),
+        cmocka_unit_test(test_staged_device),       cmocka_unit_test(test_unsupported_device),
+        cmocka_unit_test(test_reload_weights),
     };
     return cmocka_run_group_tests(tests, read_golden_tokens, NULL);
 }

@@ -21,13 +21,14 @@ static const verb verbs[] = {
     {"eval", sq_cmd_eval, "zero-shot multiple-choice tasks"},
     {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
+    {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
 };
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: squeeze <command> [options]   (squeeze <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
-        fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(out, "  %-13s %s\n", verbs[i].name, verbs[i].summary);
 }
 
 int main(int argc, char **argv) {
@@ -46,13 +47,18 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    /* "squeeze help VERB" is "squeeze VERB --help": one help path */
+    int help = !strcmp(argv[1], "help");
+    if ((help && argc == 2) || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
     }
+    const char *name = help ? argv[2] : argv[1];
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
-        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "squeeze: unknown command '%s'\n", argv[1]);
+        if (!strcmp(name, verbs[i].name))
+            return help ? verbs[i].run(2, (char *[]){argv[2], "--help", NULL})
+                        : verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "squeeze: unknown command '%s'\n", name);
     usage(stderr);
     return 2;
 }

@@ -99,12 +99,9 @@ static void attend_items(void *p, int ith, int nth) {
     const sq_token_batch *tb = a->tokens;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t elem = sq_dtype_info(a->kv.row_type)->block_bytes;
-    sq_to_f32_fn to_f32 = NULL; /* f32 rows are read in place */
-    if (a->kv.row_type != SQ_DTYPE_F32) {
-        to_f32 = sq_cpu_kernels_active()->to_f32[a->kv.row_type];
-        if (!to_f32) to_f32 = sq_dtype_info(a->kv.row_type)->to_f32;
-    }
+    /* f32 rows are read in place; others through the set's dequantizer */
+    sq_to_f32_fn to_f32 =
+        a->kv.row_type == SQ_DTYPE_F32 ? NULL : sq_cpu_to_f32(sq_cpu_kernels_active(), a->kv.row_type);
     /* heads are at most 4096 = CONVERTED long (sq_model_bind), so a tile holds at least one converted row */
     const int cap = a->kv.row_type == SQ_DTYPE_F32 || hd <= CONVERTED / TILE ? TILE : CONVERTED / hd;
     float kbuf[CONVERTED], vbuf[CONVERTED];
@@ -113,6 +110,7 @@ static void attend_items(void *p, int ith, int nth) {
     for (long item = begin; item < end; item++) {
         int t = (int)(item / a->n_heads), h = (int)(item % a->n_heads);
         int kvh = h / group, seq = tb->seq[t], pos = tb->pos[t];
+        size_t head = sq_row_bytes(a->kv.row_type, (int64_t)kvh * hd); /* the head's byte offset in a row */
         int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0, link = t;
         const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
         float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
@@ -122,7 +120,7 @@ static void attend_items(void *p, int ith, int nth) {
         while ((n = next_tile(tb, t, a->window, cap, &lo, tb->n_prefix[t], &link, slots)) > 0) {
             float s[TILE], tile_max = -INFINITY;
             const float *keys[TILE], *values[TILE];
-            tile_rows(&a->kv, seq, slots, n, (size_t)kvh * hd * elem, hd, to_f32, kbuf, vbuf, keys, values);
+            tile_rows(&a->kv, seq, slots, n, head, hd, to_f32, kbuf, vbuf, keys, values);
             for (int j = 0; j < n; j++) {
                 s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;

@@ -23,8 +23,10 @@ static int cpu_supports(void *impl, sq_op op, sq_dtype dtype) {
     (void)impl;
     if ((unsigned)dtype >= SQ_DTYPE_COUNT) return 0;
     switch (op) {
-    case SQ_OP_MATMUL:
-        return sq_cpu_kernels_active()->gemv[dtype] != NULL;
+    case SQ_OP_MATMUL: { /* a set's GEMV, or the format's reference through matmul.c */
+        const sq_format_kernels *f = &sq_cpu_kernels_active()->formats[dtype];
+        return f->gemv != NULL || f->reference_only;
+    }
     case SQ_OP_GET_ROWS:
         return 1;
     case SQ_OP_KV_STORE:

@@ -5,16 +5,10 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/kernels.h"
 
-/* The active kernel set's converter for dtype (results identical to the reference's). */
-static sq_to_f32_fn to_f32_of(sq_dtype dtype) {
-    sq_to_f32_fn f = sq_cpu_kernels_active()->to_f32[dtype];
-    return f ? f : sq_dtype_info(dtype)->to_f32;
-}
-
 void sq_cpu_get_rows(const sq_tensor *src, const int32_t *rows, int n_rows, float *out) {
     const int64_t cols = sq_tensor_row_len(src);
     const size_t row_bytes = sq_row_bytes(src->dtype, cols);
-    sq_to_f32_fn to_f32 = to_f32_of(src->dtype);
+    sq_to_f32_fn to_f32 = sq_cpu_to_f32(sq_cpu_kernels_active(), src->dtype);
     for (int i = 0; i < n_rows; i++)
         to_f32((const uint8_t *)src->data + (size_t)rows[i] * row_bytes, out + (size_t)i * cols, cols);
 }
