@@ -76,7 +76,11 @@ static void load_model(const char *path) {
     } else {
         float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
         int32_t tok = 0;
-        sq_error_free(sq_forward(ctx, &(sq_seq_batch){0, &tok, 1, SQ_LOGITS_LAST, logits}, 1));
+        sq_error_free(sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = &tok, .n_tokens = 1, .logits_mode = SQ_LOGITS_LAST, .logits = logits},
+            1));
         free(logits);
         sq_context_free(ctx);
     }
