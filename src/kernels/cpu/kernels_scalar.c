@@ -111,5 +111,13 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_Q8_0] = {.gemv = gemv_q8_0, .to_f32 = sq_ref_q8_0_to_f32},
             [SQ_DTYPE_Q4_0] = {.gemv = gemv_q4_0, .to_f32 = sq_ref_q4_0_to_f32},
             [SQ_DTYPE_Q4_1] = {.gemv = gemv_q4_1, .to_f32 = sq_ref_q4_1_to_f32},
+            [SQ_DTYPE_Q5_0] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q5_1] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q2_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q3_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q4_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q5_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q6_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_Q8_K] = SQ_REFERENCE_ONLY,
         },
 };

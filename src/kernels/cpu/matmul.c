@@ -50,14 +50,15 @@ static void reference_gemv(const matmul_job *job, const uint8_t *w, int64_t n_ro
     const int64_t piece = REFERENCE_PIECE_FLOATS / f->block_elems * f->block_elems;
     float buf[REFERENCE_PIECE_FLOATS];
     for (int64_t r = 0; r < n_rows; r++) {
-        float acc[GEMM_MIN_TOKENS] = {0};
+        double acc[GEMM_MIN_TOKENS] = {0}; /* the slow path: accurate for long rows */
         for (int64_t c = 0; c < job->cols; c += piece) {
             const int64_t n = job->cols - c < piece ? job->cols - c : piece;
             f->to_f32(w + (size_t)r * job->row_bytes + sq_row_bytes(job->dtype, c), buf, n);
             for (int t = 0; t < job->n_tokens; t++)
-                for (int64_t i = 0; i < n; i++) acc[t] += buf[i] * job->x[(size_t)t * job->cols + c + i];
+                for (int64_t i = 0; i < n; i++)
+                    acc[t] += (double)buf[i] * job->x[(size_t)t * job->cols + c + i];
         }
-        for (int t = 0; t < job->n_tokens; t++) y[(size_t)t * job->rows + r] = acc[t];
+        for (int t = 0; t < job->n_tokens; t++) y[(size_t)t * job->rows + r] = (float)acc[t];
     }
 }
 
