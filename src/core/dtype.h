@@ -176,6 +176,17 @@ typedef struct {
     int16_t bsums[SQ_QK_K / 16]; /* the sum of each 16 consecutive q */
 } sq_block_q8_K;
 
+/* The integers of one block of a format with integer sub-block scales (Q5_0, Q5_1 and the K-quants but Q8_K),
+ * ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s], s = j / sub_block_elems
+ * (Q5_0 and Q5_1: one sub-block, sc = 1; Q5_1's minimum m is dmin = -m with m[0] = 1). The reference
+ * dequantizers of these formats are this, and the kernels' integer dot products start from it. */
+typedef struct sq_block_ints {
+    float d, dmin;
+    int sc[SQ_QK_K / 16], m[SQ_QK_K / 16];
+    uint8_t q[SQ_QK_K]; /* unsigned: 0 .. 2^bits - 1 */
+} sq_block_ints;
+void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *out);
+
 /* The reference conversions (dtype_ref.c), named sq_ref_<format>_to_f32 / _from_f32. */
 #define SQ_DECLARE_REFERENCE(format)                                                                         \
     void sq_ref_##format##_to_f32(const void *src, float *dst, int64_t n);                                   \

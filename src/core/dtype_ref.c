@@ -212,15 +212,6 @@ static void q5_pack(const int q[32], uint8_t qs[16], uint8_t qh[4]) {
     store_u32le(qh, h);
 }
 
-void sq_ref_q5_0_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q5_0 *b = src;
-    for (int64_t i = 0; i < n / SQ_QK5_0; i++) {
-        const float d = sq_f16_to_f32(b[i].d);
-        int q[32];
-        q5_values(b[i].qs, b[i].qh, q);
-        for (int j = 0; j < SQ_QK5_0; j++) dst[i * SQ_QK5_0 + j] = d * (float)(q[j] - 16);
-    }
-}
 /* As Q4_0 with 32 steps: the value of largest magnitude maps to -16, others round by truncating x * id
  * + 16.5. */
 void sq_ref_q5_0_from_f32(const float *src, void *dst, int64_t n) {
@@ -241,15 +232,6 @@ void sq_ref_q5_0_from_f32(const float *src, void *dst, int64_t n) {
             q[j] = v > 31 ? 31 : v;
         }
         q5_pack(q, b[i].qs, b[i].qh);
-    }
-}
-void sq_ref_q5_1_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q5_1 *b = src;
-    for (int64_t i = 0; i < n / SQ_QK5_1; i++) {
-        const float d = sq_f16_to_f32(b[i].d), m = sq_f16_to_f32(b[i].m);
-        int q[32];
-        q5_values(b[i].qs, b[i].qh, q);
-        for (int j = 0; j < SQ_QK5_1; j++) dst[i * SQ_QK5_1 + j] = d * (float)q[j] + m;
     }
 }
 void sq_ref_q5_1_from_f32(const float *src, void *dst, int64_t n) {
@@ -443,16 +425,6 @@ static int plane_2bit(const uint8_t *qs, int j) {
     return qs[j / 128 * 32 + j % 32] >> (2 * (j % 128 / 32)) & 3;
 }
 
-void sq_ref_q2_K_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q2_K *b = src;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++, dst += SQ_QK_K) {
-        const float d = sq_f16_to_f32(b[i].d), dmin = sq_f16_to_f32(b[i].dmin);
-        for (int j = 0; j < SQ_QK_K; j++) {
-            const uint8_t sc = b[i].scales[j / 16];
-            dst[j] = d * (float)(sc & 0xf) * (float)plane_2bit(b[i].qs, j) - dmin * (float)(sc >> 4);
-        }
-    }
-}
 /* Sub-blocks of 16 fitted with a minimum (absolute error weighted by |x|), their scales and minimums stored
  * as 4-bit fractions of the largest, then every value rounded again with the stored ones. */
 void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) {
@@ -496,16 +468,6 @@ void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) {
 static int q3_K_scale(const uint8_t s[12], int j) {
     const int low = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
     return (low | (s[8 + j % 4] >> (2 * (j / 4)) & 3) << 4) - 32;
-}
-void sq_ref_q3_K_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q3_K *b = src;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++, dst += SQ_QK_K) {
-        const float d = sq_f16_to_f32(b[i].d);
-        for (int j = 0; j < SQ_QK_K; j++) {
-            const int q = plane_2bit(b[i].qs, j) | (b[i].hmask[j % 32] >> (j / 32) & 1) << 2;
-            dst[j] = d * (float)q3_K_scale(b[i].scales, j / 16) * (float)(q - 4);
-        }
-    }
 }
 /* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 6-bit fractions of the one of largest
  * magnitude, then every value rounded again with the stored ones. */
@@ -610,17 +572,6 @@ static int k4_low_bits(const uint8_t *qs, int j) {
     return qs[j / 64 * 32 + j % 32] >> (4 * (j % 64 / 32)) & 0xf;
 }
 
-void sq_ref_q4_K_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q4_K *b = src;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++, dst += SQ_QK_K) {
-        const float d = sq_f16_to_f32(b[i].d), dmin = sq_f16_to_f32(b[i].dmin);
-        for (int j = 0; j < SQ_QK_K; j++) {
-            int sc, m;
-            k4_scale_min(b[i].scales, j / 32, &sc, &m);
-            dst[j] = d * (float)sc * (float)k4_low_bits(b[i].qs, j) - dmin * (float)m;
-        }
-    }
-}
 void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) {
     sq_block_q4_K *b = dst;
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
@@ -631,18 +582,6 @@ void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) {
     }
 }
 
-void sq_ref_q5_K_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q5_K *b = src;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++, dst += SQ_QK_K) {
-        const float d = sq_f16_to_f32(b[i].d), dmin = sq_f16_to_f32(b[i].dmin);
-        for (int j = 0; j < SQ_QK_K; j++) {
-            int sc, m;
-            k4_scale_min(b[i].scales, j / 32, &sc, &m);
-            const int q = k4_low_bits(b[i].qs, j) | (b[i].qh[j % 32] >> (j / 32) & 1) << 4;
-            dst[j] = d * (float)sc * (float)q - dmin * (float)m;
-        }
-    }
-}
 void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) {
     sq_block_q5_K *b = dst;
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
@@ -661,14 +600,6 @@ static int q6_K_value(const sq_block_q6_K *b, int j) {
     const int half = j / 128, plane = j % 128 / 32, l = j % 32;
     const int low = b->ql[64 * half + 32 * (plane & 1) + l] >> (4 * (plane >> 1)) & 0xf;
     return low | (b->qh[32 * half + l] >> (2 * plane) & 3) << 4;
-}
-void sq_ref_q6_K_to_f32(const void *src, float *dst, int64_t n) {
-    const sq_block_q6_K *b = src;
-    for (int64_t i = 0; i < n / SQ_QK_K; i++, dst += SQ_QK_K) {
-        const float d = sq_f16_to_f32(b[i].d);
-        for (int j = 0; j < SQ_QK_K; j++)
-            dst[j] = d * (float)b[i].scales[j / 16] * (float)(q6_K_value(&b[i], j) - 32);
-    }
 }
 /* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 8-bit fractions of the one of largest
  * magnitude, then every value rounded again with the stored ones. */
@@ -732,3 +663,96 @@ void sq_ref_q8_K_from_f32(const float *src, void *dst, int64_t n) {
         b[i].d = 1 / iscale;
     }
 }
+
+/* ------------------------------------------------------------------ integers of a block, and dequantization
+ */
+
+void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *b) {
+    const int subs = sq_dtype_table[dt].block_elems / sq_dtype_table[dt].sub_block_elems;
+    for (int s = 0; s < subs; s++) b->sc[s] = 1, b->m[s] = 0;
+    b->dmin = 0;
+    switch (dt) {
+    case SQ_DTYPE_Q5_0: {
+        const sq_block_q5_0 *x = block;
+        int q[32];
+        q5_values(x->qs, x->qh, q);
+        for (int j = 0; j < 32; j++) b->q[j] = (uint8_t)q[j];
+        b->d = sq_f16_to_f32(x->d);
+        break;
+    }
+    case SQ_DTYPE_Q5_1: { /* + m is - dmin * 1 with dmin = -m */
+        const sq_block_q5_1 *x = block;
+        int q[32];
+        q5_values(x->qs, x->qh, q);
+        for (int j = 0; j < 32; j++) b->q[j] = (uint8_t)q[j];
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = -sq_f16_to_f32(x->m);
+        b->m[0] = 1;
+        break;
+    }
+    case SQ_DTYPE_Q2_K: {
+        const sq_block_q2_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)plane_2bit(x->qs, j);
+        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s] & 0xf, b->m[s] = x->scales[s] >> 4;
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = sq_f16_to_f32(x->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q3_K: {
+        const sq_block_q3_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)(plane_2bit(x->qs, j) | (x->hmask[j % 32] >> (j / 32) & 1) << 2);
+        for (int s = 0; s < 16; s++) b->sc[s] = q3_K_scale(x->scales, s);
+        b->d = sq_f16_to_f32(x->d);
+        break;
+    }
+    case SQ_DTYPE_Q4_K:
+    case SQ_DTYPE_Q5_K: {
+        const sq_block_q4_K *x4 = block;
+        const sq_block_q5_K *x5 = block;
+        const uint8_t *qs = dt == SQ_DTYPE_Q4_K ? x4->qs : x5->qs;
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)(k4_low_bits(qs, j) |
+                                (dt == SQ_DTYPE_Q5_K ? (x5->qh[j % 32] >> (j / 32) & 1) << 4 : 0));
+        for (int s = 0; s < 8; s++) k4_scale_min(x4->scales, s, &b->sc[s], &b->m[s]);
+        b->d = sq_f16_to_f32(x4->d);
+        b->dmin = sq_f16_to_f32(x4->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q6_K: {
+        const sq_block_q6_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)q6_K_value(x, j);
+        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s];
+        b->d = sq_f16_to_f32(x->d);
+        break;
+    }
+    default: /* not a format with integer sub-block scales */
+        break;
+    }
+}
+
+/* value = (d * sc) * (q - zero) - dmin * m, rounded step by step as ggml's dequantizers (and gguf's) round.
+ */
+static void block_ints_to_f32(sq_dtype dt, const void *src, float *dst, int64_t n) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const uint8_t *p = src;
+    sq_block_ints b;
+    for (int64_t i = 0; i < n / f->block_elems; i++, p += f->block_bytes, dst += f->block_elems) {
+        sq_ref_block_ints(dt, p, &b);
+        for (int j = 0; j < f->block_elems; j++) {
+            const int s = j / f->sub_block_elems;
+            dst[j] = b.d * (float)b.sc[s] * (float)(b.q[j] - f->zero_value) - b.dmin * (float)b.m[s];
+        }
+    }
+}
+#define DEFINE_BLOCK_INTS_TO_F32(name, DTYPE)                                                                \
+    void sq_ref_##name##_to_f32(const void *src, float *dst, int64_t n) {                                    \
+        block_ints_to_f32(DTYPE, src, dst, n);                                                               \
+    }
+DEFINE_BLOCK_INTS_TO_F32(q5_0, SQ_DTYPE_Q5_0)
+DEFINE_BLOCK_INTS_TO_F32(q5_1, SQ_DTYPE_Q5_1)
+DEFINE_BLOCK_INTS_TO_F32(q2_K, SQ_DTYPE_Q2_K)
+DEFINE_BLOCK_INTS_TO_F32(q3_K, SQ_DTYPE_Q3_K)
+DEFINE_BLOCK_INTS_TO_F32(q4_K, SQ_DTYPE_Q4_K)
+DEFINE_BLOCK_INTS_TO_F32(q5_K, SQ_DTYPE_Q5_K)
+DEFINE_BLOCK_INTS_TO_F32(q6_K, SQ_DTYPE_Q6_K)
