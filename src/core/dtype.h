@@ -187,6 +187,62 @@ typedef struct sq_block_ints {
 } sq_block_ints;
 void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *out);
 
+/* Q3_K's sub-block scale j (stored + 32 in 6 bits), and Q4_K's and Q5_K's 6-bit scale and minimum of
+ * sub-block j, as dtype.h's block structs describe them. */
+static inline int sq_q3_K_scale(const uint8_t s[12], int j) {
+    const int low = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
+    return (low | (s[8 + j % 4] >> (2 * (j / 4)) & 3) << 4) - 32;
+}
+static inline void sq_k4_scale_min(const uint8_t s[12], int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xf) | (s[j - 4] >> 6) << 4;
+        *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+/* The scales part of sq_ref_block_ints (d, dmin, sc, m; not q): inline, for the kernels. */
+static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints *b) {
+    for (int s = 0; s < SQ_QK_K / 16; s++) b->sc[s] = 1, b->m[s] = 0;
+    b->dmin = 0;
+    switch (dt) {
+    case SQ_DTYPE_Q5_0:
+        b->d = sq_f16_to_f32(((const sq_block_q5_0 *)block)->d);
+        break;
+    case SQ_DTYPE_Q5_1: /* + m is - dmin * 1 with dmin = -m */
+        b->d = sq_f16_to_f32(((const sq_block_q5_1 *)block)->d);
+        b->dmin = -sq_f16_to_f32(((const sq_block_q5_1 *)block)->m);
+        b->m[0] = 1;
+        break;
+    case SQ_DTYPE_Q2_K: {
+        const sq_block_q2_K *x = block;
+        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s] & 0xf, b->m[s] = x->scales[s] >> 4;
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = sq_f16_to_f32(x->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q3_K:
+        for (int s = 0; s < 16; s++) b->sc[s] = sq_q3_K_scale(((const sq_block_q3_K *)block)->scales, s);
+        b->d = sq_f16_to_f32(((const sq_block_q3_K *)block)->d);
+        break;
+    case SQ_DTYPE_Q4_K:
+    case SQ_DTYPE_Q5_K: { /* Q5_K's d, dmin and scales lie where Q4_K's do */
+        const sq_block_q4_K *x = block;
+        for (int s = 0; s < 8; s++) sq_k4_scale_min(x->scales, s, &b->sc[s], &b->m[s]);
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = sq_f16_to_f32(x->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q6_K:
+        for (int s = 0; s < 16; s++) b->sc[s] = ((const sq_block_q6_K *)block)->scales[s];
+        b->d = sq_f16_to_f32(((const sq_block_q6_K *)block)->d);
+        break;
+    default:
+        break;
+    }
+}
+
 /* The reference conversions (dtype_ref.c), named sq_ref_<format>_to_f32 / _from_f32. */
 #define SQ_DECLARE_REFERENCE(format)                                                                         \
     void sq_ref_##format##_to_f32(const void *src, float *dst, int64_t n);                                   \

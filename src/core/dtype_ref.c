@@ -464,11 +464,6 @@ void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) {
     }
 }
 
-/* Q3_K's sub-block scale j, stored + 32 in 6 bits. */
-static int q3_K_scale(const uint8_t s[12], int j) {
-    const int low = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
-    return (low | (s[8 + j % 4] >> (2 * (j / 4)) & 3) << 4) - 32;
-}
 /* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 6-bit fractions of the one of largest
  * magnitude, then every value rounded again with the stored ones. */
 void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
@@ -496,7 +491,7 @@ void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
             b[i].d = sq_f32_to_f16(0.0f);
         }
         for (int j = 0; j < 16; j++) {
-            const float d = sq_f16_to_f32(b[i].d) * (float)q3_K_scale(b[i].scales, j);
+            const float d = sq_f16_to_f32(b[i].d) * (float)sq_q3_K_scale(b[i].scales, j);
             if (!d) continue;
             for (int l = 0; l < 16; l++)
                 L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / d), -4, 3) + 4);
@@ -508,17 +503,6 @@ void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
             low[j] = (uint8_t)(L[j] & 3);
         }
         pack_2bit_planes(low, b[i].qs);
-    }
-}
-
-/* Q4_K's and Q5_K's 6-bit scale and minimum of sub-block j. */
-static void k4_scale_min(const uint8_t s[12], int j, int *sc, int *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0xf) | (s[j - 4] >> 6) << 4;
-        *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
     }
 }
 
@@ -558,7 +542,7 @@ static void fit_k4(const float *x, int nmax, float rmin, int nstep, uint16_t *d,
     *dmin = sq_f32_to_f16(max_min / 63.0f);
     for (int j = 0; j < 8; j++) {
         int sc, m;
-        k4_scale_min(scales, j, &sc, &m);
+        sq_k4_scale_min(scales, j, &sc, &m);
         const float dj = sq_f16_to_f32(*d) * (float)sc;
         if (!dj) continue;
         const float dm = sq_f16_to_f32(*dmin) * (float)m;
@@ -668,64 +652,42 @@ void sq_ref_q8_K_from_f32(const float *src, void *dst, int64_t n) {
  */
 
 void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *b) {
-    const int subs = sq_dtype_table[dt].block_elems / sq_dtype_table[dt].sub_block_elems;
-    for (int s = 0; s < subs; s++) b->sc[s] = 1, b->m[s] = 0;
-    b->dmin = 0;
+    sq_block_scales(dt, block, b);
     switch (dt) {
-    case SQ_DTYPE_Q5_0: {
-        const sq_block_q5_0 *x = block;
+    case SQ_DTYPE_Q5_0:
+    case SQ_DTYPE_Q5_1: {
+        const uint8_t *qh =
+            dt == SQ_DTYPE_Q5_0 ? ((const sq_block_q5_0 *)block)->qh : ((const sq_block_q5_1 *)block)->qh;
+        const uint8_t *qs =
+            dt == SQ_DTYPE_Q5_0 ? ((const sq_block_q5_0 *)block)->qs : ((const sq_block_q5_1 *)block)->qs;
         int q[32];
-        q5_values(x->qs, x->qh, q);
+        q5_values(qs, qh, q);
         for (int j = 0; j < 32; j++) b->q[j] = (uint8_t)q[j];
-        b->d = sq_f16_to_f32(x->d);
         break;
     }
-    case SQ_DTYPE_Q5_1: { /* + m is - dmin * 1 with dmin = -m */
-        const sq_block_q5_1 *x = block;
-        int q[32];
-        q5_values(x->qs, x->qh, q);
-        for (int j = 0; j < 32; j++) b->q[j] = (uint8_t)q[j];
-        b->d = sq_f16_to_f32(x->d);
-        b->dmin = -sq_f16_to_f32(x->m);
-        b->m[0] = 1;
+    case SQ_DTYPE_Q2_K:
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)plane_2bit(((const sq_block_q2_K *)block)->qs, j);
         break;
-    }
-    case SQ_DTYPE_Q2_K: {
-        const sq_block_q2_K *x = block;
-        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)plane_2bit(x->qs, j);
-        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s] & 0xf, b->m[s] = x->scales[s] >> 4;
-        b->d = sq_f16_to_f32(x->d);
-        b->dmin = sq_f16_to_f32(x->dmin);
-        break;
-    }
     case SQ_DTYPE_Q3_K: {
         const sq_block_q3_K *x = block;
         for (int j = 0; j < SQ_QK_K; j++)
             b->q[j] = (uint8_t)(plane_2bit(x->qs, j) | (x->hmask[j % 32] >> (j / 32) & 1) << 2);
-        for (int s = 0; s < 16; s++) b->sc[s] = q3_K_scale(x->scales, s);
-        b->d = sq_f16_to_f32(x->d);
         break;
     }
     case SQ_DTYPE_Q4_K:
-    case SQ_DTYPE_Q5_K: {
-        const sq_block_q4_K *x4 = block;
-        const sq_block_q5_K *x5 = block;
-        const uint8_t *qs = dt == SQ_DTYPE_Q4_K ? x4->qs : x5->qs;
         for (int j = 0; j < SQ_QK_K; j++)
-            b->q[j] = (uint8_t)(k4_low_bits(qs, j) |
-                                (dt == SQ_DTYPE_Q5_K ? (x5->qh[j % 32] >> (j / 32) & 1) << 4 : 0));
-        for (int s = 0; s < 8; s++) k4_scale_min(x4->scales, s, &b->sc[s], &b->m[s]);
-        b->d = sq_f16_to_f32(x4->d);
-        b->dmin = sq_f16_to_f32(x4->dmin);
+            b->q[j] = (uint8_t)k4_low_bits(((const sq_block_q4_K *)block)->qs, j);
+        break;
+    case SQ_DTYPE_Q5_K: {
+        const sq_block_q5_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)(k4_low_bits(x->qs, j) | (x->qh[j % 32] >> (j / 32) & 1) << 4);
         break;
     }
-    case SQ_DTYPE_Q6_K: {
-        const sq_block_q6_K *x = block;
-        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)q6_K_value(x, j);
-        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s];
-        b->d = sq_f16_to_f32(x->d);
+    case SQ_DTYPE_Q6_K:
+        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)q6_K_value(block, j);
         break;
-    }
     default: /* not a format with integer sub-block scales */
         break;
     }
