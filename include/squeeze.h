@@ -693,7 +693,15 @@ typedef struct sq_quant_keep {
 typedef struct sq_quantize_params {
     const char *type;   /* a format or preset name, as above */
     const char *method; /* how stored values are chosen: "rtn" (NULL: rtn), round to nearest with each
-                           format's reference quantizer (llama.cpp's reference algorithms, no imatrix) */
+                           format's reference quantizer (llama.cpp's reference algorithms, no imatrix);
+                           "gptq" (needs calib): GPTQ (Frantar et al. 2022) block by block through
+                           sq_calibrate, each block's matrices on the outputs of the already-quantized
+                           blocks before it, onto the grid of the formats q8_0, q4_0, q4_1 (other formats
+                           are refused before any work); matrices outside the blocks (token_embd, output)
+                           are rounded to nearest */
+    const sq_calib_samples *calib; /* calibration samples (methods that need them; NULL otherwise) */
+    double gptq_damp;              /* gptq: fraction of the Hessian's mean diagonal added to it; 0: 0.01 */
+    int gptq_act_order;            /* gptq: columns by decreasing Hessian diagonal, static groups */
     const sq_quant_keep *keep;
     int n_keep;
     int n_threads; /* 0: all online cores */

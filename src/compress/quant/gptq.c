@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/quant/method.h"
 #include "core/tensor.h"
 
 typedef struct gptq_work {
@@ -185,3 +186,26 @@ sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64
     free_work(&k);
     return NULL;
 }
+
+/* ---------------------------------------------------------------- the method (method.h) */
+
+static sq_error *gptq_supports(sq_dtype dtype) {
+    sq_grid g;
+    return sq_grid_for(sq_dtype_info(dtype)->name, 0, sq_dtype_info(dtype)->block_elems, &g);
+}
+
+static sq_error *gptq_job(const sq_quant_job *job, sq_threadpool *pool) {
+    (void)pool; /* the batched updates run on BLAS's threads */
+    if (!job->stats || !job->stats->xtx || job->stats->cols != job->cols)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "GPTQ %s: no input statistics of width %lld", job->name,
+                         (long long)job->cols);
+    sq_grid grid;
+    SQ_TRY(sq_grid_for(sq_dtype_info(job->dtype)->name, 0, job->cols, &grid));
+    const sq_gptq_options o = {.damp = job->params ? job->params->gptq_damp : 0,
+                               .act_order = job->params ? job->params->gptq_act_order : 0};
+    return sq_gptq_quantize(job->name, job->w, job->rows, job->cols, job->stats->xtx, job->stats->n_samples,
+                            &grid, &o, NULL, job->out);
+}
+
+const sq_quant_method sq_quant_gptq = {
+    .name = "gptq", .needs_stats = 1, .stats = SQ_CALIB_XTX, .supports = gptq_supports, .quantize = gptq_job};

@@ -31,18 +31,26 @@ typedef struct sq_quant_job {
     const float *w;
     int64_t rows, cols;
     sq_dtype dtype;
-    const sq_quant_stats *stats; /* NULL: none gathered */
+    const sq_quant_stats *stats;      /* NULL: none gathered */
+    const sq_quantize_params *params; /* the request (method options) */
     void *out;
 } sq_quant_job;
 
 typedef struct sq_quant_method {
     const char *name; /* as --method takes it: "rtn" */
     int needs_stats;  /* non-zero: refuses jobs without calibration statistics */
+    /* non-zero: statistics gathered block by block (sq_calibrate), each block quantized before the next
+     * block's inputs are computed; NULL members of sq_quant_stats then hold what `stats` asks for */
+    unsigned stats; /* SQ_CALIB_* flags it needs */
+    /* checks that it can quantize tensors of this format, before any work (NULL: every format) */
+    sq_error *(*supports)(sq_dtype dtype);
     sq_error *(*quantize)(const sq_quant_job *job, sq_threadpool *pool);
 } sq_quant_method;
 
 /* Round to nearest with the format's reference quantizer, row by row over the pool's threads. */
 extern const sq_quant_method sq_quant_rtn;
+/* GPTQ (gptq.h) onto the format's grid (grid.h) with the input's X^T X; rows over the pool's threads. */
+extern const sq_quant_method sq_quant_gptq;
 
 /* The method named `name`, or NULL when there is none. */
 const sq_quant_method *sq_quant_method_find(const char *name);

@@ -3,6 +3,7 @@
  * sq_model_edit_tensors; writes the GGUF file last. Memory beyond the model: one matrix in fp32 and its
  * quantized bytes. */
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@
 #include "squeeze.h"
 
 static const sq_quant_method *method_find(const char *name) {
-    static const sq_quant_method *const methods[] = {&sq_quant_rtn};
+    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq};
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
         if (!strcmp(methods[i]->name, name)) return methods[i];
     return NULL;
@@ -90,7 +91,8 @@ static sq_error *plan(const sq_model *model, const sq_quantize_params *p, const 
 
 /* Quantizes tensor t of the model to the planned format and puts it in. */
 static sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method, const sq_tensor_info *t,
-                                 sq_dtype dtype, sq_threadpool *pool) {
+                                 sq_dtype dtype, sq_threadpool *pool, const sq_quantize_params *p,
+                                 const sq_quant_stats *stats) {
     const int64_t cols = t->shape[t->ndim - 1], n = sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4,
                   rows = n / cols;
     const size_t nbytes = sq_tensor_bytes_for(dtype, t->ndim, t->shape);
@@ -102,8 +104,14 @@ static sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method,
             sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s (%lld values)", t->name, (long long)n);
     if (!err) err = sq_model_read_tensor(model, t->name, w, n);
     if (!err) {
-        const sq_quant_job job = {
-            .name = t->name, .w = w, .rows = rows, .cols = cols, .dtype = dtype, .out = out};
+        const sq_quant_job job = {.name = t->name,
+                                  .w = w,
+                                  .rows = rows,
+                                  .cols = cols,
+                                  .dtype = dtype,
+                                  .stats = stats,
+                                  .params = p,
+                                  .out = out};
         err = method->quantize(&job, pool);
     }
     if (!err) {
@@ -114,6 +122,79 @@ static sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method,
     free(w);
     free(out);
     return err;
+}
+
+/* ---------------------------------------------------------------- block by block (calibrated methods) */
+
+typedef struct calib_quant {
+    const sq_quant_method *method;
+    const sq_quantize_params *p;
+    sq_quantize_report *r;
+    unsigned char *done; /* [n_tensors] quantized already */
+    sq_threadpool *pool;
+    int64_t n_done, total;
+    sq_progress_fn progress;
+    void *user;
+} calib_quant;
+
+/* Which input of its block a weight matrix multiplies, or -1 for a tensor outside the blocks' linear layers.
+ */
+static int input_of(const char *name) {
+    static const struct {
+        const char *suffix;
+        sq_tap_point point;
+    } inputs[] = {{".attn_q.weight", SQ_TAP_ATTN_IN},   {".attn_k.weight", SQ_TAP_ATTN_IN},
+                  {".attn_v.weight", SQ_TAP_ATTN_IN},   {".attn_output.weight", SQ_TAP_ATTN_OUT},
+                  {".ffn_gate.weight", SQ_TAP_FFN_IN},  {".ffn_up.weight", SQ_TAP_FFN_IN},
+                  {".ffn_down.weight", SQ_TAP_FFN_DOWN}};
+    const size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        const size_t k = strlen(inputs[i].suffix);
+        if (n > k && !strcmp(name + n - k, inputs[i].suffix)) return (int)inputs[i].point;
+    }
+    return -1;
+}
+
+/* sq_calib_method.apply_block: quantizes every planned matrix of block `layer` with its input's statistics.
+ */
+static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+    calib_quant *c = user;
+    char prefix[32];
+    const int np = snprintf(prefix, sizeof prefix, "blk.%d.", layer);
+    for (int i = 0; i < c->r->n_tensors; i++) {
+        sq_quant_tensor_report *q = &c->r->tensors[i];
+        const int point = input_of(q->name);
+        if (c->done[i] || !strcmp(q->type, q->from) || strncmp(q->name, prefix, (size_t)np) || point < 0)
+            continue;
+        const sq_calib_stats *s = &stats[point];
+        const sq_quant_stats qs = {.cols = s->width, .xtx = s->xtx, .n_samples = s->n_tokens};
+        sq_tensor_info t;
+        sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
+        SQ_TRY(
+            quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, &qs));
+        c->done[i] = 1;
+        c->r->n_quantized++;
+        c->n_done += q->n_elems;
+        if (c->progress) c->progress(c->user, c->n_done, c->total);
+    }
+    return NULL;
+}
+
+/* Checks that the method can store every planned format and has its samples, before any work. */
+static sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
+                              const sq_quantize_report *r) {
+    if (method->needs_stats && (!p->calib || !p->calib->ids))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: method %s needs calibration samples (--calib TEXT)",
+                         method->name);
+    for (int i = 0; method->supports && i < r->n_tensors; i++) {
+        const sq_quant_tensor_report *q = &r->tensors[i];
+        if (!strcmp(q->type, q->from) || input_of(q->name) < 0) continue;
+        sq_error *e = method->supports((sq_dtype)sq_dtype_from_name(q->type));
+        if (e)
+            return sq_error_wrap(e, "quantize: method %s cannot store %s as %s", method->name, q->name,
+                                 q->type);
+    }
+    return NULL;
 }
 
 sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_progress_fn progress, void *user,
@@ -127,7 +208,8 @@ sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_pro
     const char *method_name = p->method ? p->method : "rtn";
     const sq_quant_method *method = method_find(method_name);
     if (!method)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn)", method_name);
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn or gptq)",
+                         method_name);
     if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
 
@@ -150,12 +232,13 @@ sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_pro
             sq_dtype_info(sq_dtype_from_name(t.dtype))->name;
     }
     if (!err) err = plan(model, p, preset, r);
+    if (!err) err = check_method(method, p, r);
     if (!err && p->output) err = sq_out_check(p->output);
     sq_threadpool *pool = NULL;
     if (!err && !(pool = sq_threadpool_create(p->n_threads)))
         err = sq_errorf(SQ_ERR_NOMEM, "quantize: cannot start %d threads", p->n_threads);
 
-    int64_t total = 0, done = 0;
+    int64_t total = 0, done_elems = 0;
     for (int i = 0; i < n_tensors; i++) {
         sq_tensor_info t;
         sq_model_tensor_info(model, i, &t);
@@ -163,17 +246,29 @@ sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_pro
         r->tensors[i].bytes_before = t.nbytes;
         if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
     }
+    /* A calibrated method quantizes the blocks' matrices block by block first; the rest (and everything, for
+     * RTN) is rounded to nearest below. */
+    unsigned char *done = calloc((size_t)n_tensors + 1, 1);
+    if (!err && !done) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+    if (!err && method->needs_stats) {
+        calib_quant c = {method, p, r, done, pool, 0, total, progress, user};
+        const sq_calib_method cm = {
+            .stats = method->stats, .apply_block = quantize_block, .changes_weights = 1, .user = &c};
+        err = sq_calibrate(model, p->calib, &cm, &(sq_calib_options){.n_threads = p->n_threads});
+        done_elems = c.n_done;
+    }
     /* Tensors are visited by name: each edit may reorder nothing, but names are what the model promises. */
     for (int i = 0; i < n_tensors && !err; i++) {
         sq_quant_tensor_report *q = &r->tensors[i];
-        if (!strcmp(q->type, q->from)) continue;
+        if (!strcmp(q->type, q->from) || done[i]) continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        err = quantize_tensor(model, method, &t, (sq_dtype)sq_dtype_from_name(q->type), pool);
+        err = quantize_tensor(model, &sq_quant_rtn, &t, (sq_dtype)sq_dtype_from_name(q->type), pool, p, NULL);
         r->n_quantized++;
-        done += q->n_elems;
-        if (progress && !err) progress(user, done, total);
+        done_elems += q->n_elems;
+        if (progress && !err) progress(user, done_elems, total);
     }
+    free(done);
     sq_threadpool_free(pool);
     for (int i = 0; i < n_tensors; i++) {
         sq_tensor_info t;
