@@ -5,9 +5,10 @@ awkward shapes with correlated inputs (outlier channels, one dead input):
   - the same H, the same column order: the quantized weights equal the reference's (at least 99.9% of them
     bit for bit as float32, every other within one grid step: rounding ties may fall either way after
     differently ordered sums; in practice all are equal), for every grid (q8_0, q4_0, q4_1; int4/int3/int2
-    per group and per row), with and without act-order (static groups), lazy blocks smaller than, equal to
+    per group, with a shorter last group, and per row), with and without act-order (static groups), lazy blocks smaller than, equal to
     and larger than a group;
-  - GPTQ's reconstruction error ||(Q - W) X|| is below round-to-nearest's on the same grid;
+  - round to nearest on the same grid (sq_grid_rtn) equals numpy's, and GPTQ's reconstruction error
+    ||(Q - W) X|| is below it;
   - packed bytes of the GGUF formats dequantize (gguf.quants, llama.cpp's own definitions) to exactly the
     quantized weights;
   - a Hessian that damping cannot make positive definite is refused with a message saying so.
@@ -95,7 +96,7 @@ def gptq_ref(W, xtx, n, name, G, act_order, block, damp=0.01):
     if act_order:
         perm = np.argsort(-np.diag(H), kind="stable")
         for r in range(rows):  # static groups, from the weights before any update
-            for g in range(cols // G):
+            for g in range(-(-cols // G)):
                 params[r, g] = choose(W[r, g * G:(g + 1) * G].astype(np.float32))
         W = W[:, perm]
         H = H[perm][:, perm]
@@ -126,12 +127,12 @@ def gptq_ref(W, xtx, n, name, G, act_order, block, damp=0.01):
     return out
 
 
-def run_tool(name, group, act, block, W, xtx, n, damp=0.01):
+def run_tool(name, group, act, block, W, xtx, n, damp=0.01, method="gptq"):
     with tempfile.TemporaryDirectory() as d:
         w, h, v, p = (os.path.join(d, f) for f in ("w", "h", "v", "p"))
         W.astype(np.float32).tofile(w)
         xtx.astype(np.float64).tofile(h)
-        r = subprocess.run([TOOL, name, str(group), str(act), str(block), str(damp), str(W.shape[0]),
+        r = subprocess.run([TOOL, method, name, str(group), str(act), str(block), str(damp), str(W.shape[0]),
                             str(W.shape[1]), str(n), w, h, v, p], capture_output=True, text=True)
         if r.returncode != 0:
             return None, None, r.stderr
@@ -151,6 +152,7 @@ CASES = [  # grid, group (intN), rows, cols, act_order, lazy block
     ("q8_0", 0, 21, 64, 0, 32), ("q4_1", 0, 23, 64, 0, 128), ("int4", 32, 29, 96, 0, 128),
     ("int4", 32, 29, 96, 1, 128), ("int3", 0, 17, 72, 0, 16), ("int4", 64, 11, 256, 0, 128),
     ("int2", 128, 13, 384, 0, 64), ("int3", 128, 16, 256, 1, 128),
+    ("int4", 128, 15, 288, 0, 128), ("int4", 128, 15, 288, 1, 128), ("int3", 64, 9, 200, 0, 100),  # short last group
 ]
 
 for name, group, rows, cols, act, block in CASES:
@@ -173,7 +175,11 @@ for name, group, rows, cols, act, block in CASES:
           f"(largest difference {step:.3g}, a grid step about {grid_step:.3g})")
     Wd = W.astype(np.float64)
     e_gptq = np.linalg.norm((got.astype(np.float64) - Wd) @ X.T)
-    e_rtn = np.linalg.norm((rtn(W, name, G) - Wd) @ X.T)
+    want_rtn = rtn(W, name, G).astype(np.float32)
+    got_rtn, packed_rtn, msg = run_tool(name, group, act, block, W, xtx, n, method="rtn")
+    check(got_rtn is not None and np.array_equal(got_rtn, want_rtn),
+          f"{what}: round to nearest on the grid equals numpy's {msg}")
+    e_rtn = np.linalg.norm((want_rtn.astype(np.float64) - Wd) @ X.T)
     check(e_gptq < e_rtn, f"{what}: output error GPTQ {e_gptq:.4g} < RTN {e_rtn:.4g}")
     qt = GRIDS[name][4]
     if qt is not None:
@@ -181,6 +187,9 @@ for name, group, rows, cols, act, block in CASES:
                           dtype=np.float32)
         # as values: ggml's (q - 8) * d gives -0 where d * q + m gives +0
         check(np.array_equal(back, got), f"{what}: packed bytes dequantize (gguf) to the quantized values")
+        back = np.asarray(gguf.quants.dequantize(np.frombuffer(packed_rtn, dtype=np.uint8).reshape(rows, -1), qt),
+                          dtype=np.float32)
+        check(np.array_equal(back, got_rtn), f"{what}: RTN's packed bytes dequantize (gguf) to its values")
     else:
         check(packed == b"", f"{what}: no packed layout for {name}")
 

@@ -47,10 +47,11 @@ static int by_diag_desc(const void *a, const void *b) {
 static void choose_group(const sq_grid *g, gptq_work *k, int64_t rows, int64_t grp, const double *src_t,
                          const float *w, int64_t cols) {
     const int64_t c0 = grp * g->group;
+    const int n = sq_grid_group_len(g, c0, cols);
     for (int64_t r = 0; r < rows; r++) {
-        for (int j = 0; j < g->group; j++)
+        for (int j = 0; j < n; j++)
             k->x[j] = src_t ? (float)src_t[(c0 + j) * rows + r] : w[r * cols + c0 + j];
-        g->choose(g, k->x, &k->params[grp * rows + r]);
+        g->choose(g, k->x, n, &k->params[grp * rows + r]);
     }
 }
 
@@ -59,8 +60,8 @@ sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64
                            void *packed) {
     const sq_gptq_options o = opts ? *opts : (sq_gptq_options){0};
     const double damp = o.damp > 0 ? o.damp : 0.01;
-    const int64_t G = grid->group;
-    if (rows < 1 || cols < 1 || cols % G || n_tokens < 1)
+    const int64_t G = grid->group, n_groups = (cols + G - 1) / G;
+    if (rows < 1 || cols < 1 || (grid->pack && cols % G) || n_tokens < 1)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "GPTQ %s: [%lld][%lld] from %lld tokens: rows must be whole groups of %lld", name,
                          (long long)rows, (long long)cols, (long long)n_tokens, (long long)G);
@@ -75,7 +76,7 @@ sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64
     k.h = malloc((size_t)(cols * cols) * sizeof *k.h);
     k.err = malloc((size_t)(B * rows) * sizeof *k.err);
     k.perm = malloc((size_t)cols * sizeof *k.perm);
-    k.params = malloc((size_t)(cols / G * rows) * sizeof *k.params);
+    k.params = malloc((size_t)(n_groups * rows) * sizeof *k.params);
     k.q = malloc((size_t)(rows * cols) * sizeof *k.q);
     k.x = malloc((size_t)G * sizeof *k.x);
     if (!k.wt || !k.h || !k.err || !k.perm || !k.params || !k.q || !k.x) {
@@ -126,7 +127,7 @@ sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64
         }
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) w0[r * cols + c] = diag[c] == 0 ? 0 : w[r * cols + c];
-        for (int64_t grp = 0; grp < cols / G; grp++) choose_group(grid, &k, rows, grp, NULL, w0, cols);
+        for (int64_t grp = 0; grp < n_groups; grp++) choose_group(grid, &k, rows, grp, NULL, w0, cols);
         free(w0);
     }
     free(diag);

@@ -6,9 +6,12 @@
 #include <math.h>
 #include <string.h>
 
-static void choose_q8_0(const sq_grid *g, const float *x, sq_grid_params *p) {
+#include "core/tensor.h"
+
+static void choose_q8_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
     float amax = 0;
-    for (int j = 0; j < g->group; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
     p->d[0] = sq_f16_to_f32(sq_f32_to_f16(amax / 127));
     p->m[0] = 0;
 }
@@ -19,9 +22,10 @@ static void pack_q8_0(const sq_grid_params *p, const int8_t *q, void *block) {
     memcpy(b->qs, q, SQ_QK8_0);
 }
 
-static void choose_q4_0(const sq_grid *g, const float *x, sq_grid_params *p) {
+static void choose_q4_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
     float amax = 0, max = 0; /* the value of largest magnitude, with its sign */
-    for (int j = 0; j < g->group; j++)
+    for (int j = 0; j < n; j++)
         if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
     p->d[0] = sq_f16_to_f32(sq_f32_to_f16(max / -8));
     p->m[0] = -8 * p->d[0];
@@ -33,9 +37,10 @@ static void pack_q4_0(const sq_grid_params *p, const int8_t *q, void *block) {
     for (int j = 0; j < SQ_QK4_0 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_0 / 2] << 4);
 }
 
-static void choose_q4_1(const sq_grid *g, const float *x, sq_grid_params *p) {
+static void choose_q4_1(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
     float min = INFINITY, max = -INFINITY;
-    for (int j = 0; j < g->group; j++) min = fminf(min, x[j]), max = fmaxf(max, x[j]);
+    for (int j = 0; j < n; j++) min = fminf(min, x[j]), max = fmaxf(max, x[j]);
     p->d[0] = sq_f16_to_f32(sq_f32_to_f16((max - min) / 15));
     p->m[0] = sq_f16_to_f32(sq_f32_to_f16(min));
 }
@@ -48,9 +53,9 @@ static void pack_q4_1(const sq_grid_params *p, const int8_t *q, void *block) {
 }
 
 /* GPTQ's Quantizer.find_params(x, weight=True) for one group, asymmetric. */
-static void choose_int(const sq_grid *g, const float *x, sq_grid_params *p) {
+static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
     double min = 0, max = 0;
-    for (int j = 0; j < g->group; j++) min = fmin(min, x[j]), max = fmax(max, x[j]);
+    for (int j = 0; j < n; j++) min = fmin(min, x[j]), max = fmax(max, x[j]);
     if (min == 0 && max == 0) min = -1, max = 1;
     const double s = (max - min) / g->qmax, z = nearbyint(-min / s);
     p->d[0] = (float)s;
@@ -78,8 +83,30 @@ sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
     if (!out->name || strcmp(out->name, type))
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, int4, int3, int2)", type);
-    if (cols <= 0 || cols % out->group)
+    if (cols <= 0 || (out->pack && cols % out->group))
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: rows of %lld are not a whole number of %d-element groups",
                          type, (long long)cols, out->group);
     return NULL;
+}
+
+void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed) {
+    const size_t row_bytes = g->pack ? sq_row_bytes(g->dtype, cols) : 0;
+    const size_t block_bytes = g->pack ? sq_dtype_info(g->dtype)->block_bytes : 0;
+    int8_t q[SQ_QK_K]; /* one group's integers when packing (groups with a layout are at most 256) */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c0 = 0; c0 < cols; c0 += g->group) {
+            sq_grid_params p;
+            const float *x = w + r * cols + c0; /* [group] */
+            const int n = sq_grid_group_len(g, c0, cols);
+            g->choose(g, x, n, &p);
+            for (int j = 0; j < n; j++) {
+                double v;
+                const int qj = sq_grid_round(g, &p, j / g->sub, x[j], &v);
+                if (values) values[r * cols + c0 + j] = (float)v;
+                if (packed && g->pack) q[j] = (int8_t)qj;
+            }
+            if (packed && g->pack)
+                g->pack(&p, q,
+                        (uint8_t *)packed + (size_t)r * row_bytes + (size_t)(c0 / g->group) * block_bytes);
+        }
 }

@@ -31,15 +31,16 @@ typedef struct sq_grid {
     int sub;        /* elements sharing one (d, m) inside a group */
     int qmin, qmax;
     int bits; /* intN: N */
-    /* the parameters of one group x[group] */
-    void (*choose)(const struct sq_grid *g, const float *x, sq_grid_params *p);
+    /* the parameters of one group x[n]: n = group, or fewer for intN's last group of a row */
+    void (*choose)(const struct sq_grid *g, const float *x, int n, sq_grid_params *p);
     /* the format's bytes of one group from its parameters and integers q[group]; NULL: values only */
     void (*pack)(const sq_grid_params *p, const int8_t *q, void *block);
 } sq_grid;
 
 /* The grid of a format name ("q8_0", "q4_0", "q4_1") or of squeeze's asymmetric "int4", "int3", "int2" with
  * `group` columns per parameter group (32, 64, 128, ...; 0: one group per row of `cols`). Fails with
- * SQ_ERR_INVALID_ARG naming the type when there is no such grid or cols is not a whole number of groups. */
+ * SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols is not a whole number of a
+ * block format's blocks. */
 sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out);
 
 /* The integer nearest x on sub-block s of p (ties to even), clamped to [qmin, qmax]; *value gets its value.
@@ -52,5 +53,15 @@ static inline int sq_grid_round(const sq_grid *g, const sq_grid_params *p, int s
     *value = d * q + m;
     return (int)q;
 }
+
+/* Round to nearest on the grid: every group of every row of w [rows][cols] gets its parameters from its own
+ * values, each value the nearest on them. values [rows][cols] (may be NULL) gets the results, packed (may be
+ * NULL; grids with a layout) the format's bytes. */
+/* Elements of the group starting at column c0 of a row of cols. */
+static inline int sq_grid_group_len(const sq_grid *g, int64_t c0, int64_t cols) {
+    return cols - c0 < g->group ? (int)(cols - c0) : g->group;
+}
+
+void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed);
 
 #endif
