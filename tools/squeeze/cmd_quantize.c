@@ -17,7 +17,10 @@ static const cli_verb verb = {
         "quantizer (llama.cpp's, without an imatrix). Method gptq (GPTQ, Frantar et al. 2022): each\n"
         "block's matrices quantized column by column with error feedback through the inverse Hessian of\n"
         "their inputs on calibration text (--calib), block by block on the outputs of the quantized blocks\n"
-        "before; formats q8_0, q4_0, q4_1; token_embd and output are rounded to nearest. Norms stay fp32.\n"
+        "before. Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
+        "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
+        "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1; token_embd and output\n"
+        "are rounded to nearest. Norms stay fp32.\n"
         "The file appears only when complete.\n",
 };
 
@@ -37,7 +40,7 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXTS_FLAG("--keep", "PATTERN=TYPE", &keeps, CLI_MAX_TEXTS,
                        "store matrices whose name matches the glob PATTERN as TYPE\n"
                        "(e.g. 'blk.*.ffn_down.weight=q8_0', 'output.weight=f16'); repeatable"),
-        CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq", "rtn", "how stored values are chosen"),
+        CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq|awq", "rtn", "how stored values are chosen"),
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
         CLI_INT_FLAG("--calib-samples", "N", &calib_samples, 1, 1 << 20, 128, "calibration windows"),
         CLI_INT_FLAG("--calib-len", "N", &calib_len, 2, CLI_MAX_CTX, 512,
@@ -66,7 +69,7 @@ int sq_cmd_quantize(int argc, char **argv) {
         keep[i] = (sq_quant_keep){.pattern = keep_text[i], .type = keep_text[i] + (eq - keeps.v[i]) + 1};
     }
 
-    if (!strcmp(method, "gptq") && !calib)
+    if (strcmp(method, "rtn") && !calib)
         return cli_usage_error("quantize", "--method %s needs calibration text (--calib TEXT)", method);
     sq_model *model;
     sq_error *err = cli_load_model(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);

@@ -44,6 +44,13 @@ typedef struct sq_quant_method {
     unsigned stats; /* SQ_CALIB_* flags it needs */
     /* checks that it can quantize tensors of this format, before any work (NULL: every format) */
     sq_error *(*supports)(sq_dtype dtype);
+    /* NULL, or: changes block `layer` before its matrices are quantized (AWQ folds its scales into the norms
+     * and linear layers), given the formats planned for the block's seven matrices (types[i] for
+     * sq_awq_linear[i]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down; NULL: left alone).
+     * xtx_out[p] (malloc'ed by it, freed by the caller; NULL: unchanged) replaces stats[p].xtx for the
+     * block's jobs. */
+    sq_error *(*prepare_block)(sq_model *model, int layer, const sq_calib_stats *stats,
+                               const char *const types[7], const sq_quantize_params *p, double *xtx_out[4]);
     sq_error *(*quantize)(const sq_quant_job *job, sq_threadpool *pool);
 } sq_quant_method;
 
@@ -51,6 +58,8 @@ typedef struct sq_quant_method {
 extern const sq_quant_method sq_quant_rtn;
 /* GPTQ (gptq.h) onto the format's grid (grid.h) with the input's X^T X; rows over the pool's threads. */
 extern const sq_quant_method sq_quant_gptq;
+/* AWQ (awq.h): scales searched and folded per block, then round to nearest with a clipping search. */
+extern const sq_quant_method sq_quant_awq;
 
 /* The method named `name`, or NULL when there is none. */
 const sq_quant_method *sq_quant_method_find(const char *name);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/quant/awq.h"
 #include "compress/quant/method.h"
 #include "compress/quant/preset.h"
 #include "core/tensor.h"
@@ -14,7 +15,7 @@
 #include "squeeze.h"
 
 static const sq_quant_method *method_find(const char *name) {
-    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq};
+    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq, &sq_quant_awq};
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
         if (!strcmp(methods[i]->name, name)) return methods[i];
     return NULL;
@@ -161,23 +162,40 @@ static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq
     calib_quant *c = user;
     char prefix[32];
     const int np = snprintf(prefix, sizeof prefix, "blk.%d.", layer);
-    for (int i = 0; i < c->r->n_tensors; i++) {
+    double *xtx[4] = {0}; /* X^T X of inputs the method changed (prepare_block), NULL: as gathered */
+    if (c->method->prepare_block) {
+        const char *types[SQ_AWQ_N_LINEAR] = {0};
+        for (int k = 0; k < SQ_AWQ_N_LINEAR; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, sq_awq_linear[k]);
+            for (int i = 0; i < c->r->n_tensors; i++)
+                if (!strcmp(c->r->tensors[i].name, name) &&
+                    strcmp(c->r->tensors[i].type, c->r->tensors[i].from))
+                    types[k] = c->r->tensors[i].type;
+        }
+        SQ_TRY(c->method->prepare_block(model, layer, stats, types, c->p, xtx));
+    }
+    sq_error *err = NULL;
+    for (int i = 0; i < c->r->n_tensors && !err; i++) {
         sq_quant_tensor_report *q = &c->r->tensors[i];
         const int point = input_of(q->name);
         if (c->done[i] || !strcmp(q->type, q->from) || strncmp(q->name, prefix, (size_t)np) || point < 0)
             continue;
         const sq_calib_stats *s = &stats[point];
-        const sq_quant_stats qs = {.cols = s->width, .xtx = s->xtx, .n_samples = s->n_tokens};
+        const sq_quant_stats qs = {
+            .cols = s->width, .xtx = xtx[point] ? xtx[point] : s->xtx, .n_samples = s->n_tokens};
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        SQ_TRY(
-            quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, &qs));
+        err =
+            quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, &qs);
+        if (err) break;
         c->done[i] = 1;
         c->r->n_quantized++;
         c->n_done += q->n_elems;
         if (c->progress) c->progress(c->user, c->n_done, c->total);
     }
-    return NULL;
+    for (int p = 0; p < 4; p++) free(xtx[p]);
+    return err;
 }
 
 /* Checks that the method can store every planned format and has its samples, before any work. */
@@ -208,7 +226,7 @@ sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_pro
     const char *method_name = p->method ? p->method : "rtn";
     const sq_quant_method *method = method_find(method_name);
     if (!method)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn or gptq)",
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn, gptq or awq)",
                          method_name);
     if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
