@@ -1,22 +1,24 @@
 /* bench_grid_quantize: the quality of a method on a quantization grid that has no storage format yet
- * (squeeze's asymmetric int4/int3/int2 per group of G columns, GPTQ's own setting): every block matrix of
- * MODEL is rounded onto the grid by RTN or by GPTQ (block by block through sq_calibrate, as
- * `squeeze quantize --method gptq` runs) and stored back as its fp32 values, the rest unchanged, so that
- * `squeeze ppl` can measure it. Only the values are simulated: the file is fp32-sized.
+ * (squeeze's asymmetric int4/int3/int2 per group of G columns, GPTQ's and AWQ's own setting): every block
+ * matrix of MODEL is rounded onto the grid by RTN, GPTQ or AWQ (these two block by block through
+ * sq_calibrate, as `squeeze quantize --method gptq|awq` runs them) and stored back as its fp32 values, the
+ * rest unchanged, so that `squeeze ppl` can measure it. Only the values are simulated: the file is
+ * fp32-sized.
  *
- *   bench_grid_quantize MODEL OUT.gguf rtn|gptq TYPE GROUP [CALIB_TEXT N_SAMPLES SEQ_LEN SEED ACT_ORDER]
+ *   bench_grid_quantize MODEL OUT.gguf rtn|gptq|awq TYPE GROUP [CALIB_TEXT N_SAMPLES SEQ_LEN SEED ACT_ORDER]
  *
  * Prints the seconds the quantization took. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/quant/awq.h"
 #include "compress/quant/gptq.h"
 #include "squeeze.h"
 
 typedef struct job {
     const char *type;
-    int group, act_order;
+    int group, act_order, awq;
 } job;
 
 static const char *const suffixes[4][3] = {
@@ -29,7 +31,12 @@ static const char *const suffixes[4][3] = {
 /* Block `layer`'s matrices onto the grid; stats NULL: RTN. */
 static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
     const job *j = user;
-    for (int p = 0; p < 4; p++)
+    double *xtx[4] = {0}; /* AWQ: X^T X of the scaled inputs */
+    const char *types[SQ_AWQ_N_LINEAR];
+    for (int i = 0; i < SQ_AWQ_N_LINEAR; i++) types[i] = j->type;
+    if (j->awq) SQ_TRY(sq_awq_scale_block(model, layer, stats, types, j->group, xtx, NULL));
+    sq_error *err = NULL;
+    for (int p = 0; p < 4 && !err; p++)
         for (int k = 0; k < 3 && suffixes[p][k]; k++) {
             char name[64];
             snprintf(name, sizeof name, "blk.%d%s", layer, suffixes[p][k]);
@@ -50,19 +57,21 @@ static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq
                                             &(sq_tensor_edit){.name = name, .dtype = "f32", .values = v}, 1);
             free(w);
             free(v);
-            if (err) return err;
         }
-    return NULL;
+    for (int p = 0; p < 4; p++) free(xtx[p]);
+    return err;
 }
 
 int main(int argc, char **argv) {
-    const int gptq = argc == 11 && !strcmp(argv[3], "gptq");
+    const int awq = argc == 11 && !strcmp(argv[3], "awq");
+    const int gptq = argc == 11 && (!strcmp(argv[3], "gptq") || awq); /* calibrated */
     if (!(argc == 6 && !strcmp(argv[3], "rtn")) && !gptq) {
-        fprintf(stderr, "usage: bench_grid_quantize MODEL OUT.gguf rtn|gptq TYPE GROUP [CALIB_TEXT N_SAMPLES "
-                        "SEQ_LEN SEED ACT_ORDER]\n");
+        fprintf(stderr,
+                "usage: bench_grid_quantize MODEL OUT.gguf rtn|gptq|awq TYPE GROUP [CALIB_TEXT N_SAMPLES "
+                "SEQ_LEN SEED ACT_ORDER]\n");
         return 2;
     }
-    job j = {argv[4], atoi(argv[5]), gptq ? atoi(argv[10]) : 0};
+    job j = {argv[4], atoi(argv[5]), gptq ? atoi(argv[10]) : 0, awq};
     sq_model *model = NULL;
     sq_calib_samples s = {0};
     char *text = NULL;
@@ -76,8 +85,10 @@ int main(int argc, char **argv) {
         err = sq_calib_samples_from_text(sq_model_tokenizer(model), text, len, atoi(argv[7]), atoi(argv[8]),
                                          bos, strtoull(argv[9], NULL, 10), &s);
     if (!err && gptq) {
-        const sq_calib_method m = {
-            .stats = SQ_CALIB_XTX, .apply_block = quantize_block, .changes_weights = 1, .user = &j};
+        const sq_calib_method m = {.stats = SQ_CALIB_XTX | SQ_CALIB_SUM_ABS,
+                                   .apply_block = quantize_block,
+                                   .changes_weights = 1,
+                                   .user = &j};
         err = sq_calibrate(model, &s, &m, NULL);
     }
     sq_model_info info;
