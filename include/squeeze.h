@@ -294,7 +294,7 @@ typedef enum sq_kv_type {
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
-    int n_threads;   /* 0: all online cores */
+    int n_threads;   /* 0: sq_cpu_count() */
     int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
      * attention): a sequence takes blocks as it grows and returns them when truncated. */
@@ -416,7 +416,7 @@ typedef struct sq_ppl_options {
     int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
     int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
     int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads;              /* 0: all online cores */
+    int n_threads;              /* 0: sq_cpu_count() */
     int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
@@ -464,7 +464,7 @@ typedef struct sq_eval_options {
     const char *data_dir;    /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
     int limit;               /* items per task; 0: all */
     int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
-    int n_threads;           /* 0: all online cores */
+    int n_threads;           /* 0: sq_cpu_count() */
     int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
@@ -490,12 +490,15 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
  * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one
- * sq_forward call carrying one greedily chosen token per sequence. */
+ * sq_forward call carrying one greedily chosen token per sequence. n_prompt 0 benchmarks decoding alone
+ * (from one random token per sequence, as llama-bench's -p 0), n_gen 0 the prefill alone; the metrics of
+ * the part left out are NaN. */
 typedef struct sq_bench_params {
-    int n_prompt, n_gen, n_seqs;
+    int n_prompt, n_gen; /* tokens per sequence, each >= 0, not both 0 */
+    int n_seqs;
     int n_reps;    /* timed repetitions */
     int n_warmup;  /* untimed repetitions before them */
-    int n_threads; /* 0: all online cores */
+    int n_threads; /* 0: sq_cpu_count() */
     uint64_t seed;
     sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
@@ -597,6 +600,11 @@ double sq_monotonic_seconds(void);
 
 /* Peak resident memory of this process so far, in bytes. */
 size_t sq_peak_rss_bytes(void);
+/* The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), else the online
+ * cores. The default thread count everywhere: squeeze never starts more threads than this unless a caller
+ * asks for them (n_threads), and a context's n_threads is the whole truth, since the BLAS library that runs
+ * prefill products is kept to the calling thread (src/kernels/cpu/matmul.c). */
+int sq_cpu_count(void);
 /* Which CPU kernel set the dispatcher chose: "avx512", "avx2", or "scalar". The best one the CPU supports,
  * unless the environment variable SQ_KERNELS names another that it supports (for tests and baselines; the CLI
  * refuses to run when SQ_KERNELS names a set this CPU lacks) or sq_cpu_force_kernels chose one. */
