@@ -111,14 +111,18 @@ static sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *pa
     return read_ranged(average, "score", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, where, 0, 1, &v->zero_shot_avg);
 }
 
-/* The median of a {"median", "min", "max"} statistic. */
+/* The median of a {"median", "min", "max"} statistic; null (a benchmark without a prompt or without output
+ * tokens has no such figure) leaves *out NAN. */
 static sq_error *read_median(const cJSON *obj, const char *name, const char *where, double *out) {
     const cJSON *stat;
     SQ_TRY(sq_json_get_object(obj, name, SQ_JSON_REQUIRED, where, &stat));
     char inner[1400];
     snprintf(inner, sizeof inner, "%s: %s", where, name);
-    SQ_TRY(sq_json_get_number(stat, "median", SQ_JSON_REQUIRED, inner, out, NULL));
-    if (*out <= 0) return sq_errorf(SQ_ERR_FORMAT, "%s: median is %g, should be positive", inner, *out);
+    int found = 0;
+    *out = NAN;
+    SQ_TRY(sq_json_get_number(stat, "median", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, inner, out, &found));
+    if (found && *out <= 0)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: median is %g, should be positive", inner, *out);
     return NULL;
 }
 
@@ -147,8 +151,8 @@ static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const 
     }
     if (!best_batch) return sq_errorf(SQ_ERR_FORMAT, "%s: \"results\" is empty", where);
     v->bench_batch = best_batch;
-    set_value(&v->decode_tok_s, decode);
-    set_value(&v->ttft_s, ttft);
+    if (!isnan(decode)) set_value(&v->decode_tok_s, decode);
+    if (!isnan(ttft)) set_value(&v->ttft_s, ttft);
     return NULL;
 }
 
