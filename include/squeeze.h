@@ -375,9 +375,15 @@ void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
     int prompt_tokens;
-    double prefill_seconds;
-    int generated_tokens;  /* EOS is not counted */
-    double decode_seconds; /* from the end of the prefill to the last sampled token */
+    double prefill_seconds; /* the prompt's forward pass, whose logits give the first generated token */
+    int generated_tokens;   /* EOS is not counted */
+    /* Decoding: the forward passes after the prefill, one per generated token whose successor was asked for
+     * (generated_tokens - 1 when n_predict or the context's end stops it, generated_tokens when an
+     * end-of-generation id does), and decode_seconds from the sampling of the first generated token to that
+     * of the last, which covers exactly those passes (with their sampling and streaming). Decode speed is
+     * decode_steps / decode_seconds (0 steps: no decode speed). */
+    int decode_steps;
+    double decode_seconds;
 } sq_generate_stats;
 
 /* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */

@@ -88,13 +88,16 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
     SQ_TRY(sq_seq_truncate(ctx, 0, 0));
     double t0 = sq_monotonic_seconds();
     SQ_TRY(sq_error_wrap(forward(ctx, g, 0, n_len, n_text), "generate: prefilling %d prompt tokens", n_len));
-    double t1 = sq_monotonic_seconds();
-    stats->prefill_seconds = t1 - t0;
+    stats->prefill_seconds = sq_monotonic_seconds() - t0;
 
     int stopped_by_caller = 0;
+    double decode_start = 0; /* when the prefill's token was sampled */
     while ((n_predict < 0 || stats->generated_tokens < n_predict) && n_len < n_ctx) {
         int32_t next = sq_sampler_sample(g->sampler, g->logits, g->tokens, n_len);
-        stats->decode_seconds = sq_monotonic_seconds() - t1;
+        if (stats->decode_steps)
+            stats->decode_seconds = sq_monotonic_seconds() - decode_start;
+        else
+            decode_start = sq_monotonic_seconds();
         if (next < 0)
             return sq_errorf(SQ_ERR_INTERNAL, "generate: every logit at position %d is NaN or -inf", n_len);
         if (sq_model_is_eos(model, next) || next == bos)
@@ -110,6 +113,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         if (stats->generated_tokens == n_predict || n_len == n_ctx) break; /* no need for its logits */
         SQ_TRY(sq_error_wrap(forward(ctx, g, n_len - 1, 1, n_text), "generate: decoding position %d",
                              n_len - 1));
+        stats->decode_steps++;
     }
     size_t len;
     const char *rest = sq_detokenizer_flush(g->detok, &len);
