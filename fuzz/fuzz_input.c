@@ -76,7 +76,11 @@ static void load_model(const char *path) {
     } else {
         float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
         int32_t tok = 0;
-        sq_error_free(sq_forward(ctx, &(sq_seq_batch){0, &tok, 1, SQ_LOGITS_LAST, logits}, 1));
+        sq_error_free(sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = &tok, .n_tokens = 1, .logits_mode = SQ_LOGITS_LAST, .logits = logits},
+            1));
         free(logits);
         sq_context_free(ctx);
     }
@@ -94,6 +98,23 @@ static void exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, siz
     char *out = NULL;
     size_t out_len = 0;
     sq_error_free(sq_detokenize(tok, ids, n, &out, &out_len));
+    /* streamed after the first half as context, the rest must add exactly what decoding the whole adds */
+    char *head = NULL;
+    size_t head_len = 0, streamed = 0;
+    sq_error *derr = sq_detokenize(tok, ids, n / 2, &head, &head_len);
+    sq_detokenizer *d = sq_detokenizer_create(tok);
+    if (!derr && d && !(derr = sq_detokenizer_reset(d, ids, n / 2)) && out) {
+        for (int i = n / 2; i <= n; i++) {
+            size_t l;
+            const char *piece = i < n ? sq_detokenizer_push(d, ids[i], &l) : sq_detokenizer_flush(d, &l);
+            if (head_len + streamed + l > out_len || memcmp(out + head_len + streamed, piece, l)) abort();
+            streamed += l;
+        }
+        if (head_len + streamed != out_len) abort();
+    }
+    sq_error_free(derr);
+    sq_detokenizer_free(d);
+    free(head);
     free(out);
     free(ids);
 }

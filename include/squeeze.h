@@ -53,6 +53,17 @@ int sq_tokenizer_bos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
+
+/* Whether a sequence that begins a text starts with BOS (perplexity, zero-shot requests). */
+typedef enum sq_bos_policy {
+    SQ_BOS_AUTO = 0, /* as the tokenizer says (sq_tokenizer_adds_bos: tokenizer_config.json add_bos_token,
+                        GGUF tokenizer.ggml.add_bos_token), as llama.cpp and Hugging Face do */
+    SQ_BOS_ADD,      /* always */
+    SQ_BOS_NONE      /* never */
+} sq_bos_policy;
+/* The BOS id such a sequence starts with under policy, or -1 for none. Fails with SQ_ERR_INVALID_ARG when
+ * SQ_BOS_ADD asks for a BOS the vocabulary does not have, or for an unknown policy. */
+sq_error *sq_tokenizer_bos_for(const sq_tokenizer *tok, sq_bos_policy policy, int *bos_id);
 /* What loading worked around: tokenizer metadata that squeeze can do without but found out of range or
  * inconsistent (a special-token id outside the vocabulary, a tokenizer_config.json token the vocabulary
  * lacks), treated as absent. Each message names the file and field; valid while tok lives; NULL for i outside
@@ -84,9 +95,18 @@ sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, 
 
 /* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
  * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
- * across byte tokens is held back until it is complete. The returned pointer is valid until the next call. */
+ * across byte tokens is held back until it is complete. The returned pointer is valid until the next call.
+ * A new decoder starts at the beginning of a text (an spm dummy-prefix space on the first piece is
+ * dropped); to stream a continuation (generated tokens after a prompt), reset it to the context first. */
 typedef struct sq_detokenizer sq_detokenizer;
-sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
+sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok); /* NULL: out of memory or no tok */
+/* Restarts d after `context` (n_context ids, e.g. the prompt; NULL/0: the start of a text), dropping any
+ * held-back bytes. Nothing of the context is returned: the following pushes and flush return exactly
+ * sq_detokenize(context + pushed) minus sq_detokenize(context), byte for byte, so the first generated word
+ * keeps its leading space. (A character the context leaves unfinished continues with its raw remaining bytes,
+ * since its first bytes belong to the context's text.) Fails with SQ_ERR_INVALID_ARG naming an id outside
+ * the vocabulary; d is then unchanged. */
+sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
@@ -280,8 +300,13 @@ sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format 
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
-/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or
- * read its KV cache); contexts of the same model may run in parallel, each with its own threads. */
+/* Thread safety: a context is used by one thread at a time (its own threads do the work of each call;
+ * sq_forward and the sq_seq_* / sq_context_kv_* calls change or read its KV cache). Different contexts, on
+ * the same model or not, may run concurrently on different threads: a model is only read by contexts.
+ * Changing a model's weights while a context runs on it is not allowed; after a change,
+ * sq_context_reload_weights brings each of its contexts up to date. Tokenizers and models may be shared by
+ * any number of threads for reading. */
+
 typedef struct sq_context sq_context;
 
 /* How the KV cache stores keys and values. */
@@ -295,9 +320,12 @@ typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: sq_cpu_count() */
-    int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+    int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
+    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
+                           SQ_ERR_INVALID_ARG naming the ones this build has */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
-     * attention): a sequence takes blocks as it grows and returns them when truncated. */
+     * attention), in the device's memory: a sequence takes blocks as it grows and returns them when
+     * truncated. */
     size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
                       n_ctx tokens each. Less serves sequences while blocks are free (see
                       sq_context_kv_blocks_needed); more is capped there. */
@@ -319,23 +347,88 @@ typedef struct sq_seq_batch {
     int n_tokens;
     sq_logits_mode logits_mode;
     float *logits; /* caller's buffer: [1][vocab] for LAST, [n_tokens][vocab] for ALL */
+    /* NULL: the tokens follow each other. Otherwise [n_tokens], a token tree (speculative verification):
+     * parents[j] is the index (< j) of token j's parent among these tokens, or -1 for a child of the cached
+     * tokens. Token j then takes position len + depth(j) (len: the tokens cached before the batch) and
+     * attends to the cached tokens, its ancestors and itself only; it is cached at slot len + j. A tree must
+     * fit in n_batch_max tokens, and until sq_seq_keep_path or sq_seq_truncate removes it, no tokens can
+     * follow it. */
+    const int32_t *parents;
 } sq_seq_batch;
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
- * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
- * requested logits. A rejected batch changes nothing: invalid arguments (SQ_ERR_INVALID_ARG), or KV blocks
- * for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N blocks, M free"),
- * leave every sequence and the free blocks as they were. */
+ * decode tokens, draft tokens and token trees alike), appends their keys/values to each sequence's cache and
+ * writes the requested logits. A rejected batch changes nothing: every check, and the reservation of cache
+ * space for all its sequences, happens before anything is written. Invalid arguments (SQ_ERR_INVALID_ARG),
+ * or KV blocks for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N
+ * blocks, M free"), leave every sequence and the free blocks as they were. */
 sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+
+typedef struct sq_forward_options {
+    /* NULL, or [n_layers]: a non-zero entry skips that transformer block (attention and feed-forward) for
+     * this call: self-speculative drafts, depth-pruning scores. A skipped block stores no keys/values for the
+     * batch's tokens, so its cache rows at their slots are stale until a call without the skip rewrites them
+     * (truncate and run the tokens again). */
+    const unsigned char *skip_layers;
+} sq_forward_options;
+
+/* sq_forward with options (opts may be NULL). */
+sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
+                        const sq_forward_options *opts);
+
+/* The forward pass one layer at a time, for calibration (GPTQ re-runs a layer with its quantized weights on
+ * the same inputs) and layer-wise analysis; sq_forward is these three calls. sq_forward_begin validates the
+ * batch, reserves its cache space (all or nothing, as sq_forward) and embeds its tokens; the batch must fit
+ * in n_batch_max tokens. sq_forward_layer runs block `layer` (0 .. n_layers-1) on the hidden state, in any
+ * order, any number of times (a block run again overwrites its keys/values). sq_forward_end writes the
+ * requested logits from the hidden state and commits the new tokens to their sequences. Between begin and
+ * end, calls that change sequences (sq_forward, sq_seq_truncate, ...) fail. */
+sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+sq_error *sq_forward_layer(sq_context *ctx, int layer);
+sq_error *sq_forward_end(sq_context *ctx);
+/* Tokens in the step in progress (the batch's, in order of sequences then tokens); 0 outside a step. */
+int sq_forward_n_tokens(const sq_context *ctx);
+/* Copies the hidden state out of / into the step in progress: [n_tokens][dim] fp32, the residual stream
+ * after the blocks run so far (after begin: the embeddings). */
+sq_error *sq_forward_get_hidden(sq_context *ctx, float *out);
+sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
+
+/* Calibration tap: called with the input of every linear layer the forward pass runs, so that GPTQ, AWQ,
+ * SmoothQuant, Wanda, SparseGPT and width-pruning scores collect their statistics through one mechanism.
+ * x is [n_tokens][width] fp32 (host memory, valid during the call only); the tokens are the step's, in
+ * order (a batch that sq_forward splits into chunks of n_batch_max tokens is tapped chunk by chunk). A tap
+ * forces the operation-by-operation path on backends that fuse layers. */
+typedef enum sq_tap_point {
+    SQ_TAP_ATTN_IN,  /* input of attn_q, attn_k, attn_v: the attention norm's output; width dim */
+    SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */
+    SQ_TAP_FFN_IN,   /* input of ffn_gate, ffn_up: the FFN norm's output; width dim */
+    SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim */
+    SQ_TAP_OUTPUT    /* input of the output head (layer -1): the final norm's output of the rows whose
+                        logits were asked for, in batch order; width dim */
+} sq_tap_point;
+typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+/* Sets (tap NULL: clears) the context's tap. */
+void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
+
+/* Makes the context use the model's weights as they are now (after a compression step replaced some):
+ * tensors whose data, dtype and size are unchanged are kept. Fails when a layer's shape changed (create a
+ * new context then) or the device cannot hold the new weights; after such a failure, free the context. */
+sq_error *sq_context_reload_weights(sq_context *ctx);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
  * return to the pool. */
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+/* After a token tree (sq_seq_batch.parents): keeps the nodes path[0..n_path) (indices among the tree's
+ * tokens: a root, then each node a child of the one before) as the sequence's next n_path tokens, and drops
+ * every other node. Their cached keys/values move; nothing is recomputed. A KV block the moved rows land in
+ * that the sequence shares (after sq_seq_fork) is copied first: SQ_ERR_NOMEM, changing nothing, when no
+ * block is free for that. */
+sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
 /* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
  * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
- * sharing and parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does
- * nothing. */
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. A token tree at the end
+ * of src_seq comes along (each sequence may then keep a path of its own). src_seq == dst_seq does nothing. */
 sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
 /* Bytes of the KV cache's pool. */
@@ -386,7 +479,9 @@ typedef struct sq_generate_stats {
     double decode_seconds;
 } sq_generate_stats;
 
-/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
+/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. The
+ * pieces together are decode(prompt + generated) minus decode(prompt) (sq_detokenizer_reset): the text
+ * continues the prompt's, leading space included. */
 typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
@@ -409,21 +504,22 @@ sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
     SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
-                          each from an empty cache, scoring positions 1..n_ctx-1 */
+                          each from an empty cache, scoring positions 1..n_ctx-1; needs one full window */
     SQ_PPL_STRIDE,     /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
                           previous window did not (Hugging Face's perplexity guide); the last window may be
-                          shorter */
-    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
-                          positions n_ctx/2+1..n_ctx-1 */
+                          shorter, and a text shorter than n_ctx is one short window (at least 2 tokens) */
+    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS (bos_id),
+                          scoring positions n_ctx/2+1..n_ctx-1; needs one full window */
 } sq_ppl_protocol;
 
 typedef struct sq_ppl_options {
     sq_ppl_protocol protocol;
-    int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
-    int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
-    int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads;              /* 0: sq_cpu_count() */
-    int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
+    int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
+    int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
+    int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
+    int n_threads; /* 0: sq_cpu_count() */
+    int bos_id;    /* the BOS the ids begin with (sq_tokenizer_bos_for), which SQ_PPL_SECOND_HALF also puts
+                      first in every window; -1: none, every window keeps its own first token (llama.cpp) */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
     const char *ref_logits_out; /* write the reference's distributions here (needs ref) */
@@ -458,8 +554,9 @@ typedef struct sq_ppl_result {
     double ref_tail_mass;          /* kl_top_k > 0: mean reference mass outside the stored top k */
 } sq_ppl_result;
 
-/* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
- * reference, also KL divergence and top-1 agreement. Fails when the ids do not fill one window. */
+/* Perplexity of `model` over token ids (for text: [BOS] + encode(text), BOS as sq_tokenizer_bos_for says)
+ * with the chosen protocol; with a reference, also KL divergence and top-1 agreement. Fails when the ids do
+ * not fill one window (SQ_PPL_WINDOWS, SQ_PPL_SECOND_HALF) or are fewer than 2 (SQ_PPL_STRIDE). */
 sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids, const sq_ppl_options *opts,
                         sq_ppl_result *res);
 void sq_ppl_result_free(sq_ppl_result *res);
@@ -472,6 +569,7 @@ typedef struct sq_eval_options {
     int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
     int n_threads;           /* 0: sq_cpu_count() */
     int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
+    sq_bos_policy bos;       /* whether requests start with BOS; SQ_BOS_AUTO (0): as the tokenizer says */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
 } sq_eval_options;
