@@ -31,9 +31,29 @@ typedef enum sq_error_code {
 
 typedef struct sq_error sq_error;
 
+/* SQ_NODISCARD marks every function (and function pointer) that returns an sq_error *: the caller owns the
+ * error and must look at it. The compilers reject a call that drops it (warn_unused_result, an error under
+ * -Werror; GCC even through a (void) cast). Under clang's static analyzer (scripts/check-errors.sh, the
+ * error_paths test) the returned error counts as allocated memory that must be freed, returned or stored on
+ * every path. SQ_TAKES_ERROR(n) marks a function that takes over the error in its parameter n (1-based):
+ * frees it or hands it on. */
+#if defined(__clang_analyzer__)
+#define SQ_NODISCARD      __attribute__((warn_unused_result, ownership_returns(malloc)))
+#define SQ_TAKES_ERROR(n) __attribute__((ownership_takes(malloc, n)))
+#elif defined(SQ_CHECK_DECLARATIONS) /* scripts/check-errors.sh: one attribute each, to find either gone */
+#define SQ_NODISCARD      __attribute__((warn_unused_result))
+#define SQ_TAKES_ERROR(n) __attribute__((ownership_takes(malloc, n)))
+#elif defined(__GNUC__)
+#define SQ_NODISCARD __attribute__((warn_unused_result))
+#define SQ_TAKES_ERROR(n)
+#else
+#define SQ_NODISCARD
+#define SQ_TAKES_ERROR(n)
+#endif
+
 sq_error_code sq_error_code_of(const sq_error *err);
 const char *sq_error_message(const sq_error *err);
-void sq_error_free(sq_error *err);
+SQ_TAKES_ERROR(1) void sq_error_free(sq_error *err);
 
 /* ---------------------------------------------------------------- tokenizer */
 
@@ -41,7 +61,7 @@ typedef struct sq_tokenizer sq_tokenizer;
 
 /* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, or a Hugging Face
  * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling when present). */
-sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 
 /* "spm-bpe" (SentencePiece-style BPE with byte fallback) or "byte-bpe" (GPT-2 style byte-level BPE). */
@@ -60,18 +80,19 @@ const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i);
 
 /* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
  * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
-sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+SQ_NODISCARD sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
 
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
  * through byte fallback, byte-bpe encodes raw bytes). When add_bos is non-zero and the vocabulary has a BOS,
  * it is prepended. Special-token strings in the text (e.g. "<|endoftext|>") are matched when
  * parse_special is non-zero. On success *ids is malloc'ed (caller frees) and *n_ids set. */
-sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos, int parse_special,
-                      int32_t **ids, int *n_ids);
+SQ_NODISCARD sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos,
+                                   int parse_special, int32_t **ids, int *n_ids);
 
 /* Decodes ids to bytes, exactly inverting sq_tokenize for ordinary text (BOS/EOS and other control tokens
  * produce nothing). *text is malloc'ed and NUL-terminated; *len excludes the NUL. */
-sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, char **text,
+                                     size_t *len);
 
 /* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
  * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
@@ -92,7 +113,7 @@ typedef struct sq_load_options {
 
 /* Loads (memory-maps) a model: a llama2.c checkpoint (.bin), a Hugging Face directory (config.json +
  * *.safetensors + tokenizer.json), or a GGUF file. Weights keep their stored dtype. */
-sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out);
+SQ_NODISCARD sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out);
 void sq_model_free(sq_model *model);
 
 typedef struct sq_model_info {
@@ -148,7 +169,7 @@ typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMA
 /* Writes the model in another format: SQ_FORMAT_SAFETENSORS writes a Hugging Face directory at `path`
  * (config.json, model.safetensors, tokenizer files when the model has them), SQ_FORMAT_GGUF a GGUF v3 file
  * with the vocabulary inside, SQ_FORMAT_LLAMA2C a llama2.c checkpoint (fp32, llama architecture only). */
-sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
+SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
@@ -161,7 +182,8 @@ typedef struct sq_context_options {
     int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
 } sq_context_options;
 
-sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
+SQ_NODISCARD sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts,
+                                         sq_context **out);
 void sq_context_free(sq_context *ctx);
 
 typedef enum sq_logits_mode { SQ_LOGITS_NONE = 0, SQ_LOGITS_LAST, SQ_LOGITS_ALL } sq_logits_mode;
@@ -178,11 +200,11 @@ typedef struct sq_seq_batch {
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
  * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
  * requested logits. */
-sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+SQ_NODISCARD sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
-sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+SQ_NODISCARD sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
 int sq_context_n_ctx(const sq_context *ctx);
 size_t sq_context_kv_bytes(const sq_context *ctx);
 
@@ -202,7 +224,7 @@ typedef struct sq_sampler_params {
 sq_sampler_params sq_sampler_default_params(void);
 
 typedef struct sq_sampler sq_sampler;
-sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
+SQ_NODISCARD sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
 /* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
  * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
@@ -223,8 +245,9 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
  * (n_predict < 0: no limit), stopping at any end-of-generation id (sq_model_eos_ids; or a generated BOS,
  * which starts a new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and
  * clears it first. A prompt longer than the context is an error. */
-sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
-                      sq_text_callback on_text, void *user, sq_generate_stats *stats);
+SQ_NODISCARD sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict,
+                                   const sq_sampler_params *params, sq_text_callback on_text, void *user,
+                                   sq_generate_stats *stats);
 
 /* ---------------------------------------------------------------- evaluation */
 
@@ -240,7 +263,7 @@ void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 
 /* Reads a text file for evaluation: invalid UTF-8 is an error naming the file, line and byte offset; CRLF
  * line endings become LF. *text is malloc'ed and NUL-terminated. */
-sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
     SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
@@ -295,8 +318,8 @@ typedef struct sq_ppl_result {
 
 /* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
  * reference, also KL divergence and top-1 agreement. Fails when the ids do not fill one window. */
-sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids, const sq_ppl_options *opts,
-                        sq_ppl_result *res);
+SQ_NODISCARD sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                                     const sq_ppl_options *opts, sq_ppl_result *res);
 void sq_ppl_result_free(sq_ppl_result *res);
 
 /* Zero-shot multiple-choice tasks, scored as lm-evaluation-harness does (docs/eval.md). Task names: piqa,
@@ -325,8 +348,8 @@ typedef struct sq_task_result {
 } sq_task_result;
 
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
-sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
-                        sq_task_result **results, int *n_results);
+SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
+                                     sq_task_result **results, int *n_results);
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
@@ -360,16 +383,17 @@ typedef struct sq_bench_result {
  * repetitions (A, B, A, B, ...) so that they share the machine's conditions; results[i] describes models[i].
  * Fails with SQ_ERR_INVALID_ARG when n_prompt + n_gen exceeds a model's context. progress (may be NULL) is
  * called after every repetition, warm-ups included. */
-sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
-                       sq_progress_fn progress, void *user, sq_bench_result *results);
+SQ_NODISCARD sq_error *sq_bench_run(const sq_model *const *models, int n_models,
+                                    const sq_bench_params *params, sq_progress_fn progress, void *user,
+                                    sq_bench_result *results);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 
 /* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
  * table or an SVG plot of quality against size and decode speed. Reports naming the same variant (its
  * "label", else its "model" path) are merged. On success *text is malloc'ed and NUL-terminated. */
-sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title, sq_report_format format,
-                           char **text);
+SQ_NODISCARD sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title,
+                                        sq_report_format format, char **text);
 
 /* ---------------------------------------------------------------- process facts */
 
@@ -380,7 +404,7 @@ size_t sq_peak_rss_bytes(void);
  * refuses to run when SQ_KERNELS names a set this CPU lacks) or sq_cpu_force_kernels chose one. */
 const char *sq_cpu_kernel_name(void);
 /* Forces a kernel set for tests and baselines ("scalar", "avx2", "avx512"); fails if the CPU lacks it. */
-sq_error *sq_cpu_force_kernels(const char *name);
+SQ_NODISCARD sq_error *sq_cpu_force_kernels(const char *name);
 
 #ifdef __cplusplus
 }

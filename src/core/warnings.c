@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-static sq_error *add(sq_warnings *w, const char *message) {
+static SQ_NODISCARD sq_error *add(sq_warnings *w, const char *message) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->messages[i], message)) return NULL;
     char **list = realloc(w->messages, (size_t)(w->n + 1) * sizeof *list);

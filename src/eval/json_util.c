@@ -13,7 +13,7 @@
 /* Reports are small; anything larger than this is not one. */
 #define SQ_JSON_MAX_BYTES (64L << 20)
 
-static sq_error *read_whole_file(const char *path, char **text, size_t *len) {
+static SQ_NODISCARD sq_error *read_whole_file(const char *path, char **text, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return sq_errorf(SQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;
@@ -89,8 +89,8 @@ sq_error *sq_json_load_file(const char *path, cJSON **out) {
 }
 
 /* The field, or NULL when it is absent or an allowed null. */
-static sq_error *get_field(const cJSON *obj, const char *name, int flags, const char *where,
-                           const cJSON **out) {
+static SQ_NODISCARD sq_error *get_field(const cJSON *obj, const char *name, int flags, const char *where,
+                                        const cJSON **out) {
     *out = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
     if (*out && cJSON_IsNull(*out)) {
         if (!(flags & SQ_JSON_NULLABLE))

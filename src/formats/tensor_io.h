@@ -10,15 +10,15 @@
 #include "model/model.h"
 
 /* Adds a tensor read from `path` (named in errors). */
-sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
-                           const int64_t *shape, const void *data, size_t nbytes);
+SQ_NODISCARD sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype,
+                                        int ndim, const int64_t *shape, const void *data, size_t nbytes);
 
 /* Loaders: every layer's attention and FFN weights must have the head counts and width the file's config
  * states (missing tensors are left for sq_model_bind to report). */
-sq_error *sq_check_layer_shapes(const sq_model *m, const char *path);
+SQ_NODISCARD sq_error *sq_check_layer_shapes(const sq_model *m, const char *path);
 /* Writers: the formats store one head count and FFN width for all layers; a bound model whose layers differ
  * (after pruning) cannot be written. */
-sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format);
+SQ_NODISCARD sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format);
 
 typedef struct sq_export_buf {
     const void *data; /* the bytes to write: the tensor's own or `owned` */
@@ -30,8 +30,8 @@ typedef struct sq_export_buf {
 /* The bytes of t as the target expects them: in dtype `to` (-1: as stored; converting block formats up is
  * allowed, to block formats is not), with attn_q/attn_k rows in the target RoPE convention. Free with
  * sq_export_release. */
-sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to, sq_rope_style target_rope,
-                           sq_export_buf *out);
+SQ_NODISCARD sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to,
+                                        sq_rope_style target_rope, sq_export_buf *out);
 void sq_export_release(sq_export_buf *b);
 
 #endif

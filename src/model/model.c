@@ -92,8 +92,8 @@ const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name) {
 }
 
 /* Looks up a tensor and checks its shape: each expected dimension must match (-1 matches anything). */
-static sq_error *require(const sq_model *m, const char *path, const char *name, int optional, int ndim,
-                         const int64_t *shape, const sq_tensor **out) {
+static SQ_NODISCARD sq_error *require(const sq_model *m, const char *path, const char *name, int optional,
+                                      int ndim, const int64_t *shape, const sq_tensor **out) {
     const sq_tensor *t = sq_model_find_tensor(m, name);
     *out = t;
     if (!t) return optional ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is missing", path, name);
@@ -199,7 +199,7 @@ static int is_directory(const char *path) {
 }
 
 /* A tokenizer next to the model file: tokenizer.model, then tokenizer.bin, then tokenizer.json. */
-static sq_error *find_tokenizer_beside(const char *model_path, sq_tokenizer **out) {
+static SQ_NODISCARD sq_error *find_tokenizer_beside(const char *model_path, sq_tokenizer **out) {
     *out = NULL;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", model_path);

@@ -85,17 +85,18 @@ struct sq_model {
 sq_model *sq_model_new(void);
 /* Appends a tensor (data is borrowed from a mapped file or a model buffer). Rejects duplicate names and
  * shapes whose byte size disagrees with nbytes. */
-sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
-                              void *data, size_t nbytes, sq_storage storage);
+SQ_NODISCARD sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim,
+                                           const int64_t *shape, void *data, size_t nbytes,
+                                           sq_storage storage);
 /* 64-byte aligned memory owned (and freed) by the model. */
 void *sq_model_alloc(sq_model *m, size_t nbytes);
 /* Keeps a mapped file alive as long as the model. */
-sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f);
+SQ_NODISCARD sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f);
 const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name);
 /* Adds id to the end-of-generation set unless it is already there or outside [0, vocab_size) (sources check
  * their ids first and warn about bad ones). A set already full is reported in w, naming `source`. */
-sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
+SQ_NODISCARD sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
 /* Resolves layers and checks every tensor shape against cfg; names the offending tensor on failure. */
-sq_error *sq_model_bind(sq_model *m, const char *source_path);
+SQ_NODISCARD sq_error *sq_model_bind(sq_model *m, const char *source_path);
 
 #endif

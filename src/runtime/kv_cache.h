@@ -23,12 +23,13 @@ typedef struct sq_kv_cache {
 } sq_kv_cache;
 
 /* Capacity: n_ctx positions for each of n_seq sequences. */
-sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_seq, sq_kv_cache **out);
+SQ_NODISCARD sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_seq,
+                                          sq_kv_cache **out);
 void sq_kv_cache_free(sq_kv_cache *c);
 size_t sq_kv_cache_bytes(const sq_kv_cache *c);
 
 /* Makes sure positions [0, new_len) of seq have blocks. */
-sq_error *sq_kv_cache_reserve(sq_kv_cache *c, int seq, int new_len);
+SQ_NODISCARD sq_error *sq_kv_cache_reserve(sq_kv_cache *c, int seq, int new_len);
 /* Forgets positions >= new_len and returns whole blocks past them to the free list. */
 void sq_kv_cache_truncate(sq_kv_cache *c, int seq, int new_len);
 

@@ -21,7 +21,7 @@ typedef struct gpt2_files {
     int n_merges;
 } gpt2_files;
 
-static sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g) {
+static SQ_NODISCARD sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g) {
     const cJSON *it;
     int max_id = -1;
     cJSON_ArrayForEach(it, root) {
@@ -48,7 +48,7 @@ static sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g
     return NULL;
 }
 
-static sq_error *read_merges(const char *path, gpt2_files *g) {
+static SQ_NODISCARD sq_error *read_merges(const char *path, gpt2_files *g) {
     char *copy = strdup(path);
     if (!copy) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(copy) + sizeof "/vocab.bpe";

@@ -50,7 +50,7 @@ void sq_tokenizer_free(sq_tokenizer *tok) {
 
 void sq_tokenizer_get_spec(const sq_tokenizer *tok, sq_vocab_spec *spec) { *spec = tok->spec; }
 
-static sq_error *check_spec(const sq_vocab_spec *s) {
+static SQ_NODISCARD sq_error *check_spec(const sq_vocab_spec *s) {
     if (s->type != SQ_TOKENIZER_SPM_BPE && s->type != SQ_TOKENIZER_BYTE_BPE)
         return sq_errorf(SQ_ERR_UNSUPPORTED, "tokenizer type %d is neither spm-bpe nor byte-bpe",
                          (int)s->type);
@@ -83,7 +83,7 @@ static sq_error *check_spec(const sq_vocab_spec *s) {
     return NULL;
 }
 
-static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
+static SQ_NODISCARD sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
     int n = s->n_tokens;
     t->spec = *s;
     t->spec.n_merges = 0; /* counts grow as the copies succeed, so that free releases exactly those */
@@ -148,7 +148,7 @@ static int in_model_vocab(const sq_tokenizer *t, int id) {
     return 1;
 }
 
-static sq_error *build_vocab(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_vocab(sq_tokenizer *t) {
     int n = t->spec.n_tokens;
     if (sq_strmap_init(&t->vocab, (size_t)n)) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     int spm = t->spec.type == SQ_TOKENIZER_SPM_BPE;
@@ -203,7 +203,7 @@ static int pieces_join_across_space(const sq_tokenizer *t) {
     return 0;
 }
 
-static sq_error *build_merges(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_merges(sq_tokenizer *t) {
     int nm = t->spec.n_merges;
     if (!nm) return NULL;
     if (sq_pairmap_init(&t->merge_ranks, (size_t)nm) ||
@@ -253,7 +253,7 @@ static int by_first_byte_longer_first(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static sq_error *build_added(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_added(sq_tokenizer *t) {
     int n = t->spec.n_tokens, count = 0;
     t->added = calloc((size_t)n, sizeof *t->added);
     if (!t->added) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
@@ -275,7 +275,7 @@ static sq_error *build_added(sq_tokenizer *t) {
     return NULL;
 }
 
-static sq_error *build_pretokenizer(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_pretokenizer(sq_tokenizer *t) {
     const sq_vocab_spec *s = &t->spec;
     t->ignore_merges = s->ignore_merges;
     t->normalize_nfc = s->normalize_nfc;

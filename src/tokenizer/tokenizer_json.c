@@ -81,7 +81,8 @@ static int sequence_items(const cJSON *obj, const char *list_key, const cJSON **
     return 1;
 }
 
-static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added,
+                                         json_vocab *v) {
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *it;
     if (!cJSON_IsObject(vocab)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is not an object", path);
     int max_id = -1;
@@ -130,7 +131,7 @@ static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *a
     return NULL;
 }
 
-static sq_error *read_merges(const char *path, const cJSON *model, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_merges(const char *path, const cJSON *model, json_vocab *v) {
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges"), *it;
     if (!merges || cJSON_IsNull(merges)) return NULL;
     if (!cJSON_IsArray(merges)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.merges is not an array", path);
@@ -165,7 +166,7 @@ static int token_id(const json_vocab *v, const char *text) {
 
 /* Scores as sentencepiece would have them, for writers of score-based formats (GGUF): a piece made by merge r
  * scores -r (its first merge), other pieces rank below every merge. */
-static sq_error *merge_order_scores(const char *path, json_vocab *v) {
+static SQ_NODISCARD sq_error *merge_order_scores(const char *path, json_vocab *v) {
     sq_strmap ids;
     v->scores = malloc((size_t)v->n * sizeof *v->scores);
     if (!v->scores || sq_strmap_init(&ids, (size_t)v->n))
@@ -203,7 +204,7 @@ static sq_error *merge_order_scores(const char *path, json_vocab *v) {
 }
 
 /* spm shape, older form: normalizer [Prepend "▁"], Replace " " -> "▁"; no pre-tokenizer. */
-static sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *items[8];
     int n = sequence_items(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", items, 8);
     int replace = 0;
@@ -234,7 +235,8 @@ static sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_v
 }
 
 /* spm shape, newer form: no normalizer, pre-tokenizer Metaspace("▁", prepend_scheme, split). */
-static sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON *pre, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON *pre,
+                                             json_vocab *v) {
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (norm && !cJSON_IsNull(norm))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: normalizer %s together with Metaspace is not supported",
@@ -254,7 +256,7 @@ static sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON
     return NULL;
 }
 
-static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (is_type(pre, "Metaspace")) {
         SQ_TRY(read_metaspace(path, root, pre, v));
@@ -288,7 +290,7 @@ static char *quote_regex(const char *s) {
     return out;
 }
 
-static sq_error *add_regex(const char *path, json_vocab *v, char *r) {
+static SQ_NODISCARD sq_error *add_regex(const char *path, json_vocab *v, char *r) {
     if (!r) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     char **list = realloc(v->regexes, (size_t)(v->n_regexes + 1) * sizeof *list);
     if (!list) {
@@ -301,7 +303,7 @@ static sq_error *add_regex(const char *path, json_vocab *v, char *r) {
 }
 
 /* byte-level shape: normalizer null or NFC; pre-tokenizer steps Split(Isolated) / Digits / ByteLevel. */
-static sq_error *read_byte_level_shape(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_byte_level_shape(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *items[16];
     int n = sequence_items(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", items, 16);
     for (int i = 0; i < n; i++) {
@@ -385,7 +387,8 @@ static void template_specials(const cJSON *root, const char **bos, const char **
     }
 }
 
-static sq_error *read_config(const char *path, const cJSON *root, const cJSON *config, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_config(const char *path, const cJSON *root, const cJSON *config,
+                                          json_vocab *v) {
     const char *tbos, *teos;
     template_specials(root, &tbos, &teos);
     const char *bos = config_token(config, "bos_token"), *eos = config_token(config, "eos_token");
@@ -423,7 +426,7 @@ static sq_error *read_config(const char *path, const cJSON *root, const cJSON *c
 }
 
 /* tokenizer_config.json in the same directory, or NULL when there is none. */
-static sq_error *load_config(const char *path, cJSON **config) {
+static SQ_NODISCARD sq_error *load_config(const char *path, cJSON **config) {
     *config = NULL;
     char *copy = strdup(path);
     if (!copy) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
@@ -457,7 +460,8 @@ static sq_error *load_config(const char *path, cJSON **config) {
     return err;
 }
 
-static sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON *config, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON *config,
+                                             json_vocab *v) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model)) return sq_errorf(SQ_ERR_FORMAT, "%s: no \"model\" object", path);
     const char *mtype = type_of(model);

@@ -18,7 +18,7 @@ int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
-int cli_fail(sq_error *err);
+SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);
 /* Prints "squeeze <verb>: <printf message>" to stderr and returns exit code 2 (usage error). */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -28,8 +28,8 @@ int cli_parse_float(const char *text, double lo, double hi, double *out);
 
 /* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
  * per load warning on stderr. Every verb loads through these. */
-sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
-sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* The value following flag argv[*i] (advancing *i), or NULL after printing a usage error. */
 const char *cli_flag_value(const char *verb, int argc, char **argv, int *i);
