@@ -53,6 +53,8 @@ void fuzz_tokenizer_model(const uint8_t *data, size_t size);
 void fuzz_tokenizer_bin(const uint8_t *data, size_t size);
 void fuzz_gpt2_vocab(const uint8_t *data, size_t size);
 void fuzz_tokenize_text(const uint8_t *data, size_t size);
+/* ---- chat templates (targets_chat.c) */
+void fuzz_chat_template(const uint8_t *data, size_t size);
 /* ---- evaluation inputs (targets_eval.c) */
 void fuzz_tasks(const uint8_t *data, size_t size);
 void fuzz_report(const uint8_t *data, size_t size);

@@ -23,7 +23,7 @@ out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
-           "tasks", "report", "ref_logits", "eval_text"]
+           "chat_template", "tasks", "report", "ref_logits", "eval_text"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -209,6 +209,21 @@ seed("tokenizer_config", "objects.json", json.dumps({
 # GPT-2's original files: encoder.json, a NUL byte, vocab.bpe
 seed("gpt2_vocab", "gpt2", json.dumps(vocab, ensure_ascii=False).encode() + b"\0" +
      ("#version: 0.2\n" + "\n".join(merges) + "\n").encode())
+
+# Chat templates: the real ones of ../shared/tokenizers, the test suite's feature templates, and one with its
+# own messages after a NUL byte.
+shared = os.environ.get("SQ_SHARED", os.path.join(REPO, "..", "shared"))
+for name in ["llama3", "qwen3"]:
+    with open(os.path.join(shared, "tokenizers", name, "tokenizer_config.json")) as f:
+        seed("chat_template", name + ".jinja", json.load(f)["chat_template"])
+feature_dir = os.path.join(REPO, "tests", "data", "chat")
+for name in sorted(os.listdir(feature_dir)):
+    if name.endswith(".jinja"):
+        with open(os.path.join(feature_dir, name)) as f:
+            seed("chat_template", name, f.read())
+seed("chat_template", "with_messages",
+     b"{% for m in messages %}{{ m.role | upper }}: {{ m.content | trim | tojson }}{% endfor %}\0"
+     + json.dumps([{"role": "user", "content": " hi \u00e9 "}, {"role": "x", "n": [1, 2.5, None]}]).encode())
 
 # Zero-shot task files (the harness's first byte picks the task: bits 0-2, batch bits 4-5; bit 3 keeps a
 # HellaSwag input as raw .bz2 bytes)

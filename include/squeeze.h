@@ -59,8 +59,10 @@ SQ_TAKES_ERROR(1) void sq_error_free(sq_error *err);
 
 typedef struct sq_tokenizer sq_tokenizer;
 
-/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, or a Hugging Face
- * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling when present). */
+/* Loads a standalone tokenizer: SentencePiece `tokenizer.model`, llama2.c `tokenizer.bin`, a Hugging Face
+ * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling and the chat template
+ * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are
+ * not read, so any architecture and tensor type will do). */
 SQ_NODISCARD sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 
@@ -77,6 +79,13 @@ int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
  * [0, n). The library never prints: callers show them (the CLI as "squeeze: warning: ..."). */
 int sq_tokenizer_n_warnings(const sq_tokenizer *tok);
 const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i);
+
+/* A token as the vocabulary spells it ("<s>", "<|im_start|>", "Ġthe", "▁the", "<0x0A>"), or NULL for an id
+ * outside the vocabulary. Owned by the tokenizer. */
+const char *sq_tokenizer_piece(const sq_tokenizer *tok, int id);
+/* The Jinja chat template the tokenizer came with (tokenizer_config.json's "chat_template", the "default" one
+ * of its list form; GGUF's tokenizer.chat_template), or NULL when it has none. Owned by the tokenizer. */
+const char *sq_tokenizer_chat_template(const sq_tokenizer *tok);
 
 /* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
  * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
@@ -102,6 +111,63 @@ sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
+
+/* ---------------------------------------------------------------- chat templates */
+
+/* A compiled Jinja chat template. squeeze renders the subset of Jinja that chat templates use (for/else with
+ * loop.*, if/elif/else, set and namespace attributes, macros, break/continue, filters such as trim, tojson,
+ * join, map, selectattr, tests such as defined/string/mapping, Python string methods, slicing, `in`, `~`,
+ * raise_exception) exactly as Hugging Face's apply_chat_template renders it with jinja2
+ * (ImmutableSandboxedEnvironment with trim_blocks and lstrip_blocks, keep_trailing_newline off; tojson is
+ * json.dumps with ensure_ascii=False). What it leaves out and the limits: docs/chat-templates.md. */
+typedef struct sq_chat_template sq_chat_template;
+
+/* Compiles len bytes of template source (UTF-8). Syntax errors, unknown filters or tests name the line and
+ * column (SQ_ERR_FORMAT); a template over 4 MiB is refused. */
+SQ_NODISCARD sq_error *sq_chat_template_compile(const char *source, size_t len, sq_chat_template **out);
+/* The tokenizer's own template (sq_tokenizer_chat_template), or for a tokenizer without one the plain
+ * fallback: a "Role: content" paragraph per message (role capitalised, content trimmed, then a blank line),
+ * and "Assistant:" for the generation prompt. bos_token and eos_token are the pieces of the tokenizer's
+ * BOS and EOS ids. */
+SQ_NODISCARD sq_error *sq_chat_template_from_tokenizer(const sq_tokenizer *tok, sq_chat_template **out);
+const char *sq_chat_template_source(const sq_chat_template *t);
+int sq_chat_template_is_fallback(const sq_chat_template *t); /* made from the plain fallback */
+void sq_chat_template_free(sq_chat_template *t);
+
+/* One message of a conversation: the template sees a dict with "role", then "content", then the members of
+ * fields_json (tool_calls, tool_call_id, name, reasoning_content, or content as a list of parts), a member
+ * given again replacing the earlier one; members whose value is null are dropped, as apply_chat_template
+ * drops them. All strings UTF-8. */
+typedef struct sq_chat_message {
+    const char *role;        /* NULL: not set here (fields_json may set it) */
+    const char *content;     /* NULL: not set here */
+    const char *fields_json; /* NULL, or a JSON object */
+} sq_chat_message;
+
+typedef struct sq_chat_render_options {
+    int add_generation_prompt; /* end with the header that starts the assistant's reply */
+    const char *bos_token;     /* the template's bos_token / eos_token; NULL: the template's own (from its */
+    const char *eos_token;     /* tokenizer), else undefined */
+    /* NULL, or a JSON object whose members become template variables (tools, documents, enable_thinking,
+     * date_string, ...); tools and documents are None unless given here, as apply_chat_template passes
+     * them */
+    const char *vars_json;
+    size_t max_bytes;  /* memory the rendering may use; 0: 64 MiB + 16 times the size of the input */
+    int64_t max_steps; /* evaluation steps before the rendering is stopped; 0: 10 million */
+} sq_chat_render_options;
+
+/* Renders n_messages messages (opts may be NULL: no generation prompt). On success *text is malloc'ed,
+ * NUL-terminated, and *len (may be NULL) its length. The template's raise_exception(msg) fails with
+ * SQ_ERR_INVALID_ARG and a message ending in msg; errors in the template's evaluation (type errors, undefined
+ * values used) name the line and column; exceeding max_bytes or max_steps fails with SQ_ERR_NOMEM. */
+SQ_NODISCARD sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages,
+                                               int n_messages, const sq_chat_render_options *opts,
+                                               char **text, size_t *len);
+/* The same with the messages as a JSON array of message objects, as OpenAI's API and apply_chat_template take
+ * them (null-valued members dropped). JSON numbers keep Python's distinction: 1 is an int, 1.0 a float. */
+SQ_NODISCARD sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
+                                                    const sq_chat_render_options *opts, char **text,
+                                                    size_t *len);
 
 /* ---------------------------------------------------------------- model */
 

@@ -19,8 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python oracles for the reference tests: Debian's numpy and sentencepiece, PyPI's tokenizers and gguf.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sentencepiece, tokenizers, gguf" 2>/dev/null; then
+# Python oracles for the reference tests: Debian's numpy and sentencepiece, PyPI's tokenizers, gguf and jinja2
+# (the version transformers' apply_chat_template requires at least).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sentencepiece, tokenizers, gguf, jinja2
+assert jinja2.__version__ == '3.1.6'" 2>/dev/null; then
   /usr/bin/python3 -m venv --system-site-packages .venv
-  .venv/bin/pip install -q --disable-pip-version-check "tokenizers==0.22.*" "gguf==0.17.*"
+  .venv/bin/pip install -q --disable-pip-version-check "tokenizers==0.22.*" "gguf==0.17.*" "jinja2==3.1.6"
 fi

@@ -97,6 +97,8 @@ SQ_NODISCARD sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m);
 /* The vocabulary in tokenizer.ggml.*, built into a tokenizer; *out is NULL when the file has none. Special
  * ids outside the vocabulary become the tokenizer's warnings. */
 SQ_NODISCARD sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out);
+/* The vocabulary of a GGUF file alone (sq_tokenizer_load of a .gguf): the tensors are not read. */
+SQ_NODISCARD sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out);
 
 #define SQ_GGUF_BOS_ID "tokenizer.ggml.bos_token_id"
 #define SQ_GGUF_EOS_ID "tokenizer.ggml.eos_token_id"

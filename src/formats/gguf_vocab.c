@@ -52,7 +52,7 @@ static SQ_NODISCARD sq_error *optional_flag(const sq_gguf_file *g, const char *k
 sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
     *out = NULL;
     const char *path = g->file->path;
-    char *model = NULL, *pre = NULL, **tokens = NULL, **merges = NULL;
+    char *model = NULL, *pre = NULL, *chat_template = NULL, **tokens = NULL, **merges = NULL;
     uint64_t n_tokens = 0, n_merges = 0;
     float *scores = NULL;
     int32_t *types = NULL;
@@ -96,6 +96,7 @@ sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
     if (!err) err = sq_gguf_get_strings(g, "tokenizer.ggml.merges", &merges, &n_merges, &found);
     if (!err && n_merges > (1u << 24)) err = sq_errorf(SQ_ERR_FORMAT, "%s: too many merges", path);
     if (!err) err = sq_gguf_get_string(g, "tokenizer.ggml.pre", &pre, &found);
+    if (!err) err = sq_gguf_get_string(g, "tokenizer.chat_template", &chat_template, &found);
     sq_warnings warnings = {0};
     const struct {
         const char *key;
@@ -118,16 +119,32 @@ sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out) {
         spec.n_merges = (int)n_merges;
         spec.merges = (const char *const *)merges;
         spec.pre = pre;
+        spec.chat_template = chat_template;
         spec.normalize_nfc = pre && !strcmp(pre, "qwen2"); /* Qwen2's tokenizer.json normalises to NFC */
         spec.warnings = &warnings;
         err = sq_error_wrap(sq_tokenizer_from_spec(&spec, out), "%s: GGUF vocabulary", path);
     }
     free(model);
     free(pre);
+    free(chat_template);
     free_strings(tokens, n_tokens);
     free_strings(merges, n_merges);
     free(scores);
     free(types);
     sq_warnings_free(&warnings);
+    return err;
+}
+
+sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out) {
+    *out = NULL;
+    sq_mapped_file *f;
+    SQ_TRY(sq_mapped_file_open(path, &f));
+    sq_gguf_file *g = NULL;
+    sq_error *err = sq_gguf_parse(f, &g);
+    if (!err) err = sq_gguf_read_vocab(g, out);
+    if (!err && !*out)
+        err = sq_errorf(SQ_ERR_FORMAT, "%s: the GGUF file has no vocabulary (tokenizer.ggml.*)", path);
+    sq_gguf_free(g);
+    sq_mapped_file_close(f);
     return err;
 }

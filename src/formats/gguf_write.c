@@ -144,6 +144,7 @@ static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
     kv_bool(b, "tokenizer.ggml.add_bos_token", s.add_bos);
     kv_bool(b, "tokenizer.ggml.add_eos_token", s.add_eos);
     if (spm) kv_bool(b, "tokenizer.ggml.add_space_prefix", s.add_space_prefix);
+    if (s.chat_template) kv_str(b, "tokenizer.chat_template", s.chat_template);
 }
 
 /* The config's special ids the vocabulary does not already carry (all of them without a vocabulary): BOS, the

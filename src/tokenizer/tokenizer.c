@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
 
@@ -20,6 +21,10 @@ int sq_tokenizer_n_warnings(const sq_tokenizer *tok) { return tok->warnings.n; }
 const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i) {
     return i >= 0 && i < tok->warnings.n ? tok->warnings.messages[i] : NULL;
 }
+const char *sq_tokenizer_piece(const sq_tokenizer *tok, int id) {
+    return id >= 0 && id < tok->spec.n_tokens ? tok->tokens[id] : NULL;
+}
+const char *sq_tokenizer_chat_template(const sq_tokenizer *tok) { return tok->chat_template; }
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -40,6 +45,10 @@ sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out) {
               (ends_with(path, ".model") || (!ends_with(path, ".bin") && f->size >= 4 && f->data[0] == 0x0A &&
                                              (f->data[1] | f->data[2] | f->data[3]) != 0));
     sq_error *err;
+    if (f->size >= 4 && !memcmp(f->data, "GGUF", 4)) {
+        sq_mapped_file_close(f);
+        return sq_gguf_load_tokenizer(path, out);
+    }
     if (json) {
         sq_mapped_file_close(f);
         char *text;

@@ -52,6 +52,7 @@ typedef struct sq_vocab_spec {
     const uint8_t *token_flags; /* SQ_TOKEN_LSTRIP | SQ_TOKEN_RSTRIP per token (tokenizer.json); NULL: none */
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     int add_bos, add_eos;
+    const char *chat_template; /* the Jinja chat template that came with the vocabulary; NULL: none */
     const sq_warnings *warnings; /* what the loader worked around (copied into the tokenizer); NULL: none */
 } sq_vocab_spec;
 

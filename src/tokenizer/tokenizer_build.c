@@ -37,6 +37,7 @@ void sq_tokenizer_free(sq_tokenizer *tok) {
     free(tok->merge_split);
     free(tok->pre);
     free(tok->pre_regex);
+    free(tok->chat_template);
     free(tok->decoded);
     free(tok->decoded_lens);
     free(tok->strips_space);
@@ -126,7 +127,9 @@ static SQ_NODISCARD sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s)
         if (!(t->pre_regex[i] = strdup(s->pre_regex[i])))
             return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     t->pre = dup_or_null(s->pre);
-    if (s->pre && !t->pre) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
+    t->chat_template = dup_or_null(s->chat_template);
+    if ((s->pre && !t->pre) || (s->chat_template && !t->chat_template))
+        return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     if (s->warnings) SQ_TRY(sq_warnings_append(&t->warnings, s->warnings));
     t->spec.warnings = &t->warnings;
     t->spec.tokens = (const char *const *)t->tokens;
@@ -135,6 +138,7 @@ static SQ_NODISCARD sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s)
     t->spec.token_flags = t->token_flags;
     t->spec.merges = (const char *const *)t->merges;
     t->spec.pre = t->pre;
+    t->spec.chat_template = t->chat_template;
     t->spec.pre_regex = (const char *const *)t->pre_regex;
     return NULL;
 }

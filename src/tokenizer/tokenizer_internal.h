@@ -30,6 +30,7 @@ struct sq_tokenizer {
     char **merges;
     char *pre;
     char **pre_regex;
+    char *chat_template;
 
     /* spm-bpe: piece as spelled -> id; byte-bpe: the token's raw bytes -> id. Ordinary vocabulary only
      * (no control or added tokens), as the BPE models look pieces up. */

@@ -27,6 +27,7 @@ typedef struct json_vocab {
     int n_merges;
     char **regexes;
     int n_regexes;
+    char *chat_template_file; /* chat_template.jinja's text, when the template comes from there */
     sq_vocab_spec spec;
     sq_warnings warnings; /* what reading tokenizer_config.json worked around */
 } json_vocab;
@@ -38,6 +39,7 @@ static void json_vocab_free(json_vocab *v) {
     free(v->tokens);
     free(v->types);
     free(v->flags);
+    free(v->chat_template_file);
     free(v->scores);
     free(v->merges);
     free(v->regexes);
@@ -425,39 +427,73 @@ static SQ_NODISCARD sq_error *read_config(const char *path, const cJSON *root, c
     return NULL;
 }
 
-/* tokenizer_config.json in the same directory, or NULL when there is none. */
-static SQ_NODISCARD sq_error *load_config(const char *path, cJSON **config) {
-    *config = NULL;
+/* The file `name` in the directory of path, read whole (NUL-terminated), or *text NULL when there is none. */
+static SQ_NODISCARD sq_error *read_sibling(const char *path, const char *name, char **text, size_t *size) {
+    *text = NULL;
     char *copy = strdup(path);
     if (!copy) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     const char *dir = dirname(copy);
-    size_t n = strlen(dir) + sizeof "/tokenizer_config.json";
-    char *cpath = malloc(n);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *spath = malloc(n);
     sq_error *err = NULL;
-    if (!cpath) {
+    if (!spath) {
         free(copy);
         return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(cpath, n, "%s/tokenizer_config.json", dir);
+    snprintf(spath, n, "%s/%s", dir, name);
     free(copy);
-    FILE *probe = fopen(cpath, "rb");
+    FILE *probe = fopen(spath, "rb");
     if (probe) {
         fclose(probe);
-        char *text;
-        size_t size;
-        err = sq_read_file(cpath, (size_t)64 << 20, &text, &size);
-        if (!err) {
-            *config = cJSON_ParseWithLength(text, size);
-            if (!*config || !cJSON_IsObject(*config)) {
-                cJSON_Delete(*config);
-                *config = NULL;
-                err = sq_errorf(SQ_ERR_FORMAT, "%s: not a JSON object", cpath);
-            }
-            free(text);
-        }
+        err = sq_read_file(spath, (size_t)64 << 20, text, size);
     }
-    free(cpath);
+    free(spath);
     return err;
+}
+
+/* tokenizer_config.json in the same directory, or NULL when there is none. */
+static SQ_NODISCARD sq_error *load_config(const char *path, cJSON **config) {
+    *config = NULL;
+    char *text;
+    size_t size;
+    SQ_TRY(read_sibling(path, "tokenizer_config.json", &text, &size));
+    if (!text) return NULL;
+    *config = cJSON_ParseWithLength(text, size);
+    free(text);
+    if (!*config || !cJSON_IsObject(*config)) {
+        cJSON_Delete(*config);
+        *config = NULL;
+        return sq_errorf(SQ_ERR_FORMAT, "%s: tokenizer_config.json beside it is not a JSON object", path);
+    }
+    return NULL;
+}
+
+/* The chat template: tokenizer_config.json's "chat_template" (a string, or a list of {"name", "template"} of
+ * which the one named "default" is taken, as transformers takes it), else a chat_template.jinja beside the
+ * file, where newer transformers save it. */
+static SQ_NODISCARD sq_error *read_chat_template(const char *path, const cJSON *config, json_vocab *v) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(config, "chat_template");
+    if (cJSON_IsString(t)) {
+        v->spec.chat_template = t->valuestring;
+        return NULL;
+    }
+    if (cJSON_IsArray(t)) {
+        const cJSON *item;
+        cJSON_ArrayForEach(item, t) {
+            const char *name = string_at(item, "name");
+            if (name && !strcmp(name, "default")) v->spec.chat_template = string_at(item, "template");
+        }
+        return NULL;
+    }
+    if (t && !cJSON_IsNull(t))
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: tokenizer_config.json's chat_template is neither a string nor a list", path);
+    size_t size;
+    SQ_TRY(read_sibling(path, "chat_template.jinja", &v->chat_template_file, &size));
+    if (v->chat_template_file && strlen(v->chat_template_file) != size)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: chat_template.jinja beside it holds a NUL byte", path);
+    v->spec.chat_template = v->chat_template_file;
+    return NULL;
 }
 
 static SQ_NODISCARD sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON *config,
@@ -484,6 +520,7 @@ static SQ_NODISCARD sq_error *read_tokenizer(const char *path, const cJSON *root
     v->spec.type = byte_level ? SQ_TOKENIZER_BYTE_BPE : SQ_TOKENIZER_SPM_BPE;
     SQ_TRY(byte_level ? read_byte_level_shape(path, root, v) : read_spm_shape(path, root, v));
     SQ_TRY(read_config(path, root, config, v));
+    SQ_TRY(read_chat_template(path, config, v));
     v->spec.n_tokens = v->n;
     v->spec.tokens = (const char *const *)v->tokens;
     v->spec.types = v->types;

@@ -292,6 +292,7 @@ static cJSON *build_config(const sq_tokenizer *t) {
     }
     cJSON_AddFalseToObject(c, "clean_up_tokenization_spaces");
     cJSON_AddStringToObject(c, "tokenizer_class", "PreTrainedTokenizerFast");
+    if (t->spec.chat_template) cJSON_AddStringToObject(c, "chat_template", t->spec.chat_template);
     return c;
 }
 

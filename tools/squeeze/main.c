@@ -21,13 +21,14 @@ static const verb verbs[] = {
     {"eval", sq_cmd_eval, "zero-shot multiple-choice tasks"},
     {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
+    {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
 };
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: squeeze <command> [options]   (squeeze <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
-        fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(out, "  %-13s %s\n", verbs[i].name, verbs[i].summary);
 }
 
 int main(int argc, char **argv) {
