@@ -22,6 +22,25 @@ int sq_parse_byte_piece(const char *s, int *byte) {
     return 1;
 }
 
+sq_error *sq_vocab_check_ids(const char *what, const int32_t *ids, int n_ids, int *n_tokens) {
+    int32_t max_id = -1;
+    for (int i = 0; i < n_ids; i++) max_id = ids[i] > max_id ? ids[i] : max_id;
+    if (max_id < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: no tokens", what);
+    /* n_ids entries cover 0..max_id only if max_id < n_ids; else an id below n_ids is missing */
+    int span = max_id < n_ids ? max_id + 1 : n_ids;
+    uint8_t *seen = calloc((size_t)span, 1); /* [span] */
+    if (!seen) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", what);
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] < span) seen[ids[i]] = 1;
+    int missing = 0;
+    while (missing < span && seen[missing]) missing++;
+    free(seen);
+    if (missing < span || max_id >= span)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d)", what, missing, max_id);
+    *n_tokens = max_id + 1;
+    return NULL;
+}
+
 void sq_tokenizer_free(sq_tokenizer *tok) {
     if (!tok) return;
     for (int i = 0; tok->tokens && i < tok->spec.n_tokens; i++) free(tok->tokens[i]);

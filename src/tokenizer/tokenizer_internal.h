@@ -86,6 +86,12 @@ int sq_parse_byte_piece(const char *s, int *byte);
 /* Fills tok->decoded / strips_space from the vocabulary. */
 SQ_NODISCARD sq_error *sq_detokenizer_prepare(sq_tokenizer *tok);
 
+/* A vocabulary file's ids must be exactly 0..n-1 (one may repeat: added tokens restate vocabulary entries).
+ * Checks that ids[0..n_ids) leave no gap below the largest, in memory bounded by n_ids rather than by that
+ * largest id, which a damaged file can make huge; then *n_tokens = largest + 1. `what` names the ids' place
+ * in error messages ("x.json: model.vocab"). */
+SQ_NODISCARD sq_error *sq_vocab_check_ids(const char *what, const int32_t *ids, int n_ids, int *n_tokens);
+
 /* Loaders: each reads its file and builds the tokenizer through sq_tokenizer_from_spec. */
 SQ_NODISCARD sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *data, size_t size,
                                                    sq_tokenizer **out);

@@ -83,26 +83,39 @@ static int sequence_items(const cJSON *obj, const char *list_key, const cJSON **
     return 1;
 }
 
-static SQ_NODISCARD sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added,
-                                         json_vocab *v) {
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *it;
-    if (!cJSON_IsObject(vocab)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is not an object", path);
-    int max_id = -1;
+/* The ids model.vocab and added_tokens give, each checked to be one; ids has room for every entry. */
+static SQ_NODISCARD sq_error *collect_ids(const char *path, const cJSON *vocab, const cJSON *added,
+                                          int32_t *ids, int *n_ids) {
+    const cJSON *it;
+    *n_ids = 0;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 26) ||
             it->valuedouble != (int)it->valuedouble)
             return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab[\"%.60s\"] is not a valid id", path, it->string);
-        if (it->valueint > max_id) max_id = it->valueint;
+        ids[(*n_ids)++] = it->valueint;
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 26) ||
             !string_at(it, "content"))
             return sq_errorf(SQ_ERR_FORMAT, "%s: added_tokens entry without a valid id and content", path);
-        if (id->valueint > max_id) max_id = id->valueint;
+        ids[(*n_ids)++] = id->valueint;
     }
-    if (max_id < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is empty", path);
-    v->n = max_id + 1;
+    return *n_ids ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is empty", path);
+}
+
+static SQ_NODISCARD sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added,
+                                         json_vocab *v) {
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *it;
+    if (!cJSON_IsObject(vocab)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is not an object", path);
+    int n_ids;
+    int32_t *ids = malloc(((size_t)cJSON_GetArraySize(vocab) + (size_t)cJSON_GetArraySize(added) + 1) *
+                          sizeof *ids); /* [vocab entries + added tokens] */
+    if (!ids) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    sq_error *err = collect_ids(path, vocab, added, ids, &n_ids);
+    if (!err) err = sq_vocab_check_ids(path, ids, n_ids, &v->n);
+    free(ids);
+    SQ_TRY(err);
     v->tokens = calloc((size_t)v->n, sizeof *v->tokens);
     v->types = calloc((size_t)v->n, sizeof *v->types);
     v->flags = calloc((size_t)v->n, 1);
@@ -127,9 +140,6 @@ static SQ_NODISCARD sq_error *read_vocab(const char *path, const cJSON *model, c
         v->flags[id] = (uint8_t)((flag(it, "lstrip", 0) ? SQ_TOKEN_LSTRIP : 0) |
                                  (flag(it, "rstrip", 0) ? SQ_TOKEN_RSTRIP : 0));
     }
-    for (int i = 0; i < v->n; i++)
-        if (!v->tokens[i])
-            return sq_errorf(SQ_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d)", path, i, v->n - 1);
     return NULL;
 }
 
