@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 #include <emmintrin.h>
@@ -28,12 +27,6 @@ enum { DIM = 288, HIDDEN = 768, VOCAB = 32000, LAYERS = 6, PREFILL_TOKENS = 64 }
 
 static double seconds_per_measurement = 0.1;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -43,17 +36,17 @@ static int compare_doubles(const void *a, const void *b) {
  * warm-up. */
 static double median_seconds(void (*fn)(void *), void *ctx) {
     fn(ctx);
-    double t0 = now();
+    double t0 = sq_monotonic_seconds();
     fn(ctx);
-    double once = now() - t0;
+    double once = sq_monotonic_seconds() - t0;
     int reps = once > 0 ? (int)(seconds_per_measurement / once) : 1000;
     reps = reps < 3 ? 3 : reps > 1000 ? 1000 : reps;
     double *times = malloc((size_t)reps * sizeof *times);
     if (!times) abort();
     for (int i = 0; i < reps; i++) {
-        t0 = now();
+        t0 = sq_monotonic_seconds();
         fn(ctx);
-        times[i] = now() - t0;
+        times[i] = sq_monotonic_seconds() - t0;
     }
     qsort(times, (size_t)reps, sizeof *times, compare_doubles);
     double median = times[reps / 2];

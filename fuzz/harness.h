@@ -1,9 +1,10 @@
 /* The libFuzzer harness for every input squeeze reads from untrusted bytes. Each target is one function
  * fuzz_<name>(data, size) that hands the fuzzer's bytes to the library the way a user's file reaches it (a
  * model or tokenizer file, one file of a Hugging Face directory whose other files are valid, a task file, a
- * report, ...); fuzz/CMakeLists.txt lists the targets and builds one executable per target around main.c.
- * Any outcome but a clean success or a clean error (crash, leak, sanitizer report, hang, an error without a
- * message, a success that breaks the API's promises) is a bug: the harness aborts on it. */
+ * report, a list of token ids, ...); fuzz/CMakeLists.txt lists the targets and builds one executable per
+ * target around main.c. Any outcome but a clean success or a clean error (crash, leak, sanitizer report,
+ * hang, an error without a message, a success that breaks the API's promises) is a bug: the harness aborts on
+ * it. */
 #ifndef SQ_FUZZ_HARNESS_H
 #define SQ_FUZZ_HARNESS_H
 
@@ -60,5 +61,6 @@ void fuzz_tasks(const uint8_t *data, size_t size);
 void fuzz_report(const uint8_t *data, size_t size);
 void fuzz_ref_logits(const uint8_t *data, size_t size);
 void fuzz_eval_text(const uint8_t *data, size_t size);
+void fuzz_int_list(const uint8_t *data, size_t size);
 
 #endif

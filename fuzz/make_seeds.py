@@ -23,7 +23,7 @@ out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
-           "chat_template", "tasks", "report", "ref_logits", "eval_text"]
+           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -142,46 +142,53 @@ with open(os.path.join(seeds, "llama2c", "model.bin"), "wb") as f:
             f.write(weights[f"model.layers.{l}.{name}" if per_layer else name].tobytes())
     f.write(np.zeros(CTX * HD, np.float32).tobytes())
 
-# GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors
-gw = gguf.GGUFWriter(os.path.join(seeds, "gguf", "model.gguf"), "llama")
-gw.add_context_length(CTX)
-gw.add_embedding_length(DIM)
-gw.add_block_count(LAYERS)
-gw.add_feed_forward_length(HIDDEN)
-gw.add_head_count(HEADS)
-gw.add_head_count_kv(KV_HEADS)
-gw.add_layer_norm_rms_eps(1e-5)
-gw.add_rope_freq_base(10000.0)
-gw.add_tokenizer_model("llama")
-gw.add_token_list(pieces + [f"<extra{i}>" for i in range(MODEL_VOCAB - VOCAB)])
-gw.add_token_scores([sp.get_score(i) for i in range(VOCAB)] + [0.0] * (MODEL_VOCAB - VOCAB))
-gw.add_token_types([2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
-                    for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
-gw.add_bos_token_id(1)
-gw.add_eos_token_id(2)
-names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
-layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
-               "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
-               "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-               "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-               "mlp.down_proj.weight": "ffn_down.weight"}
-for name, arr in weights.items():
-    if name in names:
-        gname = names[name]
-    else:
-        l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
-        gname = f"blk.{l}.{layer_names[rest]}"
-    if arr.ndim == 2 and "attn_q" in gname:
-        gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
-                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-    elif arr.ndim == 2 and "ffn" in gname:
-        gw.add_tensor(gname, arr.astype(np.float16))
-    else:
-        gw.add_tensor(gname, arr)
-gw.write_header_to_file()
-gw.write_kv_data_to_file()
-gw.write_tensors_to_file()
-gw.close()
+# GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors. A second seed states
+# the head counts and FFN width as per-layer arrays (as pruned models do).
+def write_gguf(path, per_layer):
+    widths = (lambda v: [v] * LAYERS) if per_layer else (lambda v: v)
+    gw = gguf.GGUFWriter(path, "llama")
+    gw.add_context_length(CTX)
+    gw.add_embedding_length(DIM)
+    gw.add_block_count(LAYERS)
+    gw.add_feed_forward_length(widths(HIDDEN))
+    gw.add_head_count(widths(HEADS))
+    gw.add_head_count_kv(widths(KV_HEADS))
+    gw.add_layer_norm_rms_eps(1e-5)
+    gw.add_rope_freq_base(10000.0)
+    gw.add_tokenizer_model("llama")
+    gw.add_token_list(pieces + [f"<extra{i}>" for i in range(MODEL_VOCAB - VOCAB)])
+    gw.add_token_scores([sp.get_score(i) for i in range(VOCAB)] + [0.0] * (MODEL_VOCAB - VOCAB))
+    gw.add_token_types([2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
+                        for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
+    gw.add_bos_token_id(1)
+    gw.add_eos_token_id(2)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+                   "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+                   "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+                   "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+                   "mlp.down_proj.weight": "ffn_down.weight"}
+    for name, arr in weights.items():
+        if name in names:
+            gname = names[name]
+        else:
+            l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
+            gname = f"blk.{l}.{layer_names[rest]}"
+        if arr.ndim == 2 and "attn_q" in gname:
+            gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
+                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        elif arr.ndim == 2 and "ffn" in gname:
+            gw.add_tensor(gname, arr.astype(np.float16))
+        else:
+            gw.add_tensor(gname, arr)
+    gw.write_header_to_file()
+    gw.write_kv_data_to_file()
+    gw.write_tensors_to_file()
+    gw.close()
+
+
+write_gguf(os.path.join(seeds, "gguf", "model.gguf"), False)
+write_gguf(os.path.join(seeds, "gguf", "model_per_layer.gguf"), True)
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
@@ -272,5 +279,9 @@ for top_k in (1, 4, MODEL_VOCAB):
 seed("eval_text", "crlf", "Once upon a time\r\nthere was a girl.\r\n\r\nThe end.\n")
 seed("eval_text", "unicode", "héllo wörld 你好 🙂\n\tx \u2028 y\0z")
 seed("eval_text", "bad_utf8", b"valid line\nthen \xe4\xbd a cut sequence\n")
+
+# Integer lists (ppl --ids-file)
+for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
+    seed("int_list", f"l{i}", text)
 
 print(f"seeds and fixtures written to {out}")

@@ -1,6 +1,7 @@
 /* Fuzz targets for what the evaluation verbs read: zero-shot task files (the JSONL layouts and HellaSwag's
- * bzip2 text), JSON reports (squeeze report), reference log-prob files (ppl --ref-logits) and evaluation
- * text (ppl -f). Each runs the public call a user's file reaches, on the small fixture model. */
+ * bzip2 text), JSON reports (squeeze report), reference log-prob files (ppl --ref-logits), evaluation
+ * text (ppl -f) and token id lists (ppl --ids-file). Each runs the public call a user's file reaches, on the
+ * small fixture model. */
 #include "harness.h"
 
 #include <bzlib.h>
@@ -112,4 +113,31 @@ void fuzz_eval_text(const uint8_t *data, size_t size) {
                  "the text read is NUL-terminated and no longer than the file");
     fuzz_exercise_tokenizer(sq_model_tokenizer(fuzz_fixture_model()), (const uint8_t *)text, len);
     free(text);
+}
+
+/* An id file (ppl --ids-file) read whole and parsed as an integer list: a list that parses holds only values
+ * in range, and printing it back gives the same list. */
+void fuzz_int_list(const uint8_t *data, size_t size) {
+    fuzz_write("ids.txt", data, size);
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *v = NULL, *again = NULL;
+    int64_t n = 0, n_again = 0;
+    sq_error *err = sq_read_file(fuzz_path("ids.txt"), 1 << 20, &text, &len);
+    if (!err) err = sq_parse_int_list(text, len, -5, 1000000, &v, &n);
+    free(text);
+    if (fuzz_failed(err)) return;
+    char *printed = malloc((size_t)n * 12 + 1), *p = printed;
+    fuzz_require(printed != NULL, "memory for the printed list");
+    for (int64_t i = 0; i < n; i++) {
+        fuzz_require(v[i] >= -5 && v[i] <= 1000000, "a parsed value is in range");
+        p += sprintf(p, i ? ", %d" : "%d", v[i]);
+    }
+    fuzz_require(
+        !fuzz_failed(sq_parse_int_list(printed, (size_t)(p - printed), -5, 1000000, &again, &n_again)),
+        "a printed list parses");
+    fuzz_require(n_again == n && (!n || !memcmp(v, again, (size_t)n * sizeof *v)), "and reads back the same");
+    free(printed);
+    free(v);
+    free(again);
 }

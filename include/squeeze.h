@@ -221,14 +221,79 @@ int sq_model_is_eos(const sq_model *model, int32_t id);
 
 typedef struct sq_tensor_info {
     const char *name;  /* GGUF-style canonical name, e.g. "blk.0.attn_q.weight" */
-    const char *dtype; /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" */
+    const char *dtype; /* the storage format's name: "f32", "f16", "bf16", "q8_0", ... (docs/formats.md) */
     int ndim;
     int64_t shape[4]; /* outermost first: a linear layer is [out_features, in_features] */
     size_t nbytes;
 } sq_tensor_info;
 
 int sq_model_n_tensors(const sq_model *model);
+/* i in 0 .. sq_model_n_tensors()-1; the strings belong to the model and stay valid until it changes. */
 void sq_model_tensor_info(const sq_model *model, int i, sq_tensor_info *info);
+/* The index of the tensor with this canonical name, or -1 when the model has none. */
+int sq_model_tensor_index(const sq_model *model, const char *name);
+
+/* One transformer block ("blk.N.*" tensors), as its weights define it: after width pruning, blocks differ.
+ * sq_model_info's n_heads, n_kv_heads and ffn_dim are the largest over the blocks. */
+typedef struct sq_layer_info {
+    int n_heads;         /* query heads: rows of attn_q / head_dim */
+    int n_kv_heads;      /* key/value heads: rows of attn_k / head_dim */
+    int head_dim;        /* the model's */
+    int ffn_dim;         /* FFN width: rows of ffn_gate and ffn_up */
+    int has_qkv_bias;    /* attn_q/attn_k/attn_v carry biases */
+    int64_t n_params;    /* elements of the block's tensors */
+    size_t weight_bytes; /* their bytes in memory */
+} sq_layer_info;
+
+/* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
+SQ_NODISCARD sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *info);
+
+/* ---------------------------------------------------------------- changing a model (compression)
+ *
+ * A loaded model can be changed in place: tensors replaced, added or removed, blocks dropped or reordered.
+ * Each call is all-or-nothing: it applies the change, then binds the model again (every block's head counts
+ * and FFN width re-read from its weights, every shape checked, every tensor required to belong to the
+ * architecture); when anything fails it returns the error (SQ_ERR_INVALID_ARG for a change that leaves the
+ * model inconsistent, naming the tensor) and the model is exactly as before. Weights in a memory-mapped file
+ * are never written: changed tensors get new host memory that the model owns (copy-on-write), and the memory
+ * a replaced tensor owned is freed. sq_model_save writes the changed model in any format that can express it.
+ *
+ * Thread safety: a model is read-only to every other call, so several threads and contexts may use one model
+ * at once; these calls change it and need it to themselves: no context created from it may exist (contexts
+ * hold its layers), and no other call on it may run meanwhile. */
+
+/* Copies the tensor's values into dst ([n_elems] floats, row-major in its shape), dequantizing with its
+ * format's reference dequantizer. SQ_ERR_INVALID_ARG when there is no such tensor or n_elems is not its
+ * element count. */
+SQ_NODISCARD sq_error *sq_model_read_tensor(const sq_model *model, const char *name, float *dst,
+                                            int64_t n_elems);
+
+/* One change to one tensor. */
+typedef struct sq_tensor_edit {
+    const char *name;  /* canonical name, e.g. "blk.3.ffn_up.weight"; a new name adds a tensor */
+    int remove;        /* non-zero: remove the tensor (the fields below are ignored) */
+    const char *dtype; /* storage format of the new data, a name as in sq_tensor_info ("f32", "q4_0", ...);
+                          NULL: the tensor's current one. 1-D tensors (norms, biases) stay "f32". */
+    int ndim;          /* 1..4; 0: the tensor's current shape */
+    int64_t shape[4];  /* outermost first: a linear layer is [out_features, in_features] */
+    /* The new contents, one of:
+     *  - values: [shape] floats, stored through dtype's reference quantizer (GGUF's definitions);
+     *  - data: nbytes bytes already in dtype's layout (GGUF block layouts), e.g. from an own quantizer;
+     *  - neither: the tensor's own values re-encoded in dtype (quantizing it; the shape must stay). */
+    const float *values;
+    const void *data;
+    size_t nbytes;
+} sq_tensor_edit;
+
+/* Applies n_edits changes to distinct tensors together (width pruning changes a block's attn_q, attn_k,
+ * attn_v and attn_output, or ffn_gate, ffn_up and ffn_down, in one call), then binds. The caller's arrays are
+ * copied: they may be freed on return. */
+SQ_NODISCARD sq_error *sq_model_edit_tensors(sq_model *model, const sq_tensor_edit *edits, int n_edits);
+
+/* Keeps the blocks layers[0 .. n_layers-1] in that order, each old index at most once: block i of the result
+ * is old block layers[i] and its tensors are renamed blk.i.*, so that saving and loading give the same
+ * model. Dropping block 3 of 6 is {0, 1, 2, 4, 5}. */
+SQ_NODISCARD sq_error *sq_model_set_layers(sq_model *model, const int *layers, int n_layers);
 
 typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMAT_GGUF } sq_file_format;
 
@@ -239,15 +304,33 @@ SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
+/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or
+ * read its KV cache); contexts of the same model may run in parallel, each with its own threads. */
 typedef struct sq_context sq_context;
+
+/* How the KV cache stores keys and values. */
+typedef enum sq_kv_type {
+    SQ_KV_F32 = 0, /* fp32 rows: exact */
+    SQ_KV_F16      /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
+                      precision's rounding (2^-11 relative per stored value) */
+} sq_kv_type;
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: all online cores */
     int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+    /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
+     * attention): a sequence takes blocks as it grows and returns them when truncated. */
+    size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
+                      n_ctx tokens each. Less serves sequences while blocks are free (see
+                      sq_context_kv_blocks_needed); more is capped there. */
+    int kv_block_size; /* positions per block, 1..65536; 0: 16 */
+    sq_kv_type kv_type;
 } sq_context_options;
 
+/* Fails with SQ_ERR_INVALID_ARG on options out of range, and when kv_mem cannot hold one block or one
+ * sequence of n_ctx tokens (the message says how many bytes those take). */
 SQ_NODISCARD sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts,
                                          sq_context **out);
 void sq_context_free(sq_context *ctx);
@@ -265,14 +348,33 @@ typedef struct sq_seq_batch {
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
  * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
- * requested logits. */
+ * requested logits. A rejected batch changes nothing: invalid arguments (SQ_ERR_INVALID_ARG), or KV blocks
+ * for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N blocks, M free"),
+ * leave every sequence and the free blocks as they were. */
 SQ_NODISCARD sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
-/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. */
+/* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
+ * return to the pool. */
 SQ_NODISCARD sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+/* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
+ * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does
+ * nothing. */
+SQ_NODISCARD sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
+/* Bytes of the KV cache's pool. */
 size_t sq_context_kv_bytes(const sq_context *ctx);
+/* Admission control: positions per KV block, blocks in the pool, blocks free now, and how many free blocks a
+ * batch appending n_new_tokens[i] tokens to sequence seq_ids[i] (i < n, distinct ids) would take (new blocks
+ * plus copies of shared blocks it writes into); sq_forward of that batch succeeds iff *n_blocks <=
+ * sq_context_kv_blocks_free (and the batch is otherwise valid). Fails with SQ_ERR_INVALID_ARG on a bad id, a
+ * repeated id, or a length beyond the context. */
+int sq_context_kv_block_size(const sq_context *ctx);
+int sq_context_kv_blocks_total(const sq_context *ctx);
+int sq_context_kv_blocks_free(const sq_context *ctx);
+SQ_NODISCARD sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids,
+                                                   const int *n_new_tokens, int n, int *n_blocks);
 
 /* ---------------------------------------------------------------- sampling and generation */
 
@@ -317,15 +419,9 @@ SQ_NODISCARD sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_pr
 
 /* ---------------------------------------------------------------- evaluation */
 
-/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. */
+/* Progress reports from long evaluations: `done` of `total` units (windows, items) finished. The library
+ * only calls it; drawing (the CLI's progress bar) is the caller's business. */
 typedef void (*sq_progress_fn)(void *user, int64_t done, int64_t total);
-
-/* A one-line progress bar with rate and ETA on stderr, for command-line tools; it draws nothing when
- * stderr is not a terminal. sq_progress_bar_update has the sq_progress_fn signature (user = the bar). */
-typedef struct sq_progress_bar sq_progress_bar;
-sq_progress_bar *sq_progress_bar_create(const char *label);
-void sq_progress_bar_update(void *bar, int64_t done, int64_t total);
-void sq_progress_bar_free(sq_progress_bar *bar); /* ends the line */
 
 /* Reads a text file for evaluation: invalid UTF-8 is an error naming the file, line and byte offset; CRLF
  * line endings become LF. *text is malloc'ed and NUL-terminated. */
@@ -427,6 +523,7 @@ typedef struct sq_bench_params {
     int n_warmup;  /* untimed repetitions before them */
     int n_threads; /* 0: all online cores */
     uint64_t seed;
+    sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {
@@ -453,6 +550,50 @@ SQ_NODISCARD sq_error *sq_bench_run(const sq_model *const *models, int n_models,
                                     const sq_bench_params *params, sq_progress_fn progress, void *user,
                                     sq_bench_result *results);
 
+/* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
+typedef struct sq_bench_metric {
+    const char *key;   /* its JSON field in bench reports, e.g. "ttft_s", "kv_bytes" */
+    const char *label; /* a table row naming its display unit, e.g. "time to first token (ms)" */
+    double scale;      /* stored unit (seconds, tokens or requests per second, bytes) -> the label's unit */
+    int is_bytes;      /* 0: an sq_bench_stat at `offset` of sq_bench_result; 1: a size_t byte count there */
+    size_t offset;
+} sq_bench_metric;
+
+/* The static table of metrics; *n gets its length. */
+const sq_bench_metric *sq_bench_metrics(int *n);
+/* A metric's value in a result: its statistic (is_bytes 0) or its byte count (is_bytes 1). */
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric);
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric);
+
+/* ---------------------------------------------------------------- JSON reports
+ *
+ * The library owns the report layout (docs/report-format.md): these calls write the ppl, eval and bench
+ * reports, and sq_report_render reads them back. Each writes `path` (replacing it) and fails with SQ_ERR_IO
+ * naming it when it cannot. Numbers that are not finite are written as null. */
+
+/* The model a report measured: its path as given (the variant's identity unless a label names it). */
+typedef struct sq_report_model {
+    const char *path;
+    const char *label; /* NULL: none */
+    const sq_model *model;
+} sq_report_model;
+
+/* kind "ppl": the options and result of one sq_perplexity run. ref_path names the file of opts->ref (NULL
+ * without a reference model); ids_input is non-zero when the ids were given as such rather than encoded from
+ * the text file opts->source. */
+SQ_NODISCARD sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model,
+                                           const sq_ppl_options *opts, const char *ref_path, int ids_input,
+                                           const sq_ppl_result *result);
+/* kind "eval": the options and n_results (>= 1) results of one sq_eval_tasks run. */
+SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_model *model,
+                                            const sq_eval_options *opts, const sq_task_result *results,
+                                            int n_results);
+/* kind "bench": n_models models (1 or 2; two also get B/A ratios) run with params at n_batches batch sizes;
+ * results is [n_batches][n_models], as sq_bench_run filled it for batch_sizes[b] sequences. */
+SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                             const sq_bench_params *params, const int *batch_sizes,
+                                             int n_batches, const sq_bench_result *results);
+
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 
 /* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
@@ -460,6 +601,26 @@ typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_fo
  * "label", else its "model" path) are merged. On success *text is malloc'ed and NUL-terminated. */
 SQ_NODISCARD sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title,
                                         sq_report_format format, char **text);
+
+/* ---------------------------------------------------------------- files, integer lists, time */
+
+/* Reads the whole file at path (a regular file, or a pipe or device such as /dev/stdin) into a malloc'ed,
+ * NUL-terminated buffer: *data (caller frees) holding *size bytes before the NUL; the bytes may include NULs.
+ * Fails with SQ_ERR_FORMAT, naming the limit, when the file holds more than max_bytes, and with SQ_ERR_IO
+ * when it cannot be opened or read or is a directory. */
+SQ_NODISCARD sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
+
+/* Parses len bytes of integers separated by commas and/or whitespace: "1,4,16", "1 2 3", one a line. A comma
+ * may have whitespace around it, but an empty item (two commas in a row, a comma at either end) is an error,
+ * as is an item that is not an optionally signed decimal integer in [lo, hi] (a range within int32); the
+ * message names the item by number and byte offset. Text of whitespace only is an empty list. On success
+ * *values is malloc'ed [*n_values] (NULL when empty; caller frees). The one reader of token-id lists
+ * (logits --tokens, ppl id files), batch-size lists and layer lists. */
+SQ_NODISCARD sq_error *sq_parse_int_list(const char *text, size_t len, int64_t lo, int64_t hi,
+                                         int32_t **values, int64_t *n_values);
+
+/* Seconds on a monotonic clock with an arbitrary origin: the difference of two readings is a duration. */
+double sq_monotonic_seconds(void);
 
 /* ---------------------------------------------------------------- process facts */
 

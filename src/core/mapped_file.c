@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,37 +46,4 @@ void sq_mapped_file_close(sq_mapped_file *f) {
     munmap((void *)f->data, f->size);
     free(f->path);
     free(f);
-}
-
-sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size) {
-    *data = NULL;
-    *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return sq_errorf(SQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return sq_errorf(SQ_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((size_t)st.st_size > max_bytes) {
-        fclose(fp);
-        return sq_errorf(SQ_ERR_FORMAT, "%s: %lld bytes is larger than the %zu allowed", path,
-                         (long long)st.st_size, max_bytes);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        fclose(fp);
-        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t n = fread(buf, 1, (size_t)st.st_size, fp);
-    int failed = ferror(fp);
-    fclose(fp);
-    if (failed || n != (size_t)st.st_size) {
-        free(buf);
-        return sq_errorf(SQ_ERR_IO, "%s: read failed", path);
-    }
-    buf[n] = 0;
-    *data = buf;
-    *size = n;
-    return NULL;
 }

@@ -15,7 +15,4 @@ typedef struct sq_mapped_file {
 SQ_NODISCARD sq_error *sq_mapped_file_open(const char *path, sq_mapped_file **out);
 void sq_mapped_file_close(sq_mapped_file *f);
 
-/* Reads a whole (small) file into a NUL-terminated heap buffer; refuses files over max_bytes. */
-SQ_NODISCARD sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
-
 #endif

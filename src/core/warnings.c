@@ -5,15 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 
 static SQ_NODISCARD sq_error *add(sq_warnings *w, const char *message) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->messages[i], message)) return NULL;
-    char **list = realloc(w->messages, (size_t)(w->n + 1) * sizeof *list);
-    if (!list) return sq_errorf(SQ_ERR_NOMEM, "out of memory recording a warning");
-    w->messages = list;
-    if (!(list[w->n] = strdup(message))) return sq_errorf(SQ_ERR_NOMEM, "out of memory recording a warning");
+    if (SQ_ARRAY_RESERVE(w->messages, w->cap, (size_t)w->n + 1) || !(w->messages[w->n] = strdup(message)))
+        return sq_errorf(SQ_ERR_NOMEM, "out of memory recording a warning");
     w->n++;
     return NULL;
 }
@@ -36,6 +35,5 @@ sq_error *sq_warnings_append(sq_warnings *dst, const sq_warnings *src) {
 void sq_warnings_free(sq_warnings *w) {
     for (int i = 0; i < w->n; i++) free(w->messages[i]);
     free(w->messages);
-    w->messages = NULL;
-    w->n = 0;
+    *w = (sq_warnings){0};
 }

@@ -8,6 +8,7 @@
 typedef struct sq_warnings {
     char **messages; /* [n], each malloc'ed and NUL-terminated */
     int n;
+    size_t cap;
 } sq_warnings;
 
 /* Appends a printf-style message (an identical one already there is not repeated); w may be NULL, when the

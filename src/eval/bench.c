@@ -1,9 +1,9 @@
 /* Efficiency benchmark: times batched prefill and decode through the public forward API, the same path every
  * client takes, and summarises repetitions as median and range. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "squeeze.h"
@@ -22,12 +22,6 @@ typedef struct bench_variant {
     sq_seq_batch *batch;
     double *prefill_s, *decode_s; /* [n_reps] */
 } bench_variant;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t xorshift64(uint64_t *s) {
     uint64_t x = *s;
@@ -105,8 +99,11 @@ static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *mod
     /* The forward pass runs a batch larger than n_batch_max in chunks; capping it bounds the activation
      * memory as a server would, and chunks this large keep the matrix products efficient. */
     int batch_max = n_prompt_tokens < SQ_BENCH_BATCH_MAX ? (int)n_prompt_tokens : SQ_BENCH_BATCH_MAX;
-    sq_context_options opts = {
-        .n_ctx = need, .n_seq_max = p->n_seqs, .n_threads = p->n_threads, .n_batch_max = batch_max};
+    sq_context_options opts = {.n_ctx = need,
+                               .n_seq_max = p->n_seqs,
+                               .n_threads = p->n_threads,
+                               .n_batch_max = batch_max,
+                               .kv_type = p->kv_type};
     return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
 }
 
@@ -120,11 +117,11 @@ static SQ_NODISCARD sq_error *variant_run(bench_variant *v, const sq_bench_param
                                      .n_tokens = p->n_prompt,
                                      .logits_mode = SQ_LOGITS_LAST,
                                      .logits = v->logits + (size_t)s * (size_t)v->vocab};
-    double t0 = now_seconds();
+    double t0 = sq_monotonic_seconds();
     SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
     for (int s = 0; s < p->n_seqs; s++)
         v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
-    double t1 = now_seconds();
+    double t1 = sq_monotonic_seconds();
     for (int s = 0; s < p->n_seqs; s++) {
         v->batch[s].tokens = &v->next[s];
         v->batch[s].n_tokens = 1;
@@ -134,7 +131,7 @@ static SQ_NODISCARD sq_error *variant_run(bench_variant *v, const sq_bench_param
         for (int s = 0; s < p->n_seqs; s++)
             v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
     }
-    double t2 = now_seconds();
+    double t2 = sq_monotonic_seconds();
     /* a clock tick of zero would make the rates infinite */
     *prefill_s = fmax(t1 - t0, 1e-9);
     *decode_s = fmax(t2 - t1, 1e-9);
@@ -228,4 +225,29 @@ sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_ben
     free(vs);
     free(scratch);
     return err;
+}
+
+static const sq_bench_metric metrics[] = {
+    {"ttft_s", "time to first token (ms)", 1e3, 0, offsetof(sq_bench_result, ttft_s)},
+    {"tpot_s", "time per output token (ms)", 1e3, 0, offsetof(sq_bench_result, tpot_s)},
+    {"e2e_s", "end-to-end latency (ms)", 1e3, 0, offsetof(sq_bench_result, e2e_s)},
+    {"prefill_tok_s", "prefill (tokens/s)", 1, 0, offsetof(sq_bench_result, prefill_tok_s)},
+    {"decode_tok_s", "decode (tokens/s)", 1, 0, offsetof(sq_bench_result, decode_tok_s)},
+    {"requests_s", "requests/s", 1, 0, offsetof(sq_bench_result, requests_s)},
+    {"weight_bytes", "weights (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, weight_bytes)},
+    {"kv_bytes", "KV cache (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, kv_bytes)},
+    {"peak_rss_bytes", "peak RSS (MiB)", 1.0 / (1 << 20), 1, offsetof(sq_bench_result, peak_rss_bytes)},
+};
+
+const sq_bench_metric *sq_bench_metrics(int *n) {
+    *n = (int)(sizeof metrics / sizeof *metrics);
+    return metrics;
+}
+
+const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric) {
+    return (const sq_bench_stat *)((const char *)r + metric->offset);
+}
+
+double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric) {
+    return (double)*(const size_t *)((const char *)r + metric->offset);
 }

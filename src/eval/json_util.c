@@ -1,8 +1,6 @@
 #include "eval/json_util.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,48 +9,7 @@
 #include "core/error.h"
 
 /* Reports are small; anything larger than this is not one. */
-#define SQ_JSON_MAX_BYTES (64L << 20)
-
-static SQ_NODISCARD sq_error *read_whole_file(const char *path, char **text, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sq_errorf(SQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    sq_error *err = NULL;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= (size_t)SQ_JSON_MAX_BYTES) {
-                err = sq_errorf(SQ_ERR_FORMAT, "%s: larger than %ld MiB, not a report", path,
-                                SQ_JSON_MAX_BYTES >> 20);
-                break;
-            }
-            cap = cap ? cap * 2 : 4096;
-            char *grown = realloc(buf, cap + 1);
-            if (!grown) {
-                err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory reading it", path);
-                break;
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) err = sq_errorf(SQ_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (err) {
-        free(buf);
-        return err;
-    }
-    if (!buf) buf = malloc(1);
-    if (!buf) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory reading it", path);
-    buf[n] = 0;
-    *text = buf;
-    *len = n;
-    return NULL;
-}
+#define SQ_JSON_MAX_BYTES ((size_t)64 << 20)
 
 /* Line and column of byte offset `at`, for parse errors. */
 static void line_and_column(const char *text, size_t at, int *line, int *column) {
@@ -69,7 +26,7 @@ static void line_and_column(const char *text, size_t at, int *line, int *column)
 sq_error *sq_json_load_file(const char *path, cJSON **out) {
     char *text = NULL;
     size_t len = 0;
-    SQ_TRY(read_whole_file(path, &text, &len));
+    SQ_TRY(sq_read_file(path, SQ_JSON_MAX_BYTES, &text, &len));
     sq_error *err = NULL;
     if (len == 0) err = sq_errorf(SQ_ERR_FORMAT, "%s: empty file, not a JSON report", path);
     if (!err && memchr(text, 0, len))

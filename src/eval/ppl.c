@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "core/threadpool.h"
@@ -204,12 +203,6 @@ typedef struct window_sums {
     int64_t agree, n;
 } window_sums;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Everything one evaluation allocates, released in one place. */
 typedef struct ppl_state {
     sq_ppl_plan_window *plan;
@@ -314,7 +307,7 @@ static SQ_NODISCARD sq_error *check_inputs(const sq_lm *lm, const sq_lm *ref, co
 sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, const sq_ppl_options *o,
                      sq_ppl_result *res) {
     memset(res, 0, sizeof *res);
-    double t0 = now_seconds();
+    double t0 = sq_monotonic_seconds();
     int n_ctx = o->n_ctx > 0 ? o->n_ctx : lm->n_ctx;
     SQ_TRY(check_inputs(lm, ref, ids, n_ids, o, n_ctx));
     ppl_state s = {0};
@@ -415,7 +408,7 @@ sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, c
     res->kl_top_k = s.file_in ? sq_ref_file_top_k(s.file_in) : 0;
     res->n_ids = n_ids;
     res->n_ctx = n_ctx;
-    res->seconds = now_seconds() - t0;
+    res->seconds = sq_monotonic_seconds() - t0;
     res->tokens_per_second = res->seconds > 0 ? tokens_run / res->seconds : 0;
     err = state_free(&s, NULL);
     if (err) sq_ppl_result_free(res);

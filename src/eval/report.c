@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "eval/json_util.h"
 
@@ -37,9 +38,8 @@ static SQ_NODISCARD sq_error *find_or_add_variant(sq_report_table *t, const char
             *out = &t->variants[i];
             return NULL;
         }
-    sq_report_variant *grown = realloc(t->variants, (size_t)(t->n_variants + 1) * sizeof *grown);
-    if (!grown) return sq_errorf(SQ_ERR_NOMEM, "report: out of memory");
-    t->variants = grown;
+    if (SQ_ARRAY_RESERVE(t->variants, t->cap_variants, (size_t)t->n_variants + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "report: out of memory");
     sq_report_variant *v = &t->variants[t->n_variants];
     memset(v, 0, sizeof *v);
     v->key = dup_string(key);

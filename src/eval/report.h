@@ -23,8 +23,9 @@ typedef struct sq_report_variant {
 } sq_report_variant;
 
 typedef struct sq_report_table {
-    sq_report_variant *variants; /* in order of first appearance */
+    sq_report_variant *variants; /* [n_variants], in order of first appearance */
     int n_variants;
+    size_t cap_variants;
 } sq_report_table;
 
 /* Reads and merges the reports; a later report's value replaces an earlier one's for the same variant. */

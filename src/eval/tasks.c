@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "eval/eval.h"
 
 typedef enum task_layout {
@@ -332,9 +332,11 @@ static SQ_NODISCARD sq_error *read_bzip2(const char *path, char **data, size_t *
     char *raw;
     size_t raw_len;
     SQ_TRY(sq_read_file(path, (size_t)1 << 30, &raw, &raw_len));
-    size_t cap = raw_len * 4 + 1024, used = 0;
-    char *out = malloc(cap);
-    sq_error *err = out ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory decompressing", path);
+    size_t cap = 0, used = 0;
+    char *out = NULL;
+    sq_error *err = SQ_ARRAY_RESERVE(out, cap, raw_len * 4 + 1024)
+                        ? sq_errorf(SQ_ERR_NOMEM, "%s: out of memory decompressing", path)
+                        : NULL;
     bz_stream bz = {.next_in = raw, .avail_in = (unsigned)raw_len};
     while (!err && bz.avail_in > 0) {
         if (BZ2_bzDecompressInit(&bz, 0, 0) != BZ_OK) {
@@ -344,11 +346,10 @@ static SQ_NODISCARD sq_error *read_bzip2(const char *path, char **data, size_t *
         int rc = BZ_OK;
         while (!err && rc == BZ_OK) {
             if (cap - used < 2) {
-                char *bigger = cap > ((size_t)1 << 31) ? NULL : realloc(out, cap * 2);
-                if (!bigger)
+                if (cap > ((size_t)1 << 31))
                     err = sq_errorf(SQ_ERR_FORMAT, "%s: decompresses to more than 2 GiB", path);
-                else
-                    out = bigger, cap *= 2;
+                else if (SQ_ARRAY_RESERVE(out, cap, cap + 1))
+                    err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory decompressing", path);
                 continue;
             }
             bz.next_out = out + used;

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "squeeze.h"
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or values past U+10FFFF),

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "eval/eval.h"
@@ -191,17 +190,11 @@ static int argmax_score(const sq_choice_score *s, const sq_task_item *it, int pe
 
 static double stderr_of(double p, int n) { return n > 1 ? sqrt(p * (1 - p) / (n - 1)) : 0; }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, const sq_task *task,
                           const sq_zeroshot_options *o, sq_task_result *res, sq_choice_score **scores_out) {
     memset(res, 0, sizeof *res);
     if (scores_out) *scores_out = NULL;
-    double t0 = now_seconds();
+    double t0 = sq_monotonic_seconds();
     int batch = o->n_batch > 0 ? o->n_batch : 1;
     if (batch > lm->n_seq_max) batch = lm->n_seq_max;
     int64_t total_choices = 0;
@@ -262,7 +255,7 @@ sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, con
         res->ppl = exp(-logp_sum / n);
     }
     res->score = res->has_acc_norm ? res->acc_norm : res->acc;
-    res->seconds = now_seconds() - t0;
+    res->seconds = sq_monotonic_seconds() - t0;
     if (scores_out)
         *scores_out = scores;
     else

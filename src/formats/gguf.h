@@ -32,17 +32,8 @@ typedef enum sq_gguf_type {
     SQ_GGUF_TYPE_COUNT
 } sq_gguf_type;
 
-/* ggml tensor types squeeze stores (the others are refused). */
-enum {
-    SQ_GGML_F32 = 0,
-    SQ_GGML_F16 = 1,
-    SQ_GGML_Q4_0 = 2,
-    SQ_GGML_Q4_1 = 3,
-    SQ_GGML_Q8_0 = 8,
-    SQ_GGML_BF16 = 30
-};
-
-/* ggml type number for a dtype, and back (-1 when squeeze does not handle it). */
+/* ggml type number of a dtype (its row in core/dtype.h), and back (-1 when squeeze does not handle it); the
+ * name ggml gives any type number (ggml.c's type traits), for messages. */
 uint32_t sq_gguf_ggml_type(sq_dtype dtype);
 int sq_gguf_dtype_from_ggml(uint32_t ggml_type);
 const char *sq_gguf_ggml_type_name(uint32_t ggml_type);
@@ -83,6 +74,10 @@ const sq_gguf_kv *sq_gguf_find(const sq_gguf_file *g, const char *key);
  * key is an error only when found is NULL. Integers accept any integer type whose value fits. */
 SQ_NODISCARD sq_error *sq_gguf_get_int(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi,
                                        int64_t *v, int *found);
+/* n values in [lo, hi] (lo >= INT_MIN, hi <= INT_MAX): an integer array of exactly n elements, or one integer
+ * that holds for all n (llama.cpp's per-layer keys such as {arch}.attention.head_count take either). */
+SQ_NODISCARD sq_error *sq_gguf_get_ints(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi,
+                                        int *v, uint64_t n, int *found);
 SQ_NODISCARD sq_error *sq_gguf_get_float(const sq_gguf_file *g, const char *key, double *v, int *found);
 SQ_NODISCARD sq_error *sq_gguf_get_bool(const sq_gguf_file *g, const char *key, int *v, int *found);
 /* A string value as a new NUL-terminated heap string (caller frees). */

@@ -40,7 +40,29 @@ static SQ_NODISCARD sq_error *arch_float(const sq_gguf_file *g, const char *arch
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx) {
+/* {arch}.attention.head_count, .head_count_kv and .feed_forward_length: one value, or one per layer (arrays,
+ * as llama.cpp reads them). *widths gets [3][n_layers] values (caller frees); the config holds layer 0's, as
+ * llama.cpp derives the head dimension from them. */
+static SQ_NODISCARD sq_error *read_widths(const sq_gguf_file *g, const char *arch, sq_model_config *c,
+                                          int **widths) {
+    const uint64_t n = (uint64_t)c->n_layers;
+    int *w = *widths = malloc(3 * n * sizeof *w);
+    if (!w) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", g->file->path);
+    char key[128];
+    int found;
+    snprintf(key, sizeof key, "%s.attention.head_count", arch);
+    SQ_TRY(sq_gguf_get_ints(g, key, 1, 65536, w, n, NULL));
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
+    SQ_TRY(sq_gguf_get_ints(g, key, 1, 65536, w + n, n, &found));
+    if (!found) memcpy(w + n, w, n * sizeof *w);
+    snprintf(key, sizeof key, "%s.feed_forward_length", arch);
+    SQ_TRY(sq_gguf_get_ints(g, key, 1, 1 << 24, w + 2 * n, n, NULL));
+    c->n_heads = w[0], c->n_kv_heads = w[n], c->ffn_dim = w[2 * n];
+    return NULL;
+}
+
+static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx,
+                                          int **widths) {
     const char *path = g->file->path;
     char *arch;
     SQ_TRY(sq_gguf_get_string(g, "general.architecture", &arch, NULL));
@@ -60,10 +82,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     TRY(arch_int(g, arch, "context_length", 1, 1, big, &c->max_seq_len));
     TRY(arch_int(g, arch, "embedding_length", 1, 1, big, &c->dim));
     TRY(arch_int(g, arch, "block_count", 1, 1, 4096, &c->n_layers));
-    TRY(arch_int(g, arch, "feed_forward_length", 1, 1, big, &c->ffn_dim));
-    TRY(arch_int(g, arch, "attention.head_count", 1, 1, 65536, &c->n_heads));
-    c->n_kv_heads = c->n_heads;
-    TRY(arch_int(g, arch, "attention.head_count_kv", 0, 1, 65536, &c->n_kv_heads));
+    TRY(read_widths(g, arch, c, widths));
     TRY(arch_float(g, arch, "rope.freq_base", 0, &c->rope_theta));
     TRY(arch_float(g, arch, "attention.layer_norm_rms_epsilon", 1, &c->norm_eps));
     int key_len = 0, value_len = 0, rope_dims = 0;
@@ -141,20 +160,21 @@ static SQ_NODISCARD sq_error *read_special_ids(const sq_gguf_file *g, sq_model *
     return NULL;
 }
 
-sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
+static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx) {
     const char *path = g->file->path;
-    int original_ctx = 0;
-    SQ_TRY(read_config(g, &m->cfg, &original_ctx));
     snprintf(m->file_format, sizeof m->file_format, "gguf");
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
         int dtype = sq_gguf_dtype_from_ggml(t->ggml_type);
-        if (dtype < 0)
-            return sq_errorf(
-                SQ_ERR_UNSUPPORTED,
-                "%s: tensor %s has ggml type %s (%u); squeeze reads F32, F16, BF16, Q8_0, Q4_0 and "
-                "Q4_1",
-                path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type);
+        if (dtype < 0) {
+            char known[128] = "";
+            for (int d = 0; d < SQ_DTYPE_COUNT; d++)
+                if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0)
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", *known ? ", " : "",
+                             sq_gguf_ggml_type_name(sq_gguf_ggml_type((sq_dtype)d)));
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%u); squeeze reads %s",
+                             path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type, known);
+        }
         if (!strcmp(t->name, ROPE_FREQS)) {
             if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.head_dim)
                 return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values", path, ROPE_FREQS,
@@ -172,7 +192,21 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
                              path, t->name, m->cfg.arch, m->cfg.n_layers);
         SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes));
     }
-    SQ_TRY(sq_check_layer_shapes(m, path));
+    return NULL;
+}
+
+sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
+    const char *path = g->file->path;
+    int original_ctx = 0, *widths = NULL;
+    sq_error *err = read_config(g, &m->cfg, &original_ctx, &widths);
+    if (!err) err = read_tensors(g, m, original_ctx);
+    if (!err) {
+        const int n = m->cfg.n_layers;
+        const sq_layer_widths w = {widths, widths + n, widths + 2 * n};
+        err = sq_check_layer_shapes(m, path, &w);
+    }
+    free(widths);
+    SQ_TRY(err);
     if (m->cfg.vocab_size <= 0) {
         const sq_tensor *emb = sq_model_find_tensor(m, SQ_NAME_TOK_EMBD);
         if (emb && emb->ndim == 2 && emb->shape[0] <= (1 << 24)) m->cfg.vocab_size = (int)emb->shape[0];

@@ -5,17 +5,13 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 
-uint32_t sq_gguf_ggml_type(sq_dtype dtype) {
-    static const uint32_t map[SQ_DTYPE_COUNT] = {
-        [SQ_DTYPE_F32] = SQ_GGML_F32,   [SQ_DTYPE_F16] = SQ_GGML_F16,   [SQ_DTYPE_BF16] = SQ_GGML_BF16,
-        [SQ_DTYPE_Q8_0] = SQ_GGML_Q8_0, [SQ_DTYPE_Q4_0] = SQ_GGML_Q4_0, [SQ_DTYPE_Q4_1] = SQ_GGML_Q4_1,
-    };
-    return map[dtype];
-}
+uint32_t sq_gguf_ggml_type(sq_dtype dtype) { return (uint32_t)sq_dtype_info(dtype)->ggml_type; }
 
 int sq_gguf_dtype_from_ggml(uint32_t t) {
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
-        if (sq_gguf_ggml_type((sq_dtype)d) == t) return d;
+        if (sq_dtype_info((sq_dtype)d)->ggml_type >= 0 &&
+            (uint32_t)sq_dtype_info((sq_dtype)d)->ggml_type == t)
+            return d;
     return -1;
 }
 
@@ -332,53 +328,87 @@ static SQ_NODISCARD sq_error *wrong_type(const sq_gguf_file *g, const sq_gguf_kv
                      type_name(kv->type), want);
 }
 
+/* An integer value of GGUF type `type` at p; 0 when the type is not an integer. */
+static int read_int(uint32_t type, const unsigned char *p, int64_t *x) {
+    uint64_t u = 0;
+    switch (type) {
+    case SQ_GGUF_UINT8:
+        *x = *p;
+        return 1;
+    case SQ_GGUF_INT8:
+        *x = (int8_t)*p;
+        return 1;
+    case SQ_GGUF_UINT16:
+        *x = (uint16_t)(p[0] | p[1] << 8);
+        return 1;
+    case SQ_GGUF_INT16:
+        *x = (int16_t)(p[0] | p[1] << 8);
+        return 1;
+    case SQ_GGUF_UINT32: {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        *x = w;
+        return 1;
+    }
+    case SQ_GGUF_INT32: {
+        int32_t w;
+        memcpy(&w, p, 4);
+        *x = w;
+        return 1;
+    }
+    case SQ_GGUF_UINT64:
+        memcpy(&u, p, 8);
+        *x = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+        return 1;
+    case SQ_GGUF_INT64:
+        memcpy(x, p, 8);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static SQ_NODISCARD sq_error *out_of_range(const sq_gguf_file *g, const char *key, int64_t x, int64_t lo,
+                                           int64_t hi) {
+    return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s = %lld is outside [%lld, %lld]", g->file->path, key,
+                     (long long)x, (long long)lo, (long long)hi);
+}
+
 sq_error *sq_gguf_get_int(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int64_t *v,
                           int *found) {
     const sq_gguf_kv *kv;
     SQ_TRY(lookup(g, key, found, &kv));
     if (!kv) return NULL;
-    const unsigned char *p = kv->value;
     int64_t x;
-    uint64_t u = 0;
-    switch (kv->type) {
-    case SQ_GGUF_UINT8:
-        x = *p;
-        break;
-    case SQ_GGUF_INT8:
-        x = (int8_t)*p;
-        break;
-    case SQ_GGUF_UINT16:
-        x = (uint16_t)(p[0] | p[1] << 8);
-        break;
-    case SQ_GGUF_INT16:
-        x = (int16_t)(p[0] | p[1] << 8);
-        break;
-    case SQ_GGUF_UINT32: {
-        uint32_t w;
-        memcpy(&w, p, 4);
-        x = w;
-        break;
-    }
-    case SQ_GGUF_INT32: {
-        int32_t w;
-        memcpy(&w, p, 4);
-        x = w;
-        break;
-    }
-    case SQ_GGUF_UINT64:
-        memcpy(&u, p, 8);
-        x = u > INT64_MAX ? INT64_MAX : (int64_t)u;
-        break;
-    case SQ_GGUF_INT64:
-        memcpy(&x, p, 8);
-        break;
-    default:
-        return wrong_type(g, kv, "an integer");
-    }
-    if (x < lo || x > hi)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s = %lld is outside [%lld, %lld]", g->file->path, key,
-                         (long long)x, (long long)lo, (long long)hi);
+    if (!read_int(kv->type, kv->value, &x)) return wrong_type(g, kv, "an integer");
+    if (x < lo || x > hi) return out_of_range(g, key, x, lo, hi);
     *v = x;
+    return NULL;
+}
+
+sq_error *sq_gguf_get_ints(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int *v, uint64_t n,
+                           int *found) {
+    const sq_gguf_kv *kv;
+    SQ_TRY(lookup(g, key, found, &kv));
+    if (!kv) return NULL;
+    if (kv->type != SQ_GGUF_ARRAY) {
+        int64_t x;
+        SQ_TRY(sq_gguf_get_int(g, key, lo, hi, &x, NULL));
+        for (uint64_t i = 0; i < n; i++) v[i] = (int)x;
+        return NULL;
+    }
+    if (kv->n_elems != n)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s holds %llu values, expected one per layer (%llu)",
+                         g->file->path, key, (unsigned long long)kv->n_elems, (unsigned long long)n);
+    const size_t size = scalar_size(kv->elem_type);
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t x;
+        if (!read_int(kv->elem_type, kv->value + i * size, &x))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s is an array of %s, expected integers",
+                             g->file->path, key, type_name(kv->elem_type));
+        if (x < lo || x > hi) return out_of_range(g, key, x, lo, hi);
+        v[i] = (int)x;
+    }
     return NULL;
 }
 

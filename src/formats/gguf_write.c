@@ -5,9 +5,11 @@
  * has no separate mistral architecture); squeeze reads such a file back as mistral. Llama-3 RoPE scaling is
  * written as llama.cpp expects it, a rope_freqs.weight tensor of per-pair divisors, plus
  * rope.scaling.original_context_length. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
@@ -26,16 +28,9 @@ typedef struct kv_buf {
 
 static void put(kv_buf *b, const void *p, size_t n) {
     if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *d = realloc(b->data, cap);
-        if (!d) {
-            b->oom = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (SQ_ARRAY_RESERVE(b->data, b->cap, b->len + n)) {
+        b->oom = 1;
+        return;
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -79,27 +74,43 @@ static void arch_f32(kv_buf *b, const char *arch, const char *suffix, float v) {
     kv_f32(b, k, v);
 }
 
-/* llama.cpp's general.file_type for the dtype most of the 2-D weights use. */
-static uint32_t file_type(const sq_model *m) {
+typedef enum width { WIDTH_HEADS, WIDTH_KV_HEADS, WIDTH_FFN } width;
+
+static uint32_t layer_width(const sq_layer *L, width w) {
+    return (uint32_t)(w == WIDTH_HEADS ? L->n_heads : w == WIDTH_KV_HEADS ? L->n_kv_heads : L->ffn_dim);
+}
+
+/* A per-layer width: one value when the layers agree, else an array of one uint32 per layer, which
+ * llama.cpp's loader reads for these keys (get_key_or_arr). */
+static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const sq_model *m, width w,
+                        int uniform) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, suffix);
+    const int n = uniform ? 1 : m->cfg.n_layers;
+    if (uniform)
+        key(b, k, SQ_GGUF_UINT32);
+    else
+        kv_array(b, k, SQ_GGUF_UINT32, (uint64_t)n);
+    for (int l = 0; l < n; l++) put_u32(b, layer_width(&m->layers[l], w));
+}
+
+/* llama.cpp's general.file_type for the dtype most of the 2-D weights use (-1: it has none). */
+static int file_type(const sq_model *m) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].ndim == 2) bytes[m->tensors[i].dtype] += m->tensors[i].nbytes;
+        if (m->tensors[i]->ndim == 2) bytes[m->tensors[i]->dtype] += m->tensors[i]->nbytes;
     int best = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
         if (bytes[d] > bytes[best]) best = d;
-    static const uint32_t ftype[SQ_DTYPE_COUNT] = {
-        [SQ_DTYPE_F32] = 0,  [SQ_DTYPE_F16] = 1,  [SQ_DTYPE_BF16] = 32,
-        [SQ_DTYPE_Q8_0] = 7, [SQ_DTYPE_Q4_0] = 2, [SQ_DTYPE_Q4_1] = 3,
-    };
-    return ftype[best];
+    return sq_dtype_info((sq_dtype)best)->gguf_file_type;
 }
 
 static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     const sq_model_config *c = &m->cfg;
     kv_str(b, "general.architecture", arch);
-    kv_u32(b, "general.file_type", file_type(m));
+    if (file_type(m) >= 0) kv_u32(b, "general.file_type", (uint32_t)file_type(m));
     for (int i = 0; i < m->n_tensors; i++)
-        if (sq_dtype_info(m->tensors[i].dtype)->block_elems > 1) {
+        if (sq_dtype_info(m->tensors[i]->dtype)->block_elems > 1) {
             kv_u32(b, "general.quantization_version", 2);
             break;
         }
@@ -107,13 +118,15 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     arch_u32(b, arch, "context_length", (uint32_t)c->max_seq_len);
     arch_u32(b, arch, "embedding_length", (uint32_t)c->dim);
     arch_u32(b, arch, "block_count", (uint32_t)c->n_layers);
-    arch_u32(b, arch, "feed_forward_length", (uint32_t)c->ffn_dim);
-    arch_u32(b, arch, "attention.head_count", (uint32_t)c->n_heads);
-    arch_u32(b, arch, "attention.head_count_kv", (uint32_t)c->n_kv_heads);
+    const int uniform = sq_layers_uniform(m);
+    arch_widths(b, arch, "feed_forward_length", m, WIDTH_FFN, uniform);
+    arch_widths(b, arch, "attention.head_count", m, WIDTH_HEADS, uniform);
+    arch_widths(b, arch, "attention.head_count_kv", m, WIDTH_KV_HEADS, uniform);
     arch_f32(b, arch, "rope.freq_base", c->rope_theta);
     arch_f32(b, arch, "attention.layer_norm_rms_epsilon", c->norm_eps);
     arch_u32(b, arch, "rope.dimension_count", (uint32_t)c->head_dim);
-    if (c->head_dim * c->n_heads != c->dim) {
+    /* llama.cpp's head dimension is embedding_length / head_count of layer 0 unless key_length says */
+    if (!uniform || c->head_dim * m->layers[0].n_heads != c->dim) {
         arch_u32(b, arch, "attention.key_length", (uint32_t)c->head_dim);
         arch_u32(b, arch, "attention.value_length", (uint32_t)c->head_dim);
     }
@@ -183,7 +196,10 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     const int qwen2 = !strcmp(c->arch, "qwen2");
     if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
-    SQ_TRY(sq_check_uniform_layers(m, path, "GGUF"));
+    for (int i = 0; i < m->n_tensors; i++)
+        if (sq_dtype_info(m->tensors[i]->dtype)->ggml_type < 0)
+            return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF has no type for %s tensor %s", path,
+                             sq_dtype_info(m->tensors[i]->dtype)->name, m->tensors[i]->name);
     const char *arch = qwen2 ? "qwen2" : "llama";
     const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
 
@@ -219,15 +235,17 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     free(kv.data);
     uint64_t offset = 0;
     for (int i = 0; i < m->n_tensors; i++) {
-        const sq_tensor *t = &m->tensors[i];
+        const sq_tensor *t = m->tensors[i];
         put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
         offset = align_up(offset + t->nbytes);
     }
-    if (n_freqs) put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, SQ_GGML_F32, offset);
+    if (n_freqs)
+        put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32),
+                        offset);
     sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
     for (int i = 0; i < m->n_tensors && !err; i++) {
         sq_export_buf buf;
-        err = sq_export_tensor(m, &m->tensors[i], -1, rope, &buf);
+        err = sq_export_tensor(m, m->tensors[i], -1, rope, &buf);
         if (err) break;
         sq_out_write(&o, buf.data, buf.nbytes);
         sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);

@@ -366,10 +366,6 @@ static double shortest(float f) {
     return strtod(buf, NULL);
 }
 
-static const char *torch_dtype(sq_dtype d) {
-    return d == SQ_DTYPE_F16 ? "float16" : d == SQ_DTYPE_BF16 ? "bfloat16" : "float32";
-}
-
 sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path) {
     const sq_model_config *c = &m->cfg;
     const char *hf = NULL;
@@ -423,7 +419,7 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     if (c->n_eos_ids > 1)
         cJSON_AddItemToObject(root, "eos_token_id", cJSON_CreateIntArray(c->eos_ids, c->n_eos_ids));
     cJSON_AddStringToObject(root, "hidden_act", "silu");
-    cJSON_AddStringToObject(root, "torch_dtype", torch_dtype(dtype));
+    cJSON_AddStringToObject(root, "torch_dtype", sq_dtype_info(dtype)->torch_dtype);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);

@@ -146,7 +146,7 @@ static SQ_NODISCARD sq_error *load_sharded(load_state *s, const char *dir, const
 
 static SQ_NODISCARD sq_error *check_tensors(const load_state *s, const char *dir) {
     const sq_model *m = s->m;
-    SQ_TRY(sq_check_layer_shapes(m, dir));
+    SQ_TRY(sq_check_layer_shapes(m, dir, NULL));
     if (!s->flags.tie_word_embeddings && !sq_model_find_tensor(m, SQ_NAME_OUTPUT))
         return sq_errorf(SQ_ERR_FORMAT, "%s: lm_head.weight is missing and tie_word_embeddings is false",
                          dir);
@@ -237,15 +237,18 @@ static SQ_NODISCARD sq_error *make_dir(const char *dir) {
 sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
     for (int i = 0; i < m->n_tensors; i++) {
-        const sq_tensor *t = &m->tensors[i];
-        if (sq_dtype_info(t->dtype)->block_elems > 1)
+        const sq_tensor *t = m->tensors[i];
+        if (!sq_dtype_info(t->dtype)->safetensors)
             return sq_errorf(SQ_ERR_UNSUPPORTED,
                              "%s: safetensors cannot hold %s tensor %s; convert to GGUF instead (or from an "
                              "unquantized model)",
                              dir, sq_dtype_info(t->dtype)->name, t->name);
         if (t->ndim == 2) bytes[t->dtype] += t->nbytes;
     }
-    SQ_TRY(sq_check_uniform_layers(m, dir, "Hugging Face config.json"));
+    /* transformers' Llama, Mistral and Qwen2 configs have one width of each kind for all layers */
+    static const sq_width_names hf_names = {"num_attention_heads", "num_key_value_heads",
+                                            "intermediate_size"};
+    SQ_TRY(sq_check_uniform_layers(m, dir, "Hugging Face config.json", &hf_names));
     sq_dtype main_dtype = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
         if (bytes[d] > bytes[main_dtype]) main_dtype = (sq_dtype)d;
@@ -264,7 +267,7 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     save_state s = {m, calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
     sq_error *err = list && names && s.tensors ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
     for (int i = 0; i < m->n_tensors && !err; i++) {
-        const sq_tensor *t = &m->tensors[i];
+        const sq_tensor *t = m->tensors[i];
         if (sq_canonical_to_hf(t->name, names[i], sizeof names[i]) != 0) {
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
             break;

@@ -111,12 +111,13 @@ static SQ_NODISCARD sq_error *check_representable(const sq_model *m, const char 
         if (L->bq || L->bk || L->bv) why = "it has no attention biases";
     }
     for (int i = 0; !why && i < m->n_tensors; i++)
-        if (sq_dtype_info(m->tensors[i].dtype)->block_elems > 1)
+        if (sq_dtype_info(m->tensors[i]->dtype)->block_elems > 1)
             why = "it holds fp32 only, and dequantizing would not restore the original weights";
     if (why)
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write this model as a llama2.c checkpoint: %s", path,
                          why);
-    return sq_check_uniform_layers(m, path, "llama2.c");
+    static const sq_width_names header_names = {"n_heads", "n_kv_heads", "hidden_dim"};
+    return sq_check_uniform_layers(m, path, "llama2.c checkpoint", &header_names);
 }
 
 static SQ_NODISCARD sq_error *write_tensor(sq_out_file *o, const sq_model *m, const sq_tensor *t) {

@@ -10,32 +10,23 @@
 
 #define MAX_HEADER (100u << 20) /* the reference implementation's limit */
 
+/* Every dtype the format defines, with its element size, so that any entry's byte range can be checked; which
+ * squeeze dtype each is comes from the table of weight formats (core/dtype.h). */
 static const struct {
     const char *name;
     size_t size;
-    int dtype;
 } dtypes[] = {
-    {"F32", 4, SQ_DTYPE_F32},
-    {"F16", 2, SQ_DTYPE_F16},
-    {"BF16", 2, SQ_DTYPE_BF16},
-    {"F64", 8, -1},
-    {"I64", 8, -1},
-    {"U64", 8, -1},
-    {"I32", 4, -1},
-    {"U32", 4, -1},
-    {"I16", 2, -1},
-    {"U16", 2, -1},
-    {"I8", 1, -1},
-    {"U8", 1, -1},
-    {"BOOL", 1, -1},
-    {"F8_E4M3", 1, -1},
-    {"F8_E5M2", 1, -1},
+    {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},  {"U64", 8},     {"I32", 4},     {"U32", 4},
+    {"I16", 2}, {"U16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
 };
 
-static const char *dtype_name(sq_dtype d) {
-    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
-        if (dtypes[i].dtype == (int)d) return dtypes[i].name;
-    return NULL;
+/* The squeeze dtype safetensors calls `name`, or -1. */
+static int dtype_of(const char *name) {
+    for (int d = 0; d < SQ_DTYPE_COUNT; d++) {
+        const char *st = sq_dtype_info((sq_dtype)d)->safetensors;
+        if (st && !strcmp(st, name)) return d;
+    }
+    return -1;
 }
 
 static SQ_NODISCARD sq_error *parse_entry(const char *path, const cJSON *item, size_t data_size,
@@ -54,7 +45,7 @@ static SQ_NODISCARD sq_error *parse_entry(const char *path, const cJSON *item, s
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
         if (!strcmp(dt->valuestring, dtypes[i].name)) {
             elem = dtypes[i].size;
-            e->dtype = dtypes[i].dtype;
+            e->dtype = dtype_of(dtypes[i].name);
             snprintf(e->dtype_name, sizeof e->dtype_name, "%s", dtypes[i].name);
         }
     if (!elem)
@@ -195,7 +186,7 @@ static SQ_NODISCARD sq_error *build_header(const sq_st_tensor *t, int n, char **
         cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
         cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *offs = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        const char *dt = dtype_name(t[i].dtype);
+        const char *dt = sq_dtype_info(t[i].dtype)->safetensors;
         ok = e && shape && offs && dt && cJSON_AddStringToObject(e, "dtype", dt);
         for (int d = 0; ok && d < t[i].ndim; d++)
             ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
@@ -210,7 +201,7 @@ static SQ_NODISCARD sq_error *build_header(const sq_st_tensor *t, int n, char **
 
 sq_error *sq_st_write(const char *path, const sq_st_tensor *t, int n, sq_st_fetch fetch, void *user) {
     for (int i = 0; i < n; i++)
-        if (!dtype_name(t[i].dtype))
+        if (!sq_dtype_info(t[i].dtype)->safetensors)
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: safetensors cannot hold %s tensor %s", path,
                              sq_dtype_info(t[i].dtype)->name, t[i].name);
     char *json;

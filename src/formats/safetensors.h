@@ -13,7 +13,7 @@
 typedef struct sq_st_entry {
     char *name;
     char dtype_name[16]; /* as the file spells it: "F32", "BF16", "I64", ... */
-    int dtype;           /* sq_dtype for F32/F16/BF16, -1 for the others */
+    int dtype;           /* the sq_dtype whose row names this safetensors dtype (core/dtype.h), else -1 */
     int ndim;            /* 0 for scalars */
     int64_t shape[SQ_MAX_DIMS];
     const unsigned char *data;
@@ -34,7 +34,7 @@ void sq_st_free(sq_st_file *st);
 /* One tensor to write. */
 typedef struct sq_st_tensor {
     const char *name;
-    sq_dtype dtype; /* F32, F16 or BF16 */
+    sq_dtype dtype; /* one whose row has a safetensors name */
     int ndim;
     const int64_t *shape;
     size_t nbytes;

@@ -8,9 +8,6 @@
 #include "core/error.h"
 #include "formats/rope_permute.h"
 
-/* The alignment an element of this dtype needs: block formats start with an f16 scale. */
-static size_t element_alignment(sq_dtype dtype) { return dtype == SQ_DTYPE_F32 ? 4 : 2; }
-
 sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, size_t nbytes) {
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
@@ -18,35 +15,38 @@ sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_d
         return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s: %zu bytes of %s data do not match its shape (%s)",
                          path, name, nbytes, sq_dtype_info(dtype)->name,
                          expect ? "size mismatch" : "invalid dimensions or not whole blocks");
-    void *use = (void *)data;
-    sq_storage storage = SQ_STORAGE_MAPPED;
+    void *use = (void *)data, *owned = NULL;
     if (ndim == 1 && dtype != SQ_DTYPE_F32) {
-        float *f = sq_model_alloc(m, (size_t)shape[0] * sizeof(float));
+        float *f = owned = sq_model_host_alloc((size_t)shape[0] * sizeof(float));
         if (!f) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory converting %s", path, name);
         sq_dtype_info(dtype)->to_f32(data, f, shape[0]);
-        use = f;
         dtype = SQ_DTYPE_F32;
         nbytes = (size_t)shape[0] * sizeof(float);
-        storage = SQ_STORAGE_HOST;
-    } else if ((uintptr_t)data % element_alignment(dtype)) {
-        use = sq_model_alloc(m, nbytes);
-        if (!use) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory realigning %s", path, name);
-        memcpy(use, data, nbytes);
-        storage = SQ_STORAGE_HOST;
+    } else if ((uintptr_t)data % sq_dtype_info(dtype)->alignment) {
+        if (!(owned = sq_model_host_alloc(nbytes)))
+            return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory realigning %s", path, name);
+        memcpy(owned, data, nbytes);
     }
-    return sq_error_wrap(sq_model_add_tensor(m, name, dtype, ndim, shape, use, nbytes, storage), "%s", path);
+    if (owned) use = owned;
+    sq_error *err = sq_model_add_tensor(m, name, dtype, ndim, shape, use, nbytes,
+                                        owned ? SQ_STORAGE_HOST : SQ_STORAGE_MAPPED);
+    if (err) free(owned);
+    return sq_error_wrap(err, "%s", path);
 }
 
-sq_error *sq_check_layer_shapes(const sq_model *m, const char *path) {
+sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_layer_widths *w) {
     const sq_model_config *c = &m->cfg;
     const int64_t hd = c->head_dim > 0 ? c->head_dim : (c->n_heads > 0 ? c->dim / c->n_heads : 0);
-    const struct {
-        const char *suffix, *what;
-        int64_t rows;
-    } checks[] = {{SQ_NAME_ATTN_Q, "heads x head_dim", (int64_t)c->n_heads * hd},
-                  {SQ_NAME_ATTN_K, "kv heads x head_dim", (int64_t)c->n_kv_heads * hd},
-                  {SQ_NAME_FFN_GATE, "FFN width", c->ffn_dim}};
-    for (int l = 0; l < c->n_layers; l++)
+    const sq_layer_widths none = {0};
+    if (!w) w = &none;
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct {
+            const char *suffix, *what;
+            int64_t rows;
+        } checks[] = {
+            {SQ_NAME_ATTN_Q, "heads x head_dim", (w->n_heads ? w->n_heads[l] : c->n_heads) * hd},
+            {SQ_NAME_ATTN_K, "kv heads x head_dim", (w->n_kv_heads ? w->n_kv_heads[l] : c->n_kv_heads) * hd},
+            {SQ_NAME_FFN_GATE, "FFN width", w->ffn_dim ? w->ffn_dim[l] : c->ffn_dim}};
         for (size_t k = 0; k < sizeof checks / sizeof *checks; k++) {
             char name[SQ_TENSOR_NAME_MAX];
             snprintf(name, sizeof name, "blk.%d.%s", l, checks[k].suffix);
@@ -56,20 +56,35 @@ sq_error *sq_check_layer_shapes(const sq_model *m, const char *path) {
                                  "%s: tensor %s has %lld rows but the config implies %lld (%s)", path, name,
                                  (long long)t->shape[0], (long long)checks[k].rows, checks[k].what);
         }
+    }
     return NULL;
 }
 
-sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format) {
-    const sq_model_config *c = &m->cfg;
-    for (int l = 0; l < c->n_layers; l++) {
-        const sq_layer *L = &m->layers[l];
-        if (L->n_heads != c->n_heads || L->n_kv_heads != c->n_kv_heads || L->ffn_dim != c->ffn_dim)
-            return sq_errorf(
-                SQ_ERR_UNSUPPORTED,
-                "%s: layer %d has %d heads, %d kv heads and FFN width %d but the config %d, %d and %d; "
-                "%s files hold one value for all layers",
-                path, l, L->n_heads, L->n_kv_heads, L->ffn_dim, c->n_heads, c->n_kv_heads, c->ffn_dim,
-                format);
+int sq_layers_uniform(const sq_model *m) {
+    const sq_layer *L = m->layers;
+    for (int l = 1; l < m->cfg.n_layers; l++)
+        if (L[l].n_heads != L[0].n_heads || L[l].n_kv_heads != L[0].n_kv_heads ||
+            L[l].ffn_dim != L[0].ffn_dim)
+            return 0;
+    return 1;
+}
+
+sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format,
+                                  const sq_width_names *names) {
+    const sq_layer *L = m->layers;
+    for (int l = 1; l < m->cfg.n_layers; l++) {
+        const struct {
+            const char *field;
+            int value, first;
+        } widths[] = {{names->n_heads, L[l].n_heads, L[0].n_heads},
+                      {names->n_kv_heads, L[l].n_kv_heads, L[0].n_kv_heads},
+                      {names->ffn_dim, L[l].ffn_dim, L[0].ffn_dim}};
+        for (size_t k = 0; k < sizeof widths / sizeof *widths; k++)
+            if (widths[k].value != widths[k].first)
+                return sq_errorf(SQ_ERR_UNSUPPORTED,
+                                 "%s: layer %d has %s %d but layer 0 has %d; a %s holds one value for all "
+                                 "layers (GGUF can store per-layer values)",
+                                 path, l, widths[k].field, widths[k].value, widths[k].first, format);
     }
     return NULL;
 }

@@ -13,12 +13,26 @@
 SQ_NODISCARD sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype,
                                         int ndim, const int64_t *shape, const void *data, size_t nbytes);
 
-/* Loaders: every layer's attention and FFN weights must have the head counts and width the file's config
- * states (missing tensors are left for sq_model_bind to report). */
-SQ_NODISCARD sq_error *sq_check_layer_shapes(const sq_model *m, const char *path);
-/* Writers: the formats store one head count and FFN width for all layers; a bound model whose layers differ
- * (after pruning) cannot be written. */
-SQ_NODISCARD sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format);
+/* Per-block widths a file states: arrays of n_layers values, or NULL where the config's one value holds for
+ * every block (GGUF may store either, as llama.cpp reads them). */
+typedef struct sq_layer_widths {
+    const int *n_heads, *n_kv_heads, *ffn_dim;
+} sq_layer_widths;
+
+/* Loaders: every block's attention and FFN weights must have the head counts and width the file states (w may
+ * be NULL: the config's for all). Missing tensors are left for sq_model_bind to report. */
+SQ_NODISCARD sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_layer_widths *w);
+
+/* Writers: whether every block has the same head counts and FFN width (block 0's). */
+int sq_layers_uniform(const sq_model *m);
+/* The names a format gives the three widths, for its refusal. */
+typedef struct sq_width_names {
+    const char *n_heads, *n_kv_heads, *ffn_dim;
+} sq_width_names;
+/* Writers of formats that store one value per width: an error naming the first block and field that differ
+ * from block 0, or NULL when the blocks agree. */
+SQ_NODISCARD sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format,
+                                               const sq_width_names *names);
 
 typedef struct sq_export_buf {
     const void *data; /* the bytes to write: the tensor's own or `owned` */

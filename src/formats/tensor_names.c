@@ -33,24 +33,11 @@ static const struct {
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
-/* Splits "<prefix><layer>.<rest>" into layer and rest; -1 when name does not have that form. */
-static int split_layer(const char *name, const char *prefix, const char **rest) {
-    size_t n = strlen(prefix);
-    if (strncmp(name, prefix, n) != 0) return -1;
-    const char *p = name + n;
-    if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.')) return -1;
-    char *end;
-    long layer = strtol(p, &end, 10);
-    if (*end != '.' || layer > 1000000) return -1;
-    *rest = end + 1;
-    return (int)layer;
-}
-
 int sq_canonical_name_valid(const char *name, int n_layers) {
     for (size_t i = 0; i < COUNT(global_names); i++)
         if (!strcmp(name, global_names[i].canonical)) return 1;
     const char *rest;
-    int layer = split_layer(name, "blk.", &rest);
+    int layer = sq_split_layer_name(name, "blk.", &rest);
     if (layer < 0 || layer >= n_layers) return 0;
     for (size_t i = 0; i < COUNT(layer_names); i++)
         if (!strcmp(rest, layer_names[i].canonical)) return 1;
@@ -61,7 +48,7 @@ int sq_hf_to_canonical(const char *hf, char *out, size_t n) {
     for (size_t i = 0; i < COUNT(global_names); i++)
         if (!strcmp(hf, global_names[i].hf)) return snprintf(out, n, "%s", global_names[i].canonical), 1;
     const char *rest;
-    int layer = split_layer(hf, "model.layers.", &rest);
+    int layer = sq_split_layer_name(hf, "model.layers.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
         if (!strcmp(rest, layer_names[i].hf))
@@ -75,7 +62,7 @@ int sq_canonical_to_hf(const char *canonical, char *out, size_t n) {
         if (!strcmp(canonical, global_names[i].canonical))
             return snprintf(out, n, "%s", global_names[i].hf), 0;
     const char *rest;
-    int layer = split_layer(canonical, "blk.", &rest);
+    int layer = sq_split_layer_name(canonical, "blk.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
         if (!strcmp(rest, layer_names[i].canonical))

@@ -5,16 +5,36 @@
 #ifndef SQ_KERNELS_BACKEND_H
 #define SQ_KERNELS_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "core/threadpool.h"
 #include "model/model.h"
-#include "runtime/kv_cache.h"
+
+/* A layer's KV cache as kernels see it: rows of kv_dim values stored as row_type (SQ_DTYPE_F32 or
+ * SQ_DTYPE_F16 today; quantized row types come with KV quantization). Position slot p of sequence s lives at
+ *   k + ((size_t)block_table[s * max_blocks + p / block_size] * block_size + p % block_size) * row_bytes
+ * and likewise in v. Kernels read and write rows only through this view. */
+typedef struct sq_kv_view {
+    uint8_t *k, *v;             /* this layer's key and value pools, in the backend's memory */
+    const int32_t *block_table; /* [n_seq][max_blocks] physical block ids of each sequence's slots */
+    int max_blocks;             /* block-table entries per sequence */
+    int block_size;             /* positions per block */
+    size_t row_bytes;           /* bytes of one row (kv_dim values of row_type) */
+    sq_dtype row_type;
+    int kv_dim; /* n_kv_heads * head_dim of this layer */
+} sq_kv_view;
+
+/* Byte offset of slot pos of sequence seq in either pool of the view (the formula above). */
+static inline size_t sq_kv_view_offset(const sq_kv_view *kv, int seq, int pos) {
+    int32_t block = kv->block_table[(size_t)seq * kv->max_blocks + pos / kv->block_size];
+    return ((size_t)block * kv->block_size + (size_t)(pos % kv->block_size)) * kv->row_bytes;
+}
 
 typedef struct sq_attention_args {
-    const float *q;        /* [n_tokens][n_heads * head_dim], RoPE applied */
-    const sq_kv_cache *kv; /* keys/values of every position up to each token's, this layer's already stored */
-    int layer;
+    const float *q;       /* [n_tokens][n_heads * head_dim], RoPE applied */
+    const sq_kv_view *kv; /* this layer's keys/values of every position up to each token's, already stored */
     const int *seq, *pos; /* per token: its sequence and position */
     int n_tokens, n_heads, n_kv_heads, head_dim;
     int window; /* sliding window: attend to positions p with pos - p < window; 0: all */
@@ -35,6 +55,18 @@ typedef struct sq_backend {
     void (*attention)(void *impl, const sq_attention_args *args);
     /* gate = silu(gate) * up, elementwise over n values */
     void (*swiglu)(void *impl, float *gate, const float *up, int64_t n);
+    /* stores token t's key and value rows (k, v: [n_tokens][kv->kv_dim] fp32) into slot pos[t] of sequence
+     * seq[t], converted to kv->row_type (round to nearest even) */
+    void (*kv_store)(void *impl, const sq_kv_view *kv, const float *k, const float *v, const int *seq,
+                     const int *pos, int n_tokens);
+
+    /* memory half (pools of the KV cache today; weights and activations with the device backends) */
+    void *(*alloc)(void *impl, size_t nbytes); /* backend memory, 64-byte aligned, NULL when exhausted */
+    void (*free)(void *impl, void *ptr);       /* NULL is a no-op */
+    void (*upload)(void *impl, void *dst, const void *src, size_t nbytes);   /* host -> backend */
+    void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
+    void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
+    void (*synchronize)(void *impl);                                         /* waits for all queued work */
 } sq_backend;
 
 /* The CPU backend over a thread pool (borrowed). */

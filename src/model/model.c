@@ -1,12 +1,13 @@
+/* The model's tensor registry, binding tensors into layers, and the facts the public API reports. */
 #include "model/model.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/error.h"
-#include "formats/formats.h"
 #include "tokenizer/tokenizer.h"
 
 sq_model *sq_model_new(void) {
@@ -18,42 +19,62 @@ sq_model *sq_model_new(void) {
     return m;
 }
 
+void sq_model_tensor_free(sq_tensor *t) {
+    if (!t) return;
+    if (t->storage == SQ_STORAGE_HOST) free(t->data);
+    free(t);
+}
+
 void sq_model_free(sq_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_tensors; i++) sq_model_tensor_free(m->tensors[i]);
     free(m->tensors);
     free(m->layers);
     sq_tokenizer_free(m->tokenizer);
     for (int i = 0; i < m->n_files; i++) sq_mapped_file_close(m->files[i]);
     free(m->files);
-    for (int i = 0; i < m->n_buffers; i++) free(m->buffers[i]);
-    free(m->buffers);
     sq_warnings_free(&m->warnings);
     free(m);
 }
 
-sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
-                              void *data, size_t nbytes, sq_storage storage) {
+void *sq_model_host_alloc(size_t nbytes) {
+    void *p = NULL;
+    return posix_memalign(&p, 64, nbytes ? nbytes : 1) == 0 ? p : NULL;
+}
+
+sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
+                                size_t nbytes) {
     if (strlen(name) >= SQ_TENSOR_NAME_MAX)
         return sq_errorf(SQ_ERR_FORMAT, "tensor name too long: %.64s...", name);
-    if (sq_model_find_tensor(m, name)) return sq_errorf(SQ_ERR_FORMAT, "tensor %s appears twice", name);
     if (!sq_dtype_info(dtype))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "tensor %s: unknown dtype %d", name, dtype);
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
     if (!expect)
         return sq_errorf(SQ_ERR_FORMAT, "tensor %s: invalid shape for %s (%d dims, row length %lld)", name,
-                         sq_dtype_info(dtype)->name, ndim, ndim > 0 ? (long long)shape[ndim - 1] : 0LL);
+                         sq_dtype_info(dtype)->name, ndim,
+                         ndim > 0 && ndim <= SQ_MAX_DIMS ? (long long)shape[ndim - 1] : 0LL);
     if (expect != nbytes)
         return sq_errorf(SQ_ERR_FORMAT, "tensor %s: %zu bytes of data but its shape needs %zu", name, nbytes,
                          expect);
-    if (m->n_tensors == m->cap_tensors) {
-        int cap = m->cap_tensors ? 2 * m->cap_tensors : 64;
-        sq_tensor *t = realloc(m->tensors, (size_t)cap * sizeof *t);
-        if (!t) return sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", name);
-        m->tensors = t;
-        m->cap_tensors = cap;
+    return NULL;
+}
+
+sq_error *sq_model_append_tensor(sq_model *m, sq_tensor *t) {
+    if (SQ_ARRAY_RESERVE(m->tensors, m->cap_tensors, (size_t)m->n_tensors + 1)) {
+        sq_error *err = sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", t->name);
+        free(t);
+        return err;
     }
-    sq_tensor *t = &m->tensors[m->n_tensors++];
-    memset(t, 0, sizeof *t);
+    m->tensors[m->n_tensors++] = t;
+    return NULL;
+}
+
+sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
+                              void *data, size_t nbytes, sq_storage storage) {
+    SQ_TRY(sq_model_check_tensor(name, dtype, ndim, shape, nbytes));
+    if (sq_model_find_tensor(m, name)) return sq_errorf(SQ_ERR_FORMAT, "tensor %s appears twice", name);
+    sq_tensor *t = calloc(1, sizeof *t);
+    if (!t) return sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", name);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->dtype = dtype;
     t->ndim = ndim;
@@ -61,53 +82,98 @@ sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int
     t->data = data;
     t->nbytes = nbytes;
     t->storage = storage;
-    return NULL;
-}
-
-void *sq_model_alloc(sq_model *m, size_t nbytes) {
-    void **list = realloc(m->buffers, (size_t)(m->n_buffers + 1) * sizeof *list);
-    if (!list) return NULL;
-    m->buffers = list;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, nbytes ? nbytes : 1) != 0) return NULL;
-    m->buffers[m->n_buffers++] = p;
-    return p;
+    return sq_model_append_tensor(m, t); /* on failure the data stays the caller's */
 }
 
 sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f) {
-    sq_mapped_file **list = realloc(m->files, (size_t)(m->n_files + 1) * sizeof *list);
-    if (!list) {
+    if (SQ_ARRAY_RESERVE(m->files, m->cap_files, (size_t)m->n_files + 1)) {
         sq_mapped_file_close(f);
         return sq_errorf(SQ_ERR_NOMEM, "out of memory");
     }
-    m->files = list;
     m->files[m->n_files++] = f;
     return NULL;
 }
 
-const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name) {
+int sq_model_tensor_index(const sq_model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
-    return NULL;
+        if (strcmp(m->tensors[i]->name, name) == 0) return i;
+    return -1;
 }
 
-/* Looks up a tensor and checks its shape: each expected dimension must match (-1 matches anything). */
-static SQ_NODISCARD sq_error *require(const sq_model *m, const char *path, const char *name, int optional,
-                                      int ndim, const int64_t *shape, const sq_tensor **out) {
-    const sq_tensor *t = sq_model_find_tensor(m, name);
-    *out = t;
-    if (!t) return optional ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is missing", path, name);
+const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name) {
+    int i = sq_model_tensor_index(m, name);
+    return i < 0 ? NULL : m->tensors[i];
+}
+
+int sq_split_layer_name(const char *name, const char *prefix, const char **rest) {
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0) return -1;
+    const char *p = name + n;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.')) return -1;
+    char *end;
+    long layer = strtol(p, &end, 10);
+    if (*end != '.' || layer > 1000000) return -1;
+    *rest = end + 1;
+    return (int)layer;
+}
+
+/* ---------------------------------------------------------------- binding */
+
+/* The widths a block's tensor dimensions are checked against. */
+typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN } width;
+
+/* A block's tensors: canonical suffix, where the layer keeps it, and its shape ([rows] or [rows][cols]). */
+static const struct layer_slot {
+    const char *suffix;
+    size_t offset;
+    int optional;
+    width rows, cols;
+} layer_slots[] = {
+    {SQ_NAME_ATTN_NORM, offsetof(sq_layer, attn_norm), 0, W_DIM, W_NONE},
+    {SQ_NAME_ATTN_Q, offsetof(sq_layer, wq), 0, W_Q, W_DIM},
+    {SQ_NAME_ATTN_K, offsetof(sq_layer, wk), 0, W_KV, W_DIM},
+    {SQ_NAME_ATTN_V, offsetof(sq_layer, wv), 0, W_KV, W_DIM},
+    {SQ_NAME_ATTN_OUT, offsetof(sq_layer, wo), 0, W_DIM, W_Q},
+    {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), 1, W_Q, W_NONE},
+    {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), 1, W_KV, W_NONE},
+    {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), 1, W_KV, W_NONE},
+    {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), 0, W_DIM, W_NONE},
+    {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), 0, W_FFN, W_DIM},
+    {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), 0, W_FFN, W_DIM},
+    {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), 0, W_DIM, W_FFN},
+};
+#define N_SLOTS (sizeof layer_slots / sizeof *layer_slots)
+
+static const sq_tensor **slot_of(sq_layer *L, size_t s) {
+    return (const sq_tensor **)((char *)L + layer_slots[s].offset);
+}
+
+/* Binding state: which tensors something claimed, so that a tensor nothing uses is reported. */
+typedef struct binder {
+    const sq_model *m;
+    const char *path;
+    char *claimed; /* [n_tensors] */
+} binder;
+
+/* Looks a tensor up and checks its shape: each expected dimension must match (-1 matches anything). */
+static SQ_NODISCARD sq_error *require(binder *b, const char *name, int optional, int ndim,
+                                      const int64_t *shape, const sq_tensor **out) {
+    int i = sq_model_tensor_index(b->m, name);
+    *out = i < 0 ? NULL : b->m->tensors[i];
+    if (i < 0) return optional ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is missing", b->path, name);
+    b->claimed[i] = 1;
+    const sq_tensor *t = *out;
     int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || t->shape[i] == shape[i];
+    for (int d = 0; ok && d < ndim; d++) ok = shape[d] < 0 || t->shape[d] == shape[d];
     if (!ok) {
         char want[96] = "", got[96] = "";
-        for (int i = 0; i < ndim; i++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? "," : "",
-                     (long long)shape[i]);
-        for (int i = 0; i < t->ndim; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
-                     (long long)t->shape[i]);
-        return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s has shape [%s] but the config implies [%s]", path,
+        for (int d = 0; d < ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "",
+                     (long long)shape[d]);
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "",
+                     (long long)t->shape[d]);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s has shape [%s] but the config implies [%s]", b->path,
                          name, got, want);
     }
     return NULL;
@@ -116,8 +182,45 @@ static SQ_NODISCARD sq_error *require(const sq_model *m, const char *path, const
 #define SHAPE(...)                                                                                           \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
-sq_error *sq_model_bind(sq_model *m, const char *path) {
-    sq_model_config *c = &m->cfg;
+/* Block l: its head counts and FFN width from the rows of attn_q, attn_k and ffn_gate, then every tensor. */
+static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer *L) {
+    char name[SQ_TENSOR_NAME_MAX];
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
+    const int64_t dim = c->dim, hd = c->head_dim;
+    SQ_TRY(require(b, NAME(SQ_NAME_ATTN_Q), 0, SHAPE(-1, dim), &L->wq));
+    SQ_TRY(require(b, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
+    SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &L->w_gate));
+    if (L->wq->shape[0] % hd || L->wk->shape[0] % hd || L->wq->shape[0] / hd > 65536)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", b->path,
+                         l, (long long)hd);
+    L->n_heads = (int)(L->wq->shape[0] / hd);
+    L->n_kv_heads = (int)(L->wk->shape[0] / hd);
+    if (L->w_gate->shape[0] > (1 << 24))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d FFN width %lld is implausible", b->path, l,
+                         (long long)L->w_gate->shape[0]);
+    L->ffn_dim = (int)L->w_gate->shape[0];
+    if (L->n_heads % L->n_kv_heads)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
+                         L->n_heads, L->n_kv_heads);
+    const int64_t widths[] = {
+        [W_NONE] = 0, [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0], [W_FFN] = L->ffn_dim};
+    for (size_t s = 0; s < N_SLOTS; s++) {
+        const struct layer_slot *slot = &layer_slots[s];
+        const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
+        SQ_TRY(require(b, NAME(slot->suffix), slot->optional, slot->cols == W_NONE ? 1 : 2, shape,
+                       slot_of(L, s)));
+    }
+    if (!L->bq != !L->bk || !L->bq != !L->bv)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
+                         l);
+#undef NAME
+    return NULL;
+}
+
+static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *layers,
+                                   const sq_tensor **global) {
+    const sq_model *m = b->m;
+    const char *path = b->path;
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
@@ -133,9 +236,6 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
                              c->n_heads);
         c->head_dim = c->dim / c->n_heads;
     }
-    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: %d query heads cannot share %d key/value heads", path,
-                         c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 || c->head_dim > 4096)
         return sq_errorf(SQ_ERR_FORMAT, "%s: head dimension %d is not usable with rotary embeddings", path,
                          c->head_dim);
@@ -144,136 +244,55 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
                          c->rope_theta);
     if (c->sliding_window < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: negative sliding window", path);
 
-    const int64_t dim = c->dim, hd = c->head_dim;
-    SQ_TRY(require(m, path, SQ_NAME_TOK_EMBD, 0, SHAPE(c->vocab_size, dim), &m->tok_embd));
-    SQ_TRY(require(m, path, SQ_NAME_OUT_NORM, 0, SHAPE(dim), &m->out_norm));
-    SQ_TRY(require(m, path, SQ_NAME_OUTPUT, 1, SHAPE(c->vocab_size, dim), &m->output));
-    c->tied_embeddings = m->output == NULL;
-    if (!m->output) m->output = m->tok_embd;
-
-    free(m->layers);
-    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    const int64_t dim = c->dim;
+    SQ_TRY(require(b, SQ_NAME_TOK_EMBD, 0, SHAPE(c->vocab_size, dim), &global[0]));
+    SQ_TRY(require(b, SQ_NAME_OUT_NORM, 0, SHAPE(dim), &global[1]));
+    SQ_TRY(require(b, SQ_NAME_OUTPUT, 1, SHAPE(c->vocab_size, dim), &global[2]));
+    int max_heads = 0, max_kv = 0, max_ffn = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        sq_layer *L = &m->layers[l];
-        char name[SQ_TENSOR_NAME_MAX];
-#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
-        /* Head counts and FFN width are read from the weights (they may differ per layer after pruning). */
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_Q), 0, SHAPE(-1, dim), &L->wq));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &L->w_gate));
-        if (L->wq->shape[0] % hd || L->wk->shape[0] % hd)
-            return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", path,
-                             l, (long long)hd);
-        L->n_heads = (int)(L->wq->shape[0] / hd);
-        L->n_kv_heads = (int)(L->wk->shape[0] / hd);
-        L->ffn_dim = (int)L->w_gate->shape[0];
-        if (L->n_kv_heads == 0 || L->n_heads % L->n_kv_heads)
-            return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", path, l,
-                             L->n_heads, L->n_kv_heads);
-        const int64_t q = L->wq->shape[0], kv = L->wk->shape[0], hid = L->ffn_dim;
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_NORM), 0, SHAPE(dim), &L->attn_norm));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_V), 0, SHAPE(kv, dim), &L->wv));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_OUT), 0, SHAPE(dim, q), &L->wo));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_Q_BIAS), 1, SHAPE(q), &L->bq));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_K_BIAS), 1, SHAPE(kv), &L->bk));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_ATTN_V_BIAS), 1, SHAPE(kv), &L->bv));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_FFN_NORM), 0, SHAPE(dim), &L->ffn_norm));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_FFN_UP), 0, SHAPE(hid, dim), &L->w_up));
-        SQ_TRY(require(m, path, NAME(SQ_NAME_FFN_DOWN), 0, SHAPE(dim, hid), &L->w_down));
-#undef NAME
+        SQ_TRY(bind_layer(b, c, l, &layers[l]));
+        if (layers[l].n_heads > max_heads) max_heads = layers[l].n_heads;
+        if (layers[l].n_kv_heads > max_kv) max_kv = layers[l].n_kv_heads;
+        if (layers[l].ffn_dim > max_ffn) max_ffn = layers[l].ffn_dim;
     }
-    /* Norms and biases are applied in fp32 by every kernel. */
     for (int i = 0; i < m->n_tensors; i++) {
-        const sq_tensor *t = &m->tensors[i];
+        const sq_tensor *t = m->tensors[i];
+        if (!b->claimed[i])
+            return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is not part of a %s model with %d layers", path,
+                             t->name, c->arch, c->n_layers);
+        /* Norms and biases are applied in fp32 by every kernel. */
         if (t->ndim == 1 && t->dtype != SQ_DTYPE_F32)
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: 1-D tensor %s must be f32 (loaders convert it)", path,
                              t->name);
     }
+    c->n_heads = max_heads, c->n_kv_heads = max_kv, c->ffn_dim = max_ffn;
+    c->tied_embeddings = global[2] == NULL;
     return NULL;
 }
 
-static int is_directory(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* A tokenizer next to the model file: tokenizer.model, then tokenizer.bin, then tokenizer.json. */
-static SQ_NODISCARD sq_error *find_tokenizer_beside(const char *model_path, sq_tokenizer **out) {
-    *out = NULL;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", model_path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    static const char *const names[] = {"tokenizer.model", "tokenizer.bin", "tokenizer.json"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        struct stat st;
-        if (stat(p, &st) == 0) return sq_tokenizer_load(p, out);
-    }
-    return NULL;
-}
-
-sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out) {
-    *out = NULL;
-    sq_model *m = sq_model_new();
-    if (!m) return sq_errorf(SQ_ERR_NOMEM, "out of memory");
-    sq_error *err = NULL;
-    if (is_directory(path)) {
-        err = sq_hf_load(path, m);
-    } else {
-        FILE *fp = fopen(path, "rb");
-        if (!fp) {
-            sq_model_free(m);
-            return sq_errorf(SQ_ERR_IO, "%s: cannot open model", path);
-        }
-        char magic[4] = {0};
-        size_t n = fread(magic, 1, 4, fp);
-        fclose(fp);
-        err = n == 4 && memcmp(magic, "GGUF", 4) == 0 ? sq_gguf_load(path, m) : sq_llama2c_load(path, m);
-    }
-    if (!err) err = sq_model_bind(m, path);
-    if (!err && opts && opts->tokenizer_path) {
-        sq_tokenizer_free(m->tokenizer);
-        m->tokenizer = NULL;
-        err = sq_tokenizer_load(opts->tokenizer_path, &m->tokenizer);
-        if (!err && sq_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size)
-            err = sq_errorf(SQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d",
-                            opts->tokenizer_path, sq_tokenizer_vocab_size(m->tokenizer), m->cfg.vocab_size);
-    } else if (!err && !m->tokenizer && !is_directory(path)) {
-        err = find_tokenizer_beside(path, &m->tokenizer);
-        /* A tokenizer that merely sits in the same folder but cannot belong to this model (stories260K beside
-         * the Llama-2 tokenizer) is left out: the model loads without one and callers that need it say so. */
-        if (!err && m->tokenizer && sq_tokenizer_vocab_size(m->tokenizer) > m->cfg.vocab_size) {
-            sq_tokenizer_free(m->tokenizer);
-            m->tokenizer = NULL;
-        }
-    }
-    if (!err && m->tokenizer)
-        err = sq_model_add_eos(&m->cfg, sq_tokenizer_eos(m->tokenizer), &m->warnings, path);
+sq_error *sq_model_bind(sq_model *m, const char *path) {
+    sq_model_config c = m->cfg;
+    binder b = {m, path, calloc((size_t)m->n_tensors + 1, 1)};
+    const int n_layers = c.n_layers > 0 && c.n_layers <= 4096 ? c.n_layers : 1;
+    sq_layer *layers = calloc((size_t)n_layers, sizeof *layers);
+    const sq_tensor *global[3];
+    sq_error *err = b.claimed && layers ? bind(&b, &c, layers, global)
+                                        : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    free(b.claimed);
     if (err) {
-        sq_model_free(m);
+        free(layers);
         return err;
     }
-    *out = m;
+    free(m->layers);
+    m->layers = layers;
+    m->cfg = c;
+    m->tok_embd = global[0];
+    m->out_norm = global[1];
+    m->output = global[2] ? global[2] : global[0];
     return NULL;
 }
 
-sq_error *sq_model_save(const sq_model *m, const char *path, sq_file_format format) {
-    switch (format) {
-    case SQ_FORMAT_LLAMA2C:
-        return sq_llama2c_save(m, path);
-    case SQ_FORMAT_SAFETENSORS:
-        return sq_hf_save(m, path);
-    case SQ_FORMAT_GGUF:
-        return sq_gguf_save(m, path);
-    }
-    return sq_errorf(SQ_ERR_INVALID_ARG, "unknown output format %d", (int)format);
-}
+/* ---------------------------------------------------------------- facts */
 
 const sq_tokenizer *sq_model_tokenizer(const sq_model *m) { return m->tokenizer; }
 
@@ -310,15 +329,34 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
     for (int i = 0; i < m->n_tensors; i++) {
-        info->n_params += sq_tensor_nelements(&m->tensors[i]);
-        info->weight_bytes += m->tensors[i].nbytes;
+        info->n_params += sq_tensor_nelements(m->tensors[i]);
+        info->weight_bytes += m->tensors[i]->nbytes;
     }
+}
+
+sq_error *sq_model_layer_info(const sq_model *m, int l, sq_layer_info *info) {
+    memset(info, 0, sizeof *info);
+    if (l < 0 || l >= m->cfg.n_layers)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "layer %d is outside 0..%d", l, m->cfg.n_layers - 1);
+    sq_layer L = m->layers[l];
+    info->n_heads = L.n_heads;
+    info->n_kv_heads = L.n_kv_heads;
+    info->head_dim = m->cfg.head_dim;
+    info->ffn_dim = L.ffn_dim;
+    info->has_qkv_bias = L.bq != NULL;
+    for (size_t s = 0; s < N_SLOTS; s++) {
+        const sq_tensor *t = *slot_of(&L, s);
+        if (!t) continue;
+        info->n_params += sq_tensor_nelements(t);
+        info->weight_bytes += t->nbytes;
+    }
+    return NULL;
 }
 
 int sq_model_n_tensors(const sq_model *m) { return m->n_tensors; }
 
 void sq_model_tensor_info(const sq_model *m, int i, sq_tensor_info *info) {
-    const sq_tensor *t = &m->tensors[i];
+    const sq_tensor *t = m->tensors[i];
     memset(info, 0, sizeof *info);
     info->name = t->name;
     info->dtype = sq_dtype_info(t->dtype)->name;

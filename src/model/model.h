@@ -1,8 +1,16 @@
-/* The in-memory model: configuration, the list of tensors, and per-layer views into them.
+/* The in-memory model: configuration, the tensors under canonical GGUF-style names, and the layers bound from
+ * them.
  *
- * Format loaders (formats/) fill cfg and add tensors under canonical GGUF-style names; sq_model_bind then
- * resolves the names into layers and checks every shape against the config. Per-layer head counts and FFN
- * widths come from the weights, so compression may reshape or drop layers without touching this code. */
+ * Format loaders (formats/) fill cfg and add tensors; sq_model_bind resolves the names into layers, reading
+ * each layer's head counts and FFN width from its own weight shapes, and checks every shape. Compression
+ * changes a bound model through sq_model_edit_tensors and sq_model_set_layers (squeeze.h): each applies its
+ * change, binds again and, when anything fails, restores the model exactly as it was.
+ *
+ * Tensors keep their address for the model's life: each sq_tensor is allocated on its own, so layers (and any
+ * caller) may hold pointers to them across additions, and replacing a tensor's data keeps its sq_tensor in
+ * place. A tensor's data is either borrowed from a mapped file (SQ_STORAGE_MAPPED, read-only: never written;
+ * an edit puts new data beside it) or host memory the model owns and frees with the tensor
+ * (SQ_STORAGE_HOST). */
 #ifndef SQ_MODEL_MODEL_H
 #define SQ_MODEL_MODEL_H
 
@@ -29,7 +37,10 @@ typedef struct sq_rope_scaling {
 
 typedef struct sq_model_config {
     char arch[16]; /* "llama", "mistral", "qwen2" */
-    int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, max_seq_len;
+    int dim, n_layers, head_dim, vocab_size, max_seq_len;
+    /* A loader sets the file's values; once bound, the largest over the layers (each layer's own are in
+     * sq_layer: they differ after width pruning). */
+    int n_heads, n_kv_heads, ffn_dim;
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
     sq_rope_scaling rope_scaling;
@@ -41,25 +52,37 @@ typedef struct sq_model_config {
     int n_eos_ids;
 } sq_model_config;
 
+/* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
 typedef struct sq_layer {
-    const sq_tensor *attn_norm, *wq, *wk, *wv, *wo;
-    const sq_tensor *bq, *bk, *bv; /* NULL when the architecture has no q/k/v biases */
-    const sq_tensor *ffn_norm, *w_gate, *w_up, *w_down;
-    int n_heads, n_kv_heads, ffn_dim; /* this layer's own, from its weights */
+    const sq_tensor *attn_norm;       /* [dim] */
+    const sq_tensor *wq;              /* [n_heads*head_dim][dim] */
+    const sq_tensor *wk;              /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wv;              /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wo;              /* [dim][n_heads*head_dim] */
+    const sq_tensor *bq;              /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
+    const sq_tensor *bk;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *bv;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *ffn_norm;        /* [dim] */
+    const sq_tensor *w_gate;          /* [ffn_dim][dim] */
+    const sq_tensor *w_up;            /* [ffn_dim][dim] */
+    const sq_tensor *w_down;          /* [dim][ffn_dim] */
+    int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights */
 } sq_layer;
 
 struct sq_model {
     sq_model_config cfg;
     char file_format[16]; /* "llama2c", "safetensors", "gguf" */
-    sq_tensor *tensors;
-    int n_tensors, cap_tensors;
-    const sq_tensor *tok_embd, *out_norm, *output; /* output == tok_embd when tied */
-    sq_layer *layers;
+    sq_tensor **tensors;  /* [n_tensors], each allocated on its own (stable addresses) */
+    int n_tensors;
+    size_t cap_tensors;
+    const sq_tensor *tok_embd; /* [vocab_size][dim] */
+    const sq_tensor *out_norm; /* [dim] */
+    const sq_tensor *output;   /* [vocab_size][dim]; == tok_embd when tied */
+    sq_layer *layers;          /* [n_layers] */
     sq_tokenizer *tokenizer;
-    sq_mapped_file **files;
+    sq_mapped_file **files; /* [n_files] mappings the tensors borrow from, kept open for the model's life */
     int n_files;
-    void **buffers; /* host memory the model owns (converted or realigned tensors) */
-    int n_buffers;
+    size_t cap_files;
     sq_warnings warnings; /* what loading worked around (sq_model_warning) */
 };
 
@@ -83,20 +106,40 @@ struct sq_model {
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);
-/* Appends a tensor (data is borrowed from a mapped file or a model buffer). Rejects duplicate names and
- * shapes whose byte size disagrees with nbytes. */
+/* Host memory for tensor data: 64-byte aligned, released with free(). */
+void *sq_model_host_alloc(size_t nbytes);
+/* Appends a tensor. storage SQ_STORAGE_MAPPED borrows data from a file kept with sq_model_keep_file;
+ * SQ_STORAGE_HOST hands the model data from sq_model_host_alloc, which it frees with the tensor (on failure
+ * the data stays the caller's). Rejects duplicate names and shapes whose byte size disagrees with nbytes. */
 SQ_NODISCARD sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim,
                                            const int64_t *shape, void *data, size_t nbytes,
                                            sq_storage storage);
-/* 64-byte aligned memory owned (and freed) by the model. */
-void *sq_model_alloc(sq_model *m, size_t nbytes);
-/* Keeps a mapped file alive as long as the model. */
+/* Keeps a mapped file alive as long as the model (closes it on failure). */
 SQ_NODISCARD sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f);
 const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name);
+/* Splits "<prefix><layer>.<rest>" (e.g. "blk.3.attn_q.weight") into the layer number and rest; -1 when the
+ * name does not have that form. */
+int sq_split_layer_name(const char *name, const char *prefix, const char **rest);
 /* Adds id to the end-of-generation set unless it is already there or outside [0, vocab_size) (sources check
  * their ids first and warn about bad ones). A set already full is reported in w, naming `source`. */
 SQ_NODISCARD sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
-/* Resolves layers and checks every tensor shape against cfg; names the offending tensor on failure. */
+/* Resolves layers and checks every tensor shape; names the offending tensor on failure, and then leaves the
+ * model's layers as they were. Every tensor must belong to the model (an unknown name is an error). */
 SQ_NODISCARD sq_error *sq_model_bind(sq_model *m, const char *source_path);
+
+/* Tells clang's static analyzer (scripts/check-errors.sh) that sq_model_append_tensor takes its tensor over.
+ */
+#ifdef __clang_analyzer__
+#define SQ_TAKES_TENSOR __attribute__((ownership_takes(malloc, 2)))
+#else
+#define SQ_TAKES_TENSOR
+#endif
+/* For model_edit.c: the checks sq_model_add_tensor makes of a new tensor, appending a malloc'ed tensor to
+ * the list (the model takes t over: keeps it, or frees it, not its data, on failure), and freeing one (with
+ * its data when the model owns it). */
+SQ_NODISCARD sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
+                                             size_t nbytes);
+SQ_NODISCARD SQ_TAKES_TENSOR sq_error *sq_model_append_tensor(sq_model *m, sq_tensor *t);
+void sq_model_tensor_free(sq_tensor *t);
 
 #endif

@@ -41,6 +41,8 @@ void sq_context_free(sq_context *ctx) {
     free(ctx->tok_seq);
     free(ctx->tok_pos);
     free(ctx->tok_logits);
+    free(ctx->batch_seq);
+    free(ctx->batch_len);
     free(ctx);
 }
 
@@ -54,11 +56,12 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     const sq_model_config *c = &model->cfg;
     sq_context_options o = opts ? *opts : (sq_context_options){0};
     if (o.n_ctx < 0 || o.n_seq_max < 0 || o.n_threads < 0 || o.n_batch_max < 0 || o.n_seq_max > 65536 ||
-        o.n_threads > 1024)
+        o.n_threads > 1024 || o.kv_block_size < 0 || o.kv_block_size > SQ_KV_MAX_BLOCK_SIZE ||
+        (o.kv_type != SQ_KV_F32 && o.kv_type != SQ_KV_F16))
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, "
-                         "n_batch_max %d)",
-                         o.n_ctx, o.n_seq_max, o.n_threads, o.n_batch_max);
+                         "n_batch_max %d, kv_block_size %d, kv_type %d)",
+                         o.n_ctx, o.n_seq_max, o.n_threads, o.n_batch_max, o.kv_block_size, (int)o.kv_type);
     if (o.n_ctx == 0) o.n_ctx = c->max_seq_len;
     if (o.n_ctx > c->max_seq_len)
         return sq_errorf(SQ_ERR_INVALID_ARG, "context of %d tokens exceeds the model's maximum of %d",
@@ -93,7 +96,14 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
         if (L->ffn_dim > max_ffn) max_ffn = L->ffn_dim;
     }
-    sq_error *err = sq_kv_cache_create(c->n_layers, kv_dim, o.n_ctx, o.n_seq_max, &ctx->kv);
+    sq_kv_cache_params kp = {.n_layers = c->n_layers,
+                             .kv_dim = kv_dim,
+                             .n_ctx = o.n_ctx,
+                             .n_seq = o.n_seq_max,
+                             .block_size = o.kv_block_size,
+                             .row_type = o.kv_type == SQ_KV_F16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                             .mem_bytes = o.kv_mem};
+    sq_error *err = sq_kv_cache_create(&ctx->backend, &kp, &ctx->kv);
     free(kv_dim);
     if (err) {
         sq_context_free(ctx);
@@ -115,9 +125,11 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     ctx->tok_seq = malloc((size_t)B * sizeof *ctx->tok_seq);
     ctx->tok_pos = malloc((size_t)B * sizeof *ctx->tok_pos);
     ctx->tok_logits = malloc((size_t)B * sizeof *ctx->tok_logits);
+    ctx->batch_seq = malloc((size_t)o.n_seq_max * sizeof *ctx->batch_seq);
+    ctx->batch_len = malloc((size_t)o.n_seq_max * sizeof *ctx->batch_len);
     if (!ctx->x || !ctx->xb || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up ||
         !ctx->rope_cos || !ctx->rope_sin || !ctx->inv_freq || !ctx->tok_id || !ctx->tok_seq ||
-        !ctx->tok_pos || !ctx->tok_logits) {
+        !ctx->tok_pos || !ctx->tok_logits || !ctx->batch_seq || !ctx->batch_len) {
         sq_context_free(ctx);
         return sq_errorf(SQ_ERR_NOMEM, "context: cannot allocate activations for %d tokens", B);
     }
@@ -126,19 +138,53 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
     return NULL;
 }
 
+/* ---- sequences and the KV cache's blocks (kv) */
+
+static SQ_NODISCARD sq_error *check_seq(const sq_context *ctx, int seq_id) {
+    if (seq_id < 0 || seq_id >= ctx->n_seq_max)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "sequence id %d is outside 0..%d", seq_id, ctx->n_seq_max - 1);
+    return NULL;
+}
+
 int sq_seq_len(const sq_context *ctx, int seq_id) {
-    return seq_id >= 0 && seq_id < ctx->n_seq_max ? ctx->kv->seq_len[seq_id] : 0;
+    return seq_id >= 0 && seq_id < ctx->n_seq_max ? sq_kv_cache_seq_len(ctx->kv, seq_id) : 0;
 }
 
 sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len) {
-    if (seq_id < 0 || seq_id >= ctx->n_seq_max)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "sequence id %d is outside 0..%d", seq_id, ctx->n_seq_max - 1);
-    if (new_len < 0 || new_len > ctx->kv->seq_len[seq_id])
-        return sq_errorf(SQ_ERR_INVALID_ARG, "cannot truncate sequence %d of %d tokens to %d", seq_id,
-                         ctx->kv->seq_len[seq_id], new_len);
+    SQ_TRY(check_seq(ctx, seq_id));
+    int len = sq_kv_cache_seq_len(ctx->kv, seq_id);
+    if (new_len < 0 || new_len > len)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "cannot truncate sequence %d of %d tokens to %d", seq_id, len,
+                         new_len);
     sq_kv_cache_truncate(ctx->kv, seq_id, new_len);
+    return NULL;
+}
+
+sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq) {
+    SQ_TRY(sq_error_wrap(check_seq(ctx, src_seq), "fork"));
+    SQ_TRY(sq_error_wrap(check_seq(ctx, dst_seq), "fork"));
+    sq_kv_cache_fork(ctx->kv, src_seq, dst_seq);
     return NULL;
 }
 
 int sq_context_n_ctx(const sq_context *ctx) { return ctx->n_ctx; }
 size_t sq_context_kv_bytes(const sq_context *ctx) { return sq_kv_cache_bytes(ctx->kv); }
+int sq_context_kv_block_size(const sq_context *ctx) { return ctx->kv->block_size; }
+int sq_context_kv_blocks_total(const sq_context *ctx) { return ctx->kv->n_blocks; }
+int sq_context_kv_blocks_free(const sq_context *ctx) { return ctx->kv->n_free; }
+
+sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
+                                      int n, int *n_blocks) {
+    *n_blocks = 0;
+    if (n < 0 || n > ctx->n_seq_max || (n > 0 && (!seq_ids || !n_new_tokens)))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "KV blocks needed: invalid list of %d sequences (at most %d)", n,
+                         ctx->n_seq_max);
+    for (int i = 0; i < n; i++) {
+        SQ_TRY(sq_error_wrap(check_seq(ctx, seq_ids[i]), "KV blocks needed"));
+        if (n_new_tokens[i] < 0 || n_new_tokens[i] > ctx->n_ctx)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "KV blocks needed: sequence %d cannot take %d tokens",
+                             seq_ids[i], n_new_tokens[i]);
+        ctx->batch_len[i] = sq_kv_cache_seq_len(ctx->kv, seq_ids[i]) + n_new_tokens[i];
+    }
+    return sq_kv_cache_blocks_needed(ctx->kv, seq_ids, ctx->batch_len, n, n_blocks);
+}

@@ -19,6 +19,8 @@ struct sq_context {
     int32_t *tok_id;
     int *tok_seq, *tok_pos;
     float **tok_logits; /* where each token's logits go, or NULL */
+    int *batch_seq,
+        *batch_len; /* [n_seq_max] (kv) each batch sequence's id and length after it, for reserve */
 };
 
 /* RoPE inverse frequencies for the model's theta and scaling (llama3 wavelength smoothing). */

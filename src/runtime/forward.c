@@ -49,15 +49,11 @@ static void forward_chunk(sq_context *ctx, int n) {
         add_bias(ctx->v, L->bv, n, kv_dim);
         be->rope(be->impl, ctx->q, n, L->n_heads, hd, ctx->rope_cos, ctx->rope_sin, c->rope_style);
         be->rope(be->impl, ctx->k, n, L->n_kv_heads, hd, ctx->rope_cos, ctx->rope_sin, c->rope_style);
-        for (int t = 0; t < n; t++) {
-            memcpy(sq_kv_key(ctx->kv, l, ctx->tok_seq[t], ctx->tok_pos[t]), ctx->k + (size_t)t * kv_dim,
-                   (size_t)kv_dim * sizeof(float));
-            memcpy(sq_kv_value(ctx->kv, l, ctx->tok_seq[t], ctx->tok_pos[t]), ctx->v + (size_t)t * kv_dim,
-                   (size_t)kv_dim * sizeof(float));
-        }
+        sq_kv_view kv; /* (kv) this layer's keys/values, read and written only through the view */
+        sq_kv_cache_view(ctx->kv, l, &kv);
+        be->kv_store(be->impl, &kv, ctx->k, ctx->v, ctx->tok_seq, ctx->tok_pos, n);
         sq_attention_args att = {.q = ctx->q,
-                                 .kv = ctx->kv,
-                                 .layer = l,
+                                 .kv = &kv,
                                  .seq = ctx->tok_seq,
                                  .pos = ctx->tok_pos,
                                  .n_tokens = n,
@@ -109,10 +105,11 @@ sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
                                  s->seq_id);
         if (s->n_tokens < 0 || (s->n_tokens > 0 && !s->tokens))
             return sq_errorf(SQ_ERR_INVALID_ARG, "forward: sequence %d has an invalid token list", s->seq_id);
-        if (s->n_tokens > ctx->n_ctx - ctx->kv->seq_len[s->seq_id])
+        int len = sq_kv_cache_seq_len(ctx->kv, s->seq_id);
+        if (s->n_tokens > ctx->n_ctx - len)
             return sq_errorf(SQ_ERR_INVALID_ARG,
                              "forward: sequence %d holds %d tokens; %d more exceed the context of %d",
-                             s->seq_id, ctx->kv->seq_len[s->seq_id], s->n_tokens, ctx->n_ctx);
+                             s->seq_id, len, s->n_tokens, ctx->n_ctx);
         if (s->logits_mode != SQ_LOGITS_NONE && s->logits_mode != SQ_LOGITS_LAST &&
             s->logits_mode != SQ_LOGITS_ALL)
             return sq_errorf(SQ_ERR_INVALID_ARG, "forward: sequence %d has an unknown logits mode",
@@ -127,14 +124,17 @@ sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
                                  "vocabulary of %d",
                                  s->tokens[j], s->seq_id, j, vocab);
     }
-    for (int i = 0; i < n_seqs; i++)
-        SQ_TRY(sq_kv_cache_reserve(ctx->kv, seqs[i].seq_id,
-                                   ctx->kv->seq_len[seqs[i].seq_id] + seqs[i].n_tokens));
+    /* (kv) blocks for every sequence at once, or a rejected batch that changed nothing */
+    for (int i = 0; i < n_seqs; i++) {
+        ctx->batch_seq[i] = seqs[i].seq_id;
+        ctx->batch_len[i] = sq_kv_cache_seq_len(ctx->kv, seqs[i].seq_id) + seqs[i].n_tokens;
+    }
+    SQ_TRY(sq_kv_cache_reserve(ctx->kv, ctx->batch_seq, ctx->batch_len, n_seqs));
 
     int n = 0;
     for (int i = 0; i < n_seqs; i++) {
         const sq_seq_batch *s = &seqs[i];
-        int start = ctx->kv->seq_len[s->seq_id];
+        int start = sq_kv_cache_seq_len(ctx->kv, s->seq_id);
         for (int j = 0; j < s->n_tokens; j++) {
             ctx->tok_id[n] = s->tokens[j];
             ctx->tok_seq[n] = s->seq_id;
@@ -149,6 +149,6 @@ sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
         }
     }
     if (n) forward_chunk(ctx, n);
-    for (int i = 0; i < n_seqs; i++) ctx->kv->seq_len[seqs[i].seq_id] += seqs[i].n_tokens;
+    for (int i = 0; i < n_seqs; i++) sq_kv_cache_set_seq_len(ctx->kv, ctx->batch_seq[i], ctx->batch_len[i]);
     return NULL;
 }

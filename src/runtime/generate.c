@@ -5,16 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "runtime/context.h"
-
-static double monotonic_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* What one call holds; released together whatever the outcome. */
 typedef struct generation {
@@ -94,15 +87,15 @@ static SQ_NODISCARD sq_error *run(sq_context *ctx, const char *prompt, int n_pre
     stats->prompt_tokens = n_len;
 
     SQ_TRY(sq_seq_truncate(ctx, 0, 0));
-    double t0 = monotonic_seconds();
+    double t0 = sq_monotonic_seconds();
     SQ_TRY(sq_error_wrap(forward(ctx, g, 0, n_len, n_text), "generate: prefilling %d prompt tokens", n_len));
-    double t1 = monotonic_seconds();
+    double t1 = sq_monotonic_seconds();
     stats->prefill_seconds = t1 - t0;
 
     int stopped_by_caller = 0;
     while ((n_predict < 0 || stats->generated_tokens < n_predict) && n_len < n_ctx) {
         int32_t next = sq_sampler_sample(g->sampler, g->logits, g->tokens, n_len);
-        stats->decode_seconds = monotonic_seconds() - t1;
+        stats->decode_seconds = sq_monotonic_seconds() - t1;
         if (next < 0)
             return sq_errorf(SQ_ERR_INTERNAL, "generate: every logit at position %d is NaN or -inf", n_len);
         if (sq_model_is_eos(model, next) || next == bos)

@@ -1,47 +1,101 @@
-/* The key/value cache: paged blocks of positions, a block table per sequence.
+/* The key/value cache: one pool of fixed-size blocks shared by all sequences, as in vLLM's PagedAttention
+ * (Kwon et al., 2023, "Efficient Memory Management for Large Language Model Serving with PagedAttention").
  *
- * Each layer's keys and values live in fixed-size blocks of `block_size` positions; a sequence owns a list of
- * blocks (its block table) and attention reads position p of a sequence through that table. A single run is
- * the case of one sequence; serving (many sequences, prefix sharing with reference counts) and quantized K/V
- * build on the same table without changing the attention kernels' view: sq_kv_key/sq_kv_value give a row
- * pointer. */
+ * Each layer has a key pool and a value pool of n_blocks blocks of block_size rows, allocated through a
+ * backend's alloc/free. A block id names the same slots in every layer's pools, so one block table per
+ * sequence serves all layers. The pool is sized by memory (a byte budget divided by the bytes one block takes
+ * across all layers), not by sequences x context: sequences take blocks as they grow and give them back when
+ * truncated, so a server admits requests while blocks are free (sq_kv_cache_blocks_needed against n_free).
+ *
+ * Blocks carry reference counts: fork makes one sequence share all of another's blocks (prefix sharing,
+ * parallel sampling), and reserve copies a shared block before a new row is written into it (copy-on-write),
+ * through the backend's copy. Rows are typed (f32, f16; quantized rows come with KV quantization): nothing
+ * here assumes an element size, only row_bytes.
+ *
+ * Lifecycle of a forward call: reserve every sequence of the batch at once (all or nothing), write the new
+ * rows through sq_kv_cache_view, then commit the new lengths with sq_kv_cache_set_seq_len. Not thread-safe:
+ * one caller at a time (the context's). */
 #ifndef SQ_RUNTIME_KV_CACHE_H
 #define SQ_RUNTIME_KV_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "kernels/backend.h"
 #include "squeeze.h"
 
+/* 16 positions a block (vLLM's default): small enough that a partly filled last block and copy-on-write waste
+ * little, large enough to keep a block's rows contiguous. */
+#define SQ_KV_DEFAULT_BLOCK_SIZE 16
+#define SQ_KV_MAX_BLOCK_SIZE     65536
+
+typedef struct sq_kv_cache_params {
+    int n_layers;
+    const int *kv_dim; /* [n_layers] n_kv_heads * head_dim of each layer (layers may differ after pruning) */
+    int n_ctx;         /* positions one sequence may hold */
+    int n_seq;         /* sequence ids 0 .. n_seq-1 */
+    int block_size;    /* positions per block, 1 .. SQ_KV_MAX_BLOCK_SIZE; 0: SQ_KV_DEFAULT_BLOCK_SIZE */
+    sq_dtype row_type; /* SQ_DTYPE_F32 or SQ_DTYPE_F16 */
+    size_t mem_bytes;  /* budget for the pools of all layers; 0: n_seq sequences of n_ctx positions. Capped at
+                          that: more blocks could never be held at once. */
+} sq_kv_cache_params;
+
 typedef struct sq_kv_cache {
-    int n_layers, n_seq, n_ctx, block_size, n_blocks, blocks_per_seq;
-    int *kv_dim;      /* per layer: n_kv_heads * head_dim of that layer */
-    float **k, **v;   /* per layer: [n_blocks][block_size][kv_dim] */
-    int *seq_len;     /* cached positions per sequence */
-    int *block_table; /* [n_seq][blocks_per_seq]: block ids, -1 where none is assigned */
-    int *free_blocks;
+    const sq_backend *backend; /* borrowed: the pools live in its memory */
+    int n_layers, n_seq, n_ctx;
+    int block_size, n_blocks;
+    int max_blocks; /* block-table entries per sequence: ceil(n_ctx / block_size) */
+    sq_dtype row_type;
+    size_t block_bytes;   /* bytes one block takes in the key and value pools of all layers */
+    int *kv_dim;          /* [n_layers] */
+    size_t *row_bytes;    /* [n_layers] bytes of one row of that layer */
+    uint8_t **k, **v;     /* [n_layers] pools, each [n_blocks][block_size][row_bytes[layer]] */
+    int32_t *block_table; /* [n_seq][max_blocks] block ids; entries n_held[s] .. max_blocks-1 are -1 */
+    int *n_held;          /* [n_seq] blocks each sequence holds (its first n_held table entries) */
+    int *seq_len;         /* [n_seq] committed slots; ceil(seq_len / block_size) <= n_held */
+    int *refcount;        /* [n_blocks] table entries naming each block; 0: the block is free */
+    int32_t *free_list;   /* [n_blocks] free block ids, a stack of n_free */
     int n_free;
+    int *writers;  /* [n_blocks] scratch of the block count: batch writers of each shared block; 0 between
+                      calls */
+    int *seq_mark; /* [n_seq] scratch of argument checks: 1 while a sequence is listed; 0 between calls */
 } sq_kv_cache;
 
-/* Capacity: n_ctx positions for each of n_seq sequences. */
-SQ_NODISCARD sq_error *sq_kv_cache_create(int n_layers, const int *kv_dim, int n_ctx, int n_seq,
+/* Allocates the pools through backend->alloc. Errors: SQ_ERR_INVALID_ARG for bad sizes, an unsupported row
+ * type, or a budget that cannot hold one block or one sequence of n_ctx positions (the message says how many
+ * bytes those take); SQ_ERR_NOMEM when the backend's memory runs out. */
+SQ_NODISCARD sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params *params,
                                           sq_kv_cache **out);
 void sq_kv_cache_free(sq_kv_cache *c);
+/* Bytes of the key and value pools of all layers: n_blocks * block_bytes. */
 size_t sq_kv_cache_bytes(const sq_kv_cache *c);
 
-/* Makes sure positions [0, new_len) of seq have blocks. */
-SQ_NODISCARD sq_error *sq_kv_cache_reserve(sq_kv_cache *c, int seq, int new_len);
-/* Forgets positions >= new_len and returns whole blocks past them to the free list. */
+/* Blocks that reserving seq_ids[i] up to new_len[i] slots (i < n) would take from the free list: blocks for
+ * slots no held block covers, plus one copy of each shared block a new slot falls in (a block shared by r
+ * sequences of which w write into it needs min(w, r-1) copies: the last writer keeps the original). Errors
+ * (SQ_ERR_INVALID_ARG): a sequence id outside 0..n_seq-1 or listed twice, new_len below the committed length
+ * or above n_ctx. */
+SQ_NODISCARD sq_error *sq_kv_cache_blocks_needed(const sq_kv_cache *c, const int *seq_ids, const int *new_len,
+                                                 int n, int *n_blocks);
+/* all-or-nothing: gives every listed sequence private (refcount 1) blocks for slots [0, new_len[i]) —
+ * allocating missing blocks and copying shared blocks that the new slots will write (copy-on-write) — or
+ * changes nothing and returns an error naming the shortfall (SQ_ERR_NOMEM, "KV cache: ... needs N blocks,
+ * M free"). Committed slots below seq_len whose blocks no new slot writes stay shared: only blocks that slots
+ * [seq_len, new_len) fall in are made private. Argument errors as sq_kv_cache_blocks_needed. */
+SQ_NODISCARD sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n);
+/* Layer `layer`'s pools and the block tables, for the kernels. Valid until the next reserve, truncate or
+ * fork.
+ */
+void sq_kv_cache_view(const sq_kv_cache *c, int layer, sq_kv_view *out);
+int sq_kv_cache_seq_len(const sq_kv_cache *c, int seq);         /* committed slots */
+void sq_kv_cache_set_seq_len(sq_kv_cache *c, int seq, int len); /* commit after a forward pass; len must lie
+                                                                    within the slots reserved for seq */
+/* Forgets slots >= new_len (committed or only reserved) and drops the sequence's references to whole blocks
+ * past them; a block whose count reaches 0 is free again. seq must be valid; new_len >= 0. */
 void sq_kv_cache_truncate(sq_kv_cache *c, int seq, int new_len);
-
-static inline float *sq_kv_row(const sq_kv_cache *c, float *const *base, int layer, int seq, int pos) {
-    int block = c->block_table[seq * c->blocks_per_seq + pos / c->block_size];
-    return base[layer] + ((size_t)block * c->block_size + (size_t)(pos % c->block_size)) * c->kv_dim[layer];
-}
-static inline float *sq_kv_key(const sq_kv_cache *c, int layer, int seq, int pos) {
-    return sq_kv_row(c, c->k, layer, seq, pos);
-}
-static inline float *sq_kv_value(const sq_kv_cache *c, int layer, int seq, int pos) {
-    return sq_kv_row(c, c->v, layer, seq, pos);
-}
+/* dst drops what it held and then shares every block of src's committed slots (reference counts up); its
+ * length becomes src's. Takes no free block: the first write into a shared block copies it (reserve). Both
+ * ids must be valid; src == dst changes nothing. */
+void sq_kv_cache_fork(sq_kv_cache *c, int src, int dst);
 
 #endif

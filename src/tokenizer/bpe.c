@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "core/array.h"
 #include "core/error.h"
 
 void sq_bpe_free(sq_bpe *b) {
@@ -13,14 +14,9 @@ void sq_bpe_free(sq_bpe *b) {
 sq_error *sq_bpe_add(sq_bpe *b, int32_t id, size_t start, size_t len, int mergeable) {
     if (start > UINT32_MAX || len > UINT32_MAX - start)
         return sq_errorf(SQ_ERR_INVALID_ARG, "tokenizer: text longer than 4 GiB");
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 64;
-        if (cap > INT32_MAX) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenizer: too many symbols in one word");
-        sq_bpe_symbol *s = realloc(b->symbols, cap * sizeof *s);
-        if (!s) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
-        b->symbols = s;
-        b->cap = cap;
-    }
+    if (b->n == INT32_MAX) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenizer: too many symbols in one word");
+    if (SQ_ARRAY_RESERVE(b->symbols, b->cap, b->n + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     int32_t i = (int32_t)b->n++;
     b->symbols[i] = (sq_bpe_symbol){id, (uint32_t)start, (uint32_t)len, i - 1, -1, mergeable};
     if (i > 0) b->symbols[i - 1].next = i;
@@ -32,13 +28,8 @@ static int better(const sq_bpe_candidate *a, const sq_bpe_candidate *b) {
 }
 
 static SQ_NODISCARD sq_error *heap_push(sq_bpe *b, sq_bpe_candidate c) {
-    if (b->heap_n == b->heap_cap) {
-        size_t cap = b->heap_cap ? 2 * b->heap_cap : 64;
-        sq_bpe_candidate *h = realloc(b->heap, cap * sizeof *h);
-        if (!h) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
-        b->heap = h;
-        b->heap_cap = cap;
-    }
+    if (SQ_ARRAY_RESERVE(b->heap, b->heap_cap, b->heap_n + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     size_t i = b->heap_n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer_internal.h"
@@ -71,9 +72,9 @@ static int is_ascii(const char *s, size_t n) {
 
 /* NFC over the valid stretches (invalid bytes copied as they are). *out is malloc'ed. */
 static SQ_NODISCARD sq_error *normalize_nfc(const char *text, size_t len, char **out, size_t *out_len) {
-    size_t cap = len + 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    if (SQ_ARRAY_RESERVE(buf, cap, len + 16)) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     for (size_t i = 0; i < len;) {
         int valid;
         size_t r = run_length(text + i, len - i, &valid);
@@ -90,15 +91,10 @@ static SQ_NODISCARD sq_error *normalize_nfc(const char *text, size_t len, char *
             src = (const char *)nfc;
             src_len = (size_t)m;
         }
-        if (n + src_len > cap) {
-            while (n + src_len > cap) cap *= 2;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(nfc);
-                free(buf);
-                return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
-            }
-            buf = b;
+        if (SQ_ARRAY_RESERVE(buf, cap, n + src_len)) {
+            free(nfc);
+            free(buf);
+            return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
         }
         memcpy(buf + n, src, src_len);
         n += src_len;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
@@ -136,13 +137,7 @@ static size_t incomplete_tail(const char *s, size_t n) {
 /* Returns held bytes + s[0, l) minus a new incomplete tail, which is held back in turn. */
 static const char *append(sq_detokenizer *d, const char *s, size_t l, int final, size_t *len) {
     size_t total = d->n_held + l;
-    if (total + 1 > d->cap) {
-        size_t cap = 2 * (total + 1);
-        char *b = realloc(d->out, cap);
-        if (!b) return NULL;
-        d->out = b;
-        d->cap = cap;
-    }
+    if (SQ_ARRAY_RESERVE(d->out, d->cap, total + 1)) return NULL;
     memcpy(d->out, d->held, d->n_held);
     memcpy(d->out + d->n_held, s, l);
     size_t keep = final ? 0 : incomplete_tail(d->out, total);

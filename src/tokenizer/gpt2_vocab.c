@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "tokenizer/tokenizer_internal.h"
 
 typedef struct gpt2_files {

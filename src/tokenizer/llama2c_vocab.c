@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer_internal.h"
 
@@ -36,7 +37,8 @@ sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, siz
     if (max_len == 0 || max_len > 4096)
         return sq_errorf(SQ_ERR_FORMAT, "%s: max_token_length %u is not a llama2.c tokenizer's (1..4096)",
                          path, max_len);
-    int n = 0, cap = 0;
+    int n = 0;
+    size_t cap_tokens = 0, cap_scores = 0;
     char **tokens = NULL;
     float *scores = NULL;
     sq_error *err = NULL;
@@ -57,16 +59,10 @@ sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, siz
                             path, n, pos - 8, len, max_len, size - pos, (double)score);
             break;
         }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            char **t = realloc(tokens, (size_t)cap * sizeof *t);
-            if (t) tokens = t;
-            float *s = realloc(scores, (size_t)cap * sizeof *s);
-            if (s) scores = s;
-            if (!t || !s || cap > (1 << 24)) {
-                err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory or absurd token count", path);
-                break;
-            }
+        if (n == 1 << 24 || SQ_ARRAY_RESERVE(tokens, cap_tokens, (size_t)n + 1) ||
+            SQ_ARRAY_RESERVE(scores, cap_scores, (size_t)n + 1)) {
+            err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory or absurd token count", path);
+            break;
         }
         scores[n] = score;
         tokens[n] = n == 1 ? strdup("<s>") : n == 2 ? strdup("</s>") : respell(data + pos, len);
@@ -94,7 +90,7 @@ sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, siz
         err = sq_tokenizer_from_spec(&spec, out);
         if (err) err = sq_error_wrap(err, "%s", path);
     }
-    for (int i = 0; i < n && i < cap; i++) free(tokens[i]);
+    for (int i = 0; i < n; i++) free(tokens[i]);
     free(tokens);
     free(scores);
     return err;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 
 struct sq_pretokenizer {
@@ -98,13 +99,8 @@ sq_error *sq_pretokenizer_create(const char *const *regexes, int n, sq_pretokeni
 }
 
 sq_error *sq_span_buf_push(sq_span_buf *b, size_t start, size_t len) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        sq_span *s = realloc(b->spans, cap * sizeof *s);
-        if (!s) return sq_errorf(SQ_ERR_NOMEM, "pre-tokenizer: out of memory");
-        b->spans = s;
-        b->cap = cap;
-    }
+    if (SQ_ARRAY_RESERVE(b->spans, b->cap, b->n + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "pre-tokenizer: out of memory");
     b->spans[b->n++] = (sq_span){start, len};
     return NULL;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer_internal.h"
 
@@ -76,7 +77,8 @@ static float fixed32_float(uint64_t v) {
 }
 
 typedef struct spm_model {
-    int n, cap;
+    int n;
+    size_t cap_pieces, cap_scores, cap_types;
     char **pieces;
     float *scores;
     int32_t *types;
@@ -103,18 +105,11 @@ static char *dup_bytes(const unsigned char *s, size_t n) {
 static SQ_NODISCARD sq_error *read_piece(const char *path, spm_model *m, const unsigned char *at,
                                          size_t len) {
     int i = m->n;
-    if (m->n == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 1024;
-        if (cap > (1 << 26)) return sq_errorf(SQ_ERR_FORMAT, "%s: more than %d pieces", path, 1 << 26);
-        char **p = realloc(m->pieces, (size_t)cap * sizeof *p);
-        if (p) m->pieces = p;
-        float *s = realloc(m->scores, (size_t)cap * sizeof *s);
-        if (s) m->scores = s;
-        int32_t *t = realloc(m->types, (size_t)cap * sizeof *t);
-        if (t) m->types = t;
-        if (!p || !s || !t) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
-        m->cap = cap;
-    }
+    if (m->n == 1 << 26) return sq_errorf(SQ_ERR_FORMAT, "%s: more than %d pieces", path, 1 << 26);
+    size_t need = (size_t)m->n + 1;
+    if (SQ_ARRAY_RESERVE(m->pieces, m->cap_pieces, need) ||
+        SQ_ARRAY_RESERVE(m->scores, m->cap_scores, need) || SQ_ARRAY_RESERVE(m->types, m->cap_types, need))
+        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     pb_reader r = {at, at + len};
     pb_field f;
     int rc, have_piece = 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer_internal.h"
@@ -31,14 +32,9 @@ static void remember_unused(score_order *so, int32_t id, const sq_bpe_symbol *l,
     size_t i = 0;
     while (i < so->n && so->pairs[i].id != id) i++;
     if (i == so->n) {
-        if (so->n == so->cap) {
-            size_t cap = so->cap ? 2 * so->cap : 16;
-            unused_pair *p = realloc(so->pairs, cap * sizeof *p);
-            if (!p) {
-                so->out_of_memory = 1;
-                return;
-            }
-            so->pairs = p, so->cap = cap;
+        if (SQ_ARRAY_RESERVE(so->pairs, so->cap, so->n + 1)) {
+            so->out_of_memory = 1;
+            return;
         }
         so->n++;
     }

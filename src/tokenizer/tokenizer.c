@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
@@ -65,14 +66,8 @@ sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out) {
 }
 
 sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 64;
-        if (cap > INT32_MAX) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenize: more than 2^31 tokens");
-        int32_t *ids = realloc(b->ids, cap * sizeof *ids);
-        if (!ids) return sq_errorf(SQ_ERR_NOMEM, "tokenize: out of memory");
-        b->ids = ids;
-        b->cap = cap;
-    }
+    if (b->n == INT32_MAX) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenize: more than 2^31 tokens");
+    if (SQ_ARRAY_RESERVE(b->ids, b->cap, b->n + 1)) return sq_errorf(SQ_ERR_NOMEM, "tokenize: out of memory");
     b->ids[b->n++] = id;
     return NULL;
 }

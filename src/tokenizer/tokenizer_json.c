@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "tokenizer/tokenizer_internal.h"
 
 static const char space_symbol[] = "\xe2\x96\x81";
@@ -27,6 +27,7 @@ typedef struct json_vocab {
     int n_merges;
     char **regexes;
     int n_regexes;
+    size_t cap_regexes;
     char *chat_template_file; /* chat_template.jinja's text, when the template comes from there */
     sq_vocab_spec spec;
     sq_warnings warnings; /* what reading tokenizer_config.json worked around */
@@ -195,13 +196,9 @@ static SQ_NODISCARD sq_error *merge_order_scores(const char *path, json_vocab *v
         const char *m = v->merges[r], *sp = strchr(m, ' ');
         size_t len = strlen(m);
         if (!sp) continue; /* sq_tokenizer_from_spec reports malformed merges */
-        if (len > cap) {
-            char *j = realloc(joined, len + 1);
-            if (!j) {
-                err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            joined = j, cap = len;
+        if (SQ_ARRAY_RESERVE(joined, cap, len)) {
+            err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+            break;
         }
         size_t left = (size_t)(sp - m);
         memcpy(joined, m, left);
@@ -304,12 +301,10 @@ static char *quote_regex(const char *s) {
 
 static SQ_NODISCARD sq_error *add_regex(const char *path, json_vocab *v, char *r) {
     if (!r) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
-    char **list = realloc(v->regexes, (size_t)(v->n_regexes + 1) * sizeof *list);
-    if (!list) {
+    if (SQ_ARRAY_RESERVE(v->regexes, v->cap_regexes, (size_t)v->n_regexes + 1)) {
         free(r);
         return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     }
-    v->regexes = list;
     v->regexes[v->n_regexes++] = r;
     return NULL;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
@@ -30,9 +31,9 @@ static int by_score_then_ids(const void *a, const void *b) {
 /* Every split of every piece into two pieces, highest score first, then by the pieces' ids (what
  * tokenizers' SentencePieceExtractor produces). */
 static SQ_NODISCARD sq_error *derive_merges(const sq_tokenizer *t, derived_merge **out, int *n_out) {
-    size_t n = 0, cap = 1024;
-    derived_merge *m = malloc(cap * sizeof *m);
-    if (!m) return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
+    size_t n = 0, cap = 0;
+    derived_merge *m = NULL; /* allocated even when empty: qsort and the caller get an array */
+    if (SQ_ARRAY_RESERVE(m, cap, 1024)) return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
     sq_strmap all;
     if (sq_strmap_init(&all, (size_t)t->spec.n_tokens)) {
         free(m);
@@ -46,14 +47,10 @@ static SQ_NODISCARD sq_error *derive_merges(const sq_tokenizer *t, derived_merge
              k += (size_t)sq_utf8_claimed_len((unsigned char)s[k])) {
             int32_t l = sq_strmap_get(&all, s, k), r = sq_strmap_get(&all, s + k, len - k);
             if (l < 0 || r < 0) continue;
-            if (n == cap) {
-                derived_merge *g = realloc(m, 2 * cap * sizeof *m);
-                if (!g) {
-                    free(m);
-                    sq_strmap_free(&all);
-                    return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
-                }
-                m = g, cap *= 2;
+            if (SQ_ARRAY_RESERVE(m, cap, n + 1)) {
+                free(m);
+                sq_strmap_free(&all);
+                return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
             }
             m[n++] = (derived_merge){t->scores[i], i, l, r};
         }

@@ -7,17 +7,6 @@
 #include "formats/gguf.h"
 #include "test_formats_util.h"
 
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(data, 1, n, fp), n);
-    fclose(fp);
-}
-
-static void read_all(const char *path, unsigned char **data, size_t *n) {
-    sq_test_ok(sq_read_file(path, 1 << 26, (char **)data, n));
-}
-
 /* Expects loading `path` to fail with a message naming the file and containing `needle` (NULL: any). */
 static void expect_failure(const char *path, const char *needle) {
     sq_model *m;
@@ -54,7 +43,7 @@ static void patched(const unsigned char *orig, size_t n, size_t at, const void *
     memcpy(d, orig, n);
     memcpy(d + at, bytes, len);
     const char *path = sq_test_work("formats-bad.gguf");
-    write_bytes(path, d, n);
+    sq_test_write_file(path, d, n);
     expect_failure(path, needle);
     free(d);
 }
@@ -68,7 +57,7 @@ static void test_gguf_corruptions(void **state) {
     sq_model_free(m);
     unsigned char *d;
     size_t n;
-    read_all(good, &d, &n);
+    d = (unsigned char *)sq_test_read_file(good, &n);
     const uint32_t v1 = 1, v4 = 4, vbig = 0x03000000;
     const uint64_t huge = (uint64_t)1 << 40, zero = 0, one = 1, two39 = (uint64_t)1 << 39;
 
@@ -78,7 +67,7 @@ static void test_gguf_corruptions(void **state) {
         memcpy(e, d, n);
         e[0] = 'X';
         const char *p = sq_test_work("formats-bad.gguf");
-        write_bytes(p, e, n);
+        sq_test_write_file(p, e, n);
         sq_model *x = sq_model_new();
         sq_test_fails_with(sq_gguf_load(p, x), "bad magic");
         sq_model_free(x);
@@ -90,7 +79,7 @@ static void test_gguf_corruptions(void **state) {
         const uint32_t v2 = 2;
         memcpy(e + 4, &v2, 4);
         const char *p = sq_test_work("formats-v2.gguf");
-        write_bytes(p, e, n);
+        sq_test_write_file(p, e, n);
         sq_model *x;
         sq_test_ok(load_plain(p, &x));
         sq_model_free(x);
@@ -130,7 +119,7 @@ static void test_gguf_corruptions(void **state) {
         memcpy(e + te + 4, &two39, 8);
         memcpy(e + te + 12, &two39, 8);
         const char *p = sq_test_work("formats-bad.gguf");
-        write_bytes(p, e, n);
+        sq_test_write_file(p, e, n);
         expect_failure(p, "overflows");
         free(e);
     }
@@ -152,7 +141,7 @@ static void test_gguf_corruptions(void **state) {
     size_t data_start = (size_t)(find(d, n, "blk.0.ffn_down.weight") + 64);
     const char *cut = sq_test_work("formats-cut.gguf");
     for (size_t at = 1; at < n; at += at < data_start ? 1 : 211) {
-        write_bytes(cut, d, at);
+        sq_test_write_file(cut, d, at);
         sq_model *x = sq_model_new();
         sq_error *err = sq_gguf_load(cut, x);
         if (!err) fail_msg("GGUF cut at %zu of %zu bytes loaded", at, n);
@@ -183,7 +172,7 @@ static void test_gguf_nested_arrays(void **state) {
 #undef PUT
     sq_mapped_file *mf;
     const char *p = sq_test_work("formats-nested.gguf");
-    write_bytes(p, f, n);
+    sq_test_write_file(p, f, n);
     sq_test_ok(sq_mapped_file_open(p, &mf));
     sq_gguf_file *g;
     sq_test_ok(sq_gguf_parse(mf, &g));
@@ -198,7 +187,7 @@ static void test_gguf_nested_arrays(void **state) {
     /* inner count absurd */
     const uint64_t absurd = (uint64_t)1 << 60;
     memcpy(f + 4 + 4 + 8 + 8 + 8 + 3 + 4 + 4 + 8 + 4, &absurd, 8);
-    write_bytes(p, f, n);
+    sq_test_write_file(p, f, n);
     sq_test_ok(sq_mapped_file_open(p, &mf));
     sq_test_fails_with(sq_gguf_parse(mf, &g), "claims 1152921504606846976 array elements");
     sq_mapped_file_close(mf);
@@ -216,7 +205,7 @@ static const char *hf_dir(const char *name) {
 static void put_file(const char *dir, const char *name, const void *data, size_t n) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    write_bytes(p, data, n);
+    sq_test_write_file(p, data, n);
 }
 
 static void put_text(const char *dir, const char *name, const char *text) {
@@ -251,7 +240,7 @@ static void test_hf_corruptions(void **state) {
     snprintf(p, sizeof p, "%s/model.safetensors", good);
     unsigned char *st;
     size_t n;
-    read_all(p, &st, &n);
+    st = (unsigned char *)sq_test_read_file(p, &n);
     uint64_t hl;
     memcpy(&hl, st, 8);
 
@@ -410,10 +399,10 @@ static void test_llama2c_truncations(void **state) {
     sq_model_free(m);
     unsigned char *d;
     size_t n;
-    read_all(good, &d, &n);
+    d = (unsigned char *)sq_test_read_file(good, &n);
     const char *cut = sq_test_work("formats-cut.bin");
     for (size_t at = 1; at < n; at += at < 64 ? 1 : 61) {
-        write_bytes(cut, d, at);
+        sq_test_write_file(cut, d, at);
         expect_failure(cut, NULL);
     }
     /* absurd header values */
@@ -424,7 +413,7 @@ static void test_llama2c_truncations(void **state) {
         unsigned char *e = malloc(n);
         memcpy(e, d, n);
         memcpy(e + 4 * bad_values[i][0], &bad_values[i][1], 4);
-        write_bytes(cut, e, n);
+        sq_test_write_file(cut, e, n);
         expect_failure(cut, NULL);
         free(e);
     }

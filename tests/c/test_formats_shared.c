@@ -72,7 +72,7 @@ static void check_against_golden(const char *tag, const sq_model *m) {
 
 static void check_against_fp32(const sq_model *q, const sq_model *ref) {
     for (int i = 0; i < ref->n_tensors; i++) {
-        const sq_tensor *r = &ref->tensors[i], *t = sq_model_find_tensor(q, r->name);
+        const sq_tensor *r = ref->tensors[i], *t = sq_model_find_tensor(q, r->name);
         if (!t) fail_msg("tensor %s missing", r->name);
         assert_int_equal(sq_tensor_nelements(t), sq_tensor_nelements(r));
         float *v = dequantize(t);
@@ -88,7 +88,7 @@ static void check_against_fp32(const sq_model *q, const sq_model *ref) {
             assert_int_equal(t->dtype, SQ_DTYPE_Q8_0);
             const sq_block_q8_0 *b = t->data;
             for (int64_t k = 0; k < n; k++) {
-                double d = sq_f16_to_f32(b[k / SQ_QK].d), tol = d / 2 + 127 * d * ldexp(1, -11) + 1e-12;
+                double d = sq_f16_to_f32(b[k / SQ_QK8_0].d), tol = d / 2 + 127 * d * ldexp(1, -11) + 1e-12;
                 if (fabs(v[k] - w[k]) > tol)
                     fail_msg("%s[%lld]: %g vs fp32 %g (tolerance %g)", r->name, (long long)k, v[k], w[k],
                              tol);

@@ -27,7 +27,7 @@ static inline void tiny_add(sq_model *m, uint64_t *seed, const char *name, sq_dt
     float *x = malloc((size_t)n * sizeof *x);
     for (int64_t i = 0; i < n; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
     size_t bytes = sq_tensor_bytes_for(dtype, ndim, shape);
-    void *data = sq_model_alloc(m, bytes);
+    void *data = sq_model_host_alloc(bytes);
     sq_dtype_info(dtype)->from_f32(x, data, n);
     free(x);
     sq_test_ok(sq_model_add_tensor(m, name, dtype, ndim, shape, data, bytes, SQ_STORAGE_HOST));
@@ -124,9 +124,14 @@ static inline void assert_same_model(const sq_model *a, const sq_model *b, int c
         assert_float_equal(x->rope_scaling.low_freq_factor, y->rope_scaling.low_freq_factor, 1e-3);
         assert_float_equal(x->rope_scaling.high_freq_factor, y->rope_scaling.high_freq_factor, 1e-3);
     }
+    for (int l = 0; l < x->n_layers; l++) {
+        assert_int_equal(a->layers[l].n_heads, b->layers[l].n_heads);
+        assert_int_equal(a->layers[l].n_kv_heads, b->layers[l].n_kv_heads);
+        assert_int_equal(a->layers[l].ffn_dim, b->layers[l].ffn_dim);
+    }
     assert_int_equal(a->n_tensors, b->n_tensors);
     for (int i = 0; i < a->n_tensors; i++) {
-        const sq_tensor *ta = &a->tensors[i], *tb = sq_model_find_tensor(b, ta->name);
+        const sq_tensor *ta = a->tensors[i], *tb = sq_model_find_tensor(b, ta->name);
         if (!tb) fail_msg("tensor %s is missing after the round trip", ta->name);
         int to = ta->ndim == 1 ? -1 : convert_to;
         assert_int_equal(to < 0 ? (int)ta->dtype : to, (int)tb->dtype);

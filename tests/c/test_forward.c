@@ -21,38 +21,8 @@ static const golden_case cases[] = {
     {"models/stories260K.bin", "golden/stories260K.tokens.txt", "golden/stories260K.logits.f32", 512},
 };
 
-static int read_tokens(const char *path, int32_t *ids, int max) {
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    int n = 0;
-    while (n < max && fscanf(fp, "%d", &ids[n]) == 1) n++;
-    fclose(fp);
-    return n;
-}
-
-static float *read_f32(const char *path, size_t count) {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    float *data = malloc(count * sizeof *data);
-    assert_non_null(data);
-    assert_int_equal(fread(data, sizeof *data, count, fp), count);
-    fclose(fp);
-    return data;
-}
-
 static void check_rows(const float *got, const float *want, int n, int vocab, const char *what) {
-    for (int t = 0; t < n; t++) {
-        const float *g = got + (size_t)t * vocab, *w = want + (size_t)t * vocab;
-        double err = sq_test_rel_err(g, w, (size_t)vocab);
-        int ag = 0, aw = 0;
-        for (int i = 1; i < vocab; i++) {
-            if (g[i] > g[ag]) ag = i;
-            if (w[i] > w[aw]) aw = i;
-        }
-        if (err > GOLDEN_TOLERANCE || ag != aw)
-            fail_msg("%s: position %d: relative error %.3g (tolerance %g), argmax %d vs %d", what, t, err,
-                     GOLDEN_TOLERANCE, ag, aw);
-    }
+    sq_test_check_logits(got, want, n, vocab, GOLDEN_TOLERANCE, what);
 }
 
 /* Feeds the golden tokens `step` at a time (step >= n: one call) into sequence `seq` of ctx. */
@@ -71,9 +41,9 @@ static void test_golden(void **state) {
         sq_model *model;
         sq_test_ok(sq_model_load(sq_test_shared(g->model), NULL, &model));
         int32_t ids[64];
-        int n = read_tokens(sq_test_shared(g->tokens), ids, 64);
+        int n = sq_test_read_ids(sq_test_shared(g->tokens), ids, 64);
         assert_true(n > 8);
-        float *want = read_f32(sq_test_shared(g->logits), (size_t)n * g->vocab);
+        float *want = sq_test_read_f32(sq_test_shared(g->logits), (size_t)n * g->vocab);
         float *got = malloc((size_t)n * g->vocab * sizeof *got);
         assert_non_null(got);
         const int steps[] = {n, 1, 5};
@@ -102,8 +72,8 @@ static void test_batched_sequences(void **state) {
     sq_model *model;
     sq_test_ok(sq_model_load(sq_test_shared(g->model), NULL, &model));
     int32_t ids[64];
-    int n = read_tokens(sq_test_shared(g->tokens), ids, 64);
-    float *want = read_f32(sq_test_shared(g->logits), (size_t)n * g->vocab);
+    int n = sq_test_read_ids(sq_test_shared(g->tokens), ids, 64);
+    float *want = sq_test_read_f32(sq_test_shared(g->logits), (size_t)n * g->vocab);
     sq_context *ctx;
     sq_test_ok(sq_context_create(
         model, &(sq_context_options){.n_seq_max = 3, .n_batch_max = 7, .n_threads = 2}, &ctx));

@@ -77,26 +77,33 @@ static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint
     return t;
 }
 
+/* n rounded up to whole blocks of the format. */
+static int64_t whole_blocks(sq_dtype dtype, int64_t n) {
+    const int64_t be = sq_dtype_info(dtype)->block_elems;
+    return (n + be - 1) / be * be;
+}
+
 static void test_to_f32_matches_reference(void **state) {
     (void)state;
     const char *sets[3];
     int n_sets = supported_sets(sets);
     const char *best = sq_cpu_kernel_name();
     uint64_t seed = 7;
-    const int64_t lengths[] = {32, 96, 288, 4128, 1, 7, 100}; /* the last three only for dense dtypes */
+    /* the last three only for dense dtypes; the 0 stands for three blocks of each format */
+    const int64_t lengths[] = {32, 96, 288, 4128, 0, 1, 7, 100};
     for (int s = 0; s < n_sets; s++) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
         const sq_cpu_kernels *k = sq_cpu_kernels_active();
         for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
-            if (!k->to_f32[dt]) continue; /* this set uses the reference itself */
+            if (k->formats[dt].reference_only) continue; /* runs through the reference itself */
             for (size_t l = 0; l < sizeof lengths / sizeof *lengths; l++) {
-                int64_t n = lengths[l];
+                int64_t n = lengths[l] ? lengths[l] : 3 * sq_dtype_info(dt)->block_elems;
                 if (n % sq_dtype_info(dt)->block_elems) continue;
                 void *buf;
                 sq_tensor t = random_weights(dt, 1, n, &seed, &buf);
                 float *fast = malloc((size_t)n * sizeof *fast), *ref = malloc((size_t)n * sizeof *ref);
                 sq_dtype_info(dt)->to_f32(t.data, ref, n);
-                k->to_f32[dt](t.data, fast, n);
+                k->formats[dt].to_f32(t.data, fast, n);
                 if (memcmp(fast, ref, (size_t)n * sizeof *ref) != 0)
                     fail_msg("%s to_f32 for %s, %lld elements differs from the reference", sets[s],
                              sq_dtype_info(dt)->name, (long long)n);
@@ -163,19 +170,83 @@ static void test_matmul_matches_reference(void **state) {
                 }
     /* Rows longer than a GEMM tile holds: the reduction is split into slices. */
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
-        check_problem(dt, 1, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
-        check_problem(dt, 17, (shape){21, 4160}, pools, 3, sets, n_sets, &seed);
+        check_problem(dt, 1, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
+        check_problem(dt, 17, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
     }
     sq_threadpool_free(pools[1]);
     sq_threadpool_free(pools[2]);
     sq_test_ok(sq_cpu_force_kernels(best));
 }
 
+/* Every compiled kernel set, whether this CPU runs it or not (only its table is read), gives every format of
+ * core/dtype.h a GEMV and a to_f32, or marks it reference-only and gives neither. The SIMD sets convert block
+ * formats a sub-block at a time, so their blocks must be whole sub-blocks. */
+static void test_every_format_has_kernels(void **state) {
+    (void)state;
+    const sq_cpu_kernels *const sets[] = {
+        &sq_kernels_scalar,
+#if defined(__x86_64__)
+        &sq_kernels_avx2,
+        &sq_kernels_avx512,
+#endif
+    };
+    for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+        for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+            const sq_format_kernels *k = &sets[s]->formats[dt];
+            const sq_dtype_traits *f = sq_dtype_info(dt);
+            if (k->reference_only ? k->gemv || k->to_f32 : !k->gemv || !k->to_f32)
+                fail_msg(
+                    "kernel set %s: format %s needs a GEMV and a to_f32, or SQ_REFERENCE_ONLY and neither",
+                    sets[s]->name, f->name);
+            if (sets[s] != &sq_kernels_scalar && !k->reference_only && f->block_elems > 1 &&
+                f->block_elems % SQ_CPU_SUB_BLOCK)
+                fail_msg("kernel set %s: blocks of %d %s values are not whole sub-blocks of %d",
+                         sets[s]->name, f->block_elems, f->name, SQ_CPU_SUB_BLOCK);
+        }
+}
+
+/* A format a set marks reference-only runs through its reference to_f32, on the GEMV path (rows longer than
+ * one dequantized piece included) and the GEMM path. */
+static void test_reference_only_formats(void **state) {
+    (void)state;
+    sq_cpu_kernels reference_only = {.name = "reference-only"};
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++)
+        reference_only.formats[dt] = (sq_format_kernels)SQ_REFERENCE_ONLY;
+    sq_threadpool *pool = sq_threadpool_create(2);
+    assert_non_null(pool);
+    const int tokens[] = {1, 3, 17};
+    const shape sizes[] = {{37, 96}, {21, 4160}}; /* columns rounded up to whole blocks */
+    uint64_t seed = 99;
+    for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++)
+        for (size_t t = 0; t < sizeof tokens / sizeof *tokens; t++)
+            for (size_t h = 0; h < sizeof sizes / sizeof *sizes; h++) {
+                const shape sh = {sizes[h].rows, whole_blocks(dt, sizes[h].cols)};
+                void *wbuf;
+                sq_tensor w = random_weights(dt, sh.rows, sh.cols, &seed, &wbuf);
+                size_t nx = (size_t)tokens[t] * sh.cols, ny = (size_t)tokens[t] * sh.rows;
+                float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y),
+                      *ref = malloc(ny * sizeof *ref);
+                for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(&seed, -1, 1);
+                for (size_t i = 0; i < ny; i++) y[i] = NAN;
+                sq_ref_matmul(&w, x, tokens[t], ref);
+                sq_cpu_matmul_with(&reference_only, pool, &w, x, tokens[t], y);
+                double err = sq_test_rel_err(y, ref, ny);
+                if (!(err < TOLERANCE))
+                    fail_msg("reference-only %s: %d tokens x [%lld x %lld]: relative error %g",
+                             sq_dtype_info(dt)->name, tokens[t], (long long)sh.rows, (long long)sh.cols, err);
+                free(x);
+                free(y);
+                free(ref);
+                free(wbuf);
+            }
+    sq_threadpool_free(pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_selection),
-        cmocka_unit_test(test_to_f32_matches_reference),
-        cmocka_unit_test(test_matmul_matches_reference),
+        cmocka_unit_test(test_kernel_selection),         cmocka_unit_test(test_to_f32_matches_reference),
+        cmocka_unit_test(test_matmul_matches_reference), cmocka_unit_test(test_every_format_has_kernels),
+        cmocka_unit_test(test_reference_only_formats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -433,21 +433,13 @@ static void test_bad_inputs(void **state) {
     fake_lm_close(&m);
 }
 
-static const char *write_file(const char *name, const char *data, size_t len) {
-    const char *path = sq_test_work(name);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fwrite(data, 1, len, fp);
-    fclose(fp);
-    return path;
-}
-
 static void test_read_text(void **state) {
     (void)state;
     char *text;
     size_t len;
     static const char good[] = "caf\xc3\xa9\r\nline two\r\n\xf0\x9f\x98\x80 and a lone \r stays\n";
-    sq_test_ok(sq_eval_read_text(write_file("evalq_good.txt", good, sizeof good - 1), &text, &len));
+    sq_test_ok(sq_eval_read_text(sq_test_write_file(sq_test_work("evalq_good.txt"), good, sizeof good - 1),
+                                 &text, &len));
     static const char want[] = "caf\xc3\xa9\nline two\n\xf0\x9f\x98\x80 and a lone \r stays\n";
     assert_int_equal(len, sizeof want - 1);
     assert_memory_equal(text, want, len);
@@ -457,7 +449,7 @@ static void test_read_text(void **state) {
                                       "ok\nok\nsurr\xed\xa0\x80", "ok\nok\nbig\xf4\x90\x80\x80",
                                       "ok\nok\ncut \xe2\x82"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        const char *path = write_file("evalq_bad.txt", bad[i], strlen(bad[i]));
+        const char *path = sq_test_write_file(sq_test_work("evalq_bad.txt"), bad[i], strlen(bad[i]));
         sq_error *err = sq_eval_read_text(path, &text, &len);
         assert_non_null(err);
         assert_non_null(strstr(sq_error_message(err), "evalq_bad.txt: line 3"));

@@ -1,6 +1,7 @@
 /* Report merging and rendering through the library: variant identity (label, else path), later reports
  * overriding earlier ones, file-name clashes, degenerate plots (one point, equal values), and robustness:
  * mutated reports give errors or results, never crashes (run under ASan/UBSan too). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,21 +9,12 @@
 #include "eval/report.h"
 #include "testlib.h"
 
-static const char *write_work_file(const char *name, const char *text, size_t len) {
-    const char *path = sq_test_work(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
 /* Writes JSON given with ' for " (readable in C source) and returns its path (caller frees). */
 static char *save_json(const char *name, const char *quoted) {
     char *text = malloc(strlen(quoted) + 1);
     assert_non_null(text);
     for (size_t i = 0; (text[i] = quoted[i] == '\'' ? '"' : quoted[i]); i++) continue;
-    const char *p = write_work_file(name, text, strlen(text));
+    const char *p = sq_test_write_file(sq_test_work(name), text, strlen(text));
     free(text);
     char *copy = malloc(strlen(p) + 1);
     assert_non_null(copy);
@@ -116,7 +108,7 @@ static void test_bad_inputs(void **state) {
     (void)state;
     char *text = NULL;
     sq_test_fails_with(sq_report_render(NULL, 0, NULL, SQ_REPORT_MARKDOWN, &text), "no report files");
-    const char *nul = write_work_file("r_nul.json", "{\"kind\":\"ppl\"\0}", 15);
+    const char *nul = sq_test_write_file(sq_test_work("r_nul.json"), "{\"kind\":\"ppl\"\0}", 15);
     sq_test_fails_with(sq_report_render(&nul, 1, NULL, SQ_REPORT_MARKDOWN, &text), "NUL bytes");
     fails_with("{'kind':'ppl','version':1,'model':{'path':'m'},'ppl':1e999}", "should be a finite number");
     fails_with("{'kind':'bench','version':1,'variants':[{'model':{'path':'m'},'results':"
@@ -152,7 +144,7 @@ static void test_mutated_reports(void **state) {
             static const char alphabet[] = "{}[]\",:0123456789.eE-+ anrtx\\\xff";
             buf[sq_test_rand_u64(&seed) % len] = alphabet[sq_test_rand_u64(&seed) % (sizeof alphabet - 1)];
         }
-        const char *paths[] = {write_work_file("r_mutated.json", buf, len), quality};
+        const char *paths[] = {sq_test_write_file(sq_test_work("r_mutated.json"), buf, len), quality};
         char *text = NULL;
         sq_error *err =
             sq_report_render(paths, 2, NULL, trial % 2 ? SQ_REPORT_SVG : SQ_REPORT_MARKDOWN, &text);
@@ -174,12 +166,60 @@ static void test_mutated_reports(void **state) {
     free(quality);
 }
 
+/* The library writes what it reads: ppl, eval and bench reports written through sq_report_write_* render into
+ * the table with the values given (a result that is not finite becomes null, shown as "—"). */
+static void test_written_reports_read_back(void **state) {
+    (void)state;
+    sq_model *model;
+    sq_test_ok(sq_model_load(sq_test_shared("models/stories260K.bin"), NULL, &model));
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    const sq_report_model a = {"m/a.bin", "A", model}, b = {"m/b.bin", NULL, model};
+    sq_ppl_window win = {0, 64, 63, 1.5, 0.125};
+    sq_ppl_result ppl = {
+        .ppl = 4.5, .n_windows = 1, .n_ctx = 64, .windows = &win, .has_ref = 1, .kl_mean = 0.125};
+    sq_ppl_options po = {.protocol = SQ_PPL_WINDOWS, .source = "text.txt"};
+    const char *p_ppl = strdup(sq_test_work("w_ppl.json")), *p_eval = strdup(sq_test_work("w_eval.json")),
+               *p_bench = strdup(sq_test_work("w_bench.json")), *p_inf = strdup(sq_test_work("w_inf.json"));
+    sq_test_ok(sq_report_write_ppl(p_ppl, &a, &po, "ref.bin", 0, &ppl));
+    ppl.ppl = INFINITY;
+    sq_test_ok(sq_report_write_ppl(p_inf, &b, &po, NULL, 1, &ppl));
+    sq_task_result tasks[2] = {{.task = "piqa", .n_items = 10, .score = 0.5},
+                               {.task = "boolq", .score = 0.25}};
+    sq_eval_options eo = {.data_dir = "tasks"};
+    sq_test_ok(sq_report_write_eval(p_eval, &a, &eo, tasks, 2));
+    sq_bench_result br[2] = {{.decode_tok_s = {100, 90, 110}, .ttft_s = {0.25, 0.2, 0.3}, .kv_bytes = 1024},
+                             {.decode_tok_s = {50, 45, 55}, .ttft_s = {0.5, 0.4, 0.6}, .kv_bytes = 1024}};
+    sq_bench_params bp = {.n_prompt = 8, .n_gen = 4, .n_reps = 1, .n_threads = 1, .seed = 3};
+    const sq_report_model both[2] = {a, b};
+    sq_test_ok(sq_report_write_bench(p_bench, both, 2, &bp, (int[]){4}, 1, br));
+    const char *paths[] = {p_ppl, p_inf, p_eval, p_bench};
+    char *md = NULL;
+    sq_test_ok(sq_report_render(paths, 4, NULL, SQ_REPORT_MARKDOWN, &md));
+    char row[256];
+    snprintf(row, sizeof row, "| A | %.3f | 4.500 | 0.125 | 37.5%% | 100.0 | 250.0 |",
+             (double)info.weight_bytes / (1 << 20));
+    if (!strstr(md, row)) fail_msg("no row %s in\n%s", row, md);
+    snprintf(row, sizeof row, "| b.bin | %.3f | — | 0.125 | — | 50.0 | 500.0 |",
+             (double)info.weight_bytes / (1 << 20));
+    if (!strstr(md, row)) fail_msg("no row %s in\n%s", row, md);
+    free(md);
+    sq_test_fails_with(sq_report_write_ppl("/nonexistent-dir/r.json", &a, &po, NULL, 0, &ppl),
+                       "/nonexistent-dir/r.json: cannot write the report");
+    const sq_report_model none = {NULL, NULL, model};
+    sq_test_fails_with(sq_report_write_eval(p_eval, &none, &eo, tasks, 2), "needs the model and its path");
+    sq_test_fails_with(sq_report_write_eval(p_eval, &a, &eo, tasks, 0), "at least one task");
+    for (int i = 0; i < 4; i++) free((void *)paths[i]);
+    sq_model_free(model);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_identity_and_override),
         cmocka_unit_test(test_single_point_plot),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_mutated_reports),
+        cmocka_unit_test(test_written_reports_read_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

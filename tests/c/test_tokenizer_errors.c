@@ -13,26 +13,6 @@
 #include "testlib.h"
 #include "tokenizer/tokenizer.h"
 
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-static unsigned char *read_whole(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(*n);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    fclose(f);
-    return buf;
-}
-
 /* Loading path must fail, with the path and `needle` in the message. */
 static void expect_load_error(const char *path, const char *needle) {
     sq_tokenizer *tok = NULL;
@@ -48,14 +28,14 @@ static void test_missing_and_empty(void **state) {
     (void)state;
     expect_load_error(sq_test_work("tok_does_not_exist.model"), "cannot open");
     const char *empty = sq_test_work("tok_empty.model");
-    write_file(empty, "", 0);
+    sq_test_write_file(empty, "", 0);
     expect_load_error(empty, "empty");
 }
 
 static void test_truncated_sentencepiece_model(void **state) {
     (void)state;
     size_t n;
-    unsigned char *data = read_whole(sq_test_shared("models/tokenizer.model"), &n);
+    unsigned char *data = (unsigned char *)sq_test_read_file(sq_test_shared("models/tokenizer.model"), &n);
     const char *path = sq_test_work("tok_truncated.model");
     uint64_t seed = (uint64_t)time(NULL);
     print_message("seed %llu\n", (unsigned long long)seed);
@@ -63,7 +43,7 @@ static void test_truncated_sentencepiece_model(void **state) {
     size_t cuts[12] = {1, 2, 7, n - 1, n - 2, n - 100};
     for (int i = 6; i < 12; i++) cuts[i] = 3 + sq_test_rand_u64(&seed) % (n - 4);
     for (int i = 0; i < 12; i++) {
-        write_file(path, data, cuts[i]);
+        sq_test_write_file(path, data, cuts[i]);
         sq_tokenizer *tok = NULL;
         sq_error *err = sq_tokenizer_load(path, &tok);
         /* a cut on a field boundary leaves well-formed protobuf without the trainer spec (so unigram) */
@@ -83,7 +63,7 @@ static void test_garbage_sentencepiece_model(void **state) {
     for (int rep = 0; rep < 20; rep++) {
         for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)sq_test_rand_u64(&seed);
         buf[0] = 0x0A; /* looks like a first piece */
-        write_file(path, buf, sizeof buf);
+        sq_test_write_file(path, buf, sizeof buf);
         sq_tokenizer *tok = NULL;
         sq_error *err = sq_tokenizer_load(path, &tok);
         if (!err) fail_msg("random bytes (rep %d) loaded as a tokenizer", rep);
@@ -99,7 +79,7 @@ static void test_repeated_piece_field(void **state) {
     const char *path = sq_test_work("tok_repeated_field.model");
     /* ModelProto.pieces (field 1) = { piece (field 1) = "a", piece (field 1) = "" } */
     const unsigned char model[] = {0x0a, 0x05, 0x0a, 0x01, 'a', 0x0a, 0x00};
-    write_file(path, model, sizeof model);
+    sq_test_write_file(path, model, sizeof model);
     expect_load_error(path, "empty");
 }
 
@@ -108,19 +88,19 @@ static void test_llama2c_vocab_bad_lengths(void **state) {
     const char *path = sq_test_work("tok_bad.bin");
     /* max_token_length 27, then token 0 claims 2^31-1 bytes */
     unsigned char absurd[16] = {27, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F, 'a', 'b', 'c', 'd'};
-    write_file(path, absurd, sizeof absurd);
+    sq_test_write_file(path, absurd, sizeof absurd);
     expect_load_error(path, "length");
     /* a length above max_token_length but inside the file */
     unsigned char too_long[20] = {2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 'a', 'b', 'c'};
-    write_file(path, too_long, 15);
+    sq_test_write_file(path, too_long, 15);
     expect_load_error(path, "max_token_length");
     unsigned char zero_max[8] = {0};
-    write_file(path, zero_max, sizeof zero_max);
+    sq_test_write_file(path, zero_max, sizeof zero_max);
     expect_load_error(path, "max_token_length");
     /* the real file cut inside its last token */
     size_t n;
-    unsigned char *data = read_whole(sq_test_shared("models/tokenizer.bin"), &n);
-    write_file(path, data, n - 1);
+    unsigned char *data = (unsigned char *)sq_test_read_file(sq_test_shared("models/tokenizer.bin"), &n);
+    sq_test_write_file(path, data, n - 1);
     expect_load_error(path, "token 31999");
     free(data);
 }
@@ -160,7 +140,7 @@ static void test_malformed_tokenizer_json(void **state) {
     };
     const char *path = sq_test_work("tok_bad.json");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        write_file(path, cases[i].json, strlen(cases[i].json));
+        sq_test_write_file(path, cases[i].json, strlen(cases[i].json));
         expect_load_error(path, cases[i].needle);
     }
 }
@@ -172,7 +152,7 @@ static void test_gpt2_encoder_without_merges(void **state) {
     mkdir(dir, 0777);
     snprintf(path, sizeof path, "%s/encoder.json", dir);
     const char json[] = "{\"<|endoftext|>\": 1, \"a\": 0}";
-    write_file(path, json, strlen(json));
+    sq_test_write_file(path, json, strlen(json));
     expect_load_error(path, "vocab.bpe");
 }
 
@@ -217,9 +197,9 @@ static void test_huge_and_missing_ids(void **state) {
     mkdir(dir, 0777);
     snprintf(path, sizeof path, "%s/encoder.json", dir);
     const char huge[] = "{\"<|endoftext|>\": 62688564}", gap[] = "{\"a\": 0, \"<|endoftext|>\": 2, \"c\": 3}";
-    write_file(path, huge, strlen(huge));
+    sq_test_write_file(path, huge, strlen(huge));
     expect_bounded_load_error(path, "no token has id 0 (ids must be 0..62688564)");
-    write_file(path, gap, strlen(gap));
+    sq_test_write_file(path, gap, strlen(gap));
     expect_load_error(path, "no token has id 1 (ids must be 0..3)");
     const char *json = sq_test_work("tok_huge_id.json");
     const char vocab[] =
@@ -228,9 +208,9 @@ static void test_huge_and_missing_ids(void **state) {
                added[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []},"
                          " \"added_tokens\": [{\"id\": 67000000, \"content\": \"<x>\"}],"
                          " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}";
-    write_file(json, vocab, strlen(vocab));
+    sq_test_write_file(json, vocab, strlen(vocab));
     expect_bounded_load_error(json, "no token has id 1 (ids must be 0..62688564)");
-    write_file(json, added, strlen(added));
+    sq_test_write_file(json, added, strlen(added));
     expect_bounded_load_error(json, "no token has id 2 (ids must be 0..67000000)");
 }
 

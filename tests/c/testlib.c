@@ -19,6 +19,20 @@ const char *sq_test_work(const char *rel) {
     return buf;
 }
 
+const char *sq_test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s", path);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+char *sq_test_read_file(const char *path, size_t *n) {
+    char *data = NULL;
+    sq_test_ok(sq_read_file(path, (size_t)1 << 30, &data, n));
+    return data;
+}
+
 void sq_test_ok(sq_error *err) {
     if (err) {
         print_error("unexpected error: %s\n", sq_error_message(err));
@@ -49,6 +63,25 @@ float sq_test_rand_uniform(uint64_t *s, float lo, float hi) {
     return lo + (hi - lo) * (float)((sq_test_rand_u64(s) >> 40) / (double)(1ull << 24));
 }
 
+int sq_test_read_ids(const char *path, int32_t *ids, int max) {
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int n = 0;
+    while (n < max && fscanf(fp, "%d", &ids[n]) == 1) n++;
+    fclose(fp);
+    return n;
+}
+
+float *sq_test_read_f32(const char *path, size_t count) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    float *data = malloc(count * sizeof *data);
+    assert_non_null(data);
+    assert_int_equal(fread(data, sizeof *data, count, fp), count);
+    fclose(fp);
+    return data;
+}
+
 double sq_test_rel_err(const float *a, const float *b, size_t n) {
     double maxdiff = 0, maxref = 0;
     for (size_t i = 0; i < n; i++) {
@@ -57,4 +90,20 @@ double sq_test_rel_err(const float *a, const float *b, size_t n) {
         maxref = fmax(maxref, fabs((double)b[i]));
     }
     return maxref > 0 ? maxdiff / maxref : maxdiff;
+}
+
+void sq_test_check_logits(const float *got, const float *want, int n_rows, int vocab, double tol,
+                          const char *what) {
+    for (int t = 0; t < n_rows; t++) {
+        const float *g = got + (size_t)t * vocab, *w = want + (size_t)t * vocab;
+        double err = sq_test_rel_err(g, w, (size_t)vocab);
+        int ag = 0, aw = 0;
+        for (int i = 1; i < vocab; i++) {
+            if (g[i] > g[ag]) ag = i;
+            if (w[i] > w[aw]) aw = i;
+        }
+        if (err > tol || ag != aw)
+            fail_msg("%s: position %d: relative error %.3g (tolerance %g), argmax %d vs %d", what, t, err,
+                     tol, ag, aw);
+    }
 }

@@ -431,6 +431,8 @@ def load_gguf(path):
     n_layers = field(f"{arch}.block_count")
     dim = field(f"{arch}.embedding_length")
     n_heads = field(f"{arch}.attention.head_count")
+    if isinstance(n_heads, list):  # one value per layer (a pruned model): llama.cpp sizes heads from layer 0
+        n_heads = n_heads[0]
     hd = field(f"{arch}.attention.key_length", dim // n_heads)
     eps = float(np.float32(field(f"{arch}.attention.layer_norm_rms_epsilon")))
     theta = float(np.float32(field(f"{arch}.rope.freq_base", 10000.0)))

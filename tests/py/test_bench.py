@@ -120,6 +120,17 @@ r = bench("-m", MODEL, "-p", "8", "-n", "4", "--reps", "1", "-t", "1", "--kernel
 check(r.returncode == 0 and json.load(open(out))["settings"]["kernels"] == "scalar" and "scalar kernels" in r.stdout,
       f"--kernels scalar runs the scalar kernels ({r.stderr.strip()})")
 
+# ---- --kv-type f16: the report says so and the KV cache takes half the bytes of the f32 one
+out16 = os.path.join(WORK, "kv16.json")
+r = bench("-m", MODEL, "-p", "8", "-n", "4", "--reps", "1", "-t", "1", "--kv-type", "f16", "--json", out16)
+check(r.returncode == 0 and "f16 KV cache" in r.stdout, f"--kv-type f16 runs ({r.stderr.strip()})")
+r32 = bench("-m", MODEL, "-p", "8", "-n", "4", "--reps", "1", "-t", "1", "--json", os.path.join(WORK, "kv32.json"))
+if r.returncode == 0 and r32.returncode == 0:
+    a, b = json.load(open(os.path.join(WORK, "kv32.json"))), json.load(open(out16))
+    check(a["settings"]["kv_type"] == "f32" and b["settings"]["kv_type"] == "f16", "settings.kv_type names the rows")
+    check(2 * b["variants"][0]["results"][0]["kv_bytes"] == a["variants"][0]["results"][0]["kv_bytes"],
+          "f16 rows: half the KV bytes")
+
 # ---- bench/engine.sh's table reads real reports: the same run as baseline and fast path gives 1.0x
 table = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "bench", "engine_table.py"),
                         "--command", "test", "--baseline", out, "--fast", out], capture_output=True, text=True)
@@ -133,17 +144,18 @@ cases = [
     (["-m", missing, "-p", "4", "-n", "4"], 1, missing),
     (["-m", MODEL, "-p", "4", "-n", "4", "--reps", "1", "--json", os.path.join(WORK, "nodir", "x.json")], 1,
      os.path.join(WORK, "nodir", "x.json")),
-    ([], 2, "no model given"),
-    (["-m", MODEL, "-b", "0"], 2, "-b 0: expected"),
-    (["-m", MODEL, "-b", "1,,2"], 2, "-b 1,,2: expected"),
-    (["-m", MODEL, "-b", "2,"], 2, "-b 2,: expected"),
-    (["-m", MODEL, "-p", "-1"], 2, "-p -1: expected an integer from 1"),
-    (["-m", MODEL, "-n", "many"], 2, "-n many: expected an integer"),
-    (["-m", MODEL, "--reps", "0"], 2, "--reps 0: expected an integer from 1"),
+    ([], 2, "-m MODEL is required"),
+    (["-m", MODEL, "-b", "0"], 2, "-b '0' must be integers in [1, 4096]"),
+    (["-m", MODEL, "-b", "1,,2"], 2, "-b '1,,2' must be integers in [1, 4096] separated by commas or spaces: item 2 is empty"),
+    (["-m", MODEL, "-b", "2,"], 2, "-b '2,' must be integers in [1, 4096] separated by commas or spaces: item 2 is empty"),
+    (["-m", MODEL, "-p", "-1"], 2, "-p '-1' must be an integer in [1, "),
+    (["-m", MODEL, "-n", "many"], 2, "-n 'many' must be an integer"),
+    (["-m", MODEL, "--reps", "0"], 2, "--reps '0' must be an integer in [1, "),
     (["-m", MODEL, "--warmup"], 2, "--warmup needs a value"),
-    (["-m", MODEL, "--kernels", "neon"], 2, "--kernels neon: expected scalar, avx2 or avx512"),
+    (["-m", MODEL, "--kernels", "neon"], 2, "--kernels 'neon' must be one of scalar, avx2, avx512"),
+    (["-m", MODEL, "--kv-type", "bf16"], 2, "--kv-type 'bf16' must be one of f32, f16"),
     (["-m", MODEL, "--vs-label", "x"], 2, "--vs-label needs --vs"),
-    (["-m", MODEL, "--colour"], 2, "unknown option --colour"),
+    (["-m", MODEL, "--colour"], 2, "unknown option '--colour'"),
 ]
 for args, code, message in cases:
     r = bench(*args)

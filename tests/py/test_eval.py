@@ -128,6 +128,7 @@ for batch in ("1", "3"):
 r = reports[0]
 check(r["kind"] == "eval" and r["version"] == 1, "report kind and version")
 check(r.get("label") == "batch1", "--label names the variant in the report")
+check(r.get("ctx") == 256 and r.get("limit") is None, "ctx (stories15M's 256 without --ctx) and limit (null) reported")
 got = {t["task"]: t for t in r["tasks"]}
 for task, w in want.items():
     g = got[task]

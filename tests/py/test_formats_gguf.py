@@ -215,7 +215,7 @@ def main():
     check_chain("stories260K", 8, 4)
     check_vocab()
     rc, _, err = squeeze("convert", "-m", f"{SHARED}/models/stories15M-f16.gguf", "-o", work("x"), "--to", "onnx")
-    check(rc == 2 and "--to must be" in err, "convert --to onnx is a usage error")
+    check(rc == 2 and "--to 'onnx' must be one of" in err, "convert --to onnx is a usage error")
     rc, _, err = squeeze("info", "-m", work("does-not-exist.gguf"))
     check(rc == 1 and "does-not-exist.gguf" in err, f"info on a missing file: {err.strip()}")
     finish()

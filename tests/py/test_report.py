@@ -196,7 +196,7 @@ check(r.returncode == 1 and "nothing to plot" in r.stderr, f"plot without qualit
 for args, message in [([], "no report files given"),
                       ([paths[0], "-o", os.path.join(WORK, "r.png")], "must end in .md"),
                       ([paths[0], "-o", md, "-o", md], "same kind of output"),
-                      ([paths[0], "--colour"], "unknown option --colour"),
+                      ([paths[0], "--colour"], "unknown option '--colour'"),
                       ([paths[0], "-o"], "-o needs a value")]:
     r = squeeze(*args)
     check(r.returncode == 2 and message in r.stderr, f"usage error {args[1:] or args}: {r.stderr.strip()}")

@@ -57,6 +57,9 @@ def test_greedy():
         f.flush()
         from_file = run("-m", MODEL, "-f", f.name, "--temp", "0", "-n", "40")
         check(from_file.returncode == 0 and from_file.stdout == r.stdout, f"-f differs from -p: {from_file.stdout!r}")
+    # f16 keys and values (half the KV memory) keep the greedy story (their logits: tests/c/test_kv_forward.c)
+    half = run("-m", MODEL, "-p", PROMPT, "--temp", "0", "-n", "40", "--kv-type", "f16")
+    check(half.returncode == 0 and half.stdout == r.stdout, f"--kv-type f16 greedy: {half.returncode} {half.stdout!r}")
     # a GGUF file carries its vocabulary inside: nothing beside it is needed
     for gguf in ("stories15M-f16.gguf", "stories15M-q8_0.gguf"):
         g = run("-m", os.path.join(SHARED, "models", gguf), "-p", PROMPT, "--temp", "0", "-n", "25", "--no-echo")
@@ -106,6 +109,18 @@ def test_context_limits():
     check(r.returncode == 1 and "squeeze:" in r.stderr, f"-c above the model's maximum: {r.returncode} {r.stderr}")
 
 
+def test_long_flags_and_stdin():
+    """llama.cpp's long spellings, --flag=value and a prompt from /dev/stdin give the same text as the short forms"""
+    short = run("-m", MODEL, "-p", PROMPT, "--temp", "0", "-n", "40", "--no-echo")
+    long = run("--model", MODEL, "--prompt", PROMPT, "--temp=0", "--n-predict=40", "--threads", "1",
+               "--ctx-size", "64", "--seed", "7", "--no-echo", threads=None)
+    check(short.returncode == 0 and long.returncode == 0 and long.stdout == short.stdout and
+          long.stdout.startswith(GREEDY), f"long flags: {long.returncode} {long.stdout!r} {long.stderr!r}")
+    piped = subprocess.run([SQ_BIN, "run", "-t", "1", "-m", MODEL, "-f", "/dev/stdin", "--temp", "0", "-n", "40",
+                            "--no-echo"], input=PROMPT, capture_output=True, text=True, timeout=600)
+    check(piped.returncode == 0 and piped.stdout == short.stdout, f"-f /dev/stdin: {piped.stderr!r}")
+
+
 def test_bad_usage():
     usage_errors = [
         (["-p", PROMPT], "-m MODEL is required"),
@@ -127,6 +142,7 @@ def test_bad_usage():
         (["-m", MODEL, "-p", PROMPT, "--seed", "abc"], "--seed 'abc'"),
         (["-m", MODEL, "-p", PROMPT, "-t", "0"], "-t '0'"),
         (["-m", MODEL, "-p", PROMPT, "-c", "0"], "-c '0'"),
+        (["-m", MODEL, "-p", PROMPT, "--kv-type", "q8"], "--kv-type 'q8' must be one of f32, f16"),
     ]
     for args, message in usage_errors:
         r = run(*args)
@@ -147,6 +163,7 @@ def main():
     test_defaults_only_model_and_prompt()
     test_seeds()
     test_context_limits()
+    test_long_flags_and_stdin()
     test_bad_usage()
     for f in failures:
         print("FAIL:", f)

@@ -1,8 +1,7 @@
-#include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -10,16 +9,6 @@ int cli_fail(sq_error *err) {
     fprintf(stderr, "squeeze: %s\n", sq_error_message(err));
     sq_error_free(err);
     return 1;
-}
-
-int cli_usage_error(const char *verb, const char *fmt, ...) {
-    fprintf(stderr, "squeeze %s: ", verb);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'squeeze %s --help')\n", verb);
-    return 2;
 }
 
 sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
@@ -38,30 +27,11 @@ sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
     return NULL;
 }
 
-int cli_parse_int(const char *text, long lo, long hi, long *out) {
-    if (!text || !*text) return -1;
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
+uint64_t cli_clock_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32) &
+           ((1ull << 53) - 1);
 }
 
-int cli_parse_float(const char *text, double lo, double hi, double *out) {
-    if (!text || !*text) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || *end || !isfinite(v) || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-const char *cli_flag_value(const char *verb, int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) {
-        cli_usage_error(verb, "%s needs a value", argv[*i]);
-        return NULL;
-    }
-    return argv[++*i];
-}
+sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }

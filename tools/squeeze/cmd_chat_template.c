@@ -8,61 +8,49 @@
 
 #include "cli.h"
 
-static const char usage_text[] =
-    "usage: squeeze chat-template (-m MODEL | --tokenizer FILE | --template FILE) [options]\n"
-    "  -m MODEL                the model's chat template (the plain fallback when it has none)\n"
-    "  --tokenizer FILE        the template of a tokenizer (tokenizer.json reads tokenizer_config.json "
-    "beside it)\n"
-    "  --template FILE         a Jinja template file\n"
-    "  --messages FILE         a JSON array of messages, e.g. [{\"role\": \"user\", \"content\": \"Hi\"}]\n"
-    "  --add-generation-prompt end with the header of the assistant's reply\n"
-    "  --vars JSON             a JSON object of more template variables, e.g. '{\"enable_thinking\": "
-    "false}'\n"
-    "  --bos TEXT, --eos TEXT  bos_token and eos_token (default: the tokenizer's)\n"
-    "  --cases FILE            a JSON array of {\"messages_json\": \"[...]\", \"add_generation_prompt\": "
-    "bool,\n"
-    "                          \"vars_json\": \"{...}\"} (messages and variables as JSON text); prints a "
-    "JSON\n"
-    "                          array of {\"text\": ...} or {\"error\": ...}, one per case\n"
-    "  --print-template        print the template's source instead (and say when it is the fallback)\n";
-
 typedef struct options {
     const char *model, *tokenizer, *template_file, *messages, *vars, *bos, *eos, *cases;
     int add_generation_prompt, print_template;
 } options;
 
+static const cli_verb verb = {
+    .name = "chat-template",
+    .usage = "(-m MODEL | --tokenizer FILE | --template FILE) [options]",
+    .about = "Renders a conversation with a model's chat template (or a template file), to see exactly the\n"
+             "text the model is given.\n",
+};
+
 static int parse_options(int argc, char **argv, options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_text, stdout);
-            return -1;
-        }
-        const char **value = !strcmp(a, "-m")            ? &o->model
-                             : !strcmp(a, "--tokenizer") ? &o->tokenizer
-                             : !strcmp(a, "--template")  ? &o->template_file
-                             : !strcmp(a, "--messages")  ? &o->messages
-                             : !strcmp(a, "--vars")      ? &o->vars
-                             : !strcmp(a, "--bos")       ? &o->bos
-                             : !strcmp(a, "--eos")       ? &o->eos
-                             : !strcmp(a, "--cases")     ? &o->cases
-                                                         : NULL;
-        if (value) {
-            if (!(*value = cli_flag_value("chat-template", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--add-generation-prompt")) {
-            o->add_generation_prompt = 1;
-        } else if (!strcmp(a, "--print-template")) {
-            o->print_template = 1;
-        } else {
-            return cli_usage_error("chat-template", "unknown option '%s'", a);
-        }
-    }
+    const cli_flag flags[] = {
+        CLI_TEXT_FLAG("-m, --model", "MODEL", &o->model,
+                      "the model's chat template (the plain fallback when it has none)"),
+        CLI_TEXT_FLAG("--tokenizer", "FILE", &o->tokenizer,
+                      "the template of a tokenizer (tokenizer.json reads\ntokenizer_config.json beside it)"),
+        CLI_TEXT_FLAG("--template", "FILE", &o->template_file, "a Jinja template file"),
+        CLI_TEXT_FLAG("--messages", "FILE", &o->messages,
+                      "a JSON array of messages, e.g.\n[{\"role\": \"user\", \"content\": \"Hi\"}]",
+                      .def_shown = "an empty conversation"),
+        CLI_SWITCH_FLAG("--add-generation-prompt", &o->add_generation_prompt,
+                        "end with the header of the assistant's reply"),
+        CLI_TEXT_FLAG("--vars", "JSON", &o->vars,
+                      "a JSON object of more template variables, e.g.\n'{\"enable_thinking\": false}'"),
+        CLI_TEXT_FLAG("--bos", "TEXT", &o->bos, "bos_token", .def_shown = "the tokenizer's"),
+        CLI_TEXT_FLAG("--eos", "TEXT", &o->eos, "eos_token", .def_shown = "the tokenizer's"),
+        CLI_TEXT_FLAG("--cases", "FILE", &o->cases,
+                      "a JSON array of {\"messages_json\": \"[...]\", \"add_generation_prompt\":\n"
+                      "bool, \"vars_json\": \"{...}\"} (messages and variables as JSON\n"
+                      "text); prints a JSON array of {\"text\": ...} or {\"error\": ...},\none per case"),
+        CLI_SWITCH_FLAG("--print-template", &o->print_template,
+                        "print the template's source instead (and say when it is\nthe fallback)"),
+    };
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
     if (!!o->model + !!o->tokenizer + !!o->template_file != 1)
         return cli_usage_error("chat-template", "give exactly one of -m, --tokenizer and --template");
     if (o->cases && (o->messages || o->vars || o->add_generation_prompt))
         return cli_usage_error("chat-template",
                                "--cases carries its own messages, variables and generation prompt");
-    return 0;
+    return CLI_CONTINUE;
 }
 
 /* Renders one conversation; on success prints it (or, with results, adds {"text"} / {"error"} there). */
@@ -143,9 +131,9 @@ static int run(const sq_chat_template *t, const options *o) {
 }
 
 int sq_cmd_chat_template(int argc, char **argv) {
-    options o = {0};
+    options o;
     int rc = parse_options(argc, argv, &o);
-    if (rc) return rc < 0 ? 0 : rc;
+    if (rc != CLI_CONTINUE) return rc;
     sq_chat_template *t = NULL;
     sq_error *err = NULL;
     sq_model *model = NULL;

@@ -5,13 +5,23 @@
 
 #include "cli.h"
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: squeeze info -m MODEL [--tokenizer PATH]\n\n"
-            "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
-            "settings, tokenizer and end-of-generation ids, then one line per tensor (name, dtype, shape,\n"
-            "bytes).\n"
-            "MODEL is a llama2.c .bin, a GGUF file or a Hugging Face directory.\n");
+/* After width pruning blocks differ: then each block's query heads / kv heads / FFN width. */
+static void print_layer_widths(const sq_model *model, int n_layers) {
+    sq_layer_info first, li;
+    int differ = 0;
+    sq_error_free(sq_model_layer_info(model, 0, &first));
+    for (int l = 1; l < n_layers && !differ; l++) {
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        differ =
+            li.n_heads != first.n_heads || li.n_kv_heads != first.n_kv_heads || li.ffn_dim != first.ffn_dim;
+    }
+    if (!differ) return;
+    printf("per layer:       heads/kv heads/ffn dim");
+    for (int l = 0; l < n_layers; l++) {
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        printf("%s %d/%d/%d", l ? "," : "", li.n_heads, li.n_kv_heads, li.ffn_dim);
+    }
+    printf(" (the dimensions above are the largest)\n");
 }
 
 static void print_model(const char *path, const sq_model *model) {
@@ -22,6 +32,7 @@ static void print_model(const char *path, const sq_model *model) {
     printf("file format:     %s\n", mi.file_format);
     printf("dimensions:      dim %d, layers %d, heads %d, kv heads %d, head dim %d, ffn dim %d\n", mi.dim,
            mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.ffn_dim);
+    print_layer_widths(model, mi.n_layers);
     printf("vocab size:      %d\n", mi.vocab_size);
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);
@@ -61,24 +72,21 @@ static void print_model(const char *path, const sq_model *model) {
     }
 }
 
+static const cli_verb verb = {
+    .name = "info",
+    .usage = "-m MODEL [--tokenizer PATH]",
+    .about = "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
+             "settings, tokenizer and end-of-generation ids, then one line per tensor (name, dtype, shape,\n"
+             "bytes).\n",
+};
+
 int sq_cmd_info(int argc, char **argv) {
-    const char *model_path = NULL;
-    sq_load_options opts = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (!(model_path = cli_flag_value("info", argc, argv, &i))) return 2;
-        } else if (!strcmp(argv[i], "--tokenizer")) {
-            if (!(opts.tokenizer_path = cli_flag_value("info", argc, argv, &i))) return 2;
-        } else {
-            return cli_usage_error("info", "unknown option %s", argv[i]);
-        }
-    }
-    if (!model_path) return cli_usage_error("info", "-m MODEL is required");
+    const char *model_path, *tokenizer;
+    const cli_flag flags[] = {CLI_FLAG_MODEL(&model_path, 1), CLI_FLAG_TOKENIZER(&tokenizer)};
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
     sq_model *model;
-    sq_error *err = cli_load_model(model_path, &opts, &model);
+    sq_error *err = cli_load_model(model_path, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
     if (err) return cli_fail(err);
     print_model(model_path, model);
     sq_model_free(model);

@@ -7,96 +7,71 @@
 
 #include "cli.h"
 
-static const char *const usage =
-    "usage: squeeze logits -m MODEL (--tokens \"ID ID ...\" | -p TEXT) [-o OUT.f32] [--greedy N]\n"
-    "                      [--mode prefill|decode|chunks:N] [-t THREADS] [--tokenizer PATH]\n"
-    "  -o FILE       write raw little-endian float32 logits [n_tokens][vocab]; row t follows tokens 0..t\n"
-    "  --greedy N    then generate N tokens greedily and print their ids on stdout\n"
-    "  --mode        prefill: all tokens in one forward call (default); decode: one token per call;\n"
-    "                chunks:N: N tokens per call\n"
-    "  -p TEXT       tokenize TEXT (with BOS as the tokenizer adds it) instead of --tokens\n";
-
-static int parse_ids(const char *text, int32_t **ids, int *n) {
-    int cap = 16;
-    *n = 0;
-    *ids = malloc((size_t)cap * sizeof **ids);
-    if (!*ids) return -1;
-    const char *p = text;
-    for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
-        if (!*p) return 0;
-        char word[32];
-        size_t len = strcspn(p, " ,\t\n");
-        long v;
-        if (len >= sizeof word) return -1;
-        memcpy(word, p, len);
-        word[len] = 0;
-        if (cli_parse_int(word, 0, INT32_MAX, &v)) return -1;
-        if (*n == cap) {
-            int32_t *grown = realloc(*ids, (size_t)(cap *= 2) * sizeof **ids);
-            if (!grown) return -1;
-            *ids = grown;
-        }
-        (*ids)[(*n)++] = (int32_t)v;
-        p += len;
-    }
+/* --mode: prefill (all tokens in one call), decode (one per call) or chunks:N; *chunk 0 means all at once */
+static int parse_mode(const char *mode, long *chunk) {
+    if (!strcmp(mode, "prefill")) return *chunk = 0, 0;
+    if (!strcmp(mode, "decode")) return *chunk = 1, 0;
+    if (strncmp(mode, "chunks:", 7) || !(mode[7] >= '0' && mode[7] <= '9')) return -1;
+    char *end;
+    long n = strtol(mode + 7, &end, 10);
+    if (*end || n < 1 || n > CLI_MAX_CTX) return -1;
+    return *chunk = n, 0;
 }
 
+static const cli_verb verb = {
+    .name = "logits",
+    .usage = "-m MODEL (--tokens \"ID ID ...\" | -p TEXT) [-o OUT.f32] [--greedy N] [options]",
+    .about = "Runs a token sequence through the model and writes every position's logits, or continues it\n"
+             "greedily: the forward pass's ways of consuming tokens, for reference tests.\n",
+};
+
 int sq_cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_text = NULL, *prompt = NULL, *out_path = NULL, *tok_path = NULL;
-    long greedy = 0, threads = 0, chunk = 0; /* chunk 0: all at once */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        const char *v = cli_flag_value("logits", argc, argv, &i);
-        if (!v) return 2;
-        if (!strcmp(a, "-m"))
-            model_path = v;
-        else if (!strcmp(a, "--tokens"))
-            tokens_text = v;
-        else if (!strcmp(a, "-p"))
-            prompt = v;
-        else if (!strcmp(a, "-o"))
-            out_path = v;
-        else if (!strcmp(a, "--tokenizer"))
-            tok_path = v;
-        else if (!strcmp(a, "--greedy")) {
-            if (cli_parse_int(v, 0, 1 << 20, &greedy))
-                return cli_usage_error("logits", "bad --greedy '%s'", v);
-        } else if (!strcmp(a, "-t")) {
-            if (cli_parse_int(v, 1, 1024, &threads)) return cli_usage_error("logits", "bad -t '%s'", v);
-        } else if (!strcmp(a, "--mode")) {
-            if (!strcmp(v, "prefill"))
-                chunk = 0;
-            else if (!strcmp(v, "decode"))
-                chunk = 1;
-            else if (strncmp(v, "chunks:", 7) || cli_parse_int(v + 7, 1, 1 << 20, &chunk))
-                return cli_usage_error("logits", "bad --mode '%s'", v);
-        } else {
-            return cli_usage_error("logits", "unknown option '%s'", a);
-        }
+    const char *model_path, *prompt, *out_path, *tok_path, *mode;
+    long greedy, threads, chunk = 0; /* tokens per forward call; 0: all at once */
+    cli_list tokens;
+    const cli_flag flags[] = {
+        CLI_FLAG_MODEL(&model_path, 1),
+        CLI_LIST_FLAG("--tokens", "IDS", &tokens, 0, INT32_MAX,
+                      "the token ids, separated by spaces or commas"),
+        CLI_TEXT_FLAG("-p, --prompt", "TEXT", &prompt,
+                      "tokenize TEXT (with BOS as the tokenizer adds it) instead"),
+        CLI_TEXT_FLAG("-o, --output", "FILE", &out_path,
+                      "write raw little-endian float32 logits [n_tokens][vocab];\nrow t follows tokens 0..t"),
+        CLI_INT_FLAG("--greedy", "N", &greedy, 0, CLI_MAX_CTX, 0,
+                     "then generate N tokens greedily and print their ids"),
+        CLI_TEXT_FLAG(
+            "--mode", "MODE", &mode,
+            "prefill: all tokens in one forward call; decode: one\ntoken a call; chunks:N: N tokens a call",
+            .def_str = "prefill"),
+        CLI_FLAG_THREADS(&threads),
+        CLI_FLAG_TOKENIZER(&tok_path),
+    };
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
+    if (parse_mode(mode, &chunk))
+        rc = cli_usage_error("logits", "--mode '%s' must be prefill, decode or chunks:N with N in [1, %d]",
+                             mode, CLI_MAX_CTX);
+    else if (!tokens.n == !prompt)
+        rc = cli_usage_error("logits", "give exactly one of --tokens and -p");
+    if (rc != CLI_CONTINUE) {
+        cli_list_free(&tokens);
+        return rc;
     }
-    if (!model_path) return cli_usage_error("logits", "-m MODEL is required");
-    if (!tokens_text == !prompt) return cli_usage_error("logits", "give exactly one of --tokens and -p");
 
     sq_model *model = NULL;
     sq_context *ctx = NULL;
-    int32_t *ids = NULL;
+    int32_t *ids = tokens.v; /* owned from here on */
     float *logits = NULL;
-    int n = 0, rc = 1;
+    int n = (int)tokens.n;
+    rc = 1;
     sq_error *err = cli_load_model(model_path, &(sq_load_options){.tokenizer_path = tok_path}, &model);
-    if (err) return cli_fail(err);
+    if (err) {
+        free(ids);
+        return cli_fail(err);
+    }
     sq_model_info info;
     sq_model_get_info(model, &info);
-    if (tokens_text) {
-        if (parse_ids(tokens_text, &ids, &n)) {
-            rc = cli_usage_error("logits", "--tokens must be non-negative integers separated by spaces");
-            goto done;
-        }
-    } else {
+    if (!ids) {
         const sq_tokenizer *tok = sq_model_tokenizer(model);
         if (!tok) {
             fprintf(stderr, "squeeze logits: %s has no tokenizer; use --tokens or --tokenizer\n", model_path);
@@ -108,7 +83,7 @@ int sq_cmd_logits(int argc, char **argv) {
         }
     }
     if (n == 0) {
-        rc = cli_usage_error("logits", "no tokens given");
+        fprintf(stderr, "squeeze logits: the prompt has no tokens\n");
         goto done;
     }
     if ((long)n + greedy > info.max_seq_len) {

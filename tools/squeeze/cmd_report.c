@@ -6,21 +6,6 @@
 
 #include "cli.h"
 
-static void usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: squeeze report REPORT.json [REPORT.json ...] [-o OUT.md|OUT.svg]... [--title TITLE]\n"
-        "\n"
-        "Merges the JSON reports of 'squeeze ppl', 'squeeze eval' and 'squeeze bench' (one row per model\n"
-        "variant: its \"label\", else its model path) into a table of size, perplexity, KL divergence,\n"
-        "zero-shot accuracy, decode speed and time to first token, or into an SVG plot of quality against\n"
-        "size and against decode speed with each panel's Pareto frontier.\n"
-        "\n"
-        "  -o PATH        write Markdown (PATH ends in .md) or the SVG plot (.svg); may be given twice;\n"
-        "                 without -o the Markdown table goes to stdout\n"
-        "  --title TITLE  heading of the table and the plot (default \"squeeze report\")\n");
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n > k && !strcmp(s + n - k, suffix);
@@ -39,54 +24,54 @@ static int write_text(const char *path, const char *text) {
     return failed;
 }
 
+static const cli_verb verb = {
+    .name = "report",
+    .usage = "REPORT.json [REPORT.json ...] [-o OUT.md|OUT.svg]... [--title TITLE]",
+    .about =
+        "Merges the JSON reports of 'squeeze ppl', 'squeeze eval' and 'squeeze bench' (one row per model\n"
+        "variant: its \"label\", else its model path) into a table of size, perplexity, KL divergence,\n"
+        "zero-shot accuracy, decode speed and time to first token, or into an SVG plot of quality "
+        "against\n"
+        "size and against decode speed with each panel's Pareto frontier.\n",
+    .operands = "REPORT.json",
+};
+
 int sq_cmd_report(int argc, char **argv) {
-    const char *outputs[2];
-    int n_outputs = 0, n_inputs = 0;
-    const char *title = NULL;
-    const char **inputs = calloc((size_t)argc, sizeof *inputs);
-    if (!inputs) return fprintf(stderr, "squeeze report: out of memory\n"), 1;
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            free(inputs);
-            return 0;
-        } else if (!strcmp(a, "-o")) {
-            const char *path = cli_flag_value("report", argc, argv, &i);
-            if (!path)
-                rc = 2;
-            else if (!ends_with(path, ".md") && !ends_with(path, ".svg"))
-                rc = cli_usage_error("report", "-o %s: the output must end in .md (table) or .svg (plot)",
-                                     path);
-            else if (n_outputs == 2)
-                rc = cli_usage_error("report", "-o given more than twice");
-            else
-                outputs[n_outputs++] = path;
-        } else if (!strcmp(a, "--title")) {
-            if (!(title = cli_flag_value("report", argc, argv, &i))) rc = 2;
-        } else if (a[0] == '-' && a[1]) {
-            rc = cli_usage_error("report", "unknown option %s", a);
-        } else {
-            inputs[n_inputs++] = a;
-        }
-    }
-    if (!rc && n_inputs == 0) rc = cli_usage_error("report", "no report files given");
-    if (!rc && n_outputs == 2 && ends_with(outputs[0], ".md") == ends_with(outputs[1], ".md"))
-        rc = cli_usage_error("report", "-o %s and -o %s are the same kind of output", outputs[0], outputs[1]);
-    for (int k = 0; !rc && k < (n_outputs ? n_outputs : 1); k++) {
+    cli_texts outputs;
+    const char *title;
+    const cli_flag flags[] = {
+        CLI_TEXTS_FLAG(
+            "-o, --output", "PATH", &outputs, 2,
+            "write the Markdown table (PATH ends in .md) or the SVG plot\n(.svg); may be given twice",
+            .def_shown = "the Markdown table on stdout"),
+        CLI_TEXT_FLAG("--title", "TITLE", &title, "heading of the table and the plot",
+                      .def_shown = "\"squeeze report\""),
+    };
+    int n_inputs;
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, &n_inputs);
+    if (rc != CLI_CONTINUE) return rc;
+    const char *const *inputs = (const char *const *)argv + 1;
+    if (n_inputs == 0) return cli_usage_error("report", "no report files given");
+    for (int k = 0; k < outputs.n; k++)
+        if (!ends_with(outputs.v[k], ".md") && !ends_with(outputs.v[k], ".svg"))
+            return cli_usage_error("report", "-o %s: the output must end in .md (table) or .svg (plot)",
+                                   outputs.v[k]);
+    if (outputs.n == 2 && ends_with(outputs.v[0], ".md") == ends_with(outputs.v[1], ".md"))
+        return cli_usage_error("report", "-o %s and -o %s are the same kind of output", outputs.v[0],
+                               outputs.v[1]);
+    rc = 0;
+    for (int k = 0; !rc && k < (outputs.n ? outputs.n : 1); k++) {
         sq_report_format format =
-            n_outputs && ends_with(outputs[k], ".svg") ? SQ_REPORT_SVG : SQ_REPORT_MARKDOWN;
+            outputs.n && ends_with(outputs.v[k], ".svg") ? SQ_REPORT_SVG : SQ_REPORT_MARKDOWN;
         char *text = NULL;
         sq_error *err = sq_report_render(inputs, n_inputs, title, format, &text);
         if (err)
             rc = cli_fail(err);
-        else if (n_outputs)
-            rc = write_text(outputs[k], text);
+        else if (outputs.n)
+            rc = write_text(outputs.v[k], text);
         else
             fputs(text, stdout);
         free(text);
     }
-    free(inputs);
     return rc;
 }

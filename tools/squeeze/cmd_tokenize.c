@@ -2,28 +2,14 @@
  *
  * --lines treats every input line as its own text, written with escapes (\\ \n \r \t \xHH) so that any byte
  * string fits on a line, and prints one line of ids per text: the batch mode the reference tests use. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-static const char usage_text[] =
-    "usage: squeeze tokenize (--tokenizer FILE | -m MODEL) (-p TEXT | -f FILE) [options]\n"
-    "  --tokenizer FILE  tokenizer.model, tokenizer.bin, tokenizer.json (with tokenizer_config.json beside\n"
-    "                    it) or GPT-2's encoder.json (with vocab.bpe beside it)\n"
-    "  -m MODEL          use the tokenizer of a model (file or Hugging Face directory)\n"
-    "  -p TEXT           the text\n"
-    "  -f FILE           read the text from FILE\n"
-    "  --no-bos          do not add BOS even where the tokenizer adds it\n"
-    "  --special         match special-token strings (e.g. <|endoftext|>) in the text\n"
-    "  --ids             print the ids space-separated instead of one 'id<TAB>piece' per line\n"
-    "  --lines           each line of the text is a separate text with escapes (\\\\ \\n \\r \\t \\xHH);\n"
-    "                    prints one line of space-separated ids per text\n"
-    "  --show-decoded    with --lines: append a TAB and the escaped decoding of the ids\n"
-    "  --info            print the tokenizer's kind, vocabulary size, BOS/EOS ids and BOS default first\n"
-    "  --save-hf DIR     also write the tokenizer as Hugging Face tokenizer.json + tokenizer_config.json\n";
+/* A text file larger than this is a mistake. */
+#define MAX_TEXT_BYTES ((size_t)1 << 30)
 
 typedef struct options {
     const char *tokenizer, *model, *prompt, *file, *save_hf;
@@ -83,30 +69,6 @@ static void print_escaped(const char *s, size_t n) {
         else
             printf("\\x%02X", c);
     }
-}
-
-/* The whole file in a malloc'ed buffer (NULL when it cannot be read). */
-static char *read_all(const char *path, size_t *len) {
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *b = realloc(buf, cap *= 2);
-        if (!b) free(buf);
-        buf = b;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
 }
 
 static int print_tokens(const sq_tokenizer *tok, const int32_t *ids, int n, int ids_only) {
@@ -169,41 +131,46 @@ static int tokenize_lines(const sq_tokenizer *tok, char *text, size_t len, const
     return 0;
 }
 
+static const cli_verb verb = {
+    .name = "tokenize",
+    .usage = "(--tokenizer FILE | -m MODEL) (-p TEXT | -f FILE) [options]",
+    .about = "Prints the token ids of a text, like llama.cpp's llama-tokenize.\n",
+};
+
 static int parse_options(int argc, char **argv, options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_text, stdout);
-            return -1;
-        }
-        const char **value = !strcmp(a, "--tokenizer") ? &o->tokenizer
-                             : !strcmp(a, "-m")        ? &o->model
-                             : !strcmp(a, "-p")        ? &o->prompt
-                             : !strcmp(a, "-f")        ? &o->file
-                             : !strcmp(a, "--save-hf") ? &o->save_hf
-                                                       : NULL;
-        int *flag = !strcmp(a, "--no-bos")         ? &o->no_bos
-                    : !strcmp(a, "--special")      ? &o->special
-                    : !strcmp(a, "--ids")          ? &o->ids
-                    : !strcmp(a, "--lines")        ? &o->lines
-                    : !strcmp(a, "--show-decoded") ? &o->show_decoded
-                    : !strcmp(a, "--info")         ? &o->info
-                                                   : NULL;
-        if (value) {
-            if (!(*value = cli_flag_value("tokenize", argc, argv, &i))) return 2;
-        } else if (flag) {
-            *flag = 1;
-        } else {
-            return cli_usage_error("tokenize", "unknown option '%s'", a);
-        }
-    }
+    const cli_flag flags[] = {
+        CLI_TEXT_FLAG("--tokenizer", "FILE", &o->tokenizer,
+                      "tokenizer.model, tokenizer.bin, tokenizer.json (with tokenizer_config.json\n"
+                      "beside it) or GPT-2's encoder.json (with vocab.bpe beside it)"),
+        CLI_FLAG_MODEL(&o->model, 0),
+        CLI_TEXT_FLAG("-p, --prompt", "TEXT", &o->prompt, "the text"),
+        CLI_TEXT_FLAG("-f, --file", "FILE", &o->file, "read the text from FILE"),
+        CLI_SWITCH_FLAG("--no-bos", &o->no_bos, "do not add BOS even where the tokenizer adds it"),
+        CLI_SWITCH_FLAG("--special", &o->special,
+                        "match special-token strings (e.g. <|endoftext|>) in the text"),
+        CLI_SWITCH_FLAG("--ids", &o->ids,
+                        "print the ids space-separated instead of one 'id<TAB>piece' a line"),
+        CLI_SWITCH_FLAG("--lines", &o->lines,
+                        "each line of the text is a separate text with escapes\n"
+                        "(\\\\ \\n \\r \\t \\xHH); prints one line of ids per text"),
+        CLI_SWITCH_FLAG("--show-decoded", &o->show_decoded,
+                        "with --lines: append a TAB and the escaped decoding"),
+        CLI_SWITCH_FLAG(
+            "--info", &o->info,
+            "first print the tokenizer's kind, vocabulary size,\nBOS/EOS ids and whether it adds BOS"),
+        CLI_TEXT_FLAG(
+            "--save-hf", "DIR", &o->save_hf,
+            "also write the tokenizer as Hugging Face tokenizer.json +\ntokenizer_config.json into DIR"),
+    };
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
     if (!o->tokenizer == !o->model)
         return cli_usage_error("tokenize", "give exactly one of --tokenizer and -m");
     if (o->prompt && o->file) return cli_usage_error("tokenize", "give at most one of -p and -f");
     if (!o->prompt && !o->file && !o->info && !o->save_hf)
         return cli_usage_error("tokenize", "give the text with -p or -f");
     if (o->show_decoded && !o->lines) return cli_usage_error("tokenize", "--show-decoded needs --lines");
-    return 0;
+    return CLI_CONTINUE;
 }
 
 static int run(const sq_tokenizer *tok, const options *o) {
@@ -219,10 +186,8 @@ static int run(const sq_tokenizer *tok, const options *o) {
     char *text = NULL;
     size_t len = 0;
     if (o->file) {
-        if (!(text = read_all(o->file, &len))) {
-            fprintf(stderr, "squeeze tokenize: %s: cannot read: %s\n", o->file, strerror(errno));
-            return 1;
-        }
+        sq_error *err = sq_read_file(o->file, MAX_TEXT_BYTES, &text, &len);
+        if (err) return cli_fail(err);
     } else {
         len = strlen(o->prompt);
         if (!(text = malloc(len + 1))) return 1;
@@ -244,9 +209,9 @@ static int run(const sq_tokenizer *tok, const options *o) {
 }
 
 int sq_cmd_tokenize(int argc, char **argv) {
-    options o = {0};
+    options o;
     int rc = parse_options(argc, argv, &o);
-    if (rc) return rc < 0 ? 0 : rc;
+    if (rc != CLI_CONTINUE) return rc;
     if (o.tokenizer) {
         sq_tokenizer *tok;
         sq_error *err = cli_load_tokenizer(o.tokenizer, &tok);

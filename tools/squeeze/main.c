@@ -47,13 +47,18 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    /* "squeeze help VERB" is "squeeze VERB --help": one help path */
+    int help = !strcmp(argv[1], "help");
+    if ((help && argc == 2) || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
     }
+    const char *name = help ? argv[2] : argv[1];
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
-        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "squeeze: unknown command '%s'\n", argv[1]);
+        if (!strcmp(name, verbs[i].name))
+            return help ? verbs[i].run(2, (char *[]){argv[2], "--help", NULL})
+                        : verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "squeeze: unknown command '%s'\n", name);
     usage(stderr);
     return 2;
 }

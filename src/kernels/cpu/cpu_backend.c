@@ -1,4 +1,7 @@
-/* The CPU backend: the operations table over a thread pool. */
+/* The CPU backend: the operations table over a thread pool. Its memory is host memory. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/matmul.h"
 
@@ -20,6 +23,27 @@ static void cpu_swiglu(void *impl, float *gate, const float *up, int64_t n) {
     sq_cpu_swiglu(gate, up, n);
 }
 
+static void cpu_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v, const int *seq,
+                         const int *pos, int n_tokens) {
+    (void)impl;
+    sq_cpu_kv_store(kv, k, v, seq, pos, n_tokens);
+}
+
+static void *cpu_alloc(void *impl, size_t nbytes) {
+    (void)impl;
+    void *p = NULL;
+    return posix_memalign(&p, 64, nbytes ? nbytes : 1) == 0 ? p : NULL;
+}
+static void cpu_free(void *impl, void *ptr) {
+    (void)impl;
+    free(ptr);
+}
+static void cpu_memcpy(void *impl, void *dst, const void *src, size_t nbytes) {
+    (void)impl;
+    memcpy(dst, src, nbytes);
+}
+static void cpu_synchronize(void *impl) { (void)impl; /* every operation has finished when it returns */ }
+
 sq_backend sq_cpu_backend(sq_threadpool *pool) {
     return (sq_backend){.name = "cpu",
                         .impl = pool,
@@ -27,5 +51,12 @@ sq_backend sq_cpu_backend(sq_threadpool *pool) {
                         .rmsnorm = cpu_rmsnorm,
                         .rope = cpu_rope,
                         .attention = cpu_attention,
-                        .swiglu = cpu_swiglu};
+                        .swiglu = cpu_swiglu,
+                        .kv_store = cpu_kv_store,
+                        .alloc = cpu_alloc,
+                        .free = cpu_free,
+                        .upload = cpu_memcpy,
+                        .download = cpu_memcpy,
+                        .copy = cpu_memcpy,
+                        .synchronize = cpu_synchronize};
 }

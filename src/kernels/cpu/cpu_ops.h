@@ -11,5 +11,7 @@ void sq_cpu_rope(float *x, int n_tokens, int n_heads, int head_dim, const float 
                  sq_rope_style style);
 void sq_cpu_swiglu(float *gate, const float *up, int64_t n);
 void sq_cpu_attention(sq_threadpool *pool, const sq_attention_args *args);
+void sq_cpu_kv_store(const sq_kv_view *kv, const float *k, const float *v, const int *seq, const int *pos,
+                     int n_tokens);
 
 #endif

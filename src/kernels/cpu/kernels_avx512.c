@@ -20,14 +20,13 @@ INLINE vec load_vec(sq_dtype dt, const uint8_t *p) {
 }
 
 /* Elements 0-15 and 16-31. */
-INLINE void block_values(sq_dtype dt, const uint8_t *blk, vec v[2]) {
+INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
     __m128i lo, hi;
-    if (dt == SQ_DTYPE_Q8_0) {
-        const uint8_t *qs = blk + offsetof(sq_block_q8_0, qs);
+    if (sq_dtype_table[dt].bits == 8) {
         lo = _mm_loadu_si128((const __m128i *)qs);
         hi = _mm_loadu_si128((const __m128i *)(qs + 16));
     } else {
-        q4_bytes(dt, blk, &lo, &hi);
+        q4_bytes(dt, qs, &lo, &hi);
     }
     v[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));

@@ -51,43 +51,39 @@ static float dot_bf16(const uint8_t *w, int64_t cols, const float *x) {
     return dense_dot(SQ_DTYPE_BF16, w, cols, x);
 }
 
-/* Block formats: the integer part of each block is dotted with x first, then scaled once. */
-static float dot_q8_0(const uint8_t *w, int64_t cols, const float *x) {
+/* Block formats, in ggml's layout (the f16 scale d, for SQ_ZERO_MIN the f16 minimum m after it, then the
+ * stored values; 4-bit values in ggml's nibble order, pairing elements j and j + 16 of each run of 32): the
+ * integer part of each block is dotted with x first, then scaled once. */
+static inline float block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const float *x) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const int be = f->block_elems, z = f->zero_value;
     float acc = 0;
-    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q8_0), x += SQ_QK) {
-        const int8_t *qs = (const int8_t *)(w + offsetof(sq_block_q8_0, qs));
-        float s = 0;
-        for (int j = 0; j < SQ_QK; j++) s += qs[j] * x[j];
-        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q8_0, d)));
-    }
-    return acc;
-}
-
-static float dot_q4_0(const uint8_t *w, int64_t cols, const float *x) {
-    float acc = 0;
-    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q4_0), x += SQ_QK) {
-        const uint8_t *qs = w + offsetof(sq_block_q4_0, qs);
-        float s = 0;
-        for (int j = 0; j < SQ_QK / 2; j++)
-            s += ((qs[j] & 0x0f) - 8) * x[j] + ((qs[j] >> 4) - 8) * x[j + SQ_QK / 2];
-        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_0, d)));
-    }
-    return acc;
-}
-
-static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
-    float acc = 0;
-    for (int64_t b = 0; b < cols / SQ_QK; b++, w += sizeof(sq_block_q4_1), x += SQ_QK) {
-        const uint8_t *qs = w + offsetof(sq_block_q4_1, qs);
+    for (int64_t b = 0; b < cols / be; b++, w += f->block_bytes, x += be) {
+        const uint8_t *qs = w + f->meta_bytes;
         float s = 0, xsum = 0; /* sum (q d + m) x = d sum q x + m sum x */
-        for (int j = 0; j < SQ_QK / 2; j++) {
-            s += (qs[j] & 0x0f) * x[j] + (qs[j] >> 4) * x[j + SQ_QK / 2];
-            xsum += x[j] + x[j + SQ_QK / 2];
+        if (f->bits == 8) {
+            for (int j = 0; j < be; j++) s += (int8_t)qs[j] * x[j];
+        } else {
+            for (int r = 0; r < be; r += 32, qs += 16)
+                for (int j = 0; j < 16; j++) {
+                    s += ((qs[j] & 0x0f) - z) * x[r + j] + ((qs[j] >> 4) - z) * x[r + j + 16];
+                    xsum += x[r + j] + x[r + j + 16];
+                }
         }
-        acc += s * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_1, d))) +
-               xsum * sq_f16_to_f32(load_u16(w + offsetof(sq_block_q4_1, m)));
+        const float d = sq_f16_to_f32(load_u16(w));
+        acc += f->zero == SQ_ZERO_MIN ? s * d + xsum * sq_f16_to_f32(load_u16(w + sizeof(uint16_t))) : s * d;
     }
     return acc;
+}
+
+static float dot_q8_0(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_Q8_0, w, cols, x);
+}
+static float dot_q4_0(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_Q4_0, w, cols, x);
+}
+static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_Q4_1, w, cols, x);
 }
 
 #define DEFINE_GEMV(dtype)                                                                                   \
@@ -104,8 +100,16 @@ DEFINE_GEMV(q8_0)
 DEFINE_GEMV(q4_0)
 DEFINE_GEMV(q4_1)
 
+/* Its dequantizers are the formats' reference conversions. */
 const sq_cpu_kernels sq_kernels_scalar = {
     .name = "scalar",
-    .gemv = {gemv_f32, gemv_f16, gemv_bf16, gemv_q8_0, gemv_q4_0, gemv_q4_1},
-    .to_f32 = {NULL}, /* the dtypes' reference conversions */
+    .formats =
+        {
+            [SQ_DTYPE_F32] = {.gemv = gemv_f32, .to_f32 = sq_ref_f32_to_f32},
+            [SQ_DTYPE_F16] = {.gemv = gemv_f16, .to_f32 = sq_ref_f16_to_f32},
+            [SQ_DTYPE_BF16] = {.gemv = gemv_bf16, .to_f32 = sq_ref_bf16_to_f32},
+            [SQ_DTYPE_Q8_0] = {.gemv = gemv_q8_0, .to_f32 = sq_ref_q8_0_to_f32},
+            [SQ_DTYPE_Q4_0] = {.gemv = gemv_q4_0, .to_f32 = sq_ref_q4_0_to_f32},
+            [SQ_DTYPE_Q4_1] = {.gemv = gemv_q4_1, .to_f32 = sq_ref_q4_1_to_f32},
+        },
 };

@@ -4,7 +4,8 @@
  * drafts) run through the same GEMV kernels, several tokens per pass over cache-sized row chunks. Many tokens
  * (prefill) run as a GEMM through OpenBLAS's single-threaded sgemm on each thread's rows: fp32 weights
  * directly, other dtypes a cache-sized tile at a time, dequantized into a buffer on the thread's stack (no
- * allocation per call). */
+ * allocation per call). A format a kernel set marks reference-only runs the same way with its rows
+ * dequantized by the format's reference to_f32. */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
@@ -21,9 +22,12 @@
 #define GEMM_TILE_FLOATS (32 * 1024)
 /* Thread shares are whole multiples of this many rows (the GEMV's row step, the sgemm's register tile). */
 #define ROW_ALIGN 16
+/* A reference-only format's GEMV dequantizes this many floats of a row at a time (at least one block). */
+#define REFERENCE_PIECE_FLOATS 1024
 
 typedef struct matmul_job {
-    const sq_cpu_kernels *kernels;
+    const sq_cpu_kernels *set;
+    const sq_format_kernels *kernels; /* the set's entry for the weights' format */
     sq_dtype dtype;
     const uint8_t *w;
     size_t row_bytes;
@@ -40,11 +44,27 @@ static void thread_rows(const matmul_job *job, int ith, int nth, int64_t *r0, in
     *r1 = (int64_t)e * ROW_ALIGN < job->rows ? (int64_t)e * ROW_ALIGN : job->rows;
 }
 
+/* The GEMV of a reference-only format: rows dequantized a piece of whole blocks at a time, then dotted. */
+static void reference_gemv(const matmul_job *job, const uint8_t *w, int64_t n_rows, float *y) {
+    const sq_dtype_traits *f = sq_dtype_info(job->dtype);
+    const int64_t piece = REFERENCE_PIECE_FLOATS / f->block_elems * f->block_elems;
+    float buf[REFERENCE_PIECE_FLOATS];
+    for (int64_t r = 0; r < n_rows; r++) {
+        float acc[GEMM_MIN_TOKENS] = {0};
+        for (int64_t c = 0; c < job->cols; c += piece) {
+            const int64_t n = job->cols - c < piece ? job->cols - c : piece;
+            f->to_f32(w + (size_t)r * job->row_bytes + sq_row_bytes(job->dtype, c), buf, n);
+            for (int t = 0; t < job->n_tokens; t++)
+                for (int64_t i = 0; i < n; i++) acc[t] += buf[i] * job->x[(size_t)t * job->cols + c + i];
+        }
+        for (int t = 0; t < job->n_tokens; t++) y[(size_t)t * job->rows + r] = acc[t];
+    }
+}
+
 static void gemv_task(void *p, int ith, int nth) {
     const matmul_job *job = p;
     int64_t r0, r1;
     thread_rows(job, ith, nth, &r0, &r1);
-    sq_gemv_fn gemv = job->kernels->gemv[job->dtype];
     /* Row chunks that stay in cache while every token group passes over them. */
     int64_t chunk = r1 - r0;
     if (job->n_tokens > 1) {
@@ -53,8 +73,12 @@ static void gemv_task(void *p, int ith, int nth) {
     }
     for (int64_t r = r0; r < r1; r += chunk) {
         int64_t n = r1 - r < chunk ? r1 - r : chunk;
-        gemv(job->w + (size_t)r * job->row_bytes, job->row_bytes, n, job->cols, job->x, job->n_tokens,
-             job->y + r, (size_t)job->rows);
+        const uint8_t *w = job->w + (size_t)r * job->row_bytes;
+        if (job->kernels->reference_only)
+            reference_gemv(job, w, n, job->y + r);
+        else
+            job->kernels->gemv(w, job->row_bytes, n, job->cols, job->x, job->n_tokens, job->y + r,
+                               (size_t)job->rows);
     }
 }
 
@@ -75,12 +99,12 @@ static void gemm_task(void *p, int ith, int nth) {
                    job->cols);
         return;
     }
-    sq_to_f32_fn to_f32 = job->kernels->to_f32[job->dtype];
-    if (!to_f32) to_f32 = sq_dtype_info(job->dtype)->to_f32;
+    const sq_dtype_traits *f = sq_dtype_info(job->dtype);
+    sq_to_f32_fn to_f32 = sq_cpu_to_f32(job->set, job->dtype);
     /* Whole rows when ROW_ALIGN of them fit, else slices of the reduction dimension (whole blocks). */
     int64_t kc = job->cols, tile_rows = GEMM_TILE_FLOATS / job->cols;
     if (tile_rows < ROW_ALIGN) {
-        kc = GEMM_TILE_FLOATS / ROW_ALIGN / SQ_QK * SQ_QK;
+        kc = GEMM_TILE_FLOATS / ROW_ALIGN / f->block_elems * f->block_elems;
         tile_rows = ROW_ALIGN;
     } else {
         tile_rows = tile_rows / ROW_ALIGN * ROW_ALIGN;
@@ -107,10 +131,12 @@ static void gemm_task(void *p, int ith, int nth) {
 /* OpenBLAS's own threads would compete with the pool's spinning workers for the same cores. */
 static void single_thread_openblas(void) { openblas_set_num_threads(1); }
 
-void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
+void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq_tensor *w, const float *x,
+                        int n_tokens, float *y) {
     if (n_tokens <= 0 || sq_tensor_n_rows(w) <= 0 || sq_tensor_row_len(w) <= 0) return;
     matmul_job job = {
-        .kernels = sq_cpu_kernels_active(),
+        .set = set,
+        .kernels = &set->formats[w->dtype],
         .dtype = w->dtype,
         .w = w->data,
         .row_bytes = sq_row_bytes(w->dtype, sq_tensor_row_len(w)),
@@ -127,4 +153,8 @@ void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int 
     static pthread_once_t openblas_once = PTHREAD_ONCE_INIT;
     pthread_once(&openblas_once, single_thread_openblas);
     sq_threadpool_run(pool, gemm_task, &job);
+}
+
+void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
+    sq_cpu_matmul_with(sq_cpu_kernels_active(), pool, w, x, n_tokens, y);
 }

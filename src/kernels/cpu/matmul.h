@@ -12,6 +12,10 @@
 
 /* Fast path: SIMD kernels chosen at run time (AVX-512, AVX2/FMA or scalar), threads over `pool`. */
 void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y);
+/* The same with a given kernel set (kernels.h) instead of the active one: for tests of sets built there. */
+struct sq_cpu_kernels;
+void sq_cpu_matmul_with(const struct sq_cpu_kernels *set, sq_threadpool *pool, const sq_tensor *w,
+                        const float *x, int n_tokens, float *y);
 
 /* The oracle: plain C, one thread, each weight row dequantized with the dtype's reference to_f32, double
  * accumulation. */

@@ -2,24 +2,16 @@
  * stderr is a terminal, so logs and pipes stay clean. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "squeeze.h"
+#include "cli.h"
 
-struct sq_progress_bar {
+struct cli_progress {
     char label[48];
     int active; /* stderr is a terminal */
     int drawn;
     double start, last_draw;
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void format_duration(double s, char *buf, size_t n) {
     if (s < 0 || s > 1e7) {
@@ -33,19 +25,19 @@ static void format_duration(double s, char *buf, size_t n) {
         snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
 }
 
-sq_progress_bar *sq_progress_bar_create(const char *label) {
-    sq_progress_bar *bar = calloc(1, sizeof *bar);
+cli_progress *cli_progress_create(const char *label) {
+    cli_progress *bar = calloc(1, sizeof *bar);
     if (!bar) return NULL;
     snprintf(bar->label, sizeof bar->label, "%s", label ? label : "");
     bar->active = isatty(STDERR_FILENO);
-    bar->start = now_seconds();
+    bar->start = sq_monotonic_seconds();
     return bar;
 }
 
-void sq_progress_bar_update(void *p, int64_t done, int64_t total) {
-    sq_progress_bar *bar = p;
+void cli_progress_update(void *p, int64_t done, int64_t total) {
+    cli_progress *bar = p;
     if (!bar || !bar->active || total <= 0) return;
-    double t = now_seconds();
+    double t = sq_monotonic_seconds();
     if (done < total && bar->drawn && t - bar->last_draw < 0.2) return;
     bar->last_draw = t;
     bar->drawn = 1;
@@ -64,7 +56,7 @@ void sq_progress_bar_update(void *p, int64_t done, int64_t total) {
     fflush(stderr);
 }
 
-void sq_progress_bar_free(sq_progress_bar *bar) {
+void cli_progress_free(cli_progress *bar) {
     if (!bar) return;
     if (bar->active && bar->drawn) fputc('\n', stderr);
     free(bar);

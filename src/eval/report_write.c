@@ -1,0 +1,274 @@
+/* Writing the JSON reports of ppl, eval and bench runs (docs/report-format.md). The layout has one owner:
+ * this file writes it and report.c reads it back for squeeze report. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "squeeze.h"
+
+/* The layout version written (readers refuse versions they do not know). */
+#define REPORT_VERSION 1
+
+/* On disk: a file's size, or the sum of a directory's regular files; 0 when unknown. */
+static double path_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (S_ISREG(st.st_mode)) return (double)st.st_size;
+    if (!S_ISDIR(st.st_mode)) return 0;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    double total = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char p[4096];
+        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= (int)sizeof p) continue;
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) total += (double)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* A number, or null when it is not finite (a perplexity that overflowed). */
+static cJSON *number(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+static void add_string_or_null(cJSON *obj, const char *name, const char *s) {
+    if (s)
+        cJSON_AddStringToObject(obj, name, s);
+    else
+        cJSON_AddNullToObject(obj, name);
+}
+
+/* {"path", "bytes", "weight_bytes", "n_params", "arch", "file_format", "vocab_size", "max_seq_len"} */
+static cJSON *model_object(const sq_report_model *rm) {
+    sq_model_info info;
+    sq_model_get_info(rm->model, &info);
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "path", rm->path);
+    cJSON_AddNumberToObject(m, "bytes", path_bytes(rm->path));
+    cJSON_AddNumberToObject(m, "weight_bytes", (double)info.weight_bytes);
+    cJSON_AddNumberToObject(m, "n_params", (double)info.n_params);
+    cJSON_AddStringToObject(m, "arch", info.arch ? info.arch : "");
+    cJSON_AddStringToObject(m, "file_format", info.file_format ? info.file_format : "");
+    cJSON_AddNumberToObject(m, "vocab_size", info.vocab_size);
+    cJSON_AddNumberToObject(m, "max_seq_len", info.max_seq_len);
+    return m;
+}
+
+/* The envelope every report shares, with the model and label when the report has one model. */
+static cJSON *envelope(const char *kind, const sq_report_model *rm) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", kind);
+    cJSON_AddNumberToObject(j, "version", REPORT_VERSION);
+    if (rm && rm->label) cJSON_AddStringToObject(j, "label", rm->label);
+    if (rm) cJSON_AddItemToObject(j, "model", model_object(rm));
+    return j;
+}
+
+static SQ_NODISCARD sq_error *check_model(const sq_report_model *rm, const char *path) {
+    if (!rm || !rm->path || !rm->model)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a report needs the model and its path", path);
+    return NULL;
+}
+
+/* Writes the report (pretty-printed) and frees it. */
+static SQ_NODISCARD sq_error *write_report(const char *path, cJSON *report) {
+    char *text = cJSON_Print(report);
+    cJSON_Delete(report);
+    if (!text) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory writing the report", path);
+    FILE *fp = fopen(path, "w");
+    int ok = fp && fputs(text, fp) >= 0 && fputc('\n', fp) != EOF;
+    int saved = errno;
+    if (fp && fclose(fp) != 0) ok = 0, saved = errno;
+    free(text);
+    return ok ? NULL : sq_errorf(SQ_ERR_IO, "%s: cannot write the report: %s", path, strerror(saved));
+}
+
+/* ---------------------------------------------------------------- ppl */
+
+static const char *protocol_name(sq_ppl_protocol p) {
+    return p == SQ_PPL_STRIDE ? "stride" : p == SQ_PPL_SECOND_HALF ? "second-half" : "windows";
+}
+
+sq_error *sq_report_write_ppl(const char *path, const sq_report_model *rm, const sq_ppl_options *o,
+                              const char *ref_path, int ids_input, const sq_ppl_result *r) {
+    SQ_TRY(check_model(rm, path));
+    cJSON *j = envelope("ppl", rm);
+    cJSON *text = cJSON_AddObjectToObject(j, "text");
+    cJSON_AddStringToObject(text, "path", o->source ? o->source : "");
+    cJSON_AddStringToObject(text, "input", ids_input ? "ids" : "text");
+    cJSON_AddNumberToObject(text, "tokens", (double)r->n_ids);
+    cJSON *proto = cJSON_AddObjectToObject(j, "protocol");
+    cJSON_AddStringToObject(proto, "name", protocol_name(o->protocol));
+    cJSON_AddNumberToObject(proto, "ctx", r->n_ctx);
+    if (o->protocol == SQ_PPL_STRIDE)
+        cJSON_AddNumberToObject(proto, "stride", o->stride);
+    else
+        cJSON_AddNullToObject(proto, "stride");
+    cJSON_AddNumberToObject(proto, "batch", o->n_batch);
+    cJSON_AddItemToObject(j, "ppl", number(r->ppl));
+    cJSON *ci = cJSON_AddArrayToObject(j, "ppl_ci95");
+    cJSON_AddItemToArray(ci, number(r->ppl_lo));
+    cJSON_AddItemToArray(ci, number(r->ppl_hi));
+    cJSON_AddItemToObject(j, "mean_nll", number(r->mean_nll));
+    cJSON_AddItemToObject(j, "nll_sd", number(r->nll_sd));
+    cJSON_AddNumberToObject(j, "tokens_scored", (double)r->n_scored);
+    cJSON_AddNumberToObject(j, "windows", r->n_windows);
+    cJSON *timing = cJSON_AddObjectToObject(j, "timing");
+    cJSON_AddNumberToObject(timing, "seconds", r->seconds);
+    cJSON_AddNumberToObject(timing, "tokens_per_second", r->tokens_per_second);
+    cJSON_AddNumberToObject(timing, "threads", o->n_threads);
+    if (r->has_ref) {
+        cJSON *ref = cJSON_AddObjectToObject(j, "reference");
+        add_string_or_null(ref, "path", ref_path);
+        add_string_or_null(ref, "logits_file", o->ref_logits_in);
+        cJSON_AddItemToObject(ref, "ppl", number(r->ref_ppl));
+        cJSON_AddItemToObject(ref, "ppl_ratio", number(r->ppl_ratio));
+        cJSON_AddItemToObject(ref, "kl_mean", number(r->kl_mean));
+        cJSON_AddItemToObject(ref, "kl_sd", number(r->kl_sd));
+        cJSON_AddItemToObject(ref, "kl_max", number(r->kl_max));
+        cJSON_AddItemToObject(ref, "top1_agreement", number(r->top1_agreement));
+        cJSON_AddStringToObject(ref, "kl_method", r->kl_top_k ? "top-k" : "exact");
+        if (r->kl_top_k) {
+            cJSON_AddNumberToObject(ref, "top_k", r->kl_top_k);
+            cJSON_AddItemToObject(ref, "tail_mass_mean", number(r->ref_tail_mass));
+        } else {
+            cJSON_AddNullToObject(ref, "top_k");
+            cJSON_AddNullToObject(ref, "tail_mass_mean");
+        }
+    } else {
+        cJSON_AddNullToObject(j, "reference");
+    }
+    cJSON *wins = cJSON_AddArrayToObject(j, "per_window");
+    for (int w = 0; w < r->n_windows; w++) {
+        const sq_ppl_window *pw = &r->windows[w];
+        cJSON *o1 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o1, "start", (double)pw->start);
+        cJSON_AddNumberToObject(o1, "tokens", pw->n_tokens);
+        cJSON_AddNumberToObject(o1, "scored", pw->n_scored);
+        cJSON_AddItemToObject(o1, "nll", number(pw->nll));
+        if (r->has_ref) cJSON_AddItemToObject(o1, "kl", number(pw->kl));
+        cJSON_AddItemToArray(wins, o1);
+    }
+    return write_report(path, j);
+}
+
+/* ---------------------------------------------------------------- eval */
+
+sq_error *sq_report_write_eval(const char *path, const sq_report_model *rm, const sq_eval_options *o,
+                               const sq_task_result *res, int n) {
+    SQ_TRY(check_model(rm, path));
+    if (n < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "%s: an eval report needs at least one task", path);
+    sq_model_info info;
+    sq_model_get_info(rm->model, &info);
+    cJSON *j = envelope("eval", rm);
+    cJSON_AddStringToObject(j, "data_dir", o->data_dir ? o->data_dir : "");
+    if (o->limit)
+        cJSON_AddNumberToObject(j, "limit", o->limit);
+    else
+        cJSON_AddNullToObject(j, "limit");
+    cJSON_AddNumberToObject(j, "ctx", o->n_ctx ? o->n_ctx : info.max_seq_len);
+    cJSON *tasks = cJSON_AddArrayToObject(j, "tasks");
+    double sum_score = 0, sum_acc = 0, seconds = 0;
+    for (int i = 0; i < n; i++) {
+        const sq_task_result *r = &res[i];
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "task", r->task);
+        cJSON_AddNumberToObject(t, "n", r->n_items);
+        cJSON_AddItemToObject(t, "acc", number(r->acc));
+        cJSON_AddItemToObject(t, "acc_stderr", number(r->acc_stderr));
+        cJSON_AddItemToObject(t, "acc_norm", r->has_acc_norm ? number(r->acc_norm) : cJSON_CreateNull());
+        cJSON_AddItemToObject(t, "acc_norm_stderr",
+                              r->has_acc_norm ? number(r->acc_norm_stderr) : cJSON_CreateNull());
+        cJSON_AddItemToObject(t, "ppl", r->has_ppl ? number(r->ppl) : cJSON_CreateNull());
+        cJSON_AddStringToObject(t, "metric", r->has_acc_norm ? "acc_norm" : "acc");
+        cJSON_AddItemToObject(t, "score", number(r->score));
+        cJSON_AddNumberToObject(t, "truncated", r->n_truncated);
+        cJSON_AddNumberToObject(t, "seconds", r->seconds);
+        cJSON_AddItemToArray(tasks, t);
+        sum_score += r->score, sum_acc += r->acc, seconds += r->seconds;
+    }
+    cJSON *avg = cJSON_AddObjectToObject(j, "average");
+    cJSON_AddItemToObject(avg, "score", number(sum_score / n));
+    cJSON_AddItemToObject(avg, "acc", number(sum_acc / n));
+    cJSON *timing = cJSON_AddObjectToObject(j, "timing");
+    cJSON_AddNumberToObject(timing, "seconds", seconds);
+    return write_report(path, j);
+}
+
+/* ---------------------------------------------------------------- bench */
+
+static cJSON *result_object(int batch, const sq_bench_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "n_seqs", batch);
+    int n;
+    const sq_bench_metric *metrics = sq_bench_metrics(&n);
+    for (int k = 0; k < n; k++) {
+        const sq_bench_metric *mk = &metrics[k];
+        if (!mk->is_bytes) {
+            cJSON *s = cJSON_AddObjectToObject(o, mk->key);
+            cJSON_AddNumberToObject(s, "median", sq_bench_metric_stat(r, mk)->median);
+            cJSON_AddNumberToObject(s, "min", sq_bench_metric_stat(r, mk)->min);
+            cJSON_AddNumberToObject(s, "max", sq_bench_metric_stat(r, mk)->max);
+        } else if (mk->offset != offsetof(sq_bench_result, weight_bytes)) {
+            cJSON_AddNumberToObject(
+                o, mk->key, sq_bench_metric_bytes(r, mk)); /* the variant's model gives weight_bytes */
+        }
+    }
+    return o;
+}
+
+sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                const sq_bench_params *p, const int *batch_sizes, int n_batches,
+                                const sq_bench_result *results) {
+    if (n_models < 1 || n_batches < 1)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a bench report needs a model and a batch size", path);
+    for (int m = 0; m < n_models; m++) SQ_TRY(check_model(&models[m], path));
+    cJSON *root = envelope("bench", NULL), *settings = cJSON_AddObjectToObject(root, "settings");
+    cJSON_AddNumberToObject(settings, "n_prompt", p->n_prompt);
+    cJSON_AddNumberToObject(settings, "n_gen", p->n_gen);
+    cJSON_AddNumberToObject(settings, "n_reps", p->n_reps);
+    cJSON_AddNumberToObject(settings, "n_warmup", p->n_warmup);
+    cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
+    cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
+    cJSON_AddStringToObject(settings, "kv_type", p->kv_type == SQ_KV_F16 ? "f16" : "f32");
+    cJSON_AddStringToObject(settings, "prompt", "random token ids");
+    cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
+    cJSON *variants = cJSON_AddArrayToObject(root, "variants");
+    for (int m = 0; m < n_models; m++) {
+        cJSON *v = cJSON_CreateObject();
+        cJSON_AddItemToArray(variants, v);
+        cJSON_AddItemToObject(v, "model", model_object(&models[m]));
+        if (models[m].label) cJSON_AddStringToObject(v, "label", models[m].label);
+        cJSON *list = cJSON_AddArrayToObject(v, "results");
+        for (int b = 0; b < n_batches; b++)
+            cJSON_AddItemToArray(list, result_object(batch_sizes[b], &results[(size_t)b * n_models + m]));
+    }
+    if (n_models == 2) {
+        int n;
+        const sq_bench_metric *metrics = sq_bench_metrics(&n);
+        cJSON *ratios = cJSON_AddArrayToObject(root, "ratios");
+        for (int b = 0; b < n_batches; b++) {
+            const sq_bench_result *r = &results[(size_t)b * 2];
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddItemToArray(ratios, x);
+            cJSON_AddNumberToObject(x, "n_seqs", batch_sizes[b]);
+            for (int k = 0; k < n; k++) {
+                const sq_bench_metric *mk = &metrics[k];
+                if (!mk->is_bytes)
+                    cJSON_AddNumberToObject(x, mk->key,
+                                            sq_bench_metric_stat(&r[1], mk)->median /
+                                                sq_bench_metric_stat(&r[0], mk)->median);
+                else if (sq_bench_metric_bytes(&r[0], mk) > 0)
+                    cJSON_AddNumberToObject(
+                        x, mk->key, sq_bench_metric_bytes(&r[1], mk) / sq_bench_metric_bytes(&r[0], mk));
+            }
+        }
+    }
+    return write_report(path, root);
+}

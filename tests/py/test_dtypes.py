@@ -1,0 +1,109 @@
+"""The table of weight formats (src/core/dtype.h) against ggml's own definitions, through the gguf package
+(llama.cpp's Python library), read from the table and run through its reference conversions by
+tests/tools/dtype_tool:
+
+  - every format with a ggml type: the number names the same type in gguf.GGMLQuantizationType (its name is
+    the format's, upper case), the block is gguf.GGML_QUANT_SIZES' (elements, bytes), and the GGUF file type is
+    gguf.LlamaFileType's ALL_F32 / MOSTLY_<NAME>;
+  - the reference conversions: random float32 rows of awkward kinds (uniform, constant, zeros, one outlier,
+    one sign, alternating extremes, values halfway between the steps of the Q8_0 and Q4_1 grids; magnitudes
+    from 2^-20 to 2^15) quantize to exactly the bytes gguf.quants.quantize writes, and those bytes
+    dequantize to exactly gguf.quants.dequantize's values. (No negative zeros: which zero a block's minimum
+    or signed maximum is, when zeros of both signs tie, differs between numpy's reductions and ggml's C code,
+    which squeeze follows; the values are equal either way.)"""
+import os
+import subprocess
+import sys
+
+import gguf
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from checks import check, failures
+
+TOOL = os.environ.get("SQ_DTYPE_TOOL", "build/tests/dtype_tool")
+rng = np.random.default_rng(20261124)
+
+
+def tool(*args, data=b""):
+    p = subprocess.run([TOOL, *args], input=data, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"dtype_tool {' '.join(args)}: {p.stderr.decode()}")
+    return p.stdout
+
+
+def table():
+    rows = []
+    for line in tool("table").decode().splitlines():
+        name, ggml, ftype, elems, nbytes, st, torch = line.split("\t")
+        rows.append(dict(name=name, ggml=int(ggml), ftype=int(ftype), elems=int(elems), bytes=int(nbytes)))
+    return rows
+
+
+# Ties: values halfway between two steps of a format's grid, for a block spanning [-a, a]: (step, start) in
+# units of a. Q4_0 has none: ggml's C code rounds its x * id + 8.5 fused into an FMA or not depending on the
+# build, gguf.quants emulates the fused form in float64 (its FIXME says so), squeeze evaluates it as written.
+TIE_GRIDS = {"q8_0": (1 / 127, 0), "q4_1": (2 / 15, -1)}
+
+
+def awkward_rows(block, tie_grid, n_rows=24, blocks_per_row=9):
+    """Rows of whole blocks; each block one of seven kinds at its own scale (ties only with a grid)."""
+    x = np.empty((n_rows, blocks_per_row, block), dtype=np.float32)
+    for r in range(n_rows):
+        for b in range(blocks_per_row):
+            a = np.float32(2.0 ** rng.integers(-20, 15) * rng.uniform(1, 2))
+            kind = (r * blocks_per_row + b) % 7
+            if kind == 0:
+                v = rng.uniform(-a, a, block)
+            elif kind == 1:
+                v = np.full(block, a)
+            elif kind == 2:
+                v = np.zeros(block)
+            elif kind == 3:
+                v = rng.uniform(-a / 100, a / 100, block)
+                v[rng.integers(block)] = -a
+            elif kind == 4:
+                v = rng.uniform(a / 2, a, block)
+            elif kind == 5:
+                v = np.where(np.arange(block) % 2, a, -a)
+            elif tie_grid:
+                step, start = tie_grid[0] * a, tie_grid[1] * a
+                v = np.clip(start + (rng.integers(-16, 16, block) + 0.5) * step, -a, a)
+                v[:2] = a, -a
+            else:
+                v = rng.uniform(-a, a, block)
+            x[r, b] = v
+    return x.reshape(n_rows, blocks_per_row * block)
+
+
+rows = table()
+check(len(rows) > 0, f"dtype_tool lists {len(rows)} formats")
+for f in rows:
+    if f["ggml"] < 0:
+        continue
+    qt = gguf.GGMLQuantizationType(f["ggml"])
+    check(qt.name == f["name"].upper(), f"{f['name']}: ggml type {f['ggml']} is ggml's {qt.name}")
+    check(gguf.GGML_QUANT_SIZES[qt] == (f["elems"], f["bytes"]),
+          f"{f['name']}: block of {f['elems']} elements in {f['bytes']} bytes, gguf says {gguf.GGML_QUANT_SIZES[qt]}")
+    if f["ftype"] >= 0:
+        ft = gguf.LlamaFileType(f["ftype"])
+        want = "ALL_F32" if f["name"] == "f32" else "MOSTLY_" + f["name"].upper()
+        check(ft.name == want, f"{f['name']}: GGUF file type {f['ftype']} is llama.cpp's {ft.name}")
+
+    x = awkward_rows(f["elems"] if f["elems"] > 1 else 32, TIE_GRIDS.get(f["name"]))
+    ours = tool("quantize", f["name"], data=x.tobytes())
+    theirs = np.ascontiguousarray(gguf.quants.quantize(x, qt)).tobytes()
+    same = ours == theirs
+    if not same:
+        n = f["bytes"]
+        first = next(i for i in range(0, len(ours), n) if ours[i:i + n] != theirs[i:i + n]) // n
+        print(f"  first differing block {first}: ours {ours[first * n:(first + 1) * n].hex()} "
+              f"gguf {theirs[first * n:(first + 1) * n].hex()}")
+    check(same, f"{f['name']}: reference from_f32 of {x.size} values writes gguf.quants.quantize's bytes")
+    back = np.frombuffer(tool("dequantize", f["name"], data=theirs), dtype=np.float32)
+    want = np.asarray(gguf.quants.dequantize(np.frombuffer(theirs, dtype=np.uint8).reshape(x.shape[0], -1), qt),
+                      dtype=np.float32).ravel()
+    check(back.tobytes() == want.tobytes(), f"{f['name']}: reference to_f32 gives gguf.quants.dequantize's values")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
