@@ -145,12 +145,18 @@ static void test_malformed_tokenizer_json(void **state) {
     }
 }
 
+/* The path of encoder.json in a new folder `dir` of the work directory (a static buffer). */
+static const char *encoder_json_path(const char *dir) {
+    static char path[4200];
+    const char *work = sq_test_work(dir);
+    mkdir(work, 0777);
+    snprintf(path, sizeof path, "%s/encoder.json", work);
+    return path;
+}
+
 static void test_gpt2_encoder_without_merges(void **state) {
     (void)state;
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s", sq_test_work("tok_gpt2_alone"));
-    mkdir(dir, 0777);
-    snprintf(path, sizeof path, "%s/encoder.json", dir);
+    const char *path = encoder_json_path("tok_gpt2_alone");
     const char json[] = "{\"<|endoftext|>\": 1, \"a\": 0}";
     sq_test_write_file(path, json, strlen(json));
     expect_load_error(path, "vocab.bpe");
@@ -192,10 +198,7 @@ static void expect_bounded_load_error(const char *path, const char *needle) {
  * fuzzing: 11 s and 800 MB under ASan), a gap is named. */
 static void test_huge_and_missing_ids(void **state) {
     (void)state;
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s", sq_test_work("tok_gpt2_ids"));
-    mkdir(dir, 0777);
-    snprintf(path, sizeof path, "%s/encoder.json", dir);
+    const char *path = encoder_json_path("tok_gpt2_ids");
     const char huge[] = "{\"<|endoftext|>\": 62688564}", gap[] = "{\"a\": 0, \"<|endoftext|>\": 2, \"c\": 3}";
     sq_test_write_file(path, huge, strlen(huge));
     expect_bounded_load_error(path, "no token has id 0 (ids must be 0..62688564)");
