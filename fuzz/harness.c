@@ -144,6 +144,29 @@ void fuzz_load_model(const char *path) {
     sq_model_free(m);
 }
 
+/* Streamed after the first half of ids as context, the rest must add exactly what decoding the whole adds
+ * (sq_detokenizer_reset's promise): out[out_len] is the whole decoded. */
+static void check_streaming(const sq_tokenizer *tok, const int32_t *ids, int n, const char *out,
+                            size_t out_len) {
+    char *head = NULL;
+    size_t head_len = 0, streamed = 0;
+    sq_detokenizer *d = sq_detokenizer_create(tok);
+    fuzz_require(d != NULL, "a streaming decoder for a loaded tokenizer");
+    if (!fuzz_failed(sq_detokenize(tok, ids, n / 2, &head, &head_len)) &&
+        !fuzz_failed(sq_detokenizer_reset(d, ids, n / 2))) {
+        for (int i = n / 2; i <= n; i++) {
+            size_t l;
+            const char *piece = i < n ? sq_detokenizer_push(d, ids[i], &l) : sq_detokenizer_flush(d, &l);
+            fuzz_require(head_len + streamed + l <= out_len && !memcmp(out + head_len + streamed, piece, l),
+                         "a streamed piece continues the whole decoded text");
+            streamed += l;
+        }
+        fuzz_require(head_len + streamed == out_len, "streaming after a context ends where decoding ends");
+    }
+    sq_detokenizer_free(d);
+    free(head);
+}
+
 void fuzz_exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, size_t len) {
     int32_t *ids = NULL;
     int n = 0;
@@ -153,8 +176,10 @@ void fuzz_exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, size_
         fuzz_require(ids[i] >= 0 && ids[i] < vocab, "token ids lie in the vocabulary");
     char *out = NULL;
     size_t out_len = 0;
-    if (!fuzz_failed(sq_detokenize(tok, ids, n, &out, &out_len)))
+    if (!fuzz_failed(sq_detokenize(tok, ids, n, &out, &out_len))) {
         fuzz_require(out[out_len] == 0, "detokenized text is NUL-terminated");
+        check_streaming(tok, ids, n, out, out_len);
+    }
     free(out);
     free(ids);
 }

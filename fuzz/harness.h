@@ -37,7 +37,7 @@ void fuzz_require(int cond, const char *what);
 
 /* Loads a model (file or directory), checks what loading promises and runs one token through it. */
 void fuzz_load_model(const char *path);
-/* Tokenizes text, detokenizes the ids and checks the round trip's promises. */
+/* Tokenizes text, detokenizes the ids (whole, and streamed after a context) and checks the promises. */
 void fuzz_exercise_tokenizer(const sq_tokenizer *tok, const uint8_t *text, size_t len);
 
 /* ---- the targets: models and their files (targets_model.c) */

@@ -73,6 +73,17 @@ int sq_tokenizer_bos(const sq_tokenizer *tok); /* -1 when the vocabulary has non
 int sq_tokenizer_eos(const sq_tokenizer *tok); /* -1 when the vocabulary has none */
 /* Whether encode should prepend BOS by default (from the tokenizer's config; true for Llama-2). */
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok);
+
+/* Whether a sequence that begins a text starts with BOS (perplexity, zero-shot requests). */
+typedef enum sq_bos_policy {
+    SQ_BOS_AUTO = 0, /* as the tokenizer says (sq_tokenizer_adds_bos: tokenizer_config.json add_bos_token,
+                        GGUF tokenizer.ggml.add_bos_token), as llama.cpp and Hugging Face do */
+    SQ_BOS_ADD,      /* always */
+    SQ_BOS_NONE      /* never */
+} sq_bos_policy;
+/* The BOS id such a sequence starts with under policy, or -1 for none. Fails with SQ_ERR_INVALID_ARG when
+ * SQ_BOS_ADD asks for a BOS the vocabulary does not have, or for an unknown policy. */
+SQ_NODISCARD sq_error *sq_tokenizer_bos_for(const sq_tokenizer *tok, sq_bos_policy policy, int *bos_id);
 /* What loading worked around: tokenizer metadata that squeeze can do without but found out of range or
  * inconsistent (a special-token id outside the vocabulary, a tokenizer_config.json token the vocabulary
  * lacks), treated as absent. Each message names the file and field; valid while tok lives; NULL for i outside
@@ -105,9 +116,18 @@ SQ_NODISCARD sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids
 
 /* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
  * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
- * across byte tokens is held back until it is complete. The returned pointer is valid until the next call. */
+ * across byte tokens is held back until it is complete. The returned pointer is valid until the next call.
+ * A new decoder starts at the beginning of a text (an spm dummy-prefix space on the first piece is
+ * dropped); to stream a continuation (generated tokens after a prompt), reset it to the context first. */
 typedef struct sq_detokenizer sq_detokenizer;
-sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok);
+sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok); /* NULL: out of memory or no tok */
+/* Restarts d after `context` (n_context ids, e.g. the prompt; NULL/0: the start of a text), dropping any
+ * held-back bytes. Nothing of the context is returned: the following pushes and flush return exactly
+ * sq_detokenize(context + pushed) minus sq_detokenize(context), byte for byte, so the first generated word
+ * keeps its leading space. (A character the context leaves unfinished continues with its raw remaining bytes,
+ * since its first bytes belong to the context's text.) Fails with SQ_ERR_INVALID_ARG naming an id outside
+ * the vocabulary; d is then unchanged. */
+SQ_NODISCARD sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
@@ -405,7 +425,9 @@ typedef struct sq_generate_stats {
     double decode_seconds; /* from the end of the prefill to the last sampled token */
 } sq_generate_stats;
 
-/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. */
+/* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. The
+ * pieces together are decode(prompt + generated) minus decode(prompt) (sq_detokenizer_reset): the text
+ * continues the prompt's, leading space included. */
 typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 
 /* Tokenizes the prompt (with BOS as the tokenizer says; special-token text such as "<|im_start|>" is matched,
@@ -429,21 +451,22 @@ SQ_NODISCARD sq_error *sq_eval_read_text(const char *path, char **text, size_t *
 
 typedef enum sq_ppl_protocol {
     SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
-                          each from an empty cache, scoring positions 1..n_ctx-1 */
+                          each from an empty cache, scoring positions 1..n_ctx-1; needs one full window */
     SQ_PPL_STRIDE,     /* windows of n_ctx tokens advancing by `stride`, each scoring only the tokens the
                           previous window did not (Hugging Face's perplexity guide); the last window may be
-                          shorter */
-    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS, scoring
-                          positions n_ctx/2+1..n_ctx-1 */
+                          shorter, and a text shorter than n_ctx is one short window (at least 2 tokens) */
+    SQ_PPL_SECOND_HALF /* llama.cpp: non-overlapping windows whose first token is replaced by BOS (bos_id),
+                          scoring positions n_ctx/2+1..n_ctx-1; needs one full window */
 } sq_ppl_protocol;
 
 typedef struct sq_ppl_options {
     sq_ppl_protocol protocol;
-    int n_ctx;                  /* window length in tokens; 0: the model's max_seq_len */
-    int stride;                 /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
-    int n_batch;                /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads;              /* 0: all online cores */
-    int bos_id;                 /* SQ_PPL_SECOND_HALF's window start token; -1: keep the text's own token */
+    int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
+    int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
+    int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
+    int n_threads; /* 0: all online cores */
+    int bos_id;    /* the BOS the ids begin with (sq_tokenizer_bos_for), which SQ_PPL_SECOND_HALF also puts
+                      first in every window; -1: none, every window keeps its own first token (llama.cpp) */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
     const char *ref_logits_in;  /* read the reference's distributions from this file instead of running it */
     const char *ref_logits_out; /* write the reference's distributions here (needs ref) */
@@ -478,8 +501,9 @@ typedef struct sq_ppl_result {
     double ref_tail_mass;          /* kl_top_k > 0: mean reference mass outside the stored top k */
 } sq_ppl_result;
 
-/* Perplexity of `model` over token ids (for text: [BOS] + encode(text)) with the chosen protocol; with a
- * reference, also KL divergence and top-1 agreement. Fails when the ids do not fill one window. */
+/* Perplexity of `model` over token ids (for text: [BOS] + encode(text), BOS as sq_tokenizer_bos_for says)
+ * with the chosen protocol; with a reference, also KL divergence and top-1 agreement. Fails when the ids do
+ * not fill one window (SQ_PPL_WINDOWS, SQ_PPL_SECOND_HALF) or are fewer than 2 (SQ_PPL_STRIDE). */
 SQ_NODISCARD sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids,
                                      const sq_ppl_options *opts, sq_ppl_result *res);
 void sq_ppl_result_free(sq_ppl_result *res);
@@ -492,6 +516,7 @@ typedef struct sq_eval_options {
     int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
     int n_threads;           /* 0: all online cores */
     int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
+    sq_bos_policy bos;       /* whether requests start with BOS; SQ_BOS_AUTO (0): as the tokenizer says */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
 } sq_eval_options;

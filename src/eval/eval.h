@@ -136,7 +136,7 @@ typedef SQ_NODISCARD sq_error *(*sq_encode_fn)(void *user, const char *text, siz
                                                int *n_ids);
 
 typedef struct sq_zeroshot_options {
-    int n_batch, bos_id; /* bos_id: -1 when the vocabulary has none */
+    int n_batch, bos_id; /* bos_id: what every request starts with; -1: nothing */
     sq_progress_fn progress;
     void *progress_user;
     int64_t progress_base, progress_total; /* items finished before this task, items in all tasks */

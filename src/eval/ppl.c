@@ -94,11 +94,17 @@ sq_error *sq_ppl_plan(sq_ppl_protocol protocol, int64_t n_ids, int n_ctx, int st
     *n_windows = 0;
     if (n_ctx < 2)
         return sq_errorf(SQ_ERR_INVALID_ARG, "a window of %d tokens scores nothing (need at least 2)", n_ctx);
-    if (n_ids < n_ctx)
+    /* the windows protocols are defined by full windows; the strided one scores a shorter text as one short
+     * window, as Hugging Face's guide does */
+    if (protocol != SQ_PPL_STRIDE && n_ids < n_ctx)
         return sq_errorf(SQ_ERR_INVALID_ARG, "the text has %lld tokens, fewer than one window of %d",
                          (long long)n_ids, n_ctx);
     int64_t count;
     if (protocol == SQ_PPL_STRIDE) {
+        if (n_ids < 2)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "the text has %lld tokens: nothing to score (need at least 2)",
+                             (long long)n_ids);
         if (stride < 1 || stride > n_ctx)
             return sq_errorf(SQ_ERR_INVALID_ARG, "stride %d is outside 1..%d (the window length)", stride,
                              n_ctx);

@@ -111,6 +111,10 @@ sq_error *sq_report_write_ppl(const char *path, const sq_report_model *rm, const
     else
         cJSON_AddNullToObject(proto, "stride");
     cJSON_AddNumberToObject(proto, "batch", o->n_batch);
+    if (o->bos_id >= 0)
+        cJSON_AddNumberToObject(proto, "bos_id", o->bos_id);
+    else
+        cJSON_AddNullToObject(proto, "bos_id");
     cJSON_AddItemToObject(j, "ppl", number(r->ppl));
     cJSON *ci = cJSON_AddArrayToObject(j, "ppl_ci95");
     cJSON_AddItemToArray(ci, number(r->ppl_lo));
@@ -173,6 +177,17 @@ sq_error *sq_report_write_eval(const char *path, const sq_report_model *rm, cons
     else
         cJSON_AddNullToObject(j, "limit");
     cJSON_AddNumberToObject(j, "ctx", o->n_ctx ? o->n_ctx : info.max_seq_len);
+    const sq_tokenizer *tok = sq_model_tokenizer(rm->model);
+    int bos = -1;
+    sq_error *err = tok ? sq_tokenizer_bos_for(tok, o->bos, &bos) : NULL;
+    if (err) {
+        cJSON_Delete(j);
+        return sq_error_wrap(err, "%s", path);
+    }
+    if (bos >= 0)
+        cJSON_AddNumberToObject(j, "bos_id", bos);
+    else
+        cJSON_AddNullToObject(j, "bos_id");
     cJSON *tasks = cJSON_AddArrayToObject(j, "tasks");
     double sum_score = 0, sum_acc = 0, seconds = 0;
     for (int i = 0; i < n; i++) {

@@ -1,7 +1,8 @@
 /* Zero-shot multiple-choice scoring, as lm-evaluation-harness scores loglikelihood requests.
  *
  * Each choice is a (context, continuation) pair. Trailing whitespace of the context moves to the front of
- * the continuation; the scored sequence is whole = [BOS] + encode(context + continuation) and the
+ * the continuation; the scored sequence is whole = [BOS] + encode(context + continuation) (BOS as the
+ * tokenizer says unless the caller forces it: sq_eval_options.bos) and the
  * continuation's tokens are those after [BOS] + encode(context) (or after the longest common prefix of the
  * two, where the tokenizer merged across the boundary). A choice's score is the sum of the log-probs of its
  * continuation tokens.
@@ -291,13 +292,15 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
     if (!err && n_tasks == 0) err = sq_errorf(SQ_ERR_INVALID_ARG, "no tasks named");
     if (!err && !tok)
         err = sq_errorf(SQ_ERR_INVALID_ARG, "the model has no tokenizer (zero-shot tasks need one)");
+    int bos = -1; /* what every request starts with: the tokenizer's choice unless opts->bos forces one */
+    if (!err) err = sq_tokenizer_bos_for(tok, opts->bos, &bos);
     sq_task_result *res = err ? NULL : calloc((size_t)n_tasks, sizeof *res);
     if (!err && !res) err = sq_errorf(SQ_ERR_NOMEM, "out of memory");
     sq_lm lm = {0};
     if (!err)
         err = sq_lm_open(model, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1, opts->n_threads, &lm);
     sq_zeroshot_options zo = {.n_batch = opts->n_batch,
-                              .bos_id = tok ? sq_tokenizer_bos(tok) : -1,
+                              .bos_id = bos,
                               .progress = opts->progress,
                               .progress_user = opts->progress_user,
                               .progress_total = total_items};

@@ -1,5 +1,6 @@
 /* The generation loop: tokenize, prefill the prompt in one forward call, then sample and feed back one token
- * at a time, streaming text through the detokenizer. It ends at any of the model's end-of-generation ids
+ * at a time, streaming text through the detokenizer (started after the prompt, so the streamed text is
+ * decode(prompt + generated) minus decode(prompt)). It ends at any of the model's end-of-generation ids
  * (sq_model_eos_ids: every EOS its files name), and at BOS too: a generated BOS begins an unrelated document
  * (llama2.c's models end their stories so). */
 #include <math.h>
@@ -84,6 +85,8 @@ static SQ_NODISCARD sq_error *run(sq_context *ctx, const char *prompt, int n_pre
     g->logits = malloc((size_t)vocab * sizeof *g->logits);
     g->detok = sq_detokenizer_create(tok);
     if (!g->logits || !g->detok) return sq_errorf(SQ_ERR_NOMEM, "generate: out of memory");
+    /* the generated text continues the prompt's: its first word keeps its leading space */
+    SQ_TRY(sq_detokenizer_reset(g->detok, g->tokens, n_len));
     stats->prompt_tokens = n_len;
 
     SQ_TRY(sq_seq_truncate(ctx, 0, 0));

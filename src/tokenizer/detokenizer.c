@@ -1,7 +1,9 @@
 /* Decoding: each token's bytes are worked out once at load (spm "▁" -> space and <0xNN> -> the byte, GPT-2's
  * byte mapping undone, control tokens empty); decoding concatenates them, dropping the space the spm dummy
- * prefix added in front of the first piece. The streaming decoder holds back a UTF-8 character whose bytes
- * are still arriving. */
+ * prefix added in front of the first piece. So the text a token adds depends only on whether a text token
+ * came before it: that one bit is all the streaming decoder needs to continue after a context (the prompt),
+ * and decode(context + pushed) = decode(context) + what the pushes return, byte for byte. The streaming
+ * decoder holds back a UTF-8 character whose bytes are still arriving. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +106,7 @@ sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, 
 
 struct sq_detokenizer {
     const sq_tokenizer *tok;
-    int started;
+    int started;  /* a text token came before (in the context or the pushes) */
     char held[4]; /* the start of a character whose remaining bytes have not arrived */
     size_t n_held;
     char *out; /* what the last call returned */
@@ -116,6 +118,20 @@ sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok) {
     sq_detokenizer *d = calloc(1, sizeof *d);
     if (d) d->tok = tok;
     return d;
+}
+
+sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context) {
+    if (!d) return sq_errorf(SQ_ERR_INVALID_ARG, "detokenizer: none given");
+    if (n_context < 0 || (n_context > 0 && !context))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "detokenizer: a context of %d tokens without ids", n_context);
+    for (int i = 0; i < n_context; i++) SQ_TRY(check_id(d->tok, context[i], i));
+    d->started = 0;
+    d->n_held = 0; /* bytes of the context, which the caller has (a character it splits continues raw) */
+    for (int i = 0; i < n_context; i++) {
+        size_t l;
+        token_bytes(d->tok, context[i], &d->started, &l);
+    }
+    return NULL;
 }
 
 void sq_detokenizer_free(sq_detokenizer *d) {

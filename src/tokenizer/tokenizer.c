@@ -18,6 +18,23 @@ int sq_tokenizer_vocab_size(const sq_tokenizer *tok) { return tok->spec.n_tokens
 int sq_tokenizer_bos(const sq_tokenizer *tok) { return tok->spec.bos_id; }
 int sq_tokenizer_eos(const sq_tokenizer *tok) { return tok->spec.eos_id; }
 int sq_tokenizer_adds_bos(const sq_tokenizer *tok) { return tok->spec.add_bos && tok->spec.bos_id >= 0; }
+
+sq_error *sq_tokenizer_bos_for(const sq_tokenizer *tok, sq_bos_policy policy, int *bos_id) {
+    *bos_id = -1;
+    switch (policy) {
+    case SQ_BOS_AUTO:
+        if (sq_tokenizer_adds_bos(tok)) *bos_id = tok->spec.bos_id;
+        return NULL;
+    case SQ_BOS_ADD:
+        if (tok->spec.bos_id < 0)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "BOS asked for, but the vocabulary has no BOS token");
+        *bos_id = tok->spec.bos_id;
+        return NULL;
+    case SQ_BOS_NONE:
+        return NULL;
+    }
+    return sq_errorf(SQ_ERR_INVALID_ARG, "unknown BOS policy %d", (int)policy);
+}
 int sq_tokenizer_n_warnings(const sq_tokenizer *tok) { return tok->warnings.n; }
 const char *sq_tokenizer_warning(const sq_tokenizer *tok, int i) {
     return i >= 0 && i < tok->warnings.n ? tok->warnings.messages[i] : NULL;

@@ -70,8 +70,10 @@ static int is_end(fixture *f, int32_t id) {
     return id == sq_tokenizer_eos(f->tok) || id == sq_tokenizer_bos(f->tok);
 }
 
-/* Reference: the detokenized text of up to n_predict tokens (stopping at EOS/BOS or n_ctx), each step either
- * recomputing the whole sequence from an empty cache (recompute) or feeding the last token (incremental). */
+/* Reference: the text up to n_predict tokens add to the prompt's (stopping at EOS/BOS or n_ctx), each step
+ * either recomputing the whole sequence from an empty cache (recompute) or feeding the last token
+ * (incremental). The text is decode(prompt + generated) minus decode(prompt): what a reader of the prompt
+ * sees appended, the first word's leading space included. */
 static char *reference_text(fixture *f, const char *prompt, int n_predict, int n_ctx,
                             const sq_sampler_params *p, int recompute, int *n_generated) {
     sq_context *ctx = make_context(f, n_ctx);
@@ -98,9 +100,14 @@ static char *reference_text(fixture *f, const char *prompt, int n_predict, int n
         seq[n++] = next;
     }
     *n_generated = n - n_prompt;
-    char *text;
-    size_t len;
-    sq_test_ok(sq_detokenize(f->tok, seq + n_prompt, n - n_prompt, &text, &len));
+    char *whole, *before;
+    size_t whole_len, before_len;
+    sq_test_ok(sq_detokenize(f->tok, seq, n, &whole, &whole_len));
+    sq_test_ok(sq_detokenize(f->tok, seq, n_prompt, &before, &before_len));
+    assert_true(before_len <= whole_len && !memcmp(whole, before, before_len));
+    char *text = strdup(whole + before_len);
+    free(whole);
+    free(before);
     free(seq);
     free(logits);
     sq_sampler_free(s);
@@ -155,6 +162,24 @@ static void test_greedy(void **state) {
     assert_string_equal(again.text, part.text);
     free(story);
     free(recomputed);
+    sq_context_free(ctx);
+}
+
+/* Issue 7 item 5: the first generated word keeps the space before it. stories15M greedily continues this
+ * prompt with "▁girl", which begins a word: streamed alone it used to lose its space ("a littlegirl"). */
+static void test_continues_the_prompt(void **state) {
+    fixture *f = *state;
+    const char *prompt = "Once upon a time there was a little";
+    sq_sampler_params p = greedy_params();
+    int n_ref;
+    char *want = reference_text(f, prompt, 8, 64, &p, 0, &n_ref);
+    sq_context *ctx = make_context(f, 64);
+    collected got = {0};
+    sq_test_ok(sq_generate(ctx, prompt, 8, &p, collect, &got, NULL));
+    printf("\"%s\" + \"%s\"\n", prompt, got.text);
+    assert_string_equal(got.text, want);
+    assert_true(starts_with(got.text, " girl"));
+    free(want);
     sq_context_free(ctx);
 }
 
@@ -237,6 +262,7 @@ static void test_stops(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_continues_the_prompt),
         cmocka_unit_test(test_sampling_matches_reference_loop),
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_stops),

@@ -191,6 +191,42 @@ static void test_ppl_matches_reference(void **state) {
     free(ids);
 }
 
+/* Issue 7 item 7: the strided protocol scores a text shorter than one window as one short window (Hugging
+ * Face's guide: its loop runs once with end = len); the windows protocols keep refusing it. */
+static void test_stride_short_text(void **state) {
+    (void)state;
+    const int lens[] = {2, 3, 13, CTX - 1, CTX};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        int n = lens[li];
+        int32_t *ids = random_ids(n, 40 + (uint64_t)n);
+        for (int stride = 1; stride <= CTX; stride += 23) {
+            fake_lm m;
+            sq_lm lm = fake_lm_open(&m, VOCAB, CTX, 1, 13, 0);
+            sq_ppl_options o = {
+                .protocol = SQ_PPL_STRIDE, .n_ctx = CTX, .stride = stride, .n_batch = 1, .n_threads = 1};
+            sq_ppl_result r;
+            sq_test_ok(sq_ppl_run(&lm, NULL, ids, n, &o, &r));
+            reference ref = reference_ppl(&m, NULL, ids, n, SQ_PPL_STRIDE, stride, -1, 0);
+            assert_int_equal(r.n_windows, 1);
+            assert_int_equal(r.windows[0].n_tokens, n);
+            assert_int_equal(r.n_scored, n - 1);
+            assert_int_equal(ref.n, n - 1);
+            check_close(r.ppl, exp(ref.nll / ref.n), 1e-12, "short-text ppl");
+            sq_ppl_result_free(&r);
+            o.protocol = SQ_PPL_WINDOWS;
+            if (n < CTX) sq_test_fails_with(sq_ppl_run(&lm, NULL, ids, n, &o, &r), "fewer than one window");
+            o.protocol = SQ_PPL_SECOND_HALF;
+            if (n < CTX) sq_test_fails_with(sq_ppl_run(&lm, NULL, ids, n, &o, &r), "fewer than one window");
+            fake_lm_close(&m);
+        }
+        free(ids);
+    }
+    sq_ppl_plan_window *w;
+    int n_w;
+    sq_test_fails_with(sq_ppl_plan(SQ_PPL_STRIDE, 1, CTX, 4, &w, &n_w), "nothing to score");
+    sq_test_fails_with(sq_ppl_plan(SQ_PPL_STRIDE, 0, CTX, 4, &w, &n_w), "nothing to score");
+}
+
 static void test_ci_from_token_nll(void **state) {
     (void)state;
     /* the 95% interval is exp(mean +- 1.96 sd / sqrt(n)) of per-token NLLs */
@@ -463,6 +499,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp_and_logsumexp),
         cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_stride_short_text),
         cmocka_unit_test(test_ppl_matches_reference),
         cmocka_unit_test(test_ci_from_token_nll),
         cmocka_unit_test(test_kl),

@@ -302,6 +302,51 @@ static void test_streaming_holds_back_split_character(void **state) {
     sq_tokenizer_free(tok);
 }
 
+/* sq_detokenizer_reset: a stream after a context returns what the pushes add to the context's decoding (the
+ * oracle comparison on random cases is tests/py/test_stream_decode.py); reset drops held bytes; a bad context
+ * id is refused and leaves the decoder as it was. */
+static void test_streaming_after_context(void **state) {
+    (void)state;
+    sq_tokenizer *tok;
+    sq_test_ok(sq_tokenizer_load(sq_test_shared("models/tokenizer.model"), &tok));
+    int32_t *ctx, *cont;
+    int n_ctx, n_cont;
+    sq_test_ok(sq_tokenize(tok, "a little", 8, 1, 0, &ctx, &n_ctx));
+    sq_test_ok(sq_tokenize(tok, "girl", 4, 0, 0, &cont, &n_cont)); /* "▁girl": a word start */
+    sq_detokenizer *d = sq_detokenizer_create(tok);
+    size_t len;
+    const char *piece = sq_detokenizer_push(d, cont[0], &len); /* at the start of a text: no space */
+    assert_int_equal(len, 4);
+    assert_memory_equal(piece, "girl", 4);
+    sq_test_ok(sq_detokenizer_reset(d, ctx, n_ctx));
+    piece = sq_detokenizer_push(d, cont[0], &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(piece, " girl", 5);
+    /* a context of control tokens only (BOS) is still the start of the text */
+    sq_test_ok(sq_detokenizer_reset(d, ctx, 1));
+    piece = sq_detokenizer_push(d, cont[0], &len);
+    assert_int_equal(len, 4);
+    /* held bytes of an unfinished character are dropped by a reset */
+    int32_t lead = 0xF0 + 3; /* <0xF0>: byte tokens follow the 3 control tokens */
+    sq_detokenizer_push(d, lead, &len);
+    assert_int_equal(len, 0);
+    sq_test_ok(sq_detokenizer_reset(d, NULL, 0));
+    sq_detokenizer_flush(d, &len);
+    assert_int_equal(len, 0);
+    /* bad contexts are refused; the decoder keeps its state (here: after a text token) */
+    sq_detokenizer_push(d, cont[0], &len);
+    int32_t bad[] = {ctx[1], 32000};
+    sq_test_fails_with(sq_detokenizer_reset(d, bad, 2), "32000");
+    sq_test_fails_with(sq_detokenizer_reset(d, NULL, 3), "3 tokens");
+    piece = sq_detokenizer_push(d, cont[0], &len);
+    assert_int_equal(len, 5);
+    sq_test_fails_with(sq_detokenizer_reset(NULL, ctx, 1), "detokenizer");
+    sq_detokenizer_free(d);
+    free(ctx);
+    free(cont);
+    sq_tokenizer_free(tok);
+}
+
 /* ------------------------------------------------------------ spec round trip */
 
 static void test_spec_round_trip(void **state) {
@@ -366,6 +411,7 @@ int main(void) {
         cmocka_unit_test(test_bpe_matches_naive_reference),
         cmocka_unit_test(test_streaming_decoding),
         cmocka_unit_test(test_streaming_holds_back_split_character),
+        cmocka_unit_test(test_streaming_after_context),
         cmocka_unit_test(test_random_bytes_round_trip),
         cmocka_unit_test(test_spec_round_trip),
         cmocka_unit_test(test_named_pre_tokenizer),

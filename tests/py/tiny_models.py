@@ -242,12 +242,12 @@ def _gguf_vocab(writer, tokenizer_json):
     writer.add_unk_token_id(0)
 
 
-def generate_gguf(name, outroot, qtype, extra_ids=None, tag=""):
+def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     """Writes variant `name` as a GGUF file with llama.cpp's conventions, written by the gguf package (an
     independent writer): 2-D weights in `qtype` ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"), norms and
     biases in F32, and for the llama architecture q/k rows permuted to RoPE-on-interleaved-pairs order as
-    llama.cpp's converter does. extra_ids: more uint32 metadata ({"tokenizer.ggml.eot_token_id": 7}); tag
-    names such a file apart. Returns the path."""
+    llama.cpp's converter does. extra_ids: more uint32 metadata ({"tokenizer.ggml.eot_token_id": 7});
+    add_bos: tokenizer.ggml.add_bos_token (None: not written); tag names such a file apart. Returns the path."""
     import gguf
 
     spec = VARIANTS[name]
@@ -285,6 +285,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag=""):
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
     for key, value in (extra_ids or {}).items():
         writer.add_uint32(key, value)
+    if add_bos is not None:
+        writer.add_add_bos_token(add_bos)
 
     def put(gname, x, quantize=True):
         if quantize and qt != gguf.GGMLQuantizationType.F32:

@@ -162,6 +162,11 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
 #define CLI_FLAG_KV_TYPE(var)                                                                                \
     CLI_CHOICE_FLAG("--kv-type", "TYPE", var, "f32|f16", "f32",                                              \
                     "how the KV cache stores keys and values; f16: half the memory")
+/* Two rows: --bos and --no-bos force whether a text starts with BOS; neither: as the tokenizer says */
+#define CLI_FLAGS_BOS(bos, no_bos)                                                                           \
+    CLI_SWITCH_FLAG("--bos", bos, "start the text with BOS even where the tokenizer adds none"),             \
+        CLI_SWITCH_FLAG("--no-bos", no_bos,                                                                  \
+                        "do not start the text with BOS even where the tokenizer adds it")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
@@ -175,6 +180,9 @@ typedef struct cli_progress cli_progress;
 cli_progress *cli_progress_create(const char *label);
 void cli_progress_update(void *bar, int64_t done, int64_t total);
 void cli_progress_free(cli_progress *bar); /* ends the line */
+
+/* The policy --bos / --no-bos ask for, or a usage error when both are given (CLI_CONTINUE otherwise). */
+int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy);
 
 /* --kv-type's value (already checked by the flag table; NULL: f32). */
 sq_kv_type cli_kv_type(const char *text);

@@ -34,4 +34,9 @@ uint64_t cli_clock_seed(void) {
            ((1ull << 53) - 1);
 }
 
+int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy) {
+    *policy = bos ? SQ_BOS_ADD : no_bos ? SQ_BOS_NONE : SQ_BOS_AUTO;
+    return bos && no_bos ? cli_usage_error(verb, "--bos and --no-bos exclude each other") : CLI_CONTINUE;
+}
+
 sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }

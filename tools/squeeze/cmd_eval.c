@@ -40,7 +40,8 @@ static const cli_verb verb = {
     .usage = "-m MODEL [--tasks LIST] [options]",
     .about =
         "Zero-shot tasks, scored like lm-evaluation-harness: each choice's score is the sum of the\n"
-        "log-probs of its continuation tokens (\" \" + choice) given [BOS] + the context. acc takes the\n"
+        "log-probs of its continuation tokens (\" \" + choice) given [BOS] + the context (BOS where the\n"
+        "model's tokenizer adds one, as the harness does; --bos / --no-bos force it). acc takes the\n"
         "argmax of that sum, acc_norm the argmax per byte of the choice; stderr = sqrt(p(1-p)/(n-1)).\n"
         "winogrande scores the shared continuation after each filled-in option; lambada counts exact\n"
         "greedy continuations and reports their perplexity. The average is over each task's headline\n"
@@ -50,7 +51,8 @@ static const cli_verb verb = {
 int sq_cmd_eval(int argc, char **argv) {
     const char *model_path, *tasks, *data_dir, *json, *tokenizer, *label;
     long limit, batch, threads, ctx;
-    int no_progress;
+    int no_progress, bos, no_bos;
+    sq_bos_policy bos_policy;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&model_path, 1),
         CLI_TEXT_FLAG("--tasks", "LIST", &tasks, "comma-separated names from\n" ALL_TASKS,
@@ -62,6 +64,7 @@ int sq_cmd_eval(int argc, char **argv) {
         CLI_INT_FLAG("-b, --batch", "B", &batch, 1, CLI_MAX_BATCH, 8,
                      "items run together as B sequences of one forward pass"),
         CLI_FLAG_CTX(&ctx, "the model's; longer items lose tokens from the left"),
+        CLI_FLAGS_BOS(&bos, &no_bos),
         CLI_FLAG_JSON(&json),
         CLI_FLAG_LABEL(&label),
         CLI_FLAG_THREADS(&threads),
@@ -69,6 +72,7 @@ int sq_cmd_eval(int argc, char **argv) {
         CLI_FLAG_NO_PROGRESS(&no_progress),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc == CLI_CONTINUE) rc = cli_bos_policy("eval", bos, no_bos, &bos_policy);
     if (rc != CLI_CONTINUE) return rc;
     char dir_buf[PATH_MAX + 32];
     if (!data_dir && !(data_dir = default_data_dir(dir_buf, sizeof dir_buf)))
@@ -84,6 +88,7 @@ int sq_cmd_eval(int argc, char **argv) {
                          .n_batch = (int)batch,
                          .n_threads = (int)threads,
                          .n_ctx = (int)ctx,
+                         .bos = bos_policy,
                          .progress = bar ? cli_progress_update : NULL,
                          .progress_user = bar};
     sq_task_result *res = NULL;

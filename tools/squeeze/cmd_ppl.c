@@ -12,7 +12,8 @@
 typedef struct ppl_args {
     const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label;
     long ctx, stride, batch, threads, top_k;
-    int second_half, no_progress;
+    int second_half, no_progress, bos, no_bos;
+    sq_bos_policy bos_policy;
 } ppl_args;
 
 static const cli_verb verb = {
@@ -21,8 +22,10 @@ static const cli_verb verb = {
     .about =
         "Perplexity of MODEL on a UTF-8 text file (invalid UTF-8 is an error; CRLF is read as LF).\n"
         "\n"
-        "Default protocol: ids = [BOS] + encode(text), cut into consecutive non-overlapping windows of\n"
-        "--ctx tokens (the last partial window is dropped; a text shorter than one window is an error).\n"
+        "Default protocol: ids = [BOS] + encode(text) (BOS where the model's tokenizer adds one, as\n"
+        "llama.cpp and Hugging Face do; --bos / --no-bos force it), cut into consecutive non-overlapping\n"
+        "windows of --ctx tokens (the last partial window is dropped; a text shorter than one window is\n"
+        "an error, except with --stride, which scores it as one short window).\n"
         "Each window is evaluated from an empty cache and positions 1..ctx-1 are scored: token i is\n"
         "predicted from the tokens before it in its window. ppl = exp(mean NLL), log-softmax in double\n"
         "precision; the 95% interval is exp(mean +- 1.96 sd/sqrt(n)) over per-token NLLs.\n",
@@ -40,9 +43,10 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
                      "sliding windows advancing by S, each scoring only its new\ntokens (Hugging "
                      "Face's perplexity guide)",
                      .def_shown = ""),
-        CLI_SWITCH_FLAG(
-            "--score-second-half", &a->second_half,
-            "llama.cpp's protocol: each window starts with BOS and\nscores only positions ctx/2+1..ctx-1"),
+        CLI_SWITCH_FLAG("--score-second-half", &a->second_half,
+                        "llama.cpp's protocol: each window starts with BOS (where\nthe text does) and scores "
+                        "only positions ctx/2+1..ctx-1"),
+        CLI_FLAGS_BOS(&a->bos, &a->no_bos),
         CLI_INT_FLAG("-b, --batch", "B", &a->batch, 1, CLI_MAX_BATCH, 0,
                      "windows run together as B sequences of one forward pass",
                      .def_shown = "as many as fit 512 MiB of logits, at most 8"),
@@ -72,7 +76,7 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
         return cli_usage_error("ppl", "--stride and --score-second-half exclude each other");
     if (a->ref && a->ref_logits) return cli_usage_error("ppl", "--ref and --ref-logits exclude each other");
     if (a->save_logits && !a->ref) return cli_usage_error("ppl", "--save-logits needs --ref");
-    return CLI_CONTINUE;
+    return cli_bos_policy("ppl", a->bos, a->no_bos, &a->bos_policy);
 }
 
 /* The token ids of an id file. Returns 0, or prints the problem and returns 1. */
@@ -130,9 +134,15 @@ int sq_cmd_ppl(int argc, char **argv) {
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    if (a.ids_file) {
+    int bos = -1; /* what the text starts with, and the second-half protocol's window start */
+    if (tok) err = sq_tokenizer_bos_for(tok, a.bos_policy, &bos);
+    if (!err && !tok && a.bos_policy == SQ_BOS_ADD) {
+        fprintf(stderr, "squeeze ppl: --bos: %s has no tokenizer to take BOS from; give --tokenizer PATH\n",
+                a.model);
+        rc = 1;
+    } else if (!err && a.ids_file) {
         rc = read_ids(a.ids_file, &ids, &n_ids) ? 1 : CLI_CONTINUE;
-    } else {
+    } else if (!err) {
         char *text = NULL;
         size_t len = 0;
         int n = 0;
@@ -142,7 +152,7 @@ int sq_cmd_ppl(int argc, char **argv) {
                     a.model);
             rc = 1;
         } else if (!err) {
-            err = sq_tokenize(tok, text, len, 1, 0, &ids, &n);
+            err = sq_tokenize(tok, text, len, bos >= 0, 0, &ids, &n);
             n_ids = n;
         }
         free(text);
@@ -155,7 +165,7 @@ int sq_cmd_ppl(int argc, char **argv) {
         double per_window = (double)ctx * info.vocab_size * sizeof(float) * (a.ref ? 2 : 1);
         batch = per_window > 0 ? (int)(512.0 * 1024 * 1024 / per_window) : 1;
         batch = batch < 1 ? 1 : batch > 8 ? 8 : batch;
-        if (ctx > 0 && n_ids / ctx >= 1 && batch > n_ids / ctx) batch = (int)(n_ids / ctx);
+        if (ctx > 0 && batch > n_ids / ctx) batch = n_ids / ctx > 1 ? (int)(n_ids / ctx) : 1;
     }
     sq_ppl_options o = {.protocol = a.stride        ? SQ_PPL_STRIDE
                                     : a.second_half ? SQ_PPL_SECOND_HALF
@@ -164,7 +174,7 @@ int sq_cmd_ppl(int argc, char **argv) {
                         .stride = (int)a.stride,
                         .n_batch = batch,
                         .n_threads = (int)a.threads,
-                        .bos_id = tok ? sq_tokenizer_bos(tok) : -1,
+                        .bos_id = bos,
                         .ref = ref,
                         .ref_logits_in = a.ref_logits,
                         .ref_logits_out = a.save_logits,
