@@ -137,7 +137,11 @@ void fuzz_load_model(const char *path) {
     if (!fuzz_failed(sq_context_create(m, &(sq_context_options){.n_ctx = 4, .n_threads = 1}, &ctx))) {
         float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
         int32_t tok = 0;
-        fuzz_failed(sq_forward(ctx, &(sq_seq_batch){0, &tok, 1, SQ_LOGITS_LAST, logits}, 1));
+        fuzz_failed(sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = &tok, .n_tokens = 1, .logits_mode = SQ_LOGITS_LAST, .logits = logits},
+            1));
         free(logits);
         sq_context_free(ctx);
     } /* else a context shorter than 4 tokens: refused, which is fine */

@@ -324,8 +324,13 @@ SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
-/* A context is used by one thread at a time (sq_forward and the sq_seq_* / sq_context_kv_* calls change or
- * read its KV cache); contexts of the same model may run in parallel, each with its own threads. */
+/* Thread safety: a context is used by one thread at a time (its own threads do the work of each call;
+ * sq_forward and the sq_seq_* / sq_context_kv_* calls change or read its KV cache). Different contexts, on
+ * the same model or not, may run concurrently on different threads: a model is only read by contexts.
+ * Changing a model's weights while a context runs on it is not allowed; after a change,
+ * sq_context_reload_weights brings each of its contexts up to date. Tokenizers and models may be shared by
+ * any number of threads for reading. */
+
 typedef struct sq_context sq_context;
 
 /* How the KV cache stores keys and values. */
@@ -339,9 +344,12 @@ typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: all online cores */
-    int n_batch_max; /* most tokens one sq_forward call may carry; 0: n_ctx */
+    int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
+    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
+                           SQ_ERR_INVALID_ARG naming the ones this build has */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
-     * attention): a sequence takes blocks as it grows and returns them when truncated. */
+     * attention), in the device's memory: a sequence takes blocks as it grows and returns them when
+     * truncated. */
     size_t kv_mem; /* bytes for the pool (keys and values of all layers); 0: room for n_seq_max sequences of
                       n_ctx tokens each. Less serves sequences while blocks are free (see
                       sq_context_kv_blocks_needed); more is capped there. */
@@ -364,23 +372,88 @@ typedef struct sq_seq_batch {
     int n_tokens;
     sq_logits_mode logits_mode;
     float *logits; /* caller's buffer: [1][vocab] for LAST, [n_tokens][vocab] for ALL */
+    /* NULL: the tokens follow each other. Otherwise [n_tokens], a token tree (speculative verification):
+     * parents[j] is the index (< j) of token j's parent among these tokens, or -1 for a child of the cached
+     * tokens. Token j then takes position len + depth(j) (len: the tokens cached before the batch) and
+     * attends to the cached tokens, its ancestors and itself only; it is cached at slot len + j. A tree must
+     * fit in n_batch_max tokens, and until sq_seq_keep_path or sq_seq_truncate removes it, no tokens can
+     * follow it. */
+    const int32_t *parents;
 } sq_seq_batch;
 
 /* forward(batch): runs every sequence's new tokens through the model in one pass (prefill chunks, single
- * decode tokens and draft tokens alike), appends their keys/values to each sequence's cache and writes the
- * requested logits. A rejected batch changes nothing: invalid arguments (SQ_ERR_INVALID_ARG), or KV blocks
- * for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N blocks, M free"),
- * leave every sequence and the free blocks as they were. */
+ * decode tokens, draft tokens and token trees alike), appends their keys/values to each sequence's cache and
+ * writes the requested logits. A rejected batch changes nothing: every check, and the reservation of cache
+ * space for all its sequences, happens before anything is written. Invalid arguments (SQ_ERR_INVALID_ARG),
+ * or KV blocks for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N
+ * blocks, M free"), leave every sequence and the free blocks as they were. */
 SQ_NODISCARD sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+
+typedef struct sq_forward_options {
+    /* NULL, or [n_layers]: a non-zero entry skips that transformer block (attention and feed-forward) for
+     * this call: self-speculative drafts, depth-pruning scores. A skipped block stores no keys/values for the
+     * batch's tokens, so its cache rows at their slots are stale until a call without the skip rewrites them
+     * (truncate and run the tokens again). */
+    const unsigned char *skip_layers;
+} sq_forward_options;
+
+/* sq_forward with options (opts may be NULL). */
+SQ_NODISCARD sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
+                                     const sq_forward_options *opts);
+
+/* The forward pass one layer at a time, for calibration (GPTQ re-runs a layer with its quantized weights on
+ * the same inputs) and layer-wise analysis; sq_forward is these three calls. sq_forward_begin validates the
+ * batch, reserves its cache space (all or nothing, as sq_forward) and embeds its tokens; the batch must fit
+ * in n_batch_max tokens. sq_forward_layer runs block `layer` (0 .. n_layers-1) on the hidden state, in any
+ * order, any number of times (a block run again overwrites its keys/values). sq_forward_end writes the
+ * requested logits from the hidden state and commits the new tokens to their sequences. Between begin and
+ * end, calls that change sequences (sq_forward, sq_seq_truncate, ...) fail. */
+SQ_NODISCARD sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+SQ_NODISCARD sq_error *sq_forward_layer(sq_context *ctx, int layer);
+SQ_NODISCARD sq_error *sq_forward_end(sq_context *ctx);
+/* Tokens in the step in progress (the batch's, in order of sequences then tokens); 0 outside a step. */
+int sq_forward_n_tokens(const sq_context *ctx);
+/* Copies the hidden state out of / into the step in progress: [n_tokens][dim] fp32, the residual stream
+ * after the blocks run so far (after begin: the embeddings). */
+SQ_NODISCARD sq_error *sq_forward_get_hidden(sq_context *ctx, float *out);
+SQ_NODISCARD sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
+
+/* Calibration tap: called with the input of every linear layer the forward pass runs, so that GPTQ, AWQ,
+ * SmoothQuant, Wanda, SparseGPT and width-pruning scores collect their statistics through one mechanism.
+ * x is [n_tokens][width] fp32 (host memory, valid during the call only); the tokens are the step's, in
+ * order (a batch that sq_forward splits into chunks of n_batch_max tokens is tapped chunk by chunk). A tap
+ * forces the operation-by-operation path on backends that fuse layers. */
+typedef enum sq_tap_point {
+    SQ_TAP_ATTN_IN,  /* input of attn_q, attn_k, attn_v: the attention norm's output; width dim */
+    SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */
+    SQ_TAP_FFN_IN,   /* input of ffn_gate, ffn_up: the FFN norm's output; width dim */
+    SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim */
+    SQ_TAP_OUTPUT    /* input of the output head (layer -1): the final norm's output of the rows whose
+                        logits were asked for, in batch order; width dim */
+} sq_tap_point;
+typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+/* Sets (tap NULL: clears) the context's tap. */
+void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
+
+/* Makes the context use the model's weights as they are now (after a compression step replaced some):
+ * tensors whose data, dtype and size are unchanged are kept. Fails when a layer's shape changed (create a
+ * new context then) or the device cannot hold the new weights; after such a failure, free the context. */
+SQ_NODISCARD sq_error *sq_context_reload_weights(sq_context *ctx);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
  * return to the pool. */
 SQ_NODISCARD sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+/* After a token tree (sq_seq_batch.parents): keeps the nodes path[0..n_path) (indices among the tree's
+ * tokens: a root, then each node a child of the one before) as the sequence's next n_path tokens, and drops
+ * every other node. Their cached keys/values move; nothing is recomputed. A KV block the moved rows land in
+ * that the sequence shares (after sq_seq_fork) is copied first: SQ_ERR_NOMEM, changing nothing, when no
+ * block is free for that. */
+SQ_NODISCARD sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
 /* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
  * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
- * sharing and parallel sampling: prefill once, fork, decode each fork on its own. src_seq == dst_seq does
- * nothing. */
+ * sharing and parallel sampling: prefill once, fork, decode each fork on its own. A token tree at the end
+ * of src_seq comes along (each sequence may then keep a path of its own). src_seq == dst_seq does nothing. */
 SQ_NODISCARD sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
 /* Bytes of the KV cache's pool. */

@@ -1,16 +1,26 @@
-/* The narrow table of operations the forward pass runs on. The CPU implements it today; an accelerator
- * backend is a second implementation of the same table, checked against the CPU one operation by operation.
- * Activations are fp32 row-major [n_tokens][width] in the backend's memory; `impl` is the backend's own state
- * (the CPU's thread pool). */
+/* The table of operations the forward pass runs on, and the memory they run in.
+ *
+ * A backend is one implementation of this table: the CPU today (kernels/cpu/), an accelerator later. The
+ * forward pass (runtime/forward.c) does no arithmetic of its own: each step of a layer is one operation here,
+ * every buffer an operation touches was allocated by the backend, and host data reaches it only through
+ * upload and download. Every operation has a plain reference (kernels/ref/ref.h), and
+ * tests/c/test_backend_ops.c runs every backend against it.
+ *
+ * Conventions. Activations are fp32, row-major, outer dimension first ([n_tokens][width]). Every pointer an
+ * operation receives is backend memory unless its comment says "host"; the argument structs themselves are
+ * host memory, read during the call only. Operations may run asynchronously but in the order they are
+ * issued; download and synchronize wait for what came before. They cannot fail: the forward pass validates
+ * its inputs first, and alloc (which returns NULL) is the only fallible call. `impl` is the backend's state.
+ * Kernels see plain arguments only: this header and kernels/ include nothing outside core/. */
 #ifndef SQ_KERNELS_BACKEND_H
 #define SQ_KERNELS_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/rope.h"
 #include "core/tensor.h"
-#include "core/threadpool.h"
-#include "model/model.h"
+#include "squeeze.h"
 
 /* A layer's KV cache as kernels see it: rows of kv_dim values stored as row_type (SQ_DTYPE_F32 or
  * SQ_DTYPE_F16 today; quantized row types come with KV quantization). Position slot p of sequence s lives at
@@ -26,50 +36,158 @@ typedef struct sq_kv_view {
     int kv_dim; /* n_kv_heads * head_dim of this layer */
 } sq_kv_view;
 
-/* Byte offset of slot pos of sequence seq in either pool of the view (the formula above). */
-static inline size_t sq_kv_view_offset(const sq_kv_view *kv, int seq, int pos) {
-    int32_t block = kv->block_table[(size_t)seq * kv->max_blocks + pos / kv->block_size];
-    return ((size_t)block * kv->block_size + (size_t)(pos % kv->block_size)) * kv->row_bytes;
+/* The address of slot `slot` of sequence `seq` in `pool` (kv->k or kv->v). */
+static inline uint8_t *sq_kv_row(const sq_kv_view *kv, uint8_t *pool, int seq, int slot) {
+    int32_t block = kv->block_table[(size_t)seq * kv->max_blocks + slot / kv->block_size];
+    return pool + ((size_t)block * kv->block_size + (size_t)(slot % kv->block_size)) * kv->row_bytes;
 }
 
+/* The tokens of one forward step, arrays of n_tokens in backend memory. Each token sees, in its sequence's
+ * cache, the slots [0, n_prefix) (cached tokens, whose slot is their position), then its own slot, then the
+ * slot of parent[t], of parent[parent[t]], ... until -1: the batch indices of its ancestors in a token tree.
+ * A token of a plain run at position p has n_prefix = slot = p and parent -1, so it sees slots [0, p]. A
+ * tree node j after P cached tokens has n_prefix = P, slot = P + j and position P + (its depth). With a
+ * sliding window w, keys at positions <= pos - w are not seen. */
+typedef struct sq_token_batch {
+    int n_tokens;
+    const int32_t *id;       /* [n_tokens] token ids */
+    const int32_t *seq;      /* [n_tokens] row of the KV block table */
+    const int32_t *pos;      /* [n_tokens] position: RoPE angle, sliding window */
+    const int32_t *slot;     /* [n_tokens] cache slot of the token's own key/value row */
+    const int32_t *n_prefix; /* [n_tokens] cached slots it sees before its own */
+    const int32_t *parent;   /* [n_tokens] batch index of the next ancestor it sees, -1: none */
+} sq_token_batch;
+
 typedef struct sq_attention_args {
-    const float *q;       /* [n_tokens][n_heads * head_dim], RoPE applied */
-    const sq_kv_view *kv; /* this layer's keys/values of every position up to each token's, already stored */
-    const int *seq, *pos; /* per token: its sequence and position */
-    int n_tokens, n_heads, n_kv_heads, head_dim;
-    int window; /* sliding window: attend to positions p with pos - p < window; 0: all */
-    float *out; /* [n_tokens][n_heads * head_dim] */
+    const float *q; /* [n_tokens][n_heads][head_dim], RoPE applied */
+    sq_kv_view kv;  /* this layer's cache; every token's own row is already stored */
+    const sq_token_batch *tokens;
+    int n_heads, n_kv_heads, head_dim; /* query head h reads key/value head h / (n_heads / n_kv_heads) */
+    int window;                        /* sliding window in positions, 0: none */
+    float *out;                        /* [n_tokens][n_heads][head_dim] softmax(q k / sqrt(head_dim)) v */
 } sq_attention_args;
 
-typedef struct sq_backend {
-    const char *name;
-    void *impl;
-    /* y[t][r] = sum_c x[t][c] W[r][c], W in any storage format */
-    void (*matmul)(void *impl, const sq_tensor *w, const float *x, int n_tokens, float *y);
-    /* out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight */
-    void (*rmsnorm)(void *impl, const float *x, const float *weight, float eps, int n_tokens, int dim,
-                    float *out);
-    /* rotates each head of x[t] by the angles of row t of cos/sin ([n_tokens][head_dim/2]) */
-    void (*rope)(void *impl, float *x, int n_tokens, int n_heads, int head_dim, const float *cos,
-                 const float *sin, sq_rope_style style);
-    void (*attention)(void *impl, const sq_attention_args *args);
-    /* gate = silu(gate) * up, elementwise over n values */
-    void (*swiglu)(void *impl, float *gate, const float *up, int64_t n);
-    /* stores token t's key and value rows (k, v: [n_tokens][kv->kv_dim] fp32) into slot pos[t] of sequence
-     * seq[t], converted to kv->row_type (round to nearest even) */
-    void (*kv_store)(void *impl, const sq_kv_view *kv, const float *k, const float *v, const int *seq,
-                     const int *pos, int n_tokens);
+/* One block's weights as the backend holds them (for the CPU: the model's own tensors). Norms and biases are
+ * f32 vectors; an absent bias has data == NULL. */
+typedef struct sq_block_weights {
+    sq_tensor attn_norm; /* [dim] */
+    sq_tensor wq, wk, wv,
+        wo;               /* [n_heads*head_dim][dim], [kv_dim][dim], [kv_dim][dim], [dim][n_heads*head_dim] */
+    sq_tensor bq, bk, bv; /* [n_heads*head_dim], [kv_dim], [kv_dim] (Qwen2) */
+    sq_tensor ffn_norm;   /* [dim] */
+    sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
+    sq_tensor w_down;       /* [dim][ffn_dim] */
+    int n_heads, n_kv_heads, ffn_dim;
+} sq_block_weights;
 
-    /* memory half (pools of the KV cache today; weights and activations with the device backends) */
+/* Everything one transformer block needs over one step: what runtime/forward.c's operation path computes
+ * (x = x + attention(x); x = x + ffn(x), keys and values stored), and what a backend's fused `block` must. */
+typedef struct sq_block_args {
+    int layer;
+    const sq_block_weights *w;
+    const sq_token_batch *tokens;
+    sq_kv_view kv; /* this layer's cache */
+    int dim, head_dim, window;
+    float norm_eps;
+    sq_rope_style rope_style;
+    const double *inv_freq; /* [head_dim/2] RoPE inverse frequencies, scaling applied */
+    float *x;               /* [n_tokens][dim] residual stream, updated in place */
+    float *xb;              /* [n_tokens][dim] scratch: norm output, projection output */
+    float *q;               /* [n_tokens][n_heads*head_dim] */
+    float *k, *v;           /* [n_tokens][kv_dim] */
+    float *attn_out;        /* [n_tokens][n_heads*head_dim] attention output, input of wo */
+    float *gate, *up;       /* [n_tokens][ffn_dim] */
+} sq_block_args;
+
+typedef struct sq_forward_args {
+    const sq_token_batch *tokens;
+    const sq_tensor *tok_embd;   /* [vocab][dim] */
+    const sq_block_args *blocks; /* [n_layers], in order */
+    int n_layers;
+    const unsigned char *skip; /* host, [n_layers] or NULL: non-zero skips that block */
+    float *x;                  /* [n_tokens][dim]: the embeddings through every block not skipped */
+} sq_forward_args;
+
+/* Operations, for supports(). */
+typedef enum sq_op {
+    SQ_OP_MATMUL,   /* dtype: the weight's */
+    SQ_OP_GET_ROWS, /* dtype: the source rows' */
+    SQ_OP_RMSNORM,  /* the rest take SQ_DTYPE_F32 activations, except: */
+    SQ_OP_ROPE,
+    SQ_OP_ADD,
+    SQ_OP_ADD_BIAS,
+    SQ_OP_SWIGLU,
+    SQ_OP_KV_STORE,  /* dtype: the cache's row type */
+    SQ_OP_KV_COPY,   /* dtype: the cache's row type */
+    SQ_OP_ATTENTION, /* dtype: the cache's row type */
+    SQ_OP_COUNT
+} sq_op;
+
+typedef struct sq_backend {
+    const char *name; /* the device name that selects it: "cpu" */
+    void *impl;
+    /* Backend memory is host memory: pointers are interchangeable, weights are used where they lie (the
+     * mapped file), and results are written straight into the caller's buffers. */
+    int host_memory;
+    void (*destroy)(void *impl);
+    /* non-zero when op runs on data of this dtype */
+    int (*supports)(void *impl, sq_op op, sq_dtype dtype);
+
+    /* ---- memory */
     void *(*alloc)(void *impl, size_t nbytes); /* backend memory, 64-byte aligned, NULL when exhausted */
     void (*free)(void *impl, void *ptr);       /* NULL is a no-op */
     void (*upload)(void *impl, void *dst, const void *src, size_t nbytes);   /* host -> backend */
     void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
     void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
-    void (*synchronize)(void *impl);                                         /* waits for all queued work */
+    void (*synchronize)(void *impl);                                         /* waits for queued work */
+
+    /* ---- operations */
+    /* y[t][r] = sum_c x[t][c] w[r][c]: x [n_tokens][cols], y [n_tokens][rows], w [rows][cols] in any format
+     */
+    void (*matmul)(void *impl, const sq_tensor *w, const float *x, int n_tokens, float *y);
+    /* out[i] = row rows[i] of src, as fp32: embedding lookup (src = token_embd, any format) and gathering
+     * activation rows (src f32). src [n][cols], rows [n_rows] (indices < n, in any order), out [n_rows][cols]
+     */
+    void (*get_rows)(void *impl, const sq_tensor *src, const int32_t *rows, int n_rows, float *out);
+    /* out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; x, out [n_tokens][dim] (out may be x), weight [dim]
+     */
+    void (*rmsnorm)(void *impl, const float *x, const float *weight, float eps, int n_tokens, int dim,
+                    float *out);
+    /* Rotates every head of q ([n_tokens][n_q_heads][head_dim]) and k ([n_tokens][n_k_heads][head_dim]) of
+     * token t by the angles pos[t] * inv_freq[i] (i < head_dim/2, computed in double), pairing elements as
+     * style says; pos [n_tokens], inv_freq [head_dim/2] */
+    void (*rope)(void *impl, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
+                 const int32_t *pos, const double *inv_freq, sq_rope_style style);
+    /* x[i] += y[i], n values: the residual connection */
+    void (*add)(void *impl, float *x, const float *y, int64_t n);
+    /* y[t][i] += bias[i]; y [n_tokens][width], bias [width] */
+    void (*add_bias)(void *impl, float *y, const float *bias, int n_tokens, int width);
+    /* gate[i] = silu(gate[i]) * up[i], n values (SwiGLU, Shazeer 2020) */
+    void (*swiglu)(void *impl, float *gate, const float *up, int64_t n);
+    /* Stores k[t] and v[t] ([n_tokens][kv_dim] fp32) as slot tokens->slot[t] of sequence tokens->seq[t],
+     * converted to the view's row type (f16: round to nearest even). */
+    void (*kv_store)(void *impl, const sq_kv_view *kv, const float *k, const float *v,
+                     const sq_token_batch *tokens);
+    /* For i < n in order, copies the key and value rows at slot src[i] of sequence seq to slot dst[i];
+     * src, dst [n]. Keeps the accepted path of a token tree (dst[i] <= src[i], ascending). */
+    void (*kv_copy)(void *impl, const sq_kv_view *kv, int seq, const int32_t *src, const int32_t *dst, int n);
+    /* Attention of every query token over the slots it sees (sq_token_batch), full softmax, fp32 output. */
+    void (*attention)(void *impl, const sq_attention_args *args);
+
+    /* ---- optional (NULL on the CPU): a backend may take over larger steps, as fast GPU decoders fuse them.
+     * The operation path in runtime/forward.c stays the reference they are tested against, and runs instead
+     * whenever a calibration tap is set. */
+    void (*block)(void *impl, const sq_block_args *args);     /* one transformer block */
+    void (*forward)(void *impl, const sq_forward_args *args); /* embedding and every block */
 } sq_backend;
 
-/* The CPU backend over a thread pool (borrowed). */
-sq_backend sq_cpu_backend(sq_threadpool *pool);
+/* "matmul", "get_rows", ... */
+const char *sq_op_name(sq_op op);
+
+/* The backend of a device: "cpu" (the only one today); NULL means "cpu". n_threads: 0 for every online core.
+ * An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is missing,
+ * SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
+SQ_NODISCARD sq_error *sq_backend_create(const char *device, int n_threads, sq_backend *out);
+void sq_backend_destroy(sq_backend *be);
 
 #endif

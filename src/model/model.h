@@ -15,14 +15,10 @@
 #define SQ_MODEL_MODEL_H
 
 #include "core/mapped_file.h"
+#include "core/rope.h"
 #include "core/tensor.h"
 #include "core/warnings.h"
 #include "squeeze.h"
-
-typedef enum sq_rope_style {
-    SQ_ROPE_INTERLEAVED, /* rotates pairs (2i, 2i+1): llama2.c, GGUF llama */
-    SQ_ROPE_HALVES       /* rotates (i, i + head_dim/2): Hugging Face, GGUF qwen2 ("neox") */
-} sq_rope_style;
 
 typedef enum sq_rope_scaling_type { SQ_ROPE_SCALING_NONE, SQ_ROPE_SCALING_LLAMA3 } sq_rope_scaling_type;
 

@@ -1,99 +1,30 @@
 /* forward(batch): one pass of the transformer over the new tokens of several sequences at once.
  *
- * The tokens of all sequences are laid out as the rows of one activation matrix, so every projection is a
- * single matrix-matrix product whatever mix of prefill chunks and decode tokens the batch holds. Each token
- * carries its sequence and position: RoPE uses the position, attention reads that sequence's cache up to it.
- * Batches larger than the context's n_batch_max run in consecutive chunks (a later chunk sees the keys an
- * earlier one stored). */
-#include <math.h>
+ * The tokens of all sequences are the rows of one activation matrix, so every projection is a single matrix
+ * product whatever mix of prefill chunks, decode tokens and token trees the batch holds. Each token carries
+ * its sequence, position and cache slot: RoPE uses the position, attention reads the slots the token sees.
+ * Every step is an operation of the context's backend (kernels/backend.h); this file only sequences them:
+ *
+ *   begin:  validate, reserve cache blocks (all or nothing), lay out the tokens, embed    x = tok_embd[id]
+ *   layer:  x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x))           keys, values stored
+ *           x += w_down · (silu(w_gate·norm(x)) * w_up·norm(x))
+ *   end:    logits of the rows asked for = output · norm(x[rows]), into the caller's buffers; commit lengths
+ *
+ * sq_forward runs the three; larger batches than n_batch_max go in consecutive chunks (a later chunk sees
+ * the keys an earlier one stored). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "runtime/context.h"
 
-static void add_bias(float *y, const sq_tensor *bias, int n_tokens, int width) {
-    if (!bias) return;
-    const float *b = bias->data;
-    for (int t = 0; t < n_tokens; t++)
-        for (int i = 0; i < width; i++) y[(size_t)t * width + i] += b[i];
-}
+/* ---------------------------------------------------------------- the batch */
 
-static void add_into(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
-/* Runs tokens [0, n) of the context's token list, which the caller filled. */
-static void forward_chunk(sq_context *ctx, int n) {
-    const sq_model *m = ctx->model;
-    const sq_model_config *c = &m->cfg;
-    const sq_backend *be = &ctx->backend;
-    const int dim = c->dim, hd = c->head_dim, half = hd / 2;
-
-    for (int t = 0; t < n; t++) {
-        sq_tensor_row_to_f32(m->tok_embd, ctx->tok_id[t], ctx->x + (size_t)t * dim);
-        for (int i = 0; i < half; i++) {
-            double angle = ctx->tok_pos[t] * ctx->inv_freq[i];
-            ctx->rope_cos[(size_t)t * half + i] = (float)cos(angle);
-            ctx->rope_sin[(size_t)t * half + i] = (float)sin(angle);
-        }
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        const sq_layer *L = &m->layers[l];
-        const int q_dim = L->n_heads * hd, kv_dim = L->n_kv_heads * hd;
-        be->rmsnorm(be->impl, ctx->x, L->attn_norm->data, c->norm_eps, n, dim, ctx->xb);
-        be->matmul(be->impl, L->wq, ctx->xb, n, ctx->q);
-        be->matmul(be->impl, L->wk, ctx->xb, n, ctx->k);
-        be->matmul(be->impl, L->wv, ctx->xb, n, ctx->v);
-        add_bias(ctx->q, L->bq, n, q_dim);
-        add_bias(ctx->k, L->bk, n, kv_dim);
-        add_bias(ctx->v, L->bv, n, kv_dim);
-        be->rope(be->impl, ctx->q, n, L->n_heads, hd, ctx->rope_cos, ctx->rope_sin, c->rope_style);
-        be->rope(be->impl, ctx->k, n, L->n_kv_heads, hd, ctx->rope_cos, ctx->rope_sin, c->rope_style);
-        sq_kv_view kv; /* (kv) this layer's keys/values, read and written only through the view */
-        sq_kv_cache_view(ctx->kv, l, &kv);
-        be->kv_store(be->impl, &kv, ctx->k, ctx->v, ctx->tok_seq, ctx->tok_pos, n);
-        sq_attention_args att = {.q = ctx->q,
-                                 .kv = &kv,
-                                 .seq = ctx->tok_seq,
-                                 .pos = ctx->tok_pos,
-                                 .n_tokens = n,
-                                 .n_heads = L->n_heads,
-                                 .n_kv_heads = L->n_kv_heads,
-                                 .head_dim = hd,
-                                 .window = c->sliding_window,
-                                 .out = ctx->att};
-        be->attention(be->impl, &att);
-        be->matmul(be->impl, L->wo, ctx->att, n, ctx->xb);
-        add_into(ctx->x, ctx->xb, (size_t)n * dim);
-
-        be->rmsnorm(be->impl, ctx->x, L->ffn_norm->data, c->norm_eps, n, dim, ctx->xb);
-        be->matmul(be->impl, L->w_gate, ctx->xb, n, ctx->gate);
-        be->matmul(be->impl, L->w_up, ctx->xb, n, ctx->up);
-        be->swiglu(be->impl, ctx->gate, ctx->up, (int64_t)n * L->ffn_dim);
-        be->matmul(be->impl, L->w_down, ctx->gate, n, ctx->xb);
-        add_into(ctx->x, ctx->xb, (size_t)n * dim);
-    }
-    /* Only rows whose logits were asked for go through the classifier: runs of consecutive tokens whose
-     * destinations are consecutive rows become one matrix product straight into the caller's buffer. */
-    for (int t = 0; t < n;) {
-        if (!ctx->tok_logits[t]) {
-            t++;
-            continue;
-        }
-        int run = 1;
-        while (t + run < n && ctx->tok_logits[t + run] == ctx->tok_logits[t] + (size_t)run * c->vocab_size)
-            run++;
-        be->rmsnorm(be->impl, ctx->x + (size_t)t * dim, m->out_norm->data, c->norm_eps, run, dim,
-                    ctx->xb + (size_t)t * dim);
-        be->matmul(be->impl, m->output, ctx->xb + (size_t)t * dim, run, ctx->tok_logits[t]);
-        t += run;
-    }
-}
-
-sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *check_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
     const int vocab = ctx->model->cfg.vocab_size;
+    if (ctx->stepping)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "forward: a forward step is in progress (end it first)");
     if (n_seqs < 0 || (n_seqs > 0 && !seqs)) return sq_errorf(SQ_ERR_INVALID_ARG, "forward: invalid batch");
-    /* Validate everything before touching the cache, so a rejected batch changes nothing. */
     for (int i = 0; i < n_seqs; i++) {
         const sq_seq_batch *s = &seqs[i];
         if (s->seq_id < 0 || s->seq_id >= ctx->n_seq_max)
@@ -105,7 +36,7 @@ sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
                                  s->seq_id);
         if (s->n_tokens < 0 || (s->n_tokens > 0 && !s->tokens))
             return sq_errorf(SQ_ERR_INVALID_ARG, "forward: sequence %d has an invalid token list", s->seq_id);
-        int len = sq_kv_cache_seq_len(ctx->kv, s->seq_id);
+        const int len = sq_kv_cache_seq_len(ctx->kv, s->seq_id);
         if (s->n_tokens > ctx->n_ctx - len)
             return sq_errorf(SQ_ERR_INVALID_ARG,
                              "forward: sequence %d holds %d tokens; %d more exceed the context of %d",
@@ -123,32 +54,288 @@ sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
                                  "forward: token id %d (sequence %d, index %d) is outside the "
                                  "vocabulary of %d",
                                  s->tokens[j], s->seq_id, j, vocab);
+        if (ctx->tree_start[s->seq_id] >= 0 && s->n_tokens > 0)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "forward: sequence %d ends in a token tree: keep one path (sq_seq_keep_path) or "
+                             "truncate it first",
+                             s->seq_id);
+        if (!s->parents) continue;
+        if (s->n_tokens > ctx->n_batch_max)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "forward: sequence %d's token tree of %d exceeds n_batch_max %d", s->seq_id,
+                             s->n_tokens, ctx->n_batch_max);
+        for (int j = 0; j < s->n_tokens; j++)
+            if (s->parents[j] < -1 || s->parents[j] >= j)
+                return sq_errorf(SQ_ERR_INVALID_ARG,
+                                 "forward: sequence %d, token %d: parent %d is not -1 or an earlier token",
+                                 s->seq_id, j, s->parents[j]);
     }
-    /* (kv) blocks for every sequence at once, or a rejected batch that changed nothing */
-    for (int i = 0; i < n_seqs; i++) {
-        ctx->batch_seq[i] = seqs[i].seq_id;
-        ctx->batch_len[i] = sq_kv_cache_seq_len(ctx->kv, seqs[i].seq_id) + seqs[i].n_tokens;
-    }
-    SQ_TRY(sq_kv_cache_reserve(ctx->kv, ctx->batch_seq, ctx->batch_len, n_seqs));
+    return NULL;
+}
 
-    int n = 0;
+/* Checks the batch, then gives every sequence its cache slots, all or nothing: a rejected batch changes
+ * nothing. Records the sequences and lengths to commit. */
+static SQ_NODISCARD sq_error *reserve_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+    SQ_TRY(check_batch(ctx, seqs, n_seqs));
+    int any_tree = 0;
     for (int i = 0; i < n_seqs; i++) {
-        const sq_seq_batch *s = &seqs[i];
-        int start = sq_kv_cache_seq_len(ctx->kv, s->seq_id);
-        for (int j = 0; j < s->n_tokens; j++) {
-            ctx->tok_id[n] = s->tokens[j];
-            ctx->tok_seq[n] = s->seq_id;
-            ctx->tok_pos[n] = start + j;
-            ctx->tok_logits[n] = s->logits_mode == SQ_LOGITS_ALL ? s->logits + (size_t)j * vocab
-                                 : s->logits_mode == SQ_LOGITS_LAST && j == s->n_tokens - 1 ? s->logits
-                                                                                            : NULL;
-            if (++n == ctx->n_batch_max) {
-                forward_chunk(ctx, n);
-                n = 0;
+        ctx->step_seq[i] = seqs[i].seq_id;
+        ctx->step_len[i] = sq_kv_cache_seq_len(ctx->kv, seqs[i].seq_id) + seqs[i].n_tokens;
+        ctx->step_tree[i] = seqs[i].parents != NULL && seqs[i].n_tokens > 0;
+        any_tree |= ctx->step_tree[i];
+    }
+    if (any_tree && !ctx->tree_parent) {
+        ctx->tree_parent = malloc((size_t)ctx->n_seq_max * ctx->n_batch_max * sizeof *ctx->tree_parent);
+        if (!ctx->tree_parent) return sq_errorf(SQ_ERR_NOMEM, "forward: out of memory for token trees");
+    }
+    SQ_TRY(sq_kv_cache_reserve(ctx->kv, ctx->step_seq, ctx->step_len, n_seqs));
+    ctx->n_step_seqs = n_seqs;
+    for (int i = 0; i < n_seqs; i++)
+        if (ctx->step_tree[i])
+            memcpy(ctx->tree_parent + (size_t)seqs[i].seq_id * ctx->n_batch_max, seqs[i].parents,
+                   (size_t)seqs[i].n_tokens * sizeof *ctx->tree_parent);
+    return NULL;
+}
+
+/* Where the next chunk starts: sequence i, its token j. */
+typedef struct cursor {
+    int i, j;
+} cursor;
+
+/* Lays out the next chunk of at most n_batch_max tokens from *at (a token tree is never split) and uploads
+ * it; returns its token count. */
+static int layout_chunk(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs, cursor *at) {
+    const int B = ctx->n_batch_max, vocab = ctx->model->cfg.vocab_size;
+    int32_t *f = ctx->tok_host;
+    int32_t *id = f + (size_t)TOK_ID * B, *seq = f + (size_t)TOK_SEQ * B, *pos = f + (size_t)TOK_POS * B;
+    int32_t *slot = f + (size_t)TOK_SLOT * B, *n_prefix = f + (size_t)TOK_N_PREFIX * B;
+    int32_t *parent = f + (size_t)TOK_PARENT * B, *out_row = f + (size_t)TOK_OUT_ROW * B;
+    int n = 0;
+    ctx->n_out = 0;
+    for (; at->i < n_seqs; at->i++, at->j = 0) {
+        const sq_seq_batch *s = &seqs[at->i];
+        if (s->parents && n > 0 && n + s->n_tokens > B) break;
+        const int base = sq_kv_cache_seq_len(ctx->kv, s->seq_id), first = n - at->j;
+        for (; at->j < s->n_tokens && n < B; at->j++, n++) {
+            const int j = at->j, p = s->parents ? s->parents[j] : -1;
+            id[n] = s->tokens[j];
+            seq[n] = s->seq_id;
+            slot[n] = base + j;
+            /* a plain token sees every slot before its own; a tree node the cached ones and its ancestors */
+            n_prefix[n] = s->parents ? base : base + j;
+            parent[n] = p < 0 ? -1 : first + p;
+            pos[n] = p < 0 ? n_prefix[n] : pos[first + p] + 1;
+            float *dest = s->logits_mode == SQ_LOGITS_ALL ? s->logits + (size_t)j * vocab
+                          : s->logits_mode == SQ_LOGITS_LAST && j == s->n_tokens - 1 ? s->logits
+                                                                                     : NULL;
+            if (dest) {
+                out_row[ctx->n_out] = n;
+                ctx->logits_dest[ctx->n_out++] = dest;
             }
         }
+        if (at->j < s->n_tokens) break;
     }
-    if (n) forward_chunk(ctx, n);
-    for (int i = 0; i < n_seqs; i++) sq_kv_cache_set_seq_len(ctx->kv, ctx->batch_seq[i], ctx->batch_len[i]);
+    const sq_backend *be = &ctx->backend;
+    for (int k = 0; k < TOK_FIELDS; k++)
+        be->upload(be->impl, ctx->tok_dev + (size_t)k * B, f + (size_t)k * B, (size_t)n * sizeof *f);
+    ctx->tokens.n_tokens = n;
+    for (int l = 0; l < ctx->model->cfg.n_layers; l++) sq_kv_cache_view(ctx->kv, l, &ctx->layer_args[l].kv);
+    return n;
+}
+
+static void commit(sq_context *ctx) {
+    for (int i = 0; i < ctx->n_step_seqs; i++) {
+        const int s = ctx->step_seq[i], len = sq_kv_cache_seq_len(ctx->kv, s);
+        if (ctx->step_tree[i]) {
+            ctx->tree_start[s] = len;
+            ctx->tree_len[s] = ctx->step_len[i] - len;
+        }
+        sq_kv_cache_set_seq_len(ctx->kv, s, ctx->step_len[i]);
+    }
+    ctx->n_step_seqs = 0;
+}
+
+/* ---------------------------------------------------------------- the layers */
+
+/* Hands the tap a linear layer's input, from host memory. */
+static void tap(sq_context *ctx, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
+    if (!ctx->tap || n_tokens == 0) return;
+    const sq_backend *be = &ctx->backend;
+    if (!be->host_memory) {
+        be->download(be->impl, ctx->tap_host, x, (size_t)n_tokens * width * sizeof *x);
+        x = ctx->tap_host;
+    }
+    ctx->tap(ctx->tap_user, layer, point, x, n_tokens, width);
+}
+
+/* One transformer block, operation by operation: the reference for a backend's fused `block`. */
+static void block_ops(sq_context *ctx, const sq_block_args *a) {
+    const sq_backend *be = &ctx->backend;
+    void *B = be->impl;
+    const sq_block_weights *w = a->w;
+    const int n = a->tokens->n_tokens, dim = a->dim, hd = a->head_dim, l = a->layer;
+    const int q_dim = w->n_heads * hd, kv_dim = w->n_kv_heads * hd;
+
+    /* attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)) */
+    be->rmsnorm(B, a->x, w->attn_norm.data, a->norm_eps, n, dim, a->xb);
+    tap(ctx, l, SQ_TAP_ATTN_IN, a->xb, n, dim);
+    be->matmul(B, &w->wq, a->xb, n, a->q);
+    be->matmul(B, &w->wk, a->xb, n, a->k);
+    be->matmul(B, &w->wv, a->xb, n, a->v);
+    if (w->bq.data) be->add_bias(B, a->q, w->bq.data, n, q_dim);
+    if (w->bk.data) be->add_bias(B, a->k, w->bk.data, n, kv_dim);
+    if (w->bv.data) be->add_bias(B, a->v, w->bv.data, n, kv_dim);
+    be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
+    be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
+    be->attention(B, &(sq_attention_args){.q = a->q,
+                                          .kv = a->kv,
+                                          .tokens = a->tokens,
+                                          .n_heads = w->n_heads,
+                                          .n_kv_heads = w->n_kv_heads,
+                                          .head_dim = hd,
+                                          .window = a->window,
+                                          .out = a->attn_out});
+    tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
+    be->matmul(B, &w->wo, a->attn_out, n, a->xb);
+    be->add(B, a->x, a->xb, (int64_t)n * dim);
+
+    /* feed-forward: x += w_down · (silu(w_gate·norm(x)) * w_up·norm(x)) */
+    be->rmsnorm(B, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
+    tap(ctx, l, SQ_TAP_FFN_IN, a->xb, n, dim);
+    be->matmul(B, &w->w_gate, a->xb, n, a->gate);
+    be->matmul(B, &w->w_up, a->xb, n, a->up);
+    be->swiglu(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
+    tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
+    be->matmul(B, &w->w_down, a->gate, n, a->xb);
+    be->add(B, a->x, a->xb, (int64_t)n * dim);
+}
+
+static void run_layer(sq_context *ctx, int l) {
+    const sq_backend *be = &ctx->backend;
+    if (be->block && !ctx->tap)
+        be->block(be->impl, &ctx->layer_args[l]);
+    else
+        block_ops(ctx, &ctx->layer_args[l]);
+}
+
+static void embed(sq_context *ctx) {
+    const sq_backend *be = &ctx->backend;
+    be->get_rows(be->impl, &ctx->tok_embd, ctx->tokens.id, ctx->tokens.n_tokens, ctx->x);
+}
+
+/* Logits of the rows asked for: output · norm(x[row]) into the caller's buffers, consecutive destinations
+ * as one matrix product (straight into them with host memory, else through the staging rows). */
+static void output_logits(sq_context *ctx) {
+    const sq_model_config *c = &ctx->model->cfg;
+    const sq_backend *be = &ctx->backend;
+    const int n_out = ctx->n_out, dim = c->dim, vocab = c->vocab_size;
+    if (n_out == 0) return;
+    const sq_tensor x = {.dtype = SQ_DTYPE_F32,
+                         .ndim = 2,
+                         .shape = {ctx->tokens.n_tokens, dim},
+                         .data = ctx->x,
+                         .nbytes = (size_t)ctx->tokens.n_tokens * dim * sizeof(float)};
+    be->get_rows(be->impl, &x, ctx->tok_dev + (size_t)TOK_OUT_ROW * ctx->n_batch_max, n_out, ctx->xb);
+    be->rmsnorm(be->impl, ctx->xb, ctx->out_norm.data, c->norm_eps, n_out, dim, ctx->xb);
+    tap(ctx, -1, SQ_TAP_OUTPUT, ctx->xb, n_out, dim);
+    float **dest = ctx->logits_dest;
+    for (int r = 0, run; r < n_out; r += run) {
+        run = 1;
+        while (r + run < n_out && dest[r + run] == dest[r] + (size_t)run * vocab &&
+               (be->host_memory || run < SQ_LOGITS_ROWS))
+            run++;
+        float *y = be->host_memory ? dest[r] : ctx->logits;
+        be->matmul(be->impl, &ctx->output, ctx->xb + (size_t)r * dim, run, y);
+        if (!be->host_memory) be->download(be->impl, dest[r], y, (size_t)run * vocab * sizeof *y);
+    }
+}
+
+/* ---------------------------------------------------------------- public calls */
+
+sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
+                        const sq_forward_options *opts) {
+    SQ_TRY(reserve_batch(ctx, seqs, n_seqs));
+    const sq_backend *be = &ctx->backend;
+    const int n_layers = ctx->model->cfg.n_layers;
+    const unsigned char *skip = opts ? opts->skip_layers : NULL;
+    cursor at = {0, 0};
+    while (layout_chunk(ctx, seqs, n_seqs, &at) > 0) {
+        if (be->forward && !ctx->tap) {
+            be->forward(be->impl, &(sq_forward_args){.tokens = &ctx->tokens,
+                                                     .tok_embd = &ctx->tok_embd,
+                                                     .blocks = ctx->layer_args,
+                                                     .n_layers = n_layers,
+                                                     .skip = skip,
+                                                     .x = ctx->x});
+        } else {
+            embed(ctx);
+            for (int l = 0; l < n_layers; l++)
+                if (!skip || !skip[l]) run_layer(ctx, l);
+        }
+        output_logits(ctx);
+    }
+    be->synchronize(be->impl);
+    commit(ctx);
+    return NULL;
+}
+
+sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+    return sq_forward_ex(ctx, seqs, n_seqs, NULL);
+}
+
+sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+    long total = 0;
+    for (int i = 0; seqs && i < n_seqs; i++) total += seqs[i].n_tokens > 0 ? seqs[i].n_tokens : 0;
+    if (total > ctx->n_batch_max)
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "forward begin: %ld tokens exceed the context's n_batch_max of %d (sq_forward splits "
+            "larger batches)",
+            total, ctx->n_batch_max);
+    SQ_TRY(reserve_batch(ctx, seqs, n_seqs));
+    cursor at = {0, 0};
+    layout_chunk(ctx, seqs, n_seqs, &at);
+    embed(ctx);
+    ctx->stepping = 1;
+    return NULL;
+}
+
+static SQ_NODISCARD sq_error *check_stepping(const sq_context *ctx, const char *what) {
+    return ctx->stepping
+               ? NULL
+               : sq_errorf(SQ_ERR_INVALID_ARG, "%s: no forward step in progress (sq_forward_begin)", what);
+}
+
+sq_error *sq_forward_layer(sq_context *ctx, int layer) {
+    SQ_TRY(check_stepping(ctx, "forward layer"));
+    if (layer < 0 || layer >= ctx->model->cfg.n_layers)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "forward layer: layer %d is outside 0..%d", layer,
+                         ctx->model->cfg.n_layers - 1);
+    run_layer(ctx, layer);
+    return NULL;
+}
+
+sq_error *sq_forward_end(sq_context *ctx) {
+    SQ_TRY(check_stepping(ctx, "forward end"));
+    output_logits(ctx);
+    ctx->backend.synchronize(ctx->backend.impl);
+    commit(ctx);
+    ctx->stepping = 0;
+    return NULL;
+}
+
+int sq_forward_n_tokens(const sq_context *ctx) { return ctx->stepping ? ctx->tokens.n_tokens : 0; }
+
+sq_error *sq_forward_get_hidden(sq_context *ctx, float *out) {
+    SQ_TRY(check_stepping(ctx, "get hidden state"));
+    const sq_backend *be = &ctx->backend;
+    be->download(be->impl, out, ctx->x, (size_t)ctx->tokens.n_tokens * ctx->model->cfg.dim * sizeof *out);
+    return NULL;
+}
+
+sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in) {
+    SQ_TRY(check_stepping(ctx, "set hidden state"));
+    const sq_backend *be = &ctx->backend;
+    be->upload(be->impl, ctx->x, in, (size_t)ctx->tokens.n_tokens * ctx->model->cfg.dim * sizeof *in);
     return NULL;
 }

@@ -204,6 +204,15 @@ static void copy_rows(sq_kv_cache *c, int32_t dst, int32_t src, int n_rows) {
     }
 }
 
+/* Gives seq a private copy of its shared block b (table entry), keeping the block's first n_rows rows. */
+static void copy_on_write(sq_kv_cache *c, int seq, int b, int n_rows) {
+    int32_t *entry = c->block_table + (size_t)seq * c->max_blocks + b;
+    int32_t copy = take_block(c);
+    copy_rows(c, copy, *entry, n_rows);
+    drop_block(c, *entry);
+    *entry = copy;
+}
+
 sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n) {
     int need;
     SQ_TRY(sq_kv_cache_blocks_needed(c, seq_ids, new_len, n, &need));
@@ -223,12 +232,30 @@ sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new
             } else if (c->refcount[table[b]] > 1) {
                 /* only the block holding slot seq_len can be shared and written: it has committed rows
                  * [b * block_size, seq_len) to keep */
-                int32_t copy = take_block(c);
-                copy_rows(c, copy, table[b], c->seq_len[s] - b * c->block_size);
-                drop_block(c, table[b]);
-                table[b] = copy;
+                copy_on_write(c, s, b, c->seq_len[s] - b * c->block_size);
             }
         }
+    }
+    return NULL;
+}
+
+sq_error *sq_kv_cache_make_private(sq_kv_cache *c, int seq, int first, int end) {
+    if (first < 0 || first > end || end > c->seq_len[seq])
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "KV cache: slots %d..%d of sequence %d are not all committed (%d)", first, end, seq,
+                         c->seq_len[seq]);
+    const int32_t *table = c->block_table + (size_t)seq * c->max_blocks;
+    const int b0 = first / c->block_size, b1 = end > first ? (end - 1) / c->block_size + 1 : b0;
+    int need = 0;
+    for (int b = b0; b < b1; b++) need += c->refcount[table[b]] > 1;
+    if (need > c->n_free)
+        return sq_errorf(SQ_ERR_NOMEM,
+                         "KV cache: rewriting slots %d..%d of sequence %d needs %d blocks, %d free", first,
+                         end, seq, need, c->n_free);
+    for (int b = b0; b < b1; b++) {
+        if (c->refcount[table[b]] == 1) continue;
+        int rows = c->seq_len[seq] - b * c->block_size; /* the block's committed rows */
+        copy_on_write(c, seq, b, rows < c->block_size ? rows : c->block_size);
     }
     return NULL;
 }

@@ -83,6 +83,11 @@ SQ_NODISCARD sq_error *sq_kv_cache_blocks_needed(const sq_kv_cache *c, const int
  * M free"). Committed slots below seq_len whose blocks no new slot writes stay shared: only blocks that slots
  * [seq_len, new_len) fall in are made private. Argument errors as sq_kv_cache_blocks_needed. */
 SQ_NODISCARD sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n);
+/* Makes the blocks that committed slots [first, end) of seq fall in private, copying each shared one
+ * (copy-on-write), so that rows there can be rewritten in place: keeping a token tree's path moves its rows
+ * to lower slots (kv_copy). All or nothing: SQ_ERR_NOMEM ("KV cache: ... needs N blocks, M free") changes
+ * nothing; SQ_ERR_INVALID_ARG unless 0 <= first <= end <= seq_len. seq must be valid. */
+SQ_NODISCARD sq_error *sq_kv_cache_make_private(sq_kv_cache *c, int seq, int first, int end);
 /* Layer `layer`'s pools and the block tables, for the kernels. Valid until the next reserve, truncate or
  * fork.
  */

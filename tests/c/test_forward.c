@@ -29,7 +29,11 @@ static void check_rows(const float *got, const float *want, int n, int vocab, co
 static void run_steps(sq_context *ctx, int seq, const int32_t *ids, int n, int step, int vocab, float *out) {
     for (int s = 0; s < n; s += step) {
         int len = n - s < step ? n - s : step;
-        sq_seq_batch b = {seq, ids + s, len, SQ_LOGITS_ALL, out + (size_t)s * vocab};
+        sq_seq_batch b = {.seq_id = seq,
+                          .tokens = ids + s,
+                          .n_tokens = len,
+                          .logits_mode = SQ_LOGITS_ALL,
+                          .logits = out + (size_t)s * vocab};
         sq_test_ok(sq_forward(ctx, &b, 1));
     }
 }
@@ -85,8 +89,11 @@ static void test_batched_sequences(void **state) {
         if (pre[s]) run_steps(ctx, s, ids, pre[s], pre[s], g->vocab, out[s]);
     sq_seq_batch batch[3];
     for (int s = 0; s < 3; s++)
-        batch[s] =
-            (sq_seq_batch){s, ids + pre[s], n - pre[s], SQ_LOGITS_ALL, out[s] + (size_t)pre[s] * g->vocab};
+        batch[s] = (sq_seq_batch){.seq_id = s,
+                                  .tokens = ids + pre[s],
+                                  .n_tokens = n - pre[s],
+                                  .logits_mode = SQ_LOGITS_ALL,
+                                  .logits = out[s] + (size_t)pre[s] * g->vocab};
     sq_test_ok(sq_forward(ctx, batch, 3));
     for (int s = 0; s < 3; s++) {
         assert_int_equal(sq_seq_len(ctx, s), n);
@@ -94,7 +101,8 @@ static void test_batched_sequences(void **state) {
     }
     /* KV rollback: truncate and re-run the tail; the logits are the same */
     sq_test_ok(sq_seq_truncate(ctx, 1, 20));
-    sq_seq_batch tail = {1, ids + 20, n - 20, SQ_LOGITS_LAST, out[1]};
+    sq_seq_batch tail = {
+        .seq_id = 1, .tokens = ids + 20, .n_tokens = n - 20, .logits_mode = SQ_LOGITS_LAST, .logits = out[1]};
     sq_test_ok(sq_forward(ctx, &tail, 1));
     check_rows(out[1], want + (size_t)(n - 1) * g->vocab, 1, g->vocab, "after truncation");
     for (int s = 0; s < 3; s++) free(out[s]);
@@ -111,17 +119,48 @@ static void test_bad_batches(void **state) {
     sq_test_ok(sq_context_create(model, &(sq_context_options){.n_ctx = 8, .n_seq_max = 2}, &ctx));
     float logits[512];
     int32_t ok[3] = {1, 2, 3}, bad[2] = {1, 512};
-    sq_test_fails_with(sq_forward(ctx, &(sq_seq_batch){2, ok, 3, SQ_LOGITS_LAST, logits}, 1),
-                       "sequence id 2");
-    sq_test_fails_with(sq_forward(ctx, &(sq_seq_batch){0, bad, 2, SQ_LOGITS_LAST, logits}, 1),
-                       "token id 512");
-    sq_test_fails_with(sq_forward(ctx, &(sq_seq_batch){0, ok, 3, SQ_LOGITS_LAST, NULL}, 1), "no buffer");
-    sq_seq_batch twice[2] = {{0, ok, 1, SQ_LOGITS_NONE, NULL}, {0, ok, 1, SQ_LOGITS_NONE, NULL}};
+    sq_test_fails_with(
+        sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 2, .tokens = ok, .n_tokens = 3, .logits_mode = SQ_LOGITS_LAST, .logits = logits},
+            1),
+        "sequence id 2");
+    sq_test_fails_with(
+        sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = bad, .n_tokens = 2, .logits_mode = SQ_LOGITS_LAST, .logits = logits},
+            1),
+        "token id 512");
+    sq_test_fails_with(
+        sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = ok, .n_tokens = 3, .logits_mode = SQ_LOGITS_LAST, .logits = NULL},
+            1),
+        "no buffer");
+    sq_seq_batch twice[2] = {
+        {.seq_id = 0, .tokens = ok, .n_tokens = 1, .logits_mode = SQ_LOGITS_NONE, .logits = NULL},
+        {.seq_id = 0, .tokens = ok, .n_tokens = 1, .logits_mode = SQ_LOGITS_NONE, .logits = NULL}};
     sq_test_fails_with(sq_forward(ctx, twice, 2), "twice");
-    sq_test_ok(sq_forward(ctx, &(sq_seq_batch){0, ok, 3, SQ_LOGITS_NONE, NULL}, 1));
-    sq_test_ok(sq_forward(ctx, &(sq_seq_batch){0, ok, 3, SQ_LOGITS_NONE, NULL}, 1));
-    sq_test_fails_with(sq_forward(ctx, &(sq_seq_batch){0, ok, 3, SQ_LOGITS_NONE, NULL}, 1),
-                       "exceed the context");
+    sq_test_ok(sq_forward(
+        ctx,
+        &(sq_seq_batch){
+            .seq_id = 0, .tokens = ok, .n_tokens = 3, .logits_mode = SQ_LOGITS_NONE, .logits = NULL},
+        1));
+    sq_test_ok(sq_forward(
+        ctx,
+        &(sq_seq_batch){
+            .seq_id = 0, .tokens = ok, .n_tokens = 3, .logits_mode = SQ_LOGITS_NONE, .logits = NULL},
+        1));
+    sq_test_fails_with(
+        sq_forward(
+            ctx,
+            &(sq_seq_batch){
+                .seq_id = 0, .tokens = ok, .n_tokens = 3, .logits_mode = SQ_LOGITS_NONE, .logits = NULL},
+            1),
+        "exceed the context");
     assert_int_equal(sq_seq_len(ctx, 0), 6); /* the rejected batch changed nothing */
     sq_test_fails_with(sq_seq_truncate(ctx, 0, 7), "cannot truncate");
     sq_context *big;

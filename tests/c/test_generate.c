@@ -92,7 +92,11 @@ static char *reference_text(fixture *f, const char *prompt, int n_predict, int n
             sq_test_ok(sq_seq_truncate(ctx, 0, 0));
             fed = 0;
         }
-        sq_seq_batch b = {0, seq + fed, n - fed, SQ_LOGITS_LAST, logits};
+        sq_seq_batch b = {.seq_id = 0,
+                          .tokens = seq + fed,
+                          .n_tokens = n - fed,
+                          .logits_mode = SQ_LOGITS_LAST,
+                          .logits = logits};
         sq_test_ok(sq_forward(ctx, &b, 1));
         fed = n;
         int32_t next = sq_sampler_sample(s, logits, seq, n);

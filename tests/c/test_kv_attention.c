@@ -15,7 +15,6 @@
 
 #include "testlib.h"
 
-#include "core/threadpool.h"
 #include "kernels/backend.h"
 
 enum { N_SEQ = 3, N_CTX = 90, PER_SEQ = 4 }; /* sequences, positions each, query positions each */
@@ -66,19 +65,27 @@ static float elem(const sq_kv_view *kv, const uint8_t *pool, int seq, int pos, i
     return f;
 }
 
+/* Tokens of plain runs (no tree): token t is slot pos[t] of sequence seq[t] and sees slots [0, pos[t]]. */
+static sq_token_batch plain_tokens(int n, const int32_t *seq, const int32_t *pos, int32_t *parent) {
+    for (int t = 0; t < n; t++) parent[t] = -1;
+    return (sq_token_batch){
+        .n_tokens = n, .id = pos, .seq = seq, .pos = pos, .slot = pos, .n_prefix = pos, .parent = parent};
+}
+
 /* Plain causal attention in float64 over an f32 view. */
 static void naive_attention(const sq_attention_args *a, double *out) {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
-    for (int t = 0; t < a->n_tokens; t++)
+    const sq_kv_view *kv = &a->kv;
+    const sq_token_batch *tb = a->tokens;
+    for (int t = 0; t < tb->n_tokens; t++)
         for (int h = 0; h < a->n_heads; h++) {
             const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
-            int pos = a->pos[t], first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+            int pos = tb->pos[t], first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
             int kvh = h / group;
             double *o = out + ((size_t)t * a->n_heads + h) * hd, scores[N_CTX], max = -INFINITY, sum = 0;
             for (int j = first; j <= pos; j++) {
                 double s = 0;
-                for (int i = 0; i < hd; i++)
-                    s += (double)q[i] * elem(a->kv, a->kv->k, a->seq[t], j, kvh * hd + i);
+                for (int i = 0; i < hd; i++) s += (double)q[i] * elem(kv, kv->k, tb->seq[t], j, kvh * hd + i);
                 scores[j - first] = s / sqrt((double)hd);
                 max = fmax(max, scores[j - first]);
             }
@@ -86,7 +93,7 @@ static void naive_attention(const sq_attention_args *a, double *out) {
             for (int i = 0; i < hd; i++) {
                 double acc = 0;
                 for (int j = first; j <= pos; j++)
-                    acc += scores[j - first] * elem(a->kv, a->kv->v, a->seq[t], j, kvh * hd + i);
+                    acc += scores[j - first] * elem(kv, kv->v, tb->seq[t], j, kvh * hd + i);
                 o[i] = acc / sum;
             }
         }
@@ -94,9 +101,8 @@ static void naive_attention(const sq_attention_args *a, double *out) {
 
 static void test_paged_typed_attention(void **state) {
     (void)state;
-    sq_threadpool *pool = sq_threadpool_create(2);
-    assert_non_null(pool);
-    sq_backend be = sq_cpu_backend(pool);
+    sq_backend be;
+    sq_test_ok(sq_backend_create("cpu", 2, &be));
     uint64_t rng = 12345;
     const int head_dims[] = {8, 24, 64, 136, 264}, block_sizes[] = {1, 3, 16};
     const int heads[][2] = {{4, 4}, {6, 2}, {3, 1}}; /* MHA, GQA, MQA */
@@ -114,8 +120,10 @@ static void test_paged_typed_attention(void **state) {
                 const int n_rows = N_SEQ * N_CTX;
                 float *k = malloc((size_t)n_rows * kv_dim * sizeof *k),
                       *v = malloc((size_t)n_rows * kv_dim * sizeof *v);
-                int *seq = malloc((size_t)n_rows * sizeof *seq), *pos = malloc((size_t)n_rows * sizeof *pos);
-                assert_true(k && v && seq && pos);
+                int32_t *seq = malloc((size_t)n_rows * sizeof *seq),
+                        *pos = malloc((size_t)n_rows * sizeof *pos);
+                int32_t *parent = malloc((size_t)n_rows * sizeof *parent);
+                assert_true(k && v && seq && pos && parent);
                 for (int r = 0; r < n_rows; r++) {
                     seq[r] = r / N_CTX;
                     pos[r] = r % N_CTX;
@@ -124,8 +132,9 @@ static void test_paged_typed_attention(void **state) {
                         v[(size_t)r * kv_dim + i] = sq_test_rand_uniform(&rng, -1, 1);
                     }
                 }
-                be.kv_store(be.impl, &p32.view, k, v, seq, pos, n_rows);
-                be.kv_store(be.impl, &p16.view, k, v, seq, pos, n_rows);
+                const sq_token_batch rows = plain_tokens(n_rows, seq, pos, parent);
+                be.kv_store(be.impl, &p32.view, k, v, &rows);
+                be.kv_store(be.impl, &p16.view, k, v, &rows);
                 /* r32: f32 rows holding exactly the values the f16 rows hold */
                 const sq_dtype_traits *half = sq_dtype_info(SQ_DTYPE_F16);
                 uint16_t *h = malloc((size_t)kv_dim * sizeof *h);
@@ -136,11 +145,11 @@ static void test_paged_typed_attention(void **state) {
                         half->from_f32(x, h, kv_dim);
                         half->to_f32(h, x, kv_dim);
                     }
-                be.kv_store(be.impl, &r32.view, k, v, seq, pos, n_rows);
+                be.kv_store(be.impl, &r32.view, k, v, &rows);
 
                 /* queries: a few positions of each sequence (the first, the last, some between) */
                 const int n_tok = N_SEQ * PER_SEQ, q_dim = n_heads * hd;
-                int tseq[N_SEQ * PER_SEQ], tpos[N_SEQ * PER_SEQ];
+                int32_t tseq[N_SEQ * PER_SEQ], tpos[N_SEQ * PER_SEQ], tparent[N_SEQ * PER_SEQ];
                 float *q = malloc((size_t)n_tok * q_dim * sizeof *q);
                 float *o32 = malloc((size_t)n_tok * q_dim * sizeof *o32),
                       *o16 = malloc((size_t)n_tok * q_dim * sizeof *o16);
@@ -153,11 +162,10 @@ static void test_paged_typed_attention(void **state) {
                     tpos[t] = j == 0 ? 0 : j == 1 ? N_CTX - 1 : (int)(sq_test_rand_u64(&rng) % N_CTX);
                 }
                 for (int i = 0; i < n_tok * q_dim; i++) q[i] = sq_test_rand_uniform(&rng, -1, 1);
+                const sq_token_batch queries = plain_tokens(n_tok, tseq, tpos, tparent);
                 sq_attention_args a = {.q = q,
-                                       .kv = &p32.view,
-                                       .seq = tseq,
-                                       .pos = tpos,
-                                       .n_tokens = n_tok,
+                                       .kv = p32.view,
+                                       .tokens = &queries,
                                        .n_heads = n_heads,
                                        .n_kv_heads = n_kv,
                                        .head_dim = hd,
@@ -165,10 +173,10 @@ static void test_paged_typed_attention(void **state) {
                                        .out = o32};
                 be.attention(be.impl, &a);
                 naive_attention(&a, ref);
-                a.kv = &p16.view;
+                a.kv = p16.view;
                 a.out = o16;
                 be.attention(be.impl, &a);
-                a.kv = &r32.view;
+                a.kv = r32.view;
                 a.out = or32;
                 be.attention(be.impl, &a);
 
@@ -190,12 +198,12 @@ static void test_paged_typed_attention(void **state) {
                 free_paged(&be, &p32);
                 free_paged(&be, &p16);
                 free_paged(&be, &r32);
-                void *bufs[] = {k, v, seq, pos, h, q, o32, o16, or32, ref};
+                void *bufs[] = {k, v, seq, pos, parent, h, q, o32, o16, or32, ref};
                 for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
                 n_cases++;
             }
     assert_int_equal(n_cases, 45);
-    sq_threadpool_free(pool);
+    sq_backend_destroy(&be);
 }
 
 int main(void) {

@@ -1,7 +1,8 @@
 /* The paged KV cache's block manager (src/runtime/kv_cache.c) against an independent shadow model kept here.
  *
- * Long random mixes of reserve (batches of sequences, all or nothing), commit, truncate, fork and clearing
- * run against the cache and the shadow side by side. The shadow knows, per sequence, which abstract block
+ * Long random mixes of reserve (batches of sequences, all or nothing), commit, truncate, fork, rewriting
+ * committed slots (make_private, as keeping a token tree's path does) and clearing run against the cache and
+ * the shadow side by side. The shadow knows, per sequence, which abstract block
  * each table entry names (its own ids, never reused), the reference count of each, and the tag of the row
  * written at every committed slot. After every operation the cache must agree: the same sharing structure (a
  * one-to-one map between shadow ids and physical blocks), reference counts, free list (no leak, no double
@@ -46,14 +47,15 @@ static void count_copy(void *impl, void *dst, const void *src, size_t n) {
     cb->copies++;
     cb->cpu.copy(cb->cpu.impl, dst, src, n);
 }
-static void count_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v, const int *seq,
-                           const int *pos, int n_tokens) {
+static void count_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v,
+                           const sq_token_batch *tokens) {
     counting_backend *cb = impl;
-    cb->cpu.kv_store(cb->cpu.impl, kv, k, v, seq, pos, n_tokens);
+    cb->cpu.kv_store(cb->cpu.impl, kv, k, v, tokens);
 }
 
+/* Release with sq_backend_destroy(&cb->cpu). */
 static sq_backend counting(counting_backend *cb) {
-    cb->cpu = sq_cpu_backend(NULL); /* the memory half and kv_store use no threads */
+    sq_test_ok(sq_backend_create("cpu", 1, &cb->cpu)); /* the memory half and kv_store use no threads */
     cb->live = cb->copies = 0;
     cb->fail_after = -1;
     sq_backend b = cb->cpu;
@@ -160,6 +162,21 @@ static int shadow_reserve(shadow *sh, const int *ids, const int *new_len, int n,
     return need;
 }
 
+/* Blocks that slots [first, end) of s fall in and others still hold, copied (with apply) or counted. */
+static int shadow_make_private(shadow *sh, int s, int first, int end, int apply) {
+    int need = 0;
+    for (int b = first / sh->bs; first < end && b * sh->bs < end; b++) {
+        if (sh->ref[sh->blk[s][b]] == 1) continue;
+        need++;
+        if (apply) {
+            drop_id(sh, sh->blk[s][b]);
+            sh->blk[s][b] = new_id(sh);
+            sh->cow++;
+        }
+    }
+    return need;
+}
+
 static void shadow_fork(shadow *sh, int src, int dst) {
     if (src == dst) return;
     shadow_truncate(sh, dst, 0);
@@ -227,7 +244,7 @@ static void check_agrees(const sq_kv_cache *c, const shadow *sh) {
 /* Writes fresh tags into slots [from[i], to[i]) of seqs[i] through kv_store, in every layer. */
 static void write_rows(const sq_kv_cache *c, const sq_backend *be, shadow *sh, const int *seqs,
                        const int *from, const int *to, int n) {
-    int tok_seq[MAX_SEQ * MAX_CTX], tok_pos[MAX_SEQ * MAX_CTX], n_tok = 0;
+    int32_t tok_seq[MAX_SEQ * MAX_CTX], tok_pos[MAX_SEQ * MAX_CTX], n_tok = 0;
     for (int i = 0; i < n; i++)
         for (int p = from[i]; p < to[i]; p++) {
             tok_seq[n_tok] = seqs[i];
@@ -245,7 +262,9 @@ static void write_rows(const sq_kv_cache *c, const sq_backend *be, shadow *sh, c
             }
         sq_kv_view view;
         sq_kv_cache_view(c, l, &view);
-        be->kv_store(be->impl, &view, k, v, tok_seq, tok_pos, n_tok);
+        /* kv_store reads only each token's sequence and slot */
+        const sq_token_batch tokens = {.n_tokens = n_tok, .seq = tok_seq, .pos = tok_pos, .slot = tok_pos};
+        be->kv_store(be->impl, &view, k, v, &tokens);
         free(k);
         free(v);
     }
@@ -333,7 +352,8 @@ static void run_mix(const mix_case *mc) {
     assert_non_null(sh);
     *sh = (shadow){.n_seq = mc->n_seq, .n_ctx = mc->n_ctx, .bs = mc->block_size, .n_blocks = c->n_blocks};
     uint64_t rng = mc->seed;
-    long n_reserved = 0, n_rejected_dry = 0, n_rejected_args = 0, n_forks = 0;
+    long n_reserved = 0, n_rejected_dry = 0, n_rejected_args = 0, n_forks = 0, n_rewrites = 0,
+         rewrite_cow = 0;
     for (int op = 0; op < mc->n_ops; op++) {
         int r = pick(&rng, 100);
         if (r < 55) { /* a batch: reserve all, write, commit (sometimes reserve only) */
@@ -401,6 +421,28 @@ static void run_mix(const mix_case *mc) {
             shadow_fork(sh, src, dst);
             assert_true(c->n_free >= free_before); /* a fork never takes a block */
             n_forks++;
+        } else if (r < 96) { /* rewrite committed slots [first, end) (keeping a tree's path) */
+            int s = pick(&rng, mc->n_seq), first = pick(&rng, sh->len[s] + 1);
+            int end = first + pick(&rng, sh->len[s] - first + 1);
+            int need = shadow_make_private(sh, s, first, end, 0);
+            if (need > c->n_free) {
+                snapshot before = take_snapshot(c);
+                sq_error *e = sq_kv_cache_make_private(c, s, first, end);
+                assert_int_equal(sq_error_code_of(e), SQ_ERR_NOMEM);
+                sq_test_fails_with(e, "free");
+                assert_unchanged(c, before);
+            } else {
+                sq_test_ok(sq_kv_cache_make_private(c, s, first, end));
+                long cow = sh->cow;
+                shadow_make_private(sh, s, first, end, 1);
+                rewrite_cow += sh->cow - cow;
+                write_rows(c, &be, sh, &s, &first, &end, 1);
+                n_rewrites++;
+            }
+            if (pick(&rng, 8) == 0) { /* slots not all committed */
+                int bad_end = sh->len[s] + 1 + pick(&rng, 3);
+                sq_test_fails_with(sq_kv_cache_make_private(c, s, 0, bad_end), "are not all committed");
+            }
         } else { /* a finished request */
             int s = pick(&rng, mc->n_seq);
             sq_kv_cache_truncate(c, s, 0);
@@ -412,17 +454,21 @@ static void run_mix(const mix_case *mc) {
     assert_int_equal(cb.copies, 2L * mc->n_layers * sh->cow);
     /* each kind of step happened often enough to mean something (blocks of one slot are never partly
      * filled, so never copied) */
+    const long reserve_cow = sh->cow - rewrite_cow;
     if (n_reserved < mc->n_ops / 5 || (mc->budget_blocks && n_rejected_dry < 5) || n_rejected_args < 5 ||
-        (mc->block_size > 1 ? sh->cow < 20 : sh->cow != 0) || n_forks < 50)
+        (mc->block_size > 1 ? reserve_cow < 20 : reserve_cow != 0) || n_forks < 50 || n_rewrites < 50 ||
+        rewrite_cow < 10)
         fail_msg("%s: too few interesting steps: %ld reserved, %ld rejected for lack of blocks, %ld for bad "
-                 "arguments, %ld copies, %ld forks",
-                 mc->name, n_reserved, n_rejected_dry, n_rejected_args, sh->cow, n_forks);
+                 "arguments, %ld copies in reserve, %ld forks, %ld rewrites with %ld copies",
+                 mc->name, n_reserved, n_rejected_dry, n_rejected_args, reserve_cow, n_forks, n_rewrites,
+                 rewrite_cow);
     /* everything back: every block free again */
     for (int s = 0; s < mc->n_seq; s++) sq_kv_cache_truncate(c, s, 0), shadow_truncate(sh, s, 0);
     check_agrees(c, sh);
     assert_int_equal(c->n_free, c->n_blocks);
     sq_kv_cache_free(c);
     assert_int_equal(cb.live, 0); /* the pools went back through the backend */
+    sq_backend_destroy(&cb.cpu);
     free(sh);
 }
 
@@ -522,6 +568,7 @@ static void test_sizing(void **state) {
         assert_int_equal(cb.live, 0);
     }
     assert_int_equal(cb.live, 0);
+    sq_backend_destroy(&cb.cpu);
 }
 
 /* ---------------------------------------------------------------- sharing, by hand */
@@ -580,6 +627,7 @@ static void test_parallel_sampling(void **state) {
     check_agrees(c, sh);
     sq_kv_cache_free(c);
     assert_int_equal(cb.live, 0);
+    sq_backend_destroy(&cb.cpu);
     free(sh);
 }
 
@@ -599,7 +647,7 @@ static void test_f16_rows(void **state) {
     int zero = 0, n = N;
     sq_test_ok(sq_kv_cache_reserve(c, &zero, &n, 1));
     static float k[N * DIM], v[N * DIM];
-    int seq[N], pos[N];
+    int32_t seq[N], pos[N];
     uint64_t rng = 7;
     for (int t = 0; t < N; t++) {
         seq[t] = 0;
@@ -619,12 +667,13 @@ static void test_f16_rows(void **state) {
     k[5] = 1.0f + 3 * ldexpf(1, -11); /* a tie: to even (1 + 2^-9) */
     sq_kv_view view;
     sq_kv_cache_view(c, 0, &view);
-    be.kv_store(be.impl, &view, k, v, seq, pos, N);
+    const sq_token_batch tokens = {.n_tokens = N, .seq = seq, .pos = pos, .slot = pos};
+    be.kv_store(be.impl, &view, k, v, &tokens);
     sq_kv_cache_set_seq_len(c, 0, N);
     for (int t = 0; t < N; t++)
         for (int i = 0; i < DIM; i++) {
             float x = k[t * DIM + i];
-            size_t at = sq_kv_view_offset(&view, 0, t) + 2 * (size_t)i;
+            size_t at = (size_t)(sq_kv_row(&view, view.k, 0, t) - view.k) + 2 * (size_t)i;
             uint16_t h, hv;
             memcpy(&h, view.k + at, 2);
             memcpy(&hv, view.v + at, 2);
@@ -658,6 +707,7 @@ static void test_f16_rows(void **state) {
     memcpy(&h, view.k + 10, 2);
     assert_int_equal(h, 0x3c02);
     sq_kv_cache_free(c);
+    sq_backend_destroy(&cb.cpu);
 }
 
 int main(void) {

@@ -65,7 +65,7 @@ static sq_context *make(const sq_model *m, sq_context_options o) {
 }
 
 static void forward1(sq_context *ctx, int seq, const int32_t *ids, int n, float *logits) {
-    sq_seq_batch b = {seq, ids, n, logits ? SQ_LOGITS_ALL : SQ_LOGITS_NONE, logits};
+    sq_seq_batch b = {seq, ids, n, logits ? SQ_LOGITS_ALL : SQ_LOGITS_NONE, logits, NULL};
     sq_test_ok(sq_forward(ctx, &b, 1));
 }
 
@@ -145,7 +145,7 @@ static void test_parallel_samples(void **state) {
     assert_int_equal(blocks_needed(ctx, seqs, n_new, 3), 3 + 3 * 2);
     int free_before = sq_context_kv_blocks_free(ctx);
     for (int s = 0; s < 3; s++)
-        batch[s] = (sq_seq_batch){s + 1, cont[s], m, SQ_LOGITS_ALL, a + (size_t)s * m * VOCAB};
+        batch[s] = (sq_seq_batch){s + 1, cont[s], m, SQ_LOGITS_ALL, a + (size_t)s * m * VOCAB, NULL};
     sq_test_ok(sq_forward(ctx, batch, 3));
     assert_int_equal(sq_context_kv_blocks_free(ctx), free_before - 9);
     for (int s = 0; s < 3; s++) batch[s].logits = b + (size_t)s * m * VOCAB;
@@ -153,7 +153,7 @@ static void test_parallel_samples(void **state) {
     assert_memory_equal(a, b, 3 * (size_t)m * VOCAB * sizeof *a);
     /* the source is untouched by its forks' writes */
     float last[VOCAB];
-    sq_seq_batch one = {0, f->ids + split, 1, SQ_LOGITS_LAST, last};
+    sq_seq_batch one = {0, f->ids + split, 1, SQ_LOGITS_LAST, last, NULL};
     sq_test_ok(sq_forward(ctx, &one, 1));
     sq_test_check_logits(last, f->want + (size_t)split * VOCAB, 1, VOCAB, GOLDEN_TOLERANCE,
                          "source after forks");
@@ -212,8 +212,8 @@ static void test_batch_that_does_not_fit(void **state) {
 
     static float logits[24 * VOCAB];
     memset(logits, 0x7f, sizeof logits);
-    sq_seq_batch batch[2] = {{0, f->ids + 20, 4, SQ_LOGITS_ALL, logits},
-                             {1, f->ids, 20, SQ_LOGITS_ALL, logits + 4 * VOCAB}};
+    sq_seq_batch batch[2] = {{0, f->ids + 20, 4, SQ_LOGITS_ALL, logits, NULL},
+                             {1, f->ids, 20, SQ_LOGITS_ALL, logits + 4 * VOCAB, NULL}};
     int seqs[2] = {0, 1}, n_new[2] = {4, 20};
     assert_int_equal(blocks_needed(ctx, seqs, n_new, 2), 6);
     sq_error *err = sq_forward(ctx, batch, 2);
@@ -234,7 +234,7 @@ static void test_batch_that_does_not_fit(void **state) {
 
     /* full, and sequence 1's 16 slots end on a block boundary: its next token needs a new block */
     float last[VOCAB];
-    sq_seq_batch one = {1, f->ids + 16, 1, SQ_LOGITS_LAST, last};
+    sq_seq_batch one = {1, f->ids + 16, 1, SQ_LOGITS_LAST, last, NULL};
     sq_test_fails_with(sq_forward(ctx, &one, 1), "needs 1 blocks, 0 free");
     sq_test_ok(sq_seq_truncate(ctx, 0, 10)); /* 10 positions keep 3 blocks: 3 come back */
     assert_int_equal(sq_context_kv_blocks_free(ctx), 3);
@@ -244,7 +244,7 @@ static void test_batch_that_does_not_fit(void **state) {
     int third = 2, want_tokens = 12;
     assert_int_equal(blocks_needed(ctx, &third, &want_tokens, 1), 3);
     assert_int_equal(sq_context_kv_blocks_free(ctx), 2);
-    sq_seq_batch newcomer = {2, f->ids, 12, SQ_LOGITS_NONE, NULL};
+    sq_seq_batch newcomer = {2, f->ids, 12, SQ_LOGITS_NONE, NULL, NULL};
     sq_test_fails_with(sq_forward(ctx, &newcomer, 1), "needs 3 blocks, 2 free");
     newcomer.n_tokens = want_tokens = 8;
     assert_int_equal(blocks_needed(ctx, &third, &want_tokens, 1), 2);

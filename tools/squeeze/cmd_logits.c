@@ -101,7 +101,11 @@ int sq_cmd_logits(int argc, char **argv) {
     }
     for (int start = 0; !err && start < n; start += step) {
         int len = n - start < step ? n - start : step;
-        sq_seq_batch b = {0, ids + start, len, SQ_LOGITS_ALL, logits + (size_t)start * info.vocab_size};
+        sq_seq_batch b = {.seq_id = 0,
+                          .tokens = ids + start,
+                          .n_tokens = len,
+                          .logits_mode = SQ_LOGITS_ALL,
+                          .logits = logits + (size_t)start * info.vocab_size};
         err = sq_forward(ctx, &b, 1);
     }
     if (err) {
@@ -123,7 +127,8 @@ int sq_cmd_logits(int argc, char **argv) {
         for (int i = 1; i < info.vocab_size; i++)
             if (last[i] > last[best]) best = i;
         printf(g ? " %d" : "%d", best);
-        sq_seq_batch b = {0, &best, 1, SQ_LOGITS_LAST, next};
+        sq_seq_batch b = {
+            .seq_id = 0, .tokens = &best, .n_tokens = 1, .logits_mode = SQ_LOGITS_LAST, .logits = next};
         if ((err = sq_forward(ctx, &b, 1))) {
             free(next);
             rc = cli_fail(err);

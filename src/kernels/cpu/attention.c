@@ -1,21 +1,20 @@
 /* Causal attention over the paged KV cache, one (token, head) pair per work item.
  *
- * Positions are taken in tiles, as in FlashAttention: a tile's scores are computed together, the running
- * maximum and the accumulated output are rescaled once per tile (not once per position), and each cached key
- * and value row is read once, so no score buffer as long as the context is needed. Dot products and the
- * weighted sums use 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs
- * everywhere and every compiler accepts the helpers. Rows are read through the cache's view: fp32 rows in
- * place, rows of any other type (f16) converted to fp32 once per tile by the active kernel set. */
+ * The slots a token sees (sq_token_batch: its sequence's cached prefix, then its own slot and those of its
+ * token-tree ancestors) are taken in tiles, as in FlashAttention: a tile's scores are computed together, the
+ * running maximum and the accumulated output are rescaled once per tile (not once per slot), and each key and
+ * value row is read once, so no score buffer as long as the context is needed. Plain runs and token trees go
+ * through the same loop: a plain token's chain is its own slot only. Dot products and the weighted sums use
+ * 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs everywhere and
+ * every compiler accepts the helpers. f16 rows are converted a tile at a time. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/kernels.h"
 
-/* Positions per tile: the tile's scores stay in registers/L1. Converted rows of a tile take at most
- * TILE_FLOATS floats per pool (32 rows of head_dim 128, 16 KiB on the stack); larger heads get shorter tiles.
- */
-enum { TILE = 32, TILE_FLOATS = 32 * 128 };
+/* Slots per tile: the tile's scores stay in registers/L1. */
+enum { TILE = 32 };
 
 typedef float v4f __attribute__((vector_size(16)));
 #define INLINE static inline __attribute__((always_inline))
@@ -54,44 +53,74 @@ INLINE void scale_add_rows(float *out, float scale, const float *const *rows, co
     }
 }
 
+/* The next up to cap <= TILE slots token t sees: the rest of its dense prefix [*lo, hi), then its chain from
+ * *link (batch indices through parent[], skipping ancestors outside the window). Returns how many. */
+INLINE int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *lo, int hi, int *link,
+                     int *slots) {
+    int n = hi - *lo < cap ? hi - *lo : cap;
+    if (n < 0) n = 0;
+    for (int j = 0; j < n; j++) slots[j] = *lo + j;
+    *lo += n;
+    while (n < cap && *link >= 0) {
+        if (!window || tb->pos[t] - tb->pos[*link] < window) slots[n++] = tb->slot[*link];
+        *link = tb->parent[*link];
+    }
+    return n;
+}
+
+/* Pointers to the head_dim values at byte offset `head` of each slot's key and value rows: the rows
+ * themselves when they are f32 (to_f32 NULL), else their conversions into kbuf and vbuf [n][head_dim]. */
+INLINE void tile_rows(const sq_kv_view *kv, int seq, const int *slots, int n, size_t head, int hd,
+                      sq_to_f32_fn to_f32, float *kbuf, float *vbuf, const float **keys,
+                      const float **values) {
+    if (!to_f32) {
+        for (int j = 0; j < n; j++) {
+            const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
+            keys[j] = (const float *)k;
+            values[j] = (const float *)(kv->v + (k - kv->k));
+        }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
+        to_f32(k, kbuf + (size_t)j * hd, hd);
+        to_f32(kv->v + (k - kv->k), vbuf + (size_t)j * hd, hd);
+        keys[j] = kbuf + (size_t)j * hd;
+        values[j] = vbuf + (size_t)j * hd;
+    }
+}
+
+/* Floats of converted (non-f32) key rows, and as many of value rows, per tile: a tile of such rows holds
+ * fewer than TILE slots when heads are longer than CONVERTED / TILE. */
+enum { CONVERTED = TILE * 128 };
+
 static void attend_items(void *p, int ith, int nth) {
     const sq_attention_args *a = p;
-    const sq_kv_view *kv = a->kv;
+    const sq_token_batch *tb = a->tokens;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    sq_to_f32_fn convert = NULL;
-    if (kv->row_type != SQ_DTYPE_F32) convert = sq_cpu_to_f32(sq_cpu_kernels_active(), kv->row_type);
-    const int tile = !convert                  ? TILE
-                     : TILE_FLOATS / hd < 1    ? 1
-                     : TILE_FLOATS / hd < TILE ? TILE_FLOATS / hd
-                                               : TILE;
-    float k_buf[TILE_FLOATS], v_buf[TILE_FLOATS]; /* [tile][hd] the tile's keys and values (non-fp32 rows) */
+    /* f32 rows are read in place; others through the set's dequantizer */
+    sq_to_f32_fn to_f32 =
+        a->kv.row_type == SQ_DTYPE_F32 ? NULL : sq_cpu_to_f32(sq_cpu_kernels_active(), a->kv.row_type);
+    /* heads are at most 4096 = CONVERTED long (sq_model_bind), so a tile holds at least one converted row */
+    const int cap = a->kv.row_type == SQ_DTYPE_F32 || hd <= CONVERTED / TILE ? TILE : CONVERTED / hd;
+    float kbuf[CONVERTED], vbuf[CONVERTED];
     long begin, end;
-    sq_split_range((long)a->n_tokens * a->n_heads, ith, nth, &begin, &end);
+    sq_split_range((long)tb->n_tokens * a->n_heads, ith, nth, &begin, &end);
     for (long item = begin; item < end; item++) {
         int t = (int)(item / a->n_heads), h = (int)(item % a->n_heads);
-        int kvh = h / group, seq = a->seq[t], pos = a->pos[t];
-        int first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
-        size_t head_at = sq_row_bytes(kv->row_type, (int64_t)kvh * hd);
+        int kvh = h / group, seq = tb->seq[t], pos = tb->pos[t];
+        size_t head = sq_row_bytes(a->kv.row_type, (int64_t)kvh * hd); /* the head's byte offset in a row */
+        int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0, link = t;
         const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
         float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
         memset(out, 0, (size_t)hd * sizeof *out);
         float max = -INFINITY, sum = 0;
-        for (int j0 = first; j0 <= pos; j0 += tile) {
-            int n = pos - j0 + 1 < tile ? pos - j0 + 1 : tile;
+        int slots[TILE], n;
+        while ((n = next_tile(tb, t, a->window, cap, &lo, tb->n_prefix[t], &link, slots)) > 0) {
             float s[TILE], tile_max = -INFINITY;
             const float *keys[TILE], *values[TILE];
-            for (int j = 0; j < n; j++) {
-                size_t at = sq_kv_view_offset(kv, seq, j0 + j) + head_at; /* the same in both pools */
-                keys[j] = (const float *)(kv->k + at);
-                values[j] = (const float *)(kv->v + at);
-            }
-            for (int j = 0; convert && j < n; j++) { /* typed rows: this head of the tile's rows, as fp32 */
-                convert(keys[j], k_buf + (size_t)j * hd, hd);
-                convert(values[j], v_buf + (size_t)j * hd, hd);
-                keys[j] = k_buf + (size_t)j * hd;
-                values[j] = v_buf + (size_t)j * hd;
-            }
+            tile_rows(&a->kv, seq, slots, n, head, hd, to_f32, kbuf, vbuf, keys, values);
             for (int j = 0; j < n; j++) {
                 s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;

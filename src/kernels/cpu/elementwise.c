@@ -1,8 +1,19 @@
-/* CPU implementations of the backend's small operations: RMS norm, rotary embedding, SwiGLU. They are a few
- * percent of a step's time, so they stay plain C the compiler vectorises, split across threads by rows. */
+/* CPU implementations of the backend's small operations: RMS norm, rotary embedding, residual and bias adds,
+ * SwiGLU. They are a few percent of a step's time, so they stay plain C the compiler vectorises; the ones
+ * that grow with the batch are split across threads by tokens. */
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
+
+/* Fewer tokens than this (a decode step) run on the calling thread: waking the pool costs more. */
+enum { THREADED_MIN_TOKENS = 8 };
+
+static void run_over_tokens(sq_threadpool *pool, int n_tokens, sq_task_fn fn, void *job) {
+    if (n_tokens < THREADED_MIN_TOKENS)
+        fn(job, 0, 1);
+    else
+        sq_threadpool_run(pool, fn, job);
+}
 
 typedef struct {
     const float *x, *weight;
@@ -28,29 +39,72 @@ static void rmsnorm_rows(void *p, int ith, int nth) {
 void sq_cpu_rmsnorm(sq_threadpool *pool, const float *x, const float *weight, float eps, int n_tokens,
                     int dim, float *out) {
     rmsnorm_job j = {x, weight, eps, n_tokens, dim, out};
-    if (n_tokens < 8) /* a decode step: waking threads costs more than the work */
-        rmsnorm_rows(&j, 0, 1);
-    else
-        sq_threadpool_run(pool, rmsnorm_rows, &j);
+    run_over_tokens(pool, n_tokens, rmsnorm_rows, &j);
 }
 
-void sq_cpu_rope(float *x, int n_tokens, int n_heads, int head_dim, const float *cos, const float *sin,
-                 sq_rope_style style) {
+typedef struct {
+    float *q, *k;
+    int n_q_heads, n_k_heads, n_tokens, head_dim;
+    const int32_t *pos;
+    const double *inv_freq;
+    sq_rope_style style;
+} rope_job;
+
+/* Pairs whose cos/sin one pass computes and keeps on the stack. */
+enum { ROPE_PAIRS = 64 };
+
+static void rotate_heads(float *x, int n_heads, int head_dim, int i0, int n, const float *c, const float *s,
+                         sq_rope_style style) {
     const int half = head_dim / 2;
-    for (int t = 0; t < n_tokens; t++) {
-        const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * head_dim;
-            for (int i = 0; i < half; i++) {
-                /* interleaved rotates (2i, 2i+1); halves rotates (i, i + half) */
-                float *a = style == SQ_ROPE_INTERLEAVED ? &v[2 * i] : &v[i];
-                float *b = style == SQ_ROPE_INTERLEAVED ? &v[2 * i + 1] : &v[i + half];
-                float a0 = *a, b0 = *b;
-                *a = a0 * c[i] - b0 * s[i];
-                *b = a0 * s[i] + b0 * c[i];
-            }
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = i0; i < i0 + n; i++) {
+            /* interleaved rotates (2i, 2i+1); halves rotates (i, i + half) */
+            float *a = style == SQ_ROPE_INTERLEAVED ? &v[2 * i] : &v[i];
+            float *b = style == SQ_ROPE_INTERLEAVED ? &v[2 * i + 1] : &v[i + half];
+            float a0 = *a, b0 = *b;
+            *a = a0 * c[i - i0] - b0 * s[i - i0];
+            *b = a0 * s[i - i0] + b0 * c[i - i0];
         }
     }
+}
+
+static void rope_tokens(void *p, int ith, int nth) {
+    const rope_job *j = p;
+    const int half = j->head_dim / 2;
+    long b, e;
+    sq_split_range(j->n_tokens, ith, nth, &b, &e);
+    for (long t = b; t < e; t++) {
+        for (int i0 = 0; i0 < half; i0 += ROPE_PAIRS) {
+            int n = half - i0 < ROPE_PAIRS ? half - i0 : ROPE_PAIRS;
+            float c[ROPE_PAIRS], s[ROPE_PAIRS];
+            for (int i = 0; i < n; i++) {
+                double angle = j->pos[t] * j->inv_freq[i0 + i];
+                c[i] = (float)cos(angle);
+                s[i] = (float)sin(angle);
+            }
+            rotate_heads(j->q + (size_t)t * j->n_q_heads * j->head_dim, j->n_q_heads, j->head_dim, i0, n, c,
+                         s, j->style);
+            if (j->k)
+                rotate_heads(j->k + (size_t)t * j->n_k_heads * j->head_dim, j->n_k_heads, j->head_dim, i0, n,
+                             c, s, j->style);
+        }
+    }
+}
+
+void sq_cpu_rope(sq_threadpool *pool, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens,
+                 int head_dim, const int32_t *pos, const double *inv_freq, sq_rope_style style) {
+    rope_job j = {q, k, n_q_heads, n_k_heads, n_tokens, head_dim, pos, inv_freq, style};
+    run_over_tokens(pool, n_tokens, rope_tokens, &j);
+}
+
+void sq_cpu_add(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void sq_cpu_add_bias(float *y, const float *bias, int n_tokens, int width) {
+    for (int t = 0; t < n_tokens; t++)
+        for (int i = 0; i < width; i++) y[(size_t)t * width + i] += bias[i];
 }
 
 void sq_cpu_swiglu(float *gate, const float *up, int64_t n) {
