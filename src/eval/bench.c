@@ -39,7 +39,8 @@ static int32_t argmax(const float *x, int n) {
     return best;
 }
 
-static sq_error *check_params(const sq_model *const *models, int n_models, const sq_bench_params *p) {
+static SQ_NODISCARD sq_error *check_params(const sq_model *const *models, int n_models,
+                                           const sq_bench_params *p) {
     if (n_models < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: no model to benchmark");
     for (int m = 0; m < n_models; m++)
         if (!models[m]) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d is NULL", m + 1);
@@ -69,7 +70,8 @@ static void variant_free(bench_variant *v) {
     free(v->decode_s);
 }
 
-static sq_error *variant_init(bench_variant *v, const sq_model *model, int index, const sq_bench_params *p) {
+static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *model, int index,
+                                           const sq_bench_params *p) {
     memset(v, 0, sizeof *v);
     v->model = model;
     sq_model_info info;
@@ -113,8 +115,8 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
 
 /* One repetition: clear, batched prefill, n_gen batched decode steps. Without a prompt, decoding starts from
  * one random token per sequence and *prefill_s is 0; without output tokens, *decode_s is 0. */
-static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double *prefill_s,
-                             double *decode_s) {
+static SQ_NODISCARD sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double *prefill_s,
+                                          double *decode_s) {
     for (int s = 0; s < p->n_seqs; s++) SQ_TRY(sq_seq_truncate(v->ctx, s, 0));
     for (int s = 0; s < p->n_seqs; s++)
         v->batch[s] = (sq_seq_batch){.seq_id = s,
@@ -199,8 +201,8 @@ static void fill_result(const bench_variant *v, const sq_bench_params *p, double
     out->kv_bytes = sq_context_kv_bytes(v->ctx);
 }
 
-static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p, sq_progress_fn progress,
-                         void *user, sq_bench_result *results) {
+static SQ_NODISCARD sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p,
+                                      sq_progress_fn progress, void *user, sq_bench_result *results) {
     int total = n_models * (p->n_warmup + p->n_reps), done = 0;
     double ignored_prefill, ignored_decode;
     /* Warm-ups model by model, so that each model's peak memory is read before the next one runs. */

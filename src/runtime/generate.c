@@ -26,8 +26,8 @@ static void generation_free(generation *g) {
 }
 
 /* Tokenizes the prompt into g->tokens (allocated for the whole context) and checks that it fits. */
-static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx, generation *g,
-                                 int *n_prompt) {
+static SQ_NODISCARD sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx,
+                                              generation *g, int *n_prompt) {
     int32_t *ids;
     int n;
     SQ_TRY(sq_error_wrap(sq_tokenize(tok, prompt, strlen(prompt), sq_tokenizer_adds_bos(tok), 1, &ids, &n),
@@ -55,7 +55,7 @@ static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, in
 
 /* Runs tokens [from, from + n) of g->tokens through sequence 0, leaving the last one's logits in g->logits.
  * Rows past the tokenizer's vocabulary (padding in some checkpoints) cannot be decoded: never sample them. */
-static sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_text) {
+static SQ_NODISCARD sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_text) {
     const int vocab = ctx->model->cfg.vocab_size;
     sq_seq_batch batch = {.seq_id = 0,
                           .tokens = g->tokens + from,
@@ -67,8 +67,9 @@ static sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_
     return NULL;
 }
 
-static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
-                     sq_text_callback on_text, void *user, sq_generate_stats *stats, generation *g) {
+static SQ_NODISCARD sq_error *run(sq_context *ctx, const char *prompt, int n_predict,
+                                  const sq_sampler_params *params, sq_text_callback on_text, void *user,
+                                  sq_generate_stats *stats, generation *g) {
     const sq_model *model = ctx->model;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (!tok)
