@@ -10,7 +10,9 @@
  * Formats whose GEMV takes integer dot products (a dot_dtype in core/dtype.h: Q5_0, Q5_1, the K-quants) get
  * their activations quantized here, once per call for all threads, by the dot format's reference from_f32
  * (so every kernel set sees the same 8-bit activations, and the oracle can too: sq_cpu_matmul_x_dtype). Their
- * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every format's does. */
+ * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every format's does.
+ * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
+ * as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
@@ -138,8 +140,19 @@ static void gemm_task(void *p, int ith, int nth) {
     }
 }
 
-/* OpenBLAS's own threads would compete with the pool's spinning workers for the same cores. */
-static void single_thread_openblas(void) { openblas_set_num_threads(1); }
+/* OpenBLAS's pthread build starts a helper thread per core in its library constructor, before any code of
+ * the program runs (OPENBLAS_NUM_THREADS is read there, so setting it from here is too late), and the
+ * helpers spin in sched_yield for about 2^28 cycles before they sleep: beside the pool's workers they take
+ * CPU and make `-t 1` two threads. openblas_set_num_threads(1) makes every call single-threaded but keeps the
+ * helpers; blas_thread_shutdown_ (exported by the pthread build, which calls it itself before a fork) joins
+ * them, and nothing restarts them while the thread count stays 1. It runs as a constructor, right after
+ * OpenBLAS's own. Builds without it (serial, OpenMP: no helpers of their own) leave the weak symbol NULL. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+__attribute__((constructor)) static void single_thread_openblas(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq_tensor *w, const float *x,
                         int n_tokens, float *y) {
@@ -180,8 +193,6 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         if (qx != stack) free(qx);
         return;
     }
-    static pthread_once_t openblas_once = PTHREAD_ONCE_INIT;
-    pthread_once(&openblas_once, single_thread_openblas);
     sq_threadpool_run(pool, gemm_task, &job);
 }
 
