@@ -63,7 +63,8 @@ static void test_kernel_selection(void **state) {
 }
 
 /* A random weight tensor: uniform values in [-1, 1] stored in dtype, at an address aligned only to the
- * element size, as a mapped file may give. *buffer is what to free. */
+ * format's alignment (its widest field, which the GGUF reader checks), as a mapped file may give. *buffer
+ * is what to free. */
 static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint64_t *seed, void **buffer) {
     sq_tensor t = {.dtype = dtype, .ndim = 2, .shape = {rows, cols}, .storage = SQ_STORAGE_HOST};
     t.nbytes = sq_tensor_bytes_for(dtype, 2, t.shape);
@@ -73,7 +74,7 @@ static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint
     assert_non_null(values);
     assert_non_null(*buffer);
     for (int64_t i = 0; i < rows * cols; i++) values[i] = sq_test_rand_uniform(seed, -1, 1);
-    t.data = (uint8_t *)*buffer + (dtype == SQ_DTYPE_F32 ? 4 : 2);
+    t.data = (uint8_t *)*buffer + sq_dtype_info(dtype)->alignment;
     sq_dtype_info(dtype)->from_f32(values, t.data, rows * cols);
     free(values);
     return t;
