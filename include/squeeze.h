@@ -521,6 +521,10 @@ typedef struct sq_ppl_options {
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
     const char *source; /* names the input (its file) in error messages; may be NULL */
+    /* NULL, or [n_layers] of the model: non-zero entries name blocks the model skips in every window
+     * (sq_forward_ex; the reference runs whole): depth-pruning scores, the quality of a model with blocks
+     * removed, without removing them */
+    const unsigned char *skip_layers;
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -584,6 +588,74 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                         sq_task_result **results, int *n_results);
+/* ---------------------------------------------------------------- pruning
+ *
+ * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
+ * sq_model_set_layers); save it with sq_model_save. Methods:
+ *  - SQ_PRUNE_MAGNITUDE: every block's linear weights (attn_q/k/v/output, ffn_gate/up/down; not the
+ *    embeddings, norms or output head) lose their smallest |W|: a fraction `sparsity` of each matrix (one
+ *    threshold per matrix, the baseline of Wanda (Sun et al. 2023) and SparseGPT (Frantar & Alistarh
+ *    2023)), or N:M (nm_m > 0): in every group of M consecutive weights of a row (along the input), the
+ *    M - N smallest, so that at most N stay non-zero (NVIDIA's 2:4 sparsity). Pruned weights are exactly
+ * zero, stored in the tensor's own format; formats whose zero is not exact (a per-group minimum: q4_1) are
+ *    refused.
+ *  - SQ_PRUNE_DEPTH: Shortened LLaMA (Kim et al. 2024, "Shortened LLaMA: depth pruning for LLMs"): scores
+ *    every transformer block, then removes the n_remove least important in one shot (sq_model_set_layers).
+ *    SQ_DEPTH_PPL scores a block by the calibration perplexity of the model with that block alone skipped
+ *    (forward passes only; sq_ppl_options.skip_layers), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
+ *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
+typedef enum sq_prune_method { SQ_PRUNE_MAGNITUDE = 0, SQ_PRUNE_DEPTH } sq_prune_method;
+
+typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
+
+typedef struct sq_prune_options {
+    sq_prune_method method;
+    /* SQ_PRUNE_MAGNITUDE: either sparsity in [0, 1) (0 runs the method and removes nothing), or N:M with
+     * 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity then 0) */
+    double sparsity;
+    int nm_n, nm_m;
+    /* SQ_PRUNE_DEPTH */
+    int n_remove; /* blocks to remove: 1 .. n_layers-1 */
+    sq_depth_criterion criterion;
+    /* SQ_DEPTH_PPL's calibration text as token ids (BOS first where the tokenizer adds one), cut into
+     * consecutive windows of calib_len tokens (the last partial one dropped), each run from an empty cache
+     * and scored at positions 1..calib_len-1, as sq_perplexity's SQ_PPL_WINDOWS. calib_len 0: 128 (the
+     * paper's 128-token sequences). */
+    const int32_t *calib_ids;
+    int64_t n_calib_ids;
+    int calib_len;
+    int n_threads; /* 0: all online cores */
+    /* called after each block is pruned or scored; may be NULL */
+    sq_progress_fn progress;
+    void *progress_user;
+} sq_prune_options;
+
+typedef struct sq_prune_result {
+    int64_t params_before, params_after;   /* elements of all tensors */
+    int64_t nonzero_before, nonzero_after; /* of them, those not zero */
+    size_t bytes_before, bytes_after;      /* weight bytes in memory */
+    int n_layers_before, n_layers_after;
+    int64_t n_pruned; /* weights the masks chose (SQ_PRUNE_MAGNITUDE; some may have been zero already) */
+    /* SQ_PRUNE_DEPTH: scores[n_layers_before] (higher: more important; ppl: perplexity with the block
+     * skipped; magnitude: sum |W|), base_score the unpruned model's calibration perplexity (ppl; 0 for
+     * magnitude), removed[n_removed] the old indices of the removed blocks, ascending. Malloc'ed; NULL for
+     * other methods. */
+    double *scores;
+    double base_score;
+    int *removed;
+    int n_removed;
+} sq_prune_result;
+
+/* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
+ * (sparsity outside [0, 1), N:M with N >= M or M not dividing a matrix's width, removing no block or every
+ * block, missing or too few calibration ids, a format without an exact zero, an unknown method). sq_prune
+ * makes the same checks before any work. */
+sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
+/* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
+ * failure after the checks (out of memory), blocks already pruned stay pruned: discard the model. */
+sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
+void sq_prune_result_free(sq_prune_result *res);
+
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
@@ -662,6 +734,12 @@ sq_error *sq_report_write_eval(const char *path, const sq_report_model *model, c
 sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
                                 const sq_bench_params *params, const int *batch_sizes, int n_batches,
                                 const sq_bench_result *results);
+
+/* kind "prune": one sq_prune run: the request (method, sparsity or N:M, blocks removed, criterion,
+ * calibration), the counts before and after, and for depth pruning every block's score and whether it was
+ * removed. model is the pruned model (its path: where it was written), source_path the model it came from. */
+sq_error *sq_report_write_prune(const char *path, const sq_report_model *model, const char *source_path,
+                                const sq_prune_options *opts, const sq_prune_result *result);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 

@@ -287,3 +287,54 @@ sq_error *sq_report_write_bench(const char *path, const sq_report_model *models,
     }
     return write_report(path, root);
 }
+
+/* ---------------------------------------------------------------- prune */
+
+sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, const char *source_path,
+                                const sq_prune_options *o, const sq_prune_result *r) {
+    SQ_TRY(check_model(rm, path));
+    cJSON *j = envelope("prune", rm);
+    cJSON_AddStringToObject(j, "source", source_path ? source_path : "");
+    cJSON *req = cJSON_AddObjectToObject(j, "request");
+    int depth = o->method == SQ_PRUNE_DEPTH;
+    cJSON_AddStringToObject(req, "method", depth ? "depth" : "magnitude");
+    if (depth) {
+        cJSON_AddNumberToObject(req, "remove", o->n_remove);
+        cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL ? "ppl" : "magnitude");
+        if (o->criterion == SQ_DEPTH_PPL) {
+            cJSON_AddNumberToObject(req, "calib_tokens", (double)o->n_calib_ids);
+            cJSON_AddNumberToObject(req, "calib_len", o->calib_len > 0 ? o->calib_len : 128);
+        }
+    } else if (o->nm_m) {
+        cJSON_AddNumberToObject(req, "nm_n", o->nm_n);
+        cJSON_AddNumberToObject(req, "nm_m", o->nm_m);
+    } else {
+        cJSON_AddNumberToObject(req, "sparsity", o->sparsity);
+    }
+    const char *names[] = {"params", "nonzero", "weight_bytes", "n_layers"};
+    double before[] = {(double)r->params_before, (double)r->nonzero_before, (double)r->bytes_before,
+                       r->n_layers_before};
+    double after[] = {(double)r->params_after, (double)r->nonzero_after, (double)r->bytes_after,
+                      r->n_layers_after};
+    cJSON *b = cJSON_AddObjectToObject(j, "before"), *a = cJSON_AddObjectToObject(j, "after");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        cJSON_AddNumberToObject(b, names[i], before[i]);
+        cJSON_AddNumberToObject(a, names[i], after[i]);
+    }
+    if (!depth) {
+        cJSON_AddNumberToObject(j, "pruned_weights", (double)r->n_pruned);
+        return write_report(path, j);
+    }
+    if (o->criterion == SQ_DEPTH_PPL) cJSON_AddItemToObject(j, "base_ppl", number(r->base_score));
+    cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+    for (int l = 0; l < r->n_layers_before; l++) {
+        int gone = 0;
+        for (int k = 0; k < r->n_removed; k++) gone |= r->removed[k] == l;
+        cJSON *blk = cJSON_CreateObject();
+        cJSON_AddNumberToObject(blk, "block", l);
+        cJSON_AddItemToObject(blk, "score", number(r->scores[l]));
+        cJSON_AddBoolToObject(blk, "removed", gone);
+        cJSON_AddItemToArray(blocks, blk);
+    }
+    return write_report(path, j);
+}

@@ -40,3 +40,15 @@ int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy)
 }
 
 sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+sq_file_format cli_output_format(const char *out, const char *to) {
+    if (!to) to = ends_with(out, ".gguf") ? "gguf" : ends_with(out, ".bin") ? "llama2c" : "hf";
+    return !strcmp(to, "gguf")      ? SQ_FORMAT_GGUF
+           : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
+                                    : SQ_FORMAT_SAFETENSORS;
+}

@@ -1,0 +1,176 @@
+/* sq_prune: the request checked against the model before any work, the method run, and what changed
+ * (parameters, non-zeros, bytes, blocks) measured before and after. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/prune/prune.h"
+#include "core/dtype.h"
+#include "core/error.h"
+
+enum { MAX_NM_M = 256 };
+
+static sq_error *check_unstructured(const sq_model *model, const sq_prune_options *o) {
+    if (o->nm_m != 0 || o->nm_n != 0) {
+        if (o->sparsity != 0)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "prune: give either a sparsity or N:M, not both");
+        if (o->nm_n <= 0 || o->nm_m <= o->nm_n || o->nm_m > MAX_NM_M)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "prune: N:M sparsity %d:%d needs 0 < N < M <= %d (N weights of every M kept)",
+                             o->nm_n, o->nm_m, MAX_NM_M);
+    } else if (!(o->sparsity >= 0 && o->sparsity < 1)) {
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: sparsity %g is outside [0, 1)", o->sparsity);
+    }
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    for (int l = 0; l < info.n_layers; l++)
+        for (int i = 0; i < 7; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
+            sq_tensor_info ti;
+            sq_model_tensor_info(model, sq_model_tensor_index(model, name), &ti);
+            int dtype = sq_dtype_from_name(ti.dtype);
+            if (dtype < 0 || sq_dtype_info((sq_dtype)dtype)->zero == SQ_ZERO_MIN)
+                return sq_errorf(SQ_ERR_UNSUPPORTED,
+                                 "prune: %s is %s, whose blocks cannot store an exact zero (a per-block "
+                                 "minimum); convert the model to f16 or f32 first and quantize after pruning",
+                                 name, ti.dtype);
+            if (o->nm_m > 0 && ti.shape[1] % o->nm_m != 0)
+                return sq_errorf(SQ_ERR_INVALID_ARG,
+                                 "prune: %s has %lld input columns, not a multiple of N:M's M = %d", name,
+                                 (long long)ti.shape[1], o->nm_m);
+        }
+    return NULL;
+}
+
+static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (o->n_remove < 1 || o->n_remove >= info.n_layers)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: removing %d of %d blocks; remove 1 to %d", o->n_remove,
+                         info.n_layers, info.n_layers - 1);
+    if (o->criterion == SQ_DEPTH_MAGNITUDE) return NULL;
+    if (o->criterion != SQ_DEPTH_PPL)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown depth criterion %d", (int)o->criterion);
+    int len = o->calib_len > 0 ? o->calib_len : 128;
+    if (len < 2 || len > info.max_seq_len)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: calibration windows of %d tokens; the model takes 2 to %d", len,
+                         info.max_seq_len);
+    if (!o->calib_ids || o->n_calib_ids < len)
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "prune: the ppl criterion needs calibration text of at least one window (%d tokens), "
+            "got %lld",
+            len, (long long)(o->calib_ids ? o->n_calib_ids : 0));
+    for (int64_t i = 0; i < o->n_calib_ids; i++)
+        if (o->calib_ids[i] < 0 || o->calib_ids[i] >= info.vocab_size)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "prune: calibration token %lld is id %d, outside the vocabulary of %d",
+                             (long long)i, o->calib_ids[i], info.vocab_size);
+    return NULL;
+}
+
+sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
+    if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
+    switch (o->method) {
+    case SQ_PRUNE_MAGNITUDE:
+        return check_unstructured(model, o);
+    case SQ_PRUNE_DEPTH:
+        return check_depth(model, o);
+    }
+    return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown method %d", (int)o->method);
+}
+
+/* Elements, non-zero elements and bytes of all the model's tensors. */
+static sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzero, size_t *bytes,
+                         int *n_layers) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    *params = info.n_params, *bytes = info.weight_bytes, *n_layers = info.n_layers, *nonzero = 0;
+    for (int i = 0; i < sq_model_n_tensors(model); i++) {
+        sq_tensor_info ti;
+        sq_model_tensor_info(model, i, &ti);
+        int64_t n = 1;
+        for (int d = 0; d < ti.ndim; d++) n *= ti.shape[d];
+        float *v = malloc((size_t)n * sizeof *v);
+        if (!v) return sq_errorf(SQ_ERR_NOMEM, "prune: out of memory reading %s", ti.name);
+        sq_error *err = sq_model_read_tensor(model, ti.name, v, n);
+        for (int64_t k = 0; k < n && !err; k++) *nonzero += v[k] != 0;
+        free(v);
+        SQ_TRY(err);
+    }
+    return NULL;
+}
+
+/* A block and its importance: lower first; a score that is not a number counts as most important. */
+typedef struct ranked {
+    double score;
+    int layer;
+} ranked;
+
+static int by_importance(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    double p = isnan(x->score) ? INFINITY : x->score, q = isnan(y->score) ? INFINITY : y->score;
+    if (p != q) return p < q ? -1 : 1;
+    return (x->layer > y->layer) - (x->layer < y->layer);
+}
+
+static int ascending(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    return (i > j) - (i < j);
+}
+
+static sq_error *prune_depth(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
+    const int n_layers = res->n_layers_before;
+    res->scores = calloc((size_t)n_layers, sizeof *res->scores);
+    res->removed = calloc((size_t)n_layers, sizeof *res->removed);
+    ranked *order = calloc((size_t)n_layers, sizeof *order);
+    int *keep = calloc((size_t)n_layers, sizeof *keep);
+    sq_error *err = NULL;
+    if (!res->scores || !res->removed || !order || !keep)
+        err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    if (!err) err = sq_prune_depth_scores(model, o, res->scores, &res->base_score);
+    if (!err) {
+        for (int l = 0; l < n_layers; l++) order[l] = (ranked){res->scores[l], l};
+        qsort(order, (size_t)n_layers, sizeof *order, by_importance);
+        res->n_removed = o->n_remove;
+        for (int r = 0; r < o->n_remove; r++) res->removed[r] = order[r].layer;
+        qsort(res->removed, (size_t)res->n_removed, sizeof *res->removed, ascending);
+        int n_keep = 0;
+        for (int l = 0, r = 0; l < n_layers; l++) {
+            if (r < res->n_removed && res->removed[r] == l)
+                r++;
+            else
+                keep[n_keep++] = l;
+        }
+        err = sq_model_set_layers(model, keep, n_keep);
+    }
+    free(order);
+    free(keep);
+    return err;
+}
+
+sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
+    memset(res, 0, sizeof *res);
+    SQ_TRY(sq_prune_check(model, o));
+    SQ_TRY(
+        measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before, &res->n_layers_before));
+    sq_error *err = o->method == SQ_PRUNE_DEPTH ? prune_depth(model, o, res)
+                                                : sq_prune_magnitude(model, o, &res->n_pruned);
+    if (!err)
+        err =
+            measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after, &res->n_layers_after);
+    if (err) sq_prune_result_free(res);
+    return err;
+}
+
+void sq_prune_result_free(sq_prune_result *res) {
+    if (!res) return;
+    free(res->scores);
+    free(res->removed);
+    res->scores = NULL;
+    res->removed = NULL;
+    res->n_removed = 0;
+}
