@@ -588,6 +588,89 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                         sq_task_result **results, int *n_results);
+/* ---------------------------------------------------------------- calibration (compression)
+ *
+ * The loop that calibrated compression methods (GPTQ, AWQ, SmoothQuant, imatrix; Wanda, SparseGPT, width
+ * scores) run on, as GPTQ's, SparseGPT's and Wanda's reference code runs it: block by block. The hidden
+ * states of all samples at the current block's input are held ([n_samples][seq_len][dim] fp32); the block
+ * runs over them with the calibration tap set (sq_context_set_tap), so the method sees every linear layer's
+ * input; the method then changes that block's weights (sq_model_edit_tensors); the block runs again on the
+ * same inputs with the changed weights to produce the next block's inputs, so that later blocks are
+ * calibrated on the outputs of the already-compressed ones. Memory: the hidden states, one context's
+ * activations and one block's statistics. */
+
+/* Calibration samples: n_samples windows of seq_len token ids each. */
+typedef struct sq_calib_samples {
+    int n_samples, seq_len;
+    int32_t *ids; /* [n_samples][seq_len], malloc'ed: release with sq_calib_samples_free */
+} sq_calib_samples;
+
+/* Draws n_samples windows of seq_len tokens from text encoded with tok (no BOS, special-token text not
+ * matched), each starting at a uniformly random token position (splitmix64 from seed; windows may overlap),
+ * as GPTQ's and Wanda's scripts draw them from C4/WikiText. With bos_id >= 0 (sq_tokenizer_bos_for) every
+ * window is BOS followed by seq_len-1 text tokens. Fails with SQ_ERR_INVALID_ARG when n_samples or seq_len
+ * is below 1 (or seq_len is 1 with a BOS), their product exceeds 2^28 tokens, or the text holds fewer tokens
+ * than one window needs (the message gives both counts). */
+sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len, int n_samples,
+                                     int seq_len, int bos_id, uint64_t seed, sq_calib_samples *out);
+/* Samples from given ids ([n_samples][seq_len], copied). */
+sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len, sq_calib_samples *out);
+void sq_calib_samples_free(sq_calib_samples *s);
+
+/* Statistics the loop gathers per distinct linear-layer input (flags, or-ed). */
+enum {
+    SQ_CALIB_XTX = 1,     /* sum over tokens of x x^T: GPTQ's and SparseGPT's H = 2 XX^T / n_tokens */
+    SQ_CALIB_SUM_SQ = 2,  /* per channel sum of x^2: Wanda's ||x||_2, llama.cpp's imatrix */
+    SQ_CALIB_SUM_ABS = 4, /* per channel sum of |x|: AWQ's mean |x| */
+    SQ_CALIB_MAX_ABS = 8  /* per channel max |x|: SmoothQuant */
+};
+
+/* The statistics of one block's input at one tap point, summed over all samples' tokens in double precision.
+ * The inputs of block `layer`: SQ_TAP_ATTN_IN (attn_q, attn_k, attn_v share it; width dim), SQ_TAP_ATTN_OUT
+ * (attn_output; n_heads * head_dim), SQ_TAP_FFN_IN (ffn_gate, ffn_up; dim), SQ_TAP_FFN_DOWN (ffn_down; the
+ * layer's ffn_dim). Arrays not asked for are NULL. */
+typedef struct sq_calib_stats {
+    int layer;
+    sq_tap_point point;
+    int width;
+    int64_t n_tokens; /* tokens summed */
+    double *xtx;      /* [width][width] sum of x x^T (symmetric, both triangles filled) */
+    double *sum_sq;   /* [width] */
+    double *sum_abs;  /* [width] */
+    double *max_abs;  /* [width] */
+} sq_calib_stats;
+
+/* A calibrated method: what it wants gathered and what it does with each block. */
+typedef struct sq_calib_method {
+    unsigned stats; /* SQ_CALIB_* flags */
+    /* May be NULL. Each chunk of a linear layer's input of the block being calibrated, as the tap sees it
+     * (tokens in sample order; x valid during the call only): for methods that need the activations
+     * themselves (AWQ's search of the output error). */
+    void (*on_input)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+    /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
+     * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
+     * shapes may change: width pruning). An error stops the loop and is returned. */
+    sq_error *(*apply_block)(void *user, sq_model *model, int layer, const sq_calib_stats *stats);
+    /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
+     * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
+    int changes_weights;
+    void *user;
+} sq_calib_method;
+
+typedef struct sq_calib_options {
+    int n_threads;    /* 0: all online cores */
+    int batch_tokens; /* samples run together per forward step, in tokens (at least one sample); 0: 2048 */
+    sq_progress_fn progress; /* called after each block: done blocks of n_layers; may be NULL */
+    void *progress_user;
+} sq_calib_options;
+
+/* Runs the block-by-block loop over every block of model (0 .. n_layers-1, in order) on the samples. The
+ * model must have no context (the loop creates its own) and no other user meanwhile. Fails with
+ * SQ_ERR_INVALID_ARG when a sample is longer than the model's context or holds an id outside its vocabulary,
+ * or when opts are out of range; errors from apply_block are returned as they are. On failure the blocks
+ * before the failing one keep the changes apply_block made. */
+sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const sq_calib_method *method,
+                       const sq_calib_options *opts);
 /* ---------------------------------------------------------------- pruning
  *
  * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
