@@ -674,39 +674,52 @@ sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const s
 /* ---------------------------------------------------------------- pruning
  *
  * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
- * sq_model_set_layers); save it with sq_model_save. Methods:
- *  - SQ_PRUNE_MAGNITUDE: every block's linear weights (attn_q/k/v/output, ffn_gate/up/down; not the
- *    embeddings, norms or output head) lose their smallest |W|: a fraction `sparsity` of each matrix (one
- *    threshold per matrix, the baseline of Wanda (Sun et al. 2023) and SparseGPT (Frantar & Alistarh
- *    2023)), or N:M (nm_m > 0): in every group of M consecutive weights of a row (along the input), the
- *    M - N smallest, so that at most N stay non-zero (NVIDIA's 2:4 sparsity). Pruned weights are exactly
- * zero, stored in the tensor's own format; formats whose zero is not exact (a per-group minimum: q4_1) are
- *    refused.
+ * sq_model_set_layers); save it with sq_model_save. Unstructured and N:M methods prune every block's linear
+ * weights (attn_q/k/v/output, ffn_gate/up/down; not the embeddings, norms or output head), either a fraction
+ * `sparsity` of each matrix or N:M (nm_m > 0): in every group of M consecutive weights of a row (along the
+ * input), the M - N lowest-scored, so that at most N stay non-zero (NVIDIA's 2:4 sparsity). Pruned weights
+ * are exactly zero, stored in the tensor's own format; formats whose zero is not exact (a per-group minimum:
+ * q4_1) are refused. Scores are ranked as fp32, equal scores lower index first.
+ *  - SQ_PRUNE_MAGNITUDE: the smallest |W|, one threshold per matrix (the baseline of Wanda's and SparseGPT's
+ *    papers).
+ *  - SQ_PRUNE_WANDA (Sun et al. 2023, "A simple and effective pruning approach for LLMs"): the smallest
+ *    |W_ij| * ||X_j||_2 (X_j: input channel j over the calibration tokens) within each output row.
+ *  - SQ_PRUNE_SPARSEGPT (Frantar & Alistarh 2023, "SparseGPT: massive language models can be accurately
+ *    pruned in one-shot"): columns in lazy blocks of 128 through the inverse Hessian H^-1 of H = 2 X^T X / n
+ *    (dampened by 1% of its mean diagonal; Cholesky through LAPACK); in each block the weights with the
+ *    smallest w^2 / [H^-1]_jj^2 (unstructured: a fraction `sparsity` of the block; N:M: per group as it is
+ *    reached) become zero and the error is spread over the later columns (OBS update), as the paper's
+ *    reference code does.
+ *    Wanda and SparseGPT calibrate block by block on `calib` through sq_calibrate, so each block sees the
+ *    outputs of the blocks already pruned.
  *  - SQ_PRUNE_DEPTH: Shortened LLaMA (Kim et al. 2024, "Shortened LLaMA: depth pruning for LLMs"): scores
  *    every transformer block, then removes the n_remove least important in one shot (sq_model_set_layers).
- *    SQ_DEPTH_PPL scores a block by the calibration perplexity of the model with that block alone skipped
- *    (forward passes only; sq_ppl_options.skip_layers), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
+ *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
+ *    (forward passes only; sq_ppl_options.skip_layers; each sample a window from an empty cache scored at
+ *    positions 1..seq_len-1, 4 samples per forward call), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
  *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
-typedef enum sq_prune_method { SQ_PRUNE_MAGNITUDE = 0, SQ_PRUNE_DEPTH } sq_prune_method;
+typedef enum sq_prune_method {
+    SQ_PRUNE_MAGNITUDE = 0,
+    SQ_PRUNE_WANDA,
+    SQ_PRUNE_SPARSEGPT,
+    SQ_PRUNE_DEPTH
+} sq_prune_method;
 
 typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
 
 typedef struct sq_prune_options {
     sq_prune_method method;
-    /* SQ_PRUNE_MAGNITUDE: either sparsity in [0, 1) (0 runs the method and removes nothing), or N:M with
-     * 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity then 0) */
+    /* unstructured and N:M methods: either sparsity in [0, 1) (0 runs the method and removes nothing), or
+     * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
     double sparsity;
     int nm_n, nm_m;
     /* SQ_PRUNE_DEPTH */
     int n_remove; /* blocks to remove: 1 .. n_layers-1 */
     sq_depth_criterion criterion;
-    /* SQ_DEPTH_PPL's calibration text as token ids (BOS first where the tokenizer adds one), cut into
-     * consecutive windows of calib_len tokens (the last partial one dropped), each run from an empty cache
-     * and scored at positions 1..calib_len-1, as sq_perplexity's SQ_PPL_WINDOWS. calib_len 0: 128 (the
-     * paper's 128-token sequences). */
-    const int32_t *calib_ids;
-    int64_t n_calib_ids;
-    int calib_len;
+    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
+     * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
+     * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
+    const sq_calib_samples *calib;
     int n_threads; /* 0: all online cores */
     /* called after each block is pruned or scored; may be NULL */
     sq_progress_fn progress;
@@ -718,7 +731,7 @@ typedef struct sq_prune_result {
     int64_t nonzero_before, nonzero_after; /* of them, those not zero */
     size_t bytes_before, bytes_after;      /* weight bytes in memory */
     int n_layers_before, n_layers_after;
-    int64_t n_pruned; /* weights the masks chose (SQ_PRUNE_MAGNITUDE; some may have been zero already) */
+    int64_t n_pruned; /* weights the masks chose (unstructured and N:M; some may have been zero already) */
     /* SQ_PRUNE_DEPTH: scores[n_layers_before] (higher: more important; ppl: perplexity with the block
      * skipped; magnitude: sum |W|), base_score the unpruned model's calibration perplexity (ppl; 0 for
      * magnitude), removed[n_removed] the old indices of the removed blocks, ascending. Malloc'ed; NULL for
@@ -731,11 +744,12 @@ typedef struct sq_prune_result {
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
  * (sparsity outside [0, 1), N:M with N >= M or M not dividing a matrix's width, removing no block or every
- * block, missing or too few calibration ids, a format without an exact zero, an unknown method). sq_prune
- * makes the same checks before any work. */
+ * block, missing calibration samples or ones the model cannot run, an unknown method or criterion),
+ * SQ_ERR_UNSUPPORTED for a format without an exact zero. sq_prune makes the same checks before any work. */
 sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
 /* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
- * failure after the checks (out of memory), blocks already pruned stay pruned: discard the model. */
+ * failure after the checks (out of memory, a Hessian that is not positive definite), blocks already pruned
+ * stay pruned: discard the model. */
 sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
 void sq_prune_result_free(sq_prune_result *res);
 

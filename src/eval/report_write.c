@@ -297,14 +297,16 @@ sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, con
     cJSON_AddStringToObject(j, "source", source_path ? source_path : "");
     cJSON *req = cJSON_AddObjectToObject(j, "request");
     int depth = o->method == SQ_PRUNE_DEPTH;
-    cJSON_AddStringToObject(req, "method", depth ? "depth" : "magnitude");
+    static const char *const methods[] = {"magnitude", "wanda", "sparsegpt", "depth"};
+    cJSON_AddStringToObject(
+        req, "method", (unsigned)o->method < sizeof methods / sizeof *methods ? methods[o->method] : "?");
+    if (o->calib) {
+        cJSON_AddNumberToObject(req, "calib_samples", o->calib->n_samples);
+        cJSON_AddNumberToObject(req, "calib_len", o->calib->seq_len);
+    }
     if (depth) {
         cJSON_AddNumberToObject(req, "remove", o->n_remove);
         cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL ? "ppl" : "magnitude");
-        if (o->criterion == SQ_DEPTH_PPL) {
-            cJSON_AddNumberToObject(req, "calib_tokens", (double)o->n_calib_ids);
-            cJSON_AddNumberToObject(req, "calib_len", o->calib_len > 0 ? o->calib_len : 128);
-        }
     } else if (o->nm_m) {
         cJSON_AddNumberToObject(req, "nm_n", o->nm_n);
         cJSON_AddNumberToObject(req, "nm_m", o->nm_m);

@@ -229,20 +229,25 @@ static void test_invalid_requests(void **state) {
             "removing 0 of 5");
     refused(m, &(sq_prune_options){.method = depth, .n_remove = 5, .criterion = SQ_DEPTH_MAGNITUDE},
             "removing 5 of 5 blocks; remove 1 to 4");
-    refused(m, &(sq_prune_options){.method = depth, .n_remove = 1}, "needs calibration text");
+    refused(m, &(sq_prune_options){.method = depth, .n_remove = 1},
+            "the ppl criterion needs calibration samples");
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WANDA, .sparsity = 0.5},
+            "Wanda needs calibration samples");
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_SPARSEGPT, .nm_n = 2, .nm_m = 4},
+            "SparseGPT needs calibration samples");
     int32_t ids[64];
     random_ids(ids, 64, 512, 3);
-    refused(m, &(sq_prune_options){.method = depth, .n_remove = 1, .calib_ids = ids, .n_calib_ids = 64},
-            "needs calibration text of at least one window (128 tokens)");
-    refused(m,
-            &(sq_prune_options){
-                .method = depth, .n_remove = 1, .calib_ids = ids, .n_calib_ids = 64, .calib_len = 1},
-            "windows of 1 tokens");
+    sq_calib_samples one = {.n_samples = 2, .seq_len = 1, .ids = ids};
+    refused(m, &(sq_prune_options){.method = depth, .n_remove = 1, .calib = &one}, "samples of 1 tokens");
+    sq_calib_samples long_ones = {.n_samples = 1, .seq_len = 600, .ids = ids};
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WANDA, .sparsity = 0.5, .calib = &long_ones},
+            "samples of 600 tokens; the model takes 2 to 512");
     ids[40] = 512;
-    refused(m,
-            &(sq_prune_options){
-                .method = depth, .n_remove = 1, .calib_ids = ids, .n_calib_ids = 64, .calib_len = 32},
-            "token 40 is id 512");
+    sq_calib_samples bad = {.n_samples = 2, .seq_len = 32, .ids = ids};
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_SPARSEGPT, .sparsity = 0.5, .calib = &bad},
+            "sample 1, token 8 is id 512");
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WANDA, .sparsity = 1.5, .calib = &bad},
+            "outside [0, 1)");
     refused(m, &(sq_prune_options){.method = depth, .n_remove = 1, .criterion = (sq_depth_criterion)5},
             "unknown depth criterion");
     sq_model_free(m);
@@ -262,7 +267,8 @@ static void test_invalid_requests(void **state) {
 static double ppl_of(const sq_model *m, const int32_t *ids, int64_t n, int len) {
     sq_ppl_result r;
     sq_test_ok(sq_perplexity(
-        m, ids, n, &(sq_ppl_options){.protocol = SQ_PPL_WINDOWS, .n_ctx = len, .n_batch = 4, .bos_id = -1}, &r));
+        m, ids, n, &(sq_ppl_options){.protocol = SQ_PPL_WINDOWS, .n_ctx = len, .n_batch = 4, .bos_id = -1},
+        &r));
     double p = r.ppl;
     sq_ppl_result_free(&r);
     return p;
@@ -270,18 +276,15 @@ static double ppl_of(const sq_model *m, const int32_t *ids, int64_t n, int len) 
 
 static void test_depth_ppl_equals_brute_force(void **state) {
     (void)state;
-    enum { LEN = 24, N_IDS = 3 * LEN + 5, L = 5 };
+    enum { LEN = 24, N_IDS = 5 * LEN, L = 5 };
     int32_t ids[N_IDS];
     random_ids(ids, N_IDS, 512, 21);
     sq_model *orig, *pruned;
     sq_test_ok(sq_model_load(stories260k(), NULL, &orig));
     sq_test_ok(sq_model_load(stories260k(), NULL, &pruned));
-    sq_prune_options o = {.method = SQ_PRUNE_DEPTH,
-                          .n_remove = 2,
-                          .criterion = SQ_DEPTH_PPL,
-                          .calib_ids = ids,
-                          .n_calib_ids = N_IDS,
-                          .calib_len = LEN};
+    sq_calib_samples calib = {.n_samples = N_IDS / LEN, .seq_len = LEN, .ids = ids};
+    sq_prune_options o = {
+        .method = SQ_PRUNE_DEPTH, .n_remove = 2, .criterion = SQ_DEPTH_PPL, .calib = &calib};
     sq_prune_result r;
     sq_test_ok(sq_prune(pruned, &o, &r));
     assert_int_equal(r.n_layers_before, L);

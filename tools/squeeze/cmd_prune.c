@@ -1,5 +1,5 @@
-/* squeeze prune: remove weights (magnitude, unstructured or N:M) or whole blocks (depth, Shortened LLaMA)
- * from a model and write the smaller model. */
+/* squeeze prune: remove weights (magnitude, Wanda, SparseGPT; unstructured or N:M) or whole blocks (depth,
+ * Shortened LLaMA) from a model and write the smaller model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,25 +9,34 @@
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
     double sparsity;
-    long remove, calib_samples, calib_len, threads;
+    long remove, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
 
 static const cli_verb verb = {
     .name = "prune",
-    .usage = "-m MODEL -o OUT --method magnitude (--sparsity S | --nm N:M) [options]\n"
+    .usage = "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
+             "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+             "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
              "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude]\n"
              "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
     .about =
         "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
         "once complete), printing what was removed and the parameters and size before and after.\n"
         "\n"
-        "magnitude: every block's linear weights (q, k, v, o, gate, up, down) lose their smallest |W|:\n"
-        "  --sparsity S of each matrix, or --nm N:M (N of every M consecutive input weights kept).\n"
+        "Every block's linear weights (q, k, v, o, gate, up, down) lose --sparsity S of each matrix, or\n"
+        "all but N of every M consecutive input weights (--nm N:M), by the method's score:\n"
+        "  magnitude: |W|, one threshold per matrix;\n"
+        "  wanda (Sun et al. 2023): |W| times the norm of its input channel over the calibration\n"
+        "    tokens, within each output row;\n"
+        "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
+        "    128 columns at a time.\n"
         "depth: Shortened LLaMA (Kim et al. 2024): every block is scored, then the K least important are\n"
-        "  removed. ppl: the calibration perplexity with that block alone skipped (the first\n"
-        "  --calib-samples windows of --calib-len tokens of TEXTFILE); magnitude: the sum of |W| of its\n"
-        "  linear weights.\n",
+        "  removed. ppl: the calibration perplexity with that block alone skipped; magnitude: the sum of\n"
+        "  |W| of its linear weights.\n"
+        "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
+        "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
+        "block calibrated on the outputs of the blocks already pruned.\n",
 };
 
 static int parse_args(int argc, char **argv, prune_args *a) {
@@ -35,18 +44,19 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_FLAG_MODEL(&a->model, 1),
         CLI_TEXT_FLAG("-o, --output", "OUT", &a->out, "where to write the pruned model", .required = 1),
         CLI_FLAG_OUTPUT_FORMAT(&a->to),
-        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|depth", "magnitude", "pruning method"),
+        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|wanda|sparsegpt|depth", "magnitude",
+                        "pruning method"),
         CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
-                        "magnitude: fraction of each matrix set to zero, in (0, 1)", .lo_open = 1,
-                        .def_shown = ""),
-        CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "magnitude: N of every M consecutive weights kept (2:4, 4:8)"),
+                        "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
+        CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
         CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
         CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude", "ppl", "depth: block importance"),
-        CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib, "depth ppl: calibration text (UTF-8)"),
-        CLI_INT_FLAG("--calib-samples", "N", &a->calib_samples, 1, 1 << 20, 10,
-                     "depth ppl: calibration windows"),
-        CLI_INT_FLAG("--calib-len", "L", &a->calib_len, 2, CLI_MAX_CTX, 128,
-                     "depth ppl: tokens per calibration window"),
+        CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib,
+                      "calibration text (UTF-8) for wanda, sparsegpt, depth ppl"),
+        CLI_INT_FLAG("--calib-samples", "N", &a->calib_samples, 1, 1 << 20, 0, "calibration windows",
+                     .def_shown = "128; depth: 10"),
+        CLI_INT_FLAG("--calib-len", "L", &a->calib_len, 2, CLI_MAX_CTX, 128, "tokens per calibration window"),
+        CLI_FLAG_SEED(&a->seed, 0, "where the calibration windows are drawn"),
         CLI_TEXT_FLAG("--scores-json", "FILE", &a->scores_json,
                       "write the request, what changed and the per-block scores\n(docs/report-format.md)"),
         CLI_FLAG_THREADS(&a->threads),
@@ -55,15 +65,18 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
-    if (!strcmp(a->method, "magnitude")) {
+    if (strcmp(a->method, "depth")) {
         if (!a->sparsity == !a->nm)
-            return cli_usage_error("prune", "magnitude needs exactly one of --sparsity and --nm");
-        if (a->remove || a->calib)
-            return cli_usage_error("prune", "--remove and --calib belong to --method depth");
+            return cli_usage_error("prune", "%s needs exactly one of --sparsity and --nm", a->method);
+        if (a->remove) return cli_usage_error("prune", "--remove belongs to --method depth");
+        if (!strcmp(a->method, "magnitude") && a->calib)
+            return cli_usage_error("prune", "magnitude pruning takes no --calib");
+        if (strcmp(a->method, "magnitude") && !a->calib)
+            return cli_usage_error("prune", "%s needs --calib TEXTFILE", a->method);
     } else {
         if (!a->remove) return cli_usage_error("prune", "depth needs --remove K");
         if (a->sparsity || a->nm)
-            return cli_usage_error("prune", "--sparsity and --nm belong to --method magnitude");
+            return cli_usage_error("prune", "--sparsity and --nm do not apply to --method depth");
         if (!strcmp(a->criterion, "ppl") && !a->calib)
             return cli_usage_error("prune", "the ppl criterion needs --calib TEXTFILE");
     }
@@ -76,29 +89,31 @@ static int parse_nm(const char *text, int *n, int *m) {
     return text && sscanf(text, "%d:%d%c", n, m, &tail) == 2;
 }
 
-/* The first samples * len tokens of the calibration text, BOS first where the tokenizer adds one. */
-static sq_error *calib_ids(const sq_model *model, const prune_args *a, int32_t **ids, int64_t *n_ids) {
+/* The calibration windows drawn from --calib's text, BOS first where the tokenizer adds one. */
+static sq_error *calib_samples(const sq_model *model, const prune_args *a, sq_calib_samples *out) {
     const sq_tokenizer *tok = sq_model_tokenizer(model);
-    if (!tok) return NULL; /* sq_prune_check names the missing calibration */
     char *text = NULL;
     size_t len = 0;
-    int bos = -1, n = 0;
+    int bos = -1;
+    long n = a->calib_samples ? a->calib_samples : !strcmp(a->method, "depth") ? 10 : 128;
+    uint64_t seed = a->seed < 0 ? cli_clock_seed() : (uint64_t)a->seed;
     sq_error *err = sq_tokenizer_bos_for(tok, SQ_BOS_AUTO, &bos);
     if (!err) err = sq_eval_read_text(a->calib, &text, &len);
-    if (!err) err = sq_tokenize(tok, text, len, bos >= 0, 0, ids, &n);
+    if (!err) err = sq_calib_samples_from_text(tok, text, len, (int)n, (int)a->calib_len, bos, seed, out);
     free(text);
-    int64_t want = (int64_t)a->calib_samples * a->calib_len;
-    *n_ids = n < want ? n : want;
     return err;
 }
 
 static void print_summary(const prune_args *a, const sq_prune_options *o, const sq_prune_result *r) {
     printf("model             %s -> %s\n", a->model, a->out);
-    if (o->method == SQ_PRUNE_MAGNITUDE) {
+    if (o->method != SQ_PRUNE_DEPTH) {
         if (o->nm_m)
-            printf("method            magnitude, %d:%d\n", o->nm_n, o->nm_m);
+            printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
         else
-            printf("method            magnitude, sparsity %.4g\n", o->sparsity);
+            printf("method            %s, sparsity %.4g\n", a->method, o->sparsity);
+        if (o->calib)
+            printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples,
+                   o->calib->seq_len, a->calib);
         printf("pruned            %lld weights of the blocks' linear layers\n", (long long)r->n_pruned);
     } else {
         printf("method            depth, criterion %s, %d of %d blocks removed\n", a->criterion, r->n_removed,
@@ -124,11 +139,13 @@ int sq_cmd_prune(int argc, char **argv) {
     prune_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
-    sq_prune_options o = {.method = !strcmp(a.method, "depth") ? SQ_PRUNE_DEPTH : SQ_PRUNE_MAGNITUDE,
+    sq_prune_options o = {.method = !strcmp(a.method, "depth")       ? SQ_PRUNE_DEPTH
+                                    : !strcmp(a.method, "wanda")     ? SQ_PRUNE_WANDA
+                                    : !strcmp(a.method, "sparsegpt") ? SQ_PRUNE_SPARSEGPT
+                                                                     : SQ_PRUNE_MAGNITUDE,
                           .sparsity = a.sparsity,
                           .n_remove = (int)a.remove,
                           .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE : SQ_DEPTH_PPL,
-                          .calib_len = (int)a.calib_len,
                           .n_threads = (int)a.threads};
     if (a.nm && !parse_nm(a.nm, &o.nm_n, &o.nm_m))
         return cli_usage_error("prune", "--nm wants N:M (two integers, e.g. 2:4), not '%s'", a.nm);
@@ -136,11 +153,14 @@ int sq_cmd_prune(int argc, char **argv) {
     sq_model *model;
     sq_error *err = cli_load_model(a.model, &(sq_load_options){.tokenizer_path = a.tokenizer}, &model);
     if (err) return cli_fail(err);
-    int32_t *ids = NULL;
-    if (o.method == SQ_PRUNE_DEPTH && o.criterion == SQ_DEPTH_PPL) {
-        err = calib_ids(model, &a, &ids, &o.n_calib_ids);
-        o.calib_ids = ids;
+    sq_calib_samples samples = {0};
+    if (a.calib && !sq_model_tokenizer(model)) {
+        fprintf(stderr, "squeeze prune: %s has no tokenizer to encode %s with; give --tokenizer PATH\n",
+                a.model, a.calib);
+        sq_model_free(model);
+        return 1;
     }
+    if (a.calib && !(err = calib_samples(model, &a, &samples))) o.calib = &samples;
     if (!err) err = sq_prune_check(model, &o);
     sq_prune_result r = {0};
     if (!err) {
@@ -157,7 +177,7 @@ int sq_cmd_prune(int argc, char **argv) {
     }
     rc = err ? cli_fail(err) : 0;
     sq_prune_result_free(&r);
-    free(ids);
+    sq_calib_samples_free(&samples);
     sq_model_free(model);
     return rc;
 }

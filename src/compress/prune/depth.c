@@ -13,14 +13,14 @@
 static sq_error *calib_ppl(const sq_model *model, const sq_prune_options *o, const unsigned char *skip,
                            double *ppl) {
     sq_ppl_options po = {.protocol = SQ_PPL_WINDOWS,
-                         .n_ctx = o->calib_len > 0 ? o->calib_len : 128,
+                         .n_ctx = o->calib->seq_len,
                          .n_batch = 4,
                          .n_threads = o->n_threads,
                          .bos_id = -1,
                          .skip_layers = skip,
                          .source = "calibration"};
     sq_ppl_result r;
-    SQ_TRY(sq_perplexity(model, o->calib_ids, o->n_calib_ids, &po, &r));
+    SQ_TRY(sq_perplexity(model, o->calib->ids, (int64_t)o->calib->n_samples * o->calib->seq_len, &po, &r));
     *ppl = r.ppl;
     sq_ppl_result_free(&r);
     return NULL;
@@ -28,7 +28,7 @@ static sq_error *calib_ppl(const sq_model *model, const sq_prune_options *o, con
 
 static sq_error *block_magnitude(const sq_model *model, int layer, double *sum) {
     *sum = 0;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < SQ_PRUNE_N_LINEAR; i++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%d.%s", layer, sq_prune_linear_names[i]);
         sq_tensor_info ti;

@@ -25,7 +25,7 @@ static sq_error *check_unstructured(const sq_model *model, const sq_prune_option
     sq_model_info info;
     sq_model_get_info(model, &info);
     for (int l = 0; l < info.n_layers; l++)
-        for (int i = 0; i < 7; i++) {
+        for (int i = 0; i < SQ_PRUNE_N_LINEAR; i++) {
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
             sq_tensor_info ti;
@@ -44,6 +44,25 @@ static sq_error *check_unstructured(const sq_model *model, const sq_prune_option
     return NULL;
 }
 
+/* Samples the model can run: at least one of 2..max_seq_len tokens, ids in its vocabulary. */
+static sq_error *check_calib(const sq_model *model, const sq_calib_samples *c, const char *who) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (!c || !c->ids || c->n_samples < 1)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: %s needs calibration samples", who);
+    if (c->seq_len < 2 || c->seq_len > info.max_seq_len)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: calibration samples of %d tokens; the model takes 2 to %d", c->seq_len,
+                         info.max_seq_len);
+    for (int64_t i = 0; i < (int64_t)c->n_samples * c->seq_len; i++)
+        if (c->ids[i] < 0 || c->ids[i] >= info.vocab_size)
+            return sq_errorf(
+                SQ_ERR_INVALID_ARG,
+                "prune: calibration sample %lld, token %lld is id %d, outside the vocabulary of %d",
+                (long long)(i / c->seq_len), (long long)(i % c->seq_len), c->ids[i], info.vocab_size);
+    return NULL;
+}
+
 static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
     sq_model_info info;
     sq_model_get_info(model, &info);
@@ -53,23 +72,7 @@ static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
     if (o->criterion == SQ_DEPTH_MAGNITUDE) return NULL;
     if (o->criterion != SQ_DEPTH_PPL)
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown depth criterion %d", (int)o->criterion);
-    int len = o->calib_len > 0 ? o->calib_len : 128;
-    if (len < 2 || len > info.max_seq_len)
-        return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "prune: calibration windows of %d tokens; the model takes 2 to %d", len,
-                         info.max_seq_len);
-    if (!o->calib_ids || o->n_calib_ids < len)
-        return sq_errorf(
-            SQ_ERR_INVALID_ARG,
-            "prune: the ppl criterion needs calibration text of at least one window (%d tokens), "
-            "got %lld",
-            len, (long long)(o->calib_ids ? o->n_calib_ids : 0));
-    for (int64_t i = 0; i < o->n_calib_ids; i++)
-        if (o->calib_ids[i] < 0 || o->calib_ids[i] >= info.vocab_size)
-            return sq_errorf(SQ_ERR_INVALID_ARG,
-                             "prune: calibration token %lld is id %d, outside the vocabulary of %d",
-                             (long long)i, o->calib_ids[i], info.vocab_size);
-    return NULL;
+    return check_calib(model, o->calib, "the ppl criterion");
 }
 
 sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
@@ -77,6 +80,10 @@ sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     switch (o->method) {
     case SQ_PRUNE_MAGNITUDE:
         return check_unstructured(model, o);
+    case SQ_PRUNE_WANDA:
+    case SQ_PRUNE_SPARSEGPT:
+        SQ_TRY(check_unstructured(model, o));
+        return check_calib(model, o->calib, o->method == SQ_PRUNE_WANDA ? "Wanda" : "SparseGPT");
     case SQ_PRUNE_DEPTH:
         return check_depth(model, o);
     }
@@ -158,7 +165,7 @@ sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *
     SQ_TRY(
         measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before, &res->n_layers_before));
     sq_error *err = o->method == SQ_PRUNE_DEPTH ? prune_depth(model, o, res)
-                                                : sq_prune_magnitude(model, o, &res->n_pruned);
+                                                : sq_prune_unstructured(model, o, &res->n_pruned);
     if (!err)
         err =
             measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after, &res->n_layers_after);

@@ -8,7 +8,8 @@
 #include "squeeze.h"
 
 /* The linear weights of a block that unstructured pruning changes (GGUF suffixes after "blk.N."). */
-extern const char *const sq_prune_linear_names[7];
+enum { SQ_PRUNE_N_LINEAR = 7 };
+extern const char *const sq_prune_linear_names[SQ_PRUNE_N_LINEAR];
 
 /* Which weights compete for removal under a sparsity. */
 typedef enum sq_mask_scope {
@@ -25,9 +26,23 @@ typedef enum sq_mask_scope {
 int64_t sq_prune_mask(float *w, const float *score, int64_t rows, int64_t cols, sq_mask_scope scope,
                       double sparsity, int n, int m);
 
-/* Magnitude pruning of every block's linear weights, one block per sq_model_edit_tensors call; *n_zeroed
- * gets how many weights the masks chose. */
-sq_error *sq_prune_magnitude(sq_model *model, const sq_prune_options *opts, int64_t *n_zeroed);
+/* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
+ * call; *n_pruned gets how many weights the masks chose. */
+sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts, int64_t *n_pruned);
+
+/* Wanda's score of w [rows][cols]: score[i][j] = |w[i][j]| * sqrt(sum_sq[j]) (sum_sq: the input channel's sum
+ * of squares over the calibration tokens). */
+void sq_prune_wanda_scores(const float *w, int64_t rows, int64_t cols, const double *sum_sq, float *score);
+
+/* SparseGPT on one matrix w [rows][cols] (changed in place: pruned weights exactly zero, the others updated)
+ * with xtx [cols][cols] the sum of x x^T over n_tokens calibration inputs: H = 2 xtx / n_tokens, inputs
+ * never active (H_jj = 0) pruned outright, H dampened by 1% of its mean diagonal, the upper Cholesky factor
+ * of H^-1, then lazy blocks of 128 columns (a multiple of m under N:M). Unstructured: in each block the
+ * floor(sparsity * rows * block) lowest w^2 / [H^-1]_jj^2; N:M: per row in each group of m columns, the m - n
+ * lowest as the group is reached. *chosen: weights the masks chose. SQ_ERR_INVALID_ARG when the dampened H
+ * is not positive definite. */
+sq_error *sq_prune_sparsegpt_matrix(float *w, int64_t rows, int64_t cols, const double *xtx, int64_t n_tokens,
+                                    double sparsity, int n, int m, int64_t *chosen);
 
 /* Shortened LLaMA's block importance: scores[n_layers] (ppl: calibration perplexity with the block alone
  * skipped, *base the unskipped model's; magnitude: sum of |W| over its linear weights, *base 0). Higher means
