@@ -692,6 +692,13 @@ sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const s
  *    reference code does.
  *    Wanda and SparseGPT calibrate block by block on `calib` through sq_calibrate, so each block sees the
  *    outputs of the blocks already pruned.
+ *  - SQ_PRUNE_WIDTH (structured): each block loses floor(heads * n_kv_heads) whole key/value groups (a KV
+ *    head with the query heads that share it; plain heads without GQA) and floor(ffn * ffn_dim) FFN channels,
+ *    the least important by Wanda's score summed over the structure's columns of its output projection
+ *    (attn_output for a head, ffn_down for a channel: sum |W_ij| * ||X_j||_2; Wanda-sp, An et al. 2024),
+ *    calibrated block by block on `calib`. The blocks get genuinely smaller matrices (q/k/v rows and biases,
+ *    attn_output columns, gate/up rows, down columns), so blocks may differ in shape; GGUF stores the
+ *    per-block head counts and FFN widths as arrays, as llama.cpp reads them.
  *  - SQ_PRUNE_DEPTH: Shortened LLaMA (Kim et al. 2024, "Shortened LLaMA: depth pruning for LLMs"): scores
  *    every transformer block, then removes the n_remove least important in one shot (sq_model_set_layers).
  *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
@@ -702,6 +709,7 @@ typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
     SQ_PRUNE_SPARSEGPT,
+    SQ_PRUNE_WIDTH,
     SQ_PRUNE_DEPTH
 } sq_prune_method;
 
@@ -713,6 +721,9 @@ typedef struct sq_prune_options {
      * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
     double sparsity;
     int nm_n, nm_m;
+    /* SQ_PRUNE_WIDTH: fractions in [0, 1) of each block's key/value groups and FFN channels removed; each
+     * block must keep at least one of each */
+    double heads, ffn;
     /* SQ_PRUNE_DEPTH */
     int n_remove; /* blocks to remove: 1 .. n_layers-1 */
     sq_depth_criterion criterion;
@@ -744,8 +755,9 @@ typedef struct sq_prune_result {
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
  * (sparsity outside [0, 1), N:M with N >= M or M not dividing a matrix's width, removing no block or every
- * block, missing calibration samples or ones the model cannot run, an unknown method or criterion),
- * SQ_ERR_UNSUPPORTED for a format without an exact zero. sq_prune makes the same checks before any work. */
+ * block, a width that leaves a block no head or no FFN channel, missing calibration samples or ones the model
+ * cannot run, an unknown method or criterion), SQ_ERR_UNSUPPORTED for a format without an exact zero, or a
+ * block format whose blocks a width cut would split. sq_prune makes the same checks before any work. */
 sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
 /* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
  * failure after the checks (out of memory, a Hessian that is not positive definite), blocks already pruned

@@ -297,7 +297,7 @@ sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, con
     cJSON_AddStringToObject(j, "source", source_path ? source_path : "");
     cJSON *req = cJSON_AddObjectToObject(j, "request");
     int depth = o->method == SQ_PRUNE_DEPTH;
-    static const char *const methods[] = {"magnitude", "wanda", "sparsegpt", "depth"};
+    static const char *const methods[] = {"magnitude", "wanda", "sparsegpt", "width", "depth"};
     cJSON_AddStringToObject(
         req, "method", (unsigned)o->method < sizeof methods / sizeof *methods ? methods[o->method] : "?");
     if (o->calib) {
@@ -307,6 +307,9 @@ sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, con
     if (depth) {
         cJSON_AddNumberToObject(req, "remove", o->n_remove);
         cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL ? "ppl" : "magnitude");
+    } else if (o->method == SQ_PRUNE_WIDTH) {
+        cJSON_AddNumberToObject(req, "heads", o->heads);
+        cJSON_AddNumberToObject(req, "ffn", o->ffn);
     } else if (o->nm_m) {
         cJSON_AddNumberToObject(req, "nm_n", o->nm_n);
         cJSON_AddNumberToObject(req, "nm_m", o->nm_m);
@@ -322,6 +325,18 @@ sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, con
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         cJSON_AddNumberToObject(b, names[i], before[i]);
         cJSON_AddNumberToObject(a, names[i], after[i]);
+    }
+    if (o->method == SQ_PRUNE_WIDTH) { /* the blocks' widths after */
+        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+        for (int l = 0; l < r->n_layers_after; l++) {
+            sq_layer_info li;
+            if (sq_model_layer_info(rm->model, l, &li)) break; /* cannot fail for l < n_layers */
+            cJSON *lj = cJSON_CreateObject();
+            cJSON_AddNumberToObject(lj, "n_heads", li.n_heads);
+            cJSON_AddNumberToObject(lj, "n_kv_heads", li.n_kv_heads);
+            cJSON_AddNumberToObject(lj, "ffn_dim", li.ffn_dim);
+            cJSON_AddItemToArray(layers, lj);
+        }
     }
     if (!depth) {
         cJSON_AddNumberToObject(j, "pruned_weights", (double)r->n_pruned);

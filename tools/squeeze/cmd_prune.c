@@ -8,7 +8,7 @@
 
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
-    double sparsity;
+    double sparsity, heads, ffn;
     long remove, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
@@ -18,6 +18,8 @@ static const cli_verb verb = {
     .usage = "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
              "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
              "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
+             "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
+             "[options]\n"
              "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude]\n"
              "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
     .about =
@@ -31,6 +33,9 @@ static const cli_verb verb = {
         "    tokens, within each output row;\n"
         "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
         "    128 columns at a time.\n"
+        "width: each block loses --heads F of its key/value head groups (with their query heads) and\n"
+        "  --ffn F of its FFN channels, the least important by Wanda's score summed over the structure\n"
+        "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
         "depth: Shortened LLaMA (Kim et al. 2024): every block is scored, then the K least important are\n"
         "  removed. ppl: the calibration perplexity with that block alone skipped; magnitude: the sum of\n"
         "  |W| of its linear weights.\n"
@@ -44,11 +49,15 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_FLAG_MODEL(&a->model, 1),
         CLI_TEXT_FLAG("-o, --output", "OUT", &a->out, "where to write the pruned model", .required = 1),
         CLI_FLAG_OUTPUT_FORMAT(&a->to),
-        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|wanda|sparsegpt|depth", "magnitude",
-                        "pruning method"),
+        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|wanda|sparsegpt|width|depth",
+                        "magnitude", "pruning method"),
         CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
                         "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
         CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
+        CLI_NUMBER_FLAG("--heads", "F", &a->heads, 0, 1, 0,
+                        "width: fraction of each block's KV head groups removed"),
+        CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
+                        "width: fraction of each block's FFN channels removed"),
         CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
         CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude", "ppl", "depth: block importance"),
         CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib,
@@ -65,7 +74,12 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
-    if (strcmp(a->method, "depth")) {
+    if (!strcmp(a->method, "width")) {
+        if (!a->heads && !a->ffn) return cli_usage_error("prune", "width needs --heads F and/or --ffn F");
+        if (a->sparsity || a->nm || a->remove)
+            return cli_usage_error("prune", "--sparsity, --nm and --remove do not apply to --method width");
+        if (!a->calib) return cli_usage_error("prune", "width needs --calib TEXTFILE");
+    } else if (strcmp(a->method, "depth")) {
         if (!a->sparsity == !a->nm)
             return cli_usage_error("prune", "%s needs exactly one of --sparsity and --nm", a->method);
         if (a->remove) return cli_usage_error("prune", "--remove belongs to --method depth");
@@ -106,7 +120,11 @@ static sq_error *calib_samples(const sq_model *model, const prune_args *a, sq_ca
 
 static void print_summary(const prune_args *a, const sq_prune_options *o, const sq_prune_result *r) {
     printf("model             %s -> %s\n", a->model, a->out);
-    if (o->method != SQ_PRUNE_DEPTH) {
+    if (o->method == SQ_PRUNE_WIDTH) {
+        printf("method            width, heads %.4g, ffn %.4g\n", o->heads, o->ffn);
+        printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples, o->calib->seq_len,
+               a->calib);
+    } else if (o->method != SQ_PRUNE_DEPTH) {
         if (o->nm_m)
             printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
         else
@@ -142,8 +160,11 @@ int sq_cmd_prune(int argc, char **argv) {
     sq_prune_options o = {.method = !strcmp(a.method, "depth")       ? SQ_PRUNE_DEPTH
                                     : !strcmp(a.method, "wanda")     ? SQ_PRUNE_WANDA
                                     : !strcmp(a.method, "sparsegpt") ? SQ_PRUNE_SPARSEGPT
+                                    : !strcmp(a.method, "width")     ? SQ_PRUNE_WIDTH
                                                                      : SQ_PRUNE_MAGNITUDE,
                           .sparsity = a.sparsity,
+                          .heads = a.heads,
+                          .ffn = a.ffn,
                           .n_remove = (int)a.remove,
                           .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE : SQ_DEPTH_PPL,
                           .n_threads = (int)a.threads};

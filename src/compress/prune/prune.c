@@ -75,6 +75,42 @@ static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
     return check_calib(model, o->calib, "the ppl criterion");
 }
 
+/* Every block keeps a head group and an FFN channel, and the cut columns stay whole blocks of the format. */
+static sq_error *check_width(const sq_model *model, const sq_prune_options *o) {
+    if (!(o->heads >= 0 && o->heads < 1) || !(o->ffn >= 0 && o->ffn < 1))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: width fractions heads %g and ffn %g must lie in [0, 1)",
+                         o->heads, o->ffn);
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    for (int l = 0; l < info.n_layers; l++) {
+        sq_layer_info li;
+        SQ_TRY(sq_model_layer_info(model, l, &li));
+        int kv = li.n_kv_heads - (int)floor(o->heads * li.n_kv_heads),
+            ffn = li.ffn_dim - (int)floor(o->ffn * li.ffn_dim);
+        if (kv < 1 || ffn < 1)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "prune: width leaves blk.%d with %d key/value heads and %d FFN channels", l, kv,
+                             ffn);
+        const char *cut[] = {"attn_output.weight", "ffn_down.weight"};
+        const int64_t cols[] = {(int64_t)kv * (li.n_heads / li.n_kv_heads) * li.head_dim, ffn};
+        for (int i = 0; i < 2; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, cut[i]);
+            sq_tensor_info ti;
+            sq_model_tensor_info(model, sq_model_tensor_index(model, name), &ti);
+            int dtype = sq_dtype_from_name(ti.dtype);
+            int block = dtype < 0 ? 1 : sq_dtype_info((sq_dtype)dtype)->block_elems;
+            if (cols[i] % block)
+                return sq_errorf(
+                    SQ_ERR_UNSUPPORTED,
+                    "prune: width leaves %s %lld columns, not whole %s blocks of %d; convert the model to "
+                    "f16 or f32 first",
+                    name, (long long)cols[i], ti.dtype, block);
+        }
+    }
+    return check_calib(model, o->calib, "width pruning");
+}
+
 sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
     switch (o->method) {
@@ -84,6 +120,8 @@ sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     case SQ_PRUNE_SPARSEGPT:
         SQ_TRY(check_unstructured(model, o));
         return check_calib(model, o->calib, o->method == SQ_PRUNE_WANDA ? "Wanda" : "SparseGPT");
+    case SQ_PRUNE_WIDTH:
+        return check_width(model, o);
     case SQ_PRUNE_DEPTH:
         return check_depth(model, o);
     }
@@ -111,50 +149,20 @@ static sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzer
     return NULL;
 }
 
-/* A block and its importance: lower first; a score that is not a number counts as most important. */
-typedef struct ranked {
-    double score;
-    int layer;
-} ranked;
-
-static int by_importance(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    double p = isnan(x->score) ? INFINITY : x->score, q = isnan(y->score) ? INFINITY : y->score;
-    if (p != q) return p < q ? -1 : 1;
-    return (x->layer > y->layer) - (x->layer < y->layer);
-}
-
-static int ascending(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    return (i > j) - (i < j);
-}
-
 static sq_error *prune_depth(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
     const int n_layers = res->n_layers_before;
     res->scores = calloc((size_t)n_layers, sizeof *res->scores);
     res->removed = calloc((size_t)n_layers, sizeof *res->removed);
-    ranked *order = calloc((size_t)n_layers, sizeof *order);
     int *keep = calloc((size_t)n_layers, sizeof *keep);
     sq_error *err = NULL;
-    if (!res->scores || !res->removed || !order || !keep)
-        err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    if (!res->scores || !res->removed || !keep) err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
     if (!err) err = sq_prune_depth_scores(model, o, res->scores, &res->base_score);
+    if (!err && sq_prune_split_lowest(res->scores, n_layers, o->n_remove, res->removed, keep) < 0)
+        err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
     if (!err) {
-        for (int l = 0; l < n_layers; l++) order[l] = (ranked){res->scores[l], l};
-        qsort(order, (size_t)n_layers, sizeof *order, by_importance);
         res->n_removed = o->n_remove;
-        for (int r = 0; r < o->n_remove; r++) res->removed[r] = order[r].layer;
-        qsort(res->removed, (size_t)res->n_removed, sizeof *res->removed, ascending);
-        int n_keep = 0;
-        for (int l = 0, r = 0; l < n_layers; l++) {
-            if (r < res->n_removed && res->removed[r] == l)
-                r++;
-            else
-                keep[n_keep++] = l;
-        }
-        err = sq_model_set_layers(model, keep, n_keep);
+        err = sq_model_set_layers(model, keep, n_layers - o->n_remove);
     }
-    free(order);
     free(keep);
     return err;
 }
@@ -164,8 +172,9 @@ sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *
     SQ_TRY(sq_prune_check(model, o));
     SQ_TRY(
         measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before, &res->n_layers_before));
-    sq_error *err = o->method == SQ_PRUNE_DEPTH ? prune_depth(model, o, res)
-                                                : sq_prune_unstructured(model, o, &res->n_pruned);
+    sq_error *err = o->method == SQ_PRUNE_DEPTH   ? prune_depth(model, o, res)
+                    : o->method == SQ_PRUNE_WIDTH ? sq_prune_width(model, o)
+                                                  : sq_prune_unstructured(model, o, &res->n_pruned);
     if (!err)
         err =
             measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after, &res->n_layers_after);

@@ -26,6 +26,10 @@ typedef enum sq_mask_scope {
 int64_t sq_prune_mask(float *w, const float *score, int64_t rows, int64_t cols, sq_mask_scope scope,
                       double sparsity, int n, int m);
 
+/* Splits 0..n-1 into the k lowest-scored (a score that is not a number counts as most important; ties: lower
+ * index first) and the others: drop[k] and keep[n-k], each ascending. -1 when out of memory. */
+int sq_prune_split_lowest(const double *score, int n, int k, int *drop, int *keep);
+
 /* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
  * call; *n_pruned gets how many weights the masks chose. */
 sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts, int64_t *n_pruned);
@@ -43,6 +47,9 @@ void sq_prune_wanda_scores(const float *w, int64_t rows, int64_t cols, const dou
  * is not positive definite. */
 sq_error *sq_prune_sparsegpt_matrix(float *w, int64_t rows, int64_t cols, const double *xtx, int64_t n_tokens,
                                     double sparsity, int n, int m, int64_t *chosen);
+
+/* Width pruning (SQ_PRUNE_WIDTH) on the calibration loop. */
+sq_error *sq_prune_width(sq_model *model, const sq_prune_options *opts);
 
 /* Shortened LLaMA's block importance: scores[n_layers] (ppl: calibration perplexity with the block alone
  * skipped, *base the unskipped model's; magnitude: sum of |W| over its linear weights, *base 0). Higher means
