@@ -8,7 +8,7 @@
 #     defaults: scripts/find-model.sh (stories15M), ../shared Grimms' fairy tales (calibration), the first
 #     EVAL_BYTES (100000) bytes of ../shared TinyStories valid-a.txt (evaluation)
 #   environment: THREADS (all online cores), CALIB_SAMPLES (32), CALIB_LEN (256), PROMPT (64), GEN (64),
-#                REPS (5), WORK (a fresh temporary folder)
+#                REPS (5), WORK (a fresh temporary folder), ONLY (a regex: run only the variants it matches)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 sq="$root/build/squeeze"
@@ -33,6 +33,8 @@ variants=(
   "wanda 2:4|--method wanda --nm 2:4 ${cal[*]}"
   "sparsegpt 50%|--method sparsegpt --sparsity 0.5 ${cal[*]}"
   "sparsegpt 2:4|--method sparsegpt --nm 2:4 ${cal[*]}"
+  "width heads 1/6, ffn 1/8|--method width --heads 0.167 --ffn 0.125 ${cal[*]}"
+  "width heads 1/3, ffn 1/4|--method width --heads 0.34 --ffn 0.25 ${cal[*]}"
   "depth ppl -1 block|--method depth --remove 1 --criterion ppl --calib $calib"
   "depth ppl -2 blocks|--method depth --remove 2 --criterion ppl --calib $calib"
 )
@@ -40,6 +42,7 @@ variants=(
 i=0
 for v in "${variants[@]}"; do
   name="${v%%|*}" args="${v#*|}"
+  [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]] && continue
   i=$((i + 1))
   out="$work/v$i.gguf"
   echo "prune_table.sh: $name" >&2

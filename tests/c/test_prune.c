@@ -356,6 +356,130 @@ static void test_depth_magnitude(void **state) {
     sq_model_free(m);
 }
 
+/* ---------------------------------------------------------------- width */
+
+typedef struct captured {
+    double *sum_sq[4]; /* block 0's statistics by tap point */
+    int width[4];
+} captured;
+
+static sq_error *capture_block0(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+    (void)model;
+    captured *c = user;
+    if (layer != 0) return NULL;
+    for (int p = 0; p < 4; p++) {
+        c->width[p] = stats[p].width;
+        c->sum_sq[p] = malloc((size_t)stats[p].width * sizeof(double));
+        memcpy(c->sum_sq[p], stats[p].sum_sq, (size_t)stats[p].width * sizeof(double));
+    }
+    return NULL;
+}
+
+/* Which rows of big [n][width * cols] the groups of small are, in order; -1 where none matches. */
+static void match_groups(const float *small, int n_small, const float *big, int n_big, int64_t group_len,
+                         int *which) {
+    for (int s = 0; s < n_small; s++) {
+        which[s] = -1;
+        for (int b = 0; b < n_big && which[s] < 0; b++)
+            if (!memcmp(small + s * group_len, big + b * group_len, (size_t)group_len * sizeof(float)))
+                which[s] = b;
+    }
+}
+
+/* stories260K (8 query heads sharing 4 KV heads, FFN 172): half the KV groups and a quarter of the channels
+ * go; every block keeps whole groups; block 0 (whose inputs pruning does not change) keeps exactly the groups
+ * and channels with the highest Wanda-sp scores computed here from its calibration statistics. */
+static void test_width(void **state) {
+    (void)state;
+    enum { LEN = 32, N = 4 };
+    int32_t ids[N * LEN];
+    random_ids(ids, N * LEN, 512, 12);
+    sq_calib_samples calib = {.n_samples = N, .seq_len = LEN, .ids = ids};
+    sq_model *orig, *pruned;
+    sq_test_ok(sq_model_load(stories260k(), NULL, &orig));
+    sq_test_ok(sq_model_load(stories260k(), NULL, &pruned));
+    captured cap = {0};
+    sq_calib_method stats_only = {.stats = SQ_CALIB_SUM_SQ, .apply_block = capture_block0, .user = &cap};
+    sq_test_ok(sq_calibrate(orig, &calib, &stats_only, NULL));
+    sq_prune_result r;
+    sq_test_ok(sq_prune(
+        pruned, &(sq_prune_options){.method = SQ_PRUNE_WIDTH, .heads = 0.5, .ffn = 0.25, .calib = &calib},
+        &r));
+    const int hd = 8, dim = 64;
+    for (int l = 0; l < 5; l++) {
+        sq_layer_info li;
+        sq_test_ok(sq_model_layer_info(pruned, l, &li));
+        assert_int_equal(li.n_kv_heads, 2);
+        assert_int_equal(li.n_heads, 4);
+        assert_int_equal(li.ffn_dim, 172 - 43);
+    }
+    assert_int_equal(r.params_before - r.params_after,
+                     5 * (int64_t)(4 * 2 * hd * dim + 2 * 2 * hd * dim + 3 * 43 * dim));
+    /* block 0: the expected groups and channels */
+    int64_t n;
+    float *wo = read_all(orig, "blk.0.attn_output.weight", &n),
+          *down = read_all(orig, "blk.0.ffn_down.weight", &n);
+    double gscore[4] = {0}, fscore[172] = {0};
+    for (int i = 0; i < dim; i++) {
+        for (int j = 0; j < 64; j++)
+            gscore[j / hd / 2] += fabs(wo[i * 64 + j]) * sqrt(cap.sum_sq[SQ_TAP_ATTN_OUT][j]);
+        for (int j = 0; j < 172; j++)
+            fscore[j] += fabs(down[i * 172 + j]) * sqrt(cap.sum_sq[SQ_TAP_FFN_DOWN][j]);
+    }
+    int g_lowest[2] = {-1, -1};
+    for (int g = 0; g < 4; g++) /* the two lowest groups */
+        if (g_lowest[0] < 0 || gscore[g] < gscore[g_lowest[0]])
+            g_lowest[1] = g_lowest[0], g_lowest[0] = g;
+        else if (g_lowest[1] < 0 || gscore[g] < gscore[g_lowest[1]])
+            g_lowest[1] = g;
+    float *k_orig = read_all(orig, "blk.0.attn_k.weight", &n),
+          *k_new = read_all(pruned, "blk.0.attn_k.weight", &n);
+    int kept[2];
+    match_groups(k_new, 2, k_orig, 4, hd * dim, kept);
+    for (int i = 0; i < 2; i++) assert_true(kept[i] >= 0 && kept[i] != g_lowest[0] && kept[i] != g_lowest[1]);
+    assert_true(kept[0] < kept[1]);
+    float *up_orig = read_all(orig, "blk.0.ffn_up.weight", &n),
+          *up_new = read_all(pruned, "blk.0.ffn_up.weight", &n);
+    int chans[129];
+    match_groups(up_new, 129, up_orig, 172, dim, chans);
+    double min_kept = INFINITY;
+    int is_kept[172] = {0};
+    for (int i = 0; i < 129; i++) {
+        assert_true(chans[i] >= 0 && (i == 0 || chans[i] > chans[i - 1]));
+        is_kept[chans[i]] = 1;
+        if (fscore[chans[i]] < min_kept) min_kept = fscore[chans[i]];
+    }
+    for (int j = 0; j < 172; j++)
+        if (!is_kept[j]) assert_true(fscore[j] <= min_kept);
+    free(wo), free(down), free(k_orig), free(k_new), free(up_orig), free(up_new);
+    for (int p = 0; p < 4; p++) free(cap.sum_sq[p]);
+    sq_prune_result_free(&r);
+    sq_model_free(orig), sq_model_free(pruned);
+}
+
+static void test_width_refused(void **state) {
+    (void)state;
+    sq_model *m;
+    sq_test_ok(sq_model_load(stories260k(), NULL, &m));
+    int32_t ids[64];
+    random_ids(ids, 64, 512, 4);
+    sq_calib_samples calib = {.n_samples = 2, .seq_len = 32, .ids = ids};
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WIDTH, .heads = 1, .calib = &calib},
+            "must lie in [0, 1)");
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WIDTH, .ffn = -0.25, .calib = &calib},
+            "must lie in [0, 1)");
+    refused(m, &(sq_prune_options){.method = SQ_PRUNE_WIDTH, .heads = 0.5},
+            "width pruning needs calibration samples");
+    sq_model_free(m);
+    static const tiny_spec q8 = {
+        "llama", 64, 2, 4, 2, 16, 96, 70, SQ_DTYPE_Q8_0, 0, 0, 0, 0, SQ_ROPE_INTERLEAVED};
+    m = tiny_model(&q8, 9);
+    sq_test_fails_with(
+        sq_prune_check(m, &(sq_prune_options){.method = SQ_PRUNE_WIDTH, .ffn = 0.25, .calib = &calib}),
+        "width leaves blk.0.ffn_down.weight 72 columns, not whole q8_0 blocks of 32");
+    sq_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mask),
@@ -365,6 +489,8 @@ int main(void) {
         cmocka_unit_test(test_invalid_requests),
         cmocka_unit_test(test_depth_ppl_equals_brute_force),
         cmocka_unit_test(test_depth_magnitude),
+        cmocka_unit_test(test_width),
+        cmocka_unit_test(test_width_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,10 @@
   - depth pruning of stories15M by the ppl criterion (calibrated on Grimms' fairy tales): the --scores-json
     report names the K lowest-scored blocks as removed, and squeeze's logits of the pruned file equal the float64
     reference forward of the original with those blocks removed;
+  - width pruning of stories15M (a third of the heads, a quarter of the FFN channels of every block): the GGUF
+    file's blocks are slices of the original (whole heads: the same kept heads in attn_q, attn_k, attn_v rows and
+    attn_output columns; the same kept channels in ffn_gate, ffn_up rows and ffn_down columns), and squeeze's logits
+    of it equal the float64 reference forward of those sliced weights;
   - the published ordering on stories15M at 50% unstructured sparsity: calibrated on Grimms' fairy tales, Wanda's
     and SparseGPT's perplexity on held-out TinyStories text lies far (at least 25%) below magnitude pruning's;
   - refused requests (sparsity outside (0, 1), N >= M, malformed N:M, removing every block) exit with a usage
@@ -220,6 +224,52 @@ def depth(checks):
     checks.close(f"depth: logits vs float64 reference without blocks {removed}", logits, R.forward(cut, tokens), TOL)
 
 
+def kept_rows(small, big, width):
+    """Which groups of `width` rows of big the rows of small are (in order), or None."""
+    groups = big.reshape(-1, width, big.shape[-1]) if big.ndim == 2 else big.reshape(-1, width)
+    out = []
+    for g in (small.reshape(-1, width, small.shape[-1]) if small.ndim == 2 else small.reshape(-1, width)):
+        hit = [i for i, b in enumerate(groups) if np.array_equal(g, b)]
+        if len(hit) != 1:
+            return None
+        out.append(hit[0])
+    return out
+
+
+def width(checks):
+    out = os.path.join(H.SQ_WORK, "prune-width.gguf")
+    try:
+        H.run_cli(["prune", "-m", S15M, "-o", out, "--method", "width", "--heads", "0.34", "--ffn", "0.25",
+                   "--calib", CALIB, "--calib-samples", "8", "--calib-len", "128", "--no-progress"])
+        got = R.load(out)
+    except (H.EngineError, Exception) as e:
+        return checks.fail("width: prune and load", e)
+    base = R.load(S15M)
+    hd = base.head_dim
+    ok, detail = True, []
+    for l, (lb, lg) in enumerate(zip(base.layers, got.layers)):
+        heads = kept_rows(lg.wk, lb.wk, hd)
+        chans = kept_rows(lg.w_gate, lb.w_gate, 1)
+        if heads is None or chans is None:
+            ok = False
+            detail.append(f"blk.{l}: rows are not whole original heads / channels")
+            continue
+        cols = np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in heads])
+        ok &= len(heads) == 4 and len(chans) == 576 and heads == sorted(heads) and chans == sorted(chans)
+        ok &= np.array_equal(lg.wq, lb.wq[cols]) and np.array_equal(lg.wv, lb.wv[cols])
+        ok &= np.array_equal(lg.wo, lb.wo[:, cols])
+        ok &= np.array_equal(lg.w_up, lb.w_up[chans]) and np.array_equal(lg.w_down, lb.w_down[:, chans])
+        detail.append(f"blk.{l} heads {heads}")
+    checks.check(ok, "width: every block is whole original heads (q, k, v rows, o columns) and FFN channels",
+                 "; ".join(detail))
+    tokens = H.read_tokens(os.path.join(H.SQ_SHARED, "golden", "stories15M.tokens.txt"))
+    try:
+        logits = H.engine_logits(out, tokens, "prefill", base.vocab_size)
+    except H.EngineError as e:
+        return checks.fail("width: logits", e)
+    checks.close("width: logits vs float64 reference of the sliced weights", logits, R.forward(got, tokens), TOL)
+
+
 def ppl(model, text):
     out = H.run_cli(["ppl", "-m", model, "-f", text, "--no-progress"])
     return float(next(line.split()[1] for line in out.splitlines() if line.startswith("perplexity")))
@@ -283,6 +333,7 @@ def main():
     magnitude(checks, base, tokens, "s50", ["--sparsity", "0.5"], sparsity=0.5)
     magnitude(checks, base, tokens, "nm24", ["--nm", "2:4"], nm=(2, 4))
     depth(checks)
+    width(checks)
     published_ordering(checks)
     refused(checks)
     return checks.finish()

@@ -75,7 +75,8 @@ static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
     return check_calib(model, o->calib, "the ppl criterion");
 }
 
-/* Every block keeps a head group and an FFN channel, and the cut columns stay whole blocks of the format. */
+/* Fractions below 1 (every block keeps a head group and an FFN channel), and cut columns that stay whole
+ * blocks of the tensor's format. */
 static sq_error *check_width(const sq_model *model, const sq_prune_options *o) {
     if (!(o->heads >= 0 && o->heads < 1) || !(o->ffn >= 0 && o->ffn < 1))
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: width fractions heads %g and ffn %g must lie in [0, 1)",
@@ -87,10 +88,6 @@ static sq_error *check_width(const sq_model *model, const sq_prune_options *o) {
         SQ_TRY(sq_model_layer_info(model, l, &li));
         int kv = li.n_kv_heads - (int)floor(o->heads * li.n_kv_heads),
             ffn = li.ffn_dim - (int)floor(o->ffn * li.ffn_dim);
-        if (kv < 1 || ffn < 1)
-            return sq_errorf(SQ_ERR_INVALID_ARG,
-                             "prune: width leaves blk.%d with %d key/value heads and %d FFN channels", l, kv,
-                             ffn);
         const char *cut[] = {"attn_output.weight", "ffn_down.weight"};
         const int64_t cols[] = {(int64_t)kv * (li.n_heads / li.n_kv_heads) * li.head_dim, ffn};
         for (int i = 0; i < 2; i++) {
