@@ -553,6 +553,10 @@ typedef struct sq_ppl_options {
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
     const char *source; /* names the input (its file) in error messages; may be NULL */
+    /* NULL, or [n_layers] of the model: non-zero entries name blocks the model skips in every window
+     * (sq_forward_ex; the reference runs whole): depth-pruning scores, the quality of a model with blocks
+     * removed, without removing them */
+    const unsigned char *skip_layers;
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -640,10 +644,12 @@ typedef struct sq_calib_samples {
  * window is BOS followed by seq_len-1 text tokens. Fails with SQ_ERR_INVALID_ARG when n_samples or seq_len
  * is below 1 (or seq_len is 1 with a BOS), their product exceeds 2^28 tokens, or the text holds fewer tokens
  * than one window needs (the message gives both counts). */
-sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len, int n_samples,
-                                     int seq_len, int bos_id, uint64_t seed, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len,
+                                                  int n_samples, int seq_len, int bos_id, uint64_t seed,
+                                                  sq_calib_samples *out);
 /* Samples from given ids ([n_samples][seq_len], copied). */
-sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len,
+                                                 sq_calib_samples *out);
 void sq_calib_samples_free(sq_calib_samples *s);
 
 /* Statistics the loop gathers per distinct linear-layer input (flags, or-ed). */
@@ -698,8 +704,101 @@ typedef struct sq_calib_options {
  * SQ_ERR_INVALID_ARG when a sample is longer than the model's context or holds an id outside its vocabulary,
  * or when opts are out of range; errors from apply_block are returned as they are. On failure the blocks
  * before the failing one keep the changes apply_block made. */
-sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const sq_calib_method *method,
-                       const sq_calib_options *opts);
+SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples,
+                                    const sq_calib_method *method, const sq_calib_options *opts);
+/* ---------------------------------------------------------------- pruning
+ *
+ * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
+ * sq_model_set_layers); save it with sq_model_save. Unstructured and N:M methods prune every block's linear
+ * weights (attn_q/k/v/output, ffn_gate/up/down; not the embeddings, norms or output head), either a fraction
+ * `sparsity` of each matrix or N:M (nm_m > 0): in every group of M consecutive weights of a row (along the
+ * input), the M - N lowest-scored, so that at most N stay non-zero (NVIDIA's 2:4 sparsity). Pruned weights
+ * are exactly zero, stored in the tensor's own format; formats whose zero is not exact (a per-group minimum:
+ * q4_1) are refused. Scores are ranked as fp32, equal scores lower index first.
+ *  - SQ_PRUNE_MAGNITUDE: the smallest |W|, one threshold per matrix (the baseline of Wanda's and SparseGPT's
+ *    papers).
+ *  - SQ_PRUNE_WANDA (Sun et al. 2023, "A simple and effective pruning approach for LLMs"): the smallest
+ *    |W_ij| * ||X_j||_2 (X_j: input channel j over the calibration tokens) within each output row.
+ *  - SQ_PRUNE_SPARSEGPT (Frantar & Alistarh 2023, "SparseGPT: massive language models can be accurately
+ *    pruned in one-shot"): columns in lazy blocks of 128 through the inverse Hessian H^-1 of H = 2 X^T X / n
+ *    (dampened by 1% of its mean diagonal; Cholesky through LAPACK); in each block the weights with the
+ *    smallest w^2 / [H^-1]_jj^2 (unstructured: a fraction `sparsity` of the block; N:M: per group as it is
+ *    reached) become zero and the error is spread over the later columns (OBS update), as the paper's
+ *    reference code does.
+ *    Wanda and SparseGPT calibrate block by block on `calib` through sq_calibrate, so each block sees the
+ *    outputs of the blocks already pruned.
+ *  - SQ_PRUNE_WIDTH (structured): each block loses floor(heads * n_kv_heads) whole key/value groups (a KV
+ *    head with the query heads that share it; plain heads without GQA) and floor(ffn * ffn_dim) FFN channels,
+ *    the least important by Wanda's score summed over the structure's columns of its output projection
+ *    (attn_output for a head, ffn_down for a channel: sum |W_ij| * ||X_j||_2; Wanda-sp, An et al. 2024),
+ *    calibrated block by block on `calib`. The blocks get genuinely smaller matrices (q/k/v rows and biases,
+ *    attn_output columns, gate/up rows, down columns), so blocks may differ in shape; GGUF stores the
+ *    per-block head counts and FFN widths as arrays, as llama.cpp reads them.
+ *  - SQ_PRUNE_DEPTH: Shortened LLaMA (Kim et al. 2024, "Shortened LLaMA: depth pruning for LLMs"): scores
+ *    every transformer block, then removes the n_remove least important in one shot (sq_model_set_layers).
+ *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
+ *    (forward passes only; sq_ppl_options.skip_layers; each sample a window from an empty cache scored at
+ *    positions 1..seq_len-1, 4 samples per forward call), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
+ *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
+typedef enum sq_prune_method {
+    SQ_PRUNE_MAGNITUDE = 0,
+    SQ_PRUNE_WANDA,
+    SQ_PRUNE_SPARSEGPT,
+    SQ_PRUNE_WIDTH,
+    SQ_PRUNE_DEPTH
+} sq_prune_method;
+
+typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
+
+typedef struct sq_prune_options {
+    sq_prune_method method;
+    /* unstructured and N:M methods: either sparsity in [0, 1) (0 runs the method and removes nothing), or
+     * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
+    double sparsity;
+    int nm_n, nm_m;
+    /* SQ_PRUNE_WIDTH: fractions in [0, 1) of each block's key/value groups and FFN channels removed; each
+     * block must keep at least one of each */
+    double heads, ffn;
+    /* SQ_PRUNE_DEPTH */
+    int n_remove; /* blocks to remove: 1 .. n_layers-1 */
+    sq_depth_criterion criterion;
+    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
+     * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
+     * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
+    const sq_calib_samples *calib;
+    int n_threads; /* 0: all online cores */
+    /* called after each block is pruned or scored; may be NULL */
+    sq_progress_fn progress;
+    void *progress_user;
+} sq_prune_options;
+
+typedef struct sq_prune_result {
+    int64_t params_before, params_after;   /* elements of all tensors */
+    int64_t nonzero_before, nonzero_after; /* of them, those not zero */
+    size_t bytes_before, bytes_after;      /* weight bytes in memory */
+    int n_layers_before, n_layers_after;
+    int64_t n_pruned; /* weights the masks chose (unstructured and N:M; some may have been zero already) */
+    /* SQ_PRUNE_DEPTH: scores[n_layers_before] (higher: more important; ppl: perplexity with the block
+     * skipped; magnitude: sum |W|), base_score the unpruned model's calibration perplexity (ppl; 0 for
+     * magnitude), removed[n_removed] the old indices of the removed blocks, ascending. Malloc'ed; NULL for
+     * other methods. */
+    double *scores;
+    double base_score;
+    int *removed;
+    int n_removed;
+} sq_prune_result;
+
+/* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
+ * (sparsity outside [0, 1), N:M with N >= M or M not dividing a matrix's width, removing no block or every
+ * block, a width that leaves a block no head or no FFN channel, missing calibration samples or ones the model
+ * cannot run, an unknown method or criterion), SQ_ERR_UNSUPPORTED for a format without an exact zero, or a
+ * block format whose blocks a width cut would split. sq_prune makes the same checks before any work. */
+SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
+/* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
+ * failure after the checks (out of memory, a Hessian that is not positive definite), blocks already pruned
+ * stay pruned: discard the model. */
+SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
+void sq_prune_result_free(sq_prune_result *res);
 
 /* ---------------------------------------------------------------- quantization
  *
@@ -769,11 +868,11 @@ typedef struct sq_quantize_report {
  * matrix or naming a format a matching tensor's rows cannot take, an output that cannot be created
  * (SQ_ERR_INVALID_ARG / SQ_ERR_IO, naming it; the model unchanged). *report (may be NULL) receives a report
  * the caller frees with sq_quantize_report_free, also when writing the file fails after quantizing. */
-sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params, sq_progress_fn progress,
-                            void *user, sq_quantize_report **report);
+SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params,
+                                         sq_progress_fn progress, void *user, sq_quantize_report **report);
 void sq_quantize_report_free(sq_quantize_report *report);
 /* Writes the report as JSON (docs/report-format.md, "quantize"); replaces path. */
-sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
+SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
 
 /* ---------------------------------------------------------------- benchmark and report */
 
@@ -859,6 +958,13 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
 SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
                                              const sq_bench_params *params, const int *batch_sizes,
                                              int n_batches, const sq_bench_result *results);
+
+/* kind "prune": one sq_prune run: the request (method, sparsity or N:M, blocks removed, criterion,
+ * calibration), the counts before and after, and for depth pruning every block's score and whether it was
+ * removed. model is the pruned model (its path: where it was written), source_path the model it came from. */
+SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_model *model,
+                                             const char *source_path, const sq_prune_options *opts,
+                                             const sq_prune_result *result);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 

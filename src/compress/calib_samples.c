@@ -9,7 +9,7 @@
 /* Bounds any sample set: 2^28 tokens of fp32 hidden states at dim 4096 would already be 4 TiB. */
 #define SQ_CALIB_MAX_TOKENS (1 << 28)
 
-static sq_error *check_shape(int n_samples, int seq_len) {
+static SQ_NODISCARD sq_error *check_shape(int n_samples, int seq_len) {
     if (n_samples < 1 || seq_len < 1 || (int64_t)n_samples * seq_len > SQ_CALIB_MAX_TOKENS)
         return sq_errorf(
             SQ_ERR_INVALID_ARG,
@@ -18,7 +18,8 @@ static sq_error *check_shape(int n_samples, int seq_len) {
     return NULL;
 }
 
-sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len, sq_calib_samples *out) {
+SQ_NODISCARD sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len,
+                                                 sq_calib_samples *out) {
     *out = (sq_calib_samples){0};
     SQ_TRY(check_shape(n_samples, seq_len));
     if (!ids) return sq_errorf(SQ_ERR_INVALID_ARG, "calibration: no ids given");
@@ -31,8 +32,9 @@ sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_l
     return NULL;
 }
 
-sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len, int n_samples,
-                                     int seq_len, int bos_id, uint64_t seed, sq_calib_samples *out) {
+SQ_NODISCARD sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len,
+                                                  int n_samples, int seq_len, int bos_id, uint64_t seed,
+                                                  sq_calib_samples *out) {
     *out = (sq_calib_samples){0};
     SQ_TRY(check_shape(n_samples, seq_len));
     const int with_bos = bos_id >= 0, n_text = seq_len - with_bos; /* text tokens per window */

@@ -20,6 +20,7 @@ int sq_cmd_eval(int argc, char **argv);
 int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
+int sq_cmd_prune(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
 SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);
@@ -168,6 +169,11 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
     CLI_SWITCH_FLAG("--bos", bos, "start the text with BOS even where the tokenizer adds none"),             \
         CLI_SWITCH_FLAG("--no-bos", no_bos,                                                                  \
                         "do not start the text with BOS even where the tokenizer adds it")
+/* The format a model is written in (convert, prune): --to, or from the output's name (cli_output_format) */
+#define CLI_FLAG_OUTPUT_FORMAT(var)                                                                          \
+    CLI_CHOICE_FLAG("--to", "FORMAT", var, "gguf|hf|safetensors|llama2c", NULL,                              \
+                    "gguf, hf (a Hugging Face directory; safetensors is\nthe same) or llama2c",              \
+                    .def_shown = "from OUT: *.gguf gguf, *.bin llama2c, else hf")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
@@ -184,6 +190,10 @@ void cli_progress_free(cli_progress *bar); /* ends the line */
 
 /* The policy --bos / --no-bos ask for, or a usage error when both are given (CLI_CONTINUE otherwise). */
 int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy);
+
+/* The format --to names (already checked by the flag table), or with NULL the one out's name implies: *.gguf
+ * GGUF, *.bin llama2.c, anything else a Hugging Face directory. */
+sq_file_format cli_output_format(const char *out, const char *to);
 
 /* --kv-type's value (already checked by the flag table; NULL: f32). */
 sq_kv_type cli_kv_type(const char *text);

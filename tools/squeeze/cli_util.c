@@ -12,7 +12,7 @@ int cli_fail(sq_error *err) {
     return 1;
 }
 
-sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
+SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
     sq_error *err = sq_model_load(path, opts, out);
     if (err) return err;
     for (int i = 0; i < sq_model_n_warnings(*out); i++)
@@ -20,7 +20,7 @@ sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model
     return NULL;
 }
 
-sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
+SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
     sq_error *err = sq_tokenizer_load(path, out);
     if (err) return err;
     for (int i = 0; i < sq_tokenizer_n_warnings(*out); i++)
@@ -65,4 +65,16 @@ int cli_calib_samples(const char *verb, const sq_model *model, const char *path,
                                          seed < 0 ? cli_clock_seed() : (uint64_t)seed, out);
     free(text);
     return err ? cli_fail(err) : CLI_CONTINUE;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+sq_file_format cli_output_format(const char *out, const char *to) {
+    if (!to) to = ends_with(out, ".gguf") ? "gguf" : ends_with(out, ".bin") ? "llama2c" : "hf";
+    return !strcmp(to, "gguf")      ? SQ_FORMAT_GGUF
+           : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
+                                    : SQ_FORMAT_SAFETENSORS;
 }
