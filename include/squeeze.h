@@ -464,6 +464,13 @@ sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_
 /* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
  * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
+/* The distribution sq_sampler_sample draws from, as a dense vector: the same penalty (applied to logits in
+ * place), top-k, top-p, min-p and temperature, so that a target's and a draft's distributions come from one
+ * mechanism (speculative sampling compares them token by token). dist is [vocab] (the sampler's
+ * vocab_size): the probability of every id, zero for the filtered ones, summing to 1; greedy samplers give
+ * the argmax probability 1. Returns how many ids have non-zero probability (0: no logit is a number above
+ * -inf; dist is then all zero). */
+int sq_sampler_dist(sq_sampler *s, float *logits, const int32_t *history, int n_history, double *dist);
 void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
@@ -485,6 +492,98 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
  * clears it first. A prompt longer than the context is an error. */
 sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
                       sq_text_callback on_text, void *user, sq_generate_stats *stats);
+
+/* ---------------------------------------------------------------- speculative decoding
+ *
+ * A cheap draft proposes tokens; the target checks them all in one forward pass (a token tree when the draft
+ * proposes several candidates per position: sq_seq_batch.parents) and keeps the ones its own sampling rule
+ * accepts, so every target step yields one to k+1 tokens while the output distribution stays exactly the
+ * target's (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding"; Chen et al.
+ * 2023, "Accelerating Large Language Model Decoding with Speculative Sampling"):
+ *  - a draft token x drawn from the draft's distribution q is accepted with probability min(1, p(x)/q(x)),
+ *    else the step ends with a token drawn from normalize(max(0, p - q));
+ *  - candidates chosen deterministically (n-gram lookup, a tree's top branches) are tried in order, each
+ *    accepted with probability r(x)/sum(r), r starting at p and losing each rejected candidate; when none is
+ *    accepted the step ends with a draw from r (SpecInfer's rule for deterministic candidates);
+ *  - p and q are sq_sampler_dist's: temperature, top-k, top-p, min-p and the repetition penalty apply to
+ *    both alike; greedy decoding (temperature 0) makes both one-hot, so output equals plain greedy decoding
+ *    token for token.
+ * Rejected tokens leave no trace: the target's cache is truncated (a chain) or keeps the accepted path
+ * (sq_seq_keep_path, a tree), and a draft model's cache drops what the target did not keep. */
+
+#define SQ_SPEC_MAX_K     16 /* draft tokens per step (tree depth) at most */
+#define SQ_SPEC_MAX_WIDTH 8  /* candidates per tree position at most */
+
+typedef enum sq_draft_kind {
+    SQ_DRAFT_NONE = 0, /* plain decoding: one token per target step */
+    SQ_DRAFT_MODEL,    /* a smaller model with the same vocabulary, in its own context (draft_ctx) */
+    SQ_DRAFT_SELF,     /* the target itself with some blocks skipped (self-speculative decoding, Zhang et al.
+                          2023 "Draft & Verify"; LayerSkip): it shares the target's cache */
+    SQ_DRAFT_NGRAM     /* prompt lookup: the tokens that followed the latest earlier occurrence of the
+                          sequence's last n (ngram_n down to 1) tokens (Saxena 2023) */
+} sq_draft_kind;
+
+typedef struct sq_spec_params {
+    sq_draft_kind draft;
+    /* SQ_DRAFT_MODEL: a context on the draft model, whose sequence 0 the decoder uses (and clears); its
+     * tokenizer must equal the target's (sq_spec_check_vocab) and its n_ctx be at least the target's */
+    sq_context *draft_ctx;
+    const int32_t *skip_layers; /* SQ_DRAFT_SELF: [n_skip_layers] blocks of the target the draft skips */
+    int n_skip_layers;
+    int ngram_n; /* SQ_DRAFT_NGRAM: longest suffix looked up, 1..8; 0: 3 */
+    int k;       /* draft tokens per step (tree depth), 1..SQ_SPEC_MAX_K; 0: 4 */
+    int k_auto;  /* non-zero: k adapts to acceptance: +2 after a step that accepted all, -1 (down to 1)
+                    otherwise (Hugging Face transformers' "heuristic" schedule), starting at k */
+    /* 0 or 1: one chain of k tokens. w >= 2: a token tree of up to w candidates per position
+     * (SQ_SPEC_MAX_WIDTH at most): a model draft branches into its w best tokens at each position of its
+     * greedy chain; n-gram lookup merges the continuations of up to w earlier occurrences */
+    int tree_width;
+} sq_spec_params;
+
+typedef struct sq_spec_stats {
+    int64_t steps;                        /* target forward passes after the prefill */
+    int64_t drafted;                      /* draft tokens (tree nodes) verified */
+    int64_t accepted;                     /* draft tokens accepted */
+    int64_t generated;                    /* tokens the steps produced (accepted + one per step) */
+    int64_t reached[SQ_SPEC_MAX_K];       /* steps that reached draft position d with a proposal there */
+    int64_t accepted_at[SQ_SPEC_MAX_K];   /* steps that accepted a token at position d */
+    double draft_seconds, target_seconds; /* time in the draft's proposals, in the target's passes */
+    int k;                                /* the draft length at the end (k_auto moves it) */
+} sq_spec_stats;
+
+/* Whether draft can draft for target: both have tokenizers with the same size and the same piece for every
+ * id. SQ_ERR_INVALID_ARG naming the first difference otherwise. */
+sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft);
+
+/* A decoder: the generation of one sequence (sequence 0 of ctx) one target step at a time, plain or
+ * speculative. Serving and benchmarks drive it step by step; sq_generate runs it over a text. */
+typedef struct sq_decoder sq_decoder;
+
+/* spec NULL (or draft SQ_DRAFT_NONE): plain decoding. Checks the parameters (skip lists inside the target's
+ * blocks, k, widths, the draft's vocabulary and context) with SQ_ERR_INVALID_ARG. The decoder uses ctx (and
+ * spec->draft_ctx) until freed; it copies params and spec. */
+sq_error *sq_decoder_create(sq_context *ctx, const sq_sampler_params *params, const sq_spec_params *spec,
+                            sq_decoder **out);
+void sq_decoder_free(sq_decoder *d);
+/* Clears the sequence, prefills prompt[0..n_prompt) (1..n_ctx ids) in one forward call and samples the first
+ * token from its last logits (exactly as sq_sampler_sample would). */
+sq_error *sq_decoder_start(sq_decoder *d, const int32_t *prompt, int n_prompt);
+/* One target step: drafts, verifies, and appends between 1 and max_new tokens (max_new >= 1; fewer drafts
+ * are proposed when max_new or the context leave no room for them); *n_new gets how many. Needs a started
+ * decoder whose tokens do not yet fill the context. Between steps, the target's sequence holds exactly the
+ * tokens but the last (which the next step feeds). */
+sq_error *sq_decoder_step(sq_decoder *d, int max_new, int *n_new);
+/* The prompt and every token sampled so far ([*n], valid until the next call). */
+const int32_t *sq_decoder_tokens(const sq_decoder *d, int *n);
+/* Statistics so far; prefill_seconds gets the prompt's forward time (may be NULL). */
+void sq_decoder_stats(const sq_decoder *d, sq_spec_stats *stats, double *prefill_seconds);
+
+/* sq_generate with a speculative decoder (spec NULL: exactly sq_generate); spec_stats (may be NULL) gets the
+ * decoder's statistics. */
+sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int n_predict,
+                           const sq_sampler_params *params, const sq_spec_params *spec,
+                           sq_text_callback on_text, void *user, sq_generate_stats *stats,
+                           sq_spec_stats *spec_stats);
 
 /* ---------------------------------------------------------------- evaluation */
 
