@@ -551,8 +551,9 @@ typedef struct sq_spec_stats {
     int k;                                /* the draft length at the end (k_auto moves it) */
 } sq_spec_stats;
 
-/* Whether draft can draft for target: both have tokenizers with the same size and the same piece for every
- * id. SQ_ERR_INVALID_ARG naming the first difference otherwise. */
+/* Whether draft can draft for target: the ids each can score and decode (its logits, or its tokenizer's
+ * size when smaller) are as many, and each id is the same piece in both tokenizers (or neither model has a
+ * tokenizer: token ids only). SQ_ERR_INVALID_ARG naming the first difference otherwise. */
 sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft);
 
 /* A decoder: the generation of one sequence (sequence 0 of ctx) one target step at a time, plain or

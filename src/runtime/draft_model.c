@@ -143,6 +143,7 @@ sq_error *spec_draft_model_create(sq_context *ctx, const unsigned char *skip, co
     sq_sampler_params dp = *params;
     dp.seed = params->seed ^ 0x5bd1e9955bd1e995ull;
     sq_error *err = sq_sampler_create(&dp, m->draft_vocab, &m->sampler);
+    if (!err && !skip) err = sq_seq_truncate(ctx, 0, 0); /* its sequence starts empty, as m->cached says */
     if (!err) {
         m->logits = malloc((size_t)m->draft_vocab * sizeof *m->logits);
         m->dist = malloc((size_t)m->draft_vocab * sizeof *m->dist);

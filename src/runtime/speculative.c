@@ -38,18 +38,27 @@ struct sq_decoder {
     double prefill_seconds;
 };
 
+/* Token ids a model can both score and decode: its logits' length, or its tokenizer's when smaller. */
+static int usable_ids(const sq_model *m) {
+    const sq_tokenizer *t = sq_model_tokenizer(m);
+    int n = m->cfg.vocab_size;
+    return t && sq_tokenizer_vocab_size(t) < n ? sq_tokenizer_vocab_size(t) : n;
+}
+
 sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft) {
     const sq_tokenizer *a = sq_model_tokenizer(target), *b = sq_model_tokenizer(draft);
-    if (!a || !b)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "speculative: the %s model has no tokenizer to compare",
-                         a ? "draft" : "target");
-    int n = sq_tokenizer_vocab_size(a);
-    if (sq_tokenizer_vocab_size(b) != n)
+    const int n = usable_ids(target);
+    if (usable_ids(draft) != n)
         return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "speculative: the draft's vocabulary has %d tokens, the target's %d: a draft must "
-                         "share the target's vocabulary",
-                         sq_tokenizer_vocab_size(b), n);
-    for (int i = 0; i < n; i++) {
+                         "speculative: the draft has %d token ids, the target %d: a draft must share the "
+                         "target's vocabulary",
+                         usable_ids(draft), n);
+    if (!a != !b)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "speculative: the %s model has a tokenizer and the %s none: their vocabularies "
+                         "cannot be compared",
+                         a ? "target" : "draft", a ? "draft" : "target");
+    for (int i = 0; a && i < n; i++) {
         const char *x = sq_tokenizer_piece(a, i), *y = sq_tokenizer_piece(b, i);
         if (strcmp(x ? x : "", y ? y : ""))
             return sq_errorf(SQ_ERR_INVALID_ARG,
