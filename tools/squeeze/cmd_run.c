@@ -27,8 +27,11 @@ typedef struct run_args {
 static const cli_verb verb = {
     .name = "run",
     .usage = "-m MODEL (-p PROMPT | -f FILE) [options]",
-    .about = "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
-             "decode speed, peak memory, the seed) goes to stderr at the end.\n",
+    .about =
+        "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
+        "decode speed, peak memory, the seed) goes to stderr at the end. With --spec, a draft proposes\n"
+        "tokens that the model verifies several at a time, keeping its own output distribution (greedy:\n"
+        "the same text); a line of acceptance statistics comes before the last one.\n",
 };
 
 /* CLI_CONTINUE to go on, otherwise the exit code */
@@ -161,7 +164,7 @@ static int generate(const run_args *a, const char *prompt) {
     sq_context_free(ctx);
     sq_model_free(model);
     if (err) return cli_fail(err);
-    print_stats(&st, sp.seed);
+    /* the usual stats line stays the last one */
     if (speculative) cli_spec_print_stats(&a->spec, &sst);
     if (a->spec_compare) {
         double spec_rate = st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0;
@@ -169,6 +172,7 @@ static int generate(const run_args *a, const char *prompt) {
         fprintf(stderr, "plain decoding: generated %d tokens, decode %.1f tok/s | speedup %.2fx\n",
                 plain.generated_tokens, plain_rate, plain_rate > 0 ? spec_rate / plain_rate : 0);
     }
+    print_stats(&st, sp.seed);
     return 0;
 }
 
