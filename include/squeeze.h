@@ -684,6 +684,35 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                         sq_task_result **results, int *n_results);
+/* Searching a self-speculation skip set (squeeze spec-search): greedy forward selection. Starting from no
+ * skipped block, each round adds the block whose skipping keeps the self-draft's greedy choice closest to the
+ * full model's: the fraction a of calibration positions where the argmax of the logits with the set skipped
+ * equals the full model's (teacher-forced over the text: the draft's per-token acceptance at temperature 0).
+ * Each set also gets Leviathan et al.'s (2023) estimate of the speedup at the best draft length k:
+ * (1 - a^(k+1)) / ((1 - a) (k c + 1)), c = blocks run / n_layers (a draft token's cost relative to a target
+ * token's), the verification of k+1 tokens costing about one target token (decoding is memory-bound). */
+typedef struct sq_spec_search_options {
+    int n_ctx;               /* tokens per calibration window; 0: 128 (at most the model's max_seq_len) */
+    int n_windows;           /* consecutive windows of the text used; 0: 2 */
+    int max_skip;            /* rounds (blocks added) at most, < n_layers; 0: n_layers / 2 */
+    int n_threads;           /* 0: all online cores */
+    sq_progress_fn progress; /* after each candidate set evaluated; may be NULL */
+    void *progress_user;
+} sq_spec_search_options;
+
+typedef struct sq_spec_search_step {
+    int layer;          /* the block this round adds: the set after round i is the layers of rounds 0..i */
+    double agreement;   /* a: the set's greedy agreement with the full model */
+    int k;              /* the draft length (1..SQ_SPEC_MAX_K) with the best estimate */
+    double est_speedup; /* the estimate at that k */
+} sq_spec_search_step;
+
+/* Runs the search over ids[0..n_ids) (for text: [BOS] + encode(text)); steps is [max_skip], *n_steps gets the
+ * rounds run. Fails with SQ_ERR_INVALID_ARG when the ids do not fill one window or the model has one block.
+ */
+sq_error *sq_spec_search(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                         const sq_spec_search_options *opts, sq_spec_search_step *steps, int *n_steps);
+
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random

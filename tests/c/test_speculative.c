@@ -8,6 +8,7 @@
  *    (sum over t1 of p(t1) p(t2 | t1), computed with the target alone), over many fixed seeds, for the chain
  *    rule and the rule for given candidates (trees; n-gram drafts use the same); the same test rejects a
  * deliberately wrong rule (rejected drafts resampled from p instead of max(0, p - q));
+ *  - spec-search's first rounds against agreements computed here, and its estimate against the formula;
  *  - bad parameters and mismatched vocabularies are refused with clear errors. */
 #include <math.h>
 #include <stdio.h>
@@ -453,6 +454,85 @@ static void test_sampling_distribution(void **state) {
     sq_model_free(target);
 }
 
+/* ---------------------------------------------------------------- spec-search */
+
+/* Agreement of the model with `skip` against the full model over windows of n_ctx tokens, written here. */
+static double reference_agreement(sq_context *ctx, const int32_t *ids, int n_windows, int n_ctx, int vocab,
+                                  const unsigned char *skip, float *logits, float *full) {
+    int same = 0, total = 0;
+    for (int w = 0; w < n_windows; w++) {
+        sq_seq_batch b = {.seq_id = 0,
+                          .tokens = ids + w * n_ctx,
+                          .n_tokens = n_ctx,
+                          .logits_mode = SQ_LOGITS_ALL,
+                          .logits = full};
+        sq_test_ok(sq_seq_truncate(ctx, 0, 0));
+        sq_test_ok(sq_forward(ctx, &b, 1));
+        b.logits = logits;
+        sq_forward_options o = {.skip_layers = skip};
+        sq_test_ok(sq_seq_truncate(ctx, 0, 0));
+        sq_test_ok(sq_forward_ex(ctx, &b, 1, &o));
+        for (int i = 0; i + 1 < n_ctx; i++, total++)
+            same += argmax(logits + (size_t)i * vocab, vocab) == argmax(full + (size_t)i * vocab, vocab);
+    }
+    return (double)same / total;
+}
+
+static void test_spec_search(void **state) {
+    (void)state;
+    sq_model *m = load("models/stories15M.bin");
+    const int vocab = vocab_of(m), n_ctx = 48, n_windows = 2;
+    char *text;
+    size_t len;
+    sq_test_ok(sq_eval_read_text(sq_test_shared("data/tinystories/valid-a.txt"), &text, &len));
+    int32_t *ids;
+    int n_ids;
+    sq_test_ok(sq_tokenize(sq_model_tokenizer(m), text, 4000, 1, 0, &ids, &n_ids));
+    free(text);
+    sq_spec_search_options o = {.n_ctx = n_ctx, .n_windows = n_windows, .max_skip = 2, .n_threads = 1};
+    sq_spec_search_step steps[2];
+    int n_steps;
+    sq_test_ok(sq_spec_search(m, ids, n_ids, &o, steps, &n_steps));
+    assert_int_equal(n_steps, 2);
+    /* round 1 picks the single block with the best agreement, and reports it exactly */
+    sq_context *ctx = make_context(m, n_ctx);
+    float *logits = malloc((size_t)n_ctx * vocab * sizeof *logits),
+          *full = malloc((size_t)n_ctx * vocab * sizeof *full);
+    unsigned char skip[6] = {0};
+    double best = -1;
+    for (int l = 0; l < 6; l++) {
+        skip[l] = 1;
+        double a = reference_agreement(ctx, ids, n_windows, n_ctx, vocab, skip, logits, full);
+        skip[l] = 0;
+        printf("skipping block %d alone: greedy agreement %.3f\n", l, a);
+        best = a > best ? a : best;
+    }
+    assert_true(fabs(steps[0].agreement - best) < 1e-12);
+    skip[steps[0].layer] = 1;
+    assert_true(fabs(reference_agreement(ctx, ids, n_windows, n_ctx, vocab, skip, logits, full) - best) <
+                1e-12);
+    skip[steps[1].layer] = 1;
+    double a2 = reference_agreement(ctx, ids, n_windows, n_ctx, vocab, skip, logits, full);
+    assert_true(steps[1].layer != steps[0].layer && fabs(steps[1].agreement - a2) < 1e-12);
+    /* the estimate at its k is Leviathan et al.'s formula, and no other k does better */
+    for (int i = 0; i < 2; i++) {
+        double a = steps[i].agreement, c = (6.0 - i - 1) / 6;
+        for (int k = 1; k <= SQ_SPEC_MAX_K; k++) {
+            double x = (1 - pow(a, k + 1)) / ((1 - a) * (k * c + 1));
+            assert_true(x <= steps[i].est_speedup + 1e-12);
+            if (k == steps[i].k) assert_true(fabs(x - steps[i].est_speedup) < 1e-12);
+        }
+    }
+    sq_test_fails_with(sq_spec_search(m, ids, n_ctx - 1, &o, steps, &n_steps), "do not fill one window");
+    o.max_skip = 6;
+    sq_test_fails_with(sq_spec_search(m, ids, n_ids, &o, steps, &n_steps), "cannot run");
+    free(logits);
+    free(full);
+    free(ids);
+    sq_context_free(ctx);
+    sq_model_free(m);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void test_bad_parameters(void **state) {
@@ -508,7 +588,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_identical),      cmocka_unit_test(test_identical_draft_accepts_all),
         cmocka_unit_test(test_cache_equals_cold_run), cmocka_unit_test(test_sampling_distribution),
-        cmocka_unit_test(test_bad_parameters),
+        cmocka_unit_test(test_spec_search),           cmocka_unit_test(test_bad_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
