@@ -55,7 +55,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "squeeze"))
     args = ap.parse_args()
 
-    methods = [("ngram", ["--spec", "ngram"]), ("ngram tree w=3", ["--spec", "tree"])]
+    methods = [("ngram", ["--spec", "ngram"]), ("ngram k=auto", ["--spec", "ngram", "--draft-k", "auto"]),
+               ("ngram tree w=3", ["--spec", "tree"])]
     if args.skip_layers:
         methods.append((f"self skip {args.skip_layers}", ["--spec", "self", "--skip-layers", args.skip_layers]))
     if args.draft:
