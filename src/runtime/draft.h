@@ -37,7 +37,7 @@ typedef struct spec_draft spec_draft;
 struct spec_draft {
     /* Fills out (out->n may be 0: nothing to propose). The target's sequence holds tokens[0..n-1) and must
      * hold exactly that again on return. */
-    sq_error *(*propose)(spec_draft *d, const spec_request *req, spec_tree *out);
+    SQ_NODISCARD sq_error *(*propose)(spec_draft *d, const spec_request *req, spec_tree *out);
     void (*free)(spec_draft *d);
 };
 
@@ -47,10 +47,11 @@ struct spec_draft {
  * sequence 0 in step with what the target has accepted. params are the target's sampling parameters (the
  * draft's distribution is filtered alike), vocab the length of the decoder's distributions, n_text the ids
  * the tokenizer can decode (the others are never proposed). */
-sq_error *spec_draft_model_create(sq_context *ctx, const unsigned char *skip, const sq_sampler_params *params,
-                                  int vocab, int n_text, spec_draft **out);
+SQ_NODISCARD sq_error *spec_draft_model_create(sq_context *ctx, const unsigned char *skip,
+                                               const sq_sampler_params *params, int vocab, int n_text,
+                                               spec_draft **out);
 /* Prompt lookup over the sequence itself: the continuations of the latest earlier occurrences of its last
  * ngram_n tokens (then shorter suffixes down to one token). */
-sq_error *spec_draft_ngram_create(int ngram_n, spec_draft **out);
+SQ_NODISCARD sq_error *spec_draft_ngram_create(int ngram_n, spec_draft **out);
 
 #endif

@@ -35,7 +35,7 @@ typedef struct model_draft {
 
 /* Runs tokens[0..n) after the sequence's cached tokens, leaving the last one's logits in m->logits, with ids
  * the tokenizer cannot decode masked out. */
-static sq_error *draft_forward(model_draft *m, const int32_t *tokens, int n) {
+static SQ_NODISCARD sq_error *draft_forward(model_draft *m, const int32_t *tokens, int n) {
     sq_seq_batch b = {
         .seq_id = 0, .tokens = tokens, .n_tokens = n, .logits_mode = SQ_LOGITS_LAST, .logits = m->logits};
     sq_forward_options o = {.skip_layers = m->skip};
@@ -59,7 +59,7 @@ static int top_ids(const float *logits, int n, int w, int32_t *best) {
     return m;
 }
 
-static sq_error *model_propose(spec_draft *base, const spec_request *req, spec_tree *out) {
+static SQ_NODISCARD sq_error *model_propose(spec_draft *base, const spec_request *req, spec_tree *out) {
     model_draft *m = (model_draft *)base;
     const int n = req->n;
     out->n = 0;

@@ -35,7 +35,7 @@ static void insert_branch(spec_tree *t, const int32_t *cont, int n_cont, int wid
     }
 }
 
-static sq_error *ngram_propose(spec_draft *base, const spec_request *req, spec_tree *out) {
+static SQ_NODISCARD sq_error *ngram_propose(spec_draft *base, const spec_request *req, spec_tree *out) {
     const ngram_draft *g = (const ngram_draft *)base;
     const int32_t *tok = req->tokens;
     const int n = req->n, width = req->width > 1 ? req->width : 1;

@@ -23,8 +23,8 @@ static void generation_free(generation *g) {
 }
 
 /* Tokenizes the prompt into g->prompt and checks that it fits. */
-static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx, generation *g,
-                                 int *n_prompt) {
+static SQ_NODISCARD sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx,
+                                              generation *g, int *n_prompt) {
     int n;
     SQ_TRY(
         sq_error_wrap(sq_tokenize(tok, prompt, strlen(prompt), sq_tokenizer_adds_bos(tok), 1, &g->prompt, &n),
@@ -39,9 +39,10 @@ static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, in
     return NULL;
 }
 
-static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
-                     const sq_spec_params *spec, sq_text_callback on_text, void *user,
-                     sq_generate_stats *stats, generation *g) {
+static SQ_NODISCARD sq_error *run(sq_context *ctx, const char *prompt, int n_predict,
+                                  const sq_sampler_params *params, const sq_spec_params *spec,
+                                  sq_text_callback on_text, void *user, sq_generate_stats *stats,
+                                  generation *g) {
     const sq_model *model = ctx->model;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (!tok)
@@ -60,16 +61,20 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
 
     SQ_TRY(sq_error_wrap(sq_decoder_start(g->decoder, g->prompt, n_prompt),
                          "generate: prefilling %d prompt tokens", n_prompt));
-    double t1 = sq_monotonic_seconds();
+    const double decode_start = sq_monotonic_seconds(); /* the prefill's token is sampled */
+    double step_end = decode_start;
     sq_decoder_stats(g->decoder, NULL, &stats->prefill_seconds);
 
     int emitted = n_prompt, stopped_by_caller = 0, done = n_prompt == n_ctx || n_predict == 0;
     while (!done) {
         int n;
         const int32_t *tokens = sq_decoder_tokens(g->decoder, &n);
-        stats->decode_seconds = sq_monotonic_seconds() - t1;
         for (; emitted < n && !done; emitted++) {
             int32_t next = tokens[emitted];
+            if (emitted > n_prompt) { /* every token but the first comes from a decoding pass */
+                stats->decode_steps++;
+                stats->decode_seconds = step_end - decode_start;
+            }
             if (sq_model_is_eos(model, next) || next == bos) { /* BOS starts a new document: llama2.c's end */
                 done = 1;
                 break;
@@ -85,6 +90,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         SQ_TRY(sq_error_wrap(
             sq_decoder_step(g->decoder, n_predict < 0 ? n_ctx : n_predict - stats->generated_tokens, &n_new),
             "generate: decoding position %d", n - 1));
+        step_end = sq_monotonic_seconds();
     }
     size_t len;
     const char *rest = sq_detokenizer_flush(g->detok, &len);
@@ -92,10 +98,10 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
     return NULL;
 }
 
-sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int n_predict,
-                           const sq_sampler_params *params, const sq_spec_params *spec,
-                           sq_text_callback on_text, void *user, sq_generate_stats *stats,
-                           sq_spec_stats *spec_stats) {
+SQ_NODISCARD sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int n_predict,
+                                        const sq_sampler_params *params, const sq_spec_params *spec,
+                                        sq_text_callback on_text, void *user, sq_generate_stats *stats,
+                                        sq_spec_stats *spec_stats) {
     sq_generate_stats unused;
     if (!stats) stats = &unused;
     *stats = (sq_generate_stats){0};

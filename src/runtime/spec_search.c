@@ -28,7 +28,7 @@ static int argmax(const float *x, int n) {
 }
 
 /* Runs every window with s->skip, writing each position's argmax to out[n_windows][n_ctx]. */
-static sq_error *run_windows(search *s, int32_t *out) {
+static SQ_NODISCARD sq_error *run_windows(search *s, int32_t *out) {
     sq_forward_options o = {.skip_layers = s->skip};
     for (int w = 0; w < s->n_windows; w++) {
         SQ_TRY(sq_seq_truncate(s->ctx, 0, 0));
@@ -48,7 +48,7 @@ static sq_error *run_windows(search *s, int32_t *out) {
 }
 
 /* The fraction of positions (the last of each window predicts nothing checked) where the set agrees. */
-static sq_error *agreement(search *s, int32_t *scratch, double *a) {
+static SQ_NODISCARD sq_error *agreement(search *s, int32_t *scratch, double *a) {
     SQ_TRY(run_windows(s, scratch));
     int64_t same = 0, total = 0;
     for (int w = 0; w < s->n_windows; w++)
@@ -72,8 +72,8 @@ static void best_k(double a, double c, int *k, double *speedup) {
     }
 }
 
-static sq_error *run_search(search *s, const sq_spec_search_options *o, int max_skip,
-                            sq_spec_search_step *steps, int *n_steps, int32_t *scratch) {
+static SQ_NODISCARD sq_error *run_search(search *s, const sq_spec_search_options *o, int max_skip,
+                                         sq_spec_search_step *steps, int *n_steps, int32_t *scratch) {
     SQ_TRY(run_windows(s, s->reference));
     int64_t done = 0, total = 0;
     for (int r = 0; r < max_skip; r++) total += s->n_layers - r;

@@ -69,7 +69,8 @@ sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft) {
     return NULL;
 }
 
-static sq_error *make_draft(sq_decoder *d, const sq_sampler_params *params, const sq_spec_params *spec) {
+static SQ_NODISCARD sq_error *make_draft(sq_decoder *d, const sq_sampler_params *params,
+                                         const sq_spec_params *spec) {
     const sq_model *model = d->ctx->model;
     const int n_layers = model->cfg.n_layers;
     switch (spec->draft) {
@@ -181,7 +182,7 @@ static void mask_rows(const sq_decoder *d, float *logits, int rows) {
         for (int i = d->n_text; i < d->vocab; i++) logits[(size_t)r * d->vocab + i] = -INFINITY;
 }
 
-static sq_error *append_sample(sq_decoder *d, int32_t id) {
+static SQ_NODISCARD sq_error *append_sample(sq_decoder *d, int32_t id) {
     if (id < 0) return sq_errorf(SQ_ERR_INTERNAL, "decoder: every logit at position %d is NaN or -inf", d->n);
     d->tokens[d->n++] = id;
     return NULL;

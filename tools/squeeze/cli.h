@@ -22,7 +22,7 @@ int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_spec_search(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
-int cli_fail(sq_error *err);
+SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);
 /* Prints "squeeze <verb>: <printf message> (see 'squeeze <verb> --help')" to stderr and returns exit code 2,
  * the code of every usage error. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -205,8 +205,8 @@ typedef struct cli_spec {
 int cli_spec_check(const char *verb, const cli_spec_args *a);
 /* Fills out from checked flags: loads the draft model (with lo, vocabulary checked against target) and
  * makes its context with the target's options co. Nothing to release after a failure. */
-sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target, const sq_load_options *lo,
-                        const sq_context_options *co, cli_spec *out);
+SQ_NODISCARD sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target,
+                                     const sq_load_options *lo, const sq_context_options *co, cli_spec *out);
 void cli_spec_close(cli_spec *s);
 /* One stats line for a speculative run on stderr: tokens per target step, acceptance by draft position,
  * the draft/target time split. */
@@ -230,8 +230,8 @@ sq_kv_type cli_kv_type(const char *text);
 
 /* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
  * per load warning on stderr. Every verb loads through these. */
-sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
-sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);

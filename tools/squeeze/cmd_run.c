@@ -29,9 +29,12 @@ static const cli_verb verb = {
     .usage = "-m MODEL (-p PROMPT | -f FILE) [options]",
     .about =
         "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
-        "decode speed, peak memory, the seed) goes to stderr at the end. With --spec, a draft proposes\n"
-        "tokens that the model verifies several at a time, keeping its own output distribution (greedy:\n"
-        "the same text); a line of acceptance statistics comes before the last one.\n",
+        "decode speed, peak memory, the seed) goes to stderr at the end. Decode speed counts the forward\n"
+        "passes after the prompt's: n tokens generated to the limit took n - 1 (the first comes from the\n"
+        "prompt's pass); with --spec, the tokens those passes produced. With --spec, a draft proposes "
+        "tokens\n"
+        "that the model verifies several at a time, keeping its own output distribution (greedy: the same\n"
+        "text); a line of acceptance statistics comes before the last one.\n",
 };
 
 /* CLI_CONTINUE to go on, otherwise the exit code */
@@ -42,7 +45,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_TEXT_FLAG("-p, --prompt", "TEXT", &a->prompt, "the prompt"),
         CLI_TEXT_FLAG("-f, --file", "FILE", &a->prompt_file, "read the prompt from FILE (/dev/stdin too)"),
         CLI_INT_FLAG("-n, --n-predict", "N", &a->n_predict, -1, INT32_MAX, 256,
-                     "tokens to generate; -1: until EOS or the context is full"),
+                     "tokens to generate at most: generation also stops at an end-of-generation\n"
+                     "token (EOS, end of turn) and when the context is full; -1: only there"),
         CLI_NUMBER_FLAG("--temp", "T", &a->temperature, 0, 100, d.temperature, "temperature; 0: greedy"),
         CLI_INT_FLAG("--top-k", "K", &a->top_k, 0, INT32_MAX, d.top_k,
                      "keep the K most likely tokens; 0: off"),
@@ -98,7 +102,8 @@ static int print_piece(const char *piece, size_t len, void *user) {
 
 static void print_stats(const sq_generate_stats *st, uint64_t seed) {
     double prefill = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
-    double decode = st->decode_seconds > 0 ? st->generated_tokens / st->decode_seconds : 0;
+    /* the first generated token comes from the prefill: decode speed counts the passes after it */
+    double decode = st->decode_seconds > 0 ? st->decode_steps / st->decode_seconds : 0;
     fprintf(
         stderr,
         "prompt %d tokens, prefill %.1f tok/s | generated %d tokens, decode %.1f tok/s | peak memory %.1f MiB"

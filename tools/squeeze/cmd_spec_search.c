@@ -40,7 +40,8 @@ static int parse_args(int argc, char **argv, search_args *a) {
     return cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
 }
 
-static sq_error *search(const search_args *a, sq_model *model, sq_spec_search_step *steps, int *n_steps) {
+static SQ_NODISCARD sq_error *search(const search_args *a, sq_model *model, sq_spec_search_step *steps,
+                                     int *n_steps) {
     char *text = NULL;
     size_t len;
     int32_t *ids = NULL;
