@@ -489,6 +489,13 @@ SQ_NODISCARD sq_error *sq_sampler_create(const sq_sampler_params *params, int vo
 /* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
  * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
+/* The distribution sq_sampler_sample draws from, as a dense vector: the same penalty (applied to logits in
+ * place), top-k, top-p, min-p and temperature, so that a target's and a draft's distributions come from one
+ * mechanism (speculative sampling compares them token by token). dist is [vocab] (the sampler's
+ * vocab_size): the probability of every id, zero for the filtered ones, summing to 1; greedy samplers give
+ * the argmax probability 1. Returns how many ids have non-zero probability (0: no logit is a number above
+ * -inf; dist is then all zero). */
+int sq_sampler_dist(sq_sampler *s, float *logits, const int32_t *history, int n_history, double *dist);
 void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
@@ -499,7 +506,9 @@ typedef struct sq_generate_stats {
      * (generated_tokens - 1 when n_predict or the context's end stops it, generated_tokens when an
      * end-of-generation id does), and decode_seconds from the sampling of the first generated token to that
      * of the last, which covers exactly those passes (with their sampling and streaming). Decode speed is
-     * decode_steps / decode_seconds (0 steps: no decode speed). */
+     * decode_steps / decode_seconds (0 steps: no decode speed). With speculative decoding (sq_generate_spec)
+     * a pass yields several tokens: decode_steps counts the tokens the passes yielded, counted as above (so
+     * that decode speed stays tokens per second), and sq_spec_stats.steps the passes. */
     int decode_steps;
     double decode_seconds;
 } sq_generate_stats;
@@ -517,6 +526,99 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 SQ_NODISCARD sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict,
                                    const sq_sampler_params *params, sq_text_callback on_text, void *user,
                                    sq_generate_stats *stats);
+
+/* ---------------------------------------------------------------- speculative decoding
+ *
+ * A cheap draft proposes tokens; the target checks them all in one forward pass (a token tree when the draft
+ * proposes several candidates per position: sq_seq_batch.parents) and keeps the ones its own sampling rule
+ * accepts, so every target step yields one to k+1 tokens while the output distribution stays exactly the
+ * target's (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding"; Chen et al.
+ * 2023, "Accelerating Large Language Model Decoding with Speculative Sampling"):
+ *  - a draft token x drawn from the draft's distribution q is accepted with probability min(1, p(x)/q(x)),
+ *    else the step ends with a token drawn from normalize(max(0, p - q));
+ *  - candidates chosen deterministically (n-gram lookup, a tree's top branches) are tried in order, each
+ *    accepted with probability r(x)/sum(r), r starting at p and losing each rejected candidate; when none is
+ *    accepted the step ends with a draw from r (SpecInfer's rule for deterministic candidates);
+ *  - p and q are sq_sampler_dist's: temperature, top-k, top-p, min-p and the repetition penalty apply to
+ *    both alike; greedy decoding (temperature 0) makes both one-hot, so output equals plain greedy decoding
+ *    token for token.
+ * Rejected tokens leave no trace: the target's cache is truncated (a chain) or keeps the accepted path
+ * (sq_seq_keep_path, a tree), and a draft model's cache drops what the target did not keep. */
+
+#define SQ_SPEC_MAX_K     16 /* draft tokens per step (tree depth) at most */
+#define SQ_SPEC_MAX_WIDTH 8  /* candidates per tree position at most */
+
+typedef enum sq_draft_kind {
+    SQ_DRAFT_NONE = 0, /* plain decoding: one token per target step */
+    SQ_DRAFT_MODEL,    /* a smaller model with the same vocabulary, in its own context (draft_ctx) */
+    SQ_DRAFT_SELF,     /* the target itself with some blocks skipped (self-speculative decoding, Zhang et al.
+                          2023 "Draft & Verify"; LayerSkip): it shares the target's cache */
+    SQ_DRAFT_NGRAM     /* prompt lookup: the tokens that followed the latest earlier occurrence of the
+                          sequence's last n (ngram_n down to 1) tokens (Saxena 2023) */
+} sq_draft_kind;
+
+typedef struct sq_spec_params {
+    sq_draft_kind draft;
+    /* SQ_DRAFT_MODEL: a context on the draft model, whose sequence 0 the decoder uses (and clears); its
+     * tokenizer must equal the target's (sq_spec_check_vocab) and its n_ctx be at least the target's */
+    sq_context *draft_ctx;
+    const int32_t *skip_layers; /* SQ_DRAFT_SELF: [n_skip_layers] blocks of the target the draft skips */
+    int n_skip_layers;
+    int ngram_n; /* SQ_DRAFT_NGRAM: longest suffix looked up, 1..8; 0: 3 */
+    int k;       /* draft tokens per step (tree depth), 1..SQ_SPEC_MAX_K; 0: 4 */
+    int k_auto;  /* non-zero: k adapts to acceptance: +2 after a step that accepted all, -1 (down to 1)
+                    otherwise (Hugging Face transformers' "heuristic" schedule), starting at k */
+    /* 0 or 1: one chain of k tokens. w >= 2: a token tree of up to w candidates per position
+     * (SQ_SPEC_MAX_WIDTH at most): a model draft branches into its w best tokens at each position of its
+     * greedy chain; n-gram lookup merges the continuations of up to w earlier occurrences */
+    int tree_width;
+} sq_spec_params;
+
+typedef struct sq_spec_stats {
+    int64_t steps;                        /* target forward passes after the prefill */
+    int64_t drafted;                      /* draft tokens (tree nodes) verified */
+    int64_t accepted;                     /* draft tokens accepted */
+    int64_t generated;                    /* tokens the steps produced (accepted + one per step) */
+    int64_t reached[SQ_SPEC_MAX_K];       /* steps that reached draft position d with a proposal there */
+    int64_t accepted_at[SQ_SPEC_MAX_K];   /* steps that accepted a token at position d */
+    double draft_seconds, target_seconds; /* time in the draft's proposals, in the target's passes */
+    int k;                                /* the draft length at the end (k_auto moves it) */
+} sq_spec_stats;
+
+/* Whether draft can draft for target: the ids each can score and decode (its logits, or its tokenizer's
+ * size when smaller) are as many, and each id is the same piece in both tokenizers (or neither model has a
+ * tokenizer: token ids only). SQ_ERR_INVALID_ARG naming the first difference otherwise. */
+SQ_NODISCARD sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft);
+
+/* A decoder: the generation of one sequence (sequence 0 of ctx) one target step at a time, plain or
+ * speculative. Serving and benchmarks drive it step by step; sq_generate runs it over a text. */
+typedef struct sq_decoder sq_decoder;
+
+/* spec NULL (or draft SQ_DRAFT_NONE): plain decoding. Checks the parameters (skip lists inside the target's
+ * blocks, k, widths, the draft's vocabulary and context) with SQ_ERR_INVALID_ARG. The decoder uses ctx (and
+ * spec->draft_ctx) until freed; it copies params and spec. */
+SQ_NODISCARD sq_error *sq_decoder_create(sq_context *ctx, const sq_sampler_params *params,
+                                         const sq_spec_params *spec, sq_decoder **out);
+void sq_decoder_free(sq_decoder *d);
+/* Clears the sequence, prefills prompt[0..n_prompt) (1..n_ctx ids) in one forward call and samples the first
+ * token from its last logits (exactly as sq_sampler_sample would). */
+SQ_NODISCARD sq_error *sq_decoder_start(sq_decoder *d, const int32_t *prompt, int n_prompt);
+/* One target step: drafts, verifies, and appends between 1 and max_new tokens (max_new >= 1; fewer drafts
+ * are proposed when max_new or the context leave no room for them); *n_new gets how many. Needs a started
+ * decoder whose tokens do not yet fill the context. Between steps, the target's sequence holds exactly the
+ * tokens but the last (which the next step feeds). */
+SQ_NODISCARD sq_error *sq_decoder_step(sq_decoder *d, int max_new, int *n_new);
+/* The prompt and every token sampled so far ([*n], valid until the next call). */
+const int32_t *sq_decoder_tokens(const sq_decoder *d, int *n);
+/* Statistics so far; prefill_seconds gets the prompt's forward time (may be NULL). */
+void sq_decoder_stats(const sq_decoder *d, sq_spec_stats *stats, double *prefill_seconds);
+
+/* sq_generate with a speculative decoder (spec NULL: exactly sq_generate); spec_stats (may be NULL) gets the
+ * decoder's statistics. */
+SQ_NODISCARD sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int n_predict,
+                                        const sq_sampler_params *params, const sq_spec_params *spec,
+                                        sq_text_callback on_text, void *user, sq_generate_stats *stats,
+                                        sq_spec_stats *spec_stats);
 
 /* ---------------------------------------------------------------- evaluation */
 
@@ -873,6 +975,36 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
 void sq_quantize_report_free(sq_quantize_report *report);
 /* Writes the report as JSON (docs/report-format.md, "quantize"); replaces path. */
 SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
+
+/* Searching a self-speculation skip set (squeeze spec-search): greedy forward selection. Starting from no
+ * skipped block, each round adds the block whose skipping keeps the self-draft's greedy choice closest to the
+ * full model's: the fraction a of calibration positions where the argmax of the logits with the set skipped
+ * equals the full model's (teacher-forced over the text: the draft's per-token acceptance at temperature 0).
+ * Each set also gets Leviathan et al.'s (2023) estimate of the speedup at the best draft length k:
+ * (1 - a^(k+1)) / ((1 - a) (k c + 1)), c = blocks run / n_layers (a draft token's cost relative to a target
+ * token's), the verification of k+1 tokens costing about one target token (decoding is memory-bound). */
+typedef struct sq_spec_search_options {
+    int n_ctx;               /* tokens per calibration window; 0: 128 (at most the model's max_seq_len) */
+    int n_windows;           /* consecutive windows of the text used; 0: 2 */
+    int max_skip;            /* rounds (blocks added) at most, < n_layers; 0: n_layers / 2 */
+    int n_threads;           /* 0: all online cores */
+    sq_progress_fn progress; /* after each candidate set evaluated; may be NULL */
+    void *progress_user;
+} sq_spec_search_options;
+
+typedef struct sq_spec_search_step {
+    int layer;          /* the block this round adds: the set after round i is the layers of rounds 0..i */
+    double agreement;   /* a: the set's greedy agreement with the full model */
+    int k;              /* the draft length (1..SQ_SPEC_MAX_K) with the best estimate */
+    double est_speedup; /* the estimate at that k */
+} sq_spec_search_step;
+
+/* Runs the search over ids[0..n_ids) (for text: [BOS] + encode(text)); steps is [max_skip], *n_steps gets the
+ * rounds run. Fails with SQ_ERR_INVALID_ARG when the ids do not fill one window or the model has one block.
+ */
+SQ_NODISCARD sq_error *sq_spec_search(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                                      const sq_spec_search_options *opts, sq_spec_search_step *steps,
+                                      int *n_steps);
 
 /* ---------------------------------------------------------------- benchmark and report */
 

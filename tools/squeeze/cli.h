@@ -21,6 +21,7 @@ int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_prune(int argc, char **argv);
+int sq_cmd_spec_search(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
 SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);
@@ -177,6 +178,46 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
+
+/* Speculative decoding flags (run; later serve and bench): one table of rows and the setup they lead to. */
+typedef struct cli_spec_args {
+    const char *method, *draft_path, *draft_k;
+    long ngram_n, tree_width;
+    cli_list skip_layers;
+} cli_spec_args;
+
+#define CLI_FLAGS_SPEC(a)                                                                                    \
+    CLI_CHOICE_FLAG("--spec", "METHOD", &(a)->method, "none|draft|self|ngram|tree", "none",                  \
+                    "speculative decoding: draft (a draft model, --draft), self (the model with\n"           \
+                    "--skip-layers skipped), ngram (prompt lookup), tree (token trees from --draft,\n"       \
+                    "else --skip-layers, else n-gram lookup)"),                                              \
+        CLI_TEXT_FLAG("--draft", "MODEL", &(a)->draft_path, "draft model with the target's vocabulary"),     \
+        CLI_TEXT_FLAG("--draft-k", "K", &(a)->draft_k,                                                       \
+                      "draft tokens per step, 1..16, or auto (adapts to acceptance)", .def_str = "4"),       \
+        CLI_INT_FLAG("--ngram-n", "N", &(a)->ngram_n, 1, 8, 3, "longest suffix n-gram lookup matches"),      \
+        CLI_LIST_FLAG("--skip-layers", "LIST", &(a)->skip_layers, 0, 65535,                                  \
+                      "blocks the self-draft skips, e.g. 2,3"),                                              \
+        CLI_INT_FLAG("--tree-width", "W", &(a)->tree_width, 2, SQ_SPEC_MAX_WIDTH, 3,                         \
+                     "--spec tree: candidates per position")
+
+/* A speculative setup: the decoder's parameters and the draft model and context they name (NULL: none). */
+typedef struct cli_spec {
+    sq_spec_params params;
+    sq_model *draft_model;
+    sq_context *draft_ctx;
+} cli_spec;
+
+/* Checks the spec flags together (a usage error, 2, for --draft without a method that uses it and the like);
+ * CLI_CONTINUE when they fit. */
+int cli_spec_check(const char *verb, const cli_spec_args *a);
+/* Fills out from checked flags: loads the draft model (with lo, vocabulary checked against target) and
+ * makes its context with the target's options co. Nothing to release after a failure. */
+SQ_NODISCARD sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target,
+                                     const sq_load_options *lo, const sq_context_options *co, cli_spec *out);
+void cli_spec_close(cli_spec *s);
+/* One stats line for a speculative run on stderr: tokens per target step, acceptance by draft position,
+ * the draft/target time split. */
+void cli_spec_print_stats(const cli_spec_args *a, const sq_spec_stats *st);
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -24,6 +24,7 @@ static const verb verbs[] = {
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
     {"prune", sq_cmd_prune, "remove weights or whole blocks (magnitude, N:M, depth pruning)"},
     {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
+    {"spec-search", sq_cmd_spec_search, "find blocks a self-speculative draft can skip"},
 };
 
 static void usage(FILE *out) {
