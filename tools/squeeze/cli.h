@@ -19,6 +19,8 @@ int sq_cmd_eval(int argc, char **argv);
 int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
+int sq_cmd_serve(int argc, char **argv);
+int sq_cmd_chat(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
 int cli_fail(sq_error *err);

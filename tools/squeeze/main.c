@@ -22,6 +22,8 @@ static const verb verbs[] = {
     {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
     {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
+    {"serve", sq_cmd_serve, "an OpenAI-compatible HTTP server (continuous batching, prefix caching)"},
+    {"chat", sq_cmd_chat, "an interactive chat in the terminal with the model's chat template"},
 };
 
 static void usage(FILE *out) {
