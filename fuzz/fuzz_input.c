@@ -1,7 +1,8 @@
 /* One libFuzzer harness for every parser squeeze exposes to untrusted files. FUZZ_KIND (set per target by
  * fuzz/CMakeLists.txt) says how the fuzzer's bytes reach the library: as a whole model or tokenizer file of
  * one format, as one file of a Hugging Face directory whose other files are valid, as text to tokenize, as a
- * chat template and the messages it renders, or as a file of integers (token ids). Any outcome but a clean
+ * chat template and the messages it renders, as a file of integers (token ids), or as the body of an OpenAI
+ * request to the server (completions and chat; chat messages are then rendered). Any outcome but a clean
  * success or a clean error (crash, leak, sanitizer report, hang) is a bug. */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "server/openai_request.h"
 #include "squeeze.h"
 
 enum {
@@ -23,7 +25,8 @@ enum {
     KIND_TOKENIZE_TEXT,
     KIND_GENERATION_CONFIG,
     KIND_CHAT_TEMPLATE,
-    KIND_INT_LIST
+    KIND_INT_LIST,
+    KIND_OPENAI_REQUEST
 };
 
 static char workdir[256];
@@ -204,6 +207,40 @@ static void chat_template(const uint8_t *data, size_t size) {
     free(messages);
 }
 
+/* A request body as the server receives it, parsed as both kinds; what parses must keep the struct's
+ * promises, and chat messages that parse must render (or fail cleanly) through the template engine's JSON
+ * input. */
+static void openai_request(const uint8_t *data, size_t size) {
+    static sq_chat_template *t;
+    if (!t) {
+        static const char src[] = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}";
+        if (sq_chat_template_compile(src, sizeof src - 1, &t)) abort();
+    }
+    for (int kind = SQ_OAI_COMPLETION; kind <= SQ_OAI_CHAT; kind++) {
+        sq_oai_request r;
+        sq_error *err = sq_oai_request_parse((sq_oai_kind)kind, (const char *)data, size, &r);
+        if (err) {
+            if (!sq_error_message(err)[0]) abort();
+            sq_error_free(err);
+            sq_oai_request_free(&r);
+            continue;
+        }
+        if (r.n < 1 || r.n > SQ_OAI_MAX_N || r.n_stop > SQ_OAI_MAX_STOP ||
+            r.top_logprobs > SQ_OAI_MAX_TOP_LOGPROBS || !(r.temperature >= 0 && r.temperature <= 2) ||
+            !(r.top_p >= 0 && r.top_p <= 1) || r.max_tokens < -1)
+            abort();
+        if (kind == SQ_OAI_COMPLETION ? !r.prompt == !r.prompt_ids : !r.messages_json) abort();
+        for (int i = 0; i < r.n_stop; i++)
+            if (!r.stop[i][0]) abort();
+        if (r.messages_json) {
+            char *text = NULL;
+            sq_error_free(sq_chat_template_render_json(t, r.messages_json, NULL, &text, NULL));
+            free(text);
+        }
+        sq_oai_request_free(&r);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!workdir[0]) {
         snprintf(workdir, sizeof workdir, "/tmp/sq-fuzz-%d", (int)getpid());
@@ -263,6 +300,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         write_file("ids.txt", data, size);
         snprintf(path, sizeof path, "%s/ids.txt", workdir);
         parse_int_list(path);
+        break;
+    case KIND_OPENAI_REQUEST:
+        openai_request(data, size);
         break;
     }
     return 0;

@@ -18,7 +18,7 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text", "generation_config", "chat_template", "int_list"]:
+          "tokenize_text", "generation_config", "chat_template", "int_list", "openai_request"]:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 os.makedirs(fixtures, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -175,6 +175,18 @@ for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x"
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
 for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
     open(os.path.join(seeds, "int_list", f"l{i}"), "w").write(text)
+# OpenAI request bodies: completions and chat, every field the parser reads
+requests = [
+    {"model": "squeeze", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "n": 2,
+     "seed": 5, "stop": ["\n", "The"], "stream": True, "stream_options": {"include_usage": True}, "logprobs": 3,
+     "presence_penalty": 0.5, "frequency_penalty": -0.5, "user": "u", "echo": False},
+    {"prompt": [1, 2, 3, 4], "max_tokens": None, "stop": "x", "logit_bias": {}},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "hé"}]},
+                  {"role": "assistant", "content": None, "tool_calls": []}],
+     "max_completion_tokens": 5, "logprobs": True, "top_logprobs": 2, "seed": -1},
+]
+for i, r in enumerate(requests):
+    open(os.path.join(seeds, "openai_request", f"r{i}.json"), "w").write(json.dumps(r, ensure_ascii=False))
 print(f"seeds and fixtures written to {out}")
 
 # Chat templates: the real ones of ../shared/tokenizers, the test suite's feature templates, and one with its
