@@ -539,10 +539,10 @@ typedef enum sq_finish_reason {
 /* What a request produced. Pointers are valid during the callback only. */
 typedef struct sq_engine_event {
     int64_t request_id;
-    int32_t token;    /* the generated token, or -1 for an event that only finishes the request */
-    const char *text; /* [text_len] what the token adds to the text (UTF-8): decode(prompt + generated)
-                         minus decode(prompt), with stop strings held back until they cannot match and
-                         never passed on */
+    int32_t token; /* the generated token, or -1 for an event that only finishes the request */
+    /* [text_len] what the token adds to the text (UTF-8; never NULL): decode(prompt + generated) minus
+     * decode(prompt), with stop strings held back until they cannot match and never passed on */
+    const char *text;
     size_t text_len;
     float logprob;          /* log-probability of token under the model (before temperature and penalties) */
     const int32_t *top_ids; /* [n_top] the most likely tokens at this position, most likely first */

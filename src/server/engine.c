@@ -99,7 +99,7 @@ static void emit(request *r, sq_engine_event *ev) {
 /* Releases the request's sequence (keeping its full blocks in the prefix cache when it was not cancelled)
  * and frees it after its last event. */
 static void finish(sq_engine *e, request *r, sq_finish_reason why, const char *error) {
-    sq_engine_event ev = {.token = -1, .finish = why, .error = error};
+    sq_engine_event ev = {.token = -1, .text = "", .finish = why, .error = error};
     if (why == SQ_FINISH_STOP || why == SQ_FINISH_LENGTH) {
         /* the rest of the text: a character still held back by the decoder, then what the stop strings held
          */
@@ -118,7 +118,7 @@ static void finish(sq_engine *e, request *r, sq_finish_reason why, const char *e
             n_text = out_len + tail_len;
         }
         (void)stopped;
-        ev.text = text;
+        ev.text = text ? text : "";
         ev.text_len = n_text;
         emit(r, &ev);
         free(text);

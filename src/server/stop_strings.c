@@ -25,7 +25,7 @@ static int begins_stop(const sq_stop_matcher *m, const char *text, size_t n, siz
 }
 
 int sq_stop_push(sq_stop_matcher *m, const char *text, size_t len, const char **out, size_t *out_len) {
-    *out = NULL;
+    *out = "";
     *out_len = 0;
     if (m->stopped) return 1;
     if (SQ_ARRAY_RESERVE(m->held, m->cap, m->n_held + len + 1)) return -1;
@@ -68,7 +68,7 @@ int sq_stop_push(sq_stop_matcher *m, const char *text, size_t len, const char **
 }
 
 void sq_stop_flush(sq_stop_matcher *m, const char **out, size_t *out_len) {
-    *out = m->stopped ? NULL : m->held;
+    *out = m->stopped || !m->held ? "" : m->held;
     *out_len = m->stopped ? 0 : m->n_held;
     m->n_held = 0;
 }

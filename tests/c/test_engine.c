@@ -138,11 +138,11 @@ static const char *const prompts[] = {
 static void test_greedy_alone_and_among_others(void **state) {
     fixture *f = *state;
     text_buf want;
-    generate_text(f, prompts[0], 60, &want);
+    generate_text(f, prompts[0], 40, &want);
     /* alone */
     sq_engine *e = make_engine(f, 16, 0, 0);
     result *r = calloc(16, sizeof *r);
-    submit_text(f, e, prompts[0], 60, greedy(), NULL, 0, &r[0], NULL);
+    submit_text(f, e, prompts[0], 40, greedy(), NULL, 0, &r[0], NULL);
     run_until_idle(e);
     assert_string_equal(r[0].text, want.text);
     assert_int_equal(r[0].finish, SQ_FINISH_LENGTH);
@@ -152,8 +152,8 @@ static void test_greedy_alone_and_among_others(void **state) {
     for (int i = 1; i < 16; i++) {
         sq_sampler_params sp = sq_sampler_default_params();
         sp.seed = (uint64_t)i;
-        submit_text(f, e, prompts[i % N_PROMPTS], 20 + 7 * i, sp, NULL, 0, &r[i], NULL);
-        if (i == 7) submit_text(f, e, prompts[0], 60, greedy(), NULL, 0, &r[0], NULL);
+        submit_text(f, e, prompts[i % N_PROMPTS], 10 + 3 * i, sp, NULL, 0, &r[i], NULL);
+        if (i == 7) submit_text(f, e, prompts[0], 40, greedy(), NULL, 0, &r[0], NULL);
         if (i % 4 == 0) sq_test_ok(sq_engine_step(e, NULL));
     }
     run_until_idle(e);
@@ -199,24 +199,20 @@ static void test_prefix_reuse_matches_cold_run(void **state) {
         assert_float_equal(warm.logprobs[i], cold.logprobs[i], 1e-4);
 }
 
-/* A pool of 20 blocks of 16 positions: one full sequence of 256 positions (16 blocks) fits, eight requests
- * growing to 140 tokens each do not, so the latest are preempted and recomputed. Nothing is lost and the
+/* A pool of 18 blocks of 16 positions: one full sequence of 256 positions (16 blocks) fits, six requests
+ * growing to over 100 tokens each do not, so the latest are preempted and recomputed. Nothing is lost and the
  * greedy texts are those of the requests run alone. */
 static void test_preemption_by_recompute(void **state) {
     fixture *f = *state;
-    sq_engine *e = make_engine(f, 8, 0, 1);
-    result alone[8] = {0};
-    for (int i = 0; i < 8; i++) submit_text(f, e, prompts[i], 130, greedy(), NULL, 0, &alone[i], NULL);
+    sq_engine *e = make_engine(f, 6, 0, 1);
+    result alone[6] = {0};
+    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &alone[i], NULL);
     run_until_idle(e);
     sq_engine_stats big;
     sq_engine_get_stats(e, &big);
     sq_engine_free(e);
     assert_int_equal(big.preemptions, 0);
 
-    sq_engine *probe = make_engine(f, 1, 0, 1);
-    sq_engine_stats one;
-    sq_engine_get_stats(probe, &one);
-    sq_engine_free(probe);
     size_t block_bytes = 0;
     { /* the bytes of one block, from a context of the same shape */
         sq_context *ctx;
@@ -224,17 +220,17 @@ static void test_preemption_by_recompute(void **state) {
         block_bytes = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
         sq_context_free(ctx);
     }
-    e = make_engine(f, 8, 20 * block_bytes, 1);
-    result small[8] = {0};
-    for (int i = 0; i < 8; i++) submit_text(f, e, prompts[i], 130, greedy(), NULL, 0, &small[i], NULL);
+    e = make_engine(f, 6, 18 * block_bytes, 1);
+    result small[6] = {0};
+    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &small[i], NULL);
     run_until_idle(e);
     sq_engine_stats st;
     sq_engine_get_stats(e, &st);
-    assert_int_equal(st.kv_blocks_total, 20);
+    assert_int_equal(st.kv_blocks_total, 18);
     assert_true(st.preemptions > 0);
     assert_int_equal(st.kv_blocks_used, 0);
     assert_int_equal(st.running + st.waiting, 0);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 6; i++) {
         assert_int_equal(small[i].finish, alone[i].finish);
         assert_string_equal(small[i].text, alone[i].text);
     }
@@ -264,13 +260,13 @@ static void test_cancel_and_random_mixes(void **state) {
     fixture *f = *state;
     uint64_t rng = 7;
     sq_engine *e = make_engine(f, 6, 0, 1);
-    result *r = calloc(40, sizeof *r);
-    int64_t ids[40];
-    for (int i = 0; i < 40; i++) {
+    result *r = calloc(24, sizeof *r);
+    int64_t ids[24];
+    for (int i = 0; i < 24; i++) {
         sq_sampler_params sp = sq_sampler_default_params();
         sp.seed = sq_test_rand_u64(&rng);
-        r[i].cancel_after = (int)(sq_test_rand_u64(&rng) % 4 == 0 ? 1 + sq_test_rand_u64(&rng) % 20 : 0);
-        submit_text(f, e, prompts[sq_test_rand_u64(&rng) % N_PROMPTS], (int)(sq_test_rand_u64(&rng) % 80), sp,
+        r[i].cancel_after = (int)(sq_test_rand_u64(&rng) % 4 == 0 ? 1 + sq_test_rand_u64(&rng) % 10 : 0);
+        submit_text(f, e, prompts[sq_test_rand_u64(&rng) % N_PROMPTS], (int)(sq_test_rand_u64(&rng) % 40), sp,
                     NULL, 0, &r[i], &ids[i]);
         if (sq_test_rand_u64(&rng) % 3 == 0) sq_test_ok(sq_engine_step(e, NULL));
         if (i >= 3 && sq_test_rand_u64(&rng) % 5 == 0) sq_engine_cancel(e, ids[i - 3]);
@@ -280,7 +276,7 @@ static void test_cancel_and_random_mixes(void **state) {
     sq_engine_get_stats(e, &st);
     assert_int_equal(st.kv_blocks_used, 0);
     assert_int_equal(st.running + st.waiting, 0);
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < 24; i++) {
         assert_true(r[i].finish != SQ_FINISH_NONE && r[i].finish != SQ_FINISH_ERROR);
         assert_int_equal(r[i].events_after_finish, 0);
         if (r[i].cancel_after) assert_true(r[i].n_tokens <= r[i].cancel_after); /* stopped at once */
