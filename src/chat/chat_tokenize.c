@@ -4,7 +4,8 @@
 
 #include "core/error.h"
 
-sq_error *sq_chat_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int32_t **ids, int *n_ids) {
+SQ_NODISCARD sq_error *sq_chat_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int32_t **ids,
+                                        int *n_ids) {
     int32_t *v;
     int n;
     SQ_TRY(sq_tokenize(tok, text, len, 0, 1, &v, &n));

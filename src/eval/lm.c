@@ -4,11 +4,11 @@
 #include "core/error.h"
 #include "eval/eval.h"
 
-static sq_error *ctx_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *ctx_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
     return sq_forward(impl, seqs, n_seqs);
 }
 
-static sq_error *ctx_truncate(void *impl, int seq_id, int new_len) {
+static SQ_NODISCARD sq_error *ctx_truncate(void *impl, int seq_id, int new_len) {
     return sq_seq_truncate(impl, seq_id, new_len);
 }
 

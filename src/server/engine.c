@@ -166,7 +166,8 @@ void sq_engine_free(sq_engine *e) {
 
 int sq_engine_n_ctx(const sq_engine *e) { return e->n_ctx; }
 
-sq_error *sq_engine_create(const sq_model *model, const sq_engine_options *opts, sq_engine **out) {
+SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_options *opts,
+                                        sq_engine **out) {
     *out = NULL;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (!tok) return sq_errorf(SQ_ERR_INVALID_ARG, "engine: the model has no tokenizer");
@@ -243,7 +244,7 @@ sq_error *sq_engine_create(const sq_model *model, const sq_engine_options *opts,
     return NULL;
 }
 
-static sq_error *request_create(sq_engine *e, const sq_engine_request *q, request **out) {
+static SQ_NODISCARD sq_error *request_create(sq_engine *e, const sq_engine_request *q, request **out) {
     *out = NULL;
     if (!q->prompt || q->n_prompt <= 0) return sq_errorf(SQ_ERR_INVALID_ARG, "engine: the prompt is empty");
     if (q->n_prompt > e->n_ctx)
@@ -289,8 +290,8 @@ static sq_error *request_create(sq_engine *e, const sq_engine_request *q, reques
     return NULL;
 }
 
-sq_error *sq_engine_submit(sq_engine *e, const sq_engine_request *q, sq_engine_event_fn on_event, void *user,
-                           int64_t *id) {
+SQ_NODISCARD sq_error *sq_engine_submit(sq_engine *e, const sq_engine_request *q, sq_engine_event_fn on_event,
+                                        void *user, int64_t *id) {
     request *r;
     SQ_TRY(request_create(e, q, &r));
     r->on_event = on_event;
@@ -344,7 +345,7 @@ void sq_engine_get_stats(sq_engine *e, sq_engine_stats *out) {
 /* ---------------------------------------------------------------- scheduling */
 
 /* Takes the pending requests into the waiting queue and applies cancellations. */
-static sq_error *take_pending(sq_engine *e) {
+static SQ_NODISCARD sq_error *take_pending(sq_engine *e) {
     pthread_mutex_lock(&e->lock);
     request *list = e->pending;
     e->pending = NULL;
@@ -404,7 +405,7 @@ static int shortfall(sq_engine *e, int n) {
 static int evict_cached(sq_engine *e) { return e->prefix && sq_prefix_cache_evict(e->prefix); }
 
 /* Preemption by recompute: the request gives back its blocks and waits at the front of the queue. */
-static sq_error *preempt(sq_engine *e, request *r) {
+static SQ_NODISCARD sq_error *preempt(sq_engine *e, request *r) {
     if (SQ_ARRAY_RESERVE(e->waiting, e->cap_waiting, e->n_waiting + 1))
         return sq_errorf(SQ_ERR_NOMEM, "engine: out of memory");
     memmove(e->waiting + 1, e->waiting, e->n_waiting * sizeof *e->waiting);
@@ -433,7 +434,7 @@ static int by_id(const void *a, const void *b) {
 }
 
 /* Plans one step into batch_req/batch_n; returns the number of entries. */
-static sq_error *plan(sq_engine *e, int *n_out) {
+static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
     int n = 0, budget = e->max_batch_tokens;
     request *order[e->max_seqs];
     int n_run = 0;
@@ -588,7 +589,7 @@ static void publish_stats(sq_engine *e) {
     pthread_mutex_unlock(&e->lock);
 }
 
-sq_error *sq_engine_step(sq_engine *e, int *busy) {
+SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
     int n = 0;
     sq_error *err = take_pending(e);
     if (!err) err = plan(e, &n);

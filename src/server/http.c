@@ -187,7 +187,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-sq_error *sq_http_start(const sq_http_options *opts, sq_http_handler handler, void *user, sq_http **out) {
+SQ_NODISCARD sq_error *sq_http_start(const sq_http_options *opts, sq_http_handler handler, void *user,
+                                     sq_http **out) {
     *out = NULL;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opts->port)};
     const char *host = opts->host ? opts->host : "127.0.0.1";

@@ -47,7 +47,8 @@ typedef struct sq_http_options {
 
 typedef struct sq_http sq_http;
 
-sq_error *sq_http_start(const sq_http_options *opts, sq_http_handler handler, void *user, sq_http **out);
+SQ_NODISCARD sq_error *sq_http_start(const sq_http_options *opts, sq_http_handler handler, void *user,
+                                     sq_http **out);
 int sq_http_port(const sq_http *h);
 /* Stops accepting new connections; those open go on. */
 void sq_http_quiesce(sq_http *h);

@@ -35,9 +35,9 @@ void sq_oai_request_free(sq_oai_request *req) {
 }
 
 /* An error about field `param`. */
-static sq_error *bad(sq_oai_request *req, const char *param, const char *fmt, ...)
+static SQ_NODISCARD sq_error *bad(sq_oai_request *req, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static sq_error *bad(sq_oai_request *req, const char *param, const char *fmt, ...) {
+static SQ_NODISCARD sq_error *bad(sq_oai_request *req, const char *param, const char *fmt, ...) {
     snprintf(req->param, sizeof req->param, "%s", param);
     char msg[512];
     va_list ap;
@@ -47,15 +47,15 @@ static sq_error *bad(sq_oai_request *req, const char *param, const char *fmt, ..
     return sq_errorf(SQ_ERR_INVALID_ARG, "%s", msg);
 }
 
-static sq_error *dup_string(sq_oai_request *req, const cJSON *v, const char *param, char **out) {
+static SQ_NODISCARD sq_error *dup_string(sq_oai_request *req, const cJSON *v, const char *param, char **out) {
     if (!cJSON_IsString(v)) return bad(req, param, "'%s' must be a string", param);
     if (!(*out = strdup(v->valuestring))) return sq_errorf(SQ_ERR_NOMEM, "out of memory");
     return NULL;
 }
 
 /* A number in [lo, hi] (null: absent, keeps *out). */
-static sq_error *get_number(sq_oai_request *req, const cJSON *v, const char *param, double lo, double hi,
-                            double *out) {
+static SQ_NODISCARD sq_error *get_number(sq_oai_request *req, const cJSON *v, const char *param, double lo,
+                                         double hi, double *out) {
     if (cJSON_IsNull(v)) return NULL;
     if (!cJSON_IsNumber(v)) return bad(req, param, "'%s' must be a number", param);
     if (!(v->valuedouble >= lo && v->valuedouble <= hi))
@@ -65,8 +65,8 @@ static sq_error *get_number(sq_oai_request *req, const cJSON *v, const char *par
 }
 
 /* An integer in [lo, hi] (null: absent, keeps *out). JSON has no integer type: 3.0 counts, 3.5 does not. */
-static sq_error *get_int(sq_oai_request *req, const cJSON *v, const char *param, int64_t lo, int64_t hi,
-                         int64_t *out) {
+static SQ_NODISCARD sq_error *get_int(sq_oai_request *req, const cJSON *v, const char *param, int64_t lo,
+                                      int64_t hi, int64_t *out) {
     if (cJSON_IsNull(v)) return NULL;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
         return bad(req, param, "'%s' must be an integer", param);
@@ -77,14 +77,14 @@ static sq_error *get_int(sq_oai_request *req, const cJSON *v, const char *param,
     return NULL;
 }
 
-static sq_error *get_bool(sq_oai_request *req, const cJSON *v, const char *param, int *out) {
+static SQ_NODISCARD sq_error *get_bool(sq_oai_request *req, const cJSON *v, const char *param, int *out) {
     if (cJSON_IsNull(v)) return NULL;
     if (!cJSON_IsBool(v)) return bad(req, param, "'%s' must be a boolean", param);
     *out = cJSON_IsTrue(v);
     return NULL;
 }
 
-static sq_error *get_stop(sq_oai_request *req, const cJSON *v) {
+static SQ_NODISCARD sq_error *get_stop(sq_oai_request *req, const cJSON *v) {
     if (cJSON_IsNull(v)) return NULL;
     if (cJSON_IsString(v)) {
         if (!v->valuestring[0]) return NULL; /* an empty stop string stops nothing */
@@ -106,7 +106,7 @@ static sq_error *get_stop(sq_oai_request *req, const cJSON *v) {
     return NULL;
 }
 
-static sq_error *get_prompt(sq_oai_request *req, const cJSON *v) {
+static SQ_NODISCARD sq_error *get_prompt(sq_oai_request *req, const cJSON *v) {
     if (cJSON_IsString(v)) return dup_string(req, v, "prompt", &req->prompt);
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
         return bad(req, "prompt",
@@ -134,7 +134,7 @@ static sq_error *get_prompt(sq_oai_request *req, const cJSON *v) {
 
 /* Chat messages: an array of objects, each with a string role; content a string, an array of parts, or null.
  * The template engine reads the array itself; only the shape the API promises is checked here. */
-static sq_error *get_messages(sq_oai_request *req, const cJSON *v) {
+static SQ_NODISCARD sq_error *get_messages(sq_oai_request *req, const cJSON *v) {
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
         return bad(req, "messages", "'messages' must be a non-empty array of message objects");
     int i = 0;
@@ -168,7 +168,7 @@ static int neutral_field(const char *name, const cJSON *v) {
     return 0;
 }
 
-static sq_error *parse_field(sq_oai_request *req, const cJSON *f) {
+static SQ_NODISCARD sq_error *parse_field(sq_oai_request *req, const cJSON *f) {
     const char *k = f->string;
     const int chat = req->kind == SQ_OAI_CHAT;
     int64_t i64 = 0;
@@ -222,7 +222,7 @@ static sq_error *parse_field(sq_oai_request *req, const cJSON *f) {
     return bad(req, k, "Unrecognized request argument supplied: %.64s", k);
 }
 
-static sq_error *parse(sq_oai_kind kind, const char *body, size_t len, sq_oai_request *req) {
+static SQ_NODISCARD sq_error *parse(sq_oai_kind kind, const char *body, size_t len, sq_oai_request *req) {
     *req = (sq_oai_request){
         .kind = kind, .max_tokens = -1, .temperature = 1, .top_p = 1, .n = 1, .top_logprobs = 0};
     /* strings inside are then valid too: cJSON refuses \u escapes of lone surrogates */
@@ -252,7 +252,8 @@ static sq_error *parse(sq_oai_kind kind, const char *body, size_t len, sq_oai_re
     return NULL;
 }
 
-sq_error *sq_oai_request_parse(sq_oai_kind kind, const char *body, size_t len, sq_oai_request *req) {
+SQ_NODISCARD sq_error *sq_oai_request_parse(sq_oai_kind kind, const char *body, size_t len,
+                                            sq_oai_request *req) {
     sq_error *err = parse(kind, body, len, req);
     if (err) sq_oai_request_free(req);
     return err;

@@ -50,7 +50,8 @@ typedef struct sq_oai_request {
  * object. On failure returns SQ_ERR_INVALID_ARG with a message for the client, and names the field in
  * req->param; the request is then freed already. Either way call sq_oai_request_free afterwards (harmless on
  * a failed parse). */
-sq_error *sq_oai_request_parse(sq_oai_kind kind, const char *body, size_t len, sq_oai_request *req);
+SQ_NODISCARD sq_error *sq_oai_request_parse(sq_oai_kind kind, const char *body, size_t len,
+                                            sq_oai_request *req);
 void sq_oai_request_free(sq_oai_request *req);
 
 /* Whether len bytes at s are well-formed UTF-8 (no overlongs, surrogates or truncated characters). */

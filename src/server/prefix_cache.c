@@ -6,7 +6,8 @@
 
 #include "core/error.h"
 
-sq_error *sq_prefix_cache_create(sq_context *ctx, int first_seq, int n_holders, sq_prefix_cache **out) {
+SQ_NODISCARD sq_error *sq_prefix_cache_create(sq_context *ctx, int first_seq, int n_holders,
+                                              sq_prefix_cache **out) {
     *out = NULL;
     sq_prefix_cache *pc = calloc(1, sizeof *pc);
     if (!pc) return sq_errorf(SQ_ERR_NOMEM, "prefix cache: out of memory");
@@ -96,7 +97,7 @@ int sq_prefix_cache_evict(sq_prefix_cache *pc) {
     return 1;
 }
 
-sq_error *sq_prefix_cache_insert(sq_prefix_cache *pc, int seq, const int32_t *tokens, int n) {
+SQ_NODISCARD sq_error *sq_prefix_cache_insert(sq_prefix_cache *pc, int seq, const int32_t *tokens, int n) {
     int n_blocks = n / pc->block_size;
     if (n_blocks <= 0 || pc->n_holders == 0) return NULL;
     block_hashes(pc, tokens, n_blocks, pc->scratch);

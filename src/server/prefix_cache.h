@@ -33,7 +33,8 @@ typedef struct sq_prefix_cache {
     uint64_t *scratch;         /* [max_blocks] hashes of the prompt being looked up */
 } sq_prefix_cache;
 
-sq_error *sq_prefix_cache_create(sq_context *ctx, int first_seq, int n_holders, sq_prefix_cache **out);
+SQ_NODISCARD sq_error *sq_prefix_cache_create(sq_context *ctx, int first_seq, int n_holders,
+                                              sq_prefix_cache **out);
 void sq_prefix_cache_free(sq_prefix_cache *pc);
 
 /* Makes sequence seq (empty) start with the longest cached prefix of tokens[0..n) made of whole blocks and
@@ -42,7 +43,7 @@ void sq_prefix_cache_free(sq_prefix_cache *pc);
 int sq_prefix_cache_attach(sq_prefix_cache *pc, int seq, const int32_t *tokens, int n);
 /* Keeps the full blocks of sequence seq, whose cached tokens are tokens[0..n) (n <= its length), unless a
  * holder has that prefix already. Takes an empty holder or evicts the least recently used one. */
-sq_error *sq_prefix_cache_insert(sq_prefix_cache *pc, int seq, const int32_t *tokens, int n);
+SQ_NODISCARD sq_error *sq_prefix_cache_insert(sq_prefix_cache *pc, int seq, const int32_t *tokens, int n);
 /* Empties the least recently used holder; returns 0 when every holder is empty. */
 int sq_prefix_cache_evict(sq_prefix_cache *pc);
 

@@ -301,7 +301,7 @@ static void fail(sq_server *srv, sq_http_response *res, int status, const char *
 /* The prompt as token ids: completions tokenize their text as sq_generate does (BOS as the tokenizer says,
  * special-token text matched); chat renders the messages with the model's template and tokenizes that,
  * adding BOS only when the template did not put one first. */
-static sq_error *prompt_ids(sq_server *srv, const sq_oai_request *q, int32_t **ids, int *n) {
+static SQ_NODISCARD sq_error *prompt_ids(sq_server *srv, const sq_oai_request *q, int32_t **ids, int *n) {
     const sq_tokenizer *tok = sq_model_tokenizer(srv->model);
     if (q->kind == SQ_OAI_COMPLETION) {
         if (q->prompt_ids) {
@@ -688,7 +688,8 @@ void sq_server_stop(sq_server *srv, double grace_seconds) {
     free(srv);
 }
 
-sq_error *sq_server_start(const sq_model *model, const sq_server_options *opts, sq_server **out) {
+SQ_NODISCARD sq_error *sq_server_start(const sq_model *model, const sq_server_options *opts,
+                                       sq_server **out) {
     *out = NULL;
     sq_server_options o = opts ? *opts : (sq_server_options){0};
     if (!sq_model_tokenizer(model)) return sq_errorf(SQ_ERR_INVALID_ARG, "serve: the model has no tokenizer");

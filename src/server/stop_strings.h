@@ -19,8 +19,8 @@ typedef struct sq_stop_matcher {
 void sq_stop_init(sq_stop_matcher *m, const char *const *stop, int n_stop);
 void sq_stop_free(sq_stop_matcher *m);
 /* Takes len more bytes of text; *out / *out_len get the text that may be passed on now (never NULL; valid
- * until the next call). Returns 1 when a stop string was completed (the text before it has been passed on: the caller
- * finishes), 0 otherwise, -1 when memory ran out. After a stop, further text is dropped. */
+ * until the next call). Returns 1 when a stop string was completed (the text before it has been passed on:
+ * the caller finishes), 0 otherwise, -1 when memory ran out. After a stop, further text is dropped. */
 int sq_stop_push(sq_stop_matcher *m, const char *text, size_t len, const char **out, size_t *out_len);
 /* At the end of the text: what was held back (it turned out to begin no stop string). */
 void sq_stop_flush(sq_stop_matcher *m, const char **out, size_t *out_len);
