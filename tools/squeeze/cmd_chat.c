@@ -102,7 +102,7 @@ static void drop_message(conversation *c, int i) {
 }
 
 /* The conversation's prompt, the oldest exchanges dropped until a reply has room. */
-static sq_error *fit_prompt(const sq_chat_template *t, const sq_tokenizer *tok, conversation *c, int first,
+static SQ_NODISCARD sq_error *fit_prompt(const sq_chat_template *t, const sq_tokenizer *tok, conversation *c, int first,
                             int n_ctx, int32_t **ids, int *n_ids) {
     for (;;) {
         char *text;
