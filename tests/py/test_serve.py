@@ -399,6 +399,22 @@ def test_api_key():
     print("API key: 401 without it or with a wrong one, served with it")
 
 
+def test_chat_cli(srv):
+    """squeeze chat: the same template and engine as the server; the reply to a first message is the server's
+    greedy chat answer, and the conversation goes on with its history"""
+    r = subprocess.run([SQ_BIN, "chat", "-m", MODEL, "--temp", "0", "-n", "20", "-t", "1", "-c", str(N_CTX)],
+                       input="Tell me a story.\nAnd then?\n", capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0, f"squeeze chat failed: {r.returncode} {r.stderr}")
+    turns = r.stdout.split("> ")
+    check(len(turns) == 4 and turns[-1] == "", f"two replies, then the prompt at the end of input: {turns}")
+    want = srv.client().chat.completions.create(model="squeeze", max_tokens=20, temperature=0, messages=[
+        {"role": "user", "content": "Tell me a story."}]).choices[0].message.content
+    check(len(turns) > 1 and turns[1] == want + "\n", f"chat's first reply {turns[1:2]} != the server's {want!r}")
+    check(len(turns) > 2 and turns[2].strip(), "a second reply")
+    check("no chat template" in r.stderr, "the fallback template is announced")
+    print("squeeze chat: the server's greedy answer, and a second turn")
+
+
 def main():
     srv = Server("--max-seqs", "16", "--max-batch-tokens", "256", "--timeout", "3")
     try:
@@ -407,6 +423,7 @@ def main():
         test_hostile_input(srv)
         test_clients_that_misbehave(srv)
         test_metrics_and_health(srv)
+        test_chat_cli(srv)
         # after all that the server still answers correctly
         r = srv.client().completions.create(model="squeeze", prompt=PROMPT, max_tokens=60, temperature=0)
         check(r.choices[0].text == squeeze_run(PROMPT, 60), "the server still serves correctly at the end")
