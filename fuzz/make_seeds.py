@@ -23,7 +23,7 @@ out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
-           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list"]
+           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -284,4 +284,17 @@ seed("eval_text", "bad_utf8", b"valid line\nthen \xe4\xbd a cut sequence\n")
 for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
     seed("int_list", f"l{i}", text)
 
+# OpenAI request bodies: completions and chat, every field the parser reads
+requests = [
+    {"model": "squeeze", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "n": 2,
+     "seed": 5, "stop": ["\n", "The"], "stream": True, "stream_options": {"include_usage": True}, "logprobs": 3,
+     "presence_penalty": 0.5, "frequency_penalty": -0.5, "user": "u", "echo": False},
+    {"prompt": [1, 2, 3, 4], "max_tokens": None, "stop": "x", "logit_bias": {}},
+    {"messages": [{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": [{"type": "text", "text": "h\u00e9"}]},
+                  {"role": "assistant", "content": None, "tool_calls": []}],
+     "max_completion_tokens": 5, "logprobs": True, "top_logprobs": 2, "seed": -1},
+]
+for i, r in enumerate(requests):
+    seed("openai_request", f"r{i}.json", json.dumps(r, ensure_ascii=False))
 print(f"seeds and fixtures written to {out}")

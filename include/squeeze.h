@@ -189,6 +189,12 @@ SQ_NODISCARD sq_error *sq_chat_template_render_json(const sq_chat_template *t, c
                                                     const sq_chat_render_options *opts, char **text,
                                                     size_t *len);
 
+/* Token ids of a rendered chat prompt, as Hugging Face's apply_chat_template(tokenize=True) makes them:
+ * special-token text (<|im_start|>, <s>) becomes its ids, and BOS is put first only where the tokenizer adds
+ * one (sq_tokenizer_adds_bos) and the rendering does not already begin with it. *ids is malloc'ed. */
+SQ_NODISCARD sq_error *sq_chat_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int32_t **ids,
+                                        int *n_ids);
+
 /* ---------------------------------------------------------------- model */
 
 typedef struct sq_model sq_model;
@@ -619,6 +625,133 @@ SQ_NODISCARD sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int
                                         const sq_sampler_params *params, const sq_spec_params *spec,
                                         sq_text_callback on_text, void *user, sq_generate_stats *stats,
                                         sq_spec_stats *spec_stats);
+
+/* ---------------------------------------------------------------- serving: the engine
+ *
+ * Many requests at once over one context (Orca's continuous batching, Yu et al., OSDI 2022): every step
+ * schedules anew, so requests join and leave between steps; prompts are prefilled in chunks that share a
+ * step's token budget with the other requests' decode tokens (chunked prefill); requests are served first
+ * come, first served, and when the paged KV cache runs out of blocks the latest-arrived running request is
+ * preempted: its blocks are freed and its tokens recomputed when it runs again (vLLM's recompute). Full
+ * blocks of prompts stay cached after their request (prefix caching: a block is known by a hash of its
+ * tokens and of everything before it) and a new request with the same prefix shares them by reference
+ * count; cached blocks no request uses are evicted least recently used first. src/server/engine.c,
+ * docs/serving.md. */
+
+typedef struct sq_engine sq_engine;
+
+typedef struct sq_engine_options {
+    int n_ctx;            /* tokens per sequence; 0: the model's max_seq_len, at most 4096 */
+    int max_seqs;         /* requests decoded together; 0: 16 */
+    size_t kv_mem;        /* bytes of the KV cache's pool; 0: room for max_seqs sequences of n_ctx */
+    int kv_block_size;    /* positions per KV block; 0: 16 */
+    sq_kv_type kv_type;   /* how the cache stores keys and values */
+    int max_batch_tokens; /* tokens one step carries (decode tokens and prefill chunks); 0: 512 */
+    int n_threads;        /* 0: all online cores */
+    int no_prefix_cache;  /* non-zero: every prompt is computed from scratch */
+} sq_engine_options;
+
+typedef struct sq_engine_request {
+    const int32_t *prompt; /* [n_prompt] token ids (copied by sq_engine_submit), 1 .. n_ctx of them */
+    int n_prompt;
+    int max_tokens;             /* tokens to generate at most; < 0: until the context is full */
+    sq_sampler_params sampling; /* temperature 0: greedy */
+    float presence_penalty;     /* OpenAI's: subtracted from the logit of every token generated so far */
+    float frequency_penalty;    /* OpenAI's: times the count of that token generated so far */
+    const char *const *stop;    /* [n_stop] stop strings (copied): the text ends before the first of them */
+    int n_stop;
+    int top_logprobs; /* < 0: no log-probabilities; 0..20: the chosen token's and this many alternatives' */
+} sq_engine_request;
+
+typedef enum sq_finish_reason {
+    SQ_FINISH_NONE = 0,  /* not finished */
+    SQ_FINISH_STOP,      /* an end-of-generation id (sq_model_is_eos; BOS too) or a stop string */
+    SQ_FINISH_LENGTH,    /* max_tokens generated, or the context is full */
+    SQ_FINISH_CANCELLED, /* sq_engine_cancel, a callback that asked to stop, or sq_engine_free */
+    SQ_FINISH_ERROR      /* the forward pass failed: message in error */
+} sq_finish_reason;
+
+/* What a request produced. Pointers are valid during the callback only. */
+typedef struct sq_engine_event {
+    int64_t request_id;
+    int32_t token; /* the generated token, or -1 for an event that only finishes the request */
+    /* [text_len] what the token adds to the text (UTF-8; never NULL): decode(prompt + generated) minus
+     * decode(prompt), with stop strings held back until they cannot match and never passed on */
+    const char *text;
+    size_t text_len;
+    float logprob;          /* log-probability of token under the model (before temperature and penalties) */
+    const int32_t *top_ids; /* [n_top] the most likely tokens at this position, most likely first */
+    const float *top_logprobs; /* [n_top] */
+    int n_top;
+    sq_finish_reason finish;              /* non-zero: the request's last event */
+    const char *error;                    /* SQ_FINISH_ERROR: what failed */
+    int prompt_tokens, completion_tokens; /* so far; completion tokens exclude an end-of-generation id */
+    int cached_tokens;                    /* prompt tokens whose KV blocks came from the prefix cache */
+} sq_engine_event;
+
+/* Called on the thread that runs sq_engine_step; returns non-zero to cancel the request. It must not call
+ * the engine except sq_engine_cancel / sq_engine_submit. */
+typedef int (*sq_engine_event_fn)(void *user, const sq_engine_event *ev);
+
+/* Creates the engine and its context (sq_context_create's errors). The model must outlive it. */
+SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_options *opts,
+                                        sq_engine **out);
+/* Cancels what is still queued or running (each gets its SQ_FINISH_CANCELLED event here) and frees. */
+void sq_engine_free(sq_engine *e);
+int sq_engine_n_ctx(const sq_engine *e);
+
+/* Queues a request; any thread. Fails with SQ_ERR_INVALID_ARG for an empty prompt, one longer than the
+ * context, an id outside the vocabulary, or top_logprobs above 20. *id (may be NULL) names it in events. */
+SQ_NODISCARD sq_error *sq_engine_submit(sq_engine *e, const sq_engine_request *req,
+                                        sq_engine_event_fn on_event, void *user, int64_t *id);
+/* Any thread: the request finishes (SQ_FINISH_CANCELLED) at the next step and its KV blocks are freed. */
+void sq_engine_cancel(sq_engine *e, int64_t id);
+/* Runs one step: admits queued requests, runs one forward call, delivers the events. *busy (may be NULL) is
+ * 0 when there was nothing to do. One thread at a time. Errors of the forward pass finish the requests of the
+ * step (SQ_FINISH_ERROR) rather than fail the call; only an engine that cannot go on returns an error. */
+SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy);
+/* Blocks until a request is queued or cancelled, sq_engine_wake is called, or `seconds` pass. */
+void sq_engine_wait(sq_engine *e, double seconds);
+void sq_engine_wake(sq_engine *e);
+
+typedef struct sq_engine_stats {
+    int waiting, running;                /* requests queued, requests holding a sequence */
+    int kv_blocks_total, kv_blocks_used; /* used: held by requests or the prefix cache */
+    int kv_block_size;
+    int64_t preemptions;                  /* requests preempted so far */
+    int64_t prompt_tokens, cached_tokens; /* prompt tokens admitted, of which the prefix cache held */
+    int64_t generated_tokens;
+} sq_engine_stats;
+/* Any thread: a snapshot as of the last step. */
+void sq_engine_get_stats(sq_engine *e, sq_engine_stats *out);
+
+/* ---------------------------------------------------------------- serving: the OpenAI-compatible server
+ *
+ * HTTP on libmicrohttpd with the engine above: POST /v1/completions and /v1/chat/completions as OpenAI's API
+ * reference defines them (streaming as server-sent events ending with "data: [DONE]"; chat prompts rendered
+ * by the model's own chat template), GET /v1/models, /health and /metrics (Prometheus text). Bad requests get
+ * OpenAI's error body with status 400 (404 unknown path or model, 401 without the API key, 405 wrong method,
+ * 413 body too large, 503 shutting down). docs/serving.md. */
+
+typedef struct sq_server sq_server;
+
+typedef struct sq_server_options {
+    const char *host;      /* IPv4 address to listen on; NULL: "127.0.0.1" */
+    int port;              /* 0: any free port (sq_server_port) */
+    const char *api_key;   /* NULL: none; else /v1/ requests need "Authorization: Bearer KEY" */
+    const char *alias;     /* the model's name in the API; NULL: "squeeze" */
+    size_t max_body_bytes; /* 0: 8 MiB */
+    int idle_timeout_s;    /* a connection idle this long is closed; 0: 30 */
+    int max_connections;   /* 0: 1000 */
+    sq_engine_options engine;
+} sq_server_options;
+
+/* Starts serving on its own threads (the engine's and one per connection). The model must outlive it. */
+SQ_NODISCARD sq_error *sq_server_start(const sq_model *model, const sq_server_options *opts, sq_server **out);
+int sq_server_port(const sq_server *s);
+/* Graceful stop: no new connections; requests in flight get up to grace_seconds to finish (then they are
+ * cancelled, finish_reason null); then everything is closed and freed. */
+void sq_server_stop(sq_server *s, double grace_seconds);
 
 /* ---------------------------------------------------------------- evaluation */
 

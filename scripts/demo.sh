@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the default model (stories15M): inspect it, run it, then measure it — perplexity on its
-# in-domain text, zero-shot accuracy, speed and memory — and combine the measurements into a report.
+# in-domain text, zero-shot accuracy, speed and memory —, serve it over OpenAI's API, and combine the
+# measurements into a report.
 # When ../shared also holds the Q8_0 GGUF copy of the model, it is measured as a compressed variant against
 # the fp32 original: KL divergence and top-1 agreement, perplexity ratio, speed ratio in the same run.
 set -euo pipefail
@@ -47,6 +48,9 @@ if [ -f "$q8" ]; then
 else
   "$bin" bench -m "$model" --label fp32 -p 128 -n 64 -b 1,4 --reps 3 --json "$out/bench.json"
 fi
+
+step "squeeze serve: the OpenAI-compatible server, driven by the official openai client"
+"$here/.venv/bin/python" "$here/scripts/demo_serve.py" "$bin" "$model"
 
 step "squeeze report: quality against size and speed"
 "$bin" report "$out"/*.json -o "$out/report.md" -o "$out/report.svg" --title "stories15M"

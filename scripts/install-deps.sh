@@ -20,9 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python oracles for the reference tests: Debian's numpy and sentencepiece, PyPI's tokenizers, gguf and jinja2
-# (the version transformers' apply_chat_template requires at least).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sentencepiece, tokenizers, gguf, jinja2
-assert jinja2.__version__ == '3.1.6'" 2>/dev/null; then
+# (the version transformers' apply_chat_template requires at least), and OpenAI's own client, which the server
+# is tested with (tests/py/test_serve.py) and the load benchmark drives (bench/serve_load.py).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import numpy, sentencepiece, tokenizers, gguf, jinja2, openai
+assert jinja2.__version__ == '3.1.6' and openai.__version__ == '1.109.1'" 2>/dev/null; then
   /usr/bin/python3 -m venv --system-site-packages .venv
-  .venv/bin/pip install -q --disable-pip-version-check "tokenizers==0.22.*" "gguf==0.17.*" "jinja2==3.1.6"
+  .venv/bin/pip install -q --disable-pip-version-check "tokenizers==0.22.*" "gguf==0.17.*" "jinja2==3.1.6" \
+    "openai==1.109.1"
 fi

@@ -22,6 +22,8 @@ int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_prune(int argc, char **argv);
 int sq_cmd_spec_search(int argc, char **argv);
+int sq_cmd_serve(int argc, char **argv);
+int sq_cmd_chat(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
 SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);

@@ -25,6 +25,8 @@ static const verb verbs[] = {
     {"prune", sq_cmd_prune, "remove weights or whole blocks (magnitude, N:M, depth pruning)"},
     {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
     {"spec-search", sq_cmd_spec_search, "find blocks a self-speculative draft can skip"},
+    {"serve", sq_cmd_serve, "an OpenAI-compatible HTTP server (continuous batching, prefix caching)"},
+    {"chat", sq_cmd_chat, "an interactive chat in the terminal with the model's chat template"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Load test of `squeeze serve` on loopback: N clients at once, each streaming its requests one after another.
+
+Measures, per concurrency level, request and token throughput, time to first token (TTFT: request sent to the
+first streamed text) and time per output token (TPOT: the mean gap between a request's later chunks)
+percentiles, and checks that every response is complete and none is lost. Then:
+  - continuous batching against serving the same requests one at a time (a server with --max-seqs 1, the same
+    16 clients), in tokens per second;
+  - the TTFT that prefix caching saves on requests sharing a long system prompt (one client, so that TTFT is
+    the prompt's own prefill), against a server started with --no-prefix-cache.
+Prints a Markdown section for docs/benchmarks.md.
+
+    .venv/bin/python bench/serve_load.py [-m MODEL] [--bin build/squeeze] [--requests 64] [--max-tokens 64]
+                                         [--concurrency 1,4,16,64] [-t THREADS]
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPTS = ["Once upon a time", "The little dog", "Tom and Lily went to the park", "One day, a big bird",
+           "Sara had a red ball", "The sun was hot and", "There was a cat named", "Ben liked to play with"]
+SYSTEM = ("Lily and Ben were best friends. They lived in a small house near a big forest. Every day they went to "
+          "the forest to play. They liked to climb trees, pick flowers and look for animals. One day they found a "
+          "little bird that could not fly. Its wing was hurt. Lily said, we have to help the bird. Ben said, yes, "
+          "let us take it home. They made a soft bed for the bird in a box and gave it water and seeds. ")
+QUESTIONS = ["What did the bird eat?", "Where did they live?", "Who found the bird?", "What did Ben say?",
+             "Why could the bird not fly?", "What did they make?", "What did they like?", "Where did they play?"]
+
+
+class Server:
+    def __init__(self, binary, model, threads, *extra):
+        cmd = [binary, "serve", "-m", model, "--port", "0", "-t", str(threads), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        m = re.search(r":(\d+) ", self.proc.stdout.readline())
+        if not m:
+            self.proc.kill()
+            sys.exit("serve_load: the server did not start")
+        self.port = int(m[1])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def stream_request(port, body):
+    """one streamed completion; returns (ttft, chunk times, text, finish_reason, usage)"""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.perf_counter()
+    c.request("POST", "/v1/completions", body=json.dumps({**body, "stream": True,
+                                                           "stream_options": {"include_usage": True}}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    times, text, finish, usage, done = [], "", None, None, False
+    buf = b""
+    while not done:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            data = event[len(b"data: "):]
+            if data == b"[DONE]":
+                done = True
+                break
+            d = json.loads(data)
+            if d.get("usage"):
+                usage = d["usage"]
+            for ch in d["choices"]:
+                if ch["text"]:
+                    times.append(time.perf_counter() - t0)
+                    text += ch["text"]
+                finish = ch["finish_reason"] or finish
+    c.close()
+    return (times[0] if times else None), times, text, finish, usage, done
+
+
+def run_load(port, requests, concurrency):
+    """concurrency clients take the requests in order; returns the per-request results and the wall time"""
+    results, lock, next_i = [None] * len(requests), threading.Lock(), [0]
+
+    def client():
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= len(requests):
+                return
+            results[i] = stream_request(port, requests[i])
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - t0
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+
+
+def summarize(results, wall, max_tokens):
+    complete = [r for r in results if r and r[5] and r[3] in ("stop", "length") and r[4]]
+    lost = len(results) - len(complete)
+    tokens = sum(r[4]["completion_tokens"] for r in complete)
+    full = sum(r[4]["completion_tokens"] == max_tokens or r[3] == "stop" for r in complete)
+    ttft = [r[0] for r in complete if r[0] is not None]
+    tpot = [(r[1][-1] - r[1][0]) / (len(r[1]) - 1) for r in complete if len(r[1]) > 1]
+    return {"lost": lost, "complete": len(complete), "full": full, "tokens": tokens, "req_s": len(complete) / wall,
+            "tok_s": tokens / wall, "ttft": ttft, "tpot": tpot, "wall": wall}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-m", "--model", default=None)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "squeeze"))
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--concurrency", default="1,4,16,64")
+    ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    model = a.model or subprocess.run([os.path.join(ROOT, "scripts", "find-model.sh")], capture_output=True,
+                                      text=True).stdout.strip()
+    levels = [int(x) for x in a.concurrency.split(",")]
+    requests = [{"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": a.max_tokens, "temperature": 0.8, "seed": i}
+                for i in range(a.requests)]
+    print(f"serve_load: {os.path.basename(model)}, {a.requests} requests of {a.max_tokens} tokens, "
+          f"{a.threads} threads", file=sys.stderr)
+
+    rows = []
+    srv = Server(a.bin, model, a.threads, "--max-seqs", str(max(levels)), "--max-batch-tokens", "512")
+    try:
+        stream_request(srv.port, requests[0])  # warm-up
+        for c in levels:
+            res, wall = run_load(srv.port, requests, c)
+            rows.append((f"continuous batching, {c} client{'s' if c > 1 else ''}", summarize(res, wall, a.max_tokens)))
+            print(f"  concurrency {c}: {rows[-1][1]['tok_s']:.1f} tok/s", file=sys.stderr)
+    finally:
+        srv.stop()
+    srv = Server(a.bin, model, a.threads, "--max-seqs", "1", "--max-batch-tokens", "512")
+    try:
+        stream_request(srv.port, requests[0])
+        res, wall = run_load(srv.port, requests, 16)
+        rows.append(("one at a time (--max-seqs 1), 16 clients", summarize(res, wall, a.max_tokens)))
+        print(f"  one at a time: {rows[-1][1]['tok_s']:.1f} tok/s", file=sys.stderr)
+    finally:
+        srv.stop()
+
+    # prefix caching: a shared system prompt, one client, TTFT with and without the cache
+    shared = [{"prompt": SYSTEM + QUESTIONS[i % len(QUESTIONS)], "max_tokens": 4, "temperature": 0}
+              for i in range(24)]
+    ttft = {}
+    for label, extra in [("prefix cache", []), ("no prefix cache", ["--no-prefix-cache"])]:
+        srv = Server(a.bin, model, a.threads, "--max-seqs", "4", *extra)
+        try:
+            stream_request(srv.port, shared[0])  # the first request fills the cache (or warms up)
+            res, wall = run_load(srv.port, shared[1:], 1)
+            s = summarize(res, wall, 4)
+            ttft[label] = s
+            m = {}
+            c = http.client.HTTPConnection("127.0.0.1", srv.port)
+            c.request("GET", "/metrics")
+            for line in c.getresponse().read().decode().splitlines():
+                if line.startswith("squeeze_prefix_cache_hit_tokens_total") or line.startswith("squeeze_prompt_tokens_total"):
+                    k, v = line.split()
+                    m[k] = float(v)
+            s["hit"] = m.get("squeeze_prefix_cache_hit_tokens_total", 0) / max(1, m.get("squeeze_prompt_tokens_total", 1))
+        finally:
+            srv.stop()
+
+    print("| workload | requests complete / lost | tokens/s | requests/s | TTFT p50 / p90 / p99 (ms) |"
+          " TPOT p50 / p90 / p99 (ms) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, s in rows:
+        print(f"| {label} | {s['complete']} / {s['lost']} | {s['tok_s']:.1f} | {s['req_s']:.2f} | "
+              f"{pct(s['ttft'], 50) * 1e3:.1f} / {pct(s['ttft'], 90) * 1e3:.1f} / {pct(s['ttft'], 99) * 1e3:.1f} | "
+              f"{pct(s['tpot'], 50) * 1e3:.2f} / {pct(s['tpot'], 90) * 1e3:.2f} / {pct(s['tpot'], 99) * 1e3:.2f} |")
+    batched16 = next((s for label, s in rows if label.startswith("continuous batching, 16 ")), None)
+    single = rows[-1][1]
+    if batched16:
+        print(f"\nContinuous batching at 16 clients: {batched16['tok_s'] / single['tok_s']:.2f}x the tokens/s of "
+              f"the same requests served one at a time.")
+    w, wo = ttft["prefix cache"], ttft["no prefix cache"]
+    print(f"\nShared system prompt ({len(shared) - 1} requests after the first, one client): TTFT p50 "
+          f"{pct(w['ttft'], 50) * 1e3:.1f} ms with the prefix cache ({w['hit'] * 100:.0f}% of prompt tokens from "
+          f"the cache) against {pct(wo['ttft'], 50) * 1e3:.1f} ms without: "
+          f"{pct(wo['ttft'], 50) / pct(w['ttft'], 50):.2f}x.")
+    if any(s["lost"] for _, s in rows) or w["lost"] or wo["lost"]:
+        sys.exit("serve_load: requests were lost")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+/* The serving engine (src/server/engine.c) on stories15M: greedy requests give exactly sq_generate's text,
+ * alone and among 15 other requests; a prompt whose blocks come from the prefix cache continues exactly as a
+ * cold run; preemption (a pool too small for the requests at once) loses nothing and changes no text;
+ * stop strings split across tokens end the text before them; cancelled requests give back their blocks;
+ * random mixes of requests and cancellations leave no block held. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+#define MAX_OUT 4096
+
+typedef struct fixture {
+    sq_model *model;
+    const sq_tokenizer *tok;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    sq_error *err = sq_model_load(sq_test_shared("models/stories15M.bin"), NULL, &f->model);
+    if (err) {
+        fprintf(stderr, "loading stories15M: %s\n", sq_error_message(err));
+        sq_error_free(err);
+        free(f);
+        return -1;
+    }
+    f->tok = sq_model_tokenizer(f->model);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    if (f) sq_model_free(f->model);
+    free(f);
+    return 0;
+}
+
+/* What one request produced. */
+typedef struct result {
+    char text[MAX_OUT];
+    size_t len;
+    int32_t tokens[512];
+    float logprobs[512];
+    int n_tokens;
+    sq_finish_reason finish;
+    int events_after_finish;
+    int cached_tokens, completion_tokens;
+    int cancel_after; /* > 0: the callback cancels after this many tokens */
+} result;
+
+static int on_event(void *user, const sq_engine_event *ev) {
+    result *r = user;
+    if (r->finish) r->events_after_finish++;
+    assert_true(r->len + ev->text_len < MAX_OUT);
+    memcpy(r->text + r->len, ev->text, ev->text_len);
+    r->len += ev->text_len;
+    r->text[r->len] = 0;
+    if (ev->token >= 0) {
+        r->logprobs[r->n_tokens] = ev->logprob;
+        r->tokens[r->n_tokens++] = ev->token;
+    }
+    r->finish = ev->finish;
+    r->cached_tokens = ev->cached_tokens;
+    r->completion_tokens = ev->completion_tokens;
+    return r->cancel_after && r->n_tokens >= r->cancel_after;
+}
+
+static sq_engine *make_engine(fixture *f, int max_seqs, size_t kv_mem, int no_prefix_cache) {
+    sq_engine *e;
+    sq_engine_options o = {.n_ctx = 256,
+                           .max_seqs = max_seqs,
+                           .kv_mem = kv_mem,
+                           .max_batch_tokens = 64,
+                           .n_threads = 1,
+                           .no_prefix_cache = no_prefix_cache};
+    sq_test_ok(sq_engine_create(f->model, &o, &e));
+    return e;
+}
+
+static void submit_text(fixture *f, sq_engine *e, const char *prompt, int max_tokens, sq_sampler_params sp,
+                        const char *const *stop, int n_stop, result *r, int64_t *id) {
+    int32_t *ids;
+    int n;
+    sq_test_ok(sq_tokenize(f->tok, prompt, strlen(prompt), sq_tokenizer_adds_bos(f->tok), 1, &ids, &n));
+    sq_engine_request q = {.prompt = ids,
+                           .n_prompt = n,
+                           .max_tokens = max_tokens,
+                           .sampling = sp,
+                           .stop = stop,
+                           .n_stop = n_stop,
+                           .top_logprobs = 0};
+    sq_test_ok(sq_engine_submit(e, &q, on_event, r, id));
+    free(ids);
+}
+
+static void run_until_idle(sq_engine *e) {
+    for (int busy = 1, steps = 0; busy; steps++) {
+        assert_true(steps < 100000);
+        sq_test_ok(sq_engine_step(e, &busy));
+    }
+}
+
+static sq_sampler_params greedy(void) {
+    return (sq_sampler_params){.temperature = 0, .top_p = 1, .repeat_penalty = 1};
+}
+
+/* sq_generate's text for the prompt: the reference */
+typedef struct text_buf {
+    char text[MAX_OUT];
+    size_t len;
+} text_buf;
+
+static int collect(const char *piece, size_t len, void *user) {
+    text_buf *t = user;
+    memcpy(t->text + t->len, piece, len);
+    t->text[t->len += len] = 0;
+    return 0;
+}
+
+static void generate_text(fixture *f, const char *prompt, int n, text_buf *out) {
+    sq_context *ctx;
+    sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 256, .n_threads = 1}, &ctx));
+    sq_sampler_params sp = sq_sampler_default_params();
+    sp.temperature = 0;
+    out->len = 0;
+    sq_test_ok(sq_generate(ctx, prompt, n, &sp, collect, out, NULL));
+    sq_context_free(ctx);
+}
+
+static const char *const prompts[] = {
+    "Once upon a time",    "The little dog", "Tom and Lily went to the park", "One day, a big bird",
+    "Sara had a red ball", "The sun was",    "There was a cat named",         "Ben liked to",
+};
+#define N_PROMPTS (int)(sizeof prompts / sizeof *prompts)
+
+static void test_greedy_alone_and_among_others(void **state) {
+    fixture *f = *state;
+    text_buf want;
+    generate_text(f, prompts[0], 40, &want);
+    /* alone */
+    sq_engine *e = make_engine(f, 16, 0, 0);
+    result *r = calloc(16, sizeof *r);
+    submit_text(f, e, prompts[0], 40, greedy(), NULL, 0, &r[0], NULL);
+    run_until_idle(e);
+    assert_string_equal(r[0].text, want.text);
+    assert_int_equal(r[0].finish, SQ_FINISH_LENGTH);
+    assert_int_equal(r[0].events_after_finish, 0);
+    /* among 15 others, sampled and of mixed lengths, submitted around it */
+    memset(r, 0, 16 * sizeof *r);
+    for (int i = 1; i < 16; i++) {
+        sq_sampler_params sp = sq_sampler_default_params();
+        sp.seed = (uint64_t)i;
+        submit_text(f, e, prompts[i % N_PROMPTS], 10 + 3 * i, sp, NULL, 0, &r[i], NULL);
+        if (i == 7) submit_text(f, e, prompts[0], 40, greedy(), NULL, 0, &r[0], NULL);
+        if (i % 4 == 0) sq_test_ok(sq_engine_step(e, NULL));
+    }
+    run_until_idle(e);
+    assert_string_equal(r[0].text, want.text);
+    for (int i = 1; i < 16; i++)
+        assert_true(r[i].finish == SQ_FINISH_STOP || r[i].finish == SQ_FINISH_LENGTH);
+    sq_engine_free(e);
+    free(r);
+}
+
+/* The second request's prompt shares 3 full blocks with the first's; it must reuse them and continue exactly
+ * as in an engine that never saw the first request. */
+static void test_prefix_reuse_matches_cold_run(void **state) {
+    fixture *f = *state;
+    const char *shared =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+        "park with her friends. They liked to run and jump and laugh all day long. One day";
+    char first[512], second[512];
+    snprintf(first, sizeof first, "%s, she saw a big dog.", shared);
+    snprintf(second, sizeof second, "%s, her mom said", shared);
+    result cold = {0}, warm = {0}, other = {0};
+    sq_engine *e = make_engine(f, 4, 0, 0);
+    submit_text(f, e, second, 40, greedy(), NULL, 0, &cold, NULL);
+    run_until_idle(e);
+    sq_engine_free(e);
+    assert_int_equal(cold.cached_tokens, 0);
+
+    e = make_engine(f, 4, 0, 0);
+    submit_text(f, e, first, 10, greedy(), NULL, 0, &other, NULL);
+    run_until_idle(e);
+    submit_text(f, e, second, 40, greedy(), NULL, 0, &warm, NULL);
+    run_until_idle(e);
+    sq_engine_stats st;
+    sq_engine_get_stats(e, &st);
+    sq_engine_free(e);
+    assert_true(warm.cached_tokens >= 2 * 16); /* the shared text is over 2 blocks of 16 tokens */
+    assert_int_equal(warm.cached_tokens % 16, 0);
+    assert_int_equal(st.cached_tokens, warm.cached_tokens);
+    assert_int_equal(warm.n_tokens, cold.n_tokens);
+    assert_memory_equal(warm.tokens, cold.tokens, (size_t)cold.n_tokens * sizeof *cold.tokens);
+    assert_string_equal(warm.text, cold.text);
+    for (int i = 0; i < cold.n_tokens; i++) /* log-probabilities agree to float rounding */
+        assert_float_equal(warm.logprobs[i], cold.logprobs[i], 1e-4);
+}
+
+/* A pool of 18 blocks of 16 positions: one full sequence of 256 positions (16 blocks) fits, six requests
+ * growing to over 100 tokens each do not, so the latest are preempted and recomputed. Nothing is lost and the
+ * greedy texts are those of the requests run alone. */
+static void test_preemption_by_recompute(void **state) {
+    fixture *f = *state;
+    sq_engine *e = make_engine(f, 6, 0, 1);
+    result alone[6] = {0};
+    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &alone[i], NULL);
+    run_until_idle(e);
+    sq_engine_stats big;
+    sq_engine_get_stats(e, &big);
+    sq_engine_free(e);
+    assert_int_equal(big.preemptions, 0);
+
+    size_t block_bytes = 0;
+    { /* the bytes of one block, from a context of the same shape */
+        sq_context *ctx;
+        sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 256, .n_threads = 1}, &ctx));
+        block_bytes = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
+        sq_context_free(ctx);
+    }
+    e = make_engine(f, 6, 18 * block_bytes, 1);
+    result small[6] = {0};
+    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &small[i], NULL);
+    run_until_idle(e);
+    sq_engine_stats st;
+    sq_engine_get_stats(e, &st);
+    assert_int_equal(st.kv_blocks_total, 18);
+    assert_true(st.preemptions > 0);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.running + st.waiting, 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(small[i].finish, alone[i].finish);
+        assert_string_equal(small[i].text, alone[i].text);
+    }
+    sq_engine_free(e);
+}
+
+static void test_stop_string_split_across_tokens(void **state) {
+    fixture *f = *state;
+    text_buf want;
+    generate_text(f, prompts[0], 30, &want); /* ", there was a little girl named Lily. ..." */
+    const char *at = strstr(want.text, "le gi");
+    assert_non_null(at);
+    const char *stop[] = {"zzz", "le gi"}; /* "le gi" spans the tokens " little" and " girl" */
+    sq_engine *e = make_engine(f, 4, 0, 0);
+    result r = {0};
+    submit_text(f, e, prompts[0], 30, greedy(), stop, 2, &r, NULL);
+    run_until_idle(e);
+    assert_int_equal(r.finish, SQ_FINISH_STOP);
+    assert_int_equal(r.len, (size_t)(at - want.text));
+    assert_memory_equal(r.text, want.text, r.len);
+    sq_engine_free(e);
+}
+
+/* Cancelled requests (by id, or by their callback) finish at the next step with their blocks freed; random
+ * mixes leave no block held, and every request gets exactly one last event. */
+static void test_cancel_and_random_mixes(void **state) {
+    fixture *f = *state;
+    uint64_t rng = 7;
+    sq_engine *e = make_engine(f, 6, 0, 1);
+    result *r = calloc(24, sizeof *r);
+    int64_t ids[24];
+    for (int i = 0; i < 24; i++) {
+        sq_sampler_params sp = sq_sampler_default_params();
+        sp.seed = sq_test_rand_u64(&rng);
+        r[i].cancel_after = (int)(sq_test_rand_u64(&rng) % 4 == 0 ? 1 + sq_test_rand_u64(&rng) % 10 : 0);
+        submit_text(f, e, prompts[sq_test_rand_u64(&rng) % N_PROMPTS], (int)(sq_test_rand_u64(&rng) % 40), sp,
+                    NULL, 0, &r[i], &ids[i]);
+        if (sq_test_rand_u64(&rng) % 3 == 0) sq_test_ok(sq_engine_step(e, NULL));
+        if (i >= 3 && sq_test_rand_u64(&rng) % 5 == 0) sq_engine_cancel(e, ids[i - 3]);
+    }
+    run_until_idle(e);
+    sq_engine_stats st;
+    sq_engine_get_stats(e, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.running + st.waiting, 0);
+    for (int i = 0; i < 24; i++) {
+        assert_true(r[i].finish != SQ_FINISH_NONE && r[i].finish != SQ_FINISH_ERROR);
+        assert_int_equal(r[i].events_after_finish, 0);
+        if (r[i].cancel_after) assert_true(r[i].n_tokens <= r[i].cancel_after); /* stopped at once */
+        if (r[i].cancel_after && r[i].n_tokens == r[i].cancel_after)
+            assert_int_equal(r[i].finish, SQ_FINISH_CANCELLED);
+    }
+    /* a request still queued when the engine is freed gets its last event then */
+    result late = {0};
+    submit_text(f, e, prompts[0], 10, greedy(), NULL, 0, &late, NULL);
+    sq_engine_free(e);
+    assert_int_equal(late.finish, SQ_FINISH_CANCELLED);
+    free(r);
+}
+
+static void test_bad_requests(void **state) {
+    fixture *f = *state;
+    sq_engine *e = make_engine(f, 2, 0, 0);
+    int32_t ids[300] = {1};
+    sq_engine_request q = {.prompt = ids, .n_prompt = 0, .sampling = greedy()};
+    sq_test_fails_with(sq_engine_submit(e, &q, on_event, NULL, NULL), "empty");
+    q.n_prompt = 257;
+    sq_test_fails_with(sq_engine_submit(e, &q, on_event, NULL, NULL), "context holds 256");
+    q.n_prompt = 2;
+    ids[1] = 32000;
+    sq_test_fails_with(sq_engine_submit(e, &q, on_event, NULL, NULL), "outside the vocabulary");
+    sq_engine_free(e);
+    sq_engine *bad;
+    sq_test_fails_with(
+        sq_engine_create(f->model, &(sq_engine_options){.max_seqs = 8, .max_batch_tokens = 4}, &bad),
+        "cannot carry");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_alone_and_among_others),
+        cmocka_unit_test(test_prefix_reuse_matches_cold_run),
+        cmocka_unit_test(test_preemption_by_recompute),
+        cmocka_unit_test(test_stop_string_split_across_tokens),
+        cmocka_unit_test(test_cancel_and_random_mixes),
+        cmocka_unit_test(test_bad_requests),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,105 @@
+/* squeeze serve: the OpenAI-compatible HTTP server (sq_server_start) until SIGINT or SIGTERM, which stop it
+ * gracefully: no new connections, requests in flight get a grace period to finish. */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Requests in flight when a stop signal arrives get this long to finish. */
+#define GRACE_SECONDS 10.0
+
+typedef struct serve_args {
+    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type;
+    long port, max_seqs, kv_mem_mib, block_size, max_batch_tokens, threads, n_ctx, max_body_mib, timeout_s;
+    long max_connections;
+    int no_prefix_cache;
+} serve_args;
+
+static const cli_verb verb = {
+    .name = "serve",
+    .usage = "-m MODEL [options]",
+    .about =
+        "Serves the model over HTTP as OpenAI's API does: POST /v1/completions and /v1/chat/completions\n"
+        "(streaming too), GET /v1/models, /health and /metrics (Prometheus). Many requests are decoded\n"
+        "together (continuous batching) over a paged KV cache with prefix caching. Prints the address it\n"
+        "listens on; SIGINT or SIGTERM stop it gracefully. docs/serving.md.\n",
+};
+
+static int parse_args(int argc, char **argv, serve_args *a) {
+    const cli_flag flags[] = {
+        CLI_FLAG_MODEL(&a->model_path, 1),
+        CLI_TEXT_FLAG("--host", "ADDR", &a->host, "IPv4 address to listen on", .def_str = "127.0.0.1"),
+        CLI_INT_FLAG("--port", "N", &a->port, 0, 65535, 8080, "TCP port; 0: any free one (printed)"),
+        CLI_INT_FLAG("--max-seqs", "N", &a->max_seqs, 1, 4096, 16, "requests decoded together"),
+        CLI_INT_FLAG("--kv-mem", "MIB", &a->kv_mem_mib, 0, 1 << 24, 0, "KV cache pool in MiB",
+                     .def_shown = "room for --max-seqs full contexts"),
+        CLI_INT_FLAG("--block-size", "N", &a->block_size, 1, 65536, 16, "positions per KV cache block"),
+        CLI_INT_FLAG("--max-batch-tokens", "N", &a->max_batch_tokens, 1, 1 << 20, 512,
+                     "tokens one step carries (decode tokens and prompt chunks)"),
+        CLI_TEXT_FLAG("--api-key", "KEY", &a->api_key, "require 'Authorization: Bearer KEY' on /v1/",
+                      .def_shown = ""),
+        CLI_TEXT_FLAG("--alias", "NAME", &a->alias, "the model's name in the API", .def_str = "squeeze"),
+        CLI_FLAG_THREADS(&a->threads),
+        CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
+        CLI_FLAG_KV_TYPE(&a->kv_type),
+        CLI_FLAG_TOKENIZER(&a->tokenizer_path),
+        CLI_SWITCH_FLAG("--no-prefix-cache", &a->no_prefix_cache, "compute every prompt from scratch"),
+        CLI_INT_FLAG("--max-body", "MIB", &a->max_body_mib, 1, 4096, 8, "largest request body in MiB"),
+        CLI_INT_FLAG("--timeout", "S", &a->timeout_s, 1, 86400, 30,
+                     "close connections idle this many seconds"),
+        CLI_INT_FLAG("--max-connections", "N", &a->max_connections, 1, 100000, 1000,
+                     "open connections at most"),
+    };
+    return cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+}
+
+int sq_cmd_serve(int argc, char **argv) {
+    serve_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    if (a.max_batch_tokens < a.max_seqs)
+        return cli_usage_error("serve", "--max-batch-tokens (%ld) must be at least --max-seqs (%ld)",
+                               a.max_batch_tokens, a.max_seqs);
+    sq_model *model = NULL;
+    sq_load_options lo = {.tokenizer_path = a.tokenizer_path};
+    sq_error *err = cli_load_model(a.model_path, &lo, &model);
+    if (err) return cli_fail(err);
+    /* the stop signals are taken by sigwait below: every thread the server starts inherits the mask */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sq_server_options so = {.host = a.host,
+                            .port = (int)a.port,
+                            .api_key = a.api_key,
+                            .alias = a.alias,
+                            .max_body_bytes = (size_t)a.max_body_mib << 20,
+                            .idle_timeout_s = (int)a.timeout_s,
+                            .max_connections = (int)a.max_connections,
+                            .engine = {.n_ctx = (int)a.n_ctx,
+                                       .max_seqs = (int)a.max_seqs,
+                                       .kv_mem = (size_t)a.kv_mem_mib << 20,
+                                       .kv_block_size = (int)a.block_size,
+                                       .kv_type = cli_kv_type(a.kv_type),
+                                       .max_batch_tokens = (int)a.max_batch_tokens,
+                                       .n_threads = (int)a.threads,
+                                       .no_prefix_cache = a.no_prefix_cache}};
+    sq_server *srv = NULL;
+    err = sq_server_start(model, &so, &srv);
+    if (err) {
+        sq_model_free(model);
+        return cli_fail(err);
+    }
+    printf("squeeze serve: listening on http://%s:%d (model '%s')\n", a.host, sq_server_port(srv), a.alias);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "squeeze serve: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sq_server_stop(srv, GRACE_SECONDS);
+    sq_model_free(model);
+    return 0;
+}
