@@ -920,7 +920,8 @@ typedef struct sq_calib_method {
     /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
      * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
      * shapes may change: width pruning). An error stops the loop and is returned. */
-    sq_error *(*apply_block)(void *user, sq_model *model, int layer, const sq_calib_stats *stats);
+    SQ_NODISCARD sq_error *(*apply_block)(void *user, sq_model *model, int layer,
+                                          const sq_calib_stats *stats);
     /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
      * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
     int changes_weights;

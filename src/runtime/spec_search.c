@@ -27,8 +27,10 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-/* Runs every window with s->skip, writing each position's argmax to out[n_windows][n_ctx]. */
+/* Runs every window with s->skip, writing each position's argmax to out[n_windows][n_ctx] (NULL:
+ * s->reference). */
 static SQ_NODISCARD sq_error *run_windows(search *s, int32_t *out) {
+    if (!out) out = s->reference;
     sq_forward_options o = {.skip_layers = s->skip};
     for (int w = 0; w < s->n_windows; w++) {
         SQ_TRY(sq_seq_truncate(s->ctx, 0, 0));
@@ -74,7 +76,7 @@ static void best_k(double a, double c, int *k, double *speedup) {
 
 static SQ_NODISCARD sq_error *run_search(search *s, const sq_spec_search_options *o, int max_skip,
                                          sq_spec_search_step *steps, int *n_steps, int32_t *scratch) {
-    SQ_TRY(run_windows(s, s->reference));
+    SQ_TRY(run_windows(s, NULL));
     int64_t done = 0, total = 0;
     for (int r = 0; r < max_skip; r++) total += s->n_layers - r;
     for (int r = 0; r < max_skip; r++) {

@@ -59,6 +59,8 @@ int main(int argc, char **argv) {
     if (err) {
         fprintf(stderr, "gptq_tool: %s\n", sq_error_message(err));
         sq_error_free(err);
+        free(values);
+        free(packed);
         return 1;
     }
     write_all(argv[11], values, (size_t)(rows * cols) * sizeof *values);

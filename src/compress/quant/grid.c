@@ -62,7 +62,7 @@ static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *
     p->m[0] = (float)(-s * z);
 }
 
-sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
+SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
     static const sq_grid fixed[] = {
         {"q8_0", SQ_DTYPE_Q8_0, SQ_QK8_0, SQ_QK8_0, -127, 127, 8, choose_q8_0, pack_q8_0},
         {"q4_0", SQ_DTYPE_Q4_0, SQ_QK4_0, SQ_QK4_0, 0, 15, 4, choose_q4_0, pack_q4_0},
