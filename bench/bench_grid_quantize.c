@@ -29,7 +29,8 @@ static const char *const suffixes[4][3] = {
 };
 
 /* Block `layer`'s matrices onto the grid; stats NULL: RTN. */
-static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int layer,
+                                             const sq_calib_stats *stats) {
     const job *j = user;
     double *xtx[4] = {0}; /* AWQ: X^T X of the scaled inputs */
     const char *types[SQ_AWQ_N_LINEAR];

@@ -640,10 +640,12 @@ typedef struct sq_calib_samples {
  * window is BOS followed by seq_len-1 text tokens. Fails with SQ_ERR_INVALID_ARG when n_samples or seq_len
  * is below 1 (or seq_len is 1 with a BOS), their product exceeds 2^28 tokens, or the text holds fewer tokens
  * than one window needs (the message gives both counts). */
-sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len, int n_samples,
-                                     int seq_len, int bos_id, uint64_t seed, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len,
+                                                  int n_samples, int seq_len, int bos_id, uint64_t seed,
+                                                  sq_calib_samples *out);
 /* Samples from given ids ([n_samples][seq_len], copied). */
-sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len,
+                                                 sq_calib_samples *out);
 void sq_calib_samples_free(sq_calib_samples *s);
 
 /* Statistics the loop gathers per distinct linear-layer input (flags, or-ed). */
@@ -679,7 +681,8 @@ typedef struct sq_calib_method {
     /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
      * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
      * shapes may change: width pruning). An error stops the loop and is returned. */
-    sq_error *(*apply_block)(void *user, sq_model *model, int layer, const sq_calib_stats *stats);
+    SQ_NODISCARD sq_error *(*apply_block)(void *user, sq_model *model, int layer,
+                                          const sq_calib_stats *stats);
     /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
      * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
     int changes_weights;
@@ -698,8 +701,8 @@ typedef struct sq_calib_options {
  * SQ_ERR_INVALID_ARG when a sample is longer than the model's context or holds an id outside its vocabulary,
  * or when opts are out of range; errors from apply_block are returned as they are. On failure the blocks
  * before the failing one keep the changes apply_block made. */
-sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const sq_calib_method *method,
-                       const sq_calib_options *opts);
+SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples,
+                                    const sq_calib_method *method, const sq_calib_options *opts);
 
 /* ---------------------------------------------------------------- quantization
  *
@@ -769,11 +772,11 @@ typedef struct sq_quantize_report {
  * matrix or naming a format a matching tensor's rows cannot take, an output that cannot be created
  * (SQ_ERR_INVALID_ARG / SQ_ERR_IO, naming it; the model unchanged). *report (may be NULL) receives a report
  * the caller frees with sq_quantize_report_free, also when writing the file fails after quantizing. */
-sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params, sq_progress_fn progress,
-                            void *user, sq_quantize_report **report);
+SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params,
+                                         sq_progress_fn progress, void *user, sq_quantize_report **report);
 void sq_quantize_report_free(sq_quantize_report *report);
 /* Writes the report as JSON (docs/report-format.md, "quantize"); replaces path. */
-sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
+SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
 
 /* ---------------------------------------------------------------- benchmark and report */
 

@@ -79,7 +79,7 @@ typedef struct fold_run {
     float alphas[16][4];
 } fold_run;
 
-static sq_error *fold_only(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *fold_only(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
     fold_run *f = user;
     double *xtx[4];
     SQ_TRY(sq_awq_scale_block(model, layer, stats, f->types, 0, xtx, f->alphas[layer]));

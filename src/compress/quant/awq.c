@@ -32,7 +32,8 @@ static const struct {
 };
 
 /* A tensor's values, malloc'ed; *shape its shape. */
-static sq_error *read_tensor(const sq_model *m, const char *name, float **out, int64_t shape[2]) {
+static SQ_NODISCARD sq_error *read_tensor(const sq_model *m, const char *name, float **out,
+                                          int64_t shape[2]) {
     *out = NULL;
     const int i = sq_model_tensor_index(m, name);
     if (i < 0) return sq_errorf(SQ_ERR_INVALID_ARG, "AWQ: the model has no %s", name);
@@ -140,7 +141,7 @@ static double group_error(group_work *k, int n, const float *s, const double *h)
 }
 
 /* Writes tensor `name` back from values (f32). */
-static sq_error *put(sq_model *m, const char *name, const float *values) {
+static SQ_NODISCARD sq_error *put(sq_model *m, const char *name, const float *values) {
     return sq_model_edit_tensors(m, &(sq_tensor_edit){.name = name, .dtype = "f32", .values = values}, 1);
 }
 
@@ -249,19 +250,19 @@ sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_calib_stats *s
 
 /* ---------------------------------------------------------------- the method (method.h) */
 
-static sq_error *awq_prepare(sq_model *model, int layer, const sq_calib_stats *stats,
-                             const char *const types[SQ_AWQ_N_LINEAR], const sq_quantize_params *p,
-                             double *xtx_out[4]) {
+static SQ_NODISCARD sq_error *awq_prepare(sq_model *model, int layer, const sq_calib_stats *stats,
+                                          const char *const types[SQ_AWQ_N_LINEAR],
+                                          const sq_quantize_params *p, double *xtx_out[4]) {
     (void)p;
     return sq_awq_scale_block(model, layer, stats, types, 0, xtx_out, NULL);
 }
 
-static sq_error *awq_supports(sq_dtype dtype) {
+static SQ_NODISCARD sq_error *awq_supports(sq_dtype dtype) {
     sq_grid g;
     return sq_grid_for(sq_dtype_info(dtype)->name, 0, sq_dtype_info(dtype)->block_elems, &g);
 }
 
-static sq_error *awq_job(const sq_quant_job *job, sq_threadpool *pool) {
+static SQ_NODISCARD sq_error *awq_job(const sq_quant_job *job, sq_threadpool *pool) {
     (void)pool;
     if (!job->stats || !job->stats->xtx || job->stats->cols != job->cols)
         return sq_errorf(SQ_ERR_INVALID_ARG, "AWQ %s: no input statistics of width %lld", job->name,

@@ -29,13 +29,13 @@ extern const char *const sq_awq_linear[SQ_AWQ_N_LINEAR]; /* "attn_q", ..., "ffn_
  * and sum |x| of the block's inputs; xtx_out[p] (caller frees) gets X^T X of the scaled inputs,
  * [width][width] each. alpha_out[4] (may be NULL) gets the chosen alpha per group of layers, -1 where a group
  * was not scaled. The model's output is unchanged up to fp32 rounding. */
-sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_calib_stats *stats,
-                             const char *const types[SQ_AWQ_N_LINEAR], int group, double *xtx_out[4],
-                             float *alpha_out);
+SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_calib_stats *stats,
+                                          const char *const types[SQ_AWQ_N_LINEAR], int group,
+                                          double *xtx_out[4], float *alpha_out);
 
 /* Round to nearest on grid g with AWQ's clipping search against h = X^T X [cols][cols] of the input:
  * values [rows][cols] (may be NULL) and packed bytes (may be NULL). */
-sq_error *sq_awq_clip_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, const double *h,
-                          float *values, void *packed);
+SQ_NODISCARD sq_error *sq_awq_clip_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols,
+                                       const double *h, float *values, void *packed);
 
 #endif

@@ -190,12 +190,12 @@ sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64
 
 /* ---------------------------------------------------------------- the method (method.h) */
 
-static sq_error *gptq_supports(sq_dtype dtype) {
+static SQ_NODISCARD sq_error *gptq_supports(sq_dtype dtype) {
     sq_grid g;
     return sq_grid_for(sq_dtype_info(dtype)->name, 0, sq_dtype_info(dtype)->block_elems, &g);
 }
 
-static sq_error *gptq_job(const sq_quant_job *job, sq_threadpool *pool) {
+static SQ_NODISCARD sq_error *gptq_job(const sq_quant_job *job, sq_threadpool *pool) {
     (void)pool; /* the batched updates run on BLAS's threads */
     if (!job->stats || !job->stats->xtx || job->stats->cols != job->cols)
         return sq_errorf(SQ_ERR_INVALID_ARG, "GPTQ %s: no input statistics of width %lld", job->name,

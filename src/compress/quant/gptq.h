@@ -32,8 +32,8 @@ typedef struct sq_gptq_options {
  * SQ_ERR_INVALID_ARG when cols is not a whole number of groups or H + damping is not positive definite
  * (the message suggests more damping), SQ_ERR_NOMEM when scratch memory is missing; `name` names the tensor
  * in messages. */
-sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64_t cols, const double *xtx,
-                           int64_t n_tokens, const sq_grid *grid, const sq_gptq_options *opts, float *values,
-                           void *packed);
+SQ_NODISCARD sq_error *sq_gptq_quantize(const char *name, const float *w, int64_t rows, int64_t cols,
+                                        const double *xtx, int64_t n_tokens, const sq_grid *grid,
+                                        const sq_gptq_options *opts, float *values, void *packed);
 
 #endif

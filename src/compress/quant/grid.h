@@ -41,7 +41,7 @@ typedef struct sq_grid {
  * `group` columns per parameter group (32, 64, 128, ...; 0: one group per row of `cols`). Fails with
  * SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols is not a whole number of a
  * block format's blocks. */
-sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out);
+SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out);
 
 /* The integer nearest x on sub-block s of p (ties to even), clamped to [qmin, qmax]; *value gets its value.
  */

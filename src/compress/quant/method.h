@@ -43,15 +43,16 @@ typedef struct sq_quant_method {
      * block's inputs are computed; NULL members of sq_quant_stats then hold what `stats` asks for */
     unsigned stats; /* SQ_CALIB_* flags it needs */
     /* checks that it can quantize tensors of this format, before any work (NULL: every format) */
-    sq_error *(*supports)(sq_dtype dtype);
+    SQ_NODISCARD sq_error *(*supports)(sq_dtype dtype);
     /* NULL, or: changes block `layer` before its matrices are quantized (AWQ folds its scales into the norms
      * and linear layers), given the formats planned for the block's seven matrices (types[i] for
      * sq_awq_linear[i]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down; NULL: left alone).
      * xtx_out[p] (malloc'ed by it, freed by the caller; NULL: unchanged) replaces stats[p].xtx for the
      * block's jobs. */
-    sq_error *(*prepare_block)(sq_model *model, int layer, const sq_calib_stats *stats,
-                               const char *const types[7], const sq_quantize_params *p, double *xtx_out[4]);
-    sq_error *(*quantize)(const sq_quant_job *job, sq_threadpool *pool);
+    SQ_NODISCARD sq_error *(*prepare_block)(sq_model *model, int layer, const sq_calib_stats *stats,
+                                            const char *const types[7], const sq_quantize_params *p,
+                                            double *xtx_out[4]);
+    SQ_NODISCARD sq_error *(*quantize)(const sq_quant_job *job, sq_threadpool *pool);
 } sq_quant_method;
 
 /* Round to nearest with the format's reference quantizer, row by row over the pool's threads. */

@@ -29,7 +29,7 @@ void sq_quantize_report_free(sq_quantize_report *r) {
 }
 
 /* The format a --keep type names, or an error: any format GGUF holds but Q8_K (an activation format). */
-static sq_error *keep_type(const sq_quant_keep *k, sq_dtype *out) {
+static SQ_NODISCARD sq_error *keep_type(const sq_quant_keep *k, sq_dtype *out) {
     const int d = k->type ? sq_dtype_from_name(k->type) : -1;
     if (d < 0 || d == SQ_DTYPE_Q8_K || sq_dtype_info((sq_dtype)d)->ggml_type < 0)
         return sq_errorf(SQ_ERR_INVALID_ARG,
@@ -40,8 +40,8 @@ static sq_error *keep_type(const sq_quant_keep *k, sq_dtype *out) {
 }
 
 /* Fills the report's plan: every tensor's wanted and chosen format. */
-static sq_error *plan(const sq_model *model, const sq_quantize_params *p, const sq_quant_preset *preset,
-                      sq_quantize_report *r) {
+static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_params *p,
+                                   const sq_quant_preset *preset, sq_quantize_report *r) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     const sq_quant_model_facts facts = {
@@ -91,9 +91,9 @@ static sq_error *plan(const sq_model *model, const sq_quantize_params *p, const 
 }
 
 /* Quantizes tensor t of the model to the planned format and puts it in. */
-static sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method, const sq_tensor_info *t,
-                                 sq_dtype dtype, sq_threadpool *pool, const sq_quantize_params *p,
-                                 const sq_quant_stats *stats) {
+static SQ_NODISCARD sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method,
+                                              const sq_tensor_info *t, sq_dtype dtype, sq_threadpool *pool,
+                                              const sq_quantize_params *p, const sq_quant_stats *stats) {
     const int64_t cols = t->shape[t->ndim - 1], n = sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4,
                   rows = n / cols;
     const size_t nbytes = sq_tensor_bytes_for(dtype, t->ndim, t->shape);
@@ -158,7 +158,8 @@ static int input_of(const char *name) {
 
 /* sq_calib_method.apply_block: quantizes every planned matrix of block `layer` with its input's statistics.
  */
-static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int layer,
+                                             const sq_calib_stats *stats) {
     calib_quant *c = user;
     char prefix[32];
     const int np = snprintf(prefix, sizeof prefix, "blk.%d.", layer);
@@ -199,8 +200,8 @@ static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq
 }
 
 /* Checks that the method can store every planned format and has its samples, before any work. */
-static sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
-                              const sq_quantize_report *r) {
+static SQ_NODISCARD sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
+                                           const sq_quantize_report *r) {
     if (method->needs_stats && (!p->calib || !p->calib->ids))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: method %s needs calibration samples (--calib TEXT)",
                          method->name);

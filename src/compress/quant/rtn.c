@@ -18,7 +18,7 @@ static void rtn_rows(void *p, int ith, int nth) {
                     job->cols);
 }
 
-static sq_error *rtn_quantize(const sq_quant_job *job, sq_threadpool *pool) {
+static SQ_NODISCARD sq_error *rtn_quantize(const sq_quant_job *job, sq_threadpool *pool) {
     sq_threadpool_run(pool, rtn_rows, (void *)job);
     return NULL;
 }
