@@ -5,7 +5,7 @@ MODEL ?= $(shell scripts/find-model.sh)
 BUILD := build
 ASAN_BUILD := build-asan
 
-.PHONY: deps build build-asan demo test test-release test-asan fuzz clean
+.PHONY: deps build build-asan demo test test-release test-asan fuzz fuzz-explore clean
 
 deps:
 	@scripts/install-deps.sh
@@ -28,11 +28,20 @@ test: fuzz test-release test-asan
 fuzz: deps
 	@scripts/fuzz.sh
 
+# Long exploration (docs/benchmarks.md): every target for FUZZ_SECONDS, FUZZ_PARALLEL targets at a time, growing
+# and minimising a lasting corpus in FUZZ_CORPUS; prints a table of executions, corpus and failures per target.
+FUZZ_SECONDS ?= 600
+FUZZ_PARALLEL ?= 1
+FUZZ_CORPUS ?= build-fuzz/corpus
+fuzz-explore: deps
+	@scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --parallel $(FUZZ_PARALLEL) --corpus $(FUZZ_CORPUS) \
+	  --table build-fuzz/explore.md $(FUZZ_TARGETS)
+
 test-release: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: build-asan
-	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE slow
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE 'slow|static'
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Writes small valid inputs for the fuzz targets: seeds (one folder per target) and fixtures (the valid
-companion files a target needs). Independent of squeeze's own writers: numpy for llama2.c and safetensors,
-the gguf package for GGUF, sentencepiece's trainer for tokenizer.model.
+"""Writes small valid inputs for the fuzz targets (fuzz/harness.h): seeds (one folder per target) and fixtures
+(the valid companion files a target needs: fixtures/model/ is a small Hugging Face directory, fixtures/sharded/
+its weights in two shards). Independent of squeeze's own writers: numpy for llama2.c, safetensors and the
+reference log-prob file, the gguf package for GGUF, sentencepiece's trainer for tokenizer.model, Python's bz2
+for HellaSwag. Inputs that once made a target fail are kept here too, so every run replays them.
 
 usage: make_seeds.py OUT_DIR   (creates OUT_DIR/seeds/<target>/ and OUT_DIR/fixtures/)"""
+import bz2
+import glob
 import json
 import os
 import struct
@@ -17,10 +21,21 @@ DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, CTX = 32, 64, 1, 4, 2, 16
 
 out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
-for d in ["gguf", "llama2c", "safetensors", "hf_config", "tokenizer_json", "tokenizer_model", "tokenizer_bin",
-          "tokenize_text", "generation_config", "chat_template", "int_list"]:
+TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
+           "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
+           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list"]
+for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
-os.makedirs(fixtures, exist_ok=True)
+MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
+os.makedirs(MODEL_DIR, exist_ok=True)
+os.makedirs(SHARD_DIR, exist_ok=True)
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def seed(target, name, data):
+    with open(os.path.join(seeds, target, name), "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
 rng = np.random.default_rng(0)
 
 # A small SentencePiece BPE model with byte fallback, trained on a few sentences.
@@ -63,7 +78,7 @@ tok_json = {
               "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
               "merges": merges},
 }
-for d in (os.path.join(seeds, "tokenizer_json"), fixtures):
+for d in (os.path.join(seeds, "tokenizer_json"), MODEL_DIR):
     with open(os.path.join(d, "tokenizer.json"), "w") as f:
         json.dump(tok_json, f, ensure_ascii=False)
 MODEL_VOCAB = max(VOCAB, len(vocab))
@@ -85,22 +100,26 @@ for l in range(LAYERS):
         p + "mlp.down_proj.weight": w(DIM, HIDDEN)})
 
 # safetensors, written by hand
-header, blobs, off = {}, [], 0
-for name, arr in weights.items():
-    b = arr.tobytes()
-    header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-    blobs.append(b)
-    off += len(b)
-hj = json.dumps(header).encode()
-hj += b" " * (-len(hj) % 8)
-st = struct.pack("<Q", len(hj)) + hj + b"".join(blobs)
+def safetensors(tensors):
+    header, blobs, off = {}, [], 0
+    for name, arr in tensors.items():
+        b = arr.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    hj = json.dumps(header).encode()
+    hj += b" " * (-len(hj) % 8)
+    return struct.pack("<Q", len(hj)) + hj + b"".join(blobs)
+
+
+st = safetensors(weights)
 config = {"architectures": ["LlamaForCausalLM"], "hidden_size": DIM, "intermediate_size": HIDDEN,
           "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
           "max_position_embeddings": CTX, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "vocab_size": MODEL_VOCAB,
           "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"}
-for d in (os.path.join(seeds, "safetensors"), fixtures):
+for d in (os.path.join(seeds, "safetensors"), MODEL_DIR):
     open(os.path.join(d, "model.safetensors"), "wb").write(st)
-for d in (os.path.join(seeds, "hf_config"), fixtures):
+for d in (os.path.join(seeds, "hf_config"), MODEL_DIR):
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(config, f)
 # a transformers v5 layout too: RoPE under rope_parameters, a list of stop ids, layer types
@@ -173,22 +192,96 @@ write_gguf(os.path.join(seeds, "gguf", "model_per_layer.gguf"), True)
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
-for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
-    open(os.path.join(seeds, "int_list", f"l{i}"), "w").write(text)
-print(f"seeds and fixtures written to {out}")
+
+# The same weights in two shards with their index
+names = list(weights)
+shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+          "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+for file, part in shards.items():
+    open(os.path.join(SHARD_DIR, file), "wb").write(safetensors({n: weights[n] for n in part}))
+weight_map = {n: file for file, part in shards.items() for n in part}
+total = sum(a.nbytes for a in weights.values())
+seed("safetensors_index", "index.json", json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+
+# tokenizer_config.json beside the byte-level tokenizer.json: special tokens as strings and as objects
+seed("tokenizer_config", "plain.json", json.dumps({"add_bos_token": False, "bos_token": "<|endoftext|>",
+                                                   "eos_token": "<|endoftext|>", "model_max_length": 16}))
+seed("tokenizer_config", "objects.json", json.dumps({
+    "add_bos_token": True, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+    "bos_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": False, "rstrip": False},
+    "eos_token": {"content": "<|endoftext|>", "lstrip": False, "normalized": False, "rstrip": False},
+    "unk_token": None, "pad_token": "<|pad|>",
+    "added_tokens_decoder": {str(vocab["<|endoftext|>"]): {"content": "<|endoftext|>", "special": True}}}))
+
+# GPT-2's original files: encoder.json, a NUL byte, vocab.bpe
+seed("gpt2_vocab", "gpt2", json.dumps(vocab, ensure_ascii=False).encode() + b"\0" +
+     ("#version: 0.2\n" + "\n".join(merges) + "\n").encode())
 
 # Chat templates: the real ones of ../shared/tokenizers, the test suite's feature templates, and one with its
 # own messages after a NUL byte.
-shared = os.environ.get("SQ_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared"))
-chat_seeds = os.path.join(seeds, "chat_template")
+shared = os.environ.get("SQ_SHARED", os.path.join(REPO, "..", "shared"))
 for name in ["llama3", "qwen3"]:
     with open(os.path.join(shared, "tokenizers", name, "tokenizer_config.json")) as f:
-        open(os.path.join(chat_seeds, name + ".jinja"), "w").write(json.load(f)["chat_template"])
-feature_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/data/chat")
+        seed("chat_template", name + ".jinja", json.load(f)["chat_template"])
+feature_dir = os.path.join(REPO, "tests", "data", "chat")
 for name in sorted(os.listdir(feature_dir)):
     if name.endswith(".jinja"):
         with open(os.path.join(feature_dir, name)) as f:
-            open(os.path.join(chat_seeds, name), "w").write(f.read())
-with open(os.path.join(chat_seeds, "with_messages"), "wb") as f:
-    f.write(b"{% for m in messages %}{{ m.role | upper }}: {{ m.content | trim | tojson }}{% endfor %}\0"
-            + json.dumps([{"role": "user", "content": " hi \u00e9 "}, {"role": "x", "n": [1, 2.5, None]}]).encode())
+            seed("chat_template", name, f.read())
+seed("chat_template", "with_messages",
+     b"{% for m in messages %}{{ m.role | upper }}: {{ m.content | trim | tojson }}{% endfor %}\0"
+     + json.dumps([{"role": "user", "content": " hi \u00e9 "}, {"role": "x", "n": [1, 2.5, None]}]).encode())
+
+# Zero-shot task files (the harness's first byte picks the task: bits 0-2, batch bits 4-5; bit 3 keeps a
+# HellaSwag input as raw .bz2 bytes)
+good = os.path.join(REPO, "tests", "data", "eval", "good")
+piqa = open(os.path.join(good, "piqa.jsonl"), "rb").read()
+for i, task in enumerate(["piqa", "arc_easy", "arc_challenge", "boolq", "openbook_qa"]):
+    seed("tasks", task, bytes([i | (i % 4) << 4]) + piqa)
+seed("tasks", "winogrande", b"\x05" + open(os.path.join(good, "winogrande.jsonl"), "rb").read())
+seed("tasks", "lambada", b"\x16" + open(os.path.join(good, "lambada_openai.jsonl"), "rb").read())
+hellaswag_bz2 = open(os.path.join(good, "hellaswag_val.txt.bz2"), "rb").read()
+seed("tasks", "hellaswag_text", b"\x07" + bz2.decompress(hellaswag_bz2))
+seed("tasks", "hellaswag_bz2", b"\x0f" + hellaswag_bz2)
+seed("tasks", "hellaswag_two_streams", b"\x2f" + hellaswag_bz2 + bz2.compress(bz2.decompress(hellaswag_bz2)))
+
+# Reports: the test suite's examples, several per input (separated by NUL bytes) so that variants merge
+reports = {os.path.basename(f): open(f, "rb").read() for f in glob.glob(os.path.join(REPO, "tests", "data", "report", "*.json"))}
+groups = [["bench_f32_vs_q8.json", "ppl_f32.json", "ppl_q8.json", "eval_f32.json"],
+          ["ppl_q4.json", "ppl_q4_pruned.json", "eval_q4.json", "bench_q4.json"],
+          ["ppl_diverged.json", "bench_bf16_only.json", "ppl_f16.json", "bench_f16.json"]]
+for i, group in enumerate(groups):
+    seed("report", f"group{i}", b"\0".join(reports[name] for name in group))
+for name, data in reports.items():
+    seed("report", name, data)
+
+# Reference log-prob files (docs/eval.md) for the harness's run: ids (7i+1) mod vocab, windows of 8
+N_IDS, REF_CTX = 24, 8
+ids = [(7 * i + 1) % MODEL_VOCAB for i in range(N_IDS)]
+fnv = 1469598103934665603
+for v in ids:
+    for b in struct.pack("<i", v):
+        fnv = ((fnv ^ b) * 1099511628211) % 2**64
+targets = [ids[w * REF_CTX + p] for w in range(N_IDS // REF_CTX) for p in range(1, REF_CTX)]
+for top_k in (1, 4, MODEL_VOCAB):
+    head = b"SQREFLP1" + struct.pack("<6I4Q", 1, MODEL_VOCAB, REF_CTX, 0, 0, top_k, N_IDS, fnv, len(targets), 0)
+    body = b""
+    for target in targets:
+        z = rng.standard_normal(MODEL_VOCAB) * 2
+        lse = np.log(np.sum(np.exp(z - z.max()))) + z.max()
+        order = np.argsort(-z, kind="stable")[:top_k]
+        tail = np.exp(np.delete(z, order) - lse).sum()
+        body += struct.pack("<2f", z[target] - lse, tail) + order.astype("<i4").tobytes() + \
+            (z[order] - lse).astype("<f4").tobytes()
+    seed("ref_logits", f"top{top_k}", head + body)
+
+# Evaluation text
+seed("eval_text", "crlf", "Once upon a time\r\nthere was a girl.\r\n\r\nThe end.\n")
+seed("eval_text", "unicode", "héllo wörld 你好 🙂\n\tx \u2028 y\0z")
+seed("eval_text", "bad_utf8", b"valid line\nthen \xe4\xbd a cut sequence\n")
+
+# Integer lists (ppl --ids-file)
+for i, text in enumerate(["1 2 3\n", "1,4,16", " 7 , 8\n9 \r\n", "-5 +0 1000000", "1,,2", "12abc"]):
+    seed("int_list", f"l{i}", text)
+
+print(f"seeds and fixtures written to {out}")

@@ -31,9 +31,29 @@ typedef enum sq_error_code {
 
 typedef struct sq_error sq_error;
 
+/* SQ_NODISCARD marks every function (and function pointer) that returns an sq_error *: the caller owns the
+ * error and must look at it. The compilers reject a call that drops it (warn_unused_result, an error under
+ * -Werror; GCC even through a (void) cast). Under clang's static analyzer (scripts/check-errors.sh, the
+ * error_paths test) the returned error counts as allocated memory that must be freed, returned or stored on
+ * every path. SQ_TAKES_ERROR(n) marks a function that takes over the error in its parameter n (1-based):
+ * frees it or hands it on. */
+#if defined(__clang_analyzer__)
+#define SQ_NODISCARD      __attribute__((warn_unused_result, ownership_returns(malloc)))
+#define SQ_TAKES_ERROR(n) __attribute__((ownership_takes(malloc, n)))
+#elif defined(SQ_CHECK_DECLARATIONS) /* scripts/check-errors.sh: one attribute each, to find either gone */
+#define SQ_NODISCARD      __attribute__((warn_unused_result))
+#define SQ_TAKES_ERROR(n) __attribute__((ownership_takes(malloc, n)))
+#elif defined(__GNUC__)
+#define SQ_NODISCARD __attribute__((warn_unused_result))
+#define SQ_TAKES_ERROR(n)
+#else
+#define SQ_NODISCARD
+#define SQ_TAKES_ERROR(n)
+#endif
+
 sq_error_code sq_error_code_of(const sq_error *err);
 const char *sq_error_message(const sq_error *err);
-void sq_error_free(sq_error *err);
+SQ_TAKES_ERROR(1) void sq_error_free(sq_error *err);
 
 /* ---------------------------------------------------------------- tokenizer */
 
@@ -43,7 +63,7 @@ typedef struct sq_tokenizer sq_tokenizer;
  * `tokenizer.json` (a `tokenizer_config.json` beside it is read for BOS/EOS handling and the chat template
  * when present, else a `chat_template.jinja` beside it), or the vocabulary of a GGUF file (its tensors are
  * not read, so any architecture and tensor type will do). */
-sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_tokenizer_load(const char *path, sq_tokenizer **out);
 void sq_tokenizer_free(sq_tokenizer *tok);
 
 /* "spm-bpe" (SentencePiece-style BPE with byte fallback) or "byte-bpe" (GPT-2 style byte-level BPE). */
@@ -63,7 +83,7 @@ typedef enum sq_bos_policy {
 } sq_bos_policy;
 /* The BOS id such a sequence starts with under policy, or -1 for none. Fails with SQ_ERR_INVALID_ARG when
  * SQ_BOS_ADD asks for a BOS the vocabulary does not have, or for an unknown policy. */
-sq_error *sq_tokenizer_bos_for(const sq_tokenizer *tok, sq_bos_policy policy, int *bos_id);
+SQ_NODISCARD sq_error *sq_tokenizer_bos_for(const sq_tokenizer *tok, sq_bos_policy policy, int *bos_id);
 /* What loading worked around: tokenizer metadata that squeeze can do without but found out of range or
  * inconsistent (a special-token id outside the vocabulary, a tokenizer_config.json token the vocabulary
  * lacks), treated as absent. Each message names the file and field; valid while tok lives; NULL for i outside
@@ -80,18 +100,19 @@ const char *sq_tokenizer_chat_template(const sq_tokenizer *tok);
 
 /* Writes the tokenizer as a Hugging Face tokenizer.json + tokenizer_config.json into directory dir (created
  * if missing), which sq_tokenizer_load and Hugging Face's tokenizers both read back as the same tokenizer. */
-sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
+SQ_NODISCARD sq_error *sq_tokenizer_save_hf(const sq_tokenizer *tok, const char *dir);
 
 /* Encodes `len` bytes of text (invalid UTF-8 is handled as the reference tokenizers do: spm maps bad bytes
  * through byte fallback, byte-bpe encodes raw bytes). When add_bos is non-zero and the vocabulary has a BOS,
  * it is prepended. Special-token strings in the text (e.g. "<|endoftext|>") are matched when
  * parse_special is non-zero. On success *ids is malloc'ed (caller frees) and *n_ids set. */
-sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos, int parse_special,
-                      int32_t **ids, int *n_ids);
+SQ_NODISCARD sq_error *sq_tokenize(const sq_tokenizer *tok, const char *text, size_t len, int add_bos,
+                                   int parse_special, int32_t **ids, int *n_ids);
 
 /* Decodes ids to bytes, exactly inverting sq_tokenize for ordinary text (BOS/EOS and other control tokens
  * produce nothing). *text is malloc'ed and NUL-terminated; *len excludes the NUL. */
-sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_detokenize(const sq_tokenizer *tok, const int32_t *ids, int n_ids, char **text,
+                                     size_t *len);
 
 /* Streaming decode: feeds one token at a time and returns the bytes it adds to the text, so that
  * concatenating the outputs equals sq_detokenize of the whole sequence. A multi-byte UTF-8 character split
@@ -106,7 +127,7 @@ sq_detokenizer *sq_detokenizer_create(const sq_tokenizer *tok); /* NULL: out of 
  * keeps its leading space. (A character the context leaves unfinished continues with its raw remaining bytes,
  * since its first bytes belong to the context's text.) Fails with SQ_ERR_INVALID_ARG naming an id outside
  * the vocabulary; d is then unchanged. */
-sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context);
+SQ_NODISCARD sq_error *sq_detokenizer_reset(sq_detokenizer *d, const int32_t *context, int n_context);
 const char *sq_detokenizer_push(sq_detokenizer *d, int32_t id, size_t *len);
 const char *sq_detokenizer_flush(sq_detokenizer *d, size_t *len); /* whatever is still held back */
 void sq_detokenizer_free(sq_detokenizer *d);
@@ -123,12 +144,12 @@ typedef struct sq_chat_template sq_chat_template;
 
 /* Compiles len bytes of template source (UTF-8). Syntax errors, unknown filters or tests name the line and
  * column (SQ_ERR_FORMAT); a template over 4 MiB is refused. */
-sq_error *sq_chat_template_compile(const char *source, size_t len, sq_chat_template **out);
+SQ_NODISCARD sq_error *sq_chat_template_compile(const char *source, size_t len, sq_chat_template **out);
 /* The tokenizer's own template (sq_tokenizer_chat_template), or for a tokenizer without one the plain
  * fallback: a "Role: content" paragraph per message (role capitalised, content trimmed, then a blank line),
  * and "Assistant:" for the generation prompt. bos_token and eos_token are the pieces of the tokenizer's
  * BOS and EOS ids. */
-sq_error *sq_chat_template_from_tokenizer(const sq_tokenizer *tok, sq_chat_template **out);
+SQ_NODISCARD sq_error *sq_chat_template_from_tokenizer(const sq_tokenizer *tok, sq_chat_template **out);
 const char *sq_chat_template_source(const sq_chat_template *t);
 int sq_chat_template_is_fallback(const sq_chat_template *t); /* made from the plain fallback */
 void sq_chat_template_free(sq_chat_template *t);
@@ -159,12 +180,14 @@ typedef struct sq_chat_render_options {
  * NUL-terminated, and *len (may be NULL) its length. The template's raise_exception(msg) fails with
  * SQ_ERR_INVALID_ARG and a message ending in msg; errors in the template's evaluation (type errors, undefined
  * values used) name the line and column; exceeding max_bytes or max_steps fails with SQ_ERR_NOMEM. */
-sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages, int n_messages,
-                                  const sq_chat_render_options *opts, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_chat_template_render(const sq_chat_template *t, const sq_chat_message *messages,
+                                               int n_messages, const sq_chat_render_options *opts,
+                                               char **text, size_t *len);
 /* The same with the messages as a JSON array of message objects, as OpenAI's API and apply_chat_template take
  * them (null-valued members dropped). JSON numbers keep Python's distinction: 1 is an int, 1.0 a float. */
-sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
-                                       const sq_chat_render_options *opts, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_chat_template_render_json(const sq_chat_template *t, const char *messages_json,
+                                                    const sq_chat_render_options *opts, char **text,
+                                                    size_t *len);
 
 /* ---------------------------------------------------------------- model */
 
@@ -176,7 +199,7 @@ typedef struct sq_load_options {
 
 /* Loads (memory-maps) a model: a llama2.c checkpoint (.bin), a Hugging Face directory (config.json +
  * *.safetensors + tokenizer.json), or a GGUF file. Weights keep their stored dtype. */
-sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out);
+SQ_NODISCARD sq_error *sq_model_load(const char *path, const sq_load_options *opts, sq_model **out);
 void sq_model_free(sq_model *model);
 
 typedef struct sq_model_info {
@@ -243,7 +266,7 @@ typedef struct sq_layer_info {
 } sq_layer_info;
 
 /* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
-sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *info);
+SQ_NODISCARD sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *info);
 
 /* ---------------------------------------------------------------- changing a model (compression)
  *
@@ -262,7 +285,8 @@ sq_error *sq_model_layer_info(const sq_model *model, int layer, sq_layer_info *i
 /* Copies the tensor's values into dst ([n_elems] floats, row-major in its shape), dequantizing with its
  * format's reference dequantizer. SQ_ERR_INVALID_ARG when there is no such tensor or n_elems is not its
  * element count. */
-sq_error *sq_model_read_tensor(const sq_model *model, const char *name, float *dst, int64_t n_elems);
+SQ_NODISCARD sq_error *sq_model_read_tensor(const sq_model *model, const char *name, float *dst,
+                                            int64_t n_elems);
 
 /* One change to one tensor. */
 typedef struct sq_tensor_edit {
@@ -284,19 +308,19 @@ typedef struct sq_tensor_edit {
 /* Applies n_edits changes to distinct tensors together (width pruning changes a block's attn_q, attn_k,
  * attn_v and attn_output, or ffn_gate, ffn_up and ffn_down, in one call), then binds. The caller's arrays are
  * copied: they may be freed on return. */
-sq_error *sq_model_edit_tensors(sq_model *model, const sq_tensor_edit *edits, int n_edits);
+SQ_NODISCARD sq_error *sq_model_edit_tensors(sq_model *model, const sq_tensor_edit *edits, int n_edits);
 
 /* Keeps the blocks layers[0 .. n_layers-1] in that order, each old index at most once: block i of the result
  * is old block layers[i] and its tensors are renamed blk.i.*, so that saving and loading give the same
  * model. Dropping block 3 of 6 is {0, 1, 2, 4, 5}. */
-sq_error *sq_model_set_layers(sq_model *model, const int *layers, int n_layers);
+SQ_NODISCARD sq_error *sq_model_set_layers(sq_model *model, const int *layers, int n_layers);
 
 typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMAT_GGUF } sq_file_format;
 
 /* Writes the model in another format: SQ_FORMAT_SAFETENSORS writes a Hugging Face directory at `path`
  * (config.json, model.safetensors, tokenizer files when the model has them), SQ_FORMAT_GGUF a GGUF v3 file
  * with the vocabulary inside, SQ_FORMAT_LLAMA2C a llama2.c checkpoint (fp32, llama architecture only). */
-sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
+SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
 
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
@@ -319,7 +343,7 @@ typedef enum sq_kv_type {
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
-    int n_threads;   /* 0: all online cores */
+    int n_threads;   /* 0: sq_cpu_count() */
     int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
     const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
                            SQ_ERR_INVALID_ARG naming the ones this build has */
@@ -335,7 +359,8 @@ typedef struct sq_context_options {
 
 /* Fails with SQ_ERR_INVALID_ARG on options out of range, and when kv_mem cannot hold one block or one
  * sequence of n_ctx tokens (the message says how many bytes those take). */
-sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts, sq_context **out);
+SQ_NODISCARD sq_error *sq_context_create(const sq_model *model, const sq_context_options *opts,
+                                         sq_context **out);
 void sq_context_free(sq_context *ctx);
 
 typedef enum sq_logits_mode { SQ_LOGITS_NONE = 0, SQ_LOGITS_LAST, SQ_LOGITS_ALL } sq_logits_mode;
@@ -362,7 +387,7 @@ typedef struct sq_seq_batch {
  * space for all its sequences, happens before anything is written. Invalid arguments (SQ_ERR_INVALID_ARG),
  * or KV blocks for all of the batch's sequences not free at once (SQ_ERR_NOMEM, "KV cache: ... needs N
  * blocks, M free"), leave every sequence and the free blocks as they were. */
-sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+SQ_NODISCARD sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
 
 typedef struct sq_forward_options {
     /* NULL, or [n_layers]: a non-zero entry skips that transformer block (attention and feed-forward) for
@@ -373,8 +398,8 @@ typedef struct sq_forward_options {
 } sq_forward_options;
 
 /* sq_forward with options (opts may be NULL). */
-sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
-                        const sq_forward_options *opts);
+SQ_NODISCARD sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
+                                     const sq_forward_options *opts);
 
 /* The forward pass one layer at a time, for calibration (GPTQ re-runs a layer with its quantized weights on
  * the same inputs) and layer-wise analysis; sq_forward is these three calls. sq_forward_begin validates the
@@ -383,15 +408,15 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
  * order, any number of times (a block run again overwrites its keys/values). sq_forward_end writes the
  * requested logits from the hidden state and commits the new tokens to their sequences. Between begin and
  * end, calls that change sequences (sq_forward, sq_seq_truncate, ...) fail. */
-sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
-sq_error *sq_forward_layer(sq_context *ctx, int layer);
-sq_error *sq_forward_end(sq_context *ctx);
+SQ_NODISCARD sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs);
+SQ_NODISCARD sq_error *sq_forward_layer(sq_context *ctx, int layer);
+SQ_NODISCARD sq_error *sq_forward_end(sq_context *ctx);
 /* Tokens in the step in progress (the batch's, in order of sequences then tokens); 0 outside a step. */
 int sq_forward_n_tokens(const sq_context *ctx);
 /* Copies the hidden state out of / into the step in progress: [n_tokens][dim] fp32, the residual stream
  * after the blocks run so far (after begin: the embeddings). */
-sq_error *sq_forward_get_hidden(sq_context *ctx, float *out);
-sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
+SQ_NODISCARD sq_error *sq_forward_get_hidden(sq_context *ctx, float *out);
+SQ_NODISCARD sq_error *sq_forward_set_hidden(sq_context *ctx, const float *in);
 
 /* Calibration tap: called with the input of every linear layer the forward pass runs, so that GPTQ, AWQ,
  * SmoothQuant, Wanda, SparseGPT and width-pruning scores collect their statistics through one mechanism.
@@ -413,23 +438,23 @@ void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
 /* Makes the context use the model's weights as they are now (after a compression step replaced some):
  * tensors whose data, dtype and size are unchanged are kept. Fails when a layer's shape changed (create a
  * new context then) or the device cannot hold the new weights; after such a failure, free the context. */
-sq_error *sq_context_reload_weights(sq_context *ctx);
+SQ_NODISCARD sq_error *sq_context_reload_weights(sq_context *ctx);
 
 int sq_seq_len(const sq_context *ctx, int seq_id);
 /* Drops cached tokens from position new_len on (0 clears the sequence): KV rollback. Blocks no longer used
  * return to the pool. */
-sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
+SQ_NODISCARD sq_error *sq_seq_truncate(sq_context *ctx, int seq_id, int new_len);
 /* After a token tree (sq_seq_batch.parents): keeps the nodes path[0..n_path) (indices among the tree's
  * tokens: a root, then each node a child of the one before) as the sequence's next n_path tokens, and drops
  * every other node. Their cached keys/values move; nothing is recomputed. A KV block the moved rows land in
  * that the sequence shares (after sq_seq_fork) is copied first: SQ_ERR_NOMEM, changing nothing, when no
  * block is free for that. */
-sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
+SQ_NODISCARD sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_path);
 /* dst_seq drops its tokens and continues from src_seq's: it shares src_seq's KV blocks (no copy, no new
  * block) until either sequence writes into a shared block, which is then copied (copy-on-write). Prefix
  * sharing and parallel sampling: prefill once, fork, decode each fork on its own. A token tree at the end
  * of src_seq comes along (each sequence may then keep a path of its own). src_seq == dst_seq does nothing. */
-sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
+SQ_NODISCARD sq_error *sq_seq_fork(sq_context *ctx, int src_seq, int dst_seq);
 int sq_context_n_ctx(const sq_context *ctx);
 /* Bytes of the KV cache's pool. */
 size_t sq_context_kv_bytes(const sq_context *ctx);
@@ -441,8 +466,8 @@ size_t sq_context_kv_bytes(const sq_context *ctx);
 int sq_context_kv_block_size(const sq_context *ctx);
 int sq_context_kv_blocks_total(const sq_context *ctx);
 int sq_context_kv_blocks_free(const sq_context *ctx);
-sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids, const int *n_new_tokens,
-                                      int n, int *n_blocks);
+SQ_NODISCARD sq_error *sq_context_kv_blocks_needed(const sq_context *ctx, const int *seq_ids,
+                                                   const int *n_new_tokens, int n, int *n_blocks);
 
 /* ---------------------------------------------------------------- sampling and generation */
 
@@ -460,7 +485,7 @@ typedef struct sq_sampler_params {
 sq_sampler_params sq_sampler_default_params(void);
 
 typedef struct sq_sampler sq_sampler;
-sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
+SQ_NODISCARD sq_error *sq_sampler_create(const sq_sampler_params *params, int vocab_size, sq_sampler **out);
 /* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
  * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
@@ -468,9 +493,15 @@ void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
     int prompt_tokens;
-    double prefill_seconds;
-    int generated_tokens;  /* EOS is not counted */
-    double decode_seconds; /* from the end of the prefill to the last sampled token */
+    double prefill_seconds; /* the prompt's forward pass, whose logits give the first generated token */
+    int generated_tokens;   /* EOS is not counted */
+    /* Decoding: the forward passes after the prefill, one per generated token whose successor was asked for
+     * (generated_tokens - 1 when n_predict or the context's end stops it, generated_tokens when an
+     * end-of-generation id does), and decode_seconds from the sampling of the first generated token to that
+     * of the last, which covers exactly those passes (with their sampling and streaming). Decode speed is
+     * decode_steps / decode_seconds (0 steps: no decode speed). */
+    int decode_steps;
+    double decode_seconds;
 } sq_generate_stats;
 
 /* Called with each piece of generated text as soon as it is complete; return non-zero to stop early. The
@@ -483,8 +514,9 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
  * (n_predict < 0: no limit), stopping at any end-of-generation id (sq_model_eos_ids; or a generated BOS,
  * which starts a new document) or when prompt and generated text fill the context. Uses sequence 0 of ctx and
  * clears it first. A prompt longer than the context is an error. */
-sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
-                      sq_text_callback on_text, void *user, sq_generate_stats *stats);
+SQ_NODISCARD sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict,
+                                   const sq_sampler_params *params, sq_text_callback on_text, void *user,
+                                   sq_generate_stats *stats);
 
 /* ---------------------------------------------------------------- evaluation */
 
@@ -494,7 +526,7 @@ typedef void (*sq_progress_fn)(void *user, int64_t done, int64_t total);
 
 /* Reads a text file for evaluation: invalid UTF-8 is an error naming the file, line and byte offset; CRLF
  * line endings become LF. *text is malloc'ed and NUL-terminated. */
-sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
+SQ_NODISCARD sq_error *sq_eval_read_text(const char *path, char **text, size_t *len);
 
 typedef enum sq_ppl_protocol {
     SQ_PPL_WINDOWS,    /* consecutive non-overlapping windows of n_ctx tokens (last partial one dropped),
@@ -511,7 +543,7 @@ typedef struct sq_ppl_options {
     int n_ctx;     /* window length in tokens; 0: the model's max_seq_len */
     int stride;    /* SQ_PPL_STRIDE: tokens each window advances by, 1..n_ctx */
     int n_batch;   /* windows run together as sequences of one forward call; 0: 1 */
-    int n_threads; /* 0: all online cores */
+    int n_threads; /* 0: sq_cpu_count() */
     int bos_id;    /* the BOS the ids begin with (sq_tokenizer_bos_for), which SQ_PPL_SECOND_HALF also puts
                       first in every window; -1: none, every window keeps its own first token (llama.cpp) */
     const sq_model *ref;        /* reference model run on the same windows (same vocabulary), or NULL */
@@ -555,8 +587,8 @@ typedef struct sq_ppl_result {
 /* Perplexity of `model` over token ids (for text: [BOS] + encode(text), BOS as sq_tokenizer_bos_for says)
  * with the chosen protocol; with a reference, also KL divergence and top-1 agreement. Fails when the ids do
  * not fill one window (SQ_PPL_WINDOWS, SQ_PPL_SECOND_HALF) or are fewer than 2 (SQ_PPL_STRIDE). */
-sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids, const sq_ppl_options *opts,
-                        sq_ppl_result *res);
+SQ_NODISCARD sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                                     const sq_ppl_options *opts, sq_ppl_result *res);
 void sq_ppl_result_free(sq_ppl_result *res);
 
 /* Zero-shot multiple-choice tasks, scored as lm-evaluation-harness does (docs/eval.md). Task names: piqa,
@@ -565,7 +597,7 @@ typedef struct sq_eval_options {
     const char *data_dir;    /* folder with the task files (piqa.jsonl, hellaswag_val.txt.bz2, ...) */
     int limit;               /* items per task; 0: all */
     int n_batch;             /* items run together as sequences of one forward call; 0: 1 */
-    int n_threads;           /* 0: all online cores */
+    int n_threads;           /* 0: sq_cpu_count() */
     int n_ctx;               /* 0: the model's max_seq_len; longer items lose context tokens from the left */
     sq_bos_policy bos;       /* whether requests start with BOS; SQ_BOS_AUTO (0): as the tokenizer says */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
@@ -586,8 +618,8 @@ typedef struct sq_task_result {
 } sq_task_result;
 
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
-sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
-                        sq_task_result **results, int *n_results);
+SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
+                                     sq_task_result **results, int *n_results);
 /* ---------------------------------------------------------------- calibration (compression)
  *
  * The loop that calibrated compression methods (GPTQ, AWQ, SmoothQuant, imatrix; Wanda, SparseGPT, width
@@ -611,10 +643,12 @@ typedef struct sq_calib_samples {
  * window is BOS followed by seq_len-1 text tokens. Fails with SQ_ERR_INVALID_ARG when n_samples or seq_len
  * is below 1 (or seq_len is 1 with a BOS), their product exceeds 2^28 tokens, or the text holds fewer tokens
  * than one window needs (the message gives both counts). */
-sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len, int n_samples,
-                                     int seq_len, int bos_id, uint64_t seed, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len,
+                                                  int n_samples, int seq_len, int bos_id, uint64_t seed,
+                                                  sq_calib_samples *out);
 /* Samples from given ids ([n_samples][seq_len], copied). */
-sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len, sq_calib_samples *out);
+SQ_NODISCARD sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len,
+                                                 sq_calib_samples *out);
 void sq_calib_samples_free(sq_calib_samples *s);
 
 /* Statistics the loop gathers per distinct linear-layer input (flags, or-ed). */
@@ -650,7 +684,8 @@ typedef struct sq_calib_method {
     /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
      * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
      * shapes may change: width pruning). An error stops the loop and is returned. */
-    sq_error *(*apply_block)(void *user, sq_model *model, int layer, const sq_calib_stats *stats);
+    SQ_NODISCARD sq_error *(*apply_block)(void *user, sq_model *model, int layer,
+                                          const sq_calib_stats *stats);
     /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
      * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
     int changes_weights;
@@ -669,8 +704,8 @@ typedef struct sq_calib_options {
  * SQ_ERR_INVALID_ARG when a sample is longer than the model's context or holds an id outside its vocabulary,
  * or when opts are out of range; errors from apply_block are returned as they are. On failure the blocks
  * before the failing one keep the changes apply_block made. */
-sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples, const sq_calib_method *method,
-                       const sq_calib_options *opts);
+SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples,
+                                    const sq_calib_method *method, const sq_calib_options *opts);
 /* ---------------------------------------------------------------- pruning
  *
  * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
@@ -758,23 +793,26 @@ typedef struct sq_prune_result {
  * block, a width that leaves a block no head or no FFN channel, missing calibration samples or ones the model
  * cannot run, an unknown method or criterion), SQ_ERR_UNSUPPORTED for a format without an exact zero, or a
  * block format whose blocks a width cut would split. sq_prune makes the same checks before any work. */
-sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
+SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
 /* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
  * failure after the checks (out of memory, a Hessian that is not positive definite), blocks already pruned
  * stay pruned: discard the model. */
-sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
+SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
 void sq_prune_result_free(sq_prune_result *res);
 
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
  * token ids each, drawn from `seed`) in one sq_forward call, then runs n_gen decode steps, each one
- * sq_forward call carrying one greedily chosen token per sequence. */
+ * sq_forward call carrying one greedily chosen token per sequence. n_prompt 0 benchmarks decoding alone
+ * (from one random token per sequence, as llama-bench's -p 0), n_gen 0 the prefill alone; the metrics of
+ * the part left out are NaN. */
 typedef struct sq_bench_params {
-    int n_prompt, n_gen, n_seqs;
+    int n_prompt, n_gen; /* tokens per sequence, each >= 0, not both 0 */
+    int n_seqs;
     int n_reps;    /* timed repetitions */
     int n_warmup;  /* untimed repetitions before them */
-    int n_threads; /* 0: all online cores */
+    int n_threads; /* 0: sq_cpu_count() */
     uint64_t seed;
     sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
 } sq_bench_params;
@@ -799,8 +837,9 @@ typedef struct sq_bench_result {
  * repetitions (A, B, A, B, ...) so that they share the machine's conditions; results[i] describes models[i].
  * Fails with SQ_ERR_INVALID_ARG when n_prompt + n_gen exceeds a model's context. progress (may be NULL) is
  * called after every repetition, warm-ups included. */
-sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_bench_params *params,
-                       sq_progress_fn progress, void *user, sq_bench_result *results);
+SQ_NODISCARD sq_error *sq_bench_run(const sq_model *const *models, int n_models,
+                                    const sq_bench_params *params, sq_progress_fn progress, void *user,
+                                    sq_bench_result *results);
 
 /* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
 typedef struct sq_bench_metric {
@@ -833,30 +872,33 @@ typedef struct sq_report_model {
 /* kind "ppl": the options and result of one sq_perplexity run. ref_path names the file of opts->ref (NULL
  * without a reference model); ids_input is non-zero when the ids were given as such rather than encoded from
  * the text file opts->source. */
-sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model, const sq_ppl_options *opts,
-                              const char *ref_path, int ids_input, const sq_ppl_result *result);
+SQ_NODISCARD sq_error *sq_report_write_ppl(const char *path, const sq_report_model *model,
+                                           const sq_ppl_options *opts, const char *ref_path, int ids_input,
+                                           const sq_ppl_result *result);
 /* kind "eval": the options and n_results (>= 1) results of one sq_eval_tasks run. */
-sq_error *sq_report_write_eval(const char *path, const sq_report_model *model, const sq_eval_options *opts,
-                               const sq_task_result *results, int n_results);
+SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_model *model,
+                                            const sq_eval_options *opts, const sq_task_result *results,
+                                            int n_results);
 /* kind "bench": n_models models (1 or 2; two also get B/A ratios) run with params at n_batches batch sizes;
  * results is [n_batches][n_models], as sq_bench_run filled it for batch_sizes[b] sequences. */
-sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
-                                const sq_bench_params *params, const int *batch_sizes, int n_batches,
-                                const sq_bench_result *results);
+SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                             const sq_bench_params *params, const int *batch_sizes,
+                                             int n_batches, const sq_bench_result *results);
 
 /* kind "prune": one sq_prune run: the request (method, sparsity or N:M, blocks removed, criterion,
  * calibration), the counts before and after, and for depth pruning every block's score and whether it was
  * removed. model is the pruned model (its path: where it was written), source_path the model it came from. */
-sq_error *sq_report_write_prune(const char *path, const sq_report_model *model, const char *source_path,
-                                const sq_prune_options *opts, const sq_prune_result *result);
+SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_model *model,
+                                             const char *source_path, const sq_prune_options *opts,
+                                             const sq_prune_result *result);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 
 /* Combines ppl, eval and bench JSON reports (docs/report-format.md) of variants of one model into a Markdown
  * table or an SVG plot of quality against size and decode speed. Reports naming the same variant (its
  * "label", else its "model" path) are merged. On success *text is malloc'ed and NUL-terminated. */
-sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title, sq_report_format format,
-                           char **text);
+SQ_NODISCARD sq_error *sq_report_render(const char *const *paths, int n_paths, const char *title,
+                                        sq_report_format format, char **text);
 
 /* ---------------------------------------------------------------- files, integer lists, time */
 
@@ -864,7 +906,7 @@ sq_error *sq_report_render(const char *const *paths, int n_paths, const char *ti
  * NUL-terminated buffer: *data (caller frees) holding *size bytes before the NUL; the bytes may include NULs.
  * Fails with SQ_ERR_FORMAT, naming the limit, when the file holds more than max_bytes, and with SQ_ERR_IO
  * when it cannot be opened or read or is a directory. */
-sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
+SQ_NODISCARD sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *size);
 
 /* Parses len bytes of integers separated by commas and/or whitespace: "1,4,16", "1 2 3", one a line. A comma
  * may have whitespace around it, but an empty item (two commas in a row, a comma at either end) is an error,
@@ -872,8 +914,8 @@ sq_error *sq_read_file(const char *path, size_t max_bytes, char **data, size_t *
  * message names the item by number and byte offset. Text of whitespace only is an empty list. On success
  * *values is malloc'ed [*n_values] (NULL when empty; caller frees). The one reader of token-id lists
  * (logits --tokens, ppl id files), batch-size lists and layer lists. */
-sq_error *sq_parse_int_list(const char *text, size_t len, int64_t lo, int64_t hi, int32_t **values,
-                            int64_t *n_values);
+SQ_NODISCARD sq_error *sq_parse_int_list(const char *text, size_t len, int64_t lo, int64_t hi,
+                                         int32_t **values, int64_t *n_values);
 
 /* Seconds on a monotonic clock with an arbitrary origin: the difference of two readings is a duration. */
 double sq_monotonic_seconds(void);
@@ -882,12 +924,17 @@ double sq_monotonic_seconds(void);
 
 /* Peak resident memory of this process so far, in bytes. */
 size_t sq_peak_rss_bytes(void);
+/* The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), else the online
+ * cores. The default thread count everywhere: squeeze never starts more threads than this unless a caller
+ * asks for them (n_threads), and a context's n_threads is the whole truth, since the BLAS library that runs
+ * prefill products is kept to the calling thread (src/kernels/cpu/matmul.c). */
+int sq_cpu_count(void);
 /* Which CPU kernel set the dispatcher chose: "avx512", "avx2", or "scalar". The best one the CPU supports,
  * unless the environment variable SQ_KERNELS names another that it supports (for tests and baselines; the CLI
  * refuses to run when SQ_KERNELS names a set this CPU lacks) or sq_cpu_force_kernels chose one. */
 const char *sq_cpu_kernel_name(void);
 /* Forces a kernel set for tests and baselines ("scalar", "avx2", "avx512"); fails if the CPU lacks it. */
-sq_error *sq_cpu_force_kernels(const char *name);
+SQ_NODISCARD sq_error *sq_cpu_force_kernels(const char *name);
 
 #ifdef __cplusplus
 }

@@ -221,7 +221,7 @@ static void render_job_run(ct_arena *a, void *arg) {
     job->out.n--;
 }
 
-static sq_error *render(render_job *job, size_t input, char **text, size_t *len) {
+static SQ_NODISCARD sq_error *render(render_job *job, size_t input, char **text, size_t *len) {
     const sq_chat_render_options *opts = job->opts;
     *text = NULL;
     if (len) *len = 0;

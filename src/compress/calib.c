@@ -48,7 +48,7 @@ static void free_stats(calib_run *r) {
 }
 
 /* Fresh zeroed statistics for block l's inputs, widths from its weights. */
-static sq_error *alloc_stats(calib_run *r, int l) {
+static SQ_NODISCARD sq_error *alloc_stats(calib_run *r, int l) {
     free_stats(r);
     const sq_layer *L = &r->model->layers[l];
     const int widths[N_POINTS] = {[SQ_TAP_ATTN_IN] = (int)L->wq->shape[1],
@@ -107,7 +107,7 @@ static void mirror_xtx(sq_calib_stats *s) {
         for (int j = 0; j < i; j++) s->xtx[(size_t)i * s->width + j] = s->xtx[(size_t)j * s->width + i];
 }
 
-static sq_error *new_context(calib_run *r) {
+static SQ_NODISCARD sq_error *new_context(calib_run *r) {
     sq_context_free(r->ctx);
     r->ctx = NULL;
     SQ_TRY(sq_context_create(r->model, &r->ctx_opts, &r->ctx));
@@ -117,7 +117,7 @@ static sq_error *new_context(calib_run *r) {
 
 /* One forward step over samples [s0, s0 + n): the embeddings into hidden (layer < 0), or block `layer` run on
  * hidden, writing its outputs back when `keep`. */
-static sq_error *step(calib_run *r, int s0, int n, int layer, int keep) {
+static SQ_NODISCARD sq_error *step(calib_run *r, int s0, int n, int layer, int keep) {
     const int T = r->samples->seq_len, dim = r->model->cfg.dim;
     sq_seq_batch *seqs = r->seqs;
     for (int i = 0; i < n; i++)
@@ -146,7 +146,7 @@ static sq_error *step(calib_run *r, int s0, int n, int layer, int keep) {
     return err;
 }
 
-static sq_error *pass(calib_run *r, int layer, int keep) {
+static SQ_NODISCARD sq_error *pass(calib_run *r, int layer, int keep) {
     for (int s0 = 0; s0 < r->samples->n_samples; s0 += r->batch) {
         const int n = r->samples->n_samples - s0 < r->batch ? r->samples->n_samples - s0 : r->batch;
         SQ_TRY(step(r, s0, n, layer, keep));
@@ -159,8 +159,8 @@ static sq_error *pass(calib_run *r, int layer, int keep) {
     return NULL;
 }
 
-static sq_error *check(const sq_model *model, const sq_calib_samples *s, const sq_calib_method *m,
-                       const sq_calib_options *o) {
+static SQ_NODISCARD sq_error *check(const sq_model *model, const sq_calib_samples *s,
+                                    const sq_calib_method *m, const sq_calib_options *o) {
     if (!s || !s->ids || s->n_samples < 1 || s->seq_len < 1 || !m)
         return sq_errorf(SQ_ERR_INVALID_ARG, "calibration: no samples or no method");
     if (s->seq_len > model->cfg.max_seq_len)

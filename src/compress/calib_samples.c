@@ -9,7 +9,7 @@
 /* Bounds any sample set: 2^28 tokens of fp32 hidden states at dim 4096 would already be 4 TiB. */
 #define SQ_CALIB_MAX_TOKENS (1 << 28)
 
-static sq_error *check_shape(int n_samples, int seq_len) {
+static SQ_NODISCARD sq_error *check_shape(int n_samples, int seq_len) {
     if (n_samples < 1 || seq_len < 1 || (int64_t)n_samples * seq_len > SQ_CALIB_MAX_TOKENS)
         return sq_errorf(
             SQ_ERR_INVALID_ARG,

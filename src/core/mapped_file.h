@@ -12,7 +12,7 @@ typedef struct sq_mapped_file {
     char *path;
 } sq_mapped_file;
 
-sq_error *sq_mapped_file_open(const char *path, sq_mapped_file **out);
+SQ_NODISCARD sq_error *sq_mapped_file_open(const char *path, sq_mapped_file **out);
 void sq_mapped_file_close(sq_mapped_file *f);
 
 #endif

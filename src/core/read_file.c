@@ -10,7 +10,7 @@
 #include "core/array.h"
 #include "core/error.h"
 
-static sq_error *too_large(const char *path, size_t max_bytes) {
+static SQ_NODISCARD sq_error *too_large(const char *path, size_t max_bytes) {
     return sq_errorf(SQ_ERR_FORMAT, "%s: larger than the %zu bytes allowed", path, max_bytes);
 }
 

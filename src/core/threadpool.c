@@ -1,11 +1,16 @@
 #include "core/threadpool.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "squeeze.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
@@ -13,92 +18,112 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Spins before a worker goes to sleep: long enough to bridge the gaps between kernels of one decode step. */
-#define SPIN_ITERATIONS 20000
-/* Spins before a waiting thread yields its core: when the machine is oversubscribed, the thread it waits for
- * may be descheduled, and spinning through a whole time slice would stall every parallel region. */
-#define SPINS_BEFORE_YIELD 2000
-
-typedef struct worker {
-    sq_threadpool *pool;
-    pthread_t thread;
-    int ith;
-} worker;
+/* How long a waiting thread spins before it sleeps on a futex. Long enough to bridge the gaps between the
+ * parallel regions of one decode step (a few microseconds of serial work each), short enough that a thread
+ * with nothing to do gives its core back at once when the machine is busy: a spinning thread is runnable and
+ * takes its share of a core the other programs (and this pool's own caller) could use. */
+#define SPIN_NS 50000
+/* Spins between two looks at the clock. */
+#define SPINS_PER_CLOCK_READ 64
 
 struct sq_threadpool {
     int n_threads;
-    worker *workers;
+    pthread_t *workers; /* [n_threads - 1]: the caller of sq_threadpool_run is the n_threads-th thread */
     sq_task_fn fn;
     void *ctx;
-    atomic_uint generation; /* bumped for each run; workers wait for it to change */
-    atomic_int pending;     /* workers still busy with the current run */
+    /* Futex words are 32-bit. Workers sleep on `generation`, bumped once per run; the caller sleeps on
+     * `slices_done`. `sleepers` and `caller_sleeps` tell the other side whether a wake-up call is needed. */
+    atomic_uint generation;
+    atomic_uint next_slice;  /* the next slice to claim; >= n_threads: all claimed */
+    atomic_uint slices_done; /* slices finished in this run */
     atomic_int sleepers;
+    atomic_int caller_sleeps;
     atomic_bool stop;
-    pthread_mutex_t mutex;
-    pthread_cond_t wake;
 };
 
-int sq_online_cores(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+static void futex_wait(atomic_uint *word, unsigned expected) {
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
 }
 
-static void wait_for_new_generation(sq_threadpool *pool, unsigned seen) {
-    for (int i = 0; i < SPIN_ITERATIONS; i++) {
-        if (atomic_load_explicit(&pool->generation, memory_order_acquire) != seen) return;
-        if (i < SPINS_BEFORE_YIELD)
-            cpu_relax();
-        else
-            sched_yield();
+static void futex_wake_all(atomic_uint *word) {
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Spins up to SPIN_NS while *word == value; returns whether it changed. */
+static bool spin_while_equal(atomic_uint *word, unsigned value) {
+    long long deadline = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(word, memory_order_acquire) != value) return true;
+        cpu_relax();
+        if (i % SPINS_PER_CLOCK_READ == 0) {
+            long long t = now_ns();
+            if (!deadline)
+                deadline = t + SPIN_NS;
+            else if (t > deadline)
+                return false;
+        }
     }
-    pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add(&pool->sleepers, 1);
-    while (atomic_load(&pool->generation) == seen) pthread_cond_wait(&pool->wake, &pool->mutex);
-    atomic_fetch_sub(&pool->sleepers, 1);
-    pthread_mutex_unlock(&pool->mutex);
+}
+
+/* Runs unclaimed slices of the current run until none is left. A slice is claimed, not assigned: a thread
+ * that the scheduler has not run yet leaves its share to the threads that are running, so a busy machine
+ * slows a run down by the CPU it takes instead of stalling it until every thread has had its turn. */
+static void run_slices(sq_threadpool *pool) {
+    const unsigned n = (unsigned)pool->n_threads;
+    for (;;) {
+        /* acq_rel: a slice claimed in this run comes with this run's fn and ctx (stored before the claim
+         * counter was reset) */
+        unsigned i = atomic_fetch_add_explicit(&pool->next_slice, 1, memory_order_acq_rel);
+        if (i >= n) return;
+        pool->fn(pool->ctx, (int)i, (int)n);
+        if (atomic_fetch_add(&pool->slices_done, 1) + 1 == n && atomic_load(&pool->caller_sleeps))
+            futex_wake_all(&pool->slices_done);
+    }
 }
 
 static void *worker_main(void *arg) {
-    worker *w = arg;
-    sq_threadpool *pool = w->pool;
+    sq_threadpool *pool = arg;
     unsigned seen = 0;
     for (;;) {
-        wait_for_new_generation(pool, seen);
+        if (!spin_while_equal(&pool->generation, seen)) {
+            atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: pairs with start_run's bump, then its check */
+            while (atomic_load(&pool->generation) == seen) futex_wait(&pool->generation, seen);
+            atomic_fetch_sub(&pool->sleepers, 1);
+        }
         seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (atomic_load(&pool->stop)) return NULL;
-        pool->fn(pool->ctx, w->ith, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        run_slices(pool);
     }
 }
 
-static void start_generation(sq_threadpool *pool) {
+static void start_run(sq_threadpool *pool) {
     atomic_fetch_add(&pool->generation, 1); /* seq_cst: pairs with the sleepers count in the workers */
-    if (atomic_load(&pool->sleepers) > 0) {
-        pthread_mutex_lock(&pool->mutex);
-        pthread_cond_broadcast(&pool->wake);
-        pthread_mutex_unlock(&pool->mutex);
-    }
+    if (atomic_load(&pool->sleepers) > 0) futex_wake_all(&pool->generation);
 }
 
 sq_threadpool *sq_threadpool_create(int n_threads) {
-    if (n_threads <= 0) n_threads = sq_online_cores();
+    if (n_threads <= 0) n_threads = sq_cpu_count();
     sq_threadpool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
-    pool->n_threads = n_threads;
-    pthread_mutex_init(&pool->mutex, NULL);
-    pthread_cond_init(&pool->wake, NULL);
+    pool->n_threads = 1;
+    atomic_store(&pool->next_slice, UINT_MAX / 2); /* nothing to claim before the first run */
     pool->workers = calloc((size_t)n_threads, sizeof *pool->workers);
     if (!pool->workers) {
         free(pool);
         return NULL;
     }
-    for (int i = 1; i < n_threads; i++) {
-        pool->workers[i] = (worker){.pool = pool, .ith = i};
-        if (pthread_create(&pool->workers[i].thread, NULL, worker_main, &pool->workers[i]) != 0) {
-            pool->n_threads = i; /* stop the ones already started */
-            sq_threadpool_free(pool);
+    for (int i = 0; i < n_threads - 1; i++) {
+        if (pthread_create(&pool->workers[i], NULL, worker_main, pool) != 0) {
+            sq_threadpool_free(pool); /* stops the ones already started */
             return NULL;
         }
+        pool->n_threads++;
     }
     return pool;
 }
@@ -106,10 +131,8 @@ sq_threadpool *sq_threadpool_create(int n_threads) {
 void sq_threadpool_free(sq_threadpool *pool) {
     if (!pool) return;
     atomic_store(&pool->stop, true);
-    start_generation(pool);
-    for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->workers[i].thread, NULL);
-    pthread_mutex_destroy(&pool->mutex);
-    pthread_cond_destroy(&pool->wake);
+    start_run(pool);
+    for (int i = 0; i < pool->n_threads - 1; i++) pthread_join(pool->workers[i], NULL);
     free(pool->workers);
     free(pool);
 }
@@ -121,15 +144,18 @@ void sq_threadpool_run(sq_threadpool *pool, sq_task_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    const unsigned n = (unsigned)pool->n_threads;
     pool->fn = fn;
     pool->ctx = ctx;
-    atomic_store(&pool->pending, pool->n_threads - 1);
-    start_generation(pool);
-    fn(ctx, 0, pool->n_threads);
-    for (unsigned spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < SPINS_BEFORE_YIELD)
-            cpu_relax();
-        else
-            sched_yield();
+    atomic_store(&pool->slices_done, 0);
+    atomic_store_explicit(&pool->next_slice, 0, memory_order_release);
+    start_run(pool);
+    run_slices(pool);
+    /* Every slice is claimed; wait for the ones other threads are still running. */
+    for (unsigned done; (done = atomic_load_explicit(&pool->slices_done, memory_order_acquire)) != n;) {
+        if (spin_while_equal(&pool->slices_done, done)) continue;
+        atomic_store(&pool->caller_sleeps, 1); /* seq_cst: pairs with the last worker's count, then check */
+        if (atomic_load(&pool->slices_done) == done) futex_wait(&pool->slices_done, done);
+        atomic_store(&pool->caller_sleeps, 0);
     }
 }

@@ -9,7 +9,7 @@
 typedef struct sq_threadpool sq_threadpool;
 typedef void (*sq_task_fn)(void *ctx, int ith, int nth);
 
-/* n_threads <= 0 means one per online core. Returns NULL if threads cannot be created. */
+/* n_threads <= 0 means sq_cpu_count() threads. Returns NULL if threads cannot be created. */
 sq_threadpool *sq_threadpool_create(int n_threads);
 void sq_threadpool_free(sq_threadpool *pool);
 int sq_threadpool_size(const sq_threadpool *pool);
@@ -21,7 +21,5 @@ static inline void sq_split_range(long n, int ith, int nth, long *begin, long *e
     *begin = ith * per + (ith < extra ? ith : extra);
     *end = *begin + per + (ith < extra ? 1 : 0);
 }
-
-int sq_online_cores(void);
 
 #endif

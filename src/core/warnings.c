@@ -8,7 +8,7 @@
 #include "core/array.h"
 #include "core/error.h"
 
-static sq_error *add(sq_warnings *w, const char *message) {
+static SQ_NODISCARD sq_error *add(sq_warnings *w, const char *message) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->messages[i], message)) return NULL;
     if (SQ_ARRAY_RESERVE(w->messages, w->cap, (size_t)w->n + 1) || !(w->messages[w->n] = strdup(message)))

@@ -13,9 +13,9 @@ typedef struct sq_warnings {
 
 /* Appends a printf-style message (an identical one already there is not repeated); w may be NULL, when the
  * caller reports elsewhere. Fails only when out of memory. */
-sq_error *sq_warn(sq_warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+SQ_NODISCARD sq_error *sq_warn(sq_warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends copies of every message of src to dst. */
-sq_error *sq_warnings_append(sq_warnings *dst, const sq_warnings *src);
+SQ_NODISCARD sq_error *sq_warnings_append(sq_warnings *dst, const sq_warnings *src);
 void sq_warnings_free(sq_warnings *w);
 
 #endif

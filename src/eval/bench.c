@@ -17,6 +17,7 @@ typedef struct bench_variant {
     sq_context *ctx;
     int vocab;
     int32_t *prompts; /* [n_seqs][n_prompt] */
+    int32_t *first;   /* [n_seqs]: the first decode step's tokens when there is no prompt */
     int32_t *next;    /* [n_seqs]: the token each sequence feeds at the next decode step */
     float *logits;    /* [n_seqs][vocab] */
     sq_seq_batch *batch;
@@ -38,18 +39,20 @@ static int32_t argmax(const float *x, int n) {
     return best;
 }
 
-static sq_error *check_params(const sq_model *const *models, int n_models, const sq_bench_params *p) {
+static SQ_NODISCARD sq_error *check_params(const sq_model *const *models, int n_models,
+                                           const sq_bench_params *p) {
     if (n_models < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: no model to benchmark");
     for (int m = 0; m < n_models; m++)
         if (!models[m]) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d is NULL", m + 1);
-    if (p->n_prompt < 1 || p->n_gen < 1 || p->n_seqs < 1 || p->n_reps < 1 || p->n_warmup < 0 ||
-        p->n_threads < 0)
+    if (p->n_prompt < 0 || p->n_gen < 0 || p->n_prompt + (int64_t)p->n_gen < 1 || p->n_seqs < 1 ||
+        p->n_reps < 1 || p->n_warmup < 0 || p->n_threads < 0)
         return sq_errorf(
             SQ_ERR_INVALID_ARG,
-            "bench: prompt tokens (%d), output tokens (%d), batch size (%d) and repetitions (%d) "
-            "must be at least 1, warm-ups (%d) and threads (%d) at least 0",
+            "bench: prompt tokens (%d) and output tokens (%d) must be at least 0 and not both 0, "
+            "batch size (%d) and repetitions (%d) must be at least 1, warm-ups (%d) and threads "
+            "(%d) at least 0",
             p->n_prompt, p->n_gen, p->n_seqs, p->n_reps, p->n_warmup, p->n_threads);
-    if (p->n_prompt > INT32_MAX - p->n_gen || p->n_seqs > INT32_MAX / p->n_prompt ||
+    if (p->n_prompt > INT32_MAX - p->n_gen || (p->n_prompt && p->n_seqs > INT32_MAX / p->n_prompt) ||
         p->n_reps > INT32_MAX / n_models - p->n_warmup)
         return sq_errorf(SQ_ERR_INVALID_ARG, "bench: workload of %d x (%d + %d) tokens is too large",
                          p->n_seqs, p->n_prompt, p->n_gen);
@@ -59,6 +62,7 @@ static sq_error *check_params(const sq_model *const *models, int n_models, const
 static void variant_free(bench_variant *v) {
     sq_context_free(v->ctx);
     free(v->prompts);
+    free(v->first);
     free(v->next);
     free(v->logits);
     free(v->batch);
@@ -66,7 +70,8 @@ static void variant_free(bench_variant *v) {
     free(v->decode_s);
 }
 
-static sq_error *variant_init(bench_variant *v, const sq_model *model, int index, const sq_bench_params *p) {
+static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *model, int index,
+                                           const sq_bench_params *p) {
     memset(v, 0, sizeof *v);
     v->model = model;
     sq_model_info info;
@@ -80,13 +85,14 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
                          index + 1, p->n_prompt, p->n_gen, need, info.max_seq_len);
     if (v->vocab < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d has no vocabulary", index + 1);
     size_t n_prompt_tokens = (size_t)p->n_seqs * (size_t)p->n_prompt;
-    v->prompts = malloc(n_prompt_tokens * sizeof *v->prompts);
+    v->prompts = malloc((n_prompt_tokens ? n_prompt_tokens : 1) * sizeof *v->prompts);
+    v->first = malloc((size_t)p->n_seqs * sizeof *v->first);
     v->next = malloc((size_t)p->n_seqs * sizeof *v->next);
     v->logits = malloc((size_t)p->n_seqs * (size_t)v->vocab * sizeof *v->logits);
     v->batch = malloc((size_t)p->n_seqs * sizeof *v->batch);
     v->prefill_s = malloc((size_t)p->n_reps * sizeof *v->prefill_s);
     v->decode_s = malloc((size_t)p->n_reps * sizeof *v->decode_s);
-    if (!v->prompts || !v->next || !v->logits || !v->batch || !v->prefill_s || !v->decode_s)
+    if (!v->prompts || !v->first || !v->next || !v->logits || !v->batch || !v->prefill_s || !v->decode_s)
         return sq_errorf(SQ_ERR_NOMEM, "bench: out of memory for %d sequences of %d tokens", p->n_seqs,
                          p->n_prompt);
     /* Random ids: a dense transformer's speed does not depend on token values, and every model sees the same
@@ -94,9 +100,11 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
     uint64_t state = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < n_prompt_tokens; i++)
         v->prompts[i] = (int32_t)(xorshift64(&state) % (uint64_t)v->vocab);
+    for (int s = 0; s < p->n_seqs; s++) v->first[s] = (int32_t)(xorshift64(&state) % (uint64_t)v->vocab);
     /* The forward pass runs a batch larger than n_batch_max in chunks; capping it bounds the activation
      * memory as a server would, and chunks this large keep the matrix products efficient. */
     int batch_max = n_prompt_tokens < SQ_BENCH_BATCH_MAX ? (int)n_prompt_tokens : SQ_BENCH_BATCH_MAX;
+    if (batch_max < p->n_seqs) batch_max = p->n_seqs; /* a decode step carries one token per sequence */
     sq_context_options opts = {.n_ctx = need,
                                .n_seq_max = p->n_seqs,
                                .n_threads = p->n_threads,
@@ -105,9 +113,10 @@ static sq_error *variant_init(bench_variant *v, const sq_model *model, int index
     return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
 }
 
-/* One repetition: clear, batched prefill, n_gen batched decode steps. */
-static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double *prefill_s,
-                             double *decode_s) {
+/* One repetition: clear, batched prefill, n_gen batched decode steps. Without a prompt, decoding starts from
+ * one random token per sequence and *prefill_s is 0; without output tokens, *decode_s is 0. */
+static SQ_NODISCARD sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double *prefill_s,
+                                          double *decode_s) {
     for (int s = 0; s < p->n_seqs; s++) SQ_TRY(sq_seq_truncate(v->ctx, s, 0));
     for (int s = 0; s < p->n_seqs; s++)
         v->batch[s] = (sq_seq_batch){.seq_id = s,
@@ -116,9 +125,13 @@ static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double 
                                      .logits_mode = SQ_LOGITS_LAST,
                                      .logits = v->logits + (size_t)s * (size_t)v->vocab};
     double t0 = sq_monotonic_seconds();
-    SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
-    for (int s = 0; s < p->n_seqs; s++)
-        v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
+    if (p->n_prompt) {
+        SQ_TRY(sq_forward(v->ctx, v->batch, p->n_seqs));
+        for (int s = 0; s < p->n_seqs; s++)
+            v->next[s] = argmax(v->logits + (size_t)s * (size_t)v->vocab, v->vocab);
+    } else {
+        memcpy(v->next, v->first, (size_t)p->n_seqs * sizeof *v->next);
+    }
     double t1 = sq_monotonic_seconds();
     for (int s = 0; s < p->n_seqs; s++) {
         v->batch[s].tokens = &v->next[s];
@@ -131,8 +144,8 @@ static sq_error *variant_run(bench_variant *v, const sq_bench_params *p, double 
     }
     double t2 = sq_monotonic_seconds();
     /* a clock tick of zero would make the rates infinite */
-    *prefill_s = fmax(t1 - t0, 1e-9);
-    *decode_s = fmax(t2 - t1, 1e-9);
+    *prefill_s = p->n_prompt ? fmax(t1 - t0, 1e-9) : 0;
+    *decode_s = p->n_gen ? fmax(t2 - t1, 1e-9) : 0;
     return NULL;
 }
 
@@ -141,22 +154,28 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median and range of values (sorted in place). */
+/* Median and range of values (sorted in place); NaN when the workload has no such part (no prompt, no
+ * output): a metric is NaN in every repetition or in none. */
 static sq_bench_stat summarise(double *values, int n) {
+    if (isnan(values[0])) return (sq_bench_stat){.median = NAN, .min = NAN, .max = NAN};
     qsort(values, (size_t)n, sizeof *values, compare_doubles);
     double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
     return (sq_bench_stat){.median = median, .min = values[0], .max = values[n - 1]};
 }
 
 typedef double (*rep_metric)(double prefill_s, double decode_s, const sq_bench_params *p);
-static double metric_ttft(double pf, double dc, const sq_bench_params *p) { return (void)dc, (void)p, pf; }
-static double metric_tpot(double pf, double dc, const sq_bench_params *p) { return (void)pf, dc / p->n_gen; }
+static double metric_ttft(double pf, double dc, const sq_bench_params *p) {
+    return (void)dc, p->n_prompt ? pf : NAN;
+}
+static double metric_tpot(double pf, double dc, const sq_bench_params *p) {
+    return (void)pf, p->n_gen ? dc / p->n_gen : NAN;
+}
 static double metric_e2e(double pf, double dc, const sq_bench_params *p) { return (void)p, pf + dc; }
 static double metric_prefill_rate(double pf, double dc, const sq_bench_params *p) {
-    return (void)dc, (double)p->n_seqs * p->n_prompt / pf;
+    return (void)dc, p->n_prompt ? (double)p->n_seqs * p->n_prompt / pf : NAN;
 }
 static double metric_decode_rate(double pf, double dc, const sq_bench_params *p) {
-    return (void)pf, (double)p->n_seqs * p->n_gen / dc;
+    return (void)pf, p->n_gen ? (double)p->n_seqs * p->n_gen / dc : NAN;
 }
 static double metric_request_rate(double pf, double dc, const sq_bench_params *p) {
     return p->n_seqs / (pf + dc);
@@ -182,8 +201,8 @@ static void fill_result(const bench_variant *v, const sq_bench_params *p, double
     out->kv_bytes = sq_context_kv_bytes(v->ctx);
 }
 
-static sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p, sq_progress_fn progress,
-                         void *user, sq_bench_result *results) {
+static SQ_NODISCARD sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p,
+                                      sq_progress_fn progress, void *user, sq_bench_result *results) {
     int total = n_models * (p->n_warmup + p->n_reps), done = 0;
     double ignored_prefill, ignored_decode;
     /* Warm-ups model by model, so that each model's peak memory is read before the next one runs. */

@@ -15,15 +15,15 @@ typedef struct sq_lm {
     void *impl;
     int n_vocab, n_ctx, n_seq_max;
     /* appends each sequence's tokens after its cached ones and writes the requested logits (sq_forward) */
-    sq_error *(*forward)(void *impl, const sq_seq_batch *seqs, int n_seqs);
-    sq_error *(*truncate)(void *impl, int seq_id, int new_len);
+    SQ_NODISCARD sq_error *(*forward)(void *impl, const sq_seq_batch *seqs, int n_seqs);
+    SQ_NODISCARD sq_error *(*truncate)(void *impl, int seq_id, int new_len);
     void (*close)(void *impl);
 } sq_lm;
 
 /* A context over `model` for n_seq sequences of n_ctx tokens, any of them in one forward call; skip_layers
  * (NULL, or [n_layers], copied) names blocks every forward call skips (sq_forward_ex). */
-sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
-                     const unsigned char *skip_layers, sq_lm *out);
+SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
+                                  const unsigned char *skip_layers, sq_lm *out);
 void sq_lm_close(sq_lm *lm);
 
 /* ---- perplexity */
@@ -34,12 +34,12 @@ typedef struct sq_ppl_plan_window {
 } sq_ppl_plan_window;
 
 /* The windows a protocol evaluates over n_ids tokens; *windows is malloc'ed. */
-sq_error *sq_ppl_plan(sq_ppl_protocol protocol, int64_t n_ids, int n_ctx, int stride,
-                      sq_ppl_plan_window **windows, int *n_windows);
+SQ_NODISCARD sq_error *sq_ppl_plan(sq_ppl_protocol protocol, int64_t n_ids, int n_ctx, int stride,
+                                   sq_ppl_plan_window **windows, int *n_windows);
 
 /* sq_perplexity over explicit language models (ref may be NULL). n_threads parallelises the scoring. */
-sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, const sq_ppl_options *opts,
-                     sq_ppl_result *res);
+SQ_NODISCARD sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids,
+                                  const sq_ppl_options *opts, sq_ppl_result *res);
 
 /* ---- reference log-prob files (--save-logits / --ref-logits), format in docs/eval.md */
 
@@ -52,15 +52,16 @@ typedef struct sq_ref_file_key {
 } sq_ref_file_key;
 
 uint64_t sq_ids_hash(const int32_t *ids, int64_t n);
-sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_ref_file **out);
-sq_error *sq_ref_file_open(const char *path, const sq_ref_file_key *expect, sq_ref_file **out);
+SQ_NODISCARD sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_ref_file **out);
+SQ_NODISCARD sq_error *sq_ref_file_open(const char *path, const sq_ref_file_key *expect, sq_ref_file **out);
 /* Stores record `index` from a full row of reference logits and the scored token. */
-sq_error *sq_ref_file_write(sq_ref_file *f, int64_t index, const float *ref_logits, int32_t target);
+SQ_NODISCARD sq_error *sq_ref_file_write(sq_ref_file *f, int64_t index, const float *ref_logits,
+                                         int32_t target);
 /* The stored record: the target's log-prob, the tail mass, and top_k (id, log-prob) pairs, best first. */
 void sq_ref_file_read(const sq_ref_file *f, int64_t index, float *target_logp, float *tail_mass,
                       const int32_t **ids, const float **logps);
 /* Closes the file; `discard` also deletes a file being written (after a failed run). */
-sq_error *sq_ref_file_close(sq_ref_file *f, int discard);
+SQ_NODISCARD sq_error *sq_ref_file_close(sq_ref_file *f, int discard);
 int sq_ref_file_top_k(const sq_ref_file *f);
 
 /* ---- zero-shot tasks */
@@ -90,14 +91,15 @@ typedef struct sq_task {
 } sq_task;
 
 /* Reads the named task's file from dir (at most limit items; 0: all). Errors name the file and line. */
-sq_error *sq_task_load(const char *name, const char *dir, int limit, sq_task **out);
+SQ_NODISCARD sq_error *sq_task_load(const char *name, const char *dir, int limit, sq_task **out);
 /* Parses task file content already in memory; `file` is only used in error messages. */
-sq_error *sq_task_parse(const char *name, const char *file, const char *data, size_t len, int limit,
-                        sq_task **out);
+SQ_NODISCARD sq_error *sq_task_parse(const char *name, const char *file, const char *data, size_t len,
+                                     int limit, sq_task **out);
 void sq_task_free(sq_task *task);
 
 /* Encodes text without BOS (the scorer adds it). */
-typedef sq_error *(*sq_encode_fn)(void *user, const char *text, size_t len, int32_t **ids, int *n_ids);
+typedef SQ_NODISCARD sq_error *(*sq_encode_fn)(void *user, const char *text, size_t len, int32_t **ids,
+                                               int *n_ids);
 
 typedef struct sq_zeroshot_options {
     int n_batch, bos_id; /* bos_id: what every request starts with; -1: nothing */
@@ -114,7 +116,8 @@ typedef struct sq_choice_score {
 } sq_choice_score;
 
 /* Scores every item of the task; scores (optional) gets [item][choice] flattened in item order. */
-sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, const sq_task *task,
-                          const sq_zeroshot_options *opts, sq_task_result *res, sq_choice_score **scores);
+SQ_NODISCARD sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, const sq_task *task,
+                                       const sq_zeroshot_options *opts, sq_task_result *res,
+                                       sq_choice_score **scores);
 
 #endif

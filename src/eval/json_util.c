@@ -46,8 +46,8 @@ sq_error *sq_json_load_file(const char *path, cJSON **out) {
 }
 
 /* The field, or NULL when it is absent or an allowed null. */
-static sq_error *get_field(const cJSON *obj, const char *name, int flags, const char *where,
-                           const cJSON **out) {
+static SQ_NODISCARD sq_error *get_field(const cJSON *obj, const char *name, int flags, const char *where,
+                                        const cJSON **out) {
     *out = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
     if (*out && cJSON_IsNull(*out)) {
         if (!(flags & SQ_JSON_NULLABLE))

@@ -12,12 +12,12 @@ typedef struct lm_ctx {
     unsigned char *skip;    /* [n_layers], or NULL */
 } lm_ctx;
 
-static sq_error *ctx_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *ctx_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
     lm_ctx *c = impl;
     return sq_forward_ex(c->ctx, seqs, n_seqs, &c->fwd);
 }
 
-static sq_error *ctx_truncate(void *impl, int seq_id, int new_len) {
+static SQ_NODISCARD sq_error *ctx_truncate(void *impl, int seq_id, int new_len) {
     return sq_seq_truncate(((lm_ctx *)impl)->ctx, seq_id, new_len);
 }
 

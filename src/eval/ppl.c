@@ -147,7 +147,7 @@ typedef struct ppl_state {
     sq_ref_file *file_in, *file_out;
 } ppl_state;
 
-static sq_error *state_free(ppl_state *s, sq_error *err) {
+static SQ_NODISCARD SQ_TAKES_ERROR(2) sq_error *state_free(ppl_state *s, sq_error *err) {
     free(s->plan);
     free(s->sums);
     free(s->logits);
@@ -168,7 +168,7 @@ static sq_error *state_free(ppl_state *s, sq_error *err) {
     return err;
 }
 
-static sq_error *run_batch(sq_lm *lm, const sq_seq_batch *seqs, int n) {
+static SQ_NODISCARD sq_error *run_batch(sq_lm *lm, const sq_seq_batch *seqs, int n) {
     for (int i = 0; i < n; i++) SQ_TRY(lm->truncate(lm->impl, seqs[i].seq_id, 0));
     return lm->forward(lm->impl, seqs, n);
 }
@@ -211,8 +211,8 @@ static void summarize(const ppl_state *s, int has_ref, sq_ppl_result *res) {
     res->ref_tail_mass = t.tail / n;
 }
 
-static sq_error *check_inputs(const sq_lm *lm, const sq_lm *ref, const int32_t *ids, int64_t n_ids,
-                              const sq_ppl_options *o, int n_ctx) {
+static SQ_NODISCARD sq_error *check_inputs(const sq_lm *lm, const sq_lm *ref, const int32_t *ids,
+                                           int64_t n_ids, const sq_ppl_options *o, int n_ctx) {
     if (n_ctx > lm->n_ctx)
         return sq_errorf(SQ_ERR_INVALID_ARG, "window of %d tokens exceeds the model's context of %d", n_ctx,
                          lm->n_ctx);

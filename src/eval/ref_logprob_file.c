@@ -68,7 +68,7 @@ sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_re
     f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (f->fd < 0) {
         sq_error *err = sq_errorf(SQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        sq_ref_file_close(f, 1);
+        sq_error_free(sq_ref_file_close(f, 1));
         return err;
     }
     ref_header h = {.version = REF_VERSION,
@@ -84,7 +84,7 @@ sq_error *sq_ref_file_create(const char *path, const sq_ref_file_key *key, sq_re
     off_t total = REF_HEADER_BYTES + (off_t)key->n_records * (off_t)f->record_bytes;
     if (pwrite(f->fd, &h, sizeof h, 0) != (ssize_t)sizeof h || ftruncate(f->fd, total) != 0) {
         sq_error *err = sq_errorf(SQ_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        sq_ref_file_close(f, 1);
+        sq_error_free(sq_ref_file_close(f, 1)); /* the write error says more */
         return err;
     }
     *out = f;
@@ -96,6 +96,33 @@ static const char *protocol_name(uint32_t p) {
            : p == SQ_PPL_STRIDE      ? "stride"
            : p == SQ_PPL_SECOND_HALF ? "second-half"
                                      : "?";
+}
+
+/* A damaged record must neither steer reads out of bounds (an id outside the vocabulary) nor give a silently
+ * wrong KL: log-probs are finite, <= 0 and best first, ids distinct, the tail mass in [0, 1], and the stored
+ * distribution sums to 1 (float32 rounding aside). seen: NULL when out of memory. */
+static SQ_NODISCARD sq_error *check_record(const sq_ref_file *f, uint64_t r, uint64_t *seen) {
+    if (!seen) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", f->path);
+    const int32_t *ids;
+    const float *lps;
+    float lp, tail;
+    sq_ref_file_read(f, (int64_t)r, &lp, &tail, &ids, &lps);
+    if (!(isfinite(lp) && lp <= 0) || !(tail >= 0 && tail <= 1))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: record %llu: target log-prob %g or tail mass %g is out of range",
+                         f->path, (unsigned long long)r, lp, tail);
+    double mass = tail;
+    for (int i = 0; i < f->top_k; i++) {
+        int bad_id = ids[i] < 0 || ids[i] >= f->n_vocab || seen[ids[i]] == r + 1;
+        if (bad_id || !(isfinite(lps[i]) && lps[i] <= 0) || (i > 0 && lps[i] > lps[i - 1]))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: record %llu holds an invalid entry %d (id %d, log-prob %g)",
+                             f->path, (unsigned long long)r, i, ids[i], lps[i]);
+        seen[ids[i]] = r + 1;
+        mass += exp(lps[i]);
+    }
+    if (fabs(mass - 1) > 1e-3)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: record %llu: probabilities sum to %.6f, not 1", f->path,
+                         (unsigned long long)r, mass);
+    return NULL;
 }
 
 sq_error *sq_ref_file_open(const char *path, const sq_ref_file_key *expect, sq_ref_file **out) {
@@ -149,19 +176,12 @@ sq_error *sq_ref_file_open(const char *path, const sq_ref_file_key *expect, sq_r
         goto fail;
     }
     f->map = map;
-    /* every stored id must index the vocabulary: a damaged file must not steer reads out of bounds */
-    for (uint64_t r = 0; r < h.n_records; r++) {
-        const int32_t *ids;
-        const float *lps;
-        float lp, tail;
-        sq_ref_file_read(f, (int64_t)r, &lp, &tail, &ids, &lps);
-        for (uint32_t i = 0; i < h.top_k; i++)
-            if (ids[i] < 0 || ids[i] >= (int32_t)h.n_vocab || !(lps[i] <= 0)) {
-                err = sq_errorf(SQ_ERR_FORMAT, "%s: record %llu holds an invalid entry (id %d, log-prob %g)",
-                                path, (unsigned long long)r, ids[i], lps[i]);
-                sq_ref_file_close(f, 1);
-                return err;
-            }
+    uint64_t *seen = calloc(h.n_vocab, sizeof *seen); /* [n_vocab] the last record (+1) naming each id */
+    for (uint64_t r = 0; r < h.n_records && !err; r++) err = check_record(f, r, seen);
+    free(seen);
+    if (err) {
+        sq_error_free(sq_ref_file_close(f, 1));
+        return err;
     }
     *out = f;
     return NULL;

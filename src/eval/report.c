@@ -30,8 +30,8 @@ static char *path_leaf(const char *path) {
     return leaf;
 }
 
-static sq_error *find_or_add_variant(sq_report_table *t, const char *model, const char *label,
-                                     sq_report_variant **out) {
+static SQ_NODISCARD sq_error *find_or_add_variant(sq_report_table *t, const char *model, const char *label,
+                                                  sq_report_variant **out) {
     const char *key = label ? label : model;
     for (int i = 0; i < t->n_variants; i++)
         if (!strcmp(t->variants[i].key, key)) {
@@ -60,8 +60,8 @@ static void set_value(sq_report_value *dst, double value) {
 }
 
 /* A number field that must lie in [lo, hi] when present; stored into dst. */
-static sq_error *read_ranged(const cJSON *obj, const char *name, int flags, const char *where, double lo,
-                             double hi, sq_report_value *dst) {
+static SQ_NODISCARD sq_error *read_ranged(const cJSON *obj, const char *name, int flags, const char *where,
+                                          double lo, double hi, sq_report_value *dst) {
     double value = 0;
     int found = 0;
     SQ_TRY(sq_json_get_number(obj, name, flags, where, &value, &found));
@@ -74,8 +74,8 @@ static sq_error *read_ranged(const cJSON *obj, const char *name, int flags, cons
 }
 
 /* The variant an object names: its "label", else its "model" object's "path"; the model's weight bytes. */
-static sq_error *variant_of(sq_report_table *t, const cJSON *obj, const char *where,
-                            sq_report_variant **out) {
+static SQ_NODISCARD sq_error *variant_of(sq_report_table *t, const cJSON *obj, const char *where,
+                                         sq_report_variant **out) {
     const cJSON *model;
     const char *path = NULL, *label = NULL;
     SQ_TRY(sq_json_get_object(obj, "model", SQ_JSON_REQUIRED, where, &model));
@@ -89,7 +89,7 @@ static sq_error *variant_of(sq_report_table *t, const cJSON *obj, const char *wh
     return read_ranged(model, "weight_bytes", 0, inner, 0, 1e18, &(*out)->size_bytes);
 }
 
-static sq_error *load_ppl(sq_report_table *t, const cJSON *root, const char *path) {
+static SQ_NODISCARD sq_error *load_ppl(sq_report_table *t, const cJSON *root, const char *path) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
     SQ_TRY(read_ranged(root, "ppl", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, path, 1, INFINITY, &v->ppl));
@@ -101,7 +101,7 @@ static sq_error *load_ppl(sq_report_table *t, const cJSON *root, const char *pat
     return read_ranged(ref, "kl_mean", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, where, 0, INFINITY, &v->kl);
 }
 
-static sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *path) {
+static SQ_NODISCARD sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *path) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, root, path, &v));
     const cJSON *average;
@@ -111,19 +111,24 @@ static sq_error *load_eval(sq_report_table *t, const cJSON *root, const char *pa
     return read_ranged(average, "score", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, where, 0, 1, &v->zero_shot_avg);
 }
 
-/* The median of a {"median", "min", "max"} statistic. */
-static sq_error *read_median(const cJSON *obj, const char *name, const char *where, double *out) {
+/* The median of a {"median", "min", "max"} statistic; null (a benchmark without a prompt or without output
+ * tokens has no such figure) leaves *out NAN. */
+static SQ_NODISCARD sq_error *read_median(const cJSON *obj, const char *name, const char *where,
+                                          double *out) {
     const cJSON *stat;
     SQ_TRY(sq_json_get_object(obj, name, SQ_JSON_REQUIRED, where, &stat));
     char inner[1400];
     snprintf(inner, sizeof inner, "%s: %s", where, name);
-    SQ_TRY(sq_json_get_number(stat, "median", SQ_JSON_REQUIRED, inner, out, NULL));
-    if (*out <= 0) return sq_errorf(SQ_ERR_FORMAT, "%s: median is %g, should be positive", inner, *out);
+    int found = 0;
+    *out = NAN;
+    SQ_TRY(sq_json_get_number(stat, "median", SQ_JSON_REQUIRED | SQ_JSON_NULLABLE, inner, out, &found));
+    if (found && *out <= 0)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: median is %g, should be positive", inner, *out);
     return NULL;
 }
 
 /* A bench variant: decode speed and time to first token at its smallest batch size. */
-static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const char *where) {
+static SQ_NODISCARD sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const char *where) {
     sq_report_variant *v;
     SQ_TRY(variant_of(t, obj, where, &v));
     const cJSON *results;
@@ -147,12 +152,12 @@ static sq_error *load_bench_variant(sq_report_table *t, const cJSON *obj, const 
     }
     if (!best_batch) return sq_errorf(SQ_ERR_FORMAT, "%s: \"results\" is empty", where);
     v->bench_batch = best_batch;
-    set_value(&v->decode_tok_s, decode);
-    set_value(&v->ttft_s, ttft);
+    if (!isnan(decode)) set_value(&v->decode_tok_s, decode);
+    if (!isnan(ttft)) set_value(&v->ttft_s, ttft);
     return NULL;
 }
 
-static sq_error *load_bench(sq_report_table *t, const cJSON *root, const char *path) {
+static SQ_NODISCARD sq_error *load_bench(sq_report_table *t, const cJSON *root, const char *path) {
     const cJSON *variants;
     SQ_TRY(sq_json_get_array(root, "variants", SQ_JSON_REQUIRED, path, &variants));
     if (cJSON_GetArraySize(variants) == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: \"variants\" is empty", path);
@@ -170,7 +175,7 @@ static sq_error *load_bench(sq_report_table *t, const cJSON *root, const char *p
 #define SQ_REPORT_VERSION 1
 
 /* The envelope every report shares: an object with "kind" and "version". */
-static sq_error *read_envelope(const cJSON *root, const char *path, const char **kind) {
+static SQ_NODISCARD sq_error *read_envelope(const cJSON *root, const char *path, const char **kind) {
     if (!cJSON_IsObject(root)) return sq_errorf(SQ_ERR_FORMAT, "%s: a report is a JSON object", path);
     double version = 0;
     SQ_TRY(sq_json_get_string(root, "kind", SQ_JSON_REQUIRED, path, kind));
@@ -181,7 +186,7 @@ static sq_error *read_envelope(const cJSON *root, const char *path, const char *
     return NULL;
 }
 
-static sq_error *load_one(sq_report_table *t, const char *path) {
+static SQ_NODISCARD sq_error *load_one(sq_report_table *t, const char *path) {
     cJSON *root;
     SQ_TRY(sq_json_load_file(path, &root));
     const char *kind = NULL;
@@ -202,7 +207,7 @@ static sq_error *load_one(sq_report_table *t, const char *path) {
 }
 
 /* Variants whose file names coincide ("model.gguf" in two folders) are shown by their full key instead. */
-static sq_error *disambiguate_names(sq_report_table *t) {
+static SQ_NODISCARD sq_error *disambiguate_names(sq_report_table *t) {
     char *clash = calloc((size_t)t->n_variants + 1, 1);
     if (!clash) return sq_errorf(SQ_ERR_NOMEM, "report: out of memory");
     for (int i = 0; i < t->n_variants; i++)

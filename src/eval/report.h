@@ -29,10 +29,10 @@ typedef struct sq_report_table {
 } sq_report_table;
 
 /* Reads and merges the reports; a later report's value replaces an earlier one's for the same variant. */
-sq_error *sq_report_table_load(const char *const *paths, int n_paths, sq_report_table *table);
+SQ_NODISCARD sq_error *sq_report_table_load(const char *const *paths, int n_paths, sq_report_table *table);
 void sq_report_table_free(sq_report_table *table);
 
-sq_error *sq_report_write_markdown(const sq_report_table *table, const char *title, FILE *out);
-sq_error *sq_report_write_svg(const sq_report_table *table, const char *title, FILE *out);
+SQ_NODISCARD sq_error *sq_report_write_markdown(const sq_report_table *table, const char *title, FILE *out);
+SQ_NODISCARD sq_error *sq_report_write_svg(const sq_report_table *table, const char *title, FILE *out);
 
 #endif

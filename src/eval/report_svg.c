@@ -273,7 +273,8 @@ static int write_points(FILE *out, const sq_report_table *t, const panel *p, con
     return 0;
 }
 
-static sq_error *write_panel(FILE *out, const sq_report_table *t, const panel *p, const char *id) {
+static SQ_NODISCARD sq_error *write_panel(FILE *out, const sq_report_table *t, const panel *p,
+                                          const char *id) {
     fprintf(out,
             "<g class=\"panel\" id=\"%s\">\n<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">",
             id, p->left, PLOT_TOP - 12);

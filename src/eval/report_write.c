@@ -70,14 +70,14 @@ static cJSON *envelope(const char *kind, const sq_report_model *rm) {
     return j;
 }
 
-static sq_error *check_model(const sq_report_model *rm, const char *path) {
+static SQ_NODISCARD sq_error *check_model(const sq_report_model *rm, const char *path) {
     if (!rm || !rm->path || !rm->model)
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a report needs the model and its path", path);
     return NULL;
 }
 
 /* Writes the report (pretty-printed) and frees it. */
-static sq_error *write_report(const char *path, cJSON *report) {
+static SQ_NODISCARD sq_error *write_report(const char *path, cJSON *report) {
     char *text = cJSON_Print(report);
     cJSON_Delete(report);
     if (!text) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory writing the report", path);

@@ -71,7 +71,7 @@ static int add_request(sq_task_request *r, const char *context, const char *choi
     return 0;
 }
 
-static sq_error *new_item(sq_task *t, int n_choices, int gold, sq_task_item **out) {
+static SQ_NODISCARD sq_error *new_item(sq_task *t, int n_choices, int gold, sq_task_item **out) {
     sq_task_item *it = &t->items[t->n_items];
     it->choices = calloc((size_t)n_choices, sizeof *it->choices);
     if (!it->choices) return sq_errorf(SQ_ERR_NOMEM, "out of memory");
@@ -82,8 +82,8 @@ static sq_error *new_item(sq_task *t, int n_choices, int gold, sq_task_item **ou
     return NULL;
 }
 
-static sq_error *string_field(const cJSON *obj, const char *key, const char *file, int line,
-                              const char **out) {
+static SQ_NODISCARD sq_error *string_field(const cJSON *obj, const char *key, const char *file, int line,
+                                           const char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) return sq_errorf(SQ_ERR_FORMAT, "%s:%d: missing field \"%s\"", file, line, key);
     if (!cJSON_IsString(v))
@@ -93,8 +93,8 @@ static sq_error *string_field(const cJSON *obj, const char *key, const char *fil
 }
 
 /* A non-empty array of non-empty strings. */
-static sq_error *string_array_field(const cJSON *obj, const char *key, const char *file, int line,
-                                    const cJSON **out, int *n) {
+static SQ_NODISCARD sq_error *string_array_field(const cJSON *obj, const char *key, const char *file,
+                                                 int line, const cJSON **out, int *n) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) return sq_errorf(SQ_ERR_FORMAT, "%s:%d: missing field \"%s\"", file, line, key);
     if (!cJSON_IsArray(v))
@@ -111,7 +111,8 @@ static sq_error *string_array_field(const cJSON *obj, const char *key, const cha
     return NULL;
 }
 
-static sq_error *gold_field(const cJSON *obj, int n_choices, const char *file, int line, int *gold) {
+static SQ_NODISCARD sq_error *gold_field(const cJSON *obj, int n_choices, const char *file, int line,
+                                         int *gold) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "gold");
     if (!v) return sq_errorf(SQ_ERR_FORMAT, "%s:%d: missing field \"gold\"", file, line);
     if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble)
@@ -123,8 +124,8 @@ static sq_error *gold_field(const cJSON *obj, int n_choices, const char *file, i
     return NULL;
 }
 
-static sq_error *parse_json_item(const task_spec *spec, sq_task *t, const cJSON *obj, const char *file,
-                                 int line) {
+static SQ_NODISCARD sq_error *parse_json_item(const task_spec *spec, sq_task *t, const cJSON *obj,
+                                              const char *file, int line) {
     if (!cJSON_IsObject(obj)) return sq_errorf(SQ_ERR_FORMAT, "%s:%d: expected a JSON object", file, line);
     sq_task_item *it = NULL;
     const char *text;
@@ -206,7 +207,8 @@ static char *hellaswag_clean(const char *s, size_t n) {
 }
 
 /* HellaSwag: 6 lines per item (context, gold 0-3, four endings). */
-static sq_error *parse_hellaswag(sq_task *t, const char *file, const char *data, size_t len, int limit) {
+static SQ_NODISCARD sq_error *parse_hellaswag(sq_task *t, const char *file, const char *data, size_t len,
+                                              int limit) {
     const char *lines[6];
     size_t lens[6];
     int line = 0, in_item = 0;
@@ -259,8 +261,8 @@ static sq_error *parse_hellaswag(sq_task *t, const char *file, const char *data,
     return NULL;
 }
 
-static sq_error *parse_jsonl(const task_spec *spec, sq_task *t, const char *file, const char *data,
-                             size_t len, int limit) {
+static SQ_NODISCARD sq_error *parse_jsonl(const task_spec *spec, sq_task *t, const char *file,
+                                          const char *data, size_t len, int limit) {
     int line = 0;
     size_t pos = 0;
     while (pos < len && (limit <= 0 || t->n_items < limit)) {
@@ -326,7 +328,7 @@ sq_error *sq_task_parse(const char *name, const char *file, const char *data, si
 
 /* Decompresses a whole bzip2 file (one stream or several concatenated, as pbzip2 writes) into memory,
  * NUL-terminated. */
-static sq_error *read_bzip2(const char *path, char **data, size_t *size) {
+static SQ_NODISCARD sq_error *read_bzip2(const char *path, char **data, size_t *size) {
     char *raw;
     size_t raw_len;
     SQ_TRY(sq_read_file(path, (size_t)1 << 30, &raw, &raw_len));

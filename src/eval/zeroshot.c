@@ -38,8 +38,8 @@ static void prepared_free(prepared_item *p) {
 }
 
 /* [BOS] + encode(text) */
-static sq_error *encode_with_bos(sq_encode_fn encode, void *user, int bos, const char *text, size_t len,
-                                 int32_t **ids, int *n) {
+static SQ_NODISCARD sq_error *encode_with_bos(sq_encode_fn encode, void *user, int bos, const char *text,
+                                              size_t len, int32_t **ids, int *n) {
     int32_t *raw = NULL;
     int n_raw = 0;
     SQ_TRY(encode(user, text, len, &raw, &n_raw));
@@ -57,8 +57,8 @@ static sq_error *encode_with_bos(sq_encode_fn encode, void *user, int bos, const
     return NULL;
 }
 
-static sq_error *prepare_choice(sq_encode_fn encode, void *user, int bos, int n_ctx, const sq_task_request *r,
-                                prepared_choice *pc, int *truncated) {
+static SQ_NODISCARD sq_error *prepare_choice(sq_encode_fn encode, void *user, int bos, int n_ctx,
+                                             const sq_task_request *r, prepared_choice *pc, int *truncated) {
     size_t cl = strlen(r->context), xl = strlen(r->continuation);
     size_t keep = cl;
     while (keep > 0 && (r->context[keep - 1] == ' ' || r->context[keep - 1] == '\t' ||
@@ -98,8 +98,8 @@ static sq_error *prepare_choice(sq_encode_fn encode, void *user, int bos, int n_
     return NULL;
 }
 
-static sq_error *prepare_item(sq_encode_fn encode, void *user, int bos, int n_ctx, const sq_task_item *it,
-                              prepared_item *p) {
+static SQ_NODISCARD sq_error *prepare_item(sq_encode_fn encode, void *user, int bos, int n_ctx,
+                                           const sq_task_item *it, prepared_item *p) {
     p->choices = calloc((size_t)it->n_choices, sizeof *p->choices);
     if (!p->choices) return sq_errorf(SQ_ERR_NOMEM, "out of memory");
     p->n_choices = it->n_choices;
@@ -129,8 +129,8 @@ static sq_choice_score score_choice(const prepared_choice *pc, int base, const f
     return s;
 }
 
-static sq_error *run_items(sq_lm *lm, prepared_item *items, int n, sq_seq_batch *seqs,
-                           sq_choice_score **out_scores, float **logits, size_t *logits_cap) {
+static SQ_NODISCARD sq_error *run_items(sq_lm *lm, prepared_item *items, int n, sq_seq_batch *seqs,
+                                        sq_choice_score **out_scores, float **logits, size_t *logits_cap) {
     int m = 0;
     for (int b = 0; b < n; b++) {
         SQ_TRY(lm->truncate(lm->impl, b, 0));
@@ -264,7 +264,8 @@ sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, con
     return NULL;
 }
 
-static sq_error *encode_with_tokenizer(void *user, const char *text, size_t len, int32_t **ids, int *n) {
+static SQ_NODISCARD sq_error *encode_with_tokenizer(void *user, const char *text, size_t len, int32_t **ids,
+                                                    int *n) {
     return sq_tokenize(user, text, len, 0, 0, ids, n);
 }
 

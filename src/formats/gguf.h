@@ -66,40 +66,42 @@ typedef struct sq_gguf_file {
 } sq_gguf_file;
 
 /* Parses and validates the container (f is borrowed and must outlive the result). */
-sq_error *sq_gguf_parse(const sq_mapped_file *f, sq_gguf_file **out);
+SQ_NODISCARD sq_error *sq_gguf_parse(const sq_mapped_file *f, sq_gguf_file **out);
 void sq_gguf_free(sq_gguf_file *g);
 
 const sq_gguf_kv *sq_gguf_find(const sq_gguf_file *g, const char *key);
 /* Typed reads; each names the file and key in its error. `found` (may be NULL) reports presence; a missing
  * key is an error only when found is NULL. Integers accept any integer type whose value fits. */
-sq_error *sq_gguf_get_int(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int64_t *v,
-                          int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_int(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi,
+                                       int64_t *v, int *found);
 /* n values in [lo, hi] (lo >= INT_MIN, hi <= INT_MAX): an integer array of exactly n elements, or one integer
  * that holds for all n (llama.cpp's per-layer keys such as {arch}.attention.head_count take either). */
-sq_error *sq_gguf_get_ints(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi, int *v, uint64_t n,
-                           int *found);
-sq_error *sq_gguf_get_float(const sq_gguf_file *g, const char *key, double *v, int *found);
-sq_error *sq_gguf_get_bool(const sq_gguf_file *g, const char *key, int *v, int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_ints(const sq_gguf_file *g, const char *key, int64_t lo, int64_t hi,
+                                        int *v, uint64_t n, int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_float(const sq_gguf_file *g, const char *key, double *v, int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_bool(const sq_gguf_file *g, const char *key, int *v, int *found);
 /* A string value as a new NUL-terminated heap string (caller frees). */
-sq_error *sq_gguf_get_string(const sq_gguf_file *g, const char *key, char **v, int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_string(const sq_gguf_file *g, const char *key, char **v, int *found);
 /* The elements of a string array as heap strings (caller frees each and the array). */
-sq_error *sq_gguf_get_strings(const sq_gguf_file *g, const char *key, char ***v, uint64_t *n, int *found);
+SQ_NODISCARD sq_error *sq_gguf_get_strings(const sq_gguf_file *g, const char *key, char ***v, uint64_t *n,
+                                           int *found);
 
 /* The model part of a parsed file: config from {arch}.* metadata and the tensors (borrowed from the mapping,
  * which the caller keeps alive). */
-sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m);
+SQ_NODISCARD sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m);
 /* The vocabulary in tokenizer.ggml.*, built into a tokenizer; *out is NULL when the file has none. Special
  * ids outside the vocabulary become the tokenizer's warnings. */
-sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_gguf_read_vocab(const sq_gguf_file *g, sq_tokenizer **out);
 /* The vocabulary of a GGUF file alone (sq_tokenizer_load of a .gguf): the tensors are not read. */
-sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_gguf_load_tokenizer(const char *path, sq_tokenizer **out);
 
 #define SQ_GGUF_BOS_ID "tokenizer.ggml.bos_token_id"
 #define SQ_GGUF_EOS_ID "tokenizer.ggml.eos_token_id"
 /* A special-token id (tokenizer.ggml.*_token_id) of any integer type, -1 when absent. One outside
  * [0, n_tokens) is metadata squeeze can do without: treated as absent and reported in w (may be NULL), as
  * llama.cpp warns and goes on (hub files carry 0xFFFFFFFF for "none"). A non-integer value is an error. */
-sq_error *sq_gguf_special_id(const sq_gguf_file *g, const char *key, int n_tokens, sq_warnings *w, int *id);
+SQ_NODISCARD sq_error *sq_gguf_special_id(const sq_gguf_file *g, const char *key, int n_tokens,
+                                          sq_warnings *w, int *id);
 
 /* Reads a GGUF string (u64 length + bytes) at p; the parser has already validated it. */
 static inline uint64_t sq_gguf_string_len(const unsigned char *p) {

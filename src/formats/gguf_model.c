@@ -18,8 +18,8 @@
 #define ROPE_FREQS "rope_freqs.weight"
 
 /* Reads "{arch}.{suffix}" as an int in [lo, hi] into *v, leaving it untouched when absent and optional. */
-static sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *suffix, int required,
-                          int64_t lo, int64_t hi, int *v) {
+static SQ_NODISCARD sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *suffix,
+                                       int required, int64_t lo, int64_t hi, int *v) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     int64_t x;
@@ -29,8 +29,8 @@ static sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *s
     return NULL;
 }
 
-static sq_error *arch_float(const sq_gguf_file *g, const char *arch, const char *suffix, int required,
-                            float *v) {
+static SQ_NODISCARD sq_error *arch_float(const sq_gguf_file *g, const char *arch, const char *suffix,
+                                         int required, float *v) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     double x;
@@ -43,7 +43,8 @@ static sq_error *arch_float(const sq_gguf_file *g, const char *arch, const char 
 /* {arch}.attention.head_count, .head_count_kv and .feed_forward_length: one value, or one per layer (arrays,
  * as llama.cpp reads them). *widths gets [3][n_layers] values (caller frees); the config holds layer 0's, as
  * llama.cpp derives the head dimension from them. */
-static sq_error *read_widths(const sq_gguf_file *g, const char *arch, sq_model_config *c, int **widths) {
+static SQ_NODISCARD sq_error *read_widths(const sq_gguf_file *g, const char *arch, sq_model_config *c,
+                                          int **widths) {
     const uint64_t n = (uint64_t)c->n_layers;
     int *w = *widths = malloc(3 * n * sizeof *w);
     if (!w) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", g->file->path);
@@ -60,7 +61,8 @@ static sq_error *read_widths(const sq_gguf_file *g, const char *arch, sq_model_c
     return NULL;
 }
 
-static sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx, int **widths) {
+static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx,
+                                          int **widths) {
     const char *path = g->file->path;
     char *arch;
     SQ_TRY(sq_gguf_get_string(g, "general.architecture", &arch, NULL));
@@ -139,7 +141,7 @@ static sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *ori
 /* BOS and the end-of-generation ids (eos, then end of turn and end of message, as llama.cpp's EOG set),
  * checked against the vocabulary inside the file, else the embedding rows. Out-of-range ids are reported here
  * only for keys the vocabulary reader does not check itself. */
-static sq_error *read_special_ids(const sq_gguf_file *g, sq_model *m) {
+static SQ_NODISCARD sq_error *read_special_ids(const sq_gguf_file *g, sq_model *m) {
     const sq_gguf_kv *tokens = sq_gguf_find(g, "tokenizer.ggml.tokens");
     const int has_vocab = tokens && tokens->type == SQ_GGUF_ARRAY;
     const int n = has_vocab && tokens->n_elems < (1u << 24) ? (int)tokens->n_elems : m->cfg.vocab_size;
@@ -158,7 +160,7 @@ static sq_error *read_special_ids(const sq_gguf_file *g, sq_model *m) {
     return NULL;
 }
 
-static sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx) {
+static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx) {
     const char *path = g->file->path;
     snprintf(m->file_format, sizeof m->file_format, "gguf");
     for (uint64_t i = 0; i < g->n_tensors; i++) {

@@ -31,12 +31,12 @@ typedef struct cursor {
     const char *path;
 } cursor;
 
-static sq_error *truncated(const cursor *c, const char *what) {
+static SQ_NODISCARD sq_error *truncated(const cursor *c, const char *what) {
     return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF file truncated: %s at byte %zu runs past the end (%zu bytes)",
                      c->path, what, c->pos, c->size);
 }
 
-static sq_error *take(cursor *c, size_t n, const char *what, const unsigned char **p) {
+static SQ_NODISCARD sq_error *take(cursor *c, size_t n, const char *what, const unsigned char **p) {
     *p = NULL;
     if (n > c->size - c->pos) return truncated(c, what);
     *p = c->data + c->pos;
@@ -44,14 +44,14 @@ static sq_error *take(cursor *c, size_t n, const char *what, const unsigned char
     return NULL;
 }
 
-static sq_error *read_u32(cursor *c, const char *what, uint32_t *v) {
+static SQ_NODISCARD sq_error *read_u32(cursor *c, const char *what, uint32_t *v) {
     const unsigned char *p;
     SQ_TRY(take(c, 4, what, &p));
     memcpy(v, p, 4);
     return NULL;
 }
 
-static sq_error *read_u64(cursor *c, const char *what, uint64_t *v) {
+static SQ_NODISCARD sq_error *read_u64(cursor *c, const char *what, uint64_t *v) {
     const unsigned char *p;
     SQ_TRY(take(c, 8, what, &p));
     memcpy(v, p, 8);
@@ -59,7 +59,8 @@ static sq_error *read_u64(cursor *c, const char *what, uint64_t *v) {
 }
 
 /* Skips a string, leaving *p at its length field and *len its byte count. */
-static sq_error *skip_string(cursor *c, const char *what, const unsigned char **p, uint64_t *len) {
+static SQ_NODISCARD sq_error *skip_string(cursor *c, const char *what, const unsigned char **p,
+                                          uint64_t *len) {
     *p = c->data + c->pos;
     SQ_TRY(read_u64(c, what, len));
     if (*len > c->size - c->pos) return truncated(c, what);
@@ -90,8 +91,8 @@ static size_t scalar_size(uint32_t type) {
 }
 
 /* Validates one value of `type` at the cursor and moves past it; nested arrays recurse (to a small depth). */
-static sq_error *skip_value(cursor *c, const char *key, uint32_t type, int depth, uint32_t *elem_type,
-                            uint64_t *n_elems) {
+static SQ_NODISCARD sq_error *skip_value(cursor *c, const char *key, uint32_t type, int depth,
+                                         uint32_t *elem_type, uint64_t *n_elems) {
     if (type >= SQ_GGUF_TYPE_COUNT)
         return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s has unknown value type %u", c->path, key, type);
     if (type == SQ_GGUF_STRING) {
@@ -137,8 +138,8 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Rejects repeated names (sorting keeps this fast for files that claim very many entries). */
-static sq_error *check_unique(const char *path, const char *what, const void *items, uint64_t n,
-                              size_t stride, const char *(*name_of)(const void *)) {
+static SQ_NODISCARD sq_error *check_unique(const char *path, const char *what, const void *items, uint64_t n,
+                                           size_t stride, const char *(*name_of)(const void *)) {
     const char **names = malloc((n ? n : 1) * sizeof *names);
     if (!names) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     for (uint64_t i = 0; i < n; i++) names[i] = name_of((const char *)items + i * stride);
@@ -151,7 +152,7 @@ static sq_error *check_unique(const char *path, const char *what, const void *it
     return err;
 }
 
-static sq_error *parse_tensor_info(cursor *c, sq_gguf_tensor *t, uint64_t *offset) {
+static SQ_NODISCARD sq_error *parse_tensor_info(cursor *c, sq_gguf_tensor *t, uint64_t *offset) {
     const unsigned char *p;
     uint64_t len;
     SQ_TRY(skip_string(c, "tensor name", &p, &len));
@@ -188,7 +189,7 @@ static sq_error *parse_tensor_info(cursor *c, sq_gguf_tensor *t, uint64_t *offse
     return NULL;
 }
 
-static sq_error *parse(const sq_mapped_file *f, sq_gguf_file *g) {
+static SQ_NODISCARD sq_error *parse(const sq_mapped_file *f, sq_gguf_file *g) {
     cursor c = {f->data, f->size, 0, f->path};
     const unsigned char *magic;
     SQ_TRY(take(&c, 4, "magic", &magic));
@@ -313,7 +314,8 @@ static const char *type_name(uint32_t t) {
 }
 
 /* Looks a key up; a missing key is an error only when the caller cannot take "not found". */
-static sq_error *lookup(const sq_gguf_file *g, const char *key, int *found, const sq_gguf_kv **kv) {
+static SQ_NODISCARD sq_error *lookup(const sq_gguf_file *g, const char *key, int *found,
+                                     const sq_gguf_kv **kv) {
     *kv = sq_gguf_find(g, key);
     if (found) *found = *kv != NULL;
     if (!*kv && !found)
@@ -321,7 +323,7 @@ static sq_error *lookup(const sq_gguf_file *g, const char *key, int *found, cons
     return NULL;
 }
 
-static sq_error *wrong_type(const sq_gguf_file *g, const sq_gguf_kv *kv, const char *want) {
+static SQ_NODISCARD sq_error *wrong_type(const sq_gguf_file *g, const sq_gguf_kv *kv, const char *want) {
     return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s is a %s, expected %s", g->file->path, kv->key,
                      type_name(kv->type), want);
 }
@@ -366,7 +368,8 @@ static int read_int(uint32_t type, const unsigned char *p, int64_t *x) {
     }
 }
 
-static sq_error *out_of_range(const sq_gguf_file *g, const char *key, int64_t x, int64_t lo, int64_t hi) {
+static SQ_NODISCARD sq_error *out_of_range(const sq_gguf_file *g, const char *key, int64_t x, int64_t lo,
+                                           int64_t hi) {
     return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF key %s = %lld is outside [%lld, %lld]", g->file->path, key,
                      (long long)x, (long long)lo, (long long)hi);
 }
@@ -434,7 +437,8 @@ sq_error *sq_gguf_get_bool(const sq_gguf_file *g, const char *key, int *v, int *
     return NULL;
 }
 
-static sq_error *copy_string(const sq_gguf_file *g, const char *key, const unsigned char *p, char **v) {
+static SQ_NODISCARD sq_error *copy_string(const sq_gguf_file *g, const char *key, const unsigned char *p,
+                                          char **v) {
     uint64_t len = sq_gguf_string_len(p);
     *v = malloc((size_t)len + 1);
     if (!*v) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory reading %s", g->file->path, key);

@@ -15,8 +15,8 @@ static void free_strings(char **s, uint64_t n) {
 }
 
 /* A numeric array of exactly n elements of `type`, or NULL when absent. */
-static sq_error *numeric_array(const sq_gguf_file *g, const char *key, uint32_t type, uint64_t n,
-                               const void **out) {
+static SQ_NODISCARD sq_error *numeric_array(const sq_gguf_file *g, const char *key, uint32_t type, uint64_t n,
+                                            const void **out) {
     *out = NULL;
     const sq_gguf_kv *kv = sq_gguf_find(g, key);
     if (!kv) return NULL;
@@ -43,7 +43,7 @@ sq_error *sq_gguf_special_id(const sq_gguf_file *g, const char *key, int n_token
                    g->file->path, key, (long long)v, n_tokens);
 }
 
-static sq_error *optional_flag(const sq_gguf_file *g, const char *key, int dflt, int *v) {
+static SQ_NODISCARD sq_error *optional_flag(const sq_gguf_file *g, const char *key, int dflt, int *v) {
     int found;
     *v = dflt;
     return sq_gguf_get_bool(g, key, v, &found); /* leaves *v alone when absent */

@@ -26,8 +26,8 @@ typedef struct reader {
 static int present(const cJSON *item) { return item && !cJSON_IsNull(item); }
 
 /* An integer field in [lo, hi]: *v is left alone when the field is absent or null and not required. */
-static sq_error *get_int(const reader *r, const cJSON *obj, const char *key, int required, long lo, long hi,
-                         int *v) {
+static SQ_NODISCARD sq_error *get_int(const reader *r, const cJSON *obj, const char *key, int required,
+                                      long lo, long hi, int *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!present(item)) {
         if (required) return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s is missing", r->path, key);
@@ -41,7 +41,8 @@ static sq_error *get_int(const reader *r, const cJSON *obj, const char *key, int
     return NULL;
 }
 
-static sq_error *get_float(const reader *r, const cJSON *obj, const char *key, int required, float *v) {
+static SQ_NODISCARD sq_error *get_float(const reader *r, const cJSON *obj, const char *key, int required,
+                                        float *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!present(item)) {
         if (required) return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s is missing", r->path, key);
@@ -53,7 +54,7 @@ static sq_error *get_float(const reader *r, const cJSON *obj, const char *key, i
     return NULL;
 }
 
-static sq_error *get_bool(const reader *r, const char *key, int *v) {
+static SQ_NODISCARD sq_error *get_bool(const reader *r, const char *key, int *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->root, key);
     if (!present(item)) return NULL;
     if (!cJSON_IsBool(item))
@@ -63,7 +64,7 @@ static sq_error *get_bool(const reader *r, const char *key, int *v) {
 }
 
 /* A string field; NULL when absent or null. */
-static sq_error *get_string(const reader *r, const cJSON *obj, const char *key, const char **v) {
+static SQ_NODISCARD sq_error *get_string(const reader *r, const cJSON *obj, const char *key, const char **v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     *v = NULL;
     if (!present(item)) return NULL;
@@ -75,7 +76,8 @@ static sq_error *get_string(const reader *r, const cJSON *obj, const char *key, 
 
 /* A token id the model can do without (bos_token_id, eos_token_id): anything but an id of the vocabulary is
  * reported and left out, as transformers' generation would never see it. -1 when absent or left out. */
-static sq_error *token_id(const reader *r, const char *key, const cJSON *item, int vocab_size, int *id) {
+static SQ_NODISCARD sq_error *token_id(const reader *r, const char *key, const cJSON *item, int vocab_size,
+                                       int *id) {
     *id = -1;
     if (!present(item)) return NULL;
     double x = item->valuedouble;
@@ -92,7 +94,7 @@ static sq_error *token_id(const reader *r, const char *key, const cJSON *item, i
 
 /* eos_token_id: one id or a list of them (chat models end a turn with any: Llama 3's <|eot_id|>), each
  * added to the end-of-generation set. */
-static sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(r->root, "eos_token_id"), *one;
     int id;
     if (!cJSON_IsArray(item)) {
@@ -106,7 +108,7 @@ static sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     return NULL;
 }
 
-static sq_error *get_architecture(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "architectures");
     const cJSON *name = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
     if (!cJSON_IsString(name))
@@ -125,7 +127,7 @@ static sq_error *get_architecture(const reader *r, sq_model_config *c) {
 
 /* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the
  * sliding ones; -1 when the field is absent. */
-static sq_error *get_layer_types(const reader *r, int n_layers, int *n_sliding) {
+static SQ_NODISCARD sq_error *get_layer_types(const reader *r, int n_layers, int *n_sliding) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t;
     *n_sliding = -1;
     if (!present(list)) return NULL;
@@ -151,7 +153,8 @@ static sq_error *get_layer_types(const reader *r, int n_layers, int *n_sliding) 
  * rope_theta, then 10000; rope_type, else the older "type", else "default"; partial_rotary_factor from
  * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default
  * and llama3, and partial rotation, change the arithmetic in ways squeeze does not implement: errors. */
-static sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p, sq_model_config *c) {
+static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p,
+                                             sq_model_config *c) {
     if (!cJSON_IsObject(p))
         return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must be an object", r->path, field);
     c->rope_theta = 10000.0f;
@@ -194,8 +197,8 @@ static int same_rope(const sq_model_config *a, const sq_model_config *b) {
 
 /* A dict nested per layer type: the keys named in layer_types. Every type the layers use must agree, as
  * squeeze has one RoPE for all layers. *nested counts the entries found. */
-static sq_error *read_nested_rope(const reader *r, const char *field, const cJSON *p, sq_model_config *c,
-                                  int *nested) {
+static SQ_NODISCARD sq_error *read_nested_rope(const reader *r, const char *field, const cJSON *p,
+                                               sq_model_config *c, int *nested) {
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t, *entry;
     *nested = 0;
     if (!cJSON_IsArray(types)) return NULL;
@@ -214,7 +217,7 @@ static sq_error *read_nested_rope(const reader *r, const char *field, const cJSO
     return NULL;
 }
 
-static sq_error *get_rope(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
     const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(r->root, "rope_scaling");
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(r->root, "rope_parameters");
     if (present(scaling) && !cJSON_IsObject(scaling))
@@ -236,7 +239,7 @@ static sq_error *get_rope(const reader *r, sq_model_config *c) {
  * everywhere (4096 when the config omits the field; null turns it off); Qwen2 only with use_sliding_window,
  * on the layers layer_types marks (else those from max_window_layers on). Llama has none. One window for
  * all layers or none is supported; a mix of both is not. */
-static sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
     if (!strcmp(c->arch, "mistral")) {
@@ -267,7 +270,7 @@ static sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
 
 /* Keys that change the arithmetic of these architectures beyond what squeeze implements: an error naming the
  * key, never a silent default. */
-static sq_error *check_unsupported(const reader *r, const sq_model_config *c) {
+static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_model_config *c) {
     const char *act;
     SQ_TRY(get_string(r, r->root, "hidden_act", &act));
     if (act && strcmp(act, "silu") && strcmp(act, "swish")) /* transformers' ACT2FN: both are SiLU */
@@ -289,7 +292,7 @@ static sq_error *check_unsupported(const reader *r, const sq_model_config *c) {
     return NULL;
 }
 
-static sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) {
+static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) {
     const int big = 1 << 24;
     SQ_TRY(get_architecture(r, c));
     SQ_TRY(get_int(r, r->root, "hidden_size", 1, 1, big, &c->dim));
@@ -320,7 +323,7 @@ static sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) 
     return NULL;
 }
 
-static sq_error *parse_object(const char *path, const char *text, size_t len, cJSON **root) {
+static SQ_NODISCARD sq_error *parse_object(const char *path, const char *text, size_t len, cJSON **root) {
     *root = cJSON_ParseWithLength(text, len);
     if (cJSON_IsObject(*root)) return NULL;
     cJSON_Delete(*root);

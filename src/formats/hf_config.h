@@ -18,13 +18,13 @@ typedef struct sq_hf_flags {
  * other than default/llama3, partial_rotary_factor, mlp_bias, quantization_config, windows on some layers
  * only) are errors naming the key; special-token ids outside the vocabulary are left out with a warning.
  * Sets rope_style to halves, as every Hugging Face checkpoint rotates. */
-sq_error *sq_hf_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,
-                             sq_hf_flags *flags, sq_warnings *warnings);
+SQ_NODISCARD sq_error *sq_hf_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,
+                                          sq_hf_flags *flags, sq_warnings *warnings);
 /* Adds the eos_token_id (one id or a list) of generation_config.json text to c's end-of-generation set; a
  * malformed file or id is a warning (the file only adds stop ids). c's vocab_size must be set. */
-sq_error *sq_hf_generation_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,
-                                        sq_warnings *warnings);
+SQ_NODISCARD sq_error *sq_hf_generation_config_parse(const char *path, const char *text, size_t len,
+                                                     sq_model_config *c, sq_warnings *warnings);
 /* Writes config.json for a bound model whose weights are all of dtype `dtype` (torch_dtype). */
-sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path);
+SQ_NODISCARD sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path);
 
 #endif

@@ -19,7 +19,7 @@
 #define INDEX_JSON  "model.safetensors.index.json"
 #define SINGLE_FILE "model.safetensors"
 
-static sq_error *join(const char *dir, const char *name, char *out, size_t n) {
+static SQ_NODISCARD sq_error *join(const char *dir, const char *name, char *out, size_t n) {
     if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s/%s: path too long", dir, name);
     return NULL;
@@ -47,7 +47,7 @@ typedef struct load_state {
     int n_map;
 } load_state;
 
-static sq_error *load_shard(load_state *s, const char *dir, const char *file) {
+static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const char *file) {
     char path[4096];
     SQ_TRY(join(dir, file, path, sizeof path));
     sq_mapped_file *f;
@@ -92,7 +92,7 @@ static sq_error *load_shard(load_state *s, const char *dir, const char *file) {
     return err;
 }
 
-static sq_error *load_sharded(load_state *s, const char *dir, const char *index_path) {
+static SQ_NODISCARD sq_error *load_sharded(load_state *s, const char *dir, const char *index_path) {
     char *text;
     size_t len;
     SQ_TRY(sq_read_file(index_path, 64u << 20, &text, &len));
@@ -144,7 +144,7 @@ static sq_error *load_sharded(load_state *s, const char *dir, const char *index_
     return err;
 }
 
-static sq_error *check_tensors(const load_state *s, const char *dir) {
+static SQ_NODISCARD sq_error *check_tensors(const load_state *s, const char *dir) {
     const sq_model *m = s->m;
     SQ_TRY(sq_check_layer_shapes(m, dir, NULL));
     if (!s->flags.tie_word_embeddings && !sq_model_find_tensor(m, SQ_NAME_OUTPUT))
@@ -214,7 +214,7 @@ typedef struct save_state {
     const sq_tensor **tensors;
 } save_state;
 
-static sq_error *fetch(void *user, int i, const void **data, void **scratch) {
+static SQ_NODISCARD sq_error *fetch(void *user, int i, const void **data, void **scratch) {
     const save_state *s = user;
     sq_export_buf buf;
     SQ_TRY(sq_export_tensor(s->m, s->tensors[i], -1, SQ_ROPE_HALVES, &buf));
@@ -223,7 +223,7 @@ static sq_error *fetch(void *user, int i, const void **data, void **scratch) {
     return NULL;
 }
 
-static sq_error *make_dir(const char *dir) {
+static SQ_NODISCARD sq_error *make_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) return sq_errorf(SQ_ERR_IO, "%s: exists and is not a directory", dir);

@@ -93,7 +93,7 @@ sq_error *sq_llama2c_load(const char *path, sq_model *m) {
 }
 
 /* What the llama2.c format cannot express, as an error naming it; NULL when the model fits. */
-static sq_error *check_representable(const sq_model *m, const char *path) {
+static SQ_NODISCARD sq_error *check_representable(const sq_model *m, const char *path) {
     const sq_model_config *c = &m->cfg;
     const char *why = NULL;
     if (strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
@@ -120,7 +120,7 @@ static sq_error *check_representable(const sq_model *m, const char *path) {
     return sq_check_uniform_layers(m, path, "llama2.c checkpoint", &header_names);
 }
 
-static sq_error *write_tensor(sq_out_file *o, const sq_model *m, const sq_tensor *t) {
+static SQ_NODISCARD sq_error *write_tensor(sq_out_file *o, const sq_model *m, const sq_tensor *t) {
     sq_export_buf buf;
     SQ_TRY(sq_export_tensor(m, t, SQ_DTYPE_F32, SQ_ROPE_INTERLEAVED, &buf));
     sq_out_write(o, buf.data, buf.nbytes);

@@ -14,7 +14,7 @@ static int is_directory(const char *path) {
 }
 
 /* A tokenizer next to the model file: tokenizer.model, then tokenizer.bin, then tokenizer.json. */
-static sq_error *find_tokenizer_beside(const char *model_path, sq_tokenizer **out) {
+static SQ_NODISCARD sq_error *find_tokenizer_beside(const char *model_path, sq_tokenizer **out) {
     *out = NULL;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", model_path);

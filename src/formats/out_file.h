@@ -19,7 +19,7 @@ typedef struct sq_out_file {
     int err;         /* errno of the first failed write, 0 while all is well */
 } sq_out_file;
 
-sq_error *sq_out_open(sq_out_file *o, const char *path);
+SQ_NODISCARD sq_error *sq_out_open(sq_out_file *o, const char *path);
 void sq_out_write(sq_out_file *o, const void *data, size_t n);
 /* Writes zero bytes until the offset is a multiple of align. */
 void sq_out_pad(sq_out_file *o, size_t align);
@@ -28,6 +28,6 @@ void sq_out_u32(sq_out_file *o, uint32_t v);
 void sq_out_u64(sq_out_file *o, uint64_t v);
 /* Closes the file and moves it into place; on any earlier failure (or when `failed` is non-NULL) removes it
  * and returns the error (or `failed` itself). */
-sq_error *sq_out_close(sq_out_file *o, sq_error *failed);
+SQ_NODISCARD SQ_TAKES_ERROR(2) sq_error *sq_out_close(sq_out_file *o, sq_error *failed);
 
 #endif

@@ -13,7 +13,7 @@ void sq_llama3_rope_factors(const sq_model_config *c, float *out);
  * divisors determine the scaling only up to a common scale of (original context, low, high), so the original
  * context is taken from `original_ctx` (0: 8192, Llama 3.1's) and the other two fitted; the result is checked
  * by recomputing every divisor. */
-sq_error *sq_llama3_from_factors(const char *path, const float *factors, int original_ctx,
-                                 sq_model_config *c);
+SQ_NODISCARD sq_error *sq_llama3_from_factors(const char *path, const float *factors, int original_ctx,
+                                              sq_model_config *c);
 
 #endif

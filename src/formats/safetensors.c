@@ -29,7 +29,8 @@ static int dtype_of(const char *name) {
     return -1;
 }
 
-static sq_error *parse_entry(const char *path, const cJSON *item, size_t data_size, sq_st_entry *e) {
+static SQ_NODISCARD sq_error *parse_entry(const char *path, const cJSON *item, size_t data_size,
+                                          sq_st_entry *e) {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
         return sq_errorf(SQ_ERR_FORMAT, "%s: safetensors entry %.96s is not an object", path, name);
@@ -99,7 +100,7 @@ static int cmp_begin(const void *a, const void *b) {
     return x->data < y->data ? -1 : x->data > y->data;
 }
 
-static sq_error *parse(const sq_mapped_file *f, sq_st_file *st) {
+static SQ_NODISCARD sq_error *parse(const sq_mapped_file *f, sq_st_file *st) {
     if (f->size < 8)
         return sq_errorf(SQ_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file", f->path,
                          f->size);
@@ -176,7 +177,7 @@ void sq_st_free(sq_st_file *st) {
     free(st);
 }
 
-static sq_error *build_header(const sq_st_tensor *t, int n, char **json) {
+static SQ_NODISCARD sq_error *build_header(const sq_st_tensor *t, int n, char **json) {
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
     int ok = root && meta && cJSON_AddStringToObject(meta, "format", "pt");

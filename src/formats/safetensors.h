@@ -28,7 +28,7 @@ typedef struct sq_st_file {
 
 /* Parses and validates the header of a mapped file (borrowed; must outlive the result): every dtype, shape
  * and byte range is checked against the file, and ranges must not overlap. */
-sq_error *sq_st_parse(const sq_mapped_file *f, sq_st_file **out);
+SQ_NODISCARD sq_error *sq_st_parse(const sq_mapped_file *f, sq_st_file **out);
 void sq_st_free(sq_st_file *st);
 
 /* One tensor to write. */
@@ -42,7 +42,8 @@ typedef struct sq_st_tensor {
 
 /* Writes a safetensors file: `fetch(user, i, &data)` supplies tensor i's bytes as they are written (so
  * converted copies need only live one at a time) and may fail. */
-typedef sq_error *(*sq_st_fetch)(void *user, int i, const void **data, void **scratch);
-sq_error *sq_st_write(const char *path, const sq_st_tensor *tensors, int n, sq_st_fetch fetch, void *user);
+typedef SQ_NODISCARD sq_error *(*sq_st_fetch)(void *user, int i, const void **data, void **scratch);
+SQ_NODISCARD sq_error *sq_st_write(const char *path, const sq_st_tensor *tensors, int n, sq_st_fetch fetch,
+                                   void *user);
 
 #endif

@@ -10,8 +10,8 @@
 #include "model/model.h"
 
 /* Adds a tensor read from `path` (named in errors). */
-sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
-                           const int64_t *shape, const void *data, size_t nbytes);
+SQ_NODISCARD sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype,
+                                        int ndim, const int64_t *shape, const void *data, size_t nbytes);
 
 /* Per-block widths a file states: arrays of n_layers values, or NULL where the config's one value holds for
  * every block (GGUF may store either, as llama.cpp reads them). */
@@ -21,7 +21,7 @@ typedef struct sq_layer_widths {
 
 /* Loaders: every block's attention and FFN weights must have the head counts and width the file states (w may
  * be NULL: the config's for all). Missing tensors are left for sq_model_bind to report. */
-sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_layer_widths *w);
+SQ_NODISCARD sq_error *sq_check_layer_shapes(const sq_model *m, const char *path, const sq_layer_widths *w);
 
 /* Writers: whether every block has the same head counts and FFN width (block 0's). */
 int sq_layers_uniform(const sq_model *m);
@@ -31,8 +31,8 @@ typedef struct sq_width_names {
 } sq_width_names;
 /* Writers of formats that store one value per width: an error naming the first block and field that differ
  * from block 0, or NULL when the blocks agree. */
-sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format,
-                                  const sq_width_names *names);
+SQ_NODISCARD sq_error *sq_check_uniform_layers(const sq_model *m, const char *path, const char *format,
+                                               const sq_width_names *names);
 
 typedef struct sq_export_buf {
     const void *data; /* the bytes to write: the tensor's own or `owned` */
@@ -44,8 +44,8 @@ typedef struct sq_export_buf {
 /* The bytes of t as the target expects them: in dtype `to` (-1: as stored; converting block formats up is
  * allowed, to block formats is not), with attn_q/attn_k rows in the target RoPE convention. Free with
  * sq_export_release. */
-sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to, sq_rope_style target_rope,
-                           sq_export_buf *out);
+SQ_NODISCARD sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to,
+                                        sq_rope_style target_rope, sq_export_buf *out);
 void sq_export_release(sq_export_buf *b);
 
 #endif

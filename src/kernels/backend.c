@@ -9,7 +9,7 @@
 
 static const struct {
     const char *name;
-    sq_error *(*create)(int n_threads, sq_backend *out);
+    SQ_NODISCARD sq_error *(*create)(int n_threads, sq_backend *out);
 } devices[] = {
     {"cpu", sq_cpu_backend_create},
 };

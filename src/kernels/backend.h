@@ -187,7 +187,7 @@ const char *sq_op_name(sq_op op);
 /* The backend of a device: "cpu" (the only one today); NULL means "cpu". n_threads: 0 for every online core.
  * An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is missing,
  * SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
-sq_error *sq_backend_create(const char *device, int n_threads, sq_backend *out);
+SQ_NODISCARD sq_error *sq_backend_create(const char *device, int n_threads, sq_backend *out);
 void sq_backend_destroy(sq_backend *be);
 
 #endif

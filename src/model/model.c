@@ -60,8 +60,11 @@ sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, cons
 }
 
 sq_error *sq_model_append_tensor(sq_model *m, sq_tensor *t) {
-    if (SQ_ARRAY_RESERVE(m->tensors, m->cap_tensors, (size_t)m->n_tensors + 1))
-        return sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", t->name);
+    if (SQ_ARRAY_RESERVE(m->tensors, m->cap_tensors, (size_t)m->n_tensors + 1)) {
+        sq_error *err = sq_errorf(SQ_ERR_NOMEM, "out of memory adding tensor %s", t->name);
+        free(t);
+        return err;
+    }
     m->tensors[m->n_tensors++] = t;
     return NULL;
 }
@@ -79,9 +82,7 @@ sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int
     t->data = data;
     t->nbytes = nbytes;
     t->storage = storage;
-    sq_error *err = sq_model_append_tensor(m, t);
-    if (err) free(t); /* the data stays the caller's */
-    return err;
+    return sq_model_append_tensor(m, t); /* on failure the data stays the caller's */
 }
 
 sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f) {
@@ -155,8 +156,8 @@ typedef struct binder {
 } binder;
 
 /* Looks a tensor up and checks its shape: each expected dimension must match (-1 matches anything). */
-static sq_error *require(binder *b, const char *name, int optional, int ndim, const int64_t *shape,
-                         const sq_tensor **out) {
+static SQ_NODISCARD sq_error *require(binder *b, const char *name, int optional, int ndim,
+                                      const int64_t *shape, const sq_tensor **out) {
     int i = sq_model_tensor_index(b->m, name);
     *out = i < 0 ? NULL : b->m->tensors[i];
     if (i < 0) return optional ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is missing", b->path, name);
@@ -182,7 +183,7 @@ static sq_error *require(binder *b, const char *name, int optional, int ndim, co
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
 /* Block l: its head counts and FFN width from the rows of attn_q, attn_k and ffn_gate, then every tensor. */
-static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer *L) {
+static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer *L) {
     char name[SQ_TENSOR_NAME_MAX];
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
     const int64_t dim = c->dim, hd = c->head_dim;
@@ -216,7 +217,8 @@ static sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer
     return NULL;
 }
 
-static sq_error *bind(binder *b, sq_model_config *c, sq_layer *layers, const sq_tensor **global) {
+static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *layers,
+                                   const sq_tensor **global) {
     const sq_model *m = b->m;
     const char *path = b->path;
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */

@@ -107,26 +107,35 @@ void *sq_model_host_alloc(size_t nbytes);
 /* Appends a tensor. storage SQ_STORAGE_MAPPED borrows data from a file kept with sq_model_keep_file;
  * SQ_STORAGE_HOST hands the model data from sq_model_host_alloc, which it frees with the tensor (on failure
  * the data stays the caller's). Rejects duplicate names and shapes whose byte size disagrees with nbytes. */
-sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
-                              void *data, size_t nbytes, sq_storage storage);
+SQ_NODISCARD sq_error *sq_model_add_tensor(sq_model *m, const char *name, sq_dtype dtype, int ndim,
+                                           const int64_t *shape, void *data, size_t nbytes,
+                                           sq_storage storage);
 /* Keeps a mapped file alive as long as the model (closes it on failure). */
-sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f);
+SQ_NODISCARD sq_error *sq_model_keep_file(sq_model *m, sq_mapped_file *f);
 const sq_tensor *sq_model_find_tensor(const sq_model *m, const char *name);
 /* Splits "<prefix><layer>.<rest>" (e.g. "blk.3.attn_q.weight") into the layer number and rest; -1 when the
  * name does not have that form. */
 int sq_split_layer_name(const char *name, const char *prefix, const char **rest);
 /* Adds id to the end-of-generation set unless it is already there or outside [0, vocab_size) (sources check
  * their ids first and warn about bad ones). A set already full is reported in w, naming `source`. */
-sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
+SQ_NODISCARD sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings *w, const char *source);
 /* Resolves layers and checks every tensor shape; names the offending tensor on failure, and then leaves the
  * model's layers as they were. Every tensor must belong to the model (an unknown name is an error). */
-sq_error *sq_model_bind(sq_model *m, const char *source_path);
+SQ_NODISCARD sq_error *sq_model_bind(sq_model *m, const char *source_path);
 
-/* For model_edit.c: the checks sq_model_add_tensor makes of a new tensor, appending an allocated tensor to
- * the list, and freeing one (with its data when the model owns it). */
-sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
-                                size_t nbytes);
-sq_error *sq_model_append_tensor(sq_model *m, sq_tensor *t);
+/* Tells clang's static analyzer (scripts/check-errors.sh) that sq_model_append_tensor takes its tensor over.
+ */
+#ifdef __clang_analyzer__
+#define SQ_TAKES_TENSOR __attribute__((ownership_takes(malloc, 2)))
+#else
+#define SQ_TAKES_TENSOR
+#endif
+/* For model_edit.c: the checks sq_model_add_tensor makes of a new tensor, appending a malloc'ed tensor to
+ * the list (the model takes t over: keeps it, or frees it, not its data, on failure), and freeing one (with
+ * its data when the model owns it). */
+SQ_NODISCARD sq_error *sq_model_check_tensor(const char *name, sq_dtype dtype, int ndim, const int64_t *shape,
+                                             size_t nbytes);
+SQ_NODISCARD SQ_TAKES_TENSOR sq_error *sq_model_append_tensor(sq_model *m, sq_tensor *t);
 void sq_model_tensor_free(sq_tensor *t);
 
 #endif

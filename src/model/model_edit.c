@@ -22,16 +22,17 @@ typedef struct txn {
     int n_saved;
 } txn;
 
-static sq_error *txn_begin(txn *x, sq_model *m, int max_saved) {
-    *x = (txn){.m = m, .cfg = m->cfg, .n_list = m->n_tensors};
-    x->list = malloc(((size_t)m->n_tensors + 1) * sizeof *x->list);
-    x->saved = malloc(((size_t)max_saved + 1) * sizeof *x->saved);
-    x->changed = malloc(((size_t)max_saved + 1) * sizeof *x->changed);
-    if (!x->list || !x->saved || !x->changed) {
-        free(x->list), free(x->saved), free(x->changed);
+static SQ_NODISCARD sq_error *txn_begin(txn *x, sq_model *m, int max_saved) {
+    sq_tensor **list = malloc(((size_t)m->n_tensors + 1) * sizeof *list);
+    sq_tensor *saved = malloc(((size_t)max_saved + 1) * sizeof *saved);
+    sq_tensor **changed = malloc(((size_t)max_saved + 1) * sizeof *changed);
+    if (!list || !saved || !changed) {
+        free(list), free(saved), free(changed);
         return sq_errorf(SQ_ERR_NOMEM, "model edit: out of memory");
     }
-    memcpy(x->list, m->tensors, (size_t)m->n_tensors * sizeof *x->list);
+    memcpy(list, m->tensors, (size_t)m->n_tensors * sizeof *list);
+    *x = (txn){
+        .m = m, .cfg = m->cfg, .list = list, .n_list = m->n_tensors, .saved = saved, .changed = changed};
     return NULL;
 }
 
@@ -53,7 +54,7 @@ static void txn_end(txn *x) {
 }
 
 /* A change that would leave the model malformed is the caller's invalid argument, not a bad file. */
-static sq_error *as_invalid_arg(sq_error *err) {
+static SQ_NODISCARD SQ_TAKES_ERROR(1) sq_error *as_invalid_arg(sq_error *err) {
     if (sq_error_code_of(err) != SQ_ERR_NOMEM) err->code = SQ_ERR_INVALID_ARG;
     return err;
 }
@@ -75,7 +76,7 @@ static void txn_rollback(txn *x) {
 }
 
 /* Binds the changed model; keeps the change, or undoes it and returns why it was refused. */
-static sq_error *txn_finish(txn *x) {
+static SQ_NODISCARD sq_error *txn_finish(txn *x) {
     sq_model *m = x->m;
     sq_error *err = sq_model_bind(m, "model edit");
     if (err) {
@@ -118,7 +119,7 @@ typedef struct prepared {
 } prepared;
 
 /* The tensor's own values, re-encoded in dtype one row at a time. */
-static sq_error *reencode(const sq_tensor *t, sq_dtype dtype, unsigned char *dst) {
+static SQ_NODISCARD sq_error *reencode(const sq_tensor *t, sq_dtype dtype, unsigned char *dst) {
     const int64_t row_len = sq_tensor_row_len(t);
     const size_t row_bytes = sq_row_bytes(dtype, row_len);
     float *row = malloc((size_t)row_len * sizeof *row);
@@ -131,7 +132,7 @@ static sq_error *reencode(const sq_tensor *t, sq_dtype dtype, unsigned char *dst
     return NULL;
 }
 
-static sq_error *prepare(const sq_model *m, const sq_tensor_edit *e, prepared *p) {
+static SQ_NODISCARD sq_error *prepare(const sq_model *m, const sq_tensor_edit *e, prepared *p) {
     if (!e->name) return sq_errorf(SQ_ERR_INVALID_ARG, "model edit: an edit has no tensor name");
     p->target = (sq_tensor *)sq_model_find_tensor(m, e->name);
     const sq_tensor *old = p->target;
@@ -210,8 +211,7 @@ sq_error *sq_model_edit_tensors(sq_model *m, const sq_tensor_edit *edits, int n_
             err = sq_errorf(SQ_ERR_NOMEM, "model edit: out of memory");
         } else {
             *t = p[i].value;
-            p[i].value.data = NULL;
-            if ((err = sq_model_append_tensor(m, t))) free(t->data), free(t);
+            if (!(err = sq_model_append_tensor(m, t))) p[i].value.data = NULL; /* now the model's */
         }
     }
     if (err)

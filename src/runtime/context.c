@@ -81,7 +81,7 @@ static void free_weights(sq_context *ctx) {
 /* (Re)makes the backend's copy of every weight: with host memory the model's tensor itself; otherwise an
  * upload, kept while the model's tensor still has the same data, dtype and size, and shared between slots
  * that name the same tensor (tied embeddings). */
-static sq_error *bind_weights(sq_context *ctx) {
+static SQ_NODISCARD sq_error *bind_weights(sq_context *ctx) {
     const sq_backend *be = &ctx->backend;
     const int n = n_weight_slots(ctx);
     const sq_tensor **host = malloc((size_t)n * sizeof *host);
@@ -173,7 +173,7 @@ void sq_context_free(sq_context *ctx) {
     free(ctx);
 }
 
-static sq_error *check_options(const sq_context_options *o) {
+static SQ_NODISCARD sq_error *check_options(const sq_context_options *o) {
     if (o->n_ctx < 0 || o->n_seq_max < 0 || o->n_threads < 0 || o->n_batch_max < 0 || o->n_seq_max > 65536 ||
         o->n_threads > 1024 || o->kv_block_size < 0 || o->kv_block_size > SQ_KV_MAX_BLOCK_SIZE ||
         (o->kv_type != SQ_KV_F32 && o->kv_type != SQ_KV_F16))
@@ -196,7 +196,7 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
 
 /* The operations a forward pass runs besides matmul (bind_weights checks each weight), on the data types this
  * model and cache hand them. */
-static sq_error *check_supports(const sq_context *ctx) {
+static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
     const sq_backend *be = &ctx->backend;
     sq_kv_view kv;
     sq_kv_cache_view(ctx->kv, 0, &kv);
@@ -366,7 +366,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
 
 /* ---------------------------------------------------------------- sequences */
 
-static sq_error *check_seq(const sq_context *ctx, int seq_id, const char *what) {
+static SQ_NODISCARD sq_error *check_seq(const sq_context *ctx, int seq_id, const char *what) {
     if (ctx->stepping)
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a forward step is in progress (end it first)", what);
     if (seq_id < 0 || seq_id >= ctx->n_seq_max)

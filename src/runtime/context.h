@@ -66,7 +66,7 @@ struct sq_context {
 void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq);
 
 /* sq_context_create on a given backend, which the context then owns (tests use backends of their own). */
-sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *opts, sq_backend backend,
-                               sq_context **out);
+SQ_NODISCARD sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *opts,
+                                            sq_backend backend, sq_context **out);
 
 #endif

@@ -20,7 +20,7 @@
 
 /* ---------------------------------------------------------------- the batch */
 
-static sq_error *check_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *check_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
     const int vocab = ctx->model->cfg.vocab_size;
     if (ctx->stepping)
         return sq_errorf(SQ_ERR_INVALID_ARG, "forward: a forward step is in progress (end it first)");
@@ -75,7 +75,7 @@ static sq_error *check_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_se
 
 /* Checks the batch, then gives every sequence its cache slots, all or nothing: a rejected batch changes
  * nothing. Records the sequences and lengths to commit. */
-static sq_error *reserve_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *reserve_batch(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
     SQ_TRY(check_batch(ctx, seqs, n_seqs));
     int any_tree = 0;
     for (int i = 0; i < n_seqs; i++) {
@@ -300,7 +300,7 @@ sq_error *sq_forward_begin(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs
     return NULL;
 }
 
-static sq_error *check_stepping(const sq_context *ctx, const char *what) {
+static SQ_NODISCARD sq_error *check_stepping(const sq_context *ctx, const char *what) {
     return ctx->stepping
                ? NULL
                : sq_errorf(SQ_ERR_INVALID_ARG, "%s: no forward step in progress (sq_forward_begin)", what);

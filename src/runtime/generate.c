@@ -26,8 +26,8 @@ static void generation_free(generation *g) {
 }
 
 /* Tokenizes the prompt into g->tokens (allocated for the whole context) and checks that it fits. */
-static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx, generation *g,
-                                 int *n_prompt) {
+static SQ_NODISCARD sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, int n_ctx,
+                                              generation *g, int *n_prompt) {
     int32_t *ids;
     int n;
     SQ_TRY(sq_error_wrap(sq_tokenize(tok, prompt, strlen(prompt), sq_tokenizer_adds_bos(tok), 1, &ids, &n),
@@ -55,7 +55,7 @@ static sq_error *tokenize_prompt(const sq_tokenizer *tok, const char *prompt, in
 
 /* Runs tokens [from, from + n) of g->tokens through sequence 0, leaving the last one's logits in g->logits.
  * Rows past the tokenizer's vocabulary (padding in some checkpoints) cannot be decoded: never sample them. */
-static sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_text) {
+static SQ_NODISCARD sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_text) {
     const int vocab = ctx->model->cfg.vocab_size;
     sq_seq_batch batch = {.seq_id = 0,
                           .tokens = g->tokens + from,
@@ -67,8 +67,9 @@ static sq_error *forward(sq_context *ctx, generation *g, int from, int n, int n_
     return NULL;
 }
 
-static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const sq_sampler_params *params,
-                     sq_text_callback on_text, void *user, sq_generate_stats *stats, generation *g) {
+static SQ_NODISCARD sq_error *run(sq_context *ctx, const char *prompt, int n_predict,
+                                  const sq_sampler_params *params, sq_text_callback on_text, void *user,
+                                  sq_generate_stats *stats, generation *g) {
     const sq_model *model = ctx->model;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (!tok)
@@ -91,13 +92,16 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
     SQ_TRY(sq_seq_truncate(ctx, 0, 0));
     double t0 = sq_monotonic_seconds();
     SQ_TRY(sq_error_wrap(forward(ctx, g, 0, n_len, n_text), "generate: prefilling %d prompt tokens", n_len));
-    double t1 = sq_monotonic_seconds();
-    stats->prefill_seconds = t1 - t0;
+    stats->prefill_seconds = sq_monotonic_seconds() - t0;
 
     int stopped_by_caller = 0;
+    double decode_start = 0; /* when the prefill's token was sampled */
     while ((n_predict < 0 || stats->generated_tokens < n_predict) && n_len < n_ctx) {
         int32_t next = sq_sampler_sample(g->sampler, g->logits, g->tokens, n_len);
-        stats->decode_seconds = sq_monotonic_seconds() - t1;
+        if (stats->decode_steps)
+            stats->decode_seconds = sq_monotonic_seconds() - decode_start;
+        else
+            decode_start = sq_monotonic_seconds();
         if (next < 0)
             return sq_errorf(SQ_ERR_INTERNAL, "generate: every logit at position %d is NaN or -inf", n_len);
         if (sq_model_is_eos(model, next) || next == bos)
@@ -113,6 +117,7 @@ static sq_error *run(sq_context *ctx, const char *prompt, int n_predict, const s
         if (stats->generated_tokens == n_predict || n_len == n_ctx) break; /* no need for its logits */
         SQ_TRY(sq_error_wrap(forward(ctx, g, n_len - 1, 1, n_text), "generate: decoding position %d",
                              n_len - 1));
+        stats->decode_steps++;
     }
     size_t len;
     const char *rest = sq_detokenizer_flush(g->detok, &len);

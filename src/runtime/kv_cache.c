@@ -25,7 +25,7 @@ void sq_kv_cache_free(sq_kv_cache *c) {
 }
 
 /* Sizes the pool: bytes per row and per block, block count from the budget. */
-static sq_error *plan(sq_kv_cache *c, const sq_kv_cache_params *p) {
+static SQ_NODISCARD sq_error *plan(sq_kv_cache *c, const sq_kv_cache_params *p) {
     for (int l = 0; l < c->n_layers; l++) {
         if (p->kv_dim[l] <= 0 || !(c->row_bytes[l] = sq_row_bytes(c->row_type, p->kv_dim[l])))
             return sq_errorf(SQ_ERR_INVALID_ARG, "KV cache: layer %d has rows of %d values", l, p->kv_dim[l]);
@@ -122,7 +122,8 @@ oom:;
 size_t sq_kv_cache_bytes(const sq_kv_cache *c) { return (size_t)c->n_blocks * c->block_bytes; }
 
 /* Checks the ids and lengths of one batch; seq_mark is 0 again on return. */
-static sq_error *check_batch(const sq_kv_cache *c, const int *seq_ids, const int *new_len, int n) {
+static SQ_NODISCARD sq_error *check_batch(const sq_kv_cache *c, const int *seq_ids, const int *new_len,
+                                          int n) {
     if (n < 0 || (n > 0 && (!seq_ids || !new_len)))
         return sq_errorf(SQ_ERR_INVALID_ARG, "KV cache: invalid list of %d sequences", n);
     sq_error *err = NULL;

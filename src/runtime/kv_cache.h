@@ -64,7 +64,8 @@ typedef struct sq_kv_cache {
 /* Allocates the pools through backend->alloc. Errors: SQ_ERR_INVALID_ARG for bad sizes, an unsupported row
  * type, or a budget that cannot hold one block or one sequence of n_ctx positions (the message says how many
  * bytes those take); SQ_ERR_NOMEM when the backend's memory runs out. */
-sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params *params, sq_kv_cache **out);
+SQ_NODISCARD sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params *params,
+                                          sq_kv_cache **out);
 void sq_kv_cache_free(sq_kv_cache *c);
 /* Bytes of the key and value pools of all layers: n_blocks * block_bytes. */
 size_t sq_kv_cache_bytes(const sq_kv_cache *c);
@@ -74,19 +75,19 @@ size_t sq_kv_cache_bytes(const sq_kv_cache *c);
  * sequences of which w write into it needs min(w, r-1) copies: the last writer keeps the original). Errors
  * (SQ_ERR_INVALID_ARG): a sequence id outside 0..n_seq-1 or listed twice, new_len below the committed length
  * or above n_ctx. */
-sq_error *sq_kv_cache_blocks_needed(const sq_kv_cache *c, const int *seq_ids, const int *new_len, int n,
-                                    int *n_blocks);
+SQ_NODISCARD sq_error *sq_kv_cache_blocks_needed(const sq_kv_cache *c, const int *seq_ids, const int *new_len,
+                                                 int n, int *n_blocks);
 /* all-or-nothing: gives every listed sequence private (refcount 1) blocks for slots [0, new_len[i]) —
  * allocating missing blocks and copying shared blocks that the new slots will write (copy-on-write) — or
  * changes nothing and returns an error naming the shortfall (SQ_ERR_NOMEM, "KV cache: ... needs N blocks,
  * M free"). Committed slots below seq_len whose blocks no new slot writes stay shared: only blocks that slots
  * [seq_len, new_len) fall in are made private. Argument errors as sq_kv_cache_blocks_needed. */
-sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n);
+SQ_NODISCARD sq_error *sq_kv_cache_reserve(sq_kv_cache *c, const int *seq_ids, const int *new_len, int n);
 /* Makes the blocks that committed slots [first, end) of seq fall in private, copying each shared one
  * (copy-on-write), so that rows there can be rewritten in place: keeping a token tree's path moves its rows
  * to lower slots (kv_copy). All or nothing: SQ_ERR_NOMEM ("KV cache: ... needs N blocks, M free") changes
  * nothing; SQ_ERR_INVALID_ARG unless 0 <= first <= end <= seq_len. seq must be valid. */
-sq_error *sq_kv_cache_make_private(sq_kv_cache *c, int seq, int first, int end);
+SQ_NODISCARD sq_error *sq_kv_cache_make_private(sq_kv_cache *c, int seq, int first, int end);
 /* Layer `layer`'s pools and the block tables, for the kernels. Valid until the next reserve, truncate or
  * fork.
  */

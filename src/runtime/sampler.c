@@ -62,7 +62,7 @@ static double next_uniform(sq_sampler *s) { return (double)(xoshiro256ss(s->rng)
 
 /* ---------------------------------------------------------------- creation */
 
-static sq_error *check_params(const sq_sampler_params *p, int vocab_size) {
+static SQ_NODISCARD sq_error *check_params(const sq_sampler_params *p, int vocab_size) {
     if (vocab_size <= 0)
         return sq_errorf(SQ_ERR_INVALID_ARG, "sampler: vocab_size %d must be positive", vocab_size);
     if (!isfinite(p->temperature))

@@ -27,7 +27,7 @@ static int better(const sq_bpe_candidate *a, const sq_bpe_candidate *b) {
     return a->priority < b->priority || (a->priority == b->priority && a->left < b->left);
 }
 
-static sq_error *heap_push(sq_bpe *b, sq_bpe_candidate c) {
+static SQ_NODISCARD sq_error *heap_push(sq_bpe *b, sq_bpe_candidate c) {
     if (SQ_ARRAY_RESERVE(b->heap, b->heap_cap, b->heap_n + 1))
         return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     size_t i = b->heap_n++;
@@ -56,8 +56,8 @@ static sq_bpe_candidate heap_pop(sq_bpe *b) {
     return top;
 }
 
-static sq_error *consider(sq_bpe *b, const char *text, sq_bpe_pair_fn pair, const void *ctx, int32_t left,
-                          int32_t right) {
+static SQ_NODISCARD sq_error *consider(sq_bpe *b, const char *text, sq_bpe_pair_fn pair, const void *ctx,
+                                       int32_t left, int32_t right) {
     if (left < 0 || right < 0) return NULL;
     const sq_bpe_symbol *l = &b->symbols[left], *r = &b->symbols[right];
     if (!l->mergeable || !r->mergeable) return NULL;

@@ -37,9 +37,9 @@ typedef struct sq_bpe {
 
 void sq_bpe_free(sq_bpe *b);
 /* Appends a symbol after the last one (the list starts empty after sq_bpe_reset). */
-sq_error *sq_bpe_add(sq_bpe *b, int32_t id, size_t start, size_t len, int mergeable);
+SQ_NODISCARD sq_error *sq_bpe_add(sq_bpe *b, int32_t id, size_t start, size_t len, int mergeable);
 static inline void sq_bpe_reset(sq_bpe *b) { b->n = 0; }
 /* Merges until no candidate is left. The surviving symbols are reached from index 0 through `next`. */
-sq_error *sq_bpe_merge(sq_bpe *b, const char *text, sq_bpe_pair_fn pair, const void *ctx);
+SQ_NODISCARD sq_error *sq_bpe_merge(sq_bpe *b, const char *text, sq_bpe_pair_fn pair, const void *ctx);
 
 #endif

@@ -71,7 +71,7 @@ static int is_ascii(const char *s, size_t n) {
 }
 
 /* NFC over the valid stretches (invalid bytes copied as they are). *out is malloc'ed. */
-static sq_error *normalize_nfc(const char *text, size_t len, char **out, size_t *out_len) {
+static SQ_NODISCARD sq_error *normalize_nfc(const char *text, size_t len, char **out, size_t *out_len) {
     size_t cap = 0, n = 0;
     char *buf = NULL;
     if (SQ_ARRAY_RESERVE(buf, cap, len + 16)) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
@@ -106,8 +106,8 @@ static sq_error *normalize_nfc(const char *text, size_t len, char **out, size_t 
     return NULL;
 }
 
-static sq_error *encode_piece(const sq_tokenizer *tok, const char *s, size_t start, size_t len, sq_bpe *bpe,
-                              sq_id_buf *out) {
+static SQ_NODISCARD sq_error *encode_piece(const sq_tokenizer *tok, const char *s, size_t start, size_t len,
+                                           sq_bpe *bpe, sq_id_buf *out) {
     if (len == 1 && tok->byte_ids[(unsigned char)s[start]] >= 0)
         return sq_id_buf_push(out, tok->byte_ids[(unsigned char)s[start]]);
     if (tok->ignore_merges) {

@@ -26,7 +26,7 @@ static size_t unescape_spaces(const char *s, size_t len, char *out) {
     return n;
 }
 
-static sq_error *decode_token(sq_tokenizer *t, int i) {
+static SQ_NODISCARD sq_error *decode_token(sq_tokenizer *t, int i) {
     const char *s = t->tokens[i];
     size_t len = t->token_lens[i], n = 0;
     int type = t->types[i];
@@ -72,7 +72,7 @@ static const char *token_bytes(const sq_tokenizer *t, int32_t id, int *started, 
     return s;
 }
 
-static sq_error *check_id(const sq_tokenizer *t, int32_t id, int position) {
+static SQ_NODISCARD sq_error *check_id(const sq_tokenizer *t, int32_t id, int position) {
     if (id < 0 || id >= t->spec.n_tokens)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "detokenize: token %d at position %d is outside the vocabulary of %d", (int)id,

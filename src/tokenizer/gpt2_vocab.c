@@ -20,17 +20,22 @@ typedef struct gpt2_files {
     int n_merges;
 } gpt2_files;
 
-static sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g) {
+static SQ_NODISCARD sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g) {
     const cJSON *it;
-    int max_id = -1;
+    int n_ids = 0;
+    int32_t *ids = malloc(((size_t)cJSON_GetArraySize(root) + 1) * sizeof *ids); /* [entries] */
+    if (!ids) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     cJSON_ArrayForEach(it, root) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 26) ||
-            it->valuedouble != (int)it->valuedouble)
+            it->valuedouble != (int)it->valuedouble) {
+            free(ids);
             return sq_errorf(SQ_ERR_FORMAT, "%s: entry \"%.60s\" is not a valid id", path, it->string);
-        if (it->valueint > max_id) max_id = it->valueint;
+        }
+        ids[n_ids++] = it->valueint;
     }
-    if (max_id < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: no tokens", path);
-    g->n = max_id + 1;
+    sq_error *err = sq_vocab_check_ids(path, ids, n_ids, &g->n);
+    free(ids);
+    SQ_TRY(err);
     g->tokens = calloc((size_t)g->n, sizeof *g->tokens);
     g->types = calloc((size_t)g->n, sizeof *g->types);
     if (!g->tokens || !g->types) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
@@ -42,12 +47,10 @@ static sq_error *read_encoder(const char *path, const cJSON *root, gpt2_files *g
         int control = len > 4 && !strncmp(it->string, "<|", 2) && !strcmp(it->string + len - 2, "|>");
         g->types[id] = control ? SQ_TOKEN_CONTROL : SQ_TOKEN_NORMAL;
     }
-    for (int i = 0; i < g->n; i++)
-        if (!g->tokens[i]) return sq_errorf(SQ_ERR_FORMAT, "%s: no token has id %d", path, i);
     return NULL;
 }
 
-static sq_error *read_merges(const char *path, gpt2_files *g) {
+static SQ_NODISCARD sq_error *read_merges(const char *path, gpt2_files *g) {
     char *copy = strdup(path);
     if (!copy) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(copy) + sizeof "/vocab.bpe";

@@ -107,8 +107,9 @@ sq_error *sq_span_buf_push(sq_span_buf *b, size_t start, size_t len) {
 
 /* Appends the matches of code in buf[start, start+len) and the gaps between them. The piece is the whole
  * subject, as in Hugging Face, so lookarounds see nothing beyond it. */
-static sq_error *split_isolated(const pcre2_code *code, pcre2_match_data *md, pcre2_match_context *mc,
-                                const char *buf, size_t start, size_t len, sq_span_buf *out) {
+static SQ_NODISCARD sq_error *split_isolated(const pcre2_code *code, pcre2_match_data *md,
+                                             pcre2_match_context *mc, const char *buf, size_t start,
+                                             size_t len, sq_span_buf *out) {
     const char *text = buf + start;
     size_t pos = 0, end = len, gap = 0;
     while (pos < end) {

@@ -38,13 +38,13 @@ const char *sq_pretokenizer_name_of(const char *const *regexes, int n, int ignor
 
 /* Regexes applied in order: each splits every piece the previous one made into its matches and the gaps
  * between them. */
-sq_error *sq_pretokenizer_create(const char *const *regexes, int n, sq_pretokenizer **out);
+SQ_NODISCARD sq_error *sq_pretokenizer_create(const char *const *regexes, int n, sq_pretokenizer **out);
 void sq_pretokenizer_free(sq_pretokenizer *p);
 
 /* Splits buf[start, start+len) (valid UTF-8) into pieces, appended to out as offsets into buf. */
-sq_error *sq_pretokenize(const sq_pretokenizer *p, const char *buf, size_t start, size_t len,
-                         sq_span_buf *out);
+SQ_NODISCARD sq_error *sq_pretokenize(const sq_pretokenizer *p, const char *buf, size_t start, size_t len,
+                                      sq_span_buf *out);
 
-sq_error *sq_span_buf_push(sq_span_buf *b, size_t start, size_t len);
+SQ_NODISCARD sq_error *sq_span_buf_push(sq_span_buf *b, size_t start, size_t len);
 
 #endif

@@ -102,7 +102,8 @@ static char *dup_bytes(const unsigned char *s, size_t n) {
     return d;
 }
 
-static sq_error *read_piece(const char *path, spm_model *m, const unsigned char *at, size_t len) {
+static SQ_NODISCARD sq_error *read_piece(const char *path, spm_model *m, const unsigned char *at,
+                                         size_t len) {
     int i = m->n;
     if (m->n == 1 << 26) return sq_errorf(SQ_ERR_FORMAT, "%s: more than %d pieces", path, 1 << 26);
     size_t need = (size_t)m->n + 1;
@@ -141,7 +142,8 @@ static sq_error *read_piece(const char *path, spm_model *m, const unsigned char 
     return NULL;
 }
 
-static sq_error *read_trainer_spec(const char *path, spm_model *m, const unsigned char *at, size_t len) {
+static SQ_NODISCARD sq_error *read_trainer_spec(const char *path, spm_model *m, const unsigned char *at,
+                                                size_t len) {
     pb_reader r = {at, at + len};
     pb_field f;
     int rc;
@@ -174,7 +176,8 @@ static sq_error *read_trainer_spec(const char *path, spm_model *m, const unsigne
     return rc < 0 ? sq_errorf(SQ_ERR_FORMAT, "%s: trainer_spec is malformed protobuf", path) : NULL;
 }
 
-static sq_error *read_normalizer_spec(const char *path, spm_model *m, const unsigned char *at, size_t len) {
+static SQ_NODISCARD sq_error *read_normalizer_spec(const char *path, spm_model *m, const unsigned char *at,
+                                                   size_t len) {
     pb_reader r = {at, at + len};
     pb_field f;
     int rc;
@@ -196,7 +199,8 @@ static sq_error *read_normalizer_spec(const char *path, spm_model *m, const unsi
     return rc < 0 ? sq_errorf(SQ_ERR_FORMAT, "%s: normalizer_spec is malformed protobuf", path) : NULL;
 }
 
-static sq_error *read_model(const char *path, const unsigned char *data, size_t size, spm_model *m) {
+static SQ_NODISCARD sq_error *read_model(const char *path, const unsigned char *data, size_t size,
+                                         spm_model *m) {
     /* proto2 defaults */
     m->model_type = 1;
     m->unk_id = 0, m->bos_id = 1, m->eos_id = 2, m->pad_id = -1;
@@ -219,7 +223,7 @@ static sq_error *read_model(const char *path, const unsigned char *data, size_t 
     return NULL;
 }
 
-static sq_error *check_model(const char *path, spm_model *m, sq_warnings *w) {
+static SQ_NODISCARD sq_error *check_model(const char *path, spm_model *m, sq_warnings *w) {
     if (m->n == 0) return sq_errorf(SQ_ERR_FORMAT, "%s: SentencePiece model has no pieces", path);
     static const char *const kinds[] = {"?", "unigram", "bpe", "word", "char"};
     if (m->model_type != 2)

@@ -63,8 +63,8 @@ static int32_t piece_id(const sq_tokenizer *tok, const char *s, size_t len) {
     return id >= 0 ? id : tok->spec.unk_id;
 }
 
-static sq_error *push_resegmented(const score_order *so, const char *s, int32_t id, sq_id_buf *out,
-                                  int depth) {
+static SQ_NODISCARD sq_error *push_resegmented(const score_order *so, const char *s, int32_t id,
+                                               sq_id_buf *out, int depth) {
     const sq_tokenizer *tok = so->tok;
     const unused_pair *p = NULL;
     if (id >= 0 && tok->types[id] == SQ_TOKEN_UNUSED && depth < 64)
@@ -85,8 +85,8 @@ static int wants_prefix(const sq_tokenizer *tok, const char *text, size_t len, i
 }
 
 /* "▁" prefix, spaces escaped, invalid bytes replaced. *out is malloc'ed. */
-static sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len, int at_start, char **out,
-                           size_t *out_len) {
+static SQ_NODISCARD sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len, int at_start,
+                                        char **out, size_t *out_len) {
     if (len > (SIZE_MAX - 3) / 3) return sq_errorf(SQ_ERR_INVALID_ARG, "tokenizer: text too long");
     char *buf = malloc(3 * len + 3);
     if (!buf) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
@@ -110,8 +110,8 @@ static sq_error *normalize(const sq_tokenizer *tok, const char *text, size_t len
 /* One symbol per character: its token, else its bytes' <0xNN> tokens, else (fused with unknown neighbours)
  * the unknown token. Byte tokens take part in rank merges as Hugging Face's BPE lets them; sentencepiece
  * applies byte fallback after merging, so under score order they stay apart. */
-static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t start, size_t n, int by_rank,
-                                  sq_bpe *bpe) {
+static SQ_NODISCARD sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t start, size_t n,
+                                               int by_rank, sq_bpe *bpe) {
     for (size_t i = start; i < n;) {
         size_t c = (size_t)sq_utf8_claimed_len((unsigned char)s[i]);
         if (c > n - i) c = n - i;
@@ -136,8 +136,8 @@ static sq_error *split_characters(const sq_tokenizer *tok, const char *s, size_t
 }
 
 /* Merges s[start, end) and appends its tokens (unused pieces are split later, in push_resegmented). */
-static sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start, size_t end, sq_bpe *bpe,
-                            score_order *so, sq_id_buf *out) {
+static SQ_NODISCARD sq_error *encode_run(const sq_tokenizer *tok, const char *s, size_t start, size_t end,
+                                         sq_bpe *bpe, score_order *so, sq_id_buf *out) {
     int by_rank = tok->merge_ranks.count > 0;
     sq_bpe_reset(bpe);
     SQ_TRY(split_characters(tok, s, start, end, by_rank, bpe));

@@ -89,8 +89,8 @@ sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id) {
     return NULL;
 }
 
-static sq_error *encode_text(const sq_tokenizer *tok, const char *text, size_t len, int at_start,
-                             sq_id_buf *out) {
+static SQ_NODISCARD sq_error *encode_text(const sq_tokenizer *tok, const char *text, size_t len, int at_start,
+                                          sq_id_buf *out) {
     if (!len) return NULL;
     return tok->spec.type == SQ_TOKENIZER_SPM_BPE ? sq_spm_encode(tok, text, len, at_start, out)
                                                   : sq_byte_bpe_encode(tok, text, len, out);

@@ -61,7 +61,7 @@ typedef struct sq_vocab_spec {
  * does). When types is NULL, bos/eos become control tokens, unk the unknown token and spm "<0xNN>" pieces
  * byte tokens. Control and unknown tokens are matched in the text with parse_special; user-defined ones
  * always. */
-sq_error *sq_tokenizer_from_spec(const sq_vocab_spec *spec, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_tokenizer_from_spec(const sq_vocab_spec *spec, sq_tokenizer **out);
 /* Fills spec with pointers owned by tok (valid while tok lives). */
 void sq_tokenizer_get_spec(const sq_tokenizer *tok, sq_vocab_spec *spec);
 /* sq_tokenizer_save_hf is public: see squeeze.h. */

@@ -22,6 +22,25 @@ int sq_parse_byte_piece(const char *s, int *byte) {
     return 1;
 }
 
+sq_error *sq_vocab_check_ids(const char *what, const int32_t *ids, int n_ids, int *n_tokens) {
+    int32_t max_id = -1;
+    for (int i = 0; i < n_ids; i++) max_id = ids[i] > max_id ? ids[i] : max_id;
+    if (max_id < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: no tokens", what);
+    /* n_ids entries cover 0..max_id only if max_id < n_ids; else an id below n_ids is missing */
+    int span = max_id < n_ids ? max_id + 1 : n_ids;
+    uint8_t *seen = calloc((size_t)span, 1); /* [span] */
+    if (!seen) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", what);
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] < span) seen[ids[i]] = 1;
+    int missing = 0;
+    while (missing < span && seen[missing]) missing++;
+    free(seen);
+    if (missing < span || max_id >= span)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d)", what, missing, max_id);
+    *n_tokens = max_id + 1;
+    return NULL;
+}
+
 void sq_tokenizer_free(sq_tokenizer *tok) {
     if (!tok) return;
     for (int i = 0; tok->tokens && i < tok->spec.n_tokens; i++) free(tok->tokens[i]);
@@ -51,7 +70,7 @@ void sq_tokenizer_free(sq_tokenizer *tok) {
 
 void sq_tokenizer_get_spec(const sq_tokenizer *tok, sq_vocab_spec *spec) { *spec = tok->spec; }
 
-static sq_error *check_spec(const sq_vocab_spec *s) {
+static SQ_NODISCARD sq_error *check_spec(const sq_vocab_spec *s) {
     if (s->type != SQ_TOKENIZER_SPM_BPE && s->type != SQ_TOKENIZER_BYTE_BPE)
         return sq_errorf(SQ_ERR_UNSUPPORTED, "tokenizer type %d is neither spm-bpe nor byte-bpe",
                          (int)s->type);
@@ -84,7 +103,7 @@ static sq_error *check_spec(const sq_vocab_spec *s) {
     return NULL;
 }
 
-static sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
+static SQ_NODISCARD sq_error *copy_spec(sq_tokenizer *t, const sq_vocab_spec *s) {
     int n = s->n_tokens;
     t->spec = *s;
     t->spec.n_merges = 0; /* counts grow as the copies succeed, so that free releases exactly those */
@@ -152,7 +171,7 @@ static int in_model_vocab(const sq_tokenizer *t, int id) {
     return 1;
 }
 
-static sq_error *build_vocab(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_vocab(sq_tokenizer *t) {
     int n = t->spec.n_tokens;
     if (sq_strmap_init(&t->vocab, (size_t)n)) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
     int spm = t->spec.type == SQ_TOKENIZER_SPM_BPE;
@@ -207,7 +226,7 @@ static int pieces_join_across_space(const sq_tokenizer *t) {
     return 0;
 }
 
-static sq_error *build_merges(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_merges(sq_tokenizer *t) {
     int nm = t->spec.n_merges;
     if (!nm) return NULL;
     if (sq_pairmap_init(&t->merge_ranks, (size_t)nm) ||
@@ -257,7 +276,7 @@ static int by_first_byte_longer_first(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static sq_error *build_added(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_added(sq_tokenizer *t) {
     int n = t->spec.n_tokens, count = 0;
     t->added = calloc((size_t)n, sizeof *t->added);
     if (!t->added) return sq_errorf(SQ_ERR_NOMEM, "tokenizer: out of memory");
@@ -279,7 +298,7 @@ static sq_error *build_added(sq_tokenizer *t) {
     return NULL;
 }
 
-static sq_error *build_pretokenizer(sq_tokenizer *t) {
+static SQ_NODISCARD sq_error *build_pretokenizer(sq_tokenizer *t) {
     const sq_vocab_spec *s = &t->spec;
     t->ignore_merges = s->ignore_merges;
     t->normalize_nfc = s->normalize_nfc;

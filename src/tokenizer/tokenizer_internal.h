@@ -63,12 +63,14 @@ typedef struct sq_id_buf {
     size_t n, cap;
 } sq_id_buf;
 
-sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id);
+SQ_NODISCARD sq_error *sq_id_buf_push(sq_id_buf *b, int32_t id);
 
 /* Encodes one stretch of ordinary text (no added tokens in it) and appends its ids; at_start: the stretch
  * begins the whole text. */
-sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, int at_start, sq_id_buf *out);
-sq_error *sq_byte_bpe_encode(const sq_tokenizer *tok, const char *text, size_t len, sq_id_buf *out);
+SQ_NODISCARD sq_error *sq_spm_encode(const sq_tokenizer *tok, const char *text, size_t len, int at_start,
+                                     sq_id_buf *out);
+SQ_NODISCARD sq_error *sq_byte_bpe_encode(const sq_tokenizer *tok, const char *text, size_t len,
+                                          sq_id_buf *out);
 
 /* GPT-2's byte <-> printable character mapping ("Ġ" is the space byte). */
 uint32_t sq_byte_to_unicode(unsigned char b);
@@ -82,15 +84,23 @@ int sq_decode_byte_level(const char *s, size_t len, char *out, size_t *out_len);
 int sq_parse_byte_piece(const char *s, int *byte);
 
 /* Fills tok->decoded / strips_space from the vocabulary. */
-sq_error *sq_detokenizer_prepare(sq_tokenizer *tok);
+SQ_NODISCARD sq_error *sq_detokenizer_prepare(sq_tokenizer *tok);
+
+/* A vocabulary file's ids must be exactly 0..n-1 (one may repeat: added tokens restate vocabulary entries).
+ * Checks that ids[0..n_ids) leave no gap below the largest, in memory bounded by n_ids rather than by that
+ * largest id, which a damaged file can make huge; then *n_tokens = largest + 1. `what` names the ids' place
+ * in error messages ("x.json: model.vocab"). */
+SQ_NODISCARD sq_error *sq_vocab_check_ids(const char *what, const int32_t *ids, int n_ids, int *n_tokens);
 
 /* Loaders: each reads its file and builds the tokenizer through sq_tokenizer_from_spec. */
-sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *data, size_t size,
-                                      sq_tokenizer **out);
-sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, size_t size, sq_tokenizer **out);
-sq_error *sq_load_tokenizer_json(const char *path, const char *json, size_t size, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_load_sentencepiece_model(const char *path, const unsigned char *data, size_t size,
+                                                   sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_load_llama2c_vocab(const char *path, const unsigned char *data, size_t size,
+                                             sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_load_tokenizer_json(const char *path, const char *json, size_t size,
+                                              sq_tokenizer **out);
 /* GPT-2's encoder.json (json_root: its parsed cJSON object) with vocab.bpe beside it. */
-sq_error *sq_load_gpt2_vocab(const char *path, const void *json_root, sq_tokenizer **out);
+SQ_NODISCARD sq_error *sq_load_gpt2_vocab(const char *path, const void *json_root, sq_tokenizer **out);
 
 /* BPE pair priority by merge rank (lower merges first): the rule of tokenizer.json merges and of GGUF, shared
  * by both algorithms; ctx is the sq_tokenizer. */

@@ -84,25 +84,39 @@ static int sequence_items(const cJSON *obj, const char *list_key, const cJSON **
     return 1;
 }
 
-static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added, json_vocab *v) {
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *it;
-    if (!cJSON_IsObject(vocab)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is not an object", path);
-    int max_id = -1;
+/* The ids model.vocab and added_tokens give, each checked to be one; ids has room for every entry. */
+static SQ_NODISCARD sq_error *collect_ids(const char *path, const cJSON *vocab, const cJSON *added,
+                                          int32_t *ids, int *n_ids) {
+    const cJSON *it;
+    *n_ids = 0;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 26) ||
             it->valuedouble != (int)it->valuedouble)
             return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab[\"%.60s\"] is not a valid id", path, it->string);
-        if (it->valueint > max_id) max_id = it->valueint;
+        ids[(*n_ids)++] = it->valueint;
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 26) ||
             !string_at(it, "content"))
             return sq_errorf(SQ_ERR_FORMAT, "%s: added_tokens entry without a valid id and content", path);
-        if (id->valueint > max_id) max_id = id->valueint;
+        ids[(*n_ids)++] = id->valueint;
     }
-    if (max_id < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is empty", path);
-    v->n = max_id + 1;
+    return *n_ids ? NULL : sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is empty", path);
+}
+
+static SQ_NODISCARD sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *added,
+                                         json_vocab *v) {
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *it;
+    if (!cJSON_IsObject(vocab)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.vocab is not an object", path);
+    int n_ids;
+    int32_t *ids = malloc(((size_t)cJSON_GetArraySize(vocab) + (size_t)cJSON_GetArraySize(added) + 1) *
+                          sizeof *ids); /* [vocab entries + added tokens] */
+    if (!ids) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    sq_error *err = collect_ids(path, vocab, added, ids, &n_ids);
+    if (!err) err = sq_vocab_check_ids(path, ids, n_ids, &v->n);
+    free(ids);
+    SQ_TRY(err);
     v->tokens = calloc((size_t)v->n, sizeof *v->tokens);
     v->types = calloc((size_t)v->n, sizeof *v->types);
     v->flags = calloc((size_t)v->n, 1);
@@ -127,13 +141,10 @@ static sq_error *read_vocab(const char *path, const cJSON *model, const cJSON *a
         v->flags[id] = (uint8_t)((flag(it, "lstrip", 0) ? SQ_TOKEN_LSTRIP : 0) |
                                  (flag(it, "rstrip", 0) ? SQ_TOKEN_RSTRIP : 0));
     }
-    for (int i = 0; i < v->n; i++)
-        if (!v->tokens[i])
-            return sq_errorf(SQ_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d)", path, i, v->n - 1);
     return NULL;
 }
 
-static sq_error *read_merges(const char *path, const cJSON *model, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_merges(const char *path, const cJSON *model, json_vocab *v) {
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges"), *it;
     if (!merges || cJSON_IsNull(merges)) return NULL;
     if (!cJSON_IsArray(merges)) return sq_errorf(SQ_ERR_FORMAT, "%s: model.merges is not an array", path);
@@ -168,7 +179,7 @@ static int token_id(const json_vocab *v, const char *text) {
 
 /* Scores as sentencepiece would have them, for writers of score-based formats (GGUF): a piece made by merge r
  * scores -r (its first merge), other pieces rank below every merge. */
-static sq_error *merge_order_scores(const char *path, json_vocab *v) {
+static SQ_NODISCARD sq_error *merge_order_scores(const char *path, json_vocab *v) {
     sq_strmap ids;
     v->scores = malloc((size_t)v->n * sizeof *v->scores);
     if (!v->scores || sq_strmap_init(&ids, (size_t)v->n))
@@ -202,7 +213,7 @@ static sq_error *merge_order_scores(const char *path, json_vocab *v) {
 }
 
 /* spm shape, older form: normalizer [Prepend "▁"], Replace " " -> "▁"; no pre-tokenizer. */
-static sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *items[8];
     int n = sequence_items(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", items, 8);
     int replace = 0;
@@ -233,7 +244,8 @@ static sq_error *read_spm_normalizer(const char *path, const cJSON *root, json_v
 }
 
 /* spm shape, newer form: no normalizer, pre-tokenizer Metaspace("▁", prepend_scheme, split). */
-static sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON *pre, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON *pre,
+                                             json_vocab *v) {
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (norm && !cJSON_IsNull(norm))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: normalizer %s together with Metaspace is not supported",
@@ -253,7 +265,7 @@ static sq_error *read_metaspace(const char *path, const cJSON *root, const cJSON
     return NULL;
 }
 
-static sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_spm_shape(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (is_type(pre, "Metaspace")) {
         SQ_TRY(read_metaspace(path, root, pre, v));
@@ -287,7 +299,7 @@ static char *quote_regex(const char *s) {
     return out;
 }
 
-static sq_error *add_regex(const char *path, json_vocab *v, char *r) {
+static SQ_NODISCARD sq_error *add_regex(const char *path, json_vocab *v, char *r) {
     if (!r) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     if (SQ_ARRAY_RESERVE(v->regexes, v->cap_regexes, (size_t)v->n_regexes + 1)) {
         free(r);
@@ -298,7 +310,7 @@ static sq_error *add_regex(const char *path, json_vocab *v, char *r) {
 }
 
 /* byte-level shape: normalizer null or NFC; pre-tokenizer steps Split(Isolated) / Digits / ByteLevel. */
-static sq_error *read_byte_level_shape(const char *path, const cJSON *root, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_byte_level_shape(const char *path, const cJSON *root, json_vocab *v) {
     const cJSON *items[16];
     int n = sequence_items(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers", items, 16);
     for (int i = 0; i < n; i++) {
@@ -382,7 +394,8 @@ static void template_specials(const cJSON *root, const char **bos, const char **
     }
 }
 
-static sq_error *read_config(const char *path, const cJSON *root, const cJSON *config, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_config(const char *path, const cJSON *root, const cJSON *config,
+                                          json_vocab *v) {
     const char *tbos, *teos;
     template_specials(root, &tbos, &teos);
     const char *bos = config_token(config, "bos_token"), *eos = config_token(config, "eos_token");
@@ -420,7 +433,7 @@ static sq_error *read_config(const char *path, const cJSON *root, const cJSON *c
 }
 
 /* The file `name` in the directory of path, read whole (NUL-terminated), or *text NULL when there is none. */
-static sq_error *read_sibling(const char *path, const char *name, char **text, size_t *size) {
+static SQ_NODISCARD sq_error *read_sibling(const char *path, const char *name, char **text, size_t *size) {
     *text = NULL;
     char *copy = strdup(path);
     if (!copy) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
@@ -444,7 +457,7 @@ static sq_error *read_sibling(const char *path, const char *name, char **text, s
 }
 
 /* tokenizer_config.json in the same directory, or NULL when there is none. */
-static sq_error *load_config(const char *path, cJSON **config) {
+static SQ_NODISCARD sq_error *load_config(const char *path, cJSON **config) {
     *config = NULL;
     char *text;
     size_t size;
@@ -463,7 +476,7 @@ static sq_error *load_config(const char *path, cJSON **config) {
 /* The chat template: tokenizer_config.json's "chat_template" (a string, or a list of {"name", "template"} of
  * which the one named "default" is taken, as transformers takes it), else a chat_template.jinja beside the
  * file, where newer transformers save it. */
-static sq_error *read_chat_template(const char *path, const cJSON *config, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_chat_template(const char *path, const cJSON *config, json_vocab *v) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(config, "chat_template");
     if (cJSON_IsString(t)) {
         v->spec.chat_template = t->valuestring;
@@ -488,7 +501,8 @@ static sq_error *read_chat_template(const char *path, const cJSON *config, json_
     return NULL;
 }
 
-static sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON *config, json_vocab *v) {
+static SQ_NODISCARD sq_error *read_tokenizer(const char *path, const cJSON *root, const cJSON *config,
+                                             json_vocab *v) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model)) return sq_errorf(SQ_ERR_FORMAT, "%s: no \"model\" object", path);
     const char *mtype = type_of(model);

@@ -30,7 +30,7 @@ static int by_score_then_ids(const void *a, const void *b) {
 
 /* Every split of every piece into two pieces, highest score first, then by the pieces' ids (what
  * tokenizers' SentencePieceExtractor produces). */
-static sq_error *derive_merges(const sq_tokenizer *t, derived_merge **out, int *n_out) {
+static SQ_NODISCARD sq_error *derive_merges(const sq_tokenizer *t, derived_merge **out, int *n_out) {
     size_t n = 0, cap = 0;
     derived_merge *m = NULL; /* allocated even when empty: qsort and the caller get an array */
     if (SQ_ARRAY_RESERVE(m, cap, 1024)) return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
@@ -87,7 +87,7 @@ static void add_merge(cJSON *list, const char *a, const char *b) {
 }
 
 /* Merges as ["a", "b"] pairs (what tokenizers writes since 0.20; pieces may contain spaces). */
-static sq_error *write_merges(const sq_tokenizer *t, cJSON *model) {
+static SQ_NODISCARD sq_error *write_merges(const sq_tokenizer *t, cJSON *model) {
     cJSON *list = cJSON_AddArrayToObject(model, "merges");
     if (!list) return sq_errorf(SQ_ERR_NOMEM, "save tokenizer: out of memory");
     if (t->spec.n_merges) {
@@ -293,7 +293,7 @@ static cJSON *build_config(const sq_tokenizer *t) {
     return c;
 }
 
-static sq_error *write_json(const char *dir, const char *name, cJSON *json) {
+static SQ_NODISCARD sq_error *write_json(const char *dir, const char *name, cJSON *json) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *path = malloc(n);
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;

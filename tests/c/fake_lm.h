@@ -44,7 +44,7 @@ static void fake_logits(const fake_lm *m, const int32_t *tokens, int n, float *o
     }
 }
 
-static sq_error *fake_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
+static SQ_NODISCARD sq_error *fake_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) {
     fake_lm *m = impl;
     if (++m->forward_calls == m->fail_at_call)
         return sq_errorf(SQ_ERR_INTERNAL, "fake lm: failing on purpose");
@@ -66,7 +66,7 @@ static sq_error *fake_forward(void *impl, const sq_seq_batch *seqs, int n_seqs) 
     return NULL;
 }
 
-static sq_error *fake_truncate(void *impl, int seq_id, int new_len) {
+static SQ_NODISCARD sq_error *fake_truncate(void *impl, int seq_id, int new_len) {
     fake_lm *m = impl;
     if (seq_id < 0 || seq_id >= m->n_seq || new_len > m->len[seq_id])
         return sq_errorf(SQ_ERR_INVALID_ARG, "fake lm: bad truncate");

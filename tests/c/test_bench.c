@@ -114,6 +114,39 @@ static void test_two_models(void **state) {
     sq_model_free(b);
 }
 
+static void check_absent(const sq_bench_stat *s, const char *name) {
+    if (!(isnan(s->median) && isnan(s->min) && isnan(s->max)))
+        fail_msg("%s: min %g, median %g, max %g; expected no figure", name, s->min, s->median, s->max);
+}
+
+/* -p 0 measures decoding alone (llama-bench's tg test), -n 0 the prefill alone: the part left out has no
+ * figures (NaN), the other part's figures are consistent as in a full run. */
+static void test_one_part_only(void **state) {
+    (void)state;
+    sq_model *model = load_stories260k();
+    const sq_model *models[] = {model};
+    sq_bench_result r;
+    sq_bench_params p = {.n_prompt = 0, .n_gen = 7, .n_seqs = 2, .n_reps = 3, .n_warmup = 1, .n_threads = 2};
+    sq_test_ok(sq_bench_run(models, 1, &p, NULL, NULL, &r));
+    check_absent(&r.ttft_s, "ttft");
+    check_absent(&r.prefill_tok_s, "prefill tok/s");
+    check_stat(&r.tpot_s, "tpot");
+    check_stat(&r.decode_tok_s, "decode tok/s");
+    assert_close(r.decode_tok_s.median, p.n_seqs / r.tpot_s.median, 1e-12,
+                 "decode tok/s = b n / decode time");
+    assert_close(r.e2e_s.median, r.tpot_s.median * p.n_gen, 1e-12, "e2e = decode time");
+    assert_close(r.requests_s.median, p.n_seqs / r.e2e_s.median, 1e-12, "requests/s = b / e2e");
+
+    p = (sq_bench_params){.n_prompt = 9, .n_gen = 0, .n_seqs = 3, .n_reps = 3, .n_warmup = 0, .n_threads = 1};
+    sq_test_ok(sq_bench_run(models, 1, &p, NULL, NULL, &r));
+    check_absent(&r.tpot_s, "tpot");
+    check_absent(&r.decode_tok_s, "decode tok/s");
+    check_stat(&r.ttft_s, "ttft");
+    assert_close(r.prefill_tok_s.median, p.n_seqs * p.n_prompt / r.ttft_s.median, 1e-12, "prefill tok/s");
+    assert_close(r.e2e_s.median, r.ttft_s.median, 1e-12, "e2e = prefill time");
+    sq_model_free(model);
+}
+
 static void test_errors(void **state) {
     (void)state;
     sq_model *model = load_stories260k();
@@ -127,8 +160,13 @@ static void test_errors(void **state) {
     sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "repetitions (0) must be at least 1");
     p.n_reps = 1;
     p.n_gen = 0;
-    sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "output tokens (0)");
+    p.n_prompt = 0; /* either may be 0 (test_one_part_only), not both */
+    sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r),
+                       "prompt tokens (0) and output tokens (0) must be at least 0 and not both 0");
+    p.n_prompt = -1;
     p.n_gen = 4;
+    sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "prompt tokens (-1)");
+    p.n_prompt = 4;
     sq_test_fails_with(sq_bench_run(models, 0, &p, NULL, NULL, &r), "no model");
     const sq_model *none[] = {NULL};
     sq_test_fails_with(sq_bench_run(none, 1, &p, NULL, NULL, &r), "model 1 is NULL");
@@ -142,6 +180,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_consistent),
         cmocka_unit_test(test_two_models),
+        cmocka_unit_test(test_one_part_only),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

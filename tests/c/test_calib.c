@@ -84,7 +84,7 @@ static double *dup_or_null(const double *x, size_t n) {
     return y;
 }
 
-static sq_error *record(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *record(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
     recorder *r = user;
     r->calls++;
     block_stats *b = &r->blocks[layer];

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -93,6 +94,38 @@ static void test_threadpool(void **state) {
     }
 }
 
+/* Slices are claimed by whichever thread is free: each run must still call every slice exactly once, with
+ * nth the pool's size, and return only when all have finished, also when some slices are slow enough that
+ * the other threads go to sleep (the futex paths) and when a run follows at once on a finished one. */
+typedef struct {
+    atomic_int calls[4];
+    atomic_int finished;
+    int nth, rep;
+} slice_log;
+
+static void log_slice(void *p, int ith, int nth) {
+    slice_log *log = p;
+    assert_true(nth == log->nth && ith >= 0 && ith < nth);
+    if (log->rep % 50 == ith) usleep(200 + 300 * (unsigned)ith); /* longer than the spin before sleeping */
+    atomic_fetch_add(&log->calls[ith], 1);
+    atomic_fetch_add(&log->finished, 1);
+}
+
+static void test_threadpool_slices_once(void **state) {
+    (void)state;
+    for (int threads = 1; threads <= 4; threads++) {
+        sq_threadpool *pool = sq_threadpool_create(threads);
+        assert_non_null(pool);
+        for (int rep = 0; rep < 400; rep++) {
+            slice_log log = {.nth = threads, .rep = rep};
+            sq_threadpool_run(pool, log_slice, &log);
+            assert_int_equal(atomic_load(&log.finished), threads); /* all done when run returns */
+            for (int i = 0; i < threads; i++) assert_int_equal(atomic_load(&log.calls[i]), 1);
+        }
+        sq_threadpool_free(pool);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_roundtrip_all_halves),
@@ -100,6 +133,7 @@ int main(void) {
         cmocka_unit_test(test_block_quantizers_error_bounds),
         cmocka_unit_test(test_tensor_sizes),
         cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_threadpool_slices_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

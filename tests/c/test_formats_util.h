@@ -76,7 +76,7 @@ static inline sq_model *tiny_model(const tiny_spec *s, uint64_t seed) {
 }
 
 /* Loads a model from any format without looking for a tokenizer (the formats are what is tested). */
-static inline sq_error *load_plain(const char *path, sq_model **out) {
+static inline SQ_NODISCARD sq_error *load_plain(const char *path, sq_model **out) {
     sq_model *m = sq_model_new();
     struct stat st;
     char magic[4] = {0};

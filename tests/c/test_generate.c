@@ -151,6 +151,7 @@ static void test_greedy(void **state) {
     sq_test_ok(sq_generate(ctx, prompt, -1, &p, collect, &all, &st));
     assert_string_equal(all.text, story);
     assert_int_equal(st.generated_tokens, n_story);
+    assert_int_equal(st.decode_steps, n_story);                /* the last pass gave the end token's logits */
     assert_int_equal(st.prompt_tokens, 5);                     /* BOS + 4 pieces */
     assert_true(st.prompt_tokens + st.generated_tokens < 256); /* stories15M ends this story itself */
     printf("greedy story: %d tokens, then an end token\n", n_story);
@@ -158,6 +159,8 @@ static void test_greedy(void **state) {
     sq_test_ok(sq_generate(ctx, prompt, 24, &p, collect, &part, &st));
     printf("greedy, 24 tokens: \"%s\"\n", part.text);
     assert_int_equal(st.generated_tokens, 24);
+    assert_int_equal(st.decode_steps,
+                     23); /* the first token comes from the prefill, the last needs no pass */
     assert_true(st.prefill_seconds > 0 && st.decode_seconds > 0);
     assert_true(starts_with(story, part.text));
     assert_true(starts_with(part.text, readme_continuation));
@@ -224,6 +227,7 @@ static void test_context_limits(void **state) {
     collected small = {0};
     sq_test_ok(sq_generate(ctx, "Once upon a time", 100, &p, collect, &small, &st));
     assert_int_equal(st.prompt_tokens + st.generated_tokens, 12);
+    assert_int_equal(st.decode_steps, st.generated_tokens - 1);
     assert_true(starts_with(readme_continuation, small.text));
     /* a prompt as long as the context (BOS + 11 pieces, as sentencepiece counts them) generates nothing; a
      * longer one is an error */
@@ -232,6 +236,8 @@ static void test_context_limits(void **state) {
         sq_generate(ctx, "Once upon a time there was a little girl named Sue", 5, &p, collect, &none, &st));
     assert_int_equal(st.prompt_tokens, 12);
     assert_int_equal(st.generated_tokens, 0);
+    assert_int_equal(st.decode_steps, 0);
+    assert_true(st.decode_seconds == 0);
     assert_int_equal(none.calls, 0);
     sq_test_fails_with(sq_generate(ctx, "Once upon a time there was a little girl who loved to play", 5, &p,
                                    collect, &none, &st),
@@ -254,9 +260,14 @@ static void test_stops(void **state) {
     sq_test_ok(sq_generate(ctx, "Once upon a time", 40, &p, collect, &three, &st));
     assert_int_equal(three.calls, 3);
     assert_true(st.generated_tokens >= 3 && st.generated_tokens < 40);
+    assert_int_equal(st.decode_steps, st.generated_tokens - 1);
     /* no callback at all is fine */
     sq_test_ok(sq_generate(ctx, "Once upon a time", 5, &p, NULL, NULL, &st));
     assert_int_equal(st.generated_tokens, 5);
+    assert_int_equal(st.decode_steps, 4);
+    sq_test_ok(sq_generate(ctx, "Once upon a time", 1, &p, NULL, NULL, &st));
+    assert_int_equal(st.generated_tokens, 1);
+    assert_true(st.decode_steps == 0 && st.decode_seconds == 0);
     /* bad sampler parameters surface as the sampler's error */
     p.top_p = 2;
     sq_test_fails_with(sq_generate(ctx, "Once", 5, &p, collect, &zero, &st), "top_p");

@@ -10,7 +10,8 @@
 #include "formats/hf_config.h"
 #include "test_formats_util.h"
 
-static sq_error *parse_config(const char *arch, const char *extra, sq_model_config *c, sq_warnings *w) {
+static SQ_NODISCARD sq_error *parse_config(const char *arch, const char *extra, sq_model_config *c,
+                                           sq_warnings *w) {
     char text[4096];
     snprintf(text, sizeof text,
              "{\"architectures\": [\"%s\"], \"hidden_size\": 32, \"intermediate_size\": 32, "

@@ -356,6 +356,76 @@ static void test_ref_file_roundtrip(void **state) {
     free(ids);
 }
 
+/* A reference file whose records were damaged is refused naming the record, not read into a wrong KL:
+ * each case rewrites 4 bytes of a valid file (top 5: a record is 8 + 5 * 8 bytes after the 64-byte header).
+ */
+static void test_damaged_ref_records(void **state) {
+    (void)state;
+    const int n = 3 * CTX, top_k = 5;
+    int32_t *ids = random_ids(n, 29);
+    const char *path = sq_test_work("evalq_ref_damaged.bin");
+    fake_lm m, r;
+    sq_lm lm = fake_lm_open(&m, VOCAB, CTX, 1, 7, 0);
+    sq_lm ref = fake_lm_open(&r, VOCAB, CTX, 1, 7, 1.5);
+    sq_ppl_options o = {
+        .protocol = SQ_PPL_WINDOWS, .n_ctx = CTX, .n_threads = 1, .ref_logits_out = path, .ref_top_k = top_k};
+    sq_ppl_result res;
+    sq_test_ok(sq_ppl_run(&lm, &ref, ids, n, &o, &res));
+    sq_ppl_result_free(&res);
+    o.ref_logits_out = NULL;
+    o.ref_logits_in = path;
+    const long record = 64 + 2 * (8 + top_k * 8); /* the third record */
+    union {
+        float f;
+        int32_t i;
+    } first_id;
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, record + 8, SEEK_SET), 0);
+    assert_int_equal(fread(&first_id, 4, 1, fp), 1);
+    fclose(fp);
+    const struct {
+        long offset;
+        float f;
+        int32_t i;
+        int is_id;
+        const char *needle;
+    } cases[] = {
+        {record, 0.25f, 0, 0, "record 2: target log-prob 0.25"},     /* a probability above 1 */
+        {record, NAN, 0, 0, "record 2: target log-prob nan"},        /* not a number */
+        {record + 4, 1.5f, 0, 0, "tail mass 1.5 is out of range"},   /* a tail above 1 */
+        {record + 4, -0.1f, 0, 0, "tail mass -0.1 is out of range"}, /* a negative tail */
+        {record + 8 + 4, 0, first_id.i, 1, "invalid entry 1 (id"},   /* an id twice */
+        {record + 8 + 4, 0, VOCAB, 1, "invalid entry 1 (id 61"},     /* an id past the vocabulary */
+        {record + 8 + top_k * 4 + 4, 0.0f, 0, 0, "invalid entry 1"}, /* a second log-prob above the first */
+        {record + 8 + top_k * 4 + 4, -INFINITY, 0, 0, "invalid entry 1"},    /* an impossible token */
+        {record + 8 + top_k * 4 + 16, -40.0f, 0, 0, "probabilities sum to"}, /* mass that went missing */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        fp = fopen(path, "r+b");
+        assert_non_null(fp);
+        unsigned char saved[4], patch[4];
+        assert_int_equal(fseek(fp, cases[c].offset, SEEK_SET), 0);
+        assert_int_equal(fread(saved, 1, 4, fp), 4);
+        memcpy(patch, cases[c].is_id ? (const void *)&cases[c].i : (const void *)&cases[c].f, 4);
+        assert_int_equal(fseek(fp, cases[c].offset, SEEK_SET), 0);
+        assert_int_equal(fwrite(patch, 1, 4, fp), 4);
+        assert_int_equal(fclose(fp), 0);
+        sq_test_fails_with(sq_ppl_run(&lm, NULL, ids, n, &o, &res), cases[c].needle);
+        fp = fopen(path, "r+b"); /* undo: the next case damages a valid file again */
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, cases[c].offset, SEEK_SET), 0);
+        assert_int_equal(fwrite(saved, 1, 4, fp), 4);
+        assert_int_equal(fclose(fp), 0);
+    }
+    sq_test_ok(sq_ppl_run(&lm, NULL, ids, n, &o, &res)); /* the undamaged file still reads */
+    assert_true(isfinite(res.kl_mean));
+    sq_ppl_result_free(&res);
+    fake_lm_close(&m);
+    fake_lm_close(&r);
+    free(ids);
+}
+
 static void test_failed_run_removes_ref_file(void **state) {
     (void)state;
     const int n = 130;
@@ -427,11 +497,17 @@ static void test_read_text(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exp_and_logsumexp),  cmocka_unit_test(test_plan),
-        cmocka_unit_test(test_stride_short_text),  cmocka_unit_test(test_ppl_matches_reference),
-        cmocka_unit_test(test_ci_from_token_nll),  cmocka_unit_test(test_kl),
-        cmocka_unit_test(test_ref_file_roundtrip), cmocka_unit_test(test_failed_run_removes_ref_file),
-        cmocka_unit_test(test_bad_inputs),         cmocka_unit_test(test_read_text),
+        cmocka_unit_test(test_exp_and_logsumexp),
+        cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_stride_short_text),
+        cmocka_unit_test(test_ppl_matches_reference),
+        cmocka_unit_test(test_ci_from_token_nll),
+        cmocka_unit_test(test_kl),
+        cmocka_unit_test(test_ref_file_roundtrip),
+        cmocka_unit_test(test_damaged_ref_records),
+        cmocka_unit_test(test_failed_run_removes_ref_file),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_read_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

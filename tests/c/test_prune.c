@@ -363,7 +363,8 @@ typedef struct captured {
     int width[4];
 } captured;
 
-static sq_error *capture_block0(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *capture_block0(void *user, sq_model *model, int layer,
+                                             const sq_calib_stats *stats) {
     (void)model;
     captured *c = user;
     if (layer != 0) return NULL;

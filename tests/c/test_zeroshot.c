@@ -12,7 +12,7 @@
 
 enum { VOCAB = 258, MERGED = 256, BOS = 257, CTX = 160 };
 
-static sq_error *byte_encode(void *user, const char *text, size_t len, int32_t **ids, int *n) {
+static SQ_NODISCARD sq_error *byte_encode(void *user, const char *text, size_t len, int32_t **ids, int *n) {
     (void)user;
     int32_t *out = malloc((len + 1) * sizeof *out);
     int k = 0;
@@ -138,8 +138,8 @@ static sq_choice_score reference_choice(const fake_lm *m, const sq_task_request 
     snprintf(whole_text, sizeof whole_text, "%s%s", r->context, r->continuation);
     int32_t *a, *b, whole[1024], ctx[1024];
     int na, nb;
-    byte_encode(NULL, whole_text, keep, &a, &na);
-    byte_encode(NULL, whole_text, strlen(whole_text), &b, &nb);
+    sq_test_ok(byte_encode(NULL, whole_text, keep, &a, &na));
+    sq_test_ok(byte_encode(NULL, whole_text, strlen(whole_text), &b, &nb));
     ctx[0] = whole[0] = BOS;
     memcpy(ctx + 1, a, (size_t)na * sizeof *a);
     memcpy(whole + 1, b, (size_t)nb * sizeof *b);

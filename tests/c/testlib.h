@@ -11,6 +11,11 @@
 
 #include "squeeze.h"
 
+/* cmocka's failure and skip calls never return (they leave the test through longjmp); saying so lets the
+ * static analyzer (scripts/check-errors.sh) follow the tests' error paths as they run. */
+void _fail(const char *const file, const int line) __attribute__((noreturn));
+void _skip(const char *const file, const int line) __attribute__((noreturn));
+
 /* Path of a file under ../shared (or $SQ_SHARED); returns a static buffer. */
 const char *sq_test_shared(const char *rel);
 /* Path under the test scratch directory ($SQ_WORK, created by CMake); returns a static buffer. */
@@ -21,9 +26,9 @@ const char *sq_test_write_file(const char *path, const void *data, size_t n);
  * cannot be read; the caller frees it. */
 char *sq_test_read_file(const char *path, size_t *n);
 /* Fails the test with the error's message if err is not NULL. */
-void sq_test_ok(sq_error *err);
+SQ_TAKES_ERROR(1) void sq_test_ok(sq_error *err);
 /* Asserts err is an error whose message contains `needle`, then frees it. */
-void sq_test_fails_with(sq_error *err, const char *needle);
+SQ_TAKES_ERROR(1) void sq_test_fails_with(sq_error *err, const char *needle);
 /* Deterministic xorshift random numbers for fresh-but-reproducible inputs. */
 uint64_t sq_test_rand_u64(uint64_t *state);
 float sq_test_rand_uniform(uint64_t *state, float lo, float hi);

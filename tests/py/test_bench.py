@@ -131,6 +131,30 @@ if r.returncode == 0 and r32.returncode == 0:
     check(2 * b["variants"][0]["results"][0]["kv_bytes"] == a["variants"][0]["results"][0]["kv_bytes"],
           "f16 rows: half the KV bytes")
 
+# ---- -p 0: decoding alone (llama-bench's tg test); -n 0: the prefill alone. The part left out has no figures:
+# null in the JSON, "—" in the table; the rest is consistent as in a full run.
+for p, n in [(0, 6), (12, 0)]:
+    part = os.path.join(WORK, f"part-{p}-{n}.json")
+    r = bench("-m", MODEL, "-p", str(p), "-n", str(n), "--reps", "3", "-t", "1", "--json", part)
+    check(r.returncode == 0, f"-p {p} -n {n} exits 0 ({r.stderr.strip()})")
+    if r.returncode:
+        continue
+    res = json.load(open(part))["variants"][0]["results"][0]
+    absent = ["ttft_s", "prefill_tok_s"] if p == 0 else ["tpot_s", "decode_tok_s"]
+    for k in absent:
+        check(res[k] == {"median": None, "min": None, "max": None}, f"-p {p} -n {n}: {k} is null ({res[k]})")
+    if p == 0:
+        check(rel_close(res["decode_tok_s"]["median"], 1 / res["tpot_s"]["median"]), "-p 0: decode tok/s = 1 / tpot")
+        check(rel_close(res["e2e_s"]["median"], n * res["tpot_s"]["median"]), "-p 0: e2e = decode time")
+    else:
+        check(rel_close(res["prefill_tok_s"]["median"], p / res["ttft_s"]["median"]), "-n 0: prefill tok/s = p / TTFT")
+        check(rel_close(res["e2e_s"]["median"], res["ttft_s"]["median"]), "-n 0: e2e = TTFT")
+    rows = {l.split("|")[1].strip(): l.split("|")[2].strip() for l in r.stdout.splitlines() if l.startswith("| ")}
+    gone = ["time to first token (ms)", "prefill (tokens/s)"] if p == 0 else ["time per output token (ms)", "decode (tokens/s)"]
+    check(all(rows.get(g) == "—" for g in gone), f"-p {p} -n {n}: the table shows — for {gone}")
+    kept = "decode (tokens/s)" if p == 0 else "prefill (tokens/s)"
+    check(rows.get(kept, "—") != "—" and float(rows[kept]) > 0, f"-p {p} -n {n}: the table shows {kept}")
+
 # ---- bench/engine.sh's table reads real reports: the same run as baseline and fast path gives 1.0x
 table = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "bench", "engine_table.py"),
                         "--command", "test", "--baseline", out, "--fast", out], capture_output=True, text=True)
@@ -148,7 +172,7 @@ cases = [
     (["-m", MODEL, "-b", "0"], 2, "-b '0' must be integers in [1, 4096]"),
     (["-m", MODEL, "-b", "1,,2"], 2, "-b '1,,2' must be integers in [1, 4096] separated by commas or spaces: item 2 is empty"),
     (["-m", MODEL, "-b", "2,"], 2, "-b '2,' must be integers in [1, 4096] separated by commas or spaces: item 2 is empty"),
-    (["-m", MODEL, "-p", "-1"], 2, "-p '-1' must be an integer in [1, "),
+    (["-m", MODEL, "-p", "-1"], 2, "-p '-1' must be an integer in [0, "),
     (["-m", MODEL, "-n", "many"], 2, "-n 'many' must be an integer"),
     (["-m", MODEL, "--reps", "0"], 2, "--reps '0' must be an integer in [1, "),
     (["-m", MODEL, "--warmup"], 2, "--warmup needs a value"),
@@ -156,6 +180,7 @@ cases = [
     (["-m", MODEL, "--kv-type", "bf16"], 2, "--kv-type 'bf16' must be one of f32, f16"),
     (["-m", MODEL, "--vs-label", "x"], 2, "--vs-label needs --vs"),
     (["-m", MODEL, "--colour"], 2, "unknown option '--colour'"),
+    (["-m", MODEL, "-p", "0", "-n", "0"], 2, "-p and -n are both 0: nothing to measure"),
 ]
 for args, code, message in cases:
     r = bench(*args)

@@ -158,8 +158,24 @@ def test_bad_usage():
     print(f"{len(usage_errors)} bad command lines exit 2 with their message; missing files exit 1")
 
 
+def test_decode_counts_passes():
+    """Decode speed counts the forward passes after the prompt's: -n 1 takes its token from the prefill and runs
+    none, so it has no decode speed (0.0), where counting generated tokens gave one token over the sampling
+    time. The help says where else generation stops."""
+    r = run("-m", MODEL, "-p", PROMPT, "--temp", "0", "-n", "1")
+    m = stats_of(r)
+    check(r.returncode == 0 and m and int(m[3]) == 1 and m[4] == "0.0",
+          f"-n 1: one generated token, no decode pass: {r.stderr.strip()!r}")
+    r = run("--help")
+    flag = next((l for l in r.stdout.splitlines() if "--n-predict" in l), "")
+    text = " ".join(r.stdout.split())
+    check("stops at an end-of-generation token (EOS, end of turn) and when the context is full" in text and flag,
+          f"run --help says -n also stops at EOS and the context's end: {r.stdout!r}")
+
+
 def main():
     test_greedy()
+    test_decode_counts_passes()
     test_defaults_only_model_and_prompt()
     test_seeds()
     test_context_limits()

@@ -13,7 +13,7 @@
 
 #include "squeeze.h"
 
-static int fail(sq_error *err) {
+static SQ_TAKES_ERROR(1) int fail(sq_error *err) {
     fprintf(stderr, "edit_model: %s\n", sq_error_message(err));
     sq_error_free(err);
     return 1;

@@ -18,14 +18,14 @@ static void print_hex(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) printf("%02x", (unsigned char)s[i]);
 }
 
-static int fail(sq_error *err, int line) {
+static SQ_TAKES_ERROR(1) int fail(sq_error *err, int line) {
     fprintf(stderr, "stream_decode: line %d: %s\n", line, sq_error_message(err));
     sq_error_free(err);
     return 1;
 }
 
 /* Decodes ids and prints them in hex. */
-static sq_error *print_decoded(const sq_tokenizer *tok, const int32_t *ids, int n) {
+static SQ_NODISCARD sq_error *print_decoded(const sq_tokenizer *tok, const int32_t *ids, int n) {
     char *text;
     size_t len;
     sq_error *err = sq_detokenize(tok, ids, n, &text, &len);
@@ -36,8 +36,8 @@ static sq_error *print_decoded(const sq_tokenizer *tok, const int32_t *ids, int 
 }
 
 /* One case; a malformed line (no TAB) is the caller's to report. */
-static sq_error *run_case(const sq_tokenizer *tok, sq_detokenizer *d, const char *line, size_t len,
-                          const char *tab, int32_t *all) {
+static SQ_NODISCARD sq_error *run_case(const sq_tokenizer *tok, sq_detokenizer *d, const char *line,
+                                       size_t len, const char *tab, int32_t *all) {
     int32_t *ids = NULL, *cont = NULL;
     int64_t n_ctx = 0, n_cont = 0;
     sq_error *err = sq_parse_int_list(line, (size_t)(tab - line), 0, INT32_MAX, &ids, &n_ctx);

@@ -22,7 +22,7 @@ int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_prune(int argc, char **argv);
 
 /* Prints "squeeze: <message>" to stderr, frees err, returns exit code 1. */
-int cli_fail(sq_error *err);
+SQ_TAKES_ERROR(1) int cli_fail(sq_error *err);
 /* Prints "squeeze <verb>: <printf message> (see 'squeeze <verb> --help')" to stderr and returns exit code 2,
  * the code of every usage error. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -199,8 +199,8 @@ sq_kv_type cli_kv_type(const char *text);
 
 /* sq_model_load / sq_tokenizer_load that print what loading worked around, one "squeeze: warning: ..." line
  * per load warning on stderr. Every verb loads through these. */
-sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
-sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
+SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);

@@ -1,10 +1,10 @@
 /* squeeze bench: efficiency metrics of one model, or of two interleaved in one process (--vs), over batch
  * sizes: time to first token, time per output token, latency, prefill/decode throughput, requests/s, memory.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -27,7 +27,8 @@ static const cli_verb verb = {
         "call, then runs -n decode steps, each one forward call carrying one greedily chosen token per\n"
         "sequence. Prints the median and range over the timed repetitions of: time to first token (the\n"
         "prefill), time per output token, end-to-end latency, prefill and decode tokens/s, requests/s\n"
-        "(b / latency), and the weights, KV cache and peak resident memory.\n",
+        "(b / latency), and the weights, KV cache and peak resident memory. -p 0 measures decoding alone\n"
+        "(from one random token per sequence), -n 0 the prefill alone.\n",
 };
 
 static int parse_args(int argc, char **argv, bench_options *o) {
@@ -35,9 +36,9 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     long n_prompt, n_gen, reps, warmup, threads, seed;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&o->paths[0], 1),
-        CLI_INT_FLAG("-p, --n-prompt", "N", &n_prompt, 1, CLI_MAX_CTX, 512,
+        CLI_INT_FLAG("-p, --n-prompt", "N", &n_prompt, 0, CLI_MAX_CTX, 512,
                      "prompt tokens per sequence; -p + -n must fit the model's context"),
-        CLI_INT_FLAG("-n, --n-gen", "N", &n_gen, 1, CLI_MAX_CTX, 128,
+        CLI_INT_FLAG("-n, --n-gen", "N", &n_gen, 0, CLI_MAX_CTX, 128,
                      "decode steps, i.e. output tokens per sequence"),
         CLI_LIST_FLAG("-b, --batch", "LIST", &o->batch_list, 1, CLI_MAX_BATCH, "batch sizes, comma-separated",
                       .def_shown = "1"),
@@ -66,6 +67,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             rc = cli_usage_error("bench", "%s needs a non-empty name", m ? "--vs-label" : "--label");
     if (rc == CLI_CONTINUE && o->labels[1] && !o->paths[1])
         rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
+    if (rc == CLI_CONTINUE && !n_prompt && !n_gen)
+        rc = cli_usage_error("bench", "-p and -n are both 0: nothing to measure");
     if (rc != CLI_CONTINUE) {
         cli_list_free(&o->batch_list);
         return rc;
@@ -73,10 +76,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     o->n_models = o->paths[1] ? 2 : 1;
     o->batches = o->batch_list.n ? o->batch_list.v : &default_batch;
     o->n_batches = o->batch_list.n ? (int)o->batch_list.n : 1;
-    if (!threads) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? cores : 1;
-    }
+    if (!threads) threads = sq_cpu_count();
     o->params = (sq_bench_params){.n_prompt = (int)n_prompt,
                                   .n_gen = (int)n_gen,
                                   .n_reps = (int)reps,
@@ -89,14 +89,18 @@ static int parse_args(int argc, char **argv, bench_options *o) {
 
 /* ------------------------------------------------------------------ table */
 
-/* About four significant digits, never an exponent. */
+/* About four significant digits, never an exponent; "—" for a figure the workload has none of. */
 static void print_number(double x) {
+    if (!isfinite(x)) {
+        printf("—");
+        return;
+    }
     double ax = x < 0 ? -x : x;
     printf(ax >= 1000 ? "%.0f" : ax >= 100 ? "%.1f" : ax >= 10 ? "%.2f" : ax >= 1 ? "%.3f" : "%.4f", x);
 }
 
 static void print_ratio(double b, double a) {
-    if (a > 0)
+    if (a > 0 && isfinite(b))
         printf(" | %.3f", b / a);
     else
         printf(" | —");

@@ -104,7 +104,8 @@ static int parse_nm(const char *text, int *n, int *m) {
 }
 
 /* The calibration windows drawn from --calib's text, BOS first where the tokenizer adds one. */
-static sq_error *calib_samples(const sq_model *model, const prune_args *a, sq_calib_samples *out) {
+static SQ_NODISCARD sq_error *calib_samples(const sq_model *model, const prune_args *a,
+                                            sq_calib_samples *out) {
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     char *text = NULL;
     size_t len = 0;

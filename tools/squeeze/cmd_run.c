@@ -26,8 +26,11 @@ typedef struct run_args {
 static const cli_verb verb = {
     .name = "run",
     .usage = "-m MODEL (-p PROMPT | -f FILE) [options]",
-    .about = "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
-             "decode speed, peak memory, the seed) goes to stderr at the end.\n",
+    .about =
+        "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
+        "decode speed, peak memory, the seed) goes to stderr at the end. Decode speed counts the forward\n"
+        "passes after the prompt's: n tokens generated to the limit took n - 1 (the first comes from the\n"
+        "prompt's pass).\n",
 };
 
 /* CLI_CONTINUE to go on, otherwise the exit code */
@@ -38,7 +41,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_TEXT_FLAG("-p, --prompt", "TEXT", &a->prompt, "the prompt"),
         CLI_TEXT_FLAG("-f, --file", "FILE", &a->prompt_file, "read the prompt from FILE (/dev/stdin too)"),
         CLI_INT_FLAG("-n, --n-predict", "N", &a->n_predict, -1, INT32_MAX, 256,
-                     "tokens to generate; -1: until EOS or the context is full"),
+                     "tokens to generate at most: generation also stops at an end-of-generation\n"
+                     "token (EOS, end of turn) and when the context is full; -1: only there"),
         CLI_NUMBER_FLAG("--temp", "T", &a->temperature, 0, 100, d.temperature, "temperature; 0: greedy"),
         CLI_INT_FLAG("--top-k", "K", &a->top_k, 0, INT32_MAX, d.top_k,
                      "keep the K most likely tokens; 0: off"),
@@ -87,7 +91,8 @@ static int print_piece(const char *piece, size_t len, void *user) {
 
 static void print_stats(const sq_generate_stats *st, uint64_t seed) {
     double prefill = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
-    double decode = st->decode_seconds > 0 ? st->generated_tokens / st->decode_seconds : 0;
+    /* the first generated token comes from the prefill: decode speed counts the passes after it */
+    double decode = st->decode_seconds > 0 ? st->decode_steps / st->decode_seconds : 0;
     fprintf(
         stderr,
         "prompt %d tokens, prefill %.1f tok/s | generated %d tokens, decode %.1f tok/s | peak memory %.1f MiB"

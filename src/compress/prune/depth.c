@@ -10,8 +10,8 @@
 #include "core/error.h"
 
 /* Calibration perplexity with skip (NULL: the whole model). */
-static sq_error *calib_ppl(const sq_model *model, const sq_prune_options *o, const unsigned char *skip,
-                           double *ppl) {
+static SQ_NODISCARD sq_error *calib_ppl(const sq_model *model, const sq_prune_options *o,
+                                        const unsigned char *skip, double *ppl) {
     sq_ppl_options po = {.protocol = SQ_PPL_WINDOWS,
                          .n_ctx = o->calib->seq_len,
                          .n_batch = 4,
@@ -26,7 +26,7 @@ static sq_error *calib_ppl(const sq_model *model, const sq_prune_options *o, con
     return NULL;
 }
 
-static sq_error *block_magnitude(const sq_model *model, int layer, double *sum) {
+static SQ_NODISCARD sq_error *block_magnitude(const sq_model *model, int layer, double *sum) {
     *sum = 0;
     for (int i = 0; i < SQ_PRUNE_N_LINEAR; i++) {
         char name[64];

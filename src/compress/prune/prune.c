@@ -11,7 +11,7 @@
 
 enum { MAX_NM_M = 256 };
 
-static sq_error *check_unstructured(const sq_model *model, const sq_prune_options *o) {
+static SQ_NODISCARD sq_error *check_unstructured(const sq_model *model, const sq_prune_options *o) {
     if (o->nm_m != 0 || o->nm_n != 0) {
         if (o->sparsity != 0)
             return sq_errorf(SQ_ERR_INVALID_ARG, "prune: give either a sparsity or N:M, not both");
@@ -45,7 +45,7 @@ static sq_error *check_unstructured(const sq_model *model, const sq_prune_option
 }
 
 /* Samples the model can run: at least one of 2..max_seq_len tokens, ids in its vocabulary. */
-static sq_error *check_calib(const sq_model *model, const sq_calib_samples *c, const char *who) {
+static SQ_NODISCARD sq_error *check_calib(const sq_model *model, const sq_calib_samples *c, const char *who) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     if (!c || !c->ids || c->n_samples < 1)
@@ -63,7 +63,7 @@ static sq_error *check_calib(const sq_model *model, const sq_calib_samples *c, c
     return NULL;
 }
 
-static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
+static SQ_NODISCARD sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     if (o->n_remove < 1 || o->n_remove >= info.n_layers)
@@ -77,7 +77,7 @@ static sq_error *check_depth(const sq_model *model, const sq_prune_options *o) {
 
 /* Fractions below 1 (every block keeps a head group and an FFN channel), and cut columns that stay whole
  * blocks of the tensor's format. */
-static sq_error *check_width(const sq_model *model, const sq_prune_options *o) {
+static SQ_NODISCARD sq_error *check_width(const sq_model *model, const sq_prune_options *o) {
     if (!(o->heads >= 0 && o->heads < 1) || !(o->ffn >= 0 && o->ffn < 1))
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: width fractions heads %g and ffn %g must lie in [0, 1)",
                          o->heads, o->ffn);
@@ -126,8 +126,8 @@ sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
 }
 
 /* Elements, non-zero elements and bytes of all the model's tensors. */
-static sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzero, size_t *bytes,
-                         int *n_layers) {
+static SQ_NODISCARD sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzero, size_t *bytes,
+                                      int *n_layers) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     *params = info.n_params, *bytes = info.weight_bytes, *n_layers = info.n_layers, *nonzero = 0;
@@ -146,7 +146,7 @@ static sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzer
     return NULL;
 }
 
-static sq_error *prune_depth(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
+static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
     const int n_layers = res->n_layers_before;
     res->scores = calloc((size_t)n_layers, sizeof *res->scores);
     res->removed = calloc((size_t)n_layers, sizeof *res->removed);

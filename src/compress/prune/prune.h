@@ -32,7 +32,8 @@ int sq_prune_split_lowest(const double *score, int n, int k, int *drop, int *kee
 
 /* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
  * call; *n_pruned gets how many weights the masks chose. */
-sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts, int64_t *n_pruned);
+SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts,
+                                             int64_t *n_pruned);
 
 /* Wanda's score of w [rows][cols]: score[i][j] = |w[i][j]| * sqrt(sum_sq[j]) (sum_sq: the input channel's sum
  * of squares over the calibration tokens). */
@@ -45,16 +46,17 @@ void sq_prune_wanda_scores(const float *w, int64_t rows, int64_t cols, const dou
  * floor(sparsity * rows * block) lowest w^2 / [H^-1]_jj^2; N:M: per row in each group of m columns, the m - n
  * lowest as the group is reached. *chosen: weights the masks chose. SQ_ERR_INVALID_ARG when the dampened H
  * is not positive definite. */
-sq_error *sq_prune_sparsegpt_matrix(float *w, int64_t rows, int64_t cols, const double *xtx, int64_t n_tokens,
-                                    double sparsity, int n, int m, int64_t *chosen);
+SQ_NODISCARD sq_error *sq_prune_sparsegpt_matrix(float *w, int64_t rows, int64_t cols, const double *xtx,
+                                                 int64_t n_tokens, double sparsity, int n, int m,
+                                                 int64_t *chosen);
 
 /* Width pruning (SQ_PRUNE_WIDTH) on the calibration loop. */
-sq_error *sq_prune_width(sq_model *model, const sq_prune_options *opts);
+SQ_NODISCARD sq_error *sq_prune_width(sq_model *model, const sq_prune_options *opts);
 
 /* Shortened LLaMA's block importance: scores[n_layers] (ppl: calibration perplexity with the block alone
  * skipped, *base the unskipped model's; magnitude: sum of |W| over its linear weights, *base 0). Higher means
  * more important. */
-sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *opts, double *scores,
-                                double *base);
+SQ_NODISCARD sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *opts,
+                                             double *scores, double *base);
 
 #endif

@@ -18,7 +18,7 @@ enum { BLOCK = 128 }; /* the reference code's blocksize */
 
 /* U [n][n] row-major: the upper Cholesky factor of H^-1 (H^-1 = U^T U), from h (overwritten). A row-major
  * matrix is its transpose to LAPACK, so 'L' there is the upper triangle here. */
-static sq_error *inverse_hessian_factor(double *h, int n) {
+static SQ_NODISCARD sq_error *inverse_hessian_factor(double *h, int n) {
     int info = 0;
     dpotrf_("L", &n, h, &n, &info);
     if (info == 0) dpotri_("L", &n, h, &n, &info);

@@ -18,8 +18,9 @@ static const sq_tap_point linear_input[SQ_PRUNE_N_LINEAR] = {SQ_TAP_ATTN_IN,  SQ
                                                              SQ_TAP_FFN_DOWN};
 
 /* One matrix w [rows][cols] pruned by the method; stats: its input's statistics (NULL for magnitude). */
-static sq_error *prune_matrix(const sq_prune_options *o, const char *name, float *w, int64_t rows,
-                              int64_t cols, const sq_calib_stats *stats, int64_t *chosen) {
+static SQ_NODISCARD sq_error *prune_matrix(const sq_prune_options *o, const char *name, float *w,
+                                           int64_t rows, int64_t cols, const sq_calib_stats *stats,
+                                           int64_t *chosen) {
     if (stats && stats->width != cols)
         return sq_errorf(SQ_ERR_INTERNAL, "prune: %s has %lld inputs but its calibration input %d", name,
                          (long long)cols, stats->width);
@@ -48,7 +49,8 @@ typedef struct block_job {
 } block_job;
 
 /* The block's seven linear weights, pruned, as one edit. stats: [4] by tap point, or NULL. */
-static sq_error *prune_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer,
+                                          const sq_calib_stats *stats) {
     block_job *job = user;
     char names[SQ_PRUNE_N_LINEAR][64];
     sq_tensor_edit edits[SQ_PRUNE_N_LINEAR] = {{0}};

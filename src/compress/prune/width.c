@@ -59,7 +59,8 @@ typedef struct width_job {
     const sq_prune_options *o;
 } width_job;
 
-static sq_error *read_named(const sq_model *m, const char *name, float **out, int64_t *rows, int64_t *cols) {
+static SQ_NODISCARD sq_error *read_named(const sq_model *m, const char *name, float **out, int64_t *rows,
+                                         int64_t *cols) {
     sq_tensor_info ti;
     sq_model_tensor_info(m, sq_model_tensor_index(m, name), &ti);
     *rows = ti.shape[0], *cols = ti.ndim > 1 ? ti.shape[1] : 1;
@@ -68,7 +69,8 @@ static sq_error *read_named(const sq_model *m, const char *name, float **out, in
     return sq_model_read_tensor(m, name, *out, *rows * *cols);
 }
 
-static sq_error *narrow_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+static SQ_NODISCARD sq_error *narrow_block(void *user, sq_model *model, int layer,
+                                           const sq_calib_stats *stats) {
     const sq_prune_options *o = ((width_job *)user)->o;
     sq_layer_info li;
     SQ_TRY(sq_model_layer_info(model, layer, &li));

@@ -6,7 +6,7 @@
 #include "core/threadpool.h"
 #include "kernels/backend.h"
 
-sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out);
+SQ_NODISCARD sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out);
 
 /* elementwise.c */
 void sq_cpu_rmsnorm(sq_threadpool *pool, const float *x, const float *weight, float eps, int n_tokens,

@@ -5,11 +5,13 @@
  * (prefill) run as a GEMM through OpenBLAS's single-threaded sgemm on each thread's rows: fp32 weights
  * directly, other dtypes a cache-sized tile at a time, dequantized into a buffer on the thread's stack (no
  * allocation per call). A format a kernel set marks reference-only runs the same way with its rows
- * dequantized by the format's reference to_f32. */
+ * dequantized by the format's reference to_f32.
+ *
+ * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
+ * as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
-#include <pthread.h>
 
 #include "kernels/cpu/kernels.h"
 
@@ -128,8 +130,19 @@ static void gemm_task(void *p, int ith, int nth) {
     }
 }
 
-/* OpenBLAS's own threads would compete with the pool's spinning workers for the same cores. */
-static void single_thread_openblas(void) { openblas_set_num_threads(1); }
+/* OpenBLAS's pthread build starts a helper thread per core in its library constructor, before any code of
+ * the program runs (OPENBLAS_NUM_THREADS is read there, so setting it from here is too late), and the
+ * helpers spin in sched_yield for about 2^28 cycles before they sleep: beside the pool's workers they take
+ * CPU and make `-t 1` two threads. openblas_set_num_threads(1) makes every call single-threaded but keeps the
+ * helpers; blas_thread_shutdown_ (exported by the pthread build, which calls it itself before a fork) joins
+ * them, and nothing restarts them while the thread count stays 1. It runs as a constructor, right after
+ * OpenBLAS's own. Builds without it (serial, OpenMP: no helpers of their own) leave the weak symbol NULL. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+__attribute__((constructor)) static void single_thread_openblas(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq_tensor *w, const float *x,
                         int n_tokens, float *y) {
@@ -150,8 +163,6 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         sq_threadpool_run(pool, gemv_task, &job);
         return;
     }
-    static pthread_once_t openblas_once = PTHREAD_ONCE_INIT;
-    pthread_once(&openblas_once, single_thread_openblas);
     sq_threadpool_run(pool, gemm_task, &job);
 }
 
