@@ -620,6 +620,7 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                                      sq_task_result **results, int *n_results);
+
 /* ---------------------------------------------------------------- calibration (compression)
  *
  * The loop that calibrated compression methods (GPTQ, AWQ, SmoothQuant, imatrix; Wanda, SparseGPT, width
@@ -799,6 +800,80 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
  * stay pruned: discard the model. */
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
 void sq_prune_result_free(sq_prune_result *res);
+
+/* ---------------------------------------------------------------- quantization
+ *
+ * sq_quantize_model stores a loaded model's weight matrices in llama.cpp's block formats (docs/formats.md),
+ * in place (through sq_model_edit_tensors, so the rules of "changing a model" above hold), and optionally
+ * writes the result as a GGUF file that llama.cpp and squeeze load. Which format each tensor gets follows
+ * `type`:
+ *  - a name llama.cpp has as a file type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m,
+ *    q5_k_m): llama-quantize's rules for it (llama-quant.cpp): the output layer (token_embd when tied) in
+ *    Q6_K, more bits for attn_v and ffn_down in some layers of the _M mixes, ...;
+ *  - q3_k, q4_k, q5_k: every weight matrix in that format (llama-quantize --pure);
+ * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
+ * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
+ * and other 1-D tensors stay as they are. */
+
+/* --keep PATTERN=TYPE: weight matrices whose canonical name matches the shell-style glob `pattern`
+ * ("blk.*.ffn_down.weight", "output.weight") are stored as `type`, a format name ("q8_0", "f16", ...). */
+typedef struct sq_quant_keep {
+    const char *pattern;
+    const char *type;
+} sq_quant_keep;
+
+typedef struct sq_quantize_params {
+    const char *type;   /* a format or preset name, as above */
+    const char *method; /* how stored values are chosen: "rtn" (NULL: rtn), round to nearest with each
+                           format's reference quantizer (llama.cpp's reference algorithms, no imatrix);
+                           "gptq" (needs calib): GPTQ (Frantar et al. 2022) block by block through
+                           sq_calibrate, each block's matrices on the outputs of the already-quantized
+                           blocks before it, onto the grid of the formats q8_0, q4_0, q4_1 (other formats
+                           are refused before any work); matrices outside the blocks (token_embd, output)
+                           are rounded to nearest */
+    const sq_calib_samples *calib; /* calibration samples (methods that need them; NULL otherwise) */
+    double gptq_damp;              /* gptq: fraction of the Hessian's mean diagonal added to it; 0: 0.01 */
+    int gptq_act_order;            /* gptq: columns by decreasing Hessian diagonal, static groups */
+    const sq_quant_keep *keep;
+    int n_keep;
+    int n_threads; /* 0: all online cores */
+    const char
+        *output; /* a GGUF file to write (atomically: a temporary file renamed into place, so an
+                    interrupted run leaves nothing under this name), or NULL to only change the model */
+} sq_quantize_params;
+
+/* What happened to one tensor. Strings belong to the report. */
+typedef struct sq_quant_tensor_report {
+    const char *name;
+    const char *from;   /* its format before */
+    const char *type;   /* its format now (= from for tensors left alone) */
+    const char *wanted; /* what the rules asked for; differs from type after a fallback */
+    int64_t n_elems;
+    size_t bytes_before, bytes_after;
+} sq_quant_tensor_report;
+
+typedef struct sq_quantize_report {
+    const char *type, *method;
+    int n_tensors;                    /* every tensor of the model, in its order */
+    sq_quant_tensor_report *tensors;  /* [n_tensors] */
+    int n_quantized;                  /* tensors whose format changed */
+    int n_fallbacks;                  /* tensors stored in another format than the rules asked for */
+    int64_t n_elems;                  /* elements of all tensors */
+    size_t bytes_before, bytes_after; /* of all tensors */
+    double bits_per_weight;           /* 8 * bytes_after / n_elems, all tensors */
+    double seconds;                   /* quantizing and writing */
+} sq_quantize_report;
+
+/* Quantizes `model` as params says; progress (may be NULL) counts elements of the tensors being quantized.
+ * Every request is checked before any work: an unknown type or method, a keep pattern matching no weight
+ * matrix or naming a format a matching tensor's rows cannot take, an output that cannot be created
+ * (SQ_ERR_INVALID_ARG / SQ_ERR_IO, naming it; the model unchanged). *report (may be NULL) receives a report
+ * the caller frees with sq_quantize_report_free, also when writing the file fails after quantizing. */
+sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params, sq_progress_fn progress,
+                            void *user, sq_quantize_report **report);
+void sq_quantize_report_free(sq_quantize_report *report);
+/* Writes the report as JSON (docs/report-format.md, "quantize"); replaces path. */
+sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
 
 /* ---------------------------------------------------------------- benchmark and report */
 

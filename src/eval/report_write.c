@@ -355,3 +355,35 @@ sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm, con
     }
     return write_report(path, j);
 }
+
+/* ---------------------------------------------------------------- quantize */
+
+sq_error *sq_quantize_report_write(const sq_quantize_report *r, const char *path) {
+    if (!r || !path) return sq_errorf(SQ_ERR_INVALID_ARG, "quantize report: no report or path given");
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "version", REPORT_VERSION);
+    cJSON_AddStringToObject(j, "kind", "quantize");
+    cJSON_AddStringToObject(j, "type", r->type);
+    cJSON_AddStringToObject(j, "method", r->method);
+    cJSON_AddNumberToObject(j, "n_elems", (double)r->n_elems);
+    cJSON_AddNumberToObject(j, "bytes_before", (double)r->bytes_before);
+    cJSON_AddNumberToObject(j, "bytes_after", (double)r->bytes_after);
+    cJSON_AddItemToObject(j, "bits_per_weight", number(r->bits_per_weight));
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "n_quantized", r->n_quantized);
+    cJSON_AddNumberToObject(j, "n_fallbacks", r->n_fallbacks);
+    cJSON *tensors = cJSON_AddArrayToObject(j, "tensors");
+    for (int i = 0; i < r->n_tensors; i++) {
+        const sq_quant_tensor_report *t = &r->tensors[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "from", t->from);
+        cJSON_AddStringToObject(o, "type", t->type);
+        cJSON_AddStringToObject(o, "wanted", t->wanted);
+        cJSON_AddNumberToObject(o, "n_elems", (double)t->n_elems);
+        cJSON_AddNumberToObject(o, "bytes_before", (double)t->bytes_before);
+        cJSON_AddNumberToObject(o, "bytes_after", (double)t->bytes_after);
+        cJSON_AddItemToArray(tensors, o);
+    }
+    return write_report(path, j);
+}

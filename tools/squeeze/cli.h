@@ -12,6 +12,7 @@
 int sq_cmd_run(int argc, char **argv);
 int sq_cmd_info(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
+int sq_cmd_quantize(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_logits(int argc, char **argv);
 int sq_cmd_ppl(int argc, char **argv);
@@ -204,5 +205,10 @@ SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);
+/* Calibration samples for --calib PATH: n_samples windows of seq_len tokens (at most the model's context:
+ * longer is shortened, saying so) encoded with the model's tokenizer, BOS as it says, positions drawn from
+ * seed (-1: the clock). Returns CLI_CONTINUE, or the exit code after printing the error. */
+int cli_calib_samples(const char *verb, const sq_model *model, const char *path, int n_samples, int seq_len,
+                      long seed, sq_calib_samples *out);
 
 #endif

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,4 +52,29 @@ sq_file_format cli_output_format(const char *out, const char *to) {
     return !strcmp(to, "gguf")      ? SQ_FORMAT_GGUF
            : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
                                     : SQ_FORMAT_SAFETENSORS;
+}
+
+int cli_calib_samples(const char *verb, const sq_model *model, const char *path, int n_samples, int seq_len,
+                      long seed, sq_calib_samples *out) {
+    const sq_tokenizer *tok = sq_model_tokenizer(model);
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (!tok)
+        return cli_usage_error(verb, "--calib %s: the model has no tokenizer (give one with --tokenizer)",
+                               path);
+    if (seq_len > info.max_seq_len) {
+        fprintf(stderr, "squeeze: calibration windows of %d tokens (the model's context) instead of %d\n",
+                info.max_seq_len, seq_len);
+        seq_len = info.max_seq_len;
+    }
+    int bos;
+    sq_error *err = sq_tokenizer_bos_for(tok, SQ_BOS_AUTO, &bos);
+    char *text = NULL;
+    size_t len = 0;
+    if (!err) err = sq_eval_read_text(path, &text, &len);
+    if (!err)
+        err = sq_calib_samples_from_text(tok, text, len, n_samples, seq_len, bos,
+                                         seed < 0 ? cli_clock_seed() : (uint64_t)seed, out);
+    free(text);
+    return err ? cli_fail(err) : CLI_CONTINUE;
 }
