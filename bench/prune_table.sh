@@ -68,6 +68,7 @@ for i in range(1, n + 1):
     res = b["variants"]
     ratio = lambda k: res[1]["results"][0][k]["median"] / res[0]["results"][0][k]["median"]
     print(f"| {name} | {pr['params'] / 1e6:.2f}M | {pr['nonzero'] / 1e6:.2f}M | {pp['ppl']:.3f} | "
-          f"{pp['kl']['mean']:.4f} | {100 * pp['top1_agreement']:.1f}% | {ratio('decode_tok_s'):.3f} | "
+          f"{pp['reference']['kl_mean']:.4f} | {100 * pp['reference']['top1_agreement']:.1f}% | "
+          f"{ratio('decode_tok_s'):.3f} | "
           f"{ratio('prefill_tok_s'):.3f} |")
 PY

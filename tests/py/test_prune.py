@@ -313,7 +313,7 @@ def refused(checks):
         (["--method", "depth", "--remove", "1"], 2, "needs --calib"),
         (["--method", "wanda", "--sparsity", "0.5"], 2, "wanda needs --calib"),
         (["--method", "sparsegpt", "--nm", "2:4"], 2, "sparsegpt needs --calib"),
-        (["--method", "sparsegpt", "--nm", "2:4", "--calib", CALIB], 1, "has no tokenizer to encode"),
+        (["--method", "sparsegpt", "--nm", "2:4", "--calib", CALIB], 2, "the model has no tokenizer"),
     ]
     for args, code, needle in cases:
         if os.path.exists(out):

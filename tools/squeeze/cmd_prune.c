@@ -103,22 +103,6 @@ static int parse_nm(const char *text, int *n, int *m) {
     return text && sscanf(text, "%d:%d%c", n, m, &tail) == 2;
 }
 
-/* The calibration windows drawn from --calib's text, BOS first where the tokenizer adds one. */
-static SQ_NODISCARD sq_error *calib_samples(const sq_model *model, const prune_args *a,
-                                            sq_calib_samples *out) {
-    const sq_tokenizer *tok = sq_model_tokenizer(model);
-    char *text = NULL;
-    size_t len = 0;
-    int bos = -1;
-    long n = a->calib_samples ? a->calib_samples : !strcmp(a->method, "depth") ? 10 : 128;
-    uint64_t seed = a->seed < 0 ? cli_clock_seed() : (uint64_t)a->seed;
-    sq_error *err = sq_tokenizer_bos_for(tok, SQ_BOS_AUTO, &bos);
-    if (!err) err = sq_eval_read_text(a->calib, &text, &len);
-    if (!err) err = sq_calib_samples_from_text(tok, text, len, (int)n, (int)a->calib_len, bos, seed, out);
-    free(text);
-    return err;
-}
-
 static void print_summary(const prune_args *a, const sq_prune_options *o, const sq_prune_result *r) {
     printf("model             %s -> %s\n", a->model, a->out);
     if (o->method == SQ_PRUNE_WIDTH) {
@@ -176,14 +160,14 @@ int sq_cmd_prune(int argc, char **argv) {
     sq_error *err = cli_load_model(a.model, &(sq_load_options){.tokenizer_path = a.tokenizer}, &model);
     if (err) return cli_fail(err);
     sq_calib_samples samples = {0};
-    if (a.calib && !sq_model_tokenizer(model)) {
-        fprintf(stderr, "squeeze prune: %s has no tokenizer to encode %s with; give --tokenizer PATH\n",
-                a.model, a.calib);
+    long n_samples = a.calib_samples ? a.calib_samples : o.method == SQ_PRUNE_DEPTH ? 10 : 128;
+    if (a.calib && (rc = cli_calib_samples("prune", model, a.calib, (int)n_samples, (int)a.calib_len, a.seed,
+                                           &samples)) != CLI_CONTINUE) {
         sq_model_free(model);
-        return 1;
+        return rc;
     }
-    if (a.calib && !(err = calib_samples(model, &a, &samples))) o.calib = &samples;
-    if (!err) err = sq_prune_check(model, &o);
+    if (a.calib) o.calib = &samples;
+    err = sq_prune_check(model, &o);
     sq_prune_result r = {0};
     if (!err) {
         cli_progress *bar = a.no_progress ? NULL : cli_progress_create("prune");
