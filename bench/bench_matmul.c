@@ -164,14 +164,16 @@ static double time_matmuls(sq_threadpool *pool, const char *set, const sq_tensor
 
 static const struct {
     const char *name;
-    int rows, cols, per_layer; /* matrices of this shape per layer; 0: once per model */
+    int rows, cols, per_layer; /* matrices of this shape per layer; 0: once per model; -1: not stories15M's */
 } shapes[] = {
-    {"attn q/k/v/o 288x288", DIM, DIM, 4},
-    {"ffn w1/w3 768x288", HIDDEN, DIM, 2},
-    {"ffn w2 288x768", DIM, HIDDEN, 1},
-    {"classifier 32000x288", VOCAB, DIM, 0},
+    {"attn q/k/v/o 288x288", DIM, DIM, 4}, {"ffn w1/w3 768x288", HIDDEN, DIM, 2},
+    {"ffn w2 288x768", DIM, HIDDEN, 1},    {"classifier 32000x288", VOCAB, DIM, 0},
+    {"wide 4096x4096", 4096, 4096, -1}, /* a 7B model's attention matrix: rows of whole K-quant blocks */
 };
 enum { N_SHAPES = sizeof shapes / sizeof *shapes };
+
+/* Whether rows of cols values are whole blocks of dt. */
+static int fits(int dt, int cols) { return cols % sq_dtype_info(dt)->block_elems == 0; }
 
 /* All of stories15M's matrices in dtype, in forward order, each its own buffer. */
 static int model_matrices(sq_dtype dtype, sq_tensor *w, uint64_t *seed) {
@@ -203,6 +205,7 @@ static void bench_gemv(void) {
            "best 2t");
     for (int s = 0; s < N_SHAPES; s++)
         for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+            if (!fits(dt, shapes[s].cols)) continue;
             sq_tensor w = random_weights(dt, shapes[s].rows, shapes[s].cols, &seed);
             double flops = 2.0 * shapes[s].rows * shapes[s].cols;
             printf("%-22s %-5s ", shapes[s].name, sq_dtype_info(dt)->name);
@@ -223,6 +226,7 @@ static void bench_model_step(void) {
     printf("%-5s %6s  %-16s %-16s %-16s %-16s %-22s\n", "dtype", "MB", "decode scalar 1t", "decode scalar 2t",
            "decode best 1t", "decode best 2t", "prefill 64 best 2t");
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+        if (!fits(dt, DIM)) continue; /* rows of 288: not the K-quants */
         int n = model_matrices(dt, w, &seed);
         size_t bytes = 0;
         for (int i = 0; i < n; i++) bytes += w[i].nbytes;
@@ -246,6 +250,7 @@ static void bench_gemm(void) {
     printf("%-22s %-5s  %9s %9s %9s %9s\n", "shape", "dtype", "scalar 1t", "scalar 2t", "best 1t", "best 2t");
     for (int s = 0; s < N_SHAPES; s++)
         for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
+            if (!fits(dt, shapes[s].cols)) continue;
             sq_tensor w = random_weights(dt, shapes[s].rows, shapes[s].cols, &seed);
             double flops = 2.0 * shapes[s].rows * shapes[s].cols * PREFILL_TOKENS;
             printf("%-22s %-5s ", shapes[s].name, sq_dtype_info(dt)->name);

@@ -495,6 +495,13 @@ SQ_NODISCARD sq_error *sq_sampler_create(const sq_sampler_params *params, int vo
 /* Picks the next token from logits (modified in place); history is the sequence so far, for the penalty.
  * Returns -1 only when no logit is a number above -inf. */
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history);
+/* The distribution sq_sampler_sample draws from, as a dense vector: the same penalty (applied to logits in
+ * place), top-k, top-p, min-p and temperature, so that a target's and a draft's distributions come from one
+ * mechanism (speculative sampling compares them token by token). dist is [vocab] (the sampler's
+ * vocab_size): the probability of every id, zero for the filtered ones, summing to 1; greedy samplers give
+ * the argmax probability 1. Returns how many ids have non-zero probability (0: no logit is a number above
+ * -inf; dist is then all zero). */
+int sq_sampler_dist(sq_sampler *s, float *logits, const int32_t *history, int n_history, double *dist);
 void sq_sampler_free(sq_sampler *s);
 
 typedef struct sq_generate_stats {
@@ -505,7 +512,9 @@ typedef struct sq_generate_stats {
      * (generated_tokens - 1 when n_predict or the context's end stops it, generated_tokens when an
      * end-of-generation id does), and decode_seconds from the sampling of the first generated token to that
      * of the last, which covers exactly those passes (with their sampling and streaming). Decode speed is
-     * decode_steps / decode_seconds (0 steps: no decode speed). */
+     * decode_steps / decode_seconds (0 steps: no decode speed). With speculative decoding (sq_generate_spec)
+     * a pass yields several tokens: decode_steps counts the tokens the passes yielded, counted as above (so
+     * that decode speed stays tokens per second), and sq_spec_stats.steps the passes. */
     int decode_steps;
     double decode_seconds;
 } sq_generate_stats;
@@ -523,6 +532,99 @@ typedef int (*sq_text_callback)(const char *piece, size_t len, void *user);
 SQ_NODISCARD sq_error *sq_generate(sq_context *ctx, const char *prompt, int n_predict,
                                    const sq_sampler_params *params, sq_text_callback on_text, void *user,
                                    sq_generate_stats *stats);
+
+/* ---------------------------------------------------------------- speculative decoding
+ *
+ * A cheap draft proposes tokens; the target checks them all in one forward pass (a token tree when the draft
+ * proposes several candidates per position: sq_seq_batch.parents) and keeps the ones its own sampling rule
+ * accepts, so every target step yields one to k+1 tokens while the output distribution stays exactly the
+ * target's (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding"; Chen et al.
+ * 2023, "Accelerating Large Language Model Decoding with Speculative Sampling"):
+ *  - a draft token x drawn from the draft's distribution q is accepted with probability min(1, p(x)/q(x)),
+ *    else the step ends with a token drawn from normalize(max(0, p - q));
+ *  - candidates chosen deterministically (n-gram lookup, a tree's top branches) are tried in order, each
+ *    accepted with probability r(x)/sum(r), r starting at p and losing each rejected candidate; when none is
+ *    accepted the step ends with a draw from r (SpecInfer's rule for deterministic candidates);
+ *  - p and q are sq_sampler_dist's: temperature, top-k, top-p, min-p and the repetition penalty apply to
+ *    both alike; greedy decoding (temperature 0) makes both one-hot, so output equals plain greedy decoding
+ *    token for token.
+ * Rejected tokens leave no trace: the target's cache is truncated (a chain) or keeps the accepted path
+ * (sq_seq_keep_path, a tree), and a draft model's cache drops what the target did not keep. */
+
+#define SQ_SPEC_MAX_K     16 /* draft tokens per step (tree depth) at most */
+#define SQ_SPEC_MAX_WIDTH 8  /* candidates per tree position at most */
+
+typedef enum sq_draft_kind {
+    SQ_DRAFT_NONE = 0, /* plain decoding: one token per target step */
+    SQ_DRAFT_MODEL,    /* a smaller model with the same vocabulary, in its own context (draft_ctx) */
+    SQ_DRAFT_SELF,     /* the target itself with some blocks skipped (self-speculative decoding, Zhang et al.
+                          2023 "Draft & Verify"; LayerSkip): it shares the target's cache */
+    SQ_DRAFT_NGRAM     /* prompt lookup: the tokens that followed the latest earlier occurrence of the
+                          sequence's last n (ngram_n down to 1) tokens (Saxena 2023) */
+} sq_draft_kind;
+
+typedef struct sq_spec_params {
+    sq_draft_kind draft;
+    /* SQ_DRAFT_MODEL: a context on the draft model, whose sequence 0 the decoder uses (and clears); its
+     * tokenizer must equal the target's (sq_spec_check_vocab) and its n_ctx be at least the target's */
+    sq_context *draft_ctx;
+    const int32_t *skip_layers; /* SQ_DRAFT_SELF: [n_skip_layers] blocks of the target the draft skips */
+    int n_skip_layers;
+    int ngram_n; /* SQ_DRAFT_NGRAM: longest suffix looked up, 1..8; 0: 3 */
+    int k;       /* draft tokens per step (tree depth), 1..SQ_SPEC_MAX_K; 0: 4 */
+    int k_auto;  /* non-zero: k adapts to acceptance: +2 after a step that accepted all, -1 (down to 1)
+                    otherwise (Hugging Face transformers' "heuristic" schedule), starting at k */
+    /* 0 or 1: one chain of k tokens. w >= 2: a token tree of up to w candidates per position
+     * (SQ_SPEC_MAX_WIDTH at most): a model draft branches into its w best tokens at each position of its
+     * greedy chain; n-gram lookup merges the continuations of up to w earlier occurrences */
+    int tree_width;
+} sq_spec_params;
+
+typedef struct sq_spec_stats {
+    int64_t steps;                        /* target forward passes after the prefill */
+    int64_t drafted;                      /* draft tokens (tree nodes) verified */
+    int64_t accepted;                     /* draft tokens accepted */
+    int64_t generated;                    /* tokens the steps produced (accepted + one per step) */
+    int64_t reached[SQ_SPEC_MAX_K];       /* steps that reached draft position d with a proposal there */
+    int64_t accepted_at[SQ_SPEC_MAX_K];   /* steps that accepted a token at position d */
+    double draft_seconds, target_seconds; /* time in the draft's proposals, in the target's passes */
+    int k;                                /* the draft length at the end (k_auto moves it) */
+} sq_spec_stats;
+
+/* Whether draft can draft for target: the ids each can score and decode (its logits, or its tokenizer's
+ * size when smaller) are as many, and each id is the same piece in both tokenizers (or neither model has a
+ * tokenizer: token ids only). SQ_ERR_INVALID_ARG naming the first difference otherwise. */
+SQ_NODISCARD sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft);
+
+/* A decoder: the generation of one sequence (sequence 0 of ctx) one target step at a time, plain or
+ * speculative. Serving and benchmarks drive it step by step; sq_generate runs it over a text. */
+typedef struct sq_decoder sq_decoder;
+
+/* spec NULL (or draft SQ_DRAFT_NONE): plain decoding. Checks the parameters (skip lists inside the target's
+ * blocks, k, widths, the draft's vocabulary and context) with SQ_ERR_INVALID_ARG. The decoder uses ctx (and
+ * spec->draft_ctx) until freed; it copies params and spec. */
+SQ_NODISCARD sq_error *sq_decoder_create(sq_context *ctx, const sq_sampler_params *params,
+                                         const sq_spec_params *spec, sq_decoder **out);
+void sq_decoder_free(sq_decoder *d);
+/* Clears the sequence, prefills prompt[0..n_prompt) (1..n_ctx ids) in one forward call and samples the first
+ * token from its last logits (exactly as sq_sampler_sample would). */
+SQ_NODISCARD sq_error *sq_decoder_start(sq_decoder *d, const int32_t *prompt, int n_prompt);
+/* One target step: drafts, verifies, and appends between 1 and max_new tokens (max_new >= 1; fewer drafts
+ * are proposed when max_new or the context leave no room for them); *n_new gets how many. Needs a started
+ * decoder whose tokens do not yet fill the context. Between steps, the target's sequence holds exactly the
+ * tokens but the last (which the next step feeds). */
+SQ_NODISCARD sq_error *sq_decoder_step(sq_decoder *d, int max_new, int *n_new);
+/* The prompt and every token sampled so far ([*n], valid until the next call). */
+const int32_t *sq_decoder_tokens(const sq_decoder *d, int *n);
+/* Statistics so far; prefill_seconds gets the prompt's forward time (may be NULL). */
+void sq_decoder_stats(const sq_decoder *d, sq_spec_stats *stats, double *prefill_seconds);
+
+/* sq_generate with a speculative decoder (spec NULL: exactly sq_generate); spec_stats (may be NULL) gets the
+ * decoder's statistics. */
+SQ_NODISCARD sq_error *sq_generate_spec(sq_context *ctx, const char *prompt, int n_predict,
+                                        const sq_sampler_params *params, const sq_spec_params *spec,
+                                        sq_text_callback on_text, void *user, sq_generate_stats *stats,
+                                        sq_spec_stats *spec_stats);
 
 /* ---------------------------------------------------------------- serving: the engine
  *
@@ -686,6 +788,10 @@ typedef struct sq_ppl_options {
     sq_progress_fn progress;    /* called after each batch of windows; may be NULL */
     void *progress_user;
     const char *source; /* names the input (its file) in error messages; may be NULL */
+    /* NULL, or [n_layers] of the model: non-zero entries name blocks the model skips in every window
+     * (sq_forward_ex; the reference runs whole): depth-pruning scores, the quality of a model with blocks
+     * removed, without removing them */
+    const unsigned char *skip_layers;
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -749,6 +855,290 @@ typedef struct sq_task_result {
 /* Runs the comma-separated tasks in order; *results (malloc'ed, caller frees) gets one entry per task. */
 SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
                                      sq_task_result **results, int *n_results);
+
+/* ---------------------------------------------------------------- calibration (compression)
+ *
+ * The loop that calibrated compression methods (GPTQ, AWQ, SmoothQuant, imatrix; Wanda, SparseGPT, width
+ * scores) run on, as GPTQ's, SparseGPT's and Wanda's reference code runs it: block by block. The hidden
+ * states of all samples at the current block's input are held ([n_samples][seq_len][dim] fp32); the block
+ * runs over them with the calibration tap set (sq_context_set_tap), so the method sees every linear layer's
+ * input; the method then changes that block's weights (sq_model_edit_tensors); the block runs again on the
+ * same inputs with the changed weights to produce the next block's inputs, so that later blocks are
+ * calibrated on the outputs of the already-compressed ones. Memory: the hidden states, one context's
+ * activations and one block's statistics. */
+
+/* Calibration samples: n_samples windows of seq_len token ids each. */
+typedef struct sq_calib_samples {
+    int n_samples, seq_len;
+    int32_t *ids; /* [n_samples][seq_len], malloc'ed: release with sq_calib_samples_free */
+} sq_calib_samples;
+
+/* Draws n_samples windows of seq_len tokens from text encoded with tok (no BOS, special-token text not
+ * matched), each starting at a uniformly random token position (splitmix64 from seed; windows may overlap),
+ * as GPTQ's and Wanda's scripts draw them from C4/WikiText. With bos_id >= 0 (sq_tokenizer_bos_for) every
+ * window is BOS followed by seq_len-1 text tokens. Fails with SQ_ERR_INVALID_ARG when n_samples or seq_len
+ * is below 1 (or seq_len is 1 with a BOS), their product exceeds 2^28 tokens, or the text holds fewer tokens
+ * than one window needs (the message gives both counts). */
+SQ_NODISCARD sq_error *sq_calib_samples_from_text(const sq_tokenizer *tok, const char *text, size_t len,
+                                                  int n_samples, int seq_len, int bos_id, uint64_t seed,
+                                                  sq_calib_samples *out);
+/* Samples from given ids ([n_samples][seq_len], copied). */
+SQ_NODISCARD sq_error *sq_calib_samples_from_ids(const int32_t *ids, int n_samples, int seq_len,
+                                                 sq_calib_samples *out);
+void sq_calib_samples_free(sq_calib_samples *s);
+
+/* Statistics the loop gathers per distinct linear-layer input (flags, or-ed). */
+enum {
+    SQ_CALIB_XTX = 1,     /* sum over tokens of x x^T: GPTQ's and SparseGPT's H = 2 XX^T / n_tokens */
+    SQ_CALIB_SUM_SQ = 2,  /* per channel sum of x^2: Wanda's ||x||_2, llama.cpp's imatrix */
+    SQ_CALIB_SUM_ABS = 4, /* per channel sum of |x|: AWQ's mean |x| */
+    SQ_CALIB_MAX_ABS = 8  /* per channel max |x|: SmoothQuant */
+};
+
+/* The statistics of one block's input at one tap point, summed over all samples' tokens in double precision.
+ * The inputs of block `layer`: SQ_TAP_ATTN_IN (attn_q, attn_k, attn_v share it; width dim), SQ_TAP_ATTN_OUT
+ * (attn_output; n_heads * head_dim), SQ_TAP_FFN_IN (ffn_gate, ffn_up; dim), SQ_TAP_FFN_DOWN (ffn_down; the
+ * layer's ffn_dim). Arrays not asked for are NULL. */
+typedef struct sq_calib_stats {
+    int layer;
+    sq_tap_point point;
+    int width;
+    int64_t n_tokens; /* tokens summed */
+    double *xtx;      /* [width][width] sum of x x^T (symmetric, both triangles filled) */
+    double *sum_sq;   /* [width] */
+    double *sum_abs;  /* [width] */
+    double *max_abs;  /* [width] */
+} sq_calib_stats;
+
+/* A calibrated method: what it wants gathered and what it does with each block. */
+typedef struct sq_calib_method {
+    unsigned stats; /* SQ_CALIB_* flags */
+    /* May be NULL. Each chunk of a linear layer's input of the block being calibrated, as the tap sees it
+     * (tokens in sample order; x valid during the call only): for methods that need the activations
+     * themselves (AWQ's search of the output error). */
+    void (*on_input)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+    /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
+     * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
+     * shapes may change: width pruning). An error stops the loop and is returned. */
+    sq_error *(*apply_block)(void *user, sq_model *model, int layer, const sq_calib_stats *stats);
+    /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
+     * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
+    int changes_weights;
+    void *user;
+} sq_calib_method;
+
+typedef struct sq_calib_options {
+    int n_threads;    /* 0: all online cores */
+    int batch_tokens; /* samples run together per forward step, in tokens (at least one sample); 0: 2048 */
+    sq_progress_fn progress; /* called after each block: done blocks of n_layers; may be NULL */
+    void *progress_user;
+} sq_calib_options;
+
+/* Runs the block-by-block loop over every block of model (0 .. n_layers-1, in order) on the samples. The
+ * model must have no context (the loop creates its own) and no other user meanwhile. Fails with
+ * SQ_ERR_INVALID_ARG when a sample is longer than the model's context or holds an id outside its vocabulary,
+ * or when opts are out of range; errors from apply_block are returned as they are. On failure the blocks
+ * before the failing one keep the changes apply_block made. */
+SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *samples,
+                                    const sq_calib_method *method, const sq_calib_options *opts);
+/* ---------------------------------------------------------------- pruning
+ *
+ * sq_prune changes a loaded model in place through the calls above (sq_model_edit_tensors,
+ * sq_model_set_layers); save it with sq_model_save. Unstructured and N:M methods prune every block's linear
+ * weights (attn_q/k/v/output, ffn_gate/up/down; not the embeddings, norms or output head), either a fraction
+ * `sparsity` of each matrix or N:M (nm_m > 0): in every group of M consecutive weights of a row (along the
+ * input), the M - N lowest-scored, so that at most N stay non-zero (NVIDIA's 2:4 sparsity). Pruned weights
+ * are exactly zero, stored in the tensor's own format; formats whose zero is not exact (a per-group minimum:
+ * q4_1) are refused. Scores are ranked as fp32, equal scores lower index first.
+ *  - SQ_PRUNE_MAGNITUDE: the smallest |W|, one threshold per matrix (the baseline of Wanda's and SparseGPT's
+ *    papers).
+ *  - SQ_PRUNE_WANDA (Sun et al. 2023, "A simple and effective pruning approach for LLMs"): the smallest
+ *    |W_ij| * ||X_j||_2 (X_j: input channel j over the calibration tokens) within each output row.
+ *  - SQ_PRUNE_SPARSEGPT (Frantar & Alistarh 2023, "SparseGPT: massive language models can be accurately
+ *    pruned in one-shot"): columns in lazy blocks of 128 through the inverse Hessian H^-1 of H = 2 X^T X / n
+ *    (dampened by 1% of its mean diagonal; Cholesky through LAPACK); in each block the weights with the
+ *    smallest w^2 / [H^-1]_jj^2 (unstructured: a fraction `sparsity` of the block; N:M: per group as it is
+ *    reached) become zero and the error is spread over the later columns (OBS update), as the paper's
+ *    reference code does.
+ *    Wanda and SparseGPT calibrate block by block on `calib` through sq_calibrate, so each block sees the
+ *    outputs of the blocks already pruned.
+ *  - SQ_PRUNE_WIDTH (structured): each block loses floor(heads * n_kv_heads) whole key/value groups (a KV
+ *    head with the query heads that share it; plain heads without GQA) and floor(ffn * ffn_dim) FFN channels,
+ *    the least important by Wanda's score summed over the structure's columns of its output projection
+ *    (attn_output for a head, ffn_down for a channel: sum |W_ij| * ||X_j||_2; Wanda-sp, An et al. 2024),
+ *    calibrated block by block on `calib`. The blocks get genuinely smaller matrices (q/k/v rows and biases,
+ *    attn_output columns, gate/up rows, down columns), so blocks may differ in shape; GGUF stores the
+ *    per-block head counts and FFN widths as arrays, as llama.cpp reads them.
+ *  - SQ_PRUNE_DEPTH: Shortened LLaMA (Kim et al. 2024, "Shortened LLaMA: depth pruning for LLMs"): scores
+ *    every transformer block, then removes the n_remove least important in one shot (sq_model_set_layers).
+ *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
+ *    (forward passes only; sq_ppl_options.skip_layers; each sample a window from an empty cache scored at
+ *    positions 1..seq_len-1, 4 samples per forward call), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
+ *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
+typedef enum sq_prune_method {
+    SQ_PRUNE_MAGNITUDE = 0,
+    SQ_PRUNE_WANDA,
+    SQ_PRUNE_SPARSEGPT,
+    SQ_PRUNE_WIDTH,
+    SQ_PRUNE_DEPTH
+} sq_prune_method;
+
+typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
+
+typedef struct sq_prune_options {
+    sq_prune_method method;
+    /* unstructured and N:M methods: either sparsity in [0, 1) (0 runs the method and removes nothing), or
+     * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
+    double sparsity;
+    int nm_n, nm_m;
+    /* SQ_PRUNE_WIDTH: fractions in [0, 1) of each block's key/value groups and FFN channels removed; each
+     * block must keep at least one of each */
+    double heads, ffn;
+    /* SQ_PRUNE_DEPTH */
+    int n_remove; /* blocks to remove: 1 .. n_layers-1 */
+    sq_depth_criterion criterion;
+    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
+     * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
+     * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
+    const sq_calib_samples *calib;
+    int n_threads; /* 0: all online cores */
+    /* called after each block is pruned or scored; may be NULL */
+    sq_progress_fn progress;
+    void *progress_user;
+} sq_prune_options;
+
+typedef struct sq_prune_result {
+    int64_t params_before, params_after;   /* elements of all tensors */
+    int64_t nonzero_before, nonzero_after; /* of them, those not zero */
+    size_t bytes_before, bytes_after;      /* weight bytes in memory */
+    int n_layers_before, n_layers_after;
+    int64_t n_pruned; /* weights the masks chose (unstructured and N:M; some may have been zero already) */
+    /* SQ_PRUNE_DEPTH: scores[n_layers_before] (higher: more important; ppl: perplexity with the block
+     * skipped; magnitude: sum |W|), base_score the unpruned model's calibration perplexity (ppl; 0 for
+     * magnitude), removed[n_removed] the old indices of the removed blocks, ascending. Malloc'ed; NULL for
+     * other methods. */
+    double *scores;
+    double base_score;
+    int *removed;
+    int n_removed;
+} sq_prune_result;
+
+/* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
+ * (sparsity outside [0, 1), N:M with N >= M or M not dividing a matrix's width, removing no block or every
+ * block, a width that leaves a block no head or no FFN channel, missing calibration samples or ones the model
+ * cannot run, an unknown method or criterion), SQ_ERR_UNSUPPORTED for a format without an exact zero, or a
+ * block format whose blocks a width cut would split. sq_prune makes the same checks before any work. */
+SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *opts);
+/* Prunes model in place (no context on it may exist) and fills res (release with sq_prune_result_free). On
+ * failure after the checks (out of memory, a Hessian that is not positive definite), blocks already pruned
+ * stay pruned: discard the model. */
+SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
+void sq_prune_result_free(sq_prune_result *res);
+
+/* ---------------------------------------------------------------- quantization
+ *
+ * sq_quantize_model stores a loaded model's weight matrices in llama.cpp's block formats (docs/formats.md),
+ * in place (through sq_model_edit_tensors, so the rules of "changing a model" above hold), and optionally
+ * writes the result as a GGUF file that llama.cpp and squeeze load. Which format each tensor gets follows
+ * `type`:
+ *  - a name llama.cpp has as a file type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m,
+ *    q5_k_m): llama-quantize's rules for it (llama-quant.cpp): the output layer (token_embd when tied) in
+ *    Q6_K, more bits for attn_v and ffn_down in some layers of the _M mixes, ...;
+ *  - q3_k, q4_k, q5_k: every weight matrix in that format (llama-quantize --pure);
+ * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
+ * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
+ * and other 1-D tensors stay as they are. */
+
+/* --keep PATTERN=TYPE: weight matrices whose canonical name matches the shell-style glob `pattern`
+ * ("blk.*.ffn_down.weight", "output.weight") are stored as `type`, a format name ("q8_0", "f16", ...). */
+typedef struct sq_quant_keep {
+    const char *pattern;
+    const char *type;
+} sq_quant_keep;
+
+typedef struct sq_quantize_params {
+    const char *type;   /* a format or preset name, as above */
+    const char *method; /* how stored values are chosen: "rtn" (NULL: rtn), round to nearest with each
+                           format's reference quantizer (llama.cpp's reference algorithms, no imatrix);
+                           "gptq" (needs calib): GPTQ (Frantar et al. 2022) block by block through
+                           sq_calibrate, each block's matrices on the outputs of the already-quantized
+                           blocks before it, onto the grid of the formats q8_0, q4_0, q4_1 (other formats
+                           are refused before any work); matrices outside the blocks (token_embd, output)
+                           are rounded to nearest */
+    const sq_calib_samples *calib; /* calibration samples (methods that need them; NULL otherwise) */
+    double gptq_damp;              /* gptq: fraction of the Hessian's mean diagonal added to it; 0: 0.01 */
+    int gptq_act_order;            /* gptq: columns by decreasing Hessian diagonal, static groups */
+    const sq_quant_keep *keep;
+    int n_keep;
+    int n_threads; /* 0: all online cores */
+    const char
+        *output; /* a GGUF file to write (atomically: a temporary file renamed into place, so an
+                    interrupted run leaves nothing under this name), or NULL to only change the model */
+} sq_quantize_params;
+
+/* What happened to one tensor. Strings belong to the report. */
+typedef struct sq_quant_tensor_report {
+    const char *name;
+    const char *from;   /* its format before */
+    const char *type;   /* its format now (= from for tensors left alone) */
+    const char *wanted; /* what the rules asked for; differs from type after a fallback */
+    int64_t n_elems;
+    size_t bytes_before, bytes_after;
+} sq_quant_tensor_report;
+
+typedef struct sq_quantize_report {
+    const char *type, *method;
+    int n_tensors;                    /* every tensor of the model, in its order */
+    sq_quant_tensor_report *tensors;  /* [n_tensors] */
+    int n_quantized;                  /* tensors whose format changed */
+    int n_fallbacks;                  /* tensors stored in another format than the rules asked for */
+    int64_t n_elems;                  /* elements of all tensors */
+    size_t bytes_before, bytes_after; /* of all tensors */
+    double bits_per_weight;           /* 8 * bytes_after / n_elems, all tensors */
+    double seconds;                   /* quantizing and writing */
+} sq_quantize_report;
+
+/* Quantizes `model` as params says; progress (may be NULL) counts elements of the tensors being quantized.
+ * Every request is checked before any work: an unknown type or method, a keep pattern matching no weight
+ * matrix or naming a format a matching tensor's rows cannot take, an output that cannot be created
+ * (SQ_ERR_INVALID_ARG / SQ_ERR_IO, naming it; the model unchanged). *report (may be NULL) receives a report
+ * the caller frees with sq_quantize_report_free, also when writing the file fails after quantizing. */
+SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *params,
+                                         sq_progress_fn progress, void *user, sq_quantize_report **report);
+void sq_quantize_report_free(sq_quantize_report *report);
+/* Writes the report as JSON (docs/report-format.md, "quantize"); replaces path. */
+SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *report, const char *path);
+
+/* Searching a self-speculation skip set (squeeze spec-search): greedy forward selection. Starting from no
+ * skipped block, each round adds the block whose skipping keeps the self-draft's greedy choice closest to the
+ * full model's: the fraction a of calibration positions where the argmax of the logits with the set skipped
+ * equals the full model's (teacher-forced over the text: the draft's per-token acceptance at temperature 0).
+ * Each set also gets Leviathan et al.'s (2023) estimate of the speedup at the best draft length k:
+ * (1 - a^(k+1)) / ((1 - a) (k c + 1)), c = blocks run / n_layers (a draft token's cost relative to a target
+ * token's), the verification of k+1 tokens costing about one target token (decoding is memory-bound). */
+typedef struct sq_spec_search_options {
+    int n_ctx;               /* tokens per calibration window; 0: 128 (at most the model's max_seq_len) */
+    int n_windows;           /* consecutive windows of the text used; 0: 2 */
+    int max_skip;            /* rounds (blocks added) at most, < n_layers; 0: n_layers / 2 */
+    int n_threads;           /* 0: all online cores */
+    sq_progress_fn progress; /* after each candidate set evaluated; may be NULL */
+    void *progress_user;
+} sq_spec_search_options;
+
+typedef struct sq_spec_search_step {
+    int layer;          /* the block this round adds: the set after round i is the layers of rounds 0..i */
+    double agreement;   /* a: the set's greedy agreement with the full model */
+    int k;              /* the draft length (1..SQ_SPEC_MAX_K) with the best estimate */
+    double est_speedup; /* the estimate at that k */
+} sq_spec_search_step;
+
+/* Runs the search over ids[0..n_ids) (for text: [BOS] + encode(text)); steps is [max_skip], *n_steps gets the
+ * rounds run. Fails with SQ_ERR_INVALID_ARG when the ids do not fill one window or the model has one block.
+ */
+SQ_NODISCARD sq_error *sq_spec_search(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                                      const sq_spec_search_options *opts, sq_spec_search_step *steps,
+                                      int *n_steps);
+
 /* ---------------------------------------------------------------- benchmark and report */
 
 /* One benchmark workload. A repetition clears n_seqs sequences, prefills all their prompts (n_prompt random
@@ -833,6 +1223,13 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
 SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
                                              const sq_bench_params *params, const int *batch_sizes,
                                              int n_batches, const sq_bench_result *results);
+
+/* kind "prune": one sq_prune run: the request (method, sparsity or N:M, blocks removed, criterion,
+ * calibration), the counts before and after, and for depth pruning every block's score and whether it was
+ * removed. model is the pruned model (its path: where it was written), source_path the model it came from. */
+SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_model *model,
+                                             const char *source_path, const sq_prune_options *opts,
+                                             const sq_prune_result *result);
 
 typedef enum sq_report_format { SQ_REPORT_MARKDOWN, SQ_REPORT_SVG } sq_report_format;
 

@@ -23,6 +23,15 @@ step "squeeze info -m $model"
 step "squeeze run (greedy, 128 tokens)"
 "$bin" run -m "$model" -p "Once upon a time" -n 128 --temp 0
 
+calib="$shared/data/classics/grimms_fairy_tales.txt"
+gptq="$out/stories15M-gptq-q4_0.gguf"
+rm -f "$gptq"
+if [ -f "$calib" ]; then
+  step "squeeze quantize: 4-bit GPTQ (q4_0), calibrated on Grimm's fairy tales (not the evaluation text)"
+  "$bin" quantize -m "$model" -o "$gptq" --type q4_0 --method gptq --calib "$calib" --calib-samples 32 \
+    --calib-len 256 --quiet --no-progress
+fi
+
 text="$shared/data/tinystories/valid-a.txt"
 if [ -f "$text" ]; then
   step "squeeze ppl: perplexity on TinyStories validation text (in-domain)"
@@ -30,6 +39,11 @@ if [ -f "$text" ]; then
   if [ -f "$q8" ]; then
     step "squeeze ppl: the Q8_0 copy against the fp32 original (KL divergence, top-1 agreement)"
     "$bin" ppl -m "$q8" -f "$text" --ref "$model" --label q8_0 --json "$out/q8_0-ppl.json" --no-progress
+  fi
+  if [ -f "$gptq" ]; then
+    step "squeeze ppl: the GPTQ q4_0 file against the fp32 original (KL divergence, top-1 agreement)"
+    "$bin" ppl -m "$gptq" -f "$text" --ref "$model" --label gptq-q4_0 --json "$out/gptq-q4_0-ppl.json" \
+      --no-progress
   fi
 else
   echo "(no TinyStories text in $shared/data: skipping perplexity)"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential clang libclang-rt-14-dev cmake pkg-config libopenblas-dev libcjson-dev libcmocka-dev
+APT_PACKAGES=(build-essential clang libclang-rt-14-dev cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
   libpcre2-dev libutf8proc-dev libbz2-dev libmicrohttpd-dev python3 python3-venv python3-numpy
   python3-sentencepiece curl ca-certificates
   clang-tidy clang-tools jq) # scripts/check-errors.sh

@@ -28,13 +28,22 @@ typedef enum sq_dtype {
     SQ_DTYPE_Q8_0,
     SQ_DTYPE_Q4_0,
     SQ_DTYPE_Q4_1,
+    SQ_DTYPE_Q5_0,
+    SQ_DTYPE_Q5_1,
+    SQ_DTYPE_Q2_K,
+    SQ_DTYPE_Q3_K,
+    SQ_DTYPE_Q4_K,
+    SQ_DTYPE_Q5_K,
+    SQ_DTYPE_Q6_K,
+    SQ_DTYPE_Q8_K,
     SQ_DTYPE_COUNT
 } sq_dtype;
 
 /* How a stored integer q becomes a value, with d the scale of its group. */
 typedef enum sq_zero_point {
     SQ_ZERO_NONE,  /* value = q * d, q signed (Q8_0); plain float formats store the values themselves */
-    SQ_ZERO_FIXED, /* value = (q - zero_value) * d, q unsigned, the same offset everywhere (Q4_0: 8) */
+    SQ_ZERO_FIXED, /* value = (q - zero_value) * d, q unsigned, the same offset everywhere (Q4_0: 8; Q5_0: 16;
+                      the K-quants Q3_K: 4 and Q6_K: 32, d their sub-block's scale) */
     SQ_ZERO_MIN,   /* value = q * d + m, a stored minimum m per group (Q4_1; the K-quants' sub-blocks; an
                       integer zero point z per group, as GPTQ/AWQ store it, is m = -z * d) */
 } sq_zero_point;
@@ -45,6 +54,10 @@ typedef enum sq_column_order {
     SQ_COLUMNS_SEQUENTIAL,    /* value j is element j */
     SQ_COLUMNS_NIBBLE_HALVES, /* 4-bit, ggml's order: in each run of 32 values, byte j holds element j in its
                                  low nibble and element j + 16 in its high nibble */
+    SQ_COLUMNS_NIBBLE_HALVES_HIGH_BIT, /* 5-bit (Q5_0, Q5_1): the low four bits as SQ_COLUMNS_NIBBLE_HALVES,
+                                          the fifth of element j in bit j of a 32-bit word qh */
+    SQ_COLUMNS_K_QUANT, /* ggml's K-quants: bit planes of 2, 4 and 1 or 2 bits spread over the super-block as
+                           its block struct below describes */
 } sq_column_order;
 
 typedef struct sq_dtype_traits {
@@ -58,11 +71,18 @@ typedef struct sq_dtype_traits {
     size_t block_bytes;      /* = block_elems * bits / 8 + meta_bytes */
     int bits;                /* bits per stored value */
     size_t meta_bytes;       /* bytes of scales, minimums and zero points per block */
-    int group_elems;         /* consecutive elements sharing one scale (and minimum); 1 for plain floats */
+    int group_elems;         /* consecutive elements sharing one floating-point scale (and minimum); 1 for
+                                plain floats; the K-quants' super-block */
+    int sub_block_elems; /* consecutive elements sharing one integer sub-block scale (and minimum) inside a
+                            group: the K-quants' 16 or 32; = group_elems where a group has one scale */
     sq_zero_point zero;
     int zero_value; /* SQ_ZERO_FIXED: what is subtracted from every stored value */
     sq_column_order columns;
     size_t alignment; /* a block's address must be a multiple of this (its widest field) */
+    /* What the CPU kernels' GEMV multiplies the weights with: SQ_DTYPE_F32 (fp32 activations), or the 8-bit
+     * format activations are quantized to first, once per matmul by its reference from_f32, for integer dot
+     * products (ggml's vec_dot_type: Q8_0 for 32-value blocks, Q8_K for the K-quants). */
+    sq_dtype dot_dtype;
     /* The promise of the round trip to_f32(from_f32(x)): |error| <= max_error * (largest |x| of the value's
      * group), for finite values whose group's largest magnitude lies in [2^-6, 2^15] */
     double max_error;
@@ -99,6 +119,129 @@ typedef struct {
     uint16_t d, m; /* f16 scale and minimum; value = nibble * d + m */
     uint8_t qs[SQ_QK4_1 / 2];
 } sq_block_q4_1;
+#define SQ_QK5_0 32
+typedef struct {
+    uint16_t d;               /* f16 scale; value = (q - 16) * d */
+    uint8_t qh[4];            /* bit j of this little-endian word: the fifth bit of element j */
+    uint8_t qs[SQ_QK5_0 / 2]; /* the low four bits, in Q4_0's nibble order */
+} sq_block_q5_0;
+#define SQ_QK5_1 32
+typedef struct {
+    uint16_t d, m; /* f16 scale and minimum; value = q * d + m */
+    uint8_t qh[4];
+    uint8_t qs[SQ_QK5_1 / 2];
+} sq_block_q5_1;
+
+/* The K-quants: super-blocks of SQ_QK_K values, one f16 scale d (and minimum scale dmin) each, and sub-blocks
+ * of 16 or 32 values with integer scales (and minimums) relative to them: value = d * sc * q - dmin * m. Bit
+ * planes: where a struct says "plane p", byte l of a 32-byte run holds bits of elements l + 32 * p. */
+#define SQ_QK_K 256
+typedef struct {
+    uint8_t scales[SQ_QK_K / 16]; /* per 16-value sub-block: sc in the low nibble, m in the high nibble */
+    uint8_t qs[SQ_QK_K / 4];      /* 2-bit q: each 32-byte half of the super-block (128 values) holds planes
+                                     0-3 in bits 0-1, 2-3, 4-5, 6-7 */
+    uint16_t d, dmin;
+} sq_block_q2_K;
+typedef struct {
+    uint8_t hmask[SQ_QK_K / 8]; /* the third bit of q: element j in bit j / 32 of byte j % 32 */
+    uint8_t qs[SQ_QK_K / 4];    /* the low two bits, as Q2_K's */
+    uint8_t scales[12];         /* 16 6-bit sc, stored + 32: low nibbles of 0-7 in bytes 0-7 (low), 8-15 in
+                                   bytes 0-7 (high), the top two bits of sc j in byte 8 + j % 4, bits 2 (j / 4) */
+    uint16_t d;                 /* value = d * (sc - 32) * (q - 4) */
+} sq_block_q3_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];      /* 8 6-bit sc and m: sc j (j < 4) in bits 0-5 of byte j, m j in byte j + 4; for
+                                j >= 4 the low nibbles of sc and m in byte j + 4, the top two bits in bits 6-7 of
+                                bytes j - 4 (sc) and j (m) */
+    uint8_t qs[SQ_QK_K / 2]; /* 4-bit q: each 32-byte quarter (64 values) holds its first 32 values in the low
+                                nibbles and the next 32 in the high ones */
+} sq_block_q4_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];      /* as Q4_K's */
+    uint8_t qh[SQ_QK_K / 8]; /* the fifth bit of q: element j in bit j / 32 of byte j % 32 */
+    uint8_t qs[SQ_QK_K / 2]; /* the low four bits, as Q4_K's */
+} sq_block_q5_K;
+typedef struct {
+    uint8_t ql[SQ_QK_K / 2]; /* the low four bits of q: each 64-byte half (128 values) holds planes 0 and 1
+                                in its two 32-byte runs' low nibbles, planes 2 and 3 in their high nibbles */
+    uint8_t qh[SQ_QK_K / 4]; /* the top two bits: each 32-byte half holds planes 0-3 in bits 0-1 ... 6-7 */
+    int8_t scales[SQ_QK_K / 16]; /* per 16-value sub-block */
+    uint16_t d;                  /* value = d * sc * (q - 32) */
+} sq_block_q6_K;
+typedef struct {
+    float d; /* value = q * d */
+    int8_t qs[SQ_QK_K];
+    int16_t bsums[SQ_QK_K / 16]; /* the sum of each 16 consecutive q */
+} sq_block_q8_K;
+
+/* The integers of one block of a format with integer sub-block scales (Q5_0, Q5_1 and the K-quants but Q8_K),
+ * ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s], s = j / sub_block_elems
+ * (Q5_0 and Q5_1: one sub-block, sc = 1; Q5_1's minimum m is dmin = -m with m[0] = 1). The reference
+ * dequantizers of these formats are this, and the kernels' integer dot products start from it. */
+typedef struct sq_block_ints {
+    float d, dmin;
+    int sc[SQ_QK_K / 16], m[SQ_QK_K / 16];
+    uint8_t q[SQ_QK_K]; /* unsigned: 0 .. 2^bits - 1 */
+} sq_block_ints;
+void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *out);
+
+/* Q3_K's sub-block scale j (stored + 32 in 6 bits), and Q4_K's and Q5_K's 6-bit scale and minimum of
+ * sub-block j, as dtype.h's block structs describe them. */
+static inline int sq_q3_K_scale(const uint8_t s[12], int j) {
+    const int low = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
+    return (low | (s[8 + j % 4] >> (2 * (j / 4)) & 3) << 4) - 32;
+}
+static inline void sq_k4_scale_min(const uint8_t s[12], int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xf) | (s[j - 4] >> 6) << 4;
+        *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+/* The scales part of sq_ref_block_ints (d, dmin, sc, m; not q): inline, for the kernels. */
+static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints *b) {
+    for (int s = 0; s < SQ_QK_K / 16; s++) b->sc[s] = 1, b->m[s] = 0;
+    b->dmin = 0;
+    switch (dt) {
+    case SQ_DTYPE_Q5_0:
+        b->d = sq_f16_to_f32(((const sq_block_q5_0 *)block)->d);
+        break;
+    case SQ_DTYPE_Q5_1: /* + m is - dmin * 1 with dmin = -m */
+        b->d = sq_f16_to_f32(((const sq_block_q5_1 *)block)->d);
+        b->dmin = -sq_f16_to_f32(((const sq_block_q5_1 *)block)->m);
+        b->m[0] = 1;
+        break;
+    case SQ_DTYPE_Q2_K: {
+        const sq_block_q2_K *x = block;
+        for (int s = 0; s < 16; s++) b->sc[s] = x->scales[s] & 0xf, b->m[s] = x->scales[s] >> 4;
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = sq_f16_to_f32(x->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q3_K:
+        for (int s = 0; s < 16; s++) b->sc[s] = sq_q3_K_scale(((const sq_block_q3_K *)block)->scales, s);
+        b->d = sq_f16_to_f32(((const sq_block_q3_K *)block)->d);
+        break;
+    case SQ_DTYPE_Q4_K:
+    case SQ_DTYPE_Q5_K: { /* Q5_K's d, dmin and scales lie where Q4_K's do */
+        const sq_block_q4_K *x = block;
+        for (int s = 0; s < 8; s++) sq_k4_scale_min(x->scales, s, &b->sc[s], &b->m[s]);
+        b->d = sq_f16_to_f32(x->d);
+        b->dmin = sq_f16_to_f32(x->dmin);
+        break;
+    }
+    case SQ_DTYPE_Q6_K:
+        for (int s = 0; s < 16; s++) b->sc[s] = ((const sq_block_q6_K *)block)->scales[s];
+        b->d = sq_f16_to_f32(((const sq_block_q6_K *)block)->d);
+        break;
+    default:
+        break;
+    }
+}
 
 /* The reference conversions (dtype_ref.c), named sq_ref_<format>_to_f32 / _from_f32. */
 #define SQ_DECLARE_REFERENCE(format)                                                                         \
@@ -110,12 +253,32 @@ SQ_DECLARE_REFERENCE(bf16)
 SQ_DECLARE_REFERENCE(q8_0)
 SQ_DECLARE_REFERENCE(q4_0)
 SQ_DECLARE_REFERENCE(q4_1)
+SQ_DECLARE_REFERENCE(q5_0)
+SQ_DECLARE_REFERENCE(q5_1)
+SQ_DECLARE_REFERENCE(q2_K)
+SQ_DECLARE_REFERENCE(q3_K)
+SQ_DECLARE_REFERENCE(q4_K)
+SQ_DECLARE_REFERENCE(q5_K)
+SQ_DECLARE_REFERENCE(q6_K)
+SQ_DECLARE_REFERENCE(q8_K)
 #undef SQ_DECLARE_REFERENCE
 
 /* The stated errors: half a step of the grid, plus the rounding of the f16 scale (relative 2^-11) over the
  * largest stored integer, plus for Q4_1 the rounding of its f16 minimum. Q4_0 maps the value of largest
  * magnitude to -8, so its opposite can clip to 7: a whole step there. */
 #define SQ_F16_ROUNDING (1.0 / 2048)
+/* Q5_0 and Q5_1 as Q4_0 and Q4_1 with 32 steps. The K-quants have no closed form (each sub-block's step
+ * search and the rounding of sub-block scales to 4, 6 or 8 bits of the super-block's interact, and a rounded
+ * scale can clip the last step): each bound is the worst error seen over 18,000 random super-blocks of
+ * tests/c/test_dtype.c's kinds, rounded up by 10-20%. Q8_K: half a step, its scale an fp32. */
+#define Q5_0_ERROR (1.0 / 16 + 1.01 * SQ_F16_ROUNDING)
+#define Q5_1_ERROR (1.0 / 31 + 3.01 * SQ_F16_ROUNDING)
+#define Q2_K_ERROR 0.5
+#define Q3_K_ERROR 0.3
+#define Q4_K_ERROR 0.125
+#define Q5_K_ERROR 0.075
+#define Q6_K_ERROR 0.028
+#define Q8_K_ERROR (0.5 / 127 * 1.001)
 static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
     [SQ_DTYPE_F32] = {.name = "f32",
                       .ggml_type = 0,
@@ -126,6 +289,7 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                       .block_bytes = 4,
                       .bits = 32,
                       .group_elems = 1,
+                      .sub_block_elems = 1,
                       .alignment = 4,
                       .max_error = 0,
                       .to_f32 = sq_ref_f32_to_f32,
@@ -139,6 +303,7 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                       .block_bytes = 2,
                       .bits = 16,
                       .group_elems = 1,
+                      .sub_block_elems = 1,
                       .alignment = 2,
                       .max_error = SQ_F16_ROUNDING,
                       .to_f32 = sq_ref_f16_to_f32,
@@ -152,6 +317,7 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .block_bytes = 2,
                        .bits = 16,
                        .group_elems = 1,
+                       .sub_block_elems = 1,
                        .alignment = 2,
                        .max_error = 1.0 / 256,
                        .to_f32 = sq_ref_bf16_to_f32,
@@ -164,6 +330,7 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .bits = 8,
                        .meta_bytes = 2,
                        .group_elems = SQ_QK8_0,
+                       .sub_block_elems = SQ_QK8_0,
                        .zero = SQ_ZERO_NONE,
                        .alignment = 2,
                        .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
@@ -177,6 +344,7 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .bits = 4,
                        .meta_bytes = 2,
                        .group_elems = SQ_QK4_0,
+                       .sub_block_elems = SQ_QK4_0,
                        .zero = SQ_ZERO_FIXED,
                        .zero_value = 8,
                        .columns = SQ_COLUMNS_NIBBLE_HALVES,
@@ -192,12 +360,143 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .bits = 4,
                        .meta_bytes = 4,
                        .group_elems = SQ_QK4_1,
+                       .sub_block_elems = SQ_QK4_1,
                        .zero = SQ_ZERO_MIN,
                        .columns = SQ_COLUMNS_NIBBLE_HALVES,
                        .alignment = 2,
                        .max_error = 1.0 / 15 + 3.01 * SQ_F16_ROUNDING,
                        .to_f32 = sq_ref_q4_1_to_f32,
                        .from_f32 = sq_ref_q4_1_from_f32},
+    [SQ_DTYPE_Q5_0] = {.name = "q5_0",
+                       .ggml_type = 6,
+                       .gguf_file_type = 8,
+                       .block_elems = SQ_QK5_0,
+                       .block_bytes = sizeof(sq_block_q5_0),
+                       .bits = 5,
+                       .meta_bytes = 2,
+                       .group_elems = SQ_QK5_0,
+                       .sub_block_elems = SQ_QK5_0,
+                       .zero = SQ_ZERO_FIXED,
+                       .zero_value = 16,
+                       .columns = SQ_COLUMNS_NIBBLE_HALVES_HIGH_BIT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_0,
+                       .max_error = Q5_0_ERROR,
+                       .to_f32 = sq_ref_q5_0_to_f32,
+                       .from_f32 = sq_ref_q5_0_from_f32},
+    [SQ_DTYPE_Q5_1] = {.name = "q5_1",
+                       .ggml_type = 7,
+                       .gguf_file_type = 9,
+                       .block_elems = SQ_QK5_1,
+                       .block_bytes = sizeof(sq_block_q5_1),
+                       .bits = 5,
+                       .meta_bytes = 4,
+                       .group_elems = SQ_QK5_1,
+                       .sub_block_elems = SQ_QK5_1,
+                       .zero = SQ_ZERO_MIN,
+                       .columns = SQ_COLUMNS_NIBBLE_HALVES_HIGH_BIT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_0,
+                       .max_error = Q5_1_ERROR,
+                       .to_f32 = sq_ref_q5_1_to_f32,
+                       .from_f32 = sq_ref_q5_1_from_f32},
+    [SQ_DTYPE_Q2_K] = {.name = "q2_k",
+                       .ggml_type = 10,
+                       .gguf_file_type = 10,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q2_K),
+                       .bits = 2,
+                       .meta_bytes = 20,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = 16,
+                       .zero = SQ_ZERO_MIN,
+                       .columns = SQ_COLUMNS_K_QUANT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_K,
+                       .max_error = Q2_K_ERROR,
+                       .to_f32 = sq_ref_q2_K_to_f32,
+                       .from_f32 = sq_ref_q2_K_from_f32},
+    [SQ_DTYPE_Q3_K] = {.name = "q3_k",
+                       .ggml_type = 11,
+                       .gguf_file_type = -1,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q3_K),
+                       .bits = 3,
+                       .meta_bytes = 14,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = 16,
+                       .zero = SQ_ZERO_FIXED,
+                       .zero_value = 4,
+                       .columns = SQ_COLUMNS_K_QUANT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_K,
+                       .max_error = Q3_K_ERROR,
+                       .to_f32 = sq_ref_q3_K_to_f32,
+                       .from_f32 = sq_ref_q3_K_from_f32},
+    [SQ_DTYPE_Q4_K] = {.name = "q4_k",
+                       .ggml_type = 12,
+                       .gguf_file_type = -1,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q4_K),
+                       .bits = 4,
+                       .meta_bytes = 16,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = 32,
+                       .zero = SQ_ZERO_MIN,
+                       .columns = SQ_COLUMNS_K_QUANT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_K,
+                       .max_error = Q4_K_ERROR,
+                       .to_f32 = sq_ref_q4_K_to_f32,
+                       .from_f32 = sq_ref_q4_K_from_f32},
+    [SQ_DTYPE_Q5_K] = {.name = "q5_k",
+                       .ggml_type = 13,
+                       .gguf_file_type = -1,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q5_K),
+                       .bits = 5,
+                       .meta_bytes = 16,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = 32,
+                       .zero = SQ_ZERO_MIN,
+                       .columns = SQ_COLUMNS_K_QUANT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_K,
+                       .max_error = Q5_K_ERROR,
+                       .to_f32 = sq_ref_q5_K_to_f32,
+                       .from_f32 = sq_ref_q5_K_from_f32},
+    [SQ_DTYPE_Q6_K] = {.name = "q6_k",
+                       .ggml_type = 14,
+                       .gguf_file_type = 18,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q6_K),
+                       .bits = 6,
+                       .meta_bytes = 18,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = 16,
+                       .zero = SQ_ZERO_FIXED,
+                       .zero_value = 32,
+                       .columns = SQ_COLUMNS_K_QUANT,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_Q8_K,
+                       .max_error = Q6_K_ERROR,
+                       .to_f32 = sq_ref_q6_K_to_f32,
+                       .from_f32 = sq_ref_q6_K_from_f32},
+    [SQ_DTYPE_Q8_K] = {.name = "q8_k",
+                       .ggml_type = 15,
+                       .gguf_file_type = -1,
+                       .block_elems = SQ_QK_K,
+                       .block_bytes = sizeof(sq_block_q8_K),
+                       .bits = 8,
+                       .meta_bytes = 36,
+                       .group_elems = SQ_QK_K,
+                       .sub_block_elems = SQ_QK_K,
+                       .zero = SQ_ZERO_NONE,
+                       .columns = SQ_COLUMNS_SEQUENTIAL,
+                       .alignment = 4,
+                       .max_error = Q8_K_ERROR,
+                       .to_f32 = sq_ref_q8_K_to_f32,
+                       .from_f32 = sq_ref_q8_K_from_f32},
 };
 #undef SQ_F16_ROUNDING
 

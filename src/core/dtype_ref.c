@@ -186,3 +186,535 @@ void sq_ref_q4_1_from_f32(const float *src, void *dst, int64_t n) {
         }
     }
 }
+
+/* The fifth bits of a Q5 block's 32 values, bit j for element j, as ggml stores them (a little-endian word).
+ */
+static uint32_t load_u32le(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static void store_u32le(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i);
+}
+
+/* The 32 5-bit values of a Q5 block, element j from the low nibble of qs[j % 16] (j < 16) or its high nibble,
+ * and bit j of qh. */
+static void q5_values(const uint8_t qs[16], const uint8_t qh[4], int q[32]) {
+    const uint32_t h = load_u32le(qh);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 0x0f) | (int)((h >> j) & 1) << 4;
+        q[j + 16] = (qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4;
+    }
+}
+static void q5_pack(const int q[32], uint8_t qs[16], uint8_t qh[4]) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4);
+        h |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
+    }
+    store_u32le(qh, h);
+}
+
+/* As Q4_0 with 32 steps: the value of largest magnitude maps to -16, others round by truncating x * id
+ * + 16.5. */
+void sq_ref_q5_0_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q5_0 *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK5_0; i++) {
+        const float *x = src + i * SQ_QK5_0;
+        float amax = 0, max = 0;
+        for (int j = 0; j < SQ_QK5_0; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -16.0f, id = d ? 1.0f / d : 0.0f;
+        b[i].d = sq_f32_to_f16(d);
+        int q[32];
+        for (int j = 0; j < SQ_QK5_0; j++) {
+            const int v = (int8_t)(x[j] * id + 16.5f);
+            q[j] = v > 31 ? 31 : v;
+        }
+        q5_pack(q, b[i].qs, b[i].qh);
+    }
+}
+void sq_ref_q5_1_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q5_1 *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK5_1; i++) {
+        const float *x = src + i * SQ_QK5_1;
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < SQ_QK5_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 31.0f, id = d ? 1.0f / d : 0.0f;
+        b[i].d = sq_f32_to_f16(d);
+        b[i].m = sq_f32_to_f16(min);
+        int q[32];
+        for (int j = 0; j < SQ_QK5_1; j++) q[j] = (uint8_t)((x[j] - min) * id + 0.5f);
+        q5_pack(q, b[i].qs, b[i].qh);
+    }
+}
+
+/* ------------------------------------------------------------------ the K-quants (ggml's k-quants) */
+
+/* Round to nearest, ties to even: what ggml's nearest_int computes. */
+static int round_even(float v) { return (int)rintf(v); }
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* ggml's make_qkx2_quants: q in [0, nmax] with value = scale * q - min_out (min_out >= 0) for n values x,
+ * fitted to minimise the weighted error (absolute with use_mad, else squared): the range [min(x, 0), max x]
+ * split into nmax steps, then nstep + 1 trial step counts nmax + rmin + rdelta * is, each refined by weighted
+ * least squares for scale and minimum, the best kept. Returns the scale; q in L. */
+static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *min_out,
+                           float rmin, float rdelta, int nstep, int use_mad) {
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *min_out = -min;
+        return 0;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)clamp_int(round_even(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += w[i] * diff;
+    }
+    uint8_t trial[32];
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clamp_int(round_even(iscale * (x[i] - min)), 0, nmax);
+            trial[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0)) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float error = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * trial[i] + this_min - x[i];
+            diff = use_mad ? fabsf(diff) : diff * diff;
+            error += w[i] * diff;
+        }
+        if (error < best_error) {
+            memcpy(L, trial, (size_t)n);
+            best_error = error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *min_out = -min;
+    return scale;
+}
+
+/* ggml's GROUP_MAX_EPS: a group whose largest magnitude is below it is all zero. */
+#define K_ZERO_EPS 1e-15f
+
+/* ggml's make_qx_quants with weights x^2 (Q6_K): q in [-nmax, nmax - 1] with value = scale * q; the value of
+ * largest magnitude maps to -nmax, then 18 nearby step counts nmax +- 0.1 k are tried and the one with the
+ * best weighted least-squares fit kept. Returns the scale; q + nmax in L. */
+static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < K_ZERO_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0;
+    }
+    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (int8_t)(nmax + clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* ggml's make_q3_quants with its error-minimising pass (Q3_K): q in [-nmax, nmax - 1], starting from the
+ * value of largest magnitude mapped to -nmax, then up to five sweeps that move single values to the step that
+ * improves the weighted (x^2) least-squares fit. Returns the scale; q + nmax in L. */
+static float fit_symmetric_sweeps(int n, int nmax, const float *x, int8_t *L) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < K_ZERO_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int sweep = 0; sweep < 5; sweep++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (!(slx > 0)) continue;
+            float sl2 = suml2 - w * L[i] * L[i];
+            const int l = clamp_int(round_even(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (l == L[i]) continue;
+            slx += w * x[i] * l;
+            sl2 += w * l * l;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = (int8_t)l;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Q2_K's and Q3_K's 2-bit planes: in each 128-value half, byte l of its 32 holds element l + 32 p in bits
+ * 2p, 2p + 1. */
+static void pack_2bit_planes(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < SQ_QK_K; h += 128)
+        for (int l = 0; l < 32; l++)
+            qs[h / 4 + l] =
+                (uint8_t)(L[h + l] | L[h + l + 32] << 2 | L[h + l + 64] << 4 | L[h + l + 96] << 6);
+}
+static int plane_2bit(const uint8_t *qs, int j) {
+    return qs[j / 128 * 32 + j % 32] >> (2 * (j % 128 / 32)) & 3;
+}
+
+/* Sub-blocks of 16 fitted with a minimum (absolute error weighted by |x|), their scales and minimums stored
+ * as 4-bit fractions of the largest, then every value rounded again with the stored ones. */
+void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q2_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        uint8_t L[SQ_QK_K];
+        float scales[16], mins[16], w[16], max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) w[l] = fabsf(src[16 * j + l]);
+            scales[j] = fit_scale_min(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = 15.0f / max_scale;
+            for (int j = 0; j < 16; j++) b[i].scales[j] = (uint8_t)round_even(iscale * scales[j]);
+            b[i].d = sq_f32_to_f16(max_scale / 15.0f);
+        } else {
+            memset(b[i].scales, 0, sizeof b[i].scales);
+            b[i].d = sq_f32_to_f16(0.0f);
+        }
+        if (max_min > 0) {
+            const float iscale = 15.0f / max_min;
+            for (int j = 0; j < 16; j++) b[i].scales[j] |= (uint8_t)(round_even(iscale * mins[j]) << 4);
+            b[i].dmin = sq_f32_to_f16(max_min / 15.0f);
+        } else {
+            b[i].dmin = sq_f32_to_f16(0.0f);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = sq_f16_to_f32(b[i].d) * (float)(b[i].scales[j] & 0xf);
+            if (!d) continue;
+            const float dm = sq_f16_to_f32(b[i].dmin) * (float)(b[i].scales[j] >> 4);
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (uint8_t)clamp_int(round_even((src[16 * j + l] + dm) / d), 0, 3);
+        }
+        pack_2bit_planes(L, b[i].qs);
+    }
+}
+
+/* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 6-bit fractions of the one of largest
+ * magnitude, then every value rounded again with the stored ones. */
+void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q3_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        int8_t L[SQ_QK_K];
+        float scales[16], max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_symmetric_sweeps(16, 4, src + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(b[i].scales, 0, sizeof b[i].scales);
+        if (max_scale) {
+            const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                const int l = clamp_int((int8_t)round_even(iscale * scales[j]), -32, 31) + 32;
+                b[i].scales[j % 8] |= (uint8_t)((l & 0xf) << (j < 8 ? 0 : 4));
+                b[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+            }
+            b[i].d = sq_f32_to_f16(1 / iscale);
+        } else {
+            b[i].d = sq_f32_to_f16(0.0f);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = sq_f16_to_f32(b[i].d) * (float)sq_q3_K_scale(b[i].scales, j);
+            if (!d) continue;
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / d), -4, 3) + 4);
+        }
+        memset(b[i].hmask, 0, sizeof b[i].hmask);
+        uint8_t low[SQ_QK_K];
+        for (int j = 0; j < SQ_QK_K; j++) {
+            if (L[j] > 3) b[i].hmask[j % 32] |= (uint8_t)(1 << (j / 32));
+            low[j] = (uint8_t)(L[j] & 3);
+        }
+        pack_2bit_planes(low, b[i].qs);
+    }
+}
+
+/* Q4_K and Q5_K: sub-blocks of 32 fitted with a minimum (squared error weighted by rms(x) + |x|), their
+ * scales and minimums stored as 6-bit fractions of the largest, then every value rounded again with the
+ * stored ones into L (q in [0, nmax]). */
+static void fit_k4(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin,
+                   uint8_t scales[12], uint8_t L[SQ_QK_K]) {
+    float sub_scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+        sub_scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
+        if (sub_scales[j] > max_scale) max_scale = sub_scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    memset(scales, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = (uint8_t)round_even(inv_scale * sub_scales[j]),
+                lm = (uint8_t)round_even(inv_min * mins[j]);
+        ls = ls > 63 ? 63 : ls;
+        lm = lm > 63 ? 63 : lm;
+        if (j < 4) {
+            scales[j] = ls;
+            scales[j + 4] = lm;
+        } else {
+            scales[j + 4] = (uint8_t)((ls & 0xf) | (lm & 0xf) << 4);
+            scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            scales[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    *d = sq_f32_to_f16(max_scale / 63.0f);
+    *dmin = sq_f32_to_f16(max_min / 63.0f);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        sq_k4_scale_min(scales, j, &sc, &m);
+        const float dj = sq_f16_to_f32(*d) * (float)sc;
+        if (!dj) continue;
+        const float dm = sq_f16_to_f32(*dmin) * (float)m;
+        for (int l = 0; l < 32; l++)
+            L[32 * j + l] = (uint8_t)clamp_int(round_even((x[32 * j + l] + dm) / dj), 0, nmax);
+    }
+}
+
+/* Element j of a Q4_K/Q5_K super-block: its low four bits from qs, as dtype.h describes. */
+static int k4_low_bits(const uint8_t *qs, int j) {
+    return qs[j / 64 * 32 + j % 32] >> (4 * (j % 64 / 32)) & 0xf;
+}
+
+void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q4_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        uint8_t L[SQ_QK_K];
+        fit_k4(src, 15, -1.0f, 20, &b[i].d, &b[i].dmin, b[i].scales, L);
+        for (int j = 0; j < SQ_QK_K; j += 64)
+            for (int l = 0; l < 32; l++) b[i].qs[j / 2 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+
+void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q5_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        uint8_t L[SQ_QK_K];
+        fit_k4(src, 31, -0.5f, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        memset(b[i].qh, 0, sizeof b[i].qh);
+        for (int j = 0; j < SQ_QK_K; j++) b[i].qh[j % 32] |= (uint8_t)((L[j] >> 4) << (j / 32));
+        for (int j = 0; j < SQ_QK_K; j += 64)
+            for (int l = 0; l < 32; l++)
+                b[i].qs[j / 2 + l] = (uint8_t)((L[j + l] & 0xf) | (L[j + l + 32] & 0xf) << 4);
+    }
+}
+
+/* Element j of a Q6_K super-block, q in [0, 63]. */
+static int q6_K_value(const sq_block_q6_K *b, int j) {
+    const int half = j / 128, plane = j % 128 / 32, l = j % 32;
+    const int low = b->ql[64 * half + 32 * (plane & 1) + l] >> (4 * (plane >> 1)) & 0xf;
+    return low | (b->qh[32 * half + l] >> (2 * plane) & 3) << 4;
+}
+/* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 8-bit fractions of the one of largest
+ * magnitude, then every value rounded again with the stored ones. */
+void sq_ref_q6_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q6_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        int8_t L[SQ_QK_K];
+        float scales[16], max_scale = 0, max_abs = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_symmetric(16, 32, src + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > max_abs) {
+                max_abs = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(&b[i], 0, sizeof b[i]);
+        if (max_abs < K_ZERO_EPS) continue; /* all zero (d = +0) */
+        const float iscale = -128.0f / max_scale;
+        b[i].d = sq_f32_to_f16(1 / iscale);
+        for (int j = 0; j < 16; j++) {
+            const int s = round_even(iscale * scales[j]);
+            b[i].scales[j] = (int8_t)(s > 127 ? 127 : s);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = sq_f16_to_f32(b[i].d) * (float)b[i].scales[j];
+            if (!d) continue;
+            for (int l = 0; l < 16; l++)
+                L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / d), -32, 31) + 32);
+        }
+        for (int j = 0; j < SQ_QK_K; j++) {
+            const int half = j / 128, plane = j % 128 / 32, l = j % 32;
+            b[i].ql[64 * half + 32 * (plane & 1) + l] |= (uint8_t)((L[j] & 0xf) << (4 * (plane >> 1)));
+            b[i].qh[32 * half + l] |= (uint8_t)((L[j] >> 4) << (2 * plane));
+        }
+    }
+}
+
+void sq_ref_q8_K_to_f32(const void *src, float *dst, int64_t n) {
+    const sq_block_q8_K *b = src;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++)
+        for (int j = 0; j < SQ_QK_K; j++) dst[i * SQ_QK_K + j] = b[i].d * (float)b[i].qs[j];
+}
+/* The value of largest magnitude maps to -127 (ggml's choice), every value rounds to nearest even. */
+void sq_ref_q8_K_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q8_K *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < SQ_QK_K; j++)
+            if (fabsf(src[j]) > amax) {
+                amax = fabsf(src[j]);
+                max = src[j];
+            }
+        memset(&b[i], 0, sizeof b[i]);
+        if (!amax) continue;
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < SQ_QK_K; j++) {
+            const int v = round_even(iscale * src[j]);
+            b[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int j = 0; j < SQ_QK_K; j++) b[i].bsums[j / 16] = (int16_t)(b[i].bsums[j / 16] + b[i].qs[j]);
+        b[i].d = 1 / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------ integers of a block, and dequantization
+ */
+
+void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *b) {
+    sq_block_scales(dt, block, b);
+    switch (dt) {
+    case SQ_DTYPE_Q5_0:
+    case SQ_DTYPE_Q5_1: {
+        const uint8_t *qh =
+            dt == SQ_DTYPE_Q5_0 ? ((const sq_block_q5_0 *)block)->qh : ((const sq_block_q5_1 *)block)->qh;
+        const uint8_t *qs =
+            dt == SQ_DTYPE_Q5_0 ? ((const sq_block_q5_0 *)block)->qs : ((const sq_block_q5_1 *)block)->qs;
+        int q[32];
+        q5_values(qs, qh, q);
+        for (int j = 0; j < 32; j++) b->q[j] = (uint8_t)q[j];
+        break;
+    }
+    case SQ_DTYPE_Q2_K:
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)plane_2bit(((const sq_block_q2_K *)block)->qs, j);
+        break;
+    case SQ_DTYPE_Q3_K: {
+        const sq_block_q3_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)(plane_2bit(x->qs, j) | (x->hmask[j % 32] >> (j / 32) & 1) << 2);
+        break;
+    }
+    case SQ_DTYPE_Q4_K:
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)k4_low_bits(((const sq_block_q4_K *)block)->qs, j);
+        break;
+    case SQ_DTYPE_Q5_K: {
+        const sq_block_q5_K *x = block;
+        for (int j = 0; j < SQ_QK_K; j++)
+            b->q[j] = (uint8_t)(k4_low_bits(x->qs, j) | (x->qh[j % 32] >> (j / 32) & 1) << 4);
+        break;
+    }
+    case SQ_DTYPE_Q6_K:
+        for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)q6_K_value(block, j);
+        break;
+    default: /* not a format with integer sub-block scales */
+        break;
+    }
+}
+
+/* value = (d * sc) * (q - zero) - dmin * m, rounded step by step as ggml's dequantizers (and gguf's) round.
+ */
+static void block_ints_to_f32(sq_dtype dt, const void *src, float *dst, int64_t n) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const uint8_t *p = src;
+    sq_block_ints b;
+    for (int64_t i = 0; i < n / f->block_elems; i++, p += f->block_bytes, dst += f->block_elems) {
+        sq_ref_block_ints(dt, p, &b);
+        for (int j = 0; j < f->block_elems; j++) {
+            const int s = j / f->sub_block_elems;
+            dst[j] = b.d * (float)b.sc[s] * (float)(b.q[j] - f->zero_value) - b.dmin * (float)b.m[s];
+        }
+    }
+}
+#define DEFINE_BLOCK_INTS_TO_F32(name, DTYPE)                                                                \
+    void sq_ref_##name##_to_f32(const void *src, float *dst, int64_t n) {                                    \
+        block_ints_to_f32(DTYPE, src, dst, n);                                                               \
+    }
+DEFINE_BLOCK_INTS_TO_F32(q5_0, SQ_DTYPE_Q5_0)
+DEFINE_BLOCK_INTS_TO_F32(q5_1, SQ_DTYPE_Q5_1)
+DEFINE_BLOCK_INTS_TO_F32(q2_K, SQ_DTYPE_Q2_K)
+DEFINE_BLOCK_INTS_TO_F32(q3_K, SQ_DTYPE_Q3_K)
+DEFINE_BLOCK_INTS_TO_F32(q4_K, SQ_DTYPE_Q4_K)
+DEFINE_BLOCK_INTS_TO_F32(q5_K, SQ_DTYPE_Q5_K)
+DEFINE_BLOCK_INTS_TO_F32(q6_K, SQ_DTYPE_Q6_K)

@@ -20,8 +20,10 @@ typedef struct sq_lm {
     void (*close)(void *impl);
 } sq_lm;
 
-/* A context over `model` for n_seq sequences of n_ctx tokens, any of them in one forward call. */
-SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads, sq_lm *out);
+/* A context over `model` for n_seq sequences of n_ctx tokens, any of them in one forward call; skip_layers
+ * (NULL, or [n_layers], copied) names blocks every forward call skips (sq_forward_ex). */
+SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
+                                  const unsigned char *skip_layers, sq_lm *out);
 void sq_lm_close(sq_lm *lm);
 
 /* ---- perplexity */

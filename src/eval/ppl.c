@@ -13,8 +13,8 @@
 #include "core/threadpool.h"
 #include "eval/eval.h"
 
-sq_error *sq_ppl_plan(sq_ppl_protocol protocol, int64_t n_ids, int n_ctx, int stride,
-                      sq_ppl_plan_window **windows, int *n_windows) {
+SQ_NODISCARD sq_error *sq_ppl_plan(sq_ppl_protocol protocol, int64_t n_ids, int n_ctx, int stride,
+                                   sq_ppl_plan_window **windows, int *n_windows) {
     *windows = NULL;
     *n_windows = 0;
     if (n_ctx < 2)
@@ -235,8 +235,8 @@ static SQ_NODISCARD sq_error *check_inputs(const sq_lm *lm, const sq_lm *ref, co
     return NULL;
 }
 
-sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, const sq_ppl_options *o,
-                     sq_ppl_result *res) {
+SQ_NODISCARD sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids,
+                                  const sq_ppl_options *o, sq_ppl_result *res) {
     memset(res, 0, sizeof *res);
     double t0 = sq_monotonic_seconds();
     int n_ctx = o->n_ctx > 0 ? o->n_ctx : lm->n_ctx;
@@ -346,17 +346,17 @@ sq_error *sq_ppl_run(sq_lm *lm, sq_lm *ref, const int32_t *ids, int64_t n_ids, c
     return err;
 }
 
-sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids, const sq_ppl_options *opts,
-                        sq_ppl_result *res) {
+SQ_NODISCARD sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, int64_t n_ids,
+                                     const sq_ppl_options *opts, sq_ppl_result *res) {
     memset(res, 0, sizeof *res);
     sq_model_info info;
     sq_model_get_info(model, &info);
     int n_ctx = opts->n_ctx > 0 ? opts->n_ctx : info.max_seq_len;
     int batch = opts->n_batch > 0 ? opts->n_batch : 1;
     sq_lm lm, ref_lm;
-    SQ_TRY(sq_lm_open(model, n_ctx, batch, opts->n_threads, &lm));
+    SQ_TRY(sq_lm_open(model, n_ctx, batch, opts->n_threads, opts->skip_layers, &lm));
     sq_error *err = NULL;
-    if (opts->ref && (err = sq_lm_open(opts->ref, n_ctx, batch, opts->n_threads, &ref_lm))) {
+    if (opts->ref && (err = sq_lm_open(opts->ref, n_ctx, batch, opts->n_threads, NULL, &ref_lm))) {
         sq_lm_close(&lm);
         return sq_error_wrap(err, "reference model");
     }

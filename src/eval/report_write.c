@@ -95,8 +95,9 @@ static const char *protocol_name(sq_ppl_protocol p) {
     return p == SQ_PPL_STRIDE ? "stride" : p == SQ_PPL_SECOND_HALF ? "second-half" : "windows";
 }
 
-sq_error *sq_report_write_ppl(const char *path, const sq_report_model *rm, const sq_ppl_options *o,
-                              const char *ref_path, int ids_input, const sq_ppl_result *r) {
+SQ_NODISCARD sq_error *sq_report_write_ppl(const char *path, const sq_report_model *rm,
+                                           const sq_ppl_options *o, const char *ref_path, int ids_input,
+                                           const sq_ppl_result *r) {
     SQ_TRY(check_model(rm, path));
     cJSON *j = envelope("ppl", rm);
     cJSON *text = cJSON_AddObjectToObject(j, "text");
@@ -164,8 +165,8 @@ sq_error *sq_report_write_ppl(const char *path, const sq_report_model *rm, const
 
 /* ---------------------------------------------------------------- eval */
 
-sq_error *sq_report_write_eval(const char *path, const sq_report_model *rm, const sq_eval_options *o,
-                               const sq_task_result *res, int n) {
+SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_model *rm,
+                                            const sq_eval_options *o, const sq_task_result *res, int n) {
     SQ_TRY(check_model(rm, path));
     if (n < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "%s: an eval report needs at least one task", path);
     sq_model_info info;
@@ -238,9 +239,9 @@ static cJSON *result_object(int batch, const sq_bench_result *r) {
     return o;
 }
 
-sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
-                                const sq_bench_params *p, const int *batch_sizes, int n_batches,
-                                const sq_bench_result *results) {
+SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
+                                             const sq_bench_params *p, const int *batch_sizes, int n_batches,
+                                             const sq_bench_result *results) {
     if (n_models < 1 || n_batches < 1)
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a bench report needs a model and a batch size", path);
     for (int m = 0; m < n_models; m++) SQ_TRY(check_model(&models[m], path));
@@ -286,4 +287,105 @@ sq_error *sq_report_write_bench(const char *path, const sq_report_model *models,
         }
     }
     return write_report(path, root);
+}
+
+/* ---------------------------------------------------------------- quantize */
+
+SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *r, const char *path) {
+    if (!r || !path) return sq_errorf(SQ_ERR_INVALID_ARG, "quantize report: no report or path given");
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "version", REPORT_VERSION);
+    cJSON_AddStringToObject(j, "kind", "quantize");
+    cJSON_AddStringToObject(j, "type", r->type);
+    cJSON_AddStringToObject(j, "method", r->method);
+    cJSON_AddNumberToObject(j, "n_elems", (double)r->n_elems);
+    cJSON_AddNumberToObject(j, "bytes_before", (double)r->bytes_before);
+    cJSON_AddNumberToObject(j, "bytes_after", (double)r->bytes_after);
+    cJSON_AddItemToObject(j, "bits_per_weight", number(r->bits_per_weight));
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "n_quantized", r->n_quantized);
+    cJSON_AddNumberToObject(j, "n_fallbacks", r->n_fallbacks);
+    cJSON *tensors = cJSON_AddArrayToObject(j, "tensors");
+    for (int i = 0; i < r->n_tensors; i++) {
+        const sq_quant_tensor_report *t = &r->tensors[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "from", t->from);
+        cJSON_AddStringToObject(o, "type", t->type);
+        cJSON_AddStringToObject(o, "wanted", t->wanted);
+        cJSON_AddNumberToObject(o, "n_elems", (double)t->n_elems);
+        cJSON_AddNumberToObject(o, "bytes_before", (double)t->bytes_before);
+        cJSON_AddNumberToObject(o, "bytes_after", (double)t->bytes_after);
+        cJSON_AddItemToArray(tensors, o);
+    }
+    return write_report(path, j);
+}
+
+/* ---------------------------------------------------------------- prune */
+
+SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_model *rm,
+                                             const char *source_path, const sq_prune_options *o,
+                                             const sq_prune_result *r) {
+    SQ_TRY(check_model(rm, path));
+    cJSON *j = envelope("prune", rm);
+    cJSON_AddStringToObject(j, "source", source_path ? source_path : "");
+    cJSON *req = cJSON_AddObjectToObject(j, "request");
+    int depth = o->method == SQ_PRUNE_DEPTH;
+    static const char *const methods[] = {"magnitude", "wanda", "sparsegpt", "width", "depth"};
+    cJSON_AddStringToObject(
+        req, "method", (unsigned)o->method < sizeof methods / sizeof *methods ? methods[o->method] : "?");
+    if (o->calib) {
+        cJSON_AddNumberToObject(req, "calib_samples", o->calib->n_samples);
+        cJSON_AddNumberToObject(req, "calib_len", o->calib->seq_len);
+    }
+    if (depth) {
+        cJSON_AddNumberToObject(req, "remove", o->n_remove);
+        cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL ? "ppl" : "magnitude");
+    } else if (o->method == SQ_PRUNE_WIDTH) {
+        cJSON_AddNumberToObject(req, "heads", o->heads);
+        cJSON_AddNumberToObject(req, "ffn", o->ffn);
+    } else if (o->nm_m) {
+        cJSON_AddNumberToObject(req, "nm_n", o->nm_n);
+        cJSON_AddNumberToObject(req, "nm_m", o->nm_m);
+    } else {
+        cJSON_AddNumberToObject(req, "sparsity", o->sparsity);
+    }
+    const char *names[] = {"params", "nonzero", "weight_bytes", "n_layers"};
+    double before[] = {(double)r->params_before, (double)r->nonzero_before, (double)r->bytes_before,
+                       r->n_layers_before};
+    double after[] = {(double)r->params_after, (double)r->nonzero_after, (double)r->bytes_after,
+                      r->n_layers_after};
+    cJSON *b = cJSON_AddObjectToObject(j, "before"), *a = cJSON_AddObjectToObject(j, "after");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        cJSON_AddNumberToObject(b, names[i], before[i]);
+        cJSON_AddNumberToObject(a, names[i], after[i]);
+    }
+    if (o->method == SQ_PRUNE_WIDTH) { /* the blocks' widths after */
+        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+        for (int l = 0; l < r->n_layers_after; l++) {
+            sq_layer_info li;
+            if (sq_model_layer_info(rm->model, l, &li)) break; /* cannot fail for l < n_layers */
+            cJSON *lj = cJSON_CreateObject();
+            cJSON_AddNumberToObject(lj, "n_heads", li.n_heads);
+            cJSON_AddNumberToObject(lj, "n_kv_heads", li.n_kv_heads);
+            cJSON_AddNumberToObject(lj, "ffn_dim", li.ffn_dim);
+            cJSON_AddItemToArray(layers, lj);
+        }
+    }
+    if (!depth) {
+        cJSON_AddNumberToObject(j, "pruned_weights", (double)r->n_pruned);
+        return write_report(path, j);
+    }
+    if (o->criterion == SQ_DEPTH_PPL) cJSON_AddItemToObject(j, "base_ppl", number(r->base_score));
+    cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+    for (int l = 0; l < r->n_layers_before; l++) {
+        int gone = 0;
+        for (int k = 0; k < r->n_removed; k++) gone |= r->removed[k] == l;
+        cJSON *blk = cJSON_CreateObject();
+        cJSON_AddNumberToObject(blk, "block", l);
+        cJSON_AddItemToObject(blk, "score", number(r->scores[l]));
+        cJSON_AddBoolToObject(blk, "removed", gone);
+        cJSON_AddItemToArray(blocks, blk);
+    }
+    return write_report(path, j);
 }

@@ -191,8 +191,9 @@ static int argmax_score(const sq_choice_score *s, const sq_task_item *it, int pe
 
 static double stderr_of(double p, int n) { return n > 1 ? sqrt(p * (1 - p) / (n - 1)) : 0; }
 
-sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, const sq_task *task,
-                          const sq_zeroshot_options *o, sq_task_result *res, sq_choice_score **scores_out) {
+SQ_NODISCARD sq_error *sq_zeroshot_run(sq_lm *lm, sq_encode_fn encode, void *encode_user, const sq_task *task,
+                                       const sq_zeroshot_options *o, sq_task_result *res,
+                                       sq_choice_score **scores_out) {
     memset(res, 0, sizeof *res);
     if (scores_out) *scores_out = NULL;
     double t0 = sq_monotonic_seconds();
@@ -269,8 +270,8 @@ static SQ_NODISCARD sq_error *encode_with_tokenizer(void *user, const char *text
     return sq_tokenize(user, text, len, 0, 0, ids, n);
 }
 
-sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
-                        sq_task_result **results, int *n_results) {
+SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_options *opts,
+                                     sq_task_result **results, int *n_results) {
     *results = NULL;
     *n_results = 0;
     const sq_tokenizer *tok = sq_model_tokenizer(model);
@@ -298,7 +299,8 @@ sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, const sq_eval_
     if (!err && !res) err = sq_errorf(SQ_ERR_NOMEM, "out of memory");
     sq_lm lm = {0};
     if (!err)
-        err = sq_lm_open(model, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1, opts->n_threads, &lm);
+        err =
+            sq_lm_open(model, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1, opts->n_threads, NULL, &lm);
     sq_zeroshot_options zo = {.n_batch = opts->n_batch,
                               .bos_id = bos,
                               .progress = opts->progress,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -20,6 +21,19 @@ sq_error *sq_out_open(sq_out_file *o, const char *path) {
         o->tmp_path = NULL;
         return err;
     }
+    return NULL;
+}
+
+sq_error *sq_out_check(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return sq_errorf(SQ_ERR_IO, "%s: is a directory, not a file name", path);
+    sq_out_file o;
+    sq_error *err = sq_out_open(&o, path);
+    if (err) return err;
+    fclose(o.fp);
+    remove(o.tmp_path);
+    free(o.tmp_path);
     return NULL;
 }
 

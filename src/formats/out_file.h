@@ -20,6 +20,9 @@ typedef struct sq_out_file {
 } sq_out_file;
 
 SQ_NODISCARD sq_error *sq_out_open(sq_out_file *o, const char *path);
+/* Whether sq_out_open and the final rename can work for path (not a directory; its temporary file can be
+ * created, and is removed again): for callers that check a request before long work. */
+SQ_NODISCARD sq_error *sq_out_check(const char *path);
 void sq_out_write(sq_out_file *o, const void *data, size_t n);
 /* Writes zero bytes until the offset is a multiple of align. */
 void sq_out_pad(sq_out_file *o, size_t align);

@@ -307,6 +307,32 @@ int sq_sampler_probs(sq_sampler *s, float *logits, const int32_t *history, int n
     return n;
 }
 
+int sq_sampler_dist(sq_sampler *s, float *logits, const int32_t *history, int n_history, double *dist) {
+    const sq_candidate *c;
+    const double *prob;
+    int n = sq_sampler_probs(s, logits, history, n_history, &c, &prob);
+    memset(dist, 0, (size_t)s->vocab * sizeof *dist);
+    for (int i = 0; i < n; i++) dist[c[i].id] = prob[i];
+    return n;
+}
+
+double sq_sampler_uniform(sq_sampler *s) { return next_uniform(s); }
+
+int32_t sq_sampler_draw(sq_sampler *s, const double *weights) {
+    double total = 0;
+    for (int i = 0; i < s->vocab; i++) total += weights[i];
+    if (!(total > 0)) return -1;
+    double u = next_uniform(s) * total, mass = 0;
+    int last = -1;
+    for (int i = 0; i < s->vocab; i++) {
+        if (weights[i] <= 0) continue;
+        mass += weights[i];
+        last = i;
+        if (u < mass) return i;
+    }
+    return last; /* rounding left the running total a hair under u */
+}
+
 int32_t sq_sampler_sample(sq_sampler *s, float *logits, const int32_t *history, int n_history) {
     const sq_candidate *c;
     const double *prob;

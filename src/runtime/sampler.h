@@ -19,4 +19,10 @@ typedef struct sq_candidate {
 int sq_sampler_probs(sq_sampler *s, float *logits, const int32_t *history, int n_history,
                      const sq_candidate **cands, const double **probs);
 
+/* A number drawn uniformly from [0, 1) by the sampler's generator (speculative acceptance tests). */
+double sq_sampler_uniform(sq_sampler *s);
+/* Draws id i with probability weights[i] / sum(weights) (weights: [vocab], non-negative, any positive total)
+ * from the sampler's generator; -1 when every weight is zero. The residual draws of speculative sampling. */
+int32_t sq_sampler_draw(sq_sampler *s, const double *weights);
+
 #endif

@@ -33,6 +33,15 @@ static void test_rows_are_consistent(void **state) {
                      (size_t)f->block_elems * (size_t)f->bits / 8 + f->meta_bytes);
         if (f->group_elems < 1 || f->block_elems % f->group_elems)
             fail_msg("%s: groups of %d do not divide blocks of %d", f->name, f->group_elems, f->block_elems);
+        if (f->sub_block_elems < 1 || f->group_elems % f->sub_block_elems)
+            fail_msg("%s: sub-blocks of %d do not divide groups of %d", f->name, f->sub_block_elems,
+                     f->group_elems);
+        /* activations for integer dot products: an 8-bit format of blocks no longer than the weights' */
+        const sq_dtype_traits *dot = sq_dtype_info(f->dot_dtype);
+        if (!dot || (f->dot_dtype != SQ_DTYPE_F32 &&
+                     (dot->bits != 8 || dot->zero != SQ_ZERO_NONE || f->block_elems % dot->block_elems)))
+            fail_msg("%s: activations in %s cannot meet its blocks in a dot product", f->name,
+                     dot ? dot->name : "(none)");
         if (f->alignment < 1 || (f->alignment & (f->alignment - 1)) || f->block_bytes % f->alignment)
             fail_msg("%s: alignment %zu does not keep every block of %zu bytes aligned", f->name,
                      f->alignment, f->block_bytes);
@@ -46,6 +55,11 @@ static void test_rows_are_consistent(void **state) {
             fail_msg("%s: zero value %d does not match its zero point kind", f->name, f->zero_value);
         if (f->columns == SQ_COLUMNS_NIBBLE_HALVES && (f->bits != 4 || f->group_elems % 32))
             fail_msg("%s: ggml's nibble order needs 4-bit values in runs of 32", f->name);
+        if (f->columns == SQ_COLUMNS_NIBBLE_HALVES_HIGH_BIT && (f->bits != 5 || f->block_elems != 32))
+            fail_msg("%s: ggml's 5-bit packing needs 5-bit values in blocks of 32", f->name);
+        if (f->columns == SQ_COLUMNS_K_QUANT && (f->block_elems != SQ_QK_K || f->sub_block_elems % 16))
+            fail_msg("%s: ggml's K-quant packing needs super-blocks of %d, sub-blocks of 16 or 32", f->name,
+                     SQ_QK_K);
         /* names in other files */
         if (!f->safetensors != !f->torch_dtype)
             fail_msg("%s: a safetensors dtype and a torch_dtype come together", f->name);
@@ -138,11 +152,11 @@ static void test_round_trip_within_stated_error(void **state) {
                          f->name, (long long)g, (int)(g % GROUP_KINDS), amax, err, f->max_error * amax);
             if (amax > 0) worst = fmax(worst, err / amax);
         }
+        printf("%-5s worst error %.3g of the group's largest magnitude (stated %.3g)\n", f->name, worst,
+               f->max_error);
         /* the statement is tight: random data comes within a factor of two of it */
         if (worst < f->max_error / 2)
             fail_msg("%s: worst relative error %g, far below the stated %g", f->name, worst, f->max_error);
-        printf("%-5s worst error %.3g of the group's largest magnitude (stated %.3g)\n", f->name, worst,
-               f->max_error);
         free(x);
         free(y);
         free(q);

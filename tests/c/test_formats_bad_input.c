@@ -109,7 +109,7 @@ static void test_gguf_corruptions(void **state) {
 
     /* tensor infos: name, n_dims, ne[], type, offset */
     size_t te = find(d, n, "token_embd.weight") + strlen("token_embd.weight");
-    const uint32_t seven = 7, q4k = 12, odd_type = 200;
+    const uint32_t seven = 7, q4k = 12, iq2_xxs = 16, odd_type = 200;
     patched(d, n, te, &seven, 4, "dimensions");
     patched(d, n, te + 4, &zero, 8, "absurd dimension");
     patched(d, n, te + 4, &huge, 8, NULL);
@@ -123,7 +123,8 @@ static void test_gguf_corruptions(void **state) {
         expect_failure(p, "overflows");
         free(e);
     }
-    patched(d, n, te + 20, &q4k, 4, "token_embd.weight has ggml type Q4_K");
+    patched(d, n, te + 20, &iq2_xxs, 4, "token_embd.weight has ggml type IQ2_XXS");
+    patched(d, n, te + 20, &q4k, 4, "rows are not whole Q4_K blocks"); /* rows of 288 */
     patched(d, n, te + 20, &odd_type, 4, "unknown (200)");
     patched(d, n, te + 24, &huge, 8, "past the end");
     patched(d, n, te + 24, &one, 8, "not aligned");

@@ -3,7 +3,9 @@
  *
  * Tolerance: max |fast - ref| / max |ref| < 2e-5. The reference dequantizes the very same stored weights
  * (f16/bf16 values and quantized blocks are exactly representable in fp32), so only the order and precision
- * of the summation differ: fp32 accumulation in the kernels against double in the reference. */
+ * of the summation differ: fp32 accumulation in the kernels against double in the reference. Where a set's
+ * GEMV quantizes the activations for integer dot products (sq_cpu_matmul_x_dtype), the reference multiplies
+ * the same quantized activations (sq_ref_matmul_x). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +63,8 @@ static void test_kernel_selection(void **state) {
 }
 
 /* A random weight tensor: uniform values in [-1, 1] stored in dtype, at an address aligned only to the
- * element size, as a mapped file may give. *buffer is what to free. */
+ * format's alignment (its widest field, which the GGUF reader checks), as a mapped file may give. *buffer
+ * is what to free. */
 static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint64_t *seed, void **buffer) {
     sq_tensor t = {.dtype = dtype, .ndim = 2, .shape = {rows, cols}, .storage = SQ_STORAGE_HOST};
     t.nbytes = sq_tensor_bytes_for(dtype, 2, t.shape);
@@ -71,7 +74,7 @@ static sq_tensor random_weights(sq_dtype dtype, int64_t rows, int64_t cols, uint
     assert_non_null(values);
     assert_non_null(*buffer);
     for (int64_t i = 0; i < rows * cols; i++) values[i] = sq_test_rand_uniform(seed, -1, 1);
-    t.data = (uint8_t *)*buffer + (dtype == SQ_DTYPE_F32 ? 4 : 2);
+    t.data = (uint8_t *)*buffer + sq_dtype_info(dtype)->alignment;
     sq_dtype_info(dtype)->from_f32(values, t.data, rows * cols);
     free(values);
     return t;
@@ -127,12 +130,17 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
     sq_tensor w = random_weights(dtype, sh.rows, sh.cols, seed, &wbuf);
     size_t nx = (size_t)n_tokens * sh.cols, ny = (size_t)n_tokens * sh.rows;
     float *xbuf = malloc((nx + 1) * sizeof *xbuf), *ybuf = malloc((ny + 1) * sizeof *ybuf);
-    float *ref = malloc(ny * sizeof *ref);
+    float *ref_f32 = malloc(ny * sizeof *ref_f32), *ref_q = malloc(ny * sizeof *ref_q);
     float *x = xbuf + 1, *y = ybuf + 1; /* not 32-byte aligned either */
     for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
-    sq_ref_matmul(&w, x, n_tokens, ref);
+    sq_ref_matmul(&w, x, n_tokens, ref_f32);
+    const sq_dtype dot = sq_dtype_info(dtype)->dot_dtype;
+    if (dot != SQ_DTYPE_F32) sq_ref_matmul_x(&w, dot, x, n_tokens, ref_q);
     for (int s = 0; s < n_sets; s++) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
+        const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(sq_cpu_kernels_active(), dtype, n_tokens);
+        assert_true(x_dtype == SQ_DTYPE_F32 || x_dtype == dot);
+        const float *ref = x_dtype == SQ_DTYPE_F32 ? ref_f32 : ref_q;
         for (int p = 0; p < n_pools; p++) {
             for (size_t i = 0; i < ny; i++) y[i] = NAN;
             sq_cpu_matmul(pools[p], &w, x, n_tokens, y);
@@ -145,7 +153,8 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
     }
     free(xbuf);
     free(ybuf);
-    free(ref);
+    free(ref_f32);
+    free(ref_q);
     free(wbuf);
 }
 

@@ -12,6 +12,7 @@
 int sq_cmd_run(int argc, char **argv);
 int sq_cmd_info(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
+int sq_cmd_quantize(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_logits(int argc, char **argv);
 int sq_cmd_ppl(int argc, char **argv);
@@ -19,6 +20,8 @@ int sq_cmd_eval(int argc, char **argv);
 int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
+int sq_cmd_prune(int argc, char **argv);
+int sq_cmd_spec_search(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
 int sq_cmd_chat(int argc, char **argv);
 
@@ -169,9 +172,54 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
     CLI_SWITCH_FLAG("--bos", bos, "start the text with BOS even where the tokenizer adds none"),             \
         CLI_SWITCH_FLAG("--no-bos", no_bos,                                                                  \
                         "do not start the text with BOS even where the tokenizer adds it")
+/* The format a model is written in (convert, prune): --to, or from the output's name (cli_output_format) */
+#define CLI_FLAG_OUTPUT_FORMAT(var)                                                                          \
+    CLI_CHOICE_FLAG("--to", "FORMAT", var, "gguf|hf|safetensors|llama2c", NULL,                              \
+                    "gguf, hf (a Hugging Face directory; safetensors is\nthe same) or llama2c",              \
+                    .def_shown = "from OUT: *.gguf gguf, *.bin llama2c, else hf")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
+
+/* Speculative decoding flags (run; later serve and bench): one table of rows and the setup they lead to. */
+typedef struct cli_spec_args {
+    const char *method, *draft_path, *draft_k;
+    long ngram_n, tree_width;
+    cli_list skip_layers;
+} cli_spec_args;
+
+#define CLI_FLAGS_SPEC(a)                                                                                    \
+    CLI_CHOICE_FLAG("--spec", "METHOD", &(a)->method, "none|draft|self|ngram|tree", "none",                  \
+                    "speculative decoding: draft (a draft model, --draft), self (the model with\n"           \
+                    "--skip-layers skipped), ngram (prompt lookup), tree (token trees from --draft,\n"       \
+                    "else --skip-layers, else n-gram lookup)"),                                              \
+        CLI_TEXT_FLAG("--draft", "MODEL", &(a)->draft_path, "draft model with the target's vocabulary"),     \
+        CLI_TEXT_FLAG("--draft-k", "K", &(a)->draft_k,                                                       \
+                      "draft tokens per step, 1..16, or auto (adapts to acceptance)", .def_str = "4"),       \
+        CLI_INT_FLAG("--ngram-n", "N", &(a)->ngram_n, 1, 8, 3, "longest suffix n-gram lookup matches"),      \
+        CLI_LIST_FLAG("--skip-layers", "LIST", &(a)->skip_layers, 0, 65535,                                  \
+                      "blocks the self-draft skips, e.g. 2,3"),                                              \
+        CLI_INT_FLAG("--tree-width", "W", &(a)->tree_width, 2, SQ_SPEC_MAX_WIDTH, 3,                         \
+                     "--spec tree: candidates per position")
+
+/* A speculative setup: the decoder's parameters and the draft model and context they name (NULL: none). */
+typedef struct cli_spec {
+    sq_spec_params params;
+    sq_model *draft_model;
+    sq_context *draft_ctx;
+} cli_spec;
+
+/* Checks the spec flags together (a usage error, 2, for --draft without a method that uses it and the like);
+ * CLI_CONTINUE when they fit. */
+int cli_spec_check(const char *verb, const cli_spec_args *a);
+/* Fills out from checked flags: loads the draft model (with lo, vocabulary checked against target) and
+ * makes its context with the target's options co. Nothing to release after a failure. */
+SQ_NODISCARD sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target,
+                                     const sq_load_options *lo, const sq_context_options *co, cli_spec *out);
+void cli_spec_close(cli_spec *s);
+/* One stats line for a speculative run on stderr: tokens per target step, acceptance by draft position,
+ * the draft/target time split. */
+void cli_spec_print_stats(const cli_spec_args *a, const sq_spec_stats *st);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -186,6 +234,10 @@ void cli_progress_free(cli_progress *bar); /* ends the line */
 /* The policy --bos / --no-bos ask for, or a usage error when both are given (CLI_CONTINUE otherwise). */
 int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy);
 
+/* The format --to names (already checked by the flag table), or with NULL the one out's name implies: *.gguf
+ * GGUF, *.bin llama2.c, anything else a Hugging Face directory. */
+sq_file_format cli_output_format(const char *out, const char *to);
+
 /* --kv-type's value (already checked by the flag table; NULL: f32). */
 sq_kv_type cli_kv_type(const char *text);
 
@@ -196,5 +248,10 @@ SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);
+/* Calibration samples for --calib PATH: n_samples windows of seq_len tokens (at most the model's context:
+ * longer is shortened, saying so) encoded with the model's tokenizer, BOS as it says, positions drawn from
+ * seed (-1: the clock). Returns CLI_CONTINUE, or the exit code after printing the error. */
+int cli_calib_samples(const char *verb, const sq_model *model, const char *path, int n_samples, int seq_len,
+                      long seed, sq_calib_samples *out);
 
 #endif

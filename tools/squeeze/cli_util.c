@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,7 +12,7 @@ int cli_fail(sq_error *err) {
     return 1;
 }
 
-sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
+SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out) {
     sq_error *err = sq_model_load(path, opts, out);
     if (err) return err;
     for (int i = 0; i < sq_model_n_warnings(*out); i++)
@@ -19,7 +20,7 @@ sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model
     return NULL;
 }
 
-sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
+SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
     sq_error *err = sq_tokenizer_load(path, out);
     if (err) return err;
     for (int i = 0; i < sq_tokenizer_n_warnings(*out); i++)
@@ -40,3 +41,40 @@ int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy)
 }
 
 sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }
+
+int cli_calib_samples(const char *verb, const sq_model *model, const char *path, int n_samples, int seq_len,
+                      long seed, sq_calib_samples *out) {
+    const sq_tokenizer *tok = sq_model_tokenizer(model);
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (!tok)
+        return cli_usage_error(verb, "--calib %s: the model has no tokenizer (give one with --tokenizer)",
+                               path);
+    if (seq_len > info.max_seq_len) {
+        fprintf(stderr, "squeeze: calibration windows of %d tokens (the model's context) instead of %d\n",
+                info.max_seq_len, seq_len);
+        seq_len = info.max_seq_len;
+    }
+    int bos;
+    sq_error *err = sq_tokenizer_bos_for(tok, SQ_BOS_AUTO, &bos);
+    char *text = NULL;
+    size_t len = 0;
+    if (!err) err = sq_eval_read_text(path, &text, &len);
+    if (!err)
+        err = sq_calib_samples_from_text(tok, text, len, n_samples, seq_len, bos,
+                                         seed < 0 ? cli_clock_seed() : (uint64_t)seed, out);
+    free(text);
+    return err ? cli_fail(err) : CLI_CONTINUE;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+sq_file_format cli_output_format(const char *out, const char *to) {
+    if (!to) to = ends_with(out, ".gguf") ? "gguf" : ends_with(out, ".bin") ? "llama2c" : "hf";
+    return !strcmp(to, "gguf")      ? SQ_FORMAT_GGUF
+           : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
+                                    : SQ_FORMAT_SAFETENSORS;
+}

@@ -20,7 +20,8 @@ typedef struct run_args {
     const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type;
     long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
     double temperature, top_p, min_p, repeat_penalty;
-    int no_echo;
+    int no_echo, spec_compare;
+    cli_spec_args spec;
 } run_args;
 
 static const cli_verb verb = {
@@ -30,7 +31,10 @@ static const cli_verb verb = {
         "Generates text from a prompt and streams it to stdout; one line of statistics (prefill and\n"
         "decode speed, peak memory, the seed) goes to stderr at the end. Decode speed counts the forward\n"
         "passes after the prompt's: n tokens generated to the limit took n - 1 (the first comes from the\n"
-        "prompt's pass).\n",
+        "prompt's pass); with --spec, the tokens those passes produced. With --spec, a draft proposes "
+        "tokens\n"
+        "that the model verifies several at a time, keeping its own output distribution (greedy: the same\n"
+        "text); a line of acceptance statistics comes before the last one.\n",
 };
 
 /* CLI_CONTINUE to go on, otherwise the exit code */
@@ -60,10 +64,17 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_FLAG_KV_TYPE(&a->kv_type),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_SWITCH_FLAG("--no-echo", &a->no_echo, "do not print the prompt before the generated text"),
+        CLI_FLAGS_SPEC(&a->spec),
+        CLI_SWITCH_FLAG("--spec-compare", &a->spec_compare,
+                        "then decode again without speculation and print the speedup"),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc == CLI_CONTINUE && !a->prompt == !a->prompt_file)
         rc = cli_usage_error("run", "give the prompt with exactly one of -p and -f");
+    if (rc == CLI_CONTINUE) rc = cli_spec_check("run", &a->spec);
+    if (rc == CLI_CONTINUE && a->spec_compare && !strcmp(a->spec.method, "none"))
+        rc = cli_usage_error("run", "--spec-compare compares a --spec method with plain decoding");
+    if (rc != CLI_CONTINUE) cli_list_free(&a->spec.skip_layers);
     return rc;
 }
 
@@ -101,9 +112,15 @@ static void print_stats(const sq_generate_stats *st, uint64_t seed) {
         (unsigned long long)seed);
 }
 
+static int silent(const char *piece, size_t len, void *user) {
+    (void)piece, (void)len, (void)user;
+    return 0;
+}
+
 static int generate(const run_args *a, const char *prompt) {
     sq_model *model = NULL;
     sq_context *ctx = NULL;
+    cli_spec spec = {0};
     sq_load_options lo = {.tokenizer_path = a->tokenizer_path};
     sq_error *err = cli_load_model(a->model_path, &lo, &model);
     if (err) return cli_fail(err);
@@ -124,7 +141,9 @@ static int generate(const run_args *a, const char *prompt) {
                              .n_batch_max = n_ctx < PREFILL_CHUNK ? n_ctx : PREFILL_CHUNK,
                              .kv_type = cli_kv_type(a->kv_type)};
     err = sq_context_create(model, &co, &ctx);
+    if (!err) err = cli_spec_open(&a->spec, model, &lo, &co, &spec);
     if (err) {
+        sq_context_free(ctx);
         sq_model_free(model);
         return cli_fail(err);
     }
@@ -135,15 +154,29 @@ static int generate(const run_args *a, const char *prompt) {
                             .repeat_penalty = (float)a->repeat_penalty,
                             .repeat_last_n = a->repeat_last_n < 0 ? n_ctx : (int)a->repeat_last_n,
                             .seed = a->seed < 0 ? cli_clock_seed() : (uint64_t)a->seed};
+    const int speculative = spec.params.draft != SQ_DRAFT_NONE;
     printer out = {.echo = a->no_echo ? NULL : prompt};
-    sq_generate_stats st;
-    err = sq_generate(ctx, prompt, (int)a->n_predict, &sp, print_piece, &out, &st);
+    sq_generate_stats st, plain;
+    sq_spec_stats sst;
+    err = sq_generate_spec(ctx, prompt, (int)a->n_predict, &sp, speculative ? &spec.params : NULL,
+                           print_piece, &out, &st, &sst);
     if (!err) print_echo(&out);
     if (out.printed) fputc('\n', stdout);
     fflush(stdout);
+    /* the same request without speculation, in the same process, for the speedup */
+    if (!err && a->spec_compare) err = sq_generate(ctx, prompt, (int)a->n_predict, &sp, silent, NULL, &plain);
+    cli_spec_close(&spec);
     sq_context_free(ctx);
     sq_model_free(model);
     if (err) return cli_fail(err);
+    /* the usual stats line stays the last one */
+    if (speculative) cli_spec_print_stats(&a->spec, &sst);
+    if (a->spec_compare) {
+        double spec_rate = st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0;
+        double plain_rate = plain.decode_seconds > 0 ? plain.generated_tokens / plain.decode_seconds : 0;
+        fprintf(stderr, "plain decoding: generated %d tokens, decode %.1f tok/s | speedup %.2fx\n",
+                plain.generated_tokens, plain_rate, plain_rate > 0 ? spec_rate / plain_rate : 0);
+    }
     print_stats(&st, sp.seed);
     return 0;
 }
@@ -156,14 +189,19 @@ int sq_cmd_run(int argc, char **argv) {
     size_t len = 0;
     if (a.prompt_file) {
         sq_error *err = sq_read_file(a.prompt_file, MAX_PROMPT_BYTES, &file_prompt, &len);
-        if (err) return cli_fail(err);
-        if (memchr(file_prompt, 0, len)) {
+        if (!err && memchr(file_prompt, 0, len)) {
             fprintf(stderr, "squeeze: %s: the prompt contains a NUL byte\n", a.prompt_file);
             free(file_prompt);
+            cli_list_free(&a.spec.skip_layers);
             return 1;
+        }
+        if (err) {
+            cli_list_free(&a.spec.skip_layers);
+            return cli_fail(err);
         }
     }
     rc = generate(&a, file_prompt ? file_prompt : a.prompt);
     free(file_prompt);
+    cli_list_free(&a.spec.skip_layers);
     return rc;
 }

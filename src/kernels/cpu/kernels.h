@@ -11,9 +11,12 @@
 
 #include "core/tensor.h"
 
-/* y[t * ldy + r] = dot(row r of w, x + t * cols) for r < n_rows and t < n_tokens; rows are row_bytes apart
- * and cols elements long. Each weight row is read (and converted) once for a group of tokens. */
-typedef void (*sq_gemv_fn)(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols, const float *x,
+/* y[t * ldy + r] = dot(row r of w, row t of x) for r < n_rows and t < n_tokens; weight rows are row_bytes
+ * apart and cols elements long. x holds n_tokens rows of cols activations in the format's dot_dtype
+ * (core/dtype.h): fp32, or for integer dot products 8-bit blocks (Q8_0, Q8_K), sq_row_bytes(dot_dtype, cols)
+ * bytes a row, quantized by the dispatcher once per matmul. Each weight row is read (and converted) once for
+ * a group of tokens. */
+typedef void (*sq_gemv_fn)(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols, const void *x,
                            int n_tokens, float *y, size_t ldy);
 /* Converts n consecutive elements (a whole number of blocks) to fp32, with results identical to the format's
  * reference to_f32. */

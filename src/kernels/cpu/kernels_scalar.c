@@ -86,12 +86,55 @@ static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
     return block_dot(SQ_DTYPE_Q4_1, w, cols, x);
 }
 
+/* Formats with integer sub-block scales, against activations quantized to 8-bit blocks of the same length
+ * (Q8_0 for 32-value blocks, Q8_K for the K-quants' 256): per block the integer sums
+ *   sum_s sc[s] (sum_j q_j x_j - zero sum_j x_j)  and  sum_s m[s] sum_j x_j,
+ * then scaled once: value (d sc) (q - zero) - dmin m times x = dx qx gives dx (d isum - dmin imin). */
+static inline float int_block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const uint8_t *x) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const int be = f->block_elems, sub = f->sub_block_elems;
+    const size_t xbytes = sq_dtype_table[f->dot_dtype].block_bytes;
+    float acc = 0;
+    sq_block_ints b;
+    for (int64_t i = 0; i < cols / be; i++, w += f->block_bytes, x += xbytes) {
+        sq_ref_block_ints(dt, w, &b);
+        float dx;
+        const int8_t *qx;
+        if (f->dot_dtype == SQ_DTYPE_Q8_K) {
+            const sq_block_q8_K *xb = (const sq_block_q8_K *)x;
+            dx = xb->d, qx = xb->qs;
+        } else {
+            const sq_block_q8_0 *xb = (const sq_block_q8_0 *)x;
+            dx = sq_f16_to_f32(xb->d), qx = xb->qs;
+        }
+        int32_t isum = 0, imin = 0;
+        for (int s = 0; s < be / sub; s++) {
+            int32_t dot = 0, xsum = 0;
+            for (int j = s * sub; j < (s + 1) * sub; j++) dot += b.q[j] * qx[j], xsum += qx[j];
+            isum += b.sc[s] * (dot - f->zero_value * xsum);
+            imin += b.m[s] * xsum;
+        }
+        acc += dx * (b.d * (float)isum - b.dmin * (float)imin);
+    }
+    return acc;
+}
+
 #define DEFINE_GEMV(dtype)                                                                                   \
     static void gemv_##dtype(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols,               \
-                             const float *x, int n_tokens, float *y, size_t ldy) {                           \
+                             const void *x, int n_tokens, float *y, size_t ldy) {                            \
         for (int64_t r = 0; r < n_rows; r++)                                                                 \
             for (int t = 0; t < n_tokens; t++)                                                               \
-                y[t * ldy + r] = dot_##dtype(w + (size_t)r * row_bytes, cols, x + (size_t)t * cols);         \
+                y[t * ldy + r] =                                                                             \
+                    dot_##dtype(w + (size_t)r * row_bytes, cols, (const float *)x + (size_t)t * cols);       \
+    }
+#define DEFINE_INT_GEMV(dtype, DTYPE)                                                                        \
+    static void gemv_##dtype(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols,               \
+                             const void *x, int n_tokens, float *y, size_t ldy) {                            \
+        const size_t xrow = sq_row_bytes(sq_dtype_table[DTYPE].dot_dtype, cols);                             \
+        for (int64_t r = 0; r < n_rows; r++)                                                                 \
+            for (int t = 0; t < n_tokens; t++)                                                               \
+                y[t * ldy + r] =                                                                             \
+                    int_block_dot(DTYPE, w + (size_t)r * row_bytes, cols, (const uint8_t *)x + t * xrow);    \
     }
 DEFINE_GEMV(f32)
 DEFINE_GEMV(f16)
@@ -99,6 +142,13 @@ DEFINE_GEMV(bf16)
 DEFINE_GEMV(q8_0)
 DEFINE_GEMV(q4_0)
 DEFINE_GEMV(q4_1)
+DEFINE_INT_GEMV(q5_0, SQ_DTYPE_Q5_0)
+DEFINE_INT_GEMV(q5_1, SQ_DTYPE_Q5_1)
+DEFINE_INT_GEMV(q2_K, SQ_DTYPE_Q2_K)
+DEFINE_INT_GEMV(q3_K, SQ_DTYPE_Q3_K)
+DEFINE_INT_GEMV(q4_K, SQ_DTYPE_Q4_K)
+DEFINE_INT_GEMV(q5_K, SQ_DTYPE_Q5_K)
+DEFINE_INT_GEMV(q6_K, SQ_DTYPE_Q6_K)
 
 /* Its dequantizers are the formats' reference conversions. */
 const sq_cpu_kernels sq_kernels_scalar = {
@@ -111,5 +161,13 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_Q8_0] = {.gemv = gemv_q8_0, .to_f32 = sq_ref_q8_0_to_f32},
             [SQ_DTYPE_Q4_0] = {.gemv = gemv_q4_0, .to_f32 = sq_ref_q4_0_to_f32},
             [SQ_DTYPE_Q4_1] = {.gemv = gemv_q4_1, .to_f32 = sq_ref_q4_1_to_f32},
+            [SQ_DTYPE_Q5_0] = {.gemv = gemv_q5_0, .to_f32 = sq_ref_q5_0_to_f32},
+            [SQ_DTYPE_Q5_1] = {.gemv = gemv_q5_1, .to_f32 = sq_ref_q5_1_to_f32},
+            [SQ_DTYPE_Q2_K] = {.gemv = gemv_q2_K, .to_f32 = sq_ref_q2_K_to_f32},
+            [SQ_DTYPE_Q3_K] = {.gemv = gemv_q3_K, .to_f32 = sq_ref_q3_K_to_f32},
+            [SQ_DTYPE_Q4_K] = {.gemv = gemv_q4_K, .to_f32 = sq_ref_q4_K_to_f32},
+            [SQ_DTYPE_Q5_K] = {.gemv = gemv_q5_K, .to_f32 = sq_ref_q5_K_to_f32},
+            [SQ_DTYPE_Q6_K] = {.gemv = gemv_q6_K, .to_f32 = sq_ref_q6_K_to_f32},
+            [SQ_DTYPE_Q8_K] = SQ_REFERENCE_ONLY,
         },
 };

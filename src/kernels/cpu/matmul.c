@@ -7,11 +7,17 @@
  * allocation per call). A format a kernel set marks reference-only runs the same way with its rows
  * dequantized by the format's reference to_f32.
  *
+ * Formats whose GEMV takes integer dot products (a dot_dtype in core/dtype.h: Q5_0, Q5_1, the K-quants) get
+ * their activations quantized here, once per call for all threads, by the dot format's reference from_f32
+ * (so every kernel set sees the same 8-bit activations, and the oracle can too: sq_cpu_matmul_x_dtype). Their
+ * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every format's does.
  * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
  * as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #include "kernels/cpu/kernels.h"
 
@@ -24,6 +30,8 @@
 #define GEMM_TILE_FLOATS (32 * 1024)
 /* Thread shares are whole multiples of this many rows (the GEMV's row step, the sgemm's register tile). */
 #define ROW_ALIGN 16
+/* Quantized activations up to this size stay on the caller's stack (Q8_K: rows of about 14000 values). */
+#define X_STACK_BYTES (16 * 1024)
 /* A reference-only format's GEMV dequantizes this many floats of a row at a time (at least one block). */
 #define REFERENCE_PIECE_FLOATS 1024
 
@@ -35,6 +43,7 @@ typedef struct matmul_job {
     size_t row_bytes;
     int64_t rows, cols;
     const float *x;
+    const void *gemv_x; /* x in the format's dot_dtype (x itself for fp32) */
     int n_tokens;
     float *y;
 } matmul_job;
@@ -52,14 +61,15 @@ static void reference_gemv(const matmul_job *job, const uint8_t *w, int64_t n_ro
     const int64_t piece = REFERENCE_PIECE_FLOATS / f->block_elems * f->block_elems;
     float buf[REFERENCE_PIECE_FLOATS];
     for (int64_t r = 0; r < n_rows; r++) {
-        float acc[GEMM_MIN_TOKENS] = {0};
+        double acc[GEMM_MIN_TOKENS] = {0}; /* the slow path: accurate for long rows */
         for (int64_t c = 0; c < job->cols; c += piece) {
             const int64_t n = job->cols - c < piece ? job->cols - c : piece;
             f->to_f32(w + (size_t)r * job->row_bytes + sq_row_bytes(job->dtype, c), buf, n);
             for (int t = 0; t < job->n_tokens; t++)
-                for (int64_t i = 0; i < n; i++) acc[t] += buf[i] * job->x[(size_t)t * job->cols + c + i];
+                for (int64_t i = 0; i < n; i++)
+                    acc[t] += (double)buf[i] * job->x[(size_t)t * job->cols + c + i];
         }
-        for (int t = 0; t < job->n_tokens; t++) y[(size_t)t * job->rows + r] = acc[t];
+        for (int t = 0; t < job->n_tokens; t++) y[(size_t)t * job->rows + r] = (float)acc[t];
     }
 }
 
@@ -79,7 +89,7 @@ static void gemv_task(void *p, int ith, int nth) {
         if (job->kernels->reference_only)
             reference_gemv(job, w, n, job->y + r);
         else
-            job->kernels->gemv(w, job->row_bytes, n, job->cols, job->x, job->n_tokens, job->y + r,
+            job->kernels->gemv(w, job->row_bytes, n, job->cols, job->gemv_x, job->n_tokens, job->y + r,
                                (size_t)job->rows);
     }
 }
@@ -160,10 +170,35 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .y = y,
     };
     if (n_tokens < GEMM_MIN_TOKENS) {
+        job.gemv_x = x;
+        const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
+        if (x_dtype == SQ_DTYPE_F32) {
+            sq_threadpool_run(pool, gemv_task, &job);
+            return;
+        }
+        /* The quantized activations: on the stack for the usual widths, else on the heap; if even that fails,
+         * the format's reference path (fp32 activations) still gives the product. */
+        uint8_t stack[X_STACK_BYTES];
+        const size_t xrow = sq_row_bytes(x_dtype, job.cols), xbytes = xrow * (size_t)n_tokens;
+        uint8_t *qx = xbytes <= sizeof stack ? stack : malloc(xbytes);
+        if (!qx) {
+            static const sq_format_kernels reference = SQ_REFERENCE_ONLY;
+            job.kernels = &reference;
+        } else {
+            for (int t = 0; t < n_tokens; t++)
+                sq_dtype_info(x_dtype)->from_f32(x + (size_t)t * job.cols, qx + (size_t)t * xrow, job.cols);
+            job.gemv_x = qx;
+        }
         sq_threadpool_run(pool, gemv_task, &job);
+        if (qx != stack) free(qx);
         return;
     }
     sq_threadpool_run(pool, gemm_task, &job);
+}
+
+sq_dtype sq_cpu_matmul_x_dtype(const sq_cpu_kernels *set, sq_dtype w_dtype, int n_tokens) {
+    if (n_tokens >= GEMM_MIN_TOKENS || set->formats[w_dtype].reference_only) return SQ_DTYPE_F32;
+    return sq_dtype_info(w_dtype)->dot_dtype;
 }
 
 void sq_cpu_matmul(sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {

@@ -17,8 +17,15 @@ struct sq_cpu_kernels;
 void sq_cpu_matmul_with(const struct sq_cpu_kernels *set, sq_threadpool *pool, const sq_tensor *w,
                         const float *x, int n_tokens, float *y);
 
+/* What sq_cpu_matmul_with(set, ...) multiplies weights of w_dtype with for n_tokens tokens: SQ_DTYPE_F32, or
+ * the 8-bit format the GEMV's integer dot products take (the format's dot_dtype), into which x is quantized
+ * by that format's reference from_f32. */
+sq_dtype sq_cpu_matmul_x_dtype(const struct sq_cpu_kernels *set, sq_dtype w_dtype, int n_tokens);
+
 /* The oracle: plain C, one thread, each weight row dequantized with the dtype's reference to_f32, double
- * accumulation. */
+ * accumulation. sq_ref_matmul_x first rounds each row of x through x_dtype's reference conversions (from_f32,
+ * then to_f32): the oracle of a product whose activations were quantized. */
 void sq_ref_matmul(const sq_tensor *w, const float *x, int n_tokens, float *y);
+void sq_ref_matmul_x(const sq_tensor *w, sq_dtype x_dtype, const float *x, int n_tokens, float *y);
 
 #endif

@@ -17,3 +17,18 @@ void sq_ref_matmul(const sq_tensor *w, const float *x, int n_tokens, float *y) {
     }
     free(row);
 }
+
+void sq_ref_matmul_x(const sq_tensor *w, sq_dtype x_dtype, const float *x, int n_tokens, float *y) {
+    const int64_t cols = sq_tensor_row_len(w);
+    const sq_dtype_traits *f = sq_dtype_info(x_dtype);
+    float *xr = malloc((size_t)cols * (size_t)n_tokens * sizeof *xr);
+    void *q = malloc(sq_row_bytes(x_dtype, cols));
+    if (!xr || !q) abort();
+    for (int t = 0; t < n_tokens; t++) {
+        f->from_f32(x + (size_t)t * cols, q, cols);
+        f->to_f32(q, xr + (size_t)t * cols, cols);
+    }
+    sq_ref_matmul(w, xr, n_tokens, y);
+    free(xr);
+    free(q);
+}

@@ -1,0 +1,62 @@
+/* Pruning internals (issue 9, squeeze.h "pruning"): the mask every unstructured method chooses with, and the
+ * methods sq_prune dispatches to. */
+#ifndef SQ_COMPRESS_PRUNE_H
+#define SQ_COMPRESS_PRUNE_H
+
+#include <stdint.h>
+
+#include "squeeze.h"
+
+/* The linear weights of a block that unstructured pruning changes (GGUF suffixes after "blk.N."). */
+enum { SQ_PRUNE_N_LINEAR = 7 };
+extern const char *const sq_prune_linear_names[SQ_PRUNE_N_LINEAR];
+
+/* Which weights compete for removal under a sparsity. */
+typedef enum sq_mask_scope {
+    SQ_MASK_PER_MATRIX, /* one threshold for the whole matrix (magnitude, as Wanda's and SparseGPT's baseline)
+                         */
+    SQ_MASK_PER_ROW     /* each output row on its own (Wanda: "compared within each output row") */
+} sq_mask_scope;
+
+/* Sets to zero the weights of w [rows][cols] with the lowest score [rows][cols]. With m > 0 (N:M), in every
+ * group of m consecutive weights of a row, the m - n lowest (cols must be a multiple of m); otherwise the
+ * floor(sparsity * count) lowest of each scope (as Wanda's reference code counts them). Equal scores go lower
+ * index first, so the choice is deterministic. Returns how many weights it chose, or -1 when out of memory
+ * (w is then unchanged). */
+int64_t sq_prune_mask(float *w, const float *score, int64_t rows, int64_t cols, sq_mask_scope scope,
+                      double sparsity, int n, int m);
+
+/* Splits 0..n-1 into the k lowest-scored (a score that is not a number counts as most important; ties: lower
+ * index first) and the others: drop[k] and keep[n-k], each ascending. -1 when out of memory. */
+int sq_prune_split_lowest(const double *score, int n, int k, int *drop, int *keep);
+
+/* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
+ * call; *n_pruned gets how many weights the masks chose. */
+SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts,
+                                             int64_t *n_pruned);
+
+/* Wanda's score of w [rows][cols]: score[i][j] = |w[i][j]| * sqrt(sum_sq[j]) (sum_sq: the input channel's sum
+ * of squares over the calibration tokens). */
+void sq_prune_wanda_scores(const float *w, int64_t rows, int64_t cols, const double *sum_sq, float *score);
+
+/* SparseGPT on one matrix w [rows][cols] (changed in place: pruned weights exactly zero, the others updated)
+ * with xtx [cols][cols] the sum of x x^T over n_tokens calibration inputs: H = 2 xtx / n_tokens, inputs
+ * never active (H_jj = 0) pruned outright, H dampened by 1% of its mean diagonal, the upper Cholesky factor
+ * of H^-1, then lazy blocks of 128 columns (a multiple of m under N:M). Unstructured: in each block the
+ * floor(sparsity * rows * block) lowest w^2 / [H^-1]_jj^2; N:M: per row in each group of m columns, the m - n
+ * lowest as the group is reached. *chosen: weights the masks chose. SQ_ERR_INVALID_ARG when the dampened H
+ * is not positive definite. */
+SQ_NODISCARD sq_error *sq_prune_sparsegpt_matrix(float *w, int64_t rows, int64_t cols, const double *xtx,
+                                                 int64_t n_tokens, double sparsity, int n, int m,
+                                                 int64_t *chosen);
+
+/* Width pruning (SQ_PRUNE_WIDTH) on the calibration loop. */
+SQ_NODISCARD sq_error *sq_prune_width(sq_model *model, const sq_prune_options *opts);
+
+/* Shortened LLaMA's block importance: scores[n_layers] (ppl: calibration perplexity with the block alone
+ * skipped, *base the unskipped model's; magnitude: sum of |W| over its linear weights, *base 0). Higher means
+ * more important. */
+SQ_NODISCARD sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *opts,
+                                             double *scores, double *base);
+
+#endif

@@ -1,0 +1,112 @@
+/* The grids of grid.h: parameters chosen as each format's reference quantizer chooses them (ggml's
+ * quantize_row_*_ref for the GGUF formats, GPTQ's find_params for intN), stored scales rounded to f16 first
+ * so that rounding happens on the grid the file will hold. */
+#include "compress/quant/grid.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/tensor.h"
+
+static void choose_q8_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
+    float amax = 0;
+    for (int j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
+    p->d[0] = sq_f16_to_f32(sq_f32_to_f16(amax / 127));
+    p->m[0] = 0;
+}
+
+static void pack_q8_0(const sq_grid_params *p, const int8_t *q, void *block) {
+    sq_block_q8_0 *b = block;
+    b->d = sq_f32_to_f16(p->d[0]);
+    memcpy(b->qs, q, SQ_QK8_0);
+}
+
+static void choose_q4_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
+    float amax = 0, max = 0; /* the value of largest magnitude, with its sign */
+    for (int j = 0; j < n; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    p->d[0] = sq_f16_to_f32(sq_f32_to_f16(max / -8));
+    p->m[0] = -8 * p->d[0];
+}
+
+static void pack_q4_0(const sq_grid_params *p, const int8_t *q, void *block) {
+    sq_block_q4_0 *b = block;
+    b->d = sq_f32_to_f16(p->d[0]);
+    for (int j = 0; j < SQ_QK4_0 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_0 / 2] << 4);
+}
+
+static void choose_q4_1(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    (void)g;
+    float min = INFINITY, max = -INFINITY;
+    for (int j = 0; j < n; j++) min = fminf(min, x[j]), max = fmaxf(max, x[j]);
+    p->d[0] = sq_f16_to_f32(sq_f32_to_f16((max - min) / 15));
+    p->m[0] = sq_f16_to_f32(sq_f32_to_f16(min));
+}
+
+static void pack_q4_1(const sq_grid_params *p, const int8_t *q, void *block) {
+    sq_block_q4_1 *b = block;
+    b->d = sq_f32_to_f16(p->d[0]);
+    b->m = sq_f32_to_f16(p->m[0]);
+    for (int j = 0; j < SQ_QK4_1 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_1 / 2] << 4);
+}
+
+/* GPTQ's Quantizer.find_params(x, weight=True) for one group, asymmetric. */
+static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    double min = 0, max = 0;
+    for (int j = 0; j < n; j++) min = fmin(min, x[j]), max = fmax(max, x[j]);
+    if (min == 0 && max == 0) min = -1, max = 1;
+    const double s = (max - min) / g->qmax, z = nearbyint(-min / s);
+    p->d[0] = (float)s;
+    p->m[0] = (float)(-s * z);
+}
+
+sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
+    static const sq_grid fixed[] = {
+        {"q8_0", SQ_DTYPE_Q8_0, SQ_QK8_0, SQ_QK8_0, -127, 127, 8, choose_q8_0, pack_q8_0},
+        {"q4_0", SQ_DTYPE_Q4_0, SQ_QK4_0, SQ_QK4_0, 0, 15, 4, choose_q4_0, pack_q4_0},
+        {"q4_1", SQ_DTYPE_Q4_1, SQ_QK4_1, SQ_QK4_1, 0, 15, 4, choose_q4_1, pack_q4_1},
+    };
+    static const char *const ints[] = {"int2", "int3", "int4"};
+    *out = (sq_grid){0};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (!strcmp(type, fixed[i].name)) *out = fixed[i];
+    for (int b = 2; b <= 4; b++)
+        if (!strcmp(type, ints[b - 2])) {
+            if (group < 0 || group > cols)
+                return sq_errorf(SQ_ERR_INVALID_ARG, "%s: group %d is outside 0..%lld", type, group,
+                                 (long long)cols);
+            const int G = group ? group : (int)cols;
+            *out = (sq_grid){ints[b - 2], SQ_DTYPE_F32, G, G, 0, (1 << b) - 1, b, choose_int, NULL};
+        }
+    if (!out->name || strcmp(out->name, type))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, int4, int3, int2)", type);
+    if (cols <= 0 || (out->pack && cols % out->group))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "%s: rows of %lld are not a whole number of %d-element groups",
+                         type, (long long)cols, out->group);
+    return NULL;
+}
+
+void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed) {
+    const size_t row_bytes = g->pack ? sq_row_bytes(g->dtype, cols) : 0;
+    const size_t block_bytes = g->pack ? sq_dtype_info(g->dtype)->block_bytes : 0;
+    int8_t q[SQ_QK_K]; /* one group's integers when packing (groups with a layout are at most 256) */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c0 = 0; c0 < cols; c0 += g->group) {
+            sq_grid_params p;
+            const float *x = w + r * cols + c0; /* [group] */
+            const int n = sq_grid_group_len(g, c0, cols);
+            g->choose(g, x, n, &p);
+            for (int j = 0; j < n; j++) {
+                double v;
+                const int qj = sq_grid_round(g, &p, j / g->sub, x[j], &v);
+                if (values) values[r * cols + c0 + j] = (float)v;
+                if (packed && g->pack) q[j] = (int8_t)qj;
+            }
+            if (packed && g->pack)
+                g->pack(&p, q,
+                        (uint8_t *)packed + (size_t)r * row_bytes + (size_t)(c0 / g->group) * block_bytes);
+        }
+}

@@ -1,0 +1,67 @@
+/* Quantization grids: the values a format can store for one group of weights, as error-feedback and
+ * search methods (GPTQ, AWQ's clipping search) need them: choose a group's parameters once, then round any
+ * value onto that group's grid, then pack the chosen integers into the format's bytes.
+ *
+ * Every format here stores value = d[s] * q + m[s] for an integer q in [qmin, qmax], with (d, m) per
+ * sub-block s of `sub` elements inside a group of `group` elements whose parameters are chosen together: q8_0
+ * value = d * q,            q in [-127, 127], d = f16(max |x| / 127)      (ggml's, llama.cpp) q4_0   value =
+ * d * (q - 8),      q in [0, 15],     d = f16(x_amax / -8)        (ggml's) q4_1   value = d * q + m,        q
+ * in [0, 15],     d = f16((max - min) / 15), m = f16(min) intN   value = s * (q - z),      q in [0, 2^N-1],
+ * s = (max' - min') / (2^N - 1), z = round(-min' / s), max' = max(max, 0), min' = min(min, 0): GPTQ's
+ * asymmetric quantizer (quant.py, find_params), per group of G columns or per output row (G = the row
+ * length); values only (no packed layout yet). */
+#ifndef SQ_COMPRESS_QUANT_GRID_H
+#define SQ_COMPRESS_QUANT_GRID_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+#define SQ_GRID_MAX_SUB 16 /* sub-blocks per group */
+
+typedef struct sq_grid_params {
+    float d[SQ_GRID_MAX_SUB], m[SQ_GRID_MAX_SUB]; /* value = d[s] * q + m[s] */
+} sq_grid_params;
+
+typedef struct sq_grid {
+    const char *name;
+    sq_dtype dtype; /* the format the packed bytes are in; SQ_DTYPE_F32 for intN (values only) */
+    int group;      /* elements whose parameters are chosen together (a block), along a row */
+    int sub;        /* elements sharing one (d, m) inside a group */
+    int qmin, qmax;
+    int bits; /* intN: N */
+    /* the parameters of one group x[n]: n = group, or fewer for intN's last group of a row */
+    void (*choose)(const struct sq_grid *g, const float *x, int n, sq_grid_params *p);
+    /* the format's bytes of one group from its parameters and integers q[group]; NULL: values only */
+    void (*pack)(const sq_grid_params *p, const int8_t *q, void *block);
+} sq_grid;
+
+/* The grid of a format name ("q8_0", "q4_0", "q4_1") or of squeeze's asymmetric "int4", "int3", "int2" with
+ * `group` columns per parameter group (32, 64, 128, ...; 0: one group per row of `cols`). Fails with
+ * SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols is not a whole number of a
+ * block format's blocks. */
+sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out);
+
+/* The integer nearest x on sub-block s of p (ties to even), clamped to [qmin, qmax]; *value gets its value.
+ */
+static inline int sq_grid_round(const sq_grid *g, const sq_grid_params *p, int s, double x, double *value) {
+    const double d = p->d[s], m = p->m[s];
+    double q = d != 0 ? __builtin_nearbyint((x - m) / d) : 0;
+    if (q < g->qmin) q = g->qmin;
+    if (q > g->qmax) q = g->qmax;
+    *value = d * q + m;
+    return (int)q;
+}
+
+/* Round to nearest on the grid: every group of every row of w [rows][cols] gets its parameters from its own
+ * values, each value the nearest on them. values [rows][cols] (may be NULL) gets the results, packed (may be
+ * NULL; grids with a layout) the format's bytes. */
+/* Elements of the group starting at column c0 of a row of cols. */
+static inline int sq_grid_group_len(const sq_grid *g, int64_t c0, int64_t cols) {
+    return cols - c0 < g->group ? (int)(cols - c0) : g->group;
+}
+
+void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed);
+
+#endif

@@ -1,0 +1,88 @@
+/* The type names of squeeze quantize and llama.cpp's per-tensor rules for its file types (llama-quant.cpp,
+ * llama_tensor_get_type, as of llama-cpp-python 0.3.36's llama.cpp), for the dense llama-family models
+ * squeeze runs (no experts, no fused qkv, not Falcon). */
+#include "compress/quant/preset.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const sq_quant_preset presets[] = {
+    {"q8_0", SQ_DTYPE_Q8_0, 1},   {"q4_0", SQ_DTYPE_Q4_0, 1},   {"q4_1", SQ_DTYPE_Q4_1, 1},
+    {"q5_0", SQ_DTYPE_Q5_0, 1},   {"q5_1", SQ_DTYPE_Q5_1, 1},   {"q2_k", SQ_DTYPE_Q2_K, 1},
+    {"q3_k", SQ_DTYPE_Q3_K, 0},   {"q4_k", SQ_DTYPE_Q4_K, 0},   {"q5_k", SQ_DTYPE_Q5_K, 0},
+    {"q6_k", SQ_DTYPE_Q6_K, 1},   {"q3_k_m", SQ_DTYPE_Q3_K, 1}, {"q4_k_s", SQ_DTYPE_Q4_K, 1},
+    {"q4_k_m", SQ_DTYPE_Q4_K, 1}, {"q5_k_m", SQ_DTYPE_Q5_K, 1},
+};
+enum { N_PRESETS = sizeof presets / sizeof *presets };
+
+const sq_quant_preset *sq_quant_preset_find(const char *name) {
+    for (int i = 0; name && i < N_PRESETS; i++)
+        if (!strcmp(presets[i].name, name)) return &presets[i];
+    return NULL;
+}
+
+const char *sq_quant_preset_names(void) {
+    static char names[256];
+    if (!names[0])
+        for (int i = 0; i < N_PRESETS; i++) {
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", presets[i].name);
+        }
+    return names;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+int sq_quant_is_weight_matrix(const char *name, int ndim) {
+    return ndim >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight");
+}
+
+/* llama.cpp's layers that get more bits in the _M mixes: the first and last eighth, and every third between.
+ */
+static int use_more_bits(int layer, int n_layers) {
+    return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+static int is(const sq_quant_preset *p, const char *name) { return !strcmp(p->name, name); }
+
+sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_facts *m, const char *name,
+                              int64_t cols) {
+    if (!p->llama_rules) return p->base;
+    const int n = m->n_layers;
+    int layer = -1;
+    sscanf(name, "blk.%d.", &layer);
+    /* the output layer (token_embd when tied): Q6_K, or Q8_0 where 256-value blocks do not fit */
+    if (!strcmp(name, "output.weight") || (m->tied_embeddings && !strcmp(name, "token_embd.weight"))) {
+        if (cols % sq_dtype_info(p->base)->block_elems) return SQ_DTYPE_Q8_0;
+        return p->base == SQ_DTYPE_Q8_0 ? SQ_DTYPE_Q8_0 : SQ_DTYPE_Q6_K;
+    }
+    if (ends_with(name, ".attn_v.weight")) {
+        if (is(p, "q2_k")) return m->n_gqa >= 4 ? SQ_DTYPE_Q4_K : SQ_DTYPE_Q3_K;
+        if (is(p, "q3_k_m")) return layer < 2 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
+        if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;
+        if (is(p, "q4_k_s") && layer < 4) return SQ_DTYPE_Q5_K;
+    } else if (ends_with(name, ".ffn_down.weight")) {
+        if (is(p, "q2_k")) return SQ_DTYPE_Q3_K;
+        if (is(p, "q3_k_m")) return layer < n / 16 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
+        if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;
+        if (is(p, "q4_k_s") && layer < n / 8) return SQ_DTYPE_Q5_K;
+    } else if (ends_with(name, ".attn_output.weight")) {
+        if (is(p, "q2_k")) return SQ_DTYPE_Q3_K;
+        if (is(p, "q3_k_m")) return SQ_DTYPE_Q4_K;
+    }
+    return p->base;
+}
+
+sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols) {
+    if (cols % sq_dtype_info(dtype)->block_elems == 0) return dtype;
+    static const sq_dtype to[][2] = {
+        {SQ_DTYPE_Q2_K, SQ_DTYPE_Q4_0}, {SQ_DTYPE_Q3_K, SQ_DTYPE_Q4_0}, {SQ_DTYPE_Q4_K, SQ_DTYPE_Q5_0},
+        {SQ_DTYPE_Q5_K, SQ_DTYPE_Q5_1}, {SQ_DTYPE_Q6_K, SQ_DTYPE_Q8_0},
+    };
+    for (size_t i = 0; i < sizeof to / sizeof *to; i++)
+        if (to[i][0] == dtype && cols % sq_dtype_info(to[i][1])->block_elems == 0) return to[i][1];
+    return SQ_DTYPE_F16;
+}

@@ -1,0 +1,309 @@
+/* sq_quantize_model: plans every tensor's format (preset.c), checks the whole request, then quantizes one
+ * weight matrix at a time with the chosen method (method.h) and puts it into the model through
+ * sq_model_edit_tensors; writes the GGUF file last. Memory beyond the model: one matrix in fp32 and its
+ * quantized bytes. */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/quant/awq.h"
+#include "compress/quant/method.h"
+#include "compress/quant/preset.h"
+#include "core/tensor.h"
+#include "formats/out_file.h"
+#include "squeeze.h"
+
+static const sq_quant_method *method_find(const char *name) {
+    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq, &sq_quant_awq};
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+        if (!strcmp(methods[i]->name, name)) return methods[i];
+    return NULL;
+}
+
+void sq_quantize_report_free(sq_quantize_report *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_tensors; i++) free((char *)r->tensors[i].name);
+    free(r->tensors);
+    free(r);
+}
+
+/* The format a --keep type names, or an error: any format GGUF holds but Q8_K (an activation format). */
+static sq_error *keep_type(const sq_quant_keep *k, sq_dtype *out) {
+    const int d = k->type ? sq_dtype_from_name(k->type) : -1;
+    if (d < 0 || d == SQ_DTYPE_Q8_K || sq_dtype_info((sq_dtype)d)->ggml_type < 0)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "keep %s=%s: unknown type \"%s\" (expected a format such as f16, q8_0, q6_k)",
+                         k->pattern ? k->pattern : "", k->type ? k->type : "", k->type ? k->type : "");
+    *out = (sq_dtype)d;
+    return NULL;
+}
+
+/* Fills the report's plan: every tensor's wanted and chosen format. */
+static sq_error *plan(const sq_model *model, const sq_quantize_params *p, const sq_quant_preset *preset,
+                      sq_quantize_report *r) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    const sq_quant_model_facts facts = {
+        .n_layers = info.n_layers,
+        .n_gqa = info.n_kv_heads > 0 ? info.n_heads / info.n_kv_heads : 1,
+        .tied_embeddings = info.tied_embeddings,
+    };
+    int *keep_hits = calloc((size_t)p->n_keep + 1, sizeof *keep_hits);
+    if (!keep_hits) return sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+    sq_error *err = NULL;
+    for (int i = 0; i < r->n_tensors && !err; i++) {
+        sq_tensor_info t;
+        sq_model_tensor_info(model, i, &t);
+        sq_quant_tensor_report *q = &r->tensors[i];
+        if (!sq_quant_is_weight_matrix(t.name, t.ndim)) continue;
+        const int64_t cols = t.shape[t.ndim - 1];
+        sq_dtype want = sq_quant_preset_type(preset, &facts, t.name, cols), dtype;
+        int manual = 0;
+        for (int k = 0; k < p->n_keep && !manual; k++) {
+            if (!p->keep[k].pattern || fnmatch(p->keep[k].pattern, t.name, 0) != 0) continue;
+            if ((err = keep_type(&p->keep[k], &want))) break;
+            if (cols % sq_dtype_info(want)->block_elems) {
+                err = sq_errorf(SQ_ERR_INVALID_ARG,
+                                "keep %s=%s: tensor %s has rows of %lld values, not whole %s blocks of %d",
+                                p->keep[k].pattern, p->keep[k].type, t.name, (long long)cols,
+                                sq_dtype_info(want)->name, sq_dtype_info(want)->block_elems);
+                break;
+            }
+            manual = 1;
+            keep_hits[k]++;
+        }
+        dtype = sq_quant_fallback(want, cols);
+        q->wanted = sq_dtype_info(want)->name;
+        q->type = sq_dtype_info(dtype)->name;
+        r->n_fallbacks += dtype != want;
+    }
+    for (int k = 0; k < p->n_keep && !err; k++) {
+        sq_dtype unused;
+        if ((err = keep_type(&p->keep[k], &unused))) break;
+        if (!keep_hits[k])
+            err =
+                sq_errorf(SQ_ERR_INVALID_ARG, "keep %s=%s: the pattern matches no weight matrix of the model",
+                          p->keep[k].pattern ? p->keep[k].pattern : "", p->keep[k].type);
+    }
+    free(keep_hits);
+    return err;
+}
+
+/* Quantizes tensor t of the model to the planned format and puts it in. */
+static sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method, const sq_tensor_info *t,
+                                 sq_dtype dtype, sq_threadpool *pool, const sq_quantize_params *p,
+                                 const sq_quant_stats *stats) {
+    const int64_t cols = t->shape[t->ndim - 1], n = sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4,
+                  rows = n / cols;
+    const size_t nbytes = sq_tensor_bytes_for(dtype, t->ndim, t->shape);
+    float *w = malloc((size_t)n * sizeof *w);
+    void *out = malloc(nbytes);
+    sq_error *err = NULL;
+    if (!w || !out)
+        err =
+            sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s (%lld values)", t->name, (long long)n);
+    if (!err) err = sq_model_read_tensor(model, t->name, w, n);
+    if (!err) {
+        const sq_quant_job job = {.name = t->name,
+                                  .w = w,
+                                  .rows = rows,
+                                  .cols = cols,
+                                  .dtype = dtype,
+                                  .stats = stats,
+                                  .params = p,
+                                  .out = out};
+        err = method->quantize(&job, pool);
+    }
+    if (!err) {
+        const sq_tensor_edit edit = {
+            .name = t->name, .dtype = sq_dtype_info(dtype)->name, .data = out, .nbytes = nbytes};
+        err = sq_model_edit_tensors(model, &edit, 1);
+    }
+    free(w);
+    free(out);
+    return err;
+}
+
+/* ---------------------------------------------------------------- block by block (calibrated methods) */
+
+typedef struct calib_quant {
+    const sq_quant_method *method;
+    const sq_quantize_params *p;
+    sq_quantize_report *r;
+    unsigned char *done; /* [n_tensors] quantized already */
+    sq_threadpool *pool;
+    int64_t n_done, total;
+    sq_progress_fn progress;
+    void *user;
+} calib_quant;
+
+/* Which input of its block a weight matrix multiplies, or -1 for a tensor outside the blocks' linear layers.
+ */
+static int input_of(const char *name) {
+    static const struct {
+        const char *suffix;
+        sq_tap_point point;
+    } inputs[] = {{".attn_q.weight", SQ_TAP_ATTN_IN},   {".attn_k.weight", SQ_TAP_ATTN_IN},
+                  {".attn_v.weight", SQ_TAP_ATTN_IN},   {".attn_output.weight", SQ_TAP_ATTN_OUT},
+                  {".ffn_gate.weight", SQ_TAP_FFN_IN},  {".ffn_up.weight", SQ_TAP_FFN_IN},
+                  {".ffn_down.weight", SQ_TAP_FFN_DOWN}};
+    const size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        const size_t k = strlen(inputs[i].suffix);
+        if (n > k && !strcmp(name + n - k, inputs[i].suffix)) return (int)inputs[i].point;
+    }
+    return -1;
+}
+
+/* sq_calib_method.apply_block: quantizes every planned matrix of block `layer` with its input's statistics.
+ */
+static sq_error *quantize_block(void *user, sq_model *model, int layer, const sq_calib_stats *stats) {
+    calib_quant *c = user;
+    char prefix[32];
+    const int np = snprintf(prefix, sizeof prefix, "blk.%d.", layer);
+    double *xtx[4] = {0}; /* X^T X of inputs the method changed (prepare_block), NULL: as gathered */
+    if (c->method->prepare_block) {
+        const char *types[SQ_AWQ_N_LINEAR] = {0};
+        for (int k = 0; k < SQ_AWQ_N_LINEAR; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, sq_awq_linear[k]);
+            for (int i = 0; i < c->r->n_tensors; i++)
+                if (!strcmp(c->r->tensors[i].name, name) &&
+                    strcmp(c->r->tensors[i].type, c->r->tensors[i].from))
+                    types[k] = c->r->tensors[i].type;
+        }
+        SQ_TRY(c->method->prepare_block(model, layer, stats, types, c->p, xtx));
+    }
+    sq_error *err = NULL;
+    for (int i = 0; i < c->r->n_tensors && !err; i++) {
+        sq_quant_tensor_report *q = &c->r->tensors[i];
+        const int point = input_of(q->name);
+        if (c->done[i] || !strcmp(q->type, q->from) || strncmp(q->name, prefix, (size_t)np) || point < 0)
+            continue;
+        const sq_calib_stats *s = &stats[point];
+        const sq_quant_stats qs = {
+            .cols = s->width, .xtx = xtx[point] ? xtx[point] : s->xtx, .n_samples = s->n_tokens};
+        sq_tensor_info t;
+        sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
+        err =
+            quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, &qs);
+        if (err) break;
+        c->done[i] = 1;
+        c->r->n_quantized++;
+        c->n_done += q->n_elems;
+        if (c->progress) c->progress(c->user, c->n_done, c->total);
+    }
+    for (int p = 0; p < 4; p++) free(xtx[p]);
+    return err;
+}
+
+/* Checks that the method can store every planned format and has its samples, before any work. */
+static sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
+                              const sq_quantize_report *r) {
+    if (method->needs_stats && (!p->calib || !p->calib->ids))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: method %s needs calibration samples (--calib TEXT)",
+                         method->name);
+    for (int i = 0; method->supports && i < r->n_tensors; i++) {
+        const sq_quant_tensor_report *q = &r->tensors[i];
+        if (!strcmp(q->type, q->from) || input_of(q->name) < 0) continue;
+        sq_error *e = method->supports((sq_dtype)sq_dtype_from_name(q->type));
+        if (e)
+            return sq_error_wrap(e, "quantize: method %s cannot store %s as %s", method->name, q->name,
+                                 q->type);
+    }
+    return NULL;
+}
+
+sq_error *sq_quantize_model(sq_model *model, const sq_quantize_params *p, sq_progress_fn progress, void *user,
+                            sq_quantize_report **report_out) {
+    if (report_out) *report_out = NULL;
+    if (!model || !p) return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: no model or parameters given");
+    const sq_quant_preset *preset = sq_quant_preset_find(p->type);
+    if (!preset)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown type \"%s\" (expected one of %s)",
+                         p->type ? p->type : "(none)", sq_quant_preset_names());
+    const char *method_name = p->method ? p->method : "rtn";
+    const sq_quant_method *method = method_find(method_name);
+    if (!method)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn, gptq or awq)",
+                         method_name);
+    if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
+
+    const double t0 = sq_monotonic_seconds();
+    sq_quantize_report *r = calloc(1, sizeof *r);
+    const int n_tensors = sq_model_n_tensors(model);
+    if (!r || !(r->tensors = calloc((size_t)n_tensors + 1, sizeof *r->tensors))) {
+        free(r);
+        return sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+    }
+    r->n_tensors = n_tensors;
+    r->type = preset->name;
+    r->method = method->name;
+    sq_error *err = NULL;
+    for (int i = 0; i < n_tensors && !err; i++) {
+        sq_tensor_info t;
+        sq_model_tensor_info(model, i, &t);
+        if (!(r->tensors[i].name = strdup(t.name))) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+        r->tensors[i].from = r->tensors[i].type = r->tensors[i].wanted =
+            sq_dtype_info(sq_dtype_from_name(t.dtype))->name;
+    }
+    if (!err) err = plan(model, p, preset, r);
+    if (!err) err = check_method(method, p, r);
+    if (!err && p->output) err = sq_out_check(p->output);
+    sq_threadpool *pool = NULL;
+    if (!err && !(pool = sq_threadpool_create(p->n_threads)))
+        err = sq_errorf(SQ_ERR_NOMEM, "quantize: cannot start %d threads", p->n_threads);
+
+    int64_t total = 0, done_elems = 0;
+    for (int i = 0; i < n_tensors; i++) {
+        sq_tensor_info t;
+        sq_model_tensor_info(model, i, &t);
+        r->tensors[i].n_elems = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t.ndim, t.shape) / 4);
+        r->tensors[i].bytes_before = t.nbytes;
+        if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
+    }
+    /* A calibrated method quantizes the blocks' matrices block by block first; the rest (and everything, for
+     * RTN) is rounded to nearest below. */
+    unsigned char *done = calloc((size_t)n_tensors + 1, 1);
+    if (!err && !done) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+    if (!err && method->needs_stats) {
+        calib_quant c = {method, p, r, done, pool, 0, total, progress, user};
+        const sq_calib_method cm = {
+            .stats = method->stats, .apply_block = quantize_block, .changes_weights = 1, .user = &c};
+        err = sq_calibrate(model, p->calib, &cm, &(sq_calib_options){.n_threads = p->n_threads});
+        done_elems = c.n_done;
+    }
+    /* Tensors are visited by name: each edit may reorder nothing, but names are what the model promises. */
+    for (int i = 0; i < n_tensors && !err; i++) {
+        sq_quant_tensor_report *q = &r->tensors[i];
+        if (!strcmp(q->type, q->from) || done[i]) continue;
+        sq_tensor_info t;
+        sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
+        err = quantize_tensor(model, &sq_quant_rtn, &t, (sq_dtype)sq_dtype_from_name(q->type), pool, p, NULL);
+        r->n_quantized++;
+        done_elems += q->n_elems;
+        if (progress && !err) progress(user, done_elems, total);
+    }
+    free(done);
+    sq_threadpool_free(pool);
+    for (int i = 0; i < n_tensors; i++) {
+        sq_tensor_info t;
+        const int j = sq_model_tensor_index(model, r->tensors[i].name);
+        if (j < 0) continue;
+        sq_model_tensor_info(model, j, &t);
+        r->tensors[i].bytes_after = t.nbytes;
+        r->n_elems += r->tensors[i].n_elems;
+        r->bytes_before += r->tensors[i].bytes_before;
+        r->bytes_after += t.nbytes;
+    }
+    if (!err && p->output) err = sq_model_save(model, p->output, SQ_FORMAT_GGUF);
+    r->bits_per_weight = r->n_elems ? 8.0 * (double)r->bytes_after / (double)r->n_elems : 0;
+    r->seconds = sq_monotonic_seconds() - t0;
+    if (report_out && (!err || r->n_quantized))
+        *report_out = r;
+    else
+        sq_quantize_report_free(r);
+    return err;
+}

@@ -1,0 +1,71 @@
+/* gptq_tool: GPTQ on one layer (compress/quant/gptq.h), or round to nearest on the same grid (grid.h), for
+ * the reference test against a plain numpy GPTQ (tests/py/test_gptq.py).
+ *
+ *   gptq_tool METHOD TYPE GROUP ACT_ORDER BLOCK DAMP ROWS COLS N_TOKENS W XTX VALUES PACKED
+ *
+ * METHOD gptq or rtn (which ignores ACT_ORDER .. DAMP, N_TOKENS and XTX's values);
+ * reads W (float32 [ROWS][COLS]) and XTX (float64 [COLS][COLS], the sum of x x^T over N_TOKENS inputs),
+ * writes VALUES (float32 [ROWS][COLS], the quantized weights) and PACKED (the format's bytes; empty for
+ * grids without a layout). Errors go to stderr with exit status 1. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/quant/gptq.h"
+#include "core/tensor.h"
+
+static void *read_all(const char *path, size_t n) {
+    FILE *f = fopen(path, "rb");
+    void *p = malloc(n);
+    if (!f || !p || fread(p, 1, n, f) != n) {
+        fprintf(stderr, "gptq_tool: cannot read %zu bytes from %s\n", n, path);
+        exit(1);
+    }
+    fclose(f);
+    return p;
+}
+
+static void write_all(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, n, f) != n || fclose(f)) {
+        fprintf(stderr, "gptq_tool: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 14 || (strcmp(argv[1], "gptq") && strcmp(argv[1], "rtn"))) {
+        fprintf(stderr,
+                "usage: gptq_tool gptq|rtn TYPE GROUP ACT_ORDER BLOCK DAMP ROWS COLS N_TOKENS W XTX VALUES "
+                "PACKED\n");
+        return 2;
+    }
+    const int rtn = !strcmp(argv[1], "rtn");
+    argv++;
+    const int64_t rows = atoll(argv[6]), cols = atoll(argv[7]), n_tokens = atoll(argv[8]);
+    sq_grid grid;
+    sq_error *err = sq_grid_for(argv[1], atoi(argv[2]), cols, &grid);
+    const sq_gptq_options o = {
+        .damp = atof(argv[5]), .block_size = atoi(argv[4]), .act_order = atoi(argv[3])};
+    float *w = read_all(argv[9], (size_t)(rows * cols) * sizeof(float));
+    double *xtx = read_all(argv[10], (size_t)(cols * cols) * sizeof(double));
+    float *values = malloc((size_t)(rows * cols) * sizeof *values);
+    const size_t packed_bytes = grid.pack ? (size_t)rows * sq_row_bytes(grid.dtype, cols) : 0;
+    void *packed = malloc(packed_bytes + 1);
+    if (!err && rtn)
+        sq_grid_rtn(&grid, w, rows, cols, values, packed);
+    else if (!err)
+        err = sq_gptq_quantize("test", w, rows, cols, xtx, n_tokens, &grid, &o, values, packed);
+    if (err) {
+        fprintf(stderr, "gptq_tool: %s\n", sq_error_message(err));
+        sq_error_free(err);
+        return 1;
+    }
+    write_all(argv[11], values, (size_t)(rows * cols) * sizeof *values);
+    write_all(argv[12], packed, packed_bytes);
+    free(w);
+    free(xtx);
+    free(values);
+    free(packed);
+    return 0;
+}

@@ -1,0 +1,205 @@
+/* squeeze prune: remove weights (magnitude, Wanda, SparseGPT; unstructured or N:M) or whole blocks (depth,
+ * Shortened LLaMA) from a model and write the smaller model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct prune_args {
+    const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
+    double sparsity, heads, ffn;
+    long remove, calib_samples, calib_len, threads, seed;
+    int no_progress;
+} prune_args;
+
+static const cli_verb verb = {
+    .name = "prune",
+    .usage = "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
+             "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+             "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
+             "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
+             "[options]\n"
+             "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude]\n"
+             "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
+    .about =
+        "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
+        "once complete), printing what was removed and the parameters and size before and after.\n"
+        "\n"
+        "Every block's linear weights (q, k, v, o, gate, up, down) lose --sparsity S of each matrix, or\n"
+        "all but N of every M consecutive input weights (--nm N:M), by the method's score:\n"
+        "  magnitude: |W|, one threshold per matrix;\n"
+        "  wanda (Sun et al. 2023): |W| times the norm of its input channel over the calibration\n"
+        "    tokens, within each output row;\n"
+        "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
+        "    128 columns at a time.\n"
+        "width: each block loses --heads F of its key/value head groups (with their query heads) and\n"
+        "  --ffn F of its FFN channels, the least important by Wanda's score summed over the structure\n"
+        "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
+        "depth: Shortened LLaMA (Kim et al. 2024): every block is scored, then the K least important are\n"
+        "  removed. ppl: the calibration perplexity with that block alone skipped; magnitude: the sum of\n"
+        "  |W| of its linear weights.\n"
+        "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
+        "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
+        "block calibrated on the outputs of the blocks already pruned.\n",
+};
+
+static int parse_args(int argc, char **argv, prune_args *a) {
+    const cli_flag flags[] = {
+        CLI_FLAG_MODEL(&a->model, 1),
+        CLI_TEXT_FLAG("-o, --output", "OUT", &a->out, "where to write the pruned model", .required = 1),
+        CLI_FLAG_OUTPUT_FORMAT(&a->to),
+        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|wanda|sparsegpt|width|depth",
+                        "magnitude", "pruning method"),
+        CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
+                        "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
+        CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
+        CLI_NUMBER_FLAG("--heads", "F", &a->heads, 0, 1, 0,
+                        "width: fraction of each block's KV head groups removed"),
+        CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
+                        "width: fraction of each block's FFN channels removed"),
+        CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
+        CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude", "ppl", "depth: block importance"),
+        CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib,
+                      "calibration text (UTF-8) for wanda, sparsegpt, depth ppl"),
+        CLI_INT_FLAG("--calib-samples", "N", &a->calib_samples, 1, 1 << 20, 0, "calibration windows",
+                     .def_shown = "128; depth: 10"),
+        CLI_INT_FLAG("--calib-len", "L", &a->calib_len, 2, CLI_MAX_CTX, 128, "tokens per calibration window"),
+        CLI_FLAG_SEED(&a->seed, 0, "where the calibration windows are drawn"),
+        CLI_TEXT_FLAG("--scores-json", "FILE", &a->scores_json,
+                      "write the request, what changed and the per-block scores\n(docs/report-format.md)"),
+        CLI_FLAG_THREADS(&a->threads),
+        CLI_FLAG_TOKENIZER(&a->tokenizer),
+        CLI_FLAG_NO_PROGRESS(&a->no_progress),
+    };
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return rc;
+    if (!strcmp(a->method, "width")) {
+        if (!a->heads && !a->ffn) return cli_usage_error("prune", "width needs --heads F and/or --ffn F");
+        if (a->sparsity || a->nm || a->remove)
+            return cli_usage_error("prune", "--sparsity, --nm and --remove do not apply to --method width");
+        if (!a->calib) return cli_usage_error("prune", "width needs --calib TEXTFILE");
+    } else if (strcmp(a->method, "depth")) {
+        if (!a->sparsity == !a->nm)
+            return cli_usage_error("prune", "%s needs exactly one of --sparsity and --nm", a->method);
+        if (a->remove) return cli_usage_error("prune", "--remove belongs to --method depth");
+        if (!strcmp(a->method, "magnitude") && a->calib)
+            return cli_usage_error("prune", "magnitude pruning takes no --calib");
+        if (strcmp(a->method, "magnitude") && !a->calib)
+            return cli_usage_error("prune", "%s needs --calib TEXTFILE", a->method);
+    } else {
+        if (!a->remove) return cli_usage_error("prune", "depth needs --remove K");
+        if (a->sparsity || a->nm)
+            return cli_usage_error("prune", "--sparsity and --nm do not apply to --method depth");
+        if (!strcmp(a->criterion, "ppl") && !a->calib)
+            return cli_usage_error("prune", "the ppl criterion needs --calib TEXTFILE");
+    }
+    return CLI_CONTINUE;
+}
+
+/* "N:M" as two integers; 0 when it is not of that form (the library checks the values). */
+static int parse_nm(const char *text, int *n, int *m) {
+    char tail;
+    return text && sscanf(text, "%d:%d%c", n, m, &tail) == 2;
+}
+
+/* The calibration windows drawn from --calib's text, BOS first where the tokenizer adds one. */
+static SQ_NODISCARD sq_error *calib_samples(const sq_model *model, const prune_args *a,
+                                            sq_calib_samples *out) {
+    const sq_tokenizer *tok = sq_model_tokenizer(model);
+    char *text = NULL;
+    size_t len = 0;
+    int bos = -1;
+    long n = a->calib_samples ? a->calib_samples : !strcmp(a->method, "depth") ? 10 : 128;
+    uint64_t seed = a->seed < 0 ? cli_clock_seed() : (uint64_t)a->seed;
+    sq_error *err = sq_tokenizer_bos_for(tok, SQ_BOS_AUTO, &bos);
+    if (!err) err = sq_eval_read_text(a->calib, &text, &len);
+    if (!err) err = sq_calib_samples_from_text(tok, text, len, (int)n, (int)a->calib_len, bos, seed, out);
+    free(text);
+    return err;
+}
+
+static void print_summary(const prune_args *a, const sq_prune_options *o, const sq_prune_result *r) {
+    printf("model             %s -> %s\n", a->model, a->out);
+    if (o->method == SQ_PRUNE_WIDTH) {
+        printf("method            width, heads %.4g, ffn %.4g\n", o->heads, o->ffn);
+        printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples, o->calib->seq_len,
+               a->calib);
+    } else if (o->method != SQ_PRUNE_DEPTH) {
+        if (o->nm_m)
+            printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
+        else
+            printf("method            %s, sparsity %.4g\n", a->method, o->sparsity);
+        if (o->calib)
+            printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples,
+                   o->calib->seq_len, a->calib);
+        printf("pruned            %lld weights of the blocks' linear layers\n", (long long)r->n_pruned);
+    } else {
+        printf("method            depth, criterion %s, %d of %d blocks removed\n", a->criterion, r->n_removed,
+               r->n_layers_before);
+        if (o->criterion == SQ_DEPTH_PPL)
+            printf("calibration ppl   %.4f (no block removed)\n", r->base_score);
+        for (int l = 0; l < r->n_layers_before; l++) {
+            int gone = 0;
+            for (int k = 0; k < r->n_removed; k++) gone |= r->removed[k] == l;
+            printf("  block %-3d score %-14.6g%s\n", l, r->scores[l], gone ? "  removed" : "");
+        }
+    }
+    printf("blocks            %d -> %d\n", r->n_layers_before, r->n_layers_after);
+    printf("parameters        %lld -> %lld\n", (long long)r->params_before, (long long)r->params_after);
+    printf("non-zero          %lld -> %lld (%.2f%% of the parameters zero after)\n",
+           (long long)r->nonzero_before, (long long)r->nonzero_after,
+           r->params_after ? 100.0 * (double)(r->params_after - r->nonzero_after) / (double)r->params_after
+                           : 0);
+    printf("weight bytes      %.2f MB -> %.2f MB\n", r->bytes_before / 1e6, r->bytes_after / 1e6);
+}
+
+int sq_cmd_prune(int argc, char **argv) {
+    prune_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    sq_prune_options o = {.method = !strcmp(a.method, "depth")       ? SQ_PRUNE_DEPTH
+                                    : !strcmp(a.method, "wanda")     ? SQ_PRUNE_WANDA
+                                    : !strcmp(a.method, "sparsegpt") ? SQ_PRUNE_SPARSEGPT
+                                    : !strcmp(a.method, "width")     ? SQ_PRUNE_WIDTH
+                                                                     : SQ_PRUNE_MAGNITUDE,
+                          .sparsity = a.sparsity,
+                          .heads = a.heads,
+                          .ffn = a.ffn,
+                          .n_remove = (int)a.remove,
+                          .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE : SQ_DEPTH_PPL,
+                          .n_threads = (int)a.threads};
+    if (a.nm && !parse_nm(a.nm, &o.nm_n, &o.nm_m))
+        return cli_usage_error("prune", "--nm wants N:M (two integers, e.g. 2:4), not '%s'", a.nm);
+    sq_file_format format = cli_output_format(a.out, a.to);
+    sq_model *model;
+    sq_error *err = cli_load_model(a.model, &(sq_load_options){.tokenizer_path = a.tokenizer}, &model);
+    if (err) return cli_fail(err);
+    sq_calib_samples samples = {0};
+    if (a.calib && !sq_model_tokenizer(model)) {
+        fprintf(stderr, "squeeze prune: %s has no tokenizer to encode %s with; give --tokenizer PATH\n",
+                a.model, a.calib);
+        sq_model_free(model);
+        return 1;
+    }
+    if (a.calib && !(err = calib_samples(model, &a, &samples))) o.calib = &samples;
+    if (!err) err = sq_prune_check(model, &o);
+    sq_prune_result r = {0};
+    if (!err) {
+        cli_progress *bar = a.no_progress ? NULL : cli_progress_create("prune");
+        if (bar) o.progress = cli_progress_update, o.progress_user = bar;
+        err = sq_prune(model, &o, &r);
+        cli_progress_free(bar);
+    }
+    if (!err) err = sq_model_save(model, a.out, format);
+    if (!err) {
+        print_summary(&a, &o, &r);
+        const sq_report_model rm = {a.out, NULL, model};
+        if (a.scores_json) err = sq_report_write_prune(a.scores_json, &rm, a.model, &o, &r);
+    }
+    rc = err ? cli_fail(err) : 0;
+    sq_prune_result_free(&r);
+    sq_calib_samples_free(&samples);
+    sq_model_free(model);
+    return rc;
+}
