@@ -67,9 +67,9 @@ static int on_event(void *user, const sq_engine_event *ev) {
     return r->cancel_after && r->n_tokens >= r->cancel_after;
 }
 
-static sq_engine *make_engine(fixture *f, int max_seqs, size_t kv_mem, int no_prefix_cache) {
+static sq_engine *make_engine_ctx(fixture *f, int n_ctx, int max_seqs, size_t kv_mem, int no_prefix_cache) {
     sq_engine *e;
-    sq_engine_options o = {.n_ctx = 256,
+    sq_engine_options o = {.n_ctx = n_ctx,
                            .max_seqs = max_seqs,
                            .kv_mem = kv_mem,
                            .max_batch_tokens = 64,
@@ -77,6 +77,10 @@ static sq_engine *make_engine(fixture *f, int max_seqs, size_t kv_mem, int no_pr
                            .no_prefix_cache = no_prefix_cache};
     sq_test_ok(sq_engine_create(f->model, &o, &e));
     return e;
+}
+
+static sq_engine *make_engine(fixture *f, int max_seqs, size_t kv_mem, int no_prefix_cache) {
+    return make_engine_ctx(f, 256, max_seqs, kv_mem, no_prefix_cache);
 }
 
 static void submit_text(fixture *f, sq_engine *e, const char *prompt, int max_tokens, sq_sampler_params sp,
@@ -152,7 +156,7 @@ static void test_greedy_alone_and_among_others(void **state) {
     for (int i = 1; i < 16; i++) {
         sq_sampler_params sp = sq_sampler_default_params();
         sp.seed = (uint64_t)i;
-        submit_text(f, e, prompts[i % N_PROMPTS], 10 + 3 * i, sp, NULL, 0, &r[i], NULL);
+        submit_text(f, e, prompts[i % N_PROMPTS], 8 + 2 * i, sp, NULL, 0, &r[i], NULL);
         if (i == 7) submit_text(f, e, prompts[0], 40, greedy(), NULL, 0, &r[0], NULL);
         if (i % 4 == 0) sq_test_ok(sq_engine_step(e, NULL));
     }
@@ -199,14 +203,14 @@ static void test_prefix_reuse_matches_cold_run(void **state) {
         assert_float_equal(warm.logprobs[i], cold.logprobs[i], 1e-4);
 }
 
-/* A pool of 18 blocks of 16 positions: one full sequence of 256 positions (16 blocks) fits, six requests
- * growing to over 100 tokens each do not, so the latest are preempted and recomputed. Nothing is lost and the
- * greedy texts are those of the requests run alone. */
+/* A context of 64 positions and a pool of 5 blocks of 16: one full sequence (4 blocks) fits, four requests
+ * growing to about 50 tokens each (4 blocks) do not, so the latest are preempted and recomputed. Nothing is
+ * lost and the greedy texts are those of the requests run alone. */
 static void test_preemption_by_recompute(void **state) {
     fixture *f = *state;
-    sq_engine *e = make_engine(f, 6, 0, 1);
-    result alone[6] = {0};
-    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &alone[i], NULL);
+    sq_engine *e = make_engine_ctx(f, 64, 4, 0, 1);
+    result alone[4] = {0};
+    for (int i = 0; i < 4; i++) submit_text(f, e, prompts[i], 44, greedy(), NULL, 0, &alone[i], NULL);
     run_until_idle(e);
     sq_engine_stats big;
     sq_engine_get_stats(e, &big);
@@ -216,21 +220,21 @@ static void test_preemption_by_recompute(void **state) {
     size_t block_bytes = 0;
     { /* the bytes of one block, from a context of the same shape */
         sq_context *ctx;
-        sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 256, .n_threads = 1}, &ctx));
+        sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 64, .n_threads = 1}, &ctx));
         block_bytes = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
         sq_context_free(ctx);
     }
-    e = make_engine(f, 6, 18 * block_bytes, 1);
-    result small[6] = {0};
-    for (int i = 0; i < 6; i++) submit_text(f, e, prompts[i], 100, greedy(), NULL, 0, &small[i], NULL);
+    e = make_engine_ctx(f, 64, 4, 5 * block_bytes, 1);
+    result small[4] = {0};
+    for (int i = 0; i < 4; i++) submit_text(f, e, prompts[i], 44, greedy(), NULL, 0, &small[i], NULL);
     run_until_idle(e);
     sq_engine_stats st;
     sq_engine_get_stats(e, &st);
-    assert_int_equal(st.kv_blocks_total, 18);
+    assert_int_equal(st.kv_blocks_total, 5);
     assert_true(st.preemptions > 0);
     assert_int_equal(st.kv_blocks_used, 0);
     assert_int_equal(st.running + st.waiting, 0);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(small[i].finish, alone[i].finish);
         assert_string_equal(small[i].text, alone[i].text);
     }
@@ -260,9 +264,9 @@ static void test_cancel_and_random_mixes(void **state) {
     fixture *f = *state;
     uint64_t rng = 7;
     sq_engine *e = make_engine(f, 6, 0, 1);
-    result *r = calloc(24, sizeof *r);
-    int64_t ids[24];
-    for (int i = 0; i < 24; i++) {
+    result *r = calloc(16, sizeof *r);
+    int64_t ids[16];
+    for (int i = 0; i < 16; i++) {
         sq_sampler_params sp = sq_sampler_default_params();
         sp.seed = sq_test_rand_u64(&rng);
         r[i].cancel_after = (int)(sq_test_rand_u64(&rng) % 4 == 0 ? 1 + sq_test_rand_u64(&rng) % 10 : 0);
@@ -276,7 +280,7 @@ static void test_cancel_and_random_mixes(void **state) {
     sq_engine_get_stats(e, &st);
     assert_int_equal(st.kv_blocks_used, 0);
     assert_int_equal(st.running + st.waiting, 0);
-    for (int i = 0; i < 24; i++) {
+    for (int i = 0; i < 16; i++) {
         assert_true(r[i].finish != SQ_FINISH_NONE && r[i].finish != SQ_FINISH_ERROR);
         assert_int_equal(r[i].events_after_finish, 0);
         if (r[i].cancel_after) assert_true(r[i].n_tokens <= r[i].cancel_after); /* stopped at once */
