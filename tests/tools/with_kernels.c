@@ -1,6 +1,7 @@
 /* with_kernels SET COMMAND [ARGS...]: runs COMMAND with the CPU kernel set SET (scalar, avx2, avx512) forced
- * through SQ_KERNELS, which the library and the CLI honour. Exits 77 (CTest's "skipped") when this CPU cannot
- * run SET, so a numeric test registered once per kernel set runs every set the machine has.
+ * through SQ_KERNELS (or, for SET "native", with the set the dispatcher picks), which the library and the CLI
+ * honour. Exits 77 (CTest's "skipped") when this CPU cannot run SET, so a numeric test registered once per
+ * kernel set runs every set the machine has.
  *
  * OpenBLAS (the prefill GEMM) picks its own kernels by CPU model, so it is pinned to the core type a CPU of
  * that class gets (OPENBLAS_CORETYPE, unless already set): an AVX2 run here then computes what a Zen 3 or
@@ -15,6 +16,11 @@
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: with_kernels SET COMMAND [ARGS...]\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "native")) { /* the dispatcher's own choice, nothing forced */
+        execvp(argv[2], argv + 2);
+        perror("with_kernels: execvp");
         return 2;
     }
     sq_error *err = sq_cpu_force_kernels(argv[1]);
