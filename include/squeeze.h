@@ -342,9 +342,19 @@ typedef struct sq_context sq_context;
 /* How the KV cache stores keys and values. */
 typedef enum sq_kv_type {
     SQ_KV_F32 = 0, /* fp32 rows: exact */
-    SQ_KV_F16      /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
+    SQ_KV_F16,     /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
                       precision's rounding (2^-11 relative per stored value) */
+    /* KV-cache quantization: ggml's block formats along each row (n_kv_heads * head_dim values, which must be
+     * a multiple of 32), one f16 scale per 32 values, written when a token's key and value are stored and
+     * dequantized a tile at a time by attention. Per token, as llama.cpp's --cache-type-k/v q8_0|q4_0. */
+    SQ_KV_Q8_0, /* 8.5 bits per value (0.27x f32's bytes): round to nearest on 255 levels of max|x|/127 */
+    SQ_KV_Q4_0  /* 4.5 bits per value (0.14x): 16 levels of max-magnitude/-8; docs/benchmarks.md has the cost
+                 */
 } sq_kv_type;
+
+/* The name of a KV row type as the CLI's --kv-type takes it ("f32", "f16", "q8_0", "q4_0"); NULL for a value
+ * outside the enum. */
+const char *sq_kv_type_name(sq_kv_type type);
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
@@ -792,6 +802,7 @@ typedef struct sq_ppl_options {
      * (sq_forward_ex; the reference runs whole): depth-pruning scores, the quality of a model with blocks
      * removed, without removing them */
     const unsigned char *skip_layers;
+    sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -837,6 +848,7 @@ typedef struct sq_eval_options {
     sq_bos_policy bos;       /* whether requests start with BOS; SQ_BOS_AUTO (0): as the tokenizer says */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
+    sq_kv_type kv_type; /* how the KV cache stores keys and values */
 } sq_eval_options;
 
 typedef struct sq_task_result {

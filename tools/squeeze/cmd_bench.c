@@ -147,7 +147,7 @@ static void print_report(const bench_options *o, const sq_bench_result *results)
     printf("squeeze bench: %d prompt + %d output tokens per sequence, %d repetitions after %d warm-up, "
            "%d threads, %s kernels, %s KV cache, random prompt ids (seed %llu)\n",
            p->n_prompt, p->n_gen, p->n_reps, p->n_warmup, p->n_threads, sq_cpu_kernel_name(),
-           p->kv_type == SQ_KV_F16 ? "f16" : "f32", (unsigned long long)p->seed);
+           sq_kv_type_name(p->kv_type), (unsigned long long)p->seed);
     for (int m = 0; m < o->n_models; m++)
         printf("%s: %s%s%s%s\n",
                o->n_models == 1 ? "model"
