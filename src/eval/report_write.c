@@ -253,6 +253,7 @@ SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_m
     cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
     cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
     cJSON_AddStringToObject(settings, "kv_type", sq_kv_type_name(p->kv_type));
+    if (p->vs_kv_type_set) cJSON_AddStringToObject(settings, "vs_kv_type", sq_kv_type_name(p->vs_kv_type));
     cJSON_AddStringToObject(settings, "prompt", "random token ids");
     cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
     cJSON *variants = cJSON_AddArrayToObject(root, "variants");

@@ -199,6 +199,27 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
     return err;
 }
 
+/* Checks that the imatrix goes with RTN and that each of its entries fits the matrix of that name. */
+static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quant_method *method,
+                                            const sq_quantize_params *p) {
+    if (!p->imatrix) return NULL;
+    if (method != &sq_quant_rtn)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: an imatrix serves method rtn, not %s", method->name);
+    for (int i = 0; i < sq_imatrix_n_entries(p->imatrix); i++) {
+        sq_imatrix_entry e;
+        sq_imatrix_entry_at(p->imatrix, i, &e);
+        const int j = sq_model_tensor_index(model, e.name);
+        if (j < 0) continue; /* a weight this model does not have (pruned away) */
+        sq_tensor_info t;
+        sq_model_tensor_info(model, j, &t);
+        if (t.ndim != 2 || t.shape[1] != e.n_values)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld",
+                             e.name, e.n_values, (long long)t.shape[t.ndim - 1]);
+    }
+    return NULL;
+}
+
 /* Checks that the method can store every planned format and has its samples, before any work. */
 static SQ_NODISCARD sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
                                            const sq_quantize_report *r) {
@@ -252,6 +273,7 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
             sq_dtype_info(sq_dtype_from_name(t.dtype))->name;
     }
     if (!err) err = plan(model, p, preset, r);
+    if (!err) err = check_imatrix(model, method, p);
     if (!err) err = check_method(method, p, r);
     if (!err && p->output) err = sq_out_check(p->output);
     sq_threadpool *pool = NULL;
@@ -283,7 +305,13 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         if (!strcmp(q->type, q->from) || done[i]) continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        err = quantize_tensor(model, &sq_quant_rtn, &t, (sq_dtype)sq_dtype_from_name(q->type), pool, p, NULL);
+        sq_imatrix_entry e;
+        const sq_dtype dt = (sq_dtype)sq_dtype_from_name(q->type);
+        const int weighted = sq_imatrix_find(p->imatrix, q->name, &e) && sq_dtype_info(dt)->from_f32_weighted;
+        const sq_quant_stats qs = {.cols = e.n_values, .mean_sq = e.values, .n_samples = e.n_tokens};
+        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? &qs : NULL);
+        q->weighted = weighted;
+        r->n_weighted += weighted;
         r->n_quantized++;
         done_elems += q->n_elems;
         if (progress && !err) progress(user, done_elems, total);
