@@ -1130,6 +1130,13 @@ typedef struct sq_quantize_params {
      * importance-weighted search where the format has one (llama-quantize --imatrix); an entry whose length
      * is not the matrix's row length is refused before any work */
     const sq_imatrix *imatrix;
+    /* > 0 (method rtn only): mixed precision. The blocks' weight matrices that no keep rule names get the
+     * formats (among q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, f16 whose blocks fit their rows) that
+     * keep the whole file's bits per weight (every tensor, as the report counts) at most budget_bpw with the
+     * least summed sensitivity: sum_ij qw_j (W_ij - Q(W)_ij)^2, qw the imatrix entry (1 without one), chosen
+     * greedily by error removed per added byte (compress/quant/budget.c). A budget below the cheapest choice
+     * is refused before any matrix is written. The other tensors keep the type's rules. */
+    double budget_bpw;
 } sq_quantize_params;
 
 /* What happened to one tensor. Strings belong to the report. */
@@ -1141,6 +1148,7 @@ typedef struct sq_quant_tensor_report {
     int64_t n_elems;
     size_t bytes_before, bytes_after;
     int weighted; /* quantized by the format's importance-weighted search with the imatrix's entry */
+    int kept;     /* its format came from a --keep rule */
 } sq_quant_tensor_report;
 
 typedef struct sq_quantize_report {

@@ -23,6 +23,7 @@ static const cli_verb verb = {
         "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
         "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1; token_embd and output\n"
         "are rounded to nearest. Norms stay fp32.\n"
+        "--budget-bpw B: mixed precision; the summary lists the formats chosen.\n"
         "The file appears only when complete.\n",
 };
 
@@ -30,7 +31,7 @@ int sq_cmd_quantize(int argc, char **argv) {
     const char *in, *out, *type, *method, *tokenizer, *json, *calib, *imatrix_path;
     cli_texts keeps;
     long threads, calib_samples, calib_len, seed;
-    double damp;
+    double damp, budget;
     int no_progress, quiet, act_order;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&in, 1),
@@ -46,6 +47,10 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
         CLI_TEXT_FLAG("--imatrix", "FILE", &imatrix_path,
                       "importance matrix (squeeze imatrix) for method rtn"),
+        CLI_NUMBER_FLAG("--budget-bpw", "B", &budget, 0, 64, 0,
+                        "mixed precision (rtn): the blocks' matrices get formats\nchosen by sensitivity (the "
+                        "imatrix-weighted error)\nso that the file averages at most B bits per weight",
+                        .def_shown = "off", .lo_open = 1),
         CLI_INT_FLAG("--calib-samples", "N", &calib_samples, 1, 1 << 20, 128, "calibration windows"),
         CLI_INT_FLAG("--calib-len", "N", &calib_len, 2, CLI_MAX_CTX, 512,
                      "tokens per calibration window (at most the model's context)"),
@@ -100,7 +105,8 @@ int sq_cmd_quantize(int argc, char **argv) {
                                        .n_keep = keeps.n,
                                        .n_threads = (int)threads,
                                        .output = out,
-                                       .imatrix = imatrix};
+                                       .imatrix = imatrix,
+                                       .budget_bpw = budget};
     cli_progress *bar = no_progress ? NULL : cli_progress_create("quantize");
     sq_quantize_report *r = NULL;
     err = sq_quantize_model(model, &params, bar ? cli_progress_update : NULL, bar, &r);

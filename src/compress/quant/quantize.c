@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compress/quant/awq.h"
+#include "compress/quant/budget.h"
 #include "compress/quant/method.h"
 #include "compress/quant/preset.h"
 #include "core/tensor.h"
@@ -72,6 +73,7 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
             }
             manual = 1;
             keep_hits[k]++;
+            q->kept = 1;
         }
         dtype = sq_quant_fallback(want, cols);
         q->wanted = sq_dtype_info(want)->name;
@@ -202,6 +204,11 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
 /* Checks that the imatrix goes with RTN and that each of its entries fits the matrix of that name. */
 static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quant_method *method,
                                             const sq_quantize_params *p) {
+    if (p->budget_bpw < 0 || (p->budget_bpw > 0 && method != &sq_quant_rtn))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "quantize: a bits-per-weight budget (%g) must be positive and serves "
+                         "method rtn",
+                         p->budget_bpw);
     if (!p->imatrix) return NULL;
     if (method != &sq_quant_rtn)
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: an imatrix serves method rtn, not %s", method->name);
@@ -286,8 +293,10 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         sq_model_tensor_info(model, i, &t);
         r->tensors[i].n_elems = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t.ndim, t.shape) / 4);
         r->tensors[i].bytes_before = t.nbytes;
-        if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
     }
+    if (!err && p->budget_bpw > 0) err = sq_quant_budget_plan(model, p, r, pool);
+    for (int i = 0; i < n_tensors; i++)
+        if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
     /* A calibrated method quantizes the blocks' matrices block by block first; the rest (and everything, for
      * RTN) is rounded to nearest below. */
     unsigned char *done = calloc((size_t)n_tensors + 1, 1);
