@@ -112,6 +112,7 @@ SQ_NODISCARD sq_error *sq_report_write_ppl(const char *path, const sq_report_mod
     else
         cJSON_AddNullToObject(proto, "stride");
     cJSON_AddNumberToObject(proto, "batch", o->n_batch);
+    cJSON_AddStringToObject(proto, "kv_type", sq_kv_type_name(o->kv_type));
     if (o->bos_id >= 0)
         cJSON_AddNumberToObject(proto, "bos_id", o->bos_id);
     else
@@ -178,6 +179,7 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
     else
         cJSON_AddNullToObject(j, "limit");
     cJSON_AddNumberToObject(j, "ctx", o->n_ctx ? o->n_ctx : info.max_seq_len);
+    cJSON_AddStringToObject(j, "kv_type", sq_kv_type_name(o->kv_type));
     const sq_tokenizer *tok = sq_model_tokenizer(rm->model);
     int bos = -1;
     sq_error *err = tok ? sq_tokenizer_bos_for(tok, o->bos, &bos) : NULL;
