@@ -308,6 +308,7 @@ SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *r, con
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     cJSON_AddNumberToObject(j, "n_quantized", r->n_quantized);
     cJSON_AddNumberToObject(j, "n_fallbacks", r->n_fallbacks);
+    cJSON_AddNumberToObject(j, "n_imatrix", r->n_weighted);
     cJSON *tensors = cJSON_AddArrayToObject(j, "tensors");
     for (int i = 0; i < r->n_tensors; i++) {
         const sq_quant_tensor_report *t = &r->tensors[i];
@@ -319,6 +320,8 @@ SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *r, con
         cJSON_AddNumberToObject(o, "n_elems", (double)t->n_elems);
         cJSON_AddNumberToObject(o, "bytes_before", (double)t->bytes_before);
         cJSON_AddNumberToObject(o, "bytes_after", (double)t->bytes_after);
+        cJSON_AddBoolToObject(o, "imatrix", t->weighted);
+        cJSON_AddBoolToObject(o, "kept", t->kept);
         cJSON_AddItemToArray(tensors, o);
     }
     return write_report(path, j);
