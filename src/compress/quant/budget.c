@@ -88,7 +88,7 @@ static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_p
         sq_threadpool_run(pool, error_rows, &j);
         double total = 0;
         for (int i = 0; i < sq_threadpool_size(pool); i++) {
-            if (partial[i] < 0) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+            if (partial[i] < 0 && !err) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
             total += partial[i];
         }
         type[m] = candidates[c];
