@@ -1133,8 +1133,9 @@ typedef struct sq_quantize_params {
     /* > 0 (method rtn only): mixed precision. The blocks' weight matrices that no keep rule names get the
      * formats (among q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, f16 whose blocks fit their rows) that
      * keep the whole file's bits per weight (every tensor, as the report counts) at most budget_bpw with the
-     * least summed sensitivity: sum_ij qw_j (W_ij - Q(W)_ij)^2, qw the imatrix entry (1 without one), chosen
-     * greedily by error removed per added byte (compress/quant/budget.c). A budget below the cheapest choice
+     * least summed sensitivity: the relative output error sum_ij qw_j (W_ij - Q(W)_ij)^2 / sum_ij qw_j
+     * W_ij^2, qw the imatrix entry (1 without one), chosen greedily by error removed per added byte
+     * (compress/quant/budget.c). A budget below the cheapest choice
      * is refused before any matrix is written. The other tensors keep the type's rules. */
     double budget_bpw;
 } sq_quantize_params;

@@ -1,14 +1,16 @@
 /* Mixed precision by sensitivity and a greedy knapsack (--budget-bpw).
  *
- * Sensitivity of a matrix W [rows][cols] at a candidate format c: the error its rounding adds to the layer's
- * output, E[|(W - Q_c(W)) x|^2] summed over output rows, estimated with the input's per-channel mean x^2 (the
- * imatrix entry; 1 without one, i.e. plain squared error) as sum_ij qw_j (W_ij - Q_c(W)_ij)^2: exact when the
- * input channels are uncorrelated. Q_c is the quantizer quantize will run (importance-weighted with an
- * imatrix). Every searched matrix starts at its cheapest candidate; then, while the budget allows, the
- * upgrade (one matrix to any more expensive candidate) with the largest error removed per added byte is
- * applied: greedy by marginal gain per bit. Candidates dominated on a matrix (no cheaper and no more
- * accurate than another) are dropped first, so a matrix's candidates are a chain of increasing cost and
- * decreasing error. */
+ * Sensitivity of a matrix W [rows][cols] at a candidate format c: the relative error its rounding adds to the
+ * layer's output, E[|(W - Q_c(W)) x|^2] / E[|W x|^2], estimated with the input's per-channel mean x^2 (the
+ * imatrix entry; 1 without one) as sum_ij qw_j (W_ij - Q_c(W)_ij)^2 / sum_ij qw_j W_ij^2 (exact when the
+ * input channels are uncorrelated). Relative, not absolute: on stories15M the absolute error ranks ffn_down
+ * (whose inputs are small) least sensitive and gives it Q2_K, which cost 2.6x uniform q4_0's KL at the same
+ * bits; the relative error did not (docs/benchmarks.md). Q_c is the quantizer quantize will run
+ * (importance-weighted with an imatrix). Every searched matrix starts at its cheapest candidate; then, while
+ * the budget allows, the upgrade (one matrix to any more expensive candidate) with the largest error removed
+ * per added byte is applied: greedy by marginal gain per bit. Candidates dominated on a matrix (no cheaper
+ * and no more accurate than another) are dropped first, so a matrix's candidates are a chain of increasing
+ * cost and decreasing error. */
 #include "compress/quant/budget.h"
 
 #include <stdlib.h>
@@ -28,7 +30,8 @@ typedef struct error_job {
     const float *w, *qw; /* [rows][cols], [cols] (NULL: 1) */
     int64_t rows, cols;
     sq_dtype dtype;
-    double *partial; /* [nth] */
+    double *partial; /* [nth] summed weighted squared error of each thread's rows */
+    double *energy;  /* [nth] summed weighted squared weights (the output energy) */
 } error_job;
 
 static void error_rows(void *p, int ith, int nth) {
@@ -38,7 +41,7 @@ static void error_rows(void *p, int ith, int nth) {
     sq_split_range((long)j->rows, ith, nth, &r0, &r1);
     uint8_t *q = malloc(sq_row_bytes(j->dtype, j->cols)); /* [row bytes] */
     float *y = malloc((size_t)j->cols * sizeof *y);       /* [cols] */
-    double e = 0;
+    double e = 0, energy = 0;
     for (long r = r0; q && y && r < r1; r++) {
         const float *x = j->w + (size_t)r * (size_t)j->cols;
         if (j->qw && f->from_f32_weighted)
@@ -49,9 +52,11 @@ static void error_rows(void *p, int ith, int nth) {
         for (int64_t c = 0; c < j->cols; c++) {
             const double d = (double)x[c] - y[c];
             e += (j->qw ? j->qw[c] : 1.0) * d * d;
+            energy += (j->qw ? j->qw[c] : 1.0) * (double)x[c] * x[c];
         }
     }
     j->partial[ith] = q && y ? e : -1; /* -1: out of memory */
+    j->energy[ith] = energy;
     free(q);
     free(y);
 }
@@ -71,7 +76,8 @@ static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_p
     const int64_t cols = t->shape[t->ndim - 1],
                   n = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4);
     float *w = malloc((size_t)n * sizeof *w);
-    double *partial = calloc((size_t)sq_threadpool_size(pool), sizeof *partial);
+    const int nth = sq_threadpool_size(pool);
+    double *partial = calloc(2 * (size_t)nth, sizeof *partial); /* [2][nth]: errors, energies */
     sq_error *err =
         w && partial ? NULL : sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", t->name);
     if (!err) err = sq_model_read_tensor(model, t->name, w, n);
@@ -84,16 +90,17 @@ static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_p
     int m = 0;
     for (int c = 0; c < N_CAND && !err; c++) {
         if (cols % sq_dtype_info(candidates[c])->block_elems) continue;
-        error_job j = {w, qw, n / cols, cols, candidates[c], partial};
+        error_job j = {w, qw, n / cols, cols, candidates[c], partial, partial + nth};
         sq_threadpool_run(pool, error_rows, &j);
-        double total = 0;
-        for (int i = 0; i < sq_threadpool_size(pool); i++) {
+        double total = 0, energy = 0;
+        for (int i = 0; i < nth; i++) {
             if (partial[i] < 0 && !err) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
             total += partial[i];
+            energy += partial[nth + i];
         }
         type[m] = candidates[c];
         bytes[m] = sq_tensor_bytes_for(candidates[c], t->ndim, t->shape);
-        errs[m++] = total;
+        errs[m++] = energy > 0 ? total / energy : 0; /* an all-zero matrix has no error to weigh */
     }
     free(w);
     free(partial);
