@@ -209,7 +209,7 @@ SQ_NODISCARD sq_error *sq_model_load(const char *path, const sq_load_options *op
 void sq_model_free(sq_model *model);
 
 typedef struct sq_model_info {
-    const char *arch;        /* "llama", "mistral", "qwen2" */
+    const char *arch;        /* "llama", "mistral", "qwen2", "qwen3" */
     const char *file_format; /* "llama2c", "safetensors", "gguf" */
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, max_seq_len;
     float rope_theta, norm_eps;
@@ -267,6 +267,7 @@ typedef struct sq_layer_info {
     int head_dim;        /* the model's */
     int ffn_dim;         /* FFN width: rows of ffn_gate and ffn_up */
     int has_qkv_bias;    /* attn_q/attn_k/attn_v carry biases */
+    int has_qk_norm;     /* queries and keys are RMS-normalised per head before RoPE (Qwen3) */
     int64_t n_params;    /* elements of the block's tensors */
     size_t weight_bytes; /* their bytes in memory */
 } sq_layer_info;

@@ -1,8 +1,8 @@
-/* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: llama,
- * mistral (llama with attention.sliding_window; a llama file with a sliding window is read as mistral) and
- * qwen2 (q/k/v biases, halves RoPE). Llama-3 RoPE scaling is read from rope_freqs.weight. Metadata that
- * changes the arithmetic beyond that (other RoPE scaling, experts) is refused naming the key; special-token
- * ids out of range are dropped with a warning. */
+/* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: the rows of
+ * model/arch.c (llama; mistral: llama with attention.sliding_window, a llama file with a sliding window is
+ * read as mistral; qwen2: q/k/v biases, halves RoPE; qwen3: q/k norms, halves RoPE). Llama-3 RoPE scaling is
+ * read from rope_freqs.weight. Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
+ * is refused naming the key; special-token ids out of range are dropped with a warning. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "formats/rope_scaling.h"
 #include "formats/tensor_io.h"
 #include "formats/tensor_names.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
 #define ROPE_FREQS "rope_freqs.weight"
@@ -66,15 +67,16 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     const char *path = g->file->path;
     char *arch;
     SQ_TRY(sq_gguf_get_string(g, "general.architecture", &arch, NULL));
-    int known = !strcmp(arch, "llama") || !strcmp(arch, "mistral") || !strcmp(arch, "qwen2");
-    if (!known) {
+    const sq_arch *a = sq_arch_find_gguf(arch);
+    if (!a) {
+        char known[128];
         sq_error *err =
-            sq_errorf(SQ_ERR_UNSUPPORTED,
-                      "%s: GGUF architecture '%.64s' is not supported (llama, mistral, qwen2)", path, arch);
+            sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF general.architecture '%.64s' is not supported (%s)", path,
+                      arch, sq_arch_list(known, sizeof known, 1));
         free(arch);
         return err;
     }
-    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    snprintf(c->arch, sizeof c->arch, "%s", a->name);
     const int big = 1 << 24;
     sq_error *err = NULL;
 #define TRY(x)                                                                                               \
@@ -131,8 +133,8 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                         arch, experts);
 #undef TRY
     if (!err) {
-        c->rope_style = strcmp(arch, "qwen2") == 0 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
-        if (!strcmp(arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
+        c->rope_style = a->gguf_rope;
+        if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
     }
     free(arch);
     return err;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/array.h"
+#include "model/arch.h"
 #include "core/error.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
@@ -193,15 +194,14 @@ static uint64_t align_up(uint64_t x) {
 
 sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     const sq_model_config *c = &m->cfg;
-    const int qwen2 = !strcmp(c->arch, "qwen2");
-    if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
+    const sq_arch *a = sq_arch_find(c->arch);
+    if (!a) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
     for (int i = 0; i < m->n_tensors; i++)
         if (sq_dtype_info(m->tensors[i]->dtype)->ggml_type < 0)
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF has no type for %s tensor %s", path,
                              sq_dtype_info(m->tensors[i]->dtype)->name, m->tensors[i]->name);
-    const char *arch = qwen2 ? "qwen2" : "llama";
-    const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
+    const char *arch = a->gguf;
+    const sq_rope_style rope = a->gguf_rope;
 
     const int n_freqs = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? c->head_dim / 2 : 0;
     float *freqs = NULL;

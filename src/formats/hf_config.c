@@ -8,14 +8,7 @@
 
 #include "core/error.h"
 #include "formats/out_file.h"
-
-static const struct {
-    const char *hf, *arch;
-} architectures[] = {
-    {"LlamaForCausalLM", "llama"},
-    {"MistralForCausalLM", "mistral"},
-    {"Qwen2ForCausalLM", "qwen2"},
-};
+#include "model/arch.h"
 
 typedef struct reader {
     const char *path;
@@ -108,21 +101,22 @@ static SQ_NODISCARD sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c, const sq_arch **arch) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "architectures");
     const cJSON *name = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
     if (!cJSON_IsString(name))
         return sq_errorf(SQ_ERR_FORMAT,
                          "%s: config field architectures (e.g. [\"LlamaForCausalLM\"]) is missing", r->path);
-    for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
-        if (!strcmp(name->valuestring, architectures[i].hf)) {
-            snprintf(c->arch, sizeof c->arch, "%s", architectures[i].arch);
-            return NULL;
-        }
+    *arch = sq_arch_find_hf(name->valuestring);
+    if (*arch) {
+        snprintf(c->arch, sizeof c->arch, "%s", (*arch)->name);
+        return NULL;
+    }
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->root, "model_type"));
+    char known[256];
     return sq_errorf(SQ_ERR_UNSUPPORTED,
-                     "%s: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                     "Qwen2ForCausalLM)",
-                     r->path, name->valuestring);
+                     "%s: architecture %.64s is not supported (model_type %.32s; supported: %s)", r->path,
+                     name->valuestring, type ? type : "absent", sq_arch_list(known, sizeof known, 0));
 }
 
 /* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the
@@ -236,17 +230,17 @@ static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
 }
 
 /* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral
- * everywhere (4096 when the config omits the field; null turns it off); Qwen2 only with use_sliding_window,
- * on the layers layer_types marks (else those from max_window_layers on). Llama has none. One window for
- * all layers or none is supported; a mix of both is not. */
-static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
+ * everywhere (4096 when the config omits the field; null turns it off); Qwen2 and Qwen3 only with
+ * use_sliding_window, on the layers layer_types marks (else those from max_window_layers on). Llama has none.
+ * One window for all layers or none is supported; a mix of both is not. */
+static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
-    if (!strcmp(c->arch, "mistral")) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
         if (!window) c->sliding_window = 4096;
         return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
     }
-    if (strcmp(c->arch, "qwen2") != 0) return NULL;
+    if (a->hf_window != SQ_HF_WINDOW_OPT_IN) return NULL;
     int n_sliding;
     SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
     int use = 0, size = window ? -1 : 4096, from = 28;
@@ -261,11 +255,10 @@ static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, sq_model_confi
     }
     if (n_sliding == c->n_layers) c->sliding_window = size;
     if (n_sliding == 0 || n_sliding == c->n_layers) return NULL;
-    return sq_errorf(
-        SQ_ERR_UNSUPPORTED,
-        "%s: Qwen2 use_sliding_window with %s = %d of %d layers windowed (a window on some layers "
-        "only) is not supported",
-        r->path, decided_by, n_sliding, c->n_layers);
+    return sq_errorf(SQ_ERR_UNSUPPORTED,
+                     "%s: use_sliding_window with %s = %d of %d layers windowed (a window on some layers "
+                     "only) is not supported",
+                     r->path, decided_by, n_sliding, c->n_layers);
 }
 
 /* Keys that change the arithmetic of these architectures beyond what squeeze implements: an error naming the
@@ -294,7 +287,8 @@ static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_model_
 
 static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) {
     const int big = 1 << 24;
-    SQ_TRY(get_architecture(r, c));
+    const sq_arch *a;
+    SQ_TRY(get_architecture(r, c, &a));
     SQ_TRY(get_int(r, r->root, "hidden_size", 1, 1, big, &c->dim));
     SQ_TRY(get_int(r, r->root, "intermediate_size", 1, 1, big, &c->ffn_dim));
     SQ_TRY(get_int(r, r->root, "num_hidden_layers", 1, 1, 4096, &c->n_layers));
@@ -308,13 +302,12 @@ static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_f
     c->norm_eps = 1e-6f; /* transformers' default for all three */
     SQ_TRY(get_float(r, r->root, "rms_norm_eps", 0, &c->norm_eps));
     SQ_TRY(get_rope(r, c));
-    SQ_TRY(get_sliding_window(r, c));
+    SQ_TRY(get_sliding_window(r, a, c));
     SQ_TRY(check_unsupported(r, c));
-    const int qwen2 = !strcmp(c->arch, "qwen2");
     flags->tie_word_embeddings = 0;
     SQ_TRY(get_bool(r, "tie_word_embeddings", &flags->tie_word_embeddings));
-    flags->attention_bias = qwen2;
-    if (!qwen2) SQ_TRY(get_bool(r, "attention_bias", &flags->attention_bias));
+    flags->attention_bias = a->qkv_bias == SQ_PART_ALWAYS;
+    if (a->hf_attention_bias) SQ_TRY(get_bool(r, "attention_bias", &flags->attention_bias));
     SQ_TRY(token_id(r, "bos_token_id", cJSON_GetObjectItemCaseSensitive(r->root, "bos_token_id"),
                     c->vocab_size, &c->bos_id));
     c->n_eos_ids = 0;
@@ -368,15 +361,15 @@ static double shortest(float f) {
 
 sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path) {
     const sq_model_config *c = &m->cfg;
-    const char *hf = NULL;
-    for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
-        if (!strcmp(c->arch, architectures[i].arch)) hf = architectures[i].hf;
-    if (!hf) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: no Hugging Face architecture for %s", path, c->arch);
-    const int qwen2 = !strcmp(c->arch, "qwen2"), mistral = !strcmp(c->arch, "mistral");
+    const sq_arch *a = sq_arch_find(c->arch);
+    if (!a) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: no Hugging Face architecture for %s", path, c->arch);
+    const char *hf = a->hf_class;
     const int bias = sq_model_find_tensor(m, "blk.0." SQ_NAME_ATTN_Q_BIAS) != NULL;
-    if (qwen2 && !bias)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a Qwen2 checkpoint needs q/k/v biases, this model has none",
-                         path);
+    if (a->qkv_bias == SQ_PART_ALWAYS && !bias)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint needs q/k/v biases, this model has none",
+                         path, hf);
+    if (a->qkv_bias == SQ_PART_NEVER && bias)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold q/k/v biases", path, hf);
     cJSON *root = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
     cJSON_AddItemToArray(archs, cJSON_CreateString(hf));
@@ -401,18 +394,22 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }
-    if (mistral) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
         if (c->sliding_window > 0)
             cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
         else
             cJSON_AddNullToObject(root, "sliding_window");
-    } else if (qwen2) {
+    } else if (a->hf_window == SQ_HF_WINDOW_OPT_IN && c->sliding_window > 0) {
+        cJSON_AddTrueToObject(root, "use_sliding_window");
+        cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
+        cJSON_AddNumberToObject(root, "max_window_layers", 0);
+    } else if (a->hf_window == SQ_HF_WINDOW_OPT_IN) {
         cJSON_AddFalseToObject(root, "use_sliding_window");
     } else if (c->sliding_window > 0) {
         cJSON_Delete(root);
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a llama checkpoint cannot hold a sliding window", path);
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold a sliding window", path, hf);
     }
-    if (!qwen2) cJSON_AddBoolToObject(root, "attention_bias", bias);
+    if (a->hf_attention_bias) cJSON_AddBoolToObject(root, "attention_bias", bias);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied_embeddings);
     if (c->bos_id >= 0) cJSON_AddNumberToObject(root, "bos_token_id", c->bos_id);
     if (c->n_eos_ids == 1) cJSON_AddNumberToObject(root, "eos_token_id", c->eos_ids[0]);

@@ -25,6 +25,8 @@ static const struct {
     {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias"},
     {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias"},
     {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias"},
+    {SQ_NAME_ATTN_Q_NORM, "self_attn.q_norm.weight"},
+    {SQ_NAME_ATTN_K_NORM, "self_attn.k_norm.weight"},
     {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight"},
     {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight"},
     {SQ_NAME_FFN_UP, "mlp.up_proj.weight"},

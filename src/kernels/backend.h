@@ -74,7 +74,9 @@ typedef struct sq_block_weights {
     sq_tensor wq, wk, wv,
         wo;               /* [n_heads*head_dim][dim], [kv_dim][dim], [kv_dim][dim], [dim][n_heads*head_dim] */
     sq_tensor bq, bk, bv; /* [n_heads*head_dim], [kv_dim], [kv_dim] (Qwen2) */
-    sq_tensor ffn_norm;   /* [dim] */
+    sq_tensor q_norm,
+        k_norm;             /* [head_dim] each: per-head RMSNorm of q and k before RoPE (Qwen3); or absent */
+    sq_tensor ffn_norm;     /* [dim] */
     sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
     sq_tensor w_down;       /* [dim][ffn_dim] */
     int n_heads, n_kv_heads, ffn_dim;

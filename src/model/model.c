@@ -8,6 +8,7 @@
 
 #include "core/array.h"
 #include "core/error.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
 sq_model *sq_model_new(void) {
@@ -120,7 +121,7 @@ int sq_split_layer_name(const char *name, const char *prefix, const char **rest)
 /* ---------------------------------------------------------------- binding */
 
 /* The widths a block's tensor dimensions are checked against. */
-typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN } width;
+typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN, W_HEAD } width;
 
 /* A block's tensors: canonical suffix, where the layer keeps it, and its shape ([rows] or [rows][cols]). */
 static const struct layer_slot {
@@ -137,6 +138,8 @@ static const struct layer_slot {
     {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), 1, W_Q, W_NONE},
     {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), 1, W_KV, W_NONE},
     {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), 1, W_KV, W_NONE},
+    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), 1, W_HEAD, W_NONE},
+    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), 1, W_HEAD, W_NONE},
     {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), 0, W_DIM, W_NONE},
     {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), 0, W_FFN, W_DIM},
     {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), 0, W_FFN, W_DIM},
@@ -151,6 +154,7 @@ static const sq_tensor **slot_of(sq_layer *L, size_t s) {
 /* Binding state: which tensors something claimed, so that a tensor nothing uses is reported. */
 typedef struct binder {
     const sq_model *m;
+    const sq_arch *arch; /* the model's row of the architecture table */
     const char *path;
     char *claimed; /* [n_tensors] */
 } binder;
@@ -203,7 +207,8 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
     const int64_t widths[] = {
-        [W_NONE] = 0, [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0], [W_FFN] = L->ffn_dim};
+        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0],
+        [W_FFN] = L->ffn_dim, [W_HEAD] = hd};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
         const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
@@ -213,6 +218,14 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     if (!L->bq != !L->bk || !L->bq != !L->bv)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
                          l);
+    if (!L->q_norm != !L->k_norm)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d has only one of attn_q_norm and attn_k_norm (both or none)", b->path, l);
+    const sq_arch *a = b->arch;
+    if ((a->qk_norm == SQ_PART_ALWAYS && !L->q_norm) || (a->qk_norm == SQ_PART_NEVER && L->q_norm))
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d %s q/k norms (attn_q_norm, attn_k_norm), which a %s model %s", b->path,
+                         l, L->q_norm ? "has" : "lacks", a->name, L->q_norm ? "never has" : "needs");
 #undef NAME
     return NULL;
 }
@@ -221,6 +234,8 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
                                    const sq_tensor **global) {
     const sq_model *m = b->m;
     const char *path = b->path;
+    if (!(b->arch = sq_arch_find(c->arch)))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unknown architecture '%.16s'", path, c->arch);
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
     if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
@@ -272,7 +287,7 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
 
 sq_error *sq_model_bind(sq_model *m, const char *path) {
     sq_model_config c = m->cfg;
-    binder b = {m, path, calloc((size_t)m->n_tensors + 1, 1)};
+    binder b = {.m = m, .path = path, .claimed = calloc((size_t)m->n_tensors + 1, 1)};
     const int n_layers = c.n_layers > 0 && c.n_layers <= 4096 ? c.n_layers : 1;
     sq_layer *layers = calloc((size_t)n_layers, sizeof *layers);
     const sq_tensor *global[3];
@@ -344,6 +359,7 @@ sq_error *sq_model_layer_info(const sq_model *m, int l, sq_layer_info *info) {
     info->head_dim = m->cfg.head_dim;
     info->ffn_dim = L.ffn_dim;
     info->has_qkv_bias = L.bq != NULL;
+    info->has_qk_norm = L.q_norm != NULL;
     for (size_t s = 0; s < N_SLOTS; s++) {
         const sq_tensor *t = *slot_of(&L, s);
         if (!t) continue;

@@ -32,7 +32,7 @@ typedef struct sq_rope_scaling {
 #define SQ_MAX_EOS_IDS 16
 
 typedef struct sq_model_config {
-    char arch[16]; /* "llama", "mistral", "qwen2" */
+    char arch[16]; /* a row of model/arch.c: "llama", "mistral", "qwen2", "qwen3" */
     int dim, n_layers, head_dim, vocab_size, max_seq_len;
     /* A loader sets the file's values; once bound, the largest over the layers (each layer's own are in
      * sq_layer: they differ after width pruning). */
@@ -58,6 +58,8 @@ typedef struct sq_layer {
     const sq_tensor *bq;              /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
     const sq_tensor *bk;              /* [n_kv_heads*head_dim]; NULL likewise */
     const sq_tensor *bv;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *q_norm;          /* [head_dim] RMSNorm of each query head before RoPE (Qwen3); or NULL */
+    const sq_tensor *k_norm;          /* [head_dim] likewise of each key head; both or neither */
     const sq_tensor *ffn_norm;        /* [dim] */
     const sq_tensor *w_gate;          /* [ffn_dim][dim] */
     const sq_tensor *w_up;            /* [ffn_dim][dim] */
@@ -95,6 +97,8 @@ struct sq_model {
 #define SQ_NAME_ATTN_Q_BIAS "attn_q.bias"
 #define SQ_NAME_ATTN_K_BIAS "attn_k.bias"
 #define SQ_NAME_ATTN_V_BIAS "attn_v.bias"
+#define SQ_NAME_ATTN_Q_NORM "attn_q_norm.weight"
+#define SQ_NAME_ATTN_K_NORM "attn_k_norm.weight"
 #define SQ_NAME_FFN_NORM    "ffn_norm.weight"
 #define SQ_NAME_FFN_GATE    "ffn_gate.weight"
 #define SQ_NAME_FFN_UP      "ffn_up.weight"

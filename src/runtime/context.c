@@ -33,7 +33,7 @@ void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
 
 /* ---------------------------------------------------------------- weights */
 
-enum { BLOCK_TENSORS = 12 };
+enum { BLOCK_TENSORS = 14 };
 
 static int n_weight_slots(const sq_context *ctx) { return 3 + BLOCK_TENSORS * ctx->model->cfg.n_layers; }
 
@@ -56,6 +56,8 @@ static void weight_slots(sq_context *ctx, const sq_tensor **host, sq_tensor **de
         SLOT(L->bq, &b->bq);
         SLOT(L->bk, &b->bk);
         SLOT(L->bv, &b->bv);
+        SLOT(L->q_norm, &b->q_norm);
+        SLOT(L->k_norm, &b->k_norm);
         SLOT(L->ffn_norm, &b->ffn_norm);
         SLOT(L->w_gate, &b->w_gate);
         SLOT(L->w_up, &b->w_up);

@@ -185,6 +185,10 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     if (w->bq.data) be->add_bias(B, a->q, w->bq.data, n, q_dim);
     if (w->bk.data) be->add_bias(B, a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) be->add_bias(B, a->v, w->bv.data, n, kv_dim);
+    if (w->q_norm.data) { /* Qwen3: every head's query and key RMS-normalised over head_dim */
+        be->rmsnorm(B, a->q, w->q_norm.data, a->norm_eps, n * w->n_heads, hd, a->q);
+        be->rmsnorm(B, a->k, w->k_norm.data, a->norm_eps, n * w->n_kv_heads, hd, a->k);
+    }
     be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
     be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
     be->attention(B, &(sq_attention_args){.q = a->q,

@@ -17,6 +17,9 @@ are dequantized to their exact values) and every operation runs in float64.
                      flash-attention path saw window + 1, fixed upstream: transformers#29623, #39408)
   Qwen2ForCausalLM   the same with q/k/v biases; the window only applies when use_sliding_window is true, and
                      then to layers >= max_window_layers
+  Qwen3ForCausalLM   Qwen2's attention without biases (attention_bias, default false) and with per-head
+                     RMSNorm of q and k over head_dim before RoPE (modeling_qwen3.Qwen3Attention:
+                     q_norm(q_proj(x).view(.., head_dim)), likewise k), eps rms_norm_eps
   llama2.c (.bin)    Llama with RoPE on interleaved pairs (2i, 2i+1), theta 10000, eps 1e-5
   GGUF llama         interleaved pairs (llama.cpp's converter permutes HF q/k rows); GGUF qwen2: halves
 
@@ -53,6 +56,8 @@ class Layer:
     bk: Optional[np.ndarray] = None
     bv: Optional[np.ndarray] = None
     bo: Optional[np.ndarray] = None
+    q_norm: Optional[np.ndarray] = None  # [head_dim] (Qwen3)
+    k_norm: Optional[np.ndarray] = None
     window: int = 0  # 0: full causal attention
 
 
@@ -165,6 +170,10 @@ def forward(model, tokens, cache=None):
         q = linear(h, L.wq, L.bq).reshape(n, n_heads, hd).transpose(1, 0, 2)
         k = linear(h, L.wk, L.bk).reshape(n, n_kv, hd).transpose(1, 0, 2)
         v = linear(h, L.wv, L.bv).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        if L.q_norm is not None:
+            q = rms_norm(q, L.q_norm, model.norm_eps)
+        if L.k_norm is not None:
+            k = rms_norm(k, L.k_norm, model.norm_eps)
         q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
         k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
         if cache.k[li] is not None:
@@ -222,8 +231,8 @@ def as_halves(model):
         heads = w.shape[0] // hd
         return w[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
-    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk))
-              for L in model.layers]
+    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk),
+                      q_norm=permute(L.q_norm), k_norm=permute(L.k_norm)) for L in model.layers]
     return replace(model, rope_interleaved=False, layers=layers)
 
 
@@ -244,7 +253,7 @@ def weight_difference(src, dst):
         if la.window != lb.window:
             return f"layer {i}: attention window {lb.window} != {la.window}"
         for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
-                  "bo"]:
+                  "bo", "q_norm", "k_norm"]:
             pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
     for what, x, y in pairs:
         if (x is None) != (y is None):
@@ -345,7 +354,7 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3"):
         raise NotImplementedError(f"model_type {arch}")
     t = _hf_tensors(dirpath)
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -361,7 +370,7 @@ def load_hf(dirpath):
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
         sliding = [True] * n_layers
-    elif arch == "qwen2" and cfg.get("use_sliding_window", False):
+    elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
         types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
                                            else "full_attention" for l in range(n_layers)]
@@ -395,6 +404,8 @@ def load_hf(dirpath):
                 bk=get(p + "self_attn.k_proj.bias", True),
                 bv=get(p + "self_attn.v_proj.bias", True),
                 bo=get(p + "self_attn.o_proj.bias", True),
+                q_norm=get(p + "self_attn.q_norm.weight", arch != "qwen3"),
+                k_norm=get(p + "self_attn.k_norm.weight", arch != "qwen3"),
                 window=window if sliding[l] else 0,
             )
         )
@@ -422,7 +433,7 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2"):
+    if arch not in ("llama", "qwen2", "qwen3"):
         raise NotImplementedError(f"GGUF architecture {arch}")
     t = {}
     for ti in r.tensors:
@@ -465,6 +476,8 @@ def load_gguf(path):
                 bk=get(p + "attn_k.bias", True),
                 bv=get(p + "attn_v.bias", True),
                 bo=get(p + "attn_output.bias", True),
+                q_norm=get(p + "attn_q_norm.weight", arch != "qwen3"),
+                k_norm=get(p + "attn_k_norm.weight", arch != "qwen3"),
                 window=window,
             )
         )

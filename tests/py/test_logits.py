@@ -45,6 +45,8 @@ def ablations(name, model):
             ("q/k/v biases dropped", with_layers(model, bq=None, bk=None, bv=None)),
             ("sliding_window applied although use_sliding_window is false", with_layers(model, window=4)),
         ]
+    if name.startswith("qwen3"):
+        return [("q/k norms dropped", with_layers(model, q_norm=None, k_norm=None))]
     if name == "llama3_rope":
         return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
     if name == "llama_mha_f32":

@@ -53,9 +53,17 @@ VARIANTS = {
     # The same model layout stored as three safetensors shards with an index.
     "llama_sharded": dict(arch="llama", dim=64, n_layers=3, n_heads=4, n_kv_heads=4, hidden=160, vocab=512,
                           dtype="F32", seed=108, shards=3),
+    # Qwen3: per-head q/k RMSNorm, no biases, head_dim 32 != dim / n_heads as in the real models (2048/16 =
+    # 128 there); bf16 with untied output, and an fp32 tied one (Qwen3-0.6B ties its embeddings).
+    "qwen3_bf16": dict(arch="qwen3", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, hidden=160,
+                       vocab=512, dtype="BF16", seed=109, rope_theta=1000000.0, norm_eps=1e-6,
+                       sliding_window=4, use_sliding_window=False),
+    "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
+                       dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
 }
 
-_HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+             "qwen3": "Qwen3ForCausalLM"}
 _TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -93,6 +101,9 @@ def _weights(spec):
             w[p + "self_attn.q_proj.bias"] = 0.5 * rng.standard_normal(q_out)
             w[p + "self_attn.k_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
             w[p + "self_attn.v_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
+        if spec["arch"] == "qwen3":  # per-head norms over head_dim; spread so that dropping them shows
+            w[p + "self_attn.q_norm.weight"] = 1.0 + 0.5 * rng.standard_normal(hd)
+            w[p + "self_attn.k_norm.weight"] = 1.0 + 0.5 * rng.standard_normal(hd)
         w[p + "post_attention_layernorm.weight"] = norm()
         w[p + "mlp.gate_proj.weight"] = lin(hid, d)
         w[p + "mlp.up_proj.weight"] = lin(hid, d)
@@ -132,9 +143,11 @@ def _config(spec):
         cfg.update(attention_bias=False, mlp_bias=False, pretraining_tp=1)
     if spec["arch"] == "mistral":
         cfg["sliding_window"] = spec.get("sliding_window")
-    if spec["arch"] == "qwen2":
+    if spec["arch"] in ("qwen2", "qwen3"):
         cfg.update(sliding_window=spec.get("sliding_window"), use_sliding_window=spec.get("use_sliding_window"),
                    max_window_layers=spec["n_layers"])
+    if spec["arch"] == "qwen3":
+        cfg.update(attention_bias=False)
     return cfg
 
 
@@ -252,8 +265,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
 
     spec = VARIANTS[name]
     arch = spec["arch"]
-    if arch not in ("llama", "qwen2") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
-        raise ValueError(f"{name}: only plain llama and qwen2 variants are written as GGUF here")
+    if arch not in ("llama", "qwen2", "qwen3") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
+        raise ValueError(f"{name}: only plain llama, qwen2 and qwen3 variants are written as GGUF here")
     src = generate(name, outroot)
     w = {k: safetensors_np.to_f64(dt, a).astype(np.float32) for k, (dt, a) in _weights(spec).items()}
     d, hd = spec["dim"], spec.get("head_dim", spec["dim"] // spec["n_heads"])
@@ -304,13 +317,14 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
                   ("post_attention_layernorm.weight", "ffn_norm.weight"), ("mlp.gate_proj.weight", "ffn_gate.weight"),
                   ("mlp.up_proj.weight", "ffn_up.weight"), ("mlp.down_proj.weight", "ffn_down.weight"),
                   ("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
-                  ("self_attn.v_proj.bias", "attn_v.bias")]
+                  ("self_attn.v_proj.bias", "attn_v.bias"), ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+                  ("self_attn.k_norm.weight", "attn_k_norm.weight")]
     for l in range(spec["n_layers"]):
         for hf, gg in hf_to_gguf:
             x = w.get(f"model.layers.{l}.{hf}")
             if x is None:
                 continue
-            if gg.startswith(("attn_q", "attn_k")):
+            if gg.startswith(("attn_q.", "attn_k.")):
                 x = to_interleaved(x)
             put(f"blk.{l}.{gg}", x, x.ndim == 2)
     writer.write_header_to_file()
