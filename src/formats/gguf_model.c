@@ -131,9 +131,21 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         err = sq_errorf(SQ_ERR_UNSUPPORTED,
                         "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
                         arch, experts);
+    static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (size_t i = 0; i < 2 && !err; i++) {
+        float cap = 0;
+        TRY(arch_float(g, arch, softcaps[i], 0, &cap));
+        if (!err && cap != 0)
+            err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF %s.%s = %g (logit soft-capping) is not supported",
+                            path, arch, softcaps[i], cap);
+    }
 #undef TRY
     if (!err) {
         c->rope_style = a->gguf_rope;
+        if (a->gguf_swa_pattern) { /* what llama.cpp assumes of the family, not stored in the file */
+            sq_model_set_layer_pattern(c, a->gguf_swa_pattern);
+            c->rope_local_theta = a->gguf_rope_local_theta;
+        }
         if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
     }
     free(arch);
@@ -192,7 +204,7 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
         if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
                              path, t->name, m->cfg.arch, m->cfg.n_layers);
-        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes));
+        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
     }
     return NULL;
 }

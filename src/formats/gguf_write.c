@@ -202,6 +202,16 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
                              sq_dtype_info(m->tensors[i]->dtype)->name, m->tensors[i]->name);
     const char *arch = a->gguf;
     const sq_rope_style rope = a->gguf_rope;
+    /* llama.cpp takes the layer pattern, the local RoPE base and the attention scale from the architecture */
+    sq_model_config implied = *c;
+    sq_model_set_layer_pattern(&implied, a->gguf_swa_pattern);
+    if (memcmp(implied.global_layers, c->global_layers, sizeof c->global_layers) ||
+        (a->gguf_swa_pattern && c->rope_local_theta != a->gguf_rope_local_theta) || c->attn_scalar != 0)
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: GGUF %s cannot hold this model's local/global layer pattern, local RoPE base or "
+            "attention scale (llama.cpp assumes %s's)",
+            path, arch, arch);
 
     const int n_freqs = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? c->head_dim / 2 : 0;
     float *freqs = NULL;

@@ -1,6 +1,7 @@
 /* The model's tensor registry, binding tensors into layers, and the facts the public API reports. */
 #include "model/model.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,9 @@ static const struct layer_slot {
     {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), 1, W_KV, W_NONE},
     {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), 1, W_HEAD, W_NONE},
     {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), 1, W_HEAD, W_NONE},
+    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), 1, W_DIM, W_NONE},
     {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), 0, W_DIM, W_NONE},
+    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), 1, W_DIM, W_NONE},
     {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), 0, W_FFN, W_DIM},
     {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), 0, W_FFN, W_DIM},
     {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), 0, W_DIM, W_FFN},
@@ -222,6 +225,16 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
         return sq_errorf(SQ_ERR_FORMAT,
                          "%s: blk.%d has only one of attn_q_norm and attn_k_norm (both or none)", b->path, l);
     const sq_arch *a = b->arch;
+    if (!L->attn_post_norm != !L->ffn_post_norm)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d has only one of post_attention_norm and post_ffw_norm (both or none)",
+                         b->path, l);
+    if ((a->post_norms == SQ_PART_ALWAYS && !L->ffn_post_norm) ||
+        (a->post_norms == SQ_PART_NEVER && L->ffn_post_norm))
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d %s post-norms (post_attention_norm, post_ffw_norm), which a %s model %s",
+                         b->path, l, L->ffn_post_norm ? "has" : "lacks", a->name,
+                         L->ffn_post_norm ? "never has" : "needs");
     if ((a->qk_norm == SQ_PART_ALWAYS && !L->q_norm) || (a->qk_norm == SQ_PART_NEVER && L->q_norm))
         return sq_errorf(SQ_ERR_FORMAT,
                          "%s: blk.%d %s q/k norms (attn_q_norm, attn_k_norm), which a %s model %s", b->path,
@@ -237,7 +250,7 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
     if (!(b->arch = sq_arch_find(c->arch)))
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unknown architecture '%.16s'", path, c->arch);
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
-    if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
+    if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > SQ_MAX_LAYERS || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
         return sq_errorf(SQ_ERR_FORMAT,
@@ -258,6 +271,13 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
         return sq_errorf(SQ_ERR_FORMAT, "%s: invalid norm epsilon %g or rope theta %g", path, c->norm_eps,
                          c->rope_theta);
     if (c->sliding_window < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: negative sliding window", path);
+    if (sq_model_has_layer_pattern(c) && !(c->rope_local_theta > 0))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: local and global layers but no RoPE base for the local ones",
+                         path);
+    if (!(c->attn_scalar >= 0 && c->attn_scalar < 1e9f))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: invalid attention scalar %g", path, c->attn_scalar);
+    c->ffn_act = b->arch->ffn_act;
+    c->embd_scale = b->arch->embd_scale_sqrt_dim ? sqrtf((float)c->dim) : 1.0f;
 
     const int64_t dim = c->dim;
     SQ_TRY(require(b, SQ_NAME_TOK_EMBD, 0, SHAPE(c->vocab_size, dim), &global[0]));
@@ -288,7 +308,7 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
 sq_error *sq_model_bind(sq_model *m, const char *path) {
     sq_model_config c = m->cfg;
     binder b = {.m = m, .path = path, .claimed = calloc((size_t)m->n_tensors + 1, 1)};
-    const int n_layers = c.n_layers > 0 && c.n_layers <= 4096 ? c.n_layers : 1;
+    const int n_layers = c.n_layers > 0 && c.n_layers <= SQ_MAX_LAYERS ? c.n_layers : 1;
     sq_layer *layers = calloc((size_t)n_layers, sizeof *layers);
     const sq_tensor *global[3];
     sq_error *err = b.claimed && layers ? bind(&b, &c, layers, global)
@@ -305,6 +325,18 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     m->out_norm = global[1];
     m->output = global[2] ? global[2] : global[0];
     return NULL;
+}
+
+int sq_model_has_layer_pattern(const sq_model_config *c) {
+    for (size_t i = 0; i < sizeof c->global_layers / sizeof *c->global_layers; i++)
+        if (c->global_layers[i]) return 1;
+    return 0;
+}
+
+void sq_model_set_layer_pattern(sq_model_config *c, int n) {
+    memset(c->global_layers, 0, sizeof c->global_layers);
+    for (int l = n - 1; n > 0 && l < c->n_layers && l < SQ_MAX_LAYERS; l += n)
+        c->global_layers[l / 64] |= (uint64_t)1 << (l % 64);
 }
 
 /* ---------------------------------------------------------------- facts */

@@ -5,6 +5,7 @@ On tiny_models checkpoints with one thing changed:
   - an unknown architectures / model_type: the class, the model_type and the supported list named;
   - Qwen3 without its q/k norms (a Qwen2-shaped file called Qwen3), with only one of them, with norms of the
     wrong width, and a Llama whose blocks carry q/k norms it never has: the tensor named;
+  - Gemma 3 with soft-capping, another activation, a layer_types list of the wrong length, or one post-norm;
   - the same through GGUF (general.architecture qwen3 without attn_q_norm; an unknown architecture).
 """
 
@@ -81,6 +82,23 @@ def main():
 
     expect_error(checks, "Llama with q/k norms", with_tensors(llama, os.path.join(root, "llama-norms"), add_norms),
                  ["blk.0 has q/k norms", "a llama model never has"])
+
+    gemma = tiny_models.generate("gemma3_layer_types", root)
+    for what, rewrite, needles in [
+        ("Gemma 3 with attention soft-capping", {"attn_logit_softcapping": 50.0},
+         ["attn_logit_softcapping = 50", "not supported"]),
+        ("Gemma 3 with final soft-capping", {"final_logit_softcapping": 30.0}, ["final_logit_softcapping = 30"]),
+        ("Gemma 3 with exact GELU", {"hidden_activation": "gelu"},
+         ["hidden_activation = gelu is not supported (gelu_pytorch_tanh)"]),
+        ("Gemma 3 layer_types of the wrong length", {"layer_types": ["full_attention"]},
+         ["layer_types must list one type per layer (3)"]),
+    ]:
+        expect_error(checks, what, tiny_models.with_config(gemma, os.path.join(root, "gemma-cfg"), cfg(rewrite)),
+                     needles)
+    expect_error(checks, "Gemma 3 without post-norms",
+                 with_tensors(gemma, os.path.join(root, "gemma-no-post"),
+                              lambda t: {k: v for k, v in t.items() if "post_feedforward" not in k}),
+                 ["blk.0 has only one of post_attention_norm and post_ffw_norm"])
 
     gguf = tiny_models.generate_gguf("qwen3_tied", os.path.join(root, "gguf"), "F32")
     import gguf as G

@@ -92,7 +92,7 @@ def main():
           [("hf", os.path.join(work, "stories15M-hf")), ("gguf", os.path.join(work, "stories15M.gguf")),
            ("llama2c", os.path.join(work, "stories15M-roundtrip.bin"))], tokens)
 
-    for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied"]:
+    for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied", "gemma3_bf16"]:
         src = tiny_models.generate(name, os.path.join(work, "tiny"))
         rng = np.random.default_rng(11)
         tokens = [1] + [int(t) for t in rng.integers(3, tiny_models.VARIANTS[name]["vocab"], 23)]

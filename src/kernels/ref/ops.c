@@ -50,6 +50,19 @@ void sq_ref_swiglu(float *gate, const float *up, int64_t n) {
     }
 }
 
+void sq_ref_geglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double x = gate[i];
+        gate[i] = (float)(0.5 * x *
+                          (1.0 + tanh(0.79788456080286535588 /* sqrt(2/pi) */ * (x + 0.044715 * x * x * x))) *
+                          up[i]);
+    }
+}
+
+void sq_ref_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((double)x[i] * s);
+}
+
 void sq_ref_kv_store(const sq_kv_view *kv, const float *k, const float *v, const sq_token_batch *tokens) {
     for (int t = 0; t < tokens->n_tokens; t++) {
         uint8_t *kr = sq_kv_row(kv, kv->k, tokens->seq[t], tokens->slot[t]);
