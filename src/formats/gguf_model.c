@@ -145,6 +145,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         if (a->gguf_swa_pattern) { /* what llama.cpp assumes of the family, not stored in the file */
             sq_model_set_layer_pattern(c, a->gguf_swa_pattern);
             c->rope_local_theta = a->gguf_rope_local_theta;
+            if (!sq_model_has_layer_pattern(c)) c->rope_theta = c->rope_local_theta; /* every layer local */
         }
         if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
     }

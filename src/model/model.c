@@ -375,6 +375,12 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
+    info->ffn_act = c->ffn_act == SQ_ACT_GELU_TANH ? "gelu_tanh" : "silu";
+    info->embd_scale = c->embd_scale;
+    info->attn_scalar = c->attn_scalar;
+    for (int l = 0; sq_model_has_layer_pattern(c) && l < c->n_layers; l++)
+        info->n_global_layers += sq_layer_is_global(c, l);
+    info->rope_local_theta = info->n_global_layers ? c->rope_local_theta : 0;
     for (int i = 0; i < m->n_tensors; i++) {
         info->n_params += sq_tensor_nelements(m->tensors[i]);
         info->weight_bytes += m->tensors[i]->nbytes;
@@ -392,6 +398,9 @@ sq_error *sq_model_layer_info(const sq_model *m, int l, sq_layer_info *info) {
     info->ffn_dim = L.ffn_dim;
     info->has_qkv_bias = L.bq != NULL;
     info->has_qk_norm = L.q_norm != NULL;
+    info->has_post_norms = L.ffn_post_norm != NULL;
+    info->global = sq_model_has_layer_pattern(&m->cfg) && sq_layer_is_global(&m->cfg, l);
+    info->window = info->global ? 0 : m->cfg.sliding_window;
     for (size_t s = 0; s < N_SLOTS; s++) {
         const sq_tensor *t = *slot_of(&L, s);
         if (!t) continue;

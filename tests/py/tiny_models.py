@@ -65,6 +65,11 @@ VARIANTS = {
     "gemma3_bf16": dict(arch="gemma3", dim=64, n_layers=6, n_heads=4, n_kv_heads=2, head_dim=32, hidden=160,
                         vocab=512, dtype="BF16", seed=111, tied=True, rope_theta=1000000.0, norm_eps=1e-6,
                         sliding_window=5, rope_local_base_freq=10000.0, query_pre_attn_scalar=32),
+    # Fewer layers than the pattern's period: every layer local (rope_local_base_freq everywhere, in HF and
+    # as llama.cpp reads the GGUF).
+    "gemma3_local": dict(arch="gemma3", dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, hidden=128,
+                         vocab=512, dtype="F32", seed=113, tied=True, rope_theta=1000000.0, norm_eps=1e-6,
+                         sliding_window=6, rope_local_base_freq=10000.0, query_pre_attn_scalar=32),
     "gemma3_layer_types": dict(arch="gemma3", dim=64, n_layers=3, n_heads=4, n_kv_heads=1, head_dim=16,
                                hidden=176, vocab=512, dtype="F32", seed=112, rope_theta=500000.0, norm_eps=1e-6,
                                sliding_window=4, rope_local_base_freq=100.0, query_pre_attn_scalar=24,
