@@ -429,9 +429,11 @@ def load_hf(dirpath):
         used.add(name)
         return t[name]
 
-    def norm(name, optional=False):
+    def norm(name, optional=False):  # Gemma3RMSNorm: (1.0 + self.weight.float()), the sum in float32
         w = get(name, optional)
-        return None if w is None else w + norm_add
+        if w is None or not norm_add:
+            return w
+        return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
 
     layers = []
     for l in range(n_layers):
