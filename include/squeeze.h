@@ -223,10 +223,10 @@ typedef struct sq_model_info {
     float rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
     /* what the blocks compute besides Llama's (docs/architecture.md, "adding an architecture") */
-    const char *ffn_act;    /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
-    float embd_scale;       /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
-    float attn_scalar;      /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
-    int n_global_layers;    /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
+    const char *ffn_act; /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
+    float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
+    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
+    int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
     float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
 } sq_model_info;
 

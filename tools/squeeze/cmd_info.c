@@ -44,7 +44,7 @@ static void print_model(const char *path, const sq_model *model) {
     printf("\n");
     printf("norm epsilon:    %g\n", mi.norm_eps);
     if (mi.n_global_layers) {
-        printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers", 
+        printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers",
                mi.n_layers - mi.n_global_layers, mi.sliding_window, mi.rope_local_theta, mi.n_global_layers);
         sq_layer_info li;
         for (int l = 0; l < mi.n_layers; l++) {
