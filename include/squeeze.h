@@ -209,7 +209,7 @@ SQ_NODISCARD sq_error *sq_model_load(const char *path, const sq_load_options *op
 void sq_model_free(sq_model *model);
 
 typedef struct sq_model_info {
-    const char *arch;        /* "llama", "mistral", "qwen2" */
+    const char *arch;        /* "llama", "mistral", "qwen2", "qwen3" */
     const char *file_format; /* "llama2c", "safetensors", "gguf" */
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, max_seq_len;
     float rope_theta, norm_eps;
@@ -222,6 +222,12 @@ typedef struct sq_model_info {
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
+    /* what the blocks compute besides Llama's (docs/architecture.md, "adding an architecture") */
+    const char *ffn_act; /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
+    float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
+    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
+    int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
+    float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
@@ -267,6 +273,10 @@ typedef struct sq_layer_info {
     int head_dim;        /* the model's */
     int ffn_dim;         /* FFN width: rows of ffn_gate and ffn_up */
     int has_qkv_bias;    /* attn_q/attn_k/attn_v carry biases */
+    int has_qk_norm;     /* queries and keys are RMS-normalised per head before RoPE (Qwen3, Gemma 3) */
+    int has_post_norms;  /* the attention and FFN outputs are RMS-normalised before their residual adds */
+    int window;          /* this block's attention window in positions; 0: full attention */
+    int global;          /* a global layer of a model with interleaved local/global layers (Gemma 3) */
     int64_t n_params;    /* elements of the block's tensors */
     size_t weight_bytes; /* their bytes in memory */
 } sq_layer_info;

@@ -1,8 +1,8 @@
-/* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: llama,
- * mistral (llama with attention.sliding_window; a llama file with a sliding window is read as mistral) and
- * qwen2 (q/k/v biases, halves RoPE). Llama-3 RoPE scaling is read from rope_freqs.weight. Metadata that
- * changes the arithmetic beyond that (other RoPE scaling, experts) is refused naming the key; special-token
- * ids out of range are dropped with a warning. */
+/* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: the rows of
+ * model/arch.c (llama; mistral: llama with attention.sliding_window, a llama file with a sliding window is
+ * read as mistral; qwen2: q/k/v biases, halves RoPE; qwen3: q/k norms, halves RoPE). Llama-3 RoPE scaling is
+ * read from rope_freqs.weight. Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
+ * is refused naming the key; special-token ids out of range are dropped with a warning. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "formats/rope_scaling.h"
 #include "formats/tensor_io.h"
 #include "formats/tensor_names.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
 #define ROPE_FREQS "rope_freqs.weight"
@@ -66,15 +67,16 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     const char *path = g->file->path;
     char *arch;
     SQ_TRY(sq_gguf_get_string(g, "general.architecture", &arch, NULL));
-    int known = !strcmp(arch, "llama") || !strcmp(arch, "mistral") || !strcmp(arch, "qwen2");
-    if (!known) {
+    const sq_arch *a = sq_arch_find_gguf(arch);
+    if (!a) {
+        char known[128];
         sq_error *err =
-            sq_errorf(SQ_ERR_UNSUPPORTED,
-                      "%s: GGUF architecture '%.64s' is not supported (llama, mistral, qwen2)", path, arch);
+            sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF general.architecture '%.64s' is not supported (%s)", path,
+                      arch, sq_arch_list(known, sizeof known, 1));
         free(arch);
         return err;
     }
-    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    snprintf(c->arch, sizeof c->arch, "%s", a->name);
     const int big = 1 << 24;
     sq_error *err = NULL;
 #define TRY(x)                                                                                               \
@@ -129,10 +131,23 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         err = sq_errorf(SQ_ERR_UNSUPPORTED,
                         "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
                         arch, experts);
+    static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (size_t i = 0; i < 2 && !err; i++) {
+        float cap = 0;
+        TRY(arch_float(g, arch, softcaps[i], 0, &cap));
+        if (!err && cap != 0)
+            err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF %s.%s = %g (logit soft-capping) is not supported",
+                            path, arch, softcaps[i], cap);
+    }
 #undef TRY
     if (!err) {
-        c->rope_style = strcmp(arch, "qwen2") == 0 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
-        if (!strcmp(arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
+        c->rope_style = a->gguf_rope;
+        if (a->gguf_swa_pattern) { /* what llama.cpp assumes of the family, not stored in the file */
+            sq_model_set_layer_pattern(c, a->gguf_swa_pattern);
+            c->rope_local_theta = a->gguf_rope_local_theta;
+            if (!sq_model_has_layer_pattern(c)) c->rope_theta = c->rope_local_theta; /* every layer local */
+        }
+        if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
     }
     free(arch);
     return err;
@@ -190,7 +205,7 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
         if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
                              path, t->name, m->cfg.arch, m->cfg.n_layers);
-        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes));
+        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
     }
     return NULL;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/array.h"
+#include "model/arch.h"
 #include "core/error.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
@@ -193,15 +194,24 @@ static uint64_t align_up(uint64_t x) {
 
 sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     const sq_model_config *c = &m->cfg;
-    const int qwen2 = !strcmp(c->arch, "qwen2");
-    if (!qwen2 && strcmp(c->arch, "llama") && strcmp(c->arch, "mistral"))
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
+    const sq_arch *a = sq_arch_find(c->arch);
+    if (!a) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: cannot write architecture %s as GGUF", path, c->arch);
     for (int i = 0; i < m->n_tensors; i++)
         if (sq_dtype_info(m->tensors[i]->dtype)->ggml_type < 0)
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF has no type for %s tensor %s", path,
                              sq_dtype_info(m->tensors[i]->dtype)->name, m->tensors[i]->name);
-    const char *arch = qwen2 ? "qwen2" : "llama";
-    const sq_rope_style rope = qwen2 ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED;
+    const char *arch = a->gguf;
+    const sq_rope_style rope = a->gguf_rope;
+    /* llama.cpp takes the layer pattern, the local RoPE base and the attention scale from the architecture */
+    sq_model_config implied = *c;
+    sq_model_set_layer_pattern(&implied, a->gguf_swa_pattern);
+    if (memcmp(implied.global_layers, c->global_layers, sizeof c->global_layers) ||
+        (a->gguf_swa_pattern && c->rope_local_theta != a->gguf_rope_local_theta) || c->attn_scalar != 0)
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: GGUF %s cannot hold this model's local/global layer pattern, local RoPE base or "
+            "attention scale (llama.cpp assumes %s's)",
+            path, arch, arch);
 
     const int n_freqs = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? c->head_dim / 2 : 0;
     float *freqs = NULL;

@@ -8,14 +8,7 @@
 
 #include "core/error.h"
 #include "formats/out_file.h"
-
-static const struct {
-    const char *hf, *arch;
-} architectures[] = {
-    {"LlamaForCausalLM", "llama"},
-    {"MistralForCausalLM", "mistral"},
-    {"Qwen2ForCausalLM", "qwen2"},
-};
+#include "model/arch.h"
 
 typedef struct reader {
     const char *path;
@@ -108,21 +101,22 @@ static SQ_NODISCARD sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c) {
+static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c, const sq_arch **arch) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "architectures");
     const cJSON *name = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
     if (!cJSON_IsString(name))
         return sq_errorf(SQ_ERR_FORMAT,
                          "%s: config field architectures (e.g. [\"LlamaForCausalLM\"]) is missing", r->path);
-    for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
-        if (!strcmp(name->valuestring, architectures[i].hf)) {
-            snprintf(c->arch, sizeof c->arch, "%s", architectures[i].arch);
-            return NULL;
-        }
+    *arch = sq_arch_find_hf(name->valuestring);
+    if (*arch) {
+        snprintf(c->arch, sizeof c->arch, "%s", (*arch)->name);
+        return NULL;
+    }
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->root, "model_type"));
+    char known[256];
     return sq_errorf(SQ_ERR_UNSUPPORTED,
-                     "%s: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                     "Qwen2ForCausalLM)",
-                     r->path, name->valuestring);
+                     "%s: architecture %.64s is not supported (model_type %.32s; supported: %s)", r->path,
+                     name->valuestring, type ? type : "absent", sq_arch_list(known, sizeof known, 0));
 }
 
 /* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the
@@ -236,17 +230,17 @@ static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
 }
 
 /* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral
- * everywhere (4096 when the config omits the field; null turns it off); Qwen2 only with use_sliding_window,
- * on the layers layer_types marks (else those from max_window_layers on). Llama has none. One window for
- * all layers or none is supported; a mix of both is not. */
-static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, sq_model_config *c) {
+ * everywhere (4096 when the config omits the field; null turns it off); Qwen2 and Qwen3 only with
+ * use_sliding_window, on the layers layer_types marks (else those from max_window_layers on). Llama has none.
+ * One window for all layers or none is supported; a mix of both is not. */
+static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
-    if (!strcmp(c->arch, "mistral")) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
         if (!window) c->sliding_window = 4096;
         return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
     }
-    if (strcmp(c->arch, "qwen2") != 0) return NULL;
+    if (a->hf_window != SQ_HF_WINDOW_OPT_IN) return NULL;
     int n_sliding;
     SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
     int use = 0, size = window ? -1 : 4096, from = 28;
@@ -261,21 +255,65 @@ static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, sq_model_confi
     }
     if (n_sliding == c->n_layers) c->sliding_window = size;
     if (n_sliding == 0 || n_sliding == c->n_layers) return NULL;
-    return sq_errorf(
-        SQ_ERR_UNSUPPORTED,
-        "%s: Qwen2 use_sliding_window with %s = %d of %d layers windowed (a window on some layers "
-        "only) is not supported",
-        r->path, decided_by, n_sliding, c->n_layers);
+    return sq_errorf(SQ_ERR_UNSUPPORTED,
+                     "%s: use_sliding_window with %s = %d of %d layers windowed (a window on some layers "
+                     "only) is not supported",
+                     r->path, decided_by, n_sliding, c->n_layers);
+}
+
+/* Interleaved local and global layers (Gemma 3, Gemma3TextConfig): layer_types names each layer's kind, else
+ * every sliding_window_pattern-th layer (default 6) is global; sliding_window (default 4096) is the local
+ * layers' window and rope_local_base_freq (default 10000) their RoPE base. */
+static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, sq_model_config *c) {
+    c->sliding_window = 4096;
+    SQ_TRY(get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window));
+    c->rope_local_theta = 10000.0f;
+    SQ_TRY(get_float(r, r->root, "rope_local_base_freq", 0, &c->rope_local_theta));
+    int n_sliding, pattern = 6;
+    SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t;
+    if (n_sliding < 0) {
+        SQ_TRY(get_int(r, r->root, "sliding_window_pattern", 0, 1, 1 << 24, &pattern));
+        sq_model_set_layer_pattern(c, pattern);
+    } else {
+        memset(c->global_layers, 0, sizeof c->global_layers);
+        int l = 0;
+        cJSON_ArrayForEach(t, types) {
+            if (!strcmp(cJSON_GetStringValue(t), "full_attention"))
+                c->global_layers[l / 64] |= (uint64_t)1 << (l % 64);
+            l++;
+        }
+    }
+    if (!sq_model_has_layer_pattern(c)) /* all local: mark none global, but keep every layer windowed */
+        c->rope_theta = c->rope_local_theta;
+    return NULL;
 }
 
 /* Keys that change the arithmetic of these architectures beyond what squeeze implements: an error naming the
  * key, never a silent default. */
-static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_model_config *c) {
-    const char *act;
-    SQ_TRY(get_string(r, r->root, "hidden_act", &act));
-    if (act && strcmp(act, "silu") && strcmp(act, "swish")) /* transformers' ACT2FN: both are SiLU */
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field hidden_act = %.32s is not supported (silu)",
-                         r->path, act);
+static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_arch *a, const sq_model_config *c) {
+    const char *act, *act_key = a->hf_act_key ? a->hf_act_key : "hidden_act";
+    SQ_TRY(get_string(r, r->root, act_key, &act));
+    size_t len = act ? strlen(act) : 0;
+    const char *hit = act ? strstr(a->hf_act, act) : NULL; /* a "|"-separated list of names */
+    if (act && !(hit && (hit == a->hf_act || hit[-1] == '|') && (hit[len] == 0 || hit[len] == '|')))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field %s = %.32s is not supported (%s)", r->path,
+                         act_key, act, a->hf_act);
+    static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (int i = 0; i < 2; i++) {
+        float cap = 0;
+        SQ_TRY(get_float(r, r->root, softcaps[i], 0, &cap));
+        if (cap != 0)
+            return sq_errorf(SQ_ERR_UNSUPPORTED,
+                             "%s: config field %s = %g (logit soft-capping) is not supported", r->path,
+                             softcaps[i], cap);
+    }
+    int bidirectional = 0;
+    SQ_TRY(get_bool(r, "use_bidirectional_attention", &bidirectional));
+    if (bidirectional)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field use_bidirectional_attention = true (an encoder) is not supported",
+                         r->path);
     int mlp_bias = 0;
     if (!strcmp(c->arch, "llama")) SQ_TRY(get_bool(r, "mlp_bias", &mlp_bias));
     if (mlp_bias)
@@ -294,7 +332,8 @@ static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_model_
 
 static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_flags *flags) {
     const int big = 1 << 24;
-    SQ_TRY(get_architecture(r, c));
+    const sq_arch *a;
+    SQ_TRY(get_architecture(r, c, &a));
     SQ_TRY(get_int(r, r->root, "hidden_size", 1, 1, big, &c->dim));
     SQ_TRY(get_int(r, r->root, "intermediate_size", 1, 1, big, &c->ffn_dim));
     SQ_TRY(get_int(r, r->root, "num_hidden_layers", 1, 1, 4096, &c->n_layers));
@@ -308,13 +347,22 @@ static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_f
     c->norm_eps = 1e-6f; /* transformers' default for all three */
     SQ_TRY(get_float(r, r->root, "rms_norm_eps", 0, &c->norm_eps));
     SQ_TRY(get_rope(r, c));
-    SQ_TRY(get_sliding_window(r, c));
-    SQ_TRY(check_unsupported(r, c));
-    const int qwen2 = !strcmp(c->arch, "qwen2");
-    flags->tie_word_embeddings = 0;
+    SQ_TRY(get_sliding_window(r, a, c));
+    if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, c));
+    SQ_TRY(check_unsupported(r, a, c));
+    c->attn_scalar = 0;
+    if (a->hf_window == SQ_HF_WINDOW_PATTERN) { /* Gemma: scores scaled by query_pre_attn_scalar^-0.5 */
+        float scalar = 256;                     /* Gemma3TextConfig's default */
+        SQ_TRY(get_float(r, r->root, "query_pre_attn_scalar", 0, &scalar));
+        if (!(scalar > 0))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: config field query_pre_attn_scalar must be positive",
+                             r->path);
+        if (scalar != (float)c->head_dim) c->attn_scalar = scalar;
+    }
+    flags->tie_word_embeddings = a->hf_tied_default;
     SQ_TRY(get_bool(r, "tie_word_embeddings", &flags->tie_word_embeddings));
-    flags->attention_bias = qwen2;
-    if (!qwen2) SQ_TRY(get_bool(r, "attention_bias", &flags->attention_bias));
+    flags->attention_bias = a->qkv_bias == SQ_PART_ALWAYS;
+    if (a->hf_attention_bias) SQ_TRY(get_bool(r, "attention_bias", &flags->attention_bias));
     SQ_TRY(token_id(r, "bos_token_id", cJSON_GetObjectItemCaseSensitive(r->root, "bos_token_id"),
                     c->vocab_size, &c->bos_id));
     c->n_eos_ids = 0;
@@ -368,19 +416,19 @@ static double shortest(float f) {
 
 sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path) {
     const sq_model_config *c = &m->cfg;
-    const char *hf = NULL;
-    for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
-        if (!strcmp(c->arch, architectures[i].arch)) hf = architectures[i].hf;
-    if (!hf) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: no Hugging Face architecture for %s", path, c->arch);
-    const int qwen2 = !strcmp(c->arch, "qwen2"), mistral = !strcmp(c->arch, "mistral");
+    const sq_arch *a = sq_arch_find(c->arch);
+    if (!a) return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: no Hugging Face architecture for %s", path, c->arch);
+    const char *hf = a->hf_class;
     const int bias = sq_model_find_tensor(m, "blk.0." SQ_NAME_ATTN_Q_BIAS) != NULL;
-    if (qwen2 && !bias)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a Qwen2 checkpoint needs q/k/v biases, this model has none",
-                         path);
+    if (a->qkv_bias == SQ_PART_ALWAYS && !bias)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint needs q/k/v biases, this model has none",
+                         path, hf);
+    if (a->qkv_bias == SQ_PART_NEVER && bias)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold q/k/v biases", path, hf);
     cJSON *root = cJSON_CreateObject();
     cJSON *archs = cJSON_AddArrayToObject(root, "architectures");
     cJSON_AddItemToArray(archs, cJSON_CreateString(hf));
-    cJSON_AddStringToObject(root, "model_type", c->arch);
+    cJSON_AddStringToObject(root, "model_type", a->hf_model_type ? a->hf_model_type : c->arch);
     cJSON_AddNumberToObject(root, "hidden_size", c->dim);
     cJSON_AddNumberToObject(root, "intermediate_size", c->ffn_dim);
     cJSON_AddNumberToObject(root, "num_hidden_layers", c->n_layers);
@@ -401,24 +449,44 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }
-    if (mistral) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
         if (c->sliding_window > 0)
             cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
         else
             cJSON_AddNullToObject(root, "sliding_window");
-    } else if (qwen2) {
+    } else if (a->hf_window == SQ_HF_WINDOW_OPT_IN && c->sliding_window > 0) {
+        cJSON_AddTrueToObject(root, "use_sliding_window");
+        cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
+        cJSON_AddNumberToObject(root, "max_window_layers", 0);
+    } else if (a->hf_window == SQ_HF_WINDOW_OPT_IN) {
         cJSON_AddFalseToObject(root, "use_sliding_window");
+    } else if (a->hf_window == SQ_HF_WINDOW_PATTERN) {
+        const int pattern = sq_model_has_layer_pattern(c);
+        cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
+        cJSON *types = cJSON_AddArrayToObject(root, "layer_types");
+        for (int l = 0; l < c->n_layers; l++)
+            cJSON_AddItemToArray(types, cJSON_CreateString(pattern && sq_layer_is_global(c, l)
+                                                               ? "full_attention"
+                                                               : "sliding_attention"));
+        cJSON_AddNumberToObject(root, "rope_local_base_freq",
+                                shortest(pattern ? c->rope_local_theta : c->rope_theta));
+        cJSON_AddNumberToObject(root, "query_pre_attn_scalar",
+                                shortest(c->attn_scalar > 0 ? c->attn_scalar : (float)c->head_dim));
+        cJSON_AddNullToObject(root, "attn_logit_softcapping");
+        cJSON_AddNullToObject(root, "final_logit_softcapping");
     } else if (c->sliding_window > 0) {
         cJSON_Delete(root);
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a llama checkpoint cannot hold a sliding window", path);
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold a sliding window", path, hf);
     }
-    if (!qwen2) cJSON_AddBoolToObject(root, "attention_bias", bias);
+    if (a->hf_attention_bias) cJSON_AddBoolToObject(root, "attention_bias", bias);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied_embeddings);
     if (c->bos_id >= 0) cJSON_AddNumberToObject(root, "bos_token_id", c->bos_id);
     if (c->n_eos_ids == 1) cJSON_AddNumberToObject(root, "eos_token_id", c->eos_ids[0]);
     if (c->n_eos_ids > 1)
         cJSON_AddItemToObject(root, "eos_token_id", cJSON_CreateIntArray(c->eos_ids, c->n_eos_ids));
-    cJSON_AddStringToObject(root, "hidden_act", "silu");
+    char act[32];
+    snprintf(act, sizeof act, "%.*s", (int)strcspn(a->hf_act, "|"), a->hf_act);
+    cJSON_AddStringToObject(root, a->hf_act_key ? a->hf_act_key : "hidden_act", act);
     cJSON_AddStringToObject(root, "torch_dtype", sq_dtype_info(dtype)->torch_dtype);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

@@ -42,6 +42,7 @@ static int cmp_entry(const void *a, const void *b) {
 
 typedef struct load_state {
     sq_model *m;
+    const sq_arch *arch; /* the config's architecture */
     sq_hf_flags flags;
     shard_entry *map; /* NULL for a single-file checkpoint */
     int n_map;
@@ -69,7 +70,7 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
             hit->found = 1;
         }
         char name[SQ_TENSOR_NAME_MAX];
-        int kind = sq_hf_to_canonical(e->name, name, sizeof name);
+        int kind = sq_hf_to_canonical(s->arch, e->name, name, sizeof name);
         if (kind == 0) continue;
         if (kind < 0 || !sq_canonical_name_valid(name, s->m->cfg.n_layers)) {
             err =
@@ -84,8 +85,9 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
         } else if (e->ndim == 0) {
             err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is a scalar", path, e->name);
         } else {
-            err =
-                sq_import_tensor(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data, e->nbytes);
+            const float offset = sq_is_norm_weight(name) ? s->arch->hf_norm_offset : 0;
+            err = sq_import_tensor(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data,
+                                   e->nbytes, offset);
         }
     }
     sq_st_free(st);
@@ -170,10 +172,11 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
     char *text;
     size_t len;
     SQ_TRY(sq_read_file(path, 4u << 20, &text, &len));
-    load_state s = {m, {0}, NULL, 0};
+    load_state s = {.m = m};
     sq_error *err = sq_hf_config_parse(path, text, len, &m->cfg, &s.flags, &m->warnings);
     free(text);
     SQ_TRY(err);
+    s.arch = sq_arch_find(m->cfg.arch); /* the config parser accepts only the table's architectures */
     snprintf(m->file_format, sizeof m->file_format, "safetensors");
     /* generation_config.json may name more stop ids than config.json (chat models' end-of-turn tokens) */
     SQ_TRY(join(dir, "generation_config.json", path, sizeof path));
@@ -211,13 +214,26 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
 
 typedef struct save_state {
     const sq_model *m;
+    const sq_arch *arch;
     const sq_tensor **tensors;
 } save_state;
 
 static SQ_NODISCARD sq_error *fetch(void *user, int i, const void **data, void **scratch) {
     const save_state *s = user;
+    const sq_tensor *t = s->tensors[i];
     sq_export_buf buf;
-    SQ_TRY(sq_export_tensor(s->m, s->tensors[i], -1, SQ_ROPE_HALVES, &buf));
+    SQ_TRY(sq_export_tensor(s->m, t, -1, SQ_ROPE_HALVES, &buf));
+    if (s->arch->hf_norm_offset != 0 && sq_is_norm_weight(t->name)) { /* norms are f32 (sq_model_bind) */
+        float *w = malloc(buf.nbytes ? buf.nbytes : 1);
+        if (!w) {
+            sq_export_release(&buf);
+            return sq_errorf(SQ_ERR_NOMEM, "out of memory preparing tensor %s", t->name);
+        }
+        for (size_t k = 0; k < buf.nbytes / sizeof *w; k++)
+            w[k] = ((const float *)buf.data)[k] - s->arch->hf_norm_offset;
+        sq_export_release(&buf);
+        buf = (sq_export_buf){.data = w, .nbytes = t->nbytes, .dtype = SQ_DTYPE_F32, .owned = w};
+    }
     *data = buf.data;
     *scratch = buf.owned;
     return NULL;
@@ -264,11 +280,11 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
 
     sq_st_tensor *list = calloc((size_t)m->n_tensors + 1, sizeof *list);
     char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc((size_t)m->n_tensors + 1, sizeof *names);
-    save_state s = {m, calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
+    save_state s = {m, sq_arch_find(m->cfg.arch), calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
     sq_error *err = list && names && s.tensors ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
     for (int i = 0; i < m->n_tensors && !err; i++) {
         const sq_tensor *t = m->tensors[i];
-        if (sq_canonical_to_hf(t->name, names[i], sizeof names[i]) != 0) {
+        if (sq_canonical_to_hf(s.arch, t->name, names[i], sizeof names[i]) != 0) {
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
             break;
         }

@@ -7,7 +7,8 @@ int sq_rope_rotates_rows(const char *name) {
     if (!dot) return 0;
     dot++;
     return !strcmp(dot, SQ_NAME_ATTN_Q) || !strcmp(dot, SQ_NAME_ATTN_K) ||
-           !strcmp(dot, SQ_NAME_ATTN_Q_BIAS) || !strcmp(dot, SQ_NAME_ATTN_K_BIAS);
+           !strcmp(dot, SQ_NAME_ATTN_Q_BIAS) || !strcmp(dot, SQ_NAME_ATTN_K_BIAS) ||
+           !strcmp(dot, SQ_NAME_ATTN_Q_NORM) || !strcmp(dot, SQ_NAME_ATTN_K_NORM);
 }
 
 void sq_rope_permute_rows(const void *src, void *dst, int64_t n_rows, size_t row_bytes, int head_dim,

@@ -12,7 +12,8 @@
 
 #include "model/model.h"
 
-/* Whether a canonical tensor name is one whose rows RoPE rotates (blk.N.attn_q/attn_k .weight/.bias). */
+/* Whether a canonical tensor name is one whose rows RoPE rotates (blk.N.attn_q/attn_k .weight/.bias, and the
+ * per-head q/k norm weights, whose [head_dim] elements follow the rows they scale). */
 int sq_rope_rotates_rows(const char *name);
 
 /* Copies n_rows rows of row_bytes from src to dst, reordering them from convention `from` to `to` within each

@@ -9,17 +9,18 @@
 #include "formats/rope_permute.h"
 
 sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype, int ndim,
-                           const int64_t *shape, const void *data, size_t nbytes) {
+                           const int64_t *shape, const void *data, size_t nbytes, float offset) {
     size_t expect = sq_tensor_bytes_for(dtype, ndim, shape);
     if (!expect || expect != nbytes)
         return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s: %zu bytes of %s data do not match its shape (%s)",
                          path, name, nbytes, sq_dtype_info(dtype)->name,
                          expect ? "size mismatch" : "invalid dimensions or not whole blocks");
     void *use = (void *)data, *owned = NULL;
-    if (ndim == 1 && dtype != SQ_DTYPE_F32) {
+    if (ndim == 1 && (dtype != SQ_DTYPE_F32 || offset != 0)) {
         float *f = owned = sq_model_host_alloc((size_t)shape[0] * sizeof(float));
         if (!f) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory converting %s", path, name);
         sq_dtype_info(dtype)->to_f32(data, f, shape[0]);
+        for (int64_t i = 0; offset != 0 && i < shape[0]; i++) f[i] += offset;
         dtype = SQ_DTYPE_F32;
         nbytes = (size_t)shape[0] * sizeof(float);
     } else if ((uintptr_t)data % sq_dtype_info(dtype)->alignment) {

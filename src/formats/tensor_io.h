@@ -9,9 +9,11 @@
 
 #include "model/model.h"
 
-/* Adds a tensor read from `path` (named in errors). */
+/* Adds a tensor read from `path` (named in errors). A 1-D tensor gets `offset` added to every element in f32
+ * (Gemma's RMSNorm weights are stored as w for x * (1 + w)); 0 for everything else. */
 SQ_NODISCARD sq_error *sq_import_tensor(sq_model *m, const char *path, const char *name, sq_dtype dtype,
-                                        int ndim, const int64_t *shape, const void *data, size_t nbytes);
+                                        int ndim, const int64_t *shape, const void *data, size_t nbytes,
+                                        float offset);
 
 /* Per-block widths a file states: arrays of n_layers values, or NULL where the config's one value holds for
  * every block (GGUF may store either, as llama.cpp reads them). */

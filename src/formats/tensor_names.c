@@ -14,24 +14,44 @@ static const struct {
     {SQ_NAME_OUTPUT, "lm_head.weight"},
 };
 
+/* Which checkpoints a block name belongs to: Llama's norms (post_attention_layernorm before the FFN) or
+ * Gemma's sandwich norms (post_attention_layernorm after attention, pre_feedforward_layernorm before the FFN,
+ * post_feedforward_layernorm after it); sq_arch.hf_sandwich_norms says which a family has. */
+enum { ANY, PLAIN, SANDWICH };
+
 static const struct {
     const char *canonical, *hf;
+    int norms;
 } layer_names[] = {
-    {SQ_NAME_ATTN_NORM, "input_layernorm.weight"},
-    {SQ_NAME_ATTN_Q, "self_attn.q_proj.weight"},
-    {SQ_NAME_ATTN_K, "self_attn.k_proj.weight"},
-    {SQ_NAME_ATTN_V, "self_attn.v_proj.weight"},
-    {SQ_NAME_ATTN_OUT, "self_attn.o_proj.weight"},
-    {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias"},
-    {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias"},
-    {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias"},
-    {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight"},
-    {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight"},
-    {SQ_NAME_FFN_UP, "mlp.up_proj.weight"},
-    {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight"},
+    {SQ_NAME_ATTN_NORM, "input_layernorm.weight", ANY},
+    {SQ_NAME_ATTN_Q, "self_attn.q_proj.weight", ANY},
+    {SQ_NAME_ATTN_K, "self_attn.k_proj.weight", ANY},
+    {SQ_NAME_ATTN_V, "self_attn.v_proj.weight", ANY},
+    {SQ_NAME_ATTN_OUT, "self_attn.o_proj.weight", ANY},
+    {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias", ANY},
+    {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias", ANY},
+    {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias", ANY},
+    {SQ_NAME_ATTN_Q_NORM, "self_attn.q_norm.weight", ANY},
+    {SQ_NAME_ATTN_K_NORM, "self_attn.k_norm.weight", ANY},
+    {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight", PLAIN},
+    {SQ_NAME_ATTN_POST_NORM, "post_attention_layernorm.weight", SANDWICH},
+    {SQ_NAME_FFN_NORM, "pre_feedforward_layernorm.weight", SANDWICH},
+    {SQ_NAME_FFN_POST_NORM, "post_feedforward_layernorm.weight", SANDWICH},
+    {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight", ANY},
+    {SQ_NAME_FFN_UP, "mlp.up_proj.weight", ANY},
+    {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight", ANY},
 };
 
+static int applies(int norms, const sq_arch *a) {
+    return norms == ANY || norms == (a->hf_sandwich_norms ? SANDWICH : PLAIN);
+}
+
 #define COUNT(a) (sizeof(a) / sizeof *(a))
+
+int sq_is_norm_weight(const char *canonical) {
+    const size_t n = strlen(canonical), k = strlen("norm.weight");
+    return n >= k && !strcmp(canonical + n - k, "norm.weight");
+}
 
 int sq_canonical_name_valid(const char *name, int n_layers) {
     for (size_t i = 0; i < COUNT(global_names); i++)
@@ -44,20 +64,20 @@ int sq_canonical_name_valid(const char *name, int n_layers) {
     return 0;
 }
 
-int sq_hf_to_canonical(const char *hf, char *out, size_t n) {
+int sq_hf_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n) {
     for (size_t i = 0; i < COUNT(global_names); i++)
         if (!strcmp(hf, global_names[i].hf)) return snprintf(out, n, "%s", global_names[i].canonical), 1;
     const char *rest;
     int layer = sq_split_layer_name(hf, "model.layers.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
-        if (!strcmp(rest, layer_names[i].hf))
+        if (applies(layer_names[i].norms, a) && !strcmp(rest, layer_names[i].hf))
             return snprintf(out, n, "blk.%d.%s", layer, layer_names[i].canonical), 1;
     if (!strcmp(rest, "self_attn.rotary_emb.inv_freq")) return 0; /* recomputed from the config */
     return -1;
 }
 
-int sq_canonical_to_hf(const char *canonical, char *out, size_t n) {
+int sq_canonical_to_hf(const sq_arch *a, const char *canonical, char *out, size_t n) {
     for (size_t i = 0; i < COUNT(global_names); i++)
         if (!strcmp(canonical, global_names[i].canonical))
             return snprintf(out, n, "%s", global_names[i].hf), 0;
@@ -65,7 +85,7 @@ int sq_canonical_to_hf(const char *canonical, char *out, size_t n) {
     int layer = sq_split_layer_name(canonical, "blk.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
-        if (!strcmp(rest, layer_names[i].canonical))
+        if (applies(layer_names[i].norms, a) && !strcmp(rest, layer_names[i].canonical))
             return snprintf(out, n, "model.layers.%d.%s", layer, layer_names[i].hf), 0;
     return -1;
 }

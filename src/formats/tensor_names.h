@@ -4,13 +4,18 @@
 
 #include <stddef.h>
 
+#include "model/arch.h"
+
 /* Whether name is one of the canonical tensors of a model with n_layers layers. */
 int sq_canonical_name_valid(const char *name, int n_layers);
 
-/* Maps a Hugging Face tensor name to its canonical name: 1 when mapped, 0 when it is a tensor that carries
- * no weights (rotary inv_freq buffers) and is skipped, -1 when unknown. */
-int sq_hf_to_canonical(const char *hf, char *out, size_t n);
-/* Maps a canonical name to the Hugging Face name; 0 on success, -1 when it has none. */
-int sq_canonical_to_hf(const char *canonical, char *out, size_t n);
+/* Whether a canonical name is an RMSNorm weight (attn_norm, ffn_norm, output_norm, q/k and post norms). */
+int sq_is_norm_weight(const char *canonical);
+
+/* Maps a Hugging Face tensor name of architecture a to its canonical name: 1 when mapped, 0 when it is a
+ * tensor that carries no weights (rotary inv_freq buffers) and is skipped, -1 when unknown. */
+int sq_hf_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n);
+/* Maps a canonical name to architecture a's Hugging Face name; 0 on success, -1 when it has none. */
+int sq_canonical_to_hf(const sq_arch *a, const char *canonical, char *out, size_t n);
 
 #endif

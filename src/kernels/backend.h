@@ -81,7 +81,11 @@ typedef struct sq_block_weights {
     sq_tensor wq, wk, wv,
         wo;               /* [n_heads*head_dim][dim], [kv_dim][dim], [kv_dim][dim], [dim][n_heads*head_dim] */
     sq_tensor bq, bk, bv; /* [n_heads*head_dim], [kv_dim], [kv_dim] (Qwen2) */
-    sq_tensor ffn_norm;   /* [dim] */
+    sq_tensor q_norm,
+        k_norm;         /* [head_dim] each: per-head RMSNorm of q and k before RoPE (Qwen3); or absent */
+    sq_tensor ffn_norm; /* [dim] */
+    sq_tensor attn_post_norm,
+        ffn_post_norm;      /* [dim] each: norms of the attention and FFN outputs (Gemma 3) */
     sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
     sq_tensor w_down;       /* [dim][ffn_dim] */
     int n_heads, n_kv_heads, ffn_dim;
@@ -96,8 +100,10 @@ typedef struct sq_block_args {
     sq_kv_view kv; /* this layer's cache */
     int dim, head_dim, window;
     float norm_eps;
+    float q_scale; /* queries are multiplied by it before RoPE; 1: none (Gemma's query_pre_attn_scalar) */
+    int geglu;     /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
     sq_rope_style rope_style;
-    const double *inv_freq; /* [head_dim/2] RoPE inverse frequencies, scaling applied */
+    const double *inv_freq; /* [head_dim/2] this block's RoPE inverse frequencies, scaling applied */
     float *x;               /* [n_tokens][dim] residual stream, updated in place */
     float *xb;              /* [n_tokens][dim] scratch: norm output, projection output */
     float *q;               /* [n_tokens][n_heads*head_dim] */
@@ -109,6 +115,7 @@ typedef struct sq_block_args {
 typedef struct sq_forward_args {
     const sq_token_batch *tokens;
     const sq_tensor *tok_embd;   /* [vocab][dim] */
+    float embd_scale;            /* the embeddings are multiplied by it (Gemma: sqrt(dim)); 1: none */
     const sq_block_args *blocks; /* [n_layers], in order */
     int n_layers;
     const unsigned char *skip; /* host, [n_layers] or NULL: non-zero skips that block */
@@ -124,6 +131,8 @@ typedef enum sq_op {
     SQ_OP_ADD,
     SQ_OP_ADD_BIAS,
     SQ_OP_SWIGLU,
+    SQ_OP_GEGLU,
+    SQ_OP_SCALE,
     SQ_OP_KV_STORE,  /* dtype: the cache's row type */
     SQ_OP_KV_COPY,   /* dtype: the cache's row type */
     SQ_OP_ATTENTION, /* dtype: the cache's row type */
@@ -171,6 +180,11 @@ typedef struct sq_backend {
     void (*add_bias)(void *impl, float *y, const float *bias, int n_tokens, int width);
     /* gate[i] = silu(gate[i]) * up[i], n values (SwiGLU, Shazeer 2020) */
     void (*swiglu)(void *impl, float *gate, const float *up, int64_t n);
+    /* gate[i] = gelu(gate[i]) * up[i], n values, GELU's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x +
+     * 0.044715 x^3))) (GeGLU, Shazeer 2020; Gemma's gelu_pytorch_tanh) */
+    void (*geglu)(void *impl, float *gate, const float *up, int64_t n);
+    /* x[i] *= s, n values (Gemma's embedding scale, a query scale) */
+    void (*scale)(void *impl, float *x, float s, int64_t n);
     /* Stores k[t] and v[t] ([n_tokens][kv_dim] fp32) as slot tokens->slot[t] of sequence tokens->seq[t],
      * converted to the view's row type (f16: round to nearest even). */
     void (*kv_store)(void *impl, const sq_kv_view *kv, const float *k, const float *v,

@@ -1,6 +1,7 @@
 /* The model's tensor registry, binding tensors into layers, and the facts the public API reports. */
 #include "model/model.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "core/array.h"
 #include "core/error.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
 sq_model *sq_model_new(void) {
@@ -120,7 +122,7 @@ int sq_split_layer_name(const char *name, const char *prefix, const char **rest)
 /* ---------------------------------------------------------------- binding */
 
 /* The widths a block's tensor dimensions are checked against. */
-typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN } width;
+typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN, W_HEAD } width;
 
 /* A block's tensors: canonical suffix, where the layer keeps it, and its shape ([rows] or [rows][cols]). */
 static const struct layer_slot {
@@ -137,7 +139,11 @@ static const struct layer_slot {
     {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), 1, W_Q, W_NONE},
     {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), 1, W_KV, W_NONE},
     {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), 1, W_KV, W_NONE},
+    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), 1, W_HEAD, W_NONE},
+    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), 1, W_HEAD, W_NONE},
+    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), 1, W_DIM, W_NONE},
     {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), 0, W_DIM, W_NONE},
+    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), 1, W_DIM, W_NONE},
     {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), 0, W_FFN, W_DIM},
     {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), 0, W_FFN, W_DIM},
     {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), 0, W_DIM, W_FFN},
@@ -151,6 +157,7 @@ static const sq_tensor **slot_of(sq_layer *L, size_t s) {
 /* Binding state: which tensors something claimed, so that a tensor nothing uses is reported. */
 typedef struct binder {
     const sq_model *m;
+    const sq_arch *arch; /* the model's row of the architecture table */
     const char *path;
     char *claimed; /* [n_tensors] */
 } binder;
@@ -203,7 +210,8 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
     const int64_t widths[] = {
-        [W_NONE] = 0, [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0], [W_FFN] = L->ffn_dim};
+        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0],
+        [W_FFN] = L->ffn_dim, [W_HEAD] = hd};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
         const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
@@ -213,6 +221,24 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     if (!L->bq != !L->bk || !L->bq != !L->bv)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
                          l);
+    if (!L->q_norm != !L->k_norm)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d has only one of attn_q_norm and attn_k_norm (both or none)", b->path, l);
+    const sq_arch *a = b->arch;
+    if (!L->attn_post_norm != !L->ffn_post_norm)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d has only one of post_attention_norm and post_ffw_norm (both or none)",
+                         b->path, l);
+    if ((a->post_norms == SQ_PART_ALWAYS && !L->ffn_post_norm) ||
+        (a->post_norms == SQ_PART_NEVER && L->ffn_post_norm))
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d %s post-norms (post_attention_norm, post_ffw_norm), which a %s model %s",
+                         b->path, l, L->ffn_post_norm ? "has" : "lacks", a->name,
+                         L->ffn_post_norm ? "never has" : "needs");
+    if ((a->qk_norm == SQ_PART_ALWAYS && !L->q_norm) || (a->qk_norm == SQ_PART_NEVER && L->q_norm))
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: blk.%d %s q/k norms (attn_q_norm, attn_k_norm), which a %s model %s", b->path,
+                         l, L->q_norm ? "has" : "lacks", a->name, L->q_norm ? "never has" : "needs");
 #undef NAME
     return NULL;
 }
@@ -221,8 +247,10 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
                                    const sq_tensor **global) {
     const sq_model *m = b->m;
     const char *path = b->path;
+    if (!(b->arch = sq_arch_find(c->arch)))
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unknown architecture '%.16s'", path, c->arch);
     const int64_t limit = 1 << 24; /* larger than any real model's dimension; rejects absurd headers */
-    if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > 4096 || c->n_heads <= 0 ||
+    if (c->dim <= 0 || c->dim > limit || c->n_layers <= 0 || c->n_layers > SQ_MAX_LAYERS || c->n_heads <= 0 ||
         c->n_heads > 65536 || c->vocab_size <= 0 || c->vocab_size > limit || c->max_seq_len <= 0 ||
         c->max_seq_len > limit || c->ffn_dim <= 0 || c->ffn_dim > limit)
         return sq_errorf(SQ_ERR_FORMAT,
@@ -243,6 +271,13 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
         return sq_errorf(SQ_ERR_FORMAT, "%s: invalid norm epsilon %g or rope theta %g", path, c->norm_eps,
                          c->rope_theta);
     if (c->sliding_window < 0) return sq_errorf(SQ_ERR_FORMAT, "%s: negative sliding window", path);
+    if (sq_model_has_layer_pattern(c) && !(c->rope_local_theta > 0))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: local and global layers but no RoPE base for the local ones",
+                         path);
+    if (!(c->attn_scalar >= 0 && c->attn_scalar < 1e9f))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: invalid attention scalar %g", path, c->attn_scalar);
+    c->ffn_act = b->arch->ffn_act;
+    c->embd_scale = b->arch->embd_scale_sqrt_dim ? sqrtf((float)c->dim) : 1.0f;
 
     const int64_t dim = c->dim;
     SQ_TRY(require(b, SQ_NAME_TOK_EMBD, 0, SHAPE(c->vocab_size, dim), &global[0]));
@@ -272,8 +307,8 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
 
 sq_error *sq_model_bind(sq_model *m, const char *path) {
     sq_model_config c = m->cfg;
-    binder b = {m, path, calloc((size_t)m->n_tensors + 1, 1)};
-    const int n_layers = c.n_layers > 0 && c.n_layers <= 4096 ? c.n_layers : 1;
+    binder b = {.m = m, .path = path, .claimed = calloc((size_t)m->n_tensors + 1, 1)};
+    const int n_layers = c.n_layers > 0 && c.n_layers <= SQ_MAX_LAYERS ? c.n_layers : 1;
     sq_layer *layers = calloc((size_t)n_layers, sizeof *layers);
     const sq_tensor *global[3];
     sq_error *err = b.claimed && layers ? bind(&b, &c, layers, global)
@@ -290,6 +325,18 @@ sq_error *sq_model_bind(sq_model *m, const char *path) {
     m->out_norm = global[1];
     m->output = global[2] ? global[2] : global[0];
     return NULL;
+}
+
+int sq_model_has_layer_pattern(const sq_model_config *c) {
+    for (size_t i = 0; i < sizeof c->global_layers / sizeof *c->global_layers; i++)
+        if (c->global_layers[i]) return 1;
+    return 0;
+}
+
+void sq_model_set_layer_pattern(sq_model_config *c, int n) {
+    memset(c->global_layers, 0, sizeof c->global_layers);
+    for (int l = n - 1; n > 0 && l < c->n_layers && l < SQ_MAX_LAYERS; l += n)
+        c->global_layers[l / 64] |= (uint64_t)1 << (l % 64);
 }
 
 /* ---------------------------------------------------------------- facts */
@@ -328,6 +375,12 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
+    info->ffn_act = c->ffn_act == SQ_ACT_GELU_TANH ? "gelu_tanh" : "silu";
+    info->embd_scale = c->embd_scale;
+    info->attn_scalar = c->attn_scalar;
+    for (int l = 0; sq_model_has_layer_pattern(c) && l < c->n_layers; l++)
+        info->n_global_layers += sq_layer_is_global(c, l);
+    info->rope_local_theta = info->n_global_layers ? c->rope_local_theta : 0;
     for (int i = 0; i < m->n_tensors; i++) {
         info->n_params += sq_tensor_nelements(m->tensors[i]);
         info->weight_bytes += m->tensors[i]->nbytes;
@@ -344,6 +397,10 @@ sq_error *sq_model_layer_info(const sq_model *m, int l, sq_layer_info *info) {
     info->head_dim = m->cfg.head_dim;
     info->ffn_dim = L.ffn_dim;
     info->has_qkv_bias = L.bq != NULL;
+    info->has_qk_norm = L.q_norm != NULL;
+    info->has_post_norms = L.ffn_post_norm != NULL;
+    info->global = sq_model_has_layer_pattern(&m->cfg) && sq_layer_is_global(&m->cfg, l);
+    info->window = info->global ? 0 : m->cfg.sliding_window;
     for (size_t s = 0; s < N_SLOTS; s++) {
         const sq_tensor *t = *slot_of(&L, s);
         if (!t) continue;

@@ -18,6 +18,7 @@
 #include "core/rope.h"
 #include "core/tensor.h"
 #include "core/warnings.h"
+#include "model/arch.h"
 #include "squeeze.h"
 
 typedef enum sq_rope_scaling_type { SQ_ROPE_SCALING_NONE, SQ_ROPE_SCALING_LLAMA3 } sq_rope_scaling_type;
@@ -28,11 +29,14 @@ typedef struct sq_rope_scaling {
     int original_max_pos;
 } sq_rope_scaling;
 
+/* Layers a model may have (the binder refuses more). */
+#define SQ_MAX_LAYERS 4096
+
 /* More end-of-generation ids than any model names (Llama 3.1 Instruct names three). */
 #define SQ_MAX_EOS_IDS 16
 
 typedef struct sq_model_config {
-    char arch[16]; /* "llama", "mistral", "qwen2" */
+    char arch[16]; /* a row of model/arch.c: "llama", "mistral", "qwen2", "qwen3" */
     int dim, n_layers, head_dim, vocab_size, max_seq_len;
     /* A loader sets the file's values; once bound, the largest over the layers (each layer's own are in
      * sq_layer: they differ after width pruning). */
@@ -40,7 +44,16 @@ typedef struct sq_model_config {
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
     sq_rope_scaling rope_scaling;
-    int sliding_window;  /* 0: full attention */
+    int sliding_window; /* 0: full attention */
+    /* Interleaved local and global attention (Gemma 3): a set bit marks a global layer, which ignores the
+     * window and uses rope_theta and rope_scaling; the others slide and use rope_local_theta unscaled. All
+     * clear: every layer alike (the window, if any, everywhere; rope_theta everywhere). Bit l is
+     * global_layers[l / 64] >> (l % 64). */
+    uint64_t global_layers[SQ_MAX_LAYERS / 64];
+    float rope_local_theta; /* 0 when no layer is local */
+    sq_ffn_act ffn_act;     /* set from the architecture's row when bound */
+    float embd_scale;       /* embeddings are multiplied by it; 1: not scaled (bound from the row) */
+    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
     int tied_embeddings; /* no output.weight: the output projection reuses token_embd.weight */
     int bos_id;          /* from the model's own config; -1 when it names none */
     /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */
@@ -50,14 +63,19 @@ typedef struct sq_model_config {
 
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
 typedef struct sq_layer {
-    const sq_tensor *attn_norm;       /* [dim] */
-    const sq_tensor *wq;              /* [n_heads*head_dim][dim] */
-    const sq_tensor *wk;              /* [n_kv_heads*head_dim][dim] */
-    const sq_tensor *wv;              /* [n_kv_heads*head_dim][dim] */
-    const sq_tensor *wo;              /* [dim][n_heads*head_dim] */
-    const sq_tensor *bq;              /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
-    const sq_tensor *bk;              /* [n_kv_heads*head_dim]; NULL likewise */
-    const sq_tensor *bv;              /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *attn_norm; /* [dim] */
+    const sq_tensor *wq;        /* [n_heads*head_dim][dim] */
+    const sq_tensor *wk;        /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wv;        /* [n_kv_heads*head_dim][dim] */
+    const sq_tensor *wo;        /* [dim][n_heads*head_dim] */
+    const sq_tensor *bq;        /* [n_heads*head_dim]; NULL when the block has no q/k/v biases */
+    const sq_tensor *bk;        /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *bv;        /* [n_kv_heads*head_dim]; NULL likewise */
+    const sq_tensor *q_norm;    /* [head_dim] RMSNorm of each query head before RoPE (Qwen3); or NULL */
+    const sq_tensor *k_norm;    /* [head_dim] likewise of each key head; both or neither */
+    const sq_tensor
+        *attn_post_norm; /* [dim] RMSNorm of the attention output before the residual add (Gemma 3) */
+    const sq_tensor *ffn_post_norm;   /* [dim] likewise of the FFN output; both or neither */
     const sq_tensor *ffn_norm;        /* [dim] */
     const sq_tensor *w_gate;          /* [ffn_dim][dim] */
     const sq_tensor *w_up;            /* [ffn_dim][dim] */
@@ -87,18 +105,22 @@ struct sq_model {
 #define SQ_NAME_OUT_NORM "output_norm.weight"
 #define SQ_NAME_OUTPUT   "output.weight"
 /* Per-layer suffixes: "blk.%d." followed by one of these. */
-#define SQ_NAME_ATTN_NORM   "attn_norm.weight"
-#define SQ_NAME_ATTN_Q      "attn_q.weight"
-#define SQ_NAME_ATTN_K      "attn_k.weight"
-#define SQ_NAME_ATTN_V      "attn_v.weight"
-#define SQ_NAME_ATTN_OUT    "attn_output.weight"
-#define SQ_NAME_ATTN_Q_BIAS "attn_q.bias"
-#define SQ_NAME_ATTN_K_BIAS "attn_k.bias"
-#define SQ_NAME_ATTN_V_BIAS "attn_v.bias"
-#define SQ_NAME_FFN_NORM    "ffn_norm.weight"
-#define SQ_NAME_FFN_GATE    "ffn_gate.weight"
-#define SQ_NAME_FFN_UP      "ffn_up.weight"
-#define SQ_NAME_FFN_DOWN    "ffn_down.weight"
+#define SQ_NAME_ATTN_NORM      "attn_norm.weight"
+#define SQ_NAME_ATTN_Q         "attn_q.weight"
+#define SQ_NAME_ATTN_K         "attn_k.weight"
+#define SQ_NAME_ATTN_V         "attn_v.weight"
+#define SQ_NAME_ATTN_OUT       "attn_output.weight"
+#define SQ_NAME_ATTN_Q_BIAS    "attn_q.bias"
+#define SQ_NAME_ATTN_K_BIAS    "attn_k.bias"
+#define SQ_NAME_ATTN_V_BIAS    "attn_v.bias"
+#define SQ_NAME_ATTN_Q_NORM    "attn_q_norm.weight"
+#define SQ_NAME_ATTN_K_NORM    "attn_k_norm.weight"
+#define SQ_NAME_ATTN_POST_NORM "post_attention_norm.weight"
+#define SQ_NAME_FFN_POST_NORM  "post_ffw_norm.weight"
+#define SQ_NAME_FFN_NORM       "ffn_norm.weight"
+#define SQ_NAME_FFN_GATE       "ffn_gate.weight"
+#define SQ_NAME_FFN_UP         "ffn_up.weight"
+#define SQ_NAME_FFN_DOWN       "ffn_down.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);
@@ -122,6 +144,16 @@ SQ_NODISCARD sq_error *sq_model_add_eos(sq_model_config *c, int id, sq_warnings 
 /* Resolves layers and checks every tensor shape; names the offending tensor on failure, and then leaves the
  * model's layers as they were. Every tensor must belong to the model (an unknown name is an error). */
 SQ_NODISCARD sq_error *sq_model_bind(sq_model *m, const char *source_path);
+
+/* Whether block l is marked global (no window, rope_theta) in a model with interleaved local and global
+ * layers; 0 for every layer of a model without (sq_model_has_layer_pattern says which). */
+static inline int sq_layer_is_global(const sq_model_config *c, int l) {
+    return (c->global_layers[l / 64] >> (l % 64)) & 1;
+}
+/* Whether any layer is marked global (the model interleaves local and global layers). */
+int sq_model_has_layer_pattern(const sq_model_config *c);
+/* Marks every n-th layer global (layers n-1, 2n-1, ...), the pattern of Gemma 3 (n = 6). */
+void sq_model_set_layer_pattern(sq_model_config *c, int n);
 
 /* Tells clang's static analyzer (scripts/check-errors.sh) that sq_model_append_tensor takes its tensor over.
  */

@@ -264,6 +264,11 @@ sq_error *sq_model_set_layers(sq_model *m, const int *layers, int n_layers) {
         memcpy(t->name, name, sizeof name);
     }
     free(new_index);
+    /* a kept block keeps its kind (local or global attention) */
+    uint64_t global[SQ_MAX_LAYERS / 64] = {0};
+    for (int i = 0; i < n_layers; i++)
+        if (sq_layer_is_global(&m->cfg, layers[i])) global[i / 64] |= (uint64_t)1 << (i % 64);
+    memcpy(m->cfg.global_layers, global, sizeof global);
     m->cfg.n_layers = n_layers;
     return txn_finish(&x);
 }

@@ -33,7 +33,7 @@ void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
 
 /* ---------------------------------------------------------------- weights */
 
-enum { BLOCK_TENSORS = 12 };
+enum { BLOCK_TENSORS = 16 };
 
 static int n_weight_slots(const sq_context *ctx) { return 3 + BLOCK_TENSORS * ctx->model->cfg.n_layers; }
 
@@ -56,7 +56,11 @@ static void weight_slots(sq_context *ctx, const sq_tensor **host, sq_tensor **de
         SLOT(L->bq, &b->bq);
         SLOT(L->bk, &b->bk);
         SLOT(L->bv, &b->bv);
+        SLOT(L->q_norm, &b->q_norm);
+        SLOT(L->k_norm, &b->k_norm);
+        SLOT(L->attn_post_norm, &b->attn_post_norm);
         SLOT(L->ffn_norm, &b->ffn_norm);
+        SLOT(L->ffn_post_norm, &b->ffn_post_norm);
         SLOT(L->w_gate, &b->w_gate);
         SLOT(L->w_up, &b->w_up);
         SLOT(L->w_down, &b->w_down);
@@ -209,6 +213,7 @@ sq_error *sq_context_create(const sq_model *model, const sq_context_options *opt
  * model and cache hand them. */
 static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
     const sq_backend *be = &ctx->backend;
+    const sq_model_config *c = &ctx->model->cfg;
     sq_kv_view kv;
     sq_kv_cache_view(ctx->kv, 0, &kv);
     const struct {
@@ -220,7 +225,8 @@ static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
                  {SQ_OP_ROPE, SQ_DTYPE_F32},
                  {SQ_OP_ADD, SQ_DTYPE_F32},
                  {SQ_OP_ADD_BIAS, SQ_DTYPE_F32},
-                 {SQ_OP_SWIGLU, SQ_DTYPE_F32},
+                 {c->ffn_act == SQ_ACT_GELU_TANH ? SQ_OP_GEGLU : SQ_OP_SWIGLU, SQ_DTYPE_F32},
+                 {SQ_OP_SCALE, SQ_DTYPE_F32},
                  {SQ_OP_KV_STORE, kv.row_type},
                  {SQ_OP_KV_COPY, kv.row_type},
                  {SQ_OP_ATTENTION, kv.row_type}};
@@ -314,7 +320,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->attn_out = alloc_rows(be, B, max_q, sizeof(float));
     ctx->gate = alloc_rows(be, B, max_ffn, sizeof(float));
     ctx->up = alloc_rows(be, B, max_ffn, sizeof(float));
-    ctx->inv_freq = be->alloc(be->impl, (size_t)(hd / 2) * sizeof(double));
+    ctx->inv_freq = be->alloc(be->impl, (size_t)2 * (hd / 2) * sizeof(double));
     ctx->tok_host = malloc((size_t)TOK_FIELDS * B * sizeof *ctx->tok_host);
     ctx->tok_dev = be->host_memory ? ctx->tok_host : alloc_rows(be, TOK_FIELDS, B, sizeof(int32_t));
     ctx->logits_dest = malloc((size_t)B * sizeof *ctx->logits_dest);
@@ -337,14 +343,24 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         return sq_errorf(SQ_ERR_NOMEM, "context: cannot allocate activations for %d tokens", B);
     }
     for (int s = 0; s < S; s++) ctx->tree_start[s] = -1;
-    double *inv_freq = malloc((size_t)(hd / 2) * sizeof *inv_freq);
+    double *inv_freq = malloc((size_t)2 * (hd / 2) * sizeof *inv_freq);
     if (!inv_freq) {
         sq_context_free(ctx);
         return sq_errorf(SQ_ERR_NOMEM, "context: out of memory");
     }
+    /* row 0: the global layers' (every layer's without a local/global pattern); row 1: the local layers',
+     * their own base and no scaling (Gemma 3's rotary_emb_local) */
+    sq_model_config local = *c;
+    local.rope_theta = c->rope_local_theta;
+    local.rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
     sq_rope_frequencies(c, inv_freq);
-    be->upload(be->impl, ctx->inv_freq, inv_freq, (size_t)(hd / 2) * sizeof *inv_freq);
+    const int pattern = sq_model_has_layer_pattern(c);
+    if (pattern) sq_rope_frequencies(&local, inv_freq + hd / 2);
+    be->upload(be->impl, ctx->inv_freq, inv_freq, (size_t)(pattern ? 2 : 1) * (hd / 2) * sizeof *inv_freq);
     free(inv_freq);
+    /* Gemma: scores are q.k / sqrt(query_pre_attn_scalar), attention divides by sqrt(head_dim) */
+    const float q_scale =
+        c->attn_scalar > 0 ? (float)(sqrt((double)hd) / sqrt((double)c->attn_scalar)) : 1.0f;
 
     const int32_t *tok = ctx->tok_dev;
     ctx->tokens = (sq_token_batch){.id = tok + (size_t)TOK_ID * B,
@@ -354,23 +370,26 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                                    .n_prefix = tok + (size_t)TOK_N_PREFIX * B,
                                    .parent = tok + (size_t)TOK_PARENT * B};
     for (int l = 0; l < L; l++)
-        ctx->layer_args[l] = (sq_block_args){.layer = l,
-                                             .w = &ctx->blocks[l],
-                                             .tokens = &ctx->tokens,
-                                             .dim = c->dim,
-                                             .head_dim = hd,
-                                             .window = c->sliding_window,
-                                             .norm_eps = c->norm_eps,
-                                             .rope_style = c->rope_style,
-                                             .inv_freq = ctx->inv_freq,
-                                             .x = ctx->x,
-                                             .xb = ctx->xb,
-                                             .q = ctx->q,
-                                             .k = ctx->k,
-                                             .v = ctx->v,
-                                             .attn_out = ctx->attn_out,
-                                             .gate = ctx->gate,
-                                             .up = ctx->up};
+        ctx->layer_args[l] =
+            (sq_block_args){.layer = l,
+                            .w = &ctx->blocks[l],
+                            .tokens = &ctx->tokens,
+                            .dim = c->dim,
+                            .head_dim = hd,
+                            .window = pattern && sq_layer_is_global(c, l) ? 0 : c->sliding_window,
+                            .norm_eps = c->norm_eps,
+                            .q_scale = q_scale,
+                            .geglu = c->ffn_act == SQ_ACT_GELU_TANH,
+                            .rope_style = c->rope_style,
+                            .inv_freq = ctx->inv_freq + (pattern && !sq_layer_is_global(c, l) ? hd / 2 : 0),
+                            .x = ctx->x,
+                            .xb = ctx->xb,
+                            .q = ctx->q,
+                            .k = ctx->k,
+                            .v = ctx->v,
+                            .attn_out = ctx->attn_out,
+                            .gate = ctx->gate,
+                            .up = ctx->up};
     *out = ctx;
     return NULL;
 }

@@ -23,7 +23,7 @@ struct sq_context {
     sq_tensor output;         /* [vocab][dim] */
     sq_block_weights *blocks; /* [n_layers] */
     const void **weight_src;  /* [3 + 12 * n_layers] host data each uploaded copy was made from, NULL: none */
-    double *inv_freq;         /* [head_dim/2] RoPE inverse frequencies, scaling applied */
+    double *inv_freq; /* [2][head_dim/2] RoPE inverse frequencies, scaling applied: global, local layers */
 
     /* activations of one step */
     float *x;        /* [n_batch_max][dim] residual stream */

@@ -8,6 +8,7 @@
  *   begin:  validate, reserve cache blocks (all or nothing), lay out the tokens, embed    x = tok_embd[id]
  *   layer:  x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x))           keys, values stored
  *           x += w_down · (silu(w_gate·norm(x)) * w_up·norm(x))
+ *           (what the block has: q/k biases, per-head q/k norms, post-norms of both outputs, GeGLU)
  *   end:    logits of the rows asked for = output · norm(x[rows]), into the caller's buffers; commit lengths
  *
  * sq_forward runs the three; larger batches than n_batch_max go in consecutive chunks (a later chunk sees
@@ -185,6 +186,11 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     if (w->bq.data) be->add_bias(B, a->q, w->bq.data, n, q_dim);
     if (w->bk.data) be->add_bias(B, a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) be->add_bias(B, a->v, w->bv.data, n, kv_dim);
+    if (w->q_norm.data) { /* Qwen3, Gemma 3: every head's query and key RMS-normalised over head_dim */
+        be->rmsnorm(B, a->q, w->q_norm.data, a->norm_eps, n * w->n_heads, hd, a->q);
+        be->rmsnorm(B, a->k, w->k_norm.data, a->norm_eps, n * w->n_kv_heads, hd, a->k);
+    }
+    if (a->q_scale != 1.0f) be->scale(B, a->q, a->q_scale, (int64_t)n * q_dim);
     be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
     be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
     be->attention(B, &(sq_attention_args){.q = a->q,
@@ -197,16 +203,18 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
     be->matmul(B, &w->wo, a->attn_out, n, a->xb);
+    if (w->attn_post_norm.data) be->rmsnorm(B, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 
-    /* feed-forward: x += w_down · (silu(w_gate·norm(x)) * w_up·norm(x)) */
+    /* feed-forward: x += w_down · (act(w_gate·norm(x)) * w_up·norm(x)), act SiLU or tanh GELU */
     be->rmsnorm(B, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
     tap(ctx, l, SQ_TAP_FFN_IN, a->xb, n, dim);
     be->matmul(B, &w->w_gate, a->xb, n, a->gate);
     be->matmul(B, &w->w_up, a->xb, n, a->up);
-    be->swiglu(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
+    (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
     tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
     be->matmul(B, &w->w_down, a->gate, n, a->xb);
+    if (w->ffn_post_norm.data) be->rmsnorm(B, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 }
 
@@ -220,7 +228,9 @@ static void run_layer(sq_context *ctx, int l) {
 
 static void embed(sq_context *ctx) {
     const sq_backend *be = &ctx->backend;
+    const float s = ctx->model->cfg.embd_scale;
     be->get_rows(be->impl, &ctx->tok_embd, ctx->tokens.id, ctx->tokens.n_tokens, ctx->x);
+    if (s != 1.0f) be->scale(be->impl, ctx->x, s, (int64_t)ctx->tokens.n_tokens * ctx->model->cfg.dim);
 }
 
 /* Logits of the rows asked for: output · norm(x[row]) into the caller's buffers, consecutive destinations
@@ -263,6 +273,7 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
         if (be->forward && !ctx->tap) {
             be->forward(be->impl, &(sq_forward_args){.tokens = &ctx->tokens,
                                                      .tok_embd = &ctx->tok_embd,
+                                                     .embd_scale = ctx->model->cfg.embd_scale,
                                                      .blocks = ctx->layer_args,
                                                      .n_layers = n_layers,
                                                      .skip = skip,

@@ -11,6 +11,10 @@
  *  - rmsnorm 1e-6: the fp32 result is x * scale * w, two roundings (~1.2e-7 each) after a double sum;
  *  - rope 1e-6: cos/sin rounded to fp32 and a two-term fp32 rotation, ~4 roundings of |x| (~5e-7);
  *  - swiglu 1e-6 per element relative: expf (1 ulp), a division and a product, ~4 roundings;
+ *  - geglu 1e-6 per element relative to max(|ref|, |x * up| * 1e-3): expf (1 ulp) of an argument whose
+ *    fp32 rounding (|arg| <= 10, ~6e-7 absolute) carries into the result where the sigmoid is far in its
+ *    tail (x < -4: the product is then < 1e-3 |x * up|, so the bound is taken on that scale);
+ *  - scale exact: one fp32 product both sides (the reference rounds the double product once);
  *  - attention 2e-6: fp32 dot products over head_dim <= 128 and an fp32 online softmax against a full
  *    softmax in double; the outputs are averages of value rows of magnitude <= 1 (measured 3e-7);
  *  - log-prob rows 1e-12 relative: double sums of a vectorised exp (relative error 2e-16) against long
@@ -312,12 +316,33 @@ static void check_adds_swiglu(const sq_backend *be, const char *label, uint64_t 
     dev_read(be, got, xd, n * 4);
     check_same(got, x, n * 4, label, "add_bias");
 
+    float *g0 = malloc(n * 4);
+    memcpy(g0, x, n * 4); /* geglu's input, before swiglu changes x */
     be->swiglu(be->impl, xd, yd, (int64_t)n);
     sq_ref_swiglu(x, y, (int64_t)n);
     dev_read(be, got, xd, n * 4);
     for (size_t i = 0; i < n; i++)
         if (!(fabs((double)got[i] - x[i]) <= 1e-6 * fabs((double)x[i])))
             fail_msg("%s: swiglu element %zu: %.9g, reference %.9g", label, i, got[i], x[i]);
+
+    for (size_t i = 0; i < n; i++) g0[i] = (float)(g0[i] / 5.0); /* [-6, 6]: both tails and the middle */
+    memcpy(x, g0, n * 4);
+    be->upload(be->impl, xd, g0, n * 4);
+    be->geglu(be->impl, xd, yd, (int64_t)n);
+    sq_ref_geglu(x, y, (int64_t)n);
+    dev_read(be, got, xd, n * 4);
+    for (size_t i = 0; i < n; i++) {
+        const double scale = fmax(fabs((double)x[i]), 1e-3 * fabs((double)g0[i] * y[i]));
+        if (!(fabs((double)got[i] - x[i]) <= 1e-6 * scale))
+            fail_msg("%s: geglu element %zu (x %.9g): %.9g, reference %.9g", label, i, g0[i], got[i], x[i]);
+    }
+
+    be->upload(be->impl, xd, x, n * 4); /* the same input both sides */
+    be->scale(be->impl, xd, 0.37f, (int64_t)n);
+    sq_ref_scale(x, 0.37f, (int64_t)n);
+    dev_read(be, got, xd, n * 4);
+    check_same(got, x, n * 4, label, "scale");
+    free(g0);
     be->free(be->impl, xd);
     be->free(be->impl, yd);
     be->free(be->impl, bd);

@@ -669,6 +669,15 @@ static void st_swiglu(void *impl, float *gate, const float *up, int64_t n) {
     owned(impl, up, "up");
     CPU(impl)->swiglu(CPU(impl)->impl, gate, up, n);
 }
+static void st_geglu(void *impl, float *gate, const float *up, int64_t n) {
+    owned(impl, gate, "gate");
+    owned(impl, up, "up");
+    CPU(impl)->geglu(CPU(impl)->impl, gate, up, n);
+}
+static void st_scale(void *impl, float *x, float s, int64_t n) {
+    owned(impl, x, "scaled");
+    CPU(impl)->scale(CPU(impl)->impl, x, s, n);
+}
 static void st_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v,
                         const sq_token_batch *tb) {
     owned_kv(impl, kv);
@@ -754,6 +763,8 @@ static sq_backend staged_backend(int fused_block, int fused_forward, staged **st
                         .add = st_add,
                         .add_bias = st_add_bias,
                         .swiglu = st_swiglu,
+                        .geglu = st_geglu,
+                        .scale = st_scale,
                         .kv_store = st_kv_store,
                         .kv_copy = st_kv_copy,
                         .attention = st_attention,

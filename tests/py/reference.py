@@ -17,6 +17,17 @@ are dequantized to their exact values) and every operation runs in float64.
                      flash-attention path saw window + 1, fixed upstream: transformers#29623, #39408)
   Qwen2ForCausalLM   the same with q/k/v biases; the window only applies when use_sliding_window is true, and
                      then to layers >= max_window_layers
+  Qwen3ForCausalLM   Qwen2's attention without biases (attention_bias, default false) and with per-head
+                     RMSNorm of q and k over head_dim before RoPE (modeling_qwen3.Qwen3Attention:
+                     q_norm(q_proj(x).view(.., head_dim)), likewise k), eps rms_norm_eps
+  Gemma3ForCausalLM  (modeling_gemma3.py, text part) embeddings x sqrt(hidden_size) (Gemma3TextScaledWordEmbedding,
+                     the scale in float32 as an fp32 model and llama.cpp have it); Gemma3RMSNorm x * (1 + w);
+                     h = x + post_attention_layernorm(o_proj(attn(...))) with Qwen3's q/k norms, scores scaled
+                     by query_pre_attn_scalar^-0.5; out = h + post_feedforward_layernorm(down(gelu_tanh(gate(
+                     pre_feedforward_layernorm(h))) * up(..))); sliding layers (layer_types, else every
+                     sliding_window_pattern-th layer global, default 6) use the window and RoPE base
+                     rope_local_base_freq unscaled, global ones rope_theta; GGUF gemma3: norms hold 1 + w
+                     (llama.cpp's converter adds 1), pattern 6 and local base 10000 as llama.cpp assumes
   llama2.c (.bin)    Llama with RoPE on interleaved pairs (2i, 2i+1), theta 10000, eps 1e-5
   GGUF llama         interleaved pairs (llama.cpp's converter permutes HF q/k rows); GGUF qwen2: halves
 
@@ -53,7 +64,12 @@ class Layer:
     bk: Optional[np.ndarray] = None
     bv: Optional[np.ndarray] = None
     bo: Optional[np.ndarray] = None
+    q_norm: Optional[np.ndarray] = None  # [head_dim] (Qwen3, Gemma 3)
+    k_norm: Optional[np.ndarray] = None
+    attn_post_norm: Optional[np.ndarray] = None  # [dim] (Gemma 3)
+    ffn_post_norm: Optional[np.ndarray] = None
     window: int = 0  # 0: full causal attention
+    rope_local: bool = False  # RoPE with the model's local base, unscaled (Gemma 3's sliding layers)
 
 
 @dataclass
@@ -69,6 +85,10 @@ class Model:
     layers: list = field(default_factory=list)
     rope_scaling: Optional[dict] = None  # HF rope_scaling dict (rope_type "llama3") or None
     rope_freq_factors: Optional[np.ndarray] = None  # GGUF rope_freqs.weight: inv_freq is divided by these
+    act: str = "silu"  # the FFN's gate activation: "silu" or "gelu_tanh"
+    embd_scale: float = 1.0
+    attn_scalar: Optional[float] = None  # scores are q.k / sqrt(attn_scalar); None: head_dim
+    rope_local_theta: Optional[float] = None
 
     @property
     def vocab_size(self):
@@ -77,6 +97,10 @@ class Model:
     @property
     def dim(self):
         return self.tok_embd.shape[1]
+
+    def inv_freq_local(self):
+        d = self.head_dim
+        return 1.0 / (self.rope_local_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
 
     def inv_freq(self):
         d = self.head_dim
@@ -112,6 +136,10 @@ def rms_norm(x, w, eps):
 
 def silu(x):
     return x / (1.0 + np.exp(-x))
+
+
+def gelu_tanh(x):  # transformers' gelu_pytorch_tanh (PytorchGELUTanh)
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def apply_rope(x, positions, inv_freq, interleaved):
@@ -157,14 +185,20 @@ def forward(model, tokens, cache=None):
         raise ValueError(f"token id out of range [0, {model.tok_embd.shape[0]})")
     p0 = cache.pos
     positions = np.arange(p0, p0 + n)
-    inv_freq = model.inv_freq()
-    x = model.tok_embd[tokens].astype(np.float64)
+    x = model.tok_embd[tokens].astype(np.float64) * model.embd_scale
+    act = {"silu": silu, "gelu_tanh": gelu_tanh}[model.act]
+    scale = 1.0 / math.sqrt(model.attn_scalar or hd)
     for li, L in enumerate(model.layers):
+        inv_freq = model.inv_freq_local() if L.rope_local else model.inv_freq()
         n_heads, n_kv = L.wq.shape[0] // hd, L.wk.shape[0] // hd
         h = rms_norm(x, L.attn_norm, model.norm_eps)
         q = linear(h, L.wq, L.bq).reshape(n, n_heads, hd).transpose(1, 0, 2)
         k = linear(h, L.wk, L.bk).reshape(n, n_kv, hd).transpose(1, 0, 2)
         v = linear(h, L.wv, L.bv).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        if L.q_norm is not None:
+            q = rms_norm(q, L.q_norm, model.norm_eps)
+        if L.k_norm is not None:
+            k = rms_norm(k, L.k_norm, model.norm_eps)
         q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
         k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
         if cache.k[li] is not None:
@@ -179,15 +213,17 @@ def forward(model, tokens, cache=None):
         group = n_heads // n_kv
         kk = np.repeat(k, group, axis=0)  # repeat_kv: query head h uses kv head h // group
         vv = np.repeat(v, group, axis=0)
-        scores = q @ kk.transpose(0, 2, 1) / math.sqrt(hd)  # [heads, n, total]
+        scores = q @ kk.transpose(0, 2, 1) * scale  # [heads, n, total]
         scores = np.where(allowed[None], scores, -np.inf)
         scores -= scores.max(axis=-1, keepdims=True)
         p = np.exp(scores)
         p /= p.sum(axis=-1, keepdims=True)
         att = (p @ vv).transpose(1, 0, 2).reshape(n, n_heads * hd)
-        x = x + linear(att, L.wo, L.bo)
+        o = linear(att, L.wo, L.bo)
+        x = x + (o if L.attn_post_norm is None else rms_norm(o, L.attn_post_norm, model.norm_eps))
         h = rms_norm(x, L.ffn_norm, model.norm_eps)
-        x = x + linear(silu(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
+        f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
+        x = x + (f if L.ffn_post_norm is None else rms_norm(f, L.ffn_post_norm, model.norm_eps))
     cache.pos += n
     return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
 
@@ -222,8 +258,8 @@ def as_halves(model):
         heads = w.shape[0] // hd
         return w[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
-    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk))
-              for L in model.layers]
+    layers = [replace(L, wq=permute(L.wq), wk=permute(L.wk), bq=permute(L.bq), bk=permute(L.bk),
+                      q_norm=permute(L.q_norm), k_norm=permute(L.k_norm)) for L in model.layers]
     return replace(model, rope_interleaved=False, layers=layers)
 
 
@@ -236,15 +272,18 @@ def weight_difference(src, dst):
         return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
     if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
         return "RoPE frequencies differ (theta or scaling)"
+    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta"]:
+        if getattr(a, f) != getattr(b, f):
+            return f"{f} {getattr(b, f)} != {getattr(a, f)}"
     if len(a.layers) != len(b.layers):
         return f"{len(b.layers)} layers != {len(a.layers)}"
     pairs = [("token embedding", a.tok_embd, b.tok_embd), ("output norm", a.out_norm, b.out_norm),
              ("output", a.output, b.output)]
     for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
-        if la.window != lb.window:
-            return f"layer {i}: attention window {lb.window} != {la.window}"
+        if la.window != lb.window or la.rope_local != lb.rope_local:
+            return f"layer {i}: attention window {lb.window} != {la.window} or RoPE kind differs"
         for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
-                  "bo"]:
+                  "bo", "q_norm", "k_norm", "attn_post_norm", "ffn_post_norm"]:
             pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
     for what, x, y in pairs:
         if (x is None) != (y is None):
@@ -345,14 +384,21 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
         raise NotImplementedError(f"model_type {arch}")
+    gemma = arch == "gemma3_text"
     t = _hf_tensors(dirpath)
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or dim // n_heads
     n_layers = cfg["num_hidden_layers"]
     eps = cfg.get("rms_norm_eps", 1e-6)
-    if cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
+    if gemma:
+        if cfg.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+            raise NotImplementedError(f"hidden_activation {cfg['hidden_activation']}")
+        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+            if cfg.get(key) is not None:
+                raise NotImplementedError(key)
+    elif cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
         raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
     theta, rs = hf_rope(cfg)
     # which layers slide: Mistral all (sliding_window defaults to 4096, null is none); Qwen2 only with
@@ -361,12 +407,18 @@ def load_hf(dirpath):
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
         sliding = [True] * n_layers
-    elif arch == "qwen2" and cfg.get("use_sliding_window", False):
+    elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
         types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
                                            else "full_attention" for l in range(n_layers)]
         sliding = [t == "sliding_attention" for t in types]
-
+    elif gemma:  # Gemma3TextConfig: layer_types, else every sliding_window_pattern-th layer global
+        window = cfg.get("sliding_window", 4096) or 0
+        pattern = cfg.get("sliding_window_pattern", 6)
+        types = cfg.get("layer_types") or ["sliding_attention" if (l + 1) % pattern else "full_attention"
+                                           for l in range(n_layers)]
+        sliding = [t == "sliding_attention" for t in types]
+    norm_add = 1.0 if gemma else 0.0  # Gemma3RMSNorm: x * (1 + w)
     used = set()
 
     def get(name, optional=False):
@@ -377,17 +429,25 @@ def load_hf(dirpath):
         used.add(name)
         return t[name]
 
+    def norm(name, optional=False):  # Gemma3RMSNorm: (1.0 + self.weight.float()), the sum in float32
+        w = get(name, optional)
+        if w is None or not norm_add:
+            return w
+        return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
+
     layers = []
     for l in range(n_layers):
         p = f"model.layers.{l}."
         layers.append(
             Layer(
-                attn_norm=get(p + "input_layernorm.weight"),
+                attn_norm=norm(p + "input_layernorm.weight"),
                 wq=get(p + "self_attn.q_proj.weight"),
                 wk=get(p + "self_attn.k_proj.weight"),
                 wv=get(p + "self_attn.v_proj.weight"),
                 wo=get(p + "self_attn.o_proj.weight"),
-                ffn_norm=get(p + "post_attention_layernorm.weight"),
+                ffn_norm=norm(p + ("pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight")),
+                attn_post_norm=norm(p + "post_attention_layernorm.weight") if gemma else None,
+                ffn_post_norm=norm(p + "post_feedforward_layernorm.weight") if gemma else None,
                 w_gate=get(p + "mlp.gate_proj.weight"),
                 w_up=get(p + "mlp.up_proj.weight"),
                 w_down=get(p + "mlp.down_proj.weight"),
@@ -395,20 +455,29 @@ def load_hf(dirpath):
                 bk=get(p + "self_attn.k_proj.bias", True),
                 bv=get(p + "self_attn.v_proj.bias", True),
                 bo=get(p + "self_attn.o_proj.bias", True),
+                q_norm=norm(p + "self_attn.q_norm.weight", arch not in ("qwen3", "gemma3_text")),
+                k_norm=norm(p + "self_attn.k_norm.weight", arch not in ("qwen3", "gemma3_text")),
                 window=window if sliding[l] else 0,
+                rope_local=gemma and sliding[l],
             )
         )
         used.add(p + "self_attn.rotary_emb.inv_freq")  # stored by old checkpoints, recomputed here
     tok = get("model.embed_tokens.weight")
-    tied = cfg.get("tie_word_embeddings", False)
+    tied = cfg.get("tie_word_embeddings", gemma)  # Gemma3TextConfig ties by default
     output = tok if tied else get("lm_head.weight")
     if tied:
         used.add("lm_head.weight")
-    out_norm = get("model.norm.weight")
+    out_norm = norm("model.norm.weight")
     unused = set(t) - used
     if unused:
         raise ValueError(f"{dirpath}: tensors the reference does not understand: {sorted(unused)}")
-    return Model(arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs)
+    extra = {}
+    if gemma:
+        extra = dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))),
+                     attn_scalar=float(cfg.get("query_pre_attn_scalar", 256)),
+                     rope_local_theta=float(cfg.get("rope_local_base_freq", 10000.0)))
+    return Model("gemma3" if gemma else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
+                 **extra)
 
 
 def load_gguf(path):
@@ -422,8 +491,9 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3"):
         raise NotImplementedError(f"GGUF architecture {arch}")
+    gemma = arch == "gemma3"
     t = {}
     for ti in r.tensors:
         shape = tuple(int(s) for s in reversed(ti.shape))  # ggml lists the innermost dimension first
@@ -465,7 +535,13 @@ def load_gguf(path):
                 bk=get(p + "attn_k.bias", True),
                 bv=get(p + "attn_v.bias", True),
                 bo=get(p + "attn_output.bias", True),
-                window=window,
+                q_norm=get(p + "attn_q_norm.weight", arch not in ("qwen3", "gemma3")),
+                k_norm=get(p + "attn_k_norm.weight", arch not in ("qwen3", "gemma3")),
+                attn_post_norm=get(p + "post_attention_norm.weight") if gemma else None,
+                ffn_post_norm=get(p + "post_ffw_norm.weight") if gemma else None,
+                # llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3): every 6th layer global, the others slide
+                window=window if not gemma or (l + 1) % 6 else 0,
+                rope_local=gemma and (l + 1) % 6 != 0,
             )
         )
     tok = get("token_embd.weight")
@@ -488,6 +564,8 @@ def load_gguf(path):
         output,
         layers,
         rope_freq_factors=freq_factors,
+        **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
+                rope_local_theta=10000.0) if gemma else {}),
     )
 
 

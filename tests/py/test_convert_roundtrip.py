@@ -1,5 +1,6 @@
 """`squeeze convert` round trips keep the model: stories15M.bin -> HF directory -> GGUF -> llama2.c .bin, and
-tiny Qwen2 (biases, tied) and tiny GQA fp16 Llama HF checkpoints -> GGUF -> HF.
+tiny Qwen2 (biases, tied), tiny GQA fp16 Llama and tiny Qwen3 (q/k norms; bf16 untied, fp32 tied) HF checkpoints
+-> GGUF -> HF.
 
 At every step:
   - weights: the converted file, read by the independent reference loaders (numpy safetensors reader with HF
@@ -10,7 +11,7 @@ At every step:
     what it wrote;
   - logits: `squeeze logits` on the converted file vs on the source, on the same tokens.
       * where the file keeps the source's q/k row convention (llama2.c <-> GGUF llama: both interleaved;
-        HF <-> GGUF qwen2, HF -> GGUF -> HF: both halves) the arithmetic is the same: bitwise identical;
+        HF <-> GGUF qwen2 or qwen3, HF -> GGUF -> HF: both halves) the arithmetic is the same: bitwise identical;
       * where it changes (interleaved <-> halves), q.k sums run in another order, so fp32 rounding
         differs: a float32 simulation of stories15M measures 9.8e-7 relative between the two orders (the
         fp32-vs-fp64 error itself is 1.1e-6), so the bound is 1e-5 relative with identical argmax (bitwise
@@ -91,7 +92,7 @@ def main():
           [("hf", os.path.join(work, "stories15M-hf")), ("gguf", os.path.join(work, "stories15M.gguf")),
            ("llama2c", os.path.join(work, "stories15M-roundtrip.bin"))], tokens)
 
-    for name in ["qwen2_bias", "llama_gqa_f16"]:
+    for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied", "gemma3_bf16"]:
         src = tiny_models.generate(name, os.path.join(work, "tiny"))
         rng = np.random.default_rng(11)
         tokens = [1] + [int(t) for t in rng.integers(3, tiny_models.VARIANTS[name]["vocab"], 23)]

@@ -45,6 +45,18 @@ def ablations(name, model):
             ("q/k/v biases dropped", with_layers(model, bq=None, bk=None, bv=None)),
             ("sliding_window applied although use_sliding_window is false", with_layers(model, window=4)),
         ]
+    if name.startswith("gemma3"):
+        return [
+            ("SwiGLU instead of GeGLU", dataclasses.replace(model, act="silu")),
+            ("embeddings not scaled", dataclasses.replace(model, embd_scale=1.0)),
+            ("post-norms dropped", with_layers(model, attn_post_norm=None, ffn_post_norm=None)),
+            ("full attention on the sliding layers", with_layers(model, window=0)),
+            ("the global RoPE base on the sliding layers", with_layers(model, rope_local=False)),
+            ("norm weights w instead of 1 + w", with_layers(model, attn_norm=model.layers[0].attn_norm - 1)),
+        ] + ([("scores / sqrt(head_dim) instead of query_pre_attn_scalar",
+               dataclasses.replace(model, attn_scalar=None))] if model.attn_scalar != model.head_dim else [])
+    if name.startswith("qwen3"):
+        return [("q/k norms dropped", with_layers(model, q_norm=None, k_norm=None))]
     if name == "llama3_rope":
         return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
     if name == "llama_mha_f32":

@@ -53,9 +53,33 @@ VARIANTS = {
     # The same model layout stored as three safetensors shards with an index.
     "llama_sharded": dict(arch="llama", dim=64, n_layers=3, n_heads=4, n_kv_heads=4, hidden=160, vocab=512,
                           dtype="F32", seed=108, shards=3),
+    # Qwen3: per-head q/k RMSNorm, no biases, head_dim 32 != dim / n_heads as in the real models (2048/16 =
+    # 128 there); bf16 with untied output, and an fp32 tied one (Qwen3-0.6B ties its embeddings).
+    "qwen3_bf16": dict(arch="qwen3", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, hidden=160,
+                       vocab=512, dtype="BF16", seed=109, rope_theta=1000000.0, norm_eps=1e-6,
+                       sliding_window=4, use_sliding_window=False),
+    # Gemma 3 (text): sandwich norms stored as w for x * (1 + w), GeGLU, embeddings x sqrt(dim), q/k norms,
+    # sliding layers with their own RoPE base. gemma3_bf16: transformers' defaults for the pattern (every 6th
+    # layer global) as llama.cpp assumes, so it is also written as GGUF; gemma3_layer_types: layer_types named,
+    # query_pre_attn_scalar != head_dim, an untied output.
+    "gemma3_bf16": dict(arch="gemma3", dim=64, n_layers=6, n_heads=4, n_kv_heads=2, head_dim=32, hidden=160,
+                        vocab=512, dtype="BF16", seed=111, tied=True, rope_theta=1000000.0, norm_eps=1e-6,
+                        sliding_window=5, rope_local_base_freq=10000.0, query_pre_attn_scalar=32),
+    # Fewer layers than the pattern's period: every layer local (rope_local_base_freq everywhere, in HF and
+    # as llama.cpp reads the GGUF).
+    "gemma3_local": dict(arch="gemma3", dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, hidden=128,
+                         vocab=512, dtype="F32", seed=113, tied=True, rope_theta=1000000.0, norm_eps=1e-6,
+                         sliding_window=6, rope_local_base_freq=10000.0, query_pre_attn_scalar=32),
+    "gemma3_layer_types": dict(arch="gemma3", dim=64, n_layers=3, n_heads=4, n_kv_heads=1, head_dim=16,
+                               hidden=176, vocab=512, dtype="F32", seed=112, rope_theta=500000.0, norm_eps=1e-6,
+                               sliding_window=4, rope_local_base_freq=100.0, query_pre_attn_scalar=24,
+                               layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
+                       dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
 }
 
-_HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
 _TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -78,8 +102,10 @@ def _weights(spec):
     def lin(out_f, in_f, gain=1.0):
         return rng.standard_normal((out_f, in_f)) * (gain / np.sqrt(in_f))
 
-    def norm():
-        return 1.0 + 0.1 * rng.standard_normal(d)
+    gemma = spec["arch"] == "gemma3"
+
+    def norm(n=d):  # Gemma stores w of x * (1 + w)
+        return (0.0 if gemma else 1.0) + 0.1 * rng.standard_normal(n)
 
     w = {"model.embed_tokens.weight": rng.standard_normal((V, d))}
     for l in range(spec["n_layers"]):
@@ -93,7 +119,13 @@ def _weights(spec):
             w[p + "self_attn.q_proj.bias"] = 0.5 * rng.standard_normal(q_out)
             w[p + "self_attn.k_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
             w[p + "self_attn.v_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
+        if spec["arch"] in ("qwen3", "gemma3"):  # per-head norms over head_dim; spread so that dropping them shows
+            w[p + "self_attn.q_norm.weight"] = (0.0 if gemma else 1.0) + 0.5 * rng.standard_normal(hd)
+            w[p + "self_attn.k_norm.weight"] = (0.0 if gemma else 1.0) + 0.5 * rng.standard_normal(hd)
         w[p + "post_attention_layernorm.weight"] = norm()
+        if gemma:
+            w[p + "pre_feedforward_layernorm.weight"] = norm()
+            w[p + "post_feedforward_layernorm.weight"] = norm()
         w[p + "mlp.gate_proj.weight"] = lin(hid, d)
         w[p + "mlp.up_proj.weight"] = lin(hid, d)
         w[p + "mlp.down_proj.weight"] = lin(d, hid)
@@ -132,9 +164,19 @@ def _config(spec):
         cfg.update(attention_bias=False, mlp_bias=False, pretraining_tp=1)
     if spec["arch"] == "mistral":
         cfg["sliding_window"] = spec.get("sliding_window")
-    if spec["arch"] == "qwen2":
+    if spec["arch"] in ("qwen2", "qwen3"):
         cfg.update(sliding_window=spec.get("sliding_window"), use_sliding_window=spec.get("use_sliding_window"),
                    max_window_layers=spec["n_layers"])
+    if spec["arch"] == "qwen3":
+        cfg.update(attention_bias=False)
+    if spec["arch"] == "gemma3":
+        cfg.update(model_type="gemma3_text", attention_bias=False, hidden_activation="gelu_pytorch_tanh",
+                   sliding_window=spec["sliding_window"], rope_local_base_freq=spec["rope_local_base_freq"],
+                   query_pre_attn_scalar=spec["query_pre_attn_scalar"], attn_logit_softcapping=None,
+                   final_logit_softcapping=None)
+        del cfg["hidden_act"]
+        if "layer_types" in spec:
+            cfg["layer_types"] = spec["layer_types"]
     return cfg
 
 
@@ -252,8 +294,10 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
 
     spec = VARIANTS[name]
     arch = spec["arch"]
-    if arch not in ("llama", "qwen2") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
-        raise ValueError(f"{name}: only plain llama and qwen2 variants are written as GGUF here")
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
+        raise ValueError(f"{name}: only plain llama, qwen2, qwen3 and gemma3 variants are written as GGUF here")
+    if arch == "gemma3" and ("layer_types" in spec or spec["query_pre_attn_scalar"] != spec["head_dim"]):
+        raise ValueError(f"{name}: GGUF gemma3 holds only llama.cpp's layer pattern and attention scale")
     src = generate(name, outroot)
     w = {k: safetensors_np.to_f64(dt, a).astype(np.float32) for k, (dt, a) in _weights(spec).items()}
     d, hd = spec["dim"], spec.get("head_dim", spec["dim"] // spec["n_heads"])
@@ -266,6 +310,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
         order[0::2], order[1::2] = np.arange(hd // 2), np.arange(hd // 2) + hd // 2
         return x[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
+    if arch == "gemma3":  # llama.cpp's converter stores 1 + w for every norm
+        w = {k: (v + np.float32(1.0) if k.endswith("norm.weight") else v) for k, v in w.items()}
     qt = gguf.GGMLQuantizationType[qtype]
     path = os.path.join(outroot, f"{name}-{qtype.lower()}{tag}.gguf")
     writer = gguf.GGUFWriter(path, arch)
@@ -281,6 +327,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_rope_dimension_count(hd)
     writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
+    if arch == "gemma3":
+        writer.add_uint32("gemma3.attention.sliding_window", spec["sliding_window"])
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
     for key, value in (extra_ids or {}).items():
@@ -304,13 +352,20 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
                   ("post_attention_layernorm.weight", "ffn_norm.weight"), ("mlp.gate_proj.weight", "ffn_gate.weight"),
                   ("mlp.up_proj.weight", "ffn_up.weight"), ("mlp.down_proj.weight", "ffn_down.weight"),
                   ("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
-                  ("self_attn.v_proj.bias", "attn_v.bias")]
+                  ("self_attn.v_proj.bias", "attn_v.bias"), ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+                  ("self_attn.k_norm.weight", "attn_k_norm.weight")]
+    if arch == "gemma3":  # sandwich norms
+        hf_to_gguf = [(h, g) for h, g in hf_to_gguf if not h.startswith("post_attention_layernorm")]
+        hf_to_gguf += [("post_attention_layernorm.weight", "post_attention_norm.weight"),
+                       ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+                       ("post_feedforward_layernorm.weight", "post_ffw_norm.weight")]
+
     for l in range(spec["n_layers"]):
         for hf, gg in hf_to_gguf:
             x = w.get(f"model.layers.{l}.{hf}")
             if x is None:
                 continue
-            if gg.startswith(("attn_q", "attn_k")):
+            if gg.startswith(("attn_q.", "attn_k.")):
                 x = to_interleaved(x)
             put(f"blk.{l}.{gg}", x, x.ndim == 2)
     writer.write_header_to_file()

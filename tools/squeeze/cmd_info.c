@@ -43,10 +43,28 @@ static void print_model(const char *path, const sq_model *model) {
                mi.rope_low_freq_factor, mi.rope_high_freq_factor, mi.rope_original_max_pos);
     printf("\n");
     printf("norm epsilon:    %g\n", mi.norm_eps);
-    if (mi.sliding_window)
+    if (mi.n_global_layers) {
+        printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers",
+               mi.n_layers - mi.n_global_layers, mi.sliding_window, mi.rope_local_theta, mi.n_global_layers);
+        sq_layer_info li;
+        for (int l = 0; l < mi.n_layers; l++) {
+            sq_error_free(sq_model_layer_info(model, l, &li));
+            if (li.global) printf(" %d", l);
+        }
+        printf(")\n");
+    } else if (mi.sliding_window) {
         printf("sliding window:  %d\n", mi.sliding_window);
-    else
+    } else {
         printf("sliding window:  none\n");
+    }
+    sq_layer_info b0;
+    sq_error_free(sq_model_layer_info(model, 0, &b0));
+    printf("block:           %s%s%s%s", strcmp(mi.ffn_act, "silu") ? "GeGLU (tanh GELU)" : "SwiGLU",
+           b0.has_qkv_bias ? ", q/k/v biases" : "", b0.has_qk_norm ? ", q/k norms" : "",
+           b0.has_post_norms ? ", post-norms" : "");
+    if (mi.embd_scale != 1.0f) printf(", embeddings x %g", mi.embd_scale);
+    if (mi.attn_scalar > 0) printf(", scores / sqrt(%g)", mi.attn_scalar);
+    printf("\n");
     printf("tied embeddings: %s\n", mi.tied_embeddings ? "yes" : "no");
     const sq_tokenizer *tok = sq_model_tokenizer(model);
     if (tok)

@@ -38,6 +38,8 @@ static int cpu_supports(void *impl, sq_op op, sq_dtype dtype) {
     case SQ_OP_ADD:
     case SQ_OP_ADD_BIAS:
     case SQ_OP_SWIGLU:
+    case SQ_OP_GEGLU:
+    case SQ_OP_SCALE:
         return dtype == SQ_DTYPE_F32;
     case SQ_OP_COUNT:
         break;
@@ -88,6 +90,14 @@ static void cpu_swiglu(void *impl, float *gate, const float *up, int64_t n) {
     (void)impl;
     sq_cpu_swiglu(gate, up, n);
 }
+static void cpu_geglu(void *impl, float *gate, const float *up, int64_t n) {
+    (void)impl;
+    sq_cpu_geglu(gate, up, n);
+}
+static void cpu_scale(void *impl, float *x, float s, int64_t n) {
+    (void)impl;
+    sq_cpu_scale(x, s, n);
+}
 static void cpu_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v,
                          const sq_token_batch *tokens) {
     (void)impl;
@@ -128,6 +138,8 @@ sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out) {
                         .add = cpu_add,
                         .add_bias = cpu_add_bias,
                         .swiglu = cpu_swiglu,
+                        .geglu = cpu_geglu,
+                        .scale = cpu_scale,
                         .kv_store = cpu_kv_store,
                         .kv_copy = cpu_kv_copy,
                         .attention = cpu_attention};

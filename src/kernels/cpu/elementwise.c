@@ -110,3 +110,16 @@ void sq_cpu_add_bias(float *y, const float *bias, int n_tokens, int width) {
 void sq_cpu_swiglu(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
+
+/* 0.5 x (1 + tanh(z)) = x sigmoid(2z): the same function without 1 + tanh(z) cancelling for negative x */
+void sq_cpu_geglu(float *gate, const float *up, int64_t n) {
+    const float c2 = 2 * 0.7978845608028654f; /* 2 sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float x = gate[i];
+        gate[i] = x / (1.0f + expf(-c2 * (x + 0.044715f * x * x * x))) * up[i];
+    }
+}
+
+void sq_cpu_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}

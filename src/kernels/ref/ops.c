@@ -50,6 +50,19 @@ void sq_ref_swiglu(float *gate, const float *up, int64_t n) {
     }
 }
 
+void sq_ref_geglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double x = gate[i];
+        gate[i] = (float)(0.5 * x *
+                          (1.0 + tanh(0.79788456080286535588 /* sqrt(2/pi) */ * (x + 0.044715 * x * x * x))) *
+                          up[i]);
+    }
+}
+
+void sq_ref_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((double)x[i] * s);
+}
+
 /* Each row through its format's reference quantizer (f16: round to nearest even; q8_0, q4_0: ggml's). */
 void sq_ref_kv_store(const sq_kv_view *kv, const float *k, const float *v, const sq_token_batch *tokens) {
     const sq_dtype_traits *row = sq_dtype_info(kv->row_type);
