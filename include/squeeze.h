@@ -975,7 +975,10 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
  *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
  *    (forward passes only; sq_ppl_options.skip_layers; each sample a window from an empty cache scored at
  *    positions 1..seq_len-1, 4 samples per forward call), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
- *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
+ *    linear weights (the paper's Mag criterion), SQ_DEPTH_TAYLOR by the paper's Taylor+: the sum over the
+ *    block's weights (linear and norm) of |dL/dW * W|, L the next-token cross-entropy of the calibration
+ *    samples (gradients from the trainer's backward pass, "training" above), with the first taylor_keep_first
+ *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32). */
 typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
@@ -984,7 +987,7 @@ typedef enum sq_prune_method {
     SQ_PRUNE_DEPTH
 } sq_prune_method;
 
-typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
+typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE, SQ_DEPTH_TAYLOR } sq_depth_criterion;
 
 typedef struct sq_prune_options {
     sq_prune_method method;
@@ -998,6 +1001,9 @@ typedef struct sq_prune_options {
     /* SQ_PRUNE_DEPTH */
     int n_remove; /* blocks to remove: 1 .. n_layers-1 */
     sq_depth_criterion criterion;
+    /* SQ_DEPTH_TAYLOR: blocks at the start and end that are never removed; 0: the paper's 4 and 2 of 32
+     * scaled to the model's depth, ceil(n_layers / 8) and ceil(n_layers / 16); negative: none */
+    int taylor_keep_first, taylor_keep_last;
     /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
      * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
      * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
