@@ -1142,6 +1142,13 @@ SQ_NODISCARD sq_error *sq_trainer_merge(const sq_trainer *t, sq_model *model);
  * modules squeeze does not have, or with a DoRA/rsLoRA/bias setting it does not compute, is refused. */
 SQ_NODISCARD sq_error *sq_model_apply_lora(sq_model *model, const char *path);
 
+/* Data-free distillation data (LLM-QAT, Liu et al. 2023): n_samples sequences of seq_len tokens sampled from
+ * the teacher itself, each starting (after BOS where the tokenizer adds one) with a token drawn uniformly
+ * from the vocabulary, then continued by plain sampling (temperature 1, no truncation), 16 sequences per
+ * forward batch. Deterministic for a seed (and kernel set). Release with sq_calib_samples_free. */
+SQ_NODISCARD sq_error *sq_generate_samples(const sq_model *teacher, int n_samples, int seq_len, uint64_t seed,
+                                           int n_threads, sq_calib_samples *out);
+
 /* Taylor importance of every block (Molchanov et al. 2019, as Shortened LLaMA scores blocks): sum over the
  * block's weights of |dL/dW * W|, from the gradients accumulated so far (weight_grads must be set).
  * scores [n_layers]. */

@@ -287,17 +287,19 @@ typedef struct loss_job {
     double *ce, *kd; /* [nth] per-slice sums */
 } loss_job;
 
-/* log sum_i exp(z_i / T) */
-static double log_sum_exp(const float *z, int n, double inv_t) {
-    double mx = -INFINITY, sum = 0;
-    for (int i = 0; i < n; i++) mx = fmax(mx, z[i] * inv_t);
-    for (int i = 0; i < n; i++) sum += exp(z[i] * inv_t - mx);
+/* log sum_i exp(z_i / T); the terms in float (exp is the loss's hot spot), their sum in double */
+static double log_sum_exp(const float *z, int n, float inv_t) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, z[i] * inv_t);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += expf(z[i] * inv_t - mx);
     return mx + log(sum);
 }
 
 static void loss_slice(void *p, int ith, int nth) {
     const loss_job *j = p;
     const tr_loss_spec *sp = j->spec;
+    const float inv_t = 1.0f / sp->kd_temp;
     long r0, r1;
     sq_split_range(j->n, ith, nth, &r0, &r1);
     double ce = 0, kd = 0;
@@ -305,26 +307,22 @@ static void loss_slice(void *p, int ith, int nth) {
         float *z = j->z + r * j->vocab;
         const float *zt = j->zt ? j->zt + r * j->vocab : NULL;
         const int y = j->target ? j->target[r] : -1;
-        const double lse1 = log_sum_exp(z, j->vocab, 1.0);
-        double lse_s = 0, lse_t = 0;
-        const double inv_t = 1.0 / sp->kd_temp;
-        if (zt) {
-            lse_s = log_sum_exp(z, j->vocab, inv_t);
-            lse_t = log_sum_exp(zt, j->vocab, inv_t);
-        }
+        const double lse1 = log_sum_exp(z, j->vocab, 1.0f);
+        const double lse_s = zt ? (inv_t == 1.0f ? lse1 : log_sum_exp(z, j->vocab, inv_t)) : 0;
+        const double lse_t = zt ? log_sum_exp(zt, j->vocab, inv_t) : 0;
         if (y >= 0) ce += lse1 - z[y];
-        const double gce = y >= 0 ? sp->ce_weight * sp->ce_scale : 0;
-        const double gkd = sp->kd_weight * sp->kd_scale * sp->kd_temp;
+        const float gce = y >= 0 ? (float)(sp->ce_weight * sp->ce_scale) : 0;
+        const float gkd = (float)(sp->kd_weight * sp->kd_scale * sp->kd_temp);
         for (int i = 0; i < j->vocab; i++) {
-            double g = gce * exp(z[i] - lse1);
+            float g = gce ? gce * expf((float)(z[i] - lse1)) : 0;
             if (zt) {
-                double lps = z[i] * inv_t - lse_s, lpt = zt[i] * inv_t - lse_t, pt = exp(lpt);
-                kd += pt * (lpt - lps);
-                g += gkd * (exp(lps) - pt);
+                float lps = (float)(z[i] * inv_t - lse_s), lpt = (float)(zt[i] * inv_t - lse_t), pt = expf(lpt);
+                kd += (double)pt * (lpt - lps);
+                g += gkd * (expf(lps) - pt);
             }
-            z[i] = (float)g;
+            z[i] = g;
         }
-        if (y >= 0) z[y] -= (float)gce;
+        if (y >= 0) z[y] -= gce;
     }
     j->ce[ith] = ce;
     j->kd[ith] = kd;

@@ -21,6 +21,7 @@ int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_prune(int argc, char **argv);
+int sq_cmd_finetune(int argc, char **argv);
 int sq_cmd_spec_search(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
 int sq_cmd_chat(int argc, char **argv);

@@ -38,7 +38,9 @@ static const cli_verb verb = {
         "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
         "depth: Shortened LLaMA (Kim et al. 2024): every block is scored, then the K least important are\n"
         "  removed. ppl: the calibration perplexity with that block alone skipped; magnitude: the sum of\n"
-        "  |W| of its linear weights.\n"
+        "  |W| of its linear weights; taylor (the paper's Taylor+): the sum over its weights of\n"
+        "  |dL/dW * W| for the calibration cross-entropy, the first --keep-first and last --keep-last\n"
+        "  blocks never removed.\n"
         "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
         "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
         "block calibrated on the outputs of the blocks already pruned.\n",
