@@ -9,7 +9,7 @@
 
 typedef struct finetune_args {
     const char *model, *teacher, *out, *targets, *data, *loss, *val, *resume, *merge, *to, *tokenizer;
-    long rank, steps, batch, seq, warmup, gen_samples, val_every, val_samples, save_every, threads, seed;
+    long rank, steps, stop_at, batch, seq, warmup, gen_samples, val_every, val_samples, save_every, threads, seed;
     double alpha, lr, kd_temp, clip, weight_decay, min_lr;
     int no_progress;
 } finetune_args;
@@ -42,7 +42,9 @@ static int parse_args(int argc, char **argv, finetune_args *a) {
                       .def_shown = "q,k,v,o,gate,up,down"),
         CLI_TEXT_FLAG("--data", "FILE|generate", &a->data, "training text, or generate", .def_shown = "generate"),
         CLI_INT_FLAG("--gen-samples", "N", &a->gen_samples, 1, 1 << 20, 256, "generate: sequences"),
-        CLI_INT_FLAG("--steps", "N", &a->steps, 1, 1 << 24, 100, "optimizer steps"),
+        CLI_INT_FLAG("--steps", "N", &a->steps, 1, 1 << 24, 100, "optimizer steps (the schedule's length)"),
+        CLI_INT_FLAG("--stop-at", "N", &a->stop_at, 0, 1 << 24, 0,
+                     "stop after step N with a checkpoint (--resume continues)", .def_shown = "--steps"),
         CLI_INT_FLAG("--batch", "B", &a->batch, 1, CLI_MAX_BATCH, 8, "sequences per step"),
         CLI_INT_FLAG("--seq", "L", &a->seq, 2, CLI_MAX_CTX, 128, "tokens per sequence"),
         CLI_NUMBER_FLAG("--lr", "LR", &a->lr, 0, 1, 1e-4, "peak learning rate", .lo_open = 1),
@@ -165,7 +167,8 @@ int sq_cmd_finetune(int argc, char **argv) {
     bar = a.no_progress ? NULL : cli_progress_create("finetune");
     const double t0 = sq_monotonic_seconds();
     const int64_t first = sq_trainer_steps(t);
-    for (int64_t step = first; step < a.steps && !err; step++) {
+    const int64_t last = a.stop_at && a.stop_at < a.steps ? a.stop_at : a.steps;
+    for (int64_t step = first; step < last && !err; step++) {
         /* step s trains on windows s*B .. s*B+B-1 of the data (cyclically): a resumed run sees the same */
         for (int b = 0; b < a.batch; b++) {
             int64_t w = (step * a.batch + b) % data.n_samples;
@@ -200,7 +203,7 @@ int sq_cmd_finetune(int argc, char **argv) {
                 fprintf(stderr, "validation at step %lld: loss %.4f (ce %.4f, kd %.4f)\n", (long long)step + 1,
                         sum / val.n_samples, ce / val.n_samples, kd / val.n_samples);
         }
-        if (!err && ((a.save_every && (step + 1) % a.save_every == 0) || step + 1 == a.steps)) {
+        if (!err && ((a.save_every && (step + 1) % a.save_every == 0) || step + 1 == last)) {
             path_in(path, sizeof path, a.out, "state.bin");
             err = sq_trainer_save_state(t, path);
             if (!err) err = sq_trainer_save_adapter(t, a.out);
@@ -209,14 +212,14 @@ int sq_cmd_finetune(int argc, char **argv) {
     free(batch);
     cli_progress_free(bar);
     bar = NULL;
-    if (!err && first >= a.steps) { /* resumed at the end: write the adapters anyway */
+    if (!err && first >= last) { /* resumed at the end: write the adapters anyway */
         err = sq_trainer_save_adapter(t, a.out);
     }
     if (!err) {
         const double el = sq_monotonic_seconds() - t0;
-        printf("trained           %lld steps of %ld x %d tokens in %.1f s (%.0f tokens/s)\n",
-               (long long)(a.steps - first), a.batch, data.seq_len, el,
-               el > 0 ? (double)(a.steps - first) * a.batch * data.seq_len / el : 0.0);
+        printf("trained           %lld steps of %ld x %d tokens in %.1f s (%.0f tokens/s), now at step %lld of %ld\n",
+               (long long)(last - first), a.batch, data.seq_len, el,
+               el > 0 ? (double)(last - first) * a.batch * data.seq_len / el : 0.0, (long long)last, a.steps);
         printf("adapters          %s/adapter_model.safetensors (rank %ld, alpha %g)\n", a.out, a.rank, a.alpha);
     }
     if (!err && a.merge) {
