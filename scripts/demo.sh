@@ -31,6 +31,16 @@ if [ -f "$calib" ]; then
   "$bin" quantize -m "$model" -o "$gptq" --type q4_0 --method gptq --calib "$calib" --calib-samples 32 \
     --calib-len 256 --quiet --no-progress
 fi
+depth="$out/stories15M-depth1.gguf" recovered="$out/stories15M-depth1-lora.gguf"
+rm -f "$depth" "$recovered"
+if [ -f "$calib" ]; then
+  step "squeeze prune: one block removed (Shortened LLaMA, ppl criterion on Grimm's fairy tales)"
+  "$bin" prune -m "$model" -o "$depth" --method depth --remove 1 --calib "$calib" --no-progress | grep -E "block|blocks"
+  step "squeeze finetune: a short LoRA recovery, distilled from the original on text it generates itself"
+  "$bin" finetune -m "$depth" --teacher "$model" -o "$out/depth1-adapter" --loss kd --data generate \
+    --gen-samples 64 --steps 40 --batch 4 --seq 64 --lr 1e-3 --warmup 4 --merge "$recovered" --no-progress \
+    2> >(grep -E "step (10|20|30|40)/" >&2)
+fi
 
 text="$shared/data/tinystories/valid-a.txt"
 if [ -f "$text" ]; then
@@ -45,6 +55,12 @@ if [ -f "$text" ]; then
     "$bin" ppl -m "$gptq" -f "$text" --ref "$model" --label gptq-q4_0 --json "$out/gptq-q4_0-ppl.json" \
       --no-progress
   fi
+  for v in depth1:"$depth" depth1+lora:"$recovered"; do
+    if [ -f "${v#*:}" ]; then
+      step "squeeze ppl: ${v%%:*} against the fp32 original (KL divergence, top-1 agreement)"
+      "$bin" ppl -m "${v#*:}" -f "$text" --ref "$model" --label "${v%%:*}" --json "$out/${v%%:*}-ppl.json" --no-progress
+    fi
+  done
 else
   echo "(no TinyStories text in $shared/data: skipping perplexity)"
 fi
