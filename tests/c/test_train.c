@@ -4,7 +4,8 @@
  *  - a run stopped after 2 steps and resumed from its checkpoint ends bit for bit where an uninterrupted
  *    4-step run ends; a truncated or mismatched checkpoint is refused and changes nothing;
  *  - adapters written as PEFT files and folded in at load (sq_model_apply_lora) give the model the trainer
- *    trained (its loss within 1e-5), and the same weights as sq_trainer_merge, bit for bit;
+ *    trained (its loss within 1e-5), and the same weights as sq_trainer_merge, bit for bit; merging into a
+ *    base stored in f16 keeps f16;
  *  - Taylor+ depth pruning never removes the protected blocks and refuses a request they leave no room for;
  *  - bad requests (options, tokens, adapter files) fail with messages naming the problem.
  * Gradients themselves are checked against float64 finite differences in tests/py/test_train.py. */
@@ -186,6 +187,29 @@ static void test_adapter_files(void **state) {
     double ce = engine_ce(applied, ids);
     assert_true(fabs(ce - trained.ce) <= 1e-5 * ce);
     assert_true(fabs(ce - engine_ce(m, ids)) > 1e-3); /* and training changed it */
+
+    /* a base in another format keeps it: the merged weights are re-encoded (here f16) */
+    sq_model *half = load260k();
+    sq_tensor_edit e[5];
+    char names[5][64];
+    for (int l = 0; l < 5; l++) {
+        snprintf(names[l], sizeof names[l], "blk.%d.ffn_up.weight", l);
+        e[l] = (sq_tensor_edit){.name = names[l], .dtype = "f16"};
+    }
+    sq_test_ok(sq_model_edit_tensors(half, e, 5));
+    sq_test_ok(sq_trainer_merge(t, half));
+    for (int l = 0; l < 5; l++) {
+        sq_tensor_info ti;
+        sq_model_tensor_info(half, sq_model_tensor_index(half, names[l]), &ti);
+        assert_string_equal(ti.dtype, "f16");
+        int64_t n = ti.shape[0] * ti.shape[1];
+        float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+        sq_test_ok(sq_model_read_tensor(half, names[l], x, n));
+        sq_test_ok(sq_model_read_tensor(merged, names[l], y, n)); /* f32 W + s B A */
+        assert_true(sq_test_rel_err(x, y, (size_t)n) < 2e-3);     /* f16 of f16(W) + s B A */
+        free(x), free(y);
+    }
+    sq_model_free(half);
 
     /* the adapter files checked against the model */
     char path[600];
