@@ -14,19 +14,8 @@
 #                RANK (8), ALPHA (16), GEN_SAMPLES (256), THREADS (all online cores), PROMPT (64), GEN (64),
 #                REPS (5), WORK (a fresh temporary folder)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-sq="$root/build/squeeze"
-shared="$root/../shared"
-model="${1:-$("$root/scripts/find-model.sh")}"
-calib="${2:-$shared/data/classics/grimms_fairy_tales.txt}"
-work="${WORK:-$(mktemp -d)}"
-mkdir -p "$work"
-eval_text="${3:-}"
-if [[ -z "$eval_text" ]]; then
-  eval_text="$work/eval.txt"
-  head -c "${EVAL_BYTES:-100000}" "$shared/data/tinystories/valid-a.txt" >"$eval_text"
-fi
-threads=(-t "${THREADS:-$(nproc)}")
+# shellcheck source=bench/quality_args.sh
+source "$(dirname "$0")/quality_args.sh"
 "$sq" ppl -m "$model" -f "$eval_text" "${threads[@]}" --no-progress --json "$work/original-ppl.json" >/dev/null
 for k in ${REMOVE:-1 2}; do
   echo "recovery.sh: removing $k block(s)" >&2
