@@ -19,8 +19,8 @@ void fuzz_lora_adapter(const uint8_t *data, size_t size) {
 void fuzz_train_state(const uint8_t *data, size_t size) {
     static sq_trainer *t;
     if (!t) {
-        sq_trainer_options o = {.n_threads = 1, .max_tokens = 8, .lora_rank = 2, .lora_alpha = 4,
-                                .lora_targets = SQ_LORA_ALL};
+        sq_trainer_options o = {
+            .n_threads = 1, .max_tokens = 8, .lora_rank = 2, .lora_alpha = 4, .lora_targets = SQ_LORA_ALL};
         fuzz_require(!fuzz_failed(sq_trainer_create(fuzz_fixture_model(), &o, &t)), "fixture trainer");
     }
     fuzz_write("state.bin", data, size);

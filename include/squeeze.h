@@ -1070,9 +1070,9 @@ enum {
 SQ_NODISCARD sq_error *sq_lora_parse_targets(const char *list, unsigned *targets);
 
 typedef struct sq_trainer_options {
-    int n_threads;   /* 0: sq_cpu_count() */
-    int max_tokens;  /* most tokens (sequences x length) one sq_trainer_run takes: sizes the activations */
-    int lora_rank;   /* 0: no adapters */
+    int n_threads;  /* 0: sq_cpu_count() */
+    int max_tokens; /* most tokens (sequences x length) one sq_trainer_run takes: sizes the activations */
+    int lora_rank;  /* 0: no adapters */
     float lora_alpha;
     unsigned lora_targets; /* SQ_LORA_* bits */
     uint64_t seed;         /* LoRA A's initial values */
@@ -1128,8 +1128,8 @@ SQ_NODISCARD sq_error *sq_trainer_save_state(const sq_trainer *t, const char *pa
 SQ_NODISCARD sq_error *sq_trainer_load_state(sq_trainer *t, const char *path);
 
 /* The adapters as PEFT saves them, in directory dir (created when missing): adapter_model.safetensors
- * (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight [rank][in], .lora_B.weight [out][rank], ...;
- * F32; q/k rows in Hugging Face's rotate-half order whatever the model's RoPE pairing, as a Hugging Face
+ * (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight [rank][in], .lora_B.weight [out][rank],
+ * ...; F32; q/k rows in Hugging Face's rotate-half order whatever the model's RoPE pairing, as a Hugging Face
  * export of the model has them) and adapter_config.json (peft_type LORA, r, lora_alpha, target_modules). */
 SQ_NODISCARD sq_error *sq_trainer_save_adapter(const sq_trainer *t, const char *dir);
 /* Folds the adapters into the model's weights: W + (alpha / rank) B A, stored back in each tensor's own

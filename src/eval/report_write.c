@@ -340,9 +340,10 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
     }
     if (depth) {
         cJSON_AddNumberToObject(req, "remove", o->n_remove);
-        cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL         ? "ppl"
-                                                  : o->criterion == SQ_DEPTH_TAYLOR ? "taylor"
-                                                                                    : "magnitude");
+        cJSON_AddStringToObject(req, "criterion",
+                                o->criterion == SQ_DEPTH_PPL      ? "ppl"
+                                : o->criterion == SQ_DEPTH_TAYLOR ? "taylor"
+                                                                  : "magnitude");
         if (o->criterion == SQ_DEPTH_TAYLOR) {
             cJSON_AddNumberToObject(req, "keep_first", o->taylor_keep_first);
             cJSON_AddNumberToObject(req, "keep_last", o->taylor_keep_last);

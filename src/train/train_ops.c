@@ -316,7 +316,8 @@ static void loss_slice(void *p, int ith, int nth) {
         for (int i = 0; i < j->vocab; i++) {
             float g = gce ? gce * expf((float)(z[i] - lse1)) : 0;
             if (zt) {
-                float lps = (float)(z[i] * inv_t - lse_s), lpt = (float)(zt[i] * inv_t - lse_t), pt = expf(lpt);
+                float lps = (float)(z[i] * inv_t - lse_s), lpt = (float)(zt[i] * inv_t - lse_t),
+                      pt = expf(lpt);
                 kd += (double)pt * (lpt - lps);
                 g += gkd * (expf(lps) - pt);
             }

@@ -32,13 +32,14 @@ typedef struct engine_teacher {
     sq_context *ctx;
 } engine_teacher;
 
-static SQ_NODISCARD sq_error *teacher(void *user, int seq, const int32_t *tokens, int seq_len, float *logits) {
+static SQ_NODISCARD sq_error *teacher(void *user, int seq, const int32_t *tokens, int seq_len,
+                                      float *logits) {
     (void)seq;
     engine_teacher *t = user;
     sq_error *err = sq_seq_truncate(t->ctx, 0, 0);
     if (err) return err;
-    sq_seq_batch b = {.seq_id = 0, .tokens = tokens, .n_tokens = seq_len, .logits_mode = SQ_LOGITS_ALL,
-                      .logits = logits};
+    sq_seq_batch b = {
+        .seq_id = 0, .tokens = tokens, .n_tokens = seq_len, .logits_mode = SQ_LOGITS_ALL, .logits = logits};
     return sq_forward(t->ctx, &b, 1);
 }
 
@@ -50,7 +51,10 @@ static double engine_ce(const sq_model *m, const int32_t *ids) {
     double ce = 0;
     for (int s = 0; s < N_SEQS; s++) {
         sq_test_ok(sq_seq_truncate(ctx, 0, 0));
-        sq_seq_batch b = {.seq_id = 0, .tokens = ids + s * SEQ, .n_tokens = SEQ, .logits_mode = SQ_LOGITS_ALL,
+        sq_seq_batch b = {.seq_id = 0,
+                          .tokens = ids + s * SEQ,
+                          .n_tokens = SEQ,
+                          .logits_mode = SQ_LOGITS_ALL,
                           .logits = logits};
         sq_test_ok(sq_forward(ctx, &b, 1));
         for (int t = 0; t < SEQ - 1; t++) {
@@ -68,8 +72,12 @@ static double engine_ce(const sq_model *m, const int32_t *ids) {
 
 static sq_trainer *make_trainer(const sq_model *m, int rank) {
     sq_trainer *t;
-    sq_trainer_options o = {.n_threads = 2, .max_tokens = N_SEQS * SEQ, .lora_rank = rank, .lora_alpha = 8,
-                            .lora_targets = SQ_LORA_ALL, .seed = 5};
+    sq_trainer_options o = {.n_threads = 2,
+                            .max_tokens = N_SEQS * SEQ,
+                            .lora_rank = rank,
+                            .lora_alpha = 8,
+                            .lora_targets = SQ_LORA_ALL,
+                            .seed = 5};
     sq_test_ok(sq_trainer_create(m, &o, &t));
     return t;
 }
@@ -243,7 +251,10 @@ static void test_taylor_plus(void **state) {
     sq_calib_samples calib;
     sq_test_ok(sq_calib_samples_from_ids(ids, 4, 32, &calib));
     sq_model *m = load260k();
-    sq_prune_options o = {.method = SQ_PRUNE_DEPTH, .n_remove = 2, .criterion = SQ_DEPTH_TAYLOR, .calib = &calib,
+    sq_prune_options o = {.method = SQ_PRUNE_DEPTH,
+                          .n_remove = 2,
+                          .criterion = SQ_DEPTH_TAYLOR,
+                          .calib = &calib,
                           .n_threads = 2};
     /* 5 blocks: ceil(5/8) = 1 first and ceil(5/16) = 1 last kept */
     sq_prune_result r;
@@ -254,7 +265,8 @@ static void test_taylor_plus(void **state) {
     for (int l = 1; l <= 3; l++) {
         int gone = r.removed[0] == l || r.removed[1] == l;
         for (int k = 1; k <= 3; k++)
-            if (!gone && k != l && (r.removed[0] == k || r.removed[1] == k)) assert_true(r.scores[k] <= r.scores[l]);
+            if (!gone && k != l && (r.removed[0] == k || r.removed[1] == k))
+                assert_true(r.scores[k] <= r.scores[l]);
         assert_true(r.scores[l] > 0);
     }
     sq_prune_result_free(&r);

@@ -51,7 +51,8 @@ static double dot_c(const double *y, const float *c, int n) {
 }
 
 /* Checks the forward output and the gradients grad[k] of L = sum(c * y) against the double forward. */
-static void check_op(const op_case *oc, float *const *in, const float *out, const float *c, float *const *grad) {
+static void check_op(const op_case *oc, float *const *in, const float *out, const float *c,
+                     float *const *grad) {
     double *din[4], *y = malloc((size_t)oc->n_out * sizeof *y);
     for (int k = 0; k < oc->n_in; k++) {
         din[k] = malloc((size_t)oc->in_len[k] * sizeof(double));
@@ -192,7 +193,8 @@ static void attn_fwd(void *p, double *const *in, double *y) {
                 double *o = y + (b * T + i) * qw + h * hd;
                 for (int e = 0; e < hd; e++) {
                     o[e] = 0;
-                    for (int j = 0; j <= i; j++) o[e] += sc[j] / sum * in[2][(b * T + j) * kw + (h / group) * hd + e];
+                    for (int j = 0; j <= i; j++)
+                        o[e] += sc[j] / sum * in[2][(b * T + j) * kw + (h / group) * hd + e];
                 }
             }
 }
@@ -202,9 +204,11 @@ static void test_attention(void **state) {
     uint64_t seed = 3;
     for (int window = 0; window <= 3; window += 3) {
         tr_attn_shape s = {2, 7, 6, 2, 5, window};
-        const int n = s.n_seqs * s.seq_len, qn = n * s.n_heads * s.head_dim, kn = n * s.n_kv_heads * s.head_dim;
+        const int n = s.n_seqs * s.seq_len, qn = n * s.n_heads * s.head_dim,
+                  kn = n * s.n_kv_heads * s.head_dim;
         float *q = malloc(qn * sizeof *q), *k = malloc(kn * sizeof *k), *v = malloc(kn * sizeof *v);
-        float *o = malloc(qn * sizeof *o), *c = malloc(qn * sizeof *c), *lse = malloc(n * s.n_heads * sizeof *lse);
+        float *o = malloc(qn * sizeof *o), *c = malloc(qn * sizeof *c),
+              *lse = malloc(n * s.n_heads * sizeof *lse);
         float *dq = malloc(qn * sizeof *dq), *dk = malloc(kn * sizeof *dk), *dv = malloc(kn * sizeof *dv);
         float *scratch = malloc(3 * s.seq_len * sizeof *scratch);
         fill(q, qn, &seed, 1.5f), fill(k, kn, &seed, 1.5f), fill(v, kn, &seed, 1), fill(c, qn, &seed, 1);
@@ -283,7 +287,10 @@ static void test_loss_rows(void **state) {
     const float weights[3][3] = {{1, 0, 1}, {0, 1, 1.7f}, {0.6f, 0.8f, 2.5f}}; /* ce, kd, T */
     for (int w = 0; w < 3; w++) {
         fill(z, N * VOC, &seed, 3), fill(zt, N * VOC, &seed, 3);
-        loss_ctx lc = {N, VOC, target, weights[w][1] ? zt : NULL,
+        loss_ctx lc = {N,
+                       VOC,
+                       target,
+                       weights[w][1] ? zt : NULL,
                        {weights[w][0], weights[w][1], weights[w][2], 1.0 / 5, 1.0 / N}};
         memcpy(dz, z, sizeof dz);
         double ce, kd;
@@ -297,8 +304,8 @@ static void test_loss_rows(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_swiglu),    cmocka_unit_test(test_loss_rows),
+        cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_swiglu),  cmocka_unit_test(test_loss_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

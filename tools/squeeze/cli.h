@@ -179,8 +179,9 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
                     "gguf, hf (a Hugging Face directory; safetensors is\nthe same) or llama2c",              \
                     .def_shown = "from OUT: *.gguf gguf, *.bin llama2c, else hf")
 #define CLI_FLAG_LORA(var)                                                                                   \
-    CLI_TEXT_FLAG("--lora", "ADAPTER", var,                                                                  \
-                  "a PEFT LoRA adapter (directory or adapter_model.safetensors)\nfolded into the weights at load")
+    CLI_TEXT_FLAG(                                                                                           \
+        "--lora", "ADAPTER", var,                                                                            \
+        "a PEFT LoRA adapter (directory or adapter_model.safetensors)\nfolded into the weights at load")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")

@@ -9,7 +9,8 @@
 
 typedef struct finetune_args {
     const char *model, *teacher, *out, *targets, *data, *loss, *val, *resume, *merge, *to, *tokenizer;
-    long rank, steps, stop_at, batch, seq, warmup, gen_samples, val_every, val_samples, save_every, threads, seed;
+    long rank, steps, stop_at, batch, seq, warmup, gen_samples, val_every, val_samples, save_every, threads,
+        seed;
     double alpha, lr, kd_temp, clip, weight_decay, min_lr;
     int no_progress;
 } finetune_args;
@@ -17,16 +18,17 @@ typedef struct finetune_args {
 static const cli_verb verb = {
     .name = "finetune",
     .usage = "-m MODEL --teacher ORIGINAL -o OUTDIR [--data FILE|generate] [--loss ce|kd|ce+kd] [options]",
-    .about = "Trains LoRA adapters (Hu et al. 2021) on the linear layers of every block of MODEL (a pruned or\n"
-             "quantized model; its weights stay frozen) and writes them to OUTDIR as PEFT does\n"
-             "(adapter_model.safetensors, adapter_config.json), with a checkpoint (state.bin) that --resume\n"
-             "continues bit for bit. Losses: ce, next-token cross-entropy on the data; kd, distillation\n"
-             "from --teacher (KL divergence at temperature --kd-temp, times its square); ce+kd, their sum.\n"
-             "Data: a text file (random windows of --seq tokens), or 'generate': --gen-samples sequences\n"
-             "sampled by the teacher itself from random first tokens (LLM-QAT's data-free distillation).\n"
-             "AdamW with linear warm-up and cosine decay, gradient clipping. --val FILE: validation loss\n"
-             "every --val-every steps. --merge OUT writes MODEL with the adapters folded in (each tensor in\n"
-             "its own format: a quantized base is quantized again).\n",
+    .about =
+        "Trains LoRA adapters (Hu et al. 2021) on the linear layers of every block of MODEL (a pruned or\n"
+        "quantized model; its weights stay frozen) and writes them to OUTDIR as PEFT does\n"
+        "(adapter_model.safetensors, adapter_config.json), with a checkpoint (state.bin) that --resume\n"
+        "continues bit for bit. Losses: ce, next-token cross-entropy on the data; kd, distillation\n"
+        "from --teacher (KL divergence at temperature --kd-temp, times its square); ce+kd, their sum.\n"
+        "Data: a text file (random windows of --seq tokens), or 'generate': --gen-samples sequences\n"
+        "sampled by the teacher itself from random first tokens (LLM-QAT's data-free distillation).\n"
+        "AdamW with linear warm-up and cosine decay, gradient clipping. --val FILE: validation loss\n"
+        "every --val-every steps. --merge OUT writes MODEL with the adapters folded in (each tensor in\n"
+        "its own format: a quantized base is quantized again).\n",
 };
 
 static int parse_args(int argc, char **argv, finetune_args *a) {
@@ -40,7 +42,8 @@ static int parse_args(int argc, char **argv, finetune_args *a) {
                         .lo_open = 1),
         CLI_TEXT_FLAG("--targets", "LIST", &a->targets, "linear layers with adapters",
                       .def_shown = "q,k,v,o,gate,up,down"),
-        CLI_TEXT_FLAG("--data", "FILE|generate", &a->data, "training text, or generate", .def_shown = "generate"),
+        CLI_TEXT_FLAG("--data", "FILE|generate", &a->data, "training text, or generate",
+                      .def_shown = "generate"),
         CLI_INT_FLAG("--gen-samples", "N", &a->gen_samples, 1, 1 << 20, 256, "generate: sequences"),
         CLI_INT_FLAG("--steps", "N", &a->steps, 1, 1 << 24, 100, "optimizer steps (the schedule's length)"),
         CLI_INT_FLAG("--stop-at", "N", &a->stop_at, 0, 1 << 24, 0,
@@ -57,7 +60,8 @@ static int parse_args(int argc, char **argv, finetune_args *a) {
         CLI_TEXT_FLAG("--val", "FILE", &a->val, "validation text"),
         CLI_INT_FLAG("--val-every", "K", &a->val_every, 1, 1 << 24, 25, "steps between validations"),
         CLI_INT_FLAG("--val-samples", "N", &a->val_samples, 1, 1 << 16, 8, "validation windows"),
-        CLI_INT_FLAG("--save-every", "K", &a->save_every, 0, 1 << 24, 0, "steps between checkpoints (0: the end)"),
+        CLI_INT_FLAG("--save-every", "K", &a->save_every, 0, 1 << 24, 0,
+                     "steps between checkpoints (0: the end)"),
         CLI_TEXT_FLAG("--resume", "DIR", &a->resume, "continue from the checkpoint in DIR"),
         CLI_TEXT_FLAG("--merge", "OUT", &a->merge, "also write MODEL with the adapters folded in"),
         CLI_FLAG_OUTPUT_FORMAT(&a->to),
@@ -70,7 +74,8 @@ static int parse_args(int argc, char **argv, finetune_args *a) {
     if (rc != CLI_CONTINUE) return rc;
     int kd = strcmp(a->loss, "ce") != 0, gen = !a->data || !strcmp(a->data, "generate");
     if ((kd || gen) && !a->teacher)
-        return cli_usage_error("finetune", "%s needs --teacher MODEL", kd ? "distillation" : "--data generate");
+        return cli_usage_error("finetune", "%s needs --teacher MODEL",
+                               kd ? "distillation" : "--data generate");
     return CLI_CONTINUE;
 }
 
@@ -84,8 +89,8 @@ static SQ_NODISCARD sq_error *teacher_logits(void *user, int seq, const int32_t 
     teacher_ctx *t = user;
     sq_error *err = sq_seq_truncate(t->ctx, 0, 0);
     if (err) return err;
-    sq_seq_batch b = {.seq_id = 0, .tokens = tokens, .n_tokens = seq_len, .logits_mode = SQ_LOGITS_ALL,
-                      .logits = logits};
+    sq_seq_batch b = {
+        .seq_id = 0, .tokens = tokens, .n_tokens = seq_len, .logits_mode = SQ_LOGITS_ALL, .logits = logits};
     return sq_forward(t->ctx, &b, 1);
 }
 
@@ -129,19 +134,21 @@ int sq_cmd_finetune(int argc, char **argv) {
         sq_model_get_info(model, &mi);
         sq_model_get_info(teacher, &ti);
         if (mi.vocab_size != ti.vocab_size || mi.max_seq_len > ti.max_seq_len) {
-            fprintf(stderr, "squeeze finetune: the teacher's vocabulary (%d) or context (%d) does not cover the "
-                            "model's (%d, %d)\n", ti.vocab_size, ti.max_seq_len, mi.vocab_size, mi.max_seq_len);
+            fprintf(stderr,
+                    "squeeze finetune: the teacher's vocabulary (%d) or context (%d) does not cover the "
+                    "model's (%d, %d)\n",
+                    ti.vocab_size, ti.max_seq_len, mi.vocab_size, mi.max_seq_len);
             rc = 1;
             goto done;
         }
     }
     if ((rc = load_data(&a, model, teacher, (int)(a.steps * a.batch), &data)) != CLI_CONTINUE) goto done;
-    if (a.val && (rc = cli_calib_samples("finetune", model, a.val, (int)a.val_samples, (int)a.seq, 1234, &val)) !=
-                     CLI_CONTINUE)
+    if (a.val && (rc = cli_calib_samples("finetune", model, a.val, (int)a.val_samples, (int)a.seq, 1234,
+                                         &val)) != CLI_CONTINUE)
         goto done;
-    if (use_kd && (err = sq_context_create(teacher,
-                                           &(sq_context_options){.n_ctx = data.seq_len, .n_threads = (int)a.threads},
-                                           &tc.ctx)))
+    if (use_kd &&
+        (err = sq_context_create(
+             teacher, &(sq_context_options){.n_ctx = data.seq_len, .n_threads = (int)a.threads}, &tc.ctx)))
         goto fail;
     sq_trainer_options to = {.n_threads = (int)a.threads,
                              .max_tokens = (int)(a.batch * data.seq_len),
@@ -156,7 +163,8 @@ int sq_cmd_finetune(int argc, char **argv) {
         if ((err = sq_trainer_load_state(t, path))) goto fail;
         fprintf(stderr, "squeeze: resuming at step %lld of %ld\n", (long long)sq_trainer_steps(t), a.steps);
     }
-    sq_loss_options loss = {use_ce ? 1.0f : 0.0f, use_kd ? 1.0f : 0.0f, (float)a.kd_temp, teacher_logits, &tc};
+    sq_loss_options loss = {use_ce ? 1.0f : 0.0f, use_kd ? 1.0f : 0.0f, (float)a.kd_temp, teacher_logits,
+                            &tc};
     sq_adamw_options ao = {0, 0.9f, 0.999f, 1e-8f, (float)a.weight_decay, (float)a.clip};
     int32_t *batch = malloc((size_t)a.batch * data.seq_len * sizeof *batch);
     if (!batch) {
@@ -184,13 +192,15 @@ int sq_cmd_finetune(int argc, char **argv) {
         if (err) break;
         const double el = sq_monotonic_seconds() - t0, done = (double)(step + 1 - first);
         const double tps = done * a.batch * data.seq_len / el;
-        if (bar) cli_progress_update(bar, step + 1, a.steps);
+        if (bar)
+            cli_progress_update(bar, step + 1, a.steps);
         else
             fprintf(stderr, "step %lld/%ld  loss %.4f  lr %.3g  grad %.3g  %.0f tok/s  ETA %.0fs\n",
-                    (long long)step + 1, a.steps, v.loss, ao.lr, gnorm, tps, el / done * (a.steps - step - 1));
+                    (long long)step + 1, a.steps, v.loss, ao.lr, gnorm, tps,
+                    el / done * (a.steps - step - 1));
         if (bar && (step + 1) % 10 == 0)
-            fprintf(stderr, "\rstep %lld/%ld  loss %.4f  %.0f tok/s  ETA %.0fs\n", (long long)step + 1, a.steps,
-                    v.loss, tps, el / done * (a.steps - step - 1));
+            fprintf(stderr, "\rstep %lld/%ld  loss %.4f  %.0f tok/s  ETA %.0fs\n", (long long)step + 1,
+                    a.steps, v.loss, tps, el / done * (a.steps - step - 1));
         if (a.val && ((step + 1) % a.val_every == 0 || step + 1 == a.steps)) {
             double sum = 0, ce = 0, kd = 0;
             for (int s = 0; s < val.n_samples && !err; s += (int)a.batch) {
@@ -200,8 +210,8 @@ int sq_cmd_finetune(int argc, char **argv) {
                 sum += vv.loss * nb, ce += vv.ce * nb, kd += vv.kd * nb;
             }
             if (!err)
-                fprintf(stderr, "validation at step %lld: loss %.4f (ce %.4f, kd %.4f)\n", (long long)step + 1,
-                        sum / val.n_samples, ce / val.n_samples, kd / val.n_samples);
+                fprintf(stderr, "validation at step %lld: loss %.4f (ce %.4f, kd %.4f)\n",
+                        (long long)step + 1, sum / val.n_samples, ce / val.n_samples, kd / val.n_samples);
         }
         if (!err && ((a.save_every && (step + 1) % a.save_every == 0) || step + 1 == last)) {
             path_in(path, sizeof path, a.out, "state.bin");
@@ -217,10 +227,12 @@ int sq_cmd_finetune(int argc, char **argv) {
     }
     if (!err) {
         const double el = sq_monotonic_seconds() - t0;
-        printf("trained           %lld steps of %ld x %d tokens in %.1f s (%.0f tokens/s), now at step %lld of %ld\n",
+        printf("trained           %lld steps of %ld x %d tokens in %.1f s (%.0f tokens/s), now at step %lld "
+               "of %ld\n",
                (long long)(last - first), a.batch, data.seq_len, el,
                el > 0 ? (double)(last - first) * a.batch * data.seq_len / el : 0.0, (long long)last, a.steps);
-        printf("adapters          %s/adapter_model.safetensors (rank %ld, alpha %g)\n", a.out, a.rank, a.alpha);
+        printf("adapters          %s/adapter_model.safetensors (rank %ld, alpha %g)\n", a.out, a.rank,
+               a.alpha);
     }
     if (!err && a.merge) {
         sq_context_free(tc.ctx);

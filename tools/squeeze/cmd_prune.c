@@ -15,13 +15,14 @@ typedef struct prune_args {
 
 static const cli_verb verb = {
     .name = "prune",
-    .usage = "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
-             "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
-             "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
-             "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
-             "[options]\n"
-             "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude|taylor]\n"
-             "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
+    .usage =
+        "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+        "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
+        "[options]\n"
+        "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude|taylor]\n"
+        "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
     .about =
         "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
         "once complete), printing what was removed and the parameters and size before and after.\n"
@@ -61,7 +62,8 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
                         "width: fraction of each block's FFN channels removed"),
         CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
-        CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude|taylor", "ppl", "depth: block importance"),
+        CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude|taylor", "ppl",
+                        "depth: block importance"),
         CLI_INT_FLAG("--keep-first", "N", &a->keep_first, -1, 1 << 20, 0,
                      "taylor: first blocks never removed (0: ceil(L/8), the paper's\n4 of 32; -1: none)"),
         CLI_INT_FLAG("--keep-last", "N", &a->keep_last, -1, 1 << 20, 0,

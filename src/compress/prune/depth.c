@@ -47,15 +47,21 @@ static SQ_NODISCARD sq_error *block_magnitude(const sq_model *model, int layer, 
 }
 
 void sq_prune_taylor_kept(int n_layers, const sq_prune_options *o, int *first, int *last) {
-    *first = o->taylor_keep_first > 0 ? o->taylor_keep_first : o->taylor_keep_first < 0 ? 0 : (n_layers + 7) / 8;
-    *last = o->taylor_keep_last > 0 ? o->taylor_keep_last : o->taylor_keep_last < 0 ? 0 : (n_layers + 15) / 16;
+    *first = o->taylor_keep_first > 0   ? o->taylor_keep_first
+             : o->taylor_keep_first < 0 ? 0
+                                        : (n_layers + 7) / 8;
+    *last = o->taylor_keep_last > 0   ? o->taylor_keep_last
+            : o->taylor_keep_last < 0 ? 0
+                                      : (n_layers + 15) / 16;
 }
 
 /* Gradients of the calibration samples' mean cross-entropy, accumulated over batches of samples. */
-static SQ_NODISCARD sq_error *taylor_scores(const sq_model *model, const sq_prune_options *o, double *scores) {
+static SQ_NODISCARD sq_error *taylor_scores(const sq_model *model, const sq_prune_options *o,
+                                            double *scores) {
     const sq_calib_samples *c = o->calib;
     const int per_batch = c->n_samples < 4 ? c->n_samples : 4;
-    sq_trainer_options to = {.n_threads = o->n_threads, .max_tokens = per_batch * c->seq_len, .weight_grads = 1};
+    sq_trainer_options to = {
+        .n_threads = o->n_threads, .max_tokens = per_batch * c->seq_len, .weight_grads = 1};
     sq_trainer *t;
     SQ_TRY(sq_trainer_create(model, &to, &t));
     sq_loss_options lo = {.ce_weight = 1};

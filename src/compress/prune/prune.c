@@ -74,10 +74,11 @@ static SQ_NODISCARD sq_error *check_depth(const sq_model *model, const sq_prune_
         int first, last;
         sq_prune_taylor_kept(info.n_layers, o, &first, &last);
         if (info.n_layers - first - last < o->n_remove)
-            return sq_errorf(SQ_ERR_INVALID_ARG,
-                             "prune: Taylor+ keeps the first %d and last %d of %d blocks, which leaves fewer than "
-                             "the %d to remove",
-                             first, last, info.n_layers, o->n_remove);
+            return sq_errorf(
+                SQ_ERR_INVALID_ARG,
+                "prune: Taylor+ keeps the first %d and last %d of %d blocks, which leaves fewer than "
+                "the %d to remove",
+                first, last, info.n_layers, o->n_remove);
         return check_calib(model, o->calib, "the taylor criterion");
     }
     if (o->criterion != SQ_DEPTH_PPL)
