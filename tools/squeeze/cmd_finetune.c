@@ -112,6 +112,10 @@ int sq_cmd_finetune(int argc, char **argv) {
     finetune_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
+    if (a.seed < 0) { /* a resumed run needs the same seed: say which one this is */
+        a.seed = (long)cli_clock_seed();
+        fprintf(stderr, "squeeze finetune: seed %ld\n", a.seed);
+    }
     const int use_kd = strcmp(a.loss, "ce") != 0, use_ce = strcmp(a.loss, "kd") != 0;
     unsigned targets;
     sq_error *err = sq_lora_parse_targets(a.targets ? a.targets : "q,k,v,o,gate,up,down", &targets);
