@@ -92,16 +92,14 @@ static SQ_NODISCARD sq_error *merge_set(sq_model *model, const adapter_set *s) {
     return err;
 }
 
+/* The trainer's adapters as a set; the caller frees s->a and s->b whatever the outcome. */
 static SQ_NODISCARD sq_error *trainer_set(const sq_trainer *t, adapter_set *s) {
     s->n_layers = t->n_layers;
     s->rank = t->rank;
     s->scale = t->alpha / (float)t->rank;
     s->a = calloc((size_t)t->n_layers * TR_N_LINEAR, sizeof *s->a);
     s->b = calloc((size_t)t->n_layers * TR_N_LINEAR, sizeof *s->b);
-    if (!s->a || !s->b) {
-        free(s->a), free(s->b);
-        return sq_errorf(SQ_ERR_NOMEM, "LoRA: out of memory");
-    }
+    if (!s->a || !s->b) return sq_errorf(SQ_ERR_NOMEM, "LoRA: out of memory");
     for (int l = 0; l < t->n_layers; l++)
         for (int i = 0; i < TR_N_LINEAR; i++) {
             s->a[l * TR_N_LINEAR + i] = t->layers[l].lin[i].a;
@@ -114,9 +112,9 @@ SQ_NODISCARD sq_error *sq_trainer_merge(const sq_trainer *t, sq_model *model) {
     if (!t->rank) return sq_errorf(SQ_ERR_INVALID_ARG, "LoRA merge: the trainer has no adapters");
     if (model->cfg.n_layers != t->n_layers || model->cfg.dim != t->dim)
         return sq_errorf(SQ_ERR_INVALID_ARG, "LoRA merge: the model's shape is not the trainer's");
-    adapter_set s;
-    SQ_TRY(trainer_set(t, &s));
-    sq_error *err = merge_set(model, &s);
+    adapter_set s = {0};
+    sq_error *err = trainer_set(t, &s);
+    if (!err) err = merge_set(model, &s);
     free(s.a), free(s.b);
     return err;
 }

@@ -26,7 +26,7 @@ static void *read_exact(const char *path, size_t bytes) {
     return buf;
 }
 
-static void check(sq_error *err) {
+static SQ_TAKES_ERROR(1) void check(sq_error *err) {
     if (!err) return;
     fprintf(stderr, "train_tool: %s\n", sq_error_message(err));
     sq_error_free(err);
