@@ -10,19 +10,8 @@
 #   environment: THREADS (all online cores), CALIB_SAMPLES (32), CALIB_LEN (256), PROMPT (64), GEN (64),
 #                REPS (5), WORK (a fresh temporary folder), ONLY (a regex: run only the variants it matches)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-sq="$root/build/squeeze"
-shared="$root/../shared"
-model="${1:-$("$root/scripts/find-model.sh")}"
-calib="${2:-$shared/data/classics/grimms_fairy_tales.txt}"
-work="${WORK:-$(mktemp -d)}"
-mkdir -p "$work"
-eval_text="${3:-}"
-if [[ -z "$eval_text" ]]; then
-  eval_text="$work/eval.txt"
-  head -c "${EVAL_BYTES:-100000}" "$shared/data/tinystories/valid-a.txt" >"$eval_text"
-fi
-threads=(-t "${THREADS:-$(nproc)}")
+# shellcheck source=bench/quality_args.sh
+source "$(dirname "$0")/quality_args.sh"
 cal=(--calib "$calib" --calib-samples "${CALIB_SAMPLES:-32}" --calib-len "${CALIB_LEN:-256}")
 
 # name | prune arguments

@@ -80,6 +80,18 @@ void fuzz_copy_fixture(const char *name, const char *as) {
     fuzz_write(as, cache[i].data, cache[i].size);
 }
 
+sq_model *fuzz_fixture_model_copy(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/model", fixture_dir());
+    sq_model *model;
+    sq_error *err = sq_model_load(dir, NULL, &model);
+    if (err) {
+        fprintf(stderr, "fuzz: fixture model %s: %s\n", dir, sq_error_message(err));
+        abort();
+    }
+    return model;
+}
+
 const sq_model *fuzz_fixture_model(void) {
     static sq_model *model;
     if (!model) {

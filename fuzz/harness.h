@@ -35,6 +35,9 @@ SQ_TAKES_ERROR(1) int fuzz_failed(sq_error *err);
 /* Aborts when cond is false: a broken promise of the API is a bug like a crash. */
 void fuzz_require(int cond, const char *what);
 
+/* A fresh, changeable copy of that model (the caller frees it). */
+sq_model *fuzz_fixture_model_copy(void);
+
 /* Loads a model (file or directory), checks what loading promises and runs one token through it. */
 void fuzz_load_model(const char *path);
 /* Tokenizes text, detokenizes the ids (whole, and streamed after a context) and checks the promises. */
@@ -47,6 +50,9 @@ void fuzz_safetensors(const uint8_t *data, size_t size);
 void fuzz_safetensors_index(const uint8_t *data, size_t size);
 void fuzz_hf_config(const uint8_t *data, size_t size);
 void fuzz_generation_config(const uint8_t *data, size_t size);
+/* ---- training inputs (targets_train.c) */
+void fuzz_lora_adapter(const uint8_t *data, size_t size);
+void fuzz_train_state(const uint8_t *data, size_t size);
 /* ---- tokenizers (targets_tokenizer.c) */
 void fuzz_tokenizer_json(const uint8_t *data, size_t size);
 void fuzz_tokenizer_config(const uint8_t *data, size_t size);

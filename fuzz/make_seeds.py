@@ -25,7 +25,7 @@ seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
            "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request", "imatrix",
-           "recipe"]
+           "recipe", "lora_adapter", "train_state"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -308,6 +308,24 @@ seed("recipe", "all_keys.json", json.dumps({"name": "n", "steps": [
     {"prune": {"method": "depth", "remove": 2, "criterion": "magnitude"}},
     {"quantize": {"type": "q4_0", "method": "gptq", "damp": 0.05, "act_order": True,
                   "keep": {"blk.*.ffn_down.weight": "q8_0", "output.weight": "f16"}}}]}))
+# A PEFT LoRA adapter for the fixture model (its config, a NUL, its safetensors) and a trainer checkpoint of
+# rank 2 on every linear layer (src/train/optim.c's layout: magic, step, rank, targets, arrays; each array
+# its length, values, AdamW m and v).
+LORA_SHAPES = [("self_attn.q_proj", HEADS * HD, DIM), ("self_attn.k_proj", KV_HEADS * HD, DIM),
+               ("self_attn.v_proj", KV_HEADS * HD, DIM), ("self_attn.o_proj", DIM, HEADS * HD),
+               ("mlp.gate_proj", HIDDEN, DIM), ("mlp.up_proj", HIDDEN, DIM), ("mlp.down_proj", DIM, HIDDEN)]
+adapter, state = {}, [b"SQTRAIN1", struct.pack("<4q", 3, 2, 127, 2 * LAYERS * len(LORA_SHAPES))]
+for l in range(LAYERS):
+    for mod, o, i_ in LORA_SHAPES:
+        for kind, shape in (("A", (2, i_)), ("B", (o, 2))):
+            a = w(*shape)
+            adapter[f"base_model.model.model.layers.{l}.{mod}.lora_{kind}.weight"] = a
+            state += [struct.pack("<q", a.size), a.tobytes(), (a * 0.1).tobytes(), np.abs(a).tobytes()]
+lora_cfg = json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "bias": "none", "use_rslora": False,
+                       "target_modules": [m.split(".")[1] for m, _, _ in LORA_SHAPES]}).encode()
+seed("lora_adapter", "adapter", lora_cfg + b"\0" + safetensors(adapter))
+seed("train_state", "state.bin", b"".join(state))
+
 print(f"seeds and fixtures written to {out}")
 
 # imatrix files (docs/formats.md, "imatrix files"), written here from the layout alone: two entries, none.

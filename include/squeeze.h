@@ -997,7 +997,10 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
  *    SQ_DEPTH_PPL scores a block by the perplexity of the calibration samples with that block alone skipped
  *    (forward passes only; sq_ppl_options.skip_layers; each sample a window from an empty cache scored at
  *    positions 1..seq_len-1, 4 samples per forward call), SQ_DEPTH_MAGNITUDE by the sum of |W| over its
- *    linear weights (the paper's Mag criterion). (The paper's Taylor+ needs a backward pass: not yet.) */
+ *    linear weights (the paper's Mag criterion), SQ_DEPTH_TAYLOR by the paper's Taylor+: the sum over the
+ *    block's weights (linear and norm) of |dL/dW * W|, L the next-token cross-entropy of the calibration
+ *    samples (gradients from the trainer's backward pass, "training" above), with the first taylor_keep_first
+ *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32). */
 typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
@@ -1006,7 +1009,7 @@ typedef enum sq_prune_method {
     SQ_PRUNE_DEPTH
 } sq_prune_method;
 
-typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE } sq_depth_criterion;
+typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE, SQ_DEPTH_TAYLOR } sq_depth_criterion;
 
 typedef struct sq_prune_options {
     sq_prune_method method;
@@ -1020,6 +1023,9 @@ typedef struct sq_prune_options {
     /* SQ_PRUNE_DEPTH */
     int n_remove; /* blocks to remove: 1 .. n_layers-1 */
     sq_depth_criterion criterion;
+    /* SQ_DEPTH_TAYLOR: blocks at the start and end that are never removed; 0: the paper's 4 and 2 of 32
+     * scaled to the model's depth, ceil(n_layers / 8) and ceil(n_layers / 16); negative: none */
+    int taylor_keep_first, taylor_keep_last;
     /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
      * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
      * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
@@ -1096,6 +1102,118 @@ void sq_imatrix_entry_at(const sq_imatrix *im, int i, sq_imatrix_entry *out);
 /* The entry named `name`: 1 and *out filled, or 0. */
 int sq_imatrix_find(const sq_imatrix *im, const char *name, sq_imatrix_entry *out);
 void sq_imatrix_free(sq_imatrix *im);
+
+/* ---------------------------------------------------------------- training: backward pass, LoRA (src/train/)
+ *
+ * A trainer holds an fp32 copy of a model's weights (block formats dequantized by their reference
+ * dequantizer; the model itself is never changed), optional LoRA adapters (Hu et al. 2021) on chosen linear
+ * layers of every block, their gradients and AdamW moments, and the activations of one batch. A step runs the
+ * whole batch forward (the same arithmetic as the inference forward pass, causal attention over whole
+ * sequences), then backward block by block, recomputing each block's activations from its saved input so
+ * that memory is the residual stream of every block plus one block's activations. Gradients flow only where
+ * needed: into the adapters, and with weight_grads into every block's linear and norm weights (Taylor
+ * importance); embeddings and the output head stay frozen. A LoRA layer computes
+ * y = W x + (alpha / rank) * B (A x), A [rank][in], B [out][rank], as PEFT does (A kaiming-uniform with
+ * a = sqrt(5), B = 0 at creation). */
+
+enum {
+    SQ_LORA_Q = 1,
+    SQ_LORA_K = 2,
+    SQ_LORA_V = 4,
+    SQ_LORA_O = 8,
+    SQ_LORA_GATE = 16,
+    SQ_LORA_UP = 32,
+    SQ_LORA_DOWN = 64,
+    SQ_LORA_ALL = 127
+};
+
+/* Parses a comma list of q,k,v,o,gate,up,down (also PEFT's q_proj, ..., down_proj) into SQ_LORA_* bits. */
+SQ_NODISCARD sq_error *sq_lora_parse_targets(const char *list, unsigned *targets);
+
+typedef struct sq_trainer_options {
+    int n_threads;  /* 0: sq_cpu_count() */
+    int max_tokens; /* most tokens (sequences x length) one sq_trainer_run takes: sizes the activations */
+    int lora_rank;  /* 0: no adapters */
+    float lora_alpha;
+    unsigned lora_targets; /* SQ_LORA_* bits */
+    uint64_t seed;         /* LoRA A's initial values */
+    int weight_grads;      /* also accumulate dL/dW of every block's linear and norm weights */
+} sq_trainer_options;
+
+typedef struct sq_trainer sq_trainer;
+
+/* SQ_ERR_INVALID_ARG for options out of range or a model the trainer cannot run (q/k/v biases are frozen and
+ * supported; sliding windows are applied). */
+SQ_NODISCARD sq_error *sq_trainer_create(const sq_model *model, const sq_trainer_options *opts,
+                                         sq_trainer **out);
+void sq_trainer_free(sq_trainer *t);
+
+/* The loss of a batch of n_seqs sequences of seq_len tokens, averaged over its positions:
+ *   ce_weight * next-token cross-entropy (positions 0 .. seq_len-2 predict tokens 1 .. seq_len-1)
+ *   + kd_weight * kd_temp^2 * KL(softmax(teacher / kd_temp) || softmax(student / kd_temp)) (every position;
+ *     Hinton et al. 2015), the teacher's logits [seq_len][vocab] of sequence `seq` supplied by `teacher`. */
+typedef struct sq_loss_options {
+    float ce_weight, kd_weight, kd_temp;
+    SQ_NODISCARD sq_error *(*teacher)(void *user, int seq, const int32_t *tokens, int seq_len, float *logits);
+    void *teacher_user;
+} sq_loss_options;
+
+typedef struct sq_loss_value {
+    double loss; /* the weighted total */
+    double ce;   /* mean cross-entropy (nats per predicted token); 0 when ce_weight is 0 */
+    double kd;   /* mean KL (nats per position, without kd_temp^2); 0 when kd_weight is 0 */
+} sq_loss_value;
+
+/* Runs tokens [n_seqs][seq_len] forward and, when backward is non-zero, backward: the gradients of
+ * value->loss are added to the trainer's (sq_trainer_zero_grad clears them). */
+SQ_NODISCARD sq_error *sq_trainer_run(sq_trainer *t, const int32_t *tokens, int n_seqs, int seq_len,
+                                      const sq_loss_options *loss, int backward, sq_loss_value *value);
+void sq_trainer_zero_grad(sq_trainer *t);
+
+/* AdamW (Loshchilov & Hutter 2019) on the adapters: the gradient is first clipped to global L2 norm
+ * clip_norm (0: no clipping), then m, v updated with bias correction and decoupled weight decay. The
+ * gradient's norm before clipping is returned in *grad_norm. */
+typedef struct sq_adamw_options {
+    float lr, beta1, beta2, eps, weight_decay, clip_norm;
+} sq_adamw_options;
+SQ_NODISCARD sq_error *sq_trainer_adamw_step(sq_trainer *t, const sq_adamw_options *o, double *grad_norm);
+/* Linear warm-up over `warmup` steps to lr, then cosine decay to lr * min_ratio at step `total` (step counts
+ * from 0). */
+float sq_lr_schedule(float lr, int step, int warmup, int total, float min_ratio);
+/* Optimizer steps taken (restored by sq_trainer_load_state). */
+int64_t sq_trainer_steps(const sq_trainer *t);
+
+/* Checkpoints: adapters, AdamW moments and the step count, bit for bit; loading into a trainer created with
+ * the same model and options continues exactly as if never stopped. A state of other shapes is refused. */
+SQ_NODISCARD sq_error *sq_trainer_save_state(const sq_trainer *t, const char *path);
+SQ_NODISCARD sq_error *sq_trainer_load_state(sq_trainer *t, const char *path);
+
+/* The adapters as PEFT saves them, in directory dir (created when missing): adapter_model.safetensors
+ * (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight [rank][in], .lora_B.weight [out][rank],
+ * ...; F32; q/k rows in Hugging Face's rotate-half order whatever the model's RoPE pairing, as a Hugging Face
+ * export of the model has them) and adapter_config.json (peft_type LORA, r, lora_alpha, target_modules). */
+SQ_NODISCARD sq_error *sq_trainer_save_adapter(const sq_trainer *t, const char *dir);
+/* Folds the adapters into the model's weights: W + (alpha / rank) B A, stored back in each tensor's own
+ * format (a quantized base is re-quantized by its format's reference quantizer). No context may exist on
+ * the model. */
+SQ_NODISCARD sq_error *sq_trainer_merge(const sq_trainer *t, sq_model *model);
+/* Reads a PEFT adapter (a directory with adapter_model.safetensors and adapter_config.json, or the
+ * .safetensors file with its config beside it) and folds it into the model as sq_trainer_merge does (the
+ * `--lora FILE` of the CLI). Key names, shapes and the config are checked against the model; an adapter for
+ * modules squeeze does not have, or with a DoRA/rsLoRA/bias setting it does not compute, is refused. */
+SQ_NODISCARD sq_error *sq_model_apply_lora(sq_model *model, const char *path);
+
+/* Data-free distillation data (LLM-QAT, Liu et al. 2023): n_samples sequences of seq_len tokens sampled from
+ * the teacher itself, each starting (after BOS where the tokenizer adds one) with a token drawn uniformly
+ * from the vocabulary, then continued by plain sampling (temperature 1, no truncation), 16 sequences per
+ * forward batch. Deterministic for a seed (and kernel set). Release with sq_calib_samples_free. */
+SQ_NODISCARD sq_error *sq_generate_samples(const sq_model *teacher, int n_samples, int seq_len, uint64_t seed,
+                                           int n_threads, sq_calib_samples *out);
+
+/* Taylor importance of every block (Molchanov et al. 2019, as Shortened LLaMA scores blocks): sum over the
+ * block's weights of |dL/dW * W|, from the gradients accumulated so far (weight_grads must be set).
+ * scores [n_layers]. */
+SQ_NODISCARD sq_error *sq_trainer_block_taylor(const sq_trainer *t, double *scores);
 
 /* ---------------------------------------------------------------- quantization
  *

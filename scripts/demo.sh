@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the default model (stories15M): inspect it, run it, compress it (GPTQ 4-bit; Wanda 2:4;
-# a recipe of depth pruning then GPTQ, measured after every step), measure what that cost and bought —
+# The main job on the default model (stories15M): inspect it, run it, compress it (GPTQ 4-bit; one block
+# removed by the ppl criterion, then a short LoRA recovery; a recipe of Wanda 2:4 then GPTQ, measured after
+# every step), measure what that cost and bought —
 # perplexity on its in-domain text, KL divergence against the original, zero-shot accuracy, speed and memory
 # —, serve it over OpenAI's API, and combine the measurements into a report.
 # When ../shared also holds the Q8_0 GGUF copy of the model, it is measured as a compressed variant against
@@ -32,19 +33,24 @@ if [ -f "$calib" ]; then
   "$bin" quantize -m "$model" -o "$gptq" --type q4_0 --method gptq --calib "$calib" --calib-samples 32 \
     --calib-len 256 --quiet --no-progress
 fi
+depth="$out/stories15M-depth1.gguf" recovered="$out/stories15M-depth1-lora.gguf"
+rm -f "$depth" "$recovered"
+if [ -f "$calib" ]; then
+  step "squeeze prune: one block removed (Shortened LLaMA, ppl criterion on Grimm's fairy tales)"
+  "$bin" prune -m "$model" -o "$depth" --method depth --remove 1 --calib "$calib" --no-progress | grep -E "block|blocks"
+  step "squeeze finetune: a short LoRA recovery, distilled from the original on text it generates itself"
+  "$bin" finetune -m "$depth" --teacher "$model" -o "$out/depth1-adapter" --loss kd --data generate \
+    --gen-samples 64 --steps 40 --batch 4 --seq 64 --lr 1e-3 --warmup 4 --merge "$recovered" --no-progress \
+    2> >(grep -E "step (10|20|30|40)/" >&2)
+fi
 
 text="$shared/data/tinystories/valid-a.txt"
-pruned="$out/stories15M-wanda-2of4.gguf" recipe_out="$out/stories15M-depth1-gptq-q4_0.gguf"
-rm -f "$pruned" "$recipe_out"
-if [ -f "$calib" ]; then
-  step "squeeze prune: Wanda 2:4 (half of every block's weights, two of every four), calibrated likewise"
-  "$bin" prune -m "$model" -o "$pruned" --method wanda --nm 2:4 --calib "$calib" --calib-samples 32 \
-    --calib-len 256 --no-progress
-  if [ -f "$text" ]; then
-    step "squeeze compress: a recipe (recipes/demo.json), measured after every step against the original"
-    "$bin" compress -m "$model" -o "$recipe_out" --recipe "$here/recipes/demo.json" --calib "$calib" \
-      --calib-samples 16 --calib-len 256 --eval "$text" --eval-tokens 8192 --no-progress
-  fi
+recipe_out="$out/stories15M-wanda24-gptq-q4_0.gguf"
+rm -f "$recipe_out"
+if [ -f "$calib" ] && [ -f "$text" ]; then
+  step "squeeze compress: a recipe (recipes/demo.json: Wanda 2:4, then GPTQ q4_0), measured after every step"
+  "$bin" compress -m "$model" -o "$recipe_out" --recipe "$here/recipes/demo.json" --calib "$calib" \
+    --calib-samples 16 --calib-len 256 --eval "$text" --eval-tokens 8192 --no-progress
 fi
 
 if [ -f "$text" ]; then
@@ -54,7 +60,8 @@ if [ -f "$text" ]; then
     step "squeeze ppl: the Q8_0 copy against the fp32 original (KL divergence, top-1 agreement)"
     "$bin" ppl -m "$q8" -f "$text" --ref "$model" --label q8_0 --json "$out/q8_0-ppl.json" --no-progress
   fi
-  for variant in "gptq-q4_0:$gptq" "wanda-2of4:$pruned" "depth1-gptq-q4_0:$recipe_out"; do
+  for variant in "gptq-q4_0:$gptq" "wanda24-gptq-q4_0:$recipe_out" \
+    "depth1:$depth" "depth1+lora:$recovered"; do
     label=${variant%%:*} file=${variant#*:}
     [ -f "$file" ] || continue
     step "squeeze ppl: $label against the fp32 original (KL divergence, top-1 agreement)"

@@ -89,7 +89,7 @@ static int choice(const char *s, const char *const *list) {
 }
 
 static const char *const prune_methods[] = {"magnitude", "wanda", "sparsegpt", "width", "depth", NULL};
-static const char *const criteria[] = {"ppl", "magnitude", NULL};
+static const char *const criteria[] = {"ppl", "magnitude", "taylor", NULL}; /* sq_depth_criterion order */
 
 /* The keys each pruning method takes besides "method" (sq_prune_method order). */
 static const char *const prune_keys[][4] = {
@@ -136,7 +136,7 @@ static SQ_NODISCARD sq_error *parse_prune(const where *w, const cJSON *o, recipe
             char c[MAX_TEXT];
             SQ_TRY(get_text(w, v, c, sizeof c));
             int ci = choice(c, criteria);
-            if (ci < 0) return bad(w, "criterion", "expected ppl or magnitude");
+            if (ci < 0) return bad(w, "criterion", "expected ppl, magnitude or taylor");
             p->criterion = (sq_depth_criterion)ci;
         }
     }
@@ -272,7 +272,7 @@ static int step_needs_calib(const recipe_step *st) {
     case SQ_PRUNE_WIDTH:
         return 1;
     case SQ_PRUNE_DEPTH:
-        return st->prune.criterion == SQ_DEPTH_PPL;
+        return st->prune.criterion != SQ_DEPTH_MAGNITUDE;
     default:
         return 0;
     }

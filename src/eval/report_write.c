@@ -346,7 +346,14 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
     }
     if (depth) {
         cJSON_AddNumberToObject(req, "remove", o->n_remove);
-        cJSON_AddStringToObject(req, "criterion", o->criterion == SQ_DEPTH_PPL ? "ppl" : "magnitude");
+        cJSON_AddStringToObject(req, "criterion",
+                                o->criterion == SQ_DEPTH_PPL      ? "ppl"
+                                : o->criterion == SQ_DEPTH_TAYLOR ? "taylor"
+                                                                  : "magnitude");
+        if (o->criterion == SQ_DEPTH_TAYLOR) {
+            cJSON_AddNumberToObject(req, "keep_first", o->taylor_keep_first);
+            cJSON_AddNumberToObject(req, "keep_last", o->taylor_keep_last);
+        }
     } else if (o->method == SQ_PRUNE_WIDTH) {
         cJSON_AddNumberToObject(req, "heads", o->heads);
         cJSON_AddNumberToObject(req, "ffn", o->ffn);

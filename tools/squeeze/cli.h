@@ -23,6 +23,7 @@ int sq_cmd_bench(int argc, char **argv);
 int sq_cmd_report(int argc, char **argv);
 int sq_cmd_chat_template(int argc, char **argv);
 int sq_cmd_prune(int argc, char **argv);
+int sq_cmd_finetune(int argc, char **argv);
 int sq_cmd_spec_search(int argc, char **argv);
 int sq_cmd_serve(int argc, char **argv);
 int sq_cmd_chat(int argc, char **argv);
@@ -181,6 +182,10 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
     CLI_CHOICE_FLAG("--to", "FORMAT", var, "gguf|hf|safetensors|llama2c", NULL,                              \
                     "gguf, hf (a Hugging Face directory; safetensors is\nthe same) or llama2c",              \
                     .def_shown = "from OUT: *.gguf gguf, *.bin llama2c, else hf")
+#define CLI_FLAG_LORA(var)                                                                                   \
+    CLI_TEXT_FLAG(                                                                                           \
+        "--lora", "ADAPTER", var,                                                                            \
+        "a PEFT LoRA adapter (directory or adapter_model.safetensors)\nfolded into the weights at load")
 #define CLI_FLAG_NO_PROGRESS(var)                                                                            \
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
@@ -249,6 +254,9 @@ sq_kv_type cli_kv_type(const char *text);
  * per load warning on stderr. Every verb loads through these. */
 SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *opts, sq_model **out);
 SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
+/* cli_load_model, then a PEFT LoRA adapter folded into the weights (--lora FILE; NULL: none). */
+SQ_NODISCARD sq_error *cli_load_model_lora(const char *path, const sq_load_options *opts, const char *lora,
+                                           sq_model **out);
 
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);

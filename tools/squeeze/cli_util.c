@@ -20,6 +20,17 @@ SQ_NODISCARD sq_error *cli_load_model(const char *path, const sq_load_options *o
     return NULL;
 }
 
+SQ_NODISCARD sq_error *cli_load_model_lora(const char *path, const sq_load_options *opts, const char *lora,
+                                           sq_model **out) {
+    sq_error *err = cli_load_model(path, opts, out);
+    if (err || !lora) return err;
+    if ((err = sq_model_apply_lora(*out, lora))) {
+        sq_model_free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
 SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out) {
     sq_error *err = sq_tokenizer_load(path, out);
     if (err) return err;

@@ -49,7 +49,7 @@ static const cli_verb verb = {
 };
 
 int sq_cmd_eval(int argc, char **argv) {
-    const char *model_path, *tasks, *data_dir, *json, *tokenizer, *label, *kv_type;
+    const char *model_path, *tasks, *data_dir, *json, *tokenizer, *label, *kv_type, *lora;
     long limit, batch, threads, ctx;
     int no_progress, bos, no_bos;
     sq_bos_policy bos_policy;
@@ -70,6 +70,7 @@ int sq_cmd_eval(int argc, char **argv) {
         CLI_FLAG_THREADS(&threads),
         CLI_FLAG_KV_TYPE(&kv_type),
         CLI_FLAG_TOKENIZER(&tokenizer),
+        CLI_FLAG_LORA(&lora),
         CLI_FLAG_NO_PROGRESS(&no_progress),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
@@ -81,7 +82,7 @@ int sq_cmd_eval(int argc, char **argv) {
 
     sq_load_options lo = {.tokenizer_path = tokenizer};
     sq_model *model;
-    sq_error *err = cli_load_model(model_path, &lo, &model);
+    sq_error *err = cli_load_model_lora(model_path, &lo, lora, &model);
     if (err) return cli_fail(err);
     cli_progress *bar = no_progress ? NULL : cli_progress_create("eval");
     sq_eval_options o = {.data_dir = data_dir,

@@ -10,7 +10,8 @@
 #define MAX_IDS_BYTES ((size_t)1 << 32)
 
 typedef struct ppl_args {
-    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label, *kv_type;
+    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label, *kv_type,
+        *lora;
     long ctx, stride, batch, threads, top_k;
     int second_half, no_progress, bos, no_bos;
     sq_bos_policy bos_policy;
@@ -67,6 +68,7 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_KV_TYPE(&a->kv_type),
         CLI_FLAG_TOKENIZER(&a->tokenizer),
+        CLI_FLAG_LORA(&a->lora),
         CLI_FLAG_NO_PROGRESS(&a->no_progress),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
@@ -126,7 +128,7 @@ int sq_cmd_ppl(int argc, char **argv) {
     if (rc != CLI_CONTINUE) return rc;
     sq_load_options lo = {.tokenizer_path = a.tokenizer};
     sq_model *model = NULL, *ref = NULL;
-    sq_error *err = cli_load_model(a.model, &lo, &model);
+    sq_error *err = cli_load_model_lora(a.model, &lo, a.lora, &model);
     if (err) return cli_fail(err);
     if (a.ref && (err = cli_load_model(a.ref, &lo, &ref))) {
         sq_model_free(model);

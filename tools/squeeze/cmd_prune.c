@@ -9,19 +9,20 @@
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
     double sparsity, heads, ffn;
-    long remove, calib_samples, calib_len, threads, seed;
+    long remove, keep_first, keep_last, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
 
 static const cli_verb verb = {
     .name = "prune",
-    .usage = "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
-             "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
-             "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
-             "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
-             "[options]\n"
-             "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude]\n"
-             "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
+    .usage =
+        "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+        "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
+        "[options]\n"
+        "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude|taylor]\n"
+        "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
     .about =
         "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
         "once complete), printing what was removed and the parameters and size before and after.\n"
@@ -38,7 +39,9 @@ static const cli_verb verb = {
         "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
         "depth: Shortened LLaMA (Kim et al. 2024): every block is scored, then the K least important are\n"
         "  removed. ppl: the calibration perplexity with that block alone skipped; magnitude: the sum of\n"
-        "  |W| of its linear weights.\n"
+        "  |W| of its linear weights; taylor (the paper's Taylor+): the sum over its weights of\n"
+        "  |dL/dW * W| for the calibration cross-entropy, the first --keep-first and last --keep-last\n"
+        "  blocks never removed.\n"
         "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
         "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
         "block calibrated on the outputs of the blocks already pruned.\n",
@@ -59,7 +62,12 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
                         "width: fraction of each block's FFN channels removed"),
         CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
-        CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude", "ppl", "depth: block importance"),
+        CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude|taylor", "ppl",
+                        "depth: block importance"),
+        CLI_INT_FLAG("--keep-first", "N", &a->keep_first, -1, 1 << 20, 0,
+                     "taylor: first blocks never removed (0: ceil(L/8), the paper's\n4 of 32; -1: none)"),
+        CLI_INT_FLAG("--keep-last", "N", &a->keep_last, -1, 1 << 20, 0,
+                     "taylor: last blocks never removed (0: ceil(L/16); -1: none)"),
         CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib,
                       "calibration text (UTF-8) for wanda, sparsegpt, depth ppl"),
         CLI_INT_FLAG("--calib-samples", "N", &a->calib_samples, 1, 1 << 20, 0, "calibration windows",
@@ -91,8 +99,8 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         if (!a->remove) return cli_usage_error("prune", "depth needs --remove K");
         if (a->sparsity || a->nm)
             return cli_usage_error("prune", "--sparsity and --nm do not apply to --method depth");
-        if (!strcmp(a->criterion, "ppl") && !a->calib)
-            return cli_usage_error("prune", "the ppl criterion needs --calib TEXTFILE");
+        if (strcmp(a->criterion, "magnitude") && !a->calib)
+            return cli_usage_error("prune", "the %s criterion needs --calib TEXTFILE", a->criterion);
     }
     return CLI_CONTINUE;
 }
@@ -151,7 +159,11 @@ int sq_cmd_prune(int argc, char **argv) {
                           .heads = a.heads,
                           .ffn = a.ffn,
                           .n_remove = (int)a.remove,
-                          .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE : SQ_DEPTH_PPL,
+                          .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE
+                                       : !strcmp(a.criterion, "taylor")  ? SQ_DEPTH_TAYLOR
+                                                                         : SQ_DEPTH_PPL,
+                          .taylor_keep_first = (int)a.keep_first,
+                          .taylor_keep_last = (int)a.keep_last,
                           .n_threads = (int)a.threads};
     if (a.nm && !parse_nm(a.nm, &o.nm_n, &o.nm_m))
         return cli_usage_error("prune", "--nm wants N:M (two integers, e.g. 2:4), not '%s'", a.nm);

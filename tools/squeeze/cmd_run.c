@@ -17,7 +17,7 @@
 #define MAX_PROMPT_BYTES ((size_t)1 << 30)
 
 typedef struct run_args {
-    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type;
+    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type, *lora;
     long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
     double temperature, top_p, min_p, repeat_penalty;
     int no_echo, spec_compare;
@@ -63,6 +63,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
         CLI_FLAG_KV_TYPE(&a->kv_type),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
+        CLI_FLAG_LORA(&a->lora),
         CLI_SWITCH_FLAG("--no-echo", &a->no_echo, "do not print the prompt before the generated text"),
         CLI_FLAGS_SPEC(&a->spec),
         CLI_SWITCH_FLAG("--spec-compare", &a->spec_compare,
@@ -122,7 +123,7 @@ static int generate(const run_args *a, const char *prompt) {
     sq_context *ctx = NULL;
     cli_spec spec = {0};
     sq_load_options lo = {.tokenizer_path = a->tokenizer_path};
-    sq_error *err = cli_load_model(a->model_path, &lo, &model);
+    sq_error *err = cli_load_model_lora(a->model_path, &lo, a->lora, &model);
     if (err) return cli_fail(err);
     if (!sq_model_tokenizer(model)) {
         sq_model_free(model);

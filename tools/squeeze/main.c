@@ -25,6 +25,7 @@ static const verb verbs[] = {
     {"eval", sq_cmd_eval, "zero-shot multiple-choice tasks"},
     {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
+    {"finetune", sq_cmd_finetune, "LoRA recovery training with distillation (PEFT adapters, --merge)"},
     {"prune", sq_cmd_prune, "remove weights or whole blocks (magnitude, N:M, depth pruning)"},
     {"chat-template", sq_cmd_chat_template, "render a conversation with a model's chat template"},
     {"spec-search", sq_cmd_spec_search, "find blocks a self-speculative draft can skip"},

@@ -1,6 +1,8 @@
 /* Depth pruning's block importance (Shortened LLaMA, Kim et al. 2024, section 3): the perplexity criterion
  * runs the calibration windows once per block with that block alone skipped (forward passes only, through
- * sq_perplexity's skip mask); the magnitude criterion sums |W| over the block's linear weights. */
+ * sq_perplexity's skip mask); the magnitude criterion sums |W| over the block's linear weights; Taylor+ sums
+ * |dL/dW * W| over the block's weights, the gradients of the calibration cross-entropy from the trainer's
+ * backward pass (src/train). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +46,45 @@ static SQ_NODISCARD sq_error *block_magnitude(const sq_model *model, int layer, 
     return NULL;
 }
 
+void sq_prune_taylor_kept(int n_layers, const sq_prune_options *o, int *first, int *last) {
+    *first = o->taylor_keep_first > 0   ? o->taylor_keep_first
+             : o->taylor_keep_first < 0 ? 0
+                                        : (n_layers + 7) / 8;
+    *last = o->taylor_keep_last > 0   ? o->taylor_keep_last
+            : o->taylor_keep_last < 0 ? 0
+                                      : (n_layers + 15) / 16;
+}
+
+/* Gradients of the calibration samples' mean cross-entropy, accumulated over batches of samples. */
+static SQ_NODISCARD sq_error *taylor_scores(const sq_model *model, const sq_prune_options *o,
+                                            double *scores) {
+    const sq_calib_samples *c = o->calib;
+    const int per_batch = c->n_samples < 4 ? c->n_samples : 4;
+    sq_trainer_options to = {
+        .n_threads = o->n_threads, .max_tokens = per_batch * c->seq_len, .weight_grads = 1};
+    sq_trainer *t;
+    SQ_TRY(sq_trainer_create(model, &to, &t));
+    sq_loss_options lo = {.ce_weight = 1};
+    sq_error *err = NULL;
+    sq_trainer_zero_grad(t);
+    for (int s = 0; s < c->n_samples && !err; s += per_batch) {
+        int n = c->n_samples - s < per_batch ? c->n_samples - s : per_batch;
+        sq_loss_value v;
+        err = sq_trainer_run(t, c->ids + (size_t)s * c->seq_len, n, c->seq_len, &lo, 1, &v);
+        if (o->progress) o->progress(o->progress_user, s + n, c->n_samples);
+    }
+    if (!err) err = sq_trainer_block_taylor(t, scores);
+    sq_trainer_free(t);
+    return err;
+}
+
 SQ_NODISCARD sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *o, double *scores,
                                              double *base) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     const int n_layers = info.n_layers;
     *base = 0;
+    if (o->criterion == SQ_DEPTH_TAYLOR) return taylor_scores(model, o, scores);
     if (o->criterion == SQ_DEPTH_MAGNITUDE) {
         for (int l = 0; l < n_layers; l++) {
             SQ_TRY(block_magnitude(model, l, &scores[l]));

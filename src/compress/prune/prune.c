@@ -70,6 +70,17 @@ static SQ_NODISCARD sq_error *check_depth(const sq_model *model, const sq_prune_
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: removing %d of %d blocks; remove 1 to %d", o->n_remove,
                          info.n_layers, info.n_layers - 1);
     if (o->criterion == SQ_DEPTH_MAGNITUDE) return NULL;
+    if (o->criterion == SQ_DEPTH_TAYLOR) {
+        int first, last;
+        sq_prune_taylor_kept(info.n_layers, o, &first, &last);
+        if (info.n_layers - first - last < o->n_remove)
+            return sq_errorf(
+                SQ_ERR_INVALID_ARG,
+                "prune: Taylor+ keeps the first %d and last %d of %d blocks, which leaves fewer than "
+                "the %d to remove",
+                first, last, info.n_layers, o->n_remove);
+        return check_calib(model, o->calib, "the taylor criterion");
+    }
     if (o->criterion != SQ_DEPTH_PPL)
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown depth criterion %d", (int)o->criterion);
     return check_calib(model, o->calib, "the ppl criterion");
@@ -153,8 +164,21 @@ static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_option
     sq_error *err = NULL;
     if (!res->scores || !res->removed || !keep) err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
     if (!err) err = sq_prune_depth_scores(model, o, res->scores, &res->base_score);
-    if (!err && sq_prune_split_lowest(res->scores, n_layers, o->n_remove, res->removed, keep) < 0)
-        err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    /* Taylor+: the protected blocks take part as "not a number", which ranks as most important */
+    double *ranked = err ? NULL : malloc((size_t)n_layers * sizeof *ranked);
+    if (!err && !ranked) err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    if (!err) {
+        memcpy(ranked, res->scores, (size_t)n_layers * sizeof *ranked);
+        if (o->criterion == SQ_DEPTH_TAYLOR) {
+            int first, last;
+            sq_prune_taylor_kept(n_layers, o, &first, &last);
+            for (int l = 0; l < n_layers; l++)
+                if (l < first || l >= n_layers - last) ranked[l] = NAN;
+        }
+        if (sq_prune_split_lowest(ranked, n_layers, o->n_remove, res->removed, keep) < 0)
+            err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    }
+    free(ranked);
     if (!err) {
         res->n_removed = o->n_remove;
         err = sq_model_set_layers(model, keep, n_layers - o->n_remove);

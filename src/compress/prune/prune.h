@@ -61,6 +61,8 @@ SQ_NODISCARD sq_error *sq_prune_width(sq_model *model, const sq_prune_options *o
 /* Shortened LLaMA's block importance: scores[n_layers] (ppl: calibration perplexity with the block alone
  * skipped, *base the unskipped model's; magnitude: sum of |W| over its linear weights, *base 0). Higher means
  * more important. */
+/* Taylor+'s protected blocks: the first *first and last *last (opts' values, or the paper's rule scaled). */
+void sq_prune_taylor_kept(int n_layers, const sq_prune_options *opts, int *first, int *last);
 SQ_NODISCARD sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *opts,
                                              double *scores, double *base);
 
