@@ -140,6 +140,9 @@ typedef struct sq_backend {
     void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
     void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
     void (*synchronize)(void *impl);                                         /* waits for queued work */
+    /* Optional (NULL: cannot fail): the first error of queued work since the last call (a device fault, a
+     * failed launch) as text, or NULL. The forward pass asks after each synchronize. */
+    const char *(*take_error)(void *impl);
 
     /* ---- operations */
     /* y[t][r] = sum_c x[t][c] w[r][c]: x [n_tokens][cols], y [n_tokens][rows], w [rows][cols] in any format
