@@ -351,7 +351,9 @@ typedef struct sq_context_options {
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: sq_cpu_count() */
     int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
-    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
+    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu") or "cuda" (an NVIDIA GPU, in
+                           builds with -DSQUEEZE_CUDA=ON; SQ_ERR_UNSUPPORTED naming the reason where none is
+                           usable, or where a weight's format has no GPU kernel); an unknown device fails with
                            SQ_ERR_INVALID_ARG naming the ones this build has */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
      * attention), in the device's memory: a sequence takes blocks as it grows and returns them when
@@ -1155,6 +1157,7 @@ typedef struct sq_bench_params {
     int n_threads; /* 0: sq_cpu_count() */
     uint64_t seed;
     sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
+    const char *device; /* the contexts' device (sq_context_options.device); NULL: "cpu" */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {

@@ -187,9 +187,9 @@ typedef struct sq_backend {
 /* "matmul", "get_rows", ... */
 const char *sq_op_name(sq_op op);
 
-/* The backend of a device: "cpu" (the only one today); NULL means "cpu". n_threads: 0 for every online core.
- * An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is missing,
- * SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
+/* The backend of a device: "cpu" or "cuda" (kernels/cuda/); NULL means "cpu". n_threads: 0 for every online
+ * core. An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is
+ * missing, SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
 SQ_NODISCARD sq_error *sq_backend_create(const char *device, int n_threads, sq_backend *out);
 void sq_backend_destroy(sq_backend *be);
 

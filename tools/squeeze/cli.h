@@ -167,6 +167,9 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
 #define CLI_FLAG_KV_TYPE(var)                                                                                \
     CLI_CHOICE_FLAG("--kv-type", "TYPE", var, "f32|f16", "f32",                                              \
                     "how the KV cache stores keys and values; f16: half the memory")
+#define CLI_FLAG_DEVICE(var)                                                                                 \
+    CLI_CHOICE_FLAG("--device", "NAME", var, "cpu|cuda", "cpu",                                              \
+                    "where the model runs: cpu, or cuda (an NVIDIA GPU; builds with -DSQUEEZE_CUDA=ON)")
 /* Two rows: --bos and --no-bos force whether a text starts with BOS; neither: as the tokenizer says */
 #define CLI_FLAGS_BOS(bos, no_bos)                                                                           \
     CLI_SWITCH_FLAG("--bos", bos, "start the text with BOS even where the tokenizer adds none"),             \

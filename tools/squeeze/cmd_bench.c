@@ -15,7 +15,7 @@ typedef struct bench_options {
     const int32_t *batches; /* [n_batches] batch sizes */
     int n_batches;
     cli_list batch_list; /* -b, owned; empty: batch size 1 */
-    const char *kernels, *kv_type, *json_path;
+    const char *kernels, *kv_type, *json_path, *device;
     int no_progress;
 } bench_options;
 
@@ -54,6 +54,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                         "force a CPU kernel set, e.g. for a scalar baseline",
                         .def_shown = "the best this CPU runs"),
         CLI_FLAG_KV_TYPE(&o->kv_type),
+        CLI_FLAG_DEVICE(&o->device),
         CLI_FLAG_LABEL(&o->labels[0]),
         CLI_TEXT_FLAG("--vs-label", "NAME", &o->labels[1], "name of the --vs variant in reports",
                       .def_shown = "its path"),
@@ -83,7 +84,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                                   .n_warmup = (int)warmup,
                                   .n_threads = (int)threads,
                                   .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed,
-                                  .kv_type = cli_kv_type(o->kv_type)};
+                                  .kv_type = cli_kv_type(o->kv_type),
+                                  .device = o->device};
     return CLI_CONTINUE;
 }
 
