@@ -5,9 +5,11 @@
  *    (256-value blocks), 1-8 tokens (GEMV) and 24 tokens (cuBLAS GEMM), against sq_ref_matmul_x with the
  *    operands rounded as sq_cuda_backend_precision states: 2e-5 of max |ref| (fp32 accumulation over up to
  *    2048 products against double; what is left is summation order);
- *  - attention over 1000 cached slots in blocks of 16 (split among blocks, then merged), GQA 8/2 heads,
- *    head_dim 128, f32 and f16 rows, with and without a sliding window, decode and a prefill chunk of 40:
- *    1e-5 of max |ref| (fp32 online softmax over up to 1040 keys against double);
+ *  - attention over up to 1000 cached slots in blocks of 16, GQA 8/2 heads, head_dim 128, f32 and f16 rows,
+ *    with and without a sliding window: a decode token (slots split among blocks, then merged), a 40-token
+ *    prefill chunk (the tiled prefill kernel), and a batch of two sequences whose first tile is mixed (the
+ *    general kernel beside the tiled one): 1e-5 of max |ref| (fp32 online softmax over up to 1000 keys
+ *    against double);
  *  - stories260K (fp32, GQA) against its float64 golden logits, all tokens in one call (GEMM) and one token
  *    at a time (GEMV): 1e-4 of each row's max |logit|, as test_forward holds the CPU to, same argmax;
  *  - stories15M-f16 on the GPU against the same model on the CPU: prefill logits within 1e-2 of max |logit|
@@ -105,26 +107,30 @@ static void test_matmul_shapes(void **state) {
 static void test_attention_long(void **state) {
     (void)state;
     uint64_t seed = 78;
-    enum { SLOTS = 1040, BS = 16, NH = 8, NKV = 2, HD = 128, MAXB = SLOTS / BS };
+    enum { SLOTS = 1040, BS = 16, NH = 8, NKV = 2, HD = 128, MAXB = SLOTS / BS, NSEQ = 2 };
+    /* batches: one decode token; a 40-token prefill chunk (tiles of 32 plain tokens); 16 tokens of sequence
+     * 1 then 24 of sequence 0 (a mixed tile, then a plain one) */
+    static const char *const kinds[] = {"1 token", "40 tokens", "16 + 24 tokens of 2 sequences"};
     for (int rt = 0; rt < 2; rt++)
         for (int window = 0; window <= 300; window += 300)
-            for (int n = 1; n <= 40; n += 39) {
+            for (int kind = 0; kind < 3; kind++) {
                 const sq_dtype row_type = rt ? SQ_DTYPE_F16 : SQ_DTYPE_F32;
-                const size_t row_bytes = (size_t)NKV * HD * (rt ? 2 : 4), pool = (size_t)SLOTS * row_bytes;
-                int32_t table[MAXB];
-                for (int i = 0; i < MAXB; i++) table[i] = (i * 37) % MAXB; /* out of order; 37 is coprime */
-                float *kv = random_floats((size_t)SLOTS * NKV * HD * 2, -1, 1, &seed);
+                const size_t row_bytes = (size_t)NKV * HD * (rt ? 2 : 4),
+                             pool = (size_t)NSEQ * SLOTS * row_bytes;
+                const int64_t n_values = (int64_t)NSEQ * SLOTS * NKV * HD;
+                int32_t table[NSEQ * MAXB];
+                for (int i = 0; i < NSEQ * MAXB; i++) table[i] = (i * 37) % (NSEQ * MAXB); /* out of order */
+                float *kv = random_floats((size_t)n_values * 2, -1, 1, &seed);
                 uint8_t *k = malloc(pool), *v = malloc(pool);
-                sq_dtype_info(row_type)->from_f32(kv, k, (int64_t)SLOTS * NKV * HD);
-                sq_dtype_info(row_type)->from_f32(kv + (size_t)SLOTS * NKV * HD, v,
-                                                  (int64_t)SLOTS * NKV * HD);
+                sq_dtype_info(row_type)->from_f32(kv, k, n_values);
+                sq_dtype_info(row_type)->from_f32(kv + n_values, v, n_values);
                 sq_kv_view hv = {k, v, table, MAXB, BS, row_bytes, row_type, NKV * HD};
-                /* n plain tokens of sequence 0 after 1000 - n + 1 cached ones */
                 int32_t f[6][40];
-                const int first = 1000 - n + 1;
+                const int n = kind == 0 ? 1 : 40;
                 for (int t = 0; t < n; t++) {
-                    f[0][t] = 0, f[1][t] = 0, f[2][t] = first + t, f[3][t] = first + t, f[4][t] = first + t;
-                    f[5][t] = -1;
+                    /* sequence 0 ends at slot 1000, sequence 1's 16 tokens at 515 */
+                    const int seq = kind == 2 && t < 16, p = seq ? 500 + t : 1000 - (n - 1) + t;
+                    f[0][t] = 0, f[1][t] = seq, f[2][t] = p, f[3][t] = p, f[4][t] = p, f[5][t] = -1;
                 }
                 sq_token_batch hb = {n, f[0], f[1], f[2], f[3], f[4], f[5]};
                 int32_t *fd = dev_copy(f, sizeof f);
@@ -154,9 +160,9 @@ static void test_attention_long(void **state) {
                                                              .out = od});
                 gpu.download(gpu.impl, got, od, nq * 4);
                 assert_null(gpu.take_error(gpu.impl));
-                char what[96];
-                snprintf(what, sizeof what, "attention %s rows, %d tokens after 1000 slots, window %d",
-                         rt ? "f16" : "f32", n, window);
+                char what[128];
+                snprintf(what, sizeof what, "attention %s rows, %s, window %d", rt ? "f16" : "f32",
+                         kinds[kind], window);
                 check(sq_test_rel_err(got, want, nq), 1e-5, what);
                 void *dev[] = {fd, dv.k, dv.v, (void *)dv.block_table, qd, od};
                 for (size_t i = 0; i < 6; i++) gpu.free(gpu.impl, dev[i]);
@@ -254,6 +260,43 @@ static void test_stories15M_gpu_vs_cpu(void **state) {
     for (int d = 0; d < 2; d++) sq_context_free(c[d]), free(logits[d]);
     sq_model_free(m);
 }
+
+/* A 7B-shaped synthetic model ($SQ_SYNTH_MODEL, made by squeeze synth on the GPU machine; skipped without):
+ * finite logits, GPU against CPU over an 8-token prompt and 8 decode steps. */
+static void test_synthetic_7b(void **state) {
+    (void)state;
+    const char *path = getenv("SQ_SYNTH_MODEL");
+    if (!path) skip();
+    sq_model *m;
+    sq_test_ok(sq_model_load(path, NULL, &m));
+    sq_model_info info;
+    sq_model_get_info(m, &info);
+    const int vocab = info.vocab_size;
+    sq_context *c[2] = {context_on(m, "cpu", 64), context_on(m, "cuda", 64)};
+    float *logits[2] = {malloc((size_t)vocab * 4), malloc((size_t)vocab * 4)};
+    int32_t ids[8] = {1, 450, 4996, 17354, 1701, 432, 17204, 975};
+    double worst = 0;
+    for (int step = 0; step < 9; step++)
+        for (int d = 0; d < 2; d++) {
+            sq_seq_batch b = {.seq_id = 0,
+                              .tokens = step ? &ids[step - 1] : ids,
+                              .n_tokens = step ? 1 : 8,
+                              .logits_mode = SQ_LOGITS_LAST,
+                              .logits = logits[d]};
+            sq_test_ok(sq_forward(c[d], &b, 1));
+            if (d == 1) {
+                for (int i = 0; i < vocab; i++)
+                    if (!isfinite(logits[1][i])) fail_msg("step %d: logit %d is %g", step, i, logits[1][i]);
+                const double e = sq_test_rel_err(logits[1], logits[0], (size_t)vocab);
+                worst = e > worst ? e : worst;
+            }
+        }
+    char what[160];
+    snprintf(what, sizeof what, "%s: logits cuda vs cpu, 8-token prompt + 8 steps", path);
+    check(worst, 1e-2, what);
+    for (int d = 0; d < 2; d++) sq_context_free(c[d]), free(logits[d]);
+    sq_model_free(m);
+}
 #endif
 
 int main(void) {
@@ -268,10 +311,9 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_shapes),
-        cmocka_unit_test(test_attention_long),
-        cmocka_unit_test(test_stories260K_golden),
-        cmocka_unit_test(test_stories15M_gpu_vs_cpu),
+        cmocka_unit_test(test_matmul_shapes),      cmocka_unit_test(test_attention_long),
+        cmocka_unit_test(test_stories260K_golden), cmocka_unit_test(test_stories15M_gpu_vs_cpu),
+        cmocka_unit_test(test_synthetic_7b),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sq_backend_destroy(&gpu);

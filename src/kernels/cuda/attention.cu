@@ -10,7 +10,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 
-enum { ATT_WARPS = 4, MAX_GROUP = 8 };
+enum { ATT_WARPS = 4, MAX_GROUP = 8, PREFILL_TILE = 32 };
 
 struct att_params {
     const float *q;
@@ -19,7 +19,8 @@ struct att_params {
     int n_heads, n_kv_heads, head_dim, window, n_splits, n_chunks; /* n_chunks: head chunks of a group */
     float scale;
     float *out;
-    float *part; /* [n_tokens][n_heads][n_splits][head_dim + 2] when n_splits > 1 */
+    float *part;     /* [n_tokens][n_heads][n_splits][head_dim + 2] when n_splits > 1 */
+    const int *done; /* [n_tokens / PREFILL_TILE] tiles prefill_kernel finished (non-zero), or NULL */
 };
 
 template <int DPL, bool F16> __device__ __forceinline__ float row_at(const uint8_t *row, int i) {
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
     const int group = p.n_heads / p.n_kv_heads;
     const int chunk = blockIdx.x % p.n_chunks, kvh = blockIdx.x / p.n_chunks % p.n_kv_heads,
               t = blockIdx.x / p.n_chunks / p.n_kv_heads;
+    if (p.done && p.done[t / PREFILL_TILE]) return; /* prefill_kernel has it */
     const int h0 = kvh * group + chunk * MAX_GROUP;
     const int ng = min(MAX_GROUP, (kvh + 1) * group - h0);
     const int seq = p.tok.seq[t], pos = p.tok.pos[t], n_prefix = p.tok.n_prefix[t];
@@ -48,19 +50,19 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
         }
     }
 
-    /* one key slot (at position kpos) into this warp's running softmax */
-    auto visit = [&](int slot) {
+    /* a key slot's rows (this lane's elements), then their step of this warp's running softmax */
+    auto load = [&](int slot, float *kv_, float *vv) {
         const int32_t blk = p.kv.block_table[(size_t)seq * p.kv.max_blocks + slot / p.kv.block_size];
         const size_t off = ((size_t)blk * p.kv.block_size + slot % p.kv.block_size) * p.kv.row_bytes +
                            (size_t)kvh * hd * (F16 ? 2 : 4);
-        const uint8_t *kr = p.kv.k + off, *vr = p.kv.v + off;
-        float kv_[DPL], vv[DPL];
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             const int d = lane + 32 * i;
-            kv_[i] = d < hd ? row_at<DPL, F16>(kr, d) : 0;
-            vv[i] = d < hd ? row_at<DPL, F16>(vr, d) : 0;
+            kv_[i] = d < hd ? row_at<DPL, F16>(p.kv.k + off, d) : 0;
+            vv[i] = d < hd ? row_at<DPL, F16>(p.kv.v + off, d) : 0;
         }
+    };
+    auto update = [&](const float *kv_, const float *vv) {
 #pragma unroll
         for (int g = 0; g < MAX_GROUP; g++) {
             if (g >= ng) break;
@@ -75,12 +77,27 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
             m[g] = mn;
         }
     };
+    auto visit = [&](int slot) {
+        float kv_[DPL], vv[DPL];
+        load(slot, kv_, vv);
+        update(kv_, vv);
+    };
 
     /* the cached prefix, in the window, split among blocks then warps */
     const int lo = p.window ? max(0, pos - p.window + 1) : 0;
     const int range = max(0, n_prefix - lo), per = (range + p.n_splits - 1) / p.n_splits;
     const int s0 = lo + blockIdx.y * per, s1 = min(n_prefix, s0 + per);
-    for (int s = s0 + warp; s < s1; s += ATT_WARPS) visit(s);
+    /* U keys' rows loaded before the first is used: more bytes in flight per warp */
+    constexpr int U = DPL <= 4 ? 4 : 2;
+    int s = s0 + warp;
+    for (; s + (U - 1) * ATT_WARPS < s1; s += U * ATT_WARPS) {
+        float kr[U][DPL], vr[U][DPL];
+#pragma unroll
+        for (int u = 0; u < U; u++) load(s + u * ATT_WARPS, kr[u], vr[u]);
+#pragma unroll
+        for (int u = 0; u < U; u++) update(kr[u], vr[u]);
+    }
+    for (; s < s1; s += ATT_WARPS) visit(s);
     /* the token itself and its tree ancestors: split 0's first warp */
     if (blockIdx.y == 0 && warp == 0)
         for (int a = t; a >= 0; a = p.tok.parent[a])
@@ -120,7 +137,9 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
 }
 
 /* One block per (token, head): the splits' partial softmaxes merged. */
-__global__ void combine_kernel(const float *part, int n_splits, int hd, float *out) {
+__global__ void combine_kernel(const float *part, int n_splits, int hd, int n_heads, const int *done,
+                               float *out) {
+    if (done && done[blockIdx.x / n_heads / PREFILL_TILE]) return;
     const float *pp = part + (size_t)blockIdx.x * n_splits * (hd + 2);
     float M = -INFINITY;
     for (int s = 0; s < n_splits; s++) M = fmaxf(M, pp[s * (hd + 2)]);
@@ -135,6 +154,120 @@ __global__ void combine_kernel(const float *part, int n_splits, int hd, float *o
             }
         }
         out[(size_t)blockIdx.x * hd + d] = A / L;
+    }
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+/* FlashAttention-style (Dao et al., 2022) causal prefill: a block takes PREFILL_TILE consecutive tokens of
+ * one sequence and one query head, and walks the keys they see in tiles of 32 staged in shared memory (keys
+ * transposed, so that lane j scores key j against the warp's 8 queries), with an online softmax per query.
+ * It takes only tiles of plain tokens (one sequence, no tree parent, slot = position = cached prefix), which
+ * see the slots [max(0, pos - window + 1), pos]; it marks the tiles it did in done[], and attention_kernel
+ * does the rest (token trees, mixed tiles). Shared memory: Q [32][hd], K^T [hd][33], V [32][hd]. */
+template <int DPL, bool F16> __global__ void __launch_bounds__(128) prefill_kernel(att_params p, int *done) {
+    constexpr int HD = DPL * 32, QPW = PREFILL_TILE / ATT_WARPS; /* queries per warp */
+    extern __shared__ float smem[];
+    float *qs = smem, *kt = qs + PREFILL_TILE * HD, *vs = kt + HD * 33;
+    __shared__ int ok;
+    const int tile = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int t0 = tile * PREFILL_TILE, nt = min(PREFILL_TILE, p.tok.n_tokens - t0);
+    const int kvh = h / (p.n_heads / p.n_kv_heads), seq = p.tok.seq[t0];
+    if (tid == 0) {
+        int u = 1;
+        for (int i = 0; i < nt; i++) {
+            const int t = t0 + i;
+            u &= p.tok.seq[t] == seq && p.tok.parent[t] < 0 && p.tok.n_prefix[t] == p.tok.slot[t] &&
+                 p.tok.pos[t] == p.tok.slot[t];
+        }
+        ok = u;
+        if (h == 0) done[tile] = u;
+    }
+    __syncthreads();
+    if (!ok) return;
+    for (int e = tid; e < PREFILL_TILE * HD; e += blockDim.x) {
+        const int i = e / HD;
+        qs[e] = i < nt ? p.q[((size_t)(t0 + i) * p.n_heads + h) * HD + e % HD] : 0;
+    }
+    const int first_pos = p.tok.pos[t0];
+    const int lo = p.window ? max(0, first_pos - p.window + 1) : 0, hi = p.tok.slot[t0 + nt - 1] + 1;
+    float m[QPW], l[QPW], acc[QPW][DPL];
+    int qpos[QPW];
+#pragma unroll
+    for (int r = 0; r < QPW; r++) {
+        m[r] = -INFINITY, l[r] = 0;
+        const int i = warp * QPW + r;
+        qpos[r] = i < nt ? p.tok.pos[t0 + i] : -1; /* -1: no query, sees nothing */
+#pragma unroll
+        for (int d = 0; d < DPL; d++) acc[r][d] = 0;
+    }
+    const size_t head_off = (size_t)kvh * HD * (F16 ? 2 : 4);
+    for (int k0 = lo; k0 < hi; k0 += 32) {
+        __syncthreads(); /* the previous tile is consumed */
+        for (int e = tid; e < 32 * HD; e += blockDim.x) {
+            const int j = e / HD, d = e % HD, slot = k0 + j;
+            float kv = 0, vv = 0;
+            if (slot < hi) {
+                const int32_t blk = p.kv.block_table[(size_t)seq * p.kv.max_blocks + slot / p.kv.block_size];
+                const size_t off =
+                    ((size_t)blk * p.kv.block_size + slot % p.kv.block_size) * p.kv.row_bytes + head_off;
+                kv = row_at<DPL, F16>(p.kv.k + off, d);
+                vv = row_at<DPL, F16>(p.kv.v + off, d);
+            }
+            kt[d * 33 + j] = kv;
+            vs[j * HD + d] = vv;
+        }
+        __syncthreads();
+        float s[QPW];
+#pragma unroll
+        for (int r = 0; r < QPW; r++) s[r] = 0;
+        for (int d = 0; d < HD; d++) {
+            const float kd = kt[d * 33 + lane];
+#pragma unroll
+            for (int r = 0; r < QPW; r++) s[r] += qs[(warp * QPW + r) * HD + d] * kd;
+        }
+        const int ks = k0 + lane;
+#pragma unroll
+        for (int r = 0; r < QPW; r++) {
+            const bool seen = ks < hi && ks <= qpos[r] && (!p.window || qpos[r] - ks < p.window);
+            const float sr = seen ? s[r] * p.scale : -INFINITY;
+            float mx = sr;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            if (mx == -INFINITY) continue; /* nothing of this tile is seen by this query */
+            const float mn = fmaxf(m[r], mx), corr = expf(m[r] - mn), e = seen ? expf(sr - mn) : 0.0f;
+            l[r] = l[r] * corr + sq_cu_warp_sum(e);
+#pragma unroll
+            for (int d = 0; d < DPL; d++) acc[r][d] *= corr;
+            for (int j = 0; j < 32; j++) {
+                const float pj = __shfl_sync(0xffffffffu, e, j);
+#pragma unroll
+                for (int d = 0; d < DPL; d++) acc[r][d] += pj * vs[j * HD + lane + 32 * d];
+            }
+            m[r] = mn;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < QPW; r++) {
+        const int i = warp * QPW + r;
+        if (i >= nt) continue;
+#pragma unroll
+        for (int d = 0; d < DPL; d++)
+            p.out[((size_t)(t0 + i) * p.n_heads + h) * HD + lane + 32 * d] = acc[r][d] / l[r];
+    }
+}
+
+template <int DPL> static void launch_prefill(sq_cuda *c, const att_params &p, int *done) {
+    const size_t smem = ((size_t)PREFILL_TILE * DPL * 32 * 2 + (size_t)DPL * 32 * 33) * sizeof(float);
+    const dim3 grid(sq_cu_blocks(p.tok.n_tokens, PREFILL_TILE), (unsigned)p.n_heads);
+    if (p.kv.f16) {
+        cudaFuncSetAttribute(prefill_kernel<DPL, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)smem);
+        prefill_kernel<DPL, true><<<grid, 128, smem, c->stream>>>(p, done);
+    } else {
+        cudaFuncSetAttribute(prefill_kernel<DPL, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)smem);
+        prefill_kernel<DPL, false><<<grid, 128, smem, c->stream>>>(p, done);
     }
 }
 
@@ -153,7 +286,7 @@ void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const s
         sq_cuda_note(c, cudaErrorInvalidValue, "attention: head_dim above 256");
         return;
     }
-    att_params p = {q, *kv, *tokens, n_heads, n_kv_heads, head_dim, window, 1, 0, 0, out, NULL};
+    att_params p = {q, *kv, *tokens, n_heads, n_kv_heads, head_dim, window, 1, 0, 0, out, NULL, NULL};
     const int group = n_heads / n_kv_heads;
     p.n_chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
     p.scale = (float)(1.0 / sqrt((double)head_dim));
@@ -161,10 +294,27 @@ void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const s
     const int64_t blocks = (int64_t)n * n_kv_heads * p.n_chunks;
     const int64_t capacity = (int64_t)kv->max_blocks * kv->block_size;
     while (blocks * p.n_splits < 2 * c->n_sm && (int64_t)p.n_splits * 2 * 64 <= capacity) p.n_splits *= 2;
-    if (p.n_splits > 1) {
-        p.part =
-            (float *)sq_cuda_scratch(c, (size_t)n * n_heads * p.n_splits * (head_dim + 2) * sizeof(float));
-        if (!p.part) return;
+    /* scratch: the tiles prefill_kernel did, then the splits' partial results */
+    const int use_prefill = n >= PREFILL_TILE && (head_dim == 32 || head_dim == 64 || head_dim == 128);
+    const size_t done_bytes =
+        use_prefill ? ((size_t)sq_cu_blocks(n, PREFILL_TILE) * sizeof(int) + 255) & ~(size_t)255 : 0;
+    const size_t part_bytes =
+        p.n_splits > 1 ? (size_t)n * n_heads * p.n_splits * (head_dim + 2) * sizeof(float) : 0;
+    uint8_t *scratch = NULL;
+    if (done_bytes + part_bytes) {
+        scratch = (uint8_t *)sq_cuda_scratch(c, done_bytes + part_bytes);
+        if (!scratch) return;
+    }
+    if (p.n_splits > 1) p.part = (float *)(scratch + done_bytes);
+    if (use_prefill) {
+        int *done = (int *)scratch;
+        if (head_dim == 32)
+            launch_prefill<1>(c, p, done);
+        else if (head_dim == 64)
+            launch_prefill<2>(c, p, done);
+        else
+            launch_prefill<4>(c, p, done);
+        p.done = done;
     }
     const dim3 grid((unsigned)blocks, (unsigned)p.n_splits);
     if (head_dim <= 32)
@@ -175,6 +325,8 @@ void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const s
         launch<4>(c, p, grid);
     else
         launch<8>(c, p, grid);
-    if (p.n_splits > 1) combine_kernel<<<n * n_heads, 128, 0, c->stream>>>(p.part, p.n_splits, head_dim, out);
+    if (p.n_splits > 1)
+        combine_kernel<<<n * n_heads, 128, 0, c->stream>>>(p.part, p.n_splits, head_dim, n_heads, p.done,
+                                                           out);
     SQ_CUDA_LAUNCHED(c, "attention");
 }

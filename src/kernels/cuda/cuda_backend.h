@@ -19,4 +19,9 @@ void sq_cuda_backend_precision(sq_dtype w, int n_tokens, sq_dtype *x_dtype, sq_d
  */
 double sq_cuda_backend_copy_bandwidth(const sq_backend *be, size_t nbytes, int reps);
 
+/* Per-operation profile, for benchmarks: copies the seconds and calls of each sq_op since the last call into
+ * seconds/calls ([SQ_OP_COUNT] each, or NULL), clears them, and turns timing on or off. While on, each
+ * operation waits for the device before and after itself (its device time plus a launch latency). */
+void sq_cuda_backend_profile(const sq_backend *be, int on, double *seconds, long *calls);
+
 #endif

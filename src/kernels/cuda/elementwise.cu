@@ -62,63 +62,81 @@ void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, cons
 
 /* ---------------------------------------------------------------- rmsnorm */
 
-/* One block per token: the sum of squares in double (as the reference), then x * scale * weight. */
-__global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out) {
+/* One block per token: the sum of squares in double (as the reference), then x * scale * weight. Each
+ * thread keeps its first RMS_HELD values in registers between the two passes, so that a decode step's row
+ * (4096 values: 4 a thread) is read once and its stores do not wait on loads (out may be x). */
+enum { RMS_THREADS = 1024, RMS_HELD = 8 };
+__global__ void __launch_bounds__(RMS_THREADS)
+    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out) {
     const float *r = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
+    float held[RMS_HELD];
     double ss = 0;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)r[i] * r[i];
+#pragma unroll
+    for (int k = 0; k < RMS_HELD; k++) {
+        const int i = threadIdx.x + k * RMS_THREADS;
+        held[k] = i < dim ? r[i] : 0;
+        ss += (double)held[k] * held[k];
+    }
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS) ss += (double)r[i] * r[i];
     __shared__ double part[32];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
     if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
     __syncthreads();
     if (threadIdx.x < 32) {
-        ss = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0;
+        ss = part[threadIdx.x];
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
         if (threadIdx.x == 0) part[0] = ss;
     }
     __syncthreads();
     const float scale = (float)(1.0 / sqrt(part[0] / dim + eps));
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS)
+        o[i] = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+#pragma unroll
+    for (int k = 0; k < RMS_HELD; k++) {
+        const int i = threadIdx.x + k * RMS_THREADS;
+        if (i < dim) o[i] = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+    }
 }
 
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out) {
     if (n_tokens <= 0) return;
-    rmsnorm_kernel<<<n_tokens, 256, 0, c->stream>>>(x, weight, eps, dim, out);
+    rmsnorm_kernel<<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out);
     SQ_CUDA_LAUNCHED(c, "rmsnorm");
 }
 
 /* ---------------------------------------------------------------- rope */
 
-/* One thread per (token, pair): the angle pos * inv_freq and its cos/sin in double, rounded to fp32, then
- * every head of q and k rotated by them. */
-__global__ void rope_kernel(float *q, int nq, float *k, int nk, int n_tokens, int head_dim,
-                            const int32_t *pos, const double *inv_freq, int style) {
-    const int half = head_dim / 2;
+/* One thread per (token, head, pair), so that every rotation is an independent load and store (a loop over
+ * heads in one thread would serialise them: q and k may alias as far as the compiler knows). The angle
+ * pos * inv_freq and its cos/sin are computed in double and rounded to fp32, as the reference does. */
+__global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, const int32_t *pos,
+                            const double *inv_freq, int style) {
+    const int half = head_dim / 2, heads = nq + nk;
     const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (id >= (int64_t)n_tokens * half) return;
-    const int t = (int)(id / half), i = (int)(id % half);
+    if (id >= n) return;
+    const int i = (int)(id % half), h = (int)(id / half % heads);
+    const int64_t t = id / half / heads;
     double sn, cs;
     sincos(pos[t] * inv_freq[i], &sn, &cs);
     const float cf = (float)cs, sf = (float)sn;
     const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
-    for (int h = 0; h < nq + nk; h++) {
-        float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
-        const float a = v[ia], b = v[ib];
-        v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-        v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
-    }
+    float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
+    const float a = v[ia], b = v[ib];
+    v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
+    v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
 }
 
 void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
                   const int32_t *pos, const double *inv_freq, int style) {
-    const int64_t n = (int64_t)n_tokens * (head_dim / 2);
+    const int nk = k ? n_k_heads : 0;
+    const int64_t n = (int64_t)n_tokens * (n_q_heads + nk) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<<<sq_cu_blocks(n, 128), 128, 0, c->stream>>>(q, n_q_heads, k, k ? n_k_heads : 0, n_tokens,
-                                                             head_dim, pos, inv_freq, style);
+    rope_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos, inv_freq,
+                                                             style);
     SQ_CUDA_LAUNCHED(c, "rope");
 }
 
@@ -176,27 +194,29 @@ __device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, 
     return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
 }
 
-/* One block per token: its key and value rows, converted to the row type (f16: round to nearest even). */
+/* One thread per value of the new rows (independent stores), converted to the row type (f16: round to
+ * nearest even). */
 __global__ void kv_store_kernel(sq_cuda_kv kv, const float *k, const float *v, const int32_t *seq,
-                                const int32_t *slot) {
-    const int t = blockIdx.x;
+                                const int32_t *slot, int64_t n) {
+    const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (id >= n) return;
+    const int64_t t = id / kv.kv_dim;
+    const int i = (int)(id % kv.kv_dim);
     uint8_t *kr = kv_row(kv, kv.k, seq[t], slot[t]), *vr = kv_row(kv, kv.v, seq[t], slot[t]);
-    const float *ks = k + (size_t)t * kv.kv_dim, *vs = v + (size_t)t * kv.kv_dim;
-    for (int i = threadIdx.x; i < kv.kv_dim; i += blockDim.x) {
-        if (kv.f16) {
-            ((__half *)kr)[i] = __float2half_rn(ks[i]);
-            ((__half *)vr)[i] = __float2half_rn(vs[i]);
-        } else {
-            ((float *)kr)[i] = ks[i];
-            ((float *)vr)[i] = vs[i];
-        }
+    if (kv.f16) {
+        ((__half *)kr)[i] = __float2half_rn(k[id]);
+        ((__half *)vr)[i] = __float2half_rn(v[id]);
+    } else {
+        ((float *)kr)[i] = k[id];
+        ((float *)vr)[i] = v[id];
     }
 }
 
 void sq_cuda_kv_store(sq_cuda *c, const sq_cuda_kv *kv, const float *k, const float *v,
                       const sq_cuda_tokens *tokens) {
-    if (tokens->n_tokens <= 0) return;
-    kv_store_kernel<<<tokens->n_tokens, 128, 0, c->stream>>>(*kv, k, v, tokens->seq, tokens->slot);
+    const int64_t n = (int64_t)tokens->n_tokens * kv->kv_dim;
+    if (n <= 0) return;
+    kv_store_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(*kv, k, v, tokens->seq, tokens->slot, n);
     SQ_CUDA_LAUNCHED(c, "kv_store");
 }
 

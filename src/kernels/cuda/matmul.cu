@@ -1,13 +1,14 @@
 /* y = x · W^T on the GPU, W in its stored format.
  *
- * Decode (n_tokens <= GEMV_MAX_TOKENS): a GEMV that reads every weight byte once with the dequantization
- * fused in. Each row belongs to one warp or, where rows are few, to 2-8 warps of a block that each take a
- * contiguous part of the row (split-K) and add their sums through shared memory. Plain float formats are read
- * straight from global memory 16 bytes a lane; block formats (34-, 18- and 144-byte blocks, only 2-byte
- * aligned) are staged per warp through shared memory with coalesced 16-byte loads, then each lane decodes
- * whole blocks. Quantized weights multiply x quantized to 8 bits per 32-value block (Q8_0's own rounding,
- * core/dtype_ref.c) with integer dot products (dp4a), as llama.cpp's mmvq and the CPU's integer GEMVs do:
- * 4x less activation traffic than fp32 x, exact integer sums.
+ * Decode (n_tokens <= gemv_max_tokens: 2 for float formats, 8 for quantized ones): a GEMV that reads every
+ * weight byte once with the dequantization fused in. Each row belongs to one warp or, where rows are few, to
+ * 2-8 warps of a block that each take a contiguous part of the row (split-K) and add their sums through
+ * shared memory. Plain float formats are read straight from global memory 16 bytes a lane; block formats
+ * (34-, 18- and 144-byte blocks, only 2-byte aligned) are staged per warp through shared memory with
+ * coalesced 16-byte loads, about 2 KB a step (enough bytes in flight per SM to cover the memory latency),
+ * then each lane decodes whole 32-value units. Quantized weights multiply x quantized to 8 bits per 32-value
+ * block (Q8_0's own rounding, core/dtype_ref.c) with integer dot products (dp4a), as llama.cpp's mmvq and the
+ * CPU's integer GEMVs do: 4x less activation traffic than fp32 x, exact integer sums.
  *
  * Prefill and larger batches: cuBLAS (GemmEx) on tensor cores with fp32 accumulation: f16 and bf16 weights as
  * they are, x rounded to the weight's 16-bit type; quantized weights dequantized to f16 first (a scratch
@@ -17,10 +18,19 @@
 
 enum { GEMV_MAX_TOKENS = 8, WARPS = 8 };
 
+static int is_quantized(int dtype) {
+    return dtype == SQ_CUDA_Q8_0 || dtype == SQ_CUDA_Q4_0 || dtype == SQ_CUDA_Q4_K;
+}
+
+/* The GEMV reads x from L1 once per weight row: past 2 tokens fp32 x costs more than cuBLAS on 16-bit weights
+ * (measured on the H200: 4 tokens 40% of the copy bandwidth, cuBLAS 75%); quantized weights keep the GEMV to
+ * 8 tokens (8-bit x, and cuBLAS would need the matrix dequantized first). */
+static int gemv_max_tokens(int dtype) { return is_quantized(dtype) ? GEMV_MAX_TOKENS : 2; }
+
 void sq_cuda_matmul_precision(int dtype, int n_tokens, int *x_dtype, int *w_dtype) {
-    const int quantized = dtype == SQ_CUDA_Q8_0 || dtype == SQ_CUDA_Q4_0 || dtype == SQ_CUDA_Q4_K;
+    const int quantized = is_quantized(dtype);
     *w_dtype = dtype;
-    if (n_tokens <= GEMV_MAX_TOKENS) {
+    if (n_tokens <= gemv_max_tokens(dtype)) {
         *x_dtype = quantized ? SQ_CUDA_Q8_0 : SQ_CUDA_F32;
         return;
     }
@@ -142,11 +152,11 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 template <int DT> struct fmt;
 template <> struct fmt<SQ_CUDA_Q8_0> {
-    static constexpr int bytes = 34, elems = 32, per_chunk = 32; /* blocks staged per warp and step */
+    static constexpr int bytes = 34, elems = 32, per_chunk = 64; /* blocks staged per warp and step */
 };
-template <> struct fmt<SQ_CUDA_Q4_0> { static constexpr int bytes = 18, elems = 32, per_chunk = 32; };
+template <> struct fmt<SQ_CUDA_Q4_0> { static constexpr int bytes = 18, elems = 32, per_chunk = 128; };
 template <> struct fmt<SQ_CUDA_Q4_K> {
-    static constexpr int bytes = 144, elems = 256, per_chunk = 4; /* 32 sub-blocks of 32: one a lane */
+    static constexpr int bytes = 144, elems = 256, per_chunk = 16; /* 128 sub-blocks of 32 */
 };
 
 /* 4 bytes of shared memory from a 2-byte aligned address */
@@ -233,7 +243,8 @@ __global__ void __launch_bounds__(WARPS * 32)
             __syncwarp();
             const uint8_t *sb = (const uint8_t *)stage[warp] + (start - (const uint8_t *)a0);
             const int units = n * F::elems / 32;
-            if (lane < units) unit_dot<DT, NT>(sb, lane, b0 * F::elems + lane * 32, cols, xq, xd, acc);
+            for (int u = lane; u < units; u += 32)
+                unit_dot<DT, NT>(sb, u, b0 * F::elems + u * 32, cols, xq, xd, acc);
             __syncwarp();
         }
     }
@@ -293,11 +304,24 @@ static void gemv_tokens(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols
 
 /* ---------------------------------------------------------------- GEMM */
 
+/* One thread per 32 consecutive values of a row (a block or sub-block), 64 bytes of f16 written as 4 uint4.
+ */
 template <int DT>
-__global__ void dequantize_f16(const uint8_t *w, size_t row_bytes, int64_t cols, int64_t n, __half *out) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __float2half_rn(element<DT>(w + (size_t)(i / cols) * row_bytes, i % cols));
+__global__ void dequantize_f16(const uint8_t *w, size_t row_bytes, int64_t cols, int64_t n_units,
+                               __half *out) {
+    const int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (u >= n_units) return;
+    const int64_t units_per_row = cols / 32, row = u / units_per_row, c0 = u % units_per_row * 32;
+    const uint8_t *wr = w + (size_t)row * row_bytes;
+    uint4 packed[4];
+    __half2 *h = (__half2 *)packed;
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+        h[j] = __halves2half2(__float2half_rn(element<DT>(wr, c0 + 2 * j)),
+                              __float2half_rn(element<DT>(wr, c0 + 2 * j + 1)));
+    uint4 *o = (uint4 *)(out + (size_t)row * cols + c0);
+#pragma unroll
+    for (int k = 0; k < 4; k++) o[k] = packed[k];
 }
 
 __global__ void round_x(const float *x, int64_t n, int bf16, void *out) {
@@ -336,17 +360,15 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
     const void *a = w;
     if (quantized) {
         __half *wh = (__half *)(s + x_bytes);
-        const int64_t nw = rows * cols;
+        const int64_t nu = rows * cols / 32;
+        const unsigned grid = sq_cu_blocks(nu, 256);
         const uint8_t *wb = (const uint8_t *)w;
         if (dtype == SQ_CUDA_Q8_0)
-            dequantize_f16<SQ_CUDA_Q8_0>
-                <<<grid_for(c, nw), 256, 0, c->stream>>>(wb, cols / 32 * 34, cols, nw, wh);
+            dequantize_f16<SQ_CUDA_Q8_0><<<grid, 256, 0, c->stream>>>(wb, cols / 32 * 34, cols, nu, wh);
         else if (dtype == SQ_CUDA_Q4_0)
-            dequantize_f16<SQ_CUDA_Q4_0>
-                <<<grid_for(c, nw), 256, 0, c->stream>>>(wb, cols / 32 * 18, cols, nw, wh);
+            dequantize_f16<SQ_CUDA_Q4_0><<<grid, 256, 0, c->stream>>>(wb, cols / 32 * 18, cols, nu, wh);
         else
-            dequantize_f16<SQ_CUDA_Q4_K>
-                <<<grid_for(c, nw), 256, 0, c->stream>>>(wb, cols / 256 * 144, cols, nw, wh);
+            dequantize_f16<SQ_CUDA_Q4_K><<<grid, 256, 0, c->stream>>>(wb, cols / 256 * 144, cols, nu, wh);
         a = wh;
     }
     SQ_CUDA_LAUNCHED(c, "GEMM operands");
@@ -361,7 +383,7 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
 void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
                     int n_tokens, float *y) {
     if (n_tokens <= 0 || rows <= 0) return;
-    if (n_tokens > GEMV_MAX_TOKENS) {
+    if (n_tokens > gemv_max_tokens(dtype)) {
         gemm(c, dtype, w, rows, cols, x, n_tokens, y);
         return;
     }
