@@ -11,6 +11,7 @@
 
 int sq_cmd_run(int argc, char **argv);
 int sq_cmd_info(int argc, char **argv);
+int sq_cmd_synth(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
