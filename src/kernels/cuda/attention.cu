@@ -160,30 +160,73 @@ __global__ void combine_kernel(const float *part, int n_splits, int hd, int n_he
 /* ---------------------------------------------------------------- prefill */
 
 /* FlashAttention-style (Dao et al., 2022) causal prefill: a block takes PREFILL_TILE consecutive tokens of
- * one sequence and one query head, and walks the keys they see in tiles of 32 staged in shared memory (keys
- * transposed, so that lane j scores key j against the warp's 8 queries), with an online softmax per query.
- * It takes only tiles of plain tokens (one sequence, no tree parent, slot = position = cached prefix), which
- * see the slots [max(0, pos - window + 1), pos]; it marks the tiles it did in done[], and attention_kernel
- * does the rest (token trees, mixed tiles). Shared memory: Q [32][hd], K^T [hd][33], V [32][hd]. */
+ * one sequence and one query head, and walks the keys they see in tiles of 32 staged in shared memory as
+ * fp32, with an online softmax per query. Each warp owns 8 queries; for the scores lane j takes key j
+ * (16-byte loads of its padded row against broadcast query rows), for the weighted values lane l takes
+ * dimensions l*DPL.. of every query. It takes only tiles of plain tokens (one sequence, no tree parent, slot
+ * = position = cached prefix), which see the slots [max(0, pos - window + 1), pos]; it marks the tiles it did
+ * in done[], and attention_kernel does the rest (token trees, mixed tiles). Shared memory: Q [32][hd], K
+ * [32][hd + 4], V [32][hd]. */
+template <int DPL> struct vec;
+template <> struct vec<1> {
+    using t = float;
+    static __device__ __forceinline__ float get(const t &v, int) { return v; }
+};
+template <> struct vec<2> {
+    using t = float2;
+    static __device__ __forceinline__ float get(const t &v, int k) { return k ? v.y : v.x; }
+};
+template <> struct vec<4> {
+    using t = float4;
+    static __device__ __forceinline__ float get(const t &v, int k) {
+        return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
+    }
+};
+
+/* DPL consecutive values of a cache row from element d0 (16-bit or 32-bit rows), one load */
+template <int DPL, bool F16>
+__device__ __forceinline__ void load_vec(const uint8_t *row, int d0, float *out) {
+    if constexpr (F16) {
+        if constexpr (DPL == 4) {
+            const uint2 u = *(const uint2 *)(row + 2 * d0);
+            const float2 a = __half22float2(*(const __half2 *)&u.x),
+                         b = __half22float2(*(const __half2 *)&u.y);
+            out[0] = a.x, out[1] = a.y, out[2] = b.x, out[3] = b.y;
+        } else if constexpr (DPL == 2) {
+            const float2 a = __half22float2(*(const __half2 *)(row + 2 * d0));
+            out[0] = a.x, out[1] = a.y;
+        } else {
+            out[0] = __half2float(*(const __half *)(row + 2 * d0));
+        }
+    } else {
+        if constexpr (DPL == 4) {
+            const float4 a = *(const float4 *)(row + 4 * d0);
+            out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+        } else if constexpr (DPL == 2) {
+            const float2 a = *(const float2 *)(row + 4 * d0);
+            out[0] = a.x, out[1] = a.y;
+        } else {
+            out[0] = *(const float *)(row + 4 * d0);
+        }
+    }
+}
+
 template <int DPL, bool F16> __global__ void __launch_bounds__(128) prefill_kernel(att_params p, int *done) {
-    constexpr int HD = DPL * 32, QPW = PREFILL_TILE / ATT_WARPS; /* queries per warp */
-    extern __shared__ float smem[];
-    float *qs = smem, *kt = qs + PREFILL_TILE * HD, *vs = kt + HD * 33;
-    __shared__ int ok;
+    constexpr int HD = DPL * 32, KP = HD + 4, QPW = PREFILL_TILE / ATT_WARPS; /* queries per warp */
+    using V = vec<DPL>;
+    extern __shared__ float4 smem4[];
+    float *qs = (float *)smem4, *ks = qs + PREFILL_TILE * HD, *vs = ks + 32 * KP;
     const int tile = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int t0 = tile * PREFILL_TILE, nt = min(PREFILL_TILE, p.tok.n_tokens - t0);
     const int kvh = h / (p.n_heads / p.n_kv_heads), seq = p.tok.seq[t0];
-    if (tid == 0) {
-        int u = 1;
-        for (int i = 0; i < nt; i++) {
-            const int t = t0 + i;
-            u &= p.tok.seq[t] == seq && p.tok.parent[t] < 0 && p.tok.n_prefix[t] == p.tok.slot[t] &&
-                 p.tok.pos[t] == p.tok.slot[t];
-        }
-        ok = u;
-        if (h == 0) done[tile] = u;
+    int mine = 1; /* thread i checks token t0 + i */
+    if (tid < nt) {
+        const int t = t0 + tid;
+        mine = p.tok.seq[t] == seq && p.tok.parent[t] < 0 && p.tok.n_prefix[t] == p.tok.slot[t] &&
+               p.tok.pos[t] == p.tok.slot[t];
     }
-    __syncthreads();
+    const int ok = __syncthreads_and(mine);
+    if (h == 0 && tid == 0) done[tile] = ok;
     if (!ok) return;
     for (int e = tid; e < PREFILL_TILE * HD; e += blockDim.x) {
         const int i = e / HD;
@@ -204,47 +247,72 @@ template <int DPL, bool F16> __global__ void __launch_bounds__(128) prefill_kern
     const size_t head_off = (size_t)kvh * HD * (F16 ? 2 : 4);
     for (int k0 = lo; k0 < hi; k0 += 32) {
         __syncthreads(); /* the previous tile is consumed */
-        for (int e = tid; e < 32 * HD; e += blockDim.x) {
-            const int j = e / HD, d = e % HD, slot = k0 + j;
-            float kv = 0, vv = 0;
+        /* warp w stages rows w, w + 4, ...: lane l the DPL values at l * DPL of each, all loads issued first
+         */
+        float kr[32 / ATT_WARPS][DPL], vr[32 / ATT_WARPS][DPL];
+#pragma unroll
+        for (int jj = 0; jj < 32 / ATT_WARPS; jj++) {
+            const int slot = k0 + warp + ATT_WARPS * jj;
             if (slot < hi) {
                 const int32_t blk = p.kv.block_table[(size_t)seq * p.kv.max_blocks + slot / p.kv.block_size];
                 const size_t off =
                     ((size_t)blk * p.kv.block_size + slot % p.kv.block_size) * p.kv.row_bytes + head_off;
-                kv = row_at<DPL, F16>(p.kv.k + off, d);
-                vv = row_at<DPL, F16>(p.kv.v + off, d);
+                load_vec<DPL, F16>(p.kv.k + off, lane * DPL, kr[jj]);
+                load_vec<DPL, F16>(p.kv.v + off, lane * DPL, vr[jj]);
+            } else {
+#pragma unroll
+                for (int d = 0; d < DPL; d++) kr[jj][d] = vr[jj][d] = 0;
             }
-            kt[d * 33 + j] = kv;
-            vs[j * HD + d] = vv;
+        }
+#pragma unroll
+        for (int jj = 0; jj < 32 / ATT_WARPS; jj++) {
+            const int j = warp + ATT_WARPS * jj;
+#pragma unroll
+            for (int d = 0; d < DPL; d++) {
+                ks[j * KP + lane * DPL + d] = kr[jj][d];
+                vs[j * HD + lane * DPL + d] = vr[jj][d];
+            }
         }
         __syncthreads();
         float s[QPW];
 #pragma unroll
         for (int r = 0; r < QPW; r++) s[r] = 0;
-        for (int d = 0; d < HD; d++) {
-            const float kd = kt[d * 33 + lane];
+#pragma unroll 4
+        for (int d = 0; d < HD; d += 4) {
+            const float4 kd = *(const float4 *)&ks[lane * KP + d];
 #pragma unroll
-            for (int r = 0; r < QPW; r++) s[r] += qs[(warp * QPW + r) * HD + d] * kd;
+            for (int r = 0; r < QPW; r++) {
+                const float4 qv = *(const float4 *)&qs[(warp * QPW + r) * HD + d];
+                s[r] += qv.x * kd.x + qv.y * kd.y + qv.z * kd.z + qv.w * kd.w;
+            }
         }
-        const int ks = k0 + lane;
+        const int ks_slot = k0 + lane;
+        float e[QPW];
 #pragma unroll
         for (int r = 0; r < QPW; r++) {
-            const bool seen = ks < hi && ks <= qpos[r] && (!p.window || qpos[r] - ks < p.window);
+            const bool seen =
+                ks_slot < hi && ks_slot <= qpos[r] && (!p.window || qpos[r] - ks_slot < p.window);
             const float sr = seen ? s[r] * p.scale : -INFINITY;
             float mx = sr;
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-            if (mx == -INFINITY) continue; /* nothing of this tile is seen by this query */
-            const float mn = fmaxf(m[r], mx), corr = expf(m[r] - mn), e = seen ? expf(sr - mn) : 0.0f;
-            l[r] = l[r] * corr + sq_cu_warp_sum(e);
+            /* a query that sees nothing of this tile keeps its state: corr 1, weights 0 */
+            const float mn = fmaxf(m[r], mx);
+            const float corr = mx == -INFINITY ? 1.0f : expf(m[r] - mn);
+            e[r] = seen ? expf(sr - mn) : 0.0f;
+            l[r] = l[r] * corr + sq_cu_warp_sum(e[r]);
 #pragma unroll
             for (int d = 0; d < DPL; d++) acc[r][d] *= corr;
-            for (int j = 0; j < 32; j++) {
-                const float pj = __shfl_sync(0xffffffffu, e, j);
-#pragma unroll
-                for (int d = 0; d < DPL; d++) acc[r][d] += pj * vs[j * HD + lane + 32 * d];
-            }
             m[r] = mn;
+        }
+        for (int j = 0; j < 32; j++) {
+            const typename V::t v = *(const typename V::t *)&vs[j * HD + lane * DPL];
+#pragma unroll
+            for (int r = 0; r < QPW; r++) {
+                const float pj = __shfl_sync(0xffffffffu, e[r], j);
+#pragma unroll
+                for (int d = 0; d < DPL; d++) acc[r][d] += pj * V::get(v, d);
+            }
         }
     }
 #pragma unroll
@@ -253,12 +321,12 @@ template <int DPL, bool F16> __global__ void __launch_bounds__(128) prefill_kern
         if (i >= nt) continue;
 #pragma unroll
         for (int d = 0; d < DPL; d++)
-            p.out[((size_t)(t0 + i) * p.n_heads + h) * HD + lane + 32 * d] = acc[r][d] / l[r];
+            p.out[((size_t)(t0 + i) * p.n_heads + h) * HD + lane * DPL + d] = acc[r][d] / l[r];
     }
 }
 
 template <int DPL> static void launch_prefill(sq_cuda *c, const att_params &p, int *done) {
-    const size_t smem = ((size_t)PREFILL_TILE * DPL * 32 * 2 + (size_t)DPL * 32 * 33) * sizeof(float);
+    const size_t smem = ((size_t)PREFILL_TILE * DPL * 32 * 2 + (size_t)32 * (DPL * 32 + 4)) * sizeof(float);
     const dim3 grid(sq_cu_blocks(p.tok.n_tokens, PREFILL_TILE), (unsigned)p.n_heads);
     if (p.kv.f16) {
         cudaFuncSetAttribute(prefill_kernel<DPL, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
