@@ -64,5 +64,7 @@ void fuzz_eval_text(const uint8_t *data, size_t size);
 void fuzz_int_list(const uint8_t *data, size_t size);
 /* ---- the server's request bodies (targets_server.c) */
 void fuzz_openai_request(const uint8_t *data, size_t size);
+/* ---- compression recipes (targets_compress.c) */
+void fuzz_recipe(const uint8_t *data, size_t size);
 
 #endif

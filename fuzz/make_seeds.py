@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import sys
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -23,7 +24,7 @@ out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
-           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request"]
+           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request", "recipe"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -297,4 +298,13 @@ requests = [
 ]
 for i, r in enumerate(requests):
     seed("openai_request", f"r{i}.json", json.dumps(r, ensure_ascii=False))
+# Compression recipes: the shipped ones and every key the parser reads
+for path in sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.json")):
+    seed("recipe", path.name, path.read_bytes())
+seed("recipe", "all_keys.json", json.dumps({"name": "n", "steps": [
+    {"prune": {"method": "width", "heads": 0.25, "ffn": 0.5}},
+    {"prune": {"method": "sparsegpt", "sparsity": 0.5}},
+    {"prune": {"method": "depth", "remove": 2, "criterion": "magnitude"}},
+    {"quantize": {"type": "q4_0", "method": "gptq", "damp": 0.05, "act_order": True,
+                  "keep": {"blk.*.ffn_down.weight": "q8_0", "output.weight": "f16"}}}]}))
 print(f"seeds and fixtures written to {out}")

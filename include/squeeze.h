@@ -1217,6 +1217,81 @@ const sq_bench_metric *sq_bench_metrics(int *n);
 const sq_bench_stat *sq_bench_metric_stat(const sq_bench_result *r, const sq_bench_metric *metric);
 double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *metric);
 
+/* ---------------------------------------------------------------- compression recipes
+ *
+ * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model with
+ * one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
+ * agreement against the original on held-out text) and what it bought (parameters, weight bytes, bits per
+ * weight, decode and prefill speed against the original in the same run). Its JSON:
+ *
+ *   {"name": "one block fewer, Wanda 2:4, GPTQ 4-bit",                      (optional)
+ *    "steps": [                                                             (1 .. SQ_RECIPE_MAX_STEPS)
+ *      {"prune": {"method": "depth", "remove": 1, "criterion": "ppl"}},
+ *      {"prune": {"method": "wanda", "nm": "2:4"}},                         (or "sparsity": 0.5)
+ *      {"prune": {"method": "width", "heads": 0.25, "ffn": 0.25}},
+ *      {"quantize": {"type": "q4_0", "method": "gptq", "damp": 0.01, "act_order": false,
+ *                    "keep": {"output.weight": "q8_0"}}}]}
+ *
+ * Each step holds exactly one action; its fields are those of sq_prune_options (method magnitude | wanda |
+ * sparsegpt | width | depth; sparsity, nm "N:M", heads, ffn, remove, criterion ppl | magnitude) and of
+ * sq_quantize_params (type, method rtn | gptq | awq, damp, act_order, keep), with their meanings and ranges.
+ * An unknown key, a value of the wrong type, two actions in one step or none are errors naming the step and
+ * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before each
+ * step on the model the earlier steps left, before any work of that step. */
+enum { SQ_RECIPE_MAX_STEPS = 16 };
+typedef struct sq_recipe sq_recipe;
+
+/* Parses a recipe from json[len] (not necessarily NUL-terminated); `source` names it in messages (a file
+ * path; may be NULL). SQ_ERR_FORMAT for malformed JSON or a recipe breaking the rules above. */
+SQ_NODISCARD sq_error *sq_recipe_parse(const char *json, size_t len, const char *source, sq_recipe **out);
+void sq_recipe_free(sq_recipe *recipe);
+const char *sq_recipe_name(const sq_recipe *recipe); /* "" when the recipe has none */
+int sq_recipe_n_steps(const sq_recipe *recipe);
+/* A short description of step i ("prune wanda 2:4", "quantize q4_0 gptq"), owned by the recipe. */
+const char *sq_recipe_step_label(const sq_recipe *recipe, int i);
+/* Non-zero when some step needs calibration samples (Wanda, SparseGPT, depth by ppl, width, GPTQ, AWQ). */
+int sq_recipe_needs_calib(const sq_recipe *recipe);
+
+/* The model after one step (or before the first). */
+typedef struct sq_recipe_step_result {
+    const char *label;  /* the step's label; "original" for the model before the first step */
+    int64_t n_params;   /* elements of all tensors */
+    int64_t n_nonzero;  /* of them, those not zero (counted after pruning steps; carried over by quantization) */
+    size_t weight_bytes;
+    double bits_per_weight; /* 8 * weight_bytes / n_params */
+    int n_layers;
+    double seconds; /* the step's own time (not its measurement) */
+    int has_quality; /* sq_recipe_options.eval_ids given */
+    double ppl, ppl_ratio, kl_mean, top1_agreement; /* against the original, sq_perplexity's meanings */
+    int has_speed;                                  /* sq_recipe_options.bench given */
+    double decode_tok_s, prefill_tok_s;             /* medians, sq_bench_run beside the original */
+    double decode_ratio, prefill_ratio;             /* this model's medians / the original's, same run */
+} sq_recipe_step_result;
+
+typedef struct sq_recipe_options {
+    const sq_calib_samples *calib; /* one set for every step that needs it; NULL when none does */
+    /* The original model: the reference for KL, top-1 agreement and speed ratios (an unchanged copy of the
+     * model given to sq_recipe_run). Needed when eval_ids or bench is given. */
+    const sq_model *original;
+    const int32_t *eval_ids; /* held-out text's ids (BOS first as the tokenizer says), or NULL: no quality */
+    int64_t n_eval_ids;
+    int eval_ctx;  /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
+    int bos_id;    /* as sq_ppl_options.bos_id */
+    const sq_bench_params *bench; /* workload for the speed ratios, or NULL: no speed */
+    int n_threads;                /* 0: all online cores */
+    /* called after the original is measured (step -1) and after each step and its measurement; may be NULL */
+    void (*on_step)(void *user, int step, const sq_recipe_step_result *result);
+    void *user;
+    sq_progress_fn progress; /* within each step's compression; may be NULL */
+    void *progress_user;
+} sq_recipe_options;
+
+/* Runs every step of recipe on model in place (no context on it may exist) and fills results[0] (the model
+ * before) .. results[n_steps] (after each step); labels point into the recipe. On failure the steps before
+ * the failing one stay applied: discard the model (a CLI writes its output only after the last step). */
+SQ_NODISCARD sq_error *sq_recipe_run(sq_model *model, const sq_recipe *recipe, const sq_recipe_options *opts,
+                                     sq_recipe_step_result *results);
+
 /* ---------------------------------------------------------------- JSON reports
  *
  * The library owns the report layout (docs/report-format.md): these calls write the ppl, eval and bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the default model (stories15M): inspect it, run it, then measure it — perplexity on its
-# in-domain text, zero-shot accuracy, speed and memory —, serve it over OpenAI's API, and combine the
-# measurements into a report.
+# The main job on the default model (stories15M): inspect it, run it, compress it (GPTQ 4-bit; Wanda 2:4;
+# a recipe of depth pruning then GPTQ, measured after every step), measure what that cost and bought —
+# perplexity on its in-domain text, KL divergence against the original, zero-shot accuracy, speed and memory
+# —, serve it over OpenAI's API, and combine the measurements into a report.
 # When ../shared also holds the Q8_0 GGUF copy of the model, it is measured as a compressed variant against
 # the fp32 original: KL divergence and top-1 agreement, perplexity ratio, speed ratio in the same run.
 set -euo pipefail
@@ -33,6 +34,19 @@ if [ -f "$calib" ]; then
 fi
 
 text="$shared/data/tinystories/valid-a.txt"
+pruned="$out/stories15M-wanda-2of4.gguf" recipe_out="$out/stories15M-depth1-gptq-q4_0.gguf"
+rm -f "$pruned" "$recipe_out"
+if [ -f "$calib" ]; then
+  step "squeeze prune: Wanda 2:4 (half of every block's weights, two of every four), calibrated likewise"
+  "$bin" prune -m "$model" -o "$pruned" --method wanda --nm 2:4 --calib "$calib" --calib-samples 32 \
+    --calib-len 256 --no-progress
+  if [ -f "$text" ]; then
+    step "squeeze compress: a recipe (recipes/demo.json), measured after every step against the original"
+    "$bin" compress -m "$model" -o "$recipe_out" --recipe "$here/recipes/demo.json" --calib "$calib" \
+      --calib-samples 16 --calib-len 256 --eval "$text" --eval-tokens 8192 --no-progress
+  fi
+fi
+
 if [ -f "$text" ]; then
   step "squeeze ppl: perplexity on TinyStories validation text (in-domain)"
   "$bin" ppl -m "$model" -f "$text" --label fp32 --json "$out/fp32-ppl.json" --no-progress
@@ -40,11 +54,12 @@ if [ -f "$text" ]; then
     step "squeeze ppl: the Q8_0 copy against the fp32 original (KL divergence, top-1 agreement)"
     "$bin" ppl -m "$q8" -f "$text" --ref "$model" --label q8_0 --json "$out/q8_0-ppl.json" --no-progress
   fi
-  if [ -f "$gptq" ]; then
-    step "squeeze ppl: the GPTQ q4_0 file against the fp32 original (KL divergence, top-1 agreement)"
-    "$bin" ppl -m "$gptq" -f "$text" --ref "$model" --label gptq-q4_0 --json "$out/gptq-q4_0-ppl.json" \
-      --no-progress
-  fi
+  for variant in "gptq-q4_0:$gptq" "wanda-2of4:$pruned" "depth1-gptq-q4_0:$recipe_out"; do
+    label=${variant%%:*} file=${variant#*:}
+    [ -f "$file" ] || continue
+    step "squeeze ppl: $label against the fp32 original (KL divergence, top-1 agreement)"
+    "$bin" ppl -m "$file" -f "$text" --ref "$model" --label "$label" --json "$out/$label-ppl.json" --no-progress
+  done
 else
   echo "(no TinyStories text in $shared/data: skipping perplexity)"
 fi
@@ -63,8 +78,10 @@ else
   "$bin" bench -m "$model" --label fp32 -p 128 -n 64 -b 1,4 --reps 3 --json "$out/bench.json"
 fi
 
-step "squeeze serve: the OpenAI-compatible server, driven by the official openai client"
-"$here/.venv/bin/python" "$here/scripts/demo_serve.py" "$bin" "$model"
+served="$model"
+[ -f "$gptq" ] && served="$gptq"
+step "squeeze serve: $(basename "$served") behind the OpenAI-compatible server, driven by the official openai client"
+"$here/.venv/bin/python" "$here/scripts/demo_serve.py" "$bin" "$served"
 
 step "squeeze report: quality against size and speed"
 "$bin" report "$out"/*.json -o "$out/report.md" -o "$out/report.svg" --title "stories15M"

@@ -42,7 +42,7 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSQ_
 cmake --build build-fuzz -j "$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
 # the seeds are remade whenever the generator (or the test data it reads) is newer than them
 data=build-fuzz/fuzz-data
-if [ ! -f "$data/stamp" ] || [ -n "$(find fuzz/make_seeds.py tests/data/eval tests/data/report tests/data/chat -newer "$data/stamp")" ]; then
+if [ ! -f "$data/stamp" ] || [ -n "$(find fuzz/make_seeds.py tests/data/eval tests/data/report tests/data/chat recipes -newer "$data/stamp")" ]; then
   rm -rf "$data" && mkdir -p "$data"
   .venv/bin/python fuzz/make_seeds.py "$data" >/dev/null
   touch "$data/stamp"

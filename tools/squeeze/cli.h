@@ -14,6 +14,7 @@ int sq_cmd_info(int argc, char **argv);
 int sq_cmd_synth(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
+int sq_cmd_compress(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_logits(int argc, char **argv);
 int sq_cmd_ppl(int argc, char **argv);

@@ -15,6 +15,7 @@ static const verb verbs[] = {
     {"run", sq_cmd_run, "generate text from a prompt"},
     {"info", sq_cmd_info, "print a model's architecture, tensors and tokenizer"},
     {"convert", sq_cmd_convert, "write a model in another format (llama2c, safetensors directory, GGUF)"},
+    {"compress", sq_cmd_compress, "run a compression recipe (prune, quantize) and measure every step"},
     {"quantize", sq_cmd_quantize, "store weight matrices in llama.cpp's block formats (q4_k_m, q8_0, ...)"},
     {"tokenize", sq_cmd_tokenize, "print the token ids of a text"},
     {"logits", sq_cmd_logits, "write the logits of a token sequence (for reference checks)"},

@@ -125,9 +125,8 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
     return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown method %d", (int)o->method);
 }
 
-/* Elements, non-zero elements and bytes of all the model's tensors. */
-static SQ_NODISCARD sq_error *measure(const sq_model *model, int64_t *params, int64_t *nonzero, size_t *bytes,
-                                      int *n_layers) {
+sq_error *sq_prune_measure(const sq_model *model, int64_t *params, int64_t *nonzero, size_t *bytes,
+                           int *n_layers) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     *params = info.n_params, *bytes = info.weight_bytes, *n_layers = info.n_layers, *nonzero = 0;
@@ -167,14 +166,14 @@ static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_option
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
     memset(res, 0, sizeof *res);
     SQ_TRY(sq_prune_check(model, o));
-    SQ_TRY(
-        measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before, &res->n_layers_before));
+    SQ_TRY(sq_prune_measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before,
+                            &res->n_layers_before));
     sq_error *err = o->method == SQ_PRUNE_DEPTH   ? prune_depth(model, o, res)
                     : o->method == SQ_PRUNE_WIDTH ? sq_prune_width(model, o)
                                                   : sq_prune_unstructured(model, o, &res->n_pruned);
     if (!err)
-        err =
-            measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after, &res->n_layers_after);
+        err = sq_prune_measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after,
+                               &res->n_layers_after);
     if (err) sq_prune_result_free(res);
     return err;
 }

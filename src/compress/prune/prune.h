@@ -30,6 +30,11 @@ int64_t sq_prune_mask(float *w, const float *score, int64_t rows, int64_t cols, 
  * index first) and the others: drop[k] and keep[n-k], each ascending. -1 when out of memory. */
 int sq_prune_split_lowest(const double *score, int n, int k, int *drop, int *keep);
 
+/* Elements, non-zero elements (every tensor read back as floats) and weight bytes of all the model's tensors,
+ * and its block count: what sq_prune_result and the recipe runner report. */
+SQ_NODISCARD sq_error *sq_prune_measure(const sq_model *model, int64_t *params, int64_t *nonzero,
+                                        size_t *bytes, int *n_layers);
+
 /* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
  * call; *n_pruned gets how many weights the masks chose. */
 SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts,
