@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/cuda_ops.h"
 
 struct sq_cuda {
@@ -92,6 +94,48 @@ template <int DT> __device__ __forceinline__ float element(const uint8_t *row, i
     const int q = sub & 1 ? byte >> 4 : byte & 0xf;
     return __fsub_rn(__fmul_rn(__fmul_rn(sq_cu_h2f(b->d), (float)sc), (float)q),
                      __fmul_rn(sq_cu_h2f(b->dmin), (float)m));
+}
+
+/* Bytes of a row of cols values stored as dtype (one of cuda_ops.h's formats). */
+static inline size_t sq_cu_row_bytes(int dtype, int64_t cols) {
+    switch (dtype) {
+    case SQ_CUDA_F32:
+        return (size_t)cols * 4;
+    case SQ_CUDA_F16:
+    case SQ_CUDA_BF16:
+        return (size_t)cols * 2;
+    case SQ_CUDA_Q8_0:
+        return (size_t)cols / SQ_QK * sizeof(sq_cu_q8_0);
+    case SQ_CUDA_Q4_0:
+        return (size_t)cols / SQ_QK * sizeof(sq_cu_q4_0);
+    default:
+        return (size_t)cols / SQ_QK_K * sizeof(sq_cu_q4_K);
+    }
+}
+
+/* Calls f(std::integral_constant<int, DT>()) for the format dtype: the one switch over formats that every
+ * kernel templated on a format is launched through. */
+template <class F> static void sq_cu_with_format(int dtype, F &&f) {
+    switch (dtype) {
+    case SQ_CUDA_F32:
+        f(std::integral_constant<int, SQ_CUDA_F32>());
+        break;
+    case SQ_CUDA_F16:
+        f(std::integral_constant<int, SQ_CUDA_F16>());
+        break;
+    case SQ_CUDA_BF16:
+        f(std::integral_constant<int, SQ_CUDA_BF16>());
+        break;
+    case SQ_CUDA_Q8_0:
+        f(std::integral_constant<int, SQ_CUDA_Q8_0>());
+        break;
+    case SQ_CUDA_Q4_0:
+        f(std::integral_constant<int, SQ_CUDA_Q4_0>());
+        break;
+    case SQ_CUDA_Q4_K:
+        f(std::integral_constant<int, SQ_CUDA_Q4_K>());
+        break;
+    }
 }
 
 static inline unsigned sq_cu_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }

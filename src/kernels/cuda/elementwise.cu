@@ -15,48 +15,15 @@ __global__ void get_rows_kernel(const uint8_t *src, size_t row_bytes, int64_t co
         o[j] = element<DT>(row, j);
 }
 
-static size_t row_bytes_of(int dtype, int64_t cols) {
-    switch (dtype) {
-    case SQ_CUDA_F32:
-        return (size_t)cols * 4;
-    case SQ_CUDA_F16:
-    case SQ_CUDA_BF16:
-        return (size_t)cols * 2;
-    case SQ_CUDA_Q8_0:
-        return (size_t)cols / SQ_QK * sizeof(sq_cu_q8_0);
-    case SQ_CUDA_Q4_0:
-        return (size_t)cols / SQ_QK * sizeof(sq_cu_q4_0);
-    default:
-        return (size_t)cols / SQ_QK_K * sizeof(sq_cu_q4_K);
-    }
-}
-
 void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
                       float *out) {
     if (n_rows <= 0) return;
     const dim3 grid(sq_cu_blocks(cols, 256) < 64 ? sq_cu_blocks(cols, 256) : 64, (unsigned)n_rows);
     const uint8_t *s = (const uint8_t *)src;
-    const size_t rb = row_bytes_of(dtype, cols);
-    switch (dtype) {
-    case SQ_CUDA_F32:
-        get_rows_kernel<SQ_CUDA_F32><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    case SQ_CUDA_F16:
-        get_rows_kernel<SQ_CUDA_F16><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    case SQ_CUDA_BF16:
-        get_rows_kernel<SQ_CUDA_BF16><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    case SQ_CUDA_Q8_0:
-        get_rows_kernel<SQ_CUDA_Q8_0><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    case SQ_CUDA_Q4_0:
-        get_rows_kernel<SQ_CUDA_Q4_0><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    case SQ_CUDA_Q4_K:
-        get_rows_kernel<SQ_CUDA_Q4_K><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
-        break;
-    }
+    const size_t rb = sq_cu_row_bytes(dtype, cols);
+    sq_cu_with_format(dtype, [&](auto dt) {
+        get_rows_kernel<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
+    });
     SQ_CUDA_LAUNCHED(c, "get_rows");
 }
 

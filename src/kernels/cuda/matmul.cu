@@ -271,35 +271,13 @@ static void launch_gemv(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols
         gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(w, rows, cols, xq, xd, y, wpr);
 }
 
-template <int DT>
+/* launch_gemv with NT = n (1 .. GEMV_MAX_TOKENS), chosen at compile time */
+template <int DT, int NT = 1>
 static void gemv_tokens(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
                         const int8_t *xq, const float *xd, int n, float *y) {
-    switch (n) {
-    case 1:
-        launch_gemv<DT, 1>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 2:
-        launch_gemv<DT, 2>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 3:
-        launch_gemv<DT, 3>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 4:
-        launch_gemv<DT, 4>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 5:
-        launch_gemv<DT, 5>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 6:
-        launch_gemv<DT, 6>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    case 7:
-        launch_gemv<DT, 7>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    default:
-        launch_gemv<DT, 8>(c, w, rows, cols, x, xq, xd, y);
-        break;
-    }
+    if constexpr (NT < GEMV_MAX_TOKENS)
+        if (n > NT) return gemv_tokens<DT, NT + 1>(c, w, rows, cols, x, xq, xd, n, y);
+    launch_gemv<DT, NT>(c, w, rows, cols, x, xq, xd, y);
 }
 
 /* ---------------------------------------------------------------- GEMM */
@@ -363,12 +341,10 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
         const int64_t nu = rows * cols / 32;
         const unsigned grid = sq_cu_blocks(nu, 256);
         const uint8_t *wb = (const uint8_t *)w;
-        if (dtype == SQ_CUDA_Q8_0)
-            dequantize_f16<SQ_CUDA_Q8_0><<<grid, 256, 0, c->stream>>>(wb, cols / 32 * 34, cols, nu, wh);
-        else if (dtype == SQ_CUDA_Q4_0)
-            dequantize_f16<SQ_CUDA_Q4_0><<<grid, 256, 0, c->stream>>>(wb, cols / 32 * 18, cols, nu, wh);
-        else
-            dequantize_f16<SQ_CUDA_Q4_K><<<grid, 256, 0, c->stream>>>(wb, cols / 256 * 144, cols, nu, wh);
+        const size_t rb = sq_cu_row_bytes(dtype, cols);
+        sq_cu_with_format(dtype, [&](auto dt) {
+            dequantize_f16<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(wb, rb, cols, nu, wh);
+        });
         a = wh;
     }
     SQ_CUDA_LAUNCHED(c, "GEMM operands");
@@ -399,25 +375,7 @@ void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t 
         xd = (float *)(s + q_bytes);
         quantize_x_kernel<<<sq_cu_blocks(n_blocks * 32, 256), 256, 0, c->stream>>>(x, n_blocks, xq, xd);
     }
-    switch (dtype) {
-    case SQ_CUDA_F32:
-        gemv_tokens<SQ_CUDA_F32>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    case SQ_CUDA_F16:
-        gemv_tokens<SQ_CUDA_F16>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    case SQ_CUDA_BF16:
-        gemv_tokens<SQ_CUDA_BF16>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    case SQ_CUDA_Q8_0:
-        gemv_tokens<SQ_CUDA_Q8_0>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    case SQ_CUDA_Q4_0:
-        gemv_tokens<SQ_CUDA_Q4_0>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    case SQ_CUDA_Q4_K:
-        gemv_tokens<SQ_CUDA_Q4_K>(c, wb, rows, cols, x, xq, xd, n_tokens, y);
-        break;
-    }
+    sq_cu_with_format(
+        dtype, [&](auto dt) { gemv_tokens<decltype(dt)::value>(c, wb, rows, cols, x, xq, xd, n_tokens, y); });
     SQ_CUDA_LAUNCHED(c, "matmul");
 }
