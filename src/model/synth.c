@@ -32,7 +32,8 @@ static const synth_preset presets[] = {
     {"llama-2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096, 10000, 1e-5f, SQ_ROPE_INTERLEAVED, 0},
     {"llama-3-8b", "llama", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000, 1e-5f, SQ_ROPE_INTERLEAVED, 0},
     {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000, 1e-6f, SQ_ROPE_HALVES, 1},
-    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED, 0},
+    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED,
+     0},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets, CHUNK = 1 << 16 };
 
@@ -94,7 +95,8 @@ static void fill_chunk(const fill_job *j, int64_t c) {
             }
         }
         break;
-    default: { /* Q4_K: sub-block scales sc in 32..63, minimums m = sc and dmin = 7.5 d: value = d sc (q - 7.5) */
+    default: { /* Q4_K: sub-block scales sc in 32..63, minimums m = sc and dmin = 7.5 d: value = d sc (q
+                  - 7.5) */
         for (int64_t b = e0 / SQ_QK_K; b < e1 / SQ_QK_K; b++) {
             sq_block_q4_K *blk = (sq_block_q4_K *)j->data + b;
             const float d = j->sd / (47.5f * 4.61f);
@@ -125,8 +127,8 @@ static void fill_task(void *p, int ith, int nth) {
 }
 
 /* Adds one random tensor of standard deviation sd (sd 0 with mean 1: a norm). */
-static SQ_NODISCARD sq_error *add(sq_model *m, sq_threadpool *pool, uint64_t seed, const char *name, sq_dtype dtype,
-                                  int64_t d0, int64_t d1, float sd) {
+static SQ_NODISCARD sq_error *add(sq_model *m, sq_threadpool *pool, uint64_t seed, const char *name,
+                                  sq_dtype dtype, int64_t d0, int64_t d1, float sd) {
     const int64_t shape[2] = {d0, d1};
     const int ndim = d1 ? 2 : 1;
     const size_t bytes = sq_tensor_bytes_for(dtype, ndim, shape);
@@ -187,10 +189,12 @@ sq_error *sq_model_synth(const sq_synth_options *o, sq_model **out) {
     const int dt = sq_dtype_from_name(o->dtype ? o->dtype : "f16");
     if (dt != SQ_DTYPE_F32 && dt != SQ_DTYPE_F16 && dt != SQ_DTYPE_BF16 && dt != SQ_DTYPE_Q8_0 &&
         dt != SQ_DTYPE_Q4_0 && dt != SQ_DTYPE_Q4_K)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "synth: type '%.32s' is not one of f32, f16, bf16, q8_0, q4_0, q4_k",
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "synth: type '%.32s' is not one of f32, f16, bf16, q8_0, q4_0, q4_k",
                          o->dtype ? o->dtype : "");
     if (o->n_layers < 0 || o->n_layers > p->n_layers)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "synth: %d layers (the preset has %d)", o->n_layers, p->n_layers);
+        return sq_errorf(SQ_ERR_INVALID_ARG, "synth: %d layers (the preset has %d)", o->n_layers,
+                         p->n_layers);
     sq_model *m = sq_model_new();
     if (!m) return sq_errorf(SQ_ERR_NOMEM, "synth: out of memory");
     sq_model_config *c = &m->cfg;

@@ -6,10 +6,11 @@
 static const cli_verb verb = {
     .name = "synth",
     .usage = "--preset llama-2-7b|llama-3-8b|qwen2.5-7b|mistral-7b --type f16|q8_0|q4_0|q4_k -o FILE.gguf",
-    .about = "Writes a GGUF model with the exact shapes of a real architecture and seeded random weights\n"
-             "(realistic scales: activations stay finite), so that speed at real scale can be measured\n"
-             "without downloading weights. It has no tokenizer: benchmark it with squeeze bench, which feeds\n"
-             "random token ids.\n",
+    .about =
+        "Writes a GGUF model with the exact shapes of a real architecture and seeded random weights\n"
+        "(realistic scales: activations stay finite), so that speed at real scale can be measured\n"
+        "without downloading weights. It has no tokenizer: benchmark it with squeeze bench, which feeds\n"
+        "random token ids.\n",
 };
 
 int sq_cmd_synth(int argc, char **argv) {
