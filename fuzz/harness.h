@@ -62,6 +62,8 @@ void fuzz_report(const uint8_t *data, size_t size);
 void fuzz_ref_logits(const uint8_t *data, size_t size);
 void fuzz_eval_text(const uint8_t *data, size_t size);
 void fuzz_int_list(const uint8_t *data, size_t size);
+/* ---- quantization inputs (targets_quant.c) */
+void fuzz_imatrix(const uint8_t *data, size_t size);
 /* ---- the server's request bodies (targets_server.c) */
 void fuzz_openai_request(const uint8_t *data, size_t size);
 /* ---- compression recipes (targets_compress.c) */

@@ -24,7 +24,8 @@ out = sys.argv[1]
 seeds, fixtures = os.path.join(out, "seeds"), os.path.join(out, "fixtures")
 TARGETS = ["gguf", "llama2c", "safetensors", "safetensors_index", "hf_config", "generation_config",
            "tokenizer_json", "tokenizer_config", "tokenizer_model", "tokenizer_bin", "gpt2_vocab", "tokenize_text",
-           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request", "recipe"]
+           "chat_template", "tasks", "report", "ref_logits", "eval_text", "int_list", "openai_request", "imatrix",
+           "recipe"]
 for d in TARGETS:
     os.makedirs(os.path.join(seeds, d), exist_ok=True)
 MODEL_DIR, SHARD_DIR = os.path.join(fixtures, "model"), os.path.join(fixtures, "sharded")
@@ -308,3 +309,17 @@ seed("recipe", "all_keys.json", json.dumps({"name": "n", "steps": [
     {"quantize": {"type": "q4_0", "method": "gptq", "damp": 0.05, "act_order": True,
                   "keep": {"blk.*.ffn_down.weight": "q8_0", "output.weight": "f16"}}}]}))
 print(f"seeds and fixtures written to {out}")
+
+# imatrix files (docs/formats.md, "imatrix files"), written here from the layout alone: two entries, none.
+def imatrix_file(entries):
+    out = b"SQIMATRX" + struct.pack("<II", 1, len(entries))
+    for name, n_tokens, values in entries:
+        out += struct.pack("<I", len(name)) + name.encode() + struct.pack("<QI", n_tokens, len(values))
+        out += np.asarray(values, dtype="<f4").tobytes()
+    return out
+
+
+seed("imatrix", "two", imatrix_file([("blk.0.attn_q.weight", 64, [0.5, 1.0, 0.0, 2.5]),
+                                     ("blk.0.ffn_down.weight", 64, [1e-3] * 8)]))
+seed("imatrix", "empty", imatrix_file([]))
+

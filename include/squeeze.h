@@ -360,9 +360,19 @@ typedef struct sq_context sq_context;
 /* How the KV cache stores keys and values. */
 typedef enum sq_kv_type {
     SQ_KV_F32 = 0, /* fp32 rows: exact */
-    SQ_KV_F16      /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
+    SQ_KV_F16,     /* IEEE half rows (round to nearest even): half the memory; logits move by about the half
                       precision's rounding (2^-11 relative per stored value) */
+    /* KV-cache quantization: ggml's block formats along each row (n_kv_heads * head_dim values, which must be
+     * a multiple of 32), one f16 scale per 32 values, written when a token's key and value are stored and
+     * dequantized a tile at a time by attention. Per token, as llama.cpp's --cache-type-k/v q8_0|q4_0. */
+    SQ_KV_Q8_0, /* 8.5 bits per value (0.27x f32's bytes): round to nearest on 255 levels of max|x|/127 */
+    SQ_KV_Q4_0  /* 4.5 bits per value (0.14x): 16 levels of max-magnitude/-8; docs/benchmarks.md has the cost
+                 */
 } sq_kv_type;
+
+/* The name of a KV row type as the CLI's --kv-type takes it ("f32", "f16", "q8_0", "q4_0"); NULL for a value
+ * outside the enum. */
+const char *sq_kv_type_name(sq_kv_type type);
 
 typedef struct sq_context_options {
     int n_ctx;       /* tokens per sequence; 0: the model's max_seq_len */
@@ -812,6 +822,7 @@ typedef struct sq_ppl_options {
      * (sq_forward_ex; the reference runs whole): depth-pruning scores, the quality of a model with blocks
      * removed, without removing them */
     const unsigned char *skip_layers;
+    sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -857,6 +868,7 @@ typedef struct sq_eval_options {
     sq_bos_policy bos;       /* whether requests start with BOS; SQ_BOS_AUTO (0): as the tokenizer says */
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
+    sq_kv_type kv_type; /* how the KV cache stores keys and values */
 } sq_eval_options;
 
 typedef struct sq_task_result {
@@ -1056,6 +1068,45 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
 void sq_prune_result_free(sq_prune_result *res);
 
+/* ---------------------------------------------------------------- importance matrix (imatrix)
+ *
+ * llama.cpp's importance matrix: for each weight matrix of the blocks, the mean over the calibration tokens
+ * of the square of each input channel (sum_t x_tj^2 / n_tokens, j < the matrix's row length), gathered block
+ * by block through sq_calibrate with statistics only (the weights do not change). sq_quantize_params.imatrix
+ * uses it as llama-quantize does: each value's weight in the importance-weighted scale searches of the
+ * K-quants, Q4_0/Q4_1 and Q5_0/Q5_1 (sq_dtype_traits.from_f32_weighted, core/dtype_ref.c). Entries are named
+ * by the weight's canonical name ("blk.0.attn_q.weight"); attn_q/k/v hold the same values (one input), as do
+ * ffn_gate/up. The output layer and token_embd have no entry (the calibration tap does not see the output
+ * layer's input): they are quantized without one. The file format is squeeze's own (docs/formats.md,
+ * "imatrix files"). */
+typedef struct sq_imatrix sq_imatrix;
+
+typedef struct sq_imatrix_entry {
+    const char *name;    /* the weight's canonical name; owned by the imatrix */
+    int64_t n_tokens;    /* calibration tokens the means are over */
+    int n_values;        /* the weight's row length (input channels) */
+    const float *values; /* [n_values] mean x^2 per input channel, finite and >= 0 */
+} sq_imatrix_entry;
+
+/* Gathers the imatrix of every block's seven linear weights on the samples (sq_calibrate; the model is not
+ * changed, but may have no context meanwhile). Errors as sq_calibrate's. */
+SQ_NODISCARD sq_error *sq_imatrix_compute(sq_model *model, const sq_calib_samples *samples,
+                                          const sq_calib_options *opts, sq_imatrix **out);
+/* Writes the file (a temporary file renamed into place: an interrupted write leaves nothing under path). */
+SQ_NODISCARD sq_error *sq_imatrix_save(const sq_imatrix *im, const char *path);
+/* Reads an imatrix file; sq_imatrix_parse reads one from memory (source names it in errors; may be NULL).
+ * Fails with SQ_ERR_FORMAT naming the problem (bad magic or version, truncation, trailing bytes, a name that
+ * is empty, longer than 1024 bytes or holds a NUL, a duplicate name, a count of 0 or above 2^24 values, more
+ * than 65536 entries, a value that is negative or not finite) and SQ_ERR_IO when the file cannot be read. */
+SQ_NODISCARD sq_error *sq_imatrix_load(const char *path, sq_imatrix **out);
+SQ_NODISCARD sq_error *sq_imatrix_parse(const void *data, size_t size, const char *source, sq_imatrix **out);
+int sq_imatrix_n_entries(const sq_imatrix *im);
+/* Entry i (0 .. n_entries-1), in the order computed or read. */
+void sq_imatrix_entry_at(const sq_imatrix *im, int i, sq_imatrix_entry *out);
+/* The entry named `name`: 1 and *out filled, or 0. */
+int sq_imatrix_find(const sq_imatrix *im, const char *name, sq_imatrix_entry *out);
+void sq_imatrix_free(sq_imatrix *im);
+
 /* ---------------------------------------------------------------- quantization
  *
  * sq_quantize_model stores a loaded model's weight matrices in llama.cpp's block formats (docs/formats.md),
@@ -1095,6 +1146,18 @@ typedef struct sq_quantize_params {
     const char
         *output; /* a GGUF file to write (atomically: a temporary file renamed into place, so an
                     interrupted run leaves nothing under this name), or NULL to only change the model */
+    /* NULL, or an imatrix (method rtn only): every matrix with an entry is quantized by its format's
+     * importance-weighted search where the format has one (llama-quantize --imatrix); an entry whose length
+     * is not the matrix's row length is refused before any work */
+    const sq_imatrix *imatrix;
+    /* > 0 (method rtn only): mixed precision. The blocks' weight matrices that no keep rule names get the
+     * formats (among q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, f16 whose blocks fit their rows) that
+     * keep the whole file's bits per weight (every tensor, as the report counts) at most budget_bpw with the
+     * least summed sensitivity: the relative output error sum_ij qw_j (W_ij - Q(W)_ij)^2 / sum_ij qw_j
+     * W_ij^2, qw the imatrix entry (1 without one), chosen greedily by error removed per added byte
+     * (compress/quant/budget.c). A budget below the cheapest choice
+     * is refused before any matrix is written. The other tensors keep the type's rules. */
+    double budget_bpw;
 } sq_quantize_params;
 
 /* What happened to one tensor. Strings belong to the report. */
@@ -1105,15 +1168,18 @@ typedef struct sq_quant_tensor_report {
     const char *wanted; /* what the rules asked for; differs from type after a fallback */
     int64_t n_elems;
     size_t bytes_before, bytes_after;
+    int weighted; /* quantized by the format's importance-weighted search with the imatrix's entry */
+    int kept;     /* its format came from a --keep rule */
 } sq_quant_tensor_report;
 
 typedef struct sq_quantize_report {
     const char *type, *method;
-    int n_tensors;                    /* every tensor of the model, in its order */
-    sq_quant_tensor_report *tensors;  /* [n_tensors] */
-    int n_quantized;                  /* tensors whose format changed */
-    int n_fallbacks;                  /* tensors stored in another format than the rules asked for */
-    int64_t n_elems;                  /* elements of all tensors */
+    int n_tensors;                   /* every tensor of the model, in its order */
+    sq_quant_tensor_report *tensors; /* [n_tensors] */
+    int n_quantized;                 /* tensors whose format changed */
+    int n_fallbacks;                 /* tensors stored in another format than the rules asked for */
+    int n_weighted;  /* tensors quantized with an imatrix entry (sq_quantize_params.imatrix) */
+    int64_t n_elems; /* elements of all tensors */
     size_t bytes_before, bytes_after; /* of all tensors */
     double bits_per_weight;           /* 8 * bytes_after / n_elems, all tensors */
     double seconds;                   /* quantizing and writing */
@@ -1175,6 +1241,10 @@ typedef struct sq_bench_params {
     int n_threads; /* 0: sq_cpu_count() */
     uint64_t seed;
     sq_kv_type kv_type; /* how each context's KV cache stores keys and values */
+    /* with vs_kv_type_set, the second model's cache stores them as vs_kv_type (bench --vs-kv-type: one model
+     * against itself with another cache, in one run) */
+    sq_kv_type vs_kv_type;
+    int vs_kv_type_set;
     const char *device; /* the contexts' device (sq_context_options.device); NULL: "cpu" */
 } sq_bench_params;
 

@@ -153,7 +153,7 @@ static SQ_NODISCARD sq_error *parse_prune(const where *w, const cJSON *o, recipe
         break;
     default:
         if (have_amount != 1) return bad(w, "sparsity", "give exactly one of \"sparsity\" and \"nm\"");
-        snprintf(st->label, sizeof st->label, "prune %.56s%s", method, amount); /* fits 128 */
+        snprintf(st->label, sizeof st->label, "prune %.16s%s", method, amount); /* a method name is short */
     }
     return NULL;
 }

@@ -91,6 +91,10 @@ typedef struct sq_dtype_traits {
      * files round-trip with llama.cpp. */
     void (*to_f32)(const void *src, float *dst, int64_t n);
     void (*from_f32)(const float *src, void *dst, int64_t n);
+    /* NULL, or from_f32 of one row of n values given an importance per value (qw [n], >= 0; an imatrix: the
+     * mean squared activation of each value's input channel): llama.cpp's quantize_<type> with quant_weights,
+     * whose scale (and minimum) fits minimise the importance-weighted squared error. */
+    void (*from_f32_weighted)(const float *src, void *dst, int64_t n, const float *qw);
 } sq_dtype_traits;
 
 /* The row of a dtype (NULL when out of range), and the dtype with this name (-1 when none has it). */
@@ -262,6 +266,18 @@ SQ_DECLARE_REFERENCE(q5_K)
 SQ_DECLARE_REFERENCE(q6_K)
 SQ_DECLARE_REFERENCE(q8_K)
 #undef SQ_DECLARE_REFERENCE
+#define SQ_DECLARE_WEIGHTED(format)                                                                          \
+    void sq_ref_##format##_from_f32_weighted(const float *, void *, int64_t, const float *);
+SQ_DECLARE_WEIGHTED(q4_0)
+SQ_DECLARE_WEIGHTED(q4_1)
+SQ_DECLARE_WEIGHTED(q5_0)
+SQ_DECLARE_WEIGHTED(q5_1)
+SQ_DECLARE_WEIGHTED(q2_K)
+SQ_DECLARE_WEIGHTED(q3_K)
+SQ_DECLARE_WEIGHTED(q4_K)
+SQ_DECLARE_WEIGHTED(q5_K)
+SQ_DECLARE_WEIGHTED(q6_K)
+#undef SQ_DECLARE_WEIGHTED
 
 /* The stated errors: half a step of the grid, plus the rounding of the f16 scale (relative 2^-11) over the
  * largest stored integer, plus for Q4_1 the rounding of its f16 minimum. Q4_0 maps the value of largest
@@ -351,7 +367,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .alignment = 2,
                        .max_error = 1.0 / 8 + 1.01 * SQ_F16_ROUNDING,
                        .to_f32 = sq_ref_q4_0_to_f32,
-                       .from_f32 = sq_ref_q4_0_from_f32},
+                       .from_f32 = sq_ref_q4_0_from_f32,
+                       .from_f32_weighted = sq_ref_q4_0_from_f32_weighted},
     [SQ_DTYPE_Q4_1] = {.name = "q4_1",
                        .ggml_type = 3,
                        .gguf_file_type = 3,
@@ -366,7 +383,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .alignment = 2,
                        .max_error = 1.0 / 15 + 3.01 * SQ_F16_ROUNDING,
                        .to_f32 = sq_ref_q4_1_to_f32,
-                       .from_f32 = sq_ref_q4_1_from_f32},
+                       .from_f32 = sq_ref_q4_1_from_f32,
+                       .from_f32_weighted = sq_ref_q4_1_from_f32_weighted},
     [SQ_DTYPE_Q5_0] = {.name = "q5_0",
                        .ggml_type = 6,
                        .gguf_file_type = 8,
@@ -383,7 +401,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_0,
                        .max_error = Q5_0_ERROR,
                        .to_f32 = sq_ref_q5_0_to_f32,
-                       .from_f32 = sq_ref_q5_0_from_f32},
+                       .from_f32 = sq_ref_q5_0_from_f32,
+                       .from_f32_weighted = sq_ref_q5_0_from_f32_weighted},
     [SQ_DTYPE_Q5_1] = {.name = "q5_1",
                        .ggml_type = 7,
                        .gguf_file_type = 9,
@@ -399,7 +418,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_0,
                        .max_error = Q5_1_ERROR,
                        .to_f32 = sq_ref_q5_1_to_f32,
-                       .from_f32 = sq_ref_q5_1_from_f32},
+                       .from_f32 = sq_ref_q5_1_from_f32,
+                       .from_f32_weighted = sq_ref_q5_1_from_f32_weighted},
     [SQ_DTYPE_Q2_K] = {.name = "q2_k",
                        .ggml_type = 10,
                        .gguf_file_type = 10,
@@ -415,7 +435,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_K,
                        .max_error = Q2_K_ERROR,
                        .to_f32 = sq_ref_q2_K_to_f32,
-                       .from_f32 = sq_ref_q2_K_from_f32},
+                       .from_f32 = sq_ref_q2_K_from_f32,
+                       .from_f32_weighted = sq_ref_q2_K_from_f32_weighted},
     [SQ_DTYPE_Q3_K] = {.name = "q3_k",
                        .ggml_type = 11,
                        .gguf_file_type = -1,
@@ -432,7 +453,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_K,
                        .max_error = Q3_K_ERROR,
                        .to_f32 = sq_ref_q3_K_to_f32,
-                       .from_f32 = sq_ref_q3_K_from_f32},
+                       .from_f32 = sq_ref_q3_K_from_f32,
+                       .from_f32_weighted = sq_ref_q3_K_from_f32_weighted},
     [SQ_DTYPE_Q4_K] = {.name = "q4_k",
                        .ggml_type = 12,
                        .gguf_file_type = -1,
@@ -448,7 +470,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_K,
                        .max_error = Q4_K_ERROR,
                        .to_f32 = sq_ref_q4_K_to_f32,
-                       .from_f32 = sq_ref_q4_K_from_f32},
+                       .from_f32 = sq_ref_q4_K_from_f32,
+                       .from_f32_weighted = sq_ref_q4_K_from_f32_weighted},
     [SQ_DTYPE_Q5_K] = {.name = "q5_k",
                        .ggml_type = 13,
                        .gguf_file_type = -1,
@@ -464,7 +487,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_K,
                        .max_error = Q5_K_ERROR,
                        .to_f32 = sq_ref_q5_K_to_f32,
-                       .from_f32 = sq_ref_q5_K_from_f32},
+                       .from_f32 = sq_ref_q5_K_from_f32,
+                       .from_f32_weighted = sq_ref_q5_K_from_f32_weighted},
     [SQ_DTYPE_Q6_K] = {.name = "q6_k",
                        .ggml_type = 14,
                        .gguf_file_type = 18,
@@ -481,7 +505,8 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .dot_dtype = SQ_DTYPE_Q8_K,
                        .max_error = Q6_K_ERROR,
                        .to_f32 = sq_ref_q6_K_to_f32,
-                       .from_f32 = sq_ref_q6_K_from_f32},
+                       .from_f32 = sq_ref_q6_K_from_f32,
+                       .from_f32_weighted = sq_ref_q6_K_from_f32_weighted},
     [SQ_DTYPE_Q8_K] = {.name = "q8_k",
                        .ggml_type = 15,
                        .gguf_file_type = -1,

@@ -323,10 +323,10 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
 /* ggml's GROUP_MAX_EPS: a group whose largest magnitude is below it is all zero. */
 #define K_ZERO_EPS 1e-15f
 
-/* ggml's make_qx_quants with weights x^2 (Q6_K): q in [-nmax, nmax - 1] with value = scale * q; the value of
- * largest magnitude maps to -nmax, then 18 nearby step counts nmax +- 0.1 k are tried and the one with the
- * best weighted least-squares fit kept. Returns the scale; q + nmax in L. */
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
+/* ggml's make_qx_quants (rmse_type 1): q in [-nmax, nmax - 1] with value = scale * q; the value of largest
+ * magnitude maps to -nmax, then 18 nearby step counts nmax +- 0.1 k are tried and the one with the best
+ * least-squares fit weighted by w (NULL: x^2) kept. Returns the scale; q + nmax in L. */
+static float fit_symmetric(int n, int nmax, const float *x, const float *w, int8_t *L) {
     float amax = 0, max = 0;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) {
@@ -341,9 +341,9 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
     for (int i = 0; i < n; i++) {
         const int l = clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
+        const float wi = w ? w[i] : x[i] * x[i];
+        sumlx += wi * x[i] * l;
+        suml2 += wi * l * l;
     }
     float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
@@ -352,9 +352,9 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
         sumlx = suml2 = 0;
         for (int i = 0; i < n; i++) {
             const int l = clamp_int(round_even(iscale * x[i]), -nmax, nmax - 1);
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            const float wi = w ? w[i] : x[i] * x[i];
+            sumlx += wi * x[i] * l;
+            suml2 += wi * l * l;
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++)
@@ -425,76 +425,170 @@ static int plane_2bit(const uint8_t *qs, int j) {
     return qs[j / 128 * 32 + j % 32] >> (2 * (j % 128 / 32)) & 3;
 }
 
-/* Sub-blocks of 16 fitted with a minimum (absolute error weighted by |x|), their scales and minimums stored
- * as 4-bit fractions of the largest, then every value rounded again with the stored ones. */
-void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) {
-    sq_block_q2_K *b = dst;
+/* ggml's make_qp_quants: the non-negative sub-block scales (or minimums) x of a super-block coded as integers
+ * q in [0, nmax] with value = scale * q, by a least-squares fit weighted by w (the sub-blocks' summed
+ * importance): nine trial step counts nmax + 0.1 k around max x, then up to five sweeps moving single codes.
+ * Returns the scale; q in L. */
+static float fit_positive(int n, int nmax, const float *x, const float *w, uint8_t *L) {
+    float max = 0;
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    if (max < K_ZERO_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0;
+    }
+    float iscale = nmax / max, best = 0;
+    const float scale = 1 / iscale;
+    for (int i = 0; i < n; i++) {
+        const float diff = x[i] - scale * round_even(iscale * x[i]);
+        best += w[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        const float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = round_even(iscale_is * x[i]);
+            const float diff = x[i] - scale_is * (l < nmax ? l : nmax);
+            mse += w[i] * diff * diff;
+        }
+        if (mse < best) {
+            best = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = round_even(iscale * x[i]);
+        L[i] = (uint8_t)(l < nmax ? l : nmax);
+        sumlx += w[i] * x[i] * L[i];
+        suml2 += w[i] * L[i] * L[i];
+    }
+    for (int sweep = 0; sweep < 5; sweep++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float slx = sumlx - w[i] * x[i] * L[i], sl2 = suml2 - w[i] * L[i] * L[i];
+            if (!(slx > 0 && sl2 > 0)) continue;
+            int l = round_even(x[i] * sl2 / slx);
+            l = l < nmax ? l : nmax;
+            if (l == L[i]) continue;
+            slx += w[i] * x[i] * l;
+            sl2 += w[i] * l * l;
+            if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = (uint8_t)l;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    return suml2 > 0 ? sumlx / suml2 : 0.0f;
+}
+
+/* Importance-weighted quantization (llama.cpp's quantize_<type> with quant_weights, the --imatrix path): a
+ * value's weight in every least-squares fit is its input channel's importance qw times sqrt(sigma2 + x^2),
+ * sigma2 = k * mean x^2 over the super-block (or the row, for 32-value blocks), k = 1 or 2 as ggml has it. */
+static void importance_weights(int n, const float *qw, const float *x, float sigma2, float *w) {
+    for (int l = 0; l < n; l++) w[l] = qw[l] * sqrtf(sigma2 + x[l] * x[l]);
+}
+static float mean_sq(int64_t n, const float *x) {
+    float sum = 0;
+    for (int64_t j = 0; j < n; j++) sum += x[j] * x[j];
+    return sum / (float)n;
+}
+
+/* Sub-blocks of 16 fitted with a minimum, their scales and minimums coded in 4 bits, then every value
+ * rounded again with the stored ones. Reference (qw NULL): absolute error weighted by |x|, codes as fractions
+ * of the largest; with importance qw [256 per super-block]: squared error, codes by fit_positive. */
+static void q2_K_quantize(const float *src, sq_block_q2_K *b, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
-        uint8_t L[SQ_QK_K];
-        float scales[16], mins[16], w[16], max_scale = 0, max_min = 0;
+        uint8_t L[SQ_QK_K], Ls[16], Lm[16];
+        float scales[16], mins[16], w[16], sw[16], max_scale = 0, max_min = 0, d, dmin;
+        const float sigma2 = qw ? mean_sq(SQ_QK_K, src) : 0;
         for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(src[16 * j + l]);
-            scales[j] = fit_scale_min(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+            if (qw) {
+                importance_weights(16, qw + i * SQ_QK_K + 16 * j, src + 16 * j, sigma2, w);
+                sw[j] = 0;
+                for (int l = 0; l < 16; l++) sw[j] += w[l];
+                scales[j] = fit_scale_min(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, 0);
+            } else {
+                for (int l = 0; l < 16; l++) w[l] = fabsf(src[16 * j + l]);
+                scales[j] = fit_scale_min(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+            }
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
-        if (max_scale > 0) {
-            const float iscale = 15.0f / max_scale;
-            for (int j = 0; j < 16; j++) b[i].scales[j] = (uint8_t)round_even(iscale * scales[j]);
-            b[i].d = sq_f32_to_f16(max_scale / 15.0f);
+        if (qw) {
+            d = fit_positive(16, 15, scales, sw, Ls);
+            dmin = fit_positive(16, 15, mins, sw, Lm);
         } else {
-            memset(b[i].scales, 0, sizeof b[i].scales);
-            b[i].d = sq_f32_to_f16(0.0f);
+            const float is = max_scale > 0 ? 15.0f / max_scale : 0, im = max_min > 0 ? 15.0f / max_min : 0;
+            for (int j = 0; j < 16; j++) {
+                Ls[j] = (uint8_t)round_even(is * scales[j]);
+                Lm[j] = (uint8_t)round_even(im * mins[j]);
+            }
+            d = max_scale / 15.0f;
+            dmin = max_min / 15.0f;
         }
-        if (max_min > 0) {
-            const float iscale = 15.0f / max_min;
-            for (int j = 0; j < 16; j++) b[i].scales[j] |= (uint8_t)(round_even(iscale * mins[j]) << 4);
-            b[i].dmin = sq_f32_to_f16(max_min / 15.0f);
-        } else {
-            b[i].dmin = sq_f32_to_f16(0.0f);
-        }
+        for (int j = 0; j < 16; j++) b[i].scales[j] = (uint8_t)(Ls[j] | Lm[j] << 4);
+        b[i].d = sq_f32_to_f16(d);
+        b[i].dmin = sq_f32_to_f16(dmin);
         for (int j = 0; j < 16; j++) {
-            const float d = sq_f16_to_f32(b[i].d) * (float)(b[i].scales[j] & 0xf);
-            if (!d) continue;
+            const float dj = sq_f16_to_f32(b[i].d) * (float)(b[i].scales[j] & 0xf);
+            if (!dj) continue;
             const float dm = sq_f16_to_f32(b[i].dmin) * (float)(b[i].scales[j] >> 4);
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (uint8_t)clamp_int(round_even((src[16 * j + l] + dm) / d), 0, 3);
+                L[16 * j + l] = (uint8_t)clamp_int(round_even((src[16 * j + l] + dm) / dj), 0, 3);
         }
         pack_2bit_planes(L, b[i].qs);
     }
 }
+void sq_ref_q2_K_from_f32(const float *src, void *dst, int64_t n) { q2_K_quantize(src, dst, n, NULL); }
 
-/* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 6-bit fractions of the one of largest
- * magnitude, then every value rounded again with the stored ones. */
-void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
-    sq_block_q3_K *b = dst;
+/* Sub-blocks of 16 fitted symmetrically, their scales coded as signed 6-bit integers of one super-block
+ * scale, then every value rounded again with the stored ones. Reference: sub-blocks by make_q3_quants'
+ * sweeps, codes as fractions of the scale of largest magnitude; with importance: both fits weighted
+ * (make_qx_quants, the codes' weights the sub-blocks' summed importance). */
+static void q3_K_quantize(const float *src, sq_block_q3_K *b, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
-        int8_t L[SQ_QK_K];
-        float scales[16], max_scale = 0, amax = 0;
+        int8_t L[SQ_QK_K], codes[16] = {0}; /* sc + 32 */
+        float scales[16], w[16], sw[16], max_scale = 0, amax = 0, d = 0;
+        const float sigma2 = qw ? 2 * mean_sq(SQ_QK_K, src) : 0;
         for (int j = 0; j < 16; j++) {
-            scales[j] = fit_symmetric_sweeps(16, 4, src + 16 * j, L + 16 * j);
+            if (qw) {
+                importance_weights(16, qw + i * SQ_QK_K + 16 * j, src + 16 * j, sigma2, w);
+                sw[j] = 0;
+                for (int l = 0; l < 16; l++) sw[j] += w[l];
+                scales[j] = fit_symmetric(16, 4, src + 16 * j, w, L + 16 * j);
+            } else {
+                scales[j] = fit_symmetric_sweeps(16, 4, src + 16 * j, L + 16 * j);
+            }
             if (fabsf(scales[j]) > amax) {
                 amax = fabsf(scales[j]);
                 max_scale = scales[j];
             }
         }
-        memset(b[i].scales, 0, sizeof b[i].scales);
-        if (max_scale) {
+        if (qw) {
+            d = fit_symmetric(16, 32, scales, sw, codes);
+        } else if (max_scale) {
             const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < 16; j++)
+                codes[j] = (int8_t)(clamp_int((int8_t)round_even(iscale * scales[j]), -32, 31) + 32);
+            d = 1 / iscale;
+        }
+        memset(b[i].scales, 0, sizeof b[i].scales);
+        if (qw || max_scale)
             for (int j = 0; j < 16; j++) {
-                const int l = clamp_int((int8_t)round_even(iscale * scales[j]), -32, 31) + 32;
+                const int l = codes[j];
                 b[i].scales[j % 8] |= (uint8_t)((l & 0xf) << (j < 8 ? 0 : 4));
                 b[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
             }
-            b[i].d = sq_f32_to_f16(1 / iscale);
-        } else {
-            b[i].d = sq_f32_to_f16(0.0f);
-        }
+        b[i].d = sq_f32_to_f16(d);
         for (int j = 0; j < 16; j++) {
-            const float d = sq_f16_to_f32(b[i].d) * (float)sq_q3_K_scale(b[i].scales, j);
-            if (!d) continue;
+            const float dj = sq_f16_to_f32(b[i].d) * (float)sq_q3_K_scale(b[i].scales, j);
+            if (!dj) continue;
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / d), -4, 3) + 4);
+                L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / dj), -4, 3) + 4);
         }
         memset(b[i].hmask, 0, sizeof b[i].hmask);
         uint8_t low[SQ_QK_K];
@@ -505,30 +599,52 @@ void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) {
         pack_2bit_planes(low, b[i].qs);
     }
 }
+void sq_ref_q3_K_from_f32(const float *src, void *dst, int64_t n) { q3_K_quantize(src, dst, n, NULL); }
 
-/* Q4_K and Q5_K: sub-blocks of 32 fitted with a minimum (squared error weighted by rms(x) + |x|), their
- * scales and minimums stored as 6-bit fractions of the largest, then every value rounded again with the
- * stored ones into L (q in [0, nmax]). */
-static void fit_k4(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin,
-                   uint8_t scales[12], uint8_t L[SQ_QK_K]) {
-    float sub_scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+/* Q4_K and Q5_K: sub-blocks of 32 fitted with a minimum, their scales and minimums coded in 6 bits, then
+ * every value rounded again with the stored ones into L (q in [0, nmax]). Reference (qw NULL): squared error
+ * weighted by rms(x) + |x|, trial steps from rmin, codes as fractions of the largest; with importance qw
+ * [256]: weights from it, 37 trial steps from -0.9, codes by fit_positive. */
+static void fit_k4(const float *x, int nmax, float rmin, int nstep, const float *qw, uint16_t *d,
+                   uint16_t *dmin, uint8_t scales[12], uint8_t L[SQ_QK_K]) {
+    float sub_scales[8], mins[8], w[32], sw[8], max_scale = 0, max_min = 0, fd, fdmin;
+    uint8_t Ls[8], Lm[8];
+    const float sigma2 = qw ? 2 * mean_sq(SQ_QK_K, x) : 0;
     for (int j = 0; j < 8; j++) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
-        sub_scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
+        if (qw) {
+            importance_weights(32, qw + 32 * j, x + 32 * j, sigma2, w);
+            sw[j] = 0;
+            for (int l = 0; l < 32; l++) sw[j] += w[l];
+            sub_scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, 0);
+        } else {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+            sub_scales[j] =
+                fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
+        }
         if (sub_scales[j] > max_scale) max_scale = sub_scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
-    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    if (qw) {
+        fd = fit_positive(8, 63, sub_scales, sw, Ls);
+        fdmin = fit_positive(8, 63, mins, sw, Lm);
+    } else {
+        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t ls = (uint8_t)round_even(inv_scale * sub_scales[j]),
+                          lm = (uint8_t)round_even(inv_min * mins[j]);
+            Ls[j] = ls > 63 ? 63 : ls;
+            Lm[j] = lm > 63 ? 63 : lm;
+        }
+        fd = max_scale / 63.0f;
+        fdmin = max_min / 63.0f;
+    }
     memset(scales, 0, 12);
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)round_even(inv_scale * sub_scales[j]),
-                lm = (uint8_t)round_even(inv_min * mins[j]);
-        ls = ls > 63 ? 63 : ls;
-        lm = lm > 63 ? 63 : lm;
+        const uint8_t ls = Ls[j], lm = Lm[j];
         if (j < 4) {
             scales[j] = ls;
             scales[j + 4] = lm;
@@ -538,8 +654,8 @@ static void fit_k4(const float *x, int nmax, float rmin, int nstep, uint16_t *d,
             scales[j] |= (uint8_t)((lm >> 4) << 6);
         }
     }
-    *d = sq_f32_to_f16(max_scale / 63.0f);
-    *dmin = sq_f32_to_f16(max_min / 63.0f);
+    *d = sq_f32_to_f16(fd);
+    *dmin = sq_f32_to_f16(fdmin);
     for (int j = 0; j < 8; j++) {
         int sc, m;
         sq_k4_scale_min(scales, j, &sc, &m);
@@ -556,21 +672,20 @@ static int k4_low_bits(const uint8_t *qs, int j) {
     return qs[j / 64 * 32 + j % 32] >> (4 * (j % 64 / 32)) & 0xf;
 }
 
-void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) {
-    sq_block_q4_K *b = dst;
+static void q4_K_quantize(const float *src, sq_block_q4_K *b, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
         uint8_t L[SQ_QK_K];
-        fit_k4(src, 15, -1.0f, 20, &b[i].d, &b[i].dmin, b[i].scales, L);
+        fit_k4(src, 15, -1.0f, 20, qw ? qw + i * SQ_QK_K : NULL, &b[i].d, &b[i].dmin, b[i].scales, L);
         for (int j = 0; j < SQ_QK_K; j += 64)
             for (int l = 0; l < 32; l++) b[i].qs[j / 2 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
     }
 }
+void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) { q4_K_quantize(src, dst, n, NULL); }
 
-void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) {
-    sq_block_q5_K *b = dst;
+static void q5_K_quantize(const float *src, sq_block_q5_K *b, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
         uint8_t L[SQ_QK_K];
-        fit_k4(src, 31, -0.5f, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        fit_k4(src, 31, -0.5f, 15, qw ? qw + i * SQ_QK_K : NULL, &b[i].d, &b[i].dmin, b[i].scales, L);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int j = 0; j < SQ_QK_K; j++) b[i].qh[j % 32] |= (uint8_t)((L[j] >> 4) << (j / 32));
         for (int j = 0; j < SQ_QK_K; j += 64)
@@ -578,6 +693,7 @@ void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) {
                 b[i].qs[j / 2 + l] = (uint8_t)((L[j + l] & 0xf) | (L[j + l + 32] & 0xf) << 4);
     }
 }
+void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) { q5_K_quantize(src, dst, n, NULL); }
 
 /* Element j of a Q6_K super-block, q in [0, 63]. */
 static int q6_K_value(const sq_block_q6_K *b, int j) {
@@ -585,15 +701,16 @@ static int q6_K_value(const sq_block_q6_K *b, int j) {
     const int low = b->ql[64 * half + 32 * (plane & 1) + l] >> (4 * (plane >> 1)) & 0xf;
     return low | (b->qh[32 * half + l] >> (2 * plane) & 3) << 4;
 }
-/* Sub-blocks of 16 fitted symmetrically, their scales stored as signed 8-bit fractions of the one of largest
- * magnitude, then every value rounded again with the stored ones. */
-void sq_ref_q6_K_from_f32(const float *src, void *dst, int64_t n) {
-    sq_block_q6_K *b = dst;
+/* Sub-blocks of 16 fitted symmetrically (weighted by x^2, or by the importance itself: ggml weighs Q6_K's
+ * fits by qw alone), their scales stored as signed 8-bit fractions of the one of largest magnitude, then
+ * every value rounded again with the stored ones. */
+static void q6_K_quantize(const float *src, sq_block_q6_K *b, int64_t n, const float *qw) {
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
         int8_t L[SQ_QK_K];
         float scales[16], max_scale = 0, max_abs = 0;
         for (int j = 0; j < 16; j++) {
-            scales[j] = fit_symmetric(16, 32, src + 16 * j, L + 16 * j);
+            scales[j] =
+                fit_symmetric(16, 32, src + 16 * j, qw ? qw + i * SQ_QK_K + 16 * j : NULL, L + 16 * j);
             if (fabsf(scales[j]) > max_abs) {
                 max_abs = fabsf(scales[j]);
                 max_scale = scales[j];
@@ -619,6 +736,83 @@ void sq_ref_q6_K_from_f32(const float *src, void *dst, int64_t n) {
             b[i].qh[32 * half + l] |= (uint8_t)((L[j] >> 4) << (2 * plane));
         }
     }
+}
+void sq_ref_q6_K_from_f32(const float *src, void *dst, int64_t n) { q6_K_quantize(src, dst, n, NULL); }
+
+/* The importance-weighted quantizers of one row (n values, qw [n]; the dtype table's from_f32_weighted). */
+void sq_ref_q2_K_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    q2_K_quantize(src, dst, n, qw);
+}
+void sq_ref_q3_K_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    q3_K_quantize(src, dst, n, qw);
+}
+void sq_ref_q4_K_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    q4_K_quantize(src, dst, n, qw);
+}
+void sq_ref_q5_K_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    q5_K_quantize(src, dst, n, qw);
+}
+void sq_ref_q6_K_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    q6_K_quantize(src, dst, n, qw);
+}
+
+/* Q4_0 and Q5_0 (symmetric, 2^bits levels) and Q4_1 and Q5_1 (with a minimum) per 32-value block with
+ * importance: the scale by make_qx_quants / the scale and minimum by make_qkx3_quants, weighted; sigma2 over
+ * the whole row. The values found by the fit are stored as they are (no second rounding). */
+static void blocks32_weighted(const float *src, void *dst, int64_t n, const float *qw, int bits,
+                              int with_min) {
+    const float sigma2 = mean_sq(n, src);
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *x = src + 32 * ib;
+        float w[32];
+        int q[32];
+        importance_weights(32, qw + 32 * ib, x, sigma2, w);
+        float d, min = 0;
+        if (with_min) {
+            uint8_t L[32];
+            d = fit_scale_min(32, (1 << bits) - 1, x, w, L, &min, -0.9f, 0.05f, 36, 0);
+            for (int j = 0; j < 32; j++) q[j] = L[j];
+        } else {
+            int8_t L[32];
+            d = fit_symmetric(32, 1 << (bits - 1), x, w, L);
+            for (int j = 0; j < 32; j++) q[j] = L[j];
+        }
+        uint8_t *qs;
+        if (bits == 4 && !with_min) {
+            sq_block_q4_0 *b = (sq_block_q4_0 *)dst + ib;
+            b->d = sq_f32_to_f16(d);
+            qs = b->qs;
+        } else if (bits == 4) {
+            sq_block_q4_1 *b = (sq_block_q4_1 *)dst + ib;
+            b->d = sq_f32_to_f16(d);
+            b->m = sq_f32_to_f16(-min);
+            qs = b->qs;
+        } else if (!with_min) {
+            sq_block_q5_0 *b = (sq_block_q5_0 *)dst + ib;
+            b->d = sq_f32_to_f16(d);
+            q5_pack(q, b->qs, b->qh);
+            continue;
+        } else {
+            sq_block_q5_1 *b = (sq_block_q5_1 *)dst + ib;
+            b->d = sq_f32_to_f16(d);
+            b->m = sq_f32_to_f16(-min);
+            q5_pack(q, b->qs, b->qh);
+            continue;
+        }
+        for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    }
+}
+void sq_ref_q4_0_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    blocks32_weighted(src, dst, n, qw, 4, 0);
+}
+void sq_ref_q4_1_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    blocks32_weighted(src, dst, n, qw, 4, 1);
+}
+void sq_ref_q5_0_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    blocks32_weighted(src, dst, n, qw, 5, 0);
+}
+void sq_ref_q5_1_from_f32_weighted(const float *src, void *dst, int64_t n, const float *qw) {
+    blocks32_weighted(src, dst, n, qw, 5, 1);
 }
 
 void sq_ref_q8_K_to_f32(const void *src, float *dst, int64_t n) {

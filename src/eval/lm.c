@@ -29,7 +29,7 @@ static void ctx_close(void *impl) {
 }
 
 SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
-                                  const unsigned char *skip_layers, sq_lm *out) {
+                                  sq_kv_type kv_type, const unsigned char *skip_layers, sq_lm *out) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     if (n_ctx <= 0) n_ctx = info.max_seq_len;
@@ -48,8 +48,11 @@ SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, i
         memcpy(c->skip, skip_layers, (size_t)info.n_layers);
         c->fwd.skip_layers = c->skip;
     }
-    sq_context_options o = {
-        .n_ctx = n_ctx, .n_seq_max = n_seq, .n_threads = n_threads, .n_batch_max = n_ctx * n_seq};
+    sq_context_options o = {.n_ctx = n_ctx,
+                            .n_seq_max = n_seq,
+                            .n_threads = n_threads,
+                            .n_batch_max = n_ctx * n_seq,
+                            .kv_type = kv_type};
     sq_error *err = sq_context_create(model, &o, &c->ctx);
     if (err) {
         free(c->skip);

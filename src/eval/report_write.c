@@ -112,6 +112,7 @@ SQ_NODISCARD sq_error *sq_report_write_ppl(const char *path, const sq_report_mod
     else
         cJSON_AddNullToObject(proto, "stride");
     cJSON_AddNumberToObject(proto, "batch", o->n_batch);
+    cJSON_AddStringToObject(proto, "kv_type", sq_kv_type_name(o->kv_type));
     if (o->bos_id >= 0)
         cJSON_AddNumberToObject(proto, "bos_id", o->bos_id);
     else
@@ -178,6 +179,7 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
     else
         cJSON_AddNullToObject(j, "limit");
     cJSON_AddNumberToObject(j, "ctx", o->n_ctx ? o->n_ctx : info.max_seq_len);
+    cJSON_AddStringToObject(j, "kv_type", sq_kv_type_name(o->kv_type));
     const sq_tokenizer *tok = sq_model_tokenizer(rm->model);
     int bos = -1;
     sq_error *err = tok ? sq_tokenizer_bos_for(tok, o->bos, &bos) : NULL;
@@ -252,7 +254,8 @@ SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_m
     cJSON_AddNumberToObject(settings, "n_warmup", p->n_warmup);
     cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
     cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
-    cJSON_AddStringToObject(settings, "kv_type", p->kv_type == SQ_KV_F16 ? "f16" : "f32");
+    cJSON_AddStringToObject(settings, "kv_type", sq_kv_type_name(p->kv_type));
+    if (p->vs_kv_type_set) cJSON_AddStringToObject(settings, "vs_kv_type", sq_kv_type_name(p->vs_kv_type));
     cJSON_AddStringToObject(settings, "prompt", "random token ids");
     cJSON_AddNumberToObject(settings, "seed", (double)p->seed);
     cJSON *variants = cJSON_AddArrayToObject(root, "variants");
@@ -305,6 +308,7 @@ SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *r, con
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     cJSON_AddNumberToObject(j, "n_quantized", r->n_quantized);
     cJSON_AddNumberToObject(j, "n_fallbacks", r->n_fallbacks);
+    cJSON_AddNumberToObject(j, "n_imatrix", r->n_weighted);
     cJSON *tensors = cJSON_AddArrayToObject(j, "tensors");
     for (int i = 0; i < r->n_tensors; i++) {
         const sq_quant_tensor_report *t = &r->tensors[i];
@@ -316,6 +320,8 @@ SQ_NODISCARD sq_error *sq_quantize_report_write(const sq_quantize_report *r, con
         cJSON_AddNumberToObject(o, "n_elems", (double)t->n_elems);
         cJSON_AddNumberToObject(o, "bytes_before", (double)t->bytes_before);
         cJSON_AddNumberToObject(o, "bytes_after", (double)t->bytes_after);
+        cJSON_AddBoolToObject(o, "imatrix", t->weighted);
+        cJSON_AddBoolToObject(o, "kept", t->kept);
         cJSON_AddItemToArray(tensors, o);
     }
     return write_report(path, j);

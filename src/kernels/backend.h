@@ -22,10 +22,11 @@
 #include "core/tensor.h"
 #include "squeeze.h"
 
-/* A layer's KV cache as kernels see it: rows of kv_dim values stored as row_type (SQ_DTYPE_F32 or
- * SQ_DTYPE_F16 today; quantized row types come with KV quantization). Position slot p of sequence s lives at
- *   k + ((size_t)block_table[s * max_blocks + p / block_size] * block_size + p % block_size) * row_bytes
- * and likewise in v. Kernels read and write rows only through this view. */
+/* A layer's KV cache as kernels see it: rows of kv_dim values stored as row_type (sq_kv_row_type_valid).
+ * Quantized rows (q8_0, q4_0) are ggml's 32-value blocks along the row, so a block may hold the end of one
+ * head and the start of the next when head_dim is not a multiple of 32. Position slot p of sequence s lives
+ * at k + ((size_t)block_table[s * max_blocks + p / block_size] * block_size + p % block_size) * row_bytes and
+ * likewise in v. Kernels read and write rows only through this view. */
 typedef struct sq_kv_view {
     uint8_t *k, *v;             /* this layer's key and value pools, in the backend's memory */
     const int32_t *block_table; /* [n_seq][max_blocks] physical block ids of each sequence's slots */
@@ -35,6 +36,12 @@ typedef struct sq_kv_view {
     sq_dtype row_type;
     int kv_dim; /* n_kv_heads * head_dim of this layer */
 } sq_kv_view;
+
+/* The row types a KV cache may hold: f32, f16, and the 32-value block formats q8_0 and q4_0 (KV-cache
+ * quantization: 8.5 and 4.5 bits per value, one f16 scale per 32 values, rows of a multiple of 32 values). */
+static inline int sq_kv_row_type_valid(sq_dtype t) {
+    return t == SQ_DTYPE_F32 || t == SQ_DTYPE_F16 || t == SQ_DTYPE_Q8_0 || t == SQ_DTYPE_Q4_0;
+}
 
 /* The address of slot `slot` of sequence `seq` in `pool` (kv->k or kv->v). */
 static inline uint8_t *sq_kv_row(const sq_kv_view *kv, uint8_t *pool, int seq, int slot) {

@@ -173,10 +173,21 @@ void sq_context_free(sq_context *ctx) {
     free(ctx);
 }
 
+/* The row format of each sq_kv_type. */
+static const sq_dtype kv_row_types[] = {[SQ_KV_F32] = SQ_DTYPE_F32,
+                                        [SQ_KV_F16] = SQ_DTYPE_F16,
+                                        [SQ_KV_Q8_0] = SQ_DTYPE_Q8_0,
+                                        [SQ_KV_Q4_0] = SQ_DTYPE_Q4_0};
+enum { N_KV_TYPES = sizeof kv_row_types / sizeof *kv_row_types };
+
+const char *sq_kv_type_name(sq_kv_type type) {
+    return (unsigned)type < N_KV_TYPES ? sq_dtype_info(kv_row_types[type])->name : NULL;
+}
+
 static SQ_NODISCARD sq_error *check_options(const sq_context_options *o) {
     if (o->n_ctx < 0 || o->n_seq_max < 0 || o->n_threads < 0 || o->n_batch_max < 0 || o->n_seq_max > 65536 ||
         o->n_threads > 1024 || o->kv_block_size < 0 || o->kv_block_size > SQ_KV_MAX_BLOCK_SIZE ||
-        (o->kv_type != SQ_KV_F32 && o->kv_type != SQ_KV_F16))
+        (unsigned)o->kv_type >= N_KV_TYPES)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "context: invalid options (n_ctx %d, n_seq_max %d, threads %d, n_batch_max %d, "
                          "kv_block_size %d, kv_type %d)",
@@ -281,7 +292,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                              .n_ctx = o.n_ctx,
                              .n_seq = o.n_seq_max,
                              .block_size = o.kv_block_size,
-                             .row_type = o.kv_type == SQ_KV_F16 ? SQ_DTYPE_F16 : SQ_DTYPE_F32,
+                             .row_type = kv_row_types[o.kv_type],
                              .mem_bytes = o.kv_mem};
     err = sq_kv_cache_create(&ctx->backend, &kp, &ctx->kv);
     free(kv_dim);

@@ -30,8 +30,13 @@ void sq_kv_cache_free(sq_kv_cache *c) {
 /* Sizes the pool: bytes per row and per block, block count from the budget. */
 static SQ_NODISCARD sq_error *plan(sq_kv_cache *c, const sq_kv_cache_params *p) {
     for (int l = 0; l < c->n_layers; l++) {
-        if (p->kv_dim[l] <= 0 || !(c->row_bytes[l] = sq_row_bytes(c->row_type, p->kv_dim[l])))
+        if (p->kv_dim[l] <= 0)
             return sq_errorf(SQ_ERR_INVALID_ARG, "KV cache: layer %d has rows of %d values", l, p->kv_dim[l]);
+        if (!(c->row_bytes[l] = sq_row_bytes(c->row_type, p->kv_dim[l])))
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "KV cache: layer %d has rows of %d values, not whole %d-value blocks of %s", l,
+                             p->kv_dim[l], (int)sq_dtype_info(c->row_type)->block_elems,
+                             sq_dtype_info(c->row_type)->name);
         c->kv_dim[l] = p->kv_dim[l];
         size_t layer_block;
         if (__builtin_mul_overflow(c->row_bytes[l], (size_t)2 * c->block_size, &layer_block) ||
@@ -69,8 +74,9 @@ sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "KV cache: invalid size (%d layers, %d positions, %d sequences, blocks of %d)",
                          p->n_layers, p->n_ctx, p->n_seq, bs);
-    if (p->row_type != SQ_DTYPE_F32 && p->row_type != SQ_DTYPE_F16)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "KV cache: rows of type %s are not supported (f32, f16)",
+    if ((unsigned)p->row_type >= SQ_DTYPE_COUNT || !sq_kv_row_type_valid(p->row_type))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "KV cache: rows of type %s are not supported (f32, f16, q8_0, q4_0)",
                          (unsigned)p->row_type < SQ_DTYPE_COUNT ? sq_dtype_info(p->row_type)->name : "?");
     sq_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return sq_errorf(SQ_ERR_NOMEM, "KV cache: out of memory");

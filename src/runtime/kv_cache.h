@@ -35,7 +35,7 @@ typedef struct sq_kv_cache_params {
     int n_ctx;         /* positions one sequence may hold */
     int n_seq;         /* sequence ids 0 .. n_seq-1 */
     int block_size;    /* positions per block, 1 .. SQ_KV_MAX_BLOCK_SIZE; 0: SQ_KV_DEFAULT_BLOCK_SIZE */
-    sq_dtype row_type; /* SQ_DTYPE_F32 or SQ_DTYPE_F16 */
+    sq_dtype row_type; /* sq_kv_row_type_valid: f32, f16, q8_0, q4_0 */
     size_t mem_bytes;  /* budget for the pools of all layers; 0: n_seq sequences of n_ctx positions. Capped at
                           that: more blocks could never be held at once. */
 } sq_kv_cache_params;

@@ -171,11 +171,11 @@ static void check_supports(const sq_backend *be, const char *label, uint64_t *se
         !be->supports(be->impl, SQ_OP_KV_COPY, SQ_DTYPE_F32))
         fail_msg("%s: no f32 KV cache", label);
     if (strncmp(label, "cpu", 3)) return;
-    /* the CPU runs every storage format and both cache row types, and says no to the rest */
+    /* the CPU runs every storage format and the four cache row types, and says no to the rest */
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
         assert_true(be->supports(be->impl, SQ_OP_MATMUL, dt));
         assert_true(be->supports(be->impl, SQ_OP_GET_ROWS, dt));
-        int kv = dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16;
+        int kv = dt == SQ_DTYPE_F32 || dt == SQ_DTYPE_F16 || dt == SQ_DTYPE_Q8_0 || dt == SQ_DTYPE_Q4_0;
         assert_int_equal(be->supports(be->impl, SQ_OP_ATTENTION, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_KV_STORE, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_RMSNORM, dt), dt == SQ_DTYPE_F32);
@@ -381,7 +381,7 @@ static cache make_cache(int n_seq, int n_slots, int block_size, int kv_dim, sq_d
         c.table[i] = c.table[j];
         c.table[j] = tmp;
     }
-    const size_t row_bytes = (size_t)kv_dim * sq_dtype_info(row_type)->block_bytes;
+    const size_t row_bytes = sq_row_bytes(row_type, kv_dim);
     const size_t pool = (size_t)n_blocks * block_size * row_bytes;
     c.view = (sq_kv_view){.k = malloc(pool),
                           .v = malloc(pool),
@@ -391,7 +391,8 @@ static cache make_cache(int n_seq, int n_slots, int block_size, int kv_dim, sq_d
                           .row_bytes = row_bytes,
                           .row_type = row_type,
                           .kv_dim = kv_dim};
-    const size_t n_values = pool / sq_dtype_info(row_type)->block_bytes;
+    const size_t n_values =
+        pool / sq_dtype_info(row_type)->block_bytes * sq_dtype_info(row_type)->block_elems;
     float *values = random_floats(n_values, -1, 1, seed);
     sq_dtype_info(row_type)->from_f32(values, c.view.k, (int64_t)n_values);
     for (size_t i = 0; i < n_values; i++) values[i] = sq_test_rand_uniform(seed, -1, 1);
@@ -443,13 +444,19 @@ static void add_plain(batch *b, int *n, int seq, int pos) {
     (*n)++;
 }
 
+/* Every KV row type, and row lengths for each: any for f32 and f16, whole 32-value blocks for q8_0 and q4_0.
+ */
+static const sq_dtype kv_row_types[] = {SQ_DTYPE_F32, SQ_DTYPE_F16, SQ_DTYPE_Q8_0, SQ_DTYPE_Q4_0};
+enum { N_KV_ROW_TYPES = sizeof kv_row_types / sizeof *kv_row_types };
+
 static void check_kv_store_copy(const sq_backend *be, const char *label, uint64_t *seed) {
-    const int block_sizes[] = {1, 3, 16}, kv_dims[] = {2, 6, 128};
-    for (int rt = 0; rt < 2; rt++)
+    const int block_sizes[] = {1, 3, 16}, kv_dims[2][3] = {{2, 6, 128}, {32, 96, 160}};
+    for (int rt = 0; rt < N_KV_ROW_TYPES; rt++)
         for (size_t bs = 0; bs < 3; bs++)
             for (size_t kd = 0; kd < 3; kd++) {
-                const sq_dtype row_type = rt ? SQ_DTYPE_F16 : SQ_DTYPE_F32;
-                const int kv_dim = kv_dims[kd];
+                const sq_dtype row_type = kv_row_types[rt];
+                if (!be->supports(be->impl, SQ_OP_KV_STORE, row_type)) continue;
+                const int kv_dim = kv_dims[sq_dtype_info(row_type)->block_elems > 1][kd];
                 cache c = make_cache(3, 20, block_sizes[bs], kv_dim, row_type, seed);
                 sq_kv_view dv = view_on_device(be, &c);
                 /* 7 tokens at distinct random (sequence, slot) places */
@@ -469,11 +476,12 @@ static void check_kv_store_copy(const sq_backend *be, const char *label, uint64_
                 sq_ref_kv_store(&c.view, k, v, &b.host);
                 unsigned char *got = malloc(pool_bytes(&c));
                 dev_read(be, got, dv.k, pool_bytes(&c));
-                check_same(got, c.view.k, pool_bytes(&c), label,
-                           rt ? "kv_store f16 keys" : "kv_store f32 keys");
+                char what[64];
+                snprintf(what, sizeof what, "kv_store %s keys", sq_dtype_info(row_type)->name);
+                check_same(got, c.view.k, pool_bytes(&c), label, what);
                 dev_read(be, got, dv.v, pool_bytes(&c));
-                check_same(got, c.view.v, pool_bytes(&c), label,
-                           rt ? "kv_store f16 values" : "kv_store f32 values");
+                snprintf(what, sizeof what, "kv_store %s values", sq_dtype_info(row_type)->name);
+                check_same(got, c.view.v, pool_bytes(&c), label, what);
                 /* keep a path: rows move down to ascending slots of sequence 1 */
                 int32_t src[4] = {3, 9, 10, 17}, dst[4] = {3, 4, 5, 6};
                 int32_t *sd = dev_copy(be, src, sizeof src), *dd = dev_copy(be, dst, sizeof dst);
@@ -557,16 +565,20 @@ static int mixed_batch(batch *b, int window, int n_slots, const tree *tr, unsign
 }
 
 static void check_attention(const sq_backend *be, const char *label, uint64_t *seed) {
-    const int head_dims[] = {2, 6, 64, 128}, block_sizes[] = {1, 5, 16}, windows[] = {0, 7};
+    /* block formats: heads of 16 and 48 values share 32-value blocks with their neighbours */
+    const int head_dims[2][4] = {{2, 6, 64, 128}, {16, 48, 64, 128}}, block_sizes[] = {1, 5, 16},
+              windows[] = {0, 7};
     const int heads[][2] = {{1, 1}, {4, 4}, {6, 2}, {8, 1}, {6, 3}};
     const int n_slots = 48;
-    for (int rt = 0; rt < 2; rt++)
+    for (int rt = 0; rt < N_KV_ROW_TYPES; rt++)
         for (size_t h = 0; h < 4; h++)
             for (size_t g = 0; g < 5; g++)
                 for (size_t w = 0; w < 2; w++) {
-                    const sq_dtype row_type = rt ? SQ_DTYPE_F16 : SQ_DTYPE_F32;
+                    const sq_dtype row_type = kv_row_types[rt];
                     if (!be->supports(be->impl, SQ_OP_ATTENTION, row_type)) continue;
-                    const int hd = head_dims[h], nh = heads[g][0], nkv = heads[g][1];
+                    const int hd = head_dims[sq_dtype_info(row_type)->block_elems > 1][h], nh = heads[g][0],
+                              nkv = heads[g][1];
+                    if (!sq_row_bytes(row_type, (int64_t)nkv * hd)) continue; /* not whole blocks */
                     const int bs = block_sizes[(h + g) % 3], window = windows[w];
                     cache c = make_cache(3, n_slots, bs, nkv * hd, row_type, seed);
                     sq_kv_view dv = view_on_device(be, &c);
@@ -596,7 +608,7 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                     snprintf(
                         what, sizeof what,
                         "attention %s rows, head_dim %d, %d/%d heads, blocks of %d, window %d, tree of %d",
-                        rt ? "f16" : "f32", hd, nh, nkv, bs, window, tr.n);
+                        sq_dtype_info(row_type)->name, hd, nh, nkv, bs, window, tr.n);
                     check_rel(got, want, nq, 2e-6, label, what);
                     be->free(be->impl, qd);
                     be->free(be->impl, od);

@@ -535,6 +535,23 @@ static void test_sizing(void **state) {
     assert_int_equal(c->n_blocks, 20);
     sq_kv_cache_free(c);
 
+    /* q8_0 and q4_0 rows: 34 and 18 bytes per 32 values */
+    const int block_dim[2] = {32, 64};
+    p.kv_dim = block_dim;
+    p.mem_bytes = 0;
+    const sq_dtype block_types[2] = {SQ_DTYPE_Q8_0, SQ_DTYPE_Q4_0};
+    const size_t bytes32[2] = {34, 18};
+    for (int i = 0; i < 2; i++) {
+        p.row_type = block_types[i];
+        sq_test_ok(sq_kv_cache_create(&be, &p, &c));
+        assert_int_equal(c->row_bytes[0], bytes32[i]);
+        assert_int_equal(c->row_bytes[1], 2 * bytes32[i]);
+        assert_int_equal(c->block_bytes, 2 * 16 * 3 * bytes32[i]);
+        sq_kv_cache_free(c);
+    }
+    p.kv_dim = kv_dim;
+    p.row_type = SQ_DTYPE_F16;
+
     /* block sizes: 1, 100 (= n_ctx), 101 (> n_ctx, one block a sequence) */
     const int sizes[] = {1, 100, 101}, blocks[] = {100, 1, 1};
     p.mem_bytes = 0;
@@ -550,8 +567,16 @@ static void test_sizing(void **state) {
     p.block_size = -1;
     sq_test_fails_with(sq_kv_cache_create(&be, &p, &c), "invalid size");
     p.block_size = 0;
+    /* q8_0 became a KV row type (KV-cache quantization); a K-quant is still refused */
+    p.row_type = SQ_DTYPE_Q4_K;
+    sq_test_fails_with(sq_kv_cache_create(&be, &p, &c), "rows of type q4_k are not supported");
+    /* block row types need rows of whole blocks */
     p.row_type = SQ_DTYPE_Q8_0;
-    sq_test_fails_with(sq_kv_cache_create(&be, &p, &c), "rows of type q8_0 are not supported");
+    const int odd_dim[2] = {64, 48};
+    p.kv_dim = odd_dim;
+    sq_test_fails_with(sq_kv_cache_create(&be, &p, &c),
+                       "layer 1 has rows of 48 values, not whole 32-value blocks of q8_0");
+    p.kv_dim = kv_dim;
     p.row_type = SQ_DTYPE_F32;
     const int zero_dim[2] = {32, 0};
     p.kv_dim = zero_dim;

@@ -10,6 +10,8 @@ oracles:
   - the presets' per-tensor choices on this model, where 288-value rows do not hold 256-value super-blocks:
     q4_k_m puts ffn_down (768-value rows) in Q4_K, and Q6_K in the layers llama.cpp gives more bits, and the
     rest falls back to Q5_0 (Q8_0 for Q6_K's attn_v and the tied token_embd/output);
+  - with an imatrix (squeeze imatrix) and with mixed precision (--budget-bpw), the same checks of the file,
+    every block matrix quantized with its entry, the budget kept with more than one format chosen;
   - bad requests fail before any work with a message naming the problem, leaving no file under the output
     name and no temporary file beside it.
 (Byte equality with llama.cpp's own llama-quantize, which needs llama.cpp built: bench/quant_vs_llamacpp.sh.)"""
@@ -41,9 +43,19 @@ def main():
     os.makedirs(H.SQ_WORK, exist_ok=True)
     rng = np.random.default_rng(8)
     tokens = [1] + [int(t) for t in rng.integers(3, 32000, 31)]
-    for t in TYPES:
+    # an imatrix (squeeze imatrix on a little of the text) for the importance-weighted and mixed variants
+    imatrix = os.path.join(H.SQ_WORK, "quantize.imatrix")
+    p = subprocess.run([H.SQ_BIN, "imatrix", "-m", MODEL, "-f", os.path.join(H.SQ_SHARED, "data", "tinystories", "valid-a.txt"),
+                        "-o", imatrix, "--calib-samples", "4", "--calib-len", "64", "--no-progress"],
+                       capture_output=True, text=True)
+    checks.check(p.returncode == 0 and "42 entries" in p.stderr, "squeeze imatrix: 42 entries", p.stderr[-300:])
+    variants = [(t, ["--type", t]) for t in TYPES] + [
+        ("q3_k+imatrix", ["--type", "q3_k", "--imatrix", imatrix]),  # Q3_K ffn_down, Q4_0 elsewhere, weighted
+        ("mixed", ["--type", "q4_0", "--imatrix", imatrix, "--budget-bpw", "7"]),
+    ]
+    for t, args in variants:
         out, report = os.path.join(H.SQ_WORK, f"quantize-{t}.gguf"), os.path.join(H.SQ_WORK, f"quantize-{t}.json")
-        p = quantize("-o", out, "--type", t, "--json", report)
+        p = quantize("-o", out, "--json", report, *args)
         if not checks.check(p.returncode == 0, f"quantize --type {t}", p.stderr[-500:]):
             continue
         rep = json.load(open(report))
@@ -54,6 +66,15 @@ def main():
         norms_f32 = all(v == "f32" for k, v in file_types.items() if k.endswith("norm.weight"))
         checks.check(norms_f32 and rep["n_quantized"] == 43, f"{t}: the 43 matrices quantized, norms kept F32",
                      f"{rep['n_quantized']} quantized")
+        if "--imatrix" in args:
+            checks.check(rep["n_imatrix"] == 42 and all(x["imatrix"] == x["name"].startswith("blk.")
+                                                        for x in rep["tensors"] if x["type"] != x["from"]),
+                         f"{t}: the 42 blocks' matrices quantized with their imatrix entries", str(rep["n_imatrix"]))
+        if "--budget-bpw" in args:
+            checks.check(rep["bits_per_weight"] <= 7 and len({x["type"] for x in rep["tensors"]
+                                                               if x["name"].startswith("blk.") and x["type"] != "f32"}) > 1,
+                         f"{t}: within 7 bits per weight, with more than one format in the blocks",
+                         f"{rep['bits_per_weight']:.3f}")
         data_bytes = sum(int(ti.n_bytes) for ti in gguf.GGUFReader(out).tensors)
         bpw = 8 * data_bytes / rep["n_elems"]
         checks.check(rep["bytes_after"] == data_bytes and abs(rep["bits_per_weight"] - bpw) < 1e-9,
@@ -86,6 +107,9 @@ def main():
         (["--type", "q4_0", "--keep", "output_norm.weight=q8_0"], "the pattern matches no weight matrix"),
         (["--type", "q4_0", "--keep", "token_embd.weight=q9_9"], 'unknown type "q9_9"'),
         (["--type", "q4_0", "--keep", "token_embd.weight"], "expected PATTERN=TYPE"),
+        (["--type", "q4_0", "--budget-bpw", "3"], "a budget of 3.000 bits per weight is below the smallest types'"),
+        (["--type", "q4_0", "--imatrix", MODEL], "not an imatrix file"),
+        (["--type", "q4_0", "--imatrix", os.path.join(H.SQ_WORK, "no-such.imatrix")], "no-such.imatrix"),
     ]:
         if os.path.exists(bad):
             os.remove(bad)

@@ -14,6 +14,7 @@ int sq_cmd_info(int argc, char **argv);
 int sq_cmd_synth(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
+int sq_cmd_imatrix(int argc, char **argv);
 int sq_cmd_compress(int argc, char **argv);
 int sq_cmd_tokenize(int argc, char **argv);
 int sq_cmd_logits(int argc, char **argv);
@@ -167,8 +168,10 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
     CLI_TEXT_FLAG("--label", "NAME", var, "name of this variant in the report (for squeeze report)",         \
                   .def_shown = "the model's path")
 #define CLI_FLAG_KV_TYPE(var)                                                                                \
-    CLI_CHOICE_FLAG("--kv-type", "TYPE", var, "f32|f16", "f32",                                              \
-                    "how the KV cache stores keys and values; f16: half the memory")
+    CLI_CHOICE_FLAG(                                                                                         \
+        "--kv-type", "TYPE", var, "f32|f16|q8_0|q4_0", "f32",                                                \
+        "how the KV cache stores keys and values; f16: half\nthe memory, q8_0 0.27x, q4_0 0.14x "            \
+        "(rows of a multiple\nof 32 values)")
 #define CLI_FLAG_DEVICE(var)                                                                                 \
     CLI_CHOICE_FLAG("--device", "NAME", var, "cpu|cuda", "cpu",                                              \
                     "where the model runs: cpu, or cuda (an NVIDIA GPU; builds with -DSQUEEZE_CUDA=ON)")

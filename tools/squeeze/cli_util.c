@@ -40,7 +40,12 @@ int cli_bos_policy(const char *verb, int bos, int no_bos, sq_bos_policy *policy)
     return bos && no_bos ? cli_usage_error(verb, "--bos and --no-bos exclude each other") : CLI_CONTINUE;
 }
 
-sq_kv_type cli_kv_type(const char *text) { return text && !strcmp(text, "f16") ? SQ_KV_F16 : SQ_KV_F32; }
+/* The flag's choices are the type names, so every text the parser lets through names one. */
+sq_kv_type cli_kv_type(const char *text) {
+    for (sq_kv_type t = SQ_KV_F32; text && sq_kv_type_name(t); t++)
+        if (!strcmp(text, sq_kv_type_name(t))) return t;
+    return SQ_KV_F32;
+}
 
 int cli_calib_samples(const char *verb, const sq_model *model, const char *path, int n_samples, int seq_len,
                       long seed, sq_calib_samples *out) {

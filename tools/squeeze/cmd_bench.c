@@ -15,7 +15,7 @@ typedef struct bench_options {
     const int32_t *batches; /* [n_batches] batch sizes */
     int n_batches;
     cli_list batch_list; /* -b, owned; empty: batch size 1 */
-    const char *kernels, *kv_type, *json_path, *device;
+    const char *kernels, *kv_type, *vs_kv_type, *json_path, *device;
     int no_progress;
 } bench_options;
 
@@ -54,6 +54,9 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                         "force a CPU kernel set, e.g. for a scalar baseline",
                         .def_shown = "the best this CPU runs"),
         CLI_FLAG_KV_TYPE(&o->kv_type),
+        CLI_CHOICE_FLAG("--vs-kv-type", "TYPE", &o->vs_kv_type, "f32|f16|q8_0|q4_0", NULL,
+                        "the --vs model's KV cache type (--vs MODEL itself:\nthe same model with two caches)",
+                        .def_shown = "--kv-type"),
         CLI_FLAG_DEVICE(&o->device),
         CLI_FLAG_LABEL(&o->labels[0]),
         CLI_TEXT_FLAG("--vs-label", "NAME", &o->labels[1], "name of the --vs variant in reports",
@@ -68,6 +71,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
             rc = cli_usage_error("bench", "%s needs a non-empty name", m ? "--vs-label" : "--label");
     if (rc == CLI_CONTINUE && o->labels[1] && !o->paths[1])
         rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
+    if (rc == CLI_CONTINUE && o->vs_kv_type && !o->paths[1])
+        rc = cli_usage_error("bench", "--vs-kv-type needs --vs MODEL2");
     if (rc == CLI_CONTINUE && !n_prompt && !n_gen)
         rc = cli_usage_error("bench", "-p and -n are both 0: nothing to measure");
     if (rc != CLI_CONTINUE) {
@@ -85,6 +90,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                                   .n_threads = (int)threads,
                                   .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed,
                                   .kv_type = cli_kv_type(o->kv_type),
+                                  .vs_kv_type = cli_kv_type(o->vs_kv_type),
+                                  .vs_kv_type_set = o->vs_kv_type != NULL,
                                   .device = o->device};
     return CLI_CONTINUE;
 }
@@ -147,9 +154,11 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
 static void print_report(const bench_options *o, const sq_bench_result *results) {
     const sq_bench_params *p = &o->params;
     printf("squeeze bench: %d prompt + %d output tokens per sequence, %d repetitions after %d warm-up, "
-           "%d threads, %s kernels, %s KV cache, random prompt ids (seed %llu)\n",
+           "%d threads, %s kernels, %s KV cache%s%s%s, random prompt ids (seed %llu)\n",
            p->n_prompt, p->n_gen, p->n_reps, p->n_warmup, p->n_threads, sq_cpu_kernel_name(),
-           p->kv_type == SQ_KV_F16 ? "f16" : "f32", (unsigned long long)p->seed);
+           sq_kv_type_name(p->kv_type), p->vs_kv_type_set ? " (B: " : "",
+           p->vs_kv_type_set ? sq_kv_type_name(p->vs_kv_type) : "", p->vs_kv_type_set ? ")" : "",
+           (unsigned long long)p->seed);
     for (int m = 0; m < o->n_models; m++)
         printf("%s: %s%s%s%s\n",
                o->n_models == 1 ? "model"

@@ -10,7 +10,7 @@
 #define MAX_IDS_BYTES ((size_t)1 << 32)
 
 typedef struct ppl_args {
-    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label;
+    const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label, *kv_type;
     long ctx, stride, batch, threads, top_k;
     int second_half, no_progress, bos, no_bos;
     sq_bos_policy bos_policy;
@@ -65,6 +65,7 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
         CLI_FLAG_JSON(&a->json),
         CLI_FLAG_LABEL(&a->label),
         CLI_FLAG_THREADS(&a->threads),
+        CLI_FLAG_KV_TYPE(&a->kv_type),
         CLI_FLAG_TOKENIZER(&a->tokenizer),
         CLI_FLAG_NO_PROGRESS(&a->no_progress),
     };
@@ -179,7 +180,8 @@ int sq_cmd_ppl(int argc, char **argv) {
                         .ref_logits_in = a.ref_logits,
                         .ref_logits_out = a.save_logits,
                         .ref_top_k = (int)a.top_k,
-                        .source = a.file ? a.file : a.ids_file};
+                        .source = a.file ? a.file : a.ids_file,
+                        .kv_type = cli_kv_type(a.kv_type)};
     cli_progress *bar = NULL;
     sq_ppl_result r = {0};
     if (!err && rc == CLI_CONTINUE) {

@@ -6,29 +6,32 @@
 
 static const cli_verb verb = {
     .name = "quantize",
-    .usage = "-m MODEL -o OUT.gguf --type TYPE [--method rtn|gptq --calib TEXT] [--keep PATTERN=TYPE ...] "
-             "[options]",
+    .usage = "-m MODEL -o OUT.gguf --type TYPE [--method rtn|gptq --calib TEXT] [--imatrix FILE] "
+             "[--keep PATTERN=TYPE ...] [options]",
     .about =
         "Writes MODEL with its weight matrices quantized. TYPE is a llama.cpp file type (q8_0, q4_0,\n"
         "q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m, q5_k_m: each tensor gets the format\n"
         "llama-quantize gives it, the output layer Q6_K for instance) or a K-quant for every matrix\n"
         "(q3_k, q4_k, q5_k). Rows that are not whole blocks of a format fall back to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
-        "quantizer (llama.cpp's, without an imatrix). Method gptq (GPTQ, Frantar et al. 2022): each\n"
+        "quantizer (llama.cpp's, without an imatrix); with --imatrix FILE (squeeze imatrix), the\n"
+        "importance-weighted searches llama-quantize --imatrix runs (K-quants, q4_0/q4_1/q5_0/q5_1).\n"
+        "Method gptq (GPTQ, Frantar et al. 2022): each\n"
         "block's matrices quantized column by column with error feedback through the inverse Hessian of\n"
         "their inputs on calibration text (--calib), block by block on the outputs of the quantized blocks\n"
         "before. Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
         "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
         "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1; token_embd and output\n"
         "are rounded to nearest. Norms stay fp32.\n"
+        "--budget-bpw B: mixed precision; the summary lists the formats chosen.\n"
         "The file appears only when complete.\n",
 };
 
 int sq_cmd_quantize(int argc, char **argv) {
-    const char *in, *out, *type, *method, *tokenizer, *json, *calib;
+    const char *in, *out, *type, *method, *tokenizer, *json, *calib, *imatrix_path;
     cli_texts keeps;
     long threads, calib_samples, calib_len, seed;
-    double damp;
+    double damp, budget;
     int no_progress, quiet, act_order;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&in, 1),
@@ -42,6 +45,12 @@ int sq_cmd_quantize(int argc, char **argv) {
                        "(e.g. 'blk.*.ffn_down.weight=q8_0', 'output.weight=f16'); repeatable"),
         CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq|awq", "rtn", "how stored values are chosen"),
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
+        CLI_TEXT_FLAG("--imatrix", "FILE", &imatrix_path,
+                      "importance matrix (squeeze imatrix) for method rtn"),
+        CLI_NUMBER_FLAG("--budget-bpw", "B", &budget, 0, 64, 0,
+                        "mixed precision (rtn): the blocks' matrices get formats\nchosen by sensitivity (the "
+                        "imatrix-weighted error)\nso that the file averages at most B bits per weight",
+                        .def_shown = "off", .lo_open = 1),
         CLI_INT_FLAG("--calib-samples", "N", &calib_samples, 1, 1 << 20, 128, "calibration windows"),
         CLI_INT_FLAG("--calib-len", "N", &calib_len, 2, CLI_MAX_CTX, 512,
                      "tokens per calibration window (at most the model's context)"),
@@ -71,13 +80,20 @@ int sq_cmd_quantize(int argc, char **argv) {
 
     if (strcmp(method, "rtn") && !calib)
         return cli_usage_error("quantize", "--method %s needs calibration text (--calib TEXT)", method);
-    sq_model *model;
-    sq_error *err = cli_load_model(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
+    sq_imatrix *imatrix = NULL;
+    sq_error *err = imatrix_path ? sq_imatrix_load(imatrix_path, &imatrix) : NULL;
     if (err) return cli_fail(err);
+    sq_model *model;
+    err = cli_load_model(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
+    if (err) {
+        sq_imatrix_free(imatrix);
+        return cli_fail(err);
+    }
     sq_calib_samples samples = {0};
     if (calib && (rc = cli_calib_samples("quantize", model, calib, (int)calib_samples, (int)calib_len, seed,
                                          &samples)) != CLI_CONTINUE) {
         sq_model_free(model);
+        sq_imatrix_free(imatrix);
         return rc;
     }
     const sq_quantize_params params = {.type = type,
@@ -88,25 +104,29 @@ int sq_cmd_quantize(int argc, char **argv) {
                                        .keep = keep,
                                        .n_keep = keeps.n,
                                        .n_threads = (int)threads,
-                                       .output = out};
+                                       .output = out,
+                                       .imatrix = imatrix,
+                                       .budget_bpw = budget};
     cli_progress *bar = no_progress ? NULL : cli_progress_create("quantize");
     sq_quantize_report *r = NULL;
     err = sq_quantize_model(model, &params, bar ? cli_progress_update : NULL, bar, &r);
     cli_progress_free(bar);
     sq_calib_samples_free(&samples);
     sq_model_free(model);
+    sq_imatrix_free(imatrix);
     if (r) {
         for (int i = 0; i < r->n_tensors && !quiet; i++) {
             const sq_quant_tensor_report *t = &r->tensors[i];
-            fprintf(stderr, "  %-28s %-5s -> %-5s %10zu -> %10zu bytes%s%s%s\n", t->name, t->from, t->type,
+            fprintf(stderr, "  %-28s %-5s -> %-5s %10zu -> %10zu bytes%s%s%s%s\n", t->name, t->from, t->type,
                     t->bytes_before, t->bytes_after, strcmp(t->type, t->wanted) ? " (fallback from " : "",
-                    strcmp(t->type, t->wanted) ? t->wanted : "", strcmp(t->type, t->wanted) ? ")" : "");
+                    strcmp(t->type, t->wanted) ? t->wanted : "", strcmp(t->type, t->wanted) ? ")" : "",
+                    t->weighted ? " imatrix" : "");
         }
         fprintf(stderr,
                 "squeeze quantize: %s (%s), %d of %d tensors quantized, %d fell back to a format their rows\n"
-                "fit; %.2f bits per weight; %.2f MiB -> %.2f MiB; %.1f s\n",
-                r->type, r->method, r->n_quantized, r->n_tensors, r->n_fallbacks, r->bits_per_weight,
-                r->bytes_before / 1048576.0, r->bytes_after / 1048576.0, r->seconds);
+                "fit, %d with the imatrix; %.2f bits per weight; %.2f MiB -> %.2f MiB; %.1f s\n",
+                r->type, r->method, r->n_quantized, r->n_tensors, r->n_fallbacks, r->n_weighted,
+                r->bits_per_weight, r->bytes_before / 1048576.0, r->bytes_after / 1048576.0, r->seconds);
         if (!err && json) err = sq_quantize_report_write(r, json);
         sq_quantize_report_free(r);
     }

@@ -17,6 +17,8 @@ static const verb verbs[] = {
     {"convert", sq_cmd_convert, "write a model in another format (llama2c, safetensors directory, GGUF)"},
     {"compress", sq_cmd_compress, "run a compression recipe (prune, quantize) and measure every step"},
     {"quantize", sq_cmd_quantize, "store weight matrices in llama.cpp's block formats (q4_k_m, q8_0, ...)"},
+    {"imatrix", sq_cmd_imatrix,
+     "per-channel activation importance of each weight matrix, for quantize --imatrix"},
     {"tokenize", sq_cmd_tokenize, "print the token ids of a text"},
     {"logits", sq_cmd_logits, "write the logits of a token sequence (for reference checks)"},
     {"ppl", sq_cmd_ppl, "perplexity and KL divergence on a text file"},

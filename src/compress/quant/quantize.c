@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compress/quant/awq.h"
+#include "compress/quant/budget.h"
 #include "compress/quant/method.h"
 #include "compress/quant/preset.h"
 #include "core/tensor.h"
@@ -72,6 +73,7 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
             }
             manual = 1;
             keep_hits[k]++;
+            q->kept = 1;
         }
         dtype = sq_quant_fallback(want, cols);
         q->wanted = sq_dtype_info(want)->name;
@@ -199,6 +201,32 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
     return err;
 }
 
+/* Checks that the imatrix goes with RTN and that each of its entries fits the matrix of that name. */
+static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quant_method *method,
+                                            const sq_quantize_params *p) {
+    if (p->budget_bpw < 0 || (p->budget_bpw > 0 && method != &sq_quant_rtn))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "quantize: a bits-per-weight budget (%g) must be positive and serves "
+                         "method rtn",
+                         p->budget_bpw);
+    if (!p->imatrix) return NULL;
+    if (method != &sq_quant_rtn)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: an imatrix serves method rtn, not %s", method->name);
+    for (int i = 0; i < sq_imatrix_n_entries(p->imatrix); i++) {
+        sq_imatrix_entry e;
+        sq_imatrix_entry_at(p->imatrix, i, &e);
+        const int j = sq_model_tensor_index(model, e.name);
+        if (j < 0) continue; /* a weight this model does not have (pruned away) */
+        sq_tensor_info t;
+        sq_model_tensor_info(model, j, &t);
+        if (t.ndim != 2 || t.shape[1] != e.n_values)
+            return sq_errorf(SQ_ERR_INVALID_ARG,
+                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld",
+                             e.name, e.n_values, (long long)t.shape[t.ndim - 1]);
+    }
+    return NULL;
+}
+
 /* Checks that the method can store every planned format and has its samples, before any work. */
 static SQ_NODISCARD sq_error *check_method(const sq_quant_method *method, const sq_quantize_params *p,
                                            const sq_quantize_report *r) {
@@ -252,6 +280,7 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
             sq_dtype_info(sq_dtype_from_name(t.dtype))->name;
     }
     if (!err) err = plan(model, p, preset, r);
+    if (!err) err = check_imatrix(model, method, p);
     if (!err) err = check_method(method, p, r);
     if (!err && p->output) err = sq_out_check(p->output);
     sq_threadpool *pool = NULL;
@@ -264,8 +293,10 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         sq_model_tensor_info(model, i, &t);
         r->tensors[i].n_elems = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t.ndim, t.shape) / 4);
         r->tensors[i].bytes_before = t.nbytes;
-        if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
     }
+    if (!err && p->budget_bpw > 0) err = sq_quant_budget_plan(model, p, r, pool);
+    for (int i = 0; i < n_tensors; i++)
+        if (strcmp(r->tensors[i].type, r->tensors[i].from) != 0) total += r->tensors[i].n_elems;
     /* A calibrated method quantizes the blocks' matrices block by block first; the rest (and everything, for
      * RTN) is rounded to nearest below. */
     unsigned char *done = calloc((size_t)n_tensors + 1, 1);
@@ -283,7 +314,13 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         if (!strcmp(q->type, q->from) || done[i]) continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        err = quantize_tensor(model, &sq_quant_rtn, &t, (sq_dtype)sq_dtype_from_name(q->type), pool, p, NULL);
+        sq_imatrix_entry e;
+        const sq_dtype dt = (sq_dtype)sq_dtype_from_name(q->type);
+        const int weighted = sq_imatrix_find(p->imatrix, q->name, &e) && sq_dtype_info(dt)->from_f32_weighted;
+        const sq_quant_stats qs = {.cols = e.n_values, .mean_sq = e.values, .n_samples = e.n_tokens};
+        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? &qs : NULL);
+        q->weighted = weighted;
+        r->n_weighted += weighted;
         r->n_quantized++;
         done_elems += q->n_elems;
         if (progress && !err) progress(user, done_elems, total);

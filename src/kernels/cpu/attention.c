@@ -6,7 +6,8 @@
  * value row is read once, so no score buffer as long as the context is needed. Plain runs and token trees go
  * through the same loop: a plain token's chain is its own slot only. Dot products and the weighted sums use
  * 4-float GCC vectors: native on baseline x86-64 (SSE2) and ARM (NEON), so one build runs everywhere and
- * every compiler accepts the helpers. f16 rows are converted a tile at a time. */
+ * every compiler accepts the helpers. f16, q8_0 and q4_0 rows are converted a tile at a time by the active
+ * kernel set's dequantizer (the blocks holding the head's values). */
 #include <math.h>
 #include <string.h>
 
@@ -68,25 +69,39 @@ INLINE int next_tile(const sq_token_batch *tb, int t, int window, int cap, int *
     return n;
 }
 
-/* Pointers to the head_dim values at byte offset `head` of each slot's key and value rows: the rows
- * themselves when they are f32 (to_f32 NULL), else their conversions into kbuf and vbuf [n][head_dim]. */
-INLINE void tile_rows(const sq_kv_view *kv, int seq, const int *slots, int n, size_t head, int hd,
+/* Where a head's values lie in a row: from byte `offset`, `span` values (whole blocks of the row type) hold
+ * them, starting `skip` values in. f32 and f16 blocks are one value, so skip is 0 and span head_dim; a q8_0
+ * or q4_0 head whose start or end falls inside a 32-value block takes the whole block. */
+typedef struct head_place {
+    size_t offset;
+    int skip, span;
+} head_place;
+
+INLINE head_place place_head(sq_dtype row_type, int first, int hd) {
+    const sq_dtype_traits *f = sq_dtype_info(row_type);
+    const int be = (int)f->block_elems, b0 = first / be, b1 = (first + hd + be - 1) / be;
+    return (head_place){(size_t)b0 * f->block_bytes, first - b0 * be, (b1 - b0) * be};
+}
+
+/* Pointers to the head's values in each slot's key and value rows: the rows themselves when they are f32
+ * (to_f32 NULL), else their conversions into kbuf and vbuf [n][span]. */
+INLINE void tile_rows(const sq_kv_view *kv, int seq, const int *slots, int n, head_place hp,
                       sq_to_f32_fn to_f32, float *kbuf, float *vbuf, const float **keys,
                       const float **values) {
     if (!to_f32) {
         for (int j = 0; j < n; j++) {
-            const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
+            const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + hp.offset;
             keys[j] = (const float *)k;
             values[j] = (const float *)(kv->v + (k - kv->k));
         }
         return;
     }
     for (int j = 0; j < n; j++) {
-        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + head;
-        to_f32(k, kbuf + (size_t)j * hd, hd);
-        to_f32(kv->v + (k - kv->k), vbuf + (size_t)j * hd, hd);
-        keys[j] = kbuf + (size_t)j * hd;
-        values[j] = vbuf + (size_t)j * hd;
+        const uint8_t *k = sq_kv_row(kv, kv->k, seq, slots[j]) + hp.offset;
+        to_f32(k, kbuf + (size_t)j * hp.span, hp.span);
+        to_f32(kv->v + (k - kv->k), vbuf + (size_t)j * hp.span, hp.span);
+        keys[j] = kbuf + (size_t)j * hp.span + hp.skip;
+        values[j] = vbuf + (size_t)j * hp.span + hp.skip;
     }
 }
 
@@ -102,15 +117,17 @@ static void attend_items(void *p, int ith, int nth) {
     /* f32 rows are read in place; others through the set's dequantizer */
     sq_to_f32_fn to_f32 =
         a->kv.row_type == SQ_DTYPE_F32 ? NULL : sq_cpu_to_f32(sq_cpu_kernels_active(), a->kv.row_type);
-    /* heads are at most 4096 = CONVERTED long (sq_model_bind), so a tile holds at least one converted row */
-    const int cap = a->kv.row_type == SQ_DTYPE_F32 || hd <= CONVERTED / TILE ? TILE : CONVERTED / hd;
-    float kbuf[CONVERTED], vbuf[CONVERTED];
+    /* heads are at most 4096 = CONVERTED long (sq_model_bind); a head's blocks add less than two blocks of 32
+     * values, which the buffers' slack holds, so a tile holds at least one converted row */
+    float kbuf[CONVERTED + 2 * SQ_CPU_SUB_BLOCK], vbuf[CONVERTED + 2 * SQ_CPU_SUB_BLOCK];
     long begin, end;
     sq_split_range((long)tb->n_tokens * a->n_heads, ith, nth, &begin, &end);
     for (long item = begin; item < end; item++) {
         int t = (int)(item / a->n_heads), h = (int)(item % a->n_heads);
         int kvh = h / group, seq = tb->seq[t], pos = tb->pos[t];
-        size_t head = sq_row_bytes(a->kv.row_type, (int64_t)kvh * hd); /* the head's byte offset in a row */
+        const head_place hp = place_head(a->kv.row_type, kvh * hd, hd);
+        int cap = TILE; /* slots per tile: as many converted rows as the buffers hold */
+        if (to_f32 && hp.span > CONVERTED / TILE) cap = hp.span < CONVERTED ? CONVERTED / hp.span : 1;
         int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0, link = t;
         const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
         float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
@@ -120,7 +137,7 @@ static void attend_items(void *p, int ith, int nth) {
         while ((n = next_tile(tb, t, a->window, cap, &lo, tb->n_prefix[t], &link, slots)) > 0) {
             float s[TILE], tile_max = -INFINITY;
             const float *keys[TILE], *values[TILE];
-            tile_rows(&a->kv, seq, slots, n, head, hd, to_f32, kbuf, vbuf, keys, values);
+            tile_rows(&a->kv, seq, slots, n, hp, to_f32, kbuf, vbuf, keys, values);
             for (int j = 0; j < n; j++) {
                 s[j] = dot(q, keys[j], hd) * scale;
                 tile_max = s[j] > tile_max ? s[j] : tile_max;

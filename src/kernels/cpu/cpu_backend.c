@@ -32,7 +32,7 @@ static int cpu_supports(void *impl, sq_op op, sq_dtype dtype) {
     case SQ_OP_KV_STORE:
     case SQ_OP_KV_COPY:
     case SQ_OP_ATTENTION:
-        return dtype == SQ_DTYPE_F32 || dtype == SQ_DTYPE_F16;
+        return sq_kv_row_type_valid(dtype);
     case SQ_OP_RMSNORM:
     case SQ_OP_ROPE:
     case SQ_OP_ADD:

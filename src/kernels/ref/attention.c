@@ -17,15 +17,12 @@ void sq_ref_attention_mask(const sq_token_batch *tb, int window, int n_slots, un
     }
 }
 
+/* Value i of a row: its block dequantized by the format's reference (f32 and f16 blocks are one value). */
 static double row_value(const sq_kv_view *kv, const uint8_t *row, int i) {
-    if (kv->row_type == SQ_DTYPE_F16) {
-        uint16_t h;
-        memcpy(&h, row + 2 * (size_t)i, 2);
-        return sq_f16_to_f32(h);
-    }
-    float f;
-    memcpy(&f, row + 4 * (size_t)i, 4);
-    return f;
+    const sq_dtype_traits *f = sq_dtype_info(kv->row_type);
+    float block[256]; /* [block_elems] */
+    f->to_f32(row + (size_t)(i / f->block_elems) * f->block_bytes, block, f->block_elems);
+    return block[i % f->block_elems];
 }
 
 void sq_ref_attention_masked(const float *q, const sq_kv_view *kv, const int32_t *seq, int n_tokens,

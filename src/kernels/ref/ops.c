@@ -50,21 +50,14 @@ void sq_ref_swiglu(float *gate, const float *up, int64_t n) {
     }
 }
 
+/* Each row through its format's reference quantizer (f16: round to nearest even; q8_0, q4_0: ggml's). */
 void sq_ref_kv_store(const sq_kv_view *kv, const float *k, const float *v, const sq_token_batch *tokens) {
+    const sq_dtype_traits *row = sq_dtype_info(kv->row_type);
     for (int t = 0; t < tokens->n_tokens; t++) {
-        uint8_t *kr = sq_kv_row(kv, kv->k, tokens->seq[t], tokens->slot[t]);
-        uint8_t *vr = sq_kv_row(kv, kv->v, tokens->seq[t], tokens->slot[t]);
-        for (int i = 0; i < kv->kv_dim; i++) {
-            float kx = k[(size_t)t * kv->kv_dim + i], vx = v[(size_t)t * kv->kv_dim + i];
-            if (kv->row_type == SQ_DTYPE_F16) {
-                uint16_t kh = sq_f32_to_f16(kx), vh = sq_f32_to_f16(vx);
-                memcpy(kr + 2 * i, &kh, 2);
-                memcpy(vr + 2 * i, &vh, 2);
-            } else {
-                memcpy(kr + 4 * i, &kx, 4);
-                memcpy(vr + 4 * i, &vx, 4);
-            }
-        }
+        row->from_f32(k + (size_t)t * kv->kv_dim, sq_kv_row(kv, kv->k, tokens->seq[t], tokens->slot[t]),
+                      kv->kv_dim);
+        row->from_f32(v + (size_t)t * kv->kv_dim, sq_kv_row(kv, kv->v, tokens->seq[t], tokens->slot[t]),
+                      kv->kv_dim);
     }
 }
 
