@@ -338,6 +338,24 @@ typedef enum sq_file_format { SQ_FORMAT_LLAMA2C, SQ_FORMAT_SAFETENSORS, SQ_FORMA
  * with the vocabulary inside, SQ_FORMAT_LLAMA2C a llama2.c checkpoint (fp32, llama architecture only). */
 SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq_file_format format);
 
+/* ---------------------------------------------------------------- synthetic models (squeeze synth) */
+
+/* A model of a real architecture's exact shapes with seeded random weights, to measure speed at real scale
+ * without downloading weights (model/synth.c gives the scales: activations stay finite; no tokenizer). */
+typedef struct sq_synth_options {
+    const char *preset; /* sq_synth_preset_names(): "llama-2-7b", "llama-3-8b", "qwen2.5-7b", "mistral-7b" */
+    const char *dtype;  /* the 2-D weights' format: "f32", "f16" (NULL), "bf16", "q8_0", "q4_0" or "q4_k" */
+    int n_layers;       /* 0: the preset's; fewer make a shallower model of the same widths */
+    int n_threads;      /* 0: sq_cpu_count() */
+    uint64_t seed;      /* the same seed gives the same bytes, whatever n_threads */
+} sq_synth_options;
+
+/* The presets' names, '|'-separated. */
+const char *sq_synth_preset_names(void);
+/* Builds the model in host memory (13.5 GB for llama-2-7b in f16). SQ_ERR_INVALID_ARG for an unknown preset
+ * or type, SQ_ERR_NOMEM when memory runs out. Release with sq_model_free; sq_model_save writes it. */
+SQ_NODISCARD sq_error *sq_model_synth(const sq_synth_options *opts, sq_model **out);
+
 /* ---------------------------------------------------------------- context: KV cache + forward(batch) */
 
 /* Thread safety: a context is used by one thread at a time (its own threads do the work of each call;
@@ -371,7 +389,9 @@ typedef struct sq_context_options {
     int n_seq_max;   /* sequences that may be live at once; 0: 1 */
     int n_threads;   /* 0: sq_cpu_count() */
     int n_batch_max; /* most tokens one forward step carries (sq_forward splits larger batches); 0: n_ctx */
-    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu"); an unknown device fails with
+    const char *device; /* the backend the context runs on: "cpu" (NULL: "cpu") or "cuda" (an NVIDIA GPU, in
+                           builds with -DSQUEEZE_CUDA=ON; SQ_ERR_UNSUPPORTED naming the reason where none is
+                           usable, or where a weight's format has no GPU kernel); an unknown device fails with
                            SQ_ERR_INVALID_ARG naming the ones this build has */
     /* The KV cache is one pool of blocks of kv_block_size positions, shared by all sequences (vLLM's paged
      * attention), in the device's memory: a sequence takes blocks as it grows and returns them when
@@ -1353,6 +1373,7 @@ typedef struct sq_bench_params {
      * against itself with another cache, in one run) */
     sq_kv_type vs_kv_type;
     int vs_kv_type_set;
+    const char *device; /* the contexts' device (sq_context_options.device); NULL: "cpu" */
 } sq_bench_params;
 
 typedef struct sq_bench_stat {

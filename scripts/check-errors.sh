@@ -98,7 +98,7 @@ fi
 build=${1:?usage: scripts/check-errors.sh BUILD_DIR | --self-test}
 build=$(cd "$build" && pwd)
 [ -f "$build/compile_commands.json" ] || { echo "check-errors: no $build/compile_commands.json" >&2; exit 1; }
-mapfile -t files < <(jq -r '.[].file' "$build/compile_commands.json" | grep "^$root/" | sort -u)
+mapfile -t files < <(jq -r '.[].file' "$build/compile_commands.json" | grep "^$root/.*\.c$" | sort -u) # C files (not the CUDA backend's .cu)
 mapfile -t headers < <(find "$root"/{src,include,tools,tests,fuzz,bench} -name '*.h' | sort)
 decl=$({ declarations "$build" "${files[@]}"; pointer_declarations "${files[@]}" "${headers[@]}"; } | sort -u)
 analysis=$(paths "$build" "${files[@]}")

@@ -109,7 +109,8 @@ static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *mod
                                .n_seq_max = p->n_seqs,
                                .n_threads = p->n_threads,
                                .n_batch_max = batch_max,
-                               .kv_type = index == 1 && p->vs_kv_type_set ? p->vs_kv_type : p->kv_type};
+                               .kv_type = index == 1 && p->vs_kv_type_set ? p->vs_kv_type : p->kv_type,
+                               .device = p->device};
     return sq_error_wrap(sq_context_create(model, &opts, &v->ctx), "bench: model %d", index + 1);
 }
 

@@ -6,12 +6,26 @@
 
 #include "core/error.h"
 #include "kernels/cpu/cpu_ops.h"
+#ifdef SQ_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#else
+/* Builds without CUDA still name the device, to say how to get it. */
+static sq_error *sq_cuda_backend_create(int n_threads, sq_backend *out) {
+    (void)n_threads;
+    (void)out;
+    return sq_errorf(
+        SQ_ERR_UNSUPPORTED,
+        "device cuda: this squeeze was built without CUDA (configure with -DSQUEEZE_CUDA=ON where "
+        "nvcc is installed)");
+}
+#endif
 
 static const struct {
     const char *name;
     SQ_NODISCARD sq_error *(*create)(int n_threads, sq_backend *out);
 } devices[] = {
     {"cpu", sq_cpu_backend_create},
+    {"cuda", sq_cuda_backend_create},
 };
 enum { N_DEVICES = sizeof devices / sizeof *devices };
 

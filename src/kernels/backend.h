@@ -156,6 +156,9 @@ typedef struct sq_backend {
     void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
     void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
     void (*synchronize)(void *impl);                                         /* waits for queued work */
+    /* Optional (NULL: cannot fail): the first error of queued work since the last call (a device fault, a
+     * failed launch) as text, or NULL. The forward pass asks after each synchronize. */
+    const char *(*take_error)(void *impl);
 
     /* ---- operations */
     /* y[t][r] = sum_c x[t][c] w[r][c]: x [n_tokens][cols], y [n_tokens][rows], w [rows][cols] in any format
@@ -205,9 +208,9 @@ typedef struct sq_backend {
 /* "matmul", "get_rows", ... */
 const char *sq_op_name(sq_op op);
 
-/* The backend of a device: "cpu" (the only one today); NULL means "cpu". n_threads: 0 for every online core.
- * An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is missing,
- * SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
+/* The backend of a device: "cpu" or "cuda" (kernels/cuda/); NULL means "cpu". n_threads: 0 for every online
+ * core. An unknown device is SQ_ERR_INVALID_ARG naming the devices this build has; one whose hardware is
+ * missing, SQ_ERR_UNSUPPORTED. Release with sq_backend_destroy. */
 SQ_NODISCARD sq_error *sq_backend_create(const char *device, int n_threads, sq_backend *out);
 void sq_backend_destroy(sq_backend *be);
 

@@ -441,6 +441,7 @@ sq_error *sq_seq_keep_path(sq_context *ctx, int seq_id, const int *path, int n_p
      * blocks of the sequence's own (a fork may share them) */
     const int new_len = start + n_path;
     SQ_TRY(sq_kv_cache_make_private(ctx->kv, seq_id, start, new_len));
+    sq_kv_cache_sync_table(ctx->kv);
     const sq_backend *be = &ctx->backend;
     int32_t *src = ctx->tok_host + (size_t)TOK_SLOT * ctx->n_batch_max;
     int32_t *dst = ctx->tok_host + (size_t)TOK_POS * ctx->n_batch_max;

@@ -140,6 +140,7 @@ static int layout_chunk(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs, c
     for (int k = 0; k < TOK_FIELDS; k++)
         be->upload(be->impl, ctx->tok_dev + (size_t)k * B, f + (size_t)k * B, (size_t)n * sizeof *f);
     ctx->tokens.n_tokens = n;
+    sq_kv_cache_sync_table(ctx->kv);
     for (int l = 0; l < ctx->model->cfg.n_layers; l++) sq_kv_cache_view(ctx->kv, l, &ctx->layer_args[l].kv);
     return n;
 }
@@ -262,6 +263,13 @@ static void output_logits(sq_context *ctx) {
 
 /* ---------------------------------------------------------------- public calls */
 
+/* What went wrong on the device since the last check (kernels/backend.h's take_error), as an error. */
+static SQ_NODISCARD sq_error *device_error(const sq_context *ctx) {
+    const sq_backend *be = &ctx->backend;
+    const char *msg = be->take_error ? be->take_error(be->impl) : NULL;
+    return msg ? sq_errorf(SQ_ERR_INTERNAL, "device %s: %s", be->name, msg) : NULL;
+}
+
 sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
                         const sq_forward_options *opts) {
     SQ_TRY(reserve_batch(ctx, seqs, n_seqs));
@@ -287,7 +295,7 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
     }
     be->synchronize(be->impl);
     commit(ctx);
-    return NULL;
+    return device_error(ctx);
 }
 
 sq_error *sq_forward(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs) {
@@ -332,7 +340,7 @@ sq_error *sq_forward_end(sq_context *ctx) {
     ctx->backend.synchronize(ctx->backend.impl);
     commit(ctx);
     ctx->stepping = 0;
-    return NULL;
+    return device_error(ctx);
 }
 
 int sq_forward_n_tokens(const sq_context *ctx) { return ctx->stepping ? ctx->tokens.n_tokens : 0; }

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -15,6 +16,8 @@ void sq_kv_cache_free(sq_kv_cache *c) {
     free(c->kv_dim);
     free(c->row_bytes);
     free(c->block_table);
+    if (c->block_table_dev) c->backend->free(c->backend->impl, c->block_table_dev);
+    free(c->table_sent);
     free(c->n_held);
     free(c->seq_len);
     free(c->refcount);
@@ -111,7 +114,17 @@ sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params
         c->v[l] = backend->alloc(backend->impl, pool);
         if (!c->k[l] || !c->v[l]) goto oom;
     }
+    const size_t table_bytes = n_seq * (size_t)c->max_blocks * sizeof *c->block_table;
+    if (!backend->host_memory) {
+        c->block_table_dev = backend->alloc(backend->impl, table_bytes);
+        c->table_sent = malloc(table_bytes);
+        if (!c->block_table_dev || !c->table_sent) goto oom;
+    }
     for (size_t i = 0; i < n_seq * (size_t)c->max_blocks; i++) c->block_table[i] = -1;
+    if (c->table_sent) {
+        memcpy(c->table_sent, c->block_table, table_bytes);
+        backend->upload(backend->impl, c->block_table_dev, c->block_table, table_bytes);
+    }
     for (int i = 0; i < c->n_blocks; i++)
         c->free_list[i] = c->n_blocks - 1 - i; /* popped from the end: handed out in ascending order */
     c->n_free = c->n_blocks;
@@ -266,10 +279,18 @@ sq_error *sq_kv_cache_make_private(sq_kv_cache *c, int seq, int first, int end) 
     return NULL;
 }
 
+void sq_kv_cache_sync_table(sq_kv_cache *c) {
+    if (!c->table_sent) return;
+    const size_t bytes = (size_t)c->n_seq * c->max_blocks * sizeof *c->block_table;
+    if (!memcmp(c->table_sent, c->block_table, bytes)) return;
+    memcpy(c->table_sent, c->block_table, bytes);
+    c->backend->upload(c->backend->impl, c->block_table_dev, c->block_table, bytes);
+}
+
 void sq_kv_cache_view(const sq_kv_cache *c, int layer, sq_kv_view *out) {
     *out = (sq_kv_view){.k = c->k[layer],
                         .v = c->v[layer],
-                        .block_table = c->block_table,
+                        .block_table = c->block_table_dev ? c->block_table_dev : c->block_table,
                         .max_blocks = c->max_blocks,
                         .block_size = c->block_size,
                         .row_bytes = c->row_bytes[layer],

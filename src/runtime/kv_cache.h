@@ -59,6 +59,10 @@ typedef struct sq_kv_cache {
     int *writers;  /* [n_blocks] scratch of the block count: batch writers of each shared block; 0 between
                       calls */
     int *seq_mark; /* [n_seq] scratch of argument checks: 1 while a sequence is listed; 0 between calls */
+    /* A backend without host memory reads the table from its own: block_table_dev [n_seq][max_blocks] (in
+     * the backend's memory) holds what sq_kv_cache_sync_table last uploaded, table_sent [n_seq][max_blocks]
+     * (host) the same, to upload only changes. Both NULL with host memory. */
+    int32_t *block_table_dev, *table_sent;
 } sq_kv_cache;
 
 /* Allocates the pools through backend->alloc. Errors: SQ_ERR_INVALID_ARG for bad sizes, an unsupported row
@@ -67,6 +71,9 @@ typedef struct sq_kv_cache {
 SQ_NODISCARD sq_error *sq_kv_cache_create(const sq_backend *backend, const sq_kv_cache_params *params,
                                           sq_kv_cache **out);
 void sq_kv_cache_free(sq_kv_cache *c);
+/* Brings a device backend's copy of the block table up to date (queued like any upload); a no-op with host
+ * memory. Call before operations read views after the table changed (reserve, truncate, fork, copy). */
+void sq_kv_cache_sync_table(sq_kv_cache *c);
 /* Bytes of the key and value pools of all layers: n_blocks * block_bytes. */
 size_t sq_kv_cache_bytes(const sq_kv_cache *c);
 

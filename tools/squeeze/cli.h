@@ -11,6 +11,7 @@
 
 int sq_cmd_run(int argc, char **argv);
 int sq_cmd_info(int argc, char **argv);
+int sq_cmd_synth(int argc, char **argv);
 int sq_cmd_convert(int argc, char **argv);
 int sq_cmd_quantize(int argc, char **argv);
 int sq_cmd_imatrix(int argc, char **argv);
@@ -172,6 +173,9 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
         "--kv-type", "TYPE", var, "f32|f16|q8_0|q4_0", "f32",                                                \
         "how the KV cache stores keys and values; f16: half\nthe memory, q8_0 0.27x, q4_0 0.14x "            \
         "(rows of a multiple\nof 32 values)")
+#define CLI_FLAG_DEVICE(var)                                                                                 \
+    CLI_CHOICE_FLAG("--device", "NAME", var, "cpu|cuda", "cpu",                                              \
+                    "where the model runs: cpu, or cuda (an NVIDIA GPU; builds with -DSQUEEZE_CUDA=ON)")
 /* Two rows: --bos and --no-bos force whether a text starts with BOS; neither: as the tokenizer says */
 #define CLI_FLAGS_BOS(bos, no_bos)                                                                           \
     CLI_SWITCH_FLAG("--bos", bos, "start the text with BOS even where the tokenizer adds none"),             \

@@ -15,7 +15,7 @@ typedef struct bench_options {
     const int32_t *batches; /* [n_batches] batch sizes */
     int n_batches;
     cli_list batch_list; /* -b, owned; empty: batch size 1 */
-    const char *kernels, *kv_type, *vs_kv_type, *json_path;
+    const char *kernels, *kv_type, *vs_kv_type, *json_path, *device;
     int no_progress;
 } bench_options;
 
@@ -57,6 +57,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         CLI_CHOICE_FLAG("--vs-kv-type", "TYPE", &o->vs_kv_type, "f32|f16|q8_0|q4_0", NULL,
                         "the --vs model's KV cache type (--vs MODEL itself:\nthe same model with two caches)",
                         .def_shown = "--kv-type"),
+        CLI_FLAG_DEVICE(&o->device),
         CLI_FLAG_LABEL(&o->labels[0]),
         CLI_TEXT_FLAG("--vs-label", "NAME", &o->labels[1], "name of the --vs variant in reports",
                       .def_shown = "its path"),
@@ -90,7 +91,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                                   .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed,
                                   .kv_type = cli_kv_type(o->kv_type),
                                   .vs_kv_type = cli_kv_type(o->vs_kv_type),
-                                  .vs_kv_type_set = o->vs_kv_type != NULL};
+                                  .vs_kv_type_set = o->vs_kv_type != NULL,
+                                  .device = o->device};
     return CLI_CONTINUE;
 }
 

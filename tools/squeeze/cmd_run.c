@@ -17,7 +17,7 @@
 #define MAX_PROMPT_BYTES ((size_t)1 << 30)
 
 typedef struct run_args {
-    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type, *lora;
+    const char *model_path, *prompt, *prompt_file, *tokenizer_path, *kv_type, *lora, *device;
     long n_predict, threads, n_ctx, repeat_last_n, top_k, seed; /* seed -1: from the clock */
     double temperature, top_p, min_p, repeat_penalty;
     int no_echo, spec_compare;
@@ -62,6 +62,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
         CLI_FLAG_KV_TYPE(&a->kv_type),
+        CLI_FLAG_DEVICE(&a->device),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_FLAG_LORA(&a->lora),
         CLI_SWITCH_FLAG("--no-echo", &a->no_echo, "do not print the prompt before the generated text"),
@@ -140,7 +141,8 @@ static int generate(const run_args *a, const char *prompt) {
                              .n_seq_max = 1,
                              .n_threads = (int)a->threads,
                              .n_batch_max = n_ctx < PREFILL_CHUNK ? n_ctx : PREFILL_CHUNK,
-                             .kv_type = cli_kv_type(a->kv_type)};
+                             .kv_type = cli_kv_type(a->kv_type),
+                             .device = a->device};
     err = sq_context_create(model, &co, &ctx);
     if (!err) err = cli_spec_open(&a->spec, model, &lo, &co, &spec);
     if (err) {

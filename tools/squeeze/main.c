@@ -24,6 +24,8 @@ static const verb verbs[] = {
     {"ppl", sq_cmd_ppl, "perplexity and KL divergence on a text file"},
     {"eval", sq_cmd_eval, "zero-shot multiple-choice tasks"},
     {"bench", sq_cmd_bench, "time to first token, time per output token, throughput, memory"},
+    {"synth", sq_cmd_synth,
+     "write a model of a real architecture's shapes with random weights (llama-2-7b, ...)"},
     {"report", sq_cmd_report, "combine evaluation reports into a table and a plot"},
     {"finetune", sq_cmd_finetune, "LoRA recovery training with distillation (PEFT adapters, --merge)"},
     {"prune", sq_cmd_prune, "remove weights or whole blocks (magnitude, N:M, depth pruning)"},

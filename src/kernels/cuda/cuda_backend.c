@@ -1,0 +1,203 @@
+/* The CUDA backend: kernels/backend.h's operations table over the kernels of this folder (cuda_ops.h), in the
+ * GPU's memory. Weights are uploaded once in their stored format by the context (runtime/context.c); every
+ * operation is queued on one stream, and download/synchronize wait for it. A format without a GPU kernel is
+ * refused by supports(), so contexts fail with a clear error rather than run it elsewhere. */
+#include "kernels/cuda/cuda_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/cuda/cuda_ops.h"
+
+/* The backend's state: the device's, and the optional per-operation profile (sq_cuda_backend_profile). */
+typedef struct cuda_backend {
+    sq_cuda *c;
+    int profile;
+    double seconds[SQ_OP_COUNT];
+    long calls[SQ_OP_COUNT];
+} cuda_backend;
+
+static sq_cuda *dev(void *impl) { return ((cuda_backend *)impl)->c; }
+
+/* With profiling on, each operation is timed between two synchronisations: the device's time for it plus one
+ * launch latency (a few microseconds), the cost a decode step's small operations really have. */
+static double prof_start(void *impl) {
+    const cuda_backend *b = impl;
+    if (!b->profile) return 0;
+    sq_cuda_synchronize(b->c);
+    return sq_monotonic_seconds();
+}
+static void prof_stop(void *impl, sq_op op, double t0) {
+    cuda_backend *b = impl;
+    if (!b->profile) return;
+    sq_cuda_synchronize(b->c);
+    b->seconds[op] += sq_monotonic_seconds() - t0;
+    b->calls[op]++;
+}
+#define TIMED(op, call)                                                                                      \
+    do {                                                                                                     \
+        const double t0_ = prof_start(impl);                                                                 \
+        call;                                                                                                \
+        prof_stop(impl, op, t0_);                                                                            \
+    } while (0)
+
+static void cu_destroy(void *impl) {
+    sq_cuda_close(dev(impl));
+    free(impl);
+}
+
+static int cu_supports(void *impl, sq_op op, sq_dtype dtype) {
+    (void)impl;
+    if ((unsigned)dtype >= SQ_DTYPE_COUNT) return 0;
+    switch (op) {
+    case SQ_OP_MATMUL:
+    case SQ_OP_GET_ROWS:
+        return sq_cuda_has_format((int)dtype);
+    case SQ_OP_KV_STORE:
+    case SQ_OP_KV_COPY:
+    case SQ_OP_ATTENTION:
+        return dtype == SQ_DTYPE_F32 || dtype == SQ_DTYPE_F16;
+    case SQ_OP_RMSNORM:
+    case SQ_OP_ROPE:
+    case SQ_OP_ADD:
+    case SQ_OP_ADD_BIAS:
+    case SQ_OP_SWIGLU:
+        return dtype == SQ_DTYPE_F32;
+    case SQ_OP_COUNT:
+        break;
+    }
+    return 0;
+}
+
+static void *cu_alloc(void *impl, size_t nbytes) { return sq_cuda_alloc(dev(impl), nbytes); }
+static void cu_free(void *impl, void *p) { sq_cuda_free(dev(impl), p); }
+static void cu_upload(void *impl, void *dst, const void *src, size_t n) {
+    sq_cuda_upload(dev(impl), dst, src, n);
+}
+static void cu_download(void *impl, void *dst, const void *src, size_t n) {
+    sq_cuda_download(dev(impl), dst, src, n);
+}
+static void cu_copy(void *impl, void *dst, const void *src, size_t n) {
+    sq_cuda_copy(dev(impl), dst, src, n);
+}
+static void cu_synchronize(void *impl) { sq_cuda_synchronize(dev(impl)); }
+static const char *cu_take_error(void *impl) { return sq_cuda_take_error(dev(impl)); }
+
+static void cu_matmul(void *impl, const sq_tensor *w, const float *x, int n_tokens, float *y) {
+    TIMED(SQ_OP_MATMUL, sq_cuda_matmul(dev(impl), (int)w->dtype, w->data, w->shape[0], sq_tensor_row_len(w),
+                                       x, n_tokens, y));
+}
+static void cu_get_rows(void *impl, const sq_tensor *src, const int32_t *rows, int n_rows, float *out) {
+    TIMED(SQ_OP_GET_ROWS,
+          sq_cuda_get_rows(dev(impl), (int)src->dtype, src->data, sq_tensor_row_len(src), rows, n_rows, out));
+}
+static void cu_rmsnorm(void *impl, const float *x, const float *weight, float eps, int n, int dim,
+                       float *out) {
+    TIMED(SQ_OP_RMSNORM, sq_cuda_rmsnorm(dev(impl), x, weight, eps, n, dim, out));
+}
+static void cu_rope(void *impl, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
+                    const int32_t *pos, const double *inv_freq, sq_rope_style style) {
+    TIMED(SQ_OP_ROPE, sq_cuda_rope(dev(impl), q, n_q_heads, k, n_k_heads, n_tokens, head_dim, pos, inv_freq,
+                                   style == SQ_ROPE_INTERLEAVED ? 0 : 1));
+}
+static void cu_add(void *impl, float *x, const float *y, int64_t n) {
+    TIMED(SQ_OP_ADD, sq_cuda_add(dev(impl), x, y, n));
+}
+static void cu_add_bias(void *impl, float *y, const float *bias, int n_tokens, int width) {
+    TIMED(SQ_OP_ADD_BIAS, sq_cuda_add_bias(dev(impl), y, bias, n_tokens, width));
+}
+static void cu_swiglu(void *impl, float *gate, const float *up, int64_t n) {
+    TIMED(SQ_OP_SWIGLU, sq_cuda_swiglu(dev(impl), gate, up, n));
+}
+
+static sq_cuda_kv kv_of(const sq_kv_view *v) {
+    return (sq_cuda_kv){.k = v->k,
+                        .v = v->v,
+                        .block_table = v->block_table,
+                        .max_blocks = v->max_blocks,
+                        .block_size = v->block_size,
+                        .row_bytes = v->row_bytes,
+                        .f16 = v->row_type == SQ_DTYPE_F16,
+                        .kv_dim = v->kv_dim};
+}
+static sq_cuda_tokens tokens_of(const sq_token_batch *t) {
+    return (sq_cuda_tokens){.n_tokens = t->n_tokens,
+                            .seq = t->seq,
+                            .pos = t->pos,
+                            .slot = t->slot,
+                            .n_prefix = t->n_prefix,
+                            .parent = t->parent};
+}
+static void cu_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v,
+                        const sq_token_batch *tokens) {
+    const sq_cuda_kv ckv = kv_of(kv);
+    const sq_cuda_tokens tok = tokens_of(tokens);
+    TIMED(SQ_OP_KV_STORE, sq_cuda_kv_store(dev(impl), &ckv, k, v, &tok));
+}
+static void cu_kv_copy(void *impl, const sq_kv_view *kv, int seq, const int32_t *src, const int32_t *dst,
+                       int n) {
+    const sq_cuda_kv ckv = kv_of(kv);
+    TIMED(SQ_OP_KV_COPY, sq_cuda_kv_copy(dev(impl), &ckv, seq, src, dst, n));
+}
+static void cu_attention(void *impl, const sq_attention_args *a) {
+    const sq_cuda_kv ckv = kv_of(&a->kv);
+    const sq_cuda_tokens tok = tokens_of(a->tokens);
+    TIMED(SQ_OP_ATTENTION, sq_cuda_attention(dev(impl), a->q, &ckv, &tok, a->n_heads, a->n_kv_heads,
+                                             a->head_dim, a->window, a->out));
+}
+
+sq_error *sq_cuda_backend_create(int n_threads, sq_backend *out) {
+    (void)n_threads;
+    cuda_backend *b = calloc(1, sizeof *b);
+    if (!b) return sq_errorf(SQ_ERR_NOMEM, "device cuda: out of memory");
+    char msg[256];
+    if (sq_cuda_open(&b->c, msg, sizeof msg)) {
+        free(b);
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "device cuda: %s", msg);
+    }
+    *out = (sq_backend){.name = "cuda",
+                        .impl = b,
+                        .host_memory = 0,
+                        .destroy = cu_destroy,
+                        .supports = cu_supports,
+                        .alloc = cu_alloc,
+                        .free = cu_free,
+                        .upload = cu_upload,
+                        .download = cu_download,
+                        .copy = cu_copy,
+                        .synchronize = cu_synchronize,
+                        .take_error = cu_take_error,
+                        .matmul = cu_matmul,
+                        .get_rows = cu_get_rows,
+                        .rmsnorm = cu_rmsnorm,
+                        .rope = cu_rope,
+                        .add = cu_add,
+                        .add_bias = cu_add_bias,
+                        .swiglu = cu_swiglu,
+                        .kv_store = cu_kv_store,
+                        .kv_copy = cu_kv_copy,
+                        .attention = cu_attention};
+    return NULL;
+}
+
+void sq_cuda_backend_precision(sq_dtype w, int n_tokens, sq_dtype *x_dtype, sq_dtype *w_dtype) {
+    int x, wd;
+    sq_cuda_matmul_precision((int)w, n_tokens, &x, &wd);
+    *x_dtype = (sq_dtype)x;
+    *w_dtype = (sq_dtype)wd;
+}
+
+double sq_cuda_backend_copy_bandwidth(const sq_backend *be, size_t nbytes, int reps) {
+    return sq_cuda_copy_bandwidth(dev(be->impl), nbytes, reps);
+}
+
+void sq_cuda_backend_profile(const sq_backend *be, int on, double *seconds, long *calls) {
+    cuda_backend *b = be->impl;
+    if (seconds) memcpy(seconds, b->seconds, sizeof b->seconds);
+    if (calls) memcpy(calls, b->calls, sizeof b->calls);
+    b->profile = on;
+    memset(b->seconds, 0, sizeof b->seconds);
+    memset(b->calls, 0, sizeof b->calls);
+}

@@ -1,0 +1,208 @@
+/* CUDA implementations of the backend's row, norm, rotary, elementwise and cache-row operations. Each
+ * rounds as the CPU's reference does (kernels/ref/ops.c): the dequantizations and the f16 cache rows bit for
+ * bit (no fused multiply-adds where the reference rounds twice), norms and angles in double. */
+#include "kernels/cuda/cuda_common.cuh"
+
+/* ---------------------------------------------------------------- get_rows */
+
+template <int DT>
+__global__ void get_rows_kernel(const uint8_t *src, size_t row_bytes, int64_t cols, const int32_t *rows,
+                                float *out) {
+    const uint8_t *row = src + (size_t)rows[blockIdx.y] * row_bytes;
+    float *o = out + (size_t)blockIdx.y * cols;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < cols;
+         j += (int64_t)gridDim.x * blockDim.x)
+        o[j] = element<DT>(row, j);
+}
+
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
+                      float *out) {
+    if (n_rows <= 0) return;
+    const dim3 grid(sq_cu_blocks(cols, 256) < 64 ? sq_cu_blocks(cols, 256) : 64, (unsigned)n_rows);
+    const uint8_t *s = (const uint8_t *)src;
+    const size_t rb = sq_cu_row_bytes(dtype, cols);
+    sq_cu_with_format(dtype, [&](auto dt) {
+        get_rows_kernel<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
+    });
+    SQ_CUDA_LAUNCHED(c, "get_rows");
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+/* One block per token: the sum of squares in double (as the reference), then x * scale * weight. Each
+ * thread keeps its first RMS_HELD values in registers between the two passes, so that a decode step's row
+ * (4096 values: 4 a thread) is read once and its stores do not wait on loads (out may be x). */
+enum { RMS_THREADS = 1024, RMS_HELD = 8 };
+__global__ void __launch_bounds__(RMS_THREADS)
+    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out) {
+    const float *r = x + (size_t)blockIdx.x * dim;
+    float *o = out + (size_t)blockIdx.x * dim;
+    float held[RMS_HELD];
+    double ss = 0;
+#pragma unroll
+    for (int k = 0; k < RMS_HELD; k++) {
+        const int i = threadIdx.x + k * RMS_THREADS;
+        held[k] = i < dim ? r[i] : 0;
+        ss += (double)held[k] * held[k];
+    }
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS) ss += (double)r[i] * r[i];
+    __shared__ double part[32];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        ss = part[threadIdx.x];
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+        if (threadIdx.x == 0) part[0] = ss;
+    }
+    __syncthreads();
+    const float scale = (float)(1.0 / sqrt(part[0] / dim + eps));
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS)
+        o[i] = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+#pragma unroll
+    for (int k = 0; k < RMS_HELD; k++) {
+        const int i = threadIdx.x + k * RMS_THREADS;
+        if (i < dim) o[i] = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+    }
+}
+
+void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
+                     float *out) {
+    if (n_tokens <= 0) return;
+    rmsnorm_kernel<<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out);
+    SQ_CUDA_LAUNCHED(c, "rmsnorm");
+}
+
+/* ---------------------------------------------------------------- rope */
+
+/* One thread per (token, head, pair), so that every rotation is an independent load and store (a loop over
+ * heads in one thread would serialise them: q and k may alias as far as the compiler knows). The angle
+ * pos * inv_freq and its cos/sin are computed in double and rounded to fp32, as the reference does. */
+__global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, const int32_t *pos,
+                            const double *inv_freq, int style) {
+    const int half = head_dim / 2, heads = nq + nk;
+    const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (id >= n) return;
+    const int i = (int)(id % half), h = (int)(id / half % heads);
+    const int64_t t = id / half / heads;
+    double sn, cs;
+    sincos(pos[t] * inv_freq[i], &sn, &cs);
+    const float cf = (float)cs, sf = (float)sn;
+    const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
+    float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
+    const float a = v[ia], b = v[ib];
+    v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
+    v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+}
+
+void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
+                  const int32_t *pos, const double *inv_freq, int style) {
+    const int nk = k ? n_k_heads : 0;
+    const int64_t n = (int64_t)n_tokens * (n_q_heads + nk) * (head_dim / 2);
+    if (n <= 0) return;
+    rope_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos, inv_freq,
+                                                             style);
+    SQ_CUDA_LAUNCHED(c, "rope");
+}
+
+/* ---------------------------------------------------------------- adds, swiglu */
+
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = __fadd_rn(x[i], y[i]);
+}
+
+__global__ void add_bias_kernel(float *y, const float *bias, int64_t n, int width) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __fadd_rn(y[i], bias[i % width]);
+}
+
+/* silu(g) * u as the CPU computes it: g / (1 + expf(-g)) * u in fp32 */
+__global__ void swiglu_kernel(float *gate, const float *up, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        gate[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
+    }
+}
+
+static unsigned grid_for(sq_cuda *c, int64_t n) {
+    const unsigned b = sq_cu_blocks(n, 256), most = (unsigned)c->n_sm * 16;
+    return b < most ? b : most;
+}
+
+void sq_cuda_add(sq_cuda *c, float *x, const float *y, int64_t n) {
+    if (n <= 0) return;
+    add_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(x, y, n);
+    SQ_CUDA_LAUNCHED(c, "add");
+}
+
+void sq_cuda_add_bias(sq_cuda *c, float *y, const float *bias, int n_tokens, int width) {
+    const int64_t n = (int64_t)n_tokens * width;
+    if (n <= 0) return;
+    add_bias_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(y, bias, n, width);
+    SQ_CUDA_LAUNCHED(c, "add_bias");
+}
+
+void sq_cuda_swiglu(sq_cuda *c, float *gate, const float *up, int64_t n) {
+    if (n <= 0) return;
+    swiglu_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(gate, up, n);
+    SQ_CUDA_LAUNCHED(c, "swiglu");
+}
+
+/* ---------------------------------------------------------------- cache rows */
+
+__device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, int seq, int slot) {
+    const int32_t block = kv.block_table[(size_t)seq * kv.max_blocks + slot / kv.block_size];
+    return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
+}
+
+/* One thread per value of the new rows (independent stores), converted to the row type (f16: round to
+ * nearest even). */
+__global__ void kv_store_kernel(sq_cuda_kv kv, const float *k, const float *v, const int32_t *seq,
+                                const int32_t *slot, int64_t n) {
+    const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (id >= n) return;
+    const int64_t t = id / kv.kv_dim;
+    const int i = (int)(id % kv.kv_dim);
+    uint8_t *kr = kv_row(kv, kv.k, seq[t], slot[t]), *vr = kv_row(kv, kv.v, seq[t], slot[t]);
+    if (kv.f16) {
+        ((__half *)kr)[i] = __float2half_rn(k[id]);
+        ((__half *)vr)[i] = __float2half_rn(v[id]);
+    } else {
+        ((float *)kr)[i] = k[id];
+        ((float *)vr)[i] = v[id];
+    }
+}
+
+void sq_cuda_kv_store(sq_cuda *c, const sq_cuda_kv *kv, const float *k, const float *v,
+                      const sq_cuda_tokens *tokens) {
+    const int64_t n = (int64_t)tokens->n_tokens * kv->kv_dim;
+    if (n <= 0) return;
+    kv_store_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(*kv, k, v, tokens->seq, tokens->slot, n);
+    SQ_CUDA_LAUNCHED(c, "kv_store");
+}
+
+/* One block, the rows in order: a later copy may overwrite an earlier one's source. */
+__global__ void kv_copy_kernel(sq_cuda_kv kv, int seq, const int32_t *src, const int32_t *dst, int n) {
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < 2; p++) {
+            uint8_t *pool = p ? kv.v : kv.k;
+            const uint8_t *s = kv_row(kv, pool, seq, src[i]);
+            uint8_t *d = kv_row(kv, pool, seq, dst[i]);
+            for (size_t b = threadIdx.x; b < kv.row_bytes; b += blockDim.x) d[b] = s[b];
+        }
+        __syncthreads();
+    }
+}
+
+void sq_cuda_kv_copy(sq_cuda *c, const sq_cuda_kv *kv, int seq, const int32_t *src, const int32_t *dst,
+                     int n) {
+    if (n <= 0) return;
+    kv_copy_kernel<<<1, 256, 0, c->stream>>>(*kv, seq, src, dst, n);
+    SQ_CUDA_LAUNCHED(c, "kv_copy");
+}
