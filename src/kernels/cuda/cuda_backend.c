@@ -64,6 +64,8 @@ static int cu_supports(void *impl, sq_op op, sq_dtype dtype) {
     case SQ_OP_ADD:
     case SQ_OP_ADD_BIAS:
     case SQ_OP_SWIGLU:
+    case SQ_OP_GEGLU:
+    case SQ_OP_SCALE:
         return dtype == SQ_DTYPE_F32;
     case SQ_OP_COUNT:
         break;
@@ -110,6 +112,12 @@ static void cu_add_bias(void *impl, float *y, const float *bias, int n_tokens, i
 }
 static void cu_swiglu(void *impl, float *gate, const float *up, int64_t n) {
     TIMED(SQ_OP_SWIGLU, sq_cuda_swiglu(dev(impl), gate, up, n));
+}
+static void cu_geglu(void *impl, float *gate, const float *up, int64_t n) {
+    TIMED(SQ_OP_GEGLU, sq_cuda_geglu(dev(impl), gate, up, n));
+}
+static void cu_scale(void *impl, float *x, float s, int64_t n) {
+    TIMED(SQ_OP_SCALE, sq_cuda_scale(dev(impl), x, s, n));
 }
 
 static sq_cuda_kv kv_of(const sq_kv_view *v) {
@@ -176,6 +184,8 @@ sq_error *sq_cuda_backend_create(int n_threads, sq_backend *out) {
                         .add = cu_add,
                         .add_bias = cu_add_bias,
                         .swiglu = cu_swiglu,
+                        .geglu = cu_geglu,
+                        .scale = cu_scale,
                         .kv_store = cu_kv_store,
                         .kv_copy = cu_kv_copy,
                         .attention = cu_attention};

@@ -63,6 +63,8 @@ void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, 
 void sq_cuda_add(sq_cuda *c, float *x, const float *y, int64_t n);
 void sq_cuda_add_bias(sq_cuda *c, float *y, const float *bias, int n_tokens, int width);
 void sq_cuda_swiglu(sq_cuda *c, float *gate, const float *up, int64_t n);
+void sq_cuda_geglu(sq_cuda *c, float *gate, const float *up, int64_t n);
+void sq_cuda_scale(sq_cuda *c, float *x, float s, int64_t n);
 
 /* The paged cache as kernels/backend.h's sq_kv_view describes it; block_table in device memory. */
 typedef struct sq_cuda_kv {

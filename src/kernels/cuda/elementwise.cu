@@ -130,6 +130,23 @@ __global__ void swiglu_kernel(float *gate, const float *up, int64_t n) {
     }
 }
 
+/* GeGLU with the tanh GELU as the CPU computes it: x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3), times u */
+__global__ void geglu_kernel(float *gate, const float *up, int64_t n) {
+    const float c2 = 2 * 0.7978845608028654f;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float x = gate[i];
+        const float z = __fmul_rn(-c2, __fadd_rn(x, __fmul_rn(__fmul_rn(__fmul_rn(0.044715f, x), x), x)));
+        gate[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(z))), up[i]);
+    }
+}
+
+__global__ void scale_kernel(float *x, float s, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = __fmul_rn(x[i], s);
+}
+
 static unsigned grid_for(sq_cuda *c, int64_t n) {
     const unsigned b = sq_cu_blocks(n, 256), most = (unsigned)c->n_sm * 16;
     return b < most ? b : most;
@@ -152,6 +169,18 @@ void sq_cuda_swiglu(sq_cuda *c, float *gate, const float *up, int64_t n) {
     if (n <= 0) return;
     swiglu_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(gate, up, n);
     SQ_CUDA_LAUNCHED(c, "swiglu");
+}
+
+void sq_cuda_geglu(sq_cuda *c, float *gate, const float *up, int64_t n) {
+    if (n <= 0) return;
+    geglu_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(gate, up, n);
+    SQ_CUDA_LAUNCHED(c, "geglu");
+}
+
+void sq_cuda_scale(sq_cuda *c, float *x, float s, int64_t n) {
+    if (n <= 0) return;
+    scale_kernel<<<grid_for(c, n), 256, 0, c->stream>>>(x, s, n);
+    SQ_CUDA_LAUNCHED(c, "scale");
 }
 
 /* ---------------------------------------------------------------- cache rows */
