@@ -36,6 +36,7 @@ typedef enum sq_dtype {
     SQ_DTYPE_Q5_K,
     SQ_DTYPE_Q6_K,
     SQ_DTYPE_Q8_K,
+    SQ_DTYPE_W8A8,
     SQ_DTYPE_COUNT
 } sq_dtype;
 
@@ -72,7 +73,8 @@ typedef struct sq_dtype_traits {
     int bits;                /* bits per stored value */
     size_t meta_bytes;       /* bytes of scales, minimums and zero points per block */
     int group_elems;         /* consecutive elements sharing one floating-point scale (and minimum); 1 for
-                                plain floats; the K-quants' super-block */
+                                plain floats; the K-quants' super-block; SQ_GROUP_ROW: every value one
+                                from_f32 call is given (callers give it a row at a time) */
     int sub_block_elems; /* consecutive elements sharing one integer sub-block scale (and minimum) inside a
                             group: the K-quants' 16 or 32; = group_elems where a group has one scale */
     sq_zero_point zero;
@@ -81,7 +83,9 @@ typedef struct sq_dtype_traits {
     size_t alignment; /* a block's address must be a multiple of this (its widest field) */
     /* What the CPU kernels' GEMV multiplies the weights with: SQ_DTYPE_F32 (fp32 activations), or the 8-bit
      * format activations are quantized to first, once per matmul by its reference from_f32, for integer dot
-     * products (ggml's vec_dot_type: Q8_0 for 32-value blocks, Q8_K for the K-quants). */
+     * products (ggml's vec_dot_type: Q8_0 for 32-value blocks, Q8_K for the K-quants). A format naming
+     * itself (W8A8) makes activation quantization part of the format: every product quantizes them, prefill
+     * included, where the others' prefill multiplies fp32 activations. */
     sq_dtype dot_dtype;
     /* The promise of the round trip to_f32(from_f32(x)): |error| <= max_error * (largest |x| of the value's
      * group), for finite values whose group's largest magnitude lies in [2^-6, 2^15] */
@@ -247,6 +251,14 @@ static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints
     }
 }
 
+/* group_elems of a format whose scale covers a whole row: one per output channel of a weight, one per token
+ * of activations. */
+#define SQ_GROUP_ROW 0
+
+/* squeeze's own formats in GGUF: tensor type numbers far past ggml's (which end below 64), so that no
+ * ggml release reads them as one of its own; llama.cpp refuses them as an invalid tensor type. */
+#define SQ_GGUF_OWN_TYPE_BASE 1024
+
 /* The reference conversions (dtype_ref.c), named sq_ref_<format>_to_f32 / _from_f32. */
 #define SQ_DECLARE_REFERENCE(format)                                                                         \
     void sq_ref_##format##_to_f32(const void *src, float *dst, int64_t n);                                   \
@@ -265,6 +277,7 @@ SQ_DECLARE_REFERENCE(q4_K)
 SQ_DECLARE_REFERENCE(q5_K)
 SQ_DECLARE_REFERENCE(q6_K)
 SQ_DECLARE_REFERENCE(q8_K)
+SQ_DECLARE_REFERENCE(w8a8)
 #undef SQ_DECLARE_REFERENCE
 #define SQ_DECLARE_WEIGHTED(format)                                                                          \
     void sq_ref_##format##_from_f32_weighted(const float *, void *, int64_t, const float *);
@@ -522,6 +535,27 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .max_error = Q8_K_ERROR,
                        .to_f32 = sq_ref_q8_K_to_f32,
                        .from_f32 = sq_ref_q8_K_from_f32},
+    /* SmoothQuant's W8A8 (Xiao et al. 2023): symmetric int8 with one scale per row, so per output channel
+     * for weights and, as the dot format of itself, per token for activations (absmax / 127). The layout is
+     * Q8_0's, the row's f16 scale repeated in each 32-value block, so that any run of whole blocks converts
+     * on its own as every other format's does (the GEMM tiles and the reference GEMV convert parts of rows).
+     */
+    [SQ_DTYPE_W8A8] = {.name = "w8a8",
+                       .ggml_type = SQ_GGUF_OWN_TYPE_BASE,
+                       .gguf_file_type = -1,
+                       .block_elems = SQ_QK8_0,
+                       .block_bytes = sizeof(sq_block_q8_0),
+                       .bits = 8,
+                       .meta_bytes = 2,
+                       .group_elems = SQ_GROUP_ROW,
+                       .sub_block_elems = SQ_QK8_0,
+                       .zero = SQ_ZERO_NONE,
+                       .columns = SQ_COLUMNS_SEQUENTIAL,
+                       .alignment = 2,
+                       .dot_dtype = SQ_DTYPE_W8A8,
+                       .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
+                       .to_f32 = sq_ref_w8a8_to_f32,
+                       .from_f32 = sq_ref_w8a8_from_f32},
 };
 #undef SQ_F16_ROUNDING
 

@@ -123,6 +123,19 @@ void sq_ref_q8_0_from_f32(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < SQ_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
     }
 }
+/* W8A8: Q8_0's blocks, one scale for all n values (a row): absmax / 127, rounded as Q8_0 rounds its own. */
+void sq_ref_w8a8_to_f32(const void *src, float *dst, int64_t n) { sq_ref_q8_0_to_f32(src, dst, n); }
+void sq_ref_w8a8_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_q8_0 *b = dst;
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(src[i]));
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    const uint16_t dh = sq_f32_to_f16(d);
+    for (int64_t i = 0; i < n / SQ_QK8_0; i++) {
+        b[i].d = dh;
+        for (int j = 0; j < SQ_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(src[i * SQ_QK8_0 + j] * id);
+    }
+}
 void sq_ref_q4_0_to_f32(const void *src, float *dst, int64_t n) {
     const sq_block_q4_0 *b = src;
     for (int64_t i = 0; i < n / SQ_QK4_0; i++) {

@@ -33,7 +33,8 @@ typedef enum sq_gguf_type {
 } sq_gguf_type;
 
 /* ggml type number of a dtype (its row in core/dtype.h), and back (-1 when squeeze does not handle it); the
- * name ggml gives any type number (ggml.c's type traits), for messages. */
+ * name ggml gives any type number (ggml.c's type traits), for messages; squeeze's own types (from
+ * SQ_GGUF_OWN_TYPE_BASE, docs/formats.md) by their names in upper case. */
 uint32_t sq_gguf_ggml_type(sq_dtype dtype);
 int sq_gguf_dtype_from_ggml(uint32_t ggml_type);
 const char *sq_gguf_ggml_type_name(uint32_t ggml_type);

@@ -21,7 +21,10 @@ const char *sq_gguf_ggml_type_name(uint32_t t) {
         "Q3_K",  "Q4_K",   "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
         "IQ2_S", "IQ4_XS", "I8",   "I16",  "I32",  "I64",     "F64",    "IQ1_M",   "BF16",
     };
-    return t < sizeof names / sizeof *names ? names[t] : "unknown";
+    if (t < sizeof names / sizeof *names) return names[t];
+    static const char *const own[SQ_DTYPE_COUNT] = {[SQ_DTYPE_W8A8] = "W8A8"}; /* squeeze's own types */
+    const int d = sq_gguf_dtype_from_ggml(t);
+    return t >= SQ_GGUF_OWN_TYPE_BASE && d >= 0 && own[d] ? own[d] : "unknown";
 }
 
 /* A bounds-checked cursor over the mapped file. */

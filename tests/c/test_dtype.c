@@ -31,7 +31,10 @@ static void test_rows_are_consistent(void **state) {
             fail_msg("%s: %zu bytes per block, but %d values of %d bits and %zu bytes of scales make %zu",
                      f->name, f->block_bytes, f->block_elems, f->bits, f->meta_bytes,
                      (size_t)f->block_elems * (size_t)f->bits / 8 + f->meta_bytes);
-        if (f->group_elems < 1 || f->block_elems % f->group_elems)
+        if (f->group_elems == SQ_GROUP_ROW) { /* one scale per row: symmetric, whole sub-blocks */
+            if (f->zero != SQ_ZERO_NONE || f->block_elems % f->sub_block_elems)
+                fail_msg("%s: a scale per row needs symmetric values in whole sub-blocks", f->name);
+        } else if (f->group_elems < 1 || f->block_elems % f->group_elems)
             fail_msg("%s: groups of %d do not divide blocks of %d", f->name, f->group_elems, f->block_elems);
         if (f->sub_block_elems < 1 || f->group_elems % f->sub_block_elems)
             fail_msg("%s: sub-blocks of %d do not divide groups of %d", f->name, f->sub_block_elems,
@@ -128,22 +131,27 @@ static void test_round_trip_within_stated_error(void **state) {
     for (int d = 0; d < SQ_DTYPE_COUNT; d++) {
         const sq_dtype_traits *f = sq_dtype_info((sq_dtype)d);
         const int64_t n = (int64_t)f->block_elems * 37 * GROUP_KINDS;
+        /* a format with one scale per row (SQ_GROUP_ROW) quantizes rows of 37 blocks, one call each */
+        const int64_t group = f->group_elems == SQ_GROUP_ROW ? (int64_t)f->block_elems * 37 : f->group_elems;
+        const int64_t call = f->group_elems == SQ_GROUP_ROW ? group : n;
         float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
         void *q = malloc((size_t)(n / f->block_elems) * f->block_bytes);
         assert_true(x && y && q);
-        for (int64_t g = 0; g < n / f->group_elems; g++) {
+        for (int64_t g = 0; g < n / group; g++) {
             /* group magnitudes spread over the stated range [2^-6, 2^15] */
             const float a = ldexpf(1, -6 + (int)(sq_test_rand_u64(&seed) % 21)) *
                             sq_test_rand_uniform(&seed, 1, 2 - 1.0f / 1024);
-            fill_group(x + g * f->group_elems, f->group_elems, (int)(g % GROUP_KINDS), a, &seed);
+            fill_group(x + g * group, (int)group, (int)(g % GROUP_KINDS), a, &seed);
         }
-        f->from_f32(x, q, n);
-        f->to_f32(q, y, n);
+        for (int64_t c = 0; c < n; c += call) {
+            f->from_f32(x + c, (uint8_t *)q + c / f->block_elems * f->block_bytes, call);
+            f->to_f32((uint8_t *)q + c / f->block_elems * f->block_bytes, y + c, call);
+        }
         double worst = 0; /* the largest error relative to its group's largest magnitude */
-        for (int64_t g = 0; g < n / f->group_elems; g++) {
-            const float *xg = x + g * f->group_elems, *yg = y + g * f->group_elems;
+        for (int64_t g = 0; g < n / group; g++) {
+            const float *xg = x + g * group, *yg = y + g * group;
             double amax = 0, err = 0;
-            for (int i = 0; i < f->group_elems; i++) {
+            for (int64_t i = 0; i < group; i++) {
                 amax = fmax(amax, fabs(xg[i]));
                 err = fmax(err, fabs((double)yg[i] - xg[i]));
             }

@@ -1,5 +1,5 @@
 /* Format round trips on tiny random models (GQA, biases, tied and untied outputs,
- * f32/f16/bf16/q8_0/q4_0/q4_1, sliding window, explicit head_dim, Llama-3 RoPE scaling): every writer's
+ * f32/f16/bf16/q8_0/q4_0/q4_1/w8a8, sliding window, explicit head_dim, Llama-3 RoPE scaling): every writer's
  * output must load back as the same config and bit-identical tensors, once the RoPE row order is undone. Also
  * checks that the RoPE row permutation really turns halves-RoPE weights into interleaved-RoPE weights. */
 #include <math.h>
@@ -123,6 +123,12 @@ static const rt_case cases[] = {
      0,
      0,
      "q4_1"},
+    {"llama-w8a8-halves", /* squeeze's own GGUF type */
+     {"llama", 64, 2, 4, 2, 16, 96, 70, SQ_DTYPE_W8A8, 1, 0, 0, 0, SQ_ROPE_HALVES},
+     1,
+     0,
+     0,
+     "w8a8"},
     {"llama3-scaling-bf16",
      {"llama", 256, 1, 2, 1, 128, 64, 40, SQ_DTYPE_BF16, 0, 0, 0, 1, SQ_ROPE_HALVES},
      1,

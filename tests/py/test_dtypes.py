@@ -13,7 +13,11 @@ tests/tools/dtype_tool:
     dequantize to exactly gguf.quants.dequantize's values; for the K-quants, the bytes squeeze writes and
     random bytes (every scale and bit pattern; NaN where both give NaN) dequantize to gguf's values. (No negative zeros: which zero a block's minimum
     or signed maximum is, when zeros of both signs tie, differs between numpy's reductions and ggml's C code,
-    which squeeze follows; the values are equal either way.)"""
+    which squeeze follows; the values are equal either way.)
+  - squeeze's own formats (GGUF type numbers from 1024, docs/formats.md), which gguf does not know, against
+    numpy definitions written from docs/formats.md: W8A8, one row at a time, quantizes to Q8_0's blocks with
+    the row's scale f16(absmax / 127) in every block and q = round half away from zero (x * (1 / d)), and
+    dequantizes as Q8_0 (through gguf's Q8_0, the same bytes)."""
 import os
 import subprocess
 import sys
@@ -80,9 +84,33 @@ def awkward_rows(block, tie_grid, n_rows=24, blocks_per_row=9):
     return x.reshape(n_rows, blocks_per_row * block)
 
 
+def w8a8_row(x):
+    """docs/formats.md's W8A8 of one row, in float32 as the C reference computes it."""
+    d = np.float32(np.max(np.abs(x))) / np.float32(127)
+    inv = np.float32(1) / d if d else np.float32(0)
+    p = x * inv
+    q = (np.sign(p) * np.floor(np.abs(p) + np.float32(0.5))).astype(np.int8).reshape(-1, 32)
+    blocks = np.empty(len(q), dtype=[("d", "<f2"), ("qs", "i1", 32)])
+    blocks["d"], blocks["qs"] = np.float16(d), q
+    return blocks.tobytes()
+
+
+OWN = {"w8a8": (w8a8_row, gguf.GGMLQuantizationType.Q8_0)}
+
 rows = table()
 check(len(rows) > 0, f"dtype_tool lists {len(rows)} formats")
 for f in rows:
+    if f["ggml"] >= 1024:
+        quantize_row, same_layout = OWN[f["name"]]
+        x = awkward_rows(f["elems"], TIE_GRIDS.get("q8_0"))
+        ours = b"".join(tool("quantize", f["name"], data=row.tobytes()) for row in x)
+        check(ours == b"".join(quantize_row(row) for row in x),
+              f"{f['name']}: reference from_f32 of {x.shape[0]} rows writes numpy's bytes")
+        back = np.frombuffer(tool("dequantize", f["name"], data=ours), dtype=np.float32)
+        want = gguf.quants.dequantize(np.frombuffer(ours, dtype=np.uint8).reshape(-1, f["bytes"]), same_layout)
+        check(np.array_equal(back, np.asarray(want, dtype=np.float32).ravel()),
+              f"{f['name']}: reference to_f32 gives the values of its layout's ggml type")
+        continue
     if f["ggml"] < 0:
         continue
     qt = gguf.GGMLQuantizationType(f["ggml"])

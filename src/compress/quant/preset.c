@@ -11,7 +11,7 @@ static const sq_quant_preset presets[] = {
     {"q5_0", SQ_DTYPE_Q5_0, 1},   {"q5_1", SQ_DTYPE_Q5_1, 1},   {"q2_k", SQ_DTYPE_Q2_K, 1},
     {"q3_k", SQ_DTYPE_Q3_K, 0},   {"q4_k", SQ_DTYPE_Q4_K, 0},   {"q5_k", SQ_DTYPE_Q5_K, 0},
     {"q6_k", SQ_DTYPE_Q6_K, 1},   {"q3_k_m", SQ_DTYPE_Q3_K, 1}, {"q4_k_s", SQ_DTYPE_Q4_K, 1},
-    {"q4_k_m", SQ_DTYPE_Q4_K, 1}, {"q5_k_m", SQ_DTYPE_Q5_K, 1},
+    {"q4_k_m", SQ_DTYPE_Q4_K, 1}, {"q5_k_m", SQ_DTYPE_Q5_K, 1}, {"w8a8", SQ_DTYPE_W8A8, 0},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets };
 

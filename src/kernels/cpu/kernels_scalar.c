@@ -119,6 +119,19 @@ static inline float int_block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, c
     return acc;
 }
 
+/* W8A8 against its own activations (one int8 row per token): per block the exact int32 sum of products,
+ * scaled by the weight's and the token's scales (each block holds its row's). */
+static float w8a8_dot(const uint8_t *w, int64_t cols, const uint8_t *x) {
+    const sq_block_q8_0 *wb = (const sq_block_q8_0 *)w, *xb = (const sq_block_q8_0 *)x;
+    float acc = 0;
+    for (int64_t b = 0; b < cols / SQ_QK8_0; b++) {
+        int32_t dot = 0;
+        for (int j = 0; j < SQ_QK8_0; j++) dot += wb[b].qs[j] * xb[b].qs[j];
+        acc += sq_f16_to_f32(wb[b].d) * sq_f16_to_f32(xb[b].d) * (float)dot;
+    }
+    return acc;
+}
+
 #define DEFINE_GEMV(dtype)                                                                                   \
     static void gemv_##dtype(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols,               \
                              const void *x, int n_tokens, float *y, size_t ldy) {                            \
@@ -150,6 +163,14 @@ DEFINE_INT_GEMV(q4_K, SQ_DTYPE_Q4_K)
 DEFINE_INT_GEMV(q5_K, SQ_DTYPE_Q5_K)
 DEFINE_INT_GEMV(q6_K, SQ_DTYPE_Q6_K)
 
+static void gemv_w8a8(const uint8_t *w, size_t row_bytes, int64_t n_rows, int64_t cols, const void *x,
+                      int n_tokens, float *y, size_t ldy) {
+    const size_t xrow = sq_row_bytes(SQ_DTYPE_W8A8, cols);
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int t = 0; t < n_tokens; t++)
+            y[t * ldy + r] = w8a8_dot(w + (size_t)r * row_bytes, cols, (const uint8_t *)x + t * xrow);
+}
+
 /* Its dequantizers are the formats' reference conversions. */
 const sq_cpu_kernels sq_kernels_scalar = {
     .name = "scalar",
@@ -169,5 +190,6 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_Q5_K] = {.gemv = gemv_q5_K, .to_f32 = sq_ref_q5_K_to_f32},
             [SQ_DTYPE_Q6_K] = {.gemv = gemv_q6_K, .to_f32 = sq_ref_q6_K_to_f32},
             [SQ_DTYPE_Q8_K] = SQ_REFERENCE_ONLY,
+            [SQ_DTYPE_W8A8] = {.gemv = gemv_w8a8, .to_f32 = sq_ref_w8a8_to_f32},
         },
 };

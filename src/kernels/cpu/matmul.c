@@ -10,7 +10,9 @@
  * Formats whose GEMV takes integer dot products (a dot_dtype in core/dtype.h: Q5_0, Q5_1, the K-quants) get
  * their activations quantized here, once per call for all threads, by the dot format's reference from_f32
  * (so every kernel set sees the same 8-bit activations, and the oracle can too: sq_cpu_matmul_x_dtype). Their
- * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every format's does.
+ * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every other format's does;
+ * W8A8, whose activations are quantized for every product (its dot_dtype is itself), runs its integer GEMV
+ * for any number of tokens: several tokens per pass over cache-sized row chunks.
  * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
  * as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
@@ -169,18 +171,23 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .n_tokens = n_tokens,
         .y = y,
     };
-    if (n_tokens < GEMM_MIN_TOKENS) {
+    const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
+    if (n_tokens < GEMM_MIN_TOKENS || x_dtype != SQ_DTYPE_F32) {
         job.gemv_x = x;
-        const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
         if (x_dtype == SQ_DTYPE_F32) {
             sq_threadpool_run(pool, gemv_task, &job);
             return;
         }
         /* The quantized activations: on the stack for the usual widths, else on the heap; if even that fails,
-         * the format's reference path (fp32 activations) still gives the product. */
+         * the format's reference path (fp32 activations) still gives the product (for many tokens the GEMM
+         * path, as the reference GEMV takes fewer). */
         uint8_t stack[X_STACK_BYTES];
         const size_t xrow = sq_row_bytes(x_dtype, job.cols), xbytes = xrow * (size_t)n_tokens;
         uint8_t *qx = xbytes <= sizeof stack ? stack : malloc(xbytes);
+        if (!qx && n_tokens >= GEMM_MIN_TOKENS) {
+            sq_threadpool_run(pool, gemm_task, &job);
+            return;
+        }
         if (!qx) {
             static const sq_format_kernels reference = SQ_REFERENCE_ONLY;
             job.kernels = &reference;
@@ -197,7 +204,9 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
 }
 
 sq_dtype sq_cpu_matmul_x_dtype(const sq_cpu_kernels *set, sq_dtype w_dtype, int n_tokens) {
-    if (n_tokens >= GEMM_MIN_TOKENS || set->formats[w_dtype].reference_only) return SQ_DTYPE_F32;
+    if (set->formats[w_dtype].reference_only) return SQ_DTYPE_F32;
+    /* W8A8 quantizes its activations for every product: its prefill is its GEMV over many tokens */
+    if (n_tokens >= GEMM_MIN_TOKENS && sq_dtype_info(w_dtype)->dot_dtype != w_dtype) return SQ_DTYPE_F32;
     return sq_dtype_info(w_dtype)->dot_dtype;
 }
 
