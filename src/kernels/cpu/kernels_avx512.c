@@ -8,6 +8,21 @@
 typedef __m512 vec;
 #define SIMD(op)   _mm512_##op
 #define KERNEL_SET avx512
+#define HAVE_VNNI
+
+/* AVX-512 VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later; with AVX-512VL for 256-bit registers), asked at
+ * run time: the set itself needs only AVX-512F. */
+static inline int has_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+}
+/* vpdpbusd: per 32-bit lane the sum of four products of unsigned bytes of a and signed bytes of b. As an
+ * instruction, not an intrinsic, so that this set compiles for AVX-512F and runs it only where has_vnni(). */
+static inline __attribute__((always_inline)) TARGET __m256i dot_vnni(__m256i a, __m256i b) {
+    __m256i acc = _mm256_setzero_si256();
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+}
 #include "kernels/cpu/kernels_simd.inc"
 
 INLINE float hsum(vec v) { return _mm512_reduce_add_ps(v); }
