@@ -1245,6 +1245,8 @@ SQ_NODISCARD sq_error *sq_trainer_block_taylor(const sq_trainer *t, double *scor
  *    q5_k_m): llama-quantize's rules for it (llama-quant.cpp): the output layer (token_embd when tied) in
  *    Q6_K, more bits for attn_v and ffn_down in some layers of the _M mixes, ...;
  *  - q3_k, q4_k, q5_k: every weight matrix in that format (llama-quantize --pure);
+ *  - w8a8 (squeeze's own, docs/formats.md): every weight matrix, int8 per output channel, its products
+ *    quantizing activations to int8 per token;
  * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
  * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
  * and other 1-D tensors stay as they are. */
@@ -1268,6 +1270,11 @@ typedef struct sq_quantize_params {
     const sq_calib_samples *calib; /* calibration samples (methods that need them; NULL otherwise) */
     double gptq_damp;              /* gptq: fraction of the Hessian's mean diagonal added to it; 0: 0.01 */
     int gptq_act_order;            /* gptq: columns by decreasing Hessian diagonal, static groups */
+    /* "smoothquant" (needs calib; formats that quantize activations: w8a8): SmoothQuant (Xiao et al. 2023),
+     * per block the inputs' per-channel max |x| migrated into the weights, s = max|x|^alpha /
+     * max|w|^(1 - alpha), folded into the norms, attn_v and ffn_up (compress/quant/smoothquant.h), then
+     * round to nearest. smooth_alpha: its migration strength in (0, 1]; 0: 0.5 */
+    double smooth_alpha;
     const sq_quant_keep *keep;
     int n_keep;
     int n_threads; /* 0: all online cores */

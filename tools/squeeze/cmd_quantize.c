@@ -6,13 +6,16 @@
 
 static const cli_verb verb = {
     .name = "quantize",
-    .usage = "-m MODEL -o OUT.gguf --type TYPE [--method rtn|gptq --calib TEXT] [--imatrix FILE] "
-             "[--keep PATTERN=TYPE ...] [options]",
+    .usage =
+        "-m MODEL -o OUT.gguf --type TYPE [--method rtn|gptq|awq|smoothquant --calib TEXT] [--imatrix FILE] "
+        "[--keep PATTERN=TYPE ...] [options]",
     .about =
         "Writes MODEL with its weight matrices quantized. TYPE is a llama.cpp file type (q8_0, q4_0,\n"
         "q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m, q5_k_m: each tensor gets the format\n"
         "llama-quantize gives it, the output layer Q6_K for instance) or a K-quant for every matrix\n"
-        "(q3_k, q4_k, q5_k). Rows that are not whole blocks of a format fall back to one that fits\n"
+        "(q3_k, q4_k, q5_k), or w8a8 (squeeze's own: int8 weights per output channel, activations\n"
+        "quantized to int8 per token in every product). Rows that are not whole blocks of a format fall back "
+        "to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
         "quantizer (llama.cpp's, without an imatrix); with --imatrix FILE (squeeze imatrix), the\n"
         "importance-weighted searches llama-quantize --imatrix runs (K-quants, q4_0/q4_1/q5_0/q5_1).\n"
@@ -22,7 +25,9 @@ static const cli_verb verb = {
         "before. Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
         "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
         "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1; token_embd and output\n"
-        "are rounded to nearest. Norms stay fp32.\n"
+        "are rounded to nearest. Method smoothquant (SmoothQuant, Xiao et al. 2023; w8a8 only): per block,\n"
+        "each input channel's max |x| on --calib text migrated into the weights (--alpha), folded into\n"
+        "the norms, attn_v and ffn_up, then round to nearest. Norms stay fp32.\n"
         "--budget-bpw B: mixed precision; the summary lists the formats chosen.\n"
         "The file appears only when complete.\n",
 };
@@ -31,19 +36,20 @@ int sq_cmd_quantize(int argc, char **argv) {
     const char *in, *out, *type, *method, *tokenizer, *json, *calib, *imatrix_path;
     cli_texts keeps;
     long threads, calib_samples, calib_len, seed;
-    double damp, budget;
+    double damp, budget, alpha;
     int no_progress, quiet, act_order;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&in, 1),
         CLI_TEXT_FLAG("-o, --output", "OUT", &out, "the GGUF file to write", .required = 1),
         CLI_TEXT_FLAG("--type", "TYPE", &type,
                       "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k,\n"
-                      "q3_k_m, q4_k_s, q4_k_m or q5_k_m",
+                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m or w8a8",
                       .required = 1),
         CLI_TEXTS_FLAG("--keep", "PATTERN=TYPE", &keeps, CLI_MAX_TEXTS,
                        "store matrices whose name matches the glob PATTERN as TYPE\n"
                        "(e.g. 'blk.*.ffn_down.weight=q8_0', 'output.weight=f16'); repeatable"),
-        CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq|awq", "rtn", "how stored values are chosen"),
+        CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq|awq|smoothquant", "rtn",
+                        "how stored values are chosen"),
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
         CLI_TEXT_FLAG("--imatrix", "FILE", &imatrix_path,
                       "importance matrix (squeeze imatrix) for method rtn"),
@@ -57,6 +63,8 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_FLAG_SEED(&seed, 0, "seed of the calibration windows' positions"),
         CLI_NUMBER_FLAG("--damp", "F", &damp, 0, 1, 0.01,
                         "gptq: damping, a fraction of the Hessian's mean diagonal", .lo_open = 1),
+        CLI_NUMBER_FLAG("--alpha", "A", &alpha, 0, 1, 0.5,
+                        "smoothquant: migration strength, s = max|x|^A / max|w|^(1-A)", .lo_open = 1),
         CLI_SWITCH_FLAG("--act-order", &act_order,
                         "gptq: columns by decreasing Hessian diagonal (static groups)"),
         CLI_SWITCH_FLAG("--quiet", &quiet, "no per-tensor lines in the summary"),
@@ -100,6 +108,7 @@ int sq_cmd_quantize(int argc, char **argv) {
                                        .calib = calib ? &samples : NULL,
                                        .gptq_damp = damp,
                                        .gptq_act_order = act_order,
+                                       .smooth_alpha = alpha,
                                        .method = method,
                                        .keep = keep,
                                        .n_keep = keeps.n,

@@ -18,13 +18,7 @@
 const char *const sq_awq_linear[SQ_AWQ_N_LINEAR] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                     "ffn_gate", "ffn_up", "ffn_down"};
 
-/* The groups of layers sharing an input: what produces it, whether that is a norm, the linear layers. */
-static const struct {
-    const char *prev;
-    int prev_is_norm;
-    int first, n; /* sq_awq_linear[first .. first + n) */
-    sq_tap_point point;
-} groups[4] = {
+const sq_awq_group sq_awq_groups[SQ_AWQ_N_GROUPS] = {
     {"attn_norm", 1, 0, 3, SQ_TAP_ATTN_IN},
     {"attn_v", 0, 3, 1, SQ_TAP_ATTN_OUT},
     {"ffn_norm", 1, 4, 2, SQ_TAP_FFN_IN},
@@ -32,7 +26,7 @@ static const struct {
 };
 
 /* A tensor's values, malloc'ed; *shape its shape. */
-static SQ_NODISCARD sq_error *read_tensor(const sq_model *m, const char *name, float **out,
+SQ_NODISCARD sq_error *sq_awq_read_tensor(const sq_model *m, const char *name, float **out,
                                           int64_t shape[2]) {
     *out = NULL;
     const int i = sq_model_tensor_index(m, name);
@@ -145,6 +139,33 @@ static SQ_NODISCARD sq_error *put(sq_model *m, const char *name, const float *va
     return sq_model_edit_tensors(m, &(sq_tensor_edit){.name = name, .dtype = "f32", .values = values}, 1);
 }
 
+SQ_NODISCARD sq_error *sq_awq_fold(sq_model *model, int layer, int gi, float *const w[3],
+                                   const int64_t rows[3], int64_t cols, const float *s) {
+    const sq_awq_group *g = &sq_awq_groups[gi];
+    char name[96];
+    sq_error *err = NULL;
+    for (int l = 0; l < g->n && !err; l++) {
+        for (int64_t r = 0; r < rows[l]; r++)
+            for (int64_t c = 0; c < cols; c++) w[l][r * cols + c] *= s[c];
+        snprintf(name, sizeof name, "blk.%d.%s.weight", layer, sq_awq_linear[g->first + l]);
+        err = put(model, name, w[l]);
+    }
+    const char *kinds[2] = {"weight", "bias"};
+    for (int b = 0; b < 2 - g->prev_is_norm && !err; b++) {
+        snprintf(name, sizeof name, "blk.%d.%s.%s", layer, g->prev, kinds[b]);
+        if (b == 1 && sq_model_tensor_index(model, name) < 0) continue;
+        float *pw;
+        int64_t shape[2];
+        err = sq_awq_read_tensor(model, name, &pw, shape);
+        const int64_t inner = g->prev_is_norm || b == 1 ? 1 : shape[1];
+        for (int64_t r = 0; !err && r < cols; r++)
+            for (int64_t c = 0; c < inner; c++) pw[r * inner + c] /= s[r];
+        if (!err) err = put(model, name, pw);
+        free(pw);
+    }
+    return err;
+}
+
 SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_calib_stats *stats,
                                           const char *const types[SQ_AWQ_N_LINEAR], int group,
                                           double *xtx_out[4], float *alpha_out) {
@@ -153,7 +174,7 @@ SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_c
     for (int p = 0; p < 4; p++) xtx_out[p] = NULL;
     sq_error *err = NULL;
     for (int gi = 0; gi < 4 && !err; gi++) {
-        const int point = groups[gi].point;
+        const int point = sq_awq_groups[gi].point;
         const sq_calib_stats *st = &stats[point];
         const int64_t cols = st->width;
         if (alpha_out) alpha_out[gi] = -1;
@@ -164,7 +185,7 @@ SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_c
         double *h = xtx_out[point]; /* [cols][cols] X^T X, then of the scaled input */
         memcpy(h, st->xtx, (size_t)(cols * cols) * sizeof *h);
         int any = 0;
-        for (int l = 0; l < groups[gi].n; l++) any |= types[groups[gi].first + l] != NULL;
+        for (int l = 0; l < sq_awq_groups[gi].n; l++) any |= types[sq_awq_groups[gi].first + l] != NULL;
         const int gqa = gi == 1 && li.n_heads != li.n_kv_heads;
         if (!any || gqa) continue;
 
@@ -172,11 +193,11 @@ SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_c
         float *s = malloc((size_t)cols * sizeof *s), *best_s = malloc((size_t)cols * sizeof *s); /* [cols] */
         int64_t max_rows = 0;
         char name[96];
-        for (int l = 0; l < groups[gi].n && !err; l++) {
-            const int i = groups[gi].first + l;
+        for (int l = 0; l < sq_awq_groups[gi].n && !err; l++) {
+            const int i = sq_awq_groups[gi].first + l;
             int64_t shape[2];
             snprintf(name, sizeof name, "blk.%d.%s.weight", layer, sq_awq_linear[i]);
-            err = read_tensor(model, name, &k.w[l], shape);
+            err = sq_awq_read_tensor(model, name, &k.w[l], shape);
             k.rows[l] = shape[0];
             max_rows = shape[0] > max_rows ? shape[0] : max_rows;
             k.quantized[l] = types[i] != NULL;
@@ -203,7 +224,7 @@ SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_c
             }
             const double norm = sqrt(lo * hi);
             for (int64_t c = 0; c < cols; c++) s[c] = (float)(s[c] / norm);
-            const double e = group_error(&k, groups[gi].n, s, h);
+            const double e = group_error(&k, sq_awq_groups[gi].n, s, h);
             if (e < best) {
                 best = e;
                 best_alpha = (float)alpha;
@@ -213,25 +234,7 @@ SQ_NODISCARD sq_error *sq_awq_scale_block(sq_model *model, int layer, const sq_c
         /* folding: the producer divided by s, the layers' columns multiplied by s */
         if (!err) {
             if (alpha_out) alpha_out[gi] = best_alpha;
-            for (int l = 0; l < groups[gi].n && !err; l++) {
-                for (int64_t r = 0; r < k.rows[l]; r++)
-                    for (int64_t c = 0; c < cols; c++) k.w[l][r * cols + c] *= best_s[c];
-                snprintf(name, sizeof name, "blk.%d.%s.weight", layer, sq_awq_linear[groups[gi].first + l]);
-                err = put(model, name, k.w[l]);
-            }
-            const char *kinds[2] = {"weight", "bias"};
-            for (int b = 0; b < 2 - groups[gi].prev_is_norm && !err; b++) {
-                snprintf(name, sizeof name, "blk.%d.%s.%s", layer, groups[gi].prev, kinds[b]);
-                if (b == 1 && sq_model_tensor_index(model, name) < 0) continue;
-                float *pw;
-                int64_t shape[2];
-                err = read_tensor(model, name, &pw, shape);
-                const int64_t inner = groups[gi].prev_is_norm || b == 1 ? 1 : shape[1];
-                for (int64_t r = 0; !err && r < cols; r++)
-                    for (int64_t c = 0; c < inner; c++) pw[r * inner + c] /= best_s[r];
-                if (!err) err = put(model, name, pw);
-                free(pw);
-            }
+            err = sq_awq_fold(model, layer, gi, k.w, k.rows, cols, best_s);
             for (int64_t i = 0; i < cols; i++)
                 for (int64_t j = 0; j < cols; j++) h[i * cols + j] /= (double)best_s[i] * best_s[j];
         }

@@ -24,6 +24,31 @@
 enum { SQ_AWQ_N_LINEAR = 7 };
 extern const char *const sq_awq_linear[SQ_AWQ_N_LINEAR]; /* "attn_q", ..., "ffn_down" */
 
+/* The groups of linear layers sharing an input, in the order above: what produces the input (`prev`, a norm,
+ * or a linear layer whose rows are the input's channels), the layers sq_awq_linear[first .. first + n), and
+ * the tap point of their input. */
+enum { SQ_AWQ_N_GROUPS = 4 };
+typedef struct sq_awq_group {
+    const char *prev;
+    int prev_is_norm;
+    int first, n;
+    sq_tap_point point;
+} sq_awq_group;
+extern const sq_awq_group sq_awq_groups[SQ_AWQ_N_GROUPS];
+
+/* Folds per input channel scales s [cols] into group gi of block `layer`, leaving the model's function
+ * unchanged up to fp32 rounding: w[l] (the values of the group's layer l, [rows[l]][cols] fp32, read by the
+ * caller) get their columns multiplied by s and replace the layers in the model (as f32); the producer's
+ * weight (a norm's [cols], or a linear layer's rows, and its bias) is divided by s. The caller checks that
+ * the group can be folded (attn_v -> attn_output only without grouped-query attention). Shared by AWQ and
+ * SmoothQuant (smoothquant.h). */
+SQ_NODISCARD sq_error *sq_awq_fold(sq_model *model, int layer, int gi, float *const w[3],
+                                   const int64_t rows[3], int64_t cols, const float *s);
+
+/* Tensor `name` of the model as fp32 values, malloc'ed into *out (NULL on failure); shape[0] its rows,
+ * shape[1] its row length (1 for a vector). */
+SQ_NODISCARD sq_error *sq_awq_read_tensor(const sq_model *m, const char *name, float **out, int64_t shape[2]);
+
 /* Searches and folds the scales of block `layer`. types[i] is the format sq_awq_linear[i] will be stored in
  * (a grid name, grid.h), NULL where it stays unquantized; group the intN grids' group. stats[p] hold X^T X
  * and sum |x| of the block's inputs; xtx_out[p] (caller frees) gets X^T X of the scaled inputs,

@@ -62,6 +62,10 @@ extern const sq_quant_method sq_quant_gptq;
 /* AWQ (awq.h): scales searched and folded per block, then round to nearest with a clipping search. */
 extern const sq_quant_method sq_quant_awq;
 
+/* SmoothQuant (smoothquant.h): activation outliers migrated into the weights per block, then round to
+ * nearest; formats that quantize activations (W8A8) only. */
+extern const sq_quant_method sq_quant_smoothquant;
+
 /* The method named `name`, or NULL when there is none. */
 const sq_quant_method *sq_quant_method_find(const char *name);
 

@@ -16,7 +16,8 @@
 #include "squeeze.h"
 
 static const sq_quant_method *method_find(const char *name) {
-    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq, &sq_quant_awq};
+    static const sq_quant_method *const methods[] = {&sq_quant_rtn, &sq_quant_gptq, &sq_quant_awq,
+                                                     &sq_quant_smoothquant};
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
         if (!strcmp(methods[i]->name, name)) return methods[i];
     return NULL;
@@ -256,8 +257,12 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
     const char *method_name = p->method ? p->method : "rtn";
     const sq_quant_method *method = method_find(method_name);
     if (!method)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn, gptq or awq)",
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "quantize: unknown method \"%s\" (expected rtn, gptq, awq or smoothquant)",
                          method_name);
+    if (!(p->smooth_alpha >= 0 && p->smooth_alpha <= 1))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: SmoothQuant's alpha %g is outside [0, 1]",
+                         p->smooth_alpha);
     if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
 
