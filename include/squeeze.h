@@ -1247,6 +1247,9 @@ SQ_NODISCARD sq_error *sq_trainer_block_taylor(const sq_trainer *t, double *scor
  *  - q3_k, q4_k, q5_k: every weight matrix in that format (llama-quantize --pure);
  *  - w8a8 (squeeze's own, docs/formats.md): every weight matrix, int8 per output channel, its products
  *    quantizing activations to int8 per token;
+ *  - int4_g32, int4_g64, int4_g128 (squeeze's own): every weight matrix in asymmetric int4 with an f16 scale
+ *    and an integer zero point per group of 32, 64 or 128 (GPTQ's convention; `squeeze quantize --type int4
+ *    --group G`), rows that are not whole groups in the largest smaller group that fits;
  * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
  * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
  * and other 1-D tensors stay as they are. */

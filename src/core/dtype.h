@@ -37,6 +37,9 @@ typedef enum sq_dtype {
     SQ_DTYPE_Q6_K,
     SQ_DTYPE_Q8_K,
     SQ_DTYPE_W8A8,
+    SQ_DTYPE_INT4_G32,
+    SQ_DTYPE_INT4_G64,
+    SQ_DTYPE_INT4_G128,
     SQ_DTYPE_COUNT
 } sq_dtype;
 
@@ -47,6 +50,9 @@ typedef enum sq_zero_point {
                       the K-quants Q3_K: 4 and Q6_K: 32, d their sub-block's scale) */
     SQ_ZERO_MIN,   /* value = q * d + m, a stored minimum m per group (Q4_1; the K-quants' sub-blocks; an
                       integer zero point z per group, as GPTQ/AWQ store it, is m = -z * d) */
+    SQ_ZERO_POINT, /* value = q * d + m with m = -z * d, z an unsigned integer stored per group (GPTQ's and
+                      AWQ's asymmetric zero point; squeeze's intN): q * d and z * d are exact in fp32, so the
+                      value is (q - z) * d exactly */
 } sq_zero_point;
 
 /* Which element of the block each stored value is. Later formats add theirs here (AWQ packs eight nibbles of
@@ -255,6 +261,16 @@ static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints
  * of activations. */
 #define SQ_GROUP_ROW 0
 
+/* squeeze's intN group formats (SQ_ZERO_POINT): per group of G values an f16 scale d at byte 0, the zero
+ * point z at byte 2 (byte 3 zero), then the values, 4-bit in ggml's nibble order (SQ_COLUMNS_NIBBLE_HALVES).
+ */
+#define SQ_INTN_META_BYTES 4
+/* GPTQ's asymmetric parameters of one group x[n] (quant.py, Quantizer.find_params with weight=True): the
+ * range [min(x, 0), max(x, 0)] (or [-1, 1] when both are 0) in qmax steps, s = (max - min) / qmax,
+ * z = round(-min / s); then squeeze stores d = f16(s) and rounds each value to q = clamp(round((x + z d) /
+ * d), 0, qmax). The reference quantizers and the GPTQ/AWQ grids (compress/quant/grid.c) share it. */
+void sq_ref_intn_params(const float *x, int n, int qmax, float *d, int *z);
+
 /* squeeze's own formats in GGUF: tensor type numbers far past ggml's (which end below 64), so that no
  * ggml release reads them as one of its own; llama.cpp refuses them as an invalid tensor type. */
 #define SQ_GGUF_OWN_TYPE_BASE 1024
@@ -278,6 +294,9 @@ SQ_DECLARE_REFERENCE(q5_K)
 SQ_DECLARE_REFERENCE(q6_K)
 SQ_DECLARE_REFERENCE(q8_K)
 SQ_DECLARE_REFERENCE(w8a8)
+SQ_DECLARE_REFERENCE(int4_g32)
+SQ_DECLARE_REFERENCE(int4_g64)
+SQ_DECLARE_REFERENCE(int4_g128)
 #undef SQ_DECLARE_REFERENCE
 #define SQ_DECLARE_WEIGHTED(format)                                                                          \
     void sq_ref_##format##_from_f32_weighted(const float *, void *, int64_t, const float *);
@@ -308,6 +327,9 @@ SQ_DECLARE_WEIGHTED(q6_K)
 #define Q5_K_ERROR 0.075
 #define Q6_K_ERROR 0.028
 #define Q8_K_ERROR (0.5 / 127 * 1.001)
+/* intN: half a step s / 2 inside the range, and at its ends the zero point's rounding (the range's ends move
+ * by up to s / 2) plus the f16 scale's (up to 15 s 2^-11); s = (max - min) / 15 <= 2 amax / 15. */
+#define INT4_ERROR (1.0 / 15 + 2.01 * SQ_F16_ROUNDING)
 static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
     [SQ_DTYPE_F32] = {.name = "f32",
                       .ggml_type = 0,
@@ -556,6 +578,20 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
                        .to_f32 = sq_ref_w8a8_to_f32,
                        .from_f32 = sq_ref_w8a8_from_f32},
+/* squeeze's int4 with a scale and zero point per group of 32, 64 or 128 (GPTQ's and AWQ's asymmetric
+ * convention, e.g. int4g128; docs/formats.md) */
+#define SQ_INT4_ROW(G, ggml)                                                                                 \
+    {                                                                                                        \
+        .name = "int4_g" #G, .ggml_type = ggml, .gguf_file_type = -1, .block_elems = G,                      \
+        .block_bytes = SQ_INTN_META_BYTES + G / 2, .bits = 4, .meta_bytes = SQ_INTN_META_BYTES,              \
+        .group_elems = G, .sub_block_elems = G, .zero = SQ_ZERO_POINT, .columns = SQ_COLUMNS_NIBBLE_HALVES,  \
+        .alignment = 2, .max_error = INT4_ERROR, .to_f32 = sq_ref_int4_g##G##_to_f32,                        \
+        .from_f32 = sq_ref_int4_g##G##_from_f32                                                              \
+    }
+    [SQ_DTYPE_INT4_G32] = SQ_INT4_ROW(32, SQ_GGUF_OWN_TYPE_BASE + 1),
+    [SQ_DTYPE_INT4_G64] = SQ_INT4_ROW(64, SQ_GGUF_OWN_TYPE_BASE + 2),
+    [SQ_DTYPE_INT4_G128] = SQ_INT4_ROW(128, SQ_GGUF_OWN_TYPE_BASE + 3),
+#undef SQ_INT4_ROW
 };
 #undef SQ_F16_ROUNDING
 

@@ -136,6 +136,61 @@ void sq_ref_w8a8_from_f32(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < SQ_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(src[i * SQ_QK8_0 + j] * id);
     }
 }
+void sq_ref_intn_params(const float *x, int n, int qmax, float *d, int *z) {
+    double min = 0, max = 0;
+    for (int j = 0; j < n; j++) min = fmin(min, x[j]), max = fmax(max, x[j]);
+    if (min == 0 && max == 0) min = -1, max = 1;
+    const double s = (max - min) / qmax;
+    *z = (int)nearbyint(-min / s);
+    *d = sq_f16_to_f32(sq_f32_to_f16((float)s));
+}
+
+/* intN groups of g values (SQ_ZERO_POINT): value = q * d + m, m = -z * d (both products exact in fp32). */
+static void intn_to_f32(int g, const void *src, float *dst, int64_t n) {
+    const uint8_t *b = src;
+    for (int64_t i = 0; i < n / g; i++, b += SQ_INTN_META_BYTES + g / 2, dst += g) {
+        uint16_t dh;
+        memcpy(&dh, b, sizeof dh);
+        const float d = sq_f16_to_f32(dh), m = -(float)b[2] * d;
+        const uint8_t *qs = b + SQ_INTN_META_BYTES;
+        for (int r = 0; r < g; r += 32, qs += 16)
+            for (int j = 0; j < 16; j++) {
+                dst[r + j] = (qs[j] & 0x0f) * d + m;
+                dst[r + j + 16] = (qs[j] >> 4) * d + m;
+            }
+    }
+}
+static void intn_from_f32(int g, const float *src, void *dst, int64_t n) {
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n / g; i++, b += SQ_INTN_META_BYTES + g / 2, src += g) {
+        float d;
+        int z;
+        sq_ref_intn_params(src, g, 15, &d, &z);
+        const uint16_t dh = sq_f32_to_f16(d);
+        memcpy(b, &dh, sizeof dh);
+        b[2] = (uint8_t)z;
+        b[3] = 0;
+        uint8_t q[128];
+        const double m = -(double)z * d;
+        for (int j = 0; j < g; j++) {
+            const double v = d != 0 ? nearbyint((src[j] - m) / d) : 0; /* as sq_grid_round */
+            q[j] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
+        }
+        uint8_t *qs = b + SQ_INTN_META_BYTES;
+        for (int r = 0; r < g; r += 32, qs += 16)
+            for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[r + j] | q[r + j + 16] << 4);
+    }
+}
+#define DEFINE_INT4(G)                                                                                       \
+    void sq_ref_int4_g##G##_to_f32(const void *src, float *dst, int64_t n) { intn_to_f32(G, src, dst, n); }  \
+    void sq_ref_int4_g##G##_from_f32(const float *src, void *dst, int64_t n) {                               \
+        intn_from_f32(G, src, dst, n);                                                                       \
+    }
+DEFINE_INT4(32)
+DEFINE_INT4(64)
+DEFINE_INT4(128)
+#undef DEFINE_INT4
+
 void sq_ref_q4_0_to_f32(const void *src, float *dst, int64_t n) {
     const sq_block_q4_0 *b = src;
     for (int64_t i = 0; i < n / SQ_QK4_0; i++) {

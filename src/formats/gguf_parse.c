@@ -22,7 +22,11 @@ const char *sq_gguf_ggml_type_name(uint32_t t) {
         "IQ2_S", "IQ4_XS", "I8",   "I16",  "I32",  "I64",     "F64",    "IQ1_M",   "BF16",
     };
     if (t < sizeof names / sizeof *names) return names[t];
-    static const char *const own[SQ_DTYPE_COUNT] = {[SQ_DTYPE_W8A8] = "W8A8"}; /* squeeze's own types */
+    static const char *const own[SQ_DTYPE_COUNT] = {/* squeeze's own types */
+                                                    [SQ_DTYPE_W8A8] = "W8A8",
+                                                    [SQ_DTYPE_INT4_G32] = "INT4_G32",
+                                                    [SQ_DTYPE_INT4_G64] = "INT4_G64",
+                                                    [SQ_DTYPE_INT4_G128] = "INT4_G128"};
     const int d = sq_gguf_dtype_from_ggml(t);
     return t >= SQ_GGUF_OWN_TYPE_BASE && d >= 0 && own[d] ? own[d] : "unknown";
 }

@@ -15,9 +15,10 @@ tests/tools/dtype_tool:
     or signed maximum is, when zeros of both signs tie, differs between numpy's reductions and ggml's C code,
     which squeeze follows; the values are equal either way.)
   - squeeze's own formats (GGUF type numbers from 1024, docs/formats.md), which gguf does not know, against
-    numpy definitions written from docs/formats.md: W8A8, one row at a time, quantizes to Q8_0's blocks with
-    the row's scale f16(absmax / 127) in every block and q = round half away from zero (x * (1 / d)), and
-    dequantizes as Q8_0 (through gguf's Q8_0, the same bytes)."""
+    numpy definitions written from docs/formats.md (tests/py/own_formats.py): one row at a time, the reference
+    quantizer writes numpy's bytes (W8A8: Q8_0's blocks with the row's scale in each; int4_gG: GPTQ's
+    asymmetric scale and zero point per group), and those bytes and random ones dequantize to numpy's values
+    (W8A8 through gguf's Q8_0, the same layout)."""
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+import own_formats
 from checks import check, failures
 
 TOOL = os.environ.get("SQ_DTYPE_TOOL", "build/tests/dtype_tool")
@@ -84,32 +86,36 @@ def awkward_rows(block, tie_grid, n_rows=24, blocks_per_row=9):
     return x.reshape(n_rows, blocks_per_row * block)
 
 
-def w8a8_row(x):
-    """docs/formats.md's W8A8 of one row, in float32 as the C reference computes it."""
-    d = np.float32(np.max(np.abs(x))) / np.float32(127)
-    inv = np.float32(1) / d if d else np.float32(0)
-    p = x * inv
-    q = (np.sign(p) * np.floor(np.abs(p) + np.float32(0.5))).astype(np.int8).reshape(-1, 32)
-    blocks = np.empty(len(q), dtype=[("d", "<f2"), ("qs", "i1", 32)])
-    blocks["d"], blocks["qs"] = np.float16(d), q
-    return blocks.tobytes()
+def own_q8_0_layout(data, bytes_per_block):
+    return np.asarray(gguf.quants.dequantize(np.frombuffer(data, dtype=np.uint8).reshape(-1, bytes_per_block),
+                                             gguf.GGMLQuantizationType.Q8_0), dtype=np.float32).ravel()
 
 
-OWN = {"w8a8": (w8a8_row, gguf.GGMLQuantizationType.Q8_0)}
+# squeeze's own formats: (quantize one row, dequantize bytes), from tests/py/own_formats.py
+OWN = {
+    "w8a8": (own_formats.w8a8_quantize, lambda data: own_q8_0_layout(data, 34)),
+    "int4_g32": (lambda r: own_formats.int4_quantize(r, 32), lambda data: own_formats.int4_dequantize(data, 32)),
+    "int4_g64": (lambda r: own_formats.int4_quantize(r, 64), lambda data: own_formats.int4_dequantize(data, 64)),
+    "int4_g128": (lambda r: own_formats.int4_quantize(r, 128),
+                  lambda data: own_formats.int4_dequantize(data, 128)),
+}
 
 rows = table()
 check(len(rows) > 0, f"dtype_tool lists {len(rows)} formats")
 for f in rows:
     if f["ggml"] >= 1024:
-        quantize_row, same_layout = OWN[f["name"]]
-        x = awkward_rows(f["elems"], TIE_GRIDS.get("q8_0"))
+        quantize_row, dequantize = OWN[f["name"]]
+        x = awkward_rows(f["elems"], TIE_GRIDS.get("q8_0") if f["name"] == "w8a8" else None)
         ours = b"".join(tool("quantize", f["name"], data=row.tobytes()) for row in x)
         check(ours == b"".join(quantize_row(row) for row in x),
               f"{f['name']}: reference from_f32 of {x.shape[0]} rows writes numpy's bytes")
-        back = np.frombuffer(tool("dequantize", f["name"], data=ours), dtype=np.float32)
-        want = gguf.quants.dequantize(np.frombuffer(ours, dtype=np.uint8).reshape(-1, f["bytes"]), same_layout)
-        check(np.array_equal(back, np.asarray(want, dtype=np.float32).ravel()),
-              f"{f['name']}: reference to_f32 gives the values of its layout's ggml type")
+        raw = rng.integers(0, 256, (64, f["bytes"]), dtype=np.uint8)
+        for data in (ours, raw.tobytes()):
+            back = np.frombuffer(tool("dequantize", f["name"], data=data), dtype=np.float32)
+            with np.errstate(invalid="ignore", over="ignore"):
+                want = dequantize(data)
+            check(np.array_equal(back, want, equal_nan=True),
+                  f"{f['name']}: reference to_f32 of {len(data) // f['bytes']} blocks gives numpy's values")
         continue
     if f["ggml"] < 0:
         continue

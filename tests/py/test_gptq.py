@@ -5,12 +5,12 @@ awkward shapes with correlated inputs (outlier channels, one dead input):
   - the same H, the same column order: the quantized weights equal the reference's (at least 99.9% of them
     bit for bit as float32, every other within one grid step: rounding ties may fall either way after
     differently ordered sums; in practice all are equal), for every grid (q8_0, q4_0, q4_1; int4/int3/int2
-    per group, with a shorter last group, and per row), with and without act-order (static groups), lazy blocks smaller than, equal to
+    per group, with a shorter last group, and per row; squeeze's int4_g32 / int4_g128 formats), with and without act-order (static groups), lazy blocks smaller than, equal to
     and larger than a group;
   - round to nearest on the same grid (sq_grid_rtn) equals numpy's, and GPTQ's reconstruction error
     ||(Q - W) X|| is below it;
-  - packed bytes of the GGUF formats dequantize (gguf.quants, llama.cpp's own definitions) to exactly the
-    quantized weights;
+  - packed bytes of the GGUF formats dequantize (gguf.quants, llama.cpp's own definitions; squeeze's own
+    formats through tests/py/own_formats.py) to exactly the quantized weights;
   - a Hessian that damping cannot make positive definite is refused with a message saying so.
 
 The reference chooses a group's parameters when the pass reaches its first column from the current weights
@@ -24,6 +24,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+import own_formats
 from checks import check, failures
 
 TOOL = os.environ.get("SQ_GPTQ_TOOL", "build/tests/gptq_tool")
@@ -57,13 +58,20 @@ def choose_int(bits):
     return choose
 
 
-GRIDS = {  # name: (choose, qmin, qmax, group or None (given), gguf type)
+def choose_int4_stored(x):  # squeeze's int4_gG formats: GPTQ's parameters, the scale stored as f16
+    d, z = own_formats.int4_params(x)
+    return d, np.float32(-z) * d
+
+
+GRIDS = {  # name: (choose, qmin, qmax, group or None (given), gguf type or a dequantizer of the bytes)
     "q8_0": (choose_q8_0, -127, 127, 32, gguf.GGMLQuantizationType.Q8_0),
     "q4_0": (choose_q4_0, 0, 15, 32, gguf.GGMLQuantizationType.Q4_0),
     "q4_1": (choose_q4_1, 0, 15, 32, gguf.GGMLQuantizationType.Q4_1),
     "int4": (choose_int(4), 0, 15, None, None),
     "int3": (choose_int(3), 0, 7, None, None),
     "int2": (choose_int(2), 0, 3, None, None),
+    "int4_g32": (choose_int4_stored, 0, 15, 32, lambda data: own_formats.int4_dequantize(data, 32)),
+    "int4_g128": (choose_int4_stored, 0, 15, 128, lambda data: own_formats.int4_dequantize(data, 128)),
 }
 
 
@@ -153,6 +161,7 @@ CASES = [  # grid, group (intN), rows, cols, act_order, lazy block
     ("int4", 32, 29, 96, 1, 128), ("int3", 0, 17, 72, 0, 16), ("int4", 64, 11, 256, 0, 128),
     ("int2", 128, 13, 384, 0, 64), ("int3", 128, 16, 256, 1, 128),
     ("int4", 128, 15, 288, 0, 128), ("int4", 128, 15, 288, 1, 128), ("int3", 64, 9, 200, 0, 100),  # short last group
+    ("int4_g32", 0, 21, 96, 0, 64), ("int4_g128", 0, 13, 256, 1, 128), ("int4_g128", 0, 9, 384, 0, 96),
 ]
 
 for name, group, rows, cols, act, block in CASES:
@@ -183,13 +192,16 @@ for name, group, rows, cols, act, block in CASES:
     check(e_gptq < e_rtn, f"{what}: output error GPTQ {e_gptq:.4g} < RTN {e_rtn:.4g}")
     qt = GRIDS[name][4]
     if qt is not None:
-        back = np.asarray(gguf.quants.dequantize(np.frombuffer(packed, dtype=np.uint8).reshape(rows, -1), qt),
-                          dtype=np.float32)
+        if isinstance(qt, gguf.GGMLQuantizationType):
+            deq = lambda data, qt=qt: np.asarray(  # noqa: E731
+                gguf.quants.dequantize(np.frombuffer(data, dtype=np.uint8).reshape(rows, -1), qt), dtype=np.float32)
+        else:
+            deq = lambda data, qt=qt: qt(data).reshape(rows, cols)  # noqa: E731
+        back = deq(packed)
         # as values: ggml's (q - 8) * d gives -0 where d * q + m gives +0
-        check(np.array_equal(back, got), f"{what}: packed bytes dequantize (gguf) to the quantized values")
-        back = np.asarray(gguf.quants.dequantize(np.frombuffer(packed_rtn, dtype=np.uint8).reshape(rows, -1), qt),
-                          dtype=np.float32)
-        check(np.array_equal(back, got_rtn), f"{what}: RTN's packed bytes dequantize (gguf) to its values")
+        check(np.array_equal(back, got), f"{what}: packed bytes dequantize (gguf, own_formats) to the quantized values")
+        back = deq(packed_rtn)
+        check(np.array_equal(back, got_rtn), f"{what}: RTN's packed bytes dequantize (gguf, own_formats) to its values")
     else:
         check(packed == b"", f"{what}: no packed layout for {name}")
 

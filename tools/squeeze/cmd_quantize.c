@@ -13,8 +13,10 @@ static const cli_verb verb = {
         "Writes MODEL with its weight matrices quantized. TYPE is a llama.cpp file type (q8_0, q4_0,\n"
         "q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m, q5_k_m: each tensor gets the format\n"
         "llama-quantize gives it, the output layer Q6_K for instance) or a K-quant for every matrix\n"
-        "(q3_k, q4_k, q5_k), or w8a8 (squeeze's own: int8 weights per output channel, activations\n"
-        "quantized to int8 per token in every product). Rows that are not whole blocks of a format fall back "
+        "(q3_k, q4_k, q5_k), or squeeze's own: w8a8 (int8 weights per output channel, activations\n"
+        "quantized to int8 per token in every product) and int4 --group 32|64|128 (asymmetric, an\n"
+        "f16 scale and an integer zero point per group: GPTQ's and AWQ's int4gG). Rows that are not whole "
+        "blocks of a format fall back "
         "to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
         "quantizer (llama.cpp's, without an imatrix); with --imatrix FILE (squeeze imatrix), the\n"
@@ -24,7 +26,8 @@ static const cli_verb verb = {
         "their inputs on calibration text (--calib), block by block on the outputs of the quantized blocks\n"
         "before. Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
         "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
-        "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1; token_embd and output\n"
+        "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1, int4; token_embd and "
+        "output\n"
         "are rounded to nearest. Method smoothquant (SmoothQuant, Xiao et al. 2023; w8a8 only): per block,\n"
         "each input channel's max |x| on --calib text migrated into the weights (--alpha), folded into\n"
         "the norms, attn_v and ffn_up, then round to nearest. Norms stay fp32.\n"
@@ -35,7 +38,7 @@ static const cli_verb verb = {
 int sq_cmd_quantize(int argc, char **argv) {
     const char *in, *out, *type, *method, *tokenizer, *json, *calib, *imatrix_path;
     cli_texts keeps;
-    long threads, calib_samples, calib_len, seed;
+    long threads, calib_samples, calib_len, seed, group;
     double damp, budget, alpha;
     int no_progress, quiet, act_order;
     const cli_flag flags[] = {
@@ -43,8 +46,10 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXT_FLAG("-o, --output", "OUT", &out, "the GGUF file to write", .required = 1),
         CLI_TEXT_FLAG("--type", "TYPE", &type,
                       "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k,\n"
-                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m or w8a8",
+                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8 or int4",
                       .required = 1),
+        CLI_INT_FLAG("--group", "G", &group, 32, 128, 128,
+                     "int4: values per scale and zero point (32, 64 or 128)"),
         CLI_TEXTS_FLAG("--keep", "PATTERN=TYPE", &keeps, CLI_MAX_TEXTS,
                        "store matrices whose name matches the glob PATTERN as TYPE\n"
                        "(e.g. 'blk.*.ffn_down.weight=q8_0', 'output.weight=f16'); repeatable"),
@@ -86,6 +91,14 @@ int sq_cmd_quantize(int argc, char **argv) {
         keep[i] = (sq_quant_keep){.pattern = keep_text[i], .type = keep_text[i] + (eq - keeps.v[i]) + 1};
     }
 
+    /* int4 is a family of formats, one per group size: int4_g32, int4_g64, int4_g128 */
+    char int4_name[16];
+    if (!strcmp(type, "int4")) {
+        if (group != 32 && group != 64 && group != 128)
+            return cli_usage_error("quantize", "--group %ld: int4 takes groups of 32, 64 or 128", group);
+        snprintf(int4_name, sizeof int4_name, "int4_g%ld", group);
+        type = int4_name;
+    }
     if (strcmp(method, "rtn") && !calib)
         return cli_usage_error("quantize", "--method %s needs calibration text (--calib TEXT)", method);
     sq_imatrix *imatrix = NULL;

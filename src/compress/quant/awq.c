@@ -96,7 +96,7 @@ SQ_NODISCARD sq_error *sq_awq_clip_rtn(const sq_grid *g, const float *w, int64_t
             }
             if (values) memcpy(values + r * cols + c0, best_v, (size_t)n * sizeof *best_v);
             if (packed && g->pack)
-                g->pack(&best_p, best_q,
+                g->pack(g, &best_p, best_q,
                         (uint8_t *)packed + (size_t)r * row_bytes + (size_t)(c0 / g->group) * block_bytes);
         }
     free(x);

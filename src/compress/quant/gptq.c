@@ -181,7 +181,7 @@ SQ_NODISCARD sq_error *sq_gptq_quantize(const char *name, const float *w, int64_
                      block_bytes = sq_dtype_info(grid->dtype)->block_bytes;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t grp = 0; grp < cols / G; grp++)
-                grid->pack(&k.params[grp * rows + r], k.q + r * cols + grp * G,
+                grid->pack(grid, &k.params[grp * rows + r], k.q + r * cols + grp * G,
                            (uint8_t *)packed + (size_t)r * row_bytes + (size_t)grp * block_bytes);
     }
     free_work(&k);

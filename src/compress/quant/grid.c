@@ -1,6 +1,6 @@
 /* The grids of grid.h: parameters chosen as each format's reference quantizer chooses them (ggml's
- * quantize_row_*_ref for the GGUF formats, GPTQ's find_params for intN), stored scales rounded to f16 first
- * so that rounding happens on the grid the file will hold. */
+ * quantize_row_*_ref for the GGUF formats, GPTQ's find_params for intN and the int4_gG formats), stored
+ * scales rounded to f16 first so that rounding happens on the grid the file will hold. */
 #include "compress/quant/grid.h"
 
 #include <math.h>
@@ -16,7 +16,8 @@ static void choose_q8_0(const sq_grid *g, const float *x, int n, sq_grid_params 
     p->m[0] = 0;
 }
 
-static void pack_q8_0(const sq_grid_params *p, const int8_t *q, void *block) {
+static void pack_q8_0(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    (void)g;
     sq_block_q8_0 *b = block;
     b->d = sq_f32_to_f16(p->d[0]);
     memcpy(b->qs, q, SQ_QK8_0);
@@ -31,7 +32,8 @@ static void choose_q4_0(const sq_grid *g, const float *x, int n, sq_grid_params 
     p->m[0] = -8 * p->d[0];
 }
 
-static void pack_q4_0(const sq_grid_params *p, const int8_t *q, void *block) {
+static void pack_q4_0(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    (void)g;
     sq_block_q4_0 *b = block;
     b->d = sq_f32_to_f16(p->d[0]);
     for (int j = 0; j < SQ_QK4_0 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_0 / 2] << 4);
@@ -45,7 +47,8 @@ static void choose_q4_1(const sq_grid *g, const float *x, int n, sq_grid_params 
     p->m[0] = sq_f16_to_f32(sq_f32_to_f16(min));
 }
 
-static void pack_q4_1(const sq_grid_params *p, const int8_t *q, void *block) {
+static void pack_q4_1(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    (void)g;
     sq_block_q4_1 *b = block;
     b->d = sq_f32_to_f16(p->d[0]);
     b->m = sq_f32_to_f16(p->m[0]);
@@ -62,11 +65,33 @@ static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *
     p->m[0] = (float)(-s * z);
 }
 
+/* squeeze's int4 group formats: GPTQ's parameters with the scale stored in f16 (sq_ref_intn_params, shared
+ * with the formats' reference quantizer), packed in the format's layout (core/dtype.h). */
+static void choose_intn_stored(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+    int z;
+    sq_ref_intn_params(x, n, g->qmax, &p->d[0], &z);
+    p->m[0] = -(float)z * p->d[0];
+}
+
+static void pack_int4(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    uint8_t *b = block;
+    const uint16_t dh = sq_f32_to_f16(p->d[0]);
+    memcpy(b, &dh, sizeof dh);
+    b[2] = (uint8_t)(p->d[0] != 0 ? nearbyintf(-p->m[0] / p->d[0]) : 0);
+    b[3] = 0;
+    for (int r = 0; r < g->group; r += 32)
+        for (int j = 0; j < 16; j++)
+            b[SQ_INTN_META_BYTES + r / 2 + j] = (uint8_t)(q[r + j] | q[r + j + 16] << 4);
+}
+
 SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
     static const sq_grid fixed[] = {
         {"q8_0", SQ_DTYPE_Q8_0, SQ_QK8_0, SQ_QK8_0, -127, 127, 8, choose_q8_0, pack_q8_0},
         {"q4_0", SQ_DTYPE_Q4_0, SQ_QK4_0, SQ_QK4_0, 0, 15, 4, choose_q4_0, pack_q4_0},
         {"q4_1", SQ_DTYPE_Q4_1, SQ_QK4_1, SQ_QK4_1, 0, 15, 4, choose_q4_1, pack_q4_1},
+        {"int4_g32", SQ_DTYPE_INT4_G32, 32, 32, 0, 15, 4, choose_intn_stored, pack_int4},
+        {"int4_g64", SQ_DTYPE_INT4_G64, 64, 64, 0, 15, 4, choose_intn_stored, pack_int4},
+        {"int4_g128", SQ_DTYPE_INT4_G128, 128, 128, 0, 15, 4, choose_intn_stored, pack_int4},
     };
     static const char *const ints[] = {"int2", "int3", "int4"};
     *out = (sq_grid){0};
@@ -82,7 +107,10 @@ SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq
         }
     if (!out->name || strcmp(out->name, type))
         return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, int4, int3, int2)", type);
+                         "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, int4_g32, int4_g64, "
+                         "int4_g128, int4, int3, "
+                         "int2)",
+                         type);
     if (cols <= 0 || (out->pack && cols % out->group))
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: rows of %lld are not a whole number of %d-element groups",
                          type, (long long)cols, out->group);
@@ -106,7 +134,7 @@ void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, f
                 if (packed && g->pack) q[j] = (int8_t)qj;
             }
             if (packed && g->pack)
-                g->pack(&p, q,
+                g->pack(g, &p, q,
                         (uint8_t *)packed + (size_t)r * row_bytes + (size_t)(c0 / g->group) * block_bytes);
         }
 }

@@ -9,7 +9,8 @@
  * in [0, 15],     d = f16((max - min) / 15), m = f16(min) intN   value = s * (q - z),      q in [0, 2^N-1],
  * s = (max' - min') / (2^N - 1), z = round(-min' / s), max' = max(max, 0), min' = min(min, 0): GPTQ's
  * asymmetric quantizer (quant.py, find_params), per group of G columns or per output row (G = the row
- * length); values only (no packed layout yet). */
+ * length); values only. int4_g32, int4_g64, int4_g128: int4 with that group and its scale rounded to f16
+ * (m = -z d), packed as squeeze's formats of those names (core/dtype.h). */
 #ifndef SQ_COMPRESS_QUANT_GRID_H
 #define SQ_COMPRESS_QUANT_GRID_H
 
@@ -34,13 +35,13 @@ typedef struct sq_grid {
     /* the parameters of one group x[n]: n = group, or fewer for intN's last group of a row */
     void (*choose)(const struct sq_grid *g, const float *x, int n, sq_grid_params *p);
     /* the format's bytes of one group from its parameters and integers q[group]; NULL: values only */
-    void (*pack)(const sq_grid_params *p, const int8_t *q, void *block);
+    void (*pack)(const struct sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block);
 } sq_grid;
 
-/* The grid of a format name ("q8_0", "q4_0", "q4_1") or of squeeze's asymmetric "int4", "int3", "int2" with
- * `group` columns per parameter group (32, 64, 128, ...; 0: one group per row of `cols`). Fails with
- * SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols is not a whole number of a
- * block format's blocks. */
+/* The grid of a format name ("q8_0", "q4_0", "q4_1", "int4_g32", "int4_g64", "int4_g128") or of squeeze's
+ * asymmetric "int4", "int3", "int2" with `group` columns per parameter group (32, 64, 128, ...; 0: one group
+ * per row of `cols`). Fails with SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols
+ * is not a whole number of a block format's blocks. */
 SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out);
 
 /* The integer nearest x on sub-block s of p (ties to even), clamped to [qmin, qmax]; *value gets its value.

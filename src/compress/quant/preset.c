@@ -7,11 +7,15 @@
 #include <string.h>
 
 static const sq_quant_preset presets[] = {
-    {"q8_0", SQ_DTYPE_Q8_0, 1},   {"q4_0", SQ_DTYPE_Q4_0, 1},   {"q4_1", SQ_DTYPE_Q4_1, 1},
-    {"q5_0", SQ_DTYPE_Q5_0, 1},   {"q5_1", SQ_DTYPE_Q5_1, 1},   {"q2_k", SQ_DTYPE_Q2_K, 1},
-    {"q3_k", SQ_DTYPE_Q3_K, 0},   {"q4_k", SQ_DTYPE_Q4_K, 0},   {"q5_k", SQ_DTYPE_Q5_K, 0},
-    {"q6_k", SQ_DTYPE_Q6_K, 1},   {"q3_k_m", SQ_DTYPE_Q3_K, 1}, {"q4_k_s", SQ_DTYPE_Q4_K, 1},
-    {"q4_k_m", SQ_DTYPE_Q4_K, 1}, {"q5_k_m", SQ_DTYPE_Q5_K, 1}, {"w8a8", SQ_DTYPE_W8A8, 0},
+    {"q8_0", SQ_DTYPE_Q8_0, 1},         {"q4_0", SQ_DTYPE_Q4_0, 1},
+    {"q4_1", SQ_DTYPE_Q4_1, 1},         {"q5_0", SQ_DTYPE_Q5_0, 1},
+    {"q5_1", SQ_DTYPE_Q5_1, 1},         {"q2_k", SQ_DTYPE_Q2_K, 1},
+    {"q3_k", SQ_DTYPE_Q3_K, 0},         {"q4_k", SQ_DTYPE_Q4_K, 0},
+    {"q5_k", SQ_DTYPE_Q5_K, 0},         {"q6_k", SQ_DTYPE_Q6_K, 1},
+    {"q3_k_m", SQ_DTYPE_Q3_K, 1},       {"q4_k_s", SQ_DTYPE_Q4_K, 1},
+    {"q4_k_m", SQ_DTYPE_Q4_K, 1},       {"q5_k_m", SQ_DTYPE_Q5_K, 1},
+    {"w8a8", SQ_DTYPE_W8A8, 0},         {"int4_g32", SQ_DTYPE_INT4_G32, 0},
+    {"int4_g64", SQ_DTYPE_INT4_G64, 0}, {"int4_g128", SQ_DTYPE_INT4_G128, 0},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets };
 
@@ -79,8 +83,15 @@ sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_fac
 sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols) {
     if (cols % sq_dtype_info(dtype)->block_elems == 0) return dtype;
     static const sq_dtype to[][2] = {
-        {SQ_DTYPE_Q2_K, SQ_DTYPE_Q4_0}, {SQ_DTYPE_Q3_K, SQ_DTYPE_Q4_0}, {SQ_DTYPE_Q4_K, SQ_DTYPE_Q5_0},
-        {SQ_DTYPE_Q5_K, SQ_DTYPE_Q5_1}, {SQ_DTYPE_Q6_K, SQ_DTYPE_Q8_0},
+        {SQ_DTYPE_Q2_K, SQ_DTYPE_Q4_0},
+        {SQ_DTYPE_Q3_K, SQ_DTYPE_Q4_0},
+        {SQ_DTYPE_Q4_K, SQ_DTYPE_Q5_0},
+        {SQ_DTYPE_Q5_K, SQ_DTYPE_Q5_1},
+        {SQ_DTYPE_Q6_K, SQ_DTYPE_Q8_0},
+        /* squeeze's int4: smaller groups, the first that fits */
+        {SQ_DTYPE_INT4_G128, SQ_DTYPE_INT4_G64},
+        {SQ_DTYPE_INT4_G128, SQ_DTYPE_INT4_G32},
+        {SQ_DTYPE_INT4_G64, SQ_DTYPE_INT4_G32},
     };
     for (size_t i = 0; i < sizeof to / sizeof *to; i++)
         if (to[i][0] == dtype && cols % sq_dtype_info(to[i][1])->block_elems == 0) return to[i][1];

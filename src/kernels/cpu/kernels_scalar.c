@@ -51,7 +51,8 @@ static float dot_bf16(const uint8_t *w, int64_t cols, const float *x) {
     return dense_dot(SQ_DTYPE_BF16, w, cols, x);
 }
 
-/* Block formats, in ggml's layout (the f16 scale d, for SQ_ZERO_MIN the f16 minimum m after it, then the
+/* Block formats, in ggml's layout (the f16 scale d, for SQ_ZERO_MIN the f16 minimum m after it, for
+ * SQ_ZERO_POINT an integer zero point z (m = -z d) and a zero byte, then the
  * stored values; 4-bit values in ggml's nibble order, pairing elements j and j + 16 of each run of 32): the
  * integer part of each block is dotted with x first, then scaled once. */
 static inline float block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const float *x) {
@@ -71,7 +72,12 @@ static inline float block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const
                 }
         }
         const float d = sq_f16_to_f32(load_u16(w));
-        acc += f->zero == SQ_ZERO_MIN ? s * d + xsum * sq_f16_to_f32(load_u16(w + sizeof(uint16_t))) : s * d;
+        if (f->zero == SQ_ZERO_MIN)
+            acc += s * d + xsum * sq_f16_to_f32(load_u16(w + sizeof(uint16_t)));
+        else if (f->zero == SQ_ZERO_POINT) /* squeeze's intN: the zero point z after d, m = -z d */
+            acc += s * d + xsum * (-(float)w[2] * d);
+        else
+            acc += s * d;
     }
     return acc;
 }
@@ -84,6 +90,15 @@ static float dot_q4_0(const uint8_t *w, int64_t cols, const float *x) {
 }
 static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
     return block_dot(SQ_DTYPE_Q4_1, w, cols, x);
+}
+static float dot_int4_g32(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_INT4_G32, w, cols, x);
+}
+static float dot_int4_g64(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_INT4_G64, w, cols, x);
+}
+static float dot_int4_g128(const uint8_t *w, int64_t cols, const float *x) {
+    return block_dot(SQ_DTYPE_INT4_G128, w, cols, x);
 }
 
 /* Formats with integer sub-block scales, against activations quantized to 8-bit blocks of the same length
@@ -155,6 +170,9 @@ DEFINE_GEMV(bf16)
 DEFINE_GEMV(q8_0)
 DEFINE_GEMV(q4_0)
 DEFINE_GEMV(q4_1)
+DEFINE_GEMV(int4_g32)
+DEFINE_GEMV(int4_g64)
+DEFINE_GEMV(int4_g128)
 DEFINE_INT_GEMV(q5_0, SQ_DTYPE_Q5_0)
 DEFINE_INT_GEMV(q5_1, SQ_DTYPE_Q5_1)
 DEFINE_INT_GEMV(q2_K, SQ_DTYPE_Q2_K)
@@ -191,5 +209,8 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_Q6_K] = {.gemv = gemv_q6_K, .to_f32 = sq_ref_q6_K_to_f32},
             [SQ_DTYPE_Q8_K] = SQ_REFERENCE_ONLY,
             [SQ_DTYPE_W8A8] = {.gemv = gemv_w8a8, .to_f32 = sq_ref_w8a8_to_f32},
+            [SQ_DTYPE_INT4_G32] = {.gemv = gemv_int4_g32, .to_f32 = sq_ref_int4_g32_to_f32},
+            [SQ_DTYPE_INT4_G64] = {.gemv = gemv_int4_g64, .to_f32 = sq_ref_int4_g64_to_f32},
+            [SQ_DTYPE_INT4_G128] = {.gemv = gemv_int4_g128, .to_f32 = sq_ref_int4_g128_to_f32},
         },
 };
