@@ -3,7 +3,8 @@
  *
  *   dtype_tool table             one line per format, tab-separated: name, ggml_type, gguf_file_type,
  *                                block_elems, block_bytes, safetensors dtype, torch_dtype ("-" for none)
- *   dtype_tool quantize NAME     float32 values on stdin -> the format's blocks on stdout (from_f32)
+ *   dtype_tool quantize NAME [ROW]  float32 values on stdin -> the format's blocks on stdout (from_f32, one
+ *                                call for all, or one per ROW values: a scale per row for W8A8)
  *   dtype_tool dequantize NAME   the format's blocks on stdin -> float32 values on stdout (to_f32) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +37,9 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    const int quantize = argc == 3 && !strcmp(argv[1], "quantize");
-    if (argc != 3 || (!quantize && strcmp(argv[1], "dequantize"))) {
-        fprintf(stderr, "usage: dtype_tool table | quantize NAME | dequantize NAME\n");
+    const int quantize = (argc == 3 || argc == 4) && !strcmp(argv[1], "quantize");
+    if ((argc != 3 && !quantize) || (!quantize && strcmp(argv[1], "dequantize"))) {
+        fprintf(stderr, "usage: dtype_tool table | quantize NAME [ROW] | dequantize NAME\n");
         return 2;
     }
     const int d = sq_dtype_from_name(argv[2]);
@@ -54,11 +55,19 @@ int main(int argc, char **argv) {
         free(in);
         return 2;
     }
-    const int64_t n = (int64_t)(len / unit) * f->block_elems;
+    const int64_t n = (int64_t)(len / unit) * f->block_elems, row = argc == 4 ? atoll(argv[3]) : n;
+    if (n > 0 && (row <= 0 || row % f->block_elems || n % row)) {
+        fprintf(stderr, "dtype_tool: rows of %s values do not split %lld values into whole blocks\n",
+                argc == 4 ? argv[3] : "?", (long long)n);
+        free(in);
+        return 2;
+    }
     const size_t out_len = quantize ? len / unit * f->block_bytes : (size_t)n * sizeof(float);
     void *out = malloc(out_len ? out_len : 1);
     if (quantize)
-        f->from_f32((const float *)in, out, n);
+        for (int64_t r = 0; n > 0 && r < n / row; r++)
+            f->from_f32((const float *)in + r * row,
+                        (uint8_t *)out + r * (row / f->block_elems) * f->block_bytes, row);
     else
         f->to_f32(in, out, n);
     fwrite(out, 1, out_len, stdout);
