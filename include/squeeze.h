@@ -228,6 +228,12 @@ typedef struct sq_model_info {
     float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
     int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
     float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
+    /* mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE): routed experts per block, how many each token uses,
+     * and the parameters one token's forward pass multiplies by (n_params less the experts it does not use);
+     * 0, 0 and n_params for a dense model */
+    int n_experts, n_experts_used;
+    int shared_expert; /* blocks add a gated shared expert (Qwen2-MoE) */
+    int64_t n_active_params;
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);

@@ -62,6 +62,38 @@ static SQ_NODISCARD sq_error *read_widths(const sq_gguf_file *g, const char *arc
     return NULL;
 }
 
+/* Mixture of experts (llama.cpp's keys): {arch}.expert_count > 0 makes a llama file a Mixtral, and names
+ * the routed experts; expert_used_count the top-k, expert_feed_forward_length the experts' width where it
+ * differs from feed_forward_length (Qwen MoE); expert_weights_norm whether the top-k weights are renormalised,
+ * else what llama.cpp does for the architecture (the row's moe_norm_topk). */
+static SQ_NODISCARD sq_error *read_experts(const sq_gguf_file *g, const char *arch, const sq_arch **a,
+                                           sq_model_config *c) {
+    const char *path = g->file->path;
+    c->n_experts = c->n_experts_used = 0;
+    SQ_TRY(arch_int(g, arch, "expert_count", 0, 0, 1 << 16, &c->n_experts));
+    if (c->n_experts == 0 && (*a)->experts)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.expert_count is 0 or missing: a %s model needs experts",
+                         path, arch, (*a)->name);
+    if (c->n_experts == 0) return NULL;
+    const sq_arch *moe = sq_arch_with_experts(*a);
+    if (!moe)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: GGUF %s.expert_count = %d: squeeze has no mixture-of-experts %s architecture", path,
+                         arch, c->n_experts, arch);
+    *a = moe;
+    snprintf(c->arch, sizeof c->arch, "%s", moe->name);
+    SQ_TRY(arch_int(g, arch, "expert_used_count", 1, 0, 1 << 16, &c->n_experts_used));
+    if (c->n_experts_used < 1 || c->n_experts_used > c->n_experts)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.expert_used_count = %d must be 1..%s.expert_count (%d)", path,
+                         arch, c->n_experts_used, arch, c->n_experts);
+    SQ_TRY(arch_int(g, arch, "expert_feed_forward_length", 0, 1, 1 << 24, &c->ffn_dim));
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
+    c->expert_norm_topk = moe->moe_norm_topk;
+    int found;
+    return sq_gguf_get_bool(g, key, &c->expert_norm_topk, &found);
+}
+
 static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config *c, int *original_ctx,
                                           int **widths) {
     const char *path = g->file->path;
@@ -125,12 +157,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                             "%s: GGUF %s.%s = %g (linear RoPE position scaling) is not supported", path, arch,
                             factor_keys[i], factor);
     }
-    int experts = 0;
-    TRY(arch_int(g, arch, "expert_count", 0, 0, 1 << 16, &experts));
-    if (!err && experts > 0)
-        err = sq_errorf(SQ_ERR_UNSUPPORTED,
-                        "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
-                        arch, experts);
+    TRY(read_experts(g, arch, &a, c));
     static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
     for (size_t i = 0; i < 2 && !err; i++) {
         float cap = 0;

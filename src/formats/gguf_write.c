@@ -99,7 +99,7 @@ static void arch_widths(kv_buf *b, const char *arch, const char *suffix, const s
 static int file_type(const sq_model *m) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i]->ndim == 2) bytes[m->tensors[i]->dtype] += m->tensors[i]->nbytes;
+        if (m->tensors[i]->ndim >= 2) bytes[m->tensors[i]->dtype] += m->tensors[i]->nbytes;
     int best = SQ_DTYPE_F32;
     for (int d = 0; d < SQ_DTYPE_COUNT; d++)
         if (bytes[d] > bytes[best]) best = d;
@@ -134,6 +134,19 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     if (c->sliding_window > 0) arch_u32(b, arch, "attention.sliding_window", (uint32_t)c->sliding_window);
     if (c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3)
         arch_u32(b, arch, "rope.scaling.original_context_length", (uint32_t)c->rope_scaling.original_max_pos);
+    if (c->n_experts > 0) { /* mixture of experts, as llama.cpp's converter writes it */
+        const sq_arch *a = sq_arch_find(c->arch);
+        arch_u32(b, arch, "expert_count", (uint32_t)c->n_experts);
+        arch_u32(b, arch, "expert_used_count", (uint32_t)c->n_experts_used);
+        if (a && a->hf_moe_ffn_key) arch_u32(b, arch, "expert_feed_forward_length", (uint32_t)c->ffn_dim);
+        if (m->layers[0].shexp_dim)
+            arch_u32(b, arch, "expert_shared_feed_forward_length", (uint32_t)m->layers[0].shexp_dim);
+        if (a && c->expert_norm_topk != a->moe_norm_topk) { /* llama.cpp assumes the family's own */
+            char k[128];
+            snprintf(k, sizeof k, "%s.expert_weights_norm", arch);
+            kv_bool(b, k, c->expert_norm_topk);
+        }
+    }
 }
 
 static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {

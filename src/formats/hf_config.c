@@ -236,8 +236,8 @@ static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
 static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
-        if (!window) c->sliding_window = 4096;
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_OPTIONAL) {
+        if (!window && a->hf_window == SQ_HF_WINDOW_ALWAYS) c->sliding_window = 4096;
         return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
     }
     if (a->hf_window != SQ_HF_WINDOW_OPT_IN) return NULL;
@@ -286,6 +286,36 @@ static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, sq_model_config
     }
     if (!sq_model_has_layer_pattern(c)) /* all local: mark none global, but keep every layer windowed */
         c->rope_theta = c->rope_local_theta;
+    return NULL;
+}
+
+/* Mixture of experts (transformers' MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig): the expert count, top-k,
+ * the experts' width (Qwen: moe_intermediate_size), whether the top-k weights are renormalised (Mixtral:
+ * always; Qwen: norm_topk_prob, false when absent as in transformers). Dense layers between the sparse ones
+ * (decoder_sparse_step > 1, mlp_only_layers) are refused by name. */
+static SQ_NODISCARD sq_error *get_experts(const reader *r, const sq_arch *a, sq_model_config *c) {
+    c->n_experts = c->n_experts_used = c->expert_norm_topk = 0;
+    if (!a->experts) return NULL;
+    SQ_TRY(get_int(r, r->root, a->hf_experts_key, 1, 1, 65536, &c->n_experts));
+    SQ_TRY(get_int(r, r->root, "num_experts_per_tok", 1, 1, 65536, &c->n_experts_used));
+    if (c->n_experts_used > c->n_experts)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field num_experts_per_tok = %d exceeds %s = %d", r->path,
+                         c->n_experts_used, a->hf_experts_key, c->n_experts);
+    c->expert_norm_topk = a->hf_moe_names == SQ_HF_MOE_MIXTRAL;
+    if (a->hf_moe_names == SQ_HF_MOE_QWEN) SQ_TRY(get_bool(r, "norm_topk_prob", &c->expert_norm_topk));
+    if (a->hf_moe_ffn_key) SQ_TRY(get_int(r, r->root, "moe_intermediate_size", 1, 1, 1 << 24, &c->ffn_dim));
+    int step = 1;
+    SQ_TRY(get_int(r, r->root, "decoder_sparse_step", 0, 0, 1 << 24, &step));
+    if (step > 1)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field decoder_sparse_step = %d (dense blocks between the sparse ones) is not "
+                         "supported",
+                         r->path, step);
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(r->root, "mlp_only_layers");
+    if (present(dense) && (!cJSON_IsArray(dense) || cJSON_GetArraySize(dense) > 0))
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field mlp_only_layers (dense blocks among the sparse ones) is not supported",
+                         r->path);
     return NULL;
 }
 
@@ -349,6 +379,7 @@ static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_f
     SQ_TRY(get_rope(r, c));
     SQ_TRY(get_sliding_window(r, a, c));
     if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, c));
+    SQ_TRY(get_experts(r, a, c));
     SQ_TRY(check_unsupported(r, a, c));
     c->attn_scalar = 0;
     if (a->hf_window == SQ_HF_WINDOW_PATTERN) { /* Gemma: scores scaled by query_pre_attn_scalar^-0.5 */
@@ -449,7 +480,7 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_OPTIONAL) {
         if (c->sliding_window > 0)
             cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
         else
@@ -488,6 +519,18 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     snprintf(act, sizeof act, "%.*s", (int)strcspn(a->hf_act, "|"), a->hf_act);
     cJSON_AddStringToObject(root, a->hf_act_key ? a->hf_act_key : "hidden_act", act);
     cJSON_AddStringToObject(root, "torch_dtype", sq_dtype_info(dtype)->torch_dtype);
+    if (a->experts) {
+        cJSON_AddNumberToObject(root, a->hf_experts_key, c->n_experts);
+        cJSON_AddNumberToObject(root, "num_experts_per_tok", c->n_experts_used);
+    }
+    if (a->hf_moe_names == SQ_HF_MOE_QWEN) {
+        cJSON_AddNumberToObject(root, "moe_intermediate_size", c->ffn_dim);
+        cJSON_AddBoolToObject(root, "norm_topk_prob", c->expert_norm_topk);
+        cJSON_AddNumberToObject(root, "decoder_sparse_step", 1);
+        cJSON_AddItemToObject(root, "mlp_only_layers", cJSON_CreateArray());
+    }
+    if (a->shared_expert != SQ_PART_NEVER && m->layers)
+        cJSON_AddNumberToObject(root, "shared_expert_intermediate_size", m->layers[0].shexp_dim);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);

@@ -17,7 +17,7 @@ static const struct {
 /* Which checkpoints a block name belongs to: Llama's norms (post_attention_layernorm before the FFN) or
  * Gemma's sandwich norms (post_attention_layernorm after attention, pre_feedforward_layernorm before the FFN,
  * post_feedforward_layernorm after it); sq_arch.hf_sandwich_norms says which a family has. */
-enum { ANY, PLAIN, SANDWICH };
+enum { ANY, PLAIN, SANDWICH, MOE_MIXTRAL, MOE_QWEN };
 
 static const struct {
     const char *canonical, *hf;
@@ -40,9 +40,27 @@ static const struct {
     {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight", ANY},
     {SQ_NAME_FFN_UP, "mlp.up_proj.weight", ANY},
     {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight", ANY},
+    /* mixture of experts: the router, the shared expert and its gate (the experts: expert_names) */
+    {SQ_NAME_FFN_GATE_INP, "block_sparse_moe.gate.weight", MOE_MIXTRAL},
+    {SQ_NAME_FFN_GATE_INP, "mlp.gate.weight", MOE_QWEN},
+    {SQ_NAME_FFN_GATE_SHEXP, "mlp.shared_expert.gate_proj.weight", MOE_QWEN},
+    {SQ_NAME_FFN_UP_SHEXP, "mlp.shared_expert.up_proj.weight", MOE_QWEN},
+    {SQ_NAME_FFN_DOWN_SHEXP, "mlp.shared_expert.down_proj.weight", MOE_QWEN},
+    {SQ_NAME_FFN_GATE_INP_SHEXP, "mlp.shared_expert_gate.weight", MOE_QWEN},
+};
+
+/* Expert e's matrix of each 3-D expert tensor: "<prefix><e>.<name>" in Hugging Face checkpoints. */
+static const struct {
+    const char *canonical, *mixtral, *qwen;
+} expert_names[] = {
+    {SQ_NAME_FFN_GATE_EXPS, "w1.weight", "gate_proj.weight"},
+    {SQ_NAME_FFN_UP_EXPS, "w3.weight", "up_proj.weight"},
+    {SQ_NAME_FFN_DOWN_EXPS, "w2.weight", "down_proj.weight"},
 };
 
 static int applies(int norms, const sq_arch *a) {
+    if (norms == MOE_MIXTRAL) return a->hf_moe_names == SQ_HF_MOE_MIXTRAL;
+    if (norms == MOE_QWEN) return a->hf_moe_names == SQ_HF_MOE_QWEN;
     return norms == ANY || norms == (a->hf_sandwich_norms ? SANDWICH : PLAIN);
 }
 
@@ -61,7 +79,38 @@ int sq_canonical_name_valid(const char *name, int n_layers) {
     if (layer < 0 || layer >= n_layers) return 0;
     for (size_t i = 0; i < COUNT(layer_names); i++)
         if (!strcmp(rest, layer_names[i].canonical)) return 1;
+    for (size_t i = 0; i < COUNT(expert_names); i++)
+        if (!strcmp(rest, expert_names[i].canonical)) return 1;
     return 0;
+}
+
+/* "block_sparse_moe.experts." or "mlp.experts."; NULL for a family without experts. */
+static const char *expert_prefix(const sq_arch *a) {
+    return a->hf_moe_names == SQ_HF_MOE_MIXTRAL ? "block_sparse_moe.experts."
+           : a->hf_moe_names == SQ_HF_MOE_QWEN  ? "mlp.experts."
+                                                : NULL;
+}
+
+int sq_hf_expert_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n, int *expert) {
+    const char *rest, *prefix = expert_prefix(a), *name;
+    const int layer = sq_split_layer_name(hf, "model.layers.", &rest);
+    if (layer < 0 || !prefix || (*expert = sq_split_layer_name(rest, prefix, &name)) < 0) return 0;
+    for (size_t i = 0; i < COUNT(expert_names); i++)
+        if (!strcmp(name, a->hf_moe_names == SQ_HF_MOE_MIXTRAL ? expert_names[i].mixtral : expert_names[i].qwen))
+            return snprintf(out, n, "blk.%d.%s", layer, expert_names[i].canonical), 1;
+    return 0;
+}
+
+int sq_canonical_expert_to_hf(const sq_arch *a, const char *canonical, int expert, char *out, size_t n) {
+    const char *rest, *prefix = expert_prefix(a);
+    const int layer = sq_split_layer_name(canonical, "blk.", &rest);
+    for (size_t i = 0; prefix && layer >= 0 && i < COUNT(expert_names); i++)
+        if (!strcmp(rest, expert_names[i].canonical))
+            return snprintf(out, n, "model.layers.%d.%s%d.%s", layer, prefix, expert,
+                            a->hf_moe_names == SQ_HF_MOE_MIXTRAL ? expert_names[i].mixtral
+                                                                 : expert_names[i].qwen),
+                   0;
+    return -1;
 }
 
 int sq_hf_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n) {

@@ -64,6 +64,54 @@ static const sq_arch archs[] = {
      .hf_tied_default = 1,
      .gguf_swa_pattern = 6,
      .gguf_rope_local_theta = 10000.0f},
+    /* mixture of experts */
+    {.name = "mixtral",
+     .hf_class = "MixtralForCausalLM",
+     .gguf = "llama",
+     .gguf_rope = SQ_ROPE_INTERLEAVED,
+     .hf_window = SQ_HF_WINDOW_OPTIONAL,
+     .qkv_bias = SQ_PART_NEVER,
+     .qk_norm = SQ_PART_NEVER,
+     .post_norms = SQ_PART_NEVER,
+     .hf_act = "silu|swish",
+     .experts = 1,
+     .shared_expert = SQ_PART_NEVER,
+     .moe_norm_topk = 1,
+     .hf_moe_names = SQ_HF_MOE_MIXTRAL,
+     .hf_experts_key = "num_local_experts"},
+    {.name = "qwen2moe",
+     .hf_class = "Qwen2MoeForCausalLM",
+     .gguf = "qwen2moe",
+     .gguf_rope = SQ_ROPE_HALVES,
+     .hf_window = SQ_HF_WINDOW_OPT_IN,
+     .qkv_bias = SQ_PART_ALWAYS,
+     .qk_norm = SQ_PART_NEVER,
+     .post_norms = SQ_PART_NEVER,
+     .hf_model_type = "qwen2_moe",
+     .hf_act = "silu|swish",
+     .experts = 1,
+     .shared_expert = SQ_PART_ALWAYS,
+     .moe_norm_topk = 0,
+     .hf_moe_names = SQ_HF_MOE_QWEN,
+     .hf_experts_key = "num_experts",
+     .hf_moe_ffn_key = 1},
+    {.name = "qwen3moe",
+     .hf_class = "Qwen3MoeForCausalLM",
+     .gguf = "qwen3moe",
+     .gguf_rope = SQ_ROPE_HALVES,
+     .hf_window = SQ_HF_WINDOW_OPT_IN,
+     .qkv_bias = SQ_PART_OPTIONAL,
+     .hf_attention_bias = 1,
+     .qk_norm = SQ_PART_ALWAYS,
+     .post_norms = SQ_PART_NEVER,
+     .hf_model_type = "qwen3_moe",
+     .hf_act = "silu|swish",
+     .experts = 1,
+     .shared_expert = SQ_PART_NEVER,
+     .moe_norm_topk = 1,
+     .hf_moe_names = SQ_HF_MOE_QWEN,
+     .hf_experts_key = "num_experts",
+     .hf_moe_ffn_key = 1},
 };
 #define N_ARCHS (sizeof archs / sizeof *archs)
 
@@ -85,6 +133,13 @@ const sq_arch *sq_arch_find_gguf(const char *gguf) {
     if (a) return a;
     for (size_t i = 0; i < N_ARCHS; i++)
         if (!strcmp(gguf, archs[i].gguf)) return &archs[i];
+    return NULL;
+}
+
+const sq_arch *sq_arch_with_experts(const sq_arch *a) {
+    if (a->experts) return a;
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (archs[i].experts && !strcmp(archs[i].gguf, a->gguf)) return &archs[i];
     return NULL;
 }
 

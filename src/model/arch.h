@@ -20,6 +20,7 @@ typedef enum sq_hf_window {
                            * global) names; global ones use rope_theta, sliding ones rope_local_base_freq
                            * (Gemma 3) */
     SQ_HF_WINDOW_OPT_IN, /* only with use_sliding_window, on layer_types / max_window_layers (Qwen2, Qwen3) */
+    SQ_HF_WINDOW_OPTIONAL, /* sliding_window on every layer when set; absent or null: off (Mixtral) */
 } sq_hf_window;
 
 /* The FFN's gated activation: down(act(gate(x)) * up(x)). */
@@ -30,6 +31,14 @@ typedef enum sq_ffn_act {
 
 /* A part of the block a family either always has, never has, or may have. */
 typedef enum sq_arch_part { SQ_PART_NEVER, SQ_PART_ALWAYS, SQ_PART_OPTIONAL } sq_arch_part;
+
+/* How a mixture-of-experts family names its Hugging Face tensors (tensor_names.c). */
+typedef enum sq_hf_moe_names {
+    SQ_HF_MOE_NONE,
+    SQ_HF_MOE_MIXTRAL, /* block_sparse_moe.gate, block_sparse_moe.experts.E.w1 / w3 / w2 */
+    SQ_HF_MOE_QWEN,    /* mlp.gate, mlp.experts.E.gate_proj / up_proj / down_proj, mlp.shared_expert.*,
+                        * mlp.shared_expert_gate */
+} sq_hf_moe_names;
 
 typedef struct sq_arch {
     const char *name;        /* sq_model_config.arch: "llama", "mistral", "qwen2", "qwen3" */
@@ -59,6 +68,15 @@ typedef struct sq_arch {
     /* GGUF files of the family, where llama.cpp hard-codes what the file does not say (llama-model.cpp): */
     int gguf_swa_pattern;        /* every n-th layer global, the others sliding (Gemma 3: 6); 0: uniform */
     float gguf_rope_local_theta; /* RoPE base of the sliding layers (Gemma 3: 10000); 0: rope.freq_base */
+    /* Mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE): every block's FFN is a router (ffn_gate_inp) over
+     * experts (ffn_gate_exps / ffn_up_exps / ffn_down_exps, [n_experts][..][..]): */
+    int experts;                  /* the family's blocks route to experts; 0: dense FFN */
+    sq_arch_part shared_expert;   /* a shared expert with its sigmoid gate beside the routed ones (Qwen2-MoE) */
+    int moe_norm_topk;            /* top-k weights renormalised to sum 1: transformers' default
+                                   * norm_topk_prob (Mixtral: always), and what llama.cpp does for GGUF */
+    sq_hf_moe_names hf_moe_names; /* its Hugging Face tensor names */
+    const char *hf_experts_key;   /* config key of the expert count: num_local_experts, num_experts */
+    int hf_moe_ffn_key;           /* expert width in moe_intermediate_size (Qwen), else intermediate_size */
 } sq_arch;
 
 /* The row of an architecture name (sq_model_config.arch); NULL when squeeze has none. */
@@ -67,6 +85,9 @@ const sq_arch *sq_arch_find(const char *name);
 const sq_arch *sq_arch_find_hf(const char *hf_class);
 /* The row a GGUF general.architecture value reads as; NULL when none. */
 const sq_arch *sq_arch_find_gguf(const char *gguf);
+/* The mixture-of-experts row written as the same GGUF architecture as `a` (llama -> mixtral), for files with
+ * {arch}.expert_count > 0; `a` itself when it has experts; NULL when the GGUF architecture has no such row. */
+const sq_arch *sq_arch_with_experts(const sq_arch *a);
 /* Writes "LlamaForCausalLM, MistralForCausalLM, ..." (gguf 0) or "llama, qwen2, ..." (gguf 1: GGUF names, no
  * repeats) into buf[n], for errors naming what is supported; returns buf. */
 const char *sq_arch_list(char *buf, size_t n, int gguf);

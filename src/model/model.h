@@ -32,6 +32,9 @@ typedef struct sq_rope_scaling {
 /* Layers a model may have (the binder refuses more). */
 #define SQ_MAX_LAYERS 4096
 
+/* The most experts one token may use (real models use 1 to 8). */
+#define SQ_MOE_MAX_TOPK 64
+
 /* More end-of-generation ids than any model names (Llama 3.1 Instruct names three). */
 #define SQ_MAX_EOS_IDS 16
 
@@ -59,6 +62,12 @@ typedef struct sq_model_config {
     /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */
     int32_t eos_ids[SQ_MAX_EOS_IDS];
     int n_eos_ids;
+    /* Mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE; 0 experts: dense). A block with a router sends each
+     * token to the n_experts_used experts of highest router softmax and sums their outputs weighted by those
+     * probabilities, renormalised to sum 1 when expert_norm_topk (Mixtral, Qwen3-MoE). */
+    int n_experts;      /* GGUF {arch}.expert_count; HF num_local_experts / num_experts */
+    int n_experts_used; /* top-k: GGUF {arch}.expert_used_count; HF num_experts_per_tok */
+    int expert_norm_topk;
 } sq_model_config;
 
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
@@ -80,7 +89,18 @@ typedef struct sq_layer {
     const sq_tensor *w_gate;          /* [ffn_dim][dim] */
     const sq_tensor *w_up;            /* [ffn_dim][dim] */
     const sq_tensor *w_down;          /* [dim][ffn_dim] */
-    int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights */
+    /* A mixture-of-experts block has these instead of w_gate/w_up/w_down (NULL in a dense block): */
+    const sq_tensor *ffn_gate_inp;       /* [n_experts][dim] the router */
+    const sq_tensor *ffn_gate_exps;      /* [n_experts][ffn_dim][dim] expert e's gate is matrix e */
+    const sq_tensor *ffn_up_exps;        /* [n_experts][ffn_dim][dim] */
+    const sq_tensor *ffn_down_exps;      /* [n_experts][dim][ffn_dim] */
+    const sq_tensor *ffn_gate_shexp;     /* [shexp_dim][dim] the shared expert (Qwen2-MoE); or NULL */
+    const sq_tensor *ffn_up_shexp;       /* [shexp_dim][dim] */
+    const sq_tensor *ffn_down_shexp;     /* [dim][shexp_dim] */
+    const sq_tensor *ffn_gate_inp_shexp; /* [1][dim] its gate: output x sigmoid(gate . x) */
+    int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights (ffn_dim: each expert's) */
+    int n_experts;                    /* routed experts; 0: a dense FFN */
+    int shexp_dim;                    /* the shared expert's FFN width; 0: none */
 } sq_layer;
 
 struct sq_model {
@@ -121,6 +141,16 @@ struct sq_model {
 #define SQ_NAME_FFN_GATE       "ffn_gate.weight"
 #define SQ_NAME_FFN_UP         "ffn_up.weight"
 #define SQ_NAME_FFN_DOWN       "ffn_down.weight"
+/* mixture of experts (llama.cpp's names): the router, the experts as [n_experts][rows][cols], the shared
+ * expert and its gate */
+#define SQ_NAME_FFN_GATE_INP       "ffn_gate_inp.weight"
+#define SQ_NAME_FFN_GATE_EXPS      "ffn_gate_exps.weight"
+#define SQ_NAME_FFN_UP_EXPS        "ffn_up_exps.weight"
+#define SQ_NAME_FFN_DOWN_EXPS      "ffn_down_exps.weight"
+#define SQ_NAME_FFN_GATE_SHEXP     "ffn_gate_shexp.weight"
+#define SQ_NAME_FFN_UP_SHEXP       "ffn_up_shexp.weight"
+#define SQ_NAME_FFN_DOWN_SHEXP     "ffn_down_shexp.weight"
+#define SQ_NAME_FFN_GATE_INP_SHEXP "ffn_gate_inp_shexp.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);

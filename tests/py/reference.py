@@ -70,6 +70,20 @@ class Layer:
     ffn_post_norm: Optional[np.ndarray] = None
     window: int = 0  # 0: full causal attention
     rope_local: bool = False  # RoPE with the model's local base, unscaled (Gemma 3's sliding layers)
+    moe: Optional["Moe"] = None  # a mixture-of-experts FFN instead of w_gate/w_up/w_down (then None)
+
+
+@dataclass
+class Moe:
+    """transformers' MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock."""
+    router: np.ndarray  # [n_experts, dim] (the block's `gate`)
+    gate: list  # per expert [hidden, dim] (Mixtral w1, Qwen gate_proj)
+    up: list  # per expert [hidden, dim] (w3, up_proj)
+    down: list  # per expert [dim, hidden] (w2, down_proj)
+    top_k: int
+    norm_topk: bool  # Mixtral always; Qwen: norm_topk_prob
+    shared: Optional[tuple] = None  # (gate, up, down) of Qwen2-MoE's shared_expert
+    shared_gate: Optional[np.ndarray] = None  # [1, dim] shared_expert_gate
 
 
 @dataclass
@@ -173,6 +187,27 @@ def linear(x, w, b=None):
     return y if b is None else y + b
 
 
+def moe_ffn(m, h, act):
+    """The sparse MoE block's forward as transformers writes it: routing_weights = softmax(router_logits) over
+    all experts, torch.topk(routing_weights, top_k) (ties: the lower index here), divided by their sum when
+    norm_topk; the sum of the chosen experts' down(act(gate(h)) * up(h)) times their weights; plus, in
+    Qwen2-MoE, sigmoid(shared_expert_gate(h)) * shared_expert(h). Token by token, in float64."""
+    logits = linear(h, m.router)
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = np.argsort(-p[t], kind="stable")[: m.top_k]
+        w = p[t, top] / (p[t, top].sum() if m.norm_topk else 1.0)
+        for e, we in zip(top, w):
+            out[t] += we * linear(act(linear(h[t], m.gate[e])) * linear(h[t], m.up[e]), m.down[e])
+    if m.shared is not None:
+        g, u, d = m.shared
+        s = linear(act(linear(h, g)) * linear(h, u), d)
+        out += s / (1.0 + np.exp(-linear(h, m.shared_gate)))
+    return out
+
+
 def forward(model, tokens, cache=None):
     """Logits [n, vocab] (float64) for `tokens` read after the cache's positions (a fresh cache if None)."""
     if cache is None:
@@ -222,7 +257,10 @@ def forward(model, tokens, cache=None):
         o = linear(att, L.wo, L.bo)
         x = x + (o if L.attn_post_norm is None else rms_norm(o, L.attn_post_norm, model.norm_eps))
         h = rms_norm(x, L.ffn_norm, model.norm_eps)
-        f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
+        if L.moe is not None:
+            f = moe_ffn(L.moe, h, act)
+        else:
+            f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
         x = x + (f if L.ffn_post_norm is None else rms_norm(f, L.ffn_post_norm, model.norm_eps))
     cache.pos += n
     return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
@@ -285,6 +323,19 @@ def weight_difference(src, dst):
         for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
                   "bo", "q_norm", "k_norm", "attn_post_norm", "ffn_post_norm"]:
             pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
+        ma, mb = la.moe, lb.moe
+        if (ma is None) != (mb is None):
+            return f"layer {i}: experts {'missing' if mb is None else 'unexpected'}"
+        if ma is not None:
+            if (ma.top_k, ma.norm_topk, len(ma.gate)) != (mb.top_k, mb.norm_topk, len(mb.gate)):
+                return f"layer {i}: routing (top-k, renormalisation, experts) differs"
+            pairs.append((f"layer {i} router", ma.router, mb.router))
+            for e in range(len(ma.gate)):
+                for f in ["gate", "up", "down"]:
+                    pairs.append((f"layer {i} expert {e} {f}", getattr(ma, f)[e], getattr(mb, f)[e]))
+            for k, (x, y) in enumerate(zip(ma.shared or (None,) * 3, mb.shared or (None,) * 3)):
+                pairs.append((f"layer {i} shared expert {k}", x, y))
+            pairs.append((f"layer {i} shared expert gate", ma.shared_gate, mb.shared_gate))
     for what, x, y in pairs:
         if (x is None) != (y is None):
             return f"{what}: {'missing' if y is None else 'unexpected'}"
@@ -384,7 +435,7 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "mixtral", "qwen2_moe", "qwen3_moe"):
         raise NotImplementedError(f"model_type {arch}")
     gemma = arch == "gemma3_text"
     t = _hf_tensors(dirpath)
@@ -407,7 +458,10 @@ def load_hf(dirpath):
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
         sliding = [True] * n_layers
-    elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+    elif arch == "mixtral":  # MixtralConfig: sliding_window defaults to None
+        window = cfg.get("sliding_window") or 0
+        sliding = [True] * n_layers
+    elif arch in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
         types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
                                            else "full_attention" for l in range(n_layers)]
@@ -435,11 +489,29 @@ def load_hf(dirpath):
             return w
         return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
 
+    def hf_moe(p):  # MixtralSparseMoeBlock (block_sparse_moe, w1/w3/w2) or Qwen*MoeSparseMoeBlock (mlp)
+        if arch not in ("mixtral", "qwen2_moe", "qwen3_moe"):
+            return None
+        if arch != "mixtral" and (cfg.get("decoder_sparse_step", 1) != 1 or cfg.get("mlp_only_layers")):
+            raise NotImplementedError("dense layers among the sparse ones")
+        n = cfg["num_local_experts" if arch == "mixtral" else "num_experts"]
+        pre, names = ((p + "block_sparse_moe.", ("w1", "w3", "w2")) if arch == "mixtral"
+                      else (p + "mlp.", ("gate_proj", "up_proj", "down_proj")))
+        ex = [[get(f"{pre}experts.{e}.{nm}.weight") for e in range(n)] for nm in names]
+        shared = shared_gate = None
+        if arch == "qwen2_moe":  # Qwen2MoeSparseMoeBlock always has the shared expert
+            shared = tuple(get(f"{pre}shared_expert.{nm}.weight") for nm in names)
+            shared_gate = get(f"{pre}shared_expert_gate.weight")
+        return Moe(get(pre + "gate.weight"), ex[0], ex[1], ex[2], cfg["num_experts_per_tok"],
+                   True if arch == "mixtral" else cfg.get("norm_topk_prob", False), shared, shared_gate)
+
     layers = []
     for l in range(n_layers):
         p = f"model.layers.{l}."
+        moe = hf_moe(p)
         layers.append(
             Layer(
+                moe=moe,
                 attn_norm=norm(p + "input_layernorm.weight"),
                 wq=get(p + "self_attn.q_proj.weight"),
                 wk=get(p + "self_attn.k_proj.weight"),
@@ -448,15 +520,15 @@ def load_hf(dirpath):
                 ffn_norm=norm(p + ("pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight")),
                 attn_post_norm=norm(p + "post_attention_layernorm.weight") if gemma else None,
                 ffn_post_norm=norm(p + "post_feedforward_layernorm.weight") if gemma else None,
-                w_gate=get(p + "mlp.gate_proj.weight"),
-                w_up=get(p + "mlp.up_proj.weight"),
-                w_down=get(p + "mlp.down_proj.weight"),
+                w_gate=None if moe else get(p + "mlp.gate_proj.weight"),
+                w_up=None if moe else get(p + "mlp.up_proj.weight"),
+                w_down=None if moe else get(p + "mlp.down_proj.weight"),
                 bq=get(p + "self_attn.q_proj.bias", True),
                 bk=get(p + "self_attn.k_proj.bias", True),
                 bv=get(p + "self_attn.v_proj.bias", True),
                 bo=get(p + "self_attn.o_proj.bias", True),
-                q_norm=norm(p + "self_attn.q_norm.weight", arch not in ("qwen3", "gemma3_text")),
-                k_norm=norm(p + "self_attn.k_norm.weight", arch not in ("qwen3", "gemma3_text")),
+                q_norm=norm(p + "self_attn.q_norm.weight", arch not in ("qwen3", "qwen3_moe", "gemma3_text")),
+                k_norm=norm(p + "self_attn.k_norm.weight", arch not in ("qwen3", "qwen3_moe", "gemma3_text")),
                 window=window if sliding[l] else 0,
                 rope_local=gemma and sliding[l],
             )
@@ -491,7 +563,7 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "qwen2moe", "qwen3moe"):
         raise NotImplementedError(f"GGUF architecture {arch}")
     gemma = arch == "gemma3"
     t = {}
@@ -517,26 +589,44 @@ def load_gguf(path):
         used.add(name)
         return t[name]
 
+    n_experts = field(f"{arch}.expert_count", 0)
+    # llama.cpp (llama-model.cpp build_moe_ffn calls): Mixtral and Qwen3-MoE renormalise the top-k weights,
+    # Qwen2-MoE does not, unless {arch}.expert_weights_norm says
+    norm_topk = field(f"{arch}.expert_weights_norm", arch != "qwen2moe")
+
+    def gguf_moe(p):
+        if not n_experts:
+            return None
+        ex = [get(p + f"ffn_{k}_exps.weight") for k in ("gate", "up", "down")]
+        shared = shared_gate = None
+        if p + "ffn_gate_shexp.weight" in t:
+            shared = tuple(get(p + f"ffn_{k}_shexp.weight") for k in ("gate", "up", "down"))
+            shared_gate = get(p + "ffn_gate_inp_shexp.weight").reshape(1, -1)
+        return Moe(get(p + "ffn_gate_inp.weight"), list(ex[0]), list(ex[1]), list(ex[2]),
+                   field(f"{arch}.expert_used_count"), bool(norm_topk), shared, shared_gate)
+
     layers = []
     for l in range(n_layers):
         p = f"blk.{l}."
+        moe = gguf_moe(p)
         layers.append(
             Layer(
+                moe=moe,
                 attn_norm=get(p + "attn_norm.weight"),
                 wq=get(p + "attn_q.weight"),
                 wk=get(p + "attn_k.weight"),
                 wv=get(p + "attn_v.weight"),
                 wo=get(p + "attn_output.weight"),
                 ffn_norm=get(p + "ffn_norm.weight"),
-                w_gate=get(p + "ffn_gate.weight"),
-                w_up=get(p + "ffn_up.weight"),
-                w_down=get(p + "ffn_down.weight"),
+                w_gate=None if moe else get(p + "ffn_gate.weight"),
+                w_up=None if moe else get(p + "ffn_up.weight"),
+                w_down=None if moe else get(p + "ffn_down.weight"),
                 bq=get(p + "attn_q.bias", True),
                 bk=get(p + "attn_k.bias", True),
                 bv=get(p + "attn_v.bias", True),
                 bo=get(p + "attn_output.bias", True),
-                q_norm=get(p + "attn_q_norm.weight", arch not in ("qwen3", "gemma3")),
-                k_norm=get(p + "attn_k_norm.weight", arch not in ("qwen3", "gemma3")),
+                q_norm=get(p + "attn_q_norm.weight", arch not in ("qwen3", "qwen3moe", "gemma3")),
+                k_norm=get(p + "attn_k_norm.weight", arch not in ("qwen3", "qwen3moe", "gemma3")),
                 attn_post_norm=get(p + "post_attention_norm.weight") if gemma else None,
                 ffn_post_norm=get(p + "post_ffw_norm.weight") if gemma else None,
                 # llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3): every 6th layer global, the others slide

@@ -76,10 +76,28 @@ VARIANTS = {
                                layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
     "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
                        dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
+    # Mixture of experts: `hidden` is each expert's width. Mixtral: 4 experts, top-2 (as Mixtral-8x7B's
+    # ratio); 8 experts top-3 in bf16; 5 experts top-1, where most experts get few tokens and some none.
+    "mixtral_f32": dict(arch="mixtral", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=96, vocab=512,
+                        dtype="F32", seed=120, n_experts=4, top_k=2, rope_theta=1000000.0),
+    "mixtral_e8k3_bf16": dict(arch="mixtral", dim=64, n_layers=2, n_heads=4, n_kv_heads=1, hidden=64, vocab=512,
+                              dtype="BF16", seed=121, n_experts=8, top_k=3, sliding_window=6),
+    "mixtral_e5k1": dict(arch="mixtral", dim=64, n_layers=3, n_heads=2, n_kv_heads=2, hidden=48, vocab=512,
+                         dtype="F32", seed=122, n_experts=5, top_k=1),
+    # Qwen2-MoE: q/k/v biases, top-k weights not renormalised (norm_topk_prob false), a shared expert of its
+    # own width with a sigmoid gate. Qwen3-MoE: q/k norms, head_dim 32, renormalised top-k.
+    "qwen2moe": dict(arch="qwen2_moe", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=32, vocab=512,
+                     dtype="F32", seed=123, n_experts=6, top_k=2, shared_hidden=80, norm_topk=False,
+                     rope_theta=1000000.0, norm_eps=1e-6, tied=True),
+    "qwen3moe_bf16": dict(arch="qwen3_moe", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, hidden=32,
+                          vocab=512, dtype="BF16", seed=124, n_experts=8, top_k=2, norm_topk=True,
+                          rope_theta=1000000.0, norm_eps=1e-6),
 }
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe"}
 
 _HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
+             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM", "mixtral": "MixtralForCausalLM",
+             "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}
 _TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -91,6 +109,26 @@ def _store(x, dtype):
     if dtype == "F16":
         return dtype, x.astype(np.float16)
     return dtype, safetensors_np.bf16_bits(x)
+
+
+def _experts(spec, p, lin):
+    """A sparse MoE block's tensors under transformers' names. The router's gain makes routing decisive (top-k
+    probabilities well apart), so float32 and float64 pick the same experts."""
+    d, hid, mixtral = spec["dim"], spec["hidden"], spec["arch"] == "mixtral"
+    pre, names = ((p + "block_sparse_moe.", ("w1", "w3", "w2")) if mixtral
+                  else (p + "mlp.", ("gate_proj", "up_proj", "down_proj")))
+    w = {pre + "gate.weight": lin(spec["n_experts"], d, 4.0)}
+    for e in range(spec["n_experts"]):
+        w[f"{pre}experts.{e}.{names[0]}.weight"] = lin(hid, d)
+        w[f"{pre}experts.{e}.{names[1]}.weight"] = lin(hid, d)
+        w[f"{pre}experts.{e}.{names[2]}.weight"] = lin(d, hid)
+    if "shared_hidden" in spec:
+        sh = spec["shared_hidden"]
+        w[pre + "shared_expert.gate_proj.weight"] = lin(sh, d)
+        w[pre + "shared_expert.up_proj.weight"] = lin(sh, d)
+        w[pre + "shared_expert.down_proj.weight"] = lin(d, sh)
+        w[pre + "shared_expert_gate.weight"] = lin(1, d, 2.0)
+    return w
 
 
 def _weights(spec):
@@ -115,17 +153,20 @@ def _weights(spec):
         w[p + "self_attn.k_proj.weight"] = lin(kv_out, d, 1.5)
         w[p + "self_attn.v_proj.weight"] = lin(kv_out, d)
         w[p + "self_attn.o_proj.weight"] = lin(d, q_out)
-        if spec["arch"] == "qwen2":
+        if spec["arch"] in ("qwen2", "qwen2_moe"):
             w[p + "self_attn.q_proj.bias"] = 0.5 * rng.standard_normal(q_out)
             w[p + "self_attn.k_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
             w[p + "self_attn.v_proj.bias"] = 0.5 * rng.standard_normal(kv_out)
-        if spec["arch"] in ("qwen3", "gemma3"):  # per-head norms over head_dim; spread so that dropping them shows
+        if spec["arch"] in ("qwen3", "qwen3_moe", "gemma3"):  # per-head norms over head_dim; spread so that dropping them shows
             w[p + "self_attn.q_norm.weight"] = (0.0 if gemma else 1.0) + 0.5 * rng.standard_normal(hd)
             w[p + "self_attn.k_norm.weight"] = (0.0 if gemma else 1.0) + 0.5 * rng.standard_normal(hd)
         w[p + "post_attention_layernorm.weight"] = norm()
         if gemma:
             w[p + "pre_feedforward_layernorm.weight"] = norm()
             w[p + "post_feedforward_layernorm.weight"] = norm()
+        if spec["arch"] in MOE:
+            w.update(_experts(spec, p, lin))
+            continue
         w[p + "mlp.gate_proj.weight"] = lin(hid, d)
         w[p + "mlp.up_proj.weight"] = lin(hid, d)
         w[p + "mlp.down_proj.weight"] = lin(d, hid)
@@ -167,8 +208,18 @@ def _config(spec):
     if spec["arch"] in ("qwen2", "qwen3"):
         cfg.update(sliding_window=spec.get("sliding_window"), use_sliding_window=spec.get("use_sliding_window"),
                    max_window_layers=spec["n_layers"])
-    if spec["arch"] == "qwen3":
+    if spec["arch"] in ("qwen3", "qwen3_moe"):
         cfg.update(attention_bias=False)
+    if spec["arch"] == "mixtral":
+        cfg.update(sliding_window=spec.get("sliding_window"), num_local_experts=spec["n_experts"],
+                   num_experts_per_tok=spec["top_k"], router_aux_loss_coef=0.02, output_router_logits=False)
+    if spec["arch"] in ("qwen2_moe", "qwen3_moe"):
+        cfg.update(sliding_window=None, use_sliding_window=False, max_window_layers=spec["n_layers"],
+                   num_experts=spec["n_experts"], num_experts_per_tok=spec["top_k"],
+                   moe_intermediate_size=spec["hidden"], intermediate_size=4 * spec["hidden"],
+                   norm_topk_prob=spec["norm_topk"], decoder_sparse_step=1, mlp_only_layers=[])
+        if "shared_hidden" in spec:
+            cfg["shared_expert_intermediate_size"] = spec["shared_hidden"]
     if spec["arch"] == "gemma3":
         cfg.update(model_type="gemma3_text", attention_bias=False, hidden_activation="gelu_pytorch_tanh",
                    sliding_window=spec["sliding_window"], rope_local_base_freq=spec["rope_local_base_freq"],

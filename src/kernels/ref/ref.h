@@ -17,6 +17,9 @@ void sq_ref_rope(float *x, int n_heads, int n_tokens, int head_dim, const int32_
 void sq_ref_add(float *x, const float *y, int64_t n);
 void sq_ref_add_bias(float *y, const float *bias, int n_tokens, int width);
 void sq_ref_swiglu(float *gate, const float *up, int64_t n);
+/* x[rows[i]] += scale[i] * y[i] (backend.h's add_rows), in double */
+void sq_ref_add_rows(float *x, const float *y, const int32_t *rows, const float *scale, int n_rows,
+                     int width);
 void sq_ref_geglu(float *gate, const float *up, int64_t n);
 void sq_ref_scale(float *x, float s, int64_t n);
 void sq_ref_kv_store(const sq_kv_view *kv, const float *k, const float *v, const sq_token_batch *tokens);
