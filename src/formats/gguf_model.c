@@ -232,7 +232,15 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
         if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
                              path, t->name, m->cfg.arch, m->cfg.n_layers);
-        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
+        /* the shared expert's gate is a [1][dim] matrix; llama.cpp reads it as [dim], which files hold either
+         * way (converters keep transformers' [1, dim], or drop the 1) */
+        const char *rest;
+        int ndim = t->ndim;
+        int64_t shape[SQ_MAX_DIMS] = {t->shape[0], t->shape[1], t->shape[2], t->shape[3]};
+        if (ndim == 1 && sq_split_layer_name(t->name, "blk.", &rest) >= 0 &&
+            !strcmp(rest, SQ_NAME_FFN_GATE_INP_SHEXP))
+            ndim = 2, shape[0] = 1, shape[1] = t->shape[0];
+        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, ndim, shape, t->data, t->nbytes, 0));
     }
     return NULL;
 }

@@ -15,6 +15,7 @@
  *    fp32 rounding (|arg| <= 10, ~6e-7 absolute) carries into the result where the sigmoid is far in its
  *    tail (x < -4: the product is then < 1e-3 |x * up|, so the bound is taken on that scale);
  *  - scale exact: one fp32 product both sides (the reference rounds the double product once);
+ *  - add_rows 2 ulp of |x| + |s y| per element (check_add_rows);
  *  - attention 2e-6: fp32 dot products over head_dim <= 128 and an fp32 online softmax against a full
  *    softmax in double; the outputs are averages of value rows of magnitude <= 1 (measured 3e-7);
  *  - log-prob rows 1e-12 relative: double sums of a vectorised exp (relative error 2e-16) against long
@@ -648,6 +649,53 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                 }
 }
 
+/* add_rows (mixture-of-experts outputs into their tokens' rows): rows distinct and out of order, a row set
+ * twice over two calls, none at all; both sides round s * y[c] then the sum (the CPU may fuse them into one
+ * rounding), so the bound is 2 ulp of |x| + |s y| per element. Backends without it (supports) are skipped. */
+static void check_add_rows(const sq_backend *be, const char *label, uint64_t *seed) {
+    if (!be->supports(be->impl, SQ_OP_ADD_ROWS, SQ_DTYPE_F32)) {
+        print_message("%s: no add_rows, skipped\n", label);
+        return;
+    }
+    const int n = 7, width = 37;
+    const int32_t rows[][4] = {{5, 0, 3, 6}, {6, 1, 2, 4}};
+    const int n_rows[] = {4, 3}; /* the second call uses 6, 1, 2 */
+    float *x = random_floats((size_t)n * width, -3, 3, seed), *got = malloc((size_t)n * width * 4);
+    float *xd = dev_copy(be, x, (size_t)n * width * 4);
+    for (int call = 0; call < 3; call++) {
+        const int k = call < 2 ? n_rows[call] : 0;
+        const int32_t *r = rows[call < 2 ? call : 0];
+        float *y = random_floats((size_t)4 * width, -2, 2, seed), *s = random_floats(4, 0, 1, seed);
+        float *before = malloc((size_t)n * width * 4);
+        memcpy(before, x, (size_t)n * width * 4);
+        be->upload(be->impl, xd, x, (size_t)n * width * 4); /* the same input both sides */
+        float *yd = dev_copy(be, y, (size_t)4 * width * 4), *sd = dev_copy(be, s, 16);
+        int32_t *rd = dev_copy(be, r, 16);
+        be->add_rows(be->impl, xd, yd, rd, sd, k, width);
+        sq_ref_add_rows(x, y, r, s, k, width);
+        dev_read(be, got, xd, (size_t)n * width * 4);
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < width; c++) {
+                const size_t i = (size_t)t * width + c;
+                double scale = fabs((double)before[i]);
+                for (int j = 0; j < k; j++)
+                    if (r[j] == t) scale += fabs((double)s[j] * y[(size_t)j * width + c]);
+                if (!(fabs((double)got[i] - x[i]) <= 2.4e-7 * scale))
+                    fail_msg("%s: add_rows call %d row %d col %d: %.9g, reference %.9g", label, call, t, c,
+                             got[i], x[i]);
+            }
+        be->free(be->impl, yd);
+        be->free(be->impl, sd);
+        be->free(be->impl, rd);
+        free(y);
+        free(s);
+        free(before);
+    }
+    be->free(be->impl, xd);
+    free(x);
+    free(got);
+}
+
 /* ---------------------------------------------------------------- the tests */
 
 static void test_memory(void **state) {
@@ -682,6 +730,10 @@ static void test_kv_store_copy(void **state) {
 static void test_attention(void **state) {
     (void)state;
     for_each_backend(check_attention);
+}
+static void test_add_rows(void **state) {
+    (void)state;
+    for_each_backend(check_add_rows);
 }
 
 /* The log-prob row kernels run on host logits (evaluation), on the CPU only. */
@@ -727,6 +779,7 @@ int main(void) {
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_adds_swiglu),
         cmocka_unit_test(test_kv_store_copy), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_logprob_rows),  cmocka_unit_test(test_unknown_device),
+        cmocka_unit_test(test_add_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

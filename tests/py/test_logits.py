@@ -1,9 +1,10 @@
 """squeeze's forward pass on tiny random Hugging Face checkpoints vs the float64 reference.
 
 For every variant in tiny_models.VARIANTS (MHA fp32, GQA fp16, tied bf16, llama3 rope scaling, Mistral
-sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors), `squeeze logits` in three modes
-(prefill: one call; decode: one token per call through the KV cache; chunks:3) must match the reference run on
-the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
+sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors, Qwen3, Gemma 3, the mixture-of-
+experts Mixtral, Qwen2-MoE and Qwen3-MoE), `squeeze logits` in three modes
+(prefill: one call; decode: one token per call through the KV cache; chunks:3; for MoE prefill runs each expert
+once on all its tokens, decode routes token by token) must match the reference run on the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
     max|diff| / max|ref| <= 1e-4, and the same argmax at every position.
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
@@ -57,6 +58,18 @@ def ablations(name, model):
                dataclasses.replace(model, attn_scalar=None))] if model.attn_scalar != model.head_dim else [])
     if name.startswith("qwen3"):
         return [("q/k norms dropped", with_layers(model, q_norm=None, k_norm=None))]
+    if name in tiny_models.VARIANTS and tiny_models.VARIANTS[name]["arch"] in tiny_models.MOE:
+        m = model.layers[0].moe
+
+        def moe(**changes):
+            return dataclasses.replace(model, layers=[dataclasses.replace(L, moe=dataclasses.replace(L.moe, **changes))
+                                                      for L in model.layers])
+        out = [(f"top-{m.top_k} weights {'not ' if m.norm_topk else ''}renormalised", moe(norm_topk=not m.norm_topk)),
+               (f"top-{m.top_k + 1} instead of top-{m.top_k}", moe(top_k=m.top_k + 1))]
+        if m.shared is not None:
+            out.append(("shared expert dropped", moe(shared=None)))
+            out.append(("shared expert ungated", moe(shared_gate=np.full_like(m.shared_gate, 0.0))))
+        return out
     if name == "llama3_rope":
         return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
     if name == "llama_mha_f32":

@@ -87,7 +87,7 @@ VARIANTS = {
     # Qwen2-MoE: q/k/v biases, top-k weights not renormalised (norm_topk_prob false), a shared expert of its
     # own width with a sigmoid gate. Qwen3-MoE: q/k norms, head_dim 32, renormalised top-k.
     "qwen2moe": dict(arch="qwen2_moe", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=32, vocab=512,
-                     dtype="F32", seed=123, n_experts=6, top_k=2, shared_hidden=80, norm_topk=False,
+                     dtype="F32", seed=123, n_experts=6, top_k=2, shared_hidden=96, norm_topk=False,
                      rope_theta=1000000.0, norm_eps=1e-6, tied=True),
     "qwen3moe_bf16": dict(arch="qwen3_moe", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, hidden=32,
                           vocab=512, dtype="BF16", seed=124, n_experts=8, top_k=2, norm_topk=True,
@@ -344,9 +344,11 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     import gguf
 
     spec = VARIANTS[name]
-    arch = spec["arch"]
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
-        raise ValueError(f"{name}: only plain llama, qwen2, qwen3 and gemma3 variants are written as GGUF here")
+    arch = {"mixtral": "llama", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe"}.get(spec["arch"], spec["arch"])
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "qwen2moe", "qwen3moe") or spec.get("rope_scaling") or \
+            spec.get("shards", 1) != 1:
+        raise ValueError(f"{name}: only plain llama, mixtral, qwen2(moe), qwen3(moe) and gemma3 variants are written "
+                         "as GGUF here")
     if arch == "gemma3" and ("layer_types" in spec or spec["query_pre_attn_scalar"] != spec["head_dim"]):
         raise ValueError(f"{name}: GGUF gemma3 holds only llama.cpp's layer pattern and attention scale")
     src = generate(name, outroot)
@@ -380,6 +382,15 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
     if arch == "gemma3":
         writer.add_uint32("gemma3.attention.sliding_window", spec["sliding_window"])
+    if spec["arch"] == "mixtral" and spec.get("sliding_window"):
+        writer.add_sliding_window(spec["sliding_window"])
+    if "n_experts" in spec:  # as llama.cpp's converter writes Mixtral / Qwen MoE
+        writer.add_expert_count(spec["n_experts"])
+        writer.add_expert_used_count(spec["top_k"])
+        if arch != "llama":
+            writer.add_expert_feed_forward_length(spec["hidden"])
+        if "shared_hidden" in spec:
+            writer.add_expert_shared_feed_forward_length(spec["shared_hidden"])
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
     for key, value in (extra_ids or {}).items():
@@ -419,6 +430,20 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
             if gg.startswith(("attn_q.", "attn_k.")):
                 x = to_interleaved(x)
             put(f"blk.{l}.{gg}", x, x.ndim == 2)
+        if "n_experts" not in spec:
+            continue
+        # experts stacked [n_experts][rows][cols] (ggml's 3-D ffn_*_exps), the router unquantized as llama.cpp's
+        # converter keeps it; the shared expert's gate is 1-D [dim]
+        mixtral, E = spec["arch"] == "mixtral", spec["n_experts"]
+        pre = f"model.layers.{l}." + ("block_sparse_moe." if mixtral else "mlp.")
+        put(f"blk.{l}.ffn_gate_inp.weight", w[pre + "gate.weight"], False)
+        for gg, hf in zip(("gate", "up", "down"), ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj",
+                                                                                      "down_proj")):
+            put(f"blk.{l}.ffn_{gg}_exps.weight", np.stack([w[f"{pre}experts.{e}.{hf}.weight"] for e in range(E)]))
+            if "shared_hidden" in spec:
+                put(f"blk.{l}.ffn_{gg}_shexp.weight", w[f"{pre}shared_expert.{hf}.weight"])
+        if "shared_hidden" in spec:
+            put(f"blk.{l}.ffn_gate_inp_shexp.weight", w[pre + "shared_expert_gate.weight"].reshape(-1), False)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
