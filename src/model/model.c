@@ -214,6 +214,9 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     if (moe && c->n_experts <= 0)
         return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is a router but the config names no experts (0)",
                          b->path, name);
+    if (!moe && b->arch->experts)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: router tensor %s is missing (every block of a %s model routes)",
+                         b->path, name, b->arch->name);
     if (moe) {
         const sq_tensor *shexp = sq_model_find_tensor(b->m, NAME(SQ_NAME_FFN_GATE_SHEXP));
         SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE_EXPS), 0, SHAPE(c->n_experts, -1, dim), &L->ffn_gate_exps));
