@@ -349,11 +349,15 @@ SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq
 /* A model of a real architecture's exact shapes with seeded random weights, to measure speed at real scale
  * without downloading weights (model/synth.c gives the scales: activations stay finite; no tokenizer). */
 typedef struct sq_synth_options {
-    const char *preset; /* sq_synth_preset_names(): "llama-2-7b", "llama-3-8b", "qwen2.5-7b", "mistral-7b" */
+    const char *preset; /* sq_synth_preset_names(): "llama-2-7b", "llama-3-8b", "qwen2.5-7b", "mistral-7b",
+                         * the mixtures of experts "mixtral-8x7b", "qwen1.5-moe-a2.7b" */
     const char *dtype;  /* the 2-D weights' format: "f32", "f16" (NULL), "bf16", "q8_0", "q4_0" or "q4_k" */
     int n_layers;       /* 0: the preset's; fewer make a shallower model of the same widths */
     int n_threads;      /* 0: sq_cpu_count() */
     uint64_t seed;      /* the same seed gives the same bytes, whatever n_threads */
+    /* a mixture-of-experts preset as a dense model of the same parameters per token (its dense family, one
+     * FFN of experts-used x expert width, plus the shared expert's), the baseline MoE speed is compared with */
+    int dense_active;
 } sq_synth_options;
 
 /* The presets' names, '|'-separated. */
