@@ -145,8 +145,9 @@ with open(os.path.join(seeds, "llama2c", "model.bin"), "wb") as f:
     f.write(np.zeros(CTX * HD, np.float32).tobytes())
 
 # GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors. A second seed states
-# the head counts and FFN width as per-layer arrays (as pruned models do).
-def write_gguf(path, per_layer):
+# the head counts and FFN width as per-layer arrays (as pruned models do); a third is a Mixtral (llama with
+# expert_count): two experts per block, top-1, the FFN's matrices stacked as 3-D ffn_*_exps, an f32 router.
+def write_gguf(path, per_layer, experts=0):
     widths = (lambda v: [v] * LAYERS) if per_layer else (lambda v: v)
     gw = gguf.GGUFWriter(path, "llama")
     gw.add_context_length(CTX)
@@ -164,6 +165,9 @@ def write_gguf(path, per_layer):
                         for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
     gw.add_bos_token_id(1)
     gw.add_eos_token_id(2)
+    if experts:
+        gw.add_expert_count(experts)
+        gw.add_expert_used_count(1)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
     layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
                    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
@@ -176,7 +180,13 @@ def write_gguf(path, per_layer):
         else:
             l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
             gname = f"blk.{l}.{layer_names[rest]}"
-        if arr.ndim == 2 and "attn_q" in gname:
+        if experts and "ffn_" in gname and "norm" not in gname:  # the experts: the FFN and its negation
+            gw.add_tensor(gname.replace(".weight", "_exps.weight"),
+                          np.stack([arr, -arr][:experts]).astype(np.float16))
+            if "ffn_gate" in gname:
+                gw.add_tensor(gname.replace("ffn_gate", "ffn_gate_inp"),
+                              np.random.default_rng(1).standard_normal((experts, DIM)).astype(np.float32))
+        elif arr.ndim == 2 and "attn_q" in gname:
             gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
                           raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         elif arr.ndim == 2 and "ffn" in gname:
@@ -191,6 +201,7 @@ def write_gguf(path, per_layer):
 
 write_gguf(os.path.join(seeds, "gguf", "model.gguf"), False)
 write_gguf(os.path.join(seeds, "gguf", "model_per_layer.gguf"), True)
+write_gguf(os.path.join(seeds, "gguf", "model_moe.gguf"), False, experts=2)
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)
