@@ -356,7 +356,7 @@ typedef struct sq_synth_options {
     int n_threads;      /* 0: sq_cpu_count() */
     uint64_t seed;      /* the same seed gives the same bytes, whatever n_threads */
     /* a mixture-of-experts preset as a dense model of the same parameters per token (its dense family, one
-     * FFN of experts-used x expert width, plus the shared expert's), the baseline MoE speed is compared with */
+     * FFN of experts-used x expert width, plus the shared expert's): the baseline of MoE speed */
     int dense_active;
 } sq_synth_options;
 

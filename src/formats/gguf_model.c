@@ -64,8 +64,8 @@ static SQ_NODISCARD sq_error *read_widths(const sq_gguf_file *g, const char *arc
 
 /* Mixture of experts (llama.cpp's keys): {arch}.expert_count > 0 makes a llama file a Mixtral, and names
  * the routed experts; expert_used_count the top-k, expert_feed_forward_length the experts' width where it
- * differs from feed_forward_length (Qwen MoE); expert_weights_norm whether the top-k weights are renormalised,
- * else what llama.cpp does for the architecture (the row's moe_norm_topk). */
+ * differs from feed_forward_length (Qwen MoE); expert_weights_norm whether the top-k weights are
+ * renormalised, else what llama.cpp does for the architecture (the row's moe_norm_topk). */
 static SQ_NODISCARD sq_error *read_experts(const sq_gguf_file *g, const char *arch, const sq_arch **a,
                                            sq_model_config *c) {
     const char *path = g->file->path;
@@ -78,14 +78,14 @@ static SQ_NODISCARD sq_error *read_experts(const sq_gguf_file *g, const char *ar
     const sq_arch *moe = sq_arch_with_experts(*a);
     if (!moe)
         return sq_errorf(SQ_ERR_UNSUPPORTED,
-                         "%s: GGUF %s.expert_count = %d: squeeze has no mixture-of-experts %s architecture", path,
-                         arch, c->n_experts, arch);
+                         "%s: GGUF %s.expert_count = %d: squeeze has no mixture-of-experts %s architecture",
+                         path, arch, c->n_experts, arch);
     *a = moe;
     snprintf(c->arch, sizeof c->arch, "%s", moe->name);
     SQ_TRY(arch_int(g, arch, "expert_used_count", 1, 0, 1 << 16, &c->n_experts_used));
     if (c->n_experts_used < 1 || c->n_experts_used > c->n_experts)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.expert_used_count = %d must be 1..%s.expert_count (%d)", path,
-                         arch, c->n_experts_used, arch, c->n_experts);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.expert_used_count = %d must be 1..%s.expert_count (%d)",
+                         path, arch, c->n_experts_used, arch, c->n_experts);
     SQ_TRY(arch_int(g, arch, "expert_feed_forward_length", 0, 1, 1 << 24, &c->ffn_dim));
     char key[128];
     snprintf(key, sizeof key, "%s.expert_weights_norm", arch);

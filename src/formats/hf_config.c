@@ -307,15 +307,17 @@ static SQ_NODISCARD sq_error *get_experts(const reader *r, const sq_arch *a, sq_
     int step = 1;
     SQ_TRY(get_int(r, r->root, "decoder_sparse_step", 0, 0, 1 << 24, &step));
     if (step > 1)
-        return sq_errorf(SQ_ERR_UNSUPPORTED,
-                         "%s: config field decoder_sparse_step = %d (dense blocks between the sparse ones) is not "
-                         "supported",
-                         r->path, step);
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: config field decoder_sparse_step = %d (dense blocks between the sparse ones) is not "
+            "supported",
+            r->path, step);
     const cJSON *dense = cJSON_GetObjectItemCaseSensitive(r->root, "mlp_only_layers");
     if (present(dense) && (!cJSON_IsArray(dense) || cJSON_GetArraySize(dense) > 0))
-        return sq_errorf(SQ_ERR_UNSUPPORTED,
-                         "%s: config field mlp_only_layers (dense blocks among the sparse ones) is not supported",
-                         r->path);
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: config field mlp_only_layers (dense blocks among the sparse ones) is not supported",
+            r->path);
     return NULL;
 }
 

@@ -110,9 +110,11 @@ static SQ_NODISCARD sq_error *stack_experts(load_state *s, const char *dir) {
 static SQ_NODISCARD sq_error *add_piece(load_state *s, const char *path, const sq_st_entry *e,
                                         const char *name, int expert) {
     if (e->dtype < 0)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %.96s has dtype %s (F32, F16 and BF16 are supported)",
-                         path, e->name, e->dtype_name);
-    if (e->ndim != 2) return sq_errorf(SQ_ERR_FORMAT, "%s: expert tensor %.96s is not a matrix", path, e->name);
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: tensor %.96s has dtype %s (F32, F16 and BF16 are supported)", path, e->name,
+                         e->dtype_name);
+    if (e->ndim != 2)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: expert tensor %.96s is not a matrix", path, e->name);
     if (SQ_ARRAY_RESERVE(s->pieces, s->cap_pieces, (size_t)s->n_pieces + 1))
         return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
     expert_piece *p = &s->pieces[s->n_pieces++];
@@ -152,8 +154,9 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
         if (sq_hf_expert_to_canonical(s->arch, e->name, name, sizeof name, &expert)) {
             err = sq_canonical_name_valid(name, s->m->cfg.n_layers)
                       ? add_piece(s, path, e, name, expert)
-                      : sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %.96s in a %s checkpoint with %d layers",
-                                  path, e->name, s->m->cfg.arch, s->m->cfg.n_layers);
+                      : sq_errorf(SQ_ERR_UNSUPPORTED,
+                                  "%s: unexpected tensor %.96s in a %s checkpoint with %d layers", path,
+                                  e->name, s->m->cfg.arch, s->m->cfg.n_layers);
             continue;
         }
         int kind = sq_hf_to_canonical(s->arch, e->name, name, sizeof name);
@@ -377,10 +380,12 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
 
     /* a 3-D expert tensor is written as one matrix per expert, as transformers names them */
     size_t n = 0;
-    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i]->ndim == 3 ? (size_t)m->tensors[i]->shape[0] : 1;
+    for (int i = 0; i < m->n_tensors; i++)
+        n += m->tensors[i]->ndim == 3 ? (size_t)m->tensors[i]->shape[0] : 1;
     sq_st_tensor *list = calloc(n + 1, sizeof *list);
     char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc(n + 1, sizeof *names);
-    save_state s = {m, sq_arch_find(m->cfg.arch), calloc(n + 1, sizeof *s.tensors), calloc(n + 1, sizeof(int))};
+    save_state s = {m, sq_arch_find(m->cfg.arch), calloc(n + 1, sizeof *s.tensors),
+                    calloc(n + 1, sizeof(int))};
     sq_error *err =
         list && names && s.tensors && s.expert ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
     for (int i = 0, k = 0; i < m->n_tensors && !err; i++) {

@@ -96,7 +96,8 @@ int sq_hf_expert_to_canonical(const sq_arch *a, const char *hf, char *out, size_
     const int layer = sq_split_layer_name(hf, "model.layers.", &rest);
     if (layer < 0 || !prefix || (*expert = sq_split_layer_name(rest, prefix, &name)) < 0) return 0;
     for (size_t i = 0; i < COUNT(expert_names); i++)
-        if (!strcmp(name, a->hf_moe_names == SQ_HF_MOE_MIXTRAL ? expert_names[i].mixtral : expert_names[i].qwen))
+        if (!strcmp(name,
+                    a->hf_moe_names == SQ_HF_MOE_MIXTRAL ? expert_names[i].mixtral : expert_names[i].qwen))
             return snprintf(out, n, "blk.%d.%s", layer, expert_names[i].canonical), 1;
     return 0;
 }

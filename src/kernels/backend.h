@@ -89,12 +89,12 @@ typedef struct sq_block_weights {
     sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
     sq_tensor w_down;       /* [dim][ffn_dim] */
     /* mixture of experts (absent in a dense block; then w_gate/w_up/w_down): */
-    sq_tensor ffn_gate_inp;                /* [n_experts][dim] router */
-    sq_tensor ffn_gate_exps, ffn_up_exps;  /* [n_experts][ffn_dim][dim] */
-    sq_tensor ffn_down_exps;               /* [n_experts][dim][ffn_dim] */
+    sq_tensor ffn_gate_inp;                 /* [n_experts][dim] router */
+    sq_tensor ffn_gate_exps, ffn_up_exps;   /* [n_experts][ffn_dim][dim] */
+    sq_tensor ffn_down_exps;                /* [n_experts][dim][ffn_dim] */
     sq_tensor ffn_gate_shexp, ffn_up_shexp; /* [shexp_dim][dim] shared expert (Qwen2-MoE); or absent */
-    sq_tensor ffn_down_shexp;              /* [dim][shexp_dim] */
-    sq_tensor ffn_gate_inp_shexp;          /* [1][dim] its sigmoid gate */
+    sq_tensor ffn_down_shexp;               /* [dim][shexp_dim] */
+    sq_tensor ffn_gate_inp_shexp;           /* [1][dim] its sigmoid gate */
     int n_heads, n_kv_heads, ffn_dim;
     int n_experts, shexp_dim; /* 0, 0: a dense FFN */
 } sq_block_weights;
@@ -211,8 +211,8 @@ typedef struct sq_backend {
      * their routing probabilities, into the rows of the tokens routed to it (rows distinct within one call).
      * x [n][width], y [n_rows][width], rows and scale [n_rows]. Optional where supports() says so: NULL when
      * the backend has none. */
-    void (*add_rows)(void *impl, float *x, const float *y, const int32_t *rows, const float *scale, int n_rows,
-                     int width);
+    void (*add_rows)(void *impl, float *x, const float *y, const int32_t *rows, const float *scale,
+                     int n_rows, int width);
 
     /* ---- optional (NULL on the CPU): a backend may take over larger steps, as fast GPU decoders fuse them.
      * The operation path in runtime/forward.c stays the reference they are tested against, and runs instead

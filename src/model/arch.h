@@ -70,10 +70,10 @@ typedef struct sq_arch {
     float gguf_rope_local_theta; /* RoPE base of the sliding layers (Gemma 3: 10000); 0: rope.freq_base */
     /* Mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE): every block's FFN is a router (ffn_gate_inp) over
      * experts (ffn_gate_exps / ffn_up_exps / ffn_down_exps, [n_experts][..][..]): */
-    int experts;                  /* the family's blocks route to experts; 0: dense FFN */
-    sq_arch_part shared_expert;   /* a shared expert with its sigmoid gate beside the routed ones (Qwen2-MoE) */
-    int moe_norm_topk;            /* top-k weights renormalised to sum 1: transformers' default
-                                   * norm_topk_prob (Mixtral: always), and what llama.cpp does for GGUF */
+    int experts;                /* the family's blocks route to experts; 0: dense FFN */
+    sq_arch_part shared_expert; /* a shared expert with its sigmoid gate beside the routed ones (Qwen2-MoE) */
+    int moe_norm_topk;          /* top-k weights renormalised to sum 1: transformers' default
+                                 * norm_topk_prob (Mixtral: always), and what llama.cpp does for GGUF */
     sq_hf_moe_names hf_moe_names; /* its Hugging Face tensor names */
     const char *hf_experts_key;   /* config key of the expert count: num_local_experts, num_experts */
     int hf_moe_ffn_key;           /* expert width in moe_intermediate_size (Qwen), else intermediate_size */
@@ -86,7 +86,8 @@ const sq_arch *sq_arch_find_hf(const char *hf_class);
 /* The row a GGUF general.architecture value reads as; NULL when none. */
 const sq_arch *sq_arch_find_gguf(const char *gguf);
 /* The mixture-of-experts row written as the same GGUF architecture as `a` (llama -> mixtral), for files with
- * {arch}.expert_count > 0; `a` itself when it has experts; NULL when the GGUF architecture has no such row. */
+ * {arch}.expert_count > 0; `a` itself when it has experts; NULL when the GGUF architecture has no such row.
+ */
 const sq_arch *sq_arch_with_experts(const sq_arch *a);
 /* Writes "LlamaForCausalLM, MistralForCausalLM, ..." (gguf 0) or "llama, qwen2, ..." (gguf 1: GGUF names, no
  * repeats) into buf[n], for errors naming what is supported; returns buf. */

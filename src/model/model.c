@@ -238,23 +238,18 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     if (L->n_heads % L->n_kv_heads)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
-    const int64_t widths[] = {[W_NONE] = 0,
-                              [W_DIM] = dim,
-                              [W_Q] = L->wq->shape[0],
-                              [W_KV] = L->wk->shape[0],
-                              [W_FFN] = L->ffn_dim,
-                              [W_HEAD] = hd,
-                              [W_EXPERTS] = c->n_experts,
-                              [W_SHEXP] = L->shexp_dim,
-                              [W_ONE] = 1};
+    const int64_t widths[] = {
+        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0],    [W_KV] = L->wk->shape[0],
+        [W_FFN] = L->ffn_dim, [W_HEAD] = hd, [W_EXPERTS] = c->n_experts, [W_SHEXP] = L->shexp_dim,
+        [W_ONE] = 1};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
         const part p = slot->part;
         const int wanted = p == P_REQUIRED || (p == P_DENSE && !moe) || (p == P_MOE && moe);
         const int allowed = wanted || p == P_OPTIONAL || (p == P_SHEXP && moe && L->shexp_dim);
         if (!allowed && sq_model_find_tensor(b->m, NAME(slot->suffix)))
-            return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s belongs to a %s block but blk.%d %s", b->path, name,
-                             p == P_DENSE ? "dense" : "mixture-of-experts", l,
+            return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s belongs to a %s block but blk.%d %s", b->path,
+                             name, p == P_DENSE ? "dense" : "mixture-of-experts", l,
                              moe ? "has a router (ffn_gate_inp)"
                                  : "has no router (" SQ_NAME_FFN_GATE_INP " is missing)");
         if (!allowed) continue;
@@ -265,10 +260,11 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     }
     if (L->shexp_dim &&
         (!L->ffn_gate_shexp || !L->ffn_up_shexp || !L->ffn_down_shexp || !L->ffn_gate_inp_shexp))
-        return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: blk.%d has only some of the shared expert's tensors (ffn_gate_shexp, ffn_up_shexp, "
-                         "ffn_down_shexp, ffn_gate_inp_shexp: all or none)",
-                         b->path, l);
+        return sq_errorf(
+            SQ_ERR_FORMAT,
+            "%s: blk.%d has only some of the shared expert's tensors (ffn_gate_shexp, ffn_up_shexp, "
+            "ffn_down_shexp, ffn_gate_inp_shexp: all or none)",
+            b->path, l);
     if (!L->bq != !L->bk || !L->bq != !L->bv)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
                          l);
@@ -291,8 +287,8 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
                          "%s: blk.%d %s q/k norms (attn_q_norm, attn_k_norm), which a %s model %s", b->path,
                          l, L->q_norm ? "has" : "lacks", a->name, L->q_norm ? "never has" : "needs");
     if (a->experts != moe)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d %s a router (ffn_gate_inp), which a %s model %s", b->path, l,
-                         moe ? "has" : "lacks", a->name, moe ? "never has" : "needs");
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d %s a router (ffn_gate_inp), which a %s model %s", b->path,
+                         l, moe ? "has" : "lacks", a->name, moe ? "never has" : "needs");
     if (moe && ((a->shared_expert == SQ_PART_ALWAYS && !L->shexp_dim) ||
                 (a->shared_expert == SQ_PART_NEVER && L->shexp_dim)))
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d %s a shared expert (ffn_*_shexp), which a %s model %s",
@@ -342,9 +338,10 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
                          c->n_experts);
     if (c->n_experts > 0 &&
         (c->n_experts_used < 1 || c->n_experts_used > c->n_experts || c->n_experts_used > SQ_MOE_MAX_TOPK))
-        return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: top-%d routing over %d experts (experts used per token must be 1..%d, at most %d)",
-                         path, c->n_experts_used, c->n_experts, c->n_experts, SQ_MOE_MAX_TOPK);
+        return sq_errorf(
+            SQ_ERR_FORMAT,
+            "%s: top-%d routing over %d experts (experts used per token must be 1..%d, at most %d)", path,
+            c->n_experts_used, c->n_experts, c->n_experts, SQ_MOE_MAX_TOPK);
     c->ffn_act = b->arch->ffn_act;
     c->embd_scale = b->arch->embd_scale_sqrt_dim ? sqrtf((float)c->dim) : 1.0f;
 

@@ -84,11 +84,11 @@ typedef struct sq_layer {
     const sq_tensor *k_norm;    /* [head_dim] likewise of each key head; both or neither */
     const sq_tensor
         *attn_post_norm; /* [dim] RMSNorm of the attention output before the residual add (Gemma 3) */
-    const sq_tensor *ffn_post_norm;   /* [dim] likewise of the FFN output; both or neither */
-    const sq_tensor *ffn_norm;        /* [dim] */
-    const sq_tensor *w_gate;          /* [ffn_dim][dim] */
-    const sq_tensor *w_up;            /* [ffn_dim][dim] */
-    const sq_tensor *w_down;          /* [dim][ffn_dim] */
+    const sq_tensor *ffn_post_norm; /* [dim] likewise of the FFN output; both or neither */
+    const sq_tensor *ffn_norm;      /* [dim] */
+    const sq_tensor *w_gate;        /* [ffn_dim][dim] */
+    const sq_tensor *w_up;          /* [ffn_dim][dim] */
+    const sq_tensor *w_down;        /* [dim][ffn_dim] */
     /* A mixture-of-experts block has these instead of w_gate/w_up/w_down (NULL in a dense block): */
     const sq_tensor *ffn_gate_inp;       /* [n_experts][dim] the router */
     const sq_tensor *ffn_gate_exps;      /* [n_experts][ffn_dim][dim] expert e's gate is matrix e */
@@ -98,9 +98,9 @@ typedef struct sq_layer {
     const sq_tensor *ffn_up_shexp;       /* [shexp_dim][dim] */
     const sq_tensor *ffn_down_shexp;     /* [dim][shexp_dim] */
     const sq_tensor *ffn_gate_inp_shexp; /* [1][dim] its gate: output x sigmoid(gate . x) */
-    int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights (ffn_dim: each expert's) */
-    int n_experts;                    /* routed experts; 0: a dense FFN */
-    int shexp_dim;                    /* the shared expert's FFN width; 0: none */
+    int n_heads, n_kv_heads, ffn_dim;    /* this block's own, from its weights (ffn_dim: each expert's) */
+    int n_experts;                       /* routed experts; 0: a dense FFN */
+    int shexp_dim;                       /* the shared expert's FFN width; 0: none */
 } sq_layer;
 
 struct sq_model {

@@ -34,18 +34,18 @@ typedef struct synth_preset {
  * max_position_embeddings, rope_theta, rms_norm_eps; num_local_experts / num_experts, num_experts_per_tok,
  * shared_expert_intermediate_size, norm_topk_prob. */
 static const synth_preset presets[] = {
-    {"llama-2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096, 10000, 1e-5f, SQ_ROPE_INTERLEAVED, 0, 0, 0,
-     0, 0, NULL},
-    {"llama-3-8b", "llama", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000, 1e-5f, SQ_ROPE_INTERLEAVED, 0, 0,
+    {"llama-2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096, 10000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"llama-3-8b", "llama", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000, 1e-6f, SQ_ROPE_HALVES, 1, 0,
      0, 0, 0, NULL},
-    {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000, 1e-6f, SQ_ROPE_HALVES, 1, 0, 0, 0,
-     0, NULL},
-    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED, 0, 0,
-     0, 0, 0, NULL},
-    {"mixtral-8x7b", "mixtral", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED,
-     0, 8, 2, 0, 1, "llama"},
-    {"qwen1.5-moe-a2.7b", "qwen2moe", 2048, 24, 16, 16, 128, 1408, 151936, 8192, 1000000, 1e-6f, SQ_ROPE_HALVES,
-     1, 60, 4, 5632, 0, "qwen2"},
+    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"mixtral-8x7b", "mixtral", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f,
+     SQ_ROPE_INTERLEAVED, 0, 8, 2, 0, 1, "llama"},
+    {"qwen1.5-moe-a2.7b", "qwen2moe", 2048, 24, 16, 16, 128, 1408, 151936, 8192, 1000000, 1e-6f,
+     SQ_ROPE_HALVES, 1, 60, 4, 5632, 0, "qwen2"},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets, CHUNK = 1 << 16 };
 
@@ -230,8 +230,8 @@ sq_error *sq_model_synth(const sq_synth_options *o, sq_model **out) {
         return sq_errorf(SQ_ERR_INVALID_ARG, "synth: %d layers (the preset has %d)", o->n_layers,
                          p->n_layers);
     if (o->dense_active && !p->n_experts)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "synth: --dense-active needs a mixture-of-experts preset, not %s",
-                         p->name);
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "synth: --dense-active needs a mixture-of-experts preset, not %s", p->name);
     /* the dense twin: one FFN as wide as the experts a token uses (and the shared expert), no router */
     const int experts = o->dense_active ? 0 : p->n_experts;
     const int ffn_dim = o->dense_active ? p->top_k * p->ffn_dim + p->shexp_dim : p->ffn_dim;

@@ -164,9 +164,9 @@ void sq_context_free(sq_context *ctx) {
     if (!ctx) return;
     const sq_backend *be = &ctx->backend;
     free_weights(ctx);
-    void *bufs[] = {ctx->x,          ctx->xb,       ctx->q,          ctx->k,        ctx->v,
-                    ctx->attn_out,   ctx->gate,     ctx->up,         ctx->logits,   ctx->moe_logits,
-                    ctx->moe_rows,   ctx->moe_weight, ctx->moe_x,    ctx->moe_y};
+    void *bufs[] = {ctx->x,        ctx->xb,         ctx->q,     ctx->k,      ctx->v,
+                    ctx->attn_out, ctx->gate,       ctx->up,    ctx->logits, ctx->moe_logits,
+                    ctx->moe_rows, ctx->moe_weight, ctx->moe_x, ctx->moe_y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be->impl, bufs[i]);
     free(ctx->moe_host);
     free(ctx->moe_host_rows);
@@ -368,8 +368,8 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         ctx->moe_host_rows = malloc((size_t)B * K1 * sizeof *ctx->moe_host_rows);
         ctx->moe_host_weight = malloc((size_t)B * K1 * sizeof *ctx->moe_host_weight);
         ctx->moe_offset = malloc((size_t)(E + 1) * sizeof *ctx->moe_offset);
-        ok = ctx->moe_logits && ctx->moe_rows && ctx->moe_weight && ctx->moe_x && ctx->moe_y && ctx->moe_host &&
-             ctx->moe_host_rows && ctx->moe_host_weight && ctx->moe_offset;
+        ok = ctx->moe_logits && ctx->moe_rows && ctx->moe_weight && ctx->moe_x && ctx->moe_y &&
+             ctx->moe_host && ctx->moe_host_rows && ctx->moe_host_weight && ctx->moe_offset;
     }
     if (!ok) {
         sq_context_free(ctx);

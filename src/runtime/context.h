@@ -34,17 +34,17 @@ struct sq_context {
     float *gate;     /* [n_batch_max][max ffn_dim] */
     float *up;       /* [n_batch_max][max ffn_dim] */
     /* mixture of experts (NULL in a dense model): E = n_experts, K = n_experts_used, shared expert 0/1 */
-    float *moe_logits;     /* [n_batch_max][E + 1] router logits, then the shared expert's gate logits */
-    int32_t *moe_rows;     /* [n_batch_max * (K + 1)] tokens grouped by expert, then 0..n-1 (shared) */
-    float *moe_weight;     /* [n_batch_max * (K + 1)] their routing weights, then the shared gates */
-    float *moe_x;          /* [n_batch_max][dim] one expert's input rows */
-    float *moe_y;          /* [n_batch_max][dim] its outputs */
-    float *moe_host;       /* host [n_batch_max][E + 1] the logits, downloaded */
+    float *moe_logits;      /* [n_batch_max][E + 1] router logits, then the shared expert's gate logits */
+    int32_t *moe_rows;      /* [n_batch_max * (K + 1)] tokens grouped by expert, then 0..n-1 (shared) */
+    float *moe_weight;      /* [n_batch_max * (K + 1)] their routing weights, then the shared gates */
+    float *moe_x;           /* [n_batch_max][dim] one expert's input rows */
+    float *moe_y;           /* [n_batch_max][dim] its outputs */
+    float *moe_host;        /* host [n_batch_max][E + 1] the logits, downloaded */
     int32_t *moe_host_rows; /* host [n_batch_max * (K + 1)] */
     float *moe_host_weight; /* host [n_batch_max * (K + 1)] */
-    int32_t *moe_offset;   /* host [E + 1] expert e's rows are moe_rows[offset[e] .. offset[e + 1]) */
-    float *logits;   /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
-    float *tap_host; /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
+    int32_t *moe_offset;    /* host [E + 1] expert e's rows are moe_rows[offset[e] .. offset[e + 1]) */
+    float *logits;          /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
+    float *tap_host;        /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
 
     /* the step's tokens */
     int32_t *tok_host;         /* host [TOK_FIELDS][n_batch_max] */

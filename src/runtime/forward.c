@@ -206,7 +206,8 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
     const int n_routed = n * K, n_rows = n_routed + (shared ? n : 0);
     for (int t = 0; shared && t < n; t++) {
         ctx->moe_host_rows[n_routed + t] = t;
-        ctx->moe_host_weight[n_routed + t] = (float)(1.0 / (1.0 + exp(-(double)ctx->moe_host[(size_t)n * E + t])));
+        ctx->moe_host_weight[n_routed + t] =
+            (float)(1.0 / (1.0 + exp(-(double)ctx->moe_host[(size_t)n * E + t])));
     }
     be->upload(B, ctx->moe_rows, ctx->moe_host_rows, (size_t)n_rows * sizeof *ctx->moe_rows);
     be->upload(B, ctx->moe_weight, ctx->moe_host_weight, (size_t)n_rows * sizeof *ctx->moe_weight);
@@ -218,7 +219,8 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
     for (int e = 0; e < E; e++) {
         const int first = ctx->moe_offset[e], count = ctx->moe_offset[e + 1] - first;
         if (!count) continue; /* no token chose it: its weights are not read */
-        const sq_tensor gate = sq_tensor_slice(&w->ffn_gate_exps, e), up = sq_tensor_slice(&w->ffn_up_exps, e),
+        const sq_tensor gate = sq_tensor_slice(&w->ffn_gate_exps, e),
+                        up = sq_tensor_slice(&w->ffn_up_exps, e),
                         down = sq_tensor_slice(&w->ffn_down_exps, e);
         be->get_rows(B, &xb, ctx->moe_rows + first, count, ctx->moe_x);
         ffn(ctx, a, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y, 0);

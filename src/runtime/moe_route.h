@@ -12,7 +12,8 @@
 
 /* logits [n_tokens][n_experts] -> for each expert e, the tokens routed to it, ascending, in
  * rows[offset[e] .. offset[e + 1]) with their weights in weight[same]; offset [n_experts + 1], rows and
- * weight [n_tokens * k]. Ties go to the lower expert index. 1 <= k <= min(n_experts, SQ_MOE_MAX_TOPK of model/model.h). */
+ * weight [n_tokens * k]. Ties go to the lower expert index. 1 <= k <= min(n_experts, SQ_MOE_MAX_TOPK of
+ * model/model.h). */
 void sq_moe_route(const float *logits, int n_tokens, int n_experts, int k, int norm_topk, int32_t *offset,
                   int32_t *rows, float *weight);
 

@@ -18,7 +18,6 @@ test_logits_gguf.py check against the float64 reference:
 """
 
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,8 +25,8 @@ import numpy as np  # noqa: E402
 
 import engine_harness as H  # noqa: E402
 import reference as R  # noqa: E402
-import safetensors_np  # noqa: E402
 import tiny_models  # noqa: E402
+from test_arch_errors import expect_error, with_tensors  # noqa: E402
 
 TOL_GROUPED = H.FP32_LOGIT_TOL
 TOL_REF = 1e-4
@@ -50,26 +49,6 @@ def routing_counts(model, tokens):
     finally:
         R.moe_ffn = real
     return counts
-
-
-def expect_error(checks, what, model, needles):
-    try:
-        H.run_cli(["info", "-m", model])
-    except H.EngineError as e:
-        msg = str(e)
-        missing = [n for n in needles if n not in msg]
-        checks.check("exit 1" in msg and not missing, f"{what}: refused naming {needles}",
-                     msg.splitlines()[-1] if not missing else f"message lacks {missing}: {msg}")
-        return
-    checks.check(False, f"{what}: refused", "squeeze info accepted it")
-
-
-def with_tensors(src, out, edit):
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(src, out)
-    path = os.path.join(out, "model.safetensors")
-    safetensors_np.save(path, edit(dict(safetensors_np.load(path))), {"format": "pt"})
-    return out
 
 
 def edited_gguf(src, out, keys=None, tensors=None):

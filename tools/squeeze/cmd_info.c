@@ -37,7 +37,8 @@ static void print_model(const char *path, const sq_model *model) {
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);
     if (mi.n_experts)
-        printf("experts:         %d per block, %d active per token%s; active parameters %" PRId64 " (%.2fM)\n",
+        printf("experts:         %d per block, %d active per token%s; active parameters %" PRId64
+               " (%.2fM)\n",
                mi.n_experts, mi.n_experts_used, mi.shared_expert ? ", plus a gated shared expert" : "",
                mi.n_active_params, mi.n_active_params / 1e6);
     printf("weight bytes:    %zu (%.2f MiB)\n", mi.weight_bytes, mi.weight_bytes / 1048576.0);
@@ -97,9 +98,10 @@ static void print_model(const char *path, const sq_model *model) {
 static const cli_verb verb = {
     .name = "info",
     .usage = "-m MODEL [--tokenizer PATH]",
-    .about = "Prints a model's architecture, file format, dimensions, parameter count (a mixture of experts:\n"
-             "experts per block, active per token, active parameters), weight bytes, RoPE settings, tokenizer\n"
-             "and end-of-generation ids, then one line per tensor (name, dtype, shape, bytes).\n",
+    .about =
+        "Prints a model's architecture, file format, dimensions, parameter count (a mixture of experts:\n"
+        "experts per block, active per token, active parameters), weight bytes, RoPE settings, tokenizer\n"
+        "and end-of-generation ids, then one line per tensor (name, dtype, shape, bytes).\n",
 };
 
 int sq_cmd_info(int argc, char **argv) {
