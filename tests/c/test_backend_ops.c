@@ -184,6 +184,7 @@ static void check_supports(const sq_backend *be, const char *label, uint64_t *se
         assert_int_equal(be->supports(be->impl, SQ_OP_ATTENTION, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_KV_STORE, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_RMSNORM, dt), dt == SQ_DTYPE_F32);
+        assert_int_equal(be->supports(be->impl, SQ_OP_ADD_ROWS, dt), dt == SQ_DTYPE_F32);
     }
     assert_false(be->supports(be->impl, SQ_OP_MATMUL, SQ_DTYPE_COUNT));
 }
