@@ -12,6 +12,7 @@ test_logits_gguf.py check against the float64 reference:
     (1e-4 relative, as test_logits_gguf.py); q4_k_m gives the experts llama.cpp's per-layer types;
   - methods that do not handle experts refuse clearly: GPTQ, AWQ (calibration), magnitude pruning;
   - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
+    Mixtral's sliding_window absent or null means full attention (MixtralConfig's default, unlike Mistral's);
   - bad input, each refused with an error naming the key or tensor: top-k above the expert count, an expert
     count that disagrees with the expert tensors (HF: experts missing or beyond it; GGUF: the 3-D tensors'
     outer dimension), zero experts, a missing router, in HF directories and GGUF files.
@@ -198,6 +199,16 @@ def info(checks, root):
                      f"{name}: info reports experts and active parameters ({total - unused} of {total})", line)
 
 
+def mixtral_window(checks, root):
+    """MixtralConfig's sliding_window defaults to None (Mistral's to 4096): absent or null is full attention."""
+    base = tiny_models.generate("mixtral_e8k3_bf16", root)  # sliding_window 6
+    for what, rewrite, want in [("absent", lambda c: {k: v for k, v in c.items() if k != "sliding_window"}, "none"),
+                                ("null", lambda c: {**c, "sliding_window": None}, "none"), ("6", lambda c: c, "6")]:
+        path = tiny_models.with_config(base, os.path.join(root, "window"), rewrite)
+        line = next((x for x in H.run_cli(["info", "-m", path]).splitlines() if x.startswith("sliding window:")), "")
+        checks.check(line.split()[-1] == want, f"Mixtral sliding_window {what}: window {want}", line)
+
+
 def bad_input(checks, root):
     mixtral = tiny_models.generate("mixtral_f32", root)
     qwen = tiny_models.generate("qwen2moe", root)
@@ -260,6 +271,7 @@ def main():
     quantized(checks, root)
     refusals(checks, root)
     info(checks, root)
+    mixtral_window(checks, root)
     bad_input(checks, root)
     return checks.finish()
 
