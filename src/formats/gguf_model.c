@@ -1,7 +1,8 @@
 /* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: the rows of
  * model/arch.c (llama; mistral: llama with attention.sliding_window, a llama file with a sliding window is
  * read as mistral; qwen2: q/k/v biases, halves RoPE; qwen3: q/k norms, halves RoPE). Llama-3 RoPE scaling is
- * read from rope_freqs.weight. Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
+ * read from rope_freqs.weight; phi3: fused attn_qkv and ffn_up (gate and up) split at load
+ * (formats/fused_tensors.h). Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
  * is refused naming the key; special-token ids out of range are dropped with a warning. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/gguf.h"
 #include "formats/rope_scaling.h"
 #include "formats/tensor_io.h"
@@ -175,8 +177,12 @@ static SQ_NODISCARD sq_error *read_special_ids(const sq_gguf_file *g, sq_model *
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx) {
+/* widths: [3][n_layers] heads, kv heads, FFN width (read_widths), which split fused tensors. */
+static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx,
+                                           const int *widths) {
     const char *path = g->file->path;
+    const sq_arch *a = sq_arch_find(m->cfg.arch);
+    const int n = m->cfg.n_layers;
     snprintf(m->file_format, sizeof m->file_format, "gguf");
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
@@ -202,10 +208,19 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
             SQ_TRY(err);
             continue;
         }
-        if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
+        char name[SQ_TENSOR_NAME_MAX];
+        sq_fused_from_gguf(a, t->name, name, sizeof name);
+        if (sq_fused_name_valid(name, n)) {
+            const char *rest;
+            const int l = sq_split_layer_name(name, "blk.", &rest);
+            SQ_TRY(sq_import_fused(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes,
+                                   widths[l], widths[n + l], widths[2 * n + l]));
+            continue;
+        }
+        if (!sq_canonical_name_valid(name, n))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
-                             path, t->name, m->cfg.arch, m->cfg.n_layers);
-        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
+                             path, t->name, m->cfg.arch, n);
+        SQ_TRY(sq_import_tensor(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
     }
     return NULL;
 }
@@ -214,7 +229,7 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
     const char *path = g->file->path;
     int original_ctx = 0, *widths = NULL;
     sq_error *err = read_config(g, &m->cfg, &original_ctx, &widths);
-    if (!err) err = read_tensors(g, m, original_ctx);
+    if (!err) err = read_tensors(g, m, original_ctx, widths);
     if (!err) {
         const int n = m->cfg.n_layers;
         const sq_layer_widths w = {widths, widths + n, widths + 2 * n};

@@ -13,6 +13,7 @@
 #include "model/arch.h"
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/gguf.h"
 #include "formats/out_file.h"
 #include "formats/rope_scaling.h"
@@ -220,42 +221,47 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
             return sq_errorf(SQ_ERR_NOMEM, "out of memory");
         sq_llama3_rope_factors(c, freqs);
     }
+    sq_file_tensor *files;
+    int n_files;
+    sq_error *err = sq_file_tensors(m, a, path, &files, &n_files);
+    if (err) {
+        free(freqs);
+        return err;
+    }
     kv_buf kv = {0};
     put_config(&kv, m, arch);
     if (m->tokenizer) put_vocab(&kv, m->tokenizer);
     put_stop_ids(&kv, m);
-    if (kv.oom) {
-        free(kv.data);
-        free(freqs);
-        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory building metadata", path);
-    }
-
     sq_out_file o;
-    sq_error *err = sq_out_open(&o, path);
+    if (kv.oom) err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory building metadata", path);
+    if (!err) err = sq_out_open(&o, path);
     if (err) {
         free(kv.data);
         free(freqs);
+        free(files);
         return err;
     }
     sq_out_write(&o, "GGUF", 4);
     sq_out_u32(&o, 3);
-    sq_out_u64(&o, (uint64_t)m->n_tensors + (n_freqs > 0));
+    sq_out_u64(&o, (uint64_t)n_files + (n_freqs > 0));
     sq_out_u64(&o, kv.count);
     sq_out_write(&o, kv.data, kv.len);
     free(kv.data);
     uint64_t offset = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const sq_tensor *t = m->tensors[i];
-        put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
+    for (int i = 0; i < n_files; i++) {
+        const sq_file_tensor *t = &files[i];
+        char name[SQ_TENSOR_NAME_MAX];
+        sq_fused_to_gguf(a, t->name, name, sizeof name);
+        put_tensor_info(&o, name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
         offset = align_up(offset + t->nbytes);
     }
     if (n_freqs)
         put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32),
                         offset);
     sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
-    for (int i = 0; i < m->n_tensors && !err; i++) {
+    for (int i = 0; i < n_files && !err; i++) {
         sq_export_buf buf;
-        err = sq_export_tensor(m, m->tensors[i], -1, rope, &buf);
+        err = sq_export_file_tensor(m, &files[i], -1, rope, &buf);
         if (err) break;
         sq_out_write(&o, buf.data, buf.nbytes);
         sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
@@ -263,5 +269,6 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     }
     if (n_freqs) sq_out_write(&o, freqs, (size_t)n_freqs * sizeof *freqs);
     free(freqs);
+    free(files);
     return sq_out_close(&o, err ? sq_error_wrap(err, "%s", path) : NULL);
 }

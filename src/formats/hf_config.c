@@ -230,14 +230,14 @@ static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
 }
 
 /* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral
- * everywhere (4096 when the config omits the field; null turns it off); Qwen2 and Qwen3 only with
- * use_sliding_window, on the layers layer_types marks (else those from max_window_layers on). Llama has none.
- * One window for all layers or none is supported; a mix of both is not. */
+ * everywhere (4096 when the config omits the field; null turns it off); Phi-3 everywhere when set; Qwen2 and
+ * Qwen3 only with use_sliding_window, on the layers layer_types marks (else those from max_window_layers on).
+ * Llama has none. One window for all layers or none is supported; a mix of both is not. */
 static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
-        if (!window) c->sliding_window = 4096;
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_SET) {
+        if (!window && a->hf_window == SQ_HF_WINDOW_ALWAYS) c->sliding_window = 4096;
         return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
     }
     if (a->hf_window != SQ_HF_WINDOW_OPT_IN) return NULL;
@@ -449,7 +449,7 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_SET) {
         if (c->sliding_window > 0)
             cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
         else

@@ -64,6 +64,17 @@ static const sq_arch archs[] = {
      .hf_tied_default = 1,
      .gguf_swa_pattern = 6,
      .gguf_rope_local_theta = 10000.0f},
+    {.name = "phi3",
+     .hf_class = "Phi3ForCausalLM",
+     .gguf = "phi3",
+     .gguf_rope = SQ_ROPE_HALVES,
+     .hf_window = SQ_HF_WINDOW_SET,
+     .qkv_bias = SQ_PART_NEVER,
+     .hf_attention_bias = 0,
+     .qk_norm = SQ_PART_NEVER,
+     .post_norms = SQ_PART_NEVER,
+     .fused_proj = 1,
+     .hf_act = "silu"},
 };
 #define N_ARCHS (sizeof archs / sizeof *archs)
 

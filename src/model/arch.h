@@ -20,6 +20,7 @@ typedef enum sq_hf_window {
                            * global) names; global ones use rope_theta, sliding ones rope_local_base_freq
                            * (Gemma 3) */
     SQ_HF_WINDOW_OPT_IN, /* only with use_sliding_window, on layer_types / max_window_layers (Qwen2, Qwen3) */
+    SQ_HF_WINDOW_SET,    /* sliding_window on every layer when set; absent or null: off (Phi-3) */
 } sq_hf_window;
 
 /* The FFN's gated activation: down(act(gate(x)) * up(x)). */
@@ -46,6 +47,10 @@ typedef struct sq_arch {
     /* What the family computes, copied into sq_model_config when a model is bound: */
     sq_ffn_act ffn_act;
     int embd_scale_sqrt_dim; /* embeddings multiplied by sqrt(dim) (Gemma) */
+    /* Files store q/k/v as one tensor [(n_heads + 2 n_kv_heads) head_dim][dim] (HF qkv_proj, GGUF attn_qkv)
+     * and gate/up as one [2 ffn_dim][dim], gate rows first (HF gate_up_proj, GGUF ffn_up) (Phi-3). Loaders
+     * split them into the engine's tensors, writers join them again (formats/fused_tensors.h). */
+    int fused_proj;
     /* Hugging Face checkpoints: */
     float hf_norm_offset;      /* added to every RMSNorm weight on load (Gemma stores w for x * (1 + w)); GGUF
                                 * holds the sum, as llama.cpp's converter writes it */

@@ -384,7 +384,7 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "phi3"):
         raise NotImplementedError(f"model_type {arch}")
     gemma = arch == "gemma3_text"
     t = _hf_tensors(dirpath)
@@ -406,6 +406,9 @@ def load_hf(dirpath):
     window, sliding = 0, [False] * n_layers
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
+        sliding = [True] * n_layers
+    elif arch == "phi3":  # Phi3Model: create_sliding_window_causal_mask on every layer unless sliding_window None
+        window = cfg.get("sliding_window") or 0
         sliding = [True] * n_layers
     elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
@@ -435,9 +438,26 @@ def load_hf(dirpath):
             return w
         return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
 
+    def split_phi3(p):
+        """Phi3Attention / Phi3MLP: qkv_proj rows are q (heads x head_dim), k, v (kv heads x head_dim);
+        gate_up_proj.chunk(2) gives gate, then up."""
+        if arch != "phi3":
+            return
+        qkv = get(p + "self_attn.qkv_proj.weight")
+        nq, nkv = n_heads * hd, cfg.get("num_key_value_heads", n_heads) * hd
+        if qkv.shape[0] != nq + 2 * nkv:
+            raise ValueError(f"{p}qkv_proj has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+        t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"], t[p + "self_attn.v_proj.weight"] = (
+            qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+        gate, up = np.split(get(p + "mlp.gate_up_proj.weight"), 2)
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = gate, up
+        for x in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"]:
+            used.add(p + x + ".weight")
+
     layers = []
     for l in range(n_layers):
         p = f"model.layers.{l}."
+        split_phi3(p)
         layers.append(
             Layer(
                 attn_norm=norm(p + "input_layernorm.weight"),
@@ -491,7 +511,7 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3"):
         raise NotImplementedError(f"GGUF architecture {arch}")
     gemma = arch == "gemma3"
     t = {}
@@ -508,6 +528,16 @@ def load_gguf(path):
     theta = float(np.float32(field(f"{arch}.rope.freq_base", 10000.0)))
     window = field(f"{arch}.attention.sliding_window", 0) or 0
     used = set()
+    if arch == "phi3":  # llama.cpp (llm_build_phi3): attn_qkv rows are q, k, v; ffn_up is [gate; up] (swiglu)
+        n_kv = field(f"{arch}.attention.head_count_kv", n_heads)
+        for l in range(n_layers):
+            p = f"blk.{l}."
+            qkv, nq, nkv = t.pop(p + "attn_qkv.weight"), n_heads * hd, n_kv * hd
+            if qkv.shape[0] != nq + 2 * nkv:
+                raise ValueError(f"{path}: {p}attn_qkv has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+            t[p + "attn_q.weight"], t[p + "attn_k.weight"], t[p + "attn_v.weight"] = (
+                qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+            t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"] = np.split(t[p + "ffn_up.weight"], 2)
 
     def get(name, optional=False):
         if name not in t:

@@ -57,6 +57,13 @@ def ablations(name, model):
                dataclasses.replace(model, attn_scalar=None))] if model.attn_scalar != model.head_dim else [])
     if name.startswith("qwen3"):
         return [("q/k norms dropped", with_layers(model, q_norm=None, k_norm=None))]
+    if name.startswith("phi3"):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
+        def swapped(L):
+            return dataclasses.replace(L, wk=L.wv, wv=L.wk, w_gate=L.w_up, w_up=L.w_gate)
+        alt = [("k/v rows of qkv_proj swapped, gate/up halves swapped",
+                dataclasses.replace(model, layers=[swapped(L) for L in model.layers]))]
+        return alt + ([("full attention instead of the sliding window", with_layers(model, window=0))]
+                      if model.layers[0].window else [])
     if name == "llama3_rope":
         return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
     if name == "llama_mha_f32":

@@ -74,12 +74,19 @@ VARIANTS = {
                                hidden=176, vocab=512, dtype="F32", seed=112, rope_theta=500000.0, norm_eps=1e-6,
                                sliding_window=4, rope_local_base_freq=100.0, query_pre_attn_scalar=24,
                                layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    # Phi-3: q/k/v fused into qkv_proj and gate/up into gate_up_proj (split by squeeze at load); phi3_gqa has
+    # fewer kv heads than heads (as Phi-3-medium) and no window; phi3_swa_bf16 a window far shorter than the
+    # test sequence (Phi-3-mini's configs set 2047).
+    "phi3_gqa": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=160, vocab=512,
+                     dtype="F32", seed=114),
+    "phi3_swa_bf16": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=4, hidden=176, vocab=512,
+                          dtype="BF16", seed=115, sliding_window=7),
     "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
                        dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
 }
 
 _HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
+             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM"}
 _TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -132,6 +139,12 @@ def _weights(spec):
     w["model.norm.weight"] = norm()
     if not spec.get("tied"):
         w["lm_head.weight"] = lin(V, d, 3.0)
+    if spec["arch"] == "phi3":  # Phi3Attention.qkv_proj = [q; k; v] rows, Phi3MLP.gate_up_proj = [gate; up]
+        for l in range(spec["n_layers"]):
+            p = f"model.layers.{l}."
+            w[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [w.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
+            w[p + "mlp.gate_up_proj.weight"] = np.concatenate([w.pop(p + f"mlp.{x}_proj.weight") for x in ("gate", "up")])
     return {k: _store(v, spec["dtype"]) for k, v in w.items()}
 
 
@@ -169,6 +182,9 @@ def _config(spec):
                    max_window_layers=spec["n_layers"])
     if spec["arch"] == "qwen3":
         cfg.update(attention_bias=False)
+    if spec["arch"] == "phi3":  # Phi3Config: no attention_bias key; sliding_window None unless set
+        cfg.update(sliding_window=spec.get("sliding_window"), original_max_position_embeddings=spec.get(
+            "original_max_position_embeddings", 256), resid_pdrop=0.0, embd_pdrop=0.0, pad_token_id=0)
     if spec["arch"] == "gemma3":
         cfg.update(model_type="gemma3_text", attention_bias=False, hidden_activation="gelu_pytorch_tanh",
                    sliding_window=spec["sliding_window"], rope_local_base_freq=spec["rope_local_base_freq"],
@@ -294,8 +310,9 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
 
     spec = VARIANTS[name]
     arch = spec["arch"]
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
-        raise ValueError(f"{name}: only plain llama, qwen2, qwen3 and gemma3 variants are written as GGUF here")
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3") or spec.get("shards", 1) != 1 or (
+            spec.get("rope_scaling") and arch != "phi3"):
+        raise ValueError(f"{name}: only plain llama, qwen2, qwen3, gemma3 and phi3 variants are written as GGUF here")
     if arch == "gemma3" and ("layer_types" in spec or spec["query_pre_attn_scalar"] != spec["head_dim"]):
         raise ValueError(f"{name}: GGUF gemma3 holds only llama.cpp's layer pattern and attention scale")
     src = generate(name, outroot)
@@ -327,8 +344,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_rope_dimension_count(hd)
     writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
-    if arch == "gemma3":
-        writer.add_uint32("gemma3.attention.sliding_window", spec["sliding_window"])
+    if arch in ("gemma3", "phi3") and spec.get("sliding_window"):
+        writer.add_uint32(f"{arch}.attention.sliding_window", spec["sliding_window"])
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
     for key, value in (extra_ids or {}).items():
@@ -360,6 +377,8 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
                        ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
                        ("post_feedforward_layernorm.weight", "post_ffw_norm.weight")]
 
+    if arch == "phi3":  # llama.cpp's converter keeps Phi-3's fused tensors; gate_up is called ffn_up
+        hf_to_gguf += [("self_attn.qkv_proj.weight", "attn_qkv.weight"), ("mlp.gate_up_proj.weight", "ffn_up.weight")]
     for l in range(spec["n_layers"]):
         for hf, gg in hf_to_gguf:
             x = w.get(f"model.layers.{l}.{hf}")
