@@ -74,7 +74,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         char known[128];
         sq_error *err =
             sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF general.architecture '%.64s' is not supported (%s)", path,
-                      arch, sq_arch_list(known, sizeof known, 1));
+                      arch, sq_arch_list(known, sizeof known, SQ_ARCH_GGUF));
         free(arch);
         return err;
     }
@@ -213,8 +213,9 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
         if (sq_fused_name_valid(name, n)) {
             const char *rest;
             const int l = sq_split_layer_name(name, "blk.", &rest);
-            SQ_TRY(sq_import_fused(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes,
-                                   widths[l], widths[n + l], widths[2 * n + l]));
+            SQ_TRY(sq_error_wrap(sq_import_fused(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data,
+                                                 t->nbytes, widths[l], widths[n + l], widths[2 * n + l]),
+                                 "GGUF tensor %s", t->name));
             continue;
         }
         if (!sq_canonical_name_valid(name, n))

@@ -101,22 +101,42 @@ static SQ_NODISCARD sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     return NULL;
 }
 
+/* The architecture: the class architectures[0] names, else (configs written without it) the model_type
+ * transformers picks the config class by. Neither known: an error naming both keys and the supported lists.
+ */
 static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c, const sq_arch **arch) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "architectures");
     const cJSON *name = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
-    if (!cJSON_IsString(name))
+    const cJSON *type_item = cJSON_GetObjectItemCaseSensitive(r->root, "model_type");
+    const char *type = cJSON_GetStringValue(type_item);
+    if (present(type_item) && !type)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field model_type must be a string", r->path);
+    if (present(list) && !cJSON_IsString(name))
         return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: config field architectures (e.g. [\"LlamaForCausalLM\"]) is missing", r->path);
-    *arch = sq_arch_find_hf(name->valuestring);
+                         "%s: config field architectures must be a list of class names (e.g. "
+                         "[\"LlamaForCausalLM\"])",
+                         r->path);
+    *arch = name ? sq_arch_find_hf(name->valuestring) : type ? sq_arch_find_model_type(type) : NULL;
     if (*arch) {
         snprintf(c->arch, sizeof c->arch, "%s", (*arch)->name);
         return NULL;
     }
-    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->root, "model_type"));
     char known[256];
-    return sq_errorf(SQ_ERR_UNSUPPORTED,
-                     "%s: architecture %.64s is not supported (model_type %.32s; supported: %s)", r->path,
-                     name->valuestring, type ? type : "absent", sq_arch_list(known, sizeof known, 0));
+    if (name)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: architecture %.64s is not supported (config field architectures; model_type "
+                         "%.32s; supported: %s)",
+                         r->path, name->valuestring, type ? type : "absent",
+                         sq_arch_list(known, sizeof known, SQ_ARCH_HF_CLASS));
+    if (type)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field model_type = %.32s is not supported and architectures is absent "
+                         "(supported model types: %s)",
+                         r->path, type, sq_arch_list(known, sizeof known, SQ_ARCH_MODEL_TYPE));
+    return sq_errorf(SQ_ERR_FORMAT,
+                     "%s: config fields architectures (e.g. [\"LlamaForCausalLM\"]) and model_type are both "
+                     "missing",
+                     r->path);
 }
 
 /* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the

@@ -90,6 +90,13 @@ const sq_arch *sq_arch_find_hf(const char *hf_class) {
     return NULL;
 }
 
+const sq_arch *sq_arch_find_model_type(const char *model_type) {
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (!strcmp(model_type, archs[i].hf_model_type ? archs[i].hf_model_type : archs[i].name))
+            return &archs[i];
+    return NULL;
+}
+
 const sq_arch *sq_arch_find_gguf(const char *gguf) {
     /* a name's own row first: "mistral" files (written by other tools) read as mistral */
     const sq_arch *a = sq_arch_find(gguf);
@@ -99,13 +106,19 @@ const sq_arch *sq_arch_find_gguf(const char *gguf) {
     return NULL;
 }
 
-const char *sq_arch_list(char *buf, size_t n, int gguf) {
+static const char *list_name(const sq_arch *a, sq_arch_names what) {
+    if (what == SQ_ARCH_GGUF) return a->gguf;
+    if (what == SQ_ARCH_MODEL_TYPE) return a->hf_model_type ? a->hf_model_type : a->name;
+    return a->hf_class;
+}
+
+const char *sq_arch_list(char *buf, size_t n, sq_arch_names what) {
     size_t len = 0;
     buf[0] = 0;
     for (size_t i = 0; i < N_ARCHS; i++) {
-        const char *s = gguf ? archs[i].gguf : archs[i].hf_class;
+        const char *s = list_name(&archs[i], what);
         int seen = 0;
-        for (size_t j = 0; j < i; j++) seen |= !strcmp(s, gguf ? archs[j].gguf : archs[j].hf_class);
+        for (size_t j = 0; j < i; j++) seen |= !strcmp(s, list_name(&archs[j], what));
         if (!seen && len < n) len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? ", " : "", s);
     }
     return buf;

@@ -70,10 +70,18 @@ typedef struct sq_arch {
 const sq_arch *sq_arch_find(const char *name);
 /* The row whose Hugging Face class is hf_class; NULL when none. */
 const sq_arch *sq_arch_find_hf(const char *hf_class);
+/* The row whose config.json model_type is model_type ("gemma3_text"); NULL when none. */
+const sq_arch *sq_arch_find_model_type(const char *model_type);
 /* The row a GGUF general.architecture value reads as; NULL when none. */
 const sq_arch *sq_arch_find_gguf(const char *gguf);
-/* Writes "LlamaForCausalLM, MistralForCausalLM, ..." (gguf 0) or "llama, qwen2, ..." (gguf 1: GGUF names, no
- * repeats) into buf[n], for errors naming what is supported; returns buf. */
-const char *sq_arch_list(char *buf, size_t n, int gguf);
+/* Which names sq_arch_list lists. */
+typedef enum sq_arch_names {
+    SQ_ARCH_HF_CLASS,   /* "LlamaForCausalLM, MistralForCausalLM, ..." */
+    SQ_ARCH_GGUF,       /* "llama, qwen2, ..." (no repeats) */
+    SQ_ARCH_MODEL_TYPE, /* "llama, mistral, ..., gemma3_text" */
+} sq_arch_names;
+/* Writes the names of every row, ", "-separated, into buf[n], for errors naming what is supported; returns
+ * buf. */
+const char *sq_arch_list(char *buf, size_t n, sq_arch_names what);
 
 #endif
