@@ -218,10 +218,12 @@ typedef struct sq_model_info {
     int64_t n_params;
     size_t weight_bytes;
     const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
-    const char *rope_scaling;  /* "none" or "llama3" */
+    const char *rope_scaling;  /* "none", "llama3" or "longrope" (Phi-3) */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
+    float rope_attn_factor; /* longrope: queries and keys scaled by it; short factors up to the original
+                               context, long factors in a longer one (sq_context_options.n_ctx) */
     /* what the blocks compute besides Llama's (docs/architecture.md, "adding an architecture") */
     const char *ffn_act; /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
     float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
@@ -1417,8 +1419,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
 
 /* ---------------------------------------------------------------- compression recipes
  *
- * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model with
- * one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
+ * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model
+ * with one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
  * agreement against the original on held-out text) and what it bought (parameters, weight bytes, bits per
  * weight, decode and prefill speed against the original in the same run). Its JSON:
  *
@@ -1434,8 +1436,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
  * sparsegpt | width | depth; sparsity, nm "N:M", heads, ffn, remove, criterion ppl | magnitude) and of
  * sq_quantize_params (type, method rtn | gptq | awq, damp, act_order, keep), with their meanings and ranges.
  * An unknown key, a value of the wrong type, two actions in one step or none are errors naming the step and
- * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before each
- * step on the model the earlier steps left, before any work of that step. */
+ * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before
+ * each step on the model the earlier steps left, before any work of that step. */
 enum { SQ_RECIPE_MAX_STEPS = 16 };
 typedef struct sq_recipe sq_recipe;
 
@@ -1452,14 +1454,15 @@ int sq_recipe_needs_calib(const sq_recipe *recipe);
 
 /* The model after one step (or before the first). */
 typedef struct sq_recipe_step_result {
-    const char *label;  /* the step's label; "original" for the model before the first step */
-    int64_t n_params;   /* elements of all tensors */
-    int64_t n_nonzero;  /* of them, those not zero (counted after pruning steps; carried over by quantization) */
+    const char *label; /* the step's label; "original" for the model before the first step */
+    int64_t n_params;  /* elements of all tensors */
+    int64_t
+        n_nonzero; /* of them, those not zero (counted after pruning steps; carried over by quantization) */
     size_t weight_bytes;
     double bits_per_weight; /* 8 * weight_bytes / n_params */
     int n_layers;
-    double seconds; /* the step's own time (not its measurement) */
-    int has_quality; /* sq_recipe_options.eval_ids given */
+    double seconds;                                 /* the step's own time (not its measurement) */
+    int has_quality;                                /* sq_recipe_options.eval_ids given */
     double ppl, ppl_ratio, kl_mean, top1_agreement; /* against the original, sq_perplexity's meanings */
     int has_speed;                                  /* sq_recipe_options.bench given */
     double decode_tok_s, prefill_tok_s;             /* medians, sq_bench_run beside the original */
@@ -1473,8 +1476,8 @@ typedef struct sq_recipe_options {
     const sq_model *original;
     const int32_t *eval_ids; /* held-out text's ids (BOS first as the tokenizer says), or NULL: no quality */
     int64_t n_eval_ids;
-    int eval_ctx;  /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
-    int bos_id;    /* as sq_ppl_options.bos_id */
+    int eval_ctx;                 /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
+    int bos_id;                   /* as sq_ppl_options.bos_id */
     const sq_bench_params *bench; /* workload for the speed ratios, or NULL: no speed */
     int n_threads;                /* 0: all online cores */
     /* called after the original is measured (step -1) and after each step and its measurement; may be NULL */

@@ -4,6 +4,7 @@
  * read from rope_freqs.weight; phi3: fused attn_qkv and ffn_up (gate and up) split at load
  * (formats/fused_tensors.h). Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
  * is refused naming the key; special-token ids out of range are dropped with a warning. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "tokenizer/tokenizer.h"
 
 #define ROPE_FREQS "rope_freqs.weight"
+/* LongRoPE's factor lists (llama.cpp's converter for Phi-3 "su"/"longrope" configs) */
+static const char *const longrope_names[2] = {"rope_factors_short.weight", "rope_factors_long.weight"};
 
 /* Reads "{arch}.{suffix}" as an int in [lo, hi] into *v, leaving it untouched when absent and optional. */
 static SQ_NODISCARD sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *suffix,
@@ -112,7 +115,8 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     int found = 0;
     TRY(sq_gguf_get_string(g, key, &scaling, &found));
-    if (!err && found && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
+    if (!err && found && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0 &&
+        strcmp(scaling, "longrope") != 0 && strcmp(scaling, "su") != 0)
         err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF rope scaling type '%.32s' is not supported", path,
                         scaling);
     free(scaling);
@@ -127,6 +131,10 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                             "%s: GGUF %s.%s = %g (linear RoPE position scaling) is not supported", path, arch,
                             factor_keys[i], factor);
     }
+    c->longrope.attn_factor = 1; /* llama.cpp's default; used only with the factor tensors */
+    TRY(arch_float(g, arch, "rope.scaling.attn_factor", 0, &c->longrope.attn_factor));
+    if (!err && !(c->longrope.attn_factor > 0))
+        err = sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.rope.scaling.attn_factor must be positive", path, arch);
     int experts = 0;
     TRY(arch_int(g, arch, "expert_count", 0, 0, 1 << 16, &experts));
     if (!err && experts > 0)
@@ -183,6 +191,7 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
     const char *path = g->file->path;
     const sq_arch *a = sq_arch_find(m->cfg.arch);
     const int n = m->cfg.n_layers;
+    int n_longrope = 0; /* bit 0: short factors read, bit 1: long */
     snprintf(m->file_format, sizeof m->file_format, "gguf");
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
@@ -208,6 +217,24 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
             SQ_TRY(err);
             continue;
         }
+        const int longrope = !strcmp(t->name, longrope_names[0])   ? 0
+                             : !strcmp(t->name, longrope_names[1]) ? 1
+                                                                   : -1;
+        if (longrope >= 0) {
+            const int n_pairs = m->cfg.head_dim / 2;
+            if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] != n_pairs ||
+                n_pairs > SQ_ROPE_MAX_PAIRS)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values (head_dim / 2, at most %d)",
+                                 path, t->name, n_pairs, SQ_ROPE_MAX_PAIRS);
+            float *f = longrope ? m->cfg.longrope.long_factor : m->cfg.longrope.short_factor;
+            memcpy(f, t->data, t->nbytes);
+            for (int i = 0; i < n_pairs; i++)
+                if (!(f[i] > 0) || f[i] == INFINITY)
+                    return sq_errorf(SQ_ERR_FORMAT, "%s: %s[%d] = %g is not a positive factor", path, t->name,
+                                     i, f[i]);
+            n_longrope |= 1 << longrope;
+            continue;
+        }
         char name[SQ_TENSOR_NAME_MAX];
         sq_fused_from_gguf(a, t->name, name, sizeof name);
         if (sq_fused_name_valid(name, n)) {
@@ -222,6 +249,17 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
                              path, t->name, m->cfg.arch, n);
         SQ_TRY(sq_import_tensor(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
+    }
+    if (n_longrope && n_longrope != 3)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s without %s (longrope needs both)", path,
+                         longrope_names[n_longrope == 2], longrope_names[n_longrope == 1]);
+    if (n_longrope) {
+        if (original_ctx <= 0)
+            return sq_errorf(SQ_ERR_FORMAT,
+                             "%s: longrope factors need %s.rope.scaling.original_context_length (the context "
+                             "above which the long factors apply)",
+                             path, a->gguf);
+        m->cfg.rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_LONGROPE, 0, 0, 0, original_ctx};
     }
     return NULL;
 }

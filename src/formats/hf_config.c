@@ -162,11 +162,66 @@ static SQ_NODISCARD sq_error *get_layer_types(const reader *r, int n_layers, int
     return NULL;
 }
 
+/* A list of head_dim/2 positive factors (longrope's short_factor, long_factor). */
+static SQ_NODISCARD sq_error *get_factors(const reader *r, const char *field, const cJSON *p, const char *key,
+                                          int n, float *out) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, key), *x;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != n)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s must list %d factors (one per rotated pair of head_dim)",
+                         r->path, field, key, n);
+    int i = 0;
+    cJSON_ArrayForEach(x, list) {
+        if (!cJSON_IsNumber(x) || !(x->valuedouble > 0) || !isfinite(x->valuedouble))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s[%d] must be a positive number", r->path, field, key,
+                             i);
+        out[i++] = (float)x->valuedouble;
+    }
+    return NULL;
+}
+
+/* LongRoPE (Phi-3's "su", later "longrope"), as transformers' _compute_longrope_parameters reads it: the
+ * factor lists; original_max_position_embeddings from the dict, else the top level (Phi-3's configs), and
+ * then factor = max_position_embeddings / original, else the dict's factor with the original context
+ * max_position_embeddings; attention_factor, else sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1).
+ */
+static SQ_NODISCARD sq_error *read_longrope(const reader *r, const char *field, const cJSON *p,
+                                            sq_model_config *c) {
+    sq_rope_scaling *s = &c->rope_scaling;
+    sq_longrope *lr = &c->longrope;
+    const int hd = c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads;
+    if (hd / 2 > SQ_ROPE_MAX_PAIRS)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s longrope with head_dim %d (at most %d) is not supported",
+                         r->path, field, hd, 2 * SQ_ROPE_MAX_PAIRS);
+    s->type = SQ_ROPE_SCALING_LONGROPE;
+    SQ_TRY(get_factors(r, field, p, "short_factor", hd / 2, lr->short_factor));
+    SQ_TRY(get_factors(r, field, p, "long_factor", hd / 2, lr->long_factor));
+    s->original_max_pos = 0;
+    SQ_TRY(get_int(r, r->root, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
+    SQ_TRY(get_int(r, p, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
+    double factor = 1;
+    if (s->original_max_pos > 0) {
+        factor = (double)c->max_seq_len / s->original_max_pos;
+    } else {
+        float f = 1;
+        SQ_TRY(get_float(r, p, "factor", 0, &f));
+        factor = f;
+        s->original_max_pos = c->max_seq_len;
+    }
+    lr->attn_factor = factor <= 1 || s->original_max_pos <= 1
+                          ? 1.0f
+                          : (float)sqrt(1 + log(factor) / log((double)s->original_max_pos));
+    SQ_TRY(get_float(r, p, "attention_factor", 0, &lr->attn_factor));
+    if (!(lr->attn_factor > 0))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.attention_factor must be positive", r->path, field);
+    return NULL;
+}
+
 /* The RoPE settings as transformers resolves them (modeling_rope_utils.py, convert_rope_params_to_dict):
  * a non-empty rope_scaling (v4) replaces rope_parameters (v5); inside it rope_theta, then the top-level
  * rope_theta, then 10000; rope_type, else the older "type", else "default"; partial_rotary_factor from
- * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default
- * and llama3, and partial rotation, change the arithmetic in ways squeeze does not implement: errors. */
+ * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default,
+ * llama3 and longrope ("su"), and partial rotation, change the arithmetic in ways squeeze does not implement:
+ * errors. */
 static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p,
                                              sq_model_config *c) {
     if (!cJSON_IsObject(p))
@@ -188,9 +243,11 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
     if (!type) SQ_TRY(get_string(r, p, "type", &type));
     c->rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
     if (!type || !strcmp(type, "default")) return NULL;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su")) return read_longrope(r, field, p, c);
     if (strcmp(type, "llama3") != 0)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s type %.32s is not supported (default and llama3 are)",
-                         r->path, field, type);
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: %s type %.32s is not supported (default, llama3 and longrope are)", r->path,
+                         field, type);
     sq_rope_scaling *s = &c->rope_scaling;
     s->type = SQ_ROPE_SCALING_LLAMA3;
     s->original_max_pos = c->max_seq_len; /* transformers' default when the dict omits it */
@@ -206,7 +263,8 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
 
 static int same_rope(const sq_model_config *a, const sq_model_config *b) {
     return a->rope_theta == b->rope_theta &&
-           !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling);
+           !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling) &&
+           !memcmp(&a->longrope, &b->longrope, sizeof a->longrope);
 }
 
 /* A dict nested per layer type: the keys named in layer_types. Every type the layers use must agree, as
@@ -466,6 +524,19 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
         cJSON_AddNumberToObject(rs, "low_freq_factor", shortest(c->rope_scaling.low_freq_factor));
         cJSON_AddNumberToObject(rs, "high_freq_factor", shortest(c->rope_scaling.high_freq_factor));
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling.original_max_pos);
+    } else if (c->rope_scaling.type ==
+               SQ_ROPE_SCALING_LONGROPE) { /* Phi-3's layout, attention_factor stated */
+        const int n = c->head_dim / 2;
+        cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "longrope");
+        cJSON *lists[2] = {cJSON_AddArrayToObject(rs, "short_factor"),
+                           cJSON_AddArrayToObject(rs, "long_factor")};
+        for (int i = 0; i < n; i++) {
+            cJSON_AddItemToArray(lists[0], cJSON_CreateNumber(shortest(c->longrope.short_factor[i])));
+            cJSON_AddItemToArray(lists[1], cJSON_CreateNumber(shortest(c->longrope.long_factor[i])));
+        }
+        cJSON_AddNumberToObject(rs, "attention_factor", shortest(c->longrope.attn_factor));
+        cJSON_AddNumberToObject(root, "original_max_position_embeddings", c->rope_scaling.original_max_pos);
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }

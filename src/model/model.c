@@ -370,11 +370,13 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->sliding_window = c->sliding_window;
     info->tied_embeddings = c->tied_embeddings;
     info->rope_style = c->rope_style == SQ_ROPE_HALVES ? "halves" : "interleaved";
-    info->rope_scaling = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? "llama3" : "none";
+    static const char *const scalings[] = {"none", "llama3", "longrope"};
+    info->rope_scaling = scalings[c->rope_scaling.type];
     info->rope_scaling_factor = c->rope_scaling.factor;
     info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
+    info->rope_attn_factor = c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE ? c->longrope.attn_factor : 0;
     info->ffn_act = c->ffn_act == SQ_ACT_GELU_TANH ? "gelu_tanh" : "silu";
     info->embd_scale = c->embd_scale;
     info->attn_scalar = c->attn_scalar;

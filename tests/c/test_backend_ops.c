@@ -302,7 +302,7 @@ static void check_rope(const sq_backend *be, const char *label, uint64_t *seed) 
                 const int hd = head_dims[h], n_tokens = 1 + rand_below(seed, 12), nq = 3, nk = 1;
                 cfgs[c].head_dim = hd;
                 double inv_freq[64];
-                sq_rope_frequencies(&cfgs[c], inv_freq);
+                sq_rope_frequencies(&cfgs[c], 0, inv_freq);
                 int32_t pos[16];
                 for (int t = 0; t < n_tokens; t++) pos[t] = t == 0 ? 0 : rand_below(seed, 131072);
                 size_t nqv = (size_t)n_tokens * nq * hd, nkv = (size_t)n_tokens * nk * hd;

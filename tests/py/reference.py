@@ -89,6 +89,12 @@ class Model:
     embd_scale: float = 1.0
     attn_scalar: Optional[float] = None  # scores are q.k / sqrt(attn_scalar); None: head_dim
     rope_local_theta: Optional[float] = None
+    # LongRoPE (Phi-3): {"short", "long": per-pair divisors [head_dim/2], "original": context, "attn": factor}.
+    # The long factors apply when rope_ctx > original: rope_ctx is the context the model runs in (squeeze's
+    # n_ctx, llama.cpp's rule); transformers decides by the current call's length, which agrees for any one
+    # call over a whole sequence when rope_ctx is that sequence's length (or both sides of the original).
+    longrope: Optional[dict] = None
+    rope_ctx: int = 0
 
     @property
     def vocab_size(self):
@@ -109,6 +115,9 @@ class Model:
             inv = llama3_inv_freq(inv, self.rope_scaling)
         if self.rope_freq_factors is not None:
             inv = inv / self.rope_freq_factors
+        if self.longrope is not None:
+            lr = self.longrope
+            inv = inv / np.asarray(lr["long"] if self.rope_ctx > lr["original"] else lr["short"], dtype=np.float64)
         return inv
 
 
@@ -201,6 +210,8 @@ def forward(model, tokens, cache=None):
             k = rms_norm(k, L.k_norm, model.norm_eps)
         q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
         k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
+        if model.longrope is not None and not L.rope_local:  # Phi3RotaryEmbedding: cos, sin *= attention_scaling
+            q, k = q * model.longrope["attn"], k * model.longrope["attn"]
         if cache.k[li] is not None:
             k = np.concatenate([cache.k[li], k], axis=1)
             v = np.concatenate([cache.v[li], v], axis=1)
@@ -272,6 +283,13 @@ def weight_difference(src, dst):
         return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
     if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
         return "RoPE frequencies differ (theta or scaling)"
+    if (a.longrope is None) != (b.longrope is None):
+        return "longrope scaling on one side only"
+    if a.longrope is not None:
+        la, lb = a.longrope, b.longrope
+        if la["original"] != lb["original"] or not np.isclose(la["attn"], lb["attn"], rtol=1e-6, atol=0) or any(
+                not np.allclose(la[k], lb[k], rtol=1e-6, atol=0) for k in ("short", "long")):
+            return "longrope factors, original context or attention factor differ"
     for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta"]:
         if getattr(a, f) != getattr(b, f):
             return f"{f} {getattr(b, f)} != {getattr(a, f)}"
@@ -372,6 +390,18 @@ def hf_rope(cfg):
     rope_type = p.get("rope_type", p.get("type", "default"))
     if rope_type == "default":
         return theta, None
+    if rope_type in ("longrope", "su"):  # _compute_longrope_parameters
+        original = p.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+        if original is not None:  # Phi-3: the ratio of the two contexts, not `factor`
+            factor = cfg["max_position_embeddings"] / original
+        else:
+            original, factor = cfg["max_position_embeddings"], p.get("factor", 1.0)
+        attn = p.get("attention_factor")
+        if attn is None:
+            attn = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+        return theta, {"rope_type": "longrope", "short": np.asarray(p["short_factor"], dtype=np.float64),
+                       "long": np.asarray(p["long_factor"], dtype=np.float64), "original": int(original),
+                       "attn": float(attn)}
     if rope_type != "llama3":
         raise NotImplementedError(f"rope_type {rope_type}")
     p.setdefault("original_max_position_embeddings", cfg["max_position_embeddings"])
@@ -496,6 +526,9 @@ def load_hf(dirpath):
         extra = dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))),
                      attn_scalar=float(cfg.get("query_pre_attn_scalar", 256)),
                      rope_local_theta=float(cfg.get("rope_local_base_freq", 10000.0)))
+    if rs is not None and rs.get("rope_type") == "longrope":
+        extra.update(longrope=rs, rope_ctx=cfg["max_position_embeddings"])  # squeeze's default n_ctx
+        rs = None
     return Model("gemma3" if gemma else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
                  **extra)
 
@@ -579,6 +612,11 @@ def load_gguf(path):
     if output is None:
         output = tok
     freq_factors = get("rope_freqs.weight", True)
+    longrope = None
+    if "rope_factors_long.weight" in t:  # llama.cpp: attn_factor defaults to 1
+        longrope = {"short": get("rope_factors_short.weight"), "long": get("rope_factors_long.weight"),
+                    "original": field(f"{arch}.rope.scaling.original_context_length"),
+                    "attn": float(np.float32(field(f"{arch}.rope.scaling.attn_factor", 1.0)))}
     out_norm = get("output_norm.weight")
     unused = set(t) - used
     if unused:
@@ -594,6 +632,8 @@ def load_gguf(path):
         output,
         layers,
         rope_freq_factors=freq_factors,
+        longrope=longrope,
+        rope_ctx=field(f"{arch}.context_length"),
         **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
                 rope_local_theta=10000.0) if gemma else {}),
     )

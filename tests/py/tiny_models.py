@@ -12,6 +12,7 @@ Usage: python tiny_models.py OUTDIR [VARIANT ...]
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -81,6 +82,12 @@ VARIANTS = {
                      dtype="F32", seed=114),
     "phi3_swa_bf16": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=4, hidden=176, vocab=512,
                           dtype="BF16", seed=115, sliding_window=7),
+    # Phi-3-mini-128k-style LongRoPE: the original context (16) is shorter than the test sequence, so the long
+    # factors apply, and the attention factor is sqrt(1 + ln(256/16) / ln 16) = sqrt(2).
+    "phi3_longrope": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=4, hidden=160, vocab=512,
+                          dtype="F32", seed=116, original_max_position_embeddings=16,
+                          rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
+                                        "long_factor": [1.0 + 3.0 * i for i in range(8)]}),
     "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
                        dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
 }
@@ -344,6 +351,12 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_rope_dimension_count(hd)
     writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
+    if spec.get("rope_scaling"):  # convert_hf_to_gguf.py, Phi3MiniModel: LongRoPE factors as tensors
+        original = spec["original_max_position_embeddings"]
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(256 / original) / math.log(original)))
+        writer.add_tensor("rope_factors_long.weight", np.asarray(spec["rope_scaling"]["long_factor"], np.float32))
+        writer.add_tensor("rope_factors_short.weight", np.asarray(spec["rope_scaling"]["short_factor"], np.float32))
     if arch in ("gemma3", "phi3") and spec.get("sliding_window"):
         writer.add_uint32(f"{arch}.attention.sliding_window", spec["sliding_window"])
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
