@@ -229,7 +229,8 @@ typedef struct sq_model_info {
     float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
     float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
     int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
-    float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
+    float rope_local_theta;            /* the local layers' RoPE base when n_global_layers > 0 */
+    float attn_softcap, final_softcap; /* scores / logits x -> cap tanh(x / cap) (Gemma 2); 0: none */
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);

@@ -142,10 +142,13 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                         "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
                         arch, experts);
     static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    float *const caps[2] = {&c->attn_softcap, &c->final_softcap};
     for (size_t i = 0; i < 2 && !err; i++) {
-        float cap = 0;
+        float cap = a->logit_softcap ? a->softcap_default[i] : 0;
         TRY(arch_float(g, arch, softcaps[i], 0, &cap));
-        if (!err && cap != 0)
+        if (!err && a->logit_softcap && cap >= 0) /* the family's fact (Gemma 2) */
+            *caps[i] = cap;
+        else if (!err && cap != 0)
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF %s.%s = %g (logit soft-capping) is not supported",
                             path, arch, softcaps[i], cap);
     }
@@ -154,7 +157,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         c->rope_style = a->gguf_rope;
         if (a->gguf_swa_pattern) { /* what llama.cpp assumes of the family, not stored in the file */
             sq_model_set_layer_pattern(c, a->gguf_swa_pattern);
-            c->rope_local_theta = a->gguf_rope_local_theta;
+            c->rope_local_theta = a->gguf_rope_local_theta > 0 ? a->gguf_rope_local_theta : c->rope_theta;
             if (!sq_model_has_layer_pattern(c)) c->rope_theta = c->rope_local_theta; /* every layer local */
         }
         if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");

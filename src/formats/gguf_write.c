@@ -137,6 +137,8 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
         arch_u32(b, arch, "rope.scaling.original_context_length", (uint32_t)c->rope_scaling.original_max_pos);
     if (c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE)
         arch_f32(b, arch, "rope.scaling.attn_factor", c->longrope.attn_factor);
+    if (c->attn_softcap > 0) arch_f32(b, arch, "attn_logit_softcapping", c->attn_softcap);
+    if (c->final_softcap > 0) arch_f32(b, arch, "final_logit_softcapping", c->final_softcap);
 }
 
 static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
@@ -215,7 +217,9 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     sq_model_config implied = *c;
     sq_model_set_layer_pattern(&implied, a->gguf_swa_pattern);
     if (memcmp(implied.global_layers, c->global_layers, sizeof c->global_layers) ||
-        (a->gguf_swa_pattern && c->rope_local_theta != a->gguf_rope_local_theta) || c->attn_scalar != 0)
+        (a->gguf_swa_pattern &&
+         c->rope_local_theta != (a->gguf_rope_local_theta > 0 ? a->gguf_rope_local_theta : c->rope_theta)) ||
+        c->attn_scalar != 0)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
             "%s: GGUF %s cannot hold this model's local/global layer pattern, local RoPE base or "

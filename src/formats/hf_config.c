@@ -340,14 +340,18 @@ static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch 
 }
 
 /* Interleaved local and global layers (Gemma 3, Gemma3TextConfig): layer_types names each layer's kind, else
- * every sliding_window_pattern-th layer (default 6) is global; sliding_window (default 4096) is the local
- * layers' window and rope_local_base_freq (default 10000) their RoPE base. */
-static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, sq_model_config *c) {
+ * every sliding_window_pattern-th layer (default 6; Gemma 2: every 2nd) is global; sliding_window (default
+ * 4096) is the local layers' window and rope_local_base_freq (default 10000) their RoPE base (Gemma 2: the
+ * global one). */
+static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 4096;
     SQ_TRY(get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window));
-    c->rope_local_theta = 10000.0f;
-    SQ_TRY(get_float(r, r->root, "rope_local_base_freq", 0, &c->rope_local_theta));
-    int n_sliding, pattern = 6;
+    c->rope_local_theta = c->rope_theta; /* Gemma 2: one rotary embedding */
+    if (a->gguf_rope_local_theta > 0) {
+        c->rope_local_theta = 10000.0f;
+        SQ_TRY(get_float(r, r->root, "rope_local_base_freq", 0, &c->rope_local_theta));
+    }
+    int n_sliding, pattern = a->gguf_swa_pattern;
     SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t;
     if (n_sliding < 0) {
@@ -378,7 +382,7 @@ static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_arch *
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field %s = %.32s is not supported (%s)", r->path,
                          act_key, act, a->hf_act);
     static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && !a->logit_softcap; i++) { /* the families that have them read them in parse */
         float cap = 0;
         SQ_TRY(get_float(r, r->root, softcaps[i], 0, &cap));
         if (cap != 0)
@@ -426,8 +430,24 @@ static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_f
     SQ_TRY(get_float(r, r->root, "rms_norm_eps", 0, &c->norm_eps));
     SQ_TRY(get_rope(r, c));
     SQ_TRY(get_sliding_window(r, a, c));
-    if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, c));
+    if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, a, c));
     SQ_TRY(check_unsupported(r, a, c));
+    c->attn_softcap = c->final_softcap = 0;
+    if (a->logit_softcap) { /* absent: the config class's default (Gemma 2: 50, 30; Gemma 3: none); null: none
+                             */
+        static const char *const keys[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        float *const caps[2] = {&c->attn_softcap, &c->final_softcap};
+        for (int i = 0; i < 2; i++) {
+            if (!cJSON_GetObjectItemCaseSensitive(r->root, keys[i])) *caps[i] = a->softcap_default[i];
+            SQ_TRY(get_float(r, r->root, keys[i], 0, caps[i]));
+            if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r->root, keys[i]))) *caps[i] = 0;
+        }
+        if (c->attn_softcap < 0 || c->final_softcap < 0)
+            return sq_errorf(SQ_ERR_FORMAT,
+                             "%s: config fields attn_logit_softcapping and "
+                             "final_logit_softcapping must be positive (or null: none)",
+                             r->path);
+    }
     c->attn_scalar = 0;
     if (a->hf_window == SQ_HF_WINDOW_PATTERN) { /* Gemma: scores scaled by query_pre_attn_scalar^-0.5 */
         float scalar = 256;                     /* Gemma3TextConfig's default */
@@ -559,15 +579,23 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
             cJSON_AddItemToArray(types, cJSON_CreateString(pattern && sq_layer_is_global(c, l)
                                                                ? "full_attention"
                                                                : "sliding_attention"));
-        cJSON_AddNumberToObject(root, "rope_local_base_freq",
-                                shortest(pattern ? c->rope_local_theta : c->rope_theta));
+        if (a->gguf_rope_local_theta > 0)
+            cJSON_AddNumberToObject(root, "rope_local_base_freq",
+                                    shortest(pattern ? c->rope_local_theta : c->rope_theta));
         cJSON_AddNumberToObject(root, "query_pre_attn_scalar",
                                 shortest(c->attn_scalar > 0 ? c->attn_scalar : (float)c->head_dim));
-        cJSON_AddNullToObject(root, "attn_logit_softcapping");
-        cJSON_AddNullToObject(root, "final_logit_softcapping");
     } else if (c->sliding_window > 0) {
         cJSON_Delete(root);
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold a sliding window", path, hf);
+    }
+    if (a->logit_softcap) {
+        const float caps[2] = {c->attn_softcap, c->final_softcap};
+        static const char *const keys[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        for (int i = 0; i < 2; i++)
+            if (caps[i] > 0)
+                cJSON_AddNumberToObject(root, keys[i], shortest(caps[i]));
+            else
+                cJSON_AddNullToObject(root, keys[i]);
     }
     if (a->hf_attention_bias) cJSON_AddBoolToObject(root, "attention_bias", bias);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied_embeddings);

@@ -51,6 +51,12 @@ typedef struct sq_arch {
      * and gate/up as one [2 ffn_dim][dim], gate rows first (HF gate_up_proj, GGUF ffn_up) (Phi-3). Loaders
      * split them into the engine's tensors, writers join them again (formats/fused_tensors.h). */
     int fused_proj;
+    /* attn_logit_softcapping and final_logit_softcapping are facts of the family (Gemma 2 and 3 configs; GGUF
+     * {arch}.attn_logit_softcapping, .final_logit_softcapping): read and written back. Elsewhere a non-zero
+     * value is refused naming the key. */
+    int logit_softcap;
+    float softcap_default[2]; /* attention, final caps when config.json or GGUF omits the key (Gemma 2: 50,
+                               * 30, as transformers and llama.cpp default them) */
     /* Hugging Face checkpoints: */
     float hf_norm_offset;      /* added to every RMSNorm weight on load (Gemma stores w for x * (1 + w)); GGUF
                                 * holds the sum, as llama.cpp's converter writes it */
@@ -62,8 +68,11 @@ typedef struct sq_arch {
     const char *hf_act;        /* its values that mean ffn_act, "|"-separated */
     int hf_tied_default;       /* tie_word_embeddings when the config omits it (Gemma: true) */
     /* GGUF files of the family, where llama.cpp hard-codes what the file does not say (llama-model.cpp): */
-    int gguf_swa_pattern;        /* every n-th layer global, the others sliding (Gemma 3: 6); 0: uniform */
-    float gguf_rope_local_theta; /* RoPE base of the sliding layers (Gemma 3: 10000); 0: rope.freq_base */
+    int gguf_swa_pattern;        /* every n-th layer global, the others sliding (Gemma 3: 6, Gemma 2: 2); 0:
+                                  * uniform. Also the default of a Hugging Face config without layer_types or
+                                  * sliding_window_pattern */
+    float gguf_rope_local_theta; /* RoPE base of the sliding layers (Gemma 3: 10000); 0: the global one, in
+                                  * GGUF and Hugging Face files alike (Gemma 2 has one rotary embedding) */
 } sq_arch;
 
 /* The row of an architecture name (sq_model_config.arch); NULL when squeeze has none. */

@@ -70,7 +70,10 @@ typedef struct sq_model_config {
     float rope_local_theta; /* 0 when no layer is local */
     sq_ffn_act ffn_act;     /* set from the architecture's row when bound */
     float embd_scale;       /* embeddings are multiplied by it; 1: not scaled (bound from the row) */
-    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    float attn_scalar; /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    /* Gemma 2 style soft-capping, x -> cap tanh(x / cap), of the attention scores (attn_logit_softcapping)
+     * and of the output logits (final_logit_softcapping); 0: none */
+    float attn_softcap, final_softcap;
     int tied_embeddings; /* no output.weight: the output projection reuses token_embd.weight */
     int bos_id;          /* from the model's own config; -1 when it names none */
     /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */

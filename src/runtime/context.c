@@ -244,6 +244,10 @@ static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
         if (!be->supports(be->impl, needs[i].op, needs[i].dtype))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot run %s on %s data", be->name,
                              sq_op_name(needs[i].op), sq_dtype_info(needs[i].dtype)->name);
+    if (c->attn_softcap > 0 && !be->attn_softcap)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "device %s cannot run attention with score soft-capping (attn_logit_softcapping %g)",
+                         be->name, c->attn_softcap);
     return NULL;
 }
 
@@ -387,6 +391,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                             .window = pattern && sq_layer_is_global(c, l) ? 0 : c->sliding_window,
                             .norm_eps = c->norm_eps,
                             .q_scale = q_scale,
+                            .attn_softcap = c->attn_softcap,
                             .geglu = c->ffn_act == SQ_ACT_GELU_TANH,
                             .rope_style = c->rope_style,
                             .inv_freq = ctx->inv_freq + (pattern && !sq_layer_is_global(c, l) ? hd / 2 : 0),

@@ -331,7 +331,7 @@ static void test_hf_corruptions(void **state) {
         /* without architectures, model_type picks the row, as transformers picks the config class */
         {"{\"model_type\": \"gpt_neox\", \"hidden_size\": 32}",
          "model_type = gpt_neox is not supported and architectures is absent (supported model types: llama, "
-         "mistral, qwen2, qwen3, gemma3_text, phi3"},
+         "mistral, qwen2, qwen3, gemma3_text"},
         {"{\"model_type\": 3, \"hidden_size\": 32}", "model_type must be a string"},
         {"{\"architectures\": \"LlamaForCausalLM\"}", "architectures must be a list of class names"},
         {"{\"model_type\": \"llama\", \"hidden_size\": 32}", "intermediate_size is missing"},

@@ -95,6 +95,9 @@ class Model:
     # call over a whole sequence when rope_ctx is that sequence's length (or both sides of the original).
     longrope: Optional[dict] = None
     rope_ctx: int = 0
+    # Gemma 2 style soft-capping (eager_attention_forward, Gemma2ForCausalLM.forward): x -> cap tanh(x / cap)
+    attn_softcap: Optional[float] = None  # of the scaled scores, before the mask and softmax
+    final_softcap: Optional[float] = None  # of the output logits
 
     @property
     def vocab_size(self):
@@ -225,6 +228,8 @@ def forward(model, tokens, cache=None):
         kk = np.repeat(k, group, axis=0)  # repeat_kv: query head h uses kv head h // group
         vv = np.repeat(v, group, axis=0)
         scores = q @ kk.transpose(0, 2, 1) * scale  # [heads, n, total]
+        if model.attn_softcap:
+            scores = model.attn_softcap * np.tanh(scores / model.attn_softcap)
         scores = np.where(allowed[None], scores, -np.inf)
         scores -= scores.max(axis=-1, keepdims=True)
         p = np.exp(scores)
@@ -236,7 +241,10 @@ def forward(model, tokens, cache=None):
         f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
         x = x + (f if L.ffn_post_norm is None else rms_norm(f, L.ffn_post_norm, model.norm_eps))
     cache.pos += n
-    return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    logits = linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    if model.final_softcap:
+        logits = model.final_softcap * np.tanh(logits / model.final_softcap)
+    return logits
 
 
 def greedy(model, prompt, n_new):
@@ -290,7 +298,7 @@ def weight_difference(src, dst):
         if la["original"] != lb["original"] or not np.isclose(la["attn"], lb["attn"], rtol=1e-6, atol=0) or any(
                 not np.allclose(la[k], lb[k], rtol=1e-6, atol=0) for k in ("short", "long")):
             return "longrope factors, original context or attention factor differ"
-    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta"]:
+    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta", "attn_softcap", "final_softcap"]:
         if getattr(a, f) != getattr(b, f):
             return f"{f} {getattr(b, f)} != {getattr(a, f)}"
     if len(a.layers) != len(b.layers):
@@ -414,9 +422,10 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "phi3"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "phi3", "gemma2"):
         raise NotImplementedError(f"model_type {arch}")
-    gemma = arch == "gemma3_text"
+    gemma = arch in ("gemma3_text", "gemma2")
+    gemma2 = arch == "gemma2"  # Gemma2Config: every 2nd layer global, one rotary embedding, caps 50 / 30
     t = _hf_tensors(dirpath)
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or dim // n_heads
@@ -425,9 +434,6 @@ def load_hf(dirpath):
     if gemma:
         if cfg.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
             raise NotImplementedError(f"hidden_activation {cfg['hidden_activation']}")
-        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-            if cfg.get(key) is not None:
-                raise NotImplementedError(key)
     elif cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
         raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
     theta, rs = hf_rope(cfg)
@@ -447,7 +453,7 @@ def load_hf(dirpath):
         sliding = [t == "sliding_attention" for t in types]
     elif gemma:  # Gemma3TextConfig: layer_types, else every sliding_window_pattern-th layer global
         window = cfg.get("sliding_window", 4096) or 0
-        pattern = cfg.get("sliding_window_pattern", 6)
+        pattern = cfg.get("sliding_window_pattern", 2 if gemma2 else 6)
         types = cfg.get("layer_types") or ["sliding_attention" if (l + 1) % pattern else "full_attention"
                                            for l in range(n_layers)]
         sliding = [t == "sliding_attention" for t in types]
@@ -524,12 +530,14 @@ def load_hf(dirpath):
     extra = {}
     if gemma:
         extra = dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))),
+                     attn_softcap=cfg.get("attn_logit_softcapping", 50.0 if gemma2 else None),
+                     final_softcap=cfg.get("final_logit_softcapping", 30.0 if gemma2 else None),
                      attn_scalar=float(cfg.get("query_pre_attn_scalar", 256)),
-                     rope_local_theta=float(cfg.get("rope_local_base_freq", 10000.0)))
+                     rope_local_theta=theta if gemma2 else float(cfg.get("rope_local_base_freq", 10000.0)))
     if rs is not None and rs.get("rope_type") == "longrope":
         extra.update(longrope=rs, rope_ctx=cfg["max_position_embeddings"])  # squeeze's default n_ctx
         rs = None
-    return Model("gemma3" if gemma else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
+    return Model("gemma3" if arch == "gemma3_text" else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
                  **extra)
 
 
@@ -544,9 +552,10 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3", "gemma2"):
         raise NotImplementedError(f"GGUF architecture {arch}")
-    gemma = arch == "gemma3"
+    gemma = arch in ("gemma3", "gemma2")
+    period = 2 if arch == "gemma2" else 6  # llama.cpp's swa pattern; gemma2's local layers use freq_base
     t = {}
     for ti in r.tensors:
         shape = tuple(int(s) for s in reversed(ti.shape))  # ggml lists the innermost dimension first
@@ -603,8 +612,8 @@ def load_gguf(path):
                 attn_post_norm=get(p + "post_attention_norm.weight") if gemma else None,
                 ffn_post_norm=get(p + "post_ffw_norm.weight") if gemma else None,
                 # llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3): every 6th layer global, the others slide
-                window=window if not gemma or (l + 1) % 6 else 0,
-                rope_local=gemma and (l + 1) % 6 != 0,
+                window=window if not gemma or (l + 1) % period else 0,
+                rope_local=gemma and (l + 1) % period != 0,
             )
         )
     tok = get("token_embd.weight")
@@ -635,7 +644,8 @@ def load_gguf(path):
         longrope=longrope,
         rope_ctx=field(f"{arch}.context_length"),
         **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
-                rope_local_theta=10000.0) if gemma else {}),
+                rope_local_theta=theta if arch == "gemma2" else 10000.0, attn_softcap=field(f"{arch}.attn_logit_softcapping", 50.0 if arch == "gemma2" else None),
+                final_softcap=field(f"{arch}.final_logit_softcapping", 30.0 if arch == "gemma2" else None)) if gemma else {}),
     )
 
 

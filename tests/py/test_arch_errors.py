@@ -5,7 +5,8 @@ On tiny_models checkpoints with one thing changed:
   - an unknown architectures / model_type: the class, the model_type and the supported list named;
   - Qwen3 without its q/k norms (a Qwen2-shaped file called Qwen3), with only one of them, with norms of the
     wrong width, and a Llama whose blocks carry q/k norms it never has: the tensor named;
-  - Gemma 3 with soft-capping, another activation, a layer_types list of the wrong length, or one post-norm;
+  - Gemma 3 with a negative soft-cap, another activation, a layer_types list of the wrong length, or one
+    post-norm; a Llama with soft-capping (only the Gemma families compute it: test_logits checks them);
   - the same through GGUF (general.architecture qwen3 without attn_q_norm; an unknown architecture);
   - Phi-3 whose fused qkv_proj / gate_up_proj (GGUF attn_qkv / ffn_up) rows disagree with the config's heads
     and FFN width, and a Phi-3 checkpoint holding unfused q_proj (a Llama-shaped file called Phi-3).
@@ -82,14 +83,17 @@ def main():
                 t[f"model.layers.{l}.self_attn.{x}_norm.weight"] = ("F32", np.ones(16, np.float32))
         return t
 
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        expect_error(checks, f"Llama with {key}",
+                     tiny_models.with_config(llama, os.path.join(root, "llama-softcap"), cfg({key: 50.0})),
+                     [f"{key} = 50 (logit soft-capping) is not supported"])
     expect_error(checks, "Llama with q/k norms", with_tensors(llama, os.path.join(root, "llama-norms"), add_norms),
                  ["blk.0 has q/k norms", "a llama model never has"])
 
     gemma = tiny_models.generate("gemma3_layer_types", root)
     for what, rewrite, needles in [
-        ("Gemma 3 with attention soft-capping", {"attn_logit_softcapping": 50.0},
-         ["attn_logit_softcapping = 50", "not supported"]),
-        ("Gemma 3 with final soft-capping", {"final_logit_softcapping": 30.0}, ["final_logit_softcapping = 30"]),
+        ("Gemma 3 with negative soft-capping", {"attn_logit_softcapping": -50.0},
+         ["attn_logit_softcapping and final_logit_softcapping must be positive"]),
         ("Gemma 3 with exact GELU", {"hidden_activation": "gelu"},
          ["hidden_activation = gelu is not supported (gelu_pytorch_tanh)"]),
         ("Gemma 3 layer_types of the wrong length", {"layer_types": ["full_attention"]},

@@ -47,6 +47,14 @@ def ablations(name, model):
             ("q/k/v biases dropped", with_layers(model, bq=None, bk=None, bv=None)),
             ("sliding_window applied although use_sliding_window is false", with_layers(model, window=4)),
         ]
+    if name == "gemma2_softcap":
+        return [("attention soft-capping dropped", dataclasses.replace(model, attn_softcap=None)),
+                ("final soft-capping dropped", dataclasses.replace(model, final_softcap=None)),
+                ("full attention on the sliding layers", with_layers(model, window=0)),
+                ("post-norms dropped", with_layers(model, attn_post_norm=None, ffn_post_norm=None))]
+    if name == "gemma3_softcap":
+        return [("attention soft-capping dropped", dataclasses.replace(model, attn_softcap=None)),
+                ("final soft-capping dropped", dataclasses.replace(model, final_softcap=None))]
     if name.startswith("gemma3"):
         return [
             ("SwiGLU instead of GeGLU", dataclasses.replace(model, act="silu")),

@@ -46,6 +46,9 @@ static void print_model(const char *path, const sq_model *model) {
                mi.rope_attn_factor, mi.rope_original_max_pos);
     printf("\n");
     printf("norm epsilon:    %g\n", mi.norm_eps);
+    if (mi.attn_softcap > 0 || mi.final_softcap > 0)
+        printf("soft-capping:    attention scores %g, final logits %g (0: none)\n", mi.attn_softcap,
+               mi.final_softcap);
     if (mi.n_global_layers) {
         printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers",
                mi.n_layers - mi.n_global_layers, mi.sliding_window, mi.rope_local_theta, mi.n_global_layers);
