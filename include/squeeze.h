@@ -695,6 +695,7 @@ typedef struct sq_engine_options {
      * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
     int spec_k;
     int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
 typedef struct sq_engine_request {
@@ -840,6 +841,7 @@ typedef struct sq_ppl_options {
      * removed, without removing them */
     const unsigned char *skip_layers;
     sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
+    const char *device; /* where both models run (sq_context_options.device); NULL: "cpu" */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -886,6 +888,7 @@ typedef struct sq_eval_options {
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
     sq_kv_type kv_type; /* how the KV cache stores keys and values */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_eval_options;
 
 typedef struct sq_task_result {
