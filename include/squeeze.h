@@ -692,6 +692,13 @@ typedef struct sq_engine_options {
     int max_batch_tokens; /* tokens one step carries (decode tokens and prefill chunks); 0: 512 */
     int n_threads;        /* 0: all online cores */
     int no_prefix_cache;  /* non-zero: every prompt is computed from scratch */
+    /* Speculative decoding by prompt lookup (n-gram drafts copied from earlier text of the same request,
+     * Saxena 2023; vLLM's "ngram" method): each decode step verifies up to spec_k draft tokens per request
+     * in the same forward call, with the request's own sampling rule (output distribution unchanged; greedy
+     * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
+    int spec_k;
+    int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
 typedef struct sq_engine_request {
@@ -764,6 +771,7 @@ typedef struct sq_engine_stats {
     int64_t preemptions;                  /* requests preempted so far */
     int64_t prompt_tokens, cached_tokens; /* prompt tokens admitted, of which the prefix cache held */
     int64_t generated_tokens;
+    int64_t spec_draft_tokens, spec_accepted_tokens; /* speculative drafts verified, of which kept */
 } sq_engine_stats;
 /* Any thread: a snapshot as of the last step. */
 void sq_engine_get_stats(sq_engine *e, sq_engine_stats *out);
@@ -836,6 +844,7 @@ typedef struct sq_ppl_options {
      * removed, without removing them */
     const unsigned char *skip_layers;
     sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
+    const char *device; /* where both models run (sq_context_options.device); NULL: "cpu" */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -882,6 +891,7 @@ typedef struct sq_eval_options {
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
     sq_kv_type kv_type; /* how the KV cache stores keys and values */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_eval_options;
 
 typedef struct sq_task_result {
