@@ -262,6 +262,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .n_kv_heads = w->n_kv_heads,
                                           .head_dim = hd,
                                           .window = a->window,
+                                          .softcap = a->attn_softcap,
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
     be->matmul(B, &w->wo, a->attn_out, n, a->xb);
@@ -319,6 +320,9 @@ static void output_logits(sq_context *ctx) {
         float *y = be->host_memory ? dest[r] : ctx->logits;
         be->matmul(be->impl, &ctx->output, ctx->xb + (size_t)r * dim, run, y);
         if (!be->host_memory) be->download(be->impl, dest[r], y, (size_t)run * vocab * sizeof *y);
+        const float cap = c->final_softcap; /* Gemma 2: on the host, whatever the backend */
+        for (size_t i = 0; cap > 0 && i < (size_t)run * vocab; i++)
+            dest[r][i] = cap * tanhf(dest[r][i] / cap);
     }
 }
 

@@ -1,6 +1,7 @@
 /* The type names of squeeze quantize and llama.cpp's per-tensor rules for its file types (llama-quant.cpp,
  * llama_tensor_get_type, as of llama-cpp-python 0.3.36's llama.cpp), for the dense llama-family models
- * squeeze runs (no fused qkv, not Falcon). Mixture of experts: each expert matrix of ffn_*_exps is quantized
+ * squeeze runs (not Falcon); where a family's files fuse q/k/v (Phi-3), the three parts get the type of the
+ * attn_qkv tensor they are written as. Mixture of experts: each expert matrix of ffn_*_exps is quantized
  * as its own [rows][cols] matrix (a 3-D tensor's rows are every expert's rows), ffn_down_exps and
  * ffn_down_shexp follow ffn_down's rules and the routers stay f32, as llama.cpp does; llama.cpp's extra bits
  * for 8-expert models (attn_v, attn_k to Q8_0, attn_output to Q5_K) are not replicated. */
@@ -65,7 +66,12 @@ sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_fac
         if (cols % sq_dtype_info(p->base)->block_elems) return SQ_DTYPE_Q8_0;
         return p->base == SQ_DTYPE_Q8_0 ? SQ_DTYPE_Q8_0 : SQ_DTYPE_Q6_K;
     }
-    if (ends_with(name, ".attn_v.weight")) {
+    if (m->fused_qkv && (ends_with(name, ".attn_q.weight") || ends_with(name, ".attn_k.weight") ||
+                         ends_with(name, ".attn_v.weight"))) { /* llama.cpp's attn_qkv rule */
+        if (is(p, "q3_k_m")) return SQ_DTYPE_Q4_K;
+        if (is(p, "q4_k_m")) return SQ_DTYPE_Q5_K;
+        if (is(p, "q5_k_m")) return SQ_DTYPE_Q6_K;
+    } else if (ends_with(name, ".attn_v.weight")) {
         if (is(p, "q2_k")) return m->n_gqa >= 4 ? SQ_DTYPE_Q4_K : SQ_DTYPE_Q3_K;
         if (is(p, "q3_k_m")) return layer < 2 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
         if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;
