@@ -129,6 +129,16 @@ with open(os.path.join(seeds, "hf_config", "config-v5.json"), "w") as f:
     v5 = {k: v for k, v in config.items() if k != "rope_theta"}
     json.dump({**v5, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0}, "eos_token_id": [2, 3], "layer_types": ["full_attention"] * LAYERS}, f)
+# Phi-3 with LongRoPE factor lists and a window, Gemma 2 with soft-capping: the paths those families add
+with open(os.path.join(seeds, "hf_config", "config-phi3.json"), "w") as f:
+    pairs = DIM // HEADS // 2
+    json.dump({**config, "architectures": ["Phi3ForCausalLM"], "original_max_position_embeddings": CTX // 4,
+               "sliding_window": 7, "rope_scaling": {"type": "longrope", "short_factor": [1.0] * pairs,
+                                                     "long_factor": [2.0] * pairs}}, f)
+with open(os.path.join(seeds, "hf_config", "config-gemma2.json"), "w") as f:
+    json.dump({**config, "architectures": ["Gemma2ForCausalLM"], "hidden_activation": "gelu_pytorch_tanh",
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": None, "query_pre_attn_scalar": 16,
+               "sliding_window": 4}, f)
 with open(os.path.join(seeds, "generation_config", "generation_config.json"), "w") as f:
     json.dump({"bos_token_id": 1, "eos_token_id": [2, 3], "do_sample": True, "temperature": 0.6}, f)
 
@@ -145,8 +155,9 @@ with open(os.path.join(seeds, "llama2c", "model.bin"), "wb") as f:
     f.write(np.zeros(CTX * HD, np.float32).tobytes())
 
 # GGUF through the gguf package, with the SentencePiece vocabulary; Q8_0 and F16 tensors. A second seed states
-# the head counts and FFN width as per-layer arrays (as pruned models do).
-def write_gguf(path, per_layer):
+# the head counts and FFN width as per-layer arrays (as pruned models do); a third is a Mixtral (llama with
+# expert_count): two experts per block, top-1, the FFN's matrices stacked as 3-D ffn_*_exps, an f32 router.
+def write_gguf(path, per_layer, experts=0):
     widths = (lambda v: [v] * LAYERS) if per_layer else (lambda v: v)
     gw = gguf.GGUFWriter(path, "llama")
     gw.add_context_length(CTX)
@@ -164,6 +175,9 @@ def write_gguf(path, per_layer):
                         for i in range(VOCAB)] + [4] * (MODEL_VOCAB - VOCAB))
     gw.add_bos_token_id(1)
     gw.add_eos_token_id(2)
+    if experts:
+        gw.add_expert_count(experts)
+        gw.add_expert_used_count(1)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
     layer_names = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
                    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
@@ -176,7 +190,13 @@ def write_gguf(path, per_layer):
         else:
             l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
             gname = f"blk.{l}.{layer_names[rest]}"
-        if arr.ndim == 2 and "attn_q" in gname:
+        if experts and "ffn_" in gname and "norm" not in gname:  # the experts: the FFN and its negation
+            gw.add_tensor(gname.replace(".weight", "_exps.weight"),
+                          np.stack([arr, -arr][:experts]).astype(np.float16))
+            if "ffn_gate" in gname:
+                gw.add_tensor(gname.replace("ffn_gate", "ffn_gate_inp"),
+                              np.random.default_rng(1).standard_normal((experts, DIM)).astype(np.float32))
+        elif arr.ndim == 2 and "attn_q" in gname:
             gw.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
                           raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         elif arr.ndim == 2 and "ffn" in gname:
@@ -191,6 +211,7 @@ def write_gguf(path, per_layer):
 
 write_gguf(os.path.join(seeds, "gguf", "model.gguf"), False)
 write_gguf(os.path.join(seeds, "gguf", "model_per_layer.gguf"), True)
+write_gguf(os.path.join(seeds, "gguf", "model_moe.gguf"), False, experts=2)
 
 for i, text in enumerate(["Once upon a time", "héllo wörld 你好 🙂\n\n  x", "<|endoftext|>def f(x):\n\treturn 42"]):
     open(os.path.join(seeds, "tokenize_text", f"t{i}"), "w").write(text)

@@ -218,16 +218,25 @@ typedef struct sq_model_info {
     int64_t n_params;
     size_t weight_bytes;
     const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
-    const char *rope_scaling;  /* "none" or "llama3" */
+    const char *rope_scaling;  /* "none", "llama3" or "longrope" (Phi-3) */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
+    float rope_attn_factor; /* longrope: queries and keys scaled by it; short factors up to the original
+                               context, long factors in a longer one (sq_context_options.n_ctx) */
     /* what the blocks compute besides Llama's (docs/architecture.md, "adding an architecture") */
     const char *ffn_act; /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
     float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
     float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
     int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
-    float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
+    float rope_local_theta;            /* the local layers' RoPE base when n_global_layers > 0 */
+    float attn_softcap, final_softcap; /* scores / logits x -> cap tanh(x / cap) (Gemma 2); 0: none */
+    /* mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE): routed experts per block, how many each token uses,
+     * and the parameters one token's forward pass multiplies by (n_params less the experts it does not use);
+     * 0, 0 and n_params for a dense model */
+    int n_experts, n_experts_used;
+    int shared_expert; /* blocks add a gated shared expert (Qwen2-MoE) */
+    int64_t n_active_params;
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
@@ -343,11 +352,15 @@ SQ_NODISCARD sq_error *sq_model_save(const sq_model *model, const char *path, sq
 /* A model of a real architecture's exact shapes with seeded random weights, to measure speed at real scale
  * without downloading weights (model/synth.c gives the scales: activations stay finite; no tokenizer). */
 typedef struct sq_synth_options {
-    const char *preset; /* sq_synth_preset_names(): "llama-2-7b", "llama-3-8b", "qwen2.5-7b", "mistral-7b" */
+    const char *preset; /* sq_synth_preset_names(): "llama-2-7b", "llama-3-8b", "qwen2.5-7b", "mistral-7b",
+                         * the mixtures of experts "mixtral-8x7b", "qwen1.5-moe-a2.7b" */
     const char *dtype;  /* the 2-D weights' format: "f32", "f16" (NULL), "bf16", "q8_0", "q4_0" or "q4_k" */
     int n_layers;       /* 0: the preset's; fewer make a shallower model of the same widths */
     int n_threads;      /* 0: sq_cpu_count() */
     uint64_t seed;      /* the same seed gives the same bytes, whatever n_threads */
+    /* a mixture-of-experts preset as a dense model of the same parameters per token (its dense family, one
+     * FFN of experts-used x expert width, plus the shared expert's): the baseline of MoE speed */
+    int dense_active;
 } sq_synth_options;
 
 /* The presets' names, '|'-separated. */
@@ -695,6 +708,7 @@ typedef struct sq_engine_options {
      * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
     int spec_k;
     int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
 typedef struct sq_engine_request {
@@ -840,6 +854,7 @@ typedef struct sq_ppl_options {
      * removed, without removing them */
     const unsigned char *skip_layers;
     sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
+    const char *device; /* where both models run (sq_context_options.device); NULL: "cpu" */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -886,6 +901,7 @@ typedef struct sq_eval_options {
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
     sq_kv_type kv_type; /* how the KV cache stores keys and values */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_eval_options;
 
 typedef struct sq_task_result {
@@ -1434,8 +1450,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
 
 /* ---------------------------------------------------------------- compression recipes
  *
- * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model with
- * one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
+ * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model
+ * with one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
  * agreement against the original on held-out text) and what it bought (parameters, weight bytes, bits per
  * weight, decode and prefill speed against the original in the same run). Its JSON:
  *
@@ -1451,8 +1467,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
  * sparsegpt | width | depth; sparsity, nm "N:M", heads, ffn, remove, criterion ppl | magnitude) and of
  * sq_quantize_params (type, method rtn | gptq | awq, damp, act_order, keep), with their meanings and ranges.
  * An unknown key, a value of the wrong type, two actions in one step or none are errors naming the step and
- * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before each
- * step on the model the earlier steps left, before any work of that step. */
+ * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before
+ * each step on the model the earlier steps left, before any work of that step. */
 enum { SQ_RECIPE_MAX_STEPS = 16 };
 typedef struct sq_recipe sq_recipe;
 
@@ -1469,14 +1485,15 @@ int sq_recipe_needs_calib(const sq_recipe *recipe);
 
 /* The model after one step (or before the first). */
 typedef struct sq_recipe_step_result {
-    const char *label;  /* the step's label; "original" for the model before the first step */
-    int64_t n_params;   /* elements of all tensors */
-    int64_t n_nonzero;  /* of them, those not zero (counted after pruning steps; carried over by quantization) */
+    const char *label; /* the step's label; "original" for the model before the first step */
+    int64_t n_params;  /* elements of all tensors */
+    int64_t
+        n_nonzero; /* of them, those not zero (counted after pruning steps; carried over by quantization) */
     size_t weight_bytes;
     double bits_per_weight; /* 8 * weight_bytes / n_params */
     int n_layers;
-    double seconds; /* the step's own time (not its measurement) */
-    int has_quality; /* sq_recipe_options.eval_ids given */
+    double seconds;                                 /* the step's own time (not its measurement) */
+    int has_quality;                                /* sq_recipe_options.eval_ids given */
     double ppl, ppl_ratio, kl_mean, top1_agreement; /* against the original, sq_perplexity's meanings */
     int has_speed;                                  /* sq_recipe_options.bench given */
     double decode_tok_s, prefill_tok_s;             /* medians, sq_bench_run beside the original */
@@ -1490,8 +1507,8 @@ typedef struct sq_recipe_options {
     const sq_model *original;
     const int32_t *eval_ids; /* held-out text's ids (BOS first as the tokenizer says), or NULL: no quality */
     int64_t n_eval_ids;
-    int eval_ctx;  /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
-    int bos_id;    /* as sq_ppl_options.bos_id */
+    int eval_ctx;                 /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
+    int bos_id;                   /* as sq_ppl_options.bos_id */
     const sq_bench_params *bench; /* workload for the speed ratios, or NULL: no speed */
     int n_threads;                /* 0: all online cores */
     /* called after the original is measured (step -1) and after each step and its measurement; may be NULL */

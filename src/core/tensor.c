@@ -40,3 +40,14 @@ void sq_tensor_row_to_f32(const sq_tensor *t, int64_t row, float *dst) {
     size_t rb = sq_row_bytes(t->dtype, len);
     sq_dtype_table[t->dtype].to_f32((const uint8_t *)t->data + (size_t)row * rb, dst, len);
 }
+
+sq_tensor sq_tensor_slice(const sq_tensor *t, int64_t i) {
+    sq_tensor v = *t;
+    const size_t part = t->shape[0] > 0 ? t->nbytes / (size_t)t->shape[0] : 0;
+    v.ndim = t->ndim - 1;
+    for (int d = 0; d < SQ_MAX_DIMS - 1; d++) v.shape[d] = t->shape[d + 1];
+    v.shape[SQ_MAX_DIMS - 1] = 0;
+    v.data = (char *)t->data + (size_t)i * part;
+    v.nbytes = part;
+    return v;
+}

@@ -39,6 +39,9 @@ int64_t sq_tensor_n_rows(const sq_tensor *t);
 size_t sq_row_bytes(sq_dtype dtype, int64_t row_len);
 /* Bytes a tensor of this dtype and shape needs; 0 if invalid (bad block multiple, overflow). */
 size_t sq_tensor_bytes_for(sq_dtype dtype, int ndim, const int64_t *shape);
+/* Sub-tensor i of the outermost dimension, a view of the same data (one expert's matrix of a
+ * [n_experts][rows][cols] tensor): shape without the outer dimension, data and nbytes of that part. */
+sq_tensor sq_tensor_slice(const sq_tensor *t, int64_t i);
 /* Dequantizes row `row` into dst (row_len floats). */
 void sq_tensor_row_to_f32(const sq_tensor *t, int64_t row, float *dst);
 

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "formats/tensor_io.h"
@@ -40,13 +42,92 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const shard_entry *)a)->tensor, ((const shard_entry *)b)->tensor);
 }
 
+/* One expert's matrix, kept until every shard is read and the block's experts are stacked into one tensor. */
+typedef struct expert_piece {
+    char name[SQ_TENSOR_NAME_MAX]; /* the 3-D tensor's canonical name */
+    char hf[128];                  /* this matrix's own name, for errors */
+    int expert;
+    sq_dtype dtype;
+    int64_t shape[2];
+    const void *data; /* in the mapped shard */
+    size_t nbytes;
+} expert_piece;
+
 typedef struct load_state {
     sq_model *m;
     const sq_arch *arch; /* the config's architecture */
     sq_hf_flags flags;
     shard_entry *map; /* NULL for a single-file checkpoint */
     int n_map;
+    expert_piece *pieces; /* [n_pieces] */
+    int n_pieces;
+    size_t cap_pieces;
 } load_state;
+
+static int cmp_piece(const void *a, const void *b) {
+    const expert_piece *x = a, *y = b;
+    const int c = strcmp(x->name, y->name);
+    return c ? c : (x->expert > y->expert) - (x->expert < y->expert);
+}
+
+/* Each block's expert matrices as one [n_experts][rows][cols] tensor in host memory (GGUF's layout; the
+ * shards hold them apart), every expert present once, all of one shape and dtype. */
+static SQ_NODISCARD sq_error *stack_experts(load_state *s, const char *dir) {
+    const int E = s->m->cfg.n_experts;
+    if (s->n_pieces) qsort(s->pieces, (size_t)s->n_pieces, sizeof *s->pieces, cmp_piece);
+    for (int i = 0, j; i < s->n_pieces; i = j) {
+        const expert_piece *p = &s->pieces[i];
+        for (j = i; j < s->n_pieces && !strcmp(s->pieces[j].name, p->name); j++) {
+            const expert_piece *q = &s->pieces[j];
+            if (q->expert >= E)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is expert %d but config field %s is %d", dir,
+                                 q->hf, q->expert, s->arch->hf_experts_key, E);
+            if (q->expert != j - i)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: expert %d of %s is %s (config field %s = %d)", dir,
+                                 j - i, p->name, q->expert < j - i ? "given twice" : "missing",
+                                 s->arch->hf_experts_key, E);
+            if (q->dtype != p->dtype || q->shape[0] != p->shape[0] || q->shape[1] != p->shape[1])
+                return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s differs in shape or dtype from %s", dir, q->hf,
+                                 p->hf);
+        }
+        if (j - i != E)
+            return sq_errorf(SQ_ERR_FORMAT, "%s: %s has %d experts' matrices but config field %s is %d", dir,
+                             p->name, j - i, s->arch->hf_experts_key, E);
+        const size_t total = p->nbytes * (size_t)E;
+        char *data = sq_model_host_alloc(total);
+        if (!data) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory stacking %s", dir, p->name);
+        for (int e = 0; e < E; e++) memcpy(data + (size_t)e * p->nbytes, s->pieces[i + e].data, p->nbytes);
+        const int64_t shape[3] = {E, p->shape[0], p->shape[1]};
+        sq_error *err = sq_model_add_tensor(s->m, p->name, p->dtype, 3, shape, data, total, SQ_STORAGE_HOST);
+        if (err) {
+            free(data);
+            return sq_error_wrap(err, "%s", dir);
+        }
+    }
+    return NULL;
+}
+
+/* Keeps one expert's matrix for stack_experts. */
+static SQ_NODISCARD sq_error *add_piece(load_state *s, const char *path, const sq_st_entry *e,
+                                        const char *name, int expert) {
+    if (e->dtype < 0)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: tensor %.96s has dtype %s (F32, F16 and BF16 are supported)", path, e->name,
+                         e->dtype_name);
+    if (e->ndim != 2)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: expert tensor %.96s is not a matrix", path, e->name);
+    if (SQ_ARRAY_RESERVE(s->pieces, s->cap_pieces, (size_t)s->n_pieces + 1))
+        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
+    expert_piece *p = &s->pieces[s->n_pieces++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->hf, sizeof p->hf, "%s", e->name);
+    p->expert = expert;
+    p->dtype = (sq_dtype)e->dtype;
+    p->shape[0] = e->shape[0], p->shape[1] = e->shape[1];
+    p->data = e->data;
+    p->nbytes = e->nbytes;
+    return NULL;
+}
 
 static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const char *file) {
     char path[4096];
@@ -70,9 +151,20 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
             hit->found = 1;
         }
         char name[SQ_TENSOR_NAME_MAX];
+        int expert;
+        if (sq_hf_expert_to_canonical(s->arch, e->name, name, sizeof name, &expert)) {
+            err = sq_canonical_name_valid(name, s->m->cfg.n_layers)
+                      ? add_piece(s, path, e, name, expert)
+                      : sq_errorf(SQ_ERR_UNSUPPORTED,
+                                  "%s: unexpected tensor %.96s in a %s checkpoint with %d layers", path,
+                                  e->name, s->m->cfg.arch, s->m->cfg.n_layers);
+            continue;
+        }
         int kind = sq_hf_to_canonical(s->arch, e->name, name, sizeof name);
+        const sq_model_config *c = &s->m->cfg;
+        const int fused = kind > 0 && sq_fused_name_valid(name, c->n_layers);
         if (kind == 0) continue;
-        if (kind < 0 || !sq_canonical_name_valid(name, s->m->cfg.n_layers)) {
+        if (kind < 0 || !(fused || sq_canonical_name_valid(name, c->n_layers))) {
             err =
                 sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %.96s in a %s checkpoint with %d layers",
                           path, e->name, s->m->cfg.arch, s->m->cfg.n_layers);
@@ -84,6 +176,9 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
                             e->dtype_name);
         } else if (e->ndim == 0) {
             err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is a scalar", path, e->name);
+        } else if (fused) {
+            err = sq_import_fused(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data, e->nbytes,
+                                  c->n_heads, c->n_kv_heads, c->ffn_dim);
         } else {
             const float offset = sq_is_norm_weight(name) ? s->arch->hf_norm_offset : 0;
             err = sq_import_tensor(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data,
@@ -166,6 +261,22 @@ static SQ_NODISCARD sq_error *check_tensors(const load_state *s, const char *dir
     return NULL;
 }
 
+/* The tensors of model.safetensors or of the shards the index lists, experts stacked. */
+static SQ_NODISCARD sq_error *load_weights(load_state *s, const char *dir) {
+    char path[4096];
+    SQ_TRY(join(dir, INDEX_JSON, path, sizeof path));
+    if (file_exists(path)) {
+        SQ_TRY(load_sharded(s, dir, path));
+    } else {
+        SQ_TRY(join(dir, SINGLE_FILE, path, sizeof path));
+        if (!file_exists(path))
+            return sq_errorf(SQ_ERR_IO, "%s: no %s or %s (only safetensors checkpoints are supported)", dir,
+                             SINGLE_FILE, INDEX_JSON);
+        SQ_TRY(load_shard(s, dir, SINGLE_FILE));
+    }
+    return stack_experts(s, dir);
+}
+
 sq_error *sq_hf_load(const char *dir, sq_model *m) {
     char path[4096];
     SQ_TRY(join(dir, "config.json", path, sizeof path));
@@ -192,16 +303,9 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
         }
     }
 
-    SQ_TRY(join(dir, INDEX_JSON, path, sizeof path));
-    if (file_exists(path)) {
-        SQ_TRY(load_sharded(&s, dir, path));
-    } else {
-        SQ_TRY(join(dir, SINGLE_FILE, path, sizeof path));
-        if (!file_exists(path))
-            return sq_errorf(SQ_ERR_IO, "%s: no %s or %s (only safetensors checkpoints are supported)", dir,
-                             SINGLE_FILE, INDEX_JSON);
-        SQ_TRY(load_shard(&s, dir, SINGLE_FILE));
-    }
+    err = load_weights(&s, dir);
+    free(s.pieces);
+    SQ_TRY(err);
     SQ_TRY(check_tensors(&s, dir));
 
     SQ_TRY(join(dir, "tokenizer.json", path, sizeof path));
@@ -215,14 +319,15 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
 typedef struct save_state {
     const sq_model *m;
     const sq_arch *arch;
-    const sq_tensor **tensors;
+    const sq_file_tensor **tensors; /* [entries] the file tensor each entry of the file comes from */
+    int *expert; /* [entries] the expert matrix it is of a 3-D expert tensor; -1: all of it */
 } save_state;
 
 static SQ_NODISCARD sq_error *fetch(void *user, int i, const void **data, void **scratch) {
     const save_state *s = user;
-    const sq_tensor *t = s->tensors[i];
+    const sq_file_tensor *t = s->tensors[i];
     sq_export_buf buf;
-    SQ_TRY(sq_export_tensor(s->m, t, -1, SQ_ROPE_HALVES, &buf));
+    SQ_TRY(sq_export_file_tensor(s->m, t, -1, SQ_ROPE_HALVES, &buf));
     if (s->arch->hf_norm_offset != 0 && sq_is_norm_weight(t->name)) { /* norms are f32 (sq_model_bind) */
         float *w = malloc(buf.nbytes ? buf.nbytes : 1);
         if (!w) {
@@ -235,6 +340,7 @@ static SQ_NODISCARD sq_error *fetch(void *user, int i, const void **data, void *
         buf = (sq_export_buf){.data = w, .nbytes = t->nbytes, .dtype = SQ_DTYPE_F32, .owned = w};
     }
     *data = buf.data;
+    if (s->expert[i] >= 0) *data = (const char *)buf.data + (size_t)s->expert[i] * (t->nbytes / t->shape[0]);
     *scratch = buf.owned;
     return NULL;
 }
@@ -259,7 +365,7 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
                              "%s: safetensors cannot hold %s tensor %s; convert to GGUF instead (or from an "
                              "unquantized model)",
                              dir, sq_dtype_info(t->dtype)->name, t->name);
-        if (t->ndim == 2) bytes[t->dtype] += t->nbytes;
+        if (t->ndim >= 2) bytes[t->dtype] += t->nbytes;
     }
     /* transformers' Llama, Mistral and Qwen2 configs have one width of each kind for all layers */
     static const sq_width_names hf_names = {"num_attention_heads", "num_key_value_heads",
@@ -278,24 +384,40 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     SQ_TRY(join(dir, "config.json", path, sizeof path));
     SQ_TRY(sq_hf_config_write(m, main_dtype, path));
 
-    sq_st_tensor *list = calloc((size_t)m->n_tensors + 1, sizeof *list);
-    char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc((size_t)m->n_tensors + 1, sizeof *names);
-    save_state s = {m, sq_arch_find(m->cfg.arch), calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
-    sq_error *err = list && names && s.tensors ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
-    for (int i = 0; i < m->n_tensors && !err; i++) {
-        const sq_tensor *t = m->tensors[i];
-        if (sq_canonical_to_hf(s.arch, t->name, names[i], sizeof names[i]) != 0) {
-            err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
-            break;
+    const sq_arch *arch = sq_arch_find(m->cfg.arch);
+    sq_file_tensor *files;
+    int n_files;
+    SQ_TRY(sq_file_tensors(m, arch, dir, &files, &n_files));
+    /* a 3-D expert tensor is written as one matrix per expert, as transformers names them */
+    size_t n = 0;
+    for (int i = 0; i < n_files; i++) n += files[i].ndim == 3 ? (size_t)files[i].shape[0] : 1;
+    sq_st_tensor *list = calloc(n + 1, sizeof *list);
+    char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc(n + 1, sizeof *names);
+    save_state s = {m, arch, calloc(n + 1, sizeof *s.tensors), calloc(n + 1, sizeof(int))};
+    sq_error *err =
+        list && names && s.tensors && s.expert ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
+    for (int i = 0, k = 0; i < n_files && !err; i++) {
+        const sq_file_tensor *t = &files[i];
+        for (int e = 0; e < (t->ndim == 3 ? t->shape[0] : 1) && !err; e++, k++) {
+            const int named = t->ndim == 3
+                                  ? sq_canonical_expert_to_hf(arch, t->name, e, names[k], sizeof names[k])
+                                  : sq_canonical_to_hf(arch, t->name, names[k], sizeof names[k]);
+            if (named != 0)
+                err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
+            const int ndim = t->ndim == 3 ? 2 : t->ndim;
+            list[k] = (sq_st_tensor){names[k], t->dtype, ndim, t->shape + (t->ndim - ndim),
+                                     t->nbytes / (t->ndim == 3 ? (size_t)t->shape[0] : 1)};
+            s.tensors[k] = t;
+            s.expert[k] = t->ndim == 3 ? e : -1;
         }
-        list[i] = (sq_st_tensor){names[i], t->dtype, t->ndim, t->shape, t->nbytes};
-        s.tensors[i] = t;
     }
     if (!err) err = join(dir, SINGLE_FILE, path, sizeof path);
-    if (!err) err = sq_st_write(path, list, m->n_tensors, fetch, &s);
+    if (!err) err = sq_st_write(path, list, (int)n, fetch, &s);
     free(list);
     free(names);
     free(s.tensors);
+    free(s.expert);
+    free(files);
     if (!err && m->tokenizer) err = sq_error_wrap(sq_tokenizer_save_hf(m->tokenizer, dir), "%s", dir);
     return err;
 }

@@ -18,4 +18,13 @@ int sq_hf_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n);
 /* Maps a canonical name to architecture a's Hugging Face name; 0 on success, -1 when it has none. */
 int sq_canonical_to_hf(const sq_arch *a, const char *canonical, char *out, size_t n);
 
+/* Mixture of experts: Hugging Face checkpoints hold each expert's matrix on its own
+ * ("model.layers.L.block_sparse_moe.experts.E.w1.weight", "model.layers.L.mlp.experts.E.gate_proj.weight"),
+ * squeeze and GGUF all of a block's experts as one [n_experts][rows][cols] tensor
+ * ("blk.L.ffn_gate_exps.weight"). sq_hf_expert_to_canonical: 1 and the 3-D tensor's canonical name and
+ * *expert when hf is one expert's matrix, else 0. sq_canonical_expert_to_hf: expert `expert`'s Hugging Face
+ * name of a 3-D expert tensor; 0 on success, -1 when canonical is none (or the family has no experts). */
+int sq_hf_expert_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n, int *expert);
+int sq_canonical_expert_to_hf(const sq_arch *a, const char *canonical, int expert, char *out, size_t n);
+
 #endif

@@ -34,7 +34,8 @@ const char *sq_op_name(sq_op op) {
         [SQ_OP_MATMUL] = "matmul",     [SQ_OP_GET_ROWS] = "get_rows", [SQ_OP_RMSNORM] = "rmsnorm",
         [SQ_OP_ROPE] = "rope",         [SQ_OP_ADD] = "add",           [SQ_OP_ADD_BIAS] = "add_bias",
         [SQ_OP_SWIGLU] = "swiglu",     [SQ_OP_GEGLU] = "geglu",       [SQ_OP_SCALE] = "scale",
-        [SQ_OP_KV_STORE] = "kv_store", [SQ_OP_KV_COPY] = "kv_copy",   [SQ_OP_ATTENTION] = "attention"};
+        [SQ_OP_KV_STORE] = "kv_store", [SQ_OP_KV_COPY] = "kv_copy",   [SQ_OP_ATTENTION] = "attention",
+        [SQ_OP_ADD_ROWS] = "add_rows"};
     return (unsigned)op < SQ_OP_COUNT ? names[op] : "unknown operation";
 }
 

@@ -71,7 +71,9 @@ typedef struct sq_attention_args {
     const sq_token_batch *tokens;
     int n_heads, n_kv_heads, head_dim; /* query head h reads key/value head h / (n_heads / n_kv_heads) */
     int window;                        /* sliding window in positions, 0: none */
-    float *out;                        /* [n_tokens][n_heads][head_dim] softmax(q k / sqrt(head_dim)) v */
+    float softcap; /* scores s = q k / sqrt(head_dim) become softcap tanh(s / softcap) before the softmax
+                    * (Gemma 2's attn_logit_softcapping); 0: none. Only backends with attn_softcap take it */
+    float *out;    /* [n_tokens][n_heads][head_dim] softmax(scores) v */
 } sq_attention_args;
 
 /* One block's weights as the backend holds them (for the CPU: the model's own tensors). Norms and biases are
@@ -88,7 +90,15 @@ typedef struct sq_block_weights {
         ffn_post_norm;      /* [dim] each: norms of the attention and FFN outputs (Gemma 3) */
     sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
     sq_tensor w_down;       /* [dim][ffn_dim] */
+    /* mixture of experts (absent in a dense block; then w_gate/w_up/w_down): */
+    sq_tensor ffn_gate_inp;                 /* [n_experts][dim] router */
+    sq_tensor ffn_gate_exps, ffn_up_exps;   /* [n_experts][ffn_dim][dim] */
+    sq_tensor ffn_down_exps;                /* [n_experts][dim][ffn_dim] */
+    sq_tensor ffn_gate_shexp, ffn_up_shexp; /* [shexp_dim][dim] shared expert (Qwen2-MoE); or absent */
+    sq_tensor ffn_down_shexp;               /* [dim][shexp_dim] */
+    sq_tensor ffn_gate_inp_shexp;           /* [1][dim] its sigmoid gate */
     int n_heads, n_kv_heads, ffn_dim;
+    int n_experts, shexp_dim; /* 0, 0: a dense FFN */
 } sq_block_weights;
 
 /* Everything one transformer block needs over one step: what runtime/forward.c's operation path computes
@@ -101,7 +111,9 @@ typedef struct sq_block_args {
     int dim, head_dim, window;
     float norm_eps;
     float q_scale; /* queries are multiplied by it before RoPE; 1: none (Gemma's query_pre_attn_scalar) */
-    int geglu;     /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
+    float attn_softcap; /* sq_attention_args.softcap */
+    int geglu;          /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
+    int n_experts_used, expert_norm_topk; /* mixture of experts: top-k, renormalised (sq_model_config) */
     sq_rope_style rope_style;
     const double *inv_freq; /* [head_dim/2] this block's RoPE inverse frequencies, scaling applied */
     float *x;               /* [n_tokens][dim] residual stream, updated in place */
@@ -136,6 +148,7 @@ typedef enum sq_op {
     SQ_OP_KV_STORE,  /* dtype: the cache's row type */
     SQ_OP_KV_COPY,   /* dtype: the cache's row type */
     SQ_OP_ATTENTION, /* dtype: the cache's row type */
+    SQ_OP_ADD_ROWS,  /* f32: mixture-of-experts outputs added into their tokens' rows */
     SQ_OP_COUNT
 } sq_op;
 
@@ -145,6 +158,7 @@ typedef struct sq_backend {
     /* Backend memory is host memory: pointers are interchangeable, weights are used where they lie (the
      * mapped file), and results are written straight into the caller's buffers. */
     int host_memory;
+    int attn_softcap; /* attention applies sq_attention_args.softcap (contexts of models with one need it) */
     void (*destroy)(void *impl);
     /* non-zero when op runs on data of this dtype */
     int (*supports)(void *impl, sq_op op, sq_dtype dtype);
@@ -197,6 +211,12 @@ typedef struct sq_backend {
     void (*kv_copy)(void *impl, const sq_kv_view *kv, int seq, const int32_t *src, const int32_t *dst, int n);
     /* Attention of every query token over the slots it sees (sq_token_batch), full softmax, fp32 output. */
     void (*attention)(void *impl, const sq_attention_args *args);
+    /* x[rows[i]][c] += scale[i] * y[i][c] for i < n_rows, c < width: an expert's outputs added, weighted by
+     * their routing probabilities, into the rows of the tokens routed to it (rows distinct within one call).
+     * x [n][width], y [n_rows][width], rows and scale [n_rows]. Optional where supports() says so: NULL when
+     * the backend has none. */
+    void (*add_rows)(void *impl, float *x, const float *y, const int32_t *rows, const float *scale,
+                     int n_rows, int width);
 
     /* ---- optional (NULL on the CPU): a backend may take over larger steps, as fast GPU decoders fuse them.
      * The operation path in runtime/forward.c stays the reference they are tested against, and runs instead

@@ -122,31 +122,44 @@ int sq_split_layer_name(const char *name, const char *prefix, const char **rest)
 /* ---------------------------------------------------------------- binding */
 
 /* The widths a block's tensor dimensions are checked against. */
-typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN, W_HEAD } width;
+typedef enum width { W_NONE, W_DIM, W_Q, W_KV, W_FFN, W_HEAD, W_EXPERTS, W_SHEXP, W_ONE } width;
 
-/* A block's tensors: canonical suffix, where the layer keeps it, and its shape ([rows] or [rows][cols]). */
+/* When a block has a tensor: always, optionally, only with a dense FFN, only with experts (then required),
+ * only with experts as the shared expert (then all of its tensors or none). */
+typedef enum part { P_REQUIRED, P_OPTIONAL, P_DENSE, P_MOE, P_SHEXP } part;
+
+/* A block's tensors: canonical suffix, where the layer keeps it, when it is there, and its shape (up to three
+ * dimensions, outermost first, W_NONE after the last). */
 static const struct layer_slot {
     const char *suffix;
     size_t offset;
-    int optional;
-    width rows, cols;
+    part part;
+    width dims[3];
 } layer_slots[] = {
-    {SQ_NAME_ATTN_NORM, offsetof(sq_layer, attn_norm), 0, W_DIM, W_NONE},
-    {SQ_NAME_ATTN_Q, offsetof(sq_layer, wq), 0, W_Q, W_DIM},
-    {SQ_NAME_ATTN_K, offsetof(sq_layer, wk), 0, W_KV, W_DIM},
-    {SQ_NAME_ATTN_V, offsetof(sq_layer, wv), 0, W_KV, W_DIM},
-    {SQ_NAME_ATTN_OUT, offsetof(sq_layer, wo), 0, W_DIM, W_Q},
-    {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), 1, W_Q, W_NONE},
-    {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), 1, W_KV, W_NONE},
-    {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), 1, W_KV, W_NONE},
-    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), 1, W_HEAD, W_NONE},
-    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), 1, W_HEAD, W_NONE},
-    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), 1, W_DIM, W_NONE},
-    {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), 0, W_DIM, W_NONE},
-    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), 1, W_DIM, W_NONE},
-    {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), 0, W_FFN, W_DIM},
-    {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), 0, W_FFN, W_DIM},
-    {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), 0, W_DIM, W_FFN},
+    {SQ_NAME_ATTN_NORM, offsetof(sq_layer, attn_norm), P_REQUIRED, {W_DIM}},
+    {SQ_NAME_ATTN_Q, offsetof(sq_layer, wq), P_REQUIRED, {W_Q, W_DIM}},
+    {SQ_NAME_ATTN_K, offsetof(sq_layer, wk), P_REQUIRED, {W_KV, W_DIM}},
+    {SQ_NAME_ATTN_V, offsetof(sq_layer, wv), P_REQUIRED, {W_KV, W_DIM}},
+    {SQ_NAME_ATTN_OUT, offsetof(sq_layer, wo), P_REQUIRED, {W_DIM, W_Q}},
+    {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), P_OPTIONAL, {W_Q}},
+    {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), P_OPTIONAL, {W_KV}},
+    {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), P_OPTIONAL, {W_KV}},
+    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), P_OPTIONAL, {W_HEAD}},
+    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), P_OPTIONAL, {W_HEAD}},
+    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), P_OPTIONAL, {W_DIM}},
+    {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), P_REQUIRED, {W_DIM}},
+    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), P_OPTIONAL, {W_DIM}},
+    {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), P_DENSE, {W_FFN, W_DIM}},
+    {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), P_DENSE, {W_FFN, W_DIM}},
+    {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), P_DENSE, {W_DIM, W_FFN}},
+    {SQ_NAME_FFN_GATE_INP, offsetof(sq_layer, ffn_gate_inp), P_MOE, {W_EXPERTS, W_DIM}},
+    {SQ_NAME_FFN_GATE_EXPS, offsetof(sq_layer, ffn_gate_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}},
+    {SQ_NAME_FFN_UP_EXPS, offsetof(sq_layer, ffn_up_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}},
+    {SQ_NAME_FFN_DOWN_EXPS, offsetof(sq_layer, ffn_down_exps), P_MOE, {W_EXPERTS, W_DIM, W_FFN}},
+    {SQ_NAME_FFN_GATE_SHEXP, offsetof(sq_layer, ffn_gate_shexp), P_SHEXP, {W_SHEXP, W_DIM}},
+    {SQ_NAME_FFN_UP_SHEXP, offsetof(sq_layer, ffn_up_shexp), P_SHEXP, {W_SHEXP, W_DIM}},
+    {SQ_NAME_FFN_DOWN_SHEXP, offsetof(sq_layer, ffn_down_shexp), P_SHEXP, {W_DIM, W_SHEXP}},
+    {SQ_NAME_FFN_GATE_INP_SHEXP, offsetof(sq_layer, ffn_gate_inp_shexp), P_SHEXP, {W_ONE, W_DIM}},
 };
 #define N_SLOTS (sizeof layer_slots / sizeof *layer_slots)
 
@@ -189,35 +202,69 @@ static SQ_NODISCARD sq_error *require(binder *b, const char *name, int optional,
 #define SHAPE(...)                                                                                           \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
-/* Block l: its head counts and FFN width from the rows of attn_q, attn_k and ffn_gate, then every tensor. */
+/* Block l: its head counts and FFN width from the rows of attn_q, attn_k and ffn_gate (a mixture-of-experts
+ * block: the router's experts and each expert's width from ffn_gate_exps), then every tensor. */
 static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer *L) {
     char name[SQ_TENSOR_NAME_MAX];
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
     const int64_t dim = c->dim, hd = c->head_dim;
     SQ_TRY(require(b, NAME(SQ_NAME_ATTN_Q), 0, SHAPE(-1, dim), &L->wq));
     SQ_TRY(require(b, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
-    SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &L->w_gate));
+    const int moe = sq_model_find_tensor(b->m, NAME(SQ_NAME_FFN_GATE_INP)) != NULL;
+    if (moe && c->n_experts <= 0)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is a router but the config names no experts (0)",
+                         b->path, name);
+    if (!moe && b->arch->experts)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: router tensor %s is missing (every block of a %s model routes)",
+                         b->path, name, b->arch->name);
+    if (moe) {
+        const sq_tensor *shexp = sq_model_find_tensor(b->m, NAME(SQ_NAME_FFN_GATE_SHEXP));
+        SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE_EXPS), 0, SHAPE(c->n_experts, -1, dim), &L->ffn_gate_exps));
+        L->n_experts = c->n_experts;
+        L->shexp_dim = shexp && shexp->ndim == 2 && shexp->shape[0] <= (1 << 24) ? (int)shexp->shape[0] : 0;
+    }
+    const sq_tensor *gate = moe ? L->ffn_gate_exps : NULL;
+    if (!moe) SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &gate));
+    const int64_t ffn = gate->shape[moe ? 1 : 0];
     if (L->wq->shape[0] % hd || L->wk->shape[0] % hd || L->wq->shape[0] / hd > 65536)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", b->path,
                          l, (long long)hd);
     L->n_heads = (int)(L->wq->shape[0] / hd);
     L->n_kv_heads = (int)(L->wk->shape[0] / hd);
-    if (L->w_gate->shape[0] > (1 << 24))
+    if (ffn > (1 << 24) || ffn <= 0)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d FFN width %lld is implausible", b->path, l,
-                         (long long)L->w_gate->shape[0]);
-    L->ffn_dim = (int)L->w_gate->shape[0];
+                         (long long)ffn);
+    L->ffn_dim = (int)ffn;
     if (L->n_heads % L->n_kv_heads)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
     const int64_t widths[] = {
-        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0], [W_KV] = L->wk->shape[0],
-        [W_FFN] = L->ffn_dim, [W_HEAD] = hd};
+        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0],    [W_KV] = L->wk->shape[0],
+        [W_FFN] = L->ffn_dim, [W_HEAD] = hd, [W_EXPERTS] = c->n_experts, [W_SHEXP] = L->shexp_dim,
+        [W_ONE] = 1};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
-        const int64_t shape[2] = {widths[slot->rows], widths[slot->cols]};
-        SQ_TRY(require(b, NAME(slot->suffix), slot->optional, slot->cols == W_NONE ? 1 : 2, shape,
-                       slot_of(L, s)));
+        const part p = slot->part;
+        const int wanted = p == P_REQUIRED || (p == P_DENSE && !moe) || (p == P_MOE && moe);
+        const int allowed = wanted || p == P_OPTIONAL || (p == P_SHEXP && moe && L->shexp_dim);
+        if (!allowed && sq_model_find_tensor(b->m, NAME(slot->suffix)))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s belongs to a %s block but blk.%d %s", b->path,
+                             name, p == P_DENSE ? "dense" : "mixture-of-experts", l,
+                             moe ? "has a router (ffn_gate_inp)"
+                                 : "has no router (" SQ_NAME_FFN_GATE_INP " is missing)");
+        if (!allowed) continue;
+        int64_t shape[3];
+        int ndim = 0;
+        while (ndim < 3 && slot->dims[ndim] != W_NONE) shape[ndim] = widths[slot->dims[ndim]], ndim++;
+        SQ_TRY(require(b, NAME(slot->suffix), !wanted, ndim, shape, slot_of(L, s)));
     }
+    if (L->shexp_dim &&
+        (!L->ffn_gate_shexp || !L->ffn_up_shexp || !L->ffn_down_shexp || !L->ffn_gate_inp_shexp))
+        return sq_errorf(
+            SQ_ERR_FORMAT,
+            "%s: blk.%d has only some of the shared expert's tensors (ffn_gate_shexp, ffn_up_shexp, "
+            "ffn_down_shexp, ffn_gate_inp_shexp: all or none)",
+            b->path, l);
     if (!L->bq != !L->bk || !L->bq != !L->bv)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has only some of the q/k/v biases (all or none)", b->path,
                          l);
@@ -239,6 +286,14 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
         return sq_errorf(SQ_ERR_FORMAT,
                          "%s: blk.%d %s q/k norms (attn_q_norm, attn_k_norm), which a %s model %s", b->path,
                          l, L->q_norm ? "has" : "lacks", a->name, L->q_norm ? "never has" : "needs");
+    if (a->experts != moe)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d %s a router (ffn_gate_inp), which a %s model %s", b->path,
+                         l, moe ? "has" : "lacks", a->name, moe ? "never has" : "needs");
+    if (moe && ((a->shared_expert == SQ_PART_ALWAYS && !L->shexp_dim) ||
+                (a->shared_expert == SQ_PART_NEVER && L->shexp_dim)))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d %s a shared expert (ffn_*_shexp), which a %s model %s",
+                         b->path, l, L->shexp_dim ? "has" : "lacks", a->name,
+                         L->shexp_dim ? "never has" : "needs");
 #undef NAME
     return NULL;
 }
@@ -276,6 +331,21 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
                          path);
     if (!(c->attn_scalar >= 0 && c->attn_scalar < 1e9f))
         return sq_errorf(SQ_ERR_FORMAT, "%s: invalid attention scalar %g", path, c->attn_scalar);
+    if (c->n_experts < 0 || c->n_experts > 65536 || (c->n_experts > 0 && !b->arch->experts))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %d experts in a %s model", path, c->n_experts, c->arch);
+    if (b->arch->experts && c->n_experts <= 0)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: a %s model needs experts, the config names %d", path, c->arch,
+                         c->n_experts);
+    if (c->n_experts > 0 &&
+        (c->n_experts_used < 1 || c->n_experts_used > c->n_experts || c->n_experts_used > SQ_MOE_MAX_TOPK))
+        return sq_errorf(
+            SQ_ERR_FORMAT,
+            "%s: top-%d routing over %d experts (experts used per token must be 1..%d, at most %d)", path,
+            c->n_experts_used, c->n_experts, c->n_experts, SQ_MOE_MAX_TOPK);
+    if (!(c->attn_softcap >= 0 && c->attn_softcap < 1e9f) ||
+        !(c->final_softcap >= 0 && c->final_softcap < 1e9f))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: invalid logit soft-capping %g / %g", path, c->attn_softcap,
+                         c->final_softcap);
     c->ffn_act = b->arch->ffn_act;
     c->embd_scale = b->arch->embd_scale_sqrt_dim ? sqrtf((float)c->dim) : 1.0f;
 
@@ -370,20 +440,35 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->sliding_window = c->sliding_window;
     info->tied_embeddings = c->tied_embeddings;
     info->rope_style = c->rope_style == SQ_ROPE_HALVES ? "halves" : "interleaved";
-    info->rope_scaling = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? "llama3" : "none";
+    static const char *const scalings[] = {"none", "llama3", "longrope"};
+    info->rope_scaling = scalings[c->rope_scaling.type];
     info->rope_scaling_factor = c->rope_scaling.factor;
     info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
+    info->rope_attn_factor = c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE ? c->longrope.attn_factor : 0;
     info->ffn_act = c->ffn_act == SQ_ACT_GELU_TANH ? "gelu_tanh" : "silu";
     info->embd_scale = c->embd_scale;
     info->attn_scalar = c->attn_scalar;
+    info->attn_softcap = c->attn_softcap;
+    info->final_softcap = c->final_softcap;
     for (int l = 0; sq_model_has_layer_pattern(c) && l < c->n_layers; l++)
         info->n_global_layers += sq_layer_is_global(c, l);
     info->rope_local_theta = info->n_global_layers ? c->rope_local_theta : 0;
     for (int i = 0; i < m->n_tensors; i++) {
         info->n_params += sq_tensor_nelements(m->tensors[i]);
         info->weight_bytes += m->tensors[i]->nbytes;
+    }
+    info->n_experts = c->n_experts;
+    info->n_experts_used = c->n_experts ? c->n_experts_used : 0;
+    info->n_active_params = info->n_params;
+    for (int l = 0; l < c->n_layers && m->layers; l++) {
+        const sq_layer *L = &m->layers[l];
+        const sq_tensor *exps[] = {L->ffn_gate_exps, L->ffn_up_exps, L->ffn_down_exps};
+        info->shared_expert |= L->shexp_dim > 0;
+        for (int k = 0; k < 3 && L->n_experts; k++) /* the unused experts' share of each expert tensor */
+            info->n_active_params -=
+                sq_tensor_nelements(exps[k]) / L->n_experts * (L->n_experts - c->n_experts_used);
     }
 }
 

@@ -21,16 +21,35 @@
 #include "model/arch.h"
 #include "squeeze.h"
 
-typedef enum sq_rope_scaling_type { SQ_ROPE_SCALING_NONE, SQ_ROPE_SCALING_LLAMA3 } sq_rope_scaling_type;
+typedef enum sq_rope_scaling_type {
+    SQ_ROPE_SCALING_NONE,
+    SQ_ROPE_SCALING_LLAMA3,
+    SQ_ROPE_SCALING_LONGROPE, /* Phi-3 "su"/"longrope" (LongRoPE, Ding et al. 2024) */
+} sq_rope_scaling_type;
 
 typedef struct sq_rope_scaling {
     sq_rope_scaling_type type;
-    float factor, low_freq_factor, high_freq_factor;
-    int original_max_pos;
+    float factor, low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_pos; /* llama3, longrope: the pretraining context (original_max_position_embeddings) */
 } sq_rope_scaling;
+
+/* Rotated pairs a longrope factor list may have (head_dim up to 512). */
+#define SQ_ROPE_MAX_PAIRS 256
+
+/* LongRoPE's per-pair factors (rope_scaling.type SQ_ROPE_SCALING_LONGROPE): each pair's frequency is divided
+ * by short_factor[i], or by long_factor[i] in a context longer than original_max_pos (the rule llama.cpp
+ * applies to n_ctx: fixed for a context's life, so every cached key is rotated alike); rotated queries and
+ * keys are multiplied by attn_factor (transformers scales cos and sin: scores grow by attn_factor^2). */
+typedef struct sq_longrope {
+    float attn_factor;
+    float short_factor[SQ_ROPE_MAX_PAIRS], long_factor[SQ_ROPE_MAX_PAIRS]; /* [head_dim/2] used */
+} sq_longrope;
 
 /* Layers a model may have (the binder refuses more). */
 #define SQ_MAX_LAYERS 4096
+
+/* The most experts one token may use (real models use 1 to 8). */
+#define SQ_MOE_MAX_TOPK 64
 
 /* More end-of-generation ids than any model names (Llama 3.1 Instruct names three). */
 #define SQ_MAX_EOS_IDS 16
@@ -44,7 +63,8 @@ typedef struct sq_model_config {
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
     sq_rope_scaling rope_scaling;
-    int sliding_window; /* 0: full attention */
+    sq_longrope longrope; /* rope_scaling.type SQ_ROPE_SCALING_LONGROPE only */
+    int sliding_window;   /* 0: full attention */
     /* Interleaved local and global attention (Gemma 3): a set bit marks a global layer, which ignores the
      * window and uses rope_theta and rope_scaling; the others slide and use rope_local_theta unscaled. All
      * clear: every layer alike (the window, if any, everywhere; rope_theta everywhere). Bit l is
@@ -53,12 +73,21 @@ typedef struct sq_model_config {
     float rope_local_theta; /* 0 when no layer is local */
     sq_ffn_act ffn_act;     /* set from the architecture's row when bound */
     float embd_scale;       /* embeddings are multiplied by it; 1: not scaled (bound from the row) */
-    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    float attn_scalar; /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    /* Gemma 2 style soft-capping, x -> cap tanh(x / cap), of the attention scores (attn_logit_softcapping)
+     * and of the output logits (final_logit_softcapping); 0: none */
+    float attn_softcap, final_softcap;
     int tied_embeddings; /* no output.weight: the output projection reuses token_embd.weight */
     int bos_id;          /* from the model's own config; -1 when it names none */
     /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */
     int32_t eos_ids[SQ_MAX_EOS_IDS];
     int n_eos_ids;
+    /* Mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE; 0 experts: dense). A block with a router sends each
+     * token to the n_experts_used experts of highest router softmax and sums their outputs weighted by those
+     * probabilities, renormalised to sum 1 when expert_norm_topk (Mixtral, Qwen3-MoE). */
+    int n_experts;      /* GGUF {arch}.expert_count; HF num_local_experts / num_experts */
+    int n_experts_used; /* top-k: GGUF {arch}.expert_used_count; HF num_experts_per_tok */
+    int expert_norm_topk;
 } sq_model_config;
 
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
@@ -75,12 +104,23 @@ typedef struct sq_layer {
     const sq_tensor *k_norm;    /* [head_dim] likewise of each key head; both or neither */
     const sq_tensor
         *attn_post_norm; /* [dim] RMSNorm of the attention output before the residual add (Gemma 3) */
-    const sq_tensor *ffn_post_norm;   /* [dim] likewise of the FFN output; both or neither */
-    const sq_tensor *ffn_norm;        /* [dim] */
-    const sq_tensor *w_gate;          /* [ffn_dim][dim] */
-    const sq_tensor *w_up;            /* [ffn_dim][dim] */
-    const sq_tensor *w_down;          /* [dim][ffn_dim] */
-    int n_heads, n_kv_heads, ffn_dim; /* this block's own, from its weights */
+    const sq_tensor *ffn_post_norm; /* [dim] likewise of the FFN output; both or neither */
+    const sq_tensor *ffn_norm;      /* [dim] */
+    const sq_tensor *w_gate;        /* [ffn_dim][dim] */
+    const sq_tensor *w_up;          /* [ffn_dim][dim] */
+    const sq_tensor *w_down;        /* [dim][ffn_dim] */
+    /* A mixture-of-experts block has these instead of w_gate/w_up/w_down (NULL in a dense block): */
+    const sq_tensor *ffn_gate_inp;       /* [n_experts][dim] the router */
+    const sq_tensor *ffn_gate_exps;      /* [n_experts][ffn_dim][dim] expert e's gate is matrix e */
+    const sq_tensor *ffn_up_exps;        /* [n_experts][ffn_dim][dim] */
+    const sq_tensor *ffn_down_exps;      /* [n_experts][dim][ffn_dim] */
+    const sq_tensor *ffn_gate_shexp;     /* [shexp_dim][dim] the shared expert (Qwen2-MoE); or NULL */
+    const sq_tensor *ffn_up_shexp;       /* [shexp_dim][dim] */
+    const sq_tensor *ffn_down_shexp;     /* [dim][shexp_dim] */
+    const sq_tensor *ffn_gate_inp_shexp; /* [1][dim] its gate: output x sigmoid(gate . x) */
+    int n_heads, n_kv_heads, ffn_dim;    /* this block's own, from its weights (ffn_dim: each expert's) */
+    int n_experts;                       /* routed experts; 0: a dense FFN */
+    int shexp_dim;                       /* the shared expert's FFN width; 0: none */
 } sq_layer;
 
 struct sq_model {
@@ -121,6 +161,16 @@ struct sq_model {
 #define SQ_NAME_FFN_GATE       "ffn_gate.weight"
 #define SQ_NAME_FFN_UP         "ffn_up.weight"
 #define SQ_NAME_FFN_DOWN       "ffn_down.weight"
+/* mixture of experts (llama.cpp's names): the router, the experts as [n_experts][rows][cols], the shared
+ * expert and its gate */
+#define SQ_NAME_FFN_GATE_INP       "ffn_gate_inp.weight"
+#define SQ_NAME_FFN_GATE_EXPS      "ffn_gate_exps.weight"
+#define SQ_NAME_FFN_UP_EXPS        "ffn_up_exps.weight"
+#define SQ_NAME_FFN_DOWN_EXPS      "ffn_down_exps.weight"
+#define SQ_NAME_FFN_GATE_SHEXP     "ffn_gate_shexp.weight"
+#define SQ_NAME_FFN_UP_SHEXP       "ffn_up_shexp.weight"
+#define SQ_NAME_FFN_DOWN_SHEXP     "ffn_down_shexp.weight"
+#define SQ_NAME_FFN_GATE_INP_SHEXP "ffn_gate_inp_shexp.weight"
 
 /* An empty model with config fields set to "unknown" (-1 ids, zero sizes). */
 sq_model *sq_model_new(void);

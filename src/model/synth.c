@@ -23,21 +23,35 @@ typedef struct synth_preset {
     float rope_theta, norm_eps;
     sq_rope_style rope;
     int bias; /* q/k/v biases (Qwen2) */
+    /* mixture of experts: experts per block (0: dense), used per token, the shared expert's width, whether
+     * the top-k weights are renormalised, and the dense family a --dense-active twin is written as */
+    int n_experts, top_k, shexp_dim, norm_topk;
+    const char *dense_arch;
 } synth_preset;
 
 /* From each model's published config.json (Hugging Face): hidden_size, num_hidden_layers,
- * num_attention_heads, num_key_value_heads, intermediate_size, vocab_size, max_position_embeddings,
- * rope_theta, rms_norm_eps. */
+ * num_attention_heads, num_key_value_heads, intermediate_size (Qwen MoE: moe_intermediate_size), vocab_size,
+ * max_position_embeddings, rope_theta, rms_norm_eps; num_local_experts / num_experts, num_experts_per_tok,
+ * shared_expert_intermediate_size, norm_topk_prob. */
 static const synth_preset presets[] = {
-    {"llama-2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096, 10000, 1e-5f, SQ_ROPE_INTERLEAVED, 0},
-    {"llama-3-8b", "llama", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000, 1e-5f, SQ_ROPE_INTERLEAVED, 0},
-    {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000, 1e-6f, SQ_ROPE_HALVES, 1},
-    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED,
-     0},
+    {"llama-2-7b", "llama", 4096, 32, 32, 32, 128, 11008, 32000, 4096, 10000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"llama-3-8b", "llama", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000, 1e-6f, SQ_ROPE_HALVES, 1, 0,
+     0, 0, 0, NULL},
+    {"mistral-7b", "llama", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f, SQ_ROPE_INTERLEAVED, 0,
+     0, 0, 0, 0, NULL},
+    {"mixtral-8x7b", "mixtral", 4096, 32, 32, 8, 128, 14336, 32000, 32768, 1000000, 1e-5f,
+     SQ_ROPE_INTERLEAVED, 0, 8, 2, 0, 1, "llama"},
+    {"qwen1.5-moe-a2.7b", "qwen2moe", 2048, 24, 16, 16, 128, 1408, 151936, 8192, 1000000, 1e-6f,
+     SQ_ROPE_HALVES, 1, 60, 4, 5632, 0, "qwen2"},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets, CHUNK = 1 << 16 };
 
-const char *sq_synth_preset_names(void) { return "llama-2-7b|llama-3-8b|qwen2.5-7b|mistral-7b"; }
+const char *sq_synth_preset_names(void) {
+    return "llama-2-7b|llama-3-8b|qwen2.5-7b|mistral-7b|mixtral-8x7b|qwen1.5-moe-a2.7b";
+}
 
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -126,15 +140,16 @@ static void fill_task(void *p, int ith, int nth) {
     for (int64_t c = ith; c < n_chunks; c += nth) fill_chunk(j, c);
 }
 
-/* Adds one random tensor of standard deviation sd (sd 0 with mean 1: a norm). */
-static SQ_NODISCARD sq_error *add(sq_model *m, sq_threadpool *pool, uint64_t seed, const char *name,
-                                  sq_dtype dtype, int64_t d0, int64_t d1, float sd) {
-    const int64_t shape[2] = {d0, d1};
-    const int ndim = d1 ? 2 : 1;
+/* Adds one random tensor of standard deviation sd (sd 0 with mean 1: a norm): [d0], [d0][d1] or, with
+ * n_experts, [n_experts][d0][d1]. */
+static SQ_NODISCARD sq_error *add3(sq_model *m, sq_threadpool *pool, uint64_t seed, const char *name,
+                                   sq_dtype dtype, int n_experts, int64_t d0, int64_t d1, float sd) {
+    const int64_t shape[3] = {n_experts ? n_experts : d0, n_experts ? d0 : d1, d1};
+    const int ndim = n_experts ? 3 : d1 ? 2 : 1;
     const size_t bytes = sq_tensor_bytes_for(dtype, ndim, shape);
     void *data = sq_model_host_alloc(bytes);
     if (!data) return sq_errorf(SQ_ERR_NOMEM, "synth: no memory for %s (%zu bytes)", name, bytes);
-    const int64_t n = ndim == 2 ? d0 * d1 : d0;
+    const int64_t n = (ndim == 1 ? d0 : d0 * d1) * (n_experts ? n_experts : 1);
     if (sd == 0) {
         for (int64_t i = 0; i < n; i++) ((float *)data)[i] = 1.0f;
     } else {
@@ -148,11 +163,17 @@ static SQ_NODISCARD sq_error *add(sq_model *m, sq_threadpool *pool, uint64_t see
     return err;
 }
 
+static SQ_NODISCARD sq_error *add(sq_model *m, sq_threadpool *pool, uint64_t seed, const char *name,
+                                  sq_dtype dtype, int64_t d0, int64_t d1, float sd) {
+    return add3(m, pool, seed, name, dtype, 0, d0, d1, sd);
+}
+
+/* Every tensor; a dense model's FFN is ffn_dim wide (a --dense-active twin: the experts' active width). */
 static SQ_NODISCARD sq_error *add_all(sq_model *m, sq_threadpool *pool, const synth_preset *p, sq_dtype dt,
-                                      uint64_t seed) {
+                                      uint64_t seed, int experts, int ffn_dim) {
     const int64_t q = (int64_t)p->n_heads * p->head_dim, kv = (int64_t)p->n_kv_heads * p->head_dim;
     const float in_dim = 0.5f / sqrtf((float)p->dim), in_q = 0.5f / sqrtf((float)q),
-                in_ffn = 0.5f / sqrtf((float)p->ffn_dim);
+                in_ffn = 0.5f / sqrtf((float)ffn_dim), in_shexp = 0.5f / sqrtf((float)(p->shexp_dim + 1));
     SQ_TRY(add(m, pool, seed, SQ_NAME_TOK_EMBD, dt, p->vocab, p->dim, 1.0f));
     SQ_TRY(add(m, pool, seed, SQ_NAME_OUT_NORM, SQ_DTYPE_F32, p->dim, 0, 0));
     SQ_TRY(add(m, pool, seed, SQ_NAME_OUTPUT, dt, p->vocab, p->dim, 2 * in_dim));
@@ -170,9 +191,22 @@ static SQ_NODISCARD sq_error *add_all(sq_model *m, sq_threadpool *pool, const sy
             SQ_TRY(add(m, pool, seed, N(SQ_NAME_ATTN_V_BIAS), SQ_DTYPE_F32, kv, 0, 0.02f));
         }
         SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_NORM), SQ_DTYPE_F32, p->dim, 0, 0));
-        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_GATE), dt, p->ffn_dim, p->dim, in_dim));
-        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_UP), dt, p->ffn_dim, p->dim, in_dim));
-        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_DOWN), dt, p->dim, p->ffn_dim, in_ffn));
+        if (!experts) {
+            SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_GATE), dt, ffn_dim, p->dim, in_dim));
+            SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_UP), dt, ffn_dim, p->dim, in_dim));
+            SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_DOWN), dt, p->dim, ffn_dim, in_ffn));
+            continue;
+        }
+        /* the router stays f32, as llama.cpp's files keep it */
+        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_GATE_INP), SQ_DTYPE_F32, experts, p->dim, in_dim));
+        SQ_TRY(add3(m, pool, seed, N(SQ_NAME_FFN_GATE_EXPS), dt, experts, ffn_dim, p->dim, in_dim));
+        SQ_TRY(add3(m, pool, seed, N(SQ_NAME_FFN_UP_EXPS), dt, experts, ffn_dim, p->dim, in_dim));
+        SQ_TRY(add3(m, pool, seed, N(SQ_NAME_FFN_DOWN_EXPS), dt, experts, p->dim, ffn_dim, in_ffn));
+        if (!p->shexp_dim) continue;
+        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_GATE_SHEXP), dt, p->shexp_dim, p->dim, in_dim));
+        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_UP_SHEXP), dt, p->shexp_dim, p->dim, in_dim));
+        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_DOWN_SHEXP), dt, p->dim, p->shexp_dim, in_shexp));
+        SQ_TRY(add(m, pool, seed, N(SQ_NAME_FFN_GATE_INP_SHEXP), SQ_DTYPE_F32, 1, p->dim, in_dim));
 #undef N
     }
     return NULL;
@@ -195,12 +229,19 @@ sq_error *sq_model_synth(const sq_synth_options *o, sq_model **out) {
     if (o->n_layers < 0 || o->n_layers > p->n_layers)
         return sq_errorf(SQ_ERR_INVALID_ARG, "synth: %d layers (the preset has %d)", o->n_layers,
                          p->n_layers);
+    if (o->dense_active && !p->n_experts)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "synth: --dense-active needs a mixture-of-experts preset, not %s", p->name);
+    /* the dense twin: one FFN as wide as the experts a token uses (and the shared expert), no router */
+    const int experts = o->dense_active ? 0 : p->n_experts;
+    const int ffn_dim = o->dense_active ? p->top_k * p->ffn_dim + p->shexp_dim : p->ffn_dim;
     sq_model *m = sq_model_new();
     if (!m) return sq_errorf(SQ_ERR_NOMEM, "synth: out of memory");
     sq_model_config *c = &m->cfg;
-    snprintf(c->arch, sizeof c->arch, "%s", p->arch);
+    snprintf(c->arch, sizeof c->arch, "%s", o->dense_active ? p->dense_arch : p->arch);
     c->dim = p->dim, c->n_layers = o->n_layers ? o->n_layers : p->n_layers, c->n_heads = p->n_heads;
-    c->n_kv_heads = p->n_kv_heads, c->head_dim = p->head_dim, c->ffn_dim = p->ffn_dim;
+    c->n_kv_heads = p->n_kv_heads, c->head_dim = p->head_dim, c->ffn_dim = ffn_dim;
+    c->n_experts = experts, c->n_experts_used = experts ? p->top_k : 0, c->expert_norm_topk = p->norm_topk;
     c->vocab_size = p->vocab, c->max_seq_len = p->max_seq_len;
     c->rope_theta = p->rope_theta, c->norm_eps = p->norm_eps, c->rope_style = p->rope;
     c->bos_id = 1;
@@ -208,7 +249,7 @@ sq_error *sq_model_synth(const sq_synth_options *o, sq_model **out) {
     sq_error *err = sq_model_add_eos(c, 2, NULL, "synth");
     sq_threadpool *pool = err ? NULL : sq_threadpool_create(o->n_threads);
     if (!err && !pool) err = sq_errorf(SQ_ERR_INTERNAL, "synth: cannot start %d threads", o->n_threads);
-    if (!err) err = add_all(m, pool, p, (sq_dtype)dt, o->seed);
+    if (!err) err = add_all(m, pool, p, (sq_dtype)dt, o->seed, experts, ffn_dim);
     sq_threadpool_free(pool);
     if (!err) err = sq_model_bind(m, p->name);
     if (err) {

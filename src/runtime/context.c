@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 
-void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
+void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq) {
     const int half = cfg->head_dim / 2;
     const sq_rope_scaling *s = &cfg->rope_scaling;
     for (int i = 0; i < half; i++) {
@@ -27,13 +27,23 @@ void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
                 f = (1 - smooth) * f / s->factor + smooth * f;
             }
         }
+        if (s->type == SQ_ROPE_SCALING_LONGROPE)
+            f /= n_ctx > s->original_max_pos ? cfg->longrope.long_factor[i] : cfg->longrope.short_factor[i];
         inv_freq[i] = f;
     }
 }
 
+float sq_rope_score_scale(const sq_model_config *c) {
+    const int hd = c->head_dim;
+    double s = c->attn_scalar > 0 ? sqrt((double)hd) / sqrt((double)c->attn_scalar) : 1.0;
+    if (c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE)
+        s *= (double)c->longrope.attn_factor * c->longrope.attn_factor;
+    return (float)s;
+}
+
 /* ---------------------------------------------------------------- weights */
 
-enum { BLOCK_TENSORS = 16 };
+enum { BLOCK_TENSORS = 24 };
 
 static int n_weight_slots(const sq_context *ctx) { return 3 + BLOCK_TENSORS * ctx->model->cfg.n_layers; }
 
@@ -64,6 +74,14 @@ static void weight_slots(sq_context *ctx, const sq_tensor **host, sq_tensor **de
         SLOT(L->w_gate, &b->w_gate);
         SLOT(L->w_up, &b->w_up);
         SLOT(L->w_down, &b->w_down);
+        SLOT(L->ffn_gate_inp, &b->ffn_gate_inp);
+        SLOT(L->ffn_gate_exps, &b->ffn_gate_exps);
+        SLOT(L->ffn_up_exps, &b->ffn_up_exps);
+        SLOT(L->ffn_down_exps, &b->ffn_down_exps);
+        SLOT(L->ffn_gate_shexp, &b->ffn_gate_shexp);
+        SLOT(L->ffn_up_shexp, &b->ffn_up_shexp);
+        SLOT(L->ffn_down_shexp, &b->ffn_down_shexp);
+        SLOT(L->ffn_gate_inp_shexp, &b->ffn_gate_inp_shexp);
     }
 #undef SLOT
 }
@@ -95,7 +113,7 @@ static SQ_NODISCARD sq_error *bind_weights(sq_context *ctx) {
     if (!err) weight_slots(ctx, host, dev);
     /* slot 0 is the embedding table (rows are read); every other matrix is multiplied */
     for (int i = 1; !err && i < n; i++)
-        if (host[i] && host[i]->ndim == 2 && !be->supports(be->impl, SQ_OP_MATMUL, host[i]->dtype))
+        if (host[i] && host[i]->ndim >= 2 && !be->supports(be->impl, SQ_OP_MATMUL, host[i]->dtype))
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot multiply %s weights (%s)", be->name,
                             sq_dtype_info(host[i]->dtype)->name, host[i]->name);
     for (int i = 0; !err && i < n; i++) {
@@ -140,7 +158,8 @@ sq_error *sq_context_reload_weights(sq_context *ctx) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const sq_layer *L = &m->layers[l];
         const sq_block_weights *b = &ctx->blocks[l];
-        if (L->n_heads != b->n_heads || L->n_kv_heads != b->n_kv_heads || L->ffn_dim != b->ffn_dim)
+        if (L->n_heads != b->n_heads || L->n_kv_heads != b->n_kv_heads || L->ffn_dim != b->ffn_dim ||
+            L->n_experts != b->n_experts || L->shexp_dim != b->shexp_dim)
             return sq_errorf(SQ_ERR_INVALID_ARG,
                              "reload weights: layer %d changed shape (heads %d/%d, ffn %d) since the context "
                              "was created (heads %d/%d, ffn %d): create a new context",
@@ -155,8 +174,14 @@ void sq_context_free(sq_context *ctx) {
     if (!ctx) return;
     const sq_backend *be = &ctx->backend;
     free_weights(ctx);
-    float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->attn_out, ctx->gate, ctx->up, ctx->logits};
+    void *bufs[] = {ctx->x,        ctx->xb,         ctx->q,     ctx->k,      ctx->v,
+                    ctx->attn_out, ctx->gate,       ctx->up,    ctx->logits, ctx->moe_logits,
+                    ctx->moe_rows, ctx->moe_weight, ctx->moe_x, ctx->moe_y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be->impl, bufs[i]);
+    free(ctx->moe_host);
+    free(ctx->moe_host_rows);
+    free(ctx->moe_host_weight);
+    free(ctx->moe_offset);
     be->free(be->impl, ctx->inv_freq);
     if (ctx->tok_dev != ctx->tok_host) be->free(be->impl, ctx->tok_dev);
     sq_kv_cache_free(ctx->kv);
@@ -229,11 +254,16 @@ static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
                  {SQ_OP_SCALE, SQ_DTYPE_F32},
                  {SQ_OP_KV_STORE, kv.row_type},
                  {SQ_OP_KV_COPY, kv.row_type},
-                 {SQ_OP_ATTENTION, kv.row_type}};
+                 {SQ_OP_ATTENTION, kv.row_type},
+                 {c->n_experts ? SQ_OP_ADD_ROWS : SQ_OP_ADD, SQ_DTYPE_F32}};
     for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
         if (!be->supports(be->impl, needs[i].op, needs[i].dtype))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot run %s on %s data", be->name,
                              sq_op_name(needs[i].op), sq_dtype_info(needs[i].dtype)->name);
+    if (c->attn_softcap > 0 && !be->attn_softcap)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "device %s cannot run attention with score soft-capping (attn_logit_softcapping %g)",
+                         be->name, c->attn_softcap);
     return NULL;
 }
 
@@ -288,6 +318,9 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         ctx->blocks[l].n_heads = ly->n_heads;
         ctx->blocks[l].n_kv_heads = ly->n_kv_heads;
         ctx->blocks[l].ffn_dim = ly->ffn_dim;
+        ctx->blocks[l].n_experts = ly->n_experts;
+        ctx->blocks[l].shexp_dim = ly->shexp_dim;
+        if (ly->shexp_dim > max_ffn) max_ffn = ly->shexp_dim;
         kv_dim[l] = ly->n_kv_heads * hd;
         if (ly->n_heads * hd > max_q) max_q = ly->n_heads * hd;
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
@@ -338,6 +371,20 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         ctx->tap_host = malloc((size_t)B * max_width * sizeof(float));
         ok = ctx->logits && ctx->tap_host;
     }
+    if (ok && c->n_experts) {
+        const int E = c->n_experts, K1 = c->n_experts_used + 1;
+        ctx->moe_logits = alloc_rows(be, B, E + 1, sizeof(float));
+        ctx->moe_rows = alloc_rows(be, B, K1, sizeof(int32_t));
+        ctx->moe_weight = alloc_rows(be, B, K1, sizeof(float));
+        ctx->moe_x = alloc_rows(be, B, c->dim, sizeof(float));
+        ctx->moe_y = alloc_rows(be, B, c->dim, sizeof(float));
+        ctx->moe_host = malloc((size_t)B * (E + 1) * sizeof *ctx->moe_host);
+        ctx->moe_host_rows = malloc((size_t)B * K1 * sizeof *ctx->moe_host_rows);
+        ctx->moe_host_weight = malloc((size_t)B * K1 * sizeof *ctx->moe_host_weight);
+        ctx->moe_offset = malloc((size_t)(E + 1) * sizeof *ctx->moe_offset);
+        ok = ctx->moe_logits && ctx->moe_rows && ctx->moe_weight && ctx->moe_x && ctx->moe_y &&
+             ctx->moe_host && ctx->moe_host_rows && ctx->moe_host_weight && ctx->moe_offset;
+    }
     if (!ok) {
         sq_context_free(ctx);
         return sq_errorf(SQ_ERR_NOMEM, "context: cannot allocate activations for %d tokens", B);
@@ -353,14 +400,12 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     sq_model_config local = *c;
     local.rope_theta = c->rope_local_theta;
     local.rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
-    sq_rope_frequencies(c, inv_freq);
+    sq_rope_frequencies(c, ctx->n_ctx, inv_freq);
     const int pattern = sq_model_has_layer_pattern(c);
-    if (pattern) sq_rope_frequencies(&local, inv_freq + hd / 2);
+    if (pattern) sq_rope_frequencies(&local, ctx->n_ctx, inv_freq + hd / 2);
     be->upload(be->impl, ctx->inv_freq, inv_freq, (size_t)(pattern ? 2 : 1) * (hd / 2) * sizeof *inv_freq);
     free(inv_freq);
-    /* Gemma: scores are q.k / sqrt(query_pre_attn_scalar), attention divides by sqrt(head_dim) */
-    const float q_scale =
-        c->attn_scalar > 0 ? (float)(sqrt((double)hd) / sqrt((double)c->attn_scalar)) : 1.0f;
+    const float q_scale = sq_rope_score_scale(c);
 
     const int32_t *tok = ctx->tok_dev;
     ctx->tokens = (sq_token_batch){.id = tok + (size_t)TOK_ID * B,
@@ -379,7 +424,10 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                             .window = pattern && sq_layer_is_global(c, l) ? 0 : c->sliding_window,
                             .norm_eps = c->norm_eps,
                             .q_scale = q_scale,
+                            .attn_softcap = c->attn_softcap,
                             .geglu = c->ffn_act == SQ_ACT_GELU_TANH,
+                            .n_experts_used = c->n_experts_used,
+                            .expert_norm_topk = c->expert_norm_topk,
                             .rope_style = c->rope_style,
                             .inv_freq = ctx->inv_freq + (pattern && !sq_layer_is_global(c, l) ? hd / 2 : 0),
                             .x = ctx->x,

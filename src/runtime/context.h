@@ -33,8 +33,18 @@ struct sq_context {
     float *attn_out; /* [n_batch_max][max n_heads * head_dim] attention output */
     float *gate;     /* [n_batch_max][max ffn_dim] */
     float *up;       /* [n_batch_max][max ffn_dim] */
-    float *logits;   /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
-    float *tap_host; /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
+    /* mixture of experts (NULL in a dense model): E = n_experts, K = n_experts_used, shared expert 0/1 */
+    float *moe_logits;      /* [n_batch_max][E + 1] router logits, then the shared expert's gate logits */
+    int32_t *moe_rows;      /* [n_batch_max * (K + 1)] tokens grouped by expert, then 0..n-1 (shared) */
+    float *moe_weight;      /* [n_batch_max * (K + 1)] their routing weights, then the shared gates */
+    float *moe_x;           /* [n_batch_max][dim] one expert's input rows */
+    float *moe_y;           /* [n_batch_max][dim] its outputs */
+    float *moe_host;        /* host [n_batch_max][E + 1] the logits, downloaded */
+    int32_t *moe_host_rows; /* host [n_batch_max * (K + 1)] */
+    float *moe_host_weight; /* host [n_batch_max * (K + 1)] */
+    int32_t *moe_offset;    /* host [E + 1] expert e's rows are moe_rows[offset[e] .. offset[e + 1]) */
+    float *logits;          /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
+    float *tap_host;        /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
 
     /* the step's tokens */
     int32_t *tok_host;         /* host [TOK_FIELDS][n_batch_max] */
@@ -62,8 +72,12 @@ struct sq_context {
 /* Logit rows computed per matmul before download, on backends without host memory. */
 #define SQ_LOGITS_ROWS 32
 
-/* RoPE inverse frequencies for the model's theta and scaling (llama3 wavelength smoothing). */
-void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq);
+/* RoPE inverse frequencies [head_dim/2] for the model's theta and scaling (llama3 wavelength smoothing;
+ * longrope's short or long factors, long when n_ctx > original_max_pos). */
+void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq);
+/* What scores q.k are multiplied by besides 1/sqrt(head_dim): Gemma's query_pre_attn_scalar and longrope's
+ * attention factor (squared: both q and k carry it). */
+float sq_rope_score_scale(const sq_model_config *cfg);
 
 /* sq_context_create on a given backend, which the context then owns (tests use backends of their own). */
 SQ_NODISCARD sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *opts,

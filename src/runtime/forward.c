@@ -8,16 +8,19 @@
  *   begin:  validate, reserve cache blocks (all or nothing), lay out the tokens, embed    x = tok_embd[id]
  *   layer:  x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x))           keys, values stored
  *           x += w_down · (silu(w_gate·norm(x)) * w_up·norm(x))
- *           (what the block has: q/k biases, per-head q/k norms, post-norms of both outputs, GeGLU)
+ *           (what the block has: q/k biases, per-head q/k norms, post-norms of both outputs, GeGLU;
+ *           a mixture-of-experts block: x += sum over the token's top-k experts of p_e · expert_e(norm(x)))
  *   end:    logits of the rows asked for = output · norm(x[rows]), into the caller's buffers; commit lengths
  *
  * sq_forward runs the three; larger batches than n_batch_max go in consecutive chunks (a later chunk sees
  * the keys an earlier one stored). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "runtime/context.h"
+#include "runtime/moe_route.h"
 
 /* ---------------------------------------------------------------- the batch */
 
@@ -170,6 +173,64 @@ static void tap(sq_context *ctx, int layer, sq_tap_point point, const float *x, 
     ctx->tap(ctx->tap_user, layer, point, x, n_tokens, width);
 }
 
+/* out = w_down · (act(w_gate·in) * w_up·in) over n rows (out may be in): a dense FFN, an expert, the shared
+ * expert. Only the dense FFN's w_down input goes to the tap (`tap_down`): experts see different tokens. */
+static void ffn(sq_context *ctx, const sq_block_args *a, const sq_tensor *w_gate, const sq_tensor *w_up,
+                const sq_tensor *w_down, const float *in, int n, float *out, int tap_down) {
+    const sq_backend *be = &ctx->backend;
+    void *B = be->impl;
+    const int width = (int)w_gate->shape[0];
+    be->matmul(B, w_gate, in, n, a->gate);
+    be->matmul(B, w_up, in, n, a->up);
+    (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * width);
+    if (tap_down) tap(ctx, a->layer, SQ_TAP_FFN_DOWN, a->gate, n, width);
+    be->matmul(B, w_down, a->gate, n, out);
+}
+
+/* A mixture-of-experts FFN on the normed rows a->xb: the router's logits come to the host, which picks each
+ * token's experts (moe_route.h) and groups the tokens by expert; each expert used then runs once on its
+ * tokens' rows (gathered, one matrix product per weight, its outputs added into x weighted by the routing
+ * probabilities), so its weights are read once per call whatever the batch. The shared expert (Qwen2-MoE)
+ * runs on every row, weighted by sigmoid(ffn_gate_inp_shexp · xb), computed with the routing. */
+static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
+    const sq_backend *be = &ctx->backend;
+    void *B = be->impl;
+    const sq_block_weights *w = a->w;
+    const int n = a->tokens->n_tokens, dim = a->dim, E = w->n_experts, K = a->n_experts_used;
+    const int shared = w->shexp_dim > 0;
+    be->matmul(B, &w->ffn_gate_inp, a->xb, n, ctx->moe_logits);
+    if (shared) be->matmul(B, &w->ffn_gate_inp_shexp, a->xb, n, ctx->moe_logits + (size_t)n * E);
+    be->download(B, ctx->moe_host, ctx->moe_logits, (size_t)n * (E + shared) * sizeof(float));
+    sq_moe_route(ctx->moe_host, n, E, K, a->expert_norm_topk, ctx->moe_offset, ctx->moe_host_rows,
+                 ctx->moe_host_weight);
+    const int n_routed = n * K, n_rows = n_routed + (shared ? n : 0);
+    for (int t = 0; shared && t < n; t++) {
+        ctx->moe_host_rows[n_routed + t] = t;
+        ctx->moe_host_weight[n_routed + t] =
+            (float)(1.0 / (1.0 + exp(-(double)ctx->moe_host[(size_t)n * E + t])));
+    }
+    be->upload(B, ctx->moe_rows, ctx->moe_host_rows, (size_t)n_rows * sizeof *ctx->moe_rows);
+    be->upload(B, ctx->moe_weight, ctx->moe_host_weight, (size_t)n_rows * sizeof *ctx->moe_weight);
+    const sq_tensor xb = {.dtype = SQ_DTYPE_F32,
+                          .ndim = 2,
+                          .shape = {n, dim},
+                          .data = a->xb,
+                          .nbytes = (size_t)n * dim * sizeof(float)};
+    for (int e = 0; e < E; e++) {
+        const int first = ctx->moe_offset[e], count = ctx->moe_offset[e + 1] - first;
+        if (!count) continue; /* no token chose it: its weights are not read */
+        const sq_tensor gate = sq_tensor_slice(&w->ffn_gate_exps, e),
+                        up = sq_tensor_slice(&w->ffn_up_exps, e),
+                        down = sq_tensor_slice(&w->ffn_down_exps, e);
+        be->get_rows(B, &xb, ctx->moe_rows + first, count, ctx->moe_x);
+        ffn(ctx, a, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y, 0);
+        be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + first, ctx->moe_weight + first, count, dim);
+    }
+    if (!shared) return;
+    ffn(ctx, a, &w->ffn_gate_shexp, &w->ffn_up_shexp, &w->ffn_down_shexp, a->xb, n, ctx->moe_y, 0);
+    be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + n_routed, ctx->moe_weight + n_routed, n, dim);
+}
+
 /* One transformer block, operation by operation: the reference for a backend's fused `block`. */
 static void block_ops(sq_context *ctx, const sq_block_args *a) {
     const sq_backend *be = &ctx->backend;
@@ -201,6 +262,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .n_kv_heads = w->n_kv_heads,
                                           .head_dim = hd,
                                           .window = a->window,
+                                          .softcap = a->attn_softcap,
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
     be->matmul(B, &w->wo, a->attn_out, n, a->xb);
@@ -210,18 +272,18 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     /* feed-forward: x += w_down · (act(w_gate·norm(x)) * w_up·norm(x)), act SiLU or tanh GELU */
     be->rmsnorm(B, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
     tap(ctx, l, SQ_TAP_FFN_IN, a->xb, n, dim);
-    be->matmul(B, &w->w_gate, a->xb, n, a->gate);
-    be->matmul(B, &w->w_up, a->xb, n, a->up);
-    (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
-    tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
-    be->matmul(B, &w->w_down, a->gate, n, a->xb);
+    if (w->n_experts) {
+        ffn_experts(ctx, a);
+        return;
+    }
+    ffn(ctx, a, &w->w_gate, &w->w_up, &w->w_down, a->xb, n, a->xb, 1);
     if (w->ffn_post_norm.data) be->rmsnorm(B, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 }
 
 static void run_layer(sq_context *ctx, int l) {
     const sq_backend *be = &ctx->backend;
-    if (be->block && !ctx->tap)
+    if (be->block && !ctx->tap && !ctx->blocks[l].n_experts) /* fused blocks have no experts */
         be->block(be->impl, &ctx->layer_args[l]);
     else
         block_ops(ctx, &ctx->layer_args[l]);
@@ -258,6 +320,9 @@ static void output_logits(sq_context *ctx) {
         float *y = be->host_memory ? dest[r] : ctx->logits;
         be->matmul(be->impl, &ctx->output, ctx->xb + (size_t)r * dim, run, y);
         if (!be->host_memory) be->download(be->impl, dest[r], y, (size_t)run * vocab * sizeof *y);
+        const float cap = c->final_softcap; /* Gemma 2: on the host, whatever the backend */
+        for (size_t i = 0; cap > 0 && i < (size_t)run * vocab; i++)
+            dest[r][i] = cap * tanhf(dest[r][i] / cap);
     }
 }
 
@@ -278,7 +343,7 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
     const unsigned char *skip = opts ? opts->skip_layers : NULL;
     cursor at = {0, 0};
     while (layout_chunk(ctx, seqs, n_seqs, &at) > 0) {
-        if (be->forward && !ctx->tap) {
+        if (be->forward && !ctx->tap && !ctx->model->cfg.n_experts) {
             be->forward(be->impl, &(sq_forward_args){.tokens = &ctx->tokens,
                                                      .tok_embd = &ctx->tok_embd,
                                                      .embd_scale = ctx->model->cfg.embd_scale,

@@ -229,7 +229,8 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
                              .n_batch_max = o.max_batch_tokens,
                              .kv_mem = o.kv_mem,
                              .kv_block_size = o.kv_block_size,
-                             .kv_type = o.kv_type};
+                             .kv_type = o.kv_type,
+                             .device = o.device};
     /* without a budget, room for max_seqs full sequences (the holders only share their blocks) */
     sq_error *err = NULL;
     if (!co.kv_mem && n_holders) {

@@ -15,6 +15,7 @@
  *    fp32 rounding (|arg| <= 10, ~6e-7 absolute) carries into the result where the sigmoid is far in its
  *    tail (x < -4: the product is then < 1e-3 |x * up|, so the bound is taken on that scale);
  *  - scale exact: one fp32 product both sides (the reference rounds the double product once);
+ *  - add_rows 2 ulp of |x| + |s y| per element (check_add_rows);
  *  - attention 2e-6: fp32 dot products over head_dim <= 128 and an fp32 online softmax against a full
  *    softmax in double; the outputs are averages of value rows of magnitude <= 1 (measured 3e-7);
  *  - log-prob rows 1e-12 relative: double sums of a vectorised exp (relative error 2e-16) against long
@@ -183,6 +184,7 @@ static void check_supports(const sq_backend *be, const char *label, uint64_t *se
         assert_int_equal(be->supports(be->impl, SQ_OP_ATTENTION, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_KV_STORE, dt), kv);
         assert_int_equal(be->supports(be->impl, SQ_OP_RMSNORM, dt), dt == SQ_DTYPE_F32);
+        assert_int_equal(be->supports(be->impl, SQ_OP_ADD_ROWS, dt), dt == SQ_DTYPE_F32);
     }
     assert_false(be->supports(be->impl, SQ_OP_MATMUL, SQ_DTYPE_COUNT));
 }
@@ -302,7 +304,7 @@ static void check_rope(const sq_backend *be, const char *label, uint64_t *seed) 
                 const int hd = head_dims[h], n_tokens = 1 + rand_below(seed, 12), nq = 3, nk = 1;
                 cfgs[c].head_dim = hd;
                 double inv_freq[64];
-                sq_rope_frequencies(&cfgs[c], inv_freq);
+                sq_rope_frequencies(&cfgs[c], 0, inv_freq);
                 int32_t pos[16];
                 for (int t = 0; t < n_tokens; t++) pos[t] = t == 0 ? 0 : rand_below(seed, 131072);
                 size_t nqv = (size_t)n_tokens * nq * hd, nkv = (size_t)n_tokens * nk * hd;
@@ -605,6 +607,8 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                               nkv = heads[g][1];
                     if (!sq_row_bytes(row_type, (int64_t)nkv * hd)) continue; /* not whole blocks */
                     const int bs = block_sizes[(h + g) % 3], window = windows[w];
+                    /* Gemma 2's score soft-capping on half the cases, where the backend takes it */
+                    const float softcap = be->attn_softcap && (h + g + w) % 2 ? 5.0f : 0.0f;
                     cache c = make_cache(3, n_slots, bs, nkv * hd, row_type, seed);
                     sq_kv_view dv = view_on_device(be, &c);
                     tree tr = random_tree(3 + rand_below(seed, 9), seed);
@@ -618,7 +622,8 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                                "the reference's mask of a token batch");
                     const size_t nq = (size_t)n * nh * hd;
                     float *q = random_floats(nq, -2, 2, seed), *want = malloc(nq * 4), *got = malloc(nq * 4);
-                    sq_ref_attention_masked(q, &c.view, b.host.seq, n, nh, nkv, hd, mask, n_slots, want);
+                    sq_ref_attention_masked(q, &c.view, b.host.seq, n, nh, nkv, hd, softcap, mask, n_slots,
+                                            want);
                     float *qd = dev_copy(be, q, nq * 4), *od = be->alloc(be->impl, nq * 4);
                     be->attention(be->impl, &(sq_attention_args){.q = qd,
                                                                  .kv = dv,
@@ -627,13 +632,15 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                                                                  .n_kv_heads = nkv,
                                                                  .head_dim = hd,
                                                                  .window = window,
+                                                                 .softcap = softcap,
                                                                  .out = od});
                     dev_read(be, got, od, nq * 4);
                     char what[128];
                     snprintf(
                         what, sizeof what,
-                        "attention %s rows, head_dim %d, %d/%d heads, blocks of %d, window %d, tree of %d",
-                        sq_dtype_info(row_type)->name, hd, nh, nkv, bs, window, tr.n);
+                        "attention %s rows, head_dim %d, %d/%d heads, blocks of %d, window %d, tree of %d, "
+                        "softcap %g",
+                        sq_dtype_info(row_type)->name, hd, nh, nkv, bs, window, tr.n, softcap);
                     check_rel(got, want, nq, 2e-6, label, what);
                     be->free(be->impl, qd);
                     be->free(be->impl, od);
@@ -646,6 +653,53 @@ static void check_attention(const sq_backend *be, const char *label, uint64_t *s
                     free_device_view(be, &dv);
                     free_cache(&c);
                 }
+}
+
+/* add_rows (mixture-of-experts outputs into their tokens' rows): rows distinct and out of order, a row set
+ * twice over two calls, none at all; both sides round s * y[c] then the sum (the CPU may fuse them into one
+ * rounding), so the bound is 2 ulp of |x| + |s y| per element. Backends without it (supports) are skipped. */
+static void check_add_rows(const sq_backend *be, const char *label, uint64_t *seed) {
+    if (!be->supports(be->impl, SQ_OP_ADD_ROWS, SQ_DTYPE_F32)) {
+        print_message("%s: no add_rows, skipped\n", label);
+        return;
+    }
+    const int n = 7, width = 37;
+    const int32_t rows[][4] = {{5, 0, 3, 6}, {6, 1, 2, 4}};
+    const int n_rows[] = {4, 3}; /* the second call uses 6, 1, 2 */
+    float *x = random_floats((size_t)n * width, -3, 3, seed), *got = malloc((size_t)n * width * 4);
+    float *xd = dev_copy(be, x, (size_t)n * width * 4);
+    for (int call = 0; call < 3; call++) {
+        const int k = call < 2 ? n_rows[call] : 0;
+        const int32_t *r = rows[call < 2 ? call : 0];
+        float *y = random_floats((size_t)4 * width, -2, 2, seed), *s = random_floats(4, 0, 1, seed);
+        float *before = malloc((size_t)n * width * 4);
+        memcpy(before, x, (size_t)n * width * 4);
+        be->upload(be->impl, xd, x, (size_t)n * width * 4); /* the same input both sides */
+        float *yd = dev_copy(be, y, (size_t)4 * width * 4), *sd = dev_copy(be, s, 16);
+        int32_t *rd = dev_copy(be, r, 16);
+        be->add_rows(be->impl, xd, yd, rd, sd, k, width);
+        sq_ref_add_rows(x, y, r, s, k, width);
+        dev_read(be, got, xd, (size_t)n * width * 4);
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < width; c++) {
+                const size_t i = (size_t)t * width + c;
+                double scale = fabs((double)before[i]);
+                for (int j = 0; j < k; j++)
+                    if (r[j] == t) scale += fabs((double)s[j] * y[(size_t)j * width + c]);
+                if (!(fabs((double)got[i] - x[i]) <= 2.4e-7 * scale))
+                    fail_msg("%s: add_rows call %d row %d col %d: %.9g, reference %.9g", label, call, t, c,
+                             got[i], x[i]);
+            }
+        be->free(be->impl, yd);
+        be->free(be->impl, sd);
+        be->free(be->impl, rd);
+        free(y);
+        free(s);
+        free(before);
+    }
+    be->free(be->impl, xd);
+    free(x);
+    free(got);
 }
 
 /* ---------------------------------------------------------------- the tests */
@@ -682,6 +736,10 @@ static void test_kv_store_copy(void **state) {
 static void test_attention(void **state) {
     (void)state;
     for_each_backend(check_attention);
+}
+static void test_add_rows(void **state) {
+    (void)state;
+    for_each_backend(check_add_rows);
 }
 
 /* The log-prob row kernels run on host logits (evaluation), on the CPU only. */
@@ -727,6 +785,7 @@ int main(void) {
         cmocka_unit_test(test_rope),          cmocka_unit_test(test_adds_swiglu),
         cmocka_unit_test(test_kv_store_copy), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_logprob_rows),  cmocka_unit_test(test_unknown_device),
+        cmocka_unit_test(test_add_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

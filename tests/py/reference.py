@@ -70,6 +70,20 @@ class Layer:
     ffn_post_norm: Optional[np.ndarray] = None
     window: int = 0  # 0: full causal attention
     rope_local: bool = False  # RoPE with the model's local base, unscaled (Gemma 3's sliding layers)
+    moe: Optional["Moe"] = None  # a mixture-of-experts FFN instead of w_gate/w_up/w_down (then None)
+
+
+@dataclass
+class Moe:
+    """transformers' MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock."""
+    router: np.ndarray  # [n_experts, dim] (the block's `gate`)
+    gate: list  # per expert [hidden, dim] (Mixtral w1, Qwen gate_proj)
+    up: list  # per expert [hidden, dim] (w3, up_proj)
+    down: list  # per expert [dim, hidden] (w2, down_proj)
+    top_k: int
+    norm_topk: bool  # Mixtral always; Qwen: norm_topk_prob
+    shared: Optional[tuple] = None  # (gate, up, down) of Qwen2-MoE's shared_expert
+    shared_gate: Optional[np.ndarray] = None  # [1, dim] shared_expert_gate
 
 
 @dataclass
@@ -89,6 +103,15 @@ class Model:
     embd_scale: float = 1.0
     attn_scalar: Optional[float] = None  # scores are q.k / sqrt(attn_scalar); None: head_dim
     rope_local_theta: Optional[float] = None
+    # LongRoPE (Phi-3): {"short", "long": per-pair divisors [head_dim/2], "original": context, "attn": factor}.
+    # The long factors apply when rope_ctx > original: rope_ctx is the context the model runs in (squeeze's
+    # n_ctx, llama.cpp's rule); transformers decides by the current call's length, which agrees for any one
+    # call over a whole sequence when rope_ctx is that sequence's length (or both sides of the original).
+    longrope: Optional[dict] = None
+    rope_ctx: int = 0
+    # Gemma 2 style soft-capping (eager_attention_forward, Gemma2ForCausalLM.forward): x -> cap tanh(x / cap)
+    attn_softcap: Optional[float] = None  # of the scaled scores, before the mask and softmax
+    final_softcap: Optional[float] = None  # of the output logits
 
     @property
     def vocab_size(self):
@@ -109,6 +132,9 @@ class Model:
             inv = llama3_inv_freq(inv, self.rope_scaling)
         if self.rope_freq_factors is not None:
             inv = inv / self.rope_freq_factors
+        if self.longrope is not None:
+            lr = self.longrope
+            inv = inv / np.asarray(lr["long"] if self.rope_ctx > lr["original"] else lr["short"], dtype=np.float64)
         return inv
 
 
@@ -173,6 +199,27 @@ def linear(x, w, b=None):
     return y if b is None else y + b
 
 
+def moe_ffn(m, h, act):
+    """The sparse MoE block's forward as transformers writes it: routing_weights = softmax(router_logits) over
+    all experts, torch.topk(routing_weights, top_k) (ties: the lower index here), divided by their sum when
+    norm_topk; the sum of the chosen experts' down(act(gate(h)) * up(h)) times their weights; plus, in
+    Qwen2-MoE, sigmoid(shared_expert_gate(h)) * shared_expert(h). Token by token, in float64."""
+    logits = linear(h, m.router)
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = np.argsort(-p[t], kind="stable")[: m.top_k]
+        w = p[t, top] / (p[t, top].sum() if m.norm_topk else 1.0)
+        for e, we in zip(top, w):
+            out[t] += we * linear(act(linear(h[t], m.gate[e])) * linear(h[t], m.up[e]), m.down[e])
+    if m.shared is not None:
+        g, u, d = m.shared
+        s = linear(act(linear(h, g)) * linear(h, u), d)
+        out += s / (1.0 + np.exp(-linear(h, m.shared_gate)))
+    return out
+
+
 def forward(model, tokens, cache=None):
     """Logits [n, vocab] (float64) for `tokens` read after the cache's positions (a fresh cache if None)."""
     if cache is None:
@@ -201,6 +248,8 @@ def forward(model, tokens, cache=None):
             k = rms_norm(k, L.k_norm, model.norm_eps)
         q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
         k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
+        if model.longrope is not None and not L.rope_local:  # Phi3RotaryEmbedding: cos, sin *= attention_scaling
+            q, k = q * model.longrope["attn"], k * model.longrope["attn"]
         if cache.k[li] is not None:
             k = np.concatenate([cache.k[li], k], axis=1)
             v = np.concatenate([cache.v[li], v], axis=1)
@@ -214,6 +263,8 @@ def forward(model, tokens, cache=None):
         kk = np.repeat(k, group, axis=0)  # repeat_kv: query head h uses kv head h // group
         vv = np.repeat(v, group, axis=0)
         scores = q @ kk.transpose(0, 2, 1) * scale  # [heads, n, total]
+        if model.attn_softcap:
+            scores = model.attn_softcap * np.tanh(scores / model.attn_softcap)
         scores = np.where(allowed[None], scores, -np.inf)
         scores -= scores.max(axis=-1, keepdims=True)
         p = np.exp(scores)
@@ -222,10 +273,16 @@ def forward(model, tokens, cache=None):
         o = linear(att, L.wo, L.bo)
         x = x + (o if L.attn_post_norm is None else rms_norm(o, L.attn_post_norm, model.norm_eps))
         h = rms_norm(x, L.ffn_norm, model.norm_eps)
-        f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
+        if L.moe is not None:
+            f = moe_ffn(L.moe, h, act)
+        else:
+            f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
         x = x + (f if L.ffn_post_norm is None else rms_norm(f, L.ffn_post_norm, model.norm_eps))
     cache.pos += n
-    return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    logits = linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    if model.final_softcap:
+        logits = model.final_softcap * np.tanh(logits / model.final_softcap)
+    return logits
 
 
 def greedy(model, prompt, n_new):
@@ -272,7 +329,14 @@ def weight_difference(src, dst):
         return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
     if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
         return "RoPE frequencies differ (theta or scaling)"
-    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta"]:
+    if (a.longrope is None) != (b.longrope is None):
+        return "longrope scaling on one side only"
+    if a.longrope is not None:
+        la, lb = a.longrope, b.longrope
+        if la["original"] != lb["original"] or not np.isclose(la["attn"], lb["attn"], rtol=1e-6, atol=0) or any(
+                not np.allclose(la[k], lb[k], rtol=1e-6, atol=0) for k in ("short", "long")):
+            return "longrope factors, original context or attention factor differ"
+    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta", "attn_softcap", "final_softcap"]:
         if getattr(a, f) != getattr(b, f):
             return f"{f} {getattr(b, f)} != {getattr(a, f)}"
     if len(a.layers) != len(b.layers):
@@ -285,6 +349,19 @@ def weight_difference(src, dst):
         for f in ["attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up", "w_down", "bq", "bk", "bv",
                   "bo", "q_norm", "k_norm", "attn_post_norm", "ffn_post_norm"]:
             pairs.append((f"layer {i} {f}", getattr(la, f), getattr(lb, f)))
+        ma, mb = la.moe, lb.moe
+        if (ma is None) != (mb is None):
+            return f"layer {i}: experts {'missing' if mb is None else 'unexpected'}"
+        if ma is not None:
+            if (ma.top_k, ma.norm_topk, len(ma.gate)) != (mb.top_k, mb.norm_topk, len(mb.gate)):
+                return f"layer {i}: routing (top-k, renormalisation, experts) differs"
+            pairs.append((f"layer {i} router", ma.router, mb.router))
+            for e in range(len(ma.gate)):
+                for f in ["gate", "up", "down"]:
+                    pairs.append((f"layer {i} expert {e} {f}", getattr(ma, f)[e], getattr(mb, f)[e]))
+            for k, (x, y) in enumerate(zip(ma.shared or (None,) * 3, mb.shared or (None,) * 3)):
+                pairs.append((f"layer {i} shared expert {k}", x, y))
+            pairs.append((f"layer {i} shared expert gate", ma.shared_gate, mb.shared_gate))
     for what, x, y in pairs:
         if (x is None) != (y is None):
             return f"{what}: {'missing' if y is None else 'unexpected'}"
@@ -372,6 +449,18 @@ def hf_rope(cfg):
     rope_type = p.get("rope_type", p.get("type", "default"))
     if rope_type == "default":
         return theta, None
+    if rope_type in ("longrope", "su"):  # _compute_longrope_parameters
+        original = p.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+        if original is not None:  # Phi-3: the ratio of the two contexts, not `factor`
+            factor = cfg["max_position_embeddings"] / original
+        else:
+            original, factor = cfg["max_position_embeddings"], p.get("factor", 1.0)
+        attn = p.get("attention_factor")
+        if attn is None:
+            attn = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+        return theta, {"rope_type": "longrope", "short": np.asarray(p["short_factor"], dtype=np.float64),
+                       "long": np.asarray(p["long_factor"], dtype=np.float64), "original": int(original),
+                       "attn": float(attn)}
     if rope_type != "llama3":
         raise NotImplementedError(f"rope_type {rope_type}")
     p.setdefault("original_max_position_embeddings", cfg["max_position_embeddings"])
@@ -384,9 +473,11 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "phi3", "gemma2", "mixtral", "qwen2_moe",
+                    "qwen3_moe"):
         raise NotImplementedError(f"model_type {arch}")
-    gemma = arch == "gemma3_text"
+    gemma = arch in ("gemma3_text", "gemma2")
+    gemma2 = arch == "gemma2"  # Gemma2Config: every 2nd layer global, one rotary embedding, caps 50 / 30
     t = _hf_tensors(dirpath)
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or dim // n_heads
@@ -395,9 +486,6 @@ def load_hf(dirpath):
     if gemma:
         if cfg.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
             raise NotImplementedError(f"hidden_activation {cfg['hidden_activation']}")
-        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-            if cfg.get(key) is not None:
-                raise NotImplementedError(key)
     elif cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
         raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
     theta, rs = hf_rope(cfg)
@@ -407,14 +495,17 @@ def load_hf(dirpath):
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
         sliding = [True] * n_layers
-    elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+    elif arch in ("phi3", "mixtral"):  # Phi3Model / MixtralConfig: every layer unless sliding_window is None
+        window = cfg.get("sliding_window") or 0
+        sliding = [True] * n_layers
+    elif arch in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
         types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
                                            else "full_attention" for l in range(n_layers)]
         sliding = [t == "sliding_attention" for t in types]
     elif gemma:  # Gemma3TextConfig: layer_types, else every sliding_window_pattern-th layer global
         window = cfg.get("sliding_window", 4096) or 0
-        pattern = cfg.get("sliding_window_pattern", 6)
+        pattern = cfg.get("sliding_window_pattern", 2 if gemma2 else 6)
         types = cfg.get("layer_types") or ["sliding_attention" if (l + 1) % pattern else "full_attention"
                                            for l in range(n_layers)]
         sliding = [t == "sliding_attention" for t in types]
@@ -435,11 +526,46 @@ def load_hf(dirpath):
             return w
         return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
 
+    def hf_moe(p):  # MixtralSparseMoeBlock (block_sparse_moe, w1/w3/w2) or Qwen*MoeSparseMoeBlock (mlp)
+        if arch not in ("mixtral", "qwen2_moe", "qwen3_moe"):
+            return None
+        if arch != "mixtral" and (cfg.get("decoder_sparse_step", 1) != 1 or cfg.get("mlp_only_layers")):
+            raise NotImplementedError("dense layers among the sparse ones")
+        n = cfg["num_local_experts" if arch == "mixtral" else "num_experts"]
+        pre, names = ((p + "block_sparse_moe.", ("w1", "w3", "w2")) if arch == "mixtral"
+                      else (p + "mlp.", ("gate_proj", "up_proj", "down_proj")))
+        ex = [[get(f"{pre}experts.{e}.{nm}.weight") for e in range(n)] for nm in names]
+        shared = shared_gate = None
+        if arch == "qwen2_moe":  # Qwen2MoeSparseMoeBlock always has the shared expert
+            shared = tuple(get(f"{pre}shared_expert.{nm}.weight") for nm in names)
+            shared_gate = get(f"{pre}shared_expert_gate.weight")
+        return Moe(get(pre + "gate.weight"), ex[0], ex[1], ex[2], cfg["num_experts_per_tok"],
+                   True if arch == "mixtral" else cfg.get("norm_topk_prob", False), shared, shared_gate)
+
+    def split_phi3(p):
+        """Phi3Attention / Phi3MLP: qkv_proj rows are q (heads x head_dim), k, v (kv heads x head_dim);
+        gate_up_proj.chunk(2) gives gate, then up."""
+        if arch != "phi3":
+            return
+        qkv = get(p + "self_attn.qkv_proj.weight")
+        nq, nkv = n_heads * hd, cfg.get("num_key_value_heads", n_heads) * hd
+        if qkv.shape[0] != nq + 2 * nkv:
+            raise ValueError(f"{p}qkv_proj has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+        t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"], t[p + "self_attn.v_proj.weight"] = (
+            qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+        gate, up = np.split(get(p + "mlp.gate_up_proj.weight"), 2)
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = gate, up
+        for x in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"]:
+            used.add(p + x + ".weight")
+
     layers = []
     for l in range(n_layers):
         p = f"model.layers.{l}."
+        moe = hf_moe(p)
+        split_phi3(p)
         layers.append(
             Layer(
+                moe=moe,
                 attn_norm=norm(p + "input_layernorm.weight"),
                 wq=get(p + "self_attn.q_proj.weight"),
                 wk=get(p + "self_attn.k_proj.weight"),
@@ -448,15 +574,15 @@ def load_hf(dirpath):
                 ffn_norm=norm(p + ("pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight")),
                 attn_post_norm=norm(p + "post_attention_layernorm.weight") if gemma else None,
                 ffn_post_norm=norm(p + "post_feedforward_layernorm.weight") if gemma else None,
-                w_gate=get(p + "mlp.gate_proj.weight"),
-                w_up=get(p + "mlp.up_proj.weight"),
-                w_down=get(p + "mlp.down_proj.weight"),
+                w_gate=None if moe else get(p + "mlp.gate_proj.weight"),
+                w_up=None if moe else get(p + "mlp.up_proj.weight"),
+                w_down=None if moe else get(p + "mlp.down_proj.weight"),
                 bq=get(p + "self_attn.q_proj.bias", True),
                 bk=get(p + "self_attn.k_proj.bias", True),
                 bv=get(p + "self_attn.v_proj.bias", True),
                 bo=get(p + "self_attn.o_proj.bias", True),
-                q_norm=norm(p + "self_attn.q_norm.weight", arch not in ("qwen3", "gemma3_text")),
-                k_norm=norm(p + "self_attn.k_norm.weight", arch not in ("qwen3", "gemma3_text")),
+                q_norm=norm(p + "self_attn.q_norm.weight", arch not in ("qwen3", "qwen3_moe", "gemma3_text")),
+                k_norm=norm(p + "self_attn.k_norm.weight", arch not in ("qwen3", "qwen3_moe", "gemma3_text")),
                 window=window if sliding[l] else 0,
                 rope_local=gemma and sliding[l],
             )
@@ -474,9 +600,14 @@ def load_hf(dirpath):
     extra = {}
     if gemma:
         extra = dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))),
+                     attn_softcap=cfg.get("attn_logit_softcapping", 50.0 if gemma2 else None),
+                     final_softcap=cfg.get("final_logit_softcapping", 30.0 if gemma2 else None),
                      attn_scalar=float(cfg.get("query_pre_attn_scalar", 256)),
-                     rope_local_theta=float(cfg.get("rope_local_base_freq", 10000.0)))
-    return Model("gemma3" if gemma else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
+                     rope_local_theta=theta if gemma2 else float(cfg.get("rope_local_base_freq", 10000.0)))
+    if rs is not None and rs.get("rope_type") == "longrope":
+        extra.update(longrope=rs, rope_ctx=cfg["max_position_embeddings"])  # squeeze's default n_ctx
+        rs = None
+    return Model("gemma3" if arch == "gemma3_text" else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
                  **extra)
 
 
@@ -491,9 +622,10 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3", "gemma2", "qwen2moe", "qwen3moe"):
         raise NotImplementedError(f"GGUF architecture {arch}")
-    gemma = arch == "gemma3"
+    gemma = arch in ("gemma3", "gemma2")
+    period = 2 if arch == "gemma2" else 6  # llama.cpp's swa pattern; gemma2's local layers use freq_base
     t = {}
     for ti in r.tensors:
         shape = tuple(int(s) for s in reversed(ti.shape))  # ggml lists the innermost dimension first
@@ -508,6 +640,16 @@ def load_gguf(path):
     theta = float(np.float32(field(f"{arch}.rope.freq_base", 10000.0)))
     window = field(f"{arch}.attention.sliding_window", 0) or 0
     used = set()
+    if arch == "phi3":  # llama.cpp (llm_build_phi3): attn_qkv rows are q, k, v; ffn_up is [gate; up] (swiglu)
+        n_kv = field(f"{arch}.attention.head_count_kv", n_heads)
+        for l in range(n_layers):
+            p = f"blk.{l}."
+            qkv, nq, nkv = t.pop(p + "attn_qkv.weight"), n_heads * hd, n_kv * hd
+            if qkv.shape[0] != nq + 2 * nkv:
+                raise ValueError(f"{path}: {p}attn_qkv has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+            t[p + "attn_q.weight"], t[p + "attn_k.weight"], t[p + "attn_v.weight"] = (
+                qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+            t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"] = np.split(t[p + "ffn_up.weight"], 2)
 
     def get(name, optional=False):
         if name not in t:
@@ -517,31 +659,49 @@ def load_gguf(path):
         used.add(name)
         return t[name]
 
+    n_experts = field(f"{arch}.expert_count", 0)
+    # llama.cpp (llama-model.cpp build_moe_ffn calls): Mixtral and Qwen3-MoE renormalise the top-k weights,
+    # Qwen2-MoE does not, unless {arch}.expert_weights_norm says
+    norm_topk = field(f"{arch}.expert_weights_norm", arch != "qwen2moe")
+
+    def gguf_moe(p):
+        if not n_experts:
+            return None
+        ex = [get(p + f"ffn_{k}_exps.weight") for k in ("gate", "up", "down")]
+        shared = shared_gate = None
+        if p + "ffn_gate_shexp.weight" in t:
+            shared = tuple(get(p + f"ffn_{k}_shexp.weight") for k in ("gate", "up", "down"))
+            shared_gate = get(p + "ffn_gate_inp_shexp.weight").reshape(1, -1)
+        return Moe(get(p + "ffn_gate_inp.weight"), list(ex[0]), list(ex[1]), list(ex[2]),
+                   field(f"{arch}.expert_used_count"), bool(norm_topk), shared, shared_gate)
+
     layers = []
     for l in range(n_layers):
         p = f"blk.{l}."
+        moe = gguf_moe(p)
         layers.append(
             Layer(
+                moe=moe,
                 attn_norm=get(p + "attn_norm.weight"),
                 wq=get(p + "attn_q.weight"),
                 wk=get(p + "attn_k.weight"),
                 wv=get(p + "attn_v.weight"),
                 wo=get(p + "attn_output.weight"),
                 ffn_norm=get(p + "ffn_norm.weight"),
-                w_gate=get(p + "ffn_gate.weight"),
-                w_up=get(p + "ffn_up.weight"),
-                w_down=get(p + "ffn_down.weight"),
+                w_gate=None if moe else get(p + "ffn_gate.weight"),
+                w_up=None if moe else get(p + "ffn_up.weight"),
+                w_down=None if moe else get(p + "ffn_down.weight"),
                 bq=get(p + "attn_q.bias", True),
                 bk=get(p + "attn_k.bias", True),
                 bv=get(p + "attn_v.bias", True),
                 bo=get(p + "attn_output.bias", True),
-                q_norm=get(p + "attn_q_norm.weight", arch not in ("qwen3", "gemma3")),
-                k_norm=get(p + "attn_k_norm.weight", arch not in ("qwen3", "gemma3")),
+                q_norm=get(p + "attn_q_norm.weight", arch not in ("qwen3", "qwen3moe", "gemma3")),
+                k_norm=get(p + "attn_k_norm.weight", arch not in ("qwen3", "qwen3moe", "gemma3")),
                 attn_post_norm=get(p + "post_attention_norm.weight") if gemma else None,
                 ffn_post_norm=get(p + "post_ffw_norm.weight") if gemma else None,
                 # llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3): every 6th layer global, the others slide
-                window=window if not gemma or (l + 1) % 6 else 0,
-                rope_local=gemma and (l + 1) % 6 != 0,
+                window=window if not gemma or (l + 1) % period else 0,
+                rope_local=gemma and (l + 1) % period != 0,
             )
         )
     tok = get("token_embd.weight")
@@ -549,6 +709,11 @@ def load_gguf(path):
     if output is None:
         output = tok
     freq_factors = get("rope_freqs.weight", True)
+    longrope = None
+    if "rope_factors_long.weight" in t:  # llama.cpp: attn_factor defaults to 1
+        longrope = {"short": get("rope_factors_short.weight"), "long": get("rope_factors_long.weight"),
+                    "original": field(f"{arch}.rope.scaling.original_context_length"),
+                    "attn": float(np.float32(field(f"{arch}.rope.scaling.attn_factor", 1.0)))}
     out_norm = get("output_norm.weight")
     unused = set(t) - used
     if unused:
@@ -564,8 +729,11 @@ def load_gguf(path):
         output,
         layers,
         rope_freq_factors=freq_factors,
+        longrope=longrope,
+        rope_ctx=field(f"{arch}.context_length"),
         **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
-                rope_local_theta=10000.0) if gemma else {}),
+                rope_local_theta=theta if arch == "gemma2" else 10000.0, attn_softcap=field(f"{arch}.attn_logit_softcapping", 50.0 if arch == "gemma2" else None),
+                final_softcap=field(f"{arch}.final_logit_softcapping", 30.0 if arch == "gemma2" else None)) if gemma else {}),
     )
 
 

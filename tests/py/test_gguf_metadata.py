@@ -5,8 +5,9 @@ Special-token ids squeeze can do without (padding 264 in 259 tokens, 0xFFFFFFFF 
 an out-of-range EOS, BOS or unknown id) must not block the model: it loads and runs, the id is treated as
 absent (llama.cpp warns and goes on) and `squeeze: warning:` names the key and value; the logits are those of
 the clean file. End-of-turn / end-of-message ids join the end-of-generation set. Metadata that changes the
-arithmetic beyond what squeeze computes (linear RoPE position scaling, mixture of experts) is refused naming
-the key; a wrong value type stays an error (llama.cpp refuses it too)."""
+arithmetic beyond what squeeze computes (linear RoPE position scaling) is refused naming the key, and a dense
+file that claims experts is refused naming the key or tensor it lacks; a wrong value type stays an error
+(llama.cpp refuses it too)."""
 import os
 import subprocess
 import sys
@@ -100,7 +101,11 @@ REFUSED = [
     ("rope-scale-linear-2", {"llama.rope.scale_linear": (F32, 2.0)}, "llama.rope.scale_linear = 2"),
     ("rope-yarn", {"llama.rope.scaling.type": (STR, "yarn"), "llama.rope.scaling.factor": (F32, 4.0)},
      "rope scaling type 'yarn' is not supported"),
-    ("experts-8", {"llama.expert_count": (U32, 8)}, "llama.expert_count = 8: mixture-of-experts"),
+    # mixture of experts is supported since issue 14 (a llama file with experts reads as Mixtral): a dense file
+    # that claims experts is refused naming the missing top-k key, or, with it, the missing router tensor
+    ("experts-8", {"llama.expert_count": (U32, 8)}, "GGUF metadata key llama.expert_used_count is missing"),
+    ("experts-8-top-2", {"llama.expert_count": (U32, 8), "llama.expert_used_count": (U32, 2)},
+     "router tensor blk.0.ffn_gate_inp.weight is missing"),
     ("pad-string", {PAD: (STR, "none")}, f"{PAD} is a string, expected an integer"),
 ]
 

@@ -8,8 +8,9 @@ On the 32 golden stories15M tokens:
   - informative: the quantized model vs the fp32 stories15M.bin, as KL(fp32 || quantized) per position and
     top-1 agreement, for the reference and for squeeze, with loose bounds (f16: KL <= 1e-4, top-1 >= 95%;
     q8_0: KL <= 5e-3, top-1 >= 90%; the reference measures about 2e-7 / 100% and 2e-4 / 100%).
-Tiny GGUF models (llama GQA, llama head_dim != dim/heads, llama tied, qwen2 with biases; llama q/k rows in
-llama.cpp's interleaved order), on 24 tokens:
+Tiny GGUF models (llama GQA, llama head_dim != dim/heads, llama tied, qwen2 with biases, qwen3, gemma3, and the
+mixture-of-experts Mixtral / Qwen2-MoE / Qwen3-MoE; llama q/k rows in llama.cpp's interleaved order), on 24
+tokens:
   - for lossless storage (F32/F16/BF16 from weights stored that way) the file holds exactly the HF
     checkpoint's weights, read independently (a check of the fixture);
   - `squeeze logits` (prefill, decode) vs the reference on the dequantized weights: <= 1e-4, same argmax.
@@ -32,7 +33,13 @@ LOOSE = {"f16": (1e-4, 0.95), "q8_0": (5e-3, 0.90)}  # (max mean KL, min top-1 a
 TINY = [("llama_gqa_f16", "F16"), ("llama_gqa_f16", "Q8_0"), ("llama_gqa_f16", "Q4_0"), ("llama_gqa_f16", "Q4_1"),
         ("llama_head_dim", "Q4_0"), ("llama_tied_bf16", "BF16"), ("qwen2_bias", "F32"), ("qwen2_bias", "Q8_0"),
         ("qwen3_bf16", "BF16"), ("qwen3_bf16", "Q8_0"), ("qwen3_tied", "F32"), ("gemma3_bf16", "BF16"),
-        ("gemma3_bf16", "Q8_0"), ("gemma3_local", "F32")]
+        ("gemma3_bf16", "Q8_0"), ("gemma3_local", "F32"), ("phi3_gqa", "F32"), ("phi3_gqa", "Q4_0"),
+        ("phi3_swa_bf16", "BF16"), ("phi3_longrope", "F32"), ("gemma3_softcap", "F32"),
+        ("gemma2_softcap", "BF16"), ("gemma2_softcap", "Q8_0"),
+        # mixture of experts: experts as 3-D tensors (quantized per expert matrix), llama with expert_count read
+        # as Mixtral, the shared expert's gate as llama.cpp's 1-D tensor
+        ("mixtral_f32", "F32"), ("mixtral_f32", "Q8_0"), ("mixtral_e8k3_bf16", "BF16"), ("mixtral_e5k1", "F32"),
+        ("qwen2moe", "F32"), ("qwen2moe", "Q4_0"), ("qwen3moe_bf16", "BF16")]
 LOSSLESS = {"F32", "F16", "BF16"}
 
 

@@ -28,7 +28,8 @@ static const cli_verb verb = {
         "sequence. Prints the median and range over the timed repetitions of: time to first token (the\n"
         "prefill), time per output token, end-to-end latency, prefill and decode tokens/s, requests/s\n"
         "(b / latency), and the weights, KV cache and peak resident memory. -p 0 measures decoding alone\n"
-        "(from one random token per sequence), -n 0 the prefill alone.\n",
+        "(from one random token per sequence), -n 0 the prefill alone. Each model's line gives its\n"
+        "parameters (a mixture of experts: also those one token uses, its chosen experts').\n",
 };
 
 static int parse_args(int argc, char **argv, bench_options *o) {
@@ -151,7 +152,7 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
     }
 }
 
-static void print_report(const bench_options *o, const sq_bench_result *results) {
+static void print_report(const bench_options *o, sq_model *const *models, const sq_bench_result *results) {
     const sq_bench_params *p = &o->params;
     printf("squeeze bench: %d prompt + %d output tokens per sequence, %d repetitions after %d warm-up, "
            "%d threads, %s kernels, %s KV cache%s%s%s, random prompt ids (seed %llu)\n",
@@ -159,13 +160,21 @@ static void print_report(const bench_options *o, const sq_bench_result *results)
            sq_kv_type_name(p->kv_type), p->vs_kv_type_set ? " (B: " : "",
            p->vs_kv_type_set ? sq_kv_type_name(p->vs_kv_type) : "", p->vs_kv_type_set ? ")" : "",
            (unsigned long long)p->seed);
-    for (int m = 0; m < o->n_models; m++)
-        printf("%s: %s%s%s%s\n",
+    for (int m = 0; m < o->n_models; m++) {
+        sq_model_info mi;
+        sq_model_get_info(models[m], &mi);
+        printf("%s: %s%s%s%s; %.2fM parameters",
                o->n_models == 1 ? "model"
                : m              ? "B"
                                 : "A",
                o->paths[m], o->labels[m] ? " (" : "", o->labels[m] ? o->labels[m] : "",
-               o->labels[m] ? ")" : "");
+               o->labels[m] ? ")" : "", mi.n_params / 1e6);
+        /* a mixture of experts multiplies each token by its chosen experts only */
+        if (mi.n_experts)
+            printf(", %.2fM active per token (%d of %d experts)", mi.n_active_params / 1e6, mi.n_experts_used,
+                   mi.n_experts);
+        printf("\n");
+    }
     for (int b = 0; b < o->n_batches; b++)
         print_batch_table(o, o->batches[b], results + (size_t)b * o->n_models);
     printf("\npeak RSS is the process's, read after each model's warm-up%s.\n",
@@ -190,7 +199,7 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
         cli_progress_free(bar);
         if (err) rc = cli_fail(err);
     }
-    if (!rc) print_report(o, results);
+    if (!rc) print_report(o, models, results);
     if (!rc && o->json_path) {
         const sq_report_model rm[2] = {{o->paths[0], o->labels[0], models[0]},
                                        {o->paths[1], o->labels[1], models[1]}};

@@ -36,13 +36,24 @@ static void print_model(const char *path, const sq_model *model) {
     printf("vocab size:      %d\n", mi.vocab_size);
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);
+    if (mi.n_experts)
+        printf("experts:         %d per block, %d active per token%s; active parameters %" PRId64
+               " (%.2fM)\n",
+               mi.n_experts, mi.n_experts_used, mi.shared_expert ? ", plus a gated shared expert" : "",
+               mi.n_active_params, mi.n_active_params / 1e6);
     printf("weight bytes:    %zu (%.2f MiB)\n", mi.weight_bytes, mi.weight_bytes / 1048576.0);
     printf("rope:            theta %g, %s pairs", mi.rope_theta, mi.rope_style);
     if (!strcmp(mi.rope_scaling, "llama3"))
         printf(", llama3 scaling (factor %g, low %g, high %g, original context %d)", mi.rope_scaling_factor,
                mi.rope_low_freq_factor, mi.rope_high_freq_factor, mi.rope_original_max_pos);
+    if (!strcmp(mi.rope_scaling, "longrope"))
+        printf(", longrope scaling (attention factor %g; long factors in contexts over %d)",
+               mi.rope_attn_factor, mi.rope_original_max_pos);
     printf("\n");
     printf("norm epsilon:    %g\n", mi.norm_eps);
+    if (mi.attn_softcap > 0 || mi.final_softcap > 0)
+        printf("soft-capping:    attention scores %g, final logits %g (0: none)\n", mi.attn_softcap,
+               mi.final_softcap);
     if (mi.n_global_layers) {
         printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers",
                mi.n_layers - mi.n_global_layers, mi.sliding_window, mi.rope_local_theta, mi.n_global_layers);
@@ -93,9 +104,10 @@ static void print_model(const char *path, const sq_model *model) {
 static const cli_verb verb = {
     .name = "info",
     .usage = "-m MODEL [--tokenizer PATH]",
-    .about = "Prints a model's architecture, file format, dimensions, parameter count, weight bytes, RoPE\n"
-             "settings, tokenizer and end-of-generation ids, then one line per tensor (name, dtype, shape,\n"
-             "bytes).\n",
+    .about =
+        "Prints a model's architecture, file format, dimensions, parameter count (a mixture of experts:\n"
+        "experts per block, active per token, active parameters), weight bytes, RoPE settings, tokenizer\n"
+        "and end-of-generation ids, then one line per tensor (name, dtype, shape, bytes).\n",
 };
 
 int sq_cmd_info(int argc, char **argv) {

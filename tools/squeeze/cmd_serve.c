@@ -11,7 +11,7 @@
 #define GRACE_SECONDS 10.0
 
 typedef struct serve_args {
-    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *spec;
+    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *spec, *device;
     long port, max_seqs, kv_mem_mib, block_size, max_batch_tokens, threads, n_ctx, max_body_mib, timeout_s;
     long max_connections, draft_k, ngram_n;
     int no_prefix_cache;
@@ -44,6 +44,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
         CLI_FLAG_KV_TYPE(&a->kv_type),
+        CLI_FLAG_DEVICE(&a->device),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_SWITCH_FLAG("--no-prefix-cache", &a->no_prefix_cache, "compute every prompt from scratch"),
         CLI_CHOICE_FLAG("--spec", "METHOD", &a->spec, "none|ngram", "none",
@@ -94,7 +95,8 @@ int sq_cmd_serve(int argc, char **argv) {
                                        .n_threads = (int)a.threads,
                                        .no_prefix_cache = a.no_prefix_cache,
                                        .spec_k = strcmp(a.spec, "ngram") ? 0 : (int)a.draft_k,
-                                       .spec_ngram_n = (int)a.ngram_n}};
+                                       .spec_ngram_n = (int)a.ngram_n,
+                                       .device = a.device}};
     sq_server *srv = NULL;
     err = sq_server_start(model, &so, &srv);
     if (err) {

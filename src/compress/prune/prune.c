@@ -121,6 +121,14 @@ static SQ_NODISCARD sq_error *check_width(const sq_model *model, const sq_prune_
 
 SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (info.n_experts && o->method != SQ_PRUNE_DEPTH)
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "prune: %s is a mixture-of-experts model; only depth pruning supports it yet (the other "
+            "methods do not prune expert tensors)",
+            info.arch);
     switch (o->method) {
     case SQ_PRUNE_MAGNITUDE:
         return check_unstructured(model, o);

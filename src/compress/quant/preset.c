@@ -1,6 +1,10 @@
 /* The type names of squeeze quantize and llama.cpp's per-tensor rules for its file types (llama-quant.cpp,
  * llama_tensor_get_type, as of llama-cpp-python 0.3.36's llama.cpp), for the dense llama-family models
- * squeeze runs (no experts, no fused qkv, not Falcon). */
+ * squeeze runs (not Falcon); where a family's files fuse q/k/v (Phi-3), the three parts get the type of the
+ * attn_qkv tensor they are written as. Mixture of experts: each expert matrix of ffn_*_exps is quantized
+ * as its own [rows][cols] matrix (a 3-D tensor's rows are every expert's rows), ffn_down_exps and
+ * ffn_down_shexp follow ffn_down's rules and the routers stay f32, as llama.cpp does; llama.cpp's extra bits
+ * for 8-expert models (attn_v, attn_k to Q8_0, attn_output to Q5_K) are not replicated. */
 #include "compress/quant/preset.h"
 
 #include <stdio.h>
@@ -41,7 +45,10 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 int sq_quant_is_weight_matrix(const char *name, int ndim) {
-    return ndim >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight");
+    /* a mixture of experts' routers stay f32, as llama-quantize keeps ffn_gate_inp (and the shared expert's
+     * gate, a vector there) */
+    return ndim >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
+           !strstr(name, ".ffn_gate_inp");
 }
 
 /* llama.cpp's layers that get more bits in the _M mixes: the first and last eighth, and every third between.
@@ -63,12 +70,18 @@ sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_fac
         if (cols % sq_dtype_info(p->base)->block_elems) return SQ_DTYPE_Q8_0;
         return p->base == SQ_DTYPE_Q8_0 ? SQ_DTYPE_Q8_0 : SQ_DTYPE_Q6_K;
     }
-    if (ends_with(name, ".attn_v.weight")) {
+    if (m->fused_qkv && (ends_with(name, ".attn_q.weight") || ends_with(name, ".attn_k.weight") ||
+                         ends_with(name, ".attn_v.weight"))) { /* llama.cpp's attn_qkv rule */
+        if (is(p, "q3_k_m")) return SQ_DTYPE_Q4_K;
+        if (is(p, "q4_k_m")) return SQ_DTYPE_Q5_K;
+        if (is(p, "q5_k_m")) return SQ_DTYPE_Q6_K;
+    } else if (ends_with(name, ".attn_v.weight")) {
         if (is(p, "q2_k")) return m->n_gqa >= 4 ? SQ_DTYPE_Q4_K : SQ_DTYPE_Q3_K;
         if (is(p, "q3_k_m")) return layer < 2 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
         if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;
         if (is(p, "q4_k_s") && layer < 4) return SQ_DTYPE_Q5_K;
-    } else if (ends_with(name, ".ffn_down.weight")) {
+    } else if (ends_with(name, ".ffn_down.weight") || ends_with(name, ".ffn_down_exps.weight") ||
+               ends_with(name, ".ffn_down_shexp.weight")) { /* llama.cpp matches "ffn_down" anywhere */
         if (is(p, "q2_k")) return SQ_DTYPE_Q3_K;
         if (is(p, "q3_k_m")) return layer < n / 16 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
         if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;

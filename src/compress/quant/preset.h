@@ -20,7 +20,8 @@ const sq_quant_preset *sq_quant_preset_find(const char *name);
 /* All names, ", "-separated, for messages. */
 const char *sq_quant_preset_names(void);
 
-/* Whether llama.cpp quantizes a tensor at all: matrices (ndim >= 2) named "*weight", norms excepted. */
+/* Whether llama.cpp quantizes a tensor at all: matrices (ndim >= 2) named "*weight", norms and
+ * mixture-of-experts routers (ffn_gate_inp, ffn_gate_inp_shexp) excepted. */
 int sq_quant_is_weight_matrix(const char *name, int ndim);
 
 /* What the model around a tensor looks like to the rules. */
@@ -28,6 +29,7 @@ typedef struct sq_quant_model_facts {
     int n_layers;
     int n_gqa;           /* query heads per KV head */
     int tied_embeddings; /* no output.weight: token_embd is the output layer too */
+    int fused_qkv;       /* files store attn_q/k/v as one attn_qkv (Phi-3): all three get attn_qkv's type */
 } sq_quant_model_facts;
 
 /* The format the preset's rules give a weight matrix (name, row length cols), before any fallback. */

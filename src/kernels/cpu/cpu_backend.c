@@ -40,6 +40,7 @@ static int cpu_supports(void *impl, sq_op op, sq_dtype dtype) {
     case SQ_OP_SWIGLU:
     case SQ_OP_GEGLU:
     case SQ_OP_SCALE:
+    case SQ_OP_ADD_ROWS:
         return dtype == SQ_DTYPE_F32;
     case SQ_OP_COUNT:
         break;
@@ -98,6 +99,11 @@ static void cpu_scale(void *impl, float *x, float s, int64_t n) {
     (void)impl;
     sq_cpu_scale(x, s, n);
 }
+static void cpu_add_rows(void *impl, float *x, const float *y, const int32_t *rows, const float *scale,
+                         int n_rows, int width) {
+    (void)impl;
+    sq_cpu_add_rows(x, y, rows, scale, n_rows, width);
+}
 static void cpu_kv_store(void *impl, const sq_kv_view *kv, const float *k, const float *v,
                          const sq_token_batch *tokens) {
     (void)impl;
@@ -123,6 +129,7 @@ sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out) {
     *out = (sq_backend){.name = "cpu",
                         .impl = cpu,
                         .host_memory = 1,
+                        .attn_softcap = 1,
                         .destroy = cpu_destroy,
                         .supports = cpu_supports,
                         .alloc = cpu_alloc,
@@ -142,6 +149,7 @@ sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out) {
                         .scale = cpu_scale,
                         .kv_store = cpu_kv_store,
                         .kv_copy = cpu_kv_copy,
-                        .attention = cpu_attention};
+                        .attention = cpu_attention,
+                        .add_rows = cpu_add_rows};
     return NULL;
 }

@@ -16,6 +16,8 @@ void sq_cpu_rope(sq_threadpool *pool, float *q, int n_q_heads, float *k, int n_k
 void sq_cpu_add(float *x, const float *y, int64_t n);
 void sq_cpu_add_bias(float *y, const float *bias, int n_tokens, int width);
 void sq_cpu_swiglu(float *gate, const float *up, int64_t n);
+void sq_cpu_add_rows(float *x, const float *y, const int32_t *rows, const float *scale, int n_rows,
+                     int width);
 void sq_cpu_geglu(float *gate, const float *up, int64_t n);
 void sq_cpu_scale(float *x, float s, int64_t n);
 

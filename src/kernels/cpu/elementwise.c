@@ -120,6 +120,15 @@ void sq_cpu_geglu(float *gate, const float *up, int64_t n) {
     }
 }
 
+void sq_cpu_add_rows(float *x, const float *y, const int32_t *rows, const float *scale, int n_rows,
+                     int width) {
+    for (int i = 0; i < n_rows; i++) {
+        float *dst = x + (size_t)rows[i] * width;
+        const float *src = y + (size_t)i * width, s = scale[i];
+        for (int c = 0; c < width; c++) dst[c] += s * src[c];
+    }
+}
+
 void sq_cpu_scale(float *x, float s, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }

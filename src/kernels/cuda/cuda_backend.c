@@ -67,6 +67,7 @@ static int cu_supports(void *impl, sq_op op, sq_dtype dtype) {
     case SQ_OP_GEGLU:
     case SQ_OP_SCALE:
         return dtype == SQ_DTYPE_F32;
+    case SQ_OP_ADD_ROWS: /* not built yet: contexts of mixture-of-experts models refuse the device */
     case SQ_OP_COUNT:
         break;
     }

@@ -43,6 +43,14 @@ void sq_ref_add_bias(float *y, const float *bias, int n_tokens, int width) {
     for (int t = 0; t < n_tokens; t++) sq_ref_add(y + (size_t)t * width, bias, width);
 }
 
+void sq_ref_add_rows(float *x, const float *y, const int32_t *rows, const float *scale, int n_rows,
+                     int width) {
+    for (int i = 0; i < n_rows; i++)
+        for (int c = 0; c < width; c++)
+            x[(size_t)rows[i] * width + c] =
+                (float)((double)x[(size_t)rows[i] * width + c] + (double)scale[i] * y[(size_t)i * width + c]);
+}
+
 void sq_ref_swiglu(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         double g = gate[i];

@@ -1,0 +1,280 @@
+"""Mixture-of-experts models (Mixtral, Qwen2-MoE, Qwen3-MoE) beyond the logits that test_logits.py and
+test_logits_gguf.py check against the float64 reference:
+
+  - expert-grouped batches: `squeeze logits --mode prefill` (every expert runs once on all the tokens routed
+    to it) against `--mode decode` (one token per call: token-by-token routing), both squeeze's fp32, within
+    1e-5 relative (they differ only in how the batched matmul sums; measured ~3e-7) with the same argmax; the
+    fixtures are shown to exercise grouping (an expert with several tokens of the batch) and experts that get
+    no token at all (their weights are not read);
+  - quantization: `squeeze quantize --type q8_0 / q4_0` writes each expert's matrix of a 3-D ffn_*_exps tensor
+    byte for byte as the gguf package's quantizer (llama.cpp's) writes that matrix alone, keeps the routers
+    f32, and the quantized file's logits match the reference on the gguf package's dequantized weights
+    (1e-4 relative, as test_logits_gguf.py); q4_k_m gives the experts llama.cpp's per-layer types;
+  - methods that do not handle experts refuse clearly: GPTQ, AWQ (calibration), magnitude pruning;
+  - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
+    Mixtral's sliding_window absent or null means full attention (MixtralConfig's default, unlike Mistral's);
+  - bad input, each refused with an error naming the key or tensor: top-k above the expert count, an expert
+    count that disagrees with the expert tensors (HF: experts missing or beyond it; GGUF: the 3-D tensors'
+    outer dimension), zero experts, a missing router, in HF directories and GGUF files.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+
+import engine_harness as H  # noqa: E402
+import reference as R  # noqa: E402
+import tiny_models  # noqa: E402
+from test_arch_errors import expect_error, with_tensors  # noqa: E402
+
+TOL_GROUPED = H.FP32_LOGIT_TOL
+TOL_REF = 1e-4
+MOE_VARIANTS = [n for n, s in tiny_models.VARIANTS.items() if s["arch"] in tiny_models.MOE]
+
+
+def routing_counts(model, tokens):
+    """Tokens of the batch each expert receives, per MoE layer, as the reference routes them."""
+    counts, real = [], R.moe_ffn
+
+    def spy(m, h, act):
+        logits = R.linear(h, m.router)
+        top = np.argsort(-logits, axis=-1, kind="stable")[:, : m.top_k]
+        counts.append(np.bincount(top.ravel(), minlength=len(m.gate)))
+        return real(m, h, act)
+
+    R.moe_ffn = spy
+    try:
+        R.forward(model, tokens)
+    finally:
+        R.moe_ffn = real
+    return counts
+
+
+def edited_gguf(src, out, keys=None, tensors=None):
+    """A copy of GGUF file src with metadata keys replaced ({key: value}, None drops it) and tensors edited
+    (tensors(name, array) returns the new array, or None to drop it)."""
+    import gguf as G
+
+    r = G.GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = G.GGUFWriter(out, arch)
+    keys = keys or {}
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        vtype = f.types[0]
+        if f.name in keys:
+            if keys[f.name] is not None:
+                w.add_key_value(f.name, keys[f.name], vtype)
+        elif vtype == G.GGUFValueType.ARRAY:
+            w.add_key_value(f.name, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(f.name, f.contents(), vtype)
+    for t in r.tensors:
+        data = np.asarray(t.data) if tensors is None else tensors(t.name, np.asarray(t.data))
+        if data is not None:
+            w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def grouped_vs_token_by_token(checks, root):
+    for name in MOE_VARIANTS:
+        path = tiny_models.generate(name, root)
+        model = R.load(path)
+        rng = np.random.default_rng(13)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, 31)]
+        counts = routing_counts(model, tokens)
+        checks.check(max(c.max() for c in counts) >= 2, f"{name}: the batch groups several tokens on one expert",
+                     f"most tokens on one expert in one layer: {max(c.max() for c in counts)}")
+        batches = [tokens]
+        if name == "mixtral_e5k1":  # top-1 of 5 on 6 tokens: experts left without a token
+            idle = sum(int((c == 0).sum()) for c in routing_counts(model, tokens[:6]))
+            checks.check(idle > 0, f"{name}: on 6 tokens some expert receives no token of the batch",
+                         f"{idle} (layer, expert) pairs without a token")
+            batches.append(tokens[:6])
+        for batch in batches:
+            try:
+                grouped = H.engine_logits(path, batch, "prefill", model.vocab_size)
+                single = H.engine_logits(path, batch, "decode", model.vocab_size)
+            except H.EngineError as e:
+                checks.fail(f"{name}: squeeze logits", e)
+                continue
+            checks.close(f"{name}: expert-grouped prefill vs token-by-token decode ({len(batch)} tokens)", grouped,
+                         single, TOL_GROUPED)
+
+
+def quantized(checks, root):
+    import gguf as G
+
+    src = tiny_models.generate("mixtral_f32", root)
+    hf = R.load(src)
+    for qtype in ["q8_0", "q4_0"]:
+        out = os.path.join(root, f"mixtral_f32-{qtype}.gguf")
+        try:
+            H.run_cli(["quantize", "-m", src, "-o", out, "--type", qtype, "--no-progress"])
+        except H.EngineError as e:
+            checks.fail(f"quantize mixtral_f32 --type {qtype}", e)
+            continue
+        r = G.GGUFReader(out)
+        by_name = {t.name: t for t in r.tensors}
+        routers = [t for n, t in by_name.items() if "ffn_gate_inp" in n]
+        checks.check(routers and all(t.tensor_type == G.GGMLQuantizationType.F32 for t in routers),
+                     f"{qtype}: routers stay f32", ", ".join(t.tensor_type.name for t in routers))
+        qt = G.GGMLQuantizationType[qtype.upper()]
+        same, total = 0, 0
+        for l, layer in enumerate(hf.layers):
+            for kind, mats in (("gate", layer.moe.gate), ("up", layer.moe.up), ("down", layer.moe.down)):
+                t = by_name[f"blk.{l}.ffn_{kind}_exps.weight"]
+                stored = np.asarray(t.data).reshape(len(mats), -1)
+                for e, m in enumerate(mats):
+                    total += 1
+                    want = G.quants.quantize(m.astype(np.float32), qt).reshape(-1)
+                    same += t.tensor_type == qt and np.array_equal(stored[e].view(np.uint8), want.view(np.uint8))
+        checks.check(same == total, f"{qtype}: every expert matrix quantized as llama.cpp quantizes it alone",
+                     f"{same}/{total} byte-identical")
+        model = R.load_gguf(out)
+        rng = np.random.default_rng(17)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, 23)]
+        ref = R.forward(model, tokens)
+        for mode in ["prefill", "decode"]:
+            try:
+                got = H.engine_logits(out, tokens, mode, model.vocab_size)
+            except H.EngineError as e:
+                checks.fail(f"{qtype} --mode {mode}", e)
+                continue
+            checks.close(f"quantized {qtype} --mode {mode} vs reference on dequantized weights", got, ref, TOL_REF)
+    # q4_k_m: llama.cpp's per-layer rules reach the experts (ffn_down_exps as ffn_down: more bits in the last
+    # layer of 2, where Q6_K falls back to Q8_0 on these 96-value rows; Q4_K -> Q5_0 elsewhere). Logits are not
+    # compared with the fp32-activation reference here: Q5_0's integer-dot GEMV quantizes activations to 8 bits
+    # (as llama.cpp does), and experts see fewer tokens than the fp32 GEMM path takes.
+    out = os.path.join(root, "mixtral_f32-q4_k_m.gguf")
+    try:
+        H.run_cli(["quantize", "-m", src, "-o", out, "--type", "q4_k_m", "--no-progress"])
+        types = {t.name: t.tensor_type.name for t in G.GGUFReader(out).tensors}
+        want = {"blk.0.ffn_down_exps.weight": "Q5_0", "blk.1.ffn_down_exps.weight": "Q8_0",
+                "blk.1.ffn_gate_exps.weight": "Q5_0", "blk.0.ffn_gate_inp.weight": "F32"}
+        got = {k: types.get(k) for k in want}
+        checks.check(got == want, "q4_k_m: expert tensors get llama.cpp's per-layer types", str(got))
+    except H.EngineError as e:
+        checks.fail("quantize mixtral_f32 --type q4_k_m", e)
+
+
+def refusals(checks, root):
+    src = tiny_models.generate("mixtral_f32", root)
+    calib = os.path.join(H.SQ_SHARED, "README.md")
+    for what, args, needle in [
+        ("GPTQ", ["quantize", "-m", src, "-o", os.path.join(root, "g.gguf"), "--type", "q4_0", "--method", "gptq",
+                  "--calib", calib], "calibrated methods (GPTQ, AWQ"),
+        ("AWQ", ["quantize", "-m", src, "-o", os.path.join(root, "a.gguf"), "--type", "q4_0", "--method", "awq",
+                 "--calib", calib], "do not support expert tensors"),
+        ("magnitude pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--sparsity", "0.5"],
+         "only depth pruning supports it"),
+    ]:
+        try:
+            H.run_cli(args + ["--no-progress"] if args[0] == "quantize" else args)
+            checks.check(False, f"{what} on a mixture of experts: refused", "it ran")
+        except H.EngineError as e:
+            checks.check(needle in str(e) and "mixture-of-experts" in str(e),
+                         f"{what} on a mixture of experts: refused by name", str(e).splitlines()[-1])
+
+
+def info(checks, root):
+    for name in ["qwen2moe", "mixtral_e8k3_bf16"]:
+        path = tiny_models.generate(name, root)
+        spec = tiny_models.VARIANTS[name]
+        t = {k: a for k, (dt, a) in tiny_models._weights(spec).items()}
+        total = sum(a.size for a in t.values())
+        unused = sum(a.size for k, a in t.items() if ".experts." in k) * (spec["n_experts"] - spec["top_k"]) \
+            // spec["n_experts"]
+        out = H.run_cli(["info", "-m", path])
+        line = next((x for x in out.splitlines() if x.startswith("experts:")), "")
+        want = f"{spec['n_experts']} per block, {spec['top_k']} active per token"
+        checks.check(want in line and f"active parameters {total - unused} " in line and f"{total} (" in out,
+                     f"{name}: info reports experts and active parameters ({total - unused} of {total})", line)
+
+
+def mixtral_window(checks, root):
+    """MixtralConfig's sliding_window defaults to None (Mistral's to 4096): absent or null is full attention."""
+    base = tiny_models.generate("mixtral_e8k3_bf16", root)  # sliding_window 6
+    for what, rewrite, want in [("absent", lambda c: {k: v for k, v in c.items() if k != "sliding_window"}, "none"),
+                                ("null", lambda c: {**c, "sliding_window": None}, "none"), ("6", lambda c: c, "6")]:
+        path = tiny_models.with_config(base, os.path.join(root, "window"), rewrite)
+        line = next((x for x in H.run_cli(["info", "-m", path]).splitlines() if x.startswith("sliding window:")), "")
+        checks.check(line.split()[-1] == want, f"Mixtral sliding_window {what}: window {want}", line)
+
+
+def bad_input(checks, root):
+    mixtral = tiny_models.generate("mixtral_f32", root)
+    qwen = tiny_models.generate("qwen2moe", root)
+
+    def cfg(rewrite):
+        return lambda c: {**c, **rewrite}
+
+    for what, base, rewrite, needles in [
+        ("top-k above the expert count", mixtral, {"num_experts_per_tok": 5},
+         ["num_experts_per_tok = 5 exceeds num_local_experts = 4"]),
+        ("zero experts", mixtral, {"num_local_experts": 0}, ["num_local_experts must be an integer in [1"]),
+        ("fewer experts in the config than the checkpoint holds", mixtral, {"num_local_experts": 3},
+         ["block_sparse_moe.experts.3.", "is expert 3 but config field num_local_experts is 3"]),
+        ("more experts in the config than the checkpoint holds", qwen, {"num_experts": 7},
+         ["has 6 experts' matrices but config field num_experts is 7"]),
+        ("dense layers among the sparse ones", qwen, {"mlp_only_layers": [1]}, ["mlp_only_layers"]),
+    ]:
+        expect_error(checks, f"HF: {what}",
+                     tiny_models.with_config(base, os.path.join(root, "bad-cfg"), cfg(rewrite)), needles)
+    expect_error(checks, "HF: router tensor missing",
+                 with_tensors(mixtral, os.path.join(root, "no-router"),
+                              lambda t: {k: v for k, v in t.items() if k != "model.layers.1.block_sparse_moe.gate.weight"}),
+                 ["router tensor blk.1.ffn_gate_inp.weight is missing"])
+    expect_error(checks, "HF: one expert matrix missing",
+                 with_tensors(mixtral, os.path.join(root, "no-expert"),
+                              lambda t: {k: v for k, v in t.items() if k != "model.layers.0.block_sparse_moe.experts.2.w3.weight"}),
+                 ["expert 2 of blk.0.ffn_up_exps.weight is missing"])
+    expect_error(checks, "HF: Qwen2-MoE without its shared expert",
+                 with_tensors(qwen, os.path.join(root, "no-shared"),
+                              lambda t: {k: v for k, v in t.items() if "shared_expert" not in k}),
+                 ["lacks a shared expert", "qwen2moe"])
+
+    gdir = os.path.join(root, "gguf")
+    src = tiny_models.generate_gguf("mixtral_f32", gdir, "F32")
+    qsrc = tiny_models.generate_gguf("qwen2moe", gdir, "F32")
+    for what, base, keys, needles in [
+        ("top-k above the expert count", src, {"llama.expert_used_count": 5},
+         ["llama.expert_used_count = 5 must be 1..llama.expert_count (4)"]),
+        ("expert count disagreeing with the 3-D tensors", src, {"llama.expert_count": 3},
+         ["tensor blk.0.ffn_gate_exps.weight has shape [4,96,64] but the config implies [3,-1,64]"]),
+        ("qwen2moe with no experts", qsrc, {"qwen2moe.expert_count": None},
+         ["qwen2moe.expert_count is 0 or missing"]),
+        ("expert_used_count missing", src, {"llama.expert_used_count": None}, ["llama.expert_used_count"]),
+    ]:
+        expect_error(checks, f"GGUF: {what}", edited_gguf(base, os.path.join(gdir, "bad.gguf"), keys=keys), needles)
+    expect_error(checks, "GGUF: router tensor missing",
+                 edited_gguf(src, os.path.join(gdir, "bad.gguf"),
+                             tensors=lambda n, a: None if n == "blk.0.ffn_gate_inp.weight" else a),
+                 ["router tensor blk.0.ffn_gate_inp.weight is missing"])
+    expect_error(checks, "GGUF: an expert tensor with one expert too few",
+                 edited_gguf(src, os.path.join(gdir, "bad.gguf"),
+                             tensors=lambda n, a: a[:-1] if n == "blk.1.ffn_down_exps.weight" else a),
+                 ["blk.1.ffn_down_exps.weight has shape [3,64,96] but the config implies [4,64,96]"])
+
+
+def main():
+    checks = H.Checks("mixture of experts: grouped batches, quantization, refusals, info, bad input")
+    root = os.path.join(H.SQ_WORK, "moe")
+    grouped_vs_token_by_token(checks, root)
+    quantized(checks, root)
+    refusals(checks, root)
+    info(checks, root)
+    mixtral_window(checks, root)
+    bad_input(checks, root)
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
