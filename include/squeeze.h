@@ -279,6 +279,10 @@ typedef struct sq_layer_info {
     int global;          /* a global layer of a model with interleaved local/global layers (Gemma 3) */
     int64_t n_params;    /* elements of the block's tensors */
     size_t weight_bytes; /* their bytes in memory */
+    /* Low-rank linear weights (sq_prune's SQ_PRUNE_LOWRANK / SQ_PRUNE_ASVD; docs/formats.md): the rank of
+     * each of attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down (in that order) stored as two
+     * thin matrices "<name>.weight_a" [rank][in] and "<name>.weight_b" [out][rank]; 0: dense. */
+    int lowrank_rank[7];
 } sq_layer_info;
 
 /* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
@@ -1020,13 +1024,30 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
  *    linear weights (the paper's Mag criterion), SQ_DEPTH_TAYLOR by the paper's Taylor+: the sum over the
  *    block's weights (linear and norm) of |dL/dW * W|, L the next-token cross-entropy of the calibration
  *    samples (gradients from the trainer's backward pass, "training" above), with the first taylor_keep_first
- *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32). */
+ *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32).
+ *  - SQ_PRUNE_LOWRANK: truncated SVD (Eckart-Young: the best rank-r approximation in the Frobenius norm) of
+ *    every block's linear weight W [out][in] = U S V^T (LAPACK dgesdd, in double), stored as two thin
+ *    matrices that run as two matmuls: B = U_r S_r^1/2 [out][r] ("<name>.weight_b") and A = S_r^1/2 V_r^T
+ *    [r][in] ("<name>.weight_a"), in W's own float format (docs/formats.md, "Low-rank weights").
+ *  - SQ_PRUNE_ASVD (Yuan et al. 2023, "ASVD: activation-aware singular value decomposition for compressing
+ *    large language models"): the same on W D, D = diag(m_j^alpha) with m_j the mean |x_j| of input channel j
+ *    over the calibration tokens of the original model (channels never active take the mean of the others),
+ *    then A = S_r^1/2 V_r^T D^-1, so the discarded part is small where the inputs are large.
+ *    Ranks: with rank_ratio, each weight keeps round(rank_ratio * min(out, in)) (at least 1); with
+ *    param_ratio, ranks are chosen under one budget for all blocks' linear weights, by singular-value energy:
+ *    singular values are taken greedily in order of sigma_k^2 / ||W D||_F^2 (the fraction of the matrix's
+ *    (activation-weighted) energy each keeps) per parameter it costs (out + in), every weight keeping at
+ *    least rank 1, until the kept parameters reach param_ratio of the original. A weight whose rank saves no
+ *    parameters (r (out + in) >= out in) stays dense. Models whose linear weights are in block formats are
+ *    refused (factorise f32/f16/bf16, then quantize: RTN quantizes the factors). */
 typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
     SQ_PRUNE_SPARSEGPT,
     SQ_PRUNE_WIDTH,
-    SQ_PRUNE_DEPTH
+    SQ_PRUNE_DEPTH,
+    SQ_PRUNE_LOWRANK,
+    SQ_PRUNE_ASVD
 } sq_prune_method;
 
 typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE, SQ_DEPTH_TAYLOR } sq_depth_criterion;
@@ -1046,9 +1067,13 @@ typedef struct sq_prune_options {
     /* SQ_DEPTH_TAYLOR: blocks at the start and end that are never removed; 0: the paper's 4 and 2 of 32
      * scaled to the model's depth, ceil(n_layers / 8) and ceil(n_layers / 16); negative: none */
     int taylor_keep_first, taylor_keep_last;
-    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
-     * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
-     * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
+    /* SQ_PRUNE_LOWRANK and SQ_PRUNE_ASVD: exactly one of rank_ratio in (0, 1] (per weight) and param_ratio
+     * in (0, 1) (of all blocks' linear-weight parameters kept); the other 0 */
+    double rank_ratio, param_ratio;
+    double asvd_alpha; /* SQ_PRUNE_ASVD's exponent alpha in (0, 4]; 0: the paper's 0.5 */
+    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT, width, ASVD and SQ_DEPTH_PPL;
+     * NULL for the others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda
+     * and SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
     const sq_calib_samples *calib;
     int n_threads; /* 0: all online cores */
     /* called after each block is pruned or scored; may be NULL */
@@ -1070,6 +1095,7 @@ typedef struct sq_prune_result {
     double base_score;
     int *removed;
     int n_removed;
+    int n_factorised; /* SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD: linear weights now stored as low-rank factors */
 } sq_prune_result;
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
@@ -1417,8 +1443,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
 
 /* ---------------------------------------------------------------- compression recipes
  *
- * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model with
- * one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
+ * A recipe (docs/recipes.md; recipes/ holds the common ones) runs compression steps in order on one model
+ * with one calibration set, measuring after every step what it cost (perplexity, KL divergence and top-1
  * agreement against the original on held-out text) and what it bought (parameters, weight bytes, bits per
  * weight, decode and prefill speed against the original in the same run). Its JSON:
  *
@@ -1434,8 +1460,8 @@ double sq_bench_metric_bytes(const sq_bench_result *r, const sq_bench_metric *me
  * sparsegpt | width | depth; sparsity, nm "N:M", heads, ffn, remove, criterion ppl | magnitude) and of
  * sq_quantize_params (type, method rtn | gptq | awq, damp, act_order, keep), with their meanings and ranges.
  * An unknown key, a value of the wrong type, two actions in one step or none are errors naming the step and
- * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before each
- * step on the model the earlier steps left, before any work of that step. */
+ * the key. What depends on the model (a width no block can lose, N:M not dividing a row) is checked before
+ * each step on the model the earlier steps left, before any work of that step. */
 enum { SQ_RECIPE_MAX_STEPS = 16 };
 typedef struct sq_recipe sq_recipe;
 
@@ -1452,14 +1478,15 @@ int sq_recipe_needs_calib(const sq_recipe *recipe);
 
 /* The model after one step (or before the first). */
 typedef struct sq_recipe_step_result {
-    const char *label;  /* the step's label; "original" for the model before the first step */
-    int64_t n_params;   /* elements of all tensors */
-    int64_t n_nonzero;  /* of them, those not zero (counted after pruning steps; carried over by quantization) */
+    const char *label; /* the step's label; "original" for the model before the first step */
+    int64_t n_params;  /* elements of all tensors */
+    int64_t
+        n_nonzero; /* of them, those not zero (counted after pruning steps; carried over by quantization) */
     size_t weight_bytes;
     double bits_per_weight; /* 8 * weight_bytes / n_params */
     int n_layers;
-    double seconds; /* the step's own time (not its measurement) */
-    int has_quality; /* sq_recipe_options.eval_ids given */
+    double seconds;                                 /* the step's own time (not its measurement) */
+    int has_quality;                                /* sq_recipe_options.eval_ids given */
     double ppl, ppl_ratio, kl_mean, top1_agreement; /* against the original, sq_perplexity's meanings */
     int has_speed;                                  /* sq_recipe_options.bench given */
     double decode_tok_s, prefill_tok_s;             /* medians, sq_bench_run beside the original */
@@ -1473,8 +1500,8 @@ typedef struct sq_recipe_options {
     const sq_model *original;
     const int32_t *eval_ids; /* held-out text's ids (BOS first as the tokenizer says), or NULL: no quality */
     int64_t n_eval_ids;
-    int eval_ctx;  /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
-    int bos_id;    /* as sq_ppl_options.bos_id */
+    int eval_ctx;                 /* perplexity windows (SQ_PPL_WINDOWS); 0: the model's max_seq_len */
+    int bos_id;                   /* as sq_ppl_options.bos_id */
     const sq_bench_params *bench; /* workload for the speed ratios, or NULL: no speed */
     int n_threads;                /* 0: all online cores */
     /* called after the original is measured (step -1) and after each step and its measurement; may be NULL */

@@ -89,6 +89,9 @@ typedef struct sq_block_weights {
     sq_tensor w_gate, w_up; /* [ffn_dim][dim] */
     sq_tensor w_down;       /* [dim][ffn_dim] */
     int n_heads, n_kv_heads, ffn_dim;
+    /* Low-rank linear weights (model.h's sq_layer.lr_a, lr_b), indexed wq, wk, wv, wo, w_gate, w_up, w_down:
+     * lr_a[i] [rank][in], lr_b[i] [out][rank], and that dense tensor absent; absent (no data): dense */
+    sq_tensor lr_a[7], lr_b[7];
 } sq_block_weights;
 
 /* Everything one transformer block needs over one step: what runtime/forward.c's operation path computes
@@ -110,6 +113,7 @@ typedef struct sq_block_args {
     float *k, *v;           /* [n_tokens][kv_dim] */
     float *attn_out;        /* [n_tokens][n_heads*head_dim] attention output, input of wo */
     float *gate, *up;       /* [n_tokens][ffn_dim] */
+    float *lr_mid;          /* [n_tokens][largest rank] A.x of a low-rank weight; NULL when none is */
 } sq_block_args;
 
 typedef struct sq_forward_args {

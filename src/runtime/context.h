@@ -22,7 +22,8 @@ struct sq_context {
     sq_tensor out_norm;       /* [dim] */
     sq_tensor output;         /* [vocab][dim] */
     sq_block_weights *blocks; /* [n_layers] */
-    const void **weight_src;  /* [3 + 12 * n_layers] host data each uploaded copy was made from, NULL: none */
+    const void **weight_src;  /* [3 + 30 * n_layers] (context.c's weight slots) host data each uploaded copy
+                                 was made from, NULL: none */
     double *inv_freq; /* [2][head_dim/2] RoPE inverse frequencies, scaling applied: global, local layers */
 
     /* activations of one step */
@@ -33,6 +34,8 @@ struct sq_context {
     float *attn_out; /* [n_batch_max][max n_heads * head_dim] attention output */
     float *gate;     /* [n_batch_max][max ffn_dim] */
     float *up;       /* [n_batch_max][max ffn_dim] */
+    float *lr_mid;   /* [n_batch_max][max_rank] a low-rank weight's A.x; NULL when no weight is low-rank */
+    int max_rank;    /* the largest rank of the model's low-rank weights when the context was made; 0: none */
     float *logits;   /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
     float *tap_host; /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
 

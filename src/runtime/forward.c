@@ -170,6 +170,20 @@ static void tap(sq_context *ctx, int layer, sq_tap_point point, const float *x, 
     ctx->tap(ctx->tap_user, layer, point, x, n_tokens, width);
 }
 
+/* out [n][rows] = W.x for x [n][cols], W the block's linear i: one matmul, or, for low-rank factors
+ * (W ~= B.A), two through the rank-wide scratch: out = B.(A.x). */
+static void linear(const sq_backend *be, const sq_block_args *a, sq_linear i, const float *x, int n,
+                   float *out) {
+    const sq_block_weights *w = a->w;
+    if (w->lr_a[i].data) {
+        be->matmul(be->impl, &w->lr_a[i], x, n, a->lr_mid);
+        be->matmul(be->impl, &w->lr_b[i], a->lr_mid, n, out);
+        return;
+    }
+    const sq_tensor *dense[SQ_N_LINEAR] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+    be->matmul(be->impl, dense[i], x, n, out);
+}
+
 /* One transformer block, operation by operation: the reference for a backend's fused `block`. */
 static void block_ops(sq_context *ctx, const sq_block_args *a) {
     const sq_backend *be = &ctx->backend;
@@ -181,9 +195,9 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     /* attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)) */
     be->rmsnorm(B, a->x, w->attn_norm.data, a->norm_eps, n, dim, a->xb);
     tap(ctx, l, SQ_TAP_ATTN_IN, a->xb, n, dim);
-    be->matmul(B, &w->wq, a->xb, n, a->q);
-    be->matmul(B, &w->wk, a->xb, n, a->k);
-    be->matmul(B, &w->wv, a->xb, n, a->v);
+    linear(be, a, SQ_LINEAR_Q, a->xb, n, a->q);
+    linear(be, a, SQ_LINEAR_K, a->xb, n, a->k);
+    linear(be, a, SQ_LINEAR_V, a->xb, n, a->v);
     if (w->bq.data) be->add_bias(B, a->q, w->bq.data, n, q_dim);
     if (w->bk.data) be->add_bias(B, a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) be->add_bias(B, a->v, w->bv.data, n, kv_dim);
@@ -203,25 +217,25 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .window = a->window,
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
-    be->matmul(B, &w->wo, a->attn_out, n, a->xb);
+    linear(be, a, SQ_LINEAR_O, a->attn_out, n, a->xb);
     if (w->attn_post_norm.data) be->rmsnorm(B, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 
     /* feed-forward: x += w_down · (act(w_gate·norm(x)) * w_up·norm(x)), act SiLU or tanh GELU */
     be->rmsnorm(B, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
     tap(ctx, l, SQ_TAP_FFN_IN, a->xb, n, dim);
-    be->matmul(B, &w->w_gate, a->xb, n, a->gate);
-    be->matmul(B, &w->w_up, a->xb, n, a->up);
+    linear(be, a, SQ_LINEAR_GATE, a->xb, n, a->gate);
+    linear(be, a, SQ_LINEAR_UP, a->xb, n, a->up);
     (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
     tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
-    be->matmul(B, &w->w_down, a->gate, n, a->xb);
+    linear(be, a, SQ_LINEAR_DOWN, a->gate, n, a->xb);
     if (w->ffn_post_norm.data) be->rmsnorm(B, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 }
 
 static void run_layer(sq_context *ctx, int l) {
     const sq_backend *be = &ctx->backend;
-    if (be->block && !ctx->tap)
+    if (be->block && !ctx->tap && !ctx->max_rank) /* fused blocks run dense weights only */
         be->block(be->impl, &ctx->layer_args[l]);
     else
         block_ops(ctx, &ctx->layer_args[l]);
@@ -278,7 +292,7 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
     const unsigned char *skip = opts ? opts->skip_layers : NULL;
     cursor at = {0, 0};
     while (layout_chunk(ctx, seqs, n_seqs, &at) > 0) {
-        if (be->forward && !ctx->tap) {
+        if (be->forward && !ctx->tap && !ctx->max_rank) {
             be->forward(be->impl, &(sq_forward_args){.tokens = &ctx->tokens,
                                                      .tok_embd = &ctx->tok_embd,
                                                      .embd_scale = ctx->model->cfg.embd_scale,
