@@ -13,6 +13,7 @@
 #include "compress/quant/preset.h"
 #include "core/tensor.h"
 #include "formats/out_file.h"
+#include "model/model.h"
 #include "squeeze.h"
 
 static const sq_quant_method *method_find(const char *name) {
@@ -258,6 +259,13 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
     if (!method)
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: unknown method \"%s\" (expected rtn, gptq or awq)",
                          method_name);
+    /* a factor's input is not what the calibration tap sees (B multiplies A.x) */
+    if (method->needs_stats && sq_model_has_lowrank(model))
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "quantize: method %s calibrates dense linear weights; this model has low-rank factors "
+            "(quantize them with rtn)",
+            method->name);
     if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
 
