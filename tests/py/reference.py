@@ -510,6 +510,10 @@ def load_gguf(path):
     used = set()
 
     def get(name, optional=False):
+        if name not in t and name + "_a" in t and name + "_b" in t:
+            # squeeze's low-rank weights (docs/formats.md): W = B A, multiplied out in float64
+            used.update((name + "_a", name + "_b"))
+            return t[name + "_b"] @ t[name + "_a"]
         if name not in t:
             if optional:
                 return None
