@@ -30,39 +30,9 @@ static float *read_all(const sq_model *m, const char *name, int64_t *rows, int64
     return v;
 }
 
-static float *logits_of(const sq_model *m, const int32_t *ids, int n) {
-    sq_model_info info;
-    sq_model_get_info(m, &info);
-    sq_context *ctx;
-    sq_test_ok(sq_context_create(m, &(sq_context_options){.n_ctx = n}, &ctx));
-    float *logits = malloc((size_t)n * info.vocab_size * sizeof *logits);
-    sq_seq_batch b = {
-        .seq_id = 0, .tokens = ids, .n_tokens = n, .logits_mode = SQ_LOGITS_ALL, .logits = logits};
-    sq_test_ok(sq_forward_ex(ctx, &b, 1, NULL));
-    sq_context_free(ctx);
-    return logits;
-}
-
 static void random_ids(int32_t *ids, int n, int vocab, uint64_t seed) {
     ids[0] = 1;
     for (int i = 1; i < n; i++) ids[i] = 3 + (int32_t)(sq_test_rand_u64(&seed) % (uint64_t)(vocab - 3));
-}
-
-/* max |a - b| / max |a| over n values, and whether every row of `vocab` has the same argmax */
-static double rel_diff(const float *a, const float *b, int rows, int vocab, int *same_argmax) {
-    double d = 0, m = 0;
-    *same_argmax = 1;
-    for (int r = 0; r < rows; r++) {
-        int ia = 0, ib = 0;
-        for (int j = 0; j < vocab; j++) {
-            const float x = a[r * vocab + j], y = b[r * vocab + j];
-            d = fmax(d, fabs((double)x - y)), m = fmax(m, fabs((double)x));
-            if (x > a[r * vocab + ia]) ia = j;
-            if (y > b[r * vocab + ib]) ib = j;
-        }
-        *same_argmax &= ia == ib;
-    }
-    return d / m;
 }
 
 static void linear_name(char *out, size_t n, int l, int i, const char *suffix) {
@@ -121,12 +91,8 @@ static void test_factorised_matmul(void **state) {
     enum { N = 21 };
     int32_t ids[N];
     random_ids(ids, N, spec.vocab, 4);
-    float *x = logits_of(dense, ids, N), *y = logits_of(lr, ids, N);
-    int same;
-    const double d = rel_diff(x, y, N, spec.vocab, &same);
-    print_message("factorised vs dense product: max |diff| / max |logit| = %.3g\n", d);
-    assert_true(d <= 2e-5);
-    assert_true(same);
+    float *x = sq_test_logits(dense, ids, N, NULL), *y = sq_test_logits(lr, ids, N, NULL);
+    sq_test_check_logits(y, x, N, spec.vocab, 2e-5, "factorised vs the dense product");
     free(x), free(y);
     sq_model_free(lr), sq_model_free(dense);
 }
@@ -159,16 +125,12 @@ static void test_full_rank_equals_dense(void **state) {
     enum { N = 33 };
     int32_t ids[N];
     random_ids(ids, N, 512, 8);
-    float *x = logits_of(orig, ids, N), *y = logits_of(lr, ids, N);
-    int same;
-    const double d = rel_diff(x, y, N, 512, &same);
-    print_message("full-rank factors vs dense: max |diff| / max |logit| = %.3g\n", d);
-    assert_true(d <= 2e-5);
-    assert_true(same);
+    float *x = sq_test_logits(orig, ids, N, NULL), *y = sq_test_logits(lr, ids, N, NULL);
+    sq_test_check_logits(y, x, N, 512, 2e-5, "full-rank factors vs dense");
     /* GGUF holds the factors: the same logits after a save and load */
     sq_test_ok(sq_model_save(lr, sq_test_work("lowrank-full.gguf"), SQ_FORMAT_GGUF));
     sq_test_ok(load_plain(sq_test_work("lowrank-full.gguf"), &back));
-    float *z = logits_of(back, ids, N);
+    float *z = sq_test_logits(back, ids, N, NULL);
     assert_memory_equal(y, z, (size_t)N * 512 * sizeof *y);
     /* formats and methods that cannot take them say so */
     sq_test_fails_with(sq_model_save(lr, sq_test_work("lowrank-full-hf"), SQ_FORMAT_SAFETENSORS),
@@ -262,15 +224,16 @@ static void test_choose_ranks(void **state) {
 
 /* ---------------------------------------------------------------- sq_prune */
 
-static int64_t linear_params(const sq_model *m) {
+/* Every block linear's rank (0: dense) and shape, in block order; returns the parameters they hold. */
+static int64_t linear_facts(const sq_model *m, int *rank, int64_t *rows, int64_t *cols) {
     int64_t n = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         sq_layer_info li;
         sq_test_ok(sq_model_layer_info(m, l, &li));
-        for (int i = 0; i < SQ_N_LINEAR; i++) {
-            int64_t rows, cols;
-            sq_layer_linear_shape(&m->layers[l], (sq_linear)i, &rows, &cols);
-            n += li.lowrank_rank[i] ? li.lowrank_rank[i] * (rows + cols) : rows * cols;
+        for (int i = 0, q = l * SQ_N_LINEAR; i < SQ_N_LINEAR; i++, q++) {
+            sq_layer_linear_shape(&m->layers[l], (sq_linear)i, &rows[q], &cols[q]);
+            rank[q] = li.lowrank_rank[i];
+            n += rank[q] ? rank[q] * (rows[q] + cols[q]) : rows[q] * cols[q];
         }
     }
     return n;
@@ -278,12 +241,15 @@ static int64_t linear_params(const sq_model *m) {
 
 static void test_prune_lowrank(void **state) {
     (void)state;
+    enum { N = 5 * SQ_N_LINEAR }; /* stories260K's */
+    int rank[N];
+    int64_t rows[N], cols[N];
     sq_model *m;
     sq_test_ok(sq_model_load(stories260k(), NULL, &m));
-    const int64_t before = linear_params(m);
+    const int64_t before = linear_facts(m, rank, rows, cols);
     sq_prune_result r;
     sq_test_ok(sq_prune(m, &(sq_prune_options){.method = SQ_PRUNE_LOWRANK, .param_ratio = 0.7}, &r));
-    const int64_t after = linear_params(m);
+    const int64_t after = linear_facts(m, rank, rows, cols);
     assert_true(after <= (int64_t)(0.7 * (double)before));
     assert_true(after >= (int64_t)(0.7 * (double)before) - (64 + 172)); /* within one rank step */
     assert_true(r.n_factorised > 0);
@@ -293,17 +259,12 @@ static void test_prune_lowrank(void **state) {
 
     sq_test_ok(sq_model_load(stories260k(), NULL, &m));
     sq_test_ok(sq_prune(m, &(sq_prune_options){.method = SQ_PRUNE_LOWRANK, .rank_ratio = 0.3}, &r));
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        sq_layer_info li;
-        sq_test_ok(sq_model_layer_info(m, l, &li));
-        for (int i = 0; i < SQ_N_LINEAR; i++) {
-            int64_t rows, cols;
-            sq_layer_linear_shape(&m->layers[l], (sq_linear)i, &rows, &cols);
-            const int want = (int)lround(0.3 * (double)(rows < cols ? rows : cols));
-            assert_int_equal(li.lowrank_rank[i], want * (rows + cols) < rows * cols ? want : 0);
-        }
+    linear_facts(m, rank, rows, cols);
+    for (int q = 0; q < N; q++) {
+        const int want = (int)lround(0.3 * (double)(rows[q] < cols[q] ? rows[q] : cols[q]));
+        assert_int_equal(rank[q], want * (rows[q] + cols[q]) < rows[q] * cols[q] ? want : 0);
     }
-    assert_int_equal(r.n_factorised, 5 * SQ_N_LINEAR);
+    assert_int_equal(r.n_factorised, N);
     sq_prune_result_free(&r);
     sq_model_free(m);
 }
