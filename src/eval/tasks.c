@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,9 +116,10 @@ static SQ_NODISCARD sq_error *gold_field(const cJSON *obj, int n_choices, const 
                                          int *gold) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "gold");
     if (!v) return sq_errorf(SQ_ERR_FORMAT, "%s:%d: missing field \"gold\"", file, line);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble)
+    /* floor, not a cast: casting a huge value to an integer type is undefined behaviour */
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
         return sq_errorf(SQ_ERR_FORMAT, "%s:%d: field \"gold\" is not an integer", file, line);
-    if (v->valuedouble < 0 || v->valuedouble >= n_choices)
+    if (!(v->valuedouble >= 0 && v->valuedouble < n_choices))
         return sq_errorf(SQ_ERR_FORMAT, "%s:%d: gold %.0f is out of range (%d choices)", file, line,
                          v->valuedouble, n_choices);
     *gold = (int)v->valuedouble;

@@ -109,6 +109,9 @@ static void test_malformed_files(void **state) {
          "x.jsonl:1: choices[1] is not a string"},
         {"piqa", "{\"query\": \"q\", \"choices\": [\"a\"], \"gold\": 0.5}", "\"gold\" is not an integer"},
         {"piqa", "{\"query\": \"q\", \"choices\": [\"a\"], \"gold\": -1}", "gold -1 is out of range"},
+        /* found by fuzzing: a gold too large for any integer type (was undefined behaviour) */
+        {"piqa", "{\"query\": \"q\", \"choices\": [\"a\"], \"gold\": 4e88}", "is out of range (1 choices)"},
+        {"piqa", "{\"query\": \"q\", \"choices\": [\"a\"], \"gold\": -1e300}", "is out of range (1 choices)"},
         {"piqa", "{\"query\": 7, \"choices\": [\"a\"], \"gold\": 0}", "\"query\" is not a string"},
         {"piqa", "\n\n{\"query\": \"q\", \"choices\": [\"a\"], \"gold\": 0} {}",
          "x.jsonl:3: text after the JSON"},
