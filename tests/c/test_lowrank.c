@@ -9,6 +9,7 @@
  *    that save nothing stay dense, and no unused singular value would still fit (greedy is maximal);
  *  - sq_prune lowrank on stories260K at a parameter ratio keeps at most that share of the linear weights'
  *    parameters and within one weight's rank step of it; the rank-ratio form keeps round(R min(out, in));
+ *    ASVD (calibrated on random ids) keeps to the budget and gives finite logits;
  *  - refusals before any change: ratios out of range, both or neither, a budget below rank 1 everywhere,
  *    ASVD without calibration, block-format weights; other methods, Hugging Face / llama2.c export, LoRA on
  *    a low-rank model; the binder rejects half a pair or a pair beside the dense weight.
@@ -266,6 +267,26 @@ static void test_prune_lowrank(void **state) {
     }
     assert_int_equal(r.n_factorised, N);
     sq_prune_result_free(&r);
+    sq_model_free(m);
+
+    /* ASVD, calibrated on random ids (stories260K has no tokenizer): the same budget, a model that runs */
+    enum { LEN = 32, N_SAMPLES = 4 };
+    int32_t ids[LEN * N_SAMPLES];
+    random_ids(ids, LEN * N_SAMPLES, 512, 21);
+    sq_calib_samples calib;
+    sq_test_ok(sq_calib_samples_from_ids(ids, N_SAMPLES, LEN, &calib));
+    sq_test_ok(sq_model_load(stories260k(), NULL, &m));
+    sq_test_ok(sq_prune(
+        m,
+        &(sq_prune_options){.method = SQ_PRUNE_ASVD, .param_ratio = 0.7, .asvd_alpha = 0.5, .calib = &calib},
+        &r));
+    const int64_t asvd = linear_facts(m, rank, rows, cols);
+    assert_true(asvd <= (int64_t)(0.7 * (double)before) && r.n_factorised > 0);
+    float *logits = sq_test_logits(m, ids, LEN, NULL);
+    for (int k = 0; k < LEN * 512; k++) assert_true(isfinite(logits[k]));
+    free(logits);
+    sq_prune_result_free(&r);
+    sq_calib_samples_free(&calib);
     sq_model_free(m);
 }
 

@@ -156,10 +156,6 @@ static void print_summary(const prune_args *a, const sq_prune_options *o, const 
             printf("calibration       %d windows of %d tokens of %s, alpha %.4g\n", o->calib->n_samples,
                    o->calib->seq_len, a->calib, o->asvd_alpha ? o->asvd_alpha : 0.5);
         printf("factorised        %d linear weights (the others stay dense)\n", r->n_factorised);
-        if (r->n_factorised)
-            printf("note              low-rank tensors are squeeze's own (docs/formats.md): llama.cpp cannot "
-                   "load %s\n",
-                   a->out);
     } else if (o->method != SQ_PRUNE_DEPTH) {
         if (o->nm_m)
             printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
@@ -238,6 +234,7 @@ int sq_cmd_prune(int argc, char **argv) {
     if (!err) err = sq_model_save(model, a.out, format);
     if (!err) {
         print_summary(&a, &o, &r);
+        cli_note_lowrank("prune", model, a.out);
         const sq_report_model rm = {a.out, NULL, model};
         if (a.scores_json) err = sq_report_write_prune(a.scores_json, &rm, a.model, &o, &r);
     }
