@@ -41,8 +41,8 @@ static void linear_name(char *out, size_t n, int l, int i, const char *suffix) {
 }
 
 /* Replaces linear i of block l by factors a [r][cols], b [rows][r] (f32). */
-static sq_error *put_factors(sq_model *m, int l, int i, int64_t rows, int64_t cols, int r, const float *a,
-                             const float *b) {
+static SQ_NODISCARD sq_error *put_factors(sq_model *m, int l, int i, int64_t rows, int64_t cols, int r,
+                                          const float *a, const float *b) {
     char dense[64], na[64], nb[64];
     linear_name(dense, sizeof dense, l, i, "weight");
     linear_name(na, sizeof na, l, i, "weight_a");

@@ -45,16 +45,17 @@ static int svd(char **argv) {
           *b = malloc((size_t)(rows * rank + 1) * sizeof *b);
     double *sigma = malloc((size_t)k * sizeof *sigma);
     sq_error *err = sq_lowrank_svd(w, rows, cols, scale, rank, sigma, a, b);
+    const int rc = err != NULL;
     if (err) {
         fprintf(stderr, "prune_tool: %s\n", sq_error_message(err));
         sq_error_free(err);
-        return 1;
+    } else {
+        write_exact(argv[7], a, (size_t)(rank * cols) * sizeof *a);
+        write_exact(argv[8], b, (size_t)(rows * rank) * sizeof *b);
+        write_exact(argv[9], sigma, (size_t)k * sizeof *sigma);
     }
-    write_exact(argv[7], a, (size_t)(rank * cols) * sizeof *a);
-    write_exact(argv[8], b, (size_t)(rows * rank) * sizeof *b);
-    write_exact(argv[9], sigma, (size_t)k * sizeof *sigma);
     free(w), free(scale), free(a), free(b), free(sigma);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
