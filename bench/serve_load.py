@@ -7,11 +7,14 @@ percentiles, and checks that every response is complete and none is lost. Then:
   - continuous batching against serving the same requests one at a time (a server with --max-seqs 1, the same
     16 clients), in tokens per second;
   - the TTFT that prefix caching saves on requests sharing a long system prompt (one client, so that TTFT is
-    the prompt's own prefill), against a server started with --no-prefix-cache.
+    the prompt's own prefill), against a server started with --no-prefix-cache;
+  - speculative decoding by prompt lookup (--spec ngram) against plain decoding on input-grounded requests
+    (a story, then the request to tell it again: the answer copies its input), greedy, at 1 and 4 clients,
+    the two servers alternating; the texts must be identical.
 Prints a Markdown section for docs/benchmarks.md.
 
     .venv/bin/python bench/serve_load.py [-m MODEL] [--bin build/squeeze] [--requests 64] [--max-tokens 64]
-                                         [--concurrency 1,4,16,64] [-t THREADS]
+                                         [--concurrency 1,4,16,64] [-t THREADS] [--only-spec]
 """
 import argparse
 import http.client
@@ -130,9 +133,13 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--only-spec", action="store_true", help="only the speculative decoding comparison")
     a = ap.parse_args()
     model = a.model or subprocess.run([os.path.join(ROOT, "scripts", "find-model.sh")], capture_output=True,
                                       text=True).stdout.strip()
+    if a.only_spec:
+        spec_section(a, model)
+        return
     levels = [int(x) for x in a.concurrency.split(",")]
     requests = [{"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": a.max_tokens, "temperature": 0.8, "seed": i}
                 for i in range(a.requests)]
@@ -199,6 +206,54 @@ def main():
           f"{pct(wo['ttft'], 50) / pct(w['ttft'], 50):.2f}x.")
     if any(s["lost"] for _, s in rows) or w["lost"] or wo["lost"]:
         sys.exit("serve_load: requests were lost")
+    spec_section(a, model)
+
+
+def spec_section(a, model):
+    """--spec ngram against plain decoding, input-grounded greedy requests, servers alternating"""
+    story = SYSTEM.strip()
+    grounded = [{"prompt": f"{story}\n\nThe same story again: {story[:12 * (i % 4 + 1)]}",
+                 "max_tokens": a.max_tokens, "temperature": 0} for i in range(16)]
+    modes = [("plain", []), ("--spec ngram", ["--spec", "ngram", "--draft-k", "4"])]
+    tok_s = {(m, c): [] for m, _ in modes for c in (1, 4)}
+    texts, kept = {}, {}
+    for rnd in range(2):
+        for label, extra in modes:
+            srv = Server(a.bin, model, a.threads, "--max-seqs", "4", "--no-prefix-cache", *extra)
+            try:
+                stream_request(srv.port, grounded[0])  # warm-up
+                for c in (1, 4):
+                    res, wall = run_load(srv.port, grounded, c)
+                    s = summarize(res, wall, a.max_tokens)
+                    if s["lost"]:
+                        sys.exit("serve_load: requests were lost")
+                    tok_s[(label, c)].append(s["tok_s"])
+                    texts.setdefault(label, [r[2] for r in res])
+                m = {}
+                c = http.client.HTTPConnection("127.0.0.1", srv.port)
+                c.request("GET", "/metrics")
+                for line in c.getresponse().read().decode().splitlines():
+                    if line.startswith("squeeze_spec_"):
+                        k, v = line.split()
+                        m[k] = float(v)
+                kept[label] = (m.get("squeeze_spec_accepted_tokens_total", 0), m.get("squeeze_spec_draft_tokens_total", 0))
+            finally:
+                srv.stop()
+        print(f"  spec round {rnd + 1}: " + ", ".join(f"{k[0]} x{k[1]} {v[-1]:.1f}" for k, v in tok_s.items()),
+              file=sys.stderr)
+    if texts["plain"] != texts["--spec ngram"]:
+        sys.exit("serve_load: --spec ngram changed a greedy text")
+    print(f"\nInput-grounded greedy requests ({len(grounded)} of {a.max_tokens} tokens: a story, then the request "
+          "to tell it again), plain against `--spec ngram --draft-k 4`, servers alternating over 2 rounds; texts "
+          "identical:\n")
+    print("| clients | plain tokens/s (rounds) | --spec ngram tokens/s (rounds) | speedup (median of rounds) |")
+    print("| --- | --- | --- | --- |")
+    for c in (1, 4):
+        p, q = tok_s[("plain", c)], tok_s[("--spec ngram", c)]
+        print(f"| {c} | {', '.join(f'{x:.1f}' for x in p)} | {', '.join(f'{x:.1f}' for x in q)} | "
+              f"{statistics.median(q) / statistics.median(p):.2f}x |")
+    k, d = kept["--spec ngram"]
+    print(f"\nDrafts kept (last --spec round): {k:.0f} of {d:.0f} ({100 * k / max(d, 1):.0f}%).")
 
 
 if __name__ == "__main__":

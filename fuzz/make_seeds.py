@@ -129,6 +129,16 @@ with open(os.path.join(seeds, "hf_config", "config-v5.json"), "w") as f:
     v5 = {k: v for k, v in config.items() if k != "rope_theta"}
     json.dump({**v5, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0}, "eos_token_id": [2, 3], "layer_types": ["full_attention"] * LAYERS}, f)
+# Phi-3 with LongRoPE factor lists and a window, Gemma 2 with soft-capping: the paths those families add
+with open(os.path.join(seeds, "hf_config", "config-phi3.json"), "w") as f:
+    pairs = DIM // HEADS // 2
+    json.dump({**config, "architectures": ["Phi3ForCausalLM"], "original_max_position_embeddings": CTX // 4,
+               "sliding_window": 7, "rope_scaling": {"type": "longrope", "short_factor": [1.0] * pairs,
+                                                     "long_factor": [2.0] * pairs}}, f)
+with open(os.path.join(seeds, "hf_config", "config-gemma2.json"), "w") as f:
+    json.dump({**config, "architectures": ["Gemma2ForCausalLM"], "hidden_activation": "gelu_pytorch_tanh",
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": None, "query_pre_attn_scalar": 16,
+               "sliding_window": 4}, f)
 with open(os.path.join(seeds, "generation_config", "generation_config.json"), "w") as f:
     json.dump({"bos_token_id": 1, "eos_token_id": [2, 3], "do_sample": True, "temperature": 0.6}, f)
 

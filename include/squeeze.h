@@ -218,16 +218,19 @@ typedef struct sq_model_info {
     int64_t n_params;
     size_t weight_bytes;
     const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
-    const char *rope_scaling;  /* "none" or "llama3" */
+    const char *rope_scaling;  /* "none", "llama3" or "longrope" (Phi-3) */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
+    float rope_attn_factor; /* longrope: queries and keys scaled by it; short factors up to the original
+                               context, long factors in a longer one (sq_context_options.n_ctx) */
     /* what the blocks compute besides Llama's (docs/architecture.md, "adding an architecture") */
     const char *ffn_act; /* "silu" (SwiGLU) or "gelu_tanh" (GeGLU: Gemma) */
     float embd_scale;    /* embeddings are multiplied by it (Gemma: sqrt(dim)); 1: not scaled */
     float attn_scalar;   /* scores are q.k / sqrt(attn_scalar) (Gemma's query_pre_attn_scalar); 0: head_dim */
     int n_global_layers; /* interleaved local/global attention (Gemma 3): the global ones; 0: none */
-    float rope_local_theta; /* the local layers' RoPE base when n_global_layers > 0 */
+    float rope_local_theta;            /* the local layers' RoPE base when n_global_layers > 0 */
+    float attn_softcap, final_softcap; /* scores / logits x -> cap tanh(x / cap) (Gemma 2); 0: none */
 } sq_model_info;
 
 void sq_model_get_info(const sq_model *model, sq_model_info *info);
@@ -693,6 +696,13 @@ typedef struct sq_engine_options {
     int max_batch_tokens; /* tokens one step carries (decode tokens and prefill chunks); 0: 512 */
     int n_threads;        /* 0: all online cores */
     int no_prefix_cache;  /* non-zero: every prompt is computed from scratch */
+    /* Speculative decoding by prompt lookup (n-gram drafts copied from earlier text of the same request,
+     * Saxena 2023; vLLM's "ngram" method): each decode step verifies up to spec_k draft tokens per request
+     * in the same forward call, with the request's own sampling rule (output distribution unchanged; greedy
+     * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
+    int spec_k;
+    int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
 typedef struct sq_engine_request {
@@ -765,6 +775,7 @@ typedef struct sq_engine_stats {
     int64_t preemptions;                  /* requests preempted so far */
     int64_t prompt_tokens, cached_tokens; /* prompt tokens admitted, of which the prefix cache held */
     int64_t generated_tokens;
+    int64_t spec_draft_tokens, spec_accepted_tokens; /* speculative drafts verified, of which kept */
 } sq_engine_stats;
 /* Any thread: a snapshot as of the last step. */
 void sq_engine_get_stats(sq_engine *e, sq_engine_stats *out);
@@ -837,6 +848,7 @@ typedef struct sq_ppl_options {
      * removed, without removing them */
     const unsigned char *skip_layers;
     sq_kv_type kv_type; /* how the model's KV cache stores keys and values (the reference's is always f32) */
+    const char *device; /* where both models run (sq_context_options.device); NULL: "cpu" */
 } sq_ppl_options;
 
 typedef struct sq_ppl_window {
@@ -883,6 +895,7 @@ typedef struct sq_eval_options {
     sq_progress_fn progress; /* called after each batch of items, counting over all tasks */
     void *progress_user;
     sq_kv_type kv_type; /* how the KV cache stores keys and values */
+    const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_eval_options;
 
 typedef struct sq_task_result {

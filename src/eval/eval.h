@@ -20,11 +20,12 @@ typedef struct sq_lm {
     void (*close)(void *impl);
 } sq_lm;
 
-/* A context over `model` for n_seq sequences of n_ctx tokens, any of them in one forward call, its KV cache
- * in rows of kv_type; skip_layers (NULL, or [n_layers], copied) names blocks every forward call skips
- * (sq_forward_ex). */
-SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
-                                  sq_kv_type kv_type, const unsigned char *skip_layers, sq_lm *out);
+/* A context over `model` on device (NULL: the CPU) for n_seq sequences of n_ctx tokens, any of them in one
+ * forward call, its KV cache in rows of kv_type; skip_layers (NULL, or [n_layers], copied) names blocks every
+ * forward call skips (sq_forward_ex). */
+SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, const char *device, int n_ctx, int n_seq,
+                                  int n_threads, sq_kv_type kv_type, const unsigned char *skip_layers,
+                                  sq_lm *out);
 void sq_lm_close(sq_lm *lm);
 
 /* ---- perplexity */

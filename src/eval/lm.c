@@ -28,8 +28,9 @@ static void ctx_close(void *impl) {
     free(c);
 }
 
-SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, int n_threads,
-                                  sq_kv_type kv_type, const unsigned char *skip_layers, sq_lm *out) {
+SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, const char *device, int n_ctx, int n_seq,
+                                  int n_threads, sq_kv_type kv_type, const unsigned char *skip_layers,
+                                  sq_lm *out) {
     sq_model_info info;
     sq_model_get_info(model, &info);
     if (n_ctx <= 0) n_ctx = info.max_seq_len;
@@ -52,7 +53,8 @@ SQ_NODISCARD sq_error *sq_lm_open(const sq_model *model, int n_ctx, int n_seq, i
                             .n_seq_max = n_seq,
                             .n_threads = n_threads,
                             .n_batch_max = n_ctx * n_seq,
-                            .kv_type = kv_type};
+                            .kv_type = kv_type,
+                            .device = device};
     sq_error *err = sq_context_create(model, &o, &c->ctx);
     if (err) {
         free(c->skip);

@@ -354,9 +354,11 @@ SQ_NODISCARD sq_error *sq_perplexity(const sq_model *model, const int32_t *ids, 
     int n_ctx = opts->n_ctx > 0 ? opts->n_ctx : info.max_seq_len;
     int batch = opts->n_batch > 0 ? opts->n_batch : 1;
     sq_lm lm, ref_lm;
-    SQ_TRY(sq_lm_open(model, n_ctx, batch, opts->n_threads, opts->kv_type, opts->skip_layers, &lm));
+    SQ_TRY(sq_lm_open(model, opts->device, n_ctx, batch, opts->n_threads, opts->kv_type, opts->skip_layers,
+                      &lm));
     sq_error *err = NULL;
-    if (opts->ref && (err = sq_lm_open(opts->ref, n_ctx, batch, opts->n_threads, SQ_KV_F32, NULL, &ref_lm))) {
+    if (opts->ref && (err = sq_lm_open(opts->ref, opts->device, n_ctx, batch, opts->n_threads, SQ_KV_F32,
+                                       NULL, &ref_lm))) {
         sq_lm_close(&lm);
         return sq_error_wrap(err, "reference model");
     }

@@ -299,8 +299,8 @@ SQ_NODISCARD sq_error *sq_eval_tasks(const sq_model *model, const char *tasks, c
     if (!err && !res) err = sq_errorf(SQ_ERR_NOMEM, "out of memory");
     sq_lm lm = {0};
     if (!err)
-        err = sq_lm_open(model, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1, opts->n_threads,
-                         opts->kv_type, NULL, &lm);
+        err = sq_lm_open(model, opts->device, opts->n_ctx, opts->n_batch > 0 ? opts->n_batch : 1,
+                         opts->n_threads, opts->kv_type, NULL, &lm);
     sq_zeroshot_options zo = {.n_batch = opts->n_batch,
                               .bos_id = bos,
                               .progress = opts->progress,

@@ -1,14 +1,17 @@
 /* GGUF -> sq_model: the {arch}.* hyperparameters and the tensors, used in place. Architectures: the rows of
  * model/arch.c (llama; mistral: llama with attention.sliding_window, a llama file with a sliding window is
  * read as mistral; qwen2: q/k/v biases, halves RoPE; qwen3: q/k norms, halves RoPE). Llama-3 RoPE scaling is
- * read from rope_freqs.weight. Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
+ * read from rope_freqs.weight; phi3: fused attn_qkv and ffn_up (gate and up) split at load
+ * (formats/fused_tensors.h). Metadata that changes the arithmetic beyond that (other RoPE scaling, experts)
  * is refused naming the key; special-token ids out of range are dropped with a warning. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/gguf.h"
 #include "formats/rope_scaling.h"
 #include "formats/tensor_io.h"
@@ -17,6 +20,8 @@
 #include "tokenizer/tokenizer.h"
 
 #define ROPE_FREQS "rope_freqs.weight"
+/* LongRoPE's factor lists (llama.cpp's converter for Phi-3 "su"/"longrope" configs) */
+static const char *const longrope_names[2] = {"rope_factors_short.weight", "rope_factors_long.weight"};
 
 /* Reads "{arch}.{suffix}" as an int in [lo, hi] into *v, leaving it untouched when absent and optional. */
 static SQ_NODISCARD sq_error *arch_int(const sq_gguf_file *g, const char *arch, const char *suffix,
@@ -72,7 +77,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         char known[128];
         sq_error *err =
             sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF general.architecture '%.64s' is not supported (%s)", path,
-                      arch, sq_arch_list(known, sizeof known, 1));
+                      arch, sq_arch_list(known, sizeof known, SQ_ARCH_GGUF));
         free(arch);
         return err;
     }
@@ -110,7 +115,8 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     int found = 0;
     TRY(sq_gguf_get_string(g, key, &scaling, &found));
-    if (!err && found && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
+    if (!err && found && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0 &&
+        strcmp(scaling, "longrope") != 0 && strcmp(scaling, "su") != 0)
         err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF rope scaling type '%.32s' is not supported", path,
                         scaling);
     free(scaling);
@@ -125,6 +131,10 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                             "%s: GGUF %s.%s = %g (linear RoPE position scaling) is not supported", path, arch,
                             factor_keys[i], factor);
     }
+    c->longrope.attn_factor = 1; /* llama.cpp's default; used only with the factor tensors */
+    TRY(arch_float(g, arch, "rope.scaling.attn_factor", 0, &c->longrope.attn_factor));
+    if (!err && !(c->longrope.attn_factor > 0))
+        err = sq_errorf(SQ_ERR_FORMAT, "%s: GGUF %s.rope.scaling.attn_factor must be positive", path, arch);
     int experts = 0;
     TRY(arch_int(g, arch, "expert_count", 0, 0, 1 << 16, &experts));
     if (!err && experts > 0)
@@ -132,10 +142,13 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
                         "%s: GGUF %s.expert_count = %d: mixture-of-experts models are not supported", path,
                         arch, experts);
     static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    float *const caps[2] = {&c->attn_softcap, &c->final_softcap};
     for (size_t i = 0; i < 2 && !err; i++) {
-        float cap = 0;
+        float cap = a->logit_softcap ? a->softcap_default[i] : 0;
         TRY(arch_float(g, arch, softcaps[i], 0, &cap));
-        if (!err && cap != 0)
+        if (!err && a->logit_softcap && cap >= 0) /* the family's fact (Gemma 2) */
+            *caps[i] = cap;
+        else if (!err && cap != 0)
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF %s.%s = %g (logit soft-capping) is not supported",
                             path, arch, softcaps[i], cap);
     }
@@ -144,7 +157,7 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
         c->rope_style = a->gguf_rope;
         if (a->gguf_swa_pattern) { /* what llama.cpp assumes of the family, not stored in the file */
             sq_model_set_layer_pattern(c, a->gguf_swa_pattern);
-            c->rope_local_theta = a->gguf_rope_local_theta;
+            c->rope_local_theta = a->gguf_rope_local_theta > 0 ? a->gguf_rope_local_theta : c->rope_theta;
             if (!sq_model_has_layer_pattern(c)) c->rope_theta = c->rope_local_theta; /* every layer local */
         }
         if (!strcmp(c->arch, "llama") && c->sliding_window > 0) snprintf(c->arch, sizeof c->arch, "mistral");
@@ -175,8 +188,13 @@ static SQ_NODISCARD sq_error *read_special_ids(const sq_gguf_file *g, sq_model *
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx) {
+/* widths: [3][n_layers] heads, kv heads, FFN width (read_widths), which split fused tensors. */
+static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, int original_ctx,
+                                           const int *widths) {
     const char *path = g->file->path;
+    const sq_arch *a = sq_arch_find(m->cfg.arch);
+    const int n = m->cfg.n_layers;
+    int n_longrope = 0; /* bit 0: short factors read, bit 1: long */
     snprintf(m->file_format, sizeof m->file_format, "gguf");
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const sq_gguf_tensor *t = &g->tensors[i];
@@ -202,10 +220,49 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
             SQ_TRY(err);
             continue;
         }
-        if (!sq_canonical_name_valid(t->name, m->cfg.n_layers))
+        const int longrope = !strcmp(t->name, longrope_names[0])   ? 0
+                             : !strcmp(t->name, longrope_names[1]) ? 1
+                                                                   : -1;
+        if (longrope >= 0) {
+            const int n_pairs = m->cfg.head_dim / 2;
+            if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] != n_pairs ||
+                n_pairs > SQ_ROPE_MAX_PAIRS)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values (head_dim / 2, at most %d)",
+                                 path, t->name, n_pairs, SQ_ROPE_MAX_PAIRS);
+            float *f = longrope ? m->cfg.longrope.long_factor : m->cfg.longrope.short_factor;
+            memcpy(f, t->data, t->nbytes);
+            for (int i = 0; i < n_pairs; i++)
+                if (!(f[i] > 0) || f[i] == INFINITY)
+                    return sq_errorf(SQ_ERR_FORMAT, "%s: %s[%d] = %g is not a positive factor", path, t->name,
+                                     i, f[i]);
+            n_longrope |= 1 << longrope;
+            continue;
+        }
+        char name[SQ_TENSOR_NAME_MAX];
+        sq_fused_from_gguf(a, t->name, name, sizeof name);
+        if (sq_fused_name_valid(name, n)) {
+            const char *rest;
+            const int l = sq_split_layer_name(name, "blk.", &rest);
+            SQ_TRY(sq_error_wrap(sq_import_fused(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data,
+                                                 t->nbytes, widths[l], widths[n + l], widths[2 * n + l]),
+                                 "GGUF tensor %s", t->name));
+            continue;
+        }
+        if (!sq_canonical_name_valid(name, n))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %s in a %s model with %d layers",
-                             path, t->name, m->cfg.arch, m->cfg.n_layers);
-        SQ_TRY(sq_import_tensor(m, path, t->name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
+                             path, t->name, m->cfg.arch, n);
+        SQ_TRY(sq_import_tensor(m, path, name, (sq_dtype)dtype, t->ndim, t->shape, t->data, t->nbytes, 0));
+    }
+    if (n_longrope && n_longrope != 3)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s without %s (longrope needs both)", path,
+                         longrope_names[n_longrope == 2], longrope_names[n_longrope == 1]);
+    if (n_longrope) {
+        if (original_ctx <= 0)
+            return sq_errorf(SQ_ERR_FORMAT,
+                             "%s: longrope factors need %s.rope.scaling.original_context_length (the context "
+                             "above which the long factors apply)",
+                             path, a->gguf);
+        m->cfg.rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_LONGROPE, 0, 0, 0, original_ctx};
     }
     return NULL;
 }
@@ -214,7 +271,7 @@ sq_error *sq_gguf_read_model(const sq_gguf_file *g, sq_model *m) {
     const char *path = g->file->path;
     int original_ctx = 0, *widths = NULL;
     sq_error *err = read_config(g, &m->cfg, &original_ctx, &widths);
-    if (!err) err = read_tensors(g, m, original_ctx);
+    if (!err) err = read_tensors(g, m, original_ctx, widths);
     if (!err) {
         const int n = m->cfg.n_layers;
         const sq_layer_widths w = {widths, widths + n, widths + 2 * n};

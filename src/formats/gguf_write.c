@@ -13,6 +13,7 @@
 #include "model/arch.h"
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/gguf.h"
 #include "formats/out_file.h"
 #include "formats/rope_scaling.h"
@@ -132,8 +133,12 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
         arch_u32(b, arch, "attention.value_length", (uint32_t)c->head_dim);
     }
     if (c->sliding_window > 0) arch_u32(b, arch, "attention.sliding_window", (uint32_t)c->sliding_window);
-    if (c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3)
+    if (c->rope_scaling.type != SQ_ROPE_SCALING_NONE)
         arch_u32(b, arch, "rope.scaling.original_context_length", (uint32_t)c->rope_scaling.original_max_pos);
+    if (c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE)
+        arch_f32(b, arch, "rope.scaling.attn_factor", c->longrope.attn_factor);
+    if (c->attn_softcap > 0) arch_f32(b, arch, "attn_logit_softcapping", c->attn_softcap);
+    if (c->final_softcap > 0) arch_f32(b, arch, "final_logit_softcapping", c->final_softcap);
 }
 
 static void put_vocab(kv_buf *b, const sq_tokenizer *tok) {
@@ -188,6 +193,12 @@ static void put_tensor_info(sq_out_file *o, const char *name, int ndim, const in
     sq_out_u64(o, offset);
 }
 
+/* A RoPE scaling tensor written after the model's: f32 [head_dim/2]. */
+typedef struct rope_tensor {
+    const char *name;
+    const float *data;
+} rope_tensor;
+
 static uint64_t align_up(uint64_t x) {
     return (x + SQ_GGUF_DEFAULT_ALIGNMENT - 1) / SQ_GGUF_DEFAULT_ALIGNMENT * SQ_GGUF_DEFAULT_ALIGNMENT;
 }
@@ -206,62 +217,81 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
     sq_model_config implied = *c;
     sq_model_set_layer_pattern(&implied, a->gguf_swa_pattern);
     if (memcmp(implied.global_layers, c->global_layers, sizeof c->global_layers) ||
-        (a->gguf_swa_pattern && c->rope_local_theta != a->gguf_rope_local_theta) || c->attn_scalar != 0)
+        (a->gguf_swa_pattern &&
+         c->rope_local_theta != (a->gguf_rope_local_theta > 0 ? a->gguf_rope_local_theta : c->rope_theta)) ||
+        c->attn_scalar != 0)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
             "%s: GGUF %s cannot hold this model's local/global layer pattern, local RoPE base or "
             "attention scale (llama.cpp assumes %s's)",
             path, arch, arch);
 
-    const int n_freqs = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? c->head_dim / 2 : 0;
+    /* RoPE scaling as llama.cpp reads it: f32 [head_dim/2] tensors after the model's */
+    const int n_pairs = c->head_dim / 2;
+    rope_tensor extra[2];
+    int n_rope = 0;
     float *freqs = NULL;
-    if (n_freqs) {
-        if (!(freqs = malloc((size_t)n_freqs * sizeof *freqs)))
+    if (c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3) {
+        if (!(freqs = malloc((size_t)n_pairs * sizeof *freqs)))
             return sq_errorf(SQ_ERR_NOMEM, "out of memory");
         sq_llama3_rope_factors(c, freqs);
+        extra[n_rope++] = (rope_tensor){"rope_freqs.weight", freqs};
+    } else if (c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE) {
+        extra[n_rope++] = (rope_tensor){"rope_factors_long.weight", c->longrope.long_factor};
+        extra[n_rope++] = (rope_tensor){"rope_factors_short.weight", c->longrope.short_factor};
+    }
+    sq_file_tensor *files;
+    int n_files;
+    sq_error *err = sq_file_tensors(m, a, path, &files, &n_files);
+    if (err) {
+        free(freqs);
+        return err;
     }
     kv_buf kv = {0};
     put_config(&kv, m, arch);
     if (m->tokenizer) put_vocab(&kv, m->tokenizer);
     put_stop_ids(&kv, m);
-    if (kv.oom) {
-        free(kv.data);
-        free(freqs);
-        return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory building metadata", path);
-    }
-
     sq_out_file o;
-    sq_error *err = sq_out_open(&o, path);
+    if (kv.oom) err = sq_errorf(SQ_ERR_NOMEM, "%s: out of memory building metadata", path);
+    if (!err) err = sq_out_open(&o, path);
     if (err) {
         free(kv.data);
         free(freqs);
+        free(files);
         return err;
     }
     sq_out_write(&o, "GGUF", 4);
     sq_out_u32(&o, 3);
-    sq_out_u64(&o, (uint64_t)m->n_tensors + (n_freqs > 0));
+    sq_out_u64(&o, (uint64_t)n_files + (uint64_t)n_rope);
     sq_out_u64(&o, kv.count);
     sq_out_write(&o, kv.data, kv.len);
     free(kv.data);
     uint64_t offset = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const sq_tensor *t = m->tensors[i];
-        put_tensor_info(&o, t->name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
+    for (int i = 0; i < n_files; i++) {
+        const sq_file_tensor *t = &files[i];
+        char name[SQ_TENSOR_NAME_MAX];
+        sq_fused_to_gguf(a, t->name, name, sizeof name);
+        put_tensor_info(&o, name, t->ndim, t->shape, sq_gguf_ggml_type(t->dtype), offset);
         offset = align_up(offset + t->nbytes);
     }
-    if (n_freqs)
-        put_tensor_info(&o, "rope_freqs.weight", 1, (int64_t[]){n_freqs}, sq_gguf_ggml_type(SQ_DTYPE_F32),
-                        offset);
+    for (int i = 0; i < n_rope; i++) {
+        put_tensor_info(&o, extra[i].name, 1, (int64_t[]){n_pairs}, sq_gguf_ggml_type(SQ_DTYPE_F32), offset);
+        offset = align_up(offset + (uint64_t)n_pairs * sizeof(float));
+    }
     sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
-    for (int i = 0; i < m->n_tensors && !err; i++) {
+    for (int i = 0; i < n_files && !err; i++) {
         sq_export_buf buf;
-        err = sq_export_tensor(m, m->tensors[i], -1, rope, &buf);
+        err = sq_export_file_tensor(m, &files[i], -1, rope, &buf);
         if (err) break;
         sq_out_write(&o, buf.data, buf.nbytes);
         sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
         sq_export_release(&buf);
     }
-    if (n_freqs) sq_out_write(&o, freqs, (size_t)n_freqs * sizeof *freqs);
+    for (int i = 0; i < n_rope; i++) {
+        sq_out_write(&o, extra[i].data, (size_t)n_pairs * sizeof(float));
+        if (i + 1 < n_rope) sq_out_pad(&o, SQ_GGUF_DEFAULT_ALIGNMENT);
+    }
     free(freqs);
+    free(files);
     return sq_out_close(&o, err ? sq_error_wrap(err, "%s", path) : NULL);
 }

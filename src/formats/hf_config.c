@@ -101,22 +101,42 @@ static SQ_NODISCARD sq_error *get_eos_ids(const reader *r, sq_model_config *c) {
     return NULL;
 }
 
+/* The architecture: the class architectures[0] names, else (configs written without it) the model_type
+ * transformers picks the config class by. Neither known: an error naming both keys and the supported lists.
+ */
 static SQ_NODISCARD sq_error *get_architecture(const reader *r, sq_model_config *c, const sq_arch **arch) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->root, "architectures");
     const cJSON *name = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
-    if (!cJSON_IsString(name))
+    const cJSON *type_item = cJSON_GetObjectItemCaseSensitive(r->root, "model_type");
+    const char *type = cJSON_GetStringValue(type_item);
+    if (present(type_item) && !type)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: config field model_type must be a string", r->path);
+    if (present(list) && !cJSON_IsString(name))
         return sq_errorf(SQ_ERR_FORMAT,
-                         "%s: config field architectures (e.g. [\"LlamaForCausalLM\"]) is missing", r->path);
-    *arch = sq_arch_find_hf(name->valuestring);
+                         "%s: config field architectures must be a list of class names (e.g. "
+                         "[\"LlamaForCausalLM\"])",
+                         r->path);
+    *arch = name ? sq_arch_find_hf(name->valuestring) : type ? sq_arch_find_model_type(type) : NULL;
     if (*arch) {
         snprintf(c->arch, sizeof c->arch, "%s", (*arch)->name);
         return NULL;
     }
-    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->root, "model_type"));
     char known[256];
-    return sq_errorf(SQ_ERR_UNSUPPORTED,
-                     "%s: architecture %.64s is not supported (model_type %.32s; supported: %s)", r->path,
-                     name->valuestring, type ? type : "absent", sq_arch_list(known, sizeof known, 0));
+    if (name)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: architecture %.64s is not supported (config field architectures; model_type "
+                         "%.32s; supported: %s)",
+                         r->path, name->valuestring, type ? type : "absent",
+                         sq_arch_list(known, sizeof known, SQ_ARCH_HF_CLASS));
+    if (type)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: config field model_type = %.32s is not supported and architectures is absent "
+                         "(supported model types: %s)",
+                         r->path, type, sq_arch_list(known, sizeof known, SQ_ARCH_MODEL_TYPE));
+    return sq_errorf(SQ_ERR_FORMAT,
+                     "%s: config fields architectures (e.g. [\"LlamaForCausalLM\"]) and model_type are both "
+                     "missing",
+                     r->path);
 }
 
 /* layer_types (recent transformers): "full_attention" or "sliding_attention" per layer. *n_sliding counts the
@@ -142,11 +162,66 @@ static SQ_NODISCARD sq_error *get_layer_types(const reader *r, int n_layers, int
     return NULL;
 }
 
+/* A list of head_dim/2 positive factors (longrope's short_factor, long_factor). */
+static SQ_NODISCARD sq_error *get_factors(const reader *r, const char *field, const cJSON *p, const char *key,
+                                          int n, float *out) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, key), *x;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != n)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s must list %d factors (one per rotated pair of head_dim)",
+                         r->path, field, key, n);
+    int i = 0;
+    cJSON_ArrayForEach(x, list) {
+        if (!cJSON_IsNumber(x) || !(x->valuedouble > 0) || !isfinite(x->valuedouble))
+            return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s[%d] must be a positive number", r->path, field, key,
+                             i);
+        out[i++] = (float)x->valuedouble;
+    }
+    return NULL;
+}
+
+/* LongRoPE (Phi-3's "su", later "longrope"), as transformers' _compute_longrope_parameters reads it: the
+ * factor lists; original_max_position_embeddings from the dict, else the top level (Phi-3's configs), and
+ * then factor = max_position_embeddings / original, else the dict's factor with the original context
+ * max_position_embeddings; attention_factor, else sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1).
+ */
+static SQ_NODISCARD sq_error *read_longrope(const reader *r, const char *field, const cJSON *p,
+                                            sq_model_config *c) {
+    sq_rope_scaling *s = &c->rope_scaling;
+    sq_longrope *lr = &c->longrope;
+    const int hd = c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads;
+    if (hd / 2 > SQ_ROPE_MAX_PAIRS)
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s longrope with head_dim %d (at most %d) is not supported",
+                         r->path, field, hd, 2 * SQ_ROPE_MAX_PAIRS);
+    s->type = SQ_ROPE_SCALING_LONGROPE;
+    SQ_TRY(get_factors(r, field, p, "short_factor", hd / 2, lr->short_factor));
+    SQ_TRY(get_factors(r, field, p, "long_factor", hd / 2, lr->long_factor));
+    s->original_max_pos = 0;
+    SQ_TRY(get_int(r, r->root, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
+    SQ_TRY(get_int(r, p, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
+    double factor = 1;
+    if (s->original_max_pos > 0) {
+        factor = (double)c->max_seq_len / s->original_max_pos;
+    } else {
+        float f = 1;
+        SQ_TRY(get_float(r, p, "factor", 0, &f));
+        factor = f;
+        s->original_max_pos = c->max_seq_len;
+    }
+    lr->attn_factor = factor <= 1 || s->original_max_pos <= 1
+                          ? 1.0f
+                          : (float)sqrt(1 + log(factor) / log((double)s->original_max_pos));
+    SQ_TRY(get_float(r, p, "attention_factor", 0, &lr->attn_factor));
+    if (!(lr->attn_factor > 0))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.attention_factor must be positive", r->path, field);
+    return NULL;
+}
+
 /* The RoPE settings as transformers resolves them (modeling_rope_utils.py, convert_rope_params_to_dict):
  * a non-empty rope_scaling (v4) replaces rope_parameters (v5); inside it rope_theta, then the top-level
  * rope_theta, then 10000; rope_type, else the older "type", else "default"; partial_rotary_factor from
- * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default
- * and llama3, and partial rotation, change the arithmetic in ways squeeze does not implement: errors. */
+ * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default,
+ * llama3 and longrope ("su"), and partial rotation, change the arithmetic in ways squeeze does not implement:
+ * errors. */
 static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p,
                                              sq_model_config *c) {
     if (!cJSON_IsObject(p))
@@ -168,9 +243,11 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
     if (!type) SQ_TRY(get_string(r, p, "type", &type));
     c->rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
     if (!type || !strcmp(type, "default")) return NULL;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su")) return read_longrope(r, field, p, c);
     if (strcmp(type, "llama3") != 0)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s type %.32s is not supported (default and llama3 are)",
-                         r->path, field, type);
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: %s type %.32s is not supported (default, llama3 and longrope are)", r->path,
+                         field, type);
     sq_rope_scaling *s = &c->rope_scaling;
     s->type = SQ_ROPE_SCALING_LLAMA3;
     s->original_max_pos = c->max_seq_len; /* transformers' default when the dict omits it */
@@ -186,7 +263,8 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
 
 static int same_rope(const sq_model_config *a, const sq_model_config *b) {
     return a->rope_theta == b->rope_theta &&
-           !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling);
+           !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling) &&
+           !memcmp(&a->longrope, &b->longrope, sizeof a->longrope);
 }
 
 /* A dict nested per layer type: the keys named in layer_types. Every type the layers use must agree, as
@@ -230,14 +308,14 @@ static SQ_NODISCARD sq_error *get_rope(const reader *r, sq_model_config *c) {
 }
 
 /* Where the window of sliding-window attention applies, as transformers' modeling code decides: Mistral
- * everywhere (4096 when the config omits the field; null turns it off); Qwen2 and Qwen3 only with
- * use_sliding_window, on the layers layer_types marks (else those from max_window_layers on). Llama has none.
- * One window for all layers or none is supported; a mix of both is not. */
+ * everywhere (4096 when the config omits the field; null turns it off); Phi-3 everywhere when set; Qwen2 and
+ * Qwen3 only with use_sliding_window, on the layers layer_types marks (else those from max_window_layers on).
+ * Llama has none. One window for all layers or none is supported; a mix of both is not. */
 static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 0;
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(r->root, "sliding_window");
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
-        if (!window) c->sliding_window = 4096;
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_SET) {
+        if (!window && a->hf_window == SQ_HF_WINDOW_ALWAYS) c->sliding_window = 4096;
         return get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window);
     }
     if (a->hf_window != SQ_HF_WINDOW_OPT_IN) return NULL;
@@ -262,14 +340,18 @@ static SQ_NODISCARD sq_error *get_sliding_window(const reader *r, const sq_arch 
 }
 
 /* Interleaved local and global layers (Gemma 3, Gemma3TextConfig): layer_types names each layer's kind, else
- * every sliding_window_pattern-th layer (default 6) is global; sliding_window (default 4096) is the local
- * layers' window and rope_local_base_freq (default 10000) their RoPE base. */
-static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, sq_model_config *c) {
+ * every sliding_window_pattern-th layer (default 6; Gemma 2: every 2nd) is global; sliding_window (default
+ * 4096) is the local layers' window and rope_local_base_freq (default 10000) their RoPE base (Gemma 2: the
+ * global one). */
+static SQ_NODISCARD sq_error *get_layer_pattern(const reader *r, const sq_arch *a, sq_model_config *c) {
     c->sliding_window = 4096;
     SQ_TRY(get_int(r, r->root, "sliding_window", 0, 0, 1 << 24, &c->sliding_window));
-    c->rope_local_theta = 10000.0f;
-    SQ_TRY(get_float(r, r->root, "rope_local_base_freq", 0, &c->rope_local_theta));
-    int n_sliding, pattern = 6;
+    c->rope_local_theta = c->rope_theta; /* Gemma 2: one rotary embedding */
+    if (a->gguf_rope_local_theta > 0) {
+        c->rope_local_theta = 10000.0f;
+        SQ_TRY(get_float(r, r->root, "rope_local_base_freq", 0, &c->rope_local_theta));
+    }
+    int n_sliding, pattern = a->gguf_swa_pattern;
     SQ_TRY(get_layer_types(r, c->n_layers, &n_sliding));
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(r->root, "layer_types"), *t;
     if (n_sliding < 0) {
@@ -300,7 +382,7 @@ static SQ_NODISCARD sq_error *check_unsupported(const reader *r, const sq_arch *
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: config field %s = %.32s is not supported (%s)", r->path,
                          act_key, act, a->hf_act);
     static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && !a->logit_softcap; i++) { /* the families that have them read them in parse */
         float cap = 0;
         SQ_TRY(get_float(r, r->root, softcaps[i], 0, &cap));
         if (cap != 0)
@@ -348,8 +430,24 @@ static SQ_NODISCARD sq_error *parse(const reader *r, sq_model_config *c, sq_hf_f
     SQ_TRY(get_float(r, r->root, "rms_norm_eps", 0, &c->norm_eps));
     SQ_TRY(get_rope(r, c));
     SQ_TRY(get_sliding_window(r, a, c));
-    if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, c));
+    if (a->hf_window == SQ_HF_WINDOW_PATTERN) SQ_TRY(get_layer_pattern(r, a, c));
     SQ_TRY(check_unsupported(r, a, c));
+    c->attn_softcap = c->final_softcap = 0;
+    if (a->logit_softcap) { /* absent: the config class's default (Gemma 2: 50, 30; Gemma 3: none); null: none
+                             */
+        static const char *const keys[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        float *const caps[2] = {&c->attn_softcap, &c->final_softcap};
+        for (int i = 0; i < 2; i++) {
+            if (!cJSON_GetObjectItemCaseSensitive(r->root, keys[i])) *caps[i] = a->softcap_default[i];
+            SQ_TRY(get_float(r, r->root, keys[i], 0, caps[i]));
+            if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r->root, keys[i]))) *caps[i] = 0;
+        }
+        if (c->attn_softcap < 0 || c->final_softcap < 0)
+            return sq_errorf(SQ_ERR_FORMAT,
+                             "%s: config fields attn_logit_softcapping and "
+                             "final_logit_softcapping must be positive (or null: none)",
+                             r->path);
+    }
     c->attn_scalar = 0;
     if (a->hf_window == SQ_HF_WINDOW_PATTERN) { /* Gemma: scores scaled by query_pre_attn_scalar^-0.5 */
         float scalar = 256;                     /* Gemma3TextConfig's default */
@@ -446,10 +544,23 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
         cJSON_AddNumberToObject(rs, "low_freq_factor", shortest(c->rope_scaling.low_freq_factor));
         cJSON_AddNumberToObject(rs, "high_freq_factor", shortest(c->rope_scaling.high_freq_factor));
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling.original_max_pos);
+    } else if (c->rope_scaling.type ==
+               SQ_ROPE_SCALING_LONGROPE) { /* Phi-3's layout, attention_factor stated */
+        const int n = c->head_dim / 2;
+        cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "longrope");
+        cJSON *lists[2] = {cJSON_AddArrayToObject(rs, "short_factor"),
+                           cJSON_AddArrayToObject(rs, "long_factor")};
+        for (int i = 0; i < n; i++) {
+            cJSON_AddItemToArray(lists[0], cJSON_CreateNumber(shortest(c->longrope.short_factor[i])));
+            cJSON_AddItemToArray(lists[1], cJSON_CreateNumber(shortest(c->longrope.long_factor[i])));
+        }
+        cJSON_AddNumberToObject(rs, "attention_factor", shortest(c->longrope.attn_factor));
+        cJSON_AddNumberToObject(root, "original_max_position_embeddings", c->rope_scaling.original_max_pos);
     } else {
         cJSON_AddNullToObject(root, "rope_scaling");
     }
-    if (a->hf_window == SQ_HF_WINDOW_ALWAYS) {
+    if (a->hf_window == SQ_HF_WINDOW_ALWAYS || a->hf_window == SQ_HF_WINDOW_SET) {
         if (c->sliding_window > 0)
             cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
         else
@@ -468,15 +579,23 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
             cJSON_AddItemToArray(types, cJSON_CreateString(pattern && sq_layer_is_global(c, l)
                                                                ? "full_attention"
                                                                : "sliding_attention"));
-        cJSON_AddNumberToObject(root, "rope_local_base_freq",
-                                shortest(pattern ? c->rope_local_theta : c->rope_theta));
+        if (a->gguf_rope_local_theta > 0)
+            cJSON_AddNumberToObject(root, "rope_local_base_freq",
+                                    shortest(pattern ? c->rope_local_theta : c->rope_theta));
         cJSON_AddNumberToObject(root, "query_pre_attn_scalar",
                                 shortest(c->attn_scalar > 0 ? c->attn_scalar : (float)c->head_dim));
-        cJSON_AddNullToObject(root, "attn_logit_softcapping");
-        cJSON_AddNullToObject(root, "final_logit_softcapping");
     } else if (c->sliding_window > 0) {
         cJSON_Delete(root);
         return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: a %s checkpoint cannot hold a sliding window", path, hf);
+    }
+    if (a->logit_softcap) {
+        const float caps[2] = {c->attn_softcap, c->final_softcap};
+        static const char *const keys[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        for (int i = 0; i < 2; i++)
+            if (caps[i] > 0)
+                cJSON_AddNumberToObject(root, keys[i], shortest(caps[i]));
+            else
+                cJSON_AddNullToObject(root, keys[i]);
     }
     if (a->hf_attention_bias) cJSON_AddBoolToObject(root, "attention_bias", bias);
     cJSON_AddBoolToObject(root, "tie_word_embeddings", c->tied_embeddings);

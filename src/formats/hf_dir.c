@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "formats/formats.h"
+#include "formats/fused_tensors.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "formats/tensor_io.h"
@@ -71,8 +72,10 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
         }
         char name[SQ_TENSOR_NAME_MAX];
         int kind = sq_hf_to_canonical(s->arch, e->name, name, sizeof name);
+        const sq_model_config *c = &s->m->cfg;
+        const int fused = kind > 0 && sq_fused_name_valid(name, c->n_layers);
         if (kind == 0) continue;
-        if (kind < 0 || !sq_canonical_name_valid(name, s->m->cfg.n_layers)) {
+        if (kind < 0 || !(fused || sq_canonical_name_valid(name, c->n_layers))) {
             err =
                 sq_errorf(SQ_ERR_UNSUPPORTED, "%s: unexpected tensor %.96s in a %s checkpoint with %d layers",
                           path, e->name, s->m->cfg.arch, s->m->cfg.n_layers);
@@ -84,6 +87,9 @@ static SQ_NODISCARD sq_error *load_shard(load_state *s, const char *dir, const c
                             e->dtype_name);
         } else if (e->ndim == 0) {
             err = sq_errorf(SQ_ERR_FORMAT, "%s: tensor %.96s is a scalar", path, e->name);
+        } else if (fused) {
+            err = sq_import_fused(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data, e->nbytes,
+                                  c->n_heads, c->n_kv_heads, c->ffn_dim);
         } else {
             const float offset = sq_is_norm_weight(name) ? s->arch->hf_norm_offset : 0;
             err = sq_import_tensor(s->m, path, name, (sq_dtype)e->dtype, e->ndim, e->shape, e->data,
@@ -215,14 +221,14 @@ sq_error *sq_hf_load(const char *dir, sq_model *m) {
 typedef struct save_state {
     const sq_model *m;
     const sq_arch *arch;
-    const sq_tensor **tensors;
+    const sq_file_tensor *tensors;
 } save_state;
 
 static SQ_NODISCARD sq_error *fetch(void *user, int i, const void **data, void **scratch) {
     const save_state *s = user;
-    const sq_tensor *t = s->tensors[i];
+    const sq_file_tensor *t = &s->tensors[i];
     sq_export_buf buf;
-    SQ_TRY(sq_export_tensor(s->m, t, -1, SQ_ROPE_HALVES, &buf));
+    SQ_TRY(sq_export_file_tensor(s->m, t, -1, SQ_ROPE_HALVES, &buf));
     if (s->arch->hf_norm_offset != 0 && sq_is_norm_weight(t->name)) { /* norms are f32 (sq_model_bind) */
         float *w = malloc(buf.nbytes ? buf.nbytes : 1);
         if (!w) {
@@ -284,24 +290,27 @@ sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     SQ_TRY(join(dir, "config.json", path, sizeof path));
     SQ_TRY(sq_hf_config_write(m, main_dtype, path));
 
-    sq_st_tensor *list = calloc((size_t)m->n_tensors + 1, sizeof *list);
-    char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc((size_t)m->n_tensors + 1, sizeof *names);
-    save_state s = {m, sq_arch_find(m->cfg.arch), calloc((size_t)m->n_tensors + 1, sizeof *s.tensors)};
-    sq_error *err = list && names && s.tensors ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
-    for (int i = 0; i < m->n_tensors && !err; i++) {
-        const sq_tensor *t = m->tensors[i];
+    const sq_arch *arch = sq_arch_find(m->cfg.arch);
+    sq_file_tensor *files;
+    int n;
+    SQ_TRY(sq_file_tensors(m, arch, dir, &files, &n));
+    save_state s = {m, arch, files};
+    sq_st_tensor *list = calloc((size_t)n + 1, sizeof *list);
+    char(*names)[SQ_TENSOR_NAME_MAX + 32] = calloc((size_t)n + 1, sizeof *names);
+    sq_error *err = list && names ? NULL : sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", dir);
+    for (int i = 0; i < n && !err; i++) {
+        const sq_file_tensor *t = &s.tensors[i];
         if (sq_canonical_to_hf(s.arch, t->name, names[i], sizeof names[i]) != 0) {
             err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: tensor %s has no Hugging Face name", dir, t->name);
             break;
         }
         list[i] = (sq_st_tensor){names[i], t->dtype, t->ndim, t->shape, t->nbytes};
-        s.tensors[i] = t;
     }
     if (!err) err = join(dir, SINGLE_FILE, path, sizeof path);
-    if (!err) err = sq_st_write(path, list, m->n_tensors, fetch, &s);
+    if (!err) err = sq_st_write(path, list, n, fetch, &s);
     free(list);
     free(names);
-    free(s.tensors);
+    free(files);
     if (!err && m->tokenizer) err = sq_error_wrap(sq_tokenizer_save_hf(m->tokenizer, dir), "%s", dir);
     return err;
 }

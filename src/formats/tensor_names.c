@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/fused_tensors.h"
 #include "model/model.h"
 
 static const struct {
@@ -18,32 +19,38 @@ static const struct {
  * Gemma's sandwich norms (post_attention_layernorm after attention, pre_feedforward_layernorm before the FFN,
  * post_feedforward_layernorm after it); sq_arch.hf_sandwich_norms says which a family has. */
 enum { ANY, PLAIN, SANDWICH };
+/* And whether the family stores q/k/v and gate/up apart (SPLIT) or fused (FUSED, sq_arch.fused_proj). */
+enum { BOTH, SPLIT, FUSED };
 
 static const struct {
     const char *canonical, *hf;
-    int norms;
+    int norms, proj;
 } layer_names[] = {
-    {SQ_NAME_ATTN_NORM, "input_layernorm.weight", ANY},
-    {SQ_NAME_ATTN_Q, "self_attn.q_proj.weight", ANY},
-    {SQ_NAME_ATTN_K, "self_attn.k_proj.weight", ANY},
-    {SQ_NAME_ATTN_V, "self_attn.v_proj.weight", ANY},
-    {SQ_NAME_ATTN_OUT, "self_attn.o_proj.weight", ANY},
-    {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias", ANY},
-    {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias", ANY},
-    {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias", ANY},
-    {SQ_NAME_ATTN_Q_NORM, "self_attn.q_norm.weight", ANY},
-    {SQ_NAME_ATTN_K_NORM, "self_attn.k_norm.weight", ANY},
-    {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight", PLAIN},
-    {SQ_NAME_ATTN_POST_NORM, "post_attention_layernorm.weight", SANDWICH},
-    {SQ_NAME_FFN_NORM, "pre_feedforward_layernorm.weight", SANDWICH},
-    {SQ_NAME_FFN_POST_NORM, "post_feedforward_layernorm.weight", SANDWICH},
-    {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight", ANY},
-    {SQ_NAME_FFN_UP, "mlp.up_proj.weight", ANY},
-    {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight", ANY},
+    {SQ_NAME_ATTN_NORM, "input_layernorm.weight", ANY, BOTH},
+    {SQ_NAME_ATTN_Q, "self_attn.q_proj.weight", ANY, SPLIT},
+    {SQ_NAME_ATTN_K, "self_attn.k_proj.weight", ANY, SPLIT},
+    {SQ_NAME_ATTN_V, "self_attn.v_proj.weight", ANY, SPLIT},
+    {SQ_NAME_ATTN_OUT, "self_attn.o_proj.weight", ANY, BOTH},
+    {SQ_NAME_ATTN_Q_BIAS, "self_attn.q_proj.bias", ANY, BOTH},
+    {SQ_NAME_ATTN_K_BIAS, "self_attn.k_proj.bias", ANY, BOTH},
+    {SQ_NAME_ATTN_V_BIAS, "self_attn.v_proj.bias", ANY, BOTH},
+    {SQ_NAME_ATTN_Q_NORM, "self_attn.q_norm.weight", ANY, BOTH},
+    {SQ_NAME_ATTN_K_NORM, "self_attn.k_norm.weight", ANY, BOTH},
+    {SQ_NAME_FFN_NORM, "post_attention_layernorm.weight", PLAIN, BOTH},
+    {SQ_NAME_ATTN_POST_NORM, "post_attention_layernorm.weight", SANDWICH, BOTH},
+    {SQ_NAME_FFN_NORM, "pre_feedforward_layernorm.weight", SANDWICH, BOTH},
+    {SQ_NAME_FFN_POST_NORM, "post_feedforward_layernorm.weight", SANDWICH, BOTH},
+    {SQ_NAME_FFN_GATE, "mlp.gate_proj.weight", ANY, SPLIT},
+    {SQ_NAME_FFN_UP, "mlp.up_proj.weight", ANY, SPLIT},
+    {SQ_NAME_FFN_DOWN, "mlp.down_proj.weight", ANY, BOTH},
+    {SQ_NAME_ATTN_QKV, "self_attn.qkv_proj.weight", ANY, FUSED},
+    {SQ_NAME_FFN_GATE_UP, "mlp.gate_up_proj.weight", ANY, FUSED},
 };
 
-static int applies(int norms, const sq_arch *a) {
-    return norms == ANY || norms == (a->hf_sandwich_norms ? SANDWICH : PLAIN);
+static int applies(size_t i, const sq_arch *a) {
+    const int norms = layer_names[i].norms, proj = layer_names[i].proj;
+    return (norms == ANY || norms == (a->hf_sandwich_norms ? SANDWICH : PLAIN)) &&
+           (proj == BOTH || proj == (a->fused_proj ? FUSED : SPLIT));
 }
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
@@ -60,7 +67,7 @@ int sq_canonical_name_valid(const char *name, int n_layers) {
     int layer = sq_split_layer_name(name, "blk.", &rest);
     if (layer < 0 || layer >= n_layers) return 0;
     for (size_t i = 0; i < COUNT(layer_names); i++)
-        if (!strcmp(rest, layer_names[i].canonical)) return 1;
+        if (layer_names[i].proj != FUSED && !strcmp(rest, layer_names[i].canonical)) return 1;
     /* a linear weight's low-rank factors (model.h's sq_layer.lr_a, lr_b) */
     for (int i = 0; i < SQ_N_LINEAR; i++) {
         const size_t n = strlen(sq_linear_names[i]);
@@ -78,7 +85,7 @@ int sq_hf_to_canonical(const sq_arch *a, const char *hf, char *out, size_t n) {
     int layer = sq_split_layer_name(hf, "model.layers.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
-        if (applies(layer_names[i].norms, a) && !strcmp(rest, layer_names[i].hf))
+        if (applies(i, a) && !strcmp(rest, layer_names[i].hf))
             return snprintf(out, n, "blk.%d.%s", layer, layer_names[i].canonical), 1;
     if (!strcmp(rest, "self_attn.rotary_emb.inv_freq")) return 0; /* recomputed from the config */
     return -1;
@@ -92,7 +99,7 @@ int sq_canonical_to_hf(const sq_arch *a, const char *canonical, char *out, size_
     int layer = sq_split_layer_name(canonical, "blk.", &rest);
     if (layer < 0) return -1;
     for (size_t i = 0; i < COUNT(layer_names); i++)
-        if (applies(layer_names[i].norms, a) && !strcmp(rest, layer_names[i].canonical))
+        if (applies(i, a) && !strcmp(rest, layer_names[i].canonical))
             return snprintf(out, n, "model.layers.%d.%s", layer, layer_names[i].hf), 0;
     return -1;
 }

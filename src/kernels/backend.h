@@ -71,7 +71,9 @@ typedef struct sq_attention_args {
     const sq_token_batch *tokens;
     int n_heads, n_kv_heads, head_dim; /* query head h reads key/value head h / (n_heads / n_kv_heads) */
     int window;                        /* sliding window in positions, 0: none */
-    float *out;                        /* [n_tokens][n_heads][head_dim] softmax(q k / sqrt(head_dim)) v */
+    float softcap; /* scores s = q k / sqrt(head_dim) become softcap tanh(s / softcap) before the softmax
+                    * (Gemma 2's attn_logit_softcapping); 0: none. Only backends with attn_softcap take it */
+    float *out;    /* [n_tokens][n_heads][head_dim] softmax(scores) v */
 } sq_attention_args;
 
 /* One block's weights as the backend holds them (for the CPU: the model's own tensors). Norms and biases are
@@ -104,7 +106,8 @@ typedef struct sq_block_args {
     int dim, head_dim, window;
     float norm_eps;
     float q_scale; /* queries are multiplied by it before RoPE; 1: none (Gemma's query_pre_attn_scalar) */
-    int geglu;     /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
+    float attn_softcap; /* sq_attention_args.softcap */
+    int geglu;          /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
     sq_rope_style rope_style;
     const double *inv_freq; /* [head_dim/2] this block's RoPE inverse frequencies, scaling applied */
     float *x;               /* [n_tokens][dim] residual stream, updated in place */
@@ -149,6 +152,7 @@ typedef struct sq_backend {
     /* Backend memory is host memory: pointers are interchangeable, weights are used where they lie (the
      * mapped file), and results are written straight into the caller's buffers. */
     int host_memory;
+    int attn_softcap; /* attention applies sq_attention_args.softcap (contexts of models with one need it) */
     void (*destroy)(void *impl);
     /* non-zero when op runs on data of this dtype */
     int (*supports)(void *impl, sq_op op, sq_dtype dtype);

@@ -335,6 +335,10 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
                          path);
     if (!(c->attn_scalar >= 0 && c->attn_scalar < 1e9f))
         return sq_errorf(SQ_ERR_FORMAT, "%s: invalid attention scalar %g", path, c->attn_scalar);
+    if (!(c->attn_softcap >= 0 && c->attn_softcap < 1e9f) ||
+        !(c->final_softcap >= 0 && c->final_softcap < 1e9f))
+        return sq_errorf(SQ_ERR_FORMAT, "%s: invalid logit soft-capping %g / %g", path, c->attn_softcap,
+                         c->final_softcap);
     c->ffn_act = b->arch->ffn_act;
     c->embd_scale = b->arch->embd_scale_sqrt_dim ? sqrtf((float)c->dim) : 1.0f;
 
@@ -429,14 +433,18 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->sliding_window = c->sliding_window;
     info->tied_embeddings = c->tied_embeddings;
     info->rope_style = c->rope_style == SQ_ROPE_HALVES ? "halves" : "interleaved";
-    info->rope_scaling = c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3 ? "llama3" : "none";
+    static const char *const scalings[] = {"none", "llama3", "longrope"};
+    info->rope_scaling = scalings[c->rope_scaling.type];
     info->rope_scaling_factor = c->rope_scaling.factor;
     info->rope_low_freq_factor = c->rope_scaling.low_freq_factor;
     info->rope_high_freq_factor = c->rope_scaling.high_freq_factor;
     info->rope_original_max_pos = c->rope_scaling.original_max_pos;
+    info->rope_attn_factor = c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE ? c->longrope.attn_factor : 0;
     info->ffn_act = c->ffn_act == SQ_ACT_GELU_TANH ? "gelu_tanh" : "silu";
     info->embd_scale = c->embd_scale;
     info->attn_scalar = c->attn_scalar;
+    info->attn_softcap = c->attn_softcap;
+    info->final_softcap = c->final_softcap;
     for (int l = 0; sq_model_has_layer_pattern(c) && l < c->n_layers; l++)
         info->n_global_layers += sq_layer_is_global(c, l);
     info->rope_local_theta = info->n_global_layers ? c->rope_local_theta : 0;

@@ -21,13 +21,29 @@
 #include "model/arch.h"
 #include "squeeze.h"
 
-typedef enum sq_rope_scaling_type { SQ_ROPE_SCALING_NONE, SQ_ROPE_SCALING_LLAMA3 } sq_rope_scaling_type;
+typedef enum sq_rope_scaling_type {
+    SQ_ROPE_SCALING_NONE,
+    SQ_ROPE_SCALING_LLAMA3,
+    SQ_ROPE_SCALING_LONGROPE, /* Phi-3 "su"/"longrope" (LongRoPE, Ding et al. 2024) */
+} sq_rope_scaling_type;
 
 typedef struct sq_rope_scaling {
     sq_rope_scaling_type type;
-    float factor, low_freq_factor, high_freq_factor;
-    int original_max_pos;
+    float factor, low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_pos; /* llama3, longrope: the pretraining context (original_max_position_embeddings) */
 } sq_rope_scaling;
+
+/* Rotated pairs a longrope factor list may have (head_dim up to 512). */
+#define SQ_ROPE_MAX_PAIRS 256
+
+/* LongRoPE's per-pair factors (rope_scaling.type SQ_ROPE_SCALING_LONGROPE): each pair's frequency is divided
+ * by short_factor[i], or by long_factor[i] in a context longer than original_max_pos (the rule llama.cpp
+ * applies to n_ctx: fixed for a context's life, so every cached key is rotated alike); rotated queries and
+ * keys are multiplied by attn_factor (transformers scales cos and sin: scores grow by attn_factor^2). */
+typedef struct sq_longrope {
+    float attn_factor;
+    float short_factor[SQ_ROPE_MAX_PAIRS], long_factor[SQ_ROPE_MAX_PAIRS]; /* [head_dim/2] used */
+} sq_longrope;
 
 /* Layers a model may have (the binder refuses more). */
 #define SQ_MAX_LAYERS 4096
@@ -44,7 +60,8 @@ typedef struct sq_model_config {
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
     sq_rope_scaling rope_scaling;
-    int sliding_window; /* 0: full attention */
+    sq_longrope longrope; /* rope_scaling.type SQ_ROPE_SCALING_LONGROPE only */
+    int sliding_window;   /* 0: full attention */
     /* Interleaved local and global attention (Gemma 3): a set bit marks a global layer, which ignores the
      * window and uses rope_theta and rope_scaling; the others slide and use rope_local_theta unscaled. All
      * clear: every layer alike (the window, if any, everywhere; rope_theta everywhere). Bit l is
@@ -53,7 +70,10 @@ typedef struct sq_model_config {
     float rope_local_theta; /* 0 when no layer is local */
     sq_ffn_act ffn_act;     /* set from the architecture's row when bound */
     float embd_scale;       /* embeddings are multiplied by it; 1: not scaled (bound from the row) */
-    float attn_scalar;   /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    float attn_scalar; /* scores are q.k / sqrt(attn_scalar); 0: head_dim (Gemma's query_pre_attn_scalar) */
+    /* Gemma 2 style soft-capping, x -> cap tanh(x / cap), of the attention scores (attn_logit_softcapping)
+     * and of the output logits (final_logit_softcapping); 0: none */
+    float attn_softcap, final_softcap;
     int tied_embeddings; /* no output.weight: the output projection reuses token_embd.weight */
     int bos_id;          /* from the model's own config; -1 when it names none */
     /* end-of-generation ids (sq_model_eos_ids): the primary EOS first, no duplicates, each < vocab_size */

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 
-void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
+void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq) {
     const int half = cfg->head_dim / 2;
     const sq_rope_scaling *s = &cfg->rope_scaling;
     for (int i = 0; i < half; i++) {
@@ -27,8 +27,18 @@ void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq) {
                 f = (1 - smooth) * f / s->factor + smooth * f;
             }
         }
+        if (s->type == SQ_ROPE_SCALING_LONGROPE)
+            f /= n_ctx > s->original_max_pos ? cfg->longrope.long_factor[i] : cfg->longrope.short_factor[i];
         inv_freq[i] = f;
     }
+}
+
+float sq_rope_score_scale(const sq_model_config *c) {
+    const int hd = c->head_dim;
+    double s = c->attn_scalar > 0 ? sqrt((double)hd) / sqrt((double)c->attn_scalar) : 1.0;
+    if (c->rope_scaling.type == SQ_ROPE_SCALING_LONGROPE)
+        s *= (double)c->longrope.attn_factor * c->longrope.attn_factor;
+    return (float)s;
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -245,6 +255,10 @@ static SQ_NODISCARD sq_error *check_supports(const sq_context *ctx) {
         if (!be->supports(be->impl, needs[i].op, needs[i].dtype))
             return sq_errorf(SQ_ERR_UNSUPPORTED, "device %s cannot run %s on %s data", be->name,
                              sq_op_name(needs[i].op), sq_dtype_info(needs[i].dtype)->name);
+    if (c->attn_softcap > 0 && !be->attn_softcap)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "device %s cannot run attention with score soft-capping (attn_logit_softcapping %g)",
+                         be->name, c->attn_softcap);
     return NULL;
 }
 
@@ -369,14 +383,12 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     sq_model_config local = *c;
     local.rope_theta = c->rope_local_theta;
     local.rope_scaling = (sq_rope_scaling){SQ_ROPE_SCALING_NONE, 0, 0, 0, 0};
-    sq_rope_frequencies(c, inv_freq);
+    sq_rope_frequencies(c, ctx->n_ctx, inv_freq);
     const int pattern = sq_model_has_layer_pattern(c);
-    if (pattern) sq_rope_frequencies(&local, inv_freq + hd / 2);
+    if (pattern) sq_rope_frequencies(&local, ctx->n_ctx, inv_freq + hd / 2);
     be->upload(be->impl, ctx->inv_freq, inv_freq, (size_t)(pattern ? 2 : 1) * (hd / 2) * sizeof *inv_freq);
     free(inv_freq);
-    /* Gemma: scores are q.k / sqrt(query_pre_attn_scalar), attention divides by sqrt(head_dim) */
-    const float q_scale =
-        c->attn_scalar > 0 ? (float)(sqrt((double)hd) / sqrt((double)c->attn_scalar)) : 1.0f;
+    const float q_scale = sq_rope_score_scale(c);
 
     const int32_t *tok = ctx->tok_dev;
     ctx->tokens = (sq_token_batch){.id = tok + (size_t)TOK_ID * B,
@@ -395,6 +407,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                             .window = pattern && sq_layer_is_global(c, l) ? 0 : c->sliding_window,
                             .norm_eps = c->norm_eps,
                             .q_scale = q_scale,
+                            .attn_softcap = c->attn_softcap,
                             .geglu = c->ffn_act == SQ_ACT_GELU_TANH,
                             .rope_style = c->rope_style,
                             .inv_freq = ctx->inv_freq + (pattern && !sq_layer_is_global(c, l) ? hd / 2 : 0),

@@ -65,8 +65,12 @@ struct sq_context {
 /* Logit rows computed per matmul before download, on backends without host memory. */
 #define SQ_LOGITS_ROWS 32
 
-/* RoPE inverse frequencies for the model's theta and scaling (llama3 wavelength smoothing). */
-void sq_rope_frequencies(const sq_model_config *cfg, double *inv_freq);
+/* RoPE inverse frequencies [head_dim/2] for the model's theta and scaling (llama3 wavelength smoothing;
+ * longrope's short or long factors, long when n_ctx > original_max_pos). */
+void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq);
+/* What scores q.k are multiplied by besides 1/sqrt(head_dim): Gemma's query_pre_attn_scalar and longrope's
+ * attention factor (squared: both q and k carry it). */
+float sq_rope_score_scale(const sq_model_config *cfg);
 
 /* sq_context_create on a given backend, which the context then owns (tests use backends of their own). */
 SQ_NODISCARD sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *opts,

@@ -13,6 +13,7 @@
  *
  * sq_forward runs the three; larger batches than n_batch_max go in consecutive chunks (a later chunk sees
  * the keys an earlier one stored). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .n_kv_heads = w->n_kv_heads,
                                           .head_dim = hd,
                                           .window = a->window,
+                                          .softcap = a->attn_softcap,
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
     linear(be, a, SQ_LINEAR_O, a->attn_out, n, a->xb);
@@ -272,6 +274,9 @@ static void output_logits(sq_context *ctx) {
         float *y = be->host_memory ? dest[r] : ctx->logits;
         be->matmul(be->impl, &ctx->output, ctx->xb + (size_t)r * dim, run, y);
         if (!be->host_memory) be->download(be->impl, dest[r], y, (size_t)run * vocab * sizeof *y);
+        const float cap = c->final_softcap; /* Gemma 2: on the host, whatever the backend */
+        for (size_t i = 0; cap > 0 && i < (size_t)run * vocab; i++)
+            dest[r][i] = cap * tanhf(dest[r][i] / cap);
     }
 }
 

@@ -318,6 +318,21 @@ int sq_sampler_dist(sq_sampler *s, float *logits, const int32_t *history, int n_
 
 double sq_sampler_uniform(sq_sampler *s) { return next_uniform(s); }
 
+int sq_sampler_choose(sq_sampler *s, const double *p, double *r, const int32_t *cands, int n_cands,
+                      int32_t *next) {
+    memcpy(r, p, (size_t)s->vocab * sizeof *r);
+    double total = 1;
+    for (int i = 0; i < n_cands; i++) {
+        int32_t x = cands[i];
+        if (r[x] > 0 && next_uniform(s) * total < r[x]) return i;
+        total -= r[x];
+        r[x] = 0;
+    }
+    *next = sq_sampler_draw(s, r);
+    if (*next < 0) *next = sq_sampler_draw(s, p);
+    return -1;
+}
+
 int32_t sq_sampler_draw(sq_sampler *s, const double *weights) {
     double total = 0;
     for (int i = 0; i < s->vocab; i++) total += weights[i];

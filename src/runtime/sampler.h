@@ -24,5 +24,12 @@ double sq_sampler_uniform(sq_sampler *s);
 /* Draws id i with probability weights[i] / sum(weights) (weights: [vocab], non-negative, any positive total)
  * from the sampler's generator; -1 when every weight is zero. The residual draws of speculative sampling. */
 int32_t sq_sampler_draw(sq_sampler *s, const double *weights);
+/* Speculative sampling's rule for candidates chosen deterministically (n-gram lookup, a tree's branches;
+ * SpecInfer, Miao et al. 2024): tried in order, each is accepted with probability r(x) / sum(r), where r
+ * starts as the target's distribution p ([vocab]) and loses every rejected candidate. Returns the accepted
+ * candidate's index into cands, or -1 with *next drawn from what r has left (from p when rounding left
+ * nothing). r: [vocab] scratch. The tokens this yields follow p exactly. */
+int sq_sampler_choose(sq_sampler *s, const double *p, double *r, const int32_t *cands, int n_cands,
+                      int32_t *next);
 
 #endif

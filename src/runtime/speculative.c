@@ -221,24 +221,24 @@ static int choose_child(sq_decoder *d, int node, int depth, int32_t *next) {
     const spec_tree *t = &d->tree;
     const double *p = d->p;
     double *r = d->r;
-    if (t->sampled) { /* one child, drawn from q: accept with min(1, p/q), else draw from max(0, p - q) */
-        int c = 0;
-        while (t->parent[c] != node) c++;
-        const double *q = t->q + (size_t)depth * d->vocab;
-        int32_t x = t->token[c];
-        if (sq_sampler_uniform(d->sampler) * q[x] < p[x]) return c;
-        for (int i = 0; i < d->vocab; i++) r[i] = p[i] > q[i] ? p[i] - q[i] : 0;
-    } else { /* given candidates in order: each accepted with r(x)/sum(r), r losing the ones rejected */
-        memcpy(r, p, (size_t)d->vocab * sizeof *r);
-        double total = 1;
-        for (int i = 0; i < t->n; i++) {
-            if (t->parent[i] != node) continue;
-            int32_t x = t->token[i];
-            if (r[x] > 0 && sq_sampler_uniform(d->sampler) * total < r[x]) return i;
-            total -= r[x];
-            r[x] = 0;
-        }
+    if (!t->sampled) { /* given candidates in order */
+        int32_t cands[SQ_SPEC_MAX_WIDTH];
+        int index[SQ_SPEC_MAX_WIDTH], n = 0;
+        for (int i = 0; i < t->n; i++)
+            if (t->parent[i] == node) {
+                cands[n] = t->token[i];
+                index[n++] = i;
+            }
+        int c = sq_sampler_choose(d->sampler, p, r, cands, n, next);
+        return c < 0 ? -1 : index[c];
     }
+    /* one child, drawn from q: accept with min(1, p/q), else draw from max(0, p - q) */
+    int c = 0;
+    while (t->parent[c] != node) c++;
+    const double *q = t->q + (size_t)depth * d->vocab;
+    int32_t x = t->token[c];
+    if (sq_sampler_uniform(d->sampler) * q[x] < p[x]) return c;
+    for (int i = 0; i < d->vocab; i++) r[i] = p[i] > q[i] ? p[i] - q[i] : 0;
     *next = sq_sampler_draw(d->sampler, r);
     /* rounding can leave no residual mass where p and q agree, a rejection of probability zero: p then */
     if (*next < 0) *next = sq_sampler_draw(d->sampler, p);

@@ -7,7 +7,13 @@
  * prefilling one the next piece of its prompt. When a chunk reaches the end of a request's tokens, its last
  * logits give the next token. Preempting a request frees its blocks and sets n_computed to 0: it is prefilled
  * again from its tokens when it runs next, and continues exactly where it was (its sampler, detokenizer and
- * stop-string state are kept). */
+ * stop-string state are kept).
+ *
+ * With speculative decoding on (prompt lookup: n-gram drafts copied from earlier text of the sequence), a
+ * decoding request's chunk is its last token followed by up to spec_k draft tokens, placed after its tokens;
+ * the step's logits of every position then decide, one position at a time and with the request's own
+ * sampling, which drafts are kept (sq_sampler_choose: the output follows the model's distribution exactly,
+ * and greedy output is plain greedy output), and the cache is cut back to the tokens kept. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,6 +22,8 @@
 
 #include "core/array.h"
 #include "core/error.h"
+#include "runtime/draft.h"
+#include "runtime/sampler.h"
 #include "server/prefix_cache.h"
 #include "server/stop_strings.h"
 
@@ -24,6 +32,7 @@ typedef struct request {
     int slot;        /* sequence id while running, -1 otherwise */
     int32_t *tokens; /* [n_ctx] prompt then generated */
     int n_tokens, n_prompt, n_computed;
+    int n_draft; /* this step's draft tokens, at tokens[n_tokens .. n_tokens + n_draft) */
     int n_generated, max_tokens;
     int cached_tokens;
     int prompt_cached; /* the prompt's full blocks went to the prefix cache */
@@ -72,6 +81,14 @@ struct sq_engine {
     int32_t top_ids[32];
     float top_lp[32];
     int64_t preemptions, prompt_tokens, cached_tokens, generated_tokens;
+
+    /* speculative decoding; draft NULL: off */
+    spec_draft *draft;
+    int spec_k;     /* draft tokens per request and step at most */
+    spec_tree tree; /* one request's proposal */
+    int *batch_row; /* [max_seqs] each scheduled request's first logits row */
+    double *p, *r;  /* [vocab] the distribution at a draft position; scratch */
+    int64_t spec_drafted, spec_accepted;
 };
 
 /* ---------------------------------------------------------------- requests */
@@ -161,6 +178,10 @@ void sq_engine_free(sq_engine *e) {
     free(e->logits);
     free(e->logprob);
     free(e->counts);
+    free(e->batch_row);
+    free(e->p);
+    free(e->r);
+    if (e->draft) e->draft->free(e->draft);
     free(e);
 }
 
@@ -181,6 +202,8 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     if (!o.max_batch_tokens) o.max_batch_tokens = 512;
     if (o.max_seqs > 4096)
         return sq_errorf(SQ_ERR_INVALID_ARG, "engine: %d sequences are too many", o.max_seqs);
+    if (o.spec_k < 0 || o.spec_k > SQ_SPEC_MAX_K)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "engine: spec_k %d is outside 0..%d", o.spec_k, SQ_SPEC_MAX_K);
     if (o.max_batch_tokens < o.max_seqs)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "engine: a step of %d tokens cannot carry a decode token for each of %d sequences",
@@ -206,7 +229,8 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
                              .n_batch_max = o.max_batch_tokens,
                              .kv_mem = o.kv_mem,
                              .kv_block_size = o.kv_block_size,
-                             .kv_type = o.kv_type};
+                             .kv_type = o.kv_type,
+                             .device = o.device};
     /* without a budget, room for max_seqs full sequences (the holders only share their blocks) */
     sq_error *err = NULL;
     if (!co.kv_mem && n_holders) {
@@ -219,6 +243,7 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     }
     if (!err) err = sq_context_create(model, &co, &e->ctx);
     if (!err && n_holders) err = sq_prefix_cache_create(e->ctx, o.max_seqs, n_holders, &e->prefix);
+    if (!err && o.spec_k) err = spec_draft_ngram_create(o.spec_ngram_n ? o.spec_ngram_n : 3, &e->draft);
     if (err) {
         sq_engine_free(e);
         return sq_error_wrap(err, "engine");
@@ -230,11 +255,18 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     e->batch_ids = calloc(ms, sizeof *e->batch_ids);
     e->batch_n = calloc(ms, sizeof *e->batch_n);
     e->batch_new = calloc(ms, sizeof *e->batch_new);
-    e->logits = malloc(ms * (size_t)e->vocab * sizeof *e->logits);
+    e->spec_k = o.spec_k;
+    /* a step's logits rows: one per request, and one per draft token */
+    size_t rows = ms * (1 + (size_t)o.spec_k); /* no more than a step's tokens (at least max_seqs) */
+    if (rows > (size_t)o.max_batch_tokens) rows = (size_t)o.max_batch_tokens;
+    e->logits = malloc(rows * (size_t)e->vocab * sizeof *e->logits);
+    e->batch_row = calloc(ms, sizeof *e->batch_row);
+    e->p = malloc((size_t)e->vocab * sizeof *e->p);
+    e->r = malloc((size_t)e->vocab * sizeof *e->r);
     e->logprob = malloc((size_t)e->vocab * sizeof *e->logprob);
     e->counts = calloc((size_t)e->vocab, sizeof *e->counts);
     if (!e->running || !e->batch || !e->batch_req || !e->batch_ids || !e->batch_n || !e->batch_new ||
-        !e->logits || !e->logprob || !e->counts) {
+        !e->logits || !e->logprob || !e->counts || !e->batch_row || !e->p || !e->r) {
         sq_engine_free(e);
         return sq_errorf(SQ_ERR_NOMEM, "engine: out of memory");
     }
@@ -433,6 +465,21 @@ static int by_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Proposes the decoding request's drafts (at most `room` of them) after its tokens: r->n_draft. */
+static SQ_NODISCARD sq_error *draft(sq_engine *e, request *r, int room) {
+    int k = e->spec_k < room ? e->spec_k : room;
+    if (k > e->n_ctx - r->n_tokens) k = e->n_ctx - r->n_tokens;
+    /* the token after the last draft comes free; drafting past max_tokens would be wasted */
+    if (r->max_tokens >= 0 && k > r->max_tokens - r->n_generated - 1) k = r->max_tokens - r->n_generated - 1;
+    r->n_draft = 0;
+    if (k < 1) return NULL;
+    spec_request q = {.tokens = r->tokens, .n = r->n_tokens, .k = k, .width = 1, .max_nodes = k};
+    SQ_TRY(e->draft->propose(e->draft, &q, &e->tree));
+    for (int i = 0; i < e->tree.n; i++) r->tokens[r->n_tokens + i] = e->tree.token[i];
+    r->n_draft = e->tree.n;
+    return NULL;
+}
+
 /* Plans one step into batch_req/batch_n; returns the number of entries. */
 static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
     int n = 0, budget = e->max_batch_tokens;
@@ -447,12 +494,22 @@ static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
         if (r->slot < 0) continue; /* preempted meanwhile */
         int take = r->n_tokens - r->n_computed;
         if (take > budget) take = budget;
+        r->n_draft = 0;
+        if (take == 1 && e->draft) SQ_TRY(draft(e, r, budget - 1));
+        take += r->n_draft;
         e->batch_req[n] = r;
         e->batch_n[n] = r->n_computed + take;
         while (shortfall(e, n + 1) > 0) {
+            if (r->n_draft) { /* drafts are the first to go */
+                e->batch_n[n] -= r->n_draft;
+                take -= r->n_draft;
+                r->n_draft = 0;
+                continue;
+            }
             if (evict_cached(e)) continue;
             request *victim = latest_running(e);
             SQ_TRY(preempt(e, victim));
+            if (victim == r) r->n_draft = 0;
             if (victim == r) break;
         }
         if (r->slot < 0) break; /* it was the latest itself: nothing after it runs either */
@@ -533,21 +590,27 @@ static void penalise(sq_engine *e, const request *r, float *logits) {
     }
 }
 
-/* The request's next token from its logits; finishes it when that ends the text. */
-static void next_token(sq_engine *e, request *r, float *logits) {
+/* What the sampler sees at one position: padding rows masked, the log-probabilities for the event taken,
+ * the penalties applied. Returns how many alternatives the event carries. */
+static int prepare_row(sq_engine *e, const request *r, float *logits) {
     for (int i = e->n_text; i < e->vocab; i++) logits[i] = -INFINITY; /* padding rows: never sampled */
     int k = r->top_logprobs > 0 ? r->top_logprobs : 0;
     if (r->top_logprobs >= 0) log_probs(e, logits, k);
     penalise(e, r, logits);
-    int32_t t = sq_sampler_sample(r->sampler, logits, r->tokens, r->n_tokens);
+    return k;
+}
+
+/* Appends t, drawn at the position prepare_row prepared last (k alternatives), and delivers it; finishes the
+ * request when t ends the text. Returns non-zero while the request goes on. */
+static int append_token(sq_engine *e, request *r, int32_t t, int k) {
     if (t < 0) {
         finish(e, r, SQ_FINISH_ERROR, "every logit is NaN or -inf");
-        return;
+        return 0;
     }
     const sq_tokenizer *tok = sq_model_tokenizer(e->model);
     if (sq_model_is_eos(e->model, t) || t == sq_tokenizer_bos(tok)) {
         finish(e, r, SQ_FINISH_STOP, NULL); /* BOS starts a new document: sq_generate's end too */
-        return;
+        return 0;
     }
     r->tokens[r->n_tokens++] = t;
     r->n_generated++;
@@ -563,14 +626,52 @@ static void next_token(sq_engine *e, request *r, float *logits) {
         ev.n_top = k;
     }
     emit(r, &ev);
-    if (stopped < 0)
-        finish(e, r, SQ_FINISH_ERROR, "out of memory");
-    else if (stopped)
-        finish(e, r, SQ_FINISH_STOP, NULL);
-    else if (r->cancelled)
-        finish(e, r, SQ_FINISH_CANCELLED, NULL);
-    else if (r->n_generated == r->max_tokens || r->n_tokens == e->n_ctx)
-        finish(e, r, SQ_FINISH_LENGTH, NULL);
+    sq_finish_reason why = stopped < 0                                                  ? SQ_FINISH_ERROR
+                           : stopped                                                    ? SQ_FINISH_STOP
+                           : r->cancelled                                               ? SQ_FINISH_CANCELLED
+                           : r->n_generated == r->max_tokens || r->n_tokens == e->n_ctx ? SQ_FINISH_LENGTH
+                                                                                        : SQ_FINISH_NONE;
+    if (why != SQ_FINISH_NONE) finish(e, r, why, stopped < 0 ? "out of memory" : NULL);
+    return why == SQ_FINISH_NONE;
+}
+
+/* The request's next token from its logits. */
+static void next_token(sq_engine *e, request *r, float *logits) {
+    int k = prepare_row(e, r, logits);
+    append_token(e, r, sq_sampler_sample(r->sampler, logits, r->tokens, r->n_tokens), k);
+}
+
+/* A decoding request's step with drafts: rows [1 + n_draft][vocab] are the logits after its last token and
+ * after each draft. Position by position, the draft there is kept or replaced by a draw from what its
+ * rejection leaves (sq_sampler_choose); after the last draft kept, one more token is sampled. The cache keeps
+ * the positions whose tokens were kept. */
+static void verify(sq_engine *e, request *r, float *rows) {
+    const int n_draft = r->n_draft;
+    r->n_draft = 0;
+    r->n_computed -= n_draft; /* the last token's position is in the cache; the drafts' are only if kept */
+    e->spec_drafted += n_draft;
+    for (int j = 0;; j++) {
+        float *row = rows + (size_t)j * e->vocab;
+        int k = prepare_row(e, r, row);
+        if (j == n_draft) {
+            if (!append_token(e, r, sq_sampler_sample(r->sampler, row, r->tokens, r->n_tokens), k)) return;
+            break;
+        }
+        const int32_t x = r->tokens[r->n_tokens]; /* the draft at this position */
+        int32_t t;
+        sq_sampler_dist(r->sampler, row, r->tokens, r->n_tokens, e->p);
+        int kept = sq_sampler_choose(r->sampler, e->p, e->r, &x, 1, &t) == 0;
+        if (kept) {
+            t = x;
+            r->n_computed++;
+            e->spec_accepted++;
+        }
+        if (!append_token(e, r, t, k)) return; /* finished: freed with its sequence */
+        if (!kept) break;
+    }
+    sq_error *err = sq_seq_truncate(e->ctx, r->slot, r->n_computed);
+    if (err) finish(e, r, SQ_FINISH_ERROR, sq_error_message(err));
+    sq_error_free(err);
 }
 
 static void publish_stats(sq_engine *e) {
@@ -586,6 +687,8 @@ static void publish_stats(sq_engine *e) {
     e->stats.prompt_tokens = e->prompt_tokens;
     e->stats.cached_tokens = e->cached_tokens;
     e->stats.generated_tokens = e->generated_tokens;
+    e->stats.spec_draft_tokens = e->spec_drafted;
+    e->stats.spec_accepted_tokens = e->spec_accepted;
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -598,14 +701,18 @@ SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
         publish_stats(e);
         return err;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, row = 0; i < n; i++) {
         request *r = e->batch_req[i];
         int end = e->batch_n[i];
+        e->batch_row[i] = row;
         e->batch[i] = (sq_seq_batch){.seq_id = r->slot,
                                      .tokens = r->tokens + r->n_computed,
                                      .n_tokens = end - r->n_computed,
-                                     .logits_mode = end == r->n_tokens ? SQ_LOGITS_LAST : SQ_LOGITS_NONE,
-                                     .logits = e->logits + (size_t)i * e->vocab};
+                                     .logits_mode = r->n_draft           ? SQ_LOGITS_ALL
+                                                    : end == r->n_tokens ? SQ_LOGITS_LAST
+                                                                         : SQ_LOGITS_NONE,
+                                     .logits = e->logits + (size_t)row * e->vocab};
+        row += r->n_draft ? 1 + r->n_draft : 1;
     }
     sq_error *fwd = sq_forward(e->ctx, e->batch, n);
     for (int i = 0; i < n; i++) {
@@ -620,7 +727,11 @@ SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
             r->prompt_cached = 1;
             sq_error_free(sq_prefix_cache_insert(e->prefix, r->slot, r->tokens, r->n_prompt));
         }
-        if (r->n_computed == r->n_tokens) next_token(e, r, e->logits + (size_t)i * e->vocab);
+        float *rows = e->logits + (size_t)e->batch_row[i] * e->vocab;
+        if (r->n_draft)
+            verify(e, r, rows);
+        else if (r->n_computed == r->n_tokens)
+            next_token(e, r, rows);
     }
     sq_error_free(fwd);
     publish_stats(e);

@@ -555,7 +555,7 @@ static void metrics(sq_server *srv, sq_http_response *res) {
     pthread_mutex_lock(&srv->lock);
     char *b = NULL;
     size_t len = 0, cap = 0;
-    char text[2048];
+    char text[3072];
     snprintf(
         text, sizeof text,
         "# HELP squeeze_requests_total Generation requests accepted, by endpoint.\n"
@@ -578,6 +578,10 @@ static void metrics(sq_server *srv, sq_http_response *res) {
         "# TYPE squeeze_generation_tokens_total counter\nsqueeze_generation_tokens_total %lld\n"
         "# HELP squeeze_preemptions_total Requests preempted (KV blocks ran out; recomputed later).\n"
         "# TYPE squeeze_preemptions_total counter\nsqueeze_preemptions_total %lld\n"
+        "# HELP squeeze_spec_draft_tokens_total Speculative draft tokens verified (serve --spec ngram).\n"
+        "# TYPE squeeze_spec_draft_tokens_total counter\nsqueeze_spec_draft_tokens_total %lld\n"
+        "# HELP squeeze_spec_accepted_tokens_total Speculative draft tokens kept.\n"
+        "# TYPE squeeze_spec_accepted_tokens_total counter\nsqueeze_spec_accepted_tokens_total %lld\n"
         "# HELP squeeze_requests_waiting Requests queued for a sequence.\n"
         "# TYPE squeeze_requests_waiting gauge\nsqueeze_requests_waiting %d\n"
         "# HELP squeeze_requests_running Requests holding a sequence.\n"
@@ -590,7 +594,8 @@ static void metrics(sq_server *srv, sq_http_response *res) {
         (long long)srv->errors, (long long)srv->finished[SQ_FINISH_STOP - 1],
         (long long)srv->finished[SQ_FINISH_LENGTH - 1], (long long)srv->finished[SQ_FINISH_CANCELLED - 1],
         (long long)st.prompt_tokens, (long long)st.cached_tokens, (long long)st.generated_tokens,
-        (long long)st.preemptions, st.waiting, st.running, st.kv_blocks_used, st.kv_blocks_total);
+        (long long)st.preemptions, (long long)st.spec_draft_tokens, (long long)st.spec_accepted_tokens,
+        st.waiting, st.running, st.kv_blocks_used, st.kv_blocks_total);
     append(&b, &len, &cap, text, strlen(text));
     put_histogram(&b, &len, &cap, "squeeze_time_to_first_token_seconds", "Time from request to first token.",
                   &srv->ttft, ttft_buckets, N_TTFT);

@@ -183,6 +183,8 @@ SQ_NODISCARD sq_error *sq_trainer_create(const sq_model *model, const sq_trainer
             SQ_ERR_UNSUPPORTED,
             "trainer: the model has low-rank (factorised) linear weights, which training does not "
             "handle yet; train the dense model");
+    if (model->cfg.rope_scaling.type == SQ_ROPE_SCALING_LONGROPE) /* its attention factor is not applied */
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "trainer: longrope RoPE scaling (Phi-3) is not supported");
     sq_trainer *t = calloc(1, sizeof *t);
     if (!t) return sq_errorf(SQ_ERR_NOMEM, "trainer: out of memory");
     t->cfg = model->cfg;
@@ -203,7 +205,7 @@ SQ_NODISCARD sq_error *sq_trainer_create(const sq_model *model, const sq_trainer
         err = sq_errorf(SQ_ERR_NOMEM, "trainer: out of memory (or threads)");
         goto fail;
     }
-    sq_rope_frequencies(&model->cfg, t->inv_freq);
+    sq_rope_frequencies(&model->cfg, model->cfg.max_seq_len, t->inv_freq);
     if ((err = read_weight(model->tok_embd, &t->tok_embd)) ||
         (err = read_weight(model->out_norm, &t->out_norm)))
         goto fail;

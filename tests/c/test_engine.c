@@ -67,6 +67,8 @@ static int on_event(void *user, const sq_engine_event *ev) {
     return r->cancel_after && r->n_tokens >= r->cancel_after;
 }
 
+static int spec_k; /* the engines made below verify this many n-gram drafts per step */
+
 static sq_engine *make_engine_ctx(fixture *f, int n_ctx, int max_seqs, size_t kv_mem, int no_prefix_cache) {
     sq_engine *e;
     sq_engine_options o = {.n_ctx = n_ctx,
@@ -74,7 +76,8 @@ static sq_engine *make_engine_ctx(fixture *f, int n_ctx, int max_seqs, size_t kv
                            .kv_mem = kv_mem,
                            .max_batch_tokens = 64,
                            .n_threads = 1,
-                           .no_prefix_cache = no_prefix_cache};
+                           .no_prefix_cache = no_prefix_cache,
+                           .spec_k = spec_k};
     sq_test_ok(sq_engine_create(f->model, &o, &e));
     return e;
 }
@@ -295,6 +298,141 @@ static void test_cancel_and_random_mixes(void **state) {
     free(r);
 }
 
+/* Prompt-lookup speculation in the engine: greedy requests give exactly the tokens of plain decoding (alone,
+ * 16 at once, and under preemption), with drafts really kept; stop strings and max_tokens end the text where
+ * they did; sampled requests draw the same distribution (a two-sample chi-square test on the second and third
+ * tokens, which are verified drafts whenever lookup finds one). */
+static void test_speculative_ngram(void **state) {
+    fixture *f = *state;
+    const char *repeat = "Lily and Ben played with the ball. Lily and Ben played with the dog. Lily and Ben";
+    text_buf want; /* the stop string: 6 bytes from the middle of the greedy continuation */
+    generate_text(f, repeat, 40, &want);
+    assert_true(want.len > 30);
+    char stop_at[8] = {0};
+    memcpy(stop_at, want.text + 20, 6);
+    const char *const stop[] = {stop_at};
+    enum { N = 10 };
+    result plain[N], spec[N];
+    sq_engine_stats st[2];
+    for (int pass = 0; pass < 2; pass++) {
+        result *r = pass ? spec : plain;
+        memset(r, 0, N * sizeof *r);
+        spec_k = pass ? 4 : 0;
+        sq_engine *e = make_engine(f, 16, 0, 0);
+        for (int i = 0; i < 8; i++) submit_text(f, e, prompts[i], 48, greedy(), NULL, 0, &r[i], NULL);
+        submit_text(f, e, repeat, 40, greedy(), NULL, 0, &r[8], NULL);
+        submit_text(f, e, repeat, 40, greedy(), stop, 1, &r[9], NULL);
+        run_until_idle(e);
+        sq_engine_get_stats(e, &st[pass]);
+        assert_int_equal(st[pass].running + st[pass].waiting, 0);
+        sq_engine_free(e);
+    }
+    spec_k = 0;
+    assert_int_equal(st[0].spec_draft_tokens, 0);
+    assert_true(st[1].spec_accepted_tokens > 20); /* drafts were kept, not only tried */
+    assert_true(st[1].spec_accepted_tokens <= st[1].spec_draft_tokens);
+    assert_int_equal(st[1].generated_tokens, st[0].generated_tokens);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(spec[i].finish, plain[i].finish);
+        assert_int_equal(spec[i].n_tokens, plain[i].n_tokens);
+        assert_memory_equal(spec[i].tokens, plain[i].tokens, (size_t)plain[i].n_tokens * sizeof(int32_t));
+        assert_string_equal(spec[i].text, plain[i].text);
+        for (int j = 0; j < plain[i].n_tokens; j++)
+            assert_float_equal(spec[i].logprobs[j], plain[i].logprobs[j], 1e-3);
+    }
+    assert_int_equal(spec[9].finish, SQ_FINISH_STOP);
+    assert_int_equal(spec[9].len, (size_t)(strstr(want.text, stop_at) - want.text));
+
+    /* preemption with drafts: a pool of 5 blocks of 16 for four requests growing past 4 blocks each */
+    size_t block_bytes;
+    {
+        sq_context *ctx;
+        sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 64, .n_threads = 1}, &ctx));
+        block_bytes = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
+        sq_context_free(ctx);
+    }
+    spec_k = 4;
+    sq_engine *e = make_engine_ctx(f, 64, 4, 5 * block_bytes, 1);
+    result small[4] = {0};
+    for (int i = 0; i < 4; i++)
+        submit_text(f, e, i ? prompts[i] : repeat, 44, greedy(), NULL, 0, &small[i], NULL);
+    run_until_idle(e);
+    sq_engine_stats ps;
+    sq_engine_get_stats(e, &ps);
+    sq_engine_free(e);
+    spec_k = 0;
+    e = make_engine_ctx(f, 64, 4, 0, 1);
+    result alone[4] = {0};
+    for (int i = 0; i < 4; i++)
+        submit_text(f, e, i ? prompts[i] : repeat, 44, greedy(), NULL, 0, &alone[i], NULL);
+    run_until_idle(e);
+    sq_engine_free(e);
+    assert_true(ps.preemptions > 0);
+    assert_int_equal(ps.kv_blocks_used, 0);
+    for (int i = 0; i < 4; i++) assert_string_equal(small[i].text, alone[i].text);
+
+    /* sampling at temperature 1: the (2nd, 3rd) token pairs of many seeded requests, plain against
+     * speculative */
+    enum { S = 400, BINS = 8 };
+    /* " with" is a likely first token, and what followed it in the prompt is drafted after it */
+    const char *lookup =
+        "Lily and Ben played with the ball. Lily and Ben played with the dog. Lily and Ben played";
+    int32_t pair_tok[BINS][2];
+    int counts[2][BINS + 1];
+    int n_bins = 0;
+    memset(counts, 0, sizeof counts);
+    result *r = calloc(S, sizeof *r);
+    for (int pass = 0; pass < 2; pass++) {
+        spec_k = pass ? 4 : 0;
+        e = make_engine(f, 16, 0, 0); /* the prefix cache holds the shared prompt */
+        memset(r, 0, S * sizeof *r);
+        for (int i = 0; i < S; i++) {
+            sq_sampler_params sp = sq_sampler_default_params();
+            sp.temperature = 1.5f; /* the whole distribution, flattened: drafts are often rejected */
+            sp.top_k = 0;
+            sp.top_p = 1;
+            sp.min_p = 0;
+            sp.seed = (uint64_t)(1000 * pass + i + 1);
+            submit_text(f, e, lookup, 3, sp, NULL, 0, &r[i], NULL);
+        }
+        run_until_idle(e);
+        sq_engine_get_stats(e, &st[pass]);
+        sq_engine_free(e);
+        for (int i = 0; i < S; i++) {
+            if (r[i].n_tokens < 3) {
+                counts[pass][BINS]++;
+                continue;
+            }
+            int b = 0; /* bins: the plain pass's first BINS - 1 distinct pairs, then the rest */
+            while (b < n_bins && !(pair_tok[b][0] == r[i].tokens[1] && pair_tok[b][1] == r[i].tokens[2])) b++;
+            if (b == n_bins && pass == 0 && n_bins < BINS - 1) {
+                pair_tok[b][0] = r[i].tokens[1];
+                pair_tok[b][1] = r[i].tokens[2];
+                n_bins++;
+            }
+            counts[pass][b < n_bins ? b : BINS - 1]++;
+        }
+    }
+    free(r);
+    spec_k = 0;
+    /* drafts were kept and rejected (about 90% and 10% here): both of the rule's paths ran */
+    assert_true(st[1].spec_accepted_tokens > S / 4);
+    assert_true(st[1].spec_draft_tokens - st[1].spec_accepted_tokens > 10);
+    /* two-sample chi-square over the bins with any count; 99.9% quantiles for up to 8 degrees of freedom */
+    static const double crit[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12};
+    double chi2 = 0;
+    int dof = -1;
+    for (int b = 0; b <= BINS; b++) {
+        double a = counts[0][b], c = counts[1][b];
+        if (a + c == 0) continue;
+        chi2 += (a - c) * (a - c) / (a + c);
+        dof++;
+    }
+    assert_true(dof >= 1 && dof <= 8);
+    if (chi2 > crit[dof])
+        fail_msg("chi-square %.2f above %.2f (%d degrees of freedom)", chi2, crit[dof], dof);
+}
+
 static void test_bad_requests(void **state) {
     fixture *f = *state;
     sq_engine *e = make_engine(f, 2, 0, 0);
@@ -311,6 +449,8 @@ static void test_bad_requests(void **state) {
     sq_test_fails_with(
         sq_engine_create(f->model, &(sq_engine_options){.max_seqs = 8, .max_batch_tokens = 4}, &bad),
         "cannot carry");
+    sq_test_fails_with(sq_engine_create(f->model, &(sq_engine_options){.spec_k = SQ_SPEC_MAX_K + 1}, &bad),
+                       "spec_k");
 }
 
 int main(void) {
@@ -318,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_alone_and_among_others),
         cmocka_unit_test(test_prefix_reuse_matches_cold_run),
         cmocka_unit_test(test_preemption_by_recompute),
+        cmocka_unit_test(test_speculative_ngram),
         cmocka_unit_test(test_stop_string_split_across_tokens),
         cmocka_unit_test(test_cancel_and_random_mixes),
         cmocka_unit_test(test_bad_requests),

@@ -328,6 +328,13 @@ static void test_hf_corruptions(void **state) {
         {"{\"architectures\": [\"GPTNeoXForCausalLM\"], \"hidden_size\": 32}",
          "architecture GPTNeoXForCausalLM"},
         {"{\"hidden_size\": 32}", "architectures"},
+        /* without architectures, model_type picks the row, as transformers picks the config class */
+        {"{\"model_type\": \"gpt_neox\", \"hidden_size\": 32}",
+         "model_type = gpt_neox is not supported and architectures is absent (supported model types: llama, "
+         "mistral, qwen2, qwen3, gemma3_text"},
+        {"{\"model_type\": 3, \"hidden_size\": 32}", "model_type must be a string"},
+        {"{\"architectures\": \"LlamaForCausalLM\"}", "architectures must be a list of class names"},
+        {"{\"model_type\": \"llama\", \"hidden_size\": 32}", "intermediate_size is missing"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": \"32\"}",
          "hidden_size must be an integer"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 32}", "intermediate_size is missing"},

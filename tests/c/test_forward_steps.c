@@ -719,8 +719,8 @@ static void st_block(void *impl, const sq_block_args *a) {
     sq_ref_rope(a->q, w->n_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
     sq_ref_rope(a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
     sq_ref_kv_store(&a->kv, a->k, a->v, a->tokens);
-    sq_ref_attention(
-        &(sq_attention_args){a->q, a->kv, a->tokens, w->n_heads, w->n_kv_heads, hd, a->window, a->attn_out});
+    sq_ref_attention(&(sq_attention_args){a->q, a->kv, a->tokens, w->n_heads, w->n_kv_heads, hd, a->window,
+                                          a->attn_softcap, a->attn_out});
     sq_ref_matmul(&w->wo, a->attn_out, n, a->xb);
     sq_ref_add(a->x, a->xb, (int64_t)n * a->dim);
     sq_ref_rmsnorm(a->x, w->ffn_norm.data, a->norm_eps, n, a->dim, a->xb);

@@ -89,6 +89,15 @@ class Model:
     embd_scale: float = 1.0
     attn_scalar: Optional[float] = None  # scores are q.k / sqrt(attn_scalar); None: head_dim
     rope_local_theta: Optional[float] = None
+    # LongRoPE (Phi-3): {"short", "long": per-pair divisors [head_dim/2], "original": context, "attn": factor}.
+    # The long factors apply when rope_ctx > original: rope_ctx is the context the model runs in (squeeze's
+    # n_ctx, llama.cpp's rule); transformers decides by the current call's length, which agrees for any one
+    # call over a whole sequence when rope_ctx is that sequence's length (or both sides of the original).
+    longrope: Optional[dict] = None
+    rope_ctx: int = 0
+    # Gemma 2 style soft-capping (eager_attention_forward, Gemma2ForCausalLM.forward): x -> cap tanh(x / cap)
+    attn_softcap: Optional[float] = None  # of the scaled scores, before the mask and softmax
+    final_softcap: Optional[float] = None  # of the output logits
 
     @property
     def vocab_size(self):
@@ -109,6 +118,9 @@ class Model:
             inv = llama3_inv_freq(inv, self.rope_scaling)
         if self.rope_freq_factors is not None:
             inv = inv / self.rope_freq_factors
+        if self.longrope is not None:
+            lr = self.longrope
+            inv = inv / np.asarray(lr["long"] if self.rope_ctx > lr["original"] else lr["short"], dtype=np.float64)
         return inv
 
 
@@ -201,6 +213,8 @@ def forward(model, tokens, cache=None):
             k = rms_norm(k, L.k_norm, model.norm_eps)
         q = apply_rope(q, positions, inv_freq, model.rope_interleaved)
         k = apply_rope(k, positions, inv_freq, model.rope_interleaved)
+        if model.longrope is not None and not L.rope_local:  # Phi3RotaryEmbedding: cos, sin *= attention_scaling
+            q, k = q * model.longrope["attn"], k * model.longrope["attn"]
         if cache.k[li] is not None:
             k = np.concatenate([cache.k[li], k], axis=1)
             v = np.concatenate([cache.v[li], v], axis=1)
@@ -214,6 +228,8 @@ def forward(model, tokens, cache=None):
         kk = np.repeat(k, group, axis=0)  # repeat_kv: query head h uses kv head h // group
         vv = np.repeat(v, group, axis=0)
         scores = q @ kk.transpose(0, 2, 1) * scale  # [heads, n, total]
+        if model.attn_softcap:
+            scores = model.attn_softcap * np.tanh(scores / model.attn_softcap)
         scores = np.where(allowed[None], scores, -np.inf)
         scores -= scores.max(axis=-1, keepdims=True)
         p = np.exp(scores)
@@ -225,7 +241,10 @@ def forward(model, tokens, cache=None):
         f = linear(act(linear(h, L.w_gate)) * linear(h, L.w_up), L.w_down)
         x = x + (f if L.ffn_post_norm is None else rms_norm(f, L.ffn_post_norm, model.norm_eps))
     cache.pos += n
-    return linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    logits = linear(rms_norm(x, model.out_norm, model.norm_eps), model.output)
+    if model.final_softcap:
+        logits = model.final_softcap * np.tanh(logits / model.final_softcap)
+    return logits
 
 
 def greedy(model, prompt, n_new):
@@ -272,7 +291,14 @@ def weight_difference(src, dst):
         return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
     if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
         return "RoPE frequencies differ (theta or scaling)"
-    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta"]:
+    if (a.longrope is None) != (b.longrope is None):
+        return "longrope scaling on one side only"
+    if a.longrope is not None:
+        la, lb = a.longrope, b.longrope
+        if la["original"] != lb["original"] or not np.isclose(la["attn"], lb["attn"], rtol=1e-6, atol=0) or any(
+                not np.allclose(la[k], lb[k], rtol=1e-6, atol=0) for k in ("short", "long")):
+            return "longrope factors, original context or attention factor differ"
+    for f in ["act", "embd_scale", "attn_scalar", "rope_local_theta", "attn_softcap", "final_softcap"]:
         if getattr(a, f) != getattr(b, f):
             return f"{f} {getattr(b, f)} != {getattr(a, f)}"
     if len(a.layers) != len(b.layers):
@@ -372,6 +398,18 @@ def hf_rope(cfg):
     rope_type = p.get("rope_type", p.get("type", "default"))
     if rope_type == "default":
         return theta, None
+    if rope_type in ("longrope", "su"):  # _compute_longrope_parameters
+        original = p.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+        if original is not None:  # Phi-3: the ratio of the two contexts, not `factor`
+            factor = cfg["max_position_embeddings"] / original
+        else:
+            original, factor = cfg["max_position_embeddings"], p.get("factor", 1.0)
+        attn = p.get("attention_factor")
+        if attn is None:
+            attn = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+        return theta, {"rope_type": "longrope", "short": np.asarray(p["short_factor"], dtype=np.float64),
+                       "long": np.asarray(p["long_factor"], dtype=np.float64), "original": int(original),
+                       "attn": float(attn)}
     if rope_type != "llama3":
         raise NotImplementedError(f"rope_type {rope_type}")
     p.setdefault("original_max_position_embeddings", cfg["max_position_embeddings"])
@@ -384,9 +422,10 @@ def load_hf(dirpath):
     with open(os.path.join(dirpath, "config.json")) as f:
         cfg = json.load(f)
     arch = cfg["model_type"]
-    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+    if arch not in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "phi3", "gemma2"):
         raise NotImplementedError(f"model_type {arch}")
-    gemma = arch == "gemma3_text"
+    gemma = arch in ("gemma3_text", "gemma2")
+    gemma2 = arch == "gemma2"  # Gemma2Config: every 2nd layer global, one rotary embedding, caps 50 / 30
     t = _hf_tensors(dirpath)
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or dim // n_heads
@@ -395,9 +434,6 @@ def load_hf(dirpath):
     if gemma:
         if cfg.get("hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
             raise NotImplementedError(f"hidden_activation {cfg['hidden_activation']}")
-        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-            if cfg.get(key) is not None:
-                raise NotImplementedError(key)
     elif cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
         raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
     theta, rs = hf_rope(cfg)
@@ -407,6 +443,9 @@ def load_hf(dirpath):
     if arch == "mistral":
         window = cfg.get("sliding_window", 4096) or 0
         sliding = [True] * n_layers
+    elif arch == "phi3":  # Phi3Model: create_sliding_window_causal_mask on every layer unless sliding_window None
+        window = cfg.get("sliding_window") or 0
+        sliding = [True] * n_layers
     elif arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         window = cfg.get("sliding_window", 4096) or 0
         types = cfg.get("layer_types") or ["sliding_attention" if l >= cfg.get("max_window_layers", 28)
@@ -414,7 +453,7 @@ def load_hf(dirpath):
         sliding = [t == "sliding_attention" for t in types]
     elif gemma:  # Gemma3TextConfig: layer_types, else every sliding_window_pattern-th layer global
         window = cfg.get("sliding_window", 4096) or 0
-        pattern = cfg.get("sliding_window_pattern", 6)
+        pattern = cfg.get("sliding_window_pattern", 2 if gemma2 else 6)
         types = cfg.get("layer_types") or ["sliding_attention" if (l + 1) % pattern else "full_attention"
                                            for l in range(n_layers)]
         sliding = [t == "sliding_attention" for t in types]
@@ -435,9 +474,26 @@ def load_hf(dirpath):
             return w
         return (w.astype(np.float32) + np.float32(norm_add)).astype(np.float64)
 
+    def split_phi3(p):
+        """Phi3Attention / Phi3MLP: qkv_proj rows are q (heads x head_dim), k, v (kv heads x head_dim);
+        gate_up_proj.chunk(2) gives gate, then up."""
+        if arch != "phi3":
+            return
+        qkv = get(p + "self_attn.qkv_proj.weight")
+        nq, nkv = n_heads * hd, cfg.get("num_key_value_heads", n_heads) * hd
+        if qkv.shape[0] != nq + 2 * nkv:
+            raise ValueError(f"{p}qkv_proj has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+        t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"], t[p + "self_attn.v_proj.weight"] = (
+            qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+        gate, up = np.split(get(p + "mlp.gate_up_proj.weight"), 2)
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = gate, up
+        for x in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"]:
+            used.add(p + x + ".weight")
+
     layers = []
     for l in range(n_layers):
         p = f"model.layers.{l}."
+        split_phi3(p)
         layers.append(
             Layer(
                 attn_norm=norm(p + "input_layernorm.weight"),
@@ -474,9 +530,14 @@ def load_hf(dirpath):
     extra = {}
     if gemma:
         extra = dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))),
+                     attn_softcap=cfg.get("attn_logit_softcapping", 50.0 if gemma2 else None),
+                     final_softcap=cfg.get("final_logit_softcapping", 30.0 if gemma2 else None),
                      attn_scalar=float(cfg.get("query_pre_attn_scalar", 256)),
-                     rope_local_theta=float(cfg.get("rope_local_base_freq", 10000.0)))
-    return Model("gemma3" if gemma else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
+                     rope_local_theta=theta if gemma2 else float(cfg.get("rope_local_base_freq", 10000.0)))
+    if rs is not None and rs.get("rope_type") == "longrope":
+        extra.update(longrope=rs, rope_ctx=cfg["max_position_embeddings"])  # squeeze's default n_ctx
+        rs = None
+    return Model("gemma3" if arch == "gemma3_text" else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
                  **extra)
 
 
@@ -491,9 +552,10 @@ def load_gguf(path):
         return default if f is None else f.contents()
 
     arch = field("general.architecture")
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3"):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3", "gemma2"):
         raise NotImplementedError(f"GGUF architecture {arch}")
-    gemma = arch == "gemma3"
+    gemma = arch in ("gemma3", "gemma2")
+    period = 2 if arch == "gemma2" else 6  # llama.cpp's swa pattern; gemma2's local layers use freq_base
     t = {}
     for ti in r.tensors:
         shape = tuple(int(s) for s in reversed(ti.shape))  # ggml lists the innermost dimension first
@@ -508,6 +570,16 @@ def load_gguf(path):
     theta = float(np.float32(field(f"{arch}.rope.freq_base", 10000.0)))
     window = field(f"{arch}.attention.sliding_window", 0) or 0
     used = set()
+    if arch == "phi3":  # llama.cpp (llm_build_phi3): attn_qkv rows are q, k, v; ffn_up is [gate; up] (swiglu)
+        n_kv = field(f"{arch}.attention.head_count_kv", n_heads)
+        for l in range(n_layers):
+            p = f"blk.{l}."
+            qkv, nq, nkv = t.pop(p + "attn_qkv.weight"), n_heads * hd, n_kv * hd
+            if qkv.shape[0] != nq + 2 * nkv:
+                raise ValueError(f"{path}: {p}attn_qkv has {qkv.shape[0]} rows, expected {nq + 2 * nkv}")
+            t[p + "attn_q.weight"], t[p + "attn_k.weight"], t[p + "attn_v.weight"] = (
+                qkv[:nq], qkv[nq:nq + nkv], qkv[nq + nkv:])
+            t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"] = np.split(t[p + "ffn_up.weight"], 2)
 
     def get(name, optional=False):
         if name not in t and name + "_a" in t and name + "_b" in t:
@@ -544,8 +616,8 @@ def load_gguf(path):
                 attn_post_norm=get(p + "post_attention_norm.weight") if gemma else None,
                 ffn_post_norm=get(p + "post_ffw_norm.weight") if gemma else None,
                 # llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3): every 6th layer global, the others slide
-                window=window if not gemma or (l + 1) % 6 else 0,
-                rope_local=gemma and (l + 1) % 6 != 0,
+                window=window if not gemma or (l + 1) % period else 0,
+                rope_local=gemma and (l + 1) % period != 0,
             )
         )
     tok = get("token_embd.weight")
@@ -553,6 +625,11 @@ def load_gguf(path):
     if output is None:
         output = tok
     freq_factors = get("rope_freqs.weight", True)
+    longrope = None
+    if "rope_factors_long.weight" in t:  # llama.cpp: attn_factor defaults to 1
+        longrope = {"short": get("rope_factors_short.weight"), "long": get("rope_factors_long.weight"),
+                    "original": field(f"{arch}.rope.scaling.original_context_length"),
+                    "attn": float(np.float32(field(f"{arch}.rope.scaling.attn_factor", 1.0)))}
     out_norm = get("output_norm.weight")
     unused = set(t) - used
     if unused:
@@ -568,8 +645,11 @@ def load_gguf(path):
         output,
         layers,
         rope_freq_factors=freq_factors,
+        longrope=longrope,
+        rope_ctx=field(f"{arch}.context_length"),
         **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
-                rope_local_theta=10000.0) if gemma else {}),
+                rope_local_theta=theta if arch == "gemma2" else 10000.0, attn_softcap=field(f"{arch}.attn_logit_softcapping", 50.0 if arch == "gemma2" else None),
+                final_softcap=field(f"{arch}.final_logit_softcapping", 30.0 if arch == "gemma2" else None)) if gemma else {}),
     )
 
 

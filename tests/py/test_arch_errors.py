@@ -5,8 +5,11 @@ On tiny_models checkpoints with one thing changed:
   - an unknown architectures / model_type: the class, the model_type and the supported list named;
   - Qwen3 without its q/k norms (a Qwen2-shaped file called Qwen3), with only one of them, with norms of the
     wrong width, and a Llama whose blocks carry q/k norms it never has: the tensor named;
-  - Gemma 3 with soft-capping, another activation, a layer_types list of the wrong length, or one post-norm;
-  - the same through GGUF (general.architecture qwen3 without attn_q_norm; an unknown architecture).
+  - Gemma 3 with a negative soft-cap, another activation, a layer_types list of the wrong length, or one
+    post-norm; a Llama with soft-capping (only the Gemma families compute it: test_logits checks them);
+  - the same through GGUF (general.architecture qwen3 without attn_q_norm; an unknown architecture);
+  - Phi-3 whose fused qkv_proj / gate_up_proj (GGUF attn_qkv / ffn_up) rows disagree with the config's heads
+    and FFN width, and a Phi-3 checkpoint holding unfused q_proj (a Llama-shaped file called Phi-3).
 """
 
 import json
@@ -80,14 +83,17 @@ def main():
                 t[f"model.layers.{l}.self_attn.{x}_norm.weight"] = ("F32", np.ones(16, np.float32))
         return t
 
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        expect_error(checks, f"Llama with {key}",
+                     tiny_models.with_config(llama, os.path.join(root, "llama-softcap"), cfg({key: 50.0})),
+                     [f"{key} = 50 (logit soft-capping) is not supported"])
     expect_error(checks, "Llama with q/k norms", with_tensors(llama, os.path.join(root, "llama-norms"), add_norms),
                  ["blk.0 has q/k norms", "a llama model never has"])
 
     gemma = tiny_models.generate("gemma3_layer_types", root)
     for what, rewrite, needles in [
-        ("Gemma 3 with attention soft-capping", {"attn_logit_softcapping": 50.0},
-         ["attn_logit_softcapping = 50", "not supported"]),
-        ("Gemma 3 with final soft-capping", {"final_logit_softcapping": 30.0}, ["final_logit_softcapping = 30"]),
+        ("Gemma 3 with negative soft-capping", {"attn_logit_softcapping": -50.0},
+         ["attn_logit_softcapping and final_logit_softcapping must be positive"]),
         ("Gemma 3 with exact GELU", {"hidden_activation": "gelu"},
          ["hidden_activation = gelu is not supported (gelu_pytorch_tanh)"]),
         ("Gemma 3 layer_types of the wrong length", {"layer_types": ["full_attention"]},
@@ -128,6 +134,55 @@ def main():
         w.write_tensors_to_file()
         w.close()
         expect_error(checks, what, out, needles)
+    phi3 = tiny_models.generate("phi3_gqa", root)  # 4 heads, 2 kv heads of 16, FFN 160
+    qkv, gate_up = "model.layers.1.self_attn.qkv_proj.weight", "model.layers.0.mlp.gate_up_proj.weight"
+
+    def cut(name, rows):
+        def edit(t):
+            dt, a = t[name]
+            t[name] = (dt, a[:rows])
+            return t
+        return edit
+
+    expect_error(checks, "Phi-3 qkv_proj one head short",
+                 with_tensors(phi3, os.path.join(root, "phi3-qkv"), cut(qkv, 112)),
+                 ["fused tensor blk.1.attn_qkv.weight must be [128][in]", "(heads + 2 kv heads) x head_dim",
+                  "is 112 rows"])
+    expect_error(checks, "Phi-3 gate_up_proj of one FFN width",
+                 with_tensors(phi3, os.path.join(root, "phi3-gate-up"), cut(gate_up, 160)),
+                 ["fused tensor blk.0.ffn_gate_up.weight must be [320][in] (2 x the FFN width)"])
+
+    def unfuse(t):
+        dt, a = t.pop(qkv)
+        t[qkv.replace("qkv_proj", "q_proj")], t[qkv.replace("qkv_proj", "k_proj")] = (dt, a[:64]), (dt, a[64:96])
+        t[qkv.replace("qkv_proj", "v_proj")] = (dt, a[96:])
+        return t
+
+    expect_error(checks, "Phi-3 with separate q/k/v projections",
+                 with_tensors(phi3, os.path.join(root, "phi3-unfused"), unfuse),
+                 ["unexpected tensor model.layers.1.self_attn.q_proj.weight in a phi3 checkpoint"])
+    phi3_gguf = tiny_models.generate_gguf("phi3_gqa", os.path.join(root, "gguf"), "F32")
+    r = G.GGUFReader(phi3_gguf)
+    out = os.path.join(root, "gguf", "phi3-short-ffn-up.gguf")
+    w = G.GGUFWriter(out, "phi3")
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        vtype = f.types[0]
+        if vtype == G.GGUFValueType.ARRAY:
+            w.add_key_value(f.name, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(f.name, f.contents(), vtype)
+    for t in r.tensors:  # blk.1.ffn_up holding 3 x 160 rows: gate, up and one more
+        data = np.concatenate([t.data, t.data[:160]]) if t.name == "blk.1.ffn_up.weight" else t.data
+        w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    expect_error(checks, "GGUF phi3 ffn_up of three FFN widths", out,
+                 ["GGUF tensor blk.1.ffn_up.weight", "fused tensor blk.1.ffn_gate_up.weight must be [320][in] (2 x the "
+                  "FFN width) but is 480 rows"])
     return checks.finish()
 
 

@@ -1,6 +1,7 @@
 """`squeeze convert` round trips keep the model: stories15M.bin -> HF directory -> GGUF -> llama2.c .bin, and
-tiny Qwen2 (biases, tied), tiny GQA fp16 Llama and tiny Qwen3 (q/k norms; bf16 untied, fp32 tied) HF checkpoints
--> GGUF -> HF.
+tiny Qwen2 (biases, tied), tiny GQA fp16 Llama, tiny Qwen3 (q/k norms; bf16 untied, fp32 tied), Gemma 3 and
+Phi-3 (fused qkv and gate_up, split at load and joined again on write; LongRoPE factors as GGUF tensors and
+back into config.json) and Gemma 2 (soft-capping) HF checkpoints -> GGUF -> HF.
 
 At every step:
   - weights: the converted file, read by the independent reference loaders (numpy safetensors reader with HF
@@ -92,7 +93,8 @@ def main():
           [("hf", os.path.join(work, "stories15M-hf")), ("gguf", os.path.join(work, "stories15M.gguf")),
            ("llama2c", os.path.join(work, "stories15M-roundtrip.bin"))], tokens)
 
-    for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied", "gemma3_bf16"]:
+    for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied", "gemma3_bf16", "phi3_gqa",
+                 "phi3_swa_bf16", "phi3_longrope", "gemma2_softcap"]:
         src = tiny_models.generate(name, os.path.join(work, "tiny"))
         rng = np.random.default_rng(11)
         tokens = [1] + [int(t) for t in rng.integers(3, tiny_models.VARIANTS[name]["vocab"], 23)]

@@ -6,7 +6,8 @@ nested per layer type. Each variant below is the same weights as a tiny_models c
 rewritten; `squeeze logits` must match reference.py (which resolves every layout as transformers'
 modeling_rope_utils does) within the fp32 bound of test_logits.py, and the reference itself must be sensitive
 to what the variant changes (theta 10000 instead, or no llama3 scaling, or no window), so a pass means squeeze
-read the key. Qwen2's use_sliding_window with max_window_layers (all layers windowed, or none) and Mistral's
+read the key. LongRoPE (Phi-3) in its "su" and "longrope" spellings, under rope_scaling and rope_parameters.
+Qwen2's use_sliding_window with max_window_layers (all layers windowed, or none) and Mistral's
 default window of 4096 when the key is absent follow the transformers config classes."""
 
 import dataclasses
@@ -61,6 +62,19 @@ VARIANTS = [
     ("qwen2-window-from-past-the-last-layer", "qwen2_bias",
      lambda c: {**c, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": c["num_hidden_layers"]},
      None, "sliding window:  none\n"),
+    # LongRoPE: Phi-3-mini-128k's "su" spelling, v5's rope_parameters holding the original context, and an
+    # explicit attention_factor (the default is sqrt(1 + ln(256/16) / ln 16))
+    ("v4-su-type", "phi3_longrope",
+     lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "type": "su"}}, "longrope",
+     "longrope scaling (attention factor 1.41421; long factors in contexts over 16)"),
+    ("v5-longrope", "phi3_longrope",
+     lambda c: v5({k: v for k, v in c.items() if k != "original_max_position_embeddings"},
+                  {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 16,
+                   **{k: c["rope_scaling"][k] for k in ("short_factor", "long_factor")}}),
+     "longrope", "long factors in contexts over 16"),
+    ("longrope-attention-factor", "phi3_longrope",
+     lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "attention_factor": 1.25}}, "longrope-attn",
+     "attention factor 1.25"),
     ("mistral-window-key-absent", "mistral_swa", lambda c: {k: v for k, v in c.items() if k != "sliding_window"},
      None, "sliding window:  4096\n"),
 ]
@@ -78,6 +92,12 @@ REFUSED = [
     ("mlp-bias", "llama3_rope", lambda c: {**c, "mlp_bias": True}, "mlp_bias = true"),
     ("gptq", "llama3_rope", lambda c: {**c, "quantization_config": {"quant_method": "gptq", "bits": 4}},
      "quantization_config (quant_method gptq)"),
+    ("longrope-short-list", "phi3_longrope",
+     lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "long_factor": [1.0] * 7}},
+     "rope_scaling.long_factor must list 8 factors"),
+    ("longrope-zero-factor", "phi3_longrope",
+     lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "short_factor": [0.0] * 8}},
+     "rope_scaling.short_factor[0] must be a positive number"),
     ("qwen2-window-on-some-layers", "qwen2_bias",
      lambda c: {**c, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1},
      "max_window_layers = 1 of 2 layers windowed"),
@@ -94,6 +114,10 @@ def sensitivity(model, what):
         return dataclasses.replace(model, rope_theta=10000.0)
     if what == "llama3":
         return dataclasses.replace(model, rope_scaling=None)
+    if what == "longrope":
+        return dataclasses.replace(model, longrope=None)
+    if what == "longrope-attn":
+        return dataclasses.replace(model, longrope={**model.longrope, "attn": 2 ** 0.5})
     return dataclasses.replace(model, layers=[dataclasses.replace(L, window=0) for L in model.layers])
 
 

@@ -1,13 +1,15 @@
 """squeeze's forward pass on tiny random Hugging Face checkpoints vs the float64 reference.
 
 For every variant in tiny_models.VARIANTS (MHA fp32, GQA fp16, tied bf16, llama3 rope scaling, Mistral
-sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors), `squeeze logits` in three modes
+sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors, Qwen3, Gemma 3, Phi-3 with fused
+projections, a window and LongRoPE), `squeeze logits` in three modes
 (prefill: one call; decode: one token per call through the KV cache; chunks:3) must match the reference run on
 the same stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
     max|diff| / max|ref| <= 1e-4, and the same argmax at every position.
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
-so a pass means the engine implements the feature. `--greedy 40` must also continue the 24 tokens exactly as
+so a pass means the engine implements the feature. LongRoPE is also run in a context of its original length
+(--ctx 16), where the short factors apply. `--greedy 40` must also continue the 24 tokens exactly as
 the reference does (near-ties within the logit tolerance excepted, see engine_harness.Checks.greedy).
 Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
 the untied one) and checked the same way.
@@ -45,6 +47,14 @@ def ablations(name, model):
             ("q/k/v biases dropped", with_layers(model, bq=None, bk=None, bv=None)),
             ("sliding_window applied although use_sliding_window is false", with_layers(model, window=4)),
         ]
+    if name == "gemma2_softcap":
+        return [("attention soft-capping dropped", dataclasses.replace(model, attn_softcap=None)),
+                ("final soft-capping dropped", dataclasses.replace(model, final_softcap=None)),
+                ("full attention on the sliding layers", with_layers(model, window=0)),
+                ("post-norms dropped", with_layers(model, attn_post_norm=None, ffn_post_norm=None))]
+    if name == "gemma3_softcap":
+        return [("attention soft-capping dropped", dataclasses.replace(model, attn_softcap=None)),
+                ("final soft-capping dropped", dataclasses.replace(model, final_softcap=None))]
     if name.startswith("gemma3"):
         return [
             ("SwiGLU instead of GeGLU", dataclasses.replace(model, act="silu")),
@@ -57,6 +67,17 @@ def ablations(name, model):
                dataclasses.replace(model, attn_scalar=None))] if model.attn_scalar != model.head_dim else [])
     if name.startswith("qwen3"):
         return [("q/k norms dropped", with_layers(model, q_norm=None, k_norm=None))]
+    if name.startswith("phi3"):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
+        def swapped(L):
+            return dataclasses.replace(L, wk=L.wv, wv=L.wk, w_gate=L.w_up, w_up=L.w_gate)
+        alt = [("k/v rows of qkv_proj swapped, gate/up halves swapped",
+                dataclasses.replace(model, layers=[swapped(L) for L in model.layers]))]
+        if model.longrope is not None:
+            alt += [("short LongRoPE factors instead of the long ones", dataclasses.replace(model, rope_ctx=16)),
+                    ("LongRoPE attention factor ignored",
+                     dataclasses.replace(model, longrope={**model.longrope, "attn": 1.0}))]
+        return alt + ([("full attention instead of the sliding window", with_layers(model, window=0))]
+                      if model.layers[0].window else [])
     if name == "llama3_rope":
         return [("llama3 rope scaling ignored", dataclasses.replace(model, rope_scaling=None))]
     if name == "llama_mha_f32":
@@ -90,6 +111,20 @@ def main():
                           TOL)
         except H.EngineError as e:
             checks.fail(f"{name} --greedy {N_GREEDY}", e)
+    # LongRoPE's short factors: a context no longer than the original (--ctx 16), as transformers uses them on
+    # any call of at most 16 positions
+    path = os.path.join(root, "phi3_longrope")
+    model = dataclasses.replace(R.load(path), rope_ctx=16)
+    tokens = [1] + [int(t) for t in np.random.default_rng(9).integers(3, model.vocab_size, 11)]
+    ref = R.forward(model, tokens)
+    r = H.rel_diff(R.forward(dataclasses.replace(model, rope_ctx=17), tokens), ref)
+    checks.check(r > 100 * TOL, "phi3_longrope: reference sensitivity: long factors in a context of 16", f"{r:.3g}")
+    for mode in MODES:
+        try:
+            got = H.engine_logits(path, tokens, mode, model.vocab_size, extra=["--ctx", "16"])
+            checks.close(f"phi3_longrope --ctx 16 (short factors) --mode {mode} vs reference", got, ref, TOL)
+        except H.EngineError as e:
+            checks.fail(f"phi3_longrope --ctx 16 --mode {mode}", e)
     for name in LLAMA2C:
         path = tiny_models.generate_llama2c(name, root)
         model = R.load_llama2c(path)

@@ -32,7 +32,9 @@ LOOSE = {"f16": (1e-4, 0.95), "q8_0": (5e-3, 0.90)}  # (max mean KL, min top-1 a
 TINY = [("llama_gqa_f16", "F16"), ("llama_gqa_f16", "Q8_0"), ("llama_gqa_f16", "Q4_0"), ("llama_gqa_f16", "Q4_1"),
         ("llama_head_dim", "Q4_0"), ("llama_tied_bf16", "BF16"), ("qwen2_bias", "F32"), ("qwen2_bias", "Q8_0"),
         ("qwen3_bf16", "BF16"), ("qwen3_bf16", "Q8_0"), ("qwen3_tied", "F32"), ("gemma3_bf16", "BF16"),
-        ("gemma3_bf16", "Q8_0"), ("gemma3_local", "F32")]
+        ("gemma3_bf16", "Q8_0"), ("gemma3_local", "F32"), ("phi3_gqa", "F32"), ("phi3_gqa", "Q4_0"),
+        ("phi3_swa_bf16", "BF16"), ("phi3_longrope", "F32"), ("gemma3_softcap", "F32"),
+        ("gemma2_softcap", "BF16"), ("gemma2_softcap", "Q8_0")]
 LOSSLESS = {"F32", "F16", "BF16"}
 
 

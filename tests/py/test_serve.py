@@ -415,6 +415,28 @@ def test_chat_cli(srv):
     print("squeeze chat: the server's greedy answer, and a second turn")
 
 
+def test_spec_ngram():
+    """serve --spec ngram: greedy completions (plain and streamed) are squeeze run's text, and /metrics counts
+    drafts verified and kept"""
+    srv = Server("--spec", "ngram", "--draft-k", "4", "--max-seqs", "4", "--max-batch-tokens", "64")
+    try:
+        cl = srv.client()
+        for prompt in [PROMPT, "Lily and Ben played with the ball. Lily and Ben"]:
+            want = squeeze_run(prompt, 60)
+            got = cl.completions.create(model="squeeze", prompt=prompt, max_tokens=60, temperature=0)
+            check(got.choices[0].text == want, f"--spec ngram greedy: {got.choices[0].text!r} != run's {want!r}")
+            check(got.usage.completion_tokens == 60, f"--spec ngram usage {got.usage}")
+            s = cl.completions.create(model="squeeze", prompt=prompt, max_tokens=60, temperature=0, stream=True)
+            text = "".join(ch.choices[0].text for ch in s)
+            check(text == want, f"--spec ngram streamed: {text!r} != {want!r}")
+        m = srv.metrics()
+        drafted, kept = m.get("squeeze_spec_draft_tokens_total", 0), m.get("squeeze_spec_accepted_tokens_total", 0)
+        check(0 < kept <= drafted, f"--spec ngram drafts: {kept} kept of {drafted}")
+    finally:
+        check(srv.stop() == 0, "SIGTERM stops the --spec server with status 0")
+    print(f"serve --spec ngram: greedy text = squeeze run's; {kept:.0f} of {drafted:.0f} drafts kept")
+
+
 def main():
     srv = Server("--max-seqs", "16", "--max-batch-tokens", "256", "--timeout", "3")
     try:
@@ -431,6 +453,7 @@ def main():
         rc = srv.stop()
         check(rc == 0, f"SIGTERM: graceful exit status 0, got {rc}")
     test_api_key()
+    test_spec_ngram()
     for f in failures:
         print("FAIL:", f)
     print(f"{checks - len(failures)}/{checks} checks passed")

@@ -12,6 +12,7 @@ Usage: python tiny_models.py OUTDIR [VARIANT ...]
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -74,12 +75,38 @@ VARIANTS = {
                                hidden=176, vocab=512, dtype="F32", seed=112, rope_theta=500000.0, norm_eps=1e-6,
                                sliding_window=4, rope_local_base_freq=100.0, query_pre_attn_scalar=24,
                                layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    # Phi-3: q/k/v fused into qkv_proj and gate/up into gate_up_proj (split by squeeze at load); phi3_gqa has
+    # fewer kv heads than heads (as Phi-3-medium) and no window; phi3_swa_bf16 a window far shorter than the
+    # test sequence (Phi-3-mini's configs set 2047).
+    "phi3_gqa": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, hidden=160, vocab=512,
+                     dtype="F32", seed=114),
+    "phi3_swa_bf16": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=4, hidden=176, vocab=512,
+                          dtype="BF16", seed=115, sliding_window=7),
+    # Phi-3-mini-128k-style LongRoPE: the original context (16) is shorter than the test sequence, so the long
+    # factors apply, and the attention factor is sqrt(1 + ln(256/16) / ln 16) = sqrt(2).
+    "phi3_longrope": dict(arch="phi3", dim=64, n_layers=2, n_heads=4, n_kv_heads=4, hidden=160, vocab=512,
+                          dtype="F32", seed=116, original_max_position_embeddings=16,
+                          rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
+                                        "long_factor": [1.0 + 3.0 * i for i in range(8)]}),
+    # Gemma 3 with Gemma 2 style soft-capping set (transformers applies both where the config sets them); caps
+    # low enough to bite on these activations
+    "gemma3_softcap": dict(arch="gemma3", dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, hidden=128,
+                           vocab=512, dtype="F32", seed=117, tied=True, rope_theta=1000000.0, norm_eps=1e-6,
+                           sliding_window=6, rope_local_base_freq=10000.0, query_pre_attn_scalar=32,
+                           attn_logit_softcapping=2.0, final_logit_softcapping=4.0),
+    # Gemma 2: Gemma 3's block without q/k norms, every 2nd layer global with one RoPE base, both soft-caps
+    # (transformers' defaults 50 / 30 would barely bite here, so lower ones are set)
+    "gemma2_softcap": dict(arch="gemma2", dim=64, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=16, hidden=160,
+                           vocab=512, dtype="BF16", seed=118, tied=True, rope_theta=10000.0, norm_eps=1e-6,
+                           sliding_window=5, query_pre_attn_scalar=16, attn_logit_softcapping=3.0,
+                           final_logit_softcapping=6.0),
     "qwen3_tied": dict(arch="qwen3", dim=64, n_layers=2, n_heads=8, n_kv_heads=2, hidden=160, vocab=512,
                        dtype="F32", seed=110, tied=True, rope_theta=1000000.0, norm_eps=1e-6),
 }
 
 _HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
+             "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
+             "gemma2": "Gemma2ForCausalLM"}
 _TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -102,7 +129,7 @@ def _weights(spec):
     def lin(out_f, in_f, gain=1.0):
         return rng.standard_normal((out_f, in_f)) * (gain / np.sqrt(in_f))
 
-    gemma = spec["arch"] == "gemma3"
+    gemma = spec["arch"] in ("gemma3", "gemma2")
 
     def norm(n=d):  # Gemma stores w of x * (1 + w)
         return (0.0 if gemma else 1.0) + 0.1 * rng.standard_normal(n)
@@ -132,6 +159,12 @@ def _weights(spec):
     w["model.norm.weight"] = norm()
     if not spec.get("tied"):
         w["lm_head.weight"] = lin(V, d, 3.0)
+    if spec["arch"] == "phi3":  # Phi3Attention.qkv_proj = [q; k; v] rows, Phi3MLP.gate_up_proj = [gate; up]
+        for l in range(spec["n_layers"]):
+            p = f"model.layers.{l}."
+            w[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [w.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
+            w[p + "mlp.gate_up_proj.weight"] = np.concatenate([w.pop(p + f"mlp.{x}_proj.weight") for x in ("gate", "up")])
     return {k: _store(v, spec["dtype"]) for k, v in w.items()}
 
 
@@ -169,11 +202,21 @@ def _config(spec):
                    max_window_layers=spec["n_layers"])
     if spec["arch"] == "qwen3":
         cfg.update(attention_bias=False)
+    if spec["arch"] == "phi3":  # Phi3Config: no attention_bias key; sliding_window None unless set
+        cfg.update(sliding_window=spec.get("sliding_window"), original_max_position_embeddings=spec.get(
+            "original_max_position_embeddings", 256), resid_pdrop=0.0, embd_pdrop=0.0, pad_token_id=0)
+    if spec["arch"] == "gemma2":  # Gemma2Config: hidden_activation, one rope_theta, no rope_local_base_freq
+        cfg.update(attention_bias=False, hidden_activation="gelu_pytorch_tanh", sliding_window=spec["sliding_window"],
+                   query_pre_attn_scalar=spec["query_pre_attn_scalar"],
+                   attn_logit_softcapping=spec.get("attn_logit_softcapping"),
+                   final_logit_softcapping=spec.get("final_logit_softcapping"))
+        del cfg["hidden_act"]
     if spec["arch"] == "gemma3":
         cfg.update(model_type="gemma3_text", attention_bias=False, hidden_activation="gelu_pytorch_tanh",
                    sliding_window=spec["sliding_window"], rope_local_base_freq=spec["rope_local_base_freq"],
-                   query_pre_attn_scalar=spec["query_pre_attn_scalar"], attn_logit_softcapping=None,
-                   final_logit_softcapping=None)
+                   query_pre_attn_scalar=spec["query_pre_attn_scalar"],
+                   attn_logit_softcapping=spec.get("attn_logit_softcapping"),
+                   final_logit_softcapping=spec.get("final_logit_softcapping"))
         del cfg["hidden_act"]
         if "layer_types" in spec:
             cfg["layer_types"] = spec["layer_types"]
@@ -294,9 +337,10 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
 
     spec = VARIANTS[name]
     arch = spec["arch"]
-    if arch not in ("llama", "qwen2", "qwen3", "gemma3") or spec.get("rope_scaling") or spec.get("shards", 1) != 1:
-        raise ValueError(f"{name}: only plain llama, qwen2, qwen3 and gemma3 variants are written as GGUF here")
-    if arch == "gemma3" and ("layer_types" in spec or spec["query_pre_attn_scalar"] != spec["head_dim"]):
+    if arch not in ("llama", "qwen2", "qwen3", "gemma3", "phi3", "gemma2") or spec.get("shards", 1) != 1 or (
+            spec.get("rope_scaling") and arch != "phi3"):
+        raise ValueError(f"{name}: only plain llama, qwen2, qwen3, gemma3 and phi3 variants are written as GGUF here")
+    if arch in ("gemma3", "gemma2") and ("layer_types" in spec or spec["query_pre_attn_scalar"] != spec["head_dim"]):
         raise ValueError(f"{name}: GGUF gemma3 holds only llama.cpp's layer pattern and attention scale")
     src = generate(name, outroot)
     w = {k: safetensors_np.to_f64(dt, a).astype(np.float32) for k, (dt, a) in _weights(spec).items()}
@@ -310,7 +354,7 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
         order[0::2], order[1::2] = np.arange(hd // 2), np.arange(hd // 2) + hd // 2
         return x[(np.arange(heads)[:, None] * hd + order[None, :]).ravel()]
 
-    if arch == "gemma3":  # llama.cpp's converter stores 1 + w for every norm
+    if arch in ("gemma3", "gemma2"):  # llama.cpp's converter stores 1 + w for every norm
         w = {k: (v + np.float32(1.0) if k.endswith("norm.weight") else v) for k, v in w.items()}
     qt = gguf.GGMLQuantizationType[qtype]
     path = os.path.join(outroot, f"{name}-{qtype.lower()}{tag}.gguf")
@@ -327,8 +371,17 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_rope_dimension_count(hd)
     writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
-    if arch == "gemma3":
-        writer.add_uint32("gemma3.attention.sliding_window", spec["sliding_window"])
+    if spec.get("rope_scaling"):  # convert_hf_to_gguf.py, Phi3MiniModel: LongRoPE factors as tensors
+        original = spec["original_max_position_embeddings"]
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(256 / original) / math.log(original)))
+        writer.add_tensor("rope_factors_long.weight", np.asarray(spec["rope_scaling"]["long_factor"], np.float32))
+        writer.add_tensor("rope_factors_short.weight", np.asarray(spec["rope_scaling"]["short_factor"], np.float32))
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if spec.get(key):
+            writer.add_float32(f"{arch}.{key}", spec[key])
+    if arch in ("gemma3", "phi3", "gemma2") and spec.get("sliding_window"):
+        writer.add_uint32(f"{arch}.attention.sliding_window", spec["sliding_window"])
     writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[qtype])
     _gguf_vocab(writer, os.path.join(src, "tokenizer.json"))
     for key, value in (extra_ids or {}).items():
@@ -354,12 +407,14 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
                   ("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
                   ("self_attn.v_proj.bias", "attn_v.bias"), ("self_attn.q_norm.weight", "attn_q_norm.weight"),
                   ("self_attn.k_norm.weight", "attn_k_norm.weight")]
-    if arch == "gemma3":  # sandwich norms
+    if arch in ("gemma3", "gemma2"):  # sandwich norms
         hf_to_gguf = [(h, g) for h, g in hf_to_gguf if not h.startswith("post_attention_layernorm")]
         hf_to_gguf += [("post_attention_layernorm.weight", "post_attention_norm.weight"),
                        ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
                        ("post_feedforward_layernorm.weight", "post_ffw_norm.weight")]
 
+    if arch == "phi3":  # llama.cpp's converter keeps Phi-3's fused tensors; gate_up is called ffn_up
+        hf_to_gguf += [("self_attn.qkv_proj.weight", "attn_qkv.weight"), ("mlp.gate_up_proj.weight", "ffn_up.weight")]
     for l in range(spec["n_layers"]):
         for hf, gg in hf_to_gguf:
             x = w.get(f"model.layers.{l}.{hf}")

@@ -49,7 +49,7 @@ static const cli_verb verb = {
 };
 
 int sq_cmd_eval(int argc, char **argv) {
-    const char *model_path, *tasks, *data_dir, *json, *tokenizer, *label, *kv_type, *lora;
+    const char *model_path, *tasks, *data_dir, *json, *tokenizer, *label, *kv_type, *lora, *device;
     long limit, batch, threads, ctx;
     int no_progress, bos, no_bos;
     sq_bos_policy bos_policy;
@@ -69,6 +69,7 @@ int sq_cmd_eval(int argc, char **argv) {
         CLI_FLAG_LABEL(&label),
         CLI_FLAG_THREADS(&threads),
         CLI_FLAG_KV_TYPE(&kv_type),
+        CLI_FLAG_DEVICE(&device),
         CLI_FLAG_TOKENIZER(&tokenizer),
         CLI_FLAG_LORA(&lora),
         CLI_FLAG_NO_PROGRESS(&no_progress),
@@ -93,7 +94,8 @@ int sq_cmd_eval(int argc, char **argv) {
                          .bos = bos_policy,
                          .progress = bar ? cli_progress_update : NULL,
                          .progress_user = bar,
-                         .kv_type = cli_kv_type(kv_type)};
+                         .kv_type = cli_kv_type(kv_type),
+                         .device = device};
     sq_task_result *res = NULL;
     int n = 0;
     err = sq_eval_tasks(model, tasks, &o, &res, &n);

@@ -63,8 +63,14 @@ static void print_model(const char *path, const sq_model *model) {
     if (!strcmp(mi.rope_scaling, "llama3"))
         printf(", llama3 scaling (factor %g, low %g, high %g, original context %d)", mi.rope_scaling_factor,
                mi.rope_low_freq_factor, mi.rope_high_freq_factor, mi.rope_original_max_pos);
+    if (!strcmp(mi.rope_scaling, "longrope"))
+        printf(", longrope scaling (attention factor %g; long factors in contexts over %d)",
+               mi.rope_attn_factor, mi.rope_original_max_pos);
     printf("\n");
     printf("norm epsilon:    %g\n", mi.norm_eps);
+    if (mi.attn_softcap > 0 || mi.final_softcap > 0)
+        printf("soft-capping:    attention scores %g, final logits %g (0: none)\n", mi.attn_softcap,
+               mi.final_softcap);
     if (mi.n_global_layers) {
         printf("attention:       %d local layers (window %d, rope theta %g), %d global (layers",
                mi.n_layers - mi.n_global_layers, mi.sliding_window, mi.rope_local_theta, mi.n_global_layers);

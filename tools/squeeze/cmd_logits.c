@@ -27,7 +27,7 @@ static const cli_verb verb = {
 
 int sq_cmd_logits(int argc, char **argv) {
     const char *model_path, *prompt, *out_path, *tok_path, *mode;
-    long greedy, threads, chunk = 0; /* tokens per forward call; 0: all at once */
+    long greedy, threads, n_ctx, chunk = 0; /* tokens per forward call; 0: all at once */
     cli_list tokens;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&model_path, 1),
@@ -44,6 +44,7 @@ int sq_cmd_logits(int argc, char **argv) {
             "prefill: all tokens in one forward call; decode: one\ntoken a call; chunks:N: N tokens a call",
             .def_str = "prefill"),
         CLI_FLAG_THREADS(&threads),
+        CLI_FLAG_CTX(&n_ctx, "the model's context length"),
         CLI_FLAG_TOKENIZER(&tok_path),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
@@ -86,14 +87,16 @@ int sq_cmd_logits(int argc, char **argv) {
         fprintf(stderr, "squeeze logits: the prompt has no tokens\n");
         goto done;
     }
-    if ((long)n + greedy > info.max_seq_len) {
-        fprintf(stderr, "squeeze logits: %d tokens + %ld generated exceed the context of %d\n", n, greedy,
-                info.max_seq_len);
+    const long ctx_len = n_ctx ? n_ctx : info.max_seq_len;
+    if ((long)n + greedy > ctx_len) {
+        fprintf(stderr, "squeeze logits: %d tokens + %ld generated exceed the context of %ld\n", n, greedy,
+                ctx_len);
         goto done;
     }
     int step = chunk ? (int)chunk : n;
-    err =
-        sq_context_create(model, &(sq_context_options){.n_threads = (int)threads, .n_batch_max = step}, &ctx);
+    err = sq_context_create(
+        model, &(sq_context_options){.n_threads = (int)threads, .n_ctx = (int)n_ctx, .n_batch_max = step},
+        &ctx);
     logits = err ? NULL : malloc((size_t)n * info.vocab_size * sizeof *logits);
     if (!err && !logits) {
         fprintf(stderr, "squeeze logits: out of memory\n");

@@ -11,7 +11,7 @@
 
 typedef struct ppl_args {
     const char *model, *file, *ids_file, *ref, *save_logits, *ref_logits, *json, *tokenizer, *label, *kv_type,
-        *lora;
+        *lora, *device;
     long ctx, stride, batch, threads, top_k;
     int second_half, no_progress, bos, no_bos;
     sq_bos_policy bos_policy;
@@ -67,6 +67,7 @@ static int parse_args(int argc, char **argv, ppl_args *a) {
         CLI_FLAG_LABEL(&a->label),
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_KV_TYPE(&a->kv_type),
+        CLI_FLAG_DEVICE(&a->device),
         CLI_FLAG_TOKENIZER(&a->tokenizer),
         CLI_FLAG_LORA(&a->lora),
         CLI_FLAG_NO_PROGRESS(&a->no_progress),
@@ -183,7 +184,8 @@ int sq_cmd_ppl(int argc, char **argv) {
                         .ref_logits_out = a.save_logits,
                         .ref_top_k = (int)a.top_k,
                         .source = a.file ? a.file : a.ids_file,
-                        .kv_type = cli_kv_type(a.kv_type)};
+                        .kv_type = cli_kv_type(a.kv_type),
+                        .device = a.device};
     cli_progress *bar = NULL;
     sq_ppl_result r = {0};
     if (!err && rc == CLI_CONTINUE) {

@@ -11,9 +11,9 @@
 #define GRACE_SECONDS 10.0
 
 typedef struct serve_args {
-    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type;
+    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *spec, *device;
     long port, max_seqs, kv_mem_mib, block_size, max_batch_tokens, threads, n_ctx, max_body_mib, timeout_s;
-    long max_connections;
+    long max_connections, draft_k, ngram_n;
     int no_prefix_cache;
 } serve_args;
 
@@ -44,8 +44,14 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         CLI_FLAG_THREADS(&a->threads),
         CLI_FLAG_CTX(&a->n_ctx, "the model's, at most 4096"),
         CLI_FLAG_KV_TYPE(&a->kv_type),
+        CLI_FLAG_DEVICE(&a->device),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_SWITCH_FLAG("--no-prefix-cache", &a->no_prefix_cache, "compute every prompt from scratch"),
+        CLI_CHOICE_FLAG("--spec", "METHOD", &a->spec, "none|ngram", "none",
+                        "speculative decoding: ngram (prompt lookup: drafts copied from earlier text of\n"
+                        "each request, verified in the same step; same output distribution)"),
+        CLI_INT_FLAG("--draft-k", "K", &a->draft_k, 1, SQ_SPEC_MAX_K, 4, "draft tokens per request and step"),
+        CLI_INT_FLAG("--ngram-n", "N", &a->ngram_n, 1, 8, 3, "longest suffix n-gram lookup matches"),
         CLI_INT_FLAG("--max-body", "MIB", &a->max_body_mib, 1, 4096, 8, "largest request body in MiB"),
         CLI_INT_FLAG("--timeout", "S", &a->timeout_s, 1, 86400, 30,
                      "close connections idle this many seconds"),
@@ -87,7 +93,10 @@ int sq_cmd_serve(int argc, char **argv) {
                                        .kv_type = cli_kv_type(a.kv_type),
                                        .max_batch_tokens = (int)a.max_batch_tokens,
                                        .n_threads = (int)a.threads,
-                                       .no_prefix_cache = a.no_prefix_cache}};
+                                       .no_prefix_cache = a.no_prefix_cache,
+                                       .spec_k = strcmp(a.spec, "ngram") ? 0 : (int)a.draft_k,
+                                       .spec_ngram_n = (int)a.ngram_n,
+                                       .device = a.device}};
     sq_server *srv = NULL;
     err = sq_server_start(model, &so, &srv);
     if (err) {

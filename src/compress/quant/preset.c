@@ -1,6 +1,7 @@
 /* The type names of squeeze quantize and llama.cpp's per-tensor rules for its file types (llama-quant.cpp,
  * llama_tensor_get_type, as of llama-cpp-python 0.3.36's llama.cpp), for the dense llama-family models
- * squeeze runs (no experts, no fused qkv, not Falcon). */
+ * squeeze runs (no experts, not Falcon); where a family's files fuse q/k/v (Phi-3), the three parts get the
+ * type of the attn_qkv tensor they are written as. */
 #include "compress/quant/preset.h"
 
 #include <stdio.h>
@@ -62,7 +63,12 @@ sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_fac
         if (cols % sq_dtype_info(p->base)->block_elems) return SQ_DTYPE_Q8_0;
         return p->base == SQ_DTYPE_Q8_0 ? SQ_DTYPE_Q8_0 : SQ_DTYPE_Q6_K;
     }
-    if (ends_with(name, ".attn_v.weight")) {
+    if (m->fused_qkv && (ends_with(name, ".attn_q.weight") || ends_with(name, ".attn_k.weight") ||
+                         ends_with(name, ".attn_v.weight"))) { /* llama.cpp's attn_qkv rule */
+        if (is(p, "q3_k_m")) return SQ_DTYPE_Q4_K;
+        if (is(p, "q4_k_m")) return SQ_DTYPE_Q5_K;
+        if (is(p, "q5_k_m")) return SQ_DTYPE_Q6_K;
+    } else if (ends_with(name, ".attn_v.weight")) {
         if (is(p, "q2_k")) return m->n_gqa >= 4 ? SQ_DTYPE_Q4_K : SQ_DTYPE_Q3_K;
         if (is(p, "q3_k_m")) return layer < 2 ? SQ_DTYPE_Q5_K : SQ_DTYPE_Q4_K;
         if ((is(p, "q4_k_m") || is(p, "q5_k_m")) && use_more_bits(layer, n)) return SQ_DTYPE_Q6_K;

@@ -29,6 +29,7 @@ typedef struct sq_quant_model_facts {
     int n_layers;
     int n_gqa;           /* query heads per KV head */
     int tied_embeddings; /* no output.weight: token_embd is the output layer too */
+    int fused_qkv;       /* files store attn_q/k/v as one attn_qkv (Phi-3): all three get attn_qkv's type */
 } sq_quant_model_facts;
 
 /* The format the preset's rules give a weight matrix (name, row length cols), before any fallback. */

@@ -11,6 +11,7 @@
 #include "compress/quant/budget.h"
 #include "compress/quant/method.h"
 #include "compress/quant/preset.h"
+#include "model/arch.h"
 #include "core/tensor.h"
 #include "formats/out_file.h"
 #include "model/model.h"
@@ -50,6 +51,7 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
         .n_layers = info.n_layers,
         .n_gqa = info.n_kv_heads > 0 ? info.n_heads / info.n_kv_heads : 1,
         .tied_embeddings = info.tied_embeddings,
+        .fused_qkv = sq_arch_find(info.arch) && sq_arch_find(info.arch)->fused_proj,
     };
     int *keep_hits = calloc((size_t)p->n_keep + 1, sizeof *keep_hits);
     if (!keep_hits) return sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");

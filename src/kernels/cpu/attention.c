@@ -113,7 +113,7 @@ static void attend_items(void *p, int ith, int nth) {
     const sq_attention_args *a = p;
     const sq_token_batch *tb = a->tokens;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = 1.0f / sqrtf((float)hd), softcap = a->softcap;
     /* f32 rows are read in place; others through the set's dequantizer */
     sq_to_f32_fn to_f32 =
         a->kv.row_type == SQ_DTYPE_F32 ? NULL : sq_cpu_to_f32(sq_cpu_kernels_active(), a->kv.row_type);
@@ -140,6 +140,7 @@ static void attend_items(void *p, int ith, int nth) {
             tile_rows(&a->kv, seq, slots, n, hp, to_f32, kbuf, vbuf, keys, values);
             for (int j = 0; j < n; j++) {
                 s[j] = dot(q, keys[j], hd) * scale;
+                if (softcap > 0) s[j] = softcap * tanhf(s[j] / softcap);
                 tile_max = s[j] > tile_max ? s[j] : tile_max;
             }
             float new_max = tile_max > max ? tile_max : max;

@@ -123,6 +123,7 @@ sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out) {
     *out = (sq_backend){.name = "cpu",
                         .impl = cpu,
                         .host_memory = 1,
+                        .attn_softcap = 1,
                         .destroy = cpu_destroy,
                         .supports = cpu_supports,
                         .alloc = cpu_alloc,

@@ -26,8 +26,8 @@ static double row_value(const sq_kv_view *kv, const uint8_t *row, int i) {
 }
 
 void sq_ref_attention_masked(const float *q, const sq_kv_view *kv, const int32_t *seq, int n_tokens,
-                             int n_heads, int n_kv_heads, int head_dim, const unsigned char *mask,
-                             int n_slots, float *out) {
+                             int n_heads, int n_kv_heads, int head_dim, float softcap,
+                             const unsigned char *mask, int n_slots, float *out) {
     double *score = malloc((size_t)n_slots * sizeof *score);
     if (!score) abort();
     for (int t = 0; t < n_tokens; t++)
@@ -41,6 +41,7 @@ void sq_ref_attention_masked(const float *q, const sq_kv_view *kv, const int32_t
                 double d = 0;
                 for (int i = 0; i < head_dim; i++) d += qh[i] * row_value(kv, k, kv_off + i);
                 score[s] = d / sqrt((double)head_dim);
+                if (softcap > 0) score[s] = softcap * tanh(score[s] / softcap);
                 max = score[s] > max ? score[s] : max;
             }
             for (int s = 0; s < n_slots; s++)
@@ -66,7 +67,7 @@ void sq_ref_attention(const sq_attention_args *a) {
     unsigned char *mask = malloc((size_t)tb->n_tokens * n_slots);
     if (!mask) abort();
     sq_ref_attention_mask(tb, a->window, n_slots, mask);
-    sq_ref_attention_masked(a->q, &a->kv, tb->seq, tb->n_tokens, a->n_heads, a->n_kv_heads, a->head_dim, mask,
-                            n_slots, a->out);
+    sq_ref_attention_masked(a->q, &a->kv, tb->seq, tb->n_tokens, a->n_heads, a->n_kv_heads, a->head_dim,
+                            a->softcap, mask, n_slots, a->out);
     free(mask);
 }

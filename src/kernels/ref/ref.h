@@ -26,11 +26,12 @@ void sq_ref_kv_copy(const sq_kv_view *kv, int seq, const int32_t *src, const int
  * (window: sliding window in positions, 0 none). n_slots must exceed every slot a token sees. */
 void sq_ref_attention_mask(const sq_token_batch *tokens, int window, int n_slots, unsigned char *mask);
 /* Naive attention under an explicit mask: for each token and head, scores over all n_slots slots of its
- * sequence (seq [n_tokens]), masked ones dropped, full softmax and weighted sum in double. Every token must
- * see at least one slot. q, out [n_tokens][n_heads][head_dim]. */
+ * sequence (seq [n_tokens]), masked ones dropped, soft-capped when softcap > 0 (softcap tanh(s / softcap)),
+ * full softmax and weighted sum in double. Every token must see at least one slot. q, out
+ * [n_tokens][n_heads][head_dim]. */
 void sq_ref_attention_masked(const float *q, const sq_kv_view *kv, const int32_t *seq, int n_tokens,
-                             int n_heads, int n_kv_heads, int head_dim, const unsigned char *mask,
-                             int n_slots, float *out);
+                             int n_heads, int n_kv_heads, int head_dim, float softcap,
+                             const unsigned char *mask, int n_slots, float *out);
 /* sq_ref_attention_masked under the mask of the arguments' token batch. */
 void sq_ref_attention(const sq_attention_args *args);
 
