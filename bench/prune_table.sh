@@ -26,6 +26,12 @@ variants=(
   "width heads 1/3, ffn 1/4|--method width --heads 0.34 --ffn 0.25 ${cal[*]}"
   "depth ppl -1 block|--method depth --remove 1 --criterion ppl --calib $calib"
   "depth ppl -2 blocks|--method depth --remove 2 --criterion ppl --calib $calib"
+  "lowrank SVD, 0.9 of the linear parameters|--method lowrank --param-ratio 0.9"
+  "lowrank ASVD, 0.9 of the linear parameters|--method asvd --param-ratio 0.9 ${cal[*]}"
+  "lowrank SVD, 0.8 of the linear parameters|--method lowrank --param-ratio 0.8"
+  "lowrank ASVD, 0.8 of the linear parameters|--method asvd --param-ratio 0.8 ${cal[*]}"
+  "lowrank SVD, 0.7 of the linear parameters|--method lowrank --param-ratio 0.7"
+  "lowrank ASVD, 0.7 of the linear parameters|--method asvd --param-ratio 0.7 ${cal[*]}"
 )
 "$sq" ppl -m "$model" -f "$eval_text" "${threads[@]}" --no-progress --json "$work/dense-ppl.json" >/dev/null
 i=0

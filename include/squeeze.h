@@ -288,6 +288,10 @@ typedef struct sq_layer_info {
     int global;          /* a global layer of a model with interleaved local/global layers (Gemma 3) */
     int64_t n_params;    /* elements of the block's tensors */
     size_t weight_bytes; /* their bytes in memory */
+    /* Low-rank linear weights (sq_prune's SQ_PRUNE_LOWRANK / SQ_PRUNE_ASVD; docs/formats.md): the rank of
+     * each of attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down (in that order) stored as two
+     * thin matrices "<name>.weight_a" [rank][in] and "<name>.weight_b" [out][rank]; 0: dense. */
+    int lowrank_rank[7];
 } sq_layer_info;
 
 /* Facts of block `layer` (0 .. n_layers-1); SQ_ERR_INVALID_ARG outside that range. */
@@ -1043,13 +1047,30 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
  *    linear weights (the paper's Mag criterion), SQ_DEPTH_TAYLOR by the paper's Taylor+: the sum over the
  *    block's weights (linear and norm) of |dL/dW * W|, L the next-token cross-entropy of the calibration
  *    samples (gradients from the trainer's backward pass, "training" above), with the first taylor_keep_first
- *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32). */
+ *    and last taylor_keep_last blocks never removed (the paper keeps the first four and last two of 32).
+ *  - SQ_PRUNE_LOWRANK: truncated SVD (Eckart-Young: the best rank-r approximation in the Frobenius norm) of
+ *    every block's linear weight W [out][in] = U S V^T (LAPACK dgesdd, in double), stored as two thin
+ *    matrices that run as two matmuls: B = U_r S_r^1/2 [out][r] ("<name>.weight_b") and A = S_r^1/2 V_r^T
+ *    [r][in] ("<name>.weight_a"), in W's own float format (docs/formats.md, "Low-rank weights").
+ *  - SQ_PRUNE_ASVD (Yuan et al. 2023, "ASVD: activation-aware singular value decomposition for compressing
+ *    large language models"): the same on W D, D = diag(m_j^alpha) with m_j the mean |x_j| of input channel j
+ *    over the calibration tokens of the original model (channels never active take the mean of the others),
+ *    then A = S_r^1/2 V_r^T D^-1, so the discarded part is small where the inputs are large.
+ *    Ranks: with rank_ratio, each weight keeps round(rank_ratio * min(out, in)) (at least 1); with
+ *    param_ratio, ranks are chosen under one budget for all blocks' linear weights, by singular-value energy:
+ *    singular values are taken greedily in order of sigma_k^2 / ||W D||_F^2 (the fraction of the matrix's
+ *    (activation-weighted) energy each keeps) per parameter it costs (out + in), every weight keeping at
+ *    least rank 1, until the kept parameters reach param_ratio of the original. A weight whose rank saves no
+ *    parameters (r (out + in) >= out in) stays dense. Models whose linear weights are in block formats are
+ *    refused (factorise f32/f16/bf16, then quantize: RTN quantizes the factors). */
 typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
     SQ_PRUNE_SPARSEGPT,
     SQ_PRUNE_WIDTH,
-    SQ_PRUNE_DEPTH
+    SQ_PRUNE_DEPTH,
+    SQ_PRUNE_LOWRANK,
+    SQ_PRUNE_ASVD
 } sq_prune_method;
 
 typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE, SQ_DEPTH_TAYLOR } sq_depth_criterion;
@@ -1069,9 +1090,13 @@ typedef struct sq_prune_options {
     /* SQ_DEPTH_TAYLOR: blocks at the start and end that are never removed; 0: the paper's 4 and 2 of 32
      * scaled to the model's depth, ceil(n_layers / 8) and ceil(n_layers / 16); negative: none */
     int taylor_keep_first, taylor_keep_last;
-    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT and SQ_DEPTH_PPL; NULL for the
-     * others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda and
-     * SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
+    /* SQ_PRUNE_LOWRANK and SQ_PRUNE_ASVD: exactly one of rank_ratio in (0, 1] (per weight) and param_ratio
+     * in (0, 1) (of all blocks' linear-weight parameters kept); the other 0 */
+    double rank_ratio, param_ratio;
+    double asvd_alpha; /* SQ_PRUNE_ASVD's exponent alpha in (0, 4]; 0: the paper's 0.5 */
+    /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT, width, ASVD and SQ_DEPTH_PPL;
+     * NULL for the others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda
+     * and SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
     const sq_calib_samples *calib;
     int n_threads; /* 0: all online cores */
     /* called after each block is pruned or scored; may be NULL */
@@ -1093,6 +1118,7 @@ typedef struct sq_prune_result {
     double base_score;
     int *removed;
     int n_removed;
+    int n_factorised; /* SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD: linear weights now stored as low-rank factors */
 } sq_prune_result;
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem

@@ -51,10 +51,16 @@ static void free_stats(calib_run *r) {
 static SQ_NODISCARD sq_error *alloc_stats(calib_run *r, int l) {
     free_stats(r);
     const sq_layer *L = &r->model->layers[l];
-    const int widths[N_POINTS] = {[SQ_TAP_ATTN_IN] = (int)L->wq->shape[1],
-                                  [SQ_TAP_ATTN_OUT] = (int)L->wo->shape[1],
-                                  [SQ_TAP_FFN_IN] = (int)L->w_gate->shape[1],
-                                  [SQ_TAP_FFN_DOWN] = (int)L->w_down->shape[1]};
+    const sq_linear first[N_POINTS] = {[SQ_TAP_ATTN_IN] = SQ_LINEAR_Q,
+                                       [SQ_TAP_ATTN_OUT] = SQ_LINEAR_O,
+                                       [SQ_TAP_FFN_IN] = SQ_LINEAR_GATE,
+                                       [SQ_TAP_FFN_DOWN] = SQ_LINEAR_DOWN}; /* a weight each input feeds */
+    int widths[N_POINTS];
+    for (int p = 0; p < N_POINTS; p++) {
+        int64_t rows, cols;
+        sq_layer_linear_shape(L, first[p], &rows, &cols);
+        widths[p] = (int)cols;
+    }
     const unsigned want = r->method->stats;
     for (int p = 0; p < N_POINTS; p++) {
         sq_calib_stats *s = &r->stats[p];

@@ -88,22 +88,29 @@ static int choice(const char *s, const char *const *list) {
     return -1;
 }
 
-static const char *const prune_methods[] = {"magnitude", "wanda", "sparsegpt", "width", "depth", NULL};
+static const char *const prune_methods[] = {"magnitude", "wanda",   "sparsegpt", "width",
+                                            "depth",     "lowrank", "asvd",      NULL};
 static const char *const criteria[] = {"ppl", "magnitude", "taylor", NULL}; /* sq_depth_criterion order */
 
 /* The keys each pruning method takes besides "method" (sq_prune_method order). */
 static const char *const prune_keys[][4] = {
-    {"sparsity", "nm", NULL}, {"sparsity", "nm", NULL},      {"sparsity", "nm", NULL},
-    {"heads", "ffn", NULL},   {"remove", "criterion", NULL},
+    {"sparsity", "nm", NULL},
+    {"sparsity", "nm", NULL},
+    {"sparsity", "nm", NULL},
+    {"heads", "ffn", NULL},
+    {"remove", "criterion", NULL},
+    {"rank_ratio", "param_ratio", NULL},
+    {"rank_ratio", "param_ratio", "alpha"},
 };
 
 static SQ_NODISCARD sq_error *parse_prune(const where *w, const cJSON *o, recipe_step *st) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "method");
     char method[MAX_TEXT];
-    if (!m) return bad(w, "method", "missing (magnitude, wanda, sparsegpt, width or depth)");
+    if (!m) return bad(w, "method", "missing (magnitude, wanda, sparsegpt, width, depth, lowrank or asvd)");
     SQ_TRY(get_text(w, m, method, sizeof method));
     int mi = choice(method, prune_methods);
-    if (mi < 0) return bad(w, "method", "expected magnitude, wanda, sparsegpt, width or depth");
+    if (mi < 0)
+        return bad(w, "method", "expected magnitude, wanda, sparsegpt, width, depth, lowrank or asvd");
     sq_prune_options *p = &st->prune;
     p->method = (sq_prune_method)mi;
     int have_amount = 0;
@@ -130,6 +137,19 @@ static SQ_NODISCARD sq_error *parse_prune(const where *w, const cJSON *o, recipe
             SQ_TRY(get_number(w, v, 0, 1, 1, &p->heads));
         } else if (!strcmp(v->string, "ffn")) {
             SQ_TRY(get_number(w, v, 0, 1, 1, &p->ffn));
+        } else if (!strcmp(v->string, "rank_ratio")) {
+            SQ_TRY(get_number(w, v, 0, 1, 0, &p->rank_ratio));
+            if (p->rank_ratio == 0) return bad(w, "rank_ratio", "expected a number in (0, 1]");
+            snprintf(amount, sizeof amount, " rank %g%%", 100 * p->rank_ratio);
+            have_amount++;
+        } else if (!strcmp(v->string, "param_ratio")) {
+            SQ_TRY(get_number(w, v, 0, 1, 1, &p->param_ratio));
+            if (p->param_ratio == 0) return bad(w, "param_ratio", "expected a number in (0, 1)");
+            snprintf(amount, sizeof amount, " params %g%%", 100 * p->param_ratio);
+            have_amount++;
+        } else if (!strcmp(v->string, "alpha")) {
+            SQ_TRY(get_number(w, v, 0, 4, 0, &p->asvd_alpha));
+            if (p->asvd_alpha == 0) return bad(w, "alpha", "expected a number in (0, 4]");
         } else if (!strcmp(v->string, "remove")) {
             SQ_TRY(get_int(w, v, 1, 1 << 16, &p->n_remove));
         } else { /* criterion */
@@ -150,6 +170,12 @@ static SQ_NODISCARD sq_error *parse_prune(const where *w, const cJSON *o, recipe
     case SQ_PRUNE_DEPTH:
         if (p->n_remove == 0) return bad(w, "remove", "missing (how many blocks depth pruning removes)");
         snprintf(st->label, sizeof st->label, "prune depth -%d (%s)", p->n_remove, criteria[p->criterion]);
+        break;
+    case SQ_PRUNE_LOWRANK:
+    case SQ_PRUNE_ASVD:
+        if (have_amount != 1)
+            return bad(w, "rank_ratio", "give exactly one of \"rank_ratio\" and \"param_ratio\"");
+        snprintf(st->label, sizeof st->label, "prune %.16s%s", method, amount);
         break;
     default:
         if (have_amount != 1) return bad(w, "sparsity", "give exactly one of \"sparsity\" and \"nm\"");
@@ -270,6 +296,7 @@ static int step_needs_calib(const recipe_step *st) {
     case SQ_PRUNE_WANDA:
     case SQ_PRUNE_SPARSEGPT:
     case SQ_PRUNE_WIDTH:
+    case SQ_PRUNE_ASVD:
         return 1;
     case SQ_PRUNE_DEPTH:
         return st->prune.criterion != SQ_DEPTH_MAGNITUDE;

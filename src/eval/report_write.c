@@ -337,7 +337,8 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
     cJSON_AddStringToObject(j, "source", source_path ? source_path : "");
     cJSON *req = cJSON_AddObjectToObject(j, "request");
     int depth = o->method == SQ_PRUNE_DEPTH;
-    static const char *const methods[] = {"magnitude", "wanda", "sparsegpt", "width", "depth"};
+    static const char *const methods[] = {"magnitude", "wanda",   "sparsegpt", "width",
+                                          "depth",     "lowrank", "asvd"};
     cJSON_AddStringToObject(
         req, "method", (unsigned)o->method < sizeof methods / sizeof *methods ? methods[o->method] : "?");
     if (o->calib) {
@@ -357,6 +358,12 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
     } else if (o->method == SQ_PRUNE_WIDTH) {
         cJSON_AddNumberToObject(req, "heads", o->heads);
         cJSON_AddNumberToObject(req, "ffn", o->ffn);
+    } else if (o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD) {
+        cJSON_AddNumberToObject(req, o->rank_ratio ? "rank_ratio" : "param_ratio",
+                                o->rank_ratio ? o->rank_ratio : o->param_ratio);
+        if (o->method == SQ_PRUNE_ASVD)
+            cJSON_AddNumberToObject(req, "alpha", o->asvd_alpha ? o->asvd_alpha : 0.5);
+        cJSON_AddNumberToObject(j, "n_factorised", r->n_factorised);
     } else if (o->nm_m) {
         cJSON_AddNumberToObject(req, "nm_n", o->nm_n);
         cJSON_AddNumberToObject(req, "nm_m", o->nm_m);

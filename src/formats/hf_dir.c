@@ -358,6 +358,12 @@ static SQ_NODISCARD sq_error *make_dir(const char *dir) {
 
 sq_error *sq_hf_save(const sq_model *m, const char *dir) {
     size_t bytes[SQ_DTYPE_COUNT] = {0};
+    /* refused rather than multiplied back out, which would silently give up the factorisation's savings */
+    if (sq_model_has_lowrank(m))
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: transformers' Llama-family checkpoints have no low-rank (factorised) linear "
+                         "layers; write GGUF (squeeze's own low-rank tensors) instead",
+                         dir);
     for (int i = 0; i < m->n_tensors; i++) {
         const sq_tensor *t = m->tensors[i];
         if (!sq_dtype_info(t->dtype)->safetensors)

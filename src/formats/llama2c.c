@@ -110,6 +110,7 @@ static SQ_NODISCARD sq_error *check_representable(const sq_model *m, const char 
         const sq_layer *L = &m->layers[l];
         if (L->bq || L->bk || L->bv) why = "it has no attention biases";
     }
+    if (!why && sq_model_has_lowrank(m)) why = "it has no low-rank (factorised) weights; write GGUF";
     for (int i = 0; !why && i < m->n_tensors; i++)
         if (sq_dtype_info(m->tensors[i]->dtype)->block_elems > 1)
             why = "it holds fp32 only, and dequantizing would not restore the original weights";

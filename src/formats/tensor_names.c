@@ -89,6 +89,13 @@ int sq_canonical_name_valid(const char *name, int n_layers) {
         if (layer_names[i].proj != FUSED && !strcmp(rest, layer_names[i].canonical)) return 1;
     for (size_t i = 0; i < COUNT(expert_names); i++)
         if (!strcmp(rest, expert_names[i].canonical)) return 1;
+    /* a linear weight's low-rank factors (model.h's sq_layer.lr_a, lr_b) */
+    for (int i = 0; i < SQ_N_LINEAR; i++) {
+        const size_t n = strlen(sq_linear_names[i]);
+        if (!strncmp(rest, sq_linear_names[i], n) &&
+            (!strcmp(rest + n, ".weight_a") || !strcmp(rest + n, ".weight_b")))
+            return 1;
+    }
     return 0;
 }
 

@@ -99,6 +99,9 @@ typedef struct sq_block_weights {
     sq_tensor ffn_gate_inp_shexp;           /* [1][dim] its sigmoid gate */
     int n_heads, n_kv_heads, ffn_dim;
     int n_experts, shexp_dim; /* 0, 0: a dense FFN */
+    /* Low-rank linear weights (model.h's sq_layer.lr_a, lr_b), indexed wq, wk, wv, wo, w_gate, w_up, w_down:
+     * lr_a[i] [rank][in], lr_b[i] [out][rank], and that dense tensor absent; absent (no data): dense */
+    sq_tensor lr_a[7], lr_b[7];
 } sq_block_weights;
 
 /* Everything one transformer block needs over one step: what runtime/forward.c's operation path computes
@@ -111,8 +114,8 @@ typedef struct sq_block_args {
     int dim, head_dim, window;
     float norm_eps;
     float q_scale; /* queries are multiplied by it before RoPE; 1: none (Gemma's query_pre_attn_scalar) */
-    float attn_softcap; /* sq_attention_args.softcap */
-    int geglu;          /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
+    float attn_softcap;                   /* sq_attention_args.softcap */
+    int geglu;                            /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
     int n_experts_used, expert_norm_topk; /* mixture of experts: top-k, renormalised (sq_model_config) */
     sq_rope_style rope_style;
     const double *inv_freq; /* [head_dim/2] this block's RoPE inverse frequencies, scaling applied */
@@ -122,6 +125,7 @@ typedef struct sq_block_args {
     float *k, *v;           /* [n_tokens][kv_dim] */
     float *attn_out;        /* [n_tokens][n_heads*head_dim] attention output, input of wo */
     float *gate, *up;       /* [n_tokens][ffn_dim] */
+    float *lr_mid;          /* [n_tokens][largest rank] A.x of a low-rank weight; NULL when none is */
 } sq_block_args;
 
 typedef struct sq_forward_args {

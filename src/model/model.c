@@ -135,36 +135,74 @@ static const struct layer_slot {
     size_t offset;
     part part;
     width dims[3];
+    int linear; /* its sq_linear (it may then be stored as low-rank factors), or -1 */
 } layer_slots[] = {
-    {SQ_NAME_ATTN_NORM, offsetof(sq_layer, attn_norm), P_REQUIRED, {W_DIM}},
-    {SQ_NAME_ATTN_Q, offsetof(sq_layer, wq), P_REQUIRED, {W_Q, W_DIM}},
-    {SQ_NAME_ATTN_K, offsetof(sq_layer, wk), P_REQUIRED, {W_KV, W_DIM}},
-    {SQ_NAME_ATTN_V, offsetof(sq_layer, wv), P_REQUIRED, {W_KV, W_DIM}},
-    {SQ_NAME_ATTN_OUT, offsetof(sq_layer, wo), P_REQUIRED, {W_DIM, W_Q}},
-    {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), P_OPTIONAL, {W_Q}},
-    {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), P_OPTIONAL, {W_KV}},
-    {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), P_OPTIONAL, {W_KV}},
-    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), P_OPTIONAL, {W_HEAD}},
-    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), P_OPTIONAL, {W_HEAD}},
-    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), P_OPTIONAL, {W_DIM}},
-    {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), P_REQUIRED, {W_DIM}},
-    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), P_OPTIONAL, {W_DIM}},
-    {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), P_DENSE, {W_FFN, W_DIM}},
-    {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), P_DENSE, {W_FFN, W_DIM}},
-    {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), P_DENSE, {W_DIM, W_FFN}},
-    {SQ_NAME_FFN_GATE_INP, offsetof(sq_layer, ffn_gate_inp), P_MOE, {W_EXPERTS, W_DIM}},
-    {SQ_NAME_FFN_GATE_EXPS, offsetof(sq_layer, ffn_gate_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}},
-    {SQ_NAME_FFN_UP_EXPS, offsetof(sq_layer, ffn_up_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}},
-    {SQ_NAME_FFN_DOWN_EXPS, offsetof(sq_layer, ffn_down_exps), P_MOE, {W_EXPERTS, W_DIM, W_FFN}},
-    {SQ_NAME_FFN_GATE_SHEXP, offsetof(sq_layer, ffn_gate_shexp), P_SHEXP, {W_SHEXP, W_DIM}},
-    {SQ_NAME_FFN_UP_SHEXP, offsetof(sq_layer, ffn_up_shexp), P_SHEXP, {W_SHEXP, W_DIM}},
-    {SQ_NAME_FFN_DOWN_SHEXP, offsetof(sq_layer, ffn_down_shexp), P_SHEXP, {W_DIM, W_SHEXP}},
-    {SQ_NAME_FFN_GATE_INP_SHEXP, offsetof(sq_layer, ffn_gate_inp_shexp), P_SHEXP, {W_ONE, W_DIM}},
+    {SQ_NAME_ATTN_NORM, offsetof(sq_layer, attn_norm), P_REQUIRED, {W_DIM}, -1},
+    {SQ_NAME_ATTN_Q, offsetof(sq_layer, wq), P_REQUIRED, {W_Q, W_DIM}, SQ_LINEAR_Q},
+    {SQ_NAME_ATTN_K, offsetof(sq_layer, wk), P_REQUIRED, {W_KV, W_DIM}, SQ_LINEAR_K},
+    {SQ_NAME_ATTN_V, offsetof(sq_layer, wv), P_REQUIRED, {W_KV, W_DIM}, SQ_LINEAR_V},
+    {SQ_NAME_ATTN_OUT, offsetof(sq_layer, wo), P_REQUIRED, {W_DIM, W_Q}, SQ_LINEAR_O},
+    {SQ_NAME_ATTN_Q_BIAS, offsetof(sq_layer, bq), P_OPTIONAL, {W_Q}, -1},
+    {SQ_NAME_ATTN_K_BIAS, offsetof(sq_layer, bk), P_OPTIONAL, {W_KV}, -1},
+    {SQ_NAME_ATTN_V_BIAS, offsetof(sq_layer, bv), P_OPTIONAL, {W_KV}, -1},
+    {SQ_NAME_ATTN_Q_NORM, offsetof(sq_layer, q_norm), P_OPTIONAL, {W_HEAD}, -1},
+    {SQ_NAME_ATTN_K_NORM, offsetof(sq_layer, k_norm), P_OPTIONAL, {W_HEAD}, -1},
+    {SQ_NAME_ATTN_POST_NORM, offsetof(sq_layer, attn_post_norm), P_OPTIONAL, {W_DIM}, -1},
+    {SQ_NAME_FFN_NORM, offsetof(sq_layer, ffn_norm), P_REQUIRED, {W_DIM}, -1},
+    {SQ_NAME_FFN_POST_NORM, offsetof(sq_layer, ffn_post_norm), P_OPTIONAL, {W_DIM}, -1},
+    {SQ_NAME_FFN_GATE, offsetof(sq_layer, w_gate), P_DENSE, {W_FFN, W_DIM}, SQ_LINEAR_GATE},
+    {SQ_NAME_FFN_UP, offsetof(sq_layer, w_up), P_DENSE, {W_FFN, W_DIM}, SQ_LINEAR_UP},
+    {SQ_NAME_FFN_DOWN, offsetof(sq_layer, w_down), P_DENSE, {W_DIM, W_FFN}, SQ_LINEAR_DOWN},
+    {SQ_NAME_FFN_GATE_INP, offsetof(sq_layer, ffn_gate_inp), P_MOE, {W_EXPERTS, W_DIM}, -1},
+    {SQ_NAME_FFN_GATE_EXPS, offsetof(sq_layer, ffn_gate_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}, -1},
+    {SQ_NAME_FFN_UP_EXPS, offsetof(sq_layer, ffn_up_exps), P_MOE, {W_EXPERTS, W_FFN, W_DIM}, -1},
+    {SQ_NAME_FFN_DOWN_EXPS, offsetof(sq_layer, ffn_down_exps), P_MOE, {W_EXPERTS, W_DIM, W_FFN}, -1},
+    {SQ_NAME_FFN_GATE_SHEXP, offsetof(sq_layer, ffn_gate_shexp), P_SHEXP, {W_SHEXP, W_DIM}, -1},
+    {SQ_NAME_FFN_UP_SHEXP, offsetof(sq_layer, ffn_up_shexp), P_SHEXP, {W_SHEXP, W_DIM}, -1},
+    {SQ_NAME_FFN_DOWN_SHEXP, offsetof(sq_layer, ffn_down_shexp), P_SHEXP, {W_DIM, W_SHEXP}, -1},
+    {SQ_NAME_FFN_GATE_INP_SHEXP, offsetof(sq_layer, ffn_gate_inp_shexp), P_SHEXP, {W_ONE, W_DIM}, -1},
 };
 #define N_SLOTS (sizeof layer_slots / sizeof *layer_slots)
 
 static const sq_tensor **slot_of(sq_layer *L, size_t s) {
     return (const sq_tensor **)((char *)L + layer_slots[s].offset);
+}
+
+/* ---------------------------------------------------------------- linear weights */
+
+const char *const sq_linear_names[SQ_N_LINEAR] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                  "ffn_gate", "ffn_up", "ffn_down"};
+
+/* layer_slots' row of linear i */
+static size_t linear_slot(sq_linear i) {
+    size_t s = 0;
+    while (layer_slots[s].linear != (int)i) s++;
+    return s;
+}
+
+const sq_tensor *sq_layer_dense(const sq_layer *L, sq_linear i) {
+    return *slot_of((sq_layer *)L, linear_slot(i));
+}
+
+void sq_layer_linear_shape(const sq_layer *L, sq_linear i, int64_t *out, int64_t *in) {
+    const sq_tensor *d = sq_layer_dense(L, i);
+    if (!d && !L->lr_a[i] && L->n_experts) { /* a mixture-of-experts FFN: each expert's matrix */
+        const sq_tensor *e = i == SQ_LINEAR_DOWN ? L->ffn_down_exps
+                             : i == SQ_LINEAR_UP ? L->ffn_up_exps
+                                                 : L->ffn_gate_exps;
+        *out = e->shape[1];
+        *in = e->shape[2];
+        return;
+    }
+    *out = d ? d->shape[0] : L->lr_b[i]->shape[0];
+    *in = d ? d->shape[1] : L->lr_a[i]->shape[1];
+}
+
+int sq_model_has_lowrank(const sq_model *m) {
+    for (int l = 0; m->layers && l < m->cfg.n_layers; l++)
+        for (int i = 0; i < SQ_N_LINEAR; i++)
+            if (m->layers[l].lr_a[i]) return 1;
+    return 0;
 }
 
 /* Binding state: which tensors something claimed, so that a tensor nothing uses is reported. */
@@ -202,14 +240,37 @@ static SQ_NODISCARD sq_error *require(binder *b, const char *name, int optional,
 #define SHAPE(...)                                                                                           \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
 
+/* Linear i of block l, [rows][cols] (-1 matches anything): dense under its canonical name, or low-rank
+ * factors "<name>.weight_a" [rank][cols] and "<name>.weight_b" [rows][rank] (both, and not beside the dense
+ * weight). */
+static SQ_NODISCARD sq_error *bind_linear(binder *b, int l, sq_linear i, int64_t rows, int64_t cols,
+                                          sq_layer *L) {
+    char dense[SQ_TENSOR_NAME_MAX], fa[SQ_TENSOR_NAME_MAX], fb[SQ_TENSOR_NAME_MAX];
+    snprintf(dense, sizeof dense, "blk.%d.%s.weight", l, sq_linear_names[i]);
+    snprintf(fa, sizeof fa, "blk.%d.%s.weight_a", l, sq_linear_names[i]);
+    snprintf(fb, sizeof fb, "blk.%d.%s.weight_b", l, sq_linear_names[i]);
+    const int has_a = sq_model_tensor_index(b->m, fa) >= 0, has_b = sq_model_tensor_index(b->m, fb) >= 0;
+    const sq_tensor **slot = slot_of(L, linear_slot(i));
+    L->lr_a[i] = L->lr_b[i] = NULL;
+    if (!has_a && !has_b) return require(b, dense, 0, SHAPE(rows, cols), slot);
+    if (!has_a || !has_b)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s has only one of its low-rank factors (%s and %s)", b->path,
+                         dense, fa, fb);
+    if (sq_model_tensor_index(b->m, dense) >= 0)
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s is there both dense and as low-rank factors", b->path, dense);
+    *slot = NULL;
+    SQ_TRY(require(b, fa, 0, SHAPE(-1, cols), &L->lr_a[i]));
+    return require(b, fb, 0, SHAPE(rows, L->lr_a[i]->shape[0]), &L->lr_b[i]);
+}
+
 /* Block l: its head counts and FFN width from the rows of attn_q, attn_k and ffn_gate (a mixture-of-experts
  * block: the router's experts and each expert's width from ffn_gate_exps), then every tensor. */
 static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, int l, sq_layer *L) {
     char name[SQ_TENSOR_NAME_MAX];
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
     const int64_t dim = c->dim, hd = c->head_dim;
-    SQ_TRY(require(b, NAME(SQ_NAME_ATTN_Q), 0, SHAPE(-1, dim), &L->wq));
-    SQ_TRY(require(b, NAME(SQ_NAME_ATTN_K), 0, SHAPE(-1, dim), &L->wk));
+    SQ_TRY(bind_linear(b, l, SQ_LINEAR_Q, -1, dim, L));
+    SQ_TRY(bind_linear(b, l, SQ_LINEAR_K, -1, dim, L));
     const int moe = sq_model_find_tensor(b->m, NAME(SQ_NAME_FFN_GATE_INP)) != NULL;
     if (moe && c->n_experts <= 0)
         return sq_errorf(SQ_ERR_FORMAT, "%s: tensor %s is a router but the config names no experts (0)",
@@ -217,31 +278,40 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
     if (!moe && b->arch->experts)
         return sq_errorf(SQ_ERR_FORMAT, "%s: router tensor %s is missing (every block of a %s model routes)",
                          b->path, name, b->arch->name);
+    int64_t q_rows, kv_rows, ffn_rows, in;
     if (moe) {
         const sq_tensor *shexp = sq_model_find_tensor(b->m, NAME(SQ_NAME_FFN_GATE_SHEXP));
         SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE_EXPS), 0, SHAPE(c->n_experts, -1, dim), &L->ffn_gate_exps));
         L->n_experts = c->n_experts;
         L->shexp_dim = shexp && shexp->ndim == 2 && shexp->shape[0] <= (1 << 24) ? (int)shexp->shape[0] : 0;
+        ffn_rows = L->ffn_gate_exps->shape[1];
+    } else {
+        SQ_TRY(bind_linear(b, l, SQ_LINEAR_GATE, -1, dim, L));
+        sq_layer_linear_shape(L, SQ_LINEAR_GATE, &ffn_rows, &in);
     }
-    const sq_tensor *gate = moe ? L->ffn_gate_exps : NULL;
-    if (!moe) SQ_TRY(require(b, NAME(SQ_NAME_FFN_GATE), 0, SHAPE(-1, dim), &gate));
-    const int64_t ffn = gate->shape[moe ? 1 : 0];
-    if (L->wq->shape[0] % hd || L->wk->shape[0] % hd || L->wq->shape[0] / hd > 65536)
+    sq_layer_linear_shape(L, SQ_LINEAR_Q, &q_rows, &in);
+    sq_layer_linear_shape(L, SQ_LINEAR_K, &kv_rows, &in);
+    if (q_rows % hd || kv_rows % hd || q_rows / hd > 65536)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d attention weights are not whole heads of %lld", b->path,
                          l, (long long)hd);
-    L->n_heads = (int)(L->wq->shape[0] / hd);
-    L->n_kv_heads = (int)(L->wk->shape[0] / hd);
-    if (ffn > (1 << 24) || ffn <= 0)
+    L->n_heads = (int)(q_rows / hd);
+    L->n_kv_heads = (int)(kv_rows / hd);
+    if (ffn_rows > (1 << 24) || ffn_rows <= 0)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d FFN width %lld is implausible", b->path, l,
-                         (long long)ffn);
-    L->ffn_dim = (int)ffn;
+                         (long long)ffn_rows);
+    L->ffn_dim = (int)ffn_rows;
     if (L->n_heads % L->n_kv_heads)
         return sq_errorf(SQ_ERR_FORMAT, "%s: blk.%d has %d query heads for %d key/value heads", b->path, l,
                          L->n_heads, L->n_kv_heads);
-    const int64_t widths[] = {
-        [W_NONE] = 0,         [W_DIM] = dim, [W_Q] = L->wq->shape[0],    [W_KV] = L->wk->shape[0],
-        [W_FFN] = L->ffn_dim, [W_HEAD] = hd, [W_EXPERTS] = c->n_experts, [W_SHEXP] = L->shexp_dim,
-        [W_ONE] = 1};
+    const int64_t widths[] = {[W_NONE] = 0,
+                              [W_DIM] = dim,
+                              [W_Q] = q_rows,
+                              [W_KV] = kv_rows,
+                              [W_FFN] = L->ffn_dim,
+                              [W_HEAD] = hd,
+                              [W_EXPERTS] = c->n_experts,
+                              [W_SHEXP] = L->shexp_dim,
+                              [W_ONE] = 1};
     for (size_t s = 0; s < N_SLOTS; s++) {
         const struct layer_slot *slot = &layer_slots[s];
         const part p = slot->part;
@@ -256,7 +326,10 @@ static SQ_NODISCARD sq_error *bind_layer(binder *b, const sq_model_config *c, in
         int64_t shape[3];
         int ndim = 0;
         while (ndim < 3 && slot->dims[ndim] != W_NONE) shape[ndim] = widths[slot->dims[ndim]], ndim++;
-        SQ_TRY(require(b, NAME(slot->suffix), !wanted, ndim, shape, slot_of(L, s)));
+        if (slot->linear >= 0)
+            SQ_TRY(bind_linear(b, l, (sq_linear)slot->linear, shape[0], shape[1], L));
+        else
+            SQ_TRY(require(b, NAME(slot->suffix), !wanted, ndim, shape, slot_of(L, s)));
     }
     if (L->shexp_dim &&
         (!L->ffn_gate_shexp || !L->ffn_up_shexp || !L->ffn_down_shexp || !L->ffn_gate_inp_shexp))
@@ -491,6 +564,12 @@ sq_error *sq_model_layer_info(const sq_model *m, int l, sq_layer_info *info) {
         if (!t) continue;
         info->n_params += sq_tensor_nelements(t);
         info->weight_bytes += t->nbytes;
+    }
+    for (int i = 0; i < SQ_N_LINEAR; i++) {
+        if (!L.lr_a[i]) continue;
+        info->lowrank_rank[i] = (int)L.lr_a[i]->shape[0];
+        info->n_params += sq_tensor_nelements(L.lr_a[i]) + sq_tensor_nelements(L.lr_b[i]);
+        info->weight_bytes += L.lr_a[i]->nbytes + L.lr_b[i]->nbytes;
     }
     return NULL;
 }

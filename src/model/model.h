@@ -90,6 +90,18 @@ typedef struct sq_model_config {
     int expert_norm_topk;
 } sq_model_config;
 
+/* A block's linear weights, in one order (the forward pass's matmuls, low-rank factors). */
+typedef enum sq_linear {
+    SQ_LINEAR_Q,
+    SQ_LINEAR_K,
+    SQ_LINEAR_V,
+    SQ_LINEAR_O,
+    SQ_LINEAR_GATE,
+    SQ_LINEAR_UP,
+    SQ_LINEAR_DOWN,
+    SQ_N_LINEAR
+} sq_linear;
+
 /* One transformer block. Shapes are outermost first; a linear layer is [out][in]. */
 typedef struct sq_layer {
     const sq_tensor *attn_norm; /* [dim] */
@@ -121,7 +133,20 @@ typedef struct sq_layer {
     int n_heads, n_kv_heads, ffn_dim;    /* this block's own, from its weights (ffn_dim: each expert's) */
     int n_experts;                       /* routed experts; 0: a dense FFN */
     int shexp_dim;                       /* the shared expert's FFN width; 0: none */
+    /* Low-rank linear weights (docs/formats.md, "Low-rank weights"): linear i stored as W ~= B.A with
+     * lr_a[i] = A [rank][in] ("blk.N.<name>.weight_a") and lr_b[i] = B [out][rank] ("..._b"); its dense
+     * pointer above is then NULL. Both NULL: the weight is dense. */
+    const sq_tensor *lr_a[SQ_N_LINEAR], *lr_b[SQ_N_LINEAR];
 } sq_layer;
+
+/* The linear weights' canonical names without ".weight" ("attn_q" .. "ffn_down"), in sq_linear order. */
+extern const char *const sq_linear_names[SQ_N_LINEAR];
+/* Linear i of a block: its dense tensor, or NULL when it is stored as low-rank factors. */
+const sq_tensor *sq_layer_dense(const sq_layer *L, sq_linear i);
+/* Linear i's [out][in], whether dense or low-rank (a mixture-of-experts FFN: one expert's). */
+void sq_layer_linear_shape(const sq_layer *L, sq_linear i, int64_t *out, int64_t *in);
+/* Whether any block of the model holds low-rank factors. */
+int sq_model_has_lowrank(const sq_model *m);
 
 struct sq_model {
     sq_model_config cfg;

@@ -43,7 +43,7 @@ float sq_rope_score_scale(const sq_model_config *c) {
 
 /* ---------------------------------------------------------------- weights */
 
-enum { BLOCK_TENSORS = 24 };
+enum { BLOCK_TENSORS = 24 + 2 * SQ_N_LINEAR };
 
 static int n_weight_slots(const sq_context *ctx) { return 3 + BLOCK_TENSORS * ctx->model->cfg.n_layers; }
 
@@ -82,6 +82,10 @@ static void weight_slots(sq_context *ctx, const sq_tensor **host, sq_tensor **de
         SLOT(L->ffn_up_shexp, &b->ffn_up_shexp);
         SLOT(L->ffn_down_shexp, &b->ffn_down_shexp);
         SLOT(L->ffn_gate_inp_shexp, &b->ffn_gate_inp_shexp);
+        for (int i = 0; i < SQ_N_LINEAR; i++) {
+            SLOT(L->lr_a[i], &b->lr_a[i]);
+            SLOT(L->lr_b[i], &b->lr_b[i]);
+        }
     }
 #undef SLOT
 }
@@ -164,6 +168,12 @@ sq_error *sq_context_reload_weights(sq_context *ctx) {
                              "reload weights: layer %d changed shape (heads %d/%d, ffn %d) since the context "
                              "was created (heads %d/%d, ffn %d): create a new context",
                              l, L->n_heads, L->n_kv_heads, L->ffn_dim, b->n_heads, b->n_kv_heads, b->ffn_dim);
+        for (int i = 0; i < SQ_N_LINEAR; i++)
+            if (L->lr_a[i] && L->lr_a[i]->shape[0] > ctx->max_rank)
+                return sq_errorf(SQ_ERR_INVALID_ARG,
+                                 "reload weights: layer %d's %s has rank %lld, above the %d the context was "
+                                 "created for: create a new context",
+                                 l, sq_linear_names[i], (long long)L->lr_a[i]->shape[0], ctx->max_rank);
     }
     return bind_weights(ctx);
 }
@@ -174,9 +184,9 @@ void sq_context_free(sq_context *ctx) {
     if (!ctx) return;
     const sq_backend *be = &ctx->backend;
     free_weights(ctx);
-    void *bufs[] = {ctx->x,        ctx->xb,         ctx->q,     ctx->k,      ctx->v,
-                    ctx->attn_out, ctx->gate,       ctx->up,    ctx->logits, ctx->moe_logits,
-                    ctx->moe_rows, ctx->moe_weight, ctx->moe_x, ctx->moe_y};
+    void *bufs[] = {ctx->x,          ctx->xb,       ctx->q,          ctx->k,      ctx->v,
+                    ctx->attn_out,   ctx->gate,     ctx->up,         ctx->lr_mid, ctx->logits,
+                    ctx->moe_logits, ctx->moe_rows, ctx->moe_weight, ctx->moe_x,  ctx->moe_y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be->impl, bufs[i]);
     free(ctx->moe_host);
     free(ctx->moe_host_rows);
@@ -325,6 +335,9 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
         if (ly->n_heads * hd > max_q) max_q = ly->n_heads * hd;
         if (kv_dim[l] > max_kv) max_kv = kv_dim[l];
         if (ly->ffn_dim > max_ffn) max_ffn = ly->ffn_dim;
+        for (int i = 0; i < SQ_N_LINEAR; i++)
+            if (ly->lr_a[i] && ly->lr_a[i]->shape[0] > ctx->max_rank)
+                ctx->max_rank = (int)ly->lr_a[i]->shape[0];
     }
     sq_kv_cache_params kp = {.n_layers = L,
                              .kv_dim = kv_dim,
@@ -353,6 +366,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->attn_out = alloc_rows(be, B, max_q, sizeof(float));
     ctx->gate = alloc_rows(be, B, max_ffn, sizeof(float));
     ctx->up = alloc_rows(be, B, max_ffn, sizeof(float));
+    if (ctx->max_rank) ctx->lr_mid = alloc_rows(be, B, ctx->max_rank, sizeof(float));
     ctx->inv_freq = be->alloc(be->impl, (size_t)2 * (hd / 2) * sizeof(double));
     ctx->tok_host = malloc((size_t)TOK_FIELDS * B * sizeof *ctx->tok_host);
     ctx->tok_dev = be->host_memory ? ctx->tok_host : alloc_rows(be, TOK_FIELDS, B, sizeof(int32_t));
@@ -364,8 +378,9 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
     ctx->tree_start = malloc((size_t)S * sizeof *ctx->tree_start);
     ctx->tree_len = calloc((size_t)S, sizeof *ctx->tree_len);
     int ok = ctx->x && ctx->xb && ctx->q && ctx->k && ctx->v && ctx->attn_out && ctx->gate && ctx->up &&
-             ctx->inv_freq && ctx->tok_host && ctx->tok_dev && ctx->logits_dest && ctx->step_seq &&
-             ctx->step_len && ctx->step_tree && ctx->query_len && ctx->tree_start && ctx->tree_len;
+             (!ctx->max_rank || ctx->lr_mid) && ctx->inv_freq && ctx->tok_host && ctx->tok_dev &&
+             ctx->logits_dest && ctx->step_seq && ctx->step_len && ctx->step_tree && ctx->query_len &&
+             ctx->tree_start && ctx->tree_len;
     if (ok && !be->host_memory) {
         ctx->logits = alloc_rows(be, SQ_LOGITS_ROWS, c->vocab_size, sizeof(float));
         ctx->tap_host = malloc((size_t)B * max_width * sizeof(float));
@@ -437,7 +452,8 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                             .v = ctx->v,
                             .attn_out = ctx->attn_out,
                             .gate = ctx->gate,
-                            .up = ctx->up};
+                            .up = ctx->up,
+                            .lr_mid = ctx->lr_mid};
     *out = ctx;
     return NULL;
 }

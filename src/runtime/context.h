@@ -22,7 +22,8 @@ struct sq_context {
     sq_tensor out_norm;       /* [dim] */
     sq_tensor output;         /* [vocab][dim] */
     sq_block_weights *blocks; /* [n_layers] */
-    const void **weight_src;  /* [3 + 12 * n_layers] host data each uploaded copy was made from, NULL: none */
+    const void **weight_src;  /* [3 + 30 * n_layers] (context.c's weight slots) host data each uploaded copy
+                                 was made from, NULL: none */
     double *inv_freq; /* [2][head_dim/2] RoPE inverse frequencies, scaling applied: global, local layers */
 
     /* activations of one step */
@@ -43,8 +44,10 @@ struct sq_context {
     int32_t *moe_host_rows; /* host [n_batch_max * (K + 1)] */
     float *moe_host_weight; /* host [n_batch_max * (K + 1)] */
     int32_t *moe_offset;    /* host [E + 1] expert e's rows are moe_rows[offset[e] .. offset[e + 1]) */
-    float *logits;          /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
-    float *tap_host;        /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
+    float *lr_mid;   /* [n_batch_max][max_rank] a low-rank weight's A.x; NULL when no weight is low-rank */
+    int max_rank;    /* the largest rank of the model's low-rank weights when the context was made */
+    float *logits;   /* [SQ_LOGITS_ROWS][vocab] logits before download; NULL with host memory */
+    float *tap_host; /* host [n_batch_max][max width] the tap's copy; NULL with host memory */
 
     /* the step's tokens */
     int32_t *tok_host;         /* host [TOK_FIELDS][n_batch_max] */

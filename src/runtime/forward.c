@@ -173,17 +173,14 @@ static void tap(sq_context *ctx, int layer, sq_tap_point point, const float *x, 
     ctx->tap(ctx->tap_user, layer, point, x, n_tokens, width);
 }
 
-/* out = w_down · (act(w_gate·in) * w_up·in) over n rows (out may be in): a dense FFN, an expert, the shared
- * expert. Only the dense FFN's w_down input goes to the tap (`tap_down`): experts see different tokens. */
-static void ffn(sq_context *ctx, const sq_block_args *a, const sq_tensor *w_gate, const sq_tensor *w_up,
-                const sq_tensor *w_down, const float *in, int n, float *out, int tap_down) {
-    const sq_backend *be = &ctx->backend;
+/* out = w_down · (act(w_gate·in) * w_up·in) over n rows (out may be in): an expert, or the shared expert. */
+static void ffn(const sq_block_args *a, const sq_backend *be, const sq_tensor *w_gate, const sq_tensor *w_up,
+                const sq_tensor *w_down, const float *in, int n, float *out) {
     void *B = be->impl;
     const int width = (int)w_gate->shape[0];
     be->matmul(B, w_gate, in, n, a->gate);
     be->matmul(B, w_up, in, n, a->up);
     (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * width);
-    if (tap_down) tap(ctx, a->layer, SQ_TAP_FFN_DOWN, a->gate, n, width);
     be->matmul(B, w_down, a->gate, n, out);
 }
 
@@ -223,12 +220,26 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
                         up = sq_tensor_slice(&w->ffn_up_exps, e),
                         down = sq_tensor_slice(&w->ffn_down_exps, e);
         be->get_rows(B, &xb, ctx->moe_rows + first, count, ctx->moe_x);
-        ffn(ctx, a, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y, 0);
+        ffn(a, be, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y);
         be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + first, ctx->moe_weight + first, count, dim);
     }
     if (!shared) return;
-    ffn(ctx, a, &w->ffn_gate_shexp, &w->ffn_up_shexp, &w->ffn_down_shexp, a->xb, n, ctx->moe_y, 0);
+    ffn(a, be, &w->ffn_gate_shexp, &w->ffn_up_shexp, &w->ffn_down_shexp, a->xb, n, ctx->moe_y);
     be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + n_routed, ctx->moe_weight + n_routed, n, dim);
+}
+
+/* out [n][rows] = W.x for x [n][cols], W the block's linear i: one matmul, or, for low-rank factors
+ * (W ~= B.A), two through the rank-wide scratch: out = B.(A.x). */
+static void linear(const sq_backend *be, const sq_block_args *a, sq_linear i, const float *x, int n,
+                   float *out) {
+    const sq_block_weights *w = a->w;
+    if (w->lr_a[i].data) {
+        be->matmul(be->impl, &w->lr_a[i], x, n, a->lr_mid);
+        be->matmul(be->impl, &w->lr_b[i], a->lr_mid, n, out);
+        return;
+    }
+    const sq_tensor *dense[SQ_N_LINEAR] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+    be->matmul(be->impl, dense[i], x, n, out);
 }
 
 /* One transformer block, operation by operation: the reference for a backend's fused `block`. */
@@ -242,9 +253,9 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     /* attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)) */
     be->rmsnorm(B, a->x, w->attn_norm.data, a->norm_eps, n, dim, a->xb);
     tap(ctx, l, SQ_TAP_ATTN_IN, a->xb, n, dim);
-    be->matmul(B, &w->wq, a->xb, n, a->q);
-    be->matmul(B, &w->wk, a->xb, n, a->k);
-    be->matmul(B, &w->wv, a->xb, n, a->v);
+    linear(be, a, SQ_LINEAR_Q, a->xb, n, a->q);
+    linear(be, a, SQ_LINEAR_K, a->xb, n, a->k);
+    linear(be, a, SQ_LINEAR_V, a->xb, n, a->v);
     if (w->bq.data) be->add_bias(B, a->q, w->bq.data, n, q_dim);
     if (w->bk.data) be->add_bias(B, a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) be->add_bias(B, a->v, w->bv.data, n, kv_dim);
@@ -265,7 +276,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
                                           .softcap = a->attn_softcap,
                                           .out = a->attn_out});
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
-    be->matmul(B, &w->wo, a->attn_out, n, a->xb);
+    linear(be, a, SQ_LINEAR_O, a->attn_out, n, a->xb);
     if (w->attn_post_norm.data) be->rmsnorm(B, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 
@@ -276,14 +287,19 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
         ffn_experts(ctx, a);
         return;
     }
-    ffn(ctx, a, &w->w_gate, &w->w_up, &w->w_down, a->xb, n, a->xb, 1);
+    linear(be, a, SQ_LINEAR_GATE, a->xb, n, a->gate);
+    linear(be, a, SQ_LINEAR_UP, a->xb, n, a->up);
+    (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
+    tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
+    linear(be, a, SQ_LINEAR_DOWN, a->gate, n, a->xb);
     if (w->ffn_post_norm.data) be->rmsnorm(B, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 }
 
 static void run_layer(sq_context *ctx, int l) {
     const sq_backend *be = &ctx->backend;
-    if (be->block && !ctx->tap && !ctx->blocks[l].n_experts) /* fused blocks have no experts */
+    /* fused blocks run dense weights only */
+    if (be->block && !ctx->tap && !ctx->max_rank && !ctx->blocks[l].n_experts)
         be->block(be->impl, &ctx->layer_args[l]);
     else
         block_ops(ctx, &ctx->layer_args[l]);
@@ -343,7 +359,7 @@ sq_error *sq_forward_ex(sq_context *ctx, const sq_seq_batch *seqs, int n_seqs,
     const unsigned char *skip = opts ? opts->skip_layers : NULL;
     cursor at = {0, 0};
     while (layout_chunk(ctx, seqs, n_seqs, &at) > 0) {
-        if (be->forward && !ctx->tap && !ctx->model->cfg.n_experts) {
+        if (be->forward && !ctx->tap && !ctx->max_rank && !ctx->model->cfg.n_experts) {
             be->forward(be->impl, &(sq_forward_args){.tokens = &ctx->tokens,
                                                      .tok_embd = &ctx->tok_embd,
                                                      .embd_scale = ctx->model->cfg.embd_scale,

@@ -110,6 +110,9 @@ static SQ_NODISCARD sq_error *trainer_set(const sq_trainer *t, adapter_set *s) {
 
 SQ_NODISCARD sq_error *sq_trainer_merge(const sq_trainer *t, sq_model *model) {
     if (!t->rank) return sq_errorf(SQ_ERR_INVALID_ARG, "LoRA merge: the trainer has no adapters");
+    if (sq_model_has_lowrank(model))
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "LoRA merge: the model has low-rank (factorised) linear weights");
     if (model->cfg.n_layers != t->n_layers || model->cfg.dim != t->dim)
         return sq_errorf(SQ_ERR_INVALID_ARG, "LoRA merge: the model's shape is not the trainer's");
     adapter_set s = {0};
@@ -277,6 +280,12 @@ SQ_NODISCARD sq_error *sq_model_apply_lora(sq_model *model, const char *path) {
         snprintf(st_path, sizeof st_path, "%s/adapter_model.safetensors", path);
         snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", path);
     }
+    if (sq_model_has_lowrank(model))
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "%s: cannot apply a LoRA adapter to low-rank (factorised) linear weights; apply it to "
+            "the dense model",
+            path);
     adapter_set s = {.n_layers = model->cfg.n_layers};
     SQ_TRY(read_config(cfg_path, &s.rank, &s.scale));
     sq_mapped_file *f;

@@ -178,6 +178,11 @@ SQ_NODISCARD sq_error *sq_trainer_create(const sq_model *model, const sq_trainer
         return sq_errorf(SQ_ERR_INVALID_ARG, "trainer: LoRA alpha must be positive");
     if (opts->n_threads < 0 || opts->n_threads > 1024)
         return sq_errorf(SQ_ERR_INVALID_ARG, "trainer: %d threads outside [0, 1024]", opts->n_threads);
+    if (sq_model_has_lowrank(model))
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "trainer: the model has low-rank (factorised) linear weights, which training does not "
+            "handle yet; train the dense model");
     if (model->cfg.rope_scaling.type == SQ_ROPE_SCALING_LONGROPE) /* its attention factor is not applied */
         return sq_errorf(SQ_ERR_UNSUPPORTED, "trainer: longrope RoPE scaling (Phi-3) is not supported");
     sq_trainer *t = calloc(1, sizeof *t);

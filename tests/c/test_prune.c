@@ -153,19 +153,6 @@ static void test_magnitude_nm(void **state) {
     check_magnitude(0, 1, 4);
 }
 
-static float *logits_of(const sq_model *m, const int32_t *ids, int n, const unsigned char *skip) {
-    sq_model_info info;
-    sq_model_get_info(m, &info);
-    sq_context *ctx;
-    sq_test_ok(sq_context_create(m, &(sq_context_options){.n_ctx = n}, &ctx));
-    float *logits = malloc((size_t)n * info.vocab_size * sizeof *logits);
-    sq_seq_batch b = {
-        .seq_id = 0, .tokens = ids, .n_tokens = n, .logits_mode = SQ_LOGITS_ALL, .logits = logits};
-    sq_test_ok(sq_forward_ex(ctx, &b, 1, &(sq_forward_options){.skip_layers = skip}));
-    sq_context_free(ctx);
-    return logits;
-}
-
 static void random_ids(int32_t *ids, int n, int vocab, uint64_t seed) {
     ids[0] = 1;
     for (int i = 1; i < n; i++) ids[i] = 3 + (int32_t)(sq_test_rand_u64(&seed) % (uint64_t)(vocab - 3));
@@ -186,7 +173,7 @@ static void test_zero_sparsity_identical_logits(void **state) {
     enum { N = 40 };
     int32_t ids[N];
     random_ids(ids, N, 512, 5);
-    float *a = logits_of(orig, ids, N, NULL), *b = logits_of(back, ids, N, NULL);
+    float *a = sq_test_logits(orig, ids, N, NULL), *b = sq_test_logits(back, ids, N, NULL);
     assert_memory_equal(a, b, (size_t)N * 512 * sizeof *a);
     free(a), free(b);
     sq_model_free(orig), sq_model_free(pruned), sq_model_free(back);
@@ -316,9 +303,9 @@ static void test_depth_ppl_equals_brute_force(void **state) {
     enum { T = 33 };
     int32_t toks[T];
     random_ids(toks, T, 512, 8);
-    float *a = logits_of(orig, toks, T, skip), *b = logits_of(pruned, toks, T, NULL);
+    float *a = sq_test_logits(orig, toks, T, skip), *b = sq_test_logits(pruned, toks, T, NULL);
     assert_memory_equal(a, b, (size_t)T * 512 * sizeof *a);
-    float *full = logits_of(orig, toks, T, NULL);
+    float *full = sq_test_logits(orig, toks, T, NULL);
     assert_true(sq_test_rel_err(full, a, (size_t)T * 512) > 1e-3); /* skipping blocks does change them */
     free(a), free(b), free(full);
     sq_prune_result_free(&r);

@@ -141,6 +141,35 @@ static void test_steps_equal_calls_by_hand(void **state) {
     sq_recipe_free(r);
 }
 
+/* A low-rank step, then RTN on its factors: the same tensors as the calls by hand. */
+static void test_lowrank_step(void **state) {
+    (void)state;
+    sq_recipe *r = parse("{\"steps\": [{\"prune\": {\"method\": \"lowrank\", \"param_ratio\": 0.75}},"
+                         " {\"quantize\": {\"type\": \"q8_0\"}}]}");
+    assert_string_equal(sq_recipe_step_label(r, 0), "prune lowrank params 75%");
+    assert_int_equal(sq_recipe_needs_calib(r), 0);
+    sq_model *model = load260(), *original = load260(), *by_hand = load260();
+    const sq_recipe_options o = {.original = original, .n_threads = 1};
+    sq_recipe_step_result res[3];
+    sq_test_ok(sq_recipe_run(model, r, &o, res));
+    sq_prune_result pr;
+    sq_test_ok(sq_prune(by_hand, &(sq_prune_options){.method = SQ_PRUNE_LOWRANK, .param_ratio = 0.75}, &pr));
+    assert_true(pr.n_factorised > 0);
+    assert_int_equal(res[1].n_params, pr.params_after);
+    sq_prune_result_free(&pr);
+    sq_test_ok(sq_quantize_model(by_hand, &(sq_quantize_params){.type = "q8_0"}, NULL, NULL, NULL));
+    assert_same_tensors(model, by_hand);
+    sq_tensor_info ti;
+    sq_model_tensor_info(model, sq_model_tensor_index(model, "blk.0.ffn_up.weight_a"), &ti);
+    assert_string_equal(ti.dtype, "q8_0"); /* the factors are quantized too */
+    sq_recipe_free(r);
+    r = parse("{\"steps\": [{\"prune\": {\"method\": \"asvd\", \"rank_ratio\": 0.5, \"alpha\": 1}}]}");
+    assert_string_equal(sq_recipe_step_label(r, 0), "prune asvd rank 50%");
+    assert_int_equal(sq_recipe_needs_calib(r), 1);
+    sq_recipe_free(r);
+    sq_model_free(by_hand), sq_model_free(original), sq_model_free(model);
+}
+
 static void test_calibrated_step_needs_samples(void **state) {
     (void)state;
     sq_recipe *r = parse("{\"steps\": [{\"quantize\": {\"type\": \"q8_0\"}}, "
@@ -202,6 +231,16 @@ static void test_bad_recipes(void **state) {
         {"{\"steps\": [{\"prune\": {\"method\": \"depth\", \"remove\": 1, \"criterion\": \"random\"}}]}",
          "\"criterion\": expected ppl, magnitude or taylor"},
         {"{\"steps\": [{\"prune\": {\"method\": \"width\"}}]}", "width pruning needs"},
+        {"{\"steps\": [{\"prune\": {\"method\": \"lowrank\"}}]}",
+         "give exactly one of \"rank_ratio\" and \"param_ratio\""},
+        {"{\"steps\": [{\"prune\": {\"method\": \"lowrank\", \"rank_ratio\": 0.5, \"param_ratio\": 0.5}}]}",
+         "give exactly one of"},
+        {"{\"steps\": [{\"prune\": {\"method\": \"lowrank\", \"rank_ratio\": 0}}]}",
+         "\"rank_ratio\": expected a number in (0, 1]"},
+        {"{\"steps\": [{\"prune\": {\"method\": \"asvd\", \"param_ratio\": 1}}]}",
+         "\"param_ratio\": expected a number in [0, 1)"},
+        {"{\"steps\": [{\"prune\": {\"method\": \"lowrank\", \"param_ratio\": 0.5, \"alpha\": 1}}]}",
+         "\"alpha\": not a key of prune method lowrank"},
         {"{\"steps\": [{\"quantize\": {}}]}", "step 1 (quantize): \"type\": missing"},
         {"{\"steps\": [{\"quantize\": {\"type\": \"q4_0\", \"method\": \"hqq\"}}]}",
          "expected rtn, gptq or awq"},
@@ -240,8 +279,9 @@ static void test_bad_recipes(void **state) {
 /* The recipes shipped in recipes/ parse. */
 static void test_shipped_recipes_parse(void **state) {
     (void)state;
-    static const char *const names[] = {"q4_k_m.json", "wanda50-q8_0.json", "depth1-wanda24-q4_0-gptq.json",
-                                        "depth2-awq-q4_0.json", "demo.json"};
+    static const char *const names[] = {
+        "q4_k_m.json",          "wanda50-q8_0.json", "depth1-wanda24-q4_0-gptq.json",
+        "depth2-awq-q4_0.json", "demo.json",         "asvd90-q8_0.json"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/../../recipes/%s", getenv("SQ_TEST_DATA"), names[i]);
@@ -257,9 +297,8 @@ static void test_shipped_recipes_parse(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_steps_equal_calls_by_hand),
-        cmocka_unit_test(test_calibrated_step_needs_samples),
-        cmocka_unit_test(test_bad_recipes),
+        cmocka_unit_test(test_steps_equal_calls_by_hand),     cmocka_unit_test(test_lowrank_step),
+        cmocka_unit_test(test_calibrated_step_needs_samples), cmocka_unit_test(test_bad_recipes),
         cmocka_unit_test(test_shipped_recipes_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,3 +107,16 @@ void sq_test_check_logits(const float *got, const float *want, int n_rows, int v
                      tol, ag, aw);
     }
 }
+
+float *sq_test_logits(const sq_model *m, const int32_t *ids, int n, const unsigned char *skip_layers) {
+    sq_model_info info;
+    sq_model_get_info(m, &info);
+    sq_context *ctx;
+    sq_test_ok(sq_context_create(m, &(sq_context_options){.n_ctx = n}, &ctx));
+    float *logits = malloc((size_t)n * info.vocab_size * sizeof *logits);
+    sq_seq_batch b = {
+        .seq_id = 0, .tokens = ids, .n_tokens = n, .logits_mode = SQ_LOGITS_ALL, .logits = logits};
+    sq_test_ok(sq_forward_ex(ctx, &b, 1, &(sq_forward_options){.skip_layers = skip_layers}));
+    sq_context_free(ctx);
+    return logits;
+}

@@ -43,5 +43,8 @@ double sq_test_rel_err(const float *a, const float *b, size_t n);
  * argmax; `what` names the case in the message. */
 void sq_test_check_logits(const float *got, const float *want, int n_rows, int vocab, double tol,
                           const char *what);
+/* The logits [n][vocab] of ids run as one sequence from an empty cache (skip_layers: NULL or [n_layers],
+ * non-zero skips a block); the caller frees. */
+float *sq_test_logits(const sq_model *m, const int32_t *ids, int n, const unsigned char *skip_layers);
 
 #endif

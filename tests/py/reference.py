@@ -652,6 +652,10 @@ def load_gguf(path):
             t[p + "ffn_gate.weight"], t[p + "ffn_up.weight"] = np.split(t[p + "ffn_up.weight"], 2)
 
     def get(name, optional=False):
+        if name not in t and name + "_a" in t and name + "_b" in t:
+            # squeeze's low-rank weights (docs/formats.md): W = B A, multiplied out in float64
+            used.update((name + "_a", name + "_b"))
+            return t[name + "_b"] @ t[name + "_a"]
         if name not in t:
             if optional:
                 return None

@@ -3,6 +3,10 @@
  *
  *   prune_tool wanda     ROWS COLS SPARSITY N M W.f32 SUM_SQ.f64 OUT.f32
  *   prune_tool sparsegpt ROWS COLS SPARSITY N M W.f32 XTX.f64 N_TOKENS OUT.f32
+ *   prune_tool svd       ROWS COLS RANK W.f32 SCALE.f64|- A.f32 B.f32 SIGMA.f64
+ *
+ * svd: the low-rank factors of W (lowrank.c's sq_lowrank_svd; SCALE [COLS] ASVD's input-channel scales, "-"
+ * none): A [RANK][COLS], B [ROWS][RANK], SIGMA [min(ROWS, COLS)] the singular values of W diag(SCALE).
  *
  * W is float32 [ROWS][COLS]; SUM_SQ float64 [COLS]; XTX float64 [COLS][COLS]; OUT gets the pruned float32
  * matrix. N:M when M > 0 (SPARSITY then 0). */
@@ -24,7 +28,38 @@ static void *read_exact(const char *path, size_t bytes) {
     return buf;
 }
 
+static void write_exact(const char *path, const void *data, size_t bytes) {
+    FILE *fp = fopen(path, "wb");
+    if (!fp || fwrite(data, 1, bytes, fp) != bytes || fclose(fp)) {
+        fprintf(stderr, "prune_tool: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+static int svd(char **argv) {
+    const int64_t rows = atoll(argv[2]), cols = atoll(argv[3]), k = rows < cols ? rows : cols;
+    const int rank = atoi(argv[4]);
+    float *w = read_exact(argv[5], (size_t)(rows * cols) * sizeof(float));
+    double *scale = strcmp(argv[6], "-") ? read_exact(argv[6], (size_t)cols * sizeof(double)) : NULL;
+    float *a = malloc((size_t)(rank * cols + 1) * sizeof *a),
+          *b = malloc((size_t)(rows * rank + 1) * sizeof *b);
+    double *sigma = malloc((size_t)k * sizeof *sigma);
+    sq_error *err = sq_lowrank_svd(w, rows, cols, scale, rank, sigma, a, b);
+    const int rc = err != NULL;
+    if (err) {
+        fprintf(stderr, "prune_tool: %s\n", sq_error_message(err));
+        sq_error_free(err);
+    } else {
+        write_exact(argv[7], a, (size_t)(rank * cols) * sizeof *a);
+        write_exact(argv[8], b, (size_t)(rows * rank) * sizeof *b);
+        write_exact(argv[9], sigma, (size_t)k * sizeof *sigma);
+    }
+    free(w), free(scale), free(a), free(b), free(sigma);
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 10 && !strcmp(argv[1], "svd")) return svd(argv);
     int sparsegpt = argc == 11 && !strcmp(argv[1], "sparsegpt");
     if (!sparsegpt && !(argc == 10 && !strcmp(argv[1], "wanda"))) {
         fprintf(

@@ -262,6 +262,10 @@ SQ_NODISCARD sq_error *cli_load_tokenizer(const char *path, sq_tokenizer **out);
 SQ_NODISCARD sq_error *cli_load_model_lora(const char *path, const sq_load_options *opts, const char *lora,
                                            sq_model **out);
 
+/* After writing out: a model with low-rank (factorised) weights is squeeze's own GGUF, which llama.cpp cannot
+ * load; says so on stderr ("squeeze VERB: note: ..."), and nothing for any other model. */
+void cli_note_lowrank(const char *verb, const sq_model *model, const char *out);
+
 /* A seed from the clock and the process id, below 2^53 (for --seed -1). */
 uint64_t cli_clock_seed(void);
 /* Calibration samples for --calib PATH: n_samples windows of seq_len tokens (at most the model's context:

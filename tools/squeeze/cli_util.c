@@ -94,3 +94,19 @@ sq_file_format cli_output_format(const char *out, const char *to) {
            : !strcmp(to, "llama2c") ? SQ_FORMAT_LLAMA2C
                                     : SQ_FORMAT_SAFETENSORS;
 }
+
+void cli_note_lowrank(const char *verb, const sq_model *model, const char *out) {
+    sq_model_info mi;
+    sq_model_get_info(model, &mi);
+    int n = 0;
+    for (int l = 0; l < mi.n_layers; l++) {
+        sq_layer_info li;
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        for (int i = 0; i < 7; i++) n += li.lowrank_rank[i] > 0;
+    }
+    if (n)
+        fprintf(stderr,
+                "squeeze %s: note: %s holds %d low-rank (factorised) weights, squeeze's own tensors "
+                "(docs/formats.md): llama.cpp cannot load it\n",
+                verb, out, n);
+}

@@ -147,6 +147,7 @@ int sq_cmd_compress(int argc, char **argv) {
     cli_progress_free(bar);
     if (!err) err = sq_model_save(model, out, cli_output_format(out, to));
     if (!err) fprintf(stderr, "squeeze compress: wrote %s\n", out);
+    if (!err) cli_note_lowrank("compress", model, out);
     rc = err ? cli_fail(err) : 0;
     free(ids);
     sq_calib_samples_free(&samples);

@@ -29,6 +29,7 @@ int sq_cmd_convert(int argc, char **argv) {
     sq_error *err = cli_load_model(in, &(sq_load_options){.tokenizer_path = tokenizer}, &model);
     if (err) return cli_fail(err);
     err = sq_model_save(model, out, format);
+    if (!err) cli_note_lowrank("convert", model, out);
     sq_model_free(model);
     if (err) return cli_fail(err);
     fprintf(stderr, "squeeze convert: wrote %s (%s)\n", out,

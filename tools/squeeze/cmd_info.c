@@ -24,6 +24,27 @@ static void print_layer_widths(const sq_model *model, int n_layers) {
     printf(" (the dimensions above are the largest)\n");
 }
 
+/* Low-rank (factorised) linear weights: one line per block that has any, each weight's rank or "dense". */
+static void print_lowrank(const sq_model *model, int n_layers) {
+    static const char *const names[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+    sq_layer_info li;
+    int any = 0;
+    for (int l = 0; l < n_layers; l++) {
+        sq_error_free(sq_model_layer_info(model, l, &li));
+        int n = 0;
+        for (int i = 0; i < 7; i++) n += li.lowrank_rank[i] > 0;
+        if (!n) continue;
+        printf("%s block %d:", any ? "                " : "low rank:       ", l);
+        for (int i = 0; i < 7; i++)
+            if (li.lowrank_rank[i])
+                printf(" %s r%d", names[i], li.lowrank_rank[i]);
+            else
+                printf(" %s dense", names[i]);
+        printf("\n");
+        any = 1;
+    }
+}
+
 static void print_model(const char *path, const sq_model *model) {
     sq_model_info mi;
     sq_model_get_info(model, &mi);
@@ -33,6 +54,7 @@ static void print_model(const char *path, const sq_model *model) {
     printf("dimensions:      dim %d, layers %d, heads %d, kv heads %d, head dim %d, ffn dim %d\n", mi.dim,
            mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.ffn_dim);
     print_layer_widths(model, mi.n_layers);
+    print_lowrank(model, mi.n_layers);
     printf("vocab size:      %d\n", mi.vocab_size);
     printf("context length:  %d\n", mi.max_seq_len);
     printf("parameters:      %" PRId64 " (%.2fM)\n", mi.n_params, mi.n_params / 1e6);
@@ -107,7 +129,9 @@ static const cli_verb verb = {
     .about =
         "Prints a model's architecture, file format, dimensions, parameter count (a mixture of experts:\n"
         "experts per block, active per token, active parameters), weight bytes, RoPE settings, tokenizer\n"
-        "and end-of-generation ids, then one line per tensor (name, dtype, shape, bytes).\n",
+        "and end-of-generation ids, the rank of every low-rank (factorised) linear weight, then one line "
+        "per\n"
+        "tensor (name, dtype, shape, bytes).\n",
 };
 
 int sq_cmd_info(int argc, char **argv) {

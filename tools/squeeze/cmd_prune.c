@@ -1,5 +1,5 @@
-/* squeeze prune: remove weights (magnitude, Wanda, SparseGPT; unstructured or N:M) or whole blocks (depth,
- * Shortened LLaMA) from a model and write the smaller model. */
+/* squeeze prune: remove weights (magnitude, Wanda, SparseGPT; unstructured or N:M), whole blocks (depth,
+ * Shortened LLaMA) or rank (low rank: SVD, ASVD) from a model and write the smaller model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
-    double sparsity, heads, ffn;
+    double sparsity, heads, ffn, rank_ratio, param_ratio, alpha;
     long remove, keep_first, keep_last, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
@@ -22,7 +22,9 @@ static const cli_verb verb = {
         "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
         "[options]\n"
         "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude|taylor]\n"
-        "                     [--calib TEXTFILE] [--scores-json FILE] [options]",
+        "                     [--calib TEXTFILE] [--scores-json FILE] [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method lowrank|asvd (--rank-ratio R | --param-ratio P)\n"
+        "                     [--calib TEXTFILE (asvd)] [--alpha A] [options]",
     .about =
         "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
         "once complete), printing what was removed and the parameters and size before and after.\n"
@@ -42,6 +44,12 @@ static const cli_verb verb = {
         "  |W| of its linear weights; taylor (the paper's Taylor+): the sum over its weights of\n"
         "  |dL/dW * W| for the calibration cross-entropy, the first --keep-first and last --keep-last\n"
         "  blocks never removed.\n"
+        "lowrank: every block's linear weights become two thin matrices B (out x r) and A (r x in)\n"
+        "  from a truncated SVD, run as two matmuls; asvd (Yuan et al. 2023): the SVD of W scaled by\n"
+        "  mean|x|^alpha of each input channel over the calibration tokens. --rank-ratio R keeps rank\n"
+        "  R * min(out, in) in each weight; --param-ratio P keeps P of the linear weights' parameters in\n"
+        "  all, ranks chosen per weight by singular-value energy. A weight that would not shrink stays\n"
+        "  dense. The result saves as GGUF only (squeeze's own tensors, which llama.cpp cannot load).\n"
         "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
         "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
         "block calibrated on the outputs of the blocks already pruned.\n",
@@ -52,8 +60,8 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_FLAG_MODEL(&a->model, 1),
         CLI_TEXT_FLAG("-o, --output", "OUT", &a->out, "where to write the pruned model", .required = 1),
         CLI_FLAG_OUTPUT_FORMAT(&a->to),
-        CLI_CHOICE_FLAG("--method", "METHOD", &a->method, "magnitude|wanda|sparsegpt|width|depth",
-                        "magnitude", "pruning method"),
+        CLI_CHOICE_FLAG("--method", "METHOD", &a->method,
+                        "magnitude|wanda|sparsegpt|width|depth|lowrank|asvd", "magnitude", "pruning method"),
         CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
                         "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
         CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
@@ -68,8 +76,16 @@ static int parse_args(int argc, char **argv, prune_args *a) {
                      "taylor: first blocks never removed (0: ceil(L/8), the paper's\n4 of 32; -1: none)"),
         CLI_INT_FLAG("--keep-last", "N", &a->keep_last, -1, 1 << 20, 0,
                      "taylor: last blocks never removed (0: ceil(L/16); -1: none)"),
+        CLI_NUMBER_FLAG("--rank-ratio", "R", &a->rank_ratio, 0, 1, 0,
+                        "lowrank, asvd: rank kept per weight, a fraction of min(out, in)", .lo_open = 1,
+                        .def_shown = ""),
+        CLI_NUMBER_FLAG("--param-ratio", "P", &a->param_ratio, 0, 1, 0,
+                        "lowrank, asvd: fraction of the linear weights' parameters kept", .lo_open = 1,
+                        .def_shown = ""),
+        CLI_NUMBER_FLAG("--alpha", "A", &a->alpha, 0, 4, 0, "asvd: exponent of mean|x|", .lo_open = 1,
+                        .def_shown = "0.5"),
         CLI_TEXT_FLAG("--calib", "TEXTFILE", &a->calib,
-                      "calibration text (UTF-8) for wanda, sparsegpt, depth ppl"),
+                      "calibration text (UTF-8) for wanda, sparsegpt, width, asvd, depth ppl"),
         CLI_INT_FLAG("--calib-samples", "N", &a->calib_samples, 1, 1 << 20, 0, "calibration windows",
                      .def_shown = "128; depth: 10"),
         CLI_INT_FLAG("--calib-len", "L", &a->calib_len, 2, CLI_MAX_CTX, 128, "tokens per calibration window"),
@@ -82,7 +98,21 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
-    if (!strcmp(a->method, "width")) {
+    const int lowrank = !strcmp(a->method, "lowrank") || !strcmp(a->method, "asvd");
+    if (!lowrank && (a->rank_ratio || a->param_ratio || a->alpha))
+        return cli_usage_error("prune", "--rank-ratio, --param-ratio and --alpha belong to lowrank and asvd");
+    if (lowrank) {
+        if (!a->rank_ratio == !a->param_ratio)
+            return cli_usage_error("prune", "%s needs exactly one of --rank-ratio and --param-ratio",
+                                   a->method);
+        if (a->sparsity || a->nm || a->remove || a->heads || a->ffn)
+            return cli_usage_error(
+                "prune", "--sparsity, --nm, --remove, --heads and --ffn do not apply to %s", a->method);
+        if (!strcmp(a->method, "lowrank") && (a->calib || a->alpha))
+            return cli_usage_error("prune", "plain lowrank takes no --calib or --alpha (asvd does)");
+        if (!strcmp(a->method, "asvd") && !a->calib)
+            return cli_usage_error("prune", "asvd needs --calib TEXTFILE");
+    } else if (!strcmp(a->method, "width")) {
         if (!a->heads && !a->ffn) return cli_usage_error("prune", "width needs --heads F and/or --ffn F");
         if (a->sparsity || a->nm || a->remove)
             return cli_usage_error("prune", "--sparsity, --nm and --remove do not apply to --method width");
@@ -117,6 +147,15 @@ static void print_summary(const prune_args *a, const sq_prune_options *o, const 
         printf("method            width, heads %.4g, ffn %.4g\n", o->heads, o->ffn);
         printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples, o->calib->seq_len,
                a->calib);
+    } else if (o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD) {
+        if (o->rank_ratio)
+            printf("method            %s, rank ratio %.4g\n", a->method, o->rank_ratio);
+        else
+            printf("method            %s, parameter ratio %.4g\n", a->method, o->param_ratio);
+        if (o->calib)
+            printf("calibration       %d windows of %d tokens of %s, alpha %.4g\n", o->calib->n_samples,
+                   o->calib->seq_len, a->calib, o->asvd_alpha ? o->asvd_alpha : 0.5);
+        printf("factorised        %d linear weights (the others stay dense)\n", r->n_factorised);
     } else if (o->method != SQ_PRUNE_DEPTH) {
         if (o->nm_m)
             printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
@@ -154,6 +193,8 @@ int sq_cmd_prune(int argc, char **argv) {
                                     : !strcmp(a.method, "wanda")     ? SQ_PRUNE_WANDA
                                     : !strcmp(a.method, "sparsegpt") ? SQ_PRUNE_SPARSEGPT
                                     : !strcmp(a.method, "width")     ? SQ_PRUNE_WIDTH
+                                    : !strcmp(a.method, "lowrank")   ? SQ_PRUNE_LOWRANK
+                                    : !strcmp(a.method, "asvd")      ? SQ_PRUNE_ASVD
                                                                      : SQ_PRUNE_MAGNITUDE,
                           .sparsity = a.sparsity,
                           .heads = a.heads,
@@ -164,6 +205,9 @@ int sq_cmd_prune(int argc, char **argv) {
                                                                          : SQ_DEPTH_PPL,
                           .taylor_keep_first = (int)a.keep_first,
                           .taylor_keep_last = (int)a.keep_last,
+                          .rank_ratio = a.rank_ratio,
+                          .param_ratio = a.param_ratio,
+                          .asvd_alpha = a.alpha,
                           .n_threads = (int)a.threads};
     if (a.nm && !parse_nm(a.nm, &o.nm_n, &o.nm_m))
         return cli_usage_error("prune", "--nm wants N:M (two integers, e.g. 2:4), not '%s'", a.nm);
@@ -190,6 +234,7 @@ int sq_cmd_prune(int argc, char **argv) {
     if (!err) err = sq_model_save(model, a.out, format);
     if (!err) {
         print_summary(&a, &o, &r);
+        cli_note_lowrank("prune", model, a.out);
         const sq_report_model rm = {a.out, NULL, model};
         if (a.scores_json) err = sq_report_write_prune(a.scores_json, &rm, a.model, &o, &r);
     }

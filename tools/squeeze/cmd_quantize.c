@@ -134,6 +134,7 @@ int sq_cmd_quantize(int argc, char **argv) {
     err = sq_quantize_model(model, &params, bar ? cli_progress_update : NULL, bar, &r);
     cli_progress_free(bar);
     sq_calib_samples_free(&samples);
+    if (!err) cli_note_lowrank("quantize", model, out);
     sq_model_free(model);
     sq_imatrix_free(imatrix);
     if (r) {

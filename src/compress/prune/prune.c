@@ -8,6 +8,7 @@
 #include "compress/prune/prune.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "model/model.h"
 
 enum { MAX_NM_M = 256 };
 
@@ -119,6 +120,44 @@ static SQ_NODISCARD sq_error *check_width(const sq_model *model, const sq_prune_
     return check_calib(model, o->calib, "width pruning");
 }
 
+/* One ratio in range, float weights, and a budget that leaves every weight at least rank 1. */
+static SQ_NODISCARD sq_error *check_lowrank(const sq_model *model, const sq_prune_options *o) {
+    const double rr = o->rank_ratio, pr = o->param_ratio;
+    if ((rr != 0) == (pr != 0))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: low rank needs one of a rank ratio and a parameter ratio");
+    if (rr != 0 && !(rr > 0 && rr <= 1))
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "prune: rank ratio %g is outside (0, 1] (a rank above the matrix's own cannot be kept)", rr);
+    if (pr != 0 && !(pr > 0 && pr < 1))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: parameter ratio %g is outside (0, 1)", pr);
+    if (!(o->asvd_alpha >= 0 && o->asvd_alpha <= 4))
+        return sq_errorf(SQ_ERR_INVALID_ARG, "prune: ASVD alpha %g is outside (0, 4]", o->asvd_alpha);
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    int64_t dense = 0, least = 0;
+    for (int l = 0; l < info.n_layers; l++)
+        for (int i = 0; i < SQ_N_LINEAR; i++) {
+            const sq_layer *L = &model->layers[l];
+            int64_t rows, cols;
+            sq_layer_linear_shape(L, (sq_linear)i, &rows, &cols);
+            dense += rows * cols;
+            least += rows + cols < rows * cols ? rows + cols : rows * cols;
+            const sq_tensor *t = sq_layer_dense(L, (sq_linear)i);
+            if (t && sq_dtype_info(t->dtype)->block_elems > 1)
+                return sq_errorf(SQ_ERR_UNSUPPORTED,
+                                 "prune: blk.%d.%s.weight is %s; factorise f32, f16 or bf16 weights (convert "
+                                 "first) and quantize after",
+                                 l, sq_linear_names[i], sq_dtype_info(t->dtype)->name);
+        }
+    if (pr != 0 && (double)least > pr * (double)dense)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: parameter ratio %g is below %.4f, what rank 1 in every linear weight keeps",
+                         pr, (double)least / (double)dense);
+    return o->method == SQ_PRUNE_ASVD ? check_calib(model, o->calib, "ASVD") : NULL;
+}
+
 SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
     sq_model_info info;
@@ -129,6 +168,11 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
             "prune: %s is a mixture-of-experts model; only depth pruning supports it yet (the other "
             "methods do not prune expert tensors)",
             info.arch);
+    /* the other methods read and cut dense weights; removing blocks by perplexity only runs the model */
+    if (sq_model_has_lowrank(model) && !(o->method == SQ_PRUNE_DEPTH && o->criterion == SQ_DEPTH_PPL))
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "prune: the model already has low-rank (factorised) weights; only depth pruning by "
+                         "the ppl criterion applies to it (prune the dense model first, factorise last)");
     switch (o->method) {
     case SQ_PRUNE_MAGNITUDE:
         return check_unstructured(model, o);
@@ -140,6 +184,9 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
         return check_width(model, o);
     case SQ_PRUNE_DEPTH:
         return check_depth(model, o);
+    case SQ_PRUNE_LOWRANK:
+    case SQ_PRUNE_ASVD:
+        return check_lowrank(model, o);
     }
     return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown method %d", (int)o->method);
 }
@@ -202,7 +249,9 @@ SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_p
                             &res->n_layers_before));
     sq_error *err = o->method == SQ_PRUNE_DEPTH   ? prune_depth(model, o, res)
                     : o->method == SQ_PRUNE_WIDTH ? sq_prune_width(model, o)
-                                                  : sq_prune_unstructured(model, o, &res->n_pruned);
+                    : o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD
+                        ? sq_prune_lowrank(model, o, &res->n_factorised)
+                        : sq_prune_unstructured(model, o, &res->n_pruned);
     if (!err)
         err = sq_prune_measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after,
                                &res->n_layers_after);

@@ -66,4 +66,23 @@ void sq_prune_taylor_kept(int n_layers, const sq_prune_options *opts, int *first
 SQ_NODISCARD sq_error *sq_prune_depth_scores(const sq_model *model, const sq_prune_options *opts,
                                              double *scores, double *base);
 
+/* Truncated SVD of w [rows][cols] times diag(scale) (scale [cols], entries > 0; NULL: plain SVD) = U S V^T,
+ * in double through LAPACK's dgesdd. sigma [min(rows, cols)] gets S, largest first. With rank in
+ * 1..min(rows, cols) also the factors b [rows][rank] = U_r S_r^1/2 and a [rank][cols] = S_r^1/2 V_r^T
+ * diag(scale)^-1, so that b a is the best rank-r approximation of w in the norm ||(.) diag(scale)||_F; with
+ * rank 0 only sigma (a, b unused). SQ_ERR_INVALID_ARG for a rank outside 0..min(rows, cols) or an SVD that
+ * does not converge. */
+SQ_NODISCARD sq_error *sq_lowrank_svd(const float *w, int64_t rows, int64_t cols, const double *scale,
+                                      int rank, double *sigma, float *a, float *b);
+
+/* Ranks of n weights [rows[i]][cols[i]] with singular values sigma[i] (largest first) under a budget of
+ * parameters (squeeze.h, SQ_PRUNE_LOWRANK's param_ratio): rank[i] >= 1, or 0 for a weight kept dense (no
+ * rank saves parameters, or its rank grew to where it would not). -1 when out of memory. */
+int sq_lowrank_choose_ranks(int n, const int64_t *rows, const int64_t *cols, const double *const *sigma,
+                            int64_t budget, int *rank);
+
+/* Low-rank factorisation (SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD) of every block's linear weights;
+ * *n_factorised gets how many are now low-rank. */
+SQ_NODISCARD sq_error *sq_prune_lowrank(sq_model *model, const sq_prune_options *opts, int *n_factorised);
+
 #endif

@@ -46,9 +46,11 @@ static int ends_with(const char *s, const char *suffix) {
 
 int sq_quant_is_weight_matrix(const char *name, int ndim) {
     /* a mixture of experts' routers stay f32, as llama-quantize keeps ffn_gate_inp (and the shared expert's
-     * gate, a vector there) */
-    return ndim >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
-           !strstr(name, ".ffn_gate_inp");
+     * gate, a vector there); ".weight_a" / ".weight_b": a linear weight's low-rank factors (model.h's
+     * sq_layer.lr_a, lr_b) */
+    return ndim >= 2 &&
+           (ends_with(name, "weight") || ends_with(name, ".weight_a") || ends_with(name, ".weight_b")) &&
+           !strstr(name, "_norm.weight") && !strstr(name, ".ffn_gate_inp");
 }
 
 /* llama.cpp's layers that get more bits in the _M mixes: the first and last eighth, and every third between.

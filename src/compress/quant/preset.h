@@ -21,7 +21,8 @@ const sq_quant_preset *sq_quant_preset_find(const char *name);
 const char *sq_quant_preset_names(void);
 
 /* Whether llama.cpp quantizes a tensor at all: matrices (ndim >= 2) named "*weight", norms and
- * mixture-of-experts routers (ffn_gate_inp, ffn_gate_inp_shexp) excepted. */
+ * mixture-of-experts routers (ffn_gate_inp, ffn_gate_inp_shexp) excepted; and squeeze's low-rank factors
+ * "*.weight_a", "*.weight_b". */
 int sq_quant_is_weight_matrix(const char *name, int ndim);
 
 /* What the model around a tensor looks like to the rules. */

@@ -14,6 +14,7 @@
 #include "model/arch.h"
 #include "core/tensor.h"
 #include "formats/out_file.h"
+#include "model/model.h"
 #include "squeeze.h"
 
 static const sq_quant_method *method_find(const char *name) {
@@ -265,6 +266,13 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
     if (!(p->smooth_alpha >= 0 && p->smooth_alpha <= 1))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: SmoothQuant's alpha %g is outside [0, 1]",
                          p->smooth_alpha);
+    /* a factor's input is not what the calibration tap sees (B multiplies A.x) */
+    if (method->needs_stats && sq_model_has_lowrank(model))
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "quantize: method %s calibrates dense linear weights; this model has low-rank factors "
+            "(quantize them with rtn)",
+            method->name);
     if (p->n_keep < 0 || (p->n_keep > 0 && !p->keep))
         return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: %d keep rules but none given", p->n_keep);
 
