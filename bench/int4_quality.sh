@@ -9,15 +9,8 @@
 #   bench/int4_quality.sh [TEXT_BYTES]   (default 50000; environment: OUT, default build/int4-quality; THREADS,
 #                                         default 2)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-bytes="${1:-50000}"
-out="${OUT:-$root/build/int4-quality}"
-threads="${THREADS:-2}"
-sq="$root/build/squeeze"
-calib="$root/../shared/data/classics/grimms_fairy_tales.txt"
-mkdir -p "$out"
-head -c "$bytes" "$root/../shared/data/tinystories/valid-a.txt" | sed '$d' >"$out/text.txt" # whole lines
-"$sq" convert -m "$("$root/scripts/find-model.sh")" -o "$out/f32.gguf" --to gguf >/dev/null 2>&1
+NAME=int4-quality
+. "$(dirname "$0")/quant_table.sh"
 files=(f32)
 for g in 32 128; do
   for m in rtn gptq awq; do
@@ -28,23 +21,7 @@ for g in 32 128; do
     files+=("int4-g$g-$m")
   done
 done
-echo "| file | bits per weight | ppl | ppl ratio | mean KL (nats) | top-1 agreement | quantize s |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for f in "${files[@]}"; do
-  "$sq" ppl -m "$out/$f.gguf" --ref "$out/f32.gguf" -f "$out/text.txt" -t "$threads" --json "$out/$f.ppl.json" \
-    --no-progress >/dev/null 2>&1
-  "$root/.venv/bin/python" - "$out/$f" <<'PY'
-import json, os, sys
-base = sys.argv[1]
-rep = json.load(open(base + ".ppl.json"))
-r = rep["reference"]
-qs = json.load(open(base + ".quant.json")) if os.path.exists(base + ".quant.json") else None
-bpw = f"{qs['bits_per_weight']:.2f}" if qs else "32.00"
-secs = f"{qs['seconds']:.1f}" if qs else "—"
-print(f"| {os.path.basename(base)}.gguf | {bpw} | {rep['ppl']:.4f} | {rep['ppl'] / r['ppl']:.4f} | "
-      f"{r['kl_mean']:.5f} | {100 * r['top1_agreement']:.2f}% | {secs} |")
-PY
-done
+quality_table "${files[@]}"
 echo
 echo "text: first $bytes bytes of TinyStories valid-a ($(wc -c <"$out/text.txt") bytes, whole lines)"
 echo

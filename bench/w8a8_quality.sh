@@ -8,38 +8,15 @@
 #   bench/w8a8_quality.sh [TEXT_BYTES]   (default 50000: the first 50 kB of TinyStories valid-a;
 #                                         environment: OUT, default build/w8a8-quality; THREADS, default 2)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-bytes="${1:-50000}"
-out="${OUT:-$root/build/w8a8-quality}"
-threads="${THREADS:-2}"
-sq="$root/build/squeeze"
-calib="$root/../shared/data/classics/grimms_fairy_tales.txt"
-mkdir -p "$out"
-head -c "$bytes" "$root/../shared/data/tinystories/valid-a.txt" | sed '$d' >"$out/text.txt" # whole lines
-"$sq" convert -m "$("$root/scripts/find-model.sh")" -o "$out/f32.gguf" --to gguf >/dev/null 2>&1
+NAME=w8a8-quality
+. "$(dirname "$0")/quant_table.sh"
 q() { "$sq" quantize -m "$out/f32.gguf" -o "$out/$1.gguf" --json "$out/$1.quant.json" --quiet --no-progress "${@:2}" 2>/dev/null; }
 q q8_0 --type q8_0
 q w8a8-rtn --type w8a8
 for a in 0.5 0.8; do
   q "w8a8-smoothquant-$a" --type w8a8 --method smoothquant --alpha "$a" --calib "$calib" --calib-samples 128 --calib-len 256
 done
-echo "| file | bits per weight | ppl | ppl ratio | mean KL (nats) | top-1 agreement | quantize s |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for f in f32 q8_0 w8a8-rtn w8a8-smoothquant-0.5 w8a8-smoothquant-0.8; do
-  "$sq" ppl -m "$out/$f.gguf" --ref "$out/f32.gguf" -f "$out/text.txt" -t "$threads" --json "$out/$f.ppl.json" \
-    --no-progress >/dev/null 2>&1
-  "$root/.venv/bin/python" - "$out/$f" <<'PY'
-import json, os, sys
-base = sys.argv[1]
-rep = json.load(open(base + ".ppl.json"))
-r = rep["reference"]
-qs = json.load(open(base + ".quant.json")) if os.path.exists(base + ".quant.json") else None
-bpw = f"{qs['bits_per_weight']:.2f}" if qs else "32.00"
-secs = f"{qs['seconds']:.1f}" if qs else "—"
-print(f"| {os.path.basename(base)}.gguf | {bpw} | {rep['ppl']:.4f} | {rep['ppl'] / r['ppl']:.4f} | "
-      f"{r['kl_mean']:.5f} | {100 * r['top1_agreement']:.2f}% | {secs} |")
-PY
-done
+quality_table f32 q8_0 w8a8-rtn w8a8-smoothquant-0.5 w8a8-smoothquant-0.8
 echo
 echo "text: first $bytes bytes of TinyStories valid-a ($(wc -c <"$out/text.txt") bytes, whole lines); calibration (smoothquant): 128 windows of 256 tokens of $(basename "$calib")"
 echo
