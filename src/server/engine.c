@@ -85,7 +85,6 @@ struct sq_engine {
     /* speculative decoding; draft NULL: off */
     spec_draft *draft;
     int spec_k;     /* draft tokens per request and step at most */
-    spec_tree tree; /* one request's proposal */
     int *batch_row; /* [max_seqs] each scheduled request's first logits row */
     double *p, *r;  /* [vocab] the distribution at a draft position; scratch */
     int64_t spec_drafted, spec_accepted;
@@ -447,6 +446,7 @@ static SQ_NODISCARD sq_error *preempt(sq_engine *e, request *r) {
     e->running[r->slot] = NULL;
     r->slot = -1;
     r->n_computed = 0;
+    r->n_draft = 0;
     r->cached_tokens = 0;
     e->preemptions++;
     return NULL;
@@ -471,12 +471,12 @@ static SQ_NODISCARD sq_error *draft(sq_engine *e, request *r, int room) {
     if (k > e->n_ctx - r->n_tokens) k = e->n_ctx - r->n_tokens;
     /* the token after the last draft comes free; drafting past max_tokens would be wasted */
     if (r->max_tokens >= 0 && k > r->max_tokens - r->n_generated - 1) k = r->max_tokens - r->n_generated - 1;
-    r->n_draft = 0;
     if (k < 1) return NULL;
     spec_request q = {.tokens = r->tokens, .n = r->n_tokens, .k = k, .width = 1, .max_nodes = k};
-    SQ_TRY(e->draft->propose(e->draft, &q, &e->tree));
-    for (int i = 0; i < e->tree.n; i++) r->tokens[r->n_tokens + i] = e->tree.token[i];
-    r->n_draft = e->tree.n;
+    spec_tree tree;
+    SQ_TRY(e->draft->propose(e->draft, &q, &tree));
+    for (int i = 0; i < tree.n; i++) r->tokens[r->n_tokens + i] = tree.token[i];
+    r->n_draft = tree.n;
     return NULL;
 }
 
@@ -509,7 +509,6 @@ static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
             if (evict_cached(e)) continue;
             request *victim = latest_running(e);
             SQ_TRY(preempt(e, victim));
-            if (victim == r) r->n_draft = 0;
             if (victim == r) break;
         }
         if (r->slot < 0) break; /* it was the latest itself: nothing after it runs either */
@@ -635,10 +634,10 @@ static int append_token(sq_engine *e, request *r, int32_t t, int k) {
     return why == SQ_FINISH_NONE;
 }
 
-/* The request's next token from its logits. */
-static void next_token(sq_engine *e, request *r, float *logits) {
+/* The request's next token from its logits. Returns non-zero while the request goes on. */
+static int next_token(sq_engine *e, request *r, float *logits) {
     int k = prepare_row(e, r, logits);
-    append_token(e, r, sq_sampler_sample(r->sampler, logits, r->tokens, r->n_tokens), k);
+    return append_token(e, r, sq_sampler_sample(r->sampler, logits, r->tokens, r->n_tokens), k);
 }
 
 /* A decoding request's step with drafts: rows [1 + n_draft][vocab] are the logits after its last token and
@@ -650,13 +649,10 @@ static void verify(sq_engine *e, request *r, float *rows) {
     r->n_draft = 0;
     r->n_computed -= n_draft; /* the last token's position is in the cache; the drafts' are only if kept */
     e->spec_drafted += n_draft;
-    for (int j = 0;; j++) {
+    int j = 0;
+    for (; j < n_draft; j++) {
         float *row = rows + (size_t)j * e->vocab;
         int k = prepare_row(e, r, row);
-        if (j == n_draft) {
-            if (!append_token(e, r, sq_sampler_sample(r->sampler, row, r->tokens, r->n_tokens), k)) return;
-            break;
-        }
         const int32_t x = r->tokens[r->n_tokens]; /* the draft at this position */
         int32_t t;
         sq_sampler_dist(r->sampler, row, r->tokens, r->n_tokens, e->p);
@@ -669,6 +665,7 @@ static void verify(sq_engine *e, request *r, float *rows) {
         if (!append_token(e, r, t, k)) return; /* finished: freed with its sequence */
         if (!kept) break;
     }
+    if (j == n_draft && !next_token(e, r, rows + (size_t)j * e->vocab)) return; /* every draft kept */
     sq_error *err = sq_seq_truncate(e->ctx, r->slot, r->n_computed);
     if (err) finish(e, r, SQ_FINISH_ERROR, sq_error_message(err));
     sq_error_free(err);
@@ -712,7 +709,7 @@ SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
                                                     : end == r->n_tokens ? SQ_LOGITS_LAST
                                                                          : SQ_LOGITS_NONE,
                                      .logits = e->logits + (size_t)row * e->vocab};
-        row += r->n_draft ? 1 + r->n_draft : 1;
+        row += 1 + r->n_draft;
     }
     sq_error *fwd = sq_forward(e->ctx, e->batch, n);
     for (int i = 0; i < n; i++) {
