@@ -13,6 +13,7 @@
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul.h"
 #include "testlib.h"
@@ -131,15 +132,22 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
     size_t nx = (size_t)n_tokens * sh.cols, ny = (size_t)n_tokens * sh.rows;
     float *xbuf = malloc((nx + 1) * sizeof *xbuf), *ybuf = malloc((ny + 1) * sizeof *ybuf);
     float *ref_f32 = malloc(ny * sizeof *ref_f32), *ref_q = malloc(ny * sizeof *ref_q);
+    float *y1 = malloc(ny * sizeof *y1); /* y on one thread */
     float *x = xbuf + 1, *y = ybuf + 1; /* not 32-byte aligned either */
     for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
     sq_ref_matmul(&w, x, n_tokens, ref_f32);
     const sq_dtype dot = sq_dtype_info(dtype)->dot_dtype;
-    if (dot != SQ_DTYPE_F32) sq_ref_matmul_x(&w, dot, x, n_tokens, ref_q);
+    sq_dtype ref_q_dtype = SQ_DTYPE_F32; /* the activations' format ref_q holds so far */
     for (int s = 0; s < n_sets; s++) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
         const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(sq_cpu_kernels_active(), dtype, n_tokens);
-        assert_true(x_dtype == SQ_DTYPE_F32 || x_dtype == dot);
+        /* the GEMV's dot format, or for 16+ tokens the integer GEMM's (gemm.h) */
+        const int gemm = n_tokens >= 16 && sq_cpu_gemm_for(sq_cpu_kernels_active(), dtype);
+        assert_true(x_dtype == SQ_DTYPE_F32 || x_dtype == (gemm ? sq_cpu_gemm_x_dtype(dtype) : dot));
+        if (x_dtype != SQ_DTYPE_F32 && x_dtype != ref_q_dtype) {
+            sq_ref_matmul_x(&w, x_dtype, x, n_tokens, ref_q);
+            ref_q_dtype = x_dtype;
+        }
         const float *ref = x_dtype == SQ_DTYPE_F32 ? ref_f32 : ref_q;
         for (int p = 0; p < n_pools; p++) {
             for (size_t i = 0; i < ny; i++) y[i] = NAN;
@@ -149,12 +157,19 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
                 fail_msg("%s %s: %d tokens x [%lld x %lld] on %d threads: relative error %g", sets[s],
                          sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
                          sq_threadpool_size(pools[p]), err);
+            /* the integer GEMM sums each output on one thread in a fixed order: the same bits for any count */
+            if (gemm && p == 0) memcpy(y1, y, ny * sizeof *y);
+            if (gemm && p > 0 && memcmp(y1, y, ny * sizeof *y) != 0)
+                fail_msg("%s %s: %d tokens x [%lld x %lld]: %d threads differ from 1 in some bits", sets[s],
+                         sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
+                         sq_threadpool_size(pools[p]));
         }
     }
     free(xbuf);
     free(ybuf);
     free(ref_f32);
     free(ref_q);
+    free(y1);
     free(wbuf);
 }
 

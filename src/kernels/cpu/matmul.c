@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/kernels.h"
 
 /* Fewer tokens than this run through the GEMV kernels: sgemm packs the weights again on every call, which
@@ -171,7 +172,10 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .n_tokens = n_tokens,
         .y = y,
     };
-    const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
+    /* Prefill of the 32-value block formats: squeeze's integer GEMM (gemm.h), where the set has one. */
+    const sq_gemm_fn gemm = n_tokens >= GEMM_MIN_TOKENS ? sq_cpu_gemm_for(set, w->dtype) : NULL;
+    if (gemm && sq_cpu_gemm(gemm, pool, w, x, n_tokens, y) == 0) return;
+    const sq_dtype x_dtype = gemm ? SQ_DTYPE_F32 : sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
     if (n_tokens < GEMM_MIN_TOKENS || x_dtype != SQ_DTYPE_F32) {
         job.gemv_x = x;
         if (x_dtype == SQ_DTYPE_F32) {
@@ -205,6 +209,7 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
 
 sq_dtype sq_cpu_matmul_x_dtype(const sq_cpu_kernels *set, sq_dtype w_dtype, int n_tokens) {
     if (set->formats[w_dtype].reference_only) return SQ_DTYPE_F32;
+    if (n_tokens >= GEMM_MIN_TOKENS && sq_cpu_gemm_for(set, w_dtype)) return sq_cpu_gemm_x_dtype(w_dtype);
     /* W8A8 quantizes its activations for every product: its prefill is its GEMV over many tokens */
     if (n_tokens >= GEMM_MIN_TOKENS && sq_dtype_info(w_dtype)->dot_dtype != w_dtype) return SQ_DTYPE_F32;
     return sq_dtype_info(w_dtype)->dot_dtype;
