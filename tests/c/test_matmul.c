@@ -266,11 +266,60 @@ static void test_reference_only_formats(void **state) {
     sq_threadpool_free(pool);
 }
 
+/* The integer GEMM's activation quantizer (gemm.h) equals Q8_0's reference from_f32 bit for bit, and gives
+ * each block's scale and the sum of its values: on random rows of several magnitudes and on blocks made of
+ * exact halves (roundf's ties, away from zero), zeros, subnormals, an infinity and a NaN. */
+static void test_gemm_quantizer_matches_reference(void **state) {
+    (void)state;
+    const char *sets[3];
+    int n_sets = supported_sets(sets);
+    const char *best = sq_cpu_kernel_name();
+    enum { BLOCKS = 40, COLS = BLOCKS * SQ_QK8_0 };
+    float x[COLS];
+    uint64_t seed = 99;
+    for (int b = 0; b < BLOCKS; b++) {
+        const float scale = b < 32 ? ldexpf(1.0f, b - 16) : 1.0f;
+        for (int j = 0; j < SQ_QK8_0; j++) x[b * SQ_QK8_0 + j] = scale * sq_test_rand_uniform(&seed, -1, 1);
+    }
+    float *blk = x + 32 * SQ_QK8_0; /* amax 127: the scale is 1, so k + 0.5 is a tie */
+    for (int j = 0; j < SQ_QK8_0; j++) blk[j] = j == 0 ? 127.0f : (j % 2 ? 1 : -1) * ((float)(j % 13) + 0.5f);
+    memset(x + 33 * SQ_QK8_0, 0, SQ_QK8_0 * sizeof *x);
+    for (int j = 0; j < SQ_QK8_0; j++) x[34 * SQ_QK8_0 + j] = (float)j * 1e-41f;
+    x[35 * SQ_QK8_0 + 3] = INFINITY;
+    x[36 * SQ_QK8_0 + 7] = NAN;
+    sq_block_q8_0 ref[BLOCKS], q[BLOCKS];
+    float d[BLOCKS];
+    int32_t sum[BLOCKS];
+    sq_ref_q8_0_from_f32(x, ref, COLS);
+    int tested = 0;
+    for (int s = 0; s < n_sets; s++) {
+        sq_test_ok(sq_cpu_force_kernels(sets[s]));
+        const sq_gemm_kernels *k = sq_cpu_gemm_for(sq_cpu_kernels_active(), SQ_DTYPE_Q8_0);
+        if (!k) continue;
+        tested++;
+        memset(q, 0xa5, sizeof q);
+        k->quantize_q8_0(x, COLS, q, d, sum);
+        for (int b = 0; b < BLOCKS; b++) {
+            if (memcmp(&q[b], &ref[b], sizeof ref[b]) != 0) fail_msg("%s: block %d differs from the reference", sets[s], b);
+            int32_t expect = 0;
+            for (int j = 0; j < SQ_QK8_0; j++) expect += ref[b].qs[j];
+            assert_int_equal(sum[b], expect);
+            assert_true(d[b] == sq_f16_to_f32(ref[b].d));
+        }
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) assert_true(tested > 0);
+#endif
+    sq_test_ok(sq_cpu_force_kernels(best));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_selection),         cmocka_unit_test(test_to_f32_matches_reference),
         cmocka_unit_test(test_matmul_matches_reference), cmocka_unit_test(test_every_format_has_kernels),
         cmocka_unit_test(test_reference_only_formats),
+        cmocka_unit_test(test_gemm_quantizer_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,12 @@ sq_dtype sq_cpu_gemm_x_dtype(sq_dtype dtype) {
     return dot != SQ_DTYPE_F32 && sq_dtype_info(dot)->block_elems == SQ_QK8_0 ? dot : SQ_DTYPE_Q8_0;
 }
 
-sq_gemm_fn sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype) {
+#if defined(__x86_64__)
+static const sq_gemm_kernels gemm_avx2 = {sq_gemm_avx2, sq_gemm_quantize_q8_0_avx2};
+static const sq_gemm_kernels gemm_avx512 = {sq_gemm_avx512, sq_gemm_quantize_q8_0_avx512};
+#endif
+
+const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype) {
     switch (dtype) { /* the formats whose blocks are whole 32-value units of one scale (and minimum) */
     case SQ_DTYPE_Q8_0:
     case SQ_DTYPE_Q4_0:
@@ -31,14 +36,14 @@ sq_gemm_fn sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype) {
     }
     if (set->formats[dtype].reference_only) return NULL;
 #if defined(__x86_64__)
-    if (set == &sq_kernels_avx512) return sq_gemm_avx512;
-    if (set == &sq_kernels_avx2) return sq_gemm_avx2;
+    if (set == &sq_kernels_avx512) return &gemm_avx512;
+    if (set == &sq_kernels_avx2) return &gemm_avx2;
 #endif
     return NULL;
 }
 
 typedef struct gemm_job {
-    sq_gemm_fn fn;
+    const sq_gemm_kernels *k;
     sq_dtype dtype, x_dtype;
     const uint8_t *w;
     size_t rb;
@@ -59,6 +64,11 @@ static void quantize_task(void *p, int ith, int nth) {
     long t0, t1;
     sq_split_range(job->n_tokens, ith, nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
+        if (job->x_dtype == SQ_DTYPE_Q8_0) {
+            job->k->quantize_q8_0(job->x_f32 + (size_t)t * job->cols, job->cols, job->q + t * nb, job->d + t * nb,
+                                  job->sum + t * nb);
+            continue;
+        }
         sq_dtype_info(job->x_dtype)->from_f32(job->x_f32 + (size_t)t * job->cols, job->q + t * nb, job->cols);
         for (int64_t i = t * nb; i < (t + 1) * nb; i++) {
             int32_t sum = 0;
@@ -76,11 +86,11 @@ static void gemm_task(void *p, int ith, int nth) {
     const int64_t r0 = (int64_t)b * GEMM_ROW_ALIGN;
     const int64_t r1 = (int64_t)e * GEMM_ROW_ALIGN < job->rows ? (int64_t)e * GEMM_ROW_ALIGN : job->rows;
     if (r1 > r0)
-        job->fn(job->dtype, job->w + (size_t)r0 * job->rb, job->rb, r1 - r0, &job->x, job->n_tokens, job->y + r0,
+        job->k->gemm(job->dtype, job->w + (size_t)r0 * job->rb, job->rb, r1 - r0, &job->x, job->n_tokens, job->y + r0,
                 (size_t)job->rows);
 }
 
-int sq_cpu_gemm(sq_gemm_fn fn, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
+int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
     const int64_t cols = sq_tensor_row_len(w), nb = cols / SQ_QK8_0, n = (int64_t)n_tokens * nb;
     /* one buffer: the scales [n_tokens][nb], the sums [n_tokens][nb], the blocks [n_tokens][nb] */
     uint8_t *buf = malloc((size_t)n * (sizeof(float) + sizeof(int32_t) + sizeof(sq_block_q8_0)));
@@ -89,7 +99,7 @@ int sq_cpu_gemm(sq_gemm_fn fn, sq_threadpool *pool, const sq_tensor *w, const fl
     int32_t *sum = (int32_t *)(d + n);
     sq_block_q8_0 *q = (sq_block_q8_0 *)(sum + n);
     gemm_job job = {
-        .fn = fn,
+        .k = k,
         .dtype = w->dtype,
         .x_dtype = sq_cpu_gemm_x_dtype(w->dtype),
         .w = w->data,

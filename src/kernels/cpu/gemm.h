@@ -39,6 +39,16 @@ typedef struct sq_gemm_x {
 typedef void (*sq_gemm_fn)(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, const sq_gemm_x *x,
                            int n_tokens, float *y, size_t ldy);
 
+/* Quantizes one token's cols activations (whole 32-value blocks) to q [cols / 32] as Q8_0's reference
+ * from_f32 does, bit for bit, with each block's scale in d and the sum of its values in sum (both [cols / 32]). */
+typedef void (*sq_gemm_quantize_fn)(const float *x, int64_t cols, sq_block_q8_0 *q, float *d, int32_t *sum);
+
+/* A kernel set's integer GEMM: its tiles and its activation quantizer (for Q8_0 activations). */
+typedef struct sq_gemm_kernels {
+    sq_gemm_fn gemm;
+    sq_gemm_quantize_fn quantize_q8_0;
+} sq_gemm_kernels;
+
 #if defined(__x86_64__)
 /* The tiles of kernels_avx2.c and kernels_avx512.c (gemm_simd.inc); the AVX-512 set's take vpdpbusd where
  * the CPU has AVX-512 VNNI, else the AVX2 instructions. */
@@ -46,19 +56,21 @@ void sq_gemm_avx2(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, cons
                   float *y, size_t ldy);
 void sq_gemm_avx512(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_rows, const sq_gemm_x *x,
                     int n_tokens, float *y, size_t ldy);
+void sq_gemm_quantize_q8_0_avx2(const float *x, int64_t cols, sq_block_q8_0 *q, float *d, int32_t *sum);
+void sq_gemm_quantize_q8_0_avx512(const float *x, int64_t cols, sq_block_q8_0 *q, float *d, int32_t *sum);
 #endif
 
 /* The integer GEMM a kernel set has for weights of dtype: NULL for the formats and sets without one (the
  * scalar set: its prefill stays dequantize + sgemm). */
-sq_gemm_fn sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype);
+const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype);
 
 /* What the integer GEMM quantizes the activations to for weights of dtype: the dtype's dot_dtype where it
  * has one of 32-value blocks (W8A8's own), else Q8_0. */
 sq_dtype sq_cpu_gemm_x_dtype(sq_dtype dtype);
 
-/* y = x . W^T for n_tokens rows of x ([n_tokens][cols] fp32) into y ([n_tokens][rows] fp32) through fn, the
+/* y = x . W^T for n_tokens rows of x ([n_tokens][cols] fp32) into y ([n_tokens][rows] fp32) through k, the
  * activations quantized here (one allocation), threads over `pool`. Returns 0, or -1 without touching y when
  * the activations' buffer cannot be allocated (the caller then takes another path). */
-int sq_cpu_gemm(sq_gemm_fn fn, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y);
+int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y);
 
 #endif

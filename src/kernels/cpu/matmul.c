@@ -173,7 +173,7 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .y = y,
     };
     /* Prefill of the 32-value block formats: squeeze's integer GEMM (gemm.h), where the set has one. */
-    const sq_gemm_fn gemm = n_tokens >= GEMM_MIN_TOKENS ? sq_cpu_gemm_for(set, w->dtype) : NULL;
+    const sq_gemm_kernels *gemm = n_tokens >= GEMM_MIN_TOKENS ? sq_cpu_gemm_for(set, w->dtype) : NULL;
     if (gemm && sq_cpu_gemm(gemm, pool, w, x, n_tokens, y) == 0) return;
     const sq_dtype x_dtype = gemm ? SQ_DTYPE_F32 : sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
     if (n_tokens < GEMM_MIN_TOKENS || x_dtype != SQ_DTYPE_F32) {
