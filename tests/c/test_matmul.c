@@ -133,7 +133,7 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
     float *xbuf = malloc((nx + 1) * sizeof *xbuf), *ybuf = malloc((ny + 1) * sizeof *ybuf);
     float *ref_f32 = malloc(ny * sizeof *ref_f32), *ref_q = malloc(ny * sizeof *ref_q);
     float *y1 = malloc(ny * sizeof *y1); /* y on one thread */
-    float *x = xbuf + 1, *y = ybuf + 1; /* not 32-byte aligned either */
+    float *x = xbuf + 1, *y = ybuf + 1;  /* not 32-byte aligned either */
     for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
     sq_ref_matmul(&w, x, n_tokens, ref_f32);
     const sq_dtype dot = sq_dtype_info(dtype)->dot_dtype;
@@ -157,7 +157,8 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
                 fail_msg("%s %s: %d tokens x [%lld x %lld] on %d threads: relative error %g", sets[s],
                          sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
                          sq_threadpool_size(pools[p]), err);
-            /* the integer GEMM sums each output on one thread in a fixed order: the same bits for any count */
+            /* the integer GEMM sums each output on one thread in a fixed order: the same bits for any count
+             */
             if (gemm && p == 0) memcpy(y1, y, ny * sizeof *y);
             if (gemm && p > 0 && memcmp(y1, y, ny * sizeof *y) != 0)
                 fail_msg("%s %s: %d tokens x [%lld x %lld]: %d threads differ from 1 in some bits", sets[s],
@@ -300,7 +301,8 @@ static void test_gemm_quantizer_matches_reference(void **state) {
         memset(q, 0xa5, sizeof q);
         k->quantize_q8_0(x, COLS, q, d, sum);
         for (int b = 0; b < BLOCKS; b++) {
-            if (memcmp(&q[b], &ref[b], sizeof ref[b]) != 0) fail_msg("%s: block %d differs from the reference", sets[s], b);
+            if (memcmp(&q[b], &ref[b], sizeof ref[b]) != 0)
+                fail_msg("%s: block %d differs from the reference", sets[s], b);
             int32_t expect = 0;
             for (int j = 0; j < SQ_QK8_0; j++) expect += ref[b].qs[j];
             assert_int_equal(sum[b], expect);
@@ -316,8 +318,10 @@ static void test_gemm_quantizer_matches_reference(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_selection),         cmocka_unit_test(test_to_f32_matches_reference),
-        cmocka_unit_test(test_matmul_matches_reference), cmocka_unit_test(test_every_format_has_kernels),
+        cmocka_unit_test(test_kernel_selection),
+        cmocka_unit_test(test_to_f32_matches_reference),
+        cmocka_unit_test(test_matmul_matches_reference),
+        cmocka_unit_test(test_every_format_has_kernels),
         cmocka_unit_test(test_reference_only_formats),
         cmocka_unit_test(test_gemm_quantizer_matches_reference),
     };

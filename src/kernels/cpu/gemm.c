@@ -65,8 +65,8 @@ static void quantize_task(void *p, int ith, int nth) {
     sq_split_range(job->n_tokens, ith, nth, &t0, &t1);
     for (long t = t0; t < t1; t++) {
         if (job->x_dtype == SQ_DTYPE_Q8_0) {
-            job->k->quantize_q8_0(job->x_f32 + (size_t)t * job->cols, job->cols, job->q + t * nb, job->d + t * nb,
-                                  job->sum + t * nb);
+            job->k->quantize_q8_0(job->x_f32 + (size_t)t * job->cols, job->cols, job->q + t * nb,
+                                  job->d + t * nb, job->sum + t * nb);
             continue;
         }
         sq_dtype_info(job->x_dtype)->from_f32(job->x_f32 + (size_t)t * job->cols, job->q + t * nb, job->cols);
@@ -86,11 +86,12 @@ static void gemm_task(void *p, int ith, int nth) {
     const int64_t r0 = (int64_t)b * GEMM_ROW_ALIGN;
     const int64_t r1 = (int64_t)e * GEMM_ROW_ALIGN < job->rows ? (int64_t)e * GEMM_ROW_ALIGN : job->rows;
     if (r1 > r0)
-        job->k->gemm(job->dtype, job->w + (size_t)r0 * job->rb, job->rb, r1 - r0, &job->x, job->n_tokens, job->y + r0,
-                (size_t)job->rows);
+        job->k->gemm(job->dtype, job->w + (size_t)r0 * job->rb, job->rb, r1 - r0, &job->x, job->n_tokens,
+                     job->y + r0, (size_t)job->rows);
 }
 
-int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y) {
+int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x,
+                int n_tokens, float *y) {
     const int64_t cols = sq_tensor_row_len(w), nb = cols / SQ_QK8_0, n = (int64_t)n_tokens * nb;
     /* one buffer: the scales [n_tokens][nb], the sums [n_tokens][nb], the blocks [n_tokens][nb] */
     uint8_t *buf = malloc((size_t)n * (sizeof(float) + sizeof(int32_t) + sizeof(sq_block_q8_0)));

@@ -5,12 +5,12 @@
  *
  * The activations are quantized once per product to Q8_0 blocks (W8A8: to its own per-token blocks, Q8_0's
  * layout) by the dot format's reference from_f32, as the GEMVs' are; then a register tile of several weight
- * rows x several tokens multiplies each 32-value unit of both as bytes (AVX2 maddubs + madd, or AVX-512 VNNI's
- * vpdpbusd where the CPU has it, chosen at run time), exact in 32-bit integers, scaled per unit in fp32 by the
- * weight block's and the activation block's scales. No dequantized copy of the matrix is made. Zero points
- * that are one constant per format (Q4_0's 8, Q5_0's 16, Q8_0's 128 after its values are offset to unsigned
- * bytes) are folded into the integer sum; the per-block minimums of Q4_1, Q5_1 and int4 come in through the
- * activation block's sum, in fp32.
+ * rows x several tokens multiplies each 32-value unit of both as bytes (AVX2 maddubs + madd, or AVX-512
+ * VNNI's vpdpbusd where the CPU has it, chosen at run time), exact in 32-bit integers, scaled per unit in
+ * fp32 by the weight block's and the activation block's scales. No dequantized copy of the matrix is made.
+ * Zero points that are one constant per format (Q4_0's 8, Q5_0's 16, Q8_0's 128 after its values are offset
+ * to unsigned bytes) are folded into the integer sum; the per-block minimums of Q4_1, Q5_1 and int4 come in
+ * through the activation block's sum, in fp32.
  *
  * Each output is summed by one thread in a fixed order, so results are bit-identical for any thread count.
  * The oracle is sq_ref_matmul_x(w, sq_cpu_gemm_x_dtype(dtype), ...) (matmul_ref.c): the same quantized
@@ -40,7 +40,8 @@ typedef void (*sq_gemm_fn)(sq_dtype dt, const uint8_t *w, size_t rb, int64_t n_r
                            int n_tokens, float *y, size_t ldy);
 
 /* Quantizes one token's cols activations (whole 32-value blocks) to q [cols / 32] as Q8_0's reference
- * from_f32 does, bit for bit, with each block's scale in d and the sum of its values in sum (both [cols / 32]). */
+ * from_f32 does, bit for bit, with each block's scale in d and the sum of its values in sum (both [cols /
+ * 32]). */
 typedef void (*sq_gemm_quantize_fn)(const float *x, int64_t cols, sq_block_q8_0 *q, float *d, int32_t *sum);
 
 /* A kernel set's integer GEMM: its tiles and its activation quantizer (for Q8_0 activations). */
@@ -71,6 +72,7 @@ sq_dtype sq_cpu_gemm_x_dtype(sq_dtype dtype);
 /* y = x . W^T for n_tokens rows of x ([n_tokens][cols] fp32) into y ([n_tokens][rows] fp32) through k, the
  * activations quantized here (one allocation), threads over `pool`. Returns 0, or -1 without touching y when
  * the activations' buffer cannot be allocated (the caller then takes another path). */
-int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x, int n_tokens, float *y);
+int sq_cpu_gemm(const sq_gemm_kernels *k, sq_threadpool *pool, const sq_tensor *w, const float *x,
+                int n_tokens, float *y);
 
 #endif

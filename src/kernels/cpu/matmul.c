@@ -13,8 +13,10 @@
  * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every other format's does;
  * W8A8, whose activations are quantized for every product (its dot_dtype is itself), runs its integer GEMV
  * for any number of tokens: several tokens per pass over cache-sized row chunks.
- * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
- * as the program starts (single_thread_openblas). */
+ * Except: the formats of 32-value blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, W8A8, int4) run their prefill through
+ * squeeze's integer GEMM (gemm.h) where the kernel set has one (AVX2, AVX-512), activations quantized to 8
+ * bits. The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are
+ * stopped as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
@@ -172,7 +174,8 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .n_tokens = n_tokens,
         .y = y,
     };
-    /* Prefill of the 32-value block formats: squeeze's integer GEMM (gemm.h), where the set has one. */
+    /* Prefill of the 32-value block formats: squeeze's integer GEMM (gemm.h), where the set has one; should
+     * its activations' buffer not fit in memory, the dequantize + sgemm path below, with fp32 activations. */
     const sq_gemm_kernels *gemm = n_tokens >= GEMM_MIN_TOKENS ? sq_cpu_gemm_for(set, w->dtype) : NULL;
     if (gemm && sq_cpu_gemm(gemm, pool, w, x, n_tokens, y) == 0) return;
     const sq_dtype x_dtype = gemm ? SQ_DTYPE_F32 : sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
