@@ -183,6 +183,7 @@ static void test_matmul_matches_reference(void **state) {
     assert_non_null(pools[1]);
     assert_non_null(pools[2]);
     const int tokens[] = {1, 2, 3, 5, 7, 16, 64, 129}; /* 16: the first that runs as a GEMM */
+    sq_cpu_set_int8_prefill(1); /* the integer GEMM for every format it serves (gemm.h) */
     const int64_t rows[] = {1, 5, 37, 300};
     const int64_t cols[] = {32, 96, 288, 768, 7, 100}; /* the last two only for dense dtypes */
     uint64_t seed = 1234;
@@ -193,7 +194,9 @@ static void test_matmul_matches_reference(void **state) {
                     if (cols[c] % sq_dtype_info(dt)->block_elems) continue;
                     check_problem(dt, tokens[t], (shape){rows[r], cols[c]}, pools, 3, sets, n_sets, &seed);
                 }
-    /* Rows longer than a GEMM tile holds: the reduction is split into slices. */
+    /* Rows longer than a GEMM tile holds: the reduction is split into slices; with the integer prefill off
+     * (the default: dequantize + sgemm for all but W8A8), so that both paths are checked. */
+    sq_cpu_set_int8_prefill(0);
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
         check_problem(dt, 1, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
         check_problem(dt, 17, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
@@ -295,7 +298,8 @@ static void test_gemm_quantizer_matches_reference(void **state) {
     int tested = 0;
     for (int s = 0; s < n_sets; s++) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
-        const sq_gemm_kernels *k = sq_cpu_gemm_for(sq_cpu_kernels_active(), SQ_DTYPE_Q8_0);
+        const sq_gemm_kernels *k =
+            sq_cpu_gemm_for(sq_cpu_kernels_active(), SQ_DTYPE_W8A8); /* W8A8: on by default */
         if (!k) continue;
         tested++;
         memset(q, 0xa5, sizeof q);

@@ -3,6 +3,7 @@
 #include "kernels/cpu/gemm.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/kernels.h"
 
@@ -18,6 +19,19 @@ sq_dtype sq_cpu_gemm_x_dtype(sq_dtype dtype) {
 static const sq_gemm_kernels gemm_avx2 = {sq_gemm_avx2, sq_gemm_quantize_q8_0_avx2};
 static const sq_gemm_kernels gemm_avx512 = {sq_gemm_avx512, sq_gemm_quantize_q8_0_avx512};
 #endif
+
+/* -1 until read from SQ_PREFILL_INT8 (a benign race: every reader finds the same value). */
+static int int8_prefill = -1;
+
+int sq_cpu_int8_prefill(void) {
+    if (int8_prefill < 0) {
+        const char *v = getenv("SQ_PREFILL_INT8");
+        int8_prefill = v && strcmp(v, "1") == 0;
+    }
+    return int8_prefill;
+}
+
+void sq_cpu_set_int8_prefill(int on) { int8_prefill = on != 0; }
 
 const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype) {
     switch (dtype) { /* the formats whose blocks are whole 32-value units of one scale (and minimum) */
@@ -35,6 +49,8 @@ const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtyp
         return NULL;
     }
     if (set->formats[dtype].reference_only) return NULL;
+    /* W8A8's activations are 8-bit in every product anyway; the others' only when asked */
+    if (dtype != SQ_DTYPE_W8A8 && !sq_cpu_int8_prefill()) return NULL;
 #if defined(__x86_64__)
     if (set == &sq_kernels_avx512) return &gemm_avx512;
     if (set == &sq_kernels_avx2) return &gemm_avx2;

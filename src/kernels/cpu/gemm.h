@@ -61,8 +61,17 @@ void sq_gemm_quantize_q8_0_avx2(const float *x, int64_t cols, sq_block_q8_0 *q, 
 void sq_gemm_quantize_q8_0_avx512(const float *x, int64_t cols, sq_block_q8_0 *q, float *d, int32_t *sum);
 #endif
 
+/* Whether the formats whose prefill otherwise multiplies fp32 activations (all but W8A8) take the integer
+ * GEMM: off unless the environment sets SQ_PREFILL_INT8=1, or sq_cpu_set_int8_prefill(1) (tests, benchmarks).
+ * Off by default because rounding the activations to 8 bits moves these formats' prefill logits by about 1%
+ * of their range, which the forward-pass tests' float64 reference (tests/py/reference.py) does not model yet:
+ * it compares them at 1e-4. Decode is unaffected either way. */
+int sq_cpu_int8_prefill(void);
+void sq_cpu_set_int8_prefill(int on);
+
 /* The integer GEMM a kernel set has for weights of dtype: NULL for the formats and sets without one (the
- * scalar set: its prefill stays dequantize + sgemm). */
+ * scalar set: its prefill stays dequantize + sgemm, W8A8's its GEMV) and, while sq_cpu_int8_prefill() is 0,
+ * for every format but W8A8. */
 const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtype dtype);
 
 /* What the integer GEMM quantizes the activations to for weights of dtype: the dtype's dot_dtype where it
