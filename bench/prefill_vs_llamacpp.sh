@@ -3,7 +3,8 @@
 # (-p 128 -n 0, median of REPS) beside llama-bench pp128 (mean of REPS), one file after the other, for stories15M
 # and SmolLM2-135M-Instruct at f32, f16, q8_0, q4_0 and q4_k_m (every file written by `squeeze quantize` from one
 # source, so both engines read the very same bytes), at each thread count of THREADS. Prints a markdown table
-# (docs/benchmarks.md) with the ratio squeeze / llama.cpp.
+# (docs/benchmarks.md) with the ratio squeeze / llama.cpp. SQ_PREFILL_INT8=1 in the environment turns on
+# the integer prefill GEMM for the non-W8A8 formats (docs/architecture.md, "Prefill GEMM").
 #
 #   bench/prefill_vs_llamacpp.sh     (environment: THREADS, default "1 2"; REPS, default 5; MODELS, default
 #                                     "stories15M smollm2"; TYPES, default "f32 f16 q8_0 q4_0 q4_k_m";
@@ -66,4 +67,4 @@ PY
   done
 done
 echo
-echo "llama.cpp: llama-cpp-python $(cat "$root/build-llamacpp/version") (GGML_NATIVE); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); SQ_KERNELS: ${SQ_KERNELS:-unset (the best the CPU runs)}"
+echo "llama.cpp: llama-cpp-python $(cat "$root/build-llamacpp/version") (GGML_NATIVE); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); SQ_KERNELS: ${SQ_KERNELS:-unset (the best the CPU runs)}; SQ_PREFILL_INT8: ${SQ_PREFILL_INT8:-unset (0)}; load average: $(cut -d" " -f1-3 /proc/loadavg)"
