@@ -155,9 +155,9 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median and range of values (sorted in place); NaN when the workload has no such part (no prompt, no
- * output): a metric is NaN in every repetition or in none. */
-static sq_bench_stat summarise(double *values, int n) {
+/* NaN when the workload has no such part (no prompt, no output): a metric is NaN in every repetition or in
+ * none. */
+sq_bench_stat sq_bench_summarise(double *values, int n) {
     if (isnan(values[0])) return (sq_bench_stat){.median = NAN, .min = NAN, .max = NAN};
     qsort(values, (size_t)n, sizeof *values, compare_doubles);
     double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
@@ -185,7 +185,7 @@ static double metric_request_rate(double pf, double dc, const sq_bench_params *p
 static sq_bench_stat summarise_metric(const bench_variant *v, const sq_bench_params *p, rep_metric f,
                                       double *scratch) {
     for (int r = 0; r < p->n_reps; r++) scratch[r] = f(v->prefill_s[r], v->decode_s[r], p);
-    return summarise(scratch, p->n_reps);
+    return sq_bench_summarise(scratch, p->n_reps);
 }
 
 static void fill_result(const bench_variant *v, const sq_bench_params *p, double *scratch,
