@@ -712,6 +712,11 @@ typedef struct sq_engine_options {
      * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
     int spec_k;
     int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    /* With spec_k: n-grams (spec_ngram_n tokens) of every request's generated text, each with the 8 tokens
+     * that followed it, kept in a table of this many entries (rounded up to a power of two; about 72 bytes
+     * each; newer text replaces older), shared by all requests, and drafted from when prompt lookup finds no
+     * earlier occurrence in the request itself (lookahead decoding's n-gram pool). 0: no pool. */
+    int spec_pool_entries;
     const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
