@@ -1450,7 +1450,7 @@ SQ_NODISCARD sq_error *sq_spec_search(const sq_model *model, const int32_t *ids,
 typedef struct sq_bench_params {
     int n_prompt, n_gen; /* tokens per sequence, each >= 0, not both 0 */
     int n_seqs;
-    int n_reps;    /* timed repetitions summarised */
+    int n_reps; /* timed repetitions summarised */
     /* The most timed rounds run (0: n_reps). A round (every model once) is disturbed when a model's threads
      * spent more than SQ_BENCH_MAX_CPU_WAIT of their time kept off a CPU (run-queue delay of the process's
      * threads, from /proc/self/task/N/schedstat, plus the hypervisor's steal time, from /proc/stat); rounds
@@ -1633,10 +1633,10 @@ typedef struct sq_spec_bench_report {
     int n_prompt, n_gen; /* the prompt's tokens; tokens generated at most per run */
     int n_reps, n_warmup, n_threads;
     sq_bench_stat plain_tok_s, spec_tok_s; /* decode tokens per second over the timed repetitions */
-    sq_bench_stat speedup;                 /* per repetition: the speculative run's tok/s over the plain one's */
-    sq_spec_stats stats;                   /* the timed speculative runs' together (k: the last run's) */
-    int greedy_identical; /* temperature 0: 1 when every speculative run's tokens equal the plain run's, else
-                             0; sampled runs: -1 (their texts differ by design) */
+    sq_bench_stat speedup; /* per repetition: the speculative run's tok/s over the plain one's */
+    sq_spec_stats stats;   /* the timed speculative runs' together (k: the last run's) */
+    int greedy_identical;  /* temperature 0: 1 when every speculative run's tokens equal the plain run's, else
+                              0; sampled runs: -1 (their texts differ by design) */
 } sq_spec_bench_report;
 SQ_NODISCARD sq_error *sq_report_write_bench_spec(const char *path, const sq_report_model *model,
                                                   const sq_spec_bench_report *r);
