@@ -52,7 +52,8 @@ static void make_weights(const sq_backend *be, sq_dtype dt, int64_t rows, int64_
             fprintf(stderr, "bench_cuda: no device memory for %zu bytes\n", bytes);
             exit(1);
         }
-        be->upload(be->impl, w[c].data, host, bytes);
+        be->upload_weight(be->impl, w[c].data, &(sq_tensor){.dtype = dt, .ndim = 2, .shape = {rows, cols},
+                                                            .data = host, .nbytes = bytes});
     }
     free(host);
     free(v);

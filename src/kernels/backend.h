@@ -171,6 +171,10 @@ typedef struct sq_backend {
     void *(*alloc)(void *impl, size_t nbytes); /* backend memory, 64-byte aligned, NULL when exhausted */
     void (*free)(void *impl, void *ptr);       /* NULL is a no-op */
     void (*upload)(void *impl, void *dst, const void *src, size_t nbytes);   /* host -> backend */
+    /* Optional (NULL: upload): uploads a weight (src: a host tensor) into dst (src->nbytes of backend
+     * memory) in the backend's own layout for its dtype, which its matmul and get_rows read (the CUDA
+     * backend splits the block formats' quants from their scales); every weight goes through it. */
+    void (*upload_weight)(void *impl, void *dst, const sq_tensor *src);
     void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
     void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
     void (*synchronize)(void *impl);                                         /* waits for queued work */

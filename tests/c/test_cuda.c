@@ -80,8 +80,10 @@ static void test_matmul_shapes(void **state) {
                 float *x = random_floats((size_t)n * cols, -1, 1, &seed);
                 float *want = malloc((size_t)n * rows * 4), *got = malloc((size_t)n * rows * 4);
                 sq_ref_matmul_x(&w_ref, x_dtype, x, n, want);
-                sq_tensor wd = w;
-                wd.data = dev_copy(w.data, w.nbytes);
+                sq_tensor wd = w; /* in the device layout, as a context uploads it */
+                wd.data = gpu.alloc(gpu.impl, w.nbytes);
+                assert_non_null(wd.data);
+                gpu.upload_weight(gpu.impl, wd.data, &w);
                 wd.storage = SQ_STORAGE_DEVICE;
                 float *xd = dev_copy(x, (size_t)n * cols * 4),
                       *yd = gpu.alloc(gpu.impl, (size_t)n * rows * 4);

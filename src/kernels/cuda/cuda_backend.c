@@ -85,6 +85,12 @@ static void cu_download(void *impl, void *dst, const void *src, size_t n) {
 static void cu_copy(void *impl, void *dst, const void *src, size_t n) {
     sq_cuda_copy(dev(impl), dst, src, n);
 }
+/* a stack of matrices (experts) is laid out matrix by matrix, so that its slices are weights too */
+static void cu_upload_weight(void *impl, void *dst, const sq_tensor *src) {
+    const int64_t cols = sq_tensor_row_len(src), rows = src->ndim >= 2 ? src->shape[src->ndim - 2] : 1;
+    const int64_t n_rows = sq_tensor_n_rows(src);
+    sq_cuda_upload_weight(dev(impl), (int)src->dtype, dst, src->data, rows ? n_rows / rows : 0, rows, cols);
+}
 static void cu_synchronize(void *impl) { sq_cuda_synchronize(dev(impl)); }
 static const char *cu_take_error(void *impl) { return sq_cuda_take_error(dev(impl)); }
 
@@ -94,7 +100,8 @@ static void cu_matmul(void *impl, const sq_tensor *w, const float *x, int n_toke
 }
 static void cu_get_rows(void *impl, const sq_tensor *src, const int32_t *rows, int n_rows, float *out) {
     TIMED(SQ_OP_GET_ROWS,
-          sq_cuda_get_rows(dev(impl), (int)src->dtype, src->data, sq_tensor_row_len(src), rows, n_rows, out));
+          sq_cuda_get_rows(dev(impl), (int)src->dtype, src->data, sq_tensor_n_rows(src), sq_tensor_row_len(src),
+                           rows, n_rows, out));
 }
 static void cu_rmsnorm(void *impl, const float *x, const float *weight, float eps, int n, int dim,
                        float *out) {
@@ -174,6 +181,7 @@ sq_error *sq_cuda_backend_create(int n_threads, sq_backend *out) {
                         .alloc = cu_alloc,
                         .free = cu_free,
                         .upload = cu_upload,
+                        .upload_weight = cu_upload_weight,
                         .download = cu_download,
                         .copy = cu_copy,
                         .synchronize = cu_synchronize,

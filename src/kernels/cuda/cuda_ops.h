@@ -41,6 +41,11 @@ void sq_cuda_upload(sq_cuda *c, void *dst, const void *src, size_t nbytes);   /*
 void sq_cuda_download(sq_cuda *c, void *dst, const void *src, size_t nbytes); /* dst host; waits */
 void sq_cuda_copy(sq_cuda *c, void *dst, const void *src, size_t nbytes);
 void sq_cuda_synchronize(sq_cuda *c);
+/* Uploads n_matrices weights [rows][cols] stored as dtype (src: host, core/dtype.h's layout, the stack's
+ * bytes) into dst (as many bytes) in the device layout that matmul and get_rows read (cuda_common.cuh:
+ * the block formats' quants and scales apart, each matrix in its own bytes). Plain formats are copied. */
+void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices, int64_t rows,
+                           int64_t cols);
 
 /* Whether the kernels multiply / read rows of this format. */
 int sq_cuda_has_format(int dtype);
@@ -49,12 +54,13 @@ int sq_cuda_has_format(int dtype);
  * w_dtype (the weight's own, or F16 where a quantized weight is dequantized for the GEMM). */
 void sq_cuda_matmul_precision(int dtype, int n_tokens, int *x_dtype, int *w_dtype);
 
-/* y[n_tokens][rows] = x[n_tokens][cols] · w[rows][cols]^T, w stored as dtype (rows of whole blocks). */
+/* y[n_tokens][rows] = x[n_tokens][cols] · w[rows][cols]^T, w stored as dtype (rows of whole blocks) in the
+ * device layout (sq_cuda_upload_weight). */
 void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
                     int n_tokens, float *y);
-/* out[i][cols] = row rows[i] of src [n][cols] (stored as dtype), as fp32. */
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
-                      float *out);
+/* out[i][cols] = row rows[i] of src [n_src][cols] (stored as dtype, in the device layout), as fp32. */
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
+                      int n_rows, float *out);
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out);
 /* style 0: interleaved pairs (2i, 2i+1), 1: halves (i, i + head_dim/2); k may be NULL */

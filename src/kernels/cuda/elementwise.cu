@@ -6,23 +6,21 @@
 /* ---------------------------------------------------------------- get_rows */
 
 template <int DT>
-__global__ void get_rows_kernel(const uint8_t *src, size_t row_bytes, int64_t cols, const int32_t *rows,
-                                float *out) {
-    const uint8_t *row = src + (size_t)rows[blockIdx.y] * row_bytes;
-    float *o = out + (size_t)blockIdx.y * cols;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < cols;
+__global__ void get_rows_kernel(sq_cu_weight src, const int32_t *rows, float *out) {
+    const int64_t r = rows[blockIdx.y];
+    float *o = out + (size_t)blockIdx.y * src.cols;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < src.cols;
          j += (int64_t)gridDim.x * blockDim.x)
-        o[j] = element<DT>(row, j);
+        o[j] = element<DT>(src, r, j);
 }
 
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
-                      float *out) {
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
+                      int n_rows, float *out) {
     if (n_rows <= 0) return;
     const dim3 grid(sq_cu_blocks(cols, 256) < 64 ? sq_cu_blocks(cols, 256) : 64, (unsigned)n_rows);
-    const uint8_t *s = (const uint8_t *)src;
-    const size_t rb = sq_cu_row_bytes(dtype, cols);
     sq_cu_with_format(dtype, [&](auto dt) {
-        get_rows_kernel<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
+        constexpr int DT = decltype(dt)::value;
+        get_rows_kernel<DT><<<grid, 256, 0, c->stream>>>(sq_cu_weight_of<DT>(src, n_src, cols), rows, out);
     });
     SQ_CUDA_LAUNCHED(c, "get_rows");
 }

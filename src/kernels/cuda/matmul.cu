@@ -2,13 +2,14 @@
  *
  * Decode (n_tokens <= gemv_max_tokens: 2 for float formats, 8 for quantized ones): a GEMV that reads every
  * weight byte once with the dequantization fused in. Each row belongs to one warp or, where rows are few, to
- * 2-8 warps of a block that each take a contiguous part of the row (split-K) and add their sums through
- * shared memory. Plain float formats are read straight from global memory 16 bytes a lane; block formats
- * (34-, 18- and 144-byte blocks, only 2-byte aligned) are staged per warp through shared memory with
- * coalesced 16-byte loads, about 2 KB a step (enough bytes in flight per SM to cover the memory latency),
- * then each lane decodes whole 32-value units. Quantized weights multiply x quantized to 8 bits per 32-value
- * block (Q8_0's own rounding, core/dtype_ref.c) with integer dot products (dp4a), as llama.cpp's mmvq and the
- * CPU's integer GEMVs do: 4x less activation traffic than fp32 x, exact integer sums.
+ * 2-8 warps of a block that each take every wpr-th part of the row (split-K) and add their sums through
+ * shared memory. Every lane reads 16 bytes at a time straight from global memory, four loads in flight
+ * before the first use: plain float formats as stored, block formats in the device layout (cuda_common.cuh:
+ * quants apart from scales, so a lane's 16 bytes are 32 q4_0 values, 16 q8_0 values or 32 q4_K values of
+ * two sub-blocks, and its scales a 2-byte or 16-byte load beside them). Quantized weights multiply x
+ * quantized to 8 bits per 32-value block (Q8_0's own rounding, core/dtype_ref.c) with integer dot products
+ * (dp4a), as llama.cpp's mmvq and the CPU's integer GEMVs do: 4x less activation traffic than fp32 x, exact
+ * integer sums.
  *
  * Prefill and larger batches: cuBLAS (GemmEx) on tensor cores with fp32 accumulation: f16 and bf16 weights as
  * they are, x rounded to the weight's 16-bit type; quantized weights dequantized to f16 first (a scratch
@@ -112,16 +113,16 @@ __device__ __forceinline__ void finish_rows(float (&acc)[NT], int64_t row, int64
 
 template <int DT, int NT>
 __global__ void __launch_bounds__(WARPS * 32)
-    gemv_dense(const uint8_t *__restrict__ w, int64_t rows, int64_t cols, const float *__restrict__ x,
-               float *__restrict__ y, int wpr) {
+    gemv_dense(sq_cu_weight wt, int64_t rows, const float *__restrict__ x, float *__restrict__ y, int wpr) {
     constexpr int ES = DT == SQ_CUDA_F32 ? 4 : 2, EPU = 16 / ES; /* element size, elements per 16 bytes */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
     const int64_t row = blockIdx.x * (int64_t)(WARPS / wpr) + warp / wpr;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0;
+    const int64_t cols = wt.cols;
     if (row < rows) {
-        const uint8_t *wr = w + (size_t)row * cols * ES;
+        const uint8_t *wr = wt.quants + (size_t)row * cols * ES;
         /* 16-byte units where rows are 16-byte aligned, the rest one element at a time */
         const int64_t n_units = cols % EPU == 0 ? cols / EPU : 0;
         const uint4 *wv = (const uint4 *)wr;
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             }
         }
         for (int64_t j = n_units * EPU + part * 32 + lane; j < cols; j += 32 * wpr) {
-            const float f = element<DT>(wr, j);
+            const float f = element<DT>(wt, row, j);
 #pragma unroll
             for (int t = 0; t < NT; t++) acc[t] += f * x[(size_t)t * cols + j];
         }
@@ -150,103 +151,129 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 /* ---------------------------------------------------------------- GEMV, block formats */
 
-template <int DT> struct fmt;
-template <> struct fmt<SQ_CUDA_Q8_0> {
-    static constexpr int bytes = 34, elems = 32, per_chunk = 64; /* blocks staged per warp and step */
-};
-template <> struct fmt<SQ_CUDA_Q4_0> { static constexpr int bytes = 18, elems = 32, per_chunk = 128; };
-template <> struct fmt<SQ_CUDA_Q4_K> {
-    static constexpr int bytes = 144, elems = 256, per_chunk = 16; /* 128 sub-blocks of 32 */
-};
-
-/* 4 bytes of shared memory from a 2-byte aligned address */
-__device__ __forceinline__ int load_i32_2(const uint8_t *p) {
-    const uint16_t *h = (const uint16_t *)p;
-    return (int)((uint32_t)h[0] | (uint32_t)h[1] << 16);
+/* x's 16 quantized values at column col of token t, as 4 packed ints, and their block's scale */
+__device__ __forceinline__ int4 x16(const int8_t *__restrict__ xq, int64_t col) {
+    return __ldg((const int4 *)(xq + col));
 }
 
-/* x's 32 quantized values at column c of token row t, as 8 packed ints */
-__device__ __forceinline__ void load_x8(const int8_t *xq, int64_t off, int *xi) {
-    const int4 a = __ldg((const int4 *)(xq + off)), b = __ldg((const int4 *)(xq + off + 16));
-    xi[0] = a.x, xi[1] = a.y, xi[2] = a.z, xi[3] = a.w, xi[4] = b.x, xi[5] = b.y, xi[6] = b.z, xi[7] = b.w;
+/* One lane's 16 bytes of quants and the scales they need (the f16 d of q4_0/q8_0 in m.x's low half, q4_K's
+ * 16 bytes of d, dmin and 6-bit scales/mins as they are). Unit u of a row: q4_0 block u, q8_0 half u % 2 of
+ * block u / 2, q4_K bytes 16 (u % 8) of super-block u / 8 (sub-blocks 2 (u % 8 / 2) and the next). */
+struct unit_bytes {
+    uint4 q, m;
+};
+
+template <int DT>
+__device__ __forceinline__ unit_bytes load_unit(const uint4 *__restrict__ q, const uint8_t *__restrict__ s,
+                                                int64_t u) {
+    unit_bytes b;
+    b.q = __ldg(q + u);
+    if (DT == SQ_CUDA_Q4_K)
+        b.m = __ldg((const uint4 *)s + u / 8);
+    else
+        b.m.x = __ldg((const uint16_t *)s + (DT == SQ_CUDA_Q8_0 ? u / 2 : u));
+    return b;
 }
 
-/* The sums of one 32-value unit against every token: unit u of the staged chunk at sb. */
+/* 16 nibbles of 4 ints (low or high halves of each byte), as bytes minus bias */
+__device__ __forceinline__ int nib(uint32_t v, int shift, uint32_t bias) {
+    return (int)__vsub4((v >> shift) & 0x0f0f0f0fu, bias);
+}
+
+/* q4_K's 6-bit scale and minimum of sub-block j (< 8) from its words s0 = scales[0..3], s1 = [4..7],
+ * s2 = [8..11] (ggml's get_scale_min_k4 without a byte array, so nothing goes to local memory) */
+__device__ __forceinline__ void k4_scale_min(uint32_t s0, uint32_t s1, uint32_t s2, int j, int *sc, int *m) {
+    const int k = 8 * (j & 3);
+    if (j < 4) {
+        *sc = (s0 >> k) & 63;
+        *m = (s1 >> k) & 63;
+    } else {
+        *sc = ((s2 >> k) & 0xf) | ((s0 >> k) >> 6 & 3) << 4;
+        *m = ((s2 >> k) >> 4 & 0xf) | ((s1 >> k) >> 6 & 3) << 4;
+    }
+}
+
+/* Unit u's sums against every token into acc. */
 template <int DT, int NT>
-__device__ __forceinline__ void unit_dot(const uint8_t *sb, int u, int64_t col, int64_t cols,
+__device__ __forceinline__ void unit_dot(const unit_bytes &b, int64_t u, int64_t cols,
                                          const int8_t *__restrict__ xq, const float *__restrict__ xd,
                                          float (&acc)[NT]) {
-    int wq[8];
-    float scale, min_scale = 0; /* value = scale * q - min_scale, per unit */
-    if (DT == SQ_CUDA_Q8_0) {
-        const uint8_t *b = sb + u * 34;
-        scale = sq_cu_h2f(*(const uint16_t *)b);
+    const uint32_t w[4] = {b.q.x, b.q.y, b.q.z, b.q.w};
+    if (DT == SQ_CUDA_Q4_0) {
+        const float d = sq_cu_h2f((uint16_t)b.m.x);
+        int lo[4], hi[4]; /* elements 0-15 and 16-31 of the block, minus 8 */
 #pragma unroll
-        for (int i = 0; i < 8; i++) wq[i] = load_i32_2(b + 2 + 4 * i);
-    } else if (DT == SQ_CUDA_Q4_0) {
-        const uint8_t *b = sb + u * 18;
-        scale = sq_cu_h2f(*(const uint16_t *)b);
+        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0, 0x08080808u), hi[i] = nib(w[i], 4, 0x08080808u);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int v = load_i32_2(b + 2 + 4 * i);
-            wq[i] = v & 0x0f0f0f0f;            /* elements 4i..4i+3 */
-            wq[4 + i] = (v >> 4) & 0x0f0f0f0f; /* elements 16+4i.. */
+        for (int t = 0; t < NT; t++) {
+            const int8_t *x = xq + t * cols + u * 32;
+            const int4 a = x16(x, 0), c = x16(x, 16);
+            int s = __dp4a(lo[0], a.x, 0);
+            s = __dp4a(lo[1], a.y, s), s = __dp4a(lo[2], a.z, s), s = __dp4a(lo[3], a.w, s);
+            s = __dp4a(hi[0], c.x, s), s = __dp4a(hi[1], c.y, s), s = __dp4a(hi[2], c.z, s);
+            s = __dp4a(hi[3], c.w, s);
+            acc[t] += d * __ldg(xd + (t * cols) / 32 + u) * (float)s;
         }
-        min_scale = 8 * scale;
+    } else if (DT == SQ_CUDA_Q8_0) {
+        const float d = sq_cu_h2f((uint16_t)b.m.x);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const int4 a = x16(xq, t * cols + u * 16);
+            int s = __dp4a((int)w[0], a.x, 0);
+            s = __dp4a((int)w[1], a.y, s), s = __dp4a((int)w[2], a.z, s), s = __dp4a((int)w[3], a.w, s);
+            acc[t] += d * __ldg(xd + (t * cols) / 32 + u / 2) * (float)s;
+        }
     } else {
-        const uint8_t *b = sb + (u / 8) * 144;
-        const int s = u % 8;
-        int sc, m;
-        sq_cu_k4_scale_min(b + 4, s, &sc, &m);
-        scale = sq_cu_h2f(((const uint16_t *)b)[0]) * sc;
-        min_scale = sq_cu_h2f(((const uint16_t *)b)[1]) * m;
-        const uint8_t *q = b + 16 + (s / 2) * 32;
+        const int part = (int)(u % 8), j0 = part / 2 * 2; /* sub-blocks j0 (low nibbles) and j0 + 1 */
+        const int64_t col0 = u / 8 * 256 + j0 * 32 + (part % 2) * 16;
+        const float d = sq_cu_h2f((uint16_t)(b.m.x & 0xffff)), dmin = sq_cu_h2f((uint16_t)(b.m.x >> 16));
+        int sc0, m0, sc1, m1;
+        k4_scale_min(b.m.y, b.m.z, b.m.w, j0, &sc0, &m0);
+        k4_scale_min(b.m.y, b.m.z, b.m.w, j0 + 1, &sc1, &m1);
+        const float ds0 = d * sc0, dm0 = dmin * m0, ds1 = d * sc1, dm1 = dmin * m1;
+        int lo[4], hi[4];
 #pragma unroll
-        for (int i = 0; i < 8; i++) wq[i] = (load_i32_2(q + 4 * i) >> (4 * (s & 1))) & 0x0f0f0f0f;
-    }
+        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0, 0), hi[i] = nib(w[i], 4, 0);
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        int xi[8];
-        load_x8(xq, (int64_t)t * cols + col, xi);
-        int sumi = 0, sumx = 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            sumi = __dp4a(wq[i], xi[i], sumi);
-            if (DT != SQ_CUDA_Q8_0) sumx = __dp4a(0x01010101, xi[i], sumx);
+        for (int t = 0; t < NT; t++) {
+            const int4 a = x16(xq, t * cols + col0), c = x16(xq, t * cols + col0 + 32);
+            int s0 = __dp4a(lo[0], a.x, 0), s1 = __dp4a(hi[0], c.x, 0);
+            s0 = __dp4a(lo[1], a.y, s0), s0 = __dp4a(lo[2], a.z, s0), s0 = __dp4a(lo[3], a.w, s0);
+            s1 = __dp4a(hi[1], c.y, s1), s1 = __dp4a(hi[2], c.z, s1), s1 = __dp4a(hi[3], c.w, s1);
+            int x0 = __dp4a(0x01010101, a.x, 0), x1 = __dp4a(0x01010101, c.x, 0);
+            x0 = __dp4a(0x01010101, a.y, x0), x0 = __dp4a(0x01010101, a.z, x0), x0 = __dp4a(0x01010101, a.w, x0);
+            x1 = __dp4a(0x01010101, c.y, x1), x1 = __dp4a(0x01010101, c.z, x1), x1 = __dp4a(0x01010101, c.w, x1);
+            const float *xs = xd + (t * cols + col0) / 32;
+            acc[t] += __ldg(xs) * (ds0 * (float)s0 - dm0 * (float)x0) + __ldg(xs + 1) * (ds1 * (float)s1 - dm1 * (float)x1);
         }
-        const float dx = __ldg(xd + ((int64_t)t * cols + col) / 32);
-        acc[t] += dx * (scale * (float)sumi - min_scale * (float)sumx);
     }
 }
+
+enum { UNROLL = 4 }; /* 16-byte loads a lane has in flight */
 
 template <int DT, int NT>
 __global__ void __launch_bounds__(WARPS * 32)
-    gemv_blocks(const uint8_t *__restrict__ w, int64_t rows, int64_t cols, const int8_t *__restrict__ xq,
-                const float *__restrict__ xd, float *__restrict__ y, int wpr) {
-    using F = fmt<DT>;
-    constexpr int CHUNK16 = (F::per_chunk * F::bytes + 15) / 16 + 1; /* + 1: an unaligned start */
-    __shared__ uint4 stage[WARPS][CHUNK16];
+    gemv_blocks(sq_cu_weight wt, int64_t rows, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                float *__restrict__ y, int wpr) {
+    using L = sq_cu_layout<DT>;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
-    const int64_t row = blockIdx.x * (int64_t)(WARPS / wpr) + warp / wpr;
+    const int64_t row = blockIdx.x * (int64_t)(WARPS / wpr) + warp / wpr, cols = wt.cols;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0;
     if (row < rows) {
-        const int64_t nb = cols / F::elems, b_begin = part * nb / wpr, b_end = (part + 1) * nb / wpr;
-        const uint8_t *wr = w + (size_t)row * nb * F::bytes;
-        for (int64_t b0 = b_begin; b0 < b_end; b0 += F::per_chunk) {
-            const int n = (int)(b_end - b0 < F::per_chunk ? b_end - b0 : F::per_chunk);
-            const uint8_t *start = wr + b0 * F::bytes;
-            const uint4 *a0 = (const uint4 *)((uintptr_t)start & ~(uintptr_t)15);
-            const int n16 = (int)((start + n * F::bytes - (const uint8_t *)a0 + 15) / 16);
-            for (int i = lane; i < n16; i += 32) stage[warp][i] = __ldg(a0 + i);
-            __syncwarp();
-            const uint8_t *sb = (const uint8_t *)stage[warp] + (start - (const uint8_t *)a0);
-            const int units = n * F::elems / 32;
-            for (int u = lane; u < units; u += 32)
-                unit_dot<DT, NT>(sb, u, b0 * F::elems + u * 32, cols, xq, xd, acc);
-            __syncwarp();
+        const int64_t nb = cols / L::elems, units = nb * (L::quant_bytes / 16), step = 32 * wpr;
+        const uint4 *q = (const uint4 *)wt.quants + row * units;
+        const uint8_t *s = wt.scales + row * nb * L::scale_bytes;
+        int64_t u = part * 32 + lane;
+        for (; u + (UNROLL - 1) * step < units; u += UNROLL * step) {
+            unit_bytes b[UNROLL];
+#pragma unroll
+            for (int k = 0; k < UNROLL; k++) b[k] = load_unit<DT>(q, s, u + k * step);
+#pragma unroll
+            for (int k = 0; k < UNROLL; k++) unit_dot<DT, NT>(b[k], u + k * step, cols, xq, xd, acc);
         }
+        for (; u < units; u += step) unit_dot<DT, NT>(load_unit<DT>(q, s, u), u, cols, xq, xd, acc);
     }
     finish_rows<NT>(acc, row, rows, wpr, y);
 }
@@ -265,10 +292,11 @@ static void launch_gemv(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols
                         const int8_t *xq, const float *xd, float *y) {
     const int wpr = warps_per_row(c, rows);
     const unsigned grid = sq_cu_blocks(rows, WARPS / wpr);
+    const sq_cu_weight wt = sq_cu_weight_of<DT>(w, rows, cols);
     if constexpr (DT == SQ_CUDA_F32 || DT == SQ_CUDA_F16 || DT == SQ_CUDA_BF16)
-        gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(w, rows, cols, x, y, wpr);
+        gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(wt, rows, x, y, wpr);
     else
-        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(w, rows, cols, xq, xd, y, wpr);
+        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(wt, rows, xq, xd, y, wpr);
 }
 
 /* launch_gemv with NT = n (1 .. GEMV_MAX_TOKENS), chosen at compile time */
@@ -285,18 +313,16 @@ static void gemv_tokens(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols
 /* One thread per 32 consecutive values of a row (a block or sub-block), 64 bytes of f16 written as 4 uint4.
  */
 template <int DT>
-__global__ void dequantize_f16(const uint8_t *w, size_t row_bytes, int64_t cols, int64_t n_units,
-                               __half *out) {
+__global__ void dequantize_f16(sq_cu_weight w, int64_t n_units, __half *out) {
     const int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (u >= n_units) return;
-    const int64_t units_per_row = cols / 32, row = u / units_per_row, c0 = u % units_per_row * 32;
-    const uint8_t *wr = w + (size_t)row * row_bytes;
+    const int64_t cols = w.cols, units_per_row = cols / 32, row = u / units_per_row, c0 = u % units_per_row * 32;
     uint4 packed[4];
     __half2 *h = (__half2 *)packed;
 #pragma unroll
     for (int j = 0; j < 16; j++)
-        h[j] = __halves2half2(__float2half_rn(element<DT>(wr, c0 + 2 * j)),
-                              __float2half_rn(element<DT>(wr, c0 + 2 * j + 1)));
+        h[j] = __halves2half2(__float2half_rn(element<DT>(w, row, c0 + 2 * j)),
+                              __float2half_rn(element<DT>(w, row, c0 + 2 * j + 1)));
     uint4 *o = (uint4 *)(out + (size_t)row * cols + c0);
 #pragma unroll
     for (int k = 0; k < 4; k++) o[k] = packed[k];
@@ -340,10 +366,9 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
         __half *wh = (__half *)(s + x_bytes);
         const int64_t nu = rows * cols / 32;
         const unsigned grid = sq_cu_blocks(nu, 256);
-        const uint8_t *wb = (const uint8_t *)w;
-        const size_t rb = sq_cu_row_bytes(dtype, cols);
         sq_cu_with_format(dtype, [&](auto dt) {
-            dequantize_f16<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(wb, rb, cols, nu, wh);
+            constexpr int DT = decltype(dt)::value;
+            dequantize_f16<DT><<<grid, 256, 0, c->stream>>>(sq_cu_weight_of<DT>(w, rows, cols), nu, wh);
         });
         a = wh;
     }
