@@ -22,7 +22,9 @@ struct sq_cuda {
     char error[256]; /* the first error since sq_cuda_take_error */
     void *scratch;   /* grow-only: quantized/rounded activations, dequantized weights, attention partials */
     size_t scratch_bytes;
+    struct sq_cuda_graphs *graphs; /* graph.cu's captured steps, or NULL */
 };
+void sq_cuda_graphs_free(sq_cuda *c);
 
 /* Records the first failure of a CUDA call (launches are checked through cudaGetLastError). */
 void sq_cuda_note(sq_cuda *c, cudaError_t e, const char *what);

@@ -58,6 +58,11 @@ void sq_cuda_matmul_precision(int dtype, int n_tokens, int *x_dtype, int *w_dtyp
  * device layout (sq_cuda_upload_weight). */
 void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
                     int n_tokens, float *y);
+/* y_i[n_tokens][rows[i]] = x[n_tokens][cols] · w_i^T for n_w (1 to 3) weights of one dtype and width that
+ * share the input (q, k and v; gate and up): x rounded once, one GEMV launch for all. accumulate: y_i +=
+ * instead (a residual add fused into the epilogue). */
+void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
+                      const float *x, int n_tokens, float *const *y, int accumulate);
 /* out[i][cols] = row rows[i] of src [n_src][cols] (stored as dtype, in the device layout), as fp32. */
 void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
                       int n_rows, float *out);
@@ -90,12 +95,22 @@ typedef struct sq_cuda_tokens {
 
 void sq_cuda_kv_store(sq_cuda *c, const sq_cuda_kv *kv, const float *k, const float *v,
                       const sq_cuda_tokens *tokens);
+/* sq_cuda_rope of q and k (k [n_tokens][n_k_heads][head_dim]) with sq_cuda_kv_store of the rotated keys and
+ * of v in the same kernel: the decode step's RoPE and cache write in one launch. */
+void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
+                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           const sq_cuda_kv *kv, const sq_cuda_tokens *tokens);
 void sq_cuda_kv_copy(sq_cuda *c, const sq_cuda_kv *kv, int seq, const int32_t *src, const int32_t *dst,
                      int n);
 /* out[t][h][head_dim] = softmax(q k / sqrt(head_dim)) v over the slots token t sees (sq_token_batch's rule),
  * query head h reading key/value head h / (n_heads / n_kv_heads); window 0: none. */
 void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const sq_cuda_tokens *tokens,
                        int n_heads, int n_kv_heads, int head_dim, int window, float *out);
+
+/* Runs issue(arg), which queues a step's work on the stream, as a CUDA graph once the same key (key_bytes
+ * of everything the launches bake in: pointers, sizes, flags) has come often enough (graph.cu); what
+ * changes between steps of one key must live in device memory. */
+void sq_cuda_graph_run(sq_cuda *c, const void *key, size_t key_bytes, void (*issue)(void *), void *arg);
 
 /* Device copy bandwidth in bytes per second (read + written) over a copy of nbytes, the median of reps
  * timed copies after a warm-up; 0 on failure. For benchmarks: the memory roofline measured in the run. */

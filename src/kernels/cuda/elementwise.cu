@@ -78,8 +78,23 @@ void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps,
 /* One thread per (token, head, pair), so that every rotation is an independent load and store (a loop over
  * heads in one thread would serialise them: q and k may alias as far as the compiler knows). The angle
  * pos * inv_freq and its cos/sin are computed in double and rounded to fp32, as the reference does. */
+/* The cache row of a sequence's slot (kernels/backend.h's sq_kv_row). */
+__device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, int seq, int slot) {
+    const int32_t block = kv.block_table[(size_t)seq * kv.max_blocks + slot / kv.block_size];
+    return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
+}
+
+struct rope_store {
+    sq_cuda_kv kv;
+    const float *v;
+    const int32_t *seq, *slot;
+};
+
+/* With STORE, each key pair goes to its cache row as well, with the value pair beside it (RoPE and kv_store
+ * in one kernel: the keys are not read back). */
+template <bool STORE>
 __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, const int32_t *pos,
-                            const double *inv_freq, int style) {
+                            const double *inv_freq, int style, rope_store st) {
     const int half = head_dim / 2, heads = nq + nk;
     const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (id >= n) return;
@@ -91,8 +106,21 @@ __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int h
     const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
     float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
     const float a = v[ia], b = v[ib];
-    v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-    v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)), rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    v[ia] = ra;
+    v[ib] = rb;
+    if (STORE && h >= nq) {
+        const int off = (h - nq) * head_dim;
+        const float *vr = st.v + (size_t)t * nk * head_dim + off;
+        uint8_t *kr = kv_row(st.kv, st.kv.k, st.seq[t], st.slot[t]), *vo = kv_row(st.kv, st.kv.v, st.seq[t], st.slot[t]);
+        if (st.kv.f16) {
+            ((__half *)kr)[off + ia] = __float2half_rn(ra), ((__half *)kr)[off + ib] = __float2half_rn(rb);
+            ((__half *)vo)[off + ia] = __float2half_rn(vr[ia]), ((__half *)vo)[off + ib] = __float2half_rn(vr[ib]);
+        } else {
+            ((float *)kr)[off + ia] = ra, ((float *)kr)[off + ib] = rb;
+            ((float *)vo)[off + ia] = vr[ia], ((float *)vo)[off + ib] = vr[ib];
+        }
+    }
 }
 
 void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
@@ -100,9 +128,19 @@ void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, 
     const int nk = k ? n_k_heads : 0;
     const int64_t n = (int64_t)n_tokens * (n_q_heads + nk) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos, inv_freq,
-                                                             style);
+    rope_kernel<false><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos,
+                                                                    inv_freq, style, rope_store{});
     SQ_CUDA_LAUNCHED(c, "rope");
+}
+
+void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
+                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           const sq_cuda_kv *kv, const sq_cuda_tokens *tokens) {
+    const int64_t n = (int64_t)tokens->n_tokens * (n_q_heads + n_k_heads) * (head_dim / 2);
+    if (n <= 0) return;
+    rope_kernel<true><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(
+        q, n_q_heads, k, n_k_heads, n, head_dim, pos, inv_freq, style, rope_store{*kv, v, tokens->seq, tokens->slot});
+    SQ_CUDA_LAUNCHED(c, "rope and kv_store");
 }
 
 /* ---------------------------------------------------------------- adds, swiglu */
@@ -183,10 +221,6 @@ void sq_cuda_scale(sq_cuda *c, float *x, float s, int64_t n) {
 
 /* ---------------------------------------------------------------- cache rows */
 
-__device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, int seq, int slot) {
-    const int32_t block = kv.block_table[(size_t)seq * kv.max_blocks + slot / kv.block_size];
-    return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
-}
 
 /* One thread per value of the new rows (independent stores), converted to the row type (f16: round to
  * nearest even). */

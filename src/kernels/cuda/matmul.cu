@@ -87,17 +87,56 @@ template <int DT> __device__ __forceinline__ void unpack16(uint4 v, float *f) {
     }
 }
 
+/* One weight of a GEMV launch: its blocks are [block0, next weight's block0) of the grid, wpr warps a row. */
+struct gemv_part {
+    sq_cu_weight w;
+    int64_t rows;
+    float *y; /* [NT][rows] */
+    unsigned block0;
+    int wpr;
+};
+enum { MAX_WEIGHTS = 3 };
+/* Up to MAX_WEIGHTS weights of one format and width sharing one input x, in one launch (q, k and v; gate and
+ * up); accumulate: y += x . w^T (the residual add fused in), else y = x . w^T. */
+struct gemv_set {
+    gemv_part p[MAX_WEIGHTS];
+    int n, accumulate;
+};
+
+/* This block's weight, and its first row and warp's part (split-K) */
+struct gemv_at {
+    gemv_part w;
+    int64_t row;
+    int part;
+};
+__device__ __forceinline__ gemv_at gemv_locate(const gemv_set &s) {
+    gemv_at a;
+    a.w = s.p[0];
+#pragma unroll
+    for (int k = 1; k < MAX_WEIGHTS; k++)
+        if (k < s.n && blockIdx.x >= s.p[k].block0) a.w = s.p[k];
+    const int warp = threadIdx.x / 32;
+    a.row = (blockIdx.x - a.w.block0) * (int64_t)(WARPS / a.w.wpr) + warp / a.w.wpr;
+    a.part = warp % a.w.wpr;
+    return a;
+}
+
 /* Adds each warp's sums into y: directly with one warp a row, else through shared memory. */
 template <int NT>
-__device__ __forceinline__ void finish_rows(float (&acc)[NT], int64_t row, int64_t rows, int wpr, float *y) {
+__device__ __forceinline__ void finish_rows(float (&acc)[NT], const gemv_at &a, int accumulate) {
     __shared__ float part[WARPS][NT];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wpr = a.w.wpr;
+    const int64_t row = a.row, rows = a.w.rows;
+    float *y = a.w.y;
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = sq_cu_warp_sum(acc[t]);
     if (wpr == 1) {
         if (lane == 0 && row < rows)
 #pragma unroll
-            for (int t = 0; t < NT; t++) y[(size_t)t * rows + row] = acc[t];
+            for (int t = 0; t < NT; t++) {
+                float *o = y + (size_t)t * rows + row;
+                *o = accumulate ? *o + acc[t] : acc[t];
+            }
         return;
     }
     if (lane == 0)
@@ -107,16 +146,19 @@ __device__ __forceinline__ void finish_rows(float (&acc)[NT], int64_t row, int64
     if (warp % wpr == 0 && lane < NT && row < rows) {
         float s = 0;
         for (int p = 0; p < wpr; p++) s += part[warp + p][lane];
-        y[(size_t)lane * rows + row] = s;
+        float *o = y + (size_t)lane * rows + row;
+        *o = accumulate ? *o + s : s;
     }
 }
 
 template <int DT, int NT>
 __global__ void __launch_bounds__(WARPS * 32)
-    gemv_dense(sq_cu_weight wt, int64_t rows, const float *__restrict__ x, float *__restrict__ y, int wpr) {
+    gemv_dense(gemv_set set, const float *__restrict__ x) {
     constexpr int ES = DT == SQ_CUDA_F32 ? 4 : 2, EPU = 16 / ES; /* element size, elements per 16 bytes */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
-    const int64_t row = blockIdx.x * (int64_t)(WARPS / wpr) + warp / wpr;
+    const gemv_at at = gemv_locate(set);
+    const sq_cu_weight &wt = at.w.w;
+    const int lane = threadIdx.x % 32, part = at.part, wpr = at.w.wpr;
+    const int64_t row = at.row, rows = at.w.rows;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0;
@@ -146,7 +188,7 @@ __global__ void __launch_bounds__(WARPS * 32)
             for (int t = 0; t < NT; t++) acc[t] += f * x[(size_t)t * cols + j];
         }
     }
-    finish_rows<NT>(acc, row, rows, wpr, y);
+    finish_rows<NT>(acc, at, set.accumulate);
 }
 
 /* ---------------------------------------------------------------- GEMV, block formats */
@@ -253,11 +295,12 @@ enum { UNROLL = 4 }; /* 16-byte loads a lane has in flight */
 
 template <int DT, int NT>
 __global__ void __launch_bounds__(WARPS * 32)
-    gemv_blocks(sq_cu_weight wt, int64_t rows, const int8_t *__restrict__ xq, const float *__restrict__ xd,
-                float *__restrict__ y, int wpr) {
+    gemv_blocks(gemv_set set, const int8_t *__restrict__ xq, const float *__restrict__ xd) {
     using L = sq_cu_layout<DT>;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
-    const int64_t row = blockIdx.x * (int64_t)(WARPS / wpr) + warp / wpr, cols = wt.cols;
+    const gemv_at at = gemv_locate(set);
+    const sq_cu_weight &wt = at.w.w;
+    const int lane = threadIdx.x % 32, part = at.part, wpr = at.w.wpr;
+    const int64_t row = at.row, rows = at.w.rows, cols = wt.cols;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0;
@@ -275,7 +318,7 @@ __global__ void __launch_bounds__(WARPS * 32)
         }
         for (; u < units; u += step) unit_dot<DT, NT>(load_unit<DT>(q, s, u), u, cols, xq, xd, acc);
     }
-    finish_rows<NT>(acc, row, rows, wpr, y);
+    finish_rows<NT>(acc, at, set.accumulate);
 }
 
 /* ---------------------------------------------------------------- launch */
@@ -287,25 +330,40 @@ static int warps_per_row(const sq_cuda *c, int64_t rows) {
     return wpr;
 }
 
+/* The weights to multiply, as the public calls take them: n (<= MAX_WEIGHTS) of one format and width. */
+struct matmul_job {
+    int dtype, n;
+    const void *const *w;
+    const int64_t *rows;
+    int64_t cols;
+    float *const *y;
+    int accumulate;
+};
+
 template <int DT, int NT>
-static void launch_gemv(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
-                        const int8_t *xq, const float *xd, float *y) {
-    const int wpr = warps_per_row(c, rows);
-    const unsigned grid = sq_cu_blocks(rows, WARPS / wpr);
-    const sq_cu_weight wt = sq_cu_weight_of<DT>(w, rows, cols);
+static void launch_gemv(sq_cuda *c, const matmul_job &j, const float *x, const int8_t *xq, const float *xd) {
+    gemv_set set = {};
+    set.n = j.n;
+    set.accumulate = j.accumulate;
+    unsigned grid = 0;
+    for (int i = 0; i < j.n; i++) {
+        const int wpr = warps_per_row(c, j.rows[i]);
+        set.p[i] = {sq_cu_weight_of<DT>(j.w[i], j.rows[i], j.cols), j.rows[i], j.y[i], grid, wpr};
+        grid += sq_cu_blocks(j.rows[i], WARPS / wpr);
+    }
     if constexpr (DT == SQ_CUDA_F32 || DT == SQ_CUDA_F16 || DT == SQ_CUDA_BF16)
-        gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(wt, rows, x, y, wpr);
+        gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, x);
     else
-        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(wt, rows, xq, xd, y, wpr);
+        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, xq, xd);
 }
 
 /* launch_gemv with NT = n (1 .. GEMV_MAX_TOKENS), chosen at compile time */
 template <int DT, int NT = 1>
-static void gemv_tokens(sq_cuda *c, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
-                        const int8_t *xq, const float *xd, int n, float *y) {
+static void gemv_tokens(sq_cuda *c, const matmul_job &j, const float *x, const int8_t *xq, const float *xd,
+                        int n) {
     if constexpr (NT < GEMV_MAX_TOKENS)
-        if (n > NT) return gemv_tokens<DT, NT + 1>(c, w, rows, cols, x, xq, xd, n, y);
-    launch_gemv<DT, NT>(c, w, rows, cols, x, xq, xd, y);
+        if (n > NT) return gemv_tokens<DT, NT + 1>(c, j, x, xq, xd, n);
+    launch_gemv<DT, NT>(c, j, x, xq, xd);
 }
 
 /* ---------------------------------------------------------------- GEMM */
@@ -346,12 +404,12 @@ static unsigned grid_for(const sq_cuda *c, int64_t n) {
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x, int n,
-                 float *y) {
-    const float one = 1, zero = 0;
+                 float *y, int accumulate) {
+    const float one = 1, zero = 0, *beta = accumulate ? &one : &zero;
     if (dtype == SQ_CUDA_F32) {
         sq_cuda_note_blas(c,
                           cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n, (int)cols, &one,
-                                      (const float *)w, (int)cols, x, (int)cols, &zero, y, (int)rows),
+                                      (const float *)w, (int)cols, x, (int)cols, beta, y, (int)rows),
                           "SGEMM");
         return;
     }
@@ -376,22 +434,22 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
     const cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
     sq_cuda_note_blas(c,
                       cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n, (int)cols, &one, a, t,
-                                   (int)cols, s, t, (int)cols, &zero, y, CUDA_R_32F, (int)rows,
+                                   (int)cols, s, t, (int)cols, beta, y, CUDA_R_32F, (int)rows,
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                       "GemmEx");
 }
 
-void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
-                    int n_tokens, float *y) {
-    if (n_tokens <= 0 || rows <= 0) return;
-    if (n_tokens > gemv_max_tokens(dtype)) {
-        gemm(c, dtype, w, rows, cols, x, n_tokens, y);
+static void matmul(sq_cuda *c, const matmul_job &j, const float *x, int n_tokens) {
+    if (n_tokens <= 0 || j.n <= 0 || j.n > MAX_WEIGHTS) return;
+    const int64_t cols = j.cols;
+    if (n_tokens > gemv_max_tokens(j.dtype)) {
+        for (int i = 0; i < j.n; i++)
+            if (j.rows[i] > 0) gemm(c, j.dtype, j.w[i], j.rows[i], cols, x, n_tokens, j.y[i], j.accumulate);
         return;
     }
-    const uint8_t *wb = (const uint8_t *)w;
     int8_t *xq = NULL;
     float *xd = NULL;
-    if (dtype == SQ_CUDA_Q8_0 || dtype == SQ_CUDA_Q4_0 || dtype == SQ_CUDA_Q4_K) {
+    if (is_quantized(j.dtype)) { /* x quantized once for every weight of the job */
         const int64_t n_blocks = (int64_t)n_tokens * cols / 32;
         const size_t q_bytes = align256((size_t)n_tokens * cols);
         uint8_t *s = (uint8_t *)sq_cuda_scratch(c, q_bytes + (size_t)n_blocks * 4);
@@ -400,7 +458,19 @@ void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t 
         xd = (float *)(s + q_bytes);
         quantize_x_kernel<<<sq_cu_blocks(n_blocks * 32, 256), 256, 0, c->stream>>>(x, n_blocks, xq, xd);
     }
-    sq_cu_with_format(
-        dtype, [&](auto dt) { gemv_tokens<decltype(dt)::value>(c, wb, rows, cols, x, xq, xd, n_tokens, y); });
+    sq_cu_with_format(j.dtype, [&](auto dt) { gemv_tokens<decltype(dt)::value>(c, j, x, xq, xd, n_tokens); });
     SQ_CUDA_LAUNCHED(c, "matmul");
+}
+
+void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
+                    int n_tokens, float *y) {
+    if (rows <= 0) return;
+    matmul(c, {dtype, 1, &w, &rows, cols, &y, 0}, x, n_tokens);
+}
+
+void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
+                      const float *x, int n_tokens, float *const *y, int accumulate) {
+    for (int i = 0; i < n_w; i++)
+        if (rows[i] <= 0) return;
+    matmul(c, {dtype, n_w, w, rows, cols, y, accumulate}, x, n_tokens);
 }
