@@ -181,31 +181,34 @@ static int same_input(const sq_tensor *const *w, int n) {
     return 1;
 }
 
-/* y_i (+)= w_i . x for weights sharing the input x: one launch when they share format and width */
+/* y_i (+)= w_i . x for weights sharing the input x: one launch when they share format and width. norm (or
+ * NULL): x is first RMS-normalised with it into x_normed, in the matmul's own first kernel. */
 static void linears(void *impl, int n_w, const sq_tensor *const *w, const float *x, int n_tokens,
-                    float *const *y, int accumulate) {
+                    float *const *y, int accumulate, const float *norm, float eps, float *x_normed) {
     if (!same_input(w, n_w)) {
-        for (int i = 0; i < n_w; i++) linears(impl, 1, &w[i], x, n_tokens, &y[i], accumulate);
+        if (norm) cu_rmsnorm(impl, x, norm, eps, n_tokens, (int)sq_tensor_row_len(w[0]), x_normed);
+        for (int i = 0; i < n_w; i++)
+            linears(impl, 1, &w[i], norm ? x_normed : x, n_tokens, &y[i], accumulate, NULL, 0, NULL);
         return;
     }
     const void *data[3];
     int64_t rows[3];
     for (int i = 0; i < n_w; i++) data[i] = w[i]->data, rows[i] = w[i]->shape[0];
     TIMED(SQ_OP_MATMUL, sq_cuda_matmul_n(dev(impl), (int)w[0]->dtype, n_w, data, rows, sq_tensor_row_len(w[0]), x,
-                                         n_tokens, y, accumulate));
+                                         n_tokens, y, accumulate, norm, eps, x_normed));
 }
 
 /* runtime/forward.c's block_ops with neighbouring operations fused: q, k and v in one GEMV launch on one
- * rounded input (gate and up likewise), RoPE and the cache write in one kernel, the residual adds in the
- * epilogues of wo and w_down (where no post-norm comes between). Dense blocks only (forward.c's rule). */
+ * rounded input (gate and up likewise), the norm before them in the kernel that rounds that input, RoPE
+ * and the cache write in one kernel, the residual adds in the epilogues of wo and w_down (where no post-norm
+ * comes between). Dense blocks only (forward.c's rule). The profile counts each norm with its matmul. */
 static void cu_block(void *impl, const sq_block_args *a) {
     const sq_block_weights *w = a->w;
     const int n = a->tokens->n_tokens, dim = a->dim, hd = a->head_dim;
     const int q_dim = w->n_heads * hd, kv_dim = w->n_kv_heads * hd;
 
-    cu_rmsnorm(impl, a->x, w->attn_norm.data, a->norm_eps, n, dim, a->xb);
-    linears(impl, 3, (const sq_tensor *[]){&w->wq, &w->wk, &w->wv}, a->xb, n, (float *[]){a->q, a->k, a->v},
-            0);
+    linears(impl, 3, (const sq_tensor *[]){&w->wq, &w->wk, &w->wv}, a->x, n, (float *[]){a->q, a->k, a->v}, 0,
+            w->attn_norm.data, a->norm_eps, a->xb);
     if (w->bq.data) cu_add_bias(impl, a->q, w->bq.data, n, q_dim);
     if (w->bk.data) cu_add_bias(impl, a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) cu_add_bias(impl, a->v, w->bv.data, n, kv_dim);
@@ -229,22 +232,22 @@ static void cu_block(void *impl, const sq_block_args *a) {
                                             .softcap = a->attn_softcap,
                                             .out = a->attn_out});
     if (w->attn_post_norm.data) {
-        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->xb}, 0);
+        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->xb}, 0, NULL, 0, NULL);
         cu_rmsnorm(impl, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
         cu_add(impl, a->x, a->xb, (int64_t)n * dim);
     } else {
-        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->x}, 1);
+        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->x}, 1, NULL, 0, NULL);
     }
 
-    cu_rmsnorm(impl, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
-    linears(impl, 2, (const sq_tensor *[]){&w->w_gate, &w->w_up}, a->xb, n, (float *[]){a->gate, a->up}, 0);
+    linears(impl, 2, (const sq_tensor *[]){&w->w_gate, &w->w_up}, a->x, n, (float *[]){a->gate, a->up}, 0,
+            w->ffn_norm.data, a->norm_eps, a->xb);
     (a->geglu ? cu_geglu : cu_swiglu)(impl, a->gate, a->up, (int64_t)n * w->ffn_dim);
     if (w->ffn_post_norm.data) {
-        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->xb}, 0);
+        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->xb}, 0, NULL, 0, NULL);
         cu_rmsnorm(impl, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
         cu_add(impl, a->x, a->xb, (int64_t)n * dim);
     } else {
-        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->x}, 1);
+        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->x}, 1, NULL, 0, NULL);
     }
 }
 

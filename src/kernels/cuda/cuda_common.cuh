@@ -113,6 +113,34 @@ template <int DT> __device__ __forceinline__ float element(const sq_cu_weight &w
                      __fmul_rn(sq_cu_h2f(((const uint16_t *)meta)[1]), (float)m));
 }
 
+/* x quantized to 8 bits per 32 values, as sq_ref_q8_0_from_f32 (d = amax / 127, q = roundf(x / d)), for the
+ * integer-dot GEMVs (matmul.cu): one warp per 32-value block, lane i holding value i. xq [n][cols], xd
+ * [n][cols / 32] (the scale as stored, rounded to f16), xs [n][cols / 16]: d times the sum of each 16
+ * quantized values, which the offsets of q4_0 (-8) and q4_K (-dmin m) multiply. */
+struct sq_cu_q8x {
+    int8_t *q;
+    float *d, *s;
+};
+__device__ __forceinline__ void sq_cu_quantize_block(float v, int64_t block, const sq_cu_q8x &x) {
+    const int lane = threadIdx.x % 32;
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = __fdiv_rn(amax, 127.0f);
+    const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+    const int q = (int)roundf(__fmul_rn(v, id));
+    x.q[block * 32 + lane] = (int8_t)q;
+    int sum = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float dh = __half2float(__float2half_rn(d));
+    if (lane == 0) x.d[block] = dh;
+    if (lane % 16 == 0) x.s[block * 2 + lane / 16] = dh * (float)sum;
+}
+/* sq_cuda_rmsnorm (out [n_tokens][dim]) that also quantizes its output into xq (dim a multiple of 32). */
+void sq_cu_rmsnorm_q8(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
+                      float *out, const sq_cu_q8x &xq);
+
 /* Calls f(std::integral_constant<int, DT>()) for the format dtype: the one switch over formats that every
  * kernel templated on a format is launched through. */
 template <class F> static void sq_cu_with_format(int dtype, F &&f) {

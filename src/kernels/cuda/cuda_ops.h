@@ -60,9 +60,12 @@ void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t 
                     int n_tokens, float *y);
 /* y_i[n_tokens][rows[i]] = x[n_tokens][cols] · w_i^T for n_w (1 to 3) weights of one dtype and width that
  * share the input (q, k and v; gate and up): x rounded once, one GEMV launch for all. accumulate: y_i +=
- * instead (a residual add fused into the epilogue). */
+ * instead (a residual add fused into the epilogue). norm ([cols], or NULL): x is first RMS-normalised with
+ * it and eps into x_normed [n_tokens][cols] (sq_cuda_rmsnorm's result), which the matmul multiplies; the
+ * integer-dot GEMV's quantization of x happens in the norm's kernel. */
 void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
-                      const float *x, int n_tokens, float *const *y, int accumulate);
+                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm, float eps,
+                      float *x_normed);
 /* out[i][cols] = row rows[i] of src [n_src][cols] (stored as dtype, in the device layout), as fp32. */
 void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
                       int n_rows, float *out);

@@ -31,8 +31,9 @@ void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int
  * thread keeps its first RMS_HELD values in registers between the two passes, so that a decode step's row
  * (4096 values: 4 a thread) is read once and its stores do not wait on loads (out may be x). */
 enum { RMS_THREADS = 1024, RMS_HELD = 8 };
+template <bool Q8>
 __global__ void __launch_bounds__(RMS_THREADS)
-    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out) {
+    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out, sq_cu_q8x xq) {
     const float *r = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
     float held[RMS_HELD];
@@ -57,20 +58,36 @@ __global__ void __launch_bounds__(RMS_THREADS)
     }
     __syncthreads();
     const float scale = (float)(1.0 / sqrt(part[0] / dim + eps));
-    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS)
-        o[i] = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+    /* with Q8, each warp's 32 consecutive values (dim a multiple of 32: whole warps) are a block of x */
+    const int64_t blocks0 = (int64_t)blockIdx.x * (dim / 32);
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS) {
+        const float v = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+        o[i] = v;
+        if (Q8) sq_cu_quantize_block(v, blocks0 + i / 32, xq);
+    }
 #pragma unroll
     for (int k = 0; k < RMS_HELD; k++) {
         const int i = threadIdx.x + k * RMS_THREADS;
-        if (i < dim) o[i] = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+        if (i < dim) {
+            const float v = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+            o[i] = v;
+            if (Q8) sq_cu_quantize_block(v, blocks0 + i / 32, xq);
+        }
     }
 }
 
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out) {
     if (n_tokens <= 0) return;
-    rmsnorm_kernel<<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out);
+    rmsnorm_kernel<false><<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out, sq_cu_q8x{});
     SQ_CUDA_LAUNCHED(c, "rmsnorm");
+}
+
+void sq_cu_rmsnorm_q8(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
+                      float *out, const sq_cu_q8x &xq) {
+    if (n_tokens <= 0) return;
+    rmsnorm_kernel<true><<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out, xq);
+    SQ_CUDA_LAUNCHED(c, "rmsnorm and quantize");
 }
 
 /* ---------------------------------------------------------------- rope */

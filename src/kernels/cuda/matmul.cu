@@ -50,20 +50,11 @@ int sq_cuda_has_format(int dtype) {
 
 /* ---------------------------------------------------------------- x quantized to 8 bits */
 
-/* One warp per 32-value block, as sq_ref_q8_0_from_f32: d = amax / 127, q = roundf(x / d); the kernels use
- * the scale as stored (rounded to f16). xq [n][cols], xd [n][cols / 32]. */
-__global__ void quantize_x_kernel(const float *x, int64_t n_blocks, int8_t *xq, float *xd) {
+/* One warp per 32-value block (sq_cu_quantize_block) */
+__global__ void quantize_x_kernel(const float *x, int64_t n_blocks, sq_cu_q8x xq) {
     const int64_t b = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x % 32;
     if (b >= n_blocks) return;
-    const float v = x[b * 32 + lane];
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
-    xq[b * 32 + lane] = (int8_t)roundf(__fmul_rn(v, id));
-    if (lane == 0) xd[b] = __half2float(__float2half_rn(d));
+    sq_cu_quantize_block(x[b * 32 + threadIdx.x % 32], b, xq);
 }
 
 /* ---------------------------------------------------------------- GEMV, plain float formats */
@@ -217,10 +208,8 @@ __device__ __forceinline__ unit_bytes load_unit(const uint4 *__restrict__ q, con
     return b;
 }
 
-/* 16 nibbles of 4 ints (low or high halves of each byte), as bytes minus bias */
-__device__ __forceinline__ int nib(uint32_t v, int shift, uint32_t bias) {
-    return (int)__vsub4((v >> shift) & 0x0f0f0f0fu, bias);
-}
+/* the low (shift 0) or high (4) nibbles of 4 bytes, as bytes */
+__device__ __forceinline__ int nib(uint32_t v, int shift) { return (int)((v >> shift) & 0x0f0f0f0fu); }
 
 /* q4_K's 6-bit scale and minimum of sub-block j (< 8) from its words s0 = scales[0..3], s1 = [4..7],
  * s2 = [8..11] (ggml's get_scale_min_k4 without a byte array, so nothing goes to local memory) */
@@ -239,13 +228,13 @@ __device__ __forceinline__ void k4_scale_min(uint32_t s0, uint32_t s1, uint32_t 
 template <int DT, int NT>
 __device__ __forceinline__ void unit_dot(const unit_bytes &b, int64_t u, int64_t cols,
                                          const int8_t *__restrict__ xq, const float *__restrict__ xd,
-                                         float (&acc)[NT]) {
+                                         const float *__restrict__ xs, float (&acc)[NT]) {
     const uint32_t w[4] = {b.q.x, b.q.y, b.q.z, b.q.w};
     if (DT == SQ_CUDA_Q4_0) {
         const float d = sq_cu_h2f((uint16_t)b.m.x);
-        int lo[4], hi[4]; /* elements 0-15 and 16-31 of the block, minus 8 */
+        int lo[4], hi[4]; /* elements 0-15 and 16-31 of the block (the -8 through xs) */
 #pragma unroll
-        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0, 0x08080808u), hi[i] = nib(w[i], 4, 0x08080808u);
+        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0), hi[i] = nib(w[i], 4);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const int8_t *x = xq + t * cols + u * 32;
@@ -254,7 +243,8 @@ __device__ __forceinline__ void unit_dot(const unit_bytes &b, int64_t u, int64_t
             s = __dp4a(lo[1], a.y, s), s = __dp4a(lo[2], a.z, s), s = __dp4a(lo[3], a.w, s);
             s = __dp4a(hi[0], c.x, s), s = __dp4a(hi[1], c.y, s), s = __dp4a(hi[2], c.z, s);
             s = __dp4a(hi[3], c.w, s);
-            acc[t] += d * __ldg(xd + (t * cols) / 32 + u) * (float)s;
+            const float2 sums = __ldg((const float2 *)(xs + (t * cols) / 16) + u);
+            acc[t] += d * (__ldg(xd + (t * cols) / 32 + u) * (float)s - 8.0f * (sums.x + sums.y));
         }
     } else if (DT == SQ_CUDA_Q8_0) {
         const float d = sq_cu_h2f((uint16_t)b.m.x);
@@ -275,18 +265,16 @@ __device__ __forceinline__ void unit_dot(const unit_bytes &b, int64_t u, int64_t
         const float ds0 = d * sc0, dm0 = dmin * m0, ds1 = d * sc1, dm1 = dmin * m1;
         int lo[4], hi[4];
 #pragma unroll
-        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0, 0), hi[i] = nib(w[i], 4, 0);
+        for (int i = 0; i < 4; i++) lo[i] = nib(w[i], 0), hi[i] = nib(w[i], 4);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const int4 a = x16(xq, t * cols + col0), c = x16(xq, t * cols + col0 + 32);
             int s0 = __dp4a(lo[0], a.x, 0), s1 = __dp4a(hi[0], c.x, 0);
             s0 = __dp4a(lo[1], a.y, s0), s0 = __dp4a(lo[2], a.z, s0), s0 = __dp4a(lo[3], a.w, s0);
             s1 = __dp4a(hi[1], c.y, s1), s1 = __dp4a(hi[2], c.z, s1), s1 = __dp4a(hi[3], c.w, s1);
-            int x0 = __dp4a(0x01010101, a.x, 0), x1 = __dp4a(0x01010101, c.x, 0);
-            x0 = __dp4a(0x01010101, a.y, x0), x0 = __dp4a(0x01010101, a.z, x0), x0 = __dp4a(0x01010101, a.w, x0);
-            x1 = __dp4a(0x01010101, c.y, x1), x1 = __dp4a(0x01010101, c.z, x1), x1 = __dp4a(0x01010101, c.w, x1);
-            const float *xs = xd + (t * cols + col0) / 32;
-            acc[t] += __ldg(xs) * (ds0 * (float)s0 - dm0 * (float)x0) + __ldg(xs + 1) * (ds1 * (float)s1 - dm1 * (float)x1);
+            const float *d0 = xd + (t * cols + col0) / 32, *s16 = xs + (t * cols + col0) / 16;
+            acc[t] += ds0 * __ldg(d0) * (float)s0 - dm0 * __ldg(s16) + ds1 * __ldg(d0 + 1) * (float)s1 -
+                      dm1 * __ldg(s16 + 2);
         }
     }
 }
@@ -295,7 +283,8 @@ enum { UNROLL = 4 }; /* 16-byte loads a lane has in flight */
 
 template <int DT, int NT>
 __global__ void __launch_bounds__(WARPS * 32)
-    gemv_blocks(gemv_set set, const int8_t *__restrict__ xq, const float *__restrict__ xd) {
+    gemv_blocks(gemv_set set, const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                const float *__restrict__ xs) {
     using L = sq_cu_layout<DT>;
     const gemv_at at = gemv_locate(set);
     const sq_cu_weight &wt = at.w.w;
@@ -314,9 +303,9 @@ __global__ void __launch_bounds__(WARPS * 32)
 #pragma unroll
             for (int k = 0; k < UNROLL; k++) b[k] = load_unit<DT>(q, s, u + k * step);
 #pragma unroll
-            for (int k = 0; k < UNROLL; k++) unit_dot<DT, NT>(b[k], u + k * step, cols, xq, xd, acc);
+            for (int k = 0; k < UNROLL; k++) unit_dot<DT, NT>(b[k], u + k * step, cols, xq, xd, xs, acc);
         }
-        for (; u < units; u += step) unit_dot<DT, NT>(load_unit<DT>(q, s, u), u, cols, xq, xd, acc);
+        for (; u < units; u += step) unit_dot<DT, NT>(load_unit<DT>(q, s, u), u, cols, xq, xd, xs, acc);
     }
     finish_rows<NT>(acc, at, set.accumulate);
 }
@@ -338,10 +327,14 @@ struct matmul_job {
     int64_t cols;
     float *const *y;
     int accumulate;
+    const float *norm; /* [cols] or NULL: x is RMS-normalised first (into x_normed) */
+    float eps;
+    float *x_normed;
 };
 
+
 template <int DT, int NT>
-static void launch_gemv(sq_cuda *c, const matmul_job &j, const float *x, const int8_t *xq, const float *xd) {
+static void launch_gemv(sq_cuda *c, const matmul_job &j, const float *x, const sq_cu_q8x &xq) {
     gemv_set set = {};
     set.n = j.n;
     set.accumulate = j.accumulate;
@@ -354,16 +347,15 @@ static void launch_gemv(sq_cuda *c, const matmul_job &j, const float *x, const i
     if constexpr (DT == SQ_CUDA_F32 || DT == SQ_CUDA_F16 || DT == SQ_CUDA_BF16)
         gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, x);
     else
-        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, xq, xd);
+        gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, xq.q, xq.d, xq.s);
 }
 
 /* launch_gemv with NT = n (1 .. GEMV_MAX_TOKENS), chosen at compile time */
 template <int DT, int NT = 1>
-static void gemv_tokens(sq_cuda *c, const matmul_job &j, const float *x, const int8_t *xq, const float *xd,
-                        int n) {
+static void gemv_tokens(sq_cuda *c, const matmul_job &j, const float *x, const sq_cu_q8x &xq, int n) {
     if constexpr (NT < GEMV_MAX_TOKENS)
-        if (n > NT) return gemv_tokens<DT, NT + 1>(c, j, x, xq, xd, n);
-    launch_gemv<DT, NT>(c, j, x, xq, xd);
+        if (n > NT) return gemv_tokens<DT, NT + 1>(c, j, x, xq, n);
+    launch_gemv<DT, NT>(c, j, x, xq);
 }
 
 /* ---------------------------------------------------------------- GEMM */
@@ -442,35 +434,44 @@ static void gemm(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t col
 static void matmul(sq_cuda *c, const matmul_job &j, const float *x, int n_tokens) {
     if (n_tokens <= 0 || j.n <= 0 || j.n > MAX_WEIGHTS) return;
     const int64_t cols = j.cols;
+    const int q8 = is_quantized(j.dtype) && n_tokens <= gemv_max_tokens(j.dtype);
+    if (j.norm && !q8) { /* the norm on its own; the integer-dot GEMV's quantization takes it in */
+        sq_cuda_rmsnorm(c, x, j.norm, j.eps, n_tokens, (int)cols, j.x_normed);
+        x = j.x_normed;
+    }
     if (n_tokens > gemv_max_tokens(j.dtype)) {
         for (int i = 0; i < j.n; i++)
             if (j.rows[i] > 0) gemm(c, j.dtype, j.w[i], j.rows[i], cols, x, n_tokens, j.y[i], j.accumulate);
         return;
     }
-    int8_t *xq = NULL;
-    float *xd = NULL;
-    if (is_quantized(j.dtype)) { /* x quantized once for every weight of the job */
+    sq_cu_q8x xq = {};
+    if (q8) { /* x quantized once for every weight of the job */
         const int64_t n_blocks = (int64_t)n_tokens * cols / 32;
-        const size_t q_bytes = align256((size_t)n_tokens * cols);
-        uint8_t *s = (uint8_t *)sq_cuda_scratch(c, q_bytes + (size_t)n_blocks * 4);
+        const size_t q_bytes = align256((size_t)n_tokens * cols), d_bytes = align256((size_t)n_blocks * 4);
+        uint8_t *s = (uint8_t *)sq_cuda_scratch(c, q_bytes + d_bytes + (size_t)n_blocks * 8);
         if (!s) return;
-        xq = (int8_t *)s;
-        xd = (float *)(s + q_bytes);
-        quantize_x_kernel<<<sq_cu_blocks(n_blocks * 32, 256), 256, 0, c->stream>>>(x, n_blocks, xq, xd);
+        int8_t *q = (int8_t *)s;
+        float *d = (float *)(s + q_bytes), *sums = (float *)(s + q_bytes + d_bytes);
+        xq = {q, d, sums};
+        if (j.norm)
+            sq_cu_rmsnorm_q8(c, x, j.norm, j.eps, n_tokens, (int)cols, j.x_normed, xq);
+        else
+            quantize_x_kernel<<<sq_cu_blocks(n_blocks * 32, 256), 256, 0, c->stream>>>(x, n_blocks, xq);
     }
-    sq_cu_with_format(j.dtype, [&](auto dt) { gemv_tokens<decltype(dt)::value>(c, j, x, xq, xd, n_tokens); });
+    sq_cu_with_format(j.dtype, [&](auto dt) { gemv_tokens<decltype(dt)::value>(c, j, x, xq, n_tokens); });
     SQ_CUDA_LAUNCHED(c, "matmul");
 }
 
 void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
                     int n_tokens, float *y) {
     if (rows <= 0) return;
-    matmul(c, {dtype, 1, &w, &rows, cols, &y, 0}, x, n_tokens);
+    matmul(c, {dtype, 1, &w, &rows, cols, &y, 0, NULL, 0, NULL}, x, n_tokens);
 }
 
 void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
-                      const float *x, int n_tokens, float *const *y, int accumulate) {
+                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm, float eps,
+                      float *x_normed) {
     for (int i = 0; i < n_w; i++)
         if (rows[i] <= 0) return;
-    matmul(c, {dtype, n_w, w, rows, cols, y, accumulate}, x, n_tokens);
+    matmul(c, {dtype, n_w, w, rows, cols, y, accumulate, norm, eps, x_normed}, x, n_tokens);
 }
