@@ -1,6 +1,7 @@
 /* The CUDA backend's ceilings and kernels on Llama-2-7B shapes (dim 4096, FFN 11008, vocab 32000):
  *
- *   bench_cuda [sections: any of bw,gemv,batch,gemm,step,batchstep; default all but the steps] [MODEL for steps]
+ *   bench_cuda [sections: any of bw,gemv,batch,gemm,step,batchstep; default all but the steps] [MODEL for
+ * steps]
  *
  *  - bw: the device's copy bandwidth (bytes read + written per second) over 4 GiB buffers, the median of 20
  *    copies: the memory roofline the decode figures are compared with, measured in the same run;
@@ -53,8 +54,9 @@ static void make_weights(const sq_backend *be, sq_dtype dt, int64_t rows, int64_
             fprintf(stderr, "bench_cuda: no device memory for %zu bytes\n", bytes);
             exit(1);
         }
-        be->upload_weight(be->impl, w[c].data, &(sq_tensor){.dtype = dt, .ndim = 2, .shape = {rows, cols},
-                                                            .data = host, .nbytes = bytes});
+        be->upload_weight(
+            be->impl, w[c].data,
+            &(sq_tensor){.dtype = dt, .ndim = 2, .shape = {rows, cols}, .data = host, .nbytes = bytes});
     }
     free(host);
     free(v);
@@ -184,8 +186,8 @@ static void bench_step(const char *path, int n_seqs) {
     printf("\n## where a step's time goes: %s, %d sequence(s) (ms per step; each operation between "
            "synchronisations)\n\n",
            path, n_seqs);
-    printf("| operation | prefill %d x %d tokens | decode (mean of %d steps) |\n|---|---:|---:|\n", n_seqs, prompt,
-           STEPS);
+    printf("| operation | prefill %d x %d tokens | decode (mean of %d steps) |\n|---|---:|---:|\n", n_seqs,
+           prompt, STEPS);
     double pre[SQ_OP_COUNT], dec[SQ_OP_COUNT];
     long calls[SQ_OP_COUNT];
     sq_seq_batch b[MAX_SEQS];

@@ -170,7 +170,7 @@ typedef struct sq_backend {
     /* ---- memory */
     void *(*alloc)(void *impl, size_t nbytes); /* backend memory, 64-byte aligned, NULL when exhausted */
     void (*free)(void *impl, void *ptr);       /* NULL is a no-op */
-    void (*upload)(void *impl, void *dst, const void *src, size_t nbytes);   /* host -> backend */
+    void (*upload)(void *impl, void *dst, const void *src, size_t nbytes); /* host -> backend */
     /* Optional (NULL: upload): uploads a weight (src: a host tensor) into dst (src->nbytes of backend
      * memory) in the backend's own layout for its dtype, which its matmul and get_rows read (the CUDA
      * backend splits the block formats' quants from their scales); every weight goes through it. */

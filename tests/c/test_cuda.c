@@ -269,7 +269,8 @@ static void test_stories15M_gpu_vs_cpu(void **state) {
         worst_step = e > worst_step ? e : worst_step;
         /* a replay runs the very launches it captured, positions and lengths read from device memory */
         if (memcmp(logits[GRAPHS], logits[NO_GRAPHS], VOCAB * sizeof(float)))
-            fail_msg("decode step %d: logits replayed from a CUDA graph differ from the same launches run", i);
+            fail_msg("decode step %d: logits replayed from a CUDA graph differ from the same launches run",
+                     i);
         e = sq_test_rel_err(logits[GRAPHS], logits[OP_PATH], VOCAB);
         worst_fused = e > worst_fused ? e : worst_fused;
         next = argmax(logits[0], VOCAB);

@@ -108,9 +108,8 @@ static void cu_matmul(void *impl, const sq_tensor *w, const float *x, int n_toke
                                        x, n_tokens, y));
 }
 static void cu_get_rows(void *impl, const sq_tensor *src, const int32_t *rows, int n_rows, float *out) {
-    TIMED(SQ_OP_GET_ROWS,
-          sq_cuda_get_rows(dev(impl), (int)src->dtype, src->data, sq_tensor_n_rows(src), sq_tensor_row_len(src),
-                           rows, n_rows, out));
+    TIMED(SQ_OP_GET_ROWS, sq_cuda_get_rows(dev(impl), (int)src->dtype, src->data, sq_tensor_n_rows(src),
+                                           sq_tensor_row_len(src), rows, n_rows, out));
 }
 static void cu_rmsnorm(void *impl, const float *x, const float *weight, float eps, int n, int dim,
                        float *out) {
@@ -194,8 +193,9 @@ static void linears(void *impl, int n_w, const sq_tensor *const *w, const float 
     const void *data[3];
     int64_t rows[3];
     for (int i = 0; i < n_w; i++) data[i] = w[i]->data, rows[i] = w[i]->shape[0];
-    TIMED(SQ_OP_MATMUL, sq_cuda_matmul_n(dev(impl), (int)w[0]->dtype, n_w, data, rows, sq_tensor_row_len(w[0]), x,
-                                         n_tokens, y, accumulate, norm, eps, x_normed));
+    TIMED(SQ_OP_MATMUL,
+          sq_cuda_matmul_n(dev(impl), (int)w[0]->dtype, n_w, data, rows, sq_tensor_row_len(w[0]), x, n_tokens,
+                           y, accumulate, norm, eps, x_normed));
 }
 
 /* runtime/forward.c's block_ops with neighbouring operations fused: q, k and v in one GEMV launch on one
@@ -219,9 +219,9 @@ static void cu_block(void *impl, const sq_block_args *a) {
     if (a->q_scale != 1.0f) cu_scale(impl, a->q, a->q_scale, (int64_t)n * q_dim);
     const sq_cuda_kv kv = kv_of(&a->kv);
     const sq_cuda_tokens tok = tokens_of(a->tokens);
-    TIMED(SQ_OP_ROPE, sq_cuda_rope_kv_store(dev(impl), a->q, w->n_heads, a->k, a->v, w->n_kv_heads, hd,
-                                            a->tokens->pos, a->inv_freq,
-                                            a->rope_style == SQ_ROPE_INTERLEAVED ? 0 : 1, &kv, &tok));
+    TIMED(SQ_OP_ROPE,
+          sq_cuda_rope_kv_store(dev(impl), a->q, w->n_heads, a->k, a->v, w->n_kv_heads, hd, a->tokens->pos,
+                                a->inv_freq, a->rope_style == SQ_ROPE_INTERLEAVED ? 0 : 1, &kv, &tok));
     cu_attention(impl, &(sq_attention_args){.q = a->q,
                                             .kv = a->kv,
                                             .tokens = a->tokens,
@@ -261,8 +261,7 @@ static void issue_forward(void *arg) {
     const sq_forward_args *f = fc->f;
     const int n = f->tokens->n_tokens;
     cu_get_rows(fc->impl, f->tok_embd, f->tokens->id, n, f->x);
-    if (f->embd_scale != 1.0f)
-        cu_scale(fc->impl, f->x, f->embd_scale, (int64_t)n * f->blocks[0].dim);
+    if (f->embd_scale != 1.0f) cu_scale(fc->impl, f->x, f->embd_scale, (int64_t)n * f->blocks[0].dim);
     for (int l = 0; l < f->n_layers; l++)
         if (!f->skip || !f->skip[l]) cu_block(fc->impl, &f->blocks[l]);
 }
@@ -291,7 +290,8 @@ static void put_float(key_buf *k, float f) {
 static void step_key(key_buf *k, const sq_forward_args *f) {
     const sq_token_batch *t = f->tokens;
     put(k, (uint64_t)t->n_tokens);
-    PUTP(k, t->id), PUTP(k, t->seq), PUTP(k, t->pos), PUTP(k, t->slot), PUTP(k, t->n_prefix), PUTP(k, t->parent);
+    PUTP(k, t->id), PUTP(k, t->seq), PUTP(k, t->pos), PUTP(k, t->slot), PUTP(k, t->n_prefix),
+        PUTP(k, t->parent);
     put_tensor(k, f->tok_embd);
     put_float(k, f->embd_scale);
     PUTP(k, f->x);
@@ -300,9 +300,9 @@ static void step_key(key_buf *k, const sq_forward_args *f) {
         const sq_block_args *a = &f->blocks[l];
         const sq_block_weights *w = a->w;
         put(k, f->skip ? f->skip[l] : 0);
-        const sq_tensor *ts[] = {&w->attn_norm, &w->wq,       &w->wk,          &w->wv,           &w->wo,
-                                 &w->bq,        &w->bk,       &w->bv,          &w->q_norm,       &w->k_norm,
-                                 &w->ffn_norm,  &w->w_gate,   &w->w_up,        &w->w_down,       &w->attn_post_norm,
+        const sq_tensor *ts[] = {&w->attn_norm,    &w->wq,     &w->wk,   &w->wv,     &w->wo,
+                                 &w->bq,           &w->bk,     &w->bv,   &w->q_norm, &w->k_norm,
+                                 &w->ffn_norm,     &w->w_gate, &w->w_up, &w->w_down, &w->attn_post_norm,
                                  &w->ffn_post_norm};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) put_tensor(k, ts[i]);
         put(k, (uint64_t)w->n_heads), put(k, (uint64_t)w->n_kv_heads), put(k, (uint64_t)w->ffn_dim);

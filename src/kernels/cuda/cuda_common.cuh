@@ -97,7 +97,8 @@ template <int DT> __device__ __forceinline__ float element(const sq_cu_weight &w
     const int64_t blk = r * (w.cols / L::elems) + j / L::elems;
     const uint8_t *q = w.quants + blk * L::quant_bytes;
     const int i = (int)(j % L::elems);
-    if (DT == SQ_CUDA_Q8_0) return __fmul_rn((float)(int8_t)q[i], sq_cu_h2f(((const uint16_t *)w.scales)[blk]));
+    if (DT == SQ_CUDA_Q8_0)
+        return __fmul_rn((float)(int8_t)q[i], sq_cu_h2f(((const uint16_t *)w.scales)[blk]));
     if (DT == SQ_CUDA_Q4_0) {
         const int v = i < 16 ? (q[i] & 0xf) : (q[i - 16] >> 4);
         return __fmul_rn((float)(v - 8), sq_cu_h2f(((const uint16_t *)w.scales)[blk]));

@@ -44,8 +44,8 @@ void sq_cuda_synchronize(sq_cuda *c);
 /* Uploads n_matrices weights [rows][cols] stored as dtype (src: host, core/dtype.h's layout, the stack's
  * bytes) into dst (as many bytes) in the device layout that matmul and get_rows read (cuda_common.cuh:
  * the block formats' quants and scales apart, each matrix in its own bytes). Plain formats are copied. */
-void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices, int64_t rows,
-                           int64_t cols);
+void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices,
+                           int64_t rows, int64_t cols);
 
 /* Whether the kernels multiply / read rows of this format. */
 int sq_cuda_has_format(int dtype);
@@ -64,11 +64,11 @@ void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t 
  * it and eps into x_normed [n_tokens][cols] (sq_cuda_rmsnorm's result), which the matmul multiplies; the
  * integer-dot GEMV's quantization of x happens in the norm's kernel. */
 void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
-                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm, float eps,
-                      float *x_normed);
+                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm,
+                      float eps, float *x_normed);
 /* out[i][cols] = row rows[i] of src [n_src][cols] (stored as dtype, in the device layout), as fp32. */
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
-                      int n_rows, float *out);
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols,
+                      const int32_t *rows, int n_rows, float *out);
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out);
 /* style 0: interleaved pairs (2i, 2i+1), 1: halves (i, i + head_dim/2); k may be NULL */

@@ -5,8 +5,7 @@
 
 /* ---------------------------------------------------------------- get_rows */
 
-template <int DT>
-__global__ void get_rows_kernel(sq_cu_weight src, const int32_t *rows, float *out) {
+template <int DT> __global__ void get_rows_kernel(sq_cu_weight src, const int32_t *rows, float *out) {
     const int64_t r = rows[blockIdx.y];
     float *o = out + (size_t)blockIdx.y * src.cols;
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < src.cols;
@@ -14,8 +13,8 @@ __global__ void get_rows_kernel(sq_cu_weight src, const int32_t *rows, float *ou
         o[j] = element<DT>(src, r, j);
 }
 
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols, const int32_t *rows,
-                      int n_rows, float *out) {
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols,
+                      const int32_t *rows, int n_rows, float *out) {
     if (n_rows <= 0) return;
     const dim3 grid(sq_cu_blocks(cols, 256) < 64 ? sq_cu_blocks(cols, 256) : 64, (unsigned)n_rows);
     sq_cu_with_format(dtype, [&](auto dt) {
@@ -123,16 +122,19 @@ __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int h
     const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
     float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
     const float a = v[ia], b = v[ib];
-    const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)), rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)),
+                rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
     v[ia] = ra;
     v[ib] = rb;
     if (STORE && h >= nq) {
         const int off = (h - nq) * head_dim;
         const float *vr = st.v + (size_t)t * nk * head_dim + off;
-        uint8_t *kr = kv_row(st.kv, st.kv.k, st.seq[t], st.slot[t]), *vo = kv_row(st.kv, st.kv.v, st.seq[t], st.slot[t]);
+        uint8_t *kr = kv_row(st.kv, st.kv.k, st.seq[t], st.slot[t]),
+                *vo = kv_row(st.kv, st.kv.v, st.seq[t], st.slot[t]);
         if (st.kv.f16) {
             ((__half *)kr)[off + ia] = __float2half_rn(ra), ((__half *)kr)[off + ib] = __float2half_rn(rb);
-            ((__half *)vo)[off + ia] = __float2half_rn(vr[ia]), ((__half *)vo)[off + ib] = __float2half_rn(vr[ib]);
+            ((__half *)vo)[off + ia] = __float2half_rn(vr[ia]),
+                                 ((__half *)vo)[off + ib] = __float2half_rn(vr[ib]);
         } else {
             ((float *)kr)[off + ia] = ra, ((float *)kr)[off + ib] = rb;
             ((float *)vo)[off + ia] = vr[ia], ((float *)vo)[off + ib] = vr[ib];
@@ -155,8 +157,9 @@ void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const 
                            const sq_cuda_kv *kv, const sq_cuda_tokens *tokens) {
     const int64_t n = (int64_t)tokens->n_tokens * (n_q_heads + n_k_heads) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<true><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(
-        q, n_q_heads, k, n_k_heads, n, head_dim, pos, inv_freq, style, rope_store{*kv, v, tokens->seq, tokens->slot});
+    rope_kernel<true>
+        <<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, n_k_heads, n, head_dim, pos, inv_freq,
+                                                      style, rope_store{*kv, v, tokens->seq, tokens->slot});
     SQ_CUDA_LAUNCHED(c, "rope and kv_store");
 }
 
@@ -183,7 +186,8 @@ __global__ void swiglu_kernel(float *gate, const float *up, int64_t n) {
     }
 }
 
-/* GeGLU with the tanh GELU as the CPU computes it: x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3), times u */
+/* GeGLU with the tanh GELU as the CPU computes it: x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3), times
+ * u */
 __global__ void geglu_kernel(float *gate, const float *up, int64_t n) {
     const float c2 = 2 * 0.7978845608028654f;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -237,7 +241,6 @@ void sq_cuda_scale(sq_cuda *c, float *x, float s, int64_t n) {
 }
 
 /* ---------------------------------------------------------------- cache rows */
-
 
 /* One thread per value of the new rows (independent stores), converted to the row type (f16: round to
  * nearest even). */

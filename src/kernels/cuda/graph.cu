@@ -47,7 +47,8 @@ static graph_slot *find(sq_cuda_graphs *g, const void *key, size_t key_bytes, co
         graph_slot *s = &g->slot[i];
         if (s->key && s->key_bytes == total && !memcmp(s->key, key, key_bytes) &&
             !memcmp((char *)s->key + key_bytes, &c->scratch, sizeof c->scratch) &&
-            !memcmp((char *)s->key + key_bytes + sizeof c->scratch, &c->scratch_bytes, sizeof c->scratch_bytes))
+            !memcmp((char *)s->key + key_bytes + sizeof c->scratch, &c->scratch_bytes,
+                    sizeof c->scratch_bytes))
             return s;
         if (s->last_use < lru->last_use) lru = s;
     }

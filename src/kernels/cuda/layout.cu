@@ -27,8 +27,8 @@ static void upload_matrix(sq_cuda *c, uint8_t *dst, const uint8_t *src, int64_t 
     }
 }
 
-void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices, int64_t rows,
-                           int64_t cols) {
+void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices,
+                           int64_t rows, int64_t cols) {
     if (dtype != SQ_CUDA_Q4_0 && dtype != SQ_CUDA_Q8_0 && dtype != SQ_CUDA_Q4_K) {
         const size_t es = dtype == SQ_CUDA_F32 ? 4 : 2;
         sq_cuda_upload(c, dst, src, (size_t)(n_matrices * rows * cols) * es);
@@ -47,7 +47,8 @@ void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, in
             const int64_t nb = rows * (cols / L::elems);
             const size_t mbytes = (size_t)nb * (L::quant_bytes + L::scale_bytes);
             for (int64_t m = 0; m < n_matrices; m++)
-                upload_matrix<DT>(c, (uint8_t *)dst + m * mbytes, (const uint8_t *)src + m * mbytes, nb, stage);
+                upload_matrix<DT>(c, (uint8_t *)dst + m * mbytes, (const uint8_t *)src + m * mbytes, nb,
+                                  stage);
         }
     });
     free(stage);

@@ -143,8 +143,7 @@ __device__ __forceinline__ void finish_rows(float (&acc)[NT], const gemv_at &a, 
 }
 
 template <int DT, int NT>
-__global__ void __launch_bounds__(WARPS * 32)
-    gemv_dense(gemv_set set, const float *__restrict__ x) {
+__global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_set set, const float *__restrict__ x) {
     constexpr int ES = DT == SQ_CUDA_F32 ? 4 : 2, EPU = 16 / ES; /* element size, elements per 16 bytes */
     const gemv_at at = gemv_locate(set);
     const sq_cu_weight &wt = at.w.w;
@@ -312,11 +311,27 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 /* ---------------------------------------------------------------- launch */
 
-/* Warps per row: enough blocks to fill the GPU twice over when rows are few. */
-static int warps_per_row(const sq_cuda *c, int64_t rows) {
+/* Warps per row for a launch of `rows` rows of `units` 16-byte loads each, `resident` warps of the kernel
+ * fitting on the GPU at once: enough blocks to fill the GPU twice over when rows are few, and while one warp
+ * a row would leave half the resident warps idle (f16 4096x11008: 4096 warps of 8448), two warps a row,
+ * keeping at least 2 loads a lane. Launches of more rows keep one warp a row: splitting them measured slower
+ * (the split's reduction, shorter streams; bench_cuda gemv on the H200, docs/benchmarks.md). */
+static int warps_per_row(const sq_cuda *c, int64_t rows, int64_t units, int64_t resident) {
     int wpr = 1;
     while (wpr < WARPS && rows * wpr / WARPS < 2 * c->n_sm) wpr *= 2;
+    while (wpr < WARPS && rows * wpr * 2 <= resident && units / (wpr * 2) >= 64) wpr *= 2;
     return wpr;
+}
+
+/* Warps of a GEMV kernel resident on the whole GPU (its registers decide). */
+template <class K> static int64_t resident_warps(const sq_cuda *c, K kernel) {
+    int blocks = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, WARPS * 32, 0) != cudaSuccess ||
+        blocks < 1) {
+        cudaGetLastError();
+        blocks = 1;
+    }
+    return (int64_t)blocks * WARPS * c->n_sm;
 }
 
 /* The weights to multiply, as the public calls take them: n (<= MAX_WEIGHTS) of one format and width. */
@@ -332,19 +347,30 @@ struct matmul_job {
     float *x_normed;
 };
 
-
 template <int DT, int NT>
 static void launch_gemv(sq_cuda *c, const matmul_job &j, const float *x, const sq_cu_q8x &xq) {
     gemv_set set = {};
     set.n = j.n;
     set.accumulate = j.accumulate;
+    constexpr bool dense = DT == SQ_CUDA_F32 || DT == SQ_CUDA_F16 || DT == SQ_CUDA_BF16;
+    static int64_t resident; /* per kernel, once */
+    int64_t units;           /* 16-byte loads of a row */
+    if constexpr (dense) {
+        if (!resident) resident = resident_warps(c, gemv_dense<DT, NT>);
+        units = j.cols * (DT == SQ_CUDA_F32 ? 4 : 2) / 16;
+    } else {
+        if (!resident) resident = resident_warps(c, gemv_blocks<DT, NT>);
+        units = j.cols / sq_cu_layout<DT>::elems * sq_cu_layout<DT>::quant_bytes / 16;
+    }
+    int64_t all_rows = 0;
+    for (int i = 0; i < j.n; i++) all_rows += j.rows[i];
+    const int wpr = warps_per_row(c, all_rows, units, resident);
     unsigned grid = 0;
     for (int i = 0; i < j.n; i++) {
-        const int wpr = warps_per_row(c, j.rows[i]);
         set.p[i] = {sq_cu_weight_of<DT>(j.w[i], j.rows[i], j.cols), j.rows[i], j.y[i], grid, wpr};
         grid += sq_cu_blocks(j.rows[i], WARPS / wpr);
     }
-    if constexpr (DT == SQ_CUDA_F32 || DT == SQ_CUDA_F16 || DT == SQ_CUDA_BF16)
+    if constexpr (dense)
         gemv_dense<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, x);
     else
         gemv_blocks<DT, NT><<<grid, WARPS * 32, 0, c->stream>>>(set, xq.q, xq.d, xq.s);
@@ -362,11 +388,11 @@ static void gemv_tokens(sq_cuda *c, const matmul_job &j, const float *x, const s
 
 /* One thread per 32 consecutive values of a row (a block or sub-block), 64 bytes of f16 written as 4 uint4.
  */
-template <int DT>
-__global__ void dequantize_f16(sq_cu_weight w, int64_t n_units, __half *out) {
+template <int DT> __global__ void dequantize_f16(sq_cu_weight w, int64_t n_units, __half *out) {
     const int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (u >= n_units) return;
-    const int64_t cols = w.cols, units_per_row = cols / 32, row = u / units_per_row, c0 = u % units_per_row * 32;
+    const int64_t cols = w.cols, units_per_row = cols / 32, row = u / units_per_row,
+                  c0 = u % units_per_row * 32;
     uint4 packed[4];
     __half2 *h = (__half2 *)packed;
 #pragma unroll
@@ -469,8 +495,8 @@ void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t 
 }
 
 void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
-                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm, float eps,
-                      float *x_normed) {
+                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm,
+                      float eps, float *x_normed) {
     for (int i = 0; i < n_w; i++)
         if (rows[i] <= 0) return;
     matmul(c, {dtype, n_w, w, rows, cols, y, accumulate, norm, eps, x_normed}, x, n_tokens);
