@@ -158,15 +158,33 @@ static SQ_NODISCARD sq_error *check_lowrank(const sq_model *model, const sq_prun
     return o->method == SQ_PRUNE_ASVD ? check_calib(model, o->calib, "ASVD") : NULL;
 }
 
+/* A mixture of experts, and a count that leaves every block more experts than a token uses. */
+static SQ_NODISCARD sq_error *check_experts(const sq_model *model, const sq_prune_options *o) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (!info.n_experts)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: expert pruning needs a mixture-of-experts model; %s has "
+                         "no experts",
+                         info.arch);
+    if (o->n_remove_experts < 1 || o->n_remove_experts > info.n_experts - info.n_experts_used)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: removing %d of %d experts per block; with %d used per token remove 1 to %d",
+                         o->n_remove_experts, info.n_experts, info.n_experts_used,
+                         info.n_experts - info.n_experts_used);
+    return check_calib(model, o->calib, "expert pruning");
+}
+
 SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
     sq_model_info info;
     sq_model_get_info(model, &info);
+    if (o->method == SQ_PRUNE_EXPERTS) return check_experts(model, o);
     if (info.n_experts && o->method != SQ_PRUNE_DEPTH)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
-            "prune: %s is a mixture-of-experts model; only depth pruning supports it yet (the other "
-            "methods do not prune expert tensors)",
+            "prune: %s is a mixture-of-experts model; only depth and expert pruning support it yet (the "
+            "other methods do not prune expert tensors)",
             info.arch);
     /* the other methods read and cut dense weights; removing blocks by perplexity only runs the model */
     if (sq_model_has_lowrank(model) && !(o->method == SQ_PRUNE_DEPTH && o->criterion == SQ_DEPTH_PPL))
@@ -187,6 +205,8 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
     case SQ_PRUNE_LOWRANK:
     case SQ_PRUNE_ASVD:
         return check_lowrank(model, o);
+    case SQ_PRUNE_EXPERTS:
+        break; /* checked above */
     }
     return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown method %d", (int)o->method);
 }
@@ -247,8 +267,9 @@ SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_p
     SQ_TRY(sq_prune_check(model, o));
     SQ_TRY(sq_prune_measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before,
                             &res->n_layers_before));
-    sq_error *err = o->method == SQ_PRUNE_DEPTH   ? prune_depth(model, o, res)
-                    : o->method == SQ_PRUNE_WIDTH ? sq_prune_width(model, o)
+    sq_error *err = o->method == SQ_PRUNE_DEPTH     ? prune_depth(model, o, res)
+                    : o->method == SQ_PRUNE_EXPERTS ? sq_prune_experts(model, o, res)
+                    : o->method == SQ_PRUNE_WIDTH   ? sq_prune_width(model, o)
                     : o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD
                         ? sq_prune_lowrank(model, o, &res->n_factorised)
                         : sq_prune_unstructured(model, o, &res->n_pruned);

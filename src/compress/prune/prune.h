@@ -85,4 +85,8 @@ int sq_lowrank_choose_ranks(int n, const int64_t *rows, const int64_t *cols, con
  * *n_factorised gets how many are now low-rank. */
 SQ_NODISCARD sq_error *sq_prune_lowrank(sq_model *model, const sq_prune_options *opts, int *n_factorised);
 
+/* Expert pruning by routing frequency (SQ_PRUNE_EXPERTS): fills res's scores, removed, n_removed and
+ * n_experts_before. */
+SQ_NODISCARD sq_error *sq_prune_experts(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
+
 #endif
