@@ -128,6 +128,20 @@ typedef struct sq_block_args {
     float *lr_mid;          /* [n_tokens][largest rank] A.x of a low-rank weight; NULL when none is */
 } sq_block_args;
 
+/* The attention of a block's step: its q, cache and tokens into attn_out (block_ops and fused blocks alike).
+ */
+static inline sq_attention_args sq_block_attention_args(const sq_block_args *a) {
+    return (sq_attention_args){.q = a->q,
+                               .kv = a->kv,
+                               .tokens = a->tokens,
+                               .n_heads = a->w->n_heads,
+                               .n_kv_heads = a->w->n_kv_heads,
+                               .head_dim = a->head_dim,
+                               .window = a->window,
+                               .softcap = a->attn_softcap,
+                               .out = a->attn_out};
+}
+
 typedef struct sq_forward_args {
     const sq_token_batch *tokens;
     const sq_tensor *tok_embd;   /* [vocab][dim] */

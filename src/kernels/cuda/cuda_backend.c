@@ -202,9 +202,23 @@ static void linears(void *impl, int n_w, const sq_tensor *const *w, const float 
  * rounded input (gate and up likewise), the norm before them in the kernel that rounds that input, RoPE
  * and the cache write in one kernel, the residual adds in the epilogues of wo and w_down (where no post-norm
  * comes between). Dense blocks only (forward.c's rule). The profile counts each norm with its matmul. */
+/* x += post_norm(w . in): into x in the GEMV's epilogue, or through xb where a post-norm (Gemma) comes
+ * between */
+static void add_linear(void *impl, const sq_block_args *a, const sq_tensor *w, const float *in,
+                       const sq_tensor *post_norm) {
+    const int n = a->tokens->n_tokens;
+    if (!post_norm->data) {
+        linears(impl, 1, &w, in, n, &a->x, 1, NULL, 0, NULL);
+        return;
+    }
+    linears(impl, 1, &w, in, n, &a->xb, 0, NULL, 0, NULL);
+    cu_rmsnorm(impl, a->xb, post_norm->data, a->norm_eps, n, a->dim, a->xb);
+    cu_add(impl, a->x, a->xb, (int64_t)n * a->dim);
+}
+
 static void cu_block(void *impl, const sq_block_args *a) {
     const sq_block_weights *w = a->w;
-    const int n = a->tokens->n_tokens, dim = a->dim, hd = a->head_dim;
+    const int n = a->tokens->n_tokens, hd = a->head_dim;
     const int q_dim = w->n_heads * hd, kv_dim = w->n_kv_heads * hd;
 
     linears(impl, 3, (const sq_tensor *[]){&w->wq, &w->wk, &w->wv}, a->x, n, (float *[]){a->q, a->k, a->v}, 0,
@@ -222,33 +236,14 @@ static void cu_block(void *impl, const sq_block_args *a) {
     TIMED(SQ_OP_ROPE,
           sq_cuda_rope_kv_store(dev(impl), a->q, w->n_heads, a->k, a->v, w->n_kv_heads, hd, a->tokens->pos,
                                 a->inv_freq, a->rope_style == SQ_ROPE_INTERLEAVED ? 0 : 1, &kv, &tok));
-    cu_attention(impl, &(sq_attention_args){.q = a->q,
-                                            .kv = a->kv,
-                                            .tokens = a->tokens,
-                                            .n_heads = w->n_heads,
-                                            .n_kv_heads = w->n_kv_heads,
-                                            .head_dim = hd,
-                                            .window = a->window,
-                                            .softcap = a->attn_softcap,
-                                            .out = a->attn_out});
-    if (w->attn_post_norm.data) {
-        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->xb}, 0, NULL, 0, NULL);
-        cu_rmsnorm(impl, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
-        cu_add(impl, a->x, a->xb, (int64_t)n * dim);
-    } else {
-        linears(impl, 1, (const sq_tensor *[]){&w->wo}, a->attn_out, n, (float *[]){a->x}, 1, NULL, 0, NULL);
-    }
+    const sq_attention_args att = sq_block_attention_args(a);
+    cu_attention(impl, &att);
+    add_linear(impl, a, &w->wo, a->attn_out, &w->attn_post_norm);
 
     linears(impl, 2, (const sq_tensor *[]){&w->w_gate, &w->w_up}, a->x, n, (float *[]){a->gate, a->up}, 0,
             w->ffn_norm.data, a->norm_eps, a->xb);
     (a->geglu ? cu_geglu : cu_swiglu)(impl, a->gate, a->up, (int64_t)n * w->ffn_dim);
-    if (w->ffn_post_norm.data) {
-        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->xb}, 0, NULL, 0, NULL);
-        cu_rmsnorm(impl, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
-        cu_add(impl, a->x, a->xb, (int64_t)n * dim);
-    } else {
-        linears(impl, 1, (const sq_tensor *[]){&w->w_down}, a->gate, n, (float *[]){a->x}, 1, NULL, 0, NULL);
-    }
+    add_linear(impl, a, &w->w_down, a->gate, &w->ffn_post_norm);
 }
 
 typedef struct forward_call {
