@@ -1090,6 +1090,11 @@ typedef struct sq_prune_options {
      * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
     double sparsity;
     int nm_n, nm_m;
+    /* Wanda and SparseGPT at a sparsity: owl_lambda in (0, sparsity] turns on OWL (Yin et al. 2024): each
+     * block's sparsity from its outlier ratio (share of Wanda scores above owl_m times the block's mean; 0:
+     * the paper's 5), spread over [sparsity - owl_lambda, sparsity + owl_lambda] and averaging sparsity, more
+     * outliers keeping more weights; 0: every block at sparsity */
+    double owl_lambda, owl_m;
     /* SQ_PRUNE_WIDTH: fractions in [0, 1) of each block's key/value groups and FFN channels removed; each
      * block must keep at least one of each */
     double heads, ffn;
@@ -1130,6 +1135,9 @@ typedef struct sq_prune_result {
     int *removed;
     int n_removed;
     int n_factorised; /* SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD: linear weights now stored as low-rank factors */
+    /* OWL: layer_sparsity[n_layers_before] each block's sparsity, owl_lod[n_layers_before] its outlier ratio
+     * (malloc'ed; NULL without OWL) */
+    double *layer_sparsity, *owl_lod;
     /* SQ_PRUNE_EXPERTS: scores[n_layers][n_experts_before] the share of calibration tokens whose top k held
      * each expert, removed[n_layers][n_removed] the removed experts' old indices per block, ascending */
     int n_experts_before;

@@ -378,6 +378,10 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
         cJSON_AddNumberToObject(req, "nm_m", o->nm_m);
     } else {
         cJSON_AddNumberToObject(req, "sparsity", o->sparsity);
+        if (o->owl_lambda) {
+            cJSON_AddNumberToObject(req, "owl_lambda", o->owl_lambda);
+            cJSON_AddNumberToObject(req, "owl_m", o->owl_m ? o->owl_m : 5);
+        }
     }
     const char *names[] = {"params", "nonzero", "weight_bytes", "n_layers"};
     double before[] = {(double)r->params_before, (double)r->nonzero_before, (double)r->bytes_before,
@@ -416,6 +420,16 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
             cJSON_AddItemToArray(blocks, blk);
         }
         return write_report(path, j);
+    }
+    if (r->layer_sparsity) { /* OWL: each block's outlier ratio and sparsity */
+        cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+        for (int l = 0; l < r->n_layers_before; l++) {
+            cJSON *blk = cJSON_CreateObject();
+            cJSON_AddNumberToObject(blk, "block", l);
+            cJSON_AddNumberToObject(blk, "outlier_ratio", r->owl_lod[l]);
+            cJSON_AddNumberToObject(blk, "sparsity", r->layer_sparsity[l]);
+            cJSON_AddItemToArray(blocks, blk);
+        }
     }
     if (!depth) {
         cJSON_AddNumberToObject(j, "pruned_weights", (double)r->n_pruned);

@@ -8,7 +8,7 @@
 
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
-    double sparsity, heads, ffn, rank_ratio, param_ratio, alpha;
+    double sparsity, heads, ffn, rank_ratio, param_ratio, alpha, owl, owl_m;
     long remove, remove_experts, keep_first, keep_last, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
@@ -17,7 +17,7 @@ static const cli_verb verb = {
     .name = "prune",
     .usage =
         "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
-        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S [--owl L] | --nm N:M)\n"
         "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
         "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
         "[options]\n"
@@ -37,6 +37,8 @@ static const cli_verb verb = {
         "    tokens, within each output row;\n"
         "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
         "    128 columns at a time.\n"
+        "  --owl L (OWL, Yin et al. 2024) gives each block its own sparsity in [S - L, S + L], averaging\n"
+        "    S: blocks with more outliers (Wanda scores above --owl-m times their mean) keep more weights.\n"
         "width: each block loses --heads F of its key/value head groups (with their query heads) and\n"
         "  --ffn F of its FFN channels, the least important by Wanda's score summed over the structure\n"
         "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
@@ -69,6 +71,9 @@ static int parse_args(int argc, char **argv, prune_args *a) {
                         "pruning method"),
         CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
                         "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
+        CLI_NUMBER_FLAG("--owl", "L", &a->owl, 0, 1, 0,
+                        "wanda, sparsegpt: OWL's lambda, e.g. 0.08 (the paper's)", .def_shown = "off"),
+        CLI_NUMBER_FLAG("--owl-m", "M", &a->owl_m, 0, 1e6, 0, "OWL's outlier threshold", .def_shown = "5"),
         CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
         CLI_NUMBER_FLAG("--heads", "F", &a->heads, 0, 1, 0,
                         "width: fraction of each block's KV head groups removed"),
@@ -107,6 +112,9 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     if (rc != CLI_CONTINUE) return rc;
     const int lowrank = !strcmp(a->method, "lowrank") || !strcmp(a->method, "asvd");
     const int experts = !strcmp(a->method, "experts");
+    if ((a->owl || a->owl_m) && strcmp(a->method, "wanda") && strcmp(a->method, "sparsegpt"))
+        return cli_usage_error("prune", "--owl and --owl-m belong to --method wanda and sparsegpt");
+    if (a->owl_m && !a->owl) return cli_usage_error("prune", "--owl-m needs --owl L");
     if (!experts && a->remove_experts)
         return cli_usage_error("prune", "--remove-experts belongs to --method experts");
     if (experts) {
@@ -193,7 +201,11 @@ static void print_summary(const prune_args *a, const sq_prune_options *o, const 
         if (o->nm_m)
             printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
         else
-            printf("method            %s, sparsity %.4g\n", a->method, o->sparsity);
+            printf("method            %s, sparsity %.4g%s\n", a->method, o->sparsity,
+                   o->owl_lambda ? " (OWL)" : "");
+        for (int l = 0; r->layer_sparsity && l < r->n_layers_before; l++)
+            printf("  block %-3d outliers %.4f%%  sparsity %.4f\n", l, 100 * r->owl_lod[l],
+                   r->layer_sparsity[l]);
         if (o->calib)
             printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples,
                    o->calib->seq_len, a->calib);
@@ -231,6 +243,8 @@ int sq_cmd_prune(int argc, char **argv) {
                                     : !strcmp(a.method, "experts")   ? SQ_PRUNE_EXPERTS
                                                                      : SQ_PRUNE_MAGNITUDE,
                           .sparsity = a.sparsity,
+                          .owl_lambda = a.owl,
+                          .owl_m = a.owl_m,
                           .heads = a.heads,
                           .ffn = a.ffn,
                           .n_remove = (int)a.remove,

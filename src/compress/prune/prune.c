@@ -23,6 +23,20 @@ static SQ_NODISCARD sq_error *check_unstructured(const sq_model *model, const sq
     } else if (!(o->sparsity >= 0 && o->sparsity < 1)) {
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: sparsity %g is outside [0, 1)", o->sparsity);
     }
+    if (o->owl_lambda != 0 || o->owl_m != 0) {
+        if (o->method == SQ_PRUNE_MAGNITUDE || o->nm_m)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "prune: OWL applies to wanda and sparsegpt at a sparsity, "
+                                                 "not to magnitude pruning or N:M");
+        if (!(o->owl_lambda > 0 && o->owl_lambda <= o->sparsity && o->sparsity + o->owl_lambda < 1))
+            return sq_errorf(
+                SQ_ERR_INVALID_ARG,
+                "prune: OWL lambda %g must lie in (0, %g] so that every block's sparsity stays in "
+                "[0, 1)",
+                o->owl_lambda, o->sparsity < 1 - o->sparsity ? o->sparsity : 1 - o->sparsity);
+        if (!(o->owl_m >= 0 && o->owl_m <= 1e6))
+            return sq_errorf(SQ_ERR_INVALID_ARG, "prune: OWL's outlier threshold M %g is outside (0, 1e6]",
+                             o->owl_m);
+    }
     sq_model_info info;
     sq_model_get_info(model, &info);
     for (int l = 0; l < info.n_layers; l++)
@@ -262,6 +276,17 @@ static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_option
     return err;
 }
 
+/* Unstructured and N:M, with OWL's per-block sparsities when asked. */
+static SQ_NODISCARD sq_error *prune_unstructured(sq_model *model, const sq_prune_options *o,
+                                                 sq_prune_result *res) {
+    if (!o->owl_lambda) return sq_prune_unstructured(model, o, NULL, &res->n_pruned);
+    res->owl_lod = calloc((size_t)res->n_layers_before, sizeof *res->owl_lod);
+    res->layer_sparsity = calloc((size_t)res->n_layers_before, sizeof *res->layer_sparsity);
+    if (!res->owl_lod || !res->layer_sparsity) return sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    SQ_TRY(sq_prune_owl(model, o, res->owl_lod, res->layer_sparsity));
+    return sq_prune_unstructured(model, o, res->layer_sparsity, &res->n_pruned);
+}
+
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
     memset(res, 0, sizeof *res);
     SQ_TRY(sq_prune_check(model, o));
@@ -272,7 +297,7 @@ SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_p
                     : o->method == SQ_PRUNE_WIDTH   ? sq_prune_width(model, o)
                     : o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD
                         ? sq_prune_lowrank(model, o, &res->n_factorised)
-                        : sq_prune_unstructured(model, o, &res->n_pruned);
+                        : prune_unstructured(model, o, res);
     if (!err)
         err = sq_prune_measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after,
                                &res->n_layers_after);
@@ -284,7 +309,10 @@ void sq_prune_result_free(sq_prune_result *res) {
     if (!res) return;
     free(res->scores);
     free(res->removed);
+    free(res->layer_sparsity);
+    free(res->owl_lod);
     res->scores = NULL;
     res->removed = NULL;
+    res->layer_sparsity = res->owl_lod = NULL;
     res->n_removed = 0;
 }
