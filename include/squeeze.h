@@ -1333,9 +1333,10 @@ typedef struct sq_quantize_params {
     const char
         *output; /* a GGUF file to write (atomically: a temporary file renamed into place, so an
                     interrupted run leaves nothing under this name), or NULL to only change the model */
-    /* NULL, or an imatrix (method rtn only): every matrix with an entry is quantized by its format's
-     * importance-weighted search where the format has one (llama-quantize --imatrix); an entry whose length
-     * is not the matrix's row length is refused before any work */
+    /* NULL, or an imatrix (methods rtn and gptq): every matrix with an entry is quantized by its format's
+     * importance-weighted search where the format has one (llama-quantize --imatrix; with gptq, the search
+     * that chooses each block's scales from the error-updated weights); an entry whose length is not the
+     * matrix's row length is refused before any work */
     const sq_imatrix *imatrix;
     /* > 0 (method rtn only): mixed precision. The blocks' weight matrices that no keep rule names get the
      * formats (among q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, f16 whose blocks fit their rows) that

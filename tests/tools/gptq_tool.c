@@ -1,9 +1,10 @@
-/* gptq_tool: GPTQ on one layer (compress/quant/gptq.h), or round to nearest on the same grid (grid.h), for
- * the reference test against a plain numpy GPTQ (tests/py/test_gptq.py).
+/* gptq_tool: GPTQ on one layer (compress/quant/gptq.h), or round to nearest on the same grid (grid.h), or
+ * the format's own reference quantizer (core/dtype_ref.c), for the reference test against a plain numpy
+ * GPTQ (tests/py/test_gptq.py).
  *
  *   gptq_tool METHOD TYPE GROUP ACT_ORDER BLOCK DAMP ROWS COLS N_TOKENS W XTX VALUES PACKED
  *
- * METHOD gptq or rtn (which ignores ACT_ORDER .. DAMP, N_TOKENS and XTX's values);
+ * METHOD gptq, rtn or ref (rtn and ref ignore ACT_ORDER .. DAMP, N_TOKENS and XTX's values);
  * reads W (float32 [ROWS][COLS]) and XTX (float64 [COLS][COLS], the sum of x x^T over N_TOKENS inputs),
  * writes VALUES (float32 [ROWS][COLS], the quantized weights) and PACKED (the format's bytes; empty for
  * grids without a layout). Errors go to stderr with exit status 1. */
@@ -34,13 +35,13 @@ static void write_all(const char *path, const void *p, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 14 || (strcmp(argv[1], "gptq") && strcmp(argv[1], "rtn"))) {
+    if (argc != 14 || (strcmp(argv[1], "gptq") && strcmp(argv[1], "rtn") && strcmp(argv[1], "ref"))) {
         fprintf(stderr,
-                "usage: gptq_tool gptq|rtn TYPE GROUP ACT_ORDER BLOCK DAMP ROWS COLS N_TOKENS W XTX VALUES "
+                "usage: gptq_tool gptq|rtn|ref TYPE GROUP ACT_ORDER BLOCK DAMP ROWS COLS N_TOKENS W XTX VALUES "
                 "PACKED\n");
         return 2;
     }
-    const int rtn = !strcmp(argv[1], "rtn");
+    const int rtn = !strcmp(argv[1], "rtn"), ref = !strcmp(argv[1], "ref");
     argv++;
     const int64_t rows = atoll(argv[6]), cols = atoll(argv[7]), n_tokens = atoll(argv[8]);
     sq_grid grid;
@@ -52,7 +53,16 @@ int main(int argc, char **argv) {
     float *values = malloc((size_t)(rows * cols) * sizeof *values);
     const size_t packed_bytes = grid.pack ? (size_t)rows * sq_row_bytes(grid.dtype, cols) : 0;
     void *packed = malloc(packed_bytes + 1);
-    if (!err && rtn)
+    if (!err && ref && grid.pack) { /* the format's from_f32 row by row, then its to_f32 */
+        const sq_dtype_traits *f = sq_dtype_info(grid.dtype);
+        const size_t rb = sq_row_bytes(grid.dtype, cols);
+        for (int64_t r = 0; r < rows; r++) {
+            f->from_f32(w + r * cols, (uint8_t *)packed + r * rb, cols);
+            f->to_f32((uint8_t *)packed + r * rb, values + r * cols, cols);
+        }
+    } else if (!err && ref)
+        err = sq_errorf(SQ_ERR_INVALID_ARG, "%s has no stored layout", argv[1]);
+    else if (!err && rtn)
         sq_grid_rtn(&grid, w, rows, cols, values, packed);
     else if (!err)
         err = sq_gptq_quantize("test", w, rows, cols, xtx, n_tokens, &grid, &o, values, packed);
