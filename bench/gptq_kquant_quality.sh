@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPTQ into llama.cpp's block types on the default model (stories15M), beside llama.cpp's own files of the
-# same type: squeeze quantize --type TYPE with RTN, RTN + imatrix, GPTQ and GPTQ + imatrix, and llama.cpp's
+# same type: squeeze quantize --type TYPE with RTN, RTN + imatrix, GPTQ, GPTQ + imatrix (and with act-order), and llama.cpp's
 # llama-quantize TYPE without and with its own imatrix (llama-imatrix), every file measured by the same engine
 # and protocol (squeeze ppl --ref against the fp32 model: ppl, mean KL, top-1 agreement), with bits per weight
 # counted over every tensor of the file (gguf package). Calibration (both imatrices, GPTQ's Hessians): Grimm's
@@ -39,6 +39,7 @@ for t in $types; do
   q rtn-imatrix --imatrix "$out/squeeze.imatrix"
   q gptq --method gptq "${cal[@]}"
   q gptq-imatrix --method gptq "${cal[@]}" --imatrix "$out/squeeze.imatrix"
+  q gptq-imatrix-act --method gptq "${cal[@]}" --imatrix "$out/squeeze.imatrix" --act-order
   "$bin/llama-quantize" "$out/f32.gguf" "$out/$t-llama.gguf" "${t^^}" "$threads" >"$out/$t-llama.log" 2>&1
   "$bin/llama-quantize" --imatrix "$out/llama.imatrix" "$out/f32.gguf" "$out/$t-llama-imatrix.gguf" "${t^^}" \
     "$threads" >"$out/$t-llama-imatrix.log" 2>&1
@@ -63,4 +64,4 @@ PY
 done
 echo
 echo "calibration: $samples windows of 256 tokens of Grimm's fairy tales (seed 0); text: first $bytes bytes of" \
-  "TinyStories valid-a; llama.cpp: $("$bin/llama-quantize" --version 2>&1 | head -1)"
+  "TinyStories valid-a; llama.cpp: llama-cpp-python $(cat "$bin/../../version" 2>/dev/null || echo "(unknown)")"
