@@ -1424,7 +1424,13 @@ SQ_NODISCARD sq_error *sq_spec_search(const sq_model *model, const int32_t *ids,
 typedef struct sq_bench_params {
     int n_prompt, n_gen; /* tokens per sequence, each >= 0, not both 0 */
     int n_seqs;
-    int n_reps;    /* timed repetitions */
+    int n_reps;    /* timed repetitions summarised */
+    /* The most timed rounds run (0: n_reps). A round (every model once) is disturbed when a model's threads
+     * spent more than SQ_BENCH_MAX_CPU_WAIT of their time kept off a CPU (run-queue delay of the process's
+     * threads, from /proc/self/task/N/schedstat, plus the hypervisor's steal time, from /proc/stat); rounds
+     * run until n_reps were undisturbed or n_reps_max ran. The statistics summarise the n_reps rounds that
+     * waited least: the undisturbed ones when there are enough, else the least disturbed. */
+    int n_reps_max;
     int n_warmup;  /* untimed repetitions before them */
     int n_threads; /* 0: sq_cpu_count() */
     uint64_t seed;
@@ -1436,8 +1442,11 @@ typedef struct sq_bench_params {
     const char *device; /* the contexts' device (sq_context_options.device); NULL: "cpu" */
 } sq_bench_params;
 
+/* A repetition whose threads waited longer than this share of their time for a CPU is disturbed. */
+#define SQ_BENCH_MAX_CPU_WAIT 0.05
+
 typedef struct sq_bench_stat {
-    double median, min, max; /* over the timed repetitions */
+    double median, min, max; /* over the n_reps summarised repetitions */
 } sq_bench_stat;
 
 typedef struct sq_bench_result {
@@ -1450,6 +1459,10 @@ typedef struct sq_bench_result {
     size_t weight_bytes;         /* the model's weights in memory */
     size_t kv_bytes;             /* the KV cache of a context sized for this workload */
     size_t peak_rss_bytes;       /* the process's peak resident memory after this model's first repetitions */
+    int n_runs;                  /* timed rounds run (the same for every model of one call) */
+    int n_disturbed;             /* of them, disturbed (see n_reps_max) */
+    double cpu_wait;             /* median over the rounds run of this model's share of time kept off a CPU;
+                                  * NAN where /proc does not tell */
 } sq_bench_result;
 
 /* Benchmarks n_models models on the same workload, each in its own context, interleaving their timed

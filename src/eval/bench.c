@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu_wait.h"
 #include "core/error.h"
 #include "squeeze.h"
 
@@ -21,7 +22,8 @@ typedef struct bench_variant {
     int32_t *next;    /* [n_seqs]: the token each sequence feeds at the next decode step */
     float *logits;    /* [n_seqs][vocab] */
     sq_seq_batch *batch;
-    double *prefill_s, *decode_s; /* [n_reps] */
+    double *prefill_s, *decode_s; /* [n_reps_max]: every timed repetition run */
+    double *cpu_wait;             /* [n_reps_max]: sq_cpu_wait_fraction over each repetition */
 } bench_variant;
 
 static uint64_t xorshift64(uint64_t *s) {
@@ -39,21 +41,24 @@ static int32_t argmax(const float *x, int n) {
     return best;
 }
 
+static int reps_max(const sq_bench_params *p) { return p->n_reps_max ? p->n_reps_max : p->n_reps; }
+
 static SQ_NODISCARD sq_error *check_params(const sq_model *const *models, int n_models,
                                            const sq_bench_params *p) {
     if (n_models < 1) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: no model to benchmark");
     for (int m = 0; m < n_models; m++)
         if (!models[m]) return sq_errorf(SQ_ERR_INVALID_ARG, "bench: model %d is NULL", m + 1);
     if (p->n_prompt < 0 || p->n_gen < 0 || p->n_prompt + (int64_t)p->n_gen < 1 || p->n_seqs < 1 ||
-        p->n_reps < 1 || p->n_warmup < 0 || p->n_threads < 0)
+        p->n_reps < 1 || p->n_warmup < 0 || p->n_threads < 0 || p->n_reps_max < 0 ||
+        (p->n_reps_max && p->n_reps_max < p->n_reps))
         return sq_errorf(
             SQ_ERR_INVALID_ARG,
             "bench: prompt tokens (%d) and output tokens (%d) must be at least 0 and not both 0, "
             "batch size (%d) and repetitions (%d) must be at least 1, warm-ups (%d) and threads "
-            "(%d) at least 0",
-            p->n_prompt, p->n_gen, p->n_seqs, p->n_reps, p->n_warmup, p->n_threads);
+            "(%d) at least 0, the most repetitions (%d) 0 or at least the repetitions",
+            p->n_prompt, p->n_gen, p->n_seqs, p->n_reps, p->n_warmup, p->n_threads, p->n_reps_max);
     if (p->n_prompt > INT32_MAX - p->n_gen || (p->n_prompt && p->n_seqs > INT32_MAX / p->n_prompt) ||
-        p->n_reps > INT32_MAX / n_models - p->n_warmup)
+        reps_max(p) > INT32_MAX / n_models - p->n_warmup)
         return sq_errorf(SQ_ERR_INVALID_ARG, "bench: workload of %d x (%d + %d) tokens is too large",
                          p->n_seqs, p->n_prompt, p->n_gen);
     return NULL;
@@ -68,6 +73,7 @@ static void variant_free(bench_variant *v) {
     free(v->batch);
     free(v->prefill_s);
     free(v->decode_s);
+    free(v->cpu_wait);
 }
 
 static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *model, int index,
@@ -90,9 +96,11 @@ static SQ_NODISCARD sq_error *variant_init(bench_variant *v, const sq_model *mod
     v->next = malloc((size_t)p->n_seqs * sizeof *v->next);
     v->logits = malloc((size_t)p->n_seqs * (size_t)v->vocab * sizeof *v->logits);
     v->batch = malloc((size_t)p->n_seqs * sizeof *v->batch);
-    v->prefill_s = malloc((size_t)p->n_reps * sizeof *v->prefill_s);
-    v->decode_s = malloc((size_t)p->n_reps * sizeof *v->decode_s);
-    if (!v->prompts || !v->first || !v->next || !v->logits || !v->batch || !v->prefill_s || !v->decode_s)
+    v->prefill_s = malloc((size_t)reps_max(p) * sizeof *v->prefill_s);
+    v->decode_s = malloc((size_t)reps_max(p) * sizeof *v->decode_s);
+    v->cpu_wait = malloc((size_t)reps_max(p) * sizeof *v->cpu_wait);
+    if (!v->prompts || !v->first || !v->next || !v->logits || !v->batch || !v->prefill_s || !v->decode_s ||
+        !v->cpu_wait)
         return sq_errorf(SQ_ERR_NOMEM, "bench: out of memory for %d sequences of %d tokens", p->n_seqs,
                          p->n_prompt);
     /* Random ids: a dense transformer's speed does not depend on token values, and every model sees the same
@@ -182,46 +190,100 @@ static double metric_request_rate(double pf, double dc, const sq_bench_params *p
     return p->n_seqs / (pf + dc);
 }
 
-static sq_bench_stat summarise_metric(const bench_variant *v, const sq_bench_params *p, rep_metric f,
-                                      double *scratch) {
-    for (int r = 0; r < p->n_reps; r++) scratch[r] = f(v->prefill_s[r], v->decode_s[r], p);
-    return summarise(scratch, p->n_reps);
+/* The repetitions the statistics summarise: their indices into a variant's arrays. */
+typedef struct rep_selection {
+    int *index; /* [n_reps_max] */
+    int n;
+} rep_selection;
+
+static sq_bench_stat summarise_metric(const bench_variant *v, const sq_bench_params *p,
+                                      const rep_selection *sel, rep_metric f, double *scratch) {
+    for (int i = 0; i < sel->n; i++)
+        scratch[i] = f(v->prefill_s[sel->index[i]], v->decode_s[sel->index[i]], p);
+    return summarise(scratch, sel->n);
 }
 
-static void fill_result(const bench_variant *v, const sq_bench_params *p, double *scratch,
-                        sq_bench_result *out) {
-    out->ttft_s = summarise_metric(v, p, metric_ttft, scratch);
-    out->tpot_s = summarise_metric(v, p, metric_tpot, scratch);
-    out->e2e_s = summarise_metric(v, p, metric_e2e, scratch);
-    out->prefill_tok_s = summarise_metric(v, p, metric_prefill_rate, scratch);
-    out->decode_tok_s = summarise_metric(v, p, metric_decode_rate, scratch);
-    out->requests_s = summarise_metric(v, p, metric_request_rate, scratch);
+static double cpu_wait_median(const bench_variant *v, int n_runs, double *scratch) {
+    int n = 0;
+    for (int r = 0; r < n_runs; r++)
+        if (!isnan(v->cpu_wait[r])) scratch[n++] = v->cpu_wait[r];
+    return n ? summarise(scratch, n).median : NAN;
+}
+
+static void fill_result(const bench_variant *v, const sq_bench_params *p, const rep_selection *sel,
+                        int n_runs, int n_disturbed, double *scratch, sq_bench_result *out) {
+    out->ttft_s = summarise_metric(v, p, sel, metric_ttft, scratch);
+    out->tpot_s = summarise_metric(v, p, sel, metric_tpot, scratch);
+    out->e2e_s = summarise_metric(v, p, sel, metric_e2e, scratch);
+    out->prefill_tok_s = summarise_metric(v, p, sel, metric_prefill_rate, scratch);
+    out->decode_tok_s = summarise_metric(v, p, sel, metric_decode_rate, scratch);
+    out->requests_s = summarise_metric(v, p, sel, metric_request_rate, scratch);
+    out->n_runs = n_runs;
+    out->n_disturbed = n_disturbed;
+    out->cpu_wait = cpu_wait_median(v, n_runs, scratch);
     sq_model_info info;
     sq_model_get_info(v->model, &info);
     out->weight_bytes = info.weight_bytes;
     out->kv_bytes = sq_context_kv_bytes(v->ctx);
 }
 
+static int context_threads(const sq_bench_params *p) { return p->n_threads ? p->n_threads : sq_cpu_count(); }
+
+/* One timed repetition of one model, with the share of its threads' time spent kept off a CPU. */
+static SQ_NODISCARD sq_error *timed_run(bench_variant *v, const sq_bench_params *p, int r) {
+    sq_cpu_wait_sample a, b;
+    sq_cpu_wait_sample_now(&a);
+    SQ_TRY(variant_run(v, p, &v->prefill_s[r], &v->decode_s[r]));
+    sq_cpu_wait_sample_now(&b);
+    v->cpu_wait[r] = sq_cpu_wait_fraction(&a, &b, context_threads(p));
+    return NULL;
+}
+
+/* The repetitions progress expects in all: each disturbed round adds one, up to n_reps_max. */
+static int64_t progress_total(const sq_bench_params *p, int n_models, int n_disturbed) {
+    int rounds = p->n_reps + n_disturbed < reps_max(p) ? p->n_reps + n_disturbed : reps_max(p);
+    return (int64_t)n_models * (p->n_warmup + rounds);
+}
+
+/* Runs rounds (every model once, in order) until n_reps of them were undisturbed or n_reps_max ran, and
+ * selects the n_reps rounds whose most-waiting model waited least: the undisturbed ones when there are
+ * enough, else the least disturbed (the machine was busy throughout; *n_disturbed says so). */
 static SQ_NODISCARD sq_error *run_all(bench_variant *vs, int n_models, const sq_bench_params *p,
-                                      sq_progress_fn progress, void *user, sq_bench_result *results) {
-    int total = n_models * (p->n_warmup + p->n_reps), done = 0;
+                                      sq_progress_fn progress, void *user, sq_bench_result *results,
+                                      rep_selection *sel, double *round_wait, int *n_runs, int *n_disturbed) {
+    int done = 0;
     double ignored_prefill, ignored_decode;
     /* Warm-ups model by model, so that each model's peak memory is read before the next one runs. */
     for (int m = 0; m < n_models; m++) {
         for (int w = 0; w < p->n_warmup; w++) {
             SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &ignored_prefill, &ignored_decode), "bench: model %d",
                                  m + 1));
-            if (progress) progress(user, ++done, total);
+            if (progress) progress(user, ++done, progress_total(p, n_models, 0));
         }
         if (p->n_warmup) results[m].peak_rss_bytes = sq_peak_rss_bytes();
     }
-    for (int r = 0; r < p->n_reps; r++)
+    int r = 0, n_clean = 0;
+    for (; r < reps_max(p) && n_clean < p->n_reps; r++) {
+        round_wait[r] = 0; /* an unknown wait (no /proc) counts as none: the old fixed count of repetitions */
         for (int m = 0; m < n_models; m++) {
-            SQ_TRY(sq_error_wrap(variant_run(&vs[m], p, &vs[m].prefill_s[r], &vs[m].decode_s[r]),
-                                 "bench: model %d", m + 1));
+            SQ_TRY(sq_error_wrap(timed_run(&vs[m], p, r), "bench: model %d", m + 1));
+            if (vs[m].cpu_wait[r] > round_wait[r]) round_wait[r] = vs[m].cpu_wait[r];
             if (!p->n_warmup && r == 0) results[m].peak_rss_bytes = sq_peak_rss_bytes();
-            if (progress) progress(user, ++done, total);
+            if (progress)
+                progress(user, ++done,
+                         progress_total(p, n_models, r - n_clean + (round_wait[r] > SQ_BENCH_MAX_CPU_WAIT)));
         }
+        n_clean += round_wait[r] <= SQ_BENCH_MAX_CPU_WAIT;
+    }
+    *n_runs = r;
+    *n_disturbed = r - n_clean;
+    /* a stable insertion sort of the round indices by wait: the earliest of equally waiting rounds first */
+    for (int i = 0; i < r; i++) {
+        int j = i;
+        for (; j > 0 && round_wait[sel->index[j - 1]] > round_wait[i]; j--) sel->index[j] = sel->index[j - 1];
+        sel->index[j] = i;
+    }
+    sel->n = p->n_reps;
     return NULL;
 }
 
@@ -229,19 +291,25 @@ sq_error *sq_bench_run(const sq_model *const *models, int n_models, const sq_ben
                        sq_progress_fn progress, void *user, sq_bench_result *results) {
     SQ_TRY(check_params(models, n_models, params));
     bench_variant *vs = calloc((size_t)n_models, sizeof *vs);
-    double *scratch = malloc((size_t)params->n_reps * sizeof *scratch);
-    sq_error *err = vs && scratch ? NULL : sq_errorf(SQ_ERR_NOMEM, "bench: out of memory");
-    int n_ready = 0;
+    double *scratch = malloc((size_t)reps_max(params) * sizeof *scratch);
+    rep_selection sel = {.index = malloc((size_t)reps_max(params) * sizeof *sel.index)};
+    double *round_wait = malloc((size_t)reps_max(params) * sizeof *round_wait);
+    sq_error *err =
+        vs && scratch && sel.index && round_wait ? NULL : sq_errorf(SQ_ERR_NOMEM, "bench: out of memory");
+    int n_ready = 0, n_runs = 0, n_disturbed = 0;
     for (; !err && n_ready < n_models; n_ready++)
         err = variant_init(&vs[n_ready], models[n_ready], n_ready, params);
     if (!err) {
         memset(results, 0, (size_t)n_models * sizeof *results);
-        err = run_all(vs, n_models, params, progress, user, results);
+        err = run_all(vs, n_models, params, progress, user, results, &sel, round_wait, &n_runs, &n_disturbed);
     }
-    for (int m = 0; !err && m < n_models; m++) fill_result(&vs[m], params, scratch, &results[m]);
+    for (int m = 0; !err && m < n_models; m++)
+        fill_result(&vs[m], params, &sel, n_runs, n_disturbed, scratch, &results[m]);
     for (int m = 0; vs && m < n_ready; m++) variant_free(&vs[m]);
     free(vs);
     free(scratch);
+    free(sel.index);
+    free(round_wait);
     return err;
 }
 

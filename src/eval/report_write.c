@@ -224,6 +224,12 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
 static cJSON *result_object(int batch, const sq_bench_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "n_seqs", batch);
+    cJSON_AddNumberToObject(o, "n_runs", r->n_runs);
+    cJSON_AddNumberToObject(o, "n_disturbed", r->n_disturbed);
+    if (isnan(r->cpu_wait))
+        cJSON_AddNullToObject(o, "cpu_wait");
+    else
+        cJSON_AddNumberToObject(o, "cpu_wait", r->cpu_wait);
     int n;
     const sq_bench_metric *metrics = sq_bench_metrics(&n);
     for (int k = 0; k < n; k++) {
@@ -251,6 +257,7 @@ SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_m
     cJSON_AddNumberToObject(settings, "n_prompt", p->n_prompt);
     cJSON_AddNumberToObject(settings, "n_gen", p->n_gen);
     cJSON_AddNumberToObject(settings, "n_reps", p->n_reps);
+    cJSON_AddNumberToObject(settings, "n_reps_max", p->n_reps_max ? p->n_reps_max : p->n_reps);
     cJSON_AddNumberToObject(settings, "n_warmup", p->n_warmup);
     cJSON_AddNumberToObject(settings, "n_threads", p->n_threads);
     cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());

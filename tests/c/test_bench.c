@@ -1,9 +1,14 @@
 /* sq_bench_run on stories260K: every metric present and positive, the metrics consistent with one another
  * (rates are the workload divided by the times, per repetition), memory matching the model's shapes, progress
- * counted, two models interleaved, and clear errors for workloads that cannot run. */
+ * counted, two models interleaved, disturbed repetitions run again, and clear errors for workloads that
+ * cannot run. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
@@ -83,6 +88,9 @@ static void test_metrics_consistent(void **state) {
     assert_int_equal(log.calls, p.n_reps + p.n_warmup);
     assert_int_equal(log.total, p.n_reps + p.n_warmup);
     assert_true(log.in_order);
+    /* n_reps_max 0: exactly n_reps rounds, however busy the machine */
+    assert_int_equal(r.n_runs, p.n_reps);
+    assert_true(r.n_disturbed >= 0 && r.n_disturbed <= r.n_runs);
 
     /* no warm-up and an even number of repetitions: medians average the middle two, the rest still holds */
     p = (sq_bench_params){
@@ -147,6 +155,48 @@ static void test_one_part_only(void **state) {
     sq_model_free(model);
 }
 
+/* Busy-looping processes, two per CPU, so that the benchmark's threads wait for a CPU about two thirds of the
+ * time: every round is disturbed, and the benchmark runs n_reps_max of them (then summarises the n_reps least
+ * disturbed, so an odd n_reps still gives a median that is one repetition's value: check_result's
+ * identities). */
+static void test_busy_machine(void **state) {
+    (void)state;
+    if (access("/proc/self/schedstat", R_OK) != 0) skip(); /* a kernel without scheduler statistics */
+    int n_cpus = sq_cpu_count(), n_busy = 2 * n_cpus;
+    pid_t busy[2 * 256];
+    assert_true(n_busy <= (int)(sizeof busy / sizeof *busy));
+    for (int i = 0; i < n_busy; i++) {
+        busy[i] = fork();
+        assert_true(busy[i] >= 0);
+        if (busy[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test that failed */
+            for (volatile unsigned long spin = 0;; spin++) {
+            }
+        }
+    }
+    sq_model *model = load_stories260k();
+    const sq_model *models[] = {model};
+    sq_bench_params p = {
+        .n_prompt = 32, .n_gen = 96, .n_seqs = 1, .n_reps = 3, .n_reps_max = 5, .n_threads = n_cpus};
+    progress_log log = {.in_order = 1};
+    sq_bench_result r;
+    sq_error *err = sq_bench_run(models, 1, &p, record_progress, &log, &r);
+    for (int i = 0; i < n_busy; i++) {
+        kill(busy[i], SIGKILL);
+        waitpid(busy[i], NULL, 0);
+    }
+    sq_test_ok(err);
+    if (!(r.cpu_wait > 0.2)) fail_msg("median CPU wait %g beside %d busy processes", r.cpu_wait, n_busy);
+    assert_int_equal(r.n_runs, p.n_reps_max);
+    assert_int_equal(r.n_disturbed, p.n_reps_max);
+    assert_int_equal(log.calls, p.n_reps_max);
+    assert_int_equal(log.total, p.n_reps_max); /* progress grew its total with every disturbed round */
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    check_result(&r, &p, &info);
+    sq_model_free(model);
+}
+
 static void test_errors(void **state) {
     (void)state;
     sq_model *model = load_stories260k();
@@ -158,6 +208,9 @@ static void test_errors(void **state) {
     sq_test_fails_with(err, "500 prompt + 13 output tokens = 513 exceed its context of 512 tokens");
     p = (sq_bench_params){.n_prompt = 4, .n_gen = 4, .n_seqs = 1, .n_reps = 0};
     sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r), "repetitions (0) must be at least 1");
+    p = (sq_bench_params){.n_prompt = 4, .n_gen = 4, .n_seqs = 1, .n_reps = 3, .n_reps_max = 2};
+    sq_test_fails_with(sq_bench_run(models, 1, &p, NULL, NULL, &r),
+                       "the most repetitions (2) 0 or at least the repetitions");
     p.n_reps = 1;
     p.n_gen = 0;
     p.n_prompt = 0; /* either may be 0 (test_one_part_only), not both */
@@ -181,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_metrics_consistent),
         cmocka_unit_test(test_two_models),
         cmocka_unit_test(test_one_part_only),
+        cmocka_unit_test(test_busy_machine),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,7 @@ static const cli_verb verb = {
 
 static int parse_args(int argc, char **argv, bench_options *o) {
     static const int32_t default_batch = 1;
-    long n_prompt, n_gen, reps, warmup, threads, seed;
+    long n_prompt, n_gen, reps, reps_max, warmup, threads, seed;
     const cli_flag flags[] = {
         CLI_FLAG_MODEL(&o->paths[0], 1),
         CLI_INT_FLAG("-p, --n-prompt", "N", &n_prompt, 0, CLI_MAX_CTX, 512,
@@ -43,7 +43,12 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                      "decode steps, i.e. output tokens per sequence"),
         CLI_LIST_FLAG("-b, --batch", "LIST", &o->batch_list, 1, CLI_MAX_BATCH, "batch sizes, comma-separated",
                       .def_shown = "1"),
-        CLI_INT_FLAG("--reps", "R", &reps, 1, 100000, 5, "timed repetitions"),
+        CLI_INT_FLAG("--reps", "R", &reps, 1, 100000, 5, "timed repetitions summarised"),
+        CLI_INT_FLAG(
+            "--max-reps", "M", &reps_max, 0, 100000, 0,
+            "repetitions run at most: a repetition whose threads\nwaited over 5% of their time for a "
+            "CPU (another\nprocess, hypervisor steal) is run again",
+            .def_shown = "4 x --reps"),
         CLI_INT_FLAG("--warmup", "W", &warmup, 0, 100000, 1, "untimed repetitions first"),
         CLI_FLAG_THREADS(&threads),
         CLI_TEXT_FLAG(
@@ -74,6 +79,8 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         rc = cli_usage_error("bench", "--vs-label needs --vs MODEL2");
     if (rc == CLI_CONTINUE && o->vs_kv_type && !o->paths[1])
         rc = cli_usage_error("bench", "--vs-kv-type needs --vs MODEL2");
+    if (rc == CLI_CONTINUE && reps_max && reps_max < reps)
+        rc = cli_usage_error("bench", "--max-reps %ld is below --reps %ld", reps_max, reps);
     if (rc == CLI_CONTINUE && !n_prompt && !n_gen)
         rc = cli_usage_error("bench", "-p and -n are both 0: nothing to measure");
     if (rc != CLI_CONTINUE) {
@@ -87,6 +94,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
     o->params = (sq_bench_params){.n_prompt = (int)n_prompt,
                                   .n_gen = (int)n_gen,
                                   .n_reps = (int)reps,
+                                  .n_reps_max = (int)(reps_max ? reps_max : 4 * reps),
                                   .n_warmup = (int)warmup,
                                   .n_threads = (int)threads,
                                   .seed = seed < 0 ? cli_clock_seed() : (uint64_t)seed,
@@ -114,6 +122,25 @@ static void print_ratio(double b, double a) {
         printf(" | %.3f", b / a);
     else
         printf(" | —");
+}
+
+/* Which rounds the table summarises, and how busy the machine was. */
+static void print_rounds(const bench_options *o, const sq_bench_result *r) {
+    printf("\n%d of %d timed rounds undisturbed (threads kept off a CPU at most %.0f%% of the time); median "
+           "wait",
+           r->n_runs - r->n_disturbed, r->n_runs, 100 * SQ_BENCH_MAX_CPU_WAIT);
+    for (int m = 0; m < o->n_models; m++) {
+        printf(o->n_models == 1 ? " " : m ? ", B " : " A ");
+        if (isnan(r[m].cpu_wait))
+            printf("unknown (no /proc scheduler statistics)");
+        else
+            printf("%.1f%%", 100 * r[m].cpu_wait);
+    }
+    printf(".\n");
+    if (r->n_runs - r->n_disturbed < o->params.n_reps)
+        printf("warning: fewer than %d undisturbed rounds in %d: the machine is busy, and the figures above "
+               "summarise the %d least disturbed\n",
+               o->params.n_reps, r->n_runs, o->params.n_reps);
 }
 
 static void print_batch_table(const bench_options *o, int batch, const sq_bench_result *r) {
@@ -150,6 +177,7 @@ static void print_batch_table(const bench_options *o, int batch, const sq_bench_
             print_ratio(sq_bench_metric_stat(&r[1], row)->median, sq_bench_metric_stat(&r[0], row)->median);
         printf(" |\n");
     }
+    print_rounds(o, r);
 }
 
 static void print_report(const bench_options *o, sq_model *const *models, const sq_bench_result *results) {
