@@ -11,16 +11,10 @@
 #   bench/gptq_kquant_quality.sh [TEXT_BYTES]   (default 50000; OUT, THREADS, SAMPLES (default 64), TYPES
 #                                                (default q4_k_m), LLAMACPP_BIN (default: bench/llamacpp.sh's))
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-bytes="${1:-50000}"
-out="${OUT:-$root/build/gptq-kquant-quality}"
-threads="${THREADS:-2}" samples="${SAMPLES:-64}" types="${TYPES:-q4_k_m}"
-sq="$root/build/squeeze"
+NAME=gptq-kquant-quality
+source "$(dirname "$0")/quant_table.sh" # root, bytes, out, threads, sq, calib; text.txt, f32.gguf
+samples="${SAMPLES:-64}" types="${TYPES:-q4_k_m}"
 bin="${LLAMACPP_BIN:-$("$root/bench/llamacpp.sh")}"
-calib="$root/../shared/data/classics/grimms_fairy_tales.txt"
-mkdir -p "$out"
-head -c "$bytes" "$root/../shared/data/tinystories/valid-a.txt" | sed '$d' >"$out/text.txt" # whole lines
-"$sq" convert -m "$("$root/scripts/find-model.sh")" -o "$out/f32.gguf" --to gguf >/dev/null 2>&1
 "$sq" imatrix -m "$out/f32.gguf" -f "$calib" -o "$out/squeeze.imatrix" --calib-samples "$samples" \
   --calib-len 256 --seed 0 -t "$threads" --no-progress 2>"$out/imatrix.log"
 "$bin/llama-imatrix" -m "$out/f32.gguf" -f "$calib" -o "$out/llama.imatrix" -c 256 --chunks "$samples" \

@@ -201,9 +201,9 @@ typedef struct sq_block_ints {
     uint8_t q[SQ_QK_K]; /* unsigned: 0 .. 2^bits - 1 */
 } sq_block_ints;
 void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *out);
-/* The inverse for the integers: stores q[block_elems] (unsigned, 0 .. 2^bits - 1) into the block's bit planes,
- * its scales left as they are. Error-feedback quantizers (GPTQ) choose a block's scales with the format's
- * reference search, then its integers one by one, and pack them with this. */
+/* The inverse for the integers: stores q[block_elems] (unsigned, 0 .. 2^bits - 1) into the block's bit
+ * planes, its scales left as they are. Error-feedback quantizers (GPTQ) choose a block's scales with the
+ * format's reference search, then its integers one by one, and pack them with this. */
 void sq_ref_block_set_ints(sq_dtype dt, void *block, const uint8_t *q);
 
 /* Q3_K's sub-block scale j (stored + 32 in 6 bits), and Q4_K's and Q5_K's 6-bit scale and minimum of

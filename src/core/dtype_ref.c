@@ -991,7 +991,8 @@ void sq_ref_block_set_ints(sq_dtype dt, void *block, const uint8_t *q) {
     case SQ_DTYPE_Q5_K: { /* Q5_K's qs lie as Q4_K's, after its qh */
         uint8_t *qs = dt == SQ_DTYPE_Q4_K ? ((sq_block_q4_K *)block)->qs : ((sq_block_q5_K *)block)->qs;
         for (int j = 0; j < SQ_QK_K; j += 64)
-            for (int l = 0; l < 32; l++) qs[j / 2 + l] = (uint8_t)((q[j + l] & 0xf) | (q[j + l + 32] & 0xf) << 4);
+            for (int l = 0; l < 32; l++)
+                qs[j / 2 + l] = (uint8_t)((q[j + l] & 0xf) | (q[j + l + 32] & 0xf) << 4);
         if (dt == SQ_DTYPE_Q5_K) {
             sq_block_q5_K *x = block;
             memset(x->qh, 0, sizeof x->qh);

@@ -139,9 +139,11 @@ static void test_kl_sensitivity(void **state) {
     sq_model *uni;
     sq_test_ok(sq_model_load(sq_test_shared("models/stories260K.bin"), NULL, &uni));
     sq_quantize_report *ru, *rm;
-    sq_test_ok(sq_quantize_model(uni, &(sq_quantize_params){.type = "q5_0", .n_threads = 2}, NULL, NULL, &ru));
+    sq_test_ok(
+        sq_quantize_model(uni, &(sq_quantize_params){.type = "q5_0", .n_threads = 2}, NULL, NULL, &ru));
     sq_test_ok(sq_quantize_model(
-        m, &(sq_quantize_params){.type = "q5_0", .budget_bpw = ru->bits_per_weight, .calib = &s, .n_threads = 2},
+        m,
+        &(sq_quantize_params){.type = "q5_0", .budget_bpw = ru->bits_per_weight, .calib = &s, .n_threads = 2},
         NULL, NULL, &rm));
     const double kl_uni = kl_on(uni, orig, &s), kl_mixed = kl_on(m, orig, &s);
     print_message("stories260K at %.3f bpw: uniform q5_0 KL %.5f, mixed (measured KL) %.3f bpw KL %.5f\n",

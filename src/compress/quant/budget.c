@@ -1,14 +1,14 @@
 /* Mixed precision by sensitivity and a greedy knapsack (--budget-bpw).
  *
- * Sensitivity of a matrix W [rows][cols] at a candidate format c, measured where calibration samples are given
- * (sq_quantize_params.calib): the mean KL divergence of the model's next-token distributions on them when W
- * alone is stored as Q_c(W) (compress/quant/sensitivity.h; the published recipe of issue 8: measure each
- * tensor at each type, then a knapsack). Without samples, estimated: the relative error its rounding adds to
- * the layer's output, E[|(W - Q_c(W)) x|^2] / E[|W x|^2], with the input's per-channel mean x^2 (the imatrix
- * entry; 1 without one) as sum_ij qw_j (W_ij - Q_c(W)_ij)^2 / sum_ij qw_j W_ij^2 (exact when the input
- * channels are uncorrelated). Relative, not absolute: on stories15M the absolute error ranks ffn_down (whose
- * inputs are small) least sensitive and gives it Q2_K, which cost 2.6x uniform q4_0's KL at the same bits;
- * the relative error did not (docs/benchmarks.md). Q_c is the quantizer quantize will run
+ * Sensitivity of a matrix W [rows][cols] at a candidate format c, measured where calibration samples are
+ * given (sq_quantize_params.calib): the mean KL divergence of the model's next-token distributions on them
+ * when W alone is stored as Q_c(W) (compress/quant/sensitivity.h; the published recipe of issue 8: measure
+ * each tensor at each type, then a knapsack). Without samples, estimated: the relative error its rounding
+ * adds to the layer's output, E[|(W - Q_c(W)) x|^2] / E[|W x|^2], with the input's per-channel mean x^2 (the
+ * imatrix entry; 1 without one) as sum_ij qw_j (W_ij - Q_c(W)_ij)^2 / sum_ij qw_j W_ij^2 (exact when the
+ * input channels are uncorrelated). Relative, not absolute: on stories15M the absolute error ranks ffn_down
+ * (whose inputs are small) least sensitive and gives it Q2_K, which cost 2.6x uniform q4_0's KL at the same
+ * bits; the relative error did not (docs/benchmarks.md). Q_c is the quantizer quantize will run
  * (importance-weighted with an imatrix). Every searched matrix starts at its cheapest candidate; then, while
  * the budget allows, the upgrade (one matrix to any more expensive candidate) with the largest sensitivity
  * removed per added byte is applied: greedy by marginal gain per bit (summed sensitivities: each matrix's
@@ -89,12 +89,10 @@ static SQ_NODISCARD sq_error *measure(sq_model *model, const sq_quantize_params 
     float *w = malloc((size_t)n * sizeof *w);
     const int nth = sq_threadpool_size(pool);
     double *partial = calloc(2 * (size_t)nth, sizeof *partial); /* [2][nth]: errors, energies */
-    sq_error *err =
-        w && partial ? NULL : sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", name);
+    sq_error *err = w && partial ? NULL : sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", name);
     if (!err) err = sq_model_read_tensor(model, name, w, n);
     sq_imatrix_entry e;
-    const float *qw =
-        !err && sq_imatrix_find(p->imatrix, name, &e) && e.n_values == cols ? e.values : NULL;
+    const float *qw = !err && sq_imatrix_find(p->imatrix, name, &e) && e.n_values == cols ? e.values : NULL;
     sq_dtype type[N_CAND];
     size_t bytes[N_CAND];
     double errs[N_CAND];
@@ -118,7 +116,8 @@ static SQ_NODISCARD sq_error *measure(sq_model *model, const sq_quantize_params 
         type[m] = candidates[c];
         bytes[m] = nbytes;
         errs[m] = energy > 0 ? total / energy : 0; /* an all-zero matrix has no error to weigh */
-        if (!err && probe) err = sq_kl_probe_measure(probe, model, name, candidates[c], out, nbytes, &errs[m]);
+        if (!err && probe)
+            err = sq_kl_probe_measure(probe, model, name, candidates[c], out, nbytes, &errs[m]);
         free(out);
         m++;
     }
@@ -176,7 +175,7 @@ sq_error *sq_quant_budget_plan(sq_model *model, const sq_quantize_params *p, sq_
         }
     }
     const double budget = p->budget_bpw * elems / 8; /* bytes */
-    if (total > budget) { /* before any measuring */
+    if (total > budget) {                            /* before any measuring */
         free(s);
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "quantize: a budget of %.3f bits per weight is below the smallest types' %.3f "

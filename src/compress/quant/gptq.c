@@ -128,7 +128,8 @@ SQ_NODISCARD sq_error *sq_gptq_quantize(const char *name, const float *w, int64_
         }
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) w0[r * cols + c] = diag[c] == 0 ? 0 : w[r * cols + c];
-        for (int64_t grp = 0; grp < n_groups; grp++) choose_group(grid, &k, rows, grp, NULL, w0, cols, o.importance);
+        for (int64_t grp = 0; grp < n_groups; grp++)
+            choose_group(grid, &k, rows, grp, NULL, w0, cols, o.importance);
         free(w0);
     }
     free(diag);

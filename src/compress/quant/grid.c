@@ -60,8 +60,7 @@ static void choose_int(const sq_grid *g, const float *x, int n, const float *qw,
 
 /* squeeze's int4 group formats: GPTQ's parameters with the scale stored in f16 (sq_ref_intn_params, shared
  * with the formats' reference quantizer), packed in the format's layout (core/dtype.h). */
-static void choose_intn_stored(const sq_grid *g, const float *x, int n, const float *qw,
-                               sq_grid_params *p) {
+static void choose_intn_stored(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
     (void)qw;
     int z;
     sq_ref_intn_params(x, n, g->qmax, &p->d[0], &z);

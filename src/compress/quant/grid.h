@@ -13,9 +13,10 @@
  *                   value = (d sc_s) (q - zero) - dmin m_s (core/dtype.h, sq_block_ints), q unsigned in
  *                   [0, 2^bits - 1]; packing keeps that block's scale bytes and stores the chosen integers
  *                   (sq_ref_block_set_ints), so the file is the format's, bit for bit
- *   intN            value = s * (q - z), q in [0, 2^N-1], s = (max' - min') / (2^N - 1), z = round(-min' / s),
- *                   max' = max(max, 0), min' = min(min, 0): GPTQ's asymmetric quantizer (quant.py,
- *                   find_params), per group of G columns or per output row (G = the row length); values only
+ *   intN            value = s (q - z), q in [0, 2^N - 1], s = (max' - min') / (2^N - 1),
+ *                   z = round(-min' / s), max' = max(max, 0), min' = min(min, 0): GPTQ's asymmetric
+ *                   quantizer (quant.py, find_params), per group of G columns or per output row (G = the
+ *                   row length); values only
  *   int4_gG         int4 with that group (32, 64, 128) and its scale rounded to f16 (m = -z d), packed as
  *                   squeeze's formats of those names (core/dtype.h) */
 #ifndef SQ_COMPRESS_QUANT_GRID_H
@@ -26,7 +27,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 
-#define SQ_GRID_MAX_SUB 16          /* sub-blocks per group */
+#define SQ_GRID_MAX_SUB         16  /* sub-blocks per group */
 #define SQ_GRID_MAX_BLOCK_BYTES 212 /* a block of the widest ggml format packed through its scales (Q6_K) */
 
 typedef struct sq_grid_params {
