@@ -491,8 +491,10 @@ typedef enum sq_tap_point {
     SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */
     SQ_TAP_FFN_IN,   /* input of ffn_gate, ffn_up: the FFN norm's output; width dim */
     SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim */
-    SQ_TAP_OUTPUT    /* input of the output head (layer -1): the final norm's output of the rows whose
+    SQ_TAP_OUTPUT,   /* input of the output head (layer -1): the final norm's output of the rows whose
                         logits were asked for, in batch order; width dim */
+    SQ_TAP_ROUTER    /* a mixture-of-experts block's router logits (ffn_gate_inp's output, before the
+                        softmax); width n_experts; dense blocks have none */
 } sq_tap_point;
 typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
 /* Sets (tap NULL: clears) the context's tap. */
@@ -1062,7 +1064,13 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
  *    (activation-weighted) energy each keeps) per parameter it costs (out + in), every weight keeping at
  *    least rank 1, until the kept parameters reach param_ratio of the original. A weight whose rank saves no
  *    parameters (r (out + in) >= out in) stays dense. Models whose linear weights are in block formats are
- *    refused (factorise f32/f16/bf16, then quantize: RTN quantizes the factors). */
+ *    refused (factorise f32/f16/bf16, then quantize: RTN quantizes the factors).
+ *  - SQ_PRUNE_EXPERTS (mixtures of experts): the calibration samples run through the model once; each block's
+ *    router logits give every token's top k (the model's routing rule), and each block loses the
+ *    n_remove_experts experts that the fewest tokens chose (ties: lower index first): their matrices leave
+ *    ffn_{gate,up,down}_exps and their rows the router ffn_gate_inp, in the tensors' own formats, so the
+ *    model routes every token as before with those experts' router logits at minus infinity. Shared experts
+ *    (Qwen2-MoE) stay. */
 typedef enum sq_prune_method {
     SQ_PRUNE_MAGNITUDE = 0,
     SQ_PRUNE_WANDA,
@@ -1070,7 +1078,8 @@ typedef enum sq_prune_method {
     SQ_PRUNE_WIDTH,
     SQ_PRUNE_DEPTH,
     SQ_PRUNE_LOWRANK,
-    SQ_PRUNE_ASVD
+    SQ_PRUNE_ASVD,
+    SQ_PRUNE_EXPERTS
 } sq_prune_method;
 
 typedef enum sq_depth_criterion { SQ_DEPTH_PPL = 0, SQ_DEPTH_MAGNITUDE, SQ_DEPTH_TAYLOR } sq_depth_criterion;
@@ -1081,6 +1090,11 @@ typedef struct sq_prune_options {
      * N:M with 0 < nm_n < nm_m <= 256 and nm_m dividing every pruned matrix's input width (sparsity 0) */
     double sparsity;
     int nm_n, nm_m;
+    /* Wanda and SparseGPT at a sparsity: owl_lambda in (0, sparsity] turns on OWL (Yin et al. 2024): each
+     * block's sparsity from its outlier ratio (share of Wanda scores above owl_m times the block's mean; 0:
+     * the paper's 5), spread over [sparsity - owl_lambda, sparsity + owl_lambda] and averaging sparsity, more
+     * outliers keeping more weights; 0: every block at sparsity */
+    double owl_lambda, owl_m;
     /* SQ_PRUNE_WIDTH: fractions in [0, 1) of each block's key/value groups and FFN channels removed; each
      * block must keep at least one of each */
     double heads, ffn;
@@ -1094,6 +1108,8 @@ typedef struct sq_prune_options {
      * in (0, 1) (of all blocks' linear-weight parameters kept); the other 0 */
     double rank_ratio, param_ratio;
     double asvd_alpha; /* SQ_PRUNE_ASVD's exponent alpha in (0, 4]; 0: the paper's 0.5 */
+    /* SQ_PRUNE_EXPERTS: experts every block loses, 1 .. n_experts - n_experts_used */
+    int n_remove_experts;
     /* Calibration samples (sq_calib_samples_from_text) for Wanda, SparseGPT, width, ASVD and SQ_DEPTH_PPL;
      * NULL for the others. Shortened LLaMA scores with a handful of short sequences (10 of 128 tokens); Wanda
      * and SparseGPT calibrate on 128 of 2048 in their papers (shorter ones on small models). */
@@ -1119,6 +1135,12 @@ typedef struct sq_prune_result {
     int *removed;
     int n_removed;
     int n_factorised; /* SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD: linear weights now stored as low-rank factors */
+    /* OWL: layer_sparsity[n_layers_before] each block's sparsity, owl_lod[n_layers_before] its outlier ratio
+     * (malloc'ed; NULL without OWL) */
+    double *layer_sparsity, *owl_lod;
+    /* SQ_PRUNE_EXPERTS: scores[n_layers][n_experts_before] the share of calibration tokens whose top k held
+     * each expert, removed[n_layers][n_removed] the removed experts' old indices per block, ascending */
+    int n_experts_before;
 } sq_prune_result;
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem

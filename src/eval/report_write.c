@@ -345,7 +345,7 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
     cJSON *req = cJSON_AddObjectToObject(j, "request");
     int depth = o->method == SQ_PRUNE_DEPTH;
     static const char *const methods[] = {"magnitude", "wanda",   "sparsegpt", "width",
-                                          "depth",     "lowrank", "asvd"};
+                                          "depth",     "lowrank", "asvd",      "experts"};
     cJSON_AddStringToObject(
         req, "method", (unsigned)o->method < sizeof methods / sizeof *methods ? methods[o->method] : "?");
     if (o->calib) {
@@ -362,6 +362,8 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
             cJSON_AddNumberToObject(req, "keep_first", o->taylor_keep_first);
             cJSON_AddNumberToObject(req, "keep_last", o->taylor_keep_last);
         }
+    } else if (o->method == SQ_PRUNE_EXPERTS) {
+        cJSON_AddNumberToObject(req, "remove_experts", o->n_remove_experts);
     } else if (o->method == SQ_PRUNE_WIDTH) {
         cJSON_AddNumberToObject(req, "heads", o->heads);
         cJSON_AddNumberToObject(req, "ffn", o->ffn);
@@ -376,6 +378,10 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
         cJSON_AddNumberToObject(req, "nm_m", o->nm_m);
     } else {
         cJSON_AddNumberToObject(req, "sparsity", o->sparsity);
+        if (o->owl_lambda) {
+            cJSON_AddNumberToObject(req, "owl_lambda", o->owl_lambda);
+            cJSON_AddNumberToObject(req, "owl_m", o->owl_m ? o->owl_m : 5);
+        }
     }
     const char *names[] = {"params", "nonzero", "weight_bytes", "n_layers"};
     double before[] = {(double)r->params_before, (double)r->nonzero_before, (double)r->bytes_before,
@@ -397,6 +403,32 @@ SQ_NODISCARD sq_error *sq_report_write_prune(const char *path, const sq_report_m
             cJSON_AddNumberToObject(lj, "n_kv_heads", li.n_kv_heads);
             cJSON_AddNumberToObject(lj, "ffn_dim", li.ffn_dim);
             cJSON_AddItemToArray(layers, lj);
+        }
+    }
+    if (o->method == SQ_PRUNE_EXPERTS) { /* each block's routing frequencies and what went */
+        cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+        for (int l = 0; l < r->n_layers_before; l++) {
+            cJSON *blk = cJSON_CreateObject(), *freq = cJSON_AddArrayToObject(blk, "routing_frequency"),
+                  *gone = cJSON_AddArrayToObject(blk, "removed_experts");
+            cJSON_AddNumberToObject(blk, "block", l);
+            for (int e = 0; e < r->n_experts_before; e++)
+                cJSON_AddItemToArray(
+                    freq, cJSON_CreateNumber(r->scores[(size_t)l * (size_t)r->n_experts_before + (size_t)e]));
+            for (int k = 0; k < r->n_removed; k++)
+                cJSON_AddItemToArray(
+                    gone, cJSON_CreateNumber(r->removed[(size_t)l * (size_t)r->n_removed + (size_t)k]));
+            cJSON_AddItemToArray(blocks, blk);
+        }
+        return write_report(path, j);
+    }
+    if (r->layer_sparsity) { /* OWL: each block's outlier ratio and sparsity */
+        cJSON *blocks = cJSON_AddArrayToObject(j, "blocks");
+        for (int l = 0; l < r->n_layers_before; l++) {
+            cJSON *blk = cJSON_CreateObject();
+            cJSON_AddNumberToObject(blk, "block", l);
+            cJSON_AddNumberToObject(blk, "outlier_ratio", r->owl_lod[l]);
+            cJSON_AddNumberToObject(blk, "sparsity", r->layer_sparsity[l]);
+            cJSON_AddItemToArray(blocks, blk);
         }
     }
     if (!depth) {

@@ -75,9 +75,14 @@ static void txn_rollback(txn *x) {
     txn_end(x);
 }
 
-/* Binds the changed model; keeps the change, or undoes it and returns why it was refused. */
+/* Binds the changed model; keeps the change, or undoes it and returns why it was refused. An edit may change
+ * a mixture of experts' expert count (expert pruning): block 0's expert tensors give the new count, which
+ * every block must then have (the config, and every file format, store one count). */
 static SQ_NODISCARD sq_error *txn_finish(txn *x) {
     sq_model *m = x->m;
+    const sq_tensor *exps = m->cfg.n_experts ? sq_model_find_tensor(m, "blk.0." SQ_NAME_FFN_GATE_EXPS) : NULL;
+    if (exps && exps->ndim == 3 && exps->shape[0] >= 1 && exps->shape[0] <= 65536)
+        m->cfg.n_experts = (int)exps->shape[0];
     sq_error *err = sq_model_bind(m, "model edit");
     if (err) {
         txn_rollback(x);

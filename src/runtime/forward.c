@@ -198,6 +198,7 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
     be->matmul(B, &w->ffn_gate_inp, a->xb, n, ctx->moe_logits);
     if (shared) be->matmul(B, &w->ffn_gate_inp_shexp, a->xb, n, ctx->moe_logits + (size_t)n * E);
     be->download(B, ctx->moe_host, ctx->moe_logits, (size_t)n * (E + shared) * sizeof(float));
+    if (ctx->tap) ctx->tap(ctx->tap_user, a->layer, SQ_TAP_ROUTER, ctx->moe_host, n, E); /* host already */
     sq_moe_route(ctx->moe_host, n, E, K, a->expert_norm_topk, ctx->moe_offset, ctx->moe_host_rows,
                  ctx->moe_host_weight);
     const int n_routed = n * K, n_rows = n_routed + (shared ? n : 0);

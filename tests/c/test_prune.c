@@ -445,6 +445,122 @@ static void test_width(void **state) {
     sq_model_free(orig), sq_model_free(pruned);
 }
 
+/* ---------------------------------------------------------------- OWL */
+
+typedef struct captured_all {
+    double *sum_sq[5][4]; /* every block's statistics by tap point, from the unpruned model */
+} captured_all;
+
+static SQ_NODISCARD sq_error *capture_all(void *user, sq_model *model, int layer,
+                                          const sq_calib_stats *stats) {
+    (void)model;
+    captured_all *c = user;
+    for (int p = 0; p < 4; p++) {
+        c->sum_sq[layer][p] = malloc((size_t)stats[p].width * sizeof(double));
+        memcpy(c->sum_sq[layer][p], stats[p].sum_sq, (size_t)stats[p].width * sizeof(double));
+    }
+    return NULL;
+}
+
+/* Wanda + OWL on stories260K: each block's outlier ratio recomputed here from the unpruned weights and inputs
+ * (Wanda scores above 5x the block's mean, over its seven matrices), the sparsities from the paper's formula
+ * (average S, spread 2 lambda, more outliers fewer zeros), and every row of every matrix of block l holding
+ * exactly floor(s_l * cols) zeros (Wanda compares within rows). */
+static void test_owl(void **state) {
+    (void)state;
+    enum { LEN = 32, N = 4, L = 5 };
+    const double S = 0.5, lambda = 0.1;
+    int32_t ids[N * LEN];
+    random_ids(ids, N * LEN, 512, 21);
+    sq_calib_samples calib = {.n_samples = N, .seq_len = LEN, .ids = ids};
+    sq_model *orig, *pruned;
+    sq_test_ok(sq_model_load(stories260k(), NULL, &orig));
+    sq_test_ok(sq_model_load(stories260k(), NULL, &pruned));
+    captured_all cap = {0};
+    sq_calib_method stats_only = {.stats = SQ_CALIB_SUM_SQ, .apply_block = capture_all, .user = &cap};
+    sq_test_ok(sq_calibrate(orig, &calib, &stats_only, NULL));
+    sq_prune_result r;
+    sq_test_ok(sq_prune(
+        pruned,
+        &(sq_prune_options){.method = SQ_PRUNE_WANDA, .sparsity = S, .owl_lambda = lambda, .calib = &calib},
+        &r));
+    static const int input[7] = {0, 0, 0, 1, 2, 2, 3};
+    double lod[L], lo = 1, hi = 0, mean = 0;
+    for (int l = 0; l < L; l++) {
+        double sum = 0;
+        int64_t total = 0, above = 0;
+        float *w[7];
+        int64_t n[7];
+        for (int i = 0; i < 7; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
+            w[i] = read_all(orig, name, &n[i]);
+        }
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < 7; i++) {
+                sq_tensor_info ti;
+                char name[64];
+                snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
+                sq_model_tensor_info(orig, sq_model_tensor_index(orig, name), &ti);
+                for (int64_t k = 0; k < n[i]; k++) {
+                    double score = fabs((double)w[i][k]) * sqrt(cap.sum_sq[l][input[i]][k % ti.shape[1]]);
+                    if (pass == 0)
+                        sum += score, total++;
+                    else
+                        above += score > 5 * sum / (double)total;
+                }
+            }
+        for (int i = 0; i < 7; i++) free(w[i]);
+        lod[l] = (double)above / (double)total;
+        /* the library ranks fp32 scores: a score at the threshold may fall either way */
+        if (!(fabs(r.owl_lod[l] - lod[l]) <= 2.0 / (double)total))
+            fail_msg("block %d: outlier ratio %.8f, recomputed %.8f", l, r.owl_lod[l], lod[l]);
+        lo = fmin(lo, lod[l]), hi = fmax(hi, lod[l]);
+    }
+    assert_true(hi > lo); /* the blocks differ, so the sparsities spread */
+    for (int l = 0; l < L; l++) mean += (lod[l] - lo) / (hi - lo) * 2 * lambda / L;
+    double smin = 1, smax = 0, savg = 0;
+    for (int l = 0; l < L; l++) {
+        double want = 1 - ((lod[l] - lo) / (hi - lo) * 2 * lambda - mean + (1 - S));
+        if (!(fabs(r.layer_sparsity[l] - want) < 1e-6))
+            fail_msg("block %d: sparsity %.8f, formula %.8f", l, r.layer_sparsity[l], want);
+        smin = fmin(smin, r.layer_sparsity[l]), smax = fmax(smax, r.layer_sparsity[l]);
+        savg += r.layer_sparsity[l] / L;
+        for (int i = 0; i < 7; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
+            sq_tensor_info ti;
+            sq_model_tensor_info(pruned, sq_model_tensor_index(pruned, name), &ti);
+            int64_t n;
+            float *w = read_all(pruned, name, &n);
+            const int64_t cols = ti.shape[1], k = (int64_t)floor(r.layer_sparsity[l] * (double)cols);
+            for (int64_t row = 0; row < ti.shape[0]; row++) {
+                int64_t zeros = 0;
+                for (int64_t c = 0; c < cols; c++) zeros += w[row * cols + c] == 0.0f;
+                if (zeros != k)
+                    fail_msg("%s row %lld: %lld zeros, want %lld", name, (long long)row, (long long)zeros,
+                             (long long)k);
+            }
+            free(w);
+        }
+        for (int p = 0; p < 4; p++) free(cap.sum_sq[l][p]);
+    }
+    assert_true(fabs(savg - S) < 1e-12 && fabs(smax - smin - 2 * lambda) < 1e-12);
+    /* more outliers, fewer zeros */
+    for (int a = 0; a < L; a++)
+        for (int b = 0; b < L; b++)
+            if (r.owl_lod[a] > r.owl_lod[b]) assert_true(r.layer_sparsity[a] < r.layer_sparsity[b]);
+    sq_prune_result_free(&r);
+    /* refusals: OWL beside magnitude or N:M, a lambda that would take a block outside [0, 1) */
+    refused(pruned, &(sq_prune_options){.method = SQ_PRUNE_MAGNITUDE, .sparsity = 0.5, .owl_lambda = 0.1},
+            "OWL applies to wanda and sparsegpt");
+    refused(
+        pruned,
+        &(sq_prune_options){.method = SQ_PRUNE_WANDA, .sparsity = 0.3, .owl_lambda = 0.4, .calib = &calib},
+        "OWL lambda 0.4 must lie in (0, 0.3]");
+    sq_model_free(orig), sq_model_free(pruned);
+}
+
 static void test_width_refused(void **state) {
     (void)state;
     sq_model *m;
@@ -479,6 +595,7 @@ int main(void) {
         cmocka_unit_test(test_depth_magnitude),
         cmocka_unit_test(test_width),
         cmocka_unit_test(test_width_refused),
+        cmocka_unit_test(test_owl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,8 @@ test_logits_gguf.py check against the float64 reference:
     f32, and the quantized file's logits match the reference on the gguf package's dequantized weights
     (1e-4 relative, as test_logits_gguf.py); q4_k_m gives the experts llama.cpp's per-layer types;
   - methods that do not handle experts refuse clearly: GPTQ, AWQ (calibration), magnitude pruning;
+  - expert pruning by routing frequency removes each block's least chosen experts, and the pruned model equals
+    the reference without them;
   - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
     Mixtral's sliding_window absent or null means full attention (MixtralConfig's default, unlike Mistral's);
   - bad input, each refused with an error naming the key or tensor: top-k above the expert count, an expert
@@ -174,7 +176,7 @@ def refusals(checks, root):
         ("AWQ", ["quantize", "-m", src, "-o", os.path.join(root, "a.gguf"), "--type", "q4_0", "--method", "awq",
                  "--calib", calib], "do not support expert tensors"),
         ("magnitude pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--sparsity", "0.5"],
-         "only depth pruning supports it"),
+         "only depth and expert pruning support it"),
     ]:
         try:
             H.run_cli(args + ["--no-progress"] if args[0] == "quantize" else args)
@@ -182,6 +184,59 @@ def refusals(checks, root):
         except H.EngineError as e:
             checks.check(needle in str(e) and "mixture-of-experts" in str(e),
                          f"{what} on a mixture of experts: refused by name", str(e).splitlines()[-1])
+
+
+def expert_pruning(checks, root):
+    """`prune --method experts`: every block loses its least chosen experts (the report's routing frequencies,
+    which sum to top_k per block: each token picks k), and the pruned model's logits equal the float64 reference
+    of the original weights without those experts (their matrices and router rows dropped: the softmax over the
+    kept router logits is the original's with the removed ones at minus infinity), within 1e-4 relative."""
+    import json
+
+    calib = os.path.join(H.SQ_SHARED, "README.md")
+    for name in ["mixtral_f32", "qwen2moe"]:
+        src = tiny_models.generate(name, root)
+        out, report = os.path.join(root, f"{name}-experts.gguf"), os.path.join(root, f"{name}-experts.json")
+        try:
+            H.run_cli(["prune", "-m", src, "-o", out, "--method", "experts", "--remove-experts", "2", "--calib", calib,
+                       "--calib-samples", "6", "--calib-len", "32", "--scores-json", report, "--no-progress"])
+        except H.EngineError as e:
+            checks.fail(f"{name}: prune --method experts", e)
+            continue
+        blocks = json.load(open(report))["blocks"]
+        model = R.load(src)
+        lowest_ok = True
+        for b, layer in zip(blocks, model.layers):
+            freq, gone = b["routing_frequency"], b["removed_experts"]
+            lowest_ok &= abs(sum(freq) - layer.moe.top_k) < 1e-9
+            lowest_ok &= gone == sorted(sorted(range(len(freq)), key=lambda e: (freq[e], e))[:2])
+            m = layer.moe
+            keep = [e for e in range(len(m.gate)) if e not in gone]
+            m.router = m.router[keep]
+            m.gate, m.up, m.down = [m.gate[e] for e in keep], [m.up[e] for e in keep], [m.down[e] for e in keep]
+        checks.check(lowest_ok, f"{name}: each block's removed experts are its two least chosen",
+                     str([(b["routing_frequency"], b["removed_experts"]) for b in blocks]))
+        rng = np.random.default_rng(19)
+        tokens = [1] + [int(t) for t in rng.integers(3, model.vocab_size, 23)]
+        try:
+            got = H.engine_logits(out, tokens, "prefill", model.vocab_size)
+        except H.EngineError as e:
+            checks.fail(f"{name}: logits of the expert-pruned model", e)
+            continue
+        checks.close(f"{name}: expert-pruned logits vs reference without the removed experts", got,
+                     R.forward(model, tokens), TOL_REF)
+    for what, src, k, needle in [
+        ("more experts than routing leaves", tiny_models.generate("mixtral_f32", root), "3",
+         "removing 3 of 4 experts per block; with 2 used per token remove 1 to 2"),
+        ("a dense model", tiny_models.generate("llama_mha_f32", root), "1",
+         "expert pruning needs a mixture-of-experts model"),
+    ]:
+        try:
+            H.run_cli(["prune", "-m", src, "-o", os.path.join(root, "x.gguf"), "--method", "experts",
+                       "--remove-experts", k, "--calib", calib, "--no-progress"])
+            checks.check(False, f"expert pruning of {what}: refused", "it ran")
+        except H.EngineError as e:
+            checks.check(needle in str(e), f"expert pruning of {what}: refused", str(e).splitlines()[-1])
 
 
 def info(checks, root):
@@ -270,6 +325,7 @@ def main():
     grouped_vs_token_by_token(checks, root)
     quantized(checks, root)
     refusals(checks, root)
+    expert_pruning(checks, root)
     info(checks, root)
     mixtral_window(checks, root)
     bad_input(checks, root)

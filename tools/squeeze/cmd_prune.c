@@ -8,8 +8,8 @@
 
 typedef struct prune_args {
     const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
-    double sparsity, heads, ffn, rank_ratio, param_ratio, alpha;
-    long remove, keep_first, keep_last, calib_samples, calib_len, threads, seed;
+    double sparsity, heads, ffn, rank_ratio, param_ratio, alpha, owl, owl_m;
+    long remove, remove_experts, keep_first, keep_last, calib_samples, calib_len, threads, seed;
     int no_progress;
 } prune_args;
 
@@ -17,14 +17,15 @@ static const cli_verb verb = {
     .name = "prune",
     .usage =
         "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
-        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S | --nm N:M)\n"
+        "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S [--owl L] | --nm N:M)\n"
         "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
         "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
         "[options]\n"
         "       squeeze prune -m MODEL -o OUT --method depth --remove K [--criterion ppl|magnitude|taylor]\n"
         "                     [--calib TEXTFILE] [--scores-json FILE] [options]\n"
         "       squeeze prune -m MODEL -o OUT --method lowrank|asvd (--rank-ratio R | --param-ratio P)\n"
-        "                     [--calib TEXTFILE (asvd)] [--alpha A] [options]",
+        "                     [--calib TEXTFILE (asvd)] [--alpha A] [options]\n"
+        "       squeeze prune -m MODEL -o OUT --method experts --remove-experts K --calib TEXTFILE [options]",
     .about =
         "Prunes MODEL and writes the result to OUT (written to a temporary file that replaces OUT only\n"
         "once complete), printing what was removed and the parameters and size before and after.\n"
@@ -36,6 +37,8 @@ static const cli_verb verb = {
         "    tokens, within each output row;\n"
         "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
         "    128 columns at a time.\n"
+        "  --owl L (OWL, Yin et al. 2024) gives each block its own sparsity in [S - L, S + L], averaging\n"
+        "    S: blocks with more outliers (Wanda scores above --owl-m times their mean) keep more weights.\n"
         "width: each block loses --heads F of its key/value head groups (with their query heads) and\n"
         "  --ffn F of its FFN channels, the least important by Wanda's score summed over the structure\n"
         "  (Wanda-sp), giving genuinely smaller matrices; GGUF stores per-block widths.\n"
@@ -50,6 +53,9 @@ static const cli_verb verb = {
         "  R * min(out, in) in each weight; --param-ratio P keeps P of the linear weights' parameters in\n"
         "  all, ranks chosen per weight by singular-value energy. A weight that would not shrink stays\n"
         "  dense. The result saves as GGUF only (squeeze's own tensors, which llama.cpp cannot load).\n"
+        "experts (mixtures of experts): every block loses the K experts that the fewest calibration\n"
+        "  tokens chose among their top k (routing frequency); the model routes each token as before\n"
+        "  with those experts left out.\n"
         "Calibration: --calib-samples windows of --calib-len tokens drawn at random positions of TEXTFILE\n"
         "(--seed), BOS first where the tokenizer adds one; wanda and sparsegpt run block by block, each\n"
         "block calibrated on the outputs of the blocks already pruned.\n",
@@ -61,15 +67,21 @@ static int parse_args(int argc, char **argv, prune_args *a) {
         CLI_TEXT_FLAG("-o, --output", "OUT", &a->out, "where to write the pruned model", .required = 1),
         CLI_FLAG_OUTPUT_FORMAT(&a->to),
         CLI_CHOICE_FLAG("--method", "METHOD", &a->method,
-                        "magnitude|wanda|sparsegpt|width|depth|lowrank|asvd", "magnitude", "pruning method"),
+                        "magnitude|wanda|sparsegpt|width|depth|lowrank|asvd|experts", "magnitude",
+                        "pruning method"),
         CLI_NUMBER_FLAG("--sparsity", "S", &a->sparsity, 0, 1, 0,
                         "fraction of each matrix set to zero, in (0, 1)", .lo_open = 1, .def_shown = ""),
+        CLI_NUMBER_FLAG("--owl", "L", &a->owl, 0, 1, 0,
+                        "wanda, sparsegpt: OWL's lambda, e.g. 0.08 (the paper's)", .def_shown = "off"),
+        CLI_NUMBER_FLAG("--owl-m", "M", &a->owl_m, 0, 1e6, 0, "OWL's outlier threshold", .def_shown = "5"),
         CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
         CLI_NUMBER_FLAG("--heads", "F", &a->heads, 0, 1, 0,
                         "width: fraction of each block's KV head groups removed"),
         CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
                         "width: fraction of each block's FFN channels removed"),
         CLI_INT_FLAG("--remove", "K", &a->remove, 1, 1 << 20, 0, "depth: blocks to remove", .def_shown = ""),
+        CLI_INT_FLAG("--remove-experts", "K", &a->remove_experts, 1, 1 << 16, 0,
+                     "experts: experts every block loses", .def_shown = ""),
         CLI_CHOICE_FLAG("--criterion", "C", &a->criterion, "ppl|magnitude|taylor", "ppl",
                         "depth: block importance"),
         CLI_INT_FLAG("--keep-first", "N", &a->keep_first, -1, 1 << 20, 0,
@@ -99,6 +111,21 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
     const int lowrank = !strcmp(a->method, "lowrank") || !strcmp(a->method, "asvd");
+    const int experts = !strcmp(a->method, "experts");
+    if ((a->owl || a->owl_m) && strcmp(a->method, "wanda") && strcmp(a->method, "sparsegpt"))
+        return cli_usage_error("prune", "--owl and --owl-m belong to --method wanda and sparsegpt");
+    if (a->owl_m && !a->owl) return cli_usage_error("prune", "--owl-m needs --owl L");
+    if (!experts && a->remove_experts)
+        return cli_usage_error("prune", "--remove-experts belongs to --method experts");
+    if (experts) {
+        if (!a->remove_experts) return cli_usage_error("prune", "experts needs --remove-experts K");
+        if (a->sparsity || a->nm || a->remove || a->heads || a->ffn || a->rank_ratio || a->param_ratio ||
+            a->alpha)
+            return cli_usage_error("prune",
+                                   "--method experts takes only --remove-experts and calibration flags");
+        if (!a->calib) return cli_usage_error("prune", "experts needs --calib TEXTFILE");
+        return CLI_CONTINUE;
+    }
     if (!lowrank && (a->rank_ratio || a->param_ratio || a->alpha))
         return cli_usage_error("prune", "--rank-ratio, --param-ratio and --alpha belong to lowrank and asvd");
     if (lowrank) {
@@ -156,11 +183,29 @@ static void print_summary(const prune_args *a, const sq_prune_options *o, const 
             printf("calibration       %d windows of %d tokens of %s, alpha %.4g\n", o->calib->n_samples,
                    o->calib->seq_len, a->calib, o->asvd_alpha ? o->asvd_alpha : 0.5);
         printf("factorised        %d linear weights (the others stay dense)\n", r->n_factorised);
+    } else if (o->method == SQ_PRUNE_EXPERTS) {
+        printf("method            experts, %d of %d removed per block (routing frequency)\n", r->n_removed,
+               r->n_experts_before);
+        printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples, o->calib->seq_len,
+               a->calib);
+        for (int l = 0; l < r->n_layers_before; l++) {
+            printf("  block %-3d removed", l);
+            for (int k = 0; k < r->n_removed; k++) {
+                int e = r->removed[(size_t)l * (size_t)r->n_removed + (size_t)k];
+                printf(" %d (%.2f%% of tokens)", e,
+                       100 * r->scores[(size_t)l * (size_t)r->n_experts_before + (size_t)e]);
+            }
+            printf("\n");
+        }
     } else if (o->method != SQ_PRUNE_DEPTH) {
         if (o->nm_m)
             printf("method            %s, %d:%d\n", a->method, o->nm_n, o->nm_m);
         else
-            printf("method            %s, sparsity %.4g\n", a->method, o->sparsity);
+            printf("method            %s, sparsity %.4g%s\n", a->method, o->sparsity,
+                   o->owl_lambda ? " (OWL)" : "");
+        for (int l = 0; r->layer_sparsity && l < r->n_layers_before; l++)
+            printf("  block %-3d outliers %.4f%%  sparsity %.4f\n", l, 100 * r->owl_lod[l],
+                   r->layer_sparsity[l]);
         if (o->calib)
             printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples,
                    o->calib->seq_len, a->calib);
@@ -195,11 +240,15 @@ int sq_cmd_prune(int argc, char **argv) {
                                     : !strcmp(a.method, "width")     ? SQ_PRUNE_WIDTH
                                     : !strcmp(a.method, "lowrank")   ? SQ_PRUNE_LOWRANK
                                     : !strcmp(a.method, "asvd")      ? SQ_PRUNE_ASVD
+                                    : !strcmp(a.method, "experts")   ? SQ_PRUNE_EXPERTS
                                                                      : SQ_PRUNE_MAGNITUDE,
                           .sparsity = a.sparsity,
+                          .owl_lambda = a.owl,
+                          .owl_m = a.owl_m,
                           .heads = a.heads,
                           .ffn = a.ffn,
                           .n_remove = (int)a.remove,
+                          .n_remove_experts = (int)a.remove_experts,
                           .criterion = !strcmp(a.criterion, "magnitude") ? SQ_DEPTH_MAGNITUDE
                                        : !strcmp(a.criterion, "taylor")  ? SQ_DEPTH_TAYLOR
                                                                          : SQ_DEPTH_PPL,

@@ -23,6 +23,20 @@ static SQ_NODISCARD sq_error *check_unstructured(const sq_model *model, const sq
     } else if (!(o->sparsity >= 0 && o->sparsity < 1)) {
         return sq_errorf(SQ_ERR_INVALID_ARG, "prune: sparsity %g is outside [0, 1)", o->sparsity);
     }
+    if (o->owl_lambda != 0 || o->owl_m != 0) {
+        if (o->method == SQ_PRUNE_MAGNITUDE || o->nm_m)
+            return sq_errorf(SQ_ERR_INVALID_ARG, "prune: OWL applies to wanda and sparsegpt at a sparsity, "
+                                                 "not to magnitude pruning or N:M");
+        if (!(o->owl_lambda > 0 && o->owl_lambda <= o->sparsity && o->sparsity + o->owl_lambda < 1))
+            return sq_errorf(
+                SQ_ERR_INVALID_ARG,
+                "prune: OWL lambda %g must lie in (0, %g] so that every block's sparsity stays in "
+                "[0, 1)",
+                o->owl_lambda, o->sparsity < 1 - o->sparsity ? o->sparsity : 1 - o->sparsity);
+        if (!(o->owl_m >= 0 && o->owl_m <= 1e6))
+            return sq_errorf(SQ_ERR_INVALID_ARG, "prune: OWL's outlier threshold M %g is outside (0, 1e6]",
+                             o->owl_m);
+    }
     sq_model_info info;
     sq_model_get_info(model, &info);
     for (int l = 0; l < info.n_layers; l++)
@@ -158,15 +172,33 @@ static SQ_NODISCARD sq_error *check_lowrank(const sq_model *model, const sq_prun
     return o->method == SQ_PRUNE_ASVD ? check_calib(model, o->calib, "ASVD") : NULL;
 }
 
+/* A mixture of experts, and a count that leaves every block more experts than a token uses. */
+static SQ_NODISCARD sq_error *check_experts(const sq_model *model, const sq_prune_options *o) {
+    sq_model_info info;
+    sq_model_get_info(model, &info);
+    if (!info.n_experts)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: expert pruning needs a mixture-of-experts model; %s has "
+                         "no experts",
+                         info.arch);
+    if (o->n_remove_experts < 1 || o->n_remove_experts > info.n_experts - info.n_experts_used)
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "prune: removing %d of %d experts per block; with %d used per token remove 1 to %d",
+                         o->n_remove_experts, info.n_experts, info.n_experts_used,
+                         info.n_experts - info.n_experts_used);
+    return check_calib(model, o->calib, "expert pruning");
+}
+
 SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_options *o) {
     if (!model || !o) return sq_errorf(SQ_ERR_INVALID_ARG, "prune: no model or options");
     sq_model_info info;
     sq_model_get_info(model, &info);
+    if (o->method == SQ_PRUNE_EXPERTS) return check_experts(model, o);
     if (info.n_experts && o->method != SQ_PRUNE_DEPTH)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
-            "prune: %s is a mixture-of-experts model; only depth pruning supports it yet (the other "
-            "methods do not prune expert tensors)",
+            "prune: %s is a mixture-of-experts model; only depth and expert pruning support it yet (the "
+            "other methods do not prune expert tensors)",
             info.arch);
     /* the other methods read and cut dense weights; removing blocks by perplexity only runs the model */
     if (sq_model_has_lowrank(model) && !(o->method == SQ_PRUNE_DEPTH && o->criterion == SQ_DEPTH_PPL))
@@ -187,6 +219,8 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
     case SQ_PRUNE_LOWRANK:
     case SQ_PRUNE_ASVD:
         return check_lowrank(model, o);
+    case SQ_PRUNE_EXPERTS:
+        break; /* checked above */
     }
     return sq_errorf(SQ_ERR_INVALID_ARG, "prune: unknown method %d", (int)o->method);
 }
@@ -242,16 +276,28 @@ static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_option
     return err;
 }
 
+/* Unstructured and N:M, with OWL's per-block sparsities when asked. */
+static SQ_NODISCARD sq_error *prune_unstructured(sq_model *model, const sq_prune_options *o,
+                                                 sq_prune_result *res) {
+    if (!o->owl_lambda) return sq_prune_unstructured(model, o, NULL, &res->n_pruned);
+    res->owl_lod = calloc((size_t)res->n_layers_before, sizeof *res->owl_lod);
+    res->layer_sparsity = calloc((size_t)res->n_layers_before, sizeof *res->layer_sparsity);
+    if (!res->owl_lod || !res->layer_sparsity) return sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
+    SQ_TRY(sq_prune_owl(model, o, res->owl_lod, res->layer_sparsity));
+    return sq_prune_unstructured(model, o, res->layer_sparsity, &res->n_pruned);
+}
+
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
     memset(res, 0, sizeof *res);
     SQ_TRY(sq_prune_check(model, o));
     SQ_TRY(sq_prune_measure(model, &res->params_before, &res->nonzero_before, &res->bytes_before,
                             &res->n_layers_before));
-    sq_error *err = o->method == SQ_PRUNE_DEPTH   ? prune_depth(model, o, res)
-                    : o->method == SQ_PRUNE_WIDTH ? sq_prune_width(model, o)
+    sq_error *err = o->method == SQ_PRUNE_DEPTH     ? prune_depth(model, o, res)
+                    : o->method == SQ_PRUNE_EXPERTS ? sq_prune_experts(model, o, res)
+                    : o->method == SQ_PRUNE_WIDTH   ? sq_prune_width(model, o)
                     : o->method == SQ_PRUNE_LOWRANK || o->method == SQ_PRUNE_ASVD
                         ? sq_prune_lowrank(model, o, &res->n_factorised)
-                        : sq_prune_unstructured(model, o, &res->n_pruned);
+                        : prune_unstructured(model, o, res);
     if (!err)
         err = sq_prune_measure(model, &res->params_after, &res->nonzero_after, &res->bytes_after,
                                &res->n_layers_after);
@@ -263,7 +309,10 @@ void sq_prune_result_free(sq_prune_result *res) {
     if (!res) return;
     free(res->scores);
     free(res->removed);
+    free(res->layer_sparsity);
+    free(res->owl_lod);
     res->scores = NULL;
     res->removed = NULL;
+    res->layer_sparsity = res->owl_lod = NULL;
     res->n_removed = 0;
 }

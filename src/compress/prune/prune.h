@@ -36,9 +36,10 @@ SQ_NODISCARD sq_error *sq_prune_measure(const sq_model *model, int64_t *params, 
                                         size_t *bytes, int *n_layers);
 
 /* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
- * call; *n_pruned gets how many weights the masks chose. */
+ * call; *n_pruned gets how many weights the masks chose. layer_sparsity [n_layers] (NULL: opts->sparsity for
+ * every block) gives each block its own sparsity (OWL). */
 SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts,
-                                             int64_t *n_pruned);
+                                             const double *layer_sparsity, int64_t *n_pruned);
 
 /* Wanda's score of w [rows][cols]: score[i][j] = |w[i][j]| * sqrt(sum_sq[j]) (sum_sq: the input channel's sum
  * of squares over the calibration tokens). */
@@ -84,5 +85,17 @@ int sq_lowrank_choose_ranks(int n, const int64_t *rows, const int64_t *cols, con
 /* Low-rank factorisation (SQ_PRUNE_LOWRANK, SQ_PRUNE_ASVD) of every block's linear weights;
  * *n_factorised gets how many are now low-rank. */
 SQ_NODISCARD sq_error *sq_prune_lowrank(sq_model *model, const sq_prune_options *opts, int *n_factorised);
+
+/* OWL's per-block sparsities (owl.c): out[l] = 1 - density, densities the LODs scaled to [0, 2 lambda] and
+ * shifted to average 1 - sparsity (all equal when the LODs are). */
+void sq_prune_owl_sparsity(const double *lod, int n_layers, double sparsity, double lambda, double *out);
+/* Measures every block's LOD on the calibration samples (the unpruned model's inputs, one statistics-only
+ * pass) and gives each block its OWL sparsity: lod[n_layers], layer_sparsity[n_layers]. */
+SQ_NODISCARD sq_error *sq_prune_owl(sq_model *model, const sq_prune_options *opts, double *lod,
+                                    double *layer_sparsity);
+
+/* Expert pruning by routing frequency (SQ_PRUNE_EXPERTS): fills res's scores, removed, n_removed and
+ * n_experts_before. */
+SQ_NODISCARD sq_error *sq_prune_experts(sq_model *model, const sq_prune_options *opts, sq_prune_result *res);
 
 #endif

@@ -18,14 +18,14 @@ static const sq_tap_point linear_input[SQ_PRUNE_N_LINEAR] = {SQ_TAP_ATTN_IN,  SQ
                                                              SQ_TAP_FFN_DOWN};
 
 /* One matrix w [rows][cols] pruned by the method; stats: its input's statistics (NULL for magnitude). */
-static SQ_NODISCARD sq_error *prune_matrix(const sq_prune_options *o, const char *name, float *w,
-                                           int64_t rows, int64_t cols, const sq_calib_stats *stats,
+static SQ_NODISCARD sq_error *prune_matrix(const sq_prune_options *o, double sparsity, const char *name,
+                                           float *w, int64_t rows, int64_t cols, const sq_calib_stats *stats,
                                            int64_t *chosen) {
     if (stats && stats->width != cols)
         return sq_errorf(SQ_ERR_INTERNAL, "prune: %s has %lld inputs but its calibration input %d", name,
                          (long long)cols, stats->width);
     if (o->method == SQ_PRUNE_SPARSEGPT) {
-        sq_error *err = sq_prune_sparsegpt_matrix(w, rows, cols, stats->xtx, stats->n_tokens, o->sparsity,
+        sq_error *err = sq_prune_sparsegpt_matrix(w, rows, cols, stats->xtx, stats->n_tokens, sparsity,
                                                   o->nm_n, o->nm_m, chosen);
         return err ? sq_error_wrap(err, "%s", name) : NULL;
     }
@@ -38,13 +38,14 @@ static SQ_NODISCARD sq_error *prune_matrix(const sq_prune_options *o, const char
     } else {
         for (int64_t k = 0; k < rows * cols; k++) score[k] = fabsf(w[k]);
     }
-    *chosen = sq_prune_mask(w, score, rows, cols, scope, o->sparsity, o->nm_n, o->nm_m);
+    *chosen = sq_prune_mask(w, score, rows, cols, scope, sparsity, o->nm_n, o->nm_m);
     free(score);
     return *chosen < 0 ? sq_errorf(SQ_ERR_NOMEM, "prune: out of memory for the mask of %s", name) : NULL;
 }
 
 typedef struct block_job {
     const sq_prune_options *o;
+    const double *layer_sparsity; /* [n_layers] or NULL */
     int64_t n_pruned;
 } block_job;
 
@@ -67,8 +68,9 @@ static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer
             break;
         }
         if (!(err = sq_model_read_tensor(model, names[i], values[i], rows * cols)))
-            err = prune_matrix(job->o, names[i], values[i], rows, cols,
-                               stats ? &stats[linear_input[i]] : NULL, &chosen);
+            err = prune_matrix(job->o, job->layer_sparsity ? job->layer_sparsity[layer] : job->o->sparsity,
+                               names[i], values[i], rows, cols, stats ? &stats[linear_input[i]] : NULL,
+                               &chosen);
         job->n_pruned += chosen;
         edits[i] = (sq_tensor_edit){.name = names[i], .values = values[i]};
     }
@@ -77,8 +79,9 @@ static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer
     return err;
 }
 
-SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *o, int64_t *n_pruned) {
-    block_job job = {o, 0};
+SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *o,
+                                             const double *layer_sparsity, int64_t *n_pruned) {
+    block_job job = {o, layer_sparsity, 0};
     sq_error *err = NULL;
     if (o->method == SQ_PRUNE_MAGNITUDE) {
         sq_model_info info;
