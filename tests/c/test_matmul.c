@@ -13,6 +13,7 @@
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul.h"
 #include "testlib.h"
@@ -131,15 +132,22 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
     size_t nx = (size_t)n_tokens * sh.cols, ny = (size_t)n_tokens * sh.rows;
     float *xbuf = malloc((nx + 1) * sizeof *xbuf), *ybuf = malloc((ny + 1) * sizeof *ybuf);
     float *ref_f32 = malloc(ny * sizeof *ref_f32), *ref_q = malloc(ny * sizeof *ref_q);
-    float *x = xbuf + 1, *y = ybuf + 1; /* not 32-byte aligned either */
+    float *y1 = malloc(ny * sizeof *y1); /* y on one thread */
+    float *x = xbuf + 1, *y = ybuf + 1;  /* not 32-byte aligned either */
     for (size_t i = 0; i < nx; i++) x[i] = sq_test_rand_uniform(seed, -1, 1);
     sq_ref_matmul(&w, x, n_tokens, ref_f32);
     const sq_dtype dot = sq_dtype_info(dtype)->dot_dtype;
-    if (dot != SQ_DTYPE_F32) sq_ref_matmul_x(&w, dot, x, n_tokens, ref_q);
+    sq_dtype ref_q_dtype = SQ_DTYPE_F32; /* the activations' format ref_q holds so far */
     for (int s = 0; s < n_sets; s++) {
         sq_test_ok(sq_cpu_force_kernels(sets[s]));
         const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(sq_cpu_kernels_active(), dtype, n_tokens);
-        assert_true(x_dtype == SQ_DTYPE_F32 || x_dtype == dot);
+        /* the GEMV's dot format, or for 16+ tokens the integer GEMM's (gemm.h) */
+        const int gemm = n_tokens >= 16 && sq_cpu_gemm_for(sq_cpu_kernels_active(), dtype);
+        assert_true(x_dtype == SQ_DTYPE_F32 || x_dtype == (gemm ? sq_cpu_gemm_x_dtype(dtype) : dot));
+        if (x_dtype != SQ_DTYPE_F32 && x_dtype != ref_q_dtype) {
+            sq_ref_matmul_x(&w, x_dtype, x, n_tokens, ref_q);
+            ref_q_dtype = x_dtype;
+        }
         const float *ref = x_dtype == SQ_DTYPE_F32 ? ref_f32 : ref_q;
         for (int p = 0; p < n_pools; p++) {
             for (size_t i = 0; i < ny; i++) y[i] = NAN;
@@ -149,12 +157,20 @@ static void check_problem(sq_dtype dtype, int n_tokens, shape sh, sq_threadpool 
                 fail_msg("%s %s: %d tokens x [%lld x %lld] on %d threads: relative error %g", sets[s],
                          sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
                          sq_threadpool_size(pools[p]), err);
+            /* the integer GEMM sums each output on one thread in a fixed order: the same bits for any count
+             */
+            if (gemm && p == 0) memcpy(y1, y, ny * sizeof *y);
+            if (gemm && p > 0 && memcmp(y1, y, ny * sizeof *y) != 0)
+                fail_msg("%s %s: %d tokens x [%lld x %lld]: %d threads differ from 1 in some bits", sets[s],
+                         sq_dtype_info(dtype)->name, n_tokens, (long long)sh.rows, (long long)sh.cols,
+                         sq_threadpool_size(pools[p]));
         }
     }
     free(xbuf);
     free(ybuf);
     free(ref_f32);
     free(ref_q);
+    free(y1);
     free(wbuf);
 }
 
@@ -167,6 +183,7 @@ static void test_matmul_matches_reference(void **state) {
     assert_non_null(pools[1]);
     assert_non_null(pools[2]);
     const int tokens[] = {1, 2, 3, 5, 7, 16, 64, 129}; /* 16: the first that runs as a GEMM */
+    sq_cpu_set_int8_prefill(1); /* the integer GEMM for every format it serves (gemm.h) */
     const int64_t rows[] = {1, 5, 37, 300};
     const int64_t cols[] = {32, 96, 288, 768, 7, 100}; /* the last two only for dense dtypes */
     uint64_t seed = 1234;
@@ -177,7 +194,9 @@ static void test_matmul_matches_reference(void **state) {
                     if (cols[c] % sq_dtype_info(dt)->block_elems) continue;
                     check_problem(dt, tokens[t], (shape){rows[r], cols[c]}, pools, 3, sets, n_sets, &seed);
                 }
-    /* Rows longer than a GEMM tile holds: the reduction is split into slices. */
+    /* Rows longer than a GEMM tile holds: the reduction is split into slices; with the integer prefill off
+     * (the default: dequantize + sgemm for all but W8A8), so that both paths are checked. */
+    sq_cpu_set_int8_prefill(0);
     for (int dt = 0; dt < SQ_DTYPE_COUNT; dt++) {
         check_problem(dt, 1, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
         check_problem(dt, 17, (shape){21, whole_blocks(dt, 4160)}, pools, 3, sets, n_sets, &seed);
@@ -251,11 +270,64 @@ static void test_reference_only_formats(void **state) {
     sq_threadpool_free(pool);
 }
 
+/* The integer GEMM's activation quantizer (gemm.h) equals Q8_0's reference from_f32 bit for bit, and gives
+ * each block's scale and the sum of its values: on random rows of several magnitudes and on blocks made of
+ * exact halves (roundf's ties, away from zero), zeros, subnormals, an infinity and a NaN. */
+static void test_gemm_quantizer_matches_reference(void **state) {
+    (void)state;
+    const char *sets[3];
+    int n_sets = supported_sets(sets);
+    const char *best = sq_cpu_kernel_name();
+    enum { BLOCKS = 40, COLS = BLOCKS * SQ_QK8_0 };
+    float x[COLS];
+    uint64_t seed = 99;
+    for (int b = 0; b < BLOCKS; b++) {
+        const float scale = b < 32 ? ldexpf(1.0f, b - 16) : 1.0f;
+        for (int j = 0; j < SQ_QK8_0; j++) x[b * SQ_QK8_0 + j] = scale * sq_test_rand_uniform(&seed, -1, 1);
+    }
+    float *blk = x + 32 * SQ_QK8_0; /* amax 127: the scale is 1, so k + 0.5 is a tie */
+    for (int j = 0; j < SQ_QK8_0; j++) blk[j] = j == 0 ? 127.0f : (j % 2 ? 1 : -1) * ((float)(j % 13) + 0.5f);
+    memset(x + 33 * SQ_QK8_0, 0, SQ_QK8_0 * sizeof *x);
+    for (int j = 0; j < SQ_QK8_0; j++) x[34 * SQ_QK8_0 + j] = (float)j * 1e-41f;
+    x[35 * SQ_QK8_0 + 3] = INFINITY;
+    x[36 * SQ_QK8_0 + 7] = NAN;
+    sq_block_q8_0 ref[BLOCKS], q[BLOCKS];
+    float d[BLOCKS];
+    int32_t sum[BLOCKS];
+    sq_ref_q8_0_from_f32(x, ref, COLS);
+    int tested = 0;
+    for (int s = 0; s < n_sets; s++) {
+        sq_test_ok(sq_cpu_force_kernels(sets[s]));
+        const sq_gemm_kernels *k =
+            sq_cpu_gemm_for(sq_cpu_kernels_active(), SQ_DTYPE_W8A8); /* W8A8: on by default */
+        if (!k) continue;
+        tested++;
+        memset(q, 0xa5, sizeof q);
+        k->quantize_q8_0(x, COLS, q, d, sum);
+        for (int b = 0; b < BLOCKS; b++) {
+            if (memcmp(&q[b], &ref[b], sizeof ref[b]) != 0)
+                fail_msg("%s: block %d differs from the reference", sets[s], b);
+            int32_t expect = 0;
+            for (int j = 0; j < SQ_QK8_0; j++) expect += ref[b].qs[j];
+            assert_int_equal(sum[b], expect);
+            assert_true(d[b] == sq_f16_to_f32(ref[b].d));
+        }
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) assert_true(tested > 0);
+#endif
+    sq_test_ok(sq_cpu_force_kernels(best));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_selection),         cmocka_unit_test(test_to_f32_matches_reference),
-        cmocka_unit_test(test_matmul_matches_reference), cmocka_unit_test(test_every_format_has_kernels),
+        cmocka_unit_test(test_kernel_selection),
+        cmocka_unit_test(test_to_f32_matches_reference),
+        cmocka_unit_test(test_matmul_matches_reference),
+        cmocka_unit_test(test_every_format_has_kernels),
         cmocka_unit_test(test_reference_only_formats),
+        cmocka_unit_test(test_gemm_quantizer_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

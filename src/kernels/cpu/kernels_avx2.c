@@ -51,4 +51,7 @@ INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[4]) {
     v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
     v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
+
+/* The prefill GEMM's integer tiles, on the helpers above. */
+#include "kernels/cpu/gemm_simd.inc"
 #endif

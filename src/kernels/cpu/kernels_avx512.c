@@ -46,4 +46,7 @@ INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
     v[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
 }
+
+/* The prefill GEMM's integer tiles, on the helpers above. */
+#include "kernels/cpu/gemm_simd.inc"
 #endif

@@ -13,14 +13,17 @@
  * prefill (the GEMM path) multiplies dequantized weights with fp32 activations, as every other format's does;
  * W8A8, whose activations are quantized for every product (its dot_dtype is itself), runs its integer GEMV
  * for any number of tokens: several tokens per pass over cache-sized row chunks.
- * The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are stopped
- * as the program starts (single_thread_openblas). */
+ * Except: the formats of 32-value blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, W8A8, int4) run their prefill through
+ * squeeze's integer GEMM (gemm.h) where the kernel set has one (AVX2, AVX-512), activations quantized to 8
+ * bits. The pool's threads are the only ones: OpenBLAS runs single-threaded, and its own helper threads are
+ * stopped as the program starts (single_thread_openblas). */
 #include "kernels/cpu/matmul.h"
 
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/kernels.h"
 
 /* Fewer tokens than this run through the GEMV kernels: sgemm packs the weights again on every call, which
@@ -171,7 +174,11 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
         .n_tokens = n_tokens,
         .y = y,
     };
-    const sq_dtype x_dtype = sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
+    /* Prefill of the 32-value block formats: squeeze's integer GEMM (gemm.h), where the set has one; should
+     * its activations' buffer not fit in memory, the dequantize + sgemm path below, with fp32 activations. */
+    const sq_gemm_kernels *gemm = n_tokens >= GEMM_MIN_TOKENS ? sq_cpu_gemm_for(set, w->dtype) : NULL;
+    if (gemm && sq_cpu_gemm(gemm, pool, w, x, n_tokens, y) == 0) return;
+    const sq_dtype x_dtype = gemm ? SQ_DTYPE_F32 : sq_cpu_matmul_x_dtype(set, w->dtype, n_tokens);
     if (n_tokens < GEMM_MIN_TOKENS || x_dtype != SQ_DTYPE_F32) {
         job.gemv_x = x;
         if (x_dtype == SQ_DTYPE_F32) {
@@ -205,6 +212,7 @@ void sq_cpu_matmul_with(const sq_cpu_kernels *set, sq_threadpool *pool, const sq
 
 sq_dtype sq_cpu_matmul_x_dtype(const sq_cpu_kernels *set, sq_dtype w_dtype, int n_tokens) {
     if (set->formats[w_dtype].reference_only) return SQ_DTYPE_F32;
+    if (n_tokens >= GEMM_MIN_TOKENS && sq_cpu_gemm_for(set, w_dtype)) return sq_cpu_gemm_x_dtype(w_dtype);
     /* W8A8 quantizes its activations for every product: its prefill is its GEMV over many tokens */
     if (n_tokens >= GEMM_MIN_TOKENS && sq_dtype_info(w_dtype)->dot_dtype != w_dtype) return SQ_DTYPE_F32;
     return sq_dtype_info(w_dtype)->dot_dtype;
