@@ -1,6 +1,7 @@
 /* The CUDA backend's ceilings and kernels on Llama-2-7B shapes (dim 4096, FFN 11008, vocab 32000):
  *
- *   bench_cuda [sections: any of bw,gemv,batch,gemm,step; default all but step] [MODEL for step]
+ *   bench_cuda [sections: any of bw,gemv,batch,gemm,step,batchstep; default all but the steps] [MODEL for
+ * steps]
  *
  *  - bw: the device's copy bandwidth (bytes read + written per second) over 4 GiB buffers, the median of 20
  *    copies: the memory roofline the decode figures are compared with, measured in the same run;
@@ -8,7 +9,8 @@
  *    4096x4096, gate/up 11008x4096, down 4096x11008, output 32000x4096): weight bytes read per second, each
  *    shape over 8 copies of its weights in rotation (1.9 to 2.9 GB for f16, far more than the 60 MB L2);
  *  - batch: 1 to 64 tokens on 11008x4096 per format, as weight GB/s: where the GEMV gives way to cuBLAS;
- *  - step: MODEL's 1024-token prefill and 64 decode steps, the time of each backend operation;
+ *  - step: MODEL's 1024-token prefill and 64 decode steps, the time of each backend operation; batchstep:
+ *    the same for 64 sequences of 128 prompt tokens, decoding one token each a step;
  *  - gemm: a 1024-token matmul (the prefill path: cuBLAS on tensor cores) per format on 11008x4096, TFLOP/s.
  * Times are medians over repetitions, each synchronised, after a warm-up; weights are random, never zeros. */
 #include <stdio.h>
@@ -52,7 +54,9 @@ static void make_weights(const sq_backend *be, sq_dtype dt, int64_t rows, int64_
             fprintf(stderr, "bench_cuda: no device memory for %zu bytes\n", bytes);
             exit(1);
         }
-        be->upload(be->impl, w[c].data, host, bytes);
+        be->upload_weight(
+            be->impl, w[c].data,
+            &(sq_tensor){.dtype = dt, .ndim = 2, .shape = {rows, cols}, .data = host, .nbytes = bytes});
     }
     free(host);
     free(v);
@@ -151,18 +155,24 @@ static void bench_gemm(const sq_backend *be) {
     be->free(be->impl, x);
     be->free(be->impl, y);
 }
-/* Where a forward step's time goes: a 1024-token prefill and 64 decode steps of MODEL, each operation timed
- * between synchronisations (sq_cuda_backend_profile), in ms per call of the step. */
-static void bench_step(const char *path) {
-    enum { PROMPT = 1024, STEPS = 64 };
+/* Where a forward step's time goes: n_seqs sequences of MODEL, each a prompt (1024 tokens for one sequence,
+ * 128 for several) then 64 decode steps of one token per sequence, each operation timed between
+ * synchronisations (sq_cuda_backend_profile), in ms per step. */
+static void bench_step(const char *path, int n_seqs) {
+    enum { STEPS = 64, MAX_SEQS = 64 };
+    const int prompt = n_seqs == 1 ? 1024 : 128;
     sq_model *m;
     sq_backend be;
     sq_context *ctx;
     sq_error *err = sq_model_load(path, NULL, &m);
     if (!err) err = sq_backend_create("cuda", 0, &be);
     if (!err)
-        err = sq_context_create_on(
-            m, &(sq_context_options){.n_ctx = PROMPT + STEPS + 1, .kv_type = SQ_KV_F16}, be, &ctx);
+        err = sq_context_create_on(m,
+                                   &(sq_context_options){.n_ctx = prompt + STEPS + 1,
+                                                         .n_seq_max = n_seqs,
+                                                         .n_batch_max = prompt * n_seqs,
+                                                         .kv_type = SQ_KV_F16},
+                                   be, &ctx);
     if (err) {
         fprintf(stderr, "bench_cuda step: %s\n", sq_error_message(err));
         sq_error_free(err);
@@ -170,24 +180,32 @@ static void bench_step(const char *path) {
     }
     sq_model_info info;
     sq_model_get_info(m, &info);
-    int32_t *ids = malloc(PROMPT * sizeof *ids);
-    float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
-    for (int i = 0; i < PROMPT; i++) ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)info.vocab_size);
-    printf("\n## where a step's time goes: %s (ms per step; each operation between synchronisations)\n\n",
-           path);
-    printf("| operation | prefill %d tokens | decode (mean of %d steps) |\n|---|---:|---:|\n", PROMPT, STEPS);
+    int32_t *ids = malloc((size_t)prompt * sizeof *ids);
+    float *logits = malloc((size_t)n_seqs * info.vocab_size * sizeof *logits);
+    for (int i = 0; i < prompt; i++) ids[i] = (int32_t)((i * 7919u + 13) % (unsigned)info.vocab_size);
+    printf("\n## where a step's time goes: %s, %d sequence(s) (ms per step; each operation between "
+           "synchronisations)\n\n",
+           path, n_seqs);
+    printf("| operation | prefill %d x %d tokens | decode (mean of %d steps) |\n|---|---:|---:|\n", n_seqs,
+           prompt, STEPS);
     double pre[SQ_OP_COUNT], dec[SQ_OP_COUNT];
     long calls[SQ_OP_COUNT];
+    sq_seq_batch b[MAX_SEQS];
     for (int pass = 0; pass < 2; pass++) { /* the first warms up */
-        sq_error_free(sq_seq_truncate(ctx, 0, 0));
+        for (int q = 0; q < n_seqs; q++) {
+            sq_error_free(sq_seq_truncate(ctx, q, 0));
+            b[q] = (sq_seq_batch){.seq_id = q,
+                                  .tokens = ids,
+                                  .n_tokens = prompt,
+                                  .logits_mode = SQ_LOGITS_LAST,
+                                  .logits = logits + (size_t)q * info.vocab_size};
+        }
         sq_cuda_backend_profile(&be, 1, NULL, NULL);
-        sq_seq_batch b = {
-            .seq_id = 0, .tokens = ids, .n_tokens = PROMPT, .logits_mode = SQ_LOGITS_LAST, .logits = logits};
-        sq_error_free(sq_forward(ctx, &b, 1));
+        sq_error_free(sq_forward(ctx, b, n_seqs));
         sq_cuda_backend_profile(&be, 1, pre, calls);
         for (int s = 0; s < STEPS; s++) {
-            b.tokens = &ids[s], b.n_tokens = 1;
-            sq_error_free(sq_forward(ctx, &b, 1));
+            for (int q = 0; q < n_seqs; q++) b[q].tokens = &ids[s], b[q].n_tokens = 1;
+            sq_error_free(sq_forward(ctx, b, n_seqs));
         }
         sq_cuda_backend_profile(&be, 0, dec, calls);
     }
@@ -202,6 +220,16 @@ static void bench_step(const char *path) {
     free(logits);
     sq_context_free(ctx);
     sq_model_free(m);
+}
+#endif
+
+#ifdef SQ_HAVE_CUDA
+/* whether the comma-separated list names section */
+static int has(const char *list, const char *section) {
+    const size_t n = strlen(section);
+    for (const char *p = list; (p = strstr(p, section)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
 }
 #endif
 
@@ -222,10 +250,11 @@ int main(int argc, char **argv) {
     }
     const double bw = sq_cuda_backend_copy_bandwidth(&be, (size_t)4 << 30, 20);
     printf("copy bandwidth: %.0f GB/s (bytes read + written, 4 GiB buffers, median of 20)\n", bw / 1e9);
-    if (strstr(sections, "gemv")) bench_gemv(&be, bw);
-    if (strstr(sections, "batch")) bench_batch(&be, bw);
-    if (strstr(sections, "gemm")) bench_gemm(&be);
-    if (strstr(sections, "step") && argc > 2) bench_step(argv[2]);
+    if (has(sections, "gemv")) bench_gemv(&be, bw);
+    if (has(sections, "batch")) bench_batch(&be, bw);
+    if (has(sections, "gemm")) bench_gemm(&be);
+    if (has(sections, "step") && argc > 2) bench_step(argv[2], 1);
+    if (has(sections, "batchstep") && argc > 2) bench_step(argv[2], 64);
     be.synchronize(be.impl);
     const char *e = be.take_error(be.impl);
     if (e) fprintf(stderr, "bench_cuda: %s\n", e);

@@ -8,8 +8,8 @@
 #   bash DIR/run.sh               on the GPU machine (CUDA 13 runtime and cuBLAS under /usr/local/cuda/lib64):
 #                                 the GPU tests, stories15M on both devices, bench_cuda, and Llama-2-7B shapes
 #                                 made there by squeeze synth in f16/q4_0/q8_0/q4_k: TTFT at 1024 and decode,
-#                                 the step breakdown, prefill at 512 and 2048, the batch curve. Logs in $OUT
-#                                 (or DIR/out).
+#                                 the step breakdowns (1 and 64 sequences), prefill at 512 and 2048, the batch
+#                                 curve. Logs in $OUT (or DIR/out).
 set -euo pipefail
 if [ "${1:-}" != pack ] || [ -z "${2:-}" ]; then
     sed -n '2,12p' "$0"
@@ -52,7 +52,7 @@ for t in f16 q4_0 q8_0 q4_k; do
         --kv-type f16 --no-progress >$OUT/b7_$t.txt 2>&1
     echo "== $t"; grep -E "first|per output|decode \(|prefill \(|weights" $OUT/b7_$t.txt
     if [ $t = f16 ]; then
-        timeout 100 bin/bench_cuda step /tmp/l7-f16.gguf 2>&1 | tail -12 | tee $OUT/step_f16.txt
+        timeout 150 bin/bench_cuda step,batchstep /tmp/l7-f16.gguf 2>&1 | tail -24 | tee $OUT/step_f16.txt
         for p in 512 2048; do
             timeout 100 bin/squeeze bench --device cuda -m /tmp/l7-f16.gguf -p $p -n 0 -b 1 --reps 3 --kv-type f16 \
                 --no-progress 2>&1 | grep -E "first|prefill \(" | sed "s/^/p=$p /"

@@ -10,11 +10,13 @@ percentiles, and checks that every response is complete and none is lost. Then:
     the prompt's own prefill), against a server started with --no-prefix-cache;
   - speculative decoding by prompt lookup (--spec ngram) against plain decoding on input-grounded requests
     (a story, then the request to tell it again: the answer copies its input), greedy, at 1 and 4 clients,
-    the two servers alternating; the texts must be identical.
+    the two servers alternating; the texts must be identical;
+  - the n-gram pool (--spec ngram --ngram-pool N: drafts from other requests' generated text) against prompt
+    lookup alone and plain decoding, on story openings that recur across requests and on distinct ones.
 Prints a Markdown section for docs/benchmarks.md.
 
     .venv/bin/python bench/serve_load.py [-m MODEL] [--bin build/squeeze] [--requests 64] [--max-tokens 64]
-                                         [--concurrency 1,4,16,64] [-t THREADS] [--only-spec]
+                                         [--concurrency 1,4,16,64] [-t THREADS] [--only-spec | --only-pool]
 """
 import argparse
 import http.client
@@ -134,9 +136,13 @@ def main():
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only-spec", action="store_true", help="only the speculative decoding comparison")
+    ap.add_argument("--only-pool", action="store_true", help="only the n-gram pool comparison")
     a = ap.parse_args()
     model = a.model or subprocess.run([os.path.join(ROOT, "scripts", "find-model.sh")], capture_output=True,
                                       text=True).stdout.strip()
+    if a.only_pool:
+        pool_section(a, model)
+        return
     if a.only_spec:
         spec_section(a, model)
         return
@@ -207,6 +213,46 @@ def main():
     if any(s["lost"] for _, s in rows) or w["lost"] or wo["lost"]:
         sys.exit("serve_load: requests were lost")
     spec_section(a, model)
+    pool_section(a, model)
+
+
+def compare_servers(a, model, requests, modes):
+    """Serves requests at 1 and 4 clients, a fresh server per mode ((label, flags)) and client count (warmed up
+    with a request outside the workload, so that nothing of it is cached or pooled before), the modes
+    alternating over 2 rounds; returns tokens/s per (label, clients) and round, and each mode's drafts kept and
+    verified in the last round (/metrics). Every mode's texts must equal the first mode's (greedy requests)."""
+    tok_s = {(m, c): [] for m, _ in modes for c in (1, 4)}
+    texts, kept = {}, {}
+    for rnd in range(2):
+        for label, extra in modes:
+            kept[label] = (0, 0)
+            for c in (1, 4):
+                srv = Server(a.bin, model, a.threads, "--max-seqs", "4", "--no-prefix-cache", *extra)
+                try:
+                    stream_request(srv.port, {"prompt": "Hello", "max_tokens": 4, "temperature": 0})  # warm-up
+                    res, wall = run_load(srv.port, requests, c)
+                    s = summarize(res, wall, a.max_tokens)
+                    if s["lost"]:
+                        sys.exit("serve_load: requests were lost")
+                    tok_s[(label, c)].append(s["tok_s"])
+                    texts.setdefault(label, [r[2] for r in res])
+                    m = {}
+                    conn = http.client.HTTPConnection("127.0.0.1", srv.port)
+                    conn.request("GET", "/metrics")
+                    for line in conn.getresponse().read().decode().splitlines():
+                        if line.startswith("squeeze_spec_"):
+                            k, v = line.split()
+                            m[k] = float(v)
+                    kept[label] = (kept[label][0] + m.get("squeeze_spec_accepted_tokens_total", 0),
+                                   kept[label][1] + m.get("squeeze_spec_draft_tokens_total", 0))
+                finally:
+                    srv.stop()
+        print(f"  round {rnd + 1}: " + ", ".join(f"{k[0]} x{k[1]} {v[-1]:.1f}" for k, v in tok_s.items()),
+              file=sys.stderr)
+    for label, _ in modes:
+        if texts[label] != texts[modes[0][0]]:
+            sys.exit(f"serve_load: {label} changed a greedy text")
+    return tok_s, kept
 
 
 def spec_section(a, model):
@@ -214,37 +260,10 @@ def spec_section(a, model):
     story = SYSTEM.strip()
     grounded = [{"prompt": f"{story}\n\nThe same story again: {story[:12 * (i % 4 + 1)]}",
                  "max_tokens": a.max_tokens, "temperature": 0} for i in range(16)]
-    modes = [("plain", []), ("--spec ngram", ["--spec", "ngram", "--draft-k", "4"])]
-    tok_s = {(m, c): [] for m, _ in modes for c in (1, 4)}
-    texts, kept = {}, {}
-    for rnd in range(2):
-        for label, extra in modes:
-            srv = Server(a.bin, model, a.threads, "--max-seqs", "4", "--no-prefix-cache", *extra)
-            try:
-                stream_request(srv.port, grounded[0])  # warm-up
-                for c in (1, 4):
-                    res, wall = run_load(srv.port, grounded, c)
-                    s = summarize(res, wall, a.max_tokens)
-                    if s["lost"]:
-                        sys.exit("serve_load: requests were lost")
-                    tok_s[(label, c)].append(s["tok_s"])
-                    texts.setdefault(label, [r[2] for r in res])
-                m = {}
-                c = http.client.HTTPConnection("127.0.0.1", srv.port)
-                c.request("GET", "/metrics")
-                for line in c.getresponse().read().decode().splitlines():
-                    if line.startswith("squeeze_spec_"):
-                        k, v = line.split()
-                        m[k] = float(v)
-                kept[label] = (m.get("squeeze_spec_accepted_tokens_total", 0), m.get("squeeze_spec_draft_tokens_total", 0))
-            finally:
-                srv.stop()
-        print(f"  spec round {rnd + 1}: " + ", ".join(f"{k[0]} x{k[1]} {v[-1]:.1f}" for k, v in tok_s.items()),
-              file=sys.stderr)
-    if texts["plain"] != texts["--spec ngram"]:
-        sys.exit("serve_load: --spec ngram changed a greedy text")
+    tok_s, kept = compare_servers(a, model, grounded,
+                                  [("plain", []), ("--spec ngram", ["--spec", "ngram", "--draft-k", "4"])])
     print(f"\nInput-grounded greedy requests ({len(grounded)} of {a.max_tokens} tokens: a story, then the request "
-          "to tell it again), plain against `--spec ngram --draft-k 4`, servers alternating over 2 rounds; texts "
+          "to tell it again), plain against `--spec ngram --draft-k 4`, fresh servers alternating over 2 rounds; texts "
           "identical:\n")
     print("| clients | plain tokens/s (rounds) | --spec ngram tokens/s (rounds) | speedup (median of rounds) |")
     print("| --- | --- | --- | --- |")
@@ -253,7 +272,33 @@ def spec_section(a, model):
         print(f"| {c} | {', '.join(f'{x:.1f}' for x in p)} | {', '.join(f'{x:.1f}' for x in q)} | "
               f"{statistics.median(q) / statistics.median(p):.2f}x |")
     k, d = kept["--spec ngram"]
-    print(f"\nDrafts kept (last --spec round): {k:.0f} of {d:.0f} ({100 * k / max(d, 1):.0f}%).")
+    print(f"\nDrafts kept (last round, both client counts): {k:.0f} of {d:.0f} ({100 * k / max(d, 1):.0f}%).")
+
+
+def pool_section(a, model):
+    """the n-gram pool against prompt lookup alone and plain decoding, greedy story requests"""
+    workloads = [("recurring openings (4 openings x 4)", [PROMPTS[i % 4] for i in range(16)]),
+                 ("distinct openings", [f"{PROMPTS[i % len(PROMPTS)]} {w}" for i, w in
+                                        enumerate("red blue green small big old new happy sad tall short "
+                                                  "kind shy brave funny quiet".split())])]
+    modes = [("plain", []), ("lookup", ["--spec", "ngram", "--draft-k", "4"]),
+             ("lookup + pool", ["--spec", "ngram", "--draft-k", "4", "--ngram-pool", "65536"])]
+    print(f"\nThe n-gram pool: 16 greedy story requests of {a.max_tokens} tokens, a fresh server (`--max-seqs 4 "
+          "--no-prefix-cache`) per mode and client count, alternating over 2 rounds; texts identical in every "
+          "mode; kept/verified: drafts over both client counts of the last round:\n")
+    print("| requests | clients | plain tokens/s | lookup tokens/s (kept/verified) | lookup + pool tokens/s "
+          "(kept/verified) | pool's speedup over lookup |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, prompts in workloads:
+        reqs = [{"prompt": p, "max_tokens": a.max_tokens, "temperature": 0} for p in prompts]
+        tok_s, kept = compare_servers(a, model, reqs, modes)
+        for c in (1, 4):
+            med = {m: statistics.median(tok_s[(m, c)]) for m, _ in modes}
+            print(f"| {name} | {c} | {med['plain']:.1f} | {med['lookup']:.1f} "
+                  f"({kept['lookup'][0]:.0f}/{kept['lookup'][1]:.0f}) | {med['lookup + pool']:.1f} "
+                  f"({kept['lookup + pool'][0]:.0f}/{kept['lookup + pool'][1]:.0f}) | "
+                  f"{med['lookup + pool'] / med['lookup']:.2f}x |", flush=True)
+
 
 
 if __name__ == "__main__":

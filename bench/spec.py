@@ -5,9 +5,11 @@ so that all share the machine's conditions; the table gives medians over the rep
 tokens per target step and the speedup (a method's decode tok/s over the plain run's of the same repetition).
 
   bench/spec.py -m MODEL [--draft DRAFT] [--skip-layers 2,3] [--chat] [-n 128] [--reps 3] [-t 2]
+                [--methods ngram,draft,...] [--prompts story,chat,grounded]
 
 Prompts: a story opening, and an input-grounded one (a given text to retell / rewrite, where the output copies
-the input and n-gram lookup can draft from it). --chat wraps them in ChatML turns (SmolLM2-Instruct, Qwen)."""
+the input and n-gram lookup can draft from it). --chat wraps them in ChatML turns (SmolLM2-Instruct, Qwen) and
+adds a chat prompt (a question answered in the model's own words)."""
 import argparse
 import os
 import re
@@ -21,6 +23,7 @@ SOURCE = ("Tim and his sister Mia went to the park. They saw a big tree with red
           "and picked three apples. Mia held the basket. Then a small dog ran to them and barked. Mia gave the dog "
           "an apple, and the dog wagged its tail. Tim and Mia laughed and walked home with the dog.")
 GROUNDED = SOURCE + "\n\nHere is the same story again, word for word:\n\n"
+CHAT_QUESTION = "Write a Python function that tells whether a number is prime, and explain how it works."
 CHAT_GROUNDED = "Rewrite the following text, keeping every sentence but fixing the grammar:\n\n" + SOURCE
 DECODE = re.compile(r"generated (\d+) tokens, decode (\d+\.\d) tok/s")
 SPEC = re.compile(r"^speculative \w+: (\d+) target steps, (\d+\.\d\d) tokens per step")
@@ -53,6 +56,8 @@ def main():
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--temps", default="0,0.8")
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "squeeze"))
+    ap.add_argument("--methods", help="only the methods whose name starts with one of these (comma-separated)")
+    ap.add_argument("--prompts", help="only these prompts (comma-separated: story, chat, grounded)")
     args = ap.parse_args()
 
     methods = [("ngram", ["--spec", "ngram"]), ("ngram k=auto", ["--spec", "ngram", "--draft-k", "auto"]),
@@ -64,9 +69,16 @@ def main():
         methods += [(f"draft {name} k=4", ["--spec", "draft", "--draft", args.draft]),
                     (f"draft {name} k=auto", ["--spec", "draft", "--draft", args.draft, "--draft-k", "auto"]),
                     (f"draft {name} tree w=2", ["--spec", "tree", "--draft", args.draft, "--tree-width", "2"])]
-    prompts = [("story", chatml("Write a short story for children.") if args.chat else STORY),
-               ("grounded", chatml(CHAT_GROUNDED) if args.chat else GROUNDED)]
-    print(f"model {args.model}, {args.n} tokens, {args.reps} repetitions, {args.threads} threads, medians\n")
+    if args.methods:
+        methods = [m for m in methods if any(m[0].startswith(w) for w in args.methods.split(","))]
+    prompts = [("story", chatml("Write a short story for children.") if args.chat else STORY)]
+    if args.chat:
+        prompts.append(("chat", chatml(CHAT_QUESTION)))
+    prompts.append(("grounded", chatml(CHAT_GROUNDED) if args.chat else GROUNDED))
+    if args.prompts:
+        prompts = [p for p in prompts if p[0] in args.prompts.split(",")]
+    print(f"model {args.model}, {args.n} tokens, {args.reps} repetitions, {args.threads} threads, medians; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print("| prompt | temp | method | tokens/step | decode tok/s | speedup |")
     print("| --- | --- | --- | --- | --- | --- |")
     for pname, prompt in prompts:
@@ -86,6 +98,7 @@ def main():
                 speedup = statistics.median(x for _, x in rs)
                 print(f"| {pname} | {temp:g} | {name} | {per_step:.2f} | {tok_s:.1f} | {speedup:.2f}x |",
                       flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

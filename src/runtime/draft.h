@@ -51,7 +51,10 @@ SQ_NODISCARD sq_error *spec_draft_model_create(sq_context *ctx, const unsigned c
                                                const sq_sampler_params *params, int vocab, int n_text,
                                                spec_draft **out);
 /* Prompt lookup over the sequence itself: the continuations of the latest earlier occurrences of its last
- * ngram_n tokens (then shorter suffixes down to one token). */
-SQ_NODISCARD sq_error *spec_draft_ngram_create(int ngram_n, spec_draft **out);
+ * ngram_n tokens (then shorter suffixes down to one token); when those ngram_n tokens occur nowhere earlier
+ * and pool is not NULL (borrowed), first the continuation the pool recorded for them (runtime/ngram_pool.h).
+ */
+struct spec_ngram_pool;
+SQ_NODISCARD sq_error *spec_draft_ngram_create(int ngram_n, struct spec_ngram_pool *pool, spec_draft **out);
 
 #endif

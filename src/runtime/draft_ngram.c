@@ -2,15 +2,19 @@
  * earlier text of the same sequence (a summary quoting its source, code edited in place) is drafted by
  * copying what followed the last time the sequence's latest tokens occurred. The last ngram_n tokens are
  * looked up first, then shorter suffixes down to one token; the latest occurrence wins. A tree merges the
- * continuations of up to `width` occurrences, latest first, into a trie. */
+ * continuations of up to `width` occurrences, latest first, into a trie. When the sequence has no earlier
+ * occurrence of its whole last n-gram, an n-gram pool of other text (ngram_pool.h) may know what followed
+ * it; shorter suffixes of the sequence come after the pool. */
 #include <stdlib.h>
 
 #include "core/error.h"
 #include "runtime/draft.h"
+#include "runtime/ngram_pool.h"
 
 typedef struct ngram_draft {
     spec_draft base;
     int ngram_n;
+    spec_ngram_pool *pool; /* borrowed; NULL: none */
 } ngram_draft;
 
 /* Adds cont[0..n_cont) below the root of the trie, sharing the prefix it has in common with the branches
@@ -53,13 +57,21 @@ static SQ_NODISCARD sq_error *ngram_propose(spec_draft *base, const spec_request
             insert_branch(out, tok + from, n_cont, width, req->max_nodes);
             matches++;
         }
+        /* no earlier occurrence of the whole n-gram: the pool's, before shorter suffixes of the sequence */
+        if (!matches && len == g->ngram_n && g->pool) {
+            int32_t cont[SPEC_POOL_CONT];
+            int k = req->k < req->max_nodes ? req->k : req->max_nodes;
+            int n_cont = spec_ngram_pool_lookup(g->pool, tok, n, k, cont);
+            insert_branch(out, cont, n_cont, width, req->max_nodes);
+            matches += n_cont > 0;
+        }
     }
     return NULL;
 }
 
 static void ngram_free(spec_draft *base) { free(base); }
 
-sq_error *spec_draft_ngram_create(int ngram_n, spec_draft **out) {
+sq_error *spec_draft_ngram_create(int ngram_n, spec_ngram_pool *pool, spec_draft **out) {
     *out = NULL;
     if (ngram_n < 1 || ngram_n > 8)
         return sq_errorf(SQ_ERR_INVALID_ARG, "speculative: ngram_n %d is outside 1..8", ngram_n);
@@ -67,6 +79,7 @@ sq_error *spec_draft_ngram_create(int ngram_n, spec_draft **out) {
     if (!g) return sq_errorf(SQ_ERR_NOMEM, "speculative: out of memory");
     g->base = (spec_draft){.propose = ngram_propose, .free = ngram_free};
     g->ngram_n = ngram_n;
+    g->pool = pool;
     *out = &g->base;
     return NULL;
 }

@@ -267,15 +267,8 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     if (a->q_scale != 1.0f) be->scale(B, a->q, a->q_scale, (int64_t)n * q_dim);
     be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
     be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
-    be->attention(B, &(sq_attention_args){.q = a->q,
-                                          .kv = a->kv,
-                                          .tokens = a->tokens,
-                                          .n_heads = w->n_heads,
-                                          .n_kv_heads = w->n_kv_heads,
-                                          .head_dim = hd,
-                                          .window = a->window,
-                                          .softcap = a->attn_softcap,
-                                          .out = a->attn_out});
+    const sq_attention_args att = sq_block_attention_args(a);
+    be->attention(B, &att);
     tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
     linear(be, a, SQ_LINEAR_O, a->attn_out, n, a->xb);
     if (w->attn_post_norm.data) be->rmsnorm(B, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);

@@ -114,7 +114,7 @@ static SQ_NODISCARD sq_error *make_draft(sq_decoder *d, const sq_sampler_params 
         return err;
     }
     case SQ_DRAFT_NGRAM:
-        return spec_draft_ngram_create(spec->ngram_n ? spec->ngram_n : 3, &d->draft);
+        return spec_draft_ngram_create(spec->ngram_n ? spec->ngram_n : 3, NULL, &d->draft);
     }
     return sq_errorf(SQ_ERR_INVALID_ARG, "speculative: unknown draft kind %d", (int)spec->draft);
 }

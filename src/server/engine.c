@@ -23,6 +23,7 @@
 #include "core/array.h"
 #include "core/error.h"
 #include "runtime/draft.h"
+#include "runtime/ngram_pool.h"
 #include "runtime/sampler.h"
 #include "server/prefix_cache.h"
 #include "server/stop_strings.h"
@@ -32,7 +33,8 @@ typedef struct request {
     int slot;        /* sequence id while running, -1 otherwise */
     int32_t *tokens; /* [n_ctx] prompt then generated */
     int n_tokens, n_prompt, n_computed;
-    int n_draft; /* this step's draft tokens, at tokens[n_tokens .. n_tokens + n_draft) */
+    int n_draft;  /* this step's draft tokens, at tokens[n_tokens .. n_tokens + n_draft) */
+    int n_pooled; /* the n-gram pool holds the n-grams of tokens ending before n_pooled */
     int n_generated, max_tokens;
     int cached_tokens;
     int prompt_cached; /* the prompt's full blocks went to the prefix cache */
@@ -84,9 +86,10 @@ struct sq_engine {
 
     /* speculative decoding; draft NULL: off */
     spec_draft *draft;
-    int spec_k;     /* draft tokens per request and step at most */
-    int *batch_row; /* [max_seqs] each scheduled request's first logits row */
-    double *p, *r;  /* [vocab] the distribution at a draft position; scratch */
+    spec_ngram_pool *pool; /* n-grams of every request's generated text; NULL: none */
+    int spec_k;            /* draft tokens per request and step at most */
+    int *batch_row;        /* [max_seqs] each scheduled request's first logits row */
+    double *p, *r;         /* [vocab] the distribution at a draft position; scratch */
     int64_t spec_drafted, spec_accepted;
 };
 
@@ -141,6 +144,8 @@ static void finish(sq_engine *e, request *r, sq_finish_reason why, const char *e
     } else {
         emit(r, &ev);
     }
+    if (e->pool && (why == SQ_FINISH_STOP || why == SQ_FINISH_LENGTH))
+        spec_ngram_pool_add(e->pool, r->tokens, r->n_tokens, r->n_pooled, 1);
     if (r->slot >= 0) {
         if (e->prefix && why != SQ_FINISH_CANCELLED && why != SQ_FINISH_ERROR && r->n_computed > 0)
             sq_error_free(sq_prefix_cache_insert(e->prefix, r->slot, r->tokens, r->n_computed));
@@ -181,6 +186,7 @@ void sq_engine_free(sq_engine *e) {
     free(e->p);
     free(e->r);
     if (e->draft) e->draft->free(e->draft);
+    spec_ngram_pool_free(e->pool);
     free(e);
 }
 
@@ -203,6 +209,10 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
         return sq_errorf(SQ_ERR_INVALID_ARG, "engine: %d sequences are too many", o.max_seqs);
     if (o.spec_k < 0 || o.spec_k > SQ_SPEC_MAX_K)
         return sq_errorf(SQ_ERR_INVALID_ARG, "engine: spec_k %d is outside 0..%d", o.spec_k, SQ_SPEC_MAX_K);
+    if (o.spec_pool_entries < 0 || (o.spec_pool_entries && !o.spec_k))
+        return sq_errorf(SQ_ERR_INVALID_ARG,
+                         "engine: spec_pool_entries %d needs spec_k and must not be negative",
+                         o.spec_pool_entries);
     if (o.max_batch_tokens < o.max_seqs)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "engine: a step of %d tokens cannot carry a decode token for each of %d sequences",
@@ -242,7 +252,9 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     }
     if (!err) err = sq_context_create(model, &co, &e->ctx);
     if (!err && n_holders) err = sq_prefix_cache_create(e->ctx, o.max_seqs, n_holders, &e->prefix);
-    if (!err && o.spec_k) err = spec_draft_ngram_create(o.spec_ngram_n ? o.spec_ngram_n : 3, &e->draft);
+    const int ngram_n = o.spec_ngram_n ? o.spec_ngram_n : 3;
+    if (!err && o.spec_pool_entries) err = spec_ngram_pool_create(o.spec_pool_entries, ngram_n, &e->pool);
+    if (!err && o.spec_k) err = spec_draft_ngram_create(ngram_n, e->pool, &e->draft);
     if (err) {
         sq_engine_free(e);
         return sq_error_wrap(err, "engine");
@@ -291,7 +303,7 @@ static SQ_NODISCARD sq_error *request_create(sq_engine *e, const sq_engine_reque
     request *r = calloc(1, sizeof *r);
     if (!r) return sq_errorf(SQ_ERR_NOMEM, "engine: out of memory");
     r->slot = -1;
-    r->n_prompt = r->n_tokens = q->n_prompt;
+    r->n_prompt = r->n_tokens = r->n_pooled = q->n_prompt;
     r->max_tokens = q->max_tokens;
     r->presence_penalty = q->presence_penalty;
     r->frequency_penalty = q->frequency_penalty;
@@ -472,6 +484,8 @@ static SQ_NODISCARD sq_error *draft(sq_engine *e, request *r, int room) {
     /* the token after the last draft comes free; drafting past max_tokens would be wasted */
     if (r->max_tokens >= 0 && k > r->max_tokens - r->n_generated - 1) k = r->max_tokens - r->n_generated - 1;
     if (k < 1) return NULL;
+    /* the generated text so far goes to the pool for the other requests (and later ones) */
+    if (e->pool) r->n_pooled = spec_ngram_pool_add(e->pool, r->tokens, r->n_tokens, r->n_pooled, 0);
     spec_request q = {.tokens = r->tokens, .n = r->n_tokens, .k = k, .width = 1, .max_nodes = k};
     spec_tree tree;
     SQ_TRY(e->draft->propose(e->draft, &q, &tree));

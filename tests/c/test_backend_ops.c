@@ -136,9 +136,16 @@ static sq_tensor rounded_tensor(const sq_tensor *w, sq_dtype dtype) {
     return r;
 }
 
+/* A weight in the backend's memory and layout, as a context uploads it. */
 static sq_tensor on_device(const sq_backend *be, const sq_tensor *host) {
     sq_tensor d = *host;
-    d.data = dev_copy(be, host->data, host->nbytes);
+    if (be->upload_weight) {
+        d.data = be->alloc(be->impl, host->nbytes);
+        assert_non_null(d.data);
+        be->upload_weight(be->impl, d.data, host);
+    } else {
+        d.data = dev_copy(be, host->data, host->nbytes);
+    }
     d.storage = be->host_memory ? SQ_STORAGE_HOST : SQ_STORAGE_DEVICE;
     return d;
 }

@@ -26,6 +26,7 @@
 #include "testlib.h"
 #ifdef SQ_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
+#include "runtime/context.h"
 #endif
 
 #ifdef SQ_HAVE_CUDA
@@ -80,8 +81,10 @@ static void test_matmul_shapes(void **state) {
                 float *x = random_floats((size_t)n * cols, -1, 1, &seed);
                 float *want = malloc((size_t)n * rows * 4), *got = malloc((size_t)n * rows * 4);
                 sq_ref_matmul_x(&w_ref, x_dtype, x, n, want);
-                sq_tensor wd = w;
-                wd.data = dev_copy(w.data, w.nbytes);
+                sq_tensor wd = w; /* in the device layout, as a context uploads it */
+                wd.data = gpu.alloc(gpu.impl, w.nbytes);
+                assert_non_null(wd.data);
+                gpu.upload_weight(gpu.impl, wd.data, &w);
                 wd.storage = SQ_STORAGE_DEVICE;
                 float *xd = dev_copy(x, (size_t)n * cols * 4),
                       *yd = gpu.alloc(gpu.impl, (size_t)n * rows * 4);
@@ -215,6 +218,14 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+static void no_tap(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
+    (void)user, (void)layer, (void)point, (void)x, (void)n_tokens, (void)width;
+}
+
+/* The CPU, and on the GPU: the fused block with its steps replayed as CUDA graphs (the default), the fused
+ * block without graphs, and the operation path (forward.c's block_ops, which a calibration tap selects). */
+enum { ON_CPU, GRAPHS, NO_GRAPHS, OP_PATH, N_RUNS };
+
 static void test_stories15M_gpu_vs_cpu(void **state) {
     (void)state;
     enum { VOCAB = 32000, GEN = 48 };
@@ -222,9 +233,14 @@ static void test_stories15M_gpu_vs_cpu(void **state) {
     sq_test_ok(sq_model_load(sq_test_shared("models/stories15M-f16.gguf"), NULL, &m));
     int32_t ids[64 + GEN];
     const int n = sq_test_read_ids(sq_test_shared("golden/stories15M.tokens.txt"), ids, 64);
-    sq_context *c[2] = {context_on(m, "cpu", 0), context_on(m, "cuda", 0)};
-    float *logits[2] = {malloc((size_t)n * VOCAB * 4), malloc((size_t)n * VOCAB * 4)};
-    for (int d = 0; d < 2; d++) {
+    sq_context *c[N_RUNS] = {context_on(m, "cpu", 0), context_on(m, "cuda", 0), context_on(m, "cuda", 0),
+                             context_on(m, "cuda", 0)};
+    sq_cuda_backend_graphs(&c[NO_GRAPHS]->backend, 0);
+    sq_cuda_backend_graphs(&c[OP_PATH]->backend, 0);
+    sq_context_set_tap(c[OP_PATH], no_tap, NULL);
+    float *logits[N_RUNS];
+    for (int d = 0; d < N_RUNS; d++) logits[d] = malloc((size_t)n * VOCAB * 4);
+    for (int d = 0; d < N_RUNS; d++) {
         sq_seq_batch all = {
             .seq_id = 0, .tokens = ids, .n_tokens = n, .logits_mode = SQ_LOGITS_ALL, .logits = logits[d]};
         sq_test_ok(sq_forward(c[d], &all, 1));
@@ -239,9 +255,9 @@ static void test_stories15M_gpu_vs_cpu(void **state) {
      * same greedy text */
     int32_t next = argmax(logits[0] + (size_t)(n - 1) * VOCAB, VOCAB);
     assert_int_equal(next, argmax(logits[1] + (size_t)(n - 1) * VOCAB, VOCAB));
-    double worst_step = 0;
+    double worst_step = 0, worst_fused = 0;
     for (int i = 0; i < GEN; i++) {
-        for (int d = 0; d < 2; d++) {
+        for (int d = 0; d < N_RUNS; d++) {
             sq_seq_batch one = {.seq_id = 0,
                                 .tokens = &next,
                                 .n_tokens = 1,
@@ -251,13 +267,21 @@ static void test_stories15M_gpu_vs_cpu(void **state) {
         }
         double e = sq_test_rel_err(logits[1], logits[0], VOCAB);
         worst_step = e > worst_step ? e : worst_step;
+        /* a replay runs the very launches it captured, positions and lengths read from device memory */
+        if (memcmp(logits[GRAPHS], logits[NO_GRAPHS], VOCAB * sizeof(float)))
+            fail_msg("decode step %d: logits replayed from a CUDA graph differ from the same launches run",
+                     i);
+        e = sq_test_rel_err(logits[GRAPHS], logits[OP_PATH], VOCAB);
+        worst_fused = e > worst_fused ? e : worst_fused;
         next = argmax(logits[0], VOCAB);
         if (argmax(logits[1], VOCAB) != next)
             fail_msg("greedy step %d: cpu chooses %d, cuda %d", i, next, argmax(logits[1], VOCAB));
     }
     check(worst_step, 1e-3, "stories15M-f16 decode logits, cuda vs cpu (48 steps)");
-    print_message("48 greedy tokens identical on cpu and cuda\n");
-    for (int d = 0; d < 2; d++) sq_context_free(c[d]), free(logits[d]);
+    /* the fused block adds the same sums in the same order (the residual in the GEMV's epilogue) */
+    check(worst_fused, 1e-6, "stories15M-f16 decode logits, fused block vs operation path on cuda");
+    print_message("48 greedy tokens identical on cpu and cuda; graph replays identical to direct launches\n");
+    for (int d = 0; d < N_RUNS; d++) sq_context_free(c[d]), free(logits[d]);
     sq_model_free(m);
 }
 

@@ -433,6 +433,44 @@ static void test_speculative_ngram(void **state) {
         fail_msg("chi-square %.2f above %.2f (%d degrees of freedom)", chi2, crit[dof], dof);
 }
 
+/* The n-gram pool: a request whose own text has nothing to look up drafts from what an earlier request
+ * generated (the same story told again), and its greedy tokens stay those of plain decoding. */
+static void test_speculative_ngram_pool(void **state) {
+    fixture *f = *state;
+    result r[3][2];
+    sq_engine_stats st[3];
+    for (int pass = 0; pass < 3; pass++) { /* plain, prompt lookup alone, with the pool */
+        memset(r[pass], 0, sizeof r[pass]);
+        spec_k = pass ? 4 : 0;
+        sq_engine *e;
+        sq_engine_options o = {.n_ctx = 128,
+                               .max_seqs = 1,
+                               .max_batch_tokens = 64,
+                               .n_threads = 1,
+                               .spec_k = spec_k,
+                               .spec_pool_entries = pass == 2 ? 4096 : 0};
+        sq_test_ok(sq_engine_create(f->model, &o, &e));
+        for (int i = 0; i < 2; i++) { /* one after the other: the second sees the first's finished text */
+            submit_text(f, e, prompts[1], 40, greedy(), NULL, 0, &r[pass][i], NULL);
+            run_until_idle(e);
+        }
+        sq_engine_get_stats(e, &st[pass]);
+        sq_engine_free(e);
+    }
+    spec_k = 0;
+    for (int pass = 1; pass < 3; pass++)
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(r[pass][i].n_tokens, r[0][i].n_tokens);
+            assert_memory_equal(r[pass][i].tokens, r[0][i].tokens,
+                                (size_t)r[0][i].n_tokens * sizeof(int32_t));
+        }
+    /* the repeat's 39 verified tokens came mostly from the pool: far more drafts kept than lookup alone */
+    assert_true(st[2].spec_accepted_tokens >= st[1].spec_accepted_tokens + 25);
+    sq_engine *bad;
+    sq_test_fails_with(sq_engine_create(f->model, &(sq_engine_options){.spec_pool_entries = 16}, &bad),
+                       "spec_pool_entries");
+}
+
 static void test_bad_requests(void **state) {
     fixture *f = *state;
     sq_engine *e = make_engine(f, 2, 0, 0);
@@ -459,6 +497,7 @@ int main(void) {
         cmocka_unit_test(test_prefix_reuse_matches_cold_run),
         cmocka_unit_test(test_preemption_by_recompute),
         cmocka_unit_test(test_speculative_ngram),
+        cmocka_unit_test(test_speculative_ngram_pool),
         cmocka_unit_test(test_stop_string_split_across_tokens),
         cmocka_unit_test(test_cancel_and_random_mixes),
         cmocka_unit_test(test_bad_requests),

@@ -182,7 +182,8 @@ static void test_matmul_matches_reference(void **state) {
     sq_threadpool *pools[3] = {NULL, sq_threadpool_create(2), sq_threadpool_create(3)};
     assert_non_null(pools[1]);
     assert_non_null(pools[2]);
-    const int tokens[] = {1, 2, 3, 5, 7, 16, 64, 129}; /* 16: the first that runs as a GEMM */
+    /* 11: two token groups in every GEMV (the K-quants take 8 at a time, the others 4); 16: the first GEMM */
+    const int tokens[] = {1, 2, 3, 5, 7, 11, 16, 64, 129};
     sq_cpu_set_int8_prefill(1); /* the integer GEMM for every format it serves (gemm.h) */
     const int64_t rows[] = {1, 5, 37, 300};
     const int64_t cols[] = {32, 96, 288, 768, 7, 100}; /* the last two only for dense dtypes */

@@ -2,11 +2,14 @@
 text at temperature 0 (the draft model: the independently converted Q8_0 GGUF copy from ../shared); sampling
 runs are reproducible by seed; the acceptance statistics line is well formed; --spec-compare prints a speedup;
 flags that do not fit together are usage errors (exit 2) and a draft with another vocabulary or a block outside
-the model are clear errors (exit 1)."""
+the model are clear errors (exit 1). `squeeze bench --spec` runs both decodings in each repetition: its table,
+statistics line and JSON report agree with each other and say the greedy texts were identical."""
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 
 SQ_BIN = os.environ["SQ_BIN"]
 SHARED = os.environ.get("SQ_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
@@ -101,8 +104,50 @@ def test_bad_usage():
               f"{flags}: want exit 1 naming {needle!r}: {r.returncode} {r.stderr!r}")
 
 
+def bench(*args):
+    return subprocess.run([SQ_BIN, "bench", "-t", "1", "-m", MODEL, "--no-progress", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_bench_spec():
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "spec.json")
+        r = bench("--spec", "draft", "--draft", DRAFT, "--prompt", PROMPTS[1], "-n", "24", "--reps", "2",
+                  "--warmup", "0", "--json", out)
+        check(r.returncode == 0, f"bench --spec: exit {r.returncode}: {r.stderr}")
+        rows = dict(re.findall(r"^\| (plain decode \(tokens/s\)|speculative decode \(tokens/s\)|speedup "
+                               r"\(per repetition\)) \| (\d+\.\d+) \|", r.stdout, re.M))
+        check(len(rows) == 3, f"bench --spec: table rows missing: {r.stdout!r}")
+        m = SPEC_LINE.match(next((l for l in r.stdout.splitlines() if l.startswith("speculative ")), ""))
+        check(m is not None, f"bench --spec: no well-formed statistics line: {r.stdout!r}")
+        check("greedy output identical to plain decoding's" in r.stdout, f"bench --spec: {r.stdout!r}")
+        if r.returncode or not m or len(rows) != 3:
+            return
+        rep = json.load(open(out))
+        res, st = rep["results"], rep["settings"]
+        check(rep["kind"] == "bench_spec" and st["method"] == "draft" and st["draft"] == DRAFT and
+              st["n_gen"] == 24 and st["n_reps"] == 2 and st["temperature"] == 0, f"bench --spec settings: {st}")
+        check(res["greedy_identical"] is True, f"bench --spec: {res}")
+        check(res["target_steps"] == int(m[2]) and abs(res["tokens_per_step"] - float(m[3])) < 0.01,
+              f"bench --spec: JSON {res} disagrees with {m[0]}")
+        check(abs(res["tokens_per_step"] - 1 - res["accepted_per_step"]) < 1e-9, f"bench --spec: {res}")
+        for key, row in (("plain_decode_tok_s", "plain decode (tokens/s)"),
+                         ("spec_decode_tok_s", "speculative decode (tokens/s)"),
+                         ("speedup", "speedup (per repetition)")):
+            s = res[key]
+            check(s["min"] <= s["median"] <= s["max"] and abs(s["median"] - float(rows[row])) < 0.01,
+                  f"bench --spec: {key} {s} against the table's {rows[row]}")
+        rates = res["acceptance_by_position"]
+        check(1 <= len(rates) <= 4 and all(0 <= x <= 1 for x in rates), f"bench --spec: {rates}")
+    for flags in (["--spec", "ngram"], ["--prompt", "x"], ["--temp", "0.5"],
+                  ["--spec", "ngram", "--prompt", "x", "-b", "2"], ["--spec", "ngram", "--prompt", "x", "--vs", MODEL]):
+        r = bench(*flags)
+        check(r.returncode == 2 and "squeeze bench:" in r.stderr, f"bench {flags}: want a usage error: "
+                                                                   f"{r.returncode} {r.stderr!r}")
+
+
 def main():
-    for t in (test_greedy_identical, test_sampling_reproducible, test_compare, test_bad_usage):
+    for t in (test_greedy_identical, test_sampling_reproducible, test_compare, test_bad_usage, test_bench_spec):
         t()
     for f in failures:
         print("FAIL:", f)

@@ -230,9 +230,18 @@ int cli_spec_check(const char *verb, const cli_spec_args *a);
 SQ_NODISCARD sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target,
                                      const sq_load_options *lo, const sq_context_options *co, cli_spec *out);
 void cli_spec_close(cli_spec *s);
-/* One stats line for a speculative run on stderr: tokens per target step, acceptance by draft position,
- * the draft/target time split. */
-void cli_spec_print_stats(const cli_spec_args *a, const sq_spec_stats *st);
+/* One stats line for a speculative run on out: tokens per target step, acceptance by draft position, the
+ * draft/target time split. */
+void cli_spec_print_stats(FILE *out, const cli_spec_args *a, const sq_spec_stats *st);
+
+/* squeeze bench --spec (cmd_bench_spec.c): plain against speculative decoding of one prompt in one run. */
+typedef struct cli_bench_spec_options {
+    const char *model_path, *prompt, *prompt_file, *json_path, *kv_type, *device;
+    cli_spec_args spec;
+    int n_gen, n_reps, n_warmup, n_threads, no_progress;
+    sq_sampler_params sampling;
+} cli_bench_spec_options;
+int cli_bench_spec(const cli_bench_spec_options *o);
 
 /* ---------------------------------------------------------------- helpers */
 

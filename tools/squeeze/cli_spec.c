@@ -63,18 +63,18 @@ void cli_spec_close(cli_spec *s) {
     *s = (cli_spec){0};
 }
 
-void cli_spec_print_stats(const cli_spec_args *a, const sq_spec_stats *st) {
+void cli_spec_print_stats(FILE *out, const cli_spec_args *a, const sq_spec_stats *st) {
     double total = st->draft_seconds + st->target_seconds;
-    fprintf(stderr, "speculative %s: %lld target steps, %.2f tokens per step (%.2f drafts accepted of %.2f)",
+    fprintf(out, "speculative %s: %lld target steps, %.2f tokens per step (%.2f drafts accepted of %.2f)",
             a->method, (long long)st->steps, st->steps ? (double)st->generated / st->steps : 0,
             st->steps ? (double)st->accepted / st->steps : 0,
             st->steps ? (double)st->drafted / st->steps : 0);
-    fprintf(stderr, " | acceptance by position:");
+    fprintf(out, " | acceptance by position:");
     for (int d = 0; d < SQ_SPEC_MAX_K && st->reached[d]; d++)
-        fprintf(stderr, " %.2f", (double)st->accepted_at[d] / st->reached[d]);
-    fprintf(stderr, " | draft %.3f s (%.0f%%), target %.3f s (%.0f%%)", st->draft_seconds,
+        fprintf(out, " %.2f", (double)st->accepted_at[d] / st->reached[d]);
+    fprintf(out, " | draft %.3f s (%.0f%%), target %.3f s (%.0f%%)", st->draft_seconds,
             total > 0 ? 100 * st->draft_seconds / total : 0, st->target_seconds,
             total > 0 ? 100 * st->target_seconds / total : 0);
-    if (!strcmp(a->draft_k, "auto")) fprintf(stderr, " | k at the end %d", st->k);
-    fputc('\n', stderr);
+    if (!strcmp(a->draft_k, "auto")) fprintf(out, " | k at the end %d", st->k);
+    fputc('\n', out);
 }

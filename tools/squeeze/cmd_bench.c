@@ -1,5 +1,6 @@
 /* squeeze bench: efficiency metrics of one model, or of two interleaved in one process (--vs), over batch
  * sizes: time to first token, time per output token, latency, prefill/decode throughput, requests/s, memory.
+ * With --spec, plain against speculative decoding of a text prompt instead (cmd_bench_spec.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,11 +18,16 @@ typedef struct bench_options {
     cli_list batch_list; /* -b, owned; empty: batch size 1 */
     const char *kernels, *kv_type, *vs_kv_type, *json_path, *device;
     int no_progress;
+    cli_spec_args spec;               /* --spec: cmd_bench_spec.c */
+    const char *prompt, *prompt_file; /* --spec's prompt */
+    double temperature;               /* --spec's; NaN: not given */
 } bench_options;
 
 static const cli_verb verb = {
     .name = "bench",
-    .usage = "-m MODEL [-p 512] [-n 128] [-b 1,4,16] [--vs MODEL2] [--json OUT.json] [options]",
+    .usage =
+        "-m MODEL [-p 512] [-n 128] [-b 1,4,16] [--vs MODEL2] [--json OUT.json] [options]\n"
+        "       squeeze bench -m MODEL --spec METHOD (--prompt TEXT | --prompt-file FILE) [-n 128] [options]",
     .about =
         "For each batch size b, one repetition prefills b prompts of -p random token ids in one forward\n"
         "call, then runs -n decode steps, each one forward call carrying one greedily chosen token per\n"
@@ -29,7 +35,13 @@ static const cli_verb verb = {
         "prefill), time per output token, end-to-end latency, prefill and decode tokens/s, requests/s\n"
         "(b / latency), and the weights, KV cache and peak resident memory. -p 0 measures decoding alone\n"
         "(from one random token per sequence), -n 0 the prefill alone. Each model's line gives its\n"
-        "parameters (a mixture of experts: also those one token uses, its chosen experts').\n",
+        "parameters (a mixture of experts: also those one token uses, its chosen experts').\n"
+        "With --spec METHOD (and run's speculative flags), each repetition instead generates up to -n "
+        "tokens\n"
+        "after the prompt text twice, plainly and speculatively (the order alternating, the same seed), and\n"
+        "prints both decode speeds, the speedup per repetition, the mean accepted tokens per target step,\n"
+        "the acceptance rate by draft position and the draft/target time split; at temperature 0 the two\n"
+        "texts must be identical.\n",
 };
 
 static int parse_args(int argc, char **argv, bench_options *o) {
@@ -69,9 +81,24 @@ static int parse_args(int argc, char **argv, bench_options *o) {
                       .def_shown = "its path"),
         CLI_FLAG_SEED(&seed, 1234, "seed of the random prompt ids"),
         CLI_FLAG_NO_PROGRESS(&o->no_progress),
+        CLI_FLAGS_SPEC(&o->spec),
+        CLI_TEXT_FLAG("--prompt", "TEXT", &o->prompt, "--spec: the prompt"),
+        CLI_TEXT_FLAG("--prompt-file", "FILE", &o->prompt_file, "--spec: read the prompt from FILE"),
+        CLI_NUMBER_FLAG("--temp", "T", &o->temperature, 0, 100, NAN,
+                        "--spec: sampling temperature (run's other defaults); 0: greedy", .def_shown = "0"),
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
+    const int spec = strcmp(o->spec.method, "none") != 0;
+    rc = cli_spec_check("bench", &o->spec);
+    if (rc == CLI_CONTINUE && !spec && (o->prompt || o->prompt_file || !isnan(o->temperature)))
+        rc = cli_usage_error("bench", "--prompt, --prompt-file and --temp belong to --spec");
+    if (rc == CLI_CONTINUE && spec && !o->prompt == !o->prompt_file)
+        rc = cli_usage_error("bench",
+                             "--spec needs the prompt text: exactly one of --prompt and --prompt-file");
+    if (rc == CLI_CONTINUE && spec && (o->paths[1] || o->batch_list.n || o->vs_kv_type || o->labels[0]))
+        rc =
+            cli_usage_error("bench", "--spec compares decoding methods on one model: no --vs, -b or --label");
     for (int m = 0; m < 2 && rc == CLI_CONTINUE; m++)
         if (o->labels[m] && !*o->labels[m])
             rc = cli_usage_error("bench", "%s needs a non-empty name", m ? "--vs-label" : "--label");
@@ -85,6 +112,7 @@ static int parse_args(int argc, char **argv, bench_options *o) {
         rc = cli_usage_error("bench", "-p and -n are both 0: nothing to measure");
     if (rc != CLI_CONTINUE) {
         cli_list_free(&o->batch_list);
+        cli_list_free(&o->spec.skip_layers);
         return rc;
     }
     o->n_models = o->paths[1] ? 2 : 1;
@@ -239,6 +267,27 @@ static int run_benchmarks(const bench_options *o, sq_model *const *models) {
     return rc;
 }
 
+/* --spec: plain against speculative decoding (cmd_bench_spec.c) */
+static int bench_spec(const bench_options *o) {
+    sq_sampler_params sp = sq_sampler_default_params();
+    sp.temperature = isnan(o->temperature) ? 0 : (float)o->temperature;
+    sp.seed = o->params.seed;
+    const cli_bench_spec_options so = {.model_path = o->paths[0],
+                                       .prompt = o->prompt,
+                                       .prompt_file = o->prompt_file,
+                                       .json_path = o->json_path,
+                                       .kv_type = o->kv_type,
+                                       .device = o->device,
+                                       .spec = o->spec,
+                                       .n_gen = o->params.n_gen,
+                                       .n_reps = o->params.n_reps,
+                                       .n_warmup = o->params.n_warmup,
+                                       .n_threads = o->params.n_threads,
+                                       .no_progress = o->no_progress,
+                                       .sampling = sp};
+    return cli_bench_spec(&so);
+}
+
 int sq_cmd_bench(int argc, char **argv) {
     bench_options o = {0};
     int rc = parse_args(argc, argv, &o);
@@ -248,6 +297,12 @@ int sq_cmd_bench(int argc, char **argv) {
         sq_error *err = sq_cpu_force_kernels(o.kernels);
         if (err) rc = cli_fail(err);
     }
+    if (!rc && strcmp(o.spec.method, "none")) {
+        rc = bench_spec(&o);
+        cli_list_free(&o.batch_list);
+        cli_list_free(&o.spec.skip_layers);
+        return rc;
+    }
     sq_model *models[2] = {NULL, NULL};
     for (int m = 0; m < o.n_models && !rc; m++) {
         sq_error *err = cli_load_model(o.paths[m], NULL, &models[m]);
@@ -256,5 +311,6 @@ int sq_cmd_bench(int argc, char **argv) {
     if (!rc) rc = run_benchmarks(&o, models);
     for (int m = 0; m < o.n_models; m++) sq_model_free(models[m]);
     cli_list_free(&o.batch_list);
+    cli_list_free(&o.spec.skip_layers);
     return rc;
 }

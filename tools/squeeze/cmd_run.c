@@ -173,7 +173,7 @@ static int generate(const run_args *a, const char *prompt) {
     sq_model_free(model);
     if (err) return cli_fail(err);
     /* the usual stats line stays the last one */
-    if (speculative) cli_spec_print_stats(&a->spec, &sst);
+    if (speculative) cli_spec_print_stats(stderr, &a->spec, &sst);
     if (a->spec_compare) {
         double spec_rate = st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0;
         double plain_rate = plain.decode_seconds > 0 ? plain.generated_tokens / plain.decode_seconds : 0;

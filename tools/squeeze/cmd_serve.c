@@ -13,7 +13,7 @@
 typedef struct serve_args {
     const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *spec, *device;
     long port, max_seqs, kv_mem_mib, block_size, max_batch_tokens, threads, n_ctx, max_body_mib, timeout_s;
-    long max_connections, draft_k, ngram_n;
+    long max_connections, draft_k, ngram_n, ngram_pool;
     int no_prefix_cache;
 } serve_args;
 
@@ -52,6 +52,9 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                         "each request, verified in the same step; same output distribution)"),
         CLI_INT_FLAG("--draft-k", "K", &a->draft_k, 1, SQ_SPEC_MAX_K, 4, "draft tokens per request and step"),
         CLI_INT_FLAG("--ngram-n", "N", &a->ngram_n, 1, 8, 3, "longest suffix n-gram lookup matches"),
+        CLI_INT_FLAG("--ngram-pool", "N", &a->ngram_pool, 0, 1 << 26, 0,
+                     "--spec ngram: a pool of N n-grams of all requests' generated\ntext, drafted from when "
+                     "a request's own text has no match; 0: none"),
         CLI_INT_FLAG("--max-body", "MIB", &a->max_body_mib, 1, 4096, 8, "largest request body in MiB"),
         CLI_INT_FLAG("--timeout", "S", &a->timeout_s, 1, 86400, 30,
                      "close connections idle this many seconds"),
@@ -96,6 +99,7 @@ int sq_cmd_serve(int argc, char **argv) {
                                        .no_prefix_cache = a.no_prefix_cache,
                                        .spec_k = strcmp(a.spec, "ngram") ? 0 : (int)a.draft_k,
                                        .spec_ngram_n = (int)a.ngram_n,
+                                       .spec_pool_entries = strcmp(a.spec, "ngram") ? 0 : (int)a.ngram_pool,
                                        .device = a.device}};
     sq_server *srv = NULL;
     err = sq_server_start(model, &so, &srv);

@@ -27,20 +27,22 @@ template <int DPL, bool F16> __device__ __forceinline__ float row_at(const uint8
     return F16 ? __half2float(((const __half *)row)[i]) : ((const float *)row)[i];
 }
 
-template <int DPL, bool F16>
+/* G: the most query heads a block serves (1 for multi-head attention, whose registers then hold more keys
+ * in flight; else 8) */
+template <int DPL, bool F16, int G>
 __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = p.head_dim;
     const int group = p.n_heads / p.n_kv_heads;
     const int chunk = blockIdx.x % p.n_chunks, kvh = blockIdx.x / p.n_chunks % p.n_kv_heads,
               t = blockIdx.x / p.n_chunks / p.n_kv_heads;
     if (p.done && p.done[t / PREFILL_TILE]) return; /* prefill_kernel has it */
-    const int h0 = kvh * group + chunk * MAX_GROUP;
-    const int ng = min(MAX_GROUP, (kvh + 1) * group - h0);
+    const int h0 = kvh * group + chunk * G;
+    const int ng = min(G, (kvh + 1) * group - h0);
     const int seq = p.tok.seq[t], pos = p.tok.pos[t], n_prefix = p.tok.n_prefix[t];
 
-    float qr[MAX_GROUP][DPL], acc[MAX_GROUP][DPL], m[MAX_GROUP], l[MAX_GROUP];
+    float qr[G][DPL], acc[G][DPL], m[G], l[G];
 #pragma unroll
-    for (int g = 0; g < MAX_GROUP; g++) {
+    for (int g = 0; g < G; g++) {
         m[g] = -INFINITY, l[g] = 0;
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
     };
     auto update = [&](const float *kv_, const float *vv) {
 #pragma unroll
-        for (int g = 0; g < MAX_GROUP; g++) {
+        for (int g = 0; g < G; g++) {
             if (g >= ng) break;
             float dot = 0;
 #pragma unroll
@@ -88,7 +90,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
     const int range = max(0, n_prefix - lo), per = (range + p.n_splits - 1) / p.n_splits;
     const int s0 = lo + blockIdx.y * per, s1 = min(n_prefix, s0 + per);
     /* U keys' rows loaded before the first is used: more bytes in flight per warp */
-    constexpr int U = DPL <= 4 ? 4 : 2;
+    constexpr int U = DPL <= 4 ? (G == 1 ? 8 : 4) : 2;
     int s = s0 + warp;
     for (; s + (U - 1) * ATT_WARPS < s1; s += U * ATT_WARPS) {
         float kr[U][DPL], vr[U][DPL];
@@ -104,13 +106,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_params p)
             if (!p.window || pos - p.tok.pos[a] < p.window) visit(p.tok.slot[a]);
 
     /* merge the warps */
-    __shared__ float sm[ATT_WARPS][MAX_GROUP], sl[ATT_WARPS][MAX_GROUP];
-    __shared__ float sacc[ATT_WARPS][MAX_GROUP][DPL * 32];
+    __shared__ float sm[ATT_WARPS][G], sl[ATT_WARPS][G];
+    __shared__ float sacc[ATT_WARPS][G][DPL * 32];
     if (lane == 0)
 #pragma unroll
-        for (int g = 0; g < MAX_GROUP; g++) sm[warp][g] = m[g], sl[warp][g] = l[g];
+        for (int g = 0; g < G; g++) sm[warp][g] = m[g], sl[warp][g] = l[g];
 #pragma unroll
-    for (int g = 0; g < MAX_GROUP; g++)
+    for (int g = 0; g < G; g++)
 #pragma unroll
         for (int i = 0; i < DPL; i++) sacc[warp][g][lane + 32 * i] = acc[g][i];
     __syncthreads();
@@ -339,11 +341,17 @@ template <int DPL> static void launch_prefill(sq_cuda *c, const att_params &p, i
     }
 }
 
-template <int DPL> static void launch(sq_cuda *c, const att_params &p, dim3 grid) {
+template <int DPL, int G> static void launch(sq_cuda *c, const att_params &p, dim3 grid) {
     if (p.kv.f16)
-        attention_kernel<DPL, true><<<grid, ATT_WARPS * 32, 0, c->stream>>>(p);
+        attention_kernel<DPL, true, G><<<grid, ATT_WARPS * 32, 0, c->stream>>>(p);
     else
-        attention_kernel<DPL, false><<<grid, ATT_WARPS * 32, 0, c->stream>>>(p);
+        attention_kernel<DPL, false, G><<<grid, ATT_WARPS * 32, 0, c->stream>>>(p);
+}
+template <int DPL> static void launch(sq_cuda *c, const att_params &p, dim3 grid) {
+    if (p.n_heads == p.n_kv_heads)
+        launch<DPL, 1>(c, p, grid);
+    else
+        launch<DPL, MAX_GROUP>(c, p, grid);
 }
 
 void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const sq_cuda_tokens *tokens,

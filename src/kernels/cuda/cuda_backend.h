@@ -24,4 +24,7 @@ double sq_cuda_backend_copy_bandwidth(const sq_backend *be, size_t nbytes, int r
  * operation waits for the device before and after itself (its device time plus a launch latency). */
 void sq_cuda_backend_profile(const sq_backend *be, int on, double *seconds, long *calls);
 
+/* Whether steps of few tokens replay as CUDA graphs (on by default): for tests comparing both ways. */
+void sq_cuda_backend_graphs(const sq_backend *be, int on);
+
 #endif

@@ -41,6 +41,11 @@ void sq_cuda_upload(sq_cuda *c, void *dst, const void *src, size_t nbytes);   /*
 void sq_cuda_download(sq_cuda *c, void *dst, const void *src, size_t nbytes); /* dst host; waits */
 void sq_cuda_copy(sq_cuda *c, void *dst, const void *src, size_t nbytes);
 void sq_cuda_synchronize(sq_cuda *c);
+/* Uploads n_matrices weights [rows][cols] stored as dtype (src: host, core/dtype.h's layout, the stack's
+ * bytes) into dst (as many bytes) in the device layout that matmul and get_rows read (cuda_common.cuh:
+ * the block formats' quants and scales apart, each matrix in its own bytes). Plain formats are copied. */
+void sq_cuda_upload_weight(sq_cuda *c, int dtype, void *dst, const void *src, int64_t n_matrices,
+                           int64_t rows, int64_t cols);
 
 /* Whether the kernels multiply / read rows of this format. */
 int sq_cuda_has_format(int dtype);
@@ -49,12 +54,21 @@ int sq_cuda_has_format(int dtype);
  * w_dtype (the weight's own, or F16 where a quantized weight is dequantized for the GEMM). */
 void sq_cuda_matmul_precision(int dtype, int n_tokens, int *x_dtype, int *w_dtype);
 
-/* y[n_tokens][rows] = x[n_tokens][cols] · w[rows][cols]^T, w stored as dtype (rows of whole blocks). */
+/* y[n_tokens][rows] = x[n_tokens][cols] · w[rows][cols]^T, w stored as dtype (rows of whole blocks) in the
+ * device layout (sq_cuda_upload_weight). */
 void sq_cuda_matmul(sq_cuda *c, int dtype, const void *w, int64_t rows, int64_t cols, const float *x,
                     int n_tokens, float *y);
-/* out[i][cols] = row rows[i] of src [n][cols] (stored as dtype), as fp32. */
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
-                      float *out);
+/* y_i[n_tokens][rows[i]] = x[n_tokens][cols] · w_i^T for n_w (1 to 3) weights of one dtype and width that
+ * share the input (q, k and v; gate and up): x rounded once, one GEMV launch for all. accumulate: y_i +=
+ * instead (a residual add fused into the epilogue). norm ([cols], or NULL): x is first RMS-normalised with
+ * it and eps into x_normed [n_tokens][cols] (sq_cuda_rmsnorm's result), which the matmul multiplies; the
+ * integer-dot GEMV's quantization of x happens in the norm's kernel. */
+void sq_cuda_matmul_n(sq_cuda *c, int dtype, int n_w, const void *const *w, const int64_t *rows, int64_t cols,
+                      const float *x, int n_tokens, float *const *y, int accumulate, const float *norm,
+                      float eps, float *x_normed);
+/* out[i][cols] = row rows[i] of src [n_src][cols] (stored as dtype, in the device layout), as fp32. */
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols,
+                      const int32_t *rows, int n_rows, float *out);
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out);
 /* style 0: interleaved pairs (2i, 2i+1), 1: halves (i, i + head_dim/2); k may be NULL */
@@ -84,12 +98,22 @@ typedef struct sq_cuda_tokens {
 
 void sq_cuda_kv_store(sq_cuda *c, const sq_cuda_kv *kv, const float *k, const float *v,
                       const sq_cuda_tokens *tokens);
+/* sq_cuda_rope of q and k (k [n_tokens][n_k_heads][head_dim]) with sq_cuda_kv_store of the rotated keys and
+ * of v in the same kernel: the decode step's RoPE and cache write in one launch. */
+void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
+                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           const sq_cuda_kv *kv, const sq_cuda_tokens *tokens);
 void sq_cuda_kv_copy(sq_cuda *c, const sq_cuda_kv *kv, int seq, const int32_t *src, const int32_t *dst,
                      int n);
 /* out[t][h][head_dim] = softmax(q k / sqrt(head_dim)) v over the slots token t sees (sq_token_batch's rule),
  * query head h reading key/value head h / (n_heads / n_kv_heads); window 0: none. */
 void sq_cuda_attention(sq_cuda *c, const float *q, const sq_cuda_kv *kv, const sq_cuda_tokens *tokens,
                        int n_heads, int n_kv_heads, int head_dim, int window, float *out);
+
+/* Runs issue(arg), which queues a step's work on the stream, as a CUDA graph once the same key (key_bytes
+ * of everything the launches bake in: pointers, sizes, flags) has come often enough (graph.cu); what
+ * changes between steps of one key must live in device memory. */
+void sq_cuda_graph_run(sq_cuda *c, const void *key, size_t key_bytes, void (*issue)(void *), void *arg);
 
 /* Device copy bandwidth in bytes per second (read + written) over a copy of nbytes, the median of reps
  * timed copies after a warm-up; 0 on failure. For benchmarks: the memory roofline measured in the run. */

@@ -72,6 +72,7 @@ int sq_cuda_open(sq_cuda **out, char *msg, size_t msg_size) {
 void sq_cuda_close(sq_cuda *c) {
     if (!c) return;
     cudaStreamSynchronize(c->stream);
+    sq_cuda_graphs_free(c);
     cudaFree(c->scratch);
     cublasDestroy(c->blas);
     cudaStreamDestroy(c->stream);

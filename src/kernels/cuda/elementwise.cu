@@ -5,24 +5,21 @@
 
 /* ---------------------------------------------------------------- get_rows */
 
-template <int DT>
-__global__ void get_rows_kernel(const uint8_t *src, size_t row_bytes, int64_t cols, const int32_t *rows,
-                                float *out) {
-    const uint8_t *row = src + (size_t)rows[blockIdx.y] * row_bytes;
-    float *o = out + (size_t)blockIdx.y * cols;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < cols;
+template <int DT> __global__ void get_rows_kernel(sq_cu_weight src, const int32_t *rows, float *out) {
+    const int64_t r = rows[blockIdx.y];
+    float *o = out + (size_t)blockIdx.y * src.cols;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < src.cols;
          j += (int64_t)gridDim.x * blockDim.x)
-        o[j] = element<DT>(row, j);
+        o[j] = element<DT>(src, r, j);
 }
 
-void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, const int32_t *rows, int n_rows,
-                      float *out) {
+void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int64_t cols,
+                      const int32_t *rows, int n_rows, float *out) {
     if (n_rows <= 0) return;
     const dim3 grid(sq_cu_blocks(cols, 256) < 64 ? sq_cu_blocks(cols, 256) : 64, (unsigned)n_rows);
-    const uint8_t *s = (const uint8_t *)src;
-    const size_t rb = sq_cu_row_bytes(dtype, cols);
     sq_cu_with_format(dtype, [&](auto dt) {
-        get_rows_kernel<decltype(dt)::value><<<grid, 256, 0, c->stream>>>(s, rb, cols, rows, out);
+        constexpr int DT = decltype(dt)::value;
+        get_rows_kernel<DT><<<grid, 256, 0, c->stream>>>(sq_cu_weight_of<DT>(src, n_src, cols), rows, out);
     });
     SQ_CUDA_LAUNCHED(c, "get_rows");
 }
@@ -33,8 +30,9 @@ void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t cols, cons
  * thread keeps its first RMS_HELD values in registers between the two passes, so that a decode step's row
  * (4096 values: 4 a thread) is read once and its stores do not wait on loads (out may be x). */
 enum { RMS_THREADS = 1024, RMS_HELD = 8 };
+template <bool Q8>
 __global__ void __launch_bounds__(RMS_THREADS)
-    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out) {
+    rmsnorm_kernel(const float *x, const float *w, float eps, int dim, float *out, sq_cu_q8x xq) {
     const float *r = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
     float held[RMS_HELD];
@@ -59,20 +57,36 @@ __global__ void __launch_bounds__(RMS_THREADS)
     }
     __syncthreads();
     const float scale = (float)(1.0 / sqrt(part[0] / dim + eps));
-    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS)
-        o[i] = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+    /* with Q8, each warp's 32 consecutive values (dim a multiple of 32: whole warps) are a block of x */
+    const int64_t blocks0 = (int64_t)blockIdx.x * (dim / 32);
+    for (int i = threadIdx.x + RMS_HELD * RMS_THREADS; i < dim; i += RMS_THREADS) {
+        const float v = __fmul_rn(__fmul_rn(r[i], scale), w[i]);
+        o[i] = v;
+        if (Q8) sq_cu_quantize_block(v, blocks0 + i / 32, xq);
+    }
 #pragma unroll
     for (int k = 0; k < RMS_HELD; k++) {
         const int i = threadIdx.x + k * RMS_THREADS;
-        if (i < dim) o[i] = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+        if (i < dim) {
+            const float v = __fmul_rn(__fmul_rn(held[k], scale), w[i]);
+            o[i] = v;
+            if (Q8) sq_cu_quantize_block(v, blocks0 + i / 32, xq);
+        }
     }
 }
 
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out) {
     if (n_tokens <= 0) return;
-    rmsnorm_kernel<<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out);
+    rmsnorm_kernel<false><<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out, sq_cu_q8x{});
     SQ_CUDA_LAUNCHED(c, "rmsnorm");
+}
+
+void sq_cu_rmsnorm_q8(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
+                      float *out, const sq_cu_q8x &xq) {
+    if (n_tokens <= 0) return;
+    rmsnorm_kernel<true><<<n_tokens, RMS_THREADS, 0, c->stream>>>(x, weight, eps, dim, out, xq);
+    SQ_CUDA_LAUNCHED(c, "rmsnorm and quantize");
 }
 
 /* ---------------------------------------------------------------- rope */
@@ -80,8 +94,23 @@ void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps,
 /* One thread per (token, head, pair), so that every rotation is an independent load and store (a loop over
  * heads in one thread would serialise them: q and k may alias as far as the compiler knows). The angle
  * pos * inv_freq and its cos/sin are computed in double and rounded to fp32, as the reference does. */
+/* The cache row of a sequence's slot (kernels/backend.h's sq_kv_row). */
+__device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, int seq, int slot) {
+    const int32_t block = kv.block_table[(size_t)seq * kv.max_blocks + slot / kv.block_size];
+    return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
+}
+
+struct rope_store {
+    sq_cuda_kv kv;
+    const float *v;
+    const int32_t *seq, *slot;
+};
+
+/* With STORE, each key pair goes to its cache row as well, with the value pair beside it (RoPE and kv_store
+ * in one kernel: the keys are not read back). */
+template <bool STORE>
 __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, const int32_t *pos,
-                            const double *inv_freq, int style) {
+                            const double *inv_freq, int style, rope_store st) {
     const int half = head_dim / 2, heads = nq + nk;
     const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (id >= n) return;
@@ -93,8 +122,24 @@ __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int h
     const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
     float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
     const float a = v[ia], b = v[ib];
-    v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-    v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)),
+                rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    v[ia] = ra;
+    v[ib] = rb;
+    if (STORE && h >= nq) {
+        const int off = (h - nq) * head_dim;
+        const float *vr = st.v + (size_t)t * nk * head_dim + off;
+        uint8_t *kr = kv_row(st.kv, st.kv.k, st.seq[t], st.slot[t]),
+                *vo = kv_row(st.kv, st.kv.v, st.seq[t], st.slot[t]);
+        if (st.kv.f16) {
+            ((__half *)kr)[off + ia] = __float2half_rn(ra), ((__half *)kr)[off + ib] = __float2half_rn(rb);
+            ((__half *)vo)[off + ia] = __float2half_rn(vr[ia]),
+                                 ((__half *)vo)[off + ib] = __float2half_rn(vr[ib]);
+        } else {
+            ((float *)kr)[off + ia] = ra, ((float *)kr)[off + ib] = rb;
+            ((float *)vo)[off + ia] = vr[ia], ((float *)vo)[off + ib] = vr[ib];
+        }
+    }
 }
 
 void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
@@ -102,9 +147,20 @@ void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, 
     const int nk = k ? n_k_heads : 0;
     const int64_t n = (int64_t)n_tokens * (n_q_heads + nk) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos, inv_freq,
-                                                             style);
+    rope_kernel<false><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos,
+                                                                    inv_freq, style, rope_store{});
     SQ_CUDA_LAUNCHED(c, "rope");
+}
+
+void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
+                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           const sq_cuda_kv *kv, const sq_cuda_tokens *tokens) {
+    const int64_t n = (int64_t)tokens->n_tokens * (n_q_heads + n_k_heads) * (head_dim / 2);
+    if (n <= 0) return;
+    rope_kernel<true>
+        <<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, n_k_heads, n, head_dim, pos, inv_freq,
+                                                      style, rope_store{*kv, v, tokens->seq, tokens->slot});
+    SQ_CUDA_LAUNCHED(c, "rope and kv_store");
 }
 
 /* ---------------------------------------------------------------- adds, swiglu */
@@ -130,7 +186,8 @@ __global__ void swiglu_kernel(float *gate, const float *up, int64_t n) {
     }
 }
 
-/* GeGLU with the tanh GELU as the CPU computes it: x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3), times u */
+/* GeGLU with the tanh GELU as the CPU computes it: x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3), times
+ * u */
 __global__ void geglu_kernel(float *gate, const float *up, int64_t n) {
     const float c2 = 2 * 0.7978845608028654f;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -184,11 +241,6 @@ void sq_cuda_scale(sq_cuda *c, float *x, float s, int64_t n) {
 }
 
 /* ---------------------------------------------------------------- cache rows */
-
-__device__ __forceinline__ uint8_t *kv_row(const sq_cuda_kv &kv, uint8_t *pool, int seq, int slot) {
-    const int32_t block = kv.block_table[(size_t)seq * kv.max_blocks + slot / kv.block_size];
-    return pool + ((size_t)block * kv.block_size + (size_t)(slot % kv.block_size)) * kv.row_bytes;
-}
 
 /* One thread per value of the new rows (independent stores), converted to the row type (f16: round to
  * nearest even). */
