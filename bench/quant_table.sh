@@ -1,5 +1,5 @@
-# Sourced by bench/w8a8_quality.sh and bench/int4_quality.sh after they set NAME (their output folder's default
-# name under build/): the shared set-up and the quality table.
+# Sourced by bench/w8a8_quality.sh, bench/int4_quality.sh and bench/gptq_kquant_quality.sh after they set NAME
+# (their output folder's default name under build/): the shared set-up and the quality table.
 #   arguments [TEXT_BYTES] (default 50000); environment OUT (default build/NAME), THREADS (default 2)
 #   sets root, bytes, out, threads, sq, calib; writes $out/text.txt (the first TEXT_BYTES of TinyStories
 #   valid-a, whole lines) and $out/f32.gguf (the default model)

@@ -1343,9 +1343,12 @@ typedef struct sq_quantize_params {
                            format's reference quantizer (llama.cpp's reference algorithms, no imatrix);
                            "gptq" (needs calib): GPTQ (Frantar et al. 2022) block by block through
                            sq_calibrate, each block's matrices on the outputs of the already-quantized
-                           blocks before it, onto the grid of the formats q8_0, q4_0, q4_1 (other formats
-                           are refused before any work); matrices outside the blocks (token_embd, output)
-                           are rounded to nearest */
+                           blocks before it, onto the grid of every format but f16/bf16/w8a8 (those
+                           are refused before any work): for ggml's block formats (q4_0 ... q6_k) each
+                           block's scales come from the format's own search (imatrix-weighted with
+                           imatrix) on the error-updated weights, the file bit-compatible with
+                           llama.cpp's; matrices outside the blocks (token_embd, output) are rounded to
+                           nearest */
     const sq_calib_samples *calib; /* calibration samples (methods that need them; NULL otherwise) */
     double gptq_damp;              /* gptq: fraction of the Hessian's mean diagonal added to it; 0: 0.01 */
     int gptq_act_order;            /* gptq: columns by decreasing Hessian diagonal, static groups */
@@ -1360,17 +1363,20 @@ typedef struct sq_quantize_params {
     const char
         *output; /* a GGUF file to write (atomically: a temporary file renamed into place, so an
                     interrupted run leaves nothing under this name), or NULL to only change the model */
-    /* NULL, or an imatrix (method rtn only): every matrix with an entry is quantized by its format's
-     * importance-weighted search where the format has one (llama-quantize --imatrix); an entry whose length
-     * is not the matrix's row length is refused before any work */
+    /* NULL, or an imatrix (methods rtn and gptq): every matrix with an entry is quantized by its format's
+     * importance-weighted search where the format has one (llama-quantize --imatrix; with gptq, the search
+     * that chooses each block's scales from the error-updated weights); an entry whose length is not the
+     * matrix's row length is refused before any work */
     const sq_imatrix *imatrix;
     /* > 0 (method rtn only): mixed precision. The blocks' weight matrices that no keep rule names get the
      * formats (among q2_k, q3_k, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, f16 whose blocks fit their rows) that
      * keep the whole file's bits per weight (every tensor, as the report counts) at most budget_bpw with the
-     * least summed sensitivity: the relative output error sum_ij qw_j (W_ij - Q(W)_ij)^2 / sum_ij qw_j
-     * W_ij^2, qw the imatrix entry (1 without one), chosen greedily by error removed per added byte
-     * (compress/quant/budget.c). A budget below the cheapest choice
-     * is refused before any matrix is written. The other tensors keep the type's rules. */
+     * least summed sensitivity, chosen greedily by sensitivity removed per added byte
+     * (compress/quant/budget.c). Sensitivity with calib: measured, the mean KL divergence of the next-token
+     * distributions on calib's windows with that matrix alone quantized (one forward pass over them per
+     * matrix and candidate; the model is put back after each); without: the relative output error
+     * sum_ij qw_j (W_ij - Q(W)_ij)^2 / sum_ij qw_j W_ij^2, qw the imatrix entry (1 without one). A budget
+     * below the cheapest choice is refused before any measuring. The other tensors keep the type's rules. */
     double budget_bpw;
 } sq_quantize_params;
 

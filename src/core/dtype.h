@@ -190,16 +190,21 @@ typedef struct {
     int16_t bsums[SQ_QK_K / 16]; /* the sum of each 16 consecutive q */
 } sq_block_q8_K;
 
-/* The integers of one block of a format with integer sub-block scales (Q5_0, Q5_1 and the K-quants but Q8_K),
- * ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s], s = j / sub_block_elems
- * (Q5_0 and Q5_1: one sub-block, sc = 1; Q5_1's minimum m is dmin = -m with m[0] = 1). The reference
- * dequantizers of these formats are this, and the kernels' integer dot products start from it. */
+/* The integers of one block of a format with integer sub-block scales (Q4_0, Q4_1, Q5_0, Q5_1 and the
+ * K-quants but Q8_K), ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s],
+ * s = j / sub_block_elems (Q4_0 .. Q5_1: one sub-block, sc = 1; Q4_1's and Q5_1's minimum m is dmin = -m with
+ * m[0] = 1). The reference dequantizers of Q5_0 .. Q6_K are this, and the kernels' integer dot products
+ * start from it. */
 typedef struct sq_block_ints {
     float d, dmin;
     int sc[SQ_QK_K / 16], m[SQ_QK_K / 16];
     uint8_t q[SQ_QK_K]; /* unsigned: 0 .. 2^bits - 1 */
 } sq_block_ints;
 void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *out);
+/* The inverse for the integers: stores q[block_elems] (unsigned, 0 .. 2^bits - 1) into the block's bit
+ * planes, its scales left as they are. Error-feedback quantizers (GPTQ) choose a block's scales with the
+ * format's reference search, then its integers one by one, and pack them with this. */
+void sq_ref_block_set_ints(sq_dtype dt, void *block, const uint8_t *q);
 
 /* Q3_K's sub-block scale j (stored + 32 in 6 bits), and Q4_K's and Q5_K's 6-bit scale and minimum of
  * sub-block j, as dtype.h's block structs describe them. */
@@ -221,6 +226,14 @@ static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints
     for (int s = 0; s < SQ_QK_K / 16; s++) b->sc[s] = 1, b->m[s] = 0;
     b->dmin = 0;
     switch (dt) {
+    case SQ_DTYPE_Q4_0:
+        b->d = sq_f16_to_f32(((const sq_block_q4_0 *)block)->d);
+        break;
+    case SQ_DTYPE_Q4_1:
+        b->d = sq_f16_to_f32(((const sq_block_q4_1 *)block)->d);
+        b->dmin = -sq_f16_to_f32(((const sq_block_q4_1 *)block)->m);
+        b->m[0] = 1;
+        break;
     case SQ_DTYPE_Q5_0:
         b->d = sq_f16_to_f32(((const sq_block_q5_0 *)block)->d);
         break;

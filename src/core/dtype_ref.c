@@ -744,8 +744,7 @@ static void q4_K_quantize(const float *src, sq_block_q4_K *b, int64_t n, const f
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
         uint8_t L[SQ_QK_K];
         fit_k4(src, 15, -1.0f, 20, qw ? qw + i * SQ_QK_K : NULL, &b[i].d, &b[i].dmin, b[i].scales, L);
-        for (int j = 0; j < SQ_QK_K; j += 64)
-            for (int l = 0; l < 32; l++) b[i].qs[j / 2 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+        sq_ref_block_set_ints(SQ_DTYPE_Q4_K, &b[i], L);
     }
 }
 void sq_ref_q4_K_from_f32(const float *src, void *dst, int64_t n) { q4_K_quantize(src, dst, n, NULL); }
@@ -754,11 +753,7 @@ static void q5_K_quantize(const float *src, sq_block_q5_K *b, int64_t n, const f
     for (int64_t i = 0; i < n / SQ_QK_K; i++, src += SQ_QK_K) {
         uint8_t L[SQ_QK_K];
         fit_k4(src, 31, -0.5f, 15, qw ? qw + i * SQ_QK_K : NULL, &b[i].d, &b[i].dmin, b[i].scales, L);
-        memset(b[i].qh, 0, sizeof b[i].qh);
-        for (int j = 0; j < SQ_QK_K; j++) b[i].qh[j % 32] |= (uint8_t)((L[j] >> 4) << (j / 32));
-        for (int j = 0; j < SQ_QK_K; j += 64)
-            for (int l = 0; l < 32; l++)
-                b[i].qs[j / 2 + l] = (uint8_t)((L[j + l] & 0xf) | (L[j + l + 32] & 0xf) << 4);
+        sq_ref_block_set_ints(SQ_DTYPE_Q5_K, &b[i], L);
     }
 }
 void sq_ref_q5_K_from_f32(const float *src, void *dst, int64_t n) { q5_K_quantize(src, dst, n, NULL); }
@@ -798,11 +793,9 @@ static void q6_K_quantize(const float *src, sq_block_q6_K *b, int64_t n, const f
             for (int l = 0; l < 16; l++)
                 L[16 * j + l] = (int8_t)(clamp_int(round_even(src[16 * j + l] / d), -32, 31) + 32);
         }
-        for (int j = 0; j < SQ_QK_K; j++) {
-            const int half = j / 128, plane = j % 128 / 32, l = j % 32;
-            b[i].ql[64 * half + 32 * (plane & 1) + l] |= (uint8_t)((L[j] & 0xf) << (4 * (plane >> 1)));
-            b[i].qh[32 * half + l] |= (uint8_t)((L[j] >> 4) << (2 * plane));
-        }
+        uint8_t q[SQ_QK_K];
+        for (int j = 0; j < SQ_QK_K; j++) q[j] = (uint8_t)L[j];
+        sq_ref_block_set_ints(SQ_DTYPE_Q6_K, &b[i], q);
     }
 }
 void sq_ref_q6_K_from_f32(const float *src, void *dst, int64_t n) { q6_K_quantize(src, dst, n, NULL); }
@@ -916,6 +909,13 @@ void sq_ref_q8_K_from_f32(const float *src, void *dst, int64_t n) {
 void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *b) {
     sq_block_scales(dt, block, b);
     switch (dt) {
+    case SQ_DTYPE_Q4_0:
+    case SQ_DTYPE_Q4_1: {
+        const uint8_t *qs =
+            dt == SQ_DTYPE_Q4_0 ? ((const sq_block_q4_0 *)block)->qs : ((const sq_block_q4_1 *)block)->qs;
+        for (int j = 0; j < 16; j++) b->q[j] = qs[j] & 0x0f, b->q[j + 16] = qs[j] >> 4;
+        break;
+    }
     case SQ_DTYPE_Q5_0:
     case SQ_DTYPE_Q5_1: {
         const uint8_t *qh =
@@ -950,6 +950,67 @@ void sq_ref_block_ints(sq_dtype dt, const void *block, sq_block_ints *b) {
     case SQ_DTYPE_Q6_K:
         for (int j = 0; j < SQ_QK_K; j++) b->q[j] = (uint8_t)q6_K_value(block, j);
         break;
+    default: /* not a format with integer sub-block scales */
+        break;
+    }
+}
+
+void sq_ref_block_set_ints(sq_dtype dt, void *block, const uint8_t *q) {
+    switch (dt) {
+    case SQ_DTYPE_Q4_0:
+    case SQ_DTYPE_Q4_1: {
+        uint8_t *qs = dt == SQ_DTYPE_Q4_0 ? ((sq_block_q4_0 *)block)->qs : ((sq_block_q4_1 *)block)->qs;
+        for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+        break;
+    }
+    case SQ_DTYPE_Q5_0:
+    case SQ_DTYPE_Q5_1: {
+        int v[32];
+        for (int j = 0; j < 32; j++) v[j] = q[j];
+        if (dt == SQ_DTYPE_Q5_0)
+            q5_pack(v, ((sq_block_q5_0 *)block)->qs, ((sq_block_q5_0 *)block)->qh);
+        else
+            q5_pack(v, ((sq_block_q5_1 *)block)->qs, ((sq_block_q5_1 *)block)->qh);
+        break;
+    }
+    case SQ_DTYPE_Q2_K:
+        pack_2bit_planes(q, ((sq_block_q2_K *)block)->qs);
+        break;
+    case SQ_DTYPE_Q3_K: {
+        sq_block_q3_K *x = block;
+        uint8_t low[SQ_QK_K];
+        memset(x->hmask, 0, sizeof x->hmask);
+        for (int j = 0; j < SQ_QK_K; j++) {
+            low[j] = q[j] & 3;
+            x->hmask[j % 32] |= (uint8_t)((q[j] >> 2 & 1) << (j / 32));
+        }
+        pack_2bit_planes(low, x->qs);
+        break;
+    }
+    case SQ_DTYPE_Q4_K:
+    case SQ_DTYPE_Q5_K: { /* Q5_K's qs lie as Q4_K's, after its qh */
+        uint8_t *qs = dt == SQ_DTYPE_Q4_K ? ((sq_block_q4_K *)block)->qs : ((sq_block_q5_K *)block)->qs;
+        for (int j = 0; j < SQ_QK_K; j += 64)
+            for (int l = 0; l < 32; l++)
+                qs[j / 2 + l] = (uint8_t)((q[j + l] & 0xf) | (q[j + l + 32] & 0xf) << 4);
+        if (dt == SQ_DTYPE_Q5_K) {
+            sq_block_q5_K *x = block;
+            memset(x->qh, 0, sizeof x->qh);
+            for (int j = 0; j < SQ_QK_K; j++) x->qh[j % 32] |= (uint8_t)((q[j] >> 4) << (j / 32));
+        }
+        break;
+    }
+    case SQ_DTYPE_Q6_K: {
+        sq_block_q6_K *x = block;
+        memset(x->ql, 0, sizeof x->ql);
+        memset(x->qh, 0, sizeof x->qh);
+        for (int j = 0; j < SQ_QK_K; j++) {
+            const int half = j / 128, plane = j % 128 / 32, l = j % 32;
+            x->ql[64 * half + 32 * (plane & 1) + l] |= (uint8_t)((q[j] & 0xf) << (4 * (plane >> 1)));
+            x->qh[32 * half + l] |= (uint8_t)((q[j] >> 4) << (2 * plane));
+        }
+        break;
+    }
     default: /* not a format with integer sub-block scales */
         break;
     }

@@ -98,9 +98,10 @@ static void test_compute_matches_tap(void **state) {
     }
     sq_imatrix_free(back);
 
-    /* quantize: the imatrix serves rtn only, and only matrices of its entries' widths */
-    sq_quantize_params qp = {.type = "q4_0", .method = "gptq", .calib = &samples, .imatrix = im};
-    sq_test_fails_with(sq_quantize_model(m, &qp, NULL, NULL, NULL), "an imatrix serves method rtn, not gptq");
+    /* quantize: the imatrix serves rtn and gptq only, and only matrices of its entries' widths */
+    sq_quantize_params qp = {.type = "q4_0", .method = "awq", .calib = &samples, .imatrix = im};
+    sq_test_fails_with(sq_quantize_model(m, &qp, NULL, NULL, NULL),
+                       "an imatrix serves methods rtn and gptq, not awq");
     sq_imatrix_free(im);
     const float vals[3] = {1, 2, 3};
     uint8_t file[256];

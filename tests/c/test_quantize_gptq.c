@@ -144,10 +144,11 @@ static void test_refused_before_work(void **state) {
     sq_test_fails_with(
         sq_quantize_model(m, &(sq_quantize_params){.type = "q4_0", .method = "gptq"}, NULL, NULL, NULL),
         "method gptq needs calibration samples");
+    /* w8a8 quantizes activations too: no weight grid of its own */
     sq_test_fails_with(sq_quantize_model(m,
-                                         &(sq_quantize_params){.type = "q5_0", .method = "gptq", .calib = &s},
+                                         &(sq_quantize_params){.type = "w8a8", .method = "gptq", .calib = &s},
                                          NULL, NULL, NULL),
-                       "method gptq cannot store blk.0.attn_q.weight as q5_0: no quantization grid \"q5_0\"");
+                       "method gptq cannot store blk.0.attn_q.weight as w8a8: no quantization grid \"w8a8\"");
     sq_calib_samples longer = calib(m, 1, 300);
     sq_test_fails_with(
         sq_quantize_model(m, &(sq_quantize_params){.type = "q8_0", .method = "gptq", .calib = &longer}, NULL,

@@ -11,6 +11,9 @@ awkward shapes with correlated inputs (outlier channels, one dead input):
     ||(Q - W) X|| is below it;
   - packed bytes of the GGUF formats dequantize (gguf.quants, llama.cpp's own definitions; squeeze's own
     formats through tests/py/own_formats.py) to exactly the quantized weights;
+  - ggml's other block formats (q4_k, q6_k, q5_k, q3_k, q2_k, q5_0, q5_1), whose scales the format's own
+    reference search chooses per block: packed bytes on the grid (gguf), nearest rounding on those scales,
+    GPTQ with H = I equal to it, GPTQ's output error below it;
   - a Hessian that damping cannot make positive definite is refused with a message saying so.
 
 The reference chooses a group's parameters when the pass reaches its first column from the current weights
@@ -135,16 +138,18 @@ def gptq_ref(W, xtx, n, name, G, act_order, block, damp=0.01):
     return out
 
 
-def run_tool(name, group, act, block, W, xtx, n, damp=0.01, method="gptq"):
+def run_tool(name, group, act, block, W, xtx, n, damp=0.01, methods=("gptq",)):
+    """{method: (values, packed bytes)} of each method run by one gptq_tool process, and its stderr."""
     with tempfile.TemporaryDirectory() as d:
         w, h, v, p = (os.path.join(d, f) for f in ("w", "h", "v", "p"))
         W.astype(np.float32).tofile(w)
         xtx.astype(np.float64).tofile(h)
-        r = subprocess.run([TOOL, method, name, str(group), str(act), str(block), str(damp), str(W.shape[0]),
-                            str(W.shape[1]), str(n), w, h, v, p], capture_output=True, text=True)
+        r = subprocess.run([TOOL, ",".join(methods), name, str(group), str(act), str(block), str(damp),
+                            str(W.shape[0]), str(W.shape[1]), str(n), w, h, v, p], capture_output=True, text=True)
         if r.returncode != 0:
-            return None, None, r.stderr
-        return np.fromfile(v, dtype=np.float32).reshape(W.shape), open(p, "rb").read(), ""
+            return {}, r.stderr
+        return {m: (np.fromfile(f"{v}.{m}", dtype=np.float32).reshape(W.shape), open(f"{p}.{m}", "rb").read())
+                for m in methods}, ""
 
 
 def inputs(n, cols):
@@ -170,11 +175,12 @@ for name, group, rows, cols, act, block in CASES:
     n = 2 * cols + 7
     X = inputs(n, cols)
     xtx = X.T @ X
-    got, packed, msg = run_tool(name, group, act, block, W, xtx, n)
+    out, msg = run_tool(name, group, act, block, W, xtx, n, methods=("gptq", "rtn"))
     what = f"{name} g{group} [{rows}][{cols}] act_order={act} block={block}"
-    if got is None:
+    if not out:
         check(False, f"{what}: gptq_tool failed: {msg}")
         continue
+    (got, packed), (got_rtn, packed_rtn) = out["gptq"], out["rtn"]
     # the reference's block size as the C code adjusts it does not matter: the reference is block-independent
     want = gptq_ref(W, xtx, n, name, G, act, 128).astype(np.float32)
     same = np.mean(got == want)
@@ -185,9 +191,7 @@ for name, group, rows, cols, act, block in CASES:
     Wd = W.astype(np.float64)
     e_gptq = np.linalg.norm((got.astype(np.float64) - Wd) @ X.T)
     want_rtn = rtn(W, name, G).astype(np.float32)
-    got_rtn, packed_rtn, msg = run_tool(name, group, act, block, W, xtx, n, method="rtn")
-    check(got_rtn is not None and np.array_equal(got_rtn, want_rtn),
-          f"{what}: round to nearest on the grid equals numpy's {msg}")
+    check(np.array_equal(got_rtn, want_rtn), f"{what}: round to nearest on the grid equals numpy's")
     e_rtn = np.linalg.norm((want_rtn.astype(np.float64) - Wd) @ X.T)
     check(e_gptq < e_rtn, f"{what}: output error GPTQ {e_gptq:.4g} < RTN {e_rtn:.4g}")
     qt = GRIDS[name][4]
@@ -205,10 +209,47 @@ for name, group, rows, cols, act, block in CASES:
     else:
         check(packed == b"", f"{what}: no packed layout for {name}")
 
+# ggml's block formats, whose block scales the format's own reference search chooses (no numpy copy of
+# ggml's searches here): packed bytes dequantize (gguf) exactly to the quantized values; round to nearest on
+# a block's reference scales is, value by value, never farther from W than the reference quantizer's own
+# rounding on the same scales; with H = I (no error to feed forward; two formats) GPTQ is that rounding; with correlated
+# inputs GPTQ's output error is below it.
+KCASES = [("q4_k", 13, 512, 0, 1), ("q6_k", 7, 256, 1, 0), ("q5_k", 5, 256, 0, 0), ("q3_k", 6, 256, 0, 1),
+          ("q2_k", 6, 256, 0, 0), ("q5_0", 11, 96, 0, 0), ("q5_1", 9, 64, 1, 0)]
+for name, rows, cols, act, eye_case in KCASES:
+    qt = getattr(gguf.GGMLQuantizationType, name.upper())
+    what = f"{name} [{rows}][{cols}] act_order={act}"
+    W = (rng.standard_normal((rows, cols)) * rng.uniform(0.01, 0.1)).astype(np.float32)
+    W[0, :16] = 0  # an all-zero sub-block
+    n = 2 * cols + 7
+    X = inputs(n, cols)
+    xtx = X.T @ X
+    deq = lambda data: np.asarray(gguf.quants.dequantize(  # noqa: E731
+        np.frombuffer(data, dtype=np.uint8).reshape(rows, -1), qt), dtype=np.float32)
+    out, msg = run_tool(name, 0, act, 128, W, xtx, n, methods=("gptq", "rtn", "ref"))
+    eye, msg2 = run_tool(name, 0, 0, 128, W, np.eye(cols) * n / 2, n) if eye_case else ({}, "")
+    if not out or (eye_case and not eye):
+        check(False, f"{what}: gptq_tool failed: {msg}{msg2}")
+        continue
+    (got, packed), (got_rtn, packed_rtn), (got_ref, packed_ref) = out["gptq"], out["rtn"], out["ref"]
+    check(np.array_equal(deq(packed), got), f"{what}: GPTQ's packed bytes dequantize (gguf) to its values")
+    check(np.array_equal(deq(packed_rtn), got_rtn), f"{what}: RTN's packed bytes dequantize (gguf) to its values")
+    check(np.array_equal(deq(packed_ref), got_ref), f"{what}: the reference quantizer's bytes dequantize (gguf)")
+    d_rtn, d_ref = np.abs(got_rtn.astype(np.float64) - W), np.abs(got_ref.astype(np.float64) - W)
+    check(np.all(d_rtn <= d_ref * (1 + 1e-6) + 1e-12) and np.mean(got_rtn == got_ref) > 0.9,
+          f"{what}: nearest on the reference's scales: {np.mean(got_rtn == got_ref):.2%} as the reference rounds, "
+          f"none farther (worst {np.max(d_rtn - d_ref):.3g})")
+    if eye_case:
+        check(np.array_equal(eye["gptq"][0], got_rtn), f"{what}: GPTQ with H = I equals round to nearest on the grid")
+    Wd = W.astype(np.float64)
+    e_gptq = np.linalg.norm((got.astype(np.float64) - Wd) @ X.T)
+    e_rtn = np.linalg.norm((got_rtn.astype(np.float64) - Wd) @ X.T)
+    check(e_gptq < e_rtn, f"{what}: output error GPTQ {e_gptq:.4g} < RTN {e_rtn:.4g}")
+
 # a "Hessian" no damping makes positive definite
-_, _, msg = run_tool("q4_0", 0, 0, 128, np.ones((4, 32), np.float32), -np.eye(32), 10)
+_, msg = run_tool("q4_0", 0, 0, 128, np.ones((4, 32), np.float32), -np.eye(32), 10)
 check("not positive definite" in msg, f"a negative definite Hessian is refused: {msg.strip()}")
-_, _, msg = run_tool("q4_0", 0, 0, 128, np.ones((4, 48), np.float32), np.eye(48), 10)
+_, msg = run_tool("q4_0", 0, 0, 128, np.ones((4, 48), np.float32), np.eye(48), 10)
 check("whole number of 32-element groups" in msg, f"rows that are not whole blocks are refused: {msg.strip()}")
 
 print(f"{len(failures)} failure(s)")

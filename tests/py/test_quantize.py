@@ -10,8 +10,9 @@ oracles:
   - the presets' per-tensor choices on this model, where 288-value rows do not hold 256-value super-blocks:
     q4_k_m puts ffn_down (768-value rows) in Q4_K, and Q6_K in the layers llama.cpp gives more bits, and the
     rest falls back to Q5_0 (Q8_0 for Q6_K's attn_v and the tied token_embd/output);
-  - with an imatrix (squeeze imatrix) and with mixed precision (--budget-bpw), the same checks of the file,
-    every block matrix quantized with its entry, the budget kept with more than one format chosen;
+  - with an imatrix (squeeze imatrix), with mixed precision (--budget-bpw) and with GPTQ into q4_k_m's ggml
+    block types (--method gptq --imatrix), the same checks of the file, every block matrix quantized with its
+    entry, the budget kept with more than one format chosen;
   - bad requests fail before any work with a message naming the problem, leaving no file under the output
     name and no temporary file beside it.
 (Byte equality with llama.cpp's own llama-quantize, which needs llama.cpp built: bench/quant_vs_llamacpp.sh.)"""
@@ -52,6 +53,10 @@ def main():
     variants = [(t, ["--type", t]) for t in TYPES] + [
         ("q3_k+imatrix", ["--type", "q3_k", "--imatrix", imatrix]),  # Q3_K ffn_down, Q4_0 elsewhere, weighted
         ("mixed", ["--type", "q4_0", "--imatrix", imatrix, "--budget-bpw", "7"]),
+        # GPTQ into Q4_K, Q6_K, Q5_0 and Q8_0, each block's scales by the format's weighted search
+        ("q4_k_m+gptq+imatrix", ["--type", "q4_k_m", "--method", "gptq", "--imatrix", imatrix, "--calib",
+                                 os.path.join(H.SQ_SHARED, "data", "classics", "grimms_fairy_tales.txt"),
+                                 "--calib-samples", "4", "--calib-len", "64"]),
     ]
     for t, args in variants:
         out, report = os.path.join(H.SQ_WORK, f"quantize-{t}.gguf"), os.path.join(H.SQ_WORK, f"quantize-{t}.json")

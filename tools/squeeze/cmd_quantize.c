@@ -24,9 +24,11 @@ static const cli_verb verb = {
         "Method gptq (GPTQ, Frantar et al. 2022): each\n"
         "block's matrices quantized column by column with error feedback through the inverse Hessian of\n"
         "their inputs on calibration text (--calib), block by block on the outputs of the quantized blocks\n"
-        "before. Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
+        "before; for ggml's block formats each block's (super-block's) scales are chosen by the format's\n"
+        "own search (weighted with --imatrix) when the column pass reaches it, from the updated weights.\n"
+        "Method awq (AWQ, Lin et al. 2023): per block, scales of the inputs of each group of\n"
         "layers searched on --calib text and folded into the norms and layers before them, then round to\n"
-        "nearest with a clipping search. gptq and awq: formats q8_0, q4_0, q4_1, int4; token_embd and "
+        "nearest with a clipping search. gptq and awq: every format but f16/bf16/w8a8; token_embd and "
         "output\n"
         "are rounded to nearest. Method smoothquant (SmoothQuant, Xiao et al. 2023; w8a8 only): per block,\n"
         "each input channel's max |x| on --calib text migrated into the weights (--alpha), folded into\n"
@@ -57,7 +59,7 @@ int sq_cmd_quantize(int argc, char **argv) {
                         "how stored values are chosen"),
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
         CLI_TEXT_FLAG("--imatrix", "FILE", &imatrix_path,
-                      "importance matrix (squeeze imatrix) for method rtn"),
+                      "importance matrix (squeeze imatrix) for methods rtn and gptq"),
         CLI_NUMBER_FLAG("--budget-bpw", "B", &budget, 0, 64, 0,
                         "mixed precision (rtn): the blocks' matrices get formats\nchosen by sensitivity (the "
                         "imatrix-weighted error)\nso that the file averages at most B bits per weight",

@@ -74,7 +74,7 @@ SQ_NODISCARD sq_error *sq_awq_clip_rtn(const sq_grid *g, const float *w, int64_t
                 const float ratio = 1.0f - (float)k / AWQ_CLIP_GRID;
                 for (int j = 0; j < n; j++) x[j] = wg[j] * ratio;
                 sq_grid_params p;
-                g->choose(g, x, n, &p);
+                g->choose(g, x, n, NULL, &p);
                 for (int j = 0; j < n; j++) {
                     double v;
                     q[j] = (int8_t)sq_grid_round(g, &p, j / g->sub, wg[j], &v);

@@ -1,24 +1,30 @@
 /* Mixed precision by sensitivity and a greedy knapsack (--budget-bpw).
  *
- * Sensitivity of a matrix W [rows][cols] at a candidate format c: the relative error its rounding adds to the
- * layer's output, E[|(W - Q_c(W)) x|^2] / E[|W x|^2], estimated with the input's per-channel mean x^2 (the
+ * Sensitivity of a matrix W [rows][cols] at a candidate format c, measured where calibration samples are
+ * given (sq_quantize_params.calib): the mean KL divergence of the model's next-token distributions on them
+ * when W alone is stored as Q_c(W) (compress/quant/sensitivity.h; the published recipe of issue 8: measure
+ * each tensor at each type, then a knapsack). Without samples, estimated: the relative error its rounding
+ * adds to the layer's output, E[|(W - Q_c(W)) x|^2] / E[|W x|^2], with the input's per-channel mean x^2 (the
  * imatrix entry; 1 without one) as sum_ij qw_j (W_ij - Q_c(W)_ij)^2 / sum_ij qw_j W_ij^2 (exact when the
  * input channels are uncorrelated). Relative, not absolute: on stories15M the absolute error ranks ffn_down
  * (whose inputs are small) least sensitive and gives it Q2_K, which cost 2.6x uniform q4_0's KL at the same
  * bits; the relative error did not (docs/benchmarks.md). Q_c is the quantizer quantize will run
  * (importance-weighted with an imatrix). Every searched matrix starts at its cheapest candidate; then, while
- * the budget allows, the upgrade (one matrix to any more expensive candidate) with the largest error removed
- * per added byte is applied: greedy by marginal gain per bit. Candidates dominated on a matrix (no cheaper
- * and no more accurate than another) are dropped first, so a matrix's candidates are a chain of increasing
- * cost and decreasing error. */
+ * the budget allows, the upgrade (one matrix to any more expensive candidate) with the largest sensitivity
+ * removed per added byte is applied: greedy by marginal gain per bit (summed sensitivities: each matrix's
+ * effect taken as independent of the others'). Candidates dominated on a matrix (no cheaper and no more
+ * accurate than another) are dropped first, so a matrix's candidates are a chain of increasing cost and
+ * decreasing sensitivity. */
 #include "compress/quant/budget.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "compress/quant/sensitivity.h"
 
 /* The formats the search chooses among, each where a matrix's rows are whole blocks of it. */
 static const sq_dtype candidates[] = {SQ_DTYPE_Q2_K, SQ_DTYPE_Q3_K, SQ_DTYPE_Q4_0,
@@ -32,6 +38,7 @@ typedef struct error_job {
     sq_dtype dtype;
     double *partial; /* [nth] summed weighted squared error of each thread's rows */
     double *energy;  /* [nth] summed weighted squared weights (the output energy) */
+    uint8_t *out;    /* NULL, or [rows][row bytes]: the quantized matrix, for the KL probe */
 } error_job;
 
 static void error_rows(void *p, int ith, int nth) {
@@ -44,11 +51,12 @@ static void error_rows(void *p, int ith, int nth) {
     double e = 0, energy = 0;
     for (long r = r0; q && y && r < r1; r++) {
         const float *x = j->w + (size_t)r * (size_t)j->cols;
+        uint8_t *qr = j->out ? j->out + (size_t)r * sq_row_bytes(j->dtype, j->cols) : q; /* [row bytes] */
         if (j->qw && f->from_f32_weighted)
-            f->from_f32_weighted(x, q, j->cols, j->qw);
+            f->from_f32_weighted(x, qr, j->cols, j->qw);
         else
-            f->from_f32(x, q, j->cols);
-        f->to_f32(q, y, j->cols);
+            f->from_f32(x, qr, j->cols);
+        f->to_f32(qr, y, j->cols);
         for (int64_t c = 0; c < j->cols; c++) {
             const double d = (double)x[c] - y[c];
             e += (j->qw ? j->qw[c] : 1.0) * d * d;
@@ -70,27 +78,34 @@ typedef struct searched {
     int at; /* the chosen one */
 } searched;
 
-/* The candidates of one matrix with their bytes and errors, dominated ones dropped. */
-static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_params *p,
-                                      const sq_tensor_info *t, sq_threadpool *pool, searched *s) {
+/* The candidates of one matrix with their bytes and sensitivities (measured KL with a probe, else the
+ * estimate), dominated ones dropped. */
+static SQ_NODISCARD sq_error *measure(sq_model *model, const sq_quantize_params *p, const sq_tensor_info *t,
+                                      sq_threadpool *pool, sq_kl_probe *probe, searched *s) {
+    char name[SQ_TENSOR_NAME_MAX]; /* the model's string changes with each probe's edit */
+    snprintf(name, sizeof name, "%s", t->name);
     const int64_t cols = t->shape[t->ndim - 1],
                   n = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4);
     float *w = malloc((size_t)n * sizeof *w);
     const int nth = sq_threadpool_size(pool);
     double *partial = calloc(2 * (size_t)nth, sizeof *partial); /* [2][nth]: errors, energies */
-    sq_error *err =
-        w && partial ? NULL : sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", t->name);
-    if (!err) err = sq_model_read_tensor(model, t->name, w, n);
+    sq_error *err = w && partial ? NULL : sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", name);
+    if (!err) err = sq_model_read_tensor(model, name, w, n);
     sq_imatrix_entry e;
-    const float *qw =
-        !err && sq_imatrix_find(p->imatrix, t->name, &e) && e.n_values == cols ? e.values : NULL;
+    const float *qw = !err && sq_imatrix_find(p->imatrix, name, &e) && e.n_values == cols ? e.values : NULL;
     sq_dtype type[N_CAND];
     size_t bytes[N_CAND];
     double errs[N_CAND];
     int m = 0;
     for (int c = 0; c < N_CAND && !err; c++) {
         if (cols % sq_dtype_info(candidates[c])->block_elems) continue;
-        error_job j = {w, qw, n / cols, cols, candidates[c], partial, partial + nth};
+        const size_t nbytes = sq_tensor_bytes_for(candidates[c], t->ndim, t->shape);
+        uint8_t *out = probe ? malloc(nbytes) : NULL; /* [nbytes] the matrix in this candidate */
+        if (probe && !out) {
+            err = sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s", name);
+            break;
+        }
+        error_job j = {w, qw, n / cols, cols, candidates[c], partial, partial + nth, out};
         sq_threadpool_run(pool, error_rows, &j);
         double total = 0, energy = 0;
         for (int i = 0; i < nth; i++) {
@@ -99,8 +114,12 @@ static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_p
             energy += partial[nth + i];
         }
         type[m] = candidates[c];
-        bytes[m] = sq_tensor_bytes_for(candidates[c], t->ndim, t->shape);
-        errs[m++] = energy > 0 ? total / energy : 0; /* an all-zero matrix has no error to weigh */
+        bytes[m] = nbytes;
+        errs[m] = energy > 0 ? total / energy : 0; /* an all-zero matrix has no error to weigh */
+        if (!err && probe)
+            err = sq_kl_probe_measure(probe, model, name, candidates[c], out, nbytes, &errs[m]);
+        free(out);
+        m++;
     }
     free(w);
     free(partial);
@@ -126,38 +145,56 @@ static SQ_NODISCARD sq_error *measure(const sq_model *model, const sq_quantize_p
     return NULL;
 }
 
-sq_error *sq_quant_budget_plan(const sq_model *model, const sq_quantize_params *p, sq_quantize_report *r,
+/* The bytes of tensor t in its cheapest candidate format (every candidate list ends with F16, which fits). */
+static double cheapest_bytes(const sq_tensor_info *t) {
+    double best = -1;
+    for (int c = 0; c < N_CAND; c++)
+        if (t->shape[t->ndim - 1] % sq_dtype_info(candidates[c])->block_elems == 0) {
+            const double b = (double)sq_tensor_bytes_for(candidates[c], t->ndim, t->shape);
+            if (best < 0 || b < best) best = b;
+        }
+    return best;
+}
+
+sq_error *sq_quant_budget_plan(sq_model *model, const sq_quantize_params *p, sq_quantize_report *r,
                                sq_threadpool *pool) {
     searched *s = calloc((size_t)r->n_tensors + 1, sizeof *s);
     if (!s) return sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
     int n = 0;
-    double fixed = 0, elems = 0; /* bytes of the tensors not searched; elements of all */
-    sq_error *err = NULL;
-    for (int i = 0; i < r->n_tensors && !err; i++) {
+    double total = 0, elems = 0; /* bytes: the other tensors as planned, searched ones at their cheapest */
+    for (int i = 0; i < r->n_tensors; i++) {
         sq_tensor_info t;
         sq_model_tensor_info(model, i, &t);
-        sq_quant_tensor_report *q = &r->tensors[i];
+        const sq_quant_tensor_report *q = &r->tensors[i];
         elems += (double)q->n_elems;
-        if (strncmp(q->name, "blk.", 4) || q->kept || !strcmp(q->type, q->from)) {
-            fixed += (double)sq_tensor_bytes_for((sq_dtype)sq_dtype_from_name(q->type), t.ndim, t.shape);
-            continue;
+        if (strncmp(q->name, "blk.", 4) || q->kept || !strcmp(q->type, q->from))
+            total += (double)sq_tensor_bytes_for((sq_dtype)sq_dtype_from_name(q->type), t.ndim, t.shape);
+        else {
+            total += cheapest_bytes(&t);
+            s[n++].index = i;
         }
-        s[n].index = i;
-        if (!(err = measure(model, p, &t, pool, &s[n]))) n++;
-    }
-    if (err) {
-        free(s);
-        return err;
     }
     const double budget = p->budget_bpw * elems / 8; /* bytes */
-    double total = fixed;
-    for (int k = 0; k < n; k++) total += (double)s[k].bytes[0];
-    if (total > budget) {
+    if (total > budget) {                            /* before any measuring */
         free(s);
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "quantize: a budget of %.3f bits per weight is below the smallest types' %.3f "
                          "(the searched matrices in their cheapest formats, the other tensors as planned)",
                          p->budget_bpw, 8 * total / elems);
+    }
+    sq_kl_probe *probe = NULL;
+    sq_error *err = p->calib && p->calib->ids
+                        ? sq_kl_probe_create(model, p->calib, sq_threadpool_size(pool), &probe)
+                        : NULL;
+    for (int k = 0; k < n && !err; k++) {
+        sq_tensor_info t;
+        sq_model_tensor_info(model, s[k].index, &t);
+        err = measure(model, p, &t, pool, probe, &s[k]);
+    }
+    sq_kl_probe_free(probe);
+    if (err) {
+        free(s);
+        return err;
     }
     for (;;) {
         int best_k = -1, best_to = -1;

@@ -45,13 +45,14 @@ static int by_diag_desc(const void *a, const void *b) {
 /* Chooses the parameters of group `grp` for every row from columns [c0, c0 + group) of wt (processing order
  * = original order here: dynamic groups) or of the original w (static groups). */
 static void choose_group(const sq_grid *g, gptq_work *k, int64_t rows, int64_t grp, const double *src_t,
-                         const float *w, int64_t cols) {
+                         const float *w, int64_t cols, const float *importance) {
     const int64_t c0 = grp * g->group;
+    const float *qw = importance ? importance + c0 : NULL; /* [n] */
     const int n = sq_grid_group_len(g, c0, cols);
     for (int64_t r = 0; r < rows; r++) {
         for (int j = 0; j < n; j++)
             k->x[j] = src_t ? (float)src_t[(c0 + j) * rows + r] : w[r * cols + c0 + j];
-        g->choose(g, k->x, n, &k->params[grp * rows + r]);
+        g->choose(g, k->x, n, qw, &k->params[grp * rows + r]);
     }
 }
 
@@ -127,7 +128,8 @@ SQ_NODISCARD sq_error *sq_gptq_quantize(const char *name, const float *w, int64_
         }
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) w0[r * cols + c] = diag[c] == 0 ? 0 : w[r * cols + c];
-        for (int64_t grp = 0; grp < n_groups; grp++) choose_group(grid, &k, rows, grp, NULL, w0, cols);
+        for (int64_t grp = 0; grp < n_groups; grp++)
+            choose_group(grid, &k, rows, grp, NULL, w0, cols, o.importance);
         free(w0);
     }
     free(diag);
@@ -152,7 +154,7 @@ SQ_NODISCARD sq_error *sq_gptq_quantize(const char *name, const float *w, int64_
         const int64_t i2 = i1 + B < cols ? i1 + B : cols;
         for (int64_t i = i1; i < i2; i++) {
             const int64_t c = k.perm[i], grp = c / G;
-            if (!o.act_order && c % G == 0) choose_group(grid, &k, rows, grp, k.wt, NULL, cols);
+            if (!o.act_order && c % G == 0) choose_group(grid, &k, rows, grp, k.wt, NULL, cols, o.importance);
             const int s = (int)(c % G) / grid->sub;
             const double u = U[i * cols + i];
             double *wi = k.wt + i * rows, *e = k.err + (i - i1) * rows; /* [rows] each */
@@ -203,7 +205,8 @@ static SQ_NODISCARD sq_error *gptq_job(const sq_quant_job *job, sq_threadpool *p
     sq_grid grid;
     SQ_TRY(sq_grid_for(sq_dtype_info(job->dtype)->name, 0, job->cols, &grid));
     const sq_gptq_options o = {.damp = job->params ? job->params->gptq_damp : 0,
-                               .act_order = job->params ? job->params->gptq_act_order : 0};
+                               .act_order = job->params ? job->params->gptq_act_order : 0,
+                               .importance = job->stats->mean_sq};
     return sq_gptq_quantize(job->name, job->w, job->rows, job->cols, job->stats->xtx, job->stats->n_samples,
                             &grid, &o, NULL, job->out);
 }

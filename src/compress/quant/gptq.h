@@ -24,6 +24,9 @@ typedef struct sq_gptq_options {
     double damp;    /* fraction of the mean diagonal of H added to it; 0: 0.01 */
     int block_size; /* columns per lazy batch; 0: 128 */
     int act_order;  /* non-zero: columns by decreasing H_jj, static groups */
+    /* [cols] or NULL: each input channel's importance (an imatrix's mean x^2), given to the grid's choice of
+     * a group's parameters (the K-quants' and ggml's 32-blocks' weighted scale searches) */
+    const float *importance;
 } sq_gptq_options;
 
 /* Quantizes w [rows][cols] (not changed) with xtx [cols][cols] = sum over n_tokens inputs of x x^T (both

@@ -1,6 +1,7 @@
 /* The grids of grid.h: parameters chosen as each format's reference quantizer chooses them (ggml's
- * quantize_row_*_ref for the GGUF formats, GPTQ's find_params for intN and the int4_gG formats), stored
- * scales rounded to f16 first so that rounding happens on the grid the file will hold. */
+ * quantize_row_*_ref for the GGUF formats, run on the group itself; GPTQ's find_params for intN and the
+ * int4_gG formats), stored scales rounded to f16 first so that rounding happens on the grid the file will
+ * hold. */
 #include "compress/quant/grid.h"
 
 #include <math.h>
@@ -8,8 +9,8 @@
 
 #include "core/tensor.h"
 
-static void choose_q8_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
-    (void)g;
+static void choose_q8_0(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
+    (void)g, (void)qw; /* ggml's Q8_0 has no importance-weighted search */
     float amax = 0;
     for (int j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
     p->d[0] = sq_f16_to_f32(sq_f32_to_f16(amax / 127));
@@ -23,40 +24,32 @@ static void pack_q8_0(const sq_grid *g, const sq_grid_params *p, const int8_t *q
     memcpy(b->qs, q, SQ_QK8_0);
 }
 
-static void choose_q4_0(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
-    (void)g;
-    float amax = 0, max = 0; /* the value of largest magnitude, with its sign */
-    for (int j = 0; j < n; j++)
-        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
-    p->d[0] = sq_f16_to_f32(sq_f32_to_f16(max / -8));
-    p->m[0] = -8 * p->d[0];
+/* ggml's block formats: the reference quantizer's block (its scale search, importance-weighted when given
+ * an importance), its scales read back; pack_block keeps them and stores the chosen integers. */
+static void choose_block(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
+    const sq_dtype_traits *f = sq_dtype_info(g->dtype);
+    if (qw && f->from_f32_weighted)
+        f->from_f32_weighted(x, p->block, n, qw);
+    else
+        f->from_f32(x, p->block, n);
+    sq_block_ints b = {0};
+    sq_block_scales(g->dtype, p->block, &b);
+    for (int s = 0; s < n / g->sub; s++) { /* each product as the dequantizers form it: exact in float */
+        p->d[s] = b.d * (float)b.sc[s];
+        p->m[s] = -(float)f->zero_value * p->d[s] - b.dmin * (float)b.m[s];
+    }
 }
 
-static void pack_q4_0(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
-    (void)g;
-    sq_block_q4_0 *b = block;
-    b->d = sq_f32_to_f16(p->d[0]);
-    for (int j = 0; j < SQ_QK4_0 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_0 / 2] << 4);
-}
+_Static_assert(sizeof(sq_block_q6_K) <= SQ_GRID_MAX_BLOCK_BYTES, "a K-quant block fits sq_grid_params");
 
-static void choose_q4_1(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
-    (void)g;
-    float min = INFINITY, max = -INFINITY;
-    for (int j = 0; j < n; j++) min = fminf(min, x[j]), max = fmaxf(max, x[j]);
-    p->d[0] = sq_f16_to_f32(sq_f32_to_f16((max - min) / 15));
-    p->m[0] = sq_f16_to_f32(sq_f32_to_f16(min));
-}
-
-static void pack_q4_1(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
-    (void)g;
-    sq_block_q4_1 *b = block;
-    b->d = sq_f32_to_f16(p->d[0]);
-    b->m = sq_f32_to_f16(p->m[0]);
-    for (int j = 0; j < SQ_QK4_1 / 2; j++) b->qs[j] = (uint8_t)(q[j] | q[j + SQ_QK4_1 / 2] << 4);
+static void pack_block(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    memcpy(block, p->block, sq_dtype_info(g->dtype)->block_bytes);
+    sq_ref_block_set_ints(g->dtype, block, (const uint8_t *)q);
 }
 
 /* GPTQ's Quantizer.find_params(x, weight=True) for one group, asymmetric. */
-static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+static void choose_int(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
+    (void)qw; /* min-max, as GPTQ's */
     double min = 0, max = 0;
     for (int j = 0; j < n; j++) min = fmin(min, x[j]), max = fmax(max, x[j]);
     if (min == 0 && max == 0) min = -1, max = 1;
@@ -67,7 +60,8 @@ static void choose_int(const sq_grid *g, const float *x, int n, sq_grid_params *
 
 /* squeeze's int4 group formats: GPTQ's parameters with the scale stored in f16 (sq_ref_intn_params, shared
  * with the formats' reference quantizer), packed in the format's layout (core/dtype.h). */
-static void choose_intn_stored(const sq_grid *g, const float *x, int n, sq_grid_params *p) {
+static void choose_intn_stored(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
+    (void)qw;
     int z;
     sq_ref_intn_params(x, n, g->qmax, &p->d[0], &z);
     p->m[0] = -(float)z * p->d[0];
@@ -87,8 +81,15 @@ static void pack_int4(const sq_grid *g, const sq_grid_params *p, const int8_t *q
 SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
     static const sq_grid fixed[] = {
         {"q8_0", SQ_DTYPE_Q8_0, SQ_QK8_0, SQ_QK8_0, -127, 127, 8, choose_q8_0, pack_q8_0},
-        {"q4_0", SQ_DTYPE_Q4_0, SQ_QK4_0, SQ_QK4_0, 0, 15, 4, choose_q4_0, pack_q4_0},
-        {"q4_1", SQ_DTYPE_Q4_1, SQ_QK4_1, SQ_QK4_1, 0, 15, 4, choose_q4_1, pack_q4_1},
+        {"q4_0", SQ_DTYPE_Q4_0, 32, 32, 0, 15, 4, choose_block, pack_block},
+        {"q4_1", SQ_DTYPE_Q4_1, 32, 32, 0, 15, 4, choose_block, pack_block},
+        {"q5_0", SQ_DTYPE_Q5_0, 32, 32, 0, 31, 5, choose_block, pack_block},
+        {"q5_1", SQ_DTYPE_Q5_1, 32, 32, 0, 31, 5, choose_block, pack_block},
+        {"q2_k", SQ_DTYPE_Q2_K, SQ_QK_K, 16, 0, 3, 2, choose_block, pack_block},
+        {"q3_k", SQ_DTYPE_Q3_K, SQ_QK_K, 16, 0, 7, 3, choose_block, pack_block},
+        {"q4_k", SQ_DTYPE_Q4_K, SQ_QK_K, 32, 0, 15, 4, choose_block, pack_block},
+        {"q5_k", SQ_DTYPE_Q5_K, SQ_QK_K, 32, 0, 31, 5, choose_block, pack_block},
+        {"q6_k", SQ_DTYPE_Q6_K, SQ_QK_K, 16, 0, 63, 6, choose_block, pack_block},
         {"int4_g32", SQ_DTYPE_INT4_G32, 32, 32, 0, 15, 4, choose_intn_stored, pack_int4},
         {"int4_g64", SQ_DTYPE_INT4_G64, 64, 64, 0, 15, 4, choose_intn_stored, pack_int4},
         {"int4_g128", SQ_DTYPE_INT4_G128, 128, 128, 0, 15, 4, choose_intn_stored, pack_int4},
@@ -107,9 +108,8 @@ SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq
         }
     if (!out->name || strcmp(out->name, type))
         return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, int4_g32, int4_g64, "
-                         "int4_g128, int4, int3, "
-                         "int2)",
+                         "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, "
+                         "q4_k, q5_k, q6_k, int4_g32, int4_g64, int4_g128, int4, int3, int2)",
                          type);
     if (cols <= 0 || (out->pack && cols % out->group))
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: rows of %lld are not a whole number of %d-element groups",
@@ -126,7 +126,7 @@ void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, f
             sq_grid_params p;
             const float *x = w + r * cols + c0; /* [group] */
             const int n = sq_grid_group_len(g, c0, cols);
-            g->choose(g, x, n, &p);
+            g->choose(g, x, n, NULL, &p);
             for (int j = 0; j < n; j++) {
                 double v;
                 const int qj = sq_grid_round(g, &p, j / g->sub, x[j], &v);

@@ -189,8 +189,14 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
         if (c->done[i] || !strcmp(q->type, q->from) || strncmp(q->name, prefix, (size_t)np) || point < 0)
             continue;
         const sq_calib_stats *s = &stats[point];
-        const sq_quant_stats qs = {
-            .cols = s->width, .xtx = xtx[point] ? xtx[point] : s->xtx, .n_samples = s->n_tokens};
+        sq_imatrix_entry e; /* with --imatrix, the importance GPTQ's grids weigh their scale searches by */
+        const int weighted = sq_imatrix_find(c->p->imatrix, q->name, &e) && e.n_values == s->width;
+        const sq_quant_stats qs = {.cols = s->width,
+                                   .mean_sq = weighted ? e.values : NULL,
+                                   .xtx = xtx[point] ? xtx[point] : s->xtx,
+                                   .n_samples = s->n_tokens};
+        q->weighted = weighted;
+        c->r->n_weighted += weighted;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
         err =
@@ -214,8 +220,9 @@ static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quan
                          "method rtn",
                          p->budget_bpw);
     if (!p->imatrix) return NULL;
-    if (method != &sq_quant_rtn)
-        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: an imatrix serves method rtn, not %s", method->name);
+    if (method != &sq_quant_rtn && method != &sq_quant_gptq)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "quantize: an imatrix serves methods rtn and gptq, not %s",
+                         method->name);
     for (int i = 0; i < sq_imatrix_n_entries(p->imatrix); i++) {
         sq_imatrix_entry e;
         sq_imatrix_entry_at(p->imatrix, i, &e);
