@@ -7,10 +7,7 @@
 
 /* Token t's k experts of highest logit (ties: the lower index) into picked[k]; returns the sum of their
  * exp(z - max) and sets *total to that of all experts and *max to the largest logit. */
-static double top_k(const float *z, int n_experts, int k, int *picked, double *total, double *max) {
-    double m = z[0], chosen = 0, all = 0;
-    for (int e = 1; e < n_experts; e++) m = z[e] > m ? z[e] : m;
-    for (int e = 0; e < n_experts; e++) all += exp((double)z[e] - m);
+void sq_moe_top_k(const float *z, int n_experts, int k, int *picked) {
     for (int j = 0; j < k; j++) { /* k is small: repeated selection */
         int best = -1;
         for (int e = 0; e < n_experts; e++) {
@@ -19,8 +16,15 @@ static double top_k(const float *z, int n_experts, int k, int *picked, double *t
             if (!used && (best < 0 || z[e] > z[best])) best = e;
         }
         picked[j] = best;
-        chosen += exp((double)z[best] - m);
     }
+}
+
+static double top_k(const float *z, int n_experts, int k, int *picked, double *total, double *max) {
+    double m = z[0], chosen = 0, all = 0;
+    for (int e = 1; e < n_experts; e++) m = z[e] > m ? z[e] : m;
+    for (int e = 0; e < n_experts; e++) all += exp((double)z[e] - m);
+    sq_moe_top_k(z, n_experts, k, picked);
+    for (int j = 0; j < k; j++) chosen += exp((double)z[picked[j]] - m);
     *total = all;
     *max = m;
     return chosen;

@@ -14,6 +14,10 @@
  * rows[offset[e] .. offset[e + 1]) with their weights in weight[same]; offset [n_experts + 1], rows and
  * weight [n_tokens * k]. Ties go to the lower expert index. 1 <= k <= min(n_experts, SQ_MOE_MAX_TOPK of
  * model/model.h). */
+/* picked[k] = the k experts of largest logit z[n_experts], largest first, ties to the lower index: each
+ * token's choice (the softmax keeps the order). */
+void sq_moe_top_k(const float *z, int n_experts, int k, int *picked);
+
 void sq_moe_route(const float *logits, int n_tokens, int n_experts, int k, int norm_topk, int32_t *offset,
                   int32_t *rows, float *weight);
 

@@ -36,9 +36,9 @@ static void write_all(const char *path, const void *p, size_t n) {
 }
 
 /* One method into values and packed. */
-static sq_error *run(const char *method, const sq_grid *grid, const sq_gptq_options *o, const float *w,
-                     const double *xtx, int64_t rows, int64_t cols, int64_t n_tokens, float *values,
-                     void *packed) {
+static SQ_NODISCARD sq_error *run(const char *method, const sq_grid *grid, const sq_gptq_options *o,
+                                  const float *w, const double *xtx, int64_t rows, int64_t cols,
+                                  int64_t n_tokens, float *values, void *packed) {
     if (!strcmp(method, "ref")) { /* the format's from_f32 row by row, then its to_f32 */
         if (!grid->pack) return sq_errorf(SQ_ERR_INVALID_ARG, "%s has no stored layout", grid->name);
         const sq_dtype_traits *f = sq_dtype_info(grid->dtype);

@@ -1,10 +1,9 @@
 /* Expert pruning by routing frequency (SQ_PRUNE_EXPERTS): the calibration text runs through the model once,
  * the router tap (SQ_TAP_ROUTER) counts how often each block's experts are among a token's top k (the
- * routing rule of runtime/moe_route.h: the k largest router logits, ties to the lower index; the softmax
- * does not change the order), and every block then loses its n_remove_experts least chosen experts: their
- * matrices leave the 3-D expert tensors and their rows the router, all blocks in one edit (one expert count
- * for the model, as every format stores it). The kept experts keep their order, so the pruned model routes
- * each token as the original would with the removed experts' router logits at minus infinity. */
+ * engine's own choice, sq_moe_top_k), and every block then loses its n_remove_experts least chosen experts:
+ * their matrices leave the 3-D expert tensors and their rows the router, all blocks in one edit (one expert
+ * count for the model, as every format stores it). The kept experts keep their order, so the pruned model
+ * routes each token as the original would with the removed experts' router logits at minus infinity. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "compress/prune/prune.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/moe_route.h"
 
 typedef struct route_counts {
     int n_experts, top_k;
@@ -26,16 +26,8 @@ static void count_routes(void *user, int layer, sq_tap_point point, const float 
     for (int t = 0; t < n; t++) {
         const float *x = logits + (size_t)t * (size_t)width;
         int picked[SQ_MOE_MAX_TOPK];
-        for (int k = 0; k < c->top_k; k++) {
-            int best = -1;
-            for (int e = 0; e < width; e++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++) taken |= picked[j] == e;
-                if (!taken && (best < 0 || x[e] > x[best])) best = e;
-            }
-            picked[k] = best;
-            row[best]++;
-        }
+        sq_moe_top_k(x, width, c->top_k, picked);
+        for (int k = 0; k < c->top_k; k++) row[picked[k]]++;
     }
     c->tokens[layer] += n;
 }
