@@ -49,7 +49,7 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
             sq_grid g;
             sq_error *err = w && v ? sq_grid_for(j->type, j->group, cols, &g) : NULL;
             if (!err) err = sq_model_read_tensor(model, name, w, rows * cols);
-            if (!err && !stats) sq_grid_rtn(&g, w, rows, cols, v, NULL);
+            if (!err && !stats) err = sq_grid_rtn(&g, w, rows, cols, v, NULL);
             if (!err && stats)
                 err = sq_gptq_quantize(name, w, rows, cols, stats[p].xtx, stats[p].n_tokens, &g,
                                        &(sq_gptq_options){.act_order = j->act_order}, v, NULL);

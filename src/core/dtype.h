@@ -40,6 +40,15 @@ typedef enum sq_dtype {
     SQ_DTYPE_INT4_G32,
     SQ_DTYPE_INT4_G64,
     SQ_DTYPE_INT4_G128,
+    SQ_DTYPE_INT3_G32,
+    SQ_DTYPE_INT3_G64,
+    SQ_DTYPE_INT3_G128,
+    SQ_DTYPE_INT2_G32,
+    SQ_DTYPE_INT2_G64,
+    SQ_DTYPE_INT2_G128,
+    SQ_DTYPE_INT4_G0, /* per output channel: one scale and zero point per row */
+    SQ_DTYPE_INT3_G0,
+    SQ_DTYPE_INT2_G0,
     SQ_DTYPE_COUNT
 } sq_dtype;
 
@@ -65,6 +74,12 @@ typedef enum sq_column_order {
                                           the fifth of element j in bit j of a 32-bit word qh */
     SQ_COLUMNS_K_QUANT, /* ggml's K-quants: bit planes of 2, 4 and 1 or 2 bits spread over the super-block as
                            its block struct below describes */
+    SQ_COLUMNS_PAIR_PLANES, /* 2-bit (squeeze's int2): in each run of 32 values, byte j (j < 8) holds elements
+                               j, j + 8, j + 16, j + 24 in bits 0-1, 2-3, 4-5, 6-7 */
+    SQ_COLUMNS_PAIR_PLANES_HIGH_BIT, /* 3-bit (squeeze's int3): in each run of 32 values, the low two bits as
+                                        SQ_COLUMNS_PAIR_PLANES (8 bytes), then the third bit of element j in
+                                        bit j of a little-endian 32-bit word (4 bytes): 12 bytes per 32 values
+                                      */
 } sq_column_order;
 
 typedef struct sq_dtype_traits {
@@ -274,10 +289,30 @@ static inline void sq_block_scales(sq_dtype dt, const void *block, sq_block_ints
  * of activations. */
 #define SQ_GROUP_ROW 0
 
-/* squeeze's intN group formats (SQ_ZERO_POINT): per group of G values an f16 scale d at byte 0, the zero
- * point z at byte 2 (byte 3 zero), then the values, 4-bit in ggml's nibble order (SQ_COLUMNS_NIBBLE_HALVES).
- */
-#define SQ_INTN_META_BYTES 4
+/* squeeze's intN formats (SQ_ZERO_POINT; N = 4, 3, 2): per block an f16 scale d at byte 0, the zero point z
+ * at byte 2 (byte 3 zero), then the values in runs of 32, each run SQ_INTN_RUN_BYTES(N) bytes: 4-bit in
+ * ggml's nibble order (SQ_COLUMNS_NIBBLE_HALVES), 3-bit and 2-bit in pair planes (SQ_COLUMNS_PAIR_PLANES*).
+ * A block is one group of G = 32, 64 or 128 values (intN_gG), or, per output channel (intN_g0, GPTQ's and
+ * AWQ's group size -1), 32 values carrying their row's d and z, repeated in every block of the row as W8A8
+ * repeats its row scale, so that any run of whole blocks converts on its own. */
+#define SQ_INTN_META_BYTES   4
+#define SQ_INTN_RUN_BYTES(N) (32 * (N) / 8)
+/* The 32 values of one run at qs of an intN block (bits 4, 3 or 2), unsigned, element order. */
+static inline void sq_intn_unpack_run(int bits, const uint8_t *qs, uint8_t q[32]) {
+    if (bits == 4) {
+        for (int j = 0; j < 16; j++) q[j] = qs[j] & 0x0f, q[j + 16] = qs[j] >> 4;
+        return;
+    }
+    for (int j = 0; j < 32; j++) q[j] = qs[j % 8] >> (2 * (j / 8)) & 3;
+    if (bits == 3)
+        for (int j = 0; j < 32; j++) q[j] |= (uint8_t)((qs[8 + j / 8] >> (j % 8) & 1) << 2);
+}
+/* The inverse: q[32] (unsigned, below 2^bits) into the run's bytes at qs. */
+void sq_intn_pack_run(int bits, const uint8_t q[32], uint8_t *qs);
+/* Stores n values (whole blocks of dt, an intN format) with the scale d (an f16 value) and zero point z of
+ * each block and their integers q[n]: one group (intN_gG: n = G), or a whole row (intN_g0). The reference
+ * quantizers and the GPTQ/AWQ grids (compress/quant/grid.c) share it. */
+void sq_intn_pack(sq_dtype dt, float d, int z, const uint8_t *q, int64_t n, void *dst);
 /* GPTQ's asymmetric parameters of one group x[n] (quant.py, Quantizer.find_params with weight=True): the
  * range [min(x, 0), max(x, 0)] (or [-1, 1] when both are 0) in qmax steps, s = (max - min) / qmax,
  * z = round(-min / s); then squeeze stores d = f16(s) and rounds each value to q = clamp(round((x + z d) /
@@ -310,6 +345,15 @@ SQ_DECLARE_REFERENCE(w8a8)
 SQ_DECLARE_REFERENCE(int4_g32)
 SQ_DECLARE_REFERENCE(int4_g64)
 SQ_DECLARE_REFERENCE(int4_g128)
+SQ_DECLARE_REFERENCE(int3_g32)
+SQ_DECLARE_REFERENCE(int3_g64)
+SQ_DECLARE_REFERENCE(int3_g128)
+SQ_DECLARE_REFERENCE(int2_g32)
+SQ_DECLARE_REFERENCE(int2_g64)
+SQ_DECLARE_REFERENCE(int2_g128)
+SQ_DECLARE_REFERENCE(int4_g0)
+SQ_DECLARE_REFERENCE(int3_g0)
+SQ_DECLARE_REFERENCE(int2_g0)
 #undef SQ_DECLARE_REFERENCE
 #define SQ_DECLARE_WEIGHTED(format)                                                                          \
     void sq_ref_##format##_from_f32_weighted(const float *, void *, int64_t, const float *);
@@ -341,8 +385,8 @@ SQ_DECLARE_WEIGHTED(q6_K)
 #define Q6_K_ERROR 0.028
 #define Q8_K_ERROR (0.5 / 127 * 1.001)
 /* intN: half a step s / 2 inside the range, and at its ends the zero point's rounding (the range's ends move
- * by up to s / 2) plus the f16 scale's (up to 15 s 2^-11); s = (max - min) / 15 <= 2 amax / 15. */
-#define INT4_ERROR (1.0 / 15 + 2.01 * SQ_F16_ROUNDING)
+ * by up to s / 2) plus the f16 scale's (up to qmax s 2^-11); s = (max - min) / qmax <= 2 amax / qmax. */
+#define INTN_ERROR(N) (1.0 / ((1 << (N)) - 1) + 2.01 * SQ_F16_ROUNDING)
 static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
     [SQ_DTYPE_F32] = {.name = "f32",
                       .ggml_type = 0,
@@ -591,20 +635,36 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
                        .max_error = 0.5 / 127 + 1.01 * SQ_F16_ROUNDING,
                        .to_f32 = sq_ref_w8a8_to_f32,
                        .from_f32 = sq_ref_w8a8_from_f32},
-/* squeeze's int4 with a scale and zero point per group of 32, 64 or 128 (GPTQ's and AWQ's asymmetric
- * convention, e.g. int4g128; docs/formats.md) */
-#define SQ_INT4_ROW(G, ggml)                                                                                 \
+/* squeeze's intN with a scale and zero point per group of G = 32, 64 or 128 (GPTQ's and AWQ's asymmetric
+ * convention, e.g. int4g128), or per row (G = 0: SQ_GROUP_ROW, blocks of 32 carrying the row's; see
+ * SQ_INTN_META_BYTES; docs/formats.md) */
+#define SQ_INTN_BLOCK(G) ((G) ? (G) : 32)
+#define SQ_INTN_ROW(N, G, ggml)                                                                              \
     {                                                                                                        \
-        .name = "int4_g" #G, .ggml_type = ggml, .gguf_file_type = -1, .block_elems = G,                      \
-        .block_bytes = SQ_INTN_META_BYTES + G / 2, .bits = 4, .meta_bytes = SQ_INTN_META_BYTES,              \
-        .group_elems = G, .sub_block_elems = G, .zero = SQ_ZERO_POINT, .columns = SQ_COLUMNS_NIBBLE_HALVES,  \
-        .alignment = 2, .max_error = INT4_ERROR, .to_f32 = sq_ref_int4_g##G##_to_f32,                        \
-        .from_f32 = sq_ref_int4_g##G##_from_f32                                                              \
+        .name = "int" #N "_g" #G, .ggml_type = ggml, .gguf_file_type = -1, .block_elems = SQ_INTN_BLOCK(G),  \
+        .block_bytes = SQ_INTN_META_BYTES + SQ_INTN_BLOCK(G) * (N) / 8, .bits = N,                           \
+        .meta_bytes = SQ_INTN_META_BYTES, .group_elems = G, .sub_block_elems = SQ_INTN_BLOCK(G),             \
+        .zero = SQ_ZERO_POINT,                                                                               \
+        .columns = (N) == 4   ? SQ_COLUMNS_NIBBLE_HALVES                                                     \
+                   : (N) == 3 ? SQ_COLUMNS_PAIR_PLANES_HIGH_BIT                                              \
+                              : SQ_COLUMNS_PAIR_PLANES,                                                      \
+        .alignment = 2, .max_error = INTN_ERROR(N), .to_f32 = sq_ref_int##N##_g##G##_to_f32,                 \
+        .from_f32 = sq_ref_int##N##_g##G##_from_f32                                                          \
     }
-    [SQ_DTYPE_INT4_G32] = SQ_INT4_ROW(32, SQ_GGUF_OWN_TYPE_BASE + 1),
-    [SQ_DTYPE_INT4_G64] = SQ_INT4_ROW(64, SQ_GGUF_OWN_TYPE_BASE + 2),
-    [SQ_DTYPE_INT4_G128] = SQ_INT4_ROW(128, SQ_GGUF_OWN_TYPE_BASE + 3),
-#undef SQ_INT4_ROW
+    [SQ_DTYPE_INT4_G32] = SQ_INTN_ROW(4, 32, SQ_GGUF_OWN_TYPE_BASE + 1),
+    [SQ_DTYPE_INT4_G64] = SQ_INTN_ROW(4, 64, SQ_GGUF_OWN_TYPE_BASE + 2),
+    [SQ_DTYPE_INT4_G128] = SQ_INTN_ROW(4, 128, SQ_GGUF_OWN_TYPE_BASE + 3),
+    [SQ_DTYPE_INT3_G32] = SQ_INTN_ROW(3, 32, SQ_GGUF_OWN_TYPE_BASE + 4),
+    [SQ_DTYPE_INT3_G64] = SQ_INTN_ROW(3, 64, SQ_GGUF_OWN_TYPE_BASE + 5),
+    [SQ_DTYPE_INT3_G128] = SQ_INTN_ROW(3, 128, SQ_GGUF_OWN_TYPE_BASE + 6),
+    [SQ_DTYPE_INT2_G32] = SQ_INTN_ROW(2, 32, SQ_GGUF_OWN_TYPE_BASE + 7),
+    [SQ_DTYPE_INT2_G64] = SQ_INTN_ROW(2, 64, SQ_GGUF_OWN_TYPE_BASE + 8),
+    [SQ_DTYPE_INT2_G128] = SQ_INTN_ROW(2, 128, SQ_GGUF_OWN_TYPE_BASE + 9),
+    [SQ_DTYPE_INT4_G0] = SQ_INTN_ROW(4, 0, SQ_GGUF_OWN_TYPE_BASE + 10),
+    [SQ_DTYPE_INT3_G0] = SQ_INTN_ROW(3, 0, SQ_GGUF_OWN_TYPE_BASE + 11),
+    [SQ_DTYPE_INT2_G0] = SQ_INTN_ROW(2, 0, SQ_GGUF_OWN_TYPE_BASE + 12),
+#undef SQ_INTN_ROW
+#undef SQ_INTN_BLOCK
 };
 #undef SQ_F16_ROUNDING
 

@@ -145,51 +145,91 @@ void sq_ref_intn_params(const float *x, int n, int qmax, float *d, int *z) {
     *d = sq_f16_to_f32(sq_f32_to_f16((float)s));
 }
 
-/* intN groups of g values (SQ_ZERO_POINT): value = q * d + m, m = -z * d (both products exact in fp32). */
-static void intn_to_f32(int g, const void *src, float *dst, int64_t n) {
+void sq_intn_pack_run(int bits, const uint8_t q[32], uint8_t *qs) {
+    if (bits == 4) {
+        for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+        return;
+    }
+    memset(qs, 0, SQ_INTN_RUN_BYTES(bits));
+    for (int j = 0; j < 32; j++) {
+        qs[j % 8] |= (uint8_t)((q[j] & 3) << (2 * (j / 8)));
+        if (bits == 3) qs[8 + j / 8] |= (uint8_t)((q[j] >> 2 & 1) << (j % 8));
+    }
+}
+
+void sq_intn_pack(sq_dtype dt, float d, int z, const uint8_t *q, int64_t n, void *dst) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const uint16_t dh = sq_f32_to_f16(d);
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n; i += 32) {
+        if (i % f->block_elems == 0) { /* a block starts: its d and z */
+            memcpy(b, &dh, sizeof dh);
+            b[2] = (uint8_t)z;
+            b[3] = 0;
+            b += SQ_INTN_META_BYTES;
+        }
+        sq_intn_pack_run(f->bits, q + i, b);
+        b += SQ_INTN_RUN_BYTES(f->bits);
+    }
+}
+
+/* intN (SQ_ZERO_POINT): value = q * d + m, m = -z * d (both products exact in fp32). */
+static void intn_to_f32(sq_dtype dt, const void *src, float *dst, int64_t n) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
     const uint8_t *b = src;
-    for (int64_t i = 0; i < n / g; i++, b += SQ_INTN_META_BYTES + g / 2, dst += g) {
+    for (int64_t i = 0; i < n / f->block_elems; i++, b += f->block_bytes) {
         uint16_t dh;
         memcpy(&dh, b, sizeof dh);
         const float d = sq_f16_to_f32(dh), m = -(float)b[2] * d;
-        const uint8_t *qs = b + SQ_INTN_META_BYTES;
-        for (int r = 0; r < g; r += 32, qs += 16)
-            for (int j = 0; j < 16; j++) {
-                dst[r + j] = (qs[j] & 0x0f) * d + m;
-                dst[r + j + 16] = (qs[j] >> 4) * d + m;
-            }
+        for (int r = 0; r < f->block_elems; r += 32, dst += 32) {
+            uint8_t q[32];
+            sq_intn_unpack_run(f->bits, b + SQ_INTN_META_BYTES + r / 32 * SQ_INTN_RUN_BYTES(f->bits), q);
+            for (int j = 0; j < 32; j++) dst[j] = q[j] * d + m;
+        }
     }
 }
-static void intn_from_f32(int g, const float *src, void *dst, int64_t n) {
+/* Each group of n values (one per block; intN_g0: all n, a row) with its own d and z. */
+static void intn_from_f32(sq_dtype dt, const float *src, void *dst, int64_t n) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const int qmax = (1 << f->bits) - 1;
+    const int64_t group = f->group_elems == SQ_GROUP_ROW ? n : f->group_elems;
     uint8_t *b = dst;
-    for (int64_t i = 0; i < n / g; i++, b += SQ_INTN_META_BYTES + g / 2, src += g) {
+    uint8_t q[128];
+    for (int64_t g0 = 0; g0 < n; g0 += group, src += group, b += group / f->block_elems * f->block_bytes) {
         float d;
         int z;
-        sq_ref_intn_params(src, g, 15, &d, &z);
-        const uint16_t dh = sq_f32_to_f16(d);
-        memcpy(b, &dh, sizeof dh);
-        b[2] = (uint8_t)z;
-        b[3] = 0;
-        uint8_t q[128];
+        sq_ref_intn_params(src, (int)group, qmax, &d, &z);
         const double m = -(double)z * d;
-        for (int j = 0; j < g; j++) {
-            const double v = d != 0 ? nearbyint((src[j] - m) / d) : 0; /* as sq_grid_round */
-            q[j] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
+        /* a block at a time (a row's blocks share d and z) */
+        for (int64_t i = 0; i < group; i += f->block_elems) {
+            for (int j = 0; j < f->block_elems; j++) {
+                const double v = d != 0 ? nearbyint((src[i + j] - m) / d) : 0; /* as sq_grid_round */
+                q[j] = (uint8_t)(v < 0 ? 0 : v > qmax ? qmax : v);
+            }
+            sq_intn_pack(dt, d, z, q, f->block_elems, b + i / f->block_elems * f->block_bytes);
         }
-        uint8_t *qs = b + SQ_INTN_META_BYTES;
-        for (int r = 0; r < g; r += 32, qs += 16)
-            for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[r + j] | q[r + j + 16] << 4);
     }
 }
-#define DEFINE_INT4(G)                                                                                       \
-    void sq_ref_int4_g##G##_to_f32(const void *src, float *dst, int64_t n) { intn_to_f32(G, src, dst, n); }  \
-    void sq_ref_int4_g##G##_from_f32(const float *src, void *dst, int64_t n) {                               \
-        intn_from_f32(G, src, dst, n);                                                                       \
+#define DEFINE_INTN(N, G, DTYPE)                                                                             \
+    void sq_ref_int##N##_g##G##_to_f32(const void *src, float *dst, int64_t n) {                             \
+        intn_to_f32(DTYPE, src, dst, n);                                                                     \
+    }                                                                                                        \
+    void sq_ref_int##N##_g##G##_from_f32(const float *src, void *dst, int64_t n) {                           \
+        intn_from_f32(DTYPE, src, dst, n);                                                                   \
     }
-DEFINE_INT4(32)
-DEFINE_INT4(64)
-DEFINE_INT4(128)
-#undef DEFINE_INT4
+DEFINE_INTN(4, 32, SQ_DTYPE_INT4_G32)
+DEFINE_INTN(4, 64, SQ_DTYPE_INT4_G64)
+DEFINE_INTN(4, 128, SQ_DTYPE_INT4_G128)
+DEFINE_INTN(3, 32, SQ_DTYPE_INT3_G32)
+DEFINE_INTN(3, 64, SQ_DTYPE_INT3_G64)
+DEFINE_INTN(3, 128, SQ_DTYPE_INT3_G128)
+DEFINE_INTN(2, 32, SQ_DTYPE_INT2_G32)
+DEFINE_INTN(2, 64, SQ_DTYPE_INT2_G64)
+DEFINE_INTN(2, 128, SQ_DTYPE_INT2_G128)
+DEFINE_INTN(4, 0, SQ_DTYPE_INT4_G0)
+DEFINE_INTN(3, 0, SQ_DTYPE_INT3_G0)
+DEFINE_INTN(2, 0, SQ_DTYPE_INT2_G0)
+#undef DEFINE_INTN
 
 void sq_ref_q4_0_to_f32(const void *src, float *dst, int64_t n) {
     const sq_block_q4_0 *b = src;

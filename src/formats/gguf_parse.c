@@ -22,11 +22,15 @@ const char *sq_gguf_ggml_type_name(uint32_t t) {
         "IQ2_S", "IQ4_XS", "I8",   "I16",  "I32",  "I64",     "F64",    "IQ1_M",   "BF16",
     };
     if (t < sizeof names / sizeof *names) return names[t];
-    static const char *const own[SQ_DTYPE_COUNT] = {/* squeeze's own types */
-                                                    [SQ_DTYPE_W8A8] = "W8A8",
-                                                    [SQ_DTYPE_INT4_G32] = "INT4_G32",
-                                                    [SQ_DTYPE_INT4_G64] = "INT4_G64",
-                                                    [SQ_DTYPE_INT4_G128] = "INT4_G128"};
+    static const char *const own[SQ_DTYPE_COUNT] = {
+        /* squeeze's own types */
+        [SQ_DTYPE_W8A8] = "W8A8",           [SQ_DTYPE_INT4_G32] = "INT4_G32",
+        [SQ_DTYPE_INT4_G64] = "INT4_G64",   [SQ_DTYPE_INT4_G128] = "INT4_G128",
+        [SQ_DTYPE_INT3_G32] = "INT3_G32",   [SQ_DTYPE_INT3_G64] = "INT3_G64",
+        [SQ_DTYPE_INT3_G128] = "INT3_G128", [SQ_DTYPE_INT2_G32] = "INT2_G32",
+        [SQ_DTYPE_INT2_G64] = "INT2_G64",   [SQ_DTYPE_INT2_G128] = "INT2_G128",
+        [SQ_DTYPE_INT4_G0] = "INT4_G0",     [SQ_DTYPE_INT3_G0] = "INT3_G0",
+        [SQ_DTYPE_INT2_G0] = "INT2_G0"};
     const int d = sq_gguf_dtype_from_ggml(t);
     return t >= SQ_GGUF_OWN_TYPE_BASE && d >= 0 && own[d] ? own[d] : "unknown";
 }

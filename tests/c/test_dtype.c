@@ -31,9 +31,10 @@ static void test_rows_are_consistent(void **state) {
             fail_msg("%s: %zu bytes per block, but %d values of %d bits and %zu bytes of scales make %zu",
                      f->name, f->block_bytes, f->block_elems, f->bits, f->meta_bytes,
                      (size_t)f->block_elems * (size_t)f->bits / 8 + f->meta_bytes);
-        if (f->group_elems == SQ_GROUP_ROW) { /* one scale per row: symmetric, whole sub-blocks */
-            if (f->zero != SQ_ZERO_NONE || f->block_elems % f->sub_block_elems)
-                fail_msg("%s: a scale per row needs symmetric values in whole sub-blocks", f->name);
+        if (f->group_elems == SQ_GROUP_ROW) { /* one scale (and zero point) per row, stored in every block */
+            if ((f->zero != SQ_ZERO_NONE && f->zero != SQ_ZERO_POINT) || f->block_elems % f->sub_block_elems)
+                fail_msg("%s: a scale per row needs a symmetric or zero-point grid in whole sub-blocks",
+                         f->name);
         } else if (f->group_elems < 1 || f->block_elems % f->group_elems)
             fail_msg("%s: groups of %d do not divide blocks of %d", f->name, f->group_elems, f->block_elems);
         if (f->sub_block_elems < 1 || f->group_elems % f->sub_block_elems)
@@ -60,6 +61,11 @@ static void test_rows_are_consistent(void **state) {
             fail_msg("%s: ggml's nibble order needs 4-bit values in runs of 32", f->name);
         if (f->columns == SQ_COLUMNS_NIBBLE_HALVES_HIGH_BIT && (f->bits != 5 || f->block_elems != 32))
             fail_msg("%s: ggml's 5-bit packing needs 5-bit values in blocks of 32", f->name);
+        if ((f->columns == SQ_COLUMNS_PAIR_PLANES && f->bits != 2) ||
+            (f->columns == SQ_COLUMNS_PAIR_PLANES_HIGH_BIT && f->bits != 3) ||
+            ((f->columns == SQ_COLUMNS_PAIR_PLANES || f->columns == SQ_COLUMNS_PAIR_PLANES_HIGH_BIT) &&
+             f->block_elems % 32))
+            fail_msg("%s: pair planes need 2- or 3-bit values (as the order says) in runs of 32", f->name);
         if (f->columns == SQ_COLUMNS_K_QUANT && (f->block_elems != SQ_QK_K || f->sub_block_elems % 16))
             fail_msg("%s: ggml's K-quant packing needs super-blocks of %d, sub-blocks of 16 or 32", f->name,
                      SQ_QK_K);

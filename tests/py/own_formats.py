@@ -19,7 +19,7 @@ def w8a8_quantize(row):
     return blocks.tobytes()
 
 
-def int4_params(x, qmax=15):
+def intn_params(x, qmax):
     """GPTQ's find_params on one group, the scale then stored as f16: (d, z)."""
     lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
     if lo == 0 and hi == 0:
@@ -28,23 +28,58 @@ def int4_params(x, qmax=15):
     return np.float32(np.float16(np.float32(s))), int(np.round(-lo / s))
 
 
-def int4_quantize(row, group):
-    """Groups of `group`: f16 d, byte z, a zero byte, then q = clip(round((x + z d) / d), 0, 15) in ggml's
-    nibble order (in each run of 32, byte j holds element j low and j + 16 high)."""
+def pack_run(q, bits):
+    """32 unsigned values: 4-bit in ggml's nibble order (byte j: element j low, j + 16 high); 2-bit in pair
+    planes (byte j < 8: elements j, j + 8, j + 16, j + 24 in bits 0-1, 2-3, 4-5, 6-7); 3-bit the low two bits
+    so, then the third bit of element j in bit j of a little-endian uint32."""
+    q = q.astype(np.uint32)
+    if bits == 4:
+        return (q[:16] | (q[16:] << 4)).astype(np.uint8).tobytes()
+    planes = (q & 3).reshape(4, 8)
+    out = (planes[0] | planes[1] << 2 | planes[2] << 4 | planes[3] << 6).astype(np.uint8).tobytes()
+    if bits == 3:
+        out += np.uint32(np.sum(((q >> 2) & 1) << np.arange(32, dtype=np.uint32))).astype("<u4").tobytes()
+    return out
+
+
+def unpack_run(b, bits):
+    b = np.frombuffer(b, dtype=np.uint8)
+    if bits == 4:
+        return np.concatenate([b & 15, b >> 4])
+    q = np.concatenate([(b[:8] >> (2 * p)) & 3 for p in range(4)])
+    if bits == 3:
+        word = int(np.frombuffer(b[8:12].tobytes(), dtype="<u4")[0])
+        q = q | (((word >> np.arange(32)) & 1) << 2).astype(np.uint8)
+    return q
+
+
+def intn_quantize(row, bits, group):
+    """Groups of `group` (0: the whole row, in blocks of 32 each carrying its d and z): per block f16 d, byte
+    z, a zero byte, then q = clip(round((x + z d) / d), 0, 2^bits - 1) in runs of 32 (pack_run)."""
+    qmax, block = (1 << bits) - 1, group or 32
     out = bytearray()
-    for x in row.reshape(-1, group):
-        d, z = int4_params(x)
+    for x in row.reshape(-1, group or len(row)):
+        d, z = intn_params(x, qmax)
         m = -np.float64(z) * np.float64(d)
-        q = np.clip(np.round((x.astype(np.float64) - m) / np.float64(d)), 0, 15) if d else np.zeros(group)
-        q = q.astype(np.uint8).reshape(-1, 32)
-        out += np.float16(d).tobytes() + bytes([z, 0]) + (q[:, :16] | (q[:, 16:] << 4)).tobytes()
+        q = np.clip(np.round((x.astype(np.float64) - m) / np.float64(d)), 0, qmax) if d else np.zeros(len(x))
+        q = q.astype(np.uint8)
+        for b in range(0, len(x), block):
+            out += np.float16(d).tobytes() + bytes([z, 0])
+            for r in range(b, b + block, 32):
+                out += pack_run(q[r:r + 32], bits)
     return bytes(out)
 
 
-def int4_dequantize(data, group):
-    """value = q * d - z * d (exact in float32)."""
-    blocks = np.frombuffer(data, dtype=[("d", "<f2"), ("z", "u1"), ("pad", "u1"), ("qs", "u1", group // 2)])
-    d = blocks["d"].astype(np.float32)[:, None]
-    qs = blocks["qs"].reshape(len(blocks), -1, 16)
-    q = np.concatenate([qs & 15, qs >> 4], axis=2).reshape(len(blocks), group).astype(np.float32)
-    return (q * d + (-blocks["z"].astype(np.float32)[:, None] * d)).astype(np.float32).ravel()
+def intn_dequantize(data, bits, group):
+    """value = q * d - z * d (exact in float32), block by block."""
+    block = group or 32
+    size = 4 + block * bits // 8
+    vals = []
+    for i in range(0, len(data), size):
+        blk = data[i:i + size]
+        d = np.float32(np.frombuffer(blk[:2], dtype="<f2")[0])
+        m = -np.float32(blk[2]) * d
+        for r in range(block // 32):
+            q = unpack_run(blk[4 + r * 4 * bits:4 + (r + 1) * 4 * bits], bits).astype(np.float32)
+            vals.append((q * d + m).astype(np.float32))
+    return np.concatenate(vals).astype(np.float32)

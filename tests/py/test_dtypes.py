@@ -17,7 +17,7 @@ tests/tools/dtype_tool:
   - squeeze's own formats (GGUF type numbers from 1024, docs/formats.md), which gguf does not know, against
     numpy definitions written from docs/formats.md (tests/py/own_formats.py): one row at a time, the reference
     quantizer writes numpy's bytes (W8A8: Q8_0's blocks with the row's scale in each; int4_gG: GPTQ's
-    asymmetric scale and zero point per group), and those bytes and random ones dequantize to numpy's values
+    asymmetric scale and zero point per group, 4-, 3- or 2-bit; intN_g0 per row, repeated in every block), and those bytes and random ones dequantize to numpy's values
     (W8A8 through gguf's Q8_0, the same layout)."""
 import os
 import subprocess
@@ -94,11 +94,11 @@ def own_q8_0_layout(data, bytes_per_block):
 # squeeze's own formats: (quantize one row, dequantize bytes), from tests/py/own_formats.py
 OWN = {
     "w8a8": (own_formats.w8a8_quantize, lambda data: own_q8_0_layout(data, 34)),
-    "int4_g32": (lambda r: own_formats.int4_quantize(r, 32), lambda data: own_formats.int4_dequantize(data, 32)),
-    "int4_g64": (lambda r: own_formats.int4_quantize(r, 64), lambda data: own_formats.int4_dequantize(data, 64)),
-    "int4_g128": (lambda r: own_formats.int4_quantize(r, 128),
-                  lambda data: own_formats.int4_dequantize(data, 128)),
 }
+for bits in (4, 3, 2):  # intN_gG and intN_g0 (per row)
+    for group in (32, 64, 128, 0):
+        OWN[f"int{bits}_g{group}"] = (lambda r, b=bits, g=group: own_formats.intn_quantize(r, b, g),
+                                      lambda data, b=bits, g=group: own_formats.intn_dequantize(data, b, g))
 
 rows = table()
 check(len(rows) > 0, f"dtype_tool lists {len(rows)} formats")

@@ -5,7 +5,7 @@ awkward shapes with correlated inputs (outlier channels, one dead input):
   - the same H, the same column order: the quantized weights equal the reference's (at least 99.9% of them
     bit for bit as float32, every other within one grid step: rounding ties may fall either way after
     differently ordered sums; in practice all are equal), for every grid (q8_0, q4_0, q4_1; int4/int3/int2
-    per group, with a shorter last group, and per row; squeeze's int4_g32 / int4_g128 formats), with and without act-order (static groups), lazy blocks smaller than, equal to
+    per group, with a shorter last group, and per row; squeeze's intN_gG formats: int4/int3 g32 and g128, int2 g64, and per row intN_g0), with and without act-order (static groups), lazy blocks smaller than, equal to
     and larger than a group;
   - round to nearest on the same grid (sq_grid_rtn) equals numpy's, and GPTQ's reconstruction error
     ||(Q - W) X|| is below it;
@@ -61,9 +61,11 @@ def choose_int(bits):
     return choose
 
 
-def choose_int4_stored(x):  # squeeze's int4_gG formats: GPTQ's parameters, the scale stored as f16
-    d, z = own_formats.int4_params(x)
-    return d, np.float32(-z) * d
+def choose_intn_stored(bits):
+    def choose(x):  # squeeze's intN_gG formats: GPTQ's parameters, the scale stored as f16
+        d, z = own_formats.intn_params(x, 2 ** bits - 1)
+        return d, np.float32(-z) * d
+    return choose
 
 
 GRIDS = {  # name: (choose, qmin, qmax, group or None (given), gguf type or a dequantizer of the bytes)
@@ -73,9 +75,10 @@ GRIDS = {  # name: (choose, qmin, qmax, group or None (given), gguf type or a de
     "int4": (choose_int(4), 0, 15, None, None),
     "int3": (choose_int(3), 0, 7, None, None),
     "int2": (choose_int(2), 0, 3, None, None),
-    "int4_g32": (choose_int4_stored, 0, 15, 32, lambda data: own_formats.int4_dequantize(data, 32)),
-    "int4_g128": (choose_int4_stored, 0, 15, 128, lambda data: own_formats.int4_dequantize(data, 128)),
 }
+for bits, group in ((4, 32), (4, 128), (3, 32), (3, 128), (2, 64), (4, 0), (3, 0), (2, 0)):  # g0: per row
+    GRIDS[f"int{bits}_g{group}"] = (choose_intn_stored(bits), 0, 2 ** bits - 1, group or None,
+                                    lambda data, b=bits, g=group: own_formats.intn_dequantize(data, b, g))
 
 
 def round_to(x, d, m, qmin, qmax):
@@ -167,6 +170,8 @@ CASES = [  # grid, group (intN), rows, cols, act_order, lazy block
     ("int2", 128, 13, 384, 0, 64), ("int3", 128, 16, 256, 1, 128),
     ("int4", 128, 15, 288, 0, 128), ("int4", 128, 15, 288, 1, 128), ("int3", 64, 9, 200, 0, 100),  # short last group
     ("int4_g32", 0, 21, 96, 0, 64), ("int4_g128", 0, 13, 256, 1, 128), ("int4_g128", 0, 9, 384, 0, 96),
+    ("int3_g32", 0, 17, 96, 0, 64), ("int3_g128", 0, 9, 256, 1, 128), ("int2_g64", 0, 11, 192, 0, 128),
+    ("int4_g0", 0, 13, 96, 0, 64), ("int3_g0", 0, 9, 160, 1, 128), ("int2_g0", 0, 7, 288, 0, 128),
 ]
 
 for name, group, rows, cols, act, block in CASES:

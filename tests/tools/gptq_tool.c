@@ -50,8 +50,7 @@ static SQ_NODISCARD sq_error *run(const char *method, const sq_grid *grid, const
         return NULL;
     }
     if (!strcmp(method, "rtn")) {
-        sq_grid_rtn(grid, w, rows, cols, values, packed);
-        return NULL;
+        return sq_grid_rtn(grid, w, rows, cols, values, packed);
     }
     if (!strcmp(method, "gptq"))
         return sq_gptq_quantize("test", w, rows, cols, xtx, n_tokens, grid, o, values, packed);

@@ -14,8 +14,9 @@ static const cli_verb verb = {
         "q4_1, q5_0, q5_1, q2_k, q6_k, q3_k_m, q4_k_s, q4_k_m, q5_k_m: each tensor gets the format\n"
         "llama-quantize gives it, the output layer Q6_K for instance) or a K-quant for every matrix\n"
         "(q3_k, q4_k, q5_k), or squeeze's own: w8a8 (int8 weights per output channel, activations\n"
-        "quantized to int8 per token in every product) and int4 --group 32|64|128 (asymmetric, an\n"
-        "f16 scale and an integer zero point per group: GPTQ's and AWQ's int4gG). Rows that are not whole "
+        "quantized to int8 per token in every product) and int4|int3|int2 --group 32|64|128|0\n"
+        "(asymmetric, an f16 scale and an integer zero point per group, or per output channel with\n"
+        "--group 0: GPTQ's and AWQ's int4gG). Rows that are not whole "
         "blocks of a format fall back "
         "to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
@@ -48,10 +49,11 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXT_FLAG("-o, --output", "OUT", &out, "the GGUF file to write", .required = 1),
         CLI_TEXT_FLAG("--type", "TYPE", &type,
                       "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k,\n"
-                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8 or int4",
+                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8, int4, int3 or int2",
                       .required = 1),
-        CLI_INT_FLAG("--group", "G", &group, 32, 128, 128,
-                     "int4: values per scale and zero point (32, 64 or 128)"),
+        CLI_INT_FLAG(
+            "--group", "G", &group, 0, 128, 128,
+            "int4/int3/int2: values per scale and zero point\n(32, 64 or 128; 0: one per output channel)"),
         CLI_TEXTS_FLAG("--keep", "PATTERN=TYPE", &keeps, CLI_MAX_TEXTS,
                        "store matrices whose name matches the glob PATTERN as TYPE\n"
                        "(e.g. 'blk.*.ffn_down.weight=q8_0', 'output.weight=f16'); repeatable"),
@@ -93,13 +95,16 @@ int sq_cmd_quantize(int argc, char **argv) {
         keep[i] = (sq_quant_keep){.pattern = keep_text[i], .type = keep_text[i] + (eq - keeps.v[i]) + 1};
     }
 
-    /* int4 is a family of formats, one per group size: int4_g32, int4_g64, int4_g128 */
-    char int4_name[16];
-    if (!strcmp(type, "int4")) {
-        if (group != 32 && group != 64 && group != 128)
-            return cli_usage_error("quantize", "--group %ld: int4 takes groups of 32, 64 or 128", group);
-        snprintf(int4_name, sizeof int4_name, "int4_g%ld", group);
-        type = int4_name;
+    /* intN is a family of formats, one per group size: int4_g32 .. int2_g128, and int4_g0 .. int2_g0 per row
+     */
+    char intn_name[16];
+    if (!strcmp(type, "int4") || !strcmp(type, "int3") || !strcmp(type, "int2")) {
+        if (group != 0 && group != 32 && group != 64 && group != 128)
+            return cli_usage_error("quantize",
+                                   "--group %ld: %s takes groups of 32, 64, 128 or 0 (per output channel)",
+                                   group, type);
+        snprintf(intn_name, sizeof intn_name, "%s_g%ld", type, group);
+        type = intn_name;
     }
     if (strcmp(method, "rtn") && !calib)
         return cli_usage_error("quantize", "--method %s needs calibration text (--calib TEXT)", method);

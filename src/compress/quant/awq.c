@@ -125,7 +125,7 @@ static double group_error(group_work *k, int n, const float *s, const double *h)
         const int64_t rows = k->rows[l], cols = k->cols;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) k->ws[r * cols + c] = k->w[l][r * cols + c] * s[c];
-        sq_grid_rtn(&k->grid[l], k->ws, rows, cols, k->v, NULL);
+        sq_error_free(sq_grid_rtn(&k->grid[l], k->ws, rows, cols, k->v, NULL)); /* NULL: nothing packed */
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++)
                 k->e[r * cols + c] = (double)k->v[r * cols + c] / s[c] - k->w[l][r * cols + c];

@@ -5,6 +5,7 @@
 #include "compress/quant/grid.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/tensor.h"
@@ -58,8 +59,8 @@ static void choose_int(const sq_grid *g, const float *x, int n, const float *qw,
     p->m[0] = (float)(-s * z);
 }
 
-/* squeeze's int4 group formats: GPTQ's parameters with the scale stored in f16 (sq_ref_intn_params, shared
- * with the formats' reference quantizer), packed in the format's layout (core/dtype.h). */
+/* squeeze's intN formats: GPTQ's parameters with the scale stored in f16 (sq_ref_intn_params, shared with
+ * the formats' reference quantizer), packed in the format's layout (core/dtype.h, sq_intn_pack). */
 static void choose_intn_stored(const sq_grid *g, const float *x, int n, const float *qw, sq_grid_params *p) {
     (void)qw;
     int z;
@@ -67,15 +68,9 @@ static void choose_intn_stored(const sq_grid *g, const float *x, int n, const fl
     p->m[0] = -(float)z * p->d[0];
 }
 
-static void pack_int4(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
-    uint8_t *b = block;
-    const uint16_t dh = sq_f32_to_f16(p->d[0]);
-    memcpy(b, &dh, sizeof dh);
-    b[2] = (uint8_t)(p->d[0] != 0 ? nearbyintf(-p->m[0] / p->d[0]) : 0);
-    b[3] = 0;
-    for (int r = 0; r < g->group; r += 32)
-        for (int j = 0; j < 16; j++)
-            b[SQ_INTN_META_BYTES + r / 2 + j] = (uint8_t)(q[r + j] | q[r + j + 16] << 4);
+static void pack_intn(const sq_grid *g, const sq_grid_params *p, const int8_t *q, void *block) {
+    const int z = p->d[0] != 0 ? (int)nearbyintf(-p->m[0] / p->d[0]) : 0;
+    sq_intn_pack(g->dtype, p->d[0], z, (const uint8_t *)q, g->group, block);
 }
 
 SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq_grid *out) {
@@ -90,14 +85,19 @@ SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq
         {"q4_k", SQ_DTYPE_Q4_K, SQ_QK_K, 32, 0, 15, 4, choose_block, pack_block},
         {"q5_k", SQ_DTYPE_Q5_K, SQ_QK_K, 32, 0, 31, 5, choose_block, pack_block},
         {"q6_k", SQ_DTYPE_Q6_K, SQ_QK_K, 16, 0, 63, 6, choose_block, pack_block},
-        {"int4_g32", SQ_DTYPE_INT4_G32, 32, 32, 0, 15, 4, choose_intn_stored, pack_int4},
-        {"int4_g64", SQ_DTYPE_INT4_G64, 64, 64, 0, 15, 4, choose_intn_stored, pack_int4},
-        {"int4_g128", SQ_DTYPE_INT4_G128, 128, 128, 0, 15, 4, choose_intn_stored, pack_int4},
     };
     static const char *const ints[] = {"int2", "int3", "int4"};
     *out = (sq_grid){0};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         if (!strcmp(type, fixed[i].name)) *out = fixed[i];
+    /* squeeze's intN formats: a group of G, or the whole row (intN_g0) */
+    const int dt = sq_dtype_from_name(type);
+    const sq_dtype_traits *f = dt >= 0 ? sq_dtype_info((sq_dtype)dt) : NULL;
+    if (f && f->zero == SQ_ZERO_POINT) {
+        const int G = f->group_elems == SQ_GROUP_ROW ? (int)cols : f->group_elems;
+        *out = (sq_grid){f->name, (sq_dtype)dt,       G,        G, 0, (1 << f->bits) - 1,
+                         f->bits, choose_intn_stored, pack_intn};
+    }
     for (int b = 2; b <= 4; b++)
         if (!strcmp(type, ints[b - 2])) {
             if (group < 0 || group > cols)
@@ -109,18 +109,22 @@ SQ_NODISCARD sq_error *sq_grid_for(const char *type, int group, int64_t cols, sq
     if (!out->name || strcmp(out->name, type))
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "no quantization grid \"%s\" (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, "
-                         "q4_k, q5_k, q6_k, int4_g32, int4_g64, int4_g128, int4, int3, int2)",
+                         "q4_k, q5_k, q6_k, intN_gG for N = 4, 3, 2 and G = 32, 64, 128, 0, int4, int3, "
+                         "int2)",
                          type);
-    if (cols <= 0 || (out->pack && cols % out->group))
+    if (cols <= 0 || (out->pack && (cols % out->group || cols % sq_dtype_info(out->dtype)->block_elems)))
         return sq_errorf(SQ_ERR_INVALID_ARG, "%s: rows of %lld are not a whole number of %d-element groups",
                          type, (long long)cols, out->group);
     return NULL;
 }
 
-void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed) {
+SQ_NODISCARD sq_error *sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols,
+                                   float *values, void *packed) {
     const size_t row_bytes = g->pack ? sq_row_bytes(g->dtype, cols) : 0;
     const size_t block_bytes = g->pack ? sq_dtype_info(g->dtype)->block_bytes : 0;
-    int8_t q[SQ_QK_K]; /* one group's integers when packing (groups with a layout are at most 256) */
+    int8_t *q = packed && g->pack ? malloc((size_t)g->group) : NULL; /* one group's integers */
+    if (packed && g->pack && !q)
+        return sq_errorf(SQ_ERR_NOMEM, "%s: no memory for a group of %d integers", g->name, g->group);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c0 = 0; c0 < cols; c0 += g->group) {
             sq_grid_params p;
@@ -137,4 +141,6 @@ void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, f
                 g->pack(g, &p, q,
                         (uint8_t *)packed + (size_t)r * row_bytes + (size_t)(c0 / g->group) * block_bytes);
         }
+    free(q);
+    return NULL;
 }

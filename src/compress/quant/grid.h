@@ -17,8 +17,9 @@
  *                   z = round(-min' / s), max' = max(max, 0), min' = min(min, 0): GPTQ's asymmetric
  *                   quantizer (quant.py, find_params), per group of G columns or per output row (G = the
  *                   row length); values only
- *   int4_gG         int4 with that group (32, 64, 128) and its scale rounded to f16 (m = -z d), packed as
- *                   squeeze's formats of those names (core/dtype.h) */
+ *   intN_gG         intN (N = 4, 3, 2) with that group (32, 64, 128; 0: the whole row, group = cols) and
+ *                   its scale rounded to f16 (m = -z d), packed as squeeze's formats of those names
+ *                   (core/dtype.h) */
 #ifndef SQ_COMPRESS_QUANT_GRID_H
 #define SQ_COMPRESS_QUANT_GRID_H
 
@@ -51,7 +52,7 @@ typedef struct sq_grid {
 } sq_grid;
 
 /* The grid of a format name ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
- * "int4_g32", "int4_g64", "int4_g128") or of squeeze's
+ * squeeze's "intN_gG": "int4_g32" .. "int2_g128", "int4_g0" .. "int2_g0") or of squeeze's
  * asymmetric "int4", "int3", "int2" with `group` columns per parameter group (32, 64, 128, ...; 0: one group
  * per row of `cols`). Fails with SQ_ERR_INVALID_ARG naming the type when there is no such grid, or when cols
  * is not a whole number of a block format's blocks. */
@@ -75,7 +76,9 @@ static inline int sq_grid_group_len(const sq_grid *g, int64_t c0, int64_t cols) 
 
 /* Round to nearest on the grid: every group of every row of w [rows][cols] gets its parameters from its own
  * values, each value the nearest on them. values [rows][cols] (may be NULL) gets the results, packed (may be
- * NULL; grids with a layout) the format's bytes. */
-void sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols, float *values, void *packed);
+ * NULL; grids with a layout) the format's bytes. Fails (SQ_ERR_NOMEM) only when packing finds no memory for
+ * a group's integers. */
+SQ_NODISCARD sq_error *sq_grid_rtn(const sq_grid *g, const float *w, int64_t rows, int64_t cols,
+                                   float *values, void *packed);
 
 #endif

@@ -11,15 +11,20 @@
 #include <string.h>
 
 static const sq_quant_preset presets[] = {
-    {"q8_0", SQ_DTYPE_Q8_0, 1},         {"q4_0", SQ_DTYPE_Q4_0, 1},
-    {"q4_1", SQ_DTYPE_Q4_1, 1},         {"q5_0", SQ_DTYPE_Q5_0, 1},
-    {"q5_1", SQ_DTYPE_Q5_1, 1},         {"q2_k", SQ_DTYPE_Q2_K, 1},
-    {"q3_k", SQ_DTYPE_Q3_K, 0},         {"q4_k", SQ_DTYPE_Q4_K, 0},
-    {"q5_k", SQ_DTYPE_Q5_K, 0},         {"q6_k", SQ_DTYPE_Q6_K, 1},
-    {"q3_k_m", SQ_DTYPE_Q3_K, 1},       {"q4_k_s", SQ_DTYPE_Q4_K, 1},
-    {"q4_k_m", SQ_DTYPE_Q4_K, 1},       {"q5_k_m", SQ_DTYPE_Q5_K, 1},
-    {"w8a8", SQ_DTYPE_W8A8, 0},         {"int4_g32", SQ_DTYPE_INT4_G32, 0},
-    {"int4_g64", SQ_DTYPE_INT4_G64, 0}, {"int4_g128", SQ_DTYPE_INT4_G128, 0},
+    {"q8_0", SQ_DTYPE_Q8_0, 1},           {"q4_0", SQ_DTYPE_Q4_0, 1},
+    {"q4_1", SQ_DTYPE_Q4_1, 1},           {"q5_0", SQ_DTYPE_Q5_0, 1},
+    {"q5_1", SQ_DTYPE_Q5_1, 1},           {"q2_k", SQ_DTYPE_Q2_K, 1},
+    {"q3_k", SQ_DTYPE_Q3_K, 0},           {"q4_k", SQ_DTYPE_Q4_K, 0},
+    {"q5_k", SQ_DTYPE_Q5_K, 0},           {"q6_k", SQ_DTYPE_Q6_K, 1},
+    {"q3_k_m", SQ_DTYPE_Q3_K, 1},         {"q4_k_s", SQ_DTYPE_Q4_K, 1},
+    {"q4_k_m", SQ_DTYPE_Q4_K, 1},         {"q5_k_m", SQ_DTYPE_Q5_K, 1},
+    {"w8a8", SQ_DTYPE_W8A8, 0},           {"int4_g32", SQ_DTYPE_INT4_G32, 0},
+    {"int4_g64", SQ_DTYPE_INT4_G64, 0},   {"int4_g128", SQ_DTYPE_INT4_G128, 0},
+    {"int3_g32", SQ_DTYPE_INT3_G32, 0},   {"int3_g64", SQ_DTYPE_INT3_G64, 0},
+    {"int3_g128", SQ_DTYPE_INT3_G128, 0}, {"int2_g32", SQ_DTYPE_INT2_G32, 0},
+    {"int2_g64", SQ_DTYPE_INT2_G64, 0},   {"int2_g128", SQ_DTYPE_INT2_G128, 0},
+    {"int4_g0", SQ_DTYPE_INT4_G0, 0},     {"int3_g0", SQ_DTYPE_INT3_G0, 0},
+    {"int2_g0", SQ_DTYPE_INT2_G0, 0},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets };
 
@@ -30,7 +35,7 @@ const sq_quant_preset *sq_quant_preset_find(const char *name) {
 }
 
 const char *sq_quant_preset_names(void) {
-    static char names[256];
+    static char names[512];
     if (!names[0])
         for (int i = 0; i < N_PRESETS; i++) {
             size_t n = strlen(names);
@@ -103,10 +108,16 @@ sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols) {
         {SQ_DTYPE_Q4_K, SQ_DTYPE_Q5_0},
         {SQ_DTYPE_Q5_K, SQ_DTYPE_Q5_1},
         {SQ_DTYPE_Q6_K, SQ_DTYPE_Q8_0},
-        /* squeeze's int4: smaller groups, the first that fits */
+        /* squeeze's intN: smaller groups, the first that fits (per-row intN_g0 needs whole 32s too) */
         {SQ_DTYPE_INT4_G128, SQ_DTYPE_INT4_G64},
         {SQ_DTYPE_INT4_G128, SQ_DTYPE_INT4_G32},
         {SQ_DTYPE_INT4_G64, SQ_DTYPE_INT4_G32},
+        {SQ_DTYPE_INT3_G128, SQ_DTYPE_INT3_G64},
+        {SQ_DTYPE_INT3_G128, SQ_DTYPE_INT3_G32},
+        {SQ_DTYPE_INT3_G64, SQ_DTYPE_INT3_G32},
+        {SQ_DTYPE_INT2_G128, SQ_DTYPE_INT2_G64},
+        {SQ_DTYPE_INT2_G128, SQ_DTYPE_INT2_G32},
+        {SQ_DTYPE_INT2_G64, SQ_DTYPE_INT2_G32},
     };
     for (size_t i = 0; i < sizeof to / sizeof *to; i++)
         if (to[i][0] == dtype && cols % sq_dtype_info(to[i][1])->block_elems == 0) return to[i][1];

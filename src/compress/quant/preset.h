@@ -38,8 +38,8 @@ sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_fac
                               int64_t cols);
 
 /* llama.cpp's fallback for rows that are not whole blocks of `dtype`: a 32-value format of about as many
- * bits (Q2_K, Q3_K -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; squeeze's int4_g128 -> int4_g64 ->
- * int4_g32), f16 when that does not fit either.
+ * bits (Q2_K, Q3_K -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; squeeze's intN_g128 -> intN_g64 ->
+ * intN_g32), f16 when that does not fit either.
  * Returns dtype itself when its blocks fit. */
 sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols);
 

@@ -44,6 +44,15 @@ const sq_gemm_kernels *sq_cpu_gemm_for(const struct sq_cpu_kernels *set, sq_dtyp
     case SQ_DTYPE_INT4_G32:
     case SQ_DTYPE_INT4_G64:
     case SQ_DTYPE_INT4_G128:
+    case SQ_DTYPE_INT3_G32:
+    case SQ_DTYPE_INT3_G64:
+    case SQ_DTYPE_INT3_G128:
+    case SQ_DTYPE_INT2_G32:
+    case SQ_DTYPE_INT2_G64:
+    case SQ_DTYPE_INT2_G128:
+    case SQ_DTYPE_INT4_G0:
+    case SQ_DTYPE_INT3_G0:
+    case SQ_DTYPE_INT2_G0:
         break;
     default:
         return NULL;

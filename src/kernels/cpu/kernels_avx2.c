@@ -45,7 +45,7 @@ INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[4]) {
         return;
     }
     __m128i lo, hi;
-    q4_bytes(dt, qs, &lo, &hi);
+    low_bit_bytes(dt, qs, &lo, &hi);
     v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
     v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
     v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));

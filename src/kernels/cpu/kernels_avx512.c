@@ -41,7 +41,7 @@ INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
         lo = _mm_loadu_si128((const __m128i *)qs);
         hi = _mm_loadu_si128((const __m128i *)(qs + 16));
     } else {
-        q4_bytes(dt, qs, &lo, &hi);
+        low_bit_bytes(dt, qs, &lo, &hi);
     }
     v[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));

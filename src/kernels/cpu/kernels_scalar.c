@@ -52,9 +52,9 @@ static float dot_bf16(const uint8_t *w, int64_t cols, const float *x) {
 }
 
 /* Block formats, in ggml's layout (the f16 scale d, for SQ_ZERO_MIN the f16 minimum m after it, for
- * SQ_ZERO_POINT an integer zero point z (m = -z d) and a zero byte, then the
- * stored values; 4-bit values in ggml's nibble order, pairing elements j and j + 16 of each run of 32): the
- * integer part of each block is dotted with x first, then scaled once. */
+ * SQ_ZERO_POINT an integer zero point z (m = -z d) and a zero byte, then the stored values; 4-bit values in
+ * ggml's nibble order, squeeze's 3- and 2-bit ones in pair planes, runs of 32 unpacked by
+ * sq_intn_unpack_run): the integer part of each block is dotted with x first, then scaled once. */
 static inline float block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const float *x) {
     const sq_dtype_traits *f = &sq_dtype_table[dt];
     const int be = f->block_elems, z = f->zero_value;
@@ -65,11 +65,11 @@ static inline float block_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const
         if (f->bits == 8) {
             for (int j = 0; j < be; j++) s += (int8_t)qs[j] * x[j];
         } else {
-            for (int r = 0; r < be; r += 32, qs += 16)
-                for (int j = 0; j < 16; j++) {
-                    s += ((qs[j] & 0x0f) - z) * x[r + j] + ((qs[j] >> 4) - z) * x[r + j + 16];
-                    xsum += x[r + j] + x[r + j + 16];
-                }
+            for (int r = 0; r < be; r += 32, qs += SQ_INTN_RUN_BYTES(f->bits)) {
+                uint8_t q[32];
+                sq_intn_unpack_run(f->bits, qs, q);
+                for (int j = 0; j < 32; j++) s += (q[j] - z) * x[r + j], xsum += x[r + j];
+            }
         }
         const float d = sq_f16_to_f32(load_u16(w));
         if (f->zero == SQ_ZERO_MIN)
@@ -91,15 +91,23 @@ static float dot_q4_0(const uint8_t *w, int64_t cols, const float *x) {
 static float dot_q4_1(const uint8_t *w, int64_t cols, const float *x) {
     return block_dot(SQ_DTYPE_Q4_1, w, cols, x);
 }
-static float dot_int4_g32(const uint8_t *w, int64_t cols, const float *x) {
-    return block_dot(SQ_DTYPE_INT4_G32, w, cols, x);
-}
-static float dot_int4_g64(const uint8_t *w, int64_t cols, const float *x) {
-    return block_dot(SQ_DTYPE_INT4_G64, w, cols, x);
-}
-static float dot_int4_g128(const uint8_t *w, int64_t cols, const float *x) {
-    return block_dot(SQ_DTYPE_INT4_G128, w, cols, x);
-}
+#define DEFINE_INTN_DOT(dtype, DTYPE)                                                                        \
+    static float dot_##dtype(const uint8_t *w, int64_t cols, const float *x) {                               \
+        return block_dot(DTYPE, w, cols, x);                                                                 \
+    }
+DEFINE_INTN_DOT(int4_g32, SQ_DTYPE_INT4_G32)
+DEFINE_INTN_DOT(int4_g64, SQ_DTYPE_INT4_G64)
+DEFINE_INTN_DOT(int4_g128, SQ_DTYPE_INT4_G128)
+DEFINE_INTN_DOT(int3_g32, SQ_DTYPE_INT3_G32)
+DEFINE_INTN_DOT(int3_g64, SQ_DTYPE_INT3_G64)
+DEFINE_INTN_DOT(int3_g128, SQ_DTYPE_INT3_G128)
+DEFINE_INTN_DOT(int2_g32, SQ_DTYPE_INT2_G32)
+DEFINE_INTN_DOT(int2_g64, SQ_DTYPE_INT2_G64)
+DEFINE_INTN_DOT(int2_g128, SQ_DTYPE_INT2_G128)
+DEFINE_INTN_DOT(int4_g0, SQ_DTYPE_INT4_G0)
+DEFINE_INTN_DOT(int3_g0, SQ_DTYPE_INT3_G0)
+DEFINE_INTN_DOT(int2_g0, SQ_DTYPE_INT2_G0)
+#undef DEFINE_INTN_DOT
 
 /* Formats with integer sub-block scales, against activations quantized to 8-bit blocks of the same length
  * (Q8_0 for 32-value blocks, Q8_K for the K-quants' 256): per block the integer sums
@@ -173,6 +181,15 @@ DEFINE_GEMV(q4_1)
 DEFINE_GEMV(int4_g32)
 DEFINE_GEMV(int4_g64)
 DEFINE_GEMV(int4_g128)
+DEFINE_GEMV(int3_g32)
+DEFINE_GEMV(int3_g64)
+DEFINE_GEMV(int3_g128)
+DEFINE_GEMV(int2_g32)
+DEFINE_GEMV(int2_g64)
+DEFINE_GEMV(int2_g128)
+DEFINE_GEMV(int4_g0)
+DEFINE_GEMV(int3_g0)
+DEFINE_GEMV(int2_g0)
 DEFINE_INT_GEMV(q5_0, SQ_DTYPE_Q5_0)
 DEFINE_INT_GEMV(q5_1, SQ_DTYPE_Q5_1)
 DEFINE_INT_GEMV(q2_K, SQ_DTYPE_Q2_K)
@@ -212,5 +229,14 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_INT4_G32] = {.gemv = gemv_int4_g32, .to_f32 = sq_ref_int4_g32_to_f32},
             [SQ_DTYPE_INT4_G64] = {.gemv = gemv_int4_g64, .to_f32 = sq_ref_int4_g64_to_f32},
             [SQ_DTYPE_INT4_G128] = {.gemv = gemv_int4_g128, .to_f32 = sq_ref_int4_g128_to_f32},
+            [SQ_DTYPE_INT3_G32] = {.gemv = gemv_int3_g32, .to_f32 = sq_ref_int3_g32_to_f32},
+            [SQ_DTYPE_INT3_G64] = {.gemv = gemv_int3_g64, .to_f32 = sq_ref_int3_g64_to_f32},
+            [SQ_DTYPE_INT3_G128] = {.gemv = gemv_int3_g128, .to_f32 = sq_ref_int3_g128_to_f32},
+            [SQ_DTYPE_INT2_G32] = {.gemv = gemv_int2_g32, .to_f32 = sq_ref_int2_g32_to_f32},
+            [SQ_DTYPE_INT2_G64] = {.gemv = gemv_int2_g64, .to_f32 = sq_ref_int2_g64_to_f32},
+            [SQ_DTYPE_INT2_G128] = {.gemv = gemv_int2_g128, .to_f32 = sq_ref_int2_g128_to_f32},
+            [SQ_DTYPE_INT4_G0] = {.gemv = gemv_int4_g0, .to_f32 = sq_ref_int4_g0_to_f32},
+            [SQ_DTYPE_INT3_G0] = {.gemv = gemv_int3_g0, .to_f32 = sq_ref_int3_g0_to_f32},
+            [SQ_DTYPE_INT2_G0] = {.gemv = gemv_int2_g0, .to_f32 = sq_ref_int2_g0_to_f32},
         },
 };

@@ -10,13 +10,14 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
 /* Clones are chosen by CPU feature: "arch=..." would match a CPU model only (never an AMD one). Clang 14
- * leaves an external cloned function undefined at link (the fuzz build): there the baseline serves, same bits. */
+ * leaves an external cloned function undefined at link (the fuzz build): there the baseline serves, same
+ * bits. */
 #if defined(__clang__)
 #define SQ_ROW_KERNEL
 #else
 #define SQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #endif
-#define SQ_INLINE     static inline __attribute__((always_inline))
+#define SQ_INLINE static inline __attribute__((always_inline))
 
 SQ_INLINE sq_v2d load2(const float *p) { return (sq_v2d){p[0], p[1]}; }
 
