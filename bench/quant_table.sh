@@ -9,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bytes="${1:-50000}"
 out="${OUT:-$root/build/$NAME}"
 threads="${THREADS:-2}"
-sq="$root/build/squeeze"
+sq="${SQ:-$root/build/squeeze}" # SQ: another binary, e.g. a copy while build/ changes
 calib="$root/../shared/data/classics/grimms_fairy_tales.txt"
 mkdir -p "$out"
 head -c "$bytes" "$root/../shared/data/tinystories/valid-a.txt" | sed '$d' >"$out/text.txt" # whole lines

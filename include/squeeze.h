@@ -1323,9 +1323,11 @@ SQ_NODISCARD sq_error *sq_trainer_block_taylor(const sq_trainer *t, double *scor
  *  - q3_k, q4_k, q5_k: every weight matrix in that format (llama-quantize --pure);
  *  - w8a8 (squeeze's own, docs/formats.md): every weight matrix, int8 per output channel, its products
  *    quantizing activations to int8 per token;
- *  - int4_g32, int4_g64, int4_g128 (squeeze's own): every weight matrix in asymmetric int4 with an f16 scale
- *    and an integer zero point per group of 32, 64 or 128 (GPTQ's convention; `squeeze quantize --type int4
- *    --group G`), rows that are not whole groups in the largest smaller group that fits;
+ *  - intN_gG for N = 4, 3, 2 and G = 32, 64, 128 (int4_g32 .. int2_g128; squeeze's own): every weight matrix
+ *    in asymmetric intN with an f16 scale and an integer zero point per group of G (GPTQ's convention;
+ *    `squeeze quantize --type int4|int3|int2 --group G`), rows that are not whole groups in the largest
+ *    smaller group of the same N that fits; intN_g0 (int4_g0, int3_g0, int2_g0; `--group 0`): one scale and
+ *    zero point per row (output channel), rows in whole blocks of 32;
  * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
  * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
  * and other 1-D tensors stay as they are. */

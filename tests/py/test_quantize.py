@@ -107,6 +107,7 @@ def main():
     bad = os.path.join(H.SQ_WORK, "quantize-bad.gguf")
     for args, message in [
         (["--type", "q4_k_x"], 'unknown type "q4_k_x"'),
+        (["--type", "int3", "--group", "48"], "--group 48: int3 takes groups of 32, 64, 128 or 0 (per output channel)"),
         (["--type", "q4_k", "--keep", "blk.*.attn_q.weight=q4_k"], "blk.0.attn_q.weight has rows of 288 values, not whole q4_k blocks of 256"),
         (["--type", "q4_0", "--keep", "blk.9.*=q8_0"], "keep blk.9.*=q8_0: the pattern matches no weight matrix"),
         (["--type", "q4_0", "--keep", "output_norm.weight=q8_0"], "the pattern matches no weight matrix"),
