@@ -1186,10 +1186,13 @@ SQ_NODISCARD sq_error *sq_imatrix_compute(sq_model *model, const sq_calib_sample
                                           const sq_calib_options *opts, sq_imatrix **out);
 /* Writes the file (a temporary file renamed into place: an interrupted write leaves nothing under path). */
 SQ_NODISCARD sq_error *sq_imatrix_save(const sq_imatrix *im, const char *path);
-/* Reads an imatrix file; sq_imatrix_parse reads one from memory (source names it in errors; may be NULL).
- * Fails with SQ_ERR_FORMAT naming the problem (bad magic or version, truncation, trailing bytes, a name that
- * is empty, longer than 1024 bytes or holds a NUL, a duplicate name, a count of 0 or above 2^24 values, more
- * than 65536 entries, a value that is negative or not finite) and SQ_ERR_IO when the file cannot be read. */
+/* Reads an imatrix file, squeeze's own or llama.cpp's GGUF imatrix (docs/formats.md, "imatrix files");
+ * sq_imatrix_parse reads one from memory (source names it in errors; may be NULL). Fails with SQ_ERR_FORMAT
+ * naming the problem (bad magic or version, truncation, trailing bytes, a name that is empty, longer than
+ * 1024 bytes or holds a NUL, a duplicate name, a count of 0 or above 2^24 values, more than 65536 entries, a
+ * value that is negative or not finite; in a GGUF: another general.type, an unpaired or non-F32 in_sum2 or
+ * counts tensor), SQ_ERR_UNSUPPORTED for a GGUF imatrix of per-expert sums and SQ_ERR_IO when the file
+ * cannot be read. */
 SQ_NODISCARD sq_error *sq_imatrix_load(const char *path, sq_imatrix **out);
 SQ_NODISCARD sq_error *sq_imatrix_parse(const void *data, size_t size, const char *source, sq_imatrix **out);
 int sq_imatrix_n_entries(const sq_imatrix *im);

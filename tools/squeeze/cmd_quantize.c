@@ -60,8 +60,9 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_CHOICE_FLAG("--method", "METHOD", &method, "rtn|gptq|awq|smoothquant", "rtn",
                         "how stored values are chosen"),
         CLI_TEXT_FLAG("--calib", "TEXT", &calib, "calibration text file (gptq): windows drawn at random"),
-        CLI_TEXT_FLAG("--imatrix", "FILE", &imatrix_path,
-                      "importance matrix (squeeze imatrix) for methods rtn and gptq"),
+        CLI_TEXT_FLAG(
+            "--imatrix", "FILE", &imatrix_path,
+            "importance matrix (squeeze imatrix, or llama.cpp's GGUF\nimatrix) for methods rtn and gptq"),
         CLI_NUMBER_FLAG("--budget-bpw", "B", &budget, 0, 64, 0,
                         "mixed precision (rtn): the blocks' matrices get formats\nchosen by sensitivity (the "
                         "imatrix-weighted error)\nso that the file averages at most B bits per weight",
