@@ -607,21 +607,19 @@ static void metrics(sq_server *srv, sq_http_response *res) {
         (long long)st.spec.steps, st.spec.draft_seconds, st.spec_draft_kv_blocks_used,
         st.spec_draft_kv_blocks_total, st.waiting, st.running, st.kv_blocks_used, st.kv_blocks_total);
     append(&b, &len, &cap, text, strlen(text));
-    /* acceptance by draft position: steps that reached position d with a draft there, and kept it */
-    if (st.spec.steps) {
-        static const char head[] =
-            "# HELP squeeze_spec_position_drafts_total Request steps with a draft at this position.\n"
-            "# TYPE squeeze_spec_position_drafts_total counter\n"
-            "# HELP squeeze_spec_position_accepted_total Request steps that kept the draft at this "
-            "position.\n"
-            "# TYPE squeeze_spec_position_accepted_total counter\n";
-        append(&b, &len, &cap, head, strlen(head));
+    /* acceptance by draft position: request steps that reached position d with a draft there, and kept it */
+    for (int family = 0; st.spec.steps && family < 2; family++) {
+        const char *name =
+            family ? "squeeze_spec_position_accepted_total" : "squeeze_spec_position_drafts_total";
+        char line[200];
+        int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n", name,
+                         family ? "Request steps that kept the draft at this position."
+                                : "Request steps with a draft at this position.",
+                         name);
+        append(&b, &len, &cap, line, (size_t)n);
         for (int d = 0; d < st.spec.k && d < SQ_SPEC_MAX_K; d++) {
-            char line[160];
-            int n = snprintf(line, sizeof line,
-                             "squeeze_spec_position_drafts_total{position=\"%d\"} %lld\n"
-                             "squeeze_spec_position_accepted_total{position=\"%d\"} %lld\n",
-                             d, (long long)st.spec.reached[d], d, (long long)st.spec.accepted_at[d]);
+            n = snprintf(line, sizeof line, "%s{position=\"%d\"} %lld\n", name, d,
+                         (long long)(family ? st.spec.accepted_at[d] : st.spec.reached[d]));
             append(&b, &len, &cap, line, (size_t)n);
         }
     }
