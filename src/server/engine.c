@@ -619,7 +619,8 @@ static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
         if (r->slot < 0) continue; /* preempted meanwhile */
         int take = r->n_tokens - r->n_computed;
         if (take > budget) take = budget;
-        if (r->n_draft > budget - take) r->n_draft = 0; /* cannot happen: draft_all left room for them */
+        if (r->n_draft > budget - take)
+            r->n_draft = 0; /* a guard: draft_all gave it no more room than this */
         take += r->n_draft;
         e->batch_req[n] = r;
         e->batch_n[n] = r->n_computed + take;

@@ -509,6 +509,20 @@ static void test_speculative_draft_models(void **state) {
     check_source(f, p, 40, "self-draft (blocks 2, 3 skipped)");
     spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_NGRAM};
 
+    /* the target as its own draft (its own context) agrees with every greedy choice: every draft is kept,
+     * which needs each request's draft sequence to follow exactly the tokens kept, batched with the others */
+    spec_k = 4;
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = f->model};
+    {
+        result same[10];
+        sq_engine_stats st;
+        const char *const stop[] = {p->stop_at};
+        greedy_mix(f, stop, same, &st);
+        assert_true(st.spec.drafted > 200);
+        assert_int_equal(st.spec.accepted, st.spec.drafted);
+        for (int i = 0; i < 10; i++) assert_string_equal(same[i].text, p->mix[i].text);
+    }
+
     /* a request cancelled mid-generation frees its draft sequence at once */
     spec_k = 4;
     spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = small};
