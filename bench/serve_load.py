@@ -12,11 +12,15 @@ percentiles, and checks that every response is complete and none is lost. Then:
     (a story, then the request to tell it again: the answer copies its input), greedy, at 1 and 4 clients,
     the two servers alternating; the texts must be identical;
   - the n-gram pool (--spec ngram --ngram-pool N: drafts from other requests' generated text) against prompt
-    lookup alone and plain decoding, on story openings that recur across requests and on distinct ones.
+    lookup alone and plain decoding, on story openings that recur across requests and on distinct ones;
+  - with --only-draft: draft models (--spec draft --draft D, each D of --drafts) and self-speculation
+    (--spec self --skip-layers of --skip) against plain decoding on distinct greedy story requests, at 1 and 4
+    clients, servers alternating: tokens/s, TTFT and TPOT, acceptance; the texts must be identical.
 Prints a Markdown section for docs/benchmarks.md.
 
     .venv/bin/python bench/serve_load.py [-m MODEL] [--bin build/squeeze] [--requests 64] [--max-tokens 64]
-                                         [--concurrency 1,4,16,64] [-t THREADS] [--only-spec | --only-pool]
+                                         [--concurrency 1,4,16,64] [-t THREADS]
+                                         [--only-spec | --only-pool | --only-draft [--drafts D1,D2 --skip 2,3]]
 """
 import argparse
 import http.client
@@ -137,11 +141,17 @@ def main():
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only-spec", action="store_true", help="only the speculative decoding comparison")
     ap.add_argument("--only-pool", action="store_true", help="only the n-gram pool comparison")
+    ap.add_argument("--only-draft", action="store_true", help="only the draft-model / self-draft comparison")
+    ap.add_argument("--drafts", default="", help="draft models for --only-draft, comma-separated")
+    ap.add_argument("--skip", default="2,3", help="--only-draft: the self-draft's skipped blocks ('': none)")
     a = ap.parse_args()
     model = a.model or subprocess.run([os.path.join(ROOT, "scripts", "find-model.sh")], capture_output=True,
                                       text=True).stdout.strip()
     if a.only_pool:
         pool_section(a, model)
+        return
+    if a.only_draft:
+        draft_section(a, model)
         return
     if a.only_spec:
         spec_section(a, model)
@@ -216,13 +226,14 @@ def main():
     pool_section(a, model)
 
 
-def compare_servers(a, model, requests, modes):
+def compare_servers(a, model, requests, modes, with_last=False):
     """Serves requests at 1 and 4 clients, a fresh server per mode ((label, flags)) and client count (warmed up
     with a request outside the workload, so that nothing of it is cached or pooled before), the modes
     alternating over 2 rounds; returns tokens/s per (label, clients) and round, and each mode's drafts kept and
-    verified in the last round (/metrics). Every mode's texts must equal the first mode's (greedy requests)."""
+    verified in the last round (/metrics); with_last, also the last round's summaries per (label, clients).
+    Every mode's texts must equal the first mode's (greedy requests)."""
     tok_s = {(m, c): [] for m, _ in modes for c in (1, 4)}
-    texts, kept = {}, {}
+    texts, kept, last = {}, {}, {}
     for rnd in range(2):
         for label, extra in modes:
             kept[label] = (0, 0)
@@ -235,6 +246,7 @@ def compare_servers(a, model, requests, modes):
                     if s["lost"]:
                         sys.exit("serve_load: requests were lost")
                     tok_s[(label, c)].append(s["tok_s"])
+                    last[(label, c)] = s
                     texts.setdefault(label, [r[2] for r in res])
                     m = {}
                     conn = http.client.HTTPConnection("127.0.0.1", srv.port)
@@ -252,7 +264,34 @@ def compare_servers(a, model, requests, modes):
     for label, _ in modes:
         if texts[label] != texts[modes[0][0]]:
             sys.exit(f"serve_load: {label} changed a greedy text")
-    return tok_s, kept
+    return (tok_s, kept, last) if with_last else (tok_s, kept)
+
+
+def draft_section(a, model):
+    """draft models and self-speculation against plain decoding, distinct greedy story requests"""
+    reqs = [{"prompt": f"{PROMPTS[i % len(PROMPTS)]} {w}", "max_tokens": a.max_tokens, "temperature": 0}
+            for i, w in enumerate("red blue green small big old new happy sad tall short kind shy brave funny "
+                                  "quiet".split())]
+    modes = [("plain", [])]
+    modes += [(f"draft {os.path.basename(d)}", ["--spec", "draft", "--draft", d, "--draft-k", "4"])
+              for d in a.drafts.split(",") if d]
+    if a.skip:
+        modes.append((f"self --skip-layers {a.skip}", ["--spec", "self", "--skip-layers", a.skip, "--draft-k", "4"]))
+    tok_s, kept, last = compare_servers(a, model, reqs, modes, with_last=True)
+    print(f"\nDraft models in the server: {len(reqs)} distinct greedy story requests of {a.max_tokens} tokens, a "
+          "fresh server (`--max-seqs 4 --no-prefix-cache`, `--draft-k 4`) per mode and client count, alternating "
+          "over 2 rounds; texts identical in every mode. tokens/s: median of the rounds; TTFT and TPOT p50: the "
+          "last round; kept/verified: drafts over both client counts of the last round.\n")
+    print("| mode | clients | tokens/s | speedup over plain | TTFT p50 (ms) | TPOT p50 (ms) | drafts kept/verified |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, _ in modes:
+        for c in (1, 4):
+            med, base = statistics.median(tok_s[(label, c)]), statistics.median(tok_s[("plain", c)])
+            s = last[(label, c)]
+            k, d = kept[label]
+            acc = f"{k:.0f}/{d:.0f} ({100 * k / d:.0f}%)" if d else "-"
+            print(f"| {label} | {c} | {med:.1f} | {med / base:.2f}x | {pct(s['ttft'], 50) * 1e3:.1f} | "
+                  f"{pct(s['tpot'], 50) * 1e3:.2f} | {acc} |", flush=True)
 
 
 def spec_section(a, model):

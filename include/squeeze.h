@@ -708,13 +708,25 @@ typedef struct sq_engine_options {
     int max_batch_tokens; /* tokens one step carries (decode tokens and prefill chunks); 0: 512 */
     int n_threads;        /* 0: all online cores */
     int no_prefix_cache;  /* non-zero: every prompt is computed from scratch */
-    /* Speculative decoding by prompt lookup (n-gram drafts copied from earlier text of the same request,
-     * Saxena 2023; vLLM's "ngram" method): each decode step verifies up to spec_k draft tokens per request
-     * in the same forward call, with the request's own sampling rule (output distribution unchanged; greedy
-     * output identical). 0..SQ_SPEC_MAX_K; 0: off. */
+    /* Speculative decoding: each decode step verifies up to spec_k draft tokens per request in the same
+     * forward call, with the request's own sampling rule (squeeze.h, "speculative decoding": output
+     * distribution unchanged; greedy output identical). spec_k 0..SQ_SPEC_MAX_K; 0: off. The drafts come from
+     * spec_draft: SQ_DRAFT_NGRAM, prompt lookup (n-gram drafts copied from earlier text of the same request,
+     * Saxena 2023; vLLM's "ngram" method); SQ_DRAFT_MODEL, spec_draft_model (borrowed; its vocabulary must
+     * be the model's, sq_spec_check_vocab) in a context of its own with a sequence per running request
+     * (n_ctx, max_seqs, kv_block_size, kv_type, device and n_threads as the engine's; a KV pool for max_seqs
+     * full sequences), drafting for all decoding requests in one forward call per draft position;
+     * SQ_DRAFT_SELF, the model itself with the blocks spec_skip_layers[0..spec_n_skip_layers) skipped,
+     * drafting in the requests' own sequences (its drafts take KV blocks for the moment they are made: a step
+     * whose pool cannot hold them goes without drafts). A draft model's and a self-draft's chains are drawn
+     * with each request's sampling parameters and tested with min(1, p/q). */
     int spec_k;
-    int spec_ngram_n; /* the longest suffix looked up, 1..8; 0: 3 */
-    /* With spec_k: n-grams (spec_ngram_n tokens) of every request's generated text, each with the 8 tokens
+    sq_draft_kind spec_draft;         /* with spec_k: NGRAM, MODEL or SELF (NONE: an error) */
+    const sq_model *spec_draft_model; /* SQ_DRAFT_MODEL */
+    const int32_t *spec_skip_layers;  /* SQ_DRAFT_SELF: [spec_n_skip_layers] blocks skipped */
+    int spec_n_skip_layers;
+    int spec_ngram_n; /* SQ_DRAFT_NGRAM: the longest suffix looked up, 1..8; 0: 3 */
+    /* SQ_DRAFT_NGRAM: n-grams (spec_ngram_n tokens) of every request's generated text, each with the 8 tokens
      * that followed it, kept in a table of this many entries (rounded up to a power of two; about 72 bytes
      * each; newer text replaces older), shared by all requests, and drafted from when prompt lookup finds no
      * earlier occurrence in the request itself (lookahead decoding's n-gram pool). 0: no pool. */
@@ -792,7 +804,11 @@ typedef struct sq_engine_stats {
     int64_t preemptions;                  /* requests preempted so far */
     int64_t prompt_tokens, cached_tokens; /* prompt tokens admitted, of which the prefix cache held */
     int64_t generated_tokens;
-    int64_t spec_draft_tokens, spec_accepted_tokens; /* speculative drafts verified, of which kept */
+    /* Speculative decoding: steps are request steps that verified drafts (generated: the tokens they gave),
+     * reached / accepted_at by draft position, draft_seconds the time in proposals, target_seconds the time
+     * in forward calls that carried drafts; k is spec_k. */
+    sq_spec_stats spec;
+    int spec_draft_kv_blocks_total, spec_draft_kv_blocks_used; /* a draft model's own KV pool; else 0 */
 } sq_engine_stats;
 /* Any thread: a snapshot as of the last step. */
 void sq_engine_get_stats(sq_engine *e, sq_engine_stats *out);
@@ -822,8 +838,9 @@ typedef struct sq_server_options {
 SQ_NODISCARD sq_error *sq_server_start(const sq_model *model, const sq_server_options *opts, sq_server **out);
 int sq_server_port(const sq_server *s);
 /* Graceful stop: no new connections; requests in flight get up to grace_seconds to finish (then they are
- * cancelled, finish_reason null); then everything is closed and freed. */
-void sq_server_stop(sq_server *s, double grace_seconds);
+ * cancelled, finish_reason null); then everything is closed and freed. final_stats (may be NULL) gets the
+ * engine's statistics as the last step left them (the speculative acceptance a server reports at exit). */
+void sq_server_stop(sq_server *s, double grace_seconds, sq_engine_stats *final_stats);
 
 /* ---------------------------------------------------------------- evaluation */
 

@@ -39,8 +39,7 @@ static void insert_branch(spec_tree *t, const int32_t *cont, int n_cont, int wid
     }
 }
 
-static SQ_NODISCARD sq_error *ngram_propose(spec_draft *base, const spec_request *req, spec_tree *out) {
-    const ngram_draft *g = (const ngram_draft *)base;
+static void ngram_propose_one(const ngram_draft *g, const spec_request *req, spec_tree *out) {
     const int32_t *tok = req->tokens;
     const int n = req->n, width = req->width > 1 ? req->width : 1;
     out->n = 0;
@@ -66,6 +65,10 @@ static SQ_NODISCARD sq_error *ngram_propose(spec_draft *base, const spec_request
             matches += n_cont > 0;
         }
     }
+}
+
+static SQ_NODISCARD sq_error *ngram_propose(spec_draft *base, spec_job *jobs, int n_jobs) {
+    for (int j = 0; j < n_jobs; j++) ngram_propose_one((const ngram_draft *)base, &jobs[j].req, jobs[j].out);
     return NULL;
 }
 

@@ -333,6 +333,16 @@ int sq_sampler_choose(sq_sampler *s, const double *p, double *r, const int32_t *
     return -1;
 }
 
+int sq_sampler_accept_drawn(sq_sampler *s, const double *p, const double *q, int32_t x, double *r,
+                            int32_t *next) {
+    if (next_uniform(s) * q[x] < p[x]) return 1;
+    for (int i = 0; i < s->vocab; i++) r[i] = p[i] > q[i] ? p[i] - q[i] : 0;
+    *next = sq_sampler_draw(s, r);
+    /* rounding can leave no residual mass where p and q agree, a rejection of probability zero: p then */
+    if (*next < 0) *next = sq_sampler_draw(s, p);
+    return 0;
+}
+
 int32_t sq_sampler_draw(sq_sampler *s, const double *weights) {
     double total = 0;
     for (int i = 0; i < s->vocab; i++) total += weights[i];

@@ -31,5 +31,11 @@ int32_t sq_sampler_draw(sq_sampler *s, const double *weights);
  * nothing). r: [vocab] scratch. The tokens this yields follow p exactly. */
 int sq_sampler_choose(sq_sampler *s, const double *p, double *r, const int32_t *cands, int n_cands,
                       int32_t *next);
+/* Speculative sampling's rule for a draft token x drawn from the draft's distribution q (Leviathan et al.
+ * 2023; Chen et al. 2023): accepted with probability min(1, p(x) / q(x)) (returns 1), else rejected (returns
+ * 0) with *next drawn from normalize(max(0, p - q)) (from p when rounding left nothing). p, q: [vocab]; r:
+ * [vocab] scratch. The tokens this yields follow p exactly. */
+int sq_sampler_accept_drawn(sq_sampler *s, const double *p, const double *q, int32_t x, double *r,
+                            int32_t *next);
 
 #endif

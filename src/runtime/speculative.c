@@ -20,7 +20,8 @@
 struct sq_decoder {
     sq_context *ctx;
     sq_sampler *sampler;
-    spec_draft *draft; /* NULL: plain decoding */
+    spec_draft *draft;         /* NULL: plain decoding */
+    sq_sampler *draft_sampler; /* a model draft's own (spec_draft_sampler_create) */
     int k, k_auto, width;
     int vocab, n_text, n_ctx;
     int32_t *tokens; /* [n_ctx] the prompt and the sampled tokens */
@@ -72,7 +73,6 @@ sq_error *sq_spec_check_vocab(const sq_model *target, const sq_model *draft) {
 static SQ_NODISCARD sq_error *make_draft(sq_decoder *d, const sq_sampler_params *params,
                                          const sq_spec_params *spec) {
     const sq_model *model = d->ctx->model;
-    const int n_layers = model->cfg.n_layers;
     switch (spec->draft) {
     case SQ_DRAFT_NONE:
         return NULL;
@@ -87,32 +87,13 @@ static SQ_NODISCARD sq_error *make_draft(sq_decoder *d, const sq_sampler_params 
             return sq_errorf(SQ_ERR_INVALID_ARG,
                              "speculative: the draft's context holds %d tokens, less than the target's %d",
                              sq_context_n_ctx(spec->draft_ctx), d->n_ctx);
-        return spec_draft_model_create(spec->draft_ctx, NULL, params, d->vocab, d->n_text, &d->draft);
+        SQ_TRY(spec_draft_sampler_create(params, spec->draft_ctx->model->cfg.vocab_size, &d->draft_sampler));
+        return spec_draft_model_create(spec->draft_ctx, d->vocab, d->n_text, &d->draft);
     }
-    case SQ_DRAFT_SELF: {
-        if (spec->n_skip_layers <= 0 || !spec->skip_layers)
-            return sq_errorf(SQ_ERR_INVALID_ARG, "speculative: self-speculation needs blocks to skip");
-        unsigned char *skip = calloc((size_t)n_layers, 1);
-        if (!skip) return sq_errorf(SQ_ERR_NOMEM, "speculative: out of memory");
-        int n_skipped = 0;
-        for (int i = 0; i < spec->n_skip_layers; i++) {
-            int l = spec->skip_layers[i];
-            if (l < 0 || l >= n_layers) {
-                free(skip);
-                return sq_errorf(SQ_ERR_INVALID_ARG,
-                                 "speculative: skipped block %d is outside the model's blocks 0..%d", l,
-                                 n_layers - 1);
-            }
-            n_skipped += !skip[l];
-            skip[l] = 1;
-        }
-        sq_error *err = n_skipped == n_layers
-                            ? sq_errorf(SQ_ERR_INVALID_ARG,
-                                        "speculative: a self-draft cannot skip all %d blocks", n_layers)
-                            : spec_draft_model_create(d->ctx, skip, params, d->vocab, d->n_text, &d->draft);
-        free(skip);
-        return err;
-    }
+    case SQ_DRAFT_SELF:
+        SQ_TRY(spec_draft_sampler_create(params, d->vocab, &d->draft_sampler));
+        return spec_draft_self_create(d->ctx, spec->skip_layers, spec->n_skip_layers, d->vocab, d->n_text,
+                                      &d->draft);
     case SQ_DRAFT_NGRAM:
         return spec_draft_ngram_create(spec->ngram_n ? spec->ngram_n : 3, NULL, &d->draft);
     }
@@ -122,6 +103,7 @@ static SQ_NODISCARD sq_error *make_draft(sq_decoder *d, const sq_sampler_params 
 void sq_decoder_free(sq_decoder *d) {
     if (!d) return;
     if (d->draft) d->draft->free(d->draft);
+    sq_sampler_free(d->draft_sampler);
     sq_sampler_free(d->sampler);
     free(d->tokens);
     free(d->logits);
@@ -232,17 +214,11 @@ static int choose_child(sq_decoder *d, int node, int depth, int32_t *next) {
         int c = sq_sampler_choose(d->sampler, p, r, cands, n, next);
         return c < 0 ? -1 : index[c];
     }
-    /* one child, drawn from q: accept with min(1, p/q), else draw from max(0, p - q) */
+    /* one child, drawn from q */
     int c = 0;
     while (t->parent[c] != node) c++;
-    const double *q = t->q + (size_t)depth * d->vocab;
-    int32_t x = t->token[c];
-    if (sq_sampler_uniform(d->sampler) * q[x] < p[x]) return c;
-    for (int i = 0; i < d->vocab; i++) r[i] = p[i] > q[i] ? p[i] - q[i] : 0;
-    *next = sq_sampler_draw(d->sampler, r);
-    /* rounding can leave no residual mass where p and q agree, a rejection of probability zero: p then */
-    if (*next < 0) *next = sq_sampler_draw(d->sampler, p);
-    return -1;
+    return sq_sampler_accept_drawn(d->sampler, p, t->q + (size_t)depth * d->vocab, t->token[c], r, next) ? c
+                                                                                                         : -1;
 }
 
 static int has_children(const spec_tree *t, int node) {
@@ -268,10 +244,13 @@ sq_error *sq_decoder_step(sq_decoder *d, int max_new, int *n_new) {
         if (max_nodes > ctx->n_batch_max - 1) max_nodes = ctx->n_batch_max - 1;
         if (max_nodes > d->max_nodes) max_nodes = d->max_nodes;
         if (k > max_nodes) k = max_nodes;
-        spec_request req = {
-            .tokens = d->tokens, .n = d->n, .k = k, .width = d->width, .max_nodes = max_nodes};
+        spec_job job = {
+            .req = {.tokens = d->tokens, .n = d->n, .k = k, .width = d->width, .max_nodes = max_nodes},
+            .seq = 0,
+            .sampler = d->draft_sampler,
+            .out = t};
         double t0 = sq_monotonic_seconds();
-        SQ_TRY(d->draft->propose(d->draft, &req, t));
+        SQ_TRY(d->draft->propose(d->draft, &job, 1));
         d->stats.draft_seconds += sq_monotonic_seconds() - t0;
     }
 

@@ -9,11 +9,16 @@
  * again from its tokens when it runs next, and continues exactly where it was (its sampler, detokenizer and
  * stop-string state are kept).
  *
- * With speculative decoding on (prompt lookup: n-gram drafts copied from earlier text of the sequence), a
- * decoding request's chunk is its last token followed by up to spec_k draft tokens, placed after its tokens;
- * the step's logits of every position then decide, one position at a time and with the request's own
- * sampling, which drafts are kept (sq_sampler_choose: the output follows the model's distribution exactly,
- * and greedy output is plain greedy output), and the cache is cut back to the tokens kept. */
+ * With speculative decoding on, a decoding request's chunk is its last token followed by up to spec_k draft
+ * tokens, placed after its tokens. The drafts of all decoding requests are proposed together before the step
+ * (runtime/draft.h: prompt lookup; or a draft model, one forward call per draft position for all requests, in
+ * its own context where each request's sequence has the request's slot; or the model itself with blocks
+ * skipped, in the requests' own sequences). The step's logits of every position then decide, one position at
+ * a time and with the request's own sampling, which drafts are kept (sq_sampler_choose for given candidates,
+ * sq_sampler_accept_drawn for tokens drawn from the draft's q: the output follows the model's distribution
+ * exactly, and greedy output is plain greedy output), and the cache is cut back to the tokens kept; a draft
+ * model's sequence catches up with the kept tokens at its next proposal and is freed whenever the request
+ * leaves its slot (end, cancellation, preemption). */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -46,6 +51,9 @@ typedef struct request {
     sq_sampler *sampler;
     sq_detokenizer *detok;
     sq_stop_matcher matcher;
+    sq_sampler *draft_sampler; /* a model draft's own, with the request's parameters; NULL otherwise */
+    const double *draft_q;     /* [n_draft][vocab] the distributions this step's drafts were drawn from; NULL:
+                                  given candidates (n-gram drafts) */
     sq_engine_event_fn on_event;
     void *user;
     struct request *next; /* in the pending list */
@@ -87,10 +95,16 @@ struct sq_engine {
     /* speculative decoding; draft NULL: off */
     spec_draft *draft;
     spec_ngram_pool *pool; /* n-grams of every request's generated text; NULL: none */
+    sq_context *draft_ctx; /* a draft model's own context (sequence = the request's slot); NULL: none */
+    int draft_vocab;       /* a model draft's logits, its samplers' vocabulary; 0: n-gram drafts */
     int spec_k;            /* draft tokens per request and step at most */
     int *batch_row;        /* [max_seqs] each scheduled request's first logits row */
     double *p, *r;         /* [vocab] the distribution at a draft position; scratch */
-    int64_t spec_drafted, spec_accepted;
+    spec_job *jobs;        /* [max_seqs] one proposal's */
+    request **job_req;     /* [max_seqs] */
+    spec_tree *trees;      /* [max_seqs] */
+    double *q;             /* [max_seqs][spec_k][vocab] drawn chains' distributions; NULL: n-gram drafts */
+    sq_spec_stats spec;
 };
 
 /* ---------------------------------------------------------------- requests */
@@ -101,6 +115,7 @@ static void request_free(request *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     sq_sampler_free(r->sampler);
+    sq_sampler_free(r->draft_sampler);
     sq_detokenizer_free(r->detok);
     sq_stop_free(&r->matcher);
     free(r);
@@ -113,6 +128,11 @@ static void emit(request *r, sq_engine_event *ev) {
     ev->completion_tokens = r->n_generated;
     ev->cached_tokens = r->cached_tokens;
     if (r->on_event && r->on_event(r->user, ev)) r->cancelled = 1;
+}
+
+/* The request leaves its slot: a draft model forgets its sequence there (its blocks are freed). */
+static void release_draft(sq_engine *e, int slot) {
+    if (e->draft && e->draft->release) e->draft->release(e->draft, slot);
 }
 
 /* Releases the request's sequence (keeping its full blocks in the prefix cache when it was not cancelled)
@@ -150,6 +170,7 @@ static void finish(sq_engine *e, request *r, sq_finish_reason why, const char *e
         if (e->prefix && why != SQ_FINISH_CANCELLED && why != SQ_FINISH_ERROR && r->n_computed > 0)
             sq_error_free(sq_prefix_cache_insert(e->prefix, r->slot, r->tokens, r->n_computed));
         sq_error_free(sq_seq_truncate(e->ctx, r->slot, 0));
+        release_draft(e, r->slot);
         e->running[r->slot] = NULL;
     }
     request_free(r);
@@ -168,6 +189,8 @@ void sq_engine_free(sq_engine *e) {
         finish(e, r, SQ_FINISH_CANCELLED, NULL);
     }
     sq_prefix_cache_free(e->prefix);
+    if (e->draft) e->draft->free(e->draft);
+    sq_context_free(e->draft_ctx);
     sq_context_free(e->ctx);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->wake);
@@ -185,12 +208,44 @@ void sq_engine_free(sq_engine *e) {
     free(e->batch_row);
     free(e->p);
     free(e->r);
-    if (e->draft) e->draft->free(e->draft);
+    free(e->jobs);
+    free(e->job_req);
+    free(e->trees);
+    free(e->q);
     spec_ngram_pool_free(e->pool);
     free(e);
 }
 
 int sq_engine_n_ctx(const sq_engine *e) { return e->n_ctx; }
+
+/* The draft source o asks for (o->spec_k > 0), and a draft model's context. */
+static SQ_NODISCARD sq_error *make_draft(sq_engine *e, const sq_model *model, const sq_engine_options *o) {
+    const int ngram_n = o->spec_ngram_n ? o->spec_ngram_n : 3;
+    switch (o->spec_draft) {
+    case SQ_DRAFT_MODEL: {
+        SQ_TRY(sq_spec_check_vocab(model, o->spec_draft_model));
+        sq_context_options co = {.n_ctx = e->n_ctx,
+                                 .n_seq_max = e->max_seqs,
+                                 .n_threads = o->n_threads,
+                                 .n_batch_max = e->max_batch_tokens,
+                                 .kv_block_size = o->kv_block_size,
+                                 .kv_type = o->kv_type,
+                                 .device = o->device};
+        SQ_TRY(sq_error_wrap(sq_context_create(o->spec_draft_model, &co, &e->draft_ctx), "the draft model"));
+        sq_model_info info;
+        sq_model_get_info(o->spec_draft_model, &info);
+        e->draft_vocab = info.vocab_size;
+        return spec_draft_model_create(e->draft_ctx, e->vocab, e->n_text, &e->draft);
+    }
+    case SQ_DRAFT_SELF:
+        e->draft_vocab = e->vocab;
+        return spec_draft_self_create(e->ctx, o->spec_skip_layers, o->spec_n_skip_layers, e->vocab, e->n_text,
+                                      &e->draft);
+    default: /* SQ_DRAFT_NGRAM: checked by the caller */
+        if (o->spec_pool_entries) SQ_TRY(spec_ngram_pool_create(o->spec_pool_entries, ngram_n, &e->pool));
+        return spec_draft_ngram_create(ngram_n, e->pool, &e->draft);
+    }
+}
 
 SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_options *opts,
                                         sq_engine **out) {
@@ -209,10 +264,18 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
         return sq_errorf(SQ_ERR_INVALID_ARG, "engine: %d sequences are too many", o.max_seqs);
     if (o.spec_k < 0 || o.spec_k > SQ_SPEC_MAX_K)
         return sq_errorf(SQ_ERR_INVALID_ARG, "engine: spec_k %d is outside 0..%d", o.spec_k, SQ_SPEC_MAX_K);
-    if (o.spec_pool_entries < 0 || (o.spec_pool_entries && !o.spec_k))
+    if (o.spec_k && o.spec_draft != SQ_DRAFT_NGRAM && o.spec_draft != SQ_DRAFT_MODEL &&
+        o.spec_draft != SQ_DRAFT_SELF)
         return sq_errorf(SQ_ERR_INVALID_ARG,
-                         "engine: spec_pool_entries %d needs spec_k and must not be negative",
-                         o.spec_pool_entries);
+                         "engine: spec_k %d needs a draft source: spec_draft NGRAM, MODEL or SELF (not %d)",
+                         o.spec_k, (int)o.spec_draft);
+    if (o.spec_pool_entries < 0 || (o.spec_pool_entries && (!o.spec_k || o.spec_draft != SQ_DRAFT_NGRAM)))
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "engine: spec_pool_entries %d needs spec_k with n-gram drafts and must not be negative",
+            o.spec_pool_entries);
+    if (o.spec_k && o.spec_draft == SQ_DRAFT_MODEL && !o.spec_draft_model)
+        return sq_errorf(SQ_ERR_INVALID_ARG, "engine: spec_draft MODEL needs spec_draft_model");
     if (o.max_batch_tokens < o.max_seqs)
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "engine: a step of %d tokens cannot carry a decode token for each of %d sequences",
@@ -252,9 +315,7 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     }
     if (!err) err = sq_context_create(model, &co, &e->ctx);
     if (!err && n_holders) err = sq_prefix_cache_create(e->ctx, o.max_seqs, n_holders, &e->prefix);
-    const int ngram_n = o.spec_ngram_n ? o.spec_ngram_n : 3;
-    if (!err && o.spec_pool_entries) err = spec_ngram_pool_create(o.spec_pool_entries, ngram_n, &e->pool);
-    if (!err && o.spec_k) err = spec_draft_ngram_create(ngram_n, e->pool, &e->draft);
+    if (!err && o.spec_k) err = make_draft(e, model, &o);
     if (err) {
         sq_engine_free(e);
         return sq_error_wrap(err, "engine");
@@ -267,6 +328,11 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     e->batch_n = calloc(ms, sizeof *e->batch_n);
     e->batch_new = calloc(ms, sizeof *e->batch_new);
     e->spec_k = o.spec_k;
+    e->spec.k = o.spec_k;
+    e->jobs = calloc(ms, sizeof *e->jobs);
+    e->job_req = calloc(ms, sizeof *e->job_req);
+    e->trees = calloc(ms, sizeof *e->trees);
+    if (e->draft_vocab) e->q = malloc(ms * (size_t)o.spec_k * (size_t)e->vocab * sizeof *e->q);
     /* a step's logits rows: one per request, and one per draft token */
     size_t rows = ms * (1 + (size_t)o.spec_k); /* no more than a step's tokens (at least max_seqs) */
     if (rows > (size_t)o.max_batch_tokens) rows = (size_t)o.max_batch_tokens;
@@ -277,7 +343,8 @@ SQ_NODISCARD sq_error *sq_engine_create(const sq_model *model, const sq_engine_o
     e->logprob = malloc((size_t)e->vocab * sizeof *e->logprob);
     e->counts = calloc((size_t)e->vocab, sizeof *e->counts);
     if (!e->running || !e->batch || !e->batch_req || !e->batch_ids || !e->batch_n || !e->batch_new ||
-        !e->logits || !e->logprob || !e->counts || !e->batch_row || !e->p || !e->r) {
+        !e->logits || !e->logprob || !e->counts || !e->batch_row || !e->p || !e->r || !e->jobs ||
+        !e->job_req || !e->trees || (e->draft_vocab && !e->q)) {
         sq_engine_free(e);
         return sq_errorf(SQ_ERR_NOMEM, "engine: out of memory");
     }
@@ -320,6 +387,8 @@ static SQ_NODISCARD sq_error *request_create(sq_engine *e, const sq_engine_reque
             err = sq_errorf(SQ_ERR_NOMEM, "engine: out of memory");
     }
     if (!err) err = sq_sampler_create(&q->sampling, e->vocab, &r->sampler);
+    if (!err && e->draft_vocab)
+        err = spec_draft_sampler_create(&q->sampling, e->draft_vocab, &r->draft_sampler);
     if (!err) {
         memcpy(r->tokens, q->prompt, (size_t)q->n_prompt * sizeof *r->tokens);
         err = sq_detokenizer_reset(r->detok, r->tokens, r->n_prompt);
@@ -455,6 +524,7 @@ static SQ_NODISCARD sq_error *preempt(sq_engine *e, request *r) {
     e->waiting[0] = r;
     e->n_waiting++;
     sq_error_free(sq_seq_truncate(e->ctx, r->slot, 0));
+    release_draft(e, r->slot);
     e->running[r->slot] = NULL;
     r->slot = -1;
     r->n_computed = 0;
@@ -477,39 +547,80 @@ static int by_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Proposes the decoding request's drafts (at most `room` of them) after its tokens: r->n_draft. */
-static SQ_NODISCARD sq_error *draft(sq_engine *e, request *r, int room) {
-    int k = e->spec_k < room ? e->spec_k : room;
-    if (k > e->n_ctx - r->n_tokens) k = e->n_ctx - r->n_tokens;
-    /* the token after the last draft comes free; drafting past max_tokens would be wasted */
-    if (r->max_tokens >= 0 && k > r->max_tokens - r->n_generated - 1) k = r->max_tokens - r->n_generated - 1;
-    if (k < 1) return NULL;
-    /* the generated text so far goes to the pool for the other requests (and later ones) */
-    if (e->pool) r->n_pooled = spec_ngram_pool_add(e->pool, r->tokens, r->n_tokens, r->n_pooled, 0);
-    spec_request q = {.tokens = r->tokens, .n = r->n_tokens, .k = k, .width = 1, .max_nodes = k};
-    spec_tree tree;
-    SQ_TRY(e->draft->propose(e->draft, &q, &tree));
-    for (int i = 0; i < tree.n; i++) r->tokens[r->n_tokens + i] = tree.token[i];
-    r->n_draft = tree.n;
-    return NULL;
+/* The running requests in arrival order (ids grow with arrival); returns how many. */
+static int running_by_arrival(sq_engine *e, request **order) {
+    int n = 0;
+    for (int s = 0; s < e->max_seqs; s++)
+        if (e->running[s]) order[n++] = e->running[s];
+    qsort(order, (size_t)n, sizeof *order, by_id);
+    return n;
+}
+
+/* Proposes the drafts of every decoding request together (r->n_draft of them, after its tokens), each at most
+ * the room the step's budget leaves it after the requests before it (plan takes them in this order). A
+ * proposal that finds no KV blocks (a self-draft in a full pool) leaves this step without drafts; any other
+ * failure finishes the requests it drafted for. */
+static void draft_all(sq_engine *e) {
+    request *order[e->max_seqs];
+    const int n_run = running_by_arrival(e, order);
+    int budget = e->max_batch_tokens, n = 0;
+    for (int i = 0; i < n_run; i++) order[i]->n_draft = 0;
+    for (int i = 0; i < n_run && budget > 0; i++) {
+        request *r = order[i];
+        int take = r->n_tokens - r->n_computed;
+        if (take > budget) take = budget;
+        budget -= take;
+        if (take != 1) continue; /* prefilling */
+        int k = e->spec_k < budget ? e->spec_k : budget;
+        if (k > e->n_ctx - r->n_tokens) k = e->n_ctx - r->n_tokens;
+        /* the token after the last draft comes free; drafting past max_tokens would be wasted */
+        if (r->max_tokens >= 0 && k > r->max_tokens - r->n_generated - 1)
+            k = r->max_tokens - r->n_generated - 1;
+        if (k < 1) continue;
+        /* the generated text so far goes to the pool for the other requests (and later ones) */
+        if (e->pool) r->n_pooled = spec_ngram_pool_add(e->pool, r->tokens, r->n_tokens, r->n_pooled, 0);
+        spec_tree *t = &e->trees[n];
+        t->q = e->q ? e->q + (size_t)n * e->spec_k * e->vocab : NULL;
+        e->jobs[n] =
+            (spec_job){.req = {.tokens = r->tokens, .n = r->n_tokens, .k = k, .width = 1, .max_nodes = k},
+                       .seq = r->slot,
+                       .sampler = r->draft_sampler,
+                       .out = t};
+        e->job_req[n++] = r;
+        budget -= k;
+    }
+    if (!n) return;
+    double t0 = sq_monotonic_seconds();
+    sq_error *err = e->draft->propose(e->draft, e->jobs, n);
+    e->spec.draft_seconds += sq_monotonic_seconds() - t0;
+    for (int j = 0; j < n; j++) {
+        request *r = e->job_req[j];
+        if (err) {
+            if (sq_error_code_of(err) != SQ_ERR_NOMEM) finish(e, r, SQ_FINISH_ERROR, sq_error_message(err));
+            continue;
+        }
+        const spec_tree *t = &e->trees[j];
+        for (int i = 0; i < t->n; i++) r->tokens[r->n_tokens + i] = t->token[i];
+        r->n_draft = t->n;
+        r->draft_q = t->sampled ? t->q : NULL;
+    }
+    sq_error_free(err);
 }
 
 /* Plans one step into batch_req/batch_n; returns the number of entries. */
 static SQ_NODISCARD sq_error *plan(sq_engine *e, int *n_out) {
     int n = 0, budget = e->max_batch_tokens;
+    if (e->draft) draft_all(e);
     request *order[e->max_seqs];
-    int n_run = 0;
-    for (int s = 0; s < e->max_seqs; s++)
-        if (e->running[s]) order[n_run++] = e->running[s];
-    qsort(order, (size_t)n_run, sizeof *order, by_id);
+    const int n_run = running_by_arrival(e, order);
     /* running requests first come, first served; a request that cannot get blocks preempts the latest */
     for (int i = 0; i < n_run && budget > 0; i++) {
         request *r = order[i];
         if (r->slot < 0) continue; /* preempted meanwhile */
         int take = r->n_tokens - r->n_computed;
         if (take > budget) take = budget;
-        r->n_draft = 0;
-        if (take == 1 && e->draft) SQ_TRY(draft(e, r, budget - 1));
+        if (r->n_draft > budget - take)
+            r->n_draft = 0; /* a guard: draft_all gave it no more room than this */
         take += r->n_draft;
         e->batch_req[n] = r;
         e->batch_n[n] = r->n_computed + take;
@@ -662,7 +773,8 @@ static void verify(sq_engine *e, request *r, float *rows) {
     const int n_draft = r->n_draft;
     r->n_draft = 0;
     r->n_computed -= n_draft; /* the last token's position is in the cache; the drafts' are only if kept */
-    e->spec_drafted += n_draft;
+    e->spec.steps++;
+    e->spec.drafted += n_draft;
     int j = 0;
     for (; j < n_draft; j++) {
         float *row = rows + (size_t)j * e->vocab;
@@ -670,16 +782,24 @@ static void verify(sq_engine *e, request *r, float *rows) {
         const int32_t x = r->tokens[r->n_tokens]; /* the draft at this position */
         int32_t t;
         sq_sampler_dist(r->sampler, row, r->tokens, r->n_tokens, e->p);
-        int kept = sq_sampler_choose(r->sampler, e->p, e->r, &x, 1, &t) == 0;
+        int kept = r->draft_q ? sq_sampler_accept_drawn(r->sampler, e->p, r->draft_q + (size_t)j * e->vocab,
+                                                        x, e->r, &t)
+                              : sq_sampler_choose(r->sampler, e->p, e->r, &x, 1, &t) == 0;
+        e->spec.reached[j]++;
+        e->spec.generated++;
         if (kept) {
             t = x;
             r->n_computed++;
-            e->spec_accepted++;
+            e->spec.accepted++;
+            e->spec.accepted_at[j]++;
         }
         if (!append_token(e, r, t, k)) return; /* finished: freed with its sequence */
         if (!kept) break;
     }
-    if (j == n_draft && !next_token(e, r, rows + (size_t)j * e->vocab)) return; /* every draft kept */
+    if (j == n_draft) { /* every draft kept: one more token from the last position */
+        e->spec.generated++;
+        if (!next_token(e, r, rows + (size_t)j * e->vocab)) return;
+    }
     sq_error *err = sq_seq_truncate(e->ctx, r->slot, r->n_computed);
     if (err) finish(e, r, SQ_FINISH_ERROR, sq_error_message(err));
     sq_error_free(err);
@@ -698,8 +818,12 @@ static void publish_stats(sq_engine *e) {
     e->stats.prompt_tokens = e->prompt_tokens;
     e->stats.cached_tokens = e->cached_tokens;
     e->stats.generated_tokens = e->generated_tokens;
-    e->stats.spec_draft_tokens = e->spec_drafted;
-    e->stats.spec_accepted_tokens = e->spec_accepted;
+    e->stats.spec = e->spec;
+    if (e->draft_ctx) {
+        e->stats.spec_draft_kv_blocks_total = sq_context_kv_blocks_total(e->draft_ctx);
+        e->stats.spec_draft_kv_blocks_used =
+            e->stats.spec_draft_kv_blocks_total - sq_context_kv_blocks_free(e->draft_ctx);
+    }
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -712,6 +836,7 @@ SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
         publish_stats(e);
         return err;
     }
+    int drafts = 0;
     for (int i = 0, row = 0; i < n; i++) {
         request *r = e->batch_req[i];
         int end = e->batch_n[i];
@@ -724,8 +849,11 @@ SQ_NODISCARD sq_error *sq_engine_step(sq_engine *e, int *busy) {
                                                                          : SQ_LOGITS_NONE,
                                      .logits = e->logits + (size_t)row * e->vocab};
         row += 1 + r->n_draft;
+        drafts += r->n_draft;
     }
+    double t0 = sq_monotonic_seconds();
     sq_error *fwd = sq_forward(e->ctx, e->batch, n);
+    if (drafts) e->spec.target_seconds += sq_monotonic_seconds() - t0;
     for (int i = 0; i < n; i++) {
         request *r = e->batch_req[i];
         if (fwd) {

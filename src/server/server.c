@@ -555,7 +555,7 @@ static void metrics(sq_server *srv, sq_http_response *res) {
     pthread_mutex_lock(&srv->lock);
     char *b = NULL;
     size_t len = 0, cap = 0;
-    char text[3072];
+    char text[4096];
     snprintf(
         text, sizeof text,
         "# HELP squeeze_requests_total Generation requests accepted, by endpoint.\n"
@@ -578,10 +578,19 @@ static void metrics(sq_server *srv, sq_http_response *res) {
         "# TYPE squeeze_generation_tokens_total counter\nsqueeze_generation_tokens_total %lld\n"
         "# HELP squeeze_preemptions_total Requests preempted (KV blocks ran out; recomputed later).\n"
         "# TYPE squeeze_preemptions_total counter\nsqueeze_preemptions_total %lld\n"
-        "# HELP squeeze_spec_draft_tokens_total Speculative draft tokens verified (serve --spec ngram).\n"
+        "# HELP squeeze_spec_draft_tokens_total Speculative draft tokens verified (serve --spec).\n"
         "# TYPE squeeze_spec_draft_tokens_total counter\nsqueeze_spec_draft_tokens_total %lld\n"
         "# HELP squeeze_spec_accepted_tokens_total Speculative draft tokens kept.\n"
         "# TYPE squeeze_spec_accepted_tokens_total counter\nsqueeze_spec_accepted_tokens_total %lld\n"
+        "# HELP squeeze_spec_verify_steps_total Request steps that verified drafts.\n"
+        "# TYPE squeeze_spec_verify_steps_total counter\nsqueeze_spec_verify_steps_total %lld\n"
+        "# HELP squeeze_spec_draft_seconds_total Time spent proposing drafts.\n"
+        "# TYPE squeeze_spec_draft_seconds_total counter\nsqueeze_spec_draft_seconds_total %.6f\n"
+        "# HELP squeeze_spec_draft_kv_blocks_used A draft model's KV cache blocks held (serve --spec "
+        "draft).\n"
+        "# TYPE squeeze_spec_draft_kv_blocks_used gauge\nsqueeze_spec_draft_kv_blocks_used %d\n"
+        "# HELP squeeze_spec_draft_kv_blocks_total A draft model's KV cache blocks in its pool.\n"
+        "# TYPE squeeze_spec_draft_kv_blocks_total gauge\nsqueeze_spec_draft_kv_blocks_total %d\n"
         "# HELP squeeze_requests_waiting Requests queued for a sequence.\n"
         "# TYPE squeeze_requests_waiting gauge\nsqueeze_requests_waiting %d\n"
         "# HELP squeeze_requests_running Requests holding a sequence.\n"
@@ -594,9 +603,26 @@ static void metrics(sq_server *srv, sq_http_response *res) {
         (long long)srv->errors, (long long)srv->finished[SQ_FINISH_STOP - 1],
         (long long)srv->finished[SQ_FINISH_LENGTH - 1], (long long)srv->finished[SQ_FINISH_CANCELLED - 1],
         (long long)st.prompt_tokens, (long long)st.cached_tokens, (long long)st.generated_tokens,
-        (long long)st.preemptions, (long long)st.spec_draft_tokens, (long long)st.spec_accepted_tokens,
-        st.waiting, st.running, st.kv_blocks_used, st.kv_blocks_total);
+        (long long)st.preemptions, (long long)st.spec.drafted, (long long)st.spec.accepted,
+        (long long)st.spec.steps, st.spec.draft_seconds, st.spec_draft_kv_blocks_used,
+        st.spec_draft_kv_blocks_total, st.waiting, st.running, st.kv_blocks_used, st.kv_blocks_total);
     append(&b, &len, &cap, text, strlen(text));
+    /* acceptance by draft position: request steps that reached position d with a draft there, and kept it */
+    for (int family = 0; st.spec.steps && family < 2; family++) {
+        const char *name =
+            family ? "squeeze_spec_position_accepted_total" : "squeeze_spec_position_drafts_total";
+        char line[200];
+        int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n", name,
+                         family ? "Request steps that kept the draft at this position."
+                                : "Request steps with a draft at this position.",
+                         name);
+        append(&b, &len, &cap, line, (size_t)n);
+        for (int d = 0; d < st.spec.k && d < SQ_SPEC_MAX_K; d++) {
+            n = snprintf(line, sizeof line, "%s{position=\"%d\"} %lld\n", name, d,
+                         (long long)(family ? st.spec.accepted_at[d] : st.spec.reached[d]));
+            append(&b, &len, &cap, line, (size_t)n);
+        }
+    }
     put_histogram(&b, &len, &cap, "squeeze_time_to_first_token_seconds", "Time from request to first token.",
                   &srv->ttft, ttft_buckets, N_TTFT);
     put_histogram(&b, &len, &cap, "squeeze_time_per_output_token_seconds",
@@ -659,7 +685,7 @@ static void *engine_loop(void *p) {
     return NULL;
 }
 
-void sq_server_stop(sq_server *srv, double grace_seconds) {
+void sq_server_stop(sq_server *srv, double grace_seconds, sq_engine_stats *final_stats) {
     if (!srv) return;
     pthread_mutex_lock(&srv->lock);
     srv->draining = 1;
@@ -682,6 +708,10 @@ void sq_server_stop(sq_server *srv, double grace_seconds) {
     /* what is left is cancelled: its waiting connections finish, then the daemon stops */
     pthread_rwlock_wrlock(&srv->engine_lock);
     sq_engine *engine = srv->engine;
+    if (final_stats) { /* the engine no longer steps: its statistics are final */
+        *final_stats = (sq_engine_stats){0};
+        if (engine) sq_engine_get_stats(engine, final_stats);
+    }
     srv->engine = NULL;
     pthread_rwlock_unlock(&srv->engine_lock);
     sq_engine_free(engine);
@@ -718,7 +748,7 @@ SQ_NODISCARD sq_error *sq_server_start(const sq_model *model, const sq_server_op
                           .max_connections = o.max_connections ? o.max_connections : 1000};
     if (!err) err = sq_http_start(&ho, handle, srv, &srv->http);
     if (err) {
-        sq_server_stop(srv, 0);
+        sq_server_stop(srv, 0, NULL);
         return sq_error_wrap(err, "serve");
     }
     *out = srv;

@@ -11,9 +11,11 @@
 
 #define MAX_OUT 4096
 
+struct plain_results;
 typedef struct fixture {
     sq_model *model;
     const sq_tokenizer *tok;
+    struct plain_results *plain; /* the plain engine's results the speculative tests compare with */
 } fixture;
 
 static int setup(void **state) {
@@ -33,6 +35,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     if (f) sq_model_free(f->model);
+    if (f) free(f->plain);
     free(f);
     return 0;
 }
@@ -67,7 +70,9 @@ static int on_event(void *user, const sq_engine_event *ev) {
     return r->cancel_after && r->n_tokens >= r->cancel_after;
 }
 
-static int spec_k; /* the engines made below verify this many n-gram drafts per step */
+/* the engines made below verify this many drafts per step, from this source */
+static int spec_k;
+static sq_engine_options spec_source = {.spec_draft = SQ_DRAFT_NGRAM};
 
 static sq_engine *make_engine_ctx(fixture *f, int n_ctx, int max_seqs, size_t kv_mem, int no_prefix_cache) {
     sq_engine *e;
@@ -77,7 +82,11 @@ static sq_engine *make_engine_ctx(fixture *f, int n_ctx, int max_seqs, size_t kv
                            .max_batch_tokens = 64,
                            .n_threads = 1,
                            .no_prefix_cache = no_prefix_cache,
-                           .spec_k = spec_k};
+                           .spec_k = spec_k,
+                           .spec_draft = spec_source.spec_draft,
+                           .spec_draft_model = spec_source.spec_draft_model,
+                           .spec_skip_layers = spec_source.spec_skip_layers,
+                           .spec_n_skip_layers = spec_source.spec_n_skip_layers};
     sq_test_ok(sq_engine_create(f->model, &o, &e));
     return e;
 }
@@ -298,139 +307,274 @@ static void test_cancel_and_random_mixes(void **state) {
     free(r);
 }
 
-/* Prompt-lookup speculation in the engine: greedy requests give exactly the tokens of plain decoding (alone,
- * 16 at once, and under preemption), with drafts really kept; stop strings and max_tokens end the text where
- * they did; sampled requests draw the same distribution (a two-sample chi-square test on the second and third
- * tokens, which are verified drafts whenever lookup finds one). */
-static void test_speculative_ngram(void **state) {
-    fixture *f = *state;
-    const char *repeat = "Lily and Ben played with the ball. Lily and Ben played with the dog. Lily and Ben";
-    text_buf want; /* the stop string: 6 bytes from the middle of the greedy continuation */
-    generate_text(f, repeat, 40, &want);
-    assert_true(want.len > 30);
-    char stop_at[8] = {0};
-    memcpy(stop_at, want.text + 20, 6);
-    const char *const stop[] = {stop_at};
-    enum { N = 10 };
-    result plain[N], spec[N];
-    sq_engine_stats st[2];
-    for (int pass = 0; pass < 2; pass++) {
-        result *r = pass ? spec : plain;
-        memset(r, 0, N * sizeof *r);
-        spec_k = pass ? 4 : 0;
-        sq_engine *e = make_engine(f, 16, 0, 0);
-        for (int i = 0; i < 8; i++) submit_text(f, e, prompts[i], 48, greedy(), NULL, 0, &r[i], NULL);
-        submit_text(f, e, repeat, 40, greedy(), NULL, 0, &r[8], NULL);
-        submit_text(f, e, repeat, 40, greedy(), stop, 1, &r[9], NULL);
-        run_until_idle(e);
-        sq_engine_get_stats(e, &st[pass]);
-        assert_int_equal(st[pass].running + st[pass].waiting, 0);
-        sq_engine_free(e);
-    }
-    spec_k = 0;
-    assert_int_equal(st[0].spec_draft_tokens, 0);
-    assert_true(st[1].spec_accepted_tokens > 20); /* drafts were kept, not only tried */
-    assert_true(st[1].spec_accepted_tokens <= st[1].spec_draft_tokens);
-    assert_int_equal(st[1].generated_tokens, st[0].generated_tokens);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(spec[i].finish, plain[i].finish);
-        assert_int_equal(spec[i].n_tokens, plain[i].n_tokens);
-        assert_memory_equal(spec[i].tokens, plain[i].tokens, (size_t)plain[i].n_tokens * sizeof(int32_t));
-        assert_string_equal(spec[i].text, plain[i].text);
-        for (int j = 0; j < plain[i].n_tokens; j++)
-            assert_float_equal(spec[i].logprobs[j], plain[i].logprobs[j], 1e-3);
-    }
-    assert_int_equal(spec[9].finish, SQ_FINISH_STOP);
-    assert_int_equal(spec[9].len, (size_t)(strstr(want.text, stop_at) - want.text));
+/* One context block's bytes, from a context of n_ctx positions. */
+static size_t block_bytes_of(fixture *f, int n_ctx) {
+    sq_context *ctx;
+    sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = n_ctx, .n_threads = 1}, &ctx));
+    size_t b = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
+    sq_context_free(ctx);
+    return b;
+}
 
-    /* preemption with drafts: a pool of 5 blocks of 16 for four requests growing past 4 blocks each */
-    size_t block_bytes;
-    {
-        sq_context *ctx;
-        sq_test_ok(sq_context_create(f->model, &(sq_context_options){.n_ctx = 64, .n_threads = 1}, &ctx));
-        block_bytes = sq_context_kv_bytes(ctx) / (size_t)sq_context_kv_blocks_total(ctx);
-        sq_context_free(ctx);
-    }
-    spec_k = 4;
-    sq_engine *e = make_engine_ctx(f, 64, 4, 5 * block_bytes, 1);
-    result small[4] = {0};
-    for (int i = 0; i < 4; i++)
-        submit_text(f, e, i ? prompts[i] : repeat, 44, greedy(), NULL, 0, &small[i], NULL);
-    run_until_idle(e);
-    sq_engine_stats ps;
-    sq_engine_get_stats(e, &ps);
-    sq_engine_free(e);
-    spec_k = 0;
-    e = make_engine_ctx(f, 64, 4, 0, 1);
-    result alone[4] = {0};
-    for (int i = 0; i < 4; i++)
-        submit_text(f, e, i ? prompts[i] : repeat, 44, greedy(), NULL, 0, &alone[i], NULL);
-    run_until_idle(e);
-    sq_engine_free(e);
-    assert_true(ps.preemptions > 0);
-    assert_int_equal(ps.kv_blocks_used, 0);
-    for (int i = 0; i < 4; i++) assert_string_equal(small[i].text, alone[i].text);
+static const char *const repeat_prompt =
+    "Lily and Ben played with the ball. Lily and Ben played with the dog. Lily and Ben";
 
-    /* sampling at temperature 1: the (2nd, 3rd) token pairs of many seeded requests, plain against
-     * speculative */
-    enum { S = 400, BINS = 8 };
+/* Ten greedy requests at once: the eight prompts, the repeating one, and the repeating one with a stop
+ * string; the engine's statistics after them into st. */
+static void greedy_mix(fixture *f, const char *const *stop, result *r, sq_engine_stats *st) {
+    memset(r, 0, 10 * sizeof *r);
+    sq_engine *e = make_engine(f, 16, 0, 0);
+    for (int i = 0; i < 8; i++) submit_text(f, e, prompts[i], 48, greedy(), NULL, 0, &r[i], NULL);
+    submit_text(f, e, repeat_prompt, 40, greedy(), NULL, 0, &r[8], NULL);
+    submit_text(f, e, repeat_prompt, 40, greedy(), stop, 1, &r[9], NULL);
+    run_until_idle(e);
+    sq_engine_get_stats(e, st);
+    assert_int_equal(st->running + st->waiting, 0);
+    sq_engine_free(e);
+}
+
+/* A context of 64 positions and a pool of 5 blocks of 16 for four requests growing past 4 blocks each (no
+ * prefix cache): requests are preempted and recomputed. */
+static void preempted_mix(fixture *f, size_t kv_mem, result *r, sq_engine_stats *st) {
+    memset(r, 0, 4 * sizeof *r);
+    sq_engine *e = make_engine_ctx(f, 64, 4, kv_mem, 1);
+    for (int i = 0; i < 4; i++)
+        submit_text(f, e, i ? prompts[i] : repeat_prompt, 44, greedy(), NULL, 0, &r[i], NULL);
+    run_until_idle(e);
+    sq_engine_get_stats(e, st);
+    sq_engine_free(e);
+}
+
+/* Sampling at temperature 1.5 (the whole distribution, flattened: drafts are often rejected): the (2nd, 3rd)
+ * token pairs of S seeded requests into bins; the first call (bins empty) names the bins. */
+enum { S_SAMPLES = 400, BINS = 8 };
+typedef struct pair_bins {
+    int32_t tok[BINS][2];
+    int n;
+} pair_bins;
+
+static void sampled_pairs(fixture *f, pair_bins *bins, uint64_t seed0, int *counts, sq_engine_stats *st) {
     /* " with" is a likely first token, and what followed it in the prompt is drafted after it */
     const char *lookup =
         "Lily and Ben played with the ball. Lily and Ben played with the dog. Lily and Ben played";
-    int32_t pair_tok[BINS][2];
-    int counts[2][BINS + 1];
-    int n_bins = 0;
-    memset(counts, 0, sizeof counts);
-    result *r = calloc(S, sizeof *r);
-    for (int pass = 0; pass < 2; pass++) {
-        spec_k = pass ? 4 : 0;
-        e = make_engine(f, 16, 0, 0); /* the prefix cache holds the shared prompt */
-        memset(r, 0, S * sizeof *r);
-        for (int i = 0; i < S; i++) {
-            sq_sampler_params sp = sq_sampler_default_params();
-            sp.temperature = 1.5f; /* the whole distribution, flattened: drafts are often rejected */
-            sp.top_k = 0;
-            sp.top_p = 1;
-            sp.min_p = 0;
-            sp.seed = (uint64_t)(1000 * pass + i + 1);
-            submit_text(f, e, lookup, 3, sp, NULL, 0, &r[i], NULL);
+    result *r = calloc(S_SAMPLES, sizeof *r);
+    sq_engine *e = make_engine(f, 16, 0, 0); /* the prefix cache holds the shared prompt */
+    for (int i = 0; i < S_SAMPLES; i++) {
+        sq_sampler_params sp = sq_sampler_default_params();
+        sp.temperature = 1.5f;
+        sp.top_k = 0;
+        sp.top_p = 1;
+        sp.min_p = 0;
+        sp.seed = seed0 + (uint64_t)i;
+        submit_text(f, e, lookup, 3, sp, NULL, 0, &r[i], NULL);
+    }
+    run_until_idle(e);
+    sq_engine_get_stats(e, st);
+    sq_engine_free(e);
+    memset(counts, 0, (BINS + 1) * sizeof *counts);
+    for (int i = 0; i < S_SAMPLES; i++) {
+        if (r[i].n_tokens < 3) {
+            counts[BINS]++;
+            continue;
         }
-        run_until_idle(e);
-        sq_engine_get_stats(e, &st[pass]);
-        sq_engine_free(e);
-        for (int i = 0; i < S; i++) {
-            if (r[i].n_tokens < 3) {
-                counts[pass][BINS]++;
-                continue;
-            }
-            int b = 0; /* bins: the plain pass's first BINS - 1 distinct pairs, then the rest */
-            while (b < n_bins && !(pair_tok[b][0] == r[i].tokens[1] && pair_tok[b][1] == r[i].tokens[2])) b++;
-            if (b == n_bins && pass == 0 && n_bins < BINS - 1) {
-                pair_tok[b][0] = r[i].tokens[1];
-                pair_tok[b][1] = r[i].tokens[2];
-                n_bins++;
-            }
-            counts[pass][b < n_bins ? b : BINS - 1]++;
+        int b = 0; /* bins: the first BINS - 1 distinct pairs of the naming call, then the rest */
+        while (b < bins->n && !(bins->tok[b][0] == r[i].tokens[1] && bins->tok[b][1] == r[i].tokens[2])) b++;
+        if (b == bins->n && seed0 == 1 && bins->n < BINS - 1) {
+            bins->tok[b][0] = r[i].tokens[1];
+            bins->tok[b][1] = r[i].tokens[2];
+            bins->n++;
         }
+        counts[b < bins->n ? b : BINS - 1]++;
     }
     free(r);
-    spec_k = 0;
-    /* drafts were kept and rejected (about 90% and 10% here): both of the rule's paths ran */
-    assert_true(st[1].spec_accepted_tokens > S / 4);
-    assert_true(st[1].spec_draft_tokens - st[1].spec_accepted_tokens > 10);
-    /* two-sample chi-square over the bins with any count; 99.9% quantiles for up to 8 degrees of freedom */
+}
+
+/* Two-sample chi-square over the bins with any count, against the 99.9% quantile. */
+static void same_distribution(const int *a, const int *c, const char *what) {
     static const double crit[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12};
     double chi2 = 0;
     int dof = -1;
     for (int b = 0; b <= BINS; b++) {
-        double a = counts[0][b], c = counts[1][b];
-        if (a + c == 0) continue;
-        chi2 += (a - c) * (a - c) / (a + c);
+        if (a[b] + c[b] == 0) continue;
+        chi2 += (double)(a[b] - c[b]) * (a[b] - c[b]) / (a[b] + c[b]);
         dof++;
     }
     assert_true(dof >= 1 && dof <= 8);
     if (chi2 > crit[dof])
-        fail_msg("chi-square %.2f above %.2f (%d degrees of freedom)", chi2, crit[dof], dof);
+        fail_msg("%s: chi-square %.2f above %.2f (%d degrees of freedom)", what, chi2, crit[dof], dof);
+}
+
+/* The plain engine's results that every draft source must reproduce. */
+typedef struct plain_results {
+    char stop_at[8];
+    size_t stop_len; /* the text's length before the stop string */
+    result mix[10], preempted[4];
+    sq_engine_stats st;
+    size_t block_bytes;
+    pair_bins bins;
+    int counts[BINS + 1];
+} plain_results;
+
+static plain_results *plain_reference(fixture *f) {
+    if (f->plain) return f->plain;
+    plain_results *p = f->plain = calloc(1, sizeof *p);
+    text_buf want; /* the stop string: 6 bytes from the middle of the greedy continuation */
+    generate_text(f, repeat_prompt, 40, &want);
+    assert_true(want.len > 30);
+    memcpy(p->stop_at, want.text + 20, 6);
+    p->stop_len = (size_t)(strstr(want.text, p->stop_at) - want.text);
+    const char *const stop[] = {p->stop_at};
+    spec_k = 0;
+    greedy_mix(f, stop, p->mix, &p->st);
+    assert_int_equal(p->st.spec.drafted, 0);
+    p->block_bytes = block_bytes_of(f, 64);
+    sq_engine_stats st;
+    preempted_mix(f, 0, p->preempted, &st);
+    assert_int_equal(st.preemptions, 0);
+    sampled_pairs(f, &p->bins, 1, p->counts, &st);
+    return p;
+}
+
+/* Speculation from the source in spec_source, k 4, against the plain engine: greedy requests give exactly its
+ * tokens, texts and log-probabilities (1e-3), 10 at once and under preemption, with drafts really kept (at
+ * least min_kept); stop strings and max_tokens end the text where they did; sampled requests draw the same
+ * distribution (two-sample chi-square on the second and third tokens, the second a verified draft whenever
+ * one is proposed), with drafts both kept and rejected; no KV block is left held, a draft model's included.
+ */
+static void check_source(fixture *f, const plain_results *p, int min_kept, const char *what) {
+    const char *const stop[] = {p->stop_at};
+    spec_k = 4;
+    result spec[10];
+    sq_engine_stats st;
+    greedy_mix(f, stop, spec, &st);
+    const sq_spec_stats greedy_spec = st.spec;
+    assert_true(st.spec.accepted >= min_kept); /* drafts were kept, not only tried */
+    assert_true(st.spec.accepted <= st.spec.drafted);
+    assert_int_equal(st.generated_tokens, p->st.generated_tokens);
+    assert_int_equal(st.spec_draft_kv_blocks_used, 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(spec[i].finish, p->mix[i].finish);
+        assert_int_equal(spec[i].n_tokens, p->mix[i].n_tokens);
+        assert_memory_equal(spec[i].tokens, p->mix[i].tokens, (size_t)p->mix[i].n_tokens * sizeof(int32_t));
+        assert_string_equal(spec[i].text, p->mix[i].text);
+        for (int j = 0; j < p->mix[i].n_tokens; j++)
+            assert_float_equal(spec[i].logprobs[j], p->mix[i].logprobs[j], 1e-3);
+    }
+    assert_int_equal(spec[9].finish, SQ_FINISH_STOP);
+    assert_int_equal(spec[9].len, p->stop_len);
+
+    result small[4];
+    preempted_mix(f, 5 * p->block_bytes, small, &st);
+    assert_true(st.preemptions > 0);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.spec_draft_kv_blocks_used, 0);
+    for (int i = 0; i < 4; i++) assert_string_equal(small[i].text, p->preempted[i].text);
+
+    pair_bins bins = p->bins;
+    int counts[BINS + 1];
+    sampled_pairs(f, &bins, 1001, counts, &st);
+    /* drafts were kept and rejected: both of the rule's paths ran */
+    assert_true(st.spec.accepted > S_SAMPLES / 8);
+    assert_true(st.spec.drafted - st.spec.accepted > 10);
+    assert_int_equal(st.spec_draft_kv_blocks_used, 0);
+    same_distribution(p->counts, counts, what);
+    printf("%s: greedy %lld of %lld drafts kept; sampled %lld of %lld\n", what,
+           (long long)greedy_spec.accepted, (long long)greedy_spec.drafted, (long long)st.spec.accepted,
+           (long long)st.spec.drafted);
+    spec_k = 0;
+}
+
+static void test_speculative_ngram(void **state) {
+    fixture *f = *state;
+    plain_results *p = plain_reference(f);
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_NGRAM};
+    check_source(f, p, 20, "n-gram drafts");
+}
+
+/* A draft model (stories15M's blocks 0, 1 and 5: it often disagrees, so drafts are rejected too) and
+ * self-speculation (blocks 2 and 3 skipped) pass the same checks; the draft model's vocabulary is checked at
+ * creation. */
+static void test_speculative_draft_models(void **state) {
+    fixture *f = *state;
+    plain_results *p = plain_reference(f);
+    sq_model *small;
+    sq_test_ok(sq_model_load(sq_test_shared("models/stories15M.bin"), NULL, &small));
+    const int keep[] = {0, 1, 5};
+    sq_test_ok(sq_model_set_layers(small, keep, 3));
+    static const int32_t skip[] = {2, 3};
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = small};
+    check_source(f, p, 40, "draft model (3 of 6 blocks)");
+    spec_source =
+        (sq_engine_options){.spec_draft = SQ_DRAFT_SELF, .spec_skip_layers = skip, .spec_n_skip_layers = 2};
+    check_source(f, p, 40, "self-draft (blocks 2, 3 skipped)");
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_NGRAM};
+
+    /* the target as its own draft (its own context) agrees with every greedy choice: every draft is kept,
+     * which needs each request's draft sequence to follow exactly the tokens kept, batched with the others */
+    spec_k = 4;
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = f->model};
+    {
+        result same[10];
+        sq_engine_stats st;
+        const char *const stop[] = {p->stop_at};
+        greedy_mix(f, stop, same, &st);
+        assert_true(st.spec.drafted > 200);
+        assert_int_equal(st.spec.accepted, st.spec.drafted);
+        for (int i = 0; i < 10; i++) assert_string_equal(same[i].text, p->mix[i].text);
+    }
+
+    /* a request cancelled mid-generation frees its draft sequence at once */
+    spec_k = 4;
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = small};
+    sq_engine *e = make_engine(f, 4, 0, 1);
+    result r[2];
+    memset(r, 0, sizeof r);
+    int64_t id;
+    submit_text(f, e, prompts[0], 200, greedy(), NULL, 0, &r[0], &id);
+    submit_text(f, e, prompts[1], 200, greedy(), NULL, 0, &r[1], NULL);
+    sq_engine_stats st;
+    do {
+        sq_test_ok(sq_engine_step(e, NULL));
+        sq_engine_get_stats(e, &st);
+    } while (r[0].n_tokens < 10);
+    assert_true(st.spec_draft_kv_blocks_used > 0 && st.spec.drafted > 0);
+    sq_engine_cancel(e, id);
+    r[1].cancel_after = r[1].n_tokens + 1;
+    sq_test_ok(sq_engine_step(e, NULL));
+    run_until_idle(e);
+    sq_engine_get_stats(e, &st);
+    assert_int_equal(r[0].finish, SQ_FINISH_CANCELLED);
+    assert_int_equal(r[1].finish, SQ_FINISH_CANCELLED);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.spec_draft_kv_blocks_used, 0);
+    assert_true(st.spec_draft_kv_blocks_total > 0);
+    sq_engine_free(e);
+    spec_k = 0;
+    spec_source = (sq_engine_options){.spec_draft = SQ_DRAFT_NGRAM};
+
+    sq_model *other;
+    sq_test_ok(sq_model_load(sq_test_shared("models/stories260K.bin"), NULL, &other));
+    sq_engine *bad;
+    sq_test_fails_with(
+        sq_engine_create(
+            f->model,
+            &(sq_engine_options){.spec_k = 4, .spec_draft = SQ_DRAFT_MODEL, .spec_draft_model = other}, &bad),
+        "the draft has 512 token ids, the target 32000");
+    sq_test_fails_with(
+        sq_engine_create(f->model, &(sq_engine_options){.spec_k = 4, .spec_draft = SQ_DRAFT_MODEL}, &bad),
+        "needs spec_draft_model");
+    static const int32_t outside[] = {6};
+    sq_test_fails_with(sq_engine_create(f->model,
+                                        &(sq_engine_options){.spec_k = 4,
+                                                             .spec_draft = SQ_DRAFT_SELF,
+                                                             .spec_skip_layers = outside,
+                                                             .spec_n_skip_layers = 1},
+                                        &bad),
+                       "block 6 is outside");
+    sq_test_fails_with(sq_engine_create(f->model, &(sq_engine_options){.spec_k = 4}, &bad),
+                       "needs a draft source");
+    sq_model_free(other);
+    sq_model_free(small);
 }
 
 /* The n-gram pool: a request whose own text has nothing to look up drafts from what an earlier request
@@ -448,6 +592,7 @@ static void test_speculative_ngram_pool(void **state) {
                                .max_batch_tokens = 64,
                                .n_threads = 1,
                                .spec_k = spec_k,
+                               .spec_draft = SQ_DRAFT_NGRAM,
                                .spec_pool_entries = pass == 2 ? 4096 : 0};
         sq_test_ok(sq_engine_create(f->model, &o, &e));
         for (int i = 0; i < 2; i++) { /* one after the other: the second sees the first's finished text */
@@ -465,7 +610,7 @@ static void test_speculative_ngram_pool(void **state) {
                                 (size_t)r[0][i].n_tokens * sizeof(int32_t));
         }
     /* the repeat's 39 verified tokens came mostly from the pool: far more drafts kept than lookup alone */
-    assert_true(st[2].spec_accepted_tokens >= st[1].spec_accepted_tokens + 25);
+    assert_true(st[2].spec.accepted >= st[1].spec.accepted + 25);
     sq_engine *bad;
     sq_test_fails_with(sq_engine_create(f->model, &(sq_engine_options){.spec_pool_entries = 16}, &bad),
                        "spec_pool_entries");
@@ -497,6 +642,7 @@ int main(void) {
         cmocka_unit_test(test_prefix_reuse_matches_cold_run),
         cmocka_unit_test(test_preemption_by_recompute),
         cmocka_unit_test(test_speculative_ngram),
+        cmocka_unit_test(test_speculative_draft_models),
         cmocka_unit_test(test_speculative_ngram_pool),
         cmocka_unit_test(test_stop_string_split_across_tokens),
         cmocka_unit_test(test_cancel_and_random_mixes),

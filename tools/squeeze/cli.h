@@ -194,7 +194,7 @@ void cli_print_help(const cli_verb *v, const cli_flag *flags, int n_flags, FILE 
     CLI_SWITCH_FLAG("--no-progress", var,                                                                    \
                     "no progress bar (one is drawn on stderr only when it is a terminal)")
 
-/* Speculative decoding flags (run; later serve and bench): one table of rows and the setup they lead to. */
+/* Speculative decoding flags (run, bench, serve): one table of rows and the setup they lead to. */
 typedef struct cli_spec_args {
     const char *method, *draft_path, *draft_k;
     long ngram_n, tree_width;
@@ -226,7 +226,8 @@ typedef struct cli_spec {
  * CLI_CONTINUE when they fit. */
 int cli_spec_check(const char *verb, const cli_spec_args *a);
 /* Fills out from checked flags: loads the draft model (with lo, vocabulary checked against target) and
- * makes its context with the target's options co. Nothing to release after a failure. */
+ * makes its context with the target's options co (NULL: no context; the serving engine makes its own).
+ * Nothing to release after a failure. */
 SQ_NODISCARD sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target,
                                      const sq_load_options *lo, const sq_context_options *co, cli_spec *out);
 void cli_spec_close(cli_spec *s);

@@ -41,7 +41,7 @@ sq_error *cli_spec_open(const cli_spec_args *a, const sq_model *target, const sq
         p->draft = SQ_DRAFT_MODEL;
         sq_error *err = cli_load_model(a->draft_path, lo, &out->draft_model);
         if (!err) err = sq_spec_check_vocab(target, out->draft_model);
-        if (!err) err = sq_context_create(out->draft_model, co, &out->draft_ctx);
+        if (!err && co) err = sq_context_create(out->draft_model, co, &out->draft_ctx);
         if (err) {
             cli_spec_close(out);
             return err;

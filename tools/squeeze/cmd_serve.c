@@ -11,10 +11,11 @@
 #define GRACE_SECONDS 10.0
 
 typedef struct serve_args {
-    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *spec, *device;
+    const char *model_path, *tokenizer_path, *host, *api_key, *alias, *kv_type, *device;
     long port, max_seqs, kv_mem_mib, block_size, max_batch_tokens, threads, n_ctx, max_body_mib, timeout_s;
-    long max_connections, draft_k, ngram_n, ngram_pool;
+    long max_connections, ngram_pool;
     int no_prefix_cache;
+    cli_spec_args spec;
 } serve_args;
 
 static const cli_verb verb = {
@@ -24,7 +25,9 @@ static const cli_verb verb = {
         "Serves the model over HTTP as OpenAI's API does: POST /v1/completions and /v1/chat/completions\n"
         "(streaming too), GET /v1/models, /health and /metrics (Prometheus). Many requests are decoded\n"
         "together (continuous batching) over a paged KV cache with prefix caching. Prints the address it\n"
-        "listens on; SIGINT or SIGTERM stop it gracefully. docs/serving.md.\n",
+        "listens on; SIGINT or SIGTERM stop it gracefully, printing the speculative decoding statistics\n"
+        "with --spec. --spec draft|self|ngram verifies every decoding request's drafts in the same step\n"
+        "(token trees and --draft-k auto are not served). docs/serving.md.\n",
 };
 
 static int parse_args(int argc, char **argv, serve_args *a) {
@@ -47,11 +50,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         CLI_FLAG_DEVICE(&a->device),
         CLI_FLAG_TOKENIZER(&a->tokenizer_path),
         CLI_SWITCH_FLAG("--no-prefix-cache", &a->no_prefix_cache, "compute every prompt from scratch"),
-        CLI_CHOICE_FLAG("--spec", "METHOD", &a->spec, "none|ngram", "none",
-                        "speculative decoding: ngram (prompt lookup: drafts copied from earlier text of\n"
-                        "each request, verified in the same step; same output distribution)"),
-        CLI_INT_FLAG("--draft-k", "K", &a->draft_k, 1, SQ_SPEC_MAX_K, 4, "draft tokens per request and step"),
-        CLI_INT_FLAG("--ngram-n", "N", &a->ngram_n, 1, 8, 3, "longest suffix n-gram lookup matches"),
+        CLI_FLAGS_SPEC(&a->spec),
         CLI_INT_FLAG("--ngram-pool", "N", &a->ngram_pool, 0, 1 << 26, 0,
                      "--spec ngram: a pool of N n-grams of all requests' generated\ntext, drafted from when "
                      "a request's own text has no match; 0: none"),
@@ -61,20 +60,36 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         CLI_INT_FLAG("--max-connections", "N", &a->max_connections, 1, 100000, 1000,
                      "open connections at most"),
     };
-    return cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
+    if (rc == CLI_CONTINUE) rc = cli_spec_check("serve", &a->spec);
+    if (rc == CLI_CONTINUE && !strcmp(a->spec.method, "tree"))
+        rc = cli_usage_error("serve", "--spec tree is not served: draft, self or ngram");
+    if (rc == CLI_CONTINUE && !strcmp(a->spec.draft_k, "auto"))
+        rc = cli_usage_error("serve", "--draft-k auto is not served: give a number");
+    if (rc == CLI_CONTINUE && a->ngram_pool && strcmp(a->spec.method, "ngram"))
+        rc = cli_usage_error("serve", "--ngram-pool is for --spec ngram");
+    if (rc == CLI_CONTINUE && a->max_batch_tokens < a->max_seqs)
+        rc = cli_usage_error("serve", "--max-batch-tokens (%ld) must be at least --max-seqs (%ld)",
+                             a->max_batch_tokens, a->max_seqs);
+    if (rc != CLI_CONTINUE) cli_list_free(&a->spec.skip_layers);
+    return rc;
 }
 
 int sq_cmd_serve(int argc, char **argv) {
     serve_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
-    if (a.max_batch_tokens < a.max_seqs)
-        return cli_usage_error("serve", "--max-batch-tokens (%ld) must be at least --max-seqs (%ld)",
-                               a.max_batch_tokens, a.max_seqs);
     sq_model *model = NULL;
+    cli_spec spec = {0};
     sq_load_options lo = {.tokenizer_path = a.tokenizer_path};
     sq_error *err = cli_load_model(a.model_path, &lo, &model);
-    if (err) return cli_fail(err);
+    if (!err) err = cli_spec_open(&a.spec, model, &lo, NULL, &spec);
+    if (err) {
+        sq_model_free(model);
+        cli_list_free(&a.spec.skip_layers);
+        return cli_fail(err);
+    }
+    const sq_spec_params *sp = &spec.params;
     /* the stop signals are taken by sigwait below: every thread the server starts inherits the mask */
     sigset_t stop;
     sigemptyset(&stop);
@@ -97,22 +112,32 @@ int sq_cmd_serve(int argc, char **argv) {
                                        .max_batch_tokens = (int)a.max_batch_tokens,
                                        .n_threads = (int)a.threads,
                                        .no_prefix_cache = a.no_prefix_cache,
-                                       .spec_k = strcmp(a.spec, "ngram") ? 0 : (int)a.draft_k,
-                                       .spec_ngram_n = (int)a.ngram_n,
-                                       .spec_pool_entries = strcmp(a.spec, "ngram") ? 0 : (int)a.ngram_pool,
+                                       .spec_k = sp->draft != SQ_DRAFT_NONE ? sp->k : 0,
+                                       .spec_draft = sp->draft,
+                                       .spec_draft_model = spec.draft_model,
+                                       .spec_skip_layers = sp->skip_layers,
+                                       .spec_n_skip_layers = sp->n_skip_layers,
+                                       .spec_ngram_n = sp->ngram_n,
+                                       .spec_pool_entries = (int)a.ngram_pool,
                                        .device = a.device}};
     sq_server *srv = NULL;
     err = sq_server_start(model, &so, &srv);
     if (err) {
+        cli_spec_close(&spec);
         sq_model_free(model);
+        cli_list_free(&a.spec.skip_layers);
         return cli_fail(err);
     }
     printf("squeeze serve: listening on http://%s:%d (model '%s')\n", a.host, sq_server_port(srv), a.alias);
     fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);
+    sq_engine_stats st;
     fprintf(stderr, "squeeze serve: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    sq_server_stop(srv, GRACE_SECONDS);
+    sq_server_stop(srv, GRACE_SECONDS, &st);
+    if (sp->draft != SQ_DRAFT_NONE) cli_spec_print_stats(stderr, &a.spec, &st.spec);
+    cli_spec_close(&spec);
     sq_model_free(model);
+    cli_list_free(&a.spec.skip_layers);
     return 0;
 }
