@@ -218,6 +218,7 @@ typedef struct sq_model_info {
     int64_t n_params;
     size_t weight_bytes;
     const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    int rope_dims; /* the leading dims of each head RoPE rotates; < head_dim: partial rotary (Phi-4-mini) */
     const char *rope_scaling;  /* "none", "llama3" or "longrope" (Phi-3) */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;

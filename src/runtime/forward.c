@@ -265,7 +265,8 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
         be->rmsnorm(B, a->k, w->k_norm.data, a->norm_eps, n * w->n_kv_heads, hd, a->k);
     }
     if (a->q_scale != 1.0f) be->scale(B, a->q, a->q_scale, (int64_t)n * q_dim);
-    be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
+    be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->rope_dims, a->tokens->pos, a->inv_freq,
+             a->rope_style);
     be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
     const sq_attention_args att = sq_block_attention_args(a);
     be->attention(B, &att);

@@ -2,7 +2,7 @@
 
 For every variant in tiny_models.VARIANTS (MHA fp32, GQA fp16, tied bf16, llama3 rope scaling, Mistral
 sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors, Qwen3, Gemma 3, Phi-3 with fused
-projections, a window and LongRoPE, the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE), `squeeze logits`
+projections, a window and LongRoPE, Phi-4-mini's partial rotary, the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE), `squeeze logits`
 in three modes (prefill: one call; decode: one token per call through the KV cache; chunks:3; for MoE prefill
 runs each expert once on all its tokens, decode routes token by token) must match the reference run on the same
 stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
@@ -80,7 +80,7 @@ def ablations(name, model):
             out.append(("shared expert dropped", moe(shared=None)))
             out.append(("shared expert ungated", moe(shared_gate=np.full_like(m.shared_gate, 0.0))))
         return out
-    if name.startswith("phi3"):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
+    if name.startswith(("phi3", "phi4")):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
         def swapped(L):
             return dataclasses.replace(L, wk=L.wv, wv=L.wk, w_gate=L.w_up, w_up=L.w_gate)
         alt = [("k/v rows of qkv_proj swapped, gate/up halves swapped",
@@ -89,6 +89,13 @@ def ablations(name, model):
             alt += [("short LongRoPE factors instead of the long ones", dataclasses.replace(model, rope_ctx=16)),
                     ("LongRoPE attention factor ignored",
                      dataclasses.replace(model, longrope={**model.longrope, "attn": 1.0}))]
+        if model.rot_dims < model.head_dim:  # the unrotated rest rotated too, with factors of 1
+            pad = np.ones((model.head_dim - model.rot_dims) // 2)
+            lr = model.longrope
+            alt.append((f"RoPE on whole heads instead of the first {model.rot_dims} dims",
+                        dataclasses.replace(model, rope_dims=None, longrope=lr and {
+                            **lr, "short": np.concatenate([lr["short"], pad]),
+                            "long": np.concatenate([lr["long"], pad])})))
         return alt + ([("full attention instead of the sliding window", with_layers(model, window=0))]
                       if model.layers[0].window else [])
     if name == "llama3_rope":
