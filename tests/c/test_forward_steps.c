@@ -289,8 +289,10 @@ static void tap_store_init(tap_store *s, const sq_model *m, int n_tokens) {
 
 static int in_backend(const struct staged *s, const void *p);
 
-static void engine_tap(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
+static void engine_tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n_tokens,
+                       int width) {
     tap_store *s = user;
+    (void)expert;
     s->calls++;
     if (s->device && in_backend(s->device, x)) fail_msg("the tap was handed device memory");
     assert_true(n_tokens <= s->n_tokens && width <= s->max_width);

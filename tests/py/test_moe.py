@@ -10,7 +10,10 @@ test_logits_gguf.py check against the float64 reference:
     byte for byte as the gguf package's quantizer (llama.cpp's) writes that matrix alone, keeps the routers
     f32, and the quantized file's logits match the reference on the gguf package's dequantized weights
     (1e-4 relative, as test_logits_gguf.py); q4_k_m gives the experts llama.cpp's per-layer types;
-  - methods that do not handle experts refuse clearly: GPTQ, AWQ (calibration), magnitude pruning;
+  - GPTQ per expert: each expert's matrices quantized with the Hessian of only its routed tokens, checked
+    against the reference's routing (per_expert_gptq's docstring); experts without tokens fall back to RTN
+    with a warning naming them;
+  - methods that do not handle experts refuse clearly: AWQ (calibration), magnitude pruning;
   - expert pruning by routing frequency removes each block's least chosen experts, and the pruned model equals
     the reference without them;
   - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
@@ -20,7 +23,9 @@ test_logits_gguf.py check against the float64 reference:
     outer dimension), zero experts, a missing router, in HF directories and GGUF files.
 """
 
+import dataclasses
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -167,14 +172,123 @@ def quantized(checks, root):
         checks.fail("quantize mixtral_f32 --type q4_k_m", e)
 
 
+def layer0_expert_inputs(model, tokens):
+    """Block 0's MoE input h [n][dim] (the FFN norm's output) and each expert's tokens, from the float64
+    reference: what the calibration tap hands GPTQ for block 0 (its statistics are gathered before the block
+    is quantized)."""
+    seen = []
+    orig = R.moe_ffn
+
+    def capture(m, h, act):
+        seen.append(h)
+        return orig(m, h, act)
+    R.moe_ffn = capture
+    try:
+        R.forward(dataclasses.replace(model, layers=model.layers[:1]), tokens)
+    finally:
+        R.moe_ffn = orig
+    h, m = seen[0], model.layers[0].moe
+    logits = R.linear(h, m.router)
+    routed = [[] for _ in m.gate]
+    for t in range(len(tokens)):
+        for e in np.argsort(-logits[t], kind="stable")[: m.top_k]:  # softmax keeps the order
+            routed[e].append(t)
+    return h, [np.asarray(r, dtype=np.int64) for r in routed]
+
+
+def per_expert_gptq(checks, root):
+    """GPTQ on a mixture of experts: each expert's matrices of the 3-D ffn_*_exps tensors are quantized with
+    the X^T X of only the tokens routed to that expert. On one calibration window (the whole text, so the
+    tokens are known here), block 0's experts are checked against the float64 reference's routing: for every
+    expert with tokens, the GPTQ objective ||X_e (W - Q)^T||^2 on its own inputs X_e (gate/up: the routed rows
+    of the FFN input; down: act(gate x) * up x of the original weights) must come out below round-to-nearest's
+    on the same format, summed per tensor (the ordering is measured, not assumed: reported per tensor); the
+    MoE block's output error on the calibration tokens must be lower too; experts no token reached must be
+    rounded to nearest (bytes identical to RTN's) and named in a warning; and the GPTQ file's logits must match
+    the reference on its dequantized weights (the packed bytes hold what GPTQ chose)."""
+    import gguf as G
+
+    text = open(os.path.join(H.SQ_SHARED, "data", "classics", "alice_in_wonderland.txt"), encoding="utf-8").read()
+    # a long window, the shared expert (its down input tapped apart), and a window of a few tokens where top-2
+    # of 8 leaves experts without any (the fallback)
+    n_idle = 0
+    for name, chars, qtype in [("mixtral_f32", 400, "q4_0"), ("qwen2moe", 400, "q4_0"), ("qwen3moe_bf16", 5, "q8_0")]:
+        src = tiny_models.generate(name, root)
+        calib = os.path.join(root, f"calib-{chars}.txt")
+        with open(calib, "w", encoding="utf-8") as f:
+            f.write(text[:chars])
+        tokens = [int(t) for t in H.run_cli(["tokenize", "-m", src, "-f", calib, "--ids"]).split()]
+        label = f"{name} {qtype}, {len(tokens)} calibration tokens"
+        files = {}
+        try:
+            for method in ["rtn", "gptq"]:
+                files[method] = os.path.join(root, f"{name}-{chars}-{method}.gguf")
+                args = ["quantize", "-m", src, "-o", files[method], "--type", qtype, "--method", method, "--no-progress"]
+                if method == "gptq":
+                    args += ["--calib", calib, "--calib-samples", "1", "--calib-len", str(len(tokens))]
+                p = subprocess.run([H.SQ_BIN] + args, capture_output=True, text=True, timeout=600)
+                if p.returncode:
+                    raise H.EngineError(p.stderr)
+                stderr = p.stderr
+        except H.EngineError as e:
+            checks.fail(f"{label}: quantize", e)
+            continue
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        act = R.silu
+        m = model.layers[0].moe
+        q = {k: R.load_gguf(f).layers[0].moe for k, f in files.items()}
+        raw = {k: {t.name: np.asarray(t.data) for t in G.GGUFReader(f).tensors} for k, f in files.items()}
+        idle = [e for e, r in enumerate(routed) if len(r) == 0]
+        n_idle += len(idle)
+        for kind in ["gate", "up", "down"]:
+            err = {}
+            for k in files:
+                total = 0.0
+                for e, rows in enumerate(routed):
+                    if not len(rows):
+                        continue
+                    x = h[rows]
+                    if kind == "down":
+                        x = act(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                    d = getattr(m, kind)[e] - getattr(q[k], kind)[e]
+                    total += float(np.sum((x @ d.T) ** 2))
+                err[k] = total
+            checks.check(err["gptq"] < err["rtn"], f"{label}: blk.0.ffn_{kind}_exps: GPTQ's per-expert error on "
+                         "each expert's own tokens below RTN's", f"{err['gptq']:.4g} vs {err['rtn']:.4g}")
+            tname = f"blk.0.ffn_{kind}_exps.weight"
+            same = [e for e in idle if np.array_equal(raw["gptq"][tname][e], raw["rtn"][tname][e])]
+            checks.check(same == idle, f"{label}: {tname}: experts without calibration tokens rounded to nearest",
+                         f"idle experts {idle}, identical to RTN {same}")
+        want = R.moe_ffn(m, h, act)
+        out_err = {k: float(np.sum((R.moe_ffn(q[k], h, act) - want) ** 2)) for k in files}
+        checks.check(out_err["gptq"] < out_err["rtn"], f"{label}: block 0's MoE output error on the calibration "
+                     "tokens: GPTQ below RTN", f"{out_err['gptq']:.4g} vs {out_err['rtn']:.4g}")
+        warned = all(f"blk.0.ffn_{k}_exps.weight: no calibration token was routed to expert" in stderr
+                     for k in ("gate", "up", "down")) if idle else "no calibration token" not in stderr
+        checks.check(warned, f"{label}: a warning names the experts without tokens (idle in block 0: {idle})",
+                     stderr.strip().splitlines()[-1])
+        if idle:
+            line = next(x for x in stderr.splitlines() if "blk.0.ffn_gate_exps.weight: no calibration" in x)
+            want = f"routed to expert{'s' if len(idle) > 1 else ''} {' '.join(map(str, idle))}; rounded to nearest"
+            checks.check(want in line, f"{label}: the warning lists experts {idle}", line)
+        qm = R.load_gguf(files["gptq"])
+        ref = R.forward(qm, tokens[:24])
+        try:
+            got = H.engine_logits(files["gptq"], tokens[:24], "prefill", qm.vocab_size)
+            checks.close(f"{label}: GPTQ file's logits vs the reference on its dequantized weights", got, ref, TOL_REF)
+        except H.EngineError as e:
+            checks.fail(f"{label}: logits of the GPTQ file", e)
+    checks.check(n_idle > 0, "some expert of block 0 received no calibration token (the fallback is exercised)",
+                 f"{n_idle} idle experts")
+
+
 def refusals(checks, root):
     src = tiny_models.generate("mixtral_f32", root)
     calib = os.path.join(H.SQ_SHARED, "README.md")
     for what, args, needle in [
-        ("GPTQ", ["quantize", "-m", src, "-o", os.path.join(root, "g.gguf"), "--type", "q4_0", "--method", "gptq",
-                  "--calib", calib], "calibrated methods (GPTQ, AWQ"),
         ("AWQ", ["quantize", "-m", src, "-o", os.path.join(root, "a.gguf"), "--type", "q4_0", "--method", "awq",
-                 "--calib", calib], "do not support expert tensors"),
+                 "--calib", calib], "does not support expert tensors"),
         ("magnitude pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--sparsity", "0.5"],
          "only depth and expert pruning support it"),
     ]:
@@ -324,6 +438,7 @@ def main():
     root = os.path.join(H.SQ_WORK, "moe")
     grouped_vs_token_by_token(checks, root)
     quantized(checks, root)
+    per_expert_gptq(checks, root)
     refusals(checks, root)
     expert_pruning(checks, root)
     info(checks, root)
