@@ -1163,6 +1163,9 @@ typedef struct sq_prune_result {
     /* SQ_PRUNE_EXPERTS: scores[n_layers][n_experts_before] the share of calibration tokens whose top k held
      * each expert, removed[n_layers][n_removed] the removed experts' old indices per block, ascending */
     int n_experts_before;
+    /* Wanda, SparseGPT on a mixture of experts: the experts no calibration token was routed to, pruned by
+     * magnitude instead, one line "blk.L.ffn_*_exps.weight: experts E E ..." each (malloc'ed; NULL: none) */
+    char *experts_magnitude;
 } sq_prune_result;
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem

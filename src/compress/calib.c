@@ -196,11 +196,12 @@ static SQ_NODISCARD sq_error *check(const sq_model *model, const sq_calib_sample
                          "calibration: samples of %d tokens exceed the model's context of %d", s->seq_len,
                          model->cfg.max_seq_len);
     if (model->cfg.n_experts && !m->experts)
-        return sq_errorf(SQ_ERR_UNSUPPORTED,
-                         "calibration: %s is a mixture-of-experts model; this calibrated method does not "
-                         "support expert tensors (GPTQ and Wanda calibrate each expert on its own tokens; "
-                         "round to nearest and depth pruning need no calibration)",
-                         model->cfg.arch);
+        return sq_errorf(
+            SQ_ERR_UNSUPPORTED,
+            "calibration: %s is a mixture-of-experts model; this calibrated method does not "
+            "support expert tensors (GPTQ, Wanda and SparseGPT calibrate each expert on its own tokens; "
+            "round to nearest and depth pruning need no calibration)",
+            model->cfg.arch);
     if (m->stats & ~(unsigned)(SQ_CALIB_XTX | SQ_CALIB_SUM_SQ | SQ_CALIB_SUM_ABS | SQ_CALIB_MAX_ABS))
         return sq_errorf(SQ_ERR_INVALID_ARG, "calibration: unknown statistics flags 0x%x", m->stats);
     if (o->n_threads < 0 || o->n_threads > 1024 || o->batch_tokens < 0)

@@ -13,7 +13,8 @@ test_logits_gguf.py check against the float64 reference:
   - GPTQ per expert: each expert's matrices quantized with the Hessian of only its routed tokens, checked
     against the reference's routing (per_expert_gptq's docstring); experts without tokens fall back to RTN
     with a warning naming them;
-  - methods that do not handle experts refuse clearly: AWQ (calibration), magnitude pruning;
+  - Wanda and SparseGPT per expert likewise (per_expert_pruning's docstring);
+  - methods that do not handle experts refuse clearly: AWQ (calibration), width pruning;
   - expert pruning by routing frequency removes each block's least chosen experts, and the pruned model equals
     the reference without them;
   - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
@@ -208,16 +209,12 @@ def per_expert_gptq(checks, root):
     the reference on its dequantized weights (the packed bytes hold what GPTQ chose)."""
     import gguf as G
 
-    text = open(os.path.join(H.SQ_SHARED, "data", "classics", "alice_in_wonderland.txt"), encoding="utf-8").read()
     # a long window, the shared expert (its down input tapped apart), and a window of a few tokens where top-2
     # of 8 leaves experts without any (the fallback)
     n_idle = 0
     for name, chars, qtype in [("mixtral_f32", 400, "q4_0"), ("qwen2moe", 400, "q4_0"), ("qwen3moe_bf16", 5, "q8_0")]:
         src = tiny_models.generate(name, root)
-        calib = os.path.join(root, f"calib-{chars}.txt")
-        with open(calib, "w", encoding="utf-8") as f:
-            f.write(text[:chars])
-        tokens = [int(t) for t in H.run_cli(["tokenize", "-m", src, "-f", calib, "--ids"]).split()]
+        calib, tokens = calib_window(root, src, chars)
         label = f"{name} {qtype}, {len(tokens)} calibration tokens"
         files = {}
         try:
@@ -283,14 +280,89 @@ def per_expert_gptq(checks, root):
                  f"{n_idle} idle experts")
 
 
+def calib_window(root, src, chars):
+    """A calibration text of the first `chars` characters of a book and its token ids (BOS first): with
+    --calib-samples 1 --calib-len len(ids) the one window is the whole text."""
+    text = open(os.path.join(H.SQ_SHARED, "data", "classics", "alice_in_wonderland.txt"), encoding="utf-8").read()
+    calib = os.path.join(root, f"calib-{chars}.txt")
+    with open(calib, "w", encoding="utf-8") as f:
+        f.write(text[:chars])
+    return calib, [int(t) for t in H.run_cli(["tokenize", "-m", src, "-f", calib, "--ids"]).split()]
+
+
+def per_expert_pruning(checks, root):
+    """Wanda and SparseGPT on a mixture of experts: each expert's matrices pruned with the statistics of only
+    the tokens routed to it. Block 0's expert matrices against numpy: Wanda's mask (|W| times the norm of each
+    input channel over the expert's routed rows, the floor(s * cols) lowest of every row; ties to the lower
+    index) exactly; experts without tokens pruned by magnitude (the lowest |W| of the whole matrix) and named in
+    a warning; SparseGPT leaves exactly half of every expert row (50%, 2:4 per group)."""
+    for name, chars in [("mixtral_f32", 400), ("qwen3moe_bf16", 5)]:
+        src = tiny_models.generate(name, root)
+        calib, tokens = calib_window(root, src, chars)
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        m = model.layers[0].moe
+        idle = [e for e, r in enumerate(routed) if len(r) == 0]
+        label = f"{name}, {len(tokens)} calibration tokens"
+        for method, extra in [("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--nm", "2:4"])]:
+            out = os.path.join(root, f"{name}-{chars}-{method}.gguf")
+            p = subprocess.run([H.SQ_BIN, "prune", "-m", src, "-o", out, "--method", method, "--calib", calib,
+                                "--calib-samples", "1", "--calib-len", str(len(tokens)), "--no-progress"] + extra,
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode:
+                checks.fail(f"{label}: prune --method {method}", p.stderr)
+                continue
+            pruned = R.load_gguf(out).layers[0].moe
+            for kind in ["gate", "up", "down"]:
+                bad = []
+                for e in range(len(m.gate)):
+                    w = getattr(m, kind)[e].astype(np.float32)
+                    got = getattr(pruned, kind)[e] == 0
+                    if method == "sparsegpt":
+                        if not (got.reshape(w.shape[0], -1, 4).sum(axis=2) == 2).all():
+                            bad.append(e)
+                        continue
+                    if e in idle:  # magnitude over the whole matrix
+                        want = np.zeros(w.size, dtype=bool)
+                        want[np.argsort(np.abs(w).reshape(-1), kind="stable")[: w.size // 2]] = True
+                        want = want.reshape(w.shape)
+                    else:
+                        x = h[routed[e]]
+                        if kind == "down":
+                            x = R.silu(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                        want = wanda_mask(w, (x ** 2).sum(axis=0), 0.5)
+                    if not np.array_equal(got, want):
+                        bad.append((e, int((got != want).sum())))
+                what = "2:4 in every group of every expert row" if method == "sparsegpt" else \
+                    "each expert's mask equals numpy's (Wanda on its routed tokens; magnitude where none)"
+                checks.check(not bad, f"{label}: {method}: blk.0.ffn_{kind}_exps: {what}",
+                             f"experts differing: {bad}" if bad else f"idle experts {idle}")
+            warned = [x for x in p.stderr.splitlines() if "blk.0.ffn_gate_exps.weight: expert" in x]
+            want = f"expert{'s' if len(idle) > 1 else ''} {' '.join(map(str, idle))} received no calibration token"
+            checks.check(bool(warned) == bool(idle) and (not idle or want in warned[0]),
+                         f"{label}: {method}: the warning names block 0's experts without tokens {idle}",
+                         warned[0] if warned else "no warning")
+
+
+def wanda_mask(w, sum_sq, sparsity):
+    """Wanda's mask of w [rows][cols] in float32 scores as squeeze computes them: the floor(sparsity * cols)
+    lowest |W_ij| sqrt(sum_sq_j) of each row, ties to the lower index."""
+    score = (np.abs(w.astype(np.float64)) * np.sqrt(sum_sq)[None, :]).astype(np.float32)
+    k = int(np.floor(sparsity * w.shape[1]))
+    mask = np.zeros(w.shape, dtype=bool)
+    for r in range(w.shape[0]):
+        mask[r, np.argsort(score[r], kind="stable")[:k]] = True
+    return mask
+
+
 def refusals(checks, root):
     src = tiny_models.generate("mixtral_f32", root)
     calib = os.path.join(H.SQ_SHARED, "README.md")
     for what, args, needle in [
         ("AWQ", ["quantize", "-m", src, "-o", os.path.join(root, "a.gguf"), "--type", "q4_0", "--method", "awq",
                  "--calib", calib], "does not support expert tensors"),
-        ("magnitude pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--sparsity", "0.5"],
-         "only depth and expert pruning support it"),
+        ("width pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--method", "width", "--ffn", "0.5",
+                           "--calib", calib], "not this method"),
     ]:
         try:
             H.run_cli(args + ["--no-progress"] if args[0] == "quantize" else args)
@@ -439,6 +511,7 @@ def main():
     grouped_vs_token_by_token(checks, root)
     quantized(checks, root)
     per_expert_gptq(checks, root)
+    per_expert_pruning(checks, root)
     refusals(checks, root)
     expert_pruning(checks, root)
     info(checks, root)
