@@ -13,7 +13,8 @@ test_logits_gguf.py check against the float64 reference:
   - GPTQ per expert: each expert's matrices quantized with the Hessian of only its routed tokens, checked
     against the reference's routing (per_expert_gptq's docstring); experts without tokens fall back to RTN
     with a warning naming them;
-  - Wanda and SparseGPT per expert likewise (per_expert_pruning's docstring);
+  - Wanda and SparseGPT per expert likewise (per_expert_pruning's docstring), and the imatrix (llama.cpp's
+    per-expert layout of ffn_*_exps entries, per_expert_imatrix's docstring);
   - methods that do not handle experts refuse clearly: AWQ (calibration), width pruning;
   - expert pruning by routing frequency removes each block's least chosen experts, and the pruned model equals
     the reference without them;
@@ -344,6 +345,77 @@ def per_expert_pruning(checks, root):
                          warned[0] if warned else "no warning")
 
 
+def read_imatrix(path):
+    """squeeze's imatrix file (docs/formats.md): {name: (n_tokens, values)}."""
+    import struct
+    data = open(path, "rb").read()
+    assert data[:8] == b"SQIMATRX"
+    _, n = struct.unpack_from("<II", data, 8)
+    at, out = 16, {}
+    for _ in range(n):
+        (k,) = struct.unpack_from("<I", data, at)
+        name = data[at + 4: at + 4 + k].decode()
+        at += 4 + k
+        n_tokens, n_values = struct.unpack_from("<QI", data, at)
+        at += 12
+        out[name] = (n_tokens, np.frombuffer(data, "<f4", n_values, at))
+        at += 4 * n_values
+    return out
+
+
+def per_expert_imatrix(checks, root):
+    """`squeeze imatrix` on a mixture of experts: each ffn_*_exps entry holds every expert's mean x^2 per input
+    channel over the tokens routed to it, one expert after another (llama.cpp's layout), 1s for an expert no
+    token reached; the shared expert's entries are over every token. Block 0 against the float64 reference
+    (relative 1e-4: fp32 activations); then quantize --imatrix takes the 3-D entries (each expert's slice)."""
+    for name, chars in [("qwen2moe", 400), ("qwen3moe_bf16", 5)]:
+        src = tiny_models.generate(name, root)
+        calib, tokens = calib_window(root, src, chars)
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        m = model.layers[0].moe
+        out = os.path.join(root, f"{name}-{chars}.imatrix")
+        label = f"{name}, {len(tokens)} calibration tokens"
+        try:
+            H.run_cli(["imatrix", "-m", src, "-f", calib, "-o", out, "--calib-samples", "1", "--calib-len",
+                       str(len(tokens)), "--no-progress"])
+            im = read_imatrix(out)
+        except H.EngineError as e:
+            checks.fail(f"{label}: squeeze imatrix", e)
+            continue
+        worst = 0.0
+        for kind in ["gate", "up", "down"]:
+            want = []
+            for e, rows in enumerate(routed):
+                x = h[rows]
+                if kind == "down":
+                    x = R.silu(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                want.append((x ** 2).mean(axis=0) if len(rows) else np.ones(x.shape[1]))
+            got = im[f"blk.0.ffn_{kind}_exps.weight"][1]
+            want = np.concatenate(want)
+            worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        if m.shared is not None:
+            g, u, _ = m.shared
+            sd = (R.silu(R.linear(h, g)) * R.linear(h, u)) ** 2
+            for tname, want in [("ffn_gate_shexp", (h ** 2).mean(axis=0)), ("ffn_down_shexp", sd.mean(axis=0))]:
+                got = im[f"blk.0.{tname}.weight"][1]
+                worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        checks.check(worst < 1e-4, f"{label}: block 0's expert entries (each expert's routed tokens; 1s where "
+                     "none) match the reference", f"max relative difference {worst:.3g}")
+        q = os.path.join(root, f"{name}-{chars}-imatrix-q4_k.gguf")
+        try:
+            H.run_cli(["quantize", "-m", src, "-o", q, "--type", "q4_k", "--imatrix", out, "--json",
+                       q + ".json", "--no-progress"])
+            import json
+            rep = json.load(open(q + ".json"))
+            exps = [t for t in rep["tensors"] if "_exps." in t["name"]]
+            checks.check(exps and all(t["imatrix"] for t in exps),
+                         f"{label}: quantize --imatrix weighs every expert tensor by its entry",
+                         f"{sum(t['imatrix'] for t in exps)}/{len(exps)}")
+        except (H.EngineError, KeyError) as e:
+            checks.fail(f"{label}: quantize --imatrix", e)
+
+
 def wanda_mask(w, sum_sq, sparsity):
     """Wanda's mask of w [rows][cols] in float32 scores as squeeze computes them: the floor(sparsity * cols)
     lowest |W_ij| sqrt(sum_sq_j) of each row, ties to the lower index."""
@@ -512,6 +584,7 @@ def main():
     quantized(checks, root)
     per_expert_gptq(checks, root)
     per_expert_pruning(checks, root)
+    per_expert_imatrix(checks, root)
     refusals(checks, root)
     expert_pruning(checks, root)
     info(checks, root)

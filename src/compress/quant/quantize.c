@@ -181,6 +181,38 @@ static int input_of(const char *name) {
     return -1;
 }
 
+/* The statistics of each matrix of tensor t, malloc'ed [*n_parts]: a 3-D expert tensor has one matrix per
+ * expert, with the calibration statistics of that expert's tokens (stats[4 + 2e], +1 for ffn_down_exps);
+ * another tensor one, with stats[point] (xtx, when not NULL, replacing its X^T X). stats NULL: none
+ * gathered. mean_sq: the imatrix's importance where it holds the tensor (an expert tensor's entry holds each
+ * expert's row of values in turn), else NULL. */
+static sq_quant_stats *part_stats(const sq_quantize_params *p, const sq_tensor_info *t,
+                                  const sq_calib_stats *stats, int point, const double *xtx, int *n_parts) {
+    const int n = t->ndim == 3 ? (int)t->shape[0] : 1;
+    const int64_t cols = t->shape[t->ndim - 1];
+    sq_quant_stats *qs = malloc((size_t)n * sizeof *qs);
+    if (!qs) return NULL;
+    sq_imatrix_entry e;
+    const int weighted = sq_imatrix_find(p->imatrix, t->name, &e) && e.n_values == n * cols;
+    for (int i = 0; i < n; i++) {
+        const int expert = point == SQ_TAP_EXPERT_IN || point == SQ_TAP_EXPERT_DOWN;
+        const sq_calib_stats *s = !stats ? NULL
+                                  : expert
+                                      ? &stats[SQ_TAP_FFN_DOWN + 1 + 2 * i + (point == SQ_TAP_EXPERT_DOWN)]
+                                      : &stats[point];
+        qs[i] = (sq_quant_stats){.cols = cols,
+                                 .mean_sq = weighted ? e.values + (size_t)i * cols : NULL,
+                                 .xtx = !s               ? NULL
+                                        : xtx && !expert ? xtx
+                                                         : s->xtx,
+                                 .n_samples = s          ? s->n_tokens
+                                              : weighted ? e.n_tokens
+                                                         : 0};
+    }
+    *n_parts = n;
+    return qs;
+}
+
 /* sq_calib_method.apply_block: quantizes every planned matrix of block `layer` with its input's statistics.
  */
 static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int layer,
@@ -209,33 +241,17 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
             continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        const sq_dtype dt = (sq_dtype)sq_dtype_from_name(q->type);
-        if (point == SQ_TAP_EXPERT_IN || point == SQ_TAP_EXPERT_DOWN) { /* expert e: stats[4 + 2e (+1)] */
-            const int E = model->layers[layer].n_experts;
-            sq_quant_stats *qs = malloc((size_t)E * sizeof *qs);
-            if (!qs) {
-                err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
-                break;
-            }
-            for (int e = 0; e < E; e++) {
-                const sq_calib_stats *s = &stats[SQ_TAP_FFN_DOWN + 1 + 2 * e + (point == SQ_TAP_EXPERT_DOWN)];
-                qs[e] = (sq_quant_stats){.cols = s->width, .xtx = s->xtx, .n_samples = s->n_tokens};
-            }
-            err = quantize_tensor(model, c->method, &t, dt, c->pool, c->p, qs, E, q);
-            free(qs);
-        } else {
-            const sq_calib_stats *s = &stats[point];
-            sq_imatrix_entry
-                e; /* with --imatrix, the importance GPTQ's grids weigh their scale searches by */
-            const int weighted = sq_imatrix_find(c->p->imatrix, q->name, &e) && e.n_values == s->width;
-            const sq_quant_stats qs = {.cols = s->width,
-                                       .mean_sq = weighted ? e.values : NULL,
-                                       .xtx = xtx[point] ? xtx[point] : s->xtx,
-                                       .n_samples = s->n_tokens};
-            q->weighted = weighted;
-            c->r->n_weighted += weighted;
-            err = quantize_tensor(model, c->method, &t, dt, c->pool, c->p, &qs, 1, q);
+        int n_parts;
+        sq_quant_stats *qs = part_stats(c->p, &t, stats, point, xtx[point < 4 ? point : 0], &n_parts);
+        if (!qs) {
+            err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+            break;
         }
+        q->weighted = qs[0].mean_sq != NULL; /* with --imatrix: what GPTQ's grids weigh scale searches by */
+        c->r->n_weighted += q->weighted;
+        err = quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, qs,
+                              n_parts, q);
+        free(qs);
         if (err) break;
         c->done[i] = 1;
         c->r->n_quantized++;
@@ -265,10 +281,14 @@ static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quan
         if (j < 0) continue; /* a weight this model does not have (pruned away) */
         sq_tensor_info t;
         sq_model_tensor_info(model, j, &t);
-        if (t.ndim != 2 || t.shape[1] != e.n_values)
+        /* a 3-D expert tensor's entry: each expert's values in turn, as llama.cpp's imatrix holds them */
+        const int64_t want = t.ndim == 3 ? t.shape[0] * t.shape[2] : t.shape[t.ndim - 1];
+        if ((t.ndim != 2 && t.ndim != 3) || want != e.n_values)
             return sq_errorf(SQ_ERR_INVALID_ARG,
-                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld",
-                             e.name, e.n_values, (long long)t.shape[t.ndim - 1]);
+                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld "
+                             "(times %lld experts)",
+                             e.name, e.n_values, (long long)t.shape[t.ndim - 1],
+                             (long long)(t.ndim == 3 ? t.shape[0] : 1));
     }
     return NULL;
 }
@@ -376,11 +396,16 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         if (!strcmp(q->type, q->from) || done[i]) continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        sq_imatrix_entry e;
         const sq_dtype dt = (sq_dtype)sq_dtype_from_name(q->type);
-        const int weighted = sq_imatrix_find(p->imatrix, q->name, &e) && sq_dtype_info(dt)->from_f32_weighted;
-        const sq_quant_stats qs = {.cols = e.n_values, .mean_sq = e.values, .n_samples = e.n_tokens};
-        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? &qs : NULL, 1, q);
+        int n_parts;
+        sq_quant_stats *qs = part_stats(p, &t, NULL, -1, NULL, &n_parts);
+        if (!qs) {
+            err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+            break;
+        }
+        const int weighted = qs[0].mean_sq && sq_dtype_info(dt)->from_f32_weighted;
+        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? qs : NULL, n_parts, q);
+        free(qs);
         q->weighted = weighted;
         r->n_weighted += weighted;
         r->n_quantized++;
