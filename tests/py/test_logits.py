@@ -10,7 +10,8 @@ stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic diff
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
 so a pass means the engine implements the feature. LongRoPE is also run in a context of its original length
-(--ctx 16), where the short factors apply. `--greedy 40` must also continue the 24 tokens exactly as
+(--ctx 16), where the short factors apply; partial rotary also through `run --spec ngram|self|tree` (the same
+greedy text as plain decoding). `--greedy 40` must also continue the 24 tokens exactly as
 the reference does (near-ties within the logit tolerance excepted, see engine_harness.Checks.greedy).
 Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
 the untied one) and checked the same way.
@@ -145,6 +146,16 @@ def main():
             checks.close(f"phi3_longrope --ctx 16 (short factors) --mode {mode} vs reference", got, ref, TOL)
         except H.EngineError as e:
             checks.fail(f"phi3_longrope --ctx 16 --mode {mode}", e)
+    # partial rotary through speculative decoding (the verifier's batched RoPE over drafted tokens at their
+    # positions, a token tree's too): greedy text identical to plain greedy decoding
+    path = os.path.join(root, "phi4_partial")
+    try:
+        plain = H.run_cli(["run", "-m", path, "-p", "Once upon a time", "-n", "40", "--temp", "0"])
+        for spec in (["--spec", "ngram"], ["--spec", "self", "--skip-layers", "1"], ["--spec", "tree"]):
+            got = H.run_cli(["run", "-m", path, "-p", "Once upon a time", "-n", "40", "--temp", "0"] + spec)
+            checks.check(got == plain and len(plain) > 0, f"phi4_partial: run {' '.join(spec)} prints plain greedy's text")
+    except H.EngineError as e:
+        checks.fail("phi4_partial: speculative decoding", e)
     for name in LLAMA2C:
         path = tiny_models.generate_llama2c(name, root)
         model = R.load_llama2c(path)

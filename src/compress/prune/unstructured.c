@@ -106,10 +106,12 @@ static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer
         const int parts = ti.ndim == 3 ? (int)ti.shape[0] : 1;
         const int64_t rows = ti.shape[ti.ndim - 2], cols = ti.shape[ti.ndim - 1];
         values[i] = malloc((size_t)(parts * rows * cols) * sizeof(float));
-        if (!values[i] || (parts > 1 && !(idle = realloc(idle, (size_t)parts * sizeof *idle)))) {
+        int *grown = realloc(idle, (size_t)parts * sizeof *idle);
+        if (!values[i] || !grown) {
             err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory for %s", names[i]);
             break;
         }
+        idle = grown;
         err = sq_model_read_tensor(model, names[i], values[i], parts * rows * cols);
         int n_idle = 0;
         for (int e = 0; e < parts && !err; e++) {
@@ -119,7 +121,7 @@ static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer
                 : expert ? &stats[SQ_TAP_FFN_DOWN + 1 + 2 * e + (input[i] == SQ_TAP_EXPERT_DOWN)]
                          : &stats[input[i]];
             const sq_prune_options *o = job->o;
-            if (s && !s->n_tokens) idle[n_idle++] = e, o = &magnitude, s = NULL;
+            if (expert && s && !s->n_tokens) idle[n_idle++] = e, o = &magnitude, s = NULL;
             int64_t chosen = 0;
             err = prune_matrix(o, sparsity, names[i], values[i] + (size_t)e * rows * cols, rows, cols, s,
                                &chosen);
