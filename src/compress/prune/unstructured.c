@@ -107,11 +107,11 @@ static SQ_NODISCARD sq_error *prune_block(void *user, sq_model *model, int layer
         const int64_t rows = ti.shape[ti.ndim - 2], cols = ti.shape[ti.ndim - 1];
         values[i] = malloc((size_t)(parts * rows * cols) * sizeof(float));
         int *grown = realloc(idle, (size_t)parts * sizeof *idle);
+        if (grown) idle = grown;
         if (!values[i] || !grown) {
             err = sq_errorf(SQ_ERR_NOMEM, "prune: out of memory for %s", names[i]);
             break;
         }
-        idle = grown;
         err = sq_model_read_tensor(model, names[i], values[i], parts * rows * cols);
         int n_idle = 0;
         for (int e = 0; e < parts && !err; e++) {
