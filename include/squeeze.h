@@ -218,6 +218,7 @@ typedef struct sq_model_info {
     int64_t n_params;
     size_t weight_bytes;
     const char *rope_style; /* "interleaved" (llama2.c, GGUF llama) or "halves" (Hugging Face, GGUF qwen2) */
+    int rope_dims; /* the leading dims of each head RoPE rotates; < head_dim: partial rotary (Phi-4-mini) */
     const char *rope_scaling;  /* "none", "llama3" or "longrope" (Phi-3) */
     float rope_scaling_factor; /* llama3: factor, low/high frequency factors, original context */
     float rope_low_freq_factor, rope_high_freq_factor;
@@ -490,13 +491,21 @@ typedef enum sq_tap_point {
     SQ_TAP_ATTN_IN,  /* input of attn_q, attn_k, attn_v: the attention norm's output; width dim */
     SQ_TAP_ATTN_OUT, /* input of attn_output: the heads' attention output; width n_heads * head_dim */
     SQ_TAP_FFN_IN,   /* input of ffn_gate, ffn_up: the FFN norm's output; width dim */
-    SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim */
+    SQ_TAP_FFN_DOWN, /* input of ffn_down: silu(gate) * up; width the layer's ffn_dim (a mixture-of-experts
+                        block: of the shared expert's ffn_down_shexp, width its own) */
     SQ_TAP_OUTPUT,   /* input of the output head (layer -1): the final norm's output of the rows whose
                         logits were asked for, in batch order; width dim */
-    SQ_TAP_ROUTER    /* a mixture-of-experts block's router logits (ffn_gate_inp's output, before the
+    SQ_TAP_ROUTER,   /* a mixture-of-experts block's router logits (ffn_gate_inp's output, before the
                         softmax); width n_experts; dense blocks have none */
+    /* A mixture-of-experts block's expert `expert` (0 .. n_experts-1), tapped once per step for each expert
+     * any token chose, with the rows of only the tokens routed to it (in token order), as llama.cpp's
+     * imatrix collects ffn_*_exps and GPTQ for MoE gathers one Hessian per expert: */
+    SQ_TAP_EXPERT_IN, /* input of its slice of ffn_gate_exps, ffn_up_exps: the FFN norm's output; width dim */
+    SQ_TAP_EXPERT_DOWN /* input of its slice of ffn_down_exps: act(gate) * up; width the expert's ffn width */
 } sq_tap_point;
-typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
+/* expert: which expert for SQ_TAP_EXPERT_IN / SQ_TAP_EXPERT_DOWN, -1 at every other point */
+typedef void (*sq_tap_fn)(void *user, int layer, sq_tap_point point, int expert, const float *x, int n_tokens,
+                          int width);
 /* Sets (tap NULL: clears) the context's tap. */
 void sq_context_set_tap(sq_context *ctx, sq_tap_fn tap, void *user);
 
@@ -991,10 +1000,13 @@ enum {
 /* The statistics of one block's input at one tap point, summed over all samples' tokens in double precision.
  * The inputs of block `layer`: SQ_TAP_ATTN_IN (attn_q, attn_k, attn_v share it; width dim), SQ_TAP_ATTN_OUT
  * (attn_output; n_heads * head_dim), SQ_TAP_FFN_IN (ffn_gate, ffn_up; dim), SQ_TAP_FFN_DOWN (ffn_down; the
- * layer's ffn_dim). Arrays not asked for are NULL. */
+ * layer's ffn_dim). In a mixture-of-experts block, SQ_TAP_EXPERT_IN and SQ_TAP_EXPERT_DOWN of each expert
+ * over the tokens routed to it (n_tokens 0: none was), and SQ_TAP_FFN_DOWN is the shared expert's down
+ * input (width 0 without one). Arrays not asked for, or of width 0, are NULL. */
 typedef struct sq_calib_stats {
     int layer;
     sq_tap_point point;
+    int expert; /* SQ_TAP_EXPERT_*: which expert; else -1 */
     int width;
     int64_t n_tokens; /* tokens summed */
     double *xtx;      /* [width][width] sum of x x^T (symmetric, both triangles filled) */
@@ -1011,13 +1023,18 @@ typedef struct sq_calib_method {
      * themselves (AWQ's search of the output error). */
     void (*on_input)(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width);
     /* May be NULL. Called once per block after its inputs were gathered: stats[p] for p = SQ_TAP_ATTN_IN ..
-     * SQ_TAP_FFN_DOWN. Changes the block's weights through sq_model_edit_tensors (any tensor of this block;
-     * shapes may change: width pruning). An error stops the loop and is returned. */
+     * SQ_TAP_FFN_DOWN, then in a mixture-of-experts block stats[4 + 2e] (SQ_TAP_EXPERT_IN) and
+     * stats[5 + 2e] (SQ_TAP_EXPERT_DOWN) for each expert e. Changes the block's weights through
+     * sq_model_edit_tensors (any tensor of this block; shapes may change: width pruning). An error stops the
+     * loop and is returned. */
     SQ_NODISCARD sq_error *(*apply_block)(void *user, sq_model *model, int layer,
                                           const sq_calib_stats *stats);
     /* Non-zero: apply_block changes weights, so the block runs again to give the next block its inputs.
      * Zero (statistics only, e.g. imatrix): the gathering pass's outputs are used. */
     int changes_weights;
+    /* Non-zero: apply_block uses the per-expert statistics (each 3-D ffn_*_exps tensor processed expert by
+     * expert); sq_calibrate refuses mixture-of-experts models to methods without it. */
+    int experts;
     void *user;
 } sq_calib_method;
 
@@ -1163,6 +1180,9 @@ typedef struct sq_prune_result {
     /* SQ_PRUNE_EXPERTS: scores[n_layers][n_experts_before] the share of calibration tokens whose top k held
      * each expert, removed[n_layers][n_removed] the removed experts' old indices per block, ascending */
     int n_experts_before;
+    /* Wanda, SparseGPT on a mixture of experts: the experts no calibration token was routed to, pruned by
+     * magnitude instead, one line "blk.L.ffn_*_exps.weight: experts E E ..." each (malloc'ed; NULL: none) */
+    char *experts_magnitude;
 } sq_prune_result;
 
 /* Checks a request against the model without changing anything: SQ_ERR_INVALID_ARG naming the problem
@@ -1412,6 +1432,10 @@ typedef struct sq_quant_tensor_report {
     size_t bytes_before, bytes_after;
     int weighted; /* quantized by the format's importance-weighted search with the imatrix's entry */
     int kept;     /* its format came from a --keep rule */
+    /* a 3-D expert tensor under a calibrated method: the experts no calibration token was routed to, rounded
+     * to nearest instead ([n_experts_rtn], malloc'ed; NULL when none) */
+    int *experts_rtn;
+    int n_experts_rtn;
 } sq_quant_tensor_report;
 
 typedef struct sq_quantize_report {

@@ -3,7 +3,9 @@
  *
  *   hidden[s] = embed(sample s)                         for every sample      [n_samples][seq_len][dim]
  *   for block l:
- *       run block l on hidden, tap on   -> statistics of its four inputs (and on_input with the activations)
+ *       run block l on hidden, tap on   -> statistics of its four inputs (and on_input with the activations);
+ *                                          in a mixture-of-experts block also two per expert, each over the
+ *                                          tokens routed to that expert only
  *       method.apply_block(l, stats)       (edits block l's weights)
  *       run block l on hidden again     -> hidden (the next block's inputs, from the changed weights)
  *
@@ -25,29 +27,34 @@ typedef struct calib_run {
     const sq_calib_samples *samples;
     const sq_calib_method *method;
     sq_context_options ctx_opts;
-    int batch;          /* samples per forward step */
-    sq_context *ctx;    /* n_seq_max = batch, n_ctx = seq_len */
-    sq_seq_batch *seqs; /* [batch] one step's sequences */
-    float *hidden;      /* [n_samples][seq_len][dim] the current block's input */
-    int layer;          /* block being gathered, -1: tap ignored */
-    sq_calib_stats stats[N_POINTS];
+    int batch;             /* samples per forward step */
+    sq_context *ctx;       /* n_seq_max = batch, n_ctx = seq_len */
+    sq_seq_batch *seqs;    /* [batch] one step's sequences */
+    float *hidden;         /* [n_samples][seq_len][dim] the current block's input */
+    int layer;             /* block being gathered, -1: tap ignored */
+    sq_calib_stats *stats; /* [n_stats]: the four points, then expert e's two at N_POINTS + 2e (+1) */
+    int n_stats;
     double *xd; /* [batch * seq_len][max width] one tap chunk in double, for dsyrk */
     size_t xd_elems;
     sq_error *err; /* first failure inside the tap (out of memory) */
 } calib_run;
 
 static void free_stats(calib_run *r) {
-    for (int p = 0; p < N_POINTS; p++) {
-        sq_calib_stats *s = &r->stats[p];
+    for (int i = 0; i < r->n_stats; i++) {
+        sq_calib_stats *s = &r->stats[i];
         free(s->xtx);
         free(s->sum_sq);
         free(s->sum_abs);
         free(s->max_abs);
-        *s = (sq_calib_stats){0};
     }
+    free(r->stats);
+    r->stats = NULL;
+    r->n_stats = 0;
 }
 
-/* Fresh zeroed statistics for block l's inputs, widths from its weights. */
+/* Fresh zeroed statistics for block l's inputs, widths from its weights: the four points, and in a
+ * mixture-of-experts block each expert's two (its FFN_DOWN point is the shared expert's down input, width 0
+ * without one). */
 static SQ_NODISCARD sq_error *alloc_stats(calib_run *r, int l) {
     free_stats(r);
     const sq_layer *L = &r->model->layers[l];
@@ -55,17 +62,27 @@ static SQ_NODISCARD sq_error *alloc_stats(calib_run *r, int l) {
                                        [SQ_TAP_ATTN_OUT] = SQ_LINEAR_O,
                                        [SQ_TAP_FFN_IN] = SQ_LINEAR_GATE,
                                        [SQ_TAP_FFN_DOWN] = SQ_LINEAR_DOWN}; /* a weight each input feeds */
-    int widths[N_POINTS];
-    for (int p = 0; p < N_POINTS; p++) {
-        int64_t rows, cols;
-        sq_layer_linear_shape(L, first[p], &rows, &cols);
-        widths[p] = (int)cols;
-    }
+    const int n = N_POINTS + 2 * L->n_experts;
+    if (!(r->stats = calloc((size_t)n, sizeof *r->stats)))
+        return sq_errorf(SQ_ERR_NOMEM, "calibration: out of memory for block %d's statistics", l);
+    r->n_stats = n;
     const unsigned want = r->method->stats;
-    for (int p = 0; p < N_POINTS; p++) {
-        sq_calib_stats *s = &r->stats[p];
-        const size_t w = (size_t)widths[p];
-        *s = (sq_calib_stats){.layer = l, .point = (sq_tap_point)p, .width = widths[p]};
+    for (int i = 0; i < n; i++) {
+        sq_calib_stats *s = &r->stats[i];
+        const int expert = i < N_POINTS ? -1 : (i - N_POINTS) / 2;
+        const sq_tap_point p = i < N_POINTS         ? (sq_tap_point)i
+                               : (i - N_POINTS) % 2 ? SQ_TAP_EXPERT_DOWN
+                                                    : SQ_TAP_EXPERT_IN;
+        int64_t rows, cols;
+        sq_layer_linear_shape(L,
+                              i < N_POINTS            ? first[i]
+                              : p == SQ_TAP_EXPERT_IN ? SQ_LINEAR_GATE
+                                                      : SQ_LINEAR_DOWN,
+                              &rows, &cols);
+        if (L->n_experts && p == SQ_TAP_FFN_DOWN) cols = L->shexp_dim;
+        const size_t w = (size_t)cols;
+        *s = (sq_calib_stats){.layer = l, .point = p, .expert = expert, .width = (int)cols};
+        if (!w) continue;
         if (((want & SQ_CALIB_XTX) && !(s->xtx = calloc(w * w, sizeof *s->xtx))) ||
             ((want & SQ_CALIB_SUM_SQ) && !(s->sum_sq = calloc(w, sizeof *s->sum_sq))) ||
             ((want & SQ_CALIB_SUM_ABS) && !(s->sum_abs = calloc(w, sizeof *s->sum_abs))) ||
@@ -76,11 +93,16 @@ static SQ_NODISCARD sq_error *alloc_stats(calib_run *r, int l) {
     return NULL;
 }
 
-static void tap(void *user, int layer, sq_tap_point point, const float *x, int n, int width) {
+static void tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n, int width) {
     calib_run *r = user;
-    if (layer != r->layer || (int)point >= N_POINTS || r->err) return;
-    sq_calib_stats *s = &r->stats[point];
-    if (r->method->on_input) r->method->on_input(r->method->user, layer, point, x, n, width);
+    const int i = point < N_POINTS ? (int)point
+                  : point == SQ_TAP_EXPERT_IN || point == SQ_TAP_EXPERT_DOWN
+                      ? N_POINTS + 2 * expert + (point == SQ_TAP_EXPERT_DOWN)
+                      : -1;
+    if (layer != r->layer || i < 0 || i >= r->n_stats || r->err) return;
+    sq_calib_stats *s = &r->stats[i];
+    if (point < N_POINTS && r->method->on_input)
+        r->method->on_input(r->method->user, layer, point, x, n, width);
     s->n_tokens += n;
     for (int t = 0; t < n; t++) {
         const float *row = x + (size_t)t * width; /* [width] */
@@ -173,12 +195,12 @@ static SQ_NODISCARD sq_error *check(const sq_model *model, const sq_calib_sample
         return sq_errorf(SQ_ERR_INVALID_ARG,
                          "calibration: samples of %d tokens exceed the model's context of %d", s->seq_len,
                          model->cfg.max_seq_len);
-    if (model->cfg.n_experts)
+    if (model->cfg.n_experts && !m->experts)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
-            "calibration: %s is a mixture-of-experts model; calibrated methods (GPTQ, AWQ, imatrix, "
-            "Wanda, SparseGPT, width pruning) do not support expert tensors yet (round to nearest and "
-            "depth pruning do)",
+            "calibration: %s is a mixture-of-experts model; this calibrated method does not "
+            "support expert tensors (GPTQ, Wanda and SparseGPT calibrate each expert on its own tokens; "
+            "round to nearest and depth pruning need no calibration)",
             model->cfg.arch);
     if (m->stats & ~(unsigned)(SQ_CALIB_XTX | SQ_CALIB_SUM_SQ | SQ_CALIB_SUM_ABS | SQ_CALIB_MAX_ABS))
         return sq_errorf(SQ_ERR_INVALID_ARG, "calibration: unknown statistics flags 0x%x", m->stats);
@@ -221,7 +243,7 @@ SQ_NODISCARD sq_error *sq_calibrate(sq_model *model, const sq_calib_samples *sam
         if (!err) err = pass(&r, l, !method->changes_weights);
         r.layer = -1;
         if (err) break;
-        for (int p = 0; p < N_POINTS; p++) mirror_xtx(&r.stats[p]);
+        for (int i = 0; i < r.n_stats; i++) mirror_xtx(&r.stats[i]);
         if (method->apply_block) {
             /* the model may change only while no context holds it; shapes may change (width pruning) */
             sq_context_free(r.ctx);

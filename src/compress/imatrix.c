@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/model.h"
 
 sq_error *sq_imatrix_add(sq_imatrix *im, const char *name, size_t name_len, int64_t n_tokens,
                          const float *values, int n_values) {
@@ -55,30 +56,44 @@ int sq_imatrix_find(const sq_imatrix *im, const char *name, sq_imatrix_entry *ou
     return 0;
 }
 
-/* The weights that read each tap point's input, by their GGUF names. */
-static const char *const readers[SQ_TAP_FFN_DOWN + 1][3] = {
-    [SQ_TAP_ATTN_IN] = {"attn_q", "attn_k", "attn_v"},
-    [SQ_TAP_ATTN_OUT] = {"attn_output"},
-    [SQ_TAP_FFN_IN] = {"ffn_gate", "ffn_up"},
-    [SQ_TAP_FFN_DOWN] = {"ffn_down"},
+/* The weights that read each input, by their GGUF names: a dense block's four tap points, then in a mixture-
+ * of-experts block (whose FFN_IN and FFN_DOWN feed the shared expert) the experts' two. */
+static const char *const readers[2][SQ_TAP_FFN_DOWN + 3][3] = {
+    {{"attn_q", "attn_k", "attn_v"}, {"attn_output"}, {"ffn_gate", "ffn_up"}, {"ffn_down"}},
+    {{"attn_q", "attn_k", "attn_v"},
+     {"attn_output"},
+     {"ffn_gate_shexp", "ffn_up_shexp"},
+     {"ffn_down_shexp"},
+     {"ffn_gate_exps", "ffn_up_exps"},
+     {"ffn_down_exps"}},
 };
 
-/* sq_calib_method.apply_block: the block's means become entries. */
+/* sq_calib_method.apply_block: the block's means become entries. An expert tensor's entry holds each
+ * expert's means over the tokens routed to it, one row of values after another (llama.cpp's imatrix layout
+ * for ffn_*_exps); an expert no token reached gets 1s (no channel preferred), its mean being 0/0. */
 static SQ_NODISCARD sq_error *gather_block(void *user, sq_model *model, int layer,
                                            const sq_calib_stats *stats) {
-    (void)model;
     sq_imatrix *im = user;
-    for (int p = 0; p <= SQ_TAP_FFN_DOWN; p++) {
-        const sq_calib_stats *s = &stats[p];
-        float *mean = malloc((size_t)s->width * sizeof *mean); /* [width] */
+    const int E = model->layers[layer].n_experts, moe = E > 0;
+    for (int p = 0; p < (moe ? SQ_TAP_FFN_DOWN + 3 : SQ_TAP_FFN_DOWN + 1); p++) {
+        const int experts = p > SQ_TAP_FFN_DOWN, parts = experts ? E : 1;
+        const sq_calib_stats *first =
+            experts ? &stats[SQ_TAP_FFN_DOWN + 1 + (p - SQ_TAP_FFN_DOWN - 1)] : &stats[p];
+        const int width = first->width;
+        if (!width) continue;                                       /* no shared expert */
+        float *mean = malloc((size_t)parts * width * sizeof *mean); /* [parts][width] */
         if (!mean) return sq_errorf(SQ_ERR_NOMEM, "imatrix: out of memory");
-        for (int j = 0; j < s->width; j++)
-            mean[j] = s->n_tokens ? (float)(s->sum_sq[j] / (double)s->n_tokens) : 0;
+        for (int e = 0; e < parts; e++) {
+            const sq_calib_stats *s = first + 2 * e; /* experts' statistics alternate IN, DOWN */
+            for (int j = 0; j < width; j++)
+                mean[(size_t)e * width + j] =
+                    !s->n_tokens ? (experts ? 1.0f : 0.0f) : (float)(s->sum_sq[j] / (double)s->n_tokens);
+        }
         sq_error *err = NULL;
-        for (int r = 0; r < 3 && readers[p][r] && !err; r++) {
+        for (int r = 0; r < 3 && readers[moe][p][r] && !err; r++) {
             char name[64];
-            const int len = snprintf(name, sizeof name, "blk.%d.%s.weight", layer, readers[p][r]);
-            err = sq_imatrix_add(im, name, (size_t)len, s->n_tokens, mean, s->width);
+            const int len = snprintf(name, sizeof name, "blk.%d.%s.weight", layer, readers[moe][p][r]);
+            err = sq_imatrix_add(im, name, (size_t)len, stats[SQ_TAP_FFN_IN].n_tokens, mean, parts * width);
         }
         free(mean);
         SQ_TRY(err);
@@ -91,8 +106,11 @@ sq_error *sq_imatrix_compute(sq_model *model, const sq_calib_samples *samples, c
     *out = NULL;
     sq_imatrix *im = calloc(1, sizeof *im);
     if (!im) return sq_errorf(SQ_ERR_NOMEM, "imatrix: out of memory");
-    const sq_calib_method method = {
-        .stats = SQ_CALIB_SUM_SQ, .apply_block = gather_block, .changes_weights = 0, .user = im};
+    const sq_calib_method method = {.stats = SQ_CALIB_SUM_SQ,
+                                    .apply_block = gather_block,
+                                    .changes_weights = 0,
+                                    .experts = 1,
+                                    .user = im};
     sq_error *err = sq_calibrate(model, samples, &method, opts);
     if (err) {
         sq_imatrix_free(im);

@@ -131,18 +131,17 @@ static SQ_NODISCARD sq_error *read_config(const sq_gguf_file *g, sq_model_config
     TRY(arch_int(g, arch, "attention.sliding_window", 0, 0, big, &c->sliding_window));
     TRY(arch_int(g, arch, "vocab_size", 0, 1, big, &c->vocab_size));
     TRY(arch_int(g, arch, "rope.scaling.original_context_length", 0, 1, big, original_ctx));
+    /* llama.cpp's defaults: key length dim / heads, rope dimension count the key length; fewer rotated dims
+     * than that is partial rotary (Phi-4-mini) */
     if (!err && c->n_heads > 0 && c->dim % c->n_heads == 0) {
-        const int natural = c->dim / c->n_heads;
-        c->head_dim = key_len ? key_len : rope_dims ? rope_dims : natural;
-        if ((value_len && value_len != c->head_dim) || (rope_dims && rope_dims != c->head_dim))
-            err = sq_errorf(
-                SQ_ERR_UNSUPPORTED,
-                "%s: GGUF key/value length %d/%d and rope dimension count %d differ (partial rotary "
-                "embeddings are not supported)",
-                path, key_len, value_len, rope_dims);
+        c->head_dim = key_len ? key_len : c->dim / c->n_heads;
+        if (value_len && value_len != c->head_dim)
+            err = sq_errorf(SQ_ERR_UNSUPPORTED, "%s: GGUF key length %d and value length %d differ", path,
+                            key_len, value_len);
     } else if (!err && key_len) {
         c->head_dim = key_len;
     }
+    c->rope_dims = rope_dims ? rope_dims : c->head_dim;
     char key[128], *scaling = NULL;
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     int found = 0;
@@ -236,9 +235,9 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
                              path, t->name, sq_gguf_ggml_type_name(t->ggml_type), t->ggml_type, known);
         }
         if (!strcmp(t->name, ROPE_FREQS)) {
-            if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.head_dim)
-                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values", path, ROPE_FREQS,
-                                 m->cfg.head_dim / 2);
+            if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] * 2 != m->cfg.rope_dims)
+                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values (one per rotated pair)", path,
+                                 ROPE_FREQS, m->cfg.rope_dims / 2);
             float *factors = malloc(t->nbytes);
             if (!factors) return sq_errorf(SQ_ERR_NOMEM, "%s: out of memory", path);
             memcpy(factors, t->data, t->nbytes);
@@ -251,10 +250,10 @@ static SQ_NODISCARD sq_error *read_tensors(const sq_gguf_file *g, sq_model *m, i
                              : !strcmp(t->name, longrope_names[1]) ? 1
                                                                    : -1;
         if (longrope >= 0) {
-            const int n_pairs = m->cfg.head_dim / 2;
+            const int n_pairs = m->cfg.rope_dims / 2;
             if (dtype != SQ_DTYPE_F32 || t->ndim != 1 || t->shape[0] != n_pairs ||
                 n_pairs > SQ_ROPE_MAX_PAIRS)
-                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values (head_dim / 2, at most %d)",
+                return sq_errorf(SQ_ERR_FORMAT, "%s: %s must be %d f32 values (rope dims / 2, at most %d)",
                                  path, t->name, n_pairs, SQ_ROPE_MAX_PAIRS);
             float *f = longrope ? m->cfg.longrope.long_factor : m->cfg.longrope.short_factor;
             memcpy(f, t->data, t->nbytes);

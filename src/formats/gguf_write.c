@@ -126,7 +126,7 @@ static void put_config(kv_buf *b, const sq_model *m, const char *arch) {
     arch_widths(b, arch, "attention.head_count_kv", m, WIDTH_KV_HEADS, uniform);
     arch_f32(b, arch, "rope.freq_base", c->rope_theta);
     arch_f32(b, arch, "attention.layer_norm_rms_epsilon", c->norm_eps);
-    arch_u32(b, arch, "rope.dimension_count", (uint32_t)c->head_dim);
+    arch_u32(b, arch, "rope.dimension_count", (uint32_t)c->rope_dims);
     /* llama.cpp's head dimension is embedding_length / head_count of layer 0 unless key_length says */
     if (!uniform || c->head_dim * m->layers[0].n_heads != c->dim) {
         arch_u32(b, arch, "attention.key_length", (uint32_t)c->head_dim);
@@ -206,7 +206,7 @@ static void put_tensor_info(sq_out_file *o, const char *name, int ndim, const in
     sq_out_u64(o, offset);
 }
 
-/* A RoPE scaling tensor written after the model's: f32 [head_dim/2]. */
+/* A RoPE scaling tensor written after the model's: f32 [rope_dims/2]. */
 typedef struct rope_tensor {
     const char *name;
     const float *data;
@@ -239,8 +239,8 @@ sq_error *sq_gguf_save(const sq_model *m, const char *path) {
             "attention scale (llama.cpp assumes %s's)",
             path, arch, arch);
 
-    /* RoPE scaling as llama.cpp reads it: f32 [head_dim/2] tensors after the model's */
-    const int n_pairs = c->head_dim / 2;
+    /* RoPE scaling as llama.cpp reads it: f32 [rope_dims/2] tensors after the model's */
+    const int n_pairs = c->rope_dims / 2;
     rope_tensor extra[2];
     int n_rope = 0;
     float *freqs = NULL;

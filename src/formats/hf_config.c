@@ -34,8 +34,8 @@ static SQ_NODISCARD sq_error *get_int(const reader *r, const cJSON *obj, const c
     return NULL;
 }
 
-static SQ_NODISCARD sq_error *get_float(const reader *r, const cJSON *obj, const char *key, int required,
-                                        float *v) {
+static SQ_NODISCARD sq_error *get_double(const reader *r, const cJSON *obj, const char *key, int required,
+                                         double *v) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!present(item)) {
         if (required) return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s is missing", r->path, key);
@@ -43,7 +43,15 @@ static SQ_NODISCARD sq_error *get_float(const reader *r, const cJSON *obj, const
     }
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
         return sq_errorf(SQ_ERR_FORMAT, "%s: config field %s must be a number", r->path, key);
-    *v = (float)item->valuedouble;
+    *v = item->valuedouble;
+    return NULL;
+}
+
+static SQ_NODISCARD sq_error *get_float(const reader *r, const cJSON *obj, const char *key, int required,
+                                        float *v) {
+    double d = *v;
+    SQ_TRY(get_double(r, obj, key, required, &d));
+    *v = (float)d;
     return NULL;
 }
 
@@ -162,13 +170,13 @@ static SQ_NODISCARD sq_error *get_layer_types(const reader *r, int n_layers, int
     return NULL;
 }
 
-/* A list of head_dim/2 positive factors (longrope's short_factor, long_factor). */
+/* A list of rope_dims/2 positive factors (longrope's short_factor, long_factor). */
 static SQ_NODISCARD sq_error *get_factors(const reader *r, const char *field, const cJSON *p, const char *key,
                                           int n, float *out) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, key), *x;
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != n)
-        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s must list %d factors (one per rotated pair of head_dim)",
-                         r->path, field, key, n);
+        return sq_errorf(SQ_ERR_FORMAT, "%s: %s.%s must list %d factors (one per rotated pair)", r->path,
+                         field, key, n);
     int i = 0;
     cJSON_ArrayForEach(x, list) {
         if (!cJSON_IsNumber(x) || !(x->valuedouble > 0) || !isfinite(x->valuedouble))
@@ -188,13 +196,14 @@ static SQ_NODISCARD sq_error *read_longrope(const reader *r, const char *field, 
                                             sq_model_config *c) {
     sq_rope_scaling *s = &c->rope_scaling;
     sq_longrope *lr = &c->longrope;
-    const int hd = c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads;
-    if (hd / 2 > SQ_ROPE_MAX_PAIRS)
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %s longrope with head_dim %d (at most %d) is not supported",
-                         r->path, field, hd, 2 * SQ_ROPE_MAX_PAIRS);
+    const int n = c->rope_dims / 2;
+    if (n > SQ_ROPE_MAX_PAIRS)
+        return sq_errorf(SQ_ERR_UNSUPPORTED,
+                         "%s: %s longrope with %d rotated dims (at most %d) is not supported", r->path, field,
+                         c->rope_dims, 2 * SQ_ROPE_MAX_PAIRS);
     s->type = SQ_ROPE_SCALING_LONGROPE;
-    SQ_TRY(get_factors(r, field, p, "short_factor", hd / 2, lr->short_factor));
-    SQ_TRY(get_factors(r, field, p, "long_factor", hd / 2, lr->long_factor));
+    SQ_TRY(get_factors(r, field, p, "short_factor", n, lr->short_factor));
+    SQ_TRY(get_factors(r, field, p, "long_factor", n, lr->long_factor));
     s->original_max_pos = 0;
     SQ_TRY(get_int(r, r->root, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
     SQ_TRY(get_int(r, p, "original_max_position_embeddings", 0, 1, 1 << 24, &s->original_max_pos));
@@ -219,9 +228,10 @@ static SQ_NODISCARD sq_error *read_longrope(const reader *r, const char *field, 
 /* The RoPE settings as transformers resolves them (modeling_rope_utils.py, convert_rope_params_to_dict):
  * a non-empty rope_scaling (v4) replaces rope_parameters (v5); inside it rope_theta, then the top-level
  * rope_theta, then 10000; rope_type, else the older "type", else "default"; partial_rotary_factor from
- * either place. A v5 rope_parameters may instead hold one such dict per layer type. Every type but default,
- * llama3 and longrope ("su"), and partial rotation, change the arithmetic in ways squeeze does not implement:
- * errors. */
+ * either place, rotating the first int(head_dim * factor) dims of each head
+ * (_compute_default_rope_parameters). A v5 rope_parameters may instead hold one such dict per layer type.
+ * Every type but default, llama3 and longrope ("su") changes the arithmetic in ways squeeze does not
+ * implement: errors. */
 static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field, const cJSON *p,
                                              sq_model_config *c) {
     if (!cJSON_IsObject(p))
@@ -229,15 +239,16 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
     c->rope_theta = 10000.0f;
     SQ_TRY(get_float(r, r->root, "rope_theta", 0, &c->rope_theta));
     SQ_TRY(get_float(r, p, "rope_theta", 0, &c->rope_theta));
-    float partial = 1.0f;
-    SQ_TRY(get_float(r, r->root, "partial_rotary_factor", 0, &partial));
-    SQ_TRY(get_float(r, p, "partial_rotary_factor", 0, &partial));
-    if (partial != 1.0f)
-        return sq_errorf(
-            SQ_ERR_UNSUPPORTED,
-            "%s: config field partial_rotary_factor = %g (rotary embeddings on part of each head) "
-            "is not supported",
-            r->path, partial);
+    double partial = 1; /* in double, as Python multiplies it */
+    SQ_TRY(get_double(r, r->root, "partial_rotary_factor", 0, &partial));
+    SQ_TRY(get_double(r, p, "partial_rotary_factor", 0, &partial));
+    const int hd = c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads;
+    c->rope_dims = (int)(hd * partial); /* transformers truncates likewise */
+    if (!(partial > 0 && partial <= 1) || c->rope_dims < 2 || c->rope_dims % 2)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: config field partial_rotary_factor = %g gives %d rotated dims of head_dim %d "
+                         "(must be even, at least 2, at most head_dim)",
+                         r->path, partial, c->rope_dims, hd);
     const char *type;
     SQ_TRY(get_string(r, p, "rope_type", &type));
     if (!type) SQ_TRY(get_string(r, p, "type", &type));
@@ -262,7 +273,7 @@ static SQ_NODISCARD sq_error *read_rope_dict(const reader *r, const char *field,
 }
 
 static int same_rope(const sq_model_config *a, const sq_model_config *b) {
-    return a->rope_theta == b->rope_theta &&
+    return a->rope_theta == b->rope_theta && a->rope_dims == b->rope_dims &&
            !memcmp(&a->rope_scaling, &b->rope_scaling, sizeof a->rope_scaling) &&
            !memcmp(&a->longrope, &b->longrope, sizeof a->longrope);
 }
@@ -570,6 +581,8 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
     cJSON_AddNumberToObject(root, "max_position_embeddings", c->max_seq_len);
     cJSON_AddNumberToObject(root, "rms_norm_eps", shortest(c->norm_eps));
     cJSON_AddNumberToObject(root, "rope_theta", shortest(c->rope_theta));
+    if (c->rope_dims != c->head_dim) /* exact in binary for the fractions real models use (0.75, 0.5) */
+        cJSON_AddNumberToObject(root, "partial_rotary_factor", (double)c->rope_dims / c->head_dim);
     if (c->rope_scaling.type == SQ_ROPE_SCALING_LLAMA3) {
         cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
         cJSON_AddStringToObject(rs, "rope_type", "llama3");
@@ -579,7 +592,7 @@ sq_error *sq_hf_config_write(const sq_model *m, sq_dtype dtype, const char *path
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling.original_max_pos);
     } else if (c->rope_scaling.type ==
                SQ_ROPE_SCALING_LONGROPE) { /* Phi-3's layout, attention_factor stated */
-        const int n = c->head_dim / 2;
+        const int n = c->rope_dims / 2;
         cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
         cJSON_AddStringToObject(rs, "type", "longrope");
         cJSON *lists[2] = {cJSON_AddArrayToObject(rs, "short_factor"),

@@ -15,7 +15,7 @@ typedef struct sq_hf_flags {
 /* Parses config.json text (path names the file in errors and warnings) as transformers (v4 and v5) reads it:
  * RoPE from rope_parameters or rope_scaling or rope_theta, sliding windows by each architecture's rules. Keys
  * that change the arithmetic in ways squeeze does not implement (hidden_act other than SiLU, a rope type
- * other than default/llama3, partial_rotary_factor, mlp_bias, quantization_config, windows on some layers
+ * other than default/llama3/longrope, mlp_bias, quantization_config, windows on some layers
  * only) are errors naming the key; special-token ids outside the vocabulary are left out with a warning.
  * Sets rope_style to halves, as every Hugging Face checkpoint rotates. */
 SQ_NODISCARD sq_error *sq_hf_config_parse(const char *path, const char *text, size_t len, sq_model_config *c,

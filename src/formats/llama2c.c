@@ -104,6 +104,8 @@ static SQ_NODISCARD sq_error *check_representable(const sq_model *m, const char 
         why = "its head dimension is always dim / n_heads";
     else if (c->rope_scaling.type != SQ_ROPE_SCALING_NONE)
         why = "it has no RoPE scaling";
+    else if (c->rope_dims != c->head_dim)
+        why = "RoPE rotates whole heads (no partial rotary)";
     else if (c->rope_theta != 10000.0f || c->norm_eps != 1e-5f)
         why = "RoPE theta 10000 and RMSNorm epsilon 1e-5 are fixed";
     for (int l = 0; !why && l < c->n_layers; l++) {

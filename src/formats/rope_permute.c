@@ -12,14 +12,12 @@ int sq_rope_rotates_rows(const char *name) {
 }
 
 void sq_rope_permute_rows(const void *src, void *dst, int64_t n_rows, size_t row_bytes, int head_dim,
-                          sq_rope_style from, sq_rope_style to) {
+                          int rope_dims, sq_rope_style from, sq_rope_style to) {
     const unsigned char *s = src;
     unsigned char *d = dst;
-    if (from == to) {
-        memcpy(d, s, (size_t)n_rows * row_bytes);
-        return;
-    }
-    const int64_t half = head_dim / 2;
+    memcpy(d, s, (size_t)n_rows * row_bytes); /* the unrotated rows stay where they are */
+    if (from == to) return;
+    const int64_t half = rope_dims / 2;
     for (int64_t head = 0; head < n_rows / head_dim; head++) {
         const int64_t base = head * head_dim;
         for (int64_t i = 0; i < half; i++) {

@@ -16,9 +16,10 @@
  * per-head q/k norm weights, whose [head_dim] elements follow the rows they scale). */
 int sq_rope_rotates_rows(const char *name);
 
-/* Copies n_rows rows of row_bytes from src to dst, reordering them from convention `from` to `to` within each
- * group of head_dim rows (n_rows must be a multiple of head_dim, head_dim even). from == to copies. */
+/* Copies n_rows rows of row_bytes from src to dst, reordering the first rope_dims rows of each group of
+ * head_dim rows (the rotated ones; the rest are copied in place) from convention `from` to `to` (n_rows a
+ * multiple of head_dim, rope_dims even and at most head_dim). from == to copies. */
 void sq_rope_permute_rows(const void *src, void *dst, int64_t n_rows, size_t row_bytes, int head_dim,
-                          sq_rope_style from, sq_rope_style to);
+                          int rope_dims, sq_rope_style from, sq_rope_style to);
 
 #endif

@@ -6,14 +6,14 @@
 
 /* Rotation frequency of pair i, divided by 2*pi: the inverse wavelength. */
 static double inv_wavelen(const sq_model_config *c, int i) {
-    return pow(c->rope_theta, -2.0 * i / c->head_dim) / (2 * M_PI);
+    return pow(c->rope_theta, -2.0 * i / c->rope_dims) / (2 * M_PI);
 }
 
 void sq_llama3_rope_factors(const sq_model_config *c, float *out) {
     const sq_rope_scaling *s = &c->rope_scaling;
     const double lo_wavelen = s->original_max_pos / s->low_freq_factor;
     const double hi_wavelen = s->original_max_pos / s->high_freq_factor;
-    for (int i = 0; i < c->head_dim / 2; i++) {
+    for (int i = 0; i < c->rope_dims / 2; i++) {
         double wavelen = 1.0 / inv_wavelen(c, i);
         if (wavelen < hi_wavelen) {
             out[i] = 1.0f;
@@ -28,7 +28,7 @@ void sq_llama3_rope_factors(const sq_model_config *c, float *out) {
 }
 
 sq_error *sq_llama3_from_factors(const char *path, const float *f, int original_ctx, sq_model_config *c) {
-    const int n = c->head_dim / 2;
+    const int n = c->rope_dims / 2;
     double factor = 1;
     for (int i = 0; i < n; i++) {
         if (!(f[i] >= 1 && f[i] < 1e6))
@@ -77,8 +77,8 @@ sq_error *sq_llama3_from_factors(const char *path, const float *f, int original_
     fit.rope_scaling.high_freq_factor = (float)((q + 1) * fit.rope_scaling.original_max_pos / p);
     float check[4096];
     if (n > (int)(sizeof check / sizeof *check))
-        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: head dimension %d too large for rope_freqs", path,
-                         c->head_dim);
+        return sq_errorf(SQ_ERR_UNSUPPORTED, "%s: %d rotated dims too many for rope_freqs", path,
+                         c->rope_dims);
     sq_llama3_rope_factors(&fit, check);
     for (int i = 0; i < n; i++)
         if (fabs(check[i] - f[i]) > 1e-3 * f[i])

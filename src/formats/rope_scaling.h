@@ -6,10 +6,10 @@
 
 #include "model/model.h"
 
-/* The per-pair frequency divisors llama.cpp applies: head_dim/2 values into out. */
+/* The per-pair frequency divisors llama.cpp applies: rope_dims/2 values into out. */
 void sq_llama3_rope_factors(const sq_model_config *c, float *out);
 
-/* Recovers Llama-3 parameters from rope_freqs.weight (head_dim/2 f32 values) into c->rope_scaling. The
+/* Recovers Llama-3 parameters from rope_freqs.weight (rope_dims/2 f32 values) into c->rope_scaling. The
  * divisors determine the scaling only up to a common scale of (original context, low, high), so the original
  * context is taken from `original_ctx` (0: 8192, Llama 3.1's) and the other two fitted; the result is checked
  * by recomputing every divisor. */

@@ -138,7 +138,8 @@ sq_error *sq_export_tensor(const sq_model *m, const sq_tensor *t, int to, sq_rop
             return sq_errorf(SQ_ERR_FORMAT, "tensor %s: %lld rows are not whole heads of %d", t->name,
                              (long long)n_rows, m->cfg.head_dim);
         }
-        sq_rope_permute_rows(src, buf, n_rows, row_bytes, m->cfg.head_dim, m->cfg.rope_style, target_rope);
+        sq_rope_permute_rows(src, buf, n_rows, row_bytes, m->cfg.head_dim, m->cfg.rope_dims,
+                             m->cfg.rope_style, target_rope);
         if (conv != buf) free(conv);
     }
     out->data = out->owned = buf;

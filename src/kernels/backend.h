@@ -118,7 +118,8 @@ typedef struct sq_block_args {
     int geglu;                            /* the FFN's activation: GeGLU (tanh GELU), else SwiGLU */
     int n_experts_used, expert_norm_topk; /* mixture of experts: top-k, renormalised (sq_model_config) */
     sq_rope_style rope_style;
-    const double *inv_freq; /* [head_dim/2] this block's RoPE inverse frequencies, scaling applied */
+    int rope_dims;          /* the leading dims of each head RoPE rotates (sq_model_config) */
+    const double *inv_freq; /* [rope_dims/2] this block's RoPE inverse frequencies, scaling applied */
     float *x;               /* [n_tokens][dim] residual stream, updated in place */
     float *xb;              /* [n_tokens][dim] scratch: norm output, projection output */
     float *q;               /* [n_tokens][n_heads*head_dim] */
@@ -208,11 +209,12 @@ typedef struct sq_backend {
      */
     void (*rmsnorm)(void *impl, const float *x, const float *weight, float eps, int n_tokens, int dim,
                     float *out);
-    /* Rotates every head of q ([n_tokens][n_q_heads][head_dim]) and k ([n_tokens][n_k_heads][head_dim]) of
-     * token t by the angles pos[t] * inv_freq[i] (i < head_dim/2, computed in double), pairing elements as
-     * style says; pos [n_tokens], inv_freq [head_dim/2] */
+    /* Rotates the first rope_dims elements of every head of q ([n_tokens][n_q_heads][head_dim]) and k
+     * ([n_tokens][n_k_heads][head_dim]) of token t by the angles pos[t] * inv_freq[i] (i < rope_dims/2,
+     * computed in double), pairing elements as style says within those rope_dims; the rest of each head is
+     * left as it is (partial rotary); pos [n_tokens], inv_freq [rope_dims/2] */
     void (*rope)(void *impl, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
-                 const int32_t *pos, const double *inv_freq, sq_rope_style style);
+                 int rope_dims, const int32_t *pos, const double *inv_freq, sq_rope_style style);
     /* x[i] += y[i], n values: the residual connection */
     void (*add)(void *impl, float *x, const float *y, int64_t n);
     /* y[t][i] += bias[i]; y [n_tokens][width], bias [width] */

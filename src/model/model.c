@@ -395,6 +395,11 @@ static SQ_NODISCARD sq_error *bind(binder *b, sq_model_config *c, sq_layer *laye
     if (c->head_dim % 2 || c->head_dim > 4096)
         return sq_errorf(SQ_ERR_FORMAT, "%s: head dimension %d is not usable with rotary embeddings", path,
                          c->head_dim);
+    if (c->rope_dims == 0) c->rope_dims = c->head_dim;
+    if (c->rope_dims < 2 || c->rope_dims % 2 || c->rope_dims > c->head_dim)
+        return sq_errorf(SQ_ERR_FORMAT,
+                         "%s: RoPE dimension count %d must be even and between 2 and head_dim %d", path,
+                         c->rope_dims, c->head_dim);
     if (!(c->norm_eps > 0 && c->norm_eps < 1) || !(c->rope_theta > 0))
         return sq_errorf(SQ_ERR_FORMAT, "%s: invalid norm epsilon %g or rope theta %g", path, c->norm_eps,
                          c->rope_theta);
@@ -505,6 +510,7 @@ void sq_model_get_info(const sq_model *m, sq_model_info *info) {
     info->n_heads = c->n_heads;
     info->n_kv_heads = c->n_kv_heads;
     info->head_dim = c->head_dim;
+    info->rope_dims = c->rope_dims;
     info->ffn_dim = c->ffn_dim;
     info->vocab_size = c->vocab_size;
     info->max_seq_len = c->max_seq_len;

@@ -33,7 +33,7 @@ typedef struct sq_rope_scaling {
     int original_max_pos; /* llama3, longrope: the pretraining context (original_max_position_embeddings) */
 } sq_rope_scaling;
 
-/* Rotated pairs a longrope factor list may have (head_dim up to 512). */
+/* Rotated pairs a longrope factor list may have (rope_dims up to 512). */
 #define SQ_ROPE_MAX_PAIRS 256
 
 /* LongRoPE's per-pair factors (rope_scaling.type SQ_ROPE_SCALING_LONGROPE): each pair's frequency is divided
@@ -42,7 +42,7 @@ typedef struct sq_rope_scaling {
  * keys are multiplied by attn_factor (transformers scales cos and sin: scores grow by attn_factor^2). */
 typedef struct sq_longrope {
     float attn_factor;
-    float short_factor[SQ_ROPE_MAX_PAIRS], long_factor[SQ_ROPE_MAX_PAIRS]; /* [head_dim/2] used */
+    float short_factor[SQ_ROPE_MAX_PAIRS], long_factor[SQ_ROPE_MAX_PAIRS]; /* [rope_dims/2] used */
 } sq_longrope;
 
 /* Layers a model may have (the binder refuses more). */
@@ -62,6 +62,12 @@ typedef struct sq_model_config {
     int n_heads, n_kv_heads, ffn_dim;
     float rope_theta, norm_eps;
     sq_rope_style rope_style;
+    /* The leading dims of each head RoPE rotates, the rest passing through unrotated (partial rotary:
+     * Hugging Face's partial_rotary_factor, GGUF rope.dimension_count; Phi-4-mini 96 of 128). Frequencies
+     * are theta^(-2i/rope_dims) and the halves pairing is (i, i + rope_dims/2), as transformers' rotate_half
+     * on the first rope_dims and llama.cpp's ggml_rope with n_dims < head_dim both do. A loader may leave 0:
+     * binding sets head_dim. */
+    int rope_dims;
     sq_rope_scaling rope_scaling;
     sq_longrope longrope; /* rope_scaling.type SQ_ROPE_SCALING_LONGROPE only */
     int sliding_window;   /* 0: full attention */

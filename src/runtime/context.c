@@ -9,10 +9,10 @@
 #include "core/error.h"
 
 void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq) {
-    const int half = cfg->head_dim / 2;
+    const int half = cfg->rope_dims / 2;
     const sq_rope_scaling *s = &cfg->rope_scaling;
     for (int i = 0; i < half; i++) {
-        double f = pow(cfg->rope_theta, -2.0 * i / cfg->head_dim);
+        double f = pow(cfg->rope_theta, -2.0 * i / cfg->rope_dims);
         if (s->type == SQ_ROPE_SCALING_LLAMA3) {
             /* Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, the band between blended
              */
@@ -447,6 +447,7 @@ sq_error *sq_context_create_on(const sq_model *model, const sq_context_options *
                             .n_experts_used = c->n_experts_used,
                             .expert_norm_topk = c->expert_norm_topk,
                             .rope_style = c->rope_style,
+                            .rope_dims = c->rope_dims,
                             .inv_freq = ctx->inv_freq + (pattern && !sq_layer_is_global(c, l) ? hd / 2 : 0),
                             .x = ctx->x,
                             .xb = ctx->xb,

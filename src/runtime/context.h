@@ -75,7 +75,7 @@ struct sq_context {
 /* Logit rows computed per matmul before download, on backends without host memory. */
 #define SQ_LOGITS_ROWS 32
 
-/* RoPE inverse frequencies [head_dim/2] for the model's theta and scaling (llama3 wavelength smoothing;
+/* RoPE inverse frequencies [rope_dims/2] for the model's theta and scaling (llama3 wavelength smoothing;
  * longrope's short or long factors, long when n_ctx > original_max_pos). */
 void sq_rope_frequencies(const sq_model_config *cfg, int n_ctx, double *inv_freq);
 /* What scores q.k are multiplied by besides 1/sqrt(head_dim): Gemma's query_pre_attn_scalar and longrope's

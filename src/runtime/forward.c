@@ -163,24 +163,29 @@ static void commit(sq_context *ctx) {
 /* ---------------------------------------------------------------- the layers */
 
 /* Hands the tap a linear layer's input, from host memory. */
-static void tap(sq_context *ctx, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
+static void tap(sq_context *ctx, int layer, sq_tap_point point, int expert, const float *x, int n_tokens,
+                int width) {
     if (!ctx->tap || n_tokens == 0) return;
     const sq_backend *be = &ctx->backend;
     if (!be->host_memory) {
         be->download(be->impl, ctx->tap_host, x, (size_t)n_tokens * width * sizeof *x);
         x = ctx->tap_host;
     }
-    ctx->tap(ctx->tap_user, layer, point, x, n_tokens, width);
+    ctx->tap(ctx->tap_user, layer, point, expert, x, n_tokens, width);
 }
 
-/* out = w_down · (act(w_gate·in) * w_up·in) over n rows (out may be in): an expert, or the shared expert. */
-static void ffn(const sq_block_args *a, const sq_backend *be, const sq_tensor *w_gate, const sq_tensor *w_up,
-                const sq_tensor *w_down, const float *in, int n, float *out) {
+/* out = w_down · (act(w_gate·in) * w_up·in) over n rows (out may be in): routed expert `expert`, or the
+ * shared expert (-1, its down input tapped as SQ_TAP_FFN_DOWN; its gate/up input is SQ_TAP_FFN_IN's). */
+static void ffn(sq_context *ctx, const sq_block_args *a, int expert, const sq_tensor *w_gate,
+                const sq_tensor *w_up, const sq_tensor *w_down, const float *in, int n, float *out) {
+    const sq_backend *be = &ctx->backend;
     void *B = be->impl;
     const int width = (int)w_gate->shape[0];
+    if (expert >= 0) tap(ctx, a->layer, SQ_TAP_EXPERT_IN, expert, in, n, (int)w_gate->shape[1]);
     be->matmul(B, w_gate, in, n, a->gate);
     be->matmul(B, w_up, in, n, a->up);
     (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * width);
+    tap(ctx, a->layer, expert >= 0 ? SQ_TAP_EXPERT_DOWN : SQ_TAP_FFN_DOWN, expert, a->gate, n, width);
     be->matmul(B, w_down, a->gate, n, out);
 }
 
@@ -198,7 +203,8 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
     be->matmul(B, &w->ffn_gate_inp, a->xb, n, ctx->moe_logits);
     if (shared) be->matmul(B, &w->ffn_gate_inp_shexp, a->xb, n, ctx->moe_logits + (size_t)n * E);
     be->download(B, ctx->moe_host, ctx->moe_logits, (size_t)n * (E + shared) * sizeof(float));
-    if (ctx->tap) ctx->tap(ctx->tap_user, a->layer, SQ_TAP_ROUTER, ctx->moe_host, n, E); /* host already */
+    if (ctx->tap)
+        ctx->tap(ctx->tap_user, a->layer, SQ_TAP_ROUTER, -1, ctx->moe_host, n, E); /* host already */
     sq_moe_route(ctx->moe_host, n, E, K, a->expert_norm_topk, ctx->moe_offset, ctx->moe_host_rows,
                  ctx->moe_host_weight);
     const int n_routed = n * K, n_rows = n_routed + (shared ? n : 0);
@@ -221,11 +227,11 @@ static void ffn_experts(sq_context *ctx, const sq_block_args *a) {
                         up = sq_tensor_slice(&w->ffn_up_exps, e),
                         down = sq_tensor_slice(&w->ffn_down_exps, e);
         be->get_rows(B, &xb, ctx->moe_rows + first, count, ctx->moe_x);
-        ffn(a, be, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y);
+        ffn(ctx, a, e, &gate, &up, &down, ctx->moe_x, count, ctx->moe_y);
         be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + first, ctx->moe_weight + first, count, dim);
     }
     if (!shared) return;
-    ffn(a, be, &w->ffn_gate_shexp, &w->ffn_up_shexp, &w->ffn_down_shexp, a->xb, n, ctx->moe_y);
+    ffn(ctx, a, -1, &w->ffn_gate_shexp, &w->ffn_up_shexp, &w->ffn_down_shexp, a->xb, n, ctx->moe_y);
     be->add_rows(B, a->x, ctx->moe_y, ctx->moe_rows + n_routed, ctx->moe_weight + n_routed, n, dim);
 }
 
@@ -253,7 +259,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
 
     /* attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)) */
     be->rmsnorm(B, a->x, w->attn_norm.data, a->norm_eps, n, dim, a->xb);
-    tap(ctx, l, SQ_TAP_ATTN_IN, a->xb, n, dim);
+    tap(ctx, l, SQ_TAP_ATTN_IN, -1, a->xb, n, dim);
     linear(be, a, SQ_LINEAR_Q, a->xb, n, a->q);
     linear(be, a, SQ_LINEAR_K, a->xb, n, a->k);
     linear(be, a, SQ_LINEAR_V, a->xb, n, a->v);
@@ -265,18 +271,19 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
         be->rmsnorm(B, a->k, w->k_norm.data, a->norm_eps, n * w->n_kv_heads, hd, a->k);
     }
     if (a->q_scale != 1.0f) be->scale(B, a->q, a->q_scale, (int64_t)n * q_dim);
-    be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
+    be->rope(B, a->q, w->n_heads, a->k, w->n_kv_heads, n, hd, a->rope_dims, a->tokens->pos, a->inv_freq,
+             a->rope_style);
     be->kv_store(B, &a->kv, a->k, a->v, a->tokens);
     const sq_attention_args att = sq_block_attention_args(a);
     be->attention(B, &att);
-    tap(ctx, l, SQ_TAP_ATTN_OUT, a->attn_out, n, q_dim);
+    tap(ctx, l, SQ_TAP_ATTN_OUT, -1, a->attn_out, n, q_dim);
     linear(be, a, SQ_LINEAR_O, a->attn_out, n, a->xb);
     if (w->attn_post_norm.data) be->rmsnorm(B, a->xb, w->attn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
 
     /* feed-forward: x += w_down · (act(w_gate·norm(x)) * w_up·norm(x)), act SiLU or tanh GELU */
     be->rmsnorm(B, a->x, w->ffn_norm.data, a->norm_eps, n, dim, a->xb);
-    tap(ctx, l, SQ_TAP_FFN_IN, a->xb, n, dim);
+    tap(ctx, l, SQ_TAP_FFN_IN, -1, a->xb, n, dim);
     if (w->n_experts) {
         ffn_experts(ctx, a);
         return;
@@ -284,7 +291,7 @@ static void block_ops(sq_context *ctx, const sq_block_args *a) {
     linear(be, a, SQ_LINEAR_GATE, a->xb, n, a->gate);
     linear(be, a, SQ_LINEAR_UP, a->xb, n, a->up);
     (a->geglu ? be->geglu : be->swiglu)(B, a->gate, a->up, (int64_t)n * w->ffn_dim);
-    tap(ctx, l, SQ_TAP_FFN_DOWN, a->gate, n, w->ffn_dim);
+    tap(ctx, l, SQ_TAP_FFN_DOWN, -1, a->gate, n, w->ffn_dim);
     linear(be, a, SQ_LINEAR_DOWN, a->gate, n, a->xb);
     if (w->ffn_post_norm.data) be->rmsnorm(B, a->xb, w->ffn_post_norm.data, a->norm_eps, n, dim, a->xb);
     be->add(B, a->x, a->xb, (int64_t)n * dim);
@@ -320,7 +327,7 @@ static void output_logits(sq_context *ctx) {
                          .nbytes = (size_t)ctx->tokens.n_tokens * dim * sizeof(float)};
     be->get_rows(be->impl, &x, ctx->tok_dev + (size_t)TOK_OUT_ROW * ctx->n_batch_max, n_out, ctx->xb);
     be->rmsnorm(be->impl, ctx->xb, ctx->out_norm.data, c->norm_eps, n_out, dim, ctx->xb);
-    tap(ctx, -1, SQ_TAP_OUTPUT, ctx->xb, n_out, dim);
+    tap(ctx, -1, SQ_TAP_OUTPUT, -1, ctx->xb, n_out, dim);
     float **dest = ctx->logits_dest;
     for (int r = 0, run; r < n_out; r += run) {
         run = 1;

@@ -144,7 +144,7 @@ static SQ_NODISCARD sq_error *fetch_adapter(void *user, int k, const void **data
     float *b = malloc((size_t)li->out * j->t->rank * sizeof *b);
     if (!b) return sq_errorf(SQ_ERR_NOMEM, "LoRA save: out of memory");
     sq_rope_permute_rows(li->b, b, li->out, (size_t)j->t->rank * sizeof(float), j->t->head_dim,
-                         j->t->cfg.rope_style, SQ_ROPE_HALVES);
+                         j->t->cfg.rope_dims, j->t->cfg.rope_style, SQ_ROPE_HALVES);
     *data = *scratch = b;
     return NULL;
 }
@@ -343,7 +343,7 @@ SQ_NODISCARD sq_error *sq_model_apply_lora(sq_model *model, const char *path) {
                 break;
             }
             sq_rope_permute_rows(v, p, want0, (size_t)s.rank * sizeof(float), model->cfg.head_dim,
-                                 SQ_ROPE_HALVES, model->cfg.rope_style);
+                                 model->cfg.rope_dims, SQ_ROPE_HALVES, model->cfg.rope_style);
             free(v);
             v = p;
         }

@@ -90,7 +90,7 @@ void tr_rmsnorm_bwd(sq_threadpool *pool, const float *x, const float *w, const f
 
 typedef struct rope_job {
     float *x;
-    int n, heads, hd, sign;
+    int n, heads, hd, rope_dims, sign;
     const int32_t *pos;
     const double *inv_freq;
     sq_rope_style style;
@@ -100,7 +100,7 @@ static void rope_slice(void *p, int ith, int nth) {
     const rope_job *j = p;
     long r0, r1;
     sq_split_range(j->n, ith, nth, &r0, &r1);
-    const int half = j->hd / 2;
+    const int half = j->rope_dims / 2;
     for (long r = r0; r < r1; r++) {
         for (int i = 0; i < half; i++) {
             double angle = j->pos[r] * j->inv_freq[i];
@@ -117,9 +117,9 @@ static void rope_slice(void *p, int ith, int nth) {
     }
 }
 
-void tr_rope(sq_threadpool *pool, float *x, int n, int heads, int head_dim, const int32_t *pos,
+void tr_rope(sq_threadpool *pool, float *x, int n, int heads, int head_dim, int rope_dims, const int32_t *pos,
              const double *inv_freq, sq_rope_style style, int sign) {
-    rope_job j = {x, n, heads, head_dim, sign, pos, inv_freq, style};
+    rope_job j = {x, n, heads, head_dim, rope_dims, sign, pos, inv_freq, style};
     sq_threadpool_run(pool, rope_slice, &j);
 }
 

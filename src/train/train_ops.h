@@ -26,9 +26,10 @@ void tr_rmsnorm_fwd(sq_threadpool *pool, const float *x, const float *w, int n, 
 void tr_rmsnorm_bwd(sq_threadpool *pool, const float *x, const float *w, const float *rstd, const float *dy,
                     int n, int d, float *dx, float *dw);
 
-/* RoPE in place on x [n][heads * head_dim], token row r at position pos[r]; inv_freq [head_dim/2]. sign +1
- * rotates by the angle (forward), -1 by its negative: the transpose, i.e. the backward of the forward. */
-void tr_rope(sq_threadpool *pool, float *x, int n, int heads, int head_dim, const int32_t *pos,
+/* RoPE in place on the first rope_dims of each head of x [n][heads * head_dim], token row r at position
+ * pos[r]; inv_freq [rope_dims/2]. sign +1 rotates by the angle (forward), -1 by its negative: the transpose,
+ * i.e. the backward of the forward. */
+void tr_rope(sq_threadpool *pool, float *x, int n, int heads, int head_dim, int rope_dims, const int32_t *pos,
              const double *inv_freq, sq_rope_style style, int sign);
 
 /* Causal softmax attention with grouped-query heads (query head h reads key/value head h / (n_heads /

@@ -275,8 +275,8 @@ static void block_fwd(sq_trainer *t, int l, const float *x_in, float *x_out, int
     add_bias(t->q, L->bq, n, qw);
     add_bias(t->k, L->bk, n, kw);
     add_bias(t->v, L->bv, n, kw);
-    tr_rope(t->pool, t->q, n, L->n_heads, hd, t->pos, t->inv_freq, t->cfg.rope_style, 1);
-    tr_rope(t->pool, t->k, n, L->n_kv_heads, hd, t->pos, t->inv_freq, t->cfg.rope_style, 1);
+    tr_rope(t->pool, t->q, n, L->n_heads, hd, t->cfg.rope_dims, t->pos, t->inv_freq, t->cfg.rope_style, 1);
+    tr_rope(t->pool, t->k, n, L->n_kv_heads, hd, t->cfg.rope_dims, t->pos, t->inv_freq, t->cfg.rope_style, 1);
     tr_attn_shape s = attn_shape(t, L, n_seqs, seq_len);
     tr_attention_fwd(t->pool, &s, t->q, t->k, t->v, t->att, t->lse, t->attn_scratch);
     linear_fwd(t, TR_O, &L->lin[TR_O], t->att, n, t->xmid);
@@ -304,8 +304,9 @@ static void block_bwd(sq_trainer *t, int l, const float *x_in, int n_seqs, int s
     linear_bwd(t, TR_O, &L->lin[TR_O], t->att, t->dx, n, t->datt, 0);
     tr_attn_shape s = attn_shape(t, L, n_seqs, seq_len);
     tr_attention_bwd(t->pool, &s, t->q, t->k, t->v, t->att, t->lse, t->datt, t->dq, t->dk, t->dv);
-    tr_rope(t->pool, t->dq, n, L->n_heads, hd, t->pos, t->inv_freq, t->cfg.rope_style, -1);
-    tr_rope(t->pool, t->dk, n, L->n_kv_heads, hd, t->pos, t->inv_freq, t->cfg.rope_style, -1);
+    tr_rope(t->pool, t->dq, n, L->n_heads, hd, t->cfg.rope_dims, t->pos, t->inv_freq, t->cfg.rope_style, -1);
+    tr_rope(t->pool, t->dk, n, L->n_kv_heads, hd, t->cfg.rope_dims, t->pos, t->inv_freq, t->cfg.rope_style,
+            -1);
     linear_bwd(t, TR_Q, &L->lin[TR_Q], t->xn, t->dq, n, t->dxn, 0);
     linear_bwd(t, TR_K, &L->lin[TR_K], t->xn, t->dk, n, t->dxn, 1);
     linear_bwd(t, TR_V, &L->lin[TR_V], t->xn, t->dv, n, t->dxn, 1);

@@ -305,40 +305,44 @@ static void check_rope(const sq_backend *be, const char *label, uint64_t *seed) 
     sq_model_config cfgs[2] = {
         {.rope_theta = 10000},
         {.rope_theta = 500000, .rope_scaling = {SQ_ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 128}}};
+    /* every head whole, and partial rotary (the first 3/4 rotated, as Phi-4-mini; one pair of 6) */
     for (size_t h = 0; h < 4; h++)
-        for (int c = 0; c < 2; c++)
-            for (int style = 0; style < 2; style++) {
-                const int hd = head_dims[h], n_tokens = 1 + rand_below(seed, 12), nq = 3, nk = 1;
-                cfgs[c].head_dim = hd;
-                double inv_freq[64];
-                sq_rope_frequencies(&cfgs[c], 0, inv_freq);
-                int32_t pos[16];
-                for (int t = 0; t < n_tokens; t++) pos[t] = t == 0 ? 0 : rand_below(seed, 131072);
-                size_t nqv = (size_t)n_tokens * nq * hd, nkv = (size_t)n_tokens * nk * hd;
-                float *q = random_floats(nqv, -2, 2, seed), *k = random_floats(nkv, -2, 2, seed);
-                float *gq = malloc(nqv * 4), *gk = malloc(nkv * 4);
-                float *qd = dev_copy(be, q, nqv * 4), *kd = dev_copy(be, k, nkv * 4);
-                int32_t *pd = dev_copy(be, pos, sizeof pos);
-                double *fd = dev_copy(be, inv_freq, (size_t)(hd / 2) * sizeof *inv_freq);
-                be->rope(be->impl, qd, nq, kd, nk, n_tokens, hd, pd, fd, (sq_rope_style)style);
-                dev_read(be, gq, qd, nqv * 4);
-                dev_read(be, gk, kd, nkv * 4);
-                sq_ref_rope(q, nq, n_tokens, hd, pos, inv_freq, (sq_rope_style)style);
-                sq_ref_rope(k, nk, n_tokens, hd, pos, inv_freq, (sq_rope_style)style);
-                char what[96];
-                snprintf(what, sizeof what, "rope %s head_dim %d%s", style ? "halves" : "interleaved", hd,
-                         c ? " llama3" : "");
-                check_rel(gq, q, nqv, 1e-6, label, what);
-                check_rel(gk, k, nkv, 1e-6, label, what);
-                be->free(be->impl, qd);
-                be->free(be->impl, kd);
-                be->free(be->impl, pd);
-                be->free(be->impl, fd);
-                free(q);
-                free(k);
-                free(gq);
-                free(gk);
-            }
+        for (int partial = 0; partial < 2; partial++)
+            for (int c = 0; c < 2; c++)
+                for (int style = 0; style < 2; style++) {
+                    const int hd = head_dims[h], n_tokens = 1 + rand_below(seed, 12), nq = 3, nk = 1;
+                    const int rd = partial ? (hd * 3 / 4) & ~1 : hd;
+                    if (rd < 2) continue;
+                    cfgs[c].head_dim = hd, cfgs[c].rope_dims = rd;
+                    double inv_freq[64];
+                    sq_rope_frequencies(&cfgs[c], 0, inv_freq);
+                    int32_t pos[16];
+                    for (int t = 0; t < n_tokens; t++) pos[t] = t == 0 ? 0 : rand_below(seed, 131072);
+                    size_t nqv = (size_t)n_tokens * nq * hd, nkv = (size_t)n_tokens * nk * hd;
+                    float *q = random_floats(nqv, -2, 2, seed), *k = random_floats(nkv, -2, 2, seed);
+                    float *gq = malloc(nqv * 4), *gk = malloc(nkv * 4);
+                    float *qd = dev_copy(be, q, nqv * 4), *kd = dev_copy(be, k, nkv * 4);
+                    int32_t *pd = dev_copy(be, pos, sizeof pos);
+                    double *fd = dev_copy(be, inv_freq, (size_t)(hd / 2) * sizeof *inv_freq);
+                    be->rope(be->impl, qd, nq, kd, nk, n_tokens, hd, rd, pd, fd, (sq_rope_style)style);
+                    dev_read(be, gq, qd, nqv * 4);
+                    dev_read(be, gk, kd, nkv * 4);
+                    sq_ref_rope(q, nq, n_tokens, hd, rd, pos, inv_freq, (sq_rope_style)style);
+                    sq_ref_rope(k, nk, n_tokens, hd, rd, pos, inv_freq, (sq_rope_style)style);
+                    char what[96];
+                    snprintf(what, sizeof what, "rope %s head_dim %d rotating %d%s",
+                             style ? "halves" : "interleaved", hd, rd, c ? " llama3" : "");
+                    check_rel(gq, q, nqv, 1e-6, label, what);
+                    check_rel(gk, k, nkv, 1e-6, label, what);
+                    be->free(be->impl, qd);
+                    be->free(be->impl, kd);
+                    be->free(be->impl, pd);
+                    be->free(be->impl, fd);
+                    free(q);
+                    free(k);
+                    free(gq);
+                    free(gk);
+                }
 }
 
 static void check_adds_swiglu(const sq_backend *be, const char *label, uint64_t *seed) {

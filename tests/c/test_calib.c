@@ -132,8 +132,9 @@ typedef struct ref_run {
     block_stats *blocks;
 } ref_run;
 
-static void ref_tap(void *user, int layer, sq_tap_point point, const float *x, int n, int width) {
+static void ref_tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n, int width) {
     ref_run *r = user;
+    (void)expert;
     if (layer < 0 || (int)point >= N_POINTS) return;
     block_stats *b = &r->blocks[layer];
     const size_t w = (size_t)width;

@@ -218,8 +218,9 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-static void no_tap(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
-    (void)user, (void)layer, (void)point, (void)x, (void)n_tokens, (void)width;
+static void no_tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n_tokens,
+                   int width) {
+    (void)user, (void)layer, (void)point, (void)expert, (void)x, (void)n_tokens, (void)width;
 }
 
 /* The CPU, and on the GPU: the fused block with its steps replayed as CUDA graphs (the default), the fused

@@ -9,12 +9,13 @@
 #include "formats/rope_scaling.h"
 #include "test_formats_util.h"
 
-/* Applies RoPE at position pos to one head vector in the given convention (plain reference). */
-static void rope_ref(float *v, int hd, int pos, sq_rope_style style) {
-    for (int i = 0; i < hd / 2; i++) {
-        double a = pos * pow(10000.0, -2.0 * i / hd), c = cos(a), s = sin(a);
+/* Applies RoPE at position pos to the first rd elements of one head vector in the given convention (plain
+ * reference). */
+static void rope_ref(float *v, int rd, int pos, sq_rope_style style) {
+    for (int i = 0; i < rd / 2; i++) {
+        double a = pos * pow(10000.0, -2.0 * i / rd), c = cos(a), s = sin(a);
         int i0 = style == SQ_ROPE_INTERLEAVED ? 2 * i : i,
-            i1 = style == SQ_ROPE_INTERLEAVED ? 2 * i + 1 : i + hd / 2;
+            i1 = style == SQ_ROPE_INTERLEAVED ? 2 * i + 1 : i + rd / 2;
         double x0 = v[i0], x1 = v[i1];
         v[i0] = (float)(x0 * c - x1 * s);
         v[i1] = (float)(x0 * s + x1 * c);
@@ -28,22 +29,26 @@ static void test_rope_permutation_semantics(void **state) {
     float w[ROWS * DIM], wp[ROWS * DIM], back[ROWS * DIM], x[DIM];
     for (int i = 0; i < ROWS * DIM; i++) w[i] = sq_test_rand_uniform(&seed, -1, 1);
     for (int i = 0; i < DIM; i++) x[i] = sq_test_rand_uniform(&seed, -1, 1);
-    sq_rope_permute_rows(w, wp, ROWS, DIM * sizeof(float), HD, SQ_ROPE_HALVES, SQ_ROPE_INTERLEAVED);
-    sq_rope_permute_rows(wp, back, ROWS, DIM * sizeof(float), HD, SQ_ROPE_INTERLEAVED, SQ_ROPE_HALVES);
-    assert_memory_equal(w, back, sizeof w);
-    for (int pos = 0; pos < 5; pos++) {
-        float qh[ROWS], qi[ROWS];
-        for (int r = 0; r < ROWS; r++) {
-            qh[r] = qi[r] = 0;
-            for (int k = 0; k < DIM; k++) qh[r] += w[r * DIM + k] * x[k], qi[r] += wp[r * DIM + k] * x[k];
-        }
-        for (int h = 0; h < HEADS; h++) {
-            rope_ref(qh + h * HD, HD, pos, SQ_ROPE_HALVES);
-            rope_ref(qi + h * HD, HD, pos, SQ_ROPE_INTERLEAVED);
-            /* the same rotated query, its elements in the other order: pair i member j */
-            for (int i = 0; i < HD / 2; i++)
-                for (int j = 0; j < 2; j++)
-                    assert_float_equal(qi[h * HD + 2 * i + j], qh[h * HD + j * HD / 2 + i], 1e-6);
+    for (int RD = HD; RD >= 4; RD -= 4) { /* whole heads, and partial rotary (the rest stays in place) */
+        sq_rope_permute_rows(w, wp, ROWS, DIM * sizeof(float), HD, RD, SQ_ROPE_HALVES, SQ_ROPE_INTERLEAVED);
+        sq_rope_permute_rows(wp, back, ROWS, DIM * sizeof(float), HD, RD, SQ_ROPE_INTERLEAVED,
+                             SQ_ROPE_HALVES);
+        assert_memory_equal(w, back, sizeof w);
+        for (int pos = 0; pos < 5; pos++) {
+            float qh[ROWS], qi[ROWS];
+            for (int r = 0; r < ROWS; r++) {
+                qh[r] = qi[r] = 0;
+                for (int k = 0; k < DIM; k++) qh[r] += w[r * DIM + k] * x[k], qi[r] += wp[r * DIM + k] * x[k];
+            }
+            for (int h = 0; h < HEADS; h++) {
+                rope_ref(qh + h * HD, RD, pos, SQ_ROPE_HALVES);
+                rope_ref(qi + h * HD, RD, pos, SQ_ROPE_INTERLEAVED);
+                /* the same rotated query, its elements in the other order: pair i member j */
+                for (int i = 0; i < RD / 2; i++)
+                    for (int j = 0; j < 2; j++)
+                        assert_float_equal(qi[h * HD + 2 * i + j], qh[h * HD + j * RD / 2 + i], 1e-6);
+                for (int i = RD; i < HD; i++) assert_float_equal(qi[h * HD + i], qh[h * HD + i], 1e-6);
+            }
         }
     }
     assert_true(sq_rope_rotates_rows("blk.3.attn_k.bias"));
@@ -57,10 +62,11 @@ static void test_llama3_factor_fit(void **state) {
                                      {SQ_ROPE_SCALING_LLAMA3, 32, 1, 4, 8192},
                                      {SQ_ROPE_SCALING_LLAMA3, 16, 2, 8, 4096}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        sq_model_config c = {.head_dim = 128, .rope_theta = 500000.0f, .rope_scaling = cases[k]};
+        sq_model_config c = {
+            .head_dim = 128, .rope_dims = 128, .rope_theta = 500000.0f, .rope_scaling = cases[k]};
         float f[64];
         sq_llama3_rope_factors(&c, f);
-        sq_model_config fit = {.head_dim = 128, .rope_theta = 500000.0f};
+        sq_model_config fit = {.head_dim = 128, .rope_dims = 128, .rope_theta = 500000.0f};
         sq_test_ok(sq_llama3_from_factors("x", f, cases[k].original_max_pos, &fit));
         assert_int_equal(fit.rope_scaling.type, SQ_ROPE_SCALING_LLAMA3);
         assert_float_equal(fit.rope_scaling.factor, cases[k].factor, 1e-4);
@@ -69,7 +75,7 @@ static void test_llama3_factor_fit(void **state) {
     }
     float bogus[64];
     for (int i = 0; i < 64; i++) bogus[i] = i % 2 ? 1.0f : 3.0f;
-    sq_model_config c = {.head_dim = 128, .rope_theta = 500000.0f};
+    sq_model_config c = {.head_dim = 128, .rope_dims = 128, .rope_theta = 500000.0f};
     sq_test_fails_with(sq_llama3_from_factors("x.gguf", bogus, 0, &c), "does not follow Llama-3");
 }
 

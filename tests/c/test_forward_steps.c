@@ -122,8 +122,8 @@ static void ref_token(ref_state *r, int32_t token, float *logits) {
         linear(L->wk, L->bk, xb, k);
         linear(L->wv, L->bv, xb, v);
         const int32_t p = pos;
-        sq_ref_rope(q, L->n_heads, 1, hd, &p, r->inv_freq, c->rope_style);
-        sq_ref_rope(k, L->n_kv_heads, 1, hd, &p, r->inv_freq, c->rope_style);
+        sq_ref_rope(q, L->n_heads, 1, hd, c->rope_dims, &p, r->inv_freq, c->rope_style);
+        sq_ref_rope(k, L->n_kv_heads, 1, hd, c->rope_dims, &p, r->inv_freq, c->rope_style);
         memcpy(r->key[l] + (size_t)pos * kv_dim, k, (size_t)kv_dim * sizeof *k);
         memcpy(r->value[l] + (size_t)pos * kv_dim, v, (size_t)kv_dim * sizeof *v);
         for (int h = 0; h < L->n_heads; h++) {
@@ -289,8 +289,10 @@ static void tap_store_init(tap_store *s, const sq_model *m, int n_tokens) {
 
 static int in_backend(const struct staged *s, const void *p);
 
-static void engine_tap(void *user, int layer, sq_tap_point point, const float *x, int n_tokens, int width) {
+static void engine_tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n_tokens,
+                       int width) {
     tap_store *s = user;
+    (void)expert;
     s->calls++;
     if (s->device && in_backend(s->device, x)) fail_msg("the tap was handed device memory");
     assert_true(n_tokens <= s->n_tokens && width <= s->max_width);
@@ -646,13 +648,13 @@ static void st_rmsnorm(void *impl, const float *x, const float *w, float eps, in
     owned(impl, out, "norm output");
     CPU(impl)->rmsnorm(CPU(impl)->impl, x, w, eps, n, dim, out);
 }
-static void st_rope(void *impl, float *q, int nq, float *k, int nk, int n, int hd, const int32_t *pos,
-                    const double *inv_freq, sq_rope_style style) {
+static void st_rope(void *impl, float *q, int nq, float *k, int nk, int n, int hd, int rope_dims,
+                    const int32_t *pos, const double *inv_freq, sq_rope_style style) {
     owned(impl, q, "rope q");
     owned(impl, k, "rope k");
     owned(impl, pos, "rope positions");
     owned(impl, inv_freq, "rope frequencies");
-    CPU(impl)->rope(CPU(impl)->impl, q, nq, k, nk, n, hd, pos, inv_freq, style);
+    CPU(impl)->rope(CPU(impl)->impl, q, nq, k, nk, n, hd, rope_dims, pos, inv_freq, style);
 }
 static void st_add(void *impl, float *x, const float *y, int64_t n) {
     owned(impl, x, "add x");
@@ -716,8 +718,8 @@ static void st_block(void *impl, const sq_block_args *a) {
     if (w->bq.data) sq_ref_add_bias(a->q, w->bq.data, n, q_dim);
     if (w->bk.data) sq_ref_add_bias(a->k, w->bk.data, n, kv_dim);
     if (w->bv.data) sq_ref_add_bias(a->v, w->bv.data, n, kv_dim);
-    sq_ref_rope(a->q, w->n_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
-    sq_ref_rope(a->k, w->n_kv_heads, n, hd, a->tokens->pos, a->inv_freq, a->rope_style);
+    sq_ref_rope(a->q, w->n_heads, n, hd, a->rope_dims, a->tokens->pos, a->inv_freq, a->rope_style);
+    sq_ref_rope(a->k, w->n_kv_heads, n, hd, a->rope_dims, a->tokens->pos, a->inv_freq, a->rope_style);
     sq_ref_kv_store(&a->kv, a->k, a->v, a->tokens);
     sq_ref_attention(&(sq_attention_args){a->q, a->kv, a->tokens, w->n_heads, w->n_kv_heads, hd, a->window,
                                           a->attn_softcap, a->attn_out});

@@ -19,8 +19,9 @@ typedef struct tapped {
     int64_t n_tokens[64][4];
 } tapped;
 
-static void tap(void *user, int layer, sq_tap_point point, const float *x, int n, int width) {
+static void tap(void *user, int layer, sq_tap_point point, int expert, const float *x, int n, int width) {
     tapped *t = user;
+    (void)expert;
     if (!t->sum_sq[layer][point]) {
         t->sum_sq[layer][point] = calloc((size_t)width, sizeof(double));
         t->width[layer][point] = width;

@@ -124,7 +124,7 @@ static void test_rmsnorm(void **state) {
 /* ---------------------------------------------------------------- RoPE */
 
 typedef struct rope_ctx {
-    int n, heads, hd;
+    int n, heads, hd, rd; /* rd: the rotated dims of each head (partial rotary when < hd) */
     const int32_t *pos;
     const double *inv_freq;
     sq_rope_style style;
@@ -132,11 +132,12 @@ typedef struct rope_ctx {
 
 static void rope_fwd(void *p, double *const *in, double *y) {
     const rope_ctx *c = p;
-    const int half = c->hd / 2;
+    const int half = c->rd / 2;
     for (int r = 0; r < c->n; r++)
         for (int h = 0; h < c->heads; h++) {
             const double *x = in[0] + (r * c->heads + h) * c->hd;
             double *o = y + (r * c->heads + h) * c->hd;
+            for (int i = 0; i < c->hd; i++) o[i] = x[i];
             for (int i = 0; i < half; i++) {
                 int a = c->style == SQ_ROPE_INTERLEAVED ? 2 * i : i;
                 int b = c->style == SQ_ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
@@ -154,18 +155,19 @@ static void test_rope(void **state) {
     double inv_freq[5];
     for (int i = 0; i < 6; i++) pos[i] = (int32_t)(sq_test_rand_u64(&seed) % 300);
     for (int i = 0; i < 5; i++) inv_freq[i] = pow(10000.0, -2.0 * i / 10);
-    for (int style = 0; style < 2; style++) {
-        rope_ctx rc = {6, 3, 10, pos, inv_freq, style ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED};
-        const int n = 6 * 3 * 10;
-        float x[180], y[180], c[180], dx[180];
-        fill(x, n, &seed, 2), fill(c, n, &seed, 1);
-        memcpy(y, x, sizeof y);
-        tr_rope(pool, y, rc.n, rc.heads, rc.hd, pos, inv_freq, rc.style, 1);
-        memcpy(dx, c, sizeof dx);
-        tr_rope(pool, dx, rc.n, rc.heads, rc.hd, pos, inv_freq, rc.style, -1);
-        op_case oc = {style ? "rope halves" : "rope interleaved", 1, n, {n}, rope_fwd, &rc};
-        check_op(&oc, (float *[]){x}, y, c, (float *[]){dx});
-    }
+    for (int rd = 10; rd >= 6; rd -= 4) /* whole heads, and partial rotary */
+        for (int style = 0; style < 2; style++) {
+            rope_ctx rc = {6, 3, 10, rd, pos, inv_freq, style ? SQ_ROPE_HALVES : SQ_ROPE_INTERLEAVED};
+            const int n = 6 * 3 * 10;
+            float x[180], y[180], c[180], dx[180];
+            fill(x, n, &seed, 2), fill(c, n, &seed, 1);
+            memcpy(y, x, sizeof y);
+            tr_rope(pool, y, rc.n, rc.heads, rc.hd, rd, pos, inv_freq, rc.style, 1);
+            memcpy(dx, c, sizeof dx);
+            tr_rope(pool, dx, rc.n, rc.heads, rc.hd, rd, pos, inv_freq, rc.style, -1);
+            op_case oc = {style ? "rope halves" : "rope interleaved", 1, n, {n}, rope_fwd, &rc};
+            check_op(&oc, (float *[]){x}, y, c, (float *[]){dx});
+        }
 }
 
 /* ---------------------------------------------------------------- attention */

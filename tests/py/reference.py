@@ -112,6 +112,9 @@ class Model:
     # Gemma 2 style soft-capping (eager_attention_forward, Gemma2ForCausalLM.forward): x -> cap tanh(x / cap)
     attn_softcap: Optional[float] = None  # of the scaled scores, before the mask and softmax
     final_softcap: Optional[float] = None  # of the output logits
+    # Partial rotary (Phi-4-mini; transformers' partial_rotary_factor, GGUF rope.dimension_count): RoPE on the
+    # first rope_dims of each head only, frequencies theta^(-2i/rope_dims); None: the whole head
+    rope_dims: Optional[int] = None
 
     @property
     def vocab_size(self):
@@ -121,12 +124,16 @@ class Model:
     def dim(self):
         return self.tok_embd.shape[1]
 
+    @property
+    def rot_dims(self):
+        return self.rope_dims or self.head_dim
+
     def inv_freq_local(self):
-        d = self.head_dim
+        d = self.rot_dims
         return 1.0 / (self.rope_local_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
 
     def inv_freq(self):
-        d = self.head_dim
+        d = self.rot_dims
         inv = 1.0 / (self.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
         if self.rope_scaling is not None:
             inv = llama3_inv_freq(inv, self.rope_scaling)
@@ -169,7 +176,11 @@ def gelu_tanh(x):  # transformers' gelu_pytorch_tanh (PytorchGELUTanh)
 
 
 def apply_rope(x, positions, inv_freq, interleaved):
-    """x: [heads, n, head_dim]; positions: [n]."""
+    """x: [heads, n, head_dim]; positions: [n]. Rotates the first 2 len(inv_freq) dims of each head, the rest
+    passed through (transformers' apply_rotary_pos_emb with rotary_dim = cos.shape[-1], as Phi-3 has it)."""
+    rd = 2 * len(inv_freq)
+    if rd < x.shape[-1]:
+        return np.concatenate([apply_rope(x[..., :rd], positions, inv_freq, interleaved), x[..., rd:]], axis=-1)
     ang = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n, head_dim/2]
     cos, sin = np.cos(ang), np.sin(ang)
     out = np.empty_like(x)
@@ -302,12 +313,13 @@ def greedy(model, prompt, n_new):
 
 def as_halves(model):
     """The same model with RoPE on halves: within each head, the q/k rows (and biases) of interleaved pair
-    (2i, 2i+1) move to rows (i, i + head_dim/2), as Hugging Face's llama conversion permutes them. Logits are
-    unchanged; checkpoints of either convention can then be compared weight for weight."""
+    (2i, 2i+1) move to rows (i, i + rope_dims/2) (the unrotated rest stays), as Hugging Face's llama
+    conversion permutes them. Logits are unchanged; checkpoints of either convention can then be compared
+    weight for weight."""
     if not model.rope_interleaved:
         return model
-    hd = model.head_dim
-    order = np.concatenate([np.arange(0, hd, 2), np.arange(1, hd, 2)])
+    hd, rd = model.head_dim, model.rot_dims
+    order = np.concatenate([np.arange(0, rd, 2), np.arange(1, rd, 2), np.arange(rd, hd)])
 
     def permute(w):
         if w is None:
@@ -325,6 +337,8 @@ def weight_difference(src, dst):
     a, b = as_halves(src), as_halves(dst)
     if a.head_dim != b.head_dim:
         return f"head_dim {b.head_dim} != {a.head_dim}"
+    if a.rot_dims != b.rot_dims:
+        return f"RoPE dims {b.rot_dims} != {a.rot_dims}"
     if not np.isclose(a.norm_eps, b.norm_eps, rtol=1e-6, atol=0):
         return f"norm epsilon {b.norm_eps} != {a.norm_eps}"
     if not np.allclose(a.inv_freq(), b.inv_freq(), rtol=1e-6, atol=0):
@@ -443,9 +457,6 @@ def hf_rope(cfg):
             raise NotImplementedError("RoPE parameters that differ between layer types")
         p = dict(nested[0])
     theta = p.get("rope_theta", cfg.get("rope_theta", 10000.0))
-    partial = p.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
-    if partial != 1.0:
-        raise NotImplementedError(f"partial_rotary_factor {partial}")
     rope_type = p.get("rope_type", p.get("type", "default"))
     if rope_type == "default":
         return theta, None
@@ -489,6 +500,9 @@ def load_hf(dirpath):
     elif cfg.get("hidden_act", "silu") not in ("silu", "swish"):  # activations.py: both are SiLU
         raise NotImplementedError(f"hidden_act {cfg['hidden_act']}")
     theta, rs = hf_rope(cfg)
+    # _compute_default_rope_parameters: dim = int(head_dim * partial_rotary_factor), from either place
+    params = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    rope_dims = int(hd * params.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)))
     # which layers slide: Mistral all (sliding_window defaults to 4096, null is none); Qwen2 only with
     # use_sliding_window, on the layers layer_types names, else those from max_window_layers on
     window, sliding = 0, [False] * n_layers
@@ -608,7 +622,7 @@ def load_hf(dirpath):
         extra.update(longrope=rs, rope_ctx=cfg["max_position_embeddings"])  # squeeze's default n_ctx
         rs = None
     return Model("gemma3" if arch == "gemma3_text" else arch, hd, eps, theta, False, tok, out_norm, output, layers, rope_scaling=rs,
-                 **extra)
+                 rope_dims=rope_dims, **extra)
 
 
 def load_gguf(path):
@@ -735,6 +749,7 @@ def load_gguf(path):
         rope_freq_factors=freq_factors,
         longrope=longrope,
         rope_ctx=field(f"{arch}.context_length"),
+        rope_dims=field(f"{arch}.rope.dimension_count", hd),  # llama.cpp's n_rot
         **(dict(act="gelu_tanh", embd_scale=float(np.float32(math.sqrt(dim))), attn_scalar=float(hd),
                 rope_local_theta=theta if arch == "gemma2" else 10000.0, attn_softcap=field(f"{arch}.attn_logit_softcapping", 50.0 if arch == "gemma2" else None),
                 final_softcap=field(f"{arch}.final_logit_softcapping", 30.0 if arch == "gemma2" else None)) if gemma else {}),

@@ -1,7 +1,7 @@
 """`squeeze convert` round trips keep the model: stories15M.bin -> HF directory -> GGUF -> llama2.c .bin, and
 tiny Qwen2 (biases, tied), tiny GQA fp16 Llama, tiny Qwen3 (q/k norms; bf16 untied, fp32 tied), Gemma 3,
 Phi-3 (fused qkv and gate_up, split at load and joined again on write; LongRoPE factors as GGUF tensors and
-back into config.json), Gemma 2 (soft-capping) and the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE
+back into config.json), Phi-4-mini's partial rotary (partial_rotary_factor <-> rope.dimension_count), Gemma 2 (soft-capping) and the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE
 (experts as one matrix each in HF, 3-D in GGUF) HF checkpoints -> GGUF -> HF.
 
 At every step:
@@ -95,7 +95,7 @@ def main():
            ("llama2c", os.path.join(work, "stories15M-roundtrip.bin"))], tokens)
 
     for name in ["qwen2_bias", "llama_gqa_f16", "qwen3_bf16", "qwen3_tied", "gemma3_bf16", "phi3_gqa",
-                 "phi3_swa_bf16", "phi3_longrope", "gemma2_softcap", "mixtral_e8k3_bf16", "qwen2moe", "qwen3moe_bf16"]:
+                 "phi3_swa_bf16", "phi3_longrope", "phi4_partial", "gemma2_softcap", "mixtral_e8k3_bf16", "qwen2moe", "qwen3moe_bf16"]:
         src = tiny_models.generate(name, os.path.join(work, "tiny"))
         rng = np.random.default_rng(11)
         tokens = [1] + [int(t) for t in rng.integers(3, tiny_models.VARIANTS[name]["vocab"], 23)]

@@ -75,6 +75,12 @@ VARIANTS = [
     ("longrope-attention-factor", "phi3_longrope",
      lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "attention_factor": 1.25}}, "longrope-attn",
      "attention factor 1.25"),
+    # partial rotary (Phi-4-mini): at the top level, and inside v5's rope_parameters
+    ("partial-rotary-top-level", "llama3_rope", lambda c: {**c, "partial_rotary_factor": 0.5}, "partial",
+     "partial: the first 16 of 32 dims"),
+    ("v5-partial-rotary", "llama3_rope",
+     lambda c: v5(c, {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75}), "partial",
+     "partial: the first 24 of 32 dims"),
     ("mistral-window-key-absent", "mistral_swa", lambda c: {k: v for k, v in c.items() if k != "sliding_window"},
      None, "sliding window:  4096\n"),
 ]
@@ -88,7 +94,13 @@ REFUSED = [
      "rope_parameters type yarn"),
     ("v4-linear", "llama3_rope", lambda c: {**c, "rope_scaling": {"type": "linear", "factor": 2.0}},
      "rope_scaling type linear"),
-    ("partial-rotary", "llama3_rope", lambda c: {**c, "partial_rotary_factor": 0.5}, "partial_rotary_factor = 0.5"),
+    ("partial-rotary-odd", "llama3_rope", lambda c: {**c, "partial_rotary_factor": 0.3},
+     "partial_rotary_factor = 0.3 gives 9 rotated dims"),
+    ("partial-rotary-above-one", "llama3_rope", lambda c: {**c, "partial_rotary_factor": 1.5},
+     "partial_rotary_factor = 1.5"),
+    ("longrope-factors-for-whole-heads", "phi4_partial",
+     lambda c: {**c, "rope_scaling": {**c["rope_scaling"], "long_factor": [1.0] * 16}},
+     "rope_scaling.long_factor must list 12 factors"),
     ("mlp-bias", "llama3_rope", lambda c: {**c, "mlp_bias": True}, "mlp_bias = true"),
     ("gptq", "llama3_rope", lambda c: {**c, "quantization_config": {"quant_method": "gptq", "bits": 4}},
      "quantization_config (quant_method gptq)"),
@@ -116,6 +128,8 @@ def sensitivity(model, what):
         return dataclasses.replace(model, rope_scaling=None)
     if what == "longrope":
         return dataclasses.replace(model, longrope=None)
+    if what == "partial":
+        return dataclasses.replace(model, rope_dims=None)
     if what == "longrope-attn":
         return dataclasses.replace(model, longrope={**model.longrope, "attn": 2 ** 0.5})
     return dataclasses.replace(model, layers=[dataclasses.replace(L, window=0) for L in model.layers])

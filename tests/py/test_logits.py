@@ -2,7 +2,7 @@
 
 For every variant in tiny_models.VARIANTS (MHA fp32, GQA fp16, tied bf16, llama3 rope scaling, Mistral
 sliding window, Qwen2 biases, head_dim != hidden/heads, sharded safetensors, Qwen3, Gemma 3, Phi-3 with fused
-projections, a window and LongRoPE, the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE), `squeeze logits`
+projections, a window and LongRoPE, Phi-4-mini's partial rotary, the mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE), `squeeze logits`
 in three modes (prefill: one call; decode: one token per call through the KV cache; chunks:3; for MoE prefill
 runs each expert once on all its tokens, decode routes token by token) must match the reference run on the same
 stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic differs):
@@ -10,7 +10,8 @@ stored weights (fp16/bf16 upcast exactly, so only squeeze's fp32 arithmetic diff
 Before that, the reference itself is shown to be sensitive to each variant's feature (dropping the window,
 the biases, the rope scaling, or using the other RoPE pairing changes its logits by far more than the bound),
 so a pass means the engine implements the feature. LongRoPE is also run in a context of its original length
-(--ctx 16), where the short factors apply. `--greedy 40` must also continue the 24 tokens exactly as
+(--ctx 16), where the short factors apply; partial rotary also through `run --spec ngram|self|tree` (the same
+greedy text as plain decoding). `--greedy 40` must also continue the 24 tokens exactly as
 the reference does (near-ties within the logit tolerance excepted, see engine_harness.Checks.greedy).
 Three llama variants are also written as llama2.c checkpoints (interleaved q/k rows; an unshared classifier for
 the untied one) and checked the same way.
@@ -80,7 +81,7 @@ def ablations(name, model):
             out.append(("shared expert dropped", moe(shared=None)))
             out.append(("shared expert ungated", moe(shared_gate=np.full_like(m.shared_gate, 0.0))))
         return out
-    if name.startswith("phi3"):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
+    if name.startswith(("phi3", "phi4")):  # the split of the fused tensors: k and v rows swapped, gate and up swapped
         def swapped(L):
             return dataclasses.replace(L, wk=L.wv, wv=L.wk, w_gate=L.w_up, w_up=L.w_gate)
         alt = [("k/v rows of qkv_proj swapped, gate/up halves swapped",
@@ -89,6 +90,13 @@ def ablations(name, model):
             alt += [("short LongRoPE factors instead of the long ones", dataclasses.replace(model, rope_ctx=16)),
                     ("LongRoPE attention factor ignored",
                      dataclasses.replace(model, longrope={**model.longrope, "attn": 1.0}))]
+        if model.rot_dims < model.head_dim:  # the unrotated rest rotated too, with factors of 1
+            pad = np.ones((model.head_dim - model.rot_dims) // 2)
+            lr = model.longrope
+            alt.append((f"RoPE on whole heads instead of the first {model.rot_dims} dims",
+                        dataclasses.replace(model, rope_dims=None, longrope=lr and {
+                            **lr, "short": np.concatenate([lr["short"], pad]),
+                            "long": np.concatenate([lr["long"], pad])})))
         return alt + ([("full attention instead of the sliding window", with_layers(model, window=0))]
                       if model.layers[0].window else [])
     if name == "llama3_rope":
@@ -138,6 +146,16 @@ def main():
             checks.close(f"phi3_longrope --ctx 16 (short factors) --mode {mode} vs reference", got, ref, TOL)
         except H.EngineError as e:
             checks.fail(f"phi3_longrope --ctx 16 --mode {mode}", e)
+    # partial rotary through speculative decoding (the verifier's batched RoPE over drafted tokens at their
+    # positions, a token tree's too): greedy text identical to plain greedy decoding
+    path = os.path.join(root, "phi4_partial")
+    try:
+        plain = H.run_cli(["run", "-m", path, "-p", "Once upon a time", "-n", "40", "--temp", "0"])
+        for spec in (["--spec", "ngram"], ["--spec", "self", "--skip-layers", "1"], ["--spec", "tree"]):
+            got = H.run_cli(["run", "-m", path, "-p", "Once upon a time", "-n", "40", "--temp", "0"] + spec)
+            checks.check(got == plain and len(plain) > 0, f"phi4_partial: run {' '.join(spec)} prints plain greedy's text")
+    except H.EngineError as e:
+        checks.fail("phi4_partial: speculative decoding", e)
     for name in LLAMA2C:
         path = tiny_models.generate_llama2c(name, root)
         model = R.load_llama2c(path)

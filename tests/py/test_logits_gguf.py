@@ -34,7 +34,8 @@ TINY = [("llama_gqa_f16", "F16"), ("llama_gqa_f16", "Q8_0"), ("llama_gqa_f16", "
         ("llama_head_dim", "Q4_0"), ("llama_tied_bf16", "BF16"), ("qwen2_bias", "F32"), ("qwen2_bias", "Q8_0"),
         ("qwen3_bf16", "BF16"), ("qwen3_bf16", "Q8_0"), ("qwen3_tied", "F32"), ("gemma3_bf16", "BF16"),
         ("gemma3_bf16", "Q8_0"), ("gemma3_local", "F32"), ("phi3_gqa", "F32"), ("phi3_gqa", "Q4_0"),
-        ("phi3_swa_bf16", "BF16"), ("phi3_longrope", "F32"), ("gemma3_softcap", "F32"),
+        ("phi3_swa_bf16", "BF16"), ("phi3_longrope", "F32"), ("phi4_partial", "F32"),
+        ("phi4_partial", "Q8_0"), ("gemma3_softcap", "F32"),
         ("gemma2_softcap", "BF16"), ("gemma2_softcap", "Q8_0"),
         # mixture of experts: experts as 3-D tensors (quantized per expert matrix), llama with expert_count read
         # as Mixtral, the shared expert's gate as llama.cpp's 1-D tensor

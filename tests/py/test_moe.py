@@ -10,7 +10,12 @@ test_logits_gguf.py check against the float64 reference:
     byte for byte as the gguf package's quantizer (llama.cpp's) writes that matrix alone, keeps the routers
     f32, and the quantized file's logits match the reference on the gguf package's dequantized weights
     (1e-4 relative, as test_logits_gguf.py); q4_k_m gives the experts llama.cpp's per-layer types;
-  - methods that do not handle experts refuse clearly: GPTQ, AWQ (calibration), magnitude pruning;
+  - GPTQ per expert: each expert's matrices quantized with the Hessian of only its routed tokens, checked
+    against the reference's routing (per_expert_gptq's docstring); experts without tokens fall back to RTN
+    with a warning naming them;
+  - Wanda and SparseGPT per expert likewise (per_expert_pruning's docstring), and the imatrix (llama.cpp's
+    per-expert layout of ffn_*_exps entries, per_expert_imatrix's docstring);
+  - methods that do not handle experts refuse clearly: AWQ (calibration), width pruning;
   - expert pruning by routing frequency removes each block's least chosen experts, and the pruned model equals
     the reference without them;
   - `squeeze info` reports the experts and the active parameters, counted independently from the tensors;
@@ -20,7 +25,9 @@ test_logits_gguf.py check against the float64 reference:
     outer dimension), zero experts, a missing router, in HF directories and GGUF files.
 """
 
+import dataclasses
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -167,16 +174,267 @@ def quantized(checks, root):
         checks.fail("quantize mixtral_f32 --type q4_k_m", e)
 
 
+def layer0_expert_inputs(model, tokens):
+    """Block 0's MoE input h [n][dim] (the FFN norm's output) and each expert's tokens, from the float64
+    reference: what the calibration tap hands GPTQ for block 0 (its statistics are gathered before the block
+    is quantized)."""
+    seen = []
+    orig = R.moe_ffn
+
+    def capture(m, h, act):
+        seen.append(h)
+        return orig(m, h, act)
+    R.moe_ffn = capture
+    try:
+        R.forward(dataclasses.replace(model, layers=model.layers[:1]), tokens)
+    finally:
+        R.moe_ffn = orig
+    h, m = seen[0], model.layers[0].moe
+    logits = R.linear(h, m.router)
+    routed = [[] for _ in m.gate]
+    for t in range(len(tokens)):
+        for e in np.argsort(-logits[t], kind="stable")[: m.top_k]:  # softmax keeps the order
+            routed[e].append(t)
+    return h, [np.asarray(r, dtype=np.int64) for r in routed]
+
+
+def per_expert_gptq(checks, root):
+    """GPTQ on a mixture of experts: each expert's matrices of the 3-D ffn_*_exps tensors are quantized with
+    the X^T X of only the tokens routed to that expert. On one calibration window (the whole text, so the
+    tokens are known here), block 0's experts are checked against the float64 reference's routing: for every
+    expert with tokens, the GPTQ objective ||X_e (W - Q)^T||^2 on its own inputs X_e (gate/up: the routed rows
+    of the FFN input; down: act(gate x) * up x of the original weights) must come out below round-to-nearest's
+    on the same format, summed per tensor (the ordering is measured, not assumed: reported per tensor); the
+    MoE block's output error on the calibration tokens must be lower too; experts no token reached must be
+    rounded to nearest (bytes identical to RTN's) and named in a warning; and the GPTQ file's logits must match
+    the reference on its dequantized weights (the packed bytes hold what GPTQ chose)."""
+    import gguf as G
+
+    # a long window, the shared expert (its down input tapped apart), and a window of a few tokens where top-2
+    # of 8 leaves experts without any (the fallback)
+    n_idle = 0
+    for name, chars, qtype in [("mixtral_f32", 400, "q4_0"), ("qwen2moe", 400, "q4_0"), ("qwen3moe_bf16", 5, "q8_0")]:
+        src = tiny_models.generate(name, root)
+        calib, tokens = calib_window(root, src, chars)
+        label = f"{name} {qtype}, {len(tokens)} calibration tokens"
+        files = {}
+        try:
+            for method in ["rtn", "gptq"]:
+                files[method] = os.path.join(root, f"{name}-{chars}-{method}.gguf")
+                args = ["quantize", "-m", src, "-o", files[method], "--type", qtype, "--method", method, "--no-progress"]
+                if method == "gptq":
+                    args += ["--calib", calib, "--calib-samples", "1", "--calib-len", str(len(tokens))]
+                p = subprocess.run([H.SQ_BIN] + args, capture_output=True, text=True, timeout=600)
+                if p.returncode:
+                    raise H.EngineError(p.stderr)
+                stderr = p.stderr
+        except H.EngineError as e:
+            checks.fail(f"{label}: quantize", e)
+            continue
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        act = R.silu
+        m = model.layers[0].moe
+        q = {k: R.load_gguf(f).layers[0].moe for k, f in files.items()}
+        raw = {k: {t.name: np.asarray(t.data) for t in G.GGUFReader(f).tensors} for k, f in files.items()}
+        idle = [e for e, r in enumerate(routed) if len(r) == 0]
+        n_idle += len(idle)
+        for kind in ["gate", "up", "down"]:
+            err = {}
+            for k in files:
+                total = 0.0
+                for e, rows in enumerate(routed):
+                    if not len(rows):
+                        continue
+                    x = h[rows]
+                    if kind == "down":
+                        x = act(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                    d = getattr(m, kind)[e] - getattr(q[k], kind)[e]
+                    total += float(np.sum((x @ d.T) ** 2))
+                err[k] = total
+            checks.check(err["gptq"] < err["rtn"], f"{label}: blk.0.ffn_{kind}_exps: GPTQ's per-expert error on "
+                         "each expert's own tokens below RTN's", f"{err['gptq']:.4g} vs {err['rtn']:.4g}")
+            tname = f"blk.0.ffn_{kind}_exps.weight"
+            same = [e for e in idle if np.array_equal(raw["gptq"][tname][e], raw["rtn"][tname][e])]
+            checks.check(same == idle, f"{label}: {tname}: experts without calibration tokens rounded to nearest",
+                         f"idle experts {idle}, identical to RTN {same}")
+        want = R.moe_ffn(m, h, act)
+        out_err = {k: float(np.sum((R.moe_ffn(q[k], h, act) - want) ** 2)) for k in files}
+        checks.check(out_err["gptq"] < out_err["rtn"], f"{label}: block 0's MoE output error on the calibration "
+                     "tokens: GPTQ below RTN", f"{out_err['gptq']:.4g} vs {out_err['rtn']:.4g}")
+        warned = all(f"blk.0.ffn_{k}_exps.weight: no calibration token was routed to expert" in stderr
+                     for k in ("gate", "up", "down")) if idle else "no calibration token" not in stderr
+        checks.check(warned, f"{label}: a warning names the experts without tokens (idle in block 0: {idle})",
+                     stderr.strip().splitlines()[-1])
+        if idle:
+            line = next(x for x in stderr.splitlines() if "blk.0.ffn_gate_exps.weight: no calibration" in x)
+            want = f"routed to expert{'s' if len(idle) > 1 else ''} {' '.join(map(str, idle))}; rounded to nearest"
+            checks.check(want in line, f"{label}: the warning lists experts {idle}", line)
+        qm = R.load_gguf(files["gptq"])
+        ref = R.forward(qm, tokens[:24])
+        try:
+            got = H.engine_logits(files["gptq"], tokens[:24], "prefill", qm.vocab_size)
+            checks.close(f"{label}: GPTQ file's logits vs the reference on its dequantized weights", got, ref, TOL_REF)
+        except H.EngineError as e:
+            checks.fail(f"{label}: logits of the GPTQ file", e)
+    checks.check(n_idle > 0, "some expert of block 0 received no calibration token (the fallback is exercised)",
+                 f"{n_idle} idle experts")
+
+
+def calib_window(root, src, chars):
+    """A calibration text of the first `chars` characters of a book and its token ids (BOS first): with
+    --calib-samples 1 --calib-len len(ids) the one window is the whole text."""
+    text = open(os.path.join(H.SQ_SHARED, "data", "classics", "alice_in_wonderland.txt"), encoding="utf-8").read()
+    calib = os.path.join(root, f"calib-{chars}.txt")
+    with open(calib, "w", encoding="utf-8") as f:
+        f.write(text[:chars])
+    return calib, [int(t) for t in H.run_cli(["tokenize", "-m", src, "-f", calib, "--ids"]).split()]
+
+
+def per_expert_pruning(checks, root):
+    """Wanda and SparseGPT on a mixture of experts: each expert's matrices pruned with the statistics of only
+    the tokens routed to it. Block 0's expert matrices against numpy: Wanda's mask (|W| times the norm of each
+    input channel over the expert's routed rows, the floor(s * cols) lowest of every row; ties to the lower
+    index) exactly; experts without tokens pruned by magnitude (the lowest |W| of the whole matrix) and named in
+    a warning; SparseGPT leaves exactly half of every expert row (50%, 2:4 per group)."""
+    for name, chars in [("mixtral_f32", 400), ("qwen3moe_bf16", 5)]:
+        src = tiny_models.generate(name, root)
+        calib, tokens = calib_window(root, src, chars)
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        m = model.layers[0].moe
+        idle = [e for e, r in enumerate(routed) if len(r) == 0]
+        label = f"{name}, {len(tokens)} calibration tokens"
+        for method, extra in [("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--nm", "2:4"])]:
+            out = os.path.join(root, f"{name}-{chars}-{method}.gguf")
+            p = subprocess.run([H.SQ_BIN, "prune", "-m", src, "-o", out, "--method", method, "--calib", calib,
+                                "--calib-samples", "1", "--calib-len", str(len(tokens)), "--no-progress"] + extra,
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode:
+                checks.fail(f"{label}: prune --method {method}", p.stderr)
+                continue
+            pruned = R.load_gguf(out).layers[0].moe
+            for kind in ["gate", "up", "down"]:
+                bad = []
+                for e in range(len(m.gate)):
+                    w = getattr(m, kind)[e].astype(np.float32)
+                    got = getattr(pruned, kind)[e] == 0
+                    if method == "sparsegpt":
+                        if not (got.reshape(w.shape[0], -1, 4).sum(axis=2) == 2).all():
+                            bad.append(e)
+                        continue
+                    if e in idle:  # magnitude over the whole matrix
+                        want = np.zeros(w.size, dtype=bool)
+                        want[np.argsort(np.abs(w).reshape(-1), kind="stable")[: w.size // 2]] = True
+                        want = want.reshape(w.shape)
+                    else:
+                        x = h[routed[e]]
+                        if kind == "down":
+                            x = R.silu(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                        want = wanda_mask(w, (x ** 2).sum(axis=0), 0.5)
+                    if not np.array_equal(got, want):
+                        bad.append((e, int((got != want).sum())))
+                what = "2:4 in every group of every expert row" if method == "sparsegpt" else \
+                    "each expert's mask equals numpy's (Wanda on its routed tokens; magnitude where none)"
+                checks.check(not bad, f"{label}: {method}: blk.0.ffn_{kind}_exps: {what}",
+                             f"experts differing: {bad}" if bad else f"idle experts {idle}")
+            warned = [x for x in p.stderr.splitlines() if "blk.0.ffn_gate_exps.weight: expert" in x]
+            want = f"expert{'s' if len(idle) > 1 else ''} {' '.join(map(str, idle))} received no calibration token"
+            checks.check(bool(warned) == bool(idle) and (not idle or want in warned[0]),
+                         f"{label}: {method}: the warning names block 0's experts without tokens {idle}",
+                         warned[0] if warned else "no warning")
+
+
+def read_imatrix(path):
+    """squeeze's imatrix file (docs/formats.md): {name: (n_tokens, values)}."""
+    import struct
+    data = open(path, "rb").read()
+    assert data[:8] == b"SQIMATRX"
+    _, n = struct.unpack_from("<II", data, 8)
+    at, out = 16, {}
+    for _ in range(n):
+        (k,) = struct.unpack_from("<I", data, at)
+        name = data[at + 4: at + 4 + k].decode()
+        at += 4 + k
+        n_tokens, n_values = struct.unpack_from("<QI", data, at)
+        at += 12
+        out[name] = (n_tokens, np.frombuffer(data, "<f4", n_values, at))
+        at += 4 * n_values
+    return out
+
+
+def per_expert_imatrix(checks, root):
+    """`squeeze imatrix` on a mixture of experts: each ffn_*_exps entry holds every expert's mean x^2 per input
+    channel over the tokens routed to it, one expert after another (llama.cpp's layout), 1s for an expert no
+    token reached; the shared expert's entries are over every token. Block 0 against the float64 reference
+    (relative 1e-4: fp32 activations); then quantize --imatrix takes the 3-D entries (each expert's slice)."""
+    for name, chars in [("qwen2moe", 400), ("qwen3moe_bf16", 5)]:
+        src = tiny_models.generate(name, root)
+        calib, tokens = calib_window(root, src, chars)
+        model = R.load(src)
+        h, routed = layer0_expert_inputs(model, tokens)
+        m = model.layers[0].moe
+        out = os.path.join(root, f"{name}-{chars}.imatrix")
+        label = f"{name}, {len(tokens)} calibration tokens"
+        try:
+            H.run_cli(["imatrix", "-m", src, "-f", calib, "-o", out, "--calib-samples", "1", "--calib-len",
+                       str(len(tokens)), "--no-progress"])
+            im = read_imatrix(out)
+        except H.EngineError as e:
+            checks.fail(f"{label}: squeeze imatrix", e)
+            continue
+        worst = 0.0
+        for kind in ["gate", "up", "down"]:
+            want = []
+            for e, rows in enumerate(routed):
+                x = h[rows]
+                if kind == "down":
+                    x = R.silu(R.linear(x, m.gate[e])) * R.linear(x, m.up[e])
+                want.append((x ** 2).mean(axis=0) if len(rows) else np.ones(x.shape[1]))
+            got = im[f"blk.0.ffn_{kind}_exps.weight"][1]
+            want = np.concatenate(want)
+            worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        if m.shared is not None:
+            g, u, _ = m.shared
+            sd = (R.silu(R.linear(h, g)) * R.linear(h, u)) ** 2
+            for tname, want in [("ffn_gate_shexp", (h ** 2).mean(axis=0)), ("ffn_down_shexp", sd.mean(axis=0))]:
+                got = im[f"blk.0.{tname}.weight"][1]
+                worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        checks.check(worst < 1e-4, f"{label}: block 0's expert entries (each expert's routed tokens; 1s where "
+                     "none) match the reference", f"max relative difference {worst:.3g}")
+        q = os.path.join(root, f"{name}-{chars}-imatrix-q4_k.gguf")
+        try:
+            H.run_cli(["quantize", "-m", src, "-o", q, "--type", "q4_k", "--imatrix", out, "--json",
+                       q + ".json", "--no-progress"])
+            import json
+            rep = json.load(open(q + ".json"))
+            exps = [t for t in rep["tensors"] if "_exps." in t["name"]]
+            checks.check(exps and all(t["imatrix"] for t in exps),
+                         f"{label}: quantize --imatrix weighs every expert tensor by its entry",
+                         f"{sum(t['imatrix'] for t in exps)}/{len(exps)}")
+        except (H.EngineError, KeyError) as e:
+            checks.fail(f"{label}: quantize --imatrix", e)
+
+
+def wanda_mask(w, sum_sq, sparsity):
+    """Wanda's mask of w [rows][cols] in float32 scores as squeeze computes them: the floor(sparsity * cols)
+    lowest |W_ij| sqrt(sum_sq_j) of each row, ties to the lower index."""
+    score = (np.abs(w.astype(np.float64)) * np.sqrt(sum_sq)[None, :]).astype(np.float32)
+    k = int(np.floor(sparsity * w.shape[1]))
+    mask = np.zeros(w.shape, dtype=bool)
+    for r in range(w.shape[0]):
+        mask[r, np.argsort(score[r], kind="stable")[:k]] = True
+    return mask
+
+
 def refusals(checks, root):
     src = tiny_models.generate("mixtral_f32", root)
     calib = os.path.join(H.SQ_SHARED, "README.md")
     for what, args, needle in [
-        ("GPTQ", ["quantize", "-m", src, "-o", os.path.join(root, "g.gguf"), "--type", "q4_0", "--method", "gptq",
-                  "--calib", calib], "calibrated methods (GPTQ, AWQ"),
         ("AWQ", ["quantize", "-m", src, "-o", os.path.join(root, "a.gguf"), "--type", "q4_0", "--method", "awq",
-                 "--calib", calib], "do not support expert tensors"),
-        ("magnitude pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--sparsity", "0.5"],
-         "only depth and expert pruning support it"),
+                 "--calib", calib], "does not support expert tensors"),
+        ("width pruning", ["prune", "-m", src, "-o", os.path.join(root, "p"), "--method", "width", "--ffn", "0.5",
+                           "--calib", calib], "not this method"),
     ]:
         try:
             H.run_cli(args + ["--no-progress"] if args[0] == "quantize" else args)
@@ -324,6 +582,9 @@ def main():
     root = os.path.join(H.SQ_WORK, "moe")
     grouped_vs_token_by_token(checks, root)
     quantized(checks, root)
+    per_expert_gptq(checks, root)
+    per_expert_pruning(checks, root)
+    per_expert_imatrix(checks, root)
     refusals(checks, root)
     expert_pruning(checks, root)
     info(checks, root)

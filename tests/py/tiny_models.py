@@ -88,6 +88,13 @@ VARIANTS = {
                           dtype="F32", seed=116, original_max_position_embeddings=16,
                           rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
                                         "long_factor": [1.0 + 3.0 * i for i in range(8)]}),
+    # Phi-4-mini: partial rotary (partial_rotary_factor 0.75: RoPE on the first 24 of each head's 32 dims, the
+    # rest unrotated), LongRoPE with one factor per rotated pair (12), GQA, tied embeddings
+    "phi4_partial": dict(arch="phi3", dim=64, n_layers=2, n_heads=2, n_kv_heads=1, hidden=160, vocab=512,
+                         dtype="F32", seed=119, tied=True, original_max_position_embeddings=16,
+                         partial_rotary_factor=0.75,
+                         rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(12)],
+                                       "long_factor": [1.0 + 2.0 * i for i in range(12)]}),
     # Gemma 3 with Gemma 2 style soft-capping set (transformers applies both where the config sets them); caps
     # low enough to bite on these activations
     "gemma3_softcap": dict(arch="gemma3", dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, hidden=128,
@@ -246,6 +253,8 @@ def _config(spec):
     if spec["arch"] == "phi3":  # Phi3Config: no attention_bias key; sliding_window None unless set
         cfg.update(sliding_window=spec.get("sliding_window"), original_max_position_embeddings=spec.get(
             "original_max_position_embeddings", 256), resid_pdrop=0.0, embd_pdrop=0.0, pad_token_id=0)
+        if "partial_rotary_factor" in spec:  # Phi-4-mini's config.json has it at the top level
+            cfg["partial_rotary_factor"] = spec["partial_rotary_factor"]
     if spec["arch"] == "gemma2":  # Gemma2Config: hidden_activation, one rope_theta, no rope_local_base_freq
         cfg.update(attention_bias=False, hidden_activation="gelu_pytorch_tanh", sliding_window=spec["sliding_window"],
                    query_pre_attn_scalar=spec["query_pre_attn_scalar"],
@@ -420,7 +429,7 @@ def generate_gguf(name, outroot, qtype, extra_ids=None, tag="", add_bos=None):
     writer.add_head_count_kv(spec["n_kv_heads"])
     writer.add_key_length(hd)
     writer.add_value_length(hd)
-    writer.add_rope_dimension_count(hd)
+    writer.add_rope_dimension_count(int(hd * spec.get("partial_rotary_factor", 1.0)))  # convert_hf_to_gguf's n_rot
     writer.add_layer_norm_rms_eps(spec.get("norm_eps", 1e-5))
     writer.add_rope_freq_base(spec.get("rope_theta", 10000.0))
     if spec.get("rope_scaling"):  # convert_hf_to_gguf.py, Phi3MiniModel: LongRoPE factors as tensors

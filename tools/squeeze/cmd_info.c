@@ -65,6 +65,8 @@ static void print_model(const char *path, const sq_model *model) {
                mi.n_active_params, mi.n_active_params / 1e6);
     printf("weight bytes:    %zu (%.2f MiB)\n", mi.weight_bytes, mi.weight_bytes / 1048576.0);
     printf("rope:            theta %g, %s pairs", mi.rope_theta, mi.rope_style);
+    if (mi.rope_dims != mi.head_dim)
+        printf(", partial: the first %d of %d dims of each head", mi.rope_dims, mi.head_dim);
     if (!strcmp(mi.rope_scaling, "llama3"))
         printf(", llama3 scaling (factor %g, low %g, high %g, original context %d)", mi.rope_scaling_factor,
                mi.rope_low_freq_factor, mi.rope_high_freq_factor, mi.rope_original_max_pos);

@@ -210,6 +210,11 @@ static void print_summary(const prune_args *a, const sq_prune_options *o, const 
             printf("calibration       %d windows of %d tokens of %s\n", o->calib->n_samples,
                    o->calib->seq_len, a->calib);
         printf("pruned            %lld weights of the blocks' linear layers\n", (long long)r->n_pruned);
+        /* each line "blk.L.ffn_*_exps.weight: experts E ..." */
+        for (const char *s = r->experts_magnitude, *e; s && (e = strchr(s, '\n')); s = e + 1)
+            fprintf(stderr,
+                    "squeeze prune: warning: %.*s received no calibration token: pruned by magnitude\n",
+                    (int)(e - s), s);
     } else {
         printf("method            depth, criterion %s, %d of %d blocks removed\n", a->criterion, r->n_removed,
                r->n_layers_before);

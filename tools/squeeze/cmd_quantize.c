@@ -158,6 +158,14 @@ int sq_cmd_quantize(int argc, char **argv) {
                 "fit, %d with the imatrix; %.2f bits per weight; %.2f MiB -> %.2f MiB; %.1f s\n",
                 r->type, r->method, r->n_quantized, r->n_tensors, r->n_fallbacks, r->n_weighted,
                 r->bits_per_weight, r->bytes_before / 1048576.0, r->bytes_after / 1048576.0, r->seconds);
+        for (int i = 0; i < r->n_tensors; i++) { /* shown even with --quiet: a method did not apply there */
+            const sq_quant_tensor_report *t = &r->tensors[i];
+            if (!t->n_experts_rtn) continue;
+            fprintf(stderr, "squeeze quantize: warning: %s: no calibration token was routed to expert%s",
+                    t->name, t->n_experts_rtn > 1 ? "s" : "");
+            for (int e = 0; e < t->n_experts_rtn; e++) fprintf(stderr, " %d", t->experts_rtn[e]);
+            fprintf(stderr, "; rounded to nearest instead of %s\n", r->method);
+        }
         if (!err && json) err = sq_quantize_report_write(r, json);
         sq_quantize_report_free(r);
     }

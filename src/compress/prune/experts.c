@@ -19,8 +19,10 @@ typedef struct route_counts {
     int64_t *tokens; /* [n_layers]: tokens routed */
 } route_counts;
 
-static void count_routes(void *user, int layer, sq_tap_point point, const float *logits, int n, int width) {
+static void count_routes(void *user, int layer, sq_tap_point point, int expert, const float *logits, int n,
+                         int width) {
     route_counts *c = user;
+    (void)expert;
     if (point != SQ_TAP_ROUTER || width != c->n_experts) return;
     int64_t *row = c->chosen + (size_t)layer * (size_t)width;
     for (int t = 0; t < n; t++) {

@@ -39,10 +39,12 @@ static SQ_NODISCARD sq_error *check_unstructured(const sq_model *model, const sq
     }
     sq_model_info info;
     sq_model_get_info(model, &info);
-    for (int l = 0; l < info.n_layers; l++)
-        for (int i = 0; i < SQ_PRUNE_N_LINEAR; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s", l, sq_prune_linear_names[i]);
+    for (int l = 0; l < info.n_layers; l++) {
+        char names[SQ_PRUNE_MAX_MATRICES][64];
+        sq_tap_point input[SQ_PRUNE_MAX_MATRICES];
+        const int n = sq_prune_block_matrices(model, l, names, input);
+        for (int i = 0; i < n; i++) {
+            const char *name = names[i];
             sq_tensor_info ti;
             sq_model_tensor_info(model, sq_model_tensor_index(model, name), &ti);
             int dtype = sq_dtype_from_name(ti.dtype);
@@ -51,11 +53,12 @@ static SQ_NODISCARD sq_error *check_unstructured(const sq_model *model, const sq
                                  "prune: %s is %s, whose blocks cannot store an exact zero (a per-block "
                                  "minimum); convert the model to f16 or f32 first and quantize after pruning",
                                  name, ti.dtype);
-            if (o->nm_m > 0 && ti.shape[1] % o->nm_m != 0)
+            if (o->nm_m > 0 && ti.shape[ti.ndim - 1] % o->nm_m != 0)
                 return sq_errorf(SQ_ERR_INVALID_ARG,
                                  "prune: %s has %lld input columns, not a multiple of N:M's M = %d", name,
-                                 (long long)ti.shape[1], o->nm_m);
+                                 (long long)ti.shape[ti.ndim - 1], o->nm_m);
         }
+    }
     return NULL;
 }
 
@@ -194,11 +197,15 @@ SQ_NODISCARD sq_error *sq_prune_check(const sq_model *model, const sq_prune_opti
     sq_model_info info;
     sq_model_get_info(model, &info);
     if (o->method == SQ_PRUNE_EXPERTS) return check_experts(model, o);
-    if (info.n_experts && o->method != SQ_PRUNE_DEPTH)
+    const int per_expert =
+        (o->method == SQ_PRUNE_MAGNITUDE || o->method == SQ_PRUNE_WANDA || o->method == SQ_PRUNE_SPARSEGPT) &&
+        !o->owl_lambda;
+    if (info.n_experts && o->method != SQ_PRUNE_DEPTH && !per_expert)
         return sq_errorf(
             SQ_ERR_UNSUPPORTED,
-            "prune: %s is a mixture-of-experts model; only depth and expert pruning support it yet (the "
-            "other methods do not prune expert tensors)",
+            "prune: %s is a mixture-of-experts model; depth, expert, magnitude, Wanda and "
+            "SparseGPT pruning (each expert's matrices on their own) support it, not this method "
+            "(OWL, width and low-rank do not handle expert tensors)",
             info.arch);
     /* the other methods read and cut dense weights; removing blocks by perplexity only runs the model */
     if (sq_model_has_lowrank(model) && !(o->method == SQ_PRUNE_DEPTH && o->criterion == SQ_DEPTH_PPL))
@@ -279,12 +286,12 @@ static SQ_NODISCARD sq_error *prune_depth(sq_model *model, const sq_prune_option
 /* Unstructured and N:M, with OWL's per-block sparsities when asked. */
 static SQ_NODISCARD sq_error *prune_unstructured(sq_model *model, const sq_prune_options *o,
                                                  sq_prune_result *res) {
-    if (!o->owl_lambda) return sq_prune_unstructured(model, o, NULL, &res->n_pruned);
+    if (!o->owl_lambda) return sq_prune_unstructured(model, o, NULL, res);
     res->owl_lod = calloc((size_t)res->n_layers_before, sizeof *res->owl_lod);
     res->layer_sparsity = calloc((size_t)res->n_layers_before, sizeof *res->layer_sparsity);
     if (!res->owl_lod || !res->layer_sparsity) return sq_errorf(SQ_ERR_NOMEM, "prune: out of memory");
     SQ_TRY(sq_prune_owl(model, o, res->owl_lod, res->layer_sparsity));
-    return sq_prune_unstructured(model, o, res->layer_sparsity, &res->n_pruned);
+    return sq_prune_unstructured(model, o, res->layer_sparsity, res);
 }
 
 SQ_NODISCARD sq_error *sq_prune(sq_model *model, const sq_prune_options *o, sq_prune_result *res) {
@@ -311,6 +318,8 @@ void sq_prune_result_free(sq_prune_result *res) {
     free(res->removed);
     free(res->layer_sparsity);
     free(res->owl_lod);
+    free(res->experts_magnitude);
+    res->experts_magnitude = NULL;
     res->scores = NULL;
     res->removed = NULL;
     res->layer_sparsity = res->owl_lod = NULL;

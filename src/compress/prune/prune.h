@@ -11,6 +11,14 @@
 enum { SQ_PRUNE_N_LINEAR = 7 };
 extern const char *const sq_prune_linear_names[SQ_PRUNE_N_LINEAR];
 
+/* The weight matrices unstructured pruning changes in block `layer`: a dense block's seven; a mixture-of-
+ * experts block's four attention ones, its three 3-D ffn_*_exps tensors (each expert's matrix pruned on its
+ * own) and the shared expert's three where it has one. names[i] the full names, input[i] the tap point of
+ * each one's input (sq_calib_stats; SQ_TAP_EXPERT_*: per expert). Returns the count. */
+enum { SQ_PRUNE_MAX_MATRICES = 10 };
+int sq_prune_block_matrices(const sq_model *model, int layer, char names[SQ_PRUNE_MAX_MATRICES][64],
+                            sq_tap_point input[SQ_PRUNE_MAX_MATRICES]);
+
 /* Which weights compete for removal under a sparsity. */
 typedef enum sq_mask_scope {
     SQ_MASK_PER_MATRIX, /* one threshold for the whole matrix (magnitude, as Wanda's and SparseGPT's baseline)
@@ -36,10 +44,11 @@ SQ_NODISCARD sq_error *sq_prune_measure(const sq_model *model, int64_t *params, 
                                         size_t *bytes, int *n_layers);
 
 /* Magnitude, Wanda or SparseGPT pruning of every block's linear weights, one block per sq_model_edit_tensors
- * call; *n_pruned gets how many weights the masks chose. layer_sparsity [n_layers] (NULL: opts->sparsity for
- * every block) gives each block its own sparsity (OWL). */
+ * call; res->n_pruned gets how many weights the masks chose, res->experts_magnitude the experts that Wanda or
+ * SparseGPT found without calibration tokens (pruned by magnitude instead). layer_sparsity [n_layers] (NULL:
+ * opts->sparsity for every block) gives each block its own sparsity (OWL). */
 SQ_NODISCARD sq_error *sq_prune_unstructured(sq_model *model, const sq_prune_options *opts,
-                                             const double *layer_sparsity, int64_t *n_pruned);
+                                             const double *layer_sparsity, sq_prune_result *res);
 
 /* Wanda's score of w [rows][cols]: score[i][j] = |w[i][j]| * sqrt(sum_sq[j]) (sum_sq: the input channel's sum
  * of squares over the calibration tokens). */

@@ -27,7 +27,7 @@ static const sq_quant_method *method_find(const char *name) {
 
 void sq_quantize_report_free(sq_quantize_report *r) {
     if (!r) return;
-    for (int i = 0; i < r->n_tensors; i++) free((char *)r->tensors[i].name);
+    for (int i = 0; i < r->n_tensors; i++) free((char *)r->tensors[i].name), free(r->tensors[i].experts_rtn);
     free(r->tensors);
     free(r);
 }
@@ -97,29 +97,45 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
 }
 
 /* Quantizes tensor t of the model to the planned format and puts it in. */
+/* Quantizes tensor t as n_parts matrices of equal rows (a 3-D expert tensor: one per expert), part i with
+ * stats[i] (stats NULL: none). A part whose statistics saw no token, under a method that needs them, is
+ * rounded to nearest instead and its index appended to q->experts_rtn. */
 static SQ_NODISCARD sq_error *quantize_tensor(sq_model *model, const sq_quant_method *method,
                                               const sq_tensor_info *t, sq_dtype dtype, sq_threadpool *pool,
-                                              const sq_quantize_params *p, const sq_quant_stats *stats) {
+                                              const sq_quantize_params *p, const sq_quant_stats *stats,
+                                              int n_parts, sq_quant_tensor_report *q) {
     const int64_t cols = t->shape[t->ndim - 1], n = sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4,
-                  rows = n / cols;
-    const size_t nbytes = sq_tensor_bytes_for(dtype, t->ndim, t->shape);
+                  rows = n / cols / n_parts;
+    const size_t nbytes = sq_tensor_bytes_for(dtype, t->ndim, t->shape), part_bytes = nbytes / n_parts;
     float *w = malloc((size_t)n * sizeof *w);
-    void *out = malloc(nbytes);
+    unsigned char *out = malloc(nbytes);
     sq_error *err = NULL;
     if (!w || !out)
         err =
             sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s (%lld values)", t->name, (long long)n);
     if (!err) err = sq_model_read_tensor(model, t->name, w, n);
-    if (!err) {
+    for (int i = 0; i < n_parts && !err; i++) {
+        const sq_quant_stats *s = stats ? &stats[i] : NULL;
+        const sq_quant_method *m = method;
+        if (method->needs_stats && (!s || !s->n_samples)) {
+            int *list = realloc(q->experts_rtn, (size_t)(q->n_experts_rtn + 1) * sizeof *list);
+            if (!list) {
+                err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+                break;
+            }
+            q->experts_rtn = list;
+            q->experts_rtn[q->n_experts_rtn++] = i;
+            m = &sq_quant_rtn, s = NULL;
+        }
         const sq_quant_job job = {.name = t->name,
-                                  .w = w,
+                                  .w = w + (size_t)i * rows * cols,
                                   .rows = rows,
                                   .cols = cols,
                                   .dtype = dtype,
-                                  .stats = stats,
+                                  .stats = s,
                                   .params = p,
-                                  .out = out};
-        err = method->quantize(&job, pool);
+                                  .out = out + (size_t)i * part_bytes};
+        err = m->quantize(&job, pool);
     }
     if (!err) {
         const sq_tensor_edit edit = {
@@ -144,22 +160,57 @@ typedef struct calib_quant {
     void *user;
 } calib_quant;
 
-/* Which input of its block a weight matrix multiplies, or -1 for a tensor outside the blocks' linear layers.
- */
+/* Which input of its block a weight matrix multiplies (SQ_TAP_EXPERT_*: each expert's matrix of a 3-D
+ * tensor its own), or -1 for a tensor outside the blocks' linear layers. */
 static int input_of(const char *name) {
     static const struct {
         const char *suffix;
         sq_tap_point point;
-    } inputs[] = {{".attn_q.weight", SQ_TAP_ATTN_IN},   {".attn_k.weight", SQ_TAP_ATTN_IN},
-                  {".attn_v.weight", SQ_TAP_ATTN_IN},   {".attn_output.weight", SQ_TAP_ATTN_OUT},
-                  {".ffn_gate.weight", SQ_TAP_FFN_IN},  {".ffn_up.weight", SQ_TAP_FFN_IN},
-                  {".ffn_down.weight", SQ_TAP_FFN_DOWN}};
+    } inputs[] = {{".attn_q.weight", SQ_TAP_ATTN_IN},           {".attn_k.weight", SQ_TAP_ATTN_IN},
+                  {".attn_v.weight", SQ_TAP_ATTN_IN},           {".attn_output.weight", SQ_TAP_ATTN_OUT},
+                  {".ffn_gate.weight", SQ_TAP_FFN_IN},          {".ffn_up.weight", SQ_TAP_FFN_IN},
+                  {".ffn_down.weight", SQ_TAP_FFN_DOWN},        {".ffn_gate_shexp.weight", SQ_TAP_FFN_IN},
+                  {".ffn_up_shexp.weight", SQ_TAP_FFN_IN},      {".ffn_down_shexp.weight", SQ_TAP_FFN_DOWN},
+                  {".ffn_gate_exps.weight", SQ_TAP_EXPERT_IN},  {".ffn_up_exps.weight", SQ_TAP_EXPERT_IN},
+                  {".ffn_down_exps.weight", SQ_TAP_EXPERT_DOWN}};
     const size_t n = strlen(name);
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
         const size_t k = strlen(inputs[i].suffix);
         if (n > k && !strcmp(name + n - k, inputs[i].suffix)) return (int)inputs[i].point;
     }
     return -1;
+}
+
+/* The statistics of each matrix of tensor t, malloc'ed [*n_parts]: a 3-D expert tensor has one matrix per
+ * expert, with the calibration statistics of that expert's tokens (stats[4 + 2e], +1 for ffn_down_exps);
+ * another tensor one, with stats[point] (xtx, when not NULL, replacing its X^T X). stats NULL: none
+ * gathered. mean_sq: the imatrix's importance where it holds the tensor (an expert tensor's entry holds each
+ * expert's row of values in turn), else NULL. */
+static sq_quant_stats *part_stats(const sq_quantize_params *p, const sq_tensor_info *t,
+                                  const sq_calib_stats *stats, int point, const double *xtx, int *n_parts) {
+    const int n = t->ndim == 3 ? (int)t->shape[0] : 1;
+    const int64_t cols = t->shape[t->ndim - 1];
+    sq_quant_stats *qs = malloc((size_t)n * sizeof *qs);
+    if (!qs) return NULL;
+    sq_imatrix_entry e;
+    const int weighted = sq_imatrix_find(p->imatrix, t->name, &e) && e.n_values == n * cols;
+    for (int i = 0; i < n; i++) {
+        const int expert = point == SQ_TAP_EXPERT_IN || point == SQ_TAP_EXPERT_DOWN;
+        const sq_calib_stats *s = !stats ? NULL
+                                  : expert
+                                      ? &stats[SQ_TAP_FFN_DOWN + 1 + 2 * i + (point == SQ_TAP_EXPERT_DOWN)]
+                                      : &stats[point];
+        qs[i] = (sq_quant_stats){.cols = cols,
+                                 .mean_sq = weighted ? e.values + (size_t)i * cols : NULL,
+                                 .xtx = !s               ? NULL
+                                        : xtx && !expert ? xtx
+                                                         : s->xtx,
+                                 .n_samples = s          ? s->n_tokens
+                                              : weighted ? e.n_tokens
+                                                         : 0};
+    }
+    *n_parts = n;
+    return qs;
 }
 
 /* sq_calib_method.apply_block: quantizes every planned matrix of block `layer` with its input's statistics.
@@ -188,19 +239,19 @@ static SQ_NODISCARD sq_error *quantize_block(void *user, sq_model *model, int la
         const int point = input_of(q->name);
         if (c->done[i] || !strcmp(q->type, q->from) || strncmp(q->name, prefix, (size_t)np) || point < 0)
             continue;
-        const sq_calib_stats *s = &stats[point];
-        sq_imatrix_entry e; /* with --imatrix, the importance GPTQ's grids weigh their scale searches by */
-        const int weighted = sq_imatrix_find(c->p->imatrix, q->name, &e) && e.n_values == s->width;
-        const sq_quant_stats qs = {.cols = s->width,
-                                   .mean_sq = weighted ? e.values : NULL,
-                                   .xtx = xtx[point] ? xtx[point] : s->xtx,
-                                   .n_samples = s->n_tokens};
-        q->weighted = weighted;
-        c->r->n_weighted += weighted;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        err =
-            quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, &qs);
+        int n_parts;
+        sq_quant_stats *qs = part_stats(c->p, &t, stats, point, xtx[point < 4 ? point : 0], &n_parts);
+        if (!qs) {
+            err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+            break;
+        }
+        q->weighted = qs[0].mean_sq != NULL; /* with --imatrix: what GPTQ's grids weigh scale searches by */
+        c->r->n_weighted += q->weighted;
+        err = quantize_tensor(model, c->method, &t, (sq_dtype)sq_dtype_from_name(q->type), c->pool, c->p, qs,
+                              n_parts, q);
+        free(qs);
         if (err) break;
         c->done[i] = 1;
         c->r->n_quantized++;
@@ -230,10 +281,14 @@ static SQ_NODISCARD sq_error *check_imatrix(const sq_model *model, const sq_quan
         if (j < 0) continue; /* a weight this model does not have (pruned away) */
         sq_tensor_info t;
         sq_model_tensor_info(model, j, &t);
-        if (t.ndim != 2 || t.shape[1] != e.n_values)
+        /* a 3-D expert tensor's entry: each expert's values in turn, as llama.cpp's imatrix holds them */
+        const int64_t want = t.ndim == 3 ? t.shape[0] * t.shape[2] : t.shape[t.ndim - 1];
+        if ((t.ndim != 2 && t.ndim != 3) || want != e.n_values)
             return sq_errorf(SQ_ERR_INVALID_ARG,
-                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld",
-                             e.name, e.n_values, (long long)t.shape[t.ndim - 1]);
+                             "quantize: the imatrix entry %s has %d values, but the tensor's rows have %lld "
+                             "(times %lld experts)",
+                             e.name, e.n_values, (long long)t.shape[t.ndim - 1],
+                             (long long)(t.ndim == 3 ? t.shape[0] : 1));
     }
     return NULL;
 }
@@ -325,8 +380,13 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
     if (!err && !done) err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
     if (!err && method->needs_stats) {
         calib_quant c = {method, p, r, done, pool, 0, total, progress, user};
-        const sq_calib_method cm = {
-            .stats = method->stats, .apply_block = quantize_block, .changes_weights = 1, .user = &c};
+        /* a method that changes whole blocks first (AWQ, SmoothQuant: scales folded into the shared FFN norm,
+         * which feeds the router and every expert) has no per-expert form */
+        const sq_calib_method cm = {.stats = method->stats,
+                                    .apply_block = quantize_block,
+                                    .changes_weights = 1,
+                                    .experts = !method->prepare_block,
+                                    .user = &c};
         err = sq_calibrate(model, p->calib, &cm, &(sq_calib_options){.n_threads = p->n_threads});
         done_elems = c.n_done;
     }
@@ -336,11 +396,16 @@ SQ_NODISCARD sq_error *sq_quantize_model(sq_model *model, const sq_quantize_para
         if (!strcmp(q->type, q->from) || done[i]) continue;
         sq_tensor_info t;
         sq_model_tensor_info(model, sq_model_tensor_index(model, q->name), &t);
-        sq_imatrix_entry e;
         const sq_dtype dt = (sq_dtype)sq_dtype_from_name(q->type);
-        const int weighted = sq_imatrix_find(p->imatrix, q->name, &e) && sq_dtype_info(dt)->from_f32_weighted;
-        const sq_quant_stats qs = {.cols = e.n_values, .mean_sq = e.values, .n_samples = e.n_tokens};
-        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? &qs : NULL);
+        int n_parts;
+        sq_quant_stats *qs = part_stats(p, &t, NULL, -1, NULL, &n_parts);
+        if (!qs) {
+            err = sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
+            break;
+        }
+        const int weighted = qs[0].mean_sq && sq_dtype_info(dt)->from_f32_weighted;
+        err = quantize_tensor(model, &sq_quant_rtn, &t, dt, pool, p, weighted ? qs : NULL, n_parts, q);
+        free(qs);
         q->weighted = weighted;
         r->n_weighted += weighted;
         r->n_quantized++;

@@ -76,8 +76,9 @@ static void cpu_rmsnorm(void *impl, const float *x, const float *weight, float e
     sq_cpu_rmsnorm(pool_of(impl), x, weight, eps, n, dim, out);
 }
 static void cpu_rope(void *impl, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
-                     const int32_t *pos, const double *inv_freq, sq_rope_style style) {
-    sq_cpu_rope(pool_of(impl), q, n_q_heads, k, n_k_heads, n_tokens, head_dim, pos, inv_freq, style);
+                     int rope_dims, const int32_t *pos, const double *inv_freq, sq_rope_style style) {
+    sq_cpu_rope(pool_of(impl), q, n_q_heads, k, n_k_heads, n_tokens, head_dim, rope_dims, pos, inv_freq,
+                style);
 }
 static void cpu_add(void *impl, float *x, const float *y, int64_t n) {
     (void)impl;

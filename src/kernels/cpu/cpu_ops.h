@@ -12,7 +12,8 @@ SQ_NODISCARD sq_error *sq_cpu_backend_create(int n_threads, sq_backend *out);
 void sq_cpu_rmsnorm(sq_threadpool *pool, const float *x, const float *weight, float eps, int n_tokens,
                     int dim, float *out);
 void sq_cpu_rope(sq_threadpool *pool, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens,
-                 int head_dim, const int32_t *pos, const double *inv_freq, sq_rope_style style);
+                 int head_dim, int rope_dims, const int32_t *pos, const double *inv_freq,
+                 sq_rope_style style);
 void sq_cpu_add(float *x, const float *y, int64_t n);
 void sq_cpu_add_bias(float *y, const float *bias, int n_tokens, int width);
 void sq_cpu_swiglu(float *gate, const float *up, int64_t n);

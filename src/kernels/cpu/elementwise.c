@@ -44,7 +44,7 @@ void sq_cpu_rmsnorm(sq_threadpool *pool, const float *x, const float *weight, fl
 
 typedef struct {
     float *q, *k;
-    int n_q_heads, n_k_heads, n_tokens, head_dim;
+    int n_q_heads, n_k_heads, n_tokens, head_dim, rope_dims;
     const int32_t *pos;
     const double *inv_freq;
     sq_rope_style style;
@@ -53,9 +53,9 @@ typedef struct {
 /* Pairs whose cos/sin one pass computes and keeps on the stack. */
 enum { ROPE_PAIRS = 64 };
 
-static void rotate_heads(float *x, int n_heads, int head_dim, int i0, int n, const float *c, const float *s,
-                         sq_rope_style style) {
-    const int half = head_dim / 2;
+static void rotate_heads(float *x, int n_heads, int head_dim, int rope_dims, int i0, int n, const float *c,
+                         const float *s, sq_rope_style style) {
+    const int half = rope_dims / 2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * head_dim;
         for (int i = i0; i < i0 + n; i++) {
@@ -71,7 +71,7 @@ static void rotate_heads(float *x, int n_heads, int head_dim, int i0, int n, con
 
 static void rope_tokens(void *p, int ith, int nth) {
     const rope_job *j = p;
-    const int half = j->head_dim / 2;
+    const int half = j->rope_dims / 2;
     long b, e;
     sq_split_range(j->n_tokens, ith, nth, &b, &e);
     for (long t = b; t < e; t++) {
@@ -83,18 +83,19 @@ static void rope_tokens(void *p, int ith, int nth) {
                 c[i] = (float)cos(angle);
                 s[i] = (float)sin(angle);
             }
-            rotate_heads(j->q + (size_t)t * j->n_q_heads * j->head_dim, j->n_q_heads, j->head_dim, i0, n, c,
-                         s, j->style);
+            rotate_heads(j->q + (size_t)t * j->n_q_heads * j->head_dim, j->n_q_heads, j->head_dim,
+                         j->rope_dims, i0, n, c, s, j->style);
             if (j->k)
-                rotate_heads(j->k + (size_t)t * j->n_k_heads * j->head_dim, j->n_k_heads, j->head_dim, i0, n,
-                             c, s, j->style);
+                rotate_heads(j->k + (size_t)t * j->n_k_heads * j->head_dim, j->n_k_heads, j->head_dim,
+                             j->rope_dims, i0, n, c, s, j->style);
         }
     }
 }
 
 void sq_cpu_rope(sq_threadpool *pool, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens,
-                 int head_dim, const int32_t *pos, const double *inv_freq, sq_rope_style style) {
-    rope_job j = {q, k, n_q_heads, n_k_heads, n_tokens, head_dim, pos, inv_freq, style};
+                 int head_dim, int rope_dims, const int32_t *pos, const double *inv_freq,
+                 sq_rope_style style) {
+    rope_job j = {q, k, n_q_heads, n_k_heads, n_tokens, head_dim, rope_dims, pos, inv_freq, style};
     run_over_tokens(pool, n_tokens, rope_tokens, &j);
 }
 

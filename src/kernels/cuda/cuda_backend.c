@@ -116,9 +116,9 @@ static void cu_rmsnorm(void *impl, const float *x, const float *weight, float ep
     TIMED(SQ_OP_RMSNORM, sq_cuda_rmsnorm(dev(impl), x, weight, eps, n, dim, out));
 }
 static void cu_rope(void *impl, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
-                    const int32_t *pos, const double *inv_freq, sq_rope_style style) {
-    TIMED(SQ_OP_ROPE, sq_cuda_rope(dev(impl), q, n_q_heads, k, n_k_heads, n_tokens, head_dim, pos, inv_freq,
-                                   style == SQ_ROPE_INTERLEAVED ? 0 : 1));
+                    int rope_dims, const int32_t *pos, const double *inv_freq, sq_rope_style style) {
+    TIMED(SQ_OP_ROPE, sq_cuda_rope(dev(impl), q, n_q_heads, k, n_k_heads, n_tokens, head_dim, rope_dims, pos,
+                                   inv_freq, style == SQ_ROPE_INTERLEAVED ? 0 : 1));
 }
 static void cu_add(void *impl, float *x, const float *y, int64_t n) {
     TIMED(SQ_OP_ADD, sq_cuda_add(dev(impl), x, y, n));
@@ -233,9 +233,9 @@ static void cu_block(void *impl, const sq_block_args *a) {
     if (a->q_scale != 1.0f) cu_scale(impl, a->q, a->q_scale, (int64_t)n * q_dim);
     const sq_cuda_kv kv = kv_of(&a->kv);
     const sq_cuda_tokens tok = tokens_of(a->tokens);
-    TIMED(SQ_OP_ROPE,
-          sq_cuda_rope_kv_store(dev(impl), a->q, w->n_heads, a->k, a->v, w->n_kv_heads, hd, a->tokens->pos,
-                                a->inv_freq, a->rope_style == SQ_ROPE_INTERLEAVED ? 0 : 1, &kv, &tok));
+    TIMED(SQ_OP_ROPE, sq_cuda_rope_kv_store(dev(impl), a->q, w->n_heads, a->k, a->v, w->n_kv_heads, hd,
+                                            a->rope_dims, a->tokens->pos, a->inv_freq,
+                                            a->rope_style == SQ_ROPE_INTERLEAVED ? 0 : 1, &kv, &tok));
     const sq_attention_args att = sq_block_attention_args(a);
     cu_attention(impl, &att);
     add_linear(impl, a, &w->wo, a->attn_out, &w->attn_post_norm);
@@ -307,7 +307,7 @@ static void step_key(key_buf *k, const sq_forward_args *f) {
         put(k, (uint64_t)a->kv.row_type), put(k, (uint64_t)a->kv.kv_dim);
         put(k, (uint64_t)a->dim), put(k, (uint64_t)a->head_dim), put(k, (uint64_t)a->window);
         put_float(k, a->norm_eps), put_float(k, a->q_scale), put_float(k, a->attn_softcap);
-        put(k, (uint64_t)a->geglu), put(k, (uint64_t)a->rope_style);
+        put(k, (uint64_t)a->geglu), put(k, (uint64_t)a->rope_style), put(k, (uint64_t)a->rope_dims);
         PUTP(k, a->inv_freq), PUTP(k, a->x), PUTP(k, a->xb), PUTP(k, a->q), PUTP(k, a->k), PUTP(k, a->v);
         PUTP(k, a->attn_out), PUTP(k, a->gate), PUTP(k, a->up);
     }

@@ -71,9 +71,10 @@ void sq_cuda_get_rows(sq_cuda *c, int dtype, const void *src, int64_t n_src, int
                       const int32_t *rows, int n_rows, float *out);
 void sq_cuda_rmsnorm(sq_cuda *c, const float *x, const float *weight, float eps, int n_tokens, int dim,
                      float *out);
-/* style 0: interleaved pairs (2i, 2i+1), 1: halves (i, i + head_dim/2); k may be NULL */
+/* backend.h's rope: the first rope_dims of each head rotated; style 0: interleaved pairs (2i, 2i+1), 1:
+ * halves (i, i + rope_dims/2); k may be NULL */
 void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
-                  const int32_t *pos, const double *inv_freq, int style);
+                  int rope_dims, const int32_t *pos, const double *inv_freq, int style);
 void sq_cuda_add(sq_cuda *c, float *x, const float *y, int64_t n);
 void sq_cuda_add_bias(sq_cuda *c, float *y, const float *bias, int n_tokens, int width);
 void sq_cuda_swiglu(sq_cuda *c, float *gate, const float *up, int64_t n);
@@ -101,7 +102,7 @@ void sq_cuda_kv_store(sq_cuda *c, const sq_cuda_kv *kv, const float *k, const fl
 /* sq_cuda_rope of q and k (k [n_tokens][n_k_heads][head_dim]) with sq_cuda_kv_store of the rotated keys and
  * of v in the same kernel: the decode step's RoPE and cache write in one launch. */
 void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
-                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           int head_dim, int rope_dims, const int32_t *pos, const double *inv_freq, int style,
                            const sq_cuda_kv *kv, const sq_cuda_tokens *tokens);
 void sq_cuda_kv_copy(sq_cuda *c, const sq_cuda_kv *kv, int seq, const int32_t *src, const int32_t *dst,
                      int n);

@@ -107,25 +107,33 @@ struct rope_store {
 };
 
 /* With STORE, each key pair goes to its cache row as well, with the value pair beside it (RoPE and kv_store
- * in one kernel: the keys are not read back). */
+ * in one kernel: the keys are not read back). One thread per pair of head_dim/2: those of the first
+ * rope_dims/2 rotate, the others (partial rotary) store their two elements unrotated. */
 template <bool STORE>
-__global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, const int32_t *pos,
-                            const double *inv_freq, int style, rope_store st) {
-    const int half = head_dim / 2, heads = nq + nk;
+__global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int head_dim, int rope_dims,
+                            const int32_t *pos, const double *inv_freq, int style, rope_store st) {
+    const int pairs = head_dim / 2, half = rope_dims / 2, heads = nq + nk;
     const int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (id >= n) return;
-    const int i = (int)(id % half), h = (int)(id / half % heads);
-    const int64_t t = id / half / heads;
-    double sn, cs;
-    sincos(pos[t] * inv_freq[i], &sn, &cs);
-    const float cf = (float)cs, sf = (float)sn;
-    const int ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
+    const int i = (int)(id % pairs), h = (int)(id / pairs % heads);
+    const int64_t t = id / pairs / heads;
     float *v = h < nq ? q + ((size_t)t * nq + h) * head_dim : k + ((size_t)t * nk + (h - nq)) * head_dim;
-    const float a = v[ia], b = v[ib];
-    const float ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)),
-                rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
-    v[ia] = ra;
-    v[ib] = rb;
+    int ia = rope_dims + 2 * (i - half), ib = ia + 1; /* a pass-through pair */
+    float ra, rb;
+    if (i < half) {
+        double sn, cs;
+        sincos(pos[t] * inv_freq[i], &sn, &cs);
+        const float cf = (float)cs, sf = (float)sn;
+        ia = style == 0 ? 2 * i : i, ib = style == 0 ? 2 * i + 1 : i + half;
+        const float a = v[ia], b = v[ib];
+        ra = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf)),
+        rb = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+        v[ia] = ra;
+        v[ib] = rb;
+    } else {
+        if (!STORE) return;
+        ra = v[ia], rb = v[ib];
+    }
     if (STORE && h >= nq) {
         const int off = (h - nq) * head_dim;
         const float *vr = st.v + (size_t)t * nk * head_dim + off;
@@ -143,23 +151,23 @@ __global__ void rope_kernel(float *q, int nq, float *k, int nk, int64_t n, int h
 }
 
 void sq_cuda_rope(sq_cuda *c, float *q, int n_q_heads, float *k, int n_k_heads, int n_tokens, int head_dim,
-                  const int32_t *pos, const double *inv_freq, int style) {
+                  int rope_dims, const int32_t *pos, const double *inv_freq, int style) {
     const int nk = k ? n_k_heads : 0;
     const int64_t n = (int64_t)n_tokens * (n_q_heads + nk) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<false><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, nk, n, head_dim, pos,
-                                                                    inv_freq, style, rope_store{});
+    rope_kernel<false><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(
+        q, n_q_heads, k, nk, n, head_dim, rope_dims, pos, inv_freq, style, rope_store{});
     SQ_CUDA_LAUNCHED(c, "rope");
 }
 
 void sq_cuda_rope_kv_store(sq_cuda *c, float *q, int n_q_heads, float *k, const float *v, int n_k_heads,
-                           int head_dim, const int32_t *pos, const double *inv_freq, int style,
+                           int head_dim, int rope_dims, const int32_t *pos, const double *inv_freq, int style,
                            const sq_cuda_kv *kv, const sq_cuda_tokens *tokens) {
     const int64_t n = (int64_t)tokens->n_tokens * (n_q_heads + n_k_heads) * (head_dim / 2);
     if (n <= 0) return;
-    rope_kernel<true>
-        <<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(q, n_q_heads, k, n_k_heads, n, head_dim, pos, inv_freq,
-                                                      style, rope_store{*kv, v, tokens->seq, tokens->slot});
+    rope_kernel<true><<<sq_cu_blocks(n, 256), 256, 0, c->stream>>>(
+        q, n_q_heads, k, n_k_heads, n, head_dim, rope_dims, pos, inv_freq, style,
+        rope_store{*kv, v, tokens->seq, tokens->slot});
     SQ_CUDA_LAUNCHED(c, "rope and kv_store");
 }
 

@@ -19,9 +19,9 @@ void sq_ref_rmsnorm(const float *x, const float *weight, float eps, int n_tokens
     }
 }
 
-void sq_ref_rope(float *x, int n_heads, int n_tokens, int head_dim, const int32_t *pos,
+void sq_ref_rope(float *x, int n_heads, int n_tokens, int head_dim, int rope_dims, const int32_t *pos,
                  const double *inv_freq, sq_rope_style style) {
-    const int half = head_dim / 2;
+    const int half = rope_dims / 2;
     for (int t = 0; t < n_tokens; t++)
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((size_t)t * n_heads + h) * head_dim;

@@ -11,8 +11,9 @@
 void sq_ref_get_rows(const sq_tensor *src, const int32_t *rows, int n_rows, float *out);
 /* x [n_tokens][dim], weight [dim], out [n_tokens][dim] */
 void sq_ref_rmsnorm(const float *x, const float *weight, float eps, int n_tokens, int dim, float *out);
-/* Rotates every head of x [n_tokens][n_heads][head_dim] by the angles pos[t] * inv_freq[i], in double. */
-void sq_ref_rope(float *x, int n_heads, int n_tokens, int head_dim, const int32_t *pos,
+/* Rotates the first rope_dims of every head of x [n_tokens][n_heads][head_dim] by the angles
+ * pos[t] * inv_freq[i] (i < rope_dims/2), in double. */
+void sq_ref_rope(float *x, int n_heads, int n_tokens, int head_dim, int rope_dims, const int32_t *pos,
                  const double *inv_freq, sq_rope_style style);
 void sq_ref_add(float *x, const float *y, int64_t n);
 void sq_ref_add_bias(float *y, const float *bias, int n_tokens, int width);
