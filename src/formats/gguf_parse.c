@@ -26,7 +26,10 @@ const char *sq_gguf_ggml_type_name(uint32_t t) {
                                                     [SQ_DTYPE_W8A8] = "W8A8",
                                                     [SQ_DTYPE_INT4_G32] = "INT4_G32",
                                                     [SQ_DTYPE_INT4_G64] = "INT4_G64",
-                                                    [SQ_DTYPE_INT4_G128] = "INT4_G128"};
+                                                    [SQ_DTYPE_INT4_G128] = "INT4_G128",
+                                                    [SQ_DTYPE_SPARSE24_Q8] = "SPARSE24_Q8",
+                                                    [SQ_DTYPE_SPARSE24_Q4] = "SPARSE24_Q4",
+                                                    [SQ_DTYPE_SPARSE24_F16] = "SPARSE24_F16"};
     const int d = sq_gguf_dtype_from_ggml(t);
     return t >= SQ_GGUF_OWN_TYPE_BASE && d >= 0 && own[d] ? own[d] : "unknown";
 }

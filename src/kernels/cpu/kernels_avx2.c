@@ -38,14 +38,22 @@ INLINE vec load_vec(sq_dtype dt, const uint8_t *p) {
 
 /* Elements 0-7, 8-15, 16-23 and 24-31. */
 INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[4]) {
-    if (sq_dtype_table[dt].bits == 8) {
+    if (is_nm(dt) && sq_dtype_table[dt].bits == 16) {
+        UNROLL
+        for (int k = 0; k < 4; k++) v[k] = _mm256_cvtph_ps(nm24_f16_columns(qs, k));
+        return;
+    }
+    if (sq_dtype_table[dt].bits == 8 && !is_nm(dt)) {
         UNROLL
         for (int k = 0; k < 4; k++)
             v[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * k))));
         return;
     }
     __m128i lo, hi;
-    q4_bytes(dt, qs, &lo, &hi);
+    if (is_nm(dt))
+        nm24_bytes(dt, qs, &lo, &hi);
+    else
+        q4_bytes(dt, qs, &lo, &hi);
     v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
     v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
     v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));

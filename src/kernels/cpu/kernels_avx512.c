@@ -36,8 +36,17 @@ INLINE vec load_vec(sq_dtype dt, const uint8_t *p) {
 
 /* Elements 0-15 and 16-31. */
 INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
+    if (is_nm(dt) && sq_dtype_table[dt].bits == 16) {
+        UNROLL
+        for (int k = 0; k < 2; k++)
+            v[k] = _mm512_cvtph_ps(
+                _mm256_set_m128i(nm24_f16_columns(qs, 2 * k + 1), nm24_f16_columns(qs, 2 * k)));
+        return;
+    }
     __m128i lo, hi;
-    if (sq_dtype_table[dt].bits == 8) {
+    if (is_nm(dt)) {
+        nm24_bytes(dt, qs, &lo, &hi);
+    } else if (sq_dtype_table[dt].bits == 8) {
         lo = _mm_loadu_si128((const __m128i *)qs);
         hi = _mm_loadu_si128((const __m128i *)(qs + 16));
     } else {
