@@ -228,6 +228,10 @@ typedef struct {
 /* The first run of m consecutive elements of x[n] (n a multiple of m) with more than nm_n non-zero values
  * (NaN counts as non-zero): its index (run i covers x[i m .. i m + m - 1]), or -1 when x is N:M. */
 int64_t sq_nm_violation(const float *x, int64_t n, int nm_n, int nm_m);
+/* The first of n_blocks blocks of a 2:4 format dt whose positions do not ascend inside a group (a writer
+ * stores them so; squeeze refuses files that do not, as the kernels' sums and the dequantizers would
+ * disagree on a position named twice), or -1. */
+int64_t sq_nm_bad_block(sq_dtype dt, const void *blocks, int64_t n_blocks);
 
 /* The integers of one block of a format with integer sub-block scales (Q4_0, Q4_1, Q5_0, Q5_1 and the
  * K-quants but Q8_K), ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s],

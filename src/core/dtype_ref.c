@@ -1053,6 +1053,15 @@ int64_t sq_nm_violation(const float *x, int64_t n, int nm_n, int nm_m) {
     return -1;
 }
 
+int64_t sq_nm_bad_block(sq_dtype dt, const void *blocks, int64_t n_blocks) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const uint8_t *idx = (const uint8_t *)blocks + f->meta_bytes - 4; /* the 4 bytes before the values */
+    for (int64_t i = 0; i < n_blocks; i++, idx += f->block_bytes)
+        for (int b = 0; b < 4; b++) /* each byte: two groups, positions in bits 0-1 < 2-3, 4-5 < 6-7 */
+            if ((idx[b] & 3) >= (idx[b] >> 2 & 3) || (idx[b] >> 4 & 3) >= (idx[b] >> 6)) return i;
+    return -1;
+}
+
 /* The two kept values of each group of four of x[SQ_QK_NM], the larger magnitudes (ties: lower position
  * first; NaN is the largest), in column order into kept[SQ_NM_KEPT], their positions into idx. */
 static void nm24_select(const float *x, float *kept, uint8_t idx[4]) {

@@ -272,6 +272,17 @@ static SQ_NODISCARD sq_error *parse(const sq_mapped_file *f, sq_gguf_file *g) {
                           f->path, t->name, t->nbytes, (unsigned long long)offsets[i], c.size);
         else
             t->data = c.data + data_start + offsets[i];
+        const int dt = sq_gguf_dtype_from_ggml(t->ggml_type);
+        const int64_t bad =
+            !err && t->data && dt >= 0 && sq_dtype_info((sq_dtype)dt)->nm_m
+                ? sq_nm_bad_block((sq_dtype)dt, t->data,
+                                  (int64_t)(t->nbytes / sq_dtype_info((sq_dtype)dt)->block_bytes))
+                : -1;
+        if (bad >= 0)
+            err = sq_errorf(SQ_ERR_FORMAT,
+                            "%s: GGUF tensor %s: %s block %lld names a position twice or out of order in a "
+                            "group of 4 (positions must ascend)",
+                            f->path, t->name, sq_gguf_ggml_type_name(t->ggml_type), (long long)bad);
     }
     free(offsets);
     if (err) return err;

@@ -142,6 +142,27 @@ static void test_refused(void **state) {
                           &r),
         "sparse24_q4 stores 2:4 sparse weights, but tensor blk.1.attn_k.weight is not 2:4 (row 0, columns");
     sq_quantize_report_free(r);
+
+    /* a file whose positions repeat inside a group is refused as it loads */
+    sq_model *sparse = load_pruned(1);
+    sq_test_ok(sq_quantize_model(sparse, &(sq_quantize_params){.type = "sparse24_q8"}, NULL, NULL, &r));
+    sq_quantize_report_free(r);
+    sq_tensor_info t;
+    sq_model_tensor_info(sparse, sq_model_tensor_index(sparse, "blk.2.ffn_up.weight"), &t);
+    assert_string_equal(t.dtype, "sparse24_q8");
+    const size_t nb = t.nbytes / sizeof(sq_block_sparse24_q8);
+    sq_block_sparse24_q8 *blocks = calloc(nb, sizeof *blocks);
+    assert_non_null(blocks);
+    for (size_t i = 0; i < nb; i++) memset(blocks[i].idx, 0x55, 4); /* positions 1, 1 in each group */
+    const sq_tensor_edit e = {.name = t.name, .data = blocks, .nbytes = t.nbytes};
+    sq_test_ok(sq_model_edit_tensors(sparse, &e, 1));
+    const char *path = sq_test_work("sparse-bad-positions.gguf");
+    sq_test_ok(sq_model_save(sparse, path, SQ_FORMAT_GGUF));
+    sq_model *bad = NULL;
+    sq_test_fails_with(sq_model_load(path, NULL, &bad),
+                       "GGUF tensor blk.2.ffn_up.weight: SPARSE24_Q8 block 0 names a position twice");
+    free(blocks);
+    sq_model_free(sparse);
     sq_model_free(m);
 }
 
