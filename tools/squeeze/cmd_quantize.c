@@ -15,7 +15,9 @@ static const cli_verb verb = {
         "llama-quantize gives it, the output layer Q6_K for instance) or a K-quant for every matrix\n"
         "(q3_k, q4_k, q5_k), or squeeze's own: w8a8 (int8 weights per output channel, activations\n"
         "quantized to int8 per token in every product) and int4 --group 32|64|128 (asymmetric, an\n"
-        "f16 scale and an integer zero point per group: GPTQ's and AWQ's int4gG). Rows that are not whole "
+        "f16 scale and an integer zero point per group: GPTQ's and AWQ's int4gG) and, for a model\n"
+        "pruned 2:4 (prune --nm 2:4), sparse24_q8|sparse24_q4|sparse24_f16 (only the kept values and\n"
+        "their positions, values as q8_0, q4_0 or f16 store them). Rows that are not whole "
         "blocks of a format fall back "
         "to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
@@ -48,7 +50,7 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXT_FLAG("-o, --output", "OUT", &out, "the GGUF file to write", .required = 1),
         CLI_TEXT_FLAG("--type", "TYPE", &type,
                       "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k,\n"
-                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8 or int4",
+                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8, int4 or\nsparse24_q8|q4|f16",
                       .required = 1),
         CLI_INT_FLAG("--group", "G", &group, 32, 128, 128,
                      "int4: values per scale and zero point (32, 64 or 128)"),
