@@ -109,6 +109,7 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
             keep_hits[k]++;
             q->kept = 1;
         }
+        if (err) break;
         dtype = sq_quant_fallback(want, cols);
         if (sq_dtype_info(dtype)->nm_m && (err = nm_check(model, &t, dtype, manual, &dtype))) break;
         n_nm += sq_dtype_info(dtype)->nm_m != 0;
