@@ -1368,6 +1368,10 @@ SQ_NODISCARD sq_error *sq_trainer_block_taylor(const sq_trainer *t, double *scor
  *    `squeeze quantize --type int4|int3|int2 --group G`), rows that are not whole groups in the largest
  *    smaller group of the same N that fits; intN_g0 (int4_g0, int3_g0, int2_g0; `--group 0`): one scale and
  *    zero point per row (output channel), rows in whole blocks of 32;
+ *  - sparse24_q8, sparse24_q4, sparse24_f16 (squeeze's own, 2:4 semi-structured, docs/formats.md):
+ *    the blocks' matrices that are 2:4 already (squeeze prune --nm 2:4) keep only their kept values and
+ *    positions, the values as q8_0, q4_0 or f16 store them; every other matrix gets that dense format; a
+ *    model with no 2:4 matrix is refused, and so is a keep rule naming a matrix that is not 2:4;
  * then `keep` overrides, first match winning; a matrix whose rows are not whole blocks of a rule's format
  * falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16) and the report says so. Norms
  * and other 1-D tensors stay as they are. */

@@ -49,6 +49,9 @@ typedef enum sq_dtype {
     SQ_DTYPE_INT4_G0, /* per output channel: one scale and zero point per row */
     SQ_DTYPE_INT3_G0,
     SQ_DTYPE_INT2_G0,
+    SQ_DTYPE_SPARSE24_Q8,
+    SQ_DTYPE_SPARSE24_Q4,
+    SQ_DTYPE_SPARSE24_F16,
     SQ_DTYPE_COUNT
 } sq_dtype;
 
@@ -80,6 +83,9 @@ typedef enum sq_column_order {
                                         SQ_COLUMNS_PAIR_PLANES (8 bytes), then the third bit of element j in
                                         bit j of a little-endian 32-bit word (4 bytes): 12 bytes per 32 values
                                       */
+    SQ_COLUMNS_NM, /* N:M semi-structured (squeeze's sparse24_*): only the kept values, in column order, each
+                      group's positions as 2-bit indices before them (sq_block_sparse24_q8 below); 4-bit
+                      values: kept value k in the low nibble of byte k % 8, k >= 8 in the high one */
 } sq_column_order;
 
 typedef struct sq_dtype_traits {
@@ -90,9 +96,10 @@ typedef struct sq_dtype_traits {
     const char *safetensors; /* dtype string in safetensors headers; NULL: safetensors cannot hold it */
     const char *torch_dtype; /* config.json's torch_dtype of a checkpoint mostly in this format, or NULL */
     int block_elems;         /* consecutive elements of a row stored as one unit; rows are whole blocks */
-    size_t block_bytes;      /* = block_elems * bits / 8 + meta_bytes */
+    size_t block_bytes;      /* = stored values * bits / 8 + meta_bytes; stored values: block_elems, or
+                                block_elems * nm_n / nm_m for N:M formats */
     int bits;                /* bits per stored value */
-    size_t meta_bytes;       /* bytes of scales, minimums and zero points per block */
+    size_t meta_bytes;       /* bytes of scales, minimums and zero points (and N:M positions) per block */
     int group_elems;         /* consecutive elements sharing one floating-point scale (and minimum); 1 for
                                 plain floats; the K-quants' super-block; SQ_GROUP_ROW: every value one
                                 from_f32 call is given (callers give it a row at a time) */
@@ -101,6 +108,12 @@ typedef struct sq_dtype_traits {
     sq_zero_point zero;
     int zero_value; /* SQ_ZERO_FIXED: what is subtracted from every stored value */
     sq_column_order columns;
+    /* N:M semi-structured sparsity (Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks"): at most
+     * nm_n non-zero values in every nm_m consecutive elements of a row, and only those stored (block_elems
+     * * nm_n / nm_m values of `bits`, their positions in meta_bytes); 0, 0 for dense formats. from_f32 of
+     * such a format keeps the nm_n largest magnitudes of each group (ties: lower position first), so callers
+     * refuse weights that are not N:M before converting them (sq_nm_violation). */
+    int nm_n, nm_m;
     size_t alignment; /* a block's address must be a multiple of this (its widest field) */
     /* What the CPU kernels' GEMV multiplies the weights with: SQ_DTYPE_F32 (fp32 activations), or the 8-bit
      * format activations are quantized to first, once per matmul by its reference from_f32, for integer dot
@@ -204,6 +217,36 @@ typedef struct {
     int8_t qs[SQ_QK_K];
     int16_t bsums[SQ_QK_K / 16]; /* the sum of each 16 consecutive q */
 } sq_block_q8_K;
+
+/* squeeze's 2:4 semi-structured formats (docs/formats.md, "squeeze's own types in GGUF"): per 32 columns the
+ * 16 kept values, two of every group of four consecutive columns, in column order. idx (a little-endian
+ * 32-bit word): bits 2k .. 2k + 1 hold the position (0..3) inside its group (group k / 2) of kept value k;
+ * a writer stores each group's two positions ascending. Decoding places value k at column 4 (k / 2) + its
+ * position, value 2g + 1 after 2g (so it wins should both name one position); the other columns are 0. */
+#define SQ_QK_NM   32
+#define SQ_NM_KEPT (SQ_QK_NM / 2)
+typedef struct {
+    uint16_t d; /* f16 scale: value = q * d (Q8_0's arithmetic on the kept values) */
+    uint8_t idx[4];
+    int8_t qs[SQ_NM_KEPT];
+} sq_block_sparse24_q8;
+typedef struct {
+    uint16_t d; /* f16 scale: value = (nibble - 8) * d (Q4_0's arithmetic on the kept values) */
+    uint8_t idx[4];
+    uint8_t qs[SQ_NM_KEPT / 2]; /* kept value k in the low nibble of byte k, k + 8 in its high nibble */
+} sq_block_sparse24_q4;
+typedef struct {
+    uint8_t idx[4];
+    uint16_t v[SQ_NM_KEPT]; /* IEEE half values */
+} sq_block_sparse24_f16;
+
+/* The first run of m consecutive elements of x[n] (n a multiple of m) with more than nm_n non-zero values
+ * (NaN counts as non-zero): its index (run i covers x[i m .. i m + m - 1]), or -1 when x is N:M. */
+int64_t sq_nm_violation(const float *x, int64_t n, int nm_n, int nm_m);
+/* The first of n_blocks blocks of a 2:4 format dt whose positions do not ascend inside a group (a writer
+ * stores them so; squeeze refuses files that do not, as the kernels' sums and the dequantizers would
+ * disagree on a position named twice), or -1. */
+int64_t sq_nm_bad_block(sq_dtype dt, const void *blocks, int64_t n_blocks);
 
 /* The integers of one block of a format with integer sub-block scales (Q4_0, Q4_1, Q5_0, Q5_1 and the
  * K-quants but Q8_K), ggml's packings undone: value j = (d * sc[s]) * (q[j] - zero_value) - dmin * m[s],
@@ -354,6 +397,9 @@ SQ_DECLARE_REFERENCE(int2_g128)
 SQ_DECLARE_REFERENCE(int4_g0)
 SQ_DECLARE_REFERENCE(int3_g0)
 SQ_DECLARE_REFERENCE(int2_g0)
+SQ_DECLARE_REFERENCE(sparse24_q8)
+SQ_DECLARE_REFERENCE(sparse24_q4)
+SQ_DECLARE_REFERENCE(sparse24_f16)
 #undef SQ_DECLARE_REFERENCE
 #define SQ_DECLARE_WEIGHTED(format)                                                                          \
     void sq_ref_##format##_from_f32_weighted(const float *, void *, int64_t, const float *);
@@ -665,6 +711,25 @@ static const sq_dtype_traits sq_dtype_table[SQ_DTYPE_COUNT] = {
     [SQ_DTYPE_INT2_G0] = SQ_INTN_ROW(2, 0, SQ_GGUF_OWN_TYPE_BASE + 12),
 #undef SQ_INTN_ROW
 #undef SQ_INTN_BLOCK
+/* squeeze's 2:4 sparse formats (docs/formats.md): the 16 kept values of each 32 columns, their positions
+ * (4 bytes) before them. q8 and q4 quantize the kept values as Q8_0 and Q4_0 quantize a block (the largest
+ * kept magnitude is the block's largest), so they promise those formats' errors; f16 rounds each value. Own
+ * type numbers from 1040 (1028-1039 are taken by the int3/int2 formats). */
+#define SQ_SPARSE24_ROW(kind, ggml, b, meta, group, zero_kind, zv, err)                                      \
+    {                                                                                                        \
+        .name = "sparse24_" #kind, .ggml_type = ggml, .gguf_file_type = -1, .block_elems = SQ_QK_NM,         \
+        .block_bytes = sizeof(sq_block_sparse24_##kind), .bits = b, .meta_bytes = meta,                      \
+        .group_elems = group, .sub_block_elems = group, .zero = zero_kind, .zero_value = zv,                 \
+        .columns = SQ_COLUMNS_NM, .nm_n = 2, .nm_m = 4, .alignment = 2, .max_error = err,                    \
+        .to_f32 = sq_ref_sparse24_##kind##_to_f32, .from_f32 = sq_ref_sparse24_##kind##_from_f32             \
+    }
+    [SQ_DTYPE_SPARSE24_Q8] = SQ_SPARSE24_ROW(q8, SQ_GGUF_OWN_TYPE_BASE + 16, 8, 6, SQ_QK_NM, SQ_ZERO_NONE, 0,
+                                             0.5 / 127 + 1.01 * SQ_F16_ROUNDING),
+    [SQ_DTYPE_SPARSE24_Q4] = SQ_SPARSE24_ROW(q4, SQ_GGUF_OWN_TYPE_BASE + 17, 4, 6, SQ_QK_NM, SQ_ZERO_FIXED, 8,
+                                             1.0 / 8 + 1.01 * SQ_F16_ROUNDING),
+    [SQ_DTYPE_SPARSE24_F16] =
+        SQ_SPARSE24_ROW(f16, SQ_GGUF_OWN_TYPE_BASE + 18, 16, 4, 1, SQ_ZERO_NONE, 0, SQ_F16_ROUNDING),
+#undef SQ_SPARSE24_ROW
 };
 #undef SQ_F16_ROUNDING
 

@@ -1081,3 +1081,125 @@ DEFINE_BLOCK_INTS_TO_F32(q3_K, SQ_DTYPE_Q3_K)
 DEFINE_BLOCK_INTS_TO_F32(q4_K, SQ_DTYPE_Q4_K)
 DEFINE_BLOCK_INTS_TO_F32(q5_K, SQ_DTYPE_Q5_K)
 DEFINE_BLOCK_INTS_TO_F32(q6_K, SQ_DTYPE_Q6_K)
+
+/* ---------------------------------------------------------------- 2:4 semi-structured (squeeze's own) */
+
+int64_t sq_nm_violation(const float *x, int64_t n, int nm_n, int nm_m) {
+    for (int64_t g = 0; g < n / nm_m; g++) {
+        int nonzero = 0;
+        for (int j = 0; j < nm_m; j++) nonzero += x[g * nm_m + j] != 0; /* NaN != 0 */
+        if (nonzero > nm_n) return g;
+    }
+    return -1;
+}
+
+int64_t sq_nm_bad_block(sq_dtype dt, const void *blocks, int64_t n_blocks) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    const uint8_t *idx = (const uint8_t *)blocks + f->meta_bytes - 4; /* the 4 bytes before the values */
+    for (int64_t i = 0; i < n_blocks; i++, idx += f->block_bytes)
+        for (int b = 0; b < 4; b++) /* each byte: two groups, positions in bits 0-1 < 2-3, 4-5 < 6-7 */
+            if ((idx[b] & 3) >= (idx[b] >> 2 & 3) || (idx[b] >> 4 & 3) >= (idx[b] >> 6)) return i;
+    return -1;
+}
+
+/* The two kept values of each group of four of x[SQ_QK_NM], the larger magnitudes (ties: lower position
+ * first; NaN is the largest), in column order into kept[SQ_NM_KEPT], their positions into idx. */
+static void nm24_select(const float *x, float *kept, uint8_t idx[4]) {
+    uint32_t bits = 0;
+    for (int g = 0; g < SQ_QK_NM / 4; g++) {
+        const float *v = x + 4 * g;
+        int a = -1, b = -1; /* the best and the second best position */
+        for (int j = 0; j < 4; j++) {
+            const float m = isnan(v[j]) ? INFINITY : fabsf(v[j]);
+            if (a < 0 || m > (isnan(v[a]) ? INFINITY : fabsf(v[a])))
+                b = a, a = j;
+            else if (b < 0 || m > (isnan(v[b]) ? INFINITY : fabsf(v[b])))
+                b = j;
+        }
+        const int lo = a < b ? a : b, hi = a < b ? b : a;
+        kept[2 * g] = v[lo];
+        kept[2 * g + 1] = v[hi];
+        bits |= (uint32_t)lo << (4 * g) | (uint32_t)hi << (4 * g + 2);
+    }
+    for (int i = 0; i < 4; i++) idx[i] = (uint8_t)(bits >> 8 * i);
+}
+
+/* Places kept[SQ_NM_KEPT] into dst[SQ_QK_NM] at the positions idx names, `zero` elsewhere: 0 * d, the
+ * value a stored 0 has (-0 for a negative scale, as the kernels' dequantizers give it). */
+static void nm24_place(const uint8_t idx[4], const float *kept, float zero, float *dst) {
+    const uint32_t bits =
+        (uint32_t)idx[0] | (uint32_t)idx[1] << 8 | (uint32_t)idx[2] << 16 | (uint32_t)idx[3] << 24;
+    for (int j = 0; j < SQ_QK_NM; j++) dst[j] = zero;
+    for (int k = 0; k < SQ_NM_KEPT; k++) dst[4 * (k / 2) + (bits >> 2 * k & 3)] = kept[k];
+}
+
+void sq_ref_sparse24_q8_to_f32(const void *src, float *dst, int64_t n) {
+    const sq_block_sparse24_q8 *b = src;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        const float d = sq_f16_to_f32(b[i].d);
+        float kept[SQ_NM_KEPT];
+        for (int k = 0; k < SQ_NM_KEPT; k++) kept[k] = b[i].qs[k] * d;
+        nm24_place(b[i].idx, kept, 0.0f * d, dst + i * SQ_QK_NM);
+    }
+}
+void sq_ref_sparse24_q8_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_sparse24_q8 *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        float kept[SQ_NM_KEPT], amax = 0;
+        nm24_select(src + i * SQ_QK_NM, kept, b[i].idx);
+        for (int k = 0; k < SQ_NM_KEPT; k++) amax = fmaxf(amax, fabsf(kept[k]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        b[i].d = sq_f32_to_f16(d);
+        for (int k = 0; k < SQ_NM_KEPT; k++) b[i].qs[k] = (int8_t)roundf(kept[k] * id);
+    }
+}
+
+void sq_ref_sparse24_q4_to_f32(const void *src, float *dst, int64_t n) {
+    const sq_block_sparse24_q4 *b = src;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        const float d = sq_f16_to_f32(b[i].d);
+        float kept[SQ_NM_KEPT];
+        for (int k = 0; k < SQ_NM_KEPT / 2; k++) {
+            kept[k] = ((b[i].qs[k] & 0x0f) - 8) * d;
+            kept[k + SQ_NM_KEPT / 2] = ((b[i].qs[k] >> 4) - 8) * d;
+        }
+        nm24_place(b[i].idx, kept, 0.0f * d, dst + i * SQ_QK_NM);
+    }
+}
+void sq_ref_sparse24_q4_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_sparse24_q4 *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        float kept[SQ_NM_KEPT], amax = 0, max = 0; /* Q4_0's: the signed largest magnitude maps to -8 */
+        nm24_select(src + i * SQ_QK_NM, kept, b[i].idx);
+        for (int k = 0; k < SQ_NM_KEPT; k++)
+            if (fabsf(kept[k]) > amax) {
+                amax = fabsf(kept[k]);
+                max = kept[k];
+            }
+        const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        b[i].d = sq_f32_to_f16(d);
+        for (int k = 0; k < SQ_NM_KEPT / 2; k++) {
+            int q0 = (int)(kept[k] * id + 8.5f), q1 = (int)(kept[k + SQ_NM_KEPT / 2] * id + 8.5f);
+            q0 = q0 > 15 ? 15 : q0;
+            q1 = q1 > 15 ? 15 : q1;
+            b[i].qs[k] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
+void sq_ref_sparse24_f16_to_f32(const void *src, float *dst, int64_t n) {
+    const sq_block_sparse24_f16 *b = src;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        float kept[SQ_NM_KEPT];
+        for (int k = 0; k < SQ_NM_KEPT; k++) kept[k] = sq_f16_to_f32(b[i].v[k]);
+        nm24_place(b[i].idx, kept, 0.0f, dst + i * SQ_QK_NM);
+    }
+}
+void sq_ref_sparse24_f16_from_f32(const float *src, void *dst, int64_t n) {
+    sq_block_sparse24_f16 *b = dst;
+    for (int64_t i = 0; i < n / SQ_QK_NM; i++) {
+        float kept[SQ_NM_KEPT];
+        nm24_select(src + i * SQ_QK_NM, kept, b[i].idx);
+        for (int k = 0; k < SQ_NM_KEPT; k++) b[i].v[k] = sq_f32_to_f16(kept[k]);
+    }
+}

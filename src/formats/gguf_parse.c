@@ -22,15 +22,23 @@ const char *sq_gguf_ggml_type_name(uint32_t t) {
         "IQ2_S", "IQ4_XS", "I8",   "I16",  "I32",  "I64",     "F64",    "IQ1_M",   "BF16",
     };
     if (t < sizeof names / sizeof *names) return names[t];
-    static const char *const own[SQ_DTYPE_COUNT] = {
-        /* squeeze's own types */
-        [SQ_DTYPE_W8A8] = "W8A8",           [SQ_DTYPE_INT4_G32] = "INT4_G32",
-        [SQ_DTYPE_INT4_G64] = "INT4_G64",   [SQ_DTYPE_INT4_G128] = "INT4_G128",
-        [SQ_DTYPE_INT3_G32] = "INT3_G32",   [SQ_DTYPE_INT3_G64] = "INT3_G64",
-        [SQ_DTYPE_INT3_G128] = "INT3_G128", [SQ_DTYPE_INT2_G32] = "INT2_G32",
-        [SQ_DTYPE_INT2_G64] = "INT2_G64",   [SQ_DTYPE_INT2_G128] = "INT2_G128",
-        [SQ_DTYPE_INT4_G0] = "INT4_G0",     [SQ_DTYPE_INT3_G0] = "INT3_G0",
-        [SQ_DTYPE_INT2_G0] = "INT2_G0"};
+    static const char *const own[SQ_DTYPE_COUNT] = {/* squeeze's own types */
+                                                    [SQ_DTYPE_W8A8] = "W8A8",
+                                                    [SQ_DTYPE_INT4_G32] = "INT4_G32",
+                                                    [SQ_DTYPE_INT4_G64] = "INT4_G64",
+                                                    [SQ_DTYPE_INT4_G128] = "INT4_G128",
+                                                    [SQ_DTYPE_INT3_G32] = "INT3_G32",
+                                                    [SQ_DTYPE_INT3_G64] = "INT3_G64",
+                                                    [SQ_DTYPE_INT3_G128] = "INT3_G128",
+                                                    [SQ_DTYPE_INT2_G32] = "INT2_G32",
+                                                    [SQ_DTYPE_INT2_G64] = "INT2_G64",
+                                                    [SQ_DTYPE_INT2_G128] = "INT2_G128",
+                                                    [SQ_DTYPE_INT4_G0] = "INT4_G0",
+                                                    [SQ_DTYPE_INT3_G0] = "INT3_G0",
+                                                    [SQ_DTYPE_INT2_G0] = "INT2_G0",
+                                                    [SQ_DTYPE_SPARSE24_Q8] = "SPARSE24_Q8",
+                                                    [SQ_DTYPE_SPARSE24_Q4] = "SPARSE24_Q4",
+                                                    [SQ_DTYPE_SPARSE24_F16] = "SPARSE24_F16"};
     const int d = sq_gguf_dtype_from_ggml(t);
     return t >= SQ_GGUF_OWN_TYPE_BASE && d >= 0 && own[d] ? own[d] : "unknown";
 }
@@ -273,6 +281,17 @@ static SQ_NODISCARD sq_error *parse(const sq_mapped_file *f, sq_gguf_file *g) {
                           f->path, t->name, t->nbytes, (unsigned long long)offsets[i], c.size);
         else
             t->data = c.data + data_start + offsets[i];
+        const int dt = sq_gguf_dtype_from_ggml(t->ggml_type);
+        const int64_t bad =
+            !err && t->data && dt >= 0 && sq_dtype_info((sq_dtype)dt)->nm_m
+                ? sq_nm_bad_block((sq_dtype)dt, t->data,
+                                  (int64_t)(t->nbytes / sq_dtype_info((sq_dtype)dt)->block_bytes))
+                : -1;
+        if (bad >= 0)
+            err = sq_errorf(SQ_ERR_FORMAT,
+                            "%s: GGUF tensor %s: %s block %lld names a position twice or out of order in a "
+                            "group of 4 (positions must ascend)",
+                            f->path, t->name, sq_gguf_ggml_type_name(t->ggml_type), (long long)bad);
     }
     free(offsets);
     if (err) return err;

@@ -27,10 +27,17 @@ static void test_rows_are_consistent(void **state) {
         /* layout */
         if (f->block_elems < 1 || f->bits < 1 || f->bits > 32 || (f->block_elems * f->bits) % 8)
             fail_msg("%s: %d elements of %d bits are not whole bytes", f->name, f->block_elems, f->bits);
-        if (f->block_bytes != (size_t)f->block_elems * (size_t)f->bits / 8 + f->meta_bytes)
-            fail_msg("%s: %zu bytes per block, but %d values of %d bits and %zu bytes of scales make %zu",
-                     f->name, f->block_bytes, f->block_elems, f->bits, f->meta_bytes,
-                     (size_t)f->block_elems * (size_t)f->bits / 8 + f->meta_bytes);
+        /* N:M formats store nm_n of every nm_m values, in blocks of whole groups */
+        if ((f->nm_m != 0) != (f->columns == SQ_COLUMNS_NM) ||
+            (f->nm_m && (f->nm_n < 1 || f->nm_n >= f->nm_m || f->block_elems % f->nm_m)))
+            fail_msg("%s: N:M %d:%d does not fit its blocks of %d", f->name, f->nm_n, f->nm_m,
+                     f->block_elems);
+        const size_t stored =
+            f->nm_m ? (size_t)f->block_elems * (size_t)f->nm_n / (size_t)f->nm_m : (size_t)f->block_elems;
+        if (f->block_bytes != stored * (size_t)f->bits / 8 + f->meta_bytes)
+            fail_msg("%s: %zu bytes per block, but %zu values of %d bits and %zu bytes of scales make %zu",
+                     f->name, f->block_bytes, stored, f->bits, f->meta_bytes,
+                     stored * (size_t)f->bits / 8 + f->meta_bytes);
         if (f->group_elems == SQ_GROUP_ROW) { /* one scale (and zero point) per row, stored in every block */
             if ((f->zero != SQ_ZERO_NONE && f->zero != SQ_ZERO_POINT) || f->block_elems % f->sub_block_elems)
                 fail_msg("%s: a scale per row needs a symmetric or zero-point grid in whole sub-blocks",
@@ -148,6 +155,20 @@ static void test_round_trip_within_stated_error(void **state) {
             const float a = ldexpf(1, -6 + (int)(sq_test_rand_u64(&seed) % 21)) *
                             sq_test_rand_uniform(&seed, 1, 2 - 1.0f / 1024);
             fill_group(x + g * group, (int)group, (int)(g % GROUP_KINDS), a, &seed);
+        }
+        /* an N:M format holds N:M weights: each run of nm_m keeps its largest magnitude (so each group keeps
+         * its own, within the stated range) and random others, nm_n in all */
+        for (int64_t r = 0; f->nm_m && r < n / f->nm_m; r++) {
+            int keep[64] = {0}, top = 0;
+            for (int j = 1; j < f->nm_m; j++)
+                if (fabsf(x[r * f->nm_m + j]) > fabsf(x[r * f->nm_m + top])) top = j;
+            keep[top] = 1;
+            for (int k = 1; k < f->nm_n;) {
+                const int j = (int)(sq_test_rand_u64(&seed) % (uint64_t)f->nm_m);
+                if (!keep[j]) keep[j] = 1, k++;
+            }
+            for (int j = 0; j < f->nm_m; j++)
+                if (!keep[j]) x[r * f->nm_m + j] = 0;
         }
         for (int64_t c = 0; c < n; c += call) {
             f->from_f32(x + c, (uint8_t *)q + c / f->block_elems * f->block_bytes, call);

@@ -83,3 +83,63 @@ def intn_dequantize(data, bits, group):
             q = unpack_run(blk[4 + r * 4 * bits:4 + (r + 1) * 4 * bits], bits).astype(np.float32)
             vals.append((q * d + m).astype(np.float32))
     return np.concatenate(vals).astype(np.float32)
+
+
+def _sparse24_select(row):
+    """Per 32 columns: each group of four keeps its two largest magnitudes (NaN largest; ties: lower position
+    first), in column order; positions as 2-bit fields of a little-endian word (bits 2k: kept value k)."""
+    g = row.reshape(-1, 8, 4)
+    mag = np.where(np.isnan(g), np.inf, np.abs(g))
+    top2 = np.sort(np.argsort(-mag, axis=2, kind="stable")[:, :, :2], axis=2)  # [blocks][8][2]
+    kept = np.take_along_axis(g, top2, axis=2).reshape(-1, 16).astype(np.float32)
+    pos = top2.reshape(-1, 16).astype(np.uint32)
+    idx = np.bitwise_or.reduce(pos << (2 * np.arange(16, dtype=np.uint32)), axis=1).astype("<u4")
+    return kept, idx
+
+
+def _sparse24_place(kept, idx, zero):
+    """Kept value k at column 4 (k // 2) + its position (value 2g + 1 after 2g), `zero` elsewhere."""
+    out = np.repeat(zero[:, None], 32, axis=1).astype(np.float32)
+    for k in range(16):
+        out[np.arange(len(kept)), 4 * (k // 2) + ((idx >> (2 * k)) & 3).astype(np.int64)] = kept[:, k]
+    return out.ravel()
+
+
+def sparse24_quantize(row, kind):
+    """sparse24_q8: d = f16(max |kept| / 127), q = roundf(kept * (1 / d)); sparse24_q4: Q4_0's rule on the
+    kept values, d = f16(max / -8) with max the first kept value of largest magnitude, q = min(15,
+    trunc(kept * (1 / d) + 8.5)), value k in the low nibble of byte k (k < 8) or high nibble of byte k - 8;
+    sparse24_f16: the kept values as f16. Block: [d,] the index word, the values."""
+    kept, idx = _sparse24_select(row)
+    out = bytearray()
+    for v, i in zip(kept, idx):
+        if kind == "f16":
+            out += i.tobytes() + v.astype("<f2").tobytes()
+            continue
+        if kind == "q8":
+            d = np.float32(np.max(np.abs(v))) / np.float32(127)
+            inv = np.float32(1) / d if d else np.float32(0)
+            q = round_away(v * inv).astype(np.int8).tobytes()
+        else:
+            big = v[int(np.argmax(np.abs(v)))]
+            d = np.float32(big) / np.float32(-8)
+            inv = np.float32(1) / d if d else np.float32(0)
+            q = np.minimum(np.trunc(v * inv + np.float32(8.5)), 15).astype(np.uint8)
+            q = (q[:8] | (q[8:] << 4)).tobytes()
+        out += np.float16(d).tobytes() + i.tobytes() + q
+    return bytes(out)
+
+
+def sparse24_dequantize(data, kind):
+    """Pruned columns are 0 * d (f16: +0); kept values q * d (q8), (nibble - 8) * d (q4), the f16 (f16)."""
+    if kind == "f16":
+        b = np.frombuffer(data, dtype=[("idx", "<u4"), ("v", "<f2", 16)])
+        return _sparse24_place(b["v"].astype(np.float32), b["idx"], np.zeros(len(b), np.float32))
+    if kind == "q8":
+        b = np.frombuffer(data, dtype=[("d", "<f2"), ("idx", "<u4"), ("qs", "i1", 16)])
+        q = b["qs"].astype(np.float32)
+    else:
+        b = np.frombuffer(data, dtype=[("d", "<f2"), ("idx", "<u4"), ("qs", "u1", 8)])
+        q = np.concatenate([b["qs"] & 15, b["qs"] >> 4], axis=1).astype(np.float32) - np.float32(8)
+    d = b["d"].astype(np.float32)
+    return _sparse24_place(q * d[:, None], b["idx"], np.float32(0) * d)

@@ -18,7 +18,9 @@ tests/tools/dtype_tool:
     numpy definitions written from docs/formats.md (tests/py/own_formats.py): one row at a time, the reference
     quantizer writes numpy's bytes (W8A8: Q8_0's blocks with the row's scale in each; int4_gG: GPTQ's
     asymmetric scale and zero point per group, 4-, 3- or 2-bit; intN_g0 per row, repeated in every block), and those bytes and random ones dequantize to numpy's values
-    (W8A8 through gguf's Q8_0, the same layout)."""
+    (W8A8 through gguf's Q8_0, the same layout; the 2:4 formats on rows of every pattern, which their
+    quantizers make 2:4 by keeping each group's two largest magnitudes, and on random bytes, whose positions
+    may repeat)."""
 import os
 import subprocess
 import sys
@@ -99,6 +101,9 @@ for bits in (4, 3, 2):  # intN_gG and intN_g0 (per row)
     for group in (32, 64, 128, 0):
         OWN[f"int{bits}_g{group}"] = (lambda r, b=bits, g=group: own_formats.intn_quantize(r, b, g),
                                       lambda data, b=bits, g=group: own_formats.intn_dequantize(data, b, g))
+for _kind in ("q8", "q4", "f16"):  # the 2:4 formats: rows of any pattern, each group's two largest kept
+    OWN["sparse24_" + _kind] = (lambda r, k=_kind: own_formats.sparse24_quantize(r, k),
+                                lambda data, k=_kind: own_formats.sparse24_dequantize(data, k))
 
 rows = table()
 check(len(rows) > 0, f"dtype_tool lists {len(rows)} formats")

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 typedef struct prune_args {
-    const char *model, *out, *to, *method, *nm, *criterion, *calib, *scores_json, *tokenizer;
+    const char *model, *out, *to, *method, *nm, *store, *criterion, *calib, *scores_json, *tokenizer;
     double sparsity, heads, ffn, rank_ratio, param_ratio, alpha, owl, owl_m;
     long remove, remove_experts, keep_first, keep_last, calib_samples, calib_len, threads, seed;
     int no_progress;
@@ -16,7 +16,7 @@ typedef struct prune_args {
 static const cli_verb verb = {
     .name = "prune",
     .usage =
-        "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M) [options]\n"
+        "-m MODEL -o OUT [--method magnitude] (--sparsity S | --nm N:M [--store S]) [options]\n"
         "       squeeze prune -m MODEL -o OUT --method wanda|sparsegpt (--sparsity S [--owl L] | --nm N:M)\n"
         "                     --calib TEXTFILE [--calib-samples N --calib-len L] [options]\n"
         "       squeeze prune -m MODEL -o OUT --method width [--heads F] [--ffn F] --calib TEXTFILE "
@@ -37,6 +37,11 @@ static const cli_verb verb = {
         "    tokens, within each output row;\n"
         "  sparsegpt (Frantar & Alistarh 2023): chosen and compensated through the inverse Hessian,\n"
         "    128 columns at a time.\n"
+        "  --store sparse-q8|sparse-q4|sparse-f16 (with --nm 2:4) keeps only the 2 kept values of every 4\n"
+        "    with their positions (squeeze's own GGUF types sparse24_q8, sparse24_q4, sparse24_f16:\n"
+        "    values as in q8_0, q4_0 or f16; docs/formats.md), multiplied by sparse kernels; tensors\n"
+        "    outside the blocks in q8_0, q4_0 or f16. `squeeze quantize --type sparse24_q8` does the same\n"
+        "    for a model pruned 2:4 before.\n"
         "  --owl L (OWL, Yin et al. 2024) gives each block its own sparsity in [S - L, S + L], averaging\n"
         "    S: blocks with more outliers (Wanda scores above --owl-m times their mean) keep more weights.\n"
         "width: each block loses --heads F of its key/value head groups (with their query heads) and\n"
@@ -75,6 +80,8 @@ static int parse_args(int argc, char **argv, prune_args *a) {
                         "wanda, sparsegpt: OWL's lambda, e.g. 0.08 (the paper's)", .def_shown = "off"),
         CLI_NUMBER_FLAG("--owl-m", "M", &a->owl_m, 0, 1e6, 0, "OWL's outlier threshold", .def_shown = "5"),
         CLI_TEXT_FLAG("--nm", "N:M", &a->nm, "N of every M consecutive weights kept (2:4, 4:8)"),
+        CLI_CHOICE_FLAG("--store", "S", &a->store, "dense|sparse-q8|sparse-q4|sparse-f16", "dense",
+                        "--nm 2:4: how the weights are stored"),
         CLI_NUMBER_FLAG("--heads", "F", &a->heads, 0, 1, 0,
                         "width: fraction of each block's KV head groups removed"),
         CLI_NUMBER_FLAG("--ffn", "F", &a->ffn, 0, 1, 0,
@@ -110,6 +117,8 @@ static int parse_args(int argc, char **argv, prune_args *a) {
     };
     int rc = cli_parse(&verb, flags, CLI_N_FLAGS(flags), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return rc;
+    if (strcmp(a->store, "dense") && (!a->nm || strcmp(a->nm, "2:4")))
+        return cli_usage_error("prune", "--store %s stores 2:4 sparse weights: it needs --nm 2:4", a->store);
     const int lowrank = !strcmp(a->method, "lowrank") || !strcmp(a->method, "asvd");
     const int experts = !strcmp(a->method, "experts");
     if ((a->owl || a->owl_m) && strcmp(a->method, "wanda") && strcmp(a->method, "sparsegpt"))
@@ -285,14 +294,29 @@ int sq_cmd_prune(int argc, char **argv) {
         err = sq_prune(model, &o, &r);
         cli_progress_free(bar);
     }
+    /* --store sparse-*: the pruned weights in a 2:4 format, as squeeze quantize --type sparse24_* */
+    char store_type[32];
+    snprintf(store_type, sizeof store_type, "sparse24_%s", a.store + strlen("sparse-"));
+    sq_quantize_report *stored = NULL;
+    if (!err && strcmp(a.store, "dense"))
+        err = sq_quantize_model(model, &(sq_quantize_params){.type = store_type, .n_threads = (int)a.threads},
+                                NULL, NULL, &stored);
     if (!err) err = sq_model_save(model, a.out, format);
     if (!err) {
         print_summary(&a, &o, &r);
+        if (stored) {
+            int n_sparse = 0;
+            for (int i = 0; i < stored->n_tensors; i++)
+                n_sparse += !strcmp(stored->tensors[i].type, store_type);
+            printf("stored as         %s: %d matrices (the others dense), weight bytes %.2f MB -> %.2f MB\n",
+                   store_type, n_sparse, stored->bytes_before / 1e6, stored->bytes_after / 1e6);
+        }
         cli_note_lowrank("prune", model, a.out);
         const sq_report_model rm = {a.out, NULL, model};
         if (a.scores_json) err = sq_report_write_prune(a.scores_json, &rm, a.model, &o, &r);
     }
     rc = err ? cli_fail(err) : 0;
+    sq_quantize_report_free(stored);
     sq_prune_result_free(&r);
     sq_calib_samples_free(&samples);
     sq_model_free(model);

@@ -16,7 +16,9 @@ static const cli_verb verb = {
         "(q3_k, q4_k, q5_k), or squeeze's own: w8a8 (int8 weights per output channel, activations\n"
         "quantized to int8 per token in every product) and int4|int3|int2 --group 32|64|128|0\n"
         "(asymmetric, an f16 scale and an integer zero point per group, or per output channel with\n"
-        "--group 0: GPTQ's and AWQ's int4gG). Rows that are not whole "
+        "--group 0: GPTQ's and AWQ's int4gG) and, for a model pruned 2:4 (prune --nm 2:4),\n"
+        "sparse24_q8|sparse24_q4|sparse24_f16 (only the kept values and their positions, values as\n"
+        "q8_0, q4_0 or f16 store them). Rows that are not whole "
         "blocks of a format fall back "
         "to one that fits\n"
         "(Q4_K -> Q5_0, Q6_K -> Q8_0, ...); the summary lists them. Method rtn: each format's reference\n"
@@ -49,7 +51,7 @@ int sq_cmd_quantize(int argc, char **argv) {
         CLI_TEXT_FLAG("-o, --output", "OUT", &out, "the GGUF file to write", .required = 1),
         CLI_TEXT_FLAG("--type", "TYPE", &type,
                       "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k,\n"
-                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8, int4, int3 or int2",
+                      "q3_k_m, q4_k_s, q4_k_m, q5_k_m, w8a8, int4, int3, int2 or\nsparse24_q8|q4|f16",
                       .required = 1),
         CLI_INT_FLAG(
             "--group", "G", &group, 0, 128, 128,

@@ -11,20 +11,36 @@
 #include <string.h>
 
 static const sq_quant_preset presets[] = {
-    {"q8_0", SQ_DTYPE_Q8_0, 1},           {"q4_0", SQ_DTYPE_Q4_0, 1},
-    {"q4_1", SQ_DTYPE_Q4_1, 1},           {"q5_0", SQ_DTYPE_Q5_0, 1},
-    {"q5_1", SQ_DTYPE_Q5_1, 1},           {"q2_k", SQ_DTYPE_Q2_K, 1},
-    {"q3_k", SQ_DTYPE_Q3_K, 0},           {"q4_k", SQ_DTYPE_Q4_K, 0},
-    {"q5_k", SQ_DTYPE_Q5_K, 0},           {"q6_k", SQ_DTYPE_Q6_K, 1},
-    {"q3_k_m", SQ_DTYPE_Q3_K, 1},         {"q4_k_s", SQ_DTYPE_Q4_K, 1},
-    {"q4_k_m", SQ_DTYPE_Q4_K, 1},         {"q5_k_m", SQ_DTYPE_Q5_K, 1},
-    {"w8a8", SQ_DTYPE_W8A8, 0},           {"int4_g32", SQ_DTYPE_INT4_G32, 0},
-    {"int4_g64", SQ_DTYPE_INT4_G64, 0},   {"int4_g128", SQ_DTYPE_INT4_G128, 0},
-    {"int3_g32", SQ_DTYPE_INT3_G32, 0},   {"int3_g64", SQ_DTYPE_INT3_G64, 0},
-    {"int3_g128", SQ_DTYPE_INT3_G128, 0}, {"int2_g32", SQ_DTYPE_INT2_G32, 0},
-    {"int2_g64", SQ_DTYPE_INT2_G64, 0},   {"int2_g128", SQ_DTYPE_INT2_G128, 0},
-    {"int4_g0", SQ_DTYPE_INT4_G0, 0},     {"int3_g0", SQ_DTYPE_INT3_G0, 0},
+    {"q8_0", SQ_DTYPE_Q8_0, 1},
+    {"q4_0", SQ_DTYPE_Q4_0, 1},
+    {"q4_1", SQ_DTYPE_Q4_1, 1},
+    {"q5_0", SQ_DTYPE_Q5_0, 1},
+    {"q5_1", SQ_DTYPE_Q5_1, 1},
+    {"q2_k", SQ_DTYPE_Q2_K, 1},
+    {"q3_k", SQ_DTYPE_Q3_K, 0},
+    {"q4_k", SQ_DTYPE_Q4_K, 0},
+    {"q5_k", SQ_DTYPE_Q5_K, 0},
+    {"q6_k", SQ_DTYPE_Q6_K, 1},
+    {"q3_k_m", SQ_DTYPE_Q3_K, 1},
+    {"q4_k_s", SQ_DTYPE_Q4_K, 1},
+    {"q4_k_m", SQ_DTYPE_Q4_K, 1},
+    {"q5_k_m", SQ_DTYPE_Q5_K, 1},
+    {"w8a8", SQ_DTYPE_W8A8, 0},
+    {"int4_g32", SQ_DTYPE_INT4_G32, 0},
+    {"int4_g64", SQ_DTYPE_INT4_G64, 0},
+    {"int4_g128", SQ_DTYPE_INT4_G128, 0},
+    {"int3_g32", SQ_DTYPE_INT3_G32, 0},
+    {"int3_g64", SQ_DTYPE_INT3_G64, 0},
+    {"int3_g128", SQ_DTYPE_INT3_G128, 0},
+    {"int2_g32", SQ_DTYPE_INT2_G32, 0},
+    {"int2_g64", SQ_DTYPE_INT2_G64, 0},
+    {"int2_g128", SQ_DTYPE_INT2_G128, 0},
+    {"int4_g0", SQ_DTYPE_INT4_G0, 0},
+    {"int3_g0", SQ_DTYPE_INT3_G0, 0},
     {"int2_g0", SQ_DTYPE_INT2_G0, 0},
+    {"sparse24_q8", SQ_DTYPE_SPARSE24_Q8, 0},
+    {"sparse24_q4", SQ_DTYPE_SPARSE24_Q4, 0},
+    {"sparse24_f16", SQ_DTYPE_SPARSE24_F16, 0},
 };
 enum { N_PRESETS = sizeof presets / sizeof *presets };
 
@@ -66,8 +82,23 @@ static int use_more_bits(int layer, int n_layers) {
 
 static int is(const sq_quant_preset *p, const char *name) { return !strcmp(p->name, name); }
 
+sq_dtype sq_quant_nm_dense(sq_dtype dtype) {
+    switch (dtype) {
+    case SQ_DTYPE_SPARSE24_Q8:
+        return SQ_DTYPE_Q8_0;
+    case SQ_DTYPE_SPARSE24_Q4:
+        return SQ_DTYPE_Q4_0;
+    case SQ_DTYPE_SPARSE24_F16:
+        return SQ_DTYPE_F16;
+    default:
+        return dtype;
+    }
+}
+
 sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_facts *m, const char *name,
                               int64_t cols) {
+    /* N:M: only the blocks' matrices are pruned (squeeze prune --nm) */
+    if (sq_dtype_info(p->base)->nm_m && strncmp(name, "blk.", 4)) return sq_quant_nm_dense(p->base);
     if (!p->llama_rules) return p->base;
     const int n = m->n_layers;
     int layer = -1;
@@ -118,6 +149,9 @@ sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols) {
         {SQ_DTYPE_INT2_G128, SQ_DTYPE_INT2_G64},
         {SQ_DTYPE_INT2_G128, SQ_DTYPE_INT2_G32},
         {SQ_DTYPE_INT2_G64, SQ_DTYPE_INT2_G32},
+        /* the 2:4 formats: their dense counterparts */
+        {SQ_DTYPE_SPARSE24_Q8, SQ_DTYPE_Q8_0},
+        {SQ_DTYPE_SPARSE24_Q4, SQ_DTYPE_Q4_0},
     };
     for (size_t i = 0; i < sizeof to / sizeof *to; i++)
         if (to[i][0] == dtype && cols % sq_dtype_info(to[i][1])->block_elems == 0) return to[i][1];

@@ -33,13 +33,19 @@ typedef struct sq_quant_model_facts {
     int fused_qkv;       /* files store attn_q/k/v as one attn_qkv (Phi-3): all three get attn_qkv's type */
 } sq_quant_model_facts;
 
-/* The format the preset's rules give a weight matrix (name, row length cols), before any fallback. */
+/* The dense format an N:M format's values are stored like (sparse24_q8 -> q8_0, sparse24_q4 -> q4_0,
+ * sparse24_f16 -> f16): what a matrix that is not N:M, or outside the blocks, gets instead. Other formats:
+ * themselves. */
+sq_dtype sq_quant_nm_dense(sq_dtype dtype);
+
+/* The format the preset's rules give a weight matrix (N:M presets: the blocks' matrices; the others their
+ * dense counterpart) (name, row length cols), before any fallback. */
 sq_dtype sq_quant_preset_type(const sq_quant_preset *p, const sq_quant_model_facts *m, const char *name,
                               int64_t cols);
 
 /* llama.cpp's fallback for rows that are not whole blocks of `dtype`: a 32-value format of about as many
  * bits (Q2_K, Q3_K -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; squeeze's intN_g128 -> intN_g64 ->
- * intN_g32), f16 when that does not fit either.
+ * intN_g32; the 2:4 formats -> their dense counterparts), f16 when that does not fit either.
  * Returns dtype itself when its blocks fit. */
 sq_dtype sq_quant_fallback(sq_dtype dtype, int64_t cols);
 

@@ -43,6 +43,35 @@ static SQ_NODISCARD sq_error *keep_type(const sq_quant_keep *k, sq_dtype *out) {
     return NULL;
 }
 
+/* An N:M format keeps only N of every M values, so it takes only weights that are N:M already: a matrix that
+ * is not gets the format's dense counterpart (*dtype), or, named by a keep rule (manual), an error naming
+ * the first row and columns that break the pattern. */
+static SQ_NODISCARD sq_error *nm_check(const sq_model *model, const sq_tensor_info *t, sq_dtype nm,
+                                       int manual, sq_dtype *dtype) {
+    const sq_dtype_traits *f = sq_dtype_info(nm);
+    const int64_t cols = t->shape[t->ndim - 1],
+                  n = (int64_t)(sq_tensor_bytes_for(SQ_DTYPE_F32, t->ndim, t->shape) / 4);
+    float *w = malloc((size_t)n * sizeof *w);
+    if (!w)
+        return sq_errorf(SQ_ERR_NOMEM, "quantize: no memory for tensor %s (%lld values)", t->name,
+                         (long long)n);
+    sq_error *err = sq_model_read_tensor(model, t->name, w, n);
+    const int64_t g = err ? -1 : sq_nm_violation(w, n, f->nm_n, f->nm_m);
+    free(w);
+    if (err || g < 0) return err;
+    if (manual) {
+        const int64_t c = g * f->nm_m % cols;
+        return sq_errorf(
+            SQ_ERR_INVALID_ARG,
+            "quantize: %s stores %d:%d sparse weights, but tensor %s is not %d:%d (row %lld, columns "
+            "%lld-%lld hold more than %d non-zero values; prune it with --nm %d:%d first)",
+            f->name, f->nm_n, f->nm_m, t->name, f->nm_n, f->nm_m, (long long)(g * f->nm_m / cols),
+            (long long)c, (long long)(c + f->nm_m - 1), f->nm_n, f->nm_n, f->nm_m);
+    }
+    *dtype = sq_quant_nm_dense(nm);
+    return NULL;
+}
+
 /* Fills the report's plan: every tensor's wanted and chosen format. */
 static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_params *p,
                                    const sq_quant_preset *preset, sq_quantize_report *r) {
@@ -57,6 +86,7 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
     int *keep_hits = calloc((size_t)p->n_keep + 1, sizeof *keep_hits);
     if (!keep_hits) return sq_errorf(SQ_ERR_NOMEM, "quantize: out of memory");
     sq_error *err = NULL;
+    int n_nm = 0; /* matrices given an N:M format */
     for (int i = 0; i < r->n_tensors && !err; i++) {
         sq_tensor_info t;
         sq_model_tensor_info(model, i, &t);
@@ -79,7 +109,10 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
             keep_hits[k]++;
             q->kept = 1;
         }
+        if (err) break;
         dtype = sq_quant_fallback(want, cols);
+        if (sq_dtype_info(dtype)->nm_m && (err = nm_check(model, &t, dtype, manual, &dtype))) break;
+        n_nm += sq_dtype_info(dtype)->nm_m != 0;
         q->wanted = sq_dtype_info(want)->name;
         q->type = sq_dtype_info(dtype)->name;
         r->n_fallbacks += dtype != want;
@@ -93,6 +126,13 @@ static SQ_NODISCARD sq_error *plan(const sq_model *model, const sq_quantize_para
                           p->keep[k].pattern ? p->keep[k].pattern : "", p->keep[k].type);
     }
     free(keep_hits);
+    if (!err && sq_dtype_info(preset->base)->nm_m && !n_nm)
+        err = sq_errorf(SQ_ERR_INVALID_ARG,
+                        "quantize: type %s stores %d:%d sparse weights, and no weight matrix of the model is "
+                        "%d:%d (prune it first: squeeze prune --nm %d:%d)",
+                        preset->name, sq_dtype_info(preset->base)->nm_n, sq_dtype_info(preset->base)->nm_m,
+                        sq_dtype_info(preset->base)->nm_n, sq_dtype_info(preset->base)->nm_m,
+                        sq_dtype_info(preset->base)->nm_n, sq_dtype_info(preset->base)->nm_m);
     return err;
 }
 

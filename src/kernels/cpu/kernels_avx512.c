@@ -36,8 +36,17 @@ INLINE vec load_vec(sq_dtype dt, const uint8_t *p) {
 
 /* Elements 0-15 and 16-31. */
 INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
+    if (is_nm(dt) && sq_dtype_table[dt].bits == 16) {
+        UNROLL
+        for (int k = 0; k < 2; k++)
+            v[k] = _mm512_cvtph_ps(
+                _mm256_set_m128i(nm24_f16_columns(qs, 2 * k + 1), nm24_f16_columns(qs, 2 * k)));
+        return;
+    }
     __m128i lo, hi;
-    if (sq_dtype_table[dt].bits == 8) {
+    if (is_nm(dt)) {
+        nm24_bytes(dt, qs, &lo, &hi);
+    } else if (sq_dtype_table[dt].bits == 8) {
         lo = _mm_loadu_si128((const __m128i *)qs);
         hi = _mm_loadu_si128((const __m128i *)(qs + 16));
     } else {
@@ -45,6 +54,36 @@ INLINE void sub_block_values(sq_dtype dt, const uint8_t *qs, vec v[2]) {
     }
     v[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+}
+
+/* Kept value k of a block is at column 4 (k / 2) + its position (bits 2k of the index word): one two-source
+ * permute gathers all 16 from the block's 32 activations. */
+INLINE vec nm24_dot(sq_dtype dt, const uint8_t *qs, const vec xv[2]) {
+    uint32_t word;
+    memcpy(&word, nm24_idx(qs), sizeof word);
+    const __m512i pos = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_set1_epi32((int)word),
+                          _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)),
+        _mm512_set1_epi32(3));
+    const __m512i idx =
+        _mm512_add_epi32(pos, _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28));
+    const vec g = _mm512_permutex2var_ps(xv[0], idx, xv[1]);
+    vec v;
+    if (sq_dtype_table[dt].bits == 16) {
+        v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)qs));
+    } else {
+        __m128i kept; /* the 16 kept values as signed bytes (4-bit: less the zero point) */
+        if (sq_dtype_table[dt].bits == 8) {
+            kept = _mm_loadu_si128((const __m128i *)qs);
+        } else {
+            const __m128i raw = _mm_loadl_epi64((const __m128i *)qs), nibble = _mm_set1_epi8(0x0f);
+            kept = _mm_sub_epi8(
+                _mm_unpacklo_epi64(_mm_and_si128(raw, nibble), _mm_and_si128(_mm_srli_epi16(raw, 4), nibble)),
+                _mm_set1_epi8((char)sq_dtype_table[dt].zero_value));
+        }
+        v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(kept));
+    }
+    return _mm512_mul_ps(v, g);
 }
 
 /* The prefill GEMM's integer tiles, on the helpers above. */

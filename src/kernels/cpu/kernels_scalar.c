@@ -109,6 +109,41 @@ DEFINE_INTN_DOT(int3_g0, SQ_DTYPE_INT3_G0)
 DEFINE_INTN_DOT(int2_g0, SQ_DTYPE_INT2_G0)
 #undef DEFINE_INTN_DOT
 
+/* The 2:4 formats: only the 16 kept values of each 32 columns are multiplied, each with the activation at its
+ * column (block struct in core/dtype.h); then scaled once per block, as block_dot. */
+static inline float nm24_dot(sq_dtype dt, const uint8_t *w, int64_t cols, const float *x) {
+    const sq_dtype_traits *f = &sq_dtype_table[dt];
+    float acc = 0;
+    for (int64_t b = 0; b < cols / SQ_QK_NM; b++, w += f->block_bytes, x += SQ_QK_NM) {
+        const uint8_t *qs = w + f->meta_bytes, *idx = qs - 4;
+        const uint32_t pos =
+            (uint32_t)idx[0] | (uint32_t)idx[1] << 8 | (uint32_t)idx[2] << 16 | (uint32_t)idx[3] << 24;
+        float s = 0;
+        for (int k = 0; k < SQ_NM_KEPT; k++) {
+            float v;
+            if (f->bits == 8)
+                v = (int8_t)qs[k];
+            else if (f->bits == 4)
+                v = (float)((k < SQ_NM_KEPT / 2 ? qs[k] & 0x0f : qs[k - SQ_NM_KEPT / 2] >> 4) -
+                            f->zero_value);
+            else
+                v = sq_f16_to_f32(load_u16(qs + 2 * k));
+            s += v * x[4 * (k / 2) + (pos >> 2 * k & 3)];
+        }
+        acc += f->bits == 16 ? s : s * sq_f16_to_f32(load_u16(w));
+    }
+    return acc;
+}
+static float dot_sparse24_q8(const uint8_t *w, int64_t cols, const float *x) {
+    return nm24_dot(SQ_DTYPE_SPARSE24_Q8, w, cols, x);
+}
+static float dot_sparse24_q4(const uint8_t *w, int64_t cols, const float *x) {
+    return nm24_dot(SQ_DTYPE_SPARSE24_Q4, w, cols, x);
+}
+static float dot_sparse24_f16(const uint8_t *w, int64_t cols, const float *x) {
+    return nm24_dot(SQ_DTYPE_SPARSE24_F16, w, cols, x);
+}
+
 /* Formats with integer sub-block scales, against activations quantized to 8-bit blocks of the same length
  * (Q8_0 for 32-value blocks, Q8_K for the K-quants' 256): per block the integer sums
  *   sum_s sc[s] (sum_j q_j x_j - zero sum_j x_j)  and  sum_s m[s] sum_j x_j,
@@ -190,6 +225,9 @@ DEFINE_GEMV(int2_g128)
 DEFINE_GEMV(int4_g0)
 DEFINE_GEMV(int3_g0)
 DEFINE_GEMV(int2_g0)
+DEFINE_GEMV(sparse24_q8)
+DEFINE_GEMV(sparse24_q4)
+DEFINE_GEMV(sparse24_f16)
 DEFINE_INT_GEMV(q5_0, SQ_DTYPE_Q5_0)
 DEFINE_INT_GEMV(q5_1, SQ_DTYPE_Q5_1)
 DEFINE_INT_GEMV(q2_K, SQ_DTYPE_Q2_K)
@@ -238,5 +276,8 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_INT4_G0] = {.gemv = gemv_int4_g0, .to_f32 = sq_ref_int4_g0_to_f32},
             [SQ_DTYPE_INT3_G0] = {.gemv = gemv_int3_g0, .to_f32 = sq_ref_int3_g0_to_f32},
             [SQ_DTYPE_INT2_G0] = {.gemv = gemv_int2_g0, .to_f32 = sq_ref_int2_g0_to_f32},
+            [SQ_DTYPE_SPARSE24_Q8] = {.gemv = gemv_sparse24_q8, .to_f32 = sq_ref_sparse24_q8_to_f32},
+            [SQ_DTYPE_SPARSE24_Q4] = {.gemv = gemv_sparse24_q4, .to_f32 = sq_ref_sparse24_q4_to_f32},
+            [SQ_DTYPE_SPARSE24_F16] = {.gemv = gemv_sparse24_f16, .to_f32 = sq_ref_sparse24_f16_to_f32},
         },
 };
