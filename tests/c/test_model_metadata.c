@@ -96,9 +96,10 @@ static void test_unsupported_keys(void **state) {
          "rope_scaling type linear"},
         {"Qwen2ForCausalLM", "\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}",
          "rope_scaling type dynamic"},
-        {"LlamaForCausalLM", "\"partial_rotary_factor\": 0.5", "partial_rotary_factor = 0.5"},
-        {"LlamaForCausalLM", "\"rope_parameters\": {\"rope_theta\": 1e4, \"partial_rotary_factor\": 0.25}",
-         "partial_rotary_factor = 0.25"},
+        /* partial rotary is supported (Phi-4-mini); a factor above 1 or one leaving an odd count is not */
+        {"LlamaForCausalLM", "\"partial_rotary_factor\": 1.5", "partial_rotary_factor = 1.5"},
+        {"LlamaForCausalLM", "\"rope_parameters\": {\"rope_theta\": 1e4, \"partial_rotary_factor\": 0.0625}",
+         "partial_rotary_factor = 0.0625"},
         {"LlamaForCausalLM", "\"mlp_bias\": true", "mlp_bias = true"},
         {"LlamaForCausalLM", "\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}",
          "quantization_config (quant_method gptq)"},
