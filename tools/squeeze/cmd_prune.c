@@ -295,10 +295,11 @@ int sq_cmd_prune(int argc, char **argv) {
         cli_progress_free(bar);
     }
     /* --store sparse-*: the pruned weights in a 2:4 format, as squeeze quantize --type sparse24_* */
-    char store_type[32];
-    snprintf(store_type, sizeof store_type, "sparse24_%s", a.store + strlen("sparse-"));
+    char store_type[32] = "";
+    const int sparse = strcmp(a.store, "dense") != 0; /* else a.store is "dense": no suffix to read */
+    if (sparse) snprintf(store_type, sizeof store_type, "sparse24_%s", a.store + strlen("sparse-"));
     sq_quantize_report *stored = NULL;
-    if (!err && strcmp(a.store, "dense"))
+    if (!err && sparse)
         err = sq_quantize_model(model, &(sq_quantize_params){.type = store_type, .n_threads = (int)a.threads},
                                 NULL, NULL, &stored);
     if (!err) err = sq_model_save(model, a.out, format);
