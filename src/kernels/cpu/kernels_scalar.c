@@ -104,9 +104,6 @@ DEFINE_INTN_DOT(int3_g128, SQ_DTYPE_INT3_G128)
 DEFINE_INTN_DOT(int2_g32, SQ_DTYPE_INT2_G32)
 DEFINE_INTN_DOT(int2_g64, SQ_DTYPE_INT2_G64)
 DEFINE_INTN_DOT(int2_g128, SQ_DTYPE_INT2_G128)
-DEFINE_INTN_DOT(int4_g0, SQ_DTYPE_INT4_G0)
-DEFINE_INTN_DOT(int3_g0, SQ_DTYPE_INT3_G0)
-DEFINE_INTN_DOT(int2_g0, SQ_DTYPE_INT2_G0)
 #undef DEFINE_INTN_DOT
 
 /* The 2:4 formats: only the 16 kept values of each 32 columns are multiplied, each with the activation at its
@@ -222,9 +219,6 @@ DEFINE_GEMV(int3_g128)
 DEFINE_GEMV(int2_g32)
 DEFINE_GEMV(int2_g64)
 DEFINE_GEMV(int2_g128)
-DEFINE_GEMV(int4_g0)
-DEFINE_GEMV(int3_g0)
-DEFINE_GEMV(int2_g0)
 DEFINE_GEMV(sparse24_q8)
 DEFINE_GEMV(sparse24_q4)
 DEFINE_GEMV(sparse24_f16)
@@ -273,9 +267,10 @@ const sq_cpu_kernels sq_kernels_scalar = {
             [SQ_DTYPE_INT2_G32] = {.gemv = gemv_int2_g32, .to_f32 = sq_ref_int2_g32_to_f32},
             [SQ_DTYPE_INT2_G64] = {.gemv = gemv_int2_g64, .to_f32 = sq_ref_int2_g64_to_f32},
             [SQ_DTYPE_INT2_G128] = {.gemv = gemv_int2_g128, .to_f32 = sq_ref_int2_g128_to_f32},
-            [SQ_DTYPE_INT4_G0] = {.gemv = gemv_int4_g0, .to_f32 = sq_ref_int4_g0_to_f32},
-            [SQ_DTYPE_INT3_G0] = {.gemv = gemv_int3_g0, .to_f32 = sq_ref_int3_g0_to_f32},
-            [SQ_DTYPE_INT2_G0] = {.gemv = gemv_int2_g0, .to_f32 = sq_ref_int2_g0_to_f32},
+            /* intN_g0: intN_g32's blocks (the row's scale and zero point in each), so intN_g32's GEMV */
+            [SQ_DTYPE_INT4_G0] = {.gemv = gemv_int4_g32, .to_f32 = sq_ref_int4_g0_to_f32},
+            [SQ_DTYPE_INT3_G0] = {.gemv = gemv_int3_g32, .to_f32 = sq_ref_int3_g0_to_f32},
+            [SQ_DTYPE_INT2_G0] = {.gemv = gemv_int2_g32, .to_f32 = sq_ref_int2_g0_to_f32},
             [SQ_DTYPE_SPARSE24_Q8] = {.gemv = gemv_sparse24_q8, .to_f32 = sq_ref_sparse24_q8_to_f32},
             [SQ_DTYPE_SPARSE24_Q4] = {.gemv = gemv_sparse24_q4, .to_f32 = sq_ref_sparse24_q4_to_f32},
             [SQ_DTYPE_SPARSE24_F16] = {.gemv = gemv_sparse24_f16, .to_f32 = sq_ref_sparse24_f16_to_f32},
